@@ -1,0 +1,45 @@
+# The front door: `make run` starts the real thing, `make test` runs every test. Both set themselves up.
+.PHONY: all install build run test typecheck lint unit bench clean
+
+NODE_MODULES := node_modules/.package-lock.json
+CERT := certs/localhost.crt
+CERT_KEY := certs/localhost.key
+SOURCES := $(wildcard src/*.ts)
+
+all: build
+
+install: $(NODE_MODULES)
+$(NODE_MODULES): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+build: dist/cli.js
+dist/cli.js: $(NODE_MODULES) $(SOURCES) tsconfig.json tsconfig.build.json
+	npx tsc -p tsconfig.build.json
+	@chmod +x dist/cli.js
+
+# A self-signed certificate for localhost, made on first run. Private keys are never committed.
+$(CERT):
+	@mkdir -p certs
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
+		-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1 \
+		-keyout $(CERT_KEY) -out $(CERT) 2>/dev/null
+	@chmod 600 $(CERT_KEY)
+
+# Development key `dev-key`: curl -k -u dev-key: https://localhost:8443/ ...
+run: build $(CERT)
+	node dist/cli.js --cert $(CERT) --key $(CERT_KEY) --api-key dev-key --port 8443 --out ./data
+
+typecheck: $(NODE_MODULES)
+	npx tsc -p tsconfig.json --noEmit
+
+lint: $(NODE_MODULES)
+	npx biome check .
+
+unit: build
+	npx c8 node --conditions=segment-endpoint-source --import tsx --test test/*.test.ts
+
+test: typecheck lint unit
+
+clean:
+	rm -rf dist coverage

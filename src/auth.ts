@@ -1,0 +1,87 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { decodeBase64 } from './base64.ts';
+import type { EventType } from './schemas.ts';
+
+export interface BasicCredentials {
+  readonly user: string;
+  readonly pass: string;
+}
+
+// RFC 7617: the scheme is case-insensitive; be lenient about the spaces around the token.
+const BASIC_RE = /^basic[ \t]+(\S+)[ \t]*$/i;
+
+/**
+ * Reads `Authorization: Basic base64(user:pass)`. Never throws: `undefined` for anything that is not a
+ * decodable Basic header. A token without a colon (some senders send `base64(key)`) is all username.
+ */
+export function parseBasicAuth(header: string | undefined): BasicCredentials | undefined {
+  if (header === undefined) return undefined;
+  const match = BASIC_RE.exec(header);
+  const bytes = match?.[1] === undefined ? undefined : decodeBase64(match[1]);
+  if (bytes === undefined) return undefined;
+  const text = bytes.toString('utf8');
+  const colon = text.indexOf(':');
+  return colon === -1
+    ? { user: text, pass: '' }
+    : { user: text.slice(0, colon), pass: text.slice(colon + 1) };
+}
+
+/**
+ * What an authenticator says of an API key:
+ * - `'allow'` or `true`: any event type;
+ * - `{ allow: ['track', ...] }`: only these types (another type is a 403);
+ * - `'unknown'` or `false`: a 401;
+ * - `'forbidden'`: a 403.
+ * To answer with a message of your own ("API token expired"), throw `UnauthorizedError` or
+ * `ForbiddenError` instead.
+ */
+export type AuthDecision =
+  | 'allow'
+  | 'unknown'
+  | 'forbidden'
+  | boolean
+  | { readonly allow: readonly EventType[] };
+
+export type Authenticate = (apiKey: string) => AuthDecision | Promise<AuthDecision>;
+
+/** An API key, optionally limited to some event types. */
+export interface ApiKeySpec {
+  readonly key: string;
+  readonly types?: readonly EventType[];
+}
+
+interface KeyEntry {
+  readonly digest: Buffer;
+  readonly decision: AuthDecision;
+}
+
+const digest = (key: string): Buffer => createHash('sha256').update(key).digest();
+
+/**
+ * The default authenticator: a fixed set of keys. The candidate is hashed and compared with every
+ * configured key in constant time, without stopping at a match, so the answer's timing says nothing
+ * about how much of a key was right or which key it was.
+ */
+export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authenticate {
+  const entries: KeyEntry[] = [];
+  for (const spec of keys) {
+    const { key, types } = typeof spec === 'string' ? { key: spec, types: undefined } : spec;
+    entries.push({
+      digest: digest(key),
+      decision: types === undefined ? 'allow' : { allow: Object.freeze([...types]) },
+    });
+  }
+  return (apiKey) => {
+    const candidate = digest(apiKey);
+    let decision: AuthDecision = 'unknown';
+    for (const entry of entries) {
+      if (timingSafeEqual(candidate, entry.digest)) decision = entry.decision;
+    }
+    return decision;
+  };
+}
+
+/** A short, stable, non-reversible label for an API key: safe to write to logs and stores. */
+export function keyFingerprint(apiKey: string): string {
+  return createHash('sha256').update(apiKey).digest('hex').slice(0, 12);
+}

@@ -1,0 +1,91 @@
+import { isUtf8 } from 'node:buffer';
+import type { IncomingMessage } from 'node:http';
+import { EndpointError } from './errors.ts';
+
+// `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
+const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
+const LENGTH_RE = /^\d{1,15}$/;
+const CHUNKED_RE = /(?:^|,)[ \t]*chunked[ \t]*$/i;
+
+/**
+ * Checks what the headers say of the body before a byte of it is read: its type (415), whether its
+ * length is known (411) and, when declared, whether it is within the limit (413, without reading it).
+ * Returns the declared length, or -1 for a chunked body. A missing Content-Type is taken as JSON:
+ * every Segment sender sets it, and a hand-written client that forgets it should not lose events.
+ */
+export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number {
+  const type = req.headers['content-type'];
+  if (type !== undefined && !JSON_TYPE_RE.test(type)) {
+    throw new EndpointError(
+      'SEG_UNSUPPORTED_MEDIA_TYPE',
+      `Content-Type must be application/json, not ${quote(type)}`,
+    );
+  }
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined) {
+    if (!CHUNKED_RE.test(te)) throw new EndpointError('SEG_LENGTH_REQUIRED');
+    return -1;
+  }
+  const length = req.headers['content-length'];
+  if (length === undefined) throw new EndpointError('SEG_LENGTH_REQUIRED');
+  if (!LENGTH_RE.test(length)) throw new EndpointError('SEG_LENGTH_INVALID');
+  const declared = Number(length);
+  if (declared > maxBytes) throw bodyTooLarge(maxBytes);
+  return declared;
+}
+
+/**
+ * Reads the body as a stream, counting every chunk: reading stops at the first byte over `maxBytes`
+ * (413), and a body still incomplete after `timeoutMs` is a 408. The bytes must be UTF-8 (JSON's
+ * encoding, RFC 8259 §8.1): anything else is a 400 rather than silently replaced characters.
+ */
+export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const finish = (err: EndpointError | undefined) => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
+      if (err !== undefined) {
+        req.pause();
+        reject(err);
+        return;
+      }
+      const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
+      if (!isUtf8(body)) {
+        reject(new EndpointError('SEG_INVALID_UTF8'));
+        return;
+      }
+      // A UTF-8 byte order mark is legal in a file but not in JSON text; some senders add one.
+      const start = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
+      resolve(body.toString('utf8', start));
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.length;
+      if (received > maxBytes) finish(bodyTooLarge(maxBytes));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => finish(undefined);
+    const onError = () => finish(new EndpointError('SEG_BODY_ABORTED'));
+    const onAborted = () => finish(new EndpointError('SEG_BODY_ABORTED'));
+    const timer = setTimeout(() => finish(new EndpointError('SEG_BODY_TIMEOUT')), timeoutMs);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onAborted);
+  });
+}
+
+export function bodyTooLarge(maxBytes: number): EndpointError {
+  return new EndpointError(
+    'SEG_BODY_TOO_LARGE',
+    `Request body is larger than the limit of ${maxBytes} bytes`,
+  );
+}
+
+function quote(value: string): string {
+  return JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}…` : value);
+}

@@ -1,0 +1,293 @@
+#!/usr/bin/env node
+import { readFileSync, realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { ApiKeySpec } from './auth.ts';
+import type { Handlers } from './dispatch.ts';
+import { jsonLogger, type LogLevel } from './log.ts';
+import { EVENT_TYPES, type EventType } from './schemas.ts';
+import { createServer, type EndpointServer } from './server.ts';
+import { NdjsonStore, storeHandlers } from './store.ts';
+
+const NAME = 'segment-endpoint';
+
+// Each flag, its environment variable, and whether it is a switch.
+const FLAGS = {
+  host: { env: 'SEGMENT_ENDPOINT_HOST', type: 'string' },
+  port: { env: 'SEGMENT_ENDPOINT_PORT', type: 'string' },
+  cert: { env: 'SEGMENT_ENDPOINT_CERT', type: 'string' },
+  key: { env: 'SEGMENT_ENDPOINT_KEY', type: 'string' },
+  http: { env: 'SEGMENT_ENDPOINT_HTTP', type: 'boolean' },
+  path: { env: 'SEGMENT_ENDPOINT_PATH', type: 'string' },
+  'api-key': { env: undefined, type: 'string', multiple: true },
+  'api-keys-file': { env: 'SEGMENT_ENDPOINT_API_KEYS_FILE', type: 'string' },
+  handlers: { env: 'SEGMENT_ENDPOINT_HANDLERS', type: 'string' },
+  out: { env: 'SEGMENT_ENDPOINT_OUT', type: 'string' },
+  'max-body-bytes': { env: 'SEGMENT_ENDPOINT_MAX_BODY_BYTES', type: 'string' },
+  'log-level': { env: 'SEGMENT_ENDPOINT_LOG_LEVEL', type: 'string' },
+  help: { env: undefined, type: 'boolean', short: 'h' },
+  version: { env: undefined, type: 'boolean', short: 'v' },
+} as const;
+
+export function usage(): string {
+  return `Usage: ${NAME} [options]
+
+Receives Segment events over HTTPS and, unless --handlers is given, appends each accepted event
+to a durable NDJSON file per day under --out.
+
+Options (each also read from the environment variable shown):
+  --host HOST              address to listen on (SEGMENT_ENDPOINT_HOST)            [0.0.0.0]
+  --port PORT              port to listen on, 0 for any free one (SEGMENT_ENDPOINT_PORT) [8443]
+  --cert FILE              PEM certificate chain (SEGMENT_ENDPOINT_CERT)
+  --key FILE               PEM private key (SEGMENT_ENDPOINT_KEY)
+  --http                   plain HTTP, only behind a TLS-terminating proxy (SEGMENT_ENDPOINT_HTTP=1)
+  --path PATH              path events are POSTed to (SEGMENT_ENDPOINT_PATH)      [/]
+  --api-key KEY[:TYPES]    accept this API key, optionally only for some event types,
+                           e.g. --api-key k1:track,identify (repeatable)
+  --api-keys-file FILE     one "KEY [type,type]" per line, # comments (SEGMENT_ENDPOINT_API_KEYS_FILE)
+                           SEGMENT_API_KEYS: comma-separated keys, all event types
+  --handlers FILE          ES module whose default export is { identify?, track?, page?, screen?,
+                           group?, alias?, delete? } (SEGMENT_ENDPOINT_HANDLERS)
+  --out DIR                where the default store writes events-YYYY-MM-DD.ndjson (SEGMENT_ENDPOINT_OUT) [./data]
+  --max-body-bytes N       largest body accepted (SEGMENT_ENDPOINT_MAX_BODY_BYTES) [524288]
+  --log-level LEVEL        debug, info, warn, error or silent (SEGMENT_ENDPOINT_LOG_LEVEL) [info]
+  -h, --help               show this help
+  -v, --version            show the version
+
+At least one API key is required. SIGTERM or SIGINT drains: new events get 503, running ones
+finish, the store is flushed, then the process exits 0.
+`;
+}
+
+/** A bad invocation: reported in one line with a hint, exit code 1. */
+export class UsageError extends Error {}
+
+export interface CliConfig {
+  readonly host: string | undefined;
+  readonly port: number | undefined;
+  readonly tls: { cert: Buffer; key: Buffer } | undefined;
+  readonly http: boolean;
+  readonly path: string | undefined;
+  readonly apiKeys: ApiKeySpec[];
+  readonly handlers: string | undefined;
+  readonly out: string;
+  readonly maxBodyBytes: number | undefined;
+  readonly logLevel: LogLevel;
+}
+
+/** Reads flags, then the environment for what the flags left unset. Throws UsageError. */
+export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): CliConfig | 'help' | 'version' {
+  const values = parseFlags(argv);
+  if (values.help) return 'help';
+  if (values.version) return 'version';
+  const get = (flag: Exclude<keyof typeof FLAGS, 'api-key' | 'help' | 'version' | 'http'>) =>
+    values[flag] ?? (FLAGS[flag].env === undefined ? undefined : env[FLAGS[flag].env] || undefined);
+
+  const http = values.http ?? isTrue(env.SEGMENT_ENDPOINT_HTTP);
+  const certFile = get('cert');
+  const keyFile = get('key');
+  let tls: CliConfig['tls'];
+  if (!http) {
+    if (certFile === undefined || keyFile === undefined) {
+      throw new UsageError('--cert and --key are required for HTTPS (or --http behind a TLS-terminating proxy)');
+    }
+    tls = { cert: readInput(certFile, '--cert'), key: readInput(keyFile, '--key') };
+  }
+
+  const apiKeys: ApiKeySpec[] = [];
+  for (const spec of values['api-key'] ?? []) apiKeys.push(parseKeySpec(spec, '--api-key'));
+  const keysFile = get('api-keys-file');
+  if (keysFile !== undefined) apiKeys.push(...parseKeysFile(readInput(keysFile, '--api-keys-file').toString()));
+  for (const key of (env.SEGMENT_API_KEYS ?? '').split(',')) {
+    if (key.trim() !== '') apiKeys.push({ key: key.trim() });
+  }
+  if (apiKeys.length === 0) {
+    throw new UsageError('no API key: give --api-key, --api-keys-file or SEGMENT_API_KEYS (the endpoint never runs open)');
+  }
+
+  const logLevel = get('log-level') ?? 'info';
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) {
+    throw new UsageError(`--log-level must be debug, info, warn, error or silent, not "${logLevel}"`);
+  }
+  return {
+    host: get('host'),
+    port: optionalInteger(get('port'), '--port'),
+    tls,
+    http,
+    path: get('path'),
+    apiKeys,
+    handlers: get('handlers'),
+    out: get('out') ?? './data',
+    maxBodyBytes: optionalInteger(get('max-body-bytes'), '--max-body-bytes'),
+    logLevel: logLevel as LogLevel,
+  };
+}
+
+function parseFlags(argv: readonly string[]) {
+  try {
+    return parseArgs({ args: [...argv], options: FLAGS, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** `KEY` or `KEY:type,type`. A key never holds ":": it is the username of Basic auth. */
+export function parseKeySpec(spec: string, where: string): ApiKeySpec {
+  const colon = spec.indexOf(':');
+  const key = colon === -1 ? spec : spec.slice(0, colon);
+  if (key === '') throw new UsageError(`${where}: an API key must not be empty`);
+  if (colon === -1) return { key };
+  return { key, types: parseTypes(spec.slice(colon + 1), where) };
+}
+
+/** One `KEY [type,type]` per line; blank lines and `#` comments are skipped. */
+export function parseKeysFile(text: string): ApiKeySpec[] {
+  const specs: ApiKeySpec[] = [];
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const line = raw.replace(/#.*/, '').trim();
+    if (line === '') return;
+    const [key, types, extra] = line.split(/\s+/) as [string, string | undefined, string | undefined];
+    const where = `--api-keys-file line ${index + 1}`;
+    if (extra !== undefined || key.includes(':')) throw new UsageError(`${where}: expected "KEY [type,type]"`);
+    specs.push(types === undefined ? { key } : { key, types: parseTypes(types, where) });
+  });
+  return specs;
+}
+
+function parseTypes(list: string, where: string): EventType[] {
+  const types = list.split(',').map((t) => t.trim().toLowerCase());
+  for (const type of types) {
+    if (!EVENT_TYPES.includes(type as EventType)) {
+      throw new UsageError(`${where}: "${type}" is not an event type (${EVENT_TYPES.join(', ')})`);
+    }
+  }
+  return types as EventType[];
+}
+
+function optionalInteger(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`${flag} must be a whole number, not "${value}"`);
+  return Number(value);
+}
+
+function isTrue(value: string | undefined): boolean {
+  return value !== undefined && ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
+}
+
+function readInput(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${flag}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+async function loadHandlers(file: string): Promise<Handlers> {
+  let mod: { default?: unknown };
+  try {
+    mod = await import(pathToFileURL(resolve(file)).href);
+  } catch (err) {
+    throw new UsageError(`--handlers: cannot load ${file}: ${(err as Error).message}`);
+  }
+  if (typeof mod.default !== 'object' || mod.default === null) {
+    throw new UsageError(`--handlers: ${file} must export default { identify?, track?, ... }`);
+  }
+  return mod.default as Handlers;
+}
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/**
+ * Runs the endpoint until SIGTERM/SIGINT. Resolves with the exit code: 0 after a clean drain, 1 for a
+ * bad invocation (one line on stderr with a hint).
+ */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let config: ReturnType<typeof parseConfig>;
+  try {
+    config = parseConfig(argv, env);
+  } catch (err) {
+    return fail(err);
+  }
+  if (config === 'help') {
+    process.stdout.write(usage());
+    return 0;
+  }
+  if (config === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+
+  const log = jsonLogger(config.logLevel);
+  let store: NdjsonStore | undefined;
+  let endpoint: EndpointServer;
+  let url: string;
+  try {
+    let handlers: Handlers;
+    if (config.handlers !== undefined) {
+      handlers = await loadHandlers(config.handlers);
+    } else {
+      store = await NdjsonStore.open(config.out);
+      handlers = storeHandlers(store);
+    }
+    endpoint = createServer({
+      handlers,
+      apiKeys: config.apiKeys,
+      host: config.host,
+      port: config.port,
+      tls: config.tls,
+      http: config.http,
+      path: config.path,
+      maxBodyBytes: config.maxBodyBytes,
+      log,
+    });
+    url = await endpoint.listen();
+  } catch (err) {
+    return fail(err);
+  }
+  const where = store === undefined ? `handlers from ${config.handlers}` : `events stored in ${resolve(store.dir)}`;
+  process.stdout.write(`${NAME} ${version()} listening on ${url} (${where})\n`);
+
+  return new Promise<number>((done) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without waiting');
+        done(1);
+        return;
+      }
+      stopping = true;
+      log.info({ signal, inFlight: endpoint.handler.inFlight }, 'draining');
+      endpoint
+        .close()
+        .then(() => store?.close())
+        .then(
+          () => {
+            log.info({ signal }, 'stopped');
+            done(0);
+          },
+          (err: unknown) => {
+            log.error({ err }, 'shutdown failed');
+            done(1);
+          },
+        );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+function fail(err: unknown): number {
+  const message = err instanceof Error ? err.message : String(err);
+  const hint = err instanceof UsageError ? `\nTry '${NAME} --help'.` : '';
+  process.stderr.write(`${NAME}: ${message}${hint}\n`);
+  return 1;
+}
+
+// Run when executed (node dist/cli.js, or the bin's symlink), not when imported by tests.
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  main(process.argv.slice(2)).then((code) => process.exit(code));
+}

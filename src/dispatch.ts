@@ -1,0 +1,85 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { EndpointError } from './errors.ts';
+import type { Logger } from './log.ts';
+import type { EventMap, EventType } from './schemas.ts';
+import type { Settings } from './settings.ts';
+
+/** What a handler gets besides the event. */
+export interface Context {
+  /** The API key the event was sent with: the partner's customer (tenant). */
+  readonly apiKey: string;
+  /** The customer's custom settings, from `X-Segment-Settings` (`{}` when absent). */
+  readonly settings: Settings;
+  readonly headers: IncomingHttpHeaders;
+  /** Aborted when the handler runs past `handlerTimeoutMs`: the sender has been told 503 by then. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** When the endpoint received the event. */
+  readonly receivedAt: Date;
+  /** The event exactly as sent, before its top-level casing was normalised. */
+  readonly original: Readonly<Record<string, unknown>>;
+}
+
+/** Return nothing for 200 (processed); `{ status: 202 }` for accepted, to be processed later. */
+// biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
+export type HandlerResult = void | { readonly status: 200 | 202 };
+
+export type EventHandler<E> = (event: E, ctx: Context) => HandlerResult | Promise<HandlerResult>;
+
+/** The partner's code: one function per event type it supports. A type without one answers 501. */
+export type Handlers = { readonly [K in EventType]?: EventHandler<EventMap[K]> };
+
+type AnyHandler = (event: unknown, ctx: Context) => HandlerResult | Promise<HandlerResult>;
+
+export interface Dispatcher {
+  /** Whether a handler is registered for this type. */
+  supports(type: EventType): boolean;
+  /** Runs the type's handler: the status to answer, or a rejection to map to one. */
+  dispatch(type: EventType, event: unknown, ctx: Context, abort: AbortController): number | Promise<number>;
+}
+
+/**
+ * Builds the dispatch table once: a null-prototype object keyed by type, so a `type` such as
+ * `"constructor"` or `"__proto__"` finds nothing. A synchronous handler is answered without a timer;
+ * an asynchronous one races `timeoutMs`, after which its signal is aborted and the answer is 503.
+ */
+export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatcher {
+  const table = Object.create(null) as Record<EventType, AnyHandler | undefined>;
+  for (const [type, handler] of Object.entries(handlers)) {
+    if (handler !== undefined) table[type as EventType] = handler as AnyHandler;
+  }
+  const supports = (type: EventType) => table[type] !== undefined;
+  const dispatch: Dispatcher['dispatch'] = (type, event, ctx, abort) => {
+    const handler = table[type];
+    if (handler === undefined) {
+      throw new EndpointError('SEG_TYPE_UNSUPPORTED', `This endpoint does not support "${type}" events`);
+    }
+    const result = handler(event, ctx);
+    if (!isPromise(result)) return statusOf(result);
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        abort.abort(new EndpointError('SEG_HANDLER_TIMEOUT'));
+        reject(new EndpointError('SEG_HANDLER_TIMEOUT'));
+      }, timeoutMs);
+      result.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(statusOf(value));
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  };
+  return { supports, dispatch };
+}
+
+function isPromise(value: unknown): value is PromiseLike<HandlerResult> {
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
+}
+
+function statusOf(result: HandlerResult): number {
+  return result !== undefined && result !== null && result.status === 202 ? 202 : 200;
+}

@@ -1,0 +1,141 @@
+// The error catalogue. Every answer other than 200/202 comes from here: a stable `code` (what tests and
+// operators match on), an HTTP `status` (what Segment's retry logic acts on) and a default message
+// (what the customer reads in Segment's debugger).
+//
+// Segment retries timeouts, 429 and 5xx except 501; every other 4xx is final. So a failure the sender can
+// fix is a 4xx, a transient one of ours a 5xx.
+
+export interface ErrorSpec {
+  readonly status: number;
+  readonly message: string;
+}
+
+export const ERRORS = {
+  SEG_NOT_FOUND: { status: 404, message: 'Not found: events are accepted on the configured path only' },
+  SEG_METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed: send events with POST' },
+  SEG_AUTH_MISSING: { status: 401, message: 'Missing API key: send it as the Basic auth username' },
+  SEG_AUTH_MALFORMED: {
+    status: 401,
+    message: 'Malformed Authorization header: expected Basic base64(apiKey:)',
+  },
+  SEG_AUTH_UNKNOWN: { status: 401, message: 'Invalid API key' },
+  SEG_FORBIDDEN: { status: 403, message: 'This API key is not permitted to send events here' },
+  SEG_TYPE_FORBIDDEN: { status: 403, message: 'This API key is not permitted to send this event type' },
+  SEG_SETTINGS_INVALID: { status: 400, message: 'X-Segment-Settings must be base64 of a JSON object' },
+  SEG_LENGTH_REQUIRED: { status: 411, message: 'Content-Length or chunked Transfer-Encoding is required' },
+  SEG_LENGTH_INVALID: { status: 400, message: 'Content-Length must be a non-negative integer' },
+  SEG_BODY_TOO_LARGE: { status: 413, message: 'Request body is too large' },
+  SEG_BODY_TIMEOUT: { status: 408, message: 'Request body was not received in time' },
+  SEG_BODY_ABORTED: { status: 400, message: 'Request body ended before Content-Length bytes were received' },
+  SEG_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Content-Type must be application/json' },
+  SEG_INVALID_UTF8: { status: 400, message: 'Request body is not valid UTF-8' },
+  SEG_INVALID_JSON: { status: 400, message: 'Request body is not valid JSON' },
+  SEG_NOT_OBJECT: { status: 400, message: 'Request body must be a JSON object' },
+  SEG_FORBIDDEN_KEY: { status: 400, message: 'Request body contains a forbidden key' },
+  SEG_TYPE_MISSING: { status: 400, message: '"type" is required and must be a string' },
+  SEG_TYPE_UNSUPPORTED: { status: 501, message: 'Event type is not supported' },
+  SEG_INVALID_EVENT: { status: 400, message: 'Invalid event' },
+  SEG_RETRY: { status: 503, message: 'Temporarily unable to process the event, retry later' },
+  SEG_HANDLER_TIMEOUT: { status: 503, message: 'The event took too long to process, retry later' },
+  SEG_DRAINING: { status: 503, message: 'The endpoint is restarting, retry later' },
+  SEG_INTERNAL: { status: 500, message: 'Internal error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Base class of every error the endpoint answers with. `status` and `code` are what the sender sees. */
+export class EndpointError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message?: string, options?: ErrorOptions) {
+    super(message ?? ERRORS[code].message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.status = ERRORS[code].status;
+  }
+}
+
+// The classes partners throw from handlers, named as in Segment's Functions runtime so code moves across.
+
+/** The event is malformed for this destination: 400, final. */
+export class ValidationError extends EndpointError {
+  constructor(message = 'Invalid event', options?: ErrorOptions) {
+    super('SEG_INVALID_EVENT', message, options);
+  }
+}
+
+/** The event payload cannot be used (missing or wrong data): 400, final. */
+export class InvalidEventPayload extends EndpointError {
+  constructor(message = 'Invalid event payload', options?: ErrorOptions) {
+    super('SEG_INVALID_EVENT', message, options);
+  }
+}
+
+/** This destination does not take this kind of event: 501, which Segment does not retry. */
+export class EventNotSupported extends EndpointError {
+  constructor(message = 'Event type is not supported', options?: ErrorOptions) {
+    super('SEG_TYPE_UNSUPPORTED', message, options);
+  }
+}
+
+/** A transient failure (a downstream is down, a rate limit): 503, which Segment retries for hours. */
+export class RetryError extends EndpointError {
+  constructor(message = 'Temporarily unable to process the event, retry later', options?: ErrorOptions) {
+    super('SEG_RETRY', message, options);
+  }
+}
+
+/** The API key is unknown, revoked or expired: 401. */
+export class UnauthorizedError extends EndpointError {
+  constructor(message = 'Invalid API key', options?: ErrorOptions) {
+    super('SEG_AUTH_UNKNOWN', message, options);
+  }
+}
+
+/** The API key is valid but may not do this: 403. */
+export class ForbiddenError extends EndpointError {
+  constructor(message = 'This API key is not permitted to send events here', options?: ErrorOptions) {
+    super('SEG_FORBIDDEN', message, options);
+  }
+}
+
+export interface ErrorAnswer {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+  /** Set when the error is ours rather than the sender's: the caller logs it, the client never sees it. */
+  readonly internal?: unknown;
+}
+
+const GENERIC_500 = ERRORS.SEG_INTERNAL.message;
+
+/**
+ * Maps anything thrown to what the sender is told. Our catalogue first; then the ecosystem's convention of
+ * a numeric `status`/`statusCode` (http-errors, boom's output, undici); then a generic 500 whose cause is
+ * kept for the log only. A 5xx from a foreign error never exposes its message: it may carry internals.
+ */
+export function toErrorAnswer(err: unknown): ErrorAnswer {
+  if (err instanceof EndpointError) {
+    return { status: err.status, code: err.code, message: err.message };
+  }
+  if (typeof err === 'object' && err !== null) {
+    const e = err as { status?: unknown; statusCode?: unknown; message?: unknown; code?: unknown };
+    const status = typeof e.status === 'number' ? e.status : e.statusCode;
+    if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) {
+      const code = typeof e.code === 'string' ? e.code : `HTTP_${status}`;
+      if (status >= 500) {
+        return { status, code, message: statusMessage(status), internal: err };
+      }
+      const message = typeof e.message === 'string' && e.message !== '' ? e.message : statusMessage(status);
+      return { status, code, message };
+    }
+  }
+  return { status: 500, code: 'SEG_INTERNAL', message: GENERIC_500, internal: err };
+}
+
+function statusMessage(status: number): string {
+  if (status === 501) return ERRORS.SEG_TYPE_UNSUPPORTED.message;
+  if (status >= 500) return status === 500 ? GENERIC_500 : ERRORS.SEG_RETRY.message;
+  return `Request rejected (${status})`;
+}

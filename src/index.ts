@@ -1,0 +1,51 @@
+// segment-endpoint: the public contract. Everything not exported here is internal and free to change.
+
+// The pipeline as a (req, res) handler, and as a server
+export { createHandler } from './handler.ts';
+export type { EndpointHandler } from './handler.ts';
+export { createServer } from './server.ts';
+export type { EndpointServer, ServerOptions } from './server.ts';
+export type { HandlerOptions } from './options.ts';
+
+// Handlers
+export type { Context, EventHandler, HandlerResult, Handlers } from './dispatch.ts';
+
+// Authentication
+export { keyAuthenticator, parseBasicAuth } from './auth.ts';
+export type { ApiKeySpec, AuthDecision, Authenticate, BasicCredentials } from './auth.ts';
+
+// Errors to throw from handlers, named as in Segment's Functions runtime
+export {
+  EndpointError,
+  EventNotSupported,
+  ForbiddenError,
+  InvalidEventPayload,
+  RetryError,
+  UnauthorizedError,
+  ValidationError,
+} from './errors.ts';
+export type { ErrorCode } from './errors.ts';
+
+// Events: schemas (TypeBox), their types, and the casing helper
+export {
+  AliasEvent,
+  DeleteEvent,
+  EVENT_TYPES,
+  GroupEvent,
+  IdentifyEvent,
+  PageEvent,
+  ScreenEvent,
+  schemas,
+  TrackEvent,
+} from './schemas.ts';
+export type { EventMap, EventType, SegmentEvent } from './schemas.ts';
+export { field } from './normalize.ts';
+export type { Settings } from './settings.ts';
+
+// The default durable store
+export { NdjsonStore, storeHandlers } from './store.ts';
+export type { StoredRecord } from './store.ts';
+
+// Logging
+export { jsonLogger, silentLogger } from './log.ts';
+export type { Logger, LogLevel } from './log.ts';

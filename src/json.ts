@@ -1,0 +1,55 @@
+// JSON.parse keeps a `"__proto__"` key as an own property, harmless until some later merge
+// (Object.assign, a deep-merge helper) turns it into a prototype change. Such keys never pass: a body
+// holding `__proto__`, or `constructor` with a `prototype` inside, is refused before anything sees it.
+// The walk runs only when the raw text mentions either word (the approach of fastify's
+// secure-json-parse), so ordinary events pay one substring search.
+
+export type JsonResult =
+  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: false; readonly code: 'SEG_INVALID_JSON' | 'SEG_FORBIDDEN_KEY'; readonly message: string };
+
+export function parseJson(text: string): JsonResult {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    const reason = err instanceof SyntaxError ? `: ${err.message}` : '';
+    return { ok: false, code: 'SEG_INVALID_JSON', message: `Request body is not valid JSON${reason}` };
+  }
+  if (text.includes('__proto__') || text.includes('constructor')) {
+    const path = findPoisonedKey(value);
+    if (path !== undefined) {
+      return {
+        ok: false,
+        code: 'SEG_FORBIDDEN_KEY',
+        message: `Request body contains a forbidden key: ${path}`,
+      };
+    }
+  }
+  return { ok: true, value };
+}
+
+/** The path of the first `__proto__` or `constructor.prototype` key in a parsed value, if any. */
+export function findPoisonedKey(root: unknown): string | undefined {
+  const stack: Array<[unknown, string]> = [[root, '']];
+  while (stack.length > 0) {
+    const [node, path] = stack.pop() as [unknown, string];
+    if (typeof node !== 'object' || node === null) continue;
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) stack.push([node[i], `${path}[${i}]`]);
+      continue;
+    }
+    if (Object.hasOwn(node, '__proto__')) return join(path, '__proto__');
+    const ctor = Object.hasOwn(node, 'constructor')
+      ? (node as { constructor: unknown }).constructor
+      : undefined;
+    if (typeof ctor === 'object' && ctor !== null && Object.hasOwn(ctor, 'prototype')) {
+      return join(path, 'constructor.prototype');
+    }
+    for (const key of Object.keys(node))
+      stack.push([(node as Record<string, unknown>)[key], join(path, key)]);
+  }
+  return undefined;
+}
+
+const join = (path: string, key: string): string => (path === '' ? key : `${path}.${key}`);

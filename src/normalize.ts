@@ -1,0 +1,79 @@
+// "The casing on these fields will vary by customer, so be ready to accept any casing" (Segment's partner
+// docs): `userId`, `UserId`, `user_id` and `USERID` are one field. Keys are compared by their squashed form
+// (lower case, no underscores or dashes); values are never rewritten: the customer's data stays as sent.
+
+const SPEC_FIELDS = [
+  'type',
+  'messageId',
+  'userId',
+  'anonymousId',
+  'groupId',
+  'previousId',
+  'event',
+  'name',
+  'category',
+  'traits',
+  'properties',
+  'context',
+  'integrations',
+  'timestamp',
+  'originalTimestamp',
+  'sentAt',
+  'receivedAt',
+  'version',
+  'channel',
+  'projectId',
+] as const;
+
+const SQUASH_RE = /[_\-\s]/g;
+
+/** The lookup form of a key: `first_name`, `FirstName` and `FIRSTNAME` all squash to `firstname`. */
+export function squash(key: string): string {
+  return key.replace(SQUASH_RE, '').toLowerCase();
+}
+
+const CANONICAL = new Set<string>(SPEC_FIELDS);
+const BY_SQUASHED: ReadonlyMap<string, string> = new Map(SPEC_FIELDS.map((f) => [squash(f), f]));
+
+/**
+ * Finds a key in an object whatever its casing: `field(traits, 'firstName')` finds `firstName`,
+ * `first_name`, `FirstName` or `FIRSTNAME`. An exact match wins; own keys only.
+ */
+export function field(obj: unknown, name: string): unknown {
+  if (typeof obj !== 'object' || obj === null) return undefined;
+  if (Object.hasOwn(obj, name)) return (obj as Record<string, unknown>)[name];
+  const wanted = squash(name);
+  for (const key of Object.keys(obj)) {
+    if (squash(key) === wanted) return (obj as Record<string, unknown>)[key];
+  }
+  return undefined;
+}
+
+/**
+ * Gives the event with its spec fields under their canonical names and `type` in lower case. An event
+ * that is already canonical (what Segment itself sends) is returned as is, without a copy. Where a field
+ * appears twice in different casings, the canonical spelling wins; the other stays under its own key.
+ */
+export function normalizeEvent(input: Record<string, unknown>): Record<string, unknown> {
+  let renames: Array<[string, string]> | undefined;
+  for (const key in input) {
+    if (CANONICAL.has(key)) continue;
+    const canonical = BY_SQUASHED.get(squash(key));
+    if (canonical !== undefined && !Object.hasOwn(input, canonical)) {
+      renames ??= [];
+      renames.push([key, canonical]);
+    }
+  }
+  const type = renames === undefined ? input.type : field(input, 'type');
+  const lowerType = typeof type === 'string' ? type.toLowerCase() : type;
+  if (renames === undefined && lowerType === type) return input;
+
+  const out: Record<string, unknown> = {};
+  const renamed = new Map(renames);
+  for (const key in input) {
+    const target = renamed.get(key);
+    out[target !== undefined && !Object.hasOwn(out, target) ? target : key] = input[key];
+  }
+  if (lowerType !== undefined) out.type = lowerType;
+  return out;
+}

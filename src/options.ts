@@ -1,0 +1,167 @@
+import { type ApiKeySpec, type Authenticate, keyAuthenticator } from './auth.ts';
+import type { Handlers } from './dispatch.ts';
+import { jsonLogger, type Logger } from './log.ts';
+import { EVENT_TYPES, type EventType } from './schemas.ts';
+
+/** Options of `createHandler`: the request pipeline. */
+export interface HandlerOptions {
+  /** One function per supported event type. A type without one answers 501. */
+  handlers: Handlers;
+  /**
+   * The API keys to accept, each optionally limited to some event types. Checked in constant time.
+   * Give this or `authenticate`.
+   */
+  apiKeys?: Iterable<string | ApiKeySpec>;
+  /** Decides on each API key (sync or async). Replaces `apiKeys` when given. */
+  authenticate?: Authenticate;
+  /** @default '/' */
+  path?: string;
+  /** GET/HEAD answers 200 `{"status":"ok"}` here, without auth; 503 while draining. @default '/health' */
+  healthPath?: string;
+  /** The realm named in `WWW-Authenticate` on a 401. @default 'segment-endpoint' */
+  realm?: string;
+  /** @default 524288 (512 KiB) */
+  maxBodyBytes?: number;
+  /** The whole body must arrive within this, else 408. @default 10000 (10 s) */
+  bodyTimeoutMs?: number;
+  /** A handler still running after this is answered 503 and its signal aborted. @default 4000 (4 s) */
+  handlerTimeoutMs?: number;
+  /** pino-compatible. @default JSON lines on stderr, level info */
+  log?: Logger;
+}
+
+export interface ResolvedHandlerOptions {
+  readonly handlers: Handlers;
+  readonly authenticate: Authenticate;
+  readonly path: string;
+  readonly healthPath: string;
+  readonly realm: string;
+  readonly maxBodyBytes: number;
+  readonly bodyTimeoutMs: number;
+  readonly handlerTimeoutMs: number;
+  readonly log: Logger;
+}
+
+export const HANDLER_DEFAULTS = {
+  path: '/',
+  healthPath: '/health',
+  realm: 'segment-endpoint',
+  maxBodyBytes: 512 * 1024, // 512 KiB: Segment's own limit for a batch; one event is at most 32 KiB
+  bodyTimeoutMs: 10_000, // 10 s
+  handlerTimeoutMs: 4_000, // 4 s: Segment gives up on a request after about 5 s
+} as const;
+
+const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's ceiling (~24.8 days)
+
+export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOptions {
+  if (typeof input !== 'object' || input === null) throw new TypeError('options must be an object');
+  const handlers = checkHandlers(input.handlers);
+  let authenticate: Authenticate;
+  if (input.authenticate !== undefined) {
+    if (typeof input.authenticate !== 'function') {
+      throw new TypeError(`options.authenticate must be a function, got ${describe(input.authenticate)}`);
+    }
+    authenticate = input.authenticate;
+  } else if (input.apiKeys !== undefined) {
+    authenticate = keyAuthenticator(checkApiKeys(input.apiKeys));
+  } else {
+    throw new TypeError('options.apiKeys or options.authenticate is required: the endpoint never runs open');
+  }
+  const path = checkPath('path', input.path ?? HANDLER_DEFAULTS.path);
+  const healthPath = checkPath('healthPath', input.healthPath ?? HANDLER_DEFAULTS.healthPath);
+  if (path === healthPath) throw new RangeError(`options.healthPath must differ from options.path (${path})`);
+  const realm = input.realm ?? HANDLER_DEFAULTS.realm;
+  if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || realm.includes('"')) {
+    throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describe(realm)}`);
+  }
+  return Object.freeze({
+    handlers,
+    authenticate,
+    path,
+    healthPath,
+    realm,
+    maxBodyBytes: integer('maxBodyBytes', input.maxBodyBytes, HANDLER_DEFAULTS.maxBodyBytes, 1, 2 ** 30),
+    bodyTimeoutMs: integer(
+      'bodyTimeoutMs',
+      input.bodyTimeoutMs,
+      HANDLER_DEFAULTS.bodyTimeoutMs,
+      1,
+      MAX_TIMER_MS,
+    ),
+    handlerTimeoutMs: integer(
+      'handlerTimeoutMs',
+      input.handlerTimeoutMs,
+      HANDLER_DEFAULTS.handlerTimeoutMs,
+      1,
+      MAX_TIMER_MS,
+    ),
+    log: input.log ?? jsonLogger('info'),
+  });
+}
+
+/** An optional integer option: the default when absent, else a TypeError/RangeError naming it. */
+export function integer(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new TypeError(`options.${name} must be an integer, got ${describe(value)}`);
+  }
+  if (value < min || value > max) {
+    throw new RangeError(`options.${name} must be between ${min} and ${max}, got ${value}`);
+  }
+  return value;
+}
+
+function checkHandlers(handlers: unknown): Handlers {
+  if (typeof handlers !== 'object' || handlers === null) {
+    throw new TypeError(`options.handlers must be an object of event handlers, got ${describe(handlers)}`);
+  }
+  for (const [type, handler] of Object.entries(handlers)) {
+    if (!EVENT_TYPES.includes(type as EventType)) {
+      throw new RangeError(
+        `options.handlers.${type} is not a Segment event type (${EVENT_TYPES.join(', ')})`,
+      );
+    }
+    if (handler !== undefined && typeof handler !== 'function') {
+      throw new TypeError(`options.handlers.${type} must be a function, got ${describe(handler)}`);
+    }
+  }
+  return Object.freeze({ ...handlers }) as Handlers;
+}
+
+function checkApiKeys(keys: Iterable<string | ApiKeySpec>): ApiKeySpec[] {
+  if (typeof keys !== 'object' || keys === null || typeof keys[Symbol.iterator] !== 'function') {
+    throw new TypeError(`options.apiKeys must be an array of keys, got ${describe(keys)}`);
+  }
+  const specs: ApiKeySpec[] = [];
+  for (const item of keys) {
+    const spec = typeof item === 'string' ? { key: item } : item;
+    if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':')) {
+      // The value itself is not echoed: it may be a secret.
+      throw new TypeError(`options.apiKeys[${specs.length}] must be a non-empty string without ":"`);
+    }
+    for (const type of spec.types ?? []) {
+      if (!EVENT_TYPES.includes(type)) {
+        throw new RangeError(
+          `options.apiKeys: "${type}" is not a Segment event type (${EVENT_TYPES.join(', ')})`,
+        );
+      }
+    }
+    specs.push(spec);
+  }
+  if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
+  return specs;
+}
+
+function checkPath(name: string, value: unknown): string {
+  if (typeof value !== 'string' || !value.startsWith('/') || /[?#\s]/.test(value)) {
+    throw new TypeError(`options.${name} must be a path starting with "/", got ${describe(value)}`);
+  }
+  return value;
+}
+
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
+}

@@ -1,0 +1,113 @@
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+
+// One schema per event type of Segment's spec, lenient where real payloads are (CONTRACT.md "Leniency"):
+// any extra key is kept, `context`/`integrations` may be null or even [], timestamps are any string,
+// `version` a number or a string. Strict only where the spec requires a field.
+//
+// These run on the normalised event: top-level keys already in canonical casing, `type` in lower case.
+
+const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+/** An identifier: a non-empty string, or a number (some server SDKs send numeric user ids). */
+export const Id = Type.Union([Type.String({ minLength: 1 }), Type.Number()]);
+
+/** A free-form bag of keys (traits, properties). `[]` is accepted: PHP encodes an empty map that way. */
+const Bag = Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Tuple([]), Type.Null()]);
+
+const common = {
+  messageId: Type.Optional(Nullable(Type.String({ maxLength: 100 }))),
+  userId: Type.Optional(Nullable(Id)),
+  anonymousId: Type.Optional(Nullable(Id)),
+  context: Type.Optional(Type.Unknown()),
+  integrations: Type.Optional(Type.Unknown()),
+  timestamp: Type.Optional(Nullable(Type.String())),
+  originalTimestamp: Type.Optional(Nullable(Type.String())),
+  sentAt: Type.Optional(Nullable(Type.String())),
+  receivedAt: Type.Optional(Nullable(Type.String())),
+  version: Type.Optional(Nullable(Type.Union([Type.Number(), Type.String()]))),
+  channel: Type.Optional(Nullable(Type.String())),
+  projectId: Type.Optional(Nullable(Type.String())),
+};
+
+/** identify, track, page, screen and group say who did it: a userId or an anonymousId. */
+const Identified = Type.Union([Type.Object({ userId: Id }), Type.Object({ anonymousId: Id })]);
+
+const open = { additionalProperties: true };
+const Name = Type.Optional(Nullable(Type.String()));
+const Properties = Type.Optional(Bag);
+
+export const IdentifyEvent = Type.Intersect([
+  Type.Object({ type: Type.Literal('identify'), ...common, traits: Properties }, open),
+  Identified,
+]);
+
+export const TrackEvent = Type.Intersect([
+  Type.Object(
+    { type: Type.Literal('track'), ...common, event: Type.String({ minLength: 1 }), properties: Properties },
+    open,
+  ),
+  Identified,
+]);
+
+export const PageEvent = Type.Intersect([
+  Type.Object(
+    { type: Type.Literal('page'), ...common, name: Name, category: Name, properties: Properties },
+    open,
+  ),
+  Identified,
+]);
+
+export const ScreenEvent = Type.Intersect([
+  Type.Object(
+    { type: Type.Literal('screen'), ...common, name: Name, category: Name, properties: Properties },
+    open,
+  ),
+  Identified,
+]);
+
+export const GroupEvent = Type.Intersect([
+  Type.Object({ type: Type.Literal('group'), ...common, groupId: Id, traits: Properties }, open),
+  Identified,
+]);
+
+export const AliasEvent = Type.Object(
+  { type: Type.Literal('alias'), ...common, previousId: Id, userId: Id },
+  open,
+);
+
+/** A user-deletion request (GDPR/CCPA) the partner must honour. */
+export const DeleteEvent = Type.Object({ type: Type.Literal('delete'), ...common, userId: Id }, open);
+
+export const schemas = {
+  identify: IdentifyEvent,
+  track: TrackEvent,
+  page: PageEvent,
+  screen: ScreenEvent,
+  group: GroupEvent,
+  alias: AliasEvent,
+  delete: DeleteEvent,
+} as const;
+
+export type EventType = keyof typeof schemas;
+export const EVENT_TYPES = Object.freeze(Object.keys(schemas) as EventType[]);
+
+export type IdentifyEvent = Static<typeof IdentifyEvent>;
+export type TrackEvent = Static<typeof TrackEvent>;
+export type PageEvent = Static<typeof PageEvent>;
+export type ScreenEvent = Static<typeof ScreenEvent>;
+export type GroupEvent = Static<typeof GroupEvent>;
+export type AliasEvent = Static<typeof AliasEvent>;
+export type DeleteEvent = Static<typeof DeleteEvent>;
+
+/** The event each type's handler receives. */
+export interface EventMap {
+  identify: IdentifyEvent;
+  track: TrackEvent;
+  page: PageEvent;
+  screen: ScreenEvent;
+  group: GroupEvent;
+  alias: AliasEvent;
+  delete: DeleteEvent;
+}
+
+export type SegmentEvent = EventMap[EventType];

@@ -1,0 +1,65 @@
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { EVENT_TYPES, type EventType, schemas } from './schemas.ts';
+
+export type Validator = (event: Record<string, unknown>) => string | undefined;
+
+/**
+ * Compiles every event schema once, at start-up. The returned function answers `undefined` for a valid
+ * event, else a message that names the field, prefixed with the type: `track: "event" is required`.
+ */
+export function compileValidators(): Record<EventType, Validator> {
+  const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
+  const validators = Object.create(null) as Record<EventType, Validator>;
+  for (const type of EVENT_TYPES) {
+    const check: ValidateFunction = ajv.compile(schemas[type] as object);
+    validators[type] = (event) => (check(event) ? undefined : `${type}: ${describe(check.errors ?? [])}`);
+  }
+  return validators;
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  object: 'an object',
+  array: 'an array',
+  string: 'a string',
+  number: 'a number',
+  integer: 'an integer',
+  boolean: 'a boolean',
+  null: 'null',
+};
+
+/**
+ * With allErrors off, Ajv stops at the first failing keyword; for a union (anyOf) it first lists why each
+ * branch failed. So the last error is the decisive one, and its siblings at the same path explain it.
+ */
+export function describe(errors: readonly ErrorObject[]): string {
+  const last = errors[errors.length - 1];
+  if (last === undefined) return 'invalid event';
+  if (last.keyword === 'anyOf' && last.instancePath === '') return '"userId" or "anonymousId" is required';
+  if (last.keyword === 'required') {
+    const missing = (last.params as { missingProperty: string }).missingProperty;
+    return `"${joinPath(last.instancePath, missing)}" is required`;
+  }
+  const name = `"${joinPath(last.instancePath)}"`;
+  const here = errors.filter((e) => e.instancePath === last.instancePath);
+  const length = here.find((e) => e.keyword === 'minLength' || e.keyword === 'maxLength');
+  if (length?.keyword === 'minLength') return `${name} must not be empty`;
+  if (length?.keyword === 'maxLength') {
+    return `${name} must be at most ${(length.params as { limit: number }).limit} characters`;
+  }
+  const types = here.filter((e) => e.keyword === 'type').map((e) => (e.params as { type: string }).type);
+  if (types.length > 0) return `${name} must be ${orList(types.map((t) => TYPE_NAMES[t] ?? t))}`;
+  if (last.keyword === 'const') return `${name} must be ${JSON.stringify(last.params.allowedValue)}`;
+  return `${name} ${last.message ?? 'is invalid'}`;
+}
+
+function joinPath(instancePath: string, property?: string): string {
+  const parts = instancePath.split('/').slice(1);
+  if (property !== undefined) parts.push(property);
+  return parts.map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~')).join('.');
+}
+
+function orList(items: string[]): string {
+  const unique = [...new Set(items)];
+  if (unique.length <= 1) return unique[0] ?? '';
+  return `${unique.slice(0, -1).join(', ')} or ${unique[unique.length - 1]}`;
+}
