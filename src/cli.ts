@@ -90,7 +90,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
   let tls: CliConfig['tls'];
   if (!http) {
     if (certFile === undefined || keyFile === undefined) {
-      throw new UsageError('--cert and --key are required for HTTPS (or --http behind a TLS-terminating proxy)');
+      throw new UsageError(
+        '--cert and --key are required for HTTPS (or --http behind a TLS-terminating proxy)',
+      );
     }
     tls = { cert: readInput(certFile, '--cert'), key: readInput(keyFile, '--key') };
   }
@@ -98,12 +100,15 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
   const apiKeys: ApiKeySpec[] = [];
   for (const spec of values['api-key'] ?? []) apiKeys.push(parseKeySpec(spec, '--api-key'));
   const keysFile = get('api-keys-file');
-  if (keysFile !== undefined) apiKeys.push(...parseKeysFile(readInput(keysFile, '--api-keys-file').toString()));
+  if (keysFile !== undefined)
+    apiKeys.push(...parseKeysFile(readInput(keysFile, '--api-keys-file').toString()));
   for (const key of (env.SEGMENT_API_KEYS ?? '').split(',')) {
     if (key.trim() !== '') apiKeys.push({ key: key.trim() });
   }
   if (apiKeys.length === 0) {
-    throw new UsageError('no API key: give --api-key, --api-keys-file or SEGMENT_API_KEYS (the endpoint never runs open)');
+    throw new UsageError(
+      'no API key: give --api-key, --api-keys-file or SEGMENT_API_KEYS (the endpoint never runs open)',
+    );
   }
 
   const logLevel = get('log-level') ?? 'info';
@@ -149,7 +154,8 @@ export function parseKeysFile(text: string): ApiKeySpec[] {
     if (line === '') return;
     const [key, types, extra] = line.split(/\s+/) as [string, string | undefined, string | undefined];
     const where = `--api-keys-file line ${index + 1}`;
-    if (extra !== undefined || key.includes(':')) throw new UsageError(`${where}: expected "KEY [type,type]"`);
+    if (extra !== undefined || key.includes(':'))
+      throw new UsageError(`${where}: expected "KEY [type,type]"`);
     specs.push(types === undefined ? { key } : { key, types: parseTypes(types, where) });
   });
   return specs;
@@ -197,7 +203,9 @@ async function loadHandlers(file: string): Promise<Handlers> {
 }
 
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
   return pkg.version;
 }
 
@@ -248,7 +256,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   } catch (err) {
     return fail(err);
   }
-  const where = store === undefined ? `handlers from ${config.handlers}` : `events stored in ${resolve(store.dir)}`;
+  const where =
+    store === undefined ? `handlers from ${config.handlers}` : `events stored in ${resolve(store.dir)}`;
   process.stdout.write(`${NAME} ${version()} listening on ${url} (${where})\n`);
 
   return new Promise<number>((done) => {

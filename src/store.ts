@@ -23,9 +23,16 @@ export class NdjsonStore {
   #file: { name: string; handle: FileHandle } | undefined;
   #torn = false;
   #closed = false;
+  #records = 0;
+  #commits = 0;
 
   private constructor(dir: string) {
     this.dir = dir;
+  }
+
+  /** Records made durable, and the write+sync rounds that carried them (fewer: group commit). */
+  get stats(): { readonly records: number; readonly commits: number } {
+    return { records: this.#records, commits: this.#commits };
   }
 
   /** Opens (creating if needed) a store in `dir`. */
@@ -91,6 +98,8 @@ export class NdjsonStore {
       await handle.appendFile(text);
       await handle.datasync();
       this.#torn = false;
+      this.#commits++;
+      this.#records += group.length;
       for (const pending of group) pending.resolve();
     } catch (err) {
       for (const pending of group) pending.reject(err);

@@ -1,0 +1,299 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseKeySpec, parseKeysFile, UsageError } from '../src/cli.ts';
+import { httpsCall, keepAliveAgent, segmentHeaders, testCert, trackEvent } from './helpers.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const SOURCE = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];
+const BUILT = [join(ROOT, 'dist', 'cli.js')];
+
+interface Running {
+  child: ChildProcess;
+  url: string;
+  stderr: () => string;
+  exit: Promise<number | null>;
+}
+
+interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI to completion (for --help, bad usage). */
+function runCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = SOURCE): Promise<Finished> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env: { ...cleanEnv(), ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Starts the CLI and waits for its start-up line. */
+function startCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = SOURCE): Promise<Running> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env: { ...cleanEnv(), ...env } });
+    let stdout = '';
+    let stderr = '';
+    const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    child.stdout.on('data', (c) => {
+      stdout += c;
+      const match = /listening on (\S+)/.exec(stdout);
+      if (match?.[1] !== undefined) resolve({ child, url: match[1], stderr: () => stderr, exit });
+    });
+    exit.then((code) => reject(new Error(`exited ${code} before listening: ${stderr}`)));
+  });
+}
+
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const key of Object.keys(env)) {
+    if (key.startsWith('SEGMENT_')) delete env[key];
+  }
+  return env;
+}
+
+function storedEvents(dir: string): Array<Record<string, unknown>> {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.ndjson'))
+    .sort()
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l));
+}
+
+describe('the segment-endpoint command', () => {
+  let dir: string;
+  let certFile: string;
+  let keyFile: string;
+  const { cert, key } = testCert();
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-cli-'));
+    certFile = join(dir, 'cert.pem');
+    keyFile = join(dir, 'key.pem');
+    writeFileSync(certFile, cert);
+    writeFileSync(keyFile, key);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const tlsArgs = () => ['--cert', certFile, '--key', keyFile, '--host', '127.0.0.1', '--port', '0'];
+
+  test('--help prints usage and exits 0; --version prints the version', async () => {
+    const help = await runCli(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /Usage: segment-endpoint/);
+    assert.match(help.stdout, /--api-key/);
+    const version = await runCli(['--version']);
+    assert.equal(version.code, 0);
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    assert.equal(version.stdout.trim(), pkg.version);
+  });
+
+  test('bad usage exits 1 with one line and a hint', async () => {
+    const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+      [['--bogus'], {}, /bogus/],
+      [['--http', '--port', '0'], {}, /no API key/],
+      [['--api-key', 'k'], {}, /--cert and --key are required/],
+      [['--api-key', 'k', '--cert', '/nonexistent.pem', '--key', '/nonexistent.key'], {}, /cannot read/],
+      [['--http', '--api-key', 'k', '--port', 'eighty'], {}, /--port must be a whole number/],
+      [['--http', '--api-key', 'k:purchase'], {}, /"purchase" is not an event type/],
+      [['--http', '--api-key', 'k', '--log-level', 'loud'], {}, /--log-level/],
+      [['--http', '--api-key', 'k', '--handlers', '/nonexistent.mjs'], {}, /--handlers: cannot load/],
+    ];
+    for (const [args, env, message] of cases) {
+      const res = await runCli(args, env);
+      assert.equal(res.code, 1, args.join(' '));
+      assert.match(res.stderr, message, args.join(' '));
+      assert.match(res.stderr, /^segment-endpoint: /);
+    }
+  });
+
+  test('options the server refuses also exit 1', async () => {
+    const res = await runCli(['--http', '--api-key', 'k', '--path', 'no-slash', '--port', '0']);
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /path/);
+  });
+
+  test('serves HTTPS, stores exactly the accepted events, and keeps them across a restart', async () => {
+    const out = join(dir, 'store');
+    const accepted: string[] = [];
+    const agent = keepAliveAgent(cert);
+    const session = async (round: number) => {
+      const run = await startCli([...tlsArgs(), '--api-key', 'dev-key', '--out', out]);
+      assert.match(run.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+      for (let i = 0; i < 10; i++) {
+        const event = trackEvent({ messageId: `r${round}-${i}` });
+        const res = await httpsCall(agent, run.url, { body: event, headers: segmentHeaders('dev-key') });
+        assert.equal(res.status, 200);
+        accepted.push(event.messageId);
+      }
+      // Refused events are not stored.
+      const refused = [
+        httpsCall(agent, run.url, {
+          body: { type: 'track', userId: 'u', messageId: 'bad-1' },
+          headers: segmentHeaders('dev-key'),
+        }),
+        httpsCall(agent, run.url, {
+          body: trackEvent({ messageId: 'bad-2' }),
+          headers: segmentHeaders('wrong-key'),
+        }),
+        httpsCall(agent, run.url, {
+          body: { type: 'purchase', userId: 'u', messageId: 'bad-3' },
+          headers: segmentHeaders('dev-key'),
+        }),
+      ];
+      assert.deepEqual(
+        (await Promise.all(refused)).map((r) => r.status),
+        [400, 401, 501],
+      );
+      agent.destroy();
+      run.child.kill('SIGTERM');
+      assert.equal(await run.exit, 0);
+      assert.doesNotMatch(run.stderr(), /dev-key/);
+    };
+    await session(1);
+    await session(2);
+    const stored = storedEvents(out);
+    assert.deepEqual(
+      stored.map((r) => (r.event as { messageId: string }).messageId),
+      accepted,
+    );
+    for (const record of stored) {
+      assert.match(record.source as string, /^[0-9a-f]{12}$/);
+      assert.deepEqual(record.settings, {});
+      assert.ok(!Number.isNaN(Date.parse(record.receivedAt as string)));
+    }
+    assert.doesNotMatch(JSON.stringify(stored), /dev-key/);
+  });
+
+  test('SIGTERM drains: an event in flight finishes with 200, then the process exits 0', async () => {
+    const handlers = join(dir, 'slow-handlers.mjs');
+    writeFileSync(
+      handlers,
+      `export default {
+        track: async () => { process.stdout.write('handler started\\n'); await new Promise((r) => setTimeout(r, 400)); },
+      };\n`,
+    );
+    const run = await startCli([...tlsArgs(), '--api-key', 'k1', '--handlers', handlers]);
+    const started = new Promise<void>((resolve) =>
+      run.child.stdout?.on('data', (c: Buffer) => c.toString().includes('handler started') && resolve()),
+    );
+    const agent = keepAliveAgent(cert);
+    const inFlight = httpsCall(agent, run.url, { body: trackEvent(), headers: segmentHeaders('k1') });
+    await started;
+    run.child.kill('SIGTERM');
+    const res = await inFlight;
+    assert.equal(res.status, 200);
+    assert.equal(await run.exit, 0);
+    agent.destroy();
+  });
+
+  test('keys from --api-key with types, --api-keys-file and SEGMENT_API_KEYS', async () => {
+    const keysFile = join(dir, 'keys.txt');
+    writeFileSync(keysFile, '# customers\nfile-key\nfile-identify identify\n\n');
+    const run = await startCli(
+      [
+        '--http',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--api-key',
+        'flag-key:track',
+        '--api-keys-file',
+        keysFile,
+        '--out',
+        join(dir, 'k'),
+      ],
+      { SEGMENT_API_KEYS: 'env-a, env-b' },
+    );
+    const send = async (key: string, body: unknown) =>
+      (await fetch(run.url, { method: 'POST', headers: segmentHeaders(key), body: JSON.stringify(body) }))
+        .status;
+    const identify = { type: 'identify', userId: 'u1' };
+    assert.equal(await send('flag-key', trackEvent()), 200);
+    assert.equal(await send('flag-key', identify), 403);
+    assert.equal(await send('file-key', identify), 200);
+    assert.equal(await send('file-identify', identify), 200);
+    assert.equal(await send('file-identify', trackEvent()), 403);
+    assert.equal(await send('env-a', trackEvent()), 200);
+    assert.equal(await send('env-b', identify), 200);
+    assert.equal(await send('nobody', identify), 401);
+    run.child.kill('SIGINT');
+    assert.equal(await run.exit, 0);
+  });
+
+  test('flags fall back to environment variables', async () => {
+    const out = join(dir, 'env-out');
+    const run = await startCli([], {
+      SEGMENT_ENDPOINT_HTTP: '1',
+      SEGMENT_ENDPOINT_HOST: '127.0.0.1',
+      SEGMENT_ENDPOINT_PORT: '0',
+      SEGMENT_ENDPOINT_PATH: '/segment',
+      SEGMENT_ENDPOINT_OUT: out,
+      SEGMENT_ENDPOINT_MAX_BODY_BYTES: '300',
+      SEGMENT_API_KEYS: 'env-key',
+    });
+    assert.match(run.url, /^http:\/\/127\.0\.0\.1:\d+\/segment$/);
+    const send = (body: unknown) =>
+      fetch(run.url, { method: 'POST', headers: segmentHeaders('env-key'), body: JSON.stringify(body) });
+    assert.equal((await send({ type: 'identify', userId: 'u1' })).status, 200);
+    assert.equal((await send(trackEvent({ pad: 'x'.repeat(300) }))).status, 413);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    assert.equal(storedEvents(out).length, 1);
+  });
+
+  test('the built dist/cli.js runs with nothing but node', async () => {
+    assert.ok(existsSync(BUILT[0] as string), 'dist/cli.js is missing: run `make build` (make test does)');
+    const run = await startCli(
+      [...tlsArgs(), '--api-key', 'dev-key', '--out', join(dir, 'dist-out')],
+      {},
+      BUILT,
+    );
+    const agent = keepAliveAgent(cert);
+    const res = await httpsCall(agent, run.url, { body: trackEvent(), headers: segmentHeaders('dev-key') });
+    assert.equal(res.status, 200);
+    agent.destroy();
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    assert.equal(storedEvents(join(dir, 'dist-out')).length, 1);
+  });
+});
+
+describe('key specs', () => {
+  test('KEY and KEY:type,type', () => {
+    assert.deepEqual(parseKeySpec('abc', '--api-key'), { key: 'abc' });
+    assert.deepEqual(parseKeySpec('abc:track,Identify', '--api-key'), {
+      key: 'abc',
+      types: ['track', 'identify'],
+    });
+    assert.throws(() => parseKeySpec(':track', '--api-key'), UsageError);
+    assert.throws(() => parseKeySpec('abc:buy', '--api-key'), UsageError);
+  });
+
+  test('a keys file: one KEY [types] per line, comments and blanks skipped, errors name the line', () => {
+    assert.deepEqual(parseKeysFile('a\n# c\n\nb track,page # tail\r\n'), [
+      { key: 'a' },
+      { key: 'b', types: ['track', 'page'] },
+    ]);
+    assert.throws(() => parseKeysFile('a\nb track extra\n'), /line 2/);
+    assert.throws(() => parseKeysFile('a:b\n'), /line 1/);
+  });
+});

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, test } from 'node:test';
+import { type Context, NdjsonStore, type StoredRecord, storeHandlers } from '../src/index.ts';
+import { silentLogger } from '../src/log.ts';
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-store-'));
+  dirs.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+const lines = (file: string) =>
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l));
+
+test('append resolves once the line is in the file of its UTC day', async () => {
+  const store = await NdjsonStore.open(join(tempDir(), 'nested', 'data'));
+  const at = new Date('2026-11-26T23:59:59.999Z');
+  await store.append({ n: 1 }, at);
+  const file = store.fileFor(at);
+  assert.match(file, /events-2026-11-26\.ndjson$/);
+  assert.deepEqual(lines(file), [{ n: 1 }]);
+  await store.append({ n: 2 }, new Date('2026-11-27T00:00:00.000Z'));
+  assert.deepEqual(readdirSync(store.dir).sort(), ['events-2026-11-26.ndjson', 'events-2026-11-27.ndjson']);
+  await store.close();
+});
+
+test('group commit: concurrent appends share write+sync rounds and keep their order', async () => {
+  const store = await NdjsonStore.open(tempDir());
+  const at = new Date();
+  await Promise.all(Array.from({ length: 500 }, (_, n) => store.append({ n }, at)));
+  assert.deepEqual(
+    lines(store.fileFor(at)).map((r) => r.n),
+    Array.from({ length: 500 }, (_, n) => n),
+  );
+  assert.equal(store.stats.records, 500);
+  assert.ok(store.stats.commits < 50, `${store.stats.commits} commits for 500 records`);
+  await store.close();
+});
+
+test('a value holding newlines stays one line', async () => {
+  const store = await NdjsonStore.open(tempDir());
+  const at = new Date();
+  await store.append({ text: 'a\nb\r\nc\u2028d' }, at);
+  await store.append({ text: 'next' }, at);
+  const raw = readFileSync(store.fileFor(at), 'utf8');
+  assert.equal(raw.split('\n').length, 3);
+  assert.deepEqual(lines(store.fileFor(at)), [{ text: 'a\nb\r\nc\u2028d' }, { text: 'next' }]);
+  await store.close();
+});
+
+test('after close, appends are refused and nothing is written', async () => {
+  const store = await NdjsonStore.open(tempDir());
+  const at = new Date();
+  await store.append({ n: 1 }, at);
+  await store.close();
+  await assert.rejects(store.append({ n: 2 }, at), /closed/);
+  assert.equal(lines(store.fileFor(at)).length, 1);
+});
+
+test('a failed write rejects its events, and the store recovers on a fresh line', async () => {
+  const dir = tempDir();
+  const store = await NdjsonStore.open(dir);
+  const at = new Date();
+  // A directory where the day's file should be makes the open fail.
+  const blocked = store.fileFor(at);
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(blocked);
+  await assert.rejects(store.append({ n: 1 }, at));
+  rmSync(blocked, { recursive: true });
+  await store.append({ n: 2 }, at);
+  assert.deepEqual(lines(blocked), [{ n: 2 }]);
+  await store.close();
+});
+
+test('storeHandlers keep the event as received, the settings and a fingerprint of the key, never the key', async () => {
+  const store = await NdjsonStore.open(tempDir());
+  const handlers = storeHandlers(store);
+  const receivedAt = new Date('2026-11-26T12:00:00.000Z');
+  const original = { Type: 'Track', event: 'Signed Up', user_id: 'u1' };
+  const ctx = {
+    apiKey: 'secret-key-123',
+    settings: { region: 'eu' },
+    headers: {},
+    signal: new AbortController().signal,
+    log: silentLogger,
+    receivedAt,
+    original,
+  } satisfies Context;
+  assert.deepEqual(Object.keys(handlers).sort(), [
+    'alias',
+    'delete',
+    'group',
+    'identify',
+    'page',
+    'screen',
+    'track',
+  ]);
+  await handlers.track?.({ type: 'track', event: 'Signed Up', userId: 'u1' }, ctx);
+  const file = store.fileFor(receivedAt);
+  const [record] = lines(file) as StoredRecord[];
+  assert.deepEqual(record, {
+    receivedAt: receivedAt.toISOString(),
+    source: record?.source,
+    settings: { region: 'eu' },
+    event: original,
+  });
+  assert.match(record?.source ?? '', /^[0-9a-f]{12}$/);
+  assert.doesNotMatch(readFileSync(file, 'utf8'), /secret-key-123/);
+  await store.close();
+});
