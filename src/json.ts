@@ -1,8 +1,13 @@
 // JSON.parse keeps a `"__proto__"` key as an own property, harmless until some later merge
 // (Object.assign, a deep-merge helper) turns it into a prototype change. Such keys never pass: a body
 // holding `__proto__`, or `constructor` with a `prototype` inside, is refused before anything sees it.
-// The walk runs only when the raw text mentions either word (the approach of fastify's
-// secure-json-parse), so ordinary events pay one substring search.
+// The walk runs only when the raw text holds either word as a key, letters possibly written as \u
+// escapes (JSON.parse decodes `"\u005f_proto__"` to `__proto__`): the approach and the patterns of
+// fastify's secure-json-parse. Ordinary events pay two regex scans.
+const PROTO_KEY_RE =
+  /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/;
+const CONSTRUCTOR_KEY_RE =
+  /"(?:c|\\u0063)(?:o|\\u006[Ff])(?:n|\\u006[Ee])(?:s|\\u0073)(?:t|\\u0074)(?:r|\\u0072)(?:u|\\u0075)(?:c|\\u0063)(?:t|\\u0074)(?:o|\\u006[Ff])(?:r|\\u0072)"\s*:/;
 
 export type JsonResult =
   | { readonly ok: true; readonly value: unknown }
@@ -16,7 +21,7 @@ export function parseJson(text: string): JsonResult {
     const reason = err instanceof SyntaxError ? `: ${err.message}` : '';
     return { ok: false, code: 'SEG_INVALID_JSON', message: `Request body is not valid JSON${reason}` };
   }
-  if (text.includes('__proto__') || text.includes('constructor')) {
+  if (PROTO_KEY_RE.test(text) || CONSTRUCTOR_KEY_RE.test(text)) {
     const path = findPoisonedKey(value);
     if (path !== undefined) {
       return {

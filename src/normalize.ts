@@ -72,7 +72,9 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
   const renamed = new Map(renames);
   for (const key in input) {
     const target = renamed.get(key);
-    out[target !== undefined && !Object.hasOwn(out, target) ? target : key] = input[key];
+    const name = target !== undefined && !Object.hasOwn(out, target) ? target : key;
+    // Assignment to "__proto__" would set the copy's prototype: define it as plain data instead.
+    Object.defineProperty(out, name, { value: input[key], enumerable: true, writable: true, configurable: true });
   }
   if (lowerType !== undefined) out.type = lowerType;
   return out;

@@ -317,6 +317,9 @@ describe('parse', () => {
     const bodies = [
       '{"type":"track","event":"x","userId":"u","__proto__":{"polluted":true}}',
       '{"type":"track","event":"x","userId":"u","properties":{"constructor":{"prototype":{"polluted":true}}}}',
+      // JSON.parse decodes escaped letters: these are the same keys in disguise.
+      '{"type":"track","user_id":"u","\\u005f_proto__":{"event":"Injected","polluted":true}}',
+      '{"type":"track","event":"x","userId":"u","\\u0063onstructor":{"prototype":{"polluted":true}}}',
     ];
     for (const body of bodies) {
       const res = await inject(endpoint({}, seen), { body });

@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  EndpointError,
+  ERRORS,
+  EventNotSupported,
+  ForbiddenError,
+  InvalidEventPayload,
+  RetryError,
+  toErrorAnswer,
+  UnauthorizedError,
+  ValidationError,
+} from '../src/errors.ts';
+
+const GENERIC_500 = ERRORS.SEG_INTERNAL.message;
+const entries = Object.entries(ERRORS);
+
+describe('the catalogue', () => {
+  test('every code is unique, even ignoring case', () => {
+    const codes = entries.map(([code]) => code.toUpperCase());
+    assert.equal(new Set(codes).size, codes.length);
+  });
+
+  test('every code is SEG_ and upper snake case', () => {
+    for (const [code] of entries) assert.match(code, /^SEG_[A-Z0-9]+(?:_[A-Z0-9]+)*$/);
+  });
+
+  test('every status is an integer from 400 to 599', () => {
+    for (const [code, { status }] of entries) {
+      assert.ok(Number.isInteger(status) && status >= 400 && status <= 599, `${code}: ${status}`);
+    }
+  });
+
+  test('every message is non-empty, and no two codes share one', () => {
+    for (const [code, { message }] of entries) assert.ok(message.trim() !== '', code);
+    const messages = entries.map(([, { message }]) => message);
+    assert.equal(new Set(messages).size, messages.length);
+  });
+
+  test('a 501 is only "type not supported": Segment does not retry it', () => {
+    const notRetried = entries.filter(([, { status }]) => status === 501).map(([code]) => code);
+    assert.deepEqual(notRetried, ['SEG_TYPE_UNSUPPORTED']);
+  });
+});
+
+describe('error classes', () => {
+  const classes = [
+    [ValidationError, 400, 'SEG_INVALID_EVENT'],
+    [InvalidEventPayload, 400, 'SEG_INVALID_EVENT'],
+    [EventNotSupported, 501, 'SEG_TYPE_UNSUPPORTED'],
+    [RetryError, 503, 'SEG_RETRY'],
+    [UnauthorizedError, 401, 'SEG_AUTH_UNKNOWN'],
+    [ForbiddenError, 403, 'SEG_FORBIDDEN'],
+  ] as const;
+
+  for (const [Class, status, code] of classes) {
+    test(`${Class.name} is ${status} ${code}`, () => {
+      const err = new Class();
+      assert.equal(err.status, status);
+      assert.equal(err.code, code);
+      assert.equal(err.status, ERRORS[err.code].status, 'the class agrees with the catalogue');
+      assert.ok(err instanceof EndpointError);
+      assert.ok(err instanceof Error);
+      assert.equal(err.name, Class.name);
+      assert.notEqual(err.message, '');
+    });
+  }
+
+  test('a message and a cause of its own are kept', () => {
+    const cause = new Error('socket hang up');
+    const err = new RetryError('CRM is down, retry later', { cause });
+    assert.equal(err.message, 'CRM is down, retry later');
+    assert.equal(err.cause, cause);
+  });
+
+  test('EndpointError without a message takes the catalogue message', () => {
+    const err = new EndpointError('SEG_BODY_TOO_LARGE');
+    assert.equal(err.message, ERRORS.SEG_BODY_TOO_LARGE.message);
+    assert.equal(err.status, 413);
+  });
+});
+
+describe('toErrorAnswer', () => {
+  test('an EndpointError passes through, with no internal', () => {
+    const answer = toErrorAnswer(new ValidationError('Missing email address'));
+    assert.deepEqual(answer, { status: 400, code: 'SEG_INVALID_EVENT', message: 'Missing email address' });
+  });
+
+  test('an EndpointError 5xx passes through too: the partner chose its message', () => {
+    const answer = toErrorAnswer(new RetryError('CRM is down'));
+    assert.deepEqual(answer, { status: 503, code: 'SEG_RETRY', message: 'CRM is down' });
+  });
+
+  test('a foreign error with a 4xx status keeps its message', () => {
+    const err = Object.assign(new Error('API token expired'), { status: 401 });
+    const answer = toErrorAnswer(err);
+    assert.equal(answer.status, 401);
+    assert.equal(answer.message, 'API token expired');
+    assert.equal(answer.internal, undefined);
+  });
+
+  test('a foreign error with a 4xx statusCode keeps its message and its string code', () => {
+    const answer = toErrorAnswer({ statusCode: 422, message: 'Missing email address', code: 'E_EMAIL' });
+    assert.deepEqual(answer, { status: 422, code: 'E_EMAIL', message: 'Missing email address' });
+  });
+
+  test('a foreign 4xx with no message still says something', () => {
+    const answer = toErrorAnswer({ status: 409 });
+    assert.equal(answer.status, 409);
+    assert.notEqual(answer.message, '');
+  });
+
+  test('a foreign 5xx error does not expose its message, and carries internal', () => {
+    for (const err of [
+      Object.assign(new Error('ECONNREFUSED 10.0.0.7:5432 password=hunter2'), { status: 502 }),
+      { statusCode: 500, message: 'at /srv/app/db.js:12 password=hunter2' },
+    ]) {
+      const answer = toErrorAnswer(err);
+      assert.ok(answer.status >= 500);
+      assert.doesNotMatch(answer.message, /hunter2|10\.0\.0\.7|\/srv/);
+      assert.equal(answer.internal, err);
+    }
+  });
+
+  test('status range: 400 and 599 are honoured, 399 and 600 are a generic 500', () => {
+    assert.equal(toErrorAnswer({ status: 400, message: 'x' }).status, 400);
+    assert.equal(toErrorAnswer({ status: 599 }).status, 599);
+    for (const status of [399, 600, 404.5, Number.NaN]) {
+      const answer = toErrorAnswer({ status, message: 'leak' });
+      assert.equal(answer.status, 500, String(status));
+      assert.equal(answer.code, 'SEG_INTERNAL');
+      assert.equal(answer.message, GENERIC_500);
+    }
+  });
+
+  test('a string status is not a status', () => {
+    const answer = toErrorAnswer({ status: '404', message: 'leak' });
+    assert.equal(answer.status, 500);
+    assert.equal(answer.message, GENERIC_500);
+  });
+
+  test('a plain Error, a thrown string and null are a generic 500 with internal set', () => {
+    for (const thrown of [new Error('ENOENT: /etc/secret'), 'something broke', null, undefined]) {
+      const answer = toErrorAnswer(thrown);
+      assert.equal(answer.status, 500);
+      assert.equal(answer.code, 'SEG_INTERNAL');
+      assert.equal(answer.message, GENERIC_500);
+      assert.ok(Object.hasOwn(answer, 'internal'), String(thrown));
+      assert.equal(answer.internal, thrown);
+    }
+  });
+});

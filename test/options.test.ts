@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Handlers } from '../src/dispatch.ts';
+import { silentLogger } from '../src/log.ts';
+import { type HandlerOptions, resolveHandlerOptions } from '../src/options.ts';
+
+const handlers: Handlers = { track: () => {} };
+const base: HandlerOptions = { handlers, apiKeys: ['k1'], log: silentLogger };
+
+/** Resolves with `base` plus overrides; the cast lets a test pass what the types forbid. */
+const resolve = (overrides: Record<string, unknown>) =>
+  resolveHandlerOptions({ ...base, ...overrides } as HandlerOptions);
+
+describe('defaults', () => {
+  test('path, healthPath, limits and timeouts', () => {
+    const opts = resolveHandlerOptions(base);
+    assert.equal(opts.path, '/');
+    assert.equal(opts.healthPath, '/health');
+    assert.equal(opts.maxBodyBytes, 524288);
+    assert.equal(opts.bodyTimeoutMs, 10000);
+    assert.equal(opts.handlerTimeoutMs, 4000);
+    assert.equal(opts.realm, 'segment-endpoint');
+    assert.equal(opts.log, silentLogger);
+  });
+
+  test('given values win over the defaults', () => {
+    const opts = resolve({ path: '/segment', healthPath: '/up', maxBodyBytes: 1024, handlerTimeoutMs: 50 });
+    assert.equal(opts.path, '/segment');
+    assert.equal(opts.healthPath, '/up');
+    assert.equal(opts.maxBodyBytes, 1024);
+    assert.equal(opts.handlerTimeoutMs, 50);
+  });
+
+  test('the result is frozen, and so are its handlers', () => {
+    const opts = resolveHandlerOptions(base);
+    assert.ok(Object.isFrozen(opts));
+    assert.ok(Object.isFrozen(opts.handlers));
+    assert.notEqual(opts.handlers, handlers, 'a copy: later changes to the input do not leak in');
+  });
+
+  test('apiKeys become an authenticator', async () => {
+    const opts = resolve({ apiKeys: ['k1', { key: 'k2', types: ['track'] }] });
+    assert.equal(await opts.authenticate('k1'), 'allow');
+    assert.deepEqual(await opts.authenticate('k2'), { allow: ['track'] });
+    assert.equal(await opts.authenticate('nope'), 'unknown');
+  });
+
+  test('authenticate is used as given', () => {
+    const authenticate = () => 'allow' as const;
+    assert.equal(resolve({ apiKeys: undefined, authenticate }).authenticate, authenticate);
+  });
+});
+
+describe('TypeError', () => {
+  test('neither apiKeys nor authenticate: the endpoint never runs open', () => {
+    assert.throws(() => resolve({ apiKeys: undefined }), TypeError);
+  });
+
+  test('authenticate that is not a function', () => {
+    assert.throws(() => resolve({ authenticate: 'allow' }), { name: 'TypeError', message: /authenticate/ });
+  });
+
+  test('a handler that is not a function', () => {
+    assert.throws(() => resolve({ handlers: { track: 'handleTrack' } }), {
+      name: 'TypeError',
+      message: /handlers\.track/,
+    });
+  });
+
+  test('handlers missing or not an object', () => {
+    for (const value of [undefined, null, 'track']) {
+      assert.throws(() => resolve({ handlers: value }), TypeError, String(value));
+    }
+  });
+
+  test('a non-integer maxBodyBytes, naming the option', () => {
+    for (const value of [1.5, '1024', Number.NaN]) {
+      assert.throws(() => resolve({ maxBodyBytes: value }), { name: 'TypeError', message: /maxBodyBytes/ });
+    }
+  });
+
+  test('a path not starting with "/"', () => {
+    assert.throws(() => resolve({ path: 'events' }), { name: 'TypeError', message: /path/ });
+  });
+
+  test('apiKeys that is not iterable', () => {
+    assert.throws(() => resolve({ apiKeys: 'k1' }), { name: 'TypeError', message: /apiKeys/ });
+  });
+});
+
+describe('RangeError', () => {
+  test('a handler under a key that is not an event type', () => {
+    assert.throws(() => resolve({ handlers: { Track: () => {} } }), { name: 'RangeError', message: /Track/ });
+    assert.throws(() => resolve({ handlers: { constructor: () => {} } }), RangeError);
+  });
+
+  test('maxBodyBytes: 1 passes, 0 is a RangeError', () => {
+    assert.equal(resolve({ maxBodyBytes: 1 }).maxBodyBytes, 1);
+    assert.throws(() => resolve({ maxBodyBytes: 0 }), { name: 'RangeError', message: /maxBodyBytes/ });
+    assert.throws(() => resolve({ maxBodyBytes: -1 }), RangeError);
+  });
+
+  test('timeouts: 1 ms passes, 0 is a RangeError', () => {
+    assert.equal(resolve({ bodyTimeoutMs: 1 }).bodyTimeoutMs, 1);
+    assert.throws(() => resolve({ bodyTimeoutMs: 0 }), { name: 'RangeError', message: /bodyTimeoutMs/ });
+    assert.throws(() => resolve({ handlerTimeoutMs: 0 }), {
+      name: 'RangeError',
+      message: /handlerTimeoutMs/,
+    });
+  });
+
+  test('path === healthPath', () => {
+    assert.throws(() => resolve({ path: '/x', healthPath: '/x' }), RangeError);
+    assert.throws(() => resolve({ healthPath: '/' }), RangeError);
+  });
+
+  test('an unknown type in an api key spec', () => {
+    assert.throws(() => resolve({ apiKeys: [{ key: 'k1', types: ['track', 'purchase'] }] }), {
+      name: 'RangeError',
+      message: /purchase/,
+    });
+  });
+
+  test('an empty apiKeys list', () => {
+    assert.throws(() => resolve({ apiKeys: [] }), RangeError);
+  });
+});
+
+describe('secrets in errors', () => {
+  test('an error about a bad API key does not contain the key', () => {
+    for (const key of ['sk_live_abc:123', 'sk_live_abc:', ':sk_live_abc']) {
+      assert.throws(
+        () => resolve({ apiKeys: ['good-key', key] }),
+        (err: Error) =>
+          err instanceof TypeError &&
+          /apiKeys\[1\]/.test(err.message) &&
+          !err.message.includes('sk_live_abc'),
+        key,
+      );
+    }
+  });
+
+  test('an error about a bad type in a key spec does not contain the key', () => {
+    assert.throws(
+      () => resolve({ apiKeys: [{ key: 'sk_live_abc', types: ['purchase'] }] }),
+      (err: Error) => err instanceof RangeError && !err.message.includes('sk_live_abc'),
+    );
+  });
+});

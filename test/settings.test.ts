@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { decodeBase64 } from '../src/base64.ts';
+import { decodeSettings } from '../src/settings.ts';
+
+const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
+
+describe('decodeBase64', () => {
+  test('padded and unpadded base64 decode to the same bytes', () => {
+    assert.equal(decodeBase64('e30=')?.toString(), '{}');
+    assert.equal(decodeBase64('e30')?.toString(), '{}');
+    assert.equal(decodeBase64('YQ==')?.toString(), 'a');
+    assert.equal(decodeBase64('YQ')?.toString(), 'a');
+    assert.equal(decodeBase64('YWJj')?.toString(), 'abc');
+  });
+
+  test('the empty string is zero bytes', () => {
+    assert.equal(decodeBase64('')?.length, 0);
+  });
+
+  test('the whole standard alphabet, + and / included', () => {
+    const bytes = Buffer.from([0xfb, 0xff, 0xbf]);
+    assert.deepEqual(decodeBase64('+/+/'), bytes);
+  });
+
+  test('characters outside the alphabet are refused, not skipped as Node would', () => {
+    assert.ok(Buffer.from('e30$', 'base64').length > 0, "Node's decoder is lenient: the point of the check");
+    for (const text of ['e30$', 'e3 0=', ' e30=', 'e30=\n', 'e3-0', 'e3_0', 'e30.']) {
+      assert.equal(decodeBase64(text), undefined, JSON.stringify(text));
+    }
+  });
+
+  test('bad padding is refused: length % 4 == 1, "=" in the middle, too much padding', () => {
+    for (const text of ['e', 'e30=e', 'e=30', 'YQ==YQ==', 'YQ=', 'YWJj=', 'e30==', '====', '=']) {
+      assert.equal(decodeBase64(text), undefined, JSON.stringify(text));
+    }
+  });
+});
+
+describe('decodeSettings', () => {
+  test('absent or empty is {}', () => {
+    assert.deepEqual(decodeSettings(undefined), {});
+    assert.deepEqual(decodeSettings(''), {});
+  });
+
+  test('base64 of a JSON object is that object', () => {
+    const settings = { region: 'eu', retries: 3, nested: { list: [1, 'two'] } };
+    assert.deepEqual(decodeSettings(b64(JSON.stringify(settings))), settings);
+    assert.deepEqual(decodeSettings(b64('{}')), {});
+  });
+
+  test('unpadded base64 is accepted', () => {
+    const padded = b64('{"a":1}');
+    assert.ok(padded.endsWith('='), 'the sample must need padding');
+    assert.deepEqual(decodeSettings(padded.replace(/=+$/, '')), { a: 1 });
+  });
+
+  test('base64 of JSON that is not an object is undefined', () => {
+    for (const json of ['[]', '[{"a":1}]', '"text"', '42', 'true', 'null']) {
+      assert.equal(decodeSettings(b64(json)), undefined, json);
+    }
+  });
+
+  test('base64 of invalid JSON is undefined', () => {
+    for (const text of ['{', '{a:1}', 'not json', "{'a':1}"]) {
+      assert.equal(decodeSettings(b64(text)), undefined, text);
+    }
+  });
+
+  test('junk characters in the base64 are undefined', () => {
+    assert.equal(decodeSettings('e30$'), undefined);
+    assert.equal(decodeSettings('e3 0='), undefined);
+  });
+
+  test('bad padding is undefined: length % 4 == 1, "=" in the middle', () => {
+    assert.equal(decodeSettings('e30=e'), undefined);
+    assert.equal(decodeSettings('e=30'), undefined);
+    assert.equal(decodeSettings(`${b64('{"a":1}')}${b64('{}')}`), undefined);
+  });
+
+  test('a repeated header (an array of values) is undefined', () => {
+    assert.equal(decodeSettings(['e30=', 'e30=']), undefined);
+  });
+
+  test('a __proto__ key is undefined, at the top or nested', () => {
+    assert.equal(decodeSettings(b64('{"__proto__":{"admin":true}}')), undefined);
+    assert.equal(decodeSettings(b64('{"a":{"__proto__":{}}}')), undefined);
+  });
+
+  test('a __proto__ key written with a JSON escape is undefined', () => {
+    assert.equal(decodeSettings(b64('{"\\u005f_proto__":{"admin":true}}')), undefined);
+  });
+});
