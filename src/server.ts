@@ -86,7 +86,15 @@ export function createServer(options: ServerOptions): EndpointServer {
       `options.headersTimeoutMs (${headersTimeout}) must not exceed options.requestTimeoutMs (${requestTimeout})`,
     );
   }
-  const common = { keepAliveTimeout, headersTimeout, requestTimeout, maxHeaderSize: 16 * 1024 };
+  const common = {
+    keepAliveTimeout,
+    headersTimeout,
+    requestTimeout,
+    maxHeaderSize: 16 * 1024, // 16 KiB
+    // How often header and request timeouts are checked (Node's default, 30 s, lets a slow client
+    // hold a connection for up to 30 s past its deadline).
+    connectionsCheckingInterval: 1_000, // 1 s
+  };
   let server: Server;
   if (options.http === true) {
     server = createHttpServer(common, handler);
