@@ -123,10 +123,11 @@ export function toErrorAnswer(err: unknown): ErrorAnswer {
     const e = err as { status?: unknown; statusCode?: unknown; message?: unknown; code?: unknown };
     const status = typeof e.status === 'number' ? e.status : e.statusCode;
     if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) {
-      const code = typeof e.code === 'string' ? e.code : `HTTP_${status}`;
       if (status >= 500) {
-        return { status, code, message: statusMessage(status), internal: err };
+        // Neither the message nor the code of a foreign 5xx is ours to show: a driver's code is an internal.
+        return { status, code: `HTTP_${status}`, message: statusMessage(status), internal: err };
       }
+      const code = typeof e.code === 'string' ? e.code : `HTTP_${status}`;
       const message = typeof e.message === 'string' && e.message !== '' ? e.message : statusMessage(status);
       return { status, code, message };
     }

@@ -229,7 +229,9 @@ function parse(text: string): unknown {
 
 function mayBeLarge(req: IncomingMessage, maxBytes: number): boolean {
   const length = req.headers['content-length'];
-  return length === undefined || !(Number(length) <= maxBytes);
+  // With neither header there is no body (RFC 9112 §6.3): nothing to drain.
+  if (length === undefined) return req.headers['transfer-encoding'] !== undefined;
+  return !(Number(length) <= maxBytes);
 }
 
 function kind(value: unknown): string {

@@ -74,7 +74,12 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
     const target = renamed.get(key);
     const name = target !== undefined && !Object.hasOwn(out, target) ? target : key;
     // Assignment to "__proto__" would set the copy's prototype: define it as plain data instead.
-    Object.defineProperty(out, name, { value: input[key], enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(out, name, {
+      value: input[key],
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   if (lowerType !== undefined) out.type = lowerType;
   return out;
