@@ -25,6 +25,11 @@ const FLAGS = {
   handlers: { env: 'SEGMENT_ENDPOINT_HANDLERS', type: 'string' },
   out: { env: 'SEGMENT_ENDPOINT_OUT', type: 'string' },
   'max-body-bytes': { env: 'SEGMENT_ENDPOINT_MAX_BODY_BYTES', type: 'string' },
+  'max-in-flight': { env: 'SEGMENT_ENDPOINT_MAX_IN_FLIGHT', type: 'string' },
+  'max-connections': { env: 'SEGMENT_ENDPOINT_MAX_CONNECTIONS', type: 'string' },
+  'shutdown-timeout': { env: 'SEGMENT_ENDPOINT_SHUTDOWN_TIMEOUT', type: 'string' },
+  'idempotency-ttl': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_TTL', type: 'string' },
+  'idempotency-max-entries': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES', type: 'string' },
   'log-level': { env: 'SEGMENT_ENDPOINT_LOG_LEVEL', type: 'string' },
   help: { env: undefined, type: 'boolean', short: 'h' },
   version: { env: undefined, type: 'boolean', short: 'v' },
@@ -51,6 +56,15 @@ Options (each also read from the environment variable shown):
                            group?, alias?, delete? } (SEGMENT_ENDPOINT_HANDLERS)
   --out DIR                where the default store writes events-YYYY-MM-DD.ndjson (SEGMENT_ENDPOINT_OUT) [./data]
   --max-body-bytes N       largest body accepted (SEGMENT_ENDPOINT_MAX_BODY_BYTES) [524288]
+  --max-in-flight N        events processed at once; more get 503 + Retry-After
+                           (SEGMENT_ENDPOINT_MAX_IN_FLIGHT) [1024]
+  --max-connections N      open connections at most (SEGMENT_ENDPOINT_MAX_CONNECTIONS) [2048]
+  --shutdown-timeout SECS  on SIGTERM, how long running events may take to finish
+                           (SEGMENT_ENDPOINT_SHUTDOWN_TIMEOUT) [10]
+  --idempotency-ttl SECS   how long a processed messageId is remembered per API key, so that
+                           Segment's retries of it are not processed again (SEGMENT_ENDPOINT_IDEMPOTENCY_TTL) [86400]
+  --idempotency-max-entries N  messageIds remembered at most, oldest forgotten first; 0 turns
+                           duplicate suppression off (SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES) [100000]
   --log-level LEVEL        debug, info, warn, error or silent (SEGMENT_ENDPOINT_LOG_LEVEL) [info]
   -h, --help               show this help
   -v, --version            show the version
@@ -73,6 +87,10 @@ export interface CliConfig {
   readonly handlers: string | undefined;
   readonly out: string;
   readonly maxBodyBytes: number | undefined;
+  readonly maxInFlight: number | undefined;
+  readonly maxConnections: number | undefined;
+  readonly shutdownTimeoutMs: number | undefined;
+  readonly idempotency: { ttlMs: number | undefined; maxEntries: number | undefined } | false;
   readonly logLevel: LogLevel;
 }
 
@@ -111,6 +129,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
     );
   }
 
+  const maxEntries = optionalInteger(get('idempotency-max-entries'), '--idempotency-max-entries');
   const logLevel = get('log-level') ?? 'info';
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) {
     throw new UsageError(`--log-level must be debug, info, warn, error or silent, not "${logLevel}"`);
@@ -125,6 +144,13 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
     handlers: get('handlers'),
     out: get('out') ?? './data',
     maxBodyBytes: optionalInteger(get('max-body-bytes'), '--max-body-bytes'),
+    maxInFlight: optionalInteger(get('max-in-flight'), '--max-in-flight'),
+    maxConnections: optionalInteger(get('max-connections'), '--max-connections'),
+    shutdownTimeoutMs: optionalSeconds(get('shutdown-timeout'), '--shutdown-timeout'),
+    idempotency:
+      maxEntries === 0
+        ? false
+        : { ttlMs: optionalSeconds(get('idempotency-ttl'), '--idempotency-ttl'), maxEntries },
     logLevel: logLevel as LogLevel,
   };
 }
@@ -175,6 +201,14 @@ function optionalInteger(value: string | undefined, flag: string): number | unde
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) throw new UsageError(`${flag} must be a whole number, not "${value}"`);
   return Number(value);
+}
+
+/** Seconds, possibly fractional (`0.5`), as milliseconds. */
+function optionalSeconds(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+(?:\.\d+)?$/.test(value))
+    throw new UsageError(`${flag} must be a number of seconds, not "${value}"`);
+  return Math.round(Number(value) * 1000);
 }
 
 function isTrue(value: string | undefined): boolean {
@@ -239,6 +273,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       handlers = await loadHandlers(config.handlers);
     } else {
       store = await NdjsonStore.open(config.out);
+      for (const torn of store.recovered) {
+        log.warn(torn, 'a partial line left by a crash was set aside');
+      }
       handlers = storeHandlers(store);
     }
     endpoint = createServer({
@@ -250,6 +287,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       http: config.http,
       path: config.path,
       maxBodyBytes: config.maxBodyBytes,
+      maxInFlight: config.maxInFlight,
+      maxConnections: config.maxConnections,
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
+      idempotency: config.idempotency,
       log,
     });
     url = await endpoint.listen();
@@ -286,6 +327,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    // A partner's handler can throw from a timer or leave a promise rejected, outside any request.
+    // Crashing would cut every connection and every event in flight; log it and keep serving.
+    process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
+    process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   });
 }
 

@@ -32,12 +32,18 @@ export const ERRORS = {
   SEG_INVALID_JSON: { status: 400, message: 'Request body is not valid JSON' },
   SEG_NOT_OBJECT: { status: 400, message: 'Request body must be a JSON object' },
   SEG_FORBIDDEN_KEY: { status: 400, message: 'Request body contains a forbidden key' },
+  SEG_TOO_DEEP: { status: 400, message: 'Request body is nested too deeply' },
   SEG_TYPE_MISSING: { status: 400, message: '"type" is required and must be a string' },
   SEG_TYPE_UNSUPPORTED: { status: 501, message: 'Event type is not supported' },
   SEG_INVALID_EVENT: { status: 400, message: 'Invalid event' },
   SEG_RETRY: { status: 503, message: 'Temporarily unable to process the event, retry later' },
   SEG_HANDLER_TIMEOUT: { status: 503, message: 'The event took too long to process, retry later' },
   SEG_DRAINING: { status: 503, message: 'The endpoint is restarting, retry later' },
+  SEG_OVERLOADED: { status: 503, message: 'The endpoint is at capacity, retry later' },
+  SEG_DUPLICATE_IN_FLIGHT: { status: 503, message: 'This event is being processed now, retry later' },
+  SEG_BAD_REQUEST: { status: 400, message: 'Malformed HTTP request' },
+  SEG_HEADERS_TOO_LARGE: { status: 431, message: 'Request headers are too large' },
+  SEG_REQUEST_TIMEOUT: { status: 408, message: 'Request was not received in time' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

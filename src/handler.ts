@@ -3,7 +3,8 @@ import { type AuthDecision, keyFingerprint, parseBasicAuth } from './auth.ts';
 import { bodyTooLarge, checkBodyHeaders, readBody } from './body.ts';
 import { type Context, createDispatcher } from './dispatch.ts';
 import { EndpointError, type ErrorAnswer, toErrorAnswer } from './errors.ts';
-import { findPoisonedKey, parseJson } from './json.ts';
+import type { IdempotencyStore } from './idempotency.ts';
+import { checkParsed, parseJson } from './json.ts';
 import { normalizeEvent } from './normalize.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import type { EventType } from './schemas.ts';
@@ -39,7 +40,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
   const opts = resolveHandlerOptions(options);
   const validators = compileValidators();
   const { supports, dispatch } = createDispatcher(opts.handlers, opts.handlerTimeoutMs);
-  const log = opts.log;
+  const { log, idempotency } = opts;
   const challenge = `Basic realm="${opts.realm}", charset="UTF-8"`;
   let inFlight = 0;
   let draining = false;
@@ -54,6 +55,9 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         sendError(req, res, answer('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
       } else if (draining) {
         sendError(req, res, answer('SEG_DRAINING'), { connection: 'close' });
+      } else if (inFlight >= opts.maxInFlight) {
+        // Shed at once rather than queue: Segment keeps the event and retries it.
+        sendError(req, res, answer('SEG_OVERLOADED'));
       } else {
         inFlight++;
         processEvent(req, res).finally(settled);
@@ -77,6 +81,11 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
   async function processEvent(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let source: string | undefined;
     try {
+      // Node keeps the first of repeated Authorization headers; a request that carries two is ambiguous
+      // about who sends it, so it is refused rather than read either way.
+      if (repeats(req.rawHeaders, 'authorization')) {
+        throw new EndpointError('SEG_AUTH_MALFORMED', 'More than one Authorization header');
+      }
       const credentials = parseBasicAuth(req.headers.authorization);
       if (credentials === undefined) {
         throw new EndpointError(
@@ -99,6 +108,22 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       const problem = validators[type](event);
       if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
 
+      const messageId = event.messageId;
+      const key =
+        idempotency !== undefined && typeof messageId === 'string' && messageId !== ''
+          ? `${apiKey}\n${messageId}`
+          : undefined;
+      if (key !== undefined) {
+        const claim = await (idempotency as IdempotencyStore).claim(key);
+        if (claim === 'done') {
+          // Processed before: the sender missed our answer. Success again, without a second run.
+          log.debug({ source, messageId }, 'duplicate event');
+          reply(res, 200);
+          return;
+        }
+        if (claim === 'busy') throw new EndpointError('SEG_DUPLICATE_IN_FLIGHT');
+      }
+
       const abort = new AbortController();
       const ctx: Context = {
         apiKey,
@@ -109,9 +134,16 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         receivedAt: new Date(),
         original,
       };
-      const status = await dispatch(type, event, ctx, abort);
-      // While draining, the connection goes with this answer: the next request would be refused anyway.
-      if (!res.headersSent) res.writeHead(status, draining ? EMPTY_OK_CLOSE : EMPTY_OK).end();
+      let status: number;
+      try {
+        status = await dispatch(type, event, ctx, abort);
+      } catch (err) {
+        // Failed: not done, so that Segment's retry is processed.
+        if (key !== undefined) await (idempotency as IdempotencyStore).release(key);
+        throw err;
+      }
+      if (key !== undefined) await (idempotency as IdempotencyStore).complete(key);
+      reply(res, status);
     } catch (err) {
       const reply = toErrorAnswer(err);
       if (reply.internal !== undefined) {
@@ -121,22 +153,25 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
     }
   }
 
+  function reply(res: ServerResponse, status: number): void {
+    // While draining, the connection goes with this answer: the next request would be refused anyway.
+    if (!res.headersSent) res.writeHead(status, draining ? EMPTY_OK_CLOSE : EMPTY_OK).end();
+  }
+
   async function readEvent(req: IncomingMessage): Promise<Record<string, unknown>> {
     const parsed = (req as IncomingMessage & { body?: unknown }).body;
     let value: unknown;
     if (parsed === undefined) {
       checkBodyHeaders(req, opts.maxBodyBytes);
-      value = parse(await readBody(req, opts.maxBodyBytes, opts.bodyTimeoutMs));
+      value = parse(await readBody(req, opts.maxBodyBytes, opts.bodyTimeoutMs), opts.maxDepth);
     } else if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
       // A framework read the body already (express.text/raw): same limits, same parser.
       if (Buffer.byteLength(parsed) > opts.maxBodyBytes) throw bodyTooLarge(opts.maxBodyBytes);
-      value = parse(parsed.toString());
+      value = parse(parsed.toString(), opts.maxDepth);
     } else {
-      // A framework parsed it (express.json and the like): its parser may not guard the prototype.
-      const poisoned = findPoisonedKey(parsed);
-      if (poisoned !== undefined) {
-        throw new EndpointError('SEG_FORBIDDEN_KEY', `Request body contains a forbidden key: ${poisoned}`);
-      }
+      // A framework parsed it (express.json and the like): its parser may guard neither depth nor prototype.
+      const refused = checkParsed(parsed, opts.maxDepth);
+      if (refused !== undefined && !refused.ok) throw new EndpointError(refused.code, refused.message);
       value = parsed;
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -193,6 +228,8 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       ...extra,
     };
     if (reply.status === 401) headers['www-authenticate'] = challenge;
+    // Segment keeps its own backoff; other senders (SDKs, proxies) honour this.
+    if (reply.status === 503) headers['retry-after'] = '1';
     // A body we did not read to its end cannot be skipped cheaply when it may be large, slow or endless:
     // close the connection rather than drain it.
     if (
@@ -221,8 +258,8 @@ function answer(code: ConstructorParameters<typeof EndpointError>[0], message?: 
   return toErrorAnswer(new EndpointError(code, message));
 }
 
-function parse(text: string): unknown {
-  const result = parseJson(text);
+function parse(text: string, maxDepth: number): unknown {
+  const result = parseJson(text, maxDepth);
   if (!result.ok) throw new EndpointError(result.code, result.message);
   return result.value;
 }
@@ -242,4 +279,17 @@ function kind(value: unknown): string {
 
 function quote(value: string): string {
   return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}
+
+/** Whether a header appears more than once (rawHeaders alternates names and values, as sent). */
+function repeats(rawHeaders: readonly string[], name: string): boolean {
+  let seen = false;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const header = rawHeaders[i] as string;
+    if (header.length === name.length && header.toLowerCase() === name) {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
 }

@@ -11,9 +11,24 @@ const CONSTRUCTOR_KEY_RE =
 
 export type JsonResult =
   | { readonly ok: true; readonly value: unknown }
-  | { readonly ok: false; readonly code: 'SEG_INVALID_JSON' | 'SEG_FORBIDDEN_KEY'; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly code: 'SEG_INVALID_JSON' | 'SEG_FORBIDDEN_KEY' | 'SEG_TOO_DEEP';
+      readonly message: string;
+    };
 
-export function parseJson(text: string): JsonResult {
+/** Deeper than any real event (a rich one nests 5 or 6 levels), shallow enough for recursive code. */
+export const MAX_DEPTH = 64;
+
+/**
+ * Parses a request body. Besides invalid JSON, refuses nesting deeper than `maxDepth` (the store's
+ * JSON.stringify and partners' own recursive code would overflow the stack: a 500 for the sender's
+ * fault) and prototype-poisoning keys.
+ */
+export function parseJson(text: string, maxDepth = MAX_DEPTH): JsonResult {
+  if (nestsDeeper(text, maxDepth)) {
+    return { ok: false, code: 'SEG_TOO_DEEP', message: `Request body nests deeper than ${maxDepth} levels` };
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -32,6 +47,29 @@ export function parseJson(text: string): JsonResult {
     }
   }
   return { ok: true, value };
+}
+
+/**
+ * For a value parsed elsewhere (a framework's body parser): the same refusals as `parseJson`, as a
+ * message, or `undefined` when the value is fine.
+ */
+export function checkParsed(root: unknown, maxDepth = MAX_DEPTH): JsonResult | undefined {
+  const stack: Array<[unknown, number]> = [[root, 0]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [unknown, number];
+    if (typeof node !== 'object' || node === null) continue;
+    if (depth >= maxDepth) {
+      return {
+        ok: false,
+        code: 'SEG_TOO_DEEP',
+        message: `Request body nests deeper than ${maxDepth} levels`,
+      };
+    }
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  const path = findPoisonedKey(root);
+  if (path === undefined) return undefined;
+  return { ok: false, code: 'SEG_FORBIDDEN_KEY', message: `Request body contains a forbidden key: ${path}` };
 }
 
 /** The path of the first `__proto__` or `constructor.prototype` key in a parsed value, if any. */
@@ -58,3 +96,32 @@ export function findPoisonedKey(root: unknown): string | undefined {
 }
 
 const join = (path: string, key: string): string => (path === '' ? key : `${path}.${key}`);
+
+/**
+ * Whether the text opens more than `max` objects/arrays inside one another. Counting brackets with the
+ * native indexOf settles most bodies (no more brackets in all than the limit); only the rest are
+ * walked, skipping brackets inside strings.
+ */
+export function nestsDeeper(text: string, max: number): boolean {
+  let brackets = 0;
+  for (let i = text.indexOf('{'); i !== -1 && brackets <= max; i = text.indexOf('{', i + 1)) brackets++;
+  for (let i = text.indexOf('['); i !== -1 && brackets <= max; i = text.indexOf('[', i + 1)) brackets++;
+  if (brackets <= max) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}

@@ -1,5 +1,12 @@
 import { type ApiKeySpec, type Authenticate, keyAuthenticator } from './auth.ts';
 import type { Handlers } from './dispatch.ts';
+import {
+  IDEMPOTENCY_DEFAULTS,
+  type IdempotencyStore,
+  type MemoryIdempotencyOptions,
+  MemoryIdempotencyStore,
+} from './idempotency.ts';
+import { MAX_DEPTH } from './json.ts';
 import { jsonLogger, type Logger } from './log.ts';
 import { EVENT_TYPES, type EventType } from './schemas.ts';
 
@@ -26,6 +33,18 @@ export interface HandlerOptions {
   bodyTimeoutMs?: number;
   /** A handler still running after this is answered 503 and its signal aborted. @default 4000 (4 s) */
   handlerTimeoutMs?: number;
+  /** Deepest nesting of objects/arrays accepted in a body (deeper is 400). @default 64 */
+  maxDepth?: number;
+  /**
+   * Events processed at once (body reading included); past this, 503 with Retry-After at once, so
+   * memory stays bounded under any load. @default 1024
+   */
+  maxInFlight?: number;
+  /**
+   * Duplicate suppression by `messageId` per API key: options of the in-memory store, a store of your
+   * own (shared between processes), or `false` to process every copy. @default { maxEntries: 100000, ttlMs: 24 h }
+   */
+  idempotency?: MemoryIdempotencyOptions | IdempotencyStore | false;
   /** pino-compatible. @default JSON lines on stderr, level info */
   log?: Logger;
 }
@@ -39,6 +58,9 @@ export interface ResolvedHandlerOptions {
   readonly maxBodyBytes: number;
   readonly bodyTimeoutMs: number;
   readonly handlerTimeoutMs: number;
+  readonly maxDepth: number;
+  readonly maxInFlight: number;
+  readonly idempotency: IdempotencyStore | undefined;
   readonly log: Logger;
 }
 
@@ -49,6 +71,8 @@ export const HANDLER_DEFAULTS = {
   maxBodyBytes: 512 * 1024, // 512 KiB: Segment's own limit for a batch; one event is at most 32 KiB
   bodyTimeoutMs: 10_000, // 10 s
   handlerTimeoutMs: 4_000, // 4 s: Segment gives up on a request after about 5 s
+  maxDepth: MAX_DEPTH, // 64 levels
+  maxInFlight: 1024, // events; with 512 KiB bodies, at most 512 MiB of bodies held at once
 } as const;
 
 const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's ceiling (~24.8 days)
@@ -95,7 +119,37 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
       1,
       MAX_TIMER_MS,
     ),
+    maxDepth: integer('maxDepth', input.maxDepth, HANDLER_DEFAULTS.maxDepth, 1, 10_000),
+    maxInFlight: integer('maxInFlight', input.maxInFlight, HANDLER_DEFAULTS.maxInFlight, 1, 1_000_000),
+    idempotency: resolveIdempotency(input.idempotency),
     log: input.log ?? jsonLogger('info'),
+  });
+}
+
+function resolveIdempotency(value: HandlerOptions['idempotency']): IdempotencyStore | undefined {
+  if (value === false) return undefined;
+  if (value === undefined) return new MemoryIdempotencyStore();
+  if (typeof value !== 'object' || value === null) {
+    throw new TypeError(`options.idempotency must be an object or false, got ${describe(value)}`);
+  }
+  const store = value as Partial<IdempotencyStore>;
+  if (typeof store.claim === 'function') {
+    if (typeof store.complete !== 'function' || typeof store.release !== 'function') {
+      throw new TypeError('options.idempotency: a store needs claim, complete and release functions');
+    }
+    return value as IdempotencyStore;
+  }
+  const memory = value as MemoryIdempotencyOptions;
+  return new MemoryIdempotencyStore({
+    maxEntries: integer(
+      'idempotency.maxEntries',
+      memory.maxEntries,
+      IDEMPOTENCY_DEFAULTS.maxEntries,
+      0,
+      100_000_000,
+    ),
+    ttlMs: integer('idempotency.ttlMs', memory.ttlMs, IDEMPOTENCY_DEFAULTS.ttlMs, 1, Number.MAX_SAFE_INTEGER),
+    now: memory.now,
   });
 }
 

@@ -1,6 +1,8 @@
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type Server, STATUS_CODES } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ERRORS, type ErrorCode } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { type HandlerOptions, integer } from './options.ts';
 
@@ -22,6 +24,10 @@ export interface ServerOptions extends HandlerOptions {
   requestTimeoutMs?: number;
   /** On close, requests still running after this are cut off. @default 10000 (10 s) */
   shutdownTimeoutMs?: number;
+  /** Open connections at most; more are closed as they arrive. @default 2048 */
+  maxConnections?: number;
+  /** The request line and headers together, at most (431 past it). @default 16384 (16 KiB) */
+  maxHeaderBytes?: number;
 }
 
 export const SERVER_DEFAULTS = {
@@ -34,6 +40,9 @@ export const SERVER_DEFAULTS = {
   requestTimeoutMs: 30_000, // 30 s: above the body (10 s) and handler (4 s) timeouts together
   handshakeTimeoutMs: 10_000, // 10 s
   shutdownTimeoutMs: 10_000, // 10 s
+  maxConnections: 2048, // sockets; a TLS socket holds ~40-100 KB, so ~100-200 MB at most
+  maxHeaderBytes: 16 * 1024, // 16 KiB: Node's default; Segment's headers take under 1 KiB
+  maxHeadersCount: 100, // headers; Segment sends 7
 } as const;
 
 export interface EndpointServer {
@@ -51,46 +60,23 @@ export interface EndpointServer {
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
 export function createServer(options: ServerOptions): EndpointServer {
   const handler = createHandler(options);
+  const ms = (name: keyof typeof SERVER_DEFAULTS & keyof ServerOptions, min = 1) =>
+    integer(name, options[name], SERVER_DEFAULTS[name] as number, min, 2 ** 31 - 1);
   const port = integer('port', options.port, SERVER_DEFAULTS.port, 0, 65535);
   const host = options.host ?? SERVER_DEFAULTS.host;
-  const keepAliveTimeout = integer(
-    'keepAliveTimeoutMs',
-    options.keepAliveTimeoutMs,
-    SERVER_DEFAULTS.keepAliveTimeoutMs,
-    1,
-    2 ** 31 - 1,
-  );
-  const headersTimeout = integer(
-    'headersTimeoutMs',
-    options.headersTimeoutMs,
-    SERVER_DEFAULTS.headersTimeoutMs,
-    1,
-    2 ** 31 - 1,
-  );
-  const requestTimeout = integer(
-    'requestTimeoutMs',
-    options.requestTimeoutMs,
-    SERVER_DEFAULTS.requestTimeoutMs,
-    1,
-    2 ** 31 - 1,
-  );
-  const shutdownTimeout = integer(
-    'shutdownTimeoutMs',
-    options.shutdownTimeoutMs,
-    SERVER_DEFAULTS.shutdownTimeoutMs,
-    0,
-    2 ** 31 - 1,
-  );
+  const headersTimeout = ms('headersTimeoutMs');
+  const requestTimeout = ms('requestTimeoutMs');
+  const shutdownTimeout = ms('shutdownTimeoutMs', 0);
   if (headersTimeout > requestTimeout) {
     throw new RangeError(
       `options.headersTimeoutMs (${headersTimeout}) must not exceed options.requestTimeoutMs (${requestTimeout})`,
     );
   }
   const common = {
-    keepAliveTimeout,
+    keepAliveTimeout: ms('keepAliveTimeoutMs'),
     headersTimeout,
     requestTimeout,
-    maxHeaderSize: 16 * 1024, // 16 KiB
+    maxHeaderSize: ms('maxHeaderBytes', 1024),
     // How often header and request timeouts are checked (Node's default, 30 s, lets a slow client
     // hold a connection for up to 30 s past its deadline).
     connectionsCheckingInterval: 1_000, // 1 s
@@ -109,6 +95,18 @@ export function createServer(options: ServerOptions): EndpointServer {
     };
     server = createHttpsServer({ ...common, ...tls }, handler) as unknown as Server;
   }
+  // Past this many sockets, new ones are closed as they arrive: memory stays bounded however many
+  // clients connect. Headers past the count are dropped by Node's parser (their bytes are already
+  // bounded by maxHeaderSize).
+  server.maxConnections = integer(
+    'maxConnections',
+    options.maxConnections,
+    SERVER_DEFAULTS.maxConnections,
+    1,
+    1e6,
+  );
+  server.maxHeadersCount = SERVER_DEFAULTS.maxHeadersCount;
+  server.on('clientError', answerClientError);
   const scheme = options.http === true ? 'http' : 'https';
 
   const listen = () =>
@@ -126,15 +124,46 @@ export function createServer(options: ServerOptions): EndpointServer {
     handler.drain();
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
-    const deadline = setTimeout(() => server.closeAllConnections(), shutdownTimeout);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), shutdownTimeout);
+    });
     try {
-      await handler.idle();
-      server.closeIdleConnections();
+      if ((await Promise.race([handler.idle(), deadline])) === 'timeout') {
+        // Still running past the bound: those senders get no answer and will retry; nothing they sent
+        // was acknowledged.
+        server.closeAllConnections();
+      } else {
+        server.closeIdleConnections();
+      }
       await stopped;
     } finally {
-      clearTimeout(deadline);
+      clearTimeout(timer);
     }
   };
 
   return { server, handler, listen, close };
+}
+
+/**
+ * Node's parser refused the request before any handler saw it (malformed HTTP, headers too large,
+ * headers too slow). Answer in JSON like every other refusal, then close: the stream cannot be trusted.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code: ErrorCode =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? 'SEG_HEADERS_TOO_LARGE'
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? 'SEG_REQUEST_TIMEOUT'
+        : 'SEG_BAD_REQUEST';
+  const { status, message } = ERRORS[code];
+  const body = JSON.stringify({ message, code });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

@@ -1,4 +1,4 @@
-import { type FileHandle, mkdir, open } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { keyFingerprint } from './auth.ts';
 import type { Context, Handlers } from './dispatch.ts';
@@ -35,10 +35,23 @@ export class NdjsonStore {
     return { records: this.#records, commits: this.#commits };
   }
 
-  /** Opens (creating if needed) a store in `dir`. */
+  /** Partial last lines found at start-up and set aside (a crash in the middle of a write). */
+  readonly recovered: TornLine[] = [];
+
+  /**
+   * Opens (creating if needed) a store in `dir`. A file whose last line was cut short by a crash is
+   * repaired first: the fragment moves to `<file>.torn` and the file is truncated to its last whole
+   * line, so the next event starts on a line of its own instead of being glued to the fragment.
+   */
   static async open(dir: string): Promise<NdjsonStore> {
     await mkdir(dir, { recursive: true });
-    return new NdjsonStore(dir);
+    const store = new NdjsonStore(dir);
+    for (const name of (await readdir(dir)).sort()) {
+      if (!FILE_RE.test(name)) continue;
+      const torn = await setAsideTornTail(join(dir, name));
+      if (torn !== undefined) store.recovered.push(torn);
+    }
+    return store;
   }
 
   /** The file a record received at `at` goes to. */
@@ -114,6 +127,59 @@ export class NdjsonStore {
     const handle = await open(name, 'a');
     this.#file = { name, handle };
     return handle;
+  }
+}
+
+const FILE_RE = /^events-\d{4}-\d{2}-\d{2}\.ndjson$/;
+const NEWLINE = 0x0a;
+const TAIL_CHUNK = 64 * 1024; // 64 KiB read at a time, from the end, to find the last newline
+
+export interface TornLine {
+  /** The store file that ended in a partial line. */
+  readonly file: string;
+  /** Where its bytes were moved. */
+  readonly movedTo: string;
+  readonly bytes: number;
+}
+
+/** Moves a partial last line (no closing newline) out of `file`; `undefined` if the file ends cleanly. */
+async function setAsideTornTail(file: string): Promise<TornLine | undefined> {
+  const handle = await open(file, 'r+');
+  try {
+    const { size } = await handle.stat();
+    let end = size;
+    const last = Buffer.alloc(1);
+    if (size === 0 || ((await handle.read(last, 0, 1, size - 1)).bytesRead === 1 && last[0] === NEWLINE)) {
+      return undefined;
+    }
+    // Walk back to the newline that closes the last whole line (or to the start of the file).
+    let keep = 0;
+    const chunk = Buffer.alloc(TAIL_CHUNK);
+    while (end > 0) {
+      const start = Math.max(0, end - TAIL_CHUNK);
+      const { bytesRead } = await handle.read(chunk, 0, end - start, start);
+      const at = chunk.subarray(0, bytesRead).lastIndexOf(NEWLINE);
+      if (at !== -1) {
+        keep = start + at + 1;
+        break;
+      }
+      end = start;
+    }
+    const fragment = Buffer.alloc(size - keep);
+    await handle.read(fragment, 0, fragment.length, keep);
+    const movedTo = `${file}.torn`;
+    const aside = await open(movedTo, 'a');
+    try {
+      await aside.appendFile(Buffer.concat([fragment, Buffer.from('\n')]));
+      await aside.datasync();
+    } finally {
+      await aside.close();
+    }
+    await handle.truncate(keep);
+    await handle.datasync();
+    return { file, movedTo, bytes: fragment.length };
+  } finally {
+    await handle.close();
   }
 }
 

@@ -68,6 +68,7 @@ class FakeRequest extends Readable {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;
+  rawHeaders: string[];
   complete = false;
   body?: unknown;
 
@@ -82,6 +83,9 @@ class FakeRequest extends Readable {
     this.method = method;
     this.url = url;
     this.headers = headers;
+    this.rawHeaders = Object.entries(headers).flatMap(([k, v]) =>
+      Array.isArray(v) ? v.flatMap((x) => [k, x]) : [k, String(v)],
+    );
   }
 
   override _read(): void {
