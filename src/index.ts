@@ -44,7 +44,11 @@ export type { Settings } from './settings.ts';
 
 // The default durable store
 export { NdjsonStore, storeHandlers } from './store.ts';
-export type { StoredRecord } from './store.ts';
+export type { StoredRecord, TornLine } from './store.ts';
+
+// Duplicate suppression (Segment delivers at least once)
+export { MemoryIdempotencyStore } from './idempotency.ts';
+export type { Claim, IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
 
 // Logging
 export { jsonLogger, silentLogger } from './log.ts';

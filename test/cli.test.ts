@@ -114,6 +114,12 @@ describe('the segment-endpoint command', () => {
       [['--http', '--api-key', 'k', '--port', 'eighty'], {}, /--port must be a whole number/],
       [['--http', '--api-key', 'k:purchase'], {}, /"purchase" is not an event type/],
       [['--http', '--api-key', 'k', '--log-level', 'loud'], {}, /--log-level/],
+      [
+        ['--http', '--api-key', 'k', '--shutdown-timeout', 'soon'],
+        {},
+        /--shutdown-timeout must be a number of seconds/,
+      ],
+      [['--http', '--api-key', 'k', '--max-in-flight', '-1'], {}, /--max-in-flight/],
       [['--http', '--api-key', 'k', '--handlers', '/nonexistent.mjs'], {}, /--handlers: cannot load/],
     ];
     for (const [args, env, message] of cases) {

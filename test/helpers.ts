@@ -55,6 +55,8 @@ export interface InjectOptions {
   parsedBody?: unknown;
   /** Send the body with neither Content-Length nor Transfer-Encoding. */
   noLength?: boolean;
+  /** Headers as sent, with repeats (`req.rawHeaders`); derived from `headers` when absent. */
+  rawHeaders?: string[];
 }
 
 export interface InjectResponse {
@@ -135,6 +137,7 @@ export function inject(
     options.stall ?? false,
   );
   if (options.parsedBody !== undefined) req.body = options.parsedBody;
+  if (options.rawHeaders !== undefined) req.rawHeaders = options.rawHeaders;
 
   return new Promise((resolve) => {
     let status = 0;

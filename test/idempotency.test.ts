@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { createHandler, type IdempotencyStore, MemoryIdempotencyStore, silentLogger } from '../src/index.ts';
+import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+
+describe('MemoryIdempotencyStore', () => {
+  test('new, then done once completed; released claims are new again', async () => {
+    const store = new MemoryIdempotencyStore();
+    assert.equal(await store.claim('a'), 'new');
+    store.complete('a');
+    assert.equal(await store.claim('a'), 'done');
+    assert.equal(await store.claim('b'), 'new');
+    store.release('b');
+    assert.equal(await store.claim('b'), 'new');
+  });
+
+  test('a copy claimed while the first runs waits: done if the first succeeds', async () => {
+    const store = new MemoryIdempotencyStore();
+    assert.equal(store.claim('k'), 'new');
+    const second = store.claim('k');
+    assert.ok(second instanceof Promise);
+    store.complete('k');
+    assert.equal(await second, 'done');
+  });
+
+  test('a copy claimed while the first runs takes over if the first fails', async () => {
+    const store = new MemoryIdempotencyStore();
+    assert.equal(store.claim('k'), 'new');
+    const second = store.claim('k');
+    const third = store.claim('k');
+    store.release('k');
+    assert.equal(await second, 'new');
+    store.complete('k');
+    assert.equal(await third, 'done');
+  });
+
+  test('entries expire after the window: at ttl - 1 ms a duplicate, at ttl new', () => {
+    let now = 1_000;
+    const store = new MemoryIdempotencyStore({ ttlMs: 500, now: () => now });
+    store.claim('k');
+    store.complete('k');
+    now += 499;
+    assert.equal(store.claim('k'), 'done');
+    now += 1;
+    assert.equal(store.claim('k'), 'new');
+  });
+
+  test('memory is bounded: past maxEntries the oldest are forgotten first', () => {
+    const store = new MemoryIdempotencyStore({ maxEntries: 3 });
+    for (const key of ['a', 'b', 'c', 'd']) {
+      store.claim(key);
+      store.complete(key);
+    }
+    assert.equal(store.size, 3);
+    assert.equal(store.claim('a'), 'new');
+    assert.equal(store.claim('d'), 'done');
+  });
+
+  test('expired entries are swept on insert, not kept until the bound', () => {
+    let now = 0;
+    const store = new MemoryIdempotencyStore({ ttlMs: 10, maxEntries: 1000, now: () => now });
+    for (let i = 0; i < 100; i++) {
+      store.claim(`k${i}`);
+      store.complete(`k${i}`);
+    }
+    now = 100;
+    store.claim('fresh');
+    store.complete('fresh');
+    assert.equal(store.size, 1);
+  });
+});
+
+describe('duplicate suppression in the pipeline', () => {
+  const counting = (options: Parameters<typeof createHandler>[0]['idempotency'] = undefined) => {
+    const calls: string[] = [];
+    let fail = 0;
+    const handler = createHandler({
+      apiKeys: [API_KEY, 'other-key'],
+      log: silentLogger,
+      idempotency: options,
+      handlers: {
+        track: async (event) => {
+          calls.push(String(event.messageId));
+          await new Promise((r) => setTimeout(r, 20));
+          if (fail > 0) {
+            fail--;
+            throw Object.assign(new Error('downstream down'), { status: 503 });
+          }
+        },
+      },
+    });
+    return { handler, calls, failNext: (n: number) => (fail = n) };
+  };
+
+  test('the same messageId from the same key reaches the handler once; the copy gets 200', async () => {
+    const { handler, calls } = counting();
+    const event = trackEvent({ messageId: 'dup-1' });
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.deepEqual(calls, ['dup-1']);
+  });
+
+  test('copies arriving at the same moment are processed once', async () => {
+    const { handler, calls } = counting();
+    const event = trackEvent({ messageId: 'dup-2' });
+    const answers = await Promise.all(Array.from({ length: 10 }, () => inject(handler, { body: event })));
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      Array(10).fill(200),
+    );
+    assert.deepEqual(calls, ['dup-2']);
+  });
+
+  test('a failed event is not remembered: its retry is processed', async () => {
+    const { handler, calls, failNext } = counting();
+    failNext(1);
+    const event = trackEvent({ messageId: 'dup-3' });
+    assert.equal((await inject(handler, { body: event })).status, 503);
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.deepEqual(calls, ['dup-3', 'dup-3']);
+  });
+
+  test('the same messageId from another key, or without a messageId, is another event', async () => {
+    const { handler, calls } = counting();
+    const event = trackEvent({ messageId: 'dup-4' });
+    await inject(handler, { body: event });
+    await inject(handler, { body: event, headers: segmentHeaders('other-key') });
+    const anonymous = trackEvent({ messageId: undefined });
+    await inject(handler, { body: anonymous });
+    await inject(handler, { body: anonymous });
+    assert.equal(calls.length, 4);
+  });
+
+  test('messageId in another casing is the same key', async () => {
+    const { handler, calls } = counting();
+    await inject(handler, { body: trackEvent({ messageId: 'dup-5' }) });
+    await inject(handler, { body: { type: 'track', event: 'x', userId: 'u', message_id: 'dup-5' } });
+    assert.equal(calls.length, 1);
+  });
+
+  test('idempotency: false processes every copy', async () => {
+    const { handler, calls } = counting(false);
+    const event = trackEvent({ messageId: 'dup-6' });
+    await inject(handler, { body: event });
+    await inject(handler, { body: event });
+    assert.equal(calls.length, 2);
+  });
+
+  test('a shared store saying busy gets 503 with Retry-After; its errors are 500 without internals', async () => {
+    const busy: IdempotencyStore = { claim: () => 'busy', complete: () => {}, release: () => {} };
+    const res = await inject(counting(busy).handler, { body: trackEvent() });
+    assert.equal(res.status, 503);
+    assert.equal(res.json().code, 'SEG_DUPLICATE_IN_FLIGHT');
+    assert.equal(res.headers['retry-after'], '1');
+    const broken: IdempotencyStore = {
+      claim: async () => {
+        throw new Error('redis: connection refused 10.0.0.9');
+      },
+      complete: () => {},
+      release: () => {},
+    };
+    const down = await inject(counting(broken).handler, { body: trackEvent() });
+    assert.equal(down.status, 500);
+    assert.doesNotMatch(down.body, /redis/);
+  });
+});

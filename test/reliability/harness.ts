@@ -1,0 +1,206 @@
+// Shared tools of the reliability suite: the real process (spawned from source so coverage counts it),
+// its peak memory, a bounded load generator, and where the figures of a run are kept.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { join } from 'node:path';
+import { segmentHeaders, testCert } from '../helpers.ts';
+
+export const ROOT = join(import.meta.dirname, '..', '..');
+const CLI = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];
+
+export interface Endpoint {
+  readonly child: ChildProcess;
+  readonly url: string;
+  readonly port: number;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output(): string;
+  readonly exit: Promise<number | null>;
+  /** Peak resident memory of the process so far, in bytes (VmHWM), or undefined once it has exited. */
+  peakRss(): number | undefined;
+}
+
+/** Writes the test certificate into `dir` and returns the flags that use it. */
+export function tlsFlags(dir: string): string[] {
+  const { cert, key } = testCert();
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'cert.pem'), cert);
+  writeFileSync(join(dir, 'key.pem'), key);
+  return [
+    '--cert',
+    join(dir, 'cert.pem'),
+    '--key',
+    join(dir, 'key.pem'),
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+  ];
+}
+
+/** Starts `segment-endpoint` with `args` and resolves once it prints its URL. */
+export function startEndpoint(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Endpoint> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...CLI, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, SEGMENT_API_KEYS: '', ...env },
+    });
+    let output = '';
+    const exit = new Promise<number | null>((done) =>
+      child.on('exit', (code, signal) => done(code ?? (signal ? -1 : null))),
+    );
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /listening on (\S+)/.exec(output);
+      if (match?.[1] !== undefined) {
+        child.stdout?.off('data', onData);
+        child.stdout?.on('data', (c: Buffer) => {
+          output += c.toString();
+        });
+        const url = match[1];
+        resolve({
+          child,
+          url,
+          port: Number(new URL(url).port),
+          output: () => output,
+          exit,
+          peakRss: () => peakRss(child.pid),
+        });
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
+    exit.then((code) => reject(new Error(`segment-endpoint exited (${code}) before listening:\n${output}`)));
+  });
+}
+
+/** VmHWM of a Linux process: the most resident memory it has held. */
+export function peakRss(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = /^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1];
+    return kb === undefined ? undefined : Number(kb) * 1024;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface Outcome {
+  readonly id: string;
+  /** HTTP status, or 0 when the request failed without an answer (reset, refused). */
+  readonly status: number;
+  readonly error?: string;
+  readonly sentAt: number;
+  readonly doneAt: number;
+}
+
+/** One event over HTTPS through `agent`; never rejects: a network failure is status 0. */
+export function send(
+  agent: Agent,
+  url: string,
+  event: { messageId: string },
+  key = 'dev-key',
+): Promise<Outcome> {
+  const body = Buffer.from(JSON.stringify(event));
+  const sentAt = Date.now();
+  return new Promise((resolve) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        servername: 'localhost',
+        headers: { ...segmentHeaders(key), 'content-length': String(body.length) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({ id: event.messageId, status: res.statusCode ?? 0, sentAt, doneAt: Date.now() }),
+        );
+        res.on('error', (err) =>
+          resolve({ id: event.messageId, status: 0, error: err.message, sentAt, doneAt: Date.now() }),
+        );
+      },
+    );
+    req.on('error', (err) =>
+      resolve({ id: event.messageId, status: 0, error: err.message, sentAt, doneAt: Date.now() }),
+    );
+    req.end(body);
+  });
+}
+
+export interface LoadOptions {
+  readonly url: string;
+  readonly connections: number;
+  /** Stop after this many requests in all, or when `until` resolves, whichever is first. */
+  readonly maxRequests: number;
+  readonly until?: Promise<unknown>;
+  readonly event: (n: number) => { messageId: string };
+  readonly key?: string;
+}
+
+/**
+ * Keeps `connections` keep-alive connections busy, each sending one event after another. Bounded in
+ * count and time; resolves with every outcome.
+ */
+export async function load(options: LoadOptions): Promise<Outcome[]> {
+  const { cert } = testCert();
+  const agent = new Agent({ keepAlive: true, maxSockets: options.connections, ca: cert });
+  const outcomes: Outcome[] = [];
+  let next = 0;
+  let stop = false;
+  options.until?.then(() => {
+    stop = true;
+  });
+  const worker = async () => {
+    while (!stop && next < options.maxRequests) {
+      const n = next++;
+      outcomes.push(await send(agent, options.url, options.event(n), options.key));
+    }
+  };
+  await Promise.all(Array.from({ length: options.connections }, worker));
+  agent.destroy();
+  return outcomes;
+}
+
+/** Every record in a store directory's NDJSON files; lines that do not parse are counted, not thrown. */
+export function readStore(dir: string): {
+  records: Array<{ event: { messageId?: string } }>;
+  broken: number;
+} {
+  const records: Array<{ event: { messageId?: string } }> = [];
+  let broken = 0;
+  if (!existsSync(dir)) return { records, broken };
+  for (const name of readdirSync(dir).sort()) {
+    if (!name.endsWith('.ndjson')) continue;
+    for (const line of readFileSync(join(dir, name), 'utf8').split('\n')) {
+      if (line === '') continue;
+      try {
+        records.push(JSON.parse(line));
+      } catch {
+        broken++;
+      }
+    }
+  }
+  return { records, broken };
+}
+
+const FIGURES = join(ROOT, '.reliability', 'last-run.json');
+
+/** Records figures of this run (merged by name into .reliability/last-run.json) for the README. */
+export function recordFigures(name: string, figures: Record<string, unknown>): void {
+  mkdirSync(join(ROOT, '.reliability'), { recursive: true });
+  let all: Record<string, unknown> = {};
+  try {
+    all = JSON.parse(readFileSync(FIGURES, 'utf8'));
+  } catch {
+    // first figures of this run
+  }
+  all[name] = { ...figures, at: new Date().toISOString() };
+  writeFileSync(FIGURES, `${JSON.stringify(all, null, 2)}\n`);
+}
+
+export const MiB = 1024 * 1024;
