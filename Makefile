@@ -1,5 +1,5 @@
 # The front door: `make run` starts the real thing, `make test` runs every test. Both set themselves up.
-.PHONY: all install build run test typecheck lint unit bench clean
+.PHONY: all install build run test test-reliability typecheck lint unit bench clean
 
 NODE_MODULES := node_modules/.package-lock.json
 CERT := certs/localhost.crt
@@ -36,8 +36,16 @@ typecheck: $(NODE_MODULES)
 lint: $(NODE_MODULES)
 	npx biome check .
 
+NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test
+
+# Every test, the reliability suite included, under the coverage gate.
 unit: build
-	npx c8 node --conditions=segment-endpoint-source --import tsx --test test/*.test.ts
+	npx c8 $(NODE_TEST) test/*.test.ts test/reliability/*.test.ts
+
+# The reliability suite alone: kill -9 and SIGTERM under load, overload, slowloris, fuzz, duplicates.
+# Its figures land in .reliability/last-run.json.
+test-reliability: build
+	$(NODE_TEST) test/reliability/*.test.ts
 
 test: typecheck lint unit
 

@@ -204,3 +204,84 @@ export function recordFigures(name: string, figures: Record<string, unknown>): v
 }
 
 export const MiB = 1024 * 1024;
+
+/** An outcome with what the answer said: the error `code` of its JSON body and the headers that matter. */
+export interface Answer extends Outcome {
+  readonly code?: string;
+  readonly retryAfter?: string;
+  readonly connection?: string;
+}
+
+/** Like `send`, but reads the body: for tests that assert on the error code of a refusal. */
+export function sendReading(
+  agent: Agent,
+  url: string,
+  event: { messageId: string },
+  key = 'dev-key',
+): Promise<Answer> {
+  const body = Buffer.from(JSON.stringify(event));
+  const sentAt = Date.now();
+  const failed = (err: Error): Answer => ({
+    id: event.messageId,
+    status: 0,
+    error: (err as NodeJS.ErrnoException).code ?? err.message,
+    sentAt,
+    doneAt: Date.now(),
+  });
+  return new Promise((resolve) => {
+    const req = request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        servername: 'localhost',
+        headers: { ...segmentHeaders(key), 'content-length': String(body.length) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          let code: string | undefined;
+          try {
+            code = (JSON.parse(Buffer.concat(chunks).toString()) as { code?: string }).code;
+          } catch {
+            // an empty success body
+          }
+          resolve({
+            id: event.messageId,
+            status: res.statusCode ?? 0,
+            code,
+            retryAfter: res.headers['retry-after'],
+            connection: res.headers.connection,
+            sentAt,
+            doneAt: Date.now(),
+          });
+        });
+        res.on('error', (err) => resolve(failed(err)));
+      },
+    );
+    req.on('error', (err) => resolve(failed(err)));
+    req.end(body);
+  });
+}
+
+/** `load`, with each answer read by `sendReading`. */
+export async function loadReading(options: LoadOptions): Promise<Answer[]> {
+  const { cert } = testCert();
+  const agent = new Agent({ keepAlive: true, maxSockets: options.connections, ca: cert });
+  const answers: Answer[] = [];
+  let next = 0;
+  let stop = false;
+  options.until?.then(() => {
+    stop = true;
+  });
+  const worker = async () => {
+    while (!stop && next < options.maxRequests) {
+      const n = next++;
+      answers.push(await sendReading(agent, options.url, options.event(n), options.key));
+    }
+  };
+  await Promise.all(Array.from({ length: options.connections }, worker));
+  agent.destroy();
+  return answers;
+}
