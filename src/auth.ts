@@ -1,5 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { decodeBase64 } from './base64.ts';
+import { EndpointError } from './errors.ts';
 import type { EventType } from './schemas.ts';
 
 export interface BasicCredentials {
@@ -84,4 +86,35 @@ export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authentic
 /** A short, stable, non-reversible label for an API key: safe to write to logs and stores. */
 export function keyFingerprint(apiKey: string): string {
   return createHash('sha256').update(apiKey).digest('hex').slice(0, 12);
+}
+
+/**
+ * The API key of a request, as Segment sends it: the username of Basic auth. Throws the 401 to answer
+ * when there is none, or when the header cannot be read unambiguously.
+ */
+export function requestApiKey(req: IncomingMessage): string {
+  // Node keeps the first of repeated Authorization headers; a request that carries two is ambiguous
+  // about who sends it, so it is refused rather than read either way.
+  if (repeats(req.rawHeaders, 'authorization')) {
+    throw new EndpointError('SEG_AUTH_MALFORMED', 'More than one Authorization header');
+  }
+  const header = req.headers.authorization;
+  const credentials = parseBasicAuth(header);
+  if (credentials === undefined)
+    throw new EndpointError(header === undefined ? 'SEG_AUTH_MISSING' : 'SEG_AUTH_MALFORMED');
+  if (credentials.user === '') throw new EndpointError('SEG_AUTH_MISSING');
+  return credentials.user;
+}
+
+/** Whether a header appears more than once (rawHeaders alternates names and values, as sent). */
+function repeats(rawHeaders: readonly string[], name: string): boolean {
+  let seen = false;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const header = rawHeaders[i] as string;
+    if (header.length === name.length && header.toLowerCase() === name) {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
 }

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { EndpointError } from './errors.ts';
+import { checkParsed, parseJson } from './json.ts';
 
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
 const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
@@ -88,4 +89,47 @@ export function bodyTooLarge(maxBytes: number): EndpointError {
 
 function quote(value: string): string {
   return JSON.stringify(value.length > 100 ? `${value.slice(0, 100)}…` : value);
+}
+
+export interface EventLimits {
+  readonly maxBodyBytes: number;
+  readonly bodyTimeoutMs: number;
+  readonly maxDepth: number;
+}
+
+/**
+ * The request's body as a JSON object: read and parsed here, or taken from `req.body` when a framework
+ * has already read it (a string or Buffer goes through the same limits and parser; a parsed object
+ * through the same depth and prototype checks, which the framework's parser may not make).
+ */
+export async function readEvent(req: IncomingMessage, limits: EventLimits): Promise<Record<string, unknown>> {
+  const parsed = (req as IncomingMessage & { body?: unknown }).body;
+  let value: unknown;
+  if (parsed === undefined) {
+    checkBodyHeaders(req, limits.maxBodyBytes);
+    value = parse(await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs), limits.maxDepth);
+  } else if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
+    if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
+    value = parse(parsed.toString(), limits.maxDepth);
+  } else {
+    const refused = checkParsed(parsed, limits.maxDepth);
+    if (refused !== undefined && !refused.ok) throw new EndpointError(refused.code, refused.message);
+    value = parsed;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new EndpointError('SEG_NOT_OBJECT', `Request body must be a JSON object, not ${kind(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function parse(text: string, maxDepth: number): unknown {
+  const result = parseJson(text, maxDepth);
+  if (!result.ok) throw new EndpointError(result.code, result.message);
+  return result.value;
+}
+
+function kind(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  return `a ${typeof value}`;
 }

@@ -1,3 +1,5 @@
+import { EndpointError } from './errors.ts';
+
 // Segment delivers at least once: a timeout on its side, a lost answer or a retry after our 5xx sends the
 // same event again, with the same `messageId`. The endpoint remembers which events it has processed, per
 // API key, so that each reaches the handler at most once within a window.
@@ -99,4 +101,27 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       this.#done.delete(key);
     }
   }
+}
+
+/**
+ * Runs `process` unless the event under `key` was already processed: `'duplicate'` then. A success is
+ * remembered; a failure is released (and rethrown), so that the sender's retry is processed.
+ */
+export async function once<T>(
+  store: IdempotencyStore,
+  key: string,
+  process: () => Promise<T> | T,
+): Promise<T | 'duplicate'> {
+  const claim = await store.claim(key);
+  if (claim === 'done') return 'duplicate';
+  if (claim === 'busy') throw new EndpointError('SEG_DUPLICATE_IN_FLIGHT');
+  let result: T;
+  try {
+    result = await process();
+  } catch (err) {
+    await store.release(key);
+    throw err;
+  }
+  await store.complete(key);
+  return result;
 }

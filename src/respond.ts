@@ -1,0 +1,69 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { ErrorAnswer } from './errors.ts';
+
+// Writing answers. Success answers are empty and their headers built once; refusals are JSON
+// `{"message", "code"}`, which Segment shows the customer in its debugger.
+
+const JSON_TYPE = 'application/json; charset=utf-8';
+const EMPTY: OutgoingHttpHeaders = { 'content-length': '0' };
+const EMPTY_CLOSE: OutgoingHttpHeaders = { 'content-length': '0', connection: 'close' };
+const HEALTH_OK = '{"status":"ok"}';
+const HEALTH_DRAINING = '{"status":"draining"}';
+
+/** An empty success answer. `close` ends the connection with it (while draining). */
+export function sendStatus(res: ServerResponse, status: number, close: boolean): void {
+  if (!res.headersSent) res.writeHead(status, close ? EMPTY_CLOSE : EMPTY).end();
+}
+
+export interface RefusalContext {
+  /** The `WWW-Authenticate` challenge sent with a 401. */
+  readonly challenge: string;
+  readonly maxBodyBytes: number;
+}
+
+/** A refusal: JSON body, the headers its status calls for, and the connection closed when it must be. */
+export function sendError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  reply: ErrorAnswer,
+  context: RefusalContext,
+  extra?: OutgoingHttpHeaders,
+): void {
+  if (res.headersSent) return;
+  const body = JSON.stringify({ message: reply.message, code: reply.code });
+  const headers: OutgoingHttpHeaders = {
+    'content-type': JSON_TYPE,
+    'content-length': Buffer.byteLength(body),
+    ...extra,
+  };
+  if (reply.status === 401) headers['www-authenticate'] = context.challenge;
+  // Segment keeps its own backoff; other senders (SDKs, proxies) honour this.
+  if (reply.status === 503) headers['retry-after'] = '1';
+  // A body we did not read to its end cannot be skipped cheaply when it may be large, slow or endless:
+  // close the connection rather than drain it.
+  if (
+    !req.complete &&
+    (reply.status === 408 || reply.status === 413 || mayBeLarge(req, context.maxBodyBytes))
+  ) {
+    headers.connection = 'close';
+  }
+  res.writeHead(reply.status, headers).end(body);
+}
+
+/** The health answer: 200 `{"status":"ok"}`, or 503 `{"status":"draining"}`. No body for HEAD. */
+export function sendHealth(req: IncomingMessage, res: ServerResponse, draining: boolean): void {
+  const body = draining ? HEALTH_DRAINING : HEALTH_OK;
+  res.writeHead(draining ? 503 : 200, {
+    'content-type': JSON_TYPE,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+function mayBeLarge(req: IncomingMessage, maxBytes: number): boolean {
+  const length = req.headers['content-length'];
+  // With neither header there is no body (RFC 9112 §6.3): nothing to drain.
+  if (length === undefined) return req.headers['transfer-encoding'] !== undefined;
+  return !(Number(length) <= maxBytes);
+}
