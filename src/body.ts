@@ -6,7 +6,7 @@ import { checkParsed, parseJson } from './json.ts';
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
 const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
 const LENGTH_RE = /^\d{1,15}$/;
-const CHUNKED_RE = /(?:^|,)[ \t]*chunked[ \t]*$/i;
+const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
 
 /**
  * Checks what the headers say of the body before a byte of it is read: its type (415), whether its
@@ -24,7 +24,14 @@ export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number
   }
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) {
-    if (!CHUNKED_RE.test(te)) throw new EndpointError('SEG_LENGTH_REQUIRED');
+    // Any coding but chunked (gzip, deflate, ...) would hand us bytes we cannot read as JSON (RFC 9112
+    // §6.1: 501 for a transfer coding not understood).
+    if (!CHUNKED_RE.test(te)) {
+      throw new EndpointError(
+        'SEG_TRANSFER_CODING',
+        `Transfer-Encoding ${quote(te)} is not supported: send chunked`,
+      );
+    }
     return -1;
   }
   const length = req.headers['content-length'];

@@ -42,6 +42,8 @@ export const ERRORS = {
   SEG_OVERLOADED: { status: 503, message: 'The endpoint is at capacity, retry later' },
   SEG_DUPLICATE_IN_FLIGHT: { status: 503, message: 'This event is being processed now, retry later' },
   SEG_BAD_REQUEST: { status: 400, message: 'Malformed HTTP request' },
+  SEG_EXPECTATION_FAILED: { status: 417, message: 'Only "Expect: 100-continue" is supported' },
+  SEG_TRANSFER_CODING: { status: 501, message: 'Only chunked Transfer-Encoding is supported' },
   SEG_HEADERS_TOO_LARGE: { status: 431, message: 'Request headers are too large' },
   SEG_REQUEST_TIMEOUT: { status: 408, message: 'Request was not received in time' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },

@@ -55,7 +55,10 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
     if (path === opts.path) {
-      if (req.method !== 'POST') {
+      if (req.headers.host === undefined && req.httpVersionMinor === 1) {
+        // HTTP/1.1 requires Host (RFC 9112 §3.2); a request without one is not well-formed.
+        refuse(req, res, answer('SEG_BAD_REQUEST', 'Missing Host header'));
+      } else if (req.method !== 'POST') {
         refuse(req, res, answer('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
       } else if (draining) {
         refuse(req, res, answer('SEG_DRAINING'), { connection: 'close' });

@@ -1,4 +1,10 @@
-import { createServer as createHttpServer, type Server, STATUS_CODES } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -77,6 +83,8 @@ export function createServer(options: ServerOptions): EndpointServer {
     headersTimeout,
     requestTimeout,
     maxHeaderSize: ms('maxHeaderBytes', 1024),
+    // Node would refuse a missing Host with an empty 400; the handler refuses it in JSON instead.
+    requireHostHeader: false,
     // How often header and request timeouts are checked (Node's default, 30 s, lets a slow client
     // hold a connection for up to 30 s past its deadline).
     connectionsCheckingInterval: 1_000, // 1 s
@@ -107,6 +115,14 @@ export function createServer(options: ServerOptions): EndpointServer {
   );
   server.maxHeadersCount = SERVER_DEFAULTS.maxHeadersCount;
   server.on('clientError', answerClientError);
+  // Node answers an Expect other than 100-continue with an empty 417; say why, in JSON.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+    res
+      .writeHead(417, { 'content-type': 'application/json; charset=utf-8', connection: 'close' })
+      .end(
+        JSON.stringify({ message: ERRORS.SEG_EXPECTATION_FAILED.message, code: 'SEG_EXPECTATION_FAILED' }),
+      ),
+  );
   const scheme = options.http === true ? 'http' : 'https';
 
   const listen = () =>

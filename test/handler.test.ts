@@ -223,12 +223,17 @@ describe('body', () => {
     const res = await inject(endpoint(), { body: trackEvent(), noLength: true });
     assert.equal(res.status, 411);
     assert.equal(res.json().code, 'SEG_LENGTH_REQUIRED');
-    const raw = await inject(endpoint(), {
-      headers: { ...segmentHeaders(), 'transfer-encoding': 'gzip' },
-      body: '{}',
-    });
-    assert.equal(raw.status, 411);
-    assert.equal(raw.json().code, 'SEG_LENGTH_REQUIRED');
+  });
+
+  test('a transfer coding other than chunked is 501 (RFC 9112 §6.1)', async () => {
+    for (const te of ['gzip', 'gzip, chunked', 'deflate']) {
+      const res = await inject(endpoint(), {
+        headers: { ...segmentHeaders(), 'transfer-encoding': te },
+        body: '{}',
+      });
+      assert.equal(res.status, 501, te);
+      assert.equal(res.json().code, 'SEG_TRANSFER_CODING');
+    }
   });
 
   test('a malformed Content-Length is 400', async () => {

@@ -1,0 +1,273 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { connect, type TLSSocket } from 'node:tls';
+import { createServer, type EndpointServer, silentLogger } from '../../src/index.ts';
+import { API_KEY, httpsCall, keepAliveAgent, parseRaw, testCert, trackEvent } from '../helpers.ts';
+import { recordFigures } from './harness.ts';
+
+// Slowloris: clients that open a connection and then send their request a byte at a time, to hold a
+// socket (and its memory) for as long as the server lets them. The CLI has no flags for the header and
+// request timeouts, so the library is run in process with short ones; the shape is the same.
+
+const SLOW_HEADER_SOCKETS = 200;
+const SLOW_BODY_SOCKETS = 50;
+const NORMAL_REQUESTS = 10;
+const NORMAL_SPACING_MS = 80;
+const TRICKLE_MS = 150; // one byte this often: always short of a whole request before any deadline
+const CUT_OFF_BOUND_MS = 5_000; // headers 1 s / body 1.5 s / request 2 s, checked every 1 s, plus slack
+const GIVE_UP_MS = 8_000; // a socket still open by then is destroyed by the test and counted as not cut off
+
+const { cert, key } = testCert();
+
+function start(options: { maxConnections: number; short: boolean }): Promise<{
+  endpoint: EndpointServer;
+  url: string;
+  port: number;
+}> {
+  const endpoint = createServer({
+    tls: { cert, key },
+    host: '127.0.0.1',
+    port: 0,
+    ...(options.short ? { headersTimeoutMs: 1_000, requestTimeoutMs: 2_000, bodyTimeoutMs: 1_500 } : {}),
+    maxConnections: options.maxConnections,
+    apiKeys: [API_KEY],
+    log: silentLogger,
+    handlers: { track: () => {} },
+  });
+  return endpoint.listen().then((url) => ({ endpoint, url, port: Number(new URL(url).port) }));
+}
+
+interface SlowResult {
+  readonly kind: 'header' | 'body';
+  /** Whether the TLS handshake finished (a socket refused before it never held a request). */
+  readonly connected: boolean;
+  readonly status: number;
+  readonly code: string | undefined;
+  /** From the end of the handshake to the close, in ms; undefined if the test had to give up. */
+  readonly closedAfterMs: number | undefined;
+}
+
+interface SlowSocket {
+  readonly connected: Promise<boolean>;
+  readonly result: Promise<SlowResult>;
+  readonly open: () => boolean;
+  readonly destroy: () => void;
+}
+
+const SLOW_HEADER_TEXT = 'POST / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Segment.io/1.0\r\nX-Slow: ';
+
+function slowBodyHead(): string {
+  return (
+    'POST / HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n' +
+    `Authorization: Basic ${Buffer.from(`${API_KEY}:`).toString('base64')}\r\nContent-Length: 100\r\n\r\n`
+  );
+}
+
+/** A TLS socket that sends its request a byte every TRICKLE_MS, never finishing it. */
+function slowSocket(port: number, kind: 'header' | 'body'): SlowSocket {
+  let socket: TLSSocket;
+  let connectedAt = 0;
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let onConnected: (ok: boolean) => void = () => {};
+  const connected = new Promise<boolean>((resolve) => {
+    onConnected = resolve;
+  });
+  const result = new Promise<SlowResult>((resolve) => {
+    const chunks: Buffer[] = [];
+    socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () => {
+      connectedAt = Date.now();
+      onConnected(true);
+      let sent = 0;
+      if (kind === 'body') socket.write(slowBodyHead());
+      timer = setInterval(() => {
+        if (socket.destroyed || !socket.writable) return;
+        if (kind === 'header') {
+          socket.write(sent < SLOW_HEADER_TEXT.length ? (SLOW_HEADER_TEXT[sent] as string) : 'a');
+        } else if (sent < 99) {
+          socket.write('{');
+        }
+        sent++;
+      }, TRICKLE_MS);
+    });
+    const giveUp = setTimeout(() => socket.destroy(), GIVE_UP_MS);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => {}); // EPIPE/ECONNRESET once the server cuts us off: the close tells
+    socket.on('close', () => {
+      closed = true;
+      clearInterval(timer);
+      clearTimeout(giveUp);
+      onConnected(false);
+      const text = Buffer.concat(chunks).toString();
+      const { status, body } = parseRaw(text);
+      let code: string | undefined;
+      try {
+        code = (JSON.parse(body) as { code?: string }).code;
+      } catch {
+        code = undefined;
+      }
+      const elapsed = Date.now() - connectedAt;
+      resolve({
+        kind,
+        connected: connectedAt !== 0,
+        status,
+        code,
+        closedAfterMs: connectedAt === 0 || elapsed >= GIVE_UP_MS ? undefined : elapsed,
+      });
+    });
+  });
+  return {
+    connected,
+    result,
+    open: () => !closed,
+    destroy: () => {
+      clearInterval(timer);
+      socket.destroy();
+    },
+  };
+}
+
+test('slow headers and slow bodies are cut off with 408 while a normal client is served', async (t) => {
+  const { endpoint, url, port } = await start({ maxConnections: 300, short: true });
+  const agent = keepAliveAgent(cert);
+  const sockets: SlowSocket[] = [];
+  try {
+    for (let i = 0; i < SLOW_HEADER_SOCKETS; i++) sockets.push(slowSocket(port, 'header'));
+    for (let i = 0; i < SLOW_BODY_SOCKETS; i++) sockets.push(slowSocket(port, 'body'));
+    const handshakes = await Promise.all(sockets.map((s) => s.connected));
+    assert.equal(handshakes.filter(Boolean).length, sockets.length, 'every slow socket was let in');
+
+    // While they hang, Segment's events still go through, one after another on one connection, spread
+    // over the second in which the slow sockets are all open.
+    const openAtFirst = sockets.filter((s) => s.open()).length;
+    const latencies: number[] = [];
+    let ok = 0;
+    for (let i = 0; i < NORMAL_REQUESTS; i++) {
+      const started = Date.now();
+      const res = await httpsCall(agent, url, { body: trackEvent() });
+      latencies.push(Date.now() - started);
+      if (res.status === 200) ok++;
+      await new Promise((resolve) => setTimeout(resolve, NORMAL_SPACING_MS));
+    }
+    const openAfterNormal = sockets.filter((s) => s.open()).length;
+
+    const results = await Promise.all(sockets.map((s) => s.result));
+    const closedAfter = results.map((r) => r.closedAfterMs ?? Number.POSITIVE_INFINITY);
+    const cutOffWithinMs = Math.max(...closedAfter);
+    const headerResults = results.filter((r) => r.kind === 'header');
+    const bodyResults = results.filter((r) => r.kind === 'body');
+    const header408 = headerResults.filter((r) => r.status === 408).length;
+    const body408 = bodyResults.filter((r) => r.status === 408).length;
+    const figures = {
+      slowHeaderSockets: headerResults.length,
+      slowBodySockets: bodyResults.length,
+      slowHeader408: header408,
+      slowBody408: body408,
+      slowOpenAtFirstNormalRequest: openAtFirst,
+      slowOpenAfterNormalRequests: openAfterNormal,
+      cutOffWithinMs,
+      normalRequests: NORMAL_REQUESTS,
+      normalRequestsOk: ok,
+      normalMaxLatencyMs: Math.max(...latencies),
+    };
+    t.diagnostic(JSON.stringify(figures));
+    recordFigures('slowloris', figures);
+
+    assert.equal(ok, NORMAL_REQUESTS, 'every normal event is accepted');
+    for (const ms of latencies) assert.ok(ms < 2_000, `a normal event took ${ms} ms`);
+    assert.ok(openAtFirst > 0, 'the slow sockets were still hanging while the normal client was served');
+    assert.ok(cutOffWithinMs < CUT_OFF_BOUND_MS, `a slow socket stayed open ${cutOffWithinMs} ms`);
+    for (const r of headerResults) {
+      // Either told 408 in JSON, or closed without an answer: never anything else.
+      if (r.status !== 0) {
+        assert.equal(r.status, 408);
+        assert.equal(r.code, 'SEG_REQUEST_TIMEOUT');
+      }
+    }
+    for (const r of bodyResults) {
+      assert.equal(r.status, 408, 'a slow body is answered 408');
+      assert.ok(r.code === 'SEG_BODY_TIMEOUT' || r.code === 'SEG_REQUEST_TIMEOUT', `code ${r.code}`);
+    }
+  } finally {
+    for (const s of sockets) s.destroy();
+    agent.destroy();
+    await endpoint.close();
+  }
+});
+
+/** A TLS socket that connects and sends nothing; says whether the server let it in. */
+function idleSocket(port: number): { outcome: Promise<'accepted' | 'dropped'>; socket: TLSSocket } {
+  const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' });
+  socket.on('error', () => {});
+  const outcome = new Promise<'accepted' | 'dropped'>((resolve) => {
+    socket.once('secureConnect', () => resolve('accepted'));
+    socket.once('close', () => resolve('dropped'));
+  });
+  return { outcome, socket };
+}
+
+test('maxConnections: sockets past the limit are closed, and the server serves again once they go', async (t) => {
+  const MAX = 20;
+  const OPENED = 40;
+  // Default timeouts: the idle sockets let in must stay for the length of the test.
+  const { endpoint, url, port } = await start({ maxConnections: MAX, short: false });
+  const sockets: TLSSocket[] = [];
+  try {
+    const started = Date.now();
+    const idle = Array.from({ length: OPENED }, () => idleSocket(port));
+    for (const s of idle) sockets.push(s.socket);
+    const outcomes = await Promise.all(idle.map((s) => s.outcome));
+    const settledMs = Date.now() - started;
+    const accepted = outcomes.filter((o) => o === 'accepted').length;
+    const dropped = outcomes.filter((o) => o === 'dropped').length;
+
+    // While the limit is held, one more connection is closed too: that is the bound doing its work.
+    const { cert: ca } = testCert();
+    const full = keepAliveAgent(ca);
+    const whileFull = await httpsCall(full, url, { body: trackEvent() }).then(
+      (r) => r.status,
+      () => 0,
+    );
+    full.destroy();
+    const stillOpen = sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
+
+    for (const s of sockets) s.destroy();
+    // The server counts a connection gone once it sees the close: retry briefly.
+    const agent = keepAliveAgent(ca);
+    let status = 0;
+    let attempts = 0;
+    const deadline = Date.now() + 5_000;
+    while (status !== 200 && Date.now() < deadline) {
+      attempts++;
+      status = await httpsCall(agent, url, { body: trackEvent() }).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status !== 200) await new Promise((r) => setTimeout(r, 50));
+    }
+    agent.destroy();
+
+    const figures = {
+      maxConnections: MAX,
+      opened: OPENED,
+      accepted,
+      closedByServer: dropped,
+      settledMs,
+      acceptedStillOpen: stillOpen,
+      statusWhileFull: whileFull,
+      statusAfter: status,
+      attemptsAfter: attempts,
+    };
+    t.diagnostic(JSON.stringify(figures));
+    recordFigures('maxConnections', figures);
+
+    assert.ok(accepted <= MAX, `${accepted} sockets let in past maxConnections ${MAX}`);
+    assert.ok(dropped >= OPENED - MAX, `only ${dropped} sockets closed`);
+    assert.ok(settledMs < 5_000, `the extra sockets took ${settledMs} ms to be closed`);
+    if (accepted === MAX) assert.equal(whileFull, 0, 'a connection past the limit gets no answer');
+    assert.equal(status, 200, 'a normal request succeeds once the sockets are gone');
+  } finally {
+    for (const s of sockets) s.destroy();
+    await endpoint.close();
+  }
+});
