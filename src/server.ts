@@ -116,7 +116,7 @@ export function createServer(options: ServerOptions): EndpointServer {
   server.maxHeadersCount = SERVER_DEFAULTS.maxHeadersCount;
   server.on('clientError', answerClientError);
   // Node answers an Expect other than 100-continue with an empty 417; say why, in JSON.
-  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) =>
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
     res
       .writeHead(417, { 'content-type': 'application/json; charset=utf-8', connection: 'close' })
       .end(

@@ -285,3 +285,24 @@ export async function loadReading(options: LoadOptions): Promise<Answer[]> {
   agent.destroy();
   return answers;
 }
+
+/**
+ * GET /health on its own connection: the status, or 0 without an answer. An answer also proves the
+ * process is past start-up (its event loop is turning), not merely that it printed its URL.
+ */
+export function health(ep: Endpoint): Promise<number> {
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  return new Promise((resolve) => {
+    const req = request(
+      new URL('/health', ep.url),
+      { method: 'GET', agent, servername: 'localhost' },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+        res.on('error', () => resolve(0));
+      },
+    );
+    req.on('error', () => resolve(0));
+    req.end();
+  }).finally(() => agent.destroy()) as Promise<number>;
+}
