@@ -264,6 +264,17 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
 
   const log = jsonLogger(config.logLevel);
+  // Listen for signals before anything is up: a SIGTERM during start-up must drain too, not kill.
+  let early: NodeJS.Signals | undefined;
+  let onSignal = (signal: NodeJS.Signals) => {
+    early = signal;
+  };
+  process.on('SIGTERM', (signal) => onSignal(signal));
+  process.on('SIGINT', (signal) => onSignal(signal));
+  // A partner's handler can throw from a timer or leave a promise rejected, outside any request.
+  // Crashing would cut every connection and every event in flight; log it and keep serving.
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   let store: NdjsonStore | undefined;
   let endpoint: EndpointServer;
   let url: string;
@@ -303,7 +314,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
 
   return new Promise<number>((done) => {
     let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
+    onSignal = (signal: NodeJS.Signals) => {
       if (stopping) {
         log.warn({ signal }, 'second signal: exiting without waiting');
         done(1);
@@ -325,12 +336,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
           },
         );
     };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-    // A partner's handler can throw from a timer or leave a promise rejected, outside any request.
-    // Crashing would cut every connection and every event in flight; log it and keep serving.
-    process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
-    process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+    if (early !== undefined) onSignal(early);
   });
 }
 

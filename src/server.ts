@@ -49,7 +49,10 @@ export const SERVER_DEFAULTS = {
   maxConnections: 2048, // sockets; a TLS socket holds ~40-100 KB, so ~100-200 MB at most
   maxHeaderBytes: 16 * 1024, // 16 KiB: Node's default; Segment's headers take under 1 KiB
   maxHeadersCount: 100, // headers; Segment sends 7
+  lingerMs: 1_000, // 1 s: on close, for requests half sent when draining began
 } as const;
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 export interface EndpointServer {
   readonly server: Server;
@@ -89,9 +92,14 @@ export function createServer(options: ServerOptions): EndpointServer {
     // hold a connection for up to 30 s past its deadline).
     connectionsCheckingInterval: 1_000, // 1 s
   };
+  const answers = answerTracker();
+  const serve = (req: IncomingMessage, res: ServerResponse) => {
+    answers.open(res);
+    handler(req, res);
+  };
   let server: Server;
   if (options.http === true) {
-    server = createHttpServer(common, handler);
+    server = createHttpServer(common, serve);
   } else {
     if (options.tls?.cert === undefined || options.tls.key === undefined) {
       throw new TypeError('options.tls ({ cert, key }) is required, or set options.http for plain HTTP');
@@ -101,7 +109,7 @@ export function createServer(options: ServerOptions): EndpointServer {
       key: options.tls.key,
       handshakeTimeout: SERVER_DEFAULTS.handshakeTimeoutMs,
     };
-    server = createHttpsServer({ ...common, ...tls }, handler) as unknown as Server;
+    server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
   // Past this many sockets, new ones are closed as they arrive: memory stays bounded however many
   // clients connect. Headers past the count are dropped by Node's parser (their bytes are already
@@ -138,20 +146,24 @@ export function createServer(options: ServerOptions): EndpointServer {
 
   const close = async () => {
     handler.drain();
-    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), shutdownTimeout);
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, shutdownTimeout);
     });
     try {
-      if ((await Promise.race([handler.idle(), deadline])) === 'timeout') {
-        // Still running past the bound: those senders get no answer and will retry; nothing they sent
-        // was acknowledged.
-        server.closeAllConnections();
-      } else {
-        server.closeIdleConnections();
-      }
+      // Events in flight finish; meanwhile newcomers, on new connections too, are answered 503 (and
+      // health says draining), which is what a load balancer in front needs to see.
+      await Promise.race([handler.idle(), deadline]);
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.race([answers.settled(), deadline]);
+      // Every answer already begun is flushed. A connection still open has no complete request on it:
+      // it is idle, or its request is half sent. The half sent get a moment to finish and hear 503;
+      // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:
+      // never acknowledged, Segment retries them.)
+      server.closeIdleConnections();
+      await Promise.race([stopped, deadline, delay(SERVER_DEFAULTS.lingerMs)]);
+      server.closeAllConnections();
       await stopped;
     } finally {
       clearTimeout(timer);
@@ -182,4 +194,27 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+}
+
+/** Counts answers begun and not yet flushed (or abandoned), so that shutdown cuts none of them short. */
+function answerTracker() {
+  let open = 0;
+  let waiters: Array<() => void> = [];
+  function closed(): void {
+    open--;
+    if (open === 0 && waiters.length > 0) {
+      const wake = waiters;
+      waiters = [];
+      for (const done of wake) done();
+    }
+  }
+  return {
+    open(res: ServerResponse): void {
+      open++;
+      res.once('close', closed);
+    },
+    settled(): Promise<void> {
+      return open === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve));
+    },
+  };
 }

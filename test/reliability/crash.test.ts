@@ -1,0 +1,170 @@
+// kill -9 under load: an event answered 200 was on disk before the answer, so after a restart every
+// acknowledged messageId is in the store, and a line cut short by the crash breaks no reader.
+import assert from 'node:assert/strict';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { trackEvent } from '../helpers.ts';
+import { type Endpoint, health, load, readStore, recordFigures, startEndpoint, tlsFlags } from './harness.ts';
+
+const CONNECTIONS = 32;
+const MAX_REQUESTS = 20_000;
+// Kill once this many requests have been started (so most of them answered) or after KILL_AFTER_MS,
+// whichever comes first: enough acknowledged events to mean something on a slow machine or a fast one.
+const KILL_AT_REQUEST = 2_500;
+const KILL_AFTER_MS = 1_500;
+
+/** Kills whatever is still running and removes the directory, whatever the test's outcome. */
+function cleanup(dir: string, endpoints: Endpoint[]): () => Promise<void> {
+  return async () => {
+    for (const ep of endpoints) {
+      if (ep.child.exitCode === null && ep.child.signalCode === null) {
+        ep.child.kill('SIGKILL');
+        await ep.exit;
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
+
+/** Lines set aside in `<file>.torn` files by start-up repair. */
+function tornLines(dir: string): number {
+  let lines = 0;
+  for (const name of readdirSync(dir)) {
+    if (!name.endsWith('.torn')) continue;
+    lines += readFileSync(join(dir, name), 'utf8')
+      .split('\n')
+      .filter((line) => line !== '').length;
+  }
+  return lines;
+}
+
+test('kill -9 under load: every acknowledged event is in the store after restart', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-crash-'));
+  const out = join(dir, 'store');
+  const endpoints: Endpoint[] = [];
+  t.after(cleanup(dir, endpoints));
+  const args = [...tlsFlags(dir), '--api-key', 'dev-key', '--out', out];
+
+  const ep = await startEndpoint(args);
+  endpoints.push(ep);
+  let killedAt: number | undefined;
+  const kill = () => {
+    if (killedAt !== undefined) return;
+    killedAt = Date.now();
+    ep.child.kill('SIGKILL');
+  };
+  const timer = setTimeout(kill, KILL_AFTER_MS);
+  const startedAt = Date.now();
+  const outcomes = await load({
+    url: ep.url,
+    connections: CONNECTIONS,
+    maxRequests: MAX_REQUESTS,
+    // After the kill, new connections are refused at once: stop sending once the exit is seen.
+    until: ep.exit,
+    event: (n) => {
+      if (n === KILL_AT_REQUEST) kill();
+      return trackEvent({ messageId: `crash-${n}` });
+    },
+  });
+  clearTimeout(timer);
+  assert.equal(await ep.exit, -1, 'the process died of the signal');
+  assert.ok(killedAt !== undefined, `killed before the load ran out (${outcomes.length} sent)`);
+
+  const acknowledged = outcomes.filter((o) => o.status === 200).map((o) => o.id);
+  const others = outcomes.filter((o) => o.status !== 200 && o.status !== 0);
+  assert.deepEqual(others, [], 'every answer is 200 or no answer at all');
+  assert.ok(acknowledged.length > 0, 'some events were acknowledged before the kill');
+
+  // Start-up repairs torn tails; then a clean stop, so that nothing of this run is left half-done.
+  const restarted = await startEndpoint(args);
+  endpoints.push(restarted);
+  // Serving, not merely announced: a SIGTERM right after the start-up line can beat the signal handler.
+  assert.equal(await health(restarted), 200);
+  restarted.child.kill('SIGTERM');
+  assert.equal(await restarted.exit, 0, restarted.output());
+
+  const { records, broken } = readStore(out);
+  assert.equal(broken, 0, 'every line of every .ndjson file parses');
+  const stored = new Set(records.map((r) => r.event.messageId));
+  const missing = acknowledged.filter((id) => !stored.has(id));
+  assert.deepEqual(missing.slice(0, 20), [], `${missing.length} acknowledged events are missing`);
+
+  const figures = {
+    sent: outcomes.length,
+    acknowledged: acknowledged.length,
+    unanswered: outcomes.length - acknowledged.length,
+    found: acknowledged.length - missing.length,
+    missing: missing.length,
+    storedTotal: records.length,
+    tornLinesSetAside: tornLines(out),
+    repairsLogged: (restarted.output().match(/a partial line left by a crash was set aside/g) ?? []).length,
+    killedAfterMs: killedAt - startedAt,
+  };
+  recordFigures('crash.kill9UnderLoad', figures);
+  t.diagnostic(JSON.stringify(figures));
+  assert.ok(records.length >= acknowledged.length);
+});
+
+test('a torn last line is set aside at start-up and the next event starts a line of its own', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-torn-'));
+  const out = join(dir, 'store');
+  const endpoints: Endpoint[] = [];
+  t.after(cleanup(dir, endpoints));
+
+  // Today's UTC file: the one the next event is appended to, so gluing would show.
+  const today = () => new Date().toISOString().slice(0, 10);
+  const day = today();
+  const file = join(out, `events-${day}.ndjson`);
+  const whole = JSON.stringify({
+    receivedAt: '2026-11-26T09:59:59.000Z',
+    source: 'abc',
+    settings: {},
+    event: { type: 'track', event: 'Before', userId: 'u1', messageId: 'before-crash' },
+  });
+  const fragment = '{"receivedAt":"2026-11-26T10:00:0';
+  mkdirSync(out, { recursive: true });
+  writeFileSync(file, `${whole}\n${fragment}`);
+
+  const ep = await startEndpoint([...tlsFlags(dir), '--api-key', 'dev-key', '--out', out]);
+  endpoints.push(ep);
+  const [outcome] = await load({
+    url: ep.url,
+    connections: 1,
+    maxRequests: 1,
+    event: () => trackEvent({ messageId: 'after-crash' }),
+  });
+  ep.child.kill('SIGTERM');
+  assert.equal(await ep.exit, 0, ep.output());
+  assert.equal(outcome?.status, 200);
+  assert.match(ep.output(), /a partial line left by a crash was set aside/);
+
+  const lines = readFileSync(file, 'utf8').split('\n');
+  assert.equal(lines.pop(), '', 'the file ends with a newline');
+  const parsed = lines.map((line) => JSON.parse(line) as { event: { messageId: string } });
+  const ids = parsed.map((r) => r.event.messageId);
+  // Past midnight UTC the new event went to the next day's file: then only the repair shows here.
+  assert.deepEqual(ids, today() === day ? ['before-crash', 'after-crash'] : ['before-crash']);
+  assert.deepEqual(
+    readStore(out)
+      .records.map((r) => r.event.messageId)
+      .sort(),
+    ['after-crash', 'before-crash'],
+  );
+  assert.ok(existsSync(`${file}.torn`));
+  assert.equal(readFileSync(`${file}.torn`, 'utf8'), `${fragment}\n`);
+  assert.equal(readStore(out).broken, 0);
+
+  const figures = { linesInFile: parsed.length, tornBytes: fragment.length, newEventStatus: outcome?.status };
+  recordFigures('crash.tornTail', figures);
+  t.diagnostic(JSON.stringify(figures));
+});
