@@ -1,20 +1,21 @@
 // kill -9 under load: an event answered 200 was on disk before the answer, so after a restart every
 // acknowledged messageId is in the store, and a line cut short by the crash breaks no reader.
 import assert from 'node:assert/strict';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
-import { type Endpoint, health, load, readStore, recordFigures, startEndpoint, tlsFlags } from './harness.ts';
+import {
+  cleanup,
+  type Endpoint,
+  health,
+  load,
+  readStore,
+  recordFigures,
+  startEndpoint,
+  tlsFlags,
+} from './harness.ts';
 
 const CONNECTIONS = 32;
 const MAX_REQUESTS = 20_000;
@@ -22,19 +23,6 @@ const MAX_REQUESTS = 20_000;
 // whichever comes first: enough acknowledged events to mean something on a slow machine or a fast one.
 const KILL_AT_REQUEST = 2_500;
 const KILL_AFTER_MS = 1_500;
-
-/** Kills whatever is still running and removes the directory, whatever the test's outcome. */
-function cleanup(dir: string, endpoints: Endpoint[]): () => Promise<void> {
-  return async () => {
-    for (const ep of endpoints) {
-      if (ep.child.exitCode === null && ep.child.signalCode === null) {
-        ep.child.kill('SIGKILL');
-        await ep.exit;
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
-}
 
 /** Lines set aside in `<file>.torn` files by start-up repair. */
 function tornLines(dir: string): number {

@@ -3,7 +3,7 @@
 // and are answered, then the process exits 0 within its shutdown bound. No event the server started
 // before the signal fails.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,12 +12,13 @@ import { connect, type TLSSocket } from 'node:tls';
 import { parseRaw, segmentHeaders, testCert, trackEvent } from '../helpers.ts';
 import {
   type Answer,
+  cleanup,
   type Endpoint,
   health,
-  loadReading,
+  load,
   readStore,
   recordFigures,
-  sendReading,
+  send,
   startEndpoint,
   tlsFlags,
 } from './harness.ts';
@@ -53,18 +54,6 @@ export default {
           .filter((line) => line !== '')
       : [];
   return { module, started };
-}
-
-function cleanup(dir: string, endpoints: Endpoint[]): () => Promise<void> {
-  return async () => {
-    for (const ep of endpoints) {
-      if (ep.child.exitCode === null && ep.child.signalCode === null) {
-        ep.child.kill('SIGKILL');
-        await ep.exit;
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  };
 }
 
 /** The `inFlight` of the process's `draining` log line. */
@@ -131,7 +120,7 @@ test('SIGTERM under load: every started event is answered 200, the rest 503 or r
   endpoints.push(ep);
   assert.equal(await health(ep), 200);
 
-  const running = loadReading({
+  const running = load({
     url: ep.url,
     connections: CONNECTIONS,
     maxRequests: MAX_REQUESTS,
@@ -219,7 +208,7 @@ test('SIGTERM with a handler slower than --shutdown-timeout: exit 0 once the tim
   const agent = new Agent({ keepAlive: true, maxSockets: REQUESTS, ca: testCert().cert });
   t.after(() => agent.destroy());
   const pending = Array.from({ length: REQUESTS }, (_, n) =>
-    sendReading(agent, ep.url, trackEvent({ messageId: `slow-${n}` })),
+    send(agent, ep.url, trackEvent({ messageId: `slow-${n}` })),
   );
   // Signal once every handler is running (bounded wait: they start within milliseconds).
   for (let i = 0; i < 100 && started().length < REQUESTS; i++) await delay(50);

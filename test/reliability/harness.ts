@@ -1,7 +1,7 @@
 // Shared tools of the reliability suite: the real process (spawned from source so coverage counts it),
 // its peak memory, a bounded load generator, and where the figures of a run are kept.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { segmentHeaders, testCert } from '../helpers.ts';
@@ -97,41 +97,6 @@ export interface Outcome {
   readonly doneAt: number;
 }
 
-/** One event over HTTPS through `agent`; never rejects: a network failure is status 0. */
-export function send(
-  agent: Agent,
-  url: string,
-  event: { messageId: string },
-  key = 'dev-key',
-): Promise<Outcome> {
-  const body = Buffer.from(JSON.stringify(event));
-  const sentAt = Date.now();
-  return new Promise((resolve) => {
-    const req = request(
-      url,
-      {
-        method: 'POST',
-        agent,
-        servername: 'localhost',
-        headers: { ...segmentHeaders(key), 'content-length': String(body.length) },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () =>
-          resolve({ id: event.messageId, status: res.statusCode ?? 0, sentAt, doneAt: Date.now() }),
-        );
-        res.on('error', (err) =>
-          resolve({ id: event.messageId, status: 0, error: err.message, sentAt, doneAt: Date.now() }),
-        );
-      },
-    );
-    req.on('error', (err) =>
-      resolve({ id: event.messageId, status: 0, error: err.message, sentAt, doneAt: Date.now() }),
-    );
-    req.end(body);
-  });
-}
-
 export interface LoadOptions {
   readonly url: string;
   readonly connections: number;
@@ -140,30 +105,6 @@ export interface LoadOptions {
   readonly until?: Promise<unknown>;
   readonly event: (n: number) => { messageId: string };
   readonly key?: string;
-}
-
-/**
- * Keeps `connections` keep-alive connections busy, each sending one event after another. Bounded in
- * count and time; resolves with every outcome.
- */
-export async function load(options: LoadOptions): Promise<Outcome[]> {
-  const { cert } = testCert();
-  const agent = new Agent({ keepAlive: true, maxSockets: options.connections, ca: cert });
-  const outcomes: Outcome[] = [];
-  let next = 0;
-  let stop = false;
-  options.until?.then(() => {
-    stop = true;
-  });
-  const worker = async () => {
-    while (!stop && next < options.maxRequests) {
-      const n = next++;
-      outcomes.push(await send(agent, options.url, options.event(n), options.key));
-    }
-  };
-  await Promise.all(Array.from({ length: options.connections }, worker));
-  agent.destroy();
-  return outcomes;
 }
 
 /** Every record in a store directory's NDJSON files; lines that do not parse are counted, not thrown. */
@@ -212,8 +153,11 @@ export interface Answer extends Outcome {
   readonly connection?: string;
 }
 
-/** Like `send`, but reads the body: for tests that assert on the error code of a refusal. */
-export function sendReading(
+/**
+ * One event over HTTPS through `agent`, its answer read: status, error `code`, the headers that matter.
+ * Never rejects: a network failure is status 0.
+ */
+export function send(
   agent: Agent,
   url: string,
   event: { messageId: string },
@@ -265,8 +209,11 @@ export function sendReading(
   });
 }
 
-/** `load`, with each answer read by `sendReading`. */
-export async function loadReading(options: LoadOptions): Promise<Answer[]> {
+/**
+ * Keeps `connections` keep-alive connections busy, each sending one event after another. Bounded in
+ * count and time; resolves with every answer.
+ */
+export async function load(options: LoadOptions): Promise<Answer[]> {
   const { cert } = testCert();
   const agent = new Agent({ keepAlive: true, maxSockets: options.connections, ca: cert });
   const answers: Answer[] = [];
@@ -278,7 +225,7 @@ export async function loadReading(options: LoadOptions): Promise<Answer[]> {
   const worker = async () => {
     while (!stop && next < options.maxRequests) {
       const n = next++;
-      answers.push(await sendReading(agent, options.url, options.event(n), options.key));
+      answers.push(await send(agent, options.url, options.event(n), options.key));
     }
   };
   await Promise.all(Array.from({ length: options.connections }, worker));
@@ -305,4 +252,17 @@ export function health(ep: Endpoint): Promise<number> {
     req.on('error', () => resolve(0));
     req.end();
   }).finally(() => agent.destroy()) as Promise<number>;
+}
+
+/** Kills whatever is still running and removes the directory, whatever the test's outcome. */
+export function cleanup(dir: string, endpoints: Endpoint[]): () => Promise<void> {
+  return async () => {
+    for (const ep of endpoints) {
+      if (ep.child.exitCode === null && ep.child.signalCode === null) {
+        ep.child.kill('SIGKILL');
+        await ep.exit;
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
 }

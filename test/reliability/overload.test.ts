@@ -8,16 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { testCert, trackEvent } from '../helpers.ts';
-import {
-  type Endpoint,
-  health,
-  loadReading,
-  MiB,
-  recordFigures,
-  sendReading,
-  startEndpoint,
-  tlsFlags,
-} from './harness.ts';
+import { type Endpoint, health, load, MiB, recordFigures, send, startEndpoint, tlsFlags } from './harness.ts';
 
 const MAX_IN_FLIGHT = 16;
 const HANDLER_MS = 300;
@@ -82,7 +73,7 @@ export default {
   assert.ok(baseline !== undefined, 'VmHWM is readable');
 
   let loading = true;
-  const burst = loadReading({
+  const burst = load({
     url: endpoint.url,
     connections: CONNECTIONS,
     maxRequests: MAX_REQUESTS,
@@ -100,7 +91,7 @@ export default {
   const answers = await burst;
 
   const agent = new Agent({ keepAlive: false, ca: testCert().cert });
-  const after = await sendReading(agent, endpoint.url, trackEvent({ messageId: 'after-burst' }));
+  const after = await send(agent, endpoint.url, trackEvent({ messageId: 'after-burst' }));
   agent.destroy();
   const peak = endpoint.peakRss();
   assert.ok(peak !== undefined, 'the process is still running');
