@@ -14,7 +14,10 @@ $(NODE_MODULES): package.json package-lock.json
 	@touch $@
 
 build: dist/cli.js
-dist/cli.js: $(NODE_MODULES) $(SOURCES) tsconfig.json tsconfig.build.json
+src/generated/validators.ts: src/schemas.ts scripts/generate-validators.ts $(NODE_MODULES)
+	npx tsx scripts/generate-validators.ts
+	@touch $@
+dist/cli.js: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json tsconfig.build.json
 	npx tsc -p tsconfig.build.json
 	@chmod +x dist/cli.js
 

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { decodeBase64 } from './base64.ts';
 import { EndpointError } from './errors.ts';
-import type { EventType } from './schemas.ts';
+import type { EventType } from './types.ts';
 
 export interface BasicCredentials {
   readonly user: string;

@@ -6,9 +6,9 @@ import { parseArgs } from 'node:util';
 import type { ApiKeySpec } from './auth.ts';
 import type { Handlers } from './dispatch.ts';
 import { jsonLogger, type LogLevel } from './log.ts';
-import { EVENT_TYPES, type EventType } from './schemas.ts';
 import { createServer, type EndpointServer } from './server.ts';
 import { NdjsonStore, storeHandlers } from './store.ts';
+import { EVENT_TYPES, type EventType } from './types.ts';
 
 const NAME = 'segment-endpoint';
 

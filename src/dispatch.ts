@@ -1,8 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { EndpointError } from './errors.ts';
 import type { Logger } from './log.ts';
-import type { EventMap, EventType } from './schemas.ts';
+import type { EventMap } from './schemas.ts';
 import type { Settings } from './settings.ts';
+import type { EventType } from './types.ts';
 
 /** What a handler gets besides the event. */
 export interface Context {

@@ -7,9 +7,9 @@ import { once } from './idempotency.ts';
 import { normalizeEvent } from './normalize.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { sendError, sendHealth, sendStatus } from './respond.ts';
-import type { EventType } from './schemas.ts';
 import { decodeSettings } from './settings.ts';
-import { compileValidators } from './validate.ts';
+import type { EventType } from './types.ts';
+import { eventValidators } from './validate.ts';
 
 /** A plain `(req, res)` function, to mount in any node:http/https server, plus its lifecycle. */
 export interface EndpointHandler {
@@ -32,7 +32,7 @@ export interface EndpointHandler {
  */
 export function createHandler(options: HandlerOptions): EndpointHandler {
   const opts = resolveHandlerOptions(options);
-  const validators = compileValidators();
+  const validators = eventValidators();
   const { supports, dispatch } = createDispatcher(opts.handlers, opts.handlerTimeoutMs);
   const { log, idempotency } = opts;
   const refusal = {

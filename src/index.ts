@@ -26,19 +26,21 @@ export {
 } from './errors.ts';
 export type { ErrorCode } from './errors.ts';
 
-// Events: schemas (TypeBox), their types, and the casing helper
-export {
+// Events: their types (from the TypeBox schemas), the schemas as plain JSON Schema, the casing helper
+export type {
   AliasEvent,
   DeleteEvent,
-  EVENT_TYPES,
+  EventMap,
   GroupEvent,
   IdentifyEvent,
   PageEvent,
   ScreenEvent,
-  schemas,
+  SegmentEvent,
   TrackEvent,
 } from './schemas.ts';
-export type { EventMap, EventType, SegmentEvent } from './schemas.ts';
+export { schemas } from './generated/validators.ts';
+export { EVENT_TYPES } from './types.ts';
+export type { EventType } from './types.ts';
 export { field } from './normalize.ts';
 export type { Settings } from './settings.ts';
 

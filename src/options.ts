@@ -8,7 +8,7 @@ import {
 } from './idempotency.ts';
 import { MAX_DEPTH } from './json.ts';
 import { jsonLogger, type Logger } from './log.ts';
-import { EVENT_TYPES, type EventType } from './schemas.ts';
+import { EVENT_TYPES, type EventType } from './types.ts';
 
 /** Options of `createHandler`: the request pipeline. */
 export interface HandlerOptions {

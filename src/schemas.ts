@@ -1,4 +1,5 @@
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import type { EventType } from './types.ts';
 
 // One schema per event type of Segment's spec, lenient where real payloads are (CONTRACT.md "Leniency"):
 // any extra key is kept, `context`/`integrations` may be null or even [], timestamps are any string,
@@ -78,6 +79,9 @@ export const AliasEvent = Type.Object(
 /** A user-deletion request (GDPR/CCPA) the partner must honour. */
 export const DeleteEvent = Type.Object({ type: Type.Literal('delete'), ...common, userId: Id }, open);
 
+// The source of truth, read at build time: `make build` compiles these with Ajv into
+// generated/validators.ts (standalone code), so that neither TypeBox nor Ajv is loaded at run time.
+// Run time and the public API use only the types below (erased) and the generated plain schemas.
 export const schemas = {
   identify: IdentifyEvent,
   track: TrackEvent,
@@ -88,8 +92,7 @@ export const schemas = {
   delete: DeleteEvent,
 } as const;
 
-export type EventType = keyof typeof schemas;
-export const EVENT_TYPES = Object.freeze(Object.keys(schemas) as EventType[]);
+export type { EventType } from './types.ts';
 
 export type IdentifyEvent = Static<typeof IdentifyEvent>;
 export type TrackEvent = Static<typeof TrackEvent>;

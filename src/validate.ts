@@ -1,17 +1,20 @@
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { EVENT_TYPES, type EventType, schemas } from './schemas.ts';
+import type { ErrorObject } from 'ajv';
+import * as generated from './generated/validators.ts';
+import { EVENT_TYPES, type EventType } from './types.ts';
 
 export type Validator = (event: Record<string, unknown>) => string | undefined;
 
+type Compiled = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
+
 /**
- * Compiles every event schema once, at start-up. The returned function answers `undefined` for a valid
- * event, else a message that names the field, prefixed with the type: `track: "event" is required`.
+ * The validator of each event type: Ajv's code for the schemas of schemas.ts, generated at build time
+ * (scripts/generate-validators.ts). Each answers `undefined` for a valid event, else a message that
+ * names the field, prefixed with the type: `track: "event" is required`.
  */
-export function compileValidators(): Record<EventType, Validator> {
-  const ajv = new Ajv({ allErrors: false, strict: true, allowUnionTypes: true });
+export function eventValidators(): Record<EventType, Validator> {
   const validators = Object.create(null) as Record<EventType, Validator>;
   for (const type of EVENT_TYPES) {
-    const check: ValidateFunction = ajv.compile(schemas[type] as object);
+    const check = (generated as unknown as Record<string, Compiled>)[`${type}Event`] as Compiled;
     validators[type] = (event) => (check(event) ? undefined : `${type}: ${describe(check.errors ?? [])}`);
   }
   return validators;

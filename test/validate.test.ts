@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { EventType } from '../src/schemas.ts';
-import { compileValidators } from '../src/validate.ts';
+import { eventValidators } from '../src/validate.ts';
 
-const validators = compileValidators();
+const validators = eventValidators();
 
 type Event = Record<string, unknown>;
 
@@ -165,4 +165,10 @@ describe('wrong types', () => {
       assert.match(validate(event) ?? '', message);
     });
   }
+});
+
+test('the generated validators are those of src/schemas.ts (run `make build` after changing a schema)', async () => {
+  const { generate, TARGET } = await import('../scripts/generate-validators.ts');
+  const { readFileSync } = await import('node:fs');
+  assert.equal(readFileSync(TARGET, 'utf8'), generate());
 });
