@@ -1,7 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { type AuthDecision, keyFingerprint, requestApiKey } from './auth.ts';
 import { readEvent } from './body.ts';
-import { type Context, createDispatcher } from './dispatch.ts';
+import { createDispatcher, EventContext } from './dispatch.ts';
 import { EndpointError, type ErrorAnswer, type ErrorCode, toErrorAnswer } from './errors.ts';
 import { once } from './idempotency.ts';
 import { normalizeEvent } from './normalize.ts';
@@ -90,11 +90,11 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
   };
 
   async function processEvent(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let source: string | undefined;
+    let apiKey: string | undefined;
     try {
-      const apiKey = requestApiKey(req);
-      source = keyFingerprint(apiKey);
-      const decision = await opts.authenticate(apiKey);
+      apiKey = requestApiKey(req);
+      const pending = opts.authenticate(apiKey);
+      const decision = isPromise(pending) ? await pending : pending;
       if (decision === 'unknown' || decision === false) throw new EndpointError('SEG_AUTH_UNKNOWN');
       if (decision === 'forbidden') throw new EndpointError('SEG_FORBIDDEN');
 
@@ -107,19 +107,8 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       const problem = validators[type](event);
       if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
 
-      const run = () => {
-        const abort = new AbortController();
-        const ctx: Context = {
-          apiKey,
-          settings,
-          headers: req.headers,
-          signal: abort.signal,
-          log,
-          receivedAt: new Date(),
-          original,
-        };
-        return dispatch(type, event, ctx, abort);
-      };
+      const key = apiKey;
+      const run = () => dispatch(type, event, new EventContext(key, settings, req.headers, log, original));
       const { messageId } = event;
       const status =
         idempotency !== undefined && typeof messageId === 'string' && messageId !== ''
@@ -127,13 +116,14 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
           : await run();
       if (status === 'duplicate') {
         // Processed before: the sender missed our answer. Success again, without a second run.
-        log.debug({ source, messageId }, 'duplicate event');
+        log.debug({ source: keyFingerprint(apiKey), messageId }, 'duplicate event');
       }
       // While draining, the connection goes with this answer: the next request would be refused anyway.
       sendStatus(res, status === 'duplicate' ? 200 : status, draining);
     } catch (err) {
       const reply = toErrorAnswer(err);
       if (reply.internal !== undefined) {
+        const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
         log.error({ err: reply.internal, source, status: reply.status }, 'event handler failed');
       }
       refuse(req, res, reply);
@@ -177,4 +167,8 @@ function answer(code: ErrorCode, message?: string): ErrorAnswer {
 
 function quote(value: string): string {
   return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | undefined)?.then === 'function';
 }

@@ -36,7 +36,9 @@ export function parseJson(text: string, maxDepth = MAX_DEPTH): JsonResult {
     const reason = err instanceof SyntaxError ? `: ${err.message}` : '';
     return { ok: false, code: 'SEG_INVALID_JSON', message: `Request body is not valid JSON${reason}` };
   }
-  if (PROTO_KEY_RE.test(text) || CONSTRUCTOR_KEY_RE.test(text)) {
+  // indexOf is a native scan: most bodies hold neither word nor any \u escape, and skip the regexes.
+  const suspect = text.includes('proto') || text.includes('constructor') || text.includes('\\u');
+  if (suspect && (PROTO_KEY_RE.test(text) || CONSTRUCTOR_KEY_RE.test(text))) {
     const path = findPoisonedKey(value);
     if (path !== undefined) {
       return {

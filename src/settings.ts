@@ -12,6 +12,22 @@ const EMPTY: Settings = Object.freeze({});
 export function decodeSettings(header: string | string[] | undefined): Settings | undefined {
   if (header === undefined || header === '') return EMPTY;
   if (typeof header !== 'string') return undefined;
+  // Segment sends the same header with every event of a customer: decode it once. The cache is
+  // bounded and emptied whole when full (cheaper than evicting from a Map's front).
+  const cached = cache.get(header);
+  if (cached !== undefined) return cached;
+  const settings = decode(header);
+  if (settings !== undefined) {
+    if (cache.size >= CACHE_ENTRIES) cache.clear();
+    cache.set(header, settings);
+  }
+  return settings;
+}
+
+const CACHE_ENTRIES = 1024; // distinct settings headers (customers) kept decoded
+const cache = new Map<string, Settings>();
+
+function decode(header: string): Settings | undefined {
   const bytes = decodeBase64(header.trim());
   if (bytes === undefined) return undefined;
   const parsed = parseJson(bytes.toString('utf8'));
@@ -23,5 +39,14 @@ export function decodeSettings(header: string | string[] | undefined): Settings 
   ) {
     return undefined;
   }
-  return parsed.value as Settings;
+  // Shared by every event with this header: frozen all the way down, so no handler can change another's.
+  return deepFreeze(parsed.value) as Settings;
+}
+
+function deepFreeze(value: unknown): unknown {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
 }

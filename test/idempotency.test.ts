@@ -70,6 +70,36 @@ describe('MemoryIdempotencyStore', () => {
   });
 });
 
+test('matches a plain reference model through thousands of random claims, evictions and expiries', () => {
+  // The fixed-memory index (open addressing with backward-shift deletion) against the obvious model.
+  let seed = 7;
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed / 0x7fffffff;
+  };
+  let now = 0;
+  const maxEntries = 64;
+  const ttlMs = 500;
+  const store = new MemoryIdempotencyStore({ maxEntries, ttlMs, now: () => now });
+  const model = new Map<string, number>(); // key -> expiry, insertion order
+  for (let step = 0; step < 20_000; step++) {
+    now += Math.floor(random() * 5);
+    const key = `k${Math.floor(random() * 200)}`;
+    const expected = (model.get(key) ?? -1) > now ? 'done' : 'new';
+    const claim = store.claim(key);
+    assert.equal(claim, expected, `step ${step}: ${key}`);
+    if (claim !== 'new') continue;
+    if (random() < 0.2) {
+      store.release(key);
+      continue;
+    }
+    store.complete(key);
+    model.delete(key);
+    model.set(key, now + ttlMs);
+    while (model.size > maxEntries) model.delete(model.keys().next().value as string);
+  }
+});
+
 describe('duplicate suppression in the pipeline', () => {
   const counting = (options: Parameters<typeof createHandler>[0]['idempotency'] = undefined) => {
     const calls: string[] = [];
