@@ -34,7 +34,8 @@ export function generate(): string {
   });
   for (const type of EVENT_TYPES) ajv.addSchema(schemas[type] as object, type);
   // Exported as `<type>Event`: `delete` is a reserved word.
-  const code = standalone.default(ajv, Object.fromEntries(EVENT_TYPES.map((t) => [`${t}Event`, t])))
+  const code = standalone
+    .default(ajv, Object.fromEntries(EVENT_TYPES.map((t) => [`${t}Event`, t])))
     .replace(/^"use strict";/, '')
     .replaceAll('require("ajv/dist/runtime/ucs2length").default', 'ucs2length');
   if (code.includes('require(')) throw new Error('standalone code still requires a module');
