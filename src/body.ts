@@ -109,15 +109,25 @@ export interface EventLimits {
  * has already read it (a string or Buffer goes through the same limits and parser; a parsed object
  * through the same depth and prototype checks, which the framework's parser may not make).
  */
-export async function readEvent(req: IncomingMessage, limits: EventLimits): Promise<Record<string, unknown>> {
+export interface ReceivedEvent {
+  /** The event as parsed. */
+  readonly event: Record<string, unknown>;
+  /** Its JSON text as received, when this endpoint read it (not when a framework parsed it). */
+  readonly text: string | undefined;
+}
+
+export async function readEvent(req: IncomingMessage, limits: EventLimits): Promise<ReceivedEvent> {
   const parsed = (req as IncomingMessage & { body?: unknown }).body;
   let value: unknown;
+  let text: string | undefined;
   if (parsed === undefined) {
     checkBodyHeaders(req, limits.maxBodyBytes);
-    value = parse(await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs), limits.maxDepth);
+    text = await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs);
+    value = parse(text, limits.maxDepth);
   } else if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
-    value = parse(parsed.toString(), limits.maxDepth);
+    text = parsed.toString();
+    value = parse(text, limits.maxDepth);
   } else {
     const refused = checkParsed(parsed, limits.maxDepth);
     if (refused !== undefined && !refused.ok) throw new EndpointError(refused.code, refused.message);
@@ -126,7 +136,7 @@ export async function readEvent(req: IncomingMessage, limits: EventLimits): Prom
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new EndpointError('SEG_NOT_OBJECT', `Request body must be a JSON object, not ${kind(value)}`);
   }
-  return value as Record<string, unknown>;
+  return { event: value as Record<string, unknown>, text };
 }
 
 function parse(text: string, maxDepth: number): unknown {

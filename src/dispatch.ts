@@ -19,6 +19,11 @@ export interface Context {
   readonly receivedAt: Date;
   /** The event exactly as sent, before its top-level casing was normalised. */
   readonly original: Readonly<Record<string, unknown>>;
+  /**
+   * The request body's JSON text as received (a leading BOM dropped), to store or forward without
+   * serialising again; `undefined` when a framework parsed the body before this handler ran.
+   */
+  readonly raw: string | undefined;
 }
 
 /**
@@ -32,6 +37,7 @@ export class EventContext implements Context {
   readonly log: Logger;
   readonly receivedAt: Date;
   readonly original: Readonly<Record<string, unknown>>;
+  readonly raw: string | undefined;
   #controller: AbortController | undefined;
   #reason: unknown;
 
@@ -41,6 +47,7 @@ export class EventContext implements Context {
     headers: IncomingHttpHeaders,
     log: Logger,
     original: Readonly<Record<string, unknown>>,
+    raw: string | undefined,
   ) {
     this.apiKey = apiKey;
     this.settings = settings;
@@ -48,6 +55,7 @@ export class EventContext implements Context {
     this.log = log;
     this.receivedAt = new Date();
     this.original = original;
+    this.raw = raw;
   }
 
   get signal(): AbortSignal {

@@ -101,14 +101,15 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       const settings = decodeSettings(req.headers['x-segment-settings']);
       if (settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
 
-      const original = await readEvent(req, opts);
+      const { event: original, text } = await readEvent(req, opts);
       const event = normalizeEvent(original);
       const type = checkType(event.type, decision);
       const problem = validators[type](event);
       if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
 
       const key = apiKey;
-      const run = () => dispatch(type, event, new EventContext(key, settings, req.headers, log, original));
+      const run = () =>
+        dispatch(type, event, new EventContext(key, settings, req.headers, log, original, text));
       const { messageId } = event;
       const status =
         idempotency !== undefined && typeof messageId === 'string' && messageId !== ''

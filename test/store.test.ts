@@ -95,6 +95,7 @@ test('storeHandlers keep the event as received, the settings and a fingerprint o
     log: silentLogger,
     receivedAt,
     original,
+    raw: undefined,
   } satisfies Context;
   assert.deepEqual(Object.keys(handlers).sort(), [
     'alias',
@@ -116,5 +117,46 @@ test('storeHandlers keep the event as received, the settings and a fingerprint o
   });
   assert.match(record?.source ?? '', /^[0-9a-f]{12}$/);
   assert.doesNotMatch(readFileSync(file, 'utf8'), /secret-key-123/);
+  await store.close();
+});
+
+test('storeHandlers keep the body text as received when it is one line, and re-serialise it otherwise', async () => {
+  const store = await NdjsonStore.open(tempDir());
+  const receivedAt = new Date('2026-11-26T12:00:00.000Z');
+  const base = {
+    apiKey: 'k',
+    settings: { nested: { a: [1, 2] } },
+    headers: {},
+    signal: new AbortController().signal,
+    log: silentLogger,
+    receivedAt,
+  };
+  const spaced = '  { "type" : "track", "event": "A \\u00e9", "userId": "u1" }  ';
+  const pretty = '{\n  "type": "track",\n  "event": "B",\n  "userId": "u1"\n}';
+  await storeHandlers(store).track?.(
+    { type: 'track', event: 'A', userId: 'u1' },
+    {
+      ...base,
+      original: JSON.parse(spaced),
+      raw: spaced,
+    },
+  );
+  await storeHandlers(store).track?.(
+    { type: 'track', event: 'B', userId: 'u1' },
+    {
+      ...base,
+      original: JSON.parse(pretty),
+      raw: pretty,
+    },
+  );
+  const text = readFileSync(store.fileFor(receivedAt), 'utf8');
+  assert.equal(text.split('\n').length, 3, 'two lines, each ending in a newline');
+  assert.ok(text.includes('"event":{ "type" : "track", "event": "A \\u00e9", "userId": "u1" }}'), text);
+  const records = lines(store.fileFor(receivedAt)) as StoredRecord[];
+  assert.deepEqual(
+    records.map((r) => r.event),
+    [JSON.parse(spaced), JSON.parse(pretty)],
+  );
+  assert.deepEqual(records[0]?.settings, { nested: { a: [1, 2] } });
   await store.close();
 });
