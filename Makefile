@@ -52,5 +52,13 @@ test-reliability: build
 
 test: typecheck lint unit
 
+# Side by side in one run: node:https floor, fastify, segment-endpoint (no-op and durable), under
+# autocannon and, where the Debian package is installed (this target installs it when it can), wrk.
+bench: build
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1)) || \
+		echo "wrk not installed: autocannon only"; }
+	node bench/run.mjs
+
 clean:
 	rm -rf dist coverage

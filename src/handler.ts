@@ -111,10 +111,12 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       const run = () =>
         dispatch(type, event, new EventContext(key, settings, req.headers, log, original, text));
       const { messageId } = event;
-      const status =
+      const outcome =
         idempotency !== undefined && typeof messageId === 'string' && messageId !== ''
-          ? await once(idempotency, `${apiKey}\n${messageId}`, run)
-          : await run();
+          ? once(idempotency, `${apiKey}\n${messageId}`, run)
+          : run();
+      // A synchronous handler's answer is sent without a turn of the queue.
+      const status = isPromise(outcome) ? await outcome : outcome;
       if (status === 'duplicate') {
         // Processed before: the sender missed our answer. Success again, without a second run.
         log.debug({ source: keyFingerprint(apiKey), messageId }, 'duplicate event');
