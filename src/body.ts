@@ -49,42 +49,78 @@ export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number
  */
 export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let received = 0;
-    const finish = (err: EndpointError | undefined) => {
-      clearTimeout(timer);
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('aborted', onAborted);
-      if (err !== undefined) {
-        req.pause();
-        reject(err);
-        return;
-      }
-      const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received);
-      if (!isUtf8(body)) {
-        reject(new EndpointError('SEG_INVALID_UTF8'));
-        return;
-      }
-      // A UTF-8 byte order mark is legal in a file but not in JSON text; some senders add one.
-      const start = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
-      resolve(body.toString('utf8', start));
-    };
-    const onData = (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > maxBytes) finish(bodyTooLarge(maxBytes));
-      else chunks.push(chunk);
-    };
-    const onEnd = () => finish(undefined);
-    const onError = () => finish(new EndpointError('SEG_BODY_ABORTED'));
-    const onAborted = () => finish(new EndpointError('SEG_BODY_ABORTED'));
-    const timer = setTimeout(() => finish(new EndpointError('SEG_BODY_TIMEOUT')), timeoutMs);
+    const reading = new BodyRead(req, maxBytes, resolve, reject);
+    reading.timer = setTimeout(onTimeout, timeoutMs, reading);
+    (req as ReadingRequest)[READING] = reading;
     req.on('data', onData);
     req.on('end', onEnd);
-    req.on('error', onError);
+    req.on('error', onAborted);
     req.on('aborted', onAborted);
   });
+}
+
+// The listeners are module functions, called with the request as `this`, and the state of a read
+// lives in one object: no closures made per request (this runs for every event).
+const READING = Symbol('segment-endpoint.reading');
+type ReadingRequest = IncomingMessage & { [READING]?: BodyRead };
+
+class BodyRead {
+  readonly chunks: Buffer[] = [];
+  received = 0;
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly maxBytes: number,
+    readonly resolve: (text: string) => void,
+    readonly reject: (err: EndpointError) => void,
+  ) {}
+
+  finish(err: EndpointError | undefined): void {
+    const { req } = this;
+    clearTimeout(this.timer);
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('error', onAborted);
+    req.off('aborted', onAborted);
+    (req as ReadingRequest)[READING] = undefined;
+    if (err !== undefined) {
+      req.pause();
+      this.reject(err);
+      return;
+    }
+    const { chunks } = this;
+    const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.received);
+    if (!isUtf8(body)) {
+      this.reject(new EndpointError('SEG_INVALID_UTF8'));
+      return;
+    }
+    // A UTF-8 byte order mark is legal in a file but not in JSON text; some senders add one.
+    const start = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
+    this.resolve(body.toString('utf8', start));
+  }
+}
+
+function onData(this: ReadingRequest, chunk: Buffer): void {
+  const reading = this[READING];
+  if (reading === undefined) return;
+  reading.received += chunk.length;
+  if (reading.received > reading.maxBytes) reading.finish(bodyTooLarge(reading.maxBytes));
+  else reading.chunks.push(chunk);
+}
+
+function onEnd(this: ReadingRequest): void {
+  this[READING]?.finish(undefined);
+}
+
+function onAborted(this: ReadingRequest): void {
+  this[READING]?.finish(new EndpointError('SEG_BODY_ABORTED'));
+}
+
+function onTimeout(reading: BodyRead): void {
+  if ((reading.req as ReadingRequest)[READING] === reading) {
+    reading.finish(new EndpointError('SEG_BODY_TIMEOUT'));
+  }
 }
 
 export function bodyTooLarge(maxBytes: number): EndpointError {

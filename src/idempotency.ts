@@ -228,26 +228,32 @@ function decide<T>(
 ): Promise<T | 'duplicate'> | T | 'duplicate' {
   if (claim === 'done') return 'duplicate';
   if (claim === 'busy') throw new EndpointError('SEG_DUPLICATE_IN_FLIGHT');
-  const failed = (err: unknown): never | Promise<never> => {
-    const released = store.release(key);
-    if (isPromise(released)) {
-      return released.then(() => {
-        throw err;
-      });
-    }
-    throw err;
-  };
-  const succeeded = (value: T): T | Promise<T> => {
-    const completed = store.complete(key);
-    return isPromise(completed) ? completed.then(() => value) : value;
-  };
   let result: Promise<T> | T;
   try {
     result = process();
   } catch (err) {
-    return failed(err);
+    return failed(store, key, err);
   }
-  return isPromise<T>(result) ? result.then(succeeded, failed) : succeeded(result);
+  if (!isPromise<T>(result)) return succeeded(store, key, result);
+  return result.then(
+    (value) => succeeded(store, key, value),
+    (err: unknown) => failed(store, key, err),
+  );
+}
+
+function succeeded<T>(store: IdempotencyStore, key: string, value: T): T | Promise<T> {
+  const completed = store.complete(key);
+  return isPromise(completed) ? completed.then(() => value) : value;
+}
+
+function failed(store: IdempotencyStore, key: string, err: unknown): never | Promise<never> {
+  const released = store.release(key);
+  if (isPromise(released)) {
+    return released.then(() => {
+      throw err;
+    });
+  }
+  throw err;
 }
 
 function isPromise<T>(value: unknown): value is Promise<T> {
