@@ -16,6 +16,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const CONNECTIONS = 50;
 const STARTUP_RUNS = 7;
+const CPU_RATE = 8000; // events a second, offered to every server alike
+const CPU_SECONDS = 4;
 
 const SERVERS = [
   { name: 'floor', label: 'node:https floor', args: ['servers/floor.mjs'] },
@@ -165,6 +167,31 @@ function withWrk(server, seconds) {
   };
 }
 
+/** User + system CPU the process has used so far, in ms (clock ticks of 10 ms). */
+function cpuMs(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * The server's CPU per event at the same offered load for all (autocannon at a fixed rate, well under
+ * every server's limit): what each event costs, free of which side of the loop is saturated.
+ */
+async function cpuPerEvent(server) {
+  const before = cpuMs(server.child.pid);
+  const result = await autocannon({
+    url: server.url,
+    connections: CONNECTIONS,
+    duration: CPU_SECONDS,
+    overallRate: CPU_RATE,
+    method: 'POST',
+    headers,
+    idReplacement: true,
+    requests: bodies.map((body) => ({ method: 'POST', body })),
+  });
+  return (1000 * (cpuMs(server.child.pid) - before)) / result.requests.total;
+}
+
 const hasWrk = spawnSync('wrk', ['--version']).error === undefined;
 const clients = [
   { name: 'autocannon', run: withAutocannon },
@@ -236,6 +263,8 @@ async function main() {
         }
       }
     }
+    const cpu = {};
+    for (const server of running) cpu[server.name] = await cpuPerEvent(server);
     const rss = Object.fromEntries(running.map((s) => [s.name, peakRssMiB(s.child.pid)]));
     for (const server of running) server.child.kill();
     running.length = 0;
@@ -274,6 +303,7 @@ async function main() {
       connections: CONNECTIONS,
       summary,
       startupMs: startup,
+      cpuMicrosPerEvent: cpu,
       targets: targets(summary, rss, startup),
       raw: rounds,
     };
@@ -368,7 +398,7 @@ function render(report) {
     '',
   ];
   for (const [client, byServer] of Object.entries(report.summary)) {
-    lines.push(`client: ${client}`);
+    lines.push(`client: ${client}`, '');
     lines.push(
       '| server | req/s | × floor | × fastify | p50 ms | p99 ms | p99 × floor | peak RSS MiB | non-2xx |',
     );
@@ -385,6 +415,10 @@ function render(report) {
     `start to first accepted TLS connection (median of ${STARTUP_RUNS}): ${Object.entries(report.startupMs)
       .map(([k, v]) => `${k} ${fmt(v, 1)} ms`)
       .join(', ')}`,
+  );
+  lines.push(
+    '',
+    `server CPU per event at ${CPU_RATE} events/s (user + system, µs): ${SERVERS.map((s) => `${s.name} ${fmt(report.cpuMicrosPerEvent[s.name], 1)}`).join(', ')}`,
   );
   lines.push('', '| target | client | value | met |', '| --- | --- | ---: | --- |');
   for (const t of report.targets)
