@@ -1,5 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
+import type { Transform } from 'node:stream';
+import { contentDecoder } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { checkParsed, parseJson } from './json.ts';
 
@@ -22,6 +24,7 @@ export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number
       `Content-Type must be application/json, not ${quote(type)}`,
     );
   }
+  contentDecoder(req.headers['content-encoding'], true); // 415 for an unknown coding, before reading
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) {
     // Any coding but chunked (gzip, deflate, ...) would hand us bytes we cannot read as JSON (RFC 9112
@@ -50,6 +53,8 @@ export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number
 export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const reading = new BodyRead(req, maxBytes, resolve, reject);
+    const decoder = contentDecoder(req.headers['content-encoding'], false);
+    if (decoder !== undefined) reading.decode(decoder);
     reading.timer = setTimeout(onTimeout, timeoutMs, reading);
     (req as ReadingRequest)[READING] = reading;
     req.on('data', onData);
@@ -66,8 +71,12 @@ type ReadingRequest = IncomingMessage & { [READING]?: BodyRead };
 
 class BodyRead {
   readonly chunks: Buffer[] = [];
+  /** Bytes received, as sent (compressed, when they are). */
   received = 0;
+  /** Bytes of the body itself: the same as `received`, or what the decoder made of them. */
+  size = 0;
   timer: NodeJS.Timeout | undefined;
+  decoder: Transform | undefined;
 
   constructor(
     readonly req: IncomingMessage,
@@ -76,8 +85,37 @@ class BodyRead {
     readonly reject: (err: EndpointError) => void,
   ) {}
 
+  /**
+   * Bytes go through `decoder` (gzip, deflate) before they count as the body. The limit holds for the
+   * decompressed bytes too: a small body that inflates past it (a decompression bomb) is a 413 as soon as
+   * it crosses the limit, and the decoder is stopped.
+   */
+  decode(decoder: Transform): void {
+    this.decoder = decoder;
+    decoder.on('data', (chunk: Buffer) => this.add(chunk));
+    decoder.on('end', () => this.finish(undefined));
+    decoder.on('error', () => {
+      const coding = this.req.headers['content-encoding'];
+      this.finish(new EndpointError('SEG_BAD_ENCODING', `Request body is not valid ${coding} data`));
+    });
+  }
+
+  add(chunk: Buffer): void {
+    this.size += chunk.length;
+    if (this.size > this.maxBytes) {
+      const what = this.decoder === undefined ? 'Request body' : 'Decompressed request body';
+      this.finish(
+        new EndpointError('SEG_BODY_TOO_LARGE', `${what} is larger than the limit of ${this.maxBytes} bytes`),
+      );
+    } else {
+      this.chunks.push(chunk);
+    }
+  }
+
   finish(err: EndpointError | undefined): void {
     const { req } = this;
+    if ((req as ReadingRequest)[READING] !== this) return; // settled already
+    this.decoder?.destroy();
     clearTimeout(this.timer);
     req.off('data', onData);
     req.off('end', onEnd);
@@ -90,7 +128,7 @@ class BodyRead {
       return;
     }
     const { chunks } = this;
-    const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.received);
+    const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.size);
     if (!isUtf8(body)) {
       this.reject(new EndpointError('SEG_INVALID_UTF8'));
       return;
@@ -104,13 +142,21 @@ class BodyRead {
 function onData(this: ReadingRequest, chunk: Buffer): void {
   const reading = this[READING];
   if (reading === undefined) return;
+  if (reading.decoder === undefined) {
+    reading.received += chunk.length;
+    reading.add(chunk);
+    return;
+  }
   reading.received += chunk.length;
   if (reading.received > reading.maxBytes) reading.finish(bodyTooLarge(reading.maxBytes));
-  else reading.chunks.push(chunk);
+  else reading.decoder.write(chunk);
 }
 
 function onEnd(this: ReadingRequest): void {
-  this[READING]?.finish(undefined);
+  const reading = this[READING];
+  if (reading?.decoder !== undefined)
+    reading.decoder.end(); // finishes on the decoder's 'end'
+  else reading?.finish(undefined);
 }
 
 function onAborted(this: ReadingRequest): void {

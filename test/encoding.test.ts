@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { deflateSync, gzipSync } from 'node:zlib';
+import { createHandler, silentLogger } from '../src/index.ts';
+import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+
+const seen: unknown[] = [];
+const handler = (maxBodyBytes = 4096) =>
+  createHandler({
+    apiKeys: [API_KEY],
+    log: silentLogger,
+    maxBodyBytes,
+    handlers: { track: (event) => void seen.push(event) },
+  });
+const encoded = (coding: string, body: Buffer) => ({
+  headers: { ...segmentHeaders(), 'content-encoding': coding },
+  body,
+});
+
+describe('Content-Encoding', () => {
+  test('gzip and deflate bodies are decoded', async () => {
+    for (const [coding, encode] of [
+      ['gzip', gzipSync],
+      ['x-gzip', gzipSync],
+      ['GZIP', gzipSync],
+      ['deflate', deflateSync],
+    ] as const) {
+      seen.length = 0;
+      const event = trackEvent({ event: `Compressed ${coding}` });
+      const res = await inject(handler(), encoded(coding, encode(JSON.stringify(event))));
+      assert.equal(res.status, 200, `${coding}: ${res.body}`);
+      assert.equal((seen[0] as { event: string }).event, `Compressed ${coding}`);
+    }
+  });
+
+  test('identity, or no header, is the body as is', async () => {
+    const res = await inject(handler(), encoded('identity', Buffer.from(JSON.stringify(trackEvent()))));
+    assert.equal(res.status, 200);
+  });
+
+  test('the limit holds for decompressed bytes: at the limit passes, one byte over is 413 (no bomb)', async () => {
+    const limit = 4096;
+    const base = JSON.stringify(trackEvent({ messageId: 'm', pad: '' }));
+    const exactly = JSON.stringify(trackEvent({ messageId: 'm', pad: 'x'.repeat(limit - base.length) }));
+    assert.equal(Buffer.byteLength(exactly), limit);
+    assert.equal((await inject(handler(limit), encoded('gzip', gzipSync(exactly)))).status, 200);
+    const over = JSON.stringify(trackEvent({ messageId: 'm', pad: 'x'.repeat(limit - base.length + 1) }));
+    const res = await inject(handler(limit), encoded('gzip', gzipSync(over)));
+    assert.equal(res.status, 413);
+    assert.equal(res.json().code, 'SEG_BODY_TOO_LARGE');
+    // 10 MB of zeros in ~10 KB: refused at the limit, not inflated whole.
+    const bomb = gzipSync(Buffer.alloc(10 * 1024 * 1024));
+    assert.ok(bomb.length < limit * 4);
+    const bombed = await inject(handler(64 * 1024), encoded('gzip', bomb));
+    assert.equal(bombed.status, 413);
+    assert.match(bombed.json().message ?? '', /Decompressed/);
+  });
+
+  test('an unknown coding is 415 before the body is read; bytes that are not gzip are 400', async () => {
+    for (const coding of ['br', 'zstd', 'gzip, deflate', 'compress']) {
+      const res = await inject(handler(), encoded(coding, Buffer.from('{}')));
+      assert.equal(res.status, 415, coding);
+      assert.equal(res.json().code, 'SEG_UNSUPPORTED_ENCODING');
+    }
+    const res = await inject(handler(), encoded('gzip', Buffer.from(JSON.stringify(trackEvent()))));
+    assert.equal(res.status, 400);
+    assert.equal(res.json().code, 'SEG_BAD_ENCODING');
+    const truncated = gzipSync(JSON.stringify(trackEvent())).subarray(0, 20);
+    const cut = await inject(handler(), encoded('gzip', truncated));
+    assert.equal(cut.status, 400);
+  });
+});
