@@ -31,7 +31,8 @@ export function parseBasicAuth(header: string | undefined): BasicCredentials | u
 /**
  * What an authenticator says of an API key:
  * - `'allow'` or `true`: any event type;
- * - `{ allow: ['track', ...] }`: only these types (another type is a 403);
+ * - `{ allow: ['track', ...] }`: only these types (another type is a 403); with `signatureSecret`,
+ *   events must carry a matching `X-Signature`;
  * - `'unknown'` or `false`: a 401;
  * - `'forbidden'`: a 403.
  * To answer with a message of your own ("API token expired"), throw `UnauthorizedError` or
@@ -42,14 +43,21 @@ export type AuthDecision =
   | 'unknown'
   | 'forbidden'
   | boolean
-  | { readonly allow: readonly EventType[] };
+  | {
+      /** Only these event types (another is a 403); all when absent. */
+      readonly allow?: readonly EventType[];
+      /** Require `X-Signature` under this secret for this key's events. */
+      readonly signatureSecret?: string;
+    };
 
 export type Authenticate = (apiKey: string) => AuthDecision | Promise<AuthDecision>;
 
-/** An API key, optionally limited to some event types. */
+/** An API key, optionally limited to some event types, optionally with its own signing secret. */
 export interface ApiKeySpec {
   readonly key: string;
   readonly types?: readonly EventType[];
+  /** `X-Signature` (hex HMAC-SHA1 of the body) is required under this secret for this key's events. */
+  readonly signatureSecret?: string;
 }
 
 interface KeyEntry {
@@ -68,11 +76,15 @@ const digest = (key: string): string => hash('sha256', key);
 export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authenticate {
   const entries: KeyEntry[] = [];
   for (const spec of keys) {
-    const { key, types } = typeof spec === 'string' ? { key: spec, types: undefined } : spec;
-    entries.push({
-      digest: digest(key),
-      decision: types === undefined ? 'allow' : { allow: Object.freeze([...types]) },
-    });
+    const { key, types, signatureSecret } = typeof spec === 'string' ? ({ key: spec } as ApiKeySpec) : spec;
+    const decision: AuthDecision =
+      types === undefined && signatureSecret === undefined
+        ? 'allow'
+        : Object.freeze({
+            ...(types === undefined ? {} : { allow: Object.freeze([...types]) }),
+            ...(signatureSecret === undefined ? {} : { signatureSecret }),
+          });
+    entries.push({ digest: digest(key), decision });
   }
   return (apiKey) => {
     const candidate = digest(apiKey);

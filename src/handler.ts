@@ -8,6 +8,7 @@ import { normalizeEvent } from './normalize.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { sendError, sendHealth, sendStatus } from './respond.ts';
 import { decodeSettings } from './settings.ts';
+import { signedPayload, verifySignature } from './signature.ts';
 import type { EventType } from './types.ts';
 import { eventValidators } from './validate.ts';
 
@@ -102,6 +103,10 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       if (settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
 
       const { event: original, text } = await readEvent(req, opts);
+      const secret =
+        (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? opts.signatureSecret;
+      if (secret !== undefined)
+        verifySignature(req.headers['x-signature'], secret, signedPayload(original, text));
       const event = normalizeEvent(original);
       const type = checkType(event.type, decision);
       const problem = validators[type](event);
@@ -139,7 +144,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       throw new EndpointError('SEG_TYPE_UNSUPPORTED', `${quote(type)} is not a Segment event type`);
     }
     const known = type as EventType;
-    if (typeof decision === 'object' && !decision.allow.includes(known)) {
+    if (typeof decision === 'object' && decision.allow !== undefined && !decision.allow.includes(known)) {
       throw new EndpointError(
         'SEG_TYPE_FORBIDDEN',
         `This API key is not permitted to send "${known}" events`,

@@ -33,6 +33,11 @@ export interface HandlerOptions {
   bodyTimeoutMs?: number;
   /** A handler still running after this is answered 503 and its signal aborted. @default 4000 (4 s) */
   handlerTimeoutMs?: number;
+  /**
+   * When set, every event must carry `X-Signature`: the hex HMAC-SHA1 of the body under this secret
+   * (Segment's Webhooks signing). Missing or wrong is a 401. A key's own `signatureSecret` wins.
+   */
+  signatureSecret?: string;
   /** Deepest nesting of objects/arrays accepted in a body (deeper is 400). @default 64 */
   maxDepth?: number;
   /**
@@ -58,6 +63,7 @@ export interface ResolvedHandlerOptions {
   readonly maxBodyBytes: number;
   readonly bodyTimeoutMs: number;
   readonly handlerTimeoutMs: number;
+  readonly signatureSecret: string | undefined;
   readonly maxDepth: number;
   readonly maxInFlight: number;
   readonly idempotency: IdempotencyStore | undefined;
@@ -119,6 +125,7 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
       1,
       MAX_TIMER_MS,
     ),
+    signatureSecret: checkSecret(input.signatureSecret),
     maxDepth: integer('maxDepth', input.maxDepth, HANDLER_DEFAULTS.maxDepth, 1, 10_000),
     maxInFlight: integer('maxInFlight', input.maxInFlight, HANDLER_DEFAULTS.maxInFlight, 1, 1_000_000),
     idempotency: resolveIdempotency(input.idempotency),
@@ -193,6 +200,12 @@ function checkApiKeys(keys: Iterable<string | ApiKeySpec>): ApiKeySpec[] {
       // The value itself is not echoed: it may be a secret.
       throw new TypeError(`options.apiKeys[${specs.length}] must be a non-empty string without ":"`);
     }
+    if (
+      spec.signatureSecret !== undefined &&
+      (typeof spec.signatureSecret !== 'string' || spec.signatureSecret === '')
+    ) {
+      throw new TypeError(`options.apiKeys[${specs.length}].signatureSecret must be a non-empty string`);
+    }
     for (const type of spec.types ?? []) {
       if (!EVENT_TYPES.includes(type)) {
         throw new RangeError(
@@ -204,6 +217,15 @@ function checkApiKeys(keys: Iterable<string | ApiKeySpec>): ApiKeySpec[] {
   }
   if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
   return specs;
+}
+
+function checkSecret(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  // The value is not echoed: it is a secret.
+  if (typeof value !== 'string' || value === '') {
+    throw new TypeError('options.signatureSecret must be a non-empty string');
+  }
+  return value;
 }
 
 function checkPath(name: string, value: unknown): string {
