@@ -1,0 +1,468 @@
+// `segment-endpoint test URL --api-key KEY`: the local equivalent of Segment's "Send Test Event" and
+// Event Tester. Sends the suite below exactly as Segment sends events (its headers, one event per request,
+// one kept-alive connection, a 5 s timeout) and checks each answer against the partner contract. Only
+// answers every contract-following endpoint owes are checked, so it works against any endpoint.
+
+import { randomUUID } from 'node:crypto';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { parseArgs } from 'node:util';
+
+/** What a case must be answered: `'accept'` is 200 or 202; else that status, or any of those statuses. */
+export type Expectation = 'accept' | number | readonly number[];
+
+export interface TestCase {
+  readonly name: string;
+  /** An object is sent as its JSON; a string is sent as is (bodies that are not events). */
+  readonly body: Readonly<Record<string, unknown>> | string;
+  /** Headers replaced (names in any case), or left out when `null`. */
+  readonly headers?: Readonly<Record<string, string | null>>;
+  readonly expect: Expectation;
+}
+
+/** What makes one run's events its own: a fresh id (so every `messageId` is new), the key, the clock. */
+export interface SuiteRun {
+  readonly id: string;
+  readonly apiKey: string;
+  readonly now: Date;
+}
+
+const base64 = (text: string) => Buffer.from(text).toString('base64');
+
+/** The suite. Good events first, then the ones every endpoint must refuse, each with its status. */
+export function suite(run: SuiteRun): TestCase[] {
+  let n = 0;
+  const at = (ms: number) => new Date(run.now.getTime() - ms).toISOString();
+  // The envelope Segment puts around every event (cf. the partner docs' identify example). The case's own
+  // fields are spread first too, so they lead the printed (truncated) body: a key keeps its first place.
+  const event = (type: string, fields: Record<string, unknown>, mobile = false) => ({
+    type,
+    ...fields,
+    messageId: `test-${run.id}-${++n}`,
+    anonymousId: '507f191e810c19729de860ea',
+    userId: 'user-1234',
+    channel: mobile ? 'mobile' : 'client',
+    context: mobile ? MOBILE : WEB,
+    integrations: {},
+    originalTimestamp: at(1_300),
+    sentAt: at(1_200),
+    receivedAt: at(0),
+    timestamp: at(100),
+    version: 2,
+    ...fields,
+  });
+  const track = event('track', { event: 'Order Completed', properties: ORDER });
+  const without = (body: Record<string, unknown>, ...keys: string[]) =>
+    Object.fromEntries(Object.entries(body).filter(([key]) => !keys.includes(key)));
+
+  return [
+    { name: 'identify', expect: 'accept', body: event('identify', { traits: TRAITS }) },
+    { name: 'track', expect: 'accept', body: track },
+    {
+      name: 'page',
+      expect: 'accept',
+      body: event('page', { name: 'Pricing', category: 'Docs', properties: { path: '/pricing' } }),
+    },
+    {
+      name: 'screen',
+      expect: 'accept',
+      body: event('screen', { name: 'Checkout', properties: { step: 2 } }, true),
+    },
+    {
+      name: 'group',
+      expect: 'accept',
+      body: event('group', { groupId: 'acct-42', traits: { name: 'Initech', employees: 120, plan: 'team' } }),
+    },
+    { name: 'alias', expect: 'accept', body: event('alias', { previousId: '507f191e810c19729de860ea' }) },
+    {
+      // A user-deletion request (GDPR/CCPA) as Segment sends it: from the server, by userId alone.
+      name: 'delete',
+      expect: 'accept',
+      body: without(
+        event('delete', { channel: 'server', context: SERVER, projectId: 'src-1' }),
+        'anonymousId',
+      ),
+    },
+    { name: 'track again, same messageId (a retry)', expect: 'accept', body: track },
+    {
+      name: 'track by anonymousId only',
+      expect: 'accept',
+      body: without(event('track', { event: 'Product Viewed' }), 'userId'),
+    },
+    { name: 'casing: "type": "Track"', expect: 'accept', body: event('Track', { event: 'Signed Up' }) },
+    {
+      name: 'casing: UserId',
+      expect: 'accept',
+      body: without(event('identify', { UserId: 'user-1234', traits: TRAITS }), 'userId', 'anonymousId'),
+    },
+    {
+      name: 'casing: user_id',
+      expect: 'accept',
+      body: without(event('track', { user_id: 'user-1234', event: 'Signed Up' }), 'userId', 'anonymousId'),
+    },
+    {
+      name: 'lenient: null context and integrations',
+      expect: 'accept',
+      body: event('track', { event: 'Signed Up', context: null, integrations: null }),
+    },
+    {
+      name: 'lenient: string version, non-ISO originalTimestamp',
+      expect: 'accept',
+      body: event('identify', { version: '1.1', originalTimestamp: 'Mon Feb 23 2015 14:28:55 GMT-0800' }),
+    },
+    {
+      name: 'lenient: delete with [] context and null integrations',
+      expect: 'accept',
+      body: without(event('delete', { channel: 'server', context: [], integrations: null }), 'anonymousId'),
+    },
+    {
+      name: 'auth: scheme in lower case',
+      expect: 'accept',
+      body: event('track', { event: 'Signed Up' }),
+      headers: { Authorization: `basic ${base64(`${run.apiKey}:`)}` },
+    },
+    {
+      name: 'auth: no trailing colon, base64(key)',
+      expect: 'accept',
+      body: event('track', { event: 'Signed Up' }),
+      headers: { Authorization: `Basic ${base64(run.apiKey)}` },
+    },
+
+    { name: 'bad: malformed JSON', expect: 400, body: '{"type":"track","event":"Signed Up","userId":' },
+    { name: 'bad: not an object', expect: 400, body: '"track"' },
+    { name: 'bad: no type', expect: 400, body: without(event('track', { event: 'Signed Up' }), 'type') },
+    {
+      // Not a Segment type: 501 (a type this endpoint does not take) and 400 (malformed) are both final.
+      name: 'bad: unknown type "purchase"',
+      expect: [400, 501],
+      body: event('purchase', { event: 'Signed Up' }),
+    },
+    { name: 'bad: track without event', expect: 400, body: event('track', { properties: ORDER }) },
+    {
+      name: 'bad: group without groupId',
+      expect: 400,
+      body: event('group', { traits: { name: 'Initech' } }),
+    },
+    {
+      name: 'bad: identify without userId or anonymousId',
+      expect: 400,
+      body: without(event('identify', { traits: TRAITS }), 'userId', 'anonymousId'),
+    },
+    { name: 'bad: alias without previousId', expect: 400, body: event('alias', {}) },
+    { name: 'bad: delete without userId', expect: 400, body: without(event('delete', {}), 'userId') },
+    {
+      name: 'bad: wrong API key',
+      expect: 401,
+      body: event('track', { event: 'Signed Up' }),
+      headers: { Authorization: `Basic ${base64(`not-a-key-${run.id}:`)}` },
+    },
+    {
+      name: 'bad: no Authorization',
+      expect: 401,
+      body: event('track', { event: 'Signed Up' }),
+      headers: { Authorization: null },
+    },
+    {
+      name: 'bad: Authorization not Basic',
+      expect: 401,
+      body: event('track', { event: 'Signed Up' }),
+      headers: { Authorization: `Bearer ${run.apiKey}` },
+    },
+    {
+      name: 'bad: X-Segment-Settings not base64 of JSON',
+      expect: 400,
+      body: event('track', { event: 'Signed Up' }),
+      headers: { 'X-Segment-Settings': base64('region=eu') },
+    },
+    {
+      name: 'bad: X-Segment-Settings a JSON array',
+      expect: 400,
+      body: event('track', { event: 'Signed Up' }),
+      headers: { 'X-Segment-Settings': base64('["eu"]') },
+    },
+  ];
+}
+
+const WEB = {
+  library: { name: 'analytics.js', version: '5.2.0' },
+  ip: '203.0.113.7',
+  locale: 'en-US',
+  page: { path: '/pricing', referrer: '', title: 'Pricing', url: 'https://example.com/pricing' },
+  userAgent: 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/120.0 Safari/537.36',
+};
+const MOBILE = {
+  library: { name: 'analytics-ios', version: '4.1.8' },
+  app: { name: 'Example', version: '3.2.1', build: '321' },
+  device: { manufacturer: 'Apple', model: 'iPhone15,2', type: 'ios' },
+  os: { name: 'iOS', version: '17.2' },
+  network: { wifi: true },
+  timezone: 'Europe/Paris',
+};
+const SERVER = { library: { name: 'unknown', version: 'unknown' } };
+const TRAITS = { name: 'Jane Kim', email: 'jane.kim@example.com', plan: 'premium', logins: 5 };
+const ORDER = { order_id: 'ord-1001', total: 59.9, currency: 'EUR', products: [{ sku: 'SKU-7', qty: 2 }] };
+
+export interface RunOptions {
+  readonly apiKey: string;
+  /** Sent base64-encoded in `X-Segment-Settings` with every event (absent when undefined). */
+  readonly settings?: Readonly<Record<string, unknown>>;
+  /** Accept any certificate (self-signed, wrong name). */
+  readonly insecure?: boolean;
+  /** No answer within this is a failure, as it is for Segment. @default 5000 (5 s) */
+  readonly timeoutMs?: number;
+}
+
+export interface CaseResult {
+  readonly name: string;
+  readonly pass: boolean;
+  /** The status answered; undefined when there was no answer (`error` says why). */
+  readonly status?: number;
+  readonly message?: string;
+  readonly error?: string;
+}
+
+export interface Summary {
+  readonly passed: number;
+  readonly failed: number;
+  readonly results: readonly CaseResult[];
+}
+
+const TIMEOUT_MS = 5_000; // 5 s: Segment gives up on a request after about that
+const BODY_SHOWN = 200; // characters of each body printed
+const ANSWER_KEPT = 64 * 1024; // bytes of an answer read for its message
+
+/** Sends the suite to `url` one event at a time and writes what happened, line by line, to `write`. */
+export async function run(url: string, options: RunOptions, write: (line: string) => void): Promise<Summary> {
+  const target = new URL(url);
+  const timeoutMs = options.timeoutMs ?? TIMEOUT_MS;
+  const settings = options.settings && base64(JSON.stringify(options.settings));
+  const cases = suite({ id: randomUUID(), apiKey: options.apiKey, now: new Date() });
+  // One connection kept alive across the suite, as Segment does "whenever possible".
+  const agent =
+    target.protocol === 'https:'
+      ? new HttpsAgent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: !options.insecure })
+      : new HttpAgent({ keepAlive: true, maxSockets: 1 });
+  write(
+    `Sending ${cases.length} events to ${target.href} as Segment does (${timeoutMs / 1000} s timeout each)`,
+  );
+  const results: CaseResult[] = [];
+  try {
+    for (const [i, c] of cases.entries()) {
+      const body = Buffer.from(typeof c.body === 'string' ? c.body : JSON.stringify(c.body));
+      const headers = segmentHeaders(options.apiKey, settings, c.headers, body.length);
+      write('');
+      write(`${i + 1}. ${c.name}`);
+      for (const [name, value] of Object.entries(c.headers ?? {})) {
+        write(`   ${value === null ? `(no ${name})` : `${name}: ${shown(name, value)}`}`);
+      }
+      write(`   POST ${target.href} ${truncate(body.toString())}`);
+      let result: CaseResult;
+      try {
+        const answer = await send(target, headers, body, agent, timeoutMs);
+        result = { name: c.name, pass: matches(c.expect, answer.status), ...answer };
+        write(`   ${answer.status}${answer.message === undefined ? '' : ` ${answer.message}`}`);
+      } catch (err) {
+        result = { name: c.name, pass: false, error: (err as Error).message };
+        write(`   no answer: ${result.error}`);
+      }
+      write(`   ${result.pass ? 'PASS' : 'FAIL'} (expected ${expected(c.expect)})`);
+      results.push(result);
+    }
+  } finally {
+    agent.destroy();
+  }
+  const failures = results.filter((r) => !r.pass).map((r) => r.name);
+  const passed = results.length - failures.length;
+  write('');
+  if (failures.length > 0) write(`Failed: ${failures.join('; ')}`);
+  // On its own line, worded exactly so: CI greps for it.
+  write(`${passed} passed, ${failures.length} failed`);
+  return { passed, failed: failures.length, results };
+}
+
+/** The headers Segment sends with every event, in its order, with the case's changes. */
+function segmentHeaders(
+  apiKey: string,
+  settings: string | undefined,
+  changes: TestCase['headers'],
+  length: number,
+): Record<string, string> {
+  const headers: Record<string, string> = {
+    Authorization: `Basic ${base64(`${apiKey}:`)}`,
+    'Content-Type': 'application/json',
+    'User-Agent': 'Segment.io/1.0',
+    Accept: '*/*',
+    'Cache-Control': 'no-cache',
+  };
+  if (settings !== undefined) headers['X-Segment-Settings'] = settings;
+  for (const [name, value] of Object.entries(changes ?? {})) {
+    for (const key of Object.keys(headers)) if (key.toLowerCase() === name.toLowerCase()) delete headers[key];
+    if (value !== null) headers[name] = value;
+  }
+  headers['Content-Length'] = String(length);
+  return headers;
+}
+
+function send(
+  url: URL,
+  headers: Record<string, string>,
+  body: Buffer,
+  agent: HttpAgent,
+  timeoutMs: number,
+  retried = false,
+): Promise<{ status: number; message?: string }> {
+  const request = (url.protocol === 'https:' ? httpsRequest : httpRequest) as typeof httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers, agent });
+    const timer = setTimeout(
+      () => req.destroy(new Error(`timed out after ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+    const fail = (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      // A kept-alive connection the server closed just as this request went out: send once more on a new
+      // one, as node's docs advise (http `request.reusedSocket`).
+      if (!retried && req.reusedSocket && err.code === 'ECONNRESET') {
+        send(url, headers, body, agent, timeoutMs, true).then(resolve, reject);
+      } else {
+        reject(err);
+      }
+    };
+    req.on('error', fail);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      res.on('data', (chunk: Buffer) => {
+        if (kept < ANSWER_KEPT) chunks.push(chunk);
+        kept += chunk.length;
+      });
+      res.on('error', fail);
+      res.on('end', () => {
+        clearTimeout(timer);
+        const message = messageOf(Buffer.concat(chunks).toString('utf8'));
+        resolve({ status: res.statusCode ?? 0, ...(message === undefined ? {} : { message }) });
+      });
+    });
+    req.end(body);
+  });
+}
+
+/** The `message` of a JSON error body, which Segment shows the customer. */
+function messageOf(text: string): string | undefined {
+  try {
+    const message = (JSON.parse(text) as { message?: unknown } | null)?.message;
+    return typeof message === 'string' ? message : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function matches(expect: Expectation, status: number): boolean {
+  if (expect === 'accept') return status === 200 || status === 202;
+  return typeof expect === 'number' ? status === expect : expect.includes(status);
+}
+
+function expected(expect: Expectation): string {
+  if (expect === 'accept') return '200 or 202';
+  return typeof expect === 'number' ? String(expect) : expect.join(' or ');
+}
+
+function truncate(text: string): string {
+  return text.length <= BODY_SHOWN ? text : `${text.slice(0, BODY_SHOWN)}…`;
+}
+
+/** A credential is never printed whole: the scheme word says enough. */
+function shown(name: string, value: string): string {
+  return name.toLowerCase() === 'authorization' ? `${value.split(' ')[0]} …` : value;
+}
+
+const NAME = 'segment-endpoint test';
+
+export function testUsage(): string {
+  return `Usage: ${NAME} URL --api-key KEY [--settings JSON] [--insecure]
+
+Sends a suite of events to URL exactly as Segment sends them (headers included): every event type,
+casing variants, a delete, and deliberately bad ones. Prints each request, the status and message
+answered, PASS or FAIL, then "N passed, M failed". Exits 0 only if every good event was accepted
+(200 or 202) and every bad one got the right 4xx.
+
+Options:
+  --api-key KEY      the API key a customer would enter in Segment (sent as the Basic username)
+  --settings JSON    the customer's custom settings, a JSON object, sent in X-Segment-Settings
+  --insecure         accept any TLS certificate (self-signed, another name)
+  -h, --help         show this help
+`;
+}
+
+class UsageError extends Error {}
+
+interface Output {
+  write(text: string): unknown;
+}
+
+/** The `test` subcommand. Resolves with the exit code: 0 all passed, 1 a failure or a bad invocation. */
+export async function testMain(
+  args: readonly string[],
+  io: { readonly stdout: Output; readonly stderr: Output } = process,
+): Promise<number> {
+  let parsed: { url: string; options: RunOptions } | 'help';
+  try {
+    parsed = parseTestArgs(args);
+  } catch (err) {
+    const hint = err instanceof UsageError ? `\nTry '${NAME} --help'.` : '';
+    io.stderr.write(`${NAME}: ${(err as Error).message}${hint}\n`);
+    return 1;
+  }
+  if (parsed === 'help') {
+    io.stdout.write(testUsage());
+    return 0;
+  }
+  const summary = await run(parsed.url, parsed.options, (line) => io.stdout.write(`${line}\n`));
+  return summary.failed === 0 ? 0 : 1;
+}
+
+function parseTestArgs(args: readonly string[]): { url: string; options: RunOptions } | 'help' {
+  let values: { 'api-key'?: string; settings?: string; insecure?: boolean; help?: boolean };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: [...args],
+      options: {
+        'api-key': { type: 'string' },
+        settings: { type: 'string' },
+        insecure: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: true,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return 'help';
+  const [url, extra] = positionals;
+  if (url === undefined) throw new UsageError('the endpoint URL is required, e.g. https://localhost:8443/');
+  if (extra !== undefined) throw new UsageError(`one URL only, not also "${extra}"`);
+  const protocol = URL.canParse(url) ? new URL(url).protocol : undefined;
+  if (protocol !== 'http:' && protocol !== 'https:') {
+    throw new UsageError(`"${url}" is not an http:// or https:// URL`);
+  }
+  const apiKey = values['api-key'];
+  if (apiKey === undefined || apiKey === '') {
+    throw new UsageError('--api-key is required: the key a customer of the endpoint would enter in Segment');
+  }
+  let settings: Record<string, unknown> | undefined;
+  if (values.settings !== undefined) {
+    let value: unknown;
+    try {
+      value = JSON.parse(values.settings);
+    } catch {}
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new UsageError(
+        `--settings must be a JSON object, e.g. '{"region":"eu"}', not ${values.settings}`,
+      );
+    }
+    settings = value as Record<string, unknown>;
+  }
+  return { url, options: { apiKey, ...(settings && { settings }), insecure: values.insecure ?? false } };
+}

@@ -1,0 +1,223 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createServer, type EndpointServer, type Handlers, silentLogger } from '../src/index.ts';
+import { run, suite, testMain } from '../src/tester.ts';
+import { testCert } from './helpers.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const CLI = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];
+const KEY = 'tester-key';
+const CASES = suite({ id: 'x', apiKey: KEY, now: new Date() });
+const GOOD = CASES.filter((c) => c.expect === 'accept');
+const BAD = CASES.filter((c) => c.expect !== 'accept');
+const SUMMARY_OK = new RegExp(`^${CASES.length} passed, 0 failed$`, 'm');
+
+const ok = () => {};
+const HANDLERS: Handlers = {
+  identify: ok,
+  track: ok,
+  page: ok,
+  screen: ok,
+  group: ok,
+  alias: ok,
+  delete: () => ({ status: 202 }),
+};
+
+/** Captures what testMain writes, instead of the process's own streams. */
+function sink() {
+  const out = { text: '', write: (s: string) => (out.text += s) };
+  const err = { text: '', write: (s: string) => (err.text += s) };
+  return { io: { stdout: out, stderr: err }, out, err };
+}
+
+function listen(server: Server): Promise<string> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`),
+    ),
+  );
+}
+
+describe('the suite', () => {
+  test('covers every event type as a good event, and bad ones with a 4xx (or 501 for an unknown type)', () => {
+    const goodTypes = new Set(GOOD.map((c) => (c.body as { type?: string }).type?.toLowerCase()));
+    for (const type of ['identify', 'track', 'page', 'screen', 'group', 'alias', 'delete']) {
+      assert.ok(goodTypes.has(type), type);
+    }
+    for (const c of BAD) {
+      for (const status of [c.expect].flat()) {
+        assert.ok(typeof status === 'number' && ((status >= 400 && status < 500) || status === 501), c.name);
+      }
+    }
+    assert.equal(new Set(CASES.map((c) => c.name)).size, CASES.length, 'names are unique');
+  });
+
+  test('every messageId is new per run; only the retry repeats one', () => {
+    const ids = (s: ReturnType<typeof suite>) =>
+      s.flatMap((c) => (typeof c.body === 'string' ? [] : [c.body.messageId as string]));
+    const first = ids(CASES);
+    assert.equal(new Set(first).size, first.length - 1);
+    const second = ids(suite({ id: 'y', apiKey: KEY, now: new Date() }));
+    assert.ok(second.every((id) => !first.includes(id)));
+    assert.ok(first.every((id) => id.length <= 100));
+  });
+});
+
+describe('against our own endpoint', () => {
+  let plain: EndpointServer;
+  let tls: EndpointServer;
+  let plainUrl: string;
+  let tlsUrl: string;
+  const { cert, key } = testCert();
+
+  before(async () => {
+    const common = { host: '127.0.0.1', port: 0, apiKeys: [KEY], handlers: HANDLERS, log: silentLogger };
+    plain = createServer({ ...common, http: true });
+    tls = createServer({ ...common, tls: { cert, key } });
+    plainUrl = await plain.listen();
+    tlsUrl = await tls.listen();
+  });
+  after(async () => {
+    await plain.close();
+    await tls.close();
+  });
+
+  test('over HTTP every case passes, with and without settings, and the exit code is 0', async () => {
+    const lines: string[] = [];
+    const summary = await run(plainUrl, { apiKey: KEY }, (line) => lines.push(line));
+    const failures = summary.results.filter((r) => !r.pass);
+    assert.deepEqual(failures, []);
+    assert.equal(summary.passed, CASES.length);
+    assert.match(lines.join('\n'), SUMMARY_OK);
+    assert.equal(lines.at(-1), `${CASES.length} passed, 0 failed`);
+
+    const { io, out } = sink();
+    assert.equal(await testMain([plainUrl, '--api-key', KEY, '--settings', '{"region":"eu"}'], io), 0);
+    assert.match(out.text, SUMMARY_OK);
+    assert.match(out.text, /^1\. identify$/m);
+    assert.match(out.text, /^ {3}POST http:\/\/127\.0\.0\.1:\d+\/ \{"type":"identify"/m);
+    assert.match(out.text, /^ {3}401 Invalid API key$/m);
+    assert.match(out.text, /^ {3}PASS \(expected 400 or 501\)$/m);
+    assert.doesNotMatch(out.text, new RegExp(Buffer.from(`${KEY}:`).toString('base64')));
+  });
+
+  test('the CLI runs it: test URL --api-key KEY --insecure over TLS exits 0', async () => {
+    const child = spawn(process.execPath, [...CLI, 'test', tlsUrl, '--api-key', KEY, '--insecure'], {
+      cwd: ROOT,
+    });
+    let stdout = '';
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 0, stdout);
+    assert.match(stdout, SUMMARY_OK);
+  });
+
+  test('over TLS without --insecure a self-signed certificate is refused: every case fails', async () => {
+    const summary = await run(tlsUrl, { apiKey: KEY }, () => {});
+    assert.equal(summary.failed, CASES.length);
+    assert.match(summary.results[0]?.error ?? '', /self-signed|certificate/i);
+  });
+});
+
+describe('against a wrong endpoint', () => {
+  test('one that answers 200 to everything: the bad cases fail and the exit code is 1', async () => {
+    const seen: Array<{ headers: IncomingHttpHeaders; body: string; port: number | undefined }> = [];
+    const server = createHttpServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += c;
+      });
+      req.on('end', () => {
+        seen.push({ headers: req.headers, body, port: req.socket.remotePort });
+        res.end();
+      });
+    });
+    const url = await listen(server);
+    try {
+      const lines: string[] = [];
+      const summary = await run(url, { apiKey: KEY, settings: { region: 'eu' } }, (l) => lines.push(l));
+      assert.deepEqual(
+        summary.results.filter((r) => !r.pass).map((r) => r.name),
+        BAD.map((c) => c.name),
+      );
+      assert.equal(summary.passed, GOOD.length);
+      assert.equal(lines.at(-1), `${GOOD.length} passed, ${BAD.length} failed`);
+      assert.match(lines.join('\n'), /^ {3}FAIL \(expected 401\)$/m);
+
+      // Exactly Segment's headers, on one kept-alive connection.
+      const first = seen[0];
+      assert.ok(first !== undefined);
+      assert.equal(first.headers.authorization, `Basic ${Buffer.from(`${KEY}:`).toString('base64')}`);
+      assert.equal(first.headers['content-type'], 'application/json');
+      assert.equal(first.headers['user-agent'], 'Segment.io/1.0');
+      assert.equal(first.headers.accept, '*/*');
+      assert.equal(first.headers['cache-control'], 'no-cache');
+      assert.equal(first.headers.connection, 'keep-alive');
+      assert.equal(first.headers['content-length'], String(Buffer.byteLength(first.body)));
+      const settings = Buffer.from(String(first.headers['x-segment-settings']), 'base64').toString();
+      assert.deepEqual(JSON.parse(settings), { region: 'eu' });
+      assert.equal(seen.length, CASES.length);
+      assert.equal(new Set(seen.map((s) => s.port)).size, 1);
+      const noAuth = seen.find((s) => s.body.includes('"userId"') && s.headers.authorization === undefined);
+      assert.ok(noAuth !== undefined, 'the no-Authorization case sends none');
+
+      const { io, out } = sink();
+      assert.equal(await testMain([url, '--api-key', KEY], io), 1);
+      assert.match(out.text, new RegExp(`^${GOOD.length} passed, ${BAD.length} failed$`, 'm'));
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  test('one that never answers: each request times out and counts as a failure', async () => {
+    const server = createHttpServer(() => {});
+    const url = await listen(server);
+    try {
+      const summary = await run(url, { apiKey: KEY, timeoutMs: 50 }, () => {});
+      assert.equal(summary.failed, CASES.length);
+      assert.ok(summary.results.every((r) => r.status === undefined && /timed out/.test(r.error ?? '')));
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
+
+describe('bad usage', () => {
+  test('exits 1 with one line and a hint', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--api-key', KEY], /URL is required/],
+      [['http://127.0.0.1:1/'], /--api-key is required/],
+      [['http://127.0.0.1:1/', '--api-key', ''], /--api-key is required/],
+      [['http://127.0.0.1:1/', '--api-key', KEY, '--settings', '[1]'], /--settings must be a JSON object/],
+      [
+        ['http://127.0.0.1:1/', '--api-key', KEY, '--settings', 'region=eu'],
+        /--settings must be a JSON object/,
+      ],
+      [['http://127.0.0.1:1/', '--api-key', KEY, '--settings', 'null'], /--settings must be a JSON object/],
+      [['ftp://example.com/', '--api-key', KEY], /not an http:\/\/ or https:\/\/ URL/],
+      [['http://a/', 'http://b/', '--api-key', KEY], /one URL only/],
+      [['http://127.0.0.1:1/', '--api-key', KEY, '--bogus'], /bogus/],
+    ];
+    for (const [args, message] of cases) {
+      const { io, out, err } = sink();
+      assert.equal(await testMain(args, io), 1, args.join(' '));
+      assert.match(err.text, message, args.join(' '));
+      assert.match(err.text, /^segment-endpoint test: .*\nTry 'segment-endpoint test --help'\.\n$/);
+      assert.equal(out.text, '', 'nothing is sent');
+    }
+  });
+
+  test('--help prints the usage and exits 0', async () => {
+    const { io, out } = sink();
+    assert.equal(await testMain(['--help'], io), 0);
+    assert.match(out.text, /^Usage: segment-endpoint test URL --api-key KEY/);
+  });
+});
