@@ -1,5 +1,5 @@
 # The front door: `make run` starts the real thing, `make test` runs every test. Both set themselves up.
-.PHONY: all install build run test test-reliability typecheck lint unit bench clean
+.PHONY: all install build dist run test test-reliability typecheck lint unit bench clean
 
 NODE_MODULES := node_modules/.package-lock.json
 CERT := certs/localhost.crt
@@ -21,6 +21,12 @@ dist/cli.js: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.jso
 	npx tsc -p tsconfig.build.json
 	@chmod +x dist/cli.js
 
+# One file to ship: the CLI and all it imports bundled into dist/segment-endpoint.mjs, which runs on a
+# VM with nothing but node (no node_modules, no package.json). See scripts/bundle.ts.
+dist: dist/segment-endpoint.mjs
+dist/segment-endpoint.mjs: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts package.json scripts/bundle.ts
+	npx tsx scripts/bundle.ts
+
 # A self-signed certificate for localhost, made on first run. Private keys are never committed.
 $(CERT):
 	@mkdir -p certs
@@ -41,8 +47,9 @@ lint: $(NODE_MODULES)
 
 NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test
 
-# Every test, the reliability suite included, under the coverage gate.
-unit: build
+# Every test, the reliability suite included, under the coverage gate. test/dist.test.ts runs the
+# single-file bundle, hence `dist`.
+unit: build dist
 	npx c8 $(NODE_TEST) test/*.test.ts test/reliability/*.test.ts
 
 # The reliability suite alone: kill -9 and SIGTERM under load, overload, slowloris, fuzz, duplicates.

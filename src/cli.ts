@@ -8,6 +8,7 @@ import type { Handlers } from './dispatch.ts';
 import { jsonLogger, type LogLevel } from './log.ts';
 import { createServer, type EndpointServer } from './server.ts';
 import { NdjsonStore, storeHandlers } from './store.ts';
+import { testMain } from './tester.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 const NAME = 'segment-endpoint';
@@ -30,6 +31,9 @@ const FLAGS = {
   'shutdown-timeout': { env: 'SEGMENT_ENDPOINT_SHUTDOWN_TIMEOUT', type: 'string' },
   'idempotency-ttl': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_TTL', type: 'string' },
   'idempotency-max-entries': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES', type: 'string' },
+  'signature-secret': { env: 'SEGMENT_ENDPOINT_SIGNATURE_SECRET', type: 'string' },
+  'metrics-path': { env: 'SEGMENT_ENDPOINT_METRICS_PATH', type: 'string' },
+  'access-log': { env: 'SEGMENT_ENDPOINT_ACCESS_LOG', type: 'boolean' },
   'log-level': { env: 'SEGMENT_ENDPOINT_LOG_LEVEL', type: 'string' },
   help: { env: undefined, type: 'boolean', short: 'h' },
   version: { env: undefined, type: 'boolean', short: 'v' },
@@ -37,6 +41,7 @@ const FLAGS = {
 
 export function usage(): string {
   return `Usage: ${NAME} [options]
+       ${NAME} test URL --api-key KEY [--settings JSON] [--insecure]   send test events, see test --help
 
 Receives Segment events over HTTPS and, unless --handlers is given, appends each accepted event
 to a durable NDJSON file per day under --out.
@@ -50,7 +55,8 @@ Options (each also read from the environment variable shown):
   --path PATH              path events are POSTed to (SEGMENT_ENDPOINT_PATH)      [/]
   --api-key KEY[:TYPES]    accept this API key, optionally only for some event types,
                            e.g. --api-key k1:track,identify (repeatable)
-  --api-keys-file FILE     one "KEY [type,type]" per line, # comments (SEGMENT_ENDPOINT_API_KEYS_FILE)
+  --api-keys-file FILE     one "KEY [type,type] [secret=SECRET]" per line, # comments
+                           (SEGMENT_ENDPOINT_API_KEYS_FILE)
                            SEGMENT_API_KEYS: comma-separated keys, all event types
   --handlers FILE          ES module whose default export is { identify?, track?, page?, screen?,
                            group?, alias?, delete? } (SEGMENT_ENDPOINT_HANDLERS)
@@ -65,12 +71,16 @@ Options (each also read from the environment variable shown):
                            Segment's retries of it are not processed again (SEGMENT_ENDPOINT_IDEMPOTENCY_TTL) [86400]
   --idempotency-max-entries N  messageIds remembered at most, oldest forgotten first; 0 turns
                            duplicate suppression off (SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES) [100000]
+  --signature-secret S     require X-Signature (hex HMAC-SHA1 of the body) under this secret
+                           (SEGMENT_ENDPOINT_SIGNATURE_SECRET); a key's own secret=S in --api-keys-file wins
+  --metrics-path PATH      serve Prometheus metrics here, e.g. /metrics (SEGMENT_ENDPOINT_METRICS_PATH) [off]
+  --access-log             one JSON log line per event request (SEGMENT_ENDPOINT_ACCESS_LOG=1)
   --log-level LEVEL        debug, info, warn, error or silent (SEGMENT_ENDPOINT_LOG_LEVEL) [info]
   -h, --help               show this help
   -v, --version            show the version
 
 At least one API key is required. SIGTERM or SIGINT drains: new events get 503, running ones
-finish, the store is flushed, then the process exits 0.
+finish, the store is flushed, then the process exits 0. SIGHUP reads --cert and --key again.
 `;
 }
 
@@ -81,6 +91,8 @@ export interface CliConfig {
   readonly host: string | undefined;
   readonly port: number | undefined;
   readonly tls: { cert: Buffer; key: Buffer } | undefined;
+  /** Where the certificate and key were read from, to read again on SIGHUP. */
+  readonly tlsFiles: { cert: string; key: string } | undefined;
   readonly http: boolean;
   readonly path: string | undefined;
   readonly apiKeys: ApiKeySpec[];
@@ -91,6 +103,9 @@ export interface CliConfig {
   readonly maxConnections: number | undefined;
   readonly shutdownTimeoutMs: number | undefined;
   readonly idempotency: { ttlMs: number | undefined; maxEntries: number | undefined } | false;
+  readonly signatureSecret: string | undefined;
+  readonly metricsPath: string | undefined;
+  readonly accessLog: boolean;
   readonly logLevel: LogLevel;
 }
 
@@ -99,7 +114,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
   const values = parseFlags(argv);
   if (values.help) return 'help';
   if (values.version) return 'version';
-  const get = (flag: Exclude<keyof typeof FLAGS, 'api-key' | 'help' | 'version' | 'http'>) =>
+  const get = (flag: Exclude<keyof typeof FLAGS, 'api-key' | 'help' | 'version' | 'http' | 'access-log'>) =>
     values[flag] ?? (FLAGS[flag].env === undefined ? undefined : env[FLAGS[flag].env] || undefined);
 
   const http = values.http ?? isTrue(env.SEGMENT_ENDPOINT_HTTP);
@@ -138,6 +153,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
     host: get('host'),
     port: optionalInteger(get('port'), '--port'),
     tls,
+    tlsFiles: tls === undefined ? undefined : { cert: certFile as string, key: keyFile as string },
     http,
     path: get('path'),
     apiKeys,
@@ -151,6 +167,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
       maxEntries === 0
         ? false
         : { ttlMs: optionalSeconds(get('idempotency-ttl'), '--idempotency-ttl'), maxEntries },
+    signatureSecret: get('signature-secret'),
+    metricsPath: get('metrics-path'),
+    accessLog: values['access-log'] ?? isTrue(env.SEGMENT_ENDPOINT_ACCESS_LOG),
     logLevel: logLevel as LogLevel,
   };
 }
@@ -172,17 +191,27 @@ export function parseKeySpec(spec: string, where: string): ApiKeySpec {
   return { key, types: parseTypes(spec.slice(colon + 1), where) };
 }
 
-/** One `KEY [type,type]` per line; blank lines and `#` comments are skipped. */
+/** One `KEY [type,type] [secret=SECRET]` per line; blank lines and `#` comments are skipped. */
 export function parseKeysFile(text: string): ApiKeySpec[] {
   const specs: ApiKeySpec[] = [];
   text.split(/\r?\n/).forEach((raw, index) => {
     const line = raw.replace(/#.*/, '').trim();
     if (line === '') return;
-    const [key, types, extra] = line.split(/\s+/) as [string, string | undefined, string | undefined];
+    const [key, ...rest] = line.split(/\s+/) as [string, ...string[]];
     const where = `--api-keys-file line ${index + 1}`;
-    if (extra !== undefined || key.includes(':'))
-      throw new UsageError(`${where}: expected "KEY [type,type]"`);
-    specs.push(types === undefined ? { key } : { key, types: parseTypes(types, where) });
+    let types: EventType[] | undefined;
+    let signatureSecret: string | undefined;
+    for (const token of rest) {
+      if (token.startsWith('secret=') && signatureSecret === undefined && token.length > 7) {
+        signatureSecret = token.slice(7);
+      } else if (types === undefined && !token.includes('=')) {
+        types = parseTypes(token, where);
+      } else {
+        throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET]"`);
+      }
+    }
+    if (key.includes(':')) throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET]"`);
+    specs.push({ key, ...(types && { types }), ...(signatureSecret && { signatureSecret }) });
   });
   return specs;
 }
@@ -236,7 +265,12 @@ async function loadHandlers(file: string): Promise<Handlers> {
   return mod.default as Handlers;
 }
 
+// The single-file bundle (`make dist`) has no package.json beside it, so esbuild's `define` writes the
+// version in at build time; from source or dist/cli.js this is undeclared and package.json is read.
+declare const SEGMENT_ENDPOINT_VERSION: string | undefined;
+
 export function version(): string {
+  if (typeof SEGMENT_ENDPOINT_VERSION === 'string') return SEGMENT_ENDPOINT_VERSION;
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
     version: string;
   };
@@ -248,6 +282,7 @@ export function version(): string {
  * bad invocation (one line on stderr with a hint).
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  if (argv[0] === 'test') return testMain(argv.slice(1));
   let config: ReturnType<typeof parseConfig>;
   try {
     config = parseConfig(argv, env);
@@ -298,12 +333,18 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       http: config.http,
       path: config.path,
       maxBodyBytes: config.maxBodyBytes,
+      signatureSecret: config.signatureSecret,
+      metricsPath: config.metricsPath,
+      accessLog: config.accessLog,
       maxInFlight: config.maxInFlight,
       maxConnections: config.maxConnections,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       idempotency: config.idempotency,
       log,
     });
+    const metrics = endpoint.handler.metrics;
+    if (store !== undefined && metrics !== undefined)
+      store.onCommit = (seconds, events) => metrics.commit(seconds, events);
     url = await endpoint.listen();
   } catch (err) {
     return fail(err);
@@ -311,6 +352,22 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const where =
     store === undefined ? `handlers from ${config.handlers}` : `events stored in ${resolve(store.dir)}`;
   process.stdout.write(`${NAME} ${version()} listening on ${url} (${where})\n`);
+  const files = config.tlsFiles;
+  if (files !== undefined) {
+    // Renewed certificates (certbot, a secrets agent) are picked up on SIGHUP, without a restart:
+    // new connections get the new pair, open ones keep theirs. A bad pair is refused and logged.
+    process.on('SIGHUP', () => {
+      try {
+        endpoint.reloadTls({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
+        log.info({ cert: files.cert }, 'certificate reloaded');
+      } catch (err) {
+        log.error(
+          { cert: files.cert, reason: (err as Error).message },
+          'certificate reload failed; keeping the current one',
+        );
+      }
+    });
+  }
 
   return new Promise<number>((done) => {
     let stopping = false;

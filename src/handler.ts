@@ -4,9 +4,10 @@ import { readEvent } from './body.ts';
 import { createDispatcher, EventContext } from './dispatch.ts';
 import { EndpointError, type ErrorAnswer, type ErrorCode, toErrorAnswer } from './errors.ts';
 import { once } from './idempotency.ts';
+import { Metrics } from './metrics.ts';
 import { normalizeEvent } from './normalize.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
-import { sendError, sendHealth, sendStatus } from './respond.ts';
+import { sendError, sendHealth, sendMetrics, sendStatus } from './respond.ts';
 import { decodeSettings } from './settings.ts';
 import { signedPayload, verifySignature } from './signature.ts';
 import type { EventType } from './types.ts';
@@ -22,6 +23,8 @@ export interface EndpointHandler {
   readonly inFlight: number;
   /** The path events are taken at. */
   readonly path: string;
+  /** The counters served on `metricsPath`, when it is set. */
+  readonly metrics: Metrics | undefined;
   /** Resolves once no event is being processed. */
   idle(): Promise<void>;
 }
@@ -40,6 +43,8 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
     challenge: `Basic realm="${opts.realm}", charset="UTF-8"`,
     maxBodyBytes: opts.maxBodyBytes,
   };
+  const metrics = opts.metricsPath === undefined ? undefined : new Metrics();
+  const observing = metrics !== undefined || opts.accessLog;
   let inFlight = 0;
   let draining = false;
   let idleWaiters: Array<() => void> = [];
@@ -63,13 +68,21 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         refuse(req, res, answer('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
       } else if (draining) {
         refuse(req, res, answer('SEG_DRAINING'), { connection: 'close' });
+        metrics?.request('unknown', 503, 0);
       } else if (inFlight >= opts.maxInFlight) {
         // Shed at once rather than queue: Segment keeps the event and retries it.
         refuse(req, res, answer('SEG_OVERLOADED'));
+        metrics?.request('unknown', 503, 0);
       } else {
         inFlight++;
         processEvent(req, res).finally(settled);
       }
+    } else if (path === opts.metricsPath && metrics !== undefined) {
+      if (req.method === 'GET' || req.method === 'HEAD') sendMetrics(req, res, metrics.render(inFlight));
+      else
+        refuse(req, res, answer('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET'), {
+          allow: 'GET, HEAD',
+        });
     } else if (path === opts.healthPath) {
       if (req.method === 'GET' || req.method === 'HEAD') sendHealth(req, res, draining);
       else
@@ -91,7 +104,10 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
   };
 
   async function processEvent(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = observing ? performance.now() : 0;
     let apiKey: string | undefined;
+    let type: EventType | undefined;
+    let answered: number;
     try {
       apiKey = requestApiKey(req);
       const pending = opts.authenticate(apiKey);
@@ -108,13 +124,14 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       if (secret !== undefined)
         verifySignature(req.headers['x-signature'], secret, signedPayload(original, text));
       const event = normalizeEvent(original);
-      const type = checkType(event.type, decision);
+      type = checkType(event.type, decision);
+      const known = type;
       const problem = validators[type](event);
       if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
 
       const key = apiKey;
       const run = () =>
-        dispatch(type, event, new EventContext(key, settings, req.headers, log, original, text));
+        dispatch(known, event, new EventContext(key, settings, req.headers, log, original, text));
       const { messageId } = event;
       const outcome =
         idempotency !== undefined && typeof messageId === 'string' && messageId !== ''
@@ -127,7 +144,9 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         log.debug({ source: keyFingerprint(apiKey), messageId }, 'duplicate event');
       }
       // While draining, the connection goes with this answer: the next request would be refused anyway.
-      sendStatus(res, status === 'duplicate' ? 200 : status, draining);
+      if (status === 'duplicate') metrics?.duplicate();
+      answered = status === 'duplicate' ? 200 : status;
+      sendStatus(res, answered, draining);
     } catch (err) {
       const reply = toErrorAnswer(err);
       if (reply.internal !== undefined) {
@@ -135,6 +154,18 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         log.error({ err: reply.internal, source, status: reply.status }, 'event handler failed');
       }
       refuse(req, res, reply);
+      answered = reply.status;
+    }
+    if (observing) {
+      const seconds = (performance.now() - started) / 1000;
+      metrics?.request(type ?? 'unknown', answered, seconds);
+      if (opts.accessLog) {
+        const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
+        log.info(
+          { status: answered, type, ms: Math.round(seconds * 1e4) / 10, source, url: req.url },
+          'event',
+        );
+      }
     }
   }
 
@@ -165,6 +196,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
     draining: { get: () => draining, enumerable: true },
     inFlight: { get: () => inFlight, enumerable: true },
     path: { value: opts.path, enumerable: true },
+    metrics: { value: metrics, enumerable: true },
   });
   return handler;
 }

@@ -25,6 +25,13 @@ export interface HandlerOptions {
   path?: string;
   /** GET/HEAD answers 200 `{"status":"ok"}` here, without auth; 503 while draining. @default '/health' */
   healthPath?: string;
+  /**
+   * GET here answers Prometheus text metrics (events by type and status, latency, in flight, store
+   * fsync latency, duplicates), without auth. Off unless set.
+   */
+  metricsPath?: string;
+  /** Log one line per event request (status, type, time, key fingerprint) at info level. @default false */
+  accessLog?: boolean;
   /** The realm named in `WWW-Authenticate` on a 401. @default 'segment-endpoint' */
   realm?: string;
   /** @default 524288 (512 KiB) */
@@ -59,6 +66,8 @@ export interface ResolvedHandlerOptions {
   readonly authenticate: Authenticate;
   readonly path: string;
   readonly healthPath: string;
+  readonly metricsPath: string | undefined;
+  readonly accessLog: boolean;
   readonly realm: string;
   readonly maxBodyBytes: number;
   readonly bodyTimeoutMs: number;
@@ -100,6 +109,13 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
   const path = checkPath('path', input.path ?? HANDLER_DEFAULTS.path);
   const healthPath = checkPath('healthPath', input.healthPath ?? HANDLER_DEFAULTS.healthPath);
   if (path === healthPath) throw new RangeError(`options.healthPath must differ from options.path (${path})`);
+  const metricsPath =
+    input.metricsPath === undefined ? undefined : checkPath('metricsPath', input.metricsPath);
+  if (metricsPath === path || metricsPath === healthPath) {
+    throw new RangeError(
+      `options.metricsPath must differ from options.path and options.healthPath (${metricsPath})`,
+    );
+  }
   const realm = input.realm ?? HANDLER_DEFAULTS.realm;
   if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || realm.includes('"')) {
     throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describe(realm)}`);
@@ -109,6 +125,8 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
     authenticate,
     path,
     healthPath,
+    metricsPath,
+    accessLog: input.accessLog === true,
     realm,
     maxBodyBytes: integer('maxBodyBytes', input.maxBodyBytes, HANDLER_DEFAULTS.maxBodyBytes, 1, 2 ** 30),
     bodyTimeoutMs: integer(

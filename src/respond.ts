@@ -67,3 +67,13 @@ function mayBeLarge(req: IncomingMessage, maxBytes: number): boolean {
   if (length === undefined) return req.headers['transfer-encoding'] !== undefined;
   return !(Number(length) <= maxBytes);
 }
+
+/** The Prometheus text exposition. */
+export function sendMetrics(req: IncomingMessage, res: ServerResponse, text: string): void {
+  res.writeHead(200, {
+    'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(req.method === 'HEAD' ? undefined : text);
+}

@@ -5,7 +5,7 @@ import {
   type ServerResponse,
   STATUS_CODES,
 } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode } from './errors.ts';
@@ -64,6 +64,12 @@ export interface EndpointServer {
    * `shutdownTimeoutMs`), then the server stops.
    */
   close(): Promise<void>;
+  /**
+   * Replaces the certificate and key for new connections; connections already open keep theirs, so
+   * none is dropped (certificates are renewed under a running process). Throws, keeping the old pair,
+   * when the new one is unusable (unreadable PEM, a key that does not match).
+   */
+  reloadTls(tls: { readonly cert: string | Buffer; readonly key: string | Buffer }): void;
 }
 
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
@@ -170,7 +176,12 @@ export function createServer(options: ServerOptions): EndpointServer {
     }
   };
 
-  return { server, handler, listen, close };
+  const reloadTls: EndpointServer['reloadTls'] = (tls) => {
+    if (options.http === true) throw new TypeError('reloadTls: this server is plain HTTP');
+    (server as unknown as HttpsServer).setSecureContext({ cert: tls.cert, key: tls.key });
+  };
+
+  return { server, handler, listen, close, reloadTls };
 }
 
 /**

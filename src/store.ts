@@ -38,6 +38,9 @@ export class NdjsonStore {
     return { records: this.#records, commits: this.#commits };
   }
 
+  /** Called after each group commit with its write + fdatasync time (seconds) and its events: for metrics. */
+  onCommit: ((seconds: number, events: number) => void) | undefined;
+
   /** Partial last lines found at start-up and set aside (a crash in the middle of a write). */
   readonly recovered: TornLine[] = [];
 
@@ -121,11 +124,13 @@ export class NdjsonStore {
       let text = prefix;
       for (const pending of group) text += pending.line;
       this.#torn = true;
+      const started = performance.now();
       await writeAll(handle.fd, Buffer.from(text));
       await datasync(handle.fd);
       this.#torn = false;
       this.#commits++;
       this.#records += group.length;
+      this.onCommit?.((performance.now() - started) / 1000, group.length);
       for (const pending of group) pending.resolve();
     } catch (err) {
       for (const pending of group) pending.reject(err);

@@ -245,6 +245,36 @@ describe('the segment-endpoint command', () => {
     assert.equal(await run.exit, 0);
   });
 
+  test('--signature-secret requires X-Signature; a key with its own secret= uses that', async () => {
+    const { createHmac } = await import('node:crypto');
+    const keysFile = join(dir, 'signed-keys.txt');
+    writeFileSync(keysFile, 'own-key secret=own-secret\n');
+    const run = await startCli(
+      ['--http', '--host', '127.0.0.1', '--port', '0', '--api-key', 'k', '--api-keys-file', keysFile],
+      { SEGMENT_ENDPOINT_SIGNATURE_SECRET: 'shared', SEGMENT_ENDPOINT_OUT: join(dir, 'signed') },
+    );
+    const body = JSON.stringify(trackEvent());
+    const send = async (key: string, secret?: string) =>
+      (
+        await fetch(run.url, {
+          method: 'POST',
+          headers: {
+            ...segmentHeaders(key),
+            ...(secret && { 'x-signature': createHmac('sha1', secret).update(body).digest('hex') }),
+          },
+          body,
+        })
+      ).status;
+    assert.equal(await send('k', 'shared'), 200);
+    assert.equal(await send('k'), 401);
+    assert.equal(await send('k', 'wrong'), 401);
+    assert.equal(await send('own-key', 'own-secret'), 200);
+    assert.equal(await send('own-key', 'shared'), 401);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    assert.doesNotMatch(run.stderr(), /shared|own-secret/);
+  });
+
   test('flags fall back to environment variables', async () => {
     const out = join(dir, 'env-out');
     const run = await startCli([], {
@@ -300,6 +330,12 @@ describe('key specs', () => {
       { key: 'b', types: ['track', 'page'] },
     ]);
     assert.throws(() => parseKeysFile('a\nb track extra\n'), /line 2/);
+    assert.deepEqual(parseKeysFile('k1 secret=s3cr3t\nk2 track secret=x\n'), [
+      { key: 'k1', signatureSecret: 's3cr3t' },
+      { key: 'k2', types: ['track'], signatureSecret: 'x' },
+    ]);
+    assert.throws(() => parseKeysFile('k secret=\n'), /line 1/);
+    assert.throws(() => parseKeysFile('k secret=a secret=b\n'), /line 1/);
     assert.throws(() => parseKeysFile('a:b\n'), /line 1/);
   });
 });

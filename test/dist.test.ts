@@ -1,0 +1,107 @@
+import assert from 'node:assert/strict';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { httpsCall, keepAliveAgent, segmentHeaders, testCert, trackEvent } from './helpers.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const BUNDLE = join(ROOT, 'dist', 'segment-endpoint.mjs');
+const FILE = 'segment-endpoint.mjs';
+
+interface Child {
+  process: ChildProcessWithoutNullStreams;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<number | null>;
+}
+
+/** Runs `command` in `cwd` with no SEGMENT_* variables from the test's own environment. */
+function run(command: string, args: string[], cwd: string): Child {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEGMENT_')));
+  const child = spawn(command, args, { cwd, env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => {
+    stdout += c;
+  });
+  child.stderr.on('data', (c) => {
+    stderr += c;
+  });
+  return {
+    process: child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exit: new Promise((done) => child.on('exit', (code) => done(code))),
+  };
+}
+
+describe('the single-file bundle, dist/segment-endpoint.mjs', () => {
+  // An empty directory holding the bundle alone: no node_modules, no package.json to fall back on.
+  let dir: string;
+  const { cert, key } = testCert();
+
+  before(() => {
+    assert.ok(existsSync(BUNDLE), 'dist/segment-endpoint.mjs is missing: run `make dist` (make test does)');
+    dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-dist-'));
+    copyFileSync(BUNDLE, join(dir, FILE));
+    writeFileSync(join(dir, 'cert.pem'), cert);
+    writeFileSync(join(dir, 'key.pem'), key);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('--version prints the version of package.json, and --help the usage', async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const version = run(process.execPath, [FILE, '--version'], dir);
+    assert.equal(await version.exit, 0, version.stderr());
+    assert.equal(version.stdout(), `${pkg.version}\n`);
+    const help = run(process.execPath, [FILE, '--help'], dir);
+    assert.equal(await help.exit, 0, help.stderr());
+    assert.match(help.stdout(), /^Usage: segment-endpoint/);
+  });
+
+  test('runs as an executable through its #! line', async () => {
+    const version = run(join(dir, FILE), ['--version'], dir);
+    assert.equal(await version.exit, 0, version.stderr());
+    assert.match(version.stdout(), /^\d+\.\d+\.\d+/);
+  });
+
+  test('serves HTTPS, stores an event, and exits 0 on SIGTERM', async () => {
+    const out = join(dir, 'data');
+    const args = ['--cert', 'cert.pem', '--key', 'key.pem', '--port', '0', '--host', '127.0.0.1'];
+    const child = run(process.execPath, [FILE, ...args, '--api-key', 'k', '--out', out], dir);
+    const url = await new Promise<string>((resolve, reject) => {
+      child.process.stdout.on('data', () => {
+        const match = /listening on (\S+)/.exec(child.stdout());
+        if (match?.[1] !== undefined) resolve(match[1]);
+      });
+      child.exit.then((code) => reject(new Error(`exited ${code} before listening: ${child.stderr()}`)));
+    });
+    const agent = keepAliveAgent(cert);
+    const event = trackEvent();
+    const res = await httpsCall(agent, url, { body: event, headers: segmentHeaders('k') });
+    agent.destroy();
+    assert.equal(res.status, 200, res.body);
+    child.process.kill('SIGTERM');
+    assert.equal(await child.exit, 0, child.stderr());
+
+    const stored = readdirSync(out)
+      .filter((f) => f.endsWith('.ndjson'))
+      .flatMap((f) => readFileSync(join(out, f), 'utf8').split('\n'))
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as { event: { messageId: string } });
+    assert.deepEqual(
+      stored.map((r) => r.event.messageId),
+      [event.messageId],
+    );
+  });
+});

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { createHandler, silentLogger } from '../src/index.ts';
+import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+
+/** `name{labels} value` lines of a Prometheus text exposition, as a map. */
+function parse(text: string): Map<string, number> {
+  const values = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    values.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return values;
+}
+
+describe('metrics', () => {
+  test('events by type and status, latency, duplicates and in flight, on the metrics path', async () => {
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      metricsPath: '/metrics',
+      handlers: { track: () => {}, identify: () => {} },
+    });
+    const event = trackEvent({ messageId: 'once' });
+    await inject(handler, { body: event });
+    await inject(handler, { body: event }); // a duplicate
+    await inject(handler, { body: { type: 'identify', userId: 'u' } });
+    await inject(handler, { body: { type: 'track', userId: 'u' } }); // 400
+    await inject(handler, { body: trackEvent(), headers: segmentHeaders('nope') }); // 401
+    await inject(handler, { body: { type: 'purchase', userId: 'u' } }); // 501, a type outside the spec
+    await new Promise((r) => setImmediate(r)); // the last event's bookkeeping ends just after its answer
+    const res = await inject(handler, { method: 'GET', url: '/metrics', headers: {} });
+    assert.equal(res.status, 200);
+    assert.match(res.headers['content-type'] ?? '', /^text\/plain; version=0\.0\.4/);
+    const m = parse(res.body);
+    assert.equal(m.get('segment_endpoint_requests_total{type="track",status="200"}'), 2);
+    assert.equal(m.get('segment_endpoint_requests_total{type="identify",status="200"}'), 1);
+    assert.equal(m.get('segment_endpoint_requests_total{type="track",status="400"}'), 1);
+    assert.equal(m.get('segment_endpoint_requests_total{type="unknown",status="401"}'), 1);
+    // A sender's own type never becomes a label: no series can be made up from outside.
+    assert.equal(m.get('segment_endpoint_requests_total{type="unknown",status="501"}'), 1);
+    assert.doesNotMatch(res.body, /purchase/);
+    assert.equal(m.get('segment_endpoint_duplicates_total'), 1);
+    assert.equal(m.get('segment_endpoint_request_duration_seconds_count'), 6);
+    assert.equal(m.get('segment_endpoint_request_duration_seconds_bucket{le="+Inf"}'), 6);
+    assert.equal(m.get('segment_endpoint_in_flight'), 0);
+    const post = await inject(handler, { method: 'POST', url: '/metrics', headers: {} });
+    assert.equal(post.status, 405);
+  });
+
+  test('off unless a path is set; a path that clashes is a RangeError', async () => {
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: {} });
+    assert.equal(handler.metrics, undefined);
+    assert.equal((await inject(handler, { method: 'GET', url: '/metrics', headers: {} })).status, 404);
+    assert.throws(
+      () => createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: {}, metricsPath: '/health' }),
+      RangeError,
+    );
+  });
+
+  test('the process: --metrics-path shows store fsyncs, --access-log writes one line per event without the key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-metrics-'));
+    const root = join(import.meta.dirname, '..');
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=segment-endpoint-source',
+        '--import',
+        'tsx',
+        join(root, 'src', 'cli.ts'),
+        '--http',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--api-key',
+        'secret-key',
+        '--out',
+        join(dir, 'out'),
+        '--metrics-path',
+        '/metrics',
+        '--access-log',
+      ],
+      { cwd: root },
+    );
+    try {
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c) => (stdout += c));
+      child.stderr.on('data', (c) => (stderr += c));
+      for (let i = 0; i < 200 && !/listening on/.test(stdout); i++)
+        await new Promise((r) => setTimeout(r, 25));
+      const url = /listening on (\S+)/.exec(stdout)?.[1] as string;
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: segmentHeaders('secret-key'),
+          body: JSON.stringify(trackEvent()),
+        });
+        assert.equal(res.status, 200);
+      }
+      const m = parse(await (await fetch(new URL('/metrics', url))).text());
+      assert.equal(m.get('segment_endpoint_store_events_total'), 3);
+      assert.ok((m.get('segment_endpoint_store_fsync_seconds_count') ?? 0) >= 1);
+      const lines = stderr.split('\n').filter((l) => l.includes('"msg":"event"'));
+      assert.equal(lines.length, 3);
+      const entry = JSON.parse(lines[0] as string);
+      assert.equal(entry.status, 200);
+      assert.equal(entry.type, 'track');
+      assert.match(entry.source, /^[0-9a-f]{12}$/);
+      assert.doesNotMatch(stderr, /secret-key/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.on('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
