@@ -191,34 +191,41 @@ export interface EventLimits {
  * has already read it (a string or Buffer goes through the same limits and parser; a parsed object
  * through the same depth and prototype checks, which the framework's parser may not make).
  */
-export interface ReceivedEvent {
-  /** The event as parsed. */
-  readonly event: Record<string, unknown>;
+export interface ReceivedBody {
+  /** The body as parsed: any JSON value (the caller decides what shape it takes). */
+  readonly value: unknown;
   /** Its JSON text as received, when this endpoint read it (not when a framework parsed it). */
   readonly text: string | undefined;
 }
 
-export async function readEvent(req: IncomingMessage, limits: EventLimits): Promise<ReceivedEvent> {
+/**
+ * The request's body as JSON: read and parsed here, or taken from `req.body` when a framework has
+ * already read it (a string or Buffer goes through the same limits and parser; a parsed object through
+ * the same depth and prototype checks, which the framework's parser may not make).
+ */
+export async function readJson(req: IncomingMessage, limits: EventLimits): Promise<ReceivedBody> {
   const parsed = (req as IncomingMessage & { body?: unknown }).body;
-  let value: unknown;
-  let text: string | undefined;
   if (parsed === undefined) {
     checkBodyHeaders(req, limits.maxBodyBytes);
-    text = await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs);
-    value = parse(text, limits.maxDepth);
-  } else if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
+    const text = await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs);
+    return { value: parse(text, limits.maxDepth), text };
+  }
+  if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
-    text = parsed.toString();
-    value = parse(text, limits.maxDepth);
-  } else {
-    const refused = checkParsed(parsed, limits.maxDepth);
-    if (refused !== undefined && !refused.ok) throw new EndpointError(refused.code, refused.message);
-    value = parsed;
+    const text = parsed.toString();
+    return { value: parse(text, limits.maxDepth), text };
   }
+  const refused = checkParsed(parsed, limits.maxDepth);
+  if (refused !== undefined && !refused.ok) throw new EndpointError(refused.code, refused.message);
+  return { value: parsed, text: undefined };
+}
+
+/** A JSON object, or the 400 that says what it is instead. */
+export function asObject(value: unknown, what = 'Request body'): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new EndpointError('SEG_NOT_OBJECT', `Request body must be a JSON object, not ${kind(value)}`);
+    throw new EndpointError('SEG_NOT_OBJECT', `${what} must be a JSON object, not ${kind(value)}`);
   }
-  return { event: value as Record<string, unknown>, text };
+  return value as Record<string, unknown>;
 }
 
 function parse(text: string, maxDepth: number): unknown {

@@ -50,6 +50,8 @@ export const ERRORS = {
   SEG_TRANSFER_CODING: { status: 501, message: 'Only chunked Transfer-Encoding is supported' },
   SEG_HEADERS_TOO_LARGE: { status: 431, message: 'Request headers are too large' },
   SEG_REQUEST_TIMEOUT: { status: 408, message: 'Request was not received in time' },
+  SEG_BATCH_REFUSED: { status: 400, message: 'Some events of the batch were refused' },
+  SEG_BATCH_RETRY: { status: 503, message: 'Some events of the batch can be retried' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

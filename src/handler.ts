@@ -1,6 +1,7 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { type AuthDecision, keyFingerprint, requestApiKey } from './auth.ts';
-import { readEvent } from './body.ts';
+import { batchAnswer, type EventResult, eventsOf, MAX_EVENT_BYTES, type Route, routes } from './batch.ts';
+import { asObject, readJson } from './body.ts';
 import { createDispatcher, EventContext } from './dispatch.ts';
 import { EndpointError, type ErrorAnswer, type ErrorCode, toErrorAnswer } from './errors.ts';
 import { once } from './idempotency.ts';
@@ -8,7 +9,7 @@ import { Metrics } from './metrics.ts';
 import { normalizeEvent } from './normalize.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { sendError, sendHealth, sendMetrics, sendStatus } from './respond.ts';
-import { decodeSettings } from './settings.ts';
+import { decodeSettings, type Settings } from './settings.ts';
 import { signedPayload, verifySignature } from './signature.ts';
 import type { EventType } from './types.ts';
 import { eventValidators } from './validate.ts';
@@ -29,6 +30,14 @@ export interface EndpointHandler {
   idle(): Promise<void>;
 }
 
+/** What the request-level checks established, for each event it carries. */
+interface Accepted {
+  readonly apiKey: string;
+  readonly decision: AuthDecision;
+  readonly settings: Settings;
+  readonly headers: IncomingHttpHeaders;
+}
+
 /**
  * The request pipeline, in the order of Segment's partner contract: route, authenticate, decode the
  * settings header, read and parse the body, normalise and validate the event, skip a duplicate,
@@ -43,6 +52,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
     challenge: `Basic realm="${opts.realm}", charset="UTF-8"`,
     maxBodyBytes: opts.maxBodyBytes,
   };
+  const table = routes(opts.path, opts.trackingApi);
   const metrics = opts.metricsPath === undefined ? undefined : new Metrics();
   const observing = metrics !== undefined || opts.accessLog;
   let inFlight = 0;
@@ -60,7 +70,8 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
     const url = req.url ?? '/';
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
-    if (path === opts.path) {
+    const route = table.get(path);
+    if (route !== undefined) {
       if (req.headers.host === undefined && req.httpVersionMinor === 1) {
         // HTTP/1.1 requires Host (RFC 9112 §3.2); a request without one is not well-formed.
         refuse(req, res, answer('SEG_BAD_REQUEST', 'Missing Host header'));
@@ -75,7 +86,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         metrics?.request('unknown', 503, 0);
       } else {
         inFlight++;
-        processEvent(req, res).finally(settled);
+        processEvent(req, res, route).finally(settled);
       }
     } else if (path === opts.metricsPath && metrics !== undefined) {
       if (req.method === 'GET' || req.method === 'HEAD') sendMetrics(req, res, metrics.render(inFlight));
@@ -103,7 +114,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
     }
   };
 
-  async function processEvent(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function processEvent(req: IncomingMessage, res: ServerResponse, route: Route): Promise<void> {
     const started = observing ? performance.now() : 0;
     let apiKey: string | undefined;
     let type: EventType | undefined;
@@ -118,41 +129,55 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       const settings = decodeSettings(req.headers['x-segment-settings']);
       if (settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
 
-      const { event: original, text } = await readEvent(req, opts);
+      const { value, text } = await readJson(req, opts);
       const secret =
         (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? opts.signatureSecret;
       if (secret !== undefined)
-        verifySignature(req.headers['x-signature'], secret, signedPayload(original, text));
-      const event = normalizeEvent(original);
-      type = checkType(event.type, decision);
-      const known = type;
-      const problem = validators[type](event);
-      if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
+        verifySignature(req.headers['x-signature'], secret, signedPayload(value, text));
+      const { events, batch } = eventsOf(value, route, text);
+      const request: Accepted = { apiKey, decision, settings, headers: req.headers };
 
-      const key = apiKey;
-      const run = () =>
-        dispatch(known, event, new EventContext(key, settings, req.headers, log, original, text));
-      const { messageId } = event;
-      const outcome =
-        idempotency !== undefined && typeof messageId === 'string' && messageId !== ''
-          ? once(idempotency, `${apiKey}\n${messageId}`, run)
-          : run();
-      // A synchronous handler's answer is sent without a turn of the queue.
-      const status = isPromise(outcome) ? await outcome : outcome;
-      if (status === 'duplicate') {
-        // Processed before: the sender missed our answer. Success again, without a second run.
-        log.debug({ source: keyFingerprint(apiKey), messageId }, 'duplicate event');
+      if (!batch) {
+        const seen: { type?: EventType } = {};
+        try {
+          const status = accept(
+            request,
+            events[0],
+            route.kind === 'event' ? text : undefined,
+            'Request body',
+            seen,
+          );
+          answered = isPromise(status) ? await status : status;
+        } finally {
+          type = seen.type;
+        }
+        sendStatus(res, answered, draining);
+      } else {
+        const results = await Promise.all(
+          events.map(async (one, index): Promise<EventResult> => {
+            try {
+              if (JSON.stringify(one).length > MAX_EVENT_BYTES) {
+                throw new EndpointError(
+                  'SEG_BODY_TOO_LARGE',
+                  `An event may be at most ${MAX_EVENT_BYTES} bytes`,
+                );
+              }
+              return { index, status: await accept(request, one, undefined, `Event #${index}`) };
+            } catch (err) {
+              const reply = toErrorAnswer(err);
+              logInternal(reply, apiKey);
+              return { index, status: reply.status, code: reply.code, message: reply.message };
+            }
+          }),
+        );
+        const reply = batchAnswer(results);
+        if (reply === undefined) sendStatus(res, 200, draining);
+        else refuse(req, res, reply);
+        answered = reply?.status ?? 200;
       }
-      // While draining, the connection goes with this answer: the next request would be refused anyway.
-      if (status === 'duplicate') metrics?.duplicate();
-      answered = status === 'duplicate' ? 200 : status;
-      sendStatus(res, answered, draining);
     } catch (err) {
       const reply = toErrorAnswer(err);
-      if (reply.internal !== undefined) {
-        const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
-        log.error({ err: reply.internal, source, status: reply.status }, 'event handler failed');
-      }
+      logInternal(reply, apiKey);
       refuse(req, res, reply);
       answered = reply.status;
     }
@@ -167,6 +192,51 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         );
       }
     }
+  }
+
+  /**
+   * One event, after the request's own checks: normalised, typed, validated, then processed at most
+   * once per messageId. Throws the refusal; `status` settles with the answer (or rejects).
+   */
+  function accept(
+    request: Accepted,
+    received: unknown,
+    text: string | undefined,
+    what: string,
+    seen?: { type?: EventType },
+  ): number | Promise<number> {
+    const original = asObject(received, what);
+    const event = normalizeEvent(original);
+    const type = checkType(event.type, request.decision);
+    if (seen !== undefined) seen.type = type;
+    const problem = validators[type](event);
+    if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
+    const { apiKey } = request;
+    const run = () =>
+      dispatch(type, event, new EventContext(apiKey, request.settings, request.headers, log, original, text));
+    const { messageId } = event;
+    const outcome =
+      idempotency !== undefined && typeof messageId === 'string' && messageId !== ''
+        ? once(idempotency, `${apiKey}\n${messageId}`, run)
+        : run();
+    // A synchronous handler's answer is sent without a turn of the queue.
+    return isPromise(outcome)
+      ? outcome.then((status) => counted(status, apiKey, messageId))
+      : counted(outcome, apiKey, messageId);
+  }
+
+  function counted(status: number | 'duplicate', apiKey: string, messageId: unknown): number {
+    if (status !== 'duplicate') return status;
+    // Processed before: the sender missed our answer. Success again, without a second run.
+    metrics?.duplicate();
+    log.debug({ source: keyFingerprint(apiKey), messageId }, 'duplicate event');
+    return 200;
+  }
+
+  function logInternal(reply: ErrorAnswer, apiKey: string | undefined): void {
+    if (reply.internal === undefined) return;
+    const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
+    log.error({ err: reply.internal, source, status: reply.status }, 'event handler failed');
   }
 
   function checkType(type: unknown, decision: AuthDecision): EventType {

@@ -23,6 +23,11 @@ export interface HandlerOptions {
   authenticate?: Authenticate;
   /** @default '/' */
   path?: string;
+  /**
+   * Also take Segment's Tracking API shapes under the event path: `/v1/{type}` with one event and
+   * `/v1/batch` (`/v1/import`) with `{"batch": [...]}`, so that Segment's SDKs can send here. @default true
+   */
+  trackingApi?: boolean;
   /** GET/HEAD answers 200 `{"status":"ok"}` here, without auth; 503 while draining. @default '/health' */
   healthPath?: string;
   /**
@@ -68,6 +73,7 @@ export interface ResolvedHandlerOptions {
   readonly healthPath: string;
   readonly metricsPath: string | undefined;
   readonly accessLog: boolean;
+  readonly trackingApi: boolean;
   readonly realm: string;
   readonly maxBodyBytes: number;
   readonly bodyTimeoutMs: number;
@@ -127,6 +133,7 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
     healthPath,
     metricsPath,
     accessLog: input.accessLog === true,
+    trackingApi: input.trackingApi !== false,
     realm,
     maxBodyBytes: integer('maxBodyBytes', input.maxBodyBytes, HANDLER_DEFAULTS.maxBodyBytes, 1, 2 ** 30),
     bodyTimeoutMs: integer(

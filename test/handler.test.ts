@@ -303,7 +303,7 @@ describe('parse', () => {
     const cases: Array<[string, string]> = [
       ['{"type":', 'SEG_INVALID_JSON'],
       ['', 'SEG_INVALID_JSON'],
-      ['[{"type":"track"}]', 'SEG_NOT_OBJECT'],
+      ['[]', 'SEG_INVALID_EVENT'],
       ['"track"', 'SEG_NOT_OBJECT'],
       ['null', 'SEG_NOT_OBJECT'],
       ['42', 'SEG_NOT_OBJECT'],

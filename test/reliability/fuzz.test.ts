@@ -675,22 +675,18 @@ const truncatedJson: Generator = (r) => {
   );
 };
 
+// A JSON array on the event path is a batch (Webhooks batching): an empty one, or one of things that are
+// not events, is refused; an array of valid events is not malformed, so it is not generated here.
 const notAnObject: Generator = (r) => {
-  const event = JSON.stringify(validEvent(r));
-  const text = r.pick([
-    '[]',
-    `[${event}]`,
-    `[${event},${event}]`,
-    '"track"',
-    '42',
-    '-1.5e300',
-    'null',
-    'true',
-    'false',
-    ' [ ] ',
-    '""',
-  ]);
-  return body('json-not-object', Buffer.from(text), [400], ['SEG_NOT_OBJECT']);
+  const shape = r.int(0, 2);
+  if (shape === 0) {
+    const text = r.pick(['"track"', '42', '-1.5e300', 'null', 'true', 'false', '""']);
+    return body('json-not-object', Buffer.from(text), [400], ['SEG_NOT_OBJECT']);
+  }
+  if (shape === 1)
+    return body('json-empty-batch', Buffer.from(r.pick(['[]', ' [ ] '])), [400], ['SEG_INVALID_EVENT']);
+  const text = r.pick(['[1]', '["track"]', '[null,{}]', '[[],[{}]]', '[{"type":"track"}]']);
+  return body('json-bad-batch', Buffer.from(text), [400], ['SEG_BATCH_REFUSED']);
 };
 
 /** Nesting from one past the limit (64) to 100 000 levels, balanced or not, alone or inside an event. */

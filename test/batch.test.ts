@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Analytics } from '@segment/analytics-node';
+import {
+  type Context,
+  createHandler,
+  createServer,
+  type Handlers,
+  RetryError,
+  silentLogger,
+} from '../src/index.ts';
+import { API_KEY, inject, trackEvent } from './helpers.ts';
+
+function recorder(fail?: (event: Record<string, unknown>) => Error | undefined) {
+  const seen: Array<{ event: Record<string, unknown>; ctx: Context }> = [];
+  const record = (event: unknown, ctx: Context) => {
+    const error = fail?.(event as Record<string, unknown>);
+    if (error !== undefined) throw error;
+    seen.push({ event: event as Record<string, unknown>, ctx });
+  };
+  const handlers: Handlers = {
+    identify: record,
+    track: record,
+    page: record,
+    screen: record,
+    group: record,
+    alias: record,
+    delete: record,
+  };
+  return { seen, handlers };
+}
+
+describe("Segment's Tracking API and batches", () => {
+  test('/v1/{type} takes one event whose type the path gives', async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const res = await inject(handler, { url: '/v1/track', body: { event: 'Signed Up', userId: 'u1' } });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(seen[0]?.event.type, 'track');
+    const same = await inject(handler, { url: '/v1/identify', body: { Type: 'Identify', userId: 'u1' } });
+    assert.equal(same.status, 200);
+    const contradicts = await inject(handler, { url: '/v1/track', body: { type: 'identify', userId: 'u1' } });
+    assert.equal(contradicts.status, 400);
+    assert.match(contradicts.json().message ?? '', /contradicts/);
+    const big = await inject(handler, { url: '/v1/track', body: trackEvent({ pad: 'x'.repeat(33 * 1024) }) });
+    assert.equal(big.status, 413);
+  });
+
+  test('/v1/batch: every event accepted is 200; top-level context and integrations merge into each', async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const res = await inject(handler, {
+      url: '/v1/batch',
+      body: {
+        batch: [
+          trackEvent({ context: { ip: '1.2.3.4' } }),
+          { type: 'identify', userId: 'u1', traits: { email: 'a@b.c' }, integrations: { All: false } },
+        ],
+        context: { library: { name: 'analytics-python' }, ip: '9.9.9.9' },
+        integrations: { Mixpanel: true },
+      },
+    });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(seen.length, 2);
+    assert.deepEqual(seen[0]?.event.context, { library: { name: 'analytics-python' }, ip: '1.2.3.4' });
+    assert.deepEqual(seen[1]?.event.integrations, { Mixpanel: true, All: false });
+  });
+
+  test('a JSON array at the event path (Webhooks batching) is a batch', async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const res = await inject(handler, {
+      body: [trackEvent(), trackEvent(), { type: 'page', anonymousId: 'a' }],
+    });
+    assert.equal(res.status, 200);
+    assert.equal(seen.length, 3);
+  });
+
+  test('final refusals only: 400 naming each refused event; the others are processed', async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const res = await inject(handler, {
+      url: '/v1/batch',
+      body: {
+        batch: [
+          trackEvent(),
+          { type: 'track', userId: 'u' },
+          'not an event',
+          { type: 'purchase', userId: 'u' },
+        ],
+      },
+    });
+    assert.equal(res.status, 400);
+    assert.equal(res.json().code, 'SEG_BATCH_REFUSED');
+    assert.match(res.json().message ?? '', /^1 of 4 events accepted/);
+    assert.match(res.json().message ?? '', /#1: 400 track: "event" is required/);
+    assert.match(res.json().message ?? '', /#2: 400/);
+    assert.match(res.json().message ?? '', /#3: 501/);
+    assert.equal(seen.length, 1);
+  });
+
+  test('a retryable failure makes the batch a 503; its retry processes only what failed', async () => {
+    let down = true;
+    const { seen, handlers } = recorder((event) =>
+      down && event.event === 'Flaky' ? new RetryError('Downstream is down') : undefined,
+    );
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const batch = {
+      batch: [trackEvent({ messageId: 'b-1' }), trackEvent({ messageId: 'b-2', event: 'Flaky' })],
+    };
+    const first = await inject(handler, { url: '/v1/batch', body: batch });
+    assert.equal(first.status, 503);
+    assert.equal(first.json().code, 'SEG_BATCH_RETRY');
+    assert.equal(first.headers['retry-after'], '1');
+    assert.deepEqual(
+      seen.map((s) => s.event.messageId),
+      ['b-1'],
+    );
+    down = false;
+    const retry = await inject(handler, { url: '/v1/batch', body: batch });
+    assert.equal(retry.status, 200);
+    assert.deepEqual(
+      seen.map((s) => s.event.messageId),
+      ['b-1', 'b-2'],
+    );
+  });
+
+  test('a batch of the wrong shape is a 400; trackingApi: false leaves only the event path', async () => {
+    const { handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    for (const body of [{ batch: 'x' }, { batch: [] }, [1, 2]]) {
+      const res = await inject(handler, { url: Array.isArray(body) ? '/' : '/v1/batch', body });
+      assert.equal(res.status, 400, JSON.stringify(body));
+    }
+    const plain = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers, trackingApi: false });
+    assert.equal((await inject(plain, { url: '/v1/track', body: trackEvent() })).status, 404);
+  });
+
+  test("Segment's own Node SDK (@segment/analytics-node) sends its batches here", async () => {
+    const { seen, handlers } = recorder();
+    const endpoint = createServer({
+      http: true,
+      host: '127.0.0.1',
+      port: 0,
+      apiKeys: ['write-key'],
+      log: silentLogger,
+      handlers,
+    });
+    const url = new URL(await endpoint.listen());
+    const analytics = new Analytics({
+      writeKey: 'write-key',
+      host: url.origin,
+      path: '/v1/batch',
+      flushAt: 5,
+    });
+    const errors: unknown[] = [];
+    analytics.on('error', (err) => errors.push(err));
+    analytics.identify({ userId: 'u1', traits: { email: 'ada@example.com' } });
+    analytics.track({ userId: 'u1', event: 'Signed Up', properties: { plan: 'pro' } });
+    analytics.page({ anonymousId: 'a1', name: 'Home' });
+    analytics.group({ userId: 'u1', groupId: 'g1' });
+    analytics.alias({ userId: 'u1', previousId: 'a1' });
+    await analytics.closeAndFlush({ timeout: 5000 });
+    await endpoint.close();
+    assert.deepEqual(errors, []);
+    assert.deepEqual(seen.map((s) => s.event.type).sort(), ['alias', 'group', 'identify', 'page', 'track']);
+    assert.ok(seen.every((s) => s.ctx.apiKey === 'write-key'));
+    assert.equal(seen.find((s) => s.event.type === 'track')?.event.event, 'Signed Up');
+  });
+});
