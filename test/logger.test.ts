@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { createHandler, jsonLogger } from '../src/index.ts';
+import { API_KEY, inject, trackEvent } from './helpers.ts';
+
+/** A stream that keeps every line written to it. */
+function lines(): { stream: Writable; read: () => Array<Record<string, unknown>> } {
+  let text = '';
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      text += chunk;
+      done();
+    },
+  });
+  const read = () =>
+    text
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l));
+  return { stream, read };
+}
+
+test('a pino logger can be passed as is: access log and handler failures land in it, never the key', async () => {
+  const { stream, read } = lines();
+  const handler = createHandler({
+    apiKeys: [API_KEY],
+    log: pino({ level: 'info' }, stream),
+    accessLog: true,
+    handlers: {
+      track: (event) => {
+        if (event.event === 'Boom') throw new Error('database is down');
+      },
+    },
+  });
+  await inject(handler, { body: trackEvent() });
+  await inject(handler, { body: trackEvent({ event: 'Boom' }) });
+  await new Promise((r) => setImmediate(r));
+  const logged = read();
+  const access = logged.filter((l) => l.msg === 'event');
+  assert.deepEqual(
+    access.map((l) => l.status),
+    [200, 500],
+  );
+  const failure = logged.find((l) => l.msg === 'event handler failed') as { err: { message: string } };
+  assert.equal(failure.err.message, 'database is down');
+  assert.doesNotMatch(JSON.stringify(logged), new RegExp(API_KEY));
+});
+
+test('the built-in logger writes the same shape of line, at or above its level', () => {
+  const written: string[] = [];
+  const log = jsonLogger('warn', (line) => written.push(line));
+  log.info({ a: 1 }, 'dropped');
+  log.error({ err: new Error('kept') }, 'failure');
+  assert.equal(written.length, 1);
+  const line = JSON.parse(written[0] as string);
+  assert.equal(line.level, 50);
+  assert.equal(line.msg, 'failure');
+  assert.equal(line.err.message, 'kept');
+});
