@@ -30,6 +30,9 @@ export interface EndpointHandler {
   idle(): Promise<void>;
 }
 
+const EVENT_ROUTE: Route = Object.freeze({ kind: 'event' });
+const ONE = Object.freeze({ events: Object.freeze([]) as readonly unknown[], batch: false });
+
 /** What the request-level checks established, for each event it carries. */
 interface Accepted {
   readonly apiKey: string;
@@ -70,7 +73,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
     const url = req.url ?? '/';
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
-    const route = table.get(path);
+    const route = path === opts.path ? EVENT_ROUTE : table.get(path);
     if (route !== undefined) {
       if (req.headers.host === undefined && req.httpVersionMinor === 1) {
         // HTTP/1.1 requires Host (RFC 9112 §3.2); a request without one is not well-formed.
@@ -134,22 +137,24 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? opts.signatureSecret;
       if (secret !== undefined)
         verifySignature(req.headers['x-signature'], secret, signedPayload(value, text));
-      const { events, batch } = eventsOf(value, route, text);
+      // The common case, one event on the event path, skips the batch machinery.
+      const single = route.kind === 'event' && !Array.isArray(value);
+      const { events, batch } = single ? ONE : eventsOf(value, route, text);
       const request: Accepted = { apiKey, decision, settings, headers: req.headers };
 
       if (!batch) {
-        const seen: { type?: EventType } = {};
+        const seen: { type?: EventType } | undefined = observing ? {} : undefined;
         try {
           const status = accept(
             request,
-            events[0],
+            single ? value : events[0],
             route.kind === 'event' ? text : undefined,
             'Request body',
             seen,
           );
           answered = isPromise(status) ? await status : status;
         } finally {
-          type = seen.type;
+          type = seen?.type;
         }
         sendStatus(res, answered, draining);
       } else {
