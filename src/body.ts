@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { Transform } from 'node:stream';
-import { contentDecoder } from './encoding.ts';
+import { codingOf, decoderFor } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { checkParsed, parseJson } from './json.ts';
 
@@ -24,7 +24,7 @@ export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number
       `Content-Type must be application/json, not ${quote(type)}`,
     );
   }
-  contentDecoder(req.headers['content-encoding'], true); // 415 for an unknown coding, before reading
+  codingOf(req.headers['content-encoding']); // 415 for an unknown coding, before reading
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) {
     // Any coding but chunked (gzip, deflate, ...) would hand us bytes we cannot read as JSON (RFC 9112
@@ -53,15 +53,30 @@ export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number
 export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const reading = new BodyRead(req, maxBytes, resolve, reject);
-    const decoder = contentDecoder(req.headers['content-encoding'], false);
-    if (decoder !== undefined) reading.decode(decoder);
     reading.timer = setTimeout(onTimeout, timeoutMs, reading);
     (req as ReadingRequest)[READING] = reading;
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onAborted);
-    req.on('aborted', onAborted);
+    const coding = codingOf(req.headers['content-encoding']);
+    if (coding === undefined) {
+      listen(req);
+      return;
+    }
+    // The body waits in the request's buffer (no 'data' listener yet) while the decoder loads.
+    decoderFor(coding).then(
+      (decoder) => {
+        if ((req as ReadingRequest)[READING] !== reading) return; // timed out meanwhile
+        reading.decode(decoder);
+        listen(req);
+      },
+      (err: unknown) => reading.finish(new EndpointError('SEG_INTERNAL', undefined, { cause: err })),
+    );
   });
+}
+
+function listen(req: IncomingMessage): void {
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('error', onAborted);
+  req.on('aborted', onAborted);
 }
 
 // The listeners are module functions, called with the request as `this`, and the state of a read

@@ -1,30 +1,34 @@
 import type { Transform } from 'node:stream';
-import { createGunzip, createInflate } from 'node:zlib';
 import { EndpointError } from './errors.ts';
 
 // Content-Encoding of a request body (RFC 9110 §8.4): some SDKs gzip their events. The limit on the
-// body applies to what comes out of the decoder too (see BodyRead.decode).
+// body applies to what comes out of the decoder too (see BodyRead.decode). node:zlib is loaded on the
+// first compressed body only: most endpoints never see one, and it costs ~1.5 MB resident.
 
-const CODINGS: Readonly<Record<string, () => Transform>> = {
-  gzip: createGunzip,
-  'x-gzip': createGunzip,
-  deflate: createInflate,
-};
+export type Coding = 'gzip' | 'deflate';
+
+const CODINGS: Readonly<Record<string, Coding>> = { gzip: 'gzip', 'x-gzip': 'gzip', deflate: 'deflate' };
 
 /**
- * The decoder for a Content-Encoding header: `undefined` for none or `identity`; 415 for a coding this
- * endpoint does not read (br, zstd, or a list of several). With `check`, only validates.
+ * The coding a Content-Encoding header names: `undefined` for none or `identity`; 415 for a coding
+ * this endpoint does not read (br, zstd, or a list of several).
  */
-export function contentDecoder(header: string | undefined, check: boolean): Transform | undefined {
+export function codingOf(header: string | undefined): Coding | undefined {
   if (header === undefined) return undefined;
   const coding = header.trim().toLowerCase();
   if (coding === '' || coding === 'identity') return undefined;
-  const make = Object.hasOwn(CODINGS, coding) ? CODINGS[coding] : undefined;
-  if (make === undefined) {
+  const known = Object.hasOwn(CODINGS, coding) ? CODINGS[coding] : undefined;
+  if (known === undefined) {
     throw new EndpointError(
       'SEG_UNSUPPORTED_ENCODING',
       `Content-Encoding ${JSON.stringify(header.slice(0, 64))} is not supported: send gzip, deflate or none`,
     );
   }
-  return check ? undefined : make();
+  return known;
+}
+
+/** A decoder for `coding`. */
+export async function decoderFor(coding: Coding): Promise<Transform> {
+  const zlib = await import('node:zlib');
+  return coding === 'gzip' ? zlib.createGunzip() : zlib.createInflate();
 }
