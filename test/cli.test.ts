@@ -1,14 +1,23 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parseKeySpec, parseKeysFile, UsageError } from '../src/cli.ts';
-import { httpsCall, keepAliveAgent, segmentHeaders, testCert, trackEvent } from './helpers.ts';
+import {
+  CLI_SOURCE,
+  httpsCall,
+  keepAliveAgent,
+  ROOT,
+  segmentHeaders,
+  spawnClean,
+  testCert,
+  trackEvent,
+  waitFor,
+} from './helpers.ts';
 
-const ROOT = join(import.meta.dirname, '..');
-const SOURCE = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];
+const SOURCE = CLI_SOURCE;
 const BUILT = [join(ROOT, 'dist', 'cli.js')];
 
 interface Running {
@@ -25,46 +34,21 @@ interface Finished {
 }
 
 /** Runs the CLI to completion (for --help, bad usage). */
-function runCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = SOURCE): Promise<Finished> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env: { ...cleanEnv(), ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
+async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = SOURCE): Promise<Finished> {
+  const run = spawnClean(process.execPath, [...entry, ...args], ROOT, env);
+  const code = await run.exit;
+  return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
 
 /** Starts the CLI and waits for its start-up line. */
-function startCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = SOURCE): Promise<Running> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...entry, ...args], { cwd: ROOT, env: { ...cleanEnv(), ...env } });
-    let stdout = '';
-    let stderr = '';
-    const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    child.stdout.on('data', (c) => {
-      stdout += c;
-      const match = /listening on (\S+)/.exec(stdout);
-      if (match?.[1] !== undefined) resolve({ child, url: match[1], stderr: () => stderr, exit });
-    });
-    exit.then((code) => reject(new Error(`exited ${code} before listening: ${stderr}`)));
+async function startCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = SOURCE): Promise<Running> {
+  const run = spawnClean(process.execPath, [...entry, ...args], ROOT, env);
+  const started = waitFor(run.stdout, /listening on (\S+)/);
+  const exited = run.exit.then((code) => {
+    throw new Error(`exited ${code} before listening: ${run.stderr()}`);
   });
-}
-
-function cleanEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const key of Object.keys(env)) {
-    if (key.startsWith('SEGMENT_')) delete env[key];
-  }
-  return env;
+  const url = (await Promise.race([started, exited]))[1] as string;
+  return { child: run.child, url, stderr: run.stderr, exit: run.exit };
 }
 
 function storedEvents(dir: string): Array<Record<string, unknown>> {

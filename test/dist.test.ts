@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import {
   copyFileSync,
   existsSync,
@@ -12,38 +11,21 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { httpsCall, keepAliveAgent, segmentHeaders, testCert, trackEvent } from './helpers.ts';
+import {
+  httpsCall,
+  keepAliveAgent,
+  segmentHeaders,
+  spawnClean,
+  testCert,
+  trackEvent,
+  waitFor,
+} from './helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const BUNDLE = join(ROOT, 'dist', 'segment-endpoint.mjs');
 const FILE = 'segment-endpoint.mjs';
 
-interface Child {
-  process: ChildProcessWithoutNullStreams;
-  stdout: () => string;
-  stderr: () => string;
-  exit: Promise<number | null>;
-}
-
-/** Runs `command` in `cwd` with no SEGMENT_* variables from the test's own environment. */
-function run(command: string, args: string[], cwd: string): Child {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEGMENT_')));
-  const child = spawn(command, args, { cwd, env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c) => {
-    stdout += c;
-  });
-  child.stderr.on('data', (c) => {
-    stderr += c;
-  });
-  return {
-    process: child,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    exit: new Promise((done) => child.on('exit', (code) => done(code))),
-  };
-}
+const run = (command: string, args: string[], cwd: string) => spawnClean(command, args, cwd);
 
 describe('the single-file bundle, dist/segment-endpoint.mjs', () => {
   // An empty directory holding the bundle alone: no node_modules, no package.json to fall back on.
@@ -79,19 +61,13 @@ describe('the single-file bundle, dist/segment-endpoint.mjs', () => {
     const out = join(dir, 'data');
     const args = ['--cert', 'cert.pem', '--key', 'key.pem', '--port', '0', '--host', '127.0.0.1'];
     const child = run(process.execPath, [FILE, ...args, '--api-key', 'k', '--out', out], dir);
-    const url = await new Promise<string>((resolve, reject) => {
-      child.process.stdout.on('data', () => {
-        const match = /listening on (\S+)/.exec(child.stdout());
-        if (match?.[1] !== undefined) resolve(match[1]);
-      });
-      child.exit.then((code) => reject(new Error(`exited ${code} before listening: ${child.stderr()}`)));
-    });
+    const url = (await waitFor(child.stdout, /listening on (\S+)/))[1] as string;
     const agent = keepAliveAgent(cert);
     const event = trackEvent();
     const res = await httpsCall(agent, url, { body: event, headers: segmentHeaders('k') });
     agent.destroy();
     assert.equal(res.status, 200, res.body);
-    child.process.kill('SIGTERM');
+    child.child.kill('SIGTERM');
     assert.equal(await child.exit, 0, child.stderr());
 
     const stored = readdirSync(out)

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
@@ -172,33 +172,94 @@ export function testCert(): TestCert {
   if (cached !== undefined) return cached;
   const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-cert-'));
   try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    );
-    cached = { cert: readFileSync(join(dir, 'cert.pem')), key: readFileSync(join(dir, 'key.pem')) };
+    const files = makeCert(dir, 'test');
+    cached = { cert: readFileSync(files.cert), key: readFileSync(files.key) };
     return cached;
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Writes a new self-signed localhost certificate (`O=<name>`) and its key into `dir`. */
+export function makeCert(dir: string, name: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=localhost/O=${name}`,
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
+}
+
+export const ROOT = join(import.meta.dirname, '..');
+
+/** The CLI run from source (so coverage counts it): `node <CLI_SOURCE> [args]`. */
+export const CLI_SOURCE = [
+  '--conditions=segment-endpoint-source',
+  '--import',
+  'tsx',
+  join(ROOT, 'src', 'cli.ts'),
+];
+
+export interface Spawned {
+  readonly child: ChildProcessWithoutNullStreams;
+  stdout(): string;
+  stderr(): string;
+  readonly exit: Promise<number | null>;
+}
+
+/** Spawns a process without the SEGMENT_* variables of the test's own environment; keeps its output. */
+export function spawnClean(
+  command: string,
+  args: string[],
+  cwd = ROOT,
+  env: NodeJS.ProcessEnv = {},
+): Spawned {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEGMENT_')));
+  const child = spawn(command, args, { cwd, env: { ...base, ...env } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => {
+    stdout += c;
+  });
+  child.stderr.on('data', (c) => {
+    stderr += c;
+  });
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exit: new Promise((done) => child.on('exit', (code) => done(code))),
+  };
+}
+
+/** Waits (up to `ms`) until `text()` matches `re`; the match, or an assertion failure showing the text. */
+export async function waitFor(text: () => string, re: RegExp, ms = 10_000): Promise<RegExpExecArray> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const match = re.exec(text());
+    if (match !== null) return match;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${re} in:\n${text()}`);
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, silentLogger } from '../src/index.ts';
-import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, CLI_SOURCE, inject, segmentHeaders, spawnClean, trackEvent, waitFor } from './helpers.ts';
 
 /** `name{labels} value` lines of a Prometheus text exposition, as a map. */
 function parse(text: string): Map<string, number> {
@@ -65,14 +64,9 @@ describe('metrics', () => {
 
   test('the process: --metrics-path shows store fsyncs, --access-log writes one line per event without the key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-metrics-'));
-    const root = join(import.meta.dirname, '..');
-    const child = spawn(
-      process.execPath,
-      [
-        '--conditions=segment-endpoint-source',
-        '--import',
-        'tsx',
-        join(root, 'src', 'cli.ts'),
+    const run = spawnClean(process.execPath, [
+      ...CLI_SOURCE,
+      ...[
         '--http',
         '--host',
         '127.0.0.1',
@@ -82,20 +76,11 @@ describe('metrics', () => {
         'secret-key',
         '--out',
         join(dir, 'out'),
-        '--metrics-path',
-        '/metrics',
-        '--access-log',
       ],
-      { cwd: root },
-    );
+      ...['--metrics-path', '/metrics', '--access-log'],
+    ]);
     try {
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c) => (stdout += c));
-      child.stderr.on('data', (c) => (stderr += c));
-      for (let i = 0; i < 200 && !/listening on/.test(stdout); i++)
-        await new Promise((r) => setTimeout(r, 25));
-      const url = /listening on (\S+)/.exec(stdout)?.[1] as string;
+      const url = (await waitFor(run.stdout, /listening on (\S+)/))[1] as string;
       for (let i = 0; i < 3; i++) {
         const res = await fetch(url, {
           method: 'POST',
@@ -107,16 +92,19 @@ describe('metrics', () => {
       const m = parse(await (await fetch(new URL('/metrics', url))).text());
       assert.equal(m.get('segment_endpoint_store_events_total'), 3);
       assert.ok((m.get('segment_endpoint_store_fsync_seconds_count') ?? 0) >= 1);
-      const lines = stderr.split('\n').filter((l) => l.includes('"msg":"event"'));
+      const lines = run
+        .stderr()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"event"'));
       assert.equal(lines.length, 3);
       const entry = JSON.parse(lines[0] as string);
       assert.equal(entry.status, 200);
       assert.equal(entry.type, 'track');
       assert.match(entry.source, /^[0-9a-f]{12}$/);
-      assert.doesNotMatch(stderr, /secret-key/);
+      assert.doesNotMatch(run.stderr(), /secret-key/);
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.on('exit', r));
+      run.child.kill('SIGTERM');
+      await run.exit;
       rmSync(dir, { recursive: true, force: true });
     }
   });
