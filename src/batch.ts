@@ -15,6 +15,8 @@ const EVENT: Route = Object.freeze({ kind: 'event' });
 
 /** One event of the Tracking API at most (Segment's own limit). */
 export const MAX_EVENT_BYTES = 32 * 1024; // 32 KiB
+/** One /v1/batch request at most (Segment's own limit). */
+export const MAX_BATCH_BYTES = 500 * 1024; // 500 KiB
 
 /** The Tracking API's paths under the event path: `/v1/track`, ..., `/v1/batch` (and `/v1/import`). */
 export function routes(eventPath: string, trackingApi: boolean): ReadonlyMap<string, Route> {
@@ -50,6 +52,9 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
       throw new EndpointError('SEG_BODY_TOO_LARGE', `An event may be at most ${MAX_EVENT_BYTES} bytes`);
     }
     return { events: [typed(body, route.type)], batch: false };
+  }
+  if (text !== undefined && Buffer.byteLength(text) > MAX_BATCH_BYTES) {
+    throw new EndpointError('SEG_BODY_TOO_LARGE', `A batch may be at most ${MAX_BATCH_BYTES} bytes`);
   }
   const list = body.batch;
   if (!Array.isArray(list))

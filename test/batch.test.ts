@@ -132,6 +132,23 @@ describe("Segment's Tracking API and batches", () => {
       const res = await inject(handler, { url: Array.isArray(body) ? '/' : '/v1/batch', body });
       assert.equal(res.status, 400, JSON.stringify(body));
     }
+    // Segment's limits: 500 KiB a batch (the body limit here is larger), 32 KiB an event within it.
+    const big = { batch: Array.from({ length: 20 }, () => trackEvent({ pad: 'x'.repeat(26 * 1024) })) };
+    const roomy = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers,
+      maxBodyBytes: 1024 * 1024,
+    });
+    const tooBig = await inject(roomy, { url: '/v1/batch', body: big });
+    assert.equal(tooBig.status, 413);
+    assert.match(tooBig.json().message ?? '', /A batch may be at most 512000 bytes/);
+    const oneTooBig = await inject(handler, {
+      url: '/v1/batch',
+      body: { batch: [trackEvent(), trackEvent({ pad: 'x'.repeat(33 * 1024) })] },
+    });
+    assert.equal(oneTooBig.status, 400);
+    assert.match(oneTooBig.json().message ?? '', /#1: 413/);
     const plain = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers, trackingApi: false });
     assert.equal((await inject(plain, { url: '/v1/track', body: trackEvent() })).status, 404);
   });
