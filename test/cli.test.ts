@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseKeySpec, parseKeysFile, UsageError } from '../src/cli.ts';
+import { parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
 import {
   CLI_SOURCE,
   httpsCall,
