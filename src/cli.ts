@@ -7,7 +7,7 @@ import type { Handlers } from './dispatch.ts';
 import { jsonLogger } from './log.ts';
 import { createServer, type EndpointServer } from './server.ts';
 import { NdjsonStore, storeHandlers } from './store.ts';
-import { testMain } from './tester.ts';
+import { testMain } from './tester/run.ts';
 
 async function loadHandlers(file: string): Promise<Handlers> {
   let mod: { default?: unknown };
