@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { Transform } from 'node:stream';
-import { codingOf, decoderFor } from './encoding.ts';
+import { type Coding, codingOf, decoderFor } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { checkParsed, parseJson } from './json.ts';
 
@@ -11,12 +11,12 @@ const LENGTH_RE = /^\d{1,15}$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
 
 /**
- * Checks what the headers say of the body before a byte of it is read: its type (415), whether its
- * length is known (411) and, when declared, whether it is within the limit (413, without reading it).
- * Returns the declared length, or -1 for a chunked body. A missing Content-Type is taken as JSON:
- * every Segment sender sets it, and a hand-written client that forgets it should not lose events.
+ * Checks what the headers say of the body before a byte of it is read: its type (415), its coding
+ * (415), whether its length is known (411) and, when declared, whether it is within the limit (413,
+ * without reading it). Returns the coding to decode. A missing Content-Type is taken as JSON: every
+ * Segment sender sets it, and a hand-written client that forgets it should not lose events.
  */
-export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number {
+export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): Coding | undefined {
   const type = req.headers['content-type'];
   if (type !== undefined && !JSON_TYPE_RE.test(type)) {
     throw new EndpointError(
@@ -24,7 +24,7 @@ export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number
       `Content-Type must be application/json, not ${quote(type)}`,
     );
   }
-  codingOf(req.headers['content-encoding']); // 415 for an unknown coding, before reading
+  const coding = codingOf(req.headers['content-encoding']);
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) {
     // Any coding but chunked (gzip, deflate, ...) would hand us bytes we cannot read as JSON (RFC 9112
@@ -35,14 +35,13 @@ export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number
         `Transfer-Encoding ${quote(te)} is not supported: send chunked`,
       );
     }
-    return -1;
+    return coding;
   }
   const length = req.headers['content-length'];
   if (length === undefined) throw new EndpointError('SEG_LENGTH_REQUIRED');
   if (!LENGTH_RE.test(length)) throw new EndpointError('SEG_LENGTH_INVALID');
-  const declared = Number(length);
-  if (declared > maxBytes) throw bodyTooLarge(maxBytes);
-  return declared;
+  if (Number(length) > maxBytes) throw bodyTooLarge(maxBytes);
+  return coding;
 }
 
 /**
@@ -50,12 +49,16 @@ export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): number
  * (413), and a body still incomplete after `timeoutMs` is a 408. The bytes must be UTF-8 (JSON's
  * encoding, RFC 8259 §8.1): anything else is a 400 rather than silently replaced characters.
  */
-export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<string> {
+export function readBody(
+  req: IncomingMessage,
+  maxBytes: number,
+  timeoutMs: number,
+  coding: Coding | undefined,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const reading = new BodyRead(req, maxBytes, resolve, reject);
     reading.timer = setTimeout(onTimeout, timeoutMs, reading);
     (req as ReadingRequest)[READING] = reading;
-    const coding = codingOf(req.headers['content-encoding']);
     if (coding === undefined) {
       listen(req);
       return;
@@ -221,8 +224,8 @@ export interface ReceivedBody {
 export async function readJson(req: IncomingMessage, limits: EventLimits): Promise<ReceivedBody> {
   const parsed = (req as IncomingMessage & { body?: unknown }).body;
   if (parsed === undefined) {
-    checkBodyHeaders(req, limits.maxBodyBytes);
-    const text = await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs);
+    const coding = checkBodyHeaders(req, limits.maxBodyBytes);
+    const text = await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs, coding);
     return { value: parse(text, limits.maxDepth), text };
   }
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
