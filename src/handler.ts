@@ -31,7 +31,6 @@ export interface EndpointHandler {
 }
 
 const EVENT_ROUTE: Route = Object.freeze({ kind: 'event' });
-const ONE = Object.freeze({ events: Object.freeze([]) as readonly unknown[], batch: false });
 
 /** What the request-level checks established, for each event it carries. */
 interface Accepted {
@@ -137,21 +136,15 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? opts.signatureSecret;
       if (secret !== undefined)
         verifySignature(req.headers['x-signature'], secret, signedPayload(value, text));
-      // The common case, one event on the event path, skips the batch machinery.
-      const single = route.kind === 'event' && !Array.isArray(value);
-      const { events, batch } = single ? ONE : eventsOf(value, route, text);
+      const { events, batch } = eventsOf(value, route, text);
       const request: Accepted = { apiKey, decision, settings, headers: req.headers };
 
       if (!batch) {
         const seen: { type?: EventType } | undefined = observing ? {} : undefined;
         try {
-          const status = accept(
-            request,
-            single ? value : events[0],
-            route.kind === 'event' ? text : undefined,
-            'Request body',
-            seen,
-          );
+          // The body's own text goes with the event only when the event is the body as sent.
+          const raw = route.kind === 'event' ? text : undefined;
+          const status = accept(request, events[0], raw, 'Request body', seen);
           answered = isPromise(status) ? await status : status;
         } finally {
           type = seen?.type;
