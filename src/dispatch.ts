@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { EndpointError } from './errors.ts';
 import type { Logger } from './log.ts';
+import { isPromise } from './promise.ts';
 import type { EventMap } from './schemas.ts';
 import type { Settings } from './settings.ts';
 import type { EventType } from './types.ts';
@@ -127,10 +128,6 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
     });
   };
   return { supports, dispatch };
-}
-
-function isPromise(value: unknown): value is PromiseLike<HandlerResult> {
-  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
 }
 
 function statusOf(result: HandlerResult): number {

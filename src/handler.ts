@@ -8,6 +8,7 @@ import { once } from './idempotency.ts';
 import { Metrics } from './metrics.ts';
 import { normalizeEvent } from './normalize.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
+import { isPromise } from './promise.ts';
 import { sendError, sendHealth, sendMetrics, sendStatus } from './respond.ts';
 import { decodeSettings, type Settings } from './settings.ts';
 import { signedPayload, verifySignature } from './signature.ts';
@@ -275,8 +276,4 @@ function answer(code: ErrorCode, message?: string): ErrorAnswer {
 
 function quote(value: string): string {
   return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
-}
-
-function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
-  return typeof (value as Promise<T> | undefined)?.then === 'function';
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EndpointError } from './errors.ts';
+import { isPromise } from './promise.ts';
 
 // Segment delivers at least once: a timeout on its side, a lost answer or a retry after our 5xx sends the
 // same event again, with the same `messageId`. The endpoint remembers which events it has processed, per
@@ -254,8 +255,4 @@ function failed(store: IdempotencyStore, key: string, err: unknown): never | Pro
     });
   }
   throw err;
-}
-
-function isPromise<T>(value: unknown): value is Promise<T> {
-  return typeof (value as Promise<T> | undefined)?.then === 'function';
 }
