@@ -160,13 +160,9 @@ class BodyRead {
 function onData(this: ReadingRequest, chunk: Buffer): void {
   const reading = this[READING];
   if (reading === undefined) return;
-  if (reading.decoder === undefined) {
-    reading.received += chunk.length;
-    reading.add(chunk);
-    return;
-  }
   reading.received += chunk.length;
-  if (reading.received > reading.maxBytes) reading.finish(bodyTooLarge(reading.maxBytes));
+  if (reading.decoder === undefined) reading.add(chunk);
+  else if (reading.received > reading.maxBytes) reading.finish(bodyTooLarge(reading.maxBytes));
   else reading.decoder.write(chunk);
 }
 
