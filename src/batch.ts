@@ -17,6 +17,8 @@ const EVENT: Route = Object.freeze({ kind: 'event' });
 export const MAX_EVENT_BYTES = 32 * 1024; // 32 KiB
 /** One /v1/batch request at most (Segment's own limit). */
 export const MAX_BATCH_BYTES = 500 * 1024; // 500 KiB
+/** Events in one request at most, batch or JSON array (the cap Segment proposes for a batch). */
+export const MAX_EVENTS_PER_REQUEST = 2500;
 
 /** The Tracking API's paths under the event path: `/v1/track`, ..., `/v1/batch` (and `/v1/import`). */
 export function routes(eventPath: string, trackingApi: boolean): ReadonlyMap<string, Route> {
@@ -38,10 +40,13 @@ export interface Carried {
   readonly batch: boolean;
 }
 
-/** The events a request body carries along `route`. Throws the 400 for a body of the wrong shape. */
+/**
+ * The events a request body carries along `route`. Throws the 400 for a body of the wrong shape, and the
+ * 413 for more events than one request may carry, before any of them is looked at.
+ */
 export function eventsOf(value: unknown, route: Route, text: string | undefined): Carried {
   if (route.kind === 'event') {
-    return Array.isArray(value) ? nonEmpty(value, 'Request body') : { events: [value], batch: false };
+    return Array.isArray(value) ? several(value, 'Request body') : { events: [value], batch: false };
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new EndpointError('SEG_NOT_OBJECT', 'Request body must be a JSON object');
@@ -59,14 +64,46 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
   const list = body.batch;
   if (!Array.isArray(list))
     throw new EndpointError('SEG_INVALID_EVENT', '"batch" must be an array of events');
+  const { events } = several(list, '"batch"');
   const { context, integrations } = body;
-  const merged = list.map((event) => withDefaults(event, context, integrations));
-  return nonEmpty(merged, '"batch"');
+  return { events: events.map((event) => withDefaults(event, context, integrations)), batch: true };
 }
 
-function nonEmpty(events: unknown[], what: string): Carried {
+function several(events: unknown[], what: string): Carried {
   if (events.length === 0) throw new EndpointError('SEG_INVALID_EVENT', `${what} holds no events`);
+  if (events.length > MAX_EVENTS_PER_REQUEST) {
+    throw new EndpointError(
+      'SEG_TOO_MANY_EVENTS',
+      `${what} holds ${events.length} events; one request may carry at most ${MAX_EVENTS_PER_REQUEST}`,
+    );
+  }
   return { events, batch: true };
+}
+
+// What a stored line holds besides the event and the settings: receivedAt, source and the field names.
+const LINE_OVERHEAD = 96; // bytes
+
+/**
+ * The size of each event of a multi-event request as JSON (UTF-8 bytes), measured before any is
+ * processed. What one request may store is bounded by a multiple of what it sent: a batch's top-level
+ * context is merged into every event, and the settings are written with every event, so a small body
+ * could otherwise fill the disk. Past `budget` bytes in all, the whole request is refused (413).
+ */
+export function measure(events: readonly unknown[], settingsBytes: number, budget: number): number[] {
+  const sizes = new Array<number>(events.length);
+  let total = 0;
+  for (let i = 0; i < events.length; i++) {
+    const size = Buffer.byteLength(JSON.stringify(events[i]) ?? '');
+    sizes[i] = size;
+    total += size + settingsBytes + LINE_OVERHEAD;
+    if (total > budget) {
+      throw new EndpointError(
+        'SEG_STORED_TOO_LARGE',
+        `Stored, the events of this request would take more than ${budget} bytes: send fewer events a request, or a smaller batch-level context`,
+      );
+    }
+  }
+  return sizes;
 }
 
 /** An event posted to /v1/{type}: the path gives the type, which the body may repeat but not contradict. */

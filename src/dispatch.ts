@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { EndpointError } from './errors.ts';
+import { EndpointError, type ErrorCode } from './errors.ts';
 import type { Logger } from './log.ts';
 import { isPromise } from './promise.ts';
 import type { EventMap } from './schemas.ts';
@@ -74,9 +74,17 @@ export class EventContext implements Context {
   }
 }
 
-/** Return nothing for 200 (processed); `{ status: 202 }` for accepted, to be processed later. */
-// biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
-export type HandlerResult = void | { readonly status: 200 | 202 };
+/** The statuses of Segment's partner contract that a handler may answer with. */
+export type HandlerStatus = 200 | 202 | 400 | 401 | 403 | 500 | 501 | 503;
+
+/**
+ * Return nothing for 200 (processed); `{ status: 202 }` for accepted, to be processed later; another
+ * status of the contract to refuse, with a `message` for the customer (not sent with a 500). A status
+ * outside the contract is a bug in the handler: answered 500 and logged.
+ */
+export type HandlerResult =
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
+  void | { readonly status: HandlerStatus; readonly message?: string };
 
 export type EventHandler<E> = (event: E, ctx: Context) => HandlerResult | Promise<HandlerResult>;
 
@@ -130,6 +138,31 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
   return { supports, dispatch };
 }
 
-function statusOf(result: HandlerResult): number {
-  return result !== undefined && result !== null && result.status === 202 ? 202 : 200;
+// The refusals a handler may return, by status: the catalogue code each is answered with.
+const REFUSALS: Readonly<Record<number, ErrorCode>> = Object.freeze({
+  400: 'SEG_INVALID_EVENT',
+  401: 'SEG_AUTH_UNKNOWN',
+  403: 'SEG_FORBIDDEN',
+  500: 'SEG_INTERNAL',
+  501: 'SEG_TYPE_UNSUPPORTED',
+  503: 'SEG_RETRY',
+});
+
+/**
+ * The status a handler's result answers. A result without `status` (nothing, or whatever a driver
+ * returned) is a 200; a refusal is thrown as its catalogue error, so it is answered like a thrown one.
+ */
+function statusOf(result: unknown): number {
+  if (typeof result !== 'object' || result === null || !('status' in result)) return 200;
+  const { status, message } = result as { status: unknown; message?: unknown };
+  if (status === 200 || status === 202) return status;
+  const code = typeof status === 'number' && Object.hasOwn(REFUSALS, status) ? REFUSALS[status] : undefined;
+  if (code === undefined) {
+    // Not sent: the sender sees a plain 500, the operator this line in the log.
+    throw new Error(
+      `The handler returned { status: ${JSON.stringify(status)} }: a handler may return ${Object.keys(REFUSALS).join(', ')}, 200 or 202`,
+    );
+  }
+  const own = status !== 500 && typeof message === 'string' && message !== '' ? message : undefined;
+  throw new EndpointError(code as ErrorCode, own);
 }

@@ -52,6 +52,11 @@ export const ERRORS = {
   SEG_REQUEST_TIMEOUT: { status: 408, message: 'Request was not received in time' },
   SEG_BATCH_REFUSED: { status: 400, message: 'Some events of the batch were refused' },
   SEG_BATCH_RETRY: { status: 503, message: 'Some events of the batch can be retried' },
+  SEG_TOO_MANY_EVENTS: { status: 413, message: 'The request carries too many events' },
+  SEG_STORED_TOO_LARGE: {
+    status: 413,
+    message: 'The events of this request would take too much space stored',
+  },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

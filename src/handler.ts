@@ -1,6 +1,14 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { type AuthDecision, keyFingerprint, requestApiKey } from './auth.ts';
-import { batchAnswer, type EventResult, eventsOf, MAX_EVENT_BYTES, type Route, routes } from './batch.ts';
+import {
+  batchAnswer,
+  type EventResult,
+  eventsOf,
+  MAX_EVENT_BYTES,
+  measure,
+  type Route,
+  routes,
+} from './batch.ts';
 import { asObject, readJson } from './body.ts';
 import { createDispatcher, EventContext } from './dispatch.ts';
 import { EndpointError, type ErrorAnswer, type ErrorCode, toErrorAnswer } from './errors.ts';
@@ -152,23 +160,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
         }
         sendStatus(res, answered, draining);
       } else {
-        const results = await Promise.all(
-          events.map(async (one, index): Promise<EventResult> => {
-            try {
-              if (JSON.stringify(one).length > MAX_EVENT_BYTES) {
-                throw new EndpointError(
-                  'SEG_BODY_TOO_LARGE',
-                  `An event may be at most ${MAX_EVENT_BYTES} bytes`,
-                );
-              }
-              return { index, status: await accept(request, one, undefined, `Event #${index}`) };
-            } catch (err) {
-              const reply = toErrorAnswer(err);
-              logInternal(reply, apiKey);
-              return { index, status: reply.status, code: reply.code, message: reply.message };
-            }
-          }),
-        );
+        const results = await acceptBatch(request, events);
         const reply = batchAnswer(results);
         if (reply === undefined) sendStatus(res, 200, draining);
         else refuse(req, res, reply);
@@ -224,6 +216,41 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       : counted(outcome, apiKey, messageId);
   }
 
+  /**
+   * The events of a batch, each through the same steps as a single one. Their sizes are measured first
+   * (the request is refused whole when storing them would cost too much); then they are taken a slice
+   * at a time, yielding to the event loop between slices, so that a large batch does not hold up the
+   * requests on other connections.
+   */
+  async function acceptBatch(request: Accepted, events: readonly unknown[]): Promise<EventResult[]> {
+    const settingsBytes = Buffer.byteLength(JSON.stringify(request.settings));
+    const sizes = measure(events, settingsBytes, 2 * opts.maxBodyBytes);
+    const pending: Array<Promise<EventResult>> = [];
+    for (let index = 0; index < events.length; index++) {
+      if (index > 0 && index % BATCH_SLICE === 0) await nextTurn();
+      pending.push(acceptOne(request, events[index], sizes[index] as number, index));
+    }
+    return Promise.all(pending);
+  }
+
+  async function acceptOne(
+    request: Accepted,
+    one: unknown,
+    size: number,
+    index: number,
+  ): Promise<EventResult> {
+    try {
+      if (size > MAX_EVENT_BYTES) {
+        throw new EndpointError('SEG_BODY_TOO_LARGE', `An event may be at most ${MAX_EVENT_BYTES} bytes`);
+      }
+      return { index, status: await accept(request, one, undefined, `Event #${index}`) };
+    } catch (err) {
+      const reply = toErrorAnswer(err);
+      logInternal(reply, request.apiKey);
+      return { index, status: reply.status, code: reply.code, message: reply.message };
+    }
+  }
+
   function counted(status: number | 'duplicate', apiKey: string, messageId: unknown): number {
     if (status !== 'duplicate') return status;
     // Processed before: the sender missed our answer. Success again, without a second run.
@@ -269,6 +296,12 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
   });
   return handler;
 }
+
+// Events of a batch taken between two turns of the event loop: small enough that a batch of the largest
+// size holds the loop for a few milliseconds at a time.
+const BATCH_SLICE = 64;
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function answer(code: ErrorCode, message?: string): ErrorAnswer {
   return toErrorAnswer(new EndpointError(code, message));

@@ -48,8 +48,23 @@ export function parseJson(text: string, maxDepth = MAX_DEPTH): JsonResult {
       };
     }
   }
+  // A literal past a double's range parses to Infinity, which JSON.stringify writes as null: what a handler
+  // sees and what is stored would differ. Only a body holding a 3-digit exponent or a 309-digit run
+  // can hold one, and only those are walked.
+  if (HUGE_NUMBER_RE.test(text)) {
+    const path = findInfinity(value);
+    if (path !== undefined) {
+      return {
+        ok: false,
+        code: 'SEG_INVALID_JSON',
+        message: `Request body holds a number beyond the range of a double at ${path || 'its top level'}`,
+      };
+    }
+  }
   return { ok: true, value };
 }
+
+const HUGE_NUMBER_RE = /\d[eE]\+?\d{3}|\d{309}/;
 
 /**
  * For a value parsed elsewhere (a framework's body parser): the same refusals as `parseJson`, as a
@@ -76,20 +91,40 @@ export function checkParsed(root: unknown, maxDepth = MAX_DEPTH): JsonResult | u
 
 /** The path of the first `__proto__` or `constructor.prototype` key in a parsed value, if any. */
 export function findPoisonedKey(root: unknown): string | undefined {
+  return findPath(root, poisonedKey);
+}
+
+function poisonedKey(node: unknown): string | undefined {
+  if (typeof node !== 'object' || node === null || Array.isArray(node)) return undefined;
+  if (Object.hasOwn(node, '__proto__')) return '__proto__';
+  const ctor = Object.hasOwn(node, 'constructor')
+    ? (node as { constructor: unknown }).constructor
+    : undefined;
+  if (typeof ctor === 'object' && ctor !== null && Object.hasOwn(ctor, 'prototype')) {
+    return 'constructor.prototype';
+  }
+  return undefined;
+}
+
+/** The path of the first number JSON.parse turned into Infinity (a literal beyond a double's range). */
+export function findInfinity(root: unknown): string | undefined {
+  return findPath(root, (node) => (typeof node === 'number' && !Number.isFinite(node) ? '' : undefined));
+}
+
+/**
+ * Walks a parsed value depth first: the path of the first node for which `test` names a problem (the
+ * problem's own key under that node, or '' for the node itself), or `undefined`.
+ */
+function findPath(root: unknown, test: (node: unknown) => string | undefined): string | undefined {
   const stack: Array<[unknown, string]> = [[root, '']];
   while (stack.length > 0) {
     const [node, path] = stack.pop() as [unknown, string];
+    const found = test(node);
+    if (found !== undefined) return found === '' ? path : join(path, found);
     if (typeof node !== 'object' || node === null) continue;
     if (Array.isArray(node)) {
       for (let i = 0; i < node.length; i++) stack.push([node[i], `${path}[${i}]`]);
       continue;
-    }
-    if (Object.hasOwn(node, '__proto__')) return join(path, '__proto__');
-    const ctor = Object.hasOwn(node, 'constructor')
-      ? (node as { constructor: unknown }).constructor
-      : undefined;
-    if (typeof ctor === 'object' && ctor !== null && Object.hasOwn(ctor, 'prototype')) {
-      return join(path, 'constructor.prototype');
     }
     for (const key of Object.keys(node))
       stack.push([(node as Record<string, unknown>)[key], join(path, key)]);

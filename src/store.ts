@@ -226,7 +226,7 @@ export interface StoredRecord {
   /** A short hash of the API key: which customer sent it, without keeping the key itself. */
   readonly source: string;
   readonly settings: Readonly<Record<string, unknown>>;
-  /** The event exactly as received. */
+  /** The event as parsed (its top-level casing as sent): what was authorised, validated and handled. */
   readonly event: Readonly<Record<string, unknown>>;
 }
 
@@ -235,9 +235,8 @@ export function storeHandlers(store: NdjsonStore): Handlers {
   const sources = new Map<string, string>();
   const settingsJson = new WeakMap<object, string>();
   const save = (_event: unknown, ctx: Context) => {
-    // Serialised by hand around the parts that are already JSON: the event's own text (when it holds no
-    // line break: JSON only has them as whitespace), the settings (one string per customer). The same
-    // line JSON.stringify would give for a record of StoredRecord's shape, without the cost.
+    // Serialised by hand around the settings, already JSON (one string per customer): the same line
+    // JSON.stringify would give for a record of StoredRecord's shape, without serialising them again.
     let source = sources.get(ctx.apiKey);
     if (source === undefined) {
       if (sources.size >= 1024) sources.clear();
@@ -249,12 +248,12 @@ export function storeHandlers(store: NdjsonStore): Handlers {
       settings = JSON.stringify(ctx.settings);
       settingsJson.set(ctx.settings, settings);
     }
-    const raw = ctx.raw;
-    const event = raw !== undefined && !LINE_BREAK_RE.test(raw) ? raw.trim() : JSON.stringify(ctx.original);
+    // The event as parsed, serialised again rather than the body's own text: a body may repeat a key or
+    // hold a number a double rounds, and then its text says something else to another JSON reader than
+    // what was authorised, validated and handed to the handlers. The stored line says exactly that.
+    const event = JSON.stringify(ctx.original);
     const line = `{"receivedAt":"${ctx.receivedAt.toISOString()}","source":"${source}","settings":${settings},"event":${event}}`;
     return store.appendLine(line, ctx.receivedAt);
   };
   return { identify: save, track: save, page: save, screen: save, group: save, alias: save, delete: save };
 }
-
-const LINE_BREAK_RE = /[\n\r]/;

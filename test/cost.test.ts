@@ -1,0 +1,242 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import {
+  type Context,
+  createHandler,
+  type Handlers,
+  MAX_EVENTS_PER_REQUEST,
+  NdjsonStore,
+  silentLogger,
+  storeHandlers,
+} from '../src/index.ts';
+import { API_KEY, basic, encodeSettings, inject, segmentHeaders, trackEvent } from './helpers.ts';
+
+// What one request may cost (events, bytes stored, work before refusing) is bounded by a small multiple
+// of what it sent: a keyed sender cannot turn a small body into a large store or a frozen event loop.
+
+function counting() {
+  const seen: Array<Record<string, unknown>> = [];
+  const record = (event: unknown) => {
+    seen.push(event as Record<string, unknown>);
+  };
+  const handlers: Handlers = { identify: record, track: record, page: record, alias: record };
+  return { seen, handler: createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers }) };
+}
+
+const tiny = (n: number) => ({ type: 'track', event: 'E', userId: 'u', messageId: `m${n}` });
+
+describe('events per request', () => {
+  test(`a batch of ${MAX_EVENTS_PER_REQUEST} events passes; one more is refused whole (413)`, async () => {
+    const { seen, handler } = counting();
+    const full = Array.from({ length: MAX_EVENTS_PER_REQUEST }, (_, n) => tiny(n));
+    const ok = await inject(handler, { url: '/v1/batch', body: { batch: full } });
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(seen.length, MAX_EVENTS_PER_REQUEST);
+    seen.length = 0;
+    const over = await inject(handler, { url: '/v1/batch', body: { batch: [...full, tiny(-1)] } });
+    assert.equal(over.status, 413);
+    assert.equal(over.json().code, 'SEG_TOO_MANY_EVENTS');
+    assert.match(over.json().message ?? '', new RegExp(String(MAX_EVENTS_PER_REQUEST)));
+    assert.equal(seen.length, 0, 'nothing of a refused request is processed');
+  });
+
+  test('a JSON array on the event path has the same cap', async () => {
+    const { seen, handler } = counting();
+    const over = Array.from({ length: MAX_EVENTS_PER_REQUEST + 1 }, (_, n) => tiny(n));
+    const res = await inject(handler, { body: over });
+    assert.equal(res.status, 413);
+    assert.equal(res.json().code, 'SEG_TOO_MANY_EVENTS');
+    assert.equal(seen.length, 0);
+  });
+
+  test('250,000 numbers in an array are refused as a whole before any element is looked at', async () => {
+    const { seen, handler } = counting();
+    const body = `[${'1,'.repeat(249_999)}1]`;
+    const res = await inject(handler, { body });
+    assert.equal(res.status, 413);
+    assert.equal(res.json().code, 'SEG_TOO_MANY_EVENTS');
+    assert.equal(seen.length, 0);
+  });
+});
+
+describe('bytes per request', () => {
+  test("the 32 KiB event limit applies after the batch's top-level context is merged in", async () => {
+    const { seen, handler } = counting();
+    const context = { pad: 'x'.repeat(20 * 1024) };
+    const event = { ...tiny(1), properties: { pad: 'y'.repeat(20 * 1024) } };
+    const res = await inject(handler, { url: '/v1/batch', body: { batch: [event, tiny(2)], context } });
+    assert.equal(res.status, 400, res.body);
+    assert.equal(res.json().code, 'SEG_BATCH_REFUSED');
+    assert.match(res.json().message ?? '', /#0: 413/);
+    assert.deepEqual(
+      seen.map((e) => e.messageId),
+      ['m2'],
+    );
+  });
+
+  test('multi-byte characters count as the bytes they take, not as UTF-16 units', async () => {
+    const { handler } = counting();
+    // 12,000 three-byte characters: 36,000 bytes, 12,000 UTF-16 units.
+    const event = { ...tiny(1), properties: { text: '€'.repeat(12_000) } };
+    const res = await inject(handler, { url: '/v1/batch', body: { batch: [event, tiny(2)] } });
+    assert.equal(res.status, 400, res.body);
+    assert.match(res.json().message ?? '', /#0: 413/);
+  });
+
+  test('a batch whose merged events would store more than 2 × maxBodyBytes is refused whole', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-cost-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const store = await NdjsonStore.open(dir);
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: storeHandlers(store) });
+    // The reproduction: a 30 KB top-level context shared by 4,000 tiny events would store ~120 MB.
+    const context = { pad: 'x'.repeat(30_000) };
+    const batch = Array.from({ length: 2_000 }, (_, n) => tiny(n));
+    const body = JSON.stringify({ batch, context });
+    assert.ok(body.length < 200_000);
+    const res = await inject(handler, { url: '/v1/batch', body });
+    assert.equal(res.status, 413);
+    assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE');
+    await store.close();
+    const stored = readdirSync(dir)
+      .map((f) => readFileSync(join(dir, f), 'utf8'))
+      .join('');
+    assert.equal(stored, '', 'nothing of a refused request is stored');
+  });
+
+  test('settings count towards what a request stores: they are written with every event', async () => {
+    const { seen, handler } = counting();
+    const settings = encodeSettings({ pad: 'z'.repeat(9_000) });
+    const batch = Array.from({ length: 150 }, (_, n) => tiny(n));
+    const res = await inject(handler, {
+      url: '/v1/batch',
+      headers: { ...segmentHeaders(), 'x-segment-settings': settings },
+      body: { batch },
+    });
+    assert.equal(res.status, 413, res.body);
+    assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE');
+    assert.equal(seen.length, 0);
+  });
+});
+
+describe('what is stored is what was checked', () => {
+  async function storedAfter(body: string, key = API_KEY) {
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-cost-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const store = await NdjsonStore.open(dir);
+    const seen: Array<{ event: unknown; ctx: Context }> = [];
+    const save = storeHandlers(store);
+    const handlers: Handlers = {
+      track: (event, ctx) => {
+        seen.push({ event, ctx });
+        return save.track?.(event, ctx);
+      },
+      identify: (event, ctx) => {
+        seen.push({ event, ctx });
+        return save.identify?.(event, ctx);
+      },
+    };
+    const handler = createHandler({
+      apiKeys: [API_KEY, { key: 'k2', types: ['track'] }],
+      log: silentLogger,
+      handlers,
+    });
+    const res = await inject(handler, { headers: { ...segmentHeaders(), authorization: basic(key) }, body });
+    await store.close();
+    const lines = readdirSync(dir)
+      .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
+      .filter((l) => l !== '');
+    return { res, seen, lines };
+  }
+
+  test('a duplicate key is stored as the value that was authorised, once', async () => {
+    const body = '{"type":"identify","userId":"u1","messageId":"d1","type":"track","event":"E"}';
+    const { res, seen, lines } = await storedAfter(body, 'k2');
+    assert.equal(res.status, 200, res.body);
+    assert.equal(seen.length, 1);
+    assert.equal(lines.length, 1);
+    const line = lines[0] as string;
+    assert.equal(line.match(/"type"/g)?.length, 1, line);
+    assert.equal(JSON.parse(line).event.type, 'track');
+  });
+
+  test('numbers are stored as the handler received them, on one line or several', async () => {
+    const oneLine = '{"type":"track","userId":"u1","event":"E","properties":{"n":9007199254740993}}';
+    const twoLines = oneLine.replace('"properties"', '\n"properties"');
+    for (const body of [oneLine, twoLines]) {
+      const { res, seen, lines } = await storedAfter(body);
+      assert.equal(res.status, 200, res.body);
+      const handled = (seen[0]?.event as { properties: { n: number } } | undefined)?.properties.n;
+      assert.match(lines[0] as string, new RegExp(`"n":${handled}[,}]`));
+    }
+  });
+
+  test('a number too large for a double is refused, not stored as null or Infinity', async () => {
+    for (const n of ['1e400', '-1E+309', `1${'0'.repeat(400)}`]) {
+      const body = `{"type":"track","userId":"u1","event":"E","properties":{"n":${n}}}`;
+      const { res, seen, lines } = await storedAfter(body);
+      assert.equal(res.status, 400, n);
+      assert.equal(res.json().code, 'SEG_INVALID_JSON');
+      assert.match(res.json().message ?? '', /properties\.n/);
+      assert.equal(seen.length, 0);
+      assert.equal(lines.length, 0);
+    }
+    const fine = '{"type":"track","userId":"u1","event":"E","properties":{"n":1e300,"s":"1e400"}}';
+    assert.equal((await storedAfter(fine)).res.status, 200);
+  });
+});
+
+describe('statuses a handler returns', () => {
+  const returning = (result: unknown) => {
+    const errors: unknown[] = [];
+    const log = { ...silentLogger, error: (obj: unknown) => errors.push(obj) };
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log,
+      handlers: { track: () => result as undefined },
+    });
+    return { handler, errors };
+  };
+
+  test('each status of the contract is answered as returned, with a JSON refusal for errors', async () => {
+    for (const status of [200, 202, 400, 401, 403, 500, 501, 503]) {
+      const res = await inject(returning({ status }).handler, { body: trackEvent() });
+      assert.equal(res.status, status);
+      if (status >= 400) assert.match(res.headers['content-type'] ?? '', /^application\/json/);
+    }
+  });
+
+  test("a handler's message goes with a 4xx or 503; a 500's stays generic", async () => {
+    const busy = await inject(returning({ status: 503, message: 'CRM is down' }).handler, {
+      body: trackEvent(),
+    });
+    assert.deepEqual(busy.json(), { message: 'CRM is down', code: 'SEG_RETRY' });
+    assert.equal(busy.headers['retry-after'], '1');
+    const bad = await inject(returning({ status: 400, message: 'Missing email' }).handler, {
+      body: trackEvent(),
+    });
+    assert.deepEqual(bad.json(), { message: 'Missing email', code: 'SEG_INVALID_EVENT' });
+    const failed = await inject(returning({ status: 500, message: 'at /srv/app.js:12' }).handler, {
+      body: trackEvent(),
+    });
+    assert.equal(failed.json().code, 'SEG_INTERNAL');
+    assert.doesNotMatch(failed.body, /srv/);
+  });
+
+  test('any other status is a bug in the handler: 500, logged', async () => {
+    for (const status of [201, 204, 302, 404, 429, 502, '200', null]) {
+      const { handler, errors } = returning({ status });
+      const res = await inject(handler, { body: trackEvent() });
+      assert.equal(res.status, 500, String(status));
+      assert.equal(res.json().code, 'SEG_INTERNAL');
+      assert.equal(errors.length, 1);
+    }
+  });
+
+  test('a returned value without a status (a driver result) is 200, as before', async () => {
+    assert.equal((await inject(returning({ rowCount: 1 }).handler, { body: trackEvent() })).status, 200);
+    assert.equal((await inject(returning(true).handler, { body: trackEvent() })).status, 200);
+  });
+});
