@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { Agent } from 'node:https';
+import { createRequire } from 'node:module';
 import { describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import RudderAnalytics from '@rudderstack/rudder-sdk-node';
@@ -10,6 +11,26 @@ import { API_KEY, inject, segmentHeaders, testCert, trackEvent } from './helpers
 // partners' customers send. Segment's own @segment/analytics-node is in batch.test.ts.
 
 const WRITE_KEY = 'write-key';
+
+// analytics-node 6 ships no types: the little of its API used here.
+interface LegacySdk {
+  identify(message: object): void;
+  track(message: object): void;
+  page(message: object): void;
+  group(message: object): void;
+  alias(message: object): void;
+  flush(): Promise<unknown>;
+}
+const LegacyAnalytics = createRequire(import.meta.url)('analytics-node') as new (
+  writeKey: string,
+  options: {
+    host: string;
+    flushAt: number;
+    flushInterval: number;
+    retryCount: number;
+    errorHandler: (err: { response?: { status?: number } } | undefined) => void;
+  },
+) => LegacySdk;
 
 /**
  * Starts an endpoint (HTTPS with the test certificate when `tls`, else plain HTTP) whose handlers
@@ -77,6 +98,29 @@ describe('real senders', () => {
       analytics.alias({ userId: 'u1', previousId: 'a1' });
       await analytics.flush();
     }, true);
+    assert.equal(failure, undefined);
+    assertDelivered(seen);
+  });
+
+  test("Segment's legacy Node SDK (analytics-node 6) delivers its batches", async () => {
+    let failure: number | string | undefined;
+    const seen = await deliver(async (origin) => {
+      const analytics = new LegacyAnalytics(WRITE_KEY, {
+        host: origin,
+        flushAt: 10,
+        flushInterval: 60_000,
+        retryCount: 0,
+        errorHandler: (err) => {
+          failure = err?.response?.status ?? String(err);
+        },
+      });
+      analytics.identify({ userId: 'u1', traits: { email: 'ada@example.com' } });
+      analytics.track({ userId: 'u1', event: 'Signed Up', properties: { plan: 'pro' } });
+      analytics.page({ anonymousId: 'a1', name: 'Home' });
+      analytics.group({ userId: 'u1', groupId: 'g1' });
+      analytics.alias({ userId: 'u1', previousId: 'a1' });
+      await analytics.flush();
+    });
     assert.equal(failure, undefined);
     assertDelivered(seen);
   });
