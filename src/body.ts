@@ -15,10 +15,17 @@ const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
  * (415), whether its length is known (411) and, when declared, whether it is within the limit (413,
  * without reading it). Returns the coding to decode. A missing Content-Type is taken as JSON: every
  * Segment sender sets it, and a hand-written client that forgets it should not lose events.
+ * With `anyType` the declared type is not checked at all: the body must then parse as JSON (a 400
+ * if not). The Tracking API paths need it: RudderStack's Node SDK labels its gzip JSON
+ * `application/x-www-form-urlencoded`, and RudderStack's own gateway takes it.
  */
-export function checkBodyHeaders(req: IncomingMessage, maxBytes: number): Coding | undefined {
+export function checkBodyHeaders(
+  req: IncomingMessage,
+  maxBytes: number,
+  anyType = false,
+): Coding | undefined {
   const type = req.headers['content-type'];
-  if (type !== undefined && !JSON_TYPE_RE.test(type)) {
+  if (!anyType && type !== undefined && !JSON_TYPE_RE.test(type)) {
     throw new EndpointError(
       'SEG_UNSUPPORTED_MEDIA_TYPE',
       `Content-Type must be application/json, not ${quote(type)}`,
@@ -215,19 +222,25 @@ export interface ReceivedBody {
 /**
  * The request's body as JSON: read and parsed here, or taken from `req.body` when a framework has
  * already read it (a string or Buffer goes through the same limits and parser; a parsed object through
- * the same depth and prototype checks, which the framework's parser may not make).
+ * the same depth and prototype checks, which the framework's parser may not make). With `anyType`,
+ * whatever Content-Type the body declares (see `checkBodyHeaders`).
  */
-export async function readJson(req: IncomingMessage, limits: EventLimits): Promise<ReceivedBody> {
+export async function readJson(
+  req: IncomingMessage,
+  limits: EventLimits,
+  anyType = false,
+): Promise<ReceivedBody> {
   const parsed = (req as IncomingMessage & { body?: unknown }).body;
+  const type = req.headers['content-type'];
   if (parsed === undefined) {
-    const coding = checkBodyHeaders(req, limits.maxBodyBytes);
+    const coding = checkBodyHeaders(req, limits.maxBodyBytes, anyType);
     const text = await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs, coding);
-    return { value: parse(text, limits.maxDepth), text };
+    return { value: parse(text, limits.maxDepth, type), text };
   }
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
     const text = parsed.toString();
-    return { value: parse(text, limits.maxDepth), text };
+    return { value: parse(text, limits.maxDepth, type), text };
   }
   const refused = checkParsed(parsed, limits.maxDepth);
   if (refused !== undefined && !refused.ok) throw new EndpointError(refused.code, refused.message);
@@ -242,10 +255,15 @@ export function asObject(value: unknown, what = 'Request body'): Record<string, 
   return value as Record<string, unknown>;
 }
 
-function parse(text: string, maxDepth: number): unknown {
+function parse(text: string, maxDepth: number, type: string | undefined): unknown {
   const result = parseJson(text, maxDepth);
-  if (!result.ok) throw new EndpointError(result.code, result.message);
-  return result.value;
+  if (result.ok) return result.value;
+  // Not JSON and not declared as JSON either: say so, the likelier mistake is the sender's format.
+  const declared =
+    result.code === 'SEG_INVALID_JSON' && type !== undefined && !JSON_TYPE_RE.test(type)
+      ? ` (it was sent as ${quote(type)})`
+      : '';
+  throw new EndpointError(result.code, result.message + declared);
 }
 
 function kind(value: unknown): string {

@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { Agent } from 'node:https';
+import { createRequire } from 'node:module';
+import { describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import RudderAnalytics from '@rudderstack/rudder-sdk-node';
+import { type Context, createHandler, createServer, type Handlers, silentLogger } from '../src/index.ts';
+import { API_KEY, inject, segmentHeaders, testCert, trackEvent } from './helpers.ts';
+
+// Senders that no one here wrote, run against a real server: what they put on the wire is what
+// partners' customers send. Segment's own @segment/analytics-node is in batch.test.ts.
+
+const WRITE_KEY = 'write-key';
+
+// analytics-node 6 ships no types: the little of its API used here.
+interface LegacySdk {
+  identify(message: object): void;
+  track(message: object): void;
+  page(message: object): void;
+  group(message: object): void;
+  alias(message: object): void;
+  flush(): Promise<unknown>;
+}
+const LegacyAnalytics = createRequire(import.meta.url)('analytics-node') as new (
+  writeKey: string,
+  options: {
+    host: string;
+    flushAt: number;
+    flushInterval: number;
+    retryCount: number;
+    errorHandler: (err: { response?: { status?: number } } | undefined) => void;
+  },
+) => LegacySdk;
+
+/**
+ * Starts an endpoint (HTTPS with the test certificate when `tls`, else plain HTTP) whose handlers
+ * record every event; `send` delivers to its origin.
+ */
+async function deliver(send: (origin: string) => Promise<void>, tls = false) {
+  const seen: Array<{ event: Record<string, unknown>; apiKey: string }> = [];
+  const record = (event: unknown, ctx: Context) => {
+    seen.push({ event: event as Record<string, unknown>, apiKey: ctx.apiKey });
+  };
+  const handlers: Handlers = {
+    identify: record,
+    track: record,
+    page: record,
+    screen: record,
+    group: record,
+    alias: record,
+  };
+  const endpoint = createServer({
+    ...(tls ? { tls: testCert() } : { http: true }),
+    host: '127.0.0.1',
+    port: 0,
+    apiKeys: [WRITE_KEY],
+    log: silentLogger,
+    handlers,
+  });
+  const url = new URL(await endpoint.listen());
+  try {
+    await send(url.origin);
+  } finally {
+    await endpoint.close();
+  }
+  return seen;
+}
+
+function assertDelivered(seen: Array<{ event: Record<string, unknown>; apiKey: string }>): void {
+  assert.deepEqual(seen.map((s) => s.event.type).sort(), ['alias', 'group', 'identify', 'page', 'track']);
+  assert.ok(seen.every((s) => s.apiKey === WRITE_KEY));
+  const track = seen.find((s) => s.event.type === 'track')?.event;
+  assert.equal(track?.event, 'Signed Up');
+  assert.deepEqual(track?.properties, { plan: 'pro' });
+}
+
+describe('real senders', () => {
+  test("RudderStack's Node SDK (@rudderstack/rudder-sdk-node 3) delivers its gzip batches", async () => {
+    let failure: number | string | undefined;
+    const seen = await deliver(async (origin) => {
+      // Its defaults: gzip on, POST /v1/batch, Basic auth with the write key. Over TLS, as run in
+      // production, trusting the test certificate through its axios options.
+      const analytics = new RudderAnalytics(WRITE_KEY, {
+        dataPlaneUrl: origin,
+        axiosConfig: { httpsAgent: new Agent({ ca: testCert().cert }) },
+        flushAt: 10,
+        flushInterval: 60_000,
+        retryCount: 0,
+        logLevel: 'none',
+        errorHandler: (err) => {
+          failure = err?.response?.status ?? String(err);
+        },
+      });
+      analytics.identify({ userId: 'u1', traits: { email: 'ada@example.com' } });
+      analytics.track({ userId: 'u1', event: 'Signed Up', properties: { plan: 'pro' } });
+      analytics.page({ anonymousId: 'a1', name: 'Home' });
+      analytics.group({ userId: 'u1', groupId: 'g1' });
+      analytics.alias({ userId: 'u1', previousId: 'a1' });
+      await analytics.flush();
+    }, true);
+    assert.equal(failure, undefined);
+    assertDelivered(seen);
+  });
+
+  test("Segment's legacy Node SDK (analytics-node 6) delivers its batches", async () => {
+    let failure: number | string | undefined;
+    const seen = await deliver(async (origin) => {
+      const analytics = new LegacyAnalytics(WRITE_KEY, {
+        host: origin,
+        flushAt: 10,
+        flushInterval: 60_000,
+        retryCount: 0,
+        errorHandler: (err) => {
+          failure = err?.response?.status ?? String(err);
+        },
+      });
+      analytics.identify({ userId: 'u1', traits: { email: 'ada@example.com' } });
+      analytics.track({ userId: 'u1', event: 'Signed Up', properties: { plan: 'pro' } });
+      analytics.page({ anonymousId: 'a1', name: 'Home' });
+      analytics.group({ userId: 'u1', groupId: 'g1' });
+      analytics.alias({ userId: 'u1', previousId: 'a1' });
+      await analytics.flush();
+    });
+    assert.equal(failure, undefined);
+    assertDelivered(seen);
+  });
+});
+
+describe('Content-Type on the Tracking API paths', () => {
+  const endpoint = () =>
+    createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: { track: () => {} } });
+  const form = { ...segmentHeaders(), 'content-type': 'application/x-www-form-urlencoded' };
+
+  test('/v1/* takes a JSON body whatever type it declares, compressed or not', async () => {
+    const batch = JSON.stringify({ batch: [trackEvent(), trackEvent()] });
+    for (const [url, body] of [
+      ['/v1/batch', batch],
+      ['/v1/import', batch],
+      ['/v1/track', JSON.stringify(trackEvent())],
+    ] as const) {
+      for (const type of ['application/x-www-form-urlencoded', 'text/plain', 'application/octet-stream']) {
+        const res = await inject(endpoint(), { url, headers: { ...form, 'content-type': type }, body });
+        assert.equal(res.status, 200, `${url} ${type}: ${res.body}`);
+      }
+      const gzipped = await inject(endpoint(), {
+        url,
+        headers: { ...form, 'content-encoding': 'gzip' },
+        body: gzipSync(body),
+      });
+      assert.equal(gzipped.status, 200, `${url} gzip: ${gzipped.body}`);
+    }
+  });
+
+  test('/v1/*: a body that is not JSON is a 400; the event path stays strict (415)', async () => {
+    for (const url of ['/v1/batch', '/v1/track']) {
+      const res = await inject(endpoint(), { url, headers: form, body: 'type=track&event=Signed+Up' });
+      assert.equal(res.status, 400, url);
+      assert.equal(res.json().code, 'SEG_INVALID_JSON');
+    }
+    const partner = await inject(endpoint(), { headers: form, body: trackEvent() });
+    assert.equal(partner.status, 415);
+    assert.equal(partner.json().code, 'SEG_UNSUPPORTED_MEDIA_TYPE');
+  });
+});
