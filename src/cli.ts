@@ -91,6 +91,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       path: config.path,
       maxBodyBytes: config.maxBodyBytes,
       signatureSecret: config.signatureSecret,
+      signatureLegacyBatch: config.signatureLegacyBatch,
       metricsPath: config.metricsPath,
       accessLog: config.accessLog,
       maxInFlight: config.maxInFlight,

@@ -27,12 +27,15 @@ const FLAGS = {
   'idempotency-ttl': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_TTL', type: 'string' },
   'idempotency-max-entries': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES', type: 'string' },
   'signature-secret': { env: 'SEGMENT_ENDPOINT_SIGNATURE_SECRET', type: 'string' },
+  'signature-legacy-batch': { env: 'SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH', type: 'boolean' },
   'metrics-path': { env: 'SEGMENT_ENDPOINT_METRICS_PATH', type: 'string' },
   'access-log': { env: 'SEGMENT_ENDPOINT_ACCESS_LOG', type: 'boolean' },
   'log-level': { env: 'SEGMENT_ENDPOINT_LOG_LEVEL', type: 'string' },
   help: { env: undefined, type: 'boolean', short: 'h' },
   version: { env: undefined, type: 'boolean', short: 'v' },
 } as const;
+
+type Switch = 'help' | 'version' | 'http' | 'access-log' | 'signature-legacy-batch';
 
 export function usage(): string {
   return `Usage: ${NAME} [options]
@@ -66,8 +69,11 @@ Options (each also read from the environment variable shown):
                            Segment's retries of it are not processed again (SEGMENT_ENDPOINT_IDEMPOTENCY_TTL) [86400]
   --idempotency-max-entries N  messageIds remembered at most, oldest forgotten first; 0 turns
                            duplicate suppression off (SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES) [100000]
-  --signature-secret S     require X-Signature (hex HMAC-SHA1 of the body) under this secret
-                           (SEGMENT_ENDPOINT_SIGNATURE_SECRET); a key's own secret=S in --api-keys-file wins
+  --signature-secret S     require X-Segment-Signature or X-Signature (hex HMAC-SHA1 of the body) under
+                           this secret (SEGMENT_ENDPOINT_SIGNATURE_SECRET); a key's own secret=S in
+                           --api-keys-file wins
+  --signature-legacy-batch also accept an X-Signature that signs only the first event of a batch
+                           (Segment's legacy signing; SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH=1) [off]
   --metrics-path PATH      serve Prometheus metrics here, e.g. /metrics (SEGMENT_ENDPOINT_METRICS_PATH) [off]
   --access-log             one JSON log line per event request (SEGMENT_ENDPOINT_ACCESS_LOG=1)
   --log-level LEVEL        debug, info, warn, error or silent (SEGMENT_ENDPOINT_LOG_LEVEL) [info]
@@ -99,6 +105,7 @@ export interface CliConfig {
   readonly shutdownTimeoutMs: number | undefined;
   readonly idempotency: { ttlMs: number | undefined; maxEntries: number | undefined } | false;
   readonly signatureSecret: string | undefined;
+  readonly signatureLegacyBatch: boolean;
   readonly metricsPath: string | undefined;
   readonly accessLog: boolean;
   readonly logLevel: LogLevel;
@@ -109,7 +116,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
   const values = parseFlags(argv);
   if (values.help) return 'help';
   if (values.version) return 'version';
-  const get = (flag: Exclude<keyof typeof FLAGS, 'api-key' | 'help' | 'version' | 'http' | 'access-log'>) =>
+  const get = (flag: Exclude<keyof typeof FLAGS, Switch | 'api-key'>) =>
     values[flag] ?? (FLAGS[flag].env === undefined ? undefined : env[FLAGS[flag].env] || undefined);
 
   const http = values.http ?? isTrue(env.SEGMENT_ENDPOINT_HTTP);
@@ -163,6 +170,8 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
         ? false
         : { ttlMs: optionalSeconds(get('idempotency-ttl'), '--idempotency-ttl'), maxEntries },
     signatureSecret: get('signature-secret'),
+    signatureLegacyBatch:
+      values['signature-legacy-batch'] ?? isTrue(env.SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH),
     metricsPath: get('metrics-path'),
     accessLog: values['access-log'] ?? isTrue(env.SEGMENT_ENDPOINT_ACCESS_LOG),
     logLevel: logLevel as LogLevel,

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
+import { type CliConfig, parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
 import {
   CLI_SOURCE,
   httpsCall,
@@ -321,5 +321,21 @@ describe('key specs', () => {
     assert.throws(() => parseKeysFile('k secret=\n'), /line 1/);
     assert.throws(() => parseKeysFile('k secret=a secret=b\n'), /line 1/);
     assert.throws(() => parseKeysFile('a:b\n'), /line 1/);
+  });
+});
+
+/** parseConfig for a plain-HTTP invocation (nothing to read from disk), as a config. */
+function configOf(args: string[], env: NodeJS.ProcessEnv = {}): CliConfig {
+  const config = parseConfig(['--http', ...args], env);
+  assert.equal(typeof config, 'object');
+  return config as CliConfig;
+}
+
+describe('Segment legacy batch signing is opt-in', () => {
+  test('off by default; on with --signature-legacy-batch or SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH', () => {
+    assert.equal(configOf(['--api-key', 'k']).signatureLegacyBatch, false);
+    assert.equal(configOf(['--api-key', 'k', '--signature-legacy-batch']).signatureLegacyBatch, true);
+    const env = { SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH: '1' };
+    assert.equal(configOf(['--api-key', 'k'], env).signatureLegacyBatch, true);
   });
 });
