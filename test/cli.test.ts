@@ -194,6 +194,50 @@ describe('the segment-endpoint command', () => {
     agent.destroy();
   });
 
+  test('SIGHUP during a slow start-up (a reload while starting) neither kills nor stops it', async () => {
+    // A handlers module that takes a second to load holds start-up at a known point, without timing.
+    const handlers = join(dir, 'slow-start-handlers.mjs');
+    writeFileSync(
+      handlers,
+      `process.stdout.write('handlers loading\\n');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      export default { track: () => {} };\n`,
+    );
+    const run = spawnClean(process.execPath, [
+      ...SOURCE,
+      ...tlsArgs(),
+      '--api-key',
+      'k1',
+      '--handlers',
+      handlers,
+    ]);
+    const died = run.exit.then((code) => {
+      throw new Error(`exited (${code ?? run.child.signalCode}) before listening: ${run.stderr()}`);
+    });
+    await Promise.race([waitFor(run.stdout, /handlers loading/), died]);
+    run.child.kill('SIGHUP');
+    const url = (await Promise.race([waitFor(run.stdout, /listening on (\S+)/), died]))[1] as string;
+    const agent = keepAliveAgent(cert);
+    const res = await httpsCall(agent, url, { body: trackEvent(), headers: segmentHeaders('k1') });
+    assert.equal(res.status, 200);
+    agent.destroy();
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+  });
+
+  test('over plain HTTP, SIGHUP (no certificate to reload) leaves it serving', async () => {
+    const run = await startCli(['--http', '--host', '127.0.0.1', '--port', '0', '--api-key', 'k1'], {
+      SEGMENT_ENDPOINT_OUT: join(dir, 'http-hup'),
+    });
+    run.child.kill('SIGHUP');
+    const send = () =>
+      fetch(run.url, { method: 'POST', headers: segmentHeaders('k1'), body: JSON.stringify(trackEvent()) });
+    // Without a listener the kernel ends the process as the signal arrives: no answer, no exit code.
+    assert.equal((await send()).status, 200);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+  });
+
   test('keys from --api-key with types, --api-keys-file and SEGMENT_API_KEYS', async () => {
     const keysFile = join(dir, 'keys.txt');
     writeFileSync(keysFile, '# customers\nfile-key\nfile-identify identify\n\n');
