@@ -2,12 +2,14 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { NAME, parseConfig, UsageError, usage } from './config.ts';
+import { type CliConfig, NAME, parseConfig, UsageError, usage } from './config.ts';
 import type { Handlers } from './dispatch.ts';
-import { jsonLogger } from './log.ts';
-import { createServer, type EndpointServer } from './server.ts';
-import { NdjsonStore, storeHandlers } from './store.ts';
-import { testMain } from './tester/run.ts';
+import { jsonLogger, type Logger } from './log.ts';
+import type { EndpointServer } from './server.ts';
+import type { NdjsonStore } from './store.ts';
+
+// Only what runs before the signal listeners are in place is imported statically: the server, the store
+// and the tester (with the validators they bring) load after, so that window is node's own start-up.
 
 async function loadHandlers(file: string): Promise<Handlers> {
   let mod: { default?: unknown };
@@ -39,7 +41,21 @@ export function version(): string {
  * bad invocation (one line on stderr with a hint).
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  if (argv[0] === 'test') return testMain(argv.slice(1));
+  if (argv[0] === 'test') return (await import('./tester/run.ts')).testMain(argv.slice(1));
+  // Signals first, before anything slow (files, modules, the store): until a listener exists, SIGHUP's
+  // default action ends the process (exit 129), so a `systemctl reload` during start-up would stop it,
+  // and a SIGTERM must drain, not kill. Both are remembered and acted on once the server is up.
+  let early: NodeJS.Signals | undefined;
+  let reloadEarly = false;
+  let onSignal = (signal: NodeJS.Signals) => {
+    early = signal;
+  };
+  let onReload = () => {
+    reloadEarly = true;
+  };
+  process.on('SIGTERM', (signal) => onSignal(signal));
+  process.on('SIGINT', (signal) => onSignal(signal));
+  process.on('SIGHUP', () => onReload());
   let config: ReturnType<typeof parseConfig>;
   try {
     config = parseConfig(argv, env);
@@ -56,13 +72,6 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
 
   const log = jsonLogger(config.logLevel);
-  // Listen for signals before anything is up: a SIGTERM during start-up must drain too, not kill.
-  let early: NodeJS.Signals | undefined;
-  let onSignal = (signal: NodeJS.Signals) => {
-    early = signal;
-  };
-  process.on('SIGTERM', (signal) => onSignal(signal));
-  process.on('SIGINT', (signal) => onSignal(signal));
   // A partner's handler can throw from a timer or leave a promise rejected, outside any request.
   // Crashing would cut every connection and every event in flight; log it and keep serving.
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
@@ -71,10 +80,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   let endpoint: EndpointServer;
   let url: string;
   try {
+    const { createServer } = await import('./server.ts');
     let handlers: Handlers;
     if (config.handlers !== undefined) {
       handlers = await loadHandlers(config.handlers);
     } else {
+      const { NdjsonStore, storeHandlers } = await import('./store.ts');
       store = await NdjsonStore.open(config.out);
       for (const torn of store.recovered) {
         log.warn(torn, 'a partial line left by a crash was set aside');
@@ -91,6 +102,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       path: config.path,
       maxBodyBytes: config.maxBodyBytes,
       signatureSecret: config.signatureSecret,
+      signatureLegacyBatch: config.signatureLegacyBatch,
       metricsPath: config.metricsPath,
       accessLog: config.accessLog,
       maxInFlight: config.maxInFlight,
@@ -109,21 +121,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const where =
     store === undefined ? `handlers from ${config.handlers}` : `events stored in ${resolve(store.dir)}`;
   process.stdout.write(`${NAME} ${version()} listening on ${url} (${where})\n`);
-  const files = config.tlsFiles;
-  if (files !== undefined) {
-    // Renewed certificates (certbot, a secrets agent) are picked up on SIGHUP, without a restart:
-    // new connections get the new pair, open ones keep theirs. A bad pair is refused and logged.
-    process.on('SIGHUP', () => {
-      try {
-        endpoint.reloadTls({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
-        log.info({ cert: files.cert }, 'certificate reloaded');
-      } catch (err) {
-        log.error(
-          { cert: files.cert, reason: (err as Error).message },
-          'certificate reload failed; keeping the current one',
-        );
-      }
-    });
+  onReload = certificateReloader(config.tlsFiles, endpoint, log);
+  if (reloadEarly) {
+    // The certificate was read at start-up, perhaps before the renewal this SIGHUP announced.
+    log.info({}, 'SIGHUP received during start-up: reloading now that the server is up');
+    onReload();
   }
 
   return new Promise<number>((done) => {
@@ -152,6 +154,30 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     };
     if (early !== undefined) onSignal(early);
   });
+}
+
+/**
+ * What SIGHUP does once the server is up. Renewed certificates (certbot, a secrets agent) are picked up
+ * without a restart: new connections get the new pair, open ones keep theirs. A bad pair is refused and
+ * logged. Over plain HTTP there is nothing to reload, and a reload must not stop the process either.
+ */
+function certificateReloader(
+  files: CliConfig['tlsFiles'],
+  endpoint: EndpointServer,
+  log: Logger,
+): () => void {
+  if (files === undefined) return () => log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
+  return () => {
+    try {
+      endpoint.reloadTls({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
+      log.info({ cert: files.cert }, 'certificate reloaded');
+    } catch (err) {
+      log.error(
+        { cert: files.cert, reason: (err as Error).message },
+        'certificate reload failed; keeping the current one',
+      );
+    }
+  };
 }
 
 function fail(err: unknown): number {

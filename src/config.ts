@@ -27,12 +27,16 @@ const FLAGS = {
   'idempotency-ttl': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_TTL', type: 'string' },
   'idempotency-max-entries': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES', type: 'string' },
   'signature-secret': { env: 'SEGMENT_ENDPOINT_SIGNATURE_SECRET', type: 'string' },
+  'signature-secret-file': { env: 'SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE', type: 'string' },
+  'signature-legacy-batch': { env: 'SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH', type: 'boolean' },
   'metrics-path': { env: 'SEGMENT_ENDPOINT_METRICS_PATH', type: 'string' },
   'access-log': { env: 'SEGMENT_ENDPOINT_ACCESS_LOG', type: 'boolean' },
   'log-level': { env: 'SEGMENT_ENDPOINT_LOG_LEVEL', type: 'string' },
   help: { env: undefined, type: 'boolean', short: 'h' },
   version: { env: undefined, type: 'boolean', short: 'v' },
 } as const;
+
+type Switch = 'help' | 'version' | 'http' | 'access-log' | 'signature-legacy-batch';
 
 export function usage(): string {
   return `Usage: ${NAME} [options]
@@ -48,11 +52,12 @@ Options (each also read from the environment variable shown):
   --key FILE               PEM private key (SEGMENT_ENDPOINT_KEY)
   --http                   plain HTTP, only behind a TLS-terminating proxy (SEGMENT_ENDPOINT_HTTP=1)
   --path PATH              path events are POSTed to (SEGMENT_ENDPOINT_PATH)      [/]
-  --api-key KEY[:TYPES]    accept this API key, optionally only for some event types,
-                           e.g. --api-key k1:track,identify (repeatable)
   --api-keys-file FILE     one "KEY [type,type] [secret=SECRET]" per line, # comments
                            (SEGMENT_ENDPOINT_API_KEYS_FILE)
-                           SEGMENT_API_KEYS: comma-separated keys, all event types
+                           SEGMENT_ENDPOINT_API_KEYS (or SEGMENT_API_KEYS): comma-separated keys,
+                           all event types
+  --api-key KEY[:TYPES]    accept this API key, optionally only for some event types,
+                           e.g. --api-key k1:track,identify (repeatable; visible in ps)
   --handlers FILE          ES module whose default export is { identify?, track?, page?, screen?,
                            group?, alias?, delete? } (SEGMENT_ENDPOINT_HANDLERS)
   --out DIR                where the default store writes events-YYYY-MM-DD.ndjson (SEGMENT_ENDPOINT_OUT) [./data]
@@ -66,16 +71,24 @@ Options (each also read from the environment variable shown):
                            Segment's retries of it are not processed again (SEGMENT_ENDPOINT_IDEMPOTENCY_TTL) [86400]
   --idempotency-max-entries N  messageIds remembered at most, oldest forgotten first; 0 turns
                            duplicate suppression off (SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES) [100000]
-  --signature-secret S     require X-Signature (hex HMAC-SHA1 of the body) under this secret
-                           (SEGMENT_ENDPOINT_SIGNATURE_SECRET); a key's own secret=S in --api-keys-file wins
+  --signature-secret-file FILE  require X-Segment-Signature or X-Signature (hex HMAC-SHA1 of the
+                           body) under the secret in FILE, less one trailing newline
+                           (SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE); a key's own secret=S in
+                           --api-keys-file wins
+  --signature-secret S     the same, with the secret itself (SEGMENT_ENDPOINT_SIGNATURE_SECRET;
+                           the flag is visible in ps)
+  --signature-legacy-batch also accept an X-Signature that signs only the first event of a batch
+                           (Segment's legacy signing; SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH=1) [off]
   --metrics-path PATH      serve Prometheus metrics here, e.g. /metrics (SEGMENT_ENDPOINT_METRICS_PATH) [off]
   --access-log             one JSON log line per event request (SEGMENT_ENDPOINT_ACCESS_LOG=1)
   --log-level LEVEL        debug, info, warn, error or silent (SEGMENT_ENDPOINT_LOG_LEVEL) [info]
   -h, --help               show this help
   -v, --version            show the version
 
-At least one API key is required. SIGTERM or SIGINT drains: new events get 503, running ones
-finish, the store is flushed, then the process exits 0. SIGHUP reads --cert and --key again.
+At least one API key is required. Flags are visible to every user of the host (ps): give secrets
+in files of mode 0600 (--api-keys-file, --signature-secret-file) or in the environment instead.
+SIGTERM or SIGINT drains: new events get 503, running ones finish, the store is flushed, then the
+process exits 0. SIGHUP reads --cert and --key again (one received during start-up, once listening).
 `;
 }
 
@@ -99,6 +112,7 @@ export interface CliConfig {
   readonly shutdownTimeoutMs: number | undefined;
   readonly idempotency: { ttlMs: number | undefined; maxEntries: number | undefined } | false;
   readonly signatureSecret: string | undefined;
+  readonly signatureLegacyBatch: boolean;
   readonly metricsPath: string | undefined;
   readonly accessLog: boolean;
   readonly logLevel: LogLevel;
@@ -109,7 +123,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
   const values = parseFlags(argv);
   if (values.help) return 'help';
   if (values.version) return 'version';
-  const get = (flag: Exclude<keyof typeof FLAGS, 'api-key' | 'help' | 'version' | 'http' | 'access-log'>) =>
+  const get = (flag: Exclude<keyof typeof FLAGS, Switch | 'api-key'>) =>
     values[flag] ?? (FLAGS[flag].env === undefined ? undefined : env[FLAGS[flag].env] || undefined);
 
   const http = values.http ?? isTrue(env.SEGMENT_ENDPOINT_HTTP);
@@ -130,12 +144,13 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
   const keysFile = get('api-keys-file');
   if (keysFile !== undefined)
     apiKeys.push(...parseKeysFile(readInput(keysFile, '--api-keys-file').toString()));
-  for (const key of (env.SEGMENT_API_KEYS ?? '').split(',')) {
+  // SEGMENT_API_KEYS is the older name, still read.
+  for (const key of `${env.SEGMENT_ENDPOINT_API_KEYS ?? ''},${env.SEGMENT_API_KEYS ?? ''}`.split(',')) {
     if (key.trim() !== '') apiKeys.push({ key: key.trim() });
   }
   if (apiKeys.length === 0) {
     throw new UsageError(
-      'no API key: give --api-key, --api-keys-file or SEGMENT_API_KEYS (the endpoint never runs open)',
+      'no API key: give --api-keys-file, SEGMENT_ENDPOINT_API_KEYS or --api-key (the endpoint never runs open)',
     );
   }
 
@@ -162,7 +177,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
       maxEntries === 0
         ? false
         : { ttlMs: optionalSeconds(get('idempotency-ttl'), '--idempotency-ttl'), maxEntries },
-    signatureSecret: get('signature-secret'),
+    signatureSecret: signatureSecret(get('signature-secret'), get('signature-secret-file')),
+    signatureLegacyBatch:
+      values['signature-legacy-batch'] ?? isTrue(env.SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH),
     metricsPath: get('metrics-path'),
     accessLog: values['access-log'] ?? isTrue(env.SEGMENT_ENDPOINT_ACCESS_LOG),
     logLevel: logLevel as LogLevel,
@@ -219,6 +236,19 @@ function parseTypes(list: string, where: string): EventType[] {
     }
   }
   return types as EventType[];
+}
+
+/** The secret itself, or read from a file whose one trailing newline (what editors add) is not part of it. */
+function signatureSecret(secret: string | undefined, file: string | undefined): string | undefined {
+  if (file === undefined) return secret;
+  if (secret !== undefined) {
+    throw new UsageError('give one of --signature-secret-file and --signature-secret, not both');
+  }
+  const text = readInput(file, '--signature-secret-file')
+    .toString()
+    .replace(/\r?\n$/, '');
+  if (text === '') throw new UsageError(`--signature-secret-file: ${file} holds an empty secret`);
+  return text;
 }
 
 function optionalInteger(value: string | undefined, flag: string): number | undefined {

@@ -30,8 +30,11 @@ export const ERRORS = {
   SEG_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Content-Type must be application/json' },
   SEG_UNSUPPORTED_ENCODING: { status: 415, message: 'Content-Encoding must be gzip, deflate or none' },
   SEG_BAD_ENCODING: { status: 400, message: 'Request body does not match its Content-Encoding' },
-  SEG_SIGNATURE_MISSING: { status: 401, message: 'X-Signature is required' },
-  SEG_SIGNATURE_INVALID: { status: 401, message: 'X-Signature does not match the body' },
+  SEG_SIGNATURE_MISSING: { status: 401, message: 'X-Segment-Signature or X-Signature is required' },
+  SEG_SIGNATURE_INVALID: {
+    status: 401,
+    message: 'X-Segment-Signature or X-Signature does not match the body',
+  },
   SEG_INVALID_UTF8: { status: 400, message: 'Request body is not valid UTF-8' },
   SEG_INVALID_JSON: { status: 400, message: 'Request body is not valid JSON' },
   SEG_NOT_OBJECT: { status: 400, message: 'Request body must be a JSON object' },
@@ -58,6 +61,11 @@ export const ERRORS = {
     message: 'The events of this request would take too much space stored',
   },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
+  SEG_SIGNATURE_PARTIAL: {
+    status: 401,
+    message:
+      'X-Signature signs only the first event of this batch: enable "Use X-Segment-Signature Header" in the Segment webhook destination settings',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -19,7 +19,7 @@ import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
 import { sendError, sendHealth, sendMetrics, sendStatus } from './respond.ts';
 import { decodeSettings, type Settings } from './settings.ts';
-import { signedPayload, verifySignature } from './signature.ts';
+import { verifySignature } from './signature.ts';
 import type { EventType } from './types.ts';
 import { eventValidators } from './validate.ts';
 
@@ -143,8 +143,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       const { value, text } = await readJson(req, opts, route.kind !== 'event');
       const secret =
         (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? opts.signatureSecret;
-      if (secret !== undefined)
-        verifySignature(req.headers['x-signature'], secret, signedPayload(value, text));
+      if (secret !== undefined) verifySignature(req.headers, secret, value, text, opts.signatureLegacyBatch);
       const { events, batch } = eventsOf(value, route, text);
       const request: Accepted = { apiKey, decision, settings, headers: req.headers };
 

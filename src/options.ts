@@ -46,10 +46,17 @@ export interface HandlerOptions {
   /** A handler still running after this is answered 503 and its signal aborted. @default 4000 (4 s) */
   handlerTimeoutMs?: number;
   /**
-   * When set, every event must carry `X-Signature`: the hex HMAC-SHA1 of the body under this secret
-   * (Segment's Webhooks signing). Missing or wrong is a 401. A key's own `signatureSecret` wins.
+   * When set, every request must carry `X-Segment-Signature` or `X-Signature`: the hex HMAC-SHA1 of the
+   * body under this secret (Segment's Webhooks signing). Missing or wrong is a 401. A key's own
+   * `signatureSecret` wins.
    */
   signatureSecret?: string;
+  /**
+   * Accept Segment's legacy batch signing: an `X-Signature` that signs only the first event of a JSON
+   * array. Off, such a batch is a 401 `SEG_SIGNATURE_PARTIAL`, since the other events are unsigned;
+   * prefer "Use X-Segment-Signature Header" in Segment, which signs the whole body. @default false
+   */
+  signatureLegacyBatch?: boolean;
   /** Deepest nesting of objects/arrays accepted in a body (deeper is 400). @default 64 */
   maxDepth?: number;
   /**
@@ -79,6 +86,7 @@ export interface ResolvedHandlerOptions {
   readonly bodyTimeoutMs: number;
   readonly handlerTimeoutMs: number;
   readonly signatureSecret: string | undefined;
+  readonly signatureLegacyBatch: boolean;
   readonly maxDepth: number;
   readonly maxInFlight: number;
   readonly idempotency: IdempotencyStore | undefined;
@@ -151,6 +159,7 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
       MAX_TIMER_MS,
     ),
     signatureSecret: checkSecret(input.signatureSecret),
+    signatureLegacyBatch: input.signatureLegacyBatch === true,
     maxDepth: integer('maxDepth', input.maxDepth, HANDLER_DEFAULTS.maxDepth, 1, 10_000),
     maxInFlight: integer('maxInFlight', input.maxInFlight, HANDLER_DEFAULTS.maxInFlight, 1, 1_000_000),
     idempotency: resolveIdempotency(input.idempotency),

@@ -1,25 +1,52 @@
 import { createHmac } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import { sameDigest } from './auth.ts';
 import { EndpointError } from './errors.ts';
 
-// Segment's Webhooks destinations sign what they send: `X-Signature` is the hex HMAC-SHA1 of the body
-// under a secret shared with the receiver (for a batch, a JSON array, of its first element).
+// Segment's Webhooks destinations sign what they send with a secret shared with the receiver: a hex
+// HMAC-SHA1. What is signed depends on the header (segmentio/action-destinations,
+// packages/destination-actions/src/destinations/webhook/index.ts, `extendRequest`, commit 17e1d2d,
+// "Add X-Segment-Signature header toggle and fix batch signing"):
+// - `X-Signature` (legacy, the default): JSON.stringify(payload[0].data) for a batch, so for a JSON array
+//   body only its first element is signed; for one event, the body itself.
+// - `X-Segment-Signature` ("Use X-Segment-Signature Header"): JSON.stringify of what is sent, the whole
+//   array for a batch.
+// A signature that covers only the first of several events lets any number of unsigned events ride behind
+// one replayed signed event, so that one is refused unless the operator opts in (`signatureLegacyBatch`).
 
-/** What a signature covers: the body's text, or, for a JSON array, its first element serialised. */
-export function signedPayload(value: unknown, text: string | undefined): string {
-  if (Array.isArray(value)) return JSON.stringify(value[0] ?? null);
-  return text ?? JSON.stringify(value);
+/** Throws the 401 to answer unless a signature header covers everything the request carries. */
+export function verifySignature(
+  headers: IncomingHttpHeaders,
+  secret: string,
+  value: unknown,
+  text: string | undefined,
+  legacyBatch: boolean,
+): void {
+  const segment = digestOf(headers['x-segment-signature']);
+  const legacy = digestOf(headers['x-signature']);
+  if (segment === undefined && legacy === undefined) throw new EndpointError('SEG_SIGNATURE_MISSING');
+  // The body as received; a framework that parsed it first leaves only the value to serialise.
+  const whole = hmac(secret, text ?? JSON.stringify(value));
+  // Both compared, in constant time: either header covering the whole body suffices.
+  const segmentMatches = segment !== undefined && sameDigest(segment, whole);
+  const legacyMatches = legacy !== undefined && sameDigest(legacy, whole);
+  if (segmentMatches || legacyMatches) return;
+  if (legacy !== undefined && Array.isArray(value) && value.length > 0) {
+    if (sameDigest(legacy, hmac(secret, JSON.stringify(value[0])))) {
+      // One event signed covers all that is stored; several are covered only by the operator's opt-in.
+      if (value.length === 1 || legacyBatch) return;
+      throw new EndpointError('SEG_SIGNATURE_PARTIAL');
+    }
+  }
+  throw new EndpointError('SEG_SIGNATURE_INVALID');
 }
 
-/** Throws the 401 to answer unless `header` is the HMAC-SHA1 of `payload` under `secret`. */
-export function verifySignature(
-  header: string | string[] | undefined,
-  secret: string,
-  payload: string,
-): void {
-  if (header === undefined || header === '') throw new EndpointError('SEG_SIGNATURE_MISSING');
-  const expected = createHmac('sha1', secret).update(payload).digest('hex');
-  // Compared in constant time, whatever the header holds (a repeated header is a mismatch).
-  const given = typeof header === 'string' ? header.trim().toLowerCase() : '';
-  if (!sameDigest(given, expected)) throw new EndpointError('SEG_SIGNATURE_INVALID');
+/** The header's digest as compared, or undefined when absent or empty (a repeated header is a mismatch). */
+function digestOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined || header === '') return undefined;
+  return typeof header === 'string' ? header.trim().toLowerCase() : '';
+}
+
+function hmac(secret: string, payload: string): string {
+  return createHmac('sha1', secret).update(payload).digest('hex');
 }

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
+import { type CliConfig, parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
 import {
   CLI_SOURCE,
   httpsCall,
@@ -194,6 +194,50 @@ describe('the segment-endpoint command', () => {
     agent.destroy();
   });
 
+  test('SIGHUP during a slow start-up (a reload while starting) neither kills nor stops it', async () => {
+    // A handlers module that takes a second to load holds start-up at a known point, without timing.
+    const handlers = join(dir, 'slow-start-handlers.mjs');
+    writeFileSync(
+      handlers,
+      `process.stdout.write('handlers loading\\n');
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      export default { track: () => {} };\n`,
+    );
+    const run = spawnClean(process.execPath, [
+      ...SOURCE,
+      ...tlsArgs(),
+      '--api-key',
+      'k1',
+      '--handlers',
+      handlers,
+    ]);
+    const died = run.exit.then((code) => {
+      throw new Error(`exited (${code ?? run.child.signalCode}) before listening: ${run.stderr()}`);
+    });
+    await Promise.race([waitFor(run.stdout, /handlers loading/), died]);
+    run.child.kill('SIGHUP');
+    const url = (await Promise.race([waitFor(run.stdout, /listening on (\S+)/), died]))[1] as string;
+    const agent = keepAliveAgent(cert);
+    const res = await httpsCall(agent, url, { body: trackEvent(), headers: segmentHeaders('k1') });
+    assert.equal(res.status, 200);
+    agent.destroy();
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+  });
+
+  test('over plain HTTP, SIGHUP (no certificate to reload) leaves it serving', async () => {
+    const run = await startCli(['--http', '--host', '127.0.0.1', '--port', '0', '--api-key', 'k1'], {
+      SEGMENT_ENDPOINT_OUT: join(dir, 'http-hup'),
+    });
+    run.child.kill('SIGHUP');
+    const send = () =>
+      fetch(run.url, { method: 'POST', headers: segmentHeaders('k1'), body: JSON.stringify(trackEvent()) });
+    // Without a listener the kernel ends the process as the signal arrives: no answer, no exit code.
+    assert.equal((await send()).status, 200);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+  });
+
   test('keys from --api-key with types, --api-keys-file and SEGMENT_API_KEYS', async () => {
     const keysFile = join(dir, 'keys.txt');
     writeFileSync(keysFile, '# customers\nfile-key\nfile-identify identify\n\n');
@@ -259,6 +303,33 @@ describe('the segment-endpoint command', () => {
     assert.doesNotMatch(run.stderr(), /shared|own-secret/);
   });
 
+  test('--signature-secret-file: the secret read from the file is enforced end to end', async () => {
+    const { createHmac } = await import('node:crypto');
+    const secretFile = join(dir, 'signature-secret');
+    writeFileSync(secretFile, 'from-file\n', { mode: 0o600 });
+    const args = ['--http', '--host', '127.0.0.1', '--port', '0', '--signature-secret-file', secretFile];
+    const run = await startCli([...args, '--signature-legacy-batch', '--out', join(dir, 'secret-file')], {
+      SEGMENT_ENDPOINT_API_KEYS: 'k',
+    });
+    const send = async (body: string, headers: Record<string, string>) =>
+      (await fetch(run.url, { method: 'POST', headers: { ...segmentHeaders('k'), ...headers }, body }))
+        .status;
+    const sign = (secret: string, text: string) => createHmac('sha1', secret).update(text).digest('hex');
+    const one = JSON.stringify(trackEvent());
+    assert.equal(await send(one, { 'x-signature': sign('from-file', one) }), 200);
+    assert.equal(await send(one, { 'x-signature': sign('from-file\n', one) }), 401);
+    assert.equal(await send(one, {}), 401);
+    // --signature-legacy-batch: Segment's legacy signing of a batch, by its first event, is accepted.
+    const batch = [trackEvent(), trackEvent()];
+    assert.equal(
+      await send(JSON.stringify(batch), { 'x-signature': sign('from-file', JSON.stringify(batch[0])) }),
+      200,
+    );
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    assert.doesNotMatch(run.stderr(), /from-file/);
+  });
+
   test('flags fall back to environment variables', async () => {
     const out = join(dir, 'env-out');
     const run = await startCli([], {
@@ -321,5 +392,93 @@ describe('key specs', () => {
     assert.throws(() => parseKeysFile('k secret=\n'), /line 1/);
     assert.throws(() => parseKeysFile('k secret=a secret=b\n'), /line 1/);
     assert.throws(() => parseKeysFile('a:b\n'), /line 1/);
+  });
+});
+
+/** parseConfig for a plain-HTTP invocation (nothing to read from disk), as a config. */
+function configOf(args: string[], env: NodeJS.ProcessEnv = {}): CliConfig {
+  const config = parseConfig(['--http', ...args], env);
+  assert.equal(typeof config, 'object');
+  return config as CliConfig;
+}
+
+describe('Segment legacy batch signing is opt-in', () => {
+  test('off by default; on with --signature-legacy-batch or SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH', () => {
+    assert.equal(configOf(['--api-key', 'k']).signatureLegacyBatch, false);
+    assert.equal(configOf(['--api-key', 'k', '--signature-legacy-batch']).signatureLegacyBatch, true);
+    const env = { SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH: '1' };
+    assert.equal(configOf(['--api-key', 'k'], env).signatureLegacyBatch, true);
+  });
+});
+
+// Flags are visible to every user of the host in `ps` (/proc/PID/cmdline); files and environment
+// variables are not.
+describe('secrets kept off the command line', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-secrets-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text, { mode: 0o600 });
+    return path;
+  };
+
+  test('--signature-secret-file: exactly one trailing newline is not part of the secret', () => {
+    const cases: Array<[string, string]> = [
+      ['s3cret', 's3cret'],
+      ['s3cret\n', 's3cret'],
+      ['s3cret\r\n', 's3cret'],
+      ['s3cret\n\n', 's3cret\n'],
+      [' s3 cret \n', ' s3 cret '],
+    ];
+    cases.forEach(([text, secret], i) => {
+      const path = file(`secret-${i}`, text);
+      const config = configOf(['--api-key', 'k', '--signature-secret-file', path]);
+      assert.equal(config.signatureSecret, secret, JSON.stringify(text));
+    });
+  });
+
+  test('SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE names the file too', () => {
+    const path = file('env-secret', 'from-env-file\n');
+    const config = configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE: path });
+    assert.equal(config.signatureSecret, 'from-env-file');
+  });
+
+  test('an empty or unreadable secret file, or a secret given twice, is a usage error', () => {
+    const both = file('both', 'x\n');
+    const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+      [['--signature-secret-file', file('empty', '')], {}, /empty/],
+      [['--signature-secret-file', file('newline', '\n')], {}, /empty/],
+      [['--signature-secret-file', file('crlf', '\r\n')], {}, /empty/],
+      [['--signature-secret-file', join(dir, 'missing')], {}, /cannot read/],
+      [['--signature-secret-file', both, '--signature-secret', 'y'], {}, /one of/],
+      [['--signature-secret-file', both], { SEGMENT_ENDPOINT_SIGNATURE_SECRET: 'y' }, /one of/],
+    ];
+    for (const [args, env, message] of cases) {
+      assert.throws(() => parseConfig(['--http', '--api-key', 'k', ...args], env), UsageError);
+      assert.throws(() => parseConfig(['--http', '--api-key', 'k', ...args], env), message);
+    }
+  });
+
+  test('API keys from SEGMENT_ENDPOINT_API_KEYS, and still from SEGMENT_API_KEYS', () => {
+    const keys = (env: NodeJS.ProcessEnv) => configOf([], env).apiKeys.map((spec) => spec.key);
+    assert.deepEqual(keys({ SEGMENT_ENDPOINT_API_KEYS: 'a, b,' }), ['a', 'b']);
+    assert.deepEqual(keys({ SEGMENT_API_KEYS: 'c' }), ['c']);
+    assert.deepEqual(keys({ SEGMENT_ENDPOINT_API_KEYS: 'a', SEGMENT_API_KEYS: 'c' }), ['a', 'c']);
+    assert.throws(() => parseConfig(['--http'], { SEGMENT_ENDPOINT_API_KEYS: ' , ' }), /no API key/);
+  });
+
+  test('the usage text names the file and environment variable of each secret', async () => {
+    const { usage } = await import('../src/config.ts');
+    for (const name of [
+      '--signature-secret-file',
+      'SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE',
+      'SEGMENT_ENDPOINT_API_KEYS',
+      '--api-keys-file',
+    ]) {
+      assert.ok(usage().includes(name), name);
+    }
   });
 });

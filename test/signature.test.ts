@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { createHandler, silentLogger } from '../src/index.ts';
-import { signedPayload } from '../src/signature.ts';
 import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
 
 const sign = (secret: string, text: string) => createHmac('sha1', secret).update(text).digest('hex');
@@ -58,12 +57,6 @@ describe('X-Signature', () => {
     assert.equal((await inject(open, { body })).status, 200);
   });
 
-  test('a batch (JSON array) is signed by its first element', () => {
-    const first = { type: 'track', event: 'A', userId: 'u' };
-    assert.equal(signedPayload([first, { type: 'track' }], '[...]'), JSON.stringify(first));
-    assert.equal(signedPayload({ a: 1 }, '{ "a": 1 }'), '{ "a": 1 }');
-  });
-
   test('a signing secret must be a non-empty string, and the error does not echo it', () => {
     assert.throws(
       () => createHandler({ apiKeys: [API_KEY], signatureSecret: '', handlers: {}, log: silentLogger }),
@@ -78,5 +71,108 @@ describe('X-Signature', () => {
         }),
       /signatureSecret/,
     );
+  });
+});
+
+// Segment's Webhooks (Actions) batching posts a JSON array. Its legacy X-Signature signs only the first
+// event's data; the opt-in X-Segment-Signature signs the whole array. A signature must cover everything
+// stored, unless the operator opts in to the legacy batch signing.
+describe('signatures on a JSON array (Webhooks (Actions) batching)', () => {
+  const make = (signatureLegacyBatch?: boolean) => {
+    const stored: unknown[] = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      signatureSecret: 'shared',
+      ...(signatureLegacyBatch !== undefined && { signatureLegacyBatch }),
+      log: silentLogger,
+      handlers: { track: (event) => void stored.push(event) },
+    });
+    return { handler, stored };
+  };
+  const events = [trackEvent(), trackEvent(), trackEvent()];
+  const body = JSON.stringify(events);
+  const firstOnly = sign('shared', JSON.stringify(events[0]));
+  const send = (
+    handler: ReturnType<typeof make>['handler'],
+    signatures: Record<string, string>,
+    text = body,
+  ) => inject(handler, { headers: { ...segmentHeaders(), ...signatures }, body: text });
+
+  test('X-Signature of the first event only, on three events: 401 SEG_SIGNATURE_PARTIAL, nothing stored', async () => {
+    const { handler, stored } = make();
+    const res = await send(handler, { 'x-signature': firstOnly });
+    assert.equal(res.status, 401, res.body);
+    assert.equal(res.json().code, 'SEG_SIGNATURE_PARTIAL');
+    assert.equal(stored.length, 0);
+  });
+
+  test('with signatureLegacyBatch, the same request is accepted', async () => {
+    const { handler, stored } = make(true);
+    const res = await send(handler, { 'x-signature': firstOnly });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(stored.length, 3);
+  });
+
+  test('X-Segment-Signature or X-Signature of the whole body is accepted, array or object', async () => {
+    const { handler, stored } = make();
+    for (const header of ['x-segment-signature', 'x-signature']) {
+      // Fresh messageIds each time: a repeated one would be answered as a duplicate, not stored.
+      const many = JSON.stringify([trackEvent(), trackEvent(), trackEvent()]);
+      const one = JSON.stringify(trackEvent());
+      assert.equal((await send(handler, { [header]: sign('shared', many) }, many)).status, 200, header);
+      assert.equal((await send(handler, { [header]: sign('shared', one) }, one)).status, 200, header);
+    }
+    assert.equal(stored.length, 8);
+  });
+
+  test('a framework-parsed body is signed as JSON.stringify of its value', async () => {
+    const { handler, stored } = make();
+    const res = await inject(handler, {
+      headers: { ...segmentHeaders(), 'x-segment-signature': sign('shared', body) },
+      parsedBody: events,
+    });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(stored.length, 3);
+  });
+
+  test('a one-event array signed on its event is accepted: the signature covers all that is stored', async () => {
+    const { handler, stored } = make();
+    const single = [trackEvent()];
+    const res = await send(
+      handler,
+      { 'x-signature': sign('shared', JSON.stringify(single[0])) },
+      JSON.stringify(single),
+    );
+    assert.equal(res.status, 200, res.body);
+    assert.equal(stored.length, 1);
+  });
+
+  test('both headers: either one covering the whole body suffices', async () => {
+    const { handler } = make();
+    const whole = sign('shared', body);
+    assert.equal(
+      (await send(handler, { 'x-signature': firstOnly, 'x-segment-signature': whole })).status,
+      200,
+    );
+    assert.equal((await send(handler, { 'x-signature': whole, 'x-segment-signature': 'bad' })).status, 200);
+  });
+
+  test('neither header: SEG_SIGNATURE_MISSING; no match: SEG_SIGNATURE_INVALID', async () => {
+    const { handler, stored } = make(true);
+    const cases: Array<[Record<string, string>, string]> = [
+      [{}, 'SEG_SIGNATURE_MISSING'],
+      [{ 'x-segment-signature': '' }, 'SEG_SIGNATURE_MISSING'],
+      [{ 'x-segment-signature': sign('other', body) }, 'SEG_SIGNATURE_INVALID'],
+      // X-Segment-Signature always signs the whole body: the first event alone is no match.
+      [{ 'x-segment-signature': firstOnly }, 'SEG_SIGNATURE_INVALID'],
+      [{ 'x-signature': sign('shared', JSON.stringify(events[1])) }, 'SEG_SIGNATURE_INVALID'],
+      [{ 'x-signature': 'bad', 'x-segment-signature': 'bad' }, 'SEG_SIGNATURE_INVALID'],
+    ];
+    for (const [headers, code] of cases) {
+      const res = await send(handler, headers);
+      assert.equal(res.status, 401, JSON.stringify(headers));
+      assert.equal(res.json().code, code, JSON.stringify(headers));
+    }
+    assert.equal(stored.length, 0);
   });
 });
