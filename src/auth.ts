@@ -32,7 +32,7 @@ export function parseBasicAuth(header: string | undefined): BasicCredentials | u
  * What an authenticator says of an API key:
  * - `'allow'` or `true`: any event type;
  * - `{ allow: ['track', ...] }`: only these types (another type is a 403); with `signatureSecret`,
- *   events must carry a matching `X-Signature`;
+ *   events must be signed under it (`X-Signature` or `X-Segment-Signature`);
  * - `'unknown'` or `false`: a 401;
  * - `'forbidden'`: a 403.
  * To answer with a message of your own ("API token expired"), throw `UnauthorizedError` or
@@ -46,7 +46,7 @@ export type AuthDecision =
   | {
       /** Only these event types (another is a 403); all when absent. */
       readonly allow?: readonly EventType[];
-      /** Require `X-Signature` under this secret for this key's events. */
+      /** Require a signature (`X-Signature` or `X-Segment-Signature`) under this secret for this key's events. */
       readonly signatureSecret?: string;
     };
 
@@ -56,7 +56,7 @@ export type Authenticate = (apiKey: string) => AuthDecision | Promise<AuthDecisi
 export interface ApiKeySpec {
   readonly key: string;
   readonly types?: readonly EventType[];
-  /** `X-Signature` (hex HMAC-SHA1 of the body) is required under this secret for this key's events. */
+  /** A signature (hex HMAC-SHA1 of the body, `X-Signature` or `X-Segment-Signature`) is required under this secret for this key's events. */
   readonly signatureSecret?: string;
 }
 

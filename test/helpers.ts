@@ -227,6 +227,12 @@ export interface Spawned {
   readonly exit: Promise<number | null>;
 }
 
+/** The test's own environment without its SEGMENT_* variables, which would configure the endpoint. */
+export function cleanEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEGMENT_')));
+  return { ...base, ...env };
+}
+
 /** Spawns a process without the SEGMENT_* variables of the test's own environment; keeps its output. */
 export function spawnClean(
   command: string,
@@ -234,8 +240,7 @@ export function spawnClean(
   cwd = ROOT,
   env: NodeJS.ProcessEnv = {},
 ): Spawned {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEGMENT_')));
-  const child = spawn(command, args, { cwd, env: { ...base, ...env } });
+  const child = spawn(command, args, { cwd, env: cleanEnv(env) });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c) => {

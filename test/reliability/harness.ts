@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { join } from 'node:path';
-import { segmentHeaders, testCert } from '../helpers.ts';
+import { cleanEnv, segmentHeaders, testCert } from '../helpers.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 const CLI = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];
@@ -43,7 +43,7 @@ export function startEndpoint(args: string[], env: NodeJS.ProcessEnv = {}): Prom
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...CLI, ...args], {
       cwd: ROOT,
-      env: { ...process.env, SEGMENT_API_KEYS: '', ...env },
+      env: cleanEnv(env),
     });
     let output = '';
     const exit = new Promise<number | null>((done) =>
