@@ -1,8 +1,8 @@
-import { fdatasync, write } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { keyFingerprint } from './auth.ts';
 import type { Context, Handlers } from './dispatch.ts';
+import { nodeIo, type StoreIo, writeAll } from './fileio.ts';
 
 interface Pending {
   readonly file: string;
@@ -19,9 +19,10 @@ interface Pending {
  */
 export class NdjsonStore {
   readonly dir: string;
+  readonly #io: StoreIo;
   #queue: Pending[] = [];
   #flushing: Promise<void> | undefined;
-  #file: { name: string; handle: FileHandle } | undefined;
+  #file: { name: string; fd: number } | undefined;
   #torn = false;
   #closed = false;
   #records = 0;
@@ -29,8 +30,9 @@ export class NdjsonStore {
   #day = -1;
   #dayFile = '';
 
-  private constructor(dir: string) {
+  private constructor(dir: string, io: StoreIo) {
     this.dir = dir;
+    this.#io = io;
   }
 
   /** Records made durable, and the write+sync rounds that carried them (fewer: group commit). */
@@ -49,12 +51,13 @@ export class NdjsonStore {
    * repaired first: the fragment moves to `<file>.torn` and the file is truncated to its last whole
    * line, so the next event starts on a line of its own instead of being glued to the fragment.
    */
-  static async open(dir: string): Promise<NdjsonStore> {
+  static async open(dir: string, options: { readonly io?: StoreIo } = {}): Promise<NdjsonStore> {
+    const io = options.io ?? nodeIo;
     await mkdir(dir, { recursive: true });
-    const store = new NdjsonStore(dir);
+    const store = new NdjsonStore(dir, io);
     for (const name of (await readdir(dir)).sort()) {
       if (!FILE_RE.test(name)) continue;
-      const torn = await setAsideTornTail(join(dir, name));
+      const torn = await setAsideTornTail(io, join(dir, name));
       if (torn !== undefined) store.recovered.push(torn);
     }
     return store;
@@ -94,8 +97,9 @@ export class NdjsonStore {
   async close(): Promise<void> {
     this.#closed = true;
     await this.flush();
-    await this.#file?.handle.close();
+    const file = this.#file;
     this.#file = undefined;
+    if (file !== undefined) await this.#io.close(file.fd);
   }
 
   async #drain(): Promise<void> {
@@ -117,7 +121,7 @@ export class NdjsonStore {
 
   async #commit(file: string, group: Pending[]): Promise<void> {
     try {
-      const handle = await this.#handleFor(file);
+      const fd = await this.#fdFor(file);
       // After a failed write the file may end in part of a line: start on a fresh one, so the torn
       // fragment stays a line of its own that a reader can set aside.
       const prefix = this.#torn ? '\n' : '';
@@ -125,8 +129,8 @@ export class NdjsonStore {
       for (const pending of group) text += pending.line;
       this.#torn = true;
       const started = performance.now();
-      await writeAll(handle.fd, Buffer.from(text));
-      await datasync(handle.fd);
+      await writeAll(this.#io, fd, Buffer.from(text));
+      await this.#io.fdatasync(fd);
       this.#torn = false;
       this.#commits++;
       this.#records += group.length;
@@ -137,33 +141,15 @@ export class NdjsonStore {
     }
   }
 
-  async #handleFor(name: string): Promise<FileHandle> {
-    if (this.#file?.name === name) return this.#file.handle;
+  async #fdFor(name: string): Promise<number> {
+    if (this.#file?.name === name) return this.#file.fd;
     const previous = this.#file;
     this.#file = undefined;
-    await previous?.handle.close();
-    const handle = await open(name, 'a');
-    this.#file = { name, handle };
-    return handle;
+    if (previous !== undefined) await this.#io.close(previous.fd);
+    const fd = await this.#io.open(name, 'a');
+    this.#file = { name, fd };
+    return fd;
   }
-}
-
-// The callback API on the raw descriptor: one thread-pool round trip per call, without the promise
-// API's per-call machinery (measured: the write+sync cycle is the store's critical path).
-function writeAll(fd: number, bytes: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const next = (offset: number) =>
-      write(fd, bytes, offset, bytes.length - offset, null, (err, written) => {
-        if (err) reject(err);
-        else if (offset + written < bytes.length) next(offset + written);
-        else resolve();
-      });
-    next(0);
-  });
-}
-
-function datasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }
 
 const FILE_RE = /^events-\d{4}-\d{2}-\d{2}\.ndjson$/;
@@ -180,13 +166,13 @@ export interface TornLine {
 }
 
 /** Moves a partial last line (no closing newline) out of `file`; `undefined` if the file ends cleanly. */
-async function setAsideTornTail(file: string): Promise<TornLine | undefined> {
-  const handle = await open(file, 'r+');
+async function setAsideTornTail(io: StoreIo, file: string): Promise<TornLine | undefined> {
+  const fd = await io.open(file, 'r+');
   try {
-    const { size } = await handle.stat();
+    const { size } = await io.fstat(fd);
     let end = size;
     const last = Buffer.alloc(1);
-    if (size === 0 || ((await handle.read(last, 0, 1, size - 1)).bytesRead === 1 && last[0] === NEWLINE)) {
+    if (size === 0 || ((await io.read(fd, last, 0, 1, size - 1)) === 1 && last[0] === NEWLINE)) {
       return undefined;
     }
     // Walk back to the newline that closes the last whole line (or to the start of the file).
@@ -194,7 +180,7 @@ async function setAsideTornTail(file: string): Promise<TornLine | undefined> {
     const chunk = Buffer.alloc(TAIL_CHUNK);
     while (end > 0) {
       const start = Math.max(0, end - TAIL_CHUNK);
-      const { bytesRead } = await handle.read(chunk, 0, end - start, start);
+      const bytesRead = await io.read(fd, chunk, 0, end - start, start);
       const at = chunk.subarray(0, bytesRead).lastIndexOf(NEWLINE);
       if (at !== -1) {
         keep = start + at + 1;
@@ -203,20 +189,20 @@ async function setAsideTornTail(file: string): Promise<TornLine | undefined> {
       end = start;
     }
     const fragment = Buffer.alloc(size - keep);
-    await handle.read(fragment, 0, fragment.length, keep);
+    await io.read(fd, fragment, 0, fragment.length, keep);
     const movedTo = `${file}.torn`;
-    const aside = await open(movedTo, 'a');
+    const aside = await io.open(movedTo, 'a');
     try {
-      await aside.appendFile(Buffer.concat([fragment, Buffer.from('\n')]));
-      await aside.datasync();
+      await writeAll(io, aside, Buffer.concat([fragment, Buffer.from('\n')]));
+      await io.fdatasync(aside);
     } finally {
-      await aside.close();
+      await io.close(aside);
     }
-    await handle.truncate(keep);
-    await handle.datasync();
+    await io.ftruncate(fd, keep);
+    await io.fdatasync(fd);
     return { file, movedTo, bytes: fragment.length };
   } finally {
-    await handle.close();
+    await io.close(fd);
   }
 }
 
