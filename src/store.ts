@@ -3,6 +3,18 @@ import { join } from 'node:path';
 import { keyFingerprint } from './auth.ts';
 import type { Context, Handlers } from './dispatch.ts';
 import { nodeIo, type StoreIo, writeAll } from './fileio.ts';
+import { setAsideTornTail, type TornLine } from './repair.ts';
+
+export type { TornLine } from './repair.ts';
+
+/** The day's file being appended to. `size` is where its last whole line ends. */
+interface OpenFile {
+  readonly name: string;
+  readonly fd: number;
+  size: number;
+  /** Bytes may lie past `size` (a write failed part-way) and must be cut off before anything else. */
+  dirty: boolean;
+}
 
 interface Pending {
   readonly file: string;
@@ -16,17 +28,22 @@ interface Pending {
  * (UTC day). `append` resolves only once the line is on disk (written and fdatasync'd), so a 200 means
  * durable. Group commit: lines that arrive while one write+sync is under way share the next one, so under
  * load one sync carries many events and throughput does not collapse to the disk's sync rate.
+ *
+ * A write that fails (a full disk, an I/O error) or comes up short is cut off, back to the last whole
+ * line, before its events are refused: a partial line never precedes a good one. The store assumes it is
+ * the only writer of its files.
  */
 export class NdjsonStore {
   readonly dir: string;
   readonly #io: StoreIo;
   #queue: Pending[] = [];
   #flushing: Promise<void> | undefined;
-  #file: { name: string; fd: number } | undefined;
-  #torn = false;
+  #file: OpenFile | undefined;
   #closed = false;
+  #writable = true;
   #records = 0;
   #commits = 0;
+  #failures = 0;
   #day = -1;
   #dayFile = '';
 
@@ -35,9 +52,20 @@ export class NdjsonStore {
     this.#io = io;
   }
 
-  /** Records made durable, and the write+sync rounds that carried them (fewer: group commit). */
-  get stats(): { readonly records: number; readonly commits: number } {
-    return { records: this.#records, commits: this.#commits };
+  /**
+   * Records made durable, the write+sync rounds that carried them (fewer: group commit), and the rounds
+   * that failed (their records were refused, not stored).
+   */
+  get stats(): { readonly records: number; readonly commits: number; readonly failures: number } {
+    return { records: this.#records, commits: this.#commits, failures: this.#failures };
+  }
+
+  /**
+   * False from a failed write until one succeeds: the endpoint cannot store events now (what the health
+   * path reports). Every append still tries its write, so the store recovers as soon as it can write.
+   */
+  get writable(): boolean {
+    return this.#writable;
   }
 
   /** Called after each group commit with its write + fdatasync time (seconds) and its events: for metrics. */
@@ -50,6 +78,8 @@ export class NdjsonStore {
    * Opens (creating if needed) a store in `dir`. A file whose last line was cut short by a crash is
    * repaired first: the fragment moves to `<file>.torn` and the file is truncated to its last whole
    * line, so the next event starts on a line of its own instead of being glued to the fragment.
+   * Then today's file is opened for appending, so a directory the store cannot write to (read-only,
+   * not permitted) is refused here, at start-up, rather than on every event.
    */
   static async open(dir: string, options: { readonly io?: StoreIo } = {}): Promise<NdjsonStore> {
     const io = options.io ?? nodeIo;
@@ -60,6 +90,7 @@ export class NdjsonStore {
       const torn = await setAsideTornTail(io, join(dir, name));
       if (torn !== undefined) store.recovered.push(torn);
     }
+    await store.#open(store.fileFor(new Date()));
     return store;
   }
 
@@ -97,9 +128,7 @@ export class NdjsonStore {
   async close(): Promise<void> {
     this.#closed = true;
     await this.flush();
-    const file = this.#file;
-    this.#file = undefined;
-    if (file !== undefined) await this.#io.close(file.fd);
+    await this.#release();
   }
 
   async #drain(): Promise<void> {
@@ -119,92 +148,71 @@ export class NdjsonStore {
     this.#flushing = undefined;
   }
 
-  async #commit(file: string, group: Pending[]): Promise<void> {
+  async #commit(name: string, group: Pending[]): Promise<void> {
+    let file: OpenFile | undefined;
     try {
-      const fd = await this.#fdFor(file);
-      // After a failed write the file may end in part of a line: start on a fresh one, so the torn
-      // fragment stays a line of its own that a reader can set aside.
-      const prefix = this.#torn ? '\n' : '';
-      let text = prefix;
+      file = await this.#open(name);
+      // Never write after a partial line: cut it off first, or refuse.
+      if (file.dirty) await this.#cut(file);
+      let text = '';
       for (const pending of group) text += pending.line;
-      this.#torn = true;
+      const bytes = Buffer.from(text);
       const started = performance.now();
-      await writeAll(this.#io, fd, Buffer.from(text));
-      await this.#io.fdatasync(fd);
-      this.#torn = false;
+      file.dirty = true;
+      await writeAll(this.#io, file.fd, bytes);
+      await this.#io.fdatasync(file.fd);
+      file.size += bytes.length;
+      file.dirty = false;
+      this.#writable = true;
       this.#commits++;
       this.#records += group.length;
       this.onCommit?.((performance.now() - started) / 1000, group.length);
       for (const pending of group) pending.resolve();
     } catch (err) {
+      this.#writable = false;
+      this.#failures++;
+      // Cut the failed bytes off before anyone hears of the failure (the sender retries at once). If the
+      // cut fails too, the file stays dirty: the next commit cuts again before writing, or refuses.
+      if (file?.dirty) await this.#cut(file).catch(() => {});
       for (const pending of group) pending.reject(err);
     }
   }
 
-  async #fdFor(name: string): Promise<number> {
-    if (this.#file?.name === name) return this.#file.fd;
-    const previous = this.#file;
-    this.#file = undefined;
-    if (previous !== undefined) await this.#io.close(previous.fd);
+  /** Truncates `file` back to its last whole line, durably. */
+  async #cut(file: OpenFile): Promise<void> {
+    await this.#io.ftruncate(file.fd, file.size);
+    await this.#io.fdatasync(file.fd);
+    file.dirty = false;
+  }
+
+  async #open(name: string): Promise<OpenFile> {
+    if (this.#file?.name === name) return this.#file;
+    await this.#release();
     const fd = await this.#io.open(name, 'a');
-    this.#file = { name, fd };
-    return fd;
+    let size: number;
+    try {
+      ({ size } = await this.#io.fstat(fd));
+    } catch (err) {
+      await this.#io.close(fd).catch(() => {});
+      throw err;
+    }
+    this.#file = { name, fd, size, dirty: false };
+    return this.#file;
+  }
+
+  /** Closes the current file, cut back first if a failed write left part of a line in it. */
+  async #release(): Promise<void> {
+    const file = this.#file;
+    if (file === undefined) return;
+    this.#file = undefined;
+    // If this cut fails the partial line stays last in its file, where start-up repair sets it aside.
+    if (file.dirty) await this.#cut(file).catch(() => {});
+    await this.#io.close(file.fd);
   }
 }
 
 const FILE_RE = /^events-\d{4}-\d{2}-\d{2}\.ndjson$/;
-const NEWLINE = 0x0a;
 const DAY_MS = 24 * 60 * 60 * 1000;
-const TAIL_CHUNK = 64 * 1024; // 64 KiB read at a time, from the end, to find the last newline
-
-export interface TornLine {
-  /** The store file that ended in a partial line. */
-  readonly file: string;
-  /** Where its bytes were moved. */
-  readonly movedTo: string;
-  readonly bytes: number;
-}
-
-/** Moves a partial last line (no closing newline) out of `file`; `undefined` if the file ends cleanly. */
-async function setAsideTornTail(io: StoreIo, file: string): Promise<TornLine | undefined> {
-  const fd = await io.open(file, 'r+');
-  try {
-    const { size } = await io.fstat(fd);
-    let end = size;
-    const last = Buffer.alloc(1);
-    if (size === 0 || ((await io.read(fd, last, 0, 1, size - 1)) === 1 && last[0] === NEWLINE)) {
-      return undefined;
-    }
-    // Walk back to the newline that closes the last whole line (or to the start of the file).
-    let keep = 0;
-    const chunk = Buffer.alloc(TAIL_CHUNK);
-    while (end > 0) {
-      const start = Math.max(0, end - TAIL_CHUNK);
-      const bytesRead = await io.read(fd, chunk, 0, end - start, start);
-      const at = chunk.subarray(0, bytesRead).lastIndexOf(NEWLINE);
-      if (at !== -1) {
-        keep = start + at + 1;
-        break;
-      }
-      end = start;
-    }
-    const fragment = Buffer.alloc(size - keep);
-    await io.read(fd, fragment, 0, fragment.length, keep);
-    const movedTo = `${file}.torn`;
-    const aside = await io.open(movedTo, 'a');
-    try {
-      await writeAll(io, aside, Buffer.concat([fragment, Buffer.from('\n')]));
-      await io.fdatasync(aside);
-    } finally {
-      await io.close(aside);
-    }
-    await io.ftruncate(fd, keep);
-    await io.fdatasync(fd);
-    return { file, movedTo, bytes: fragment.length };
-  } finally {
-    await io.close(fd);
-  }
-}
 
 /** The line the default store keeps for each accepted event. */
 export interface StoredRecord {
