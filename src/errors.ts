@@ -52,6 +52,7 @@ export const ERRORS = {
   SEG_REQUEST_TIMEOUT: { status: 408, message: 'Request was not received in time' },
   SEG_BATCH_REFUSED: { status: 400, message: 'Some events of the batch were refused' },
   SEG_BATCH_RETRY: { status: 503, message: 'Some events of the batch can be retried' },
+  SEG_STORE_UNAVAILABLE: { status: 503, message: 'The endpoint cannot store events right now, retry later' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

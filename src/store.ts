@@ -2,7 +2,9 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { keyFingerprint } from './auth.ts';
 import type { Context, Handlers } from './dispatch.ts';
+import { EndpointError } from './errors.ts';
 import { nodeIo, type StoreIo, writeAll } from './fileio.ts';
+import type { Logger } from './log.ts';
 import { setAsideTornTail, type TornLine } from './repair.ts';
 
 export type { TornLine } from './repair.ts';
@@ -224,10 +226,29 @@ export interface StoredRecord {
   readonly event: Readonly<Record<string, unknown>>;
 }
 
-/** Handlers for every event type that append the event to `store` before answering 200. */
+/**
+ * Handlers for every event type that append the event to `store` before answering 200. While the store
+ * cannot write, events are answered 503 `SEG_STORE_UNAVAILABLE` (retryable); the cause is logged.
+ */
 export function storeHandlers(store: NdjsonStore): Handlers {
   const sources = new Map<string, string>();
   const settingsJson = new WeakMap<object, string>();
+  // One log line when writes start failing (or fail for a new reason) and one when they work again, not
+  // one per refused event: a full disk refuses every event until space returns.
+  let down: { readonly log: Logger; readonly code: unknown } | undefined;
+  const stored = () => {
+    if (down === undefined) return;
+    down.log.info({ dir: store.dir }, 'the event store writes again');
+    down = undefined;
+  };
+  const refused = (err: unknown, log: Logger): never => {
+    const code = (err as { code?: unknown } | undefined)?.code;
+    if (down === undefined || down.code !== code) {
+      log.error({ err, dir: store.dir }, 'the event store cannot write: events are answered 503');
+      down = { log, code };
+    }
+    throw new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
+  };
   const save = (_event: unknown, ctx: Context) => {
     // Serialised by hand around the parts that are already JSON: the event's own text (when it holds no
     // line break: JSON only has them as whitespace), the settings (one string per customer). The same
@@ -246,7 +267,7 @@ export function storeHandlers(store: NdjsonStore): Handlers {
     const raw = ctx.raw;
     const event = raw !== undefined && !LINE_BREAK_RE.test(raw) ? raw.trim() : JSON.stringify(ctx.original);
     const line = `{"receivedAt":"${ctx.receivedAt.toISOString()}","source":"${source}","settings":${settings},"event":${event}}`;
-    return store.appendLine(line, ctx.receivedAt);
+    return store.appendLine(line, ctx.receivedAt).then(stored, (err) => refused(err, ctx.log));
   };
   return { identify: save, track: save, page: save, screen: save, group: save, alias: save, delete: save };
 }

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
 import { nodeIo, type StoreIo } from '../src/fileio.ts';
-import { NdjsonStore } from '../src/index.ts';
+import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
+import { jsonLogger, silentLogger } from '../src/log.ts';
+import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
 
 // A store whose disk fills up, without a disk: node's fs, except that a write only gets the room left
 // under `capacity` (a short write) and fails with ENOSPC when there is none, as a full file system does.
@@ -147,6 +149,108 @@ describe('a store whose disk fills up', () => {
     assert.deepEqual(
       records.map((r) => r.n),
       acknowledged,
+    );
+  });
+});
+
+describe('health while the store cannot write', () => {
+  async function endpoint() {
+    const { io, disk } = smallDisk(Number.POSITIVE_INFINITY);
+    const store = await NdjsonStore.open(tempDir(), { io });
+    const logged: Array<{ level: number; msg?: string; err?: { code?: string } }> = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      handlers: storeHandlers(store),
+      ready: () => store.writable,
+      metricsPath: '/metrics',
+      log: jsonLogger('error', (line) => logged.push(JSON.parse(line))),
+    });
+    store.onCommit = (seconds, events) => handler.metrics?.commit(seconds, events);
+    const health = () => inject(handler, { method: 'GET', url: '/health', headers: {} });
+    const send = () => inject(handler, { body: trackEvent() });
+    return { store, disk, handler, logged, health, send };
+  }
+
+  test('while writes fail: events 503 SEG_STORE_UNAVAILABLE with Retry-After, health 503 unavailable; both recover with the next write that works', async () => {
+    const { store, disk, handler, logged, health, send } = await endpoint();
+    assert.equal((await health()).status, 200);
+    assert.equal((await send()).status, 200);
+
+    disk.capacity = 0;
+    const refused = await send();
+    assert.equal(refused.status, 503, refused.body);
+    assert.equal(refused.json().code, 'SEG_STORE_UNAVAILABLE');
+    assert.equal(refused.headers['retry-after'], '1');
+    assert.doesNotMatch(refused.body, /ENOSPC/, 'the cause goes to the log, not to the sender');
+    const down = await health();
+    assert.equal(down.status, 503);
+    assert.deepEqual(JSON.parse(down.body), { status: 'unavailable' });
+    assert.equal(store.writable, false);
+    // The cause is logged, at error level, with its errno.
+    assert.ok(
+      logged.some((l) => l.level === 50 && l.err?.code === 'ENOSPC'),
+      JSON.stringify(logged),
+    );
+
+    // Every new event still tries its write: nothing is refused without trying.
+    const writes = disk.writes;
+    assert.equal((await send()).status, 503);
+    assert.ok(disk.writes > writes);
+    const batch = await inject(handler, {
+      url: '/v1/batch',
+      body: { batch: [trackEvent(), trackEvent()] },
+    });
+    assert.equal(batch.status, 503);
+    assert.equal(batch.json().code, 'SEG_BATCH_RETRY');
+    assert.equal((await health()).status, 503);
+    assert.equal(logged.filter((l) => l.level === 50).length, 1, 'one error line per outage, not per event');
+
+    // Space comes back: the next event is stored, and health is ok again.
+    disk.capacity = Number.POSITIVE_INFINITY;
+    assert.equal((await send()).status, 200);
+    const up = await health();
+    assert.equal(up.status, 200);
+    assert.deepEqual(JSON.parse(up.body), { status: 'ok' });
+
+    // Counters stay true: two events stored, the refused ones counted as 503s.
+    assert.equal(store.stats.records, 2);
+    const metrics = (await inject(handler, { method: 'GET', url: '/metrics', headers: {} })).body;
+    assert.match(metrics, /^segment_endpoint_store_events_total 2$/m);
+    assert.match(metrics, /^segment_endpoint_requests_total\{type="track",status="503"\} 2$/m);
+    await store.close();
+  });
+
+  test('draining wins over unavailable; HEAD answers the status without a body', async () => {
+    const { store, disk, handler, health, send } = await endpoint();
+    disk.capacity = 0;
+    assert.equal((await send()).status, 503);
+    const head = await inject(handler, { method: 'HEAD', url: '/health', headers: {} });
+    assert.equal(head.status, 503);
+    assert.equal(head.body, '');
+    handler.drain();
+    const res = await health();
+    assert.equal(res.status, 503);
+    assert.deepEqual(JSON.parse(res.body), { status: 'draining' });
+    await store.close();
+  });
+
+  test('health is ok by default, and follows `ready` when it is given', async () => {
+    let ready = true;
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      handlers: {},
+      log: silentLogger,
+      ready: () => ready,
+    });
+    const health = () => inject(handler, { method: 'GET', url: '/health', headers: segmentHeaders() });
+    assert.equal((await health()).status, 200);
+    ready = false;
+    assert.deepEqual(JSON.parse((await health()).body), { status: 'unavailable' });
+    ready = true;
+    assert.equal((await health()).status, 200);
+    assert.throws(
+      () => createHandler({ apiKeys: [API_KEY], handlers: {}, ready: true as unknown as () => boolean }),
+      TypeError,
     );
   });
 });
