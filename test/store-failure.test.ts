@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { fstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { fstatSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
@@ -150,6 +150,28 @@ describe('a store whose disk fills up', () => {
       records.map((r) => r.n),
       acknowledged,
     );
+  });
+
+  test('a file left with a partial line is cut back when the store moves to the next day, or closes', async () => {
+    const { io, disk } = smallDisk(1000);
+    const store = await NdjsonStore.open(tempDir(), { io });
+    const nextDay = new Date(AT.getTime() + 24 * 60 * 60 * 1000);
+    await store.append(event(0), AT);
+    disk.truncateFails = true;
+    await assert.rejects(store.append(event(1), AT), { code: 'ENOSPC' });
+    assert.equal(fileLines(store.fileFor(AT)).endsClean, false);
+    disk.truncateFails = false;
+    disk.capacity = Number.POSITIVE_INFINITY;
+    await store.append(event(2), nextDay);
+    assert.deepEqual(fileLines(store.fileFor(AT)), { records: [event(0)], torn: 0, endsClean: true });
+
+    disk.capacity = statSync(store.fileFor(nextDay)).size + 500; // room for half a line: a short write
+    disk.truncateFails = true;
+    await assert.rejects(store.append(event(3), nextDay), { code: 'ENOSPC' });
+    assert.equal(fileLines(store.fileFor(nextDay)).endsClean, false);
+    disk.truncateFails = false;
+    await store.close();
+    assert.deepEqual(fileLines(store.fileFor(nextDay)), { records: [event(2)], torn: 0, endsClean: true });
   });
 });
 
