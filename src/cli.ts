@@ -85,8 +85,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     if (config.handlers !== undefined) {
       handlers = await loadHandlers(config.handlers);
     } else {
-      const { NdjsonStore, storeHandlers } = await import('./store.ts');
-      store = await NdjsonStore.open(config.out);
+      const { storeHandlers } = await import('./store.ts');
+      store = await openStore(config.out);
       for (const torn of store.recovered) {
         log.warn(torn, 'a partial line left by a crash was set aside');
       }
@@ -109,6 +109,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       maxConnections: config.maxConnections,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       idempotency: config.idempotency,
+      ready: store === undefined ? undefined : readiness(store),
       log,
     });
     const metrics = endpoint.handler.metrics;
@@ -179,6 +180,25 @@ function certificateReloader(
     }
   };
 }
+
+/**
+ * The store in `dir`. One that cannot be written to (read-only, not permitted, not a directory) is refused
+ * at start-up: started, it would say healthy and refuse every event.
+ */
+async function openStore(dir: string): Promise<NdjsonStore> {
+  const { NdjsonStore } = await import('./store.ts');
+  try {
+    return await NdjsonStore.open(dir);
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    throw typeof code === 'string'
+      ? new Error(`--out ${dir} is not writable (${code})`, { cause: err })
+      : err;
+  }
+}
+
+/** Health says unavailable while the store cannot write. */
+const readiness = (store: NdjsonStore) => () => store.writable;
 
 function fail(err: unknown): number {
   const message = err instanceof Error ? err.message : String(err);

@@ -60,6 +60,7 @@ export const ERRORS = {
     status: 413,
     message: 'The events of this request would take too much space stored',
   },
+  SEG_STORE_UNAVAILABLE: { status: 503, message: 'The endpoint cannot store events right now, retry later' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
   SEG_SIGNATURE_PARTIAL: {
     status: 401,

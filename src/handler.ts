@@ -106,7 +106,8 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
           allow: 'GET, HEAD',
         });
     } else if (path === opts.healthPath) {
-      if (req.method === 'GET' || req.method === 'HEAD') sendHealth(req, res, draining);
+      if (req.method === 'GET' || req.method === 'HEAD')
+        sendHealth(req, res, draining ? 'draining' : opts.ready() ? 'ok' : 'unavailable');
       else
         refuse(req, res, answer('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET'), {
           allow: 'GET, HEAD',

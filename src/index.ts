@@ -50,6 +50,7 @@ export type { Settings } from './settings.ts';
 // The default durable store
 export { NdjsonStore, storeHandlers } from './store.ts';
 export type { StoredRecord, TornLine } from './store.ts';
+export type { StoreIo } from './fileio.ts';
 
 // Duplicate suppression (Segment delivers at least once)
 export { MemoryIdempotencyStore } from './idempotency.ts';

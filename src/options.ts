@@ -28,8 +28,17 @@ export interface HandlerOptions {
    * `/v1/batch` (`/v1/import`) with `{"batch": [...]}`, so that Segment's SDKs can send here. @default true
    */
   trackingApi?: boolean;
-  /** GET/HEAD answers 200 `{"status":"ok"}` here, without auth; 503 while draining. @default '/health' */
+  /**
+   * GET/HEAD answers 200 `{"status":"ok"}` here, without auth; 503 `{"status":"draining"}` while
+   * draining, 503 `{"status":"unavailable"}` while `ready` returns false. @default '/health'
+   */
   healthPath?: string;
+  /**
+   * Whether events can be processed now, asked by the health path: wire it to what the handlers need (the
+   * CLI gives the store's `writable`). Events are still processed while it says no, so the endpoint
+   * recovers by itself. @default () => true
+   */
+  ready?: () => boolean;
   /**
    * GET here answers Prometheus text metrics (events by type and status, latency, in flight, store
    * fsync latency, duplicates), without auth. Off unless set.
@@ -78,6 +87,7 @@ export interface ResolvedHandlerOptions {
   readonly authenticate: Authenticate;
   readonly path: string;
   readonly healthPath: string;
+  readonly ready: () => boolean;
   readonly metricsPath: string | undefined;
   readonly accessLog: boolean;
   readonly trackingApi: boolean;
@@ -105,6 +115,7 @@ export const HANDLER_DEFAULTS = {
 } as const;
 
 const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's ceiling (~24.8 days)
+const alwaysReady = () => true;
 
 export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOptions {
   if (typeof input !== 'object' || input === null) throw new TypeError('options must be an object');
@@ -130,6 +141,9 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
       `options.metricsPath must differ from options.path and options.healthPath (${metricsPath})`,
     );
   }
+  if (input.ready !== undefined && typeof input.ready !== 'function') {
+    throw new TypeError(`options.ready must be a function, got ${describe(input.ready)}`);
+  }
   const realm = input.realm ?? HANDLER_DEFAULTS.realm;
   if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || realm.includes('"')) {
     throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describe(realm)}`);
@@ -139,6 +153,7 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
     authenticate,
     path,
     healthPath,
+    ready: input.ready ?? alwaysReady,
     metricsPath,
     accessLog: input.accessLog === true,
     trackingApi: input.trackingApi !== false,

@@ -7,8 +7,11 @@ import type { ErrorAnswer } from './errors.ts';
 const JSON_TYPE = 'application/json; charset=utf-8';
 const EMPTY: OutgoingHttpHeaders = { 'content-length': '0' };
 const EMPTY_CLOSE: OutgoingHttpHeaders = { 'content-length': '0', connection: 'close' };
-const HEALTH_OK = '{"status":"ok"}';
-const HEALTH_DRAINING = '{"status":"draining"}';
+const HEALTH = {
+  ok: '{"status":"ok"}',
+  draining: '{"status":"draining"}',
+  unavailable: '{"status":"unavailable"}',
+} as const;
 
 /** An empty success answer. `close` ends the connection with it (while draining). */
 export function sendStatus(res: ServerResponse, status: number, close: boolean): void {
@@ -50,10 +53,13 @@ export function sendError(
   res.writeHead(reply.status, headers).end(body);
 }
 
-/** The health answer: 200 `{"status":"ok"}`, or 503 `{"status":"draining"}`. No body for HEAD. */
-export function sendHealth(req: IncomingMessage, res: ServerResponse, draining: boolean): void {
-  const body = draining ? HEALTH_DRAINING : HEALTH_OK;
-  res.writeHead(draining ? 503 : 200, {
+/**
+ * The health answer: 200 `{"status":"ok"}`, or 503 `{"status":"draining"}` / `{"status":"unavailable"}`
+ * (events cannot be stored now), so a load balancer routes elsewhere. No body for HEAD.
+ */
+export function sendHealth(req: IncomingMessage, res: ServerResponse, state: keyof typeof HEALTH): void {
+  const body = HEALTH[state];
+  res.writeHead(state === 'ok' ? 200 : 503, {
     'content-type': JSON_TYPE,
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',

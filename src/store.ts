@@ -1,8 +1,22 @@
-import { fdatasync, write } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { keyFingerprint } from './auth.ts';
 import type { Context, Handlers } from './dispatch.ts';
+import { EndpointError } from './errors.ts';
+import { nodeIo, type StoreIo, writeAll } from './fileio.ts';
+import type { Logger } from './log.ts';
+import { setAsideTornTail, type TornLine } from './repair.ts';
+
+export type { TornLine } from './repair.ts';
+
+/** The day's file being appended to. `size` is where its last whole line ends. */
+interface OpenFile {
+  readonly name: string;
+  readonly fd: number;
+  size: number;
+  /** Bytes may lie past `size` (a write failed part-way) and must be cut off before anything else. */
+  dirty: boolean;
+}
 
 interface Pending {
   readonly file: string;
@@ -16,26 +30,44 @@ interface Pending {
  * (UTC day). `append` resolves only once the line is on disk (written and fdatasync'd), so a 200 means
  * durable. Group commit: lines that arrive while one write+sync is under way share the next one, so under
  * load one sync carries many events and throughput does not collapse to the disk's sync rate.
+ *
+ * A write that fails (a full disk, an I/O error) or comes up short is cut off, back to the last whole
+ * line, before its events are refused: a partial line never precedes a good one. The store assumes it is
+ * the only writer of its files.
  */
 export class NdjsonStore {
   readonly dir: string;
+  readonly #io: StoreIo;
   #queue: Pending[] = [];
   #flushing: Promise<void> | undefined;
-  #file: { name: string; handle: FileHandle } | undefined;
-  #torn = false;
+  #file: OpenFile | undefined;
   #closed = false;
+  #writable = true;
   #records = 0;
   #commits = 0;
+  #failures = 0;
   #day = -1;
   #dayFile = '';
 
-  private constructor(dir: string) {
+  private constructor(dir: string, io: StoreIo) {
     this.dir = dir;
+    this.#io = io;
   }
 
-  /** Records made durable, and the write+sync rounds that carried them (fewer: group commit). */
-  get stats(): { readonly records: number; readonly commits: number } {
-    return { records: this.#records, commits: this.#commits };
+  /**
+   * Records made durable, the write+sync rounds that carried them (fewer: group commit), and the rounds
+   * that failed (their records were refused, not stored).
+   */
+  get stats(): { readonly records: number; readonly commits: number; readonly failures: number } {
+    return { records: this.#records, commits: this.#commits, failures: this.#failures };
+  }
+
+  /**
+   * False from a failed write until one succeeds: the endpoint cannot store events now (what the health
+   * path reports). Every append still tries its write, so the store recovers as soon as it can write.
+   */
+  get writable(): boolean {
+    return this.#writable;
   }
 
   /** Called after each group commit with its write + fdatasync time (seconds) and its events: for metrics. */
@@ -48,15 +80,19 @@ export class NdjsonStore {
    * Opens (creating if needed) a store in `dir`. A file whose last line was cut short by a crash is
    * repaired first: the fragment moves to `<file>.torn` and the file is truncated to its last whole
    * line, so the next event starts on a line of its own instead of being glued to the fragment.
+   * Then today's file is opened for appending, so a directory the store cannot write to (read-only,
+   * not permitted) is refused here, at start-up, rather than on every event.
    */
-  static async open(dir: string): Promise<NdjsonStore> {
+  static async open(dir: string, options: { readonly io?: StoreIo } = {}): Promise<NdjsonStore> {
+    const io = options.io ?? nodeIo;
     await mkdir(dir, { recursive: true });
-    const store = new NdjsonStore(dir);
+    const store = new NdjsonStore(dir, io);
     for (const name of (await readdir(dir)).sort()) {
       if (!FILE_RE.test(name)) continue;
-      const torn = await setAsideTornTail(join(dir, name));
+      const torn = await setAsideTornTail(io, join(dir, name));
       if (torn !== undefined) store.recovered.push(torn);
     }
+    await store.#open(store.fileFor(new Date()));
     return store;
   }
 
@@ -94,8 +130,7 @@ export class NdjsonStore {
   async close(): Promise<void> {
     this.#closed = true;
     await this.flush();
-    await this.#file?.handle.close();
-    this.#file = undefined;
+    await this.#release();
   }
 
   async #drain(): Promise<void> {
@@ -115,110 +150,71 @@ export class NdjsonStore {
     this.#flushing = undefined;
   }
 
-  async #commit(file: string, group: Pending[]): Promise<void> {
+  async #commit(name: string, group: Pending[]): Promise<void> {
+    let file: OpenFile | undefined;
     try {
-      const handle = await this.#handleFor(file);
-      // After a failed write the file may end in part of a line: start on a fresh one, so the torn
-      // fragment stays a line of its own that a reader can set aside.
-      const prefix = this.#torn ? '\n' : '';
-      let text = prefix;
+      file = await this.#open(name);
+      // Never write after a partial line: cut it off first, or refuse.
+      if (file.dirty) await this.#cut(file);
+      let text = '';
       for (const pending of group) text += pending.line;
-      this.#torn = true;
+      const bytes = Buffer.from(text);
       const started = performance.now();
-      await writeAll(handle.fd, Buffer.from(text));
-      await datasync(handle.fd);
-      this.#torn = false;
+      file.dirty = true;
+      await writeAll(this.#io, file.fd, bytes);
+      await this.#io.fdatasync(file.fd);
+      file.size += bytes.length;
+      file.dirty = false;
+      this.#writable = true;
       this.#commits++;
       this.#records += group.length;
       this.onCommit?.((performance.now() - started) / 1000, group.length);
       for (const pending of group) pending.resolve();
     } catch (err) {
+      this.#writable = false;
+      this.#failures++;
+      // Cut the failed bytes off before anyone hears of the failure (the sender retries at once). If the
+      // cut fails too, the file stays dirty: the next commit cuts again before writing, or refuses.
+      if (file?.dirty) await this.#cut(file).catch(() => {});
       for (const pending of group) pending.reject(err);
     }
   }
 
-  async #handleFor(name: string): Promise<FileHandle> {
-    if (this.#file?.name === name) return this.#file.handle;
-    const previous = this.#file;
-    this.#file = undefined;
-    await previous?.handle.close();
-    const handle = await open(name, 'a');
-    this.#file = { name, handle };
-    return handle;
+  /** Truncates `file` back to its last whole line, durably. */
+  async #cut(file: OpenFile): Promise<void> {
+    await this.#io.ftruncate(file.fd, file.size);
+    await this.#io.fdatasync(file.fd);
+    file.dirty = false;
   }
-}
 
-// The callback API on the raw descriptor: one thread-pool round trip per call, without the promise
-// API's per-call machinery (measured: the write+sync cycle is the store's critical path).
-function writeAll(fd: number, bytes: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const next = (offset: number) =>
-      write(fd, bytes, offset, bytes.length - offset, null, (err, written) => {
-        if (err) reject(err);
-        else if (offset + written < bytes.length) next(offset + written);
-        else resolve();
-      });
-    next(0);
-  });
-}
+  async #open(name: string): Promise<OpenFile> {
+    if (this.#file?.name === name) return this.#file;
+    await this.#release();
+    const fd = await this.#io.open(name, 'a');
+    let size: number;
+    try {
+      ({ size } = await this.#io.fstat(fd));
+    } catch (err) {
+      await this.#io.close(fd).catch(() => {});
+      throw err;
+    }
+    this.#file = { name, fd, size, dirty: false };
+    return this.#file;
+  }
 
-function datasync(fd: number): Promise<void> {
-  return new Promise((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+  /** Closes the current file, cut back first if a failed write left part of a line in it. */
+  async #release(): Promise<void> {
+    const file = this.#file;
+    if (file === undefined) return;
+    this.#file = undefined;
+    // If this cut fails the partial line stays last in its file, where start-up repair sets it aside.
+    if (file.dirty) await this.#cut(file).catch(() => {});
+    await this.#io.close(file.fd);
+  }
 }
 
 const FILE_RE = /^events-\d{4}-\d{2}-\d{2}\.ndjson$/;
-const NEWLINE = 0x0a;
 const DAY_MS = 24 * 60 * 60 * 1000;
-const TAIL_CHUNK = 64 * 1024; // 64 KiB read at a time, from the end, to find the last newline
-
-export interface TornLine {
-  /** The store file that ended in a partial line. */
-  readonly file: string;
-  /** Where its bytes were moved. */
-  readonly movedTo: string;
-  readonly bytes: number;
-}
-
-/** Moves a partial last line (no closing newline) out of `file`; `undefined` if the file ends cleanly. */
-async function setAsideTornTail(file: string): Promise<TornLine | undefined> {
-  const handle = await open(file, 'r+');
-  try {
-    const { size } = await handle.stat();
-    let end = size;
-    const last = Buffer.alloc(1);
-    if (size === 0 || ((await handle.read(last, 0, 1, size - 1)).bytesRead === 1 && last[0] === NEWLINE)) {
-      return undefined;
-    }
-    // Walk back to the newline that closes the last whole line (or to the start of the file).
-    let keep = 0;
-    const chunk = Buffer.alloc(TAIL_CHUNK);
-    while (end > 0) {
-      const start = Math.max(0, end - TAIL_CHUNK);
-      const { bytesRead } = await handle.read(chunk, 0, end - start, start);
-      const at = chunk.subarray(0, bytesRead).lastIndexOf(NEWLINE);
-      if (at !== -1) {
-        keep = start + at + 1;
-        break;
-      }
-      end = start;
-    }
-    const fragment = Buffer.alloc(size - keep);
-    await handle.read(fragment, 0, fragment.length, keep);
-    const movedTo = `${file}.torn`;
-    const aside = await open(movedTo, 'a');
-    try {
-      await aside.appendFile(Buffer.concat([fragment, Buffer.from('\n')]));
-      await aside.datasync();
-    } finally {
-      await aside.close();
-    }
-    await handle.truncate(keep);
-    await handle.datasync();
-    return { file, movedTo, bytes: fragment.length };
-  } finally {
-    await handle.close();
-  }
-}
 
 /** The line the default store keeps for each accepted event. */
 export interface StoredRecord {
@@ -230,10 +226,29 @@ export interface StoredRecord {
   readonly event: Readonly<Record<string, unknown>>;
 }
 
-/** Handlers for every event type that append the event to `store` before answering 200. */
+/**
+ * Handlers for every event type that append the event to `store` before answering 200. While the store
+ * cannot write, events are answered 503 `SEG_STORE_UNAVAILABLE` (retryable); the cause is logged.
+ */
 export function storeHandlers(store: NdjsonStore): Handlers {
   const sources = new Map<string, string>();
   const settingsJson = new WeakMap<object, string>();
+  // One log line when writes start failing (or fail for a new reason) and one when they work again, not
+  // one per refused event: a full disk refuses every event until space returns.
+  let down: { readonly log: Logger; readonly code: unknown } | undefined;
+  const stored = () => {
+    if (down === undefined) return;
+    down.log.info({ dir: store.dir }, 'the event store writes again');
+    down = undefined;
+  };
+  const refused = (err: unknown, log: Logger): never => {
+    const code = (err as { code?: unknown } | undefined)?.code;
+    if (down === undefined || down.code !== code) {
+      log.error({ err, dir: store.dir }, 'the event store cannot write: events are answered 503');
+      down = { log, code };
+    }
+    throw new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
+  };
   const save = (_event: unknown, ctx: Context) => {
     // Serialised by hand around the settings, already JSON (one string per customer): the same line
     // JSON.stringify would give for a record of StoredRecord's shape, without serialising them again.
@@ -253,7 +268,7 @@ export function storeHandlers(store: NdjsonStore): Handlers {
     // what was authorised, validated and handed to the handlers. The stored line says exactly that.
     const event = JSON.stringify(ctx.original);
     const line = `{"receivedAt":"${ctx.receivedAt.toISOString()}","source":"${source}","settings":${settings},"event":${event}}`;
-    return store.appendLine(line, ctx.receivedAt);
+    return store.appendLine(line, ctx.receivedAt).then(stored, (err) => refused(err, ctx.log));
   };
   return { identify: save, track: save, page: save, screen: save, group: save, alias: save, delete: save };
 }

@@ -120,6 +120,41 @@ describe('the segment-endpoint command', () => {
     assert.match(res.stderr, /path/);
   });
 
+  test('refuses to start when --out is not writable: exit 1, one line naming --out and the cause', async () => {
+    const file = join(dir, 'a-regular-file');
+    writeFileSync(file, '');
+    // Paths no process can write to, root included (tests often run as root, for whom mode bits are no
+    // bar): below a regular file, and sysfs, which takes no new files (EROFS where mounted read-only).
+    const cases: Array<[string, RegExp]> = [[join(file, 'store'), /ENOTDIR/]];
+    if (existsSync('/sys/kernel')) cases.push(['/sys', /EACCES|EROFS/]);
+    for (const [out, cause] of cases) {
+      const run = spawnClean(process.execPath, [
+        ...SOURCE,
+        '--http',
+        '--port',
+        '0',
+        '--api-key',
+        'k',
+        '--out',
+        out,
+      ]);
+      const started = waitFor(run.stdout, /listening on/).then(() => {
+        run.child.kill('SIGKILL');
+        return 'started';
+      });
+      const outcome = await Promise.race([started, run.exit]);
+      assert.equal(outcome, 1, `--out ${out}: ${run.stdout()}${run.stderr()}`);
+      const lines = run
+        .stderr()
+        .split('\n')
+        .filter((l) => l !== '');
+      assert.equal(lines.length, 1, run.stderr());
+      assert.match(lines[0] ?? '', /^segment-endpoint: --out /);
+      assert.ok(lines[0]?.includes(out), run.stderr());
+      assert.match(lines[0] ?? '', cause);
+    }
+  });
+
   test('serves HTTPS, stores exactly the accepted events, and keeps them across a restart', async () => {
     const out = join(dir, 'store');
     const accepted: string[] = [];

@@ -1,0 +1,278 @@
+import assert from 'node:assert/strict';
+import { fstatSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, test } from 'node:test';
+import { nodeIo, type StoreIo } from '../src/fileio.ts';
+import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
+import { jsonLogger, silentLogger } from '../src/log.ts';
+import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+
+// A store whose disk fills up, without a disk: node's fs, except that a write only gets the room left
+// under `capacity` (a short write) and fails with ENOSPC when there is none, as a full file system does.
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-full-'));
+  dirs.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+const errno = (code: string, syscall: string) =>
+  Object.assign(new Error(`${code}: simulated, ${syscall}`), { code, syscall });
+
+interface Disk {
+  capacity: number;
+  /** While set, truncation fails with EIO. */
+  truncateFails: boolean;
+  writes: number;
+}
+
+function smallDisk(capacity: number): { io: StoreIo; disk: Disk } {
+  const disk: Disk = { capacity, truncateFails: false, writes: 0 };
+  const io: StoreIo = {
+    ...nodeIo,
+    write(fd, bytes, offset, length) {
+      disk.writes++;
+      const room = disk.capacity - fstatSync(fd).size;
+      if (room <= 0) return Promise.reject(errno('ENOSPC', 'write'));
+      return nodeIo.write(fd, bytes, offset, Math.min(length, room));
+    },
+    ftruncate(fd, length) {
+      if (disk.truncateFails) return Promise.reject(errno('EIO', 'ftruncate'));
+      return nodeIo.ftruncate(fd, length);
+    },
+  };
+  return { io, disk };
+}
+
+const AT = new Date('2026-11-26T12:00:00.000Z');
+const event = (n: number) => ({ n, pad: 'x'.repeat(880) }); // ~900 bytes a line, as in the report
+
+/** Every line of the file: complete lines parse; a line that does not is a torn one. */
+function fileLines(file: string): { records: Array<{ n: number }>; torn: number; endsClean: boolean } {
+  const text = readFileSync(file, 'utf8');
+  const records: Array<{ n: number }> = [];
+  let torn = 0;
+  for (const line of text.split('\n').slice(0, -1)) {
+    try {
+      records.push(JSON.parse(line));
+    } catch {
+      torn++;
+    }
+  }
+  return { records, torn, endsClean: text === '' || text.endsWith('\n') };
+}
+
+describe('a store whose disk fills up', () => {
+  test('a short write is cut back before it is refused: no partial line, every acknowledged event once, later events on lines of their own', async () => {
+    const dir = tempDir();
+    const { io, disk } = smallDisk(64 * 1024);
+    const store = await NdjsonStore.open(dir, { io });
+    const acknowledged: number[] = [];
+    let n = 0;
+    // Fill the disk one event at a time, then by concurrent groups, which share one write.
+    let refused = 0;
+    while (refused < 3) {
+      await store.append(event(n), AT).then(
+        () => acknowledged.push(n),
+        (err: NodeJS.ErrnoException) => {
+          assert.equal(err.code, 'ENOSPC');
+          refused++;
+        },
+      );
+      n++;
+    }
+    const burst = Array.from({ length: 5 }, () => n++);
+    const outcomes = await Promise.allSettled(burst.map((i) => store.append(event(i), AT)));
+    assert.ok(outcomes.every((o) => o.status === 'rejected'));
+    // Space comes back: new events are stored, each on its own line.
+    disk.capacity = Number.POSITIVE_INFINITY;
+    for (let more = 0; more < 20; more++, n++) {
+      await store.append(event(n), AT);
+      acknowledged.push(n);
+    }
+    await store.close();
+
+    const file = store.fileFor(AT);
+    const { records, torn, endsClean } = fileLines(file);
+    assert.equal(torn, 0, 'no partial line anywhere in the file');
+    assert.ok(endsClean);
+    assert.deepEqual(
+      records.map((r) => r.n),
+      acknowledged,
+      'exactly the acknowledged events, once each, in order',
+    );
+    assert.equal(store.stats.records, acknowledged.length);
+    // A restart finds nothing to repair.
+    const again = await NdjsonStore.open(dir);
+    assert.deepEqual(again.recovered, []);
+    await again.close();
+  });
+
+  test('when the cut fails too, nothing more is written or acknowledged on that file until it succeeds', async () => {
+    const dir = tempDir();
+    const { io, disk } = smallDisk(64 * 1024);
+    const store = await NdjsonStore.open(dir, { io });
+    const file = store.fileFor(AT);
+    const acknowledged: number[] = [];
+    let n = 0;
+    disk.truncateFails = true;
+    for (; ; n++) {
+      const ok = await store.append(event(n), AT).then(
+        () => true,
+        () => false,
+      );
+      if (!ok) break;
+      acknowledged.push(n);
+    }
+    n++;
+    const stuck = readFileSync(file);
+    disk.capacity = Number.POSITIVE_INFINITY;
+    // The file still ends in part of a line and cannot be cut back: refuse rather than write after it.
+    const writes = disk.writes;
+    await assert.rejects(store.append(event(n++), AT), { code: 'EIO' });
+    await assert.rejects(store.append(event(n++), AT), { code: 'EIO' });
+    assert.equal(disk.writes, writes, 'nothing written after the partial line');
+    assert.deepEqual(readFileSync(file), stuck);
+    // The cut succeeds at the next event, which is then stored.
+    disk.truncateFails = false;
+    await store.append(event(n), AT);
+    acknowledged.push(n);
+    await store.close();
+    const { records, torn, endsClean } = fileLines(file);
+    assert.equal(torn, 0);
+    assert.ok(endsClean);
+    assert.deepEqual(
+      records.map((r) => r.n),
+      acknowledged,
+    );
+  });
+
+  test('a file left with a partial line is cut back when the store moves to the next day, or closes', async () => {
+    const { io, disk } = smallDisk(1000);
+    const store = await NdjsonStore.open(tempDir(), { io });
+    const nextDay = new Date(AT.getTime() + 24 * 60 * 60 * 1000);
+    await store.append(event(0), AT);
+    disk.truncateFails = true;
+    await assert.rejects(store.append(event(1), AT), { code: 'ENOSPC' });
+    assert.equal(fileLines(store.fileFor(AT)).endsClean, false);
+    disk.truncateFails = false;
+    disk.capacity = Number.POSITIVE_INFINITY;
+    await store.append(event(2), nextDay);
+    assert.deepEqual(fileLines(store.fileFor(AT)), { records: [event(0)], torn: 0, endsClean: true });
+
+    disk.capacity = statSync(store.fileFor(nextDay)).size + 500; // room for half a line: a short write
+    disk.truncateFails = true;
+    await assert.rejects(store.append(event(3), nextDay), { code: 'ENOSPC' });
+    assert.equal(fileLines(store.fileFor(nextDay)).endsClean, false);
+    disk.truncateFails = false;
+    await store.close();
+    assert.deepEqual(fileLines(store.fileFor(nextDay)), { records: [event(2)], torn: 0, endsClean: true });
+  });
+});
+
+describe('health while the store cannot write', () => {
+  async function endpoint() {
+    const { io, disk } = smallDisk(Number.POSITIVE_INFINITY);
+    const store = await NdjsonStore.open(tempDir(), { io });
+    const logged: Array<{ level: number; msg?: string; err?: { code?: string } }> = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      handlers: storeHandlers(store),
+      ready: () => store.writable,
+      metricsPath: '/metrics',
+      log: jsonLogger('error', (line) => logged.push(JSON.parse(line))),
+    });
+    store.onCommit = (seconds, events) => handler.metrics?.commit(seconds, events);
+    const health = () => inject(handler, { method: 'GET', url: '/health', headers: {} });
+    const send = () => inject(handler, { body: trackEvent() });
+    return { store, disk, handler, logged, health, send };
+  }
+
+  test('while writes fail: events 503 SEG_STORE_UNAVAILABLE with Retry-After, health 503 unavailable; both recover with the next write that works', async () => {
+    const { store, disk, handler, logged, health, send } = await endpoint();
+    assert.equal((await health()).status, 200);
+    assert.equal((await send()).status, 200);
+
+    disk.capacity = 0;
+    const refused = await send();
+    assert.equal(refused.status, 503, refused.body);
+    assert.equal(refused.json().code, 'SEG_STORE_UNAVAILABLE');
+    assert.equal(refused.headers['retry-after'], '1');
+    assert.doesNotMatch(refused.body, /ENOSPC/, 'the cause goes to the log, not to the sender');
+    const down = await health();
+    assert.equal(down.status, 503);
+    assert.deepEqual(JSON.parse(down.body), { status: 'unavailable' });
+    assert.equal(store.writable, false);
+    // The cause is logged, at error level, with its errno.
+    assert.ok(
+      logged.some((l) => l.level === 50 && l.err?.code === 'ENOSPC'),
+      JSON.stringify(logged),
+    );
+
+    // Every new event still tries its write: nothing is refused without trying.
+    const writes = disk.writes;
+    assert.equal((await send()).status, 503);
+    assert.ok(disk.writes > writes);
+    const batch = await inject(handler, {
+      url: '/v1/batch',
+      body: { batch: [trackEvent(), trackEvent()] },
+    });
+    assert.equal(batch.status, 503);
+    assert.equal(batch.json().code, 'SEG_BATCH_RETRY');
+    assert.equal((await health()).status, 503);
+    assert.equal(logged.filter((l) => l.level === 50).length, 1, 'one error line per outage, not per event');
+
+    // Space comes back: the next event is stored, and health is ok again.
+    disk.capacity = Number.POSITIVE_INFINITY;
+    assert.equal((await send()).status, 200);
+    const up = await health();
+    assert.equal(up.status, 200);
+    assert.deepEqual(JSON.parse(up.body), { status: 'ok' });
+
+    // Counters stay true: two events stored, the refused ones counted as 503s.
+    assert.equal(store.stats.records, 2);
+    const metrics = (await inject(handler, { method: 'GET', url: '/metrics', headers: {} })).body;
+    assert.match(metrics, /^segment_endpoint_store_events_total 2$/m);
+    assert.match(metrics, /^segment_endpoint_requests_total\{type="track",status="503"\} 2$/m);
+    await store.close();
+  });
+
+  test('draining wins over unavailable; HEAD answers the status without a body', async () => {
+    const { store, disk, handler, health, send } = await endpoint();
+    disk.capacity = 0;
+    assert.equal((await send()).status, 503);
+    const head = await inject(handler, { method: 'HEAD', url: '/health', headers: {} });
+    assert.equal(head.status, 503);
+    assert.equal(head.body, '');
+    handler.drain();
+    const res = await health();
+    assert.equal(res.status, 503);
+    assert.deepEqual(JSON.parse(res.body), { status: 'draining' });
+    await store.close();
+  });
+
+  test('health is ok by default, and follows `ready` when it is given', async () => {
+    let ready = true;
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      handlers: {},
+      log: silentLogger,
+      ready: () => ready,
+    });
+    const health = () => inject(handler, { method: 'GET', url: '/health', headers: segmentHeaders() });
+    assert.equal((await health()).status, 200);
+    ready = false;
+    assert.deepEqual(JSON.parse((await health()).body), { status: 'unavailable' });
+    ready = true;
+    assert.equal((await health()).status, 200);
+    assert.throws(
+      () => createHandler({ apiKeys: [API_KEY], handlers: {}, ready: true as unknown as () => boolean }),
+      TypeError,
+    );
+  });
+});
