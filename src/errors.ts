@@ -52,6 +52,7 @@ export const ERRORS = {
   SEG_REQUEST_TIMEOUT: { status: 408, message: 'Request was not received in time' },
   SEG_BATCH_REFUSED: { status: 400, message: 'Some events of the batch were refused' },
   SEG_BATCH_RETRY: { status: 503, message: 'Some events of the batch can be retried' },
+  SEG_HTTP_VERSION: { status: 505, message: 'HTTP version not supported: send HTTP/1.1' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createServer, type EndpointServer, silentLogger } from '../src/index.ts';
+import {
+  API_KEY,
+  basic,
+  encodeSettings,
+  httpsCall,
+  keepAliveAgent,
+  parseRaw,
+  rawTls,
+  segmentHeaders,
+  testCert,
+  trackEvent,
+} from './helpers.ts';
+
+// HTTP/1.1 at the edges: pipelining after a malformed request, Expect: 100-continue, the request line's
+// version and target, repeated Host, and who holds a connection slot. Raw sockets, so that every byte the
+// server writes (and when it closes) is seen.
+
+const LIMIT = 4096;
+const { cert, key } = testCert();
+const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+const eventRequest = (body: string, headers = '') =>
+  `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
+  `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`;
+
+describe('the request line and headers', () => {
+  let endpoint: EndpointServer;
+  let port: number;
+  const handled: string[] = [];
+
+  before(async () => {
+    endpoint = createServer({
+      tls: { cert, key },
+      host: '127.0.0.1',
+      port: 0,
+      apiKeys: [API_KEY],
+      maxBodyBytes: LIMIT,
+      log: silentLogger,
+      handlers: {
+        // Answers a few milliseconds late: a response is still in progress when what follows arrives.
+        track: async (event) => {
+          await pause(5);
+          handled.push(String(event.messageId));
+        },
+      },
+    });
+    const url = await endpoint.listen();
+    port = Number(new URL(url).port);
+  });
+
+  after(() => endpoint.close());
+
+  test('two Host headers are a 400', async () => {
+    const request = eventRequest(JSON.stringify(trackEvent()), 'Host: elsewhere\r\nConnection: close\r\n');
+    const res = parseRaw(await rawTls(port, cert, request, 5000));
+    assert.equal(res.status, 400);
+    assert.equal(JSON.parse(res.body).code, 'SEG_BAD_REQUEST');
+  });
+
+  test('an absolute-form target is routed by its path, its query ignored', async () => {
+    const event = trackEvent();
+    const body = JSON.stringify(event);
+    const request = eventRequest(body, 'Connection: close\r\n').replace(
+      'POST / ',
+      `POST https://localhost:${port}/?source=1 `,
+    );
+    const res = parseRaw(await rawTls(port, cert, request, 5000));
+    assert.equal(res.status, 200, res.body);
+    assert.ok(handled.includes(event.messageId));
+    const health = `GET https://localhost:${port}/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
+    assert.equal(parseRaw(await rawTls(port, cert, health, 5000)).status, 200);
+    const elsewhere = request.replace(`:${port}/?source=1`, `:${port}/elsewhere`);
+    assert.equal(parseRaw(await rawTls(port, cert, elsewhere, 5000)).status, 404);
+  });
+
+  for (const version of ['2.0', '3.0', '1.2']) {
+    test(`HTTP/${version} in the request line is a 505 in JSON`, async () => {
+      const request = eventRequest(JSON.stringify(trackEvent())).replace('HTTP/1.1', `HTTP/${version}`);
+      const res = parseRaw(await rawTls(port, cert, request, 5000));
+      assert.equal(res.status, 505, res.headers);
+      assert.match(res.headers, /content-type: application\/json/);
+      assert.equal(JSON.parse(res.body).code, 'SEG_HTTP_VERSION');
+    });
+  }
+
+  test('a version that is not DIGIT.DIGIT, or none (read as HTTP/0.9), is a garbled request line: 400', async () => {
+    for (const version of ['HTTP/2', 'HTTP/11', 'HTTP/1.x', 'HTTP/0.9', '']) {
+      const request = eventRequest(JSON.stringify(trackEvent())).replace(
+        ' HTTP/1.1',
+        version && ` ${version}`,
+      );
+      const res = parseRaw(await rawTls(port, cert, request, 5000));
+      assert.equal(res.status, 400, `${version}: ${res.headers}`);
+      assert.equal(JSON.parse(res.body).code, 'SEG_BAD_REQUEST');
+    }
+  });
+
+  test('a settings header whose bytes are not UTF-8 is a 400, as a body is', async () => {
+    const agent = keepAliveAgent(cert);
+    try {
+      // {"a":"\xff"}: lenient decoding would read it as {"a":"\ufffd"}, a valid object.
+      const settings = Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]).toString('base64');
+      const res = await httpsCall(agent, `https://localhost:${port}/`, {
+        body: trackEvent(),
+        headers: { ...segmentHeaders(), 'x-segment-settings': settings },
+      });
+      assert.equal(res.status, 400, res.body);
+      assert.equal(JSON.parse(res.body).code, 'SEG_SETTINGS_INVALID');
+      const good = await httpsCall(agent, `https://localhost:${port}/`, {
+        body: trackEvent(),
+        headers: { ...segmentHeaders(), 'x-segment-settings': encodeSettings({ a: 'é' }) },
+      });
+      assert.equal(good.status, 200);
+    } finally {
+      agent.destroy();
+    }
+  });
+});
