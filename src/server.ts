@@ -3,12 +3,11 @@ import {
   type IncomingMessage,
   type Server,
   type ServerResponse,
-  STATUS_CODES,
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { ERRORS, type ErrorCode } from './errors.ts';
+import { answerClientError } from './connections.ts';
+import { ERRORS } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { type HandlerOptions, integer } from './options.ts';
 
@@ -182,35 +181,6 @@ export function createServer(options: ServerOptions): EndpointServer {
   };
 
   return { server, handler, listen, close, reloadTls };
-}
-
-/**
- * Node's parser refused the request before any handler saw it (malformed HTTP, a version other than
- * HTTP/1.x, headers too large, headers too slow). Answer in JSON like every other refusal, then close:
- * the stream cannot be trusted.
- */
-function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const code = clientErrorCode(err);
-  const { status, message } = ERRORS[code];
-  const body = JSON.stringify({ message, code });
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
-}
-
-function clientErrorCode(err: NodeJS.ErrnoException & { reason?: string }): ErrorCode {
-  if (err.code === 'HPE_HEADER_OVERFLOW') return 'SEG_HEADERS_TOO_LARGE';
-  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'SEG_REQUEST_TIMEOUT';
-  // A well-formed version that llhttp does not take (HTTP/3.0, HTTP/1.2; it passes HTTP/0.9 and HTTP/2.0
-  // on, and the handler answers those). Its other version errors ("Expected dot", "Invalid minor
-  // version") are a garbled request line: a 400.
-  if (err.code === 'HPE_INVALID_VERSION' && err.reason === 'Invalid HTTP version') return 'SEG_HTTP_VERSION';
-  return 'SEG_BAD_REQUEST';
 }
 
 /** Counts answers begun and not yet flushed (or abandoned), so that shutdown cuts none of them short. */

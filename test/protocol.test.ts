@@ -26,6 +26,9 @@ const eventRequest = (body: string, headers = '') =>
   `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
   `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${headers}\r\n${body}`;
 
+/** The status lines of every response in `text`, in order. */
+const statusLines = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})[^\r]*\r\n/g)].map((m) => m[1]);
+
 describe('the request line and headers', () => {
   let endpoint: EndpointServer;
   let port: number;
@@ -52,6 +55,16 @@ describe('the request line and headers', () => {
   });
 
   after(() => endpoint.close());
+
+  test('a malformed request pipelined after a valid one: 200 first, then 400, then the close', async () => {
+    const event = trackEvent();
+    const text = await rawTls(port, cert, `${eventRequest(JSON.stringify(event))}GARBAGE\r\n\r\n`, 5000);
+    assert.deepEqual(statusLines(text), ['200', '400'], text);
+    const second = text.slice(text.indexOf('HTTP/1.1 400'));
+    assert.equal(JSON.parse(parseRaw(second).body).code, 'SEG_BAD_REQUEST');
+    assert.match(parseRaw(second).headers, /connection: close/);
+    assert.ok(handled.includes(event.messageId));
+  });
 
   test('two Host headers are a 400', async () => {
     const request = eventRequest(JSON.stringify(trackEvent()), 'Host: elsewhere\r\nConnection: close\r\n');
