@@ -141,7 +141,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       const settings = decodeSettings(req.headers['x-segment-settings']);
       if (settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
 
-      const { value, text } = await readJson(req, opts);
+      const { value, text } = await readJson(req, opts, res);
       const secret =
         (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? opts.signatureSecret;
       if (secret !== undefined)

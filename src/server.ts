@@ -128,6 +128,10 @@ export function createServer(options: ServerOptions): EndpointServer {
   );
   server.maxHeadersCount = SERVER_DEFAULTS.maxHeadersCount;
   server.on('clientError', answerClientError);
+  // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
+  // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once
+  // the headers pass (sendContinue); a refusal goes out without it, and Node then closes the connection.
+  server.on('checkContinue', serve);
   // Node answers an Expect other than 100-continue with an empty 417; say why, in JSON.
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
     res

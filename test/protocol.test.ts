@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer } from 'node:http';
+import { type AddressInfo, connect as connectTcp, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { createServer, type EndpointServer, silentLogger } from '../src/index.ts';
+import { connect as connectTls } from 'node:tls';
+import { createHandler, createServer, type EndpointServer, silentLogger } from '../src/index.ts';
 import {
   API_KEY,
   basic,
@@ -21,6 +24,60 @@ import {
 const LIMIT = 4096;
 const { cert, key } = testCert();
 const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** A raw connection (TLS, or TCP when `tcp`) that keeps every byte received. */
+class RawConnection {
+  text = '';
+  closed = false;
+  readonly socket: Socket;
+  readonly ready: Promise<void>;
+  readonly close: Promise<void>;
+  private waiters: Array<() => void> = [];
+
+  constructor(port: number, tcp = false) {
+    let ready = () => {};
+    this.ready = new Promise<void>((resolve) => {
+      ready = resolve;
+    });
+    this.socket = tcp
+      ? connectTcp(port, '127.0.0.1', ready)
+      : connectTls({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, ready);
+    this.socket.on('error', () => {}); // a reset by the server shows as the close
+    this.socket.on('data', (chunk: Buffer) => {
+      this.text += chunk.toString();
+      this.wake();
+    });
+    this.close = new Promise<void>((resolve) =>
+      this.socket.on('close', () => {
+        this.closed = true;
+        this.wake();
+        resolve();
+      }),
+    );
+  }
+
+  write(text: string): void {
+    this.socket.write(text);
+  }
+
+  /** Resolves once what was received matches `re`; rejects if the connection closes first. */
+  async until(re: RegExp): Promise<void> {
+    while (!re.test(this.text)) {
+      if (this.closed) throw new Error(`closed before ${re}; received:\n${this.text}`);
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
 
 const eventRequest = (body: string, headers = '') =>
   `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
@@ -129,6 +186,97 @@ describe('the request line and headers', () => {
       assert.equal(good.status, 200);
     } finally {
       agent.destroy();
+    }
+  });
+});
+
+describe('Expect: 100-continue', () => {
+  let endpoint: EndpointServer;
+  let port: number;
+  const handled: string[] = [];
+
+  before(async () => {
+    endpoint = createServer({
+      tls: { cert, key },
+      host: '127.0.0.1',
+      port: 0,
+      apiKeys: [API_KEY],
+      maxBodyBytes: LIMIT,
+      log: silentLogger,
+      handlers: { track: (event) => void handled.push(String(event.messageId)) },
+    });
+    const url = await endpoint.listen();
+    port = Number(new URL(url).port);
+  });
+
+  after(() => endpoint.close());
+
+  /** The headers of an event request that waits for 100 Continue, and the body it holds back. */
+  const expecting = (body: string, headers = '') =>
+    eventRequest(body, `Expect: 100-continue\r\n${headers}`).slice(0, -Buffer.byteLength(body));
+
+  test('a bad key is told 401 with no 100 Continue before it, and the connection closed', async () => {
+    const body = JSON.stringify(trackEvent());
+    const request = expecting(body).replace(basic(API_KEY), basic('not-a-key'));
+    const text = await rawTls(port, cert, request, 5000);
+    assert.deepEqual(statusLines(text), ['401'], text);
+    assert.match(parseRaw(text).headers, /connection: close/);
+  });
+
+  test('a declared length over the limit is told 413 with no 100 Continue, and closed', async () => {
+    const body = 'x'.repeat(LIMIT + 1);
+    const text = await rawTls(port, cert, expecting(body), 5000);
+    assert.deepEqual(statusLines(text), ['413'], text);
+    assert.equal(JSON.parse(parseRaw(text).body).code, 'SEG_BODY_TOO_LARGE');
+    assert.match(parseRaw(text).headers, /connection: close/);
+  });
+
+  test('refusals decided on the headers alone (415, 404) go out without 100 Continue', async () => {
+    const body = JSON.stringify(trackEvent());
+    const media = expecting(body).replace('application/json', 'text/plain');
+    assert.deepEqual(statusLines(await rawTls(port, cert, media, 5000)), ['415']);
+    const elsewhere = expecting(body).replace('POST / ', 'POST /elsewhere ');
+    assert.deepEqual(statusLines(await rawTls(port, cert, elsewhere, 5000)), ['404']);
+  });
+
+  test('a request that may proceed gets 100 Continue, then after its body the 200, handled once', async () => {
+    const event = trackEvent();
+    const body = JSON.stringify(event);
+    const connection = new RawConnection(port);
+    try {
+      await connection.ready;
+      connection.write(expecting(body));
+      await connection.until(/^HTTP\/1\.1 100 Continue\r\n\r\n/);
+      connection.write(body);
+      await connection.until(/HTTP\/1\.1 200 /);
+      assert.deepEqual(statusLines(connection.text), ['100', '200']);
+      assert.equal(handled.filter((id) => id === event.messageId).length, 1);
+    } finally {
+      connection.destroy();
+    }
+  });
+
+  test('mounted in a server of its own, Node sends 100 Continue and the handler sends no second', async () => {
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: { track: () => {} },
+    });
+    const server = createHttpServer(handler);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const connection = new RawConnection((server.address() as AddressInfo).port, true);
+    try {
+      const body = JSON.stringify(trackEvent());
+      await connection.ready;
+      connection.write(expecting(body));
+      await connection.until(/^HTTP\/1\.1 100 Continue\r\n\r\n/);
+      connection.write(body);
+      await connection.until(/HTTP\/1\.1 200 [\s\S]*\r\n\r\n/);
+      assert.deepEqual(statusLines(connection.text), ['100', '200']);
+    } finally {
+      connection.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });
