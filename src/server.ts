@@ -5,8 +5,8 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { answerClientError } from './connections.ts';
+import type { AddressInfo, Socket } from 'node:net';
+import { answerClientError, ConnectionSlots } from './connections.ts';
 import { ERRORS } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { type HandlerOptions, integer } from './options.ts';
@@ -29,7 +29,10 @@ export interface ServerOptions extends HandlerOptions {
   requestTimeoutMs?: number;
   /** On close, requests still running after this are cut off. @default 10000 (10 s) */
   shutdownTimeoutMs?: number;
-  /** Open connections at most; more are closed as they arrive. @default 2048 */
+  /**
+   * Open connections at most. At the cap, a new connection takes the slot of the longest idle one (no
+   * request in progress), which is closed; when every one is busy, the new one is closed. @default 2048
+   */
   maxConnections?: number;
   /** The request line and headers together, at most (431 past it). @default 16384 (16 KiB) */
   maxHeaderBytes?: number;
@@ -97,8 +100,12 @@ export function createServer(options: ServerOptions): EndpointServer {
     // hold a connection for up to 30 s past its deadline).
     connectionsCheckingInterval: 1_000, // 1 s
   };
-  const answers = answerTracker();
+  const slots = new ConnectionSlots(
+    integer('maxConnections', options.maxConnections, SERVER_DEFAULTS.maxConnections, 1, 1e6),
+  );
+  const answers = answerTracker(slots);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
+    slots.started(req);
     answers.open(res);
     handler(req, res);
   };
@@ -116,16 +123,11 @@ export function createServer(options: ServerOptions): EndpointServer {
     };
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
-  // Past this many sockets, new ones are closed as they arrive: memory stays bounded however many
-  // clients connect. Headers past the count are dropped by Node's parser (their bytes are already
-  // bounded by maxHeaderSize).
-  server.maxConnections = integer(
-    'maxConnections',
-    options.maxConnections,
-    SERVER_DEFAULTS.maxConnections,
-    1,
-    1e6,
-  );
+  // At most maxConnections sockets, however many clients connect: memory stays bounded. For https this
+  // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
+  server.on('connection', (socket: Socket) => slots.admit(socket));
+  // Headers past the count are dropped by Node's parser (their bytes are already bounded by
+  // maxHeaderSize).
   server.maxHeadersCount = SERVER_DEFAULTS.maxHeadersCount;
   server.on('clientError', answerClientError);
   // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
@@ -187,11 +189,15 @@ export function createServer(options: ServerOptions): EndpointServer {
   return { server, handler, listen, close, reloadTls };
 }
 
-/** Counts answers begun and not yet flushed (or abandoned), so that shutdown cuts none of them short. */
-function answerTracker() {
+/**
+ * Counts answers begun and not yet flushed (or abandoned), so that shutdown cuts none of them short, and
+ * tells `slots` when a connection's request is done with.
+ */
+function answerTracker(slots: ConnectionSlots) {
   let open = 0;
   let waiters: Array<() => void> = [];
-  function closed(): void {
+  function closed(this: ServerResponse): void {
+    slots.finished(this.req);
     open--;
     if (open === 0 && waiters.length > 0) {
       const wake = waiters;

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { createServer as createHttpServer } from 'node:http';
+import { EventEmitter } from 'node:events';
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import { type AddressInfo, connect as connectTcp, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as connectTls } from 'node:tls';
+import { ConnectionSlots } from '../src/connections.ts';
 import { createHandler, createServer, type EndpointServer, silentLogger } from '../src/index.ts';
 import {
   API_KEY,
@@ -277,6 +279,150 @@ describe('Expect: 100-continue', () => {
       connection.destroy();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('connection slots at maxConnections', () => {
+  const MAX = 3;
+
+  /** A socket as the slots see it: it can be destroyed, and says when it closes. */
+  class FakeSocket extends EventEmitter {
+    destroyed = false;
+    destroy(): this {
+      this.destroyed = true;
+      setImmediate(() => this.emit('close'));
+      return this;
+    }
+  }
+  const requestOn = (socket: FakeSocket) => ({ socket }) as unknown as IncomingMessage;
+  const closed = (socket: FakeSocket) => new Promise((resolve) => socket.once('close', resolve));
+
+  test('bookkeeping: the longest idle goes first; pipelined requests keep a connection busy', async () => {
+    const slots = new ConnectionSlots(2);
+    const [a, b, c, d, e] = [
+      new FakeSocket(),
+      new FakeSocket(),
+      new FakeSocket(),
+      new FakeSocket(),
+      new FakeSocket(),
+    ];
+    const admit = (socket: FakeSocket) => slots.admit(socket as unknown as Socket);
+    admit(a);
+    admit(b);
+    // a: two pipelined requests, one answered; b: one answered, so idle again.
+    slots.started(requestOn(a));
+    slots.started(requestOn(a));
+    slots.finished(requestOn(a));
+    slots.started(requestOn(b));
+    slots.finished(requestOn(b));
+    admit(c); // takes b's slot: a is still busy
+    assert.deepEqual([a.destroyed, b.destroyed, c.destroyed], [false, true, false]);
+    assert.equal(slots.size, 2);
+    slots.started(requestOn(c));
+    admit(d); // both busy: the newcomer goes
+    assert.equal(d.destroyed, true);
+    slots.finished(requestOn(a)); // a idle now, and the longest idle
+    slots.finished(requestOn(c));
+    admit(e);
+    assert.deepEqual([a.destroyed, c.destroyed, e.destroyed], [true, false, false]);
+    await closed(a);
+    // An answer finishing after its connection closed changes nothing.
+    slots.finished(requestOn(a));
+    assert.equal(slots.size, 2);
+    c.destroy();
+    await closed(c);
+    assert.equal(slots.size, 1);
+  });
+
+  test('idle keep-alive connections do not lock out a new client: the longest idle is closed', async () => {
+    const endpoint = createServer({
+      tls: { cert, key },
+      host: '127.0.0.1',
+      port: 0,
+      maxConnections: MAX,
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: { track: () => {} },
+    });
+    const url = await endpoint.listen();
+    const port = Number(new URL(url).port);
+    const idle: RawConnection[] = [];
+    const agent = keepAliveAgent(cert);
+    try {
+      for (let i = 0; i < MAX; i++) {
+        const connection = new RawConnection(port);
+        idle.push(connection);
+        await connection.ready;
+        connection.write('GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n');
+        await connection.until(/\{"status":"ok"\}/);
+      }
+      const res = await httpsCall(agent, url, { body: trackEvent() });
+      assert.equal(res.status, 200);
+      await idle[0]?.close;
+      assert.deepEqual(
+        idle.map((c) => c.closed),
+        [true, false, false],
+      );
+    } finally {
+      for (const connection of idle) connection.destroy();
+      agent.destroy();
+      await endpoint.close();
+    }
+  });
+
+  test('when every connection has a request in progress, a new one is refused; the busy ones finish', async () => {
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let started = 0;
+    let allStarted = () => {};
+    const running = new Promise<void>((resolve) => {
+      allStarted = resolve;
+    });
+    const endpoint = createServer({
+      tls: { cert, key },
+      host: '127.0.0.1',
+      port: 0,
+      maxConnections: MAX,
+      handlerTimeoutMs: 60_000,
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: {
+        track: async () => {
+          if (++started === MAX) allStarted();
+          await released;
+        },
+      },
+    });
+    const url = await endpoint.listen();
+    const port = Number(new URL(url).port);
+    const busy: RawConnection[] = [];
+    let newcomer: RawConnection | undefined;
+    try {
+      for (let i = 0; i < MAX; i++) {
+        const connection = new RawConnection(port);
+        busy.push(connection);
+        await connection.ready;
+        connection.write(eventRequest(JSON.stringify(trackEvent())));
+      }
+      await running;
+      newcomer = new RawConnection(port);
+      const outcome = await Promise.race([newcomer.ready.then(() => 'let in'), newcomer.close]);
+      assert.notEqual(outcome, 'let in');
+      assert.equal(newcomer.text, '');
+      release();
+      for (const connection of busy) {
+        await connection.until(/HTTP\/1\.1 \d{3} [\s\S]*\r\n\r\n/);
+        assert.deepEqual(statusLines(connection.text), ['200']);
+        assert.equal(connection.closed, false);
+      }
+    } finally {
+      release();
+      for (const connection of busy) connection.destroy();
+      newcomer?.destroy();
+      await endpoint.close();
     }
   });
 });
