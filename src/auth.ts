@@ -132,7 +132,7 @@ export function requestApiKey(req: IncomingMessage): string {
 }
 
 /** Whether a header appears more than once (rawHeaders alternates names and values, as sent). */
-function repeats(rawHeaders: readonly string[], name: string): boolean {
+export function repeats(rawHeaders: readonly string[], name: string): boolean {
   let seen = false;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const header = rawHeaders[i] as string;

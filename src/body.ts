@@ -1,9 +1,10 @@
 import { isUtf8 } from 'node:buffer';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Transform } from 'node:stream';
 import { type Coding, codingOf, decoderFor } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { checkParsed, parseJson } from './json.ts';
+import { sendContinue } from './respond.ts';
 
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
 const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
@@ -228,12 +229,15 @@ export interface ReceivedBody {
 export async function readJson(
   req: IncomingMessage,
   limits: EventLimits,
+  res?: ServerResponse,
   anyType = false,
 ): Promise<ReceivedBody> {
   const parsed = (req as IncomingMessage & { body?: unknown }).body;
   const type = req.headers['content-type'];
   if (parsed === undefined) {
     const coding = checkBodyHeaders(req, limits.maxBodyBytes, anyType);
+    // Only now, every check on the headers passed, is a sender waiting on Expect invited to send.
+    if (res !== undefined) sendContinue(res);
     const text = await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs, coding);
     return { value: parse(text, limits.maxDepth, type), text };
   }

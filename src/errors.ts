@@ -61,6 +61,7 @@ export const ERRORS = {
     message: 'The events of this request would take too much space stored',
   },
   SEG_STORE_UNAVAILABLE: { status: 503, message: 'The endpoint cannot store events right now, retry later' },
+  SEG_HTTP_VERSION: { status: 505, message: 'HTTP version not supported: send HTTP/1.1' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
   SEG_SIGNATURE_PARTIAL: {
     status: 401,

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { type AuthDecision, keyFingerprint, requestApiKey } from './auth.ts';
+import { type AuthDecision, keyFingerprint, repeats, requestApiKey } from './auth.ts';
 import {
   batchAnswer,
   type EventResult,
@@ -78,11 +78,20 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
   ) => sendError(req, res, reply, refusal, extra);
 
   const handler = ((req: IncomingMessage, res: ServerResponse) => {
-    const url = req.url ?? '/';
-    const query = url.indexOf('?');
-    const path = query === -1 ? url : url.slice(0, query);
+    const path = targetPath(req.url ?? '/');
     const route = path === opts.path ? EVENT_ROUTE : table.get(path);
-    if (route !== undefined) {
+    // Of the versions that are not 1.x, llhttp passes HTTP/2.0 on (others, such as HTTP/3.0, reach the
+    // server's clientError), and reads a request line without a version as HTTP/0.9: a garbled line.
+    if (req.httpVersionMajor >= 2) {
+      refuse(req, res, answer('SEG_HTTP_VERSION'), { connection: 'close' });
+    } else if (req.httpVersionMajor === 0) {
+      refuse(req, res, answer('SEG_BAD_REQUEST', 'The request line has no HTTP/1.1 version'), {
+        connection: 'close',
+      });
+    } else if (repeats(req.rawHeaders, 'host')) {
+      // Node keeps the first; which host was meant is ambiguous (RFC 9112 §3.2: a 400).
+      refuse(req, res, answer('SEG_BAD_REQUEST', 'More than one Host header'));
+    } else if (route !== undefined) {
       if (req.headers.host === undefined && req.httpVersionMinor === 1) {
         // HTTP/1.1 requires Host (RFC 9112 §3.2); a request without one is not well-formed.
         refuse(req, res, answer('SEG_BAD_REQUEST', 'Missing Host header'));
@@ -141,7 +150,7 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
       const settings = decodeSettings(req.headers['x-segment-settings']);
       if (settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
 
-      const { value, text } = await readJson(req, opts, route.kind !== 'event');
+      const { value, text } = await readJson(req, opts, res, route.kind !== 'event');
       const secret =
         (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? opts.signatureSecret;
       if (secret !== undefined) verifySignature(req.headers, secret, value, text, opts.signatureLegacyBatch);
@@ -302,6 +311,21 @@ export function createHandler(options: HandlerOptions): EndpointHandler {
 const BATCH_SLICE = 64;
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+// The scheme and authority of an absolute-form target, `https://host:port` (RFC 9112 §3.2.2).
+const ABSOLUTE_FORM_RE = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
+
+/**
+ * The path a request is routed by: an origin-form target (`/v1/track?x`) up to its query; an
+ * absolute-form one (`https://host/v1/track`, which a server must accept, RFC 9112 §3.2.2) by the path
+ * after its authority, `/` when it has none.
+ */
+function targetPath(url: string): string {
+  const start = url.charCodeAt(0) === 0x2f ? 0 : (ABSOLUTE_FORM_RE.exec(url)?.[0].length ?? 0);
+  const query = url.indexOf('?', start);
+  const path = query === -1 ? url.slice(start) : url.slice(start, query);
+  return path === '' ? '/' : path;
+}
 
 function answer(code: ErrorCode, message?: string): ErrorAnswer {
   return toErrorAnswer(new EndpointError(code, message));

@@ -54,6 +54,18 @@ export function sendError(
 }
 
 /**
+ * `100 Continue`, for a client that sent `Expect: 100-continue` and holds its body back until told
+ * (RFC 9110 §10.1.1): called once the headers have passed every check, right before the body is read.
+ * Node sends it itself before any handler runs unless the server listens for 'checkContinue' (ours
+ * does); mounted in another server, it has gone already. Node records both facts on the response
+ * (lib/_http_server.js): `_expect_continue` (its reading of the header, HTTP/1.1 only) and `_sent100`.
+ */
+export function sendContinue(res: ServerResponse): void {
+  const state = res as ServerResponse & { _expect_continue?: boolean; _sent100?: boolean };
+  if (state._expect_continue === true && state._sent100 !== true) res.writeContinue();
+}
+
+/**
  * The health answer: 200 `{"status":"ok"}`, or 503 `{"status":"draining"}` / `{"status":"unavailable"}`
  * (events cannot be stored now), so a load balancer routes elsewhere. No body for HEAD.
  */

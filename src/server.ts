@@ -3,12 +3,11 @@ import {
   type IncomingMessage,
   type Server,
   type ServerResponse,
-  STATUS_CODES,
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
-import { ERRORS, type ErrorCode } from './errors.ts';
+import type { AddressInfo, Socket } from 'node:net';
+import { answerClientError, ConnectionSlots } from './connections.ts';
+import { ERRORS } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { type HandlerOptions, integer } from './options.ts';
 
@@ -30,7 +29,10 @@ export interface ServerOptions extends HandlerOptions {
   requestTimeoutMs?: number;
   /** On close, requests still running after this are cut off. @default 10000 (10 s) */
   shutdownTimeoutMs?: number;
-  /** Open connections at most; more are closed as they arrive. @default 2048 */
+  /**
+   * Open connections at most. At the cap, a new connection takes the slot of the longest idle one (no
+   * request in progress), which is closed; when every one is busy, the new one is closed. @default 2048
+   */
   maxConnections?: number;
   /** The request line and headers together, at most (431 past it). @default 16384 (16 KiB) */
   maxHeaderBytes?: number;
@@ -98,8 +100,12 @@ export function createServer(options: ServerOptions): EndpointServer {
     // hold a connection for up to 30 s past its deadline).
     connectionsCheckingInterval: 1_000, // 1 s
   };
-  const answers = answerTracker();
+  const slots = new ConnectionSlots(
+    integer('maxConnections', options.maxConnections, SERVER_DEFAULTS.maxConnections, 1, 1e6),
+  );
+  const answers = answerTracker(slots);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
+    slots.started(req);
     answers.open(res);
     handler(req, res);
   };
@@ -117,18 +123,17 @@ export function createServer(options: ServerOptions): EndpointServer {
     };
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
-  // Past this many sockets, new ones are closed as they arrive: memory stays bounded however many
-  // clients connect. Headers past the count are dropped by Node's parser (their bytes are already
-  // bounded by maxHeaderSize).
-  server.maxConnections = integer(
-    'maxConnections',
-    options.maxConnections,
-    SERVER_DEFAULTS.maxConnections,
-    1,
-    1e6,
-  );
+  // At most maxConnections sockets, however many clients connect: memory stays bounded. For https this
+  // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
+  server.on('connection', (socket: Socket) => slots.admit(socket));
+  // Headers past the count are dropped by Node's parser (their bytes are already bounded by
+  // maxHeaderSize).
   server.maxHeadersCount = SERVER_DEFAULTS.maxHeadersCount;
   server.on('clientError', answerClientError);
+  // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
+  // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once
+  // the headers pass (sendContinue); a refusal goes out without it, and Node then closes the connection.
+  server.on('checkContinue', serve);
   // Node answers an Expect other than 100-continue with an empty 417; say why, in JSON.
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
     res
@@ -185,33 +190,14 @@ export function createServer(options: ServerOptions): EndpointServer {
 }
 
 /**
- * Node's parser refused the request before any handler saw it (malformed HTTP, headers too large,
- * headers too slow). Answer in JSON like every other refusal, then close: the stream cannot be trusted.
+ * Counts answers begun and not yet flushed (or abandoned), so that shutdown cuts none of them short, and
+ * tells `slots` when a connection's request is done with.
  */
-function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const code: ErrorCode =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? 'SEG_HEADERS_TOO_LARGE'
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? 'SEG_REQUEST_TIMEOUT'
-        : 'SEG_BAD_REQUEST';
-  const { status, message } = ERRORS[code];
-  const body = JSON.stringify({ message, code });
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
-}
-
-/** Counts answers begun and not yet flushed (or abandoned), so that shutdown cuts none of them short. */
-function answerTracker() {
+function answerTracker(slots: ConnectionSlots) {
   let open = 0;
   let waiters: Array<() => void> = [];
-  function closed(): void {
+  function closed(this: ServerResponse): void {
+    slots.finished(this.req);
     open--;
     if (open === 0 && waiters.length > 0) {
       const wake = waiters;

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { decodeBase64 } from './base64.ts';
 import { parseJson } from './json.ts';
 
@@ -29,7 +30,8 @@ const cache = new Map<string, Settings>();
 
 function decode(header: string): Settings | undefined {
   const bytes = decodeBase64(header.trim());
-  if (bytes === undefined) return undefined;
+  // Bytes that are not UTF-8 are refused, as in a body, rather than read with replacement characters.
+  if (bytes === undefined || !isUtf8(bytes)) return undefined;
   const parsed = parseJson(bytes.toString('utf8'));
   if (
     !parsed.ok ||

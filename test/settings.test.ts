@@ -67,6 +67,13 @@ describe('decodeSettings', () => {
     }
   });
 
+  test('base64 of bytes that are not UTF-8 is undefined, even when replacement would make it JSON', () => {
+    // {"a":"\xff"}: read leniently, {"a":"\ufffd"}.
+    const bytes = Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]);
+    assert.equal(decodeSettings(bytes.toString('base64')), undefined);
+    assert.deepEqual(decodeSettings(b64('{"a":"é"}')), { a: 'é' });
+  });
+
   test('junk characters in the base64 are undefined', () => {
     assert.equal(decodeSettings('e30$'), undefined);
     assert.equal(decodeSettings('e3 0='), undefined);

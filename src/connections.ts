@@ -1,0 +1,138 @@
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ERRORS, type ErrorCode } from './errors.ts';
+
+// What happens on a connection around its requests: who holds a slot, and the refusals Node's parser
+// makes before a request exists.
+
+/**
+ * Who holds the `maxConnections` slots. A connection is busy while a request on it is in progress, and
+ * idle otherwise: just accepted, in its TLS handshake, half way through its request's headers, or
+ * between keep-alive requests. At the cap a newcomer takes the slot of the longest idle connection,
+ * which is closed; only when every connection is busy is the newcomer closed instead. So connections
+ * that hold a slot without using it (idle keep-alive, slow headers) cannot lock clients out, and memory
+ * stays bounded by the cap either way.
+ *
+ * Node's own `server.maxConnections` refuses the newcomer whatever the others are doing. Here a `Set` of
+ * idle connections, in the order they became idle (a Set iterates in insertion order), gives the
+ * longest idle in O(1); every transition is O(1), and nothing is allocated per request.
+ */
+export class ConnectionSlots {
+  readonly #max: number;
+  readonly #idle = new Set<Socket>();
+  /** Requests in progress on each busy connection (more than one when they are pipelined). */
+  readonly #busy = new Map<Socket, number>();
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** Connections holding a slot now. */
+  get size(): number {
+    return this.#idle.size + this.#busy.size;
+  }
+
+  /** On the server's 'connection' event: the TCP connection, before any TLS handshake. */
+  admit(socket: Socket): void {
+    if (this.size >= this.#max) {
+      const longestIdle = this.#idle.values().next();
+      if (longestIdle.done === true) {
+        socket.destroy();
+        return;
+      }
+      // Its slot is free from now on (its 'close', later, finds it in neither set).
+      this.#idle.delete(longestIdle.value);
+      longestIdle.value.destroy();
+    }
+    this.#idle.add(socket);
+    socket.once('close', () => {
+      if (!this.#idle.delete(socket)) this.#busy.delete(socket);
+    });
+  }
+
+  /** A request arrived on `req.socket`. */
+  started(req: IncomingMessage): void {
+    const socket = tcpSocket(req.socket);
+    const running = this.#busy.get(socket);
+    if (running !== undefined) this.#busy.set(socket, running + 1);
+    else if (this.#idle.delete(socket)) this.#busy.set(socket, 1);
+  }
+
+  /** The answer to a request on `req.socket` was sent, or abandoned. */
+  finished(req: IncomingMessage): void {
+    const socket = tcpSocket(req.socket);
+    const running = this.#busy.get(socket);
+    if (running === undefined) return; // closed meanwhile
+    if (running > 1) {
+      this.#busy.set(socket, running - 1);
+    } else {
+      this.#busy.delete(socket);
+      this.#idle.add(socket);
+    }
+  }
+}
+
+/**
+ * The TCP socket a request came on. Over TLS the request's socket is a TLSSocket wrapping the TCP socket
+ * the server's 'connection' event gave; Node keeps that one as `_parent` (lib/_tls_wrap.js).
+ */
+function tcpSocket(socket: Duplex): Socket {
+  return (socket as Socket & { _parent?: Socket | null })._parent ?? (socket as Socket);
+}
+
+/**
+ * Node's parser refused what came on a connection (malformed HTTP, a version other than HTTP/1.x, headers
+ * too large or too slow). Answer in JSON like every other refusal, then close: the stream cannot be
+ * trusted. Requests pipelined before the bad one are answered first, in order (RFC 9112 §9.3.2): the
+ * refusal waits for the responses in progress on the connection.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  // The parser repeats its error for every later chunk: one refusal per connection.
+  if (refusing.has(socket)) return;
+  refusing.add(socket);
+  refuseAfterPending(socket, clientErrorCode(err));
+}
+
+const refusing = new WeakSet<Duplex>();
+
+function clientErrorCode(err: NodeJS.ErrnoException & { reason?: string }): ErrorCode {
+  if (err.code === 'HPE_HEADER_OVERFLOW') return 'SEG_HEADERS_TOO_LARGE';
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'SEG_REQUEST_TIMEOUT';
+  // A well-formed version that llhttp does not take (HTTP/3.0, HTTP/1.2; it passes HTTP/0.9 and HTTP/2.0
+  // on, and the handler answers those). Its other version errors ("Expected dot", "Invalid minor
+  // version") are a garbled request line: a 400.
+  if (err.code === 'HPE_INVALID_VERSION' && err.reason === 'Invalid HTTP version') return 'SEG_HTTP_VERSION';
+  return 'SEG_BAD_REQUEST';
+}
+
+function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
+  if (socket.destroyed || !socket.writable) return;
+  const pending = responseInProgress(socket);
+  if (pending !== undefined) {
+    // Rare (a bad request behind a good one): a closure here costs nothing on the hot path. By the
+    // response's 'close', Node has handed the connection to the next pipelined response, if any.
+    pending.once('close', () => refuseAfterPending(socket, code));
+    return;
+  }
+  const { status, message } = ERRORS[code];
+  const body = JSON.stringify({ message, code });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * The response now writing to `socket`, when its request was received whole. Node keeps it as
+ * `socket._httpMessage` (lib/_http_server.js; later pipelined responses queue behind it). A request
+ * that is not complete is the one the parser refused: its refusal goes out at once.
+ */
+function responseInProgress(socket: Duplex): ServerResponse | undefined {
+  const res = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  return res?.req.complete === true && !res.destroyed ? res : undefined;
+}
