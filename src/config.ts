@@ -64,7 +64,8 @@ Options (each also read from the environment variable shown):
   --max-body-bytes N       largest body accepted (SEGMENT_ENDPOINT_MAX_BODY_BYTES) [524288]
   --max-in-flight N        events processed at once; more get 503 + Retry-After
                            (SEGMENT_ENDPOINT_MAX_IN_FLIGHT) [1024]
-  --max-connections N      open connections at most (SEGMENT_ENDPOINT_MAX_CONNECTIONS) [2048]
+  --max-connections N      open connections at most; at the cap the longest-idle one is closed
+                           to admit a new one (SEGMENT_ENDPOINT_MAX_CONNECTIONS) [2048]
   --shutdown-timeout SECS  on SIGTERM, how long running events may take to finish
                            (SEGMENT_ENDPOINT_SHUTDOWN_TIMEOUT) [10]
   --idempotency-ttl SECS   how long a processed messageId is remembered per API key, so that
