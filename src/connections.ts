@@ -54,9 +54,13 @@ export class ConnectionSlots {
   /** A request arrived on `req.socket`. */
   started(req: IncomingMessage): void {
     const socket = tcpSocket(req.socket);
-    const running = this.#busy.get(socket);
-    if (running !== undefined) this.#busy.set(socket, running + 1);
-    else if (this.#idle.delete(socket)) this.#busy.set(socket, 1);
+    if (this.#idle.delete(socket)) {
+      this.#busy.set(socket, 1);
+    } else {
+      // Pipelined behind a request still in progress (or closed meanwhile: in neither).
+      const running = this.#busy.get(socket);
+      if (running !== undefined) this.#busy.set(socket, running + 1);
+    }
   }
 
   /** The answer to a request on `req.socket` was sent, or abandoned. */
