@@ -1,9 +1,29 @@
-import { EndpointError, type ErrorAnswer } from './errors.ts';
+import type { ErrorAnswer } from './errors.ts';
+import {
+  bodyTooLarge,
+  EndpointError,
+  refusal,
+  storedTooLarge,
+  toErrorAnswer,
+  tooManyEvents,
+} from './errors.ts';
+import { isPlainObject } from './json.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 // The shapes besides one event per request (CONTRACT.md "Related senders"): Segment's Tracking API,
 // which every Segment SDK speaks (POST /v1/{type} with one event, POST /v1/batch with
 // {"batch": [...]}), and the JSON arrays that Webhooks (Actions) batching sends to the event path.
+
+/**
+ * Segment's own limits on what its Tracking API takes, as it documents them, and the cap on events a
+ * request that Segment proposes for a batch. The endpoint's own body limit (`maxBodyBytes`, 512 KiB by
+ * default) is apart from these.
+ */
+export const SEGMENT_LIMITS = Object.freeze({
+  eventBytes: 32 * 1024, // 32 KiB: one event, after a batch's context and integrations are merged in
+  batchBytes: 500 * 1024, // 500 KiB: one /v1/batch body
+  events: 2500, // events in one request, batch or JSON array
+});
 
 /** How a request carries its events. */
 export type Route =
@@ -11,18 +31,12 @@ export type Route =
   | { readonly kind: 'typed'; readonly type: EventType }
   | { readonly kind: 'batch' };
 
-const EVENT: Route = Object.freeze({ kind: 'event' });
-
-/** One event of the Tracking API at most (Segment's own limit). */
-export const MAX_EVENT_BYTES = 32 * 1024; // 32 KiB
-/** One /v1/batch request at most (Segment's own limit). */
-export const MAX_BATCH_BYTES = 500 * 1024; // 500 KiB
-/** Events in one request at most, batch or JSON array (the cap Segment proposes for a batch). */
-export const MAX_EVENTS_PER_REQUEST = 2500;
+/** The event path's own route: one event, or a JSON array of them. */
+export const EVENT_ROUTE: Route = Object.freeze({ kind: 'event' });
 
 /** The Tracking API's paths under the event path: `/v1/track`, ..., `/v1/batch` (and `/v1/import`). */
 export function routes(eventPath: string, trackingApi: boolean): ReadonlyMap<string, Route> {
-  const table = new Map<string, Route>([[eventPath, EVENT]]);
+  const table = new Map<string, Route>([[eventPath, EVENT_ROUTE]]);
   if (!trackingApi) return table;
   const base = eventPath.endsWith('/') ? eventPath.slice(0, -1) : eventPath;
   for (const type of EVENT_TYPES) {
@@ -48,19 +62,11 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
   if (route.kind === 'event') {
     return Array.isArray(value) ? several(value, 'Request body') : { events: [value], batch: false };
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new EndpointError('SEG_NOT_OBJECT', 'Request body must be a JSON object');
-  }
-  const body = value as Record<string, unknown>;
-  if (route.kind === 'typed') {
-    if (text !== undefined && Buffer.byteLength(text) > MAX_EVENT_BYTES) {
-      throw new EndpointError('SEG_BODY_TOO_LARGE', `An event may be at most ${MAX_EVENT_BYTES} bytes`);
-    }
-    return { events: [typed(body, route.type)], batch: false };
-  }
-  if (text !== undefined && Buffer.byteLength(text) > MAX_BATCH_BYTES) {
-    throw new EndpointError('SEG_BODY_TOO_LARGE', `A batch may be at most ${MAX_BATCH_BYTES} bytes`);
-  }
+  if (!isPlainObject(value)) throw new EndpointError('SEG_NOT_OBJECT', 'Request body must be a JSON object');
+  const limit = route.kind === 'typed' ? SEGMENT_LIMITS.eventBytes : SEGMENT_LIMITS.batchBytes;
+  if (text !== undefined && Buffer.byteLength(text) > limit) throw bodyTooLarge(limit);
+  if (route.kind === 'typed') return { events: [typed(value, route.type)], batch: false };
+  const body = value;
   const list = body.batch;
   if (!Array.isArray(list))
     throw new EndpointError('SEG_INVALID_EVENT', '"batch" must be an array of events');
@@ -71,12 +77,7 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
 
 function several(events: unknown[], what: string): Carried {
   if (events.length === 0) throw new EndpointError('SEG_INVALID_EVENT', `${what} holds no events`);
-  if (events.length > MAX_EVENTS_PER_REQUEST) {
-    throw new EndpointError(
-      'SEG_TOO_MANY_EVENTS',
-      `${what} holds ${events.length} events; one request may carry at most ${MAX_EVENTS_PER_REQUEST}`,
-    );
-  }
+  if (events.length > SEGMENT_LIMITS.events) throw tooManyEvents(what, events.length, SEGMENT_LIMITS.events);
   return { events, batch: true };
 }
 
@@ -96,12 +97,7 @@ export function measure(events: readonly unknown[], settingsBytes: number, budge
     const size = Buffer.byteLength(JSON.stringify(events[i]) ?? '');
     sizes[i] = size;
     total += size + settingsBytes + LINE_OVERHEAD;
-    if (total > budget) {
-      throw new EndpointError(
-        'SEG_STORED_TOO_LARGE',
-        `Stored, the events of this request would take more than ${budget} bytes: send fewer events a request, or a smaller batch-level context`,
-      );
-    }
+    if (total > budget) throw storedTooLarge(budget);
   }
   return sizes;
 }
@@ -120,28 +116,59 @@ function typed(event: Record<string, unknown>, type: EventType): Record<string, 
 
 /** A batch's top-level context and integrations, under each event's own (which win, key by key). */
 function withDefaults(event: unknown, context: unknown, integrations: unknown): unknown {
-  if (typeof event !== 'object' || event === null || Array.isArray(event)) return event;
-  const own = event as Record<string, unknown>;
-  const merged: Record<string, unknown> = { ...own };
-  if (isObject(context))
-    merged.context = isObject(own.context) ? { ...context, ...own.context } : (own.context ?? context);
-  if (isObject(integrations)) {
-    merged.integrations = isObject(own.integrations)
-      ? { ...integrations, ...own.integrations }
-      : (own.integrations ?? integrations);
+  if (!isPlainObject(event)) return event;
+  const merged: Record<string, unknown> = { ...event };
+  if (isPlainObject(context)) {
+    merged.context = isPlainObject(event.context)
+      ? { ...context, ...event.context }
+      : (event.context ?? context);
+  }
+  if (isPlainObject(integrations)) {
+    merged.integrations = isPlainObject(event.integrations)
+      ? { ...integrations, ...event.integrations }
+      : (event.integrations ?? integrations);
   }
   return merged;
 }
 
-const isObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
-
-/** What became of one event of a batch. */
+/** What became of one event: the status to answer, its type once known, and the refusal if any. */
 export interface EventResult {
-  readonly index: number;
   readonly status: number;
-  readonly code?: string;
-  readonly message?: string;
+  readonly type?: EventType;
+  readonly error?: ErrorAnswer;
+}
+
+// Events of a batch taken between two turns of the event loop: few enough that a batch of the largest
+// size holds the loop for a few milliseconds at a time (bench/stall.mjs).
+const SLICE = 64;
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * The events of a batch, each through `accept`, the same steps as a single event. Their sizes are
+ * measured first: an event over Segment's limit is refused on its own, and the whole request when
+ * storing all of them would take more than `budget` bytes. They are then taken a slice at a time,
+ * yielding to the event loop between slices, so that a large batch does not hold up the requests on
+ * other connections.
+ */
+export async function acceptBatch(
+  events: readonly unknown[],
+  settingsBytes: number,
+  budget: number,
+  accept: (event: unknown, index: number) => EventResult | Promise<EventResult>,
+): Promise<EventResult[]> {
+  const sizes = measure(events, settingsBytes, budget);
+  const results: Array<EventResult | Promise<EventResult>> = [];
+  for (let index = 0; index < events.length; index++) {
+    if (index > 0 && index % SLICE === 0) await nextTurn();
+    const limit = SEGMENT_LIMITS.eventBytes;
+    results.push(
+      (sizes[index] as number) > limit
+        ? { status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) }
+        : accept(events[index], index),
+    );
+  }
+  return Promise.all(results);
 }
 
 const MAX_LISTED = 100; // refused events named in the answer; the count says how many in all
@@ -152,22 +179,29 @@ const MAX_LISTED = 100; // refused events named in the answer; the count says ho
  * only those (the accepted ones are answered as duplicates by their messageId); if every failure is
  * final (4xx, 501), a 400, which Segment does not retry. The message counts and lists the refused.
  */
-export function batchAnswer(results: readonly EventResult[]): ErrorAnswer | undefined {
-  const refused = results.filter((r) => r.status >= 300);
-  if (refused.length === 0) return undefined;
-  const retryable = refused.filter((r) => r.status === 429 || (r.status >= 500 && r.status !== 501));
+export function batchAnswer(results: readonly EventResult[]): EventResult {
+  const refused: number[] = [];
+  let retryable = 0;
+  results.forEach((r, index) => {
+    if (r.error === undefined) return;
+    refused.push(index);
+    if (r.status === 429 || (r.status >= 500 && r.status !== 501)) retryable++;
+  });
+  if (refused.length === 0) return ACCEPTED;
   const listed = refused
     .slice(0, MAX_LISTED)
-    .map((r) => `#${r.index}: ${r.status} ${r.message ?? ''}`.trim())
+    .map((index) => {
+      const r = results[index] as EventResult;
+      return `#${index}: ${r.status} ${r.error?.message ?? ''}`.trim();
+    })
     .join('; ');
   const more = refused.length > MAX_LISTED ? `; and ${refused.length - MAX_LISTED} more` : '';
   const summary = `${results.length - refused.length} of ${results.length} events accepted`;
-  if (retryable.length > 0) {
-    return {
-      status: 503,
-      code: 'SEG_BATCH_RETRY',
-      message: `${summary}; ${retryable.length} can be retried: ${listed}${more}`,
-    };
-  }
-  return { status: 400, code: 'SEG_BATCH_REFUSED', message: `${summary}; refused: ${listed}${more}` };
+  const error =
+    retryable > 0
+      ? refusal('SEG_BATCH_RETRY', `${summary}; ${retryable} can be retried: ${listed}${more}`)
+      : refusal('SEG_BATCH_REFUSED', `${summary}; refused: ${listed}${more}`);
+  return { status: error.status, error };
 }
+
+const ACCEPTED: EventResult = Object.freeze({ status: 200 });

@@ -1,7 +1,8 @@
-import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ERRORS, type ErrorCode } from './errors.ts';
+import type { ErrorCode } from './errors.ts';
+import { rawRefusal } from './respond.ts';
 
 // What happens on a connection around its requests: who holds a slot, and the refusals Node's parser
 // makes before a request exists.
@@ -123,12 +124,7 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
     pending.once('close', () => refuseAfterPending(socket, code));
     return;
   }
-  const { status, message } = ERRORS[code];
-  const body = JSON.stringify({ message, code });
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  socket.end(rawRefusal(code));
 }
 
 /**

@@ -96,7 +96,7 @@ type AnyHandler = (event: unknown, ctx: Context) => HandlerResult | Promise<Hand
 export interface Dispatcher {
   /** Whether a handler is registered for this type. */
   supports(type: EventType): boolean;
-  /** Runs the type's handler: the status to answer, or a rejection to map to one. */
+  /** Runs the type's handler (one it `supports`): the status to answer, or a rejection to map to one. */
   dispatch(type: EventType, event: unknown, ctx: EventContext): number | Promise<number>;
 }
 
@@ -112,11 +112,8 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
   }
   const supports = (type: EventType) => table[type] !== undefined;
   const dispatch: Dispatcher['dispatch'] = (type, event, ctx) => {
-    const handler = table[type];
-    if (handler === undefined) {
-      throw new EndpointError('SEG_TYPE_UNSUPPORTED', `This endpoint does not support "${type}" events`);
-    }
-    const result = handler(event, ctx);
+    // The pipeline asked `supports` first: a type without a handler never gets here.
+    const result = (table[type] as AnyHandler)(event, ctx);
     if (!isPromise(result)) return statusOf(result);
     return new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -35,6 +35,11 @@ export const ERRORS = {
     status: 401,
     message: 'X-Segment-Signature or X-Signature does not match the body',
   },
+  SEG_SIGNATURE_PARTIAL: {
+    status: 401,
+    message:
+      'X-Signature signs only the first event of this batch: enable "Use X-Segment-Signature Header" in the Segment webhook destination settings',
+  },
   SEG_INVALID_UTF8: { status: 400, message: 'Request body is not valid UTF-8' },
   SEG_INVALID_JSON: { status: 400, message: 'Request body is not valid JSON' },
   SEG_NOT_OBJECT: { status: 400, message: 'Request body must be a JSON object' },
@@ -63,11 +68,6 @@ export const ERRORS = {
   SEG_STORE_UNAVAILABLE: { status: 503, message: 'The endpoint cannot store events right now, retry later' },
   SEG_HTTP_VERSION: { status: 505, message: 'HTTP version not supported: send HTTP/1.1' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
-  SEG_SIGNATURE_PARTIAL: {
-    status: 401,
-    message:
-      'X-Signature signs only the first event of this batch: enable "Use X-Segment-Signature Header" in the Segment webhook destination settings',
-  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -129,12 +129,60 @@ export class ForbiddenError extends EndpointError {
   }
 }
 
+// Refusals whose message carries a value: one factory each, so that each is worded in one place.
+
+/** 413: `what` (the request body, its decompressed bytes, one event of a batch) is over `limit` bytes. */
+export function bodyTooLarge(limit: number, what = 'Request body'): EndpointError {
+  return new EndpointError('SEG_BODY_TOO_LARGE', `${what} is larger than the limit of ${limit} bytes`);
+}
+
+/** 413: `what` (the body, `"batch"`) carries `count` events, more than one request may. */
+export function tooManyEvents(what: string, count: number, max: number): EndpointError {
+  return new EndpointError(
+    'SEG_TOO_MANY_EVENTS',
+    `${what} holds ${count} events; one request may carry at most ${max}`,
+  );
+}
+
+/** 413: stored, the events of one request would take more than `budget` bytes. */
+export function storedTooLarge(budget: number): EndpointError {
+  return new EndpointError(
+    'SEG_STORED_TOO_LARGE',
+    `Stored, the events of this request would take more than ${budget} bytes: send fewer events a request, or a smaller batch-level context`,
+  );
+}
+
+/** 501: `type` is none of Segment's event types. */
+export function unknownType(type: string): EndpointError {
+  return new EndpointError('SEG_TYPE_UNSUPPORTED', `${quoted(type)} is not a Segment event type`);
+}
+
+/** 501: no handler takes `type`. */
+export function unsupportedType(type: string): EndpointError {
+  return new EndpointError('SEG_TYPE_UNSUPPORTED', `This endpoint does not support "${type}" events`);
+}
+
+/** 403: the API key may not send `type`. */
+export function forbiddenType(type: string): EndpointError {
+  return new EndpointError('SEG_TYPE_FORBIDDEN', `This API key is not permitted to send "${type}" events`);
+}
+
+/** A value the sender gave, as it appears in a message: JSON-quoted, cut at `max` characters. */
+export function quoted(value: string, max = 64): string {
+  return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+}
+
 export interface ErrorAnswer {
   readonly status: number;
   readonly code: string;
   readonly message: string;
   /** Set when the error is ours rather than the sender's: the caller logs it, the client never sees it. */
   readonly internal?: unknown;
+}
+
+/** The answer for a catalogue code: what the front door refuses with, before any event is read. */
+export function refusal(code: ErrorCode, message?: string): ErrorAnswer {
+  return { status: ERRORS[code].status, code, message: message ?? ERRORS[code].message };
 }
 
 const GENERIC_500 = ERRORS.SEG_INTERNAL.message;

@@ -1,27 +1,11 @@
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { type AuthDecision, keyFingerprint, repeats, requestApiKey } from './auth.ts';
-import {
-  batchAnswer,
-  type EventResult,
-  eventsOf,
-  MAX_EVENT_BYTES,
-  measure,
-  type Route,
-  routes,
-} from './batch.ts';
-import { asObject, readJson } from './body.ts';
-import { createDispatcher, EventContext } from './dispatch.ts';
-import { EndpointError, type ErrorAnswer, type ErrorCode, toErrorAnswer } from './errors.ts';
-import { once } from './idempotency.ts';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { repeats } from './auth.ts';
+import { EVENT_ROUTE, type Route, routes } from './batch.ts';
+import { type ErrorAnswer, refusal } from './errors.ts';
 import { Metrics } from './metrics.ts';
-import { normalizeEvent } from './normalize.ts';
-import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
-import { isPromise } from './promise.ts';
-import { sendError, sendHealth, sendMetrics, sendStatus } from './respond.ts';
-import { decodeSettings, type Settings } from './settings.ts';
-import { verifySignature } from './signature.ts';
-import type { EventType } from './types.ts';
-import { eventValidators } from './validate.ts';
+import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
+import { EventPipeline } from './pipeline.ts';
+import { type RefusalContext, sendError, sendHealth, sendMetrics } from './respond.ts';
 
 /** A plain `(req, res)` function, to mount in any node:http/https server, plus its lifecycle. */
 export interface EndpointHandler {
@@ -39,278 +23,129 @@ export interface EndpointHandler {
   idle(): Promise<void>;
 }
 
-const EVENT_ROUTE: Route = Object.freeze({ kind: 'event' });
-
-/** What the request-level checks established, for each event it carries. */
-interface Accepted {
-  readonly apiKey: string;
-  readonly decision: AuthDecision;
-  readonly settings: Settings;
-  readonly headers: IncomingHttpHeaders;
-}
-
 /**
- * The request pipeline, in the order of Segment's partner contract: route, authenticate, decode the
- * settings header, read and parse the body, normalise and validate the event, skip a duplicate,
- * dispatch it to the partner's handler, answer. Every refusal is JSON `{"message", "code"}`.
+ * The endpoint as a plain `(req, res)` handler: the front door (route, request line, Host, method,
+ * draining, load shedding, health and metrics) and, past it, the event pipeline (pipeline.ts). Every
+ * refusal is JSON `{"message", "code"}`.
  */
 export function createHandler(options: HandlerOptions): EndpointHandler {
-  const opts = resolveHandlerOptions(options);
-  const validators = eventValidators();
-  const { supports, dispatch } = createDispatcher(opts.handlers, opts.handlerTimeoutMs);
-  const { log, idempotency } = opts;
-  const refusal = {
-    challenge: `Basic realm="${opts.realm}", charset="UTF-8"`,
-    maxBodyBytes: opts.maxBodyBytes,
-  };
-  const table = routes(opts.path, opts.trackingApi);
-  const metrics = opts.metricsPath === undefined ? undefined : new Metrics();
-  const observing = metrics !== undefined || opts.accessLog;
-  let inFlight = 0;
-  let draining = false;
-  let idleWaiters: Array<() => void> = [];
-
-  const refuse = (
-    req: IncomingMessage,
-    res: ServerResponse,
-    reply: ErrorAnswer,
-    extra?: OutgoingHttpHeaders,
-  ) => sendError(req, res, reply, refusal, extra);
-
-  const handler = ((req: IncomingMessage, res: ServerResponse) => {
-    const path = targetPath(req.url ?? '/');
-    const route = path === opts.path ? EVENT_ROUTE : table.get(path);
-    // Of the versions that are not 1.x, llhttp passes HTTP/2.0 on (others, such as HTTP/3.0, reach the
-    // server's clientError), and reads a request line without a version as HTTP/0.9: a garbled line.
-    if (req.httpVersionMajor >= 2) {
-      refuse(req, res, answer('SEG_HTTP_VERSION'), { connection: 'close' });
-    } else if (req.httpVersionMajor === 0) {
-      refuse(req, res, answer('SEG_BAD_REQUEST', 'The request line has no HTTP/1.1 version'), {
-        connection: 'close',
-      });
-    } else if (repeats(req.rawHeaders, 'host')) {
-      // Node keeps the first; which host was meant is ambiguous (RFC 9112 §3.2: a 400).
-      refuse(req, res, answer('SEG_BAD_REQUEST', 'More than one Host header'));
-    } else if (route !== undefined) {
-      if (req.headers.host === undefined && req.httpVersionMinor === 1) {
-        // HTTP/1.1 requires Host (RFC 9112 §3.2); a request without one is not well-formed.
-        refuse(req, res, answer('SEG_BAD_REQUEST', 'Missing Host header'));
-      } else if (req.method !== 'POST') {
-        refuse(req, res, answer('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
-      } else if (draining) {
-        refuse(req, res, answer('SEG_DRAINING'), { connection: 'close' });
-        metrics?.request('unknown', 503, 0);
-      } else if (inFlight >= opts.maxInFlight) {
-        // Shed at once rather than queue: Segment keeps the event and retries it.
-        refuse(req, res, answer('SEG_OVERLOADED'));
-        metrics?.request('unknown', 503, 0);
-      } else {
-        inFlight++;
-        processEvent(req, res, route).finally(settled);
-      }
-    } else if (path === opts.metricsPath && metrics !== undefined) {
-      if (req.method === 'GET' || req.method === 'HEAD') sendMetrics(req, res, metrics.render(inFlight));
-      else
-        refuse(req, res, answer('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET'), {
-          allow: 'GET, HEAD',
-        });
-    } else if (path === opts.healthPath) {
-      if (req.method === 'GET' || req.method === 'HEAD')
-        sendHealth(req, res, draining ? 'draining' : opts.ready() ? 'ok' : 'unavailable');
-      else
-        refuse(req, res, answer('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET'), {
-          allow: 'GET, HEAD',
-        });
-    } else {
-      refuse(req, res, answer('SEG_NOT_FOUND', `Not found: send events to ${opts.path}`));
-    }
-  }) as EndpointHandler;
-
-  const settled = () => {
-    inFlight--;
-    if (inFlight === 0 && idleWaiters.length > 0) {
-      const waiters = idleWaiters;
-      idleWaiters = [];
-      for (const wake of waiters) wake();
-    }
-  };
-
-  async function processEvent(req: IncomingMessage, res: ServerResponse, route: Route): Promise<void> {
-    const started = observing ? performance.now() : 0;
-    let apiKey: string | undefined;
-    let type: EventType | undefined;
-    let answered: number;
-    try {
-      apiKey = requestApiKey(req);
-      const pending = opts.authenticate(apiKey);
-      const decision = isPromise(pending) ? await pending : pending;
-      if (decision === 'unknown' || decision === false) throw new EndpointError('SEG_AUTH_UNKNOWN');
-      if (decision === 'forbidden') throw new EndpointError('SEG_FORBIDDEN');
-
-      const settings = decodeSettings(req.headers['x-segment-settings']);
-      if (settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
-
-      const { value, text } = await readJson(req, opts, res, route.kind !== 'event');
-      const secret =
-        (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? opts.signatureSecret;
-      if (secret !== undefined) verifySignature(req.headers, secret, value, text, opts.signatureLegacyBatch);
-      const { events, batch } = eventsOf(value, route, text);
-      const request: Accepted = { apiKey, decision, settings, headers: req.headers };
-
-      if (!batch) {
-        const seen: { type?: EventType } | undefined = observing ? {} : undefined;
-        try {
-          // The body's own text goes with the event only when the event is the body as sent.
-          const raw = route.kind === 'event' ? text : undefined;
-          const status = accept(request, events[0], raw, 'Request body', seen);
-          answered = isPromise(status) ? await status : status;
-        } finally {
-          type = seen?.type;
-        }
-        sendStatus(res, answered, draining);
-      } else {
-        const results = await acceptBatch(request, events);
-        const reply = batchAnswer(results);
-        if (reply === undefined) sendStatus(res, 200, draining);
-        else refuse(req, res, reply);
-        answered = reply?.status ?? 200;
-      }
-    } catch (err) {
-      const reply = toErrorAnswer(err);
-      logInternal(reply, apiKey);
-      refuse(req, res, reply);
-      answered = reply.status;
-    }
-    if (observing) {
-      const seconds = (performance.now() - started) / 1000;
-      metrics?.request(type ?? 'unknown', answered, seconds);
-      if (opts.accessLog) {
-        const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
-        log.info(
-          { status: answered, type, ms: Math.round(seconds * 1e4) / 10, source, url: req.url },
-          'event',
-        );
-      }
-    }
-  }
-
-  /**
-   * One event, after the request's own checks: normalised, typed, validated, then processed at most
-   * once per messageId. Throws the refusal; `status` settles with the answer (or rejects).
-   */
-  function accept(
-    request: Accepted,
-    received: unknown,
-    text: string | undefined,
-    what: string,
-    seen?: { type?: EventType },
-  ): number | Promise<number> {
-    const original = asObject(received, what);
-    const event = normalizeEvent(original);
-    const type = checkType(event.type, request.decision);
-    if (seen !== undefined) seen.type = type;
-    const problem = validators[type](event);
-    if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
-    const { apiKey } = request;
-    const run = () =>
-      dispatch(type, event, new EventContext(apiKey, request.settings, request.headers, log, original, text));
-    const { messageId } = event;
-    const outcome =
-      idempotency !== undefined && typeof messageId === 'string' && messageId !== ''
-        ? once(idempotency, `${apiKey}\n${messageId}`, run)
-        : run();
-    // A synchronous handler's answer is sent without a turn of the queue.
-    return isPromise(outcome)
-      ? outcome.then((status) => counted(status, apiKey, messageId))
-      : counted(outcome, apiKey, messageId);
-  }
-
-  /**
-   * The events of a batch, each through the same steps as a single one. Their sizes are measured first
-   * (the request is refused whole when storing them would cost too much); then they are taken a slice
-   * at a time, yielding to the event loop between slices, so that a large batch does not hold up the
-   * requests on other connections.
-   */
-  async function acceptBatch(request: Accepted, events: readonly unknown[]): Promise<EventResult[]> {
-    const settingsBytes = Buffer.byteLength(JSON.stringify(request.settings));
-    const sizes = measure(events, settingsBytes, 2 * opts.maxBodyBytes);
-    const pending: Array<Promise<EventResult>> = [];
-    for (let index = 0; index < events.length; index++) {
-      if (index > 0 && index % BATCH_SLICE === 0) await nextTurn();
-      pending.push(acceptOne(request, events[index], sizes[index] as number, index));
-    }
-    return Promise.all(pending);
-  }
-
-  async function acceptOne(
-    request: Accepted,
-    one: unknown,
-    size: number,
-    index: number,
-  ): Promise<EventResult> {
-    try {
-      if (size > MAX_EVENT_BYTES) {
-        throw new EndpointError('SEG_BODY_TOO_LARGE', `An event may be at most ${MAX_EVENT_BYTES} bytes`);
-      }
-      return { index, status: await accept(request, one, undefined, `Event #${index}`) };
-    } catch (err) {
-      const reply = toErrorAnswer(err);
-      logInternal(reply, request.apiKey);
-      return { index, status: reply.status, code: reply.code, message: reply.message };
-    }
-  }
-
-  function counted(status: number | 'duplicate', apiKey: string, messageId: unknown): number {
-    if (status !== 'duplicate') return status;
-    // Processed before: the sender missed our answer. Success again, without a second run.
-    metrics?.duplicate();
-    log.debug({ source: keyFingerprint(apiKey), messageId }, 'duplicate event');
-    return 200;
-  }
-
-  function logInternal(reply: ErrorAnswer, apiKey: string | undefined): void {
-    if (reply.internal === undefined) return;
-    const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
-    log.error({ err: reply.internal, source, status: reply.status }, 'event handler failed');
-  }
-
-  function checkType(type: unknown, decision: AuthDecision): EventType {
-    if (typeof type !== 'string' || type === '') throw new EndpointError('SEG_TYPE_MISSING');
-    if (!Object.hasOwn(validators, type)) {
-      throw new EndpointError('SEG_TYPE_UNSUPPORTED', `${quote(type)} is not a Segment event type`);
-    }
-    const known = type as EventType;
-    if (typeof decision === 'object' && decision.allow !== undefined && !decision.allow.includes(known)) {
-      throw new EndpointError(
-        'SEG_TYPE_FORBIDDEN',
-        `This API key is not permitted to send "${known}" events`,
-      );
-    }
-    if (!supports(known)) {
-      throw new EndpointError('SEG_TYPE_UNSUPPORTED', `This endpoint does not support "${known}" events`);
-    }
-    return known;
-  }
-
+  const door = new FrontDoor(resolveHandlerOptions(options));
+  const handler = ((req: IncomingMessage, res: ServerResponse) => door.serve(req, res)) as EndpointHandler;
   handler.drain = () => {
-    draining = true;
+    door.draining = true;
   };
-  handler.idle = () =>
-    inFlight === 0 ? Promise.resolve() : new Promise<void>((wake) => idleWaiters.push(wake));
+  handler.idle = () => door.idle();
   Object.defineProperties(handler, {
-    draining: { get: () => draining, enumerable: true },
-    inFlight: { get: () => inFlight, enumerable: true },
-    path: { value: opts.path, enumerable: true },
-    metrics: { value: metrics, enumerable: true },
+    draining: { get: () => door.draining, enumerable: true },
+    inFlight: { get: () => door.inFlight, enumerable: true },
+    path: { value: door.path, enumerable: true },
+    metrics: { value: door.metrics, enumerable: true },
   });
   return handler;
 }
 
-// Events of a batch taken between two turns of the event loop: small enough that a batch of the largest
-// size holds the loop for a few milliseconds at a time.
-const BATCH_SLICE = 64;
+/** Where every request comes in: what is not an event is answered here, events go on to the pipeline. */
+class FrontDoor {
+  readonly path: string;
+  readonly metrics: Metrics | undefined;
+  draining = false;
+  inFlight = 0;
+  readonly #opts: ResolvedHandlerOptions;
+  readonly #routes: ReadonlyMap<string, Route>;
+  readonly #context: RefusalContext;
+  readonly #pipeline: EventPipeline;
+  #idleWaiters: Array<() => void> = [];
 
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+  constructor(opts: ResolvedHandlerOptions) {
+    this.#opts = opts;
+    this.path = opts.path;
+    this.#routes = routes(opts.path, opts.trackingApi);
+    this.metrics = opts.metricsPath === undefined ? undefined : new Metrics();
+    this.#context = {
+      challenge: `Basic realm="${opts.realm}", charset="UTF-8"`,
+      maxBodyBytes: opts.maxBodyBytes,
+    };
+    this.#pipeline = new EventPipeline(opts, this.metrics, this.#context, () => this.draining);
+  }
+
+  serve(req: IncomingMessage, res: ServerResponse): void {
+    const path = targetPath(req.url ?? '/');
+    const route = path === this.path ? EVENT_ROUTE : this.#routes.get(path);
+    // Of the versions that are not 1.x, llhttp passes HTTP/2.0 on (others, such as HTTP/3.0, reach the
+    // server's clientError), and reads a request line without a version as HTTP/0.9: a garbled line.
+    if (req.httpVersionMajor >= 2) {
+      this.#refuse(req, res, refusal('SEG_HTTP_VERSION'), CLOSE);
+    } else if (req.httpVersionMajor === 0) {
+      this.#refuse(req, res, refusal('SEG_BAD_REQUEST', 'The request line has no HTTP/1.1 version'), CLOSE);
+    } else if (repeats(req.rawHeaders, 'host')) {
+      // Node keeps the first; which host was meant is ambiguous (RFC 9112 §3.2: a 400).
+      this.#refuse(req, res, refusal('SEG_BAD_REQUEST', 'More than one Host header'));
+    } else if (req.headers.expect !== undefined && !CONTINUE_RE.test(req.headers.expect)) {
+      // An expectation this endpoint cannot meet (RFC 9110 §10.1.1); the server hands these over
+      // ('checkExpectation') instead of answering an empty 417 itself.
+      this.#refuse(req, res, refusal('SEG_EXPECTATION_FAILED'), CLOSE);
+    } else if (route !== undefined) {
+      this.#event(req, res, route);
+    } else if (path === this.#opts.metricsPath && this.metrics !== undefined) {
+      if (this.#readable(req, res)) sendMetrics(req, res, this.metrics.render(this.inFlight));
+    } else if (path === this.#opts.healthPath) {
+      const state = this.draining ? 'draining' : this.#opts.ready() ? 'ok' : 'unavailable';
+      if (this.#readable(req, res)) sendHealth(req, res, state);
+    } else {
+      this.#refuse(req, res, refusal('SEG_NOT_FOUND', `Not found: send events to ${this.path}`));
+    }
+  }
+
+  /** Resolves once no event is being processed. */
+  idle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise<void>((wake) => this.#idleWaiters.push(wake));
+  }
+
+  #event(req: IncomingMessage, res: ServerResponse, route: Route): void {
+    if (req.headers.host === undefined && req.httpVersionMinor === 1) {
+      // HTTP/1.1 requires Host (RFC 9112 §3.2); a request without one is not well-formed.
+      this.#refuse(req, res, refusal('SEG_BAD_REQUEST', 'Missing Host header'));
+    } else if (req.method !== 'POST') {
+      this.#refuse(req, res, refusal('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
+    } else if (this.draining) {
+      this.#refuse(req, res, refusal('SEG_DRAINING'), CLOSE);
+      this.metrics?.request('unknown', 503, 0);
+    } else if (this.inFlight >= this.#opts.maxInFlight) {
+      // Shed at once rather than queue: Segment keeps the event and retries it.
+      this.#refuse(req, res, refusal('SEG_OVERLOADED'));
+      this.metrics?.request('unknown', 503, 0);
+    } else {
+      this.inFlight++;
+      this.#pipeline.handle(req, res, route).finally(this.#settled);
+    }
+  }
+
+  /** Health and metrics are read with GET or HEAD; another method is a 405. */
+  #readable(req: IncomingMessage, res: ServerResponse): boolean {
+    if (req.method === 'GET' || req.method === 'HEAD') return true;
+    this.#refuse(req, res, refusal('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET'), READ_ONLY);
+    return false;
+  }
+
+  #refuse(req: IncomingMessage, res: ServerResponse, reply: ErrorAnswer, extra?: OutgoingHttpHeaders): void {
+    sendError(req, res, reply, this.#context, extra);
+  }
+
+  readonly #settled = (): void => {
+    this.inFlight--;
+    if (this.inFlight === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  };
+}
+
+// How Node reads `Expect: 100-continue` (lib/_http_server.js).
+const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
+const CLOSE: OutgoingHttpHeaders = Object.freeze({ connection: 'close' });
+const READ_ONLY: OutgoingHttpHeaders = Object.freeze({ allow: 'GET, HEAD' });
 
 // The scheme and authority of an absolute-form target, `https://host:port` (RFC 9112 §3.2.2).
 const ABSOLUTE_FORM_RE = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
@@ -325,12 +160,4 @@ function targetPath(url: string): string {
   const query = url.indexOf('?', start);
   const path = query === -1 ? url.slice(start) : url.slice(start, query);
   return path === '' ? '/' : path;
-}
-
-function answer(code: ErrorCode, message?: string): ErrorAnswer {
-  return toErrorAnswer(new EndpointError(code, message));
-}
-
-function quote(value: string): string {
-  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
 }

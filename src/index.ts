@@ -8,7 +8,7 @@ export type { EndpointServer, ServerOptions } from './server.ts';
 export type { HandlerOptions } from './options.ts';
 
 // Segment's limits on what one request carries
-export { MAX_BATCH_BYTES, MAX_EVENT_BYTES, MAX_EVENTS_PER_REQUEST } from './batch.ts';
+export { SEGMENT_LIMITS } from './batch.ts';
 
 // Handlers
 export type { Context, EventHandler, HandlerResult, HandlerStatus, Handlers } from './dispatch.ts';

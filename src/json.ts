@@ -17,6 +17,11 @@ export type JsonResult =
       readonly message: string;
     };
 
+/** A JSON object: not null, not an array. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 /** Deeper than any real event (a rich one nests 5 or 6 levels), shallow enough for recursive code. */
 export const MAX_DEPTH = 64;
 
@@ -97,7 +102,7 @@ export function findPoisonedKey(root: unknown): string | undefined {
 }
 
 function poisonedKey(node: unknown): string | undefined {
-  if (typeof node !== 'object' || node === null || Array.isArray(node)) return undefined;
+  if (!isPlainObject(node)) return undefined;
   if (Object.hasOwn(node, '__proto__')) return '__proto__';
   const ctor = Object.hasOwn(node, 'constructor')
     ? (node as { constructor: unknown }).constructor

@@ -1,5 +1,5 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { ErrorAnswer } from './errors.ts';
+import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
+import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
 // `{"message", "code"}`, which Segment shows the customer in its debugger.
@@ -24,7 +24,11 @@ export interface RefusalContext {
   readonly maxBodyBytes: number;
 }
 
-/** A refusal: JSON body, the headers its status calls for, and the connection closed when it must be. */
+/**
+ * A refusal: JSON body, the headers its status calls for, and the connection closed when it must be.
+ * Every refusal made once a request exists is written here; `context` is the handler's (its 401
+ * challenge, its body limit).
+ */
 export function sendError(
   req: IncomingMessage,
   res: ServerResponse,
@@ -33,7 +37,7 @@ export function sendError(
   extra?: OutgoingHttpHeaders,
 ): void {
   if (res.headersSent) return;
-  const body = JSON.stringify({ message: reply.message, code: reply.code });
+  const body = refusalBody(reply);
   const headers: OutgoingHttpHeaders = {
     'content-type': JSON_TYPE,
     'content-length': Buffer.byteLength(body),
@@ -94,4 +98,21 @@ export function sendMetrics(req: IncomingMessage, res: ServerResponse, text: str
     'cache-control': 'no-store',
   });
   res.end(req.method === 'HEAD' ? undefined : text);
+}
+
+/**
+ * A refusal written on the raw socket, then the connection closed: for what Node's parser refused
+ * before a request existed (there is no response object to write it with).
+ */
+export function rawRefusal(code: ErrorCode): string {
+  const { status, message } = ERRORS[code];
+  const body = refusalBody({ message, code });
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
+  );
+}
+
+function refusalBody(reply: { readonly message: string; readonly code: string }): string {
+  return JSON.stringify({ message: reply.message, code: reply.code });
 }

@@ -7,7 +7,6 @@ import {
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { answerClientError, ConnectionSlots } from './connections.ts';
-import { ERRORS } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { type HandlerOptions, integer } from './options.ts';
 
@@ -134,14 +133,9 @@ export function createServer(options: ServerOptions): EndpointServer {
   // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once
   // the headers pass (sendContinue); a refusal goes out without it, and Node then closes the connection.
   server.on('checkContinue', serve);
-  // Node answers an Expect other than 100-continue with an empty 417; say why, in JSON.
-  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
-    res
-      .writeHead(417, { 'content-type': 'application/json; charset=utf-8', connection: 'close' })
-      .end(
-        JSON.stringify({ message: ERRORS.SEG_EXPECTATION_FAILED.message, code: 'SEG_EXPECTATION_FAILED' }),
-      ),
-  );
+  // Node answers an Expect other than 100-continue with an empty 417 unless this is listened for; the
+  // handler's front door refuses it in JSON, as every other refusal.
+  server.on('checkExpectation', serve);
   const scheme = options.http === true ? 'http' : 'https';
 
   const listen = () =>

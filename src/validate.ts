@@ -15,7 +15,7 @@ export function eventValidators(): Record<EventType, Validator> {
   const validators = Object.create(null) as Record<EventType, Validator>;
   for (const type of EVENT_TYPES) {
     const check = (generated as unknown as Record<string, Compiled>)[`${type}Event`] as Compiled;
-    validators[type] = (event) => (check(event) ? undefined : `${type}: ${describe(check.errors ?? [])}`);
+    validators[type] = (event) => (check(event) ? undefined : `${type}: ${explain(check.errors ?? [])}`);
   }
   return validators;
 }
@@ -34,7 +34,7 @@ const TYPE_NAMES: Record<string, string> = {
  * With allErrors off, Ajv stops at the first failing keyword; for a union (anyOf) it first lists why each
  * branch failed. So the last error is the decisive one, and its siblings at the same path explain it.
  */
-export function describe(errors: readonly ErrorObject[]): string {
+export function explain(errors: readonly ErrorObject[]): string {
   const last = errors[errors.length - 1];
   if (last === undefined) return 'invalid event';
   if (last.keyword === 'anyOf' && last.instancePath === '') return '"userId" or "anonymousId" is required';

@@ -142,7 +142,8 @@ describe("Segment's Tracking API and batches", () => {
     });
     const tooBig = await inject(roomy, { url: '/v1/batch', body: big });
     assert.equal(tooBig.status, 413);
-    assert.match(tooBig.json().message ?? '', /A batch may be at most 512000 bytes/);
+    assert.equal(tooBig.json().code, 'SEG_BODY_TOO_LARGE');
+    assert.match(tooBig.json().message ?? '', /512000/);
     const oneTooBig = await inject(handler, {
       url: '/v1/batch',
       body: { batch: [trackEvent(), trackEvent({ pad: 'x'.repeat(33 * 1024) })] },

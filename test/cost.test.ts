@@ -7,8 +7,8 @@ import {
   type Context,
   createHandler,
   type Handlers,
-  MAX_EVENTS_PER_REQUEST,
   NdjsonStore,
+  SEGMENT_LIMITS,
   silentLogger,
   storeHandlers,
 } from '../src/index.ts';
@@ -29,23 +29,23 @@ function counting() {
 const tiny = (n: number) => ({ type: 'track', event: 'E', userId: 'u', messageId: `m${n}` });
 
 describe('events per request', () => {
-  test(`a batch of ${MAX_EVENTS_PER_REQUEST} events passes; one more is refused whole (413)`, async () => {
+  test(`a batch of ${SEGMENT_LIMITS.events} events passes; one more is refused whole (413)`, async () => {
     const { seen, handler } = counting();
-    const full = Array.from({ length: MAX_EVENTS_PER_REQUEST }, (_, n) => tiny(n));
+    const full = Array.from({ length: SEGMENT_LIMITS.events }, (_, n) => tiny(n));
     const ok = await inject(handler, { url: '/v1/batch', body: { batch: full } });
     assert.equal(ok.status, 200, ok.body);
-    assert.equal(seen.length, MAX_EVENTS_PER_REQUEST);
+    assert.equal(seen.length, SEGMENT_LIMITS.events);
     seen.length = 0;
     const over = await inject(handler, { url: '/v1/batch', body: { batch: [...full, tiny(-1)] } });
     assert.equal(over.status, 413);
     assert.equal(over.json().code, 'SEG_TOO_MANY_EVENTS');
-    assert.match(over.json().message ?? '', new RegExp(String(MAX_EVENTS_PER_REQUEST)));
+    assert.match(over.json().message ?? '', new RegExp(String(SEGMENT_LIMITS.events)));
     assert.equal(seen.length, 0, 'nothing of a refused request is processed');
   });
 
   test('a JSON array on the event path has the same cap', async () => {
     const { seen, handler } = counting();
-    const over = Array.from({ length: MAX_EVENTS_PER_REQUEST + 1 }, (_, n) => tiny(n));
+    const over = Array.from({ length: SEGMENT_LIMITS.events + 1 }, (_, n) => tiny(n));
     const res = await inject(handler, { body: over });
     assert.equal(res.status, 413);
     assert.equal(res.json().code, 'SEG_TOO_MANY_EVENTS');
