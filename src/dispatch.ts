@@ -29,7 +29,7 @@ export interface Context {
 
 /**
  * The Context given to handlers. The AbortController behind `signal` is made only when a handler
- * reads it: most never do, and one per event costs ~2 µs, a tenth of a request's whole budget.
+ * reads it: most never do, and making one per event shows in the profile (bench/README.md).
  */
 export class EventContext implements Context {
   readonly apiKey: string;

@@ -3,7 +3,7 @@ import { EndpointError } from './errors.ts';
 
 // Content-Encoding of a request body (RFC 9110 §8.4): some SDKs gzip their events. The limit on the
 // body applies to what comes out of the decoder too (see BodyRead.decode). node:zlib is loaded on the
-// first compressed body only: most endpoints never see one, and it costs ~1.5 MB resident.
+// first compressed body only: most endpoints never see one, and it costs resident memory (bench/README.md).
 
 export type Coding = 'gzip' | 'deflate';
 

@@ -20,7 +20,7 @@ export interface StoreIo {
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 
 // The callback API on the raw descriptor: one thread-pool round trip per call, without the promise
-// API's per-call machinery (measured: the write+sync cycle is the store's critical path).
+// API's per-call machinery: the write+sync cycle is the store's critical path (bench/README.md).
 const call = <T>(run: (done: Done<T>) => void): Promise<T> =>
   new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value))));
 

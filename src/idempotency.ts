@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { EndpointError } from './errors.ts';
-import { isPromise } from './promise.ts';
 
 // Segment delivers at least once: a timeout on its side, a lost answer or a retry after our 5xx sends the
 // same event again, with the same `messageId`. The endpoint remembers which events it has processed, per
@@ -48,8 +46,8 @@ const EMPTY = 0;
  * The default store, in fixed memory: each remembered event is a keyed 128-bit digest of its key and
  * an expiry time, in a ring in insertion order (which is also expiry order: every entry lives as long),
  * found through an open-addressing index. The oldest entry is overwritten first; an expired one is
- * ignored. (A Map would do, but V8 leaves a hole per entry deleted from its front, and walking past
- * them made each eviction cost tens of microseconds under load.) Two different events share a digest
+ * ignored. (A Map would do, but V8 leaves a hole per entry deleted from its front, and evictions walk
+ * past them: bench/README.md.) Two different events share a digest
  * with a probability of about n²/2¹²⁹: never, in practice.
  *
  * A copy that arrives while the first is being processed waits for its outcome instead of running
@@ -178,8 +176,8 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 }
 
 // A keyed 128-bit digest: two runs of cyrb53's mixing (64 bits of state each) under seeds drawn at
-// start-up, so that nobody outside the process can craft two messageIds that collide. Measured against
-// SHA-256 (crypto.hash, hex, parsed): ~0.1 µs instead of ~0.8 µs an event, and no call into C++.
+// start-up, so that nobody outside the process can craft two messageIds that collide; cheaper than
+// SHA-256 through crypto.hash, with no call into C++ (bench/README.md).
 const SEEDS = new Uint32Array(randomBytes(8).buffer);
 
 function digestOf(key: string): Uint32Array {
@@ -203,56 +201,4 @@ function mix(key: string, seed: number, out: Uint32Array, at: number): void {
   h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
   out[at] = h1 >>> 0;
   out[at + 1] = h2 >>> 0;
-}
-
-/**
- * Runs `process` unless the event under `key` was already processed: `'duplicate'` then. A success is
- * remembered; a failure is released (and rethrown), so that the sender's retry is processed.
- */
-export function once<T>(
-  store: IdempotencyStore,
-  key: string,
-  process: () => Promise<T> | T,
-): Promise<T | 'duplicate'> | T | 'duplicate' {
-  const claim = store.claim(key);
-  // The in-memory store answers at once: stay synchronous then (each await is a turn of the queue).
-  return isPromise(claim)
-    ? claim.then((c) => decide(store, key, c, process))
-    : decide(store, key, claim, process);
-}
-
-function decide<T>(
-  store: IdempotencyStore,
-  key: string,
-  claim: Claim,
-  process: () => Promise<T> | T,
-): Promise<T | 'duplicate'> | T | 'duplicate' {
-  if (claim === 'done') return 'duplicate';
-  if (claim === 'busy') throw new EndpointError('SEG_DUPLICATE_IN_FLIGHT');
-  let result: Promise<T> | T;
-  try {
-    result = process();
-  } catch (err) {
-    return failed(store, key, err);
-  }
-  if (!isPromise<T>(result)) return succeeded(store, key, result);
-  return result.then(
-    (value) => succeeded(store, key, value),
-    (err: unknown) => failed(store, key, err),
-  );
-}
-
-function succeeded<T>(store: IdempotencyStore, key: string, value: T): T | Promise<T> {
-  const completed = store.complete(key);
-  return isPromise(completed) ? completed.then(() => value) : value;
-}
-
-function failed(store: IdempotencyStore, key: string, err: unknown): never | Promise<never> {
-  const released = store.release(key);
-  if (isPromise(released)) {
-    return released.then(() => {
-      throw err;
-    });
-  }
-  throw err;
 }

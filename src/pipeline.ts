@@ -4,7 +4,7 @@ import { acceptBatch, batchAnswer, type EventResult, eventsOf, type Route } from
 import { asObject, readJson } from './body.ts';
 import { createDispatcher, type Dispatcher, EventContext } from './dispatch.ts';
 import { EndpointError, forbiddenType, toErrorAnswer, unknownType, unsupportedType } from './errors.ts';
-import { once } from './idempotency.ts';
+import { once } from './once.ts';
 import type { Metrics } from './metrics.ts';
 import { normalizeEvent } from './normalize.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
@@ -117,7 +117,8 @@ export class EventPipeline {
 
   /**
    * One event: typed (an object, its casing, a type this key may send and a handler takes), validated
-   * against its type's schema, then processed at most once per messageId. A synchronous handler's result comes back without a turn of the microtask queue.
+   * against its type's schema, then processed at most once per messageId. A synchronous handler's
+   * result comes back without a turn of the microtask queue.
    */
   #accept(
     request: Accepted,
