@@ -4,9 +4,9 @@ import { acceptBatch, batchAnswer, type EventResult, eventsOf, type Route } from
 import { asObject, readJson } from './body.ts';
 import { createDispatcher, type Dispatcher, EventContext } from './dispatch.ts';
 import { EndpointError, forbiddenType, toErrorAnswer, unknownType, unsupportedType } from './errors.ts';
-import { once } from './once.ts';
 import type { Metrics } from './metrics.ts';
 import { normalizeEvent } from './normalize.ts';
+import { once } from './once.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
 import { type RefusalContext, sendError, sendStatus } from './respond.ts';
