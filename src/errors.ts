@@ -87,47 +87,32 @@ export class EndpointError extends Error {
 
 // The classes partners throw from handlers, named as in Segment's Functions runtime so code moves across.
 
-/** The event is malformed for this destination: 400, final. */
-export class ValidationError extends EndpointError {
-  constructor(message = 'Invalid event', options?: ErrorOptions) {
-    super('SEG_INVALID_EVENT', message, options);
-  }
+/** A class of refusal a handler throws: its catalogue code and the message it says by default. */
+function handlerError(code: ErrorCode, fallback: string) {
+  return class extends EndpointError {
+    constructor(message = fallback, options?: ErrorOptions) {
+      super(code, message, options);
+    }
+  };
 }
+
+/** The event is malformed for this destination: 400, final. */
+export class ValidationError extends handlerError('SEG_INVALID_EVENT', 'Invalid event') {}
 
 /** The event payload cannot be used (missing or wrong data): 400, final. */
-export class InvalidEventPayload extends EndpointError {
-  constructor(message = 'Invalid event payload', options?: ErrorOptions) {
-    super('SEG_INVALID_EVENT', message, options);
-  }
-}
+export class InvalidEventPayload extends handlerError('SEG_INVALID_EVENT', 'Invalid event payload') {}
 
 /** This destination does not take this kind of event: 501, which Segment does not retry. */
-export class EventNotSupported extends EndpointError {
-  constructor(message = 'Event type is not supported', options?: ErrorOptions) {
-    super('SEG_TYPE_UNSUPPORTED', message, options);
-  }
-}
+export class EventNotSupported extends handlerError('SEG_TYPE_UNSUPPORTED', 'Event type is not supported') {}
 
 /** A transient failure (a downstream is down, a rate limit): 503, which Segment retries for hours. */
-export class RetryError extends EndpointError {
-  constructor(message = 'Temporarily unable to process the event, retry later', options?: ErrorOptions) {
-    super('SEG_RETRY', message, options);
-  }
-}
+export class RetryError extends handlerError('SEG_RETRY', ERRORS.SEG_RETRY.message) {}
 
 /** The API key is unknown, revoked or expired: 401. */
-export class UnauthorizedError extends EndpointError {
-  constructor(message = 'Invalid API key', options?: ErrorOptions) {
-    super('SEG_AUTH_UNKNOWN', message, options);
-  }
-}
+export class UnauthorizedError extends handlerError('SEG_AUTH_UNKNOWN', ERRORS.SEG_AUTH_UNKNOWN.message) {}
 
 /** The API key is valid but may not do this: 403. */
-export class ForbiddenError extends EndpointError {
-  constructor(message = 'This API key is not permitted to send events here', options?: ErrorOptions) {
-    super('SEG_FORBIDDEN', message, options);
-  }
-}
+export class ForbiddenError extends handlerError('SEG_FORBIDDEN', ERRORS.SEG_FORBIDDEN.message) {}
 
 // Refusals whose message carries a value: one factory each, so that each is worded in one place.
 

@@ -45,13 +45,7 @@ export function parseJson(text: string, maxDepth = MAX_DEPTH): JsonResult {
   const suspect = text.includes('proto') || text.includes('constructor') || text.includes('\\u');
   if (suspect && (PROTO_KEY_RE.test(text) || CONSTRUCTOR_KEY_RE.test(text))) {
     const path = findPoisonedKey(value);
-    if (path !== undefined) {
-      return {
-        ok: false,
-        code: 'SEG_FORBIDDEN_KEY',
-        message: `Request body contains a forbidden key: ${path}`,
-      };
-    }
+    if (path !== undefined) return poisoned(path);
   }
   // A literal past a double's range parses to Infinity, which JSON.stringify writes as null: what a handler
   // sees and what is stored would differ. Walking the parsed values costs less than any scan of the text
@@ -78,14 +72,12 @@ export function checkParsed(root: unknown, maxDepth = MAX_DEPTH): JsonResult | u
     for (const child of Object.values(node)) stack.push([child, depth + 1]);
   }
   const path = findPoisonedKey(root);
-  if (path !== undefined) {
-    return {
-      ok: false,
-      code: 'SEG_FORBIDDEN_KEY',
-      message: `Request body contains a forbidden key: ${path}`,
-    };
-  }
+  if (path !== undefined) return poisoned(path);
   return holdsInfinity(root) ? beyondDouble(root) : undefined;
+}
+
+function poisoned(path: string): JsonResult {
+  return { ok: false, code: 'SEG_FORBIDDEN_KEY', message: `Request body contains a forbidden key: ${path}` };
 }
 
 function beyondDouble(value: unknown): JsonResult {
