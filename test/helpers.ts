@@ -1,11 +1,12 @@
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { connect } from 'node:tls';
+import lightMyRequest from 'light-my-request';
 
 export const API_KEY = 'test-key';
 
@@ -43,7 +44,7 @@ export const trackEvent = (extra: Record<string, unknown> = {}) => ({
 export interface InjectOptions {
   method?: string;
   url?: string;
-  /** Replaces Segment's default headers entirely when given. */
+  /** Replaces Segment's default headers entirely when given (Host is added, as every HTTP/1.1 client does). */
   headers?: Record<string, string | undefined>;
   /** JSON-encoded unless a string or Buffer. Sent with its Content-Length unless `chunks` is used. */
   body?: unknown;
@@ -55,109 +56,111 @@ export interface InjectOptions {
   parsedBody?: unknown;
   /** Send the body with neither Content-Length nor Transfer-Encoding. */
   noLength?: boolean;
-  /** Headers as sent, with repeats (`req.rawHeaders`); derived from `headers` when absent. */
+  /** Headers as sent, with repeats (`req.rawHeaders`); they replace the same names in `headers`. */
   rawHeaders?: string[];
 }
 
 export interface InjectResponse {
   status: number;
+  /** Lower-cased names; the values a real response sends, Node's own included (Date, Connection). */
   headers: Record<string, string>;
   body: string;
   json(): { message?: string; code?: string; status?: string };
 }
 
-class FakeRequest extends Readable {
-  method: string;
-  url: string;
-  headers: IncomingHttpHeaders;
-  rawHeaders: string[];
-  complete = false;
-  body?: unknown;
-
-  constructor(
-    method: string,
-    url: string,
-    headers: IncomingHttpHeaders,
-    private readonly parts: Buffer[],
-    private readonly stall: boolean,
-  ) {
-    super();
-    this.method = method;
-    this.url = url;
-    this.headers = headers;
-    this.rawHeaders = Object.entries(headers).flatMap(([k, v]) =>
-      Array.isArray(v) ? v.flatMap((x) => [k, x]) : [k, String(v)],
-    );
-  }
-
-  override _read(): void {
-    const next = this.parts.shift();
-    if (next !== undefined) {
-      setImmediate(() => this.push(next));
-    } else if (!this.stall) {
-      this.complete = true;
-      this.push(null);
-    }
-  }
-}
-
 /**
- * Drives a `(req, res)` handler in process, light-my-request style: no socket, the same pipeline.
- * Resolves when the handler ends its response.
+ * Drives a `(req, res)` handler in process through light-my-request: a real `ServerResponse`, a request
+ * shaped as Node's parser makes it, no socket. Resolves when the handler ends its response.
  */
-export function inject(
+export async function inject(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   options: InjectOptions = {},
 ): Promise<InjectResponse> {
-  const headers: IncomingHttpHeaders = {};
+  const headers = requestHeaders(options);
+  const parts =
+    options.chunks?.map((c) => Buffer.from(c)) ??
+    (options.body === undefined ? [] : [bodyBytes(options.body)]);
+  if (options.chunks !== undefined) {
+    headers['transfer-encoding'] ??= 'chunked';
+  } else if (
+    !('content-length' in headers) &&
+    !options.noLength &&
+    (options.body !== undefined || options.parsedBody === undefined)
+  ) {
+    headers['content-length'] = String(parts[0]?.length ?? 0);
+  }
+  // A stream payload is the only one light-my-request sends without a Content-Length of its own, and
+  // the only one that can be left open.
+  const streamed = options.chunks !== undefined || options.stall === true || options.noLength === true;
+  const res = await lightMyRequest(
+    (req, res) => {
+      asParsed(req, options, 'user-agent' in headers);
+      handler(req, res);
+    },
+    {
+      method: options.method ?? 'POST',
+      url: options.url ?? '/',
+      headers,
+      payload: streamed ? drip(parts, options.stall === true) : parts[0],
+    },
+  );
+  const sent = Object.fromEntries(
+    Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]),
+  );
+  return { status: res.statusCode, headers: sent, body: res.payload, json: () => JSON.parse(res.payload) };
+}
+
+function requestHeaders(options: InjectOptions): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(options.headers ?? segmentHeaders())) {
     if (v !== undefined) headers[k.toLowerCase()] = v;
   }
-  let parts: Buffer[] = [];
-  if (options.chunks !== undefined) {
-    parts = options.chunks.map((c) => Buffer.from(c));
-    headers['transfer-encoding'] ??= 'chunked';
-  } else if (options.body !== undefined) {
-    const raw = options.body;
-    const bytes = Buffer.isBuffer(raw)
-      ? raw
-      : Buffer.from(typeof raw === 'string' ? raw : JSON.stringify(raw));
-    parts = [bytes];
-    if (!('content-length' in headers) && !options.noLength) {
-      headers['content-length'] = String(bytes.length);
-    }
-  } else if (options.parsedBody === undefined && !('content-length' in headers) && !options.noLength) {
-    headers['content-length'] = '0';
+  // light-my-request sends an array as the same header repeated, and folds it as Node does.
+  const raw = options.rawHeaders ?? [];
+  const repeated: Record<string, string[]> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    repeated[name] = [...(repeated[name] ?? []), raw[i + 1] as string];
   }
-  const req = new FakeRequest(
-    options.method ?? 'POST',
-    options.url ?? '/',
-    headers,
-    parts,
-    options.stall ?? false,
-  );
-  if (options.parsedBody !== undefined) req.body = options.parsedBody;
-  if (options.rawHeaders !== undefined) req.rawHeaders = options.rawHeaders;
+  return Object.assign(headers, repeated);
+}
 
-  return new Promise((resolve) => {
-    let status = 0;
-    let sent: Record<string, string> = {};
-    const res = {
-      headersSent: false,
-      writeHead(code: number, h: OutgoingHttpHeaders = {}) {
-        status = code;
-        sent = Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), String(v)]));
-        this.headersSent = true;
-        return this;
-      },
-      end(body?: string | Buffer) {
-        const text = body === undefined ? '' : body.toString();
-        resolve({ status, headers: sent, body: text, json: () => JSON.parse(text) });
-        return this;
-      },
-    };
-    handler(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+function bodyBytes(body: unknown): Buffer {
+  if (Buffer.isBuffer(body)) return body;
+  return Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+}
+
+/** The body one part at a time, each in its own turn of the event loop; never ending if `stall`. */
+function drip(parts: Buffer[], stall: boolean): Readable {
+  const queue = [...parts];
+  return new Readable({
+    read() {
+      const next = queue.shift();
+      if (next !== undefined) setImmediate(() => this.push(next));
+      else if (!stall) this.push(null);
+    },
   });
+}
+
+/**
+ * What Node's HTTP server does and light-my-request does not: `req.url` is the target as sent (not
+ * normalised through URL), `req.complete` turns true once the last byte of the body has arrived, no
+ * User-Agent the client did not send; and what a framework does: `req.body` set when it parsed one.
+ */
+function asParsed(req: IncomingMessage, options: InjectOptions, userAgent: boolean): void {
+  req.url = options.url ?? '/';
+  if (!userAgent) {
+    delete req.headers['user-agent'];
+    req.rawHeaders = req.rawHeaders.filter((_, i, raw) => raw[i - (i % 2)] !== 'user-agent');
+  }
+  req.complete = false;
+  const push = req.push;
+  req.push = function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
+    if (chunk === null) this.complete = true;
+    return push.call(this, chunk, encoding);
+  };
+  if (options.parsedBody !== undefined)
+    (req as IncomingMessage & { body?: unknown }).body = options.parsedBody;
 }
 
 export interface TestCert {
