@@ -262,13 +262,49 @@ export function spawnClean(
 
 /** Waits (up to `ms`) until `text()` matches `re`; the match, or an assertion failure showing the text. */
 export async function waitFor(text: () => string, re: RegExp, ms = 10_000): Promise<RegExpExecArray> {
+  const found: { match?: RegExpExecArray } = {};
+  const matches = () => {
+    found.match = re.exec(text()) ?? undefined;
+    return found.match !== undefined;
+  };
+  await waitUntil(matches, () => `${re} in:\n${text()}`, ms);
+  return found.match as RegExpExecArray;
+}
+
+/**
+ * Waits until `check()` holds, looking every 20 ms. `ms` only bounds a test that would otherwise hang:
+ * past it, an error naming what was awaited.
+ */
+export async function waitUntil(check: () => boolean, what: () => string, ms = 10_000): Promise<void> {
   const until = Date.now() + ms;
-  for (;;) {
-    const match = re.exec(text());
-    if (match !== null) return match;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${re} in:\n${text()}`);
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what()}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** `reached` resolves at the `n`th `hit()`: "once n handlers have started", without a sleep. */
+export function countdown(n: number): { hit(): void; readonly reached: Promise<void> } {
+  let left = n;
+  let done = () => {};
+  const reached = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  return {
+    hit() {
+      if (--left === 0) done();
+    },
+    reached,
+  };
+}
+
+/** A promise and the function that settles it: a handler held until the test lets it go. */
+export function gate(): { readonly opened: Promise<void>; open(): void } {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
 }
 
 export interface HttpsResponse {
@@ -319,28 +355,28 @@ export function httpsCall(
 }
 
 /**
- * Writes raw bytes over TLS and collects what comes back until the server closes or `waitMs` passes:
- * for requests no well-behaved client would send (no length, a stalled body).
+ * Writes raw bytes over TLS and collects what comes back until the server closes the connection: for
+ * requests no well-behaved client would send (no length, a stalled body). A request the server should
+ * answer on a connection it keeps says `Connection: close`. `guardMs` only bounds a server that never
+ * closes: the promise rejects, showing what had arrived.
  */
-export function rawTls(port: number, ca: Buffer, text: string | Buffer, waitMs = 2000): Promise<string> {
+export function rawTls(port: number, ca: Buffer, text: string | Buffer, guardMs = 10_000): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () =>
       socket.write(text),
     );
     const chunks: Buffer[] = [];
-    const done = () => {
-      clearTimeout(timer);
+    const received = () => Buffer.concat(chunks).toString();
+    const timer = setTimeout(() => {
       socket.destroy();
-      resolve(Buffer.concat(chunks).toString());
-    };
-    const timer = setTimeout(done, waitMs);
+      reject(new Error(`the server kept the connection open ${guardMs} ms; received:\n${received()}`));
+    }, guardMs);
     socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('end', done);
-    socket.on('close', done);
-    socket.on('error', (err) => {
+    // A reset after the server's answer still shows as the close.
+    socket.on('error', () => {});
+    socket.on('close', () => {
       clearTimeout(timer);
-      if (chunks.length > 0) resolve(Buffer.concat(chunks).toString());
-      else reject(err);
+      resolve(received());
     });
   });
 }
