@@ -13,7 +13,16 @@ import {
   UnauthorizedError,
   ValidationError,
 } from '../src/index.ts';
-import { API_KEY, basic, encodeSettings, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import {
+  API_KEY,
+  basic,
+  countdown,
+  encodeSettings,
+  gate,
+  inject,
+  segmentHeaders,
+  trackEvent,
+} from './helpers.ts';
 
 interface Seen {
   type: string;
@@ -529,21 +538,24 @@ describe('dispatch', () => {
   });
 
   test('inFlight counts running events and idle() resolves when they finish', async () => {
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: { track: () => gate } });
+    const held = gate();
+    const entered = countdown(1);
+    const track = () => {
+      entered.hit();
+      return held.opened;
+    };
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: { track } });
     const pending = inject(handler, { body: trackEvent() });
-    await new Promise((r) => setTimeout(r, 20));
+    await entered.reached;
     assert.equal(handler.inFlight, 1);
     let idle = false;
     const waiting = handler.idle().then(() => {
       idle = true;
     });
-    await new Promise((r) => setTimeout(r, 10));
+    // The event is held: however long we wait, idle() cannot have resolved; a turn of the loop shows it.
+    await new Promise((r) => setImmediate(r));
     assert.equal(idle, false);
-    release();
+    held.open();
     assert.equal((await pending).status, 200);
     await waiting;
     assert.equal(handler.inFlight, 0);
