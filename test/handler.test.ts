@@ -265,6 +265,22 @@ describe('body', () => {
     assert.equal(res.headers.connection, 'close');
   });
 
+  test('a client that goes away mid-body: its event is not processed, and nothing waits on it', {
+    timeout: 10_000, // a guard only: the body timeout is a minute, so an abort not seen would hang here
+  }, async () => {
+    const seen: Seen[] = [];
+    const handler = endpoint({ bodyTimeoutMs: 60_000 }, seen);
+    const res = await inject(handler, {
+      headers: { ...segmentHeaders(), 'content-length': '100' },
+      chunks: ['{"type":'],
+      abort: true,
+    });
+    assert.equal(res.status, 0);
+    await handler.idle();
+    assert.equal(handler.inFlight, 0);
+    assert.equal(seen.length, 0);
+  });
+
   test('a non-JSON Content-Type is 415; JSON with parameters and +json are accepted', async () => {
     for (const type of [
       'text/plain',

@@ -48,10 +48,12 @@ export interface InjectOptions {
   headers?: Record<string, string | undefined>;
   /** JSON-encoded unless a string or Buffer. Sent with its Content-Length unless `chunks` is used. */
   body?: unknown;
-  /** Sent chunked (no Content-Length), one chunk at a time. */
+  /** Sent one chunk at a time: chunked, unless `headers` give a Content-Length. */
   chunks?: Array<string | Buffer>;
   /** Leave the stream open after the body: a client that stalls. */
   stall?: boolean;
+  /** After the body, the client goes away (its socket closes): the response resolves with status 0. */
+  abort?: boolean;
   /** A body a framework already parsed (`req.body`). */
   parsedBody?: unknown;
   /** Send the body with neither Content-Length nor Transfer-Encoding. */
@@ -81,7 +83,7 @@ export async function inject(
     options.chunks?.map((c) => Buffer.from(c)) ??
     (options.body === undefined ? [] : [bodyBytes(options.body)]);
   if (options.chunks !== undefined) {
-    headers['transfer-encoding'] ??= 'chunked';
+    if (!('content-length' in headers)) headers['transfer-encoding'] ??= 'chunked';
   } else if (
     !('content-length' in headers) &&
     !options.noLength &&
@@ -90,10 +92,13 @@ export async function inject(
     headers['content-length'] = String(parts[0]?.length ?? 0);
   }
   // A stream payload is the only one light-my-request sends without a Content-Length of its own, and
-  // the only one that can be left open.
-  const streamed = options.chunks !== undefined || options.stall === true || options.noLength === true;
-  const res = await lightMyRequest(
+  // the only one that can be left open or cut off.
+  const streamed = options.chunks !== undefined || options.stall || options.noLength || options.abort;
+  let request: IncomingMessage | undefined;
+  const after = options.abort ? () => goAway(request as IncomingMessage) : options.stall ? 'stall' : 'end';
+  const sending = lightMyRequest(
     (req, res) => {
+      request = req;
       asParsed(req, options, 'user-agent' in headers);
       handler(req, res);
     },
@@ -101,9 +106,17 @@ export async function inject(
       method: options.method ?? 'POST',
       url: options.url ?? '/',
       headers,
-      payload: streamed ? drip(parts, options.stall === true) : parts[0],
+      payload: streamed ? drip(parts, after) : parts[0],
     },
   );
+  let res: Awaited<typeof sending>;
+  try {
+    res = await sending;
+  } catch (err) {
+    // light-my-request's word for a response that never completed: the client was gone first.
+    if (!options.abort || (err as NodeJS.ErrnoException).code !== 'LIGHT_ECONNRESET') throw err;
+    return { status: 0, headers: {}, body: '', json: () => JSON.parse('') };
+  }
   const sent = Object.fromEntries(
     Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]),
   );
@@ -130,16 +143,28 @@ function bodyBytes(body: unknown): Buffer {
   return Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
 }
 
-/** The body one part at a time, each in its own turn of the event loop; never ending if `stall`. */
-function drip(parts: Buffer[], stall: boolean): Readable {
+/** The body one part at a time, each in its own turn of the event loop; then its end, or not, or `after`. */
+function drip(parts: Buffer[], after: 'end' | 'stall' | (() => void)): Readable {
   const queue = [...parts];
+  let done = false;
   return new Readable({
     read() {
       const next = queue.shift();
       if (next !== undefined) setImmediate(() => this.push(next));
-      else if (!stall) this.push(null);
+      else if (after === 'end') this.push(null);
+      else if (after !== 'stall' && !done) {
+        done = true;
+        setImmediate(after);
+      }
     },
   });
+}
+
+/** What Node does when the client's socket closes before the end of the body. */
+function goAway(req: IncomingMessage): void {
+  (req as { aborted: boolean }).aborted = true;
+  req.emit('aborted'); // deprecated, still emitted by Node 20
+  req.destroy();
 }
 
 /**
