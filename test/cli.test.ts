@@ -212,7 +212,8 @@ describe('the segment-endpoint command', () => {
     writeFileSync(
       handlers,
       `export default {
-        track: async () => { process.stdout.write('handler started\\n'); await new Promise((r) => setTimeout(r, 400)); },
+        // Still running when the signal comes, whenever it comes: it finishes on the SIGTERM itself.
+        track: async () => { process.stdout.write('handler started\\n'); await new Promise((r) => process.once('SIGTERM', r)); },
       };\n`,
     );
     const run = await startCli([...tlsArgs(), '--api-key', 'k1', '--handlers', handlers]);
@@ -230,12 +231,15 @@ describe('the segment-endpoint command', () => {
   });
 
   test('SIGHUP during a slow start-up (a reload while starting) neither kills nor stops it', async () => {
-    // A handlers module that takes a second to load holds start-up at a known point, without timing.
+    // A handlers module that holds start-up until the test writes a line on stdin, after the SIGHUP: the
+    // signal arrives during start-up however slow the machine. (It does not listen for SIGHUP itself,
+    // which would hide the default action.)
     const handlers = join(dir, 'slow-start-handlers.mjs');
     writeFileSync(
       handlers,
       `process.stdout.write('handlers loading\\n');
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await new Promise((resolve) => process.stdin.once('data', resolve));
+      process.stdin.destroy();
       export default { track: () => {} };\n`,
     );
     const run = spawnClean(process.execPath, [
@@ -251,6 +255,7 @@ describe('the segment-endpoint command', () => {
     });
     await Promise.race([waitFor(run.stdout, /handlers loading/), died]);
     run.child.kill('SIGHUP');
+    run.child.stdin.write('go\n');
     const url = (await Promise.race([waitFor(run.stdout, /listening on (\S+)/), died]))[1] as string;
     const agent = keepAliveAgent(cert);
     const res = await httpsCall(agent, url, { body: trackEvent(), headers: segmentHeaders('k1') });

@@ -1,11 +1,12 @@
 import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { connect } from 'node:tls';
+import lightMyRequest from 'light-my-request';
 
 export const API_KEY = 'test-key';
 
@@ -43,121 +44,148 @@ export const trackEvent = (extra: Record<string, unknown> = {}) => ({
 export interface InjectOptions {
   method?: string;
   url?: string;
-  /** Replaces Segment's default headers entirely when given. */
+  /** Replaces Segment's default headers entirely when given (Host is added, as every HTTP/1.1 client does). */
   headers?: Record<string, string | undefined>;
   /** JSON-encoded unless a string or Buffer. Sent with its Content-Length unless `chunks` is used. */
   body?: unknown;
-  /** Sent chunked (no Content-Length), one chunk at a time. */
+  /** Sent one chunk at a time: chunked, unless `headers` give a Content-Length. */
   chunks?: Array<string | Buffer>;
   /** Leave the stream open after the body: a client that stalls. */
   stall?: boolean;
+  /** After the body, the client goes away (its socket closes): the response resolves with status 0. */
+  abort?: boolean;
   /** A body a framework already parsed (`req.body`). */
   parsedBody?: unknown;
   /** Send the body with neither Content-Length nor Transfer-Encoding. */
   noLength?: boolean;
-  /** Headers as sent, with repeats (`req.rawHeaders`); derived from `headers` when absent. */
+  /** Headers as sent, with repeats (`req.rawHeaders`); they replace the same names in `headers`. */
   rawHeaders?: string[];
 }
 
 export interface InjectResponse {
   status: number;
+  /** Lower-cased names; the values a real response sends, Node's own included (Date, Connection). */
   headers: Record<string, string>;
   body: string;
   json(): { message?: string; code?: string; status?: string };
 }
 
-class FakeRequest extends Readable {
-  method: string;
-  url: string;
-  headers: IncomingHttpHeaders;
-  rawHeaders: string[];
-  complete = false;
-  body?: unknown;
-
-  constructor(
-    method: string,
-    url: string,
-    headers: IncomingHttpHeaders,
-    private readonly parts: Buffer[],
-    private readonly stall: boolean,
-  ) {
-    super();
-    this.method = method;
-    this.url = url;
-    this.headers = headers;
-    this.rawHeaders = Object.entries(headers).flatMap(([k, v]) =>
-      Array.isArray(v) ? v.flatMap((x) => [k, x]) : [k, String(v)],
-    );
-  }
-
-  override _read(): void {
-    const next = this.parts.shift();
-    if (next !== undefined) {
-      setImmediate(() => this.push(next));
-    } else if (!this.stall) {
-      this.complete = true;
-      this.push(null);
-    }
-  }
-}
-
 /**
- * Drives a `(req, res)` handler in process, light-my-request style: no socket, the same pipeline.
- * Resolves when the handler ends its response.
+ * Drives a `(req, res)` handler in process through light-my-request: a real `ServerResponse`, a request
+ * shaped as Node's parser makes it, no socket. Resolves when the handler ends its response.
  */
-export function inject(
+export async function inject(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   options: InjectOptions = {},
 ): Promise<InjectResponse> {
-  const headers: IncomingHttpHeaders = {};
+  const headers = requestHeaders(options);
+  const parts =
+    options.chunks?.map((c) => Buffer.from(c)) ??
+    (options.body === undefined ? [] : [bodyBytes(options.body)]);
+  if (options.chunks !== undefined) {
+    if (!('content-length' in headers)) headers['transfer-encoding'] ??= 'chunked';
+  } else if (
+    !('content-length' in headers) &&
+    !options.noLength &&
+    (options.body !== undefined || options.parsedBody === undefined)
+  ) {
+    headers['content-length'] = String(parts[0]?.length ?? 0);
+  }
+  // A stream payload is the only one light-my-request sends without a Content-Length of its own, and
+  // the only one that can be left open or cut off.
+  const streamed = options.chunks !== undefined || options.stall || options.noLength || options.abort;
+  let request: IncomingMessage | undefined;
+  const after = options.abort ? () => goAway(request as IncomingMessage) : options.stall ? 'stall' : 'end';
+  const sending = lightMyRequest(
+    (req, res) => {
+      request = req;
+      asParsed(req, options, 'user-agent' in headers);
+      handler(req, res);
+    },
+    {
+      method: options.method ?? 'POST',
+      url: options.url ?? '/',
+      headers,
+      payload: streamed ? drip(parts, after) : parts[0],
+    },
+  );
+  let res: Awaited<typeof sending>;
+  try {
+    res = await sending;
+  } catch (err) {
+    // light-my-request's word for a response that never completed: the client was gone first.
+    if (!options.abort || (err as NodeJS.ErrnoException).code !== 'LIGHT_ECONNRESET') throw err;
+    return { status: 0, headers: {}, body: '', json: () => JSON.parse('') };
+  }
+  const sent = Object.fromEntries(
+    Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)]),
+  );
+  return { status: res.statusCode, headers: sent, body: res.payload, json: () => JSON.parse(res.payload) };
+}
+
+function requestHeaders(options: InjectOptions): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(options.headers ?? segmentHeaders())) {
     if (v !== undefined) headers[k.toLowerCase()] = v;
   }
-  let parts: Buffer[] = [];
-  if (options.chunks !== undefined) {
-    parts = options.chunks.map((c) => Buffer.from(c));
-    headers['transfer-encoding'] ??= 'chunked';
-  } else if (options.body !== undefined) {
-    const raw = options.body;
-    const bytes = Buffer.isBuffer(raw)
-      ? raw
-      : Buffer.from(typeof raw === 'string' ? raw : JSON.stringify(raw));
-    parts = [bytes];
-    if (!('content-length' in headers) && !options.noLength) {
-      headers['content-length'] = String(bytes.length);
-    }
-  } else if (options.parsedBody === undefined && !('content-length' in headers) && !options.noLength) {
-    headers['content-length'] = '0';
+  // light-my-request sends an array as the same header repeated, and folds it as Node does.
+  const raw = options.rawHeaders ?? [];
+  const repeated: Record<string, string[]> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    repeated[name] = [...(repeated[name] ?? []), raw[i + 1] as string];
   }
-  const req = new FakeRequest(
-    options.method ?? 'POST',
-    options.url ?? '/',
-    headers,
-    parts,
-    options.stall ?? false,
-  );
-  if (options.parsedBody !== undefined) req.body = options.parsedBody;
-  if (options.rawHeaders !== undefined) req.rawHeaders = options.rawHeaders;
+  return Object.assign(headers, repeated);
+}
 
-  return new Promise((resolve) => {
-    let status = 0;
-    let sent: Record<string, string> = {};
-    const res = {
-      headersSent: false,
-      writeHead(code: number, h: OutgoingHttpHeaders = {}) {
-        status = code;
-        sent = Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), String(v)]));
-        this.headersSent = true;
-        return this;
-      },
-      end(body?: string | Buffer) {
-        const text = body === undefined ? '' : body.toString();
-        resolve({ status, headers: sent, body: text, json: () => JSON.parse(text) });
-        return this;
-      },
-    };
-    handler(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+function bodyBytes(body: unknown): Buffer {
+  if (Buffer.isBuffer(body)) return body;
+  return Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+}
+
+/** The body one part at a time, each in its own turn of the event loop; then its end, or not, or `after`. */
+function drip(parts: Buffer[], after: 'end' | 'stall' | (() => void)): Readable {
+  const queue = [...parts];
+  let done = false;
+  return new Readable({
+    read() {
+      const next = queue.shift();
+      if (next !== undefined) setImmediate(() => this.push(next));
+      else if (after === 'end') this.push(null);
+      else if (after !== 'stall' && !done) {
+        done = true;
+        setImmediate(after);
+      }
+    },
   });
+}
+
+/** What Node does when the client's socket closes before the end of the body. */
+function goAway(req: IncomingMessage): void {
+  (req as { aborted: boolean }).aborted = true;
+  req.emit('aborted'); // deprecated, still emitted by Node 20
+  req.destroy();
+}
+
+/**
+ * What Node's HTTP server does and light-my-request does not: `req.url` is the target as sent (not
+ * normalised through URL), `req.complete` turns true once the last byte of the body has arrived, no
+ * User-Agent the client did not send; and what a framework does: `req.body` set when it parsed one.
+ */
+function asParsed(req: IncomingMessage, options: InjectOptions, userAgent: boolean): void {
+  req.url = options.url ?? '/';
+  if (!userAgent) {
+    delete req.headers['user-agent'];
+    req.rawHeaders = req.rawHeaders.filter((_, i, raw) => raw[i - (i % 2)] !== 'user-agent');
+  }
+  req.complete = false;
+  const push = req.push;
+  req.push = function (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) {
+    if (chunk === null) this.complete = true;
+    return push.call(this, chunk, encoding);
+  };
+  if (options.parsedBody !== undefined)
+    (req as IncomingMessage & { body?: unknown }).body = options.parsedBody;
 }
 
 export interface TestCert {
@@ -259,13 +287,49 @@ export function spawnClean(
 
 /** Waits (up to `ms`) until `text()` matches `re`; the match, or an assertion failure showing the text. */
 export async function waitFor(text: () => string, re: RegExp, ms = 10_000): Promise<RegExpExecArray> {
+  const found: { match?: RegExpExecArray } = {};
+  const matches = () => {
+    found.match = re.exec(text()) ?? undefined;
+    return found.match !== undefined;
+  };
+  await waitUntil(matches, () => `${re} in:\n${text()}`, ms);
+  return found.match as RegExpExecArray;
+}
+
+/**
+ * Waits until `check()` holds, looking every 20 ms. `ms` only bounds a test that would otherwise hang:
+ * past it, an error naming what was awaited.
+ */
+export async function waitUntil(check: () => boolean, what: () => string, ms = 10_000): Promise<void> {
   const until = Date.now() + ms;
-  for (;;) {
-    const match = re.exec(text());
-    if (match !== null) return match;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${re} in:\n${text()}`);
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what()}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** `reached` resolves at the `n`th `hit()`: "once n handlers have started", without a sleep. */
+export function countdown(n: number): { hit(): void; readonly reached: Promise<void> } {
+  let left = n;
+  let done = () => {};
+  const reached = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  return {
+    hit() {
+      if (--left === 0) done();
+    },
+    reached,
+  };
+}
+
+/** A promise and the function that settles it: a handler held until the test lets it go. */
+export function gate(): { readonly opened: Promise<void>; open(): void } {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
 }
 
 export interface HttpsResponse {
@@ -316,28 +380,28 @@ export function httpsCall(
 }
 
 /**
- * Writes raw bytes over TLS and collects what comes back until the server closes or `waitMs` passes:
- * for requests no well-behaved client would send (no length, a stalled body).
+ * Writes raw bytes over TLS and collects what comes back until the server closes the connection: for
+ * requests no well-behaved client would send (no length, a stalled body). A request the server should
+ * answer on a connection it keeps says `Connection: close`. `guardMs` only bounds a server that never
+ * closes: the promise rejects, showing what had arrived.
  */
-export function rawTls(port: number, ca: Buffer, text: string | Buffer, waitMs = 2000): Promise<string> {
+export function rawTls(port: number, ca: Buffer, text: string | Buffer, guardMs = 10_000): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port, ca, servername: 'localhost' }, () =>
       socket.write(text),
     );
     const chunks: Buffer[] = [];
-    const done = () => {
-      clearTimeout(timer);
+    const received = () => Buffer.concat(chunks).toString();
+    const timer = setTimeout(() => {
       socket.destroy();
-      resolve(Buffer.concat(chunks).toString());
-    };
-    const timer = setTimeout(done, waitMs);
+      reject(new Error(`the server kept the connection open ${guardMs} ms; received:\n${received()}`));
+    }, guardMs);
     socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('end', done);
-    socket.on('close', done);
-    socket.on('error', (err) => {
+    // A reset after the server's answer still shows as the close.
+    socket.on('error', () => {});
+    socket.on('close', () => {
       clearTimeout(timer);
-      if (chunks.length > 0) resolve(Buffer.concat(chunks).toString());
-      else reject(err);
+      resolve(received());
     });
   });
 }

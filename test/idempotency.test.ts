@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createHandler, type IdempotencyStore, MemoryIdempotencyStore, silentLogger } from '../src/index.ts';
-import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, countdown, inject, segmentHeaders, trackEvent } from './helpers.ts';
 
 describe('MemoryIdempotencyStore', () => {
   test('new, then done once completed; released claims are new again', async () => {
@@ -101,7 +101,11 @@ test('matches a plain reference model through thousands of random claims, evicti
 });
 
 describe('duplicate suppression in the pipeline', () => {
-  const counting = (options: Parameters<typeof createHandler>[0]['idempotency'] = undefined) => {
+  /** A handler that records each messageId it runs; `hold` keeps every run open until it resolves. */
+  const counting = (
+    options: Parameters<typeof createHandler>[0]['idempotency'] = undefined,
+    hold: Promise<void> = Promise.resolve(),
+  ) => {
     const calls: string[] = [];
     let fail = 0;
     const handler = createHandler({
@@ -111,7 +115,7 @@ describe('duplicate suppression in the pipeline', () => {
       handlers: {
         track: async (event) => {
           calls.push(String(event.messageId));
-          await new Promise((r) => setTimeout(r, 20));
+          await hold;
           if (fail > 0) {
             fail--;
             throw Object.assign(new Error('downstream down'), { status: 503 });
@@ -131,12 +135,24 @@ describe('duplicate suppression in the pipeline', () => {
   });
 
   test('copies arriving at the same moment are processed once', async () => {
-    const { handler, calls } = counting();
+    // The first copy runs until every copy has claimed the event: all ten are in the pipeline at once.
+    const COPIES = 10;
+    const claimed = countdown(COPIES);
+    const memory = new MemoryIdempotencyStore();
+    const store: IdempotencyStore = {
+      claim: (key) => {
+        claimed.hit();
+        return memory.claim(key);
+      },
+      complete: (key) => memory.complete(key),
+      release: (key) => memory.release(key),
+    };
+    const { handler, calls } = counting(store, claimed.reached);
     const event = trackEvent({ messageId: 'dup-2' });
-    const answers = await Promise.all(Array.from({ length: 10 }, () => inject(handler, { body: event })));
+    const answers = await Promise.all(Array.from({ length: COPIES }, () => inject(handler, { body: event })));
     assert.deepEqual(
       answers.map((a) => a.status),
-      Array(10).fill(200),
+      Array(COPIES).fill(200),
     );
     assert.deepEqual(calls, ['dup-2']);
   });

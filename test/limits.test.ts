@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, NdjsonStore, silentLogger } from '../src/index.ts';
 import { nestsDeeper, parseJson } from '../src/json.ts';
-import { API_KEY, basic, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, basic, countdown, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
 
 const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
 const deepEvent = (depth: number) =>
@@ -40,24 +40,26 @@ describe('nesting depth', () => {
 
 describe('load shedding', () => {
   test('past maxInFlight, 503 SEG_OVERLOADED with Retry-After at once; health still answers', async () => {
-    let release = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+    const held = gate();
+    const entered = countdown(2);
+    const track = () => {
+      entered.hit();
+      return held.opened;
+    };
     const handler = createHandler({
       apiKeys: [API_KEY],
       log: silentLogger,
       maxInFlight: 2,
-      handlers: { track: () => gate },
+      handlers: { track },
     });
     const first = [inject(handler, { body: trackEvent() }), inject(handler, { body: trackEvent() })];
-    await new Promise((r) => setTimeout(r, 20));
+    await entered.reached;
     const shed = await inject(handler, { body: trackEvent() });
     assert.equal(shed.status, 503);
     assert.equal(shed.json().code, 'SEG_OVERLOADED');
     assert.equal(shed.headers['retry-after'], '1');
     assert.equal((await inject(handler, { method: 'GET', url: '/health', headers: {} })).status, 200);
-    release();
+    held.open();
     assert.deepEqual(
       (await Promise.all(first)).map((r) => r.status),
       [200, 200],

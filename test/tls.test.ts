@@ -155,8 +155,9 @@ describe('over TLS', () => {
   }
 
   test('411: a body with neither Content-Length nor chunked', async () => {
-    const request = `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\nContent-Type: application/json\r\n\r\n`;
-    const res = parseRaw(await rawTls(port, cert, request, 1000));
+    // Connection: close, so that the answer is all there is once the server closes: no wait for it.
+    const request = `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n`;
+    const res = parseRaw(await rawTls(port, cert, request));
     assert.equal(res.status, 411);
     assert.equal(JSON.parse(res.body).code, 'SEG_LENGTH_REQUIRED');
   });
@@ -165,7 +166,7 @@ describe('over TLS', () => {
     const request =
       `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
       'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"type":"track",';
-    const res = parseRaw(await rawTls(port, cert, request, 3000));
+    const res = parseRaw(await rawTls(port, cert, request));
     assert.equal(res.status, 408);
     assert.match(res.headers, /connection: close/);
     assert.equal(JSON.parse(res.body).code, 'SEG_BODY_TIMEOUT');
@@ -178,7 +179,7 @@ describe('over TLS', () => {
       'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n';
     for (let i = 0; i < 5; i++) request += `${chunk.length.toString(16)}\r\n${chunk}\r\n`;
     request += '0\r\n\r\n';
-    const res = parseRaw(await rawTls(port, cert, request, 2000));
+    const res = parseRaw(await rawTls(port, cert, request));
     assert.equal(res.status, 413);
     assert.equal(JSON.parse(res.body).code, 'SEG_BODY_TOO_LARGE');
   });
@@ -189,7 +190,7 @@ describe('over TLS', () => {
       `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
       'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n' +
       `${(10).toString(16)}\r\n${body.slice(0, 10)}\r\n${(body.length - 10).toString(16)}\r\n${body.slice(10)}\r\n0\r\n\r\n`;
-    assert.equal(parseRaw(await rawTls(port, cert, request, 2000)).status, 200);
+    assert.equal(parseRaw(await rawTls(port, cert, request)).status, 200);
   });
 
   test('settings reach the handler over the wire', async () => {
@@ -234,9 +235,15 @@ describe('server lifecycle', () => {
     const agent = keepAliveAgent(cert);
     const inFlight = httpsCall(agent, url, { body: trackEvent() });
     await running;
-    const closing = endpoint.close();
+    let closed = false;
+    const closing = endpoint.close().then(() => {
+      closed = true;
+    });
     assert.equal(endpoint.handler.draining, true);
-    setTimeout(() => release(), 50);
+    // close() waits for the event, however long it runs: a turn of the event loop later it is still open.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(closed, false);
+    release();
     const res = await inFlight;
     assert.equal(res.status, 200);
     assert.equal(res.headers.connection, 'close');

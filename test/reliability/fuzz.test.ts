@@ -23,7 +23,10 @@ const CASES = Number(process.env.FUZZ_CASES ?? 5000);
 const CONCURRENCY = 8;
 const CHECK_EVERY = 500;
 const ANSWER_WAIT_MS = 3_000; // no answer by then: half-close, as a client that has nothing more to send
-const CLOSE_WAIT_MS = 3_000; // still nothing by then: the server hangs on the input
+// Still nothing by then: the server hangs on the input. Only a guard, past the server's own 10 s header
+// and body timeouts: a server that sat out the half-close until one of those shows as its 408 (judged
+// wrong below), not as a race against this timer.
+const CLOSE_WAIT_MS = 30_000;
 const RSS_GROWTH_BOUND = 150 * MiB;
 const SEED = process.env.FUZZ_SEED === undefined ? Date.now() >>> 0 : Number(process.env.FUZZ_SEED) >>> 0;
 
@@ -1067,6 +1070,8 @@ function judge(c: Case, outcome: Outcome): string | undefined {
   if (outcome.kind === 'stalled') return 'no answer and no close after the client half-closed';
   if (outcome.kind === 'closed') return undefined;
   const { status, contentType, body } = outcome.answer;
+  if (outcome.lateEnd && status === 408)
+    return 'answered 408: waited for a timeout after the client half-closed';
   if (status >= 200 && status < 300) return `accepted (${status}) a malformed request`;
   if (status >= 500 && status !== 501 && !c.expect.includes(status))
     return `answered ${status}: the sender's fault is never a 5xx`;

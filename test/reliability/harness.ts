@@ -105,6 +105,8 @@ export interface LoadOptions {
   readonly until?: Promise<unknown>;
   readonly event: (n: number) => { messageId: string };
   readonly key?: string;
+  /** Called with each answer as it comes, for a test that waits on one. */
+  readonly onAnswer?: (answer: Answer) => void;
 }
 
 /** Every record in a store directory's NDJSON files; lines that do not parse are counted, not thrown. */
@@ -225,7 +227,9 @@ export async function load(options: LoadOptions): Promise<Answer[]> {
   const worker = async () => {
     while (!stop && next < options.maxRequests) {
       const n = next++;
-      answers.push(await send(agent, options.url, options.event(n), options.key));
+      const answer = await send(agent, options.url, options.event(n), options.key);
+      answers.push(answer);
+      options.onAnswer?.(answer);
     }
   };
   await Promise.all(Array.from({ length: options.connections }, worker));
