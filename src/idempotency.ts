@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EndpointError } from './errors.ts';
+import { OPTIONS } from './option-table.ts';
 import { isPromise } from './promise.ts';
 
 // Segment delivers at least once: a timeout on its side, a lost answer or a retry after our 5xx sends the
@@ -37,9 +38,10 @@ export interface MemoryIdempotencyOptions {
   now?: () => number;
 }
 
+/** The defaults of the `idempotency` option, for a store made without them. */
 export const IDEMPOTENCY_DEFAULTS = {
-  maxEntries: 100_000, // ~3.4 MB: 24 bytes an entry in a ring, 4 bytes (x2) of index
-  ttlMs: 24 * 60 * 60 * 1000, // 24 h
+  maxEntries: OPTIONS['idempotency.maxEntries'].default,
+  ttlMs: OPTIONS['idempotency.ttlMs'].default,
 } as const;
 
 const EMPTY = 0;

@@ -1,13 +1,12 @@
 import { type ApiKeySpec, type Authenticate, keyAuthenticator } from './auth.ts';
 import type { Handlers } from './dispatch.ts';
 import {
-  IDEMPOTENCY_DEFAULTS,
   type IdempotencyStore,
   type MemoryIdempotencyOptions,
   MemoryIdempotencyStore,
 } from './idempotency.ts';
-import { MAX_DEPTH } from './json.ts';
 import { jsonLogger, type Logger } from './log.ts';
+import { describeValue, integer, OPTIONS } from './option-table.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 /** Options of `createHandler`: the request pipeline. */
@@ -15,13 +14,13 @@ export interface HandlerOptions {
   /** One function per supported event type. A type without one answers 501. */
   handlers: Handlers;
   /**
-   * The API keys to accept, each optionally limited to some event types. Checked in constant time.
-   * Give this or `authenticate`.
+   * The API keys to accept: strings, or `{ key, types, signatureSecret }` to limit a key to some event
+   * types or give it its own secret. Checked in constant time. Give this or `authenticate`.
    */
   apiKeys?: Iterable<string | ApiKeySpec>;
-  /** Decides on each API key (sync or async). Replaces `apiKeys` when given. */
+  /** Instead of `apiKeys`: `(apiKey) => decision`, sync or async (below). */
   authenticate?: Authenticate;
-  /** @default '/' */
+  /** The path events are POSTed to. @default '/' */
   path?: string;
   /**
    * Also take Segment's Tracking API shapes under the event path: `/v1/{type}` with one event and
@@ -48,7 +47,7 @@ export interface HandlerOptions {
   accessLog?: boolean;
   /** The realm named in `WWW-Authenticate` on a 401. @default 'segment-endpoint' */
   realm?: string;
-  /** @default 524288 (512 KiB) */
+  /** The largest body accepted, as sent and decompressed (413 past it). @default 524288 (512 KiB) */
   maxBodyBytes?: number;
   /** The whole body must arrive within this, else 408. @default 10000 (10 s) */
   bodyTimeoutMs?: number;
@@ -75,10 +74,11 @@ export interface HandlerOptions {
   maxInFlight?: number;
   /**
    * Duplicate suppression by `messageId` per API key: options of the in-memory store, a store of your
-   * own (shared between processes), or `false` to process every copy. @default { maxEntries: 100000, ttlMs: 24 h }
+   * own (shared between processes), or `false` to process every copy.
+   * @default { maxEntries: 100000, ttlMs: 86400000 (24 h) }
    */
   idempotency?: MemoryIdempotencyOptions | IdempotencyStore | false;
-  /** pino-compatible. @default JSON lines on stderr, level info */
+  /** A pino-compatible logger; `silentLogger` drops everything. @default JSON lines on stderr, level info */
   log?: Logger;
 }
 
@@ -103,36 +103,15 @@ export interface ResolvedHandlerOptions {
   readonly log: Logger;
 }
 
-export const HANDLER_DEFAULTS = {
-  path: '/',
-  healthPath: '/health',
-  realm: 'segment-endpoint',
-  maxBodyBytes: 512 * 1024, // 512 KiB: Segment's own limit for a batch; one event is at most 32 KiB
-  bodyTimeoutMs: 10_000, // 10 s
-  handlerTimeoutMs: 4_000, // 4 s: Segment gives up on a request after about 5 s
-  maxDepth: MAX_DEPTH, // 64 levels
-  maxInFlight: 1024, // events; with 512 KiB bodies, at most 512 MiB of bodies held at once
-} as const;
-
-const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's ceiling (~24.8 days)
 const alwaysReady = () => true;
 
+/** Checks every option once, at start-up: a TypeError or RangeError names the option and the bad value. */
 export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOptions {
   if (typeof input !== 'object' || input === null) throw new TypeError('options must be an object');
   const handlers = checkHandlers(input.handlers);
-  let authenticate: Authenticate;
-  if (input.authenticate !== undefined) {
-    if (typeof input.authenticate !== 'function') {
-      throw new TypeError(`options.authenticate must be a function, got ${describe(input.authenticate)}`);
-    }
-    authenticate = input.authenticate;
-  } else if (input.apiKeys !== undefined) {
-    authenticate = keyAuthenticator(checkApiKeys(input.apiKeys));
-  } else {
-    throw new TypeError('options.apiKeys or options.authenticate is required: the endpoint never runs open');
-  }
-  const path = checkPath('path', input.path ?? HANDLER_DEFAULTS.path);
-  const healthPath = checkPath('healthPath', input.healthPath ?? HANDLER_DEFAULTS.healthPath);
+  const authenticate = resolveAuthenticate(input);
+  const path = checkPath('path', input.path ?? OPTIONS.path.default);
+  const healthPath = checkPath('healthPath', input.healthPath ?? OPTIONS.healthPath.default);
   if (path === healthPath) throw new RangeError(`options.healthPath must differ from options.path (${path})`);
   const metricsPath =
     input.metricsPath === undefined ? undefined : checkPath('metricsPath', input.metricsPath);
@@ -141,52 +120,79 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
       `options.metricsPath must differ from options.path and options.healthPath (${metricsPath})`,
     );
   }
-  if (input.ready !== undefined && typeof input.ready !== 'function') {
-    throw new TypeError(`options.ready must be a function, got ${describe(input.ready)}`);
-  }
-  const realm = input.realm ?? HANDLER_DEFAULTS.realm;
+  const ready = input.ready === undefined ? alwaysReady : checkFunction('ready', input.ready);
+  const realm = input.realm ?? OPTIONS.realm.default;
   if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || realm.includes('"')) {
-    throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describe(realm)}`);
+    throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describeValue(realm)}`);
   }
   return Object.freeze({
     handlers,
     authenticate,
     path,
     healthPath,
-    ready: input.ready ?? alwaysReady,
+    ready,
     metricsPath,
-    accessLog: input.accessLog === true,
-    trackingApi: input.trackingApi !== false,
+    accessLog: switchOf('accessLog', input.accessLog),
+    trackingApi: switchOf('trackingApi', input.trackingApi),
     realm,
-    maxBodyBytes: integer('maxBodyBytes', input.maxBodyBytes, HANDLER_DEFAULTS.maxBodyBytes, 1, 2 ** 30),
-    bodyTimeoutMs: integer(
-      'bodyTimeoutMs',
-      input.bodyTimeoutMs,
-      HANDLER_DEFAULTS.bodyTimeoutMs,
-      1,
-      MAX_TIMER_MS,
-    ),
-    handlerTimeoutMs: integer(
-      'handlerTimeoutMs',
-      input.handlerTimeoutMs,
-      HANDLER_DEFAULTS.handlerTimeoutMs,
-      1,
-      MAX_TIMER_MS,
-    ),
+    maxBodyBytes: integer('maxBodyBytes', input.maxBodyBytes),
+    bodyTimeoutMs: integer('bodyTimeoutMs', input.bodyTimeoutMs),
+    handlerTimeoutMs: integer('handlerTimeoutMs', input.handlerTimeoutMs),
     signatureSecret: checkSecret(input.signatureSecret),
-    signatureLegacyBatch: input.signatureLegacyBatch === true,
-    maxDepth: integer('maxDepth', input.maxDepth, HANDLER_DEFAULTS.maxDepth, 1, 10_000),
-    maxInFlight: integer('maxInFlight', input.maxInFlight, HANDLER_DEFAULTS.maxInFlight, 1, 1_000_000),
+    signatureLegacyBatch: switchOf('signatureLegacyBatch', input.signatureLegacyBatch),
+    maxDepth: integer('maxDepth', input.maxDepth),
+    maxInFlight: integer('maxInFlight', input.maxInFlight),
     idempotency: resolveIdempotency(input.idempotency),
     log: input.log ?? jsonLogger('info'),
   });
+}
+
+function resolveAuthenticate(input: HandlerOptions): Authenticate {
+  if (input.authenticate !== undefined) return checkFunction('authenticate', input.authenticate);
+  if (input.apiKeys === undefined) {
+    throw new TypeError('options.apiKeys or options.authenticate is required: the endpoint never runs open');
+  }
+  const keys: unknown = input.apiKeys;
+  if (
+    typeof keys !== 'object' ||
+    keys === null ||
+    typeof (keys as Iterable<unknown>)[Symbol.iterator] !== 'function'
+  ) {
+    throw new TypeError(`options.apiKeys must be an array of keys, got ${describeValue(keys)}`);
+  }
+  const specs = [...(keys as Iterable<unknown>)].map((item, i) => apiKeySpec(item, `options.apiKeys[${i}]`));
+  if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
+  return keyAuthenticator(specs);
+}
+
+/**
+ * One API key, checked: a string is a key for every event type. `where` names it in the error (an index,
+ * a flag, a line of a keys file); the key itself is never in the message, since it is a secret.
+ */
+export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
+  const spec = (typeof item === 'string' ? { key: item } : item) as Partial<ApiKeySpec> | null;
+  if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':')) {
+    throw new TypeError(`${where}: an API key must be a non-empty string without ":"`);
+  }
+  if (
+    spec.signatureSecret !== undefined &&
+    (typeof spec.signatureSecret !== 'string' || spec.signatureSecret === '')
+  ) {
+    throw new TypeError(`${where}: signatureSecret must be a non-empty string`);
+  }
+  for (const type of spec.types ?? []) {
+    if (!EVENT_TYPES.includes(type)) {
+      throw new RangeError(`${where}: "${type}" is not an event type (${EVENT_TYPES.join(', ')})`);
+    }
+  }
+  return spec as ApiKeySpec;
 }
 
 function resolveIdempotency(value: HandlerOptions['idempotency']): IdempotencyStore | undefined {
   if (value === false) return undefined;
   if (value === undefined) return new MemoryIdempotencyStore();
   if (typeof value !== 'object' || value === null) {
-    throw new TypeError(`options.idempotency must be an object or false, got ${describe(value)}`);
+    throw new TypeError(`options.idempotency must be an object or false, got ${describeValue(value)}`);
   }
   const store = value as Partial<IdempotencyStore>;
   if (typeof store.claim === 'function') {
@@ -196,34 +202,16 @@ function resolveIdempotency(value: HandlerOptions['idempotency']): IdempotencySt
     return value as IdempotencyStore;
   }
   const memory = value as MemoryIdempotencyOptions;
-  return new MemoryIdempotencyStore({
-    maxEntries: integer(
-      'idempotency.maxEntries',
-      memory.maxEntries,
-      IDEMPOTENCY_DEFAULTS.maxEntries,
-      0,
-      100_000_000,
-    ),
-    ttlMs: integer('idempotency.ttlMs', memory.ttlMs, IDEMPOTENCY_DEFAULTS.ttlMs, 1, Number.MAX_SAFE_INTEGER),
-    now: memory.now,
-  });
-}
-
-/** An optional integer option: the default when absent, else a TypeError/RangeError naming it. */
-export function integer(name: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`options.${name} must be an integer, got ${describe(value)}`);
-  }
-  if (value < min || value > max) {
-    throw new RangeError(`options.${name} must be between ${min} and ${max}, got ${value}`);
-  }
-  return value;
+  const maxEntries = integer('idempotency.maxEntries', memory.maxEntries);
+  const ttlMs = integer('idempotency.ttlMs', memory.ttlMs);
+  return new MemoryIdempotencyStore({ maxEntries, ttlMs, now: memory.now });
 }
 
 function checkHandlers(handlers: unknown): Handlers {
   if (typeof handlers !== 'object' || handlers === null) {
-    throw new TypeError(`options.handlers must be an object of event handlers, got ${describe(handlers)}`);
+    throw new TypeError(
+      `options.handlers must be an object of event handlers, got ${describeValue(handlers)}`,
+    );
   }
   for (const [type, handler] of Object.entries(handlers)) {
     if (!EVENT_TYPES.includes(type as EventType)) {
@@ -232,40 +220,22 @@ function checkHandlers(handlers: unknown): Handlers {
       );
     }
     if (handler !== undefined && typeof handler !== 'function') {
-      throw new TypeError(`options.handlers.${type} must be a function, got ${describe(handler)}`);
+      throw new TypeError(`options.handlers.${type} must be a function, got ${describeValue(handler)}`);
     }
   }
   return Object.freeze({ ...handlers }) as Handlers;
 }
 
-function checkApiKeys(keys: Iterable<string | ApiKeySpec>): ApiKeySpec[] {
-  if (typeof keys !== 'object' || keys === null || typeof keys[Symbol.iterator] !== 'function') {
-    throw new TypeError(`options.apiKeys must be an array of keys, got ${describe(keys)}`);
+function checkFunction<T>(name: string, value: T): T {
+  if (typeof value !== 'function') {
+    throw new TypeError(`options.${name} must be a function, got ${describeValue(value)}`);
   }
-  const specs: ApiKeySpec[] = [];
-  for (const item of keys) {
-    const spec = typeof item === 'string' ? { key: item } : item;
-    if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':')) {
-      // The value itself is not echoed: it may be a secret.
-      throw new TypeError(`options.apiKeys[${specs.length}] must be a non-empty string without ":"`);
-    }
-    if (
-      spec.signatureSecret !== undefined &&
-      (typeof spec.signatureSecret !== 'string' || spec.signatureSecret === '')
-    ) {
-      throw new TypeError(`options.apiKeys[${specs.length}].signatureSecret must be a non-empty string`);
-    }
-    for (const type of spec.types ?? []) {
-      if (!EVENT_TYPES.includes(type)) {
-        throw new RangeError(
-          `options.apiKeys: "${type}" is not a Segment event type (${EVENT_TYPES.join(', ')})`,
-        );
-      }
-    }
-    specs.push(spec);
-  }
-  if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
-  return specs;
+  return value;
+}
+
+/** A switch is on or off as given; anything but a boolean leaves its default. */
+function switchOf(name: 'accessLog' | 'trackingApi' | 'signatureLegacyBatch', value: unknown): boolean {
+  return typeof value === 'boolean' ? value : OPTIONS[name].default;
 }
 
 function checkSecret(value: unknown): string | undefined {
@@ -279,14 +249,7 @@ function checkSecret(value: unknown): string | undefined {
 
 function checkPath(name: string, value: unknown): string {
   if (typeof value !== 'string' || !value.startsWith('/') || /[?#\s]/.test(value)) {
-    throw new TypeError(`options.${name} must be a path starting with "/", got ${describe(value)}`);
+    throw new TypeError(`options.${name} must be a path starting with "/", got ${describeValue(value)}`);
   }
   return value;
-}
-
-export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'function') return 'a function';
-  if (Array.isArray(value)) return 'an array';
-  return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
 }
