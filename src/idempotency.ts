@@ -30,7 +30,10 @@ export interface IdempotencyStore {
 }
 
 export interface MemoryIdempotencyOptions {
-  /** Events remembered at most; the oldest is forgotten first. @default 100000 */
+  /**
+   * Events remembered at most; the oldest is forgotten first. Given as the handler's `idempotency`
+   * option, 0 turns duplicate suppression off (as `false` does). @default 100000
+   */
   maxEntries?: number;
   /** How long a processed event is remembered. @default 86400000 (24 h) */
   ttlMs?: number;

@@ -74,8 +74,8 @@ export interface HandlerOptions {
   maxInFlight?: number;
   /**
    * Duplicate suppression by `messageId` per API key: options of the in-memory store, a store of your
-   * own (shared between processes), or `false` to process every copy.
-   * @default { maxEntries: 100000, ttlMs: 86400000 (24 h) }
+   * own (shared between processes), or `false` to process every copy. `{ maxEntries: 0 }` turns it off
+   * too, as `--idempotency-max-entries 0` does. @default { maxEntries: 100000, ttlMs: 86400000 (24 h) }
    */
   idempotency?: MemoryIdempotencyOptions | IdempotencyStore | false;
   /** A pino-compatible logger; `silentLogger` drops everything. @default JSON lines on stderr, level info */
@@ -188,6 +188,7 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   return spec as ApiKeySpec;
 }
 
+/** `{ maxEntries: 0 }` turns duplicate suppression off, as `false` does: a store that remembers nothing. */
 function resolveIdempotency(value: HandlerOptions['idempotency']): IdempotencyStore | undefined {
   if (value === false) return undefined;
   if (value === undefined) return new MemoryIdempotencyStore();
@@ -204,7 +205,7 @@ function resolveIdempotency(value: HandlerOptions['idempotency']): IdempotencySt
   const memory = value as MemoryIdempotencyOptions;
   const maxEntries = integer('idempotency.maxEntries', memory.maxEntries);
   const ttlMs = integer('idempotency.ttlMs', memory.ttlMs);
-  return new MemoryIdempotencyStore({ maxEntries, ttlMs, now: memory.now });
+  return maxEntries === 0 ? undefined : new MemoryIdempotencyStore({ maxEntries, ttlMs, now: memory.now });
 }
 
 function checkHandlers(handlers: unknown): Handlers {
