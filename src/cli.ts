@@ -38,7 +38,7 @@ export function version(): string {
 
 /**
  * Runs the endpoint until SIGTERM/SIGINT. Resolves with the exit code: 0 after a clean drain, 1 for a
- * bad invocation (one line on stderr with a hint).
+ * bad invocation (one line on stderr with a hint). An exception nothing catches exits 1 at once.
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   if (argv[0] === 'test') return (await import('./tester/run.ts')).testMain(argv.slice(1));
@@ -54,7 +54,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     return 0;
   }
   const log = jsonLogger(config.logLevel);
-  logUncaught(log);
+  exitOnUncaught(log);
   let running: Running;
   try {
     running = await start(config, log);
@@ -105,12 +105,18 @@ function listenForSignals(): Signals {
 }
 
 /**
- * A partner's handler can throw from a timer or leave a promise rejected, outside any request.
- * Crashing would cut every connection and every event in flight; log it and keep serving.
+ * An exception nothing caught (a partner's handler throwing from a timer) or a promise rejected with
+ * nobody to hear it: logged, then the process exits 1. What state it left behind cannot be known, and
+ * the process manager restarts a process that exits non-zero. Events already answered were processed
+ * to the end; those in flight were never acknowledged, so Segment retries them.
  */
-function logUncaught(log: Logger): void {
-  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
-  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+function exitOnUncaught(log: Logger): void {
+  const fatal = (msg: string) => (err: unknown) => {
+    log.error({ err, exitCode: 1 }, msg);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled rejection'));
 }
 
 interface Running {

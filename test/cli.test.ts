@@ -389,6 +389,55 @@ describe('the segment-endpoint command', () => {
     assert.equal(storedEvents(out).length, 1);
   });
 
+  // What state an exception nothing caught leaves behind cannot be known: the process logs it and exits
+  // non-zero, for the process manager to restart it.
+  // The timeout only bounds a failure: a process that keeps serving would never exit.
+  test('an exception thrown from a handler timer, or a rejection nobody awaits: logged, then exit 1', {
+    timeout: 60_000,
+  }, async (t) => {
+    const cases: Array<[string, string, RegExp]> = [
+      [
+        'throw-later',
+        "setTimeout(() => { throw new Error('thrown from a timer'); }, 0)",
+        /uncaught exception/,
+      ],
+      ['reject-later', "Promise.reject(new Error('rejected, never awaited'))", /unhandled rejection/],
+    ];
+    for (const [name, stray, msg] of cases) {
+      const handlers = join(dir, `${name}.mjs`);
+      writeFileSync(handlers, `export default { track: () => { ${stray}; } };\n`);
+      const run = await startCli([
+        '--http',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--api-key',
+        'k1',
+        '--handlers',
+        handlers,
+      ]);
+      t.signal.addEventListener('abort', () => run.child.kill('SIGKILL'));
+      const send = fetch(run.url, {
+        method: 'POST',
+        headers: segmentHeaders('k1'),
+        body: JSON.stringify(trackEvent()),
+      });
+      // The answer may or may not leave before the process ends; the exit is what is tested.
+      await send.catch(() => undefined);
+      assert.equal(await run.exit, 1, name);
+      const fatal = run
+        .stderr()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { level: number; msg: string; err?: { message: string } })
+        .find((line) => msg.test(line.msg));
+      assert.ok(fatal !== undefined, `${name}: ${run.stderr()}`);
+      assert.equal(fatal.level, 50, 'error level');
+      assert.match(fatal.err?.message ?? '', /thrown from a timer|rejected, never awaited/);
+    }
+  });
+
   test('the built dist/cli.js runs with nothing but node', async () => {
     assert.ok(existsSync(BUILT[0] as string), 'dist/cli.js is missing: run `make build` (make test does)');
     const run = await startCli(
