@@ -225,10 +225,10 @@ export const OPTIONS = {
 
 export type OptionName = keyof typeof OPTIONS;
 
-/** The options with bounds: whole numbers. */
-export type IntegerOption = {
-  [K in OptionName]: (typeof OPTIONS)[K] extends { readonly min: number } ? K : never;
-}[OptionName];
+type NamesOf<Shape> = { [K in OptionName]: (typeof OPTIONS)[K] extends Shape ? K : never }[OptionName];
+/** The options with bounds (whole numbers), and those on or off. */
+export type IntegerOption = NamesOf<{ readonly min: number }>;
+export type SwitchOption = NamesOf<{ readonly default: boolean }>;
 
 /** The rows in table order, typed loosely, for code that walks them all. */
 export const ROWS = Object.entries(OPTIONS) as ReadonlyArray<[OptionName, OptionRow]>;

@@ -6,7 +6,14 @@ import {
   MemoryIdempotencyStore,
 } from './idempotency.ts';
 import { jsonLogger, type Logger } from './log.ts';
-import { describeValue, integer, OPTIONS } from './option-table.ts';
+import {
+  describeValue,
+  type IntegerOption,
+  integer,
+  OPTIONS,
+  ROWS,
+  type SwitchOption,
+} from './option-table.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 /** Options of `createHandler`: the request pipeline. */
@@ -82,26 +89,23 @@ export interface HandlerOptions {
   log?: Logger;
 }
 
-export interface ResolvedHandlerOptions {
+/** The whole-number and on/off options of the handler: checked against their rows, nothing more. */
+type PlainOption = Extract<IntegerOption | SwitchOption, keyof HandlerOptions>;
+
+type PlainOptions = { readonly [K in PlainOption]: K extends IntegerOption ? number : boolean };
+
+export type ResolvedHandlerOptions = PlainOptions & {
   readonly handlers: Handlers;
   readonly authenticate: Authenticate;
   readonly path: string;
   readonly healthPath: string;
   readonly ready: () => boolean;
   readonly metricsPath: string | undefined;
-  readonly accessLog: boolean;
-  readonly trackingApi: boolean;
   readonly realm: string;
-  readonly maxBodyBytes: number;
-  readonly bodyTimeoutMs: number;
-  readonly handlerTimeoutMs: number;
   readonly signatureSecret: string | undefined;
-  readonly signatureLegacyBatch: boolean;
-  readonly maxDepth: number;
-  readonly maxInFlight: number;
   readonly idempotency: IdempotencyStore | undefined;
   readonly log: Logger;
-}
+};
 
 const alwaysReady = () => true;
 
@@ -126,25 +130,34 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
     throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describeValue(realm)}`);
   }
   return Object.freeze({
+    ...plainOptions(input),
     handlers,
     authenticate,
     path,
     healthPath,
     ready,
     metricsPath,
-    accessLog: switchOf('accessLog', input.accessLog),
-    trackingApi: switchOf('trackingApi', input.trackingApi),
     realm,
-    maxBodyBytes: integer('maxBodyBytes', input.maxBodyBytes),
-    bodyTimeoutMs: integer('bodyTimeoutMs', input.bodyTimeoutMs),
-    handlerTimeoutMs: integer('handlerTimeoutMs', input.handlerTimeoutMs),
-    signatureSecret: checkSecret(input.signatureSecret),
-    signatureLegacyBatch: switchOf('signatureLegacyBatch', input.signatureLegacyBatch),
-    maxDepth: integer('maxDepth', input.maxDepth),
-    maxInFlight: integer('maxInFlight', input.maxInFlight),
+    signatureSecret: checkSecret('options.signatureSecret', input.signatureSecret),
     idempotency: resolveIdempotency(input.idempotency),
     log: input.log ?? jsonLogger('info'),
   });
+}
+
+/**
+ * Every whole-number and on/off option of the handler, from its row: a number within the bounds, a
+ * boolean as given. Anything but a boolean leaves a switch at its default.
+ */
+function plainOptions(input: HandlerOptions): PlainOptions {
+  const values: Record<string, number | boolean> = {};
+  for (const [name, row] of ROWS) {
+    if (row.scope !== 'handler' || name.includes('.')) continue;
+    const given = input[name as keyof HandlerOptions];
+    if (row.min !== undefined) values[name] = integer(name as IntegerOption, given);
+    else if (typeof row.default === 'boolean')
+      values[name] = typeof given === 'boolean' ? given : row.default;
+  }
+  return values as PlainOptions;
 }
 
 function resolveAuthenticate(input: HandlerOptions): Authenticate {
@@ -174,12 +187,7 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':')) {
     throw new TypeError(`${where}: an API key must be a non-empty string without ":"`);
   }
-  if (
-    spec.signatureSecret !== undefined &&
-    (typeof spec.signatureSecret !== 'string' || spec.signatureSecret === '')
-  ) {
-    throw new TypeError(`${where}: signatureSecret must be a non-empty string`);
-  }
+  checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
   for (const type of spec.types ?? []) {
     if (!EVENT_TYPES.includes(type)) {
       throw new RangeError(`${where}: "${type}" is not an event type (${EVENT_TYPES.join(', ')})`);
@@ -234,16 +242,10 @@ function checkFunction<T>(name: string, value: T): T {
   return value;
 }
 
-/** A switch is on or off as given; anything but a boolean leaves its default. */
-function switchOf(name: 'accessLog' | 'trackingApi' | 'signatureLegacyBatch', value: unknown): boolean {
-  return typeof value === 'boolean' ? value : OPTIONS[name].default;
-}
-
-function checkSecret(value: unknown): string | undefined {
-  if (value === undefined) return undefined;
+function checkSecret(name: string, value: unknown): string | undefined {
   // The value is not echoed: it is a secret.
-  if (typeof value !== 'string' || value === '') {
-    throw new TypeError('options.signatureSecret must be a non-empty string');
+  if (value !== undefined && (typeof value !== 'string' || value === '')) {
+    throw new TypeError(`${name} must be a non-empty string`);
   }
   return value;
 }
