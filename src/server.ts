@@ -72,18 +72,18 @@ export function createServer(options: ServerOptions): EndpointServer {
   const handler = createHandler(options);
   const port = integer('port', options.port);
   const host = options.host ?? OPTIONS.host.default;
-  const headersTimeout = integer('headersTimeoutMs', options.headersTimeoutMs);
-  const requestTimeout = integer('requestTimeoutMs', options.requestTimeoutMs);
-  const shutdownTimeout = integer('shutdownTimeoutMs', options.shutdownTimeoutMs);
-  if (headersTimeout > requestTimeout) {
+  const headersTimeoutMs = integer('headersTimeoutMs', options.headersTimeoutMs);
+  const requestTimeoutMs = integer('requestTimeoutMs', options.requestTimeoutMs);
+  const shutdownTimeoutMs = integer('shutdownTimeoutMs', options.shutdownTimeoutMs);
+  if (headersTimeoutMs > requestTimeoutMs) {
     throw new RangeError(
-      `options.headersTimeoutMs (${headersTimeout}) must not exceed options.requestTimeoutMs (${requestTimeout})`,
+      `options.headersTimeoutMs (${headersTimeoutMs}) must not exceed options.requestTimeoutMs (${requestTimeoutMs})`,
     );
   }
   const common = {
     keepAliveTimeout: integer('keepAliveTimeoutMs', options.keepAliveTimeoutMs),
-    headersTimeout,
-    requestTimeout,
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: requestTimeoutMs,
     maxHeaderSize: integer('maxHeaderBytes', options.maxHeaderBytes),
     // Node would refuse a missing Host with an empty 400; the handler refuses it in JSON instead.
     requireHostHeader: false,
@@ -149,7 +149,7 @@ export function createServer(options: ServerOptions): EndpointServer {
     server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, shutdownTimeout);
+      timer = setTimeout(resolve, shutdownTimeoutMs);
     });
     try {
       // Events in flight finish; meanwhile newcomers, on new connections too, are answered 503 (and

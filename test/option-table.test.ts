@@ -35,6 +35,15 @@ describe('the option table and the interfaces', () => {
       const literal = typeof row.default === 'string' ? `'${row.default}'` : String(row.default);
       const given = docs.get(name)?.default ?? '';
       assert.ok(given.split(' ')[0] === literal, `${name}: @default ${given}, but the table says ${literal}`);
+      // An object option's @default (idempotency's) names the default of each of its fields.
+      const [outer, field] = name.split('.');
+      if (field !== undefined) {
+        const parent = docs.get(outer as string)?.default ?? '';
+        assert.ok(
+          parent.includes(`${field}: ${literal}`),
+          `${outer}: @default ${parent} lacks ${field}: ${literal}`,
+        );
+      }
     }
   });
 });
