@@ -38,100 +38,120 @@ export function version(): string {
 
 /**
  * Runs the endpoint until SIGTERM/SIGINT. Resolves with the exit code: 0 after a clean drain, 1 for a
- * bad invocation (one line on stderr with a hint).
+ * bad invocation (one line on stderr with a hint). An exception nothing catches exits 1 at once.
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   if (argv[0] === 'test') return (await import('./tester/run.ts')).testMain(argv.slice(1));
-  // Signals first, before anything slow (files, modules, the store): until a listener exists, SIGHUP's
-  // default action ends the process (exit 129), so a `systemctl reload` during start-up would stop it,
-  // and a SIGTERM must drain, not kill. Both are remembered and acted on once the server is up.
-  let early: NodeJS.Signals | undefined;
-  let reloadEarly = false;
-  let onSignal = (signal: NodeJS.Signals) => {
-    early = signal;
-  };
-  let onReload = () => {
-    reloadEarly = true;
-  };
-  process.on('SIGTERM', (signal) => onSignal(signal));
-  process.on('SIGINT', (signal) => onSignal(signal));
-  process.on('SIGHUP', () => onReload());
+  const signals = listenForSignals();
   let config: ReturnType<typeof parseConfig>;
   try {
     config = parseConfig(argv, env);
   } catch (err) {
     return fail(err);
   }
-  if (config === 'help') {
-    process.stdout.write(usage());
+  if (config === 'help' || config === 'version') {
+    process.stdout.write(config === 'help' ? usage() : `${version()}\n`);
     return 0;
   }
-  if (config === 'version') {
-    process.stdout.write(`${version()}\n`);
-    return 0;
-  }
-
   const log = jsonLogger(config.logLevel);
-  // A partner's handler can throw from a timer or leave a promise rejected, outside any request.
-  // Crashing would cut every connection and every event in flight; log it and keep serving.
-  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
-  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
-  let store: NdjsonStore | undefined;
-  let endpoint: EndpointServer;
-  let url: string;
+  exitOnUncaught(log);
+  let running: Running;
   try {
-    const { createServer } = await import('./server.ts');
-    let handlers: Handlers;
-    if (config.handlers !== undefined) {
-      handlers = await loadHandlers(config.handlers);
-    } else {
-      const { storeHandlers } = await import('./store.ts');
-      store = await openStore(config.out);
-      for (const torn of store.recovered) {
-        log.warn(torn, 'a partial line left by a crash was set aside');
-      }
-      handlers = storeHandlers(store);
-    }
-    endpoint = createServer({
-      handlers,
-      apiKeys: config.apiKeys,
-      host: config.host,
-      port: config.port,
-      tls: config.tls,
-      http: config.http,
-      path: config.path,
-      maxBodyBytes: config.maxBodyBytes,
-      signatureSecret: config.signatureSecret,
-      signatureLegacyBatch: config.signatureLegacyBatch,
-      metricsPath: config.metricsPath,
-      accessLog: config.accessLog,
-      maxInFlight: config.maxInFlight,
-      maxConnections: config.maxConnections,
-      shutdownTimeoutMs: config.shutdownTimeoutMs,
-      idempotency: config.idempotency,
-      ready: store === undefined ? undefined : readiness(store),
-      log,
-    });
-    const metrics = endpoint.handler.metrics;
-    if (store !== undefined && metrics !== undefined)
-      store.onCommit = (seconds, events) => metrics.commit(seconds, events);
-    url = await endpoint.listen();
+    running = await start(config, log);
   } catch (err) {
     return fail(err);
   }
+  const { endpoint, store, url } = running;
   const where =
     store === undefined ? `handlers from ${config.handlers}` : `events stored in ${resolve(store.dir)}`;
   process.stdout.write(`${NAME} ${version()} listening on ${url} (${where})\n`);
-  onReload = certificateReloader(config.tlsFiles, endpoint, log);
-  if (reloadEarly) {
+  signals.onReload = certificateReloader(config.tlsFiles, endpoint, log);
+  if (signals.reloadEarly) {
     // The certificate was read at start-up, perhaps before the renewal this SIGHUP announced.
     log.info({}, 'SIGHUP received during start-up: reloading now that the server is up');
-    onReload();
+    signals.onReload();
   }
+  return drainOnSignal(signals, running, log);
+}
 
+interface Signals {
+  /** A SIGTERM or SIGINT received before the server was up. */
+  early: NodeJS.Signals | undefined;
+  reloadEarly: boolean;
+  onSignal: (signal: NodeJS.Signals) => void;
+  onReload: () => void;
+}
+
+/**
+ * Signals first, before anything slow (files, modules, the store): until a listener exists, SIGHUP's
+ * default action ends the process (exit 129), so a `systemctl reload` during start-up would stop it,
+ * and a SIGTERM must drain, not kill. Both are remembered and acted on once the server is up.
+ */
+function listenForSignals(): Signals {
+  const signals: Signals = {
+    early: undefined,
+    reloadEarly: false,
+    onSignal: (signal) => {
+      signals.early = signal;
+    },
+    onReload: () => {
+      signals.reloadEarly = true;
+    },
+  };
+  process.on('SIGTERM', (signal) => signals.onSignal(signal));
+  process.on('SIGINT', (signal) => signals.onSignal(signal));
+  process.on('SIGHUP', () => signals.onReload());
+  return signals;
+}
+
+/**
+ * An exception nothing caught (a partner's handler throwing from a timer) or a promise rejected with
+ * nobody to hear it: logged, then the process exits 1. What state it left behind cannot be known, and
+ * the process manager restarts a process that exits non-zero. Events already answered were processed
+ * to the end; those in flight were never acknowledged, so Segment retries them.
+ */
+function exitOnUncaught(log: Logger): void {
+  const fatal = (msg: string) => (err: unknown) => {
+    log.error({ err, exitCode: 1 }, msg);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled rejection'));
+}
+
+interface Running {
+  readonly endpoint: EndpointServer;
+  readonly store: NdjsonStore | undefined;
+  readonly url: string;
+}
+
+/** The handlers (a --handlers module, else the store under --out), the server, listening. */
+async function start(config: CliConfig, log: Logger): Promise<Running> {
+  const { createServer } = await import('./server.ts');
+  let store: NdjsonStore | undefined;
+  let handlers: Handlers;
+  if (config.handlers !== undefined) {
+    handlers = await loadHandlers(config.handlers);
+  } else {
+    const { storeHandlers } = await import('./store.ts');
+    store = await openStore(config.out);
+    for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
+    handlers = storeHandlers(store);
+  }
+  const ready = store === undefined ? undefined : readiness(store);
+  const endpoint = createServer({ ...config.options, handlers, log, ready });
+  const metrics = endpoint.handler.metrics;
+  if (store !== undefined && metrics !== undefined) {
+    store.onCommit = (seconds, events) => metrics.commit(seconds, events);
+  }
+  return { endpoint, store, url: await endpoint.listen() };
+}
+
+/** The first SIGTERM or SIGINT drains and resolves 0 (1 if closing fails); a second one resolves 1. */
+function drainOnSignal(signals: Signals, { endpoint, store }: Running, log: Logger): Promise<number> {
   return new Promise<number>((done) => {
     let stopping = false;
-    onSignal = (signal: NodeJS.Signals) => {
+    signals.onSignal = (signal: NodeJS.Signals) => {
       if (stopping) {
         log.warn({ signal }, 'second signal: exiting without waiting');
         done(1);
@@ -153,7 +173,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
           },
         );
     };
-    if (early !== undefined) onSignal(early);
+    if (signals.early !== undefined) signals.onSignal(signals.early);
   });
 }
 

@@ -2,41 +2,37 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { ApiKeySpec } from './auth.ts';
 import type { LogLevel } from './log.ts';
-import { EVENT_TYPES, type EventType } from './types.ts';
+import { OPTIONS, type OptionName, type OptionRow, ROWS } from './option-table.ts';
+import { apiKeySpec } from './options.ts';
+import type { ServerOptions } from './server.ts';
 
-// The command line of the standalone process: flags, their environment variables, and what they mean.
+// The command line of the standalone process. Its flags, their environment variables, defaults and help
+// lines are the rows of the option table (option-table.ts); this file reads them.
 
 export const NAME = 'segment-endpoint';
 
-// Each flag, its environment variable, and whether it is a switch.
-const FLAGS = {
-  host: { env: 'SEGMENT_ENDPOINT_HOST', type: 'string' },
-  port: { env: 'SEGMENT_ENDPOINT_PORT', type: 'string' },
-  cert: { env: 'SEGMENT_ENDPOINT_CERT', type: 'string' },
-  key: { env: 'SEGMENT_ENDPOINT_KEY', type: 'string' },
-  http: { env: 'SEGMENT_ENDPOINT_HTTP', type: 'boolean' },
-  path: { env: 'SEGMENT_ENDPOINT_PATH', type: 'string' },
-  'api-key': { env: undefined, type: 'string', multiple: true },
-  'api-keys-file': { env: 'SEGMENT_ENDPOINT_API_KEYS_FILE', type: 'string' },
-  handlers: { env: 'SEGMENT_ENDPOINT_HANDLERS', type: 'string' },
-  out: { env: 'SEGMENT_ENDPOINT_OUT', type: 'string' },
-  'max-body-bytes': { env: 'SEGMENT_ENDPOINT_MAX_BODY_BYTES', type: 'string' },
-  'max-in-flight': { env: 'SEGMENT_ENDPOINT_MAX_IN_FLIGHT', type: 'string' },
-  'max-connections': { env: 'SEGMENT_ENDPOINT_MAX_CONNECTIONS', type: 'string' },
-  'shutdown-timeout': { env: 'SEGMENT_ENDPOINT_SHUTDOWN_TIMEOUT', type: 'string' },
-  'idempotency-ttl': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_TTL', type: 'string' },
-  'idempotency-max-entries': { env: 'SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES', type: 'string' },
-  'signature-secret': { env: 'SEGMENT_ENDPOINT_SIGNATURE_SECRET', type: 'string' },
-  'signature-secret-file': { env: 'SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE', type: 'string' },
-  'signature-legacy-batch': { env: 'SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH', type: 'boolean' },
-  'metrics-path': { env: 'SEGMENT_ENDPOINT_METRICS_PATH', type: 'string' },
-  'access-log': { env: 'SEGMENT_ENDPOINT_ACCESS_LOG', type: 'boolean' },
-  'log-level': { env: 'SEGMENT_ENDPOINT_LOG_LEVEL', type: 'string' },
-  help: { env: undefined, type: 'boolean', short: 'h' },
-  version: { env: undefined, type: 'boolean', short: 'v' },
-} as const;
+/** A bad invocation: reported in one line with a hint, exit code 1. */
+export class UsageError extends Error {}
 
-type Switch = 'help' | 'version' | 'http' | 'access-log' | 'signature-legacy-batch';
+const FLAG_ROWS = ROWS.filter(([, row]) => row.flag !== undefined);
+
+/** `--max-body-bytes N` → `max-body-bytes`: the name parseArgs knows it by. */
+const flagName = (row: OptionRow): string => (row.flag ?? '').split(' ')[0]?.slice(2) ?? '';
+
+/** What parseArgs is told: each flag of the table, a string unless a switch. */
+const PARSE_OPTIONS = Object.fromEntries(
+  FLAG_ROWS.map(([, row]) => [
+    flagName(row),
+    {
+      type: row.cli === 'switch' ? ('boolean' as const) : ('string' as const),
+      ...(row.cli === 'list' && { multiple: true }),
+      ...(row.short !== undefined && { short: row.short }),
+    },
+  ]),
+);
+
+const WIDTH = 100; // columns of --help
+const INDENT = 27; // where the help of each flag starts
 
 export function usage(): string {
   return `Usage: ${NAME} [options]
@@ -45,46 +41,8 @@ export function usage(): string {
 Receives Segment events over HTTPS and, unless --handlers is given, appends each accepted event
 to a durable NDJSON file per day under --out.
 
-Options (each also read from the environment variable shown):
-  --host HOST              address to listen on (SEGMENT_ENDPOINT_HOST)            [0.0.0.0]
-  --port PORT              port to listen on, 0 for any free one (SEGMENT_ENDPOINT_PORT) [8443]
-  --cert FILE              PEM certificate chain (SEGMENT_ENDPOINT_CERT)
-  --key FILE               PEM private key (SEGMENT_ENDPOINT_KEY)
-  --http                   plain HTTP, only behind a TLS-terminating proxy (SEGMENT_ENDPOINT_HTTP=1)
-  --path PATH              path events are POSTed to (SEGMENT_ENDPOINT_PATH)      [/]
-  --api-keys-file FILE     one "KEY [type,type] [secret=SECRET]" per line, # comments
-                           (SEGMENT_ENDPOINT_API_KEYS_FILE)
-                           SEGMENT_ENDPOINT_API_KEYS (or SEGMENT_API_KEYS): comma-separated keys,
-                           all event types
-  --api-key KEY[:TYPES]    accept this API key, optionally only for some event types,
-                           e.g. --api-key k1:track,identify (repeatable; visible in ps)
-  --handlers FILE          ES module whose default export is { identify?, track?, page?, screen?,
-                           group?, alias?, delete? } (SEGMENT_ENDPOINT_HANDLERS)
-  --out DIR                where the default store writes events-YYYY-MM-DD.ndjson (SEGMENT_ENDPOINT_OUT) [./data]
-  --max-body-bytes N       largest body accepted (SEGMENT_ENDPOINT_MAX_BODY_BYTES) [524288]
-  --max-in-flight N        events processed at once; more get 503 + Retry-After
-                           (SEGMENT_ENDPOINT_MAX_IN_FLIGHT) [1024]
-  --max-connections N      open connections at most; at the cap the longest-idle one is closed
-                           to admit a new one (SEGMENT_ENDPOINT_MAX_CONNECTIONS) [2048]
-  --shutdown-timeout SECS  on SIGTERM, how long running events may take to finish
-                           (SEGMENT_ENDPOINT_SHUTDOWN_TIMEOUT) [10]
-  --idempotency-ttl SECS   how long a processed messageId is remembered per API key, so that
-                           Segment's retries of it are not processed again (SEGMENT_ENDPOINT_IDEMPOTENCY_TTL) [86400]
-  --idempotency-max-entries N  messageIds remembered at most, oldest forgotten first; 0 turns
-                           duplicate suppression off (SEGMENT_ENDPOINT_IDEMPOTENCY_MAX_ENTRIES) [100000]
-  --signature-secret-file FILE  require X-Segment-Signature or X-Signature (hex HMAC-SHA1 of the
-                           body) under the secret in FILE, less one trailing newline
-                           (SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE); a key's own secret=S in
-                           --api-keys-file wins
-  --signature-secret S     the same, with the secret itself (SEGMENT_ENDPOINT_SIGNATURE_SECRET;
-                           the flag is visible in ps)
-  --signature-legacy-batch also accept an X-Signature that signs only the first event of a batch
-                           (Segment's legacy signing; SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH=1) [off]
-  --metrics-path PATH      serve Prometheus metrics here, e.g. /metrics (SEGMENT_ENDPOINT_METRICS_PATH) [off]
-  --access-log             one JSON log line per event request (SEGMENT_ENDPOINT_ACCESS_LOG=1)
-  --log-level LEVEL        debug, info, warn, error or silent (SEGMENT_ENDPOINT_LOG_LEVEL) [info]
-  -h, --help               show this help
-  -v, --version            show the version
+Options (each also read from the environment variable shown; a flag wins over its variable):
+${FLAG_ROWS.map(([, row]) => usageEntry(row)).join('\n')}
 
 At least one API key is required. Flags are visible to every user of the host (ps): give secrets
 in files of mode 0600 (--api-keys-file, --signature-secret-file) or in the environment instead.
@@ -93,115 +51,145 @@ process exits 0. SIGHUP reads --cert and --key again (one received during start-
 `;
 }
 
-/** A bad invocation: reported in one line with a hint, exit code 1. */
-export class UsageError extends Error {}
+/** A flag, its help, its variable and its default, wrapped under the help column. */
+function usageEntry(row: OptionRow): string {
+  const flag = row.short === undefined ? row.flag : `-${row.short}, ${row.flag}`;
+  const words = [row.help];
+  const variable = row.envAlias === undefined ? row.env : `${row.env} or ${row.envAlias}`;
+  if (variable !== undefined) words.push(`(${variable}${row.cli === 'switch' ? '=1' : ''})`);
+  const shown = row.cli === 'seconds' ? Number(row.default) / 1000 : row.default;
+  if (shown !== undefined && shown !== false) words.push(`[${shown}]`);
+  // The help starts at its column, or two spaces after a flag that reaches it.
+  const lines = [`  ${flag}`.padEnd(INDENT - 2)];
+  let space = '  ';
+  for (const word of words.join(' ').split(' ')) {
+    const line = lines[lines.length - 1] as string;
+    if (line.length + space.length + word.length <= WIDTH) lines[lines.length - 1] = `${line}${space}${word}`;
+    else lines.push(`${' '.repeat(INDENT)}${word}`);
+    space = ' ';
+  }
+  return lines.join('\n');
+}
 
 export interface CliConfig {
-  readonly host: string | undefined;
-  readonly port: number | undefined;
-  readonly tls: { cert: Buffer; key: Buffer } | undefined;
-  /** Where the certificate and key were read from, to read again on SIGHUP. */
-  readonly tlsFiles: { cert: string; key: string } | undefined;
-  readonly http: boolean;
-  readonly path: string | undefined;
-  readonly apiKeys: ApiKeySpec[];
+  /** createServer's options from the flags and environment; main adds handlers, log and ready. */
+  readonly options: Partial<ServerOptions>;
+  /** --handlers: the module to load the handlers from; without it, the default store under `out`. */
   readonly handlers: string | undefined;
   readonly out: string;
-  readonly maxBodyBytes: number | undefined;
-  readonly maxInFlight: number | undefined;
-  readonly maxConnections: number | undefined;
-  readonly shutdownTimeoutMs: number | undefined;
-  readonly idempotency: { ttlMs: number | undefined; maxEntries: number | undefined } | false;
-  readonly signatureSecret: string | undefined;
-  readonly signatureLegacyBatch: boolean;
-  readonly metricsPath: string | undefined;
-  readonly accessLog: boolean;
   readonly logLevel: LogLevel;
+  /** Where the certificate and key were read from, to read again on SIGHUP. */
+  readonly tlsFiles: { cert: string; key: string } | undefined;
 }
 
 /** Reads flags, then the environment for what the flags left unset. Throws UsageError. */
 export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): CliConfig | 'help' | 'version' {
   const values = parseFlags(argv);
-  if (values.help) return 'help';
-  if (values.version) return 'version';
-  const get = (flag: Exclude<keyof typeof FLAGS, Switch | 'api-key'>) =>
-    values[flag] ?? (FLAGS[flag].env === undefined ? undefined : env[FLAGS[flag].env] || undefined);
+  if (values.help === true) return 'help';
+  if (values.version === true) return 'version';
+  /** The flag's text, else its variable's; a switch is on or off. */
+  const read = (name: OptionName): string | boolean | undefined => {
+    const row: OptionRow = OPTIONS[name];
+    const given = values[flagName(row)];
+    const fromEnv = row.env === undefined ? undefined : env[row.env] || undefined;
+    if (row.cli === 'switch') return (given as boolean | undefined) ?? isTrue(fromEnv);
+    return (given as string | undefined) ?? fromEnv;
+  };
+  const text = (name: OptionName) => read(name) as string | undefined;
 
-  const http = values.http ?? isTrue(env.SEGMENT_ENDPOINT_HTTP);
-  const certFile = get('cert');
-  const keyFile = get('key');
-  let tls: CliConfig['tls'];
-  if (!http) {
-    if (certFile === undefined || keyFile === undefined) {
+  const options: Record<string, unknown> = {};
+  let tlsFiles: CliConfig['tlsFiles'];
+  if (read('http') !== true) {
+    const cert = text('cert');
+    const key = text('key');
+    if (cert === undefined || key === undefined) {
       throw new UsageError(
         '--cert and --key are required for HTTPS (or --http behind a TLS-terminating proxy)',
       );
     }
-    tls = { cert: readInput(certFile, '--cert'), key: readInput(keyFile, '--key') };
+    tlsFiles = { cert, key };
+    options.tls = { cert: readInput(cert, '--cert'), key: readInput(key, '--key') };
   }
-
-  const apiKeys: ApiKeySpec[] = [];
-  for (const spec of values['api-key'] ?? []) apiKeys.push(parseKeySpec(spec, '--api-key'));
-  const keysFile = get('api-keys-file');
-  if (keysFile !== undefined)
-    apiKeys.push(...parseKeysFile(readInput(keysFile, '--api-keys-file').toString()));
-  // SEGMENT_API_KEYS is the older name, still read.
-  for (const key of `${env.SEGMENT_ENDPOINT_API_KEYS ?? ''},${env.SEGMENT_API_KEYS ?? ''}`.split(',')) {
-    if (key.trim() !== '') apiKeys.push({ key: key.trim() });
+  options.apiKeys = apiKeys(values['api-key'] as string[] | undefined, text('apiKeysFile'), env);
+  for (const [name, row] of FLAG_ROWS) {
+    if (row.scope === 'cli' || row.cli === 'list' || row.cli === 'module') continue; // read below
+    const value = convert(row, read(name));
+    if (value === undefined) continue;
+    const [outer, inner] = name.split('.') as [string, string | undefined];
+    // `idempotency.ttlMs` is the field ttlMs of the option idempotency.
+    options[outer] = inner === undefined ? value : { ...(options[outer] as object), [inner]: value };
   }
-  if (apiKeys.length === 0) {
-    throw new UsageError(
-      'no API key: give --api-keys-file, SEGMENT_ENDPOINT_API_KEYS or --api-key (the endpoint never runs open)',
-    );
+  const secretFile = text('signatureSecretFile');
+  if (secretFile !== undefined) {
+    if (options.signatureSecret !== undefined) {
+      throw new UsageError('give one of --signature-secret-file and --signature-secret, not both');
+    }
+    options.signatureSecret = readSecret(secretFile);
   }
-
-  const maxEntries = optionalInteger(get('idempotency-max-entries'), '--idempotency-max-entries');
-  const logLevel = get('log-level') ?? 'info';
-  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) {
-    throw new UsageError(`--log-level must be debug, info, warn, error or silent, not "${logLevel}"`);
+  const logLevel = text('logLevel') ?? OPTIONS.logLevel.default;
+  if (!(OPTIONS.logLevel.choices as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`--log-level must be ${OPTIONS.logLevel.help}, not "${logLevel}"`);
   }
   return {
-    host: get('host'),
-    port: optionalInteger(get('port'), '--port'),
-    tls,
-    tlsFiles: tls === undefined ? undefined : { cert: certFile as string, key: keyFile as string },
-    http,
-    path: get('path'),
-    apiKeys,
-    handlers: get('handlers'),
-    out: get('out') ?? './data',
-    maxBodyBytes: optionalInteger(get('max-body-bytes'), '--max-body-bytes'),
-    maxInFlight: optionalInteger(get('max-in-flight'), '--max-in-flight'),
-    maxConnections: optionalInteger(get('max-connections'), '--max-connections'),
-    shutdownTimeoutMs: optionalSeconds(get('shutdown-timeout'), '--shutdown-timeout'),
-    idempotency:
-      maxEntries === 0
-        ? false
-        : { ttlMs: optionalSeconds(get('idempotency-ttl'), '--idempotency-ttl'), maxEntries },
-    signatureSecret: signatureSecret(get('signature-secret'), get('signature-secret-file')),
-    signatureLegacyBatch:
-      values['signature-legacy-batch'] ?? isTrue(env.SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH),
-    metricsPath: get('metrics-path'),
-    accessLog: values['access-log'] ?? isTrue(env.SEGMENT_ENDPOINT_ACCESS_LOG),
+    options: options as Partial<ServerOptions>,
+    handlers: text('handlers'),
+    out: text('out') ?? OPTIONS.out.default,
     logLevel: logLevel as LogLevel,
+    tlsFiles,
   };
 }
 
 function parseFlags(argv: readonly string[]) {
   try {
-    return parseArgs({ args: [...argv], options: FLAGS, strict: true, allowPositionals: false }).values;
+    return parseArgs({ args: [...argv], options: PARSE_OPTIONS, strict: true, allowPositionals: false })
+      .values;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
 }
 
+/** A flag's text as the option's value: whole numbers and seconds (into milliseconds) checked here. */
+function convert(row: OptionRow, value: string | boolean | undefined): string | number | boolean | undefined {
+  if (typeof value !== 'string') return value;
+  const flag = `--${flagName(row)}`;
+  if (row.cli === 'integer') {
+    if (!/^\d+$/.test(value)) throw new UsageError(`${flag} must be a whole number, not "${value}"`);
+    return Number(value);
+  }
+  if (row.cli === 'seconds') {
+    if (!/^\d+(?:\.\d+)?$/.test(value)) {
+      throw new UsageError(`${flag} must be a number of seconds, not "${value}"`);
+    }
+    return Math.round(Number(value) * 1000);
+  }
+  return value;
+}
+
+/** Keys from --api-key, --api-keys-file and the environment, in that order. */
+function apiKeys(
+  flags: string[] | undefined,
+  file: string | undefined,
+  env: NodeJS.ProcessEnv,
+): ApiKeySpec[] {
+  const specs = (flags ?? []).map((spec) => parseKeySpec(spec, '--api-key'));
+  if (file !== undefined) specs.push(...parseKeysFile(readInput(file, '--api-keys-file').toString()));
+  const { env: variable, envAlias } = OPTIONS.apiKeys;
+  for (const key of `${env[variable] ?? ''},${env[envAlias] ?? ''}`.split(',')) {
+    if (key.trim() !== '') specs.push(checked(key.trim(), variable));
+  }
+  if (specs.length === 0) {
+    throw new UsageError(
+      'no API key: give --api-keys-file, SEGMENT_ENDPOINT_API_KEYS or --api-key (the endpoint never runs open)',
+    );
+  }
+  return specs;
+}
+
 /** `KEY` or `KEY:type,type`. A key never holds ":": it is the username of Basic auth. */
 export function parseKeySpec(spec: string, where: string): ApiKeySpec {
   const colon = spec.indexOf(':');
-  const key = colon === -1 ? spec : spec.slice(0, colon);
-  if (key === '') throw new UsageError(`${where}: an API key must not be empty`);
-  if (colon === -1) return { key };
-  return { key, types: parseTypes(spec.slice(colon + 1), where) };
+  if (colon === -1) return checked(spec, where);
+  return checked({ key: spec.slice(0, colon), types: parseTypes(spec.slice(colon + 1)) }, where);
 }
 
 /** One `KEY [type,type] [secret=SECRET]` per line; blank lines and `#` comments are skipped. */
@@ -212,58 +200,40 @@ export function parseKeysFile(text: string): ApiKeySpec[] {
     if (line === '') return;
     const [key, ...rest] = line.split(/\s+/) as [string, ...string[]];
     const where = `--api-keys-file line ${index + 1}`;
-    let types: EventType[] | undefined;
+    let types: string[] | undefined;
     let signatureSecret: string | undefined;
     for (const token of rest) {
       if (token.startsWith('secret=') && signatureSecret === undefined && token.length > 7) {
         signatureSecret = token.slice(7);
       } else if (types === undefined && !token.includes('=')) {
-        types = parseTypes(token, where);
+        types = parseTypes(token);
       } else {
         throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET]"`);
       }
     }
-    if (key.includes(':')) throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET]"`);
-    specs.push({ key, ...(types && { types }), ...(signatureSecret && { signatureSecret }) });
+    specs.push(checked({ key, ...(types && { types }), ...(signatureSecret && { signatureSecret }) }, where));
   });
   return specs;
 }
 
-function parseTypes(list: string, where: string): EventType[] {
-  const types = list.split(',').map((t) => t.trim().toLowerCase());
-  for (const type of types) {
-    if (!EVENT_TYPES.includes(type as EventType)) {
-      throw new UsageError(`${where}: "${type}" is not an event type (${EVENT_TYPES.join(', ')})`);
-    }
+const parseTypes = (list: string) => list.split(',').map((type) => type.trim().toLowerCase());
+
+/** The library's own check of a key, its error a usage error that names where the key was given. */
+function checked(item: unknown, where: string): ApiKeySpec {
+  try {
+    return apiKeySpec(item, where);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
-  return types as EventType[];
 }
 
-/** The secret itself, or read from a file whose one trailing newline (what editors add) is not part of it. */
-function signatureSecret(secret: string | undefined, file: string | undefined): string | undefined {
-  if (file === undefined) return secret;
-  if (secret !== undefined) {
-    throw new UsageError('give one of --signature-secret-file and --signature-secret, not both');
-  }
+/** The secret in a file, less one trailing newline (what editors add). */
+function readSecret(file: string): string {
   const text = readInput(file, '--signature-secret-file')
     .toString()
     .replace(/\r?\n$/, '');
   if (text === '') throw new UsageError(`--signature-secret-file: ${file} holds an empty secret`);
   return text;
-}
-
-function optionalInteger(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw new UsageError(`${flag} must be a whole number, not "${value}"`);
-  return Number(value);
-}
-
-/** Seconds, possibly fractional (`0.5`), as milliseconds. */
-function optionalSeconds(value: string | undefined, flag: string): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+(?:\.\d+)?$/.test(value))
-    throw new UsageError(`${flag} must be a number of seconds, not "${value}"`);
-  return Math.round(Number(value) * 1000);
 }
 
 function isTrue(value: string | undefined): boolean {

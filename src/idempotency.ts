@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { OPTIONS } from './option-table.ts';
 
 // Segment delivers at least once: a timeout on its side, a lost answer or a retry after our 5xx sends the
 // same event again, with the same `messageId`. The endpoint remembers which events it has processed, per
@@ -27,7 +28,10 @@ export interface IdempotencyStore {
 }
 
 export interface MemoryIdempotencyOptions {
-  /** Events remembered at most; the oldest is forgotten first. @default 100000 */
+  /**
+   * Events remembered at most; the oldest is forgotten first. Given as the handler's `idempotency`
+   * option, 0 turns duplicate suppression off (as `false` does). @default 100000
+   */
   maxEntries?: number;
   /** How long a processed event is remembered. @default 86400000 (24 h) */
   ttlMs?: number;
@@ -35,9 +39,10 @@ export interface MemoryIdempotencyOptions {
   now?: () => number;
 }
 
+/** The defaults of the `idempotency` option, for a store made without them. */
 export const IDEMPOTENCY_DEFAULTS = {
-  maxEntries: 100_000, // ~3.4 MB: 24 bytes an entry in a ring, 4 bytes (x2) of index
-  ttlMs: 24 * 60 * 60 * 1000, // 24 h
+  maxEntries: OPTIONS['idempotency.maxEntries'].default,
+  ttlMs: OPTIONS['idempotency.ttlMs'].default,
 } as const;
 
 const EMPTY = 0;

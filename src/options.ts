@@ -1,13 +1,19 @@
 import { type ApiKeySpec, type Authenticate, keyAuthenticator } from './auth.ts';
 import type { Handlers } from './dispatch.ts';
 import {
-  IDEMPOTENCY_DEFAULTS,
   type IdempotencyStore,
   type MemoryIdempotencyOptions,
   MemoryIdempotencyStore,
 } from './idempotency.ts';
-import { MAX_DEPTH } from './json.ts';
 import { jsonLogger, type Logger } from './log.ts';
+import {
+  describeValue,
+  type IntegerOption,
+  integer,
+  OPTIONS,
+  ROWS,
+  type SwitchOption,
+} from './option-table.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 /** Options of `createHandler`: the request pipeline. */
@@ -15,13 +21,13 @@ export interface HandlerOptions {
   /** One function per supported event type. A type without one answers 501. */
   handlers: Handlers;
   /**
-   * The API keys to accept, each optionally limited to some event types. Checked in constant time.
-   * Give this or `authenticate`.
+   * The API keys to accept: strings, or `{ key, types, signatureSecret }` to limit a key to some event
+   * types or give it its own secret. Checked in constant time. Give this or `authenticate`.
    */
   apiKeys?: Iterable<string | ApiKeySpec>;
-  /** Decides on each API key (sync or async). Replaces `apiKeys` when given. */
+  /** Instead of `apiKeys`: `(apiKey) => decision`, sync or async (below). */
   authenticate?: Authenticate;
-  /** @default '/' */
+  /** The path events are POSTed to. @default '/' */
   path?: string;
   /**
    * Also take Segment's Tracking API shapes under the event path: `/v1/{type}` with one event and
@@ -48,7 +54,7 @@ export interface HandlerOptions {
   accessLog?: boolean;
   /** The realm named in `WWW-Authenticate` on a 401. @default 'segment-endpoint' */
   realm?: string;
-  /** @default 524288 (512 KiB) */
+  /** The largest body accepted, as sent and decompressed (413 past it). @default 524288 (512 KiB) */
   maxBodyBytes?: number;
   /** The whole body must arrive within this, else 408. @default 10000 (10 s) */
   bodyTimeoutMs?: number;
@@ -75,64 +81,41 @@ export interface HandlerOptions {
   maxInFlight?: number;
   /**
    * Duplicate suppression by `messageId` per API key: options of the in-memory store, a store of your
-   * own (shared between processes), or `false` to process every copy. @default { maxEntries: 100000, ttlMs: 24 h }
+   * own (shared between processes), or `false` to process every copy. `{ maxEntries: 0 }` turns it off
+   * too, as `--idempotency-max-entries 0` does. @default { maxEntries: 100000, ttlMs: 86400000 (24 h) }
    */
   idempotency?: MemoryIdempotencyOptions | IdempotencyStore | false;
-  /** pino-compatible. @default JSON lines on stderr, level info */
+  /** A pino-compatible logger; `silentLogger` drops everything. @default JSON lines on stderr, level info */
   log?: Logger;
 }
 
-export interface ResolvedHandlerOptions {
+/** The whole-number and on/off options of the handler: checked against their rows, nothing more. */
+type PlainOption = Extract<IntegerOption | SwitchOption, keyof HandlerOptions>;
+
+type PlainOptions = { readonly [K in PlainOption]: K extends IntegerOption ? number : boolean };
+
+export type ResolvedHandlerOptions = PlainOptions & {
   readonly handlers: Handlers;
   readonly authenticate: Authenticate;
   readonly path: string;
   readonly healthPath: string;
   readonly ready: () => boolean;
   readonly metricsPath: string | undefined;
-  readonly accessLog: boolean;
-  readonly trackingApi: boolean;
   readonly realm: string;
-  readonly maxBodyBytes: number;
-  readonly bodyTimeoutMs: number;
-  readonly handlerTimeoutMs: number;
   readonly signatureSecret: string | undefined;
-  readonly signatureLegacyBatch: boolean;
-  readonly maxDepth: number;
-  readonly maxInFlight: number;
   readonly idempotency: IdempotencyStore | undefined;
   readonly log: Logger;
-}
+};
 
-export const HANDLER_DEFAULTS = {
-  path: '/',
-  healthPath: '/health',
-  realm: 'segment-endpoint',
-  maxBodyBytes: 512 * 1024, // 512 KiB: Segment's own limit for a batch; one event is at most 32 KiB
-  bodyTimeoutMs: 10_000, // 10 s
-  handlerTimeoutMs: 4_000, // 4 s: Segment gives up on a request after about 5 s
-  maxDepth: MAX_DEPTH, // 64 levels
-  maxInFlight: 1024, // events; with 512 KiB bodies, at most 512 MiB of bodies held at once
-} as const;
-
-const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's ceiling (~24.8 days)
 const alwaysReady = () => true;
 
+/** Checks every option once, at start-up: a TypeError or RangeError names the option and the bad value. */
 export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOptions {
   if (typeof input !== 'object' || input === null) throw new TypeError('options must be an object');
   const handlers = checkHandlers(input.handlers);
-  let authenticate: Authenticate;
-  if (input.authenticate !== undefined) {
-    if (typeof input.authenticate !== 'function') {
-      throw new TypeError(`options.authenticate must be a function, got ${describe(input.authenticate)}`);
-    }
-    authenticate = input.authenticate;
-  } else if (input.apiKeys !== undefined) {
-    authenticate = keyAuthenticator(checkApiKeys(input.apiKeys));
-  } else {
-    throw new TypeError('options.apiKeys or options.authenticate is required: the endpoint never runs open');
-  }
-  const path = checkPath('path', input.path ?? HANDLER_DEFAULTS.path);
-  const healthPath = checkPath('healthPath', input.healthPath ?? HANDLER_DEFAULTS.healthPath);
+  const authenticate = resolveAuthenticate(input);
+  const path = checkPath('path', input.path ?? OPTIONS.path.default);
+  const healthPath = checkPath('healthPath', input.healthPath ?? OPTIONS.healthPath.default);
   if (path === healthPath) throw new RangeError(`options.healthPath must differ from options.path (${path})`);
   const metricsPath =
     input.metricsPath === undefined ? undefined : checkPath('metricsPath', input.metricsPath);
@@ -141,52 +124,84 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
       `options.metricsPath must differ from options.path and options.healthPath (${metricsPath})`,
     );
   }
-  if (input.ready !== undefined && typeof input.ready !== 'function') {
-    throw new TypeError(`options.ready must be a function, got ${describe(input.ready)}`);
-  }
-  const realm = input.realm ?? HANDLER_DEFAULTS.realm;
+  const ready = input.ready === undefined ? alwaysReady : checkFunction('ready', input.ready);
+  const realm = input.realm ?? OPTIONS.realm.default;
   if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || realm.includes('"')) {
-    throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describe(realm)}`);
+    throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describeValue(realm)}`);
   }
   return Object.freeze({
+    ...plainOptions(input),
     handlers,
     authenticate,
     path,
     healthPath,
-    ready: input.ready ?? alwaysReady,
+    ready,
     metricsPath,
-    accessLog: input.accessLog === true,
-    trackingApi: input.trackingApi !== false,
     realm,
-    maxBodyBytes: integer('maxBodyBytes', input.maxBodyBytes, HANDLER_DEFAULTS.maxBodyBytes, 1, 2 ** 30),
-    bodyTimeoutMs: integer(
-      'bodyTimeoutMs',
-      input.bodyTimeoutMs,
-      HANDLER_DEFAULTS.bodyTimeoutMs,
-      1,
-      MAX_TIMER_MS,
-    ),
-    handlerTimeoutMs: integer(
-      'handlerTimeoutMs',
-      input.handlerTimeoutMs,
-      HANDLER_DEFAULTS.handlerTimeoutMs,
-      1,
-      MAX_TIMER_MS,
-    ),
-    signatureSecret: checkSecret(input.signatureSecret),
-    signatureLegacyBatch: input.signatureLegacyBatch === true,
-    maxDepth: integer('maxDepth', input.maxDepth, HANDLER_DEFAULTS.maxDepth, 1, 10_000),
-    maxInFlight: integer('maxInFlight', input.maxInFlight, HANDLER_DEFAULTS.maxInFlight, 1, 1_000_000),
+    signatureSecret: checkSecret('options.signatureSecret', input.signatureSecret),
     idempotency: resolveIdempotency(input.idempotency),
     log: input.log ?? jsonLogger('info'),
   });
 }
 
+/**
+ * Every whole-number and on/off option of the handler, from its row: a number within the bounds, a
+ * boolean as given. Anything but a boolean leaves a switch at its default.
+ */
+function plainOptions(input: HandlerOptions): PlainOptions {
+  const values: Record<string, number | boolean> = {};
+  for (const [name, row] of ROWS) {
+    if (row.scope !== 'handler' || name.includes('.')) continue;
+    const given = input[name as keyof HandlerOptions];
+    if (row.min !== undefined) values[name] = integer(name as IntegerOption, given);
+    else if (typeof row.default === 'boolean')
+      values[name] = typeof given === 'boolean' ? given : row.default;
+  }
+  return values as PlainOptions;
+}
+
+function resolveAuthenticate(input: HandlerOptions): Authenticate {
+  if (input.authenticate !== undefined) return checkFunction('authenticate', input.authenticate);
+  if (input.apiKeys === undefined) {
+    throw new TypeError('options.apiKeys or options.authenticate is required: the endpoint never runs open');
+  }
+  const keys: unknown = input.apiKeys;
+  if (
+    typeof keys !== 'object' ||
+    keys === null ||
+    typeof (keys as Iterable<unknown>)[Symbol.iterator] !== 'function'
+  ) {
+    throw new TypeError(`options.apiKeys must be an array of keys, got ${describeValue(keys)}`);
+  }
+  const specs = [...(keys as Iterable<unknown>)].map((item, i) => apiKeySpec(item, `options.apiKeys[${i}]`));
+  if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
+  return keyAuthenticator(specs);
+}
+
+/**
+ * One API key, checked: a string is a key for every event type. `where` names it in the error (an index,
+ * a flag, a line of a keys file); the key itself is never in the message, since it is a secret.
+ */
+export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
+  const spec = (typeof item === 'string' ? { key: item } : item) as Partial<ApiKeySpec> | null;
+  if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':')) {
+    throw new TypeError(`${where}: an API key must be a non-empty string without ":"`);
+  }
+  checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
+  for (const type of spec.types ?? []) {
+    if (!EVENT_TYPES.includes(type)) {
+      throw new RangeError(`${where}: "${type}" is not an event type (${EVENT_TYPES.join(', ')})`);
+    }
+  }
+  return spec as ApiKeySpec;
+}
+
+/** `{ maxEntries: 0 }` turns duplicate suppression off, as `false` does: a store that remembers nothing. */
 function resolveIdempotency(value: HandlerOptions['idempotency']): IdempotencyStore | undefined {
   if (value === false) return undefined;
   if (value === undefined) return new MemoryIdempotencyStore();
   if (typeof value !== 'object' || value === null) {
-    throw new TypeError(`options.idempotency must be an object or false, got ${describe(value)}`);
+    throw new TypeError(`options.idempotency must be an object or false, got ${describeValue(value)}`);
   }
   const store = value as Partial<IdempotencyStore>;
   if (typeof store.claim === 'function') {
@@ -196,34 +211,16 @@ function resolveIdempotency(value: HandlerOptions['idempotency']): IdempotencySt
     return value as IdempotencyStore;
   }
   const memory = value as MemoryIdempotencyOptions;
-  return new MemoryIdempotencyStore({
-    maxEntries: integer(
-      'idempotency.maxEntries',
-      memory.maxEntries,
-      IDEMPOTENCY_DEFAULTS.maxEntries,
-      0,
-      100_000_000,
-    ),
-    ttlMs: integer('idempotency.ttlMs', memory.ttlMs, IDEMPOTENCY_DEFAULTS.ttlMs, 1, Number.MAX_SAFE_INTEGER),
-    now: memory.now,
-  });
-}
-
-/** An optional integer option: the default when absent, else a TypeError/RangeError naming it. */
-export function integer(name: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value)) {
-    throw new TypeError(`options.${name} must be an integer, got ${describe(value)}`);
-  }
-  if (value < min || value > max) {
-    throw new RangeError(`options.${name} must be between ${min} and ${max}, got ${value}`);
-  }
-  return value;
+  const maxEntries = integer('idempotency.maxEntries', memory.maxEntries);
+  const ttlMs = integer('idempotency.ttlMs', memory.ttlMs);
+  return maxEntries === 0 ? undefined : new MemoryIdempotencyStore({ maxEntries, ttlMs, now: memory.now });
 }
 
 function checkHandlers(handlers: unknown): Handlers {
   if (typeof handlers !== 'object' || handlers === null) {
-    throw new TypeError(`options.handlers must be an object of event handlers, got ${describe(handlers)}`);
+    throw new TypeError(
+      `options.handlers must be an object of event handlers, got ${describeValue(handlers)}`,
+    );
   }
   for (const [type, handler] of Object.entries(handlers)) {
     if (!EVENT_TYPES.includes(type as EventType)) {
@@ -232,61 +229,30 @@ function checkHandlers(handlers: unknown): Handlers {
       );
     }
     if (handler !== undefined && typeof handler !== 'function') {
-      throw new TypeError(`options.handlers.${type} must be a function, got ${describe(handler)}`);
+      throw new TypeError(`options.handlers.${type} must be a function, got ${describeValue(handler)}`);
     }
   }
   return Object.freeze({ ...handlers }) as Handlers;
 }
 
-function checkApiKeys(keys: Iterable<string | ApiKeySpec>): ApiKeySpec[] {
-  if (typeof keys !== 'object' || keys === null || typeof keys[Symbol.iterator] !== 'function') {
-    throw new TypeError(`options.apiKeys must be an array of keys, got ${describe(keys)}`);
+function checkFunction<T>(name: string, value: T): T {
+  if (typeof value !== 'function') {
+    throw new TypeError(`options.${name} must be a function, got ${describeValue(value)}`);
   }
-  const specs: ApiKeySpec[] = [];
-  for (const item of keys) {
-    const spec = typeof item === 'string' ? { key: item } : item;
-    if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':')) {
-      // The value itself is not echoed: it may be a secret.
-      throw new TypeError(`options.apiKeys[${specs.length}] must be a non-empty string without ":"`);
-    }
-    if (
-      spec.signatureSecret !== undefined &&
-      (typeof spec.signatureSecret !== 'string' || spec.signatureSecret === '')
-    ) {
-      throw new TypeError(`options.apiKeys[${specs.length}].signatureSecret must be a non-empty string`);
-    }
-    for (const type of spec.types ?? []) {
-      if (!EVENT_TYPES.includes(type)) {
-        throw new RangeError(
-          `options.apiKeys: "${type}" is not a Segment event type (${EVENT_TYPES.join(', ')})`,
-        );
-      }
-    }
-    specs.push(spec);
-  }
-  if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
-  return specs;
+  return value;
 }
 
-function checkSecret(value: unknown): string | undefined {
-  if (value === undefined) return undefined;
+function checkSecret(name: string, value: unknown): string | undefined {
   // The value is not echoed: it is a secret.
-  if (typeof value !== 'string' || value === '') {
-    throw new TypeError('options.signatureSecret must be a non-empty string');
+  if (value !== undefined && (typeof value !== 'string' || value === '')) {
+    throw new TypeError(`${name} must be a non-empty string`);
   }
   return value;
 }
 
 function checkPath(name: string, value: unknown): string {
   if (typeof value !== 'string' || !value.startsWith('/') || /[?#\s]/.test(value)) {
-    throw new TypeError(`options.${name} must be a path starting with "/", got ${describe(value)}`);
+    throw new TypeError(`options.${name} must be a path starting with "/", got ${describeValue(value)}`);
   }
   return value;
-}
-
-export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'function') return 'a function';
-  if (Array.isArray(value)) return 'an array';
-  return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
 }

@@ -8,21 +8,25 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import { answerClientError, ConnectionSlots } from './connections.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
-import { type HandlerOptions, integer } from './options.ts';
+import { integer, OPTIONS } from './option-table.ts';
+import type { HandlerOptions } from './options.ts';
 
 /** Options of `createServer`: the pipeline's, plus the socket's. */
 export interface ServerOptions extends HandlerOptions {
-  /** PEM certificate chain and private key. Required unless `http` is set. */
+  /** `{ cert, key }`: the PEM certificate chain and private key. Required unless `http` is set. */
   tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Serve plain HTTP: only behind a proxy that terminates TLS. @default false */
   http?: boolean;
-  /** @default '0.0.0.0' */
+  /** The address to listen on. @default '0.0.0.0' */
   host?: string;
-  /** 0 picks a free port. @default 8443 */
+  /** The port to listen on; 0 picks a free one. @default 8443 */
   port?: number;
-  /** How long an idle keep-alive connection is kept. @default 65000 (65 s) */
+  /**
+   * How long an idle keep-alive connection is kept: above the idle timeout of common load balancers
+   * (60 s), so that they close first. @default 65000 (65 s)
+   */
   keepAliveTimeoutMs?: number;
-  /** The request headers must arrive within this. @default 10000 (10 s) */
+  /** The request headers must arrive within this; at most `requestTimeoutMs`. @default 10000 (10 s) */
   headersTimeoutMs?: number;
   /** The whole request must arrive within this. @default 30000 (30 s) */
   requestTimeoutMs?: number;
@@ -37,21 +41,10 @@ export interface ServerOptions extends HandlerOptions {
   maxHeaderBytes?: number;
 }
 
-export const SERVER_DEFAULTS = {
-  host: '0.0.0.0',
-  port: 8443,
-  // Above the idle timeouts of the load balancers put in front (AWS ALB: 60 s), so that the balancer,
-  // not us, closes an idle connection: otherwise a request can race our close and fail.
-  keepAliveTimeoutMs: 65_000, // 65 s
-  headersTimeoutMs: 10_000, // 10 s: Segment sends its headers at once; slow ones are an attack
-  requestTimeoutMs: 30_000, // 30 s: above the body (10 s) and handler (4 s) timeouts together
-  handshakeTimeoutMs: 10_000, // 10 s
-  shutdownTimeoutMs: 10_000, // 10 s
-  maxConnections: 2048, // sockets; a TLS socket holds ~40-100 KB, so ~100-200 MB at most
-  maxHeaderBytes: 16 * 1024, // 16 KiB: Node's default; Segment's headers take under 1 KiB
-  maxHeadersCount: 100, // headers; Segment sends 7
-  lingerMs: 1_000, // 1 s: on close, for requests half sent when draining began
-} as const;
+// Fixed by design, not options.
+const HANDSHAKE_TIMEOUT_MS = 10_000; // 10 s
+const MAX_HEADERS_COUNT = 100; // headers; Segment sends 7
+const LINGER_MS = 1_000; // 1 s: on close, for requests half sent when draining began
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
@@ -76,32 +69,28 @@ export interface EndpointServer {
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
 export function createServer(options: ServerOptions): EndpointServer {
   const handler = createHandler(options);
-  const ms = (name: keyof typeof SERVER_DEFAULTS & keyof ServerOptions, min = 1) =>
-    integer(name, options[name], SERVER_DEFAULTS[name] as number, min, 2 ** 31 - 1);
-  const port = integer('port', options.port, SERVER_DEFAULTS.port, 0, 65535);
-  const host = options.host ?? SERVER_DEFAULTS.host;
-  const headersTimeout = ms('headersTimeoutMs');
-  const requestTimeout = ms('requestTimeoutMs');
-  const shutdownTimeout = ms('shutdownTimeoutMs', 0);
-  if (headersTimeout > requestTimeout) {
+  const port = integer('port', options.port);
+  const host = options.host ?? OPTIONS.host.default;
+  const headersTimeoutMs = integer('headersTimeoutMs', options.headersTimeoutMs);
+  const requestTimeoutMs = integer('requestTimeoutMs', options.requestTimeoutMs);
+  const shutdownTimeoutMs = integer('shutdownTimeoutMs', options.shutdownTimeoutMs);
+  if (headersTimeoutMs > requestTimeoutMs) {
     throw new RangeError(
-      `options.headersTimeoutMs (${headersTimeout}) must not exceed options.requestTimeoutMs (${requestTimeout})`,
+      `options.headersTimeoutMs (${headersTimeoutMs}) must not exceed options.requestTimeoutMs (${requestTimeoutMs})`,
     );
   }
   const common = {
-    keepAliveTimeout: ms('keepAliveTimeoutMs'),
-    headersTimeout,
-    requestTimeout,
-    maxHeaderSize: ms('maxHeaderBytes', 1024),
+    keepAliveTimeout: integer('keepAliveTimeoutMs', options.keepAliveTimeoutMs),
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: requestTimeoutMs,
+    maxHeaderSize: integer('maxHeaderBytes', options.maxHeaderBytes),
     // Node would refuse a missing Host with an empty 400; the handler refuses it in JSON instead.
     requireHostHeader: false,
     // How often header and request timeouts are checked (Node's default, 30 s, lets a slow client
     // hold a connection for up to 30 s past its deadline).
     connectionsCheckingInterval: 1_000, // 1 s
   };
-  const slots = new ConnectionSlots(
-    integer('maxConnections', options.maxConnections, SERVER_DEFAULTS.maxConnections, 1, 1e6),
-  );
+  const slots = new ConnectionSlots(integer('maxConnections', options.maxConnections));
   const answers = answerTracker(slots);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
     slots.started(req);
@@ -118,7 +107,7 @@ export function createServer(options: ServerOptions): EndpointServer {
     const tls = {
       cert: options.tls.cert,
       key: options.tls.key,
-      handshakeTimeout: SERVER_DEFAULTS.handshakeTimeoutMs,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
     };
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
@@ -127,7 +116,7 @@ export function createServer(options: ServerOptions): EndpointServer {
   server.on('connection', (socket: Socket) => slots.admit(socket));
   // Headers past the count are dropped by Node's parser (their bytes are already bounded by
   // maxHeaderSize).
-  server.maxHeadersCount = SERVER_DEFAULTS.maxHeadersCount;
+  server.maxHeadersCount = MAX_HEADERS_COUNT;
   server.on('clientError', answerClientError);
   // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
   // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once
@@ -154,7 +143,7 @@ export function createServer(options: ServerOptions): EndpointServer {
     server.closeIdleConnections();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, shutdownTimeout);
+      timer = setTimeout(resolve, shutdownTimeoutMs);
     });
     try {
       // Events in flight finish; meanwhile newcomers, on new connections too, are answered 503 (and
@@ -167,7 +156,7 @@ export function createServer(options: ServerOptions): EndpointServer {
       // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:
       // never acknowledged, Segment retries them.)
       server.closeIdleConnections();
-      await Promise.race([stopped, deadline, delay(SERVER_DEFAULTS.lingerMs)]);
+      await Promise.race([stopped, deadline, delay(LINGER_MS)]);
       server.closeAllConnections();
       await stopped;
     } finally {

@@ -4,7 +4,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { ApiKeySpec } from '../src/auth.ts';
 import { type CliConfig, parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
+import { silentLogger } from '../src/log.ts';
+import { resolveHandlerOptions } from '../src/options.ts';
 import {
   CLI_SOURCE,
   httpsCall,
@@ -391,6 +394,55 @@ describe('the segment-endpoint command', () => {
     assert.equal(storedEvents(out).length, 1);
   });
 
+  // What state an exception nothing caught leaves behind cannot be known: the process logs it and exits
+  // non-zero, for the process manager to restart it.
+  // The timeout only bounds a failure: a process that keeps serving would never exit.
+  test('an exception thrown from a handler timer, or a rejection nobody awaits: logged, then exit 1', {
+    timeout: 60_000,
+  }, async (t) => {
+    const cases: Array<[string, string, RegExp]> = [
+      [
+        'throw-later',
+        "setTimeout(() => { throw new Error('thrown from a timer'); }, 0)",
+        /uncaught exception/,
+      ],
+      ['reject-later', "Promise.reject(new Error('rejected, never awaited'))", /unhandled rejection/],
+    ];
+    for (const [name, stray, msg] of cases) {
+      const handlers = join(dir, `${name}.mjs`);
+      writeFileSync(handlers, `export default { track: () => { ${stray}; } };\n`);
+      const run = await startCli([
+        '--http',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--api-key',
+        'k1',
+        '--handlers',
+        handlers,
+      ]);
+      t.signal.addEventListener('abort', () => run.child.kill('SIGKILL'));
+      const send = fetch(run.url, {
+        method: 'POST',
+        headers: segmentHeaders('k1'),
+        body: JSON.stringify(trackEvent()),
+      });
+      // The answer may or may not leave before the process ends; the exit is what is tested.
+      await send.catch(() => undefined);
+      assert.equal(await run.exit, 1, name);
+      const fatal = run
+        .stderr()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { level: number; msg: string; err?: { message: string } })
+        .find((line) => msg.test(line.msg));
+      assert.ok(fatal !== undefined, `${name}: ${run.stderr()}`);
+      assert.equal(fatal.level, 50, 'error level');
+      assert.match(fatal.err?.message ?? '', /thrown from a timer|rejected, never awaited/);
+    }
+  });
+
   test('the built dist/cli.js runs with nothing but node', async () => {
     assert.ok(existsSync(BUILT[0] as string), 'dist/cli.js is missing: run `make build` (make test does)');
     const run = await startCli(
@@ -444,10 +496,19 @@ function configOf(args: string[], env: NodeJS.ProcessEnv = {}): CliConfig {
 
 describe('Segment legacy batch signing is opt-in', () => {
   test('off by default; on with --signature-legacy-batch or SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH', () => {
-    assert.equal(configOf(['--api-key', 'k']).signatureLegacyBatch, false);
-    assert.equal(configOf(['--api-key', 'k', '--signature-legacy-batch']).signatureLegacyBatch, true);
+    assert.equal(configOf(['--api-key', 'k']).options.signatureLegacyBatch, false);
+    assert.equal(configOf(['--api-key', 'k', '--signature-legacy-batch']).options.signatureLegacyBatch, true);
     const env = { SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH: '1' };
-    assert.equal(configOf(['--api-key', 'k'], env).signatureLegacyBatch, true);
+    assert.equal(configOf(['--api-key', 'k'], env).options.signatureLegacyBatch, true);
+  });
+});
+
+describe('--idempotency-max-entries 0', () => {
+  test('turns duplicate suppression off through the library option of the same name', () => {
+    const config = configOf(['--api-key', 'k', '--idempotency-max-entries', '0', '--idempotency-ttl', '60']);
+    assert.deepEqual(config.options.idempotency, { maxEntries: 0, ttlMs: 60_000 });
+    const resolved = resolveHandlerOptions({ handlers: {}, ...config.options, log: silentLogger });
+    assert.equal(resolved.idempotency, undefined, 'no duplicate filter, as with idempotency: false');
   });
 });
 
@@ -476,14 +537,14 @@ describe('secrets kept off the command line', () => {
     cases.forEach(([text, secret], i) => {
       const path = file(`secret-${i}`, text);
       const config = configOf(['--api-key', 'k', '--signature-secret-file', path]);
-      assert.equal(config.signatureSecret, secret, JSON.stringify(text));
+      assert.equal(config.options.signatureSecret, secret, JSON.stringify(text));
     });
   });
 
   test('SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE names the file too', () => {
     const path = file('env-secret', 'from-env-file\n');
     const config = configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE: path });
-    assert.equal(config.signatureSecret, 'from-env-file');
+    assert.equal(config.options.signatureSecret, 'from-env-file');
   });
 
   test('an empty or unreadable secret file, or a secret given twice, is a usage error', () => {
@@ -503,7 +564,8 @@ describe('secrets kept off the command line', () => {
   });
 
   test('API keys from SEGMENT_ENDPOINT_API_KEYS, and still from SEGMENT_API_KEYS', () => {
-    const keys = (env: NodeJS.ProcessEnv) => configOf([], env).apiKeys.map((spec) => spec.key);
+    const keys = (env: NodeJS.ProcessEnv) =>
+      (configOf([], env).options.apiKeys as ApiKeySpec[]).map((spec) => spec.key);
     assert.deepEqual(keys({ SEGMENT_ENDPOINT_API_KEYS: 'a, b,' }), ['a', 'b']);
     assert.deepEqual(keys({ SEGMENT_API_KEYS: 'c' }), ['c']);
     assert.deepEqual(keys({ SEGMENT_ENDPOINT_API_KEYS: 'a', SEGMENT_API_KEYS: 'c' }), ['a', 'c']);

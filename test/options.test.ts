@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import inject from 'light-my-request';
 import type { Handlers } from '../src/dispatch.ts';
+import { createHandler } from '../src/handler.ts';
 import { silentLogger } from '../src/log.ts';
 import { type HandlerOptions, resolveHandlerOptions } from '../src/options.ts';
+import { segmentHeaders, trackEvent } from './helpers.ts';
 
 const handlers: Handlers = { track: () => {} };
 const base: HandlerOptions = { handlers, apiKeys: ['k1'], log: silentLogger };
@@ -145,5 +148,45 @@ describe('secrets in errors', () => {
       () => resolve({ apiKeys: [{ key: 'sk_live_abc', types: ['purchase'] }] }),
       (err: Error) => err instanceof RangeError && !err.message.includes('sk_live_abc'),
     );
+  });
+});
+
+describe('idempotency: maxEntries 0 is off, in the library as on the command line', () => {
+  test('{ maxEntries: 0 } leaves no duplicate filter, as false does', () => {
+    assert.equal(resolve({ idempotency: { maxEntries: 0 } }).idempotency, undefined);
+    assert.equal(resolve({ idempotency: false }).idempotency, undefined);
+    assert.notEqual(resolve({ idempotency: { maxEntries: 1 } }).idempotency, undefined);
+    assert.notEqual(resolveHandlerOptions(base).idempotency, undefined);
+  });
+
+  test('a copy that arrives while the first is still running is processed alongside it', async () => {
+    // With a filter, the copy would wait for the first, which waits for the copy: the first would be cut
+    // off by handlerTimeoutMs (503) and only then the copy run. Off, both run and both answer 200.
+    let calls = 0;
+    let bothRunning: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      bothRunning = resolve;
+    });
+    const handler = createHandler({
+      ...base,
+      handlerTimeoutMs: 2_000,
+      idempotency: { maxEntries: 0 },
+      handlers: {
+        track: async () => {
+          calls++;
+          if (calls === 2) bothRunning();
+          await gate;
+        },
+      },
+    });
+    const event = trackEvent({ messageId: 'the-same-event' });
+    const send = () =>
+      inject(handler, { method: 'POST', url: '/', headers: segmentHeaders('k1'), payload: event });
+    const answers = await Promise.all([send(), send()]);
+    assert.deepEqual(
+      answers.map((answer) => answer.statusCode),
+      [200, 200],
+    );
+    assert.equal(calls, 2);
   });
 });

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
+import { UsageError } from '../config.ts';
 import { base64, type Expectation, suite, type TestCase } from './suite.ts';
 
 export interface RunOptions {
@@ -199,8 +200,6 @@ Options:
   -h, --help         show this help
 `;
 }
-
-class UsageError extends Error {}
 
 interface Output {
   write(text: string): unknown;
