@@ -2,9 +2,8 @@
 // nothing but `node` (>= 20.19), for a VM without npm. Run by `make dist` / `npm run dist`;
 // test/dist.test.ts runs the result alone in an empty directory.
 //
-// Not minified: minifying takes it from ~450 KiB to ~160 KiB (most of it the generated validators) and
-// gains under 10 ms of start-up (`--version`: 0.08-0.10 s either way), while unminified stack traces in
-// the JSON log name real functions and lines that a reader can find without a source map.
+// Not minified: unminified stack traces in the JSON log name real functions and lines that a reader can
+// find without a source map, and what minifying would save is small (bench/README.md).
 import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';

@@ -2,7 +2,7 @@ import { hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { decodeBase64 } from './base64.ts';
 import { EndpointError } from './errors.ts';
-import type { EventType } from './types.ts';
+import { EVENT_TYPES, type EventType } from './types.ts';
 
 export interface BasicCredentials {
   readonly user: string;
@@ -142,4 +142,31 @@ export function repeats(rawHeaders: readonly string[], name: string): boolean {
     }
   }
   return false;
+}
+
+/**
+ * One API key, checked: a string is a key for every event type. `where` names it in the error (an index,
+ * a flag, a line of a keys file); the key itself is never in the message, since it is a secret.
+ */
+export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
+  const spec = (typeof item === 'string' ? { key: item } : item) as Partial<ApiKeySpec> | null;
+  if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':')) {
+    throw new TypeError(`${where}: an API key must be a non-empty string without ":"`);
+  }
+  checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
+  for (const type of spec.types ?? []) {
+    if (!EVENT_TYPES.includes(type)) {
+      throw new RangeError(`${where}: "${type}" is not an event type (${EVENT_TYPES.join(', ')})`);
+    }
+  }
+  return spec as ApiKeySpec;
+}
+
+/** A secret option, checked: absent, or a non-empty string. */
+export function checkSecret(name: string, value: unknown): string | undefined {
+  // The value is not echoed: it is a secret.
+  if (value !== undefined && (typeof value !== 'string' || value === '')) {
+    throw new TypeError(`${name} must be a non-empty string`);
+  }
+  return value;
 }

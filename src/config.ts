@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { ApiKeySpec } from './auth.ts';
+import { apiKeySpec } from './auth.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow, ROWS } from './option-table.ts';
-import { apiKeySpec } from './options.ts';
 import type { ServerOptions } from './server.ts';
 
 // The command line of the standalone process. Its flags, their environment variables, defaults and help

@@ -103,7 +103,7 @@ export interface Dispatcher {
 /**
  * Builds the dispatch table once: a null-prototype object keyed by type, so a `type` such as
  * `"constructor"` or `"__proto__"` finds nothing. A synchronous handler is answered without a timer;
- * an asynchronous one races `timeoutMs`, after which its signal is aborted and the answer is 503.
+ * an asynchronous one races `timeoutMs`, after which `ctx.signal` fires and the answer is 503.
  */
 export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatcher {
   const table = Object.create(null) as Record<EventType, AnyHandler | undefined>;

@@ -1,4 +1,4 @@
-import { type ApiKeySpec, type Authenticate, keyAuthenticator } from './auth.ts';
+import { type ApiKeySpec, type Authenticate, apiKeySpec, checkSecret, keyAuthenticator } from './auth.ts';
 import type { Handlers } from './dispatch.ts';
 import {
   type IdempotencyStore,
@@ -58,7 +58,7 @@ export interface HandlerOptions {
   maxBodyBytes?: number;
   /** The whole body must arrive within this, else 408. @default 10000 (10 s) */
   bodyTimeoutMs?: number;
-  /** A handler still running after this is answered 503 and its signal aborted. @default 4000 (4 s) */
+  /** A handler still running after this is answered 503 and `ctx.signal` fires. @default 4000 (4 s) */
   handlerTimeoutMs?: number;
   /**
    * When set, every request must carry `X-Segment-Signature` or `X-Signature`: the hex HMAC-SHA1 of the
@@ -178,24 +178,6 @@ function resolveAuthenticate(input: HandlerOptions): Authenticate {
   return keyAuthenticator(specs);
 }
 
-/**
- * One API key, checked: a string is a key for every event type. `where` names it in the error (an index,
- * a flag, a line of a keys file); the key itself is never in the message, since it is a secret.
- */
-export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
-  const spec = (typeof item === 'string' ? { key: item } : item) as Partial<ApiKeySpec> | null;
-  if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':')) {
-    throw new TypeError(`${where}: an API key must be a non-empty string without ":"`);
-  }
-  checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
-  for (const type of spec.types ?? []) {
-    if (!EVENT_TYPES.includes(type)) {
-      throw new RangeError(`${where}: "${type}" is not an event type (${EVENT_TYPES.join(', ')})`);
-    }
-  }
-  return spec as ApiKeySpec;
-}
-
 /** `{ maxEntries: 0 }` turns duplicate suppression off, as `false` does: a store that remembers nothing. */
 function resolveIdempotency(value: HandlerOptions['idempotency']): IdempotencyStore | undefined {
   if (value === false) return undefined;
@@ -238,14 +220,6 @@ function checkHandlers(handlers: unknown): Handlers {
 function checkFunction<T>(name: string, value: T): T {
   if (typeof value !== 'function') {
     throw new TypeError(`options.${name} must be a function, got ${describeValue(value)}`);
-  }
-  return value;
-}
-
-function checkSecret(name: string, value: unknown): string | undefined {
-  // The value is not echoed: it is a secret.
-  if (value !== undefined && (typeof value !== 'string' || value === '')) {
-    throw new TypeError(`${name} must be a non-empty string`);
   }
   return value;
 }

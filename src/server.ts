@@ -71,25 +71,6 @@ export function createServer(options: ServerOptions): EndpointServer {
   const handler = createHandler(options);
   const port = integer('port', options.port);
   const host = options.host ?? OPTIONS.host.default;
-  const headersTimeoutMs = integer('headersTimeoutMs', options.headersTimeoutMs);
-  const requestTimeoutMs = integer('requestTimeoutMs', options.requestTimeoutMs);
-  const shutdownTimeoutMs = integer('shutdownTimeoutMs', options.shutdownTimeoutMs);
-  if (headersTimeoutMs > requestTimeoutMs) {
-    throw new RangeError(
-      `options.headersTimeoutMs (${headersTimeoutMs}) must not exceed options.requestTimeoutMs (${requestTimeoutMs})`,
-    );
-  }
-  const common = {
-    keepAliveTimeout: integer('keepAliveTimeoutMs', options.keepAliveTimeoutMs),
-    headersTimeout: headersTimeoutMs,
-    requestTimeout: requestTimeoutMs,
-    maxHeaderSize: integer('maxHeaderBytes', options.maxHeaderBytes),
-    // Node would refuse a missing Host with an empty 400; the handler refuses it in JSON instead.
-    requireHostHeader: false,
-    // How often header and request timeouts are checked (Node's default, 30 s, lets a slow client
-    // hold a connection for up to 30 s past its deadline).
-    connectionsCheckingInterval: 1_000, // 1 s
-  };
   const slots = new ConnectionSlots(integer('maxConnections', options.maxConnections));
   const answers = answerTracker(slots);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
@@ -97,26 +78,10 @@ export function createServer(options: ServerOptions): EndpointServer {
     answers.open(res);
     handler(req, res);
   };
-  let server: Server;
-  if (options.http === true) {
-    server = createHttpServer(common, serve);
-  } else {
-    if (options.tls?.cert === undefined || options.tls.key === undefined) {
-      throw new TypeError('options.tls ({ cert, key }) is required, or set options.http for plain HTTP');
-    }
-    const tls = {
-      cert: options.tls.cert,
-      key: options.tls.key,
-      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-    };
-    server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
-  }
+  const server = nodeServer(options, serve);
   // At most maxConnections sockets, however many clients connect: memory stays bounded. For https this
   // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
   server.on('connection', (socket: Socket) => slots.admit(socket));
-  // Headers past the count are dropped by Node's parser (their bytes are already bounded by
-  // maxHeaderSize).
-  server.maxHeadersCount = MAX_HEADERS_COUNT;
   server.on('clientError', answerClientError);
   // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
   // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once
@@ -138,31 +103,8 @@ export function createServer(options: ServerOptions): EndpointServer {
       });
     });
 
-  const close = async () => {
-    handler.drain();
-    server.closeIdleConnections();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, shutdownTimeoutMs);
-    });
-    try {
-      // Events in flight finish; meanwhile newcomers, on new connections too, are answered 503 (and
-      // health says draining), which is what a load balancer in front needs to see.
-      await Promise.race([handler.idle(), deadline]);
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-      await Promise.race([answers.settled(), deadline]);
-      // Every answer already begun is flushed. A connection still open has no complete request on it:
-      // it is idle, or its request is half sent. The half sent get a moment to finish and hear 503;
-      // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:
-      // never acknowledged, Segment retries them.)
-      server.closeIdleConnections();
-      await Promise.race([stopped, deadline, delay(LINGER_MS)]);
-      server.closeAllConnections();
-      await stopped;
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  const shutdownTimeoutMs = integer('shutdownTimeoutMs', options.shutdownTimeoutMs);
+  const close = () => gracefulClose(server, handler, answers, shutdownTimeoutMs);
 
   const reloadTls: EndpointServer['reloadTls'] = (tls) => {
     if (options.http === true) throw new TypeError('reloadTls: this server is plain HTTP');
@@ -170,6 +112,80 @@ export function createServer(options: ServerOptions): EndpointServer {
   };
 
   return { server, handler, listen, close, reloadTls };
+}
+
+/** The node:https (or node:http) server, its timeouts and header limits set from the options. */
+function nodeServer(
+  options: ServerOptions,
+  serve: (req: IncomingMessage, res: ServerResponse) => void,
+): Server {
+  const headersTimeoutMs = integer('headersTimeoutMs', options.headersTimeoutMs);
+  const requestTimeoutMs = integer('requestTimeoutMs', options.requestTimeoutMs);
+  if (headersTimeoutMs > requestTimeoutMs) {
+    throw new RangeError(
+      `options.headersTimeoutMs (${headersTimeoutMs}) must not exceed options.requestTimeoutMs (${requestTimeoutMs})`,
+    );
+  }
+  const common = {
+    keepAliveTimeout: integer('keepAliveTimeoutMs', options.keepAliveTimeoutMs),
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: requestTimeoutMs,
+    maxHeaderSize: integer('maxHeaderBytes', options.maxHeaderBytes),
+    // Node would refuse a missing Host with an empty 400; the handler refuses it in JSON instead.
+    requireHostHeader: false,
+    // How often header and request timeouts are checked (Node's default, 30 s, lets a slow client
+    // hold a connection for up to 30 s past its deadline).
+    connectionsCheckingInterval: 1_000, // 1 s
+  };
+  let server: Server;
+  if (options.http === true) {
+    server = createHttpServer(common, serve);
+  } else {
+    if (options.tls?.cert === undefined || options.tls.key === undefined) {
+      throw new TypeError('options.tls ({ cert, key }) is required, or set options.http for plain HTTP');
+    }
+    const tls = { cert: options.tls.cert, key: options.tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS };
+    server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
+  }
+  // Headers past the count are dropped by Node's parser (their bytes are already bounded by
+  // maxHeaderSize).
+  server.maxHeadersCount = MAX_HEADERS_COUNT;
+  return server;
+}
+
+/**
+ * Graceful close: new events get 503, idle connections close, running requests finish (up to
+ * `shutdownTimeoutMs`), then the server stops.
+ */
+async function gracefulClose(
+  server: Server,
+  handler: EndpointHandler,
+  answers: ReturnType<typeof answerTracker>,
+  shutdownTimeoutMs: number,
+): Promise<void> {
+  handler.drain();
+  server.closeIdleConnections();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, shutdownTimeoutMs);
+  });
+  try {
+    // Events in flight finish; meanwhile newcomers, on new connections too, are answered 503 (and
+    // health says draining), which is what a load balancer in front needs to see.
+    await Promise.race([handler.idle(), deadline]);
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+    await Promise.race([answers.settled(), deadline]);
+    // Every answer already begun is flushed. A connection still open has no complete request on it:
+    // it is idle, or its request is half sent. The half sent get a moment to finish and hear 503;
+    // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:
+    // never acknowledged, Segment retries them.)
+    server.closeIdleConnections();
+    await Promise.race([stopped, deadline, delay(LINGER_MS)]);
+    server.closeAllConnections();
+    await stopped;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -7,6 +7,7 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../config.ts';
+import { isPlainObject } from '../json.ts';
 import { base64, type Expectation, suite, type TestCase } from './suite.ts';
 
 export interface RunOptions {
@@ -262,12 +263,12 @@ function parseTestArgs(args: readonly string[]): { url: string; options: RunOpti
     try {
       value = JSON.parse(values.settings);
     } catch {}
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    if (!isPlainObject(value)) {
       throw new UsageError(
         `--settings must be a JSON object, e.g. '{"region":"eu"}', not ${values.settings}`,
       );
     }
-    settings = value as Record<string, unknown>;
+    settings = value;
   }
   return { url, options: { apiKey, ...(settings && { settings }), insecure: values.insecure ?? false } };
 }
