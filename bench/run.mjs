@@ -8,6 +8,7 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { connect } from 'node:tls';
 import autocannon from 'autocannon';
+import { makeCert } from './cert.mjs';
 import { bodies, headers } from './events.mjs';
 
 const HERE = dirname(new URL(import.meta.url).pathname);
@@ -27,31 +28,7 @@ const SERVERS = [
 ];
 
 const work = mkdtempSync(join(tmpdir(), 'segment-endpoint-bench-'));
-const certFile = join(work, 'cert.pem');
-const keyFile = join(work, 'key.pem');
-execFileSync(
-  'openssl',
-  [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-  ],
-  { stdio: 'ignore' },
-);
+const { cert: certFile, key: keyFile } = makeCert(work);
 const env = { ...process.env, BENCH_CERT: certFile, BENCH_KEY: keyFile, BENCH_OUT: join(work, 'store') };
 
 function start(server) {

@@ -3,38 +3,19 @@
 // request may hold up the others. The endpoint (dist/cli.js, default store) runs pinned to core 0, this
 // client on core 1; the bodies are made before the probes start, so the client's own work does not count.
 // usage: taskset -c 1 node bench/stall.mjs [dist/cli.js] [--concurrency 1]
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { makeCert } from './cert.mjs';
 
 const args = process.argv.slice(2);
 const cli = args[0] && !args[0].startsWith('--') ? args[0] : 'dist/cli.js';
 const at = args.indexOf('--concurrency');
 const concurrency = at === -1 ? 1 : Number(args[at + 1]);
 const work = mkdtempSync(join(tmpdir(), 'segment-endpoint-stall-'));
-execFileSync(
-  'openssl',
-  [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-keyout',
-    join(work, 'key.pem'),
-    '-out',
-    join(work, 'cert.pem'),
-  ],
-  { stdio: 'ignore' },
-);
+const { cert, key } = makeCert(work);
 
 const unique = () => `${process.pid}-${Math.random().toString(36).slice(2)}`;
 const event = (n, extra) => ({
@@ -80,9 +61,9 @@ const child = spawn(
     '--api-key',
     'k1',
     '--cert',
-    join(work, 'cert.pem'),
+    cert,
     '--key',
-    join(work, 'key.pem'),
+    key,
     '--out',
     join(work, 'store'),
     '--log-level',
