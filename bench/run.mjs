@@ -1,6 +1,6 @@
 // `make bench`: segment-endpoint against a bare node:https floor and against fastify, side by side in one
 // run, rounds interleaved (A B C D A B C D ...) so that the machine's drift cancels out. See README.md.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer as createNetServer } from 'node:net';
