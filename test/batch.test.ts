@@ -1,34 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Analytics } from '@segment/analytics-node';
-import {
-  type Context,
-  createHandler,
-  createServer,
-  type Handlers,
-  RetryError,
-  silentLogger,
-} from '../src/index.ts';
-import { API_KEY, inject, trackEvent } from './helpers.ts';
-
-function recorder(fail?: (event: Record<string, unknown>) => Error | undefined) {
-  const seen: Array<{ event: Record<string, unknown>; ctx: Context }> = [];
-  const record = (event: unknown, ctx: Context) => {
-    const error = fail?.(event as Record<string, unknown>);
-    if (error !== undefined) throw error;
-    seen.push({ event: event as Record<string, unknown>, ctx });
-  };
-  const handlers: Handlers = {
-    identify: record,
-    track: record,
-    page: record,
-    screen: record,
-    group: record,
-    alias: record,
-    delete: record,
-  };
-  return { seen, handlers };
-}
+import { createHandler, createServer, RetryError, silentLogger } from '../src/index.ts';
+import { API_KEY, inject, recorder, sendOneOfEach, trackEvent } from './helpers.ts';
 
 describe("Segment's Tracking API and batches", () => {
   test('/v1/{type} takes one event whose type the path gives', async () => {
@@ -173,11 +147,7 @@ describe("Segment's Tracking API and batches", () => {
     });
     const errors: unknown[] = [];
     analytics.on('error', (err) => errors.push(err));
-    analytics.identify({ userId: 'u1', traits: { email: 'ada@example.com' } });
-    analytics.track({ userId: 'u1', event: 'Signed Up', properties: { plan: 'pro' } });
-    analytics.page({ anonymousId: 'a1', name: 'Home' });
-    analytics.group({ userId: 'u1', groupId: 'g1' });
-    analytics.alias({ userId: 'u1', previousId: 'a1' });
+    sendOneOfEach(analytics);
     await analytics.closeAndFlush({ timeout: 5000 });
     await endpoint.close();
     assert.deepEqual(errors, []);

@@ -10,6 +10,7 @@ import { silentLogger } from '../src/log.ts';
 import { resolveHandlerOptions } from '../src/options.ts';
 import {
   CLI_SOURCE,
+  httpFlags,
   httpsCall,
   keepAliveAgent,
   ROOT,
@@ -269,7 +270,7 @@ describe('the segment-endpoint command', () => {
   });
 
   test('over plain HTTP, SIGHUP (no certificate to reload) leaves it serving', async () => {
-    const run = await startCli(['--http', '--host', '127.0.0.1', '--port', '0', '--api-key', 'k1'], {
+    const run = await startCli(httpFlags('k1'), {
       SEGMENT_ENDPOINT_OUT: join(dir, 'http-hup'),
     });
     run.child.kill('SIGHUP');
@@ -285,19 +286,7 @@ describe('the segment-endpoint command', () => {
     const keysFile = join(dir, 'keys.txt');
     writeFileSync(keysFile, '# customers\nfile-key\nfile-identify identify\n\n');
     const run = await startCli(
-      [
-        '--http',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--api-key',
-        'flag-key:track',
-        '--api-keys-file',
-        keysFile,
-        '--out',
-        join(dir, 'k'),
-      ],
+      [...httpFlags('flag-key:track'), '--api-keys-file', keysFile, '--out', join(dir, 'k')],
       { SEGMENT_API_KEYS: 'env-a, env-b' },
     );
     const send = async (key: string, body: unknown) =>
@@ -320,10 +309,10 @@ describe('the segment-endpoint command', () => {
     const { createHmac } = await import('node:crypto');
     const keysFile = join(dir, 'signed-keys.txt');
     writeFileSync(keysFile, 'own-key secret=own-secret\n');
-    const run = await startCli(
-      ['--http', '--host', '127.0.0.1', '--port', '0', '--api-key', 'k', '--api-keys-file', keysFile],
-      { SEGMENT_ENDPOINT_SIGNATURE_SECRET: 'shared', SEGMENT_ENDPOINT_OUT: join(dir, 'signed') },
-    );
+    const run = await startCli([...httpFlags('k'), '--api-keys-file', keysFile], {
+      SEGMENT_ENDPOINT_SIGNATURE_SECRET: 'shared',
+      SEGMENT_ENDPOINT_OUT: join(dir, 'signed'),
+    });
     const body = JSON.stringify(trackEvent());
     const send = async (key: string, secret?: string) =>
       (
@@ -350,7 +339,7 @@ describe('the segment-endpoint command', () => {
     const { createHmac } = await import('node:crypto');
     const secretFile = join(dir, 'signature-secret');
     writeFileSync(secretFile, 'from-file\n', { mode: 0o600 });
-    const args = ['--http', '--host', '127.0.0.1', '--port', '0', '--signature-secret-file', secretFile];
+    const args = [...httpFlags(), '--signature-secret-file', secretFile];
     const run = await startCli([...args, '--signature-legacy-batch', '--out', join(dir, 'secret-file')], {
       SEGMENT_ENDPOINT_API_KEYS: 'k',
     });
@@ -411,17 +400,7 @@ describe('the segment-endpoint command', () => {
     for (const [name, stray, msg] of cases) {
       const handlers = join(dir, `${name}.mjs`);
       writeFileSync(handlers, `export default { track: () => { ${stray}; } };\n`);
-      const run = await startCli([
-        '--http',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--api-key',
-        'k1',
-        '--handlers',
-        handlers,
-      ]);
+      const run = await startCli([...httpFlags('k1'), '--handlers', handlers]);
       t.signal.addEventListener('abort', () => run.child.kill('SIGKILL'));
       const send = fetch(run.url, {
         method: 'POST',

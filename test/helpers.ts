@@ -5,8 +5,17 @@ import { Agent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { afterEach } from 'node:test';
 import { connect } from 'node:tls';
 import lightMyRequest from 'light-my-request';
+import {
+  type Context,
+  createServer,
+  type EndpointServer,
+  type Handlers,
+  type ServerOptions,
+  silentLogger,
+} from '../src/index.ts';
 
 export const API_KEY = 'test-key';
 
@@ -40,6 +49,53 @@ export const trackEvent = (extra: Record<string, unknown> = {}) => ({
   context: { library: { name: 'analytics-node', version: '2.0.0' } },
   ...extra,
 });
+
+/** What `recorder()` saw: each event a handler was called with, and its context. */
+export type Seen = Array<{ event: Record<string, unknown>; ctx: Context }>;
+
+/**
+ * A handler for every event type that records what it is called with, in `seen`; `fail` may pick an
+ * error for an event to be thrown instead.
+ */
+export function recorder(fail?: (event: Record<string, unknown>) => Error | undefined): {
+  seen: Seen;
+  handlers: Handlers;
+} {
+  const seen: Seen = [];
+  const record = (event: unknown, ctx: Context) => {
+    const error = fail?.(event as Record<string, unknown>);
+    if (error !== undefined) throw error;
+    seen.push({ event: event as Record<string, unknown>, ctx });
+  };
+  const handlers: Handlers = {
+    identify: record,
+    track: record,
+    page: record,
+    screen: record,
+    group: record,
+    alias: record,
+    delete: record,
+  };
+  return { seen, handlers };
+}
+
+/** The five calls a Node SDK's user makes, one of each type (identify, track, page, group, alias). */
+export interface NodeSdk {
+  identify(message: object): void;
+  track(message: object): void;
+  page(message: object): void;
+  group(message: object): void;
+  alias(message: object): void;
+}
+
+/** One event of each type through a Node SDK; the track is 'Signed Up' with `{ plan: 'pro' }`. */
+export function sendOneOfEach(analytics: NodeSdk): void {
+  analytics.identify({ userId: 'u1', traits: { email: 'ada@example.com' } });
+  analytics.track({ userId: 'u1', event: 'Signed Up', properties: { plan: 'pro' } });
+  analytics.page({ anonymousId: 'a1', name: 'Home' });
+  analytics.group({ userId: 'u1', groupId: 'g1' });
+  analytics.alias({ userId: 'u1', previousId: 'a1' });
+}
 
 export interface InjectOptions {
   method?: string;
@@ -238,6 +294,38 @@ export function makeCert(dir: string, name: string): { cert: string; key: string
   return { cert, key };
 }
 
+/** A new temporary directory `segment-endpoint-<name>-…` a call; all are removed after each test. */
+export function tempDirs(name: string): () => string {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  return () => {
+    const dir = mkdtempSync(join(tmpdir(), `segment-endpoint-${name}-`));
+    dirs.push(dir);
+    return dir;
+  };
+}
+
+/**
+ * `createServer` over TLS with the test certificate, on a free port of 127.0.0.1, taking API_KEY and
+ * logging nothing; `options` add to these or replace them. Resolves once it listens.
+ */
+export async function listenTls(
+  options: Partial<ServerOptions> & Pick<ServerOptions, 'handlers'>,
+): Promise<{ endpoint: EndpointServer; url: string; port: number }> {
+  const endpoint = createServer({
+    tls: testCert(),
+    host: '127.0.0.1',
+    port: 0,
+    apiKeys: [API_KEY],
+    log: silentLogger,
+    ...options,
+  });
+  const url = await endpoint.listen();
+  return { endpoint, url, port: Number(new URL(url).port) };
+}
+
 export const ROOT = join(import.meta.dirname, '..');
 
 /** The CLI run from source (so coverage counts it): `node <CLI_SOURCE> [args]`. */
@@ -247,6 +335,12 @@ export const CLI_SOURCE = [
   'tsx',
   join(ROOT, 'src', 'cli.ts'),
 ];
+
+/** The CLI's flags for plain HTTP on a free port of 127.0.0.1, taking `apiKey` when given. */
+export function httpFlags(apiKey?: string): string[] {
+  const flags = ['--http', '--host', '127.0.0.1', '--port', '0'];
+  return apiKey === undefined ? flags : [...flags, '--api-key', apiKey];
+}
 
 export interface Spawned {
   readonly child: ChildProcessWithoutNullStreams;

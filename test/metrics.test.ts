@@ -4,7 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, silentLogger } from '../src/index.ts';
-import { API_KEY, CLI_SOURCE, inject, segmentHeaders, spawnClean, trackEvent, waitFor } from './helpers.ts';
+import {
+  API_KEY,
+  CLI_SOURCE,
+  httpFlags,
+  inject,
+  segmentHeaders,
+  spawnClean,
+  trackEvent,
+  waitFor,
+} from './helpers.ts';
 
 /** `name{labels} value` lines of a Prometheus text exposition, as a map. */
 function parse(text: string): Map<string, number> {
@@ -66,17 +75,9 @@ describe('metrics', () => {
     const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-metrics-'));
     const run = spawnClean(process.execPath, [
       ...CLI_SOURCE,
-      ...[
-        '--http',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--api-key',
-        'secret-key',
-        '--out',
-        join(dir, 'out'),
-      ],
+      ...httpFlags('secret-key'),
+      '--out',
+      join(dir, 'out'),
       ...['--metrics-path', '/metrics', '--access-log'],
     ]);
     try {

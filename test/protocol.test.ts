@@ -5,13 +5,14 @@ import { type AddressInfo, connect as connectTcp, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as connectTls } from 'node:tls';
 import { ConnectionSlots } from '../src/connections.ts';
-import { createHandler, createServer, type EndpointServer, silentLogger } from '../src/index.ts';
+import { createHandler, type EndpointServer, silentLogger } from '../src/index.ts';
 import {
   API_KEY,
   basic,
   encodeSettings,
   httpsCall,
   keepAliveAgent,
+  listenTls,
   parseRaw,
   rawTls,
   segmentHeaders,
@@ -24,7 +25,7 @@ import {
 // server writes (and when it closes) is seen.
 
 const LIMIT = 4096;
-const { cert, key } = testCert();
+const { cert } = testCert();
 
 /** A raw connection (TLS, or TCP when `tcp`) that keeps every byte received. */
 class RawConnection {
@@ -93,13 +94,8 @@ describe('the request line and headers', () => {
   const handled: string[] = [];
 
   before(async () => {
-    endpoint = createServer({
-      tls: { cert, key },
-      host: '127.0.0.1',
-      port: 0,
-      apiKeys: [API_KEY],
+    ({ endpoint, port } = await listenTls({
       maxBodyBytes: LIMIT,
-      log: silentLogger,
       handlers: {
         // Answers a turn of the event loop late: a response is still in progress when what follows
         // arrives (the parser reads a pipelined request in the same pass as the one before it).
@@ -108,9 +104,7 @@ describe('the request line and headers', () => {
           handled.push(String(event.messageId));
         },
       },
-    });
-    const url = await endpoint.listen();
-    port = Number(new URL(url).port);
+    }));
   });
 
   after(() => endpoint.close());
@@ -198,17 +192,10 @@ describe('Expect: 100-continue', () => {
   const handled: string[] = [];
 
   before(async () => {
-    endpoint = createServer({
-      tls: { cert, key },
-      host: '127.0.0.1',
-      port: 0,
-      apiKeys: [API_KEY],
+    ({ endpoint, port } = await listenTls({
       maxBodyBytes: LIMIT,
-      log: silentLogger,
       handlers: { track: (event) => void handled.push(String(event.messageId)) },
-    });
-    const url = await endpoint.listen();
-    port = Number(new URL(url).port);
+    }));
   });
 
   after(() => endpoint.close());
@@ -336,17 +323,7 @@ describe('connection slots at maxConnections', () => {
   });
 
   test('idle keep-alive connections do not lock out a new client: the longest idle is closed', async () => {
-    const endpoint = createServer({
-      tls: { cert, key },
-      host: '127.0.0.1',
-      port: 0,
-      maxConnections: MAX,
-      apiKeys: [API_KEY],
-      log: silentLogger,
-      handlers: { track: () => {} },
-    });
-    const url = await endpoint.listen();
-    const port = Number(new URL(url).port);
+    const { endpoint, url, port } = await listenTls({ maxConnections: MAX, handlers: { track: () => {} } });
     const idle: RawConnection[] = [];
     const agent = keepAliveAgent(cert);
     try {
@@ -381,14 +358,9 @@ describe('connection slots at maxConnections', () => {
     const running = new Promise<void>((resolve) => {
       allStarted = resolve;
     });
-    const endpoint = createServer({
-      tls: { cert, key },
-      host: '127.0.0.1',
-      port: 0,
+    const { endpoint, port } = await listenTls({
       maxConnections: MAX,
       handlerTimeoutMs: 60_000,
-      apiKeys: [API_KEY],
-      log: silentLogger,
       handlers: {
         track: async () => {
           if (++started === MAX) allStarted();
@@ -396,8 +368,6 @@ describe('connection slots at maxConnections', () => {
         },
       },
     });
-    const url = await endpoint.listen();
-    const port = Number(new URL(url).port);
     const busy: RawConnection[] = [];
     let newcomer: RawConnection | undefined;
     try {

@@ -4,8 +4,18 @@ import { createRequire } from 'node:module';
 import { describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import RudderAnalytics from '@rudderstack/rudder-sdk-node';
-import { type Context, createHandler, createServer, type Handlers, silentLogger } from '../src/index.ts';
-import { API_KEY, inject, segmentHeaders, testCert, trackEvent } from './helpers.ts';
+import { createHandler, createServer, silentLogger } from '../src/index.ts';
+import {
+  API_KEY,
+  inject,
+  type NodeSdk,
+  recorder,
+  type Seen,
+  segmentHeaders,
+  sendOneOfEach,
+  testCert,
+  trackEvent,
+} from './helpers.ts';
 
 // Senders that no one here wrote, run against a real server: what they put on the wire is what
 // partners' customers send. Segment's own @segment/analytics-node is in batch.test.ts.
@@ -13,12 +23,7 @@ import { API_KEY, inject, segmentHeaders, testCert, trackEvent } from './helpers
 const WRITE_KEY = 'write-key';
 
 // analytics-node 6 ships no types: the little of its API used here.
-interface LegacySdk {
-  identify(message: object): void;
-  track(message: object): void;
-  page(message: object): void;
-  group(message: object): void;
-  alias(message: object): void;
+interface LegacySdk extends NodeSdk {
   flush(): Promise<unknown>;
 }
 const LegacyAnalytics = createRequire(import.meta.url)('analytics-node') as new (
@@ -37,18 +42,7 @@ const LegacyAnalytics = createRequire(import.meta.url)('analytics-node') as new 
  * record every event; `send` delivers to its origin.
  */
 async function deliver(send: (origin: string) => Promise<void>, tls = false) {
-  const seen: Array<{ event: Record<string, unknown>; apiKey: string }> = [];
-  const record = (event: unknown, ctx: Context) => {
-    seen.push({ event: event as Record<string, unknown>, apiKey: ctx.apiKey });
-  };
-  const handlers: Handlers = {
-    identify: record,
-    track: record,
-    page: record,
-    screen: record,
-    group: record,
-    alias: record,
-  };
+  const { seen, handlers } = recorder();
   const endpoint = createServer({
     ...(tls ? { tls: testCert() } : { http: true }),
     host: '127.0.0.1',
@@ -66,9 +60,9 @@ async function deliver(send: (origin: string) => Promise<void>, tls = false) {
   return seen;
 }
 
-function assertDelivered(seen: Array<{ event: Record<string, unknown>; apiKey: string }>): void {
+function assertDelivered(seen: Seen): void {
   assert.deepEqual(seen.map((s) => s.event.type).sort(), ['alias', 'group', 'identify', 'page', 'track']);
-  assert.ok(seen.every((s) => s.apiKey === WRITE_KEY));
+  assert.ok(seen.every((s) => s.ctx.apiKey === WRITE_KEY));
   const track = seen.find((s) => s.event.type === 'track')?.event;
   assert.equal(track?.event, 'Signed Up');
   assert.deepEqual(track?.properties, { plan: 'pro' });
@@ -91,11 +85,7 @@ describe('real senders', () => {
           failure = err?.response?.status ?? String(err);
         },
       });
-      analytics.identify({ userId: 'u1', traits: { email: 'ada@example.com' } });
-      analytics.track({ userId: 'u1', event: 'Signed Up', properties: { plan: 'pro' } });
-      analytics.page({ anonymousId: 'a1', name: 'Home' });
-      analytics.group({ userId: 'u1', groupId: 'g1' });
-      analytics.alias({ userId: 'u1', previousId: 'a1' });
+      sendOneOfEach(analytics);
       await analytics.flush();
     }, true);
     assert.equal(failure, undefined);
@@ -114,11 +104,7 @@ describe('real senders', () => {
           failure = err?.response?.status ?? String(err);
         },
       });
-      analytics.identify({ userId: 'u1', traits: { email: 'ada@example.com' } });
-      analytics.track({ userId: 'u1', event: 'Signed Up', properties: { plan: 'pro' } });
-      analytics.page({ anonymousId: 'a1', name: 'Home' });
-      analytics.group({ userId: 'u1', groupId: 'g1' });
-      analytics.alias({ userId: 'u1', previousId: 'a1' });
+      sendOneOfEach(analytics);
       await analytics.flush();
     });
     assert.equal(failure, undefined);

@@ -1,25 +1,15 @@
 import assert from 'node:assert/strict';
-import { fstatSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, test } from 'node:test';
+import { fstatSync, readFileSync, statSync } from 'node:fs';
+import { describe, test } from 'node:test';
 import { nodeIo, type StoreIo } from '../src/fileio.ts';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { jsonLogger, silentLogger } from '../src/log.ts';
-import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, inject, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 
 // A store whose disk fills up, without a disk: node's fs, except that a write only gets the room left
 // under `capacity` (a short write) and fails with ENOSPC when there is none, as a full file system does.
 
-const dirs: string[] = [];
-const tempDir = () => {
-  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-full-'));
-  dirs.push(dir);
-  return dir;
-};
-afterEach(() => {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs('full');
 
 const errno = (code: string, syscall: string) =>
   Object.assign(new Error(`${code}: simulated, ${syscall}`), { code, syscall });

@@ -15,6 +15,7 @@ import {
   encodeSettings,
   httpsCall,
   keepAliveAgent,
+  listenTls,
   parseRaw,
   rawTls,
   segmentHeaders,
@@ -31,18 +32,14 @@ describe('over TLS', () => {
   let url: string;
   let port: number;
   let agent: Agent;
-  const { cert, key } = testCert();
+  const { cert } = testCert();
 
   before(async () => {
-    endpoint = createServer({
-      tls: { cert, key },
-      host: '127.0.0.1',
-      port: 0,
+    ({ endpoint, url, port } = await listenTls({
       apiKeys: [API_KEY, { key: 'identify-only', types: ['identify'] }],
       maxBodyBytes: LIMIT,
       bodyTimeoutMs: 300,
       handlerTimeoutMs: 300,
-      log: silentLogger,
       handlers: {
         identify: () => {},
         // The event name picks the outcome, so every row of the table has a case that produces it.
@@ -66,9 +63,7 @@ describe('over TLS', () => {
           }
         },
       },
-    });
-    url = await endpoint.listen();
-    port = endpoint.server.address() !== null ? (endpoint.server.address() as { port: number }).port : 0;
+    }));
     agent = keepAliveAgent(cert);
   });
 
@@ -209,7 +204,7 @@ describe('over TLS', () => {
 });
 
 describe('server lifecycle', () => {
-  const { cert, key } = testCert();
+  const { cert } = testCert();
 
   test('close() lets an event in flight finish with 200, then stops', async () => {
     let release = () => {};
@@ -217,12 +212,7 @@ describe('server lifecycle', () => {
     const running = new Promise<void>((resolve) => {
       started = resolve;
     });
-    const endpoint = createServer({
-      tls: { cert, key },
-      host: '127.0.0.1',
-      port: 0,
-      apiKeys: [API_KEY],
-      log: silentLogger,
+    const { endpoint, url } = await listenTls({
       handlers: {
         track: () =>
           new Promise<void>((resolve) => {
@@ -231,7 +221,6 @@ describe('server lifecycle', () => {
           }),
       },
     });
-    const url = await endpoint.listen();
     const agent = keepAliveAgent(cert);
     const inFlight = httpsCall(agent, url, { body: trackEvent() });
     await running;

@@ -9,11 +9,11 @@ import { trackEvent } from '../helpers.ts';
 import {
   cleanup,
   type Endpoint,
-  health,
   load,
   readStore,
   recordFigures,
   startEndpoint,
+  stopCleanly,
   tlsFlags,
 } from './harness.ts';
 
@@ -73,10 +73,7 @@ test('kill -9 under load: every acknowledged event is in the store after restart
   // Start-up repairs torn tails; then a clean stop, so that nothing of this run is left half-done.
   const restarted = await startEndpoint(args);
   endpoints.push(restarted);
-  // Serving, not merely announced: a SIGTERM right after the start-up line can beat the signal handler.
-  assert.equal(await health(restarted), 200);
-  restarted.child.kill('SIGTERM');
-  assert.equal(await restarted.exit, 0, restarted.output());
+  await stopCleanly(restarted);
 
   const { records, broken } = readStore(out);
   assert.equal(broken, 0, 'every line of every .ndjson file parses');

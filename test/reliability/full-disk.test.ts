@@ -6,13 +6,22 @@
 // disk, everywhere).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { testCert, trackEvent } from '../helpers.ts';
-import { type Endpoint, health, readStore, send, startEndpoint, tlsFlags } from './harness.ts';
+import {
+  cleanup,
+  type Endpoint,
+  health,
+  readStore,
+  send,
+  startEndpoint,
+  stopCleanly,
+  tlsFlags,
+} from './harness.ts';
 
 /** Mounts a tmpfs of `size` at a new directory; a reason to skip when this process cannot. */
 function mountTmpfs(size: string): { dir: string } | { skip: string } {
@@ -67,15 +76,11 @@ test('a full tmpfs: 503 and health unavailable while full, recovery when space r
       assert.equal(answer.status, 200, `after space returned: ${JSON.stringify(answer)}`);
       acknowledged.push(answer.id);
     }
-    assert.equal(await health(first), 200);
-    first.child.kill('SIGTERM');
-    assert.equal(await first.exit, 0, first.output());
+    await stopCleanly(first);
 
     const second = await startEndpoint(flags);
     endpoints.push(second);
-    assert.equal(await health(second), 200);
-    second.child.kill('SIGTERM');
-    assert.equal(await second.exit, 0, second.output());
+    await stopCleanly(second);
 
     const { records, broken } = readStore(out);
     assert.equal(broken, 0, 'every line of the store parses');
@@ -90,10 +95,8 @@ test('a full tmpfs: 503 and health unavailable while full, recovery when space r
     );
   } finally {
     agent.destroy();
-    for (const ep of endpoints) if (ep.child.exitCode === null) ep.child.kill('SIGKILL');
-    await Promise.all(endpoints.map((ep) => ep.exit));
+    await cleanup(work, endpoints)();
     execFileSync('umount', [mounted.dir]);
     rmSync(mounted.dir, { recursive: true, force: true });
-    if (existsSync(work)) rmSync(work, { recursive: true, force: true });
   }
 });

@@ -1,5 +1,6 @@
 // Shared tools of the reliability suite: the real process (spawned from source so coverage counts it),
 // its peak memory, a bounded load generator, and where the figures of a run are kept.
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
@@ -256,6 +257,16 @@ export function health(ep: Endpoint): Promise<number> {
     req.on('error', () => resolve(0));
     req.end();
   }).finally(() => agent.destroy()) as Promise<number>;
+}
+
+/**
+ * A clean stop: serving first (an answer to /health, not merely the start-up line: a SIGTERM right after
+ * that line can beat the signal handler), then SIGTERM and exit code 0.
+ */
+export async function stopCleanly(ep: Endpoint): Promise<void> {
+  assert.equal(await health(ep), 200);
+  ep.child.kill('SIGTERM');
+  assert.equal(await ep.exit, 0, ep.output());
 }
 
 /** Kills whatever is still running and removes the directory, whatever the test's outcome. */
