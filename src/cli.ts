@@ -41,7 +41,7 @@ export function version(): string {
  * bad invocation (one line on stderr with a hint). An exception nothing catches exits 1 at once.
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  if (argv[0] === 'test') return (await import('./tester/run.ts')).testMain(argv.slice(1));
+  if (argv[0] === 'test') return (await import('./tester/command.ts')).testMain(argv.slice(1));
   const signals = listenForSignals();
   let config: ReturnType<typeof parseConfig>;
   try {

@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createServer, type EndpointServer, type Handlers, silentLogger } from '../src/index.ts';
-import { run, testMain } from '../src/tester/run.ts';
+import { testMain } from '../src/tester/command.ts';
+import { run } from '../src/tester/run.ts';
 import { suite } from '../src/tester/suite.ts';
 import { testCert } from './helpers.ts';
 
