@@ -67,6 +67,7 @@ bench: build
 		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1)); } || \
 		{ echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	node bench/run.mjs
+	@npx biome format --write bench/last-run.json >/dev/null
 
 clean:
 	rm -rf dist coverage
