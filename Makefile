@@ -59,13 +59,15 @@ test-reliability: build
 
 test: typecheck lint unit
 
-# Side by side in one run: node:https floor, fastify, segment-endpoint (no-op and durable), under
-# autocannon and, where the Debian package is installed (this target installs it when it can), wrk.
+# Side by side in one run, pinned (server on core 0, wrk on core 1), 5 interleaved rounds: the reference
+# servers of bench/anchors/ and segment-endpoint as shipped (dist/cli.js), under wrk from the Debian
+# package (this target installs it when it can). See bench/README.md.
 bench: build
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1)) || \
-		echo "wrk not installed: autocannon only"; }
+		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1)); } || \
+		{ echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	node bench/run.mjs
+	@npx biome format --write bench/last-run.json >/dev/null
 
 clean:
 	rm -rf dist coverage

@@ -1,88 +1,71 @@
-// Realistic events of every type, as Segment's partner delivery sends them: one per request, with the
-// context a web or server library fills in, and Segment's exact headers. `[<id>]` is replaced by a
-// unique id per request, so that no request is a duplicate of another (the idempotency filter would
-// answer a duplicate without running the handler: a cheaper path than real traffic takes).
-
-const context = {
-  library: { name: 'analytics.js', version: '5.2.0' },
-  ip: '203.0.113.7',
-  locale: 'en-US',
-  page: {
-    path: '/pricing',
-    referrer: 'https://www.example.com/',
-    title: 'Pricing',
-    url: 'https://app.example.com/pricing',
+// Realistic Segment destination payloads used by the side-by-side benchmark: the reference mix of issue 10
+// (../shared/bench/events.mjs), six types, API key `segment`. mklua.mjs turns it into wrk's script.
+const base = (i) => ({
+  anonymousId: `anon-${i}`,
+  context: {
+    ip: '8.8.8.8',
+    library: { name: 'analytics.js', version: '2.11.1' },
+    page: {
+      path: '/pricing',
+      referrer: 'https://example.com/',
+      title: 'Pricing',
+      url: 'https://example.com/pricing',
+    },
+    userAgent:
+      'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_9_5) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/40.0.2214.115 Safari/537.36',
   },
-  userAgent:
-    'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15',
-  campaign: { name: 'autumn', source: 'newsletter', medium: 'email' },
-};
-const common = (type) => ({
-  type,
-  messageId: 'ajs-next-[<id>]',
-  anonymousId: '5f1c6a5e-3b0e-4cf3-9b59-8d1b2b6f4a11',
-  userId: 'user_8d2f1c',
-  channel: 'client',
-  context,
   integrations: {},
-  originalTimestamp: '2026-11-26T10:00:00.000Z',
-  receivedAt: '2026-11-26T10:00:00.512Z',
-  sentAt: '2026-11-26T10:00:00.401Z',
-  timestamp: '2026-11-26T10:00:00.111Z',
-  version: 2,
+  messageId: `022bb90c-bbac-11e4-8dfc-aa07a5b0${String(i).padStart(4, '0')}`,
+  receivedAt: '2015-02-23T22:28:55.387Z',
+  sentAt: '2015-02-23T22:28:55.111Z',
+  timestamp: '2015-02-23T22:28:55.111Z',
+  userId: `user-${i}`,
+  version: 1,
 });
-
 export const events = [
   {
-    ...common('identify'),
-    traits: {
-      email: 'ada@example.com',
-      firstName: 'Ada',
-      lastName: 'Lovelace',
-      plan: 'pro',
-      createdAt: '2024-03-01T00:00:00Z',
-    },
+    ...base(1),
+    type: 'identify',
+    traits: { name: 'John Doe', email: 'john.doe@email.com', plan: 'premium', logins: 5 },
   },
   {
-    ...common('track'),
+    ...base(2),
+    type: 'track',
     event: 'Order Completed',
     properties: {
-      orderId: 'o-1029',
-      total: 149.5,
+      order_id: '50314b8e9bcf000000000000',
+      total: 27.5,
+      revenue: 25,
       currency: 'USD',
       products: [
-        { sku: 'sku-1', price: 99.5, quantity: 1 },
-        { sku: 'sku-2', price: 50, quantity: 1 },
+        { product_id: '507f1f77bcf86cd799439011', sku: '45790-32', name: 'Monopoly', price: 19, quantity: 1 },
       ],
     },
   },
   {
-    ...common('page'),
+    ...base(3),
+    type: 'page',
     name: 'Pricing',
     category: 'Docs',
-    properties: { path: '/pricing', title: 'Pricing', url: 'https://app.example.com/pricing' },
+    properties: { path: '/pricing', title: 'Pricing', url: 'https://example.com/pricing' },
   },
-  { ...common('screen'), name: 'Checkout', properties: { step: 2 } },
   {
-    ...common('group'),
-    groupId: 'acct_42',
-    traits: { name: 'Acme Inc', industry: 'Manufacturing', employees: 420 },
+    ...base(4),
+    type: 'group',
+    groupId: '0e8c78ea9d97a7b8185e8632',
+    traits: { name: 'Initech', industry: 'Technology', employees: 329, plan: 'enterprise' },
   },
-  { ...common('alias'), previousId: '5f1c6a5e-3b0e-4cf3-9b59-8d1b2b6f4a11' },
-  { ...common('delete'), context: {}, integrations: null },
+  { ...base(5), type: 'screen', name: 'Home', properties: { variation: 'blue' } },
+  { ...base(6), type: 'alias', previousId: 'anon-6', userId: 'user-6' },
 ];
-
-export const API_KEY = 'bench-key';
-const settings = Buffer.from(JSON.stringify({ region: 'us', apiVersion: '2024-01' })).toString('base64');
-
-/** Segment's headers, exactly (Content-Length is added by the client). */
+export const apiKey = 'segment';
+export const settings = Buffer.from(JSON.stringify({ region: 'eu', listId: 'abc123' })).toString('base64');
 export const headers = {
-  authorization: `Basic ${Buffer.from(`${API_KEY}:`).toString('base64')}`,
+  accept: '*/*',
+  authorization: `Basic ${Buffer.from(`${apiKey}:`).toString('base64')}`,
+  'cache-control': 'no-cache',
+  connection: 'Keep-Alive',
   'content-type': 'application/json',
   'user-agent': 'Segment.io/1.0',
-  accept: '*/*',
-  'cache-control': 'no-cache',
   'x-segment-settings': settings,
 };
-
-export const bodies = events.map((event) => JSON.stringify(event));
