@@ -1,0 +1,212 @@
+#!/usr/bin/env node
+// The socket-free pipeline benchmark: the bench's events through request handlers driven by
+// light-my-request's `inject` (fastify's `inject` is the same library), in one process. No kernel, no TLS,
+// no scheduler: what the code we own costs per event, stable run to run. Rounds are interleaved.
+//
+//   node bench/pipeline.mjs [--rounds 5] [--n 20000] [--json FILE]
+//
+// Targets: a bare handler (reads the body, answers 200: the injector's own cost), the fastify anchor (auth
+// hook, settings decode, Ajv per type: what a partner would otherwise write), segment-endpoint as shipped
+// (dist/, no-op handlers) and the ablation ladder: the pipeline's stages composed one on top of the other
+// from the shipped modules, so that each rung's cost above the one below is what that stage costs.
+import { writeFileSync } from 'node:fs';
+import { Ajv } from 'ajv';
+import Fastify from 'fastify';
+import inject from 'light-my-request';
+
+const dist = new URL('../dist/', import.meta.url);
+const load = (name) => import(new URL(name, dist).href);
+const EVENTS = process.env.BENCH_EVENTS ?? './events.mjs';
+const { apiKey: API_KEY, events, headers } = await import(new URL(EVENTS, import.meta.url).href);
+const [
+  { createHandler, silentLogger },
+  { schemas },
+  { checkBodyHeaders },
+  { readBody },
+  { parseJson },
+  { requestApiKey, keyAuthenticator },
+  { SettingsCache },
+  { normalizeEvent },
+  { eventValidators },
+  { MemoryIdempotencyStore },
+  { once },
+  { createDispatcher, EventContext },
+  { sendStatus },
+] = await Promise.all(
+  [
+    'index.js',
+    'generated/validators.js',
+    'body.js',
+    'reader.js',
+    'json.js',
+    'auth.js',
+    'settings.js',
+    'normalize.js',
+    'validate.js',
+    'idempotency.js',
+    'once.js',
+    'dispatch.js',
+    'respond.js',
+  ].map(load),
+);
+
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const at = args.indexOf(`--${name}`);
+  return at === -1 ? fallback : args[at + 1];
+};
+const ROUNDS = Number(option('rounds', 5));
+const N = Number(option('n', 20_000));
+const JSON_FILE = option('json', '');
+
+const noop = () => {};
+const handlers = Object.fromEntries(
+  ['identify', 'track', 'page', 'screen', 'group', 'alias', 'delete'].map((t) => [t, noop]),
+);
+
+// The fastify anchor, as ../shared/bench/inject.mjs builds it: an onRequest auth hook, the settings header
+// decoded, the body validated by the Ajv validator of its type.
+const ajv = new Ajv({ allowUnionTypes: true });
+const validators = Object.fromEntries(Object.entries(schemas).map(([t, s]) => [t, ajv.compile(s)]));
+const app = Fastify({ logger: false });
+app.addHook('onRequest', async (req, reply) => {
+  if (req.headers.authorization !== headers.authorization) {
+    return reply.code(401).send({ message: 'Invalid API key' });
+  }
+});
+app.post('/', async (req, reply) => {
+  try {
+    JSON.parse(Buffer.from(req.headers['x-segment-settings'] || 'e30=', 'base64').toString());
+  } catch {
+    return reply.code(400).send({ message: 'bad settings' });
+  }
+  const event = req.body;
+  const validate = validators[event?.type];
+  if (!validate) return reply.code(501).send({ message: 'unsupported type' });
+  if (!validate(event)) return reply.code(400).send({ message: validate.errors[0].message });
+  return reply.code(200).send();
+});
+await app.ready();
+
+// The ladder: each rung runs the stages of the one below, then one more.
+const authenticate = keyAuthenticator([API_KEY]);
+const settingsCache = new SettingsCache();
+const eventValidatorsByType = eventValidators();
+const idempotency = new MemoryIdempotencyStore();
+const { dispatch } = createDispatcher(handlers, 4000);
+const LIMIT = 512 * 1024;
+const STAGES = ['read', 'parse', 'auth', 'settings', 'casing', 'validate', 'dedup', 'dispatch'];
+
+function rung(depth) {
+  const has = (stage) => STAGES.indexOf(stage) < depth;
+  return async (req, res) => {
+    const coding = checkBodyHeaders(req, LIMIT);
+    const text = await readBody(req, LIMIT, 10_000, coding);
+    let event;
+    if (has('parse')) event = parseJson(text, 64).value;
+    let apiKey;
+    if (has('auth')) {
+      apiKey = requestApiKey(req);
+      if (authenticate(apiKey) !== 'allow') throw new Error('auth');
+    }
+    let settings;
+    if (has('settings')) settings = settingsCache.decode(req.headers['x-segment-settings']);
+    let normalized = event;
+    if (has('casing')) normalized = normalizeEvent(event);
+    if (has('validate') && eventValidatorsByType[normalized.type](normalized) !== undefined) {
+      throw new Error('invalid');
+    }
+    let status = 200;
+    const run = () =>
+      has('dispatch')
+        ? dispatch(
+            normalized.type,
+            normalized,
+            new EventContext(apiKey, settings, req.headers, silentLogger, event, text),
+          )
+        : 200;
+    if (has('dedup')) {
+      const outcome = once(idempotency, `${apiKey}\n${normalized.messageId}`, run);
+      status = typeof outcome === 'object' ? await outcome : outcome;
+    } else {
+      status = run();
+    }
+    sendStatus(res, status === 'duplicate' ? 200 : status, false);
+  };
+}
+
+const bare = (req, res) => {
+  req.on('data', noop);
+  req.on('end', () => res.writeHead(200, { 'content-length': '0' }).end());
+};
+
+const targets = {
+  bare: { dispatch: bare },
+  fastify: { app },
+  ...Object.fromEntries(
+    [0, ...STAGES.map((_, i) => i + 1)].map((depth) => [
+      depth === 0 ? 'ladder: body read' : `ladder: + ${STAGES[depth - 1]}`,
+      { dispatch: rung(depth) },
+    ]),
+  ),
+  ours: { dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger }) },
+  'ours + metrics': {
+    dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger, metricsPath: '/metrics' }),
+  },
+};
+delete targets['ladder: + read']; // rung 1 only adds what rung 0 already does: reading the body
+
+let id = 0;
+const request = (i) => ({
+  method: 'POST',
+  url: '/',
+  headers: { ...headers, host: 'localhost' },
+  // A unique messageId each: a repeated one would be answered by the duplicate filter, a cheaper path.
+  payload: JSON.stringify({ ...events[i % events.length], messageId: `p${process.pid}-${id++}` }),
+});
+
+async function measure(target, n) {
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) {
+    const res = target.app ? await target.app.inject(request(i)) : await inject(target.dispatch, request(i));
+    if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${res.payload}`);
+  }
+  return Number(process.hrtime.bigint() - started) / n;
+}
+
+const names = Object.keys(targets);
+for (const name of names) await measure(targets[name], 3000); // warm-up: every path compiled
+const runs = Object.fromEntries(names.map((name) => [name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  for (const name of names) runs[name].push(await measure(targets[name], N));
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+// Net of the injector: above what the bare handler costs in the same round.
+const net = (name) => runs[name].map((ns, round) => ns - runs.bare[round]);
+const ratioToFastify = (name) => net(name).map((ns, round) => ns / net('fastify')[round]);
+console.log(`pipeline, one process, ns per event: median of ${ROUNDS} interleaved rounds of ${N}`);
+console.log('| handler | ns/event | net of the injector | range of net | net × fastify |');
+console.log('| --- | ---: | ---: | ---: | ---: |');
+let below = 0;
+const result = {};
+for (const name of names) {
+  const nets = net(name);
+  const row = {
+    ns: median(runs[name]),
+    net: median(nets),
+    netMin: Math.min(...nets),
+    netMax: Math.max(...nets),
+    xFastify: median(ratioToFastify(name)),
+    step: name.startsWith('ladder') ? median(nets) - below : undefined,
+  };
+  if (name.startsWith('ladder')) below = row.net;
+  result[name] = { ...row, rounds: runs[name] };
+  const step = row.step === undefined ? '' : ` (step ${Math.round(row.step)})`;
+  console.log(
+    `| ${name} | ${Math.round(row.ns)} | ${Math.round(row.net)}${step} | ${Math.round(row.netMin)}–${Math.round(row.netMax)} | ${name === 'bare' ? '' : row.xFastify.toFixed(2)} |`,
+  );
+}
+const target = result.ours.xFastify <= 0.6 ? 'met' : 'not met';
+console.log(`\ntarget: ours net ≤ 0.6 × fastify net: ${result.ours.xFastify.toFixed(2)} (${target})`);
+if (JSON_FILE) writeFileSync(JSON_FILE, JSON.stringify(result, null, 2));
