@@ -68,6 +68,8 @@ bench: build
 		{ echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	node bench/run.mjs
 	@npx biome format --write bench/last-run.json >/dev/null
+	taskset -c 0 node bench/pipeline.mjs --json bench/last-pipeline.json
+	@npx biome format --write bench/last-pipeline.json >/dev/null
 
 clean:
 	rm -rf dist coverage
