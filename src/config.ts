@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { ApiKeySpec } from './auth.ts';
-import { apiKeySpec } from './auth.ts';
+import { type ApiKeySpec, apiKeySpec } from './auth.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow, ROWS } from './option-table.ts';
 import type { ServerOptions } from './server.ts';

@@ -157,6 +157,14 @@ export function quoted(value: string, max = 64): string {
   return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
 }
 
+/** A bad option's value, for an error message: strings quoted, objects and functions by their kind. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
+}
+
 export interface ErrorAnswer {
   readonly status: number;
   readonly code: string;

@@ -1,3 +1,4 @@
+import { describeValue } from './errors.ts';
 import { MAX_DEPTH } from './json.ts';
 
 // Every option of createHandler, createServer and the command line, each once: its flag and environment
@@ -244,12 +245,4 @@ export function integer(name: IntegerOption, value: unknown): number {
     throw new RangeError(`options.${name} must be between ${min} and ${max}, got ${value}`);
   }
   return value;
-}
-
-/** A bad option's value, for an error message: strings quoted, objects and functions by their kind. */
-export function describeValue(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'function') return 'a function';
-  if (Array.isArray(value)) return 'an array';
-  return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
 }

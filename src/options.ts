@@ -1,19 +1,13 @@
 import { type ApiKeySpec, type Authenticate, apiKeySpec, checkSecret, keyAuthenticator } from './auth.ts';
 import type { Handlers } from './dispatch.ts';
+import { describeValue } from './errors.ts';
 import {
   type IdempotencyStore,
   type MemoryIdempotencyOptions,
   MemoryIdempotencyStore,
 } from './idempotency.ts';
 import { jsonLogger, type Logger } from './log.ts';
-import {
-  describeValue,
-  type IntegerOption,
-  integer,
-  OPTIONS,
-  ROWS,
-  type SwitchOption,
-} from './option-table.ts';
+import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 /** Options of `createHandler`: the request pipeline. */
