@@ -86,7 +86,7 @@ export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authentic
           });
     entries.push({ digest: digest(key), decision });
   }
-  return (apiKey) => {
+  const authenticate: Authenticate = (apiKey) => {
     const candidate = digest(apiKey);
     let decision: AuthDecision = 'unknown';
     for (const entry of entries) {
@@ -94,6 +94,16 @@ export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authentic
     }
     return decision;
   };
+  fixed.add(authenticate);
+  return authenticate;
+}
+
+// The authenticators keyAuthenticator made: a fixed set of keys, so a key's decision never changes.
+const fixed = new WeakSet<Authenticate>();
+
+/** Whether `authenticate` decides from a fixed set of keys (its decisions can be kept). */
+export function isFixed(authenticate: Authenticate): boolean {
+  return fixed.has(authenticate);
 }
 
 /**

@@ -1,14 +1,13 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { type Coding, codingOf } from './encoding.ts';
 import { bodyTooLarge, EndpointError, quoted } from './errors.ts';
 import { checkParsed, isPlainObject, parseJson } from './json.ts';
-import { readBody } from './reader.ts';
-import { sendContinue } from './respond.ts';
 
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
 const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
 const LENGTH_RE = /^\d{1,15}$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
+const CHUNKED_LAST_RE = /(?:^|,)[ \t]*chunked[ \t]*$/i;
 
 /**
  * Checks what the headers say of the body before a byte of it is read: its type (415), its coding
@@ -34,8 +33,15 @@ export function checkBodyHeaders(
   const coding = codingOf(req.headers['content-encoding']);
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) {
-    // Any coding but chunked (gzip, deflate, ...) would hand us bytes we cannot read as JSON (RFC 9112
-    // §6.1: 501 for a transfer coding not understood).
+    // Chunked must come last, or where the body ends is anyone's guess: a 400, and the connection
+    // closed (RFC 9112 §6.3, what request smuggling relies on). Before it, any coding (gzip, ...) would
+    // hand us bytes we cannot read as JSON (RFC 9112 §6.1: 501 for a transfer coding not understood).
+    if (!CHUNKED_LAST_RE.test(te)) {
+      throw new EndpointError(
+        'SEG_BAD_REQUEST',
+        `Transfer-Encoding ${quoted(te, 100)} does not end with chunked`,
+      );
+    }
     if (!CHUNKED_RE.test(te)) {
       throw new EndpointError(
         'SEG_TRANSFER_CODING',
@@ -66,30 +72,17 @@ export interface ReceivedBody {
 }
 
 /**
- * The request's body as JSON: read and parsed here, or taken from `req.body` when a framework has
- * already read it (a string or Buffer goes through the same limits and parser; a parsed object through
- * the same depth and prototype checks, which the framework's parser may not make). With `anyType`,
- * whatever Content-Type the body declares (see `checkBodyHeaders`).
+ * The body a framework has already read into `req.body`, if any: a string or Buffer goes through the
+ * same limits and parser as a body read here; a parsed object through the same depth and prototype
+ * checks, which the framework's parser may not make. `undefined` when the body is still to be read.
  */
-export async function readJson(
-  req: IncomingMessage,
-  limits: EventLimits,
-  res?: ServerResponse,
-  anyType = false,
-): Promise<ReceivedBody> {
+export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedBody | undefined {
   const parsed = (req as IncomingMessage & { body?: unknown }).body;
-  const type = req.headers['content-type'];
-  if (parsed === undefined) {
-    const coding = checkBodyHeaders(req, limits.maxBodyBytes, anyType);
-    // Only now, every check on the headers passed, is a sender waiting on Expect invited to send.
-    if (res !== undefined) sendContinue(res);
-    const text = await readBody(req, limits.maxBodyBytes, limits.bodyTimeoutMs, coding);
-    return { value: parse(text, limits.maxDepth, type), text };
-  }
+  if (parsed === undefined) return undefined;
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
     const text = parsed.toString();
-    return { value: parse(text, limits.maxDepth, type), text };
+    return { value: parseBody(text, limits.maxDepth, req.headers['content-type']), text };
   }
   const refused = checkParsed(parsed, limits.maxDepth);
   if (refused !== undefined && !refused.ok) throw new EndpointError(refused.code, refused.message);
@@ -104,7 +97,8 @@ export function asObject(value: unknown, what = 'Request body'): Record<string, 
   return value;
 }
 
-function parse(text: string, maxDepth: number, type: string | undefined): unknown {
+/** The body's text parsed as JSON (parseJson's guards), or a throw of the refusal that says why not. */
+export function parseBody(text: string, maxDepth: number, type: string | undefined): unknown {
   const result = parseJson(text, maxDepth);
   if (result.ok) return result.value;
   // Not JSON and not declared as JSON either: say so, the likelier mistake is the sender's format.

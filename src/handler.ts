@@ -117,7 +117,7 @@ class FrontDoor {
       this.metrics?.request('unknown', 503, 0);
     } else {
       this.inFlight++;
-      this.#pipeline.handle(req, res, route).finally(this.#settled);
+      this.#pipeline.handle(req, res, route, this.#settled);
     }
   }
 

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { digest128 } from './digest.ts';
 import { OPTIONS } from './option-table.ts';
 
 // Segment delivers at least once: a timeout on its side, a lost answer or a retry after our 5xx sends the
@@ -62,8 +62,8 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly maxEntries: number;
   readonly ttlMs: number;
   readonly #now: () => number;
-  /** Events being processed now: their digest (hashed once per event) and any copies waiting. */
-  readonly #pending = new Map<string, { digest: Uint32Array; waiters?: Array<(claim: Claim) => void> }>();
+  /** Events being processed now, and the copies waiting for each (`null` while there are none). */
+  readonly #pending = new Map<string, Array<(claim: Claim) => void> | null>();
   /** The ring: four words of digest and an expiry per slot; expiry 0 marks a slot not in the index. */
   readonly #digests: Uint32Array;
   readonly #expires: Float64Array;
@@ -97,32 +97,30 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   claim(key: string): Claim | Promise<Claim> {
     const running = this.#pending.get(key);
     if (running !== undefined) {
-      running.waiters ??= [];
-      const waiters = running.waiters;
+      const waiters = running ?? [];
+      if (running === null) this.#pending.set(key, waiters);
       return new Promise((resolve) => waiters.push(resolve));
     }
-    const digest = digestOf(key);
-    const slot = this.#find(digest);
+    const slot = this.#find(digestOf(key));
     if (slot !== -1 && (this.#expires[slot] as number) > this.#now()) return 'done';
-    this.#pending.set(key, { digest });
+    this.#pending.set(key, null);
     return 'new';
   }
 
   complete(key: string): void {
-    const running = this.#pending.get(key);
+    const waiters = this.#pending.get(key);
     this.#pending.delete(key);
     if (this.maxEntries > 0) {
-      const digest = running?.digest ?? digestOf(key);
+      const digest = digestOf(key);
       const old = this.#find(digest);
       if (old !== -1) this.#unindex(old);
       this.#insert(digest, this.#now() + this.ttlMs);
     }
-    for (const wake of running?.waiters ?? []) wake('done');
+    if (waiters) for (const wake of waiters) wake('done');
   }
 
   release(key: string): void {
-    const running = this.#pending.get(key);
-    const next = running?.waiters?.shift();
+    const next = this.#pending.get(key)?.shift();
     if (next === undefined) this.#pending.delete(key);
     else next('new'); // the claim passes to the next copy, which processes it
   }
@@ -180,30 +178,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 }
 
-// A keyed 128-bit digest: two runs of cyrb53's mixing (64 bits of state each) under seeds drawn at
-// start-up, so that nobody outside the process can craft two messageIds that collide; cheaper than
-// SHA-256 through crypto.hash, with no call into C++ (bench/README.md).
-const SEEDS = new Uint32Array(randomBytes(8).buffer);
-
-function digestOf(key: string): Uint32Array {
-  const digest = new Uint32Array(4);
-  mix(key, SEEDS[0] as number, digest, 0);
-  mix(key, SEEDS[1] as number, digest, 2);
-  return digest;
-}
-
-function mix(key: string, seed: number, out: Uint32Array, at: number): void {
-  let h1 = 0xdeadbeef ^ seed;
-  let h2 = 0x41c6ce57 ^ seed;
-  for (let i = 0; i < key.length; i++) {
-    const ch = key.charCodeAt(i);
-    h1 = Math.imul(h1 ^ ch, 2654435761);
-    h2 = Math.imul(h2 ^ ch, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
-  h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507);
-  h2 ^= Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  out[at] = h1 >>> 0;
-  out[at + 1] = h2 >>> 0;
-}
+// The digest of the key being looked up or inserted: computed again where needed rather than kept per
+// event (a typed array per event costs more than hashing a short key twice).
+const scratch = new Uint32Array(4);
+const digestOf = (key: string): Uint32Array => digest128(key, scratch);

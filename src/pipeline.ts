@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { type AuthDecision, keyFingerprint, requestApiKey } from './auth.ts';
+import { type AuthDecision, keyFingerprint } from './auth.ts';
 import { acceptBatch, batchAnswer, type EventResult, eventsOf, type Route } from './batch.ts';
-import { asObject, readJson } from './body.ts';
+import { asObject, checkBodyHeaders, framedBody, parseBody } from './body.ts';
+import { type Credentials, CredentialsCache } from './credentials.ts';
+import { Deadlines } from './deadlines.ts';
 import { createDispatcher, type Dispatcher, EventContext } from './dispatch.ts';
 import { EndpointError, forbiddenType, toErrorAnswer, unknownType, unsupportedType } from './errors.ts';
 import type { Metrics } from './metrics.ts';
@@ -9,18 +11,44 @@ import { normalizeEvent } from './normalize.ts';
 import { once } from './once.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
-import { type RefusalContext, sendError, sendStatus } from './respond.ts';
+import { type BodySink, readBody } from './reader.ts';
+import { type RefusalContext, sendContinue, sendError, sendStatus } from './respond.ts';
 import { type Settings, SettingsCache } from './settings.ts';
 import { verifySignature } from './signature.ts';
 import type { EventType } from './types.ts';
 import { eventValidators, type Validator } from './validate.ts';
 
-/** What the request-level checks established, for each event the request carries. */
-interface Accepted {
-  readonly apiKey: string;
-  readonly decision: AuthDecision;
-  readonly settings: Settings;
-  readonly headers: IncomingHttpHeaders;
+/**
+ * One request on its way through the pipeline, and what its request-level checks established for each
+ * event it carries. The one object a request makes besides its events: it is also where its body is
+ * read to (a BodySink), so no closure or promise is made per step.
+ */
+class Exchange implements BodySink {
+  apiKey: string | undefined;
+  decision: AuthDecision = 'allow';
+  settings: Settings | undefined;
+  answered = false;
+
+  constructor(
+    readonly pipeline: EventPipeline,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly route: Route,
+    readonly started: number,
+    readonly done: () => void,
+  ) {}
+
+  get headers(): IncomingHttpHeaders {
+    return this.req.headers;
+  }
+
+  bodyRead(text: string): void {
+    this.pipeline.received(this, text);
+  }
+
+  bodyFailed(err: EndpointError): void {
+    this.pipeline.refuse(this, err);
+  }
 }
 
 /** An event whose type is known: one of Segment's, permitted to its key, taken by a handler. */
@@ -32,13 +60,17 @@ interface Typed {
 
 /**
  * The event pipeline: what happens to a request the front door let through, in the order of Segment's
- * partner contract. Its state (validators, the dispatch table, decoded settings) belongs to one handler.
+ * partner contract. Its state (validators, the dispatch table, decoded settings, accepted credentials,
+ * body deadlines) belongs to one handler. The steps run as plain calls: a promise appears only where
+ * something asynchronous happens (an async authenticator or handler, a batch).
  */
 export class EventPipeline {
   readonly #opts: ResolvedHandlerOptions;
   readonly #validators: Record<EventType, Validator> = eventValidators();
   readonly #dispatcher: Dispatcher;
   readonly #settings = new SettingsCache();
+  readonly #credentials: CredentialsCache;
+  readonly #deadlines: Deadlines;
   readonly #metrics: Metrics | undefined;
   readonly #observing: boolean;
   readonly #refusal: RefusalContext;
@@ -52,6 +84,8 @@ export class EventPipeline {
   ) {
     this.#opts = opts;
     this.#dispatcher = createDispatcher(opts.handlers, opts.handlerTimeoutMs);
+    this.#credentials = new CredentialsCache(opts.authenticate);
+    this.#deadlines = new Deadlines(opts.bodyTimeoutMs);
     this.#metrics = metrics;
     this.#observing = metrics !== undefined || opts.accessLog;
     this.#refusal = refusal;
@@ -60,40 +94,101 @@ export class EventPipeline {
 
   /**
    * One request: authenticate, decode the settings, read and parse the body, verify its signature, find
-   * the events it carries, take each, answer. The first refusal is the answer.
+   * the events it carries, take each, answer, then call `done`. The first refusal is the answer.
    */
-  async handle(req: IncomingMessage, res: ServerResponse, route: Route): Promise<void> {
-    const started = this.#observing ? performance.now() : 0;
-    let apiKey: string | undefined;
-    let result: EventResult;
+  handle(req: IncomingMessage, res: ServerResponse, route: Route, done: () => void): void {
+    const x = new Exchange(this, req, res, route, this.#observing ? performance.now() : 0, done);
     try {
-      apiKey = requestApiKey(req);
-      const pending = this.#opts.authenticate(apiKey);
-      const decision = permitted(isPromise(pending) ? await pending : pending);
-      const settings = this.#settings.decode(req.headers['x-segment-settings']);
-      if (settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
-      const { value, text } = await readJson(req, this.#opts, res, route.kind !== 'event');
-      this.#verifySignature(req.headers, decision, value, text);
-      const { events, batch } = eventsOf(value, route, text);
-      const request: Accepted = { apiKey, decision, settings, headers: req.headers };
-      if (batch) {
-        result = batchAnswer(await this.#acceptAll(request, events));
+      const credentials = this.#credentials.of(req);
+      if (!isPromise(credentials)) {
+        this.#authenticated(x, credentials);
+        return;
+      }
+      credentials.then(
+        (known) => this.#authenticated(x, known),
+        (err: unknown) => this.refuse(x, err),
+      );
+    } catch (err) {
+      this.refuse(x, err);
+    }
+  }
+
+  #authenticated(x: Exchange, credentials: Credentials): void {
+    x.apiKey = credentials.apiKey;
+    x.decision = credentials.decision;
+    const { req, res, route } = x;
+    try {
+      x.settings = this.#settings.decode(req.headers['x-segment-settings']);
+      if (x.settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
+      const framed = framedBody(req, this.#opts);
+      if (framed !== undefined) {
+        this.#carried(x, framed.value, framed.text);
+        return;
+      }
+      const { maxBodyBytes } = this.#opts;
+      const coding = checkBodyHeaders(req, maxBodyBytes, route.kind !== 'event');
+      // Only now, every check on the headers passed, is a sender waiting on Expect invited to send.
+      sendContinue(res);
+      readBody(req, maxBodyBytes, this.#deadlines, coding, x);
+    } catch (err) {
+      this.refuse(x, err);
+    }
+  }
+
+  /** The body came whole (called by the Exchange). */
+  received(x: Exchange, text: string): void {
+    let value: unknown;
+    try {
+      value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);
+    } catch (err) {
+      this.refuse(x, err);
+      return;
+    }
+    this.#carried(x, value, text);
+  }
+
+  /** The body's events, each taken, then the answer. */
+  #carried(x: Exchange, value: unknown, text: string | undefined): void {
+    let result: EventResult | Promise<EventResult>;
+    try {
+      this.#verifySignature(x.headers, x.decision, value, text);
+      const { route } = x;
+      if (route.kind === 'event' && !Array.isArray(value)) {
+        // One event, the body as sent: its own text goes with it.
+        result = this.#accept(x, value, 'Request body', text);
       } else {
-        // The body's own text goes with the event only when the event is the body as sent.
-        const one = this.#accept(
-          request,
-          events[0],
-          'Request body',
-          route.kind === 'event' ? text : undefined,
-        );
-        result = isPromise(one) ? await one : one;
+        const { events, batch } = eventsOf(value, route, text);
+        result = batch
+          ? this.#acceptAll(x, events).then(batchAnswer)
+          : this.#accept(x, events[0], 'Request body', undefined);
       }
     } catch (err) {
-      result = this.#failed(err, apiKey);
+      result = this.#failed(err, x.apiKey);
     }
-    if (result.error === undefined) sendStatus(res, result.status, this.#draining());
-    else sendError(req, res, result.error, this.#refusal);
-    if (this.#observing) this.#observe(req, result, apiKey, started);
+    if (!isPromise(result)) {
+      this.answer(x, result);
+      return;
+    }
+    result.then(
+      (settled) => this.answer(x, settled),
+      (err: unknown) => this.refuse(x, err),
+    );
+  }
+
+  /** Answers the request with what a thrown refusal amounts to. */
+  refuse(x: Exchange, err: unknown): void {
+    this.answer(x, this.#failed(err, x.apiKey));
+  }
+
+  /** Answers the request with its result, once, then tells the front door. */
+  answer(x: Exchange, result: EventResult): void {
+    if (x.answered) return;
+    x.answered = true;
+    if (result.error === undefined) sendStatus(x.res, result.status, this.#draining());
+    // A client that went away mid-body is not answered: nobody is there to read it.
+    else if (result.error.code !== 'SEG_BODY_ABORTED') sendError(x.req, x.res, result.error, this.#refusal);
+    if (this.#observing) this.#observe(x, result);
+    x.done();
   }
 
   #verifySignature(
@@ -108,10 +203,10 @@ export class EventPipeline {
   }
 
   /** A batch's events, each through the same steps as a single event (see acceptBatch). */
-  #acceptAll(request: Accepted, events: readonly unknown[]): Promise<EventResult[]> {
-    const settingsBytes = Buffer.byteLength(JSON.stringify(request.settings));
+  #acceptAll(x: Exchange, events: readonly unknown[]): Promise<EventResult[]> {
+    const settingsBytes = Buffer.byteLength(JSON.stringify(x.settings));
     return acceptBatch(events, settingsBytes, 2 * this.#opts.maxBodyBytes, (event, index) =>
-      this.#accept(request, event, `Event #${index}`, undefined),
+      this.#accept(x, event, `Event #${index}`, undefined),
     );
   }
 
@@ -121,7 +216,7 @@ export class EventPipeline {
    * result comes back without a turn of the microtask queue.
    */
   #accept(
-    request: Accepted,
+    request: Exchange,
     received: unknown,
     what: string,
     raw: string | undefined,
@@ -161,8 +256,10 @@ export class EventPipeline {
     return { type: known, event, original };
   }
 
-  #process(request: Accepted, checked: Typed, raw: string | undefined): number | Promise<number> {
-    const { apiKey, settings, headers } = request;
+  #process(x: Exchange, checked: Typed, raw: string | undefined): number | Promise<number> {
+    const apiKey = x.apiKey as string;
+    const settings = x.settings as Settings;
+    const { headers } = x;
     const { type, event, original } = checked;
     const { idempotency, log } = this.#opts;
     const run = () =>
@@ -193,21 +290,15 @@ export class EventPipeline {
     return { status: error.status, type, error };
   }
 
-  #observe(req: IncomingMessage, result: EventResult, apiKey: string | undefined, started: number): void {
-    const seconds = (performance.now() - started) / 1000;
+  #observe(x: Exchange, result: EventResult): void {
+    const seconds = (performance.now() - x.started) / 1000;
+    const { apiKey } = x;
     const { status, type } = result;
     this.#metrics?.request(type ?? 'unknown', status, seconds);
     if (this.#opts.accessLog) {
       const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
       const ms = Math.round(seconds * 1e4) / 10;
-      this.#opts.log.info({ status, type, ms, source, url: req.url }, 'event');
+      this.#opts.log.info({ status, type, ms, source, url: x.req.url }, 'event');
     }
   }
-}
-
-/** The authenticator's decision, or the 401/403 it amounts to. */
-function permitted(decision: AuthDecision): AuthDecision {
-  if (decision === 'unknown' || decision === false) throw new EndpointError('SEG_AUTH_UNKNOWN');
-  if (decision === 'forbidden') throw new EndpointError('SEG_FORBIDDEN');
-  return decision;
 }

@@ -48,9 +48,10 @@ export function sendError(
   if (reply.status === 503) headers['retry-after'] = '1';
   // A body we did not read to its end cannot be skipped cheaply when it may be large, slow or endless:
   // close the connection rather than drain it.
+  // A malformed request (SEG_BAD_REQUEST): what follows it on the connection cannot be trusted either.
   if (
-    !req.complete &&
-    (reply.status === 408 || reply.status === 413 || mayBeLarge(req, context.maxBodyBytes))
+    reply.code === 'SEG_BAD_REQUEST' ||
+    (!req.complete && (reply.status === 408 || reply.status === 413 || mayBeLarge(req, context.maxBodyBytes)))
   ) {
     headers.connection = 'close';
   }

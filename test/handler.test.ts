@@ -234,14 +234,24 @@ describe('body', () => {
     assert.equal(res.json().code, 'SEG_LENGTH_REQUIRED');
   });
 
-  test('a transfer coding other than chunked is 501 (RFC 9112 §6.1)', async () => {
-    for (const te of ['gzip', 'gzip, chunked', 'deflate']) {
+  test('a transfer coding before chunked is 501 (RFC 9112 §6.1); chunked not last is 400 and closes', async () => {
+    for (const te of ['gzip, chunked', 'deflate, chunked']) {
       const res = await inject(endpoint(), {
         headers: { ...segmentHeaders(), 'transfer-encoding': te },
         body: '{}',
       });
       assert.equal(res.status, 501, te);
       assert.equal(res.json().code, 'SEG_TRANSFER_CODING');
+    }
+    // Where such a body ends cannot be known (RFC 9112 §6.3): the connection cannot be trusted after it.
+    for (const te of ['gzip', 'deflate', 'chunked, gzip', 'xchunked', 'chunked;q=1']) {
+      const res = await inject(endpoint(), {
+        headers: { ...segmentHeaders(), 'transfer-encoding': te },
+        body: '{}',
+      });
+      assert.equal(res.status, 400, te);
+      assert.equal(res.json().code, 'SEG_BAD_REQUEST');
+      assert.equal(res.headers.connection, 'close', te);
     }
   });
 

@@ -1,0 +1,65 @@
+import type { IncomingMessage } from 'node:http';
+import { type AuthDecision, type Authenticate, isFixed, repeats, requestApiKey, sameDigest } from './auth.ts';
+import { digest53 } from './digest.ts';
+import { EndpointError } from './errors.ts';
+import { isPromise } from './promise.ts';
+
+/** Who sent a request: the API key, and what the authenticator decided for it. */
+export interface Credentials {
+  readonly apiKey: string;
+  readonly decision: AuthDecision;
+}
+
+interface Known extends Credentials {
+  readonly header: string;
+}
+
+const MAX_KNOWN = 1024; // distinct Authorization headers accepted and kept
+
+/**
+ * Authentication with a memory. Segment sends the same Authorization header with every event of a
+ * customer: a header this handler has accepted before is found again without parsing, decoding or
+ * hashing it. It is looked up by a keyed digest (random seeds per process, so its timing says nothing
+ * about any key) and confirmed by comparing the whole header in constant time. With the built-in key
+ * authenticator (a fixed set of keys) the decision is kept too; a custom `authenticate` is asked every
+ * time, only the header's parsing is saved. Only accepted headers are kept: unknown keys cannot fill it.
+ */
+export class CredentialsCache {
+  readonly #authenticate: Authenticate;
+  readonly #fixed: boolean;
+  readonly #known = new Map<number, Known>();
+
+  constructor(authenticate: Authenticate) {
+    this.#authenticate = authenticate;
+    this.#fixed = isFixed(authenticate);
+  }
+
+  /** The request's credentials, or a throw of the 401/403 to answer. */
+  of(req: IncomingMessage): Credentials | Promise<Credentials> {
+    const header = req.headers.authorization;
+    // requestApiKey refuses a repeated Authorization header; a cached one must be refused all the same.
+    const known = header === undefined ? undefined : this.#find(header, req.rawHeaders);
+    if (known !== undefined && this.#fixed) return known;
+    const apiKey = known?.apiKey ?? requestApiKey(req);
+    const pending = this.#authenticate(apiKey);
+    if (isPromise(pending)) return pending.then((decision) => this.#decided(header, apiKey, decision));
+    return this.#decided(header, apiKey, pending);
+  }
+
+  #find(header: string, rawHeaders: readonly string[]): Known | undefined {
+    const known = this.#known.get(digest53(header));
+    if (known === undefined || !sameDigest(known.header, header)) return undefined;
+    return repeats(rawHeaders, 'authorization') ? undefined : known;
+  }
+
+  #decided(header: string | undefined, apiKey: string, decision: AuthDecision): Credentials {
+    if (decision === 'unknown' || decision === false) throw new EndpointError('SEG_AUTH_UNKNOWN');
+    if (decision === 'forbidden') throw new EndpointError('SEG_FORBIDDEN');
+    const credentials = { apiKey, decision };
+    if (header !== undefined) {
+      if (this.#known.size >= MAX_KNOWN) this.#known.clear();
+      this.#known.set(digest53(header), { header, apiKey, decision });
+    }
+    return credentials;
+  }
+}
