@@ -24,7 +24,7 @@ export function checkBodyHeaders(
   anyType = false,
 ): Coding | undefined {
   const type = req.headers['content-type'];
-  if (!anyType && type !== undefined && !JSON_TYPE_RE.test(type)) {
+  if (!anyType && type !== undefined && type !== 'application/json' && !JSON_TYPE_RE.test(type)) {
     throw new EndpointError(
       'SEG_UNSUPPORTED_MEDIA_TYPE',
       `Content-Type must be application/json, not ${quoted(type, 100)}`,

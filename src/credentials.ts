@@ -10,8 +10,9 @@ export interface Credentials {
   readonly decision: AuthDecision;
 }
 
-interface Known extends Credentials {
+interface Known {
   readonly header: string;
+  readonly credentials: Credentials;
 }
 
 const MAX_KNOWN = 1024; // distinct Authorization headers accepted and kept
@@ -39,11 +40,13 @@ export class CredentialsCache {
     const header = req.headers.authorization;
     // requestApiKey refuses a repeated Authorization header; a cached one must be refused all the same.
     const known = header === undefined ? undefined : this.#find(header, req.rawHeaders);
-    if (known !== undefined && this.#fixed) return known;
-    const apiKey = known?.apiKey ?? requestApiKey(req);
+    if (known !== undefined && this.#fixed) return known.credentials;
+    const apiKey = known?.credentials.apiKey ?? requestApiKey(req);
+    // A header known already is not stored again (with a custom authenticator, only its key is kept).
+    const remember = known === undefined ? header : undefined;
     const pending = this.#authenticate(apiKey);
-    if (isPromise(pending)) return pending.then((decision) => this.#decided(header, apiKey, decision));
-    return this.#decided(header, apiKey, pending);
+    if (isPromise(pending)) return pending.then((decision) => this.#decided(remember, apiKey, decision));
+    return this.#decided(remember, apiKey, pending);
   }
 
   #find(header: string, rawHeaders: readonly string[]): Known | undefined {
@@ -55,10 +58,10 @@ export class CredentialsCache {
   #decided(header: string | undefined, apiKey: string, decision: AuthDecision): Credentials {
     if (decision === 'unknown' || decision === false) throw new EndpointError('SEG_AUTH_UNKNOWN');
     if (decision === 'forbidden') throw new EndpointError('SEG_FORBIDDEN');
-    const credentials = { apiKey, decision };
+    const credentials: Credentials = { apiKey, decision };
     if (header !== undefined) {
       if (this.#known.size >= MAX_KNOWN) this.#known.clear();
-      this.#known.set(digest53(header), { header, apiKey, decision });
+      this.#known.set(digest53(header), { header, credentials });
     }
     return credentials;
   }

@@ -32,6 +32,7 @@ export class Deadlines {
   }
 
   add(task: Deadline): void {
+    task.list?.remove(task); // on a list already: its deadline starts again, at the end of this one
     task.due = performance.now() + this.ms;
     task.list = this;
     task.prev = this.#tail;

@@ -69,7 +69,8 @@ class FrontDoor {
   }
 
   serve(req: IncomingMessage, res: ServerResponse): void {
-    const path = targetPath(req.url ?? '/');
+    const url = req.url ?? '/';
+    const path = url === this.path ? url : targetPath(url);
     const route = path === this.path ? EVENT_ROUTE : this.#routes.get(path);
     // Of the versions that are not 1.x, llhttp passes HTTP/2.0 on (others, such as HTTP/3.0, reach the
     // server's clientError), and reads a request line without a version as HTTP/0.9: a garbled line.

@@ -178,7 +178,16 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 }
 
-// The digest of the key being looked up or inserted: computed again where needed rather than kept per
-// event (a typed array per event costs more than hashing a short key twice).
+// The digest of the key being looked up or inserted, in one scratch array rather than a typed array per
+// event. A synchronous handler's event is claimed and completed one after the other: the digest of the
+// claim is still there for the completion.
 const scratch = new Uint32Array(4);
-const digestOf = (key: string): Uint32Array => digest128(key, scratch);
+let scratchKey: string | undefined;
+
+function digestOf(key: string): Uint32Array {
+  if (key !== scratchKey) {
+    digest128(key, scratch);
+    scratchKey = key;
+  }
+  return scratch;
+}

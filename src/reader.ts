@@ -69,9 +69,8 @@ class BodyRead extends Deadline {
     // listeners go with it.
     this.req.on('data', (chunk: Buffer) => this.data(chunk));
     this.req.on('end', () => this.end());
-    // An aborted request emits 'error' (on Node's, only when someone listens), then 'close'; a 'close'
-    // before the whole body came (`complete` still false) says the same.
-    this.req.on('error', () => this.finish(new EndpointError('SEG_BODY_ABORTED')));
+    // A 'close' before the whole body came (`complete` still false): the body was cut short. (Node's
+    // aborted request emits 'error' only when someone listens for it, and 'close' in any case.)
     this.req.on('close', () => {
       if (!this.req.complete) this.finish(new EndpointError('SEG_BODY_ABORTED'));
     });

@@ -207,7 +207,7 @@ function answerTracker(slots: ConnectionSlots) {
   return {
     open(res: ServerResponse): void {
       open++;
-      res.once('close', closed);
+      res.on('close', closed); // emitted once: no once() wrapper needed
     },
     settled(): Promise<void> {
       return open === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve));
