@@ -1,5 +1,5 @@
 # The front door: `make run` starts the real thing, `make test` runs every test. Both set themselves up.
-.PHONY: all install build dist run test test-reliability typecheck lint unit bench clean
+.PHONY: all install build dist run test test-reliability typecheck lint unit bench bench-ladder wrk clean
 
 NODE_MODULES := node_modules/.package-lock.json
 CERT := certs/localhost.crt
@@ -62,14 +62,23 @@ test: typecheck lint unit
 # Side by side in one run, pinned (server on core 0, wrk on core 1), 5 interleaved rounds: the reference
 # servers of bench/anchors/ and segment-endpoint as shipped (dist/cli.js), under wrk from the Debian
 # package (this target installs it when it can). See bench/README.md.
-bench: build
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1)); } || \
-		{ echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
+bench: build wrk
 	node bench/run.mjs
 	@npx biome format --write bench/last-run.json >/dev/null
 	taskset -c 0 node bench/pipeline.mjs --json bench/last-pipeline.json
 	@npx biome format --write bench/last-pipeline.json >/dev/null
+
+# The ablation ladder under wrk: the parse floor, each rung of bench/ladder.mjs and the no-op endpoint,
+# 3 interleaved rounds (about 6 minutes). Written to bench/last-ladder.json.
+bench-ladder: build wrk
+	BENCH_SERVERS=parse,rung0,rung1,rung2,rung3,rung4,rung5,rung6,rung7,noop BENCH_ROUNDS=3 \
+		BENCH_FIXED_SECONDS=0 BENCH_JSON=bench/last-ladder.json node bench/run.mjs
+	@npx biome format --write bench/last-ladder.json >/dev/null
+
+wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null 2>&1)); } || \
+		{ echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 
 clean:
 	rm -rf dist coverage

@@ -18,37 +18,10 @@ const dist = new URL('../dist/', import.meta.url);
 const load = (name) => import(new URL(name, dist).href);
 const EVENTS = process.env.BENCH_EVENTS ?? './events.mjs';
 const { apiKey: API_KEY, events, headers } = await import(new URL(EVENTS, import.meta.url).href);
-const [
-  { createHandler, silentLogger },
-  { schemas },
-  { checkBodyHeaders },
-  { readBody },
-  { parseJson },
-  { requestApiKey, keyAuthenticator },
-  { SettingsCache },
-  { normalizeEvent },
-  { eventValidators },
-  { MemoryIdempotencyStore },
-  { once },
-  { createDispatcher, EventContext },
-  { sendStatus },
-] = await Promise.all(
-  [
-    'index.js',
-    'generated/validators.js',
-    'body.js',
-    'reader.js',
-    'json.js',
-    'auth.js',
-    'settings.js',
-    'normalize.js',
-    'validate.js',
-    'idempotency.js',
-    'once.js',
-    'dispatch.js',
-    'respond.js',
-  ].map(load),
+const [{ createHandler, silentLogger }, { schemas }] = await Promise.all(
+  ['index.js', 'generated/validators.js'].map(load),
 );
+const { rung, RUNG_NAMES } = await import('./ladder.mjs');
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -88,53 +61,6 @@ app.post('/', async (req, reply) => {
 });
 await app.ready();
 
-// The ladder: each rung runs the stages of the one below, then one more.
-const authenticate = keyAuthenticator([API_KEY]);
-const settingsCache = new SettingsCache();
-const eventValidatorsByType = eventValidators();
-const idempotency = new MemoryIdempotencyStore();
-const { dispatch } = createDispatcher(handlers, 4000);
-const LIMIT = 512 * 1024;
-const STAGES = ['read', 'parse', 'auth', 'settings', 'casing', 'validate', 'dedup', 'dispatch'];
-
-function rung(depth) {
-  const has = (stage) => STAGES.indexOf(stage) < depth;
-  return async (req, res) => {
-    const coding = checkBodyHeaders(req, LIMIT);
-    const text = await readBody(req, LIMIT, 10_000, coding);
-    let event;
-    if (has('parse')) event = parseJson(text, 64).value;
-    let apiKey;
-    if (has('auth')) {
-      apiKey = requestApiKey(req);
-      if (authenticate(apiKey) !== 'allow') throw new Error('auth');
-    }
-    let settings;
-    if (has('settings')) settings = settingsCache.decode(req.headers['x-segment-settings']);
-    let normalized = event;
-    if (has('casing')) normalized = normalizeEvent(event);
-    if (has('validate') && eventValidatorsByType[normalized.type](normalized) !== undefined) {
-      throw new Error('invalid');
-    }
-    let status = 200;
-    const run = () =>
-      has('dispatch')
-        ? dispatch(
-            normalized.type,
-            normalized,
-            new EventContext(apiKey, settings, req.headers, silentLogger, event, text),
-          )
-        : 200;
-    if (has('dedup')) {
-      const outcome = once(idempotency, `${apiKey}\n${normalized.messageId}`, run);
-      status = typeof outcome === 'object' ? await outcome : outcome;
-    } else {
-      status = run();
-    }
-    sendStatus(res, status === 'duplicate' ? 200 : status, false);
-  };
-}
-
 const bare = (req, res) => {
   req.on('data', noop);
   req.on('end', () => res.writeHead(200, { 'content-length': '0' }).end());
@@ -143,18 +69,12 @@ const bare = (req, res) => {
 const targets = {
   bare: { dispatch: bare },
   fastify: { app },
-  ...Object.fromEntries(
-    [0, ...STAGES.map((_, i) => i + 1)].map((depth) => [
-      depth === 0 ? 'ladder: body read' : `ladder: + ${STAGES[depth - 1]}`,
-      { dispatch: rung(depth) },
-    ]),
-  ),
+  ...Object.fromEntries(RUNG_NAMES.map((name, depth) => [name, { dispatch: rung(depth, API_KEY) }])),
   ours: { dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger }) },
   'ours + metrics': {
     dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger, metricsPath: '/metrics' }),
   },
 };
-delete targets['ladder: + read']; // rung 1 only adds what rung 0 already does: reading the body
 
 let id = 0;
 const request = (i) => ({

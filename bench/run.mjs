@@ -14,6 +14,7 @@ import { apiKey } from './events.mjs';
 import { wrkScript } from './mklua.mjs';
 import { between, othersOver, peakRssMiB, sample } from './proc.mjs';
 import { ratios, render, summariseServers, targets } from './report.mjs';
+import { RUNG_NAMES } from './stages.mjs';
 
 const HERE = dirname(new URL(import.meta.url).pathname);
 const ROOT = join(HERE, '..');
@@ -58,7 +59,12 @@ const SERVERS = {
     args: (port, store) => cli(port, '--out', store),
   },
 };
-const names = (process.env.BENCH_SERVERS ?? Object.keys(SERVERS).join(',')).split(',');
+const MAIN = Object.keys(SERVERS);
+// The ablation ladder under wrk (`make bench-ladder`): rung0 reads the body, each next one adds a stage.
+for (const [depth, label] of RUNG_NAMES.entries()) {
+  SERVERS[`rung${depth}`] = { label, args: () => ['bench/ladder-server.mjs', String(depth)] };
+}
+const names = (process.env.BENCH_SERVERS ?? MAIN.join(',')).split(',');
 for (const name of names) if (!SERVERS[name]) throw new Error(`BENCH_SERVERS: no server "${name}"`);
 
 const script = join(work, 'events.lua');

@@ -1,29 +1,25 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { type AuthDecision, keyFingerprint } from './auth.ts';
 import { acceptBatch, batchAnswer, type EventResult, eventsOf, type Route } from './batch.ts';
-import { asObject, checkBodyHeaders, framedBody, parseBody } from './body.ts';
+import { checkBodyHeaders, framedBody, parseBody } from './body.ts';
 import { type Credentials, CredentialsCache } from './credentials.ts';
 import { Deadlines } from './deadlines.ts';
-import { createDispatcher, type Dispatcher, EventContext } from './dispatch.ts';
-import { EndpointError, forbiddenType, toErrorAnswer, unknownType, unsupportedType } from './errors.ts';
+import { EndpointError } from './errors.ts';
+import { EventIntake, type RequestFacts } from './intake.ts';
 import type { Metrics } from './metrics.ts';
-import { normalizeEvent } from './normalize.ts';
-import { once } from './once.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
 import { type BodySink, readBody } from './reader.ts';
 import { type RefusalContext, sendContinue, sendError, sendStatus } from './respond.ts';
 import { type Settings, SettingsCache } from './settings.ts';
 import { verifySignature } from './signature.ts';
-import type { EventType } from './types.ts';
-import { eventValidators, type Validator } from './validate.ts';
 
 /**
  * One request on its way through the pipeline, and what its request-level checks established for each
  * event it carries. The one object a request makes besides its events: it is also where its body is
  * read to (a BodySink), so no closure or promise is made per step.
  */
-class Exchange implements BodySink {
+class Exchange implements BodySink, RequestFacts {
   apiKey: string | undefined;
   decision: AuthDecision = 'allow';
   settings: Settings | undefined;
@@ -51,23 +47,16 @@ class Exchange implements BodySink {
   }
 }
 
-/** An event whose type is known: one of Segment's, permitted to its key, taken by a handler. */
-interface Typed {
-  readonly type: EventType;
-  readonly event: Record<string, unknown>;
-  readonly original: Record<string, unknown>;
-}
-
 /**
  * The event pipeline: what happens to a request the front door let through, in the order of Segment's
- * partner contract. Its state (validators, the dispatch table, decoded settings, accepted credentials,
- * body deadlines) belongs to one handler. The steps run as plain calls: a promise appears only where
- * something asynchronous happens (an async authenticator or handler, a batch).
+ * partner contract, up to the events it carries (each taken by the EventIntake, intake.ts). Its state
+ * (decoded settings, accepted credentials, body deadlines) belongs to one handler. The steps run as plain
+ * calls: a promise appears only where something asynchronous happens (an async authenticator or
+ * handler, a batch).
  */
 export class EventPipeline {
   readonly #opts: ResolvedHandlerOptions;
-  readonly #validators: Record<EventType, Validator> = eventValidators();
-  readonly #dispatcher: Dispatcher;
+  readonly #intake: EventIntake;
   readonly #settings = new SettingsCache();
   readonly #credentials: CredentialsCache;
   readonly #deadlines: Deadlines;
@@ -83,7 +72,7 @@ export class EventPipeline {
     draining: () => boolean,
   ) {
     this.#opts = opts;
-    this.#dispatcher = createDispatcher(opts.handlers, opts.handlerTimeoutMs);
+    this.#intake = new EventIntake(opts, metrics);
     this.#credentials = new CredentialsCache(opts.authenticate);
     this.#deadlines = new Deadlines(opts.bodyTimeoutMs);
     this.#metrics = metrics;
@@ -155,15 +144,15 @@ export class EventPipeline {
       const { route } = x;
       if (route.kind === 'event' && !Array.isArray(value)) {
         // One event, the body as sent: its own text goes with it.
-        result = this.#accept(x, value, 'Request body', text);
+        result = this.#intake.accept(x, value, 'Request body', text);
       } else {
         const { events, batch } = eventsOf(value, route, text);
         result = batch
           ? this.#acceptAll(x, events).then(batchAnswer)
-          : this.#accept(x, events[0], 'Request body', undefined);
+          : this.#intake.accept(x, events[0], 'Request body', undefined);
       }
     } catch (err) {
-      result = this.#failed(err, x.apiKey);
+      result = this.#intake.failed(err, x.apiKey);
     }
     if (!isPromise(result)) {
       this.answer(x, result);
@@ -177,7 +166,7 @@ export class EventPipeline {
 
   /** Answers the request with what a thrown refusal amounts to. */
   refuse(x: Exchange, err: unknown): void {
-    this.answer(x, this.#failed(err, x.apiKey));
+    this.answer(x, this.#intake.failed(err, x.apiKey));
   }
 
   /** Answers the request with its result, once, then tells the front door. */
@@ -206,88 +195,8 @@ export class EventPipeline {
   #acceptAll(x: Exchange, events: readonly unknown[]): Promise<EventResult[]> {
     const settingsBytes = Buffer.byteLength(JSON.stringify(x.settings));
     return acceptBatch(events, settingsBytes, 2 * this.#opts.maxBodyBytes, (event, index) =>
-      this.#accept(x, event, `Event #${index}`, undefined),
+      this.#intake.accept(x, event, `Event #${index}`, undefined),
     );
-  }
-
-  /**
-   * One event: typed (an object, its casing, a type this key may send and a handler takes), validated
-   * against its type's schema, then processed at most once per messageId. A synchronous handler's
-   * result comes back without a turn of the microtask queue.
-   */
-  #accept(
-    request: Exchange,
-    received: unknown,
-    what: string,
-    raw: string | undefined,
-  ): EventResult | Promise<EventResult> {
-    let checked: Typed;
-    try {
-      checked = this.#typed(received, request.decision, what);
-    } catch (err) {
-      return this.#failed(err, request.apiKey);
-    }
-    const { type } = checked;
-    try {
-      const problem = this.#validators[type](checked.event);
-      if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
-      const status = this.#process(request, checked, raw);
-      if (!isPromise(status)) return { status, type };
-      return status.then(
-        (settled) => ({ status: settled, type }),
-        (err: unknown) => this.#failed(err, request.apiKey, type),
-      );
-    } catch (err) {
-      return this.#failed(err, request.apiKey, type);
-    }
-  }
-
-  #typed(received: unknown, decision: AuthDecision, what: string): Typed {
-    const original = asObject(received, what);
-    const event = normalizeEvent(original);
-    const { type } = event;
-    if (typeof type !== 'string' || type === '') throw new EndpointError('SEG_TYPE_MISSING');
-    if (!Object.hasOwn(this.#validators, type)) throw unknownType(type);
-    const known = type as EventType;
-    if (typeof decision === 'object' && decision.allow !== undefined && !decision.allow.includes(known)) {
-      throw forbiddenType(known);
-    }
-    if (!this.#dispatcher.supports(known)) throw unsupportedType(known);
-    return { type: known, event, original };
-  }
-
-  #process(x: Exchange, checked: Typed, raw: string | undefined): number | Promise<number> {
-    const apiKey = x.apiKey as string;
-    const settings = x.settings as Settings;
-    const { headers } = x;
-    const { type, event, original } = checked;
-    const { idempotency, log } = this.#opts;
-    const run = () =>
-      this.#dispatcher.dispatch(type, event, new EventContext(apiKey, settings, headers, log, original, raw));
-    const { messageId } = event;
-    if (idempotency === undefined || typeof messageId !== 'string' || messageId === '') return run();
-    const outcome = once(idempotency, `${apiKey}\n${messageId}`, run);
-    return isPromise(outcome)
-      ? outcome.then((status) => this.#counted(status, apiKey, messageId))
-      : this.#counted(outcome, apiKey, messageId);
-  }
-
-  #counted(status: number | 'duplicate', apiKey: string, messageId: string): number {
-    if (status !== 'duplicate') return status;
-    // Processed before: the sender missed our answer. Success again, without a second run.
-    this.#metrics?.duplicate();
-    this.#opts.log.debug({ source: keyFingerprint(apiKey), messageId }, 'duplicate event');
-    return 200;
-  }
-
-  /** A refusal as a result; a cause of ours (not the sender's) goes to the log, never to the sender. */
-  #failed(err: unknown, apiKey: string | undefined, type?: EventType): EventResult {
-    const error = toErrorAnswer(err);
-    if (error.internal !== undefined) {
-      const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
-      this.#opts.log.error({ err: error.internal, source, status: error.status }, 'event handler failed');
-    }
-    return { status: error.status, type, error };
   }
 
   #observe(x: Exchange, result: EventResult): void {

@@ -1,0 +1,126 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { type AuthDecision, keyFingerprint } from './auth.ts';
+import type { EventResult } from './batch.ts';
+import { asObject } from './body.ts';
+import { createDispatcher, type Dispatcher, EventContext } from './dispatch.ts';
+import { EndpointError, forbiddenType, toErrorAnswer, unknownType, unsupportedType } from './errors.ts';
+import type { Metrics } from './metrics.ts';
+import { normalizeEvent } from './normalize.ts';
+import { once } from './once.ts';
+import type { ResolvedHandlerOptions } from './options.ts';
+import { isPromise } from './promise.ts';
+import type { Settings } from './settings.ts';
+import type { EventType } from './types.ts';
+import { eventValidators, type Validator } from './validate.ts';
+
+/** What the request-level checks established, for each event the request carries. */
+export interface RequestFacts {
+  readonly apiKey: string | undefined;
+  readonly decision: AuthDecision;
+  readonly settings: Settings | undefined;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/** An event whose type is known: one of Segment's, permitted to its key, taken by a handler. */
+interface Typed {
+  readonly type: EventType;
+  readonly event: Record<string, unknown>;
+  readonly original: Record<string, unknown>;
+}
+
+/**
+ * Taking one event, whatever request carried it: its type, casing and schema checked, then handed to
+ * its handler at most once per messageId. The validators and the dispatch table belong to one handler.
+ */
+export class EventIntake {
+  readonly #opts: ResolvedHandlerOptions;
+  readonly #validators: Record<EventType, Validator> = eventValidators();
+  readonly #dispatcher: Dispatcher;
+  readonly #metrics: Metrics | undefined;
+
+  constructor(opts: ResolvedHandlerOptions, metrics: Metrics | undefined) {
+    this.#opts = opts;
+    this.#dispatcher = createDispatcher(opts.handlers, opts.handlerTimeoutMs);
+    this.#metrics = metrics;
+  }
+
+  /**
+   * One event: typed (an object, its casing, a type this key may send and a handler takes), validated
+   * against its type's schema, then processed at most once per messageId. A synchronous handler's
+   * result comes back without a turn of the microtask queue.
+   */
+  accept(
+    request: RequestFacts,
+    received: unknown,
+    what: string,
+    raw: string | undefined,
+  ): EventResult | Promise<EventResult> {
+    let checked: Typed;
+    try {
+      checked = this.#typed(received, request.decision, what);
+    } catch (err) {
+      return this.failed(err, request.apiKey);
+    }
+    const { type } = checked;
+    try {
+      const problem = this.#validators[type](checked.event);
+      if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
+      const status = this.#process(request, checked, raw);
+      if (!isPromise(status)) return { status, type };
+      return status.then(
+        (settled) => ({ status: settled, type }),
+        (err: unknown) => this.failed(err, request.apiKey, type),
+      );
+    } catch (err) {
+      return this.failed(err, request.apiKey, type);
+    }
+  }
+
+  #typed(received: unknown, decision: AuthDecision, what: string): Typed {
+    const original = asObject(received, what);
+    const event = normalizeEvent(original);
+    const { type } = event;
+    if (typeof type !== 'string' || type === '') throw new EndpointError('SEG_TYPE_MISSING');
+    if (!Object.hasOwn(this.#validators, type)) throw unknownType(type);
+    const known = type as EventType;
+    if (typeof decision === 'object' && decision.allow !== undefined && !decision.allow.includes(known)) {
+      throw forbiddenType(known);
+    }
+    if (!this.#dispatcher.supports(known)) throw unsupportedType(known);
+    return { type: known, event, original };
+  }
+
+  #process(x: RequestFacts, checked: Typed, raw: string | undefined): number | Promise<number> {
+    const apiKey = x.apiKey as string;
+    const settings = x.settings as Settings;
+    const { headers } = x;
+    const { type, event, original } = checked;
+    const { idempotency, log } = this.#opts;
+    const run = () =>
+      this.#dispatcher.dispatch(type, event, new EventContext(apiKey, settings, headers, log, original, raw));
+    const { messageId } = event;
+    if (idempotency === undefined || typeof messageId !== 'string' || messageId === '') return run();
+    const outcome = once(idempotency, `${apiKey}\n${messageId}`, run);
+    return isPromise(outcome)
+      ? outcome.then((status) => this.#counted(status, apiKey, messageId))
+      : this.#counted(outcome, apiKey, messageId);
+  }
+
+  #counted(status: number | 'duplicate', apiKey: string, messageId: string): number {
+    if (status !== 'duplicate') return status;
+    // Processed before: the sender missed our answer. Success again, without a second run.
+    this.#metrics?.duplicate();
+    this.#opts.log.debug({ source: keyFingerprint(apiKey), messageId }, 'duplicate event');
+    return 200;
+  }
+
+  /** A refusal as a result; a cause of ours (not the sender's) goes to the log, never to the sender. */
+  failed(err: unknown, apiKey: string | undefined, type?: EventType): EventResult {
+    const error = toErrorAnswer(err);
+    if (error.internal !== undefined) {
+      const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
+      this.#opts.log.error({ err: error.internal, source, status: error.status }, 'event handler failed');
+    }
+    return { status: error.status, type, error };
+  }
+}
