@@ -105,15 +105,32 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
 
 const refusing = new WeakSet<Duplex>();
 
-function clientErrorCode(err: NodeJS.ErrnoException & { reason?: string }): ErrorCode {
+type ParseError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number };
+
+function clientErrorCode(err: ParseError): ErrorCode {
   if (err.code === 'HPE_HEADER_OVERFLOW') return 'SEG_HEADERS_TOO_LARGE';
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'SEG_REQUEST_TIMEOUT';
   // A well-formed version that llhttp does not take (HTTP/3.0, HTTP/1.2; it passes HTTP/0.9 and HTTP/2.0
   // on, and the handler answers those). Its other version errors ("Expected dot", "Invalid minor
-  // version") are a garbled request line: a 400.
-  if (err.code === 'HPE_INVALID_VERSION' && err.reason === 'Invalid HTTP version') return 'SEG_HTTP_VERSION';
+  // version") are a garbled request line: a 400. llhttp judges the version as soon as it has read
+  // DIGIT.DIGIT, before what follows: `HTTP/1.31` is garbled too, so the line itself is checked.
+  if (err.code === 'HPE_INVALID_VERSION' && err.reason === 'Invalid HTTP version') {
+    if (REQUEST_LINE_RE.test(failingLine(err))) return 'SEG_HTTP_VERSION';
+  }
   return 'SEG_BAD_REQUEST';
 }
+
+/** The line the parser stopped in (requests pipelined before it may share its chunk), and what follows. */
+function failingLine(err: ParseError): string {
+  const packet = err.rawPacket;
+  if (packet === undefined) return '';
+  const at = Math.min(err.bytesParsed ?? 0, packet.length);
+  const start = at > 0 ? packet.lastIndexOf(0x0a, at - 1) + 1 : 0;
+  return packet.toString('latin1', start, Math.min(packet.length, at + 64));
+}
+
+// A request line that is well-formed whatever its version: method, target, HTTP/DIGIT.DIGIT, CRLF.
+const REQUEST_LINE_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\s]+ HTTP\/\d\.\d\r\n/;
 
 function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
   if (socket.destroyed || !socket.writable) return;
