@@ -6,10 +6,13 @@ import { randomBytes } from 'node:crypto';
 // an entry again (the duplicate filter, the credentials already accepted), never to authenticate.
 const SEEDS = new Uint32Array(randomBytes(8).buffer);
 
-/** A keyed 128-bit digest of `key`, written as four words into `out` (no allocation). */
-export function digest128(key: string, out: Uint32Array): Uint32Array {
-  mix(key, SEEDS[0] as number, out, 0);
-  mix(key, SEEDS[1] as number, out, 2);
+/**
+ * A keyed 128-bit digest of `key`, written as four words into `out` (no allocation). With `then`, the
+ * digest of `${key}\n${then}`, without building that string.
+ */
+export function digest128(key: string, out: Uint32Array, then?: string): Uint32Array {
+  mix(key, SEEDS[0] as number, out, 0, then);
+  mix(key, SEEDS[1] as number, out, 2, then);
   return out;
 }
 
@@ -21,13 +24,22 @@ export function digest53(key: string): number {
   return ((scratch[1] as number) & 0x1fffff) * 0x100000000 + (scratch[0] as number);
 }
 
-function mix(key: string, seed: number, out: Uint32Array, at: number): void {
+function mix(key: string, seed: number, out: Uint32Array, at: number, then?: string): void {
   let h1 = 0xdeadbeef ^ seed;
   let h2 = 0x41c6ce57 ^ seed;
   for (let i = 0; i < key.length; i++) {
     const ch = key.charCodeAt(i);
     h1 = Math.imul(h1 ^ ch, 2654435761);
     h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  if (then !== undefined) {
+    h1 = Math.imul(h1 ^ 0x0a, 2654435761); // '\n'
+    h2 = Math.imul(h2 ^ 0x0a, 1597334677);
+    for (let i = 0; i < then.length; i++) {
+      const ch = then.charCodeAt(i);
+      h1 = Math.imul(h1 ^ ch, 2654435761);
+      h2 = Math.imul(h2 ^ ch, 1597334677);
+    }
   }
   h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507);
   h1 ^= Math.imul(h2 ^ (h2 >>> 13), 3266489909);

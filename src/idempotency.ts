@@ -1,5 +1,6 @@
 import { digest128 } from './digest.ts';
 import { OPTIONS } from './option-table.ts';
+import { DigestRing } from './ring.ts';
 
 // Segment delivers at least once: a timeout on its side, a lost answer or a retry after our 5xx sends the
 // same event again, with the same `messageId`. The endpoint remembers which events it has processed, per
@@ -45,15 +46,12 @@ export const IDEMPOTENCY_DEFAULTS = {
   ttlMs: OPTIONS['idempotency.ttlMs'].default,
 } as const;
 
-const EMPTY = 0;
-
 /**
- * The default store, in fixed memory: each remembered event is a keyed 128-bit digest of its key and
- * an expiry time, in a ring in insertion order (which is also expiry order: every entry lives as long),
- * found through an open-addressing index. The oldest entry is overwritten first; an expired one is
- * ignored. (A Map would do, but V8 leaves a hole per entry deleted from its front, and evictions walk
- * past them: bench/README.md.) Two different events share a digest
- * with a probability of about n²/2¹²⁹: never, in practice.
+ * The default store, in fixed memory: each remembered event is a keyed 128-bit digest of its key and an
+ * expiry time, in a ring (ring.ts). The oldest entry is overwritten first; an expired one is ignored. (A
+ * Map would do, but V8 leaves a hole per entry deleted from its front, and evictions walk past them:
+ * bench/README.md.) Two different events share a digest with a probability of about n²/2¹²⁹: never, in
+ * practice.
  *
  * A copy that arrives while the first is being processed waits for its outcome instead of running
  * alongside it: it answers as a duplicate if the first succeeds, and takes over if it fails.
@@ -64,34 +62,18 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly #now: () => number;
   /** Events being processed now, and the copies waiting for each (`null` while there are none). */
   readonly #pending = new Map<string, Array<(claim: Claim) => void> | null>();
-  /** The ring: four words of digest and an expiry per slot; expiry 0 marks a slot not in the index. */
-  readonly #digests: Uint32Array;
-  readonly #expires: Float64Array;
-  /** Open addressing, linear probing: slot + 1 of the ring, or EMPTY. */
-  readonly #index: Int32Array;
-  readonly #mask: number;
-  #head = 0;
-  #size = 0;
+  readonly #ring: DigestRing;
 
   constructor(options: MemoryIdempotencyOptions = {}) {
     this.maxEntries = options.maxEntries ?? IDEMPOTENCY_DEFAULTS.maxEntries;
     this.ttlMs = options.ttlMs ?? IDEMPOTENCY_DEFAULTS.ttlMs;
     this.#now = options.now ?? Date.now;
-    const capacity = Math.max(1, this.maxEntries);
-    this.#digests = new Uint32Array(capacity * 4);
-    this.#expires = new Float64Array(capacity);
-    let buckets = 2;
-    while (buckets < capacity * 2) buckets *= 2; // at most half full: short probes
-    this.#index = new Int32Array(buckets);
-    this.#mask = buckets - 1;
+    this.#ring = new DigestRing(this.maxEntries);
   }
 
   /** Events remembered as done now. */
   get size(): number {
-    const now = this.#now();
-    let live = 0;
-    for (let slot = 0; slot < this.#expires.length; slot++) if ((this.#expires[slot] as number) > now) live++;
-    return live;
+    return this.#ring.live(this.#now());
   }
 
   claim(key: string): Claim | Promise<Claim> {
@@ -101,8 +83,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       if (running === null) this.#pending.set(key, waiters);
       return new Promise((resolve) => waiters.push(resolve));
     }
-    const slot = this.#find(digestOf(key));
-    if (slot !== -1 && (this.#expires[slot] as number) > this.#now()) return 'done';
+    if (this.#done(digestOf(key))) return 'done';
     this.#pending.set(key, null);
     return 'new';
   }
@@ -110,12 +91,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   complete(key: string): void {
     const waiters = this.#pending.get(key);
     this.#pending.delete(key);
-    if (this.maxEntries > 0) {
-      const digest = digestOf(key);
-      const old = this.#find(digest);
-      if (old !== -1) this.#unindex(old);
-      this.#insert(digest, this.#now() + this.ttlMs);
-    }
+    this.#remember(digestOf(key));
     if (waiters) for (const wake of waiters) wake('done');
   }
 
@@ -125,69 +101,68 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     else next('new'); // the claim passes to the next copy, which processes it
   }
 
-  #insert(digest: Uint32Array, expires: number): void {
-    const slot = this.#head;
-    if (this.#size === this.maxEntries) {
-      if ((this.#expires[slot] as number) !== 0) this.#unindex(slot); // the oldest goes
-    } else {
-      this.#size++;
+  /**
+   * once()'s own path to this store, for the event `messageId` of `apiKey` (its key is eventKey() of the
+   * two): `claim` without marking the event pending, and without building its key. The caller processes
+   * the event at once: if that ends synchronously it calls `completeEvent`, nothing else having run in
+   * between; if it goes asynchronous, `hold` marks it pending before anything else can run, and the
+   * claim's usual `complete` or `release` follows. An event pending already is claimed as usual.
+   */
+  peek(apiKey: string, messageId: string): Claim | Promise<Claim> {
+    if (this.#pending.size > 0) {
+      const key = eventKey(apiKey, messageId);
+      if (this.#pending.has(key)) return this.claim(key);
     }
-    this.#digests.set(digest, slot * 4);
-    this.#expires[slot] = expires;
-    let bucket = (digest[0] as number) & this.#mask;
-    while (this.#index[bucket] !== EMPTY) bucket = (bucket + 1) & this.#mask;
-    this.#index[bucket] = slot + 1;
-    this.#head = (slot + 1) % this.maxEntries;
+    return this.#done(digestOfEvent(apiKey, messageId)) ? 'done' : 'new';
   }
 
-  /** The ring slot holding `digest`, or -1. */
-  #find(digest: Uint32Array): number {
-    const words = this.#digests;
-    for (let bucket = (digest[0] as number) & this.#mask; ; bucket = (bucket + 1) & this.#mask) {
-      const entry = this.#index[bucket] as number;
-      if (entry === EMPTY) return -1;
-      const at = (entry - 1) * 4;
-      if (
-        words[at] === digest[0] &&
-        words[at + 1] === digest[1] &&
-        words[at + 2] === digest[2] &&
-        words[at + 3] === digest[3]
-      ) {
-        return entry - 1;
-      }
-    }
+  /** The event of a `peek` went asynchronous: it is pending from now on. */
+  hold(key: string): void {
+    this.#pending.set(key, null);
   }
 
-  /** Takes a ring slot out of the index (backward-shift deletion keeps every probe chain unbroken). */
-  #unindex(slot: number): void {
-    const index = this.#index;
-    const mask = this.#mask;
-    let bucket = (this.#digests[slot * 4] as number) & mask;
-    while (index[bucket] !== slot + 1) bucket = (bucket + 1) & mask;
-    let hole = bucket;
-    for (let next = (hole + 1) & mask; index[next] !== EMPTY; next = (next + 1) & mask) {
-      const home = (this.#digests[((index[next] as number) - 1) * 4] as number) & mask;
-      // Move the entry back into the hole unless its home lies cyclically in (hole, next].
-      if (((next - home) & mask) >= ((next - hole) & mask)) {
-        index[hole] = index[next] as number;
-        hole = next;
-      }
-    }
-    index[hole] = EMPTY;
-    this.#expires[slot] = 0;
+  /** The event of a `peek` succeeded synchronously: remember it for the window. */
+  completeEvent(apiKey: string, messageId: string): void {
+    this.#remember(digestOfEvent(apiKey, messageId));
+  }
+
+  #done(digest: Uint32Array): boolean {
+    return this.#ring.expiry(digest) > this.#now();
+  }
+
+  #remember(digest: Uint32Array): void {
+    if (this.maxEntries > 0) this.#ring.put(digest, this.#now() + this.ttlMs);
   }
 }
 
-// The digest of the key being looked up or inserted, in one scratch array rather than a typed array per
-// event. A synchronous handler's event is claimed and completed one after the other: the digest of the
-// claim is still there for the completion.
+/** The key under which an event is remembered: its API key and messageId. */
+export function eventKey(apiKey: string, messageId: string): string {
+  return `${apiKey}\n${messageId}`;
+}
+
+// The digest of the key being looked up or remembered, in one scratch array rather than a typed array
+// per event. An event is claimed and completed one after the other when its handler is synchronous: the
+// digest of the claim is still there for the completion. A key and its (apiKey, messageId) digest alike.
 const scratch = new Uint32Array(4);
 let scratchKey: string | undefined;
+let scratchApiKey: string | undefined;
+let scratchMessageId: string | undefined;
 
 function digestOf(key: string): Uint32Array {
   if (key !== scratchKey) {
     digest128(key, scratch);
     scratchKey = key;
+    scratchApiKey = undefined;
+  }
+  return scratch;
+}
+
+function digestOfEvent(apiKey: string, messageId: string): Uint32Array {
+  if (messageId !== scratchMessageId || apiKey !== scratchApiKey) {
+    digest128(apiKey, scratch, messageId);
+    scratchApiKey = apiKey;
+    scratchMessageId = messageId;
+    scratchKey = undefined;
   }
   return scratch;
 }

@@ -6,7 +6,7 @@ import { createDispatcher, type Dispatcher, EventContext } from './dispatch.ts';
 import { EndpointError, forbiddenType, toErrorAnswer, unknownType, unsupportedType } from './errors.ts';
 import type { Metrics } from './metrics.ts';
 import { normalizeEvent } from './normalize.ts';
-import { once } from './once.ts';
+import { onceEvent } from './once.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
 import type { Settings } from './settings.ts';
@@ -100,7 +100,7 @@ export class EventIntake {
       this.#dispatcher.dispatch(type, event, new EventContext(apiKey, settings, headers, log, original, raw));
     const { messageId } = event;
     if (idempotency === undefined || typeof messageId !== 'string' || messageId === '') return run();
-    const outcome = once(idempotency, `${apiKey}\n${messageId}`, run);
+    const outcome = onceEvent(idempotency, apiKey, messageId, run);
     return isPromise(outcome)
       ? outcome.then((status) => this.#counted(status, apiKey, messageId))
       : this.#counted(outcome, apiKey, messageId);

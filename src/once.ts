@@ -1,5 +1,5 @@
 import { EndpointError } from './errors.ts';
-import type { Claim, IdempotencyStore } from './idempotency.ts';
+import { type Claim, eventKey, type IdempotencyStore, MemoryIdempotencyStore } from './idempotency.ts';
 import { isPromise } from './promise.ts';
 
 // Processing an event at most once per messageId, whatever IdempotencyStore remembers them: claim it,
@@ -19,6 +19,39 @@ export function once<T>(
   return isPromise(claim)
     ? claim.then((c) => decide(store, key, c, process))
     : decide(store, key, claim, process);
+}
+
+/**
+ * `once` for the event `messageId` of `apiKey`. With the in-memory store (the default) an event whose
+ * handler answers synchronously is checked and remembered without being marked pending and without its
+ * key being built: nothing else can run in between (MemoryIdempotencyStore.peek).
+ */
+export function onceEvent<T>(
+  store: IdempotencyStore,
+  apiKey: string,
+  messageId: string,
+  process: () => Promise<T> | T,
+): Promise<T | 'duplicate'> | T | 'duplicate' {
+  // The exact class only: a subclass may have its own idea of claim and complete.
+  if (Object.getPrototypeOf(store) !== MemoryIdempotencyStore.prototype) {
+    return once(store, eventKey(apiKey, messageId), process);
+  }
+  const memory = store as MemoryIdempotencyStore;
+  const claim = memory.peek(apiKey, messageId);
+  // Pending already: claimed as usual, under its key.
+  if (isPromise(claim)) return claim.then((c) => decide(store, eventKey(apiKey, messageId), c, process));
+  if (claim === 'done') return 'duplicate';
+  const result = process(); // a throw: nothing was held, nothing to release
+  if (!isPromise<T>(result)) {
+    memory.completeEvent(apiKey, messageId);
+    return result;
+  }
+  const key = eventKey(apiKey, messageId);
+  memory.hold(key);
+  return result.then(
+    (value) => succeeded(store, key, value),
+    (err: unknown) => failed(store, key, err),
+  );
 }
 
 function decide<T>(
