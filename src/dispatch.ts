@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { Deadline, Deadlines } from './deadlines.ts';
 import { EndpointError, type ErrorCode } from './errors.ts';
 import type { Logger } from './log.ts';
 import { isPromise } from './promise.ts';
@@ -103,36 +104,56 @@ export interface Dispatcher {
 /**
  * Builds the dispatch table once: a null-prototype object keyed by type, so a `type` such as
  * `"constructor"` or `"__proto__"` finds nothing. A synchronous handler is answered without a timer;
- * an asynchronous one races `timeoutMs`, after which `ctx.signal` fires and the answer is 503.
+ * an asynchronous one races `timeoutMs` (on one deadline list for all of them, not a timer each), after
+ * which `ctx.signal` fires and the answer is 503.
  */
 export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatcher {
   const table = Object.create(null) as Record<EventType, AnyHandler | undefined>;
   for (const [type, handler] of Object.entries(handlers)) {
     if (handler !== undefined) table[type as EventType] = handler as AnyHandler;
   }
+  const deadlines = new Deadlines(timeoutMs);
   const supports = (type: EventType) => table[type] !== undefined;
   const dispatch: Dispatcher['dispatch'] = (type, event, ctx) => {
     // The pipeline asked `supports` first: a type without a handler never gets here.
     const result = (table[type] as AnyHandler)(event, ctx);
     if (!isPromise(result)) return statusOf(result);
     return new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        ctx.abort(new EndpointError('SEG_HANDLER_TIMEOUT'));
-        reject(new EndpointError('SEG_HANDLER_TIMEOUT'));
-      }, timeoutMs);
+      const run = new HandlerRun(ctx, reject);
+      deadlines.add(run);
       result.then(
         (value) => {
-          clearTimeout(timer);
-          resolve(statusOf(value));
+          run.cancel();
+          // A refusal it returned, or a status outside the contract, is thrown here: answered as such.
+          try {
+            resolve(statusOf(value));
+          } catch (err) {
+            reject(err);
+          }
         },
         (err: unknown) => {
-          clearTimeout(timer);
+          run.cancel();
           reject(err);
         },
       );
     });
   };
   return { supports, dispatch };
+}
+
+/** An asynchronous handler's run, on the dispatcher's deadline list. */
+class HandlerRun extends Deadline {
+  constructor(
+    readonly ctx: EventContext,
+    readonly reject: (err: unknown) => void,
+  ) {
+    super();
+  }
+
+  override expired(): void {
+    this.ctx.abort(new EndpointError('SEG_HANDLER_TIMEOUT'));
+    this.reject(new EndpointError('SEG_HANDLER_TIMEOUT'));
+  }
 }
 
 // The refusals a handler may return, by status: the catalogue code each is answered with.

@@ -236,6 +236,24 @@ describe('statuses a handler returns', () => {
     }
   });
 
+  test('the same from an asynchronous handler: its refusal or its bug is answered, not left hanging', {
+    timeout: 10_000,
+  }, async () => {
+    const later = (result: unknown) =>
+      createHandler({
+        apiKeys: [API_KEY],
+        log: silentLogger,
+        handlers: { track: async () => result as undefined },
+      });
+    const busy = await inject(later({ status: 503, message: 'CRM is down' }), { body: trackEvent() });
+    assert.deepEqual(busy.json(), { message: 'CRM is down', code: 'SEG_RETRY' });
+    for (const status of [404, '200']) {
+      const res = await inject(later({ status }), { body: trackEvent() });
+      assert.equal(res.status, 500, String(status));
+      assert.equal(res.json().code, 'SEG_INTERNAL');
+    }
+  });
+
   test('a returned value without a status (a driver result) is 200, as before', async () => {
     assert.equal((await inject(returning({ rowCount: 1 }).handler, { body: trackEvent() })).status, 200);
     assert.equal((await inject(returning(true).handler, { body: trackEvent() })).status, 200);
