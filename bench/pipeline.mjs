@@ -3,7 +3,7 @@
 // light-my-request's `inject` (fastify's `inject` is the same library), in one process. No kernel, no TLS,
 // no scheduler: what the code we own costs per event, stable run to run. Rounds are interleaved.
 //
-//   node bench/pipeline.mjs [--rounds 5] [--n 20000] [--json FILE]
+//   node --expose-gc bench/pipeline.mjs [--rounds 7] [--n 10000] [--json FILE]
 //
 // Targets: a bare handler (reads the body, answers 200: the injector's own cost), the fastify anchor (auth
 // hook, settings decode, Ajv per type: what a partner would otherwise write), segment-endpoint as shipped
@@ -28,8 +28,8 @@ const option = (name, fallback) => {
   const at = args.indexOf(`--${name}`);
   return at === -1 ? fallback : args[at + 1];
 };
-const ROUNDS = Number(option('rounds', 5));
-const N = Number(option('n', 20_000));
+const ROUNDS = Number(option('rounds', 7));
+const N = Number(option('n', 10_000));
 const JSON_FILE = option('json', '');
 
 const noop = () => {};
@@ -97,8 +97,24 @@ async function measure(target, n) {
 const names = Object.keys(targets);
 for (const name of names) await measure(targets[name], 3000); // warm-up: every path compiled
 const runs = Object.fromEntries(names.map((name) => [name, []]));
+// The host's own pace drifts by tens of percent over seconds (README, Run-to-run spread), more than the
+// differences measured here: a round measures every target in slices of SLICE events taken in turn, so
+// that all see the same stretches of the host, and the per-round nets compare like with like. A slice is
+// long enough (~0.15 s) for its target's code and data to be warm, as in a server that runs one of them;
+// much shorter slices measure every target cold, which favours the smaller code. Each round starts from
+// a collected heap (with --expose-gc) and one target further on.
+const SLICE = 2_500;
+const collect = globalThis.gc ?? (() => {});
 for (let round = 0; round < ROUNDS; round++) {
-  for (const name of names) runs[name].push(await measure(targets[name], N));
+  collect();
+  const total = Object.fromEntries(names.map((name) => [name, 0]));
+  for (let done = 0; done < N; done += SLICE) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(i + round) % names.length];
+      total[name] += await measure(targets[name], SLICE);
+    }
+  }
+  for (const name of names) runs[name].push(total[name] / Math.ceil(N / SLICE));
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
