@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { Chain, type Linked } from './chain.ts';
 import type { ErrorCode } from './errors.ts';
 import { rawRefusal } from './respond.ts';
 
@@ -25,8 +26,7 @@ export class ConnectionSlots {
   readonly #max: number;
   readonly #slots = new Map<Socket, Slot>();
   /** The idle connections, longest idle first. */
-  #head: Slot | undefined;
-  #tail: Slot | undefined;
+  readonly #idle = new Chain<Slot>();
 
   constructor(max: number) {
     this.#max = max;
@@ -40,7 +40,7 @@ export class ConnectionSlots {
   /** On the server's 'connection' event: the TCP connection, before any TLS handshake. */
   admit(socket: Socket): void {
     if (this.#slots.size >= this.#max) {
-      const longestIdle = this.#head;
+      const longestIdle = this.#idle.head;
       if (longestIdle === undefined) {
         socket.destroy();
         return;
@@ -51,7 +51,7 @@ export class ConnectionSlots {
     }
     const slot: Slot = { socket, running: 0, prev: undefined, next: undefined };
     this.#slots.set(socket, slot);
-    this.#link(slot);
+    this.#idle.push(slot);
     socket.once('close', () => {
       const open = this.#slots.get(socket);
       if (open !== undefined) this.#drop(open);
@@ -62,47 +62,27 @@ export class ConnectionSlots {
   started(req: IncomingMessage): void {
     const slot = this.#slots.get(tcpSocket(req.socket));
     // Pipelined behind a request still in progress, the connection is busy already; closed: no record.
-    if (slot !== undefined && slot.running++ === 0) this.#unlink(slot);
+    if (slot !== undefined && slot.running++ === 0) this.#idle.remove(slot);
   }
 
   /** The answer to a request on `req.socket` was sent, or abandoned. */
   finished(req: IncomingMessage): void {
     const slot = this.#slots.get(tcpSocket(req.socket));
     if (slot === undefined || slot.running === 0) return; // closed meanwhile
-    if (--slot.running === 0) this.#link(slot);
+    if (--slot.running === 0) this.#idle.push(slot);
   }
 
   #drop(slot: Slot): void {
     this.#slots.delete(slot.socket);
-    if (slot.running === 0) this.#unlink(slot);
+    if (slot.running === 0) this.#idle.remove(slot);
     slot.running = 0;
-  }
-
-  /** Appends an idle connection: the most recently idle. */
-  #link(slot: Slot): void {
-    slot.prev = this.#tail;
-    slot.next = undefined;
-    if (this.#tail === undefined) this.#head = slot;
-    else this.#tail.next = slot;
-    this.#tail = slot;
-  }
-
-  #unlink(slot: Slot): void {
-    if (slot.prev === undefined) this.#head = slot.next;
-    else slot.prev.next = slot.next;
-    if (slot.next === undefined) this.#tail = slot.prev;
-    else slot.next.prev = slot.prev;
-    slot.prev = undefined;
-    slot.next = undefined;
   }
 }
 
 /** A connection's record: requests in progress on it, and its place among the idle ones. */
-interface Slot {
+interface Slot extends Linked<Slot> {
   readonly socket: Socket;
   running: number;
-  prev: Slot | undefined;
-  next: Slot | undefined;
 }
 
 /**

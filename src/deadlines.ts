@@ -1,3 +1,5 @@
+import { Chain, type Linked } from './chain.ts';
+
 // Deadlines of one fixed length (a handler's body timeout, its handlers' timeout) for many short tasks
 // at once. Every task lives as long, so the order they start in is the order they expire in: a list in
 // that order, checked from its head on one interval timer, replaces a timer per task (a setTimeout and
@@ -6,7 +8,7 @@
 // Segment's 5).
 
 /** A task with a deadline: `expired` is called once if it is still on its list when the deadline passes. */
-export abstract class Deadline {
+export abstract class Deadline implements Linked<Deadline> {
   due = 0;
   prev: Deadline | undefined;
   next: Deadline | undefined;
@@ -23,8 +25,7 @@ export abstract class Deadline {
 export class Deadlines {
   readonly ms: number;
   readonly #tickMs: number;
-  #head: Deadline | undefined;
-  #tail: Deadline | undefined;
+  readonly #chain = new Chain<Deadline>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(ms: number) {
@@ -36,11 +37,7 @@ export class Deadlines {
     task.list?.remove(task); // on a list already: its deadline starts again, at the end of this one
     task.due = performance.now() + this.ms;
     task.list = this;
-    task.prev = this.#tail;
-    task.next = undefined;
-    if (this.#tail === undefined) this.#head = task;
-    else this.#tail.next = task;
-    this.#tail = task;
+    this.#chain.push(task);
     // The timer runs while deadlines are pending, and only then (it stops when the list empties), so it
     // holds the process open exactly as long as a body is being read.
     this.#timer ??= setInterval(sweep, this.#tickMs, this);
@@ -49,23 +46,17 @@ export class Deadlines {
   remove(task: Deadline): void {
     if (task.list !== this) return;
     task.list = undefined;
-    if (task.prev === undefined) this.#head = task.next;
-    else task.prev.next = task.next;
-    if (task.next === undefined) this.#tail = task.prev;
-    else task.next.prev = task.prev;
-    task.prev = undefined;
-    task.next = undefined;
+    this.#chain.remove(task);
   }
 
   /** Fires every deadline that has passed. */
   sweep(): void {
     const now = performance.now();
-    while (this.#head !== undefined && this.#head.due <= now) {
-      const task = this.#head;
+    for (let task = this.#chain.head; task !== undefined && task.due <= now; task = this.#chain.head) {
       this.remove(task);
       task.expired();
     }
-    if (this.#head === undefined && this.#timer !== undefined) {
+    if (this.#chain.head === undefined && this.#timer !== undefined) {
       clearInterval(this.#timer);
       this.#timer = undefined;
     }
