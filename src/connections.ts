@@ -119,25 +119,15 @@ function clientErrorCode(err: ParseError): ErrorCode {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'SEG_REQUEST_TIMEOUT';
   // A well-formed version that llhttp does not take (HTTP/3.0, HTTP/1.2; it passes HTTP/0.9 and HTTP/2.0
   // on, and the handler answers those). Its other version errors ("Expected dot", "Invalid minor
-  // version") are a garbled request line: a 400. llhttp judges the version as soon as it has read
-  // DIGIT.DIGIT, before what follows: `HTTP/1.31` is garbled too, so the line itself is checked.
+  // version") are a garbled request line: a 400. llhttp says "Invalid HTTP version" as soon as it has read
+  // DIGIT.DIGIT, before the byte after it, which `bytesParsed` points at: a line break there (or the end
+  // of what has come so far) is a well-formed line, anything else (`HTTP/1.31`) a garbled one.
   if (err.code === 'HPE_INVALID_VERSION' && err.reason === 'Invalid HTTP version') {
-    if (REQUEST_LINE_RE.test(failingLine(err))) return 'SEG_HTTP_VERSION';
+    const next = err.rawPacket?.[err.bytesParsed ?? 0];
+    if (next === undefined || next === 0x0d || next === 0x0a) return 'SEG_HTTP_VERSION';
   }
   return 'SEG_BAD_REQUEST';
 }
-
-/** The line the parser stopped in (requests pipelined before it may share its chunk), and what follows. */
-function failingLine(err: ParseError): string {
-  const packet = err.rawPacket;
-  if (packet === undefined) return '';
-  const at = Math.min(err.bytesParsed ?? 0, packet.length);
-  const start = at > 0 ? packet.lastIndexOf(0x0a, at - 1) + 1 : 0;
-  return packet.toString('latin1', start, Math.min(packet.length, at + 64));
-}
-
-// A request line that is well-formed whatever its version: method, target, HTTP/DIGIT.DIGIT, CRLF.
-const REQUEST_LINE_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^\s]+ HTTP\/\d\.\d\r\n/;
 
 function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
   if (socket.destroyed || !socket.writable) return;
