@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Deadline, Deadlines } from './deadlines.ts';
 import { EndpointError, type ErrorCode } from './errors.ts';
@@ -141,8 +142,13 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
   return { supports, dispatch };
 }
 
-/** An asynchronous handler's run, on the dispatcher's deadline list. */
+/**
+ * An asynchronous handler's run, on the dispatcher's deadline list. Its timeout fires from the list's
+ * timer: `ctx.signal`'s listeners run in the handler's own async context all the same.
+ */
 class HandlerRun extends Deadline {
+  readonly #scope = new AsyncResource('segment-endpoint.handler');
+
   constructor(
     readonly ctx: EventContext,
     readonly reject: (err: unknown) => void,
@@ -151,8 +157,10 @@ class HandlerRun extends Deadline {
   }
 
   override expired(): void {
-    this.ctx.abort(new EndpointError('SEG_HANDLER_TIMEOUT'));
-    this.reject(new EndpointError('SEG_HANDLER_TIMEOUT'));
+    this.#scope.runInAsyncScope(() => {
+      this.ctx.abort(new EndpointError('SEG_HANDLER_TIMEOUT'));
+      this.reject(new EndpointError('SEG_HANDLER_TIMEOUT'));
+    });
   }
 }
 

@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { type AuthDecision, keyFingerprint } from './auth.ts';
 import { acceptBatch, batchAnswer, type EventResult, eventsOf, type Route } from './batch.ts';
@@ -17,13 +18,17 @@ import { verifySignature } from './signature.ts';
 /**
  * One request on its way through the pipeline, and what its request-level checks established for each
  * event it carries. The one object a request makes besides its events: it is also where its body is
- * read to (a BodySink), so no closure or promise is made per step.
+ * read to (a BodySink), so no closure or promise is made per step. The body's end comes from the
+ * request stream's listeners, in the socket's async context: the rest of the pipeline (the handler, its
+ * log lines) runs in the context the request came in with, as code after an `await` would, so that an
+ * operator's AsyncLocalStorage (request-scoped logging, tracing) reaches the handler.
  */
 class Exchange implements BodySink, RequestFacts {
   apiKey: string | undefined;
   decision: AuthDecision = 'allow';
   settings: Settings | undefined;
   answered = false;
+  readonly #scope = new AsyncResource('segment-endpoint.request');
 
   constructor(
     readonly pipeline: EventPipeline,
@@ -39,11 +44,11 @@ class Exchange implements BodySink, RequestFacts {
   }
 
   bodyRead(text: string): void {
-    this.pipeline.received(this, text);
+    this.#scope.runInAsyncScope(this.pipeline.received, this.pipeline, this, text);
   }
 
   bodyFailed(err: EndpointError): void {
-    this.pipeline.refuse(this, err);
+    this.#scope.runInAsyncScope(this.pipeline.refuse, this.pipeline, this, err);
   }
 }
 
