@@ -52,6 +52,8 @@ class BodyRead extends Deadline {
   /** Bytes of the body itself: the same as `received`, or what the decoder made of them. */
   size = 0;
   decoder: Transform | undefined;
+  /** The request's 'end' came: all its bytes were read. */
+  ended = false;
   done = false;
   readonly req: IncomingMessage;
   readonly maxBytes: number;
@@ -69,10 +71,11 @@ class BodyRead extends Deadline {
     // listeners go with it.
     this.req.on('data', (chunk: Buffer) => this.data(chunk));
     this.req.on('end', () => this.end());
-    // A 'close' before the whole body came (`complete` still false): the body was cut short. (Node's
-    // aborted request emits 'error' only when someone listens for it, and 'close' in any case.)
+    // A 'close' before 'end': the body will not come whole (cut short, or the request destroyed after
+    // its last byte but before 'end'). Node's aborted request emits 'error' only when someone listens
+    // for it, and 'close' in any case. After 'end', a decoder may still be finishing: not an abort.
     this.req.on('close', () => {
-      if (!this.req.complete) this.finish(new EndpointError('SEG_BODY_ABORTED'));
+      if (!this.ended) this.finish(new EndpointError('SEG_BODY_ABORTED'));
     });
   }
 
@@ -100,6 +103,7 @@ class BodyRead extends Deadline {
   }
 
   end(): void {
+    this.ended = true;
     if (this.done) return;
     if (this.decoder !== undefined)
       this.decoder.end(); // finishes on the decoder's 'end'

@@ -275,6 +275,32 @@ describe('body', () => {
     assert.equal(res.headers.connection, 'close');
   });
 
+  test('a request destroyed after its last byte but before its end: settled at once, not at the deadline', {
+    timeout: 10_000, // a guard only: the body timeout is a minute
+  }, async () => {
+    const seen: Seen[] = [];
+    const handler = endpoint({ bodyTimeoutMs: 60_000 }, seen);
+    const body = JSON.stringify(trackEvent());
+    await inject(
+      (req, res) => {
+        handler(req, res);
+        // Every byte arrived (Node sets `complete`), then the connection went before 'end' was emitted.
+        req.once('data', () => {
+          req.complete = true;
+          req.destroy();
+        });
+      },
+      {
+        headers: { ...segmentHeaders(), 'content-length': String(body.length) },
+        chunks: [body],
+        stall: true,
+      },
+    ).catch(() => {});
+    await handler.idle();
+    assert.equal(handler.inFlight, 0);
+    assert.equal(seen.length, 0);
+  });
+
   test('a client that goes away mid-body: its event is not processed, and nothing waits on it', {
     timeout: 10_000, // a guard only: the body timeout is a minute, so an abort not seen would hang here
   }, async () => {
