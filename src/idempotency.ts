@@ -141,20 +141,15 @@ export function eventKey(apiKey: string, messageId: string): string {
 }
 
 // The digest of the key being looked up or remembered, in one scratch array rather than a typed array
-// per event. An event is claimed and completed one after the other when its handler is synchronous: the
-// digest of the claim is still there for the completion. A key and its (apiKey, messageId) digest alike.
+// per event. An event whose handler answers synchronously is looked up and remembered one right after the
+// other (peek, completeEvent): the digest of the first is still there for the second.
 const scratch = new Uint32Array(4);
-let scratchKey: string | undefined;
 let scratchApiKey: string | undefined;
 let scratchMessageId: string | undefined;
 
 function digestOf(key: string): Uint32Array {
-  if (key !== scratchKey) {
-    digest128(key, scratch);
-    scratchKey = key;
-    scratchApiKey = undefined;
-  }
-  return scratch;
+  scratchApiKey = undefined; // the scratch no longer holds an event's digest
+  return digest128(key, scratch);
 }
 
 function digestOfEvent(apiKey: string, messageId: string): Uint32Array {
@@ -162,7 +157,6 @@ function digestOfEvent(apiKey: string, messageId: string): Uint32Array {
     digest128(apiKey, scratch, messageId);
     scratchApiKey = apiKey;
     scratchMessageId = messageId;
-    scratchKey = undefined;
   }
   return scratch;
 }
