@@ -53,6 +53,10 @@ export const ERRORS = {
   SEG_DRAINING: { status: 503, message: 'The endpoint is restarting, retry later' },
   SEG_OVERLOADED: { status: 503, message: 'The endpoint is at capacity, retry later' },
   SEG_DUPLICATE_IN_FLIGHT: { status: 503, message: 'This event is being processed now, retry later' },
+  SEG_IDEMPOTENCY_UNAVAILABLE: {
+    status: 503,
+    message: 'The endpoint cannot check for duplicates right now, retry later',
+  },
   SEG_BAD_REQUEST: { status: 400, message: 'Malformed HTTP request' },
   SEG_EXPECTATION_FAILED: { status: 417, message: 'Only "Expect: 100-continue" is supported' },
   SEG_TRANSFER_CODING: { status: 501, message: 'Only chunked Transfer-Encoding is supported' },

@@ -1,0 +1,244 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { Deadline, Deadlines } from './deadlines.ts';
+import { EndpointError } from './errors.ts';
+import type { Claim, IdempotencyStore } from './idempotency.ts';
+import type { Logger } from './log.ts';
+
+// Duplicate suppression shared by every process and machine of one endpoint, over Redis: an event is
+// claimed with `SET NX` (one claimant wins), remembered as done for the window once it succeeds, and
+// forgotten if it fails so that the sender's retry is processed. While Redis fails, events are refused
+// with a 503 the sender retries: neither processed nor answered as duplicates unchecked.
+
+const KEY_PREFIX = 'segment-endpoint:dedup:'; // then a SHA-256 of the event's key
+const DONE = 'done';
+// How long a claim outlives a process that dies while handling its event (then the sender's retry is
+// processed): far above handlerTimeoutMs (4 s by default), so that no claim expires under its handler.
+const PENDING_MS = 30_000; // 30 s
+const PENDING = { condition: 'NX', expiration: { type: 'PX', value: PENDING_MS } } as const;
+const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
+const CONNECT_MS = 1_000; // 1 s: a connection attempt that takes longer has failed
+const BACKOFF_MAX_MS = 2_000; // 2 s: reconnection waits 100 ms, doubling up to this: Redis is found again
+// Commands waiting for Redis at most (far above the requests an endpoint takes at once): past it a claim
+// fails at once rather than queue behind a hung Redis.
+const QUEUE_MAX = 10_000;
+/** Deletes the key only while it holds the caller's claim: not a claim made since by another process. */
+const RELEASE =
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+export interface RedisIdempotencyOptions {
+  /** How long a processed event is remembered, in milliseconds. */
+  ttlMs: number;
+  /** Where outages and recoveries of Redis are told, once each. Never given the URL. */
+  log?: Logger;
+}
+
+/**
+ * Opens the duplicate filter on the Redis at `url`: `redis://[[user]:password@]host[:port][/db]`, or
+ * `rediss://` for TLS. It resolves once Redis answers or the first attempt to reach it fails: an
+ * unreachable Redis does not stop the endpoint from starting. The store is returned with `ready` false,
+ * every claim is refused at once (events are answered 503 `SEG_IDEMPOTENCY_UNAVAILABLE`, which Segment
+ * retries), the log says so once, and the client reconnects in the background; events are checked again
+ * as soon as Redis answers.
+ */
+export async function openRedisIdempotency(
+  url: string,
+  options: RedisIdempotencyOptions,
+): Promise<RedisIdempotencyStore> {
+  const { ttlMs } = options;
+  if (!Number.isInteger(ttlMs) || ttlMs < 1) {
+    throw new RangeError(`options.ttlMs must be a positive integer of milliseconds, got ${String(ttlMs)}`);
+  }
+  const where = redisAddress(url);
+  const client = await newClient(url);
+  const store = new RedisIdempotencyStore(client, ttlMs, where, options.log);
+  await firstAttempt(client);
+  return store;
+}
+
+async function newClient(url: string) {
+  // Loaded here, not at the top: an endpoint without Redis never loads the client.
+  const { createClient } = await import('@redis/client');
+  return createClient({
+    url,
+    // Version 6 of the client speaks RESP3 by default, which needs Redis 6 (HELLO); these commands
+    // need nothing of it, and RESP2 keeps older Redis and proxies working.
+    RESP: 2,
+    // A command while disconnected fails at once instead of waiting, unbounded, for a reconnection.
+    disableOfflineQueue: true,
+    commandsQueueMaxLength: QUEUE_MAX,
+    socket: { connectTimeout: CONNECT_MS, reconnectStrategy: backoff },
+  });
+}
+
+type RedisClient = Awaited<ReturnType<typeof newClient>>;
+
+/** Connects; resolves once Redis answers or the first attempt fails (reconnection goes on). */
+async function firstAttempt(client: RedisClient): Promise<void> {
+  const answered = once(client, 'ready'); // rejects at the first 'error' (which the store logs)
+  // It rejects only when the store is closed while still connecting: nothing is waiting on it then.
+  client.connect().catch(() => {});
+  await answered.catch(() => {});
+}
+
+/** The wait before reconnection attempt `retries` (from 0), with jitter so processes spread out. */
+function backoff(retries: number): number {
+  return Math.min(100 * 2 ** retries, BACKOFF_MAX_MS) + Math.floor(Math.random() * 100);
+}
+
+/**
+ * The host and port of a Redis URL, for the log: its password never appears. Throws a TypeError that
+ * does not show the URL either (Node's own carries it whole, in `input`).
+ */
+function redisAddress(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new TypeError('The Redis URL is not a URL: expected redis://[[user]:password@]host[:port][/db]');
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new TypeError(`The Redis URL must start with redis:// or rediss://, not ${parsed.protocol}//`);
+  }
+  return parsed.host || 'localhost:6379';
+}
+
+/** The key an event is remembered under: a digest, so that no API key is readable in Redis. */
+function redisKey(key: string): string {
+  return KEY_PREFIX + createHash('sha256').update(key).digest('hex');
+}
+
+/** A command to Redis still unanswered at its deadline: the event waiting on it is refused. */
+class CommandDeadline extends Deadline {
+  readonly #reject: (err: Error) => void;
+
+  constructor(reject: (err: Error) => void) {
+    super();
+    this.#reject = reject;
+  }
+
+  expired(): void {
+    this.#reject(new Error(`Redis did not answer within ${COMMAND_MS} ms`));
+  }
+}
+
+/**
+ * The duplicate filter over Redis (open it with openRedisIdempotency). A copy that arrives while another
+ * process, or this one, handles the event is answered 503 `SEG_DUPLICATE_IN_FLIGHT`: by the sender's
+ * retry the first has succeeded (the copy is a duplicate) or failed (the copy is processed).
+ */
+export class RedisIdempotencyStore implements IdempotencyStore {
+  readonly ttlMs: number;
+  readonly #client: RedisClient;
+  readonly #where: string;
+  readonly #log: Logger | undefined;
+  readonly #deadlines = new Deadlines(COMMAND_MS);
+  /** What this store's claims hold in Redis: release deletes a claim only while it is still ours. */
+  readonly #token = `pending:${randomBytes(8).toString('hex')}`;
+  /** Whether an outage has been logged and its end not yet. */
+  #down = false;
+
+  constructor(client: RedisClient, ttlMs: number, where: string, log?: Logger) {
+    this.#client = client;
+    this.ttlMs = ttlMs;
+    this.#where = where;
+    this.#log = log;
+    // Without a listener an 'error' event would crash the process; the client reconnects by itself.
+    client.on('error', (err: unknown) => this.#outage(err));
+    client.on('ready', () => this.#recovered());
+  }
+
+  /** Whether Redis can be reached now: false while it is down, and claims are refused. */
+  get ready(): boolean {
+    return this.#client.isReady;
+  }
+
+  async claim(key: string): Promise<Claim> {
+    let claim: Claim;
+    try {
+      claim = await this.#claim(redisKey(key));
+    } catch (err) {
+      this.#outage(err);
+      throw new EndpointError('SEG_IDEMPOTENCY_UNAVAILABLE', undefined, { cause: err });
+    }
+    this.#recovered();
+    return claim;
+  }
+
+  /** `SET NX`; when another claim holds the key, what it holds. Twice more if it goes in between. */
+  async #claim(id: string): Promise<Claim> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if ((await this.#send(this.#client.set(id, this.#token, PENDING))) !== null) return 'new';
+      const value = await this.#send(this.#client.get(id));
+      if (value !== null) return value === DONE ? 'done' : 'busy';
+    }
+    return 'busy';
+  }
+
+  /**
+   * The event succeeded: remember it for the window. If Redis fails now the event stays processed and
+   * its answer a success: the claim, left pending, refuses copies until it expires (PENDING_MS), and a
+   * copy after that is processed again, which is rarer than the retry a failure answer would cause.
+   */
+  async complete(key: string): Promise<void> {
+    const done = { expiration: { type: 'PX', value: this.ttlMs } } as const;
+    try {
+      await this.#send(this.#client.set(redisKey(key), DONE, done));
+    } catch (err) {
+      this.#outage(err);
+    }
+  }
+
+  /**
+   * The event failed: forget its claim, so that its retry is processed. If Redis fails now the
+   * handler's own answer stands; the claim refuses the retries until it expires (PENDING_MS).
+   */
+  async release(key: string): Promise<void> {
+    try {
+      const release = { keys: [redisKey(key)], arguments: [this.#token] };
+      await this.#send(this.#client.eval(RELEASE, release));
+    } catch (err) {
+      this.#outage(err);
+    }
+  }
+
+  /** Disconnects: claims are refused from now on. Commands under way get COMMAND_MS, then are given up. */
+  async close(): Promise<void> {
+    if (!this.#client.isOpen) return;
+    await this.#send(this.#client.close()).catch(() => this.#client.destroy());
+  }
+
+  /**
+   * `command`, bounded by COMMAND_MS. The client's own `timeout` option stops counting once a command
+   * is written, so it cannot tell a Redis that accepts commands and never answers. A command given up
+   * here may still run when Redis comes back: a claim made so is one more pending claim, which expires.
+   */
+  #send<T>(command: Promise<T>): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const deadline = new CommandDeadline(reject);
+      this.#deadlines.add(deadline);
+      command.then(
+        (value) => {
+          deadline.cancel();
+          resolve(value);
+        },
+        (err: unknown) => {
+          deadline.cancel();
+          reject(err);
+        },
+      );
+    });
+  }
+
+  #outage(err: unknown): void {
+    if (this.#down) return;
+    this.#down = true;
+    this.#log?.error({ err, redis: this.#where }, 'Redis fails: events are refused (503) until it answers');
+  }
+
+  #recovered(): void {
+    if (!this.#down) return;
+    this.#down = false;
+    this.#log?.info({ redis: this.#where }, 'Redis answers again: events are checked for duplicates');
+  }
+}

@@ -1,0 +1,47 @@
+import { close, fdatasync, fstat, ftruncate, open, read, write } from 'node:fs';
+
+/**
+ * The file operations the default store makes, on raw descriptors: node's `fs` unless told otherwise.
+ * A test gives its own to make a write fail or come up short (a full disk) without filling a disk.
+ */
+export interface StoreIo {
+  /** `'a'`: append, creating the file if needed; `'r+'`: read and write a file that exists. */
+  open(path: string, flags: 'a' | 'r+'): Promise<number>;
+  /** Writes at the end of a file opened with `'a'`; resolves with the bytes written, which may be fewer. */
+  write(fd: number, bytes: Uint8Array, offset: number, length: number): Promise<number>;
+  /** Reads at `position`; resolves with the bytes read. */
+  read(fd: number, into: Uint8Array, offset: number, length: number, position: number): Promise<number>;
+  fdatasync(fd: number): Promise<void>;
+  ftruncate(fd: number, length: number): Promise<void>;
+  fstat(fd: number): Promise<{ readonly size: number }>;
+  close(fd: number): Promise<void>;
+}
+
+type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
+
+// The callback API on the raw descriptor: one thread-pool round trip per call, without the promise
+// API's per-call machinery: the write+sync cycle is the store's critical path (bench/README.md).
+const call = <T>(run: (done: Done<T>) => void): Promise<T> =>
+  new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value))));
+
+/** Node's `fs`. */
+export const nodeIo: StoreIo = {
+  open: (path, flags) => call((done) => open(path, flags, done)),
+  write: (fd, bytes, offset, length) => call((done) => write(fd, bytes, offset, length, null, done)),
+  read: (fd, into, offset, length, position) =>
+    call((done) => read(fd, into, offset, length, position, done)),
+  fdatasync: (fd) => call<void>((done) => fdatasync(fd, (err) => done(err, undefined))),
+  ftruncate: (fd, length) => call<void>((done) => ftruncate(fd, length, (err) => done(err, undefined))),
+  fstat: (fd) => call((done) => fstat(fd, done)),
+  close: (fd) => call<void>((done) => close(fd, (err) => done(err, undefined))),
+};
+
+/** Writes all of `bytes`, however many calls that takes; rejects with the error of the call that failed. */
+export async function writeAll(io: StoreIo, fd: number, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const written = await io.write(fd, bytes, offset, bytes.length - offset);
+    if (!(written > 0)) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    offset += written;
+  }
+}

@@ -1,0 +1,51 @@
+import type { Context, Handlers } from '../dispatch.ts';
+import { EndpointError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { eventJson, StoredFields } from './fields.ts';
+import type { NdjsonStore } from './file-store.ts';
+
+// What the default store keeps of each accepted event, and the handlers that keep it.
+
+/** The line the default store keeps for each accepted event. */
+export interface StoredRecord {
+  readonly receivedAt: string;
+  /** A short hash of the API key: which customer sent it, without keeping the key itself. */
+  readonly source: string;
+  readonly settings: Readonly<Record<string, unknown>>;
+  /** The event as parsed (its top-level casing as sent): what was authorised, validated and handled. */
+  readonly event: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Handlers for every event type that append the event to `store` before answering 200. While the store
+ * cannot write, events are answered 503 `SEG_STORE_UNAVAILABLE` (retryable); the cause is logged.
+ */
+export function storeHandlers(store: NdjsonStore): Handlers {
+  const fields = new StoredFields();
+  // One log line when writes start failing (or fail for a new reason) and one when they work again, not
+  // one per refused event: a full disk refuses every event until space returns.
+  let down: { readonly log: Logger; readonly code: unknown } | undefined;
+  const stored = () => {
+    if (down === undefined) return;
+    down.log.info({ dir: store.dir }, 'the event store writes again');
+    down = undefined;
+  };
+  const refused = (err: unknown, log: Logger): never => {
+    const code = (err as { code?: unknown } | undefined)?.code;
+    if (down === undefined || down.code !== code) {
+      log.error({ err, dir: store.dir }, 'the event store cannot write: events are answered 503');
+      down = { log, code };
+    }
+    throw new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
+  };
+  const save = (_event: unknown, ctx: Context) => {
+    // Serialised by hand around the settings, already JSON (one string per customer): the same line
+    // JSON.stringify would give for a record of StoredRecord's shape, without serialising them again.
+    const source = fields.source(ctx.apiKey);
+    const settings = fields.settings(ctx);
+    const event = eventJson(ctx);
+    const line = `{"receivedAt":"${ctx.receivedAt.toISOString()}","source":"${source}","settings":${settings},"event":${event}}`;
+    return store.appendLine(line, ctx.receivedAt).then(stored, (err) => refused(err, ctx.log));
+  };
+  return { identify: save, track: save, page: save, screen: save, group: save, alias: save, delete: save };
+}

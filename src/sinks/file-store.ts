@@ -1,0 +1,243 @@
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { nodeIo, type StoreIo, writeAll } from './file-io.ts';
+import { setAsideTornTail, type TornLine } from './file-repair.ts';
+
+export { type StoredRecord, storeHandlers } from './file-records.ts';
+export type { TornLine } from './file-repair.ts';
+
+/** The day's file being appended to. `size` is where its last whole line ends. */
+interface OpenFile {
+  readonly name: string;
+  readonly fd: number;
+  size: number;
+  /** Bytes may lie past `size` (a write failed part-way) and must be cut off before anything else. */
+  dirty: boolean;
+}
+
+interface Pending {
+  readonly file: string;
+  readonly line: string;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * The default store: every accepted event appended as one JSON line to `<dir>/events-YYYY-MM-DD.ndjson`
+ * (UTC day). `append` resolves only once the line is on disk (written and fdatasync'd), so a 200 means
+ * durable. Group commit: lines that arrive while one write+sync is under way share the next one, so under
+ * load one sync carries many events and throughput does not collapse to the disk's sync rate.
+ *
+ * A write that fails (a full disk, an I/O error) or comes up short is cut off, back to the last whole
+ * line, before its events are refused: a partial line never precedes a good one. The store assumes it is
+ * the only writer of its files.
+ */
+export class NdjsonStore {
+  readonly dir: string;
+  readonly #io: StoreIo;
+  /** `-wK` for worker K of several (each writes files of its own), else nothing. */
+  readonly #suffix: string;
+  #queue: Pending[] = [];
+  #flushing: Promise<void> | undefined;
+  #file: OpenFile | undefined;
+  #closed = false;
+  #writable = true;
+  #records = 0;
+  #commits = 0;
+  #failures = 0;
+  #day = -1;
+  #dayFile = '';
+
+  private constructor(dir: string, io: StoreIo, worker: number | undefined) {
+    this.dir = dir;
+    this.#io = io;
+    this.#suffix = worker === undefined ? '' : `-w${worker}`;
+  }
+
+  /**
+   * Records made durable, the write+sync rounds that carried them (fewer: group commit), and the rounds
+   * that failed (their records were refused, not stored).
+   */
+  get stats(): { readonly records: number; readonly commits: number; readonly failures: number } {
+    return { records: this.#records, commits: this.#commits, failures: this.#failures };
+  }
+
+  /**
+   * False from a failed write until one succeeds: the endpoint cannot store events now (what the health
+   * path reports). Every append still tries its write, so the store recovers as soon as it can write.
+   */
+  get writable(): boolean {
+    return this.#writable;
+  }
+
+  /** Called after each group commit with its write + fdatasync time (seconds) and its events: for metrics. */
+  onCommit: ((seconds: number, events: number) => void) | undefined;
+
+  /** Partial last lines found at start-up and set aside (a crash in the middle of a write). */
+  readonly recovered: TornLine[] = [];
+
+  /**
+   * Opens (creating if needed) a store in `dir`. A file whose last line was cut short by a crash is
+   * repaired first: the fragment moves to `<file>.torn` and the file is truncated to its last whole
+   * line, so the next event starts on a line of its own instead of being glued to the fragment.
+   * Then today's file is opened for appending, so a directory the store cannot write to (read-only,
+   * not permitted) is refused here, at start-up, rather than on every event.
+   */
+  static async open(dir: string, options: StoreOptions = {}): Promise<NdjsonStore> {
+    const io = options.io ?? nodeIo;
+    const store = new NdjsonStore(dir, io, options.worker);
+    const own = (name: string) => options.worker === undefined || name.endsWith(`${store.#suffix}.ndjson`);
+    store.recovered.push(...(await repairStore(dir, { io, only: own })));
+    await store.#open(store.fileFor(new Date()));
+    return store;
+  }
+
+  /** The file a record received at `at` goes to. */
+  fileFor(at: Date): string {
+    const day = Math.floor(at.getTime() / DAY_MS);
+    if (day !== this.#day) {
+      this.#day = day;
+      this.#dayFile = join(this.dir, `events-${at.toISOString().slice(0, 10)}${this.#suffix}.ndjson`);
+    }
+    return this.#dayFile;
+  }
+
+  /** Appends one record; resolves once it is durable. `record` must serialise to one line (JSON does). */
+  append(record: object, at: Date = new Date()): Promise<void> {
+    return this.appendLine(JSON.stringify(record), at);
+  }
+
+  /** Appends one line of JSON text, which must hold no line break; resolves once it is durable. */
+  appendLine(json: string, at: Date = new Date()): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('the event store is closed'));
+    const line = `${json}\n`;
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ file: this.fileFor(at), line, resolve, reject });
+      this.#flushing ??= this.#drain();
+    });
+  }
+
+  /** Resolves once everything appended so far is durable (or has failed). */
+  async flush(): Promise<void> {
+    while (this.#flushing !== undefined) await this.#flushing;
+  }
+
+  /** Flushes, then closes the file. Appends after this are refused. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.flush();
+    await this.#release();
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue;
+      this.#queue = [];
+      // Records are grouped by file in arrival order; a batch spans two files only at midnight UTC.
+      let start = 0;
+      while (start < batch.length) {
+        const file = (batch[start] as Pending).file;
+        let end = start + 1;
+        while (end < batch.length && (batch[end] as Pending).file === file) end++;
+        await this.#commit(file, batch.slice(start, end));
+        start = end;
+      }
+    }
+    this.#flushing = undefined;
+  }
+
+  async #commit(name: string, group: Pending[]): Promise<void> {
+    let file: OpenFile | undefined;
+    try {
+      file = await this.#open(name);
+      // Never write after a partial line: cut it off first, or refuse.
+      if (file.dirty) await this.#cut(file);
+      let text = '';
+      for (const pending of group) text += pending.line;
+      const bytes = Buffer.from(text);
+      const started = performance.now();
+      file.dirty = true;
+      await writeAll(this.#io, file.fd, bytes);
+      await this.#io.fdatasync(file.fd);
+      file.size += bytes.length;
+      file.dirty = false;
+      this.#writable = true;
+      this.#commits++;
+      this.#records += group.length;
+      this.onCommit?.((performance.now() - started) / 1000, group.length);
+      for (const pending of group) pending.resolve();
+    } catch (err) {
+      this.#writable = false;
+      this.#failures++;
+      // Cut the failed bytes off before anyone hears of the failure (the sender retries at once). If the
+      // cut fails too, the file stays dirty: the next commit cuts again before writing, or refuses.
+      if (file?.dirty) await this.#cut(file).catch(() => {});
+      for (const pending of group) pending.reject(err);
+    }
+  }
+
+  /** Truncates `file` back to its last whole line, durably. */
+  async #cut(file: OpenFile): Promise<void> {
+    await this.#io.ftruncate(file.fd, file.size);
+    await this.#io.fdatasync(file.fd);
+    file.dirty = false;
+  }
+
+  async #open(name: string): Promise<OpenFile> {
+    if (this.#file?.name === name) return this.#file;
+    await this.#release();
+    const fd = await this.#io.open(name, 'a');
+    let size: number;
+    try {
+      ({ size } = await this.#io.fstat(fd));
+    } catch (err) {
+      await this.#io.close(fd).catch(() => {});
+      throw err;
+    }
+    this.#file = { name, fd, size, dirty: false };
+    return this.#file;
+  }
+
+  /** Closes the current file, cut back first if a failed write left part of a line in it. */
+  async #release(): Promise<void> {
+    const file = this.#file;
+    if (file === undefined) return;
+    this.#file = undefined;
+    // If this cut fails the partial line stays last in its file, where start-up repair sets it aside.
+    if (file.dirty) await this.#cut(file).catch(() => {});
+    await this.#io.close(file.fd);
+  }
+}
+
+export interface StoreOptions {
+  /** The file operations: node's `fs` unless a test gives its own. */
+  readonly io?: StoreIo;
+  /**
+   * Worker K of several processes sharing `dir`: its files are `events-YYYY-MM-DD-wK.ndjson`, and only
+   * they are repaired at open (the others may be being written). The primary repairs them all before
+   * any worker starts (`repairStore`).
+   */
+  readonly worker?: number;
+}
+
+/**
+ * Sets aside the torn last line of every store file in `dir` (created if missing), or of those `only`
+ * accepts: what a crash in the middle of a write left. No process may be writing them meanwhile.
+ */
+export async function repairStore(
+  dir: string,
+  options: { readonly io?: StoreIo; readonly only?: (name: string) => boolean } = {},
+): Promise<TornLine[]> {
+  await mkdir(dir, { recursive: true });
+  const recovered: TornLine[] = [];
+  for (const name of (await readdir(dir)).sort()) {
+    if (!FILE_RE.test(name) || options.only?.(name) === false) continue;
+    const torn = await setAsideTornTail(options.io ?? nodeIo, join(dir, name));
+    if (torn !== undefined) recovered.push(torn);
+  }
+  return recovered;
+}
+
+/** A day's file, of the one process or of worker K: `events-2026-11-30.ndjson`, `events-2026-11-30-w2.ndjson`. */
+const FILE_RE = /^events-\d{4}-\d{2}-\d{2}(?:-w\d+)?\.ndjson$/;
+const DAY_MS = 24 * 60 * 60 * 1000;

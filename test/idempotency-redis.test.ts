@@ -1,0 +1,248 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { createClient } from '@redis/client';
+import { openRedisIdempotency, type RedisIdempotencyStore } from '../src/idempotency-redis.ts';
+import { createHandler, jsonLogger, type Logger, silentLogger } from '../src/index.ts';
+import { API_KEY, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { freePort } from './services/process.ts';
+import { type RedisServer, startRedis } from './services/redis.ts';
+
+// Duplicate suppression shared across processes over a real redis-server (test/services/redis.ts),
+// through the real pipeline: each "instance" is a handler with its own store on the same Redis.
+
+let server: RedisServer;
+let redis: ReturnType<typeof inspector>;
+const stores: RedisIdempotencyStore[] = [];
+
+/** The test's own view of Redis, to look at what the stores wrote. */
+function inspector(url: string) {
+  const client = createClient({ url });
+  client.on('error', () => {}); // the server is stopped on purpose: it reconnects
+  return client;
+}
+
+async function open(ttlMs = 60_000, log: Logger = silentLogger): Promise<RedisIdempotencyStore> {
+  const store = await openRedisIdempotency(server.url, { ttlMs, log });
+  stores.push(store);
+  return store;
+}
+
+/** An instance of the endpoint: a handler that counts the events it runs; `hold` keeps each run open. */
+function instance(store: RedisIdempotencyStore, calls: string[] = [], hold?: Promise<void>) {
+  let fail = 0;
+  const handler = createHandler({
+    apiKeys: [API_KEY, 'other-key'],
+    log: silentLogger,
+    idempotency: store,
+    handlers: {
+      track: async (event) => {
+        calls.push(String(event.messageId));
+        await hold;
+        if (fail > 0) {
+          fail--;
+          throw Object.assign(new Error('downstream down'), { status: 503 });
+        }
+      },
+    },
+  });
+  return { handler, calls, failNext: (n: number) => (fail = n) };
+}
+
+/** A JSON logger, and the lines it wrote. */
+function capturedLog(): { log: Logger; text: string[] } {
+  const text: string[] = [];
+  return { log: jsonLogger('debug', (line) => text.push(line)), text };
+}
+
+/** Polls `check` every 20 ms until it holds; fails past `ms`. */
+async function eventually(check: () => Promise<boolean>, what: string, ms = 5_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    assert.ok(Date.now() < until, `${what} within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const unhandled: unknown[] = [];
+const onUnhandled = (err: unknown) => unhandled.push(err);
+
+before(async () => {
+  process.on('unhandledRejection', onUnhandled);
+  server = await startRedis();
+  redis = inspector(server.url);
+  await redis.connect();
+});
+beforeEach(() => redis.flushAll());
+after(async () => {
+  await Promise.all(stores.map((s) => s.close()));
+  redis.destroy();
+  await server?.destroy();
+  process.off('unhandledRejection', onUnhandled);
+  assert.deepEqual(unhandled, []);
+});
+
+describe('one instance over Redis', { timeout: 20_000 }, () => {
+  test('the same event twice: handled once, both answered 200', async () => {
+    const { handler, calls } = instance(await open());
+    const event = trackEvent({ messageId: 'r-1' });
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.deepEqual(calls, ['r-1']);
+  });
+
+  test('the same messageId from another API key is another event', async () => {
+    const { handler, calls } = instance(await open());
+    const event = trackEvent({ messageId: 'r-2' });
+    await inject(handler, { body: event });
+    await inject(handler, { body: event, headers: segmentHeaders('other-key') });
+    assert.deepEqual(calls, ['r-2', 'r-2']);
+  });
+
+  test('Redis holds digests, never an API key or a messageId', async () => {
+    const { handler } = instance(await open());
+    await inject(handler, { body: trackEvent({ messageId: 'r-3' }) });
+    await inject(handler, { body: trackEvent({ messageId: 'r-3' }), headers: segmentHeaders('other-key') });
+    const keys = await redis.keys('segment-endpoint:*');
+    assert.equal(keys.length, 2);
+    for (const key of keys) {
+      assert.match(key, /^segment-endpoint:dedup:[0-9a-f]{64}$/);
+      assert.equal(await redis.get(key), 'done');
+    }
+  });
+
+  test('a failed event releases its claim: the retry is processed', async () => {
+    const { handler, calls, failNext } = instance(await open());
+    failNext(1);
+    const event = trackEvent({ messageId: 'r-4' });
+    assert.equal((await inject(handler, { body: event })).status, 503);
+    assert.deepEqual(await redis.keys('segment-endpoint:*'), []);
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.deepEqual(calls, ['r-4', 'r-4']);
+  });
+
+  test('a processed event is remembered for ttlMs, then processed again', async () => {
+    const { handler, calls } = instance(await open(300));
+    const event = trackEvent({ messageId: 'r-5' });
+    await inject(handler, { body: event });
+    const [key] = await redis.keys('segment-endpoint:*');
+    const pttl = await redis.pTTL(String(key));
+    assert.ok(pttl > 0 && pttl <= 300, `remembered for ${pttl} ms`);
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.equal(calls.length, 1);
+    await eventually(async () => (await redis.exists(String(key))) === 0, 'the key to expire', 2_000);
+    assert.equal((await inject(handler, { body: event })).status, 200);
+    assert.deepEqual(calls, ['r-5', 'r-5']);
+  });
+});
+
+describe('two instances over one Redis', { timeout: 20_000 }, () => {
+  test('a copy is refused while the first runs, a duplicate after it', async () => {
+    const calls: string[] = [];
+    const held = gate();
+    const [first, second] = [instance(await open(), calls, held.opened), instance(await open(), calls)];
+    const event = trackEvent({ messageId: 'r-6' });
+    const running = inject(first.handler, { body: event });
+    await eventually(async () => calls.length === 1, 'the first instance to run the event');
+    const [key] = await redis.keys('segment-endpoint:*');
+    assert.match(String(await redis.get(String(key))), /^pending/);
+    const pttl = await redis.pTTL(String(key));
+    assert.ok(pttl > 0 && pttl <= 30_000, `a pending claim expires, in ${pttl} ms`);
+    const copy = await inject(second.handler, { body: event });
+    assert.equal(copy.status, 503);
+    assert.equal(copy.json().code, 'SEG_DUPLICATE_IN_FLIGHT');
+    held.open();
+    assert.equal((await running).status, 200);
+    assert.equal((await inject(second.handler, { body: event })).status, 200);
+    assert.equal((await inject(first.handler, { body: event })).status, 200);
+    assert.deepEqual(calls, ['r-6']);
+  });
+
+  test('twenty copies at once across two instances: processed once', async () => {
+    const calls: string[] = [];
+    const [a, b] = [instance(await open(), calls), instance(await open(), calls)];
+    const event = trackEvent({ messageId: 'r-7' });
+    const copies = Array.from({ length: 20 }, (_, i) => inject((i % 2 ? a : b).handler, { body: event }));
+    const statuses = (await Promise.all(copies)).map((res) => res.status);
+    assert.deepEqual(calls, ['r-7']);
+    // Each copy finds the event done (200) or still being processed by the other (503, retried).
+    assert.ok(statuses.includes(200) && statuses.every((s) => s === 200 || s === 503), `${statuses}`);
+  });
+
+  test('release deletes only its own claim: not one another instance made since', async () => {
+    const [a, b] = [await open(), await open()];
+    assert.equal(await a.claim('k'), 'new');
+    assert.equal(await b.claim('k'), 'busy');
+    await b.release('k');
+    assert.equal(await b.claim('k'), 'busy');
+    await a.release('k');
+    assert.equal(await b.claim('k'), 'new');
+  });
+});
+
+describe('when Redis fails', { timeout: 20_000 }, () => {
+  test('Redis stopped: 503 at once, nothing processed, one log line; started again: 200', async () => {
+    const { log, text } = capturedLog();
+    const store = await open(60_000, log);
+    const { handler, calls } = instance(store);
+    assert.equal(store.ready, true);
+    assert.equal((await inject(handler, { body: trackEvent() })).status, 200);
+    await server.stop();
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now();
+      const res = await inject(handler, { body: trackEvent({ messageId: `down-${i}` }) });
+      const ms = performance.now() - started;
+      assert.equal(res.status, 503);
+      assert.equal(res.json().code, 'SEG_IDEMPOTENCY_UNAVAILABLE');
+      assert.equal(res.headers['retry-after'], '1');
+      assert.ok(ms < 1_000, `answered in ${Math.round(ms)} ms`);
+    }
+    assert.equal(calls.length, 1);
+    assert.equal(store.ready, false);
+    await server.start();
+    const event = trackEvent({ messageId: 'back' });
+    await eventually(async () => (await inject(handler, { body: event })).status === 200, 'a 200');
+    assert.equal(calls.length, 2);
+    const levels = text.map((line) => JSON.parse(line).level);
+    assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
+  });
+
+  test('a Redis that hangs: the event is refused within about a second, then processed once it answers', async () => {
+    const { handler, calls } = instance(await open());
+    server.pause();
+    try {
+      const started = performance.now();
+      const res = await inject(handler, { body: trackEvent({ messageId: 'hung' }) });
+      const ms = performance.now() - started;
+      assert.equal(res.status, 503);
+      assert.equal(res.json().code, 'SEG_IDEMPOTENCY_UNAVAILABLE');
+      assert.ok(ms >= 900 && ms < 1_500, `answered in ${Math.round(ms)} ms`);
+      assert.deepEqual(calls, []);
+    } finally {
+      server.resume();
+    }
+    // The claim given up may still have been made: its retry waits for it to expire, or is processed.
+    await redis.flushAll();
+    assert.equal((await inject(handler, { body: trackEvent({ messageId: 'hung' }) })).status, 200);
+    assert.deepEqual(calls, ['hung']);
+  });
+
+  test('unreachable at start: open resolves, not ready, claims refused, the password never logged', async () => {
+    const { log, text } = capturedLog();
+    const url = `redis://user:s3cret-pass@127.0.0.1:${await freePort()}`;
+    const store = await openRedisIdempotency(url, { ttlMs: 1_000, log });
+    stores.push(store);
+    assert.equal(store.ready, false);
+    const started = performance.now();
+    await assert.rejects(store.claim('k'), { code: 'SEG_IDEMPOTENCY_UNAVAILABLE' });
+    assert.ok(performance.now() - started < 100);
+    assert.equal(text.length, 1);
+    assert.equal(JSON.parse(String(text[0])).redis, new URL(url).host);
+    assert.doesNotMatch(text.join(''), /s3cret/);
+    await assert.rejects(openRedisIdempotency('http://x', { ttlMs: 1 }), TypeError);
+    await assert.rejects(openRedisIdempotency('redis://:s3cret@', { ttlMs: 1 }), (err: Error) => {
+      assert.doesNotMatch(`${err.message} ${JSON.stringify(err)}`, /s3cret/);
+      return true;
+    });
+  });
+});
