@@ -1,10 +1,10 @@
 # The front door: `make run` starts the real thing, `make test` runs every test. Both set themselves up.
-.PHONY: all install build dist run test test-reliability typecheck lint unit bench bench-ladder wrk clean
+.PHONY: all install build dist run test test-reliability typecheck lint unit services bench bench-ladder wrk clean
 
 NODE_MODULES := node_modules/.package-lock.json
 CERT := certs/localhost.crt
 CERT_KEY := certs/localhost.key
-SOURCES := $(wildcard src/*.ts)
+SOURCES := $(wildcard src/*.ts src/*/*.ts)
 
 all: build
 
@@ -49,12 +49,17 @@ NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test
 
 # Every test, the reliability suite included, under the coverage gate. test/dist.test.ts runs the
 # single-file bundle, hence `dist`.
-unit: build dist
+unit: build dist services
 	npx c8 $(NODE_TEST) test/*.test.ts test/reliability/*.test.ts
+
+# The PostgreSQL and Redis servers the tests start for themselves (each in a temporary directory, on a
+# free port): installed from Debian's packages when missing.
+services:
+	@sh scripts/install-services.sh
 
 # The reliability suite alone: kill -9 and SIGTERM under load, overload, slowloris, fuzz, duplicates.
 # Its figures land in .reliability/last-run.json.
-test-reliability: build
+test-reliability: build services
 	$(NODE_TEST) test/reliability/*.test.ts
 
 test: typecheck lint unit

@@ -4,7 +4,7 @@
 //
 // Not minified: unminified stack traces in the JSON log name real functions and lines that a reader can
 // find without a source map, and what minifying would save is small (bench/README.md).
-import { chmodSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 
@@ -25,8 +25,15 @@ await build({
 });
 // esbuild keeps the entry point's `#!/usr/bin/env node` (a `banner` would add a second one, a syntax
 // error), so the file runs as `./segment-endpoint.mjs` once executable.
-if (!readFileSync(OUT, 'utf8').startsWith('#!/usr/bin/env node\n')) {
+const SHEBANG = '#!/usr/bin/env node\n';
+const text = readFileSync(OUT, 'utf8');
+if (!text.startsWith(SHEBANG)) {
   throw new Error('src/cli.ts lost its #!/usr/bin/env node line: the bundle would not run by itself');
 }
+// The CommonJS packages bundled for --postgres and --idempotency-redis (pg, @redis/client) require
+// node's own modules; an ES module has no `require` unless it makes one, right after that line.
+const REQUIRE =
+  "import { createRequire as segmentEndpointRequire } from 'node:module';\nconst require = segmentEndpointRequire(import.meta.url);\n";
+writeFileSync(OUT, SHEBANG + REQUIRE + text.slice(SHEBANG.length));
 chmodSync(OUT, 0o755);
 console.log(`dist/segment-endpoint.mjs ${version}: ${Math.round(statSync(OUT).size / 1024)} KiB`);

@@ -1,28 +1,13 @@
 #!/usr/bin/env node
 import { readFileSync, realpathSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type CliConfig, NAME, parseConfig, UsageError, usage } from './config.ts';
-import type { Handlers } from './dispatch.ts';
-import { jsonLogger, type Logger } from './log.ts';
-import type { EndpointServer } from './server.ts';
-import type { NdjsonStore } from './store.ts';
+import type { WorkerLink } from './cluster/worker.ts';
+import { NAME, parseConfig, UsageError, usage } from './config.ts';
+import { jsonLogger, type Logger, withFields } from './log.ts';
+import type { Running } from './start.ts';
 
 // Only what runs before the signal listeners are in place is imported statically: the server, the store
 // and the tester (with the validators they bring) load after, so that window is node's own start-up.
-
-async function loadHandlers(file: string): Promise<Handlers> {
-  let mod: { default?: unknown };
-  try {
-    mod = await import(pathToFileURL(resolve(file)).href);
-  } catch (err) {
-    throw new UsageError(`--handlers: cannot load ${file}: ${(err as Error).message}`);
-  }
-  if (typeof mod.default !== 'object' || mod.default === null) {
-    throw new UsageError(`--handlers: ${file} must export default { identify?, track?, ... }`);
-  }
-  return mod.default as Handlers;
-}
 
 // The single-file bundle (`make dist`) has no package.json beside it, so esbuild's `define` writes the
 // version in at build time; from source or dist/cli.js this is undeclared and package.json is read.
@@ -53,28 +38,41 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     process.stdout.write(config === 'help' ? usage() : `${version()}\n`);
     return 0;
   }
-  const log = jsonLogger(config.logLevel);
+  let log = jsonLogger(config.logLevel);
   exitOnUncaught(log);
+  let link: WorkerLink | undefined;
+  if (config.workers > 1) {
+    const { default: cluster } = await import('node:cluster');
+    if (cluster.isPrimary)
+      return (await import('./cluster/primary.ts')).runPrimary(config, argv, log, signals);
+    link = (await import('./cluster/worker.ts')).workerLink(env);
+    log = withFields(log, { worker: link.worker });
+  }
+  const { certificateReloader, start } = await import('./start.ts');
   let running: Running;
+  let url: string;
   try {
-    running = await start(config, log);
+    running = await start(config, log, link?.worker);
+    await link?.join(running.endpoint, signals, config.tlsFiles !== undefined);
+    url = await running.endpoint.listen();
   } catch (err) {
     return fail(err);
   }
-  const { endpoint, store, url } = running;
-  const where =
-    store === undefined ? `handlers from ${config.handlers}` : `events stored in ${resolve(store.dir)}`;
-  process.stdout.write(`${NAME} ${version()} listening on ${url} (${where})\n`);
-  signals.onReload = certificateReloader(config.tlsFiles, endpoint, log);
+  if (link === undefined)
+    process.stdout.write(`${NAME} ${version()} listening on ${url} (${running.where})\n`);
+  else link.listening(url, running.where);
+  signals.onReload = certificateReloader(config.tlsFiles, running.endpoint, log);
   if (signals.reloadEarly) {
     // The certificate was read at start-up, perhaps before the renewal this SIGHUP announced.
     log.info({}, 'SIGHUP received during start-up: reloading now that the server is up');
     signals.onReload();
   }
-  return drainOnSignal(signals, running, log);
+  // A worker's primary decides when waiting has lasted long enough: a second signal, which a worker gets
+  // from its terminal or its service manager as well as from its primary, does not cut it short.
+  return drainOnSignal(signals, running, log, link === undefined);
 }
 
-interface Signals {
+export interface Signals {
   /** A SIGTERM or SIGINT received before the server was up. */
   early: NodeJS.Signals | undefined;
   reloadEarly: boolean;
@@ -119,40 +117,21 @@ function exitOnUncaught(log: Logger): void {
   process.on('unhandledRejection', fatal('unhandled rejection'));
 }
 
-interface Running {
-  readonly endpoint: EndpointServer;
-  readonly store: NdjsonStore | undefined;
-  readonly url: string;
-}
-
-/** The handlers (a --handlers module, else the store under --out), the server, listening. */
-async function start(config: CliConfig, log: Logger): Promise<Running> {
-  const { createServer } = await import('./server.ts');
-  let store: NdjsonStore | undefined;
-  let handlers: Handlers;
-  if (config.handlers !== undefined) {
-    handlers = await loadHandlers(config.handlers);
-  } else {
-    const { storeHandlers } = await import('./store.ts');
-    store = await openStore(config.out);
-    for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
-    handlers = storeHandlers(store);
-  }
-  const ready = store === undefined ? undefined : readiness(store);
-  const endpoint = createServer({ ...config.options, handlers, log, ready });
-  const metrics = endpoint.handler.metrics;
-  if (store !== undefined && metrics !== undefined) {
-    store.onCommit = (seconds, events) => metrics.commit(seconds, events);
-  }
-  return { endpoint, store, url: await endpoint.listen() };
-}
-
-/** The first SIGTERM or SIGINT drains and resolves 0 (1 if closing fails); a second one resolves 1. */
-function drainOnSignal(signals: Signals, { endpoint, store }: Running, log: Logger): Promise<number> {
+/**
+ * The first SIGTERM or SIGINT drains and resolves 0 (1 if closing fails); a second one resolves 1 when
+ * `secondExits`.
+ */
+function drainOnSignal(
+  signals: Signals,
+  { endpoint, close }: Running,
+  log: Logger,
+  secondExits: boolean,
+): Promise<number> {
   return new Promise<number>((done) => {
     let stopping = false;
     signals.onSignal = (signal: NodeJS.Signals) => {
       if (stopping) {
+        if (!secondExits) return;
         log.warn({ signal }, 'second signal: exiting without waiting');
         done(1);
         return;
@@ -161,7 +140,7 @@ function drainOnSignal(signals: Signals, { endpoint, store }: Running, log: Logg
       log.info({ signal, inFlight: endpoint.handler.inFlight }, 'draining');
       endpoint
         .close()
-        .then(() => store?.close())
+        .then(close)
         .then(
           () => {
             log.info({ signal }, 'stopped');
@@ -176,49 +155,6 @@ function drainOnSignal(signals: Signals, { endpoint, store }: Running, log: Logg
     if (signals.early !== undefined) signals.onSignal(signals.early);
   });
 }
-
-/**
- * What SIGHUP does once the server is up. Renewed certificates (certbot, a secrets agent) are picked up
- * without a restart: new connections get the new pair, open ones keep theirs. A bad pair is refused and
- * logged. Over plain HTTP there is nothing to reload, and a reload must not stop the process either.
- */
-function certificateReloader(
-  files: CliConfig['tlsFiles'],
-  endpoint: EndpointServer,
-  log: Logger,
-): () => void {
-  if (files === undefined) return () => log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
-  return () => {
-    try {
-      endpoint.reloadTls({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
-      log.info({ cert: files.cert }, 'certificate reloaded');
-    } catch (err) {
-      log.error(
-        { cert: files.cert, reason: (err as Error).message },
-        'certificate reload failed; keeping the current one',
-      );
-    }
-  };
-}
-
-/**
- * The store in `dir`. One that cannot be written to (read-only, not permitted, not a directory) is refused
- * at start-up: started, it would say healthy and refuse every event.
- */
-async function openStore(dir: string): Promise<NdjsonStore> {
-  const { NdjsonStore } = await import('./store.ts');
-  try {
-    return await NdjsonStore.open(dir);
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    throw typeof code === 'string'
-      ? new Error(`--out ${dir} is not writable (${code})`, { cause: err })
-      : err;
-  }
-}
-
-/** Health says unavailable while the store cannot write. */
-const readiness = (store: NdjsonStore) => () => store.writable;
 
 function fail(err: unknown): number {
   const message = err instanceof Error ? err.message : String(err);

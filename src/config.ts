@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { type ApiKeySpec, apiKeySpec } from './auth.ts';
+import { apiKeys, readInput, UsageError } from './config-keys.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow, ROWS } from './option-table.ts';
 import type { ServerOptions } from './server.ts';
@@ -9,9 +9,7 @@ import type { ServerOptions } from './server.ts';
 // lines are the rows of the option table (option-table.ts); this file reads them.
 
 export const NAME = 'segment-endpoint';
-
-/** A bad invocation: reported in one line with a hint, exit code 1. */
-export class UsageError extends Error {}
+export { parseKeySpec, parseKeysFile, UsageError } from './config-keys.ts';
 
 const FLAG_ROWS = ROWS.filter(([, row]) => row.flag !== undefined);
 
@@ -79,6 +77,12 @@ export interface CliConfig {
   readonly logLevel: LogLevel;
   /** Where the certificate and key were read from, to read again on SIGHUP. */
   readonly tlsFiles: { cert: string; key: string } | undefined;
+  /** Processes serving the port: 1 is one process, no primary. */
+  readonly workers: number;
+  /** --postgres: the PostgreSQL sink's connection URL, instead of the file store. */
+  readonly postgres: { readonly url: string; readonly table: string } | undefined;
+  /** --idempotency-redis: where processed messageIds are remembered, instead of in each process. */
+  readonly idempotencyRedis: string | undefined;
 }
 
 /** Reads flags, then the environment for what the flags left unset. Throws UsageError. */
@@ -129,13 +133,41 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
   if (!(OPTIONS.logLevel.choices as readonly string[]).includes(logLevel)) {
     throw new UsageError(`--log-level must be ${OPTIONS.logLevel.help}, not "${logLevel}"`);
   }
+  if (text('handlers') !== undefined && text('postgres') !== undefined) {
+    throw new UsageError('give one of --handlers and --postgres: both say what is done with events');
+  }
   return {
     options: options as Partial<ServerOptions>,
     handlers: text('handlers'),
     out: text('out') ?? OPTIONS.out.default,
     logLevel: logLevel as LogLevel,
     tlsFiles,
+    workers: workers(text('workers') ?? OPTIONS.workers.default),
+    postgres: postgres(text('postgres'), text('postgresTable') ?? OPTIONS.postgresTable.default),
+    idempotencyRedis: text('idempotencyRedis'),
   };
+}
+
+/** `auto` is one worker a CPU. More than 16 a CPU would only contend for the cores. */
+function workers(value: string): number {
+  const cpus = availableParallelism();
+  const n = value === 'auto' ? cpus : /^\d+$/.test(value) ? Number(value) : 0;
+  if (n < 1 || n > 16 * cpus) {
+    throw new UsageError(`--workers must be auto or a whole number from 1 to ${16 * cpus}, not "${value}"`);
+  }
+  return n;
+}
+
+function postgres(url: string | undefined, table: string): CliConfig['postgres'] {
+  if (url === undefined) return undefined;
+  if (!/^postgres(?:ql)?:\/\//.test(url)) {
+    throw new UsageError('--postgres must be a URL such as postgres://user@host:5432/db');
+  }
+  // The table name goes into SQL as an identifier: plain names only, nothing to quote.
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(table)) {
+    throw new UsageError(`--postgres-table must be a plain lower-case name (a-z, 0-9, _), not "${table}"`);
+  }
+  return { url, table };
 }
 
 function parseFlags(argv: readonly string[]) {
@@ -164,68 +196,6 @@ function convert(row: OptionRow, value: string | boolean | undefined): string | 
   return value;
 }
 
-/** Keys from --api-key, --api-keys-file and the environment, in that order. */
-function apiKeys(
-  flags: string[] | undefined,
-  file: string | undefined,
-  env: NodeJS.ProcessEnv,
-): ApiKeySpec[] {
-  const specs = (flags ?? []).map((spec) => parseKeySpec(spec, '--api-key'));
-  if (file !== undefined) specs.push(...parseKeysFile(readInput(file, '--api-keys-file').toString()));
-  const { env: variable, envAlias } = OPTIONS.apiKeys;
-  for (const key of `${env[variable] ?? ''},${env[envAlias] ?? ''}`.split(',')) {
-    if (key.trim() !== '') specs.push(checked(key.trim(), variable));
-  }
-  if (specs.length === 0) {
-    throw new UsageError(
-      'no API key: give --api-keys-file, SEGMENT_ENDPOINT_API_KEYS or --api-key (the endpoint never runs open)',
-    );
-  }
-  return specs;
-}
-
-/** `KEY` or `KEY:type,type`. A key never holds ":": it is the username of Basic auth. */
-export function parseKeySpec(spec: string, where: string): ApiKeySpec {
-  const colon = spec.indexOf(':');
-  if (colon === -1) return checked(spec, where);
-  return checked({ key: spec.slice(0, colon), types: parseTypes(spec.slice(colon + 1)) }, where);
-}
-
-/** One `KEY [type,type] [secret=SECRET]` per line; blank lines and `#` comments are skipped. */
-export function parseKeysFile(text: string): ApiKeySpec[] {
-  const specs: ApiKeySpec[] = [];
-  text.split(/\r?\n/).forEach((raw, index) => {
-    const line = raw.replace(/#.*/, '').trim();
-    if (line === '') return;
-    const [key, ...rest] = line.split(/\s+/) as [string, ...string[]];
-    const where = `--api-keys-file line ${index + 1}`;
-    let types: string[] | undefined;
-    let signatureSecret: string | undefined;
-    for (const token of rest) {
-      if (token.startsWith('secret=') && signatureSecret === undefined && token.length > 7) {
-        signatureSecret = token.slice(7);
-      } else if (types === undefined && !token.includes('=')) {
-        types = parseTypes(token);
-      } else {
-        throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET]"`);
-      }
-    }
-    specs.push(checked({ key, ...(types && { types }), ...(signatureSecret && { signatureSecret }) }, where));
-  });
-  return specs;
-}
-
-const parseTypes = (list: string) => list.split(',').map((type) => type.trim().toLowerCase());
-
-/** The library's own check of a key, its error a usage error that names where the key was given. */
-function checked(item: unknown, where: string): ApiKeySpec {
-  try {
-    return apiKeySpec(item, where);
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
 /** The secret in a file, less one trailing newline (what editors add). */
 function readSecret(file: string): string {
   const text = readInput(file, '--signature-secret-file')
@@ -237,12 +207,4 @@ function readSecret(file: string): string {
 
 function isTrue(value: string | undefined): boolean {
   return value !== undefined && ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
-}
-
-function readInput(file: string, flag: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    throw new UsageError(`${flag}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
 }

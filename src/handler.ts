@@ -2,7 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { type ErrorAnswer, refusal } from './errors.ts';
-import { Metrics } from './metrics.ts';
+import { Metrics, renderMetrics } from './metrics.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
 import { EventPipeline } from './pipeline.ts';
 import { type RefusalContext, sendError, sendHealth, sendMetrics } from './respond.ts';
@@ -88,7 +88,7 @@ class FrontDoor {
     } else if (route !== undefined) {
       this.#event(req, res, route);
     } else if (path === this.#opts.metricsPath && this.metrics !== undefined) {
-      if (this.#readable(req, res)) sendMetrics(req, res, this.metrics.render(this.inFlight));
+      if (this.#readable(req, res)) this.#sendMetrics(req, res, this.metrics);
     } else if (path === this.#opts.healthPath) {
       const state = this.draining ? 'draining' : this.#opts.ready() ? 'ok' : 'unavailable';
       if (this.#readable(req, res)) sendHealth(req, res, state);
@@ -120,6 +120,19 @@ class FrontDoor {
       this.inFlight++;
       this.#pipeline.handle(req, res, route, this.#settled);
     }
+  }
+
+  /** This process's counts, or with several workers, the sum of theirs (its own if that fails). */
+  #sendMetrics(req: IncomingMessage, res: ServerResponse, metrics: Metrics): void {
+    const own = metrics.snapshot(this.inFlight);
+    if (metrics.gather === undefined) {
+      sendMetrics(req, res, renderMetrics(own));
+      return;
+    }
+    metrics.gather(own).then(
+      (all) => sendMetrics(req, res, renderMetrics(all)),
+      () => sendMetrics(req, res, renderMetrics(own)),
+    );
   }
 
   /** Health and metrics are read with GET or HEAD; another method is a 405. */

@@ -48,13 +48,15 @@ export { field } from './normalize.ts';
 export type { Settings } from './settings.ts';
 
 // The default durable store
-export { NdjsonStore, storeHandlers } from './store.ts';
-export type { StoredRecord, TornLine } from './store.ts';
-export type { StoreIo } from './fileio.ts';
+export { NdjsonStore, storeHandlers } from './sinks/file-store.ts';
+export type { StoredRecord, TornLine } from './sinks/file-store.ts';
+export type { StoreIo } from './sinks/file-io.ts';
 
 // Duplicate suppression (Segment delivers at least once)
 export { MemoryIdempotencyStore } from './idempotency.ts';
 export type { Claim, IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
+export { openRedisIdempotency, RedisIdempotencyStore } from './idempotency-redis.ts';
+export type { RedisIdempotencyOptions } from './idempotency-redis.ts';
 
 // Logging
 export { jsonLogger, silentLogger } from './log.ts';

@@ -46,3 +46,15 @@ function errorFields(err: Error): object {
   const code = (err as { code?: unknown }).code;
   return { type: err.name, message: err.message, code, stack: err.stack };
 }
+
+/** `log` with `fields` added to every line: a worker's lines carry its number. */
+export function withFields(log: Logger, fields: object): Logger {
+  const at = (write: (obj: object, msg?: string) => void) => (obj: object, msg?: string) =>
+    write(obj instanceof Error ? { ...fields, err: obj } : { ...fields, ...obj }, msg);
+  return {
+    error: at(log.error.bind(log)),
+    warn: at(log.warn.bind(log)),
+    info: at(log.info.bind(log)),
+    debug: at(log.debug.bind(log)),
+  };
+}

@@ -1,8 +1,32 @@
 // Prometheus text exposition (format 0.0.4) of what operators watch: events by type and status, their
-// latency, events in flight, the store's fsync latency, duplicates dropped. Labels come from closed
-// sets only (the seven types, or "unknown"; the status code), so no sender can grow the series.
+// latency, events in flight, the store's commit latency, duplicates dropped. Labels come from closed
+// sets only (the seven types, or "unknown"; the status code; the worker's number, at most --workers),
+// so no sender can grow the series.
 
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]; // seconds
+
+/** A histogram's counts: per bucket (not cumulative), then all of them and their sum. */
+export interface HistogramData {
+  readonly counts: readonly number[];
+  readonly count: number;
+  readonly sum: number;
+}
+
+/**
+ * What one process counted, as plain data: what a worker sends its primary, which sums the workers'
+ * (`sumMetrics`) so that `/metrics` reports the whole process tree whichever worker answers.
+ */
+export interface MetricsSnapshot {
+  /** Answered event requests by `type|status`. */
+  readonly requests: Readonly<Record<string, number>>;
+  readonly latency: HistogramData;
+  readonly commits: HistogramData;
+  readonly duplicates: number;
+  readonly stored: number;
+  readonly inFlight: number;
+  /** Event requests answered by each worker, by its number (only with several workers). */
+  readonly workers?: Readonly<Record<string, number>>;
+}
 
 class Histogram {
   readonly counts = new Array<number>(BUCKETS.length).fill(0);
@@ -20,27 +44,23 @@ class Histogram {
     }
   }
 
-  render(name: string, labels = ''): string[] {
-    const sep = labels === '' ? '' : ',';
-    const lines: string[] = [];
-    let cumulative = 0;
-    BUCKETS.forEach((le, i) => {
-      cumulative += this.counts[i] as number;
-      lines.push(`${name}_bucket{${labels}${sep}le="${le}"} ${cumulative}`);
-    });
-    lines.push(`${name}_bucket{${labels}${sep}le="+Inf"} ${this.count}`);
-    const braces = labels === '' ? '' : `{${labels}}`;
-    lines.push(`${name}_sum${braces} ${this.sum}`, `${name}_count${braces} ${this.count}`);
-    return lines;
+  data(): HistogramData {
+    return { counts: [...this.counts], count: this.count, sum: this.sum };
   }
 }
 
 export class Metrics {
   readonly #requests = new Map<string, number>();
   readonly #latency = new Histogram();
-  readonly #fsync = new Histogram();
+  readonly #commits = new Histogram();
   #duplicates = 0;
   #stored = 0;
+
+  /**
+   * Set by a worker of several: gathers the snapshots of every worker, this one's included, into one.
+   * `/metrics` then serves the sum, and its own counts only if gathering fails.
+   */
+  gather: ((own: MetricsSnapshot) => Promise<MetricsSnapshot>) | undefined;
 
   /** One answered event request: its type (`unknown` before the type was known), status, and time. */
   request(type: string, status: number, seconds: number): void {
@@ -53,38 +73,117 @@ export class Metrics {
     this.#duplicates++;
   }
 
-  /** One group commit of the store: its write + fdatasync time, and the events it carried. */
+  /** One group commit of the store: its time until durable, and the events it carried. */
   commit(seconds: number, events: number): void {
-    this.#fsync.observe(seconds);
+    this.#commits.observe(seconds);
     this.#stored += events;
   }
 
-  render(inFlight: number): string {
-    const lines = [
-      '# HELP segment_endpoint_requests_total Event requests answered, by event type and status.',
-      '# TYPE segment_endpoint_requests_total counter',
-    ];
-    for (const [key, value] of [...this.#requests].sort()) {
-      const [type, status] = key.split('|');
-      lines.push(`segment_endpoint_requests_total{type="${type}",status="${status}"} ${value}`);
-    }
-    lines.push(
-      '# HELP segment_endpoint_request_duration_seconds Time from a request to its answer.',
-      '# TYPE segment_endpoint_request_duration_seconds histogram',
-      ...this.#latency.render('segment_endpoint_request_duration_seconds'),
-      '# HELP segment_endpoint_in_flight Event requests being processed.',
-      '# TYPE segment_endpoint_in_flight gauge',
-      `segment_endpoint_in_flight ${inFlight}`,
-      '# HELP segment_endpoint_duplicates_total Events answered as duplicates without running a handler.',
-      '# TYPE segment_endpoint_duplicates_total counter',
-      `segment_endpoint_duplicates_total ${this.#duplicates}`,
-      '# HELP segment_endpoint_store_fsync_seconds Write + fdatasync time of each group commit of the store.',
-      '# TYPE segment_endpoint_store_fsync_seconds histogram',
-      ...this.#fsync.render('segment_endpoint_store_fsync_seconds'),
-      '# HELP segment_endpoint_store_events_total Events made durable by the store.',
-      '# TYPE segment_endpoint_store_events_total counter',
-      `segment_endpoint_store_events_total ${this.#stored}`,
-    );
-    return `${lines.join('\n')}\n`;
+  snapshot(inFlight: number): MetricsSnapshot {
+    return {
+      requests: Object.fromEntries(this.#requests),
+      latency: this.#latency.data(),
+      commits: this.#commits.data(),
+      duplicates: this.#duplicates,
+      stored: this.#stored,
+      inFlight,
+    };
   }
+
+  render(inFlight: number): string {
+    return renderMetrics(this.snapshot(inFlight));
+  }
+}
+
+/** The counts of several processes as one: each figure summed, each worker's requests kept apart. */
+export function sumMetrics(
+  parts: ReadonlyArray<{ readonly worker: number; readonly snapshot: MetricsSnapshot }>,
+) {
+  const requests: Record<string, number> = {};
+  const workers: Record<string, number> = {};
+  const add = (a: HistogramData, b: HistogramData): HistogramData => ({
+    counts: a.counts.map((n, i) => n + (b.counts[i] ?? 0)),
+    count: a.count + b.count,
+    sum: a.sum + b.sum,
+  });
+  const empty: HistogramData = { counts: BUCKETS.map(() => 0), count: 0, sum: 0 };
+  let total: MetricsSnapshot = {
+    requests,
+    latency: empty,
+    commits: empty,
+    duplicates: 0,
+    stored: 0,
+    inFlight: 0,
+    workers,
+  };
+  for (const { worker, snapshot } of parts) {
+    let answered = 0;
+    for (const [key, n] of Object.entries(snapshot.requests)) {
+      requests[key] = (requests[key] ?? 0) + n;
+      answered += n;
+    }
+    workers[worker] = (workers[worker] ?? 0) + answered;
+    total = {
+      ...total,
+      latency: add(total.latency, snapshot.latency),
+      commits: add(total.commits, snapshot.commits),
+      duplicates: total.duplicates + snapshot.duplicates,
+      stored: total.stored + snapshot.stored,
+      inFlight: total.inFlight + snapshot.inFlight,
+    };
+  }
+  return total;
+}
+
+function renderHistogram(name: string, data: HistogramData): string[] {
+  const lines: string[] = [];
+  let cumulative = 0;
+  BUCKETS.forEach((le, i) => {
+    cumulative += data.counts[i] ?? 0;
+    lines.push(`${name}_bucket{le="${le}"} ${cumulative}`);
+  });
+  lines.push(
+    `${name}_bucket{le="+Inf"} ${data.count}`,
+    `${name}_sum ${data.sum}`,
+    `${name}_count ${data.count}`,
+  );
+  return lines;
+}
+
+export function renderMetrics(m: MetricsSnapshot): string {
+  const lines = [
+    '# HELP segment_endpoint_requests_total Event requests answered, by event type and status.',
+    '# TYPE segment_endpoint_requests_total counter',
+  ];
+  for (const [key, value] of Object.entries(m.requests).sort()) {
+    const [type, status] = key.split('|');
+    lines.push(`segment_endpoint_requests_total{type="${type}",status="${status}"} ${value}`);
+  }
+  lines.push(
+    '# HELP segment_endpoint_request_duration_seconds Time from a request to its answer.',
+    '# TYPE segment_endpoint_request_duration_seconds histogram',
+    ...renderHistogram('segment_endpoint_request_duration_seconds', m.latency),
+    '# HELP segment_endpoint_in_flight Event requests being processed.',
+    '# TYPE segment_endpoint_in_flight gauge',
+    `segment_endpoint_in_flight ${m.inFlight}`,
+    '# HELP segment_endpoint_duplicates_total Events answered as duplicates without running a handler.',
+    '# TYPE segment_endpoint_duplicates_total counter',
+    `segment_endpoint_duplicates_total ${m.duplicates}`,
+    '# HELP segment_endpoint_store_fsync_seconds Time of each group commit of the store, until durable.',
+    '# TYPE segment_endpoint_store_fsync_seconds histogram',
+    ...renderHistogram('segment_endpoint_store_fsync_seconds', m.commits),
+    '# HELP segment_endpoint_store_events_total Events made durable by the store.',
+    '# TYPE segment_endpoint_store_events_total counter',
+    `segment_endpoint_store_events_total ${m.stored}`,
+  );
+  if (m.workers !== undefined) {
+    lines.push(
+      '# HELP segment_endpoint_worker_requests_total Event requests answered, by worker process.',
+      '# TYPE segment_endpoint_worker_requests_total counter',
+      ...Object.entries(m.workers).map(
+        ([worker, n]) => `segment_endpoint_worker_requests_total{worker="${worker}"} ${n}`,
+      ),
+    );
+  }
+  return `${lines.join('\n')}\n`;
 }

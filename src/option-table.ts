@@ -1,5 +1,6 @@
 import { describeValue } from './errors.ts';
 import { MAX_DEPTH } from './json.ts';
+import { SCALE_OPTIONS } from './option-table-scale.ts';
 
 // Every option of createHandler, createServer and the command line, each once: its flag and environment
 // variable, its default (the one source of defaults: units in the comments), its bounds and its --help
@@ -83,6 +84,7 @@ export const OPTIONS = {
     default: './data',
     help: 'where the default store writes events-YYYY-MM-DD.ndjson',
   },
+  ...SCALE_OPTIONS,
   trackingApi: { scope: 'handler', default: true },
   healthPath: { scope: 'handler', default: '/health' },
   ready: { scope: 'handler' },

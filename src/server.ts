@@ -64,6 +64,11 @@ export interface EndpointServer {
    * when the new one is unusable (unreadable PEM, a key that does not match).
    */
   reloadTls(tls: { readonly cert: string | Buffer; readonly key: string | Buffer }): void;
+  /**
+   * Encrypts and decrypts TLS session tickets with `keys` (48 bytes), kept across `reloadTls`: processes
+   * given the same keys resume each other's sessions (the workers of `--workers`).
+   */
+  setTicketKeys(keys: Buffer): void;
 }
 
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
@@ -106,12 +111,23 @@ export function createServer(options: ServerOptions): EndpointServer {
   const shutdownTimeoutMs = integer('shutdownTimeoutMs', options.shutdownTimeoutMs);
   const close = () => gracefulClose(server, handler, answers, shutdownTimeoutMs);
 
+  const tlsServer = (method: string): HttpsServer => {
+    if (options.http === true) throw new TypeError(`${method}: this server is plain HTTP`);
+    return server as unknown as HttpsServer;
+  };
+  let ticketKeys: Buffer | undefined;
   const reloadTls: EndpointServer['reloadTls'] = (tls) => {
-    if (options.http === true) throw new TypeError('reloadTls: this server is plain HTTP');
-    (server as unknown as HttpsServer).setSecureContext({ cert: tls.cert, key: tls.key });
+    const https = tlsServer('reloadTls');
+    https.setSecureContext({ cert: tls.cert, key: tls.key });
+    // A new secure context comes with ticket keys of its own: the shared ones are put back.
+    if (ticketKeys !== undefined) https.setTicketKeys(ticketKeys);
+  };
+  const setTicketKeys = (keys: Buffer) => {
+    tlsServer('setTicketKeys').setTicketKeys(keys);
+    ticketKeys = keys;
   };
 
-  return { server, handler, listen, close, reloadTls };
+  return { server, handler, listen, close, reloadTls, setTicketKeys };
 }
 
 /** The node:https (or node:http) server, its timeouts and header limits set from the options. */

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { fstatSync, readFileSync, statSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { nodeIo, type StoreIo } from '../src/fileio.ts';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { jsonLogger, silentLogger } from '../src/log.ts';
+import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { API_KEY, inject, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 
 // A store whose disk fills up, without a disk: node's fs, except that a write only gets the room left

@@ -1,0 +1,38 @@
+import type { MetricsSnapshot } from '../metrics.ts';
+
+// What the primary of --workers and its workers tell each other over node:cluster's IPC channel. Every
+// message carries `se` (its kind), so that node's own cluster messages are never mistaken for ours.
+
+/** From the primary to a worker. */
+export type ToWorker =
+  /** The TLS session ticket keys (base64, 48 bytes) every worker uses: sent on request and on rotation. */
+  | { readonly se: 'tickets'; readonly keys: string }
+  /** Stop taking events, finish those in flight, exit 0 (what SIGTERM does to one process). */
+  | { readonly se: 'drain' }
+  /** Read --cert and --key again (what SIGHUP does to one process). */
+  | { readonly se: 'reload' }
+  /** Send your counts, for the sum another worker was asked for. */
+  | { readonly se: 'snapshot?'; readonly id: number }
+  /** The sum over every worker, answering `gather`. */
+  | { readonly se: 'metrics'; readonly id: number; readonly snapshot: MetricsSnapshot };
+
+/** From a worker to the primary. */
+export type ToPrimary =
+  /** Ready for the ticket keys: the server exists and does not listen yet. */
+  | { readonly se: 'tickets?' }
+  /** Listening: the URL it takes events at, and where they go (for the start-up line). */
+  | { readonly se: 'listening'; readonly url: string; readonly where: string }
+  /** `/metrics` was asked for: sum every worker's counts, this one's (`snapshot`) included. */
+  | { readonly se: 'gather'; readonly id: number; readonly snapshot: MetricsSnapshot }
+  /** This worker's counts, answering `snapshot?`. */
+  | { readonly se: 'snapshot'; readonly id: number; readonly snapshot: MetricsSnapshot };
+
+/** One of ours, or not (node's own, or anything else sent on the channel). */
+export function isOurs<T extends { se: string }>(message: unknown): message is T {
+  return (
+    typeof message === 'object' && message !== null && typeof (message as { se?: unknown }).se === 'string'
+  );
+}
+
+/** The variable that tells a worker its number (1 to N): the same for the worker that replaces it. */
+export const WORKER_VARIABLE = 'SEGMENT_ENDPOINT_WORKER';

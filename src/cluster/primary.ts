@@ -1,0 +1,249 @@
+import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import { type Signals, version } from '../cli.ts';
+import { type CliConfig, NAME } from '../config.ts';
+import type { Logger } from '../log.ts';
+import { type MetricsSnapshot, sumMetrics } from '../metrics.ts';
+import { OPTIONS } from '../option-table.ts';
+import { isOurs, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
+
+// The primary of --workers N: it serves nothing itself. It forks N workers that share the listening
+// socket (node:cluster), gives them the TLS session ticket keys (so a client resumes its session on any
+// of them) and rotates them, replaces a worker that dies, passes SIGTERM and SIGHUP on, and sums their
+// counts for /metrics.
+
+const TICKET_ROTATION_MS = 12 * 60 * 60 * 1000; // 12 h: a session resumes across workers for this long at most
+const STABLE_MS = 10_000; // 10 s: a worker up this long started well; its number's backoff starts over
+const MAX_BACKOFF_MS = 10_000; // 10 s between replacements of a worker that keeps dying
+const MAX_START_FAILURES = 5; // workers in a row that die before listening: the configuration is bad
+const SNAPSHOT_TIMEOUT_MS = 1_000; // 1 s: /metrics sums the workers that answered by then
+const DRAIN_MARGIN_MS = 5_000; // 5 s past --shutdown-timeout before workers still running are killed
+
+/** One of the N worker numbers, and the process serving it now (none between a death and its replacement). */
+interface Slot {
+  readonly number: number;
+  worker: Worker | undefined;
+  startedAt: number;
+  listening: boolean;
+  /** Deaths in a row of this number's workers, each within STABLE_MS of its start: the backoff. */
+  failures: number;
+  /** Its counts as last sent, kept when it dies so that the sums never go down. */
+  last: MetricsSnapshot | undefined;
+  restart: NodeJS.Timeout | undefined;
+}
+
+/** Runs the workers until SIGTERM or SIGINT; resolves with the exit code (0 once every worker drained). */
+export async function runPrimary(
+  config: CliConfig,
+  argv: readonly string[],
+  log: Logger,
+  signals: Signals,
+): Promise<number> {
+  if (config.handlers === undefined && config.postgres === undefined) {
+    // Every worker's files (those of workers a smaller --workers no longer starts too) before any starts.
+    const { repairStore } = await import('../sinks/file-store.ts');
+    for (const torn of await repairStore(config.out))
+      log.warn(torn, 'a partial line left by a crash was set aside');
+  }
+  cluster.setupPrimary({ args: [...argv] });
+  return new Primary(config, log).run(signals);
+}
+
+class Primary {
+  readonly #config: CliConfig;
+  readonly #log: Logger;
+  readonly #slots: Slot[] = [];
+  readonly #retired = new Map<number, MetricsSnapshot>();
+  readonly #gathers = new Map<number, (worker: number, snapshot: MetricsSnapshot) => void>();
+  #keys = randomBytes(48);
+  #nextId = 0;
+  #startFailures = 0;
+  #stopping = false;
+  #announced = false;
+  /** 1 once a worker failed to drain cleanly (or never started). */
+  #exitCode = 0;
+  #done: (code: number) => void = () => {};
+
+  constructor(config: CliConfig, log: Logger) {
+    this.#config = config;
+    this.#log = log;
+  }
+
+  run(signals: Signals): Promise<number> {
+    return new Promise((done) => {
+      const rotation = setInterval(() => this.#rotate(), TICKET_ROTATION_MS);
+      this.#done = (code) => {
+        clearInterval(rotation);
+        done(code);
+      };
+      for (let n = 1; n <= this.#config.workers; n++) {
+        const slot: Slot = {
+          number: n,
+          worker: undefined,
+          startedAt: 0,
+          listening: false,
+          failures: 0,
+          last: undefined,
+          restart: undefined,
+        };
+        this.#slots.push(slot);
+        this.#fork(slot);
+      }
+      signals.onSignal = (signal) => this.#stop(signal);
+      signals.onReload = () => {
+        this.#log.info({}, 'SIGHUP: every worker reloads the certificate');
+        this.#broadcast({ se: 'reload' });
+      };
+      if (signals.early !== undefined) this.#stop(signals.early);
+    });
+  }
+
+  #fork(slot: Slot): void {
+    slot.restart = undefined;
+    const worker = cluster.fork({ [WORKER_VARIABLE]: String(slot.number) });
+    Object.assign(slot, { worker, startedAt: Date.now(), listening: false });
+    worker.on('message', (message: unknown) => {
+      if (isOurs<ToPrimary>(message)) this.#message(slot, worker, message);
+    });
+    worker.on('exit', (code, signal) => this.#exited(slot, worker, code, signal));
+  }
+
+  #message(slot: Slot, worker: Worker, message: ToPrimary): void {
+    switch (message.se) {
+      case 'tickets?':
+        send(worker, { se: 'tickets', keys: this.#keys.toString('base64') });
+        break;
+      case 'listening':
+        slot.listening = true;
+        this.#startFailures = 0;
+        this.#log.info({ worker: slot.number, pid: worker.process.pid }, 'worker listening');
+        if (!this.#announced && this.#slots.every((s) => s.listening)) {
+          this.#announced = true;
+          const { workers } = this.#config;
+          process.stdout.write(
+            `${NAME} ${version()} listening on ${message.url} (${workers} workers, ${message.where})\n`,
+          );
+        }
+        break;
+      case 'gather':
+        this.#gather(slot, worker, message.id, message.snapshot);
+        break;
+      case 'snapshot':
+        this.#gathers.get(message.id)?.(slot.number, message.snapshot);
+        break;
+    }
+  }
+
+  #exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
+    if (slot.worker !== worker) return;
+    slot.worker = undefined;
+    if (slot.last !== undefined) this.#retire(slot.number, slot.last);
+    slot.last = undefined;
+    const live = this.#slots.filter((s) => s.worker !== undefined).length;
+    if (this.#stopping) {
+      if (code !== 0) this.#exitCode = 1;
+      if (live === 0) {
+        this.#log.info({ exitCode: this.#exitCode }, 'every worker stopped');
+        this.#done(this.#exitCode);
+      }
+      return;
+    }
+    const reason = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
+    if (!slot.listening) this.#startFailures++;
+    slot.failures = Date.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
+    if (this.#startFailures >= MAX_START_FAILURES) {
+      this.#log.error(
+        { worker: slot.number, code, signal },
+        `${MAX_START_FAILURES} workers in a row died before listening: stopping (see their errors above)`,
+      );
+      this.#stopping = true;
+      this.#exitCode = 1;
+      for (const s of this.#slots) s.worker?.process.kill('SIGKILL');
+      if (live === 0) this.#done(1);
+      return;
+    }
+    const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.max(0, slot.failures - 1));
+    this.#log.error(
+      { worker: slot.number, pid: worker.process.pid, code, signal, restartInMs: delay },
+      `worker ${slot.number} ${reason}: starting another`,
+    );
+    slot.restart = setTimeout(() => this.#fork(slot), delay);
+  }
+
+  /** The first signal drains every worker; a second one kills them. */
+  #stop(signal: NodeJS.Signals): void {
+    if (this.#stopping) {
+      this.#log.warn({ signal }, 'second signal: killing the workers without waiting');
+      for (const slot of this.#slots) slot.worker?.process.kill('SIGKILL');
+      this.#done(1);
+      return;
+    }
+    this.#stopping = true;
+    for (const slot of this.#slots) clearTimeout(slot.restart);
+    this.#log.info({ signal }, 'draining every worker');
+    this.#broadcast({ se: 'drain' });
+    if (this.#slots.every((s) => s.worker === undefined)) this.#done(0);
+    const shutdownMs = this.#config.options.shutdownTimeoutMs ?? OPTIONS.shutdownTimeoutMs.default;
+    setTimeout(() => {
+      this.#log.error({}, 'workers still running past the shutdown timeout: killing them');
+      for (const slot of this.#slots) slot.worker?.process.kill('SIGKILL');
+      this.#done(1);
+    }, shutdownMs + DRAIN_MARGIN_MS).unref();
+  }
+
+  #rotate(): void {
+    this.#keys = randomBytes(48);
+    this.#broadcast({ se: 'tickets', keys: this.#keys.toString('base64') });
+    this.#log.info({}, 'TLS session ticket keys rotated');
+  }
+
+  #broadcast(message: ToWorker): void {
+    for (const slot of this.#slots) if (slot.worker !== undefined) send(slot.worker, message);
+  }
+
+  /** The sum of every worker's counts (and of those that died) for the worker asking, `asking`. */
+  #gather(from: Slot, asking: Worker, id: number, own: MetricsSnapshot): void {
+    from.last = own;
+    const others = this.#slots.filter((s) => s !== from && s.worker !== undefined && s.listening);
+    const waiting = new Set(others.map((s) => s.number));
+    const ask = ++this.#nextId;
+    const finish = () => {
+      clearTimeout(timer);
+      this.#gathers.delete(ask);
+      const parts = this.#slots.flatMap((s) =>
+        s.last === undefined || s.worker === undefined ? [] : [{ worker: s.number, snapshot: s.last }],
+      );
+      for (const [worker, snapshot] of this.#retired) parts.push({ worker, snapshot });
+      send(asking, { se: 'metrics', id, snapshot: sumMetrics(parts) });
+    };
+    const timer = setTimeout(finish, SNAPSHOT_TIMEOUT_MS);
+    this.#gathers.set(ask, (worker, snapshot) => {
+      const slot = this.#slots[worker - 1];
+      if (slot !== undefined) slot.last = snapshot;
+      waiting.delete(worker);
+      if (waiting.size === 0) finish();
+    });
+    if (waiting.size === 0) finish();
+    else for (const slot of others) send(slot.worker as Worker, { se: 'snapshot?', id: ask });
+  }
+
+  /** Keeps what a worker that died had counted (its last report), so that the sums never go down. */
+  #retire(number: number, last: MetricsSnapshot): void {
+    const before = this.#retired.get(number);
+    const ended = { ...last, inFlight: 0 };
+    this.#retired.set(
+      number,
+      before === undefined
+        ? ended
+        : sumMetrics([
+            { worker: number, snapshot: before },
+            { worker: number, snapshot: ended },
+          ]),
+    );
+  }
+}
+
+/** A message to a worker, unless its channel has closed (it is exiting: its 'exit' comes next). */
+function send(worker: Worker, message: ToWorker): void {
+  if (worker.isConnected()) worker.send(message);
+}

@@ -1,0 +1,79 @@
+import { readFileSync } from 'node:fs';
+import { type ApiKeySpec, apiKeySpec } from './auth.ts';
+import { OPTIONS } from './option-table.ts';
+
+// The API keys of the command line: flags, the keys file and the environment.
+
+/** A bad invocation: reported in one line with a hint, exit code 1. */
+export class UsageError extends Error {}
+
+/** Keys from --api-key, --api-keys-file and the environment, in that order. */
+export function apiKeys(
+  flags: string[] | undefined,
+  file: string | undefined,
+  env: NodeJS.ProcessEnv,
+): ApiKeySpec[] {
+  const specs = (flags ?? []).map((spec) => parseKeySpec(spec, '--api-key'));
+  if (file !== undefined) specs.push(...parseKeysFile(readInput(file, '--api-keys-file').toString()));
+  const { env: variable, envAlias } = OPTIONS.apiKeys;
+  for (const key of `${env[variable] ?? ''},${env[envAlias] ?? ''}`.split(',')) {
+    if (key.trim() !== '') specs.push(checked(key.trim(), variable));
+  }
+  if (specs.length === 0) {
+    throw new UsageError(
+      'no API key: give --api-keys-file, SEGMENT_ENDPOINT_API_KEYS or --api-key (the endpoint never runs open)',
+    );
+  }
+  return specs;
+}
+
+/** `KEY` or `KEY:type,type`. A key never holds ":": it is the username of Basic auth. */
+export function parseKeySpec(spec: string, where: string): ApiKeySpec {
+  const colon = spec.indexOf(':');
+  if (colon === -1) return checked(spec, where);
+  return checked({ key: spec.slice(0, colon), types: parseTypes(spec.slice(colon + 1)) }, where);
+}
+
+/** One `KEY [type,type] [secret=SECRET]` per line; blank lines and `#` comments are skipped. */
+export function parseKeysFile(text: string): ApiKeySpec[] {
+  const specs: ApiKeySpec[] = [];
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const line = raw.replace(/#.*/, '').trim();
+    if (line === '') return;
+    const [key, ...rest] = line.split(/\s+/) as [string, ...string[]];
+    const where = `--api-keys-file line ${index + 1}`;
+    let types: string[] | undefined;
+    let signatureSecret: string | undefined;
+    for (const token of rest) {
+      if (token.startsWith('secret=') && signatureSecret === undefined && token.length > 7) {
+        signatureSecret = token.slice(7);
+      } else if (types === undefined && !token.includes('=')) {
+        types = parseTypes(token);
+      } else {
+        throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET]"`);
+      }
+    }
+    specs.push(checked({ key, ...(types && { types }), ...(signatureSecret && { signatureSecret }) }, where));
+  });
+  return specs;
+}
+
+const parseTypes = (list: string) => list.split(',').map((type) => type.trim().toLowerCase());
+
+/** The library's own check of a key, its error a usage error that names where the key was given. */
+function checked(item: unknown, where: string): ApiKeySpec {
+  try {
+    return apiKeySpec(item, where);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** A file named on the command line, or a usage error that names its flag. */
+export function readInput(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${flag}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}

@@ -1,0 +1,35 @@
+import type { OptionRow } from './option-table.ts';
+
+// The command line's scale-out rows of the option table (option-table.ts spreads them in after --out):
+// more processes on one VM, and what several processes or VMs share. Each loads its code only when given.
+
+const env = (name: string) => `SEGMENT_ENDPOINT_${name}`;
+
+export const SCALE_OPTIONS = {
+  workers: {
+    scope: 'cli',
+    flag: '--workers N',
+    env: env('WORKERS'),
+    default: '1',
+    help: 'worker processes sharing the port (node:cluster), or auto for one a CPU; with the file store each writes its own file',
+  },
+  postgres: {
+    scope: 'cli',
+    flag: '--postgres URL',
+    env: env('POSTGRES_URL'),
+    help: 'store events in PostgreSQL instead of files, e.g. postgres://user@host:5432/db; duplicates are suppressed across every process that shares it',
+  },
+  postgresTable: {
+    scope: 'cli',
+    flag: '--postgres-table NAME',
+    env: env('POSTGRES_TABLE'),
+    default: 'segment_events',
+    help: 'the table, created at start when missing',
+  },
+  idempotencyRedis: {
+    scope: 'cli',
+    flag: '--idempotency-redis URL',
+    env: env('IDEMPOTENCY_REDIS_URL'),
+    help: 'remember processed messageIds in Redis, e.g. redis://host:6379, so that workers and VMs suppress duplicates across each other',
+  },
+} as const satisfies Record<string, OptionRow>;

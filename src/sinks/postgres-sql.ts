@@ -1,0 +1,64 @@
+import type { Pool } from 'pg';
+
+// The SQL of the PostgreSQL sink. `table` is checked at start-up to be a plain lower-case name
+// (config.ts), so it is written into the statements as is.
+
+/** The table and its unique index, created when missing; what a partner's systems read. */
+function createStatements(table: string): string[] {
+  return [
+    `CREATE TABLE IF NOT EXISTS ${table} (
+      id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      received_at timestamptz NOT NULL,
+      source text NOT NULL,
+      message_id text,
+      type text NOT NULL,
+      settings jsonb NOT NULL,
+      event jsonb NOT NULL
+    )`,
+    // Segment sends an event again when an answer is lost: one row per (customer, messageId), whichever
+    // process or VM received each copy. Events without a messageId (NULL) are all kept.
+    `CREATE UNIQUE INDEX IF NOT EXISTS ${table}_source_message_id ON ${table} (source, message_id)`,
+  ];
+}
+
+/**
+ * Creates the table and index if missing. Instances and workers starting at once on an empty database
+ * would race (two CREATE TABLE IF NOT EXISTS can both pass the check, and one then fails): a
+ * transaction-scoped advisory lock on the table's name makes them take turns.
+ */
+export async function ensureTable(pool: Pool, table: string): Promise<void> {
+  const client = await pool.connect();
+  let broken: unknown;
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`segment-endpoint:${table}`]);
+    for (const statement of createStatements(table)) await client.query(statement);
+    await client.query('COMMIT');
+  } catch (err) {
+    broken = err;
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    // A connection that failed mid-transaction is not given back to the pool for reuse.
+    client.release(broken instanceof Error ? broken : undefined);
+  }
+}
+
+/**
+ * One group commit: every row of the group in one INSERT (one statement, one transaction, one round
+ * trip), each column an array. A row whose (source, message_id) is stored already is skipped: a
+ * duplicate is acknowledged as the first copy was.
+ */
+export const insertStatement = (table: string): string =>
+  `INSERT INTO ${table} (received_at, source, message_id, type, settings, event)
+   SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+   ON CONFLICT (source, message_id) DO NOTHING`;
+
+/**
+ * A refusal of the data itself (SQLSTATE class 22), not of the database: jsonb cannot hold `\u0000`
+ * or a lone surrogate such as `\ud800`, which JSON can. Retrying such an event would fail forever.
+ */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && code.startsWith('22');
+}

@@ -1,0 +1,207 @@
+import type { Pool } from 'pg';
+import type { Context, Handlers } from '../dispatch.ts';
+import { EndpointError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { eventJson, StoredFields } from './fields.ts';
+import { ensureTable, insertStatement, isDataError } from './postgres-sql.ts';
+import type { Sink } from './sink.ts';
+
+// The PostgreSQL sink (--postgres): every accepted event a row of one table that any number of
+// processes and VMs share, written in group commits. A 200 goes out only after the COMMIT that holds the
+// event; the table's unique index makes a duplicate sent to two instances one row.
+
+const GROUPS_IN_FLIGHT = 4; // INSERTs under way at once, each on its own connection
+const MAX_GROUP = 500; // events in one INSERT
+const STATEMENT_TIMEOUT_MS = 4_000; // below Segment's 5 s: a hung database is a 503 Segment retries
+const CONNECT_TIMEOUT_MS = 2_000;
+const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it again
+const MAX_RETRY_MS = 5_000; // the longest wait between tries
+
+interface Row {
+  readonly receivedAt: string;
+  readonly source: string;
+  readonly messageId: string | null;
+  readonly type: string;
+  readonly settings: string;
+  readonly event: string;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * Opens the pool and creates the table when missing. PostgreSQL unreachable at start does not stop the
+ * process: it starts, says so, answers 503 (health `unavailable`) and keeps trying, so that a database
+ * that comes up after the endpoint (a VM's boot order) needs no restart.
+ */
+export async function openPostgresSink(
+  config: { readonly url: string; readonly table: string },
+  log: Logger,
+): Promise<Sink> {
+  const { default: pg } = await import('pg');
+  const pool = new pg.Pool({
+    connectionString: config.url,
+    max: GROUPS_IN_FLIGHT + 1, // and one to create the table or check that PostgreSQL is back
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    query_timeout: STATEMENT_TIMEOUT_MS + 500,
+    application_name: 'segment-endpoint',
+  });
+  // An idle connection the server closed (a restart) is reported here; without a listener it would
+  // end the process. The next query takes a new connection.
+  pool.on('error', (err) => log.warn({ err }, 'a PostgreSQL connection closed'));
+  const sink = new PostgresSink(pool, config.table, log, describe(config.url, config.table));
+  await sink.connect();
+  return sink;
+}
+
+class PostgresSink implements Sink {
+  readonly handlers: Handlers;
+  readonly where: string;
+  onCommit: ((seconds: number, events: number) => void) | undefined;
+  readonly #pool: Pool;
+  readonly #table: string;
+  readonly #insert: string;
+  readonly #log: Logger;
+  readonly #fields = new StoredFields();
+  #queue: Row[] = [];
+  #inFlight = 0;
+  #up = false;
+  #retry: NodeJS.Timeout | undefined;
+  #closed = false;
+  #idle: Array<() => void> = [];
+
+  constructor(pool: Pool, table: string, log: Logger, where: string) {
+    this.#pool = pool;
+    this.#table = table;
+    this.#insert = insertStatement(table);
+    this.#log = log;
+    this.where = where;
+    const save = (event: { type: string; messageId?: unknown }, ctx: Context) => this.#save(event, ctx);
+    this.handlers = {
+      identify: save,
+      track: save,
+      page: save,
+      screen: save,
+      group: save,
+      alias: save,
+      delete: save,
+    };
+  }
+
+  get writable(): boolean {
+    return this.#up;
+  }
+
+  /** Creates the table if missing; on failure, says so and keeps trying in the background. */
+  async connect(delay = FIRST_RETRY_MS): Promise<void> {
+    try {
+      await ensureTable(this.#pool, this.#table);
+      if (!this.#up) this.#log.info({ table: this.#table }, 'PostgreSQL stores events');
+      this.#up = true;
+    } catch (err) {
+      if (this.#closed) return;
+      if (delay === FIRST_RETRY_MS) {
+        this.#log.error(
+          { err, table: this.#table },
+          'PostgreSQL cannot store events: answering 503 until it can',
+        );
+      }
+      this.#retry = setTimeout(() => this.connect(Math.min(delay * 2, MAX_RETRY_MS)), delay);
+    }
+  }
+
+  #save(event: { type: string; messageId?: unknown }, ctx: Context): Promise<void> {
+    if (!this.#up || this.#closed) return Promise.reject(new EndpointError('SEG_STORE_UNAVAILABLE'));
+    const messageId = typeof event.messageId === 'string' ? event.messageId : null;
+    return new Promise((resolve, reject) => {
+      this.#queue.push({
+        receivedAt: ctx.receivedAt.toISOString(),
+        source: this.#fields.source(ctx.apiKey),
+        messageId,
+        type: event.type,
+        settings: this.#fields.settings(ctx),
+        event: eventJson(ctx),
+        resolve,
+        reject,
+      });
+      this.#pump();
+    });
+  }
+
+  /** Sends what is queued, as one INSERT per group, while fewer than GROUPS_IN_FLIGHT are under way. */
+  #pump(): void {
+    while (this.#inFlight < GROUPS_IN_FLIGHT && this.#queue.length > 0) {
+      const group = this.#queue.length <= MAX_GROUP ? this.#queue : this.#queue.slice(0, MAX_GROUP);
+      this.#queue = this.#queue.length <= MAX_GROUP ? [] : this.#queue.slice(MAX_GROUP);
+      this.#inFlight++;
+      this.#commit(group).finally(() => {
+        this.#inFlight--;
+        this.#pump();
+        if (this.#inFlight === 0 && this.#queue.length === 0) for (const wake of this.#idle.splice(0)) wake();
+      });
+    }
+  }
+
+  async #commit(group: Row[]): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.#pool.query(this.#insert, columns(group));
+    } catch (err) {
+      if (!isDataError(err)) return this.#failed(group, err);
+      // One event the database refuses as data must not take the others of its group down with it.
+      if (group.length > 1) {
+        for (const row of group) await this.#commit([row]);
+      } else {
+        const message = `PostgreSQL cannot store this event (${(err as Error).message})`;
+        group[0]?.reject(new EndpointError('SEG_INVALID_EVENT', message));
+      }
+      return;
+    }
+    this.onCommit?.((performance.now() - started) / 1000, group.length);
+    for (const row of group) row.resolve();
+  }
+
+  /** PostgreSQL failed (down, unreachable, timed out): 503 for the group, and for new events until it is back. */
+  #failed(group: Row[], err: unknown): void {
+    const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
+    for (const row of group) row.reject(unavailable);
+    if (!this.#up || this.#closed) return;
+    this.#up = false;
+    this.#log.error(
+      { err, table: this.#table },
+      'PostgreSQL cannot store events: answering 503 until it can',
+    );
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => this.connect(FIRST_RETRY_MS * 2), FIRST_RETRY_MS);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    if (this.#inFlight > 0 || this.#queue.length > 0)
+      await new Promise<void>((wake) => this.#idle.push(wake));
+    await this.#pool.end();
+  }
+}
+
+/** The INSERT's parameters: one array a column. */
+function columns(group: readonly Row[]): unknown[][] {
+  return [
+    group.map((r) => r.receivedAt),
+    group.map((r) => r.source),
+    group.map((r) => r.messageId),
+    group.map((r) => r.type),
+    group.map((r) => r.settings),
+    group.map((r) => r.event),
+  ];
+}
+
+/** For the start-up line: the table, host and database, never the password. */
+function describe(url: string, table: string): string {
+  try {
+    const { hostname, port, pathname } = new URL(url);
+    return `events stored in PostgreSQL table ${table} on ${hostname}:${port || 5432}${pathname}`;
+  } catch {
+    return `events stored in PostgreSQL table ${table}`;
+  }
+}

@@ -1,0 +1,67 @@
+import { resolve } from 'node:path';
+import type { Handlers } from '../dispatch.ts';
+import type { Logger } from '../log.ts';
+import type { NdjsonStore } from './file-store.ts';
+
+// Where the standalone process stores accepted events when no --handlers module is given: one of the
+// sinks below, each loaded only when chosen. The pipeline sees only the handlers a sink gives it: a 200
+// goes out once the sink has made the event durable.
+//
+//   file-store.ts   NDJSON files under --out, fdatasync'd in group commits (the default)
+//   postgres.ts     a PostgreSQL table, INSERTed in group commits (--postgres)
+
+export interface Sink {
+  /** Handlers for every event type that resolve once the event is durable. */
+  readonly handlers: Handlers;
+  /** False while events cannot be stored (health answers `unavailable`; events get 503). */
+  readonly writable: boolean;
+  /** Where events go, for the start-up line. */
+  readonly where: string;
+  /** Called after each group commit with its time until durable (seconds) and its events: for metrics. */
+  onCommit: ((seconds: number, events: number) => void) | undefined;
+  /** Stores what was handed over, then lets go of files or connections. */
+  close(): Promise<void>;
+}
+
+export interface SinkConfig {
+  readonly out: string;
+  readonly postgres: { readonly url: string; readonly table: string } | undefined;
+  /** Worker K of several (--workers), or undefined for the one process. */
+  readonly worker: number | undefined;
+}
+
+/** The sink the configuration names: PostgreSQL when --postgres is given, else files under --out. */
+export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
+  if (config.postgres !== undefined) {
+    const { openPostgresSink } = await import('./postgres.ts');
+    return openPostgresSink(config.postgres, log);
+  }
+  const { NdjsonStore: Store, storeHandlers } = await import('./file-store.ts');
+  let store: NdjsonStore;
+  try {
+    store = await Store.open(config.out, { worker: config.worker });
+  } catch (err) {
+    // A directory the store cannot write to is refused at start-up: started, it would say healthy and
+    // refuse every event.
+    const code = (err as { code?: unknown }).code;
+    throw typeof code === 'string'
+      ? new Error(`--out ${config.out} is not writable (${code})`, { cause: err })
+      : err;
+  }
+  for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
+  const handlers = storeHandlers(store);
+  return {
+    handlers,
+    get writable() {
+      return store.writable;
+    },
+    where: `events stored in ${resolve(store.dir)}`,
+    get onCommit() {
+      return store.onCommit;
+    },
+    set onCommit(hook) {
+      store.onCommit = hook;
+    },
+    close: () => store.close(),
+  };
+}

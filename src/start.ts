@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { type CliConfig, UsageError } from './config.ts';
+import type { Handlers } from './dispatch.ts';
+import type { Logger } from './log.ts';
+import { OPTIONS } from './option-table.ts';
+import { createServer, type EndpointServer } from './server.ts';
+import { openSink, type Sink } from './sinks/sink.ts';
+
+// What the standalone process starts once its signal listeners are in place (cli.ts): the handlers (a
+// --handlers module, or a sink), the server, and what SIGHUP does.
+
+export interface Running {
+  readonly endpoint: EndpointServer;
+  /** Where events are stored; undefined with --handlers. */
+  readonly sink: Sink | undefined;
+  /** What the start-up line says events go to. */
+  readonly where: string;
+  /** Once the server has drained: stores what the sink holds, lets go of connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * The handlers, then the server (not listening yet: a worker of several first takes the shared TLS
+ * ticket keys). `worker` is the worker's number with --workers, else undefined.
+ */
+export async function start(config: CliConfig, log: Logger, worker?: number): Promise<Running> {
+  let sink: Sink | undefined;
+  let handlers: Handlers;
+  let where: string;
+  if (config.handlers !== undefined) {
+    handlers = await loadHandlers(config.handlers);
+    where = `handlers from ${config.handlers}`;
+  } else {
+    sink = await openSink({ out: config.out, postgres: config.postgres, worker }, log);
+    handlers = sink.handlers;
+    where = sink.where;
+  }
+  const shared = await sharedFilter(config, log);
+  const options = shared === undefined ? config.options : { ...config.options, idempotency: shared };
+  const ready =
+    sink === undefined && shared === undefined
+      ? undefined
+      : () => (sink?.writable ?? true) && (shared?.ready ?? true);
+  const endpoint = createServer({ ...options, handlers, log, ready });
+  const metrics = endpoint.handler.metrics;
+  if (sink !== undefined && metrics !== undefined) {
+    sink.onCommit = (seconds, events) => metrics.commit(seconds, events);
+  }
+  const close = async () => {
+    await sink?.close();
+    await shared?.close();
+  };
+  return { endpoint, sink, where, close };
+}
+
+/** --idempotency-redis: the duplicate filter every process shares, in Redis; loaded only when given. */
+async function sharedFilter(config: CliConfig, log: Logger) {
+  if (config.idempotencyRedis === undefined) return undefined;
+  const { openRedisIdempotency } = await import('./idempotency-redis.ts');
+  const memory = config.options.idempotency as { readonly ttlMs?: number } | undefined; // from the flags
+  const ttlMs = memory?.ttlMs ?? OPTIONS['idempotency.ttlMs'].default;
+  return openRedisIdempotency(config.idempotencyRedis, { ttlMs, log });
+}
+
+async function loadHandlers(file: string): Promise<Handlers> {
+  let mod: { default?: unknown };
+  try {
+    mod = await import(pathToFileURL(resolve(file)).href);
+  } catch (err) {
+    throw new UsageError(`--handlers: cannot load ${file}: ${(err as Error).message}`);
+  }
+  if (typeof mod.default !== 'object' || mod.default === null) {
+    throw new UsageError(`--handlers: ${file} must export default { identify?, track?, ... }`);
+  }
+  return mod.default as Handlers;
+}
+
+/**
+ * What SIGHUP does once the server is up. Renewed certificates (certbot, a secrets agent) are picked up
+ * without a restart: new connections get the new pair, open ones keep theirs. A bad pair is refused and
+ * logged. Over plain HTTP there is nothing to reload, and a reload must not stop the process either.
+ */
+export function certificateReloader(
+  files: CliConfig['tlsFiles'],
+  endpoint: EndpointServer,
+  log: Logger,
+): () => void {
+  if (files === undefined) return () => log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
+  return () => {
+    try {
+      endpoint.reloadTls({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
+      log.info({ cert: files.cert }, 'certificate reloaded');
+    } catch (err) {
+      log.error(
+        { cert: files.cert, reason: (err as Error).message },
+        'certificate reload failed; keeping the current one',
+      );
+    }
+  };
+}

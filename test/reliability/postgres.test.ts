@@ -1,0 +1,172 @@
+// The PostgreSQL sink against a real PostgreSQL server: rows are what was acknowledged, a duplicate is
+// one row across instances, instances starting at once on an empty database all start, and an event
+// the database cannot hold is refused alone.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { Agent } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { encodeSettings, testCert, trackEvent } from '../helpers.ts';
+import { type PostgresServer, startPostgres } from '../services/postgres.ts';
+import { cleanup, type Endpoint, send, startEndpoint, stopCleanly, tlsFlags } from './harness.ts';
+
+let server: PostgresServer;
+let client: pg.Client;
+const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-pg-test-'));
+const endpoints: Endpoint[] = [];
+
+before(async () => {
+  server = await startPostgres();
+  client = new pg.Client({ connectionString: server.url });
+  await client.connect();
+});
+after(async () => {
+  await cleanup(dir, endpoints)();
+  await client?.end();
+  await server?.destroy();
+});
+
+async function endpoint(table: string, ...extra: string[]): Promise<Endpoint> {
+  const args = [...tlsFlags(dir), '--api-key', 'dev-key', '--api-key', 'other-key'];
+  const ep = await startEndpoint([...args, '--postgres', server.url, '--postgres-table', table, ...extra]);
+  endpoints.push(ep);
+  return ep;
+}
+
+const agent = () => new Agent({ keepAlive: true, ca: testCert().cert });
+const fingerprint = (key: string) => createHash('sha256').update(key).digest('hex').slice(0, 12);
+
+test('each acknowledged event is one row: its source, messageId, type, settings and event', async () => {
+  const ep = await endpoint('rows');
+  const a = agent();
+  const events = [
+    trackEvent({ messageId: 'row-1', properties: { plan: 'pro' } }),
+    { type: 'identify', userId: 'u1', traits: { email: 'a@example.com' }, messageId: 'row-2' },
+    { type: 'page', userId: 'u1', name: 'Home', messageId: 'row-3' },
+  ];
+  for (const event of events) assert.equal((await send(a, ep.url, event, 'dev-key')).status, 200);
+  // A retry of the first (Segment resends when an answer is lost): acknowledged, not stored again.
+  assert.equal((await send(a, ep.url, events[0] as { messageId: string }, 'dev-key')).status, 200);
+  // The same messageId from another customer is another event.
+  assert.equal((await send(a, ep.url, events[0] as { messageId: string }, 'other-key')).status, 200);
+  a.destroy();
+
+  const { rows } = await client.query(
+    'SELECT source, message_id, type, settings, event, received_at FROM rows ORDER BY id',
+  );
+  assert.deepEqual(
+    rows.map((r) => [r.source, r.message_id, r.type]),
+    [
+      [fingerprint('dev-key'), 'row-1', 'track'],
+      [fingerprint('dev-key'), 'row-2', 'identify'],
+      [fingerprint('dev-key'), 'row-3', 'page'],
+      [fingerprint('other-key'), 'row-1', 'track'],
+    ],
+  );
+  assert.deepEqual(rows[0].event, events[0]);
+  assert.deepEqual(rows[1].event, events[1]);
+  assert.deepEqual(rows[0].settings, {}, 'no X-Segment-Settings header: no settings');
+  assert.ok(Math.abs(Date.now() - rows[0].received_at.getTime()) < 60_000);
+  await stopCleanly(ep);
+});
+
+test('settings are stored as the customer sent them', async () => {
+  const ep = await endpoint('settings');
+  const a = agent();
+  const { request } = await import('node:https');
+  const body = JSON.stringify(trackEvent({ messageId: 'settings-1' }));
+  const status = await new Promise<number | undefined>((resolve, reject) => {
+    const req = request(ep.url, {
+      method: 'POST',
+      agent: a,
+      servername: 'localhost',
+      headers: {
+        authorization: `Basic ${Buffer.from('dev-key:').toString('base64')}`,
+        'content-type': 'application/json',
+        'x-segment-settings': encodeSettings({ region: 'eu', limit: 3 }),
+      },
+    });
+    req.on('response', (res) => resolve(res.resume().statusCode));
+    req.on('error', reject);
+    req.end(body);
+  });
+  a.destroy();
+  assert.equal(status, 200);
+  const { rows } = await client.query('SELECT settings FROM settings');
+  assert.deepEqual(rows, [{ settings: { region: 'eu', limit: 3 } }]);
+  await stopCleanly(ep);
+});
+
+test('two instances sharing the database store a duplicate once', async () => {
+  const [one, two] = [await endpoint('shared'), await endpoint('shared')];
+  const a = agent();
+  const answers = await Promise.all(
+    Array.from({ length: 20 }, (_, n) =>
+      send(a, (n % 2 === 0 ? one : two).url, trackEvent({ messageId: `dup-${n % 5}` }), 'dev-key'),
+    ),
+  );
+  a.destroy();
+  assert.deepEqual(
+    answers.map((x) => x.status),
+    answers.map(() => 200),
+  );
+  const { rows } = await client.query(
+    'SELECT message_id, count(*)::int AS n FROM shared GROUP BY 1 ORDER BY 1',
+  );
+  assert.deepEqual(
+    rows,
+    [0, 1, 2, 3, 4].map((n) => ({ message_id: `dup-${n}`, n: 1 })),
+  );
+  await Promise.all([stopCleanly(one), stopCleanly(two)]);
+});
+
+test('instances starting at once on an empty database all start', async () => {
+  const started = await Promise.all([endpoint('race'), endpoint('race'), endpoint('race')]);
+  const a = agent();
+  for (const [n, ep] of started.entries()) {
+    assert.equal((await send(a, ep.url, trackEvent({ messageId: `race-${n}` }), 'dev-key')).status, 200);
+  }
+  a.destroy();
+  const { rows } = await client.query('SELECT count(*)::int AS n FROM race');
+  assert.deepEqual(rows, [{ n: 3 }]);
+  await Promise.all(started.map(stopCleanly));
+});
+
+test('an event jsonb cannot hold is refused with 400, and its group is stored without it', async () => {
+  const ep = await endpoint('unstorable');
+  const a = agent();
+  const answers = await Promise.all([
+    send(a, ep.url, trackEvent({ messageId: 'fine-1' }), 'dev-key'),
+    send(a, ep.url, trackEvent({ messageId: 'nul', event: 'a\u0000b' }), 'dev-key'),
+    send(a, ep.url, trackEvent({ messageId: 'fine-2' }), 'dev-key'),
+  ]);
+  a.destroy();
+  assert.deepEqual(
+    answers.map((x) => [x.id, x.status, x.code]),
+    [
+      ['fine-1', 200, undefined],
+      ['nul', 400, 'SEG_INVALID_EVENT'],
+      ['fine-2', 200, undefined],
+    ],
+  );
+  const { rows } = await client.query('SELECT message_id FROM unstorable ORDER BY message_id');
+  assert.deepEqual(rows, [{ message_id: 'fine-1' }, { message_id: 'fine-2' }]);
+  await stopCleanly(ep);
+});
+
+test('--workers 2 with --postgres: each worker its own pool, one table', async () => {
+  const ep = await endpoint('workers', '--workers', '2');
+  const answers = await Promise.all(
+    Array.from({ length: 12 }, (_, n) => {
+      const a = new Agent({ keepAlive: false, ca: testCert().cert });
+      return send(a, ep.url, trackEvent({ messageId: `w-${n}` }), 'dev-key');
+    }),
+  );
+  assert.ok(answers.every((x) => x.status === 200));
+  const { rows } = await client.query('SELECT count(DISTINCT message_id)::int AS n FROM workers');
+  assert.deepEqual(rows, [{ n: 12 }]);
+  await stopCleanly(ep);
+});

@@ -1,0 +1,79 @@
+// The scale-out flags as the command line reads them: --workers, --postgres, --postgres-table and
+// --idempotency-redis, from flags and from the environment.
+import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
+import { describe, test } from 'node:test';
+import { type CliConfig, parseConfig, UsageError } from '../src/config.ts';
+
+const read = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  parseConfig(['--http', '--api-key', 'k', ...args], env) as CliConfig;
+
+describe('--workers', () => {
+  test('one process unless asked; a number, or auto for one a CPU', () => {
+    assert.equal(read([]).workers, 1);
+    assert.equal(read(['--workers', '2']).workers, 2);
+    assert.equal(read(['--workers', 'auto']).workers, availableParallelism());
+    assert.equal(read([], { SEGMENT_ENDPOINT_WORKERS: '3' }).workers, 3);
+    assert.equal(read(['--workers', '2'], { SEGMENT_ENDPOINT_WORKERS: '3' }).workers, 2, 'the flag wins');
+  });
+
+  for (const bad of ['0', '-1', 'two', '1.5', '', String(16 * availableParallelism() + 1)]) {
+    test(`refuses "${bad}"`, () => {
+      assert.throws(
+        () => read([`--workers=${bad}`]),
+        (err: Error) => {
+          assert.ok(err instanceof UsageError);
+          assert.match(err.message, /--workers must be auto or a whole number/);
+          return true;
+        },
+      );
+    });
+  }
+});
+
+describe('--postgres', () => {
+  test('the URL and the table, segment_events unless named', () => {
+    assert.equal(read([]).postgres, undefined);
+    assert.deepEqual(read(['--postgres', 'postgres://u@db:5432/app']).postgres, {
+      url: 'postgres://u@db:5432/app',
+      table: 'segment_events',
+    });
+    const env = {
+      SEGMENT_ENDPOINT_POSTGRES_URL: 'postgresql://db/app',
+      SEGMENT_ENDPOINT_POSTGRES_TABLE: 'events',
+    };
+    assert.deepEqual(read([], env).postgres, { url: 'postgresql://db/app', table: 'events' });
+  });
+
+  test('refuses what is not a PostgreSQL URL, without repeating it (it may hold a password)', () => {
+    assert.throws(
+      () => read(['--postgres', 'mysql://u:secret@db/app']),
+      (err: Error) => err instanceof UsageError && !err.message.includes('secret'),
+    );
+  });
+
+  for (const table of ['Events', 'events;drop table x', 'a-b', '1events', 'x'.repeat(64)]) {
+    test(`refuses the table name "${table.slice(0, 20)}"`, () => {
+      assert.throws(
+        () => read(['--postgres', 'postgres://db/app', '--postgres-table', table]),
+        /--postgres-table/,
+      );
+    });
+  }
+
+  test('with --handlers, which also says what is done with events, is refused', () => {
+    assert.throws(
+      () => read(['--postgres', 'postgres://db/app', '--handlers', 'h.mjs']),
+      /give one of --handlers and --postgres/,
+    );
+  });
+});
+
+test('--idempotency-redis', () => {
+  assert.equal(read([]).idempotencyRedis, undefined);
+  assert.equal(read(['--idempotency-redis', 'redis://r:6379']).idempotencyRedis, 'redis://r:6379');
+  assert.equal(
+    read([], { SEGMENT_ENDPOINT_IDEMPOTENCY_REDIS_URL: 'redis://r' }).idempotencyRedis,
+    'redis://r',
+  );
+});
