@@ -67,8 +67,8 @@ test: typecheck lint unit
 # Side by side in one run, pinned (server on core 0, wrk on core 1), 5 interleaved rounds: the reference
 # servers of bench/anchors/ and segment-endpoint as shipped (dist/cli.js), under wrk from the Debian
 # package (this target installs it when it can). See bench/README.md.
-bench: build wrk
-	node bench/run.mjs
+bench: build wrk services
+	node --import tsx bench/run.mjs
 	@npx biome format --write bench/last-run.json >/dev/null
 	taskset -c 0 node --expose-gc bench/pipeline.mjs --json bench/last-pipeline.json
 	@npx biome format --write bench/last-pipeline.json >/dev/null
@@ -77,7 +77,7 @@ bench: build wrk
 # 3 interleaved rounds (about 6 minutes). Written to bench/last-ladder.json.
 bench-ladder: build wrk
 	BENCH_SERVERS=parse,rung0,rung1,rung2,rung3,rung4,rung5,rung6,rung7,noop BENCH_ROUNDS=3 \
-		BENCH_FIXED_SECONDS=0 BENCH_JSON=bench/last-ladder.json node bench/run.mjs
+		BENCH_FIXED_SECONDS=0 BENCH_JSON=bench/last-ladder.json node --import tsx bench/run.mjs
 	@npx biome format --write bench/last-ladder.json >/dev/null
 
 wrk:

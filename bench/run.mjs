@@ -1,13 +1,15 @@
 // `make bench`: segment-endpoint as a partner runs it (dist/cli.js) against the reference servers
 // (anchors/), pinned (server on core 0, wrk on core 1), in interleaved rounds with a fresh process per
 // server per round, so that neither the machine's drift nor one process's luck decides. See README.md.
+// Run with tsx (`node --import tsx`): the PostgreSQL sink's server comes from test/services/postgres.ts.
 // env: BENCH_ROUNDS (5), BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_SERVERS (all: floor,parse,fastify,
-// noop,durable), BENCH_PIN=0 (no taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
+// noop,durable,postgres), BENCH_PIN=0 (no taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
 // BENCH_QUIET_WAIT (10 s a window at most) and BENCH_QUIET_BUDGET (90 s a run), BENCH_FIXED_RATE
 // (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json).
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { makeCert } from './cert.mjs';
 import { checkAccepts, cpuAtFixedRate, launch, PIN, pinSelf, runWrk } from './clients.mjs';
 import { apiKey } from './events.mjs';
@@ -57,6 +59,12 @@ const SERVERS = {
   durable: {
     label: 'segment-endpoint --out (default store)',
     args: (port, store) => cli(port, '--out', store),
+  },
+  postgres: {
+    label: 'segment-endpoint --postgres (PostgreSQL sink)',
+    // a table a round, created by the endpoint at start as in production
+    args: (port, store) =>
+      cli(port, '--postgres', postgres.url, '--postgres-table', `bench_${basename(store).replace('-', '_')}`),
   },
 };
 const MAIN = Object.keys(SERVERS);
@@ -154,8 +162,28 @@ async function measure(name, round) {
 
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 
+/**
+ * The PostgreSQL server of the postgres rounds: a throwaway cluster (test/services/postgres.ts), pinned
+ * with wrk to core 1, so that core 0 is the endpoint's alone as for the other servers.
+ */
+async function startPostgresServer() {
+  const { startPostgres } = await import('../test/services/postgres.ts');
+  const server = await startPostgres();
+  if (PIN) {
+    const postmaster = execFileSync('pgrep', ['-f', `-p ${server.port} `])
+      .toString()
+      .trim()
+      .split('\n');
+    for (const pid of postmaster) execFileSync('taskset', ['-a', '-p', '-c', '1', pid], { stdio: 'ignore' });
+  }
+  return server;
+}
+
+let postgres;
+
 async function main() {
   pinSelf();
+  if (names.includes('postgres')) postgres = await startPostgresServer();
   const results = Object.fromEntries(names.map((n) => [n, []]));
   for (let round = 0; round < config.rounds; round++) {
     // each round starts one server further on: no server always follows the same one
@@ -192,5 +220,6 @@ async function main() {
 try {
   await main();
 } finally {
+  await postgres?.destroy();
   rmSync(work, { recursive: true, force: true });
 }

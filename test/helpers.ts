@@ -10,6 +10,7 @@ import { connect } from 'node:tls';
 import lightMyRequest from 'light-my-request';
 import {
   type Context,
+  createHandler,
   createServer,
   type EndpointServer,
   type Handlers,
@@ -506,4 +507,32 @@ export function parseRaw(response: string): { status: number; headers: string; b
   const head = response.slice(0, split);
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0);
   return { status, headers: head.toLowerCase(), body: response.slice(split + 4) };
+}
+
+/**
+ * A handler over `idempotency` whose track handler records each messageId it runs in `calls`, waits for
+ * `hold`, and fails with a 503 as many times as `failNext(n)` asks: for duplicate-suppression tests.
+ */
+export function countingHandler(
+  idempotency: Parameters<typeof createHandler>[0]['idempotency'],
+  calls: string[] = [],
+  hold: Promise<void> = Promise.resolve(),
+) {
+  let fail = 0;
+  const handler = createHandler({
+    apiKeys: [API_KEY, 'other-key'],
+    log: silentLogger,
+    idempotency,
+    handlers: {
+      track: async (event) => {
+        calls.push(String(event.messageId));
+        await hold;
+        if (fail > 0) {
+          fail--;
+          throw Object.assign(new Error('downstream down'), { status: 503 });
+        }
+      },
+    },
+  });
+  return { handler, calls, failNext: (n: number) => (fail = n) };
 }

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { createClient } from '@redis/client';
 import { openRedisIdempotency, type RedisIdempotencyStore } from '../src/idempotency-redis.ts';
-import { createHandler, jsonLogger, type Logger, silentLogger } from '../src/index.ts';
-import { API_KEY, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { jsonLogger, type Logger, silentLogger } from '../src/index.ts';
+import { countingHandler, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
 import { freePort } from './services/process.ts';
 import { type RedisServer, startRedis } from './services/redis.ts';
 
@@ -28,25 +28,8 @@ async function open(ttlMs = 60_000, log: Logger = silentLogger): Promise<RedisId
 }
 
 /** An instance of the endpoint: a handler that counts the events it runs; `hold` keeps each run open. */
-function instance(store: RedisIdempotencyStore, calls: string[] = [], hold?: Promise<void>) {
-  let fail = 0;
-  const handler = createHandler({
-    apiKeys: [API_KEY, 'other-key'],
-    log: silentLogger,
-    idempotency: store,
-    handlers: {
-      track: async (event) => {
-        calls.push(String(event.messageId));
-        await hold;
-        if (fail > 0) {
-          fail--;
-          throw Object.assign(new Error('downstream down'), { status: 503 });
-        }
-      },
-    },
-  });
-  return { handler, calls, failNext: (n: number) => (fail = n) };
-}
+const instance = (store: RedisIdempotencyStore, calls: string[] = [], hold?: Promise<void>) =>
+  countingHandler(store, calls, hold);
 
 /** A JSON logger, and the lines it wrote. */
 function capturedLog(): { log: Logger; text: string[] } {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createHandler, type IdempotencyStore, MemoryIdempotencyStore, silentLogger } from '../src/index.ts';
-import { API_KEY, countdown, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { type IdempotencyStore, MemoryIdempotencyStore } from '../src/index.ts';
+import { countdown, countingHandler, inject, segmentHeaders, trackEvent } from './helpers.ts';
 
 describe('MemoryIdempotencyStore', () => {
   test('new, then done once completed; released claims are new again', async () => {
@@ -103,28 +103,9 @@ test('matches a plain reference model through thousands of random claims, evicti
 describe('duplicate suppression in the pipeline', () => {
   /** A handler that records each messageId it runs; `hold` keeps every run open until it resolves. */
   const counting = (
-    options: Parameters<typeof createHandler>[0]['idempotency'] = undefined,
+    options: Parameters<typeof countingHandler>[0] = undefined,
     hold: Promise<void> = Promise.resolve(),
-  ) => {
-    const calls: string[] = [];
-    let fail = 0;
-    const handler = createHandler({
-      apiKeys: [API_KEY, 'other-key'],
-      log: silentLogger,
-      idempotency: options,
-      handlers: {
-        track: async (event) => {
-          calls.push(String(event.messageId));
-          await hold;
-          if (fail > 0) {
-            fail--;
-            throw Object.assign(new Error('downstream down'), { status: 503 });
-          }
-        },
-      },
-    });
-    return { handler, calls, failNext: (n: number) => (fail = n) };
-  };
+  ) => countingHandler(options, [], hold);
 
   test('the same messageId from the same key reaches the handler once; the copy gets 200', async () => {
     const { handler, calls } = counting();
