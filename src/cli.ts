@@ -45,7 +45,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     const { default: cluster } = await import('node:cluster');
     if (cluster.isPrimary)
       return (await import('./cluster/primary.ts')).runPrimary(config, argv, log, signals);
-    link = (await import('./cluster/worker.ts')).workerLink(env);
+    link = (await import('./cluster/worker.ts')).workerLink(env, signals);
     log = withFields(log, { worker: link.worker });
   }
   const { certificateReloader, start } = await import('./start.ts');
@@ -53,7 +53,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   let url: string;
   try {
     running = await start(config, log, link?.worker);
-    await link?.join(running.endpoint, signals, config.tlsFiles !== undefined);
+    await link?.join(running.endpoint, config.tlsFiles !== undefined);
     url = await running.endpoint.listen();
   } catch (err) {
     return fail(err);

@@ -112,12 +112,14 @@ class Primary {
     switch (message.se) {
       case 'tickets?':
         send(worker, { se: 'tickets', keys: this.#keys.toString('base64') });
+        // A drain sent while it was loading its modules reached no listener: it is told again.
+        if (this.#stopping) send(worker, { se: 'drain' });
         break;
       case 'listening':
         slot.listening = true;
         this.#startFailures = 0;
         this.#log.info({ worker: slot.number, pid: worker.process.pid }, 'worker listening');
-        if (!this.#announced && this.#slots.every((s) => s.listening)) {
+        if (!this.#announced && !this.#stopping && this.#slots.every((s) => s.listening)) {
           this.#announced = true;
           const { workers } = this.#config;
           process.stdout.write(
@@ -137,7 +139,7 @@ class Primary {
   #exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
     if (slot.worker !== worker) return;
     slot.worker = undefined;
-    if (slot.last !== undefined) this.#retire(slot.number, slot.last);
+    if (slot.last !== undefined) retire(this.#retired, slot.number, slot.last);
     slot.last = undefined;
     const live = this.#slots.filter((s) => s.worker !== undefined).length;
     if (this.#stopping) {
@@ -226,24 +228,17 @@ class Primary {
     if (waiting.size === 0) finish();
     else for (const slot of others) send(slot.worker as Worker, { se: 'snapshot?', id: ask });
   }
-
-  /** Keeps what a worker that died had counted (its last report), so that the sums never go down. */
-  #retire(number: number, last: MetricsSnapshot): void {
-    const before = this.#retired.get(number);
-    const ended = { ...last, inFlight: 0 };
-    this.#retired.set(
-      number,
-      before === undefined
-        ? ended
-        : sumMetrics([
-            { worker: number, snapshot: before },
-            { worker: number, snapshot: ended },
-          ]),
-    );
-  }
 }
 
 /** A message to a worker, unless its channel has closed (it is exiting: its 'exit' comes next). */
 function send(worker: Worker, message: ToWorker): void {
   if (worker.isConnected()) worker.send(message);
+}
+
+/** Keeps what a worker that died had counted (its last report), so that the sums never go down. */
+function retire(retired: Map<number, MetricsSnapshot>, worker: number, last: MetricsSnapshot): void {
+  const before = retired.get(worker);
+  const ended = { ...last, inFlight: 0 };
+  const parts = before === undefined ? [] : [{ worker, snapshot: before }];
+  retired.set(worker, before === undefined ? ended : sumMetrics([...parts, { worker, snapshot: ended }]));
 }
