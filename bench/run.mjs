@@ -170,7 +170,7 @@ async function startPostgresServer() {
   const { startPostgres } = await import('../test/services/postgres.ts');
   const server = await startPostgres();
   if (PIN) {
-    const postmaster = execFileSync('pgrep', ['-f', `-p ${server.port} `])
+    const postmaster = execFileSync('pgrep', ['-f', '--', `-p ${server.port} `])
       .toString()
       .trim()
       .split('\n');

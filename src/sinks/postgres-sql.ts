@@ -46,13 +46,38 @@ export async function ensureTable(pool: Pool, table: string): Promise<void> {
 
 /**
  * One group commit: every row of the group in one INSERT (one statement, one transaction, one round
- * trip), each column an array. A row whose (source, message_id) is stored already is skipped: a
- * duplicate is acknowledged as the first copy was.
+ * trip), given as one JSON array of rows (`groupJson`). A row whose (source, message_id) is stored
+ * already is skipped: a duplicate is acknowledged as the first copy was.
  */
 export const insertStatement = (table: string): string =>
   `INSERT INTO ${table} (received_at, source, message_id, type, settings, event)
-   SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[])
+   SELECT received_at, source, message_id, type, settings, event FROM jsonb_to_recordset($1::jsonb)
+     AS row(received_at timestamptz, source text, message_id text, type text, settings jsonb, event jsonb)
    ON CONFLICT (source, message_id) DO NOTHING`;
+
+/** A row of the INSERT, with its settings and event as JSON text already. */
+export interface RowJson {
+  readonly receivedAt: string;
+  readonly source: string;
+  readonly messageId: string | null;
+  readonly type: string;
+  readonly settings: string;
+  readonly event: string;
+}
+
+/**
+ * The INSERT's parameter: the rows as one JSON array, written around the settings' and events' own JSON
+ * text (serialised once, when accepted) rather than escaped again into array literals.
+ */
+export function groupJson(rows: readonly RowJson[]): string {
+  let json = '[';
+  for (const row of rows) {
+    if (json.length > 1) json += ',';
+    const messageId = row.messageId === null ? 'null' : JSON.stringify(row.messageId);
+    json += `{"received_at":"${row.receivedAt}","source":"${row.source}","message_id":${messageId},"type":${JSON.stringify(row.type)},"settings":${row.settings},"event":${row.event}}`;
+  }
+  return `${json}]`;
+}
 
 /**
  * A refusal of the data itself (SQLSTATE class 22), not of the database: jsonb cannot hold `\u0000`

@@ -3,7 +3,7 @@ import type { Context, Handlers } from '../dispatch.ts';
 import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { eventJson, StoredFields } from './fields.ts';
-import { ensureTable, insertStatement, isDataError } from './postgres-sql.ts';
+import { ensureTable, groupJson, insertStatement, isDataError, type RowJson } from './postgres-sql.ts';
 import type { Sink } from './sink.ts';
 
 // The PostgreSQL sink (--postgres): every accepted event a row of one table that any number of
@@ -17,13 +17,7 @@ const CONNECT_TIMEOUT_MS = 2_000;
 const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it again
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
 
-interface Row {
-  readonly receivedAt: string;
-  readonly source: string;
-  readonly messageId: string | null;
-  readonly type: string;
-  readonly settings: string;
-  readonly event: string;
+interface Row extends RowJson {
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
 }
@@ -145,7 +139,7 @@ class PostgresSink implements Sink {
   async #commit(group: Row[]): Promise<void> {
     const started = performance.now();
     try {
-      await this.#pool.query(this.#insert, columns(group));
+      await this.#pool.query(this.#insert, [groupJson(group)]);
     } catch (err) {
       if (!isDataError(err)) return this.#failed(group, err);
       // One event the database refuses as data must not take the others of its group down with it.
@@ -182,18 +176,6 @@ class PostgresSink implements Sink {
       await new Promise<void>((wake) => this.#idle.push(wake));
     await this.#pool.end();
   }
-}
-
-/** The INSERT's parameters: one array a column. */
-function columns(group: readonly Row[]): unknown[][] {
-  return [
-    group.map((r) => r.receivedAt),
-    group.map((r) => r.source),
-    group.map((r) => r.messageId),
-    group.map((r) => r.type),
-    group.map((r) => r.settings),
-    group.map((r) => r.event),
-  ];
 }
 
 /** For the start-up line: the table, host and database, never the password. */
