@@ -103,7 +103,13 @@ class Primary {
     const worker = cluster.fork({ [WORKER_VARIABLE]: String(slot.number) });
     Object.assign(slot, { worker, startedAt: Date.now(), listening: false });
     worker.on('message', (message: unknown) => {
-      if (isOurs<ToPrimary>(message)) this.#message(slot, worker, message);
+      if (!isOurs<ToPrimary>(message)) return;
+      try {
+        this.#message(slot, worker, message);
+      } catch (err) {
+        // Not what a worker of ours sends (a --handlers module may use the channel too): ignored.
+        this.#log.warn({ err, worker: slot.number }, 'a message from a worker could not be read');
+      }
     });
     worker.on('exit', (code, signal) => this.#exited(slot, worker, code, signal));
   }
@@ -160,7 +166,10 @@ class Primary {
       );
       this.#stopping = true;
       this.#exitCode = 1;
-      for (const s of this.#slots) s.worker?.process.kill('SIGKILL');
+      for (const s of this.#slots) {
+        clearTimeout(s.restart);
+        s.worker?.process.kill('SIGKILL');
+      }
       if (live === 0) this.#done(1);
       return;
     }
@@ -230,9 +239,13 @@ class Primary {
   }
 }
 
-/** A message to a worker, unless its channel has closed (it is exiting: its 'exit' comes next). */
+/**
+ * A message to a worker, unless its channel has closed. A worker that died a moment ago may still look
+ * connected: the write then fails (EPIPE), which is told to the callback, not thrown, and its 'exit'
+ * comes next.
+ */
 function send(worker: Worker, message: ToWorker): void {
-  if (worker.isConnected()) worker.send(message);
+  if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});
 }
 
 /** Keeps what a worker that died had counted (its last report), so that the sums never go down. */

@@ -1,0 +1,92 @@
+// --workers when a worker dies at the worst moment: the primary writes to its channel after it died but
+// before the primary has read the channel's end (here: a /metrics gather asking it for its counts).
+// The primary must log it and carry on; before, the write's EPIPE was an uncaught exception that ended
+// the primary, and node:cluster then ended every other worker without a drain.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { waitUntil } from '../helpers.ts';
+import { cleanup, type Endpoint, startEndpoint } from './harness.ts';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A keep-alive connection, and the pid of the worker at its other end (from the kernel's socket table). */
+async function connectionToAWorker(
+  port: number,
+): Promise<{ socket: Socket; worker: number; answers: () => string }> {
+  const socket = connect(port, '127.0.0.1');
+  let text = '';
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString();
+  });
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.on('connect', resolve));
+  socket.write('GET /health HTTP/1.1\r\nhost: localhost\r\n\r\n');
+  await waitUntil(
+    () => text.includes('status'),
+    () => `health answered: ${text}`,
+  );
+  const table = execFileSync('ss', ['-tnpH', 'state', 'established', `( sport = :${port} )`]).toString();
+  const line = table
+    .split('\n')
+    .find((l) => l.includes(`127.0.0.1:${socket.localPort} `) || l.endsWith(`:${socket.localPort}`));
+  const worker = Number(/pid=(\d+)/.exec(line ?? '')?.[1]);
+  assert.ok(worker > 0, `the worker holding the connection, from:\n${table}`);
+  return { socket, worker, answers: () => text };
+}
+
+test('a worker that dies while the primary gathers /metrics from it does not take the primary down', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-cluster-faults-'));
+  const endpoints: Endpoint[] = [];
+  t.after(cleanup(dir, endpoints));
+  const args = [
+    '--http',
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--api-key',
+    'dev-key',
+    '--out',
+    join(dir, 'store'),
+  ];
+  const ep = await startEndpoint([...args, '--workers', '2', '--metrics-path', '/metrics']);
+  endpoints.push(ep);
+  const primary = ep.child.pid as number;
+  const { socket, worker, answers } = await connectionToAWorker(ep.port);
+  const workers = execFileSync('cat', [`/proc/${primary}/task/${primary}/children`])
+    .toString()
+    .trim()
+    .split(/\s+/);
+  const other = Number(workers.find((pid) => Number(pid) !== worker));
+
+  // The primary stopped, the gather request is on its way and the other worker dies: once the primary
+  // runs again, it asks a worker whose channel it has not yet seen close.
+  process.kill(primary, 'SIGSTOP');
+  socket.write('GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n');
+  await sleep(150);
+  process.kill(other, 'SIGKILL');
+  await sleep(150);
+  process.kill(primary, 'SIGCONT');
+
+  await waitUntil(
+    () => answers().includes('segment_endpoint_requests_total') || ep.child.exitCode !== null,
+    () => answers(),
+  );
+  assert.equal(ep.child.exitCode, null, `the primary is still running:\n${ep.output()}`);
+  assert.doesNotMatch(ep.output(), /uncaught exception/);
+  await waitUntil(
+    () =>
+      /"worker":2[^\n]*"msg":"worker listening"[\s\S]*"worker":2|starting another[\s\S]*worker listening/.test(
+        ep.output(),
+      ),
+    () => ep.output(),
+  );
+  socket.destroy();
+  ep.child.kill('SIGTERM');
+  assert.equal(await ep.exit, 0, ep.output());
+});
