@@ -1,3 +1,4 @@
+import type { Worker } from 'node:cluster';
 import type { MetricsSnapshot } from '../metrics.ts';
 
 // What the primary of --workers and its workers tell each other over node:cluster's IPC channel. Every
@@ -36,3 +37,12 @@ export function isOurs<T extends { se: string }>(message: unknown): message is T
 
 /** The variable that tells a worker its number (1 to N): the same for the worker that replaces it. */
 export const WORKER_VARIABLE = 'SEGMENT_ENDPOINT_WORKER';
+
+/**
+ * A message to a worker, unless its channel has closed. A worker that died a moment ago may still look
+ * connected: the write then fails (EPIPE), which is told to the callback, not thrown, and its 'exit'
+ * comes next.
+ */
+export function sendTo(worker: Worker, message: ToWorker): void {
+  if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});
+}

@@ -3,9 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { type Signals, version } from '../cli.ts';
 import { type CliConfig, NAME } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { type MetricsSnapshot, sumMetrics } from '../metrics.ts';
+import type { MetricsSnapshot } from '../metrics.ts';
 import { OPTIONS } from '../option-table.ts';
-import { isOurs, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
+import { isOurs, sendTo as send, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
+import { Totals } from './totals.ts';
 
 // The primary of --workers N: it serves nothing itself. It forks N workers that share the listening
 // socket (node:cluster), gives them the TLS session ticket keys (so a client resumes its session on any
@@ -16,7 +17,6 @@ const TICKET_ROTATION_MS = 12 * 60 * 60 * 1000; // 12 h: a session resumes acros
 const STABLE_MS = 10_000; // 10 s: a worker up this long started well; its number's backoff starts over
 const MAX_BACKOFF_MS = 10_000; // 10 s between replacements of a worker that keeps dying
 const MAX_START_FAILURES = 5; // workers in a row that die before listening: the configuration is bad
-const SNAPSHOT_TIMEOUT_MS = 1_000; // 1 s: /metrics sums the workers that answered by then
 const DRAIN_MARGIN_MS = 5_000; // 5 s past --shutdown-timeout before workers still running are killed
 
 /** One of the N worker numbers, and the process serving it now (none between a death and its replacement). */
@@ -53,10 +53,8 @@ class Primary {
   readonly #config: CliConfig;
   readonly #log: Logger;
   readonly #slots: Slot[] = [];
-  readonly #retired = new Map<number, MetricsSnapshot>();
-  readonly #gathers = new Map<number, (worker: number, snapshot: MetricsSnapshot) => void>();
+  readonly #totals = new Totals(this.#slots);
   #keys = randomBytes(48);
-  #nextId = 0;
   #startFailures = 0;
   #stopping = false;
   #announced = false;
@@ -134,10 +132,10 @@ class Primary {
         }
         break;
       case 'gather':
-        this.#gather(slot, worker, message.id, message.snapshot);
+        this.#totals.gather(slot, worker, message.id, message.snapshot);
         break;
       case 'snapshot':
-        this.#gathers.get(message.id)?.(slot.number, message.snapshot);
+        this.#totals.answered(message.id, slot.number, message.snapshot);
         break;
     }
   }
@@ -145,8 +143,7 @@ class Primary {
   #exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
     if (slot.worker !== worker) return;
     slot.worker = undefined;
-    if (slot.last !== undefined) retire(this.#retired, slot.number, slot.last);
-    slot.last = undefined;
+    this.#totals.retire(slot);
     const live = this.#slots.filter((s) => s.worker !== undefined).length;
     if (this.#stopping) {
       if (code !== 0) this.#exitCode = 1;
@@ -211,47 +208,4 @@ class Primary {
   #broadcast(message: ToWorker): void {
     for (const slot of this.#slots) if (slot.worker !== undefined) send(slot.worker, message);
   }
-
-  /** The sum of every worker's counts (and of those that died) for the worker asking, `asking`. */
-  #gather(from: Slot, asking: Worker, id: number, own: MetricsSnapshot): void {
-    from.last = own;
-    const others = this.#slots.filter((s) => s !== from && s.worker !== undefined && s.listening);
-    const waiting = new Set(others.map((s) => s.number));
-    const ask = ++this.#nextId;
-    const finish = () => {
-      clearTimeout(timer);
-      this.#gathers.delete(ask);
-      const parts = this.#slots.flatMap((s) =>
-        s.last === undefined || s.worker === undefined ? [] : [{ worker: s.number, snapshot: s.last }],
-      );
-      for (const [worker, snapshot] of this.#retired) parts.push({ worker, snapshot });
-      send(asking, { se: 'metrics', id, snapshot: sumMetrics(parts) });
-    };
-    const timer = setTimeout(finish, SNAPSHOT_TIMEOUT_MS);
-    this.#gathers.set(ask, (worker, snapshot) => {
-      const slot = this.#slots[worker - 1];
-      if (slot !== undefined) slot.last = snapshot;
-      waiting.delete(worker);
-      if (waiting.size === 0) finish();
-    });
-    if (waiting.size === 0) finish();
-    else for (const slot of others) send(slot.worker as Worker, { se: 'snapshot?', id: ask });
-  }
-}
-
-/**
- * A message to a worker, unless its channel has closed. A worker that died a moment ago may still look
- * connected: the write then fails (EPIPE), which is told to the callback, not thrown, and its 'exit'
- * comes next.
- */
-function send(worker: Worker, message: ToWorker): void {
-  if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});
-}
-
-/** Keeps what a worker that died had counted (its last report), so that the sums never go down. */
-function retire(retired: Map<number, MetricsSnapshot>, worker: number, last: MetricsSnapshot): void {
-  const before = retired.get(worker);
-  const ended = { ...last, inFlight: 0 };
-  const parts = before === undefined ? [] : [{ worker, snapshot: before }];
-  retired.set(worker, before === undefined ? ended : sumMetrics([...parts, { worker, snapshot: ended }]));
 }
