@@ -164,8 +164,10 @@ function postgres(url: string | undefined, table: string): CliConfig['postgres']
     throw new UsageError('--postgres must be a URL such as postgres://user@host:5432/db');
   }
   // The table name goes into SQL as an identifier: plain names only, nothing to quote.
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(table)) {
-    throw new UsageError(`--postgres-table must be a plain lower-case name (a-z, 0-9, _), not "${table}"`);
+  if (!/^[a-z_][a-z0-9_]{0,41}$/.test(table)) {
+    throw new UsageError(
+      `--postgres-table must be a lower-case name (a-z, 0-9, _) of at most 42 characters, not "${table}"`,
+    );
   }
   return { url, table };
 }

@@ -14,6 +14,7 @@ const GROUPS_IN_FLIGHT = 4; // INSERTs under way at once, each on its own connec
 const MAX_GROUP = 500; // events in one INSERT
 const STATEMENT_TIMEOUT_MS = 4_000; // below Segment's 5 s: a hung database is a 503 Segment retries
 const CONNECT_TIMEOUT_MS = 2_000;
+const MAX_QUEUED = 10_000; // events waiting for a group: ~10 s of a busy endpoint's traffic
 const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it again
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
 
@@ -106,6 +107,13 @@ class PostgresSink implements Sink {
 
   #save(event: { type: string; messageId?: unknown }, ctx: Context): Promise<void> {
     if (!this.#up || this.#closed) return Promise.reject(new EndpointError('SEG_STORE_UNAVAILABLE'));
+    // Rows outlive their requests' timeouts while PostgreSQL is slow: past this many, new events wait
+    // for Segment's retry instead of memory.
+    if (this.#queue.length >= MAX_QUEUED) return Promise.reject(new EndpointError('SEG_OVERLOADED'));
+    const settings = this.#fields.settings(ctx);
+    const json = eventJson(ctx);
+    if (unstorable(json) || unstorable(settings))
+      return Promise.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
     const messageId = typeof event.messageId === 'string' ? event.messageId : null;
     return new Promise((resolve, reject) => {
       this.#queue.push({
@@ -113,8 +121,8 @@ class PostgresSink implements Sink {
         source: this.#fields.source(ctx.apiKey),
         messageId,
         type: event.type,
-        settings: this.#fields.settings(ctx),
-        event: eventJson(ctx),
+        settings,
+        event: json,
         resolve,
         reject,
       });
@@ -142,12 +150,15 @@ class PostgresSink implements Sink {
       await this.#pool.query(this.#insert, [groupJson(group)]);
     } catch (err) {
       if (!isDataError(err)) return this.#failed(group, err);
-      // One event the database refuses as data must not take the others of its group down with it.
+      // An event the database refuses as data (one `unstorable` did not foresee) must not take the
+      // others of its group down with it: each half is tried apart, down to the event itself.
       if (group.length > 1) {
-        for (const row of group) await this.#commit([row]);
+        const half = group.length >> 1;
+        await this.#commit(group.slice(0, half));
+        await this.#commit(group.slice(half));
       } else {
-        const message = `PostgreSQL cannot store this event (${(err as Error).message})`;
-        group[0]?.reject(new EndpointError('SEG_INVALID_EVENT', message));
+        this.#log.warn({ err }, 'PostgreSQL refused an event as data');
+        group[0]?.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
       }
       return;
     }
@@ -177,6 +188,13 @@ class PostgresSink implements Sink {
     await this.#pool.end();
   }
 }
+
+const UNSTORABLE = 'The event holds text PostgreSQL cannot store in jsonb (\\u0000 or an unpaired surrogate)';
+
+// `\u0000` or a lone surrogate escape (JSON.stringify writes a paired one as the character itself),
+// its backslash not itself escaped: jsonb refuses both, though JSON allows them.
+const UNSTORABLE_RE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
+const unstorable = (json: string) => json.includes('\\u') && UNSTORABLE_RE.test(json);
 
 /** For the start-up line: the table, host and database, never the password. */
 function describe(url: string, table: string): string {

@@ -142,6 +142,9 @@ test('an event jsonb cannot hold is refused with 400, and its group is stored wi
     send(a, ep.url, trackEvent({ messageId: 'fine-1' }), 'dev-key'),
     send(a, ep.url, trackEvent({ messageId: 'nul', event: 'a\u0000b' }), 'dev-key'),
     send(a, ep.url, trackEvent({ messageId: 'fine-2' }), 'dev-key'),
+    send(a, ep.url, trackEvent({ messageId: 'lone', properties: { half: 'a\ud800' } }), 'dev-key'),
+    // The six characters \u0000 are text like any other.
+    send(a, ep.url, trackEvent({ messageId: 'fine-3', event: 'a\\u0000b' }), 'dev-key'),
   ]);
   a.destroy();
   assert.deepEqual(
@@ -150,10 +153,19 @@ test('an event jsonb cannot hold is refused with 400, and its group is stored wi
       ['fine-1', 200, undefined],
       ['nul', 400, 'SEG_INVALID_EVENT'],
       ['fine-2', 200, undefined],
+      ['lone', 400, 'SEG_INVALID_EVENT'],
+      ['fine-3', 200, undefined],
     ],
   );
-  const { rows } = await client.query('SELECT message_id FROM unstorable ORDER BY message_id');
-  assert.deepEqual(rows, [{ message_id: 'fine-1' }, { message_id: 'fine-2' }]);
+  const { rows } = await client.query(
+    'SELECT message_id, event->>$1 AS name FROM unstorable ORDER BY message_id',
+    ['event'],
+  );
+  assert.deepEqual(
+    rows.map((r) => r.message_id),
+    ['fine-1', 'fine-2', 'fine-3'],
+  );
+  assert.equal(rows[2].name, 'a\\u0000b');
   await stopCleanly(ep);
 });
 
@@ -168,5 +180,36 @@ test('--workers 2 with --postgres: each worker its own pool, one table', async (
   assert.ok(answers.every((x) => x.status === 200));
   const { rows } = await client.query('SELECT count(DISTINCT message_id)::int AS n FROM workers');
   assert.deepEqual(rows, [{ n: 12 }]);
+  await stopCleanly(ep);
+});
+
+test('a role that may only INSERT and SELECT on a table made beforehand stores events', async () => {
+  // What a cautious DBA grants: the table made by its owner, the endpoint's role without CREATE.
+  await client.query(`CREATE TABLE granted (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at timestamptz NOT NULL,
+    source text NOT NULL, message_id text, type text NOT NULL, settings jsonb NOT NULL, event jsonb NOT NULL)`);
+  await client.query('CREATE UNIQUE INDEX granted_source_message_id ON granted (source, message_id)');
+  await client.query('CREATE ROLE writer LOGIN');
+  await client.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+  await client.query('GRANT INSERT, SELECT ON granted TO writer');
+  const url = server.url.replace('postgres://postgres@', 'postgres://writer@');
+  const args = [...tlsFlags(dir), '--api-key', 'dev-key', '--postgres', url, '--postgres-table', 'granted'];
+  const ep = await startEndpoint(args);
+  endpoints.push(ep);
+  const a = agent();
+  assert.equal((await send(a, ep.url, trackEvent({ messageId: 'granted-1' }), 'dev-key')).status, 200);
+  a.destroy();
+  const { rows } = await client.query('SELECT message_id FROM granted');
+  assert.deepEqual(rows, [{ message_id: 'granted-1' }]);
+  await stopCleanly(ep);
+});
+
+test('a table named with an SQL keyword works', async () => {
+  const ep = await endpoint('user');
+  const a = agent();
+  assert.equal((await send(a, ep.url, trackEvent({ messageId: 'keyword-1' }), 'dev-key')).status, 200);
+  a.destroy();
+  const { rows } = await client.query('SELECT message_id FROM "user"');
+  assert.deepEqual(rows, [{ message_id: 'keyword-1' }]);
   await stopCleanly(ep);
 });
