@@ -4,6 +4,7 @@ import { apiKeys, readInput, UsageError } from './config-keys.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow, ROWS } from './option-table.ts';
 import type { ServerOptions } from './server.ts';
+import { POSTGRES, REDIS, type Service, serviceAddress } from './service-url.ts';
 
 // The command line of the standalone process. Its flags, their environment variables, defaults and help
 // lines are the rows of the option table (option-table.ts); this file reads them.
@@ -144,8 +145,19 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
     tlsFiles,
     workers: workers(text('workers') ?? OPTIONS.workers.default),
     postgres: postgres(text('postgres'), text('postgresTable') ?? OPTIONS.postgresTable.default),
-    idempotencyRedis: text('idempotencyRedis'),
+    idempotencyRedis: checkUrl(text('idempotencyRedis'), REDIS, '--idempotency-redis'),
   };
+}
+
+/** A service's URL, checked here so that a bad one is a usage error, not a process that keeps failing. */
+function checkUrl(url: string | undefined, service: Service, flag: string): string | undefined {
+  if (url === undefined) return undefined;
+  try {
+    serviceAddress(url, service);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`);
+  }
+  return url;
 }
 
 /** `auto` is one worker a CPU. More than 16 a CPU would only contend for the cores. */
@@ -160,9 +172,7 @@ function workers(value: string): number {
 
 function postgres(url: string | undefined, table: string): CliConfig['postgres'] {
   if (url === undefined) return undefined;
-  if (!/^postgres(?:ql)?:\/\//.test(url)) {
-    throw new UsageError('--postgres must be a URL such as postgres://user@host:5432/db');
-  }
+  checkUrl(url, POSTGRES, '--postgres');
   // The table name goes into SQL as an identifier: plain names only, nothing to quote.
   if (!/^[a-z_][a-z0-9_]{0,41}$/.test(table)) {
     throw new UsageError(

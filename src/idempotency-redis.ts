@@ -4,6 +4,7 @@ import { Deadline, Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import type { Claim, IdempotencyStore } from './idempotency.ts';
 import type { Logger } from './log.ts';
+import { REDIS, serviceAddress } from './service-url.ts';
 
 // Duplicate suppression shared by every process and machine of one endpoint, over Redis: an event is
 // claimed with `SET NX` (one claimant wins), remembered as done for the window once it succeeds, and
@@ -18,6 +19,7 @@ const PENDING_MS = 30_000; // 30 s
 const PENDING = { condition: 'NX', expiration: { type: 'PX', value: PENDING_MS } } as const;
 const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
 const CONNECT_MS = 1_000; // 1 s: a connection attempt that takes longer has failed
+const PROBE_MS = 1_000; // 1 s between PINGs while Redis fails
 const BACKOFF_MAX_MS = 2_000; // 2 s: reconnection waits 100 ms, doubling up to this: Redis is found again
 // Commands waiting for Redis at most (far above the requests an endpoint takes at once): past it a claim
 // fails at once rather than queue behind a hung Redis.
@@ -49,7 +51,7 @@ export async function openRedisIdempotency(
   if (!Number.isInteger(ttlMs) || ttlMs < 1) {
     throw new RangeError(`options.ttlMs must be a positive integer of milliseconds, got ${String(ttlMs)}`);
   }
-  const where = redisAddress(url);
+  const where = serviceAddress(url, REDIS);
   const client = await newClient(url);
   const store = new RedisIdempotencyStore(client, ttlMs, where, options.log);
   await firstAttempt(client);
@@ -84,23 +86,6 @@ async function firstAttempt(client: RedisClient): Promise<void> {
 /** The wait before reconnection attempt `retries` (from 0), with jitter so processes spread out. */
 function backoff(retries: number): number {
   return Math.min(100 * 2 ** retries, BACKOFF_MAX_MS) + Math.floor(Math.random() * 100);
-}
-
-/**
- * The host and port of a Redis URL, for the log: its password never appears. Throws a TypeError that
- * does not show the URL either (Node's own carries it whole, in `input`).
- */
-function redisAddress(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TypeError('The Redis URL is not a URL: expected redis://[[user]:password@]host[:port][/db]');
-  }
-  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw new TypeError(`The Redis URL must start with redis:// or rediss://, not ${parsed.protocol}//`);
-  }
-  return parsed.host || 'localhost:6379';
 }
 
 /** The key an event is remembered under: a digest, so that no API key is readable in Redis. */
@@ -148,9 +133,9 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     client.on('ready', () => this.#recovered());
   }
 
-  /** Whether Redis can be reached now: false while it is down, and claims are refused. */
+  /** Whether Redis answers now: false while it is down or hung, and claims are refused. */
   get ready(): boolean {
-    return this.#client.isReady;
+    return this.#client.isReady && !this.#down;
   }
 
   async claim(key: string): Promise<Claim> {
@@ -234,6 +219,18 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     if (this.#down) return;
     this.#down = true;
     this.#log?.error({ err, redis: this.#where }, 'Redis fails: events are refused (503) until it answers');
+    this.#probe();
+  }
+
+  /** While down, a PING a second: health turns ok again even when no event comes (a balancer left us). */
+  #probe(): void {
+    setTimeout(() => {
+      if (!this.#down || !this.#client.isOpen) return;
+      this.#send(this.#client.ping()).then(
+        () => this.#recovered(),
+        () => this.#probe(),
+      );
+    }, PROBE_MS).unref();
   }
 
   #recovered(): void {

@@ -191,7 +191,8 @@ describe('when Redis fails', { timeout: 20_000 }, () => {
   });
 
   test('a Redis that hangs: the event is refused within about a second, then processed once it answers', async () => {
-    const { handler, calls } = instance(await open());
+    const store = await open();
+    const { handler, calls } = instance(store);
     server.pause();
     try {
       const started = performance.now();
@@ -201,9 +202,12 @@ describe('when Redis fails', { timeout: 20_000 }, () => {
       assert.equal(res.json().code, 'SEG_IDEMPOTENCY_UNAVAILABLE');
       assert.ok(ms >= 900 && ms < 1_500, `answered in ${Math.round(ms)} ms`);
       assert.deepEqual(calls, []);
+      assert.equal(store.ready, false, 'health says unavailable while Redis hangs, connected or not');
     } finally {
       server.resume();
     }
+    // Ready again with no event sent: a load balancer that took the instance out sends none.
+    await eventually(async () => store.ready, 'ready again');
     // The claim given up may still have been made: its retry waits for it to expire, or is processed.
     await redis.flushAll();
     assert.equal((await inject(handler, { body: trackEvent({ messageId: 'hung' }) })).status, 200);

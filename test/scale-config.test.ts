@@ -69,6 +69,18 @@ describe('--postgres', () => {
   });
 });
 
+test('--idempotency-redis refuses what is not a Redis URL, without repeating it', () => {
+  for (const url of ['http://u:secret@r:6379', 'not a url secret']) {
+    assert.throws(
+      () => read(['--idempotency-redis', url]),
+      (err: Error) =>
+        err instanceof UsageError &&
+        /--idempotency-redis/.test(err.message) &&
+        !err.message.includes('secret'),
+    );
+  }
+});
+
 test('--idempotency-redis', () => {
   assert.equal(read([]).idempotencyRedis, undefined);
   assert.equal(read(['--idempotency-redis', 'redis://r:6379']).idempotencyRedis, 'redis://r:6379');

@@ -2,6 +2,7 @@ import type { Pool } from 'pg';
 import type { Context, Handlers } from '../dispatch.ts';
 import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { POSTGRES, serviceAddress } from '../service-url.ts';
 import { eventJson, StoredFields } from './fields.ts';
 import { ensureTable, groupJson, insertStatement, isDataError, type RowJson } from './postgres-sql.ts';
 import type { Sink } from './sink.ts';
@@ -44,7 +45,8 @@ export async function openPostgresSink(
   // An idle connection the server closed (a restart) is reported here; without a listener it would
   // end the process. The next query takes a new connection.
   pool.on('error', (err) => log.warn({ err }, 'a PostgreSQL connection closed'));
-  const sink = new PostgresSink(pool, config.table, log, describe(config.url, config.table));
+  const where = `events stored in PostgreSQL table ${config.table} on ${serviceAddress(config.url, POSTGRES)}`;
+  const sink = new PostgresSink(pool, config.table, log, where);
   await sink.connect();
   return sink;
 }
@@ -195,13 +197,3 @@ const UNSTORABLE = 'The event holds text PostgreSQL cannot store in jsonb (\\u00
 // its backslash not itself escaped: jsonb refuses both, though JSON allows them.
 const UNSTORABLE_RE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
 const unstorable = (json: string) => json.includes('\\u') && UNSTORABLE_RE.test(json);
-
-/** For the start-up line: the table, host and database, never the password. */
-function describe(url: string, table: string): string {
-  try {
-    const { hostname, port, pathname } = new URL(url);
-    return `events stored in PostgreSQL table ${table} on ${hostname}:${port || 5432}${pathname}`;
-  } catch {
-    return `events stored in PostgreSQL table ${table}`;
-  }
-}

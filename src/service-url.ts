@@ -1,0 +1,38 @@
+// The URLs of the services the endpoint can use (--postgres, --idempotency-redis) hold a password more
+// often than not: these say where a service is without it, and refuse a malformed URL without showing
+// it (Node's own URL error carries the input whole).
+
+export interface Service {
+  readonly name: string;
+  readonly schemes: readonly string[];
+  readonly port: number;
+  readonly example: string;
+}
+
+export const POSTGRES: Service = {
+  name: 'PostgreSQL',
+  schemes: ['postgres:', 'postgresql:'],
+  port: 5432,
+  example: 'postgres://user@host:5432/db',
+};
+export const REDIS: Service = {
+  name: 'Redis',
+  schemes: ['redis:', 'rediss:'],
+  port: 6379,
+  example: 'redis://[[user]:password@]host[:port][/db]',
+};
+
+/** `host:port/path` of `url`, never its user or password; a TypeError naming neither if it is not one. */
+export function serviceAddress(url: string, service: Service): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new TypeError(`The ${service.name} URL is not a URL: expected ${service.example}`);
+  }
+  if (!service.schemes.includes(parsed.protocol)) {
+    throw new TypeError(`The ${service.name} URL must start with ${service.schemes.join('// or ')}//`);
+  }
+  const path = parsed.pathname === '/' ? '' : parsed.pathname;
+  return `${parsed.hostname || 'localhost'}:${parsed.port || service.port}${path}`;
+}
