@@ -89,10 +89,6 @@ export class Metrics {
       inFlight,
     };
   }
-
-  render(inFlight: number): string {
-    return renderMetrics(this.snapshot(inFlight));
-  }
 }
 
 /** The counts of several processes as one: each figure summed, each worker's requests kept apart. */

@@ -1,5 +1,5 @@
 import { keyFingerprint } from '../auth.ts';
-import type { Context } from '../dispatch.ts';
+import type { Context, Handlers } from '../dispatch.ts';
 
 // What every sink keeps of an event besides the event itself, computed once per customer rather than
 // once per event: the key's fingerprint and the settings' JSON text.
@@ -36,3 +36,10 @@ export class StoredFields {
  * authorised, validated and handed to the handlers. What is stored says exactly that.
  */
 export const eventJson = (ctx: Context): string => JSON.stringify(ctx.original);
+
+/** The handlers of a sink: the same save for each of the seven types. */
+export function everyType(
+  save: (event: { type: string; messageId?: unknown }, ctx: Context) => Promise<void>,
+): Handlers {
+  return { identify: save, track: save, page: save, screen: save, group: save, alias: save, delete: save };
+}

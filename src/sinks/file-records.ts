@@ -1,7 +1,7 @@
 import type { Context, Handlers } from '../dispatch.ts';
 import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { eventJson, StoredFields } from './fields.ts';
+import { eventJson, everyType, StoredFields } from './fields.ts';
 import type { NdjsonStore } from './file-store.ts';
 
 // What the default store keeps of each accepted event, and the handlers that keep it.
@@ -47,5 +47,5 @@ export function storeHandlers(store: NdjsonStore): Handlers {
     const line = `{"receivedAt":"${ctx.receivedAt.toISOString()}","source":"${source}","settings":${settings},"event":${event}}`;
     return store.appendLine(line, ctx.receivedAt).then(stored, (err) => refused(err, ctx.log));
   };
-  return { identify: save, track: save, page: save, screen: save, group: save, alias: save, delete: save };
+  return everyType(save);
 }

@@ -3,7 +3,7 @@ import type { Context, Handlers } from '../dispatch.ts';
 import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { POSTGRES, serviceAddress } from '../service-url.ts';
-import { eventJson, StoredFields } from './fields.ts';
+import { eventJson, everyType, StoredFields } from './fields.ts';
 import { ensureTable, groupJson, insertStatement, isDataError, type RowJson } from './postgres-sql.ts';
 import type { Sink } from './sink.ts';
 
@@ -73,16 +73,7 @@ class PostgresSink implements Sink {
     this.#insert = insertStatement(table);
     this.#log = log;
     this.where = where;
-    const save = (event: { type: string; messageId?: unknown }, ctx: Context) => this.#save(event, ctx);
-    this.handlers = {
-      identify: save,
-      track: save,
-      page: save,
-      screen: save,
-      group: save,
-      alias: save,
-      delete: save,
-    };
+    this.handlers = everyType((event, ctx) => this.#save(event, ctx));
   }
 
   get writable(): boolean {
