@@ -36,8 +36,8 @@ export function usage(): string {
   return `Usage: ${NAME} [options]
        ${NAME} test URL --api-key KEY [--settings JSON] [--insecure]   send test events, see test --help
 
-Receives Segment events over HTTPS and, unless --handlers is given, appends each accepted event
-to a durable NDJSON file per day under --out.
+Receives Segment events over HTTPS and, unless --handlers is given, stores each accepted event
+durably: in an NDJSON file per day under --out, or in PostgreSQL with --postgres.
 
 Options (each also read from the environment variable shown; a flag wins over its variable):
 ${FLAG_ROWS.map(([, row]) => usageEntry(row)).join('\n')}
