@@ -60,6 +60,8 @@ class Primary {
   #announced = false;
   /** 1 once a worker failed to drain cleanly (or never started). */
   #exitCode = 0;
+  /** When SIGHUP last came: a worker forked before it and not yet listening is told again. */
+  #reloadedAt = -1;
   #done: (code: number) => void = () => {};
 
   constructor(config: CliConfig, log: Logger) {
@@ -90,6 +92,7 @@ class Primary {
       signals.onSignal = (signal) => this.#stop(signal);
       signals.onReload = () => {
         this.#log.info({}, 'SIGHUP: every worker reloads the certificate');
+        this.#reloadedAt = Date.now();
         this.#broadcast({ se: 'reload' });
       };
       if (signals.early !== undefined) this.#stop(signals.early);
@@ -116,8 +119,9 @@ class Primary {
     switch (message.se) {
       case 'tickets?':
         send(worker, { se: 'tickets', keys: this.#keys.toString('base64') });
-        // A drain sent while it was loading its modules reached no listener: it is told again.
+        // A drain or reload sent while it was loading its modules reached no listener: it is told again.
         if (this.#stopping) send(worker, { se: 'drain' });
+        if (this.#reloadedAt >= slot.startedAt) send(worker, { se: 'reload' });
         break;
       case 'listening':
         slot.listening = true;
