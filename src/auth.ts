@@ -48,6 +48,8 @@ export type AuthDecision =
       readonly allow?: readonly EventType[];
       /** Require a signature (`X-Signature` or `X-Segment-Signature`) under this secret for this key's events. */
       readonly signatureSecret?: string;
+      /** Events a second this key may send (its own `rateLimit`). */
+      readonly rate?: number;
     };
 
 export type Authenticate = (apiKey: string) => AuthDecision | Promise<AuthDecision>;
@@ -58,6 +60,8 @@ export interface ApiKeySpec {
   readonly types?: readonly EventType[];
   /** A signature (hex HMAC-SHA1 of the body, `X-Signature` or `X-Segment-Signature`) is required under this secret for this key's events. */
   readonly signatureSecret?: string;
+  /** Events a second this key may send, in bursts of up to as many: its own `rateLimit`. */
+  readonly rate?: number;
 }
 
 interface KeyEntry {
@@ -76,13 +80,15 @@ const digest = (key: string): string => hash('sha256', key);
 export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authenticate {
   const entries: KeyEntry[] = [];
   for (const spec of keys) {
-    const { key, types, signatureSecret } = typeof spec === 'string' ? ({ key: spec } as ApiKeySpec) : spec;
+    const { key, types, signatureSecret, rate } =
+      typeof spec === 'string' ? ({ key: spec } as ApiKeySpec) : spec;
     const decision: AuthDecision =
-      types === undefined && signatureSecret === undefined
+      types === undefined && signatureSecret === undefined && rate === undefined
         ? 'allow'
         : Object.freeze({
             ...(types === undefined ? {} : { allow: Object.freeze([...types]) }),
             ...(signatureSecret === undefined ? {} : { signatureSecret }),
+            ...(rate === undefined ? {} : { rate }),
           });
     entries.push({ digest: digest(key), decision });
   }
@@ -164,6 +170,9 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
     throw new TypeError(`${where}: an API key must be a non-empty string without ":"`);
   }
   checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
+  if (spec.rate !== undefined && !(Number.isInteger(spec.rate) && spec.rate >= 0 && spec.rate <= 1_000_000)) {
+    throw new RangeError(`${where}: rate must be a whole number of events a second from 0 to 1000000`);
+  }
   for (const type of spec.types ?? []) {
     if (!EVENT_TYPES.includes(type)) {
       throw new RangeError(`${where}: "${type}" is not an event type (${EVENT_TYPES.join(', ')})`);

@@ -34,7 +34,7 @@ export function parseKeySpec(spec: string, where: string): ApiKeySpec {
   return checked({ key: spec.slice(0, colon), types: parseTypes(spec.slice(colon + 1)) }, where);
 }
 
-/** One `KEY [type,type] [secret=SECRET]` per line; blank lines and `#` comments are skipped. */
+/** One `KEY [type,type] [secret=SECRET] [rate=N]` per line; blank lines and `#` comments are skipped. */
 export function parseKeysFile(text: string): ApiKeySpec[] {
   const specs: ApiKeySpec[] = [];
   text.split(/\r?\n/).forEach((raw, index) => {
@@ -44,16 +44,24 @@ export function parseKeysFile(text: string): ApiKeySpec[] {
     const where = `--api-keys-file line ${index + 1}`;
     let types: string[] | undefined;
     let signatureSecret: string | undefined;
+    let rate: number | undefined;
     for (const token of rest) {
       if (token.startsWith('secret=') && signatureSecret === undefined && token.length > 7) {
         signatureSecret = token.slice(7);
+      } else if (/^rate=\d+$/.test(token) && rate === undefined) {
+        rate = Number(token.slice(5));
       } else if (types === undefined && !token.includes('=')) {
         types = parseTypes(token);
       } else {
-        throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET]"`);
+        throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET] [rate=N]"`);
       }
     }
-    specs.push(checked({ key, ...(types && { types }), ...(signatureSecret && { signatureSecret }) }, where));
+    const extra = {
+      ...(types && { types }),
+      ...(signatureSecret && { signatureSecret }),
+      ...(rate !== undefined && { rate }),
+    };
+    specs.push(checked({ key, ...extra }, where));
   });
   return specs;
 }

@@ -69,6 +69,7 @@ export const ERRORS = {
     status: 413,
     message: 'The events of this request would take too much space stored',
   },
+  SEG_RATE_LIMITED: { status: 429, message: 'Too many events for this API key, retry later' },
   SEG_STORE_UNAVAILABLE: { status: 503, message: 'The endpoint cannot store events right now, retry later' },
   SEG_HTTP_VERSION: { status: 505, message: 'HTTP version not supported: send HTTP/1.1' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },
@@ -80,6 +81,8 @@ export type ErrorCode = keyof typeof ERRORS;
 export class EndpointError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /** Seconds to wait before retrying, when the answer says (429). */
+  retryAfter?: number;
 
   constructor(code: ErrorCode, message?: string, options?: ErrorOptions) {
     super(message ?? ERRORS[code].message, options);
@@ -173,6 +176,8 @@ export interface ErrorAnswer {
   readonly status: number;
   readonly code: string;
   readonly message: string;
+  /** Seconds the sender is asked to wait (a 429's `Retry-After`). */
+  readonly retryAfter?: number;
   /** Set when the error is ours rather than the sender's: the caller logs it, the client never sees it. */
   readonly internal?: unknown;
 }
@@ -191,7 +196,8 @@ const GENERIC_500 = ERRORS.SEG_INTERNAL.message;
  */
 export function toErrorAnswer(err: unknown): ErrorAnswer {
   if (err instanceof EndpointError) {
-    return { status: err.status, code: err.code, message: err.message };
+    const { status, code, message, retryAfter } = err;
+    return retryAfter === undefined ? { status, code, message } : { status, code, message, retryAfter };
   }
   if (typeof err === 'object' && err !== null) {
     const e = err as { status?: unknown; statusCode?: unknown; message?: unknown; code?: unknown };

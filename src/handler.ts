@@ -92,6 +92,8 @@ class FrontDoor {
     } else if (path === this.#opts.healthPath) {
       const state = this.draining ? 'draining' : this.#opts.ready() ? 'ok' : 'unavailable';
       if (this.#readable(req, res)) sendHealth(req, res, state);
+    } else if (path === this.#opts.livePath) {
+      if (this.#readable(req, res)) sendHealth(req, res, 'live');
     } else {
       this.#refuse(req, res, refusal('SEG_NOT_FOUND', `Not found: send events to ${this.path}`));
     }

@@ -1,7 +1,8 @@
 import type { OptionRow } from './option-table.ts';
 
-// The command line's scale-out rows of the option table (option-table.ts spreads them in after --out):
-// more processes on one VM, and what several processes or VMs share. Each loads its code only when given.
+// The option table's rows for serving many customers and processes (option-table.ts spreads them in
+// after --out): more processes on one VM, what several processes or VMs share (each loads its code only
+// when given), and each customer's share of the endpoint.
 
 const env = (name: string) => `SEGMENT_ENDPOINT_${name}`;
 
@@ -25,6 +26,16 @@ export const SCALE_OPTIONS = {
     env: env('POSTGRES_TABLE'),
     default: 'segment_events',
     help: 'the table, created at start when missing',
+  },
+  rateLimit: {
+    scope: 'handler',
+    flag: '--rate-limit N',
+    env: env('RATE_LIMIT'),
+    cli: 'integer',
+    default: 0, // events a second per API key; 0: no limit
+    min: 0,
+    max: 1_000_000,
+    help: "events a second per API key, in bursts of up to N, past which 429 + Retry-After; rate=N on a key's line of --api-keys-file sets its own; 0: no limit",
   },
   idempotencyRedis: {
     scope: 'cli',

@@ -30,7 +30,6 @@ export interface OptionRow {
 }
 
 export const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's ceiling (~24.8 days)
-
 const env = (name: string) => `SEGMENT_ENDPOINT_${name}`;
 
 /** In the order --help lists the flags; README's tables keep it within each scope. */
@@ -87,6 +86,7 @@ export const OPTIONS = {
   ...SCALE_OPTIONS,
   trackingApi: { scope: 'handler', default: true },
   healthPath: { scope: 'handler', default: '/health' },
+  livePath: { scope: 'handler', default: '/live' },
   ready: { scope: 'handler' },
   metricsPath: {
     scope: 'handler',
@@ -115,7 +115,7 @@ export const OPTIONS = {
     scope: 'cli',
     flag: '--api-keys-file FILE',
     env: env('API_KEYS_FILE'),
-    help: 'one "KEY [type,type] [secret=SECRET]" per line, # comments',
+    help: 'one "KEY [type,type] [secret=SECRET] [rate=N]" per line, # comments',
   },
   apiKeys: {
     scope: 'handler',

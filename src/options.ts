@@ -34,6 +34,19 @@ export interface HandlerOptions {
    */
   healthPath?: string;
   /**
+   * GET/HEAD answers 200 `{"status":"live"}` here, without auth, as long as the process runs, whatever
+   * the store's state or draining: for orchestrators that restart on liveness and route on readiness
+   * (`healthPath`). @default '/live'
+   */
+  livePath?: string;
+  /**
+   * Events a second each API key may send, in bursts of up to this many; past it, 429 with `Retry-After`
+   * (Segment retries), so that one customer cannot starve the others. A batch counts as its events. A
+   * key's own rate (`rate` of its ApiKeySpec, or of what `authenticate` decides) wins. 0: no limit.
+   * @default 0
+   */
+  rateLimit?: number;
+  /**
    * Whether events can be processed now, asked by the health path: wire it to what the handlers need (the
    * CLI gives the store's `writable`). Events are still processed while it says no, so the endpoint
    * recovers by itself. @default () => true
@@ -93,6 +106,7 @@ export type ResolvedHandlerOptions = PlainOptions & {
   readonly authenticate: Authenticate;
   readonly path: string;
   readonly healthPath: string;
+  readonly livePath: string;
   readonly ready: () => boolean;
   readonly metricsPath: string | undefined;
   readonly realm: string;
@@ -110,13 +124,17 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
   const authenticate = resolveAuthenticate(input);
   const path = checkPath('path', input.path ?? OPTIONS.path.default);
   const healthPath = checkPath('healthPath', input.healthPath ?? OPTIONS.healthPath.default);
-  if (path === healthPath) throw new RangeError(`options.healthPath must differ from options.path (${path})`);
+  const livePath = checkPath('livePath', input.livePath ?? OPTIONS.livePath.default);
   const metricsPath =
     input.metricsPath === undefined ? undefined : checkPath('metricsPath', input.metricsPath);
-  if (metricsPath === path || metricsPath === healthPath) {
-    throw new RangeError(
-      `options.metricsPath must differ from options.path and options.healthPath (${metricsPath})`,
-    );
+  const paths = { path, healthPath, livePath, metricsPath };
+  const taken = new Map<string, string>();
+  for (const [name, value] of Object.entries(paths)) {
+    if (value === undefined) continue;
+    const other = taken.get(value);
+    if (other !== undefined)
+      throw new RangeError(`options.${name} must differ from options.${other} (${value})`);
+    taken.set(value, name);
   }
   const ready = input.ready === undefined ? alwaysReady : checkFunction('ready', input.ready);
   const realm = input.realm ?? OPTIONS.realm.default;
@@ -129,6 +147,7 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
     authenticate,
     path,
     healthPath,
+    livePath,
     ready,
     metricsPath,
     realm,

@@ -7,6 +7,7 @@ import { type Credentials, CredentialsCache } from './credentials.ts';
 import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import { EventIntake, type RequestFacts } from './intake.ts';
+import { RateLimiter } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
@@ -26,6 +27,8 @@ import { verifySignature } from './signature.ts';
 class Exchange implements BodySink, RequestFacts {
   apiKey: string | undefined;
   decision: AuthDecision = 'allow';
+  /** Events a second its key may send; 0: no limit. */
+  rate = 0;
   settings: Settings | undefined;
   answered = false;
   readonly #scope = new AsyncResource('segment-endpoint.request');
@@ -69,6 +72,7 @@ export class EventPipeline {
   readonly #observing: boolean;
   readonly #refusal: RefusalContext;
   readonly #draining: () => boolean;
+  readonly #limiter = new RateLimiter();
 
   constructor(
     opts: ResolvedHandlerOptions,
@@ -112,6 +116,10 @@ export class EventPipeline {
     x.decision = credentials.decision;
     const { req, res, route } = x;
     try {
+      const { decision } = credentials;
+      x.rate = (typeof decision === 'object' ? decision.rate : undefined) ?? this.#opts.rateLimit;
+      // Before the body is read: a customer past its rate costs the others nothing more.
+      if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
       if (x.settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
       const framed = framedBody(req, this.#opts);
@@ -149,9 +157,11 @@ export class EventPipeline {
       const { route } = x;
       if (route.kind === 'event' && !Array.isArray(value)) {
         // One event, the body as sent: its own text goes with it.
+        if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, 1);
         result = this.#intake.accept(x, value, 'Request body', text);
       } else {
         const { events, batch } = eventsOf(value, route, text);
+        if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, events.length);
         result = batch
           ? this.#acceptAll(x, events).then(batchAnswer)
           : this.#intake.accept(x, events[0], 'Request body', undefined);

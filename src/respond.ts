@@ -11,6 +11,7 @@ const HEALTH = {
   ok: '{"status":"ok"}',
   draining: '{"status":"draining"}',
   unavailable: '{"status":"unavailable"}',
+  live: '{"status":"live"}',
 } as const;
 
 /** An empty success answer. `close` ends the connection with it (while draining). */
@@ -46,6 +47,7 @@ export function sendError(
   if (reply.status === 401) headers['www-authenticate'] = context.challenge;
   // Segment keeps its own backoff; other senders (SDKs, proxies) honour this.
   if (reply.status === 503) headers['retry-after'] = '1';
+  else if (reply.status === 429) headers['retry-after'] = String(reply.retryAfter ?? 1);
   // A body we did not read to its end cannot be skipped cheaply when it may be large, slow or endless:
   // close the connection rather than drain it.
   // A malformed request (SEG_BAD_REQUEST): what follows it on the connection cannot be trusted either.
@@ -76,7 +78,7 @@ export function sendContinue(res: ServerResponse): void {
  */
 export function sendHealth(req: IncomingMessage, res: ServerResponse, state: keyof typeof HEALTH): void {
   const body = HEALTH[state];
-  res.writeHead(state === 'ok' ? 200 : 503, {
+  res.writeHead(state === 'ok' || state === 'live' ? 200 : 503, {
     'content-type': JSON_TYPE,
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
