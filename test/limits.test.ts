@@ -1,133 +1,125 @@
-// Per-customer rate limits (`rateLimit`, `--rate-limit`, a key's `rate`): one customer past its rate is
-// answered 429 with Retry-After, the others are not; a batch counts as its events. And `/live`.
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { parseConfig, parseKeysFile } from '../src/config.ts';
-import { createHandler, type HandlerOptions, silentLogger } from '../src/index.ts';
-import { RateLimiter } from '../src/limits.ts';
-import { API_KEY, basic, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { createHandler, NdjsonStore, silentLogger } from '../src/index.ts';
+import { nestsDeeper, parseJson } from '../src/json.ts';
+import { API_KEY, basic, countdown, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
 
-const handler = (options: Partial<HandlerOptions>) =>
-  createHandler({
-    apiKeys: [API_KEY, 'other-key'],
+const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+const deepEvent = (depth: number) =>
+  `{"type":"track","event":"x","userId":"u","properties":{"a":${nested(depth - 2)}}}`;
+
+describe('nesting depth', () => {
+  test('at the limit passes, one level over is refused', () => {
+    assert.equal(nestsDeeper(nested(64), 64), false);
+    assert.equal(nestsDeeper(nested(65), 64), true);
+    assert.equal(parseJson(nested(65)).ok, false);
+    const refused = parseJson(nested(100_000));
+    assert.equal(refused.ok === false && refused.code, 'SEG_TOO_DEEP');
+  });
+
+  test('brackets inside strings, and many siblings, are not depth', () => {
+    const text = JSON.stringify({ s: '[[[[{{{{'.repeat(100), list: Array.from({ length: 200 }, () => ({})) });
+    assert.equal(nestsDeeper(text, 64), false);
+    assert.equal(nestsDeeper(JSON.stringify({ s: 'a\\"[[[[' }), 2), false);
+  });
+
+  test('in the pipeline: 400 SEG_TOO_DEEP, for raw and framework-parsed bodies alike', async () => {
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: { track: () => {} } });
+    assert.equal((await inject(handler, { body: deepEvent(64) })).status, 200);
+    const raw = await inject(handler, { body: deepEvent(65) });
+    assert.equal(raw.status, 400);
+    assert.equal(raw.json().code, 'SEG_TOO_DEEP');
+    const parsed = await inject(handler, { parsedBody: JSON.parse(deepEvent(65)) });
+    assert.equal(parsed.status, 400);
+    assert.equal(parsed.json().code, 'SEG_TOO_DEEP');
+  });
+});
+
+describe('load shedding', () => {
+  test('past maxInFlight, 503 SEG_OVERLOADED with Retry-After at once; health still answers', async () => {
+    const held = gate();
+    const entered = countdown(2);
+    const track = () => {
+      entered.hit();
+      return held.opened;
+    };
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      maxInFlight: 2,
+      handlers: { track },
+    });
+    const first = [inject(handler, { body: trackEvent() }), inject(handler, { body: trackEvent() })];
+    await entered.reached;
+    const shed = await inject(handler, { body: trackEvent() });
+    assert.equal(shed.status, 503);
+    assert.equal(shed.json().code, 'SEG_OVERLOADED');
+    assert.equal(shed.headers['retry-after'], '1');
+    assert.equal((await inject(handler, { method: 'GET', url: '/health', headers: {} })).status, 200);
+    held.open();
+    assert.deepEqual(
+      (await Promise.all(first)).map((r) => r.status),
+      [200, 200],
+    );
+    assert.equal((await inject(handler, { body: trackEvent() })).status, 200);
+  });
+});
+
+test('a repeated Authorization header is refused, even when both name valid keys', async () => {
+  const handler = createHandler({
+    apiKeys: [API_KEY, 'other'],
     log: silentLogger,
     handlers: { track: () => {} },
-    ...options,
   });
+  const res = await inject(handler, {
+    headers: segmentHeaders(),
+    rawHeaders: ['Authorization', basic(API_KEY), 'authorization', basic('other')],
+    body: trackEvent(),
+  });
+  assert.equal(res.status, 401);
+  assert.equal(res.json().code, 'SEG_AUTH_MALFORMED');
+});
 
-const send = (h: ReturnType<typeof handler>, key = API_KEY, body: unknown = trackEvent()) =>
-  inject(h, { headers: { ...segmentHeaders(), authorization: basic(key) }, body });
-
-describe('RateLimiter', () => {
-  test('a burst of `rate`, then a wait of a token; refilled over time', () => {
-    let now = 0;
-    const limiter = new RateLimiter(() => now);
-    for (let i = 0; i < 3; i++) {
-      limiter.admit('k', 3);
-      limiter.charge('k', 3, 1);
+describe('torn lines at start-up', () => {
+  test('a partial last line moves to <file>.torn; the file keeps its whole lines; the next event starts clean', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-torn-'));
+    try {
+      const at = new Date();
+      const file = join(dir, `events-${at.toISOString().slice(0, 10)}.ndjson`);
+      const whole = '{"n":1}\n{"n":2}\n';
+      const fragment = '{"receivedAt":"2026-11-26T10:00:0';
+      writeFileSync(file, whole + fragment);
+      writeFileSync(join(dir, 'events-2026-01-01.ndjson'), '{"n":0}\n');
+      const store = await NdjsonStore.open(dir);
+      assert.deepEqual(store.recovered, [{ file, movedTo: `${file}.torn`, bytes: fragment.length }]);
+      assert.equal(readFileSync(`${file}.torn`, 'utf8'), `${fragment}\n`);
+      await store.append({ n: 3 }, at);
+      await store.close();
+      assert.equal(readFileSync(file, 'utf8'), `${whole}{"n":3}\n`);
+      assert.equal(readFileSync(join(dir, 'events-2026-01-01.ndjson'), 'utf8'), '{"n":0}\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-    assert.throws(() => limiter.admit('k', 3), { code: 'SEG_RATE_LIMITED', status: 429, retryAfter: 1 });
-    now += 400; // 1.2 tokens back
-    limiter.admit('k', 3);
-    assert.doesNotThrow(() => limiter.admit('other', 3), 'another key has its own bucket');
   });
 
-  test('a batch larger than the burst passes on one token and leaves the key in debt', () => {
-    let now = 0;
-    const limiter = new RateLimiter(() => now);
-    limiter.admit('k', 10);
-    limiter.charge('k', 10, 50); // 10 - 50 = -40 tokens
-    assert.throws(() => limiter.admit('k', 10), { retryAfter: 5 }); // 41 tokens at 10 a second
-    now += 3_000; // -10 tokens
-    assert.throws(() => limiter.admit('k', 10));
-    now += 1_200; // 2 tokens
-    limiter.admit('k', 10);
-  });
-});
-
-describe('rateLimit through the handler', () => {
-  test('past its rate a key gets 429 SEG_RATE_LIMITED with Retry-After; another key does not', async () => {
-    const h = handler({ rateLimit: 3, metricsPath: '/metrics' });
-    const statuses = [];
-    for (let i = 0; i < 4; i++)
-      statuses.push((await send(h, API_KEY, trackEvent({ messageId: `m${i}` }))).status);
-    assert.deepEqual(statuses, [200, 200, 200, 429]);
-    const refused = await send(h, API_KEY, trackEvent({ messageId: 'm9' }));
-    assert.equal(refused.json().code, 'SEG_RATE_LIMITED');
-    assert.equal(refused.headers['retry-after'], '1');
-    assert.equal((await send(h, 'other-key')).status, 200);
-    const metrics = (await inject(h, { method: 'GET', url: '/metrics' })).body;
-    assert.match(metrics, /segment_endpoint_requests_total\{type="unknown",status="429"\} 2/);
-    assert.doesNotMatch(metrics, /test-key|other-key/, 'no label per key');
-  });
-
-  test('a batch counts as its events', async () => {
-    const h = handler({ rateLimit: 5 });
-    const batch = { batch: Array.from({ length: 8 }, (_, i) => ({ ...trackEvent({ messageId: `b${i}` }) })) };
-    const first = await inject(h, { url: '/v1/batch', headers: segmentHeaders(), body: batch });
-    assert.equal(first.status, 200, first.body);
-    const next = await send(h);
-    assert.equal(next.status, 429, 'the batch spent more than the burst');
-    assert.equal(next.headers['retry-after'], '1');
-  });
-
-  test("a key's own rate wins, from its spec or from authenticate", async () => {
-    const own = createHandler({
-      apiKeys: [{ key: API_KEY, rate: 1 }, 'other-key'],
-      rateLimit: 100,
-      log: silentLogger,
-      handlers: { track: () => {} },
-    });
-    assert.equal((await send(own)).status, 200);
-    assert.equal((await send(own)).status, 429);
-    assert.equal((await send(own, 'other-key')).status, 200);
-    const decided = createHandler({
-      authenticate: (key) => (key === API_KEY ? { rate: 1 } : 'unknown'),
-      log: silentLogger,
-      handlers: { track: () => {} },
-    });
-    assert.equal((await send(decided)).status, 200);
-    assert.equal((await send(decided)).status, 429);
-  });
-
-  test('off by default', async () => {
-    const h = handler({});
-    for (let i = 0; i < 50; i++)
-      assert.equal((await send(h, API_KEY, trackEvent({ messageId: `n${i}` }))).status, 200);
-  });
-});
-
-test('the command line: --rate-limit, and rate=N in the keys file', () => {
-  const config = parseConfig(['--http', '--api-key', 'k', '--rate-limit', '20'], {});
-  assert.equal(typeof config === 'object' && config.options.rateLimit, 20);
-  assert.deepEqual(parseKeysFile('k1 rate=5\nk2 track secret=s rate=0\n'), [
-    { key: 'k1', rate: 5 },
-    { key: 'k2', types: ['track'], signatureSecret: 's', rate: 0 },
-  ]);
-  assert.throws(() => parseKeysFile('k1 rate=x\n'), /line 1/);
-  assert.throws(() => parseKeysFile('k1 rate=1 rate=2\n'), /line 1/);
-});
-
-describe('/live', () => {
-  test('200 while the process runs: ready or not, draining or not; GET or HEAD only', async () => {
-    let ready = false;
-    const h = handler({ ready: () => ready });
-    const live = () => inject(h, { method: 'GET', url: '/live' });
-    assert.equal((await inject(h, { method: 'GET', url: '/health' })).status, 503);
-    assert.deepEqual([(await live()).status, (await live()).body], [200, '{"status":"live"}']);
-    ready = true;
-    h.drain();
-    assert.equal((await inject(h, { method: 'GET', url: '/health' })).status, 503);
-    assert.equal((await live()).status, 200);
-    assert.equal((await inject(h, { method: 'HEAD', url: '/live' })).status, 200);
-    assert.equal((await inject(h, { method: 'POST', url: '/live' })).status, 405);
-  });
-
-  test('its path is an option, and differs from the others', () => {
-    assert.throws(
-      () => handler({ livePath: '/health' }),
-      /options.livePath must differ from options.healthPath/,
-    );
-    assert.throws(() => handler({ livePath: '/' }), /options.livePath must differ from options.path/);
+  test('a file that is all fragment (no newline at all), or longer than one read, is handled', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-torn-'));
+    try {
+      const only = join(dir, 'events-2026-01-02.ndjson');
+      writeFileSync(only, '{"partial":');
+      const long = join(dir, 'events-2026-01-03.ndjson');
+      const bigLine = `{"pad":"${'x'.repeat(200_000)}"}\n`;
+      writeFileSync(long, `${bigLine}{"pad":"${'y'.repeat(150_000)}`);
+      const store = await NdjsonStore.open(dir);
+      assert.equal(store.recovered.length, 2);
+      assert.equal(readFileSync(only, 'utf8'), '');
+      assert.equal(readFileSync(long, 'utf8'), bigLine);
+      await store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,0 +1,133 @@
+// Per-customer rate limits (`rateLimit`, `--rate-limit`, a key's `rate`): one customer past its rate is
+// answered 429 with Retry-After, the others are not; a batch counts as its events. And `/live`.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseConfig, parseKeysFile } from '../src/config.ts';
+import { createHandler, type HandlerOptions, silentLogger } from '../src/index.ts';
+import { RateLimiter } from '../src/limits.ts';
+import { API_KEY, basic, inject, segmentHeaders, trackEvent } from './helpers.ts';
+
+const handler = (options: Partial<HandlerOptions>) =>
+  createHandler({
+    apiKeys: [API_KEY, 'other-key'],
+    log: silentLogger,
+    handlers: { track: () => {} },
+    ...options,
+  });
+
+const send = (h: ReturnType<typeof handler>, key = API_KEY, body: unknown = trackEvent()) =>
+  inject(h, { headers: { ...segmentHeaders(), authorization: basic(key) }, body });
+
+describe('RateLimiter', () => {
+  test('a burst of `rate`, then a wait of a token; refilled over time', () => {
+    let now = 0;
+    const limiter = new RateLimiter(() => now);
+    for (let i = 0; i < 3; i++) {
+      limiter.admit('k', 3);
+      limiter.charge('k', 3, 1);
+    }
+    assert.throws(() => limiter.admit('k', 3), { code: 'SEG_RATE_LIMITED', status: 429, retryAfter: 1 });
+    now += 400; // 1.2 tokens back
+    limiter.admit('k', 3);
+    assert.doesNotThrow(() => limiter.admit('other', 3), 'another key has its own bucket');
+  });
+
+  test('a batch larger than the burst passes on one token and leaves the key in debt', () => {
+    let now = 0;
+    const limiter = new RateLimiter(() => now);
+    limiter.admit('k', 10);
+    limiter.charge('k', 10, 50); // 10 - 50 = -40 tokens
+    assert.throws(() => limiter.admit('k', 10), { retryAfter: 5 }); // 41 tokens at 10 a second
+    now += 3_000; // -10 tokens
+    assert.throws(() => limiter.admit('k', 10));
+    now += 1_200; // 2 tokens
+    limiter.admit('k', 10);
+  });
+});
+
+describe('rateLimit through the handler', () => {
+  test('past its rate a key gets 429 SEG_RATE_LIMITED with Retry-After; another key does not', async () => {
+    const h = handler({ rateLimit: 3, metricsPath: '/metrics' });
+    const statuses = [];
+    for (let i = 0; i < 4; i++)
+      statuses.push((await send(h, API_KEY, trackEvent({ messageId: `m${i}` }))).status);
+    assert.deepEqual(statuses, [200, 200, 200, 429]);
+    const refused = await send(h, API_KEY, trackEvent({ messageId: 'm9' }));
+    assert.equal(refused.json().code, 'SEG_RATE_LIMITED');
+    assert.equal(refused.headers['retry-after'], '1');
+    assert.equal((await send(h, 'other-key')).status, 200);
+    const metrics = (await inject(h, { method: 'GET', url: '/metrics' })).body;
+    assert.match(metrics, /segment_endpoint_requests_total\{type="unknown",status="429"\} 2/);
+    assert.doesNotMatch(metrics, /test-key|other-key/, 'no label per key');
+  });
+
+  test('a batch counts as its events', async () => {
+    const h = handler({ rateLimit: 5 });
+    const batch = { batch: Array.from({ length: 8 }, (_, i) => ({ ...trackEvent({ messageId: `b${i}` }) })) };
+    const first = await inject(h, { url: '/v1/batch', headers: segmentHeaders(), body: batch });
+    assert.equal(first.status, 200, first.body);
+    const next = await send(h);
+    assert.equal(next.status, 429, 'the batch spent more than the burst');
+    assert.equal(next.headers['retry-after'], '1');
+  });
+
+  test("a key's own rate wins, from its spec or from authenticate", async () => {
+    const own = createHandler({
+      apiKeys: [{ key: API_KEY, rate: 1 }, 'other-key'],
+      rateLimit: 100,
+      log: silentLogger,
+      handlers: { track: () => {} },
+    });
+    assert.equal((await send(own)).status, 200);
+    assert.equal((await send(own)).status, 429);
+    assert.equal((await send(own, 'other-key')).status, 200);
+    const decided = createHandler({
+      authenticate: (key) => (key === API_KEY ? { rate: 1 } : 'unknown'),
+      log: silentLogger,
+      handlers: { track: () => {} },
+    });
+    assert.equal((await send(decided)).status, 200);
+    assert.equal((await send(decided)).status, 429);
+  });
+
+  test('off by default', async () => {
+    const h = handler({});
+    for (let i = 0; i < 50; i++)
+      assert.equal((await send(h, API_KEY, trackEvent({ messageId: `n${i}` }))).status, 200);
+  });
+});
+
+test('the command line: --rate-limit, and rate=N in the keys file', () => {
+  const config = parseConfig(['--http', '--api-key', 'k', '--rate-limit', '20'], {});
+  assert.equal(typeof config === 'object' && config.options.rateLimit, 20);
+  assert.deepEqual(parseKeysFile('k1 rate=5\nk2 track secret=s rate=0\n'), [
+    { key: 'k1', rate: 5 },
+    { key: 'k2', types: ['track'], signatureSecret: 's', rate: 0 },
+  ]);
+  assert.throws(() => parseKeysFile('k1 rate=x\n'), /line 1/);
+  assert.throws(() => parseKeysFile('k1 rate=1 rate=2\n'), /line 1/);
+});
+
+describe('/live', () => {
+  test('200 while the process runs: ready or not, draining or not; GET or HEAD only', async () => {
+    let ready = false;
+    const h = handler({ ready: () => ready });
+    const live = () => inject(h, { method: 'GET', url: '/live' });
+    assert.equal((await inject(h, { method: 'GET', url: '/health' })).status, 503);
+    assert.deepEqual([(await live()).status, (await live()).body], [200, '{"status":"live"}']);
+    ready = true;
+    h.drain();
+    assert.equal((await inject(h, { method: 'GET', url: '/health' })).status, 503);
+    assert.equal((await live()).status, 200);
+    assert.equal((await inject(h, { method: 'HEAD', url: '/live' })).status, 200);
+    assert.equal((await inject(h, { method: 'POST', url: '/live' })).status, 405);
+  });
+
+  test('its path is an option, and differs from the others', () => {
+    assert.throws(
+      () => handler({ livePath: '/health' }),
+      /options.livePath must differ from options.healthPath/,
+    );
+    assert.throws(() => handler({ livePath: '/' }), /options.livePath must differ from options.path/);
+  });
+});
