@@ -35,6 +35,8 @@ const INDENT = 27; // where the help of each flag starts
 export function usage(): string {
   return `Usage: ${NAME} [options]
        ${NAME} test URL --api-key KEY [--settings JSON] [--insecure]   send test events, see test --help
+       ${NAME} load URL --api-key KEY [--rate N] [--duration S] ...    Segment-shaped load, see load --help
+       ${NAME} read --out DIR [--follow] [--from FILE] [--type TYPE]   print stored events, see read --help
 
 Receives Segment events over HTTPS and, unless --handlers is given, stores each accepted event
 durably: in an NDJSON file per day under --out, or in PostgreSQL with --postgres.

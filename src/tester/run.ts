@@ -54,7 +54,7 @@ export async function run(url: string, options: RunOptions, write: (line: string
   try {
     for (const [i, c] of cases.entries()) {
       const body = Buffer.from(typeof c.body === 'string' ? c.body : JSON.stringify(c.body));
-      const headers = segmentHeaders(options.apiKey, settings, c.headers, body.length);
+      const headers = caseHeaders(options.apiKey, settings, c.headers, body.length);
       write('');
       write(`${i + 1}. ${c.name}`);
       for (const [name, value] of Object.entries(c.headers ?? {})) {
@@ -85,13 +85,8 @@ export async function run(url: string, options: RunOptions, write: (line: string
   return { passed, failed: failures.length, results };
 }
 
-/** The headers Segment sends with every event, in its order, with the case's changes. */
-function segmentHeaders(
-  apiKey: string,
-  settings: string | undefined,
-  changes: TestCase['headers'],
-  length: number,
-): Record<string, string> {
+/** The headers Segment sends with every event, in its order; `settings` is X-Segment-Settings' value. */
+export function segmentHeaders(apiKey: string, settings: string | undefined): Record<string, string> {
   const headers: Record<string, string> = {
     Authorization: `Basic ${base64(`${apiKey}:`)}`,
     'Content-Type': 'application/json',
@@ -100,6 +95,17 @@ function segmentHeaders(
     'Cache-Control': 'no-cache',
   };
   if (settings !== undefined) headers['X-Segment-Settings'] = settings;
+  return headers;
+}
+
+/** Segment's headers with the case's changes, and the body's length. */
+function caseHeaders(
+  apiKey: string,
+  settings: string | undefined,
+  changes: TestCase['headers'],
+  length: number,
+): Record<string, string> {
+  const headers = segmentHeaders(apiKey, settings);
   for (const [name, value] of Object.entries(changes ?? {})) {
     for (const key of Object.keys(headers)) if (key.toLowerCase() === name.toLowerCase()) delete headers[key];
     if (value !== null) headers[name] = value;

@@ -1,0 +1,79 @@
+// One real connection before any event is sent. autocannon never verifies a certificate
+// (lib/httpClient.js sets rejectUnauthorized: false) and, refused, reconnects at once without end; so
+// whether anything listens, and over TLS whether its certificate verifies, is asked here first, once.
+import { isIP, connect as tcpConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+
+const PROBE_TIMEOUT_MS = 5_000; // 5 s, Segment's own patience
+
+/**
+ * The codes of a certificate that does not verify: OpenSSL's X509 ones (DEPTH_ZERO_SELF_SIGNED_CERT,
+ * CERT_HAS_EXPIRED…) and node's ERR_TLS_CERT_ALTNAME_INVALID; not ERR_SSL_* (a failed handshake).
+ */
+const CERTIFICATE_CODE = /^(?!ERR_SSL_).*(CERT|SELF_SIGNED|ISSUER|ALTNAME|VERIFY|CRL)/;
+/** OpenSSL's reason in its error string (`…:SSL routines:ssl3_get_record:wrong version number:…`). */
+const OPENSSL_REASON = /:SSL routines:[^:]*:([^:]+):/;
+
+/**
+ * Connects to `url`'s host and port (and, for https:, completes the TLS handshake, verifying the
+ * certificate against node's CAs and NODE_EXTRA_CA_CERTS unless `insecure`), then closes. Resolves with
+ * what went wrong, in a sentence, or undefined when all is well. Never rejects.
+ */
+export function probe(
+  url: URL,
+  insecure: boolean,
+  timeoutMs = PROBE_TIMEOUT_MS,
+): Promise<string | undefined> {
+  const secure = url.protocol === 'https:';
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 literal without its brackets
+  const port = Number(url.port || (secure ? 443 : 80));
+  const where = `${url.hostname}:${port}`;
+  return new Promise((resolve) => {
+    let connected = false;
+    const socket = secure
+      ? tlsConnect({
+          host,
+          port,
+          // SNI takes a name, never an address; an address is checked against the certificate's IP SANs.
+          ...(isIP(host) === 0 && { servername: host }),
+          rejectUnauthorized: !insecure,
+          ALPNProtocols: ['http/1.1'],
+        })
+      : tcpConnect({ host, port });
+    socket.setTimeout(timeoutMs, () => {
+      const stage = connected ? 'no TLS handshake with' : 'no connection to';
+      socket.destroy();
+      resolve(`${stage} ${where} within ${timeoutMs / 1000} s`);
+    });
+    socket.once('connect', () => {
+      connected = true;
+    });
+    socket.once(secure ? 'secureConnect' : 'connect', () => {
+      socket.setTimeout(0);
+      // Ended, not destroyed: the handshake's last flight and close_notify reach the server, which sees
+      // a client that came and went rather than a handshake cut off.
+      socket.end();
+      resolve(undefined);
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      socket.setTimeout(0);
+      resolve(describe(err, where, connected));
+    });
+  });
+}
+
+function describe(err: NodeJS.ErrnoException, where: string, connected: boolean): string {
+  const code = err.code ?? 'ERROR';
+  if (code === 'ECONNREFUSED') return `connection refused by ${where}: nothing is listening there`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `${where}: the name does not resolve (${code})`;
+  if (!connected) return `cannot connect to ${where}: ${err.message}`;
+  const reason = (OPENSSL_REASON.exec(err.message)?.[1] ?? err.message).replace(/[\s:]+$/, '');
+  if (CERTIFICATE_CODE.test(code)) {
+    return (
+      `the certificate of ${where} does not verify: ${reason} (${code}); nothing was sent. ` +
+      'Use --insecure to send anyway, or NODE_EXTRA_CA_CERTS=ca.pem to trust a private CA'
+    );
+  }
+  const plain = code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? '; is it plain HTTP (http://)?' : '';
+  return `the TLS handshake with ${where} failed: ${reason} (${code})${plain}`;
+}

@@ -1,0 +1,254 @@
+import assert from 'node:assert/strict';
+import { createServer as createNetServer } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import type { EndpointServer } from '../src/index.ts';
+import { loadMain } from '../src/load/command.ts';
+import { eventSource, MIX, RETRY_EVERY, typeCycle } from '../src/load/mix.ts';
+import { type LoadFigures, report, verdict } from '../src/load/report.ts';
+import { segmentHeaders } from '../src/tester/run.ts';
+import { EVENT_TYPES } from '../src/types.ts';
+import { API_KEY, CLI_SOURCE, listenTls, recorder, type Seen, spawnClean } from './helpers.ts';
+
+// `segment-endpoint load` against the endpoint itself, over TLS with the test certificate, and its report
+// as pure functions. Runs are kept short (1–2 s) and light (the machine may have 2 cores).
+
+/** An io that keeps what the command writes. */
+function capture() {
+  let stdout = '';
+  let stderr = '';
+  return {
+    io: { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } },
+    stdout: () => stdout,
+    stderr: () => stderr,
+  };
+}
+
+/** A port nothing listens on: one just given back by the kernel. */
+async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  await new Promise((done) => server.close(done));
+  return port;
+}
+
+describe('segment-endpoint load against the endpoint', () => {
+  let endpoint: EndpointServer;
+  let url: string;
+  let seen: Seen;
+  let connections = 0;
+
+  before(async () => {
+    const recording = recorder();
+    seen = recording.seen;
+    ({ endpoint, url } = await listenTls({ handlers: recording.handlers, metricsPath: '/metrics' }));
+    endpoint.server.on('connection', () => connections++);
+  });
+  after(() => endpoint.close());
+
+  const snapshot = () => endpoint.handler.metrics?.snapshot(0);
+  const answered = () => Object.values(snapshot()?.requests ?? {}).reduce((a, b) => a + b, 0);
+
+  test('2 s at --rate 200 over 4 connections: ~200 req/s, all 200, every type, retries the endpoint drops', async () => {
+    const before = { connections, answered: answered() };
+    const run = spawnClean(process.execPath, [
+      ...CLI_SOURCE,
+      ...['load', url, '--api-key', API_KEY, '--rate', '200', '--connections', '4', '--duration', '2'],
+      ...['--insecure', '--settings', '{"region":"eu"}'],
+    ]);
+    assert.equal(await run.exit, 0, run.stdout() + run.stderr());
+    const out = run.stdout();
+    const perSecond = Number(/^Requests\/s:\s+([\d.]+)/m.exec(out)?.[1]);
+    assert.ok(perSecond >= 120 && perSecond <= 260, out);
+    assert.match(out, /^Statuses:\s+200: \d+$/m);
+    assert.match(out, /^Latency:\s+p50 [\d.]+ ms, p90 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms$/m);
+    assert.match(out, /^PASS: p99 [\d.]+ ms: within Segment's 5 s timeout/m);
+    const retries = Number(/same messageId\): (\d+)/.exec(out)?.[1]);
+    assert.ok(retries >= 2, out);
+
+    assert.deepEqual(new Set(seen.map((s) => s.event.type)), new Set(EVENT_TYPES));
+    const ids = seen.map((s) => String(s.event.messageId));
+    assert.equal(new Set(ids).size, ids.length, 'each handler call a new messageId: retries were dropped');
+    const duplicates = snapshot()?.duplicates ?? 0;
+    assert.ok(duplicates >= 1 && duplicates <= retries, `${duplicates} duplicates, ${retries} retries`);
+    assert.equal(answered() - before.answered, seen.length + duplicates);
+    for (const { ctx } of seen) {
+      assert.equal(ctx.headers['user-agent'], 'Segment.io/1.0');
+      assert.deepEqual(ctx.settings, { region: 'eu' });
+    }
+    // Kept alive: the 4 connections carried every event, and one more came first, the probe's.
+    assert.equal(connections - before.connections, 5);
+  });
+
+  test('without --insecure a self-signed certificate stops it before any event is sent', async () => {
+    const before = answered();
+    const out = capture();
+    const code = await loadMain([url, '--api-key', API_KEY, '--duration', '1'], out.io);
+    assert.equal(code, 1);
+    assert.match(out.stderr(), /certificate .*does not verify: self-signed certificate/);
+    assert.match(out.stderr(), /--insecure/);
+    assert.equal(out.stdout(), '');
+    assert.equal(answered(), before);
+  });
+
+  test('a wrong API key: the report shows the 401s and the run fails', async () => {
+    const out = capture();
+    const args = ['--rate', '40', '--connections', '2', '--duration', '1', '--insecure'];
+    const code = await loadMain([url, '--api-key', 'not-the-key', ...args], out.io);
+    assert.equal(code, 1, out.stdout());
+    assert.match(out.stdout(), /^Statuses:\s+401: \d+$/m);
+    assert.match(out.stdout(), /^FAIL: \d+ answers were not 2xx \(401: \d+\)/m);
+  });
+});
+
+describe('segment-endpoint load with nothing listening', () => {
+  test('http:// and https:// with --insecure: connection refused, nothing sent', async () => {
+    const port = await freePort();
+    for (const url of [`http://127.0.0.1:${port}/`, `https://127.0.0.1:${port}/events`]) {
+      const out = capture();
+      assert.equal(await loadMain([url, '--api-key', API_KEY, '--insecure'], out.io), 1);
+      assert.match(out.stderr(), /connection refused by 127\.0\.0\.1:\d+/);
+      assert.equal(out.stdout(), '');
+    }
+  });
+});
+
+describe('segment-endpoint load flags', () => {
+  const cases: Array<[string, string[], RegExp]> = [
+    ['no URL', ['--api-key', 'k'], /URL is required/],
+    ['not http', ['ftp://x/', '--api-key', 'k'], /not an http/],
+    ['credentials in the URL', ['https://u:p@x/', '--api-key', 'k'], /credentials/],
+    ['no --api-key', ['https://x/'], /--api-key is required/],
+    ['--rate 0', ['https://x/', '--api-key', 'k', '--rate', '0'], /--rate must be a positive integer/],
+    ['--connections 1.5', ['https://x/', '--api-key', 'k', '--connections', '1.5'], /--connections must/],
+    ['--duration -1', ['https://x/', '--api-key', 'k', '--duration=-1'], /--duration must/],
+    ['--settings an array', ['https://x/', '--api-key', 'k', '--settings', '[1]'], /JSON object/],
+    ['an unknown flag', ['https://x/', '--api-key', 'k', '--workers', '2'], /Unknown option/],
+    ['two URLs', ['https://x/', 'https://y/', '--api-key', 'k'], /one URL only/],
+  ];
+  for (const [name, args, message] of cases) {
+    test(`${name}: exit 1, one line and a hint`, async () => {
+      const out = capture();
+      assert.equal(await loadMain(args, out.io), 1);
+      const [line, hint, rest] = out.stderr().split('\n');
+      assert.match(line ?? '', message);
+      assert.equal(hint, "Try 'segment-endpoint load --help'.");
+      assert.equal(rest, '');
+    });
+  }
+
+  test('--help: usage on stdout, exit 0', async () => {
+    const out = capture();
+    assert.equal(await loadMain(['--help'], out.io), 0);
+    assert.match(out.stdout(), /^Usage: segment-endpoint load URL --api-key KEY/);
+  });
+
+  test('through the CLI: a bad flag exits 1 before any connection', async () => {
+    const run = spawnClean(process.execPath, [
+      ...CLI_SOURCE,
+      'load',
+      'https://x/',
+      '--api-key',
+      'k',
+      '--rate',
+      'x',
+    ]);
+    assert.equal(await run.exit, 1);
+    assert.match(run.stderr(), /^segment-endpoint load: --rate must be a positive integer, not "x"\n/);
+  });
+});
+
+describe('the mix', () => {
+  test('each 100 new events are the mix exactly, and every type comes within the first 50', () => {
+    const cycle = typeCycle();
+    assert.equal(cycle.length, 100);
+    for (const type of EVENT_TYPES) assert.equal(cycle.filter((t) => t === type).length, MIX[type], type);
+    assert.deepEqual(new Set(cycle.slice(0, 50)), new Set(EVENT_TYPES));
+  });
+
+  test('every request a new messageId, but one in 100: the event sent 50 before, unchanged', () => {
+    const source = eventSource(API_KEY);
+    const bodies = Array.from({ length: 300 }, () => source.next());
+    const ids = bodies.map((b) => (JSON.parse(b.toString()) as { messageId: string }).messageId);
+    assert.equal(new Set(ids).size, 300 - 3);
+    for (const n of [99, 199, 299]) assert.equal(bodies[n], bodies[n - 50]);
+    assert.deepEqual(source.sent(), {
+      types: { identify: 45, track: 148, page: 59, screen: 15, group: 15, alias: 9, delete: 6 },
+      retries: 300 / RETRY_EVERY,
+    });
+    assert.match(ids[0] ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+
+  test("Segment's headers: Basic key with an empty password, settings base64 JSON ({} by default)", () => {
+    assert.deepEqual(segmentHeaders('segment', 'e30='), {
+      Authorization: 'Basic c2VnbWVudDo=',
+      'Content-Type': 'application/json',
+      'User-Agent': 'Segment.io/1.0',
+      Accept: '*/*',
+      'Cache-Control': 'no-cache',
+      'X-Segment-Settings': 'e30=',
+    });
+  });
+});
+
+describe('the report', () => {
+  const figures = (changes: Partial<LoadFigures> = {}): LoadFigures => ({
+    url: 'https://localhost:8443/',
+    seconds: 10,
+    connections: 10,
+    rate: 1000,
+    sent: {
+      types: { track: 4950, page: 1980, identify: 1485, screen: 495, group: 495, alias: 297, delete: 198 },
+      retries: 100,
+    },
+    statuses: { '200': 10_000 },
+    latency: { p50: 0.42, p90: 1.234, p99: 12.345, max: 123.4 },
+    late: 0,
+    timeouts: 0,
+    errors: {},
+    ...changes,
+  });
+
+  test('all 2xx in time: PASS with the p99, and the figures in the report', () => {
+    assert.deepEqual(verdict(figures()), {
+      ok: true,
+      lines: ["PASS: p99 12.3 ms: within Segment's 5 s timeout, and all 10000 answers were 2xx."],
+    });
+    const text = report(figures({ statuses: { '200': 9_000, '202': 1_000 } }));
+    assert.match(text, /^Sent 10000 requests to https:\/\/localhost:8443\/ in 10\.00 s over 10 connections/);
+    assert.match(text, /new events: track 4950, page 1980, identify 1485, .*; retries .*: 100$/m);
+    assert.match(text, /^Requests\/s:\s+1000\.0 \(10000 answered\)$/m);
+    assert.match(text, /^Latency:\s+p50 0\.42 ms, p90 1\.23 ms, p99 12\.3 ms, max 123 ms$/m);
+    assert.match(text, /^Statuses:\s+200: 9000, 202: 1000$/m);
+    assert.match(text, /^Errors:\s+none$/m);
+    assert.doesNotMatch(text, /^Note:/m);
+    const stopped = report(figures({ statuses: { '200': 9_990 } }));
+    assert.match(stopped, /^Requests\/s:\s+999\.0 \(9990 answered, 10 in flight at the end\)$/m);
+  });
+
+  test("slow: answers over 5 s and timeouts fail against Segment's 5 s timeout", () => {
+    const slow = verdict(
+      figures({ late: 3, timeouts: 2, latency: { p50: 900, p90: 4000, p99: 5200, max: 5400 } }),
+    );
+    assert.equal(slow.ok, false);
+    assert.deepEqual(slow.lines, ['FAIL: 5 requests took over 5 s or timed out: Segment would retry them.']);
+  });
+
+  test('not 2xx, errors, nothing answered: each its own FAIL line', () => {
+    const bad = verdict(
+      figures({ statuses: { '200': 9871, '503': 12, '401': 3 }, errors: { ECONNRESET: 2 } }),
+    );
+    assert.equal(bad.ok, false);
+    assert.match(bad.lines[0] ?? '', /^FAIL: 15 answers were not 2xx \(401: 3, 503: 12\)/);
+    assert.equal(bad.lines[1], 'FAIL: 2 requests got no answer (ECONNRESET: 2): Segment would retry them.');
+    const none = figures({ statuses: {} });
+    const { latency: _, ...withoutLatency } = none;
+    assert.deepEqual(verdict(withoutLatency), { ok: false, lines: ['FAIL: no request was answered.'] });
+    assert.match(report(withoutLatency), /^Latency:\s+no answers$/m);
+  });
+
+  test('a rate not kept up with gets a note', () => {
+    const text = report(figures({ statuses: { '200': 5_000 } }));
+    assert.match(text, /^Note: 500\.0 req\/s of the 1000 asked/m);
+  });
+});
