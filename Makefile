@@ -1,5 +1,5 @@
 # The front door: `make run` starts the real thing, `make test` runs every test. Both set themselves up.
-.PHONY: all install build dist run test test-reliability typecheck lint unit services bench bench-ladder wrk clean
+.PHONY: all install build dist sea run test test-reliability typecheck lint unit services bench bench-ladder wrk clean
 
 NODE_MODULES := node_modules/.package-lock.json
 CERT := certs/localhost.crt
@@ -27,6 +27,12 @@ dist: dist/segment-endpoint.mjs
 dist/segment-endpoint.mjs: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts package.json scripts/bundle.ts
 	npx tsx scripts/bundle.ts
 
+# One file that needs nothing installed, not even node: the bundle injected into a copy of this node
+# (a single executable application), Linux x64, out of the npm package. See scripts/sea.ts.
+sea: dist/segment-endpoint-linux-x64
+dist/segment-endpoint-linux-x64: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts package.json scripts/sea.ts
+	npx tsx scripts/sea.ts
+
 # A self-signed certificate for localhost, made on first run. Private keys are never committed.
 $(CERT):
 	@mkdir -p certs
@@ -48,8 +54,8 @@ lint: $(NODE_MODULES)
 NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test
 
 # Every test, the reliability suite included, under the coverage gate. test/dist.test.ts runs the
-# single-file bundle, hence `dist`.
-unit: build dist services
+# single-file bundle, hence `dist`; test/sea.test.ts runs the single executable, hence `sea`.
+unit: build dist sea services
 	npx c8 $(NODE_TEST) test/*.test.ts test/reliability/*.test.ts
 
 # The PostgreSQL and Redis servers the tests start for themselves (each in a temporary directory, on a

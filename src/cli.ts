@@ -26,7 +26,10 @@ export function version(): string {
  * bad invocation (one line on stderr with a hint). An exception nothing catches exits 1 at once.
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  // Subcommands load only their own code: the endpoint's start-up never pays for them.
   if (argv[0] === 'test') return (await import('./tester/command.ts')).testMain(argv.slice(1));
+  if (argv[0] === 'read') return (await import('./read/command.ts')).readMain(argv.slice(1));
+  if (argv[0] === 'load') return (await import('./load/command.ts')).loadMain(argv.slice(1));
   const signals = listenForSignals();
   let config: ReturnType<typeof parseConfig>;
   try {
@@ -163,7 +166,18 @@ function fail(err: unknown): number {
   return 1;
 }
 
-// Run when executed (node dist/cli.js, or the bin's symlink), not when imported by tests.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+// Run when executed, not when imported by tests: as a script (node dist/cli.js, the bin's symlink, node
+// segment-endpoint.mjs) or as the single executable of `make sea`, where scripts/sea.ts defines this.
+// There node puts the binary's own path in argv[1], and node:cluster starts a --workers worker with one
+// argument more, the primary's argv[1] (as for `node <script> ARGS`): a worker's arguments start later.
+declare const SEGMENT_ENDPOINT_SEA: true | undefined;
+if (typeof SEGMENT_ENDPOINT_SEA !== 'undefined') {
+  import('node:cluster')
+    .then(({ default: cluster }) => main(process.argv.slice(cluster.isWorker ? 3 : 2)))
+    .then((code) => process.exit(code));
+} else if (
+  process.argv[1] !== undefined &&
+  import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href
+) {
   main(process.argv.slice(2)).then((code) => process.exit(code));
 }

@@ -1,6 +1,7 @@
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nodeIo, type StoreIo, writeAll } from './file-io.ts';
+import { storeFile } from './file-names.ts';
 import { setAsideTornTail, type TornLine } from './file-repair.ts';
 
 export { type StoredRecord, storeHandlers } from './file-records.ts';
@@ -231,13 +232,11 @@ export async function repairStore(
   await mkdir(dir, { recursive: true });
   const recovered: TornLine[] = [];
   for (const name of (await readdir(dir)).sort()) {
-    if (!FILE_RE.test(name) || options.only?.(name) === false) continue;
+    if (storeFile(name) === undefined || options.only?.(name) === false) continue;
     const torn = await setAsideTornTail(options.io ?? nodeIo, join(dir, name));
     if (torn !== undefined) recovered.push(torn);
   }
   return recovered;
 }
 
-/** A day's file, of the one process or of worker K: `events-2026-11-30.ndjson`, `events-2026-11-30-w2.ndjson`. */
-const FILE_RE = /^events-\d{4}-\d{2}-\d{2}(?:-w\d+)?\.ndjson$/;
 const DAY_MS = 24 * 60 * 60 * 1000;

@@ -1,0 +1,164 @@
+// The `read` subcommand's command line: its usage, its flags, and printing the store to stdout.
+import { stat } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { UsageError } from '../config.ts';
+import { EVENT_TYPES } from '../types.ts';
+import { type ReadStoreOptions, readStore } from './store-reader.ts';
+
+const NAME = 'segment-endpoint read';
+
+export function readUsage(): string {
+  return `Usage: ${NAME} --out DIR [--follow] [--from CHECKPOINT_FILE] [--type TYPE]...
+
+Prints the events stored under DIR (the endpoint's --out), one JSON line each, exactly as stored:
+{"receivedAt":…,"source":…,"settings":…,"event":{…}}. Days in date order; within a day each worker's
+file in turn (events-D.ndjson, then -w1, -w2, …), each file's lines in order. Only whole lines: a line
+still being written is printed once complete. Exits 0 once everything stored has been printed.
+
+Options:
+  --out DIR               the store directory: the endpoint's --out
+  -f, --follow            then keep printing new lines as they are stored (a new day's file too) until
+                          SIGINT or SIGTERM, which save the checkpoint and exit 0
+  --from CHECKPOINT_FILE  start after the last line a run with this checkpoint printed, and keep it
+                          up to date (created if missing): every line at least once across restarts,
+                          none skipped
+  --type TYPE             only events of this type (the event's "type"); repeat for several:
+                          ${EVENT_TYPES.join(', ')}
+  -h, --help              show this help
+
+Exits 0 when done, stopped by SIGINT or SIGTERM, or when stdout closes (| head); 1 for a bad invocation
+or a failure, with one line on stderr.
+`;
+}
+
+interface Output {
+  write(text: string): unknown;
+}
+
+interface Parsed {
+  readonly dir: string;
+  readonly options: ReadStoreOptions;
+}
+
+/**
+ * The `read` subcommand. Resolves with the exit code: 0 when done (or stopped by SIGINT/SIGTERM, or by
+ * stdout closing, as `| head` does), 1 for a bad invocation or a failure (one line on stderr).
+ */
+export async function readMain(
+  args: readonly string[],
+  io: { readonly stdout: Writable; readonly stderr: Output } = process,
+): Promise<number> {
+  let parsed: Parsed | 'help';
+  try {
+    parsed = parseReadArgs(args);
+    if (parsed !== 'help') await checkStore(parsed.dir);
+  } catch (err) {
+    const hint = err instanceof UsageError ? `\nTry '${NAME} --help'.` : '';
+    io.stderr.write(`${NAME}: ${(err as Error).message}${hint}\n`);
+    return 1;
+  }
+  if (parsed === 'help') {
+    io.stdout.write(readUsage());
+    return 0;
+  }
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await print(parsed, io.stdout, stop.signal);
+    return 0;
+  } catch (err) {
+    io.stderr.write(`${NAME}: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/**
+ * Prints every line, one write at a time: the next line is asked for (and the one before counted as
+ * done by the checkpoint) only once stdout has taken this one, so a slow consumer holds the reader back
+ * instead of filling memory, and a line still in a buffer when the process stops is printed again.
+ * Resolves when done, stopped, or stdout is closed; rejects on any other failure.
+ */
+async function print({ dir, options }: Parsed, stdout: Writable, signal: AbortSignal): Promise<void> {
+  let failure: Error | undefined;
+  let closed = false;
+  const onError = (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') closed = true;
+    else failure ??= err;
+  };
+  // Kept for good: a failed write's error is also emitted after its callback, and unheard it would throw.
+  stdout.on('error', onError);
+  const written = (text: string) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      signal.addEventListener('abort', done);
+      stdout.write(text, (err) => {
+        if (err) onError(err);
+        done();
+      });
+    });
+  for await (const line of readStore(dir, { ...options, signal })) {
+    await written(`${line.text}\n`);
+    if (closed || failure !== undefined || signal.aborted) break;
+  }
+  if (failure !== undefined) throw failure;
+}
+
+async function checkStore(dir: string): Promise<void> {
+  let isDirectory: boolean;
+  try {
+    isDirectory = (await stat(dir)).isDirectory();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(`--out ${dir}: ${code === 'ENOENT' ? 'no such directory' : (err as Error).message}`);
+  }
+  if (!isDirectory) throw new UsageError(`--out ${dir} is not a directory`);
+}
+
+function parseReadArgs(args: readonly string[]): Parsed | 'help' {
+  let values: { out?: string; follow?: boolean; from?: string; type?: string[]; help?: boolean };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: [...args],
+      options: {
+        out: { type: 'string' },
+        follow: { type: 'boolean', short: 'f' },
+        from: { type: 'string' },
+        type: { type: 'string', multiple: true },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: true,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return 'help';
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const dir = values.out;
+  if (dir === undefined || dir === '') {
+    throw new UsageError("--out is required: the endpoint's store directory (its --out)");
+  }
+  if (values.from === '') throw new UsageError('--from needs a file name: where the checkpoint is kept');
+  const known = new Set<string>(EVENT_TYPES);
+  const types = values.type?.map((type) => type.toLowerCase());
+  const unknown = types?.find((type) => !known.has(type));
+  if (unknown !== undefined) {
+    throw new UsageError(`--type must be one of ${EVENT_TYPES.join(', ')}, not "${unknown}"`);
+  }
+  const options: ReadStoreOptions = {
+    follow: values.follow ?? false,
+    ...(values.from !== undefined && { checkpoint: values.from }),
+    ...(types !== undefined && { types }),
+  };
+  return { dir, options };
+}

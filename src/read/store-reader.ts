@@ -1,0 +1,205 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { field } from '../normalize.ts';
+import { listStoreFiles, type StoreFile } from '../sinks/file-names.ts';
+import type { StoredRecord } from '../sinks/file-store.ts';
+import { EVENT_TYPES } from '../types.ts';
+import { Positions } from './checkpoint.ts';
+import { linesIn, type RawLine, startsLine } from './lines.ts';
+
+export { CheckpointError } from './checkpoint.ts';
+
+/** One line of the store, as `readStore` gives it. */
+export interface StoredLine {
+  /** The file's name in the store directory, e.g. `events-2026-11-30-w1.ndjson`. */
+  readonly file: string;
+  /** Where the line's first byte is in the file. */
+  readonly offset: number;
+  /** The byte just past its newline: what a checkpoint records once the line is done. */
+  readonly end: number;
+  /** The line exactly as stored, without its newline. */
+  readonly text: string;
+  /** The line parsed (once, on first use). Throws a SyntaxError for a line that is not JSON. */
+  readonly record: StoredRecord;
+  /**
+   * The event's `type` (its key in any casing, as the endpoint reads it) in lower case: `track`, …;
+   * `undefined` for a line that is not a stored record.
+   */
+  readonly type: string | undefined;
+}
+
+export interface ReadStoreOptions {
+  /**
+   * After what is stored, keep waiting for new lines and new files (a new day's, a new worker's) until
+   * `signal` aborts.
+   * @default false
+   */
+  readonly follow?: boolean;
+  /**
+   * A checkpoint file: reading starts just past the last line its run did, and the position is saved
+   * back to it (it is created if it does not exist). Without it, every file is read from its start.
+   */
+  readonly checkpoint?: string;
+  /** Only events of these types (compared in lower case), e.g. `['track', 'identify']`. @default all */
+  readonly types?: readonly string[];
+  /** Ends the reading (a follow, or a long first pass); the position is saved first. */
+  readonly signal?: AbortSignal;
+  /**
+   * While following, how often the directory is looked at for new lines and new files (ms).
+   * @default 200
+   */
+  readonly pollMs?: number;
+}
+
+const DEFAULT_POLL_MS = 200;
+
+/**
+ * The lines stored in `dir` (an endpoint's `--out`), in order.
+ *
+ * **Order.** Files by day, then by worker (`events-D.ndjson`, then `-w1`, `-w2`, … `-w10`), each read to
+ * its current end before the next; each file's lines in file order. Without `follow`, that is one
+ * pass: every day's lines before the next day's. With `follow`, passes repeat every `pollMs`, picking up
+ * the growth of every file and any new file: a new day's file is read as soon as it appears (the
+ * reader's clock plays no part), and a line its worker still adds to the day before, around midnight,
+ * comes in the next pass. The two newest days' files are watched; older ones were read to their end.
+ *
+ * **Whole lines only.** Only bytes up to a newline count: a line still being written is given once its
+ * newline is there; `.torn` files and other names are never read. A line is given once written, which
+ * can be before the store has synced it and answered 200.
+ *
+ * **Checkpoint: at least once, never skipped.** Within a run each line is given once. A line counts as
+ * done when the consumer asks for the next one, so a loop that handles each line before pulling the next
+ * is at-least-once across runs: the line being handled when the process died (and those done after the
+ * last save) are given again by the next run from the same checkpoint, and no line is skipped. The
+ * checkpoint is saved at most once a second while lines are being done, whenever a pass has caught up
+ * with the files, and when the iteration ends (done, `break`, `signal`, an error), never counting the
+ * line given last if the loop was left without asking for another. A file cut back below its recorded
+ * position (a write the store refused and cut off, then others) is given again from its start.
+ */
+export function readStore(dir: string, options: ReadStoreOptions = {}): AsyncGenerator<StoredLine, void> {
+  const pollMs = options.pollMs ?? DEFAULT_POLL_MS;
+  if (!Number.isFinite(pollMs) || pollMs <= 0) {
+    throw new RangeError(`pollMs must be a positive number of milliseconds, not ${pollMs}`);
+  }
+  const types = options.types === undefined ? undefined : new Set(options.types.map((t) => t.toLowerCase()));
+  const unknown = [...(types ?? [])].find((type) => !(EVENT_TYPES as readonly string[]).includes(type));
+  if (unknown !== undefined) {
+    throw new RangeError(`types must hold event types (${EVENT_TYPES.join(', ')}), not "${unknown}"`);
+  }
+  return read(
+    dir,
+    { follow: options.follow ?? false, checkpoint: options.checkpoint, types, pollMs },
+    options.signal,
+  );
+}
+
+interface Plan {
+  readonly follow: boolean;
+  readonly checkpoint: string | undefined;
+  readonly types: ReadonlySet<string> | undefined;
+  readonly pollMs: number;
+}
+
+async function* read(
+  dir: string,
+  plan: Plan,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<StoredLine, void> {
+  const positions = await Positions.load(plan.checkpoint);
+  /** Files read to their end at least once by this run: a settled day's need not be looked at again. */
+  const seen = new Set<string>();
+  try {
+    // Written at once if new: a checkpoint that cannot be written fails now, not a second in.
+    await positions.save();
+    do {
+      const files = await listStoreFiles(dir);
+      const watched = newestDays(files, 2);
+      for (const file of files) {
+        if (seen.has(file.name) && !watched.has(file.day)) continue;
+        seen.add(file.name);
+        const path = join(dir, file.name);
+        const range = await unread(path, positions.get(file.name));
+        if (range === undefined) continue;
+        positions.set(file.name, range.from);
+        if (range.from === range.to) continue;
+        for await (const raw of linesIn(path, range.from, range.to)) {
+          if (signal?.aborted) return;
+          const line = new Line(file.name, raw);
+          if (plan.types === undefined || plan.types.has(line.type ?? '')) yield line;
+          positions.set(file.name, raw.end);
+          await positions.saveIfDue();
+        }
+      }
+      await positions.save(); // caught up
+    } while (plan.follow && (await pause(plan.pollMs, signal)));
+  } finally {
+    await positions.save();
+  }
+}
+
+/**
+ * The bytes of `path` not yet read: from `position` to its end now, or from its start if it was cut back
+ * (see below); `undefined` if the file is gone.
+ */
+async function unread(path: string, position: number): Promise<{ from: number; to: number } | undefined> {
+  let size: number;
+  try {
+    ({ size } = await stat(path));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // removed since the listing
+    throw err;
+  }
+  if (size === position) return { from: position, to: size };
+  // Cut back below the position, or rewritten so that it no longer falls between two lines: the lines
+  // after it are not those given, so the file is given again rather than any line skipped.
+  const from = size > position && (await startsLine(path, position)) ? position : 0;
+  return { from, to: size };
+}
+
+/** The days of the `n` newest days among `files`. */
+function newestDays(files: readonly StoreFile[], n: number): Set<string> {
+  return new Set([...new Set(files.map((f) => f.day))].slice(-n));
+}
+
+/** Waits `ms`; false, at once, if `signal` aborts. */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  if (signal?.aborted) return false;
+  try {
+    await sleep(ms, undefined, { signal });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+class Line implements StoredLine {
+  readonly file: string;
+  readonly offset: number;
+  readonly end: number;
+  readonly text: string;
+  #record: StoredRecord | undefined;
+
+  constructor(file: string, raw: RawLine) {
+    this.file = file;
+    this.offset = raw.offset;
+    this.end = raw.end;
+    this.text = raw.text;
+  }
+
+  get record(): StoredRecord {
+    this.#record ??= JSON.parse(this.text) as StoredRecord;
+    return this.#record;
+  }
+
+  get type(): string | undefined {
+    let record: StoredRecord;
+    try {
+      record = this.record;
+    } catch {
+      return undefined;
+    }
+    const type = field((record as Partial<StoredRecord> | null)?.event, 'type');
+    return typeof type === 'string' ? type.toLowerCase() : undefined;
+  }
+}

@@ -1,0 +1,38 @@
+import { readdir } from 'node:fs/promises';
+
+// The file store's file names, as file-store.ts writes them and src/read/ reads them: one file a UTC day, `events-YYYY-MM-DD.ndjson`
+// for a single process, `events-YYYY-MM-DD-wK.ndjson` for worker K of several. Anything else in the
+// directory (`.torn` fragments, a checkpoint, an editor's backup) is no store file and is never read.
+
+const STORE_FILE_RE = /^events-(\d{4}-\d{2}-\d{2})(?:-w(\d+))?\.ndjson$/;
+
+export interface StoreFile {
+  readonly name: string;
+  /** `YYYY-MM-DD`: sorts as the dates do. */
+  readonly day: string;
+  /** K of `-wK`; -1 for a single process's file, which comes before the workers' of the same day. */
+  readonly worker: number;
+}
+
+/** The store file `name` is, or `undefined` for any other name. */
+export function storeFile(name: string): StoreFile | undefined {
+  const match = STORE_FILE_RE.exec(name);
+  if (match === null) return undefined;
+  return { name, day: match[1] as string, worker: match[2] === undefined ? -1 : Number(match[2]) };
+}
+
+/** Day, then worker by number (`-w2` before `-w10`): the one order every reader of a directory uses. */
+export function inReadingOrder(a: StoreFile, b: StoreFile): number {
+  if (a.day !== b.day) return a.day < b.day ? -1 : 1;
+  return a.worker - b.worker;
+}
+
+/** The store files in `dir`, in reading order. */
+export async function listStoreFiles(dir: string): Promise<StoreFile[]> {
+  const files: StoreFile[] = [];
+  for (const name of await readdir(dir)) {
+    const file = storeFile(name);
+    if (file !== undefined) files.push(file);
+  }
+  return files.sort(inReadingOrder);
+}

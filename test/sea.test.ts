@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createClient } from '@redis/client';
+import pg from 'pg';
+import {
+  httpsCall,
+  keepAliveAgent,
+  type Spawned,
+  segmentHeaders,
+  testCert,
+  trackEvent,
+  waitFor,
+} from './helpers.ts';
+import { startPostgres } from './services/postgres.ts';
+import { startRedis } from './services/redis.ts';
+
+// The single executable (`make sea`, scripts/sea.ts) as a VM gets it: the file alone in an empty
+// directory, started with nothing of this process's environment and a PATH without node, so that
+// everything it runs comes from inside it: pg, @redis/client and autocannon included.
+
+const ROOT = join(import.meta.dirname, '..');
+const BINARY = join(ROOT, 'dist', 'segment-endpoint-linux-x64');
+const FILE = 'segment-endpoint-linux-x64';
+const NO_NODE = { PATH: '/nonexistent-bin' };
+
+describe('the single executable, dist/segment-endpoint-linux-x64', () => {
+  let dir: string;
+  const { cert, key } = testCert();
+  const tls = ['--cert', 'cert.pem', '--key', 'key.pem', '--port', '0', '--host', '127.0.0.1'];
+
+  before(() => {
+    assert.ok(
+      existsSync(BINARY),
+      'dist/segment-endpoint-linux-x64 is missing: run `make sea` (make test does)',
+    );
+    dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-sea-'));
+    copyFileSync(BINARY, join(dir, FILE));
+    writeFileSync(join(dir, 'cert.pem'), cert);
+    writeFileSync(join(dir, 'key.pem'), key);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The binary, run in `dir` as `./segment-endpoint-linux-x64 ARGS`; its output kept. */
+  const run = (args: string[]): Spawned => {
+    const child = spawn(`./${FILE}`, args, { cwd: dir, env: NO_NODE });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    return { child, stdout: () => stdout, stderr: () => stderr, exit };
+  };
+
+  /** Starts the endpoint with `args` after the TLS flags; its URL once it listens. */
+  const start = async (args: string[]) => {
+    const child = run([...tls, '--api-key', 'k', ...args]);
+    const url = (await waitFor(child.stdout, /listening on (\S+)/))[1] as string;
+    return { child, url };
+  };
+
+  /** Sends `event` on a connection of its own: the status. */
+  const send = async (url: string, event: unknown) => {
+    const agent = keepAliveAgent(cert);
+    try {
+      return (await httpsCall(agent, url, { body: event, headers: segmentHeaders('k') })).status;
+    } finally {
+      agent.destroy();
+    }
+  };
+
+  /** SIGTERM: the exit code, once the process drained. */
+  const stop = async ({ child }: { child: Spawned }) => {
+    child.child.kill('SIGTERM');
+    assert.equal(await child.exit, 0, child.stderr());
+  };
+
+  /** The messageIds stored under `out`, every file's lines. */
+  const stored = (out: string) =>
+    readdirSync(out)
+      .filter((f) => f.endsWith('.ndjson'))
+      .flatMap((f) => readFileSync(join(out, f), 'utf8').split('\n'))
+      .filter((line) => line !== '')
+      .map((line) => (JSON.parse(line) as { event: { messageId: string } }).event.messageId);
+
+  test('--version prints the version of package.json, and --help the usage, and nothing on stderr', async () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const version = run(['--version']);
+    assert.equal(await version.exit, 0, version.stderr());
+    assert.equal(version.stdout(), `${pkg.version}\n`);
+    // No ExperimentalWarning from node at each start (disableExperimentalSEAWarning).
+    assert.equal(version.stderr(), '');
+    const help = run(['--help']);
+    assert.equal(await help.exit, 0, help.stderr());
+    assert.match(help.stdout(), /^Usage: segment-endpoint/);
+  });
+
+  test('serves HTTPS, stores an event, exits 0 on SIGTERM; `read` prints it back', async () => {
+    const ep = await start(['--out', 'data']);
+    const event = trackEvent();
+    assert.equal(await send(ep.url, event), 200);
+    await stop(ep);
+    assert.deepEqual(stored(join(dir, 'data')), [event.messageId]);
+
+    const read = run(['read', '--out', 'data']);
+    assert.equal(await read.exit, 0, read.stderr());
+    const lines = read
+      .stdout()
+      .split('\n')
+      .filter((line) => line !== '');
+    assert.deepEqual(
+      lines.map((line) => (JSON.parse(line) as { event: { messageId: string } }).event.messageId),
+      [event.messageId],
+    );
+  });
+
+  test('--workers 2: node:cluster starts the binary again for each worker, and both drain on SIGTERM', async () => {
+    const ep = await start(['--out', 'workers', '--workers', '2']);
+    assert.match(ep.child.stdout(), /\(2 workers, /);
+    for (const n of [1, 2]) await waitFor(ep.child.stderr, new RegExp(`"worker":${n},.*"worker listening"`));
+    const events = [trackEvent(), trackEvent(), trackEvent(), trackEvent()];
+    for (const event of events) assert.equal(await send(ep.url, event), 200);
+    await stop(ep);
+    assert.deepEqual(stored(join(dir, 'workers')).sort(), events.map((e) => e.messageId).sort());
+  });
+
+  test('--handlers loads an ES module from beside it (import() works inside the binary)', async () => {
+    writeFileSync(
+      join(dir, 'handlers.mjs'),
+      "import { appendFileSync } from 'node:fs';\n" +
+        "export default { track: (event) => appendFileSync('handled.txt', event.messageId + '\\n') };\n",
+    );
+    const ep = await start(['--handlers', './handlers.mjs']);
+    const event = trackEvent();
+    assert.equal(await send(ep.url, event), 200);
+    await stop(ep);
+    assert.equal(readFileSync(join(dir, 'handled.txt'), 'utf8'), `${event.messageId}\n`);
+  });
+
+  test('`load` sends Segment-shaped traffic with the autocannon inside it', async () => {
+    const ep = await start(['--out', 'load']);
+    const load = run(['load', ep.url, '--api-key', 'k', '--rate', '20', '--duration', '1', '--insecure']);
+    assert.equal(await load.exit, 0, load.stdout() + load.stderr());
+    assert.match(load.stdout(), /Requests\/s:/);
+    await stop(ep);
+    assert.ok(stored(join(dir, 'load')).length > 0);
+  });
+
+  test('--postgres and --idempotency-redis: the pg and @redis/client inside it store an event', async () => {
+    const [postgres, redis] = await Promise.all([startPostgres(), startRedis()]);
+    try {
+      const args = ['--postgres', postgres.url, '--postgres-table', 'sea_events'];
+      const ep = await start([...args, '--idempotency-redis', redis.url]);
+      const event = trackEvent();
+      assert.equal(await send(ep.url, event), 200);
+      await stop(ep);
+      const client = new pg.Client({ connectionString: postgres.url });
+      await client.connect();
+      try {
+        const { rows } = await client.query('SELECT message_id FROM sea_events');
+        assert.deepEqual(rows, [{ message_id: event.messageId }]);
+      } finally {
+        await client.end();
+      }
+      // The duplicate filter's key for the event: the binary spoke to Redis.
+      const keys = createClient({ url: redis.url });
+      await keys.connect();
+      try {
+        assert.equal(await keys.dbSize(), 1);
+      } finally {
+        keys.destroy();
+      }
+    } finally {
+      await Promise.all([postgres.destroy(), redis.destroy()]);
+    }
+  });
+});
