@@ -2,7 +2,7 @@
 // track-heavy mix, each with a new messageId, under Segment's headers; and now and then a retry, an event
 // sent again unchanged, as Segment does when an answer was lost.
 import { randomUUID } from 'node:crypto';
-import { base64, suite } from '../tester/suite.ts';
+import { suite } from '../tester/suite.ts';
 import { EVENT_TYPES, type EventType } from '../types.ts';
 
 /** Of every 100 new events, how many are of each type: track-heavy, as most Segment sources are. */
