@@ -82,13 +82,14 @@ export class EndpointError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   /** Seconds to wait before retrying, when the answer says (429). */
-  retryAfter?: number;
+  readonly retryAfter: number | undefined;
 
-  constructor(code: ErrorCode, message?: string, options?: ErrorOptions) {
+  constructor(code: ErrorCode, message?: string, options?: ErrorOptions & { retryAfter?: number }) {
     super(message ?? ERRORS[code].message, options);
     this.name = new.target.name;
     this.code = code;
     this.status = ERRORS[code].status;
+    this.retryAfter = options?.retryAfter;
   }
 }
 

@@ -1,12 +1,15 @@
 import { EndpointError } from './errors.ts';
 
 // Each customer's share of the endpoint (`rateLimit`, a key's own `rate`): a token bucket per API key,
-// refilled at `rate` events a second up to `rate` (the burst). A request is let in while its key has a
-// token left, then charged for every event it carries: a batch of 500 is let in on one token and leaves
-// its key in debt, so a batch larger than the burst still passes, and the key's rate over time holds.
+// refilled at `rate` events a second up to `rate` (the burst; one at least). A request takes a token when
+// it is let in, before its body is read, so requests that overlap cannot all pass on one token; then it
+// is charged for the other events it carries: a batch of 500 passes on one token and leaves its key in
+// debt, so a batch larger than the burst still passes, and the key's rate over time holds. The debt is
+// kept to a minute at the rate: a key is never shut out for longer than that.
 
 /** Keys tracked at most: the configured keys, or what an `authenticate` function lets in. */
 const MAX_KEYS = 10_000;
+const MAX_DEBT_SECONDS = 60;
 
 interface Bucket {
   tokens: number;
@@ -22,18 +25,22 @@ export class RateLimiter {
     this.#now = now;
   }
 
-  /** Throws the 429 to answer when `apiKey` has no token left at `rate` events a second. */
+  /** Takes a token from `apiKey`'s bucket, or throws the 429 to answer when it has none. */
   admit(apiKey: string, rate: number): void {
     const bucket = this.#refilled(apiKey, rate);
-    if (bucket.tokens >= 1) return;
-    const err = new EndpointError('SEG_RATE_LIMITED');
-    err.retryAfter = Math.max(1, Math.ceil((1 - bucket.tokens) / rate));
-    throw err;
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return;
+    }
+    throw new EndpointError('SEG_RATE_LIMITED', undefined, {
+      retryAfter: Math.max(1, Math.ceil((1 - bucket.tokens) / rate)),
+    });
   }
 
-  /** Takes `events` tokens from `apiKey`'s bucket, into debt if need be. */
+  /** Charges an admitted request for its `events` (its token paid for one), into debt if need be. */
   charge(apiKey: string, rate: number, events: number): void {
-    this.#refilled(apiKey, rate).tokens -= events;
+    const bucket = this.#refilled(apiKey, rate);
+    bucket.tokens = Math.max(-MAX_DEBT_SECONDS * rate, bucket.tokens - (events - 1));
   }
 
   #refilled(apiKey: string, rate: number): Bucket {
@@ -42,11 +49,11 @@ export class RateLimiter {
     if (bucket === undefined) {
       // Past the bound, the oldest key starts over with a full bucket: at worst one more burst.
       if (this.#buckets.size >= MAX_KEYS) this.#buckets.delete(this.#buckets.keys().next().value as string);
-      bucket = { tokens: rate, at: now };
+      bucket = { tokens: Math.max(1, rate), at: now };
       this.#buckets.set(apiKey, bucket);
       return bucket;
     }
-    bucket.tokens = Math.min(rate, bucket.tokens + ((now - bucket.at) / 1000) * rate);
+    bucket.tokens = Math.min(Math.max(1, rate), bucket.tokens + ((now - bucket.at) / 1000) * rate);
     bucket.at = now;
     return bucket;
   }

@@ -36,13 +36,15 @@ export interface HandlerOptions {
   /**
    * GET/HEAD answers 200 `{"status":"live"}` here, without auth, as long as the process runs, whatever
    * the store's state or draining: for orchestrators that restart on liveness and route on readiness
-   * (`healthPath`). @default '/live'
+   * (`healthPath`). When `path`, `healthPath` or `metricsPath` is `/live` and this is not given,
+   * there is none. @default '/live'
    */
   livePath?: string;
   /**
    * Events a second each API key may send, in bursts of up to this many; past it, 429 with `Retry-After`
    * (Segment retries), so that one customer cannot starve the others. A batch counts as its events. A
-   * key's own rate (`rate` of its ApiKeySpec, or of what `authenticate` decides) wins. 0: no limit.
+   * key's own rate (`rate` of its ApiKeySpec, or of what `authenticate` decides: there, fractions such as
+   * 0.5, one event every 2 s, are allowed) wins; a key's rate of 0 exempts it. 0: no limit.
    * @default 0
    */
   rateLimit?: number;
@@ -106,7 +108,7 @@ export type ResolvedHandlerOptions = PlainOptions & {
   readonly authenticate: Authenticate;
   readonly path: string;
   readonly healthPath: string;
-  readonly livePath: string;
+  readonly livePath: string | undefined;
   readonly ready: () => boolean;
   readonly metricsPath: string | undefined;
   readonly realm: string;
@@ -124,9 +126,16 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
   const authenticate = resolveAuthenticate(input);
   const path = checkPath('path', input.path ?? OPTIONS.path.default);
   const healthPath = checkPath('healthPath', input.healthPath ?? OPTIONS.healthPath.default);
-  const livePath = checkPath('livePath', input.livePath ?? OPTIONS.livePath.default);
   const metricsPath =
     input.metricsPath === undefined ? undefined : checkPath('metricsPath', input.metricsPath);
+  // `/live` came after the others: a path given as one of them keeps it, and liveness is then off.
+  const liveDefault = OPTIONS.livePath.default;
+  const livePath =
+    input.livePath !== undefined
+      ? checkPath('livePath', input.livePath)
+      : [path, healthPath, metricsPath].includes(liveDefault)
+        ? undefined
+        : liveDefault;
   const paths = { path, healthPath, livePath, metricsPath };
   const taken = new Map<string, string>();
   for (const [name, value] of Object.entries(paths)) {

@@ -45,6 +45,41 @@ describe('RateLimiter', () => {
   });
 });
 
+describe('RateLimiter under overlapping requests', () => {
+  test('each request takes its token when let in: a burst of overlapping requests is the burst', () => {
+    const limiter = new RateLimiter(() => 0);
+    let admitted = 0;
+    for (let i = 0; i < 50; i++) {
+      try {
+        limiter.admit('k', 5);
+        admitted++;
+      } catch {
+        // refused
+      }
+    }
+    assert.equal(admitted, 5, 'bodies not read yet do not all pass on the same token');
+  });
+
+  test('debt is bounded: a minute at the rate, whatever was charged', () => {
+    let now = 0;
+    const limiter = new RateLimiter(() => now);
+    limiter.admit('k', 5);
+    limiter.charge('k', 5, 10_000); // 10,000 events at 5 a second: 2,000 s of debt, kept to 60
+    assert.throws(() => limiter.admit('k', 5), { retryAfter: 61 });
+    now += 60_200;
+    limiter.admit('k', 5);
+  });
+
+  test('a rate below 1 event a second lets one event through every 1/rate seconds', () => {
+    let now = 0;
+    const limiter = new RateLimiter(() => now);
+    limiter.admit('k', 0.5);
+    assert.throws(() => limiter.admit('k', 0.5), { retryAfter: 2 });
+    now += 2_000;
+    limiter.admit('k', 0.5);
+  });
+});
+
 describe('rateLimit through the handler', () => {
   test('past its rate a key gets 429 SEG_RATE_LIMITED with Retry-After; another key does not', async () => {
     const h = handler({ rateLimit: 3, metricsPath: '/metrics' });
@@ -121,6 +156,12 @@ describe('/live', () => {
     assert.equal((await live()).status, 200);
     assert.equal((await inject(h, { method: 'HEAD', url: '/live' })).status, 200);
     assert.equal((await inject(h, { method: 'POST', url: '/live' })).status, 405);
+  });
+
+  test('a path given as /live before /live existed keeps it, and liveness is then off', async () => {
+    const h = handler({ metricsPath: '/live' });
+    assert.match((await inject(h, { method: 'GET', url: '/live' })).body, /segment_endpoint_requests_total/);
+    assert.equal((await inject(handler({ path: '/live' }), { method: 'GET', url: '/live' })).status, 405);
   });
 
   test('its path is an option, and differs from the others', () => {
