@@ -1,7 +1,6 @@
 // The `load` subcommand's command line: its usage, its flags, and the exit code of a run.
-import { parseArgs } from 'node:util';
-import { UsageError } from '../config.ts';
-import { isPlainObject } from '../json.ts';
+import { UsageError } from '../config-keys.ts';
+import { runSender, type SenderIo, senderArgs } from '../sender-args.ts';
 import { MIX, RETRY_EVERY } from './mix.ts';
 import { probe } from './probe.ts';
 import { type LoadFigures, report, verdict } from './report.ts';
@@ -48,27 +47,18 @@ Options:
 `;
 }
 
-interface Output {
-  write(text: string): unknown;
+/** The `load` subcommand. Resolves with the exit code: 0 all answers 2xx in time, else 1. */
+export function loadMain(args: readonly string[], io: SenderIo = process): Promise<number> {
+  return runSender(
+    NAME,
+    io,
+    () => parseLoadArgs(args),
+    loadUsage,
+    (parsed) => load(parsed, io),
+  );
 }
 
-/** The `load` subcommand. Resolves with the exit code: 0 all answers 2xx in time, else 1. */
-export async function loadMain(
-  args: readonly string[],
-  io: { readonly stdout: Output; readonly stderr: Output } = process,
-): Promise<number> {
-  let parsed: { options: LoadOptions; insecure: boolean } | 'help';
-  try {
-    parsed = parseLoadArgs(args);
-  } catch (err) {
-    const hint = err instanceof UsageError ? `\nTry '${NAME} --help'.` : '';
-    io.stderr.write(`${NAME}: ${(err as Error).message}${hint}\n`);
-    return 1;
-  }
-  if (parsed === 'help') {
-    io.stdout.write(loadUsage());
-    return 0;
-  }
+async function load(parsed: { options: LoadOptions; insecure: boolean }, io: SenderIo): Promise<number> {
   const { options, insecure } = parsed;
   const problem = await probe(new URL(options.url), insecure);
   if (problem !== undefined) {
@@ -91,76 +81,26 @@ export async function loadMain(
 }
 
 function parseLoadArgs(args: readonly string[]): { options: LoadOptions; insecure: boolean } | 'help' {
-  let values: Partial<Record<'api-key' | 'rate' | 'connections' | 'duration' | 'settings', string>> & {
-    insecure?: boolean;
-    help?: boolean;
-  };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: [...args],
-      options: {
-        'api-key': { type: 'string' },
-        rate: { type: 'string' },
-        connections: { type: 'string' },
-        duration: { type: 'string' },
-        settings: { type: 'string' },
-        insecure: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: true,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  if (values.help) return 'help';
-  const [url, extra] = positionals;
-  if (url === undefined) throw new UsageError('the endpoint URL is required, e.g. https://localhost:8443/');
-  if (extra !== undefined) throw new UsageError(`one URL only, not also "${extra}"`);
-  checkUrl(url);
-  const apiKey = values['api-key'];
-  if (apiKey === undefined || apiKey === '') {
-    throw new UsageError('--api-key is required: the key a customer of the endpoint would enter in Segment');
-  }
-  const rate = values.rate === undefined ? undefined : positive('rate', values.rate);
-  const connections = positive('connections', values.connections ?? String(DEFAULTS.connections));
+  const target = senderArgs(args, ['rate', 'connections', 'duration']);
+  if (target === 'help') return 'help';
+  const { url, apiKey, settings, insecure, values } = target;
+  const text = (name: string) => values[name] as string | undefined;
+  const rate = text('rate') === undefined ? undefined : positive('rate', text('rate') as string);
+  const connections = positive('connections', text('connections') ?? String(DEFAULTS.connections));
   const options: LoadOptions = {
     url,
     apiKey,
-    settings: values.settings === undefined ? {} : settingsObject(values.settings),
+    settings: settings ?? {},
     // autocannon would open no more connections than requests per second anyway (lib/run.js).
     connections: Math.min(connections, rate ?? connections),
-    duration: positive('duration', values.duration ?? String(DEFAULTS.duration)),
+    duration: positive('duration', text('duration') ?? String(DEFAULTS.duration)),
     ...(rate !== undefined && { rate }),
   };
-  return { options, insecure: values.insecure ?? false };
-}
-
-function checkUrl(url: string): void {
-  const parsed = URL.canParse(url) ? new URL(url) : undefined;
-  if (parsed?.protocol !== 'http:' && parsed?.protocol !== 'https:') {
-    throw new UsageError(`"${url}" is not an http:// or https:// URL`);
-  }
-  // autocannon would turn them into an Authorization header in place of Segment's.
-  if (parsed.username !== '' || parsed.password !== '') {
-    throw new UsageError('the URL must not carry credentials: give the key with --api-key');
-  }
+  return { options, insecure };
 }
 
 function positive(name: string, text: string): number {
   if (!POSITIVE_INTEGER.test(text))
     throw new UsageError(`--${name} must be a positive integer, not "${text}"`);
   return Number(text);
-}
-
-function settingsObject(text: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {}
-  if (!isPlainObject(value)) {
-    throw new UsageError(`--settings must be a JSON object, e.g. '{"region":"eu"}', not ${text}`);
-  }
-  return value;
 }

@@ -1,0 +1,104 @@
+import { parseArgs } from 'node:util';
+import { UsageError } from './config-keys.ts';
+import { isPlainObject } from './json.ts';
+
+// What the subcommands that send to an endpoint as Segment does (`test`, `load`) share: their command
+// line's URL, API key and settings, and how a bad invocation or --help ends.
+
+interface Output {
+  write(text: string): unknown;
+}
+
+export interface SenderIo {
+  readonly stdout: Output;
+  readonly stderr: Output;
+}
+
+/** What every sender is given: where to send, as which customer, with which settings. */
+export interface SenderTarget {
+  readonly url: string;
+  readonly apiKey: string;
+  /** The parsed --settings JSON object, when given. */
+  readonly settings: Record<string, unknown> | undefined;
+  readonly insecure: boolean;
+  /** The subcommand's own flags, as parseArgs read them. */
+  readonly values: Readonly<Record<string, string | boolean | undefined>>;
+}
+
+/**
+ * Reads `args`: the URL (one, http or https, without credentials: the key is `--api-key`), `--api-key`,
+ * `--settings`, `--insecure`, `--help` and the subcommand's own string flags. 'help' for --help;
+ * throws UsageError for a bad invocation.
+ */
+export function senderArgs(args: readonly string[], own: readonly string[]): SenderTarget | 'help' {
+  let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: [...args],
+      options: {
+        'api-key': { type: 'string' },
+        settings: { type: 'string' },
+        insecure: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        ...Object.fromEntries(own.map((name) => [name, { type: 'string' as const }])),
+      },
+      strict: true,
+      allowPositionals: true,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help === true) return 'help';
+  const [url, extra] = positionals;
+  if (url === undefined) throw new UsageError('the endpoint URL is required, e.g. https://localhost:8443/');
+  if (extra !== undefined) throw new UsageError(`one URL only, not also "${extra}"`);
+  const parsed = URL.canParse(url) ? new URL(url) : undefined;
+  if (parsed?.protocol !== 'http:' && parsed?.protocol !== 'https:') {
+    throw new UsageError(`"${url}" is not an http:// or https:// URL`);
+  }
+  // A client would turn them into an Authorization header in place of Segment's.
+  if (parsed.username !== '' || parsed.password !== '') {
+    throw new UsageError('the URL must not carry credentials: give the key with --api-key');
+  }
+  const apiKey = values['api-key'];
+  if (typeof apiKey !== 'string' || apiKey === '') {
+    throw new UsageError('--api-key is required: the key a customer of the endpoint would enter in Segment');
+  }
+  const settings = typeof values.settings === 'string' ? settingsObject(values.settings) : undefined;
+  return { url, apiKey, settings, insecure: values.insecure === true, values };
+}
+
+function settingsObject(text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {}
+  if (!isPlainObject(value)) {
+    throw new UsageError(`--settings must be a JSON object, e.g. '{"region":"eu"}', not ${text}`);
+  }
+  return value;
+}
+
+/** Runs a sender subcommand: its usage on --help, one line and a hint for a bad invocation (exit 1). */
+export async function runSender<T>(
+  name: string,
+  io: SenderIo,
+  parse: () => T | 'help',
+  usage: () => string,
+  run: (parsed: T) => Promise<number>,
+): Promise<number> {
+  let parsed: T | 'help';
+  try {
+    parsed = parse();
+  } catch (err) {
+    const hint = err instanceof UsageError ? `\nTry '${name} --help'.` : '';
+    io.stderr.write(`${name}: ${(err as Error).message}${hint}\n`);
+    return 1;
+  }
+  if (parsed === 'help') {
+    io.stdout.write(usage());
+    return 0;
+  }
+  return run(parsed);
+}
