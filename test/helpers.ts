@@ -363,7 +363,12 @@ export function spawnClean(
   cwd = ROOT,
   env: NodeJS.ProcessEnv = {},
 ): Spawned {
-  const child = spawn(command, args, { cwd, env: cleanEnv(env) });
+  return spawnWith(command, args, cwd, cleanEnv(env));
+}
+
+/** Spawns a process with exactly `env` as its environment; keeps its output. */
+export function spawnWith(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Spawned {
+  const child = spawn(command, args, { cwd, env });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c) => {

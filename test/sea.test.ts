@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import {
   copyFileSync,
   existsSync,
@@ -19,6 +18,7 @@ import {
   keepAliveAgent,
   type Spawned,
   segmentHeaders,
+  spawnWith,
   testCert,
   trackEvent,
   waitFor,
@@ -53,19 +53,7 @@ describe('the single executable, dist/segment-endpoint-linux-x64', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   /** The binary, run in `dir` as `./segment-endpoint-linux-x64 ARGS`; its output kept. */
-  const run = (args: string[]): Spawned => {
-    const child = spawn(`./${FILE}`, args, { cwd: dir, env: NO_NODE });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c) => {
-      stderr += c;
-    });
-    const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
-    return { child, stdout: () => stdout, stderr: () => stderr, exit };
-  };
+  const run = (args: string[]): Spawned => spawnWith(`./${FILE}`, args, dir, NO_NODE);
 
   /** Starts the endpoint with `args` after the TLS flags; its URL once it listens. */
   const start = async (args: string[]) => {
