@@ -7,6 +7,7 @@
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
+import { lazyPackages } from './lazy-packages.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const OUT = join(ROOT, 'dist', 'segment-endpoint.mjs');
@@ -21,6 +22,7 @@ await build({
   target: 'node20',
   // src/cli.ts reads ../package.json for --version, which is not beside the bundle.
   define: { SEGMENT_ENDPOINT_VERSION: JSON.stringify(version) },
+  plugins: [lazyPackages(ROOT)],
   logLevel: 'warning',
 });
 // esbuild keeps the entry point's `#!/usr/bin/env node` (a `banner` would add a second one, a syntax

@@ -21,6 +21,7 @@ import {
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { build } from 'esbuild';
+import { lazyPackages } from './lazy-packages.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const OUT = join(ROOT, 'dist', 'segment-endpoint-linux-x64');
@@ -58,6 +59,7 @@ await build({
     'import.meta.url': '__segmentEndpointUrl',
   },
   banner: { js: "const __segmentEndpointUrl = require('node:url').pathToFileURL(__filename).href;" },
+  plugins: [lazyPackages(ROOT)],
   logLevel: 'warning',
 });
 
