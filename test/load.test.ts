@@ -91,6 +91,16 @@ describe('segment-endpoint load against the endpoint', () => {
     assert.equal(answered(), before);
   });
 
+  test('http:// to a TLS port: no HTTP answer, so nothing is sent', async () => {
+    const before = answered();
+    const out = capture();
+    const plain = url.replace('https://', 'http://');
+    assert.equal(await loadMain([plain, '--api-key', API_KEY, '--duration', '1'], out.io), 1);
+    assert.match(out.stderr(), /did not answer HTTP: is it https:\/\/ \?/);
+    assert.equal(out.stdout(), '');
+    assert.equal(answered(), before);
+  });
+
   test('a wrong API key: the report shows the 401s and the run fails', async () => {
     const out = capture();
     const args = ['--rate', '40', '--connections', '2', '--duration', '1', '--insecure'];

@@ -48,13 +48,30 @@ export function probe(
     socket.once('connect', () => {
       connected = true;
     });
-    socket.once(secure ? 'secureConnect' : 'connect', () => {
+    socket.once('secureConnect', () => {
       socket.setTimeout(0);
       // Ended, not destroyed: the handshake's last flight and close_notify reach the server, which sees
       // a client that came and went rather than a handshake cut off.
       socket.end();
       resolve(undefined);
     });
+    // Over plain HTTP a connection proves little (a TLS port takes it too, then autocannon reconnects
+    // without end): one request, and an answer that is HTTP.
+    if (!secure) {
+      socket.once('connect', () => {
+        socket.end(`HEAD ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
+      });
+      let answered = false;
+      socket.once('data', (chunk: Buffer) => {
+        answered = true;
+        socket.setTimeout(0);
+        socket.destroy();
+        resolve(chunk.subarray(0, 5).toString('latin1') === 'HTTP/' ? undefined : notHttp(where));
+      });
+      socket.once('close', () => {
+        if (!answered) resolve(notHttp(where));
+      });
+    }
     socket.on('error', (err: NodeJS.ErrnoException) => {
       socket.setTimeout(0);
       resolve(describe(err, where, connected));
@@ -77,3 +94,5 @@ function describe(err: NodeJS.ErrnoException, where: string, connected: boolean)
   const plain = code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? '; is it plain HTTP (http://)?' : '';
   return `the TLS handshake with ${where} failed: ${reason} (${code})${plain}`;
 }
+
+const notHttp = (where: string) => `${where} did not answer HTTP: is it https:// ?`;
