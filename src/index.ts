@@ -61,5 +61,5 @@ export type { RedisIdempotencyOptions } from './idempotency-redis.ts';
 // Logging
 export { jsonLogger, silentLogger } from './log.ts';
 export type { Logger, LogLevel } from './log.ts';
-export { CheckpointError, readStore } from './read/store-reader.ts';
+export { CheckpointError, LineTooLongError, readStore } from './read/store-reader.ts';
 export type { ReadStoreOptions, StoredLine } from './read/store-reader.ts';

@@ -2,12 +2,15 @@
 // lines only, following (the endpoint writing, a new day's file), a checkpoint that survives kill -9,
 // bad invocations, and stdout closing early or draining slowly.
 import assert from 'node:assert/strict';
+import { constants } from 'node:buffer';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   appendFileSync,
   existsSync,
   mkdirSync,
   readFileSync,
+  renameSync,
   statSync,
   truncateSync,
   writeFileSync,
@@ -223,7 +226,7 @@ describe('readStore: following and the checkpoint', () => {
       if (line.text === lines[1]) break; // handling b failed
     }
     const saved = JSON.parse(readFileSync(checkpoint, 'utf8'));
-    assert.deepEqual(saved, { files: { 'events-2026-11-30.ndjson': (lines[0] as string).length + 1 } });
+    assert.equal(saved.files['events-2026-11-30.ndjson'].offset, (lines[0] as string).length + 1);
     assert.deepEqual(
       (await collect(readStore(dir, { checkpoint }))).map((l) => l.text),
       lines.slice(1),
@@ -263,9 +266,183 @@ describe('readStore: following and the checkpoint', () => {
     append(dir, 'events-2026-11-30.ndjson', [stored('track', 'b')]);
     await reading;
     const size = statSync(join(dir, 'events-2026-11-30.ndjson')).size;
+    const { files } = JSON.parse(readFileSync(checkpoint, 'utf8'));
+    assert.deepEqual(Object.keys(files), ['events-2026-11-30.ndjson']);
+    assert.equal(files['events-2026-11-30.ndjson'].offset, size);
+  });
+});
+
+describe('readStore: a file cut back or replaced, and the line cap', () => {
+  const name = 'events-2026-11-30.ndjson';
+  // Lines of one length, as events of one shape are: a cut-back file refilled ends where it ended.
+  const [a, b, c, d, e, f, g] = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((id) => stored('track', id)) as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
+
+  test('cut back and appended to (as long as before, a newline before the position): read again from its start, nothing skipped', async () => {
+    const dir = tempDir();
+    const checkpoint = join(dir, 'reader.checkpoint');
+    const run = async () => {
+      const r = await runRead(['--out', dir, '--from', checkpoint]);
+      assert.equal(r.code, 0, r.stderr);
+      return linesOf(r.stdout);
+    };
+    append(dir, name, [a, b]);
+    assert.deepEqual(await run(), [a, b]);
+    // The store refused a write that had reached the file (b, read meanwhile), cut it off, then stored c.
+    truncateSync(join(dir, name), a.length + 1);
+    append(dir, name, [c]);
+    assert.deepEqual(await run(), [a, c], 'c: a again is allowed, c skipped is not');
+    truncateSync(join(dir, name), a.length + 1);
+    append(dir, name, [d, e]);
+    assert.deepEqual(await run(), [a, d, e]);
+    assert.deepEqual(await run(), [], 'all done');
+  });
+
+  test('following: a file cut back and appended to, or replaced by another, has its new lines given', async () => {
+    const dir = tempDir();
+    const path = join(dir, name);
+    append(dir, name, [a, b]);
+    const stop = new AbortController();
+    const it = readStore(dir, { follow: true, pollMs: 20, signal: stop.signal });
+    const follow = follower(it);
+    /** The lines given up to `last`, which must come. */
+    const until = async (last: string) => {
+      const texts: string[] = [];
+      while (texts.at(-1) !== last) texts.push(...(await follow.take(1)));
+      return texts;
+    };
+    try {
+      assert.deepEqual(await follow.take(2), [a, b]);
+      truncateSync(path, a.length + 1);
+      append(dir, name, [c]);
+      assert.deepEqual(await until(c), [a, c], 'as long as before');
+      truncateSync(path, a.length + 1);
+      append(dir, name, [d, e]);
+      assert.deepEqual(await until(e), [a, d, e], 'longer, a newline just before the position');
+      writeFileSync(join(dir, 'replacement.tmp'), `${a}\n${f}\n${g}\n`);
+      renameSync(join(dir, 'replacement.tmp'), path);
+      assert.deepEqual(await until(g), [a, f, g], 'replaced: another inode, as long');
+      // An unfinished last line searched, then cut off and replaced by shorter whole lines.
+      append(dir, name, [], 'x'.repeat(2 * b.length));
+      assert.equal(await follow.next(100), 'nothing');
+      truncateSync(path, statSync(path).size - 2 * b.length);
+      append(dir, name, [b, c]);
+      assert.deepEqual(await follow.take(2), [b, c], 'each whole, not run together');
+      assert.equal(await follow.next(100), 'nothing');
+    } finally {
+      stop.abort();
+      await it.return();
+    }
+  });
+
+  test('the checkpoint holds with each offset the last line done (start, SHA-256); a bare offset (older checkpoints) still reads', async () => {
+    const dir = tempDir();
+    const checkpoint = join(dir, 'reader.checkpoint');
+    append(dir, name, [a, b, c]);
+    writeFileSync(checkpoint, JSON.stringify({ files: { [name]: a.length + 1 } }));
+    assert.deepEqual(
+      (await collect(readStore(dir, { checkpoint }))).map((l) => l.text),
+      [b, c],
+    );
+    const lastLineSha256 = createHash('sha256').update(c).digest('hex');
     assert.deepEqual(JSON.parse(readFileSync(checkpoint, 'utf8')), {
-      files: { 'events-2026-11-30.ndjson': size },
+      files: { [name]: { offset: 3 * (a.length + 1), lastLineStart: 2 * (a.length + 1), lastLineSha256 } },
     });
+  });
+
+  test('a line over maxLineBytes is refused naming its file and offset, finished or not; one at the limit is given', async () => {
+    const max = 1000;
+    const atLimit = `{"pad":"${'x'.repeat(max - 10)}"}`;
+    assert.equal(atLimit.length, max);
+    const dir = tempDir();
+    append(dir, name, [a, atLimit]);
+    const texts = async (d: string) =>
+      (await collect(readStore(d, { maxLineBytes: max }))).map((l) => l.text);
+    assert.deepEqual(await texts(dir), [a, atLimit]);
+    append(dir, name, [`${atLimit}x`]);
+    const tooLong = { name: 'LineTooLongError', file: name, offset: a.length + 1 + max + 1 };
+    await assert.rejects(texts(dir), tooLong);
+    // Unfinished: at the limit it is left for later; one byte over, it can only end longer.
+    const unfinished = tempDir();
+    append(unfinished, name, [a], 'x'.repeat(max));
+    assert.deepEqual(await texts(unfinished), [a]);
+    append(unfinished, name, [], 'x');
+    await assert.rejects(texts(unfinished), { ...tooLong, offset: a.length + 1 });
+    // Following, as it grows past the limit.
+    const growing = tempDir();
+    append(growing, name, [a], 'x'.repeat(max / 2));
+    const stop = new AbortController();
+    const it = readStore(growing, { follow: true, pollMs: 20, maxLineBytes: max, signal: stop.signal });
+    try {
+      const follow = follower(it);
+      assert.deepEqual(await follow.take(1), [a]);
+      assert.equal(await follow.next(100), 'nothing');
+      append(growing, name, [], 'x'.repeat(max / 2 + 1));
+      await assert.rejects(follow.take(1), { ...tooLong, offset: a.length + 1 });
+    } finally {
+      stop.abort();
+      await it.return();
+    }
+    for (const bad of [0, 1.5, -1, constants.MAX_STRING_LENGTH + 1]) {
+      assert.throws(() => readStore(dir, { maxLineBytes: bad }), RangeError, String(bad));
+    }
+  });
+
+  test('--max-line-bytes (64 MiB by default): a longer line is exit 1 with one line naming the file and offset', {
+    timeout: 30_000,
+  }, async () => {
+    const small = tempDir();
+    append(small, name, [a, 'x'.repeat(1001)]);
+    const big = tempDir();
+    append(big, name, [a], 'x'.repeat(64 * 1024 * 1024 + 1));
+    const [limited, byDefault] = await Promise.all([
+      runRead(['--out', small, '--max-line-bytes', '1000']),
+      runRead(['--out', big]),
+    ]);
+    for (const run of [limited, byDefault]) {
+      assert.equal(run.code, 1, run.stderr);
+      assert.equal(run.stdout, `${a}\n`, 'the lines before it');
+      assert.match(
+        run.stderr,
+        new RegExp(`^segment-endpoint read: [^\\n]*${name}[^\\n]* byte ${a.length + 1}\\b[^\\n]*\\n$`),
+      );
+    }
+  });
+
+  test('an unfinished last line is searched once: a poll reads only the bytes added since', {
+    skip: !existsSync('/proc/self/io') && 'needs /proc/self/io (Linux)',
+  }, async () => {
+    const dir = tempDir();
+    const long = stored('track', 'long', 16 * 1024 * 1024);
+    const rest = long.slice(-1000);
+    append(dir, name, [a], long.slice(0, -1000));
+    const bytesRead = () => Number(/^rchar: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'))?.[1]);
+    const stop = new AbortController();
+    const it = readStore(dir, { follow: true, pollMs: 10, signal: stop.signal });
+    try {
+      const follow = follower(it);
+      assert.deepEqual(await follow.take(1), [a]);
+      assert.equal(await follow.next(500), 'nothing', 'the unfinished line searched');
+      const before = bytesRead();
+      for (let i = 0; i < 10; i++) {
+        append(dir, name, [], rest.slice(i * 90, (i + 1) * 90));
+        assert.equal(await follow.next(50), 'nothing');
+      }
+      const read = bytesRead() - before;
+      assert.ok(read < 1024 * 1024, `${read} bytes read by 50 polls: the line is not searched again`);
+      append(dir, name, [rest.slice(900)]);
+      assert.deepEqual(await follow.take(1), [long], 'read whole once its newline is there');
+    } finally {
+      stop.abort();
+      await it.return();
+    }
   });
 });
 
@@ -314,10 +491,12 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.equal(new Set(ids).size, ids.length, 'no line twice');
     assert.deepEqual([...ids].sort(), [...acknowledged].sort(), 'every acknowledged event, nothing else');
     // SIGTERM saved the checkpoint: every file done to its end.
-    const { files } = JSON.parse(readFileSync(checkpoint, 'utf8')) as { files: Record<string, number> };
+    const { files } = JSON.parse(readFileSync(checkpoint, 'utf8')) as {
+      files: Record<string, { offset: number }>;
+    };
     assert.ok(Object.keys(files).length >= 1);
     for (const [name, position] of Object.entries(files)) {
-      assert.equal(position, statSync(join(out, name)).size, name);
+      assert.equal(position.offset, statSync(join(out, name)).size, name);
     }
     await stopCleanly(ep);
   });
@@ -344,7 +523,7 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     const progress = () => {
       try {
         const { files } = JSON.parse(readFileSync(checkpoint, 'utf8'));
-        return Object.values(files as Record<string, number>).reduce((a, b) => a + b, 0);
+        return Object.values(files as Record<string, { offset: number }>).reduce((a, b) => a + b.offset, 0);
       } catch {
         return 0;
       }
@@ -401,7 +580,7 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     reader.child.kill('SIGKILL');
     await reader.closed;
     const { files } = JSON.parse(readFileSync(checkpoint, 'utf8'));
-    const position = files[name] as number;
+    const position = files[name].offset as number;
     const stored_ = readFileSync(join(dir, name));
     assert.ok(position > 0 && position <= stored_.length && stored_[position - 1] === 0x0a, 'at a line end');
     assert.ok(
@@ -415,6 +594,10 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
     writeFileSync(join(dir, 'garbage.checkpoint'), '{"files":{"events-2026-11-30.ndjson":');
     writeFileSync(join(dir, 'wrong.checkpoint'), '{"files":{"events-2026-11-30.ndjson":-1}}');
+    writeFileSync(
+      join(dir, 'no-hash.checkpoint'),
+      '{"files":{"events-2026-11-30.ndjson":{"offset":10,"lastLineStart":0}}}',
+    );
     const cases: string[][] = [
       [],
       ['--follow'],
@@ -425,6 +608,10 @@ describe('segment-endpoint read: following, restarts, failures', () => {
       ['--out', dir, '--type', 'purchase'],
       ['--out', dir, '--from', join(dir, 'garbage.checkpoint')],
       ['--out', dir, '--from', join(dir, 'wrong.checkpoint')],
+      ['--out', dir, '--from', join(dir, 'no-hash.checkpoint')],
+      ['--out', dir, '--max-line-bytes', '0'],
+      ['--out', dir, '--max-line-bytes', 'lots'],
+      ['--out', dir, '--max-line-bytes', String(2 ** 30)],
       ['--out', dir, '--from', dir],
       ['--out', dir, '--from', join(dir, 'no-such-dir', 'reader.checkpoint')],
     ];

@@ -1,8 +1,11 @@
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { Mark } from './mark.ts';
 
 // Where a reader is in each store file, kept in a file so that a reader started again carries on:
-// `{ "files": { "events-2026-11-30-w1.ndjson": 12345, … } }`, the byte just past the last line done.
+// `{ "files": { "events-2026-11-30-w1.ndjson": { "offset": 12345, "lastLineStart": 12000,
+// "lastLineSha256": "…" }, … } }`: the byte just past the last line done, and that line (see mark.ts).
+// A bare offset, `"events-…": 12345`, as older versions wrote, is read as an offset without its line.
 
 /** A checkpoint file that cannot be used: not readable, not JSON, or not a checkpoint's shape. */
 export class CheckpointError extends Error {
@@ -13,19 +16,19 @@ export class CheckpointError extends Error {
 const SAVE_EVERY_MS = 1000;
 
 /**
- * Each file's position: the byte just past the last line done (0 for a file not seen). Kept in memory;
- * `save` writes them to the checkpoint file, if there is one, atomically: a temp file written and
+ * Each file's position: a mark just past the last line done (`Mark.START` for a file not seen). Kept in
+ * memory; `save` writes them to the checkpoint file, if there is one, atomically: a temp file written and
  * fsync'd, renamed over the checkpoint, then its directory fsync'd, so a crash at any moment leaves the
  * old checkpoint or the new one, never an empty or half-written one.
  */
 export class Positions {
   readonly #path: string | undefined;
-  readonly #files: Map<string, number>;
+  readonly #files: Map<string, Mark>;
   /** Changed since the last save (or never saved). */
   #unsaved: boolean;
   #savedAt = 0;
 
-  private constructor(path: string | undefined, files: Map<string, number>, unsaved: boolean) {
+  private constructor(path: string | undefined, files: Map<string, Mark>, unsaved: boolean) {
     this.#path = path;
     this.#files = files;
     this.#unsaved = unsaved;
@@ -48,13 +51,13 @@ export class Positions {
     return new Positions(path, parseCheckpoint(path, text), false);
   }
 
-  get(file: string): number {
-    return this.#files.get(file) ?? 0;
+  get(file: string): Mark {
+    return this.#files.get(file) ?? Mark.START;
   }
 
-  set(file: string, position: number): void {
-    if (this.#files.get(file) === position) return;
-    this.#files.set(file, position);
+  set(file: string, mark: Mark): void {
+    if (this.#files.get(file) === mark) return;
+    this.#files.set(file, mark);
     this.#unsaved = true;
   }
 
@@ -77,7 +80,7 @@ export class Positions {
   }
 }
 
-function parseCheckpoint(path: string, text: string): Map<string, number> {
+function parseCheckpoint(path: string, text: string): Map<string, Mark> {
   const bad = (why: string) =>
     new CheckpointError(`the checkpoint ${path} ${why}; remove it to read the store from its start`);
   let value: unknown;
@@ -90,14 +93,28 @@ function parseCheckpoint(path: string, text: string): Map<string, number> {
   if (typeof files !== 'object' || files === null || Array.isArray(files)) {
     throw bad('holds no "files" object');
   }
-  const positions = new Map<string, number>();
-  for (const [name, position] of Object.entries(files)) {
-    if (!Number.isSafeInteger(position) || (position as number) < 0) {
-      throw bad(`gives ${JSON.stringify(position)} for ${name}, not a byte offset`);
-    }
-    positions.set(name, position as number);
+  const marks = new Map<string, Mark>();
+  for (const [name, entry] of Object.entries(files)) {
+    const mark = toMark(entry);
+    if (mark === undefined) throw bad(`gives ${JSON.stringify(entry)} for ${name}, not a position`);
+    marks.set(name, mark);
   }
-  return positions;
+  return marks;
+}
+
+const SHA256_RE = /^[0-9a-f]{64}$/;
+
+/** `{ offset, lastLineStart?, lastLineSha256? }` (both or neither), or a bare offset, as a Mark. */
+function toMark(entry: unknown): Mark | undefined {
+  const isOffset = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+  if (isOffset(entry)) return new Mark(entry);
+  if (typeof entry !== 'object' || entry === null) return undefined;
+  const { offset, lastLineStart, lastLineSha256, ...rest } = entry as Record<string, unknown>;
+  if (!isOffset(offset) || Object.keys(rest).length > 0) return undefined;
+  if (lastLineStart === undefined && lastLineSha256 === undefined) return new Mark(offset);
+  if (!isOffset(lastLineStart) || lastLineStart >= offset) return undefined;
+  if (typeof lastLineSha256 !== 'string' || !SHA256_RE.test(lastLineSha256)) return undefined;
+  return new Mark(offset, lastLineStart, lastLineSha256);
 }
 
 /** Replaces `path` with `text` atomically and durably (temp file, fsync, rename, fsync the directory). */

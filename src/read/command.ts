@@ -1,4 +1,5 @@
 // The `read` subcommand's command line: its usage, its flags, and printing the store to stdout.
+import { constants } from 'node:buffer';
 import { stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
@@ -10,6 +11,7 @@ const NAME = 'segment-endpoint read';
 
 export function readUsage(): string {
   return `Usage: ${NAME} --out DIR [--follow] [--from CHECKPOINT_FILE] [--type TYPE]...
+                             [--max-line-bytes N]
 
 Prints the events stored under DIR (the endpoint's --out), one JSON line each, exactly as stored:
 {"receivedAt":…,"source":…,"settings":…,"event":{…}}. Days in date order; within a day each worker's
@@ -21,10 +23,14 @@ Options:
   -f, --follow            then keep printing new lines as they are stored (a new day's file too) until
                           SIGINT or SIGTERM, which save the checkpoint and exit 0
   --from CHECKPOINT_FILE  start after the last line a run with this checkpoint printed, and keep it
-                          up to date (created if missing): every line at least once across restarts,
-                          none skipped
+                          up to date (created if missing): across restarts of this reader every line
+                          at least once, none skipped. A line counts as printed once stdout took it:
+                          what a consumer behind a pipe had not yet handled when it stopped is not
+                          printed again (see the README)
   --type TYPE             only events of this type (the event's "type"); repeat for several:
                           ${EVENT_TYPES.join(', ')}
+  --max-line-bytes N      a longer line (no line the endpoint stores) is an error naming its file and
+                          offset, not held in memory (default 67108864: 64 MiB)
   -h, --help              show this help
 
 Exits 0 when done, stopped by SIGINT or SIGTERM, or when stdout closes (| head); 1 for a bad invocation
@@ -81,7 +87,9 @@ export async function readMain(
 /**
  * Prints every line, one write at a time: the next line is asked for (and the one before counted as
  * done by the checkpoint) only once stdout has taken this one, so a slow consumer holds the reader back
- * instead of filling memory, and a line still in a buffer when the process stops is printed again.
+ * instead of filling memory, and a line still in this process's buffer when it stops is printed again.
+ * One taken by stdout is done: a pipe's buffer, or a consumer reading ahead, may hold lines that the
+ * consumer never handles if it stops.
  * Resolves when done, stopped, or stdout is closed; rejects on any other failure.
  */
 async function print({ dir, options }: Parsed, stdout: Writable, signal: AbortSignal): Promise<void> {
@@ -124,7 +132,14 @@ async function checkStore(dir: string): Promise<void> {
 }
 
 function parseReadArgs(args: readonly string[]): Parsed | 'help' {
-  let values: { out?: string; follow?: boolean; from?: string; type?: string[]; help?: boolean };
+  let values: {
+    out?: string;
+    follow?: boolean;
+    from?: string;
+    type?: string[];
+    'max-line-bytes'?: string;
+    help?: boolean;
+  };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
@@ -134,6 +149,7 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
         follow: { type: 'boolean', short: 'f' },
         from: { type: 'string' },
         type: { type: 'string', multiple: true },
+        'max-line-bytes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -155,10 +171,20 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
   if (unknown !== undefined) {
     throw new UsageError(`--type must be one of ${EVENT_TYPES.join(', ')}, not "${unknown}"`);
   }
+  const maxLineBytes = values['max-line-bytes'];
+  if (
+    maxLineBytes !== undefined &&
+    !(/^\d+$/.test(maxLineBytes) && +maxLineBytes >= 1 && +maxLineBytes <= constants.MAX_STRING_LENGTH)
+  ) {
+    throw new UsageError(
+      `--max-line-bytes must be a number of bytes from 1 to ${constants.MAX_STRING_LENGTH}, not "${maxLineBytes}"`,
+    );
+  }
   const options: ReadStoreOptions = {
     follow: values.follow ?? false,
     ...(values.from !== undefined && { checkpoint: values.from }),
     ...(types !== undefined && { types }),
+    ...(maxLineBytes !== undefined && { maxLineBytes: Number(maxLineBytes) }),
   };
   return { dir, options };
 }

@@ -1,15 +1,30 @@
-import { constants } from 'node:buffer';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { CHECK_BYTES, Mark, NEWLINE, readAt } from './mark.ts';
 
-// Whole lines out of a file that may be being appended to: only bytes up to a newline count, so a line
-// still being written (its newline not there yet) is not seen until it is complete.
+// Whole lines out of a store file that may be being appended to: only bytes up to a newline count, so a
+// line still being written (its newline not there yet) is not seen until it is complete.
 
-const NEWLINE = 0x0a;
-const CHUNK_BYTES = 64 * 1024; // 64 KiB read at a time; longer lines are assembled from several reads
-// The longest string V8 makes (~512 MiB on 64-bit): the endpoint cannot have parsed an event that long,
-// so a "line" past it is no line the store wrote (a stray file, no newline anywhere), and is refused
-// rather than held in memory without end. Stored events are at most --max-body-bytes (512 KiB by default).
-const MAX_LINE_BYTES = constants.MAX_STRING_LENGTH;
+const CHUNK_BYTES = 64 * 1024; // 64 KiB searched at a time; a longer line is then read whole
+const EMPTY: Buffer = Buffer.alloc(0);
+
+/** A line longer than `maxLineBytes`: no line the endpoint stores, so it is refused, not held in memory. */
+export class LineTooLongError extends Error {
+  override readonly name = 'LineTooLongError';
+  /** The file's name in the store directory. */
+  readonly file: string;
+  /** Where the line starts in it. */
+  readonly offset: number;
+
+  constructor(path: string, offset: number, maxLineBytes: number) {
+    super(
+      `${path}: the line at byte ${offset} is longer than ${maxLineBytes} bytes ` +
+        '(--max-line-bytes, maxLineBytes): not a line the endpoint stores, unless its events are that large',
+    );
+    this.file = basename(path);
+    this.offset = offset;
+  }
+}
 
 export interface RawLine {
   /** Where its first byte is in the file. */
@@ -21,57 +36,113 @@ export interface RawLine {
 }
 
 /**
- * The whole lines of `path` between byte `from` (the start of a line) and byte `to`, in order, read in
- * chunks. Bytes after the last newline before `to` are left for a later read.
+ * One store file's whole lines, pass after pass as it grows. A pass reads on from the last line read,
+ * or from the file's start again if the file no longer holds that line there (cut back and appended to,
+ * or replaced): lines may then be given twice, never skipped. Memory is a chunk and the line being
+ * given: an unfinished last line is searched for its newline, not held, and only once: a later pass
+ * reads only the bytes added since, then the line whole once its newline is there.
  */
-export async function* linesIn(path: string, from: number, to: number): AsyncGenerator<RawLine> {
-  const handle = await open(path, 'r');
-  try {
-    let start = from; // of the line being assembled
-    let pos = from; // next byte to read
-    let parts: Buffer[] = [];
-    let partBytes = 0;
+export class FileLines {
+  readonly #path: string;
+  readonly #maxLineBytes: number;
+  /** Just past the last line read: while a line is out (yielded), the one before it. */
+  #mark: Mark;
+  /** The file as last read through (inode, size, mtime): while it stays so there is nothing new. */
+  #seen = '';
+  /** No newline in `#mark.offset`..`#scanned`: the unfinished last line, searched so far. */
+  #scanned: number;
+  /** Its first bytes (up to CHECK_BYTES), to tell it from other bytes written in its place. */
+  #tail: Buffer = EMPTY;
+
+  constructor(path: string, mark: Mark, maxLineBytes: number) {
+    this.#path = path;
+    this.#mark = mark;
+    this.#scanned = mark.offset;
+    this.#maxLineBytes = maxLineBytes;
+  }
+
+  /** Just past the last line read; while a line is out, the one before it (`Mark.START` if none). */
+  get mark(): Mark {
+    return this.#mark;
+  }
+
+  /** The whole lines added since the last pass; none if the file is gone. */
+  async *lines(): AsyncGenerator<RawLine, void> {
+    let file: FileHandle;
+    try {
+      file = await open(this.#path, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // removed since the listing
+      throw err;
+    }
+    try {
+      const { ino, size, mtimeMs } = await file.stat();
+      const seen = `${ino} ${size} ${mtimeMs}`;
+      if (seen === this.#seen) return;
+      await this.#check(file, size);
+      if (yield* this.#read(file, size)) this.#seen = seen;
+    } finally {
+      this.#mark.seal();
+      await file.close();
+    }
+  }
+
+  /** Starts over where the file no longer holds what was read (see the class). */
+  async #check(file: FileHandle, size: number): Promise<void> {
+    const { offset } = this.#mark;
+    if (size < offset || !(await this.#mark.heldBy(file))) {
+      this.#mark = Mark.START;
+      this.#scanned = 0;
+      this.#tail = EMPTY;
+    } else if (
+      size < this.#scanned ||
+      !(await readAt(file, offset, offset + this.#tail.length)).equals(this.#tail)
+    ) {
+      this.#scanned = offset; // the unfinished line was cut off, and other bytes written: search them
+      this.#tail = EMPTY;
+    }
+  }
+
+  /**
+   * The lines ending before `to`, searched from `#scanned` on; the bytes after the last are left. Returns
+   * false if the file changed under the reading, for the next pass to look again.
+   */
+  async *#read(file: FileHandle, to: number): AsyncGenerator<RawLine, boolean> {
+    let start = this.#mark.offset; // of the next line
+    let pos = this.#scanned; // next byte to read
     while (pos < to) {
-      const chunk = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, to - pos));
-      const { bytesRead } = await handle.read(chunk, 0, chunk.length, pos);
-      if (bytesRead === 0) break; // the file was cut back meanwhile: nothing more to read now
-      const data = chunk.subarray(0, bytesRead);
+      const data = await readAt(file, pos, Math.min(to, pos + CHUNK_BYTES));
+      if (data.length === 0) return false; // cut back meanwhile
       let at = 0;
       for (let nl = data.indexOf(NEWLINE); nl !== -1; nl = data.indexOf(NEWLINE, at)) {
-        const piece = data.subarray(at, nl);
-        const bytes = partBytes === 0 ? piece : Buffer.concat([...parts, piece]);
-        parts = [];
-        partBytes = 0;
         const end = pos + nl + 1;
-        yield { offset: start, end, text: bytes.toString('utf8') };
+        this.#limit(start, end - 1);
+        // A line begun before this chunk is read again, whole: before its newline came, it was only
+        // searched, not held (however long, whatever the passes in between).
+        const bytes = start >= pos ? data.subarray(at, nl + 1) : await readAt(file, start, end);
+        if (bytes.length !== end - start || bytes[bytes.length - 1] !== NEWLINE) {
+          this.#scanned = start; // rewritten meanwhile
+          this.#tail = EMPTY;
+          return false;
+        }
+        yield { offset: start, end, text: bytes.toString('utf8', 0, bytes.length - 1) };
+        this.#mark = Mark.after(start, end, bytes);
+        this.#scanned = end;
+        this.#tail = EMPTY;
         start = end;
         at = nl + 1;
       }
-      if (at < data.length) {
-        parts.push(data.subarray(at));
-        partBytes += data.length - at;
-        if (partBytes > MAX_LINE_BYTES) {
-          throw new Error(
-            `${path}: no newline in the ${partBytes} bytes from byte ${start}: not a store file`,
-          );
-        }
-      }
-      pos += bytesRead;
+      pos += data.length;
+      this.#limit(start, pos);
+      this.#scanned = pos;
     }
-  } finally {
-    await handle.close();
+    const tailBytes = Math.min(CHECK_BYTES, this.#scanned - start);
+    if (this.#tail.length < tailBytes) this.#tail = await readAt(file, start, start + tailBytes);
+    return true;
   }
-}
 
-/** Whether byte `offset` of `path` starts a line: the file's start, or just after a newline. */
-export async function startsLine(path: string, offset: number): Promise<boolean> {
-  if (offset === 0) return true;
-  const handle = await open(path, 'r');
-  try {
-    const byte = Buffer.alloc(1);
-    const { bytesRead } = await handle.read(byte, 0, 1, offset - 1);
-    return bytesRead === 1 && byte[0] === NEWLINE;
-  } finally {
-    await handle.close();
+  /** Throws if the line from `start` has more than maxLineBytes before `end` (its newline or not yet). */
+  #limit(start: number, end: number): void {
+    if (end - start > this.#maxLineBytes) throw new LineTooLongError(this.#path, start, this.#maxLineBytes);
   }
 }

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { constants } from 'node:buffer';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { field } from '../normalize.ts';
@@ -6,9 +6,10 @@ import { listStoreFiles, type StoreFile } from '../sinks/file-names.ts';
 import type { StoredRecord } from '../sinks/file-store.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { Positions } from './checkpoint.ts';
-import { linesIn, type RawLine, startsLine } from './lines.ts';
+import { FileLines, type RawLine } from './lines.ts';
 
 export { CheckpointError } from './checkpoint.ts';
+export { LineTooLongError } from './lines.ts';
 
 /** One line of the store, as `readStore` gives it. */
 export interface StoredLine {
@@ -50,9 +51,17 @@ export interface ReadStoreOptions {
    * @default 200
    */
   readonly pollMs?: number;
+  /**
+   * The longest line read (bytes, its newline not counted): a longer one, finished or not, ends the
+   * reading with a LineTooLongError naming its file and offset, rather than being held in memory. The
+   * endpoint's lines are at most a few times its --max-body-bytes.
+   * @default 67108864 (64 MiB)
+   */
+  readonly maxLineBytes?: number;
 }
 
 const DEFAULT_POLL_MS = 200;
+const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024; // 64 MiB
 
 /**
  * The lines stored in `dir` (an endpoint's `--out`), in order.
@@ -74,13 +83,25 @@ const DEFAULT_POLL_MS = 200;
  * last save) are given again by the next run from the same checkpoint, and no line is skipped. The
  * checkpoint is saved at most once a second while lines are being done, whenever a pass has caught up
  * with the files, and when the iteration ends (done, `break`, `signal`, an error), never counting the
- * line given last if the loop was left without asking for another. A file cut back below its recorded
- * position (a write the store refused and cut off, then others) is given again from its start.
+ * line given last if the loop was left without asking for another. With each position it keeps the
+ * last line done (its start and a SHA-256 of it): a file that no longer holds that line there is given
+ * again from its start, as when a write the store refused was cut off and others were appended (even
+ * to the same length), or the file was replaced.
+ *
+ * **Bounded.** A line longer than `maxLineBytes` is refused (a LineTooLongError), not held; an unfinished
+ * last line is searched for its newline once, each pass reading only the bytes added since.
  */
 export function readStore(dir: string, options: ReadStoreOptions = {}): AsyncGenerator<StoredLine, void> {
   const pollMs = options.pollMs ?? DEFAULT_POLL_MS;
   if (!Number.isFinite(pollMs) || pollMs <= 0) {
     throw new RangeError(`pollMs must be a positive number of milliseconds, not ${pollMs}`);
+  }
+  const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  // Past V8's longest string (~512 MiB) a line could not be given as text at all.
+  if (!Number.isSafeInteger(maxLineBytes) || maxLineBytes < 1 || maxLineBytes > constants.MAX_STRING_LENGTH) {
+    throw new RangeError(
+      `maxLineBytes must be a whole number of bytes from 1 to ${constants.MAX_STRING_LENGTH}, not ${maxLineBytes}`,
+    );
   }
   const types = options.types === undefined ? undefined : new Set(options.types.map((t) => t.toLowerCase()));
   const unknown = [...(types ?? [])].find((type) => !(EVENT_TYPES as readonly string[]).includes(type));
@@ -89,7 +110,7 @@ export function readStore(dir: string, options: ReadStoreOptions = {}): AsyncGen
   }
   return read(
     dir,
-    { follow: options.follow ?? false, checkpoint: options.checkpoint, types, pollMs },
+    { follow: options.follow ?? false, checkpoint: options.checkpoint, types, pollMs, maxLineBytes },
     options.signal,
   );
 }
@@ -99,6 +120,7 @@ interface Plan {
   readonly checkpoint: string | undefined;
   readonly types: ReadonlySet<string> | undefined;
   readonly pollMs: number;
+  readonly maxLineBytes: number;
 }
 
 async function* read(
@@ -107,54 +129,36 @@ async function* read(
   signal: AbortSignal | undefined,
 ): AsyncGenerator<StoredLine, void> {
   const positions = await Positions.load(plan.checkpoint);
-  /** Files read to their end at least once by this run: a settled day's need not be looked at again. */
-  const seen = new Set<string>();
+  /** The files read through at least once by this run: a settled day's need not be looked at again. */
+  const files = new Map<string, FileLines>();
   try {
     // Written at once if new: a checkpoint that cannot be written fails now, not a second in.
     await positions.save();
     do {
-      const files = await listStoreFiles(dir);
-      const watched = newestDays(files, 2);
-      for (const file of files) {
-        if (seen.has(file.name) && !watched.has(file.day)) continue;
-        seen.add(file.name);
-        const path = join(dir, file.name);
-        const range = await unread(path, positions.get(file.name));
-        if (range === undefined) continue;
-        positions.set(file.name, range.from);
-        if (range.from === range.to) continue;
-        for await (const raw of linesIn(path, range.from, range.to)) {
-          if (signal?.aborted) return;
-          const line = new Line(file.name, raw);
-          if (plan.types === undefined || plan.types.has(line.type ?? '')) yield line;
-          positions.set(file.name, raw.end);
-          await positions.saveIfDue();
+      const listed = await listStoreFiles(dir);
+      const watched = newestDays(listed, 2);
+      for (const { name, day } of listed) {
+        let file = files.get(name);
+        if (file !== undefined && !watched.has(day)) continue;
+        if (file === undefined) {
+          file = new FileLines(join(dir, name), positions.get(name), plan.maxLineBytes);
+          files.set(name, file);
         }
+        for await (const raw of file.lines()) {
+          // The line before done, now that this one is asked for (or none: the file is read again).
+          positions.set(name, file.mark);
+          await positions.saveIfDue();
+          if (signal?.aborted) return;
+          const line = new Line(name, raw);
+          if (plan.types === undefined || plan.types.has(line.type ?? '')) yield line;
+        }
+        positions.set(name, file.mark);
       }
       await positions.save(); // caught up
     } while (plan.follow && (await pause(plan.pollMs, signal)));
   } finally {
     await positions.save();
   }
-}
-
-/**
- * The bytes of `path` not yet read: from `position` to its end now, or from its start if it was cut back
- * (see below); `undefined` if the file is gone.
- */
-async function unread(path: string, position: number): Promise<{ from: number; to: number } | undefined> {
-  let size: number;
-  try {
-    ({ size } = await stat(path));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // removed since the listing
-    throw err;
-  }
-  if (size === position) return { from: position, to: size };
-  // Cut back below the position, or rewritten so that it no longer falls between two lines: the lines
-  // after it are not those given, so the file is given again rather than any line skipped.
-  const from = size > position && (await startsLine(path, position)) ? position : 0;
-  return { from, to: size };
 }
 
 /** The days of the `n` newest days among `files`. */
