@@ -56,7 +56,7 @@ NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test
 # Every test, the reliability suite included, under the coverage gate. test/dist.test.ts runs the
 # single-file bundle, hence `dist`; test/sea.test.ts runs the single executable, hence `sea`.
 unit: build dist sea services
-	npx c8 $(NODE_TEST) test/*.test.ts test/reliability/*.test.ts
+	npx c8 $(NODE_TEST) test/*.test.ts test/embedding/*.test.ts test/reliability/*.test.ts
 
 # The PostgreSQL and Redis servers the tests start for themselves (each in a temporary directory, on a
 # free port): installed from Debian's packages when missing.
