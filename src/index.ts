@@ -2,6 +2,7 @@
 
 // The pipeline as a (req, res) handler, and as a server
 export { createHandler } from './handler.ts';
+export { createFetchHandler, type FetchHandler } from './fetch.ts';
 export type { EndpointHandler } from './handler.ts';
 export { createServer } from './server.ts';
 export type { EndpointServer, ServerOptions } from './server.ts';

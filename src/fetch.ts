@@ -1,0 +1,131 @@
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { createHandler, type EndpointHandler } from './handler.ts';
+import type { HandlerOptions } from './options.ts';
+
+// The endpoint as a web-standard handler, `(request: Request) => Promise<Response>`, for Hono, Next.js
+// route handlers and any fetch-style server. One implementation of the contract: the same handler as
+// createHandler's, reached through a thin edge that shows it a Request as the few parts of Node's
+// request it reads (method, target, headers, the body as a stream) and takes its answer back as a
+// Response. Who owns TLS, timeouts and connection limits is the host's business.
+
+export interface FetchHandler {
+  (request: Request): Promise<Response>;
+  /** Stops taking events: new ones get 503, health answers draining. */
+  drain(): void;
+  /** Resolves once no event is being processed. */
+  idle(): Promise<void>;
+  /** Events being processed now. */
+  readonly inFlight: number;
+}
+
+/**
+ * A fetch-style handler over the same pipeline as `createHandler(options)`: the same checks, limits,
+ * statuses and JSON bodies. A fetch Request carries no Host header (the URL says where it went): the
+ * Host check belongs to the Node front door, so the URL's host stands in for it. `basePath` is where
+ * the host mounted it (`/segment`): the handler routes on what follows.
+ */
+export function createFetchHandler(options: HandlerOptions, mount: { basePath?: string } = {}): FetchHandler {
+  const handler = createHandler(options);
+  const base = mount.basePath?.replace(/\/$/, '') ?? '';
+  const serve = (request: Request) => answer(handler, request, base);
+  return Object.defineProperties(serve as FetchHandler, {
+    drain: { value: () => handler.drain(), enumerable: true },
+    idle: { value: () => handler.idle(), enumerable: true },
+    inFlight: { get: () => handler.inFlight, enumerable: true },
+  });
+}
+
+function answer(handler: EndpointHandler, request: Request, base: string): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = incoming(request, base);
+    const res = new FetchReply(resolve);
+    // A request its sender gave up on: its body stops, and nobody is waiting for an answer.
+    request.signal?.addEventListener('abort', () => {
+      req.destroy();
+      reject(request.signal.reason);
+    });
+    handler(req, res as unknown as ServerResponse);
+  });
+}
+
+/** The Request as the parts of an IncomingMessage the pipeline reads: a stream of its body, and more. */
+function incoming(request: Request, base: string): IncomingMessage {
+  const url = new URL(request.url);
+  const below = url.pathname.startsWith(base) ? url.pathname.slice(base.length) : url.pathname;
+  const headers: IncomingHttpHeaders = { host: url.host };
+  const rawHeaders: string[] = ['host', url.host];
+  request.headers.forEach((value, name) => {
+    if (name === 'host') return;
+    headers[name] = value;
+    rawHeaders.push(name, value);
+  });
+  // A streamed body without a length is what chunked framing is to Node: read to its end.
+  if (request.body !== null && headers['content-length'] === undefined) {
+    headers['transfer-encoding'] = 'chunked';
+    rawHeaders.push('transfer-encoding', 'chunked');
+  }
+  const body =
+    request.body === null
+      ? Readable.from([])
+      : Readable.fromWeb(request.body as unknown as WebReadableStream);
+  let complete = false;
+  body.once('end', () => {
+    complete = true;
+  });
+  return Object.assign(body, {
+    method: request.method,
+    url: `${below === '' ? '/' : below}${url.search}`,
+    headers,
+    rawHeaders,
+    httpVersion: '1.1',
+    httpVersionMajor: 1,
+    httpVersionMinor: 1,
+    get complete() {
+      return complete;
+    },
+  }) as unknown as IncomingMessage;
+}
+
+/** The parts of a ServerResponse the pipeline writes, turned into a Response once it ends. */
+class FetchReply {
+  headersSent = false;
+  destroyed = false;
+  #status = 200;
+  #headers = new Headers();
+  readonly #resolve: (response: Response) => void;
+
+  constructor(resolve: (response: Response) => void) {
+    this.#resolve = resolve;
+  }
+
+  writeHead(status: number, headers?: OutgoingHttpHeaders): this {
+    this.#status = status;
+    for (const [name, value] of Object.entries(headers ?? {})) {
+      // The connection is the host's: hop-by-hop headers and the length are its to write.
+      if (value === undefined || HOP_BY_HOP.has(name.toLowerCase())) continue;
+      for (const one of Array.isArray(value) ? value : [value]) this.#headers.append(name, String(one));
+    }
+    this.headersSent = true;
+    return this;
+  }
+
+  /** Expect: 100-continue is the host's business too. */
+  writeContinue(): void {}
+
+  end(body?: string | Buffer): this {
+    if (!this.headersSent) this.writeHead(this.#status);
+    const empty = body === undefined || body.length === 0 || NO_BODY.has(this.#status);
+    const bytes = empty ? null : typeof body === 'string' ? body : new Uint8Array(body);
+    this.#resolve(new Response(bytes, { status: this.#status, headers: this.#headers }));
+    return this;
+  }
+
+  on(): this {
+    return this;
+  }
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length']);
+const NO_BODY = new Set([101, 204, 205, 304]);

@@ -1,0 +1,81 @@
+// The contract cases through the web-standard handler (createFetchHandler): Request in, Response out,
+// answered as the standalone server answers them, byte for byte.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Hono } from 'hono';
+import { createFetchHandler, createServer, silentLogger } from '../../src/index.ts';
+import { testCert } from '../helpers.ts';
+import { type Answer, type ContractCase, caseOptions, mismatches, runCases, sendTo } from './cases.ts';
+
+const through =
+  (handle: (request: Request) => Promise<Response>, base = '') =>
+  async (c: ContractCase): Promise<Answer> => {
+    const response = await handle(
+      new Request(`https://events.example${base}${c.path}`, {
+        method: c.method,
+        headers: c.headers,
+        body: c.body,
+      }),
+    );
+    return { status: response.status, body: await response.text() };
+  };
+
+test('the fetch handler answers every contract case as the standalone server does', async () => {
+  const seen: string[] = [];
+  const fetchAnswers = await runCases(
+    through(
+      createFetchHandler({ ...caseOptions(seen), log: silentLogger }, { basePath: '/segment' }),
+      '/segment',
+    ),
+  );
+  assert.deepEqual(mismatches(fetchAnswers), []);
+  assert.equal(seen.filter((id) => id === 'c-1').length, 1, 'the duplicate was not handled again');
+
+  const { cert, key } = testCert();
+  const endpoint = createServer({
+    ...caseOptions(),
+    tls: { cert, key },
+    host: '127.0.0.1',
+    port: 0,
+    log: silentLogger,
+  });
+  const url = await endpoint.listen();
+  try {
+    const standalone = await runCases(sendTo(new URL(url).origin));
+    assert.deepEqual([...fetchAnswers], [...standalone]);
+  } finally {
+    await endpoint.close();
+  }
+});
+
+test('Retry-After and WWW-Authenticate reach the Response; the connection headers do not', async () => {
+  const handle = createFetchHandler({ ...caseOptions(), log: silentLogger });
+  const refused = await handle(new Request('https://e.example/', { method: 'POST', body: '{}' }));
+  assert.equal(refused.status, 401);
+  assert.match(refused.headers.get('www-authenticate') ?? '', /^Basic realm=/);
+  handle.drain();
+  assert.equal((await handle(new Request('https://e.example/health'))).status, 503);
+  const headers = { authorization: `Basic ${Buffer.from('embed-key:').toString('base64')}` };
+  const draining = await handle(new Request('https://e.example/', { method: 'POST', headers, body: '{}' }));
+  assert.equal(draining.status, 503);
+  assert.equal(draining.headers.get('retry-after'), '1');
+  assert.equal(draining.headers.get('connection'), null, "the connection is the host's");
+});
+
+test('in Hono (app.request), mounted at /segment, the same answers', async () => {
+  const handle = createFetchHandler({ ...caseOptions(), log: silentLogger }, { basePath: '/segment' });
+  const app = new Hono();
+  app.all('/segment', (c) => handle(c.req.raw));
+  app.all('/segment/*', (c) => handle(c.req.raw));
+  app.get('/', (c) => c.text('the partner app'));
+  const answers = await runCases(async (c) => {
+    const response = await app.request(`/segment${c.path === '/' ? '' : c.path}`, {
+      method: c.method,
+      headers: c.headers,
+      body: c.body,
+    });
+    return { status: response.status, body: await response.text() };
+  });
+  assert.deepEqual(mismatches(answers), []);
+  assert.equal(await (await app.request('/')).text(), 'the partner app', 'the rest of the app is untouched');
+});
