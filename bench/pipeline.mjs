@@ -18,7 +18,7 @@ const dist = new URL('../dist/', import.meta.url);
 const load = (name) => import(new URL(name, dist).href);
 const EVENTS = process.env.BENCH_EVENTS ?? './events.mjs';
 const { apiKey: API_KEY, events, headers } = await import(new URL(EVENTS, import.meta.url).href);
-const [{ createHandler, silentLogger }, { schemas }] = await Promise.all(
+const [{ createFetchHandler, createHandler, silentLogger }, { schemas }] = await Promise.all(
   ['index.js', 'generated/validators.js'].map(load),
 );
 const { rung, RUNG_NAMES } = await import('./ladder.mjs');
@@ -74,6 +74,9 @@ const targets = {
   'ours + metrics': {
     dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger, metricsPath: '/metrics' }),
   },
+  // Not through the injector: a Request in, a Response out. Its net counts Request and Response in
+  // place of the injector's request and response.
+  'ours, fetch handler': { fetch: createFetchHandler({ apiKeys: [API_KEY], handlers, log: silentLogger }) },
 };
 
 let id = 0;
@@ -88,6 +91,14 @@ const request = (i) => ({
 async function measure(target, n) {
   const started = process.hrtime.bigint();
   for (let i = 0; i < n; i++) {
+    if (target.fetch) {
+      const { method, headers: sent, payload } = request(i);
+      const res = await target.fetch(
+        new Request('https://localhost/', { method, headers: sent, body: payload }),
+      );
+      if (res.status !== 200) throw new Error(`${res.status} ${await res.text()}`);
+      continue;
+    }
     const res = target.app ? await target.app.inject(request(i)) : await inject(target.dispatch, request(i));
     if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${res.payload}`);
   }
