@@ -1,0 +1,155 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { routes } from './batch.ts';
+import { codingOf } from './encoding.ts';
+import { bodyTooLarge, EndpointError, quoted, toErrorAnswer } from './errors.ts';
+import { createHandler, type EndpointHandler } from './handler.ts';
+import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
+import { type RefusalContext, sendError } from './respond.ts';
+
+// The endpoint as express middleware: `app.use('/segment', segmentEndpoint(options))`. Express strips
+// the mount path from `req.url`, and the handler routes on what follows, as it would at a server's root.
+// A body parser in front (express.json(), raw, text) is welcome: a body it read reaches the pipeline as
+// `req.body` (framedBody: the same limits, depth and prototype checks), and a body it refused is answered
+// with our JSON refusal, the standalone server's, rather than express's HTML error page.
+
+/** A request as express hands it on: its path below the mount, and the body a parser may have read. */
+export interface ExpressRequest extends IncomingMessage {
+  readonly path: string;
+  body?: unknown;
+}
+
+type Next = (err?: unknown) => void;
+
+export type SegmentMiddleware = (req: ExpressRequest, res: ServerResponse, next: Next) => void;
+export type SegmentErrorMiddleware = (
+  err: unknown,
+  req: ExpressRequest,
+  res: ServerResponse,
+  next: Next,
+) => void;
+
+/**
+ * What `app.use` mounts: the middleware, then its error middleware (which answers the body parser's
+ * refusals of requests it serves), with the handler's lifecycle: `drain()`, `idle()`, `inFlight`, ...
+ */
+export type ExpressEndpoint = [SegmentMiddleware, SegmentErrorMiddleware] &
+  Pick<EndpointHandler, 'drain' | 'idle' | 'draining' | 'inFlight' | 'path' | 'metrics'>;
+
+/** What body-parser (and raw-body) put on the errors they pass to `next`. */
+interface BodyParserError {
+  readonly type: string;
+  readonly body?: unknown;
+  readonly limit?: unknown;
+  readonly charset?: unknown;
+}
+
+/**
+ * The endpoint for `app.use(path, ...)`: the same pipeline as `createHandler(options)`. A bad option
+ * throws here. Requests for paths it does not serve (its event path, `/v1/*`, health, live, metrics,
+ * below the mount) go on to the next middleware, as do errors of requests it does not serve and errors
+ * that are not a body parser's refusal of the sender's body.
+ */
+export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoint {
+  const handler = createHandler(options);
+  // Checked by createHandler already; resolved again for the paths and the limit, without a second
+  // duplicate store (the handler has its own).
+  const opts = resolveHandlerOptions({ ...options, idempotency: false });
+  const paths = new Set(routes(opts.path, opts.trackingApi).keys());
+  for (const path of [opts.healthPath, opts.livePath, opts.metricsPath]) if (path) paths.add(path);
+  const { maxBodyBytes } = opts;
+  // As the handler's own: no refusal made here is a 401, but the context is whole.
+  const context: RefusalContext = { challenge: `Basic realm="${opts.realm}", charset="UTF-8"`, maxBodyBytes };
+
+  const serve: SegmentMiddleware = (req, res, next) => {
+    if (!paths.has(req.path)) return next();
+    adoptParsed(req, maxBodyBytes);
+    handler(req, res);
+  };
+
+  const refuse: SegmentErrorMiddleware = (err, req, res, next) => {
+    const type = bodyErrorType(err);
+    const refused = type === undefined ? undefined : BODY_REFUSALS.get(type);
+    if (refused === undefined || !paths.has(req.path) || res.headersSent) return next(err);
+    const { body } = err as BodyParserError;
+    if (type === 'entity.parse.failed' && typeof body === 'string') {
+      // The text it could not parse goes through the pipeline as if read here: after authentication, our
+      // parser and its refusal. `123`, which strict body-parser refuses, is JSON to us: not an object.
+      req.body = body;
+      handler(req, res);
+      return;
+    }
+    const answer = toErrorAnswer(refused(err as BodyParserError, req, maxBodyBytes));
+    handler.metrics?.request('unknown', answer.status, 0);
+    // A sender that went away mid-body is not answered, as in the pipeline: nobody is there to read it.
+    if (type !== 'request.aborted') sendError(req, res, answer, context);
+  };
+
+  return Object.defineProperties([serve, refuse], {
+    drain: { value: () => handler.drain() },
+    idle: { value: () => handler.idle() },
+    draining: { get: () => handler.draining },
+    inFlight: { get: () => handler.inFlight },
+    path: { value: handler.path },
+    metrics: { value: handler.metrics },
+  }) as ExpressEndpoint;
+}
+
+/**
+ * A body a parser in front has parsed, as the pipeline must see it. Body-parser reads an empty body as
+ * `{}`: it goes on as the empty text it was (not JSON, a 400). Its limit (100 KiB unless configured) may
+ * be above ours: a parsed body whose declared length is over `maxBodyBytes` goes on unread, so that the
+ * pipeline's header check refuses it (413) where the standalone server does, after authentication. With
+ * chunked framing there is no declared length: the parser's own limit is the one that applies.
+ */
+function adoptParsed(req: ExpressRequest, maxBodyBytes: number): void {
+  const { body } = req;
+  if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) return;
+  const length = req.headers['content-length'];
+  if (length === undefined || req.headers['transfer-encoding'] !== undefined) return;
+  if (length === '0') req.body = '';
+  else if (Number(length) > maxBodyBytes) req.body = undefined;
+}
+
+function bodyErrorType(err: unknown): string | undefined {
+  const type = typeof err === 'object' && err !== null ? (err as { type?: unknown }).type : undefined;
+  return typeof type === 'string' ? type : undefined;
+}
+
+type BodyRefusal = (err: BodyParserError, req: IncomingMessage, maxBodyBytes: number) => EndpointError;
+
+/**
+ * Body-parser's refusals of a sender's body (by the `type` of its error), as our catalogue's. Its other
+ * errors are the app's (its `verify` function's 403, a stream another middleware read: 500) and go on.
+ */
+const BODY_REFUSALS: ReadonlyMap<string, BodyRefusal> = new Map<string, BodyRefusal>([
+  ['entity.parse.failed', () => new EndpointError('SEG_INVALID_JSON')],
+  [
+    'entity.too.large',
+    // The smaller limit is the one the body broke: the parser's, or ours when its is larger.
+    (err, _req, max) => bodyTooLarge(typeof err.limit === 'number' ? Math.min(err.limit, max) : max),
+  ],
+  ['encoding.unsupported', (_err, req) => unsupportedEncoding(req.headers['content-encoding'])],
+  [
+    'charset.unsupported',
+    (err) =>
+      new EndpointError(
+        'SEG_UNSUPPORTED_MEDIA_TYPE',
+        `Content-Type charset ${quoted(String(err.charset))} is not supported: send UTF-8 JSON`,
+      ),
+  ],
+  ['request.aborted', () => new EndpointError('SEG_BODY_ABORTED')],
+  ['request.size.invalid', () => new EndpointError('SEG_BODY_ABORTED')],
+]);
+
+/** The standalone server's refusal of a coding it does not read; else the parser's (`inflate: false`). */
+function unsupportedEncoding(header: string | undefined): EndpointError {
+  try {
+    codingOf(header);
+  } catch (err) {
+    if (err instanceof EndpointError) return err;
+  }
+  return new EndpointError(
+    'SEG_UNSUPPORTED_ENCODING',
+    `Content-Encoding ${quoted(header ?? '')} is not accepted here: send the body uncompressed`,
+  );
+}

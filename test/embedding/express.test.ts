@@ -1,0 +1,248 @@
+// The contract cases through express 5 over real TLS: our middleware alone at /segment, behind
+// express.json() and in front of it. Every host answers as the standalone server does, byte for byte;
+// with a body parser in front, its refusals (bad JSON, too large) are our JSON refusals too.
+import assert from 'node:assert/strict';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import express, { type Express } from 'express';
+import segmentEndpoint from '../../src/express.ts';
+import { createServer, type EndpointServer, silentLogger } from '../../src/index.ts';
+import { testCert } from '../helpers.ts';
+import {
+  type Answer,
+  CASE_KEY,
+  type ContractCase,
+  caseOptions,
+  fingerprint,
+  mismatches,
+  runCases,
+  sendTo,
+} from './cases.ts';
+
+let standalone: EndpointServer;
+let standaloneOrigin: string;
+let baseline: Map<string, Answer>;
+
+before(async () => {
+  standalone = createServer({
+    ...caseOptions(),
+    tls: testCert(),
+    host: '127.0.0.1',
+    port: 0,
+    log: silentLogger,
+  });
+  standaloneOrigin = new URL(await standalone.listen()).origin;
+  baseline = await runCases(sendTo(standaloneOrigin));
+});
+
+after(() => standalone.close());
+
+/** Serves `app` over HTTPS on a free port for the length of `use`. */
+async function served(app: Express, use: (origin: string) => Promise<void>): Promise<void> {
+  const server = createHttpsServer(testCert(), app);
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  try {
+    await use(`https://localhost:${(server.address() as AddressInfo).port}`);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((closed) => server.close(closed));
+  }
+}
+
+const options = (seen: string[] = []) => ({ ...caseOptions(seen), log: silentLogger });
+
+/** Runs every case through `app` (endpoint at /segment) and checks it answered as the standalone server. */
+async function answersAsStandalone(app: Express, seen: string[]): Promise<void> {
+  await served(app, async (origin) => {
+    const answers = await runCases(sendTo(origin, '/segment'));
+    assert.deepEqual(mismatches(answers), []);
+    assert.deepEqual([...answers], [...baseline]);
+    assert.equal(fingerprint(answers), fingerprint(baseline));
+  });
+  assert.equal(seen.filter((id) => id === 'c-1').length, 1, 'the duplicate was not handled again');
+}
+
+const authed = { 'content-type': 'application/json', authorization: `Basic ${btoa(`${CASE_KEY}:`)}` };
+const post = (name: string, body: string, path = '/'): ContractCase => ({
+  name,
+  path,
+  method: 'POST',
+  headers: authed,
+  body,
+  status: 0,
+});
+
+test('express: the middleware alone at /segment answers as the standalone server', async () => {
+  const seen: string[] = [];
+  const app = express();
+  app.use('/segment', segmentEndpoint(options(seen)));
+  await answersAsStandalone(app, seen);
+});
+
+test('express: behind express.json(), the same answers, bad JSON and oversized bodies included', async () => {
+  const seen: string[] = [];
+  const app = express();
+  // Its default limit (100 KiB) is above ours (4096): ours applies to the declared length.
+  app.use(express.json());
+  app.use('/segment', segmentEndpoint(options(seen)));
+  await answersAsStandalone(app, seen);
+});
+
+test('express: in front of express.json(), the same answers, and the app still parses its own bodies', async () => {
+  const seen: string[] = [];
+  const app = express();
+  app.use('/segment', segmentEndpoint(options(seen)));
+  app.use(express.json());
+  app.post('/api', (req, res) => {
+    res.json({ got: req.body });
+  });
+  await answersAsStandalone(app, seen);
+  await served(app, async (origin) => {
+    const answer = await sendTo(origin)(post('api', '{"a":1}', '/api'));
+    assert.deepEqual(answer, { status: 200, body: '{"got":{"a":1}}' });
+  });
+});
+
+test('express: what a parser in front lets through, our guards still refuse, in the same words', async () => {
+  const app = express();
+  app.use(express.json({ limit: '1mb' }));
+  app.use('/segment', segmentEndpoint(options()));
+  const deep = `${'['.repeat(80)}${']'.repeat(80)}`;
+  const bodies = [
+    post('a __proto__ key', '{"type":"track","event":"e","userId":"u","__proto__":{"admin":true}}'),
+    post('nested too deep', `{"type":"track","event":"e","userId":"u","properties":{"x":${deep}}}`),
+    post('a number beyond a double', '{"type":"track","event":"e","userId":"u","properties":{"n":1e400}}'),
+    post('an empty body', ''),
+    post('JSON that is not an object', '123'),
+  ];
+  await served(app, async (origin) => {
+    const ours = await Promise.all(bodies.map(sendTo(origin, '/segment')));
+    const theirs = await Promise.all(bodies.map(sendTo(standaloneOrigin)));
+    assert.deepEqual(ours, theirs);
+    const codes = ours.map(({ status, body }) => `${status} ${JSON.parse(body).code}`);
+    assert.deepEqual(codes, [
+      '400 SEG_FORBIDDEN_KEY',
+      '400 SEG_TOO_DEEP',
+      '400 SEG_INVALID_JSON',
+      '400 SEG_INVALID_JSON',
+      '400 SEG_NOT_OBJECT',
+    ]);
+  });
+});
+
+test("express: a parser's limit below ours is the one that refuses, with our JSON 413", async () => {
+  const app = express();
+  app.use(express.json({ limit: 1000 }));
+  app.use('/segment', segmentEndpoint(options()));
+  await served(app, async (origin) => {
+    const answer = await sendTo(origin, '/segment')(post('big', JSON.stringify({ pad: 'x'.repeat(2000) })));
+    assert.equal(answer.status, 413);
+    assert.deepEqual(JSON.parse(answer.body), {
+      message: 'Request body is larger than the limit of 1000 bytes',
+      code: 'SEG_BODY_TOO_LARGE',
+    });
+  });
+});
+
+test("express: the parser's other refusals of the body are ours; its verify function's are the app's", async () => {
+  const app = express();
+  app.use(
+    express.json({
+      verify: (req) => {
+        if (req.headers['x-app-veto'] !== undefined) throw new Error('vetoed by the app');
+      },
+    }),
+  );
+  app.use('/segment', segmentEndpoint(options()));
+  app.use(
+    (err: { type?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      res.status(418).send(`the app's handler: ${err.type}`);
+    },
+  );
+  const event = '{"type":"track","event":"e","userId":"u"}';
+  const compress = { ...post('compress', event), headers: { ...authed, 'content-encoding': 'compress' } };
+  const latin1 = {
+    ...post('latin1', event),
+    headers: { ...authed, 'content-type': 'application/json; charset=latin1' },
+  };
+  const vetoed = { ...post('vetoed', event), headers: { ...authed, 'x-app-veto': '1' } };
+  await served(app, async (origin) => {
+    const send = sendTo(origin, '/segment');
+    // A coding neither reads: the standalone server's words.
+    assert.deepEqual(await send(compress), await sendTo(standaloneOrigin)(compress));
+    const charset = await send(latin1);
+    assert.equal(charset.status, 415);
+    assert.equal(JSON.parse(charset.body).code, 'SEG_UNSUPPORTED_MEDIA_TYPE');
+    assert.deepEqual(await send(vetoed), { status: 418, body: "the app's handler: entity.verify.failed" });
+  });
+});
+
+test('express: errors of requests outside the mount are left to the app', async () => {
+  const app = express();
+  app.use(express.json());
+  app.use('/segment', segmentEndpoint(options()));
+  app.post('/api', (_req, res) => {
+    res.send('unreached');
+  });
+  app.use(
+    (err: { type?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      res.status(418).send(`the app's handler: ${err.type}`);
+    },
+  );
+  await served(app, async (origin) => {
+    const answer = await sendTo(origin)(post('bad JSON to the app', '{', '/api'));
+    assert.deepEqual(answer, { status: 418, body: "the app's handler: entity.parse.failed" });
+  });
+});
+
+test('express: mounted at the root, it serves its own paths only, and leaves the rest to the app', async () => {
+  const app = express();
+  app.use(express.json());
+  app.use(segmentEndpoint({ ...options(), path: '/segment', healthPath: '/segment/health' }));
+  app.get('/api', (_req, res) => {
+    res.send('the app');
+  });
+  app.use(
+    (err: { type?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      res.status(418).send(`the app's handler: ${err.type}`);
+    },
+  );
+  await served(app, async (origin) => {
+    const send = sendTo(origin);
+    assert.deepEqual(await send({ ...post('app', ''), method: 'GET', path: '/api' }), {
+      status: 200,
+      body: 'the app',
+    });
+    const appError = await send(post('bad JSON to the app', '{', '/api'));
+    assert.deepEqual(appError, { status: 418, body: "the app's handler: entity.parse.failed" });
+    const ours = await send(post('bad JSON to us', '{', '/segment'));
+    assert.equal(ours.status, 400);
+    assert.equal(JSON.parse(ours.body).code, 'SEG_INVALID_JSON');
+    const event = await send(
+      post('an event', '{"type":"track","event":"e","userId":"u"}', '/segment/v1/track'),
+    );
+    assert.equal(event.status, 200);
+  });
+});
+
+test('express: drain() makes new events 503 and health draining; a bad option throws at the call', async () => {
+  const app = express();
+  const segment = segmentEndpoint(options());
+  app.use('/segment', segment);
+  await served(app, async (origin) => {
+    const send = sendTo(origin, '/segment');
+    assert.equal(segment.draining, false);
+    segment.drain();
+    assert.equal(segment.draining, true);
+    const event = await send(post('while draining', '{"type":"track","event":"e","userId":"u"}'));
+    assert.equal(event.status, 503);
+    assert.equal(JSON.parse(event.body).code, 'SEG_DRAINING');
+    const health = await send({ ...post('health', ''), method: 'GET', path: '/health', body: undefined });
+    assert.deepEqual(health, { status: 503, body: '{"status":"draining"}' });
+    assert.equal(segment.inFlight, 0);
+    await segment.idle();
+  });
+  assert.throws(() => segmentEndpoint({ handlers: {}, apiKeys: [] }), /apiKeys must hold at least one key/);
+  assert.throws(() => segmentEndpoint({ ...options(), path: 'segment' }), /options\.path/);
+});
