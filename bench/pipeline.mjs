@@ -61,6 +61,12 @@ app.post('/', async (req, reply) => {
 });
 await app.ready();
 
+// segment-endpoint as a fastify plugin (dist/fastify.js), through the same fastify.inject().
+const { default: segmentEndpoint } = await load('fastify.js');
+const plugin = Fastify({ logger: false });
+plugin.register(segmentEndpoint, { apiKeys: [API_KEY], handlers, log: silentLogger });
+await plugin.ready();
+
 const bare = (req, res) => {
   req.on('data', noop);
   req.on('end', () => res.writeHead(200, { 'content-length': '0' }).end());
@@ -74,6 +80,7 @@ const targets = {
   'ours + metrics': {
     dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger, metricsPath: '/metrics' }),
   },
+  'ours, fastify plugin': { app: plugin },
   // Not through the injector: a Request in, a Response out. Its net counts Request and Response in
   // place of the injector's request and response.
   'ours, fetch handler': { fetch: createFetchHandler({ apiKeys: [API_KEY], handlers, log: silentLogger }) },

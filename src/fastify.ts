@@ -1,0 +1,135 @@
+// segment-endpoint/fastify: the endpoint as a fastify 5 plugin. Only types come from fastify (this
+// file has no runtime import of it), so the package does not depend on it.
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import { describeValue } from './errors.ts';
+import { createHandler, type EndpointHandler } from './handler.ts';
+import type { HandlerOptions } from './options.ts';
+
+/**
+ * The plugin's options: those of `createHandler` (`log` defaults to the app's logger), or `handler`,
+ * one made with `createHandler`, to keep a reference to it (`drain()`, `inFlight`) outside the plugin's
+ * encapsulated context. Fastify's own `prefix` says where it is mounted.
+ */
+export type SegmentEndpointOptions = HandlerOptions | { readonly handler: EndpointHandler };
+
+/**
+ * The plugin context's `segmentEndpoint` decorator: the handler's lifecycle. An object, not the handler
+ * itself: fastify's `getDecorator` binds a function, which would lose these.
+ */
+export type SegmentEndpointDecorator = Pick<
+  EndpointHandler,
+  'drain' | 'idle' | 'draining' | 'inFlight' | 'metrics'
+>;
+
+/**
+ * `app.register(segmentEndpoint, { prefix: '/segment', apiKeys, handlers })`: every path under the prefix
+ * is the endpoint's, answered by the same handler as `createHandler`'s, byte for byte. It takes each
+ * request over at `onRequest`, before fastify reads the body, so that the endpoint's body reader,
+ * limits and refusals apply, not fastify's `bodyLimit`, parsers or error handler. On `app.close()` it
+ * drains, and close waits for the events in flight.
+ */
+const segmentEndpoint: FastifyPluginAsync<SegmentEndpointOptions> = async (app, options) => {
+  const handler = handlerOf(options, app.log);
+  const below = belowPrefix(app.prefix);
+
+  function takeOver(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    reply.hijack();
+    // The handler routes on `req.url`: it gets the target below the prefix, as an app mounted in
+    // express does. Fastify keeps the URL as sent in `request.originalUrl` ("in case of internal
+    // re-routing"), read here so that it is fixed before the rewrite.
+    const sent = request.originalUrl;
+    request.raw.url = below(sent);
+    try {
+      handler(request.raw, reply.raw);
+    } catch (err) {
+      // After hijack() fastify would swallow this and leave the request hanging: reset it instead, a
+      // failure Segment retries.
+      request.log.error({ err }, 'segment-endpoint: the handler threw');
+      reply.raw.destroy();
+    }
+    done();
+  }
+
+  app.decorate('segmentEndpoint', lifecycleOf(handler));
+  app.addHook('onRequest', takeOver);
+  // Every method fastify routes, on the prefix and below: the handler answers each, 405 and 404 included.
+  app.all('/', unreachable);
+  app.all('/*', unreachable);
+  // Fastify answers new requests 503 itself once closing (return503OnClosing); with that off, they
+  // reach the handler, which answers its own 503 while draining. Close resolves once none is in flight.
+  app.addHook('preClose', async () => handler.drain());
+  app.addHook('onClose', async () => {
+    handler.drain();
+    await handler.idle();
+  });
+};
+
+Object.assign(segmentEndpoint, {
+  // What fastify-plugin would set, but without skip-override: the plugin stays encapsulated, so that
+  // `prefix` applies. The name shows in errors and `app.hasPlugin('segment-endpoint')`.
+  [Symbol.for('plugin-meta')]: { name: 'segment-endpoint', fastify: '5.x' },
+  [Symbol.for('fastify.display-name')]: 'segment-endpoint',
+});
+
+export default segmentEndpoint;
+
+// The options fastify consumes itself and passes on to the plugin too.
+const REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers']);
+
+/** The handler given, or one made from the options (a bad option throws, and `app.ready()` rejects). */
+function handlerOf(options: SegmentEndpointOptions, appLog: HandlerOptions['log']): EndpointHandler {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  if (!('handler' in options)) return createHandler({ ...options, log: options.log ?? appLog });
+  const { handler } = options;
+  if (
+    typeof handler !== 'function' ||
+    typeof handler.drain !== 'function' ||
+    typeof handler.idle !== 'function'
+  ) {
+    throw new TypeError(
+      `options.handler must be a handler made by createHandler, got ${describeValue(handler)}`,
+    );
+  }
+  const others = Object.keys(options).filter((name) => name !== 'handler' && !REGISTER_OPTIONS.has(name));
+  if (others.length > 0) {
+    throw new TypeError(
+      `options.handler is given: pass options.${others[0]} to createHandler, where it takes effect`,
+    );
+  }
+  return handler;
+}
+
+function lifecycleOf(handler: EndpointHandler): SegmentEndpointDecorator {
+  return Object.freeze({
+    drain: () => handler.drain(),
+    idle: () => handler.idle(),
+    get draining() {
+      return handler.draining;
+    },
+    get inFlight() {
+      return handler.inFlight;
+    },
+    metrics: handler.metrics,
+  });
+}
+
+// The scheme and authority of an absolute-form target (RFC 9112 §3.2.2): fastify routes it by its path.
+const ABSOLUTE_FORM_RE = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
+
+/**
+ * The request target below the prefix, its query kept: `/segment/v1/track?x` → `/v1/track?x`,
+ * `/segment` → `/`. The prefix is skipped by its number of segments, not its text: fastify also routes
+ * `/%73egment` there, and a prefix may hold parameters (`/:tenant/segment`).
+ */
+function belowPrefix(prefix: string): (url: string) => string {
+  const depth = prefix.split('/').filter((segment) => segment !== '').length;
+  const segments = new RegExp(`(?:/[^/?#]*){${depth}}`, 'y');
+  return (url) => {
+    segments.lastIndex = url.charCodeAt(0) === 0x2f ? 0 : (ABSOLUTE_FORM_RE.exec(url)?.[0].length ?? 0);
+    const rest = segments.exec(url) === null ? url : url.slice(segments.lastIndex);
+    return rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
+  };
+}
+
+/** The routes' handler: never called, since the onRequest hook has taken every request over. */
+function unreachable(): void {}

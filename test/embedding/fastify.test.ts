@@ -1,0 +1,315 @@
+// The fastify plugin (segment-endpoint/fastify): the contract cases through a fastify server with TLS and
+// through fastify's own injector, answered as the standalone server answers them, byte for byte; and
+// what the plugin owes fastify: options checked at register, close waits for events, the rest of the app
+// untouched, encapsulation (two endpoints in one app).
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { test } from 'node:test';
+import { connect, type TLSSocket } from 'node:tls';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import segmentEndpoint, {
+  type SegmentEndpointDecorator,
+  type SegmentEndpointOptions,
+} from '../../src/fastify.ts';
+import { createHandler, createServer, silentLogger } from '../../src/index.ts';
+import { basic, countdown, testCert, waitUntil } from '../helpers.ts';
+import {
+  type Answer,
+  CASE_KEY,
+  type ContractCase,
+  caseOptions,
+  fingerprint,
+  mismatches,
+  runCases,
+  sendTo,
+} from './cases.ts';
+
+/** A fastify app with the endpoint at `prefix`, and `/status` of its own. */
+function appWith(
+  options: SegmentEndpointOptions,
+  prefix = '/segment',
+  settings: FastifyServerOptions & { https?: unknown } = {},
+): FastifyInstance {
+  const app = Fastify(settings as FastifyServerOptions);
+  app.register(segmentEndpoint, { prefix, ...options });
+  app.get('/status', async () => ({ app: 'partner' }));
+  return app;
+}
+
+/** Sends a case through `app.inject()`, below `prefix`. */
+const injectInto =
+  (app: FastifyInstance, prefix = '/segment') =>
+  async (c: ContractCase): Promise<Answer> => {
+    const url = `${prefix}${c.path === '/' ? '' : c.path}`;
+    const res = await app.inject({ method: c.method as 'POST', url, headers: c.headers, payload: c.body });
+    return { status: res.statusCode, body: res.body };
+  };
+
+/** The standalone server's answers: what every host is compared with. */
+async function standaloneAnswers(): Promise<Map<string, Answer>> {
+  const { cert, key } = testCert();
+  const endpoint = createServer({
+    ...caseOptions(),
+    tls: { cert, key },
+    host: '127.0.0.1',
+    port: 0,
+    log: silentLogger,
+  });
+  const url = await endpoint.listen();
+  try {
+    return await runCases(sendTo(new URL(url).origin));
+  } finally {
+    await endpoint.close();
+  }
+}
+
+const event = (messageId: string, type = 'track') =>
+  JSON.stringify({ type, event: 'Signed Up', userId: 'u1', messageId });
+const authed = (key = CASE_KEY) => ({ 'content-type': 'application/json', authorization: basic(key) });
+
+test('through fastify with TLS and through app.inject, every contract case answers as standalone, byte for byte', async () => {
+  const standalone = await standaloneAnswers();
+  assert.deepEqual(mismatches(standalone), []);
+
+  const seen: string[] = [];
+  const app = appWith({ ...caseOptions(seen), log: silentLogger }, '/segment', { https: testCert() });
+  const origin = await app.listen({ port: 0, host: '127.0.0.1' });
+  try {
+    const overTls = await runCases(sendTo(origin, '/segment'));
+    assert.deepEqual(mismatches(overTls), []);
+    assert.equal(fingerprint(overTls), fingerprint(standalone));
+    assert.deepEqual([...overTls], [...standalone]);
+    assert.equal(seen.filter((id) => id === 'c-1').length, 1, 'the duplicate was not handled again');
+  } finally {
+    await app.close();
+  }
+
+  const injected = appWith({ ...caseOptions(), log: silentLogger });
+  try {
+    const answers = await runCases(injectInto(injected));
+    assert.deepEqual(mismatches(answers), []);
+    assert.deepEqual([...answers], [...standalone]);
+  } finally {
+    await injected.close();
+  }
+});
+
+test('a bad option makes app.ready() reject, naming the option', async () => {
+  const bad: Array<[SegmentEndpointOptions, RegExp]> = [
+    [{ ...caseOptions(), apiKeys: [] }, /options\.apiKeys/],
+    [{ ...caseOptions(), maxBodyBytes: -1 }, /maxBodyBytes/],
+    [{ ...caseOptions(), healthPath: 'health' }, /options\.healthPath/],
+    [{ handler: {} as never }, /options\.handler must be a handler/],
+    [{ handler: createHandler(caseOptions()), apiKeys: ['k'] } as never, /options\.apiKeys to createHandler/],
+  ];
+  for (const [options, message] of bad) {
+    const app = appWith(options);
+    await assert.rejects(async () => {
+      await app.ready();
+    }, message);
+    await app.close().catch(() => {});
+  }
+});
+
+/** An endpoint whose track handler waits until `release()`: `started` resolves once it waits. */
+function slowEndpoint() {
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const started = countdown(1);
+  const handler = createHandler({
+    ...caseOptions(),
+    log: silentLogger,
+    handlers: {
+      track: async () => {
+        started.hit();
+        await gate;
+      },
+    },
+  });
+  return { handler, started: started.reached, release };
+}
+
+test('app.close() waits for an event in flight, which is answered 200', async () => {
+  const { handler, started, release } = slowEndpoint();
+  const app = appWith({ handler });
+  let closing: Promise<void> | undefined;
+  try {
+    await app.ready();
+    const answer = app.inject({ method: 'POST', url: '/segment', headers: authed(), payload: event('w-1') });
+    await started;
+    let closed = false;
+    closing = app.close().then(() => {
+      closed = true;
+    });
+    await waitUntil(
+      () => handler.draining,
+      () => 'the handler to drain',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(closed, false, 'close waits while the event is in flight');
+    assert.equal(handler.inFlight, 1);
+    release();
+    assert.equal((await answer).statusCode, 200);
+    await closing;
+    assert.equal(handler.inFlight, 0);
+  } finally {
+    release();
+    await (closing ?? app.close());
+  }
+});
+
+test('while closing (return503OnClosing: false), a new event gets our 503 and the one in flight its 200', async () => {
+  const { handler, started, release } = slowEndpoint();
+  const app = appWith({ handler }, '/segment', { https: testCert(), return503OnClosing: false });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as { port: number };
+  const inFlight = rawConnection(port);
+  let late: ReturnType<typeof rawConnection> | undefined;
+  let closing: Promise<undefined> | undefined;
+  try {
+    inFlight.socket.write(post(event('d-1')));
+    await started;
+    // The late request's first line, so that its connection is busy, not idle (closing the server
+    // closes idle connections); its headers and body follow once the endpoint drains.
+    const heard = new Promise((resolve) => {
+      app.server.once('secureConnection', (socket: TLSSocket) => socket.once('data', resolve));
+    });
+    late = rawConnection(port);
+    const request = post(event('d-2'));
+    const head = request.indexOf('\r\n') + 2;
+    late.socket.write(request.slice(0, head));
+    await heard;
+    closing = app.close();
+    await waitUntil(
+      () => handler.draining,
+      () => 'the handler to drain',
+    );
+    late.socket.write(request.slice(head));
+    await late.ended;
+    assert.match(late.text(), /^HTTP\/1\.1 503 /);
+    assert.match(late.text(), /"code":"SEG_DRAINING"/);
+    assert.equal(inFlight.text(), '', 'the event in flight is not answered yet');
+    release();
+    await Promise.all([closing, inFlight.ended]);
+    assert.match(inFlight.text(), /^HTTP\/1\.1 200 /);
+  } finally {
+    release();
+    inFlight.socket.destroy();
+    late?.socket.destroy();
+    await (closing ?? app.close());
+  }
+});
+
+/** A raw TLS connection to the app: what it received, and when the server ended it. */
+function rawConnection(port: number): { socket: TLSSocket; text(): string; ended: Promise<unknown> } {
+  const socket = connect({ host: '127.0.0.1', port, ca: testCert().cert, servername: 'localhost' });
+  let received = '';
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.toString();
+  });
+  return { socket, text: () => received, ended: once(socket, 'end') };
+}
+
+/** An event POSTed to /segment as a client writes it. */
+function post(body: string): string {
+  return (
+    'POST /segment HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n' +
+    `Authorization: ${basic(CASE_KEY)}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
+  );
+}
+
+test("the rest of the app is fastify's own: its routes, its parsers and bodyLimit, its 404", async () => {
+  const app = appWith({ ...caseOptions(), log: silentLogger }, '/segment', { bodyLimit: 100 });
+  app.post('/echo', async (request) => request.body);
+  const status = await app.inject({ method: 'GET', url: '/status' });
+  assert.deepEqual(status.json(), { app: 'partner' });
+  const echo = await app.inject({ method: 'POST', url: '/echo', payload: { a: 1 } });
+  assert.deepEqual(echo.json(), { a: 1 });
+  const badJson = await app.inject({
+    method: 'POST',
+    url: '/echo',
+    headers: { 'content-type': 'application/json' },
+    payload: '{"a":',
+  });
+  assert.equal(badJson.statusCode, 400);
+  assert.match(badJson.json().code, /^FST_/);
+  const tooLarge = await app.inject({ method: 'POST', url: '/echo', payload: { a: 'x'.repeat(200) } });
+  assert.equal(tooLarge.statusCode, 413);
+  assert.equal(tooLarge.json().code, 'FST_ERR_CTP_BODY_TOO_LARGE');
+  const missing = await app.inject({ method: 'GET', url: '/nope' });
+  assert.equal(missing.statusCode, 404);
+  assert.match(missing.json().message, /Route GET:\/nope not found/);
+  // Under the prefix the endpoint's limits apply, not fastify's bodyLimit (100 bytes).
+  const big = JSON.stringify({ type: 'track', event: 'x'.repeat(500), userId: 'u1', messageId: 'big-1' });
+  const taken = await app.inject({ method: 'POST', url: '/segment', headers: authed(), payload: big });
+  assert.equal(taken.statusCode, 200);
+  await app.close();
+});
+
+test('two endpoints in one app, at two prefixes with their own keys', async () => {
+  const got: string[] = [];
+  const options = (key: string) => ({
+    apiKeys: [key],
+    log: silentLogger,
+    handlers: {
+      track: (e: { messageId?: unknown }) => {
+        got.push(`${key} ${String(e.messageId)}`);
+      },
+    },
+  });
+  const app = Fastify();
+  app.register(segmentEndpoint, { prefix: '/a', ...options('key-a') });
+  // A prefix with a parameter: the endpoint takes what follows its segments.
+  app.register(segmentEndpoint, { prefix: '/tenants/:tenant/b', ...options('key-b') });
+  const send = (url: string, key: string, id: string) =>
+    app.inject({ method: 'POST', url, headers: authed(key), payload: event(id) });
+  assert.equal((await send('/a', 'key-a', 'a-1')).statusCode, 200);
+  assert.equal((await send('/a/v1/track?x=1', 'key-a', 'a-2')).statusCode, 200);
+  const wrong = await send('/a', 'key-b', 'a-3');
+  assert.equal(wrong.statusCode, 401);
+  assert.equal(wrong.json().code, 'SEG_AUTH_UNKNOWN');
+  assert.equal((await send('/tenants/acme/b', 'key-b', 'b-1')).statusCode, 200);
+  assert.equal((await send('/tenants/acme/b/v1/track', 'key-b', 'b-2')).statusCode, 200);
+  assert.equal((await send('/tenants/acme/b', 'key-a', 'b-3')).statusCode, 401);
+  assert.deepEqual(got, ['key-a a-1', 'key-a a-2', 'key-b b-1', 'key-b b-2']);
+  // The endpoint's own answers below each prefix: health, its 404 and 405.
+  assert.deepEqual((await app.inject({ url: '/tenants/acme/b/health' })).json(), { status: 'ok' });
+  assert.equal((await app.inject({ url: '/%61/health' })).statusCode, 200, 'a prefix percent-encoded');
+  const notFound = await app.inject({ url: '/a/elsewhere' });
+  assert.equal(notFound.json().code, 'SEG_NOT_FOUND');
+  const method = await app.inject({ method: 'PUT', url: '/a', payload: '{}' });
+  assert.equal(method.statusCode, 405);
+  assert.equal(method.headers.allow, 'POST');
+  await app.close();
+});
+
+test('the handler: the segmentEndpoint decorator in its context, or given as options.handler', async () => {
+  const handler = createHandler({ ...caseOptions(), log: silentLogger });
+  const app = Fastify();
+  let decorated: unknown;
+  const urls: string[] = [];
+  // A request routed to the endpoint carries its context: the decorator is there, not on the root.
+  // (A hook reaches the plugins registered after it.)
+  app.addHook('onResponse', async (request) => {
+    decorated = request.server.getDecorator('segmentEndpoint');
+    urls.push(request.url, request.originalUrl);
+  });
+  app.register(segmentEndpoint, { prefix: '/segment', handler });
+  await app.ready();
+  assert.equal(app.hasDecorator('segmentEndpoint'), false);
+  assert.equal(app.hasPlugin('segment-endpoint'), true);
+  assert.equal((await app.inject({ url: '/segment/health?probe=1' })).statusCode, 200);
+  assert.deepEqual(
+    urls,
+    ['/health?probe=1', '/segment/health?probe=1'],
+    'url below the prefix, originalUrl as sent',
+  );
+  const control = decorated as SegmentEndpointDecorator;
+  assert.equal(control.inFlight, 0);
+  control.drain();
+  assert.equal(handler.draining, true);
+  assert.deepEqual((await app.inject({ url: '/segment/health' })).json(), { status: 'draining' });
+  await app.close();
+});
