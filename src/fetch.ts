@@ -46,6 +46,13 @@ function answer(handler: EndpointHandler, request: Request, base: string): Promi
       req.destroy();
       reject(request.signal.reason);
     });
+    // A body that fails (its sender gone) is a request cut short: the pipeline answers nobody, as it does
+    // a Node request aborted mid-body, and the host hears why.
+    req.once('error', (err) => {
+      setImmediate(() => {
+        if (!res.headersSent) reject(err);
+      });
+    });
     handler(req, res as unknown as ServerResponse);
   });
 }

@@ -79,3 +79,23 @@ test('in Hono (app.request), mounted at /segment, the same answers', async () =>
   assert.deepEqual(mismatches(answers), []);
   assert.equal(await (await app.request('/')).text(), 'the partner app', 'the rest of the app is untouched');
 });
+
+test('a body that fails half way (its sender gone) ends in a rejection, not a crash', async () => {
+  const handle = createFetchHandler({ ...caseOptions(), log: silentLogger });
+  let pull = 0;
+  const body = new ReadableStream({
+    pull(controller) {
+      if (pull++ === 0) controller.enqueue(new TextEncoder().encode('{"type":"track",'));
+      else controller.error(new Error('the sender went away'));
+    },
+  });
+  const headers = { authorization: `Basic ${Buffer.from('embed-key:').toString('base64')}` };
+  const request = new Request('https://e.example/', {
+    method: 'POST',
+    headers,
+    body,
+    duplex: 'half',
+  } as RequestInit);
+  await assert.rejects(handle(request), /the sender went away/);
+  assert.equal(handle.inFlight, 0);
+});
