@@ -62,7 +62,12 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
 
   const serve: SegmentMiddleware = (req, res, next) => {
     if (!paths.has(req.path)) return next();
-    adoptParsed(req, maxBodyBytes);
+    if (!adoptParsed(req, maxBodyBytes)) {
+      const answer = toErrorAnswer(bodyTooLarge(maxBodyBytes));
+      handler.metrics?.request('unknown', answer.status, 0);
+      sendError(req, res, answer, context);
+      return;
+    }
     handler(req, res);
   };
 
@@ -101,13 +106,17 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
  * pipeline's header check refuses it (413) where the standalone server does, after authentication. With
  * chunked framing there is no declared length: the parser's own limit is the one that applies.
  */
-function adoptParsed(req: ExpressRequest, maxBodyBytes: number): void {
+function adoptParsed(req: ExpressRequest, maxBodyBytes: number): boolean {
   const { body } = req;
-  if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) return;
+  if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) return true;
   const length = req.headers['content-length'];
-  if (length === undefined || req.headers['transfer-encoding'] !== undefined) return;
+  if (length === undefined || req.headers['transfer-encoding'] !== undefined) {
+    // Streamed, its length unknown: what it holds, serialised again, is held to our limit (false: over).
+    return Buffer.byteLength(JSON.stringify(body) ?? '') <= maxBodyBytes;
+  }
   if (length === '0') req.body = '';
   else if (Number(length) > maxBodyBytes) req.body = undefined;
+  return true;
 }
 
 function bodyErrorType(err: unknown): string | undefined {
@@ -137,6 +146,8 @@ const BODY_REFUSALS: ReadonlyMap<string, BodyRefusal> = new Map<string, BodyRefu
         `Content-Type charset ${quoted(String(err.charset))} is not supported: send UTF-8 JSON`,
       ),
   ],
+  // express.urlencoded()'s: too many fields of a form, which is no body we take either.
+  ['parameters.too.many', (_err, _req, max) => bodyTooLarge(max)],
   ['request.aborted', () => new EndpointError('SEG_BODY_ABORTED')],
   ['request.size.invalid', () => new EndpointError('SEG_BODY_ABORTED')],
 ]);

@@ -1,8 +1,10 @@
 // segment-endpoint/fastify: the endpoint as a fastify 5 plugin. Only types come from fastify (this
 // file has no runtime import of it), so the package does not depend on it.
+
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { describeValue } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
+import { OPTIONS } from './option-table.ts';
 import type { HandlerOptions } from './options.ts';
 
 /**
@@ -58,11 +60,20 @@ const segmentEndpoint: FastifyPluginAsync<SegmentEndpointOptions> = async (app, 
   // Fastify answers new requests 503 itself once closing (return503OnClosing); with that off, they
   // reach the handler, which answers its own 503 while draining. Close resolves once none is in flight.
   app.addHook('preClose', async () => handler.drain());
+  // Bounded as the standalone server's close is: an event that never settles does not hold the app open.
   app.addHook('onClose', async () => {
     handler.drain();
-    await handler.idle();
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_LIMIT_MS);
+    });
+    await Promise.race([handler.idle(), limit]);
+    clearTimeout(timer);
   });
 };
+
+/** How long close() waits for events in flight: the standalone server's shutdownTimeoutMs default. */
+const CLOSE_LIMIT_MS = OPTIONS.shutdownTimeoutMs.default;
 
 Object.assign(segmentEndpoint, {
   // What fastify-plugin would set, but without skip-override: the plugin stays encapsulated, so that

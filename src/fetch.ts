@@ -39,6 +39,10 @@ export function createFetchHandler(options: HandlerOptions, mount: { basePath?: 
 
 function answer(handler: EndpointHandler, request: Request, base: string): Promise<Response> {
   return new Promise((resolve, reject) => {
+    if (request.signal?.aborted) {
+      reject(request.signal.reason);
+      return;
+    }
     const req = incoming(request, base);
     const res = new FetchReply(resolve);
     // A request its sender gave up on: its body stops, and nobody is waiting for an answer.
@@ -60,7 +64,8 @@ function answer(handler: EndpointHandler, request: Request, base: string): Promi
 /** The Request as the parts of an IncomingMessage the pipeline reads: a stream of its body, and more. */
 function incoming(request: Request, base: string): IncomingMessage {
   const url = new URL(request.url);
-  const below = url.pathname.startsWith(base) ? url.pathname.slice(base.length) : url.pathname;
+  const mounted = url.pathname === base || url.pathname.startsWith(`${base}/`);
+  const below = mounted ? url.pathname.slice(base.length) : url.pathname;
   const headers: IncomingHttpHeaders = { host: url.host };
   const rawHeaders: string[] = ['host', url.host];
   request.headers.forEach((value, name) => {

@@ -246,3 +246,48 @@ test('express: drain() makes new events 503 and health draining; a bad option th
   assert.throws(() => segmentEndpoint({ handlers: {}, apiKeys: [] }), /apiKeys must hold at least one key/);
   assert.throws(() => segmentEndpoint({ ...options(), path: 'segment' }), /options\.path/);
 });
+
+test("express: a streamed body over our limit is refused even when the parser's limit is larger", async () => {
+  const app = express();
+  app.use(express.json({ limit: '1mb' }));
+  app.use(express.urlencoded({ extended: false, parameterLimit: 10 }));
+  app.use('/segment', segmentEndpoint(options()));
+  await served(app, async (origin) => {
+    const { request } = await import('node:https');
+    const big = JSON.stringify({
+      type: 'track',
+      event: 'e',
+      userId: 'u',
+      properties: { pad: 'x'.repeat(20_000) },
+    });
+    const send = (type: string, body: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(`${origin}/segment`, {
+          method: 'POST',
+          headers: { ...post('x', '').headers, 'content-type': type, 'transfer-encoding': 'chunked' },
+          ca: testCert().cert,
+          servername: 'localhost',
+          agent: false,
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => {
+            text += c.toString();
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        });
+        req.on('error', reject);
+        req.write(body.slice(0, 100));
+        req.end(body.slice(100));
+      });
+    const streamed = await send('application/json', big);
+    assert.equal(streamed.status, 413, streamed.body);
+    assert.equal(JSON.parse(streamed.body).code, 'SEG_BODY_TOO_LARGE');
+    const form = await send(
+      'application/x-www-form-urlencoded',
+      Array.from({ length: 20 }, (_, i) => `k${i}=v`).join('&'),
+    );
+    assert.equal(form.status, 413, 'a form with too many fields: our JSON, not the HTML page');
+    assert.equal(JSON.parse(form.body).code, 'SEG_BODY_TOO_LARGE');
+  });
+});

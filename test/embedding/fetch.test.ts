@@ -99,3 +99,17 @@ test('a body that fails half way (its sender gone) ends in a rejection, not a cr
   await assert.rejects(handle(request), /the sender went away/);
   assert.equal(handle.inFlight, 0);
 });
+
+test('basePath is a path segment, and a request already aborted is rejected at once', async () => {
+  const handle = createFetchHandler({ ...caseOptions(), log: silentLogger }, { basePath: '/segment' });
+  assert.equal((await handle(new Request('https://e.example/segment/health'))).status, 200);
+  const beside = await handle(new Request('https://e.example/segmentation/health'));
+  assert.equal(beside.status, 404, '/segmentation is not below /segment');
+  const aborted = AbortSignal.abort(new Error('the host gave up'));
+  const started = Date.now();
+  await assert.rejects(
+    handle(new Request('https://e.example/segment', { method: 'POST', body: '{}', signal: aborted })),
+    /the host gave up/,
+  );
+  assert.ok(Date.now() - started < 1_000);
+});
