@@ -8,6 +8,7 @@ import {
 } from './idempotency.ts';
 import { jsonLogger, type Logger } from './log.ts';
 import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';
+import { checkPath, distinctPaths } from './paths.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 /** Options of `createHandler`: the request pipeline. */
@@ -136,15 +137,7 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
       : [path, healthPath, metricsPath].includes(liveDefault)
         ? undefined
         : liveDefault;
-  const paths = { path, healthPath, livePath, metricsPath };
-  const taken = new Map<string, string>();
-  for (const [name, value] of Object.entries(paths)) {
-    if (value === undefined) continue;
-    const other = taken.get(value);
-    if (other !== undefined)
-      throw new RangeError(`options.${name} must differ from options.${other} (${value})`);
-    taken.set(value, name);
-  }
+  distinctPaths({ path, healthPath, livePath, metricsPath });
   const ready = input.ready === undefined ? alwaysReady : checkFunction('ready', input.ready);
   const realm = input.realm ?? OPTIONS.realm.default;
   if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || realm.includes('"')) {
@@ -242,13 +235,6 @@ function checkHandlers(handlers: unknown): Handlers {
 function checkFunction<T>(name: string, value: T): T {
   if (typeof value !== 'function') {
     throw new TypeError(`options.${name} must be a function, got ${describeValue(value)}`);
-  }
-  return value;
-}
-
-function checkPath(name: string, value: unknown): string {
-  if (typeof value !== 'string' || !value.startsWith('/') || /[?#\s]/.test(value)) {
-    throw new TypeError(`options.${name} must be a path starting with "/", got ${describeValue(value)}`);
   }
   return value;
 }
