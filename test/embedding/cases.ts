@@ -4,7 +4,7 @@
 // a test to compare with the expectations and with the standalone server's own answers.
 import { createHash } from 'node:crypto';
 import { request } from 'node:https';
-import type { HandlerOptions } from '../../src/index.ts';
+import { createServer, type HandlerOptions, silentLogger } from '../../src/index.ts';
 import { testCert } from '../helpers.ts';
 
 export const CASE_KEY = 'embed-key';
@@ -216,4 +216,21 @@ export function sendTo(origin: string, prefix = ''): (c: ContractCase) => Promis
       req.on('error', reject);
       req.end(c.body);
     });
+}
+
+/** The standalone server's answers to every case (a server of their own, closed after): the baseline. */
+export async function standaloneAnswers(seen: string[] = []): Promise<Map<string, Answer>> {
+  const endpoint = createServer({
+    ...caseOptions(seen),
+    tls: testCert(),
+    host: '127.0.0.1',
+    port: 0,
+    log: silentLogger,
+  });
+  const url = await endpoint.listen();
+  try {
+    return await runCases(sendTo(new URL(url).origin));
+  } finally {
+    await endpoint.close();
+  }
 }

@@ -11,7 +11,7 @@ import segmentEndpoint, {
   type SegmentEndpointDecorator,
   type SegmentEndpointOptions,
 } from '../../src/fastify.ts';
-import { createHandler, createServer, silentLogger } from '../../src/index.ts';
+import { createHandler, silentLogger } from '../../src/index.ts';
 import { basic, countdown, testCert, waitUntil } from '../helpers.ts';
 import {
   type Answer,
@@ -22,6 +22,7 @@ import {
   mismatches,
   runCases,
   sendTo,
+  standaloneAnswers,
 } from './cases.ts';
 
 /** A fastify app with the endpoint at `prefix`, and `/status` of its own. */
@@ -44,24 +45,6 @@ const injectInto =
     const res = await app.inject({ method: c.method as 'POST', url, headers: c.headers, payload: c.body });
     return { status: res.statusCode, body: res.body };
   };
-
-/** The standalone server's answers: what every host is compared with. */
-async function standaloneAnswers(): Promise<Map<string, Answer>> {
-  const { cert, key } = testCert();
-  const endpoint = createServer({
-    ...caseOptions(),
-    tls: { cert, key },
-    host: '127.0.0.1',
-    port: 0,
-    log: silentLogger,
-  });
-  const url = await endpoint.listen();
-  try {
-    return await runCases(sendTo(new URL(url).origin));
-  } finally {
-    await endpoint.close();
-  }
-}
 
 const event = (messageId: string, type = 'track') =>
   JSON.stringify({ type, event: 'Signed Up', userId: 'u1', messageId });
