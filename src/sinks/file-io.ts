@@ -1,4 +1,4 @@
-import { close, fdatasync, fstat, ftruncate, open, read, write } from 'node:fs';
+import { close, fdatasync, fstat, fsync, ftruncate, open, read, write } from 'node:fs';
 
 /**
  * The file operations the default store makes, on raw descriptors: node's `fs` unless told otherwise.
@@ -12,6 +12,8 @@ export interface StoreIo {
   /** Reads at `position`; resolves with the bytes read. */
   read(fd: number, into: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   fdatasync(fd: number): Promise<void>;
+  /** Makes the names in `dir` durable (fsync of the directory): a file created or renamed in it survives a crash. */
+  syncDirectory(dir: string): Promise<void>;
   ftruncate(fd: number, length: number): Promise<void>;
   fstat(fd: number): Promise<{ readonly size: number }>;
   close(fd: number): Promise<void>;
@@ -31,6 +33,14 @@ export const nodeIo: StoreIo = {
   read: (fd, into, offset, length, position) =>
     call((done) => read(fd, into, offset, length, position, done)),
   fdatasync: (fd) => call<void>((done) => fdatasync(fd, (err) => done(err, undefined))),
+  syncDirectory: async (dir) => {
+    const fd = await call<number>((done) => open(dir, 'r', done));
+    try {
+      await call<void>((done) => fsync(fd, (err) => done(err, undefined)));
+    } finally {
+      await call<void>((done) => close(fd, (err) => done(err, undefined)));
+    }
+  },
   ftruncate: (fd, length) => call<void>((done) => ftruncate(fd, length, (err) => done(err, undefined))),
   fstat: (fd) => call((done) => fstat(fd, done)),
   close: (fd) => call<void>((done) => close(fd, (err) => done(err, undefined))),

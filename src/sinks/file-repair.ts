@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import { type StoreIo, writeAll } from './file-io.ts';
 
 // Start-up repair. Run time never leaves a partial line behind a good one (a failed write is cut off),
@@ -47,6 +48,8 @@ export async function setAsideTornTail(io: StoreIo, file: string): Promise<TornL
     } finally {
       await io.close(aside);
     }
+    // The fragment's new file, its name included, is durable before the original loses it.
+    await io.syncDirectory(dirname(file));
     await io.ftruncate(fd, keep);
     await io.fdatasync(fd);
     return { file, movedTo, bytes: fragment.length };

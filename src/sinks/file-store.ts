@@ -191,6 +191,10 @@ export class NdjsonStore {
     let size: number;
     try {
       ({ size } = await this.#io.fstat(fd));
+      // The file may have just been created: its name is made durable before any event in it is
+      // acknowledged (POSIX does not promise it survives a crash because the file was synced). Once a
+      // file, a day and a process: no cost an event.
+      await this.#io.syncDirectory(this.dir);
     } catch (err) {
       await this.#io.close(fd).catch(() => {});
       throw err;

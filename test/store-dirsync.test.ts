@@ -1,0 +1,72 @@
+// A file's directory entry is made durable before anything in it is acknowledged (issue 14): POSIX does
+// not promise that a new file survives a crash because the file itself was synced. The store syncs the
+// directory after it creates a day's file, and repair syncs it after it creates a `.torn` file and
+// before it cuts the original: a crash then loses neither the file nor the fragment set aside.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { after, test } from 'node:test';
+import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
+import { NdjsonStore } from '../src/sinks/file-store.ts';
+
+const dirs: string[] = [];
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** node's fs, with every call that changes what is on disk written down in order. */
+function recording(): { io: StoreIo; calls: string[] } {
+  const calls: string[] = [];
+  const names = new Map<number, string>();
+  const io: StoreIo = {
+    ...nodeIo,
+    async open(path, flags) {
+      const fd = await nodeIo.open(path, flags);
+      names.set(fd, basename(path));
+      calls.push(`open ${basename(path)}`);
+      return fd;
+    },
+    async fdatasync(fd) {
+      await nodeIo.fdatasync(fd);
+      calls.push(`fdatasync ${names.get(fd)}`);
+    },
+    async ftruncate(fd, length) {
+      await nodeIo.ftruncate(fd, length);
+      calls.push(`ftruncate ${names.get(fd)}`);
+    },
+    async syncDirectory(dir) {
+      await nodeIo.syncDirectory(dir);
+      calls.push(`syncDirectory ${basename(dir)}`);
+    },
+  };
+  return { io, calls };
+}
+
+test("a day's new file: its directory is synced before the first event in it is acknowledged", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(dir);
+  const { io, calls } = recording();
+  const store = await NdjsonStore.open(dir, { io });
+  await store.append({ event: 1 });
+  calls.push('acknowledged');
+  await store.close();
+  const file = calls.find((c) => c.startsWith('open events-')) as string;
+  const opened = calls.indexOf(file);
+  const synced = calls.indexOf(`syncDirectory ${basename(dir)}`);
+  assert.ok(opened !== -1 && synced > opened, calls.join('\n'));
+  assert.ok(synced < calls.indexOf('acknowledged'), calls.join('\n'));
+});
+
+test('repair: the directory is synced after the .torn file is made and before the original is cut', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(dir);
+  writeFileSync(join(dir, 'events-2026-01-01.ndjson'), '{"a":1}\n{"b":');
+  const { io, calls } = recording();
+  const store = await NdjsonStore.open(dir, { io });
+  await store.close();
+  const torn = calls.indexOf('fdatasync events-2026-01-01.ndjson.torn');
+  const synced = calls.indexOf(`syncDirectory ${basename(dir)}`, torn);
+  const cut = calls.indexOf('ftruncate events-2026-01-01.ndjson');
+  assert.ok(torn !== -1 && synced > torn && cut > synced, calls.join('\n'));
+});
