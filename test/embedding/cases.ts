@@ -3,7 +3,9 @@
 // answer the contract calls for; `runCases` sends them through a host and collects what it answered, for
 // a test to compare with the expectations and with the standalone server's own answers.
 import { createHash } from 'node:crypto';
-import { request } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, request } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { createServer, type HandlerOptions, silentLogger } from '../../src/index.ts';
 import { testCert } from '../helpers.ts';
 
@@ -232,5 +234,20 @@ export async function standaloneAnswers(seen: string[] = []): Promise<Map<string
     return await runCases(sendTo(new URL(url).origin));
   } finally {
     await endpoint.close();
+  }
+}
+
+/** Serves a `(req, res)` app (express's, Koa's callback) over HTTPS on a free port for the length of `use`. */
+export async function served(
+  app: (req: IncomingMessage, res: ServerResponse) => void,
+  use: (origin: string) => Promise<void>,
+): Promise<void> {
+  const server = createHttpsServer(testCert(), app);
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  try {
+    await use(`https://localhost:${(server.address() as AddressInfo).port}`);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((closed) => server.close(closed));
   }
 }

@@ -2,8 +2,6 @@
 // express.json() and in front of it. Every host answers as the standalone server does, byte for byte;
 // with a body parser in front, its refusals (bad JSON, too large) are our JSON refusals too.
 import assert from 'node:assert/strict';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import express, { type Express } from 'express';
 import segmentEndpoint from '../../src/express.ts';
@@ -18,6 +16,7 @@ import {
   mismatches,
   runCases,
   sendTo,
+  served,
 } from './cases.ts';
 
 let standalone: EndpointServer;
@@ -37,18 +36,6 @@ before(async () => {
 });
 
 after(() => standalone.close());
-
-/** Serves `app` over HTTPS on a free port for the length of `use`. */
-async function served(app: Express, use: (origin: string) => Promise<void>): Promise<void> {
-  const server = createHttpsServer(testCert(), app);
-  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
-  try {
-    await use(`https://localhost:${(server.address() as AddressInfo).port}`);
-  } finally {
-    server.closeAllConnections();
-    await new Promise((closed) => server.close(closed));
-  }
-}
 
 const options = (seen: string[] = []) => ({ ...caseOptions(seen), log: silentLogger });
 

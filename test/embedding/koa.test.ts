@@ -1,13 +1,11 @@
 // The contract cases through Koa 3 over real TLS, with the README's snippet: a prefix check, the
 // prefix cut from the URL (Koa's core has no mount), `ctx.respond = false` and the (req, res) handler.
 import assert from 'node:assert/strict';
-import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import Koa from 'koa';
 import { createHandler, createServer, type EndpointHandler, silentLogger } from '../../src/index.ts';
 import { testCert } from '../helpers.ts';
-import { CASE_KEY, caseOptions, fingerprint, mismatches, runCases, sendTo } from './cases.ts';
+import { CASE_KEY, caseOptions, fingerprint, mismatches, runCases, sendTo, served } from './cases.ts';
 
 /** The README's Koa snippet, word for word but for the names. */
 function koaApp(segment: EndpointHandler): Koa {
@@ -25,23 +23,15 @@ function koaApp(segment: EndpointHandler): Koa {
   return app;
 }
 
-async function served(app: Koa, use: (origin: string) => Promise<void>): Promise<void> {
-  const server = createHttpsServer(testCert(), app.callback());
-  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
-  try {
-    await use(`https://localhost:${(server.address() as AddressInfo).port}`);
-  } finally {
-    server.closeAllConnections();
-    await new Promise((closed) => server.close(closed));
-  }
-}
-
 test('Koa: the contract cases answer as the standalone server does, byte for byte', async () => {
   const seen: string[] = [];
   let answers = new Map();
-  await served(koaApp(createHandler({ ...caseOptions(seen), log: silentLogger })), async (origin) => {
-    answers = await runCases(sendTo(origin, '/segment'));
-  });
+  await served(
+    koaApp(createHandler({ ...caseOptions(seen), log: silentLogger })).callback(),
+    async (origin) => {
+      answers = await runCases(sendTo(origin, '/segment'));
+    },
+  );
   assert.deepEqual(mismatches(answers), []);
   assert.equal(seen.filter((id) => id === 'c-1').length, 1, 'the duplicate was not handled again');
 
@@ -64,7 +54,7 @@ test('Koa: the contract cases answer as the standalone server does, byte for byt
 
 test('Koa: the rest of the app is untouched; a query string and drain() reach the handler', async () => {
   const segment = createHandler({ ...caseOptions(), log: silentLogger });
-  await served(koaApp(segment), async (origin) => {
+  await served(koaApp(segment).callback(), async (origin) => {
     const send = sendTo(origin);
     const get = (path: string) => ({ name: path, path, method: 'GET', headers: {}, status: 0 });
     assert.deepEqual(await send(get('/')), { status: 200, body: 'the partner app' });
