@@ -1,5 +1,5 @@
-import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { nodeIo, type StoreIo, writeAll } from '../sinks/file-io.ts';
 import { Mark } from './mark.ts';
 
 // Where a reader is in each store file, kept in a file so that a reader started again carries on:
@@ -23,13 +23,15 @@ const SAVE_EVERY_MS = 1000;
  */
 export class Positions {
   readonly #path: string | undefined;
+  readonly #io: StoreIo;
   readonly #files: Map<string, Mark>;
   /** Changed since the last save (or never saved). */
   #unsaved: boolean;
   #savedAt = 0;
 
-  private constructor(path: string | undefined, files: Map<string, Mark>, unsaved: boolean) {
+  private constructor(path: string | undefined, io: StoreIo, files: Map<string, Mark>, unsaved: boolean) {
     this.#path = path;
+    this.#io = io;
     this.#files = files;
     this.#unsaved = unsaved;
   }
@@ -37,18 +39,19 @@ export class Positions {
   /**
    * The positions `path` holds, or none for a file that does not exist yet (it is created at the first
    * save); without `path`, every file from its start and nothing saved. Rejects with a CheckpointError.
+   * `io`: the file operations, node's `fs` unless a test gives its own.
    */
-  static async load(path: string | undefined): Promise<Positions> {
-    if (path === undefined) return new Positions(undefined, new Map(), false);
+  static async load(path: string | undefined, io: StoreIo = nodeIo): Promise<Positions> {
+    if (path === undefined) return new Positions(undefined, io, new Map(), false);
     let text: string;
     try {
-      text = await readFile(path, 'utf8');
+      text = await readText(io, path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return new Positions(path, new Map(), true);
+      if (code === 'ENOENT') return new Positions(path, io, new Map(), true);
       throw new CheckpointError(`cannot read the checkpoint ${path}: ${(err as Error).message}`);
     }
-    return new Positions(path, parseCheckpoint(path, text), false);
+    return new Positions(path, io, parseCheckpoint(path, text), false);
   }
 
   get(file: string): Mark {
@@ -71,7 +74,7 @@ export class Positions {
     if (this.#path === undefined || !this.#unsaved) return;
     const files = Object.fromEntries([...this.#files].sort(([a], [b]) => (a < b ? -1 : 1)));
     try {
-      await replaceFile(this.#path, `${JSON.stringify({ files }, null, 2)}\n`);
+      await replaceFile(this.#io, this.#path, `${JSON.stringify({ files }, null, 2)}\n`);
     } catch (err) {
       throw new CheckpointError(`cannot write the checkpoint ${this.#path}: ${(err as Error).message}`);
     }
@@ -118,23 +121,36 @@ function toMark(entry: unknown): Mark | undefined {
 }
 
 /** Replaces `path` with `text` atomically and durably (temp file, fsync, rename, fsync the directory). */
-async function replaceFile(path: string, text: string): Promise<void> {
+async function replaceFile(io: StoreIo, path: string, text: string): Promise<void> {
   // One fixed temp name: a crash between write and rename leaves it behind, and the next save reuses it.
   const temp = `${path}.tmp`;
-  const file = await open(temp, 'w');
+  const fd = await io.open(temp, 'w');
   try {
-    await file.writeFile(text);
-    await file.sync();
+    await writeAll(io, fd, Buffer.from(text));
+    await io.fdatasync(fd);
   } finally {
-    await file.close();
+    await io.close(fd);
   }
-  await rename(temp, path);
+  await io.rename(temp, path);
   // The rename is durable only once the directory is: without this a power cut could bring back the
   // checkpoint before it, and lines done since would be done again (allowed, but avoidable).
-  const dir = await open(dirname(path), 'r');
+  await io.syncDirectory(dirname(path));
+}
+
+/** The whole of a (small) file as UTF-8 text. */
+async function readText(io: StoreIo, path: string): Promise<string> {
+  const fd = await io.open(path, 'r');
   try {
-    await dir.sync();
+    const chunks: Buffer[] = [];
+    let position = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(64 * 1024);
+      const bytesRead = await io.read(fd, chunk, 0, chunk.length, position);
+      if (bytesRead === 0) return Buffer.concat(chunks).toString('utf8');
+      chunks.push(chunk.subarray(0, bytesRead));
+      position += bytesRead;
+    }
   } finally {
-    await dir.close();
+    await io.close(fd);
   }
 }

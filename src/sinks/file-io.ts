@@ -1,13 +1,33 @@
-import { close, fdatasync, fstat, fsync, ftruncate, open, read, write } from 'node:fs';
+import {
+  close,
+  fdatasync,
+  fstat,
+  fsync,
+  ftruncate,
+  mkdir,
+  open,
+  read,
+  readdir,
+  rename,
+  write,
+} from 'node:fs';
 
 /**
- * The file operations the default store makes, on raw descriptors: node's `fs` unless told otherwise.
- * A test gives its own to make a write fail or come up short (a full disk) without filling a disk.
+ * Every file operation the default store and the reader's checkpoint make, on raw descriptors: node's
+ * `fs` unless told otherwise. A test gives its own to make a write fail or come up short (a full disk)
+ * without filling a disk, or to write down every change and build the states a power cut could leave
+ * (test/crash-store.test.ts).
  */
 export interface StoreIo {
-  /** `'a'`: append, creating the file if needed; `'r+'`: read and write a file that exists. */
-  open(path: string, flags: 'a' | 'r+'): Promise<number>;
-  /** Writes at the end of a file opened with `'a'`; resolves with the bytes written, which may be fewer. */
+  /**
+   * `'a'`: append, creating the file if needed; `'r+'`: read and write a file that exists; `'r'`: read a
+   * file that exists; `'w'`: write from the start, creating the file or emptying it.
+   */
+  open(path: string, flags: 'a' | 'r+' | 'r' | 'w'): Promise<number>;
+  /**
+   * Writes at the end of a file opened with `'a'`, else where the last write ended; resolves with the
+   * bytes written, which may be fewer.
+   */
   write(fd: number, bytes: Uint8Array, offset: number, length: number): Promise<number>;
   /** Reads at `position`; resolves with the bytes read. */
   read(fd: number, into: Uint8Array, offset: number, length: number, position: number): Promise<number>;
@@ -17,6 +37,12 @@ export interface StoreIo {
   ftruncate(fd: number, length: number): Promise<void>;
   fstat(fd: number): Promise<{ readonly size: number }>;
   close(fd: number): Promise<void>;
+  /** Replaces `to` with `from` in one step (a crash leaves one or the other), once the directory is synced. */
+  rename(from: string, to: string): Promise<void>;
+  /** The names in `dir`. */
+  readdir(dir: string): Promise<string[]>;
+  /** Creates `dir` and its parents if missing. */
+  mkdir(dir: string): Promise<void>;
 }
 
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
@@ -44,6 +70,9 @@ export const nodeIo: StoreIo = {
   ftruncate: (fd, length) => call<void>((done) => ftruncate(fd, length, (err) => done(err, undefined))),
   fstat: (fd) => call((done) => fstat(fd, done)),
   close: (fd) => call<void>((done) => close(fd, (err) => done(err, undefined))),
+  rename: (from, to) => call<void>((done) => rename(from, to, (err) => done(err, undefined))),
+  readdir: (dir) => call((done) => readdir(dir, done)),
+  mkdir: (dir) => call<void>((done) => mkdir(dir, { recursive: true }, (err) => done(err, undefined))),
 };
 
 /** Writes all of `bytes`, however many calls that takes; rejects with the error of the call that failed. */

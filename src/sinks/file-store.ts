@@ -1,4 +1,3 @@
-import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nodeIo, type StoreIo, writeAll } from './file-io.ts';
 import { storeFile } from './file-names.ts';
@@ -233,11 +232,12 @@ export async function repairStore(
   dir: string,
   options: { readonly io?: StoreIo; readonly only?: (name: string) => boolean } = {},
 ): Promise<TornLine[]> {
-  await mkdir(dir, { recursive: true });
+  const io = options.io ?? nodeIo;
+  await io.mkdir(dir);
   const recovered: TornLine[] = [];
-  for (const name of (await readdir(dir)).sort()) {
+  for (const name of (await io.readdir(dir)).sort()) {
     if (storeFile(name) === undefined || options.only?.(name) === false) continue;
-    const torn = await setAsideTornTail(options.io ?? nodeIo, join(dir, name));
+    const torn = await setAsideTornTail(io, join(dir, name));
     if (torn !== undefined) recovered.push(torn);
   }
   return recovered;
