@@ -1,0 +1,226 @@
+import { createHash } from 'node:crypto';
+import type { ModelFs, Op } from './model-fs.ts';
+
+// The crash-state explorer, the technique of ALICE (Pillai et al., OSDI 2014) and CrashMonkey (Mohan et
+// al., OSDI 2018) applied to this project's files: from the trace a workload left in a ModelFs, every
+// state of the disk that a power cut after any of its operations could leave, under this model of
+// ext4 (data=ordered, the default) and xfs:
+// - A file keeps every change its last fdatasync covered. Of its later changes it keeps a prefix, in the
+//   order they were made, and the first change it does not keep whole, if a write, may be torn: cut after
+//   any byte, or grown to its full size with zeros where its bytes did not reach the disk.
+// - The directory keeps every creation and rename its last fsync covered. Of later ones it keeps a prefix
+//   (both file systems journal them in order). A file's own fdatasync does not make its name durable.
+// Not modelled: a later write of a file kept while an earlier unsynced write of the same file is lost
+// (a hole). Files are independent of one another: each may keep more or less than the others.
+
+export interface CrashState {
+  /** How many operations of the trace were made before the power went. */
+  readonly at: number;
+  readonly files: ReadonlyMap<string, Buffer>;
+  /** The workload's marks made before the crash: the answers it had given. */
+  readonly marks: ReadonlySet<string>;
+  /** What the crash lost, in words. */
+  readonly lost: readonly string[];
+}
+
+export interface Violation {
+  readonly state: CrashState;
+  readonly problem: string;
+}
+
+/**
+ * Runs `check` (recovery, then the invariants) on every distinct crash state of `fs`'s trace, or until
+ * `stopAfter` of them have failed.
+ */
+export async function explore(
+  fs: ModelFs,
+  check: (state: CrashState) => Promise<string | undefined>,
+  stopAfter = Number.POSITIVE_INFINITY,
+): Promise<{ readonly states: number; readonly violations: readonly Violation[] }> {
+  let states = 0;
+  const violations: Violation[] = [];
+  for (const state of crashStates(fs)) {
+    states++;
+    const problem = await check(state).catch((err: Error) => `recovery threw ${err.stack ?? err}`);
+    if (problem !== undefined) violations.push({ state, problem });
+    if (violations.length >= stopAfter) break;
+  }
+  return { states, violations };
+}
+
+/** Every distinct state (files and marks) a power cut could leave, crash point by crash point. */
+export function* crashStates(fs: ModelFs): Generator<CrashState> {
+  const seen = new Set<string>();
+  for (let at = 0; at <= fs.trace.length; at++) {
+    const ops = fs.trace.slice(0, at);
+    const marks = new Set(ops.flatMap((op) => (op.kind === 'mark' ? [op.label] : [])));
+    for (const dir of directoryChoices(fs, ops)) {
+      const entries = [...dir.names];
+      const perFile = entries.map(([name, ino]) => dataChoices(fs, ops, ino, name));
+      for (const pick of product(perFile)) {
+        const files = new Map(entries.map(([name], i) => [name, (pick[i] as Choice).bytes]));
+        const key = stateKey(files, marks);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const lost = [...dir.lost, ...pick.flatMap((choice) => (choice.lost ? [choice.lost] : []))];
+        yield { at, files, marks, lost };
+      }
+    }
+  }
+}
+
+/** How a state came about, for a test's failure message. */
+export function describeState(fs: ModelFs, state: CrashState): string {
+  const last = state.at === 0 ? 'none' : opText(fs, fs.trace[state.at - 1] as Op);
+  const files = [...state.files].map(([name, bytes]) => `${name} (${bytes.length} bytes)`);
+  return [
+    `power cut after operation ${state.at} of ${fs.trace.length} (the last made: ${last})`,
+    `  lost: ${state.lost.length === 0 ? 'nothing' : state.lost.join('; ')}`,
+    `  left: ${files.join(', ') || 'no files'}`,
+    `  answers given: ${[...state.marks].join(' ') || 'none'}`,
+  ].join('\n');
+}
+
+interface Choice {
+  readonly bytes: Buffer;
+  readonly lost?: string;
+}
+
+type DataOp = Extract<Op, { kind: 'write' | 'truncate' }>;
+
+function directoryChoices(fs: ModelFs, ops: readonly Op[]) {
+  const synced = lastIndex(ops, (op) => op.kind === 'syncdir');
+  const names = new Map(fs.initialNames);
+  const pending: Array<Extract<Op, { kind: 'create' | 'rename' }>> = [];
+  ops.forEach((op, i) => {
+    if (op.kind !== 'create' && op.kind !== 'rename') return;
+    if (i < synced) applyDirectoryOp(names, op);
+    else pending.push(op);
+  });
+  const choices: Array<{ names: Map<string, number>; lost: string[] }> = [];
+  for (let kept = 0; kept <= pending.length; kept++) {
+    const lost = pending
+      .slice(kept)
+      .map((op) =>
+        op.kind === 'create'
+          ? `the directory entry of ${op.name} (created, not synced)`
+          : `the rename of ${op.from} to ${op.to} (not synced)`,
+      );
+    choices.push({ names: new Map(names), lost });
+    if (kept < pending.length) applyDirectoryOp(names, pending[kept] as Op);
+  }
+  return choices;
+}
+
+function applyDirectoryOp(names: Map<string, number>, op: Op): void {
+  if (op.kind === 'create') names.set(op.name, op.ino);
+  if (op.kind === 'rename') {
+    names.set(op.to, names.get(op.from) as number);
+    names.delete(op.from);
+  }
+}
+
+function dataChoices(fs: ModelFs, ops: readonly Op[], ino: number, name: string): Choice[] {
+  const synced = lastIndex(ops, (op) => op.kind === 'sync' && op.ino === ino);
+  let bytes = fs.initialData.get(ino) ?? Buffer.alloc(0);
+  const pending: DataOp[] = [];
+  ops.forEach((op, i) => {
+    if ((op.kind !== 'write' && op.kind !== 'truncate') || op.ino !== ino) return;
+    if (i < synced) bytes = applyDataOp(bytes, op);
+    else pending.push(op);
+  });
+  const choices: Choice[] = [];
+  for (let kept = 0; kept <= pending.length; kept++) {
+    const lost = `${name}: ${pending.length - kept} of its ${pending.length} unsynced changes`;
+    choices.push({ bytes, ...(kept < pending.length && { lost }) });
+    const next = pending[kept];
+    if (next === undefined) break;
+    if (next.kind === 'write') {
+      for (const [torn, how] of tears(next)) {
+        choices.push({ bytes: applyDataOp(bytes, torn), lost: `${lost}, the first of them ${how}` });
+      }
+    }
+    bytes = applyDataOp(bytes, next);
+  }
+  return choices;
+}
+
+/**
+ * The ways a write can reach the disk in part: cut after each of its bytes, or grown to its full size
+ * with zeros after none, half or each line of its bytes (pages written, the size journaled, not the rest).
+ */
+function tears(write: Extract<Op, { kind: 'write' }>): Array<[DataOp, string]> {
+  const length = write.bytes.length;
+  const torn: Array<[DataOp, string]> = [];
+  for (let cut = 1; cut < length; cut++) {
+    const bytes = write.bytes.subarray(0, cut);
+    torn.push([{ ...write, bytes }, `(a write of ${length} bytes) torn after ${cut}`]);
+  }
+  const lineEnds = [...write.bytes.entries()].flatMap(([i, byte]) => (byte === 0x0a ? [i + 1] : []));
+  for (const real of new Set([0, Math.floor(length / 2), ...lineEnds])) {
+    if (real >= length) continue;
+    const bytes = Buffer.concat([write.bytes.subarray(0, real), Buffer.alloc(length - real)]);
+    torn.push([{ ...write, bytes }, `(a write of ${length} bytes) grown to its size, zeros after ${real}`]);
+  }
+  return torn;
+}
+
+function applyDataOp(bytes: Buffer, op: DataOp): Buffer {
+  if (op.kind === 'truncate') {
+    const next = Buffer.alloc(op.length);
+    bytes.copy(next, 0, 0, Math.min(op.length, bytes.length));
+    return next;
+  }
+  const next = Buffer.alloc(Math.max(bytes.length, op.offset + op.bytes.length));
+  bytes.copy(next);
+  op.bytes.copy(next, op.offset);
+  return next;
+}
+
+function lastIndex(ops: readonly Op[], matches: (op: Op) => boolean): number {
+  for (let i = ops.length - 1; i >= 0; i--) if (matches(ops[i] as Op)) return i;
+  return -1;
+}
+
+function* product<T>(lists: readonly (readonly T[])[]): Generator<T[]> {
+  const at = lists.map(() => 0);
+  for (;;) {
+    yield lists.map((list, i) => list[at[i] as number] as T);
+    let i = lists.length - 1;
+    while (i >= 0 && (at[i] as number) + 1 >= (lists[i] as T[]).length) at[i--] = 0;
+    if (i < 0) return;
+    at[i] = (at[i] as number) + 1;
+  }
+}
+
+function stateKey(files: ReadonlyMap<string, Buffer>, marks: ReadonlySet<string>): string {
+  const hash = createHash('sha256');
+  for (const [name, bytes] of [...files].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    hash.update(`${name}\0${bytes.length}\0`).update(bytes);
+  }
+  return `${hash.digest('hex')} ${marks.size}`;
+}
+
+function opText(fs: ModelFs, op: Op): string {
+  const nameOf = (ino: number) => {
+    for (const [name, known] of fs.names) if (known === ino) return name;
+    const created = fs.trace.find((o) => o.kind === 'create' && o.ino === ino);
+    return created?.kind === 'create' ? created.name : `inode ${ino}`;
+  };
+  switch (op.kind) {
+    case 'create':
+      return `create ${op.name}`;
+    case 'rename':
+      return `rename ${op.from} to ${op.to}`;
+    case 'syncdir':
+      return 'fsync of the directory';
+    case 'write':
+      return `write of ${op.bytes.length} bytes at ${op.offset} to ${nameOf(op.ino)}`;
+    case 'truncate':
+      return `truncate ${nameOf(op.ino)} to ${op.length}`;
+    case 'sync':
+      return `fdatasync of ${nameOf(op.ino)}`;
+    case 'mark':
+      return `answer ${op.label}`;
+  }
+}
