@@ -15,31 +15,26 @@ export interface TornLine {
   readonly bytes: number;
 }
 
-/** Moves a partial last line (no closing newline) out of `file`; `undefined` if the file ends cleanly. */
-export async function setAsideTornTail(io: StoreIo, file: string): Promise<TornLine | undefined> {
+/**
+ * The most bytes of lines one group commit writes (more only when one line alone is longer): all that a
+ * power cut can leave unsynced in a store file, since a commit is synced before the next is written.
+ */
+export const COMMIT_MAX_BYTES = 1024 * 1024; // 1 MiB
+
+/**
+ * Moves what follows the last whole line out of `file`: a partial last line (no closing newline), or,
+ * within its last `scan` bytes (and the line they start in), everything from the first line that holds
+ * a zero byte, which no line the store writes does: a hole a power cut left where one write of the last
+ * commit reached the disk and an earlier one did not. `undefined` if the file ends cleanly.
+ */
+export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Promise<TornLine | undefined> {
   const fd = await io.open(file, 'r+');
   try {
     const { size } = await io.fstat(fd);
-    let end = size;
-    const last = Buffer.alloc(1);
-    if (size === 0 || ((await io.read(fd, last, 0, 1, size - 1)) === 1 && last[0] === NEWLINE)) {
-      return undefined;
-    }
-    // Walk back to the newline that closes the last whole line (or to the start of the file).
-    let keep = 0;
-    const chunk = Buffer.alloc(TAIL_CHUNK);
-    while (end > 0) {
-      const start = Math.max(0, end - TAIL_CHUNK);
-      const bytesRead = await io.read(fd, chunk, 0, end - start, start);
-      const at = chunk.subarray(0, bytesRead).lastIndexOf(NEWLINE);
-      if (at !== -1) {
-        keep = start + at + 1;
-        break;
-      }
-      end = start;
-    }
+    const keep = await wholeLinesEnd(io, fd, size, scan);
+    if (keep === size) return undefined;
     const fragment = Buffer.alloc(size - keep);
-    await io.read(fd, fragment, 0, fragment.length, keep);
+    await readAt(io, fd, fragment, keep);
     const movedTo = `${file}.torn`;
     const aside = await io.open(movedTo, 'a');
     try {
@@ -55,5 +50,44 @@ export async function setAsideTornTail(io: StoreIo, file: string): Promise<TornL
     return { file, movedTo, bytes: fragment.length };
   } finally {
     await io.close(fd);
+  }
+}
+
+/** Where the whole lines of a file of `size` bytes end (see setAsideTornTail). */
+async function wholeLinesEnd(io: StoreIo, fd: number, size: number, scan: number): Promise<number> {
+  if (scan > 0 && size > 0) {
+    const from = await lineStart(io, fd, Math.max(0, size - scan));
+    const tail = Buffer.alloc(size - from);
+    await readAt(io, fd, tail, from);
+    const zero = tail.indexOf(0);
+    if (zero !== -1) return from + tail.lastIndexOf(NEWLINE, zero) + 1;
+    return tail.at(-1) === NEWLINE ? size : from + tail.lastIndexOf(NEWLINE) + 1;
+  }
+  const last = Buffer.alloc(1);
+  if (size === 0 || ((await io.read(fd, last, 0, 1, size - 1)) === 1 && last[0] === NEWLINE)) return size;
+  return lineStart(io, fd, size);
+}
+
+/** The start of the line that holds byte `at`: just past the last newline before it, or 0. */
+async function lineStart(io: StoreIo, fd: number, at: number): Promise<number> {
+  const chunk = Buffer.alloc(TAIL_CHUNK);
+  let end = at;
+  while (end > 0) {
+    const start = Math.max(0, end - TAIL_CHUNK);
+    const bytesRead = await io.read(fd, chunk, 0, end - start, start);
+    const newline = chunk.subarray(0, bytesRead).lastIndexOf(NEWLINE);
+    if (newline !== -1) return start + newline + 1;
+    end = start;
+  }
+  return 0;
+}
+
+/** Fills `into` with the file's bytes from `position`, however many reads that takes. */
+async function readAt(io: StoreIo, fd: number, into: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < into.length) {
+    const bytesRead = await io.read(fd, into, done, into.length - done, position + done);
+    if (bytesRead === 0) throw Object.assign(new Error('the file ended early'), { code: 'EIO' });
+    done += bytesRead;
   }
 }

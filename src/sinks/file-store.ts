@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { nodeIo, type StoreIo, writeAll } from './file-io.ts';
-import { storeFile } from './file-names.ts';
-import { setAsideTornTail, type TornLine } from './file-repair.ts';
+import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
+import { COMMIT_MAX_BYTES, setAsideTornTail, type TornLine } from './file-repair.ts';
 
 export { type StoredRecord, storeHandlers } from './file-records.ts';
 export type { TornLine } from './file-repair.ts';
@@ -133,12 +133,19 @@ export class NdjsonStore {
     while (this.#queue.length > 0) {
       const batch = this.#queue;
       this.#queue = [];
-      // Records are grouped by file in arrival order; a batch spans two files only at midnight UTC.
+      // Records are grouped by file in arrival order (a batch spans two files only at midnight UTC), and
+      // a commit carries at most COMMIT_MAX_BYTES (a UTF-16 unit is at most 3 bytes of UTF-8), the most
+      // that start-up repair looks through after a power cut.
       let start = 0;
       while (start < batch.length) {
         const file = (batch[start] as Pending).file;
         let end = start + 1;
-        while (end < batch.length && (batch[end] as Pending).file === file) end++;
+        let units = (batch[start] as Pending).line.length;
+        while (end < batch.length && (batch[end] as Pending).file === file) {
+          units += (batch[end] as Pending).line.length;
+          if (units > COMMIT_MAX_BYTES / 3) break;
+          end++;
+        }
         await this.#commit(file, batch.slice(start, end));
         start = end;
       }
@@ -234,13 +241,27 @@ export async function repairStore(
 ): Promise<TornLine[]> {
   const io = options.io ?? nodeIo;
   await io.mkdir(dir);
+  const files: StoreFile[] = [];
+  for (const name of await io.readdir(dir)) {
+    const file = storeFile(name);
+    if (file !== undefined && options.only?.(name) !== false) files.push(file);
+  }
+  const recent = lastTwoDays(files);
   const recovered: TornLine[] = [];
-  for (const name of (await io.readdir(dir)).sort()) {
-    if (storeFile(name) === undefined || options.only?.(name) === false) continue;
-    const torn = await setAsideTornTail(io, join(dir, name));
+  for (const file of files.sort(inReadingOrder)) {
+    // Only a file the store may have been writing when the power went can hold an unsynced commit.
+    const scan = recent.has(file) ? COMMIT_MAX_BYTES : 0;
+    const torn = await setAsideTornTail(io, join(dir, file.name), scan);
     if (torn !== undefined) recovered.push(torn);
   }
   return recovered;
+}
+
+/** Each writer's (each worker's) files of its last two days: today's and, just after midnight, yesterday's. */
+function lastTwoDays(files: readonly StoreFile[]): Set<StoreFile> {
+  const byWriter = new Map<number, StoreFile[]>();
+  for (const file of files) byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
+  return new Set([...byWriter.values()].flatMap((own) => own.sort(inReadingOrder).slice(-2)));
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;

@@ -130,6 +130,7 @@ function dataChoices(fs: ModelFs, ops: readonly Op[], ino: number, name: string)
     else pending.push(op);
   });
   const choices: Choice[] = [];
+  const prefixes = [bytes];
   for (let kept = 0; kept <= pending.length; kept++) {
     const lost = `${name}: ${pending.length - kept} of its ${pending.length} unsynced changes`;
     choices.push({ bytes, ...(kept < pending.length && { lost }) });
@@ -141,8 +142,38 @@ function dataChoices(fs: ModelFs, ops: readonly Op[], ino: number, name: string)
       }
     }
     bytes = applyDataOp(bytes, next);
+    prefixes.push(bytes);
+  }
+  // Out of order: bytes the unsynced writes put in the file kept while earlier ones are not.
+  if (pending.length > 0 && pending.every((op) => op.kind === 'write')) {
+    const from = Math.min(...pending.map((op) => (op as Extract<Op, { kind: 'write' }>).offset));
+    for (let kept = 1; kept <= pending.length; kept++) {
+      for (const [hole, start, end] of holes(prefixes[kept] as Buffer, from)) {
+        const lost = `${name}: of its first ${kept} unsynced writes, bytes ${start} to ${end} (zeros)`;
+        choices.push({ bytes: hole, lost });
+      }
+    }
   }
   return choices;
+}
+
+/**
+ * `bytes` with a hole of zeros at `from` or later that something after it survived: between any two of
+ * `from`, the byte after it, the middle, and the line starts after `from`.
+ */
+function holes(bytes: Buffer, from: number): Array<[Buffer, number, number]> {
+  const bounds = new Set([from, from + 1, Math.floor((from + bytes.length) / 2)]);
+  for (let i = from; i < bytes.length - 1; i++) if (bytes[i] === 0x0a) bounds.add(i + 1);
+  const sorted = [...bounds].filter((at) => at < bytes.length).sort((a, b) => a - b);
+  const out: Array<[Buffer, number, number]> = [];
+  for (const [i, start] of sorted.entries()) {
+    for (const end of sorted.slice(i + 1)) {
+      const hole = Buffer.from(bytes);
+      hole.fill(0, start, end);
+      out.push([hole, start, end]);
+    }
+  }
+  return out;
 }
 
 /**

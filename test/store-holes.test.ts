@@ -1,0 +1,92 @@
+// A power cut can keep a later part of the last group commit while an earlier part never reached the
+// disk: a hole of zeros before complete lines. Start-up repair looks through the last commit's worth of
+// the files the store may have been writing (each writer's last two days) and sets aside everything from
+// the first line holding a zero byte; a commit is capped so that this is all it needs to look through.
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { COMMIT_MAX_BYTES } from '../src/sinks/file-repair.ts';
+import { NdjsonStore, repairStore } from '../src/sinks/file-store.ts';
+import { tempDirs } from './helpers.ts';
+
+const tempDir = tempDirs('holes');
+const line = (n: number, pad = 20) => `${JSON.stringify({ n, pad: 'x'.repeat(pad) })}\n`;
+const hole = (bytes: number) => '\0'.repeat(bytes);
+
+test('a hole of zeros before complete lines: everything from its line on is set aside', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events-2026-11-30.ndjson');
+  const kept = line(1) + line(2);
+  const lost = `{"n":3,${hole(10)}"x"}\n${line(4)}`;
+  writeFileSync(file, kept + lost);
+  const [torn] = await repairStore(dir);
+  assert.equal(readFileSync(file, 'utf8'), kept);
+  assert.equal(torn?.bytes, lost.length);
+  assert.equal(readFileSync(`${file}.torn`, 'utf8'), `${lost}\n`);
+});
+
+test('a hole at the very start of a file: the file is emptied, the bytes set aside', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events-2026-11-30-w2.ndjson');
+  writeFileSync(file, hole(30) + line(1));
+  await repairStore(dir);
+  assert.equal(readFileSync(file, 'utf8'), '');
+});
+
+test('a hole inside one line longer than a commit is found: the look goes back to that line', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events-2026-11-30.ndjson');
+  const big = `{"n":2,"pad":"${hole(64)}${'y'.repeat(COMMIT_MAX_BYTES + 1000)}"}\n`;
+  writeFileSync(file, line(1) + big);
+  await repairStore(dir);
+  assert.equal(readFileSync(file, 'utf8'), line(1));
+});
+
+test('only the last commit is looked through: zeros further back are not the last commit', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events-2026-11-30.ndjson');
+  const old = `{"old":"${hole(4)}"}\n`;
+  const rest = line(1, 1000).repeat(Math.ceil(COMMIT_MAX_BYTES / 1000) + 10);
+  writeFileSync(file, old + rest);
+  assert.deepEqual(await repairStore(dir), []);
+  assert.equal(readFileSync(file, 'utf8'), old + rest);
+});
+
+test("only each writer's last two days are looked through; any file's partial last line is repaired", async () => {
+  const dir = tempDir();
+  const withHole = line(1) + hole(8) + line(2);
+  for (const day of ['2026-11-27', '2026-11-28', '2026-11-29']) {
+    writeFileSync(join(dir, `events-${day}.ndjson`), withHole);
+    writeFileSync(join(dir, `events-${day}-w1.ndjson`), withHole);
+  }
+  writeFileSync(join(dir, 'events-2026-11-26.ndjson'), `${line(1)}{"partial`);
+  const repaired = (await repairStore(dir)).map((torn) => torn.file.slice(dir.length + 1));
+  assert.deepEqual(repaired, [
+    'events-2026-11-26.ndjson',
+    'events-2026-11-28.ndjson',
+    'events-2026-11-28-w1.ndjson',
+    'events-2026-11-29.ndjson',
+    'events-2026-11-29-w1.ndjson',
+  ]);
+  assert.equal(readFileSync(join(dir, 'events-2026-11-27.ndjson'), 'utf8'), withHole);
+  assert.equal(readFileSync(join(dir, 'events-2026-11-26.ndjson'), 'utf8'), line(1));
+});
+
+test('a batch larger than a commit is written in several, each within the cap', async () => {
+  const dir = tempDir();
+  const store = await NdjsonStore.open(dir);
+  const at = new Date('2026-11-30T12:00:00Z');
+  const record = (n: number) => ({ n, pad: 'é'.repeat(10_000) }); // 20 kB of UTF-8 a line
+  const count = Math.ceil((3 * COMMIT_MAX_BYTES) / 20_000);
+  await Promise.all(Array.from({ length: count }, (_, n) => store.append(record(n), at)));
+  await store.close();
+  assert.equal(store.stats.records, count);
+  // Grouped: far fewer commits than events, yet every commit within the cap.
+  assert.ok(store.stats.commits >= 3 && store.stats.commits < count / 4, `${store.stats.commits} commits`);
+  const lines = readFileSync(join(dir, 'events-2026-11-30.ndjson'), 'utf8').trimEnd().split('\n');
+  assert.deepEqual(
+    lines.map((text) => JSON.parse(text).n),
+    Array.from({ length: count }, (_, n) => n),
+  );
+});
