@@ -1,5 +1,6 @@
-import { dirname } from 'node:path';
-import { type StoreIo, writeAll } from './file-io.ts';
+import { dirname, join } from 'node:path';
+import { nodeIo, type StoreIo, writeAll } from './file-io.ts';
+import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
 
 // Start-up repair. Run time never leaves a partial line behind a good one (a failed write is cut off),
 // so the only partial line a store file can hold is its last, left by a crash in the middle of a write.
@@ -90,4 +91,37 @@ async function readAt(io: StoreIo, fd: number, into: Buffer, position: number): 
     if (bytesRead === 0) throw Object.assign(new Error('the file ended early'), { code: 'EIO' });
     done += bytesRead;
   }
+}
+
+/**
+ * Sets aside the torn last line of every store file in `dir` (created if missing), or of those `only`
+ * accepts: what a crash in the middle of a write left. No process may be writing them meanwhile.
+ */
+export async function repairStore(
+  dir: string,
+  options: { readonly io?: StoreIo; readonly only?: (name: string) => boolean } = {},
+): Promise<TornLine[]> {
+  const io = options.io ?? nodeIo;
+  await io.mkdir(dir);
+  const files: StoreFile[] = [];
+  for (const name of await io.readdir(dir)) {
+    const file = storeFile(name);
+    if (file !== undefined && options.only?.(name) !== false) files.push(file);
+  }
+  const recent = lastTwoDays(files);
+  const recovered: TornLine[] = [];
+  for (const file of files.sort(inReadingOrder)) {
+    // Only a file the store may have been writing when the power went can hold an unsynced commit.
+    const scan = recent.has(file) ? COMMIT_MAX_BYTES : 0;
+    const torn = await setAsideTornTail(io, join(dir, file.name), scan);
+    if (torn !== undefined) recovered.push(torn);
+  }
+  return recovered;
+}
+
+/** Each writer's (each worker's) files of its last two days: today's and, just after midnight, yesterday's. */
+function lastTwoDays(files: readonly StoreFile[]): Set<StoreFile> {
+  const byWriter = new Map<number, StoreFile[]>();
+  for (const file of files) byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
+  return new Set([...byWriter.values()].flatMap((own) => own.sort(inReadingOrder).slice(-2)));
 }

@@ -1,10 +1,9 @@
 import { join } from 'node:path';
 import { nodeIo, type StoreIo, writeAll } from './file-io.ts';
-import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
-import { COMMIT_MAX_BYTES, setAsideTornTail, type TornLine } from './file-repair.ts';
+import { COMMIT_MAX_BYTES, repairStore, type TornLine } from './file-repair.ts';
 
 export { type StoredRecord, storeHandlers } from './file-records.ts';
-export type { TornLine } from './file-repair.ts';
+export { repairStore, type TornLine } from './file-repair.ts';
 
 /** The day's file being appended to. `size` is where its last whole line ends. */
 interface OpenFile {
@@ -229,39 +228,6 @@ export interface StoreOptions {
    * any worker starts (`repairStore`).
    */
   readonly worker?: number;
-}
-
-/**
- * Sets aside the torn last line of every store file in `dir` (created if missing), or of those `only`
- * accepts: what a crash in the middle of a write left. No process may be writing them meanwhile.
- */
-export async function repairStore(
-  dir: string,
-  options: { readonly io?: StoreIo; readonly only?: (name: string) => boolean } = {},
-): Promise<TornLine[]> {
-  const io = options.io ?? nodeIo;
-  await io.mkdir(dir);
-  const files: StoreFile[] = [];
-  for (const name of await io.readdir(dir)) {
-    const file = storeFile(name);
-    if (file !== undefined && options.only?.(name) !== false) files.push(file);
-  }
-  const recent = lastTwoDays(files);
-  const recovered: TornLine[] = [];
-  for (const file of files.sort(inReadingOrder)) {
-    // Only a file the store may have been writing when the power went can hold an unsynced commit.
-    const scan = recent.has(file) ? COMMIT_MAX_BYTES : 0;
-    const torn = await setAsideTornTail(io, join(dir, file.name), scan);
-    if (torn !== undefined) recovered.push(torn);
-  }
-  return recovered;
-}
-
-/** Each writer's (each worker's) files of its last two days: today's and, just after midnight, yesterday's. */
-function lastTwoDays(files: readonly StoreFile[]): Set<StoreFile> {
-  const byWriter = new Map<number, StoreFile[]>();
-  for (const file of files) byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
-  return new Set([...byWriter.values()].flatMap((own) => own.sort(inReadingOrder).slice(-2)));
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
