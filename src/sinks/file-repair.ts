@@ -3,7 +3,9 @@ import { nodeIo, type StoreIo, writeAll } from './file-io.ts';
 import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
 
 // Start-up repair. Run time never leaves a partial line behind a good one (a failed write is cut off),
-// so the only partial line a store file can hold is its last, left by a crash in the middle of a write.
+// so a crash can leave a partial line only in the last commit of a file: its last line cut short (kill -9
+// or a power cut in the middle of a write), or, after a power cut, a hole of zeros where part of the last
+// commit never reached the disk while a later part did.
 
 const NEWLINE = 0x0a;
 const TAIL_CHUNK = 64 * 1024; // 64 KiB read at a time, from the end, to find the last newline
