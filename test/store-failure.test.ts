@@ -163,6 +163,27 @@ describe('a store whose disk fills up', () => {
     await store.close();
     assert.deepEqual(fileLines(store.fileFor(nextDay)), { records: [event(2)], torn: 0, endsClean: true });
   });
+
+  test('a file closed with a partial line it could not cut is cut before this process writes to it again', async () => {
+    const { io, disk } = smallDisk(1000);
+    const store = await NdjsonStore.open(tempDir(), { io });
+    const nextDay = new Date(AT.getTime() + 24 * 60 * 60 * 1000);
+    await store.append(event(0), AT);
+    disk.truncateFails = true; // the cut after the failed write, and the one on moving to the next day
+    await assert.rejects(store.append(event(1), AT), { code: 'ENOSPC' });
+    disk.capacity = Number.POSITIVE_INFINITY;
+    await store.append(event(2), nextDay);
+    assert.equal(fileLines(store.fileFor(AT)).endsClean, false);
+    disk.truncateFails = false;
+    // A late event for the day before (midnight): its file is cut back first, or the event is refused.
+    await store.append(event(3), AT);
+    await store.close();
+    assert.deepEqual(fileLines(store.fileFor(AT)), {
+      records: [event(0), event(3)],
+      torn: 0,
+      endsClean: true,
+    });
+  });
 });
 
 describe('health while the store cannot write', () => {

@@ -39,6 +39,8 @@ export class NdjsonStore {
   #queue: Pending[] = [];
   #flushing: Promise<void> | undefined;
   #file: OpenFile | undefined;
+  /** Where the whole lines end in files closed with part of a line after them (their cut failed). */
+  readonly #unfinished = new Map<string, number>();
   #closed = false;
   #writable = true;
   #records = 0;
@@ -187,6 +189,7 @@ export class NdjsonStore {
     await this.#io.ftruncate(file.fd, file.size);
     await this.#io.fdatasync(file.fd);
     file.dirty = false;
+    this.#unfinished.delete(file.name);
   }
 
   async #open(name: string): Promise<OpenFile> {
@@ -204,7 +207,9 @@ export class NdjsonStore {
       await this.#io.close(fd).catch(() => {});
       throw err;
     }
-    this.#file = { name, fd, size, dirty: false };
+    // A file this process left with part of a line after its whole ones is cut before it is written.
+    const whole = this.#unfinished.get(name);
+    this.#file = { name, fd, size: whole ?? size, dirty: whole !== undefined };
     return this.#file;
   }
 
@@ -213,8 +218,9 @@ export class NdjsonStore {
     const file = this.#file;
     if (file === undefined) return;
     this.#file = undefined;
-    // If this cut fails the partial line stays last in its file, where start-up repair sets it aside.
-    if (file.dirty) await this.#cut(file).catch(() => {});
+    // If this cut fails the partial line stays last in its file: cut when this process opens the file
+    // again (a late event for the day before), or set aside by start-up repair.
+    if (file.dirty) await this.#cut(file).catch(() => this.#unfinished.set(file.name, file.size));
     await this.#io.close(file.fd);
   }
 }
