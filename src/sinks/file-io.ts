@@ -41,8 +41,8 @@ export interface StoreIo {
   rename(from: string, to: string): Promise<void>;
   /** The names in `dir`. */
   readdir(dir: string): Promise<string[]>;
-  /** Creates `dir` and its parents if missing. */
-  mkdir(dir: string): Promise<void>;
+  /** Creates `dir` and its parents if missing; resolves with the first directory it created, if any. */
+  mkdir(dir: string): Promise<string | undefined>;
 }
 
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
@@ -72,7 +72,7 @@ export const nodeIo: StoreIo = {
   close: (fd) => call<void>((done) => close(fd, (err) => done(err, undefined))),
   rename: (from, to) => call<void>((done) => rename(from, to, (err) => done(err, undefined))),
   readdir: (dir) => call((done) => readdir(dir, done)),
-  mkdir: (dir) => call<void>((done) => mkdir(dir, { recursive: true }, (err) => done(err, undefined))),
+  mkdir: (dir) => call((done) => mkdir(dir, { recursive: true }, done)),
 };
 
 /** Writes all of `bytes`, however many calls that takes; rejects with the error of the call that failed. */

@@ -104,7 +104,8 @@ export async function repairStore(
   options: { readonly io?: StoreIo; readonly only?: (name: string) => boolean } = {},
 ): Promise<TornLine[]> {
   const io = options.io ?? nodeIo;
-  await io.mkdir(dir);
+  const created = await io.mkdir(dir);
+  if (created !== undefined) await syncCreated(io, dir, created);
   const files: StoreFile[] = [];
   for (const name of await io.readdir(dir)) {
     const file = storeFile(name);
@@ -126,4 +127,17 @@ function lastTwoDays(files: readonly StoreFile[]): Set<StoreFile> {
   const byWriter = new Map<number, StoreFile[]>();
   for (const file of files) byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
   return new Set([...byWriter.values()].flatMap((own) => own.sort(inReadingOrder).slice(-2)));
+}
+
+/**
+ * Makes the directories mkdir created durable, from `created` down to `dir`: each one's entry is in its
+ * parent, and a first start's events must not vanish with their directory in a power cut.
+ */
+async function syncCreated(io: StoreIo, dir: string, created: string): Promise<void> {
+  const parents: string[] = [];
+  for (let at = dir; at !== dirname(at); at = dirname(at)) {
+    parents.unshift(dirname(at));
+    if (at === created) break;
+  }
+  for (const parent of parents) await io.syncDirectory(parent);
 }

@@ -7,11 +7,13 @@ import type { ModelFs, Op } from './model-fs.ts';
 // ext4 (data=ordered, the default) and xfs:
 // - A file keeps every change its last fdatasync covered. Of its later changes it keeps a prefix, in the
 //   order they were made, and the first change it does not keep whole, if a write, may be torn: cut after
-//   any byte, or grown to its full size with zeros where its bytes did not reach the disk.
+//   any byte, or grown to its full size with zeros where its bytes did not reach the disk. Or, out of
+//   order (xfs completes I/O out of order), a later part of those changes kept and an earlier part a hole
+//   of zeros.
 // - The directory keeps every creation and rename its last fsync covered. Of later ones it keeps a prefix
 //   (both file systems journal them in order). A file's own fdatasync does not make its name durable.
-// Not modelled: a later write of a file kept while an earlier unsynced write of the same file is lost
-// (a hole). Files are independent of one another: each may keep more or less than the others.
+//   A directory made during the trace may itself be lost until its parent is fsync'd.
+// Files are independent of one another: each may keep more or less than the others.
 
 export interface CrashState {
   /** How many operations of the trace were made before the power went. */
@@ -98,6 +100,11 @@ function directoryChoices(fs: ModelFs, ops: readonly Op[]) {
     else pending.push(op);
   });
   const choices: Array<{ names: Map<string, number>; lost: string[] }> = [];
+  // A directory made during the trace whose entry in its parent was not synced: gone, files and all.
+  const made = lastIndex(ops, (op) => op.kind === 'mkdir');
+  if (made !== -1 && lastIndex(ops, (op) => op.kind === 'syncparent') < made) {
+    choices.push({ names: new Map(), lost: ['the directory itself (created, its parent not synced)'] });
+  }
   for (let kept = 0; kept <= pending.length; kept++) {
     const lost = pending
       .slice(kept)
@@ -245,6 +252,10 @@ function opText(fs: ModelFs, op: Op): string {
       return `rename ${op.from} to ${op.to}`;
     case 'syncdir':
       return 'fsync of the directory';
+    case 'mkdir':
+      return 'mkdir of the directory';
+    case 'syncparent':
+      return "fsync of the directory's parent";
     case 'write':
       return `write of ${op.bytes.length} bytes at ${op.offset} to ${nameOf(op.ino)}`;
     case 'truncate':

@@ -10,6 +10,8 @@ export type Op =
   | { readonly kind: 'create'; readonly name: string; readonly ino: number }
   | { readonly kind: 'rename'; readonly from: string; readonly to: string }
   | { readonly kind: 'syncdir' }
+  | { readonly kind: 'mkdir' }
+  | { readonly kind: 'syncparent' }
   | { readonly kind: 'write'; readonly ino: number; readonly offset: number; readonly bytes: Buffer }
   | { readonly kind: 'truncate'; readonly ino: number; readonly length: number }
   | { readonly kind: 'sync'; readonly ino: number }
@@ -36,11 +38,15 @@ export class ModelFs {
   readonly initialData: ReadonlyMap<number, Buffer>;
   readonly names = new Map<string, number>();
   readonly data = new Map<number, Buffer>();
+  /** False until mkdir makes it, for a directory that did not exist before the trace. */
+  exists: boolean;
   #nextIno = 1;
 
-  constructor(dir: string, initial: Files = new Map()) {
+  /** `initial`: the directory's files, durable; `null`: no directory yet. */
+  constructor(dir: string, initial: Files | null = new Map()) {
     this.dir = dir;
-    for (const [name, bytes] of initial) {
+    this.exists = initial !== null;
+    for (const [name, bytes] of initial ?? []) {
       const ino = this.#nextIno++;
       this.names.set(name, ino);
       this.data.set(ino, Buffer.from(bytes));
@@ -160,8 +166,10 @@ export class ModelProcess implements StoreIo {
 
   syncDirectory(dir: string): Promise<void> {
     return this.#call(() => {
-      if (dir !== this.#fs.dir) throw errno('ENOENT', 'open', dir);
-      if (!this.#skip.has('syncDirectory')) this.#fs.trace.push({ kind: 'syncdir' });
+      const kind =
+        dir === this.#fs.dir ? 'syncdir' : dir === dirname(this.#fs.dir) ? 'syncparent' : undefined;
+      if (kind === undefined) throw errno('ENOENT', 'open', dir);
+      if (!this.#skip.has('syncDirectory')) this.#fs.trace.push({ kind });
     });
   }
 
@@ -198,14 +206,19 @@ export class ModelProcess implements StoreIo {
 
   readdir(dir: string): Promise<string[]> {
     return this.#call(() => {
-      if (dir !== this.#fs.dir) throw errno('ENOENT', 'scandir', dir);
+      if (dir !== this.#fs.dir || !this.#fs.exists) throw errno('ENOENT', 'scandir', dir);
       return [...this.#fs.names.keys()];
     });
   }
 
-  mkdir(dir: string): Promise<void> {
+  /** Creates the directory (its parent exists). */
+  mkdir(dir: string): Promise<string | undefined> {
     return this.#call(() => {
       if (dir !== this.#fs.dir) throw errno('EACCES', 'mkdir', dir);
+      if (this.#fs.exists) return undefined;
+      this.#fs.exists = true;
+      this.#fs.trace.push({ kind: 'mkdir' });
+      return dir;
     });
   }
 
@@ -218,7 +231,7 @@ export class ModelProcess implements StoreIo {
   }
 
   #name(path: string): string {
-    if (dirname(path) !== this.#fs.dir) throw errno('ENOENT', 'open', path);
+    if (dirname(path) !== this.#fs.dir || !this.#fs.exists) throw errno('ENOENT', 'open', path);
     return basename(path);
   }
 
