@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Positions } from '../src/read/checkpoint.ts';
 import { Mark } from '../src/read/mark.ts';
-import { type CrashState, describeState, explore } from './crash/explore.ts';
+import { BOUNDED, type CrashState, describeState, explore } from './crash/explore.ts';
 import { ModelFs, type Skippable } from './crash/model-fs.ts';
 
 const DIR = '/var/lib/segment-endpoint-reader';
@@ -51,20 +51,24 @@ async function recover(state: CrashState): Promise<string | undefined> {
   return undefined;
 }
 
-test('every state a power cut can leave the read checkpoint in loads, no older than the last save', async () => {
-  const fs = await workload(new Set());
-  const { states, violations } = await explore(fs, recover);
-  const first = violations[0];
-  assert.equal(violations.length, 0, first && `${first.problem}\n${describeState(fs, first.state)}`);
-  assert.ok(states > 100 && states < 20_000, `${states} states`);
-  console.log(`# read checkpoint: ${states} crash states explored, ${violations.length} violations`);
-});
+test(
+  'every state a power cut can leave the read checkpoint in loads, no older than the last save',
+  BOUNDED,
+  async () => {
+    const fs = await workload(new Set());
+    const { states, violations } = await explore(fs, recover);
+    const first = violations[0];
+    assert.equal(violations.length, 0, first && `${first.problem}\n${describeState(fs, first.state)}`);
+    assert.ok(states > 100 && states < 20_000, `${states} states`);
+    console.log(`# read checkpoint: ${states} crash states explored, ${violations.length} violations`);
+  },
+);
 
 for (const [skipped, problem] of [
   ['syncDirectory', /went back to save \d after save \d returned/],
   ['fdatasync', /does not load/],
 ] as const) {
-  test(`the explorer finds what a checkpoint without its ${skipped} calls would lose`, async () => {
+  test(`the explorer finds what a checkpoint without its ${skipped} calls would lose`, BOUNDED, async () => {
     const fs = await workload(new Set([skipped]));
     const { states, violations } = await explore(fs, recover, 1);
     const first = violations[0];

@@ -10,27 +10,31 @@
 // - the store opens and takes new events, and cuts off a write that fails.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { describeState, explore } from './crash/explore.ts';
+import { BOUNDED, describeState, explore } from './crash/explore.ts';
 import type { Skippable } from './crash/model-fs.ts';
 import { firstStartWorkload, recoverStore, storeWorkload } from './crash/store-workload.ts';
 
 const workloads = { 'the file store': storeWorkload, 'a first start': firstStartWorkload };
 
 for (const [name, workload] of Object.entries(workloads)) {
-  test(`every state a power cut can leave ${name} in recovers with nothing acknowledged lost`, async () => {
-    const { fs, expected } = await workload(new Set());
-    const { states, violations } = await explore(fs, (state) => recoverStore(state, expected));
-    const first = violations[0];
-    assert.equal(violations.length, 0, first && `${first.problem}\n${describeState(fs, first.state)}`);
-    // Bounded: thousands of states, not millions (the figures the README gives).
-    assert.ok(states > 20 && states < 30_000, `${states} states`);
-    console.log(`# ${name}: ${states} crash states explored, ${violations.length} violations`);
-  });
+  test(
+    `every state a power cut can leave ${name} in recovers with nothing acknowledged lost`,
+    BOUNDED,
+    async () => {
+      const { fs, expected } = await workload(new Set());
+      const { states, violations } = await explore(fs, (state) => recoverStore(state, expected));
+      const first = violations[0];
+      assert.equal(violations.length, 0, first && `${first.problem}\n${describeState(fs, first.state)}`);
+      // Bounded: thousands of states, not millions (the figures the README gives).
+      assert.ok(states > 20 && states < 30_000, `${states} states`);
+      console.log(`# ${name}: ${states} crash states explored, ${violations.length} violations`);
+    },
+  );
 }
 
 for (const skipped of ['syncDirectory', 'fdatasync'] as const satisfies readonly Skippable[]) {
   for (const [name, workload] of Object.entries(workloads)) {
-    test(`the explorer finds what ${name} would lose without its ${skipped} calls`, async () => {
+    test(`the explorer finds what ${name} would lose without its ${skipped} calls`, BOUNDED, async () => {
       const { fs, expected } = await workload(new Set([skipped]));
       const { states, violations } = await explore(fs, (state) => recoverStore(state, expected), 1);
       const first = violations[0];

@@ -15,6 +15,9 @@ import type { ModelFs, Op } from './model-fs.ts';
 //   A directory made during the trace may itself be lost until its parent is fsync'd.
 // Files are independent of one another: each may keep more or less than the others.
 
+/** A test's bound: a change that makes the workload or a recovery hang fails it instead. */
+export const BOUNDED = { timeout: 120_000 };
+
 export interface CrashState {
   /** How many operations of the trace were made before the power went. */
   readonly at: number;

@@ -123,7 +123,10 @@ export async function storeWorkload(
   void send(store, 'lead', AFTER_MIDNIGHT);
   void send(store, 'j1', AFTER_MIDNIGHT);
   void send(store, 'j2', AFTER_MIDNIGHT, 64);
-  while (!first.dead) await turn();
+  for (let turns = 0; !first.dead; turns++) {
+    if (turns > 1000) throw new Error('the workload never reached the write it kills the process in');
+    await turn();
+  }
   // The restart repairs the torn line, and the sender retries what got no answer.
   store = await NdjsonStore.open(DIR, { io: fs.process(skip) });
   await Promise.all([
