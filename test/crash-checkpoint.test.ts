@@ -56,7 +56,7 @@ test(
   BOUNDED,
   async () => {
     const fs = await workload(new Set());
-    const { states, violations } = await explore(fs, recover);
+    const { states, violations } = await explore(fs, recover, 1);
     const first = violations[0];
     assert.equal(violations.length, 0, first && `${first.problem}\n${describeState(fs, first.state)}`);
     assert.ok(states > 100 && states < 20_000, `${states} states`);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { COMMIT_MAX_BYTES } from '../src/sinks/file-repair.ts';
 import { NdjsonStore, repairStore } from '../src/sinks/file-store.ts';
 import { tempDirs } from './helpers.ts';
@@ -75,15 +76,32 @@ test("only each writer's last two days are looked through; any file's partial la
 
 test('a batch larger than a commit is written in several, each within the cap', async () => {
   const dir = tempDir();
-  const store = await NdjsonStore.open(dir);
+  // node's fs, with the bytes each commit (its writes up to its fdatasync) wrote.
+  const commits: number[] = [];
+  let written = 0;
+  const io: StoreIo = {
+    ...nodeIo,
+    write: async (fd, bytes, offset, length) => {
+      const count = await nodeIo.write(fd, bytes, offset, length);
+      written += count;
+      return count;
+    },
+    fdatasync: async (fd) => {
+      await nodeIo.fdatasync(fd);
+      commits.push(written);
+      written = 0;
+    },
+  };
+  const store = await NdjsonStore.open(dir, { io });
   const at = new Date('2026-11-30T12:00:00Z');
-  const record = (n: number) => ({ n, pad: 'é'.repeat(10_000) }); // 20 kB of UTF-8 a line
-  const count = Math.ceil((3 * COMMIT_MAX_BYTES) / 20_000);
+  const record = (n: number) => ({ n, pad: '€'.repeat(10_000) }); // 3 bytes of UTF-8 a character: 30 kB a line
+  const count = Math.ceil((3 * COMMIT_MAX_BYTES) / 30_000);
   await Promise.all(Array.from({ length: count }, (_, n) => store.append(record(n), at)));
   await store.close();
   assert.equal(store.stats.records, count);
   // Grouped: far fewer commits than events, yet every commit within the cap.
-  assert.ok(store.stats.commits >= 3 && store.stats.commits < count / 4, `${store.stats.commits} commits`);
+  assert.ok(commits.length >= 3 && commits.length < count / 4, `${commits.length} commits`);
+  assert.ok(Math.max(...commits) <= COMMIT_MAX_BYTES, `commits of ${commits.join(', ')} bytes`);
   const lines = readFileSync(join(dir, 'events-2026-11-30.ndjson'), 'utf8').trimEnd().split('\n');
   assert.deepEqual(
     lines.map((text) => JSON.parse(text).n),

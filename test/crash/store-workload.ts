@@ -51,12 +51,15 @@ export interface Expected {
 function history(): { files: Files; before: number[]; fragments: string[] } {
   const torn = '{"attempt":3,"id":"cut short","da';
   const older = '{"attempt":0,"id":"older fragment"';
+  const alone = '{"attempt":6,"id":"no .torn yet"';
   const at = new Date(`${yesterday}T12:00:00Z`);
+  const earlier = new Date(`${dayAfter(today, -2)}T12:00:00Z`);
   const files = new Map([
+    [`events-${dayAfter(today, -2)}.ndjson`, Buffer.from(lineOf(sent(4, 'p4', earlier)) + alone)],
     [`events-${yesterday}.ndjson`, Buffer.from(lineOf(sent(1, 'p1', at)) + lineOf(sent(2, 'p2', at)) + torn)],
     [`events-${yesterday}.ndjson.torn`, Buffer.from(`${older}\n`)],
   ]);
-  return { files, before: [1, 2], fragments: [older, torn] };
+  return { files, before: [1, 2, 4], fragments: [older, torn, alone] };
 }
 
 /** An append whose answer is written down in the trace: `ack:N` or `refused:N`. */
@@ -72,11 +75,14 @@ function sender(fs: ModelFs, first: number) {
     );
     return stored.catch(() => {});
   };
-  /** `lead` starts a commit of its own, so that `ids` share the next one: a write of several lines. */
+  /**
+   * `lead` starts a commit of its own, so that `ids` share the next one: a write of several lines, the
+   * last one long, so that half of the write ends inside it (a short write leaves a partial line).
+   */
   const commit = (store: NdjsonStore, lead: Date, at: Date, ids: string[], refused = 'refused') =>
     Promise.all([
       send(store, `lead of ${ids.join(' ')}`, lead),
-      ...ids.map((id) => send(store, id, at, 8, refused)),
+      ...ids.map((id, i) => send(store, id, at, i === ids.length - 1 ? 64 : 8, refused)),
     ]);
   return { send, commit, attempts: () => attempts };
 }
@@ -118,6 +124,9 @@ export async function storeWorkload(
   await commit(store, AFTER_MIDNIGHT, AFTER_MIDNIGHT, ['i1', 'i2'], 'uncut');
   await send(store, 'i3', BEFORE_MIDNIGHT);
   await commit(store, AFTER_MIDNIGHT, AFTER_MIDNIGHT, ['i1', 'i2']);
+  // Back and forth across midnight once more: nothing stale about the file cut earlier.
+  await send(store, 'i4', BEFORE_MIDNIGHT);
+  await send(store, 'i5', AFTER_MIDNIGHT);
   // kill -9 in the middle of a write: half of it is in (j1 whole, j2 cut short), then nothing more.
   first.fault('write', 'ok', 'short', 'hang');
   void send(store, 'lead', AFTER_MIDNIGHT);
@@ -202,6 +211,9 @@ function storedAttempts(files: ReadonlyMap<string, Buffer>): Map<number, number>
         record = JSON.parse(line);
       } catch {
         return `${name} holds a partial line before a complete one: ${JSON.stringify(line.slice(0, 60))}`;
+      }
+      if (!Number.isSafeInteger(record.attempt) || typeof record.id !== 'string') {
+        return `${name} holds a line that is no append: ${JSON.stringify(line.slice(0, 60))}`;
       }
       if (record.day !== file.day) return `append ${record.attempt} is in ${name}, not its day's file`;
       stored.set(record.attempt, (stored.get(record.attempt) ?? 0) + 1);
