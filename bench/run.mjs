@@ -5,7 +5,9 @@
 // env: BENCH_ROUNDS (5), BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_SERVERS (all: floor,parse,fastify,
 // noop,durable,postgres), BENCH_PIN=0 (no taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
 // BENCH_QUIET_WAIT (10 s a window at most) and BENCH_QUIET_BUDGET (90 s a run), BENCH_FIXED_RATE
-// (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json).
+// (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),
+// BENCH_BASELINE (another checkout, built: adds noop-baseline and durable-baseline, its dist/cli.js, for
+// an A/B of two builds in one run: BENCH_SERVERS=durable,durable-baseline).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
@@ -68,6 +70,14 @@ const SERVERS = {
   },
 };
 const MAIN = Object.keys(SERVERS);
+const baseline = process.env.BENCH_BASELINE;
+if (baseline !== undefined) {
+  const theirs = (args) => [join(baseline, 'dist/cli.js'), ...args.slice(1)];
+  for (const name of ['noop', 'durable']) {
+    const { label, args } = SERVERS[name];
+    SERVERS[`${name}-baseline`] = { label: `${label}, ${baseline}`, args: (...a) => theirs(args(...a)) };
+  }
+}
 // The ablation ladder under wrk (`make bench-ladder`): rung0 reads the body, each next one adds a stage.
 for (const [depth, label] of RUNG_NAMES.entries()) {
   SERVERS[`rung${depth}`] = { label, args: () => ['bench/ladder-server.mjs', String(depth)] };
