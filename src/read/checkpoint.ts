@@ -1,5 +1,5 @@
 import { dirname } from 'node:path';
-import { nodeIo, type StoreIo, writeAll } from '../sinks/file-io.ts';
+import { nodeIo, readAt, type StoreIo, writeAll } from '../sinks/file-io.ts';
 import { Mark } from './mark.ts';
 
 // Where a reader is in each store file, kept in a file so that a reader started again carries on:
@@ -141,15 +141,9 @@ async function replaceFile(io: StoreIo, path: string, text: string): Promise<voi
 async function readText(io: StoreIo, path: string): Promise<string> {
   const fd = await io.open(path, 'r');
   try {
-    const chunks: Buffer[] = [];
-    let position = 0;
-    for (;;) {
-      const chunk = Buffer.alloc(64 * 1024);
-      const bytesRead = await io.read(fd, chunk, 0, chunk.length, position);
-      if (bytesRead === 0) return Buffer.concat(chunks).toString('utf8');
-      chunks.push(chunk.subarray(0, bytesRead));
-      position += bytesRead;
-    }
+    const bytes = Buffer.alloc((await io.fstat(fd)).size);
+    await readAt(io, fd, bytes, 0);
+    return bytes.toString('utf8');
   } finally {
     await io.close(fd);
   }

@@ -84,3 +84,13 @@ export async function writeAll(io: StoreIo, fd: number, bytes: Uint8Array): Prom
     offset += written;
   }
 }
+
+/** Fills `into` with the file's bytes from `position`, however many reads that takes. */
+export async function readAt(io: StoreIo, fd: number, into: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < into.length) {
+    const bytesRead = await io.read(fd, into, done, into.length - done, position + done);
+    if (bytesRead === 0) throw Object.assign(new Error('the file ended early'), { code: 'EIO' });
+    done += bytesRead;
+  }
+}

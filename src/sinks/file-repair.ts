@@ -1,5 +1,5 @@
 import { dirname, join } from 'node:path';
-import { nodeIo, type StoreIo, writeAll } from './file-io.ts';
+import { nodeIo, readAt, type StoreIo, writeAll } from './file-io.ts';
 import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
 
 // Start-up repair. Run time never leaves a partial line behind a good one (a failed write is cut off),
@@ -85,19 +85,10 @@ async function lineStart(io: StoreIo, fd: number, at: number): Promise<number> {
   return 0;
 }
 
-/** Fills `into` with the file's bytes from `position`, however many reads that takes. */
-async function readAt(io: StoreIo, fd: number, into: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < into.length) {
-    const bytesRead = await io.read(fd, into, done, into.length - done, position + done);
-    if (bytesRead === 0) throw Object.assign(new Error('the file ended early'), { code: 'EIO' });
-    done += bytesRead;
-  }
-}
-
 /**
- * Sets aside the torn last line of every store file in `dir` (created if missing), or of those `only`
- * accepts: what a crash in the middle of a write left. No process may be writing them meanwhile.
+ * Sets aside what a crash left after the last whole line of every store file in `dir`, or of those
+ * `only` accepts: a torn last line, or a hole in the last commit (see setAsideTornTail). `dir` is
+ * created, durably, if missing. No process may be writing the files meanwhile.
  */
 export async function repairStore(
   dir: string,
