@@ -52,6 +52,8 @@ export function ratios(results) {
     'no-op / fastify req/s': rps('noop', 'fastify'),
     'no-op / parse floor req/s': rps('noop', 'parse'),
     'durable / no-op req/s': rps('durable', 'noop'),
+    'parse floor durable / parse floor req/s': rps('parse-durable', 'parse'),
+    'durable / parse floor durable req/s': rps('durable', 'parse-durable'),
     'no-op / fastify p99': perRound(results, ['noop', 'fastify'], (r) => r.noop.p99 / r.fastify.p99),
     'no-op / floor req/s': rps('noop', 'floor'),
     'parse floor / floor req/s': rps('parse', 'floor'),

@@ -3,7 +3,7 @@
 // server per round, so that neither the machine's drift nor one process's luck decides. See README.md.
 // Run with tsx (`node --import tsx`): the PostgreSQL sink's server comes from test/services/postgres.ts.
 // env: BENCH_ROUNDS (5), BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_SERVERS (all: floor,parse,fastify,
-// noop,durable,postgres), BENCH_PIN=0 (no taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
+// noop,durable,parse-durable,postgres), BENCH_PIN=0 (no taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
 // BENCH_QUIET_WAIT (10 s a window at most) and BENCH_QUIET_BUDGET (90 s a run), BENCH_FIXED_RATE
 // (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),
 // BENCH_BASELINE (another checkout, built: adds noop-baseline and durable-baseline, its dist/cli.js, for
@@ -61,6 +61,10 @@ const SERVERS = {
   durable: {
     label: 'segment-endpoint --out (default store)',
     args: (port, store) => cli(port, '--out', store),
+  },
+  'parse-durable': {
+    label: 'parse floor + a group-committed file (anchors/raw-durable.mjs)',
+    args: (_port, store) => ['bench/anchors/raw-durable.mjs', store],
   },
   postgres: {
     label: 'segment-endpoint --postgres (PostgreSQL sink)',
