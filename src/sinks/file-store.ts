@@ -108,7 +108,10 @@ export class NdjsonStore {
     return this.appendLine(JSON.stringify(record), at);
   }
 
-  /** Appends one line of JSON text, which must hold no line break; resolves once it is durable. */
+  /**
+   * Appends one line of JSON text, which must hold no line break and no zero byte (JSON text never does:
+   * start-up repair reads one in a recent file as a hole a power cut left); resolves once it is durable.
+   */
   appendLine(json: string, at: Date = new Date()): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('the event store is closed'));
     const line = `${json}\n`;
