@@ -3,8 +3,8 @@
 // the files the store may have been writing (each writer's last two days) and sets aside everything from
 // the first line holding a zero byte; a commit is capped so that this is all it needs to look through.
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { COMMIT_MAX_BYTES } from '../src/sinks/file-repair.ts';
@@ -107,4 +107,57 @@ test('a batch larger than a commit is written in several, each within the cap', 
     lines.map((text) => JSON.parse(text).n),
     Array.from({ length: count }, (_, n) => n),
   );
+});
+
+/** node's fs, with the names of the files and directories synced, in order. */
+function syncRecorder(): { io: StoreIo; synced: string[] } {
+  const synced: string[] = [];
+  const names = new Map<number, string>();
+  const io: StoreIo = {
+    ...nodeIo,
+    open: async (path, flags) => {
+      const fd = await nodeIo.open(path, flags);
+      names.set(fd, path);
+      return fd;
+    },
+    fdatasync: async (fd) => {
+      await nodeIo.fdatasync(fd);
+      synced.push(names.get(fd) as string);
+    },
+    syncDirectory: async (dir) => {
+      await nodeIo.syncDirectory(dir);
+      synced.push(`${dir}/`);
+    },
+  };
+  return { io, synced };
+}
+
+test('start-up syncs the recent files it looked through: a kill -9 before a sync leaves one unsynced commit, not two', async () => {
+  // A process killed between its write and its fdatasync leaves that commit in the page cache; the next
+  // process's first commit to the same file would be a second unsynced one, beyond what repair reads.
+  const dir = tempDir();
+  writeFileSync(join(dir, 'events-2026-11-29.ndjson'), line(1));
+  writeFileSync(join(dir, 'events-2026-11-30.ndjson'), line(2));
+  const { io, synced } = syncRecorder();
+  await repairStore(dir, { io });
+  assert.deepEqual(
+    synced.filter((name) => name.endsWith('.ndjson')),
+    [join(dir, 'events-2026-11-29.ndjson'), join(dir, 'events-2026-11-30.ndjson')],
+  );
+});
+
+test("start-up syncs the store directory's parent even when the directory exists (a first start may have died before)", async () => {
+  const dir = join(tempDir(), 'store');
+  mkdirSync(dir);
+  const { io, synced } = syncRecorder();
+  await repairStore(dir, { io });
+  assert.ok(synced.includes(`${dirname(dir)}/`), synced.join(' '));
+});
+
+test('a line with a line break or a zero byte is refused, not stored', async () => {
+  const store = await NdjsonStore.open(tempDir());
+  await assert.rejects(store.appendLine('{"a":1}\n{"b":2}'), TypeError);
+  await assert.rejects(store.appendLine('{"a":"\0"}'), TypeError);
+  await store.close();
+  assert.equal(store.stats.records, 0);
 });

@@ -35,7 +35,13 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
   try {
     const { size } = await io.fstat(fd);
     const keep = await wholeLinesEnd(io, fd, size, scan);
-    if (keep === size) return undefined;
+    if (keep === size) {
+      // What a process killed between a write and its sync left is made durable now: otherwise the next
+      // commit would be a second unsynced one, and a hole a power cut left in the first could lie beyond
+      // what the next start-up looks through.
+      if (scan > 0) await io.fdatasync(fd);
+      return undefined;
+    }
     const fragment = Buffer.alloc(size - keep);
     await readAt(io, fd, fragment, keep);
     const movedTo = `${file}.torn`;
@@ -95,8 +101,10 @@ export async function repairStore(
   options: { readonly io?: StoreIo; readonly only?: (name: string) => boolean } = {},
 ): Promise<TornLine[]> {
   const io = options.io ?? nodeIo;
+  // The directory's entry is synced at every start, not only when this start made it: the start that
+  // made it may have died before its sync.
   const created = await io.mkdir(dir);
-  if (created !== undefined) await syncCreated(io, dir, created);
+  await syncCreated(io, dir, created ?? dir);
   const files: StoreFile[] = [];
   for (const name of await io.readdir(dir)) {
     const file = storeFile(name);
@@ -121,8 +129,8 @@ function lastTwoDays(files: readonly StoreFile[]): Set<StoreFile> {
 }
 
 /**
- * Makes the directories mkdir created durable, from `created` down to `dir`: each one's entry is in its
- * parent, and a first start's events must not vanish with their directory in a power cut.
+ * Makes the directories from `created` down to `dir` durable: each one's entry is in its parent, and a
+ * first start's events must not vanish with their directory in a power cut.
  */
 async function syncCreated(io: StoreIo, dir: string, created: string): Promise<void> {
   const parents: string[] = [];

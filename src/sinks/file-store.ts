@@ -114,6 +114,9 @@ export class NdjsonStore {
    */
   appendLine(json: string, at: Date = new Date()): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('the event store is closed'));
+    if (json.includes('\n') || json.includes('\0')) {
+      return Promise.reject(new TypeError('a stored line may hold no line break and no zero byte'));
+    }
     const line = `${json}\n`;
     return new Promise((resolve, reject) => {
       this.#queue.push({ file: this.fileFor(at), line, resolve, reject });
@@ -203,8 +206,8 @@ export class NdjsonStore {
     try {
       ({ size } = await this.#io.fstat(fd));
       // The file may have just been created: its name is made durable before any event in it is
-      // acknowledged (POSIX does not promise it survives a crash because the file was synced). Once a
-      // file, a day and a process: no cost an event.
+      // acknowledged (POSIX does not promise it survives a crash because the file was synced). Once per
+      // file, day and process, not per event.
       await this.#io.syncDirectory(this.dir);
     } catch (err) {
       await this.#io.close(fd).catch(() => {});
