@@ -1,7 +1,7 @@
 import { storeFile } from '../../src/sinks/file-names.ts';
 import { NdjsonStore } from '../../src/sinks/file-store.ts';
 import type { CrashState } from './explore.ts';
-import { type Files, ModelFs, type Skippable } from './model-fs.ts';
+import { type Files, ModelFs, type ModelProcess, type Skippable } from './model-fs.ts';
 
 // What test/crash-store.test.ts runs against the in-memory file system, and what it checks on every
 // crash state: the file store's workload and its promises.
@@ -33,6 +33,14 @@ const sent = (attempt: number, id: string, at: Date, pad = 8): Sent => ({
 });
 const lineOf = (record: Sent) => `${JSON.stringify(record)}\n`;
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Waits for the call a `hang` fault kills `process` in; fails if the workload never reaches it. */
+async function untilDead(process: ModelProcess): Promise<void> {
+  for (let turns = 0; !process.dead; turns++) {
+    if (turns > 1000) throw new Error('the workload never reached the call it kills the process in');
+    await turn();
+  }
+}
 
 /** What every crash state is checked against. */
 export interface Expected {
@@ -132,17 +140,22 @@ export async function storeWorkload(
   void send(store, 'lead', AFTER_MIDNIGHT);
   void send(store, 'j1', AFTER_MIDNIGHT);
   void send(store, 'j2', AFTER_MIDNIGHT, 64);
-  for (let turns = 0; !first.dead; turns++) {
-    if (turns > 1000) throw new Error('the workload never reached the write it kills the process in');
-    await turn();
-  }
+  await untilDead(first);
   // The restart repairs the torn line, and the sender retries what got no answer.
-  store = await NdjsonStore.open(DIR, { io: fs.process(skip) });
+  const second = fs.process(skip);
+  store = await NdjsonStore.open(DIR, { io: second });
   await Promise.all([
     send(store, 'j1', AFTER_MIDNIGHT),
     send(store, 'j2', AFTER_MIDNIGHT, 64),
     send(store, 'k1', AFTER_MIDNIGHT),
   ]);
+  // kill -9 between a write and its sync: whole lines in the page cache, unsynced; the next start syncs
+  // them before its own first commit to the file.
+  second.fault('fdatasync', 'hang');
+  void send(store, 'k2', AFTER_MIDNIGHT);
+  await untilDead(second);
+  store = await NdjsonStore.open(DIR, { io: fs.process(skip) });
+  await Promise.all([send(store, 'k2', AFTER_MIDNIGHT), send(store, 'k3', AFTER_MIDNIGHT)]);
   await store.close();
   return { fs, expected: { attempts: attempts(), before, fragments } };
 }
