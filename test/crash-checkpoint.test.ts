@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Positions } from '../src/read/checkpoint.ts';
 import { Mark } from '../src/read/mark.ts';
-import { BOUNDED, type CrashState, describeState, explore } from './crash/explore.ts';
+import { describeState } from './crash/describe.ts';
+import { BOUNDED, type CrashState, explore } from './crash/explore.ts';
 import { ModelFs, type Skippable } from './crash/model-fs.ts';
 
 const DIR = '/var/lib/segment-endpoint-reader';

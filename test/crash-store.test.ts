@@ -11,7 +11,8 @@
 // - the store opens and takes new events, and cuts off a write that fails.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BOUNDED, describeState, explore } from './crash/explore.ts';
+import { describeState } from './crash/describe.ts';
+import { BOUNDED, explore } from './crash/explore.ts';
 import type { Skippable } from './crash/model-fs.ts';
 import { firstStartWorkload, recoverStore, storeWorkload } from './crash/store-workload.ts';
 

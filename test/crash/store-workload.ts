@@ -1,7 +1,8 @@
 import { storeFile } from '../../src/sinks/file-names.ts';
 import { NdjsonStore } from '../../src/sinks/file-store.ts';
 import type { CrashState } from './explore.ts';
-import { type Files, ModelFs, type ModelProcess, type Skippable } from './model-fs.ts';
+import { type Files, ModelFs, type Skippable } from './model-fs.ts';
+import type { ModelProcess } from './model-process.ts';
 
 // What test/crash-store.test.ts runs against the in-memory file system, and what it checks on every
 // crash state: the file store's workload and its promises.
