@@ -1,6 +1,7 @@
 import {
   close,
   fdatasync,
+  fdatasyncSync,
   fstat,
   fsync,
   ftruncate,
@@ -10,7 +11,9 @@ import {
   readdir,
   rename,
   write,
+  writeSync,
 } from 'node:fs';
+import { availableParallelism } from 'node:os';
 
 /**
  * Every file operation the default store and the reader's checkpoint make, on raw descriptors: node's
@@ -43,6 +46,12 @@ export interface StoreIo {
   readdir(dir: string): Promise<string[]>;
   /** Creates `dir` and its parents if missing; resolves with the first directory it created, if any. */
   mkdir(dir: string): Promise<string | undefined>;
+  /**
+   * True when `write` and `fdatasync` do their work before they return (blocking the event loop until
+   * the disk answers): the store then commits at the end of the event loop's turn, so that every line
+   * appended in the turn joins one commit.
+   */
+  readonly blocking?: boolean;
 }
 
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
@@ -74,6 +83,30 @@ export const nodeIo: StoreIo = {
   readdir: (dir) => call((done) => readdir(dir, done)),
   mkdir: (dir) => call((done) => mkdir(dir, { recursive: true }, done)),
 };
+
+/**
+ * Node's `fs`, its group commit's `write` and `fdatasync` made on the event loop's thread. For a process
+ * with one core: a thread-pool call's result waits for that thread to be given the core the busy main
+ * thread holds (up to a scheduler slice, ~1 ms, twice a commit), longer than this disk takes to sync
+ * (~0.2 ms). Measured in bench/README.md, "Committing on the event loop".
+ */
+export const loopIo: StoreIo = {
+  ...nodeIo,
+  write: (fd, bytes, offset, length) => settle(() => writeSync(fd, bytes, offset, length)),
+  fdatasync: (fd) => settle(() => fdatasyncSync(fd)),
+  blocking: true,
+};
+
+const settle = <T>(run: () => T): Promise<T> => {
+  try {
+    return Promise.resolve(run());
+  } catch (err) {
+    return Promise.reject(err);
+  }
+};
+
+/** What the store uses unless told otherwise: `loopIo` when this process may run on one core only, else `nodeIo`. */
+export const defaultIo = (): StoreIo => (availableParallelism() === 1 ? loopIo : nodeIo);
 
 /** Writes all of `bytes`, however many calls that takes; rejects with the error of the call that failed. */
 export async function writeAll(io: StoreIo, fd: number, bytes: Uint8Array): Promise<void> {

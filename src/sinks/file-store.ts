@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { nodeIo, type StoreIo, writeAll } from './file-io.ts';
+import { defaultIo, type StoreIo, writeAll } from './file-io.ts';
 import { COMMIT_MAX_BYTES, repairStore, type TornLine } from './file-repair.ts';
 
 export { type StoredRecord, storeHandlers } from './file-records.ts';
@@ -85,7 +85,7 @@ export class NdjsonStore {
    * not permitted) is refused here, at start-up, rather than on every event.
    */
   static async open(dir: string, options: StoreOptions = {}): Promise<NdjsonStore> {
-    const io = options.io ?? nodeIo;
+    const io = options.io ?? defaultIo();
     const store = new NdjsonStore(dir, io, options.worker);
     const own = (name: string) => options.worker === undefined || name.endsWith(`${store.#suffix}.ndjson`);
     store.recovered.push(...(await repairStore(dir, { io, only: own })));
@@ -137,6 +137,8 @@ export class NdjsonStore {
   }
 
   async #drain(): Promise<void> {
+    // A blocking io would otherwise commit the turn's first line alone, before the rest are read.
+    if (this.#io.blocking) await new Promise<void>((next) => setImmediate(next));
     while (this.#queue.length > 0) {
       const batch = this.#queue;
       this.#queue = [];
@@ -232,7 +234,10 @@ export class NdjsonStore {
 }
 
 export interface StoreOptions {
-  /** The file operations: node's `fs` unless a test gives its own. */
+  /**
+   * The file operations: node's `fs` (`defaultIo`: the group commit on the event loop when the process
+   * has one core, else on the thread pool) unless a test gives its own.
+   */
   readonly io?: StoreIo;
   /**
    * Worker K of several processes sharing `dir`: its files are `events-YYYY-MM-DD-wK.ndjson`, and only

@@ -36,10 +36,14 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     const { openPostgresSink } = await import('./postgres.ts');
     return openPostgresSink(config.postgres, log);
   }
-  const { NdjsonStore: Store, storeHandlers } = await import('./file-store.ts');
+  const [{ NdjsonStore: Store, storeHandlers }, { defaultIo }] = await Promise.all([
+    import('./file-store.ts'),
+    import('./file-io.ts'),
+  ]);
+  const io = defaultIo();
   let store: NdjsonStore;
   try {
-    store = await Store.open(config.out, { worker: config.worker });
+    store = await Store.open(config.out, { worker: config.worker, io });
   } catch (err) {
     // A directory the store cannot write to is refused at start-up: started, it would say healthy and
     // refuse every event.
@@ -55,7 +59,7 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     get writable() {
       return store.writable;
     },
-    where: `events stored in ${resolve(store.dir)}`,
+    where: `events stored in ${resolve(store.dir)}${io.blocking ? ', synced on the event loop (one core)' : ''}`,
     get onCommit() {
       return store.onCommit;
     },
