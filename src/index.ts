@@ -51,7 +51,7 @@ export type { Settings } from './settings.ts';
 // The default durable store
 export { NdjsonStore, storeHandlers } from './sinks/file-store.ts';
 export type { StoredRecord, TornLine } from './sinks/file-store.ts';
-export type { StoreIo } from './sinks/file-io.ts';
+export { loopIo, nodeIo, type StoreIo } from './sinks/file-io.ts';
 
 // Duplicate suppression (Segment delivers at least once)
 export { MemoryIdempotencyStore } from './idempotency.ts';

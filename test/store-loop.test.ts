@@ -1,12 +1,21 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readFileSync, symlinkSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { pbkdf2 } from 'node:crypto';
+import {
+  closeSync,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { silentLogger } from '../src/log.ts';
-import { loopIo } from '../src/sinks/file-io.ts';
+import { coresAllowed, loopIo } from '../src/sinks/file-io.ts';
 import { API_KEY, inject, tempDirs, trackEvent } from './helpers.ts';
 
 // The group commit on the event loop's thread (`loopIo`), what a one-core process stores with: the
@@ -14,6 +23,7 @@ import { API_KEY, inject, tempDirs, trackEvent } from './helpers.ts';
 // a write refuses the events, as on the thread pool.
 
 const tempDir = tempDirs('loop');
+const pbkdf2Async = promisify(pbkdf2);
 const AT = new Date('2026-11-30T12:00:00.000Z');
 const FILE = 'events-2026-11-30.ndjson';
 
@@ -21,9 +31,18 @@ describe('the group commit on the event loop', () => {
   test('the lines appended in one turn of the loop share one commit, in their order, each durable when its promise resolves', async () => {
     const dir = tempDir();
     const store = await NdjsonStore.open(dir, { io: loopIo });
-    const appended = Array.from({ length: 20 }, (_, n) => store.appendLine(JSON.stringify({ n }), AT));
+    // Each from a callback of its own, as requests are read: all run in the same turn of the loop.
+    const appended = await new Promise<Array<Promise<void>>>((done) => {
+      const promises: Array<Promise<void>> = [];
+      for (let n = 0; n < 20; n++) {
+        setImmediate(() => {
+          promises.push(store.appendLine(JSON.stringify({ n }), AT));
+          if (promises.length === 20) done(promises);
+        });
+      }
+    });
     await Promise.all(appended);
-    // Committed at once, the first line would have gone alone: two commits.
+    // Committed at the end of the first callback instead, the first line would have gone alone.
     assert.deepEqual(store.stats, { records: 20, commits: 1, failures: 0 });
     const lines = readFileSync(join(dir, FILE), 'utf8').split('\n');
     assert.deepEqual(
@@ -37,6 +56,20 @@ describe('the group commit on the event loop', () => {
     await store.close();
   });
 
+  test('its write and its sync are done when they return, before any other code runs', async () => {
+    const fd = openSync(join(tempDir(), 'f'), 'a');
+    const bytes = Buffer.from('{"n":1}\n');
+    // The thread pool's four threads kept busy: a write handed to one of them could not be done yet.
+    const busy = Array.from({ length: 4 }, () => pbkdf2Async('key', 'salt', 100_000, 64, 'sha512'));
+    const written = loopIo.write(fd, bytes, 0, bytes.length);
+    assert.equal(fstatSync(fd).size, bytes.length, 'in the file before the promise is awaited');
+    await Promise.all(busy);
+    assert.equal(await written, bytes.length);
+    closeSync(fd);
+    await assert.rejects(loopIo.write(fd, bytes, 0, bytes.length), { code: 'EBADF' });
+    await assert.rejects(loopIo.fdatasync(fd), { code: 'EBADF' });
+  });
+
   test('events through the endpoint are stored, and answered 200 once durable', async () => {
     const dir = tempDir();
     const store = await NdjsonStore.open(dir, { io: loopIo });
@@ -47,8 +80,9 @@ describe('the group commit on the event loop', () => {
       answers.map((a) => a.status),
       [200, 200, 200],
     );
-    const today = `events-${new Date().toISOString().slice(0, 10)}.ndjson`;
-    const stored = readFileSync(join(dir, today), 'utf8').trim().split('\n');
+    const stored = readdirSync(dir).flatMap((name) =>
+      readFileSync(join(dir, name), 'utf8').trim().split('\n'),
+    );
     assert.deepEqual(
       stored.map((line) => JSON.parse(line).event.messageId).sort(),
       sent.map((e) => e.messageId).sort(),
@@ -85,13 +119,24 @@ describe('which group commit a store uses', () => {
       { encoding: 'utf8' },
     );
 
-  test('a process that may run on one core only commits on the event loop', () => {
+  const tasksetMissing = spawnSync('taskset', ['--version']).error !== undefined && 'no taskset here';
+
+  test('a process that may run on one core only commits on the event loop', { skip: tasksetMissing }, () => {
     assert.equal(run(['0']), 'loop');
   });
 
   test('a process with more cores commits on the thread pool', {
-    skip: availableParallelism() < 2 && 'one core here',
+    skip: tasksetMissing || (coresAllowed() < 2 && 'one core here'),
   }, () => {
     assert.equal(run(['0', '1']), 'thread pool');
+  });
+
+  test('the cores counted are those of the affinity list, ranges and single cores', () => {
+    const status = join(tempDir(), 'status');
+    writeFileSync(
+      status,
+      'Name:\tnode\nCpus_allowed:\tf0d\nCpus_allowed_list:\t0-3,8,10-11\nMems_allowed:\t1\n',
+    );
+    assert.equal(coresAllowed(status), 7);
   });
 });

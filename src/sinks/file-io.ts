@@ -9,6 +9,7 @@ import {
   open,
   read,
   readdir,
+  readFileSync,
   rename,
   write,
   writeSync,
@@ -92,21 +93,33 @@ export const nodeIo: StoreIo = {
  */
 export const loopIo: StoreIo = {
   ...nodeIo,
-  write: (fd, bytes, offset, length) => settle(() => writeSync(fd, bytes, offset, length)),
-  fdatasync: (fd) => settle(() => fdatasyncSync(fd)),
+  write: async (fd, bytes, offset, length) => writeSync(fd, bytes, offset, length),
+  fdatasync: async (fd) => fdatasyncSync(fd),
   blocking: true,
 };
 
-const settle = <T>(run: () => T): Promise<T> => {
-  try {
-    return Promise.resolve(run());
-  } catch (err) {
-    return Promise.reject(err);
-  }
-};
-
 /** What the store uses unless told otherwise: `loopIo` when this process may run on one core only, else `nodeIo`. */
-export const defaultIo = (): StoreIo => (availableParallelism() === 1 ? loopIo : nodeIo);
+export const defaultIo = (): StoreIo => (coresAllowed() === 1 ? loopIo : nodeIo);
+
+/**
+ * The cores this process may run on (its CPU affinity): a CPU quota (a container's `--cpus`) still lets
+ * the thread pool run beside the main thread, and newer libuv counts it in `availableParallelism`.
+ */
+export function coresAllowed(status = '/proc/self/status'): number {
+  let list: string | undefined;
+  try {
+    list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(status, 'latin1'))?.[1];
+  } catch {
+    // not Linux
+  }
+  if (list === undefined) return availableParallelism();
+  let cores = 0;
+  for (const range of list.split(',')) {
+    const [first, last = first] = range.split('-').map(Number) as [number, number?];
+    cores += last - first + 1;
+  }
+  return cores;
+}
 
 /** Writes all of `bytes`, however many calls that takes; rejects with the error of the call that failed. */
 export async function writeAll(io: StoreIo, fd: number, bytes: Uint8Array): Promise<void> {
