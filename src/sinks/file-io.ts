@@ -89,7 +89,7 @@ export const nodeIo: StoreIo = {
  * Node's `fs`, its group commit's `write` and `fdatasync` made on the event loop's thread. For a process
  * with one core: a thread-pool call's result waits for that thread to be given the core the busy main
  * thread holds (up to a scheduler slice, ~1 ms, twice a commit), longer than this disk takes to sync
- * (~0.2 ms). Measured in bench/README.md, "Committing on the event loop".
+ * (~0.2 ms idle, ~0.6 ms under load). Measured in bench/README.md, "Committing on the event loop".
  */
 export const loopIo: StoreIo = {
   ...nodeIo,
