@@ -16,7 +16,11 @@ import { BOUNDED, explore } from './crash/explore.ts';
 import type { Skippable } from './crash/model-fs.ts';
 import { firstStartWorkload, recoverStore, storeWorkload } from './crash/store-workload.ts';
 
-const workloads = { 'the file store': storeWorkload, 'a first start': firstStartWorkload };
+const workloads = {
+  'the file store': storeWorkload,
+  'the file store committing on the event loop': (skip: ReadonlySet<Skippable>) => storeWorkload(skip, true),
+  'a first start': firstStartWorkload,
+};
 
 for (const [name, workload] of Object.entries(workloads)) {
   test(

@@ -65,8 +65,8 @@ export class ModelFs {
   }
 
   /** A process using this file system: its own descriptors, faults and death. */
-  process(skip: ReadonlySet<Skippable> = new Set()): ModelProcess {
-    return new ModelProcess(this, skip);
+  process(skip: ReadonlySet<Skippable> = new Set(), blocking = false): ModelProcess {
+    return new ModelProcess(this, skip, blocking);
   }
 
   newInode(): number {

@@ -21,7 +21,15 @@ export class ModelProcess implements StoreIo {
   #nextFd = 3;
   #dead = false;
 
-  constructor(fs: ModelFs, skip: ReadonlySet<Skippable>) {
+  /**
+   * @param blocking taken as an io whose write and sync block the event loop (`loopIo`): the store then
+   *   commits at the end of the loop's turn.
+   */
+  constructor(
+    fs: ModelFs,
+    skip: ReadonlySet<Skippable>,
+    readonly blocking = false,
+  ) {
     this.#fs = fs;
     this.#skip = skip;
   }

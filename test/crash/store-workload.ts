@@ -71,8 +71,11 @@ function history(): { files: Files; before: number[]; fragments: string[] } {
   return { files, before: [1, 2, 4], fragments: [older, torn, alone] };
 }
 
-/** An append whose answer is written down in the trace: `ack:N` or `refused:N`. */
-function sender(fs: ModelFs, first: number) {
+/**
+ * An append whose answer is written down in the trace: `ack:N` or `refused:N`. `blocking`: the store
+ * commits at the end of the loop's turn, so a commit's lead is sent a turn before the rest.
+ */
+function sender(fs: ModelFs, first: number, blocking = false) {
   let attempts = first - 1;
   /** `refused`: the mark a refusal gets; `uncut` for a write refused after its cut failed too. */
   const send = (store: NdjsonStore, id: string, at: Date, pad = 8, refused = 'refused'): Promise<void> => {
@@ -88,26 +91,31 @@ function sender(fs: ModelFs, first: number) {
    * `lead` starts a commit of its own, so that `ids` share the next one: a write of several lines, the
    * last one long, so that half of the write ends inside it (a short write leaves a partial line).
    */
-  const commit = (store: NdjsonStore, lead: Date, at: Date, ids: string[], refused = 'refused') =>
-    Promise.all([
-      send(store, `lead of ${ids.join(' ')}`, lead),
+  const commit = async (store: NdjsonStore, lead: Date, at: Date, ids: string[], refused = 'refused') => {
+    const first = send(store, `lead of ${ids.join(' ')}`, lead);
+    if (blocking) await turn();
+    await Promise.all([
+      first,
       ...ids.map((id, i) => send(store, id, at, i === ids.length - 1 ? 64 : 8, refused)),
     ]);
+  };
   return { send, commit, attempts: () => attempts };
 }
 
 /**
  * Appends sharing group commits, a midnight rollover with a late event for the day before, a sync that
  * fails, a disk that fills up (the cut working, failing once, failing twice across a day switch), a
- * kill -9 in the middle of a write, and a restart that repairs what it left.
+ * kill -9 in the middle of a write, and a restart that repairs what it left. `blocking`: the same with
+ * the commits of a one-core process (`loopIo`: at the end of the loop's turn).
  */
 export async function storeWorkload(
   skip: ReadonlySet<Skippable>,
+  blocking = false,
 ): Promise<{ fs: ModelFs; expected: Expected }> {
   const { files, before, fragments } = history();
   const fs = new ModelFs(DIR, files);
-  const { send, commit, attempts } = sender(fs, 10);
-  const first = fs.process(skip);
+  const { send, commit, attempts } = sender(fs, 10, blocking);
+  const first = fs.process(skip, blocking);
   let store = await NdjsonStore.open(DIR, { io: first });
   const early = [send(store, 'e1', BEFORE_MIDNIGHT), send(store, 'e2', BEFORE_MIDNIGHT)];
   await turn();
@@ -139,11 +147,12 @@ export async function storeWorkload(
   // kill -9 in the middle of a write: half of it is in (j1 whole, j2 cut short), then nothing more.
   first.fault('write', 'ok', 'short', 'hang');
   void send(store, 'lead', AFTER_MIDNIGHT);
+  if (blocking) await turn();
   void send(store, 'j1', AFTER_MIDNIGHT);
   void send(store, 'j2', AFTER_MIDNIGHT, 64);
   await untilDead(first);
   // The restart repairs the torn line, and the sender retries what got no answer.
-  const second = fs.process(skip);
+  const second = fs.process(skip, blocking);
   store = await NdjsonStore.open(DIR, { io: second });
   await Promise.all([
     send(store, 'j1', AFTER_MIDNIGHT),
@@ -155,7 +164,7 @@ export async function storeWorkload(
   second.fault('fdatasync', 'hang');
   void send(store, 'k2', AFTER_MIDNIGHT);
   await untilDead(second);
-  store = await NdjsonStore.open(DIR, { io: fs.process(skip) });
+  store = await NdjsonStore.open(DIR, { io: fs.process(skip, blocking) });
   await Promise.all([send(store, 'k2', AFTER_MIDNIGHT), send(store, 'k3', AFTER_MIDNIGHT)]);
   await store.close();
   return { fs, expected: { attempts: attempts(), before, fragments } };
