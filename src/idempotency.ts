@@ -1,5 +1,6 @@
 import { digest128 } from './digest.ts';
 import { OPTIONS } from './option-table.ts';
+import { DigestSet } from './digest-set.ts';
 import { DigestRing } from './ring.ts';
 
 // Segment delivers at least once: a timeout on its side, a lost answer or a retry after our 5xx sends the
@@ -60,8 +61,10 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly maxEntries: number;
   readonly ttlMs: number;
   readonly #now: () => number;
-  /** Events being processed now, and the copies waiting for each (`null` while there are none). */
-  readonly #pending = new Map<string, Array<(claim: Claim) => void> | null>();
+  /** Events being processed now. */
+  readonly #pending = new DigestSet();
+  /** The copies waiting for an event being processed, by its key: rare, so this map is mostly empty. */
+  readonly #waiters = new Map<string, Array<(claim: Claim) => void>>();
   readonly #ring: DigestRing;
 
   constructor(options: MemoryIdempotencyOptions = {}) {
@@ -77,28 +80,40 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 
   claim(key: string): Claim | Promise<Claim> {
-    const running = this.#pending.get(key);
-    if (running !== undefined) {
-      const waiters = running ?? [];
-      if (running === null) this.#pending.set(key, waiters);
-      return new Promise((resolve) => waiters.push(resolve));
+    const digest = digestOf(key);
+    if (this.#pending.has(digest)) {
+      let waiters = this.#waiters.get(key);
+      if (waiters === undefined) {
+        waiters = [];
+        this.#waiters.set(key, waiters);
+      }
+      const queue = waiters;
+      return new Promise((resolve) => queue.push(resolve));
     }
-    if (this.#done(digestOf(key))) return 'done';
-    this.#pending.set(key, null);
+    if (this.#done(digest)) return 'done';
+    this.#pending.add(digest);
     return 'new';
   }
 
   complete(key: string): void {
-    const waiters = this.#pending.get(key);
-    this.#pending.delete(key);
-    this.#remember(digestOf(key));
-    if (waiters) for (const wake of waiters) wake('done');
+    const digest = digestOf(key);
+    this.#pending.delete(digest);
+    this.#remember(digest);
+    const waiters = this.#waiters.size > 0 ? this.#waiters.get(key) : undefined;
+    if (waiters === undefined) return;
+    this.#waiters.delete(key);
+    for (const wake of waiters) wake('done');
   }
 
   release(key: string): void {
-    const next = this.#pending.get(key)?.shift();
-    if (next === undefined) this.#pending.delete(key);
-    else next('new'); // the claim passes to the next copy, which processes it
+    const waiters = this.#waiters.size > 0 ? this.#waiters.get(key) : undefined;
+    const next = waiters?.shift();
+    if (next === undefined) {
+      this.#pending.delete(digestOf(key));
+      return;
+    }
+    if (waiters?.length === 0) this.#waiters.delete(key);
+    next('new'); // the claim passes to the next copy, which processes it (the event stays pending)
   }
 
   /**
@@ -109,16 +124,14 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
    * claim's usual `complete` or `release` follows. An event pending already is claimed as usual.
    */
   peek(apiKey: string, messageId: string): Claim | Promise<Claim> {
-    if (this.#pending.size > 0) {
-      const key = eventKey(apiKey, messageId);
-      if (this.#pending.has(key)) return this.claim(key);
-    }
-    return this.#done(digestOfEvent(apiKey, messageId)) ? 'done' : 'new';
+    const digest = digestOfEvent(apiKey, messageId);
+    if (this.#pending.size > 0 && this.#pending.has(digest)) return this.claim(eventKey(apiKey, messageId));
+    return this.#done(digest) ? 'done' : 'new';
   }
 
   /** The event of a `peek` went asynchronous: it is pending from now on. */
-  hold(key: string): void {
-    this.#pending.set(key, null);
+  hold(apiKey: string, messageId: string): void {
+    this.#pending.add(digestOfEvent(apiKey, messageId));
   }
 
   /** The event of a `peek` succeeded synchronously: remember it for the window. */

@@ -46,8 +46,8 @@ export function onceEvent<T>(
     memory.completeEvent(apiKey, messageId);
     return result;
   }
+  memory.hold(apiKey, messageId);
   const key = eventKey(apiKey, messageId);
-  memory.hold(key);
   return result.then(
     (value) => succeeded(store, key, value),
     (err: unknown) => failed(store, key, err),
