@@ -4,8 +4,12 @@
 // old, each new table is allocated in the old generation, so a durable endpoint under load made ~30 KB of
 // old-space garbage between two young collections and a few MiB of peak memory (bench/README.md).
 
-/** A set of digests (four words each), grown by doubling, never shrunk. */
+/**
+ * A set of digests (four words each). It doubles when half full and halves when under an eighth full,
+ * down to the size it started with: a burst of events in flight does not keep its memory afterwards.
+ */
 export class DigestSet {
+  readonly #least: number;
   /** Four words of digest per bucket. */
   #words: Uint32Array;
   /** 1 where a bucket holds a digest. */
@@ -16,6 +20,7 @@ export class DigestSet {
   constructor(buckets = 64) {
     let n = 2;
     while (n < buckets) n *= 2;
+    this.#least = n;
     this.#words = new Uint32Array(n * 4);
     this.#used = new Uint8Array(n);
     this.#mask = n - 1;
@@ -25,6 +30,11 @@ export class DigestSet {
     return this.#size;
   }
 
+  /** Buckets held now (20 bytes each). */
+  get buckets(): number {
+    return this.#used.length;
+  }
+
   has(digest: Uint32Array): boolean {
     return this.#find(digest) !== -1;
   }
@@ -32,7 +42,7 @@ export class DigestSet {
   add(digest: Uint32Array): void {
     if (this.#find(digest) !== -1) return;
     // At most half full, so that probes stay short.
-    if ((this.#size + 1) * 2 > this.#used.length) this.#grow();
+    if ((this.#size + 1) * 2 > this.#used.length) this.#resize(this.#used.length * 2);
     this.#place(digest, 0);
     this.#size++;
   }
@@ -55,6 +65,7 @@ export class DigestSet {
     }
     used[hole] = 0;
     this.#size--;
+    if (this.#size * 8 < used.length && used.length > this.#least) this.#resize(used.length / 2);
     return true;
   }
 
@@ -87,13 +98,13 @@ export class DigestSet {
     this.#used[bucket] = 1;
   }
 
-  #grow(): void {
+  #resize(n: number): void {
     const words = this.#words;
     const used = this.#used;
-    const n = used.length * 2;
     this.#words = new Uint32Array(n * 4);
     this.#used = new Uint8Array(n);
     this.#mask = n - 1;
-    for (let bucket = 0; bucket < used.length; bucket++) if (used[bucket] === 1) this.#place(words, bucket * 4);
+    for (let bucket = 0; bucket < used.length; bucket++)
+      if (used[bucket] === 1) this.#place(words, bucket * 4);
   }
 }

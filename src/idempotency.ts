@@ -1,6 +1,6 @@
 import { digest128 } from './digest.ts';
-import { OPTIONS } from './option-table.ts';
 import { DigestSet } from './digest-set.ts';
+import { OPTIONS } from './option-table.ts';
 import { DigestRing } from './ring.ts';
 
 // Segment delivers at least once: a timeout on its side, a lost answer or a retry after our 5xx sends the

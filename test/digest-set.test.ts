@@ -60,3 +60,12 @@ test('the caller may reuse its digest array: the set keeps a copy', () => {
   assert.equal(set.has(scratch), false);
   assert.ok(set.has(Uint32Array.of(5, 6, 7, 8)));
 });
+
+test('grows for a burst and gives the memory back after it', () => {
+  const set = new DigestSet(64);
+  for (let n = 0; n < 10_000; n++) set.add(digestOf(n));
+  assert.ok(set.buckets >= 20_000, `${set.buckets} buckets hold 10,000 digests at most half full`);
+  for (let n = 0; n < 10_000; n++) assert.ok(set.delete(digestOf(n)), `${n} deleted`);
+  assert.equal(set.size, 0);
+  assert.equal(set.buckets, 64);
+});
