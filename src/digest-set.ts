@@ -65,7 +65,10 @@ export class DigestSet {
     }
     used[hole] = 0;
     this.#size--;
-    if (this.#size * 8 < used.length && used.length > this.#least) this.#resize(used.length / 2);
+    // Halved as often as it takes (a burst's last deletes may leave it far too big for one halving).
+    let n = used.length;
+    while (n > this.#least && this.#size * 8 < n) n /= 2;
+    if (n !== used.length) this.#resize(n);
     return true;
   }
 

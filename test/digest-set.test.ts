@@ -69,3 +69,13 @@ test('grows for a burst and gives the memory back after it', () => {
   assert.equal(set.size, 0);
   assert.equal(set.buckets, 64);
 });
+
+test('a set made small returns to its first size, however it was drained', () => {
+  for (const first of [1, 2, 3, 8]) {
+    const set = new DigestSet(first);
+    const least = set.buckets;
+    for (let n = 0; n < 1_000; n++) set.add(digestOf(n));
+    for (let n = 0; n < 1_000; n++) set.delete(digestOf(n));
+    assert.equal(set.buckets, least, `made with ${first}`);
+  }
+});
