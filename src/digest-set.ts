@@ -30,7 +30,7 @@ export class DigestSet {
     return this.#size;
   }
 
-  /** Buckets held now (20 bytes each). */
+  /** Buckets held now (17 bytes each). */
   get buckets(): number {
     return this.#used.length;
   }
