@@ -86,13 +86,9 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   claim(key: string): Claim | Promise<Claim> {
     const digest = digestOf(key);
     if (this.#pending.has(digest)) {
-      let waiters = this.#waiters.get(key);
-      if (waiters === undefined) {
-        waiters = [];
-        this.#waiters.set(key, waiters);
-      }
-      const queue = waiters;
-      return new Promise((resolve) => queue.push(resolve));
+      const waiters = this.#waiters.get(key) ?? [];
+      this.#waiters.set(key, waiters);
+      return new Promise((resolve) => waiters.push(resolve));
     }
     if (this.#done(digest)) return 'done';
     this.#pending.add(digest);
