@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The socket-free pipeline benchmark: the bench's events through request handlers driven by
 // light-my-request's `inject` (fastify's `inject` is the same library), in one process. No kernel, no TLS,
-// no scheduler: what the code we own costs per event, stable run to run. Rounds are interleaved.
+// no scheduler: what the code we own costs per event. Rounds are interleaved. Most of each figure is the
+// garbage collector's pauses, for the injector's own garbage: each is also given without them.
 //
 //   node --expose-gc bench/pipeline.mjs [--rounds 7] [--n 10000] [--json FILE]
 //
@@ -10,6 +11,7 @@
 // (dist/, no-op handlers) and the ablation ladder: the pipeline's stages composed one on top of the other
 // from the shipped modules, so that each rung's cost above the one below is what that stage costs.
 import { writeFileSync } from 'node:fs';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { Ajv } from 'ajv';
 import Fastify from 'fastify';
 import inject from 'light-my-request';
@@ -95,7 +97,24 @@ const request = (i) => ({
   payload: JSON.stringify({ ...events[i % events.length], messageId: `p${process.pid}-${id++}` }),
 });
 
+// The garbage collector's pauses, in ms, as they are reported: most of each slice here is the injector's
+// own garbage being collected (README.md, "Why it swings"), so each figure is also given without them.
+let gcMs = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) gcMs += entry.duration;
+}).observe({ entryTypes: ['gc'] });
+
+// A collection's entry reaches the observer two turns of the event loop after it (Node queues the entry,
+// then its delivery, each with an Immediate): a slice of promises alone (the fetch handler's) would leave
+// its collections to the next slice. Each slice waits for them, outside its timing.
+const delivered = async () => {
+  for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
+};
+
+/** A target's ns per event over `n` events, and the garbage collector's share of them. */
 async function measure(target, n) {
+  await delivered();
+  const gcBefore = gcMs;
   const started = process.hrtime.bigint();
   for (let i = 0; i < n; i++) {
     if (target.fetch) {
@@ -109,12 +128,15 @@ async function measure(target, n) {
     const res = target.app ? await target.app.inject(request(i)) : await inject(target.dispatch, request(i));
     if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${res.payload}`);
   }
-  return Number(process.hrtime.bigint() - started) / n;
+  const ns = Number(process.hrtime.bigint() - started) / n;
+  await delivered();
+  return { ns, gc: ((gcMs - gcBefore) * 1e6) / n };
 }
 
 const names = Object.keys(targets);
 for (const name of names) await measure(targets[name], 3000); // warm-up: every path compiled
 const runs = Object.fromEntries(names.map((name) => [name, []]));
+const gcRuns = Object.fromEntries(names.map((name) => [name, []]));
 // The host's own pace drifts by tens of percent over seconds (README, Run-to-run spread), more than the
 // differences measured here: a round measures every target in slices of SLICE events taken in turn, so
 // that all see the same stretches of the host, and the per-round nets compare like with like. A slice is
@@ -126,22 +148,35 @@ const collect = globalThis.gc ?? (() => {});
 for (let round = 0; round < ROUNDS; round++) {
   collect();
   const total = Object.fromEntries(names.map((name) => [name, 0]));
+  const gc = Object.fromEntries(names.map((name) => [name, 0]));
   for (let done = 0; done < N; done += SLICE) {
     for (let i = 0; i < names.length; i++) {
       const name = names[(i + round) % names.length];
-      total[name] += await measure(targets[name], SLICE);
+      const slice = await measure(targets[name], SLICE);
+      total[name] += slice.ns;
+      gc[name] += slice.gc;
     }
   }
-  for (const name of names) runs[name].push(total[name] / Math.ceil(N / SLICE));
+  const slices = Math.ceil(N / SLICE);
+  for (const name of names) {
+    runs[name].push(total[name] / slices);
+    gcRuns[name].push(gc[name] / slices);
+  }
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-// Net of the injector: above what the bare handler costs in the same round.
+// Net of the injector: above what the bare handler costs in the same round; then the same without the
+// garbage collector's pauses.
 const net = (name) => runs[name].map((ns, round) => ns - runs.bare[round]);
 const ratioToFastify = (name) => net(name).map((ns, round) => ns / net('fastify')[round]);
+const mutator = (name) => runs[name].map((ns, round) => ns - gcRuns[name][round]);
+const netMutator = (name) => mutator(name).map((ns, round) => ns - mutator('bare')[round]);
+const mutatorToFastify = (name) => netMutator(name).map((ns, round) => ns / netMutator('fastify')[round]);
 console.log(`pipeline, one process, ns per event: median of ${ROUNDS} interleaved rounds of ${N}`);
-console.log('| handler | ns/event | net of the injector | range of net | net × fastify |');
-console.log('| --- | ---: | ---: | ---: | ---: |');
+console.log(
+  '| handler | ns/event | of it in GC pauses | net of the injector | range of net | net × fastify | without GC: net | × fastify |',
+);
+console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 let below = 0;
 const result = {};
 for (const name of names) {
@@ -152,13 +187,17 @@ for (const name of names) {
     netMin: Math.min(...nets),
     netMax: Math.max(...nets),
     xFastify: median(ratioToFastify(name)),
+    gc: median(gcRuns[name]),
+    mutatorNet: median(netMutator(name)),
+    mutatorXFastify: median(mutatorToFastify(name)),
     step: name.startsWith('ladder') ? median(nets) - below : undefined,
   };
   if (name.startsWith('ladder')) below = row.net;
-  result[name] = { ...row, rounds: runs[name] };
+  result[name] = { ...row, rounds: runs[name], gcRounds: gcRuns[name] };
   const step = row.step === undefined ? '' : ` (step ${Math.round(row.step)})`;
+  const ratio = (x) => (name === 'bare' ? '' : x.toFixed(2));
   console.log(
-    `| ${name} | ${Math.round(row.ns)} | ${Math.round(row.net)}${step} | ${Math.round(row.netMin)}–${Math.round(row.netMax)} | ${name === 'bare' ? '' : row.xFastify.toFixed(2)} |`,
+    `| ${name} | ${Math.round(row.ns)} | ${Math.round(row.gc)} | ${Math.round(row.net)}${step} | ${Math.round(row.netMin)}–${Math.round(row.netMax)} | ${ratio(row.xFastify)} | ${Math.round(row.mutatorNet)} | ${ratio(row.mutatorXFastify)} |`,
   );
 }
 const target = result.ours.xFastify <= 0.6 ? 'met' : 'not met';
