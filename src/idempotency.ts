@@ -67,7 +67,10 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
    * would allocate its tables as often.
    */
   readonly #pending = new DigestSet(1024);
-  /** The copies waiting for an event being processed, by its key: rare, so this map is mostly empty. */
+  /**
+   * The copies waiting for an event being processed, by its digest (as text), as the marks are: rare, so
+   * this map is mostly empty.
+   */
   readonly #waiters = new Map<string, Array<(claim: Claim) => void>>();
   readonly #ring: DigestRing;
 
@@ -86,8 +89,9 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   claim(key: string): Claim | Promise<Claim> {
     const digest = digestOf(key);
     if (this.#pending.has(digest)) {
-      const waiters = this.#waiters.get(key) ?? [];
-      this.#waiters.set(key, waiters);
+      const id = digestText(digest);
+      const waiters = this.#waiters.get(id) ?? [];
+      this.#waiters.set(id, waiters);
       return new Promise((resolve) => waiters.push(resolve));
     }
     if (this.#done(digest)) return 'done';
@@ -99,20 +103,24 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     const digest = digestOf(key);
     this.#pending.delete(digest);
     this.#remember(digest);
-    const waiters = this.#waiters.size > 0 ? this.#waiters.get(key) : undefined;
+    if (this.#waiters.size === 0) return;
+    const id = digestText(digest);
+    const waiters = this.#waiters.get(id);
     if (waiters === undefined) return;
-    this.#waiters.delete(key);
+    this.#waiters.delete(id);
     for (const wake of waiters) wake('done');
   }
 
   release(key: string): void {
-    const waiters = this.#waiters.size > 0 ? this.#waiters.get(key) : undefined;
+    const digest = digestOf(key);
+    const id = digestText(digest); // a failed event: rare, the text costs nothing that matters
+    const waiters = this.#waiters.get(id);
     const next = waiters?.shift();
     if (next === undefined) {
-      this.#pending.delete(digestOf(key));
+      this.#pending.delete(digest);
       return;
     }
-    if (waiters?.length === 0) this.#waiters.delete(key);
+    if (waiters?.length === 0) this.#waiters.delete(id);
     next('new'); // the claim passes to the next copy, which processes it (the event stays pending)
   }
 
@@ -146,6 +154,11 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   #remember(digest: Uint32Array): void {
     if (this.maxEntries > 0) this.#ring.put(digest, this.#now() + this.ttlMs);
   }
+}
+
+/** A digest as a Map key: the copies waiting for an event are found the way its mark is. */
+function digestText(digest: Uint32Array): string {
+  return `${digest[0]}.${digest[1]}.${digest[2]}.${digest[3]}`;
 }
 
 /** The key under which an event is remembered: its API key and messageId. */
