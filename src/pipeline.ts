@@ -12,7 +12,7 @@ import type { Metrics } from './metrics.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
 import { type BodySink, readBody } from './reader.ts';
-import { type RefusalContext, sendContinue, sendError, sendStatus } from './respond.ts';
+import { AnswerBatch, type PendingAnswer, type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Settings, SettingsCache } from './settings.ts';
 import { verifySignature } from './signature.ts';
 
@@ -24,13 +24,16 @@ import { verifySignature } from './signature.ts';
  * log lines) runs in the context the request came in with, as code after an `await` would, so that an
  * operator's AsyncLocalStorage (request-scoped logging, tracing) reaches the handler.
  */
-class Exchange implements BodySink, RequestFacts {
+class Exchange implements BodySink, RequestFacts, PendingAnswer {
   apiKey: string | undefined;
   decision: AuthDecision = 'allow';
   /** Events a second its key may send; 0: no limit. */
   rate = 0;
   settings: Settings | undefined;
   answered = false;
+  /** The success answer's status, and whether it closes the connection (see AnswerBatch). */
+  status = 200;
+  close = false;
   readonly #scope = new AsyncResource('segment-endpoint.request');
 
   constructor(
@@ -73,6 +76,7 @@ export class EventPipeline {
   readonly #refusal: RefusalContext;
   readonly #draining: () => boolean;
   readonly #limiter = new RateLimiter();
+  readonly #successes = new AnswerBatch();
 
   constructor(
     opts: ResolvedHandlerOptions,
@@ -184,14 +188,22 @@ export class EventPipeline {
     this.answer(x, this.#intake.failed(err, x.apiKey));
   }
 
-  /** Answers the request with its result, once, then tells the front door. */
+  /**
+   * Answers the request with its result, once, then tells the front door. A success is written with the
+   * others of its turn of the event loop (AnswerBatch), and the front door told then; a refusal at once.
+   */
   answer(x: Exchange, result: EventResult): void {
     if (x.answered) return;
     x.answered = true;
-    if (result.error === undefined) sendStatus(x.res, result.status, this.#draining());
-    // A client that went away mid-body is not answered: nobody is there to read it.
-    else if (result.error.code !== 'SEG_BODY_ABORTED') sendError(x.req, x.res, result.error, this.#refusal);
     if (this.#observing) this.#observe(x, result);
+    if (result.error === undefined) {
+      x.status = result.status;
+      x.close = this.#draining();
+      this.#successes.add(x);
+      return;
+    }
+    // A client that went away mid-body is not answered: nobody is there to read it.
+    if (result.error.code !== 'SEG_BODY_ABORTED') sendError(x.req, x.res, result.error, this.#refusal);
     x.done();
   }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
 import { describe, test } from 'node:test';
 import {
   type Context,
@@ -611,6 +612,32 @@ describe('dispatch', () => {
     assert.equal((await pending).status, 200);
     await waiting;
     assert.equal(handler.inFlight, 0);
+  });
+
+  test('a success is written at the end of its turn of the loop, its event in flight until then', async () => {
+    let res: ServerResponse | undefined;
+    const seenInTurn: Array<[number, boolean | undefined]> = [];
+    let writtenWhenIdle: boolean | undefined;
+    const track = () => {
+      // Still in the turn that took the event: its answer is decided, not yet written.
+      queueMicrotask(() => {
+        seenInTurn.push([handler.inFlight, res?.writableEnded]);
+        handler.idle().then(() => {
+          writtenWhenIdle = res?.writableEnded;
+        });
+      });
+    };
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: { track } });
+    const answer = await inject(
+      (req, r) => {
+        res = r;
+        handler(req, r);
+      },
+      { body: trackEvent() },
+    );
+    assert.equal(answer.status, 200);
+    assert.deepEqual(seenInTurn, [[1, false]]);
+    assert.equal(writtenWhenIdle, true, 'idle() resolves once the answer is written');
   });
 });
 

@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { test } from 'node:test';
+import { setImmediate as nextCheckPhase } from 'node:timers/promises';
+import { AnswerBatch } from '../src/respond.ts';
+
+// Success answers are written together at the end of the event loop's turn (respond.ts): what a turn
+// decided is written in order, each then reported done, and no later than the turn's end.
+
+interface Written {
+  readonly id: number;
+  readonly status: number;
+  readonly headers: OutgoingHttpHeaders;
+}
+
+function recorder() {
+  const log: string[] = [];
+  const written: Written[] = [];
+  const answer = (id: number, status = 200, close = false, fail = false) => {
+    let destroyed = false;
+    const res = {
+      headersSent: false,
+      writeHead(code: number, headers: OutgoingHttpHeaders) {
+        if (fail) throw new Error('the socket refused the write');
+        written.push({ id, status: code, headers });
+        return res;
+      },
+      end() {
+        res.headersSent = true;
+        log.push(`write ${id}`);
+      },
+      destroy() {
+        destroyed = true;
+        log.push(`destroy ${id}`);
+      },
+      get destroyed() {
+        return destroyed;
+      },
+    };
+    return { res: res as unknown as ServerResponse, status, close, done: () => log.push(`done ${id}`) };
+  };
+  return { log, written, answer };
+}
+
+test("a turn's answers wait for its end, then go out in order, each reported done after its write", async () => {
+  const batch = new AnswerBatch();
+  const { log, written, answer } = recorder();
+  batch.add(answer(1));
+  batch.add(answer(2, 202));
+  batch.add(answer(3, 200, true));
+  assert.deepEqual(log, [], 'nothing is written before the turn ends');
+  await nextCheckPhase();
+  assert.deepEqual(log, ['write 1', 'done 1', 'write 2', 'done 2', 'write 3', 'done 3']);
+  assert.deepEqual(
+    written.map((w) => [w.id, w.status, w.headers.connection]),
+    [
+      [1, 200, undefined],
+      [2, 202, undefined],
+      [3, 200, 'close'],
+    ],
+  );
+  assert.equal(written[0]?.headers['content-length'], '0');
+});
+
+test('a lone answer goes out in the turn it was decided in, and the next turn starts a new batch', async () => {
+  const batch = new AnswerBatch();
+  const { log, answer } = recorder();
+  batch.add(answer(1));
+  await nextCheckPhase();
+  assert.deepEqual(log, ['write 1', 'done 1']);
+  batch.add(answer(2));
+  await nextCheckPhase();
+  assert.deepEqual(log, ['write 1', 'done 1', 'write 2', 'done 2']);
+});
+
+test('a turn that decides many answers writes them 64 at a time instead of holding the first', async () => {
+  const batch = new AnswerBatch();
+  const { log, answer } = recorder();
+  for (let id = 1; id <= 63; id++) batch.add(answer(id));
+  assert.equal(log.length, 0);
+  batch.add(answer(64));
+  assert.equal(log.filter((line) => line.startsWith('write')).length, 64, 'the 64th answer writes all');
+  batch.add(answer(65));
+  assert.equal(log.length, 128, 'the 65th waits for the turn to end');
+  await nextCheckPhase();
+  assert.deepEqual(log.slice(128), ['write 65', 'done 65']);
+});
+
+test('an answer that cannot be written ends its connection; the others are written all the same', async () => {
+  const batch = new AnswerBatch();
+  const { log, answer } = recorder();
+  batch.add(answer(1));
+  batch.add(answer(2, 200, false, true));
+  batch.add(answer(3));
+  await nextCheckPhase();
+  assert.deepEqual(log, ['write 1', 'done 1', 'destroy 2', 'done 2', 'write 3', 'done 3']);
+});
