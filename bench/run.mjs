@@ -2,8 +2,9 @@
 // (anchors/), pinned (server on core 0, wrk on core 1), in interleaved rounds with a fresh process per
 // server per round, so that neither the machine's drift nor one process's luck decides. See README.md.
 // Run with tsx (`node --import tsx`): the PostgreSQL sink's server comes from test/services/postgres.ts.
-// env: BENCH_ROUNDS (5), BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_SERVERS (all: floor,parse,fastify,
-// noop,durable,parse-durable,postgres), BENCH_PIN=0 (no taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
+// env: BENCH_ROUNDS (5), BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_SERVERS (all: floor,parse,
+// parse-batched,fastify,noop,durable,parse-durable,postgres), BENCH_PIN=0 (no taskset), BENCH_TRACE_GC=1
+// (count GCs in the measured window),
 // BENCH_QUIET_WAIT (10 s a window at most) and BENCH_QUIET_BUDGET (90 s a run), BENCH_FIXED_RATE
 // (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),
 // BENCH_BASELINE (another checkout, built: adds noop-baseline and durable-baseline, its dist/cli.js, for
@@ -50,6 +51,10 @@ const cli = (port, ...rest) => [
 const SERVERS = {
   floor: { label: 'node:https floor (anchors/raw.mjs)', args: () => ['bench/anchors/raw.mjs'] },
   parse: { label: 'parse floor (anchors/raw-json.mjs)', args: () => ['bench/anchors/raw-json.mjs'] },
+  'parse-batched': {
+    label: 'parse floor, answers written together (anchors/raw-json-batched.mjs)',
+    args: () => ['bench/anchors/raw-json-batched.mjs'],
+  },
   fastify: {
     label: 'fastify 5 + auth, settings, Ajv (anchors/fastify.mjs)',
     args: () => ['bench/anchors/fastify.mjs'],
