@@ -31,9 +31,8 @@ class Exchange implements BodySink, RequestFacts, PendingAnswer {
   rate = 0;
   settings: Settings | undefined;
   answered = false;
-  /** The success answer's status, and whether it closes the connection (see AnswerBatch). */
+  /** The success answer's status (see AnswerBatch). */
   status = 200;
-  close = false;
   readonly #scope = new AsyncResource('segment-endpoint.request');
 
   constructor(
@@ -76,7 +75,7 @@ export class EventPipeline {
   readonly #refusal: RefusalContext;
   readonly #draining: () => boolean;
   readonly #limiter = new RateLimiter();
-  readonly #successes = new AnswerBatch();
+  readonly #successes: AnswerBatch;
 
   constructor(
     opts: ResolvedHandlerOptions,
@@ -92,6 +91,7 @@ export class EventPipeline {
     this.#observing = metrics !== undefined || opts.accessLog;
     this.#refusal = refusal;
     this.#draining = draining;
+    this.#successes = new AnswerBatch(draining);
   }
 
   /**
@@ -198,7 +198,6 @@ export class EventPipeline {
     if (this.#observing) this.#observe(x, result);
     if (result.error === undefined) {
       x.status = result.status;
-      x.close = this.#draining();
       this.#successes.add(x);
       return;
     }

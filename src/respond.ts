@@ -23,8 +23,6 @@ export function sendStatus(res: ServerResponse, status: number, close: boolean):
 export interface PendingAnswer {
   readonly res: ServerResponse;
   readonly status: number;
-  /** End the connection with it (decided when the answer was). */
-  readonly close: boolean;
   /** Called once the answer is written. */
   readonly done: () => void;
 }
@@ -41,27 +39,46 @@ const MAX_WAITING = 64;
  * waits for no other: the loop reaches its check phase right after it.
  */
 export class AnswerBatch {
+  /** The batches with answers waiting, for writeWaitingAnswers. */
+  static readonly #holding = new Set<AnswerBatch>();
   #waiting: PendingAnswer[] = [];
   #scheduled = false;
+  readonly #closing: () => boolean;
+
+  /** `closing`: whether answers end their connections now (while draining), asked as they are written. */
+  constructor(closing: () => boolean) {
+    this.#closing = closing;
+  }
 
   add(answer: PendingAnswer): void {
     this.#waiting.push(answer);
     if (this.#waiting.length >= MAX_WAITING) this.#flush();
     else if (!this.#scheduled) {
       this.#scheduled = true;
+      AnswerBatch.#holding.add(this);
       setImmediate(this.#flushScheduled);
     }
   }
 
+  /**
+   * Writes every batch's waiting answers now, on every connection: a sender ended its side of one, which
+   * its socket follows by ending its own in the next tick.
+   */
+  static readonly flushAll = (): void => {
+    for (const batch of AnswerBatch.#holding) batch.#flush();
+  };
+
   readonly #flushScheduled = (): void => {
     this.#scheduled = false;
+    AnswerBatch.#holding.delete(this);
     this.#flush();
   };
 
   #flush(): void {
     const answers = this.#waiting;
     this.#waiting = [];
-    for (const { res, status, close, done } of answers) {
+    const close = this.#closing();
+    for (const { res, status, done } of answers) {
       try {
         sendStatus(res, status, close);
       } catch {

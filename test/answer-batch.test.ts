@@ -16,7 +16,7 @@ interface Written {
 function recorder() {
   const log: string[] = [];
   const written: Written[] = [];
-  const answer = (id: number, status = 200, close = false, fail = false) => {
+  const answer = (id: number, status = 200, fail = false) => {
     let destroyed = false;
     const res = {
       headersSent: false,
@@ -37,17 +37,19 @@ function recorder() {
         return destroyed;
       },
     };
-    return { res: res as unknown as ServerResponse, status, close, done: () => log.push(`done ${id}`) };
+    return { res: res as unknown as ServerResponse, status, done: () => log.push(`done ${id}`) };
   };
   return { log, written, answer };
 }
 
+const open = () => false;
+
 test("a turn's answers wait for its end, then go out in order, each reported done after its write", async () => {
-  const batch = new AnswerBatch();
+  const batch = new AnswerBatch(open);
   const { log, written, answer } = recorder();
   batch.add(answer(1));
   batch.add(answer(2, 202));
-  batch.add(answer(3, 200, true));
+  batch.add(answer(3));
   assert.deepEqual(log, [], 'nothing is written before the turn ends');
   await nextCheckPhase();
   assert.deepEqual(log, ['write 1', 'done 1', 'write 2', 'done 2', 'write 3', 'done 3']);
@@ -56,14 +58,28 @@ test("a turn's answers wait for its end, then go out in order, each reported don
     [
       [1, 200, undefined],
       [2, 202, undefined],
-      [3, 200, 'close'],
+      [3, 200, undefined],
     ],
   );
   assert.equal(written[0]?.headers['content-length'], '0');
 });
 
+test('answers written once draining has begun end their connections, though decided before it', async () => {
+  let draining = false;
+  const batch = new AnswerBatch(() => draining);
+  const { written, answer } = recorder();
+  batch.add(answer(1));
+  batch.add(answer(2));
+  draining = true;
+  await nextCheckPhase();
+  assert.deepEqual(
+    written.map((w) => w.headers.connection),
+    ['close', 'close'],
+  );
+});
+
 test('a lone answer goes out in the turn it was decided in, and the next turn starts a new batch', async () => {
-  const batch = new AnswerBatch();
+  const batch = new AnswerBatch(open);
   const { log, answer } = recorder();
   batch.add(answer(1));
   await nextCheckPhase();
@@ -74,7 +90,7 @@ test('a lone answer goes out in the turn it was decided in, and the next turn st
 });
 
 test('a turn that decides many answers writes them 64 at a time instead of holding the first', async () => {
-  const batch = new AnswerBatch();
+  const batch = new AnswerBatch(open);
   const { log, answer } = recorder();
   for (let id = 1; id <= 63; id++) batch.add(answer(id));
   assert.equal(log.length, 0);
@@ -87,10 +103,10 @@ test('a turn that decides many answers writes them 64 at a time instead of holdi
 });
 
 test('an answer that cannot be written ends its connection; the others are written all the same', async () => {
-  const batch = new AnswerBatch();
+  const batch = new AnswerBatch(open);
   const { log, answer } = recorder();
   batch.add(answer(1));
-  batch.add(answer(2, 200, false, true));
+  batch.add(answer(2, 200, true));
   batch.add(answer(3));
   await nextCheckPhase();
   assert.deepEqual(log, ['write 1', 'done 1', 'destroy 2', 'done 2', 'write 3', 'done 3']);
