@@ -10,6 +10,7 @@ import { answerClientError, ConnectionSlots } from './connections.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { integer, OPTIONS } from './option-table.ts';
 import type { HandlerOptions } from './options.ts';
+import { AnswerBatch } from './respond.ts';
 
 /** Options of `createServer`: the pipeline's, plus the socket's. */
 export interface ServerOptions extends HandlerOptions {
@@ -160,18 +161,31 @@ function nodeServer(
     if (options.tls?.cert === undefined || options.tls.key === undefined) {
       throw new TypeError('options.tls ({ cert, key }) is required, or set options.http for plain HTTP');
     }
-    const tls = { cert: options.tls.cert, key: options.tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS };
+    const tls = {
+      cert: options.tls.cert,
+      key: options.tls.key,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    };
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
   // Headers past the count are dropped by Node's parser (their bytes are already bounded by
   // maxHeaderSize).
   server.maxHeadersCount = MAX_HEADERS_COUNT;
+  // A sender may end its side of the stream once its request is sent (HTTP/1.1 allows it). Node's
+  // default drops the requests in progress on that connection at once, and with them the successes
+  // waiting for the end of their turn (AnswerBatch). Instead the connection ends after its last answer
+  // (lib/_http_server.js, socketOnEnd); a TLS socket ends its side in the next tick all the same, so the
+  // answers waiting are written first.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  if (options.http !== true) {
+    server.on('secureConnection', (socket: Socket) => socket.on('end', AnswerBatch.flushAll));
+  }
   return server;
 }
 
 /**
- * Graceful close: new events get 503, idle connections close, running requests finish (up to
- * `shutdownTimeoutMs`), then the server stops.
+ * Graceful close: new events get 503, running requests finish and their answers are flushed (up to
+ * `shutdownTimeoutMs`), then the server stops and its connections close.
  */
 async function gracefulClose(
   server: Server,
@@ -180,17 +194,20 @@ async function gracefulClose(
   shutdownTimeoutMs: number,
 ): Promise<void> {
   handler.drain();
-  server.closeIdleConnections();
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, shutdownTimeoutMs);
   });
   try {
     // Events in flight finish; meanwhile newcomers, on new connections too, are answered 503 (and
-    // health says draining), which is what a load balancer in front needs to see.
+    // health says draining), which is what a load balancer in front needs to see. Nothing is closed
+    // before every answer begun is flushed: Node closes the connections it counts idle (close() does
+    // too), and counts one idle once its answer is ended, before its bytes are flushed (over TLS, a
+    // turn of the loop later). Until then a keep-alive connection that brings a request hears 503 and
+    // `Connection: close`.
     await Promise.race([handler.idle(), deadline]);
-    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     await Promise.race([answers.settled(), deadline]);
+    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     // Every answer already begun is flushed. A connection still open has no complete request on it:
     // it is idle, or its request is half sent. The half sent get a moment to finish and hear 503;
     // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:

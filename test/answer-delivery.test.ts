@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { connect, type TLSSocket } from 'node:tls';
+import { createHandler, silentLogger } from '../src/index.ts';
+import { API_KEY, basic, inject, listenTls, parseRaw, testCert, trackEvent, waitUntil } from './helpers.ts';
+
+// A success is written at the end of the loop's turn that decided it (respond.ts, AnswerBatch): whatever
+// happens to its connection or to the process in between, a processed event's sender hears its 200.
+
+const { cert } = testCert();
+
+const eventRequest = (body: string) =>
+  `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
+  `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+
+/** A TLS connection that keeps what it receives; `closed` resolves with all of it. */
+function open(port: number): Promise<{ socket: TLSSocket; closed: Promise<string> }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () =>
+      resolve({ socket, closed }),
+    );
+    const closed = new Promise<string>((done) =>
+      socket.on('close', () => done(Buffer.concat(chunks).toString())),
+    );
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => {}); // a reset shows as the close
+  });
+}
+
+test('a sender that half-closes right after its request still hears its 200, then the connection ends', async () => {
+  const handled: string[] = [];
+  const { endpoint, port } = await listenTls({
+    handlers: {
+      track: (event) => {
+        handled.push(String(event.messageId));
+      },
+    },
+  });
+  try {
+    const senders = await Promise.all(Array.from({ length: 10 }, () => open(port)));
+    const events = senders.map(({ socket }) => {
+      const event = trackEvent();
+      // The request, then the sender's end of the stream (TLS close_notify and FIN) at once.
+      socket.end(eventRequest(JSON.stringify(event)));
+      return event;
+    });
+    const received = await Promise.all(senders.map(({ closed }) => closed));
+    assert.deepEqual(
+      received.map((text) => parseRaw(text).status),
+      events.map(() => 200),
+    );
+    assert.deepEqual(handled.sort(), events.map((e) => e.messageId).sort());
+  } finally {
+    await endpoint.close();
+  }
+});
+
+test('every event processed before a shutdown is answered 200, however soon the shutdown comes', async () => {
+  const handled = new Set<string>();
+  let closing: Promise<void> | undefined;
+  const { endpoint, port } = await listenTls({
+    handlers: {
+      track: (event) => {
+        handled.add(String(event.messageId));
+        // From the second event on, the shutdown starts in the same turn of the loop as the answers are
+        // written, right after them: their bytes are not yet flushed (over TLS, a turn later).
+        if (handled.size === 2) setImmediate(() => (closing = endpoint.close()));
+      },
+    },
+  });
+  const senders = await Promise.all(Array.from({ length: 50 }, () => open(port)));
+  const ids = senders.map(({ socket }) => {
+    const event = trackEvent();
+    socket.write(eventRequest(JSON.stringify(event)));
+    return event.messageId;
+  });
+  await waitUntil(
+    () => closing !== undefined,
+    () => `${handled.size} events handled, no shutdown`,
+  );
+  await closing;
+  for (const { socket } of senders) socket.destroy();
+  const received = await Promise.all(senders.map(({ closed }) => closed));
+  const unanswered = ids.filter((id, i) => handled.has(id) && parseRaw(received[i] ?? '').status !== 200);
+  assert.ok(handled.size >= 2);
+  assert.deepEqual(unanswered, [], 'processed before the shutdown, not answered');
+});
+
+test('a success decided before draining began and written after it closes the connection', async () => {
+  const handler = createHandler({
+    apiKeys: [API_KEY],
+    log: silentLogger,
+    handlers: {
+      // Draining begins after this event's answer is decided, before the turn ends.
+      track: () => queueMicrotask(() => handler.drain()),
+    },
+  });
+  const res = await inject(handler, { body: trackEvent() });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.connection, 'close');
+});
