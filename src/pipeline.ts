@@ -178,7 +178,7 @@ export class EventPipeline {
       return;
     }
     result.then(
-      (settled) => this.answer(x, settled),
+      (settled) => this.answer(x, settled, true),
       (err: unknown) => this.refuse(x, err),
     );
   }
@@ -190,15 +190,17 @@ export class EventPipeline {
 
   /**
    * Answers the request with its result, once, then tells the front door. A success is written with the
-   * others of its turn of the event loop (AnswerBatch), and the front door told then; a refusal at once.
+   * others of its turn of the event loop, or when `settled` (decided by a promise) with the others the
+   * same settling decided (AnswerBatch), and the front door told then; a refusal at once.
    */
-  answer(x: Exchange, result: EventResult): void {
+  answer(x: Exchange, result: EventResult, settled = false): void {
     if (x.answered) return;
     x.answered = true;
     if (this.#observing) this.#observe(x, result);
     if (result.error === undefined) {
       x.status = result.status;
-      this.#successes.add(x);
+      if (settled) this.#successes.addSettled(x);
+      else this.#successes.add(x);
       return;
     }
     // A client that went away mid-body is not answered: nobody is there to read it.

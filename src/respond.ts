@@ -39,7 +39,7 @@ const MAX_WAITING = 64;
  * waits for no other: the loop reaches its check phase right after it.
  */
 export class AnswerBatch {
-  /** The batches with answers waiting, for writeWaitingAnswers. */
+  /** The batches with answers waiting, for flushAll. */
   static readonly #holding = new Set<AnswerBatch>();
   #waiting: PendingAnswer[] = [];
   #scheduled = false;
@@ -64,6 +64,21 @@ export class AnswerBatch {
    * Writes every batch's waiting answers now, on every connection: a sender ended its side of one, which
    * its socket follows by ending its own in the next tick.
    */
+  /**
+   * An answer decided when a promise settled (an asynchronous handler; the store's commit, which settles
+   * a group of events at once): written as soon as the promise reactions of the moment have run, with
+   * the others they decided. Waiting for the end of the turn would hold a commit's answers for all the
+   * work of the next poll (`nextTick` queued by a reaction runs once the microtask queue is empty).
+   */
+  addSettled(answer: PendingAnswer): void {
+    this.#waiting.push(answer);
+    if (this.#waiting.length === 1) process.nextTick(this.#flushSettled);
+  }
+
+  readonly #flushSettled = (): void => {
+    this.#flush();
+  };
+
   static readonly flushAll = (): void => {
     for (const batch of AnswerBatch.#holding) batch.#flush();
   };

@@ -111,3 +111,19 @@ test('an answer that cannot be written ends its connection; the others are writt
   await nextCheckPhase();
   assert.deepEqual(log, ['write 1', 'done 1', 'destroy 2', 'done 2', 'write 3', 'done 3']);
 });
+
+test("answers a settling promise decided go out once its reactions have run, before the turn's end", async () => {
+  const batch = new AnswerBatch(open);
+  const { log, answer } = recorder();
+  let seenAtTurnEnd: string[] | undefined;
+  setImmediate(() => {
+    seenAtTurnEnd = [...log];
+  });
+  // A commit settles a group: its events' answers come through reaction chains of different lengths.
+  const committed = Promise.resolve();
+  committed.then(() => batch.addSettled(answer(1)));
+  committed.then(() => undefined).then(() => batch.addSettled(answer(2)));
+  assert.deepEqual(log, []);
+  await nextCheckPhase();
+  assert.deepEqual(seenAtTurnEnd, ['write 1', 'done 1', 'write 2', 'done 2']);
+});
