@@ -50,6 +50,7 @@ export class AnswerBatch {
     this.#closing = closing;
   }
 
+  /** An answer decided while the loop takes requests: written at the end of the turn, or with 63 others. */
   add(answer: PendingAnswer): void {
     this.#waiting.push(answer);
     if (this.#waiting.length >= MAX_WAITING) this.#flush();
@@ -60,10 +61,6 @@ export class AnswerBatch {
     }
   }
 
-  /**
-   * Writes every batch's waiting answers now, on every connection: a sender ended its side of one, which
-   * its socket follows by ending its own in the next tick.
-   */
   /**
    * An answer decided when a promise settled (an asynchronous handler; the store's commit, which settles
    * a group of events at once): written as soon as the promise reactions of the moment have run, with
@@ -79,6 +76,10 @@ export class AnswerBatch {
     this.#flush();
   };
 
+  /**
+   * Writes every batch's waiting answers now, on every connection: a sender ended its side of one, which
+   * its socket follows by ending its own in the next tick.
+   */
   static readonly flushAll = (): void => {
     for (const batch of AnswerBatch.#holding) batch.#flush();
   };

@@ -161,11 +161,7 @@ function nodeServer(
     if (options.tls?.cert === undefined || options.tls.key === undefined) {
       throw new TypeError('options.tls ({ cert, key }) is required, or set options.http for plain HTTP');
     }
-    const tls = {
-      cert: options.tls.cert,
-      key: options.tls.key,
-      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-    };
+    const tls = { cert: options.tls.cert, key: options.tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS };
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
   // Headers past the count are dropped by Node's parser (their bytes are already bounded by
