@@ -73,7 +73,6 @@ export class EventPipeline {
   readonly #metrics: Metrics | undefined;
   readonly #observing: boolean;
   readonly #refusal: RefusalContext;
-  readonly #draining: () => boolean;
   readonly #limiter = new RateLimiter();
   readonly #successes: AnswerBatch;
 
@@ -90,7 +89,6 @@ export class EventPipeline {
     this.#metrics = metrics;
     this.#observing = metrics !== undefined || opts.accessLog;
     this.#refusal = refusal;
-    this.#draining = draining;
     this.#successes = new AnswerBatch(draining);
   }
 
