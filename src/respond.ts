@@ -39,8 +39,6 @@ const MAX_WAITING = 64;
  * waits for no other: the loop reaches its check phase right after it.
  */
 export class AnswerBatch {
-  /** The batches with answers waiting, for flushAll. */
-  static readonly #holding = new Set<AnswerBatch>();
   #waiting: PendingAnswer[] = [];
   #scheduled = false;
   readonly #closing: () => boolean;
@@ -56,7 +54,6 @@ export class AnswerBatch {
     if (this.#waiting.length >= MAX_WAITING) this.#flush();
     else if (!this.#scheduled) {
       this.#scheduled = true;
-      AnswerBatch.#holding.add(this);
       setImmediate(this.#flushScheduled);
     }
   }
@@ -76,17 +73,8 @@ export class AnswerBatch {
     this.#flush();
   };
 
-  /**
-   * Writes every batch's waiting answers now, on every connection: a sender ended its side of one, which
-   * its socket follows by ending its own in the next tick.
-   */
-  static readonly flushAll = (): void => {
-    for (const batch of AnswerBatch.#holding) batch.#flush();
-  };
-
   readonly #flushScheduled = (): void => {
     this.#scheduled = false;
-    AnswerBatch.#holding.delete(this);
     this.#flush();
   };
 

@@ -10,7 +10,6 @@ import { answerClientError, ConnectionSlots } from './connections.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { integer, OPTIONS } from './option-table.ts';
 import type { HandlerOptions } from './options.ts';
-import { AnswerBatch } from './respond.ts';
 
 /** Options of `createServer`: the pipeline's, plus the socket's. */
 export interface ServerOptions extends HandlerOptions {
@@ -168,13 +167,16 @@ function nodeServer(
   // maxHeaderSize).
   server.maxHeadersCount = MAX_HEADERS_COUNT;
   // A sender may end its side of the stream once its request is sent (HTTP/1.1 allows it). Node's
-  // default drops the requests in progress on that connection at once, and with them the successes
-  // waiting for the end of their turn (AnswerBatch). Instead the connection ends after its last answer
-  // (lib/_http_server.js, socketOnEnd); a TLS socket ends its side in the next tick all the same, so the
-  // answers waiting are written first.
+  // default drops the requests in progress on that connection at once, and with them the answers not yet
+  // written: an asynchronous handler's, the store's, and the successes waiting for the end of their turn
+  // (AnswerBatch). Instead the connection ends after its last answer (lib/_http_server.js, socketOnEnd).
+  // A TLS socket would end its own side in the next tick all the same: once its handshake is done, it
+  // stays half open too (during the handshake a sender that ends its side is gone, and so is the socket).
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   if (options.http !== true) {
-    server.on('secureConnection', (socket: Socket) => socket.on('end', AnswerBatch.flushAll));
+    server.on('secureConnection', (socket: Socket) => {
+      socket.allowHalfOpen = true;
+    });
   }
   return server;
 }

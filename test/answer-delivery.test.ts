@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect as connectTcp } from 'node:net';
 import { test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { createHandler, silentLogger } from '../src/index.ts';
@@ -28,32 +29,52 @@ function open(port: number): Promise<{ socket: TLSSocket; closed: Promise<string
   });
 }
 
-test('a sender that half-closes right after its request still hears its 200, then the connection ends', async () => {
-  const handled: string[] = [];
-  const { endpoint, port } = await listenTls({
-    handlers: {
-      track: (event) => {
-        handled.push(String(event.messageId));
-      },
-    },
+for (const kind of ['synchronous', 'asynchronous'] as const) {
+  test(`a sender that half-closes after its request still hears its 200 (${kind} handler)`, async () => {
+    const handled: string[] = [];
+    const record = (event: { messageId?: string | null }) => {
+      handled.push(String(event.messageId));
+    };
+    const track =
+      kind === 'synchronous'
+        ? record
+        : async (event: { messageId?: string | null }) => {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+            record(event);
+          };
+    const { endpoint, port } = await listenTls({ handlers: { track } });
+    try {
+      const senders = await Promise.all(Array.from({ length: 10 }, () => open(port)));
+      const events = senders.map(({ socket }) => {
+        const event = trackEvent();
+        // The request, then the sender's end of the stream (TLS close_notify and FIN) at once.
+        socket.end(eventRequest(JSON.stringify(event)));
+        return event;
+      });
+      // Each connection ends after its answer.
+      const received = await Promise.all(senders.map(({ closed }) => closed));
+      assert.deepEqual(
+        received.map((text) => parseRaw(text).status),
+        events.map(() => 200),
+      );
+      assert.deepEqual(handled.sort(), events.map((e) => e.messageId).sort());
+    } finally {
+      await endpoint.close();
+    }
   });
-  try {
-    const senders = await Promise.all(Array.from({ length: 10 }, () => open(port)));
-    const events = senders.map(({ socket }) => {
-      const event = trackEvent();
-      // The request, then the sender's end of the stream (TLS close_notify and FIN) at once.
-      socket.end(eventRequest(JSON.stringify(event)));
-      return event;
-    });
-    const received = await Promise.all(senders.map(({ closed }) => closed));
-    assert.deepEqual(
-      received.map((text) => parseRaw(text).status),
-      events.map(() => 200),
-    );
-    assert.deepEqual(handled.sort(), events.map((e) => e.messageId).sort());
-  } finally {
-    await endpoint.close();
-  }
+}
+
+test('a sender that ends its side during the TLS handshake does not hold up the shutdown', async () => {
+  const { endpoint, port } = await listenTls({ handlers: { track: () => {} } });
+  // A TCP connection that sends half a ClientHello, then its FIN.
+  const half = connectTcp(port, '127.0.0.1', () =>
+    half.end(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])),
+  );
+  half.on('error', () => {});
+  await new Promise((resolve) => half.on('close', resolve));
+  const started = Date.now();
+  await endpoint.close();
+  assert.ok(Date.now() - started < 2_000, `the shutdown took ${Date.now() - started} ms`);
 });
 
 test('every event processed before a shutdown is answered 200, however soon the shutdown comes', async () => {
