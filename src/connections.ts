@@ -5,8 +5,8 @@ import { Chain, type Linked } from './chain.ts';
 import type { ErrorCode } from './errors.ts';
 import { rawRefusal } from './respond.ts';
 
-// What happens on a connection around its requests: who holds a slot, and the refusals Node's parser
-// makes before a request exists.
+// What happens on a connection around its requests: who holds a slot, which answers are still to be
+// written, and the refusals Node's parser makes before a request exists.
 
 /**
  * Who holds the `maxConnections` slots. A connection is busy while a request on it is in progress, and
@@ -19,17 +19,32 @@ import { rawRefusal } from './respond.ts';
  * Node's own `server.maxConnections` refuses the newcomer whatever the others are doing. Here each
  * connection has a record, found by its socket, and the idle ones are linked in the order they became
  * idle: the longest idle is the list's head, and a request starting or finishing only moves its record
- * in or out of the list. Nothing is allocated per request, and no hash table changes per request (a Set
- * and a Map updated on every request cost several µs an event under load, bench/README.md).
+ * in or out of the list. No hash table changes per request (a Set and a Map updated on every request
+ * cost several µs an event under load, bench/README.md).
+ *
+ * The slots also count the answers begun and not yet flushed, so that a shutdown cuts none short
+ * (`settled`). An answer is done with when its response closes, but Node does not close every response:
+ * requests pipelined behind an answer that closed the connection (a refusal, a request that asked for
+ * it) are never answered (lib/_http_server.js writes nothing queued behind it), and their responses never
+ * report anything. When a connection closes, those left waiting for their turn are done with too.
  */
 export class ConnectionSlots {
   readonly #max: number;
   readonly #slots = new Map<Socket, Slot>();
   /** The idle connections, longest idle first. */
   readonly #idle = new Chain<Slot>();
+  /** Answers begun and not yet flushed or abandoned, on every connection. */
+  #answering = 0;
+  #waiters: Array<() => void> = [];
+  /** A response's 'close' listener (`this` is the response): one function for all. */
+  readonly #closed: (this: ServerResponse) => void;
 
   constructor(max: number) {
     this.#max = max;
+    const slots = this;
+    this.#closed = function closed(this: ServerResponse) {
+      slots.#finished(this);
+    };
   }
 
   /** Connections holding a slot now. */
@@ -46,43 +61,75 @@ export class ConnectionSlots {
         return;
       }
       // Its slot is free from now on (its 'close', later, finds no record).
-      this.#drop(longestIdle);
+      this.#slots.delete(longestIdle.socket);
+      this.#idle.remove(longestIdle);
       longestIdle.socket.destroy();
     }
-    const slot: Slot = { socket, running: 0, prev: undefined, next: undefined };
+    const slot: Slot = { socket, answering: [], prev: undefined, next: undefined };
     this.#slots.set(socket, slot);
     this.#idle.push(slot);
-    socket.once('close', () => {
-      const open = this.#slots.get(socket);
-      if (open !== undefined) this.#drop(open);
-    });
+    socket.once('close', () => this.#gone(socket));
   }
 
-  /** A request arrived on `req.socket`. */
-  started(req: IncomingMessage): void {
+  /** A request arrived on `req.socket`; `res` is its answer, done with once it closes. */
+  started(req: IncomingMessage, res: ServerResponse): void {
+    this.#answering++;
+    res.on('close', this.#closed); // emitted once: no once() wrapper needed
     const slot = this.#slots.get(tcpSocket(req.socket));
     // Pipelined behind a request still in progress, the connection is busy already; closed: no record.
-    if (slot !== undefined && slot.running++ === 0) this.#idle.remove(slot);
+    if (slot !== undefined && slot.answering.push(res) === 1) this.#idle.remove(slot);
   }
 
-  /** The answer to a request on `req.socket` was sent, or abandoned. */
-  finished(req: IncomingMessage): void {
-    const slot = this.#slots.get(tcpSocket(req.socket));
-    if (slot === undefined || slot.running === 0) return; // closed meanwhile
-    if (--slot.running === 0) this.#idle.push(slot);
+  /** Resolves once every answer begun is flushed or abandoned. */
+  settled(): Promise<void> {
+    return this.#answering === 0 ? Promise.resolve() : new Promise((resolve) => this.#waiters.push(resolve));
   }
 
-  #drop(slot: Slot): void {
-    this.#slots.delete(slot.socket);
-    if (slot.running === 0) this.#idle.remove(slot);
-    slot.running = 0;
+  /** The answer `res` was flushed, or abandoned. */
+  #finished(res: ServerResponse): void {
+    this.#done(1);
+    const slot = this.#slots.get(tcpSocket(res.req.socket));
+    if (slot === undefined) return; // closed meanwhile
+    const { answering } = slot;
+    // In order as a rule: Node flushes a connection's answers in the order of its requests.
+    const at = answering[0] === res ? 0 : answering.indexOf(res);
+    if (at === -1) return;
+    if (at === 0) answering.shift();
+    else answering.splice(at, 1);
+    if (answering.length === 0) this.#idle.push(slot);
+  }
+
+  /**
+   * A connection closed. Its answer being written, if any, still closes; those queued behind it never
+   * will: Node assigns a connection to an answer only once the one before is flushed (`res.socket`).
+   */
+  #gone(socket: Socket): void {
+    const slot = this.#slots.get(socket);
+    if (slot === undefined) return; // its slot was taken by a newcomer
+    this.#slots.delete(socket);
+    if (slot.answering.length === 0) {
+      this.#idle.remove(slot);
+      return;
+    }
+    const stranded = slot.answering.filter((res) => res.socket === null && !res.writableFinished);
+    slot.answering = [];
+    this.#done(stranded.length);
+  }
+
+  #done(answers: number): void {
+    this.#answering -= answers;
+    if (this.#answering === 0 && this.#waiters.length > 0) {
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const wake of waiters) wake();
+    }
   }
 }
 
-/** A connection's record: requests in progress on it, and its place among the idle ones. */
+/** A connection's record: the answers in progress on it, in order, and its place among the idle ones. */
 interface Slot extends Linked<Slot> {
   readonly socket: Socket;
-  running: number;
+  answering: ServerResponse[];
 }
 
 /**

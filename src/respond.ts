@@ -21,6 +21,7 @@ export function sendStatus(res: ServerResponse, status: number, close: boolean):
 
 /** An empty success answer decided, waiting for the end of its turn of the event loop. */
 export interface PendingAnswer {
+  readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly status: number;
   /** Called once the answer is written. */
@@ -81,10 +82,10 @@ export class AnswerBatch {
   #flush(): void {
     const answers = this.#waiting;
     this.#waiting = [];
-    const close = this.#closing();
-    for (const { res, status, done } of answers) {
+    const closing = this.#closing();
+    for (const { req, res, status, done } of answers) {
       try {
-        sendStatus(res, status, close);
+        sendStatus(res, status, closing && lastOnConnection(req));
       } catch {
         // Node's writes do not throw for a gone client; whatever did, this answer's sender hears the
         // connection end (and retries), and the rest of the turn's answers still go out.
@@ -93,6 +94,19 @@ export class AnswerBatch {
       done();
     }
   }
+}
+
+/**
+ * Whether no request has come after `req` on its connection: Node's parser keeps the last request it
+ * read as `parser.incoming` (lib/_http_common.js). An answer that closes its connection must be the last
+ * one on it, since Node writes nothing queued behind it (lib/_http_server.js, resOnFinish): requests
+ * pipelined behind would go unanswered, their events taken. Without a parser (a closed connection, an
+ * injected request) it is.
+ */
+export function lastOnConnection(req: IncomingMessage): boolean {
+  const socket = req.socket as IncomingMessage['socket'] & { parser?: { incoming?: unknown } | null };
+  const latest = socket?.parser?.incoming;
+  return latest === undefined || latest === null || latest === req;
 }
 
 export interface RefusalContext {

@@ -77,10 +77,8 @@ export function createServer(options: ServerOptions): EndpointServer {
   const port = integer('port', options.port);
   const host = options.host ?? OPTIONS.host.default;
   const slots = new ConnectionSlots(integer('maxConnections', options.maxConnections));
-  const answers = answerTracker(slots);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
-    slots.started(req);
-    answers.open(res);
+    slots.started(req, res);
     handler(req, res);
   };
   const server = nodeServer(options, serve);
@@ -109,7 +107,7 @@ export function createServer(options: ServerOptions): EndpointServer {
     });
 
   const shutdownTimeoutMs = integer('shutdownTimeoutMs', options.shutdownTimeoutMs);
-  const close = () => gracefulClose(server, handler, answers, shutdownTimeoutMs);
+  const close = () => gracefulClose(server, handler, slots, shutdownTimeoutMs);
 
   const tlsServer = (method: string): HttpsServer => {
     if (options.http === true) throw new TypeError(`${method}: this server is plain HTTP`);
@@ -188,7 +186,7 @@ function nodeServer(
 async function gracefulClose(
   server: Server,
   handler: EndpointHandler,
-  answers: ReturnType<typeof answerTracker>,
+  slots: ConnectionSlots,
   shutdownTimeoutMs: number,
 ): Promise<void> {
   handler.drain();
@@ -204,7 +202,7 @@ async function gracefulClose(
     // turn of the loop later). Until then a keep-alive connection that brings a request hears 503 and
     // `Connection: close`.
     await Promise.race([handler.idle(), deadline]);
-    await Promise.race([answers.settled(), deadline]);
+    await Promise.race([slots.settled(), deadline]);
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     // Every answer already begun is flushed. A connection still open has no complete request on it:
     // it is idle, or its request is half sent. The half sent get a moment to finish and hear 503;
@@ -217,31 +215,4 @@ async function gracefulClose(
   } finally {
     clearTimeout(timer);
   }
-}
-
-/**
- * Counts answers begun and not yet flushed (or abandoned), so that shutdown cuts none of them short, and
- * tells `slots` when a connection's request is done with.
- */
-function answerTracker(slots: ConnectionSlots) {
-  let open = 0;
-  let waiters: Array<() => void> = [];
-  function closed(this: ServerResponse): void {
-    slots.finished(this.req);
-    open--;
-    if (open === 0 && waiters.length > 0) {
-      const wake = waiters;
-      waiters = [];
-      for (const done of wake) done();
-    }
-  }
-  return {
-    open(res: ServerResponse): void {
-      open++;
-      res.on('close', closed); // emitted once: no once() wrapper needed
-    },
-    settled(): Promise<void> {
-      return open === 0 ? Promise.resolve() : new Promise((resolve) => waiters.push(resolve));
-    },
-  };
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { test } from 'node:test';
 import { setImmediate as nextCheckPhase } from 'node:timers/promises';
 import { AnswerBatch } from '../src/respond.ts';
@@ -16,7 +16,7 @@ interface Written {
 function recorder() {
   const log: string[] = [];
   const written: Written[] = [];
-  const answer = (id: number, status = 200, fail = false) => {
+  const answer = (id: number, status = 200, fail = false, req = {} as IncomingMessage) => {
     let destroyed = false;
     const res = {
       headersSent: false,
@@ -37,7 +37,7 @@ function recorder() {
         return destroyed;
       },
     };
-    return { res: res as unknown as ServerResponse, status, done: () => log.push(`done ${id}`) };
+    return { req, res: res as unknown as ServerResponse, status, done: () => log.push(`done ${id}`) };
   };
   return { log, written, answer };
 }
@@ -126,4 +126,26 @@ test("answers a settling promise decided go out once its reactions have run, bef
   assert.deepEqual(log, []);
   await nextCheckPhase();
   assert.deepEqual(seenAtTurnEnd, ['write 1', 'done 1', 'write 2', 'done 2']);
+});
+
+test('while draining, only the answer to the last request read on a connection closes it', async () => {
+  const batch = new AnswerBatch(() => true);
+  const { written, answer } = recorder();
+  // Three requests pipelined on one connection, as Node's parser leaves it: the last one read is its
+  // `incoming`. Their answers are decided last first.
+  const socket = { parser: { incoming: undefined as unknown } };
+  const [first, second, third] = [1, 2, 3].map(() => ({ socket }) as unknown as IncomingMessage);
+  socket.parser.incoming = third;
+  batch.add(answer(3, 200, false, third));
+  batch.add(answer(1, 200, false, first));
+  batch.add(answer(2, 200, false, second));
+  await nextCheckPhase();
+  assert.deepEqual(
+    written.map((w) => [w.id, w.headers.connection]),
+    [
+      [3, 'close'],
+      [1, undefined],
+      [2, undefined],
+    ],
+  );
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { type AddressInfo, connect as connectTcp, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as connectTls } from 'node:tls';
@@ -283,7 +283,15 @@ describe('connection slots at maxConnections', () => {
       return this;
     }
   }
-  const requestOn = (socket: FakeSocket) => ({ socket }) as unknown as IncomingMessage;
+  /** A request on `socket` and its answer: `socket` once Node has given it the connection. */
+  const exchangeOn = (socket: FakeSocket, assigned = true) => {
+    const res = Object.assign(new EventEmitter(), {
+      req: { socket },
+      socket: assigned ? socket : null,
+      writableFinished: false,
+    });
+    return [res.req, res] as unknown as [IncomingMessage, ServerResponse];
+  };
   const closed = (socket: FakeSocket) => new Promise((resolve) => socket.once('close', resolve));
 
   test('bookkeeping: the longest idle goes first; pipelined requests keep a connection busy', async () => {
@@ -296,31 +304,51 @@ describe('connection slots at maxConnections', () => {
       new FakeSocket(),
     ];
     const admit = (socket: FakeSocket) => slots.admit(socket as unknown as Socket);
+    const start = (socket: FakeSocket) => {
+      const [req, res] = exchangeOn(socket);
+      slots.started(req, res);
+      return res;
+    };
     admit(a);
     admit(b);
     // a: two pipelined requests, one answered; b: one answered, so idle again.
-    slots.started(requestOn(a));
-    slots.started(requestOn(a));
-    slots.finished(requestOn(a));
-    slots.started(requestOn(b));
-    slots.finished(requestOn(b));
+    const [a1, a2] = [start(a), start(a)];
+    a1.emit('close');
+    start(b).emit('close');
     admit(c); // takes b's slot: a is still busy
     assert.deepEqual([a.destroyed, b.destroyed, c.destroyed], [false, true, false]);
     assert.equal(slots.size, 2);
-    slots.started(requestOn(c));
+    const c1 = start(c);
     admit(d); // both busy: the newcomer goes
     assert.equal(d.destroyed, true);
-    slots.finished(requestOn(a)); // a idle now, and the longest idle
-    slots.finished(requestOn(c));
+    a2.emit('close'); // a idle now, and the longest idle
+    c1.emit('close');
     admit(e);
     assert.deepEqual([a.destroyed, c.destroyed, e.destroyed], [true, false, false]);
     await closed(a);
-    // An answer finishing after its connection closed changes nothing.
-    slots.finished(requestOn(a));
     assert.equal(slots.size, 2);
     c.destroy();
     await closed(c);
     assert.equal(slots.size, 1);
+    await slots.settled(); // every answer closed
+  });
+
+  test('answers queued behind a connection that closes are done with: the shutdown does not wait for them', async () => {
+    const slots = new ConnectionSlots(2);
+    const a = new FakeSocket();
+    slots.admit(a as unknown as Socket);
+    // Three pipelined requests: the first being written, the two behind it never given the connection.
+    const [head, ...queued] = [exchangeOn(a), exchangeOn(a, false), exchangeOn(a, false)];
+    for (const [req, res] of [head, ...queued]) slots.started(req, res);
+    let settled = false;
+    const settling = slots.settled().then(() => (settled = true));
+    a.destroy();
+    await closed(a);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled, false, 'the answer being written has not closed yet');
+    head[1].emit('close');
+    await settling;
+    assert.equal(slots.size, 0);
   });
 
   test('idle keep-alive connections do not lock out a new client: the longest idle is closed', async () => {

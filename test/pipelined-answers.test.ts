@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { connect } from 'node:tls';
+import { API_KEY, basic, gate, listenTls, testCert, trackEvent, waitUntil } from './helpers.ts';
+
+// Requests pipelined on one connection are answered in order (Node queues the answers behind the first).
+// An answer that closes the connection is the last one Node writes on it: whatever is queued behind it is
+// never written, and never reported closed either.
+
+const { cert } = testCert();
+
+const eventRequest = (body: string, host = 'Host: localhost\r\n') =>
+  `POST / HTTP/1.1\r\n${host}Authorization: ${basic(API_KEY)}\r\n` +
+  `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+
+/** A TLS connection that writes `text` at once; `received` resolves with all it got once it closes. */
+function pipeline(port: number, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () =>
+      socket.write(text),
+    );
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => {}); // a reset shows as the close
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString()));
+  });
+}
+
+/** Each answer's status and whether it closes the connection, in order. */
+function answers(text: string): Array<{ status: number; close: boolean }> {
+  return text
+    .split(/(?=HTTP\/1\.1 \d{3} )/)
+    .filter(Boolean)
+    .map((answer) => ({
+      status: Number(answer.slice(9, 12)),
+      close: /\r\nconnection: close\r\n/i.test(answer),
+    }));
+}
+
+test('a shutdown answers every pipelined event already taken, closing the connection after the last', async () => {
+  const taken: string[] = [];
+  const release = gate();
+  const { endpoint, port } = await listenTls({
+    shutdownTimeoutMs: 5_000,
+    handlers: {
+      track: async (event) => {
+        taken.push(String(event.messageId));
+        await release.opened;
+      },
+    },
+  });
+  const events = [trackEvent(), trackEvent(), trackEvent()];
+  const received = pipeline(port, events.map((event) => eventRequest(JSON.stringify(event))).join(''));
+  await waitUntil(
+    () => taken.length === events.length,
+    () => `${taken.length} of ${events.length} events taken`,
+  );
+  const started = Date.now();
+  const closing = endpoint.close();
+  release.open();
+  assert.deepEqual(answers(await received), [
+    { status: 200, close: false },
+    { status: 200, close: false },
+    { status: 200, close: true },
+  ]);
+  await closing;
+  assert.ok(Date.now() - started < 4_000, `the shutdown took ${Date.now() - started} ms`);
+});
+
+test('requests pipelined behind a refusal that closes the connection do not hold up the shutdown', async () => {
+  const { endpoint, port } = await listenTls({ shutdownTimeoutMs: 5_000, handlers: { track: () => {} } });
+  const twoHosts = eventRequest(JSON.stringify(trackEvent()), 'Host: localhost\r\nHost: other\r\n');
+  const text = [
+    twoHosts,
+    eventRequest(JSON.stringify(trackEvent())),
+    eventRequest(JSON.stringify(trackEvent())),
+  ];
+  const received = answers(await pipeline(port, text.join('')));
+  assert.deepEqual(received, [{ status: 400, close: true }]);
+  const started = Date.now();
+  await endpoint.close();
+  assert.ok(Date.now() - started < 4_000, `the shutdown took ${Date.now() - started} ms`);
+});
