@@ -76,7 +76,7 @@ test: typecheck lint unit
 bench: build wrk services
 	node --import tsx bench/run.mjs
 	@npx biome format --write bench/last-run.json >/dev/null
-	taskset -c 0 node --expose-gc bench/pipeline.mjs --json bench/last-pipeline.json
+	taskset -c 0 node bench/pipeline.mjs --json bench/last-pipeline.json
 	@npx biome format --write bench/last-pipeline.json >/dev/null
 
 # The ablation ladder under wrk: the parse floor, each rung of bench/ladder.mjs and the no-op endpoint,

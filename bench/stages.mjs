@@ -5,3 +5,17 @@ export const STAGES = ['parse', 'auth', 'settings', 'casing', 'validate', 'dedup
 
 /** The rung names, bottom to top, as the tables show them. */
 export const RUNG_NAMES = ['ladder: body read', ...STAGES.map((stage) => `ladder: + ${stage}`)];
+
+/**
+ * The pipeline benchmark's groups (pipeline.mjs), each measured in a process of its own; `reference` is
+ * the handler each net is compared with. `target` is the issue's comparison, as ../shared/bench/inject.mjs
+ * makes it: the injector alone, the fastify anchor and ours.
+ */
+export const GROUPS = {
+  target: { names: ['bare', 'fastify', 'ours'], reference: 'fastify' },
+  ladder: { names: ['bare', ...RUNG_NAMES, 'ours'], reference: 'ours' },
+  variants: {
+    names: ['bare', 'ours', 'ours + metrics', 'ours, fastify plugin', 'ours, fetch handler'],
+    reference: 'ours',
+  },
+};

@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+// One group of the socket-free pipeline benchmark (pipeline.mjs), in a process of its own: the bench's
+// events through request handlers driven by light-my-request's `inject` (fastify's `inject` is the same
+// library). Only the group's handlers are built: a handler that is merely loaded (a second fastify
+// instance, a ladder rung) already changes what Node's and fastify's shared functions have seen, and so
+// what the others cost.
+//
+//   node bench/pipeline-group.mjs GROUP ROUNDS N   (prints {names, runs, gcRuns} as JSON)
+import { PerformanceObserver } from 'node:perf_hooks';
+import inject from 'light-my-request';
+import { GROUPS } from './stages.mjs';
+
+const [group, roundsArg, nArg] = process.argv.slice(2);
+const NAMES = GROUPS[group]?.names;
+if (NAMES === undefined) throw new Error(`unknown group ${group}: one of ${Object.keys(GROUPS).join(', ')}`);
+const ROUNDS = Number(roundsArg);
+const N = Number(nArg);
+
+const dist = new URL('../dist/', import.meta.url);
+const load = (name) => import(new URL(name, dist).href);
+const EVENTS = process.env.BENCH_EVENTS ?? './events.mjs';
+const { apiKey: API_KEY, events, headers } = await import(new URL(EVENTS, import.meta.url).href);
+const { createFetchHandler, createHandler, silentLogger } = await load('index.js');
+
+const noop = () => {};
+const handlers = Object.fromEntries(
+  ['identify', 'track', 'page', 'screen', 'group', 'alias', 'delete'].map((t) => [t, noop]),
+);
+
+// The fastify anchor of ../shared/bench/inject.mjs: an onRequest auth hook, the settings header decoded,
+// the body validated by the Ajv validator of its type (anchors/schemas.mjs, as the anchor under wrk).
+async function fastifyAnchor() {
+  const [{ default: Fastify }, { validators }] = await Promise.all([
+    import('fastify'),
+    import('./anchors/schemas.mjs'),
+  ]);
+  const app = Fastify({ logger: false });
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.headers.authorization !== headers.authorization) {
+      return reply.code(401).send({ message: 'Invalid API key' });
+    }
+  });
+  app.post('/', async (req, reply) => {
+    try {
+      JSON.parse(Buffer.from(req.headers['x-segment-settings'] || 'e30=', 'base64').toString());
+    } catch {
+      return reply.code(400).send({ message: 'bad settings' });
+    }
+    const event = req.body;
+    const validate = validators[event?.type];
+    if (!validate) return reply.code(501).send({ message: 'unsupported type' });
+    if (!validate(event)) return reply.code(400).send({ message: validate.errors[0].message });
+    return reply.code(200).send();
+  });
+  await app.ready();
+  return { app };
+}
+
+// segment-endpoint as a fastify plugin (dist/fastify.js), through fastify.inject().
+async function fastifyPlugin() {
+  const [{ default: Fastify }, { default: segmentEndpoint }] = await Promise.all([
+    import('fastify'),
+    load('fastify.js'),
+  ]);
+  const app = Fastify({ logger: false });
+  app.register(segmentEndpoint, { apiKeys: [API_KEY], handlers, log: silentLogger });
+  await app.ready();
+  return { app };
+}
+
+const bare = (req, res) => {
+  req.on('data', noop);
+  req.on('end', () => res.writeHead(200, { 'content-length': '0' }).end());
+};
+
+async function build(name) {
+  if (name === 'bare') return { dispatch: bare };
+  if (name === 'fastify') return fastifyAnchor();
+  if (name === 'ours')
+    return { dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger }) };
+  if (name === 'ours + metrics') {
+    const metricsPath = '/metrics';
+    return { dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger, metricsPath }) };
+  }
+  if (name === 'ours, fastify plugin') return fastifyPlugin();
+  // Not through the injector: a Request in, a Response out. Its net counts Request and Response in
+  // place of the injector's request and response.
+  if (name === 'ours, fetch handler') {
+    return { fetch: createFetchHandler({ apiKeys: [API_KEY], handlers, log: silentLogger }) };
+  }
+  const { rung, RUNG_NAMES } = await import('./ladder.mjs');
+  return { dispatch: rung(RUNG_NAMES.indexOf(name), API_KEY) };
+}
+
+const targets = {};
+for (const name of NAMES) targets[name] = await build(name);
+
+let id = 0;
+const request = (i) => ({
+  method: 'POST',
+  url: '/',
+  headers: { ...headers, host: 'localhost' },
+  // A unique messageId each: a repeated one would be answered by the duplicate filter, a cheaper path.
+  payload: JSON.stringify({ ...events[i % events.length], messageId: `p${process.pid}-${id++}` }),
+});
+
+// The garbage collector's pauses, in ms, as they are reported: most of each slice here is the injector's
+// own garbage being collected (README.md, "Why it swings"), so each figure is also given without them.
+let gcMs = 0;
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) gcMs += entry.duration;
+}).observe({ entryTypes: ['gc'] });
+
+// A collection's entry reaches the observer two turns of the event loop after it (Node queues the entry,
+// then its delivery, each with an Immediate): a slice of promises alone (the fetch handler's) would leave
+// its collections to the next slice. Each slice waits for them, outside its timing.
+const delivered = async () => {
+  for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
+};
+
+/** A target's ns per event over `n` events, and the garbage collector's share of them. */
+async function measure(target, n) {
+  await delivered();
+  const gcBefore = gcMs;
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) {
+    if (target.fetch) {
+      const { method, headers: sent, payload } = request(i);
+      const res = await target.fetch(
+        new Request('https://localhost/', { method, headers: sent, body: payload }),
+      );
+      if (res.status !== 200) throw new Error(`${res.status} ${await res.text()}`);
+      continue;
+    }
+    const res = target.app ? await target.app.inject(request(i)) : await inject(target.dispatch, request(i));
+    if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${res.payload}`);
+  }
+  const ns = Number(process.hrtime.bigint() - started) / n;
+  await delivered();
+  return { ns, gc: ((gcMs - gcBefore) * 1e6) / n };
+}
+
+for (const name of NAMES) await measure(targets[name], 3000); // warm-up: every path compiled
+const runs = Object.fromEntries(NAMES.map((name) => [name, []]));
+const gcRuns = Object.fromEntries(NAMES.map((name) => [name, []]));
+// The host's own pace drifts by tens of percent over seconds (README, Run-to-run spread), more than the
+// differences measured here: a round measures every target in slices of SLICE events taken in turn, so
+// that all see the same stretches of the host, and the per-round nets compare like with like. A slice is
+// long enough (~0.15 s) for its target's code and data to be warm, as in a server that runs one of them;
+// much shorter slices measure every target cold, which favours the smaller code. Each round starts one
+// target further on. No collection is forced between rounds: a forced full collection changed what the
+// code after it cost, by more for fastify's than for ours (README.md, "A forced collection").
+const SLICE = 2_500;
+for (let round = 0; round < ROUNDS; round++) {
+  const total = Object.fromEntries(NAMES.map((name) => [name, 0]));
+  const gc = Object.fromEntries(NAMES.map((name) => [name, 0]));
+  for (let done = 0; done < N; done += SLICE) {
+    for (let i = 0; i < NAMES.length; i++) {
+      const name = NAMES[(i + round) % NAMES.length];
+      const slice = await measure(targets[name], SLICE);
+      total[name] += slice.ns;
+      gc[name] += slice.gc;
+    }
+  }
+  const slices = Math.ceil(N / SLICE);
+  for (const name of NAMES) {
+    runs[name].push(total[name] / slices);
+    gcRuns[name].push(gc[name] / slices);
+  }
+}
+process.stdout.write(JSON.stringify({ names: NAMES, runs, gcRuns }));
