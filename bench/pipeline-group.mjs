@@ -105,7 +105,8 @@ const request = (i) => ({
 });
 
 // The garbage collector's pauses, in ms, as they are reported: most of each slice here is the injector's
-// own garbage being collected (README.md, "Why it swings"), so each figure is also given without them.
+// own garbage being collected (README.md, "The pipeline without sockets"), so each figure is also given
+// without them.
 let gcMs = 0;
 new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) gcMs += entry.duration;
@@ -148,8 +149,9 @@ const gcRuns = Object.fromEntries(NAMES.map((name) => [name, []]));
 // that all see the same stretches of the host, and the per-round nets compare like with like. A slice is
 // long enough (~0.15 s) for its target's code and data to be warm, as in a server that runs one of them;
 // much shorter slices measure every target cold, which favours the smaller code. Each round starts one
-// target further on. No collection is forced between rounds: a forced full collection changed what the
-// code after it cost, by more for fastify's than for ours (README.md, "A forced collection").
+// target further on. No collection is forced between rounds: a forced full collection made the rounds
+// after it swing, fastify's more than ours (README.md, "What the harness measured wrong until
+// 2026-12-01").
 const SLICE = 2_500;
 for (let round = 0; round < ROUNDS; round++) {
   const total = Object.fromEntries(NAMES.map((name) => [name, 0]));
