@@ -30,6 +30,8 @@ export function generate(): string {
     allErrors: false,
     strict: true,
     allowUnionTypes: true,
+    // explain() (src/validate.ts) words every message from an error's keyword and params.
+    messages: false,
     code: { source: true, esm: true },
   });
   for (const type of EVENT_TYPES) ajv.addSchema(schemas[type] as object, type);

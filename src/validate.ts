@@ -49,9 +49,15 @@ export function explain(errors: readonly ErrorObject[]): string {
   if (length?.keyword === 'maxLength') {
     return `${name} must be at most ${(length.params as { limit: number }).limit} characters`;
   }
-  const types = here.filter((e) => e.keyword === 'type').map((e) => (e.params as { type: string }).type);
+  // A field that takes several types names them all in one error (`type: ['string', 'null']`).
+  const types = here
+    .filter((e) => e.keyword === 'type')
+    .flatMap((e) => (e.params as { type: string | string[] }).type);
   if (types.length > 0) return `${name} must be ${orList(types.map((t) => TYPE_NAMES[t] ?? t))}`;
   if (last.keyword === 'const') return `${name} must be ${JSON.stringify(last.params.allowedValue)}`;
+  if (last.keyword === 'maxItems' && (last.params as { limit: number }).limit === 0) {
+    return `${name} may be an array only when empty`;
+  }
   return `${name} ${last.message ?? 'is invalid'}`;
 }
 

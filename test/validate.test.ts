@@ -135,9 +135,37 @@ describe('leniency real payloads need', () => {
     assert.equal(validate({ ...MINIMAL.identify, traits: [] }), undefined);
   });
 
+  test('a non-empty array for properties or traits fails, saying only an empty one passes', () => {
+    const message = /^(track|group): "(properties|traits)" may be an array only when empty$/;
+    assert.match(validate({ ...MINIMAL.track, properties: [{ plan: 'pro' }] }) ?? '', message);
+    assert.match(validate({ ...MINIMAL.group, traits: ['x'] }) ?? '', message);
+  });
+
   test('null in optional fields', () => {
     const event = { ...MINIMAL.page, name: null, messageId: null, timestamp: null, properties: null };
     assert.equal(validate(event), undefined);
+  });
+});
+
+describe('the types a field takes, named in full', () => {
+  test('a field of several types names each', () => {
+    assert.equal(validate({ ...MINIMAL.track, messageId: 5 }), 'track: "messageId" must be a string or null');
+    assert.equal(
+      validate({ ...MINIMAL.identify, userId: true }),
+      'identify: "userId" must be a string, a number or null',
+    );
+    assert.equal(
+      validate({ ...MINIMAL.page, version: {} }),
+      'page: "version" must be a number, a string or null',
+    );
+    assert.equal(
+      validate({ ...MINIMAL.identify, traits: 'x' }),
+      'identify: "traits" must be an object, an array or null',
+    );
+    assert.equal(
+      validate({ ...MINIMAL.alias, previousId: false }),
+      'alias: "previousId" must be a string or a number',
+    );
   });
 });
 

@@ -26,148 +26,80 @@ export const schemas = {
             "type": "string"
           },
           "messageId": {
-            "anyOf": [
-              {
-                "maxLength": 100,
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "null"
+            ],
+            "maxLength": 100
           },
           "userId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "anonymousId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "context": {},
           "integrations": {},
           "timestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "originalTimestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "sentAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "receivedAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "version": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "type": "number"
-                  },
-                  {
-                    "type": "string"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "number",
+              "string",
+              "null"
             ]
           },
           "channel": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "projectId": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "traits": {
-            "anyOf": [
-              {
-                "type": "object",
-                "patternProperties": {
-                  "^(.*)$": {}
-                }
-              },
-              {
-                "type": "array",
-                "minItems": 0,
-                "maxItems": 0
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "object",
+              "array",
+              "null"
+            ],
+            "maxItems": 0
           }
         }
       },
@@ -180,15 +112,11 @@ export const schemas = {
             ],
             "properties": {
               "userId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           },
@@ -199,15 +127,11 @@ export const schemas = {
             ],
             "properties": {
               "anonymousId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           }
@@ -230,129 +154,71 @@ export const schemas = {
             "type": "string"
           },
           "messageId": {
-            "anyOf": [
-              {
-                "maxLength": 100,
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "null"
+            ],
+            "maxLength": 100
           },
           "userId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "anonymousId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "context": {},
           "integrations": {},
           "timestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "originalTimestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "sentAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "receivedAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "version": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "type": "number"
-                  },
-                  {
-                    "type": "string"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "number",
+              "string",
+              "null"
             ]
           },
           "channel": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "projectId": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "event": {
@@ -360,22 +226,12 @@ export const schemas = {
             "type": "string"
           },
           "properties": {
-            "anyOf": [
-              {
-                "type": "object",
-                "patternProperties": {
-                  "^(.*)$": {}
-                }
-              },
-              {
-                "type": "array",
-                "minItems": 0,
-                "maxItems": 0
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "object",
+              "array",
+              "null"
+            ],
+            "maxItems": 0
           }
         }
       },
@@ -388,15 +244,11 @@ export const schemas = {
             ],
             "properties": {
               "userId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           },
@@ -407,15 +259,11 @@ export const schemas = {
             ],
             "properties": {
               "anonymousId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           }
@@ -437,168 +285,92 @@ export const schemas = {
             "type": "string"
           },
           "messageId": {
-            "anyOf": [
-              {
-                "maxLength": 100,
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "null"
+            ],
+            "maxLength": 100
           },
           "userId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "anonymousId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "context": {},
           "integrations": {},
           "timestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "originalTimestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "sentAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "receivedAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "version": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "type": "number"
-                  },
-                  {
-                    "type": "string"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "number",
+              "string",
+              "null"
             ]
           },
           "channel": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "projectId": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "name": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "category": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "properties": {
-            "anyOf": [
-              {
-                "type": "object",
-                "patternProperties": {
-                  "^(.*)$": {}
-                }
-              },
-              {
-                "type": "array",
-                "minItems": 0,
-                "maxItems": 0
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "object",
+              "array",
+              "null"
+            ],
+            "maxItems": 0
           }
         }
       },
@@ -611,15 +383,11 @@ export const schemas = {
             ],
             "properties": {
               "userId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           },
@@ -630,15 +398,11 @@ export const schemas = {
             ],
             "properties": {
               "anonymousId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           }
@@ -660,168 +424,92 @@ export const schemas = {
             "type": "string"
           },
           "messageId": {
-            "anyOf": [
-              {
-                "maxLength": 100,
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "null"
+            ],
+            "maxLength": 100
           },
           "userId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "anonymousId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "context": {},
           "integrations": {},
           "timestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "originalTimestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "sentAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "receivedAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "version": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "type": "number"
-                  },
-                  {
-                    "type": "string"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "number",
+              "string",
+              "null"
             ]
           },
           "channel": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "projectId": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "name": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "category": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "properties": {
-            "anyOf": [
-              {
-                "type": "object",
-                "patternProperties": {
-                  "^(.*)$": {}
-                }
-              },
-              {
-                "type": "array",
-                "minItems": 0,
-                "maxItems": 0
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "object",
+              "array",
+              "null"
+            ],
+            "maxItems": 0
           }
         }
       },
@@ -834,15 +522,11 @@ export const schemas = {
             ],
             "properties": {
               "userId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           },
@@ -853,15 +537,11 @@ export const schemas = {
             ],
             "properties": {
               "anonymousId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           }
@@ -884,159 +564,87 @@ export const schemas = {
             "type": "string"
           },
           "messageId": {
-            "anyOf": [
-              {
-                "maxLength": 100,
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "null"
+            ],
+            "maxLength": 100
           },
           "userId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "anonymousId": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "string",
+              "number",
+              "null"
+            ],
+            "minLength": 1
           },
           "context": {},
           "integrations": {},
           "timestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "originalTimestamp": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "sentAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "receivedAt": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "version": {
-            "anyOf": [
-              {
-                "anyOf": [
-                  {
-                    "type": "number"
-                  },
-                  {
-                    "type": "string"
-                  }
-                ]
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "number",
+              "string",
+              "null"
             ]
           },
           "channel": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "projectId": {
-            "anyOf": [
-              {
-                "type": "string"
-              },
-              {
-                "type": "null"
-              }
+            "type": [
+              "string",
+              "null"
             ]
           },
           "groupId": {
-            "anyOf": [
-              {
-                "minLength": 1,
-                "type": "string"
-              },
-              {
-                "type": "number"
-              }
-            ]
+            "type": [
+              "string",
+              "number"
+            ],
+            "minLength": 1
           },
           "traits": {
-            "anyOf": [
-              {
-                "type": "object",
-                "patternProperties": {
-                  "^(.*)$": {}
-                }
-              },
-              {
-                "type": "array",
-                "minItems": 0,
-                "maxItems": 0
-              },
-              {
-                "type": "null"
-              }
-            ]
+            "type": [
+              "object",
+              "array",
+              "null"
+            ],
+            "maxItems": 0
           }
         }
       },
@@ -1049,15 +657,11 @@ export const schemas = {
             ],
             "properties": {
               "userId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           },
@@ -1068,15 +672,11 @@ export const schemas = {
             ],
             "properties": {
               "anonymousId": {
-                "anyOf": [
-                  {
-                    "minLength": 1,
-                    "type": "string"
-                  },
-                  {
-                    "type": "number"
-                  }
-                ]
+                "type": [
+                  "string",
+                  "number"
+                ],
+                "minLength": 1
               }
             }
           }
@@ -1098,134 +698,78 @@ export const schemas = {
         "type": "string"
       },
       "messageId": {
-        "anyOf": [
-          {
-            "maxLength": 100,
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
-        ]
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 100
       },
       "userId": {
-        "anyOf": [
-          {
-            "minLength": 1,
-            "type": "string"
-          },
-          {
-            "type": "number"
-          }
-        ]
+        "type": [
+          "string",
+          "number"
+        ],
+        "minLength": 1
       },
       "anonymousId": {
-        "anyOf": [
-          {
-            "anyOf": [
-              {
-                "minLength": 1,
-                "type": "string"
-              },
-              {
-                "type": "number"
-              }
-            ]
-          },
-          {
-            "type": "null"
-          }
-        ]
+        "type": [
+          "string",
+          "number",
+          "null"
+        ],
+        "minLength": 1
       },
       "context": {},
       "integrations": {},
       "timestamp": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "originalTimestamp": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "sentAt": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "receivedAt": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "version": {
-        "anyOf": [
-          {
-            "anyOf": [
-              {
-                "type": "number"
-              },
-              {
-                "type": "string"
-              }
-            ]
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "number",
+          "string",
+          "null"
         ]
       },
       "channel": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "projectId": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "previousId": {
-        "anyOf": [
-          {
-            "minLength": 1,
-            "type": "string"
-          },
-          {
-            "type": "number"
-          }
-        ]
+        "type": [
+          "string",
+          "number"
+        ],
+        "minLength": 1
       }
     }
   },
@@ -1242,126 +786,74 @@ export const schemas = {
         "type": "string"
       },
       "messageId": {
-        "anyOf": [
-          {
-            "maxLength": 100,
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
-        ]
+        "type": [
+          "string",
+          "null"
+        ],
+        "maxLength": 100
       },
       "userId": {
-        "anyOf": [
-          {
-            "minLength": 1,
-            "type": "string"
-          },
-          {
-            "type": "number"
-          }
-        ]
+        "type": [
+          "string",
+          "number"
+        ],
+        "minLength": 1
       },
       "anonymousId": {
-        "anyOf": [
-          {
-            "anyOf": [
-              {
-                "minLength": 1,
-                "type": "string"
-              },
-              {
-                "type": "number"
-              }
-            ]
-          },
-          {
-            "type": "null"
-          }
-        ]
+        "type": [
+          "string",
+          "number",
+          "null"
+        ],
+        "minLength": 1
       },
       "context": {},
       "integrations": {},
       "timestamp": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "originalTimestamp": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "sentAt": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "receivedAt": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "version": {
-        "anyOf": [
-          {
-            "anyOf": [
-              {
-                "type": "number"
-              },
-              {
-                "type": "string"
-              }
-            ]
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "number",
+          "string",
+          "null"
         ]
       },
       "channel": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       },
       "projectId": {
-        "anyOf": [
-          {
-            "type": "string"
-          },
-          {
-            "type": "null"
-          }
+        "type": [
+          "string",
+          "null"
         ]
       }
     }
   }
 };
 
-export const identifyEvent = validate10;const schema11 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type"],"properties":{"type":{"const":"identify","type":"string"},"messageId":{"anyOf":[{"maxLength":100,"type":"string"},{"type":"null"}]},"userId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"anonymousId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"context":{},"integrations":{},"timestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"originalTimestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"sentAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"receivedAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"version":{"anyOf":[{"anyOf":[{"type":"number"},{"type":"string"}]},{"type":"null"}]},"channel":{"anyOf":[{"type":"string"},{"type":"null"}]},"projectId":{"anyOf":[{"type":"string"},{"type":"null"}]},"traits":{"anyOf":[{"type":"object","patternProperties":{"^(.*)$":{}}},{"type":"array","minItems":0,"maxItems":0},{"type":"null"}]}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}}]}]};const func2 = ucs2length;function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if((data.type === undefined) && (missing0 = "type")){validate10.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate10.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string"}];return false;}if("identify" !== data0){validate10.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "identify"},message:"must be equal to constant"}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;const _errs6 = errors;let valid2 = false;const _errs7 = errors;if(errors === _errs7){if(typeof data1 === "string"){if(func2(data1) > 100){const err0 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}var _valid0 = _errs7 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs9 = errors;if(data1 !== null){const err2 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var _valid0 = _errs9 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err3 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs6;if(vErrors !== null){if(_errs6){vErrors.length = _errs6;}else {vErrors = null;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs11 = errors;const _errs12 = errors;let valid3 = false;const _errs13 = errors;const _errs14 = errors;let valid4 = false;const _errs15 = errors;if(errors === _errs15){if(typeof data2 === "string"){if(func2(data2) < 1){const err4 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}var _valid2 = _errs15 === errors;valid4 = valid4 || _valid2;if(!valid4){const _errs17 = errors;if(!((typeof data2 == "number") && (isFinite(data2)))){const err6 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}var _valid2 = _errs17 === errors;valid4 = valid4 || _valid2;}if(!valid4){const err7 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}else {errors = _errs14;if(vErrors !== null){if(_errs14){vErrors.length = _errs14;}else {vErrors = null;}}}var _valid1 = _errs13 === errors;valid3 = valid3 || _valid1;if(!valid3){const _errs19 = errors;if(data2 !== null){const err8 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}var _valid1 = _errs19 === errors;valid3 = valid3 || _valid1;}if(!valid3){const err9 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs12;if(vErrors !== null){if(_errs12){vErrors.length = _errs12;}else {vErrors = null;}}}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs21 = errors;const _errs22 = errors;let valid5 = false;const _errs23 = errors;const _errs24 = errors;let valid6 = false;const _errs25 = errors;if(errors === _errs25){if(typeof data3 === "string"){if(func2(data3) < 1){const err10 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}else {const err11 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}var _valid4 = _errs25 === errors;valid6 = valid6 || _valid4;if(!valid6){const _errs27 = errors;if(!((typeof data3 == "number") && (isFinite(data3)))){const err12 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}var _valid4 = _errs27 === errors;valid6 = valid6 || _valid4;}if(!valid6){const err13 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}else {errors = _errs24;if(vErrors !== null){if(_errs24){vErrors.length = _errs24;}else {vErrors = null;}}}var _valid3 = _errs23 === errors;valid5 = valid5 || _valid3;if(!valid5){const _errs29 = errors;if(data3 !== null){const err14 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}var _valid3 = _errs29 === errors;valid5 = valid5 || _valid3;}if(!valid5){const err15 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs22;if(vErrors !== null){if(_errs22){vErrors.length = _errs22;}else {vErrors = null;}}}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs31 = errors;const _errs32 = errors;let valid7 = false;const _errs33 = errors;if(typeof data4 !== "string"){const err16 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}var _valid5 = _errs33 === errors;valid7 = valid7 || _valid5;if(!valid7){const _errs35 = errors;if(data4 !== null){const err17 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}var _valid5 = _errs35 === errors;valid7 = valid7 || _valid5;}if(!valid7){const err18 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs32;if(vErrors !== null){if(_errs32){vErrors.length = _errs32;}else {vErrors = null;}}}var valid1 = _errs31 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs37 = errors;const _errs38 = errors;let valid8 = false;const _errs39 = errors;if(typeof data5 !== "string"){const err19 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}var _valid6 = _errs39 === errors;valid8 = valid8 || _valid6;if(!valid8){const _errs41 = errors;if(data5 !== null){const err20 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}var _valid6 = _errs41 === errors;valid8 = valid8 || _valid6;}if(!valid8){const err21 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs38;if(vErrors !== null){if(_errs38){vErrors.length = _errs38;}else {vErrors = null;}}}var valid1 = _errs37 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs43 = errors;const _errs44 = errors;let valid9 = false;const _errs45 = errors;if(typeof data6 !== "string"){const err22 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}var _valid7 = _errs45 === errors;valid9 = valid9 || _valid7;if(!valid9){const _errs47 = errors;if(data6 !== null){const err23 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}var _valid7 = _errs47 === errors;valid9 = valid9 || _valid7;}if(!valid9){const err24 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs44;if(vErrors !== null){if(_errs44){vErrors.length = _errs44;}else {vErrors = null;}}}var valid1 = _errs43 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs49 = errors;const _errs50 = errors;let valid10 = false;const _errs51 = errors;if(typeof data7 !== "string"){const err25 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}var _valid8 = _errs51 === errors;valid10 = valid10 || _valid8;if(!valid10){const _errs53 = errors;if(data7 !== null){const err26 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}var _valid8 = _errs53 === errors;valid10 = valid10 || _valid8;}if(!valid10){const err27 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs50;if(vErrors !== null){if(_errs50){vErrors.length = _errs50;}else {vErrors = null;}}}var valid1 = _errs49 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs55 = errors;const _errs56 = errors;let valid11 = false;const _errs57 = errors;const _errs58 = errors;let valid12 = false;const _errs59 = errors;if(!((typeof data8 == "number") && (isFinite(data8)))){const err28 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}var _valid10 = _errs59 === errors;valid12 = valid12 || _valid10;if(!valid12){const _errs61 = errors;if(typeof data8 !== "string"){const err29 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var _valid10 = _errs61 === errors;valid12 = valid12 || _valid10;}if(!valid12){const err30 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}else {errors = _errs58;if(vErrors !== null){if(_errs58){vErrors.length = _errs58;}else {vErrors = null;}}}var _valid9 = _errs57 === errors;valid11 = valid11 || _valid9;if(!valid11){const _errs63 = errors;if(data8 !== null){const err31 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}var _valid9 = _errs63 === errors;valid11 = valid11 || _valid9;}if(!valid11){const err32 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs56;if(vErrors !== null){if(_errs56){vErrors.length = _errs56;}else {vErrors = null;}}}var valid1 = _errs55 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs65 = errors;const _errs66 = errors;let valid13 = false;const _errs67 = errors;if(typeof data9 !== "string"){const err33 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}var _valid11 = _errs67 === errors;valid13 = valid13 || _valid11;if(!valid13){const _errs69 = errors;if(data9 !== null){const err34 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var _valid11 = _errs69 === errors;valid13 = valid13 || _valid11;}if(!valid13){const err35 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs66;if(vErrors !== null){if(_errs66){vErrors.length = _errs66;}else {vErrors = null;}}}var valid1 = _errs65 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs71 = errors;const _errs72 = errors;let valid14 = false;const _errs73 = errors;if(typeof data10 !== "string"){const err36 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}var _valid12 = _errs73 === errors;valid14 = valid14 || _valid12;if(!valid14){const _errs75 = errors;if(data10 !== null){const err37 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}var _valid12 = _errs75 === errors;valid14 = valid14 || _valid12;}if(!valid14){const err38 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs72;if(vErrors !== null){if(_errs72){vErrors.length = _errs72;}else {vErrors = null;}}}var valid1 = _errs71 === errors;}else {var valid1 = true;}if(valid1){if(data.traits !== undefined){let data11 = data.traits;const _errs77 = errors;const _errs78 = errors;let valid15 = false;const _errs79 = errors;if(errors === _errs79){if(!(data11 && typeof data11 == "object" && !Array.isArray(data11))){const err39 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}}var _valid13 = _errs79 === errors;valid15 = valid15 || _valid13;if(!valid15){const _errs81 = errors;if(errors === _errs81){if(Array.isArray(data11)){if(data11.length > 0){const err40 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/1/maxItems",keyword:"maxItems",params:{limit: 0},message:"must NOT have more than 0 items"};if(vErrors === null){vErrors = [err40];}else {vErrors.push(err40);}errors++;}else {if(data11.length < 0){const err41 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/1/minItems",keyword:"minItems",params:{limit: 0},message:"must NOT have fewer than 0 items"};if(vErrors === null){vErrors = [err41];}else {vErrors.push(err41);}errors++;}}}else {const err42 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array"};if(vErrors === null){vErrors = [err42];}else {vErrors.push(err42);}errors++;}}var _valid13 = _errs81 === errors;valid15 = valid15 || _valid13;if(!valid15){const _errs83 = errors;if(data11 !== null){const err43 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err43];}else {vErrors.push(err43);}errors++;}var _valid13 = _errs83 === errors;valid15 = valid15 || _valid13;}}if(!valid15){const err44 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err44];}else {vErrors.push(err44);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs78;if(vErrors !== null){if(_errs78){vErrors.length = _errs78;}else {vErrors = null;}}}var valid1 = _errs77 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}else {validate10.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs85 = errors;const _errs86 = errors;let valid16 = false;const _errs87 = errors;if(errors === _errs87){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err45 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"};if(vErrors === null){vErrors = [err45];}else {vErrors.push(err45);}errors++;}else {if(data.userId !== undefined){let data12 = data.userId;const _errs90 = errors;let valid18 = false;const _errs91 = errors;if(errors === _errs91){if(typeof data12 === "string"){if(func2(data12) < 1){const err46 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err46];}else {vErrors.push(err46);}errors++;}}else {const err47 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err47];}else {vErrors.push(err47);}errors++;}}var _valid15 = _errs91 === errors;valid18 = valid18 || _valid15;if(!valid18){const _errs93 = errors;if(!((typeof data12 == "number") && (isFinite(data12)))){const err48 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err48];}else {vErrors.push(err48);}errors++;}var _valid15 = _errs93 === errors;valid18 = valid18 || _valid15;}if(!valid18){const err49 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err49];}else {vErrors.push(err49);}errors++;}else {errors = _errs90;if(vErrors !== null){if(_errs90){vErrors.length = _errs90;}else {vErrors = null;}}}}}}else {const err50 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err50];}else {vErrors.push(err50);}errors++;}}var _valid14 = _errs87 === errors;valid16 = valid16 || _valid14;if(!valid16){const _errs95 = errors;if(errors === _errs95){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err51 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"};if(vErrors === null){vErrors = [err51];}else {vErrors.push(err51);}errors++;}else {if(data.anonymousId !== undefined){let data13 = data.anonymousId;const _errs98 = errors;let valid20 = false;const _errs99 = errors;if(errors === _errs99){if(typeof data13 === "string"){if(func2(data13) < 1){const err52 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err52];}else {vErrors.push(err52);}errors++;}}else {const err53 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err53];}else {vErrors.push(err53);}errors++;}}var _valid16 = _errs99 === errors;valid20 = valid20 || _valid16;if(!valid20){const _errs101 = errors;if(!((typeof data13 == "number") && (isFinite(data13)))){const err54 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err54];}else {vErrors.push(err54);}errors++;}var _valid16 = _errs101 === errors;valid20 = valid20 || _valid16;}if(!valid20){const err55 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err55];}else {vErrors.push(err55);}errors++;}else {errors = _errs98;if(vErrors !== null){if(_errs98){vErrors.length = _errs98;}else {vErrors = null;}}}}}}else {const err56 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err56];}else {vErrors.push(err56);}errors++;}}var _valid14 = _errs95 === errors;valid16 = valid16 || _valid14;}if(!valid16){const err57 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err57];}else {vErrors.push(err57);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs86;if(vErrors !== null){if(_errs86){vErrors.length = _errs86;}else {vErrors = null;}}}var valid0 = _errs85 === errors;}validate10.errors = vErrors;return errors === 0;}export const trackEvent = validate11;const schema12 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type","event"],"properties":{"type":{"const":"track","type":"string"},"messageId":{"anyOf":[{"maxLength":100,"type":"string"},{"type":"null"}]},"userId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"anonymousId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"context":{},"integrations":{},"timestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"originalTimestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"sentAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"receivedAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"version":{"anyOf":[{"anyOf":[{"type":"number"},{"type":"string"}]},{"type":"null"}]},"channel":{"anyOf":[{"type":"string"},{"type":"null"}]},"projectId":{"anyOf":[{"type":"string"},{"type":"null"}]},"event":{"minLength":1,"type":"string"},"properties":{"anyOf":[{"type":"object","patternProperties":{"^(.*)$":{}}},{"type":"array","minItems":0,"maxItems":0},{"type":"null"}]}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}}]}]};function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if(((data.type === undefined) && (missing0 = "type")) || ((data.event === undefined) && (missing0 = "event"))){validate11.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate11.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string"}];return false;}if("track" !== data0){validate11.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "track"},message:"must be equal to constant"}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;const _errs6 = errors;let valid2 = false;const _errs7 = errors;if(errors === _errs7){if(typeof data1 === "string"){if(func2(data1) > 100){const err0 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}var _valid0 = _errs7 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs9 = errors;if(data1 !== null){const err2 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var _valid0 = _errs9 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err3 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs6;if(vErrors !== null){if(_errs6){vErrors.length = _errs6;}else {vErrors = null;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs11 = errors;const _errs12 = errors;let valid3 = false;const _errs13 = errors;const _errs14 = errors;let valid4 = false;const _errs15 = errors;if(errors === _errs15){if(typeof data2 === "string"){if(func2(data2) < 1){const err4 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}var _valid2 = _errs15 === errors;valid4 = valid4 || _valid2;if(!valid4){const _errs17 = errors;if(!((typeof data2 == "number") && (isFinite(data2)))){const err6 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}var _valid2 = _errs17 === errors;valid4 = valid4 || _valid2;}if(!valid4){const err7 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}else {errors = _errs14;if(vErrors !== null){if(_errs14){vErrors.length = _errs14;}else {vErrors = null;}}}var _valid1 = _errs13 === errors;valid3 = valid3 || _valid1;if(!valid3){const _errs19 = errors;if(data2 !== null){const err8 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}var _valid1 = _errs19 === errors;valid3 = valid3 || _valid1;}if(!valid3){const err9 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs12;if(vErrors !== null){if(_errs12){vErrors.length = _errs12;}else {vErrors = null;}}}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs21 = errors;const _errs22 = errors;let valid5 = false;const _errs23 = errors;const _errs24 = errors;let valid6 = false;const _errs25 = errors;if(errors === _errs25){if(typeof data3 === "string"){if(func2(data3) < 1){const err10 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}else {const err11 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}var _valid4 = _errs25 === errors;valid6 = valid6 || _valid4;if(!valid6){const _errs27 = errors;if(!((typeof data3 == "number") && (isFinite(data3)))){const err12 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}var _valid4 = _errs27 === errors;valid6 = valid6 || _valid4;}if(!valid6){const err13 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}else {errors = _errs24;if(vErrors !== null){if(_errs24){vErrors.length = _errs24;}else {vErrors = null;}}}var _valid3 = _errs23 === errors;valid5 = valid5 || _valid3;if(!valid5){const _errs29 = errors;if(data3 !== null){const err14 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}var _valid3 = _errs29 === errors;valid5 = valid5 || _valid3;}if(!valid5){const err15 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs22;if(vErrors !== null){if(_errs22){vErrors.length = _errs22;}else {vErrors = null;}}}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs31 = errors;const _errs32 = errors;let valid7 = false;const _errs33 = errors;if(typeof data4 !== "string"){const err16 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}var _valid5 = _errs33 === errors;valid7 = valid7 || _valid5;if(!valid7){const _errs35 = errors;if(data4 !== null){const err17 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}var _valid5 = _errs35 === errors;valid7 = valid7 || _valid5;}if(!valid7){const err18 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs32;if(vErrors !== null){if(_errs32){vErrors.length = _errs32;}else {vErrors = null;}}}var valid1 = _errs31 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs37 = errors;const _errs38 = errors;let valid8 = false;const _errs39 = errors;if(typeof data5 !== "string"){const err19 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}var _valid6 = _errs39 === errors;valid8 = valid8 || _valid6;if(!valid8){const _errs41 = errors;if(data5 !== null){const err20 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}var _valid6 = _errs41 === errors;valid8 = valid8 || _valid6;}if(!valid8){const err21 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs38;if(vErrors !== null){if(_errs38){vErrors.length = _errs38;}else {vErrors = null;}}}var valid1 = _errs37 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs43 = errors;const _errs44 = errors;let valid9 = false;const _errs45 = errors;if(typeof data6 !== "string"){const err22 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}var _valid7 = _errs45 === errors;valid9 = valid9 || _valid7;if(!valid9){const _errs47 = errors;if(data6 !== null){const err23 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}var _valid7 = _errs47 === errors;valid9 = valid9 || _valid7;}if(!valid9){const err24 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs44;if(vErrors !== null){if(_errs44){vErrors.length = _errs44;}else {vErrors = null;}}}var valid1 = _errs43 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs49 = errors;const _errs50 = errors;let valid10 = false;const _errs51 = errors;if(typeof data7 !== "string"){const err25 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}var _valid8 = _errs51 === errors;valid10 = valid10 || _valid8;if(!valid10){const _errs53 = errors;if(data7 !== null){const err26 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}var _valid8 = _errs53 === errors;valid10 = valid10 || _valid8;}if(!valid10){const err27 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs50;if(vErrors !== null){if(_errs50){vErrors.length = _errs50;}else {vErrors = null;}}}var valid1 = _errs49 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs55 = errors;const _errs56 = errors;let valid11 = false;const _errs57 = errors;const _errs58 = errors;let valid12 = false;const _errs59 = errors;if(!((typeof data8 == "number") && (isFinite(data8)))){const err28 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}var _valid10 = _errs59 === errors;valid12 = valid12 || _valid10;if(!valid12){const _errs61 = errors;if(typeof data8 !== "string"){const err29 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var _valid10 = _errs61 === errors;valid12 = valid12 || _valid10;}if(!valid12){const err30 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}else {errors = _errs58;if(vErrors !== null){if(_errs58){vErrors.length = _errs58;}else {vErrors = null;}}}var _valid9 = _errs57 === errors;valid11 = valid11 || _valid9;if(!valid11){const _errs63 = errors;if(data8 !== null){const err31 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}var _valid9 = _errs63 === errors;valid11 = valid11 || _valid9;}if(!valid11){const err32 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs56;if(vErrors !== null){if(_errs56){vErrors.length = _errs56;}else {vErrors = null;}}}var valid1 = _errs55 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs65 = errors;const _errs66 = errors;let valid13 = false;const _errs67 = errors;if(typeof data9 !== "string"){const err33 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}var _valid11 = _errs67 === errors;valid13 = valid13 || _valid11;if(!valid13){const _errs69 = errors;if(data9 !== null){const err34 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var _valid11 = _errs69 === errors;valid13 = valid13 || _valid11;}if(!valid13){const err35 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs66;if(vErrors !== null){if(_errs66){vErrors.length = _errs66;}else {vErrors = null;}}}var valid1 = _errs65 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs71 = errors;const _errs72 = errors;let valid14 = false;const _errs73 = errors;if(typeof data10 !== "string"){const err36 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}var _valid12 = _errs73 === errors;valid14 = valid14 || _valid12;if(!valid14){const _errs75 = errors;if(data10 !== null){const err37 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}var _valid12 = _errs75 === errors;valid14 = valid14 || _valid12;}if(!valid14){const err38 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs72;if(vErrors !== null){if(_errs72){vErrors.length = _errs72;}else {vErrors = null;}}}var valid1 = _errs71 === errors;}else {var valid1 = true;}if(valid1){if(data.event !== undefined){let data11 = data.event;const _errs77 = errors;if(errors === _errs77){if(typeof data11 === "string"){if(func2(data11) < 1){validate11.errors = [{instancePath:instancePath+"/event",schemaPath:"#/allOf/0/properties/event/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"}];return false;}}else {validate11.errors = [{instancePath:instancePath+"/event",schemaPath:"#/allOf/0/properties/event/type",keyword:"type",params:{type: "string"},message:"must be string"}];return false;}}var valid1 = _errs77 === errors;}else {var valid1 = true;}if(valid1){if(data.properties !== undefined){let data12 = data.properties;const _errs79 = errors;const _errs80 = errors;let valid15 = false;const _errs81 = errors;if(errors === _errs81){if(!(data12 && typeof data12 == "object" && !Array.isArray(data12))){const err39 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}}var _valid13 = _errs81 === errors;valid15 = valid15 || _valid13;if(!valid15){const _errs83 = errors;if(errors === _errs83){if(Array.isArray(data12)){if(data12.length > 0){const err40 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/1/maxItems",keyword:"maxItems",params:{limit: 0},message:"must NOT have more than 0 items"};if(vErrors === null){vErrors = [err40];}else {vErrors.push(err40);}errors++;}else {if(data12.length < 0){const err41 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/1/minItems",keyword:"minItems",params:{limit: 0},message:"must NOT have fewer than 0 items"};if(vErrors === null){vErrors = [err41];}else {vErrors.push(err41);}errors++;}}}else {const err42 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array"};if(vErrors === null){vErrors = [err42];}else {vErrors.push(err42);}errors++;}}var _valid13 = _errs83 === errors;valid15 = valid15 || _valid13;if(!valid15){const _errs85 = errors;if(data12 !== null){const err43 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err43];}else {vErrors.push(err43);}errors++;}var _valid13 = _errs85 === errors;valid15 = valid15 || _valid13;}}if(!valid15){const err44 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err44];}else {vErrors.push(err44);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs80;if(vErrors !== null){if(_errs80){vErrors.length = _errs80;}else {vErrors = null;}}}var valid1 = _errs79 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}}else {validate11.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs87 = errors;const _errs88 = errors;let valid16 = false;const _errs89 = errors;if(errors === _errs89){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err45 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"};if(vErrors === null){vErrors = [err45];}else {vErrors.push(err45);}errors++;}else {if(data.userId !== undefined){let data13 = data.userId;const _errs92 = errors;let valid18 = false;const _errs93 = errors;if(errors === _errs93){if(typeof data13 === "string"){if(func2(data13) < 1){const err46 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err46];}else {vErrors.push(err46);}errors++;}}else {const err47 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err47];}else {vErrors.push(err47);}errors++;}}var _valid15 = _errs93 === errors;valid18 = valid18 || _valid15;if(!valid18){const _errs95 = errors;if(!((typeof data13 == "number") && (isFinite(data13)))){const err48 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err48];}else {vErrors.push(err48);}errors++;}var _valid15 = _errs95 === errors;valid18 = valid18 || _valid15;}if(!valid18){const err49 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err49];}else {vErrors.push(err49);}errors++;}else {errors = _errs92;if(vErrors !== null){if(_errs92){vErrors.length = _errs92;}else {vErrors = null;}}}}}}else {const err50 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err50];}else {vErrors.push(err50);}errors++;}}var _valid14 = _errs89 === errors;valid16 = valid16 || _valid14;if(!valid16){const _errs97 = errors;if(errors === _errs97){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err51 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"};if(vErrors === null){vErrors = [err51];}else {vErrors.push(err51);}errors++;}else {if(data.anonymousId !== undefined){let data14 = data.anonymousId;const _errs100 = errors;let valid20 = false;const _errs101 = errors;if(errors === _errs101){if(typeof data14 === "string"){if(func2(data14) < 1){const err52 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err52];}else {vErrors.push(err52);}errors++;}}else {const err53 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err53];}else {vErrors.push(err53);}errors++;}}var _valid16 = _errs101 === errors;valid20 = valid20 || _valid16;if(!valid20){const _errs103 = errors;if(!((typeof data14 == "number") && (isFinite(data14)))){const err54 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err54];}else {vErrors.push(err54);}errors++;}var _valid16 = _errs103 === errors;valid20 = valid20 || _valid16;}if(!valid20){const err55 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err55];}else {vErrors.push(err55);}errors++;}else {errors = _errs100;if(vErrors !== null){if(_errs100){vErrors.length = _errs100;}else {vErrors = null;}}}}}}else {const err56 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err56];}else {vErrors.push(err56);}errors++;}}var _valid14 = _errs97 === errors;valid16 = valid16 || _valid14;}if(!valid16){const err57 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err57];}else {vErrors.push(err57);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs88;if(vErrors !== null){if(_errs88){vErrors.length = _errs88;}else {vErrors = null;}}}var valid0 = _errs87 === errors;}validate11.errors = vErrors;return errors === 0;}export const pageEvent = validate12;const schema13 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type"],"properties":{"type":{"const":"page","type":"string"},"messageId":{"anyOf":[{"maxLength":100,"type":"string"},{"type":"null"}]},"userId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"anonymousId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"context":{},"integrations":{},"timestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"originalTimestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"sentAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"receivedAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"version":{"anyOf":[{"anyOf":[{"type":"number"},{"type":"string"}]},{"type":"null"}]},"channel":{"anyOf":[{"type":"string"},{"type":"null"}]},"projectId":{"anyOf":[{"type":"string"},{"type":"null"}]},"name":{"anyOf":[{"type":"string"},{"type":"null"}]},"category":{"anyOf":[{"type":"string"},{"type":"null"}]},"properties":{"anyOf":[{"type":"object","patternProperties":{"^(.*)$":{}}},{"type":"array","minItems":0,"maxItems":0},{"type":"null"}]}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}}]}]};function validate12(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if((data.type === undefined) && (missing0 = "type")){validate12.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate12.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string"}];return false;}if("page" !== data0){validate12.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "page"},message:"must be equal to constant"}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;const _errs6 = errors;let valid2 = false;const _errs7 = errors;if(errors === _errs7){if(typeof data1 === "string"){if(func2(data1) > 100){const err0 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}var _valid0 = _errs7 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs9 = errors;if(data1 !== null){const err2 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var _valid0 = _errs9 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err3 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs6;if(vErrors !== null){if(_errs6){vErrors.length = _errs6;}else {vErrors = null;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs11 = errors;const _errs12 = errors;let valid3 = false;const _errs13 = errors;const _errs14 = errors;let valid4 = false;const _errs15 = errors;if(errors === _errs15){if(typeof data2 === "string"){if(func2(data2) < 1){const err4 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}var _valid2 = _errs15 === errors;valid4 = valid4 || _valid2;if(!valid4){const _errs17 = errors;if(!((typeof data2 == "number") && (isFinite(data2)))){const err6 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}var _valid2 = _errs17 === errors;valid4 = valid4 || _valid2;}if(!valid4){const err7 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}else {errors = _errs14;if(vErrors !== null){if(_errs14){vErrors.length = _errs14;}else {vErrors = null;}}}var _valid1 = _errs13 === errors;valid3 = valid3 || _valid1;if(!valid3){const _errs19 = errors;if(data2 !== null){const err8 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}var _valid1 = _errs19 === errors;valid3 = valid3 || _valid1;}if(!valid3){const err9 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs12;if(vErrors !== null){if(_errs12){vErrors.length = _errs12;}else {vErrors = null;}}}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs21 = errors;const _errs22 = errors;let valid5 = false;const _errs23 = errors;const _errs24 = errors;let valid6 = false;const _errs25 = errors;if(errors === _errs25){if(typeof data3 === "string"){if(func2(data3) < 1){const err10 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}else {const err11 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}var _valid4 = _errs25 === errors;valid6 = valid6 || _valid4;if(!valid6){const _errs27 = errors;if(!((typeof data3 == "number") && (isFinite(data3)))){const err12 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}var _valid4 = _errs27 === errors;valid6 = valid6 || _valid4;}if(!valid6){const err13 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}else {errors = _errs24;if(vErrors !== null){if(_errs24){vErrors.length = _errs24;}else {vErrors = null;}}}var _valid3 = _errs23 === errors;valid5 = valid5 || _valid3;if(!valid5){const _errs29 = errors;if(data3 !== null){const err14 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}var _valid3 = _errs29 === errors;valid5 = valid5 || _valid3;}if(!valid5){const err15 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs22;if(vErrors !== null){if(_errs22){vErrors.length = _errs22;}else {vErrors = null;}}}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs31 = errors;const _errs32 = errors;let valid7 = false;const _errs33 = errors;if(typeof data4 !== "string"){const err16 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}var _valid5 = _errs33 === errors;valid7 = valid7 || _valid5;if(!valid7){const _errs35 = errors;if(data4 !== null){const err17 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}var _valid5 = _errs35 === errors;valid7 = valid7 || _valid5;}if(!valid7){const err18 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs32;if(vErrors !== null){if(_errs32){vErrors.length = _errs32;}else {vErrors = null;}}}var valid1 = _errs31 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs37 = errors;const _errs38 = errors;let valid8 = false;const _errs39 = errors;if(typeof data5 !== "string"){const err19 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}var _valid6 = _errs39 === errors;valid8 = valid8 || _valid6;if(!valid8){const _errs41 = errors;if(data5 !== null){const err20 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}var _valid6 = _errs41 === errors;valid8 = valid8 || _valid6;}if(!valid8){const err21 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs38;if(vErrors !== null){if(_errs38){vErrors.length = _errs38;}else {vErrors = null;}}}var valid1 = _errs37 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs43 = errors;const _errs44 = errors;let valid9 = false;const _errs45 = errors;if(typeof data6 !== "string"){const err22 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}var _valid7 = _errs45 === errors;valid9 = valid9 || _valid7;if(!valid9){const _errs47 = errors;if(data6 !== null){const err23 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}var _valid7 = _errs47 === errors;valid9 = valid9 || _valid7;}if(!valid9){const err24 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs44;if(vErrors !== null){if(_errs44){vErrors.length = _errs44;}else {vErrors = null;}}}var valid1 = _errs43 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs49 = errors;const _errs50 = errors;let valid10 = false;const _errs51 = errors;if(typeof data7 !== "string"){const err25 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}var _valid8 = _errs51 === errors;valid10 = valid10 || _valid8;if(!valid10){const _errs53 = errors;if(data7 !== null){const err26 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}var _valid8 = _errs53 === errors;valid10 = valid10 || _valid8;}if(!valid10){const err27 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs50;if(vErrors !== null){if(_errs50){vErrors.length = _errs50;}else {vErrors = null;}}}var valid1 = _errs49 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs55 = errors;const _errs56 = errors;let valid11 = false;const _errs57 = errors;const _errs58 = errors;let valid12 = false;const _errs59 = errors;if(!((typeof data8 == "number") && (isFinite(data8)))){const err28 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}var _valid10 = _errs59 === errors;valid12 = valid12 || _valid10;if(!valid12){const _errs61 = errors;if(typeof data8 !== "string"){const err29 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var _valid10 = _errs61 === errors;valid12 = valid12 || _valid10;}if(!valid12){const err30 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}else {errors = _errs58;if(vErrors !== null){if(_errs58){vErrors.length = _errs58;}else {vErrors = null;}}}var _valid9 = _errs57 === errors;valid11 = valid11 || _valid9;if(!valid11){const _errs63 = errors;if(data8 !== null){const err31 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}var _valid9 = _errs63 === errors;valid11 = valid11 || _valid9;}if(!valid11){const err32 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs56;if(vErrors !== null){if(_errs56){vErrors.length = _errs56;}else {vErrors = null;}}}var valid1 = _errs55 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs65 = errors;const _errs66 = errors;let valid13 = false;const _errs67 = errors;if(typeof data9 !== "string"){const err33 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}var _valid11 = _errs67 === errors;valid13 = valid13 || _valid11;if(!valid13){const _errs69 = errors;if(data9 !== null){const err34 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var _valid11 = _errs69 === errors;valid13 = valid13 || _valid11;}if(!valid13){const err35 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs66;if(vErrors !== null){if(_errs66){vErrors.length = _errs66;}else {vErrors = null;}}}var valid1 = _errs65 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs71 = errors;const _errs72 = errors;let valid14 = false;const _errs73 = errors;if(typeof data10 !== "string"){const err36 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}var _valid12 = _errs73 === errors;valid14 = valid14 || _valid12;if(!valid14){const _errs75 = errors;if(data10 !== null){const err37 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}var _valid12 = _errs75 === errors;valid14 = valid14 || _valid12;}if(!valid14){const err38 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs72;if(vErrors !== null){if(_errs72){vErrors.length = _errs72;}else {vErrors = null;}}}var valid1 = _errs71 === errors;}else {var valid1 = true;}if(valid1){if(data.name !== undefined){let data11 = data.name;const _errs77 = errors;const _errs78 = errors;let valid15 = false;const _errs79 = errors;if(typeof data11 !== "string"){const err39 = {instancePath:instancePath+"/name",schemaPath:"#/allOf/0/properties/name/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}var _valid13 = _errs79 === errors;valid15 = valid15 || _valid13;if(!valid15){const _errs81 = errors;if(data11 !== null){const err40 = {instancePath:instancePath+"/name",schemaPath:"#/allOf/0/properties/name/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err40];}else {vErrors.push(err40);}errors++;}var _valid13 = _errs81 === errors;valid15 = valid15 || _valid13;}if(!valid15){const err41 = {instancePath:instancePath+"/name",schemaPath:"#/allOf/0/properties/name/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err41];}else {vErrors.push(err41);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs78;if(vErrors !== null){if(_errs78){vErrors.length = _errs78;}else {vErrors = null;}}}var valid1 = _errs77 === errors;}else {var valid1 = true;}if(valid1){if(data.category !== undefined){let data12 = data.category;const _errs83 = errors;const _errs84 = errors;let valid16 = false;const _errs85 = errors;if(typeof data12 !== "string"){const err42 = {instancePath:instancePath+"/category",schemaPath:"#/allOf/0/properties/category/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err42];}else {vErrors.push(err42);}errors++;}var _valid14 = _errs85 === errors;valid16 = valid16 || _valid14;if(!valid16){const _errs87 = errors;if(data12 !== null){const err43 = {instancePath:instancePath+"/category",schemaPath:"#/allOf/0/properties/category/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err43];}else {vErrors.push(err43);}errors++;}var _valid14 = _errs87 === errors;valid16 = valid16 || _valid14;}if(!valid16){const err44 = {instancePath:instancePath+"/category",schemaPath:"#/allOf/0/properties/category/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err44];}else {vErrors.push(err44);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs84;if(vErrors !== null){if(_errs84){vErrors.length = _errs84;}else {vErrors = null;}}}var valid1 = _errs83 === errors;}else {var valid1 = true;}if(valid1){if(data.properties !== undefined){let data13 = data.properties;const _errs89 = errors;const _errs90 = errors;let valid17 = false;const _errs91 = errors;if(errors === _errs91){if(!(data13 && typeof data13 == "object" && !Array.isArray(data13))){const err45 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err45];}else {vErrors.push(err45);}errors++;}}var _valid15 = _errs91 === errors;valid17 = valid17 || _valid15;if(!valid17){const _errs93 = errors;if(errors === _errs93){if(Array.isArray(data13)){if(data13.length > 0){const err46 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/1/maxItems",keyword:"maxItems",params:{limit: 0},message:"must NOT have more than 0 items"};if(vErrors === null){vErrors = [err46];}else {vErrors.push(err46);}errors++;}else {if(data13.length < 0){const err47 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/1/minItems",keyword:"minItems",params:{limit: 0},message:"must NOT have fewer than 0 items"};if(vErrors === null){vErrors = [err47];}else {vErrors.push(err47);}errors++;}}}else {const err48 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array"};if(vErrors === null){vErrors = [err48];}else {vErrors.push(err48);}errors++;}}var _valid15 = _errs93 === errors;valid17 = valid17 || _valid15;if(!valid17){const _errs95 = errors;if(data13 !== null){const err49 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err49];}else {vErrors.push(err49);}errors++;}var _valid15 = _errs95 === errors;valid17 = valid17 || _valid15;}}if(!valid17){const err50 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err50];}else {vErrors.push(err50);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs90;if(vErrors !== null){if(_errs90){vErrors.length = _errs90;}else {vErrors = null;}}}var valid1 = _errs89 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}}}else {validate12.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs97 = errors;const _errs98 = errors;let valid18 = false;const _errs99 = errors;if(errors === _errs99){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err51 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"};if(vErrors === null){vErrors = [err51];}else {vErrors.push(err51);}errors++;}else {if(data.userId !== undefined){let data14 = data.userId;const _errs102 = errors;let valid20 = false;const _errs103 = errors;if(errors === _errs103){if(typeof data14 === "string"){if(func2(data14) < 1){const err52 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err52];}else {vErrors.push(err52);}errors++;}}else {const err53 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err53];}else {vErrors.push(err53);}errors++;}}var _valid17 = _errs103 === errors;valid20 = valid20 || _valid17;if(!valid20){const _errs105 = errors;if(!((typeof data14 == "number") && (isFinite(data14)))){const err54 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err54];}else {vErrors.push(err54);}errors++;}var _valid17 = _errs105 === errors;valid20 = valid20 || _valid17;}if(!valid20){const err55 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err55];}else {vErrors.push(err55);}errors++;}else {errors = _errs102;if(vErrors !== null){if(_errs102){vErrors.length = _errs102;}else {vErrors = null;}}}}}}else {const err56 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err56];}else {vErrors.push(err56);}errors++;}}var _valid16 = _errs99 === errors;valid18 = valid18 || _valid16;if(!valid18){const _errs107 = errors;if(errors === _errs107){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err57 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"};if(vErrors === null){vErrors = [err57];}else {vErrors.push(err57);}errors++;}else {if(data.anonymousId !== undefined){let data15 = data.anonymousId;const _errs110 = errors;let valid22 = false;const _errs111 = errors;if(errors === _errs111){if(typeof data15 === "string"){if(func2(data15) < 1){const err58 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err58];}else {vErrors.push(err58);}errors++;}}else {const err59 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err59];}else {vErrors.push(err59);}errors++;}}var _valid18 = _errs111 === errors;valid22 = valid22 || _valid18;if(!valid22){const _errs113 = errors;if(!((typeof data15 == "number") && (isFinite(data15)))){const err60 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err60];}else {vErrors.push(err60);}errors++;}var _valid18 = _errs113 === errors;valid22 = valid22 || _valid18;}if(!valid22){const err61 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err61];}else {vErrors.push(err61);}errors++;}else {errors = _errs110;if(vErrors !== null){if(_errs110){vErrors.length = _errs110;}else {vErrors = null;}}}}}}else {const err62 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err62];}else {vErrors.push(err62);}errors++;}}var _valid16 = _errs107 === errors;valid18 = valid18 || _valid16;}if(!valid18){const err63 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err63];}else {vErrors.push(err63);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs98;if(vErrors !== null){if(_errs98){vErrors.length = _errs98;}else {vErrors = null;}}}var valid0 = _errs97 === errors;}validate12.errors = vErrors;return errors === 0;}export const screenEvent = validate13;const schema14 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type"],"properties":{"type":{"const":"screen","type":"string"},"messageId":{"anyOf":[{"maxLength":100,"type":"string"},{"type":"null"}]},"userId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"anonymousId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"context":{},"integrations":{},"timestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"originalTimestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"sentAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"receivedAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"version":{"anyOf":[{"anyOf":[{"type":"number"},{"type":"string"}]},{"type":"null"}]},"channel":{"anyOf":[{"type":"string"},{"type":"null"}]},"projectId":{"anyOf":[{"type":"string"},{"type":"null"}]},"name":{"anyOf":[{"type":"string"},{"type":"null"}]},"category":{"anyOf":[{"type":"string"},{"type":"null"}]},"properties":{"anyOf":[{"type":"object","patternProperties":{"^(.*)$":{}}},{"type":"array","minItems":0,"maxItems":0},{"type":"null"}]}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}}]}]};function validate13(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if((data.type === undefined) && (missing0 = "type")){validate13.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate13.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string"}];return false;}if("screen" !== data0){validate13.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "screen"},message:"must be equal to constant"}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;const _errs6 = errors;let valid2 = false;const _errs7 = errors;if(errors === _errs7){if(typeof data1 === "string"){if(func2(data1) > 100){const err0 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}var _valid0 = _errs7 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs9 = errors;if(data1 !== null){const err2 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var _valid0 = _errs9 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err3 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs6;if(vErrors !== null){if(_errs6){vErrors.length = _errs6;}else {vErrors = null;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs11 = errors;const _errs12 = errors;let valid3 = false;const _errs13 = errors;const _errs14 = errors;let valid4 = false;const _errs15 = errors;if(errors === _errs15){if(typeof data2 === "string"){if(func2(data2) < 1){const err4 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}var _valid2 = _errs15 === errors;valid4 = valid4 || _valid2;if(!valid4){const _errs17 = errors;if(!((typeof data2 == "number") && (isFinite(data2)))){const err6 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}var _valid2 = _errs17 === errors;valid4 = valid4 || _valid2;}if(!valid4){const err7 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}else {errors = _errs14;if(vErrors !== null){if(_errs14){vErrors.length = _errs14;}else {vErrors = null;}}}var _valid1 = _errs13 === errors;valid3 = valid3 || _valid1;if(!valid3){const _errs19 = errors;if(data2 !== null){const err8 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}var _valid1 = _errs19 === errors;valid3 = valid3 || _valid1;}if(!valid3){const err9 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs12;if(vErrors !== null){if(_errs12){vErrors.length = _errs12;}else {vErrors = null;}}}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs21 = errors;const _errs22 = errors;let valid5 = false;const _errs23 = errors;const _errs24 = errors;let valid6 = false;const _errs25 = errors;if(errors === _errs25){if(typeof data3 === "string"){if(func2(data3) < 1){const err10 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}else {const err11 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}var _valid4 = _errs25 === errors;valid6 = valid6 || _valid4;if(!valid6){const _errs27 = errors;if(!((typeof data3 == "number") && (isFinite(data3)))){const err12 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}var _valid4 = _errs27 === errors;valid6 = valid6 || _valid4;}if(!valid6){const err13 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}else {errors = _errs24;if(vErrors !== null){if(_errs24){vErrors.length = _errs24;}else {vErrors = null;}}}var _valid3 = _errs23 === errors;valid5 = valid5 || _valid3;if(!valid5){const _errs29 = errors;if(data3 !== null){const err14 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}var _valid3 = _errs29 === errors;valid5 = valid5 || _valid3;}if(!valid5){const err15 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs22;if(vErrors !== null){if(_errs22){vErrors.length = _errs22;}else {vErrors = null;}}}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs31 = errors;const _errs32 = errors;let valid7 = false;const _errs33 = errors;if(typeof data4 !== "string"){const err16 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}var _valid5 = _errs33 === errors;valid7 = valid7 || _valid5;if(!valid7){const _errs35 = errors;if(data4 !== null){const err17 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}var _valid5 = _errs35 === errors;valid7 = valid7 || _valid5;}if(!valid7){const err18 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs32;if(vErrors !== null){if(_errs32){vErrors.length = _errs32;}else {vErrors = null;}}}var valid1 = _errs31 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs37 = errors;const _errs38 = errors;let valid8 = false;const _errs39 = errors;if(typeof data5 !== "string"){const err19 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}var _valid6 = _errs39 === errors;valid8 = valid8 || _valid6;if(!valid8){const _errs41 = errors;if(data5 !== null){const err20 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}var _valid6 = _errs41 === errors;valid8 = valid8 || _valid6;}if(!valid8){const err21 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs38;if(vErrors !== null){if(_errs38){vErrors.length = _errs38;}else {vErrors = null;}}}var valid1 = _errs37 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs43 = errors;const _errs44 = errors;let valid9 = false;const _errs45 = errors;if(typeof data6 !== "string"){const err22 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}var _valid7 = _errs45 === errors;valid9 = valid9 || _valid7;if(!valid9){const _errs47 = errors;if(data6 !== null){const err23 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}var _valid7 = _errs47 === errors;valid9 = valid9 || _valid7;}if(!valid9){const err24 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs44;if(vErrors !== null){if(_errs44){vErrors.length = _errs44;}else {vErrors = null;}}}var valid1 = _errs43 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs49 = errors;const _errs50 = errors;let valid10 = false;const _errs51 = errors;if(typeof data7 !== "string"){const err25 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}var _valid8 = _errs51 === errors;valid10 = valid10 || _valid8;if(!valid10){const _errs53 = errors;if(data7 !== null){const err26 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}var _valid8 = _errs53 === errors;valid10 = valid10 || _valid8;}if(!valid10){const err27 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs50;if(vErrors !== null){if(_errs50){vErrors.length = _errs50;}else {vErrors = null;}}}var valid1 = _errs49 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs55 = errors;const _errs56 = errors;let valid11 = false;const _errs57 = errors;const _errs58 = errors;let valid12 = false;const _errs59 = errors;if(!((typeof data8 == "number") && (isFinite(data8)))){const err28 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}var _valid10 = _errs59 === errors;valid12 = valid12 || _valid10;if(!valid12){const _errs61 = errors;if(typeof data8 !== "string"){const err29 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var _valid10 = _errs61 === errors;valid12 = valid12 || _valid10;}if(!valid12){const err30 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}else {errors = _errs58;if(vErrors !== null){if(_errs58){vErrors.length = _errs58;}else {vErrors = null;}}}var _valid9 = _errs57 === errors;valid11 = valid11 || _valid9;if(!valid11){const _errs63 = errors;if(data8 !== null){const err31 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}var _valid9 = _errs63 === errors;valid11 = valid11 || _valid9;}if(!valid11){const err32 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs56;if(vErrors !== null){if(_errs56){vErrors.length = _errs56;}else {vErrors = null;}}}var valid1 = _errs55 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs65 = errors;const _errs66 = errors;let valid13 = false;const _errs67 = errors;if(typeof data9 !== "string"){const err33 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}var _valid11 = _errs67 === errors;valid13 = valid13 || _valid11;if(!valid13){const _errs69 = errors;if(data9 !== null){const err34 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var _valid11 = _errs69 === errors;valid13 = valid13 || _valid11;}if(!valid13){const err35 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs66;if(vErrors !== null){if(_errs66){vErrors.length = _errs66;}else {vErrors = null;}}}var valid1 = _errs65 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs71 = errors;const _errs72 = errors;let valid14 = false;const _errs73 = errors;if(typeof data10 !== "string"){const err36 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}var _valid12 = _errs73 === errors;valid14 = valid14 || _valid12;if(!valid14){const _errs75 = errors;if(data10 !== null){const err37 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}var _valid12 = _errs75 === errors;valid14 = valid14 || _valid12;}if(!valid14){const err38 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs72;if(vErrors !== null){if(_errs72){vErrors.length = _errs72;}else {vErrors = null;}}}var valid1 = _errs71 === errors;}else {var valid1 = true;}if(valid1){if(data.name !== undefined){let data11 = data.name;const _errs77 = errors;const _errs78 = errors;let valid15 = false;const _errs79 = errors;if(typeof data11 !== "string"){const err39 = {instancePath:instancePath+"/name",schemaPath:"#/allOf/0/properties/name/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}var _valid13 = _errs79 === errors;valid15 = valid15 || _valid13;if(!valid15){const _errs81 = errors;if(data11 !== null){const err40 = {instancePath:instancePath+"/name",schemaPath:"#/allOf/0/properties/name/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err40];}else {vErrors.push(err40);}errors++;}var _valid13 = _errs81 === errors;valid15 = valid15 || _valid13;}if(!valid15){const err41 = {instancePath:instancePath+"/name",schemaPath:"#/allOf/0/properties/name/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err41];}else {vErrors.push(err41);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs78;if(vErrors !== null){if(_errs78){vErrors.length = _errs78;}else {vErrors = null;}}}var valid1 = _errs77 === errors;}else {var valid1 = true;}if(valid1){if(data.category !== undefined){let data12 = data.category;const _errs83 = errors;const _errs84 = errors;let valid16 = false;const _errs85 = errors;if(typeof data12 !== "string"){const err42 = {instancePath:instancePath+"/category",schemaPath:"#/allOf/0/properties/category/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err42];}else {vErrors.push(err42);}errors++;}var _valid14 = _errs85 === errors;valid16 = valid16 || _valid14;if(!valid16){const _errs87 = errors;if(data12 !== null){const err43 = {instancePath:instancePath+"/category",schemaPath:"#/allOf/0/properties/category/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err43];}else {vErrors.push(err43);}errors++;}var _valid14 = _errs87 === errors;valid16 = valid16 || _valid14;}if(!valid16){const err44 = {instancePath:instancePath+"/category",schemaPath:"#/allOf/0/properties/category/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err44];}else {vErrors.push(err44);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs84;if(vErrors !== null){if(_errs84){vErrors.length = _errs84;}else {vErrors = null;}}}var valid1 = _errs83 === errors;}else {var valid1 = true;}if(valid1){if(data.properties !== undefined){let data13 = data.properties;const _errs89 = errors;const _errs90 = errors;let valid17 = false;const _errs91 = errors;if(errors === _errs91){if(!(data13 && typeof data13 == "object" && !Array.isArray(data13))){const err45 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err45];}else {vErrors.push(err45);}errors++;}}var _valid15 = _errs91 === errors;valid17 = valid17 || _valid15;if(!valid17){const _errs93 = errors;if(errors === _errs93){if(Array.isArray(data13)){if(data13.length > 0){const err46 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/1/maxItems",keyword:"maxItems",params:{limit: 0},message:"must NOT have more than 0 items"};if(vErrors === null){vErrors = [err46];}else {vErrors.push(err46);}errors++;}else {if(data13.length < 0){const err47 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/1/minItems",keyword:"minItems",params:{limit: 0},message:"must NOT have fewer than 0 items"};if(vErrors === null){vErrors = [err47];}else {vErrors.push(err47);}errors++;}}}else {const err48 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array"};if(vErrors === null){vErrors = [err48];}else {vErrors.push(err48);}errors++;}}var _valid15 = _errs93 === errors;valid17 = valid17 || _valid15;if(!valid17){const _errs95 = errors;if(data13 !== null){const err49 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err49];}else {vErrors.push(err49);}errors++;}var _valid15 = _errs95 === errors;valid17 = valid17 || _valid15;}}if(!valid17){const err50 = {instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err50];}else {vErrors.push(err50);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs90;if(vErrors !== null){if(_errs90){vErrors.length = _errs90;}else {vErrors = null;}}}var valid1 = _errs89 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}}}else {validate13.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs97 = errors;const _errs98 = errors;let valid18 = false;const _errs99 = errors;if(errors === _errs99){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err51 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"};if(vErrors === null){vErrors = [err51];}else {vErrors.push(err51);}errors++;}else {if(data.userId !== undefined){let data14 = data.userId;const _errs102 = errors;let valid20 = false;const _errs103 = errors;if(errors === _errs103){if(typeof data14 === "string"){if(func2(data14) < 1){const err52 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err52];}else {vErrors.push(err52);}errors++;}}else {const err53 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err53];}else {vErrors.push(err53);}errors++;}}var _valid17 = _errs103 === errors;valid20 = valid20 || _valid17;if(!valid20){const _errs105 = errors;if(!((typeof data14 == "number") && (isFinite(data14)))){const err54 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err54];}else {vErrors.push(err54);}errors++;}var _valid17 = _errs105 === errors;valid20 = valid20 || _valid17;}if(!valid20){const err55 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err55];}else {vErrors.push(err55);}errors++;}else {errors = _errs102;if(vErrors !== null){if(_errs102){vErrors.length = _errs102;}else {vErrors = null;}}}}}}else {const err56 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err56];}else {vErrors.push(err56);}errors++;}}var _valid16 = _errs99 === errors;valid18 = valid18 || _valid16;if(!valid18){const _errs107 = errors;if(errors === _errs107){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err57 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"};if(vErrors === null){vErrors = [err57];}else {vErrors.push(err57);}errors++;}else {if(data.anonymousId !== undefined){let data15 = data.anonymousId;const _errs110 = errors;let valid22 = false;const _errs111 = errors;if(errors === _errs111){if(typeof data15 === "string"){if(func2(data15) < 1){const err58 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err58];}else {vErrors.push(err58);}errors++;}}else {const err59 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err59];}else {vErrors.push(err59);}errors++;}}var _valid18 = _errs111 === errors;valid22 = valid22 || _valid18;if(!valid22){const _errs113 = errors;if(!((typeof data15 == "number") && (isFinite(data15)))){const err60 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err60];}else {vErrors.push(err60);}errors++;}var _valid18 = _errs113 === errors;valid22 = valid22 || _valid18;}if(!valid22){const err61 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err61];}else {vErrors.push(err61);}errors++;}else {errors = _errs110;if(vErrors !== null){if(_errs110){vErrors.length = _errs110;}else {vErrors = null;}}}}}}else {const err62 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err62];}else {vErrors.push(err62);}errors++;}}var _valid16 = _errs107 === errors;valid18 = valid18 || _valid16;}if(!valid18){const err63 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err63];}else {vErrors.push(err63);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs98;if(vErrors !== null){if(_errs98){vErrors.length = _errs98;}else {vErrors = null;}}}var valid0 = _errs97 === errors;}validate13.errors = vErrors;return errors === 0;}export const groupEvent = validate14;const schema15 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type","groupId"],"properties":{"type":{"const":"group","type":"string"},"messageId":{"anyOf":[{"maxLength":100,"type":"string"},{"type":"null"}]},"userId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"anonymousId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"context":{},"integrations":{},"timestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"originalTimestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"sentAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"receivedAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"version":{"anyOf":[{"anyOf":[{"type":"number"},{"type":"string"}]},{"type":"null"}]},"channel":{"anyOf":[{"type":"string"},{"type":"null"}]},"projectId":{"anyOf":[{"type":"string"},{"type":"null"}]},"groupId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},"traits":{"anyOf":[{"type":"object","patternProperties":{"^(.*)$":{}}},{"type":"array","minItems":0,"maxItems":0},{"type":"null"}]}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}}]}]};function validate14(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if(((data.type === undefined) && (missing0 = "type")) || ((data.groupId === undefined) && (missing0 = "groupId"))){validate14.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate14.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string"}];return false;}if("group" !== data0){validate14.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "group"},message:"must be equal to constant"}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;const _errs6 = errors;let valid2 = false;const _errs7 = errors;if(errors === _errs7){if(typeof data1 === "string"){if(func2(data1) > 100){const err0 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}var _valid0 = _errs7 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs9 = errors;if(data1 !== null){const err2 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var _valid0 = _errs9 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err3 = {instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs6;if(vErrors !== null){if(_errs6){vErrors.length = _errs6;}else {vErrors = null;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs11 = errors;const _errs12 = errors;let valid3 = false;const _errs13 = errors;const _errs14 = errors;let valid4 = false;const _errs15 = errors;if(errors === _errs15){if(typeof data2 === "string"){if(func2(data2) < 1){const err4 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}var _valid2 = _errs15 === errors;valid4 = valid4 || _valid2;if(!valid4){const _errs17 = errors;if(!((typeof data2 == "number") && (isFinite(data2)))){const err6 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}var _valid2 = _errs17 === errors;valid4 = valid4 || _valid2;}if(!valid4){const err7 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}else {errors = _errs14;if(vErrors !== null){if(_errs14){vErrors.length = _errs14;}else {vErrors = null;}}}var _valid1 = _errs13 === errors;valid3 = valid3 || _valid1;if(!valid3){const _errs19 = errors;if(data2 !== null){const err8 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}var _valid1 = _errs19 === errors;valid3 = valid3 || _valid1;}if(!valid3){const err9 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs12;if(vErrors !== null){if(_errs12){vErrors.length = _errs12;}else {vErrors = null;}}}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs21 = errors;const _errs22 = errors;let valid5 = false;const _errs23 = errors;const _errs24 = errors;let valid6 = false;const _errs25 = errors;if(errors === _errs25){if(typeof data3 === "string"){if(func2(data3) < 1){const err10 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}}else {const err11 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}}var _valid4 = _errs25 === errors;valid6 = valid6 || _valid4;if(!valid6){const _errs27 = errors;if(!((typeof data3 == "number") && (isFinite(data3)))){const err12 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}var _valid4 = _errs27 === errors;valid6 = valid6 || _valid4;}if(!valid6){const err13 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;}else {errors = _errs24;if(vErrors !== null){if(_errs24){vErrors.length = _errs24;}else {vErrors = null;}}}var _valid3 = _errs23 === errors;valid5 = valid5 || _valid3;if(!valid5){const _errs29 = errors;if(data3 !== null){const err14 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}var _valid3 = _errs29 === errors;valid5 = valid5 || _valid3;}if(!valid5){const err15 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs22;if(vErrors !== null){if(_errs22){vErrors.length = _errs22;}else {vErrors = null;}}}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs31 = errors;const _errs32 = errors;let valid7 = false;const _errs33 = errors;if(typeof data4 !== "string"){const err16 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;}var _valid5 = _errs33 === errors;valid7 = valid7 || _valid5;if(!valid7){const _errs35 = errors;if(data4 !== null){const err17 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}var _valid5 = _errs35 === errors;valid7 = valid7 || _valid5;}if(!valid7){const err18 = {instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs32;if(vErrors !== null){if(_errs32){vErrors.length = _errs32;}else {vErrors = null;}}}var valid1 = _errs31 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs37 = errors;const _errs38 = errors;let valid8 = false;const _errs39 = errors;if(typeof data5 !== "string"){const err19 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;}var _valid6 = _errs39 === errors;valid8 = valid8 || _valid6;if(!valid8){const _errs41 = errors;if(data5 !== null){const err20 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}var _valid6 = _errs41 === errors;valid8 = valid8 || _valid6;}if(!valid8){const err21 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs38;if(vErrors !== null){if(_errs38){vErrors.length = _errs38;}else {vErrors = null;}}}var valid1 = _errs37 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs43 = errors;const _errs44 = errors;let valid9 = false;const _errs45 = errors;if(typeof data6 !== "string"){const err22 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;}var _valid7 = _errs45 === errors;valid9 = valid9 || _valid7;if(!valid9){const _errs47 = errors;if(data6 !== null){const err23 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}var _valid7 = _errs47 === errors;valid9 = valid9 || _valid7;}if(!valid9){const err24 = {instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs44;if(vErrors !== null){if(_errs44){vErrors.length = _errs44;}else {vErrors = null;}}}var valid1 = _errs43 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs49 = errors;const _errs50 = errors;let valid10 = false;const _errs51 = errors;if(typeof data7 !== "string"){const err25 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;}var _valid8 = _errs51 === errors;valid10 = valid10 || _valid8;if(!valid10){const _errs53 = errors;if(data7 !== null){const err26 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}var _valid8 = _errs53 === errors;valid10 = valid10 || _valid8;}if(!valid10){const err27 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs50;if(vErrors !== null){if(_errs50){vErrors.length = _errs50;}else {vErrors = null;}}}var valid1 = _errs49 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs55 = errors;const _errs56 = errors;let valid11 = false;const _errs57 = errors;const _errs58 = errors;let valid12 = false;const _errs59 = errors;if(!((typeof data8 == "number") && (isFinite(data8)))){const err28 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}var _valid10 = _errs59 === errors;valid12 = valid12 || _valid10;if(!valid12){const _errs61 = errors;if(typeof data8 !== "string"){const err29 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var _valid10 = _errs61 === errors;valid12 = valid12 || _valid10;}if(!valid12){const err30 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;}else {errors = _errs58;if(vErrors !== null){if(_errs58){vErrors.length = _errs58;}else {vErrors = null;}}}var _valid9 = _errs57 === errors;valid11 = valid11 || _valid9;if(!valid11){const _errs63 = errors;if(data8 !== null){const err31 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}var _valid9 = _errs63 === errors;valid11 = valid11 || _valid9;}if(!valid11){const err32 = {instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs56;if(vErrors !== null){if(_errs56){vErrors.length = _errs56;}else {vErrors = null;}}}var valid1 = _errs55 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs65 = errors;const _errs66 = errors;let valid13 = false;const _errs67 = errors;if(typeof data9 !== "string"){const err33 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;}var _valid11 = _errs67 === errors;valid13 = valid13 || _valid11;if(!valid13){const _errs69 = errors;if(data9 !== null){const err34 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var _valid11 = _errs69 === errors;valid13 = valid13 || _valid11;}if(!valid13){const err35 = {instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs66;if(vErrors !== null){if(_errs66){vErrors.length = _errs66;}else {vErrors = null;}}}var valid1 = _errs65 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs71 = errors;const _errs72 = errors;let valid14 = false;const _errs73 = errors;if(typeof data10 !== "string"){const err36 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;}var _valid12 = _errs73 === errors;valid14 = valid14 || _valid12;if(!valid14){const _errs75 = errors;if(data10 !== null){const err37 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}var _valid12 = _errs75 === errors;valid14 = valid14 || _valid12;}if(!valid14){const err38 = {instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs72;if(vErrors !== null){if(_errs72){vErrors.length = _errs72;}else {vErrors = null;}}}var valid1 = _errs71 === errors;}else {var valid1 = true;}if(valid1){if(data.groupId !== undefined){let data11 = data.groupId;const _errs77 = errors;const _errs78 = errors;let valid15 = false;const _errs79 = errors;if(errors === _errs79){if(typeof data11 === "string"){if(func2(data11) < 1){const err39 = {instancePath:instancePath+"/groupId",schemaPath:"#/allOf/0/properties/groupId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}}else {const err40 = {instancePath:instancePath+"/groupId",schemaPath:"#/allOf/0/properties/groupId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err40];}else {vErrors.push(err40);}errors++;}}var _valid13 = _errs79 === errors;valid15 = valid15 || _valid13;if(!valid15){const _errs81 = errors;if(!((typeof data11 == "number") && (isFinite(data11)))){const err41 = {instancePath:instancePath+"/groupId",schemaPath:"#/allOf/0/properties/groupId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err41];}else {vErrors.push(err41);}errors++;}var _valid13 = _errs81 === errors;valid15 = valid15 || _valid13;}if(!valid15){const err42 = {instancePath:instancePath+"/groupId",schemaPath:"#/allOf/0/properties/groupId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err42];}else {vErrors.push(err42);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs78;if(vErrors !== null){if(_errs78){vErrors.length = _errs78;}else {vErrors = null;}}}var valid1 = _errs77 === errors;}else {var valid1 = true;}if(valid1){if(data.traits !== undefined){let data12 = data.traits;const _errs83 = errors;const _errs84 = errors;let valid16 = false;const _errs85 = errors;if(errors === _errs85){if(!(data12 && typeof data12 == "object" && !Array.isArray(data12))){const err43 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err43];}else {vErrors.push(err43);}errors++;}}var _valid14 = _errs85 === errors;valid16 = valid16 || _valid14;if(!valid16){const _errs87 = errors;if(errors === _errs87){if(Array.isArray(data12)){if(data12.length > 0){const err44 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/1/maxItems",keyword:"maxItems",params:{limit: 0},message:"must NOT have more than 0 items"};if(vErrors === null){vErrors = [err44];}else {vErrors.push(err44);}errors++;}else {if(data12.length < 0){const err45 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/1/minItems",keyword:"minItems",params:{limit: 0},message:"must NOT have fewer than 0 items"};if(vErrors === null){vErrors = [err45];}else {vErrors.push(err45);}errors++;}}}else {const err46 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/1/type",keyword:"type",params:{type: "array"},message:"must be array"};if(vErrors === null){vErrors = [err46];}else {vErrors.push(err46);}errors++;}}var _valid14 = _errs87 === errors;valid16 = valid16 || _valid14;if(!valid16){const _errs89 = errors;if(data12 !== null){const err47 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf/2/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err47];}else {vErrors.push(err47);}errors++;}var _valid14 = _errs89 === errors;valid16 = valid16 || _valid14;}}if(!valid16){const err48 = {instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err48];}else {vErrors.push(err48);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs84;if(vErrors !== null){if(_errs84){vErrors.length = _errs84;}else {vErrors = null;}}}var valid1 = _errs83 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}}else {validate14.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs91 = errors;const _errs92 = errors;let valid17 = false;const _errs93 = errors;if(errors === _errs93){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err49 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1},message:"must have required property '"+missing1+"'"};if(vErrors === null){vErrors = [err49];}else {vErrors.push(err49);}errors++;}else {if(data.userId !== undefined){let data13 = data.userId;const _errs96 = errors;let valid19 = false;const _errs97 = errors;if(errors === _errs97){if(typeof data13 === "string"){if(func2(data13) < 1){const err50 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err50];}else {vErrors.push(err50);}errors++;}}else {const err51 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err51];}else {vErrors.push(err51);}errors++;}}var _valid16 = _errs97 === errors;valid19 = valid19 || _valid16;if(!valid19){const _errs99 = errors;if(!((typeof data13 == "number") && (isFinite(data13)))){const err52 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err52];}else {vErrors.push(err52);}errors++;}var _valid16 = _errs99 === errors;valid19 = valid19 || _valid16;}if(!valid19){const err53 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err53];}else {vErrors.push(err53);}errors++;}else {errors = _errs96;if(vErrors !== null){if(_errs96){vErrors.length = _errs96;}else {vErrors = null;}}}}}}else {const err54 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err54];}else {vErrors.push(err54);}errors++;}}var _valid15 = _errs93 === errors;valid17 = valid17 || _valid15;if(!valid17){const _errs101 = errors;if(errors === _errs101){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err55 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2},message:"must have required property '"+missing2+"'"};if(vErrors === null){vErrors = [err55];}else {vErrors.push(err55);}errors++;}else {if(data.anonymousId !== undefined){let data14 = data.anonymousId;const _errs104 = errors;let valid21 = false;const _errs105 = errors;if(errors === _errs105){if(typeof data14 === "string"){if(func2(data14) < 1){const err56 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err56];}else {vErrors.push(err56);}errors++;}}else {const err57 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err57];}else {vErrors.push(err57);}errors++;}}var _valid17 = _errs105 === errors;valid21 = valid21 || _valid17;if(!valid21){const _errs107 = errors;if(!((typeof data14 == "number") && (isFinite(data14)))){const err58 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err58];}else {vErrors.push(err58);}errors++;}var _valid17 = _errs107 === errors;valid21 = valid21 || _valid17;}if(!valid21){const err59 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err59];}else {vErrors.push(err59);}errors++;}else {errors = _errs104;if(vErrors !== null){if(_errs104){vErrors.length = _errs104;}else {vErrors = null;}}}}}}else {const err60 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};if(vErrors === null){vErrors = [err60];}else {vErrors.push(err60);}errors++;}}var _valid15 = _errs101 === errors;valid17 = valid17 || _valid15;}if(!valid17){const err61 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err61];}else {vErrors.push(err61);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs92;if(vErrors !== null){if(_errs92){vErrors.length = _errs92;}else {vErrors = null;}}}var valid0 = _errs91 === errors;}validate14.errors = vErrors;return errors === 0;}export const aliasEvent = validate15;const schema16 = {"additionalProperties":true,"type":"object","required":["type","userId","previousId"],"properties":{"type":{"const":"alias","type":"string"},"messageId":{"anyOf":[{"maxLength":100,"type":"string"},{"type":"null"}]},"userId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},"anonymousId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"context":{},"integrations":{},"timestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"originalTimestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"sentAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"receivedAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"version":{"anyOf":[{"anyOf":[{"type":"number"},{"type":"string"}]},{"type":"null"}]},"channel":{"anyOf":[{"type":"string"},{"type":"null"}]},"projectId":{"anyOf":[{"type":"string"},{"type":"null"}]},"previousId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]}}};function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;if(errors === 0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if((((data.type === undefined) && (missing0 = "type")) || ((data.userId === undefined) && (missing0 = "userId"))) || ((data.previousId === undefined) && (missing0 = "previousId"))){validate15.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs2 = errors;if(typeof data0 !== "string"){validate15.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string"}];return false;}if("alias" !== data0){validate15.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/const",keyword:"const",params:{allowedValue: "alias"},message:"must be equal to constant"}];return false;}var valid0 = _errs2 === errors;}else {var valid0 = true;}if(valid0){if(data.messageId !== undefined){let data1 = data.messageId;const _errs4 = errors;const _errs5 = errors;let valid1 = false;const _errs6 = errors;if(errors === _errs6){if(typeof data1 === "string"){if(func2(data1) > 100){const err0 = {instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/anyOf/0/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}var _valid0 = _errs6 === errors;valid1 = valid1 || _valid0;if(!valid1){const _errs8 = errors;if(data1 !== null){const err2 = {instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var _valid0 = _errs8 === errors;valid1 = valid1 || _valid0;}if(!valid1){const err3 = {instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs5;if(vErrors !== null){if(_errs5){vErrors.length = _errs5;}else {vErrors = null;}}}var valid0 = _errs4 === errors;}else {var valid0 = true;}if(valid0){if(data.userId !== undefined){let data2 = data.userId;const _errs10 = errors;const _errs11 = errors;let valid2 = false;const _errs12 = errors;if(errors === _errs12){if(typeof data2 === "string"){if(func2(data2) < 1){const err4 = {instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}var _valid1 = _errs12 === errors;valid2 = valid2 || _valid1;if(!valid2){const _errs14 = errors;if(!((typeof data2 == "number") && (isFinite(data2)))){const err6 = {instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}var _valid1 = _errs14 === errors;valid2 = valid2 || _valid1;}if(!valid2){const err7 = {instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs11;if(vErrors !== null){if(_errs11){vErrors.length = _errs11;}else {vErrors = null;}}}var valid0 = _errs10 === errors;}else {var valid0 = true;}if(valid0){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs16 = errors;const _errs17 = errors;let valid3 = false;const _errs18 = errors;const _errs19 = errors;let valid4 = false;const _errs20 = errors;if(errors === _errs20){if(typeof data3 === "string"){if(func2(data3) < 1){const err8 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}else {const err9 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}var _valid3 = _errs20 === errors;valid4 = valid4 || _valid3;if(!valid4){const _errs22 = errors;if(!((typeof data3 == "number") && (isFinite(data3)))){const err10 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}var _valid3 = _errs22 === errors;valid4 = valid4 || _valid3;}if(!valid4){const err11 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}else {errors = _errs19;if(vErrors !== null){if(_errs19){vErrors.length = _errs19;}else {vErrors = null;}}}var _valid2 = _errs18 === errors;valid3 = valid3 || _valid2;if(!valid3){const _errs24 = errors;if(data3 !== null){const err12 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}var _valid2 = _errs24 === errors;valid3 = valid3 || _valid2;}if(!valid3){const err13 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs17;if(vErrors !== null){if(_errs17){vErrors.length = _errs17;}else {vErrors = null;}}}var valid0 = _errs16 === errors;}else {var valid0 = true;}if(valid0){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs26 = errors;const _errs27 = errors;let valid5 = false;const _errs28 = errors;if(typeof data4 !== "string"){const err14 = {instancePath:instancePath+"/timestamp",schemaPath:"#/properties/timestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}var _valid4 = _errs28 === errors;valid5 = valid5 || _valid4;if(!valid5){const _errs30 = errors;if(data4 !== null){const err15 = {instancePath:instancePath+"/timestamp",schemaPath:"#/properties/timestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}var _valid4 = _errs30 === errors;valid5 = valid5 || _valid4;}if(!valid5){const err16 = {instancePath:instancePath+"/timestamp",schemaPath:"#/properties/timestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs27;if(vErrors !== null){if(_errs27){vErrors.length = _errs27;}else {vErrors = null;}}}var valid0 = _errs26 === errors;}else {var valid0 = true;}if(valid0){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs32 = errors;const _errs33 = errors;let valid6 = false;const _errs34 = errors;if(typeof data5 !== "string"){const err17 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/properties/originalTimestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}var _valid5 = _errs34 === errors;valid6 = valid6 || _valid5;if(!valid6){const _errs36 = errors;if(data5 !== null){const err18 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/properties/originalTimestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}var _valid5 = _errs36 === errors;valid6 = valid6 || _valid5;}if(!valid6){const err19 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/properties/originalTimestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs33;if(vErrors !== null){if(_errs33){vErrors.length = _errs33;}else {vErrors = null;}}}var valid0 = _errs32 === errors;}else {var valid0 = true;}if(valid0){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs38 = errors;const _errs39 = errors;let valid7 = false;const _errs40 = errors;if(typeof data6 !== "string"){const err20 = {instancePath:instancePath+"/sentAt",schemaPath:"#/properties/sentAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}var _valid6 = _errs40 === errors;valid7 = valid7 || _valid6;if(!valid7){const _errs42 = errors;if(data6 !== null){const err21 = {instancePath:instancePath+"/sentAt",schemaPath:"#/properties/sentAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}var _valid6 = _errs42 === errors;valid7 = valid7 || _valid6;}if(!valid7){const err22 = {instancePath:instancePath+"/sentAt",schemaPath:"#/properties/sentAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs39;if(vErrors !== null){if(_errs39){vErrors.length = _errs39;}else {vErrors = null;}}}var valid0 = _errs38 === errors;}else {var valid0 = true;}if(valid0){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs44 = errors;const _errs45 = errors;let valid8 = false;const _errs46 = errors;if(typeof data7 !== "string"){const err23 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/properties/receivedAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}var _valid7 = _errs46 === errors;valid8 = valid8 || _valid7;if(!valid8){const _errs48 = errors;if(data7 !== null){const err24 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/properties/receivedAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}var _valid7 = _errs48 === errors;valid8 = valid8 || _valid7;}if(!valid8){const err25 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/properties/receivedAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs45;if(vErrors !== null){if(_errs45){vErrors.length = _errs45;}else {vErrors = null;}}}var valid0 = _errs44 === errors;}else {var valid0 = true;}if(valid0){if(data.version !== undefined){let data8 = data.version;const _errs50 = errors;const _errs51 = errors;let valid9 = false;const _errs52 = errors;const _errs53 = errors;let valid10 = false;const _errs54 = errors;if(!((typeof data8 == "number") && (isFinite(data8)))){const err26 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}var _valid9 = _errs54 === errors;valid10 = valid10 || _valid9;if(!valid10){const _errs56 = errors;if(typeof data8 !== "string"){const err27 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;}var _valid9 = _errs56 === errors;valid10 = valid10 || _valid9;}if(!valid10){const err28 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}else {errors = _errs53;if(vErrors !== null){if(_errs53){vErrors.length = _errs53;}else {vErrors = null;}}}var _valid8 = _errs52 === errors;valid9 = valid9 || _valid8;if(!valid9){const _errs58 = errors;if(data8 !== null){const err29 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var _valid8 = _errs58 === errors;valid9 = valid9 || _valid8;}if(!valid9){const err30 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs51;if(vErrors !== null){if(_errs51){vErrors.length = _errs51;}else {vErrors = null;}}}var valid0 = _errs50 === errors;}else {var valid0 = true;}if(valid0){if(data.channel !== undefined){let data9 = data.channel;const _errs60 = errors;const _errs61 = errors;let valid11 = false;const _errs62 = errors;if(typeof data9 !== "string"){const err31 = {instancePath:instancePath+"/channel",schemaPath:"#/properties/channel/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}var _valid10 = _errs62 === errors;valid11 = valid11 || _valid10;if(!valid11){const _errs64 = errors;if(data9 !== null){const err32 = {instancePath:instancePath+"/channel",schemaPath:"#/properties/channel/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}var _valid10 = _errs64 === errors;valid11 = valid11 || _valid10;}if(!valid11){const err33 = {instancePath:instancePath+"/channel",schemaPath:"#/properties/channel/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs61;if(vErrors !== null){if(_errs61){vErrors.length = _errs61;}else {vErrors = null;}}}var valid0 = _errs60 === errors;}else {var valid0 = true;}if(valid0){if(data.projectId !== undefined){let data10 = data.projectId;const _errs66 = errors;const _errs67 = errors;let valid12 = false;const _errs68 = errors;if(typeof data10 !== "string"){const err34 = {instancePath:instancePath+"/projectId",schemaPath:"#/properties/projectId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var _valid11 = _errs68 === errors;valid12 = valid12 || _valid11;if(!valid12){const _errs70 = errors;if(data10 !== null){const err35 = {instancePath:instancePath+"/projectId",schemaPath:"#/properties/projectId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}var _valid11 = _errs70 === errors;valid12 = valid12 || _valid11;}if(!valid12){const err36 = {instancePath:instancePath+"/projectId",schemaPath:"#/properties/projectId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs67;if(vErrors !== null){if(_errs67){vErrors.length = _errs67;}else {vErrors = null;}}}var valid0 = _errs66 === errors;}else {var valid0 = true;}if(valid0){if(data.previousId !== undefined){let data11 = data.previousId;const _errs72 = errors;const _errs73 = errors;let valid13 = false;const _errs74 = errors;if(errors === _errs74){if(typeof data11 === "string"){if(func2(data11) < 1){const err37 = {instancePath:instancePath+"/previousId",schemaPath:"#/properties/previousId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err37];}else {vErrors.push(err37);}errors++;}}else {const err38 = {instancePath:instancePath+"/previousId",schemaPath:"#/properties/previousId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err38];}else {vErrors.push(err38);}errors++;}}var _valid12 = _errs74 === errors;valid13 = valid13 || _valid12;if(!valid13){const _errs76 = errors;if(!((typeof data11 == "number") && (isFinite(data11)))){const err39 = {instancePath:instancePath+"/previousId",schemaPath:"#/properties/previousId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err39];}else {vErrors.push(err39);}errors++;}var _valid12 = _errs76 === errors;valid13 = valid13 || _valid12;}if(!valid13){const err40 = {instancePath:instancePath+"/previousId",schemaPath:"#/properties/previousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err40];}else {vErrors.push(err40);}errors++;validate15.errors = vErrors;return false;}else {errors = _errs73;if(vErrors !== null){if(_errs73){vErrors.length = _errs73;}else {vErrors = null;}}}var valid0 = _errs72 === errors;}else {var valid0 = true;}}}}}}}}}}}}}}else {validate15.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];return false;}}validate15.errors = vErrors;return errors === 0;}export const deleteEvent = validate16;const schema17 = {"additionalProperties":true,"type":"object","required":["type","userId"],"properties":{"type":{"const":"delete","type":"string"},"messageId":{"anyOf":[{"maxLength":100,"type":"string"},{"type":"null"}]},"userId":{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},"anonymousId":{"anyOf":[{"anyOf":[{"minLength":1,"type":"string"},{"type":"number"}]},{"type":"null"}]},"context":{},"integrations":{},"timestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"originalTimestamp":{"anyOf":[{"type":"string"},{"type":"null"}]},"sentAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"receivedAt":{"anyOf":[{"type":"string"},{"type":"null"}]},"version":{"anyOf":[{"anyOf":[{"type":"number"},{"type":"string"}]},{"type":"null"}]},"channel":{"anyOf":[{"type":"string"},{"type":"null"}]},"projectId":{"anyOf":[{"type":"string"},{"type":"null"}]}}};function validate16(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;if(errors === 0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if(((data.type === undefined) && (missing0 = "type")) || ((data.userId === undefined) && (missing0 = "userId"))){validate16.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs2 = errors;if(typeof data0 !== "string"){validate16.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/type",keyword:"type",params:{type: "string"},message:"must be string"}];return false;}if("delete" !== data0){validate16.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/const",keyword:"const",params:{allowedValue: "delete"},message:"must be equal to constant"}];return false;}var valid0 = _errs2 === errors;}else {var valid0 = true;}if(valid0){if(data.messageId !== undefined){let data1 = data.messageId;const _errs4 = errors;const _errs5 = errors;let valid1 = false;const _errs6 = errors;if(errors === _errs6){if(typeof data1 === "string"){if(func2(data1) > 100){const err0 = {instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/anyOf/0/maxLength",keyword:"maxLength",params:{limit: 100},message:"must NOT have more than 100 characters"};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}}else {const err1 = {instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}}var _valid0 = _errs6 === errors;valid1 = valid1 || _valid0;if(!valid1){const _errs8 = errors;if(data1 !== null){const err2 = {instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}var _valid0 = _errs8 === errors;valid1 = valid1 || _valid0;}if(!valid1){const err3 = {instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs5;if(vErrors !== null){if(_errs5){vErrors.length = _errs5;}else {vErrors = null;}}}var valid0 = _errs4 === errors;}else {var valid0 = true;}if(valid0){if(data.userId !== undefined){let data2 = data.userId;const _errs10 = errors;const _errs11 = errors;let valid2 = false;const _errs12 = errors;if(errors === _errs12){if(typeof data2 === "string"){if(func2(data2) < 1){const err4 = {instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}}else {const err5 = {instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}}var _valid1 = _errs12 === errors;valid2 = valid2 || _valid1;if(!valid2){const _errs14 = errors;if(!((typeof data2 == "number") && (isFinite(data2)))){const err6 = {instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}var _valid1 = _errs14 === errors;valid2 = valid2 || _valid1;}if(!valid2){const err7 = {instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs11;if(vErrors !== null){if(_errs11){vErrors.length = _errs11;}else {vErrors = null;}}}var valid0 = _errs10 === errors;}else {var valid0 = true;}if(valid0){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs16 = errors;const _errs17 = errors;let valid3 = false;const _errs18 = errors;const _errs19 = errors;let valid4 = false;const _errs20 = errors;if(errors === _errs20){if(typeof data3 === "string"){if(func2(data3) < 1){const err8 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/0/anyOf/0/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;}}else {const err9 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err9];}else {vErrors.push(err9);}errors++;}}var _valid3 = _errs20 === errors;valid4 = valid4 || _valid3;if(!valid4){const _errs22 = errors;if(!((typeof data3 == "number") && (isFinite(data3)))){const err10 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err10];}else {vErrors.push(err10);}errors++;}var _valid3 = _errs22 === errors;valid4 = valid4 || _valid3;}if(!valid4){const err11 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err11];}else {vErrors.push(err11);}errors++;}else {errors = _errs19;if(vErrors !== null){if(_errs19){vErrors.length = _errs19;}else {vErrors = null;}}}var _valid2 = _errs18 === errors;valid3 = valid3 || _valid2;if(!valid3){const _errs24 = errors;if(data3 !== null){const err12 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err12];}else {vErrors.push(err12);}errors++;}var _valid2 = _errs24 === errors;valid3 = valid3 || _valid2;}if(!valid3){const err13 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err13];}else {vErrors.push(err13);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs17;if(vErrors !== null){if(_errs17){vErrors.length = _errs17;}else {vErrors = null;}}}var valid0 = _errs16 === errors;}else {var valid0 = true;}if(valid0){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs26 = errors;const _errs27 = errors;let valid5 = false;const _errs28 = errors;if(typeof data4 !== "string"){const err14 = {instancePath:instancePath+"/timestamp",schemaPath:"#/properties/timestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err14];}else {vErrors.push(err14);}errors++;}var _valid4 = _errs28 === errors;valid5 = valid5 || _valid4;if(!valid5){const _errs30 = errors;if(data4 !== null){const err15 = {instancePath:instancePath+"/timestamp",schemaPath:"#/properties/timestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err15];}else {vErrors.push(err15);}errors++;}var _valid4 = _errs30 === errors;valid5 = valid5 || _valid4;}if(!valid5){const err16 = {instancePath:instancePath+"/timestamp",schemaPath:"#/properties/timestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err16];}else {vErrors.push(err16);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs27;if(vErrors !== null){if(_errs27){vErrors.length = _errs27;}else {vErrors = null;}}}var valid0 = _errs26 === errors;}else {var valid0 = true;}if(valid0){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs32 = errors;const _errs33 = errors;let valid6 = false;const _errs34 = errors;if(typeof data5 !== "string"){const err17 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/properties/originalTimestamp/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err17];}else {vErrors.push(err17);}errors++;}var _valid5 = _errs34 === errors;valid6 = valid6 || _valid5;if(!valid6){const _errs36 = errors;if(data5 !== null){const err18 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/properties/originalTimestamp/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err18];}else {vErrors.push(err18);}errors++;}var _valid5 = _errs36 === errors;valid6 = valid6 || _valid5;}if(!valid6){const err19 = {instancePath:instancePath+"/originalTimestamp",schemaPath:"#/properties/originalTimestamp/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err19];}else {vErrors.push(err19);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs33;if(vErrors !== null){if(_errs33){vErrors.length = _errs33;}else {vErrors = null;}}}var valid0 = _errs32 === errors;}else {var valid0 = true;}if(valid0){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs38 = errors;const _errs39 = errors;let valid7 = false;const _errs40 = errors;if(typeof data6 !== "string"){const err20 = {instancePath:instancePath+"/sentAt",schemaPath:"#/properties/sentAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err20];}else {vErrors.push(err20);}errors++;}var _valid6 = _errs40 === errors;valid7 = valid7 || _valid6;if(!valid7){const _errs42 = errors;if(data6 !== null){const err21 = {instancePath:instancePath+"/sentAt",schemaPath:"#/properties/sentAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err21];}else {vErrors.push(err21);}errors++;}var _valid6 = _errs42 === errors;valid7 = valid7 || _valid6;}if(!valid7){const err22 = {instancePath:instancePath+"/sentAt",schemaPath:"#/properties/sentAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err22];}else {vErrors.push(err22);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs39;if(vErrors !== null){if(_errs39){vErrors.length = _errs39;}else {vErrors = null;}}}var valid0 = _errs38 === errors;}else {var valid0 = true;}if(valid0){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs44 = errors;const _errs45 = errors;let valid8 = false;const _errs46 = errors;if(typeof data7 !== "string"){const err23 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/properties/receivedAt/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err23];}else {vErrors.push(err23);}errors++;}var _valid7 = _errs46 === errors;valid8 = valid8 || _valid7;if(!valid8){const _errs48 = errors;if(data7 !== null){const err24 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/properties/receivedAt/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err24];}else {vErrors.push(err24);}errors++;}var _valid7 = _errs48 === errors;valid8 = valid8 || _valid7;}if(!valid8){const err25 = {instancePath:instancePath+"/receivedAt",schemaPath:"#/properties/receivedAt/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err25];}else {vErrors.push(err25);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs45;if(vErrors !== null){if(_errs45){vErrors.length = _errs45;}else {vErrors = null;}}}var valid0 = _errs44 === errors;}else {var valid0 = true;}if(valid0){if(data.version !== undefined){let data8 = data.version;const _errs50 = errors;const _errs51 = errors;let valid9 = false;const _errs52 = errors;const _errs53 = errors;let valid10 = false;const _errs54 = errors;if(!((typeof data8 == "number") && (isFinite(data8)))){const err26 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf/0/anyOf/0/type",keyword:"type",params:{type: "number"},message:"must be number"};if(vErrors === null){vErrors = [err26];}else {vErrors.push(err26);}errors++;}var _valid9 = _errs54 === errors;valid10 = valid10 || _valid9;if(!valid10){const _errs56 = errors;if(typeof data8 !== "string"){const err27 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf/0/anyOf/1/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err27];}else {vErrors.push(err27);}errors++;}var _valid9 = _errs56 === errors;valid10 = valid10 || _valid9;}if(!valid10){const err28 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf/0/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err28];}else {vErrors.push(err28);}errors++;}else {errors = _errs53;if(vErrors !== null){if(_errs53){vErrors.length = _errs53;}else {vErrors = null;}}}var _valid8 = _errs52 === errors;valid9 = valid9 || _valid8;if(!valid9){const _errs58 = errors;if(data8 !== null){const err29 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err29];}else {vErrors.push(err29);}errors++;}var _valid8 = _errs58 === errors;valid9 = valid9 || _valid8;}if(!valid9){const err30 = {instancePath:instancePath+"/version",schemaPath:"#/properties/version/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err30];}else {vErrors.push(err30);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs51;if(vErrors !== null){if(_errs51){vErrors.length = _errs51;}else {vErrors = null;}}}var valid0 = _errs50 === errors;}else {var valid0 = true;}if(valid0){if(data.channel !== undefined){let data9 = data.channel;const _errs60 = errors;const _errs61 = errors;let valid11 = false;const _errs62 = errors;if(typeof data9 !== "string"){const err31 = {instancePath:instancePath+"/channel",schemaPath:"#/properties/channel/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err31];}else {vErrors.push(err31);}errors++;}var _valid10 = _errs62 === errors;valid11 = valid11 || _valid10;if(!valid11){const _errs64 = errors;if(data9 !== null){const err32 = {instancePath:instancePath+"/channel",schemaPath:"#/properties/channel/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err32];}else {vErrors.push(err32);}errors++;}var _valid10 = _errs64 === errors;valid11 = valid11 || _valid10;}if(!valid11){const err33 = {instancePath:instancePath+"/channel",schemaPath:"#/properties/channel/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err33];}else {vErrors.push(err33);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs61;if(vErrors !== null){if(_errs61){vErrors.length = _errs61;}else {vErrors = null;}}}var valid0 = _errs60 === errors;}else {var valid0 = true;}if(valid0){if(data.projectId !== undefined){let data10 = data.projectId;const _errs66 = errors;const _errs67 = errors;let valid12 = false;const _errs68 = errors;if(typeof data10 !== "string"){const err34 = {instancePath:instancePath+"/projectId",schemaPath:"#/properties/projectId/anyOf/0/type",keyword:"type",params:{type: "string"},message:"must be string"};if(vErrors === null){vErrors = [err34];}else {vErrors.push(err34);}errors++;}var _valid11 = _errs68 === errors;valid12 = valid12 || _valid11;if(!valid12){const _errs70 = errors;if(data10 !== null){const err35 = {instancePath:instancePath+"/projectId",schemaPath:"#/properties/projectId/anyOf/1/type",keyword:"type",params:{type: "null"},message:"must be null"};if(vErrors === null){vErrors = [err35];}else {vErrors.push(err35);}errors++;}var _valid11 = _errs70 === errors;valid12 = valid12 || _valid11;}if(!valid12){const err36 = {instancePath:instancePath+"/projectId",schemaPath:"#/properties/projectId/anyOf",keyword:"anyOf",params:{},message:"must match a schema in anyOf"};if(vErrors === null){vErrors = [err36];}else {vErrors.push(err36);}errors++;validate16.errors = vErrors;return false;}else {errors = _errs67;if(vErrors !== null){if(_errs67){vErrors.length = _errs67;}else {vErrors = null;}}}var valid0 = _errs66 === errors;}else {var valid0 = true;}}}}}}}}}}}}}else {validate16.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];return false;}}validate16.errors = vErrors;return errors === 0;}
+export const identifyEvent = validate10;const schema11 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type"],"properties":{"type":{"const":"identify","type":"string"},"messageId":{"type":["string","null"],"maxLength":100},"userId":{"type":["string","number","null"],"minLength":1},"anonymousId":{"type":["string","number","null"],"minLength":1},"context":{},"integrations":{},"timestamp":{"type":["string","null"]},"originalTimestamp":{"type":["string","null"]},"sentAt":{"type":["string","null"]},"receivedAt":{"type":["string","null"]},"version":{"type":["number","string","null"]},"channel":{"type":["string","null"]},"projectId":{"type":["string","null"]},"traits":{"type":["object","array","null"],"maxItems":0}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"type":["string","number"],"minLength":1}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"type":["string","number"],"minLength":1}}}]}]};const func2 = ucs2length;function validate10(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if((data.type === undefined) && (missing0 = "type")){validate10.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0}}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate10.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"}}];return false;}if("identify" !== data0){validate10.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "identify"}}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;if((typeof data1 !== "string") && (data1 !== null)){validate10.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/type",keyword:"type",params:{type: schema11.allOf[0].properties.messageId.type}}];return false;}if(errors === _errs5){if(typeof data1 === "string"){if(func2(data1) > 100){validate10.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/maxLength",keyword:"maxLength",params:{limit: 100}}];return false;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs7 = errors;if(((typeof data2 !== "string") && (!((typeof data2 == "number") && (isFinite(data2))))) && (data2 !== null)){validate10.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/type",keyword:"type",params:{type: schema11.allOf[0].properties.userId.type}}];return false;}if(errors === _errs7){if(typeof data2 === "string"){if(func2(data2) < 1){validate10.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs7 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs9 = errors;if(((typeof data3 !== "string") && (!((typeof data3 == "number") && (isFinite(data3))))) && (data3 !== null)){validate10.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/type",keyword:"type",params:{type: schema11.allOf[0].properties.anonymousId.type}}];return false;}if(errors === _errs9){if(typeof data3 === "string"){if(func2(data3) < 1){validate10.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs9 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs11 = errors;if((typeof data4 !== "string") && (data4 !== null)){validate10.errors = [{instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/type",keyword:"type",params:{type: schema11.allOf[0].properties.timestamp.type}}];return false;}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs13 = errors;if((typeof data5 !== "string") && (data5 !== null)){validate10.errors = [{instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/type",keyword:"type",params:{type: schema11.allOf[0].properties.originalTimestamp.type}}];return false;}var valid1 = _errs13 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs15 = errors;if((typeof data6 !== "string") && (data6 !== null)){validate10.errors = [{instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/type",keyword:"type",params:{type: schema11.allOf[0].properties.sentAt.type}}];return false;}var valid1 = _errs15 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs17 = errors;if((typeof data7 !== "string") && (data7 !== null)){validate10.errors = [{instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/type",keyword:"type",params:{type: schema11.allOf[0].properties.receivedAt.type}}];return false;}var valid1 = _errs17 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs19 = errors;if(((!((typeof data8 == "number") && (isFinite(data8)))) && (typeof data8 !== "string")) && (data8 !== null)){validate10.errors = [{instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/type",keyword:"type",params:{type: schema11.allOf[0].properties.version.type}}];return false;}var valid1 = _errs19 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs21 = errors;if((typeof data9 !== "string") && (data9 !== null)){validate10.errors = [{instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/type",keyword:"type",params:{type: schema11.allOf[0].properties.channel.type}}];return false;}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs23 = errors;if((typeof data10 !== "string") && (data10 !== null)){validate10.errors = [{instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/type",keyword:"type",params:{type: schema11.allOf[0].properties.projectId.type}}];return false;}var valid1 = _errs23 === errors;}else {var valid1 = true;}if(valid1){if(data.traits !== undefined){let data11 = data.traits;const _errs25 = errors;if(typeof data11 != "object"){validate10.errors = [{instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/type",keyword:"type",params:{type: schema11.allOf[0].properties.traits.type}}];return false;}if(errors === _errs25){if(Array.isArray(data11)){if(data11.length > 0){validate10.errors = [{instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/maxItems",keyword:"maxItems",params:{limit: 0}}];return false;}}}var valid1 = _errs25 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}else {validate10.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"}}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs27 = errors;const _errs28 = errors;let valid2 = false;const _errs29 = errors;if(errors === _errs29){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err0 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1}};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}else {if(data.userId !== undefined){let data12 = data.userId;const _errs31 = errors;if((typeof data12 !== "string") && (!((typeof data12 == "number") && (isFinite(data12))))){const err1 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/type",keyword:"type",params:{type: schema11.allOf[1].anyOf[0].properties.userId.type}};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(errors === _errs31){if(typeof data12 === "string"){if(func2(data12) < 1){const err2 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}}}}}else {const err3 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}var _valid0 = _errs29 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs33 = errors;if(errors === _errs33){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err4 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2}};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}else {if(data.anonymousId !== undefined){let data13 = data.anonymousId;const _errs35 = errors;if((typeof data13 !== "string") && (!((typeof data13 == "number") && (isFinite(data13))))){const err5 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/type",keyword:"type",params:{type: schema11.allOf[1].anyOf[1].properties.anonymousId.type}};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(errors === _errs35){if(typeof data13 === "string"){if(func2(data13) < 1){const err6 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}}}}}else {const err7 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}var _valid0 = _errs33 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err8 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{}};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;validate10.errors = vErrors;return false;}else {errors = _errs28;if(vErrors !== null){if(_errs28){vErrors.length = _errs28;}else {vErrors = null;}}}var valid0 = _errs27 === errors;}validate10.errors = vErrors;return errors === 0;}export const trackEvent = validate11;const schema12 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type","event"],"properties":{"type":{"const":"track","type":"string"},"messageId":{"type":["string","null"],"maxLength":100},"userId":{"type":["string","number","null"],"minLength":1},"anonymousId":{"type":["string","number","null"],"minLength":1},"context":{},"integrations":{},"timestamp":{"type":["string","null"]},"originalTimestamp":{"type":["string","null"]},"sentAt":{"type":["string","null"]},"receivedAt":{"type":["string","null"]},"version":{"type":["number","string","null"]},"channel":{"type":["string","null"]},"projectId":{"type":["string","null"]},"event":{"minLength":1,"type":"string"},"properties":{"type":["object","array","null"],"maxItems":0}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"type":["string","number"],"minLength":1}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"type":["string","number"],"minLength":1}}}]}]};function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if(((data.type === undefined) && (missing0 = "type")) || ((data.event === undefined) && (missing0 = "event"))){validate11.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0}}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate11.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"}}];return false;}if("track" !== data0){validate11.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "track"}}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;if((typeof data1 !== "string") && (data1 !== null)){validate11.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/type",keyword:"type",params:{type: schema12.allOf[0].properties.messageId.type}}];return false;}if(errors === _errs5){if(typeof data1 === "string"){if(func2(data1) > 100){validate11.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/maxLength",keyword:"maxLength",params:{limit: 100}}];return false;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs7 = errors;if(((typeof data2 !== "string") && (!((typeof data2 == "number") && (isFinite(data2))))) && (data2 !== null)){validate11.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/type",keyword:"type",params:{type: schema12.allOf[0].properties.userId.type}}];return false;}if(errors === _errs7){if(typeof data2 === "string"){if(func2(data2) < 1){validate11.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs7 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs9 = errors;if(((typeof data3 !== "string") && (!((typeof data3 == "number") && (isFinite(data3))))) && (data3 !== null)){validate11.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/type",keyword:"type",params:{type: schema12.allOf[0].properties.anonymousId.type}}];return false;}if(errors === _errs9){if(typeof data3 === "string"){if(func2(data3) < 1){validate11.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs9 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs11 = errors;if((typeof data4 !== "string") && (data4 !== null)){validate11.errors = [{instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/type",keyword:"type",params:{type: schema12.allOf[0].properties.timestamp.type}}];return false;}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs13 = errors;if((typeof data5 !== "string") && (data5 !== null)){validate11.errors = [{instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/type",keyword:"type",params:{type: schema12.allOf[0].properties.originalTimestamp.type}}];return false;}var valid1 = _errs13 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs15 = errors;if((typeof data6 !== "string") && (data6 !== null)){validate11.errors = [{instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/type",keyword:"type",params:{type: schema12.allOf[0].properties.sentAt.type}}];return false;}var valid1 = _errs15 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs17 = errors;if((typeof data7 !== "string") && (data7 !== null)){validate11.errors = [{instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/type",keyword:"type",params:{type: schema12.allOf[0].properties.receivedAt.type}}];return false;}var valid1 = _errs17 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs19 = errors;if(((!((typeof data8 == "number") && (isFinite(data8)))) && (typeof data8 !== "string")) && (data8 !== null)){validate11.errors = [{instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/type",keyword:"type",params:{type: schema12.allOf[0].properties.version.type}}];return false;}var valid1 = _errs19 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs21 = errors;if((typeof data9 !== "string") && (data9 !== null)){validate11.errors = [{instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/type",keyword:"type",params:{type: schema12.allOf[0].properties.channel.type}}];return false;}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs23 = errors;if((typeof data10 !== "string") && (data10 !== null)){validate11.errors = [{instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/type",keyword:"type",params:{type: schema12.allOf[0].properties.projectId.type}}];return false;}var valid1 = _errs23 === errors;}else {var valid1 = true;}if(valid1){if(data.event !== undefined){let data11 = data.event;const _errs25 = errors;if(errors === _errs25){if(typeof data11 === "string"){if(func2(data11) < 1){validate11.errors = [{instancePath:instancePath+"/event",schemaPath:"#/allOf/0/properties/event/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}else {validate11.errors = [{instancePath:instancePath+"/event",schemaPath:"#/allOf/0/properties/event/type",keyword:"type",params:{type: "string"}}];return false;}}var valid1 = _errs25 === errors;}else {var valid1 = true;}if(valid1){if(data.properties !== undefined){let data12 = data.properties;const _errs27 = errors;if(typeof data12 != "object"){validate11.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/type",keyword:"type",params:{type: schema12.allOf[0].properties.properties.type}}];return false;}if(errors === _errs27){if(Array.isArray(data12)){if(data12.length > 0){validate11.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/maxItems",keyword:"maxItems",params:{limit: 0}}];return false;}}}var valid1 = _errs27 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}}else {validate11.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"}}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs29 = errors;const _errs30 = errors;let valid2 = false;const _errs31 = errors;if(errors === _errs31){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err0 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1}};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}else {if(data.userId !== undefined){let data13 = data.userId;const _errs33 = errors;if((typeof data13 !== "string") && (!((typeof data13 == "number") && (isFinite(data13))))){const err1 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/type",keyword:"type",params:{type: schema12.allOf[1].anyOf[0].properties.userId.type}};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(errors === _errs33){if(typeof data13 === "string"){if(func2(data13) < 1){const err2 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}}}}}else {const err3 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}var _valid0 = _errs31 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs35 = errors;if(errors === _errs35){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err4 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2}};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}else {if(data.anonymousId !== undefined){let data14 = data.anonymousId;const _errs37 = errors;if((typeof data14 !== "string") && (!((typeof data14 == "number") && (isFinite(data14))))){const err5 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/type",keyword:"type",params:{type: schema12.allOf[1].anyOf[1].properties.anonymousId.type}};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(errors === _errs37){if(typeof data14 === "string"){if(func2(data14) < 1){const err6 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}}}}}else {const err7 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}var _valid0 = _errs35 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err8 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{}};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;validate11.errors = vErrors;return false;}else {errors = _errs30;if(vErrors !== null){if(_errs30){vErrors.length = _errs30;}else {vErrors = null;}}}var valid0 = _errs29 === errors;}validate11.errors = vErrors;return errors === 0;}export const pageEvent = validate12;const schema13 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type"],"properties":{"type":{"const":"page","type":"string"},"messageId":{"type":["string","null"],"maxLength":100},"userId":{"type":["string","number","null"],"minLength":1},"anonymousId":{"type":["string","number","null"],"minLength":1},"context":{},"integrations":{},"timestamp":{"type":["string","null"]},"originalTimestamp":{"type":["string","null"]},"sentAt":{"type":["string","null"]},"receivedAt":{"type":["string","null"]},"version":{"type":["number","string","null"]},"channel":{"type":["string","null"]},"projectId":{"type":["string","null"]},"name":{"type":["string","null"]},"category":{"type":["string","null"]},"properties":{"type":["object","array","null"],"maxItems":0}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"type":["string","number"],"minLength":1}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"type":["string","number"],"minLength":1}}}]}]};function validate12(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if((data.type === undefined) && (missing0 = "type")){validate12.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0}}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate12.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"}}];return false;}if("page" !== data0){validate12.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "page"}}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;if((typeof data1 !== "string") && (data1 !== null)){validate12.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/type",keyword:"type",params:{type: schema13.allOf[0].properties.messageId.type}}];return false;}if(errors === _errs5){if(typeof data1 === "string"){if(func2(data1) > 100){validate12.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/maxLength",keyword:"maxLength",params:{limit: 100}}];return false;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs7 = errors;if(((typeof data2 !== "string") && (!((typeof data2 == "number") && (isFinite(data2))))) && (data2 !== null)){validate12.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/type",keyword:"type",params:{type: schema13.allOf[0].properties.userId.type}}];return false;}if(errors === _errs7){if(typeof data2 === "string"){if(func2(data2) < 1){validate12.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs7 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs9 = errors;if(((typeof data3 !== "string") && (!((typeof data3 == "number") && (isFinite(data3))))) && (data3 !== null)){validate12.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/type",keyword:"type",params:{type: schema13.allOf[0].properties.anonymousId.type}}];return false;}if(errors === _errs9){if(typeof data3 === "string"){if(func2(data3) < 1){validate12.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs9 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs11 = errors;if((typeof data4 !== "string") && (data4 !== null)){validate12.errors = [{instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/type",keyword:"type",params:{type: schema13.allOf[0].properties.timestamp.type}}];return false;}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs13 = errors;if((typeof data5 !== "string") && (data5 !== null)){validate12.errors = [{instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/type",keyword:"type",params:{type: schema13.allOf[0].properties.originalTimestamp.type}}];return false;}var valid1 = _errs13 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs15 = errors;if((typeof data6 !== "string") && (data6 !== null)){validate12.errors = [{instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/type",keyword:"type",params:{type: schema13.allOf[0].properties.sentAt.type}}];return false;}var valid1 = _errs15 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs17 = errors;if((typeof data7 !== "string") && (data7 !== null)){validate12.errors = [{instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/type",keyword:"type",params:{type: schema13.allOf[0].properties.receivedAt.type}}];return false;}var valid1 = _errs17 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs19 = errors;if(((!((typeof data8 == "number") && (isFinite(data8)))) && (typeof data8 !== "string")) && (data8 !== null)){validate12.errors = [{instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/type",keyword:"type",params:{type: schema13.allOf[0].properties.version.type}}];return false;}var valid1 = _errs19 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs21 = errors;if((typeof data9 !== "string") && (data9 !== null)){validate12.errors = [{instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/type",keyword:"type",params:{type: schema13.allOf[0].properties.channel.type}}];return false;}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs23 = errors;if((typeof data10 !== "string") && (data10 !== null)){validate12.errors = [{instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/type",keyword:"type",params:{type: schema13.allOf[0].properties.projectId.type}}];return false;}var valid1 = _errs23 === errors;}else {var valid1 = true;}if(valid1){if(data.name !== undefined){let data11 = data.name;const _errs25 = errors;if((typeof data11 !== "string") && (data11 !== null)){validate12.errors = [{instancePath:instancePath+"/name",schemaPath:"#/allOf/0/properties/name/type",keyword:"type",params:{type: schema13.allOf[0].properties.name.type}}];return false;}var valid1 = _errs25 === errors;}else {var valid1 = true;}if(valid1){if(data.category !== undefined){let data12 = data.category;const _errs27 = errors;if((typeof data12 !== "string") && (data12 !== null)){validate12.errors = [{instancePath:instancePath+"/category",schemaPath:"#/allOf/0/properties/category/type",keyword:"type",params:{type: schema13.allOf[0].properties.category.type}}];return false;}var valid1 = _errs27 === errors;}else {var valid1 = true;}if(valid1){if(data.properties !== undefined){let data13 = data.properties;const _errs29 = errors;if(typeof data13 != "object"){validate12.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/type",keyword:"type",params:{type: schema13.allOf[0].properties.properties.type}}];return false;}if(errors === _errs29){if(Array.isArray(data13)){if(data13.length > 0){validate12.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/maxItems",keyword:"maxItems",params:{limit: 0}}];return false;}}}var valid1 = _errs29 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}}}else {validate12.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"}}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs31 = errors;const _errs32 = errors;let valid2 = false;const _errs33 = errors;if(errors === _errs33){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err0 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1}};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}else {if(data.userId !== undefined){let data14 = data.userId;const _errs35 = errors;if((typeof data14 !== "string") && (!((typeof data14 == "number") && (isFinite(data14))))){const err1 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/type",keyword:"type",params:{type: schema13.allOf[1].anyOf[0].properties.userId.type}};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(errors === _errs35){if(typeof data14 === "string"){if(func2(data14) < 1){const err2 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}}}}}else {const err3 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}var _valid0 = _errs33 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs37 = errors;if(errors === _errs37){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err4 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2}};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}else {if(data.anonymousId !== undefined){let data15 = data.anonymousId;const _errs39 = errors;if((typeof data15 !== "string") && (!((typeof data15 == "number") && (isFinite(data15))))){const err5 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/type",keyword:"type",params:{type: schema13.allOf[1].anyOf[1].properties.anonymousId.type}};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(errors === _errs39){if(typeof data15 === "string"){if(func2(data15) < 1){const err6 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}}}}}else {const err7 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}var _valid0 = _errs37 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err8 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{}};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;validate12.errors = vErrors;return false;}else {errors = _errs32;if(vErrors !== null){if(_errs32){vErrors.length = _errs32;}else {vErrors = null;}}}var valid0 = _errs31 === errors;}validate12.errors = vErrors;return errors === 0;}export const screenEvent = validate13;const schema14 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type"],"properties":{"type":{"const":"screen","type":"string"},"messageId":{"type":["string","null"],"maxLength":100},"userId":{"type":["string","number","null"],"minLength":1},"anonymousId":{"type":["string","number","null"],"minLength":1},"context":{},"integrations":{},"timestamp":{"type":["string","null"]},"originalTimestamp":{"type":["string","null"]},"sentAt":{"type":["string","null"]},"receivedAt":{"type":["string","null"]},"version":{"type":["number","string","null"]},"channel":{"type":["string","null"]},"projectId":{"type":["string","null"]},"name":{"type":["string","null"]},"category":{"type":["string","null"]},"properties":{"type":["object","array","null"],"maxItems":0}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"type":["string","number"],"minLength":1}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"type":["string","number"],"minLength":1}}}]}]};function validate13(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if((data.type === undefined) && (missing0 = "type")){validate13.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0}}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate13.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"}}];return false;}if("screen" !== data0){validate13.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "screen"}}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;if((typeof data1 !== "string") && (data1 !== null)){validate13.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/type",keyword:"type",params:{type: schema14.allOf[0].properties.messageId.type}}];return false;}if(errors === _errs5){if(typeof data1 === "string"){if(func2(data1) > 100){validate13.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/maxLength",keyword:"maxLength",params:{limit: 100}}];return false;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs7 = errors;if(((typeof data2 !== "string") && (!((typeof data2 == "number") && (isFinite(data2))))) && (data2 !== null)){validate13.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/type",keyword:"type",params:{type: schema14.allOf[0].properties.userId.type}}];return false;}if(errors === _errs7){if(typeof data2 === "string"){if(func2(data2) < 1){validate13.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs7 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs9 = errors;if(((typeof data3 !== "string") && (!((typeof data3 == "number") && (isFinite(data3))))) && (data3 !== null)){validate13.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/type",keyword:"type",params:{type: schema14.allOf[0].properties.anonymousId.type}}];return false;}if(errors === _errs9){if(typeof data3 === "string"){if(func2(data3) < 1){validate13.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs9 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs11 = errors;if((typeof data4 !== "string") && (data4 !== null)){validate13.errors = [{instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/type",keyword:"type",params:{type: schema14.allOf[0].properties.timestamp.type}}];return false;}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs13 = errors;if((typeof data5 !== "string") && (data5 !== null)){validate13.errors = [{instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/type",keyword:"type",params:{type: schema14.allOf[0].properties.originalTimestamp.type}}];return false;}var valid1 = _errs13 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs15 = errors;if((typeof data6 !== "string") && (data6 !== null)){validate13.errors = [{instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/type",keyword:"type",params:{type: schema14.allOf[0].properties.sentAt.type}}];return false;}var valid1 = _errs15 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs17 = errors;if((typeof data7 !== "string") && (data7 !== null)){validate13.errors = [{instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/type",keyword:"type",params:{type: schema14.allOf[0].properties.receivedAt.type}}];return false;}var valid1 = _errs17 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs19 = errors;if(((!((typeof data8 == "number") && (isFinite(data8)))) && (typeof data8 !== "string")) && (data8 !== null)){validate13.errors = [{instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/type",keyword:"type",params:{type: schema14.allOf[0].properties.version.type}}];return false;}var valid1 = _errs19 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs21 = errors;if((typeof data9 !== "string") && (data9 !== null)){validate13.errors = [{instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/type",keyword:"type",params:{type: schema14.allOf[0].properties.channel.type}}];return false;}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs23 = errors;if((typeof data10 !== "string") && (data10 !== null)){validate13.errors = [{instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/type",keyword:"type",params:{type: schema14.allOf[0].properties.projectId.type}}];return false;}var valid1 = _errs23 === errors;}else {var valid1 = true;}if(valid1){if(data.name !== undefined){let data11 = data.name;const _errs25 = errors;if((typeof data11 !== "string") && (data11 !== null)){validate13.errors = [{instancePath:instancePath+"/name",schemaPath:"#/allOf/0/properties/name/type",keyword:"type",params:{type: schema14.allOf[0].properties.name.type}}];return false;}var valid1 = _errs25 === errors;}else {var valid1 = true;}if(valid1){if(data.category !== undefined){let data12 = data.category;const _errs27 = errors;if((typeof data12 !== "string") && (data12 !== null)){validate13.errors = [{instancePath:instancePath+"/category",schemaPath:"#/allOf/0/properties/category/type",keyword:"type",params:{type: schema14.allOf[0].properties.category.type}}];return false;}var valid1 = _errs27 === errors;}else {var valid1 = true;}if(valid1){if(data.properties !== undefined){let data13 = data.properties;const _errs29 = errors;if(typeof data13 != "object"){validate13.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/type",keyword:"type",params:{type: schema14.allOf[0].properties.properties.type}}];return false;}if(errors === _errs29){if(Array.isArray(data13)){if(data13.length > 0){validate13.errors = [{instancePath:instancePath+"/properties",schemaPath:"#/allOf/0/properties/properties/maxItems",keyword:"maxItems",params:{limit: 0}}];return false;}}}var valid1 = _errs29 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}}}else {validate13.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"}}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs31 = errors;const _errs32 = errors;let valid2 = false;const _errs33 = errors;if(errors === _errs33){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err0 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1}};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}else {if(data.userId !== undefined){let data14 = data.userId;const _errs35 = errors;if((typeof data14 !== "string") && (!((typeof data14 == "number") && (isFinite(data14))))){const err1 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/type",keyword:"type",params:{type: schema14.allOf[1].anyOf[0].properties.userId.type}};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(errors === _errs35){if(typeof data14 === "string"){if(func2(data14) < 1){const err2 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}}}}}else {const err3 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}var _valid0 = _errs33 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs37 = errors;if(errors === _errs37){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err4 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2}};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}else {if(data.anonymousId !== undefined){let data15 = data.anonymousId;const _errs39 = errors;if((typeof data15 !== "string") && (!((typeof data15 == "number") && (isFinite(data15))))){const err5 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/type",keyword:"type",params:{type: schema14.allOf[1].anyOf[1].properties.anonymousId.type}};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(errors === _errs39){if(typeof data15 === "string"){if(func2(data15) < 1){const err6 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}}}}}else {const err7 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}var _valid0 = _errs37 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err8 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{}};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;validate13.errors = vErrors;return false;}else {errors = _errs32;if(vErrors !== null){if(_errs32){vErrors.length = _errs32;}else {vErrors = null;}}}var valid0 = _errs31 === errors;}validate13.errors = vErrors;return errors === 0;}export const groupEvent = validate14;const schema15 = {"allOf":[{"additionalProperties":true,"type":"object","required":["type","groupId"],"properties":{"type":{"const":"group","type":"string"},"messageId":{"type":["string","null"],"maxLength":100},"userId":{"type":["string","number","null"],"minLength":1},"anonymousId":{"type":["string","number","null"],"minLength":1},"context":{},"integrations":{},"timestamp":{"type":["string","null"]},"originalTimestamp":{"type":["string","null"]},"sentAt":{"type":["string","null"]},"receivedAt":{"type":["string","null"]},"version":{"type":["number","string","null"]},"channel":{"type":["string","null"]},"projectId":{"type":["string","null"]},"groupId":{"type":["string","number"],"minLength":1},"traits":{"type":["object","array","null"],"maxItems":0}}},{"anyOf":[{"type":"object","required":["userId"],"properties":{"userId":{"type":["string","number"],"minLength":1}}},{"type":"object","required":["anonymousId"],"properties":{"anonymousId":{"type":["string","number"],"minLength":1}}}]}]};function validate14(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;const _errs0 = errors;if(errors === _errs0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if(((data.type === undefined) && (missing0 = "type")) || ((data.groupId === undefined) && (missing0 = "groupId"))){validate14.errors = [{instancePath,schemaPath:"#/allOf/0/required",keyword:"required",params:{missingProperty: missing0}}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs3 = errors;if(typeof data0 !== "string"){validate14.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/type",keyword:"type",params:{type: "string"}}];return false;}if("group" !== data0){validate14.errors = [{instancePath:instancePath+"/type",schemaPath:"#/allOf/0/properties/type/const",keyword:"const",params:{allowedValue: "group"}}];return false;}var valid1 = _errs3 === errors;}else {var valid1 = true;}if(valid1){if(data.messageId !== undefined){let data1 = data.messageId;const _errs5 = errors;if((typeof data1 !== "string") && (data1 !== null)){validate14.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/type",keyword:"type",params:{type: schema15.allOf[0].properties.messageId.type}}];return false;}if(errors === _errs5){if(typeof data1 === "string"){if(func2(data1) > 100){validate14.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/allOf/0/properties/messageId/maxLength",keyword:"maxLength",params:{limit: 100}}];return false;}}}var valid1 = _errs5 === errors;}else {var valid1 = true;}if(valid1){if(data.userId !== undefined){let data2 = data.userId;const _errs7 = errors;if(((typeof data2 !== "string") && (!((typeof data2 == "number") && (isFinite(data2))))) && (data2 !== null)){validate14.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/type",keyword:"type",params:{type: schema15.allOf[0].properties.userId.type}}];return false;}if(errors === _errs7){if(typeof data2 === "string"){if(func2(data2) < 1){validate14.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/allOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs7 === errors;}else {var valid1 = true;}if(valid1){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs9 = errors;if(((typeof data3 !== "string") && (!((typeof data3 == "number") && (isFinite(data3))))) && (data3 !== null)){validate14.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/type",keyword:"type",params:{type: schema15.allOf[0].properties.anonymousId.type}}];return false;}if(errors === _errs9){if(typeof data3 === "string"){if(func2(data3) < 1){validate14.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/0/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs9 === errors;}else {var valid1 = true;}if(valid1){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs11 = errors;if((typeof data4 !== "string") && (data4 !== null)){validate14.errors = [{instancePath:instancePath+"/timestamp",schemaPath:"#/allOf/0/properties/timestamp/type",keyword:"type",params:{type: schema15.allOf[0].properties.timestamp.type}}];return false;}var valid1 = _errs11 === errors;}else {var valid1 = true;}if(valid1){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs13 = errors;if((typeof data5 !== "string") && (data5 !== null)){validate14.errors = [{instancePath:instancePath+"/originalTimestamp",schemaPath:"#/allOf/0/properties/originalTimestamp/type",keyword:"type",params:{type: schema15.allOf[0].properties.originalTimestamp.type}}];return false;}var valid1 = _errs13 === errors;}else {var valid1 = true;}if(valid1){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs15 = errors;if((typeof data6 !== "string") && (data6 !== null)){validate14.errors = [{instancePath:instancePath+"/sentAt",schemaPath:"#/allOf/0/properties/sentAt/type",keyword:"type",params:{type: schema15.allOf[0].properties.sentAt.type}}];return false;}var valid1 = _errs15 === errors;}else {var valid1 = true;}if(valid1){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs17 = errors;if((typeof data7 !== "string") && (data7 !== null)){validate14.errors = [{instancePath:instancePath+"/receivedAt",schemaPath:"#/allOf/0/properties/receivedAt/type",keyword:"type",params:{type: schema15.allOf[0].properties.receivedAt.type}}];return false;}var valid1 = _errs17 === errors;}else {var valid1 = true;}if(valid1){if(data.version !== undefined){let data8 = data.version;const _errs19 = errors;if(((!((typeof data8 == "number") && (isFinite(data8)))) && (typeof data8 !== "string")) && (data8 !== null)){validate14.errors = [{instancePath:instancePath+"/version",schemaPath:"#/allOf/0/properties/version/type",keyword:"type",params:{type: schema15.allOf[0].properties.version.type}}];return false;}var valid1 = _errs19 === errors;}else {var valid1 = true;}if(valid1){if(data.channel !== undefined){let data9 = data.channel;const _errs21 = errors;if((typeof data9 !== "string") && (data9 !== null)){validate14.errors = [{instancePath:instancePath+"/channel",schemaPath:"#/allOf/0/properties/channel/type",keyword:"type",params:{type: schema15.allOf[0].properties.channel.type}}];return false;}var valid1 = _errs21 === errors;}else {var valid1 = true;}if(valid1){if(data.projectId !== undefined){let data10 = data.projectId;const _errs23 = errors;if((typeof data10 !== "string") && (data10 !== null)){validate14.errors = [{instancePath:instancePath+"/projectId",schemaPath:"#/allOf/0/properties/projectId/type",keyword:"type",params:{type: schema15.allOf[0].properties.projectId.type}}];return false;}var valid1 = _errs23 === errors;}else {var valid1 = true;}if(valid1){if(data.groupId !== undefined){let data11 = data.groupId;const _errs25 = errors;if((typeof data11 !== "string") && (!((typeof data11 == "number") && (isFinite(data11))))){validate14.errors = [{instancePath:instancePath+"/groupId",schemaPath:"#/allOf/0/properties/groupId/type",keyword:"type",params:{type: schema15.allOf[0].properties.groupId.type}}];return false;}if(errors === _errs25){if(typeof data11 === "string"){if(func2(data11) < 1){validate14.errors = [{instancePath:instancePath+"/groupId",schemaPath:"#/allOf/0/properties/groupId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid1 = _errs25 === errors;}else {var valid1 = true;}if(valid1){if(data.traits !== undefined){let data12 = data.traits;const _errs27 = errors;if(typeof data12 != "object"){validate14.errors = [{instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/type",keyword:"type",params:{type: schema15.allOf[0].properties.traits.type}}];return false;}if(errors === _errs27){if(Array.isArray(data12)){if(data12.length > 0){validate14.errors = [{instancePath:instancePath+"/traits",schemaPath:"#/allOf/0/properties/traits/maxItems",keyword:"maxItems",params:{limit: 0}}];return false;}}}var valid1 = _errs27 === errors;}else {var valid1 = true;}}}}}}}}}}}}}}}else {validate14.errors = [{instancePath,schemaPath:"#/allOf/0/type",keyword:"type",params:{type: "object"}}];return false;}}var valid0 = _errs0 === errors;if(valid0){const _errs29 = errors;const _errs30 = errors;let valid2 = false;const _errs31 = errors;if(errors === _errs31){if(data && typeof data == "object" && !Array.isArray(data)){let missing1;if((data.userId === undefined) && (missing1 = "userId")){const err0 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/required",keyword:"required",params:{missingProperty: missing1}};if(vErrors === null){vErrors = [err0];}else {vErrors.push(err0);}errors++;}else {if(data.userId !== undefined){let data13 = data.userId;const _errs33 = errors;if((typeof data13 !== "string") && (!((typeof data13 == "number") && (isFinite(data13))))){const err1 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/type",keyword:"type",params:{type: schema15.allOf[1].anyOf[0].properties.userId.type}};if(vErrors === null){vErrors = [err1];}else {vErrors.push(err1);}errors++;}if(errors === _errs33){if(typeof data13 === "string"){if(func2(data13) < 1){const err2 = {instancePath:instancePath+"/userId",schemaPath:"#/allOf/1/anyOf/0/properties/userId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err2];}else {vErrors.push(err2);}errors++;}}}}}}else {const err3 = {instancePath,schemaPath:"#/allOf/1/anyOf/0/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err3];}else {vErrors.push(err3);}errors++;}}var _valid0 = _errs31 === errors;valid2 = valid2 || _valid0;if(!valid2){const _errs35 = errors;if(errors === _errs35){if(data && typeof data == "object" && !Array.isArray(data)){let missing2;if((data.anonymousId === undefined) && (missing2 = "anonymousId")){const err4 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/required",keyword:"required",params:{missingProperty: missing2}};if(vErrors === null){vErrors = [err4];}else {vErrors.push(err4);}errors++;}else {if(data.anonymousId !== undefined){let data14 = data.anonymousId;const _errs37 = errors;if((typeof data14 !== "string") && (!((typeof data14 == "number") && (isFinite(data14))))){const err5 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/type",keyword:"type",params:{type: schema15.allOf[1].anyOf[1].properties.anonymousId.type}};if(vErrors === null){vErrors = [err5];}else {vErrors.push(err5);}errors++;}if(errors === _errs37){if(typeof data14 === "string"){if(func2(data14) < 1){const err6 = {instancePath:instancePath+"/anonymousId",schemaPath:"#/allOf/1/anyOf/1/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}};if(vErrors === null){vErrors = [err6];}else {vErrors.push(err6);}errors++;}}}}}}else {const err7 = {instancePath,schemaPath:"#/allOf/1/anyOf/1/type",keyword:"type",params:{type: "object"}};if(vErrors === null){vErrors = [err7];}else {vErrors.push(err7);}errors++;}}var _valid0 = _errs35 === errors;valid2 = valid2 || _valid0;}if(!valid2){const err8 = {instancePath,schemaPath:"#/allOf/1/anyOf",keyword:"anyOf",params:{}};if(vErrors === null){vErrors = [err8];}else {vErrors.push(err8);}errors++;validate14.errors = vErrors;return false;}else {errors = _errs30;if(vErrors !== null){if(_errs30){vErrors.length = _errs30;}else {vErrors = null;}}}var valid0 = _errs29 === errors;}validate14.errors = vErrors;return errors === 0;}export const aliasEvent = validate15;const schema16 = {"additionalProperties":true,"type":"object","required":["type","userId","previousId"],"properties":{"type":{"const":"alias","type":"string"},"messageId":{"type":["string","null"],"maxLength":100},"userId":{"type":["string","number"],"minLength":1},"anonymousId":{"type":["string","number","null"],"minLength":1},"context":{},"integrations":{},"timestamp":{"type":["string","null"]},"originalTimestamp":{"type":["string","null"]},"sentAt":{"type":["string","null"]},"receivedAt":{"type":["string","null"]},"version":{"type":["number","string","null"]},"channel":{"type":["string","null"]},"projectId":{"type":["string","null"]},"previousId":{"type":["string","number"],"minLength":1}}};function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;if(errors === 0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if((((data.type === undefined) && (missing0 = "type")) || ((data.userId === undefined) && (missing0 = "userId"))) || ((data.previousId === undefined) && (missing0 = "previousId"))){validate15.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0}}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs2 = errors;if(typeof data0 !== "string"){validate15.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/type",keyword:"type",params:{type: "string"}}];return false;}if("alias" !== data0){validate15.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/const",keyword:"const",params:{allowedValue: "alias"}}];return false;}var valid0 = _errs2 === errors;}else {var valid0 = true;}if(valid0){if(data.messageId !== undefined){let data1 = data.messageId;const _errs4 = errors;if((typeof data1 !== "string") && (data1 !== null)){validate15.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/type",keyword:"type",params:{type: schema16.properties.messageId.type}}];return false;}if(errors === _errs4){if(typeof data1 === "string"){if(func2(data1) > 100){validate15.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/maxLength",keyword:"maxLength",params:{limit: 100}}];return false;}}}var valid0 = _errs4 === errors;}else {var valid0 = true;}if(valid0){if(data.userId !== undefined){let data2 = data.userId;const _errs6 = errors;if((typeof data2 !== "string") && (!((typeof data2 == "number") && (isFinite(data2))))){validate15.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/type",keyword:"type",params:{type: schema16.properties.userId.type}}];return false;}if(errors === _errs6){if(typeof data2 === "string"){if(func2(data2) < 1){validate15.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid0 = _errs6 === errors;}else {var valid0 = true;}if(valid0){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs8 = errors;if(((typeof data3 !== "string") && (!((typeof data3 == "number") && (isFinite(data3))))) && (data3 !== null)){validate15.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/type",keyword:"type",params:{type: schema16.properties.anonymousId.type}}];return false;}if(errors === _errs8){if(typeof data3 === "string"){if(func2(data3) < 1){validate15.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid0 = _errs8 === errors;}else {var valid0 = true;}if(valid0){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs10 = errors;if((typeof data4 !== "string") && (data4 !== null)){validate15.errors = [{instancePath:instancePath+"/timestamp",schemaPath:"#/properties/timestamp/type",keyword:"type",params:{type: schema16.properties.timestamp.type}}];return false;}var valid0 = _errs10 === errors;}else {var valid0 = true;}if(valid0){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs12 = errors;if((typeof data5 !== "string") && (data5 !== null)){validate15.errors = [{instancePath:instancePath+"/originalTimestamp",schemaPath:"#/properties/originalTimestamp/type",keyword:"type",params:{type: schema16.properties.originalTimestamp.type}}];return false;}var valid0 = _errs12 === errors;}else {var valid0 = true;}if(valid0){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs14 = errors;if((typeof data6 !== "string") && (data6 !== null)){validate15.errors = [{instancePath:instancePath+"/sentAt",schemaPath:"#/properties/sentAt/type",keyword:"type",params:{type: schema16.properties.sentAt.type}}];return false;}var valid0 = _errs14 === errors;}else {var valid0 = true;}if(valid0){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs16 = errors;if((typeof data7 !== "string") && (data7 !== null)){validate15.errors = [{instancePath:instancePath+"/receivedAt",schemaPath:"#/properties/receivedAt/type",keyword:"type",params:{type: schema16.properties.receivedAt.type}}];return false;}var valid0 = _errs16 === errors;}else {var valid0 = true;}if(valid0){if(data.version !== undefined){let data8 = data.version;const _errs18 = errors;if(((!((typeof data8 == "number") && (isFinite(data8)))) && (typeof data8 !== "string")) && (data8 !== null)){validate15.errors = [{instancePath:instancePath+"/version",schemaPath:"#/properties/version/type",keyword:"type",params:{type: schema16.properties.version.type}}];return false;}var valid0 = _errs18 === errors;}else {var valid0 = true;}if(valid0){if(data.channel !== undefined){let data9 = data.channel;const _errs20 = errors;if((typeof data9 !== "string") && (data9 !== null)){validate15.errors = [{instancePath:instancePath+"/channel",schemaPath:"#/properties/channel/type",keyword:"type",params:{type: schema16.properties.channel.type}}];return false;}var valid0 = _errs20 === errors;}else {var valid0 = true;}if(valid0){if(data.projectId !== undefined){let data10 = data.projectId;const _errs22 = errors;if((typeof data10 !== "string") && (data10 !== null)){validate15.errors = [{instancePath:instancePath+"/projectId",schemaPath:"#/properties/projectId/type",keyword:"type",params:{type: schema16.properties.projectId.type}}];return false;}var valid0 = _errs22 === errors;}else {var valid0 = true;}if(valid0){if(data.previousId !== undefined){let data11 = data.previousId;const _errs24 = errors;if((typeof data11 !== "string") && (!((typeof data11 == "number") && (isFinite(data11))))){validate15.errors = [{instancePath:instancePath+"/previousId",schemaPath:"#/properties/previousId/type",keyword:"type",params:{type: schema16.properties.previousId.type}}];return false;}if(errors === _errs24){if(typeof data11 === "string"){if(func2(data11) < 1){validate15.errors = [{instancePath:instancePath+"/previousId",schemaPath:"#/properties/previousId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid0 = _errs24 === errors;}else {var valid0 = true;}}}}}}}}}}}}}}else {validate15.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"}}];return false;}}validate15.errors = vErrors;return errors === 0;}export const deleteEvent = validate16;const schema17 = {"additionalProperties":true,"type":"object","required":["type","userId"],"properties":{"type":{"const":"delete","type":"string"},"messageId":{"type":["string","null"],"maxLength":100},"userId":{"type":["string","number"],"minLength":1},"anonymousId":{"type":["string","number","null"],"minLength":1},"context":{},"integrations":{},"timestamp":{"type":["string","null"]},"originalTimestamp":{"type":["string","null"]},"sentAt":{"type":["string","null"]},"receivedAt":{"type":["string","null"]},"version":{"type":["number","string","null"]},"channel":{"type":["string","null"]},"projectId":{"type":["string","null"]}}};function validate16(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){let vErrors = null;let errors = 0;if(errors === 0){if(data && typeof data == "object" && !Array.isArray(data)){let missing0;if(((data.type === undefined) && (missing0 = "type")) || ((data.userId === undefined) && (missing0 = "userId"))){validate16.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0}}];return false;}else {if(data.type !== undefined){let data0 = data.type;const _errs2 = errors;if(typeof data0 !== "string"){validate16.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/type",keyword:"type",params:{type: "string"}}];return false;}if("delete" !== data0){validate16.errors = [{instancePath:instancePath+"/type",schemaPath:"#/properties/type/const",keyword:"const",params:{allowedValue: "delete"}}];return false;}var valid0 = _errs2 === errors;}else {var valid0 = true;}if(valid0){if(data.messageId !== undefined){let data1 = data.messageId;const _errs4 = errors;if((typeof data1 !== "string") && (data1 !== null)){validate16.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/type",keyword:"type",params:{type: schema17.properties.messageId.type}}];return false;}if(errors === _errs4){if(typeof data1 === "string"){if(func2(data1) > 100){validate16.errors = [{instancePath:instancePath+"/messageId",schemaPath:"#/properties/messageId/maxLength",keyword:"maxLength",params:{limit: 100}}];return false;}}}var valid0 = _errs4 === errors;}else {var valid0 = true;}if(valid0){if(data.userId !== undefined){let data2 = data.userId;const _errs6 = errors;if((typeof data2 !== "string") && (!((typeof data2 == "number") && (isFinite(data2))))){validate16.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/type",keyword:"type",params:{type: schema17.properties.userId.type}}];return false;}if(errors === _errs6){if(typeof data2 === "string"){if(func2(data2) < 1){validate16.errors = [{instancePath:instancePath+"/userId",schemaPath:"#/properties/userId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid0 = _errs6 === errors;}else {var valid0 = true;}if(valid0){if(data.anonymousId !== undefined){let data3 = data.anonymousId;const _errs8 = errors;if(((typeof data3 !== "string") && (!((typeof data3 == "number") && (isFinite(data3))))) && (data3 !== null)){validate16.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/type",keyword:"type",params:{type: schema17.properties.anonymousId.type}}];return false;}if(errors === _errs8){if(typeof data3 === "string"){if(func2(data3) < 1){validate16.errors = [{instancePath:instancePath+"/anonymousId",schemaPath:"#/properties/anonymousId/minLength",keyword:"minLength",params:{limit: 1}}];return false;}}}var valid0 = _errs8 === errors;}else {var valid0 = true;}if(valid0){if(data.timestamp !== undefined){let data4 = data.timestamp;const _errs10 = errors;if((typeof data4 !== "string") && (data4 !== null)){validate16.errors = [{instancePath:instancePath+"/timestamp",schemaPath:"#/properties/timestamp/type",keyword:"type",params:{type: schema17.properties.timestamp.type}}];return false;}var valid0 = _errs10 === errors;}else {var valid0 = true;}if(valid0){if(data.originalTimestamp !== undefined){let data5 = data.originalTimestamp;const _errs12 = errors;if((typeof data5 !== "string") && (data5 !== null)){validate16.errors = [{instancePath:instancePath+"/originalTimestamp",schemaPath:"#/properties/originalTimestamp/type",keyword:"type",params:{type: schema17.properties.originalTimestamp.type}}];return false;}var valid0 = _errs12 === errors;}else {var valid0 = true;}if(valid0){if(data.sentAt !== undefined){let data6 = data.sentAt;const _errs14 = errors;if((typeof data6 !== "string") && (data6 !== null)){validate16.errors = [{instancePath:instancePath+"/sentAt",schemaPath:"#/properties/sentAt/type",keyword:"type",params:{type: schema17.properties.sentAt.type}}];return false;}var valid0 = _errs14 === errors;}else {var valid0 = true;}if(valid0){if(data.receivedAt !== undefined){let data7 = data.receivedAt;const _errs16 = errors;if((typeof data7 !== "string") && (data7 !== null)){validate16.errors = [{instancePath:instancePath+"/receivedAt",schemaPath:"#/properties/receivedAt/type",keyword:"type",params:{type: schema17.properties.receivedAt.type}}];return false;}var valid0 = _errs16 === errors;}else {var valid0 = true;}if(valid0){if(data.version !== undefined){let data8 = data.version;const _errs18 = errors;if(((!((typeof data8 == "number") && (isFinite(data8)))) && (typeof data8 !== "string")) && (data8 !== null)){validate16.errors = [{instancePath:instancePath+"/version",schemaPath:"#/properties/version/type",keyword:"type",params:{type: schema17.properties.version.type}}];return false;}var valid0 = _errs18 === errors;}else {var valid0 = true;}if(valid0){if(data.channel !== undefined){let data9 = data.channel;const _errs20 = errors;if((typeof data9 !== "string") && (data9 !== null)){validate16.errors = [{instancePath:instancePath+"/channel",schemaPath:"#/properties/channel/type",keyword:"type",params:{type: schema17.properties.channel.type}}];return false;}var valid0 = _errs20 === errors;}else {var valid0 = true;}if(valid0){if(data.projectId !== undefined){let data10 = data.projectId;const _errs22 = errors;if((typeof data10 !== "string") && (data10 !== null)){validate16.errors = [{instancePath:instancePath+"/projectId",schemaPath:"#/properties/projectId/type",keyword:"type",params:{type: schema17.properties.projectId.type}}];return false;}var valid0 = _errs22 === errors;}else {var valid0 = true;}}}}}}}}}}}}}else {validate16.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"}}];return false;}}validate16.errors = vErrors;return errors === 0;}
