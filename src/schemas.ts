@@ -9,7 +9,7 @@ import type { EventType } from './types.ts';
 
 // A field that may take several JSON types is one `type` list, not a union of schemas: the same values
 // pass, and Ajv's code for it is a fraction of the size. Each event's validation runs cold, between the
-// request's reading and its answer, so code size is what it costs (bench/README.md, "Validation's code").
+// request's reading and its answer, so code size is what it costs (bench/README.md, "Smaller validators").
 // A string's length limits apply to strings only, an array's to arrays only (JSON Schema).
 
 /** Any string, or null. */
@@ -24,14 +24,13 @@ const Bag = Type.Unsafe<Record<string, unknown> | [] | null>({
   maxItems: 0,
 });
 
+/** An identifier, or null where another field may say who did it. */
+const NullableId = Type.Unsafe<string | number | null>({ type: ['string', 'number', 'null'], minLength: 1 });
+
 const common = {
   messageId: Type.Optional(Type.Unsafe<string | null>({ type: ['string', 'null'], maxLength: 100 })),
-  userId: Type.Optional(
-    Type.Unsafe<string | number | null>({ type: ['string', 'number', 'null'], minLength: 1 }),
-  ),
-  anonymousId: Type.Optional(
-    Type.Unsafe<string | number | null>({ type: ['string', 'number', 'null'], minLength: 1 }),
-  ),
+  userId: Type.Optional(NullableId),
+  anonymousId: Type.Optional(NullableId),
   context: Type.Optional(Type.Unknown()),
   integrations: Type.Optional(Type.Unknown()),
   timestamp: Type.Optional(NullableString),

@@ -58,7 +58,7 @@ export function explain(errors: readonly ErrorObject[]): string {
   if (last.keyword === 'maxItems' && (last.params as { limit: number }).limit === 0) {
     return `${name} may be an array only when empty`;
   }
-  return `${name} ${last.message ?? 'is invalid'}`;
+  return `${name} is invalid`;
 }
 
 function joinPath(instancePath: string, property?: string): string {
