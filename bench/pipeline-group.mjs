@@ -68,6 +68,21 @@ async function fastifyPlugin() {
   return { app };
 }
 
+// The parse floor (anchors/raw-json.mjs) as a plain handler: the auth header compared, the settings
+// header decoded, the body parsed, its type looked up, then 200. Every event the bench sends passes.
+const AUTH = headers.authorization;
+const TYPES = new Set(['identify', 'track', 'page', 'screen', 'group', 'alias']);
+const parseFloor = (req, res) => {
+  const chunks = [];
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('end', () => {
+    const authorised = req.headers.authorization === AUTH;
+    JSON.parse(Buffer.from(req.headers['x-segment-settings'] || 'e30=', 'base64').toString());
+    const known = TYPES.has(JSON.parse(Buffer.concat(chunks).toString()).type);
+    res.writeHead(authorised && known ? 200 : 400, { 'content-length': '0' }).end();
+  });
+};
+
 const bare = (req, res) => {
   req.on('data', noop);
   req.on('end', () => res.writeHead(200, { 'content-length': '0' }).end());
@@ -75,6 +90,7 @@ const bare = (req, res) => {
 
 async function build(name) {
   if (name === 'bare') return { dispatch: bare };
+  if (name === 'parse floor') return { dispatch: parseFloor };
   if (name === 'fastify') return fastifyAnchor();
   if (name === 'ours')
     return { dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger }) };
