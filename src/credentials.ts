@@ -1,5 +1,13 @@
 import type { IncomingMessage } from 'node:http';
-import { type AuthDecision, type Authenticate, isFixed, repeats, requestApiKey, sameDigest } from './auth.ts';
+import {
+  type AuthDecision,
+  type Authenticate,
+  checkDecision,
+  isFixed,
+  repeats,
+  requestApiKey,
+  sameDigest,
+} from './auth.ts';
 import { digest53 } from './digest.ts';
 import { EndpointError } from './errors.ts';
 import { isPromise } from './promise.ts';
@@ -55,7 +63,8 @@ export class CredentialsCache {
     return repeats(rawHeaders, 'authorization') ? undefined : known;
   }
 
-  #decided(header: string | undefined, apiKey: string, decision: AuthDecision): Credentials {
+  #decided(header: string | undefined, apiKey: string, answer: AuthDecision): Credentials {
+    const decision = this.#fixed ? answer : checkDecision(answer);
     if (decision === 'unknown' || decision === false) throw new EndpointError('SEG_AUTH_UNKNOWN');
     if (decision === 'forbidden') throw new EndpointError('SEG_FORBIDDEN');
     const credentials: Credentials = { apiKey, decision };

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
 import { describe, test } from 'node:test';
 import {
+  type AuthDecision,
   type Context,
   createHandler,
   EventNotSupported,
@@ -144,6 +145,37 @@ describe('auth', () => {
     const sync = endpoint({ apiKeys: undefined, authenticate: (key) => key === 'ok' });
     assert.equal((await inject(sync, { headers: segmentHeaders('ok'), body: trackEvent() })).status, 200);
     assert.equal((await inject(sync, { headers: segmentHeaders('no'), body: trackEvent() })).status, 401);
+  });
+
+  test('an authenticator answer outside its contract is a 500 logged, never a pass', async () => {
+    // A missing return, a typo'd string, a number, null, an array: a bug in the partner's code, whose
+    // events are retried (500) rather than accepted by anyone or refused for good (401).
+    const answers: Record<string, unknown> = {
+      missing: undefined,
+      deny: 'deny',
+      Allow: 'Allow',
+      zero: 0,
+      one: 1,
+      empty: '',
+      nothing: null,
+      list: ['track'],
+      types: { allow: 'track' },
+    };
+    for (const wrap of [(x: unknown) => x, (x: unknown) => Promise.resolve(x)]) {
+      const logged: object[] = [];
+      const handler = createHandler({
+        authenticate: (key) => wrap(answers[key]) as AuthDecision,
+        handlers: recording(),
+        log: { ...silentLogger, error: (obj: object) => logged.push(obj) },
+      });
+      for (const key of Object.keys(answers)) {
+        const res = await inject(handler, { headers: segmentHeaders(key), body: trackEvent() });
+        assert.equal(res.status, 500, key);
+        assert.equal(res.json().code, 'SEG_INTERNAL', key);
+      }
+      assert.equal(logged.length, Object.keys(answers).length);
+      assert.match(String((logged[0] as { err: Error }).err.message), /authenticate answered undefined/);
+    }
   });
 
   test('an authenticator can answer with its own message by throwing', async () => {
