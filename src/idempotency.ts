@@ -11,8 +11,8 @@ import { DigestRing } from './ring.ts';
  * What a claim on an event finds:
  * - `'new'`: nobody has processed it; the caller does, then calls `complete` or `release`;
  * - `'done'`: it was processed successfully within the window: answer success without processing;
- * - `'busy'`: it is being processed elsewhere right now (another process sharing the store): the
- *   sender is told to retry later.
+ * - `'busy'`: it is being processed elsewhere right now (another process sharing the store), or a copy
+ *   waited for it and it failed: the sender is told to retry later.
  */
 export type Claim = 'new' | 'done' | 'busy';
 
@@ -55,7 +55,10 @@ export const IDEMPOTENCY_DEFAULTS = {
  * practice.
  *
  * A copy that arrives while the first is being processed waits for its outcome instead of running
- * alongside it: it answers as a duplicate if the first succeeds, and takes over if it fails.
+ * alongside it: it answers as a duplicate if the first succeeds, and `'busy'` (retry later) if it fails.
+ * It never runs the event after the first: its answer would then come a whole handler timeout after
+ * the first's, and with a hung handler each further copy's another timeout later, past Segment's 5 s.
+ * The first's processing ends within its timeout, and so every copy's wait.
  */
 export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly maxEntries: number;
@@ -113,15 +116,13 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   release(key: string): void {
     const digest = digestOf(key);
+    this.#pending.delete(digest);
+    if (this.#waiters.size === 0) return;
     const id = digestText(digest); // a failed event: rare, the text costs nothing that matters
     const waiters = this.#waiters.get(id);
-    const next = waiters?.shift();
-    if (next === undefined) {
-      this.#pending.delete(digest);
-      return;
-    }
-    if (waiters?.length === 0) this.#waiters.delete(id);
-    next('new'); // the claim passes to the next copy, which processes it (the event stays pending)
+    if (waiters === undefined) return;
+    this.#waiters.delete(id);
+    for (const wake of waiters) wake('busy'); // retried by their sender, and processed then
   }
 
   /**

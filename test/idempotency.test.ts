@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type IdempotencyStore, MemoryIdempotencyStore } from '../src/index.ts';
-import { countdown, countingHandler, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { createHandler, type IdempotencyStore, MemoryIdempotencyStore, silentLogger } from '../src/index.ts';
+import { API_KEY, countdown, countingHandler, inject, segmentHeaders, trackEvent } from './helpers.ts';
 
 describe('MemoryIdempotencyStore', () => {
   test('new, then done once completed; released claims are new again', async () => {
@@ -23,15 +23,15 @@ describe('MemoryIdempotencyStore', () => {
     assert.equal(await second, 'done');
   });
 
-  test('a copy claimed while the first runs takes over if the first fails', async () => {
+  test('copies claimed while the first runs are busy if the first fails; the next claim is new', async () => {
     const store = new MemoryIdempotencyStore();
     assert.equal(store.claim('k'), 'new');
     const second = store.claim('k');
     const third = store.claim('k');
     store.release('k');
-    assert.equal(await second, 'new');
-    store.complete('k');
-    assert.equal(await third, 'done');
+    assert.equal(await second, 'busy');
+    assert.equal(await third, 'busy');
+    assert.equal(store.claim('k'), 'new');
   });
 
   test('entries expire after the window: at ttl - 1 ms a duplicate, at ttl new', () => {
@@ -136,6 +136,54 @@ describe('duplicate suppression in the pipeline', () => {
       Array(COPIES).fill(200),
     );
     assert.deepEqual(calls, ['dup-2']);
+  });
+
+  test('copies of an event whose handler hangs are each answered within the timeout of their arrival', async () => {
+    // A copy waits for the first's outcome, never for a run of its own after it: a hung handler would
+    // otherwise answer the second copy two timeouts after it came and the third three, past Segment's 5 s.
+    const TIMEOUT = 300;
+    const runs: string[] = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlerTimeoutMs: TIMEOUT,
+      handlers: {
+        track: (event) => {
+          runs.push(String(event.messageId));
+          return new Promise<void>(() => {});
+        },
+      },
+    });
+    const event = trackEvent({ messageId: 'dup-hung' });
+    const started = performance.now();
+    const answers = [];
+    for (let i = 0; i < 3; i++) {
+      answers.push(
+        inject(handler, { body: event }).then((res) => ({
+          status: res.status,
+          code: res.json().code,
+          late: performance.now() - started - i * 50,
+        })),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const settled = await Promise.all(answers);
+    assert.deepEqual(
+      settled.map(({ status, code }) => [status, code]),
+      [
+        [503, 'SEG_HANDLER_TIMEOUT'],
+        [503, 'SEG_DUPLICATE_IN_FLIGHT'],
+        [503, 'SEG_DUPLICATE_IN_FLIGHT'],
+      ],
+    );
+    // Each within one timeout of its arrival (by the old chain, the third came ~3 timeouts after); two
+    // allowed, for a loaded machine's timers.
+    for (const { late } of settled)
+      assert.ok(late < TIMEOUT * 2, `answered ${late.toFixed(0)} ms after it came`);
+    assert.deepEqual(runs, ['dup-hung']);
+    // The copies' sender retries, and the retry is processed: the failure was not remembered.
+    assert.equal((await inject(handler, { body: event })).status, 503);
+    assert.deepEqual(runs, ['dup-hung', 'dup-hung']);
   });
 
   test('a failed event is not remembered: its retry is processed', async () => {

@@ -52,16 +52,22 @@ describe('onceEvent with the in-memory store', () => {
     assert.equal(copyRuns, 0);
   });
 
-  test('a copy takes over when the first fails asynchronously', async () => {
+  test('a copy waiting when the first fails asynchronously is told to retry; the retry is processed', async () => {
     const store = new MemoryIdempotencyStore();
     let fail: (err: Error) => void = () => {};
     const first = onceEvent(store, 'key', 'm4', () => new Promise<number>((_, reject) => (fail = reject)));
-    const copy = onceEvent(store, 'key', 'm4', () => 201);
+    let copyRuns = 0;
+    const copy = onceEvent(store, 'key', 'm4', () => ++copyRuns);
     fail(new Error('down'));
     await assert.rejects(Promise.resolve(first), /down/);
-    assert.equal(await copy, 201);
+    await assert.rejects(Promise.resolve(copy), { code: 'SEG_DUPLICATE_IN_FLIGHT' });
+    assert.equal(copyRuns, 0);
     assert.equal(
       onceEvent(store, 'key', 'm4', () => 202),
+      202,
+    );
+    assert.equal(
+      onceEvent(store, 'key', 'm4', () => 203),
       'duplicate',
     );
   });
