@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import {
   EndpointError,
@@ -35,6 +37,14 @@ describe('the catalogue', () => {
     for (const [code, { message }] of entries) assert.ok(message.trim() !== '', code);
     const messages = entries.map(([, { message }]) => message);
     assert.equal(new Set(messages).size, messages.length);
+  });
+
+  test("every code is in README's status table, with its status", () => {
+    // Partners read the table, not this file: a code answered but missing there is a surprise to them.
+    const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+    for (const [code, { status }] of entries) {
+      assert.match(readme, new RegExp(`^\\| ${status} +\\|.*\\| \`${code}\` +\\|$`, 'm'), code);
+    }
   });
 
   test('a 501 is only for what this endpoint will never take (Segment does not retry it)', () => {
