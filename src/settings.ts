@@ -18,27 +18,43 @@ export function decodeSettings(header: string | string[] | undefined): Settings 
 
 /**
  * Segment sends the same header with every event of a customer: each handler decodes it once and keeps
- * what it decoded, bounded, emptied whole when full (cheaper than evicting from a Map's front).
+ * what it decoded, bounded by count and by the memory it takes (estimated from the header's length and
+ * its number of values), emptied whole when full (cheaper than evicting from a Map's front). Without the
+ * second bound, 16 KB headers of tiny values (`[{},{},...]`, ~80 bytes of heap each for 3 bytes of
+ * JSON) from one valid key held ~300 MB in 1,024 entries.
  */
 export class SettingsCache {
   readonly #decoded = new Map<string, Settings>();
+  #bytes = 0;
 
   decode(header: string | string[] | undefined): Settings | undefined {
     if (typeof header !== 'string' || header === '') return decodeSettings(header);
     const cached = this.#decoded.get(header);
     if (cached !== undefined) return cached;
-    const settings = decode(header);
-    if (settings !== undefined) {
-      if (this.#decoded.size >= CACHE_ENTRIES) this.#decoded.clear();
-      this.#decoded.set(header, settings);
+    const decoded = parse(header);
+    if (decoded === undefined) return undefined;
+    // The header twice: kept as the key, and about as much again in the strings decoded from it.
+    const bytes = 2 * header.length + BYTES_PER_VALUE * decoded.values;
+    if (this.#decoded.size >= CACHE_ENTRIES || this.#bytes + bytes > CACHE_BYTES) {
+      this.#decoded.clear();
+      this.#bytes = 0;
     }
-    return settings;
+    this.#decoded.set(header, decoded.settings);
+    this.#bytes += bytes;
+    return decoded.settings;
   }
 }
 
 const CACHE_ENTRIES = 1024; // distinct settings headers (customers) kept decoded
+const CACHE_BYTES = 8 * 1024 * 1024; // the memory they may take, estimated
+const BYTES_PER_VALUE = 80; // V8's heap for a parsed JSON value and its slot (`{}` in an array: ~78)
 
 function decode(header: string): Settings | undefined {
+  return parse(header)?.settings;
+}
+
+/** The settings of a header, and how many values they hold (for what keeping them costs). */
+function parse(header: string): { readonly settings: Settings; readonly values: number } | undefined {
   const bytes = decodeBase64(header.trim());
   // Bytes that are not UTF-8 are refused, as in a body, rather than read with replacement characters.
   if (bytes === undefined || !isUtf8(bytes)) return undefined;
@@ -47,13 +63,15 @@ function decode(header: string): Settings | undefined {
     return undefined;
   }
   // Shared by every event with this header: frozen all the way down, so no handler can change another's.
-  return deepFreeze(parsed.value) as Settings;
+  return { settings: parsed.value as Settings, values: deepFreeze(parsed.value) };
 }
 
-function deepFreeze(value: unknown): unknown {
+/** Freezes `value` and everything in it; answers how many values that is, `value` included. */
+function deepFreeze(value: unknown): number {
+  let values = 1;
   if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
     Object.freeze(value);
-    for (const child of Object.values(value)) deepFreeze(child);
+    for (const child of Object.values(value)) values += deepFreeze(child);
   }
-  return value;
+  return values;
 }
