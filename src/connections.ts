@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Chain, type Linked } from './chain.ts';
 import type { ErrorCode } from './errors.ts';
-import { rawRefusal } from './respond.ts';
+import { lastOnConnection, rawRefusal } from './respond.ts';
 
 // What happens on a connection around its requests: who holds a slot, which answers are still to be
 // written, and the refusals Node's parser makes before a request exists.
@@ -178,22 +178,24 @@ function clientErrorCode(err: ParseError): ErrorCode {
 
 function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
   if (socket.destroyed || !socket.writable) return;
-  const pending = responseInProgress(socket);
-  if (pending !== undefined) {
-    // Rare (a bad request behind a good one): a closure here costs nothing on the hot path. By the
-    // response's 'close', Node has handed the connection to the next pipelined response, if any.
-    pending.once('close', () => refuseAfterPending(socket, code));
-    return;
+  // The response now writing to the socket; later pipelined ones queue behind it (lib/_http_server.js).
+  const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (current === undefined || current === null || current.destroyed) {
+    socket.end(rawRefusal(code));
+  } else if (!current.req.complete) {
+    // The request whose body the parser refused. Answered already (refused on its headers, or /health):
+    // a second answer would follow the first, so the connection just ends after it.
+    if (current.headersSent) current.once('close', () => socket.writable && socket.end());
+    else socket.end(rawRefusal(code));
+  } else if (lastOnConnection(current.req)) {
+    // The last answer before the refusal, which follows it at once: before Node's own 'finish' listener
+    // may end the connection after it (a sender that half-closed its side: resOnFinish, `_last`).
+    current.prependOnceListener('finish', () => socket.writable && socket.end(rawRefusal(code)));
+  } else {
+    // Rare (bad requests behind several good ones): a closure here costs nothing on the hot path. After
+    // Node's own 'finish' listener, which runs first, the connection is the next pipelined response's.
+    // Not its 'close', a tick later: the answers behind may all be written by then, and the connection
+    // ended after the last.
+    current.once('finish', () => refuseAfterPending(socket, code));
   }
-  socket.end(rawRefusal(code));
-}
-
-/**
- * The response now writing to `socket`, when its request was received whole. Node keeps it as
- * `socket._httpMessage` (lib/_http_server.js; later pipelined responses queue behind it). A request
- * that is not complete is the one the parser refused: its refusal goes out at once.
- */
-function responseInProgress(socket: Duplex): ServerResponse | undefined {
-  const res = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
-  return res?.req.complete === true && !res.destroyed ? res : undefined;
 }

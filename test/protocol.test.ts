@@ -119,6 +119,36 @@ describe('the request line and headers', () => {
     assert.ok(handled.includes(event.messageId));
   });
 
+  test('a malformed request behind valid ones, then the sender half-closes: every 200, then the 400', async () => {
+    // The sender's FIN comes while the 200s are still to be written: Node would end the connection after
+    // the last of them, before the refusal waiting behind it.
+    const events = [trackEvent(), trackEvent(), trackEvent()];
+    const connection = new RawConnection(port);
+    await connection.ready;
+    connection.socket.end(
+      `${events.map((e) => eventRequest(JSON.stringify(e))).join('')}GARBAGE / HTTP/1.1\r\n\r\n`,
+    );
+    await connection.close;
+    assert.deepEqual(statusLines(connection.text), ['200', '200', '200', '400'], connection.text);
+    const refusal = connection.text.slice(connection.text.indexOf('HTTP/1.1 400'));
+    assert.equal(JSON.parse(parseRaw(refusal).body).code, 'SEG_BAD_REQUEST');
+  });
+
+  test('a request refused on its headers whose chunked body is malformed gets one answer, not two', async () => {
+    const chunked = (key: string) =>
+      `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(key)}\r\n` +
+      'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n';
+    const alone = await rawTls(port, cert, chunked('not-a-key'));
+    assert.deepEqual(statusLines(alone), ['401'], alone);
+    assert.equal(JSON.parse(parseRaw(alone).body).code, 'SEG_AUTH_UNKNOWN');
+    const behind = await rawTls(
+      port,
+      cert,
+      eventRequest(JSON.stringify(trackEvent())) + chunked('not-a-key'),
+    );
+    assert.deepEqual(statusLines(behind), ['200', '401'], behind);
+  });
+
   test('two Host headers are a 400', async () => {
     const request = eventRequest(JSON.stringify(trackEvent()), 'Host: elsewhere\r\nConnection: close\r\n');
     const res = parseRaw(await rawTls(port, cert, request));
