@@ -78,6 +78,10 @@ class FrontDoor {
       this.#refuse(req, res, refusal('SEG_HTTP_VERSION'), CLOSE);
     } else if (req.httpVersionMajor === 0) {
       this.#refuse(req, res, refusal('SEG_BAD_REQUEST', 'The request line has no HTTP/1.1 version'), CLOSE);
+    } else if (req.rawHeaders.length > 2 * MAX_HEADERS) {
+      // Refused whole rather than judged on the first 100: one dropped could be the Content-Length Node
+      // framed the body by, or the Authorization.
+      this.#refuse(req, res, refusal('SEG_HEADERS_TOO_LARGE', `More than ${MAX_HEADERS} headers`), CLOSE);
     } else if (repeats(req.rawHeaders, 'host')) {
       // Node keeps the first; which host was meant is ambiguous (RFC 9112 §3.2: a 400).
       this.#refuse(req, res, refusal('SEG_BAD_REQUEST', 'More than one Host header'));
@@ -161,6 +165,9 @@ class FrontDoor {
 // How Node reads `Expect: 100-continue` (lib/_http_server.js).
 const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
 const CLOSE: OutgoingHttpHeaders = Object.freeze({ connection: 'close' });
+
+/** Headers a request may carry (Segment sends 7). The standalone server hands the handler one more. */
+export const MAX_HEADERS = 100;
 const READ_ONLY: OutgoingHttpHeaders = Object.freeze({ allow: 'GET, HEAD' });
 
 // The scheme and authority of an absolute-form target, `https://host:port` (RFC 9112 §3.2.2).

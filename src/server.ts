@@ -7,7 +7,7 @@ import {
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { answerClientError, ConnectionSlots } from './connections.ts';
-import { createHandler, type EndpointHandler } from './handler.ts';
+import { createHandler, type EndpointHandler, MAX_HEADERS } from './handler.ts';
 import { integer, OPTIONS } from './option-table.ts';
 import type { HandlerOptions } from './options.ts';
 
@@ -43,7 +43,6 @@ export interface ServerOptions extends HandlerOptions {
 
 // Fixed by design, not options.
 const HANDSHAKE_TIMEOUT_MS = 10_000; // 10 s
-const MAX_HEADERS_COUNT = 100; // headers; Segment sends 7
 const LINGER_MS = 1_000; // 1 s: on close, for requests half sent when draining began
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
@@ -162,8 +161,8 @@ function nodeServer(
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
   // Headers past the count are dropped by Node's parser (their bytes are already bounded by
-  // maxHeaderSize).
-  server.maxHeadersCount = MAX_HEADERS_COUNT;
+  // maxHeaderSize). One past the handler's limit, so that it sees a request that has too many.
+  server.maxHeadersCount = MAX_HEADERS + 1;
   // A sender may end its side of the stream once its request is sent (HTTP/1.1 allows it). Node's
   // default drops the requests in progress on that connection at once, and with them the answers not yet
   // written: an asynchronous handler's, the store's, and the successes waiting for the end of their turn

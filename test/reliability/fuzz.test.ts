@@ -294,7 +294,7 @@ const randomHeaders: Generator = (r) => {
   return { generator: 'random-headers', expect: [400], http: http(body, headers), rawOnly };
 };
 
-/** Request line and headers past 16 KiB: 431, or more than 100 headers (the rest are dropped). */
+/** Request line and headers past 16 KiB, or more than 100 headers: 431. */
 const oversizedHeaders: Generator = (r) => {
   const body = invalidEventBody(r);
   const headers = segmentHeaders();
@@ -327,13 +327,13 @@ const oversizedHeaders: Generator = (r) => {
       http: http(body, headers, 'POST', path),
     };
   }
-  // More than maxHeadersCount (100) but under 16 KiB: the extra ones are dropped, the event is judged.
+  // More than 100 headers but under 16 KiB: refused whole, not judged on the first 100.
   for (let i = r.int(101, 200); i > 0; i--) headers.push([`X-${i}`, 'v']);
-  // Raw only: Node's client would put Host last, among the dropped ones.
+  // Raw only: Node's client would put Host last.
   return {
     generator: 'oversized-headers/over-count',
-    expect: [400],
-    codes: ['SEG_INVALID_EVENT'],
+    expect: [431],
+    codes: ['SEG_HEADERS_TOO_LARGE'],
     http: http(body, headers),
     rawOnly: true,
   };
