@@ -1,7 +1,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { type AuthDecision, keyFingerprint } from './auth.ts';
-import { acceptBatch, batchAnswer, type EventResult, eventsOf, type Route } from './batch.ts';
+import { acceptBatch, batchAnswer, type Carried, type EventResult, eventsOf, type Route } from './batch.ts';
 import { checkBodyHeaders, framedBody, parseBody } from './body.ts';
 import { type Credentials, CredentialsCache } from './credentials.ts';
 import { Deadlines } from './deadlines.ts';
@@ -162,11 +162,11 @@ export class EventPipeline {
         if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, 1);
         result = this.#intake.accept(x, value, 'Request body', text);
       } else {
-        const { events, batch } = eventsOf(value, route, text);
-        if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, events.length);
-        result = batch
-          ? this.#acceptAll(x, events).then(batchAnswer)
-          : this.#intake.accept(x, events[0], 'Request body', undefined);
+        const carried = eventsOf(value, route, text);
+        if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, carried.events.length);
+        result = carried.batch
+          ? this.#acceptAll(x, carried).then(batchAnswer)
+          : this.#intake.accept(x, carried.events[0], 'Request body', undefined);
       }
     } catch (err) {
       result = this.#intake.failed(err, x.apiKey);
@@ -218,9 +218,9 @@ export class EventPipeline {
   }
 
   /** A batch's events, each through the same steps as a single event (see acceptBatch). */
-  #acceptAll(x: Exchange, events: readonly unknown[]): Promise<EventResult[]> {
+  #acceptAll(x: Exchange, carried: Carried): Promise<EventResult[]> {
     const settingsBytes = Buffer.byteLength(JSON.stringify(x.settings));
-    return acceptBatch(events, settingsBytes, 2 * this.#opts.maxBodyBytes, (event, index) =>
+    return acceptBatch(carried, settingsBytes, 2 * this.#opts.maxBodyBytes, (event, index) =>
       this.#intake.accept(x, event, `Event #${index}`, undefined),
     );
   }
