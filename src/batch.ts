@@ -66,7 +66,9 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
   }
   if (!isPlainObject(value)) throw new EndpointError('SEG_NOT_OBJECT', 'Request body must be a JSON object');
   const limit = route.kind === 'typed' ? SEGMENT_LIMITS.eventBytes : SEGMENT_LIMITS.batchBytes;
-  if (text !== undefined && Buffer.byteLength(text) > limit) throw bodyTooLarge(limit);
+  // A body a framework parsed is measured as JSON again: its text is gone.
+  const bytes = Buffer.byteLength(text ?? JSON.stringify(value));
+  if (bytes > limit) throw bodyTooLarge(limit);
   if (route.kind === 'typed') return { events: [typed(value, route.type)], batch: false };
   const body = value;
   const list = body.batch;

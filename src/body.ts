@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { type Coding, codingOf } from './encoding.ts';
 import { bodyTooLarge, EndpointError, quoted } from './errors.ts';
@@ -81,6 +82,9 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
   if (parsed === undefined) return undefined;
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
+    // Bytes that are not UTF-8 are refused, as the reader refuses them, not read with replacement
+    // characters in place of what the sender meant.
+    if (typeof parsed !== 'string' && !isUtf8(parsed)) throw new EndpointError('SEG_INVALID_UTF8');
     const text = parsed.toString();
     return { value: parseBody(text, limits.maxDepth, req.headers['content-type']), text };
   }

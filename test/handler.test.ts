@@ -696,4 +696,26 @@ describe('mounted behind a framework that parsed the body', () => {
     const big = await inject(handler, { parsedBody: JSON.stringify(trackEvent({ pad: 'x'.repeat(400) })) });
     assert.equal(big.status, 413);
   });
+
+  test('req.body as bytes that are not UTF-8 is refused, as a body read here is', async () => {
+    const text = JSON.stringify(trackEvent({ properties: { name: 'Zoë' } }));
+    const latin1 = Buffer.from(text, 'latin1'); // ë as the single byte 0xeb
+    const res = await inject(endpoint(), { parsedBody: latin1 });
+    assert.equal(res.status, 400);
+    assert.equal(res.json().code, 'SEG_INVALID_UTF8');
+    assert.equal((await inject(endpoint(), { parsedBody: Buffer.from(text) })).status, 200);
+  });
+
+  test("a parsed body is held to the Tracking API's limits: 32 KiB an event, 500 KiB a batch", async () => {
+    const handler = endpoint({ maxBodyBytes: 1024 * 1024 });
+    const event = (bytes: number) => trackEvent({ pad: 'x'.repeat(bytes) });
+    const oneTooBig = await inject(handler, { url: '/v1/track', parsedBody: event(33 * 1024) });
+    assert.equal(oneTooBig.status, 413);
+    assert.equal(oneTooBig.json().code, 'SEG_BODY_TOO_LARGE');
+    assert.equal((await inject(handler, { url: '/v1/track', parsedBody: event(30 * 1024) })).status, 200);
+    const batch = { batch: Array.from({ length: 20 }, () => event(26 * 1024)) };
+    const tooBig = await inject(handler, { url: '/v1/batch', parsedBody: batch });
+    assert.equal(tooBig.status, 413);
+    assert.equal(tooBig.json().code, 'SEG_BODY_TOO_LARGE');
+  });
 });
