@@ -62,8 +62,14 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
 
   const serve: SegmentMiddleware = (req, res, next) => {
     if (!paths.has(req.path)) return next();
-    if (!adoptParsed(req, maxBodyBytes)) {
-      const answer = toErrorAnswer(bodyTooLarge(maxBodyBytes));
+    // A body the parser decoded from a coding the standalone server does not take (br): refused alike.
+    const refused = !adoptParsed(req, maxBodyBytes)
+      ? bodyTooLarge(maxBodyBytes)
+      : req.body === undefined
+        ? undefined
+        : refusedCoding(req.headers['content-encoding']);
+    if (refused !== undefined) {
+      const answer = toErrorAnswer(refused);
       handler.metrics?.request('unknown', answer.status, 0);
       sendError(req, res, answer, context);
       return;
@@ -72,7 +78,7 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
   };
 
   const refuse: SegmentErrorMiddleware = (err, req, res, next) => {
-    const type = bodyErrorType(err);
+    const type = bodyErrorType(err) ?? (undecoded(err, req) ? UNDECODED : undefined);
     const refused = type === undefined ? undefined : BODY_REFUSALS.get(type);
     if (refused === undefined || !paths.has(req.path) || res.headersSent) return next(err);
     const { body } = err as BodyParserError;
@@ -119,6 +125,30 @@ function adoptParsed(req: ExpressRequest, maxBodyBytes: number): boolean {
   return true;
 }
 
+/**
+ * A body that did not decode as its Content-Encoding says: body-parser passes the decompression stream's
+ * error on as a 400 without a `type` (zlib's, with its `code` and `errno`).
+ */
+function undecoded(err: unknown, req: IncomingMessage): boolean {
+  if (typeof err !== 'object' || err === null || req.headers['content-encoding'] === undefined) return false;
+  const { status, code, errno } = err as { status?: unknown; code?: unknown; errno?: unknown };
+  return status === 400 && typeof code === 'string' && typeof errno === 'number';
+}
+
+/** Our name for what `undecoded` finds, among body-parser's types. */
+const UNDECODED = 'segment-endpoint.undecoded';
+
+/** The standalone server's refusal of a coding it does not read, if it is one. */
+function refusedCoding(header: string | undefined): EndpointError | undefined {
+  try {
+    codingOf(header);
+    return undefined;
+  } catch (err) {
+    if (err instanceof EndpointError) return err;
+    throw err;
+  }
+}
+
 function bodyErrorType(err: unknown): string | undefined {
   const type = typeof err === 'object' && err !== null ? (err as { type?: unknown }).type : undefined;
   return typeof type === 'string' ? type : undefined;
@@ -139,6 +169,16 @@ const BODY_REFUSALS: ReadonlyMap<string, BodyRefusal> = new Map<string, BodyRefu
   ],
   ['encoding.unsupported', (_err, req) => unsupportedEncoding(req.headers['content-encoding'])],
   [
+    UNDECODED,
+    (_err, req) => {
+      const header = req.headers['content-encoding'];
+      return (
+        refusedCoding(header) ??
+        new EndpointError('SEG_BAD_ENCODING', `Request body is not valid ${codingOf(header)} data`)
+      );
+    },
+  ],
+  [
     'charset.unsupported',
     (err) =>
       new EndpointError(
@@ -154,13 +194,11 @@ const BODY_REFUSALS: ReadonlyMap<string, BodyRefusal> = new Map<string, BodyRefu
 
 /** The standalone server's refusal of a coding it does not read; else the parser's (`inflate: false`). */
 function unsupportedEncoding(header: string | undefined): EndpointError {
-  try {
-    codingOf(header);
-  } catch (err) {
-    if (err instanceof EndpointError) return err;
-  }
-  return new EndpointError(
-    'SEG_UNSUPPORTED_ENCODING',
-    `Content-Encoding ${quoted(header ?? '')} is not accepted here: send the body uncompressed`,
+  return (
+    refusedCoding(header) ??
+    new EndpointError(
+      'SEG_UNSUPPORTED_ENCODING',
+      `Content-Encoding ${quoted(header ?? '')} is not accepted here: send the body uncompressed`,
+    )
   );
 }

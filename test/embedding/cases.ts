@@ -16,13 +16,17 @@ const settings = (value: unknown) => Buffer.from(JSON.stringify(value)).toString
 const track = (messageId: string) =>
   JSON.stringify({ type: 'track', event: 'Signed Up', userId: 'u1', messageId });
 
+/** A case's body as a fetch `Request` takes it. */
+export const fetchBody = (body: string | Buffer | undefined): string | Uint8Array<ArrayBuffer> | undefined =>
+  typeof body === 'string' || body === undefined ? body : Uint8Array.from(body);
+
 export interface ContractCase {
   readonly name: string;
   /** Path below where the endpoint is mounted ('/' is its event path). */
   readonly path: string;
   readonly method: string;
   readonly headers: Readonly<Record<string, string>>;
-  readonly body?: string;
+  readonly body?: string | Buffer;
   readonly status: number;
   /** The error code of the JSON answer; undefined for a success. */
   readonly code?: string;

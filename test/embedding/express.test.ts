@@ -3,6 +3,7 @@
 // with a body parser in front, its refusals (bad JSON, too large) are our JSON refusals too.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import express, { type Express } from 'express';
 import segmentEndpoint from '../../src/express.ts';
 import { createServer, type EndpointServer, silentLogger } from '../../src/index.ts';
@@ -162,6 +163,38 @@ test("express: the parser's other refusals of the body are ours; its verify func
     assert.equal(charset.status, 415);
     assert.equal(JSON.parse(charset.body).code, 'SEG_UNSUPPORTED_MEDIA_TYPE');
     assert.deepEqual(await send(vetoed), { status: 418, body: "the app's handler: entity.verify.failed" });
+  });
+});
+
+test('express: behind express.json(), a coding that does not decode, or that we do not take, is refused in our words', async () => {
+  const app = express();
+  app.use(express.json());
+  app.use('/segment', segmentEndpoint(options()));
+  const event = Buffer.from('{"type":"track","event":"e","userId":"u"}');
+  const coded = (name: string, coding: string, body: Buffer): ContractCase => ({
+    ...post(name, ''),
+    headers: { ...authed, 'content-encoding': coding },
+    body,
+  });
+  const cases = [
+    coded('gzip that is not', 'gzip', Buffer.from('this is not gzip')),
+    coded('gzip cut short', 'gzip', gzipSync(event).subarray(0, 20)),
+    coded('deflate that is not', 'deflate', Buffer.from('nor is this deflate')),
+    coded('brotli, which body-parser reads and we do not', 'br', brotliCompressSync(event)),
+  ];
+  await served(app, async (origin) => {
+    const ours = await Promise.all(cases.map(sendTo(origin, '/segment')));
+    const theirs = await Promise.all(cases.map(sendTo(standaloneOrigin)));
+    assert.deepEqual(ours, theirs);
+    assert.deepEqual(
+      ours.map(({ status, body }) => `${status} ${JSON.parse(body).code}`),
+      [
+        '400 SEG_BAD_ENCODING',
+        '400 SEG_BAD_ENCODING',
+        '400 SEG_BAD_ENCODING',
+        '415 SEG_UNSUPPORTED_ENCODING',
+      ],
+    );
   });
 });
 

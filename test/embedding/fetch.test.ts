@@ -8,6 +8,7 @@ import {
   type Answer,
   type ContractCase,
   caseOptions,
+  fetchBody,
   mismatches,
   runCases,
   standaloneAnswers,
@@ -20,7 +21,7 @@ const through =
       new Request(`https://events.example${base}${c.path}`, {
         method: c.method,
         headers: c.headers,
-        body: c.body,
+        body: fetchBody(c.body),
       }),
     );
     return { status: response.status, body: await response.text() };
@@ -64,7 +65,7 @@ test('in Hono (app.request), mounted at /segment, the same answers', async () =>
     const response = await app.request(`/segment${c.path === '/' ? '' : c.path}`, {
       method: c.method,
       headers: c.headers,
-      body: c.body,
+      body: fetchBody(c.body),
     });
     return { status: response.status, body: await response.text() };
   });
