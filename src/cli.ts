@@ -3,6 +3,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import type { WorkerLink } from './cluster/worker.ts';
 import { NAME, parseConfig, UsageError, usage } from './config.ts';
+import { type ReadFile, readInput } from './config-keys.ts';
 import { jsonLogger, type Logger, withFields } from './log.ts';
 import type { Running } from './start.ts';
 
@@ -32,8 +33,18 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (argv[0] === 'load') return (await import('./load/command.ts')).loadMain(argv.slice(1));
   const signals = listenForSignals();
   let config: ReturnType<typeof parseConfig>;
+  // What the configuration was read from: a primary of --workers hands it to its workers, which read
+  // their configuration from it rather than from the files (cluster/worker.ts, primaryFiles).
+  let files: Map<string, Buffer>;
   try {
-    config = parseConfig(argv, env);
+    const given = process.send === undefined ? undefined : await workerFiles(env);
+    files = given ?? new Map();
+    const readFile: ReadFile = (file, flag) => {
+      const bytes = given?.get(file) ?? readInput(file, flag);
+      files.set(file, bytes);
+      return bytes;
+    };
+    config = parseConfig(argv, env, readFile);
   } catch (err) {
     return fail(err);
   }
@@ -47,8 +58,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (config.workers > 1) {
     const { default: cluster } = await import('node:cluster');
     if (cluster.isPrimary)
-      return (await import('./cluster/primary.ts')).runPrimary(config, argv, log, signals);
-    link = (await import('./cluster/worker.ts')).workerLink(env, signals);
+      return (await import('./cluster/primary.ts')).runPrimary(config, argv, log, signals, files);
+    link = (await import('./cluster/worker.ts')).workerLink(env, signals, files);
     log = withFields(log, { worker: link.worker });
   }
   const { certificateReloader, start } = await import('./start.ts');
@@ -64,7 +75,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (link === undefined)
     process.stdout.write(`${NAME} ${version()} listening on ${url} (${running.where})\n`);
   else link.listening(url, running.where);
-  signals.onReload = certificateReloader(config.tlsFiles, running.endpoint, log);
+  // A worker loads what its primary read again and loaded (it sends the files with the reload).
+  const read = link === undefined ? undefined : (path: string) => files.get(path) ?? readFileSync(path);
+  signals.onReload = certificateReloader(config.tlsFiles, running.endpoint, log, read);
   if (signals.reloadEarly) {
     // The certificate was read at start-up, perhaps before the renewal this SIGHUP announced.
     log.info({}, 'SIGHUP received during start-up: reloading now that the server is up');
@@ -73,6 +86,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   // A worker's primary decides when waiting has lasted long enough: a second signal, which a worker gets
   // from its terminal or its service manager as well as from its primary, does not cut it short.
   return drainOnSignal(signals, running, log, link === undefined);
+}
+
+/** A forked process's configuration files from its primary, when it is a worker of --workers. */
+async function workerFiles(env: NodeJS.ProcessEnv): Promise<Map<string, Buffer> | undefined> {
+  return (await import('./cluster/worker.ts')).primaryFiles(env);
 }
 
 export interface Signals {

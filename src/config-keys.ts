@@ -7,14 +7,18 @@ import { OPTIONS } from './option-table.ts';
 /** A bad invocation: reported in one line with a hint, exit code 1. */
 export class UsageError extends Error {}
 
+/** Reads a file named on the command line (`readInput`, unless what was read before is wanted again). */
+export type ReadFile = (file: string, flag: string) => Buffer;
+
 /** Keys from --api-key, --api-keys-file and the environment, in that order. */
 export function apiKeys(
   flags: string[] | undefined,
   file: string | undefined,
   env: NodeJS.ProcessEnv,
+  read: ReadFile = readInput,
 ): ApiKeySpec[] {
   const specs = (flags ?? []).map((spec) => parseKeySpec(spec, '--api-key'));
-  if (file !== undefined) specs.push(...parseKeysFile(readInput(file, '--api-keys-file').toString()));
+  if (file !== undefined) specs.push(...parseKeysFile(read(file, '--api-keys-file').toString()));
   const { env: variable, envAlias } = OPTIONS.apiKeys;
   for (const key of `${env[variable] ?? ''},${env[envAlias] ?? ''}`.split(',')) {
     if (key.trim() !== '') specs.push(checked(key.trim(), variable));

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { apiKeys, readInput, UsageError } from './config-keys.ts';
+import { apiKeys, type ReadFile, readInput, UsageError } from './config-keys.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow, ROWS } from './option-table.ts';
 import type { ServerOptions } from './server.ts';
@@ -88,8 +88,15 @@ export interface CliConfig {
   readonly idempotencyRedis: string | undefined;
 }
 
-/** Reads flags, then the environment for what the flags left unset. Throws UsageError. */
-export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): CliConfig | 'help' | 'version' {
+/**
+ * Reads flags, then the environment for what the flags left unset, and the files they name through
+ * `readFile`. Throws UsageError.
+ */
+export function parseConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  readFile: ReadFile = readInput,
+): CliConfig | 'help' | 'version' {
   const values = parseFlags(argv);
   if (values.help === true) return 'help';
   if (values.version === true) return 'version';
@@ -114,9 +121,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
       );
     }
     tlsFiles = { cert, key };
-    options.tls = { cert: readInput(cert, '--cert'), key: readInput(key, '--key') };
+    options.tls = { cert: readFile(cert, '--cert'), key: readFile(key, '--key') };
   }
-  options.apiKeys = apiKeys(values['api-key'] as string[] | undefined, text('apiKeysFile'), env);
+  options.apiKeys = apiKeys(values['api-key'] as string[] | undefined, text('apiKeysFile'), env, readFile);
   for (const [name, row] of FLAG_ROWS) {
     if (row.scope === 'cli' || row.cli === 'list' || row.cli === 'module') continue; // read below
     const value = convert(row, read(name));
@@ -130,7 +137,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Cl
     if (options.signatureSecret !== undefined) {
       throw new UsageError('give one of --signature-secret-file and --signature-secret, not both');
     }
-    options.signatureSecret = readSecret(secretFile);
+    options.signatureSecret = readSecret(readFile(secretFile, '--signature-secret-file'), secretFile);
   }
   const logLevel = text('logLevel') ?? OPTIONS.logLevel.default;
   if (!(OPTIONS.logLevel.choices as readonly string[]).includes(logLevel)) {
@@ -211,10 +218,8 @@ function convert(row: OptionRow, value: string | boolean | undefined): string | 
 }
 
 /** The secret in a file, less one trailing newline (what editors add). */
-function readSecret(file: string): string {
-  const text = readInput(file, '--signature-secret-file')
-    .toString()
-    .replace(/\r?\n$/, '');
+function readSecret(bytes: Buffer, file: string): string {
+  const text = bytes.toString().replace(/\r?\n$/, '');
   if (text === '') throw new UsageError(`--signature-secret-file: ${file} holds an empty secret`);
   return text;
 }

@@ -86,11 +86,12 @@ export function certificateReloader(
   files: CliConfig['tlsFiles'],
   endpoint: EndpointServer,
   log: Logger,
+  read: (path: string) => Buffer = readFileSync,
 ): () => void {
   if (files === undefined) return () => log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
   return () => {
     try {
-      endpoint.reloadTls({ cert: readFileSync(files.cert), key: readFileSync(files.key) });
+      endpoint.reloadTls({ cert: read(files.cert), key: read(files.key) });
       log.info({ cert: files.cert }, 'certificate reloaded');
     } catch (err) {
       log.error(

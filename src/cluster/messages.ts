@@ -10,8 +10,13 @@ export type ToWorker =
   | { readonly se: 'tickets'; readonly keys: string }
   /** Stop taking events, finish those in flight, exit 0 (what SIGTERM does to one process). */
   | { readonly se: 'drain' }
-  /** Read --cert and --key again (what SIGHUP does to one process). */
-  | { readonly se: 'reload' }
+  /**
+   * The files the configuration was read from (path to base64), as the primary read them at start and
+   * since: a worker reads them from here, not from the disk, where they may have changed.
+   */
+  | { readonly se: 'files'; readonly files: Readonly<Record<string, string>> }
+  /** Load this certificate and key (their files, as `files`), which the primary read again on SIGHUP and loaded. */
+  | { readonly se: 'reload'; readonly files: Readonly<Record<string, string>> }
   /** Send your counts, for the sum another worker was asked for. */
   | { readonly se: 'snapshot?'; readonly id: number }
   /** The sum over every worker, answering `gather`. */
@@ -19,6 +24,8 @@ export type ToWorker =
 
 /** From a worker to the primary. */
 export type ToPrimary =
+  /** Starting: the files of the configuration, please. */
+  | { readonly se: 'files?' }
   /** Ready for the ticket keys: the server exists and does not listen yet. */
   | { readonly se: 'tickets?' }
   /** Listening: the URL it takes events at, and where they go (for the start-up line). */
@@ -45,4 +52,18 @@ export const WORKER_VARIABLE = 'SEGMENT_ENDPOINT_WORKER';
  */
 export function sendTo(worker: Worker, message: ToWorker): void {
   if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});
+}
+
+/** Files as a message carries them: path to base64. */
+export function filesMessage(
+  files: ReadonlyMap<string, Buffer>,
+  only?: readonly string[],
+): Record<string, string> {
+  const paths = only ?? [...files.keys()];
+  return Object.fromEntries(
+    paths.flatMap((path) => {
+      const bytes = files.get(path);
+      return bytes === undefined ? [] : [[path, bytes.toString('base64')]];
+    }),
+  );
 }

@@ -5,6 +5,7 @@ import { type CliConfig, NAME } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { MetricsSnapshot } from '../metrics.ts';
 import { OPTIONS } from '../option-table.ts';
+import { ConfigurationFiles } from './configuration-files.ts';
 import { isOurs, sendTo as send, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
 import { Totals } from './totals.ts';
 
@@ -16,7 +17,7 @@ import { Totals } from './totals.ts';
 const TICKET_ROTATION_MS = 12 * 60 * 60 * 1000; // 12 h: a session resumes across workers for this long at most
 const STABLE_MS = 10_000; // 10 s: a worker up this long started well; its number's backoff starts over
 const MAX_BACKOFF_MS = 10_000; // 10 s between replacements of a worker that keeps dying
-const MAX_START_FAILURES = 5; // workers in a row that die before listening: the configuration is bad
+const MAX_START_FAILURES = 5; // workers in a row that die before listening, none serving: a bad configuration
 const DRAIN_MARGIN_MS = 5_000; // 5 s past --shutdown-timeout before workers still running are killed
 
 /** One of the N worker numbers, and the process serving it now (none between a death and its replacement). */
@@ -38,6 +39,7 @@ export async function runPrimary(
   argv: readonly string[],
   log: Logger,
   signals: Signals,
+  files: Map<string, Buffer>,
 ): Promise<number> {
   if (config.handlers === undefined && config.postgres === undefined) {
     // Every worker's files (those of workers a smaller --workers no longer starts too) before any starts.
@@ -46,7 +48,7 @@ export async function runPrimary(
       log.warn(torn, 'a partial line left by a crash was set aside');
   }
   cluster.setupPrimary({ args: [...argv] });
-  return new Primary(config, log).run(signals);
+  return new Primary(config, log, files).run(signals);
 }
 
 class Primary {
@@ -64,9 +66,12 @@ class Primary {
   #reloadedAt = -1;
   #done: (code: number) => void = () => {};
 
-  constructor(config: CliConfig, log: Logger) {
+  readonly #files: ConfigurationFiles;
+
+  constructor(config: CliConfig, log: Logger, files: Map<string, Buffer>) {
     this.#config = config;
     this.#log = log;
+    this.#files = new ConfigurationFiles(files, config.tlsFiles);
   }
 
   run(signals: Signals): Promise<number> {
@@ -90,11 +95,7 @@ class Primary {
         this.#fork(slot);
       }
       signals.onSignal = (signal) => this.#stop(signal);
-      signals.onReload = () => {
-        this.#log.info({}, 'SIGHUP: every worker reloads the certificate');
-        this.#reloadedAt = Date.now();
-        this.#broadcast({ se: 'reload' });
-      };
+      signals.onReload = () => this.#reload();
       if (signals.early !== undefined) this.#stop(signals.early);
     });
   }
@@ -117,11 +118,14 @@ class Primary {
 
   #message(slot: Slot, worker: Worker, message: ToPrimary): void {
     switch (message.se) {
+      case 'files?':
+        send(worker, this.#files.all());
+        break;
       case 'tickets?':
         send(worker, { se: 'tickets', keys: this.#keys.toString('base64') });
         // A drain or reload sent while it was loading its modules reached no listener: it is told again.
         if (this.#stopping) send(worker, { se: 'drain' });
-        if (this.#reloadedAt >= slot.startedAt) send(worker, { se: 'reload' });
+        if (this.#reloadedAt >= slot.startedAt) send(worker, this.#files.reloaded());
         break;
       case 'listening':
         slot.listening = true;
@@ -160,7 +164,10 @@ class Primary {
     const reason = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
     if (!slot.listening) this.#startFailures++;
     slot.failures = Date.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
-    if (this.#startFailures >= MAX_START_FAILURES) {
+    // With a worker serving, the configuration was good: keep replacing (the backoff reaches 10 s)
+    // rather than stop a service that is up, and tell why in the log.
+    const serving = this.#slots.some((s) => s.worker !== undefined && s.listening);
+    if (this.#startFailures >= MAX_START_FAILURES && !serving) {
       this.#log.error(
         { worker: slot.number, code, signal },
         `${MAX_START_FAILURES} workers in a row died before listening: stopping (see their errors above)`,
@@ -201,6 +208,14 @@ class Primary {
       for (const slot of this.#slots) slot.worker?.process.kill('SIGKILL');
       this.#done(1);
     }, shutdownMs + DRAIN_MARGIN_MS).unref();
+  }
+
+  /** SIGHUP: every worker loads the certificate, once the primary has loaded it (ConfigurationFiles). */
+  #reload(): void {
+    if (!this.#files.reload(this.#log)) return;
+    this.#log.info({}, 'SIGHUP: every worker reloads the certificate');
+    this.#reloadedAt = Date.now();
+    this.#broadcast(this.#files.reloaded());
   }
 
   #rotate(): void {

@@ -24,7 +24,7 @@ export interface WorkerLink {
  * The worker's side of the channel, listening from the start: a drain or reload the primary sends while
  * this worker is still starting goes through `signals` as an early signal would.
  */
-export function workerLink(env: NodeJS.ProcessEnv, signals: Signals): WorkerLink {
+export function workerLink(env: NodeJS.ProcessEnv, signals: Signals, files: Map<string, Buffer>): WorkerLink {
   const worker = Number(env[WORKER_VARIABLE]);
   if (!Number.isInteger(worker) || worker < 1) throw new Error(`${WORKER_VARIABLE} is not a worker number`);
   const send = (message: ToPrimary) => process.send?.(message);
@@ -47,6 +47,7 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals): WorkerLink
         signals.onSignal('SIGTERM');
         break;
       case 'reload':
+        keep(files, message.files);
         signals.onReload();
         break;
       case 'snapshot?': {
@@ -85,6 +86,39 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals): WorkerLink
       send({ se: 'listening', url, where });
     },
   };
+}
+
+const FILES_TIMEOUT_MS = 10_000; // 10 s: a primary of ours answers at once
+
+/**
+ * The files of the configuration as the primary read them (at its start, and a certificate it loaded on
+ * SIGHUP since), for a worker of --workers; `undefined` for a process that is not one. A worker that
+ * replaces another must serve the keys and the certificate the others serve, not what the files hold
+ * now: a keys file edited for the next start, a renewed certificate that did not load.
+ */
+export async function primaryFiles(env: NodeJS.ProcessEnv): Promise<Map<string, Buffer> | undefined> {
+  if (env[WORKER_VARIABLE] === undefined || process.send === undefined) return undefined;
+  const files = new Map<string, Buffer>();
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      process.off('message', take);
+      reject(new Error('the primary did not send the configuration files'));
+    }, FILES_TIMEOUT_MS);
+    function take(message: unknown) {
+      if (!isOurs<ToWorker>(message) || message.se !== 'files') return;
+      clearTimeout(timer);
+      process.off('message', take);
+      keep(files, message.files);
+      resolve();
+    }
+    process.on('message', take);
+    process.send?.({ se: 'files?' } satisfies ToPrimary);
+  });
+  return files;
+}
+
+function keep(files: Map<string, Buffer>, sent: Readonly<Record<string, string>>): void {
+  for (const [path, base64] of Object.entries(sent)) files.set(path, Buffer.from(base64, 'base64'));
 }
 
 /** What `/metrics` asks for: the sum of every worker's counts, which the primary gathers. */
