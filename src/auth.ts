@@ -106,9 +106,15 @@ const digest = (key: string): string => hash('sha256', key);
  */
 export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authenticate {
   const entries: KeyEntry[] = [];
+  const seen = new Map<string, number>();
   for (const spec of keys) {
     const { key, types, signatureSecret, rate } =
       typeof spec === 'string' ? ({ key: spec } as ApiKeySpec) : spec;
+    // Every entry is compared, the last match deciding: a repeat would silently override the first.
+    const first = seen.get(key);
+    if (first !== undefined)
+      throw new TypeError(`apiKeys[${seen.size}] is the key of apiKeys[${first}]: give each key once`);
+    seen.set(key, seen.size);
     const decision: AuthDecision =
       types === undefined && signatureSecret === undefined && rate === undefined
         ? 'allow'

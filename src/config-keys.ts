@@ -17,12 +17,30 @@ export function apiKeys(
   env: NodeJS.ProcessEnv,
   read: ReadFile = readInput,
 ): ApiKeySpec[] {
-  const specs = (flags ?? []).map((spec) => parseKeySpec(spec, '--api-key'));
-  if (file !== undefined) specs.push(...parseKeysFile(read(file, '--api-keys-file').toString()));
+  const given: Array<[ApiKeySpec, string]> = (flags ?? []).map((spec) => [
+    parseKeySpec(spec, '--api-key'),
+    '--api-key',
+  ]);
+  if (file !== undefined) given.push(...keysFileEntries(read(file, '--api-keys-file').toString()));
   const { env: variable, envAlias } = OPTIONS.apiKeys;
-  for (const key of `${env[variable] ?? ''},${env[envAlias] ?? ''}`.split(',')) {
-    if (key.trim() !== '') specs.push(checked(key.trim(), variable));
+  for (const [name, value] of [
+    [variable, env[variable]],
+    [envAlias, env[envAlias]],
+  ] as const) {
+    for (const key of (value ?? '').split(',')) {
+      if (key.trim() !== '') given.push([checked(key.trim(), name), name]);
+    }
   }
+  // A key given twice would be decided by one of its lines only: the other's types, secret or rate
+  // silently lost. Named by where it was given: the key is a secret.
+  const first = new Map<string, string>();
+  for (const [{ key }, where] of given) {
+    const before = first.get(key);
+    if (before !== undefined)
+      throw new UsageError(`an API key is given twice, by ${before} and ${where}: give each once`);
+    first.set(key, where);
+  }
+  const specs = given.map(([spec]) => spec);
   if (specs.length === 0) {
     throw new UsageError(
       'no API key: give --api-keys-file, SEGMENT_ENDPOINT_API_KEYS or --api-key (the endpoint never runs open)',
@@ -38,11 +56,19 @@ export function parseKeySpec(spec: string, where: string): ApiKeySpec {
   return checked({ key: spec.slice(0, colon), types: parseTypes(spec.slice(colon + 1)) }, where);
 }
 
-/** One `KEY [type,type] [secret=SECRET] [rate=N]` per line; blank lines and `#` comments are skipped. */
+/**
+ * One `KEY [type,type] [secret=SECRET] [rate=N]` per line; blank lines and `#` comments are skipped (a
+ * `#` that starts a token starts a comment: within one, it is the token's, as in a secret).
+ */
 export function parseKeysFile(text: string): ApiKeySpec[] {
-  const specs: ApiKeySpec[] = [];
+  return keysFileEntries(text).map(([spec]) => spec);
+}
+
+/** The keys file's keys, each with the line that gave it. */
+function keysFileEntries(text: string): Array<[ApiKeySpec, string]> {
+  const specs: Array<[ApiKeySpec, string]> = [];
   text.split(/\r?\n/).forEach((raw, index) => {
-    const line = raw.replace(/#.*/, '').trim();
+    const line = raw.replace(/(?:^|\s)#.*/, '').trim();
     if (line === '') return;
     const [key, ...rest] = line.split(/\s+/) as [string, ...string[]];
     const where = `--api-keys-file line ${index + 1}`;
@@ -65,7 +91,7 @@ export function parseKeysFile(text: string): ApiKeySpec[] {
       ...(signatureSecret && { signatureSecret }),
       ...(rate !== undefined && { rate }),
     };
-    specs.push(checked({ key, ...extra }, where));
+    specs.push([checked({ key, ...extra }, where), where]);
   });
   return specs;
 }

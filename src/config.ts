@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { apiKeys, type ReadFile, readInput, UsageError } from './config-keys.ts';
+import { parseFlagsOnce } from './flags.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow, ROWS } from './option-table.ts';
 import type { ServerOptions } from './server.ts';
@@ -105,7 +105,7 @@ export function parseConfig(
     const row: OptionRow = OPTIONS[name];
     const given = values[flagName(row)];
     const fromEnv = row.env === undefined ? undefined : env[row.env] || undefined;
-    if (row.cli === 'switch') return (given as boolean | undefined) ?? isTrue(fromEnv);
+    if (row.cli === 'switch') return (given as boolean | undefined) ?? switchedOn(fromEnv, row.env);
     return (given as string | undefined) ?? fromEnv;
   };
   const text = (name: OptionName) => read(name) as string | undefined;
@@ -193,8 +193,7 @@ function postgres(url: string | undefined, table: string): CliConfig['postgres']
 
 function parseFlags(argv: readonly string[]) {
   try {
-    return parseArgs({ args: [...argv], options: PARSE_OPTIONS, strict: true, allowPositionals: false })
-      .values;
+    return parseFlagsOnce(argv, PARSE_OPTIONS, false).values;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -224,6 +223,11 @@ function readSecret(bytes: Buffer, file: string): string {
   return text;
 }
 
-function isTrue(value: string | undefined): boolean {
-  return value !== undefined && ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
+/** A switch's variable: on, off, or a usage error for what says neither (`2`, `enabled`). */
+function switchedOn(value: string | undefined, variable: string | undefined): boolean {
+  if (value === undefined) return false;
+  const word = value.toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(word)) return true;
+  if (['0', 'false', 'no', 'off'].includes(word)) return false;
+  throw new UsageError(`${variable} must be 1, true, yes or on, or 0, false, no or off, not "${value}"`);
 }

@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import { UsageError } from './config-keys.ts';
+import { parseFlagsOnce } from './flags.ts';
 import { isPlainObject } from './json.ts';
 
 // What the subcommands that send to an endpoint as Segment does (`test`, `load`) share: their command
@@ -34,18 +34,17 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({
-      args: [...args],
-      options: {
+    ({ values, positionals } = parseFlagsOnce(
+      args,
+      {
         'api-key': { type: 'string' },
         settings: { type: 'string' },
         insecure: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         ...Object.fromEntries(own.map((name) => [name, { type: 'string' as const }])),
       },
-      strict: true,
-      allowPositionals: true,
-    }));
+      true,
+    ));
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

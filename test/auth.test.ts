@@ -63,6 +63,13 @@ describe('parseBasicAuth', () => {
 });
 
 describe('keyAuthenticator', () => {
+  test('a key given twice is refused: one entry would silently decide, its types or secret lost', () => {
+    assert.throws(() => keyAuthenticator([{ key: 'k', types: ['track'] }, 'other', 'k']), {
+      name: 'TypeError',
+      message: /apiKeys\[2\] is the key of apiKeys\[0\]/,
+    });
+  });
+
   test('a known key is allowed, an unknown one is unknown', () => {
     const authenticate = keyAuthenticator(['k1', 'k2']);
     assert.equal(authenticate('k1'), 'allow');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ApiKeySpec } from '../src/auth.ts';
 import { type CliConfig, parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
@@ -463,6 +463,55 @@ describe('key specs', () => {
     assert.throws(() => parseKeysFile('k secret=\n'), /line 1/);
     assert.throws(() => parseKeysFile('k secret=a secret=b\n'), /line 1/);
     assert.throws(() => parseKeysFile('a:b\n'), /line 1/);
+  });
+
+  test('a "#" starts a comment only where a token would start: a secret may hold one', () => {
+    assert.deepEqual(parseKeysFile('k1 secret=ab#cd\nk2 #track\n#k3\n'), [
+      { key: 'k1', signatureSecret: 'ab#cd' },
+      { key: 'k2' },
+    ]);
+  });
+
+  test('a key given twice is refused, wherever it was given: one would silently lose its limits', () => {
+    const keys = join(mkdtempSync(join(tmpdir(), 'segment-endpoint-keys-')), 'keys');
+    writeFileSync(keys, 'k1 track secret=S3cr3t\n');
+    const refused = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      assert.throws(
+        () => configOf(args, env),
+        (err: Error) => {
+          assert.ok(err instanceof UsageError);
+          assert.match(err.message, /given twice/);
+          assert.doesNotMatch(err.message, /k1|S3cr3t/, 'the key and its secret are not repeated');
+          return true;
+        },
+      );
+    refused(['--api-key', 'k1:track', '--api-key', 'k1']);
+    refused(['--api-keys-file', keys], { SEGMENT_ENDPOINT_API_KEYS: 'k1' });
+    refused(['--api-keys-file', keys, '--api-key', 'k1']);
+    rmSync(dirname(keys), { recursive: true, force: true });
+  });
+});
+
+describe('flags and variables that say one thing', () => {
+  test('a flag given twice is refused, not the last one taken; --api-key may repeat', () => {
+    for (const args of [
+      ['--port', '1', '--port', '2'],
+      ['--out', 'one', '--out', 'two'],
+      ['--signature-secret', 'first', '--signature-secret', 'second'],
+      ['--access-log', '--access-log'],
+    ]) {
+      assert.throws(() => configOf(['--api-key', 'k', ...args]), /given twice/, args.join(' '));
+    }
+    assert.equal([...(configOf(['--api-key', 'a', '--api-key', 'b']).options.apiKeys ?? [])].length, 2);
+  });
+
+  test('a switch variable is 1/true/yes/on or 0/false/no/off (any case), else refused', () => {
+    const log = (value: string) => configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_ACCESS_LOG: value });
+    for (const on of ['1', 'true', 'YES', 'on']) assert.equal(log(on).options.accessLog, true, on);
+    for (const off of ['0', 'false', 'No', 'off', '']) assert.notEqual(log(off).options.accessLog, true, off);
+    for (const bad of ['2', 'enabled', 'y']) {
+      assert.throws(() => log(bad), /SEGMENT_ENDPOINT_ACCESS_LOG must be/, bad);
+    }
   });
 });
 

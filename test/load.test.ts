@@ -153,6 +153,13 @@ describe('segment-endpoint load flags', () => {
     assert.match(out.stdout(), /^Usage: segment-endpoint load URL --api-key KEY/);
   });
 
+  test('a flag given twice exits 1: which one was meant cannot be known', async () => {
+    const out = capture();
+    const args = ['https://x/', '--api-key', 'k', '--duration', '1', '--duration', '2'];
+    assert.equal(await loadMain(args, out.io), 1);
+    assert.match(out.stderr(), /--duration given twice/);
+  });
+
   test('through the CLI: a bad flag exits 1 before any connection', async () => {
     const run = spawnClean(process.execPath, [
       ...CLI_SOURCE,

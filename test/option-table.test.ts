@@ -88,7 +88,8 @@ describe('the CLI reads every flag of the table', () => {
     for (const [name, row, text, expected] of cases) {
       const flag = (row.flag ?? '').split(' ')[0] as string;
       const args = text === true ? [flag] : [flag, text];
-      const fromFlag = parseConfig(['--http', '--api-key', 'k', ...args], {}) as CliConfig;
+      const http = flag === '--http' ? [] : ['--http']; // a flag is given once
+      const fromFlag = parseConfig([...http, '--api-key', 'k', ...args], {}) as CliConfig;
       assert.deepEqual(optionOf(fromFlag, name), expected, `${name} from ${flag}`);
       const env = { [row.env as string]: text === true ? '1' : text };
       const fromEnv = parseConfig(['--http', '--api-key', 'k'], env) as CliConfig;

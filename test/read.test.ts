@@ -609,6 +609,7 @@ describe('segment-endpoint read: following, restarts, failures', () => {
       ['--out', dir, '--from', join(dir, 'garbage.checkpoint')],
       ['--out', dir, '--from', join(dir, 'wrong.checkpoint')],
       ['--out', dir, '--from', join(dir, 'no-hash.checkpoint')],
+      ['--out', dir, '--out', dir],
       ['--out', dir, '--max-line-bytes', '0'],
       ['--out', dir, '--max-line-bytes', 'lots'],
       ['--out', dir, '--max-line-bytes', String(2 ** 30)],

@@ -2,8 +2,8 @@
 import { constants } from 'node:buffer';
 import { stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { parseArgs } from 'node:util';
 import { UsageError } from '../config.ts';
+import { parseFlagsOnce } from '../flags.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { type ReadStoreOptions, readStore } from './store-reader.ts';
 
@@ -142,9 +142,9 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
   };
   let positionals: string[];
   try {
-    ({ values, positionals } = parseArgs({
-      args: [...args],
-      options: {
+    ({ values, positionals } = parseFlagsOnce(
+      args,
+      {
         out: { type: 'string' },
         follow: { type: 'boolean', short: 'f' },
         from: { type: 'string' },
@@ -152,9 +152,8 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
         'max-line-bytes': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
-      strict: true,
-      allowPositionals: true,
-    }));
+      true,
+    ));
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

@@ -1,0 +1,25 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+
+// The command line as node:util's parseArgs reads it, with one check it lacks: a flag that takes one
+// value, given twice, is refused rather than the last one taken (`--port 1 --port 2`, a secret given
+// twice in a unit file and an override). Flags that may repeat say so (`multiple`).
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** parseArgs, strict; throws (its own error, or one naming the repeated flag) for a bad command line. */
+export function parseFlagsOnce<T extends Options>(args: readonly string[], options: T, positionals: boolean) {
+  const parsed = parseArgs({
+    args: [...args],
+    options,
+    strict: true,
+    allowPositionals: positionals,
+    tokens: true,
+  });
+  const seen = new Set<string>();
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option' || options[token.name]?.multiple === true) continue;
+    if (seen.has(token.name)) throw new Error(`--${token.name} given twice: give it once`);
+    seen.add(token.name);
+  }
+  return { values: parsed.values, positionals: parsed.positionals };
+}
