@@ -57,12 +57,18 @@ export class EventIntake {
   ): EventResult | Promise<EventResult> {
     let checked: Typed;
     try {
-      checked = this.#typed(received, request.decision, what);
+      checked = this.#typed(received, what);
     } catch (err) {
       return this.failed(err, request.apiKey);
     }
     const { type } = checked;
     try {
+      // Refusals of a known type: counted and logged under it.
+      const { decision } = request;
+      if (typeof decision === 'object' && decision.allow !== undefined && !decision.allow.includes(type)) {
+        throw forbiddenType(type);
+      }
+      if (!this.#dispatcher.supports(type)) throw unsupportedType(type);
       const problem = this.#validators[type](checked.event);
       if (problem !== undefined) throw new EndpointError('SEG_INVALID_EVENT', problem);
       const status = this.#process(request, checked, raw);
@@ -76,18 +82,13 @@ export class EventIntake {
     }
   }
 
-  #typed(received: unknown, decision: AuthDecision, what: string): Typed {
+  #typed(received: unknown, what: string): Typed {
     const original = asObject(received, what);
     const event = normalizeEvent(original);
     const { type } = event;
     if (typeof type !== 'string' || type === '') throw new EndpointError('SEG_TYPE_MISSING');
     if (!Object.hasOwn(this.#validators, type)) throw unknownType(type);
-    const known = type as EventType;
-    if (typeof decision === 'object' && decision.allow !== undefined && !decision.allow.includes(known)) {
-      throw forbiddenType(known);
-    }
-    if (!this.#dispatcher.supports(known)) throw unsupportedType(known);
-    return { type: known, event, original };
+    return { type: type as EventType, event, original };
   }
 
   #process(x: RequestFacts, checked: Typed, raw: string | undefined): number | Promise<number> {

@@ -61,6 +61,21 @@ describe('metrics', () => {
     assert.equal(post.status, 405);
   });
 
+  test('a known type refused for this key (403) or without a handler (501) is counted under its type', async () => {
+    const handler = createHandler({
+      apiKeys: [{ key: API_KEY, types: ['track', 'page'] }],
+      log: silentLogger,
+      metricsPath: '/metrics',
+      handlers: { track: () => {}, identify: () => {} },
+    });
+    assert.equal((await inject(handler, { body: { type: 'identify', userId: 'u' } })).status, 403);
+    assert.equal((await inject(handler, { body: { type: 'page', userId: 'u' } })).status, 501);
+    await new Promise((r) => setImmediate(r));
+    const m = parse((await inject(handler, { method: 'GET', url: '/metrics', headers: {} })).body);
+    assert.equal(m.get('segment_endpoint_requests_total{type="identify",status="403"}'), 1);
+    assert.equal(m.get('segment_endpoint_requests_total{type="page",status="501"}'), 1);
+  });
+
   test('off unless a path is set; a path that clashes is a RangeError', async () => {
     const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: {} });
     assert.equal(handler.metrics, undefined);
