@@ -2,7 +2,7 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import type { WorkerLink } from './cluster/worker.ts';
-import { NAME, parseConfig, UsageError, usage } from './config.ts';
+import { NAME, ofTheFlag, parseConfig, UsageError, usage } from './config.ts';
 import { type ReadFile, readInput } from './config-keys.ts';
 import { jsonLogger, type Logger, withFields } from './log.ts';
 import type { Running } from './start.ts';
@@ -179,8 +179,10 @@ function drainOnSignal(
 
 function fail(err: unknown): number {
   const message = err instanceof Error ? err.message : String(err);
-  const hint = err instanceof UsageError ? `\nTry '${NAME} --help'.` : '';
-  process.stderr.write(`${NAME}: ${message}${hint}\n`);
+  // The library's own checks (a path, a bound) name an option as `options.NAME`: said of its flag.
+  const said = err instanceof RangeError || err instanceof TypeError ? ofTheFlag(message) : undefined;
+  const hint = err instanceof UsageError || said !== undefined ? `\nTry '${NAME} --help'.` : '';
+  process.stderr.write(`${NAME}: ${said ?? message}${hint}\n`);
   return 1;
 }
 

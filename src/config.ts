@@ -9,8 +9,8 @@ import { POSTGRES, REDIS, type Service, serviceAddress } from './service-url.ts'
 // The command line of the standalone process. Its flags, their environment variables, defaults and help
 // lines are the rows of the option table (option-table.ts); this file reads them.
 
-export const NAME = 'segment-endpoint';
 export { parseKeySpec, parseKeysFile, UsageError } from './config-keys.ts';
+export { NAME, usage } from './usage.ts';
 
 const FLAG_ROWS = ROWS.filter(([, row]) => row.flag !== undefined);
 
@@ -28,48 +28,6 @@ const PARSE_OPTIONS = Object.fromEntries(
     },
   ]),
 );
-
-const WIDTH = 100; // columns of --help
-const INDENT = 27; // where the help of each flag starts
-
-export function usage(): string {
-  return `Usage: ${NAME} [options]
-       ${NAME} test URL --api-key KEY [--settings JSON] [--insecure]   send test events, see test --help
-       ${NAME} load URL --api-key KEY [--rate N] [--duration S] ...    Segment-shaped load, see load --help
-       ${NAME} read --out DIR [--follow] [--from FILE] [--type TYPE]   print stored events, see read --help
-
-Receives Segment events over HTTPS and, unless --handlers is given, stores each accepted event
-durably: in an NDJSON file per day under --out, or in PostgreSQL with --postgres.
-
-Options (each also read from the environment variable shown; a flag wins over its variable):
-${FLAG_ROWS.map(([, row]) => usageEntry(row)).join('\n')}
-
-At least one API key is required. Flags are visible to every user of the host (ps): give secrets
-in files of mode 0600 (--api-keys-file, --signature-secret-file) or in the environment instead.
-SIGTERM or SIGINT drains: new events get 503, running ones finish, the store is flushed, then the
-process exits 0. SIGHUP reads --cert and --key again (one received during start-up, once listening).
-`;
-}
-
-/** A flag, its help, its variable and its default, wrapped under the help column. */
-function usageEntry(row: OptionRow): string {
-  const flag = row.short === undefined ? row.flag : `-${row.short}, ${row.flag}`;
-  const words = [row.help];
-  const variable = row.envAlias === undefined ? row.env : `${row.env} or ${row.envAlias}`;
-  if (variable !== undefined) words.push(`(${variable}${row.cli === 'switch' ? '=1' : ''})`);
-  const shown = row.cli === 'seconds' ? Number(row.default) / 1000 : row.default;
-  if (shown !== undefined && shown !== false) words.push(`[${shown}]`);
-  // The help starts at its column, or two spaces after a flag that reaches it.
-  const lines = [`  ${flag}`.padEnd(INDENT - 2)];
-  let space = '  ';
-  for (const word of words.join(' ').split(' ')) {
-    const line = lines[lines.length - 1] as string;
-    if (line.length + space.length + word.length <= WIDTH) lines[lines.length - 1] = `${line}${space}${word}`;
-    else lines.push(`${' '.repeat(INDENT)}${word}`);
-    space = ' ';
-  }
-  return lines.join('\n');
-}
 
 export interface CliConfig {
   /** createServer's options from the flags and environment; main adds handlers, log and ready. */
@@ -205,13 +163,33 @@ function convert(row: OptionRow, value: string | boolean | undefined): string | 
   const flag = `--${flagName(row)}`;
   if (row.cli === 'integer') {
     if (!/^\d+$/.test(value)) throw new UsageError(`${flag} must be a whole number, not "${value}"`);
-    return Number(value);
+    return within(row, flag, Number(value), 1, '');
   }
   if (row.cli === 'seconds') {
     if (!/^\d+(?:\.\d+)?$/.test(value)) {
       throw new UsageError(`${flag} must be a number of seconds, not "${value}"`);
     }
-    return Math.round(Number(value) * 1000);
+    return within(row, flag, Math.round(Number(value) * 1000), 1000, ' seconds');
+  }
+  return value;
+}
+
+/** A library check's message about `options.NAME`, said of the flag that sets it; undefined if none does. */
+export function ofTheFlag(message: string): string | undefined {
+  const option = /^options\.([\w.]+)/.exec(message);
+  const row =
+    option === null ? undefined : (OPTIONS as Readonly<Record<string, OptionRow>>)[option[1] as string];
+  if (option === null || row?.flag === undefined) return undefined;
+  return `--${flagName(row)}${message.slice(option[0].length)}`;
+}
+
+/** A number held to its row's bounds here, in the flag's own unit (`scale` to it), not the library's. */
+function within(row: OptionRow, flag: string, value: number, scale: number, unit: string): number {
+  const { min = -Infinity, max = Infinity } = row;
+  if (value < min || value > max) {
+    throw new UsageError(
+      `${flag} must be from ${min / scale} to ${max / scale}${unit}, not ${value / scale}`,
+    );
   }
   return value;
 }

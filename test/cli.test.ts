@@ -505,6 +505,30 @@ describe('flags and variables that say one thing', () => {
     assert.equal([...(configOf(['--api-key', 'a', '--api-key', 'b']).options.apiKeys ?? [])].length, 2);
   });
 
+  test("a number out of its bounds is refused by its flag, in the flag's unit", () => {
+    const refused = (args: string[], message: RegExp) =>
+      assert.throws(
+        () => configOf(['--api-key', 'k', ...args]),
+        (err: Error) => {
+          assert.ok(err instanceof UsageError, err.message);
+          assert.match(err.message, message);
+          return true;
+        },
+      );
+    refused(['--port', '70000'], /^--port must be from 0 to 65535, not 70000$/);
+    refused(
+      ['--shutdown-timeout', '99999999'],
+      /^--shutdown-timeout must be from 0 to [\d.]+ seconds, not 99999999$/,
+    );
+    refused(['--idempotency-ttl', '0.0001'], /^--idempotency-ttl must be from 0.001 to .* seconds, not 0$/);
+  });
+
+  test("the library's own checks of an option are said of its flag, with the hint", async () => {
+    const run = spawnClean(process.execPath, [...CLI_SOURCE, ...httpFlags('k'), '--path', 'nopath']);
+    assert.equal(await run.exit, 1);
+    assert.match(run.stderr(), /^segment-endpoint: --path must [^\n]*\nTry 'segment-endpoint --help'\.\n$/);
+  });
+
   test('a switch variable is 1/true/yes/on or 0/false/no/off (any case), else refused', () => {
     const log = (value: string) => configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_ACCESS_LOG: value });
     for (const on of ['1', 'true', 'YES', 'on']) assert.equal(log(on).options.accessLog, true, on);
