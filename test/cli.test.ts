@@ -131,6 +131,8 @@ describe('the segment-endpoint command', () => {
     // bar): below a regular file, and sysfs, which takes no new files (EROFS where mounted read-only).
     const cases: Array<[string, RegExp]> = [[join(file, 'store'), /ENOTDIR/]];
     if (existsSync('/sys/kernel')) cases.push(['/sys', /EACCES|EROFS/]);
+    // procfs answers ENOENT to a new directory: Node's recursive mkdir retried it for ever.
+    if (existsSync('/proc/self')) cases.push(['/proc/segment-endpoint-store/day', /ENOENT/]);
     for (const [out, cause] of cases) {
       const run = spawnClean(process.execPath, [
         ...SOURCE,

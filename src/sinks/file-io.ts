@@ -11,10 +11,12 @@ import {
   readdir,
   readFileSync,
   rename,
+  stat,
   write,
   writeSync,
 } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
 
 /**
  * Every file operation the default store and the reader's checkpoint make, on raw descriptors: node's
@@ -82,8 +84,29 @@ export const nodeIo: StoreIo = {
   close: (fd) => call<void>((done) => close(fd, (err) => done(err, undefined))),
   rename: (from, to) => call<void>((done) => rename(from, to, (err) => done(err, undefined))),
   readdir: (dir) => call((done) => readdir(dir, done)),
-  mkdir: (dir) => call((done) => mkdir(dir, { recursive: true }, done)),
+  mkdir: (dir) => makeDirectory(dir),
 };
+
+/**
+ * `mkdir -p`, a level at a time: resolves with the first directory it created, if any. Not node's
+ * recursive mkdir, which retries for ever where the kernel answers ENOENT under a directory that exists
+ * (procfs: `--out /proc/x` hung the start-up).
+ */
+async function makeDirectory(dir: string): Promise<string | undefined> {
+  const missing: string[] = [];
+  for (let at = resolve(dir); ; at = dirname(at)) {
+    const found = await call<unknown>((done) => stat(at, done)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      return undefined;
+    });
+    if (found !== undefined || dirname(at) === at) break;
+    missing.unshift(at);
+  }
+  for (const level of missing) {
+    await call<void>((done) => mkdir(level, (err) => done(err?.code === 'EEXIST' ? null : err, undefined)));
+  }
+  return missing[0];
+}
 
 /**
  * Node's `fs`, its group commit's `write` and `fdatasync` made on the event loop's thread. For a process
