@@ -87,24 +87,6 @@ function several(events: unknown[], what: string): Carried {
 // What a stored line holds besides the event and the settings: receivedAt, source and the field names.
 const LINE_OVERHEAD = 96; // bytes
 
-/**
- * The size of each event of a multi-event request as JSON (UTF-8 bytes), measured before any is
- * processed. What one request may store is bounded by a multiple of what it sent: a batch's top-level
- * context is merged into every event, and the settings are written with every event, so a small body
- * could otherwise fill the disk. Past `budget` bytes in all, the whole request is refused (413).
- */
-export function measure(events: readonly unknown[], settingsBytes: number, budget: number): number[] {
-  const sizes = new Array<number>(events.length);
-  let total = 0;
-  for (let i = 0; i < events.length; i++) {
-    const size = Buffer.byteLength(JSON.stringify(events[i]) ?? '');
-    sizes[i] = size;
-    total += size + settingsBytes + LINE_OVERHEAD;
-    if (total > budget) throw storedTooLarge(budget);
-  }
-  return sizes;
-}
-
 /** An event posted to /v1/{type}: the path gives the type, which the body may repeat but not contradict. */
 function typed(event: Record<string, unknown>, type: EventType): Record<string, unknown> {
   const own = Object.keys(event).find((key) => key.toLowerCase() === 'type');
@@ -118,22 +100,28 @@ function typed(event: Record<string, unknown>, type: EventType): Record<string, 
 }
 
 /**
- * The events of a request, with its batch's top-level context and integrations merged into each. Copying
- * a context of many keys into every event is the costly part (its keys times the events: 10,000 keys and
- * 1,000 events took seconds and half a GiB), so what the copies would store is bounded first, from the
- * parts apart: an event's own size plus the shared parts' (about what its merged copy takes, at most).
+ * The events of a request with its batch's top-level context and integrations merged into each, and
+ * the size of each as JSON (UTF-8 bytes), past `budget` in all (with the settings and what a line adds)
+ * a 413 for the whole request. Merged and measured one event at a time, so that a context of many keys
+ * copied into every event (its keys times the events: 10,000 keys and 1,000 events took seconds and
+ * half a GiB) stops at the budget.
  */
-function merged({ events, defaults }: Carried, settingsBytes: number, budget: number): readonly unknown[] {
-  if (defaults === undefined) return events;
-  const { context, integrations } = defaults;
-  const shared = jsonBytes(context) + jsonBytes(integrations);
-  if (shared > 0) measure(events, settingsBytes + shared, budget);
-  return events.map((event) => withDefaults(event, context, integrations));
+function merged(carried: Carried, settingsBytes: number, budget: number) {
+  const { events, defaults } = carried;
+  const out = new Array<unknown>(events.length);
+  const sizes = new Array<number>(events.length);
+  let total = 0;
+  for (let i = 0; i < events.length; i++) {
+    const event =
+      defaults === undefined ? events[i] : withDefaults(events[i], defaults.context, defaults.integrations);
+    const size = Buffer.byteLength(JSON.stringify(event) ?? '');
+    total += size + settingsBytes + LINE_OVERHEAD;
+    if (total > budget) throw storedTooLarge(budget);
+    out[i] = event;
+    sizes[i] = size;
+  }
+  return { events: out, sizes };
 }
-
-/** The UTF-8 bytes of a merged part as JSON: 0 for what is not merged (not an object). */
-const jsonBytes = (part: unknown): number =>
-  isPlainObject(part) ? Buffer.byteLength(JSON.stringify(part)) : 0;
 
 /** A batch's top-level context and integrations, under each event's own (which win, key by key). */
 function withDefaults(event: unknown, context: unknown, integrations: unknown): unknown {
@@ -178,8 +166,7 @@ export async function acceptBatch(
   budget: number,
   accept: (event: unknown, index: number) => EventResult | Promise<EventResult>,
 ): Promise<EventResult[]> {
-  const events = merged(carried, settingsBytes, budget);
-  const sizes = measure(events, settingsBytes, budget);
+  const { events, sizes } = merged(carried, settingsBytes, budget);
   const results: Array<EventResult | Promise<EventResult>> = [];
   for (let index = 0; index < events.length; index++) {
     if (index > 0 && index % SLICE === 0) await nextTurn();

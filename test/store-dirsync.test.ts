@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { NdjsonStore } from '../src/sinks/file-store.ts';
@@ -69,4 +69,24 @@ test('repair: the directory is synced after the .torn file is made and before th
   const synced = calls.indexOf(`syncDirectory ${basename(dir)}`, torn);
   const cut = calls.indexOf('ftruncate events-2026-01-01.ndjson');
   assert.ok(torn !== -1 && synced > torn && cut > synced, calls.join('\n'));
+});
+
+test('a store directory made at start: the directories it was made in are synced, none above', async () => {
+  // Given as an operator may write it (relative, with a trailing slash): the walk up from it stops at
+  // the first directory made, found in the same form, not at the root.
+  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(base);
+  const synced: string[] = [];
+  const io: StoreIo = {
+    ...nodeIo,
+    async syncDirectory(dir) {
+      await nodeIo.syncDirectory(dir);
+      synced.push(resolve(dir));
+    },
+  };
+  const given = `${relative(process.cwd(), join(base, 'a', 'b'))}/`;
+  const store = await NdjsonStore.open(given, { io });
+  await store.close();
+  const made = [base, join(base, 'a'), join(base, 'a', 'b')];
+  assert.deepEqual([...new Set(synced)].sort(), made.sort());
 });

@@ -16,7 +16,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname } from 'node:path';
 
 /**
  * Every file operation the default store and the reader's checkpoint make, on raw descriptors: node's
@@ -94,7 +94,8 @@ export const nodeIo: StoreIo = {
  */
 async function makeDirectory(dir: string): Promise<string | undefined> {
   const missing: string[] = [];
-  for (let at = resolve(dir); ; at = dirname(at)) {
+  // Walked up as given (not resolved): the path returned is in the caller's form, as node's is.
+  for (let at = dir; ; at = dirname(at)) {
     const found = await call<unknown>((done) => stat(at, done)).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
       return undefined;
