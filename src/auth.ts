@@ -65,7 +65,7 @@ export function checkDecision(decision: unknown): AuthDecision {
   if (typeof decision === 'object' && decision !== null && !Array.isArray(decision)) {
     const { allow, signatureSecret, rate } = decision as Record<string, unknown>;
     if (
-      (allow === undefined || (Array.isArray(allow) && allow.every((t) => typeof t === 'string'))) &&
+      (allow === undefined || (Array.isArray(allow) && allow.every((t) => EVENT_TYPES.includes(t)))) &&
       (signatureSecret === undefined || (typeof signatureSecret === 'string' && signatureSecret !== '')) &&
       (rate === undefined || (typeof rate === 'number' && rate >= 0 && rate <= 1_000_000))
     ) {
@@ -106,15 +106,22 @@ const digest = (key: string): string => hash('sha256', key);
  */
 export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authenticate {
   const entries: KeyEntry[] = [];
-  const seen = new Map<string, number>();
-  for (const spec of keys) {
-    const { key, types, signatureSecret, rate } =
-      typeof spec === 'string' ? ({ key: spec } as ApiKeySpec) : spec;
-    // Every entry is compared, the last match deciding: a repeat would silently override the first.
+  const seen = new Map<string, [ApiKeySpec, number]>();
+  let index = -1;
+  for (const item of keys) {
+    index++;
+    const spec = typeof item === 'string' ? ({ key: item } as ApiKeySpec) : item;
+    const { key, types, signatureSecret, rate } = spec;
+    // Every entry is compared, the last match deciding: a repeat that says otherwise would silently
+    // override the first. The same spec twice (two lists merged) says nothing new.
     const first = seen.get(key);
-    if (first !== undefined)
-      throw new TypeError(`apiKeys[${seen.size}] is the key of apiKeys[${first}]: give each key once`);
-    seen.set(key, seen.size);
+    if (first !== undefined) {
+      if (sameSpec(first[0], spec)) continue;
+      throw new TypeError(
+        `apiKeys[${index}] gives the key of apiKeys[${first[1]}] other types, secret or rate`,
+      );
+    }
+    seen.set(key, [spec, index]);
     const decision: AuthDecision =
       types === undefined && signatureSecret === undefined && rate === undefined
         ? 'allow'
@@ -135,6 +142,13 @@ export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authentic
   };
   fixed.add(authenticate);
   return authenticate;
+}
+
+/** Whether two specs of one key say the same: the same types (in any order), secret and rate. */
+export function sameSpec(a: ApiKeySpec, b: ApiKeySpec): boolean {
+  const types = (spec: ApiKeySpec) =>
+    spec.types === undefined ? undefined : [...new Set(spec.types)].sort().join();
+  return types(a) === types(b) && a.signatureSecret === b.signatureSecret && a.rate === b.rate;
 }
 
 // The authenticators keyAuthenticator made: a fixed set of keys, so a key's decision never changes.

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { type ApiKeySpec, apiKeySpec } from './auth.ts';
+import { type ApiKeySpec, apiKeySpec, sameSpec } from './auth.ts';
 import { OPTIONS } from './option-table.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
@@ -31,16 +31,22 @@ export function apiKeys(
       if (key.trim() !== '') given.push([checked(key.trim(), name), name]);
     }
   }
-  // A key given twice would be decided by one of its lines only: the other's types, secret or rate
-  // silently lost. Named by where it was given: the key is a secret.
-  const first = new Map<string, string>();
-  for (const [{ key }, where] of given) {
-    const before = first.get(key);
-    if (before !== undefined)
-      throw new UsageError(`an API key is given twice, by ${before} and ${where}: give each once`);
-    first.set(key, where);
+  // A key given twice over would be decided by one of its lines only: the other's types, secret or rate
+  // silently lost. The same line twice (both variables set during a migration) says nothing new. Named
+  // by where it was given: the key is a secret.
+  const first = new Map<string, [ApiKeySpec, string]>();
+  const specs: ApiKeySpec[] = [];
+  for (const [spec, where] of given) {
+    const before = first.get(spec.key);
+    if (before === undefined) {
+      first.set(spec.key, [spec, where]);
+      specs.push(spec);
+    } else if (!sameSpec(before[0], spec)) {
+      throw new UsageError(
+        `an API key is given twice, by ${before[1]} and ${where}, with other types, secret or rate: give it once`,
+      );
+    }
   }
-  const specs = given.map(([spec]) => spec);
   if (specs.length === 0) {
     throw new UsageError(
       'no API key: give --api-keys-file, SEGMENT_ENDPOINT_API_KEYS or --api-key (the endpoint never runs open)',

@@ -63,11 +63,25 @@ describe('parseBasicAuth', () => {
 });
 
 describe('keyAuthenticator', () => {
-  test('a key given twice is refused: one entry would silently decide, its types or secret lost', () => {
+  test('a key given twice with other types, secret or rate is refused; the same spec twice is one', () => {
     assert.throws(() => keyAuthenticator([{ key: 'k', types: ['track'] }, 'other', 'k']), {
       name: 'TypeError',
-      message: /apiKeys\[2\] is the key of apiKeys\[0\]/,
+      message: /apiKeys\[2\] gives the key of apiKeys\[0\]/,
     });
+    assert.throws(
+      () =>
+        keyAuthenticator([
+          { key: 'k', signatureSecret: 'a' },
+          { key: 'k', signatureSecret: 'b' },
+        ]),
+      TypeError,
+    );
+    const same = keyAuthenticator([
+      { key: 'k', types: ['track', 'page'] },
+      { key: 'k', types: ['page', 'track'] },
+    ]);
+    assert.deepEqual(same('k'), { allow: ['track', 'page'] });
+    assert.equal(keyAuthenticator(['k', 'k'])('k'), 'allow');
   });
 
   test('a known key is allowed, an unknown one is unknown', () => {

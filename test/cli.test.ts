@@ -474,7 +474,7 @@ describe('key specs', () => {
     ]);
   });
 
-  test('a key given twice is refused, wherever it was given: one would silently lose its limits', () => {
+  test('a key given twice over is refused, wherever it was given: one would silently lose its limits', () => {
     const keys = join(mkdtempSync(join(tmpdir(), 'segment-endpoint-keys-')), 'keys');
     writeFileSync(keys, 'k1 track secret=S3cr3t\n');
     const refused = (args: string[], env: NodeJS.ProcessEnv = {}) =>
@@ -490,6 +490,9 @@ describe('key specs', () => {
     refused(['--api-key', 'k1:track', '--api-key', 'k1']);
     refused(['--api-keys-file', keys], { SEGMENT_ENDPOINT_API_KEYS: 'k1' });
     refused(['--api-keys-file', keys, '--api-key', 'k1']);
+    // The same key, saying the same, twice (both variables set during a migration to the new name).
+    const both = { SEGMENT_ENDPOINT_API_KEYS: 'k1,k2', SEGMENT_API_KEYS: 'k2,k1' };
+    assert.deepEqual([...(configOf([], both).options.apiKeys ?? [])], [{ key: 'k1' }, { key: 'k2' }]);
     rmSync(dirname(keys), { recursive: true, force: true });
   });
 });

@@ -160,6 +160,7 @@ describe('auth', () => {
       nothing: null,
       list: ['track'],
       types: { allow: 'track' },
+      misspelt: { allow: ['Track'] }, // every event a 403 that Segment never retries
     };
     for (const wrap of [(x: unknown) => x, (x: unknown) => Promise.resolve(x)]) {
       const logged: object[] = [];
@@ -173,8 +174,7 @@ describe('auth', () => {
         assert.equal(res.status, 500, key);
         assert.equal(res.json().code, 'SEG_INTERNAL', key);
       }
-      assert.equal(logged.length, Object.keys(answers).length);
-      assert.match(String((logged[0] as { err: Error }).err.message), /authenticate answered undefined/);
+      assert.equal(logged.length, Object.keys(answers).length, 'each logged for the operator');
     }
   });
 
