@@ -96,6 +96,8 @@ class Primary {
       }
       signals.onSignal = (signal) => this.#stop(signal);
       signals.onReload = () => this.#reload();
+      // One received while the configuration was read: the renewal it announced may have come after.
+      if (signals.reloadEarly) this.#reload();
       if (signals.early !== undefined) this.#stop(signals.early);
     });
   }
@@ -164,8 +166,8 @@ class Primary {
     const reason = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
     if (!slot.listening) this.#startFailures++;
     slot.failures = Date.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
-    // With a worker serving, the configuration was good: keep replacing (the backoff reaches 10 s)
-    // rather than stop a service that is up, and tell why in the log.
+    // With a worker serving, the configuration was good: keep replacing (the backoff reaches 10 s, each
+    // death logged below) rather than stop a service that is up.
     const serving = this.#slots.some((s) => s.worker !== undefined && s.listening);
     if (this.#startFailures >= MAX_START_FAILURES && !serving) {
       this.#log.error(
