@@ -181,7 +181,11 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
   // The response now writing to the socket; later pipelined ones queue behind it (lib/_http_server.js).
   const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
   if (current === undefined || current === null || current.destroyed) {
-    socket.end(rawRefusal(code));
+    // No answer being written. Unless the request whose body the parser refused was answered already
+    // (its answer flushed, then the bad bytes came), this refusal is the malformed request's answer.
+    const parser = (socket as Duplex & { parser?: { incoming?: IncomingMessage | null } | null }).parser;
+    if (parser?.incoming?.complete === false) socket.end();
+    else socket.end(rawRefusal(code));
   } else if (!current.req.complete) {
     // The request whose body the parser refused. Answered already (refused on its headers, or /health):
     // a second answer would follow the first, so the connection just ends after it.

@@ -149,6 +149,16 @@ describe('the request line and headers', () => {
     assert.deepEqual(statusLines(behind), ['200', '401'], behind);
   });
 
+  test('a request answered on its headers whose chunked body goes bad after the answer: no second one', async () => {
+    const connection = new RawConnection(port);
+    await connection.ready;
+    connection.write('GET /health HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n');
+    await connection.until(/"status":"ok"/);
+    connection.write('zz\r\n');
+    await connection.close;
+    assert.deepEqual(statusLines(connection.text), ['200'], connection.text);
+  });
+
   test('more than 100 headers is a 431, whichever of them Node would have dropped; 100 pass', async () => {
     // Content-Length last, past the 100th: dropped from the request as Node hands it over, it would read
     // as a request without a length (411), while Node framed the body by it.
