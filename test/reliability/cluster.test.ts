@@ -3,47 +3,13 @@
 // start), a configuration that kills every worker stops the primary, and start-up repair covers every
 // worker's file.
 import assert from 'node:assert/strict';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, get } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI_SOURCE, spawnClean, testCert, trackEvent, waitFor, waitUntil } from '../helpers.ts';
-import {
-  cleanup,
-  type Endpoint,
-  load,
-  readStore,
-  send,
-  startEndpoint,
-  stopCleanly,
-  tlsFlags,
-} from './harness.ts';
-
-// Only bounds a process that never does what is awaited.
-const GUARD_MS = 15_000;
-
-/** A temp directory, removed after the test with whatever still runs, and the flags of a 2-worker run. */
-function setUp(t: { after(fn: () => Promise<void>): void }, name: string) {
-  const dir = mkdtempSync(join(tmpdir(), `segment-endpoint-cluster-${name}-`));
-  const endpoints: Endpoint[] = [];
-  t.after(cleanup(dir, endpoints));
-  const flags = ['--workers', '2', ...tlsFlags(dir), '--api-key', 'dev-key'];
-  const start = async (extra: string[]) => {
-    const ep = await startEndpoint([...flags, ...extra]);
-    endpoints.push(ep);
-    return ep;
-  };
-  return { dir, out: join(dir, 'store'), flags, start };
-}
+import { GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
+import { type Endpoint, load, readStore, send, stopCleanly } from './harness.ts';
 
 /** The CLI with `args`, killed after the test; `ended` is its exit code, or 'hung' past GUARD_MS. */
 function spawnGuarded(t: { after(fn: () => void): void }, args: string[]) {
@@ -55,13 +21,6 @@ function spawnGuarded(t: { after(fn: () => void): void }, args: string[]) {
   });
   const ended = Promise.race([spawned.exit, hung]).finally(() => clearTimeout(guard));
   return { ...spawned, ended, output: () => spawned.stdout() + spawned.stderr() };
-}
-
-/** The pids worker `n` logged `worker listening` with, in order. */
-function listeningPids(output: string, n: number): number[] {
-  const lines = output.split('\n').filter((line) => line.startsWith('{'));
-  const entries = lines.map((line) => JSON.parse(line) as { msg?: string; worker?: number; pid: number });
-  return entries.filter((e) => e.msg === 'worker listening' && e.worker === n).map((e) => e.pid);
 }
 
 /** GET `path` on a connection of its own (so round-robin picks the worker): status and body. */
@@ -245,78 +204,5 @@ test("start-up repair sets aside the torn tail of every worker's file, started o
   assert.equal(readFileSync(file, 'utf8'), `${whole}\n`);
   assert.equal(readFileSync(`${file}.torn`, 'utf8'), `${fragment}\n`);
   assert.match(ep.output(), /a partial line left by a crash was set aside/);
-  await stopCleanly(ep);
-});
-
-test('a replaced worker runs what the others run, not what the files say since', async (t) => {
-  // The operator prepares the next start: the keys file already holds the next key, and a SIGHUP came
-  // with a certificate file that does not load (refused: the current one stays). A worker that dies then
-  // is replaced by one that serves the same keys and certificate as the other, rather than dying on the
-  // file (five times, then the primary stopped every worker) or answering the next key's events alone.
-  const { dir, flags } = setUp(t, 'replaced');
-  const keys = join(dir, 'keys');
-  writeFileSync(keys, 'k-now\n');
-  const withoutKey = flags.slice(0, flags.indexOf('--api-key'));
-  const ep = await startEndpoint([...withoutKey, '--api-keys-file', keys]);
-  t.after(cleanup(dir, [ep]));
-  writeFileSync(keys, 'k-next\n');
-  writeFileSync(join(dir, 'cert.pem'), 'not a certificate');
-  ep.child.kill('SIGHUP');
-  await waitFor(ep.output, /certificate reload failed; keeping the current one/, GUARD_MS);
-  const [pid] = listeningPids(ep.output(), 1);
-  assert.ok(pid !== undefined, ep.output());
-  process.kill(pid, 'SIGKILL');
-  await waitUntil(
-    () => listeningPids(ep.output(), 1).length === 2,
-    () => `a second "worker listening" of worker 1 in:\n${ep.output()}`,
-    GUARD_MS,
-  );
-  // New connections go to either worker (round robin): every one answers as the fleet did.
-  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
-  t.after(() => agent.destroy());
-  const as = (key: string, n: number) =>
-    send(agent, ep.url, trackEvent({ messageId: `${key}-${n}` }), key).then((a) => a.status);
-  const now = await Promise.all(Array.from({ length: 6 }, (_, n) => as('k-now', n)));
-  const next = await Promise.all(Array.from({ length: 6 }, (_, n) => as('k-next', n)));
-  assert.deepEqual(now, Array(6).fill(200));
-  assert.deepEqual(next, Array(6).fill(401));
-  await stopCleanly(ep);
-});
-
-test('replacements that keep dying while a worker serves do not take it down', async (t) => {
-  // A --handlers module broken in place: workers started from now on die loading it, the one running
-  // serves on. Five in a row used to stop the primary, which killed the serving worker too.
-  const { dir, start } = setUp(t, 'broken-in-place');
-  const broken = join(dir, 'broken');
-  const module = join(dir, 'handlers.mjs');
-  const check = `if (existsSync(${JSON.stringify(broken)})) throw new Error('handlers broken in place');`;
-  writeFileSync(module, `import { existsSync } from 'node:fs';\n${check}\nexport default { track() {} };\n`);
-  const ep = await start(['--handlers', module]);
-  const [pid] = listeningPids(ep.output(), 1);
-  assert.ok(pid !== undefined, ep.output());
-  writeFileSync(broken, '');
-  process.kill(pid, 'SIGKILL');
-  const replacements = () => ep.output().match(/worker 1 [^"]* starting another/g)?.length ?? 0;
-  await waitUntil(
-    () => replacements() > 5,
-    () => `more than five replacements of worker 1 in:\n${ep.output()}`,
-    GUARD_MS,
-  );
-  assert.equal(ep.child.exitCode, null, ep.output());
-  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
-  t.after(() => agent.destroy());
-  const answers = await Promise.all(
-    Array.from({ length: 4 }, (_, n) => send(agent, ep.url, trackEvent({ messageId: `served-${n}` }))),
-  );
-  assert.deepEqual(
-    answers.map((a) => a.status),
-    Array(4).fill(200),
-  );
-  rmSync(broken);
-  await waitUntil(
-    () => listeningPids(ep.output(), 1).length === 2,
-    () => `worker 1 listening again in:\n${ep.output()}`,
-    GUARD_MS,
-  );
   await stopCleanly(ep);
 });

@@ -1,0 +1,30 @@
+// What the --workers tests share: a temp directory with the flags of a 2-worker run, and the workers'
+// start-up lines read back from the log.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cleanup, type Endpoint, startEndpoint, tlsFlags } from './harness.ts';
+
+// Only bounds a process that never does what is awaited.
+export const GUARD_MS = 15_000;
+
+/** A temp directory, removed after the test with whatever still runs, and the flags of a 2-worker run. */
+export function setUp(t: { after(fn: () => Promise<void>): void }, name: string) {
+  const dir = mkdtempSync(join(tmpdir(), `segment-endpoint-cluster-${name}-`));
+  const endpoints: Endpoint[] = [];
+  t.after(cleanup(dir, endpoints));
+  const flags = ['--workers', '2', ...tlsFlags(dir), '--api-key', 'dev-key'];
+  const start = async (extra: string[]) => {
+    const ep = await startEndpoint([...flags, ...extra]);
+    endpoints.push(ep);
+    return ep;
+  };
+  return { dir, out: join(dir, 'store'), flags, start };
+}
+
+/** The pids worker `n` logged `worker listening` with, in order. */
+export function listeningPids(output: string, n: number): number[] {
+  const lines = output.split('\n').filter((line) => line.startsWith('{'));
+  const entries = lines.map((line) => JSON.parse(line) as { msg?: string; worker?: number; pid: number });
+  return entries.filter((e) => e.msg === 'worker listening' && e.worker === n).map((e) => e.pid);
+}

@@ -1,0 +1,85 @@
+// --workers when the files change under a running fleet, or a worker keeps dying: a replaced worker serves
+// what the others serve (its configuration comes from the primary), and replacements that die while a
+// worker serves do not stop the service.
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import { Agent } from 'node:https';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { testCert, trackEvent, waitFor, waitUntil } from '../helpers.ts';
+import { GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
+import { cleanup, send, startEndpoint, stopCleanly } from './harness.ts';
+
+test('a replaced worker runs what the others run, not what the files say since', async (t) => {
+  // The operator prepares the next start: the keys file already holds the next key, and a SIGHUP came
+  // with a certificate file that does not load (refused: the current one stays). A worker that dies then
+  // is replaced by one that serves the same keys and certificate as the other, rather than dying on the
+  // file (five times, then the primary stopped every worker) or answering the next key's events alone.
+  const { dir, flags } = setUp(t, 'replaced');
+  const keys = join(dir, 'keys');
+  writeFileSync(keys, 'k-now\n');
+  const withoutKey = flags.slice(0, flags.indexOf('--api-key'));
+  const ep = await startEndpoint([...withoutKey, '--api-keys-file', keys]);
+  t.after(cleanup(dir, [ep]));
+  writeFileSync(keys, 'k-next\n');
+  writeFileSync(join(dir, 'cert.pem'), 'not a certificate');
+  ep.child.kill('SIGHUP');
+  await waitFor(ep.output, /certificate reload failed; keeping the current one/, GUARD_MS);
+  const [pid] = listeningPids(ep.output(), 1);
+  assert.ok(pid !== undefined, ep.output());
+  process.kill(pid, 'SIGKILL');
+  await waitUntil(
+    () => listeningPids(ep.output(), 1).length === 2,
+    () => `a second "worker listening" of worker 1 in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  // New connections go to either worker (round robin): every one answers as the fleet did.
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  t.after(() => agent.destroy());
+  const as = (key: string, n: number) =>
+    send(agent, ep.url, trackEvent({ messageId: `${key}-${n}` }), key).then((a) => a.status);
+  const now = await Promise.all(Array.from({ length: 6 }, (_, n) => as('k-now', n)));
+  const next = await Promise.all(Array.from({ length: 6 }, (_, n) => as('k-next', n)));
+  assert.deepEqual(now, Array(6).fill(200));
+  assert.deepEqual(next, Array(6).fill(401));
+  await stopCleanly(ep);
+});
+
+test('replacements that keep dying while a worker serves do not take it down', async (t) => {
+  // A --handlers module broken in place: workers started from now on die loading it, the one running
+  // serves on. Five in a row used to stop the primary, which killed the serving worker too.
+  const { dir, start } = setUp(t, 'broken-in-place');
+  const broken = join(dir, 'broken');
+  const module = join(dir, 'handlers.mjs');
+  const check = `if (existsSync(${JSON.stringify(broken)})) throw new Error('handlers broken in place');`;
+  writeFileSync(module, `import { existsSync } from 'node:fs';\n${check}\nexport default { track() {} };\n`);
+  const ep = await start(['--handlers', module]);
+  const [pid] = listeningPids(ep.output(), 1);
+  assert.ok(pid !== undefined, ep.output());
+  writeFileSync(broken, '');
+  process.kill(pid, 'SIGKILL');
+  const replacements = () => ep.output().match(/worker 1 [^"]* starting another/g)?.length ?? 0;
+  await waitUntil(
+    // The fifth death in a row is the one that used to stop the primary.
+    () => replacements() >= 5,
+    () => `five replacements of worker 1 in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  assert.equal(ep.child.exitCode, null, ep.output());
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  t.after(() => agent.destroy());
+  const answers = await Promise.all(
+    Array.from({ length: 4 }, (_, n) => send(agent, ep.url, trackEvent({ messageId: `served-${n}` }))),
+  );
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    Array(4).fill(200),
+  );
+  rmSync(broken);
+  await waitUntil(
+    () => listeningPids(ep.output(), 1).length === 2,
+    () => `worker 1 listening again in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  await stopCleanly(ep);
+});
