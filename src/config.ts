@@ -2,17 +2,16 @@ import { availableParallelism } from 'node:os';
 import { apiKeys, type ReadFile, readInput, UsageError } from './config-keys.ts';
 import { parseFlagsOnce } from './flags.ts';
 import type { LogLevel } from './log.ts';
-import { OPTIONS, type OptionName, type OptionRow, ROWS } from './option-table.ts';
+import { OPTIONS, type OptionName, type OptionRow } from './option-table.ts';
 import type { ServerOptions } from './server.ts';
 import { POSTGRES, REDIS, type Service, serviceAddress } from './service-url.ts';
+import { FLAG_ROWS } from './usage.ts';
 
 // The command line of the standalone process. Its flags, their environment variables, defaults and help
 // lines are the rows of the option table (option-table.ts); this file reads them.
 
 export { parseKeySpec, parseKeysFile, UsageError } from './config-keys.ts';
 export { NAME, usage } from './usage.ts';
-
-const FLAG_ROWS = ROWS.filter(([, row]) => row.flag !== undefined);
 
 /** `--max-body-bytes N` → `max-body-bytes`: the name parseArgs knows it by. */
 const flagName = (row: OptionRow): string => (row.flag ?? '').split(' ')[0]?.slice(2) ?? '';

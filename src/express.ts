@@ -62,12 +62,10 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
 
   const serve: SegmentMiddleware = (req, res, next) => {
     if (!paths.has(req.path)) return next();
+    let refused: EndpointError | undefined;
+    if (!adoptParsed(req, maxBodyBytes)) refused = bodyTooLarge(maxBodyBytes);
     // A body the parser decoded from a coding the standalone server does not take (br): refused alike.
-    const refused = !adoptParsed(req, maxBodyBytes)
-      ? bodyTooLarge(maxBodyBytes)
-      : req.body === undefined
-        ? undefined
-        : refusedCoding(req.headers['content-encoding']);
+    else if (req.body !== undefined) refused = refusedCoding(req.headers['content-encoding']);
     if (refused !== undefined) {
       const answer = toErrorAnswer(refused);
       handler.metrics?.request('unknown', answer.status, 0);

@@ -106,23 +106,23 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     const digest = digestOf(key);
     this.#pending.delete(digest);
     this.#remember(digest);
-    if (this.#waiters.size === 0) return;
-    const id = digestText(digest);
-    const waiters = this.#waiters.get(id);
-    if (waiters === undefined) return;
-    this.#waiters.delete(id);
-    for (const wake of waiters) wake('done');
+    this.#wake(digest, 'done');
   }
 
   release(key: string): void {
     const digest = digestOf(key);
     this.#pending.delete(digest);
+    this.#wake(digest, 'busy'); // retried by their sender, and processed then
+  }
+
+  /** Tells the copies waiting for the event of `digest` what became of it. */
+  #wake(digest: Uint32Array, claim: Claim): void {
     if (this.#waiters.size === 0) return;
-    const id = digestText(digest); // a failed event: rare, the text costs nothing that matters
+    const id = digestText(digest); // a copy waited: rare, the text costs nothing that matters
     const waiters = this.#waiters.get(id);
     if (waiters === undefined) return;
     this.#waiters.delete(id);
-    for (const wake of waiters) wake('busy'); // retried by their sender, and processed then
+    for (const wake of waiters) wake(claim);
   }
 
   /**

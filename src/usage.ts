@@ -4,7 +4,8 @@ import { type OptionRow, ROWS } from './option-table.ts';
 
 export const NAME = 'segment-endpoint';
 
-const FLAG_ROWS = ROWS.filter(([, row]) => row.flag !== undefined);
+/** The rows with a flag, in table order: the flags --help lists and the command line reads. */
+export const FLAG_ROWS = ROWS.filter(([, row]) => row.flag !== undefined);
 
 const WIDTH = 100; // columns of --help
 const INDENT = 27; // where the help of each flag starts
