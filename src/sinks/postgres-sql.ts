@@ -24,27 +24,76 @@ function createStatements(table: string): string[] {
   ];
 }
 
-/**
- * Whether the table exists with a unique index on (source, message_id), whatever its name: read from the
- * catalogue, which takes no lock and needs no privilege beyond seeing the table. A role that may only
- * INSERT and SELECT on a table made for it then starts, and a start or a reconnect does not queue
- * behind a transaction holding the table (CREATE INDEX IF NOT EXISTS locks it before it checks).
- */
-const READY_SQL = `SELECT EXISTS (
-  SELECT 1 FROM pg_index i
-  WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 2
-    AND (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['source', 'message_id']
-) AS ready`;
+/** The columns the sink writes, and the type each must have (format_type's words). */
+const COLUMNS: Readonly<Record<string, string>> = {
+  received_at: 'timestamp with time zone',
+  source: 'text',
+  message_id: 'text',
+  type: 'text',
+  settings: 'jsonb',
+  event: 'jsonb',
+};
 
 /**
- * Creates the table and index if missing. Instances and workers starting at once on an empty database
- * would race (two CREATE TABLE IF NOT EXISTS can both pass the check, and one then fails): a
- * transaction-scoped advisory lock on the table's name makes them take turns.
+ * What the catalogue says of the table, read without a lock and with no privilege beyond seeing it (a
+ * role that may only INSERT and SELECT on a table made for it starts, and a start does not queue behind
+ * a transaction holding the table): whether a unique index on (source, message_id) is the one the
+ * sink's `ON CONFLICT` needs (whole: no predicate, no expression; NULLs distinct, so that events without
+ * a messageId are all kept), whether one drops those events (NULLS NOT DISTINCT, PostgreSQL 15), and
+ * each column's type. `indnullsnotdistinct` is read through to_jsonb: older servers have no such column.
+ */
+const STATE_SQL = `WITH t AS (SELECT to_regclass($1) AS oid),
+keyed AS (
+  SELECT i.indpred IS NULL AND i.indexprs IS NULL AS whole,
+    COALESCE((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_equal
+  FROM pg_index i, t
+  WHERE i.indrelid = t.oid AND i.indisunique AND i.indnkeyatts = 2
+    AND (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['source', 'message_id']
+)
+SELECT EXISTS (SELECT 1 FROM keyed WHERE whole AND NOT nulls_equal) AS ready,
+  EXISTS (SELECT 1 FROM keyed WHERE nulls_equal) AS nulls_equal,
+  (SELECT json_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a, t
+   WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns`;
+
+interface TableState {
+  readonly ready: boolean;
+  readonly nulls_equal: boolean;
+  readonly columns: Readonly<Record<string, string>> | null;
+}
+
+/** What is wrong with the table for the sink, in a sentence for the log; undefined when nothing is. */
+function tableProblem(table: string, state: TableState): string | undefined {
+  for (const [name, type] of Object.entries(COLUMNS)) {
+    const found = state.columns?.[name];
+    if (found !== type) return `table ${table}: column ${name} is ${found ?? 'missing'}, not ${type}`;
+  }
+  if (state.nulls_equal) {
+    return `table ${table}: a unique index on (source, message_id) has NULLS NOT DISTINCT, which would drop every event without a messageId after the first: drop it`;
+  }
+  if (!state.ready) return `table ${table}: no unique index on (source, message_id) without a predicate`;
+  return undefined;
+}
+
+/**
+ * Creates the table and index if missing, then checks what the table is. Instances and workers starting
+ * at once on an empty database would race (two CREATE TABLE IF NOT EXISTS can both pass the check, and
+ * one then fails): a transaction-scoped advisory lock on the table's name makes them take turns. A table
+ * made by someone else whose columns or index are not what the sink needs is refused (thrown, logged:
+ * events are answered 503 and retried) rather than written to and lost.
  */
 export async function ensureTable(pool: Pool, table: string): Promise<void> {
-  const { rows } = await pool.query<{ ready: boolean }>(READY_SQL, [quoted(table)]);
-  if (rows[0]?.ready === true) return;
+  const state = async () => (await pool.query<TableState>(STATE_SQL, [quoted(table)])).rows[0] as TableState;
+  let found = await state();
+  if (!found.ready) {
+    await create(pool, table);
+    found = await state();
+  }
+  const problem = tableProblem(table, found);
+  if (problem !== undefined) throw new Error(problem);
+}
+
+async function create(pool: Pool, table: string): Promise<void> {
   const client = await pool.connect();
   let broken: unknown;
   try {
@@ -98,10 +147,12 @@ export function groupJson(rows: readonly RowJson[]): string {
 }
 
 /**
- * A refusal of the data itself (SQLSTATE class 22), not of the database: jsonb cannot hold `\u0000`
- * or a lone surrogate such as `\ud800`, which JSON can. Retrying such an event would fail forever.
+ * A refusal of the event's own text, not of the database: jsonb cannot hold `\u0000` (22P05) or a lone
+ * surrogate such as `\ud800` (22P02), which JSON can. Retrying such an event would fail forever. Only
+ * these: the columns are checked to be text and jsonb (ensureTable), and another data error (a value
+ * too long, 22001) says the table changed, which no event is to blame for.
  */
 export function isDataError(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;
-  return typeof code === 'string' && code.startsWith('22');
+  return code === '22P05' || code === '22P02' || code === '22021';
 }

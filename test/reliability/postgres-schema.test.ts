@@ -1,0 +1,101 @@
+// The PostgreSQL sink against a table made by someone else, whose columns or unique index are not what
+// the sink needs: no event is acknowledged and then lost, and none is refused for good (a 400, which
+// Segment never retries) for the table's fault. The log says what is wrong with the table.
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { Agent } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import pg from 'pg';
+import { testCert, trackEvent, waitFor } from '../helpers.ts';
+import { type PostgresServer, startPostgres } from '../services/postgres.ts';
+import { cleanup, type Endpoint, send, startEndpoint, stopCleanly, tlsFlags } from './harness.ts';
+
+let server: PostgresServer;
+let client: pg.Client;
+const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-pg-schema-'));
+const endpoints: Endpoint[] = [];
+
+before(async () => {
+  server = await startPostgres();
+  client = new pg.Client({ connectionString: server.url });
+  await client.connect();
+});
+after(async () => {
+  await cleanup(dir, endpoints)();
+  await client?.end();
+  await server?.destroy();
+});
+
+async function endpoint(table: string): Promise<Endpoint> {
+  const args = [
+    ...tlsFlags(dir),
+    '--api-key',
+    'dev-key',
+    '--postgres',
+    server.url,
+    '--postgres-table',
+    table,
+  ];
+  const ep = await startEndpoint(args);
+  endpoints.push(ep);
+  return ep;
+}
+
+const columns = (source = 'text') =>
+  `(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at timestamptz NOT NULL,
+    source ${source} NOT NULL, message_id text, type text NOT NULL, settings jsonb NOT NULL, event jsonb NOT NULL)`;
+
+/** SIGTERM to an endpoint whose store is unavailable (its /health says so): a clean exit all the same. */
+async function stop(ep: Endpoint): Promise<void> {
+  ep.child.kill('SIGTERM');
+  assert.equal(await ep.exit, 0, ep.output());
+}
+
+/** The statuses of `events`, each on a connection of the same agent. */
+async function statuses(ep: Endpoint, events: Array<{ messageId: string }>): Promise<number[]> {
+  const agent = new Agent({ keepAlive: true, ca: testCert().cert });
+  try {
+    const answers = [];
+    for (const event of events) answers.push((await send(agent, ep.url, event, 'dev-key')).status);
+    return answers;
+  } finally {
+    agent.destroy();
+  }
+}
+
+test('a column that cannot take what is written: 503 (retried), never a 400, and the log names it', async () => {
+  // The fingerprint in `source` is 12 characters: varchar(8) refuses every row (SQLSTATE 22001).
+  await client.query(`CREATE TABLE narrow ${columns('varchar(8)')}`);
+  await client.query('CREATE UNIQUE INDEX ON narrow (source, message_id)');
+  const ep = await endpoint('narrow');
+  await waitFor(ep.output, /column source is character varying\(8\), not text/, 10_000);
+  assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'narrow-1' })]), [503]);
+  await stop(ep);
+});
+
+test('a unique index with NULLS NOT DISTINCT: events without a messageId would be dropped, so none is taken', async (t) => {
+  const { rows } = await client.query<{ v: number }>(
+    "SELECT current_setting('server_version_num')::int AS v",
+  );
+  if ((rows[0]?.v ?? 0) < 150000) return t.skip('NULLS NOT DISTINCT needs PostgreSQL 15');
+  await client.query(`CREATE TABLE nulls_equal ${columns()}`);
+  await client.query('CREATE UNIQUE INDEX ON nulls_equal (source, message_id) NULLS NOT DISTINCT');
+  const ep = await endpoint('nulls_equal');
+  await waitFor(ep.output, /NULLS NOT DISTINCT/, 10_000);
+  const anonymous = () => ({ ...trackEvent(), messageId: undefined }) as unknown as { messageId: string };
+  assert.deepEqual(await statuses(ep, [anonymous(), anonymous()]), [503, 503]);
+  await stop(ep);
+});
+
+test('a partial unique index is not the one the sink needs: it makes its own, and events are stored', async () => {
+  await client.query(`CREATE TABLE partial ${columns()}`);
+  await client.query("CREATE UNIQUE INDEX ON partial (source, message_id) WHERE type = 'track'");
+  const ep = await endpoint('partial');
+  const events = [trackEvent({ messageId: 'partial-1' }), trackEvent({ messageId: 'partial-1' })];
+  assert.deepEqual(await statuses(ep, events), [200, 200]);
+  const stored = await client.query('SELECT message_id FROM partial');
+  assert.deepEqual(stored.rows, [{ message_id: 'partial-1' }]);
+  await stopCleanly(ep);
+});
