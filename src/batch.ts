@@ -108,12 +108,14 @@ function typed(event: Record<string, unknown>, type: EventType): Record<string, 
  */
 function merged(carried: Carried, settingsBytes: number, budget: number) {
   const { events, defaults } = carried;
+  // The batch's parts as JSON text once: each event gets a copy of its own, parsed from it.
+  const context = jsonOf(defaults?.context);
+  const integrations = jsonOf(defaults?.integrations);
   const out = new Array<unknown>(events.length);
   const sizes = new Array<number>(events.length);
   let total = 0;
   for (let i = 0; i < events.length; i++) {
-    const event =
-      defaults === undefined ? events[i] : withDefaults(events[i], defaults.context, defaults.integrations);
+    const event = defaults === undefined ? events[i] : withDefaults(events[i], context, integrations);
     const size = Buffer.byteLength(JSON.stringify(event) ?? '');
     total += size + settingsBytes + LINE_OVERHEAD;
     if (total > budget) throw storedTooLarge(budget);
@@ -123,21 +125,29 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
   return { events: out, sizes };
 }
 
-/** A batch's top-level context and integrations, under each event's own (which win, key by key). */
-function withDefaults(event: unknown, context: unknown, integrations: unknown): unknown {
+const jsonOf = (part: unknown): string | undefined =>
+  isPlainObject(part) ? JSON.stringify(part) : undefined;
+
+/** A batch's top-level context and integrations (as JSON), under each event's own (which win, key by key). */
+function withDefaults(
+  event: unknown,
+  context: string | undefined,
+  integrations: string | undefined,
+): unknown {
   if (!isPlainObject(event)) return event;
   const merged: Record<string, unknown> = { ...event };
-  if (isPlainObject(context)) {
-    merged.context = isPlainObject(event.context)
-      ? { ...context, ...event.context }
-      : (event.context ?? context);
-  }
-  if (isPlainObject(integrations)) {
-    merged.integrations = isPlainObject(event.integrations)
-      ? { ...integrations, ...event.integrations }
-      : (event.integrations ?? integrations);
-  }
+  if (context !== undefined) merged.context = under(event.context, context);
+  if (integrations !== undefined) merged.integrations = under(event.integrations, integrations);
   return merged;
+}
+
+/**
+ * An event's own part with the batch's under it, key by key. The batch's is a copy for each event, all
+ * the way down: what one event's handler does to its context is not seen by the next event's.
+ */
+function under(own: unknown, shared: string): unknown {
+  if (isPlainObject(own)) return { ...(JSON.parse(shared) as object), ...own };
+  return own ?? JSON.parse(shared);
 }
 
 /** What became of one event: the status to answer, its type once known, and the refusal if any. */

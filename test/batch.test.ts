@@ -40,6 +40,35 @@ describe("Segment's Tracking API and batches", () => {
     assert.deepEqual(seen[1]?.event.integrations, { Mixpanel: true, All: false });
   });
 
+  test("what a handler does to one event's merged context is not seen by the others of its batch", async () => {
+    const seen: unknown[] = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: {
+        track: (event, ctx) => {
+          seen.push(structuredClone({ context: event.context, original: ctx.original.context }));
+          const context = event.context as { library: { tenant?: string }; tenant?: string };
+          context.tenant = `data-of-${event.userId}`;
+          context.library.tenant = `data-of-${event.userId}`;
+        },
+      },
+    });
+    const context = { library: { name: 'analytics-x' } };
+    const event = (userId: string, own?: object) => ({ type: 'track', event: 'E', userId, context: own });
+    // Without a context of its own, and with one merged under the batch's.
+    const batch = [event('alice'), event('bob'), event('carol', { ip: '1.2.3.4' })];
+    const res = await inject(handler, { url: '/v1/batch', body: { batch, context } });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(seen.slice(1), [
+      { context: { library: { name: 'analytics-x' } }, original: { library: { name: 'analytics-x' } } },
+      {
+        context: { library: { name: 'analytics-x' }, ip: '1.2.3.4' },
+        original: { library: { name: 'analytics-x' }, ip: '1.2.3.4' },
+      },
+    ]);
+  });
+
   test('a JSON array at the event path (Webhooks batching) is a batch', async () => {
     const { seen, handlers } = recorder();
     const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
