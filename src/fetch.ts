@@ -1,8 +1,11 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { ERRORS } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
-import type { HandlerOptions } from './options.ts';
+import type { Logger } from './log.ts';
+import { type HandlerOptions, loggerOf } from './options.ts';
+import { JSON_TYPE } from './respond.ts';
 
 // The endpoint as a web-standard handler, `(request: Request) => Promise<Response>`, for Hono, Next.js
 // route handlers and any fetch-style server. One implementation of the contract: the same handler as
@@ -29,7 +32,9 @@ export interface FetchHandler {
 export function createFetchHandler(options: HandlerOptions, mount: { basePath?: string } = {}): FetchHandler {
   const handler = createHandler(options);
   const base = mount.basePath?.replace(/\/$/, '') ?? '';
-  const serve = (request: Request) => answer(handler, request, base);
+  const log = loggerOf(options);
+  const serve = (request: Request) =>
+    request.bodyUsed || request.body?.locked === true ? bodyGone(log) : answer(handler, request, base);
   return Object.defineProperties(serve as FetchHandler, {
     drain: { value: () => handler.drain(), enumerable: true },
     idle: { value: () => handler.idle(), enumerable: true },
@@ -61,6 +66,17 @@ function answer(handler: EndpointHandler, request: Request, base: string): Promi
   });
 }
 
+/**
+ * A Request whose body the host read (or locked) before the handler: there is no event left to take. A
+ * bug in the host, answered as one: a 500, retried by Segment, and the reason in the log.
+ */
+function bodyGone(log: Logger): Promise<Response> {
+  log.error({}, 'the Request body was read before the handler (by a middleware?): answered 500');
+  const { message } = ERRORS.SEG_INTERNAL;
+  const body = JSON.stringify({ message, code: 'SEG_INTERNAL' });
+  return Promise.resolve(new Response(body, { status: 500, headers: { 'content-type': JSON_TYPE } }));
+}
+
 /** The Request as the parts of an IncomingMessage the pipeline reads: a stream of its body, and more. */
 function incoming(request: Request, base: string): IncomingMessage {
   const url = new URL(request.url);
@@ -87,6 +103,8 @@ function incoming(request: Request, base: string): IncomingMessage {
     complete = true;
   });
   return Object.assign(body, {
+    // Where the host mounted it, as express says it: the 404's message names the path with it.
+    baseUrl: base,
     method: request.method,
     url: `${below === '' ? '/' : below}${url.search}`,
     headers,

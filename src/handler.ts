@@ -99,7 +99,11 @@ class FrontDoor {
     } else if (path === this.#opts.livePath) {
       if (this.#readable(req, res)) sendHealth(req, res, 'live');
     } else {
-      this.#refuse(req, res, refusal('SEG_NOT_FOUND', `Not found: send events to ${this.path}`));
+      // Where a host mounted it (express's `req.baseUrl`, the fetch handler's basePath), the path says so.
+      const base = (req as IncomingMessage & { baseUrl?: unknown }).baseUrl;
+      const mount = typeof base === 'string' ? base : '';
+      const at = mount !== '' && this.path === '/' ? mount : `${mount}${this.path}`;
+      this.#refuse(req, res, refusal('SEG_NOT_FOUND', `Not found: send events to ${at}`));
     }
   }
 

@@ -155,9 +155,12 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
     realm,
     signatureSecret: checkSecret('options.signatureSecret', input.signatureSecret),
     idempotency: resolveIdempotency(input.idempotency),
-    log: input.log ?? jsonLogger('info'),
+    log: loggerOf(input),
   });
 }
+
+/** The options' logger: JSON lines on stderr at info unless one is given. */
+export const loggerOf = (input: HandlerOptions): Logger => input.log ?? jsonLogger('info');
 
 /**
  * Every whole-number and on/off option of the handler, from its row: a number within the bounds, a

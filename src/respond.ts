@@ -4,7 +4,7 @@ import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
 // `{"message", "code"}`, which Segment shows the customer in its debugger.
 
-const JSON_TYPE = 'application/json; charset=utf-8';
+export const JSON_TYPE = 'application/json; charset=utf-8';
 const EMPTY: OutgoingHttpHeaders = { 'content-length': '0' };
 const EMPTY_CLOSE: OutgoingHttpHeaders = { 'content-length': '0', connection: 'close' };
 const HEALTH = {

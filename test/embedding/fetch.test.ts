@@ -6,6 +6,7 @@ import { Hono } from 'hono';
 import { createFetchHandler, silentLogger } from '../../src/index.ts';
 import {
   type Answer,
+  CASE_KEY,
   type ContractCase,
   caseOptions,
   fetchBody,
@@ -105,4 +106,36 @@ test('basePath is a path segment, and a request already aborted is rejected at o
     /the host gave up/,
   );
   assert.ok(Date.now() - started < 1_000);
+});
+
+test('a Request whose body the host already read is a JSON 500, logged: there is no event left to take', async () => {
+  const logged: object[] = [];
+  const log = { ...silentLogger, error: (obj: object) => logged.push(obj) };
+  const handle = createFetchHandler({ ...caseOptions(), log });
+  const authed = { 'content-type': 'application/json', authorization: `Basic ${btoa(`${CASE_KEY}:`)}` };
+  const read = new Request('https://e.example/', {
+    method: 'POST',
+    headers: authed,
+    body: '{"type":"track"}',
+  });
+  await read.text(); // a middleware before the handler read it
+  const locked = new Request('https://e.example/', {
+    method: 'POST',
+    headers: authed,
+    body: '{"type":"track"}',
+  });
+  locked.body?.getReader();
+  for (const request of [read, locked]) {
+    const res = await handle(request);
+    assert.equal(res.status, 500);
+    assert.equal(((await res.json()) as { code: string }).code, 'SEG_INTERNAL');
+  }
+  assert.equal(logged.length, 2);
+});
+
+test("a 404 names the event path where the host mounted it, as the standalone server's does", async () => {
+  const handle = createFetchHandler({ ...caseOptions(), log: silentLogger }, { basePath: '/segment' });
+  const res = await handle(new Request('https://e.example/segment/elsewhere'));
+  assert.equal(res.status, 404);
+  assert.match(((await res.json()) as { message: string }).message, /send events to \/segment$/);
 });
