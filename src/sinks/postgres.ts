@@ -62,6 +62,8 @@ class PostgresSink implements Sink {
   readonly #fields = new StoredFields();
   #queue: Row[] = [];
   #inFlight = 0;
+  /** INSERTs under way at once at most: fewer than GROUPS_IN_FLIGHT where PostgreSQL has room for fewer. */
+  #limit = GROUPS_IN_FLIGHT;
   #up = false;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
@@ -125,7 +127,7 @@ class PostgresSink implements Sink {
 
   /** Sends what is queued, as one INSERT per group, while fewer than GROUPS_IN_FLIGHT are under way. */
   #pump(): void {
-    while (this.#inFlight < GROUPS_IN_FLIGHT && this.#queue.length > 0) {
+    while (this.#inFlight < this.#limit && this.#queue.length > 0) {
       const group = this.#queue.length <= MAX_GROUP ? this.#queue : this.#queue.slice(0, MAX_GROUP);
       this.#queue = this.#queue.length <= MAX_GROUP ? [] : this.#queue.slice(MAX_GROUP);
       this.#inFlight++;
@@ -142,6 +144,7 @@ class PostgresSink implements Sink {
     try {
       await this.#pool.query(this.#insert, [groupJson(group)]);
     } catch (err) {
+      if (noRoom(err) && this.#inFlight > 1) return this.#fewer(group, err);
       if (!isDataError(err)) return this.#failed(group, err);
       // An event the database refuses as data (one `unstorable` did not foresee) must not take the
       // others of its group down with it: each half is tried apart, down to the event itself.
@@ -157,6 +160,23 @@ class PostgresSink implements Sink {
     }
     this.onCommit?.((performance.now() - started) / 1000, group.length);
     for (const row of group) row.resolve();
+  }
+
+  /**
+   * PostgreSQL refused a connection past its room (max_connections, the role's CONNECTION LIMIT) while
+   * others work: the group goes back to the front of the queue for one of those, and fewer INSERTs run
+   * at once from now on. Only when none works is the sink down.
+   */
+  #fewer(group: Row[], err: unknown): void {
+    const limit = Math.max(1, Math.min(this.#limit, this.#inFlight - 1));
+    if (limit < this.#limit) {
+      this.#log.warn(
+        { err, connections: limit },
+        'PostgreSQL has room for fewer connections: fewer INSERTs at once',
+      );
+    }
+    this.#limit = limit;
+    this.#queue = group.concat(this.#queue);
   }
 
   /** PostgreSQL failed (down, unreachable, timed out): 503 for the group, and for new events until it is back. */
@@ -181,6 +201,9 @@ class PostgresSink implements Sink {
     await this.#pool.end();
   }
 }
+
+/** A connection PostgreSQL refused for want of room (SQLSTATE 53300: too many connections). */
+const noRoom = (err: unknown) => (err as { code?: unknown } | undefined)?.code === '53300';
 
 const UNSTORABLE = 'The event holds text PostgreSQL cannot store in jsonb (\\u0000 or an unpaired surrogate)';
 

@@ -1,6 +1,7 @@
-// The PostgreSQL sink against a table made by someone else, whose columns or unique index are not what
-// the sink needs: no event is acknowledged and then lost, and none is refused for good (a 400, which
-// Segment never retries) for the table's fault. The log says what is wrong with the table.
+// The PostgreSQL sink against a database set up by someone else: a table whose columns or unique index
+// are not what the sink needs (no event is acknowledged and then lost, and none is refused for good, a
+// 400 Segment never retries, for the table's fault; the log says what is wrong), and a role with room
+// for fewer connections than the sink's pool opens.
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { Agent } from 'node:https';
@@ -10,7 +11,7 @@ import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { testCert, trackEvent, waitFor } from '../helpers.ts';
 import { type PostgresServer, startPostgres } from '../services/postgres.ts';
-import { cleanup, type Endpoint, send, startEndpoint, stopCleanly, tlsFlags } from './harness.ts';
+import { cleanup, type Endpoint, load, send, startEndpoint, stopCleanly, tlsFlags } from './harness.ts';
 
 let server: PostgresServer;
 let client: pg.Client;
@@ -97,5 +98,40 @@ test('a partial unique index is not the one the sink needs: it makes its own, an
   assert.deepEqual(await statuses(ep, events), [200, 200]);
   const stored = await client.query('SELECT message_id FROM partial');
   assert.deepEqual(stored.rows, [{ message_id: 'partial-1' }]);
+  await stopCleanly(ep);
+});
+
+test('a role with room for fewer connections than the pool opens: the INSERTs share them, all 200', async () => {
+  // What max_connections or a role's CONNECTION LIMIT does: a connection past it is refused (53300).
+  // One refused used to put the whole sink down: ~97 % of events answered 503 while two connections worked.
+  await client.query(`CREATE TABLE few_connections ${columns()}`);
+  await client.query('CREATE UNIQUE INDEX ON few_connections (source, message_id)');
+  await client.query('CREATE ROLE few LOGIN CONNECTION LIMIT 2');
+  await client.query('GRANT INSERT, SELECT ON few_connections TO few');
+  const url = server.url.replace('postgres://postgres@', 'postgres://few@');
+  const args = [
+    ...tlsFlags(dir),
+    '--api-key',
+    'dev-key',
+    '--postgres',
+    url,
+    '--postgres-table',
+    'few_connections',
+  ];
+  const ep = await startEndpoint(args);
+  endpoints.push(ep);
+  const answers = await load({
+    url: ep.url,
+    connections: 32,
+    maxRequests: 2_000,
+    event: (n) => trackEvent({ messageId: `few-${n}` }),
+  });
+  const statuses = answers.reduce<Record<number, number>>((counts, a) => {
+    counts[a.status] = (counts[a.status] ?? 0) + 1;
+    return counts;
+  }, {});
+  assert.deepEqual(statuses, { 200: 2_000 });
+  const { rows } = await client.query<{ n: string }>('SELECT count(*) AS n FROM few_connections');
+  assert.equal(Number(rows[0]?.n), 2_000);
   await stopCleanly(ep);
 });
