@@ -1,5 +1,8 @@
 # The front door: `make run` starts the real thing, `make test` runs every test. Both set themselves up.
 .PHONY: all install build dist sea run test test-reliability typecheck lint unit services bench bench-ladder wrk clean
+# A recipe that fails leaves no target behind: tsc writes dist/ even when it reports errors, and a
+# dist/cli.js newer than its sources would make the next `make` skip the build that failed.
+.DELETE_ON_ERROR:
 
 NODE_MODULES := node_modules/.package-lock.json
 CERT := certs/localhost.crt

@@ -150,7 +150,8 @@ function postgres(url: string | undefined, table: string): CliConfig['postgres']
 
 function parseFlags(argv: readonly string[]) {
   try {
-    return parseFlagsOnce(argv, PARSE_OPTIONS, false).values;
+    return parseFlagsOnce<Record<string, string | boolean | string[] | undefined>>(argv, PARSE_OPTIONS, false)
+      .values;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

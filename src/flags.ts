@@ -7,7 +7,11 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** parseArgs, strict; throws (its own error, or one naming the repeated flag) for a bad command line. */
-export function parseFlagsOnce<T extends Options>(args: readonly string[], options: T, positionals: boolean) {
+export function parseFlagsOnce<Values>(
+  args: readonly string[],
+  options: Options,
+  positionals: boolean,
+): { values: Values; positionals: string[] } {
   const parsed = parseArgs({
     args: [...args],
     options,
@@ -21,5 +25,6 @@ export function parseFlagsOnce<T extends Options>(args: readonly string[], optio
     if (seen.has(token.name)) throw new Error(`--${token.name} given twice: give it once`);
     seen.add(token.name);
   }
-  return { values: parsed.values, positionals: parsed.positionals };
+  // The caller names the shape its options give (parseArgs's own type of it cannot be named here).
+  return { values: parsed.values as Values, positionals: parsed.positionals };
 }

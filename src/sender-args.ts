@@ -34,7 +34,7 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
-    ({ values, positionals } = parseFlagsOnce(
+    ({ values, positionals } = parseFlagsOnce<Record<string, string | boolean | undefined>>(
       args,
       {
         'api-key': { type: 'string' },

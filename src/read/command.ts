@@ -142,7 +142,7 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
   };
   let positionals: string[];
   try {
-    ({ values, positionals } = parseFlagsOnce(
+    ({ values, positionals } = parseFlagsOnce<typeof values>(
       args,
       {
         out: { type: 'string' },
