@@ -19,7 +19,7 @@ test('a replaced worker runs what the others run, not what the files say since',
   const keys = join(dir, 'keys');
   writeFileSync(keys, 'k-now\n');
   const withoutKey = flags.slice(0, flags.indexOf('--api-key'));
-  const ep = await startEndpoint([...withoutKey, '--api-keys-file', keys]);
+  const ep = await startEndpoint([...withoutKey, '--api-keys-file', keys, '--out', join(dir, 'store')]);
   t.after(cleanup(dir, [ep]));
   writeFileSync(keys, 'k-next\n');
   writeFileSync(join(dir, 'cert.pem'), 'not a certificate');
