@@ -2,53 +2,17 @@
 // load, PostgreSQL stopped and started under load, and PostgreSQL down when the endpoint starts. In
 // every case each event answered 200 is a row, and nothing else than 200 or a retryable 503 is answered.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import pg from 'pg';
 import { trackEvent } from '../helpers.ts';
-import { type PostgresServer, startPostgres } from '../services/postgres.ts';
-import {
-  type Answer,
-  cleanup,
-  type Endpoint,
-  health,
-  load,
-  startEndpoint,
-  stopCleanly,
-  tlsFlags,
-} from './harness.ts';
+import { type Answer, type Endpoint, health, load, stopCleanly } from './harness.ts';
+import { withPostgres } from './postgres-harness.ts';
 
-let server: PostgresServer;
-const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-pg-faults-'));
-const endpoints: Endpoint[] = [];
-
-before(async () => {
-  server = await startPostgres();
-});
-after(async () => {
-  await cleanup(dir, endpoints)();
-  await server?.destroy();
-});
-
-async function endpoint(table: string): Promise<Endpoint> {
-  const args = [
-    ...tlsFlags(dir),
-    '--api-key',
-    'dev-key',
-    '--postgres',
-    server.url,
-    '--postgres-table',
-    table,
-  ];
-  const ep = await startEndpoint(args);
-  endpoints.push(ep);
-  return ep;
-}
+const postgres = withPostgres('pg-faults');
+const endpoint = (table: string) => postgres.endpoint(table);
 
 async function storedIds(table: string): Promise<Set<string>> {
-  const client = new pg.Client({ connectionString: server.url });
+  const client = new pg.Client({ connectionString: postgres.server.url });
   await client.connect();
   try {
     const { rows } = await client.query(`SELECT message_id FROM ${table}`);
@@ -110,12 +74,12 @@ test('PostgreSQL stopped and started under load: 503 + Retry-After meanwhile, 20
   });
   await new Promise((resolve) => setTimeout(resolve, 500));
   phase = 'down';
-  await server.stop();
+  await postgres.server.stop();
   const deadline = Date.now() + 10_000;
   while (!seen.down && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   assert.ok(seen.down, 'events are answered 503 while PostgreSQL is down');
   assert.equal(await health(ep), 503, 'health says unavailable');
-  await server.start();
+  await postgres.server.start();
   phase = 'back';
   setTimeout(finish, 15_000).unref();
   const answers = await loading;
@@ -133,7 +97,7 @@ test('PostgreSQL stopped and started under load: 503 + Retry-After meanwhile, 20
 });
 
 test('PostgreSQL down at start: the endpoint starts, answers 503, and stores once it is up', async () => {
-  await server.stop();
+  await postgres.server.stop();
   let ep: Endpoint;
   try {
     ep = await endpoint('late');
@@ -149,7 +113,7 @@ test('PostgreSQL down at start: the endpoint starts, answers 503, and stores onc
     assert.equal(refused?.status, 503);
     assert.equal(refused?.code, 'SEG_STORE_UNAVAILABLE');
   } finally {
-    await server.start();
+    await postgres.server.start();
   }
   const deadline = Date.now() + 15_000;
   while ((await health(ep)) !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));

@@ -3,46 +3,13 @@
 // 400 Segment never retries, for the table's fault; the log says what is wrong), and a role with room
 // for fewer connections than the sink's pool opens.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
 import { Agent } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import pg from 'pg';
+import { test } from 'node:test';
 import { testCert, trackEvent, waitFor } from '../helpers.ts';
-import { type PostgresServer, startPostgres } from '../services/postgres.ts';
-import { cleanup, type Endpoint, load, send, startEndpoint, stopCleanly, tlsFlags } from './harness.ts';
+import { type Endpoint, load, send, stopCleanly } from './harness.ts';
+import { withPostgres } from './postgres-harness.ts';
 
-let server: PostgresServer;
-let client: pg.Client;
-const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-pg-schema-'));
-const endpoints: Endpoint[] = [];
-
-before(async () => {
-  server = await startPostgres();
-  client = new pg.Client({ connectionString: server.url });
-  await client.connect();
-});
-after(async () => {
-  await cleanup(dir, endpoints)();
-  await client?.end();
-  await server?.destroy();
-});
-
-async function endpoint(table: string): Promise<Endpoint> {
-  const args = [
-    ...tlsFlags(dir),
-    '--api-key',
-    'dev-key',
-    '--postgres',
-    server.url,
-    '--postgres-table',
-    table,
-  ];
-  const ep = await startEndpoint(args);
-  endpoints.push(ep);
-  return ep;
-}
+const pg = withPostgres('pg-schema');
 
 const columns = (source = 'text') =>
   `(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at timestamptz NOT NULL,
@@ -68,22 +35,22 @@ async function statuses(ep: Endpoint, events: Array<{ messageId: string }>): Pro
 
 test('a column that cannot take what is written: 503 (retried), never a 400, and the log names it', async () => {
   // The fingerprint in `source` is 12 characters: varchar(8) refuses every row (SQLSTATE 22001).
-  await client.query(`CREATE TABLE narrow ${columns('varchar(8)')}`);
-  await client.query('CREATE UNIQUE INDEX ON narrow (source, message_id)');
-  const ep = await endpoint('narrow');
+  await pg.client.query(`CREATE TABLE narrow ${columns('varchar(8)')}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON narrow (source, message_id)');
+  const ep = await pg.endpoint('narrow');
   await waitFor(ep.output, /column source is character varying\(8\), not text/, 10_000);
   assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'narrow-1' })]), [503]);
   await stop(ep);
 });
 
 test('a unique index with NULLS NOT DISTINCT: events without a messageId would be dropped, so none is taken', async (t) => {
-  const { rows } = await client.query<{ v: number }>(
+  const { rows } = await pg.client.query<{ v: number }>(
     "SELECT current_setting('server_version_num')::int AS v",
   );
   if ((rows[0]?.v ?? 0) < 150000) return t.skip('NULLS NOT DISTINCT needs PostgreSQL 15');
-  await client.query(`CREATE TABLE nulls_equal ${columns()}`);
-  await client.query('CREATE UNIQUE INDEX ON nulls_equal (source, message_id) NULLS NOT DISTINCT');
-  const ep = await endpoint('nulls_equal');
+  await pg.client.query(`CREATE TABLE nulls_equal ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON nulls_equal (source, message_id) NULLS NOT DISTINCT');
+  const ep = await pg.endpoint('nulls_equal');
   await waitFor(ep.output, /NULLS NOT DISTINCT/, 10_000);
   const anonymous = () => ({ ...trackEvent(), messageId: undefined }) as unknown as { messageId: string };
   assert.deepEqual(await statuses(ep, [anonymous(), anonymous()]), [503, 503]);
@@ -91,12 +58,12 @@ test('a unique index with NULLS NOT DISTINCT: events without a messageId would b
 });
 
 test('a partial unique index is not the one the sink needs: it makes its own, and events are stored', async () => {
-  await client.query(`CREATE TABLE partial ${columns()}`);
-  await client.query("CREATE UNIQUE INDEX ON partial (source, message_id) WHERE type = 'track'");
-  const ep = await endpoint('partial');
+  await pg.client.query(`CREATE TABLE partial ${columns()}`);
+  await pg.client.query("CREATE UNIQUE INDEX ON partial (source, message_id) WHERE type = 'track'");
+  const ep = await pg.endpoint('partial');
   const events = [trackEvent({ messageId: 'partial-1' }), trackEvent({ messageId: 'partial-1' })];
   assert.deepEqual(await statuses(ep, events), [200, 200]);
-  const stored = await client.query('SELECT message_id FROM partial');
+  const stored = await pg.client.query('SELECT message_id FROM partial');
   assert.deepEqual(stored.rows, [{ message_id: 'partial-1' }]);
   await stopCleanly(ep);
 });
@@ -104,22 +71,12 @@ test('a partial unique index is not the one the sink needs: it makes its own, an
 test('a role with room for fewer connections than the pool opens: the INSERTs share them, all 200', async () => {
   // What max_connections or a role's CONNECTION LIMIT does: a connection past it is refused (53300).
   // One refused used to put the whole sink down: ~97 % of events answered 503 while two connections worked.
-  await client.query(`CREATE TABLE few_connections ${columns()}`);
-  await client.query('CREATE UNIQUE INDEX ON few_connections (source, message_id)');
-  await client.query('CREATE ROLE few LOGIN CONNECTION LIMIT 2');
-  await client.query('GRANT INSERT, SELECT ON few_connections TO few');
-  const url = server.url.replace('postgres://postgres@', 'postgres://few@');
-  const args = [
-    ...tlsFlags(dir),
-    '--api-key',
-    'dev-key',
-    '--postgres',
-    url,
-    '--postgres-table',
-    'few_connections',
-  ];
-  const ep = await startEndpoint(args);
-  endpoints.push(ep);
+  await pg.client.query(`CREATE TABLE few_connections ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON few_connections (source, message_id)');
+  await pg.client.query('CREATE ROLE few LOGIN CONNECTION LIMIT 2');
+  await pg.client.query('GRANT INSERT, SELECT ON few_connections TO few');
+  const url = pg.server.url.replace('postgres://postgres@', 'postgres://few@');
+  const ep = await pg.endpoint('few_connections', [], url);
   const answers = await load({
     url: ep.url,
     connections: 32,
@@ -131,7 +88,7 @@ test('a role with room for fewer connections than the pool opens: the INSERTs sh
     return counts;
   }, {});
   assert.deepEqual(statuses, { 200: 2_000 });
-  const { rows } = await client.query<{ n: string }>('SELECT count(*) AS n FROM few_connections');
+  const { rows } = await pg.client.query<{ n: string }>('SELECT count(*) AS n FROM few_connections');
   assert.equal(Number(rows[0]?.n), 2_000);
   await stopCleanly(ep);
 });

@@ -3,38 +3,15 @@
 // the database cannot hold is refused alone.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
 import { Agent } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import pg from 'pg';
+import { test } from 'node:test';
 import { encodeSettings, testCert, trackEvent } from '../helpers.ts';
-import { type PostgresServer, startPostgres } from '../services/postgres.ts';
-import { cleanup, type Endpoint, send, startEndpoint, stopCleanly, tlsFlags } from './harness.ts';
+import { send, stopCleanly } from './harness.ts';
+import { withPostgres } from './postgres-harness.ts';
 
-let server: PostgresServer;
-let client: pg.Client;
-const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-pg-test-'));
-const endpoints: Endpoint[] = [];
-
-before(async () => {
-  server = await startPostgres();
-  client = new pg.Client({ connectionString: server.url });
-  await client.connect();
-});
-after(async () => {
-  await cleanup(dir, endpoints)();
-  await client?.end();
-  await server?.destroy();
-});
-
-async function endpoint(table: string, ...extra: string[]): Promise<Endpoint> {
-  const args = [...tlsFlags(dir), '--api-key', 'dev-key', '--api-key', 'other-key'];
-  const ep = await startEndpoint([...args, '--postgres', server.url, '--postgres-table', table, ...extra]);
-  endpoints.push(ep);
-  return ep;
-}
+const pg = withPostgres('pg-test');
+const endpoint = (table: string, ...extra: string[]) =>
+  pg.endpoint(table, ['--api-key', 'other-key', ...extra]);
 
 const agent = () => new Agent({ keepAlive: true, ca: testCert().cert });
 const fingerprint = (key: string) => createHash('sha256').update(key).digest('hex').slice(0, 12);
@@ -54,7 +31,7 @@ test('each acknowledged event is one row: its source, messageId, type, settings 
   assert.equal((await send(a, ep.url, events[0] as { messageId: string }, 'other-key')).status, 200);
   a.destroy();
 
-  const { rows } = await client.query(
+  const { rows } = await pg.client.query(
     'SELECT source, message_id, type, settings, event, received_at FROM rows ORDER BY id',
   );
   assert.deepEqual(
@@ -95,7 +72,7 @@ test('settings are stored as the customer sent them', async () => {
   });
   a.destroy();
   assert.equal(status, 200);
-  const { rows } = await client.query('SELECT settings FROM settings');
+  const { rows } = await pg.client.query('SELECT settings FROM settings');
   assert.deepEqual(rows, [{ settings: { region: 'eu', limit: 3 } }]);
   await stopCleanly(ep);
 });
@@ -113,7 +90,7 @@ test('two instances sharing the database store a duplicate once', async () => {
     answers.map((x) => x.status),
     answers.map(() => 200),
   );
-  const { rows } = await client.query(
+  const { rows } = await pg.client.query(
     'SELECT message_id, count(*)::int AS n FROM shared GROUP BY 1 ORDER BY 1',
   );
   assert.deepEqual(
@@ -130,7 +107,7 @@ test('instances starting at once on an empty database all start', async () => {
     assert.equal((await send(a, ep.url, trackEvent({ messageId: `race-${n}` }), 'dev-key')).status, 200);
   }
   a.destroy();
-  const { rows } = await client.query('SELECT count(*)::int AS n FROM race');
+  const { rows } = await pg.client.query('SELECT count(*)::int AS n FROM race');
   assert.deepEqual(rows, [{ n: 3 }]);
   await Promise.all(started.map(stopCleanly));
 });
@@ -157,7 +134,7 @@ test('an event jsonb cannot hold is refused with 400, and its group is stored wi
       ['fine-3', 200, undefined],
     ],
   );
-  const { rows } = await client.query(
+  const { rows } = await pg.client.query(
     'SELECT message_id, event->>$1 AS name FROM unstorable ORDER BY message_id',
     ['event'],
   );
@@ -178,28 +155,26 @@ test('--workers 2 with --postgres: each worker its own pool, one table', async (
     }),
   );
   assert.ok(answers.every((x) => x.status === 200));
-  const { rows } = await client.query('SELECT count(DISTINCT message_id)::int AS n FROM workers');
+  const { rows } = await pg.client.query('SELECT count(DISTINCT message_id)::int AS n FROM workers');
   assert.deepEqual(rows, [{ n: 12 }]);
   await stopCleanly(ep);
 });
 
 test('a role that may only INSERT and SELECT on a table made beforehand stores events', async () => {
   // What a cautious DBA grants: the table made by its owner, the endpoint's role without CREATE.
-  await client.query(`CREATE TABLE granted (
+  await pg.client.query(`CREATE TABLE granted (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at timestamptz NOT NULL,
     source text NOT NULL, message_id text, type text NOT NULL, settings jsonb NOT NULL, event jsonb NOT NULL)`);
-  await client.query('CREATE UNIQUE INDEX granted_source_message_id ON granted (source, message_id)');
-  await client.query('CREATE ROLE writer LOGIN');
-  await client.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
-  await client.query('GRANT INSERT, SELECT ON granted TO writer');
-  const url = server.url.replace('postgres://postgres@', 'postgres://writer@');
-  const args = [...tlsFlags(dir), '--api-key', 'dev-key', '--postgres', url, '--postgres-table', 'granted'];
-  const ep = await startEndpoint(args);
-  endpoints.push(ep);
+  await pg.client.query('CREATE UNIQUE INDEX granted_source_message_id ON granted (source, message_id)');
+  await pg.client.query('CREATE ROLE writer LOGIN');
+  await pg.client.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+  await pg.client.query('GRANT INSERT, SELECT ON granted TO writer');
+  const url = pg.server.url.replace('postgres://postgres@', 'postgres://writer@');
+  const ep = await pg.endpoint('granted', [], url);
   const a = agent();
   assert.equal((await send(a, ep.url, trackEvent({ messageId: 'granted-1' }), 'dev-key')).status, 200);
   a.destroy();
-  const { rows } = await client.query('SELECT message_id FROM granted');
+  const { rows } = await pg.client.query('SELECT message_id FROM granted');
   assert.deepEqual(rows, [{ message_id: 'granted-1' }]);
   await stopCleanly(ep);
 });
@@ -209,7 +184,7 @@ test('a table named with an SQL keyword works', async () => {
   const a = agent();
   assert.equal((await send(a, ep.url, trackEvent({ messageId: 'keyword-1' }), 'dev-key')).status, 200);
   a.destroy();
-  const { rows } = await client.query('SELECT message_id FROM "user"');
+  const { rows } = await pg.client.query('SELECT message_id FROM "user"');
   assert.deepEqual(rows, [{ message_id: 'keyword-1' }]);
   await stopCleanly(ep);
 });
