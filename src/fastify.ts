@@ -1,6 +1,7 @@
 // segment-endpoint/fastify: the endpoint as a fastify 5 plugin. Only types come from fastify (this
 // file has no runtime import of it), so the package does not depend on it.
 
+import type { IncomingMessage } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { describeValue } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
@@ -32,15 +33,14 @@ export type SegmentEndpointDecorator = Pick<
  */
 const segmentEndpoint: FastifyPluginAsync<SegmentEndpointOptions> = async (app, options) => {
   const handler = handlerOf(options, app.log);
-  const below = belowPrefix(app.prefix);
+  const mount = mountAt(app.prefix);
 
   function takeOver(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     reply.hijack();
     // The handler routes on `req.url`: it gets the target below the prefix, as an app mounted in
     // express does. Fastify keeps the URL as sent in `request.originalUrl` ("in case of internal
     // re-routing"), read here so that it is fixed before the rewrite.
-    const sent = request.originalUrl;
-    request.raw.url = below(sent);
+    mount(request.raw, request.originalUrl);
     try {
       handler(request.raw, reply.raw);
     } catch (err) {
@@ -128,17 +128,22 @@ function lifecycleOf(handler: EndpointHandler): SegmentEndpointDecorator {
 const ABSOLUTE_FORM_RE = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
 
 /**
- * The request target below the prefix, its query kept: `/segment/v1/track?x` → `/v1/track?x`,
- * `/segment` → `/`. The prefix is skipped by its number of segments, not its text: fastify also routes
- * `/%73egment` there, and a prefix may hold parameters (`/:tenant/segment`).
+ * Rewrites `req.url` to the request target below the prefix, its query kept (`/segment/v1/track?x` →
+ * `/v1/track?x`, `/segment` → `/`), and sets `req.baseUrl` to the prefix as sent, as express does: the
+ * handler's 404 names the event path with it. The prefix is skipped by its number of segments, not its
+ * text: fastify also routes `/%73egment` there, and a prefix may hold parameters (`/:tenant/segment`).
  */
-function belowPrefix(prefix: string): (url: string) => string {
+function mountAt(prefix: string): (req: IncomingMessage & { baseUrl?: string }, sent: string) => void {
   const depth = prefix.split('/').filter((segment) => segment !== '').length;
   const segments = new RegExp(`(?:/[^/?#]*){${depth}}`, 'y');
-  return (url) => {
-    segments.lastIndex = url.charCodeAt(0) === 0x2f ? 0 : (ABSOLUTE_FORM_RE.exec(url)?.[0].length ?? 0);
-    const rest = segments.exec(url) === null ? url : url.slice(segments.lastIndex);
-    return rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
+  return (req, sent) => {
+    const start = sent.charCodeAt(0) === 0x2f ? 0 : (ABSOLUTE_FORM_RE.exec(sent)?.[0].length ?? 0);
+    segments.lastIndex = start;
+    const matched = segments.exec(sent) !== null;
+    const end = matched ? segments.lastIndex : start;
+    const rest = matched ? sent.slice(end) : sent;
+    req.url = rest.charCodeAt(0) === 0x2f ? rest : `/${rest}`;
+    req.baseUrl = sent.slice(start, end);
   };
 }
 

@@ -262,6 +262,9 @@ test('two endpoints in one app, at two prefixes with their own keys', async () =
   assert.equal((await app.inject({ url: '/%61/health' })).statusCode, 200, 'a prefix percent-encoded');
   const notFound = await app.inject({ url: '/a/elsewhere' });
   assert.equal(notFound.json().code, 'SEG_NOT_FOUND');
+  assert.equal(notFound.json().message, 'Not found: send events to /a');
+  const tenant = await app.inject({ url: '/tenants/acme/b/elsewhere' });
+  assert.equal(tenant.json().message, 'Not found: send events to /tenants/acme/b');
   const method = await app.inject({ method: 'PUT', url: '/a', payload: '{}' });
   assert.equal(method.statusCode, 405);
   assert.equal(method.headers.allow, 'POST');

@@ -1,5 +1,6 @@
 // The contract cases through Koa 3 over real TLS, with the README's snippet: a prefix check, the
-// prefix cut from the URL (Koa's core has no mount), `ctx.respond = false` and the (req, res) handler.
+// prefix cut from the URL and named as express names a mount (Koa's core has no mount), `ctx.respond =
+// false` and the (req, res) handler.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import Koa from 'koa';
@@ -14,6 +15,7 @@ function koaApp(segment: EndpointHandler): Koa {
     if (ctx.path !== '/segment' && !ctx.path.startsWith('/segment/')) return next();
     const rest = ctx.url.slice('/segment'.length); // Koa has no mount: the handler routes on what follows
     ctx.req.url = rest.startsWith('/') ? rest : `/${rest}`;
+    Object.assign(ctx.req, { baseUrl: '/segment' }); // named in its 404s, as express's mount is
     ctx.respond = false; // the handler writes the answer itself
     segment(ctx.req, ctx.res);
   });
@@ -52,13 +54,17 @@ test('Koa: the contract cases answer as the standalone server does, byte for byt
   }
 });
 
-test('Koa: the rest of the app is untouched; a query string and drain() reach the handler', async () => {
+test('Koa: the rest of the app is untouched; its 404 names the mount; a query string and drain() reach the handler', async () => {
   const segment = createHandler({ ...caseOptions(), log: silentLogger });
   await served(koaApp(segment).callback(), async (origin) => {
     const send = sendTo(origin);
     const get = (path: string) => ({ name: path, path, method: 'GET', headers: {}, status: 0 });
     assert.deepEqual(await send(get('/')), { status: 200, body: 'the partner app' });
     assert.deepEqual(await send(get('/segmentation')), { status: 200, body: 'the partner app' });
+    assert.deepEqual(await send(get('/segment/elsewhere')), {
+      status: 404,
+      body: '{"message":"Not found: send events to /segment","code":"SEG_NOT_FOUND"}',
+    });
     assert.deepEqual(await send(get('/segment?probe=1')), {
       status: 405,
       body: '{"message":"Method not allowed: send events with POST","code":"SEG_METHOD_NOT_ALLOWED"}',
