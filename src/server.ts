@@ -6,10 +6,11 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import { answerClientError, ConnectionSlots } from './connections.ts';
 import { createHandler, type EndpointHandler, MAX_HEADERS } from './handler.ts';
 import { integer, OPTIONS } from './option-table.ts';
-import type { HandlerOptions } from './options.ts';
+import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 
 /** Options of `createServer`: the pipeline's, plus the socket's. */
 export interface ServerOptions extends HandlerOptions {
@@ -73,14 +74,13 @@ export interface EndpointServer {
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
 export function createServer(options: ServerOptions): EndpointServer {
   const handler = createHandler(options);
-  const port = integer('port', options.port);
-  const host = options.host ?? OPTIONS.host.default;
-  const slots = new ConnectionSlots(integer('maxConnections', options.maxConnections));
+  const { port, host, maxConnections, shutdownTimeoutMs, common } = socketSettings(options);
+  const slots = new ConnectionSlots(maxConnections);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
     slots.started(req, res);
     handler(req, res);
   };
-  const server = nodeServer(options, serve);
+  const server = nodeServer(options, common, serve);
   // At most maxConnections sockets, however many clients connect: memory stays bounded. For https this
   // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
   server.on('connection', (socket: Socket) => slots.admit(socket));
@@ -105,7 +105,6 @@ export function createServer(options: ServerOptions): EndpointServer {
       });
     });
 
-  const shutdownTimeoutMs = integer('shutdownTimeoutMs', options.shutdownTimeoutMs);
   const close = () => gracefulClose(server, handler, slots, shutdownTimeoutMs);
 
   const tlsServer = (method: string): HttpsServer => {
@@ -127,11 +126,18 @@ export function createServer(options: ServerOptions): EndpointServer {
   return { server, handler, listen, close, reloadTls, setTicketKeys };
 }
 
-/** The node:https (or node:http) server, its timeouts and header limits set from the options. */
-function nodeServer(
-  options: ServerOptions,
-  serve: (req: IncomingMessage, res: ServerResponse) => void,
-): Server {
+/**
+ * Throws what `createServer(options)` would throw of them, building nothing: the standalone process
+ * checks its options before it opens what its handlers write to (the store's directory, a database).
+ */
+export function checkServerOptions(options: ServerOptions): void {
+  resolveHandlerOptions(options);
+  socketSettings(options);
+  if (options.http !== true) createSecureContext(tlsOf(options));
+}
+
+/** The socket's options, checked. */
+function socketSettings(options: ServerOptions) {
   const headersTimeoutMs = integer('headersTimeoutMs', options.headersTimeoutMs);
   const requestTimeoutMs = integer('requestTimeoutMs', options.requestTimeoutMs);
   if (headersTimeoutMs > requestTimeoutMs) {
@@ -150,14 +156,35 @@ function nodeServer(
     // hold a connection for up to 30 s past its deadline).
     connectionsCheckingInterval: 1_000, // 1 s
   };
+  return {
+    port: integer('port', options.port),
+    host: options.host ?? OPTIONS.host.default,
+    maxConnections: integer('maxConnections', options.maxConnections),
+    shutdownTimeoutMs: integer('shutdownTimeoutMs', options.shutdownTimeoutMs),
+    common,
+  };
+}
+
+/** The certificate and key, which HTTPS requires. */
+function tlsOf(options: ServerOptions): { readonly cert: string | Buffer; readonly key: string | Buffer } {
+  if (options.tls?.cert === undefined || options.tls.key === undefined) {
+    throw new TypeError('options.tls ({ cert, key }) is required, or set options.http for plain HTTP');
+  }
+  return options.tls;
+}
+
+/** The node:https (or node:http) server, its timeouts and header limits set from the options. */
+function nodeServer(
+  options: ServerOptions,
+  common: ReturnType<typeof socketSettings>['common'],
+  serve: (req: IncomingMessage, res: ServerResponse) => void,
+): Server {
   let server: Server;
   if (options.http === true) {
     server = createHttpServer(common, serve);
   } else {
-    if (options.tls?.cert === undefined || options.tls.key === undefined) {
-      throw new TypeError('options.tls ({ cert, key }) is required, or set options.http for plain HTTP');
-    }
-    const tls = { cert: options.tls.cert, key: options.tls.key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS };
+    const { cert, key } = tlsOf(options);
+    const tls = { cert, key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS };
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
   // Headers past the count are dropped by Node's parser (their bytes are already bounded by

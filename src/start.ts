@@ -5,7 +5,7 @@ import { type CliConfig, UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
-import { createServer, type EndpointServer } from './server.ts';
+import { checkServerOptions, createServer, type EndpointServer } from './server.ts';
 import { openSink, type Sink } from './sinks/sink.ts';
 
 // What the standalone process starts once its signal listeners are in place (cli.ts): the handlers (a
@@ -29,6 +29,9 @@ export async function start(config: CliConfig, log: Logger, worker?: number): Pr
   let sink: Sink | undefined;
   let handlers: Handlers;
   let where: string;
+  // A refused option is said before the partner's module is loaded, the store's directory made or a
+  // database touched.
+  checkServerOptions({ ...config.options, handlers: {}, log });
   if (config.handlers !== undefined) {
     handlers = await loadHandlers(config.handlers);
     where = `handlers from ${config.handlers}`;

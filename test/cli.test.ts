@@ -118,10 +118,18 @@ describe('the segment-endpoint command', () => {
     }
   });
 
-  test('options the server refuses also exit 1', async () => {
-    const res = await runCli(['--http', '--api-key', 'k', '--path', 'no-slash', '--port', '0']);
-    assert.equal(res.code, 1);
-    assert.match(res.stderr, /path/);
+  test('options the server refuses also exit 1, before the store is touched', async () => {
+    const out = join(dir, 'refused-store');
+    const refused = [
+      ['--http', '--path', 'no-slash'],
+      ['--cert', certFile, '--key', certFile],
+    ];
+    for (const args of refused) {
+      const res = await runCli([...args, '--api-key', 'k', '--port', '0', '--out', out]);
+      assert.equal(res.code, 1, args.join(' '));
+      assert.match(res.stderr, /^segment-endpoint: /, args.join(' '));
+      assert.equal(existsSync(out), false, `${args.join(' ')}: --out was made`);
+    }
   });
 
   test('refuses to start when --out is not writable: exit 1, one line naming --out and the cause', async () => {
