@@ -18,6 +18,7 @@ const CONNECT_TIMEOUT_MS = 2_000;
 const MAX_QUEUED = 10_000; // events waiting for a group: ~10 s of a busy endpoint's traffic
 const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it again
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
+const ROOM_RETRY_MS = 5_000; // with fewer INSERTs at once than GROUPS_IN_FLIGHT: how often one more is tried
 
 interface Row extends RowJson {
   readonly resolve: () => void;
@@ -64,6 +65,10 @@ class PostgresSink implements Sink {
   #inFlight = 0;
   /** INSERTs under way at once at most: fewer than GROUPS_IN_FLIGHT where PostgreSQL has room for fewer. */
   #limit = GROUPS_IN_FLIGHT;
+  /** When #limit last changed (performance.now()). */
+  #limitChanged = 0;
+  /** #limit before one more INSERT at once was tried; 0 when none is being tried. */
+  #beforeTry = 0;
   #up = false;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
@@ -127,11 +132,12 @@ class PostgresSink implements Sink {
 
   /** Sends what is queued, as one INSERT per group, while fewer than GROUPS_IN_FLIGHT are under way. */
   #pump(): void {
+    if (this.#inFlight === this.#limit && this.#queue.length > 0) this.#tryMore();
     while (this.#inFlight < this.#limit && this.#queue.length > 0) {
       const group = this.#queue.length <= MAX_GROUP ? this.#queue : this.#queue.slice(0, MAX_GROUP);
       this.#queue = this.#queue.length <= MAX_GROUP ? [] : this.#queue.slice(MAX_GROUP);
       this.#inFlight++;
-      this.#commit(group).finally(() => {
+      this.#commit(group, this.#inFlight).finally(() => {
         this.#inFlight--;
         this.#pump();
         if (this.#inFlight === 0 && this.#queue.length === 0) for (const wake of this.#idle.splice(0)) wake();
@@ -139,7 +145,8 @@ class PostgresSink implements Sink {
     }
   }
 
-  async #commit(group: Row[]): Promise<void> {
+  /** `nth`: how many INSERTs were under way with this one when it was sent. */
+  async #commit(group: Row[], nth: number): Promise<void> {
     const started = performance.now();
     try {
       await this.#pool.query(this.#insert, [groupJson(group)]);
@@ -150,8 +157,8 @@ class PostgresSink implements Sink {
       // others of its group down with it: each half is tried apart, down to the event itself.
       if (group.length > 1) {
         const half = group.length >> 1;
-        await this.#commit(group.slice(0, half));
-        await this.#commit(group.slice(half));
+        await this.#commit(group.slice(0, half), nth);
+        await this.#commit(group.slice(half), nth);
       } else {
         this.#log.warn({ err }, 'PostgreSQL refused an event as data');
         group[0]?.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
@@ -159,7 +166,27 @@ class PostgresSink implements Sink {
       return;
     }
     this.onCommit?.((performance.now() - started) / 1000, group.length);
+    if (this.#beforeTry !== 0 && nth > this.#beforeTry) {
+      this.#beforeTry = 0;
+      this.#log.info(
+        { connections: this.#limit },
+        'PostgreSQL has room for more connections: more INSERTs at once',
+      );
+    }
     for (const row of group) row.resolve();
+  }
+
+  /**
+   * Fewer INSERTs at once than GROUPS_IN_FLIGHT, all busy and more events waiting: one more is tried
+   * every ROOM_RETRY_MS, since room comes back as other clients let go of their connections. One that
+   * finds none is sent back to the queue, as any other (#fewer), without a word.
+   */
+  #tryMore(): void {
+    const now = performance.now();
+    if (this.#limit >= GROUPS_IN_FLIGHT || now - this.#limitChanged < ROOM_RETRY_MS) return;
+    this.#beforeTry = this.#limit;
+    this.#limit++;
+    this.#limitChanged = now;
   }
 
   /**
@@ -169,12 +196,14 @@ class PostgresSink implements Sink {
    */
   #fewer(group: Row[], err: unknown): void {
     const limit = Math.max(1, Math.min(this.#limit, this.#inFlight - 1));
-    if (limit < this.#limit) {
+    if (limit < this.#limit && limit !== this.#beforeTry) {
       this.#log.warn(
         { err, connections: limit },
         'PostgreSQL has room for fewer connections: fewer INSERTs at once',
       );
     }
+    if (limit < this.#limit) this.#limitChanged = performance.now();
+    this.#beforeTry = 0;
     this.#limit = limit;
     this.#queue = group.concat(this.#queue);
   }

@@ -1,7 +1,7 @@
 // The PostgreSQL sink against a database set up by someone else: a table whose columns or unique index
 // are not what the sink needs (no event is acknowledged and then lost, and none is refused for good, a
 // 400 Segment never retries, for the table's fault; the log says what is wrong), and a role with room
-// for fewer connections than the sink's pool opens.
+// for fewer connections than the sink's pool opens, for good or for a while.
 import assert from 'node:assert/strict';
 import { Agent } from 'node:https';
 import { test } from 'node:test';
@@ -90,5 +90,46 @@ test('a role with room for fewer connections than the pool opens: the INSERTs sh
   assert.deepEqual(statuses, { 200: 2_000 });
   const { rows } = await pg.client.query<{ n: string }>('SELECT count(*) AS n FROM few_connections');
   assert.equal(Number(rows[0]?.n), 2_000);
+  await stopCleanly(ep);
+});
+
+test('room that comes back is used again: once the role may open more connections, the sink does', async () => {
+  // A CONNECTION LIMIT reached for a while (another deploy's connections, an operator's change): the
+  // sink works with fewer INSERTs at once, and one more is tried now and then, not never again.
+  await pg.client.query(`CREATE TABLE room_again ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON room_again (source, message_id)');
+  await pg.client.query('CREATE ROLE room_again LOGIN CONNECTION LIMIT 2');
+  await pg.client.query('GRANT INSERT, SELECT ON room_again TO room_again');
+  const ep = await pg.endpoint(
+    'room_again',
+    [],
+    pg.server.url.replace('postgres://postgres@', 'postgres://room_again@'),
+  );
+  const event = (n: number) => trackEvent({ messageId: `room-${n}` });
+  const first = await load({ url: ep.url, connections: 32, maxRequests: 1_000, event });
+  assert.ok(first.every((answer) => answer.status === 200));
+  await waitFor(ep.output, /room for fewer connections/);
+
+  await pg.client.query('ALTER ROLE room_again CONNECTION LIMIT -1');
+  const connections = async () =>
+    Number(
+      (
+        await pg.client.query<{ n: string }>(
+          `SELECT count(*) AS n FROM pg_stat_activity WHERE usename = 'room_again'`,
+        )
+      ).rows[0]?.n,
+    );
+  let most = 0;
+  let n = 1_000;
+  const stopped = Date.now() + 15_000;
+  while (most <= 2 && Date.now() < stopped) {
+    const until = new Promise<void>((resolve) => setTimeout(resolve, 500));
+    const batch = load({ url: ep.url, connections: 32, maxRequests: 1e9, until, event: () => event(n++) });
+    await until;
+    most = Math.max(most, await connections());
+    assert.ok((await batch).every((answer) => answer.status === 200));
+  }
+  assert.ok(most > 2, `at most ${most} connections at once once the limit was lifted`);
+  await waitFor(ep.output, /room for more connections/);
   await stopCleanly(ep);
 });
