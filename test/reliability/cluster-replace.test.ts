@@ -1,12 +1,16 @@
 // --workers when the files change under a running fleet, or a worker keeps dying: a replaced worker serves
 // what the others serve (its configuration comes from the primary), and replacements that die while a
-// worker serves do not stop the service.
+// worker serves do not stop the service; a SIGHUP the primary got while starting reaches the workers.
 import assert from 'node:assert/strict';
-import { rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { testCert, trackEvent, waitFor, waitUntil } from '../helpers.ts';
+import { connect } from 'node:tls';
+import { makeCert, testCert, trackEvent, waitFor, waitUntil } from '../helpers.ts';
 import { GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
 import { cleanup, send, startEndpoint, stopCleanly } from './harness.ts';
 
@@ -83,3 +87,55 @@ test('replacements that keep dying while a worker serves do not take it down', a
   );
   await stopCleanly(ep);
 });
+
+test('a SIGHUP while the primary reads its configuration has the workers serve the renewed certificate', async (t) => {
+  // The certificate renewed and SIGHUP sent while the process starts: the primary had read the old pair
+  // already, and its workers take their pair from it. The keys file is a FIFO, so that the primary is
+  // held reading its configuration (after the certificate, with its signal listeners in place) until
+  // the test writes the keys.
+  const { dir, flags } = setUp(t, 'early-hup');
+  const keys = join(dir, 'keys.fifo');
+  execFileSync('mkfifo', [keys]);
+  const withoutKey = flags.slice(0, flags.indexOf('--api-key'));
+  let child: ChildProcess | undefined;
+  const started = startEndpoint(
+    [...withoutKey, '--api-keys-file', keys, '--out', join(dir, 'store')],
+    {},
+    (c) => {
+      child = c;
+    },
+  );
+  const writer = await open(keys, 'w'); // once the primary opens it to read
+  const renewed = makeCert(dir, 'renewed');
+  copyFileSync(renewed.cert, join(dir, 'cert.pem'));
+  copyFileSync(renewed.key, join(dir, 'key.pem'));
+  child?.kill('SIGHUP');
+  await writer.writeFile('dev-key\n');
+  await writer.close();
+  const ep = await started;
+  t.after(cleanup(dir, [ep]));
+  await waitFor(ep.output, /every worker reloads the certificate/, GUARD_MS);
+  await waitUntil(
+    () => listeningPids(ep.output(), 1).length + listeningPids(ep.output(), 2).length === 2,
+    () => `both workers listening in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  const expected = new X509Certificate(readFileSync(renewed.cert)).fingerprint256;
+  // Consecutive connections go to alternate workers (round robin): both are asked.
+  const served = [];
+  for (let n = 0; n < 4; n++) served.push(await servedFingerprint(ep.port));
+  assert.deepEqual(served, Array(4).fill(expected));
+  ep.child.kill('SIGTERM'); // not stopCleanly: its health check trusts the first certificate only
+  assert.equal(await ep.exit, 0, ep.output());
+});
+
+/** The fingerprint of the certificate a new TLS connection to `port` is offered. */
+function servedFingerprint(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256);
+      socket.destroy();
+    });
+    socket.on('error', reject);
+  });
+}

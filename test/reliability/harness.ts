@@ -39,13 +39,18 @@ export function tlsFlags(dir: string): string[] {
   ];
 }
 
-/** Starts `segment-endpoint` with `args` and resolves once it prints its URL. */
-export function startEndpoint(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Endpoint> {
+/** Starts `segment-endpoint` with `args` and resolves once it prints its URL; `spawned` gets the process at once. */
+export function startEndpoint(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  spawned?: (child: ChildProcess) => void,
+): Promise<Endpoint> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...CLI, ...args], {
       cwd: ROOT,
       env: cleanEnv(env),
     });
+    spawned?.(child);
     let output = '';
     const exit = new Promise<number | null>((done) =>
       child.on('exit', (code, signal) => done(code ?? (signal ? -1 : null))),
