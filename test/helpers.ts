@@ -541,3 +541,14 @@ export function countingHandler(
   });
   return { handler, calls, failNext: (n: number) => (fail = n) };
 }
+
+/** The fingerprint of the certificate a fresh TLS connection to `port` is offered, whoever signed it. */
+export function servedFingerprint(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256);
+      socket.destroy();
+    });
+    socket.on('error', reject);
+  });
+}

@@ -4,28 +4,17 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { connect } from 'node:tls';
 import {
   CLI_SOURCE,
   httpsCall,
   keepAliveAgent,
   makeCert,
   segmentHeaders,
+  servedFingerprint,
   spawnClean,
   trackEvent,
   waitFor,
 } from './helpers.ts';
-
-/** The fingerprint of the certificate a fresh TLS connection is offered. */
-function servedFingerprint(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
-      resolve(socket.getPeerCertificate().fingerprint256);
-      socket.destroy();
-    });
-    socket.on('error', reject);
-  });
-}
 
 test('SIGHUP reloads the certificate for new connections without dropping open ones; a bad pair is refused', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-reload-'));

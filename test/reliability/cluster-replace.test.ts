@@ -9,8 +9,7 @@ import { open } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { connect } from 'node:tls';
-import { makeCert, testCert, trackEvent, waitFor, waitUntil } from '../helpers.ts';
+import { makeCert, servedFingerprint, testCert, trackEvent, waitFor, waitUntil } from '../helpers.ts';
 import { GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
 import { cleanup, send, startEndpoint, stopCleanly } from './harness.ts';
 
@@ -128,14 +127,3 @@ test('a SIGHUP while the primary reads its configuration has the workers serve t
   ep.child.kill('SIGTERM'); // not stopCleanly: its health check trusts the first certificate only
   assert.equal(await ep.exit, 0, ep.output());
 });
-
-/** The fingerprint of the certificate a new TLS connection to `port` is offered. */
-function servedFingerprint(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
-      resolve(socket.getPeerCertificate().fingerprint256);
-      socket.destroy();
-    });
-    socket.on('error', reject);
-  });
-}
