@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { reloadCertificate } from './certificate.ts';
 import { type CliConfig, UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
 import type { Logger } from './log.ts';
@@ -81,26 +81,17 @@ async function loadHandlers(file: string): Promise<Handlers> {
 }
 
 /**
- * What SIGHUP does once the server is up. Renewed certificates (certbot, a secrets agent) are picked up
- * without a restart: new connections get the new pair, open ones keep theirs. A bad pair is refused and
- * logged. Over plain HTTP there is nothing to reload, and a reload must not stop the process either.
+ * What SIGHUP does once the server is up (reloadCertificate): new connections get the new pair, open
+ * ones keep theirs.
  */
 export function certificateReloader(
   files: CliConfig['tlsFiles'],
   endpoint: EndpointServer,
   log: Logger,
-  read: (path: string) => Buffer = readFileSync,
+  read?: (path: string) => Buffer,
 ): () => void {
-  if (files === undefined) return () => log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
   return () => {
-    try {
-      endpoint.reloadTls({ cert: read(files.cert), key: read(files.key) });
-      log.info({ cert: files.cert }, 'certificate reloaded');
-    } catch (err) {
-      log.error(
-        { cert: files.cert, reason: (err as Error).message },
-        'certificate reload failed; keeping the current one',
-      );
-    }
+    const load = (cert: Buffer, key: Buffer) => endpoint.reloadTls({ cert, key });
+    if (reloadCertificate(files, log, load, read)) log.info({ cert: files?.cert }, 'certificate reloaded');
   };
 }

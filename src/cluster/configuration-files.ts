@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
+import { reloadCertificate } from '../certificate.ts';
 import type { CliConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { filesMessage, type ToWorker } from './messages.ts';
@@ -35,24 +35,10 @@ export class ConfigurationFiles {
    * current one (true); one that does not is refused and logged, and the current one stays (false).
    */
   reload(log: Logger): boolean {
-    const tls = this.#tls;
-    if (tls === undefined) {
-      log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
-      return false;
-    }
-    try {
-      const cert = readFileSync(tls.cert);
-      const key = readFileSync(tls.key);
+    return reloadCertificate(this.#tls, log, (cert, key, files) => {
       createSecureContext({ cert, key });
-      this.#files.set(tls.cert, cert);
-      this.#files.set(tls.key, key);
-      return true;
-    } catch (err) {
-      log.error(
-        { cert: tls.cert, reason: (err as Error).message },
-        'certificate reload failed; keeping the current one',
-      );
-      return false;
-    }
+      this.#files.set(files.cert, cert);
+      this.#files.set(files.key, key);
+    });
   }
 }
