@@ -80,6 +80,19 @@ describe('segment-endpoint load against the endpoint', () => {
     assert.equal(connections - before.connections, 5);
   });
 
+  test('a short run sends what --rate asks: 2 s at 10 req/s is 20 requests, not a third second of them', async () => {
+    // autocannon sends each connection's share at the start of each second of its own; the second that
+    // starts as the run ends used to be sent too (30 or 40 requests here).
+    for (let round = 0; round < 2; round++) {
+      const out = capture();
+      const args = ['--rate', '10', '--connections', '2', '--duration', '2', '--insecure'];
+      assert.equal(await loadMain([url, '--api-key', API_KEY, ...args], out.io), 0, out.stdout());
+      assert.match(out.stdout(), /^Sent 20 requests /m);
+      const perSecond = Number(/^Requests\/s:\s+([\d.]+)/m.exec(out.stdout())?.[1]);
+      assert.ok(perSecond >= 9 && perSecond <= 11, out.stdout());
+    }
+  });
+
   test('without --insecure a self-signed certificate stops it before any event is sent', async () => {
     const before = answered();
     const out = capture();

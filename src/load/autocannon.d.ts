@@ -21,6 +21,8 @@ declare module 'autocannon' {
     overallRate?: number;
     /** Seconds without an answer before a request counts as a timeout (its connection is then remade). */
     timeout?: number;
+    /** Milliseconds between samples; a stop takes effect at the next one. @default 1000 */
+    sampleInt?: number;
     method?: string;
     requests?: AutocannonRequest[];
     ignoreCoordinatedOmission?: boolean;

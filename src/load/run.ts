@@ -21,6 +21,7 @@ export interface LoadOptions {
 }
 
 const TIMED_OUT = 'request timed out'; // autocannon's error for a timeout, counted apart
+const SAMPLE_MS = 100; // autocannon's sample interval: a stop takes effect at the next sample
 
 /** Sends for `duration` seconds (less after a SIGINT, which stops the run early) and measures. */
 export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
@@ -41,6 +42,7 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
     connections: options.connections,
     duration: options.duration,
     timeout: SEGMENT_TIMEOUT_MS / 1000,
+    sampleInt: SAMPLE_MS,
     ...(options.rate !== undefined && { overallRate: options.rate, ignoreCoordinatedOmission: true }),
     // One request, built anew each time: a new event (or a retry) under Segment's headers. autocannon
     // adds Host, Connection: keep-alive and Content-Length.
@@ -57,10 +59,19 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
   });
   const stop = () => instance.stop();
   process.once('SIGINT', stop);
+  // With a rate, autocannon sends each connection's share at the start of each second of its own,
+  // counted from when the connection was made, and a stop takes effect at its next sample tick, which
+  // comes after the connections' seconds: at the run's end, after the burst of the second that starts
+  // then (a short run sent a second's worth more than asked). The run is stopped at the tick before.
+  const lastSecond =
+    options.rate !== undefined && options.duration >= 1
+      ? setTimeout(stop, options.duration * 1000 - SAMPLE_MS - SAMPLE_MS / 2)
+      : undefined;
   let result: Awaited<typeof instance>;
   try {
     result = await instance;
   } finally {
+    clearTimeout(lastSecond);
     process.off('SIGINT', stop);
   }
   const statuses = Object.fromEntries(
