@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
+import { describe, test } from 'node:test';
+import {
+  createHandler,
+  EventNotSupported,
+  ForbiddenError,
+  InvalidEventPayload,
+  RetryError,
+  silentLogger,
+  UnauthorizedError,
+  ValidationError,
+} from '../src/index.ts';
+import { endpoint, type Seen } from './handler-harness.ts';
+import { API_KEY, countdown, gate, inject, trackEvent } from './helpers.ts';
+
+// Calling the partner's handler: what it returns or throws becomes the answer (a 5xx without internals),
+// its context, its timeout, and the events in flight until their answers are written.
+
+describe('dispatch', () => {
+  const throwing = (err: unknown, log = silentLogger) =>
+    createHandler({
+      apiKeys: [API_KEY],
+      log,
+      handlers: {
+        track: () => {
+          throw err;
+        },
+      },
+    });
+
+  test('returning nothing is 200 with an empty body; { status: 202 } is 202', async () => {
+    const ok = await inject(endpoint(), { body: trackEvent() });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body, '');
+    const later = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: { track: async () => ({ status: 202 }) },
+    });
+    assert.equal((await inject(later, { body: trackEvent() })).status, 202);
+  });
+
+  test('ctx carries the api key, headers, a signal and the receive time', async () => {
+    const seen: Seen[] = [];
+    await inject(endpoint({}, seen), { body: trackEvent() });
+    const ctx = seen[0]?.ctx;
+    assert.equal(ctx?.apiKey, API_KEY);
+    assert.equal(ctx?.headers['user-agent'], 'Segment.io/1.0');
+    assert.equal(ctx?.signal.aborted, false);
+    assert.ok(ctx?.receivedAt instanceof Date);
+  });
+
+  test('the Segment Functions error classes map to their statuses', async () => {
+    const cases: Array<[Error, number]> = [
+      [new ValidationError('Missing email address'), 400],
+      [new InvalidEventPayload('Bad payload'), 400],
+      [new EventNotSupported('No tracks here'), 501],
+      [new RetryError('Downstream is down'), 503],
+      [new UnauthorizedError('API token expired'), 401],
+      [new ForbiddenError('Not on your plan'), 403],
+    ];
+    for (const [err, status] of cases) {
+      const res = await inject(throwing(err), { body: trackEvent() });
+      assert.equal(res.status, status, err.name);
+      assert.equal(res.json().message, err.message);
+    }
+  });
+
+  test('a thrown error with a numeric status or statusCode keeps its status', async () => {
+    const teapot = Object.assign(new Error('Quota exceeded for this workspace'), { status: 429 });
+    const res = await inject(throwing(teapot), { body: trackEvent() });
+    assert.equal(res.status, 429);
+    assert.equal(res.json().message, 'Quota exceeded for this workspace');
+    const gone = Object.assign(new Error('Gone'), { statusCode: 410 });
+    assert.equal((await inject(throwing(gone), { body: trackEvent() })).status, 410);
+  });
+
+  test('anything else is a 500 with a generic message; the cause goes to the log only', async () => {
+    const logged: object[] = [];
+    const log = { ...silentLogger, error: (obj: object) => logged.push(obj) };
+    const secret = new Error('connect ECONNREFUSED 10.0.0.5:5432 at /srv/app/db.js');
+    const res = await inject(throwing(secret, log), { body: trackEvent() });
+    assert.equal(res.status, 500);
+    assert.equal(res.json().code, 'SEG_INTERNAL');
+    assert.doesNotMatch(res.body, /ECONNREFUSED|\/srv|db\.js|stack/);
+    assert.equal(logged.length, 1);
+    assert.equal((logged[0] as { err: Error }).err, secret);
+    assert.doesNotMatch(JSON.stringify(logged[0]), new RegExp(API_KEY));
+    const upstream = Object.assign(new Error('pg: relation "events" does not exist'), {
+      status: 502,
+      code: '42P01',
+    });
+    const res502 = await inject(throwing(upstream, log), { body: trackEvent() });
+    assert.equal(res502.status, 502);
+    assert.doesNotMatch(res502.body, /relation|42P01/);
+  });
+
+  test('a handler still running after the timeout is answered 503 and its signal aborted', async () => {
+    let signal: AbortSignal | undefined;
+    const slow = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlerTimeoutMs: 30,
+      handlers: {
+        track: (_event, ctx) => {
+          signal = ctx.signal;
+          return new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+        },
+      },
+    });
+    const res = await inject(slow, { body: trackEvent() });
+    assert.equal(res.status, 503);
+    assert.equal(res.json().code, 'SEG_HANDLER_TIMEOUT');
+    assert.equal(signal?.aborted, true);
+  });
+
+  test('inFlight counts running events and idle() resolves when they finish', async () => {
+    const held = gate();
+    const entered = countdown(1);
+    const track = () => {
+      entered.hit();
+      return held.opened;
+    };
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: { track } });
+    const pending = inject(handler, { body: trackEvent() });
+    await entered.reached;
+    assert.equal(handler.inFlight, 1);
+    let idle = false;
+    const waiting = handler.idle().then(() => {
+      idle = true;
+    });
+    // The event is held: however long we wait, idle() cannot have resolved; a turn of the loop shows it.
+    await new Promise((r) => setImmediate(r));
+    assert.equal(idle, false);
+    held.open();
+    assert.equal((await pending).status, 200);
+    await waiting;
+    assert.equal(handler.inFlight, 0);
+  });
+
+  test('a success is written at the end of its turn of the loop, its event in flight until then', async () => {
+    let res: ServerResponse | undefined;
+    const seenInTurn: Array<[number, boolean | undefined]> = [];
+    let writtenWhenIdle: boolean | undefined;
+    const track = () => {
+      // Still in the turn that took the event: its answer is decided, not yet written.
+      queueMicrotask(() => {
+        seenInTurn.push([handler.inFlight, res?.writableEnded]);
+        handler.idle().then(() => {
+          writtenWhenIdle = res?.writableEnded;
+        });
+      });
+    };
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: { track } });
+    const answer = await inject(
+      (req, r) => {
+        res = r;
+        handler(req, r);
+      },
+      { body: trackEvent() },
+    );
+    assert.equal(answer.status, 200);
+    assert.deepEqual(seenInTurn, [[1, false]]);
+    assert.equal(writtenWhenIdle, true, 'idle() resolves once the answer is written');
+  });
+});

@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { createHandler, silentLogger } from '../src/index.ts';
+import { endpoint, type Seen } from './handler-harness.ts';
+import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+
+// From the body to an event: JSON parsed with __proto__ refused, spec fields normalised, each type
+// validated; and a body a framework already parsed (req.body) held to the same rules.
+
+describe('parse', () => {
+  test('bad JSON, and JSON that is not an object, are 400', async () => {
+    const cases: Array<[string, string]> = [
+      ['{"type":', 'SEG_INVALID_JSON'],
+      ['', 'SEG_INVALID_JSON'],
+      ['[]', 'SEG_INVALID_EVENT'],
+      ['"track"', 'SEG_NOT_OBJECT'],
+      ['null', 'SEG_NOT_OBJECT'],
+      ['42', 'SEG_NOT_OBJECT'],
+    ];
+    for (const [body, code] of cases) {
+      const res = await inject(endpoint(), {
+        body,
+        headers: { ...segmentHeaders(), 'content-length': String(Buffer.byteLength(body)) },
+      });
+      assert.equal(res.status, 400, body);
+      assert.equal(res.json().code, code, body);
+    }
+  });
+
+  test('__proto__ and constructor.prototype keys are refused and never reach a prototype', async () => {
+    const seen: Seen[] = [];
+    const bodies = [
+      '{"type":"track","event":"x","userId":"u","__proto__":{"polluted":true}}',
+      '{"type":"track","event":"x","userId":"u","properties":{"constructor":{"prototype":{"polluted":true}}}}',
+      // JSON.parse decodes escaped letters: these are the same keys in disguise.
+      '{"type":"track","user_id":"u","\\u005f_proto__":{"event":"Injected","polluted":true}}',
+      '{"type":"track","event":"x","userId":"u","\\u0063onstructor":{"prototype":{"polluted":true}}}',
+    ];
+    for (const body of bodies) {
+      const res = await inject(endpoint({}, seen), { body });
+      assert.equal(res.status, 400);
+      assert.equal(res.json().code, 'SEG_FORBIDDEN_KEY');
+    }
+    assert.equal(seen.length, 0);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
+
+describe('normalise and validate', () => {
+  test('spec fields in any casing reach the handler canonical; traits keep their keys; ctx.original is as sent', async () => {
+    const seen: Seen[] = [];
+    const sent = {
+      Type: 'Identify',
+      User_Id: 'u1',
+      TRAITS: { First_Name: 'Ada', email: 'a@b.c' },
+      MessageID: 'm1',
+    };
+    const res = await inject(endpoint({}, seen), { body: sent });
+    assert.equal(res.status, 200);
+    const [first] = seen;
+    assert.equal(first?.type, 'identify');
+    assert.equal(first?.event.type, 'identify');
+    assert.equal(first?.event.userId, 'u1');
+    assert.equal(first?.event.messageId, 'm1');
+    assert.deepEqual(first?.event.traits, { First_Name: 'Ada', email: 'a@b.c' });
+    assert.deepEqual(first?.ctx.original, sent);
+  });
+
+  test('"type": "Track" is a track', async () => {
+    const seen: Seen[] = [];
+    await inject(endpoint({}, seen), { body: trackEvent({ type: 'TRACK' }) });
+    assert.equal(seen[0]?.type, 'track');
+  });
+
+  test('a missing or non-string type is 400', async () => {
+    for (const body of [
+      { event: 'x', userId: 'u' },
+      { type: 7, userId: 'u' },
+      { type: '', userId: 'u' },
+    ]) {
+      const res = await inject(endpoint(), { body });
+      assert.equal(res.status, 400);
+      assert.equal(res.json().code, 'SEG_TYPE_MISSING');
+    }
+  });
+
+  test('a type not in the spec is 501, and so is a spec type without a handler', async () => {
+    for (const type of ['purchase', 'constructor', '__proto__', 'toString']) {
+      const res = await inject(endpoint(), { body: { type, userId: 'u' } });
+      assert.equal(res.status, 501, type);
+      assert.equal(res.json().code, 'SEG_TYPE_UNSUPPORTED');
+    }
+    const trackOnly = createHandler({ apiKeys: [API_KEY], handlers: { track: () => {} }, log: silentLogger });
+    const res = await inject(trackOnly, { body: { type: 'page', userId: 'u', name: 'Home' } });
+    assert.equal(res.status, 501);
+    assert.match(res.json().message ?? '', /page/);
+  });
+
+  test('required fields: messages name the type and the field', async () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ type: 'track', userId: 'u' }, /^track: "event"/],
+      [{ type: 'track', event: 'x' }, /^track: "userId" or "anonymousId"/],
+      [{ type: 'identify' }, /^identify: "userId" or "anonymousId"/],
+      [{ type: 'page', name: 'Home' }, /^page: "userId" or "anonymousId"/],
+      [{ type: 'screen', name: 'Home' }, /^screen: "userId" or "anonymousId"/],
+      [{ type: 'group', userId: 'u' }, /^group: "groupId"/],
+      [{ type: 'alias', userId: 'u' }, /^alias: "previousId"/],
+      [{ type: 'alias', previousId: 'p' }, /^alias: "userId"/],
+      [{ type: 'delete', anonymousId: 'a' }, /^delete: "userId"/],
+    ];
+    for (const [body, message] of cases) {
+      const res = await inject(endpoint(), { body });
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.json().code, 'SEG_INVALID_EVENT');
+      assert.match(res.json().message ?? '', message);
+    }
+  });
+
+  test('the leniency real payloads need: null/[] context, string version, non-ISO timestamps, extra keys', async () => {
+    const bodies = [
+      { type: 'delete', userId: 'u1', context: [], integrations: null },
+      trackEvent({
+        version: '1.1',
+        originalTimestamp: 'Tue Nov 26 2026',
+        context: null,
+        _metadata: { x: 1 },
+        extra: 1,
+      }),
+      { type: 'identify', anonymousId: 'a1', traits: [], version: 2 },
+      { type: 'group', userId: 'u', groupId: 'g', traits: { name: 'Acme' } },
+      { type: 'page', anonymousId: 'a', name: null, properties: { path: '/' } },
+      { type: 'screen', userId: 7, name: 'Home' },
+      { type: 'alias', previousId: 'anon', userId: 'u1' },
+    ];
+    for (const body of bodies) {
+      const res = await inject(endpoint(), { body });
+      assert.equal(res.status, 200, `${JSON.stringify(body)} → ${res.body}`);
+    }
+  });
+});
+
+describe('mounted behind a framework that parsed the body', () => {
+  test('req.body as an object is used as is, and still guarded against __proto__', async () => {
+    const seen: Seen[] = [];
+    const handler = endpoint({}, seen);
+    const ok = await inject(handler, { parsedBody: trackEvent(), headers: segmentHeaders() });
+    assert.equal(ok.status, 200);
+    assert.equal(seen.length, 1);
+    const poisoned = JSON.parse('{"type":"track","event":"x","userId":"u","__proto__":{"x":1}}');
+    const bad = await inject(handler, { parsedBody: poisoned, headers: segmentHeaders() });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json().code, 'SEG_FORBIDDEN_KEY');
+  });
+
+  test('req.body as a string or Buffer is parsed and held to the size limit', async () => {
+    const handler = endpoint({ maxBodyBytes: 400 });
+    assert.equal((await inject(handler, { parsedBody: JSON.stringify(trackEvent()) })).status, 200);
+    assert.equal(
+      (await inject(handler, { parsedBody: Buffer.from(JSON.stringify(trackEvent())) })).status,
+      200,
+    );
+    const big = await inject(handler, { parsedBody: JSON.stringify(trackEvent({ pad: 'x'.repeat(400) })) });
+    assert.equal(big.status, 413);
+  });
+
+  test('req.body as bytes that are not UTF-8 is refused, as a body read here is', async () => {
+    const text = JSON.stringify(trackEvent({ properties: { name: 'Zoë' } }));
+    const latin1 = Buffer.from(text, 'latin1'); // ë as the single byte 0xeb
+    const res = await inject(endpoint(), { parsedBody: latin1 });
+    assert.equal(res.status, 400);
+    assert.equal(res.json().code, 'SEG_INVALID_UTF8');
+    assert.equal((await inject(endpoint(), { parsedBody: Buffer.from(text) })).status, 200);
+  });
+
+  test("a parsed body is held to the Tracking API's limits: 32 KiB an event, 500 KiB a batch", async () => {
+    const handler = endpoint({ maxBodyBytes: 1024 * 1024 });
+    const event = (bytes: number) => trackEvent({ pad: 'x'.repeat(bytes) });
+    const oneTooBig = await inject(handler, { url: '/v1/track', parsedBody: event(33 * 1024) });
+    assert.equal(oneTooBig.status, 413);
+    assert.equal(oneTooBig.json().code, 'SEG_BODY_TOO_LARGE');
+    assert.equal((await inject(handler, { url: '/v1/track', parsedBody: event(30 * 1024) })).status, 200);
+    const batch = { batch: Array.from({ length: 20 }, () => event(26 * 1024)) };
+    const tooBig = await inject(handler, { url: '/v1/batch', parsedBody: batch });
+    assert.equal(tooBig.status, 413);
+    assert.equal(tooBig.json().code, 'SEG_BODY_TOO_LARGE');
+  });
+});

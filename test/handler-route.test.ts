@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { endpoint } from './handler-harness.ts';
+import { inject, trackEvent } from './helpers.ts';
+
+// The front door, before any event is read: the event path and the health path, the methods each takes,
+// and draining.
+
+describe('route', () => {
+  test('only the configured path takes events: another path is 404', async () => {
+    const res = await inject(endpoint({ path: '/segment' }), { url: '/', body: trackEvent() });
+    assert.equal(res.status, 404);
+    assert.equal(res.json().code, 'SEG_NOT_FOUND');
+    assert.match(res.headers['content-type'] ?? '', /^application\/json/);
+    const ok = await inject(endpoint({ path: '/segment' }), { url: '/segment?x=1', body: trackEvent() });
+    assert.equal(ok.status, 200);
+  });
+
+  test('GET and HEAD on the health path answer 200 without auth', async () => {
+    const handler = endpoint();
+    const get = await inject(handler, { method: 'GET', url: '/health', headers: {} });
+    assert.equal(get.status, 200);
+    assert.deepEqual(JSON.parse(get.body), { status: 'ok' });
+    const head = await inject(handler, { method: 'HEAD', url: '/health', headers: {} });
+    assert.equal(head.status, 200);
+    assert.equal(head.body, '');
+  });
+
+  test('health answers 503 draining once the handler drains, and new events get 503 with Connection: close', async () => {
+    const handler = endpoint();
+    handler.drain();
+    assert.equal(handler.draining, true);
+    const health = await inject(handler, { method: 'GET', url: '/health', headers: {} });
+    assert.equal(health.status, 503);
+    assert.deepEqual(JSON.parse(health.body), { status: 'draining' });
+    const event = await inject(handler, { body: trackEvent() });
+    assert.equal(event.status, 503);
+    assert.equal(event.json().code, 'SEG_DRAINING');
+    assert.equal(event.headers.connection, 'close');
+  });
+
+  test('other methods on the event path are 405 with Allow: POST, and keep the connection', async () => {
+    for (const method of ['GET', 'PUT', 'DELETE', 'PATCH']) {
+      const res = await inject(endpoint(), { method, noLength: true });
+      assert.equal(res.status, 405, method);
+      assert.equal(res.headers.allow, 'POST');
+      assert.notEqual(res.headers.connection, 'close');
+      assert.equal(res.json().code, 'SEG_METHOD_NOT_ALLOWED');
+    }
+    const health = await inject(endpoint(), { method: 'POST', url: '/health', headers: {} });
+    assert.equal(health.status, 405);
+    assert.equal(health.headers.allow, 'GET, HEAD');
+  });
+});
