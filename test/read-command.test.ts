@@ -1,0 +1,96 @@
+// `segment-endpoint read` as a command: bad invocations exit 1 with a hint, and stdout closing early or
+// draining slowly.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { readMain } from '../src/read/command.ts';
+import { tempDirs } from './helpers.ts';
+import { append, runRead, spawnRead, stored } from './read-harness.ts';
+
+const tempDir = tempDirs('read');
+
+describe('segment-endpoint read: following, restarts, failures', () => {
+  test('bad invocations exit 1 with one line and a hint', async () => {
+    const dir = tempDir();
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
+    writeFileSync(join(dir, 'garbage.checkpoint'), '{"files":{"events-2026-11-30.ndjson":');
+    writeFileSync(join(dir, 'wrong.checkpoint'), '{"files":{"events-2026-11-30.ndjson":-1}}');
+    writeFileSync(
+      join(dir, 'no-hash.checkpoint'),
+      '{"files":{"events-2026-11-30.ndjson":{"offset":10,"lastLineStart":0}}}',
+    );
+    const cases: string[][] = [
+      [],
+      ['--follow'],
+      ['--out', dir, '--bogus'],
+      ['--out', dir, 'extra'],
+      ['--out', join(dir, 'missing')],
+      ['--out', join(dir, 'events-2026-11-30.ndjson')],
+      ['--out', dir, '--type', 'purchase'],
+      ['--out', dir, '--from', join(dir, 'garbage.checkpoint')],
+      ['--out', dir, '--from', join(dir, 'wrong.checkpoint')],
+      ['--out', dir, '--from', join(dir, 'no-hash.checkpoint')],
+      ['--out', dir, '--out', dir],
+      ['--out', dir, '--max-line-bytes', '0'],
+      ['--out', dir, '--max-line-bytes', 'lots'],
+      ['--out', dir, '--max-line-bytes', String(2 ** 30)],
+      ['--out', dir, '--from', dir],
+      ['--out', dir, '--from', join(dir, 'no-such-dir', 'reader.checkpoint')],
+    ];
+    const runs = await Promise.all(cases.map((args) => runRead(args)));
+    for (const [i, run] of runs.entries()) {
+      const what = JSON.stringify(cases[i]);
+      assert.equal(run.code, 1, what);
+      assert.equal(run.stdout, '', what);
+      assert.match(
+        run.stderr,
+        /^segment-endpoint read: [^\n]+\n(Try 'segment-endpoint read --help'\.\n)?$/,
+        what,
+      );
+    }
+    const help = await runRead(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: segment-endpoint read --out DIR/);
+  });
+
+  test('stdout closed after one line (| head -1): exit 0, nothing on stderr', async () => {
+    const dir = tempDir();
+    append(
+      dir,
+      'events-2026-11-30.ndjson',
+      Array.from({ length: 5000 }, (_, n) => stored('track', `m${n}`, 100)),
+    );
+    const run = spawnRead(['--out', dir]);
+    run.child.stdout?.once('data', () => run.child.stdout?.destroy());
+    assert.equal(await run.closed, 0, run.stderr());
+    assert.equal(run.stderr(), '');
+  });
+
+  test('a slow stdout holds the reader back: one line in flight, not the store in memory', async () => {
+    const dir = tempDir();
+    const lines = Array.from({ length: 2000 }, (_, n) => stored('track', `m${n}`, 1000));
+    append(dir, 'events-2026-11-30.ndjson', lines);
+    let buffered = 0;
+    let received = '';
+    const stdout = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _encoding, done) {
+        received += chunk.toString();
+        setImmediate(done);
+      },
+    });
+    const write = stdout.write.bind(stdout);
+    stdout.write = ((...args: Parameters<typeof write>) => {
+      const ok = write(...args);
+      buffered = Math.max(buffered, stdout.writableLength);
+      return ok;
+    }) as typeof stdout.write;
+    const stderr = { write: (text: string) => assert.fail(text) };
+    assert.equal(await readMain(['--out', dir], { stdout, stderr }), 0);
+    assert.equal(received, lines.map((line) => `${line}\n`).join(''));
+    const longest = Math.max(...lines.map((line) => line.length + 1));
+    assert.ok(buffered <= longest, `at most one line buffered, not ${buffered} bytes`);
+  });
+});
