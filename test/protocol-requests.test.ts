@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { EndpointServer } from '../src/index.ts';
+import {
+  basic,
+  encodeSettings,
+  httpsCall,
+  keepAliveAgent,
+  listenTls,
+  parseRaw,
+  rawTls,
+  segmentHeaders,
+  trackEvent,
+} from './helpers.ts';
+import { cert, eventRequest, LIMIT, RawConnection, statusLines } from './protocol-harness.ts';
+
+// HTTP/1.1 at the edges, request by request: pipelining after a malformed request, a body refused or
+// answered before it goes bad, the number of headers, repeated Host, the request line's version and target.
+
+describe('the request line and headers', () => {
+  let endpoint: EndpointServer;
+  let port: number;
+  const handled: string[] = [];
+
+  before(async () => {
+    ({ endpoint, port } = await listenTls({
+      maxBodyBytes: LIMIT,
+      handlers: {
+        // Answers a turn of the event loop late: a response is still in progress when what follows
+        // arrives (the parser reads a pipelined request in the same pass as the one before it).
+        track: async (event) => {
+          await new Promise((resolve) => setImmediate(resolve));
+          handled.push(String(event.messageId));
+        },
+      },
+    }));
+  });
+
+  after(() => endpoint.close());
+
+  test('a malformed request pipelined after a valid one: 200 first, then 400, then the close', async () => {
+    const event = trackEvent();
+    const text = await rawTls(port, cert, `${eventRequest(JSON.stringify(event))}GARBAGE\r\n\r\n`);
+    assert.deepEqual(statusLines(text), ['200', '400'], text);
+    const second = text.slice(text.indexOf('HTTP/1.1 400'));
+    assert.equal(JSON.parse(parseRaw(second).body).code, 'SEG_BAD_REQUEST');
+    assert.match(parseRaw(second).headers, /connection: close/);
+    assert.ok(handled.includes(event.messageId));
+  });
+
+  test('a malformed request behind valid ones, then the sender half-closes: every 200, then the 400', async () => {
+    // The sender's FIN comes while the 200s are still to be written: Node would end the connection after
+    // the last of them, before the refusal waiting behind it.
+    const events = [trackEvent(), trackEvent(), trackEvent()];
+    const connection = new RawConnection(port);
+    await connection.ready;
+    connection.socket.end(
+      `${events.map((e) => eventRequest(JSON.stringify(e))).join('')}GARBAGE / HTTP/1.1\r\n\r\n`,
+    );
+    await connection.close;
+    assert.deepEqual(statusLines(connection.text), ['200', '200', '200', '400'], connection.text);
+    const refusal = connection.text.slice(connection.text.indexOf('HTTP/1.1 400'));
+    assert.equal(JSON.parse(parseRaw(refusal).body).code, 'SEG_BAD_REQUEST');
+  });
+
+  test('a request refused on its headers whose chunked body is malformed gets one answer, not two', async () => {
+    const chunked = (key: string) =>
+      `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(key)}\r\n` +
+      'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n';
+    const alone = await rawTls(port, cert, chunked('not-a-key'));
+    assert.deepEqual(statusLines(alone), ['401'], alone);
+    assert.equal(JSON.parse(parseRaw(alone).body).code, 'SEG_AUTH_UNKNOWN');
+    const behind = await rawTls(
+      port,
+      cert,
+      eventRequest(JSON.stringify(trackEvent())) + chunked('not-a-key'),
+    );
+    assert.deepEqual(statusLines(behind), ['200', '401'], behind);
+  });
+
+  test('a request answered on its headers whose chunked body goes bad after the answer: no second one', async () => {
+    const connection = new RawConnection(port);
+    await connection.ready;
+    connection.write('GET /health HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n');
+    await connection.until(/"status":"ok"/);
+    connection.write('zz\r\n');
+    await connection.close;
+    assert.deepEqual(statusLines(connection.text), ['200'], connection.text);
+  });
+
+  test('more than 100 headers is a 431, whichever of them Node would have dropped; 100 pass', async () => {
+    // Content-Length last, past the 100th: dropped from the request as Node hands it over, it would read
+    // as a request without a length (411), while Node framed the body by it.
+    const withHeaders = (count: number) => {
+      const event = trackEvent();
+      const body = JSON.stringify(event);
+      const base = eventRequest(body).replace(/Content-Length: \d+\r\n/, '');
+      const fixed = base.slice(0, base.indexOf('\r\n\r\n')).split('\r\n').length - 1; // the line excluded
+      const extra = Array.from({ length: count - fixed - 2 }, (_, i) => `X-Extra-${i}: v\r\n`).join('');
+      const cut = base.indexOf('\r\n\r\n') + 2;
+      return `${base.slice(0, cut)}${extra}Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    };
+    const over = parseRaw(await rawTls(port, cert, withHeaders(101)));
+    assert.equal(over.status, 431, over.body);
+    assert.equal(JSON.parse(over.body).code, 'SEG_HEADERS_TOO_LARGE');
+    assert.equal(parseRaw(await rawTls(port, cert, withHeaders(100))).status, 200);
+  });
+
+  test('two Host headers are a 400', async () => {
+    const request = eventRequest(JSON.stringify(trackEvent()), 'Host: elsewhere\r\nConnection: close\r\n');
+    const res = parseRaw(await rawTls(port, cert, request));
+    assert.equal(res.status, 400);
+    assert.equal(JSON.parse(res.body).code, 'SEG_BAD_REQUEST');
+  });
+
+  test('an absolute-form target is routed by its path, its query ignored', async () => {
+    const event = trackEvent();
+    const body = JSON.stringify(event);
+    const request = eventRequest(body, 'Connection: close\r\n').replace(
+      'POST / ',
+      `POST https://localhost:${port}/?source=1 `,
+    );
+    const res = parseRaw(await rawTls(port, cert, request));
+    assert.equal(res.status, 200, res.body);
+    assert.ok(handled.includes(event.messageId));
+    const health = `GET https://localhost:${port}/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
+    assert.equal(parseRaw(await rawTls(port, cert, health)).status, 200);
+    const elsewhere = request.replace(`:${port}/?source=1`, `:${port}/elsewhere`);
+    assert.equal(parseRaw(await rawTls(port, cert, elsewhere)).status, 404);
+  });
+
+  for (const version of ['2.0', '3.0', '1.2']) {
+    test(`HTTP/${version} in the request line is a 505 in JSON`, async () => {
+      const request = eventRequest(JSON.stringify(trackEvent())).replace('HTTP/1.1', `HTTP/${version}`);
+      const res = parseRaw(await rawTls(port, cert, request));
+      assert.equal(res.status, 505, res.headers);
+      assert.match(res.headers, /content-type: application\/json/);
+      assert.equal(JSON.parse(res.body).code, 'SEG_HTTP_VERSION');
+    });
+  }
+
+  test('a version that is not DIGIT.DIGIT, or none (read as HTTP/0.9), is a garbled request line: 400', async () => {
+    // HTTP/1.31 and HTTP/3.0x: llhttp rejects the version before it sees what follows it (fuzz seed 744937838).
+    for (const version of ['HTTP/2', 'HTTP/11', 'HTTP/1.x', 'HTTP/0.9', '', 'HTTP/1.31', 'HTTP/3.0x']) {
+      const request = eventRequest(JSON.stringify(trackEvent())).replace(
+        ' HTTP/1.1',
+        version && ` ${version}`,
+      );
+      const res = parseRaw(await rawTls(port, cert, request));
+      assert.equal(res.status, 400, `${version}: ${res.headers}`);
+      assert.equal(JSON.parse(res.body).code, 'SEG_BAD_REQUEST');
+    }
+  });
+
+  test('a settings header whose bytes are not UTF-8 is a 400, as a body is', async () => {
+    const agent = keepAliveAgent(cert);
+    try {
+      // {"a":"\xff"}: lenient decoding would read it as {"a":"\ufffd"}, a valid object.
+      const settings = Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]).toString('base64');
+      const res = await httpsCall(agent, `https://localhost:${port}/`, {
+        body: trackEvent(),
+        headers: { ...segmentHeaders(), 'x-segment-settings': settings },
+      });
+      assert.equal(res.status, 400, res.body);
+      assert.equal(JSON.parse(res.body).code, 'SEG_SETTINGS_INVALID');
+      const good = await httpsCall(agent, `https://localhost:${port}/`, {
+        body: trackEvent(),
+        headers: { ...segmentHeaders(), 'x-segment-settings': encodeSettings({ a: 'é' }) },
+      });
+      assert.equal(good.status, 200);
+    } finally {
+      agent.destroy();
+    }
+  });
+});
