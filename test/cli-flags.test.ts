@@ -1,0 +1,195 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { UsageError } from '../src/config.ts';
+import { silentLogger } from '../src/log.ts';
+import { resolveHandlerOptions } from '../src/options.ts';
+import { commandDir, configOf, runCli, SOURCE, startCli, storedEvents } from './cli-harness.ts';
+import { CLI_SOURCE, httpFlags, ROOT, segmentHeaders, spawnClean, trackEvent, waitFor } from './helpers.ts';
+
+// The command line as the command reads it: --help and --version, bad usage and refused options (exit 1
+// with one line and a hint), flags from the environment, a flag given twice, and numbers out of bounds.
+
+describe('the segment-endpoint command', () => {
+  let dir: string;
+  let certFile: string;
+
+  before(() => {
+    ({ dir, certFile } = commandDir());
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('--help prints usage and exits 0; --version prints the version', async () => {
+    const help = await runCli(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /Usage: segment-endpoint/);
+    assert.match(help.stdout, /--api-key/);
+    const version = await runCli(['--version']);
+    assert.equal(version.code, 0);
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    assert.equal(version.stdout.trim(), pkg.version);
+  });
+
+  test('bad usage exits 1 with one line and a hint', async () => {
+    const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+      [['--bogus'], {}, /bogus/],
+      [['--http', '--port', '0'], {}, /no API key/],
+      [['--api-key', 'k'], {}, /--cert and --key are required/],
+      [['--api-key', 'k', '--cert', '/nonexistent.pem', '--key', '/nonexistent.key'], {}, /cannot read/],
+      [['--http', '--api-key', 'k', '--port', 'eighty'], {}, /--port must be a whole number/],
+      [['--http', '--api-key', 'k:purchase'], {}, /"purchase" is not an event type/],
+      [['--http', '--api-key', 'k', '--log-level', 'loud'], {}, /--log-level/],
+      [
+        ['--http', '--api-key', 'k', '--shutdown-timeout', 'soon'],
+        {},
+        /--shutdown-timeout must be a number of seconds/,
+      ],
+      [['--http', '--api-key', 'k', '--max-in-flight', '-1'], {}, /--max-in-flight/],
+      [['--http', '--api-key', 'k', '--handlers', '/nonexistent.mjs'], {}, /--handlers: cannot load/],
+    ];
+    for (const [args, env, message] of cases) {
+      const res = await runCli(args, env);
+      assert.equal(res.code, 1, args.join(' '));
+      assert.match(res.stderr, message, args.join(' '));
+      assert.match(res.stderr, /^segment-endpoint: /);
+    }
+  });
+
+  test('options the server refuses also exit 1, before the store is touched', async () => {
+    const out = join(dir, 'refused-store');
+    const refused = [
+      ['--http', '--path', 'no-slash'],
+      ['--cert', certFile, '--key', certFile],
+    ];
+    for (const args of refused) {
+      const res = await runCli([...args, '--api-key', 'k', '--port', '0', '--out', out]);
+      assert.equal(res.code, 1, args.join(' '));
+      assert.match(res.stderr, /^segment-endpoint: /, args.join(' '));
+      assert.equal(existsSync(out), false, `${args.join(' ')}: --out was made`);
+    }
+  });
+
+  test('refuses to start when --out is not writable: exit 1, one line naming --out and the cause', async () => {
+    const file = join(dir, 'a-regular-file');
+    writeFileSync(file, '');
+    // Paths no process can write to, root included (tests often run as root, for whom mode bits are no
+    // bar): below a regular file, and sysfs, which takes no new files (EROFS where mounted read-only).
+    const cases: Array<[string, RegExp]> = [[join(file, 'store'), /ENOTDIR/]];
+    if (existsSync('/sys/kernel')) cases.push(['/sys', /EACCES|EROFS/]);
+    // procfs answers ENOENT to a new directory: Node's recursive mkdir retried it for ever.
+    if (existsSync('/proc/self')) cases.push(['/proc/segment-endpoint-store/day', /ENOENT/]);
+    for (const [out, cause] of cases) {
+      const run = spawnClean(process.execPath, [
+        ...SOURCE,
+        '--http',
+        '--port',
+        '0',
+        '--api-key',
+        'k',
+        '--out',
+        out,
+      ]);
+      const started = waitFor(run.stdout, /listening on/).then(() => {
+        run.child.kill('SIGKILL');
+        return 'started';
+      });
+      const outcome = await Promise.race([started, run.exit]);
+      assert.equal(outcome, 1, `--out ${out}: ${run.stdout()}${run.stderr()}`);
+      const lines = run
+        .stderr()
+        .split('\n')
+        .filter((l) => l !== '');
+      assert.equal(lines.length, 1, run.stderr());
+      assert.match(lines[0] ?? '', /^segment-endpoint: --out /);
+      assert.ok(lines[0]?.includes(out), run.stderr());
+      assert.match(lines[0] ?? '', cause);
+    }
+  });
+
+  test('flags fall back to environment variables', async () => {
+    const out = join(dir, 'env-out');
+    const run = await startCli([], {
+      SEGMENT_ENDPOINT_HTTP: '1',
+      SEGMENT_ENDPOINT_HOST: '127.0.0.1',
+      SEGMENT_ENDPOINT_PORT: '0',
+      SEGMENT_ENDPOINT_PATH: '/segment',
+      SEGMENT_ENDPOINT_OUT: out,
+      SEGMENT_ENDPOINT_MAX_BODY_BYTES: '300',
+      SEGMENT_API_KEYS: 'env-key',
+    });
+    assert.match(run.url, /^http:\/\/127\.0\.0\.1:\d+\/segment$/);
+    const send = (body: unknown) =>
+      fetch(run.url, { method: 'POST', headers: segmentHeaders('env-key'), body: JSON.stringify(body) });
+    assert.equal((await send({ type: 'identify', userId: 'u1' })).status, 200);
+    assert.equal((await send(trackEvent({ pad: 'x'.repeat(300) }))).status, 413);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    assert.equal(storedEvents(out).length, 1);
+  });
+});
+
+describe('flags and variables that say one thing', () => {
+  test('a flag given twice is refused, not the last one taken; --api-key may repeat', () => {
+    for (const args of [
+      ['--port', '1', '--port', '2'],
+      ['--out', 'one', '--out', 'two'],
+      ['--signature-secret', 'first', '--signature-secret', 'second'],
+      ['--access-log', '--access-log'],
+    ]) {
+      assert.throws(() => configOf(['--api-key', 'k', ...args]), /given twice/, args.join(' '));
+    }
+    assert.equal([...(configOf(['--api-key', 'a', '--api-key', 'b']).options.apiKeys ?? [])].length, 2);
+  });
+
+  test("a number out of its bounds is refused by its flag, in the flag's unit", () => {
+    const refused = (args: string[], message: RegExp) =>
+      assert.throws(
+        () => configOf(['--api-key', 'k', ...args]),
+        (err: Error) => {
+          assert.ok(err instanceof UsageError, err.message);
+          assert.match(err.message, message);
+          return true;
+        },
+      );
+    refused(['--port', '70000'], /^--port must be from 0 to 65535, not 70000$/);
+    refused(
+      ['--shutdown-timeout', '99999999'],
+      /^--shutdown-timeout must be from 0 to [\d.]+ seconds, not 99999999$/,
+    );
+    refused(['--idempotency-ttl', '0.0001'], /^--idempotency-ttl must be from 0.001 to .* seconds, not 0$/);
+  });
+
+  test("the library's own checks of an option are said of its flag, with the hint", async () => {
+    const run = spawnClean(process.execPath, [...CLI_SOURCE, ...httpFlags('k'), '--path', 'nopath']);
+    assert.equal(await run.exit, 1);
+    assert.match(run.stderr(), /^segment-endpoint: --path must [^\n]*\nTry 'segment-endpoint --help'\.\n$/);
+  });
+
+  test('a switch variable is 1/true/yes/on or 0/false/no/off (any case), else refused', () => {
+    const log = (value: string) => configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_ACCESS_LOG: value });
+    for (const on of ['1', 'true', 'YES', 'on']) assert.equal(log(on).options.accessLog, true, on);
+    for (const off of ['0', 'false', 'No', 'off', '']) assert.notEqual(log(off).options.accessLog, true, off);
+    for (const bad of ['2', 'enabled', 'y']) {
+      assert.throws(() => log(bad), /SEGMENT_ENDPOINT_ACCESS_LOG must be/, bad);
+    }
+  });
+});
+
+describe('Segment legacy batch signing is opt-in', () => {
+  test('off by default; on with --signature-legacy-batch or SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH', () => {
+    assert.equal(configOf(['--api-key', 'k']).options.signatureLegacyBatch, false);
+    assert.equal(configOf(['--api-key', 'k', '--signature-legacy-batch']).options.signatureLegacyBatch, true);
+    const env = { SEGMENT_ENDPOINT_SIGNATURE_LEGACY_BATCH: '1' };
+    assert.equal(configOf(['--api-key', 'k'], env).options.signatureLegacyBatch, true);
+  });
+});
+
+describe('--idempotency-max-entries 0', () => {
+  test('turns duplicate suppression off through the library option of the same name', () => {
+    const config = configOf(['--api-key', 'k', '--idempotency-max-entries', '0', '--idempotency-ttl', '60']);
+    assert.deepEqual(config.options.idempotency, { maxEntries: 0, ttlMs: 60_000 });
+    const resolved = resolveHandlerOptions({ handlers: {}, ...config.options, log: silentLogger });
+    assert.equal(resolved.idempotency, undefined, 'no duplicate filter, as with idempotency: false');
+  });
+});

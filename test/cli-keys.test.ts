@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { ApiKeySpec } from '../src/auth.ts';
+import { parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
+import { commandDir, configOf, startCli } from './cli-harness.ts';
+import { httpFlags, segmentHeaders, trackEvent } from './helpers.ts';
+
+// API keys and signature secrets as the command takes them: --api-key specs, a keys file, the environment,
+// a key given twice; secrets from a file or the environment, kept off the command line.
+
+describe('the segment-endpoint command', () => {
+  let dir: string;
+
+  before(() => {
+    ({ dir } = commandDir());
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('keys from --api-key with types, --api-keys-file and SEGMENT_API_KEYS', async () => {
+    const keysFile = join(dir, 'keys.txt');
+    writeFileSync(keysFile, '# customers\nfile-key\nfile-identify identify\n\n');
+    const run = await startCli(
+      [...httpFlags('flag-key:track'), '--api-keys-file', keysFile, '--out', join(dir, 'k')],
+      { SEGMENT_API_KEYS: 'env-a, env-b' },
+    );
+    const send = async (key: string, body: unknown) =>
+      (await fetch(run.url, { method: 'POST', headers: segmentHeaders(key), body: JSON.stringify(body) }))
+        .status;
+    const identify = { type: 'identify', userId: 'u1' };
+    assert.equal(await send('flag-key', trackEvent()), 200);
+    assert.equal(await send('flag-key', identify), 403);
+    assert.equal(await send('file-key', identify), 200);
+    assert.equal(await send('file-identify', identify), 200);
+    assert.equal(await send('file-identify', trackEvent()), 403);
+    assert.equal(await send('env-a', trackEvent()), 200);
+    assert.equal(await send('env-b', identify), 200);
+    assert.equal(await send('nobody', identify), 401);
+    run.child.kill('SIGINT');
+    assert.equal(await run.exit, 0);
+  });
+
+  test('--signature-secret requires X-Signature; a key with its own secret= uses that', async () => {
+    const { createHmac } = await import('node:crypto');
+    const keysFile = join(dir, 'signed-keys.txt');
+    writeFileSync(keysFile, 'own-key secret=own-secret\n');
+    const run = await startCli([...httpFlags('k'), '--api-keys-file', keysFile], {
+      SEGMENT_ENDPOINT_SIGNATURE_SECRET: 'shared',
+      SEGMENT_ENDPOINT_OUT: join(dir, 'signed'),
+    });
+    const body = JSON.stringify(trackEvent());
+    const send = async (key: string, secret?: string) =>
+      (
+        await fetch(run.url, {
+          method: 'POST',
+          headers: {
+            ...segmentHeaders(key),
+            ...(secret && { 'x-signature': createHmac('sha1', secret).update(body).digest('hex') }),
+          },
+          body,
+        })
+      ).status;
+    assert.equal(await send('k', 'shared'), 200);
+    assert.equal(await send('k'), 401);
+    assert.equal(await send('k', 'wrong'), 401);
+    assert.equal(await send('own-key', 'own-secret'), 200);
+    assert.equal(await send('own-key', 'shared'), 401);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    assert.doesNotMatch(run.stderr(), /shared|own-secret/);
+  });
+
+  test('--signature-secret-file: the secret read from the file is enforced end to end', async () => {
+    const { createHmac } = await import('node:crypto');
+    const secretFile = join(dir, 'signature-secret');
+    writeFileSync(secretFile, 'from-file\n', { mode: 0o600 });
+    const args = [...httpFlags(), '--signature-secret-file', secretFile];
+    const run = await startCli([...args, '--signature-legacy-batch', '--out', join(dir, 'secret-file')], {
+      SEGMENT_ENDPOINT_API_KEYS: 'k',
+    });
+    const send = async (body: string, headers: Record<string, string>) =>
+      (await fetch(run.url, { method: 'POST', headers: { ...segmentHeaders('k'), ...headers }, body }))
+        .status;
+    const sign = (secret: string, text: string) => createHmac('sha1', secret).update(text).digest('hex');
+    const one = JSON.stringify(trackEvent());
+    assert.equal(await send(one, { 'x-signature': sign('from-file', one) }), 200);
+    assert.equal(await send(one, { 'x-signature': sign('from-file\n', one) }), 401);
+    assert.equal(await send(one, {}), 401);
+    // --signature-legacy-batch: Segment's legacy signing of a batch, by its first event, is accepted.
+    const batch = [trackEvent(), trackEvent()];
+    assert.equal(
+      await send(JSON.stringify(batch), { 'x-signature': sign('from-file', JSON.stringify(batch[0])) }),
+      200,
+    );
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    assert.doesNotMatch(run.stderr(), /from-file/);
+  });
+});
+
+describe('key specs', () => {
+  test('KEY and KEY:type,type', () => {
+    assert.deepEqual(parseKeySpec('abc', '--api-key'), { key: 'abc' });
+    assert.deepEqual(parseKeySpec('abc:track,Identify', '--api-key'), {
+      key: 'abc',
+      types: ['track', 'identify'],
+    });
+    assert.throws(() => parseKeySpec(':track', '--api-key'), UsageError);
+    assert.throws(() => parseKeySpec('abc:buy', '--api-key'), UsageError);
+  });
+
+  test('a keys file: one KEY [types] per line, comments and blanks skipped, errors name the line', () => {
+    assert.deepEqual(parseKeysFile('a\n# c\n\nb track,page # tail\r\n'), [
+      { key: 'a' },
+      { key: 'b', types: ['track', 'page'] },
+    ]);
+    assert.throws(() => parseKeysFile('a\nb track extra\n'), /line 2/);
+    assert.deepEqual(parseKeysFile('k1 secret=s3cr3t\nk2 track secret=x\n'), [
+      { key: 'k1', signatureSecret: 's3cr3t' },
+      { key: 'k2', types: ['track'], signatureSecret: 'x' },
+    ]);
+    assert.throws(() => parseKeysFile('k secret=\n'), /line 1/);
+    assert.throws(() => parseKeysFile('k secret=a secret=b\n'), /line 1/);
+    assert.throws(() => parseKeysFile('a:b\n'), /line 1/);
+  });
+
+  test('a "#" starts a comment only where a token would start: a secret may hold one', () => {
+    assert.deepEqual(parseKeysFile('k1 secret=ab#cd\nk2 #track\n#k3\n'), [
+      { key: 'k1', signatureSecret: 'ab#cd' },
+      { key: 'k2' },
+    ]);
+  });
+
+  test('a key given twice over is refused, wherever it was given: one would silently lose its limits', () => {
+    const keys = join(mkdtempSync(join(tmpdir(), 'segment-endpoint-keys-')), 'keys');
+    writeFileSync(keys, 'k1 track secret=S3cr3t\n');
+    const refused = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      assert.throws(
+        () => configOf(args, env),
+        (err: Error) => {
+          assert.ok(err instanceof UsageError);
+          assert.match(err.message, /given twice/);
+          assert.doesNotMatch(err.message, /k1|S3cr3t/, 'the key and its secret are not repeated');
+          return true;
+        },
+      );
+    refused(['--api-key', 'k1:track', '--api-key', 'k1']);
+    refused(['--api-keys-file', keys], { SEGMENT_ENDPOINT_API_KEYS: 'k1' });
+    refused(['--api-keys-file', keys, '--api-key', 'k1']);
+    // The same key, saying the same, twice (both variables set during a migration to the new name).
+    const both = { SEGMENT_ENDPOINT_API_KEYS: 'k1,k2', SEGMENT_API_KEYS: 'k2,k1' };
+    assert.deepEqual([...(configOf([], both).options.apiKeys ?? [])], [{ key: 'k1' }, { key: 'k2' }]);
+    rmSync(dirname(keys), { recursive: true, force: true });
+  });
+});
+
+// Flags are visible to every user of the host in `ps` (/proc/PID/cmdline); files and environment
+// variables are not.
+describe('secrets kept off the command line', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-secrets-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text, { mode: 0o600 });
+    return path;
+  };
+
+  test('--signature-secret-file: exactly one trailing newline is not part of the secret', () => {
+    const cases: Array<[string, string]> = [
+      ['s3cret', 's3cret'],
+      ['s3cret\n', 's3cret'],
+      ['s3cret\r\n', 's3cret'],
+      ['s3cret\n\n', 's3cret\n'],
+      [' s3 cret \n', ' s3 cret '],
+    ];
+    cases.forEach(([text, secret], i) => {
+      const path = file(`secret-${i}`, text);
+      const config = configOf(['--api-key', 'k', '--signature-secret-file', path]);
+      assert.equal(config.options.signatureSecret, secret, JSON.stringify(text));
+    });
+  });
+
+  test('SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE names the file too', () => {
+    const path = file('env-secret', 'from-env-file\n');
+    const config = configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE: path });
+    assert.equal(config.options.signatureSecret, 'from-env-file');
+  });
+
+  test('an empty or unreadable secret file, or a secret given twice, is a usage error', () => {
+    const both = file('both', 'x\n');
+    const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+      [['--signature-secret-file', file('empty', '')], {}, /empty/],
+      [['--signature-secret-file', file('newline', '\n')], {}, /empty/],
+      [['--signature-secret-file', file('crlf', '\r\n')], {}, /empty/],
+      [['--signature-secret-file', join(dir, 'missing')], {}, /cannot read/],
+      [['--signature-secret-file', both, '--signature-secret', 'y'], {}, /one of/],
+      [['--signature-secret-file', both], { SEGMENT_ENDPOINT_SIGNATURE_SECRET: 'y' }, /one of/],
+    ];
+    for (const [args, env, message] of cases) {
+      assert.throws(() => parseConfig(['--http', '--api-key', 'k', ...args], env), UsageError);
+      assert.throws(() => parseConfig(['--http', '--api-key', 'k', ...args], env), message);
+    }
+  });
+
+  test('API keys from SEGMENT_ENDPOINT_API_KEYS, and still from SEGMENT_API_KEYS', () => {
+    const keys = (env: NodeJS.ProcessEnv) =>
+      (configOf([], env).options.apiKeys as ApiKeySpec[]).map((spec) => spec.key);
+    assert.deepEqual(keys({ SEGMENT_ENDPOINT_API_KEYS: 'a, b,' }), ['a', 'b']);
+    assert.deepEqual(keys({ SEGMENT_API_KEYS: 'c' }), ['c']);
+    assert.deepEqual(keys({ SEGMENT_ENDPOINT_API_KEYS: 'a', SEGMENT_API_KEYS: 'c' }), ['a', 'c']);
+    assert.throws(() => parseConfig(['--http'], { SEGMENT_ENDPOINT_API_KEYS: ' , ' }), /no API key/);
+  });
+
+  test('the usage text names the file and environment variable of each secret', async () => {
+    const { usage } = await import('../src/config.ts');
+    for (const name of [
+      '--signature-secret-file',
+      'SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE',
+      'SEGMENT_ENDPOINT_API_KEYS',
+      '--api-keys-file',
+    ]) {
+      assert.ok(usage().includes(name), name);
+    }
+  });
+});

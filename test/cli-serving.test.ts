@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BUILT, commandDir, SOURCE, startCli, storedEvents } from './cli-harness.ts';
+import {
+  httpFlags,
+  httpsCall,
+  keepAliveAgent,
+  segmentHeaders,
+  spawnClean,
+  testCert,
+  trackEvent,
+  waitFor,
+} from './helpers.ts';
+
+// The command started and serving: HTTPS end to end with the store kept across a restart, signals (SIGTERM
+// drains, SIGHUP while starting or over plain HTTP), an exception nothing caught, and the built dist/cli.js.
+
+describe('the segment-endpoint command', () => {
+  let dir: string;
+  let certFile: string;
+  let keyFile: string;
+  const { cert } = testCert();
+
+  before(() => {
+    ({ dir, certFile, keyFile } = commandDir());
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const tlsArgs = () => ['--cert', certFile, '--key', keyFile, '--host', '127.0.0.1', '--port', '0'];
+
+  test('serves HTTPS, stores exactly the accepted events, and keeps them across a restart', async () => {
+    const out = join(dir, 'store');
+    const accepted: string[] = [];
+    const agent = keepAliveAgent(cert);
+    const session = async (round: number) => {
+      const run = await startCli([...tlsArgs(), '--api-key', 'dev-key', '--out', out]);
+      assert.match(run.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+      for (let i = 0; i < 10; i++) {
+        const event = trackEvent({ messageId: `r${round}-${i}` });
+        const res = await httpsCall(agent, run.url, { body: event, headers: segmentHeaders('dev-key') });
+        assert.equal(res.status, 200);
+        accepted.push(event.messageId);
+      }
+      // Refused events are not stored.
+      const refused = [
+        httpsCall(agent, run.url, {
+          body: { type: 'track', userId: 'u', messageId: 'bad-1' },
+          headers: segmentHeaders('dev-key'),
+        }),
+        httpsCall(agent, run.url, {
+          body: trackEvent({ messageId: 'bad-2' }),
+          headers: segmentHeaders('wrong-key'),
+        }),
+        httpsCall(agent, run.url, {
+          body: { type: 'purchase', userId: 'u', messageId: 'bad-3' },
+          headers: segmentHeaders('dev-key'),
+        }),
+      ];
+      assert.deepEqual(
+        (await Promise.all(refused)).map((r) => r.status),
+        [400, 401, 501],
+      );
+      agent.destroy();
+      run.child.kill('SIGTERM');
+      assert.equal(await run.exit, 0);
+      assert.doesNotMatch(run.stderr(), /dev-key/);
+    };
+    await session(1);
+    await session(2);
+    const stored = storedEvents(out);
+    assert.deepEqual(
+      stored.map((r) => (r.event as { messageId: string }).messageId),
+      accepted,
+    );
+    for (const record of stored) {
+      assert.match(record.source as string, /^[0-9a-f]{12}$/);
+      assert.deepEqual(record.settings, {});
+      assert.ok(!Number.isNaN(Date.parse(record.receivedAt as string)));
+    }
+    assert.doesNotMatch(JSON.stringify(stored), /dev-key/);
+  });
+
+  test('SIGTERM drains: an event in flight finishes with 200, then the process exits 0', async () => {
+    const handlers = join(dir, 'slow-handlers.mjs');
+    writeFileSync(
+      handlers,
+      `export default {
+        // Still running when the signal comes, whenever it comes: it finishes on the SIGTERM itself.
+        track: async () => { process.stdout.write('handler started\\n'); await new Promise((r) => process.once('SIGTERM', r)); },
+      };\n`,
+    );
+    const run = await startCli([...tlsArgs(), '--api-key', 'k1', '--handlers', handlers]);
+    const started = new Promise<void>((resolve) =>
+      run.child.stdout?.on('data', (c: Buffer) => c.toString().includes('handler started') && resolve()),
+    );
+    const agent = keepAliveAgent(cert);
+    const inFlight = httpsCall(agent, run.url, { body: trackEvent(), headers: segmentHeaders('k1') });
+    await started;
+    run.child.kill('SIGTERM');
+    const res = await inFlight;
+    assert.equal(res.status, 200);
+    assert.equal(await run.exit, 0);
+    agent.destroy();
+  });
+
+  test('SIGHUP during a slow start-up (a reload while starting) neither kills nor stops it', async () => {
+    // A handlers module that holds start-up until the test writes a line on stdin, after the SIGHUP: the
+    // signal arrives during start-up however slow the machine. (It does not listen for SIGHUP itself,
+    // which would hide the default action.)
+    const handlers = join(dir, 'slow-start-handlers.mjs');
+    writeFileSync(
+      handlers,
+      `process.stdout.write('handlers loading\\n');
+      await new Promise((resolve) => process.stdin.once('data', resolve));
+      process.stdin.destroy();
+      export default { track: () => {} };\n`,
+    );
+    const run = spawnClean(process.execPath, [
+      ...SOURCE,
+      ...tlsArgs(),
+      '--api-key',
+      'k1',
+      '--handlers',
+      handlers,
+    ]);
+    const died = run.exit.then((code) => {
+      throw new Error(`exited (${code ?? run.child.signalCode}) before listening: ${run.stderr()}`);
+    });
+    await Promise.race([waitFor(run.stdout, /handlers loading/), died]);
+    run.child.kill('SIGHUP');
+    run.child.stdin.write('go\n');
+    const url = (await Promise.race([waitFor(run.stdout, /listening on (\S+)/), died]))[1] as string;
+    const agent = keepAliveAgent(cert);
+    const res = await httpsCall(agent, url, { body: trackEvent(), headers: segmentHeaders('k1') });
+    assert.equal(res.status, 200);
+    agent.destroy();
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+  });
+
+  test('over plain HTTP, SIGHUP (no certificate to reload) leaves it serving', async () => {
+    const run = await startCli(httpFlags('k1'), {
+      SEGMENT_ENDPOINT_OUT: join(dir, 'http-hup'),
+    });
+    run.child.kill('SIGHUP');
+    const send = () =>
+      fetch(run.url, { method: 'POST', headers: segmentHeaders('k1'), body: JSON.stringify(trackEvent()) });
+    // Without a listener the kernel ends the process as the signal arrives: no answer, no exit code.
+    assert.equal((await send()).status, 200);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+  });
+
+  // What state an exception nothing caught leaves behind cannot be known: the process logs it and exits
+  // non-zero, for the process manager to restart it.
+  // The timeout only bounds a failure: a process that keeps serving would never exit.
+  test('an exception thrown from a handler timer, or a rejection nobody awaits: logged, then exit 1', {
+    timeout: 60_000,
+  }, async (t) => {
+    const cases: Array<[string, string, RegExp]> = [
+      [
+        'throw-later',
+        "setTimeout(() => { throw new Error('thrown from a timer'); }, 0)",
+        /uncaught exception/,
+      ],
+      ['reject-later', "Promise.reject(new Error('rejected, never awaited'))", /unhandled rejection/],
+    ];
+    for (const [name, stray, msg] of cases) {
+      const handlers = join(dir, `${name}.mjs`);
+      writeFileSync(handlers, `export default { track: () => { ${stray}; } };\n`);
+      const run = await startCli([...httpFlags('k1'), '--handlers', handlers]);
+      t.signal.addEventListener('abort', () => run.child.kill('SIGKILL'));
+      const send = fetch(run.url, {
+        method: 'POST',
+        headers: segmentHeaders('k1'),
+        body: JSON.stringify(trackEvent()),
+      });
+      // The answer may or may not leave before the process ends; the exit is what is tested.
+      await send.catch(() => undefined);
+      assert.equal(await run.exit, 1, name);
+      const fatal = run
+        .stderr()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { level: number; msg: string; err?: { message: string } })
+        .find((line) => msg.test(line.msg));
+      assert.ok(fatal !== undefined, `${name}: ${run.stderr()}`);
+      assert.equal(fatal.level, 50, 'error level');
+      assert.match(fatal.err?.message ?? '', /thrown from a timer|rejected, never awaited/);
+    }
+  });
+
+  test('the built dist/cli.js runs with nothing but node', async () => {
+    assert.ok(existsSync(BUILT[0] as string), 'dist/cli.js is missing: run `make build` (make test does)');
+    const run = await startCli(
+      [...tlsArgs(), '--api-key', 'dev-key', '--out', join(dir, 'dist-out')],
+      {},
+      BUILT,
+    );
+    const agent = keepAliveAgent(cert);
+    const res = await httpsCall(agent, run.url, { body: trackEvent(), headers: segmentHeaders('dev-key') });
+    assert.equal(res.status, 200);
+    agent.destroy();
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    assert.equal(storedEvents(join(dir, 'dist-out')).length, 1);
+  });
+});
