@@ -1,4 +1,5 @@
 import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
+import { Socket } from 'node:net';
 import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
@@ -49,8 +50,17 @@ export class AnswerBatch {
     this.#closing = closing;
   }
 
-  /** An answer decided while the loop takes requests: written at the end of the turn, or with 63 others. */
+  /**
+   * An answer decided while the loop takes requests: written at the end of the turn, or with 63 others.
+   * One that does not go to a kernel socket (the fetch handler's Response, an injected request) gains
+   * nothing from waiting, and would wait behind whatever its host queued for the turn's end: written at
+   * once.
+   */
   add(answer: PendingAnswer): void {
+    if (!(answer.req.socket instanceof Socket)) {
+      this.#write(answer, this.#closing());
+      return;
+    }
     this.#waiting.push(answer);
     if (this.#waiting.length >= MAX_WAITING) this.#flush();
     else if (!this.#scheduled) {
@@ -83,16 +93,18 @@ export class AnswerBatch {
     const answers = this.#waiting;
     this.#waiting = [];
     const closing = this.#closing();
-    for (const { req, res, status, done } of answers) {
-      try {
-        sendStatus(res, status, closing && lastOnConnection(req));
-      } catch {
-        // Node's writes do not throw for a gone client; whatever did, this answer's sender hears the
-        // connection end (and retries), and the rest of the turn's answers still go out.
-        res.destroy();
-      }
-      done();
+    for (const answer of answers) this.#write(answer, closing);
+  }
+
+  #write({ req, res, status, done }: PendingAnswer, closing: boolean): void {
+    try {
+      sendStatus(res, status, closing && lastOnConnection(req));
+    } catch {
+      // Node's writes do not throw for a gone client; whatever did, this answer's sender hears the
+      // connection end (and retries), and the rest of the turn's answers still go out.
+      res.destroy();
     }
+    done();
   }
 }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import { test } from 'node:test';
 import { setImmediate as nextCheckPhase } from 'node:timers/promises';
 import { AnswerBatch } from '../src/respond.ts';
@@ -16,7 +17,13 @@ interface Written {
 function recorder() {
   const log: string[] = [];
   const written: Written[] = [];
-  const answer = (id: number, status = 200, fail = false, req = {} as IncomingMessage) => {
+  // Answers to a kernel socket's requests are the ones written together.
+  const answer = (
+    id: number,
+    status = 200,
+    fail = false,
+    req = { socket: new Socket() } as IncomingMessage,
+  ) => {
     let destroyed = false;
     const res = {
       headersSent: false,

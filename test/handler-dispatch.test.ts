@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import type { ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import {
   createHandler,
@@ -12,7 +13,7 @@ import {
   ValidationError,
 } from '../src/index.ts';
 import { endpoint, type Seen } from './handler-harness.ts';
-import { API_KEY, countdown, gate, inject, trackEvent } from './helpers.ts';
+import { API_KEY, countdown, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
 
 // Calling the partner's handler: what it returns or throws becomes the answer (a 5xx without internals),
 // its context, its timeout, and the events in flight until their answers are written.
@@ -140,6 +141,7 @@ describe('dispatch', () => {
   });
 
   test('a success is written at the end of its turn of the loop, its event in flight until then', async () => {
+    // Over a socket (an injected request's answer is written at once: nothing to write it with).
     let res: ServerResponse | undefined;
     const seenInTurn: Array<[number, boolean | undefined]> = [];
     let writtenWhenIdle: boolean | undefined;
@@ -153,14 +155,23 @@ describe('dispatch', () => {
       });
     };
     const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: { track } });
-    const answer = await inject(
-      (req, r) => {
-        res = r;
-        handler(req, r);
-      },
-      { body: trackEvent() },
-    );
-    assert.equal(answer.status, 200);
+    const server = createServer((req, r) => {
+      res = r;
+      handler(req, r);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const answer = await fetch(`http://127.0.0.1:${port}/`, {
+        method: 'POST',
+        headers: segmentHeaders(),
+        body: JSON.stringify(trackEvent()),
+      });
+      assert.equal(answer.status, 200);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
     assert.deepEqual(seenInTurn, [[1, false]]);
     assert.equal(writtenWhenIdle, true, 'idle() resolves once the answer is written');
   });

@@ -139,3 +139,22 @@ test("a 404 names the event path where the host mounted it, as the standalone se
   assert.equal(res.status, 404);
   assert.match(((await res.json()) as { message: string }).message, /send events to \/segment$/);
 });
+
+test("a success is answered within its host's turn: it does not wait for the host's work queued after", async () => {
+  // Successes on a kernel socket are written together at the end of the loop's turn (AnswerBatch), so
+  // that a client is woken once for many. A Response gains nothing from that: it would wait behind
+  // whatever the host queued for the turn's end (setImmediate), other requests' work included.
+  const handle = createFetchHandler({ ...caseOptions(), log: silentLogger });
+  const order: string[] = [];
+  const answered = handle(
+    new Request('https://events.example/', {
+      method: 'POST',
+      headers: { authorization: `Basic ${btoa(`${CASE_KEY}:`)}`, 'content-type': 'application/json' },
+      body: '{"type":"track","event":"e","userId":"u","messageId":"turn-1"}',
+    }),
+  ).then((res) => order.push(`answer ${res.status}`));
+  setImmediate(() => order.push("the host's work"));
+  await answered;
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(order, ['answer 200', "the host's work"]);
+});
