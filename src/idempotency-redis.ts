@@ -88,10 +88,19 @@ function backoff(retries: number): number {
   return Math.min(100 * 2 ** retries, BACKOFF_MAX_MS) + Math.floor(Math.random() * 100);
 }
 
-/** The key an event is remembered under: a digest, so that no API key is readable in Redis. */
+/**
+ * The key an event is remembered under: a digest, so that no API key is readable in Redis. A string
+ * with a lone surrogate (valid JSON: `"\ud800"`) is digested as UTF-16 after a 0xff byte, which no
+ * UTF-8 holds: as UTF-8 each lone surrogate would become U+FFFD, and different messageIds one event.
+ */
 function redisKey(key: string): string {
-  return KEY_PREFIX + createHash('sha256').update(key).digest('hex');
+  const hash = createHash('sha256');
+  if (key.isWellFormed()) hash.update(key);
+  else hash.update(ILL_FORMED).update(Buffer.from(key, 'utf16le'));
+  return KEY_PREFIX + hash.digest('hex');
 }
+
+const ILL_FORMED = Buffer.from([0xff]);
 
 /** A command to Redis still unanswered at its deadline: the event waiting on it is refused. */
 class CommandDeadline extends Deadline {

@@ -3,7 +3,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { createClient } from '@redis/client';
 import { openRedisIdempotency, type RedisIdempotencyStore } from '../src/idempotency-redis.ts';
 import { jsonLogger, type Logger, silentLogger } from '../src/index.ts';
-import { countingHandler, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, countingHandler, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
 import { freePort } from './services/process.ts';
 import { type RedisServer, startRedis } from './services/redis.ts';
 
@@ -79,6 +79,22 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     await inject(handler, { body: event });
     await inject(handler, { body: event, headers: segmentHeaders('other-key') });
     assert.deepEqual(calls, ['r-2', 'r-2']);
+  });
+
+  test('messageIds that differ only in lone surrogates are different events', async () => {
+    // Valid JSON (\ud800 is an escape), and different strings: as the in-memory filter tells them apart,
+    // so does Redis. UTF-8 would make each lone surrogate U+FFFD, and the three one event.
+    const { handler, calls } = instance(await open());
+    const ids = ['msg\ud800', 'msg\udfff', 'msg\ufffd'];
+    for (const messageId of ids) {
+      assert.equal((await inject(handler, { body: trackEvent({ messageId }) })).status, 200);
+    }
+    assert.deepEqual(calls, ids);
+    // A well-formed id keeps the key it had: what an earlier version remembered is still found.
+    await inject(handler, { body: trackEvent({ messageId: 'plain' }) });
+    const { createHash } = await import('node:crypto');
+    const digest = createHash('sha256').update(`${API_KEY}\nplain`).digest('hex');
+    assert.equal(await redis.get(`segment-endpoint:dedup:${digest}`), 'done');
   });
 
   test('Redis holds digests, never an API key or a messageId', async () => {
