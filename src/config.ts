@@ -61,9 +61,13 @@ export function parseConfig(
   const read = (name: OptionName): string | boolean | undefined => {
     const row: OptionRow = OPTIONS[name];
     const given = values[flagName(row)];
-    const fromEnv = row.env === undefined ? undefined : env[row.env] || undefined;
-    if (row.cli === 'switch') return (given as boolean | undefined) ?? switchedOn(fromEnv, row.env);
-    return (given as string | undefined) ?? fromEnv;
+    const fromEnv = row.env === undefined ? undefined : env[row.env];
+    if (row.cli === 'switch')
+      return (given as boolean | undefined) ?? switchedOn(fromEnv || undefined, row.env);
+    if (given !== undefined) return given as string;
+    // Not taken as unset: a template that lost a secret's value would turn signature checks off.
+    if (fromEnv === '') throw new UsageError(`${row.env} is set but empty: give it a value, or unset it`);
+    return fromEnv;
   };
   const text = (name: OptionName) => read(name) as string | undefined;
 

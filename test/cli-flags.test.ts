@@ -174,6 +174,25 @@ describe('flags and variables that say one thing', () => {
       assert.throws(() => log(bad), /SEGMENT_ENDPOINT_ACCESS_LOG must be/, bad);
     }
   });
+
+  test('a variable set but empty is refused, not taken as unset: a lost secret must not turn checks off', () => {
+    // `SEGMENT_ENDPOINT_SIGNATURE_SECRET=` in an EnvironmentFile whose template lost the value used to
+    // start an endpoint that accepted unsigned events, where `--signature-secret ''` is refused.
+    for (const name of [
+      'SEGMENT_ENDPOINT_SIGNATURE_SECRET',
+      'SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE',
+      'SEGMENT_ENDPOINT_IDEMPOTENCY_REDIS_URL',
+      'SEGMENT_ENDPOINT_PORT',
+    ]) {
+      assert.throws(
+        () => configOf(['--api-key', 'k'], { [name]: '' }),
+        { message: `${name} is set but empty: give it a value, or unset it` },
+        name,
+      );
+    }
+    // The flag given wins over the variable, as for any other value.
+    assert.equal(configOf(['--api-key', 'k', '--port', '9'], { SEGMENT_ENDPOINT_PORT: '' }).options.port, 9);
+  });
 });
 
 describe('Segment legacy batch signing is opt-in', () => {
