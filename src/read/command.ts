@@ -21,7 +21,8 @@ still being written is printed once complete. Exits 0 once everything stored has
 Options:
   --out DIR               the store directory: the endpoint's --out
   -f, --follow            then keep printing new lines as they are stored (a new day's file too) until
-                          SIGINT or SIGTERM, which save the checkpoint and exit 0
+                          SIGINT or SIGTERM, which save the checkpoint and exit 0 once the line being
+                          written is whole (a second signal: at once, exit 1)
   --from CHECKPOINT_FILE  start after the last line a run with this checkpoint printed, and keep it
                           up to date (created if missing): across restarts of this reader every line
                           at least once, none skipped. A line counts as printed once stdout took it:
@@ -33,8 +34,8 @@ Options:
                           offset, not held in memory (default 67108864: 64 MiB)
   -h, --help              show this help
 
-Exits 0 when done, stopped by SIGINT or SIGTERM, or when stdout closes (| head); 1 for a bad invocation
-or a failure, with one line on stderr.
+Exits 0 when done, stopped by SIGINT or SIGTERM, or when stdout closes (| head); 1 for a bad invocation,
+a failure or a second signal, with one line on stderr.
 `;
 }
 
@@ -68,13 +69,21 @@ export async function readMain(
     io.stdout.write(readUsage());
     return 0;
   }
+  // The first signal stops once the line being written is whole (a consumer that lags holds it); a
+  // second one stops at once, that line cut short.
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
+  let forced: () => void = () => {};
+  const cutShort = new Promise<number>((resolve) => {
+    forced = () => {
+      io.stderr.write(`${NAME}: second signal: stopped with a line half written\n`);
+      resolve(1);
+    };
+  });
+  const onSignal = () => (stop.signal.aborted ? forced() : stop.abort());
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    await print(parsed, io.stdout, stop.signal);
-    return 0;
+    return await Promise.race([print(parsed, io.stdout, stop.signal).then(() => 0), cutShort]);
   } catch (err) {
     io.stderr.write(`${NAME}: ${(err as Error).message}\n`);
     return 1;
@@ -101,16 +110,13 @@ async function print({ dir, options }: Parsed, stdout: Writable, signal: AbortSi
   };
   // Kept for good: a failed write's error is also emitted after its callback, and unheard it would throw.
   stdout.on('error', onError);
+  // Not given up on when a signal comes: part of the line may be in a pipe already, and the rest must
+  // follow it (readMain).
   const written = (text: string) =>
     new Promise<void>((resolve) => {
-      const done = () => {
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      signal.addEventListener('abort', done);
       stdout.write(text, (err) => {
         if (err) onError(err);
-        done();
+        resolve();
       });
     });
   for await (const line of readStore(dir, { ...options, signal })) {

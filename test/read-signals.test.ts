@@ -1,0 +1,94 @@
+// `segment-endpoint read` stopped by a signal while its consumer lags: the line being written is finished
+// first, so the pipe never holds half a line; a second signal stops it at once.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, constants, mkdirSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { CLI_SOURCE, cleanEnv, ROOT, tempDirs, waitUntil } from './helpers.ts';
+import { append, linesOf, stored } from './read-harness.ts';
+
+const tempDir = tempDirs('read-signals');
+
+/**
+ * The reader writing into a pipe (a FIFO, as a shell's `|`: Node's own child pipes are socket pairs)
+ * that nobody reads until `drain()`: the pipe fills, a line half written.
+ */
+function laggingReader(out: string) {
+  const fifo = join(out, '..', 'stdout.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const readEnd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+  const writeEnd = openSync(fifo, constants.O_WRONLY);
+  const child = spawn(process.execPath, [...CLI_SOURCE, 'read', '--out', out, '--follow'], {
+    cwd: ROOT,
+    env: cleanEnv(),
+    stdio: ['ignore', writeEnd, 'pipe'],
+  });
+  closeSync(writeEnd);
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const closed = new Promise<number>((done) => child.on('close', (code) => done(code ?? -1)));
+  const chunks: Buffer[] = [];
+  /** Reads the pipe to its end (every writer gone). */
+  const drain = async () => {
+    const buffer = Buffer.alloc(65_536);
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(readEnd, buffer);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        continue;
+      }
+      if (n === 0) break;
+      chunks.push(Buffer.from(buffer.subarray(0, n)));
+    }
+    closeSync(readEnd);
+    return Buffer.concat(chunks).toString();
+  };
+  return { child, closed, stderr: () => stderr, drain };
+}
+
+/** A store of 100 lines of ~20 KB: far more than a pipe and the reading side's buffer hold. */
+function bigStore(): string {
+  const out = join(tempDir(), 'store');
+  mkdirSync(out);
+  append(
+    out,
+    'events-2026-11-30.ndjson',
+    Array.from({ length: 100 }, (_, n) => stored('track', `big-${n}`, 20_000)),
+  );
+  return out;
+}
+
+test('SIGTERM while stdout is full: the line being written is finished, then exit 0', async () => {
+  const reader = laggingReader(bigStore());
+  // Blocked on the full pipe (the first lines fill it): the signal comes mid-line.
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  reader.child.kill('SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const text = await reader.drain();
+  assert.equal(await reader.closed, 0, reader.stderr());
+  assert.ok(text.endsWith('\n'), `ends mid-line: ...${text.slice(-40)}`);
+  const lines = linesOf(text);
+  assert.ok(lines.length > 0 && lines.length < 100, `${lines.length} lines`);
+  for (const line of lines) assert.doesNotThrow(() => JSON.parse(line), line.slice(0, 80));
+});
+
+test('a second signal while the line is still being written stops it at once, and says so', async () => {
+  const reader = laggingReader(bigStore());
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  reader.child.kill('SIGTERM');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  reader.child.kill('SIGINT');
+  await waitUntil(
+    () => reader.child.exitCode !== null,
+    () => 'the reader to exit on the second signal, its consumer still not reading',
+  );
+  await reader.drain();
+  assert.equal(await reader.closed, 1);
+  assert.match(reader.stderr(), /second signal: stopped with a line half written/);
+});
