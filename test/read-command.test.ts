@@ -1,7 +1,8 @@
 // `segment-endpoint read` as a command: bad invocations exit 1 with a hint, and stdout closing early or
 // draining slowly.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { constants } from 'node:buffer';
+import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
@@ -36,6 +37,10 @@ describe('segment-endpoint read: following, restarts, failures', () => {
       ['--out', dir, '--max-line-bytes', '0'],
       ['--out', dir, '--max-line-bytes', 'lots'],
       ['--out', dir, '--max-line-bytes', String(2 ** 30)],
+      // V8's longest string: with its newline, one byte too long to print.
+      ['--out', dir, '--max-line-bytes', String(constants.MAX_STRING_LENGTH)],
+      // A checkpoint kept there would overwrite a day of events.
+      ['--out', dir, '--from', join(dir, 'events-2026-11-30.ndjson')],
       ['--out', dir, '--from', dir],
       ['--out', dir, '--from', join(dir, 'no-such-dir', 'reader.checkpoint')],
     ];
@@ -50,9 +55,27 @@ describe('segment-endpoint read: following, restarts, failures', () => {
         what,
       );
     }
+    const fromStoreFile =
+      runs[cases.findIndex((args) => args.at(-2) === '--from' && args.at(-1)?.endsWith('.ndjson'))];
+    assert.match(fromStoreFile?.stderr ?? '', /is a file of the store: keep the checkpoint elsewhere/);
+    assert.equal(readFileSync(join(dir, 'events-2026-11-30.ndjson'), 'utf8'), `${stored('track', 'a')}\n`);
     const help = await runRead(['--help']);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /^Usage: segment-endpoint read --out DIR/);
+  });
+
+  test("a checkpoint's temporary file planted as a symbolic link is refused; its target is untouched", async () => {
+    // Whoever can write beside the checkpoint must not make the reader (root, a service user) write
+    // through a link to a file of their choosing.
+    const dir = tempDir();
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'precious\n');
+    symlinkSync(victim, join(dir, 'reader.checkpoint.tmp'));
+    const run = await runRead(['--out', dir, '--from', join(dir, 'reader.checkpoint')]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /reader\.checkpoint\.tmp is a symbolic link: remove it/);
+    assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
   });
 
   test('stdout closed after one line (| head -1): exit 0, nothing on stderr', async () => {

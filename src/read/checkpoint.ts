@@ -124,7 +124,12 @@ function toMark(entry: unknown): Mark | undefined {
 async function replaceFile(io: StoreIo, path: string, text: string): Promise<void> {
   // One fixed temp name: a crash between write and rename leaves it behind, and the next save reuses it.
   const temp = `${path}.tmp`;
-  const fd = await io.open(temp, 'w');
+  const fd = await io.open(temp, 'w').catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ELOOP') throw err;
+    throw new Error(
+      `${temp} is a symbolic link: remove it (this reader never makes one, and will not write through it)`,
+    );
+  });
   try {
     await writeAll(io, fd, Buffer.from(text));
     await io.fdatasync(fd);

@@ -1,9 +1,11 @@
 // The `read` subcommand's command line: its usage, its flags, and printing the store to stdout.
 import { constants } from 'node:buffer';
 import { stat } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { UsageError } from '../config.ts';
 import { parseFlagsOnce } from '../flags.ts';
+import { storeFile } from '../sinks/file-names.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { type ReadStoreOptions, readStore } from './store-reader.ts';
 
@@ -170,6 +172,9 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
     throw new UsageError("--out is required: the endpoint's store directory (its --out)");
   }
   if (values.from === '') throw new UsageError('--from needs a file name: where the checkpoint is kept');
+  if (values.from !== undefined && isStoreFile(dir, values.from)) {
+    throw new UsageError(`--from ${values.from} is a file of the store: keep the checkpoint elsewhere`);
+  }
   const known = new Set<string>(EVENT_TYPES);
   const types = values.type?.map((type) => type.toLowerCase());
   const unknown = types?.find((type) => !known.has(type));
@@ -179,10 +184,10 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
   const maxLineBytes = values['max-line-bytes'];
   if (
     maxLineBytes !== undefined &&
-    !(/^\d+$/.test(maxLineBytes) && +maxLineBytes >= 1 && +maxLineBytes <= constants.MAX_STRING_LENGTH)
+    !(/^\d+$/.test(maxLineBytes) && +maxLineBytes >= 1 && +maxLineBytes <= MAX_LINE_BYTES)
   ) {
     throw new UsageError(
-      `--max-line-bytes must be a number of bytes from 1 to ${constants.MAX_STRING_LENGTH}, not "${maxLineBytes}"`,
+      `--max-line-bytes must be a number of bytes from 1 to ${MAX_LINE_BYTES}, not "${maxLineBytes}"`,
     );
   }
   const options: ReadStoreOptions = {
@@ -192,4 +197,12 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
     ...(maxLineBytes !== undefined && { maxLineBytes: Number(maxLineBytes) }),
   };
   return { dir, options };
+}
+
+// The longest line that can be printed: V8's longest string, less its newline.
+const MAX_LINE_BYTES = constants.MAX_STRING_LENGTH - 1;
+
+/** Whether `file` is one of the store's own files in `dir` (a checkpoint there would overwrite it). */
+function isStoreFile(dir: string, file: string): boolean {
+  return resolve(dirname(file)) === resolve(dir) && storeFile(basename(file)) !== undefined;
 }
