@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type Context, NdjsonStore, type StoredRecord, storeHandlers } from '../src/index.ts';
@@ -154,4 +154,18 @@ test('storeHandlers store the event as parsed, one line, whatever the spacing of
   );
   assert.deepEqual(records[0]?.settings, { nested: { a: [1, 2] } });
   await store.close();
+});
+
+test('entries named like store files that are not: a dangling link is passed over, a directory named', async () => {
+  // What the reader already passes over must not stop the endpoint, or be blamed on --out.
+  const dir = tempDir();
+  symlinkSync(join(dir, 'gone'), join(dir, 'events-2020-01-01.ndjson'));
+  const store = await NdjsonStore.open(dir);
+  await store.append({ n: 1 });
+  await store.close();
+  mkdirSync(join(dir, 'events-2020-01-02.ndjson'));
+  const { openSink } = await import('../src/sinks/sink.ts');
+  await assert.rejects(openSink({ out: dir, postgres: undefined, worker: undefined }, silentLogger), {
+    message: `--out ${dir}: cannot use ${join(dir, 'events-2020-01-02.ndjson')} (EISDIR)`,
+  });
 });

@@ -115,7 +115,14 @@ export async function repairStore(
   for (const file of files.sort(inReadingOrder)) {
     // Only a file the store may have been writing when the power went can hold an unsynced commit.
     const scan = recent.has(file) ? COMMIT_MAX_BYTES : 0;
-    const torn = await setAsideTornTail(io, join(dir, file.name), scan);
+    // A name that leads to no file (a dangling symbolic link, or one removed meanwhile) holds nothing to
+    // repair: passed over, as the reader passes over it.
+    const torn = await setAsideTornTail(io, join(dir, file.name), scan).catch(
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined;
+        throw err;
+      },
+    );
     if (torn !== undefined) recovered.push(torn);
   }
   return recovered;

@@ -47,10 +47,16 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   } catch (err) {
     // A directory the store cannot write to is refused at start-up: started, it would say healthy and
     // refuse every event.
-    const code = (err as { code?: unknown }).code;
-    throw typeof code === 'string'
-      ? new Error(`--out ${config.out} is not writable (${code})`, { cause: err })
-      : err;
+    // An entry in it that is in the way (a directory named like a day's file) is named instead.
+    const { code, path } = err as { code?: unknown; path?: unknown };
+    if (typeof code !== 'string') throw err;
+    const inside = typeof path === 'string' && resolve(path) !== resolve(config.out);
+    throw new Error(
+      inside
+        ? `--out ${config.out}: cannot use ${path} (${code})`
+        : `--out ${config.out} is not writable (${code})`,
+      { cause: err },
+    );
   }
   for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   const handlers = storeHandlers(store);
