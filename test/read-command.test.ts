@@ -2,7 +2,8 @@
 // draining slowly.
 import assert from 'node:assert/strict';
 import { constants } from 'node:buffer';
-import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
@@ -76,6 +77,22 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stderr, /reader\.checkpoint\.tmp is a symbolic link: remove it/);
     assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+  });
+
+  test('entries named like store files that are not files are passed over; a FIFO as --from is refused', async () => {
+    // A FIFO blocked the reader in open() for ever, deaf to SIGTERM; a directory stopped it with a bare
+    // EISDIR naming nothing.
+    const dir = tempDir();
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
+    execFileSync('mkfifo', [join(dir, 'events-2026-11-29.ndjson')]);
+    mkdirSync(join(dir, 'events-2026-11-28.ndjson'));
+    const run = await runRead(['--out', dir]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, `${stored('track', 'a')}\n`);
+    execFileSync('mkfifo', [join(dir, 'fifo.checkpoint')]);
+    const fromFifo = await runRead(['--out', dir, '--from', join(dir, 'fifo.checkpoint')]);
+    assert.equal(fromFifo.code, 1);
+    assert.match(fromFifo.stderr, /fifo\.checkpoint/);
   });
 
   test('stdout closed after one line (| head -1): exit 0, nothing on stderr', async () => {

@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { CHECK_BYTES, Mark, NEWLINE, readAt } from './mark.ts';
@@ -70,13 +71,16 @@ export class FileLines {
   async *lines(): AsyncGenerator<RawLine, void> {
     let file: FileHandle;
     try {
-      file = await open(this.#path, 'r');
+      // Not blocked by a FIFO named like a store file (which would hold this reader in open() for ever).
+      file = await open(this.#path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // removed since the listing
       throw err;
     }
     try {
-      const { ino, size, mtimeMs } = await file.stat();
+      const stats = await file.stat();
+      if (!stats.isFile()) return; // a directory, a FIFO, a device named like a store file: not one
+      const { ino, size, mtimeMs } = stats;
       const seen = `${ino} ${size} ${mtimeMs}`;
       if (seen === this.#seen) return;
       await this.#check(file, size);

@@ -28,8 +28,8 @@ import { dirname } from 'node:path';
 export interface StoreIo {
   /**
    * `'a'`: append, creating the file if needed; `'r+'`: read and write a file that exists; `'r'`: read a
-   * file that exists; `'w'`: write from the start, creating the file or emptying it, never through a
-   * symbolic link (ELOOP).
+   * file that exists, without waiting on a FIFO; `'w'`: write from the start, creating the file or
+   * emptying it, never through a symbolic link (ELOOP).
    */
   open(path: string, flags: 'a' | 'r+' | 'r' | 'w'): Promise<number>;
   /**
@@ -66,14 +66,17 @@ type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 const call = <T>(run: (done: Done<T>) => void): Promise<T> =>
   new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value))));
 
-// 'w' that does not follow a symbolic link: a file replaced by writing a temporary one beside it (the
-// reader's checkpoint) must not be made to write through a link planted in its place.
-const WRITE_NOT_THROUGH_LINK =
-  constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+// 'w' does not follow a symbolic link: a file replaced by writing a temporary one beside it (the
+// reader's checkpoint) must not be made to write through a link planted in its place. 'r' does not wait
+// for a writer when a FIFO stands where a file was expected (a checkpoint): it reads nothing instead.
+const FLAGS: Partial<Record<'a' | 'r+' | 'r' | 'w', number>> = {
+  w: constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+  r: constants.O_RDONLY | constants.O_NONBLOCK,
+};
 
 /** Node's `fs`. */
 export const nodeIo: StoreIo = {
-  open: (path, flags) => call((done) => open(path, flags === 'w' ? WRITE_NOT_THROUGH_LINK : flags, done)),
+  open: (path, flags) => call((done) => open(path, FLAGS[flags] ?? flags, done)),
   write: (fd, bytes, offset, length) => call((done) => write(fd, bytes, offset, length, null, done)),
   read: (fd, into, offset, length, position) =>
     call((done) => read(fd, into, offset, length, position, done)),
