@@ -198,9 +198,13 @@ function within(row: OptionRow, flag: string, value: number, scale: number, unit
   return value;
 }
 
-/** The secret in a file, less one trailing newline (what editors add). */
+/** The secret in a file, less one trailing newline (what editors add) and a leading byte-order mark. */
 function readSecret(bytes: Buffer, file: string): string {
-  const text = bytes.toString().replace(/\r?\n$/, '');
+  // A byte-order mark says how the file is encoded (Windows editors write one), as in the keys file.
+  const text = bytes
+    .toString()
+    .replace(/^\ufeff/, '')
+    .replace(/\r?\n$/, '');
   if (text === '') throw new UsageError(`--signature-secret-file: ${file} holds an empty secret`);
   return text;
 }

@@ -170,9 +170,11 @@ describe('secrets kept off the command line', () => {
     return path;
   };
 
-  test('--signature-secret-file: exactly one trailing newline is not part of the secret', () => {
+  test('--signature-secret-file: exactly one trailing newline, and a leading byte-order mark, are not part of the secret', () => {
     const cases: Array<[string, string]> = [
       ['s3cret', 's3cret'],
+      // What editors on Windows save: the mark is how the file is encoded, not a character of it.
+      ['\ufeffs3cret\r\n', 's3cret'],
       ['s3cret\n', 's3cret'],
       ['s3cret\r\n', 's3cret'],
       ['s3cret\n\n', 's3cret\n'],
