@@ -40,7 +40,9 @@ export class RateLimiter {
   /** Charges an admitted request for its `events` (its token paid for one), into debt if need be. */
   charge(apiKey: string, rate: number, events: number): void {
     const bucket = this.#refilled(apiKey, rate);
-    bucket.tokens = Math.max(-MAX_DEBT_SECONDS * rate, bucket.tokens - (events - 1));
+    // In debt no deeper than a minute's wait for the next token; never more tokens than before.
+    const floor = Math.min(bucket.tokens, 1 - MAX_DEBT_SECONDS * rate);
+    bucket.tokens = Math.max(floor, bucket.tokens - (events - 1));
   }
 
   #refilled(apiKey: string, rate: number): Bucket {

@@ -65,9 +65,20 @@ describe('RateLimiter under overlapping requests', () => {
     const limiter = new RateLimiter(() => now);
     limiter.admit('k', 5);
     limiter.charge('k', 5, 10_000); // 10,000 events at 5 a second: 2,000 s of debt, kept to 60
-    assert.throws(() => limiter.admit('k', 5), { retryAfter: 61 });
-    now += 60_200;
+    // Shut out for a minute, not a minute and the next token (README: "at most a minute").
+    assert.throws(() => limiter.admit('k', 5), { retryAfter: 60 });
+    now += 59_900;
+    assert.throws(() => limiter.admit('k', 5), { retryAfter: 1 });
+    now += 100;
     limiter.admit('k', 5);
+  });
+
+  test('at a rate slower than one a minute, the bound on debt gives no tokens back', () => {
+    let now = 0;
+    const limiter = new RateLimiter(() => now);
+    limiter.admit('k', 0.01); // one event every 100 s
+    limiter.charge('k', 0.01, 3);
+    assert.throws(() => limiter.admit('k', 0.01), { retryAfter: 100 });
   });
 
   test('a rate below 1 event a second lets one event through every 1/rate seconds', () => {
