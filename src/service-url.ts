@@ -7,6 +7,8 @@ export interface Service {
   readonly schemes: readonly string[];
   readonly port: number;
   readonly example: string;
+  /** What the URL's path may be, when the client takes only some paths; what it means, for the message. */
+  readonly path?: { readonly re: RegExp; readonly means: string };
 }
 
 export const POSTGRES: Service = {
@@ -20,6 +22,7 @@ export const REDIS: Service = {
   schemes: ['redis:', 'rediss:'],
   port: 6379,
   example: 'redis://[[user]:password@]host[:port][/db]',
+  path: { re: /^(?:\/\d*)?$/, means: 'a database number (/0)' },
 };
 
 /** `host:port/path` of `url`, never its user or password; a TypeError naming neither if it is not one. */
@@ -32,6 +35,11 @@ export function serviceAddress(url: string, service: Service): string {
   }
   if (!service.schemes.includes(parsed.protocol)) {
     throw new TypeError(`The ${service.name} URL must start with ${service.schemes.join('// or ')}//`);
+  }
+  if (service.path !== undefined && !service.path.re.test(parsed.pathname)) {
+    throw new TypeError(
+      `The ${service.name} URL's path must be ${service.path.means}, not ${parsed.pathname}`,
+    );
   }
   const path = parsed.pathname === '/' ? '' : parsed.pathname;
   return `${parsed.hostname || 'localhost'}:${parsed.port || service.port}${path}`;

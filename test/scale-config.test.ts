@@ -70,7 +70,13 @@ describe('--postgres', () => {
 });
 
 test('--idempotency-redis refuses what is not a Redis URL, without repeating it', () => {
-  for (const url of ['http://u:secret@r:6379', 'not a url secret']) {
+  // A path other than a database number: the Redis client's own "Invalid pathname" named no flag.
+  for (const url of [
+    'http://u:secret@r:6379',
+    'not a url secret',
+    'redis://u:secret@r/abc',
+    'rediss://r/0/1',
+  ]) {
     assert.throws(
       () => read(['--idempotency-redis', url]),
       (err: Error) =>
@@ -84,6 +90,8 @@ test('--idempotency-redis refuses what is not a Redis URL, without repeating it'
 test('--idempotency-redis', () => {
   assert.equal(read([]).idempotencyRedis, undefined);
   assert.equal(read(['--idempotency-redis', 'redis://r:6379']).idempotencyRedis, 'redis://r:6379');
+  for (const url of ['redis://r/', 'redis://r:6379/3'])
+    assert.equal(read(['--idempotency-redis', url]).idempotencyRedis, url);
   assert.equal(
     read([], { SEGMENT_ENDPOINT_IDEMPOTENCY_REDIS_URL: 'redis://r' }).idempotencyRedis,
     'redis://r',
