@@ -107,6 +107,12 @@ export function parseConfig(
   if (text('handlers') !== undefined && text('postgres') !== undefined) {
     throw new UsageError('give one of --handlers and --postgres: both say what is done with events');
   }
+  if (text('idempotencyRedis') !== undefined && text('idempotency.maxEntries') !== undefined) {
+    // Its 0 would say "no duplicate suppression" while Redis suppressed them.
+    throw new UsageError(
+      'give one of --idempotency-redis and --idempotency-max-entries: the second bounds the in-memory filter, which Redis replaces',
+    );
+  }
   return {
     options: options as Partial<ServerOptions>,
     handlers: text('handlers'),

@@ -219,7 +219,7 @@ export const OPTIONS = {
     default: 100_000, // ~3.4 MB: 24 bytes an entry in a ring, 4 bytes (x2) of index
     min: 0,
     max: 100_000_000,
-    help: 'messageIds remembered at most, oldest forgotten first; 0 turns duplicate suppression off',
+    help: 'messageIds remembered at most, oldest forgotten first; 0 turns duplicate suppression off (not with --idempotency-redis)',
   },
   'idempotency.now': { scope: 'handler' },
   help: { scope: 'cli', flag: '--help', short: 'h', cli: 'switch', help: 'show this help' },

@@ -87,6 +87,15 @@ test('--idempotency-redis refuses what is not a Redis URL, without repeating it'
   }
 });
 
+test('--idempotency-redis with --idempotency-max-entries (0 turns suppression off) is refused', () => {
+  for (const entries of ['0', '5000']) {
+    assert.throws(
+      () => read(['--idempotency-redis', 'redis://r', '--idempotency-max-entries', entries]),
+      /give one of --idempotency-redis and --idempotency-max-entries/,
+    );
+  }
+});
+
 test('--idempotency-redis', () => {
   assert.equal(read([]).idempotencyRedis, undefined);
   assert.equal(read(['--idempotency-redis', 'redis://r:6379']).idempotencyRedis, 'redis://r:6379');
