@@ -74,8 +74,7 @@ describe('RateLimiter under overlapping requests', () => {
   });
 
   test('at a rate slower than one a minute, the bound on debt gives no tokens back', () => {
-    let now = 0;
-    const limiter = new RateLimiter(() => now);
+    const limiter = new RateLimiter(() => 0);
     limiter.admit('k', 0.01); // one event every 100 s
     limiter.charge('k', 0.01, 3);
     assert.throws(() => limiter.admit('k', 0.01), { retryAfter: 100 });
