@@ -19,7 +19,10 @@ const PENDING_MS = 30_000; // 30 s
 const PENDING = { condition: 'NX', expiration: { type: 'PX', value: PENDING_MS } } as const;
 const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
 const CONNECT_MS = 1_000; // 1 s: a connection attempt that takes longer has failed
-const PROBE_MS = 1_000; // 1 s between PINGs while Redis fails
+const PROBE_MS = 1_000; // 1 s between writes that probe Redis while it fails
+// What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
+const PROBE_KEY = 'segment-endpoint:probe';
+const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const;
 const BACKOFF_MAX_MS = 2_000; // 2 s: reconnection waits 100 ms, doubling up to this: Redis is found again
 // Commands waiting for Redis at most (far above the requests an endpoint takes at once): past it a claim
 // fails at once rather than queue behind a hung Redis.
@@ -138,8 +141,8 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     this.#where = where;
     this.#log = log;
     // Without a listener an 'error' event would crash the process; the client reconnects by itself.
+    // (A reconnection ends no outage by itself: the next probe's write does.)
     client.on('error', (err: unknown) => this.#outage(err));
-    client.on('ready', () => this.#recovered());
   }
 
   /** Whether Redis answers now: false while it is down or hung, and claims are refused. */
@@ -231,11 +234,14 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     this.#probe();
   }
 
-  /** While down, a PING a second: health turns ok again even when no event comes (a balancer left us). */
+  /**
+   * While down, a write a second: health turns ok again even when no event comes (a balancer left us),
+   * and only once Redis takes writes again, not merely answers.
+   */
   #probe(): void {
     setTimeout(() => {
       if (!this.#down || !this.#client.isOpen) return;
-      this.#send(this.#client.ping()).then(
+      this.#send(this.#client.set(PROBE_KEY, '1', PROBE_SET)).then(
         () => this.#recovered(),
         () => this.#probe(),
       );

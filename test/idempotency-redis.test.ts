@@ -206,6 +206,29 @@ describe('when Redis fails', { timeout: 20_000 }, () => {
     assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
   });
 
+  test('a Redis that answers but refuses writes (a replica after a failover): not ready until it takes them', async () => {
+    // It answers PING: health turned ok a second after each refusal, and the log said it had recovered.
+    const { log, text } = capturedLog();
+    const store = await open(60_000, log);
+    const { handler, calls } = instance(store);
+    const deadMaster = await freePort();
+    await redis.sendCommand(['REPLICAOF', '127.0.0.1', String(deadMaster)]);
+    try {
+      const res = await inject(handler, { body: trackEvent({ messageId: 'read-only' }) });
+      assert.equal(res.status, 503);
+      assert.equal(res.json().code, 'SEG_IDEMPOTENCY_UNAVAILABLE');
+      await new Promise((resolve) => setTimeout(resolve, 2_500)); // two probes' time
+      assert.equal(store.ready, false, 'ready while every write is refused');
+    } finally {
+      await redis.sendCommand(['REPLICAOF', 'NO', 'ONE']);
+    }
+    await eventually(async () => store.ready, 'ready once writes are taken');
+    assert.equal((await inject(handler, { body: trackEvent({ messageId: 'writable' }) })).status, 200);
+    assert.deepEqual(calls, ['writable']);
+    const levels = text.map((line) => JSON.parse(line).level);
+    assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
+  });
+
   test('a Redis that hangs: the event is refused within about a second, then processed once it answers', async () => {
     const store = await open();
     const { handler, calls } = instance(store);
