@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { Deadline, Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import type { Claim, IdempotencyStore } from './idempotency.ts';
 import type { Logger } from './log.ts';
+import { firstAttempt, newClient, type RedisClient } from './redis-client.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
 
 // Duplicate suppression shared by every process and machine of one endpoint, over Redis: an event is
@@ -18,15 +18,10 @@ const DONE = 'done';
 const PENDING_MS = 30_000; // 30 s
 const PENDING = { condition: 'NX', expiration: { type: 'PX', value: PENDING_MS } } as const;
 const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
-const CONNECT_MS = 1_000; // 1 s: a connection attempt that takes longer has failed
 const PROBE_MS = 1_000; // 1 s between writes that probe Redis while it fails
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
 const PROBE_KEY = 'segment-endpoint:probe';
 const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const;
-const BACKOFF_MAX_MS = 2_000; // 2 s: reconnection waits 100 ms, doubling up to this: Redis is found again
-// Commands waiting for Redis at most (far above the requests an endpoint takes at once): past it a claim
-// fails at once rather than queue behind a hung Redis.
-const QUEUE_MAX = 10_000;
 /** Deletes the key only while it holds the caller's claim: not a claim made since by another process. */
 const RELEASE =
   "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
@@ -59,36 +54,6 @@ export async function openRedisIdempotency(
   const store = new RedisIdempotencyStore(client, ttlMs, where, options.log);
   await firstAttempt(client);
   return store;
-}
-
-async function newClient(url: string) {
-  // Loaded here, not at the top: an endpoint without Redis never loads the client.
-  const { createClient } = await import('@redis/client');
-  return createClient({
-    url,
-    // Version 6 of the client speaks RESP3 by default, which needs Redis 6 (HELLO); these commands
-    // need nothing of it, and RESP2 keeps older Redis and proxies working.
-    RESP: 2,
-    // A command while disconnected fails at once instead of waiting, unbounded, for a reconnection.
-    disableOfflineQueue: true,
-    commandsQueueMaxLength: QUEUE_MAX,
-    socket: { connectTimeout: CONNECT_MS, reconnectStrategy: backoff },
-  });
-}
-
-type RedisClient = Awaited<ReturnType<typeof newClient>>;
-
-/** Connects; resolves once Redis answers or the first attempt fails (reconnection goes on). */
-async function firstAttempt(client: RedisClient): Promise<void> {
-  const answered = once(client, 'ready'); // rejects at the first 'error' (which the store logs)
-  // It rejects only when the store is closed while still connecting: nothing is waiting on it then.
-  client.connect().catch(() => {});
-  await answered.catch(() => {});
-}
-
-/** The wait before reconnection attempt `retries` (from 0), with jitter so processes spread out. */
-function backoff(retries: number): number {
-  return Math.min(100 * 2 ** retries, BACKOFF_MAX_MS) + Math.floor(Math.random() * 100);
 }
 
 /**

@@ -1,0 +1,41 @@
+import { once } from 'node:events';
+
+// The connection to Redis of the shared duplicate filter (idempotency-redis.ts): a client that fails a
+// command at once rather than queue it while disconnected, and reconnects by itself.
+
+const CONNECT_MS = 1_000; // 1 s: a connection attempt that takes longer has failed
+const BACKOFF_MAX_MS = 2_000; // 2 s: reconnection waits 100 ms, doubling up to this: Redis is found again
+// Commands waiting for Redis at most (far above the requests an endpoint takes at once): past it a claim
+// fails at once rather than queue behind a hung Redis.
+const QUEUE_MAX = 10_000;
+
+/** A client of the Redis at `url`, not connected yet. */
+export async function newClient(url: string) {
+  // Loaded here, not at the top: an endpoint without Redis never loads the client.
+  const { createClient } = await import('@redis/client');
+  return createClient({
+    url,
+    // Version 6 of the client speaks RESP3 by default, which needs Redis 6 (HELLO); these commands
+    // need nothing of it, and RESP2 keeps older Redis and proxies working.
+    RESP: 2,
+    // A command while disconnected fails at once instead of waiting, unbounded, for a reconnection.
+    disableOfflineQueue: true,
+    commandsQueueMaxLength: QUEUE_MAX,
+    socket: { connectTimeout: CONNECT_MS, reconnectStrategy: backoff },
+  });
+}
+
+export type RedisClient = Awaited<ReturnType<typeof newClient>>;
+
+/** Connects; resolves once Redis answers or the first attempt fails (reconnection goes on). */
+export async function firstAttempt(client: RedisClient): Promise<void> {
+  const answered = once(client, 'ready'); // rejects at the first 'error' (which the store logs)
+  // It rejects only when the store is closed while still connecting: nothing is waiting on it then.
+  client.connect().catch(() => {});
+  await answered.catch(() => {});
+}
+
+/** The wait before reconnection attempt `retries` (from 0), with jitter so processes spread out. */
+function backoff(retries: number): number {
+  return Math.min(100 * 2 ** retries, BACKOFF_MAX_MS) + Math.floor(Math.random() * 100);
+}
