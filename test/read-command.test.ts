@@ -108,6 +108,28 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.equal(run.stderr(), '');
   });
 
+  test('each line is printed as the bytes stored, not decoded and encoded again', async () => {
+    // The endpoint stores UTF-8 only; a store damaged by hand or by the disk is shown as it is.
+    const dir = tempDir();
+    const damaged = Buffer.concat([
+      Buffer.from('{"event":{"type":"track","name":"'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('"}}\n'),
+    ]);
+    const whole = Buffer.from(`${stored('track', 'a')}\n`);
+    writeFileSync(join(dir, 'events-2026-11-30.ndjson'), Buffer.concat([damaged, whole]));
+    const chunks: Buffer[] = [];
+    const stdout = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        chunks.push(Buffer.from(chunk));
+        done();
+      },
+    });
+    const stderr = { write: (text: string) => assert.fail(text) };
+    assert.equal(await readMain(['--out', dir], { stdout, stderr }), 0);
+    assert.deepEqual(Buffer.concat(chunks), Buffer.concat([damaged, whole]));
+  });
+
   test('a slow stdout holds the reader back: one line in flight, not the store in memory', async () => {
     const dir = tempDir();
     const lines = Array.from({ length: 2000 }, (_, n) => stored('track', `m${n}`, 1000));

@@ -114,15 +114,15 @@ async function print({ dir, options }: Parsed, stdout: Writable, signal: AbortSi
   stdout.on('error', onError);
   // Not given up on when a signal comes: part of the line may be in a pipe already, and the rest must
   // follow it (readMain).
-  const written = (text: string) =>
+  const written = (bytes: Buffer) =>
     new Promise<void>((resolve) => {
-      stdout.write(text, (err) => {
+      stdout.write(bytes, (err) => {
         if (err) onError(err);
         resolve();
       });
     });
   for await (const line of readStore(dir, { ...options, signal })) {
-    await written(`${line.text}\n`);
+    await written(line.bytes); // as stored, not decoded and encoded again
     if (closed || failure !== undefined || signal.aborted) break;
   }
   if (failure !== undefined) throw failure;

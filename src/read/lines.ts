@@ -32,8 +32,8 @@ export interface RawLine {
   readonly offset: number;
   /** Just past its newline: where the next line starts. */
   readonly end: number;
-  /** The line without its newline. */
-  readonly text: string;
+  /** The line exactly as stored, its newline included. */
+  readonly bytes: Buffer;
 }
 
 /**
@@ -129,7 +129,7 @@ export class FileLines {
           this.#tail = EMPTY;
           return false;
         }
-        yield { offset: start, end, text: bytes.toString('utf8', 0, bytes.length - 1) };
+        yield { offset: start, end, bytes };
         this.#mark = Mark.after(start, end, bytes);
         this.#scanned = end;
         this.#tail = EMPTY;

@@ -19,7 +19,9 @@ export interface StoredLine {
   readonly offset: number;
   /** The byte just past its newline: what a checkpoint records once the line is done. */
   readonly end: number;
-  /** The line exactly as stored, without its newline. */
+  /** The line exactly as stored, its newline included. */
+  readonly bytes: Buffer;
+  /** The line as text (UTF-8), without its newline; decoded on first use. */
   readonly text: string;
   /** The line parsed (once, on first use). Throws a SyntaxError for a line that is not JSON. */
   readonly record: StoredRecord;
@@ -181,14 +183,20 @@ class Line implements StoredLine {
   readonly file: string;
   readonly offset: number;
   readonly end: number;
-  readonly text: string;
+  readonly bytes: Buffer;
+  #text: string | undefined;
   #record: StoredRecord | undefined;
 
   constructor(file: string, raw: RawLine) {
     this.file = file;
     this.offset = raw.offset;
     this.end = raw.end;
-    this.text = raw.text;
+    this.bytes = raw.bytes;
+  }
+
+  get text(): string {
+    this.#text ??= this.bytes.toString('utf8', 0, this.bytes.length - 1);
+    return this.#text;
   }
 
   get record(): StoredRecord {
