@@ -23,9 +23,20 @@ export function parseBasicAuth(header: string | undefined): BasicCredentials | u
   if (bytes === undefined) return undefined;
   const text = bytes.toString('utf8');
   const colon = text.indexOf(':');
-  return colon === -1
-    ? { user: text, pass: '' }
-    : { user: text.slice(0, colon), pass: text.slice(colon + 1) };
+  const user = colon === -1 ? text : text.slice(0, colon);
+  // RFC 7617 §2: no control characters. (A newline would also let two keys' events share a duplicate
+  // filter key, which is the API key, a newline and the messageId.)
+  if (hasControl(user)) return undefined;
+  return { user, pass: colon === -1 ? '' : text.slice(colon + 1) };
+}
+
+/** Whether `text` holds a control character (C0 or DEL). */
+function hasControl(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
 }
 
 /**
@@ -213,8 +224,8 @@ export function repeats(rawHeaders: readonly string[], name: string): boolean {
  */
 export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   const spec = (typeof item === 'string' ? { key: item } : item) as Partial<ApiKeySpec> | null;
-  if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':')) {
-    throw new TypeError(`${where}: an API key must be a non-empty string without ":"`);
+  if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':') || hasControl(spec.key)) {
+    throw new TypeError(`${where}: an API key must be a non-empty string without ":" or a control character`);
   }
   checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
   if (spec.rate !== undefined && !(Number.isInteger(spec.rate) && spec.rate >= 0 && spec.rate <= 1_000_000)) {

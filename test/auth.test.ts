@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { keyAuthenticator, keyFingerprint, parseBasicAuth } from '../src/auth.ts';
+import { apiKeySpec, keyAuthenticator, keyFingerprint, parseBasicAuth } from '../src/auth.ts';
 
 const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
 
@@ -33,6 +33,18 @@ describe('parseBasicAuth', () => {
 
   test('UTF-8 credentials decode as UTF-8', () => {
     assert.deepEqual(parseBasicAuth(`Basic ${b64('clé:mot')}`), { user: 'clé', pass: 'mot' });
+  });
+
+  test('a username with a control character is not one (RFC 7617): undefined', () => {
+    // A newline in a key would also make ("a", "b\nc") and ("a\nb", "c") one event to the duplicate
+    // filter, whose key is the API key, a newline, the messageId.
+    for (const user of ['a\nb', 'tab\there', 'nul\u0000', 'del\u007f']) {
+      assert.equal(parseBasicAuth(`Basic ${b64(`${user}:`)}`), undefined, JSON.stringify(user));
+    }
+    assert.throws(
+      () => apiKeySpec('a\nb', 'options.apiKeys[0]'),
+      /options.apiKeys\[0\]: .*control character/,
+    );
   });
 
   test('junk, wrong scheme and empty headers give undefined', () => {
