@@ -49,7 +49,7 @@ const LIMIT = 512 * 1024;
 /** The handler of rung `depth`: the body read, then the first `depth` stages, then a 200. */
 export function rung(depth, apiKey) {
   const has = (stage) => STAGES.indexOf(stage) < depth;
-  const credentials = new CredentialsCache(keyAuthenticator([apiKey]));
+  const credentials = new CredentialsCache(keyAuthenticator([apiKey]), 4000);
   const settingsCache = new SettingsCache();
   const validators = eventValidators();
   const idempotency = new MemoryIdempotencyStore();

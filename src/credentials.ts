@@ -10,7 +10,7 @@ import {
 } from './auth.ts';
 import { digest53 } from './digest.ts';
 import { EndpointError } from './errors.ts';
-import { isPromise } from './promise.ts';
+import { isPromise, within } from './promise.ts';
 
 /** Who sent a request: the API key, and what the authenticator decided for it. */
 export interface Credentials {
@@ -37,10 +37,13 @@ export class CredentialsCache {
   readonly #authenticate: Authenticate;
   readonly #fixed: boolean;
   readonly #known = new Map<number, Known>();
+  readonly #timeoutMs: number;
 
-  constructor(authenticate: Authenticate) {
+  /** `timeoutMs`: how long an asynchronous `authenticate` may take (handlerTimeoutMs), then a 503. */
+  constructor(authenticate: Authenticate, timeoutMs: number) {
     this.#authenticate = authenticate;
     this.#fixed = isFixed(authenticate);
+    this.#timeoutMs = timeoutMs;
   }
 
   /** The request's credentials, or a throw of the 401/403 to answer. */
@@ -53,7 +56,13 @@ export class CredentialsCache {
     // A header known already is not stored again (with a custom authenticator, only its key is kept).
     const remember = known === undefined ? header : undefined;
     const pending = this.#authenticate(apiKey);
-    if (isPromise(pending)) return pending.then((decision) => this.#decided(remember, apiKey, decision));
+    if (isPromise(pending)) {
+      const late = () =>
+        new EndpointError('SEG_HANDLER_TIMEOUT', `authenticate did not answer within ${this.#timeoutMs} ms`);
+      return within(pending, this.#timeoutMs, late).then((decision) =>
+        this.#decided(remember, apiKey, decision),
+      );
+    }
     return this.#decided(remember, apiKey, pending);
   }
 

@@ -1,11 +1,8 @@
 import { type ApiKeySpec, type Authenticate, apiKeySpec, checkSecret, keyAuthenticator } from './auth.ts';
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
-import {
-  type IdempotencyStore,
-  type MemoryIdempotencyOptions,
-  MemoryIdempotencyStore,
-} from './idempotency.ts';
+import type { IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
+import { resolveIdempotency } from './idempotency-option.ts';
 import { jsonLogger, type Logger } from './log.ts';
 import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';
 import { checkPath, distinctPaths } from './paths.ts';
@@ -92,7 +89,9 @@ export interface HandlerOptions {
   /**
    * Duplicate suppression by `messageId` per API key: options of the in-memory store, a store of your
    * own (shared between processes), or `false` to process every copy. `{ maxEntries: 0 }` turns it off
-   * too, as `--idempotency-max-entries 0` does. @default { maxEntries: 100000, ttlMs: 86400000 (24 h) }
+   * too, as `--idempotency-max-entries 0` does. A store of your own answers each call within
+   * `handlerTimeoutMs` (else 503 `SEG_IDEMPOTENCY_UNAVAILABLE`), and a claim with `'new'`, `'done'` or
+   * `'busy'` (else 500). @default { maxEntries: 100000, ttlMs: 86400000 (24 h) }
    */
   idempotency?: MemoryIdempotencyOptions | IdempotencyStore | false;
   /** A pino-compatible logger; `silentLogger` drops everything. @default JSON lines on stderr, level info */
@@ -143,8 +142,11 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
   if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || realm.includes('"')) {
     throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describeValue(realm)}`);
   }
+  const plain = plainOptions(input);
+  const log = loggerOf(input);
+  const idempotency = resolveIdempotency(input.idempotency, log, plain.handlerTimeoutMs);
   return Object.freeze({
-    ...plainOptions(input),
+    ...plain,
     handlers,
     authenticate,
     path,
@@ -154,8 +156,8 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
     metricsPath,
     realm,
     signatureSecret: checkSecret('options.signatureSecret', input.signatureSecret),
-    idempotency: resolveIdempotency(input.idempotency),
-    log: loggerOf(input),
+    idempotency,
+    log,
   });
 }
 
@@ -194,26 +196,6 @@ function resolveAuthenticate(input: HandlerOptions): Authenticate {
   const specs = [...(keys as Iterable<unknown>)].map((item, i) => apiKeySpec(item, `options.apiKeys[${i}]`));
   if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
   return keyAuthenticator(specs);
-}
-
-/** `{ maxEntries: 0 }` turns duplicate suppression off, as `false` does: a store that remembers nothing. */
-function resolveIdempotency(value: HandlerOptions['idempotency']): IdempotencyStore | undefined {
-  if (value === false) return undefined;
-  if (value === undefined) return new MemoryIdempotencyStore();
-  if (typeof value !== 'object' || value === null) {
-    throw new TypeError(`options.idempotency must be an object or false, got ${describeValue(value)}`);
-  }
-  const store = value as Partial<IdempotencyStore>;
-  if (typeof store.claim === 'function') {
-    if (typeof store.complete !== 'function' || typeof store.release !== 'function') {
-      throw new TypeError('options.idempotency: a store needs claim, complete and release functions');
-    }
-    return value as IdempotencyStore;
-  }
-  const memory = value as MemoryIdempotencyOptions;
-  const maxEntries = integer('idempotency.maxEntries', memory.maxEntries);
-  const ttlMs = integer('idempotency.ttlMs', memory.ttlMs);
-  return maxEntries === 0 ? undefined : new MemoryIdempotencyStore({ maxEntries, ttlMs, now: memory.now });
 }
 
 function checkHandlers(handlers: unknown): Handlers {

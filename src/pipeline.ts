@@ -84,7 +84,7 @@ export class EventPipeline {
   ) {
     this.#opts = opts;
     this.#intake = new EventIntake(opts, metrics);
-    this.#credentials = new CredentialsCache(opts.authenticate);
+    this.#credentials = new CredentialsCache(opts.authenticate, opts.handlerTimeoutMs);
     this.#deadlines = new Deadlines(opts.bodyTimeoutMs);
     this.#metrics = metrics;
     this.#observing = metrics !== undefined || opts.accessLog;

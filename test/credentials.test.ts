@@ -46,7 +46,7 @@ function revocable(...keys: string[]): { authenticate: Authenticate; keys: Set<s
 
 describe('CredentialsCache with the key authenticator', () => {
   test('a valid key is accepted, then accepted again from the cache with the same result', () => {
-    const cache = new CredentialsCache(keyAuthenticator(['k1', 'k2']));
+    const cache = new CredentialsCache(keyAuthenticator(['k1', 'k2']), 4_000);
     const first = now(cache, request(basic('k1')));
     assert.deepEqual(first, { apiKey: 'k1', decision: 'allow' });
     for (let i = 0; i < 3; i++) assert.deepEqual(now(cache, request(basic('k1'))), first);
@@ -54,7 +54,7 @@ describe('CredentialsCache with the key authenticator', () => {
   });
 
   test('a wrong key is SEG_AUTH_UNKNOWN the first time and the second', () => {
-    const cache = new CredentialsCache(keyAuthenticator(['k1']));
+    const cache = new CredentialsCache(keyAuthenticator(['k1']), 4_000);
     now(cache, request(basic('k1')));
     for (let i = 0; i < 2; i++) {
       assert.throws(() => cache.of(request(basic('nope'))), { code: 'SEG_AUTH_UNKNOWN' });
@@ -62,7 +62,7 @@ describe('CredentialsCache with the key authenticator', () => {
   });
 
   test('a header one character away from a cached one is read as itself, and refused', () => {
-    const cache = new CredentialsCache(keyAuthenticator(['k1']));
+    const cache = new CredentialsCache(keyAuthenticator(['k1']), 4_000);
     const header = basic('k1');
     assert.equal(header, 'Basic azE6'); // base64('k1:')
     now(cache, request(header));
@@ -74,7 +74,7 @@ describe('CredentialsCache with the key authenticator', () => {
   });
 
   test('a repeated Authorization header is refused even when its first value was cached', () => {
-    const cache = new CredentialsCache(keyAuthenticator(['k1', 'k2']));
+    const cache = new CredentialsCache(keyAuthenticator(['k1', 'k2']), 4_000);
     now(cache, request(basic('k1')));
     assert.throws(() => cache.of(request(basic('k1'), basic('k1'))), { code: 'SEG_AUTH_MALFORMED' });
     assert.throws(() => cache.of(request(basic('k1'), basic('k2'))), { code: 'SEG_AUTH_MALFORMED' });
@@ -85,7 +85,7 @@ describe('CredentialsCache with the key authenticator', () => {
   });
 
   test('no header is SEG_AUTH_MISSING, an empty key too; another scheme is SEG_AUTH_MALFORMED', () => {
-    const cache = new CredentialsCache(keyAuthenticator(['k1']));
+    const cache = new CredentialsCache(keyAuthenticator(['k1']), 4_000);
     for (let i = 0; i < 2; i++) {
       assert.throws(() => cache.of(request()), { code: 'SEG_AUTH_MISSING' });
       assert.throws(() => cache.of(request(basic(''))), { code: 'SEG_AUTH_MISSING' });
@@ -94,7 +94,10 @@ describe('CredentialsCache with the key authenticator', () => {
   });
 
   test('a key limited to some types keeps its decision object from the cache', () => {
-    const cache = new CredentialsCache(keyAuthenticator([{ key: 'limited', types: ['track'] }, 'full']));
+    const cache = new CredentialsCache(
+      keyAuthenticator([{ key: 'limited', types: ['track'] }, 'full']),
+      4_000,
+    );
     const first = now(cache, request(basic('limited')));
     assert.deepEqual(first.decision, { allow: ['track'] });
     const second = now(cache, request(basic('limited')));
@@ -104,7 +107,7 @@ describe('CredentialsCache with the key authenticator', () => {
   });
 
   test('base64(key) without a colon and base64(key:) are both the key, cached or not', () => {
-    const cache = new CredentialsCache(keyAuthenticator(['k1']));
+    const cache = new CredentialsCache(keyAuthenticator(['k1']), 4_000);
     for (let i = 0; i < 2; i++) {
       assert.deepEqual(now(cache, request(basic('k1', false))), { apiKey: 'k1', decision: 'allow' });
       assert.deepEqual(now(cache, request(basic('k1'))), { apiKey: 'k1', decision: 'allow' });
@@ -112,7 +115,7 @@ describe('CredentialsCache with the key authenticator', () => {
   });
 
   test('more than 1024 accepted headers: each still gives its own key, wrong keys stay refused', () => {
-    const cache = new CredentialsCache(keyAuthenticator(['k1', 'k2']));
+    const cache = new CredentialsCache(keyAuthenticator(['k1', 'k2']), 4_000);
     // Distinct headers for one key: the password differs (Segment leaves it empty; anyone may not).
     const header = (i: number): string => basic(`k1:${i}`);
     for (let round = 0; round < 2; round++) {
@@ -126,7 +129,7 @@ describe('CredentialsCache with the key authenticator', () => {
 describe('CredentialsCache with a custom authenticator', () => {
   test('it is asked on every request: a revoked key is refused at once, a restored one accepted', () => {
     const { authenticate, keys, calls } = revocable('k1');
-    const cache = new CredentialsCache(authenticate);
+    const cache = new CredentialsCache(authenticate, 4_000);
     assert.deepEqual(now(cache, request(basic('k1'))), { apiKey: 'k1', decision: 'allow' });
     assert.deepEqual(now(cache, request(basic('k1'))), { apiKey: 'k1', decision: 'allow' });
     keys.delete('k1');
@@ -143,7 +146,7 @@ describe('CredentialsCache with a custom authenticator', () => {
       ['no', false],
       ['banned', 'forbidden'],
     ]);
-    const cache = new CredentialsCache((apiKey) => decisions.get(apiKey) ?? 'unknown');
+    const cache = new CredentialsCache((apiKey) => decisions.get(apiKey) ?? 'unknown', 4_000);
     for (let i = 0; i < 2; i++) {
       assert.deepEqual(now(cache, request(basic('yes'))), { apiKey: 'yes', decision: true });
       assert.deepEqual(now(cache, request(basic('typed'))).decision, { allow: ['identify'] });
@@ -154,7 +157,7 @@ describe('CredentialsCache with a custom authenticator', () => {
 
   test('refusals of the header itself come before the authenticator, cached or not', () => {
     const { authenticate, calls } = revocable('k1');
-    const cache = new CredentialsCache(authenticate);
+    const cache = new CredentialsCache(authenticate, 4_000);
     now(cache, request(basic('k1')));
     assert.throws(() => cache.of(request()), { code: 'SEG_AUTH_MISSING' });
     assert.throws(() => cache.of(request('Basic !!')), { code: 'SEG_AUTH_MALFORMED' });
@@ -164,7 +167,10 @@ describe('CredentialsCache with a custom authenticator', () => {
 
   test('an async authenticator: accepted through a promise, again from the cache, then revoked', async () => {
     const allowed = new Set(['k1']);
-    const cache = new CredentialsCache(async (apiKey) => (allowed.has(apiKey) ? 'allow' : 'forbidden'));
+    const cache = new CredentialsCache(
+      async (apiKey) => (allowed.has(apiKey) ? 'allow' : 'forbidden'),
+      4_000,
+    );
     assert.ok(isPromise(cache.of(request(basic('k1')))));
     assert.deepEqual(await later(cache, request(basic('k1'))), { apiKey: 'k1', decision: 'allow' });
     allowed.delete('k1');
@@ -179,7 +185,7 @@ describe('CredentialsCache with a custom authenticator', () => {
       if (apiKey === 'suspended') throw new ForbiddenError();
       if (apiKey === 'broken') throw failure;
       return apiKey === 'false' ? false : 'unknown';
-    });
+    }, 4_000);
     for (let i = 0; i < 2; i++) {
       await refused(cache, request(basic('expired')), 'SEG_AUTH_UNKNOWN');
       await refused(cache, request(basic('suspended')), 'SEG_FORBIDDEN');
@@ -197,7 +203,7 @@ describe('CredentialsCache with a custom authenticator', () => {
     const cache = new CredentialsCache((apiKey) => {
       calls.push(apiKey);
       return 'allow';
-    });
+    }, 4_000);
     const keys = Array.from({ length: 2100 }, (_, i) => `key-${i}`);
     for (let round = 0; round < 2; round++) {
       for (const key of keys) assert.equal(now(cache, request(basic(key))).apiKey, key);

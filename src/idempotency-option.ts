@@ -1,0 +1,88 @@
+import { describeValue, EndpointError } from './errors.ts';
+import {
+  type Claim,
+  type IdempotencyStore,
+  type MemoryIdempotencyOptions,
+  MemoryIdempotencyStore,
+} from './idempotency.ts';
+import type { Logger } from './log.ts';
+import { integer } from './option-table.ts';
+import type { HandlerOptions } from './options.ts';
+import { isPromise, within } from './promise.ts';
+
+/**
+ * A duplicate-filter store other than the in-memory one (a partner's own, Redis) held to its contract:
+ * each call answers within `timeoutMs` (handlerTimeoutMs), or the event is answered 503
+ * `SEG_IDEMPOTENCY_UNAVAILABLE` and retried; a claim that is not `'new'`, `'done'` or `'busy'` is a bug
+ * in the store (a 500, the handler not run), never taken as new; and failing to forget a failed event
+ * is logged, the handler's own answer kept. The in-memory store is used as it is.
+ */
+function guardStore(store: IdempotencyStore, log: Logger, timeoutMs: number): IdempotencyStore {
+  if (Object.getPrototypeOf(store) === MemoryIdempotencyStore.prototype) return store;
+  const late = () =>
+    new EndpointError(
+      'SEG_IDEMPOTENCY_UNAVAILABLE',
+      `The duplicate filter did not answer within ${timeoutMs} ms`,
+    );
+  const bounded = <T>(value: T | PromiseLike<T>) =>
+    isPromise(value) ? within(value, timeoutMs, late) : value;
+  const forgetFailed = (err: unknown) =>
+    log.warn(
+      { err },
+      'the duplicate filter could not forget a failed event: its retry may wait for the claim to expire',
+    );
+  return {
+    claim(key) {
+      const claim = bounded(store.claim(key));
+      return isPromise(claim) ? claim.then(checkClaim) : checkClaim(claim);
+    },
+    complete: (key) => bounded(store.complete(key)),
+    release(key) {
+      try {
+        const released = bounded(store.release(key));
+        if (isPromise(released)) return Promise.resolve(released).catch(forgetFailed);
+      } catch (err) {
+        forgetFailed(err);
+      }
+    },
+  };
+}
+
+function checkClaim(claim: Claim): Claim {
+  if (claim === 'new' || claim === 'done' || claim === 'busy') return claim;
+  throw new Error(
+    `the idempotency store's claim answered ${describeValue(claim)}, not 'new', 'done' or 'busy'`,
+  );
+}
+
+/**
+ * The `idempotency` option, checked: the in-memory store made from its options, or a store given, guarded
+ * (guardStore). `{ maxEntries: 0 }` turns duplicate suppression off, as `false` does.
+ */
+export function resolveIdempotency(
+  value: HandlerOptions['idempotency'],
+  log: Logger,
+  timeoutMs: number,
+): IdempotencyStore | undefined {
+  if (value === false) return undefined;
+  if (value === undefined) return new MemoryIdempotencyStore();
+  if (typeof value !== 'object' || value === null) {
+    throw new TypeError(`options.idempotency must be an object or false, got ${describeValue(value)}`);
+  }
+  const store = value as Partial<IdempotencyStore>;
+  if (typeof store.claim === 'function') {
+    if (typeof store.complete !== 'function' || typeof store.release !== 'function') {
+      throw new TypeError('options.idempotency: a store needs claim, complete and release functions');
+    }
+    return guardStore(value as IdempotencyStore, log, timeoutMs);
+  }
+  const memory = value as MemoryIdempotencyOptions;
+  if (memory.now !== undefined && typeof memory.now !== 'function') {
+    throw new TypeError(
+      `options.idempotency.now must be a function returning ms, got ${describeValue(memory.now)}`,
+    );
+  }
+  const maxEntries = integer('idempotency.maxEntries', memory.maxEntries);
+  const ttlMs = integer('idempotency.ttlMs', memory.ttlMs);
+  return maxEntries === 0 ? undefined : new MemoryIdempotencyStore({ maxEntries, ttlMs, now: memory.now });
+}

@@ -1,0 +1,114 @@
+// What a partner's own code plugged into the endpoint may do wrong, and how it is answered: an
+// `authenticate` or a duplicate-filter store that never answers is bounded by handlerTimeoutMs; a store
+// that answers outside its contract is a bug in it (500), never a pass; a store failing to forget a
+// failed event leaves the handler's own answer.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  createHandler,
+  type HandlerOptions,
+  type IdempotencyStore,
+  jsonLogger,
+  silentLogger,
+  ValidationError,
+} from '../src/index.ts';
+import { API_KEY, inject, trackEvent } from './helpers.ts';
+
+const never = () => new Promise<never>(() => {});
+const fine: IdempotencyStore = { claim: () => 'new', complete: () => {}, release: () => {} };
+
+function endpoint(options: Partial<HandlerOptions>, track: () => unknown = () => {}) {
+  const logged: string[] = [];
+  const handler = createHandler({
+    apiKeys: [API_KEY],
+    handlerTimeoutMs: 200,
+    log: jsonLogger('debug', (line) => logged.push(line)),
+    handlers: { track },
+    ...options,
+  } as HandlerOptions);
+  return { handler, logged };
+}
+
+describe('bounded by handlerTimeoutMs', () => {
+  test('an authenticate that never answers: 503 SEG_HANDLER_TIMEOUT, its slot given back', async () => {
+    const { handler } = endpoint({ apiKeys: undefined, authenticate: never });
+    const res = await inject(handler, { body: trackEvent() });
+    assert.equal(res.status, 503);
+    assert.equal(res.json().code, 'SEG_HANDLER_TIMEOUT');
+    assert.match(res.json().message ?? '', /authenticate/);
+    assert.equal(handler.inFlight, 0);
+  });
+
+  test('a store whose claim never answers: 503 SEG_IDEMPOTENCY_UNAVAILABLE, the handler not run', async () => {
+    let ran = 0;
+    const { handler } = endpoint({ idempotency: { ...fine, claim: never } }, () => {
+      ran++;
+    });
+    const res = await inject(handler, { body: trackEvent() });
+    assert.equal(res.status, 503);
+    assert.equal(res.json().code, 'SEG_IDEMPOTENCY_UNAVAILABLE');
+    assert.equal(ran, 0);
+    assert.equal(handler.inFlight, 0);
+  });
+
+  test('a store whose complete never answers: 503, retried', async () => {
+    const { handler } = endpoint({ idempotency: { ...fine, complete: never } });
+    const res = await inject(handler, { body: trackEvent() });
+    assert.equal(res.status, 503);
+    assert.equal(res.json().code, 'SEG_IDEMPOTENCY_UNAVAILABLE');
+    assert.equal(handler.inFlight, 0);
+  });
+
+  test("a store whose release never answers, or fails: the handler's own answer, the failure logged", async () => {
+    for (const release of [
+      never,
+      () => Promise.reject(new Error('store down')),
+      () => {
+        throw new Error('store down');
+      },
+    ]) {
+      const { handler, logged } = endpoint({ idempotency: { ...fine, release } }, () => {
+        throw new ValidationError('Missing email address');
+      });
+      const res = await inject(handler, { body: trackEvent() });
+      assert.equal(res.status, 400, res.body);
+      assert.equal(res.json().message, 'Missing email address');
+      assert.ok(
+        logged.some((line) => /could not forget/.test(line)),
+        logged.join('\n'),
+      );
+      assert.equal(handler.inFlight, 0);
+    }
+  });
+});
+
+describe('a store that answers outside its contract', () => {
+  test("a claim that is not 'new', 'done' or 'busy' is a 500, the handler not run", async () => {
+    for (const answer of [undefined, null, false, 'OK', 'DONE']) {
+      let ran = 0;
+      const { handler, logged } = endpoint({ idempotency: { ...fine, claim: () => answer as never } }, () => {
+        ran++;
+      });
+      const res = await inject(handler, { body: trackEvent() });
+      assert.equal(res.status, 500, String(answer));
+      assert.equal(ran, 0, String(answer));
+      assert.ok(
+        logged.some((line) => /claim/.test(line)),
+        logged.join('\n'),
+      );
+    }
+  });
+
+  test('an in-memory store with a now that is not a function is refused at construction', () => {
+    assert.throws(
+      () =>
+        createHandler({
+          apiKeys: [API_KEY],
+          log: silentLogger,
+          handlers: {},
+          idempotency: { now: 'x' as never },
+        }),
+      /options\.idempotency\.now must be a function/,
+    );
+  });
+});
