@@ -8,15 +8,14 @@ import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { connect, type TLSSocket } from 'node:tls';
-import { parseRaw, segmentHeaders, testCert, trackEvent, waitFor, waitUntil } from '../helpers.ts';
+import { testCert, trackEvent, waitUntil } from '../helpers.ts';
+import { exitCode, GUARD_MS, inFlightAtSignal, untilDraining } from './drain-harness.ts';
 import {
   type Answer,
   cleanup,
   type Endpoint,
   health,
   load,
-  readStore,
   recordFigures,
   send,
   startEndpoint,
@@ -29,11 +28,6 @@ const HANDLER_MS = 150;
 // The signal comes once this many events have started: every connection has had one processed and
 // has the next under way, on a slow machine as on a fast one.
 const STARTED_AT_SIGNAL = 2 * CONNECTIONS;
-// Only bounds a process that never exits. A drain ends after its events (150 ms here) or its
-// --shutdown-timeout (1 s in the quick tests) and a 1 s linger for half-sent requests; 30 s is far
-// past both, yet short of the 65 s keep-alive timeout that would free a connection a drain wrongly
-// waited on.
-const GUARD_MS = 30_000;
 
 /**
  * A --handlers module whose track handler logs the messageId it starts (synchronously, so the line is
@@ -61,76 +55,6 @@ export default {
           .filter((line) => line !== '')
       : [];
   return { module, started };
-}
-
-/** The `inFlight` of the process's `draining` log line. */
-function inFlightAtSignal(output: string): number | undefined {
-  for (const line of output.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    const entry = JSON.parse(line) as { msg?: string; inFlight?: number };
-    if (entry.msg === 'draining') return entry.inFlight;
-  }
-  return undefined;
-}
-
-/** Waits for the process to log that it is draining. */
-function untilDraining(ep: Endpoint): Promise<void> {
-  return waitUntil(
-    () => inFlightAtSignal(ep.output()) !== undefined,
-    () => `the "draining" line in:\n${ep.output()}`,
-    GUARD_MS,
-  );
-}
-
-/** The exit code, or 'hung' (after which the process is killed) if it has not exited within the guard. */
-async function exitCode(ep: Endpoint): Promise<number | null | 'hung'> {
-  let guard: NodeJS.Timeout | undefined;
-  const hung = new Promise<'hung'>((done) => {
-    guard = setTimeout(done, GUARD_MS, 'hung');
-  });
-  const code = await Promise.race([ep.exit, hung]);
-  clearTimeout(guard);
-  if (code === 'hung') {
-    ep.child.kill('SIGKILL');
-    await ep.exit;
-  }
-  return code;
-}
-
-/**
- * Resolves once the server has read what was written to it so far: a health check on a connection of
- * its own goes through several turns of the server's event loop (accept, TLS handshake, the request),
- * and bytes written earlier on another connection are read in the first of them.
- */
-async function caughtUp(ep: Endpoint): Promise<void> {
-  assert.equal(await health(ep), 200);
-}
-
-/** A TLS connection to the endpoint that the test writes to by hand; `received` is all it got back. */
-async function openConnection(ep: Endpoint): Promise<{ socket: TLSSocket; received: Promise<string> }> {
-  const socket = connect({ host: '127.0.0.1', port: ep.port, ca: testCert().cert, servername: 'localhost' });
-  let text = '';
-  socket.on('data', (chunk: Buffer) => {
-    text += chunk.toString();
-  });
-  const received = new Promise<string>((done) => {
-    socket.on('close', () => done(text));
-    socket.on('error', () => done(text));
-  });
-  await new Promise((done) => socket.once('secureConnect', done));
-  return { socket, received };
-}
-
-/** A POST of one event as Segment sends it, as raw HTTP/1.1. */
-function rawEvent(messageId: string): string {
-  const body = JSON.stringify(trackEvent({ messageId }));
-  const headers = {
-    host: 'localhost',
-    ...segmentHeaders('dev-key'),
-    'content-length': Buffer.byteLength(body),
-  };
-  const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
-  return `POST / HTTP/1.1\r\n${head.join('')}\r\n${body}`;
 }
 
 test('SIGTERM under load: every started event is answered 200, the rest 503 or refused, exit 0', async (t) => {
@@ -261,117 +185,6 @@ test('SIGTERM with a handler slower than --shutdown-timeout: exit 0 once the tim
   };
   recordFigures('drain.shutdownTimeout', figures);
   t.diagnostic(JSON.stringify(figures));
-});
-
-test('a request whose headers arrive during the drain gets 503 SEG_DRAINING with Connection: close', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-drain-late-'));
-  const endpoints: Endpoint[] = [];
-  t.after(cleanup(dir, endpoints));
-  const out = join(dir, 'store');
-  const ep = await startEndpoint([...tlsFlags(dir), '--api-key', 'dev-key', '--out', out]);
-  endpoints.push(ep);
-  assert.equal(await health(ep), 200);
-
-  // Half a request line before the signal: the connection is not idle, so it stays open through
-  // the start of the drain, and the request is complete only once draining has begun.
-  const { socket, received } = await openConnection(ep);
-  t.after(() => socket.destroy());
-  const request = rawEvent('late-1');
-  socket.write(request.slice(0, 10));
-  await caughtUp(ep);
-  const signalAt = Date.now();
-  ep.child.kill('SIGTERM');
-  await untilDraining(ep);
-  socket.write(request.slice(10));
-  const exited = await exitCode(ep);
-  const exitMs = Date.now() - signalAt;
-  const answer = parseRaw(await received);
-
-  assert.equal(exited, 0, ep.output());
-  assert.equal(answer.status, 503);
-  assert.equal((JSON.parse(answer.body) as { code?: string }).code, 'SEG_DRAINING');
-  assert.match(answer.headers, /^connection: close$/m);
-  assert.match(answer.headers, /^retry-after: 1$/m);
-  assert.equal(readStore(out).records.length, 0, 'the refused event was not stored');
-
-  const figures = { status: answer.status, code: 'SEG_DRAINING', exitCode: exited, exitMs };
-  recordFigures('drain.lateRequest', figures);
-  t.diagnostic(JSON.stringify(figures));
-});
-
-// The drain must end within --shutdown-timeout whatever the open connections do. These cover the
-// connections that are not idle when the drain starts yet carry no event: close() waits for Node's
-// server.close() callback without a bound, and only events in flight are cut off at the timeout.
-const QUICK_SHUTDOWN_S = 1;
-
-async function quickEndpoint(dir: string, endpoints: Endpoint[]): Promise<Endpoint> {
-  const ep = await startEndpoint([
-    ...tlsFlags(dir),
-    '--api-key',
-    'dev-key',
-    '--out',
-    join(dir, 'store'),
-    '--shutdown-timeout',
-    String(QUICK_SHUTDOWN_S),
-  ]);
-  endpoints.push(ep);
-  assert.equal(await health(ep), 200);
-  return ep;
-}
-
-test('a health check arriving during the drain answers 503 draining, and the process still exits 0', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-drain-health-'));
-  const endpoints: Endpoint[] = [];
-  t.after(cleanup(dir, endpoints));
-  const ep = await quickEndpoint(dir, endpoints);
-  const { socket, received } = await openConnection(ep);
-  t.after(() => socket.destroy());
-  let text = '';
-  socket.on('data', (chunk: Buffer) => {
-    text += chunk.toString();
-  });
-  socket.write('GET /hea');
-  await caughtUp(ep);
-  const signalAt = Date.now();
-  ep.child.kill('SIGTERM');
-  await untilDraining(ep);
-  socket.write('lth HTTP/1.1\r\nhost: localhost\r\n\r\n');
-  await waitFor(() => text, /\r\n\r\n\{.*\}/, GUARD_MS);
-  const answer = parseRaw(text);
-  const exited = await exitCode(ep);
-  const exitMs = Date.now() - signalAt;
-  await received;
-
-  const figures = { healthStatus: answer.status, body: answer.body, exitCode: exited, exitMs };
-  recordFigures('drain.healthDuringDrain', figures);
-  t.diagnostic(JSON.stringify(figures));
-  assert.equal(answer.status, 503);
-  assert.deepEqual(JSON.parse(answer.body), { status: 'draining' });
-  assert.equal(exited, 0, 'a clean exit, the connection kept alive after the answer notwithstanding');
-});
-
-test('a connection open but silent at SIGTERM does not hold the exit past --shutdown-timeout', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-drain-silent-'));
-  const endpoints: Endpoint[] = [];
-  t.after(cleanup(dir, endpoints));
-  const ep = await quickEndpoint(dir, endpoints);
-  // A pre-opened connection (a pooling client, a load balancer warming up, a slow client).
-  const { socket, received } = await openConnection(ep);
-  t.after(() => socket.destroy());
-  await caughtUp(ep);
-  const signalAt = Date.now();
-  ep.child.kill('SIGTERM');
-  const exited = await exitCode(ep);
-  const exitMs = Date.now() - signalAt;
-  const text = await received;
-
-  const figures = { exitCode: exited, exitMs };
-  recordFigures('drain.silentConnection', figures);
-  t.diagnostic(JSON.stringify(figures));
-  assert.equal(exited, 0, 'a clean exit');
-  // Closed by the drain, without a word. A drain that waited for the connection would have been freed
-  // by the server's headers timeout instead, which answers 408 SEG_REQUEST_TIMEOUT before closing.
-  assert.equal(text, '', 'the silent connection was closed by the drain');
 });
 
 test('SIGTERM right after the start-up line drains and exits 0', async (t) => {
