@@ -3,17 +3,11 @@ import { connect as connectTcp } from 'node:net';
 import { test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { createHandler, silentLogger } from '../src/index.ts';
-import {
-  API_KEY,
-  basic,
-  inject,
-  listenTls,
-  parseRaw,
-  rawTls,
-  testCert,
-  trackEvent,
-  waitUntil,
-} from './helpers.ts';
+import { API_KEY, basic, trackEvent } from './helpers.ts';
+import { listenTls, testCert } from './helpers-cert.ts';
+import { parseRaw, rawTls } from './helpers-clients.ts';
+import { inject } from './helpers-inject.ts';
+import { waitUntil } from './helpers-wait.ts';
 
 // A success is written at the end of the loop's turn that decided it (respond.ts, AnswerBatch): whatever
 // happens to its connection or to the process in between, a processed event's sender hears its 200.

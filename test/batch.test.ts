@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Analytics } from '@segment/analytics-node';
 import { createHandler, createServer, RetryError, silentLogger } from '../src/index.ts';
-import { API_KEY, inject, recorder, sendOneOfEach, trackEvent } from './helpers.ts';
+import { API_KEY, recorder, sendOneOfEach, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 describe("Segment's Tracking API and batches", () => {
   test('/v1/{type} takes one event whose type the path gives', async () => {

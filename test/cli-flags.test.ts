@@ -6,7 +6,9 @@ import { UsageError } from '../src/config.ts';
 import { silentLogger } from '../src/log.ts';
 import { resolveHandlerOptions } from '../src/options.ts';
 import { commandDir, configOf, runCli, SOURCE, startCli, storedEvents } from './cli-harness.ts';
-import { CLI_SOURCE, httpFlags, ROOT, segmentHeaders, spawnClean, trackEvent, waitFor } from './helpers.ts';
+import { segmentHeaders, trackEvent } from './helpers.ts';
+import { CLI_SOURCE, httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
+import { waitFor } from './helpers-wait.ts';
 
 // The command line as the command reads it: --help and --version, bad usage and refused options (exit 1
 // with one line and a hint), flags from the environment, a flag given twice, and numbers out of bounds.

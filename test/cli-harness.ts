@@ -6,7 +6,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CliConfig, parseConfig } from '../src/config.ts';
-import { CLI_SOURCE, ROOT, spawnClean, testCert, waitFor } from './helpers.ts';
+import { testCert } from './helpers-cert.ts';
+import { CLI_SOURCE, ROOT, spawnClean } from './helpers-spawn.ts';
+import { waitFor } from './helpers-wait.ts';
 
 /** The CLI as `node` runs it: from source, and as built (`make build`). */
 export const SOURCE = CLI_SOURCE;

@@ -6,7 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import type { ApiKeySpec } from '../src/auth.ts';
 import { parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
 import { commandDir, configOf, startCli } from './cli-harness.ts';
-import { httpFlags, segmentHeaders, trackEvent } from './helpers.ts';
+import { segmentHeaders, trackEvent } from './helpers.ts';
+import { httpFlags } from './helpers-spawn.ts';
 
 // API keys and signature secrets as the command takes them: --api-key specs, a keys file, the environment,
 // a key given twice; secrets from a file or the environment, kept off the command line.

@@ -3,16 +3,11 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BUILT, commandDir, SOURCE, startCli, storedEvents } from './cli-harness.ts';
-import {
-  httpFlags,
-  httpsCall,
-  keepAliveAgent,
-  segmentHeaders,
-  spawnClean,
-  testCert,
-  trackEvent,
-  waitFor,
-} from './helpers.ts';
+import { segmentHeaders, trackEvent } from './helpers.ts';
+import { testCert } from './helpers-cert.ts';
+import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
+import { httpFlags, spawnClean } from './helpers-spawn.ts';
+import { waitFor } from './helpers-wait.ts';
 
 // The command started and serving: HTTPS end to end with the store kept across a restart, signals (SIGTERM
 // drains, SIGHUP while starting or over plain HTTP), an exception nothing caught, and the built dist/cli.js.

@@ -12,7 +12,8 @@ import {
   silentLogger,
   storeHandlers,
 } from '../src/index.ts';
-import { API_KEY, basic, encodeSettings, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, basic, encodeSettings, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 // What one request may cost (events, bytes stored, work before refusing) is bounded by a small multiple
 // of what it sent: a keyed sender cannot turn a small body into a large store or a frozen event loop.

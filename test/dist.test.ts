@@ -11,15 +11,11 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  httpsCall,
-  keepAliveAgent,
-  segmentHeaders,
-  spawnClean,
-  testCert,
-  trackEvent,
-  waitFor,
-} from './helpers.ts';
+import { segmentHeaders, trackEvent } from './helpers.ts';
+import { testCert } from './helpers-cert.ts';
+import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
+import { spawnClean } from './helpers-spawn.ts';
+import { waitFor } from './helpers-wait.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const BUNDLE = join(ROOT, 'dist', 'segment-endpoint.mjs');

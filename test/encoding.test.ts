@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { createHandler, silentLogger } from '../src/index.ts';
-import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 const seen: unknown[] = [];
 const handler = (maxBodyBytes = 4096) =>

@@ -9,7 +9,8 @@ import {
   UnauthorizedError,
 } from '../src/index.ts';
 import { endpoint, recording, type Seen } from './handler-harness.ts';
-import { API_KEY, basic, encodeSettings, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, basic, encodeSettings, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 // What the headers say of the sender: the API key in Basic auth (listed keys, a custom authenticator,
 // keys limited to some types), and the partner's settings in X-Segment-Settings.

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { endpoint, type Seen } from './handler-harness.ts';
-import { inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 // Reading the body: the size limit (declared or counted), framing (Content-Length, chunked, other
 // transfer codings), a body that stalls or a client that goes away, the media type, and UTF-8.

@@ -13,7 +13,9 @@ import {
   ValidationError,
 } from '../src/index.ts';
 import { endpoint, type Seen } from './handler-harness.ts';
-import { API_KEY, countdown, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
+import { countdown, gate } from './helpers-wait.ts';
 
 // Calling the partner's handler: what it returns or throws becomes the answer (a 5xx without internals),
 // its context, its timeout, and the events in flight until their answers are written.

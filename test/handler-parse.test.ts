@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createHandler, silentLogger } from '../src/index.ts';
 import { endpoint, type Seen } from './handler-harness.ts';
-import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 // From the body to an event: JSON parsed with __proto__ refused, spec fields normalised, each type
 // validated; and a body a framework already parsed (req.body) held to the same rules.

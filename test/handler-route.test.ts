@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { endpoint } from './handler-harness.ts';
-import { inject, trackEvent } from './helpers.ts';
+import { trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 // The front door, before any event is read: the event path and the health path, the methods each takes,
 // and draining.

@@ -3,7 +3,9 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { createClient } from '@redis/client';
 import { openRedisIdempotency, type RedisIdempotencyStore } from '../src/idempotency-redis.ts';
 import { jsonLogger, type Logger, silentLogger } from '../src/index.ts';
-import { API_KEY, countingHandler, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, countingHandler, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
+import { gate } from './helpers-wait.ts';
 import { freePort } from './services/process.ts';
 import { type RedisServer, startRedis } from './services/redis.ts';
 

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { createHandler, type IdempotencyStore, MemoryIdempotencyStore, silentLogger } from '../src/index.ts';
-import { API_KEY, countdown, countingHandler, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, countingHandler, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
+import { countdown } from './helpers-wait.ts';
 
 describe('MemoryIdempotencyStore', () => {
   test('new, then done once completed; released claims are new again', async () => {

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, NdjsonStore, silentLogger } from '../src/index.ts';
 import { nestsDeeper, parseJson } from '../src/json.ts';
-import { API_KEY, basic, countdown, gate, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, basic, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
+import { countdown, gate } from './helpers-wait.ts';
 
 const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
 const deepEvent = (depth: number) =>

@@ -7,7 +7,9 @@ import { eventSource, MIX, RETRY_EVERY, typeCycle } from '../src/load/mix.ts';
 import { type LoadFigures, report, verdict } from '../src/load/report.ts';
 import { segmentHeaders } from '../src/tester/run.ts';
 import { EVENT_TYPES } from '../src/types.ts';
-import { API_KEY, CLI_SOURCE, listenTls, recorder, type Seen, spawnClean } from './helpers.ts';
+import { API_KEY, recorder, type Seen } from './helpers.ts';
+import { listenTls } from './helpers-cert.ts';
+import { CLI_SOURCE, spawnClean } from './helpers-spawn.ts';
 
 // `segment-endpoint load` against the endpoint itself, over TLS with the test certificate, and its report
 // as pure functions. Runs are kept short (1–2 s) and light (the machine may have 2 cores).

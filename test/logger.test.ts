@@ -3,7 +3,8 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { createHandler, jsonLogger } from '../src/index.ts';
-import { API_KEY, inject, trackEvent } from './helpers.ts';
+import { API_KEY, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 /** A stream that keeps every line written to it. */
 function lines(): { stream: Writable; read: () => Array<Record<string, unknown>> } {

@@ -4,16 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, silentLogger } from '../src/index.ts';
-import {
-  API_KEY,
-  CLI_SOURCE,
-  httpFlags,
-  inject,
-  segmentHeaders,
-  spawnClean,
-  trackEvent,
-  waitFor,
-} from './helpers.ts';
+import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
+import { CLI_SOURCE, httpFlags, spawnClean } from './helpers-spawn.ts';
+import { waitFor } from './helpers-wait.ts';
 
 /** `name{labels} value` lines of a Prometheus text exposition, as a map. */
 function parse(text: string): Map<string, number> {

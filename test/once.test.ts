@@ -3,7 +3,8 @@ import { describe, test } from 'node:test';
 import { eventKey } from '../src/idempotency.ts';
 import { createHandler, MemoryIdempotencyStore, silentLogger } from '../src/index.ts';
 import { onceEvent } from '../src/once.ts';
-import { API_KEY, inject, trackEvent } from './helpers.ts';
+import { API_KEY, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 // onceEvent's own path to the in-memory store: an event whose handler answers synchronously is checked
 // and remembered without being marked pending; one that goes asynchronous is held before anything else

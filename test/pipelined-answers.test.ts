@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { connect } from 'node:tls';
-import { API_KEY, basic, gate, listenTls, testCert, trackEvent, waitUntil } from './helpers.ts';
+import { API_KEY, basic, trackEvent } from './helpers.ts';
+import { listenTls, testCert } from './helpers-cert.ts';
+import { gate, waitUntil } from './helpers-wait.ts';
 
 // Requests pipelined on one connection are answered in order (Node queues the answers behind the first).
 // An answer that closes the connection is the last one Node writes on it: whatever is queued behind it is

@@ -3,7 +3,9 @@ import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createHandler, type EndpointServer, silentLogger } from '../src/index.ts';
-import { API_KEY, basic, listenTls, parseRaw, rawTls, trackEvent } from './helpers.ts';
+import { API_KEY, basic, trackEvent } from './helpers.ts';
+import { listenTls } from './helpers-cert.ts';
+import { parseRaw, rawTls } from './helpers-clients.ts';
 import { cert, eventRequest, LIMIT, RawConnection, statusLines } from './protocol-harness.ts';
 
 // Expect: 100-continue: a request refused on its headers is told so without 100 Continue, one that may

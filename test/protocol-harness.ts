@@ -1,6 +1,7 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
-import { API_KEY, basic, testCert } from './helpers.ts';
+import { API_KEY, basic } from './helpers.ts';
+import { testCert } from './helpers-cert.ts';
 
 // What the protocol tests share: raw connections to the server, which keep every byte it writes and see
 // when it closes, and an event request written out by hand.

@@ -1,17 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { EndpointServer } from '../src/index.ts';
-import {
-  basic,
-  encodeSettings,
-  httpsCall,
-  keepAliveAgent,
-  listenTls,
-  parseRaw,
-  rawTls,
-  segmentHeaders,
-  trackEvent,
-} from './helpers.ts';
+import { basic, encodeSettings, segmentHeaders, trackEvent } from './helpers.ts';
+import { listenTls } from './helpers-cert.ts';
+import { httpsCall, keepAliveAgent, parseRaw, rawTls } from './helpers-clients.ts';
 import { cert, eventRequest, LIMIT, RawConnection, statusLines } from './protocol-harness.ts';
 
 // HTTP/1.1 at the edges, request by request: pipelining after a malformed request, a body refused or

@@ -4,7 +4,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { ConnectionSlots } from '../src/connections.ts';
-import { httpsCall, keepAliveAgent, listenTls, trackEvent } from './helpers.ts';
+import { trackEvent } from './helpers.ts';
+import { listenTls } from './helpers-cert.ts';
+import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
 import { cert, eventRequest, RawConnection, statusLines } from './protocol-harness.ts';
 
 // Who holds a connection slot at maxConnections: an idle keep-alive connection gives its slot to a

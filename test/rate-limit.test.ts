@@ -5,7 +5,8 @@ import { describe, test } from 'node:test';
 import { parseConfig, parseKeysFile } from '../src/config.ts';
 import { createHandler, type HandlerOptions, silentLogger } from '../src/index.ts';
 import { RateLimiter } from '../src/limits.ts';
-import { API_KEY, basic, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, basic, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 const handler = (options: Partial<HandlerOptions>) =>
   createHandler({

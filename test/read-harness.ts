@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StoredLine } from '../src/read/store-reader.ts';
-import { CLI_SOURCE, cleanEnv, ROOT } from './helpers.ts';
+import { CLI_SOURCE, cleanEnv, ROOT } from './helpers-spawn.ts';
 
 /** A stored line of the shape the file store writes; `pad` bytes of padding make it longer. */
 export function stored(type: string, id: string, pad = 0): string {

@@ -5,7 +5,8 @@ import { readFileSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { readStore } from '../src/read/store-reader.ts';
-import { tempDirs, waitUntil } from './helpers.ts';
+import { tempDirs } from './helpers.ts';
+import { waitUntil } from './helpers-wait.ts';
 import { append, collect, follower, linesOf, runRead, stored } from './read-harness.ts';
 
 const tempDir = tempDirs('read');

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { tempDirs, trackEvent, waitUntil } from './helpers.ts';
+import { tempDirs, trackEvent } from './helpers.ts';
+import { waitUntil } from './helpers-wait.ts';
 import { append, linesOf, runRead, spawnRead, stored } from './read-harness.ts';
 import { cleanup, type Endpoint, load, startEndpoint, stopCleanly, tlsFlags } from './reliability/harness.ts';
 

@@ -5,7 +5,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, constants, mkdirSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CLI_SOURCE, cleanEnv, ROOT, tempDirs, waitUntil } from './helpers.ts';
+import { tempDirs } from './helpers.ts';
+import { CLI_SOURCE, cleanEnv, ROOT } from './helpers-spawn.ts';
+import { waitUntil } from './helpers-wait.ts';
 import { append, linesOf, stored } from './read-harness.ts';
 
 const tempDir = tempDirs('read-signals');

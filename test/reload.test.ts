@@ -4,17 +4,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import {
-  CLI_SOURCE,
-  httpsCall,
-  keepAliveAgent,
-  makeCert,
-  segmentHeaders,
-  servedFingerprint,
-  spawnClean,
-  trackEvent,
-  waitFor,
-} from './helpers.ts';
+import { segmentHeaders, trackEvent } from './helpers.ts';
+import { makeCert, servedFingerprint } from './helpers-cert.ts';
+import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
+import { CLI_SOURCE, spawnClean } from './helpers-spawn.ts';
+import { waitFor } from './helpers-wait.ts';
 
 test('SIGHUP reloads the certificate for new connections without dropping open ones; a bad pair is refused', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-reload-'));

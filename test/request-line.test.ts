@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { connect } from 'node:tls';
-import { listenTls, testCert } from './helpers.ts';
+import { listenTls, testCert } from './helpers-cert.ts';
 
 // Whether an unsupported version is a 505 (a well-formed request line) or a 400 (a garbled one) must not
 // depend on how the client's writes split the line: Node's parser error carries only the chunk it failed

@@ -13,16 +13,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createClient } from '@redis/client';
 import pg from 'pg';
-import {
-  httpsCall,
-  keepAliveAgent,
-  type Spawned,
-  segmentHeaders,
-  spawnWith,
-  testCert,
-  trackEvent,
-  waitFor,
-} from './helpers.ts';
+import { segmentHeaders, trackEvent } from './helpers.ts';
+import { testCert } from './helpers-cert.ts';
+import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
+import { type Spawned, spawnWith } from './helpers-spawn.ts';
+import { waitFor } from './helpers-wait.ts';
 import { startPostgres } from './services/postgres.ts';
 import { startRedis } from './services/redis.ts';
 

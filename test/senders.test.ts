@@ -7,15 +7,15 @@ import RudderAnalytics from '@rudderstack/rudder-sdk-node';
 import { createHandler, createServer, silentLogger } from '../src/index.ts';
 import {
   API_KEY,
-  inject,
   type NodeSdk,
   recorder,
   type Seen,
   segmentHeaders,
   sendOneOfEach,
-  testCert,
   trackEvent,
 } from './helpers.ts';
+import { testCert } from './helpers-cert.ts';
+import { inject } from './helpers-inject.ts';
 
 // Senders that no one here wrote, run against a real server: what they put on the wire is what
 // partners' customers send. Segment's own @segment/analytics-node is in batch.test.ts.

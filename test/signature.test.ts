@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { createHandler, silentLogger } from '../src/index.ts';
-import { API_KEY, inject, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 const sign = (secret: string, text: string) => createHmac('sha1', secret).update(text).digest('hex');
 

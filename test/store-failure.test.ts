@@ -4,7 +4,8 @@ import { describe, test } from 'node:test';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { jsonLogger, silentLogger } from '../src/log.ts';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
-import { API_KEY, inject, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
+import { API_KEY, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 // A store whose disk fills up, without a disk: node's fs, except that a write only gets the room left
 // under `capacity` (a short write) and fails with ENOSPC when there is none, as a full file system does.

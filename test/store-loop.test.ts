@@ -16,7 +16,8 @@ import { promisify } from 'node:util';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { silentLogger } from '../src/log.ts';
 import { coresAllowed, loopIo } from '../src/sinks/file-io.ts';
-import { API_KEY, inject, tempDirs, trackEvent } from './helpers.ts';
+import { API_KEY, tempDirs, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 // The group commit on the event loop's thread (`loopIo`), what a one-core process stores with: the
 // lines appended in one turn of the loop go out in one write and one fdatasync, and a disk that refuses

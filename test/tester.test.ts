@@ -8,7 +8,7 @@ import { createServer, type EndpointServer, type Handlers, silentLogger } from '
 import { testMain } from '../src/tester/command.ts';
 import { run } from '../src/tester/run.ts';
 import { suite } from '../src/tester/suite.ts';
-import { testCert } from './helpers.ts';
+import { testCert } from './helpers-cert.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const CLI = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];

@@ -9,19 +9,9 @@ import {
   silentLogger,
   ValidationError,
 } from '../src/index.ts';
-import {
-  API_KEY,
-  basic,
-  encodeSettings,
-  httpsCall,
-  keepAliveAgent,
-  listenTls,
-  parseRaw,
-  rawTls,
-  segmentHeaders,
-  testCert,
-  trackEvent,
-} from './helpers.ts';
+import { API_KEY, basic, encodeSettings, segmentHeaders, trackEvent } from './helpers.ts';
+import { listenTls, testCert } from './helpers-cert.ts';
+import { httpsCall, keepAliveAgent, parseRaw, rawTls } from './helpers-clients.ts';
 
 // The contract's answer table, row by row, over real TLS and keep-alive, as Segment would meet it.
 

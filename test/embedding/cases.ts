@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createServer, type HandlerOptions, silentLogger } from '../../src/index.ts';
-import { testCert } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
 
 export const CASE_KEY = 'embed-key';
 

@@ -7,7 +7,7 @@ import { brotliCompressSync, gzipSync } from 'node:zlib';
 import express, { type Express } from 'express';
 import segmentEndpoint from '../../src/express.ts';
 import { createServer, type EndpointServer, silentLogger } from '../../src/index.ts';
-import { testCert } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
 import {
   type Answer,
   CASE_KEY,

@@ -12,7 +12,9 @@ import segmentEndpoint, {
   type SegmentEndpointOptions,
 } from '../../src/fastify.ts';
 import { createHandler, silentLogger } from '../../src/index.ts';
-import { basic, countdown, testCert, waitUntil } from '../helpers.ts';
+import { basic } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { countdown, waitUntil } from '../helpers-wait.ts';
 import {
   type Answer,
   CASE_KEY,

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import Koa from 'koa';
 import { createHandler, createServer, type EndpointHandler, silentLogger } from '../../src/index.ts';
-import { testCert } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
 import { CASE_KEY, caseOptions, fingerprint, mismatches, runCases, sendTo, served } from './cases.ts';
 
 /** The README's Koa snippet, word for word but for the names. */

@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { waitUntil } from '../helpers.ts';
+import { waitUntil } from '../helpers-wait.ts';
 import { cleanup, type Endpoint, startEndpoint } from './harness.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

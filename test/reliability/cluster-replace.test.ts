@@ -9,7 +9,9 @@ import { open } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { makeCert, servedFingerprint, testCert, trackEvent, waitFor, waitUntil } from '../helpers.ts';
+import { trackEvent } from '../helpers.ts';
+import { makeCert, servedFingerprint, testCert } from '../helpers-cert.ts';
+import { waitFor, waitUntil } from '../helpers-wait.ts';
 import { GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
 import { cleanup, send, startEndpoint, stopCleanly } from './harness.ts';
 

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect, type SecureVersion } from 'node:tls';
 import { pathToFileURL } from 'node:url';
-import { parseRaw, testCert, waitFor, waitUntil } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { parseRaw } from '../helpers-clients.ts';
+import { waitFor, waitUntil } from '../helpers-wait.ts';
 import { cleanup, type Endpoint, startEndpoint, stopCleanly, tlsFlags } from './harness.ts';
 
 const VERSIONS: SecureVersion[] = ['TLSv1.2', 'TLSv1.3'];

@@ -7,7 +7,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { Agent, get } from 'node:https';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CLI_SOURCE, spawnClean, testCert, trackEvent, waitFor, waitUntil } from '../helpers.ts';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
+import { waitFor, waitUntil } from '../helpers-wait.ts';
 import { GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
 import { type Endpoint, load, readStore, send, stopCleanly } from './harness.ts';
 

@@ -6,7 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
-import { parseRaw, segmentHeaders, testCert, trackEvent, waitFor } from '../helpers.ts';
+import { segmentHeaders, trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { parseRaw } from '../helpers-clients.ts';
+import { waitFor } from '../helpers-wait.ts';
 import { exitCode, GUARD_MS, untilDraining } from './drain-harness.ts';
 import {
   cleanup,

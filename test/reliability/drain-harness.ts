@@ -1,6 +1,6 @@
 // What the SIGTERM drain tests share: the process's "draining" log line and the events in flight it
 // names, and its exit code, awaited no longer than a guard against a process that never exits.
-import { waitUntil } from '../helpers.ts';
+import { waitUntil } from '../helpers-wait.ts';
 import type { Endpoint } from './harness.ts';
 
 // Only bounds a process that never exits. A drain ends after its events (150 ms here) or its

@@ -8,7 +8,9 @@ import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { testCert, trackEvent, waitUntil } from '../helpers.ts';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { waitUntil } from '../helpers-wait.ts';
 import { exitCode, GUARD_MS, inFlightAtSignal, untilDraining } from './drain-harness.ts';
 import {
   type Answer,

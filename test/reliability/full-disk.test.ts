@@ -11,7 +11,8 @@ import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { testCert, trackEvent } from '../helpers.ts';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
 import {
   cleanup,
   type Endpoint,

@@ -4,7 +4,7 @@ import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { testCert } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
 import {
   atLimit,
   bodyRandomBytes,

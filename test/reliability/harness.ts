@@ -5,7 +5,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { join } from 'node:path';
-import { cleanEnv, segmentHeaders, testCert } from '../helpers.ts';
+import { segmentHeaders } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { cleanEnv } from '../helpers-spawn.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 const CLI = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];

@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { Agent } from 'node:https';
 import { test } from 'node:test';
-import { testCert, trackEvent, waitFor } from '../helpers.ts';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { waitFor } from '../helpers-wait.ts';
 import { type Endpoint, load, send, stopCleanly } from './harness.ts';
 import { withPostgres } from './postgres-harness.ts';
 

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Agent } from 'node:https';
 import { test } from 'node:test';
-import { encodeSettings, testCert, trackEvent } from '../helpers.ts';
+import { encodeSettings, trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
 import { send, stopCleanly } from './harness.ts';
 import { withPostgres } from './postgres-harness.ts';
 

@@ -7,7 +7,8 @@ import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { testCert, trackEvent } from '../helpers.ts';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
 import { type RedisServer, startRedis } from '../services/redis.ts';
 import {
   cleanup,

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { createServer, type EndpointServer, silentLogger } from '../../src/index.ts';
-import { API_KEY, httpsCall, keepAliveAgent, parseRaw, testCert, trackEvent } from '../helpers.ts';
+import { API_KEY, trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { httpsCall, keepAliveAgent, parseRaw } from '../helpers-clients.ts';
 import { recordFigures } from './harness.ts';
 
 // Slowloris: clients that open a connection and then send their request a byte at a time, to hold a

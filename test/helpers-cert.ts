@@ -1,0 +1,89 @@
+// Certificates made at test time (no private key is committed), an endpoint listening over TLS with
+// one, and the certificate a TLS connection is offered.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from 'node:tls';
+import { createServer, type EndpointServer, type ServerOptions, silentLogger } from '../src/index.ts';
+import { API_KEY } from './helpers.ts';
+
+export interface TestCert {
+  cert: Buffer;
+  key: Buffer;
+}
+
+let cached: TestCert | undefined;
+
+/** A self-signed certificate for localhost, made now with openssl: no private key is committed. */
+export function testCert(): TestCert {
+  if (cached !== undefined) return cached;
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-cert-'));
+  try {
+    const files = makeCert(dir, 'test');
+    cached = { cert: readFileSync(files.cert), key: readFileSync(files.key) };
+    return cached;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Writes a new self-signed localhost certificate (`O=<name>`) and its key into `dir`. */
+export function makeCert(dir: string, name: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=localhost/O=${name}`,
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  );
+  return { cert, key };
+}
+
+/**
+ * `createServer` over TLS with the test certificate, on a free port of 127.0.0.1, taking API_KEY and
+ * logging nothing; `options` add to these or replace them. Resolves once it listens.
+ */
+export async function listenTls(
+  options: Partial<ServerOptions> & Pick<ServerOptions, 'handlers'>,
+): Promise<{ endpoint: EndpointServer; url: string; port: number }> {
+  const endpoint = createServer({
+    tls: testCert(),
+    host: '127.0.0.1',
+    port: 0,
+    apiKeys: [API_KEY],
+    log: silentLogger,
+    ...options,
+  });
+  const url = await endpoint.listen();
+  return { endpoint, url, port: Number(new URL(url).port) };
+}
+
+/** The fingerprint of the certificate a fresh TLS connection to `port` is offered, whoever signed it. */
+export function servedFingerprint(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256);
+      socket.destroy();
+    });
+    socket.on('error', reject);
+  });
+}

@@ -1,0 +1,62 @@
+// Processes the tests start: the CLI run from source, its flags for plain HTTP, and any command spawned
+// without the SEGMENT_* variables of the test's own environment, its output kept.
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+export const ROOT = join(import.meta.dirname, '..');
+
+/** The CLI run from source (so coverage counts it): `node <CLI_SOURCE> [args]`. */
+export const CLI_SOURCE = [
+  '--conditions=segment-endpoint-source',
+  '--import',
+  'tsx',
+  join(ROOT, 'src', 'cli.ts'),
+];
+
+/** The CLI's flags for plain HTTP on a free port of 127.0.0.1, taking `apiKey` when given. */
+export function httpFlags(apiKey?: string): string[] {
+  const flags = ['--http', '--host', '127.0.0.1', '--port', '0'];
+  return apiKey === undefined ? flags : [...flags, '--api-key', apiKey];
+}
+
+export interface Spawned {
+  readonly child: ChildProcessWithoutNullStreams;
+  stdout(): string;
+  stderr(): string;
+  readonly exit: Promise<number | null>;
+}
+
+/** The test's own environment without its SEGMENT_* variables, which would configure the endpoint. */
+export function cleanEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEGMENT_')));
+  return { ...base, ...env };
+}
+
+/** Spawns a process without the SEGMENT_* variables of the test's own environment; keeps its output. */
+export function spawnClean(
+  command: string,
+  args: string[],
+  cwd = ROOT,
+  env: NodeJS.ProcessEnv = {},
+): Spawned {
+  return spawnWith(command, args, cwd, cleanEnv(env));
+}
+
+/** Spawns a process with exactly `env` as its environment; keeps its output. */
+export function spawnWith(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Spawned {
+  const child = spawn(command, args, { cwd, env });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => {
+    stdout += c;
+  });
+  child.stderr.on('data', (c) => {
+    stderr += c;
+  });
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exit: new Promise((done) => child.on('exit', (code) => done(code))),
+  };
+}

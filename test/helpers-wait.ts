@@ -1,0 +1,48 @@
+// Waiting without sleeps: for text to appear, for a condition to hold, for n calls, for a gate to open.
+
+/** Waits (up to `ms`) until `text()` matches `re`; the match, or an assertion failure showing the text. */
+export async function waitFor(text: () => string, re: RegExp, ms = 10_000): Promise<RegExpExecArray> {
+  const found: { match?: RegExpExecArray } = {};
+  const matches = () => {
+    found.match = re.exec(text()) ?? undefined;
+    return found.match !== undefined;
+  };
+  await waitUntil(matches, () => `${re} in:\n${text()}`, ms);
+  return found.match as RegExpExecArray;
+}
+
+/**
+ * Waits until `check()` holds, looking every 20 ms. `ms` only bounds a test that would otherwise hang:
+ * past it, an error naming what was awaited.
+ */
+export async function waitUntil(check: () => boolean, what: () => string, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** `reached` resolves at the `n`th `hit()`: "once n handlers have started", without a sleep. */
+export function countdown(n: number): { hit(): void; readonly reached: Promise<void> } {
+  let left = n;
+  let done = () => {};
+  const reached = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  return {
+    hit() {
+      if (--left === 0) done();
+    },
+    reached,
+  };
+}
+
+/** A promise and the function that settles it: a handler held until the test lets it go. */
+export function gate(): { readonly opened: Promise<void>; open(): void } {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+}
