@@ -12,7 +12,8 @@ import {
   silentLogger,
   ValidationError,
 } from '../src/index.ts';
-import { API_KEY, inject, trackEvent } from './helpers.ts';
+import { API_KEY, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 
 const never = () => new Promise<never>(() => {});
 const fine: IdempotencyStore = { claim: () => 'new', complete: () => {}, release: () => {} };
