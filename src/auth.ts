@@ -74,8 +74,9 @@ export function checkDecision(decision: unknown): AuthDecision {
   if (decision === 'allow' || decision === 'unknown' || decision === 'forbidden') return decision;
   if (typeof decision === 'boolean') return decision;
   if (typeof decision === 'object' && decision !== null && !Array.isArray(decision)) {
-    const { allow, signatureSecret, rate } = decision as Record<string, unknown>;
+    const { allow, signatureSecret, rate, ...other } = decision as Record<string, unknown>;
     if (
+      Object.keys(other).length === 0 &&
       (allow === undefined || (Array.isArray(allow) && allow.every((t) => EVENT_TYPES.includes(t)))) &&
       (signatureSecret === undefined || (typeof signatureSecret === 'string' && signatureSecret !== '')) &&
       (rate === undefined || (typeof rate === 'number' && rate >= 0 && rate <= 1_000_000))

@@ -196,9 +196,29 @@ const GENERIC_500 = ERRORS.SEG_INTERNAL.message;
  * kept for the log only. A 5xx from a foreign error never exposes its message: it may carry internals.
  */
 export function toErrorAnswer(err: unknown): ErrorAnswer {
+  try {
+    return answerFor(err);
+  } catch {
+    // A value whose every property access throws (itself, often): nothing of it can be read, or logged.
+    return { status: 500, code: 'SEG_INTERNAL', message: GENERIC_500, internal: new Error(UNREADABLE) };
+  }
+}
+
+const UNREADABLE = 'the handler threw a value that throws when read';
+const MAX_RETRY_AFTER = 86_400; // a day: a longer wait is no wait a sender keeps
+
+function answerFor(err: unknown): ErrorAnswer {
   if (err instanceof EndpointError) {
     const { status, code, message, retryAfter } = err;
-    return retryAfter === undefined ? { status, code, message } : { status, code, message, retryAfter };
+    // Our own 500 (or a partner's EndpointError('SEG_INTERNAL', ...)) says nothing of its cause either.
+    if (status === 500) return { status, code, message: GENERIC_500, internal: err };
+    if (retryAfter === undefined) return { status, code, message };
+    // RFC 9110 §10.2.3: delay-seconds, a whole number; whatever a partner's error or a rate says.
+    const seconds =
+      typeof retryAfter === 'number' && retryAfter >= 1
+        ? Math.min(Math.ceil(retryAfter), MAX_RETRY_AFTER)
+        : 1;
+    return { status, code, message, retryAfter: seconds };
   }
   if (typeof err === 'object' && err !== null) {
     const e = err as { status?: unknown; statusCode?: unknown; message?: unknown; code?: unknown };
@@ -213,7 +233,9 @@ export function toErrorAnswer(err: unknown): ErrorAnswer {
       return { status, code, message };
     }
   }
-  return { status: 500, code: 'SEG_INTERNAL', message: GENERIC_500, internal: err };
+  // A throw or rejection without a reason is logged as one, not silently.
+  const internal = err ?? new Error(`the handler threw or rejected with ${String(err)}`);
+  return { status: 500, code: 'SEG_INTERNAL', message: GENERIC_500, internal };
 }
 
 function statusMessage(status: number): string {

@@ -157,7 +157,7 @@ export const OPTIONS = {
     max: 2 ** 30,
     help: 'largest body accepted',
   },
-  maxDepth: { scope: 'handler', default: MAX_DEPTH, min: 1, max: 10_000 }, // 64 levels
+  maxDepth: { scope: 'handler', default: MAX_DEPTH, min: 1, max: 1_000 }, // JSON.stringify overflows deeper
   maxInFlight: {
     scope: 'handler',
     flag: '--max-in-flight N',
@@ -166,7 +166,7 @@ export const OPTIONS = {
     default: 1024, // events; with 512 KiB bodies, at most 512 MiB of bodies held at once
     min: 1,
     max: 1_000_000,
-    help: 'events processed at once; more get 503 + Retry-After',
+    help: 'requests processed at once (a batch is one); more get 503 + Retry-After',
   },
   maxConnections: {
     scope: 'server',

@@ -1,20 +1,24 @@
 import { type ApiKeySpec, type Authenticate, apiKeySpec, checkSecret, keyAuthenticator } from './auth.ts';
+import { routes } from './batch.ts';
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
 import type { IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
 import { resolveIdempotency } from './idempotency-option.ts';
 import { jsonLogger, type Logger } from './log.ts';
+import { checkHandlers, checkLogger, checkSwitch } from './option-checks.ts';
 import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';
-import { checkPath, distinctPaths } from './paths.ts';
-import { EVENT_TYPES, type EventType } from './types.ts';
+import { checkPath, clearOfRoutes, distinctPaths } from './paths.ts';
 
 /** Options of `createHandler`: the request pipeline. */
 export interface HandlerOptions {
-  /** One function per supported event type. A type without one answers 501. */
+  /**
+   * One function per supported event type (an object's own, or a class instance's methods, called on
+   * it). A type without one answers 501.
+   */
   handlers: Handlers;
   /**
    * The API keys to accept: strings, or `{ key, types, signatureSecret }` to limit a key to some event
-   * types or give it its own secret. Checked in constant time. Give this or `authenticate`.
+   * types or give it its own secret. Checked in constant time. Give this or `authenticate`, not both.
    */
   apiKeys?: Iterable<string | ApiKeySpec>;
   /** Instead of `apiKeys`: `(apiKey) => decision`, sync or async (below). */
@@ -82,8 +86,9 @@ export interface HandlerOptions {
   /** Deepest nesting of objects/arrays accepted in a body (deeper is 400). @default 64 */
   maxDepth?: number;
   /**
-   * Events processed at once (body reading included); past this, 503 with Retry-After at once, so
-   * memory stays bounded under any load. @default 1024
+   * Requests processed at once (body reading included); past this, 503 with Retry-After at once, so
+   * memory stays bounded under any load. A batch is one request: its events run together, started 64
+   * a turn of the event loop, so handlers may see up to 2,500 times as many calls at once. @default 1024
    */
   maxInFlight?: number;
   /**
@@ -137,13 +142,14 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
         ? undefined
         : liveDefault;
   distinctPaths({ path, healthPath, livePath, metricsPath });
+  const plain = plainOptions(input);
+  clearOfRoutes({ healthPath, livePath, metricsPath }, routes(path, plain.trackingApi));
   const ready = input.ready === undefined ? alwaysReady : checkFunction('ready', input.ready);
   const realm = input.realm ?? OPTIONS.realm.default;
   if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || realm.includes('"')) {
     throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describeValue(realm)}`);
   }
-  const plain = plainOptions(input);
-  const log = loggerOf(input);
+  const log = checkLogger(loggerOf(input));
   const idempotency = resolveIdempotency(input.idempotency, log, plain.handlerTimeoutMs);
   return Object.freeze({
     ...plain,
@@ -174,14 +180,18 @@ function plainOptions(input: HandlerOptions): PlainOptions {
     if (row.scope !== 'handler' || name.includes('.')) continue;
     const given = input[name as keyof HandlerOptions];
     if (row.min !== undefined) values[name] = integer(name as IntegerOption, given);
-    else if (typeof row.default === 'boolean')
-      values[name] = typeof given === 'boolean' ? given : row.default;
+    else if (typeof row.default === 'boolean') values[name] = checkSwitch(name, given, row.default);
   }
   return values as PlainOptions;
 }
 
 function resolveAuthenticate(input: HandlerOptions): Authenticate {
-  if (input.authenticate !== undefined) return checkFunction('authenticate', input.authenticate);
+  if (input.authenticate !== undefined) {
+    if (input.apiKeys !== undefined) {
+      throw new TypeError('give options.apiKeys or options.authenticate, not both: one would be ignored');
+    }
+    return checkFunction('authenticate', input.authenticate);
+  }
   if (input.apiKeys === undefined) {
     throw new TypeError('options.apiKeys or options.authenticate is required: the endpoint never runs open');
   }
@@ -196,25 +206,6 @@ function resolveAuthenticate(input: HandlerOptions): Authenticate {
   const specs = [...(keys as Iterable<unknown>)].map((item, i) => apiKeySpec(item, `options.apiKeys[${i}]`));
   if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
   return keyAuthenticator(specs);
-}
-
-function checkHandlers(handlers: unknown): Handlers {
-  if (typeof handlers !== 'object' || handlers === null) {
-    throw new TypeError(
-      `options.handlers must be an object of event handlers, got ${describeValue(handlers)}`,
-    );
-  }
-  for (const [type, handler] of Object.entries(handlers)) {
-    if (!EVENT_TYPES.includes(type as EventType)) {
-      throw new RangeError(
-        `options.handlers.${type} is not a Segment event type (${EVENT_TYPES.join(', ')})`,
-      );
-    }
-    if (handler !== undefined && typeof handler !== 'function') {
-      throw new TypeError(`options.handlers.${type} must be a function, got ${describeValue(handler)}`);
-    }
-  }
-  return Object.freeze({ ...handlers }) as Handlers;
 }
 
 function checkFunction<T>(name: string, value: T): T {

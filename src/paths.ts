@@ -7,7 +7,25 @@ export function checkPath(name: string, value: unknown): string {
   if (typeof value !== 'string' || !value.startsWith('/') || /[?#\s]/.test(value)) {
     throw new TypeError(`options.${name} must be a path starting with "/", got ${describeValue(value)}`);
   }
+  // A request target is ASCII on the wire (`/s%C3%A9gment`): `/ségment` would never be matched.
+  if (!/^[\x21-\x7e]*$/.test(value)) {
+    throw new TypeError(
+      `options.${name} must be ASCII (percent-encode the rest), got ${describeValue(value)}`,
+    );
+  }
   return value;
+}
+
+/** A health, live or metrics path that is one of the event path's Tracking API routes would never be reached. */
+export function clearOfRoutes(
+  paths: Readonly<Record<string, string | undefined>>,
+  routes: ReadonlyMap<string, unknown>,
+): void {
+  for (const [name, value] of Object.entries(paths)) {
+    if (value !== undefined && routes.has(value)) {
+      throw new RangeError(`options.${name} (${value}) is one of the Tracking API routes under options.path`);
+    }
+  }
 }
 
 /** Each path serves one thing: a RangeError names two options given the same path. */

@@ -201,8 +201,11 @@ export class EventPipeline {
       else this.#successes.add(x);
       return;
     }
-    // A client that went away mid-body is not answered: nobody is there to read it.
-    if (result.error.code !== 'SEG_BODY_ABORTED') sendError(x.req, x.res, result.error, this.#refusal);
+    // A client that went away mid-body is not answered: nobody is there to read it. (The same code thrown
+    // by a partner's handler, its client still there, is answered.)
+    if (result.error.code !== 'SEG_BODY_ABORTED' || !x.req.destroyed) {
+      sendError(x.req, x.res, result.error, this.#refusal);
+    }
     x.done();
   }
 

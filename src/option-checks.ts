@@ -1,0 +1,56 @@
+import type { Handlers } from './dispatch.ts';
+import { describeValue } from './errors.ts';
+import type { Logger } from './log.ts';
+import { EVENT_TYPES, type EventType } from './types.ts';
+
+// Checks of the handler's options that are not numbers or paths: its handlers, switches and logger.
+
+/** The handlers: own or inherited methods (a class instance's), each bound to the object given. */
+export function checkHandlers(handlers: unknown): Handlers {
+  if (typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) {
+    throw new TypeError(
+      `options.handlers must be an object of event handlers, got ${describeValue(handlers)}`,
+    );
+  }
+  // A plain object's other keys are misspelt types ('identfy'); a class instance has fields of its own.
+  const proto = Object.getPrototypeOf(handlers);
+  const plain = proto === Object.prototype || proto === null;
+  for (const type of plain ? Object.keys(handlers) : []) {
+    if (!EVENT_TYPES.includes(type as EventType)) {
+      throw new RangeError(
+        `options.handlers.${type} is not a Segment event type (${EVENT_TYPES.join(', ')})`,
+      );
+    }
+  }
+  // Its own properties or inherited ones (a class instance's methods), each called on it.
+  const found: Partial<Record<EventType, unknown>> = {};
+  for (const type of EVENT_TYPES) {
+    const handler = (handlers as Record<string, unknown>)[type];
+    if (handler === undefined) continue;
+    if (typeof handler !== 'function') {
+      throw new TypeError(`options.handlers.${type} must be a function, got ${describeValue(handler)}`);
+    }
+    found[type] = handler.bind(handlers);
+  }
+  return Object.freeze(found) as Handlers;
+}
+
+/** A switch option: true, false, or absent for its default. */
+export function checkSwitch(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    throw new TypeError(`options.${name} must be true or false, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** A logger with the methods the endpoint calls (pino's, or one of the same shape). */
+export function checkLogger(log: Logger): Logger {
+  const methods = ['error', 'warn', 'info', 'debug'] as const;
+  if (typeof log !== 'object' || log === null || methods.some((m) => typeof log[m] !== 'function')) {
+    throw new TypeError(
+      `options.log must be a logger with error, warn, info and debug methods, got ${describeValue(log)}`,
+    );
+  }
+  return log;
+}

@@ -1,0 +1,187 @@
+// Options a partner gets wrong are refused when the handler is made, naming the option; and what a
+// partner's handler or authenticate answers outside the contract is a logged 500 (never a pass, a crash,
+// a leak of internals or a request left hanging).
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  type Context,
+  createHandler,
+  EndpointError,
+  type HandlerOptions,
+  jsonLogger,
+  silentLogger,
+} from '../src/index.ts';
+import { API_KEY, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
+
+const base = { apiKeys: [API_KEY], log: silentLogger, handlers: { track: () => {} } };
+const make = (options: Record<string, unknown>) => createHandler({ ...base, ...options } as HandlerOptions);
+
+describe('refused when the handler is made', () => {
+  test('a logger without the methods the endpoint calls', () => {
+    for (const log of [{}, { error() {}, warn() {}, info() {} }, 'console']) {
+      assert.throws(() => make({ log }), /options\.log must be a logger with error, warn, info and debug/);
+    }
+  });
+
+  test('a switch given anything but true or false', () => {
+    for (const [name, value] of [
+      ['trackingApi', 'false'],
+      ['trackingApi', 0],
+      ['accessLog', 'yes'],
+      ['signatureLegacyBatch', 1],
+    ] as const) {
+      assert.throws(
+        () => make({ [name]: value }),
+        new RegExp(`options\\.${name} must be true or false`),
+        name,
+      );
+    }
+  });
+
+  test('apiKeys and authenticate together: one would be ignored', () => {
+    assert.throws(
+      () => make({ authenticate: () => true }),
+      /give options\.apiKeys or options\.authenticate, not both/,
+    );
+  });
+
+  test('handlers as an array', () => {
+    assert.throws(() => make({ handlers: [] }), /options\.handlers must be an object of event handlers/);
+  });
+
+  test('a health, live or metrics path that is one of the Tracking API routes under path', () => {
+    for (const name of ['healthPath', 'livePath', 'metricsPath']) {
+      assert.throws(
+        () => make({ path: '/segment', [name]: '/segment/v1/page' }),
+        new RegExp(`options\\.${name} .*Tracking API`),
+        name,
+      );
+    }
+  });
+
+  test('a path with characters a request target cannot hold as they are', () => {
+    assert.throws(() => make({ path: '/ségment' }), /options\.path must be ASCII/);
+  });
+
+  test('a maxDepth deeper than storing an event can go', () => {
+    assert.throws(() => make({ maxDepth: 10_000 }), /options\.maxDepth must be/);
+  });
+});
+
+describe('answered, not trusted', () => {
+  test("a class instance's methods are its handlers, called on it", async () => {
+    class Handlers {
+      seen: string[] = [];
+      track(event: { event?: string }, _ctx: Context) {
+        this.seen.push(String(event.event));
+      }
+    }
+    const handlers = new Handlers();
+    const handler = createHandler({ ...base, handlers });
+    assert.equal((await inject(handler, { body: trackEvent({ event: 'Signed Up' }) })).status, 200);
+    assert.deepEqual(handlers.seen, ['Signed Up']);
+  });
+
+  test('an authenticate decision with a key it does not know is a 500, not every type allowed', async () => {
+    for (const decision of [{ types: ['track'] }, { Allow: ['track'] }, { allowed: ['track'] }]) {
+      const handler = make({ apiKeys: undefined, authenticate: () => decision });
+      const res = await inject(handler, { body: trackEvent() });
+      assert.equal(res.status, 500, JSON.stringify(decision));
+    }
+  });
+
+  test('a thrown EndpointError SEG_INTERNAL: the generic message answered, its own logged', async () => {
+    const logged: string[] = [];
+    const handler = make({
+      log: jsonLogger('debug', (line) => logged.push(line)),
+      handlers: {
+        track: () => {
+          throw new EndpointError(
+            'SEG_INTERNAL',
+            'password authentication failed for user "app" at 10.0.3.7',
+          );
+        },
+      },
+    });
+    const res = await inject(handler, { body: trackEvent() });
+    assert.equal(res.status, 500);
+    assert.doesNotMatch(res.body, /10\.0\.3\.7|password/);
+    assert.ok(
+      logged.some((line) => line.includes('10.0.3.7')),
+      logged.join('\n'),
+    );
+  });
+
+  test('a rejection without a reason is a 500, and logged', async () => {
+    const logged: string[] = [];
+    const handler = make({
+      log: jsonLogger('debug', (line) => logged.push(line)),
+      handlers: { track: () => Promise.reject() },
+    });
+    assert.equal((await inject(handler, { body: trackEvent() })).status, 500);
+    assert.ok(
+      logged.some((line) => /event handler failed/.test(line)),
+      logged.join('\n'),
+    );
+  });
+
+  test('a thrown value whose every property access throws it again: a 500, the process running', async () => {
+    const poison: Record<string, unknown> = new Proxy(
+      {},
+      {
+        get() {
+          throw poison;
+        },
+        getPrototypeOf() {
+          throw poison;
+        },
+      },
+    );
+    for (const track of [
+      () => {
+        throw poison;
+      },
+      async () => {
+        throw poison;
+      },
+      () => poison,
+    ]) {
+      const handler = make({ handlers: { track } });
+      const res = await inject(handler, { body: trackEvent() });
+      assert.equal(res.status, 500);
+      assert.equal(handler.inFlight, 0);
+    }
+  });
+
+  test('Retry-After is always delay-seconds: a whole number from 1 up', async () => {
+    for (const retryAfter of [-5, Number.NaN, 1e300, 'soon\r\nX-Evil: 1' as unknown as number]) {
+      const handler = make({
+        handlers: {
+          track: () => {
+            throw new EndpointError('SEG_RATE_LIMITED', undefined, { retryAfter });
+          },
+        },
+      });
+      const res = await inject(handler, { body: trackEvent() });
+      assert.equal(res.status, 429, String(retryAfter));
+      assert.match(res.headers['retry-after'] ?? '', /^[1-9]\d{0,4}$/, String(retryAfter));
+    }
+    const slow = make({ apiKeys: undefined, authenticate: () => ({ rate: 1e-300 }) });
+    await inject(slow, { body: trackEvent() });
+    const limited = await inject(slow, { body: trackEvent() });
+    assert.equal(limited.status, 429);
+    assert.match(limited.headers['retry-after'] ?? '', /^[1-9]\d{0,4}$/);
+  });
+
+  test('a handler throwing SEG_BODY_ABORTED, its client still there, is answered', async () => {
+    const handler = make({
+      handlers: {
+        track: () => {
+          throw new EndpointError('SEG_BODY_ABORTED');
+        },
+      },
+    });
+    assert.equal((await inject(handler, { body: trackEvent() })).status, 400);
+  });
+});
