@@ -1,13 +1,13 @@
 // An esbuild plugin for the shipped single files (scripts/bundle.ts, scripts/sea.ts): the packages only
-// some flags or subcommands use (pg for --postgres, @redis/client for --idempotency-redis, autocannon for
-// `load`) go into the file as text, bundled on their own, and are evaluated on their first import only.
+// some flags use (pg for --postgres, @redis/client for --idempotency-redis) go into the file as text,
+// bundled on their own, and are evaluated on their first import only.
 // Bundled as code, V8 would parse them at every start whether used or not: ~30 ms and ~9 MiB of a
 // 3 MiB file (bench/README.md). A string literal costs the parser next to nothing.
 import { createRequire } from 'node:module';
 import { gzipSync } from 'node:zlib';
 import { build, type Plugin } from 'esbuild';
 
-const LAZY = ['pg', '@redis/client', 'autocannon'];
+const LAZY = ['pg', '@redis/client'];
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
 
 export function lazyPackages(root: string): Plugin {
@@ -29,7 +29,7 @@ export function lazyPackages(root: string): Plugin {
           // Optional peers these packages try and do without (pg-native, OpenTelemetry, xxhash).
           external: ['pg-native', '@opentelemetry/api', '@node-rs/xxhash'],
         });
-        // A package's main may start with a `#!` line (autocannon's does): not JavaScript inside a function.
+        // A package's main may start with a `#!` line: not JavaScript inside a function.
         const code = (bundled.outputFiles[0]?.text ?? '').replace(/^#!.*\n/, '');
         // The names the package exports, so that `import { createClient }` finds them as it would in node.
         const names = Object.keys(require(args.path) as object).filter(

@@ -5,7 +5,7 @@
 //
 // Node 20 runs a single executable's script as CommonJS, and its `require` reaches node's own modules
 // only. So the CLI is bundled once more, as CommonJS (scripts/bundle.ts makes the ES module), with all
-// it may load inside: pg, @redis/client and autocannon too, so every flag and subcommand works.
+// it may load inside: pg and @redis/client too, so every flag and subcommand works.
 // Not stripped: `strip` would save 13 MB of node's 99 but take the symbols a native crash is read with.
 
 import { spawnSync } from 'node:child_process';

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createServer as createNetServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { EndpointServer } from '../src/index.ts';
 import { loadMain } from '../src/load/command.ts';
@@ -10,29 +9,10 @@ import { EVENT_TYPES } from '../src/types.ts';
 import { API_KEY, recorder, type Seen } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
 import { CLI_SOURCE, spawnClean } from './helpers-spawn.ts';
+import { capture, freePort } from './load-harness.ts';
 
 // `segment-endpoint load` against the endpoint itself, over TLS with the test certificate, and its report
 // as pure functions. Runs are kept short (1–2 s) and light (the machine may have 2 cores).
-
-/** An io that keeps what the command writes. */
-function capture() {
-  let stdout = '';
-  let stderr = '';
-  return {
-    io: { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } },
-    stdout: () => stdout,
-    stderr: () => stderr,
-  };
-}
-
-/** A port nothing listens on: one just given back by the kernel. */
-async function freePort(): Promise<number> {
-  const server = createNetServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise((done) => server.close(done));
-  return port;
-}
 
 describe('segment-endpoint load against the endpoint', () => {
   let endpoint: EndpointServer;
@@ -83,8 +63,8 @@ describe('segment-endpoint load against the endpoint', () => {
   });
 
   test('a short run sends what --rate asks: 2 s at 10 req/s is 20 requests, not a third second of them', async () => {
-    // autocannon sends each connection's share at the start of each second of its own; the second that
-    // starts as the run ends used to be sent too (30 or 40 requests here).
+    // Each connection sends its share at the start of each second of the run; the second that starts as
+    // the run ends used to be sent too (30 or 40 requests here).
     for (let round = 0; round < 2; round++) {
       const out = capture();
       const args = ['--rate', '10', '--connections', '2', '--duration', '2', '--insecure'];

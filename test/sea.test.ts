@@ -23,7 +23,7 @@ import { startRedis } from './services/redis.ts';
 
 // The single executable (`make sea`, scripts/sea.ts) as a VM gets it: the file alone in an empty
 // directory, started with nothing of this process's environment and a PATH without node, so that
-// everything it runs comes from inside it: pg, @redis/client and autocannon included.
+// everything it runs comes from inside it: pg and @redis/client included.
 
 const ROOT = join(import.meta.dirname, '..');
 const BINARY = join(ROOT, 'dist', 'segment-endpoint-linux-x64');
@@ -135,7 +135,7 @@ describe('the single executable, dist/segment-endpoint-linux-x64', () => {
     assert.equal(readFileSync(join(dir, 'handled.txt'), 'utf8'), `${event.messageId}\n`);
   });
 
-  test('`load` sends Segment-shaped traffic with the autocannon inside it', async () => {
+  test('`load` sends Segment-shaped traffic from inside it', async () => {
     const ep = await start(['--out', 'load']);
     const load = run(['load', ep.url, '--api-key', 'k', '--rate', '20', '--duration', '1', '--insecure']);
     assert.equal(await load.exit, 0, load.stdout() + load.stderr());

@@ -14,6 +14,8 @@ const DEFAULTS = {
 };
 
 const POSITIVE_INTEGER = /^[1-9]\d{0,8}$/;
+const MAX_DURATION = 86_400; // s
+const MAX_CONNECTIONS = 10_000;
 
 export function loadUsage(): string {
   const mix = Object.entries(MIX)
@@ -87,14 +89,21 @@ function parseLoadArgs(args: readonly string[]): { options: LoadOptions; insecur
   const text = (name: string) => values[name] as string | undefined;
   const rate = text('rate') === undefined ? undefined : positive('rate', text('rate') as string);
   const connections = positive('connections', text('connections') ?? String(DEFAULTS.connections));
+  if (connections > MAX_CONNECTIONS) {
+    throw new UsageError(`--connections must be at most ${MAX_CONNECTIONS}, not ${connections}`);
+  }
+  const duration = positive('duration', text('duration') ?? String(DEFAULTS.duration));
+  if (duration > MAX_DURATION)
+    throw new UsageError(`--duration must be at most ${MAX_DURATION} s (a day), not ${duration}`);
   const options: LoadOptions = {
     url,
     apiKey,
     settings: settings ?? {},
-    // autocannon would open no more connections than requests per second anyway (lib/run.js).
+    // No more connections than requests a second: each has a share of every second to send.
     connections: Math.min(connections, rate ?? connections),
-    duration: positive('duration', text('duration') ?? String(DEFAULTS.duration)),
+    duration,
     ...(rate !== undefined && { rate }),
+    insecure,
   };
   return { options, insecure };
 }

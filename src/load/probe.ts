@@ -1,6 +1,6 @@
-// One real connection before any event is sent. autocannon never verifies a certificate
-// (lib/httpClient.js sets rejectUnauthorized: false) and, refused, reconnects at once without end; so
-// whether anything listens, and over TLS whether its certificate verifies, is asked here first, once.
+// One real connection before any event is sent: whether anything listens, whether it speaks HTTP, and
+// over TLS whether its certificate verifies, asked once and said in one line, rather than as every
+// request of the run failing the same way.
 import { isIP, connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 
@@ -55,8 +55,8 @@ export function probe(
       socket.end();
       resolve(undefined);
     });
-    // Over plain HTTP a connection proves little (a TLS port takes it too, then autocannon reconnects
-    // without end): one request, and an answer that is HTTP.
+    // Over plain HTTP a connection proves little (a TLS port takes it too): one request, and an answer
+    // that is HTTP.
     if (!secure) {
       socket.once('connect', () => {
         socket.end(`HEAD ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);

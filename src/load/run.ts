@@ -1,5 +1,17 @@
-// The load itself: autocannon sending the mix (mix.ts) over kept-alive connections, and what came back
-// gathered into the figures the report (report.ts) is made of.
+// The load itself: `connections` workers, each sending the mix (mix.ts) one request at a time over its
+// kept-alive connection with node's HTTP client, and what came back gathered into the figures the report
+// (report.ts) is made of. Node's client reads HTTP as a server may write it (interim 1xx answers,
+// `Connection: close`, bodies ended by the connection's close, answers cut short), so every request is
+// counted once: answered, failed or timed out (what is in flight at the end is waited for).
+import {
+  type Agent,
+  type ClientRequest,
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+} from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
 import { createHistogram } from 'node:perf_hooks';
 import { segmentHeaders } from '../tester/run.ts';
 import { base64 } from '../tester/suite.ts';
@@ -18,69 +30,93 @@ export interface LoadOptions {
   readonly duration: number;
   /** Requests per second across all connections; undefined: as fast as answers come. */
   readonly rate?: number;
+  /** Send without verifying the endpoint's certificate. */
+  readonly insecure?: boolean;
 }
 
-const TIMED_OUT = 'request timed out'; // autocannon's error for a timeout, counted apart
-const SAMPLE_MS = 100; // autocannon's sample interval: a stop takes effect at the next sample
+/** What became of one request. */
+type Outcome = { readonly status: number } | { readonly error: string } | { readonly timedOut: true };
+
+const AFTER_FAILURE_MS = 100; // a connection that failed is made again after this, not in a tight loop
 
 /** Sends for `duration` seconds (less after a SIGINT, which stops the run early) and measures. */
 export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
-  // Loaded here, not at the top: only this subcommand pays for autocannon.
-  const { default: autocannon } = await import('autocannon');
   const source = eventSource(options.apiKey);
-  // autocannon adds Host, Connection and Content-Length.
-  const headers = segmentHeaders(options.apiKey, base64(JSON.stringify(options.settings)));
-  // autocannon's own latency histogram keeps whole milliseconds (a sub-millisecond answer is 0) and, with
-  // a rate, "corrects" for coordinated omission assuming one request every 1/rate *milliseconds*; so
-  // latencies are taken here, in microseconds, from each answer.
+  const send = sender(options);
   const latency = createHistogram();
-  let late = 0;
+  const statuses: Record<string, number> = {};
   const errors: Record<string, number> = {};
-  const instance = autocannon({
-    url: options.url,
-    method: 'POST',
-    connections: options.connections,
-    duration: options.duration,
-    timeout: SEGMENT_TIMEOUT_MS / 1000,
-    sampleInt: SAMPLE_MS,
-    ...(options.rate !== undefined && { overallRate: options.rate, ignoreCoordinatedOmission: true }),
-    // One request, built anew each time: a new event (or a retry) under Segment's headers. autocannon
-    // adds Host, Connection: keep-alive and Content-Length.
-    requests: [{ setupRequest: (request) => ({ ...request, headers: { ...headers }, body: source.next() }) }],
+  let timeouts = 0;
+  let late = 0;
+  const started = performance.now();
+  let sending = true;
+  let inFlight = 0;
+  let drained = () => {};
+  let stop = () => {};
+  const over = new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, options.duration * 1000);
+    stop = () => {
+      clearTimeout(timer);
+      resolve();
+    };
   });
-  instance.on('response', (_client: unknown, _status: number, _bytes: number, took: number) => {
-    latency.record(Math.max(1, Math.round(took * 1000)));
-    if (took > SEGMENT_TIMEOUT_MS) late++;
-  });
-  instance.on('reqError', (err: NodeJS.ErrnoException) => {
-    if (err.message === TIMED_OUT) return;
-    const code = err.code ?? err.message;
-    errors[code] = (errors[code] ?? 0) + 1;
-  });
-  const stop = () => instance.stop();
   process.once('SIGINT', stop);
-  // With a rate, autocannon sends each connection's share at the start of each second of its own,
-  // counted from when the connection was made, and a stop takes effect at its next sample tick, which
-  // comes after the connections' seconds: at the run's end, after the burst of the second that starts
-  // then (a short run sent a second's worth more than asked). The run is stopped at the tick before.
-  const lastSecond =
-    options.rate !== undefined && options.duration >= 1
-      ? setTimeout(stop, options.duration * 1000 - SAMPLE_MS - SAMPLE_MS / 2)
-      : undefined;
-  let result: Awaited<typeof instance>;
-  try {
-    result = await instance;
-  } finally {
-    clearTimeout(lastSecond);
-    process.off('SIGINT', stop);
-  }
-  const statuses = Object.fromEntries(
-    Object.entries(result.statusCodeStats).map(([status, { count }]) => [status, count]),
+
+  const record = (outcome: Outcome, tookMs: number) => {
+    if ('status' in outcome) {
+      statuses[outcome.status] = (statuses[outcome.status] ?? 0) + 1;
+      latency.record(Math.max(1, Math.round(tookMs * 1000)));
+      if (tookMs > SEGMENT_TIMEOUT_MS) late++;
+    } else if ('timedOut' in outcome) {
+      timeouts++;
+    } else {
+      errors[outcome.error] = (errors[outcome.error] ?? 0) + 1;
+    }
+  };
+  const worker = async (share: number | undefined) => {
+    let second = 0;
+    let sentThisSecond = 0;
+    while (sending) {
+      if (share !== undefined) {
+        // Its share of each second of the run, sent as fast as answered; then it waits for the next.
+        const now = Math.floor((performance.now() - started) / 1000);
+        if (now > second) {
+          second = now;
+          sentThisSecond = 0;
+        }
+        if (sentThisSecond >= share) {
+          if (second + 1 >= options.duration) return; // no second of the run left to send in
+          await Promise.race([delay(started + (second + 1) * 1000 - performance.now()), over]);
+          continue;
+        }
+        sentThisSecond++;
+      }
+      const at = performance.now();
+      inFlight++;
+      const outcome = await send(source.next());
+      record(outcome, performance.now() - at);
+      if (--inFlight === 0 && !sending) drained();
+      if ('error' in outcome) await Promise.race([delay(AFTER_FAILURE_MS), over]);
+    }
+  };
+  const shares = Array.from({ length: options.connections }, (_, i) =>
+    options.rate === undefined ? undefined : shareOf(options.rate, options.connections, i),
   );
+  // The run lasts its duration, whatever the workers are doing: its last second's answers are waited
+  // for, and requests/s counts every second of it.
+  for (const share of shares) void worker(share);
+  await over;
+  sending = false;
+  const seconds = (performance.now() - started) / 1000;
+  // What is in flight at the end is waited for (at most Segment's timeout, each request's own bound):
+  // every request sent is counted, and one that is never answered is a timeout, however short the run.
+  if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
+  process.off('SIGINT', stop);
+  send.close();
   const toMs = (micros: number) => micros / 1000;
   return {
     url: options.url,
-    seconds: result.duration,
+    seconds,
     connections: options.connections,
     ...(options.rate !== undefined && { rate: options.rate }),
     sent: source.sent(),
@@ -94,7 +130,74 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
       },
     }),
     late,
-    timeouts: result.timeouts,
+    timeouts,
     errors,
   };
+}
+
+/** Worker `i`'s requests a second of `rate` shared out between `connections`. */
+function shareOf(rate: number, connections: number, i: number): number {
+  return Math.floor(rate / connections) + (i < rate % connections ? 1 : 0);
+}
+
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+/**
+ * One POST of `body` a call, answered within Segment's timeout or given up (its connection then
+ * closed, as Segment does), over at most `connections` kept-alive connections. `close()` lets them go.
+ */
+function sender(options: LoadOptions): ((body: Buffer) => Promise<Outcome>) & { close(): void } {
+  const url = new URL(options.url);
+  const secure = url.protocol === 'https:';
+  const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const agentOptions = {
+    keepAlive: true,
+    maxSockets: options.connections,
+    maxFreeSockets: options.connections,
+  };
+  const agent: Agent = secure
+    ? new HttpsAgent({ ...agentOptions, rejectUnauthorized: options.insecure !== true })
+    : new HttpAgent(agentOptions);
+  const request = secure ? httpsRequest : httpRequest;
+  const headers = {
+    ...segmentHeaders(options.apiKey, base64(JSON.stringify(options.settings))),
+    host: url.host,
+  };
+  const target = {
+    hostname,
+    port: url.port || (secure ? 443 : 80),
+    path: `${url.pathname}${url.search}`,
+    method: 'POST',
+    agent,
+    // SNI takes a name, never an address.
+    ...(secure && isIP(hostname) === 0 && { servername: hostname }),
+  };
+  const send = (body: Buffer) =>
+    new Promise<Outcome>((resolve) => {
+      let settled = false;
+      const settle = (outcome: Outcome) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(outcome);
+      };
+      const req: ClientRequest = request({
+        ...target,
+        headers: { ...headers, 'content-length': body.length },
+      });
+      const timer = setTimeout(() => {
+        settle({ timedOut: true });
+        req.destroy();
+      }, SEGMENT_TIMEOUT_MS);
+      req.on('response', (res: IncomingMessage) => {
+        // Read to its end and dropped: an answer is whole once its body is, and never held in memory.
+        res.on('data', () => {});
+        res.on('end', () => settle({ status: res.statusCode ?? 0 }));
+        res.on('aborted', () => settle({ error: 'ECONNRESET' }));
+        res.on('error', (err: NodeJS.ErrnoException) => settle({ error: err.code ?? err.message }));
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => settle({ error: err.code ?? err.message }));
+      req.end(body);
+    });
+  return Object.assign(send, { close: () => agent.destroy() });
 }

@@ -1,0 +1,105 @@
+// `segment-endpoint load` against endpoints that misbehave, written with node:http: every request sent is
+// counted once, answered, failed or timed out, and the verdict follows. (Its first load client, autocannon,
+// took a dropped connection for no error, an interim 100 Continue for an answer, and a request written on
+// a closing connection for one in flight, and passed endpoints that lost events.)
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { loadMain } from '../src/load/command.ts';
+import { capture } from './load-harness.ts';
+
+/** Serves `answer` on 127.0.0.1 for the length of `use`; counts the POSTs it took. */
+async function serving(
+  answer: (req: IncomingMessage, res: ServerResponse, n: number) => void,
+  use: (url: string, received: () => number) => Promise<void>,
+): Promise<void> {
+  let received = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    // The run's first request is load's own HEAD, to see that HTTP is spoken there: answered plainly.
+    req.on('end', () => (req.method === 'POST' ? answer(req, res, ++received) : res.end()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    await use(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, () => received);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
+const run = async (url: string, ...args: string[]) => {
+  const out = capture();
+  const code = await loadMain([url, '--api-key', 'k', ...args], out.io);
+  return { code, stdout: out.stdout() };
+};
+
+test('an endpoint that drops every second request by closing its connection fails the run', async () => {
+  await serving(
+    (req, res, n) => (n % 2 === 0 ? req.socket.destroy() : res.end()),
+    async (url) => {
+      const { code, stdout } = await run(url, '--duration', '1', '--connections', '2');
+      assert.equal(code, 1, stdout);
+      assert.match(stdout, /^Errors: {6}ECONNRESET: \d+/m);
+      assert.match(stdout, /^FAIL: \d+ requests got no answer \(ECONNRESET: \d+\)/m);
+    },
+  );
+});
+
+test('an answer cut short (fewer body bytes than its Content-Length) is a failure, not a 200', async () => {
+  await serving(
+    (req, res) => {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('abc');
+      setImmediate(() => req.socket.destroy());
+    },
+    async (url) => {
+      const { code, stdout } = await run(url, '--duration', '1', '--connections', '2');
+      assert.equal(code, 1, stdout);
+      assert.match(stdout, /^Statuses: {4}none$/m);
+    },
+  );
+});
+
+test('interim 100 Continue answers before each 200 are not answers: all 200, the run its length', async () => {
+  await serving(
+    (_req, res) => {
+      res.writeContinue();
+      res.end();
+    },
+    async (url) => {
+      const started = performance.now();
+      const { code, stdout } = await run(url, '--duration', '1', '--connections', '2');
+      assert.equal(code, 0, stdout);
+      assert.match(stdout, /^Statuses: {4}200: \d+$/m);
+      assert.ok(performance.now() - started < 4_000, 'the run lasted about its --duration');
+    },
+  );
+});
+
+test('answers with Connection: close: what was sent is what the endpoint received', async () => {
+  await serving(
+    (_req, res) => res.writeHead(200, { connection: 'close' }).end(),
+    async (url, received) => {
+      const { code, stdout } = await run(url, '--duration', '2', '--rate', '10', '--connections', '2');
+      assert.equal(code, 0, stdout);
+      assert.match(stdout, /^Sent 20 requests /m);
+      assert.equal(received(), 20);
+      assert.doesNotMatch(stdout, /in flight/);
+    },
+  );
+});
+
+test("a request never answered is a timeout even in a run shorter than Segment's 5 s", async () => {
+  await serving(
+    (_req, res, n) => {
+      if (n % 5 !== 0) res.end();
+    },
+    async (url) => {
+      const { code, stdout } = await run(url, '--duration', '1', '--connections', '2');
+      assert.equal(code, 1, stdout);
+      assert.match(stdout, /^Timeouts: {4}[1-9]\d* \(no answer within 5 s\)/m);
+    },
+  );
+});
