@@ -178,6 +178,47 @@ describe('against a wrong endpoint', () => {
     }
   });
 
+  test('one that answers 101 Switching Protocols: every case fails, the summary is printed, exit 1', async () => {
+    // Node hands a 101 to an 'upgrade' listener, not as a response: with none, the requests neither
+    // answered nor failed, the process ran out of work and exited 0 with no summary.
+    const server = createHttpServer();
+    server.on('upgrade', (_req, socket) =>
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n'),
+    );
+    server.on('request', (_req, res) => {
+      res.writeHead(101, { upgrade: 'x', connection: 'upgrade' }).end();
+    });
+    const url = await listen(server);
+    try {
+      const { io, out } = sink();
+      assert.equal(await testMain([url, '--api-key', KEY], io), 1);
+      assert.match(out.text, new RegExp(`^0 passed, ${CASES.length} failed$`, 'm'));
+      assert.match(out.text, /101/);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  test("an endpoint's message is printed on its line: control characters shown escaped", async () => {
+    const server = createHttpServer((req, res) => {
+      req.resume();
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ message: `no\n\n${CASES.length} passed, 0 failed\n\u001b[2K` }));
+    });
+    const url = await listen(server);
+    try {
+      const { io, out } = sink();
+      assert.equal(await testMain([url, '--api-key', KEY], io), 1);
+      assert.doesNotMatch(out.text, new RegExp(`^${CASES.length} passed, 0 failed$`, 'm'));
+      assert.ok(!out.text.includes('\u001b'), 'no escape character reaches the terminal');
+      assert.match(out.text, /no\\n\\n/);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
   test('one that never answers: each request times out and counts as a failure', async () => {
     const server = createHttpServer(() => {});
     const url = await listen(server);

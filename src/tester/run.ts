@@ -65,7 +65,7 @@ export async function run(url: string, options: RunOptions, write: (line: string
       try {
         const answer = await send(target, headers, body, agent, timeoutMs);
         result = { name: c.name, pass: matches(c.expect, answer.status), ...answer };
-        write(`   ${answer.status}${answer.message === undefined ? '' : ` ${answer.message}`}`);
+        write(`   ${answer.status}${answer.message === undefined ? '' : ` ${printable(answer.message)}`}`);
       } catch (err) {
         result = { name: c.name, pass: false, error: (err as Error).message };
         write(`   no answer: ${result.error}`);
@@ -140,6 +140,13 @@ function send(
       }
     };
     req.on('error', fail);
+    // A 101 comes to this listener, not as a response; with none, node drops the socket and the request
+    // would settle neither way.
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      clearTimeout(timer);
+      resolve({ status: res.statusCode ?? 101 });
+    });
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       let kept = 0;
@@ -156,6 +163,21 @@ function send(
     });
     req.end(body);
   });
+}
+
+/**
+ * An endpoint's text as one line of this report: control characters shown escaped (`\n`, `\u001b`), so
+ * that a message cannot write lines of its own (a forged summary) or drive the terminal.
+ */
+function printable(text: string): string {
+  let out = '';
+  for (const char of text) {
+    const code = char.charCodeAt(0);
+    if (code < 0x20) out += JSON.stringify(char).slice(1, -1);
+    else if (code >= 0x7f && code <= 0x9f) out += `\\u${code.toString(16).padStart(4, '0')}`;
+    else out += char;
+  }
+  return out;
 }
 
 /** The `message` of a JSON error body, which Segment shows the customer. */
