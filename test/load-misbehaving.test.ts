@@ -4,7 +4,7 @@
 // a closing connection for one in flight, and passed endpoints that lost events.)
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { test } from 'node:test';
 import { loadMain } from '../src/load/command.ts';
 import { capture } from './load-harness.ts';
@@ -102,4 +102,22 @@ test("a request never answered is a timeout even in a run shorter than Segment's
       assert.match(stdout, /^Timeouts: {4}[1-9]\d* \(no answer within 5 s\)/m);
     },
   );
+});
+
+test('a plain-HTTP port that resets or never answers is said so, not called a TLS failure', async () => {
+  for (const behaviour of ['reset', 'silent'] as const) {
+    const server = createNetServer((socket) => {
+      if (behaviour === 'reset') socket.resetAndDestroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const out = capture();
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      assert.equal(await loadMain([url, '--api-key', 'k', '--duration', '1'], out.io), 1);
+      assert.doesNotMatch(out.stderr(), /TLS/, behaviour);
+      assert.match(out.stderr(), /did not answer HTTP|closed the connection|cannot connect|no answer from/, behaviour);
+    } finally {
+      server.close();
+    }
+  }
 });

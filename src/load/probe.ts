@@ -41,7 +41,7 @@ export function probe(
         })
       : tcpConnect({ host, port });
     socket.setTimeout(timeoutMs, () => {
-      const stage = connected ? 'no TLS handshake with' : 'no connection to';
+      const stage = !connected ? 'no connection to' : secure ? 'no TLS handshake with' : 'no answer from';
       socket.destroy();
       resolve(`${stage} ${where} within ${timeoutMs / 1000} s`);
     });
@@ -74,16 +74,17 @@ export function probe(
     }
     socket.on('error', (err: NodeJS.ErrnoException) => {
       socket.setTimeout(0);
-      resolve(describe(err, where, connected));
+      resolve(describe(err, where, connected, secure));
     });
   });
 }
 
-function describe(err: NodeJS.ErrnoException, where: string, connected: boolean): string {
+function describe(err: NodeJS.ErrnoException, where: string, connected: boolean, secure: boolean): string {
   const code = err.code ?? 'ERROR';
   if (code === 'ECONNREFUSED') return `connection refused by ${where}: nothing is listening there`;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `${where}: the name does not resolve (${code})`;
   if (!connected) return `cannot connect to ${where}: ${err.message}`;
+  if (!secure) return `${where} closed the connection before answering (${code}): is it https:// ?`;
   const reason = (OPENSSL_REASON.exec(err.message)?.[1] ?? err.message).replace(/[\s:]+$/, '');
   if (CERTIFICATE_CODE.test(code)) {
     return (
