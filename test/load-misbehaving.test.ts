@@ -115,7 +115,11 @@ test('a plain-HTTP port that resets or never answers is said so, not called a TL
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
       assert.equal(await loadMain([url, '--api-key', 'k', '--duration', '1'], out.io), 1);
       assert.doesNotMatch(out.stderr(), /TLS/, behaviour);
-      assert.match(out.stderr(), /did not answer HTTP|closed the connection|cannot connect|no answer from/, behaviour);
+      assert.match(
+        out.stderr(),
+        /did not answer HTTP|closed the connection|cannot connect|no answer from/,
+        behaviour,
+      );
     } finally {
       server.close();
     }
