@@ -264,3 +264,25 @@ describe('bad usage', () => {
     assert.match(out.text, /^Usage: segment-endpoint test URL --api-key KEY/);
   });
 });
+
+test('an endpoint that cannot be reached as asked is said once, before any case is sent', async () => {
+  // A self-signed certificate without --insecure: the same OpenSSL line 31 times, and no hint.
+  const endpoint = createServer({
+    tls: testCert(),
+    host: '127.0.0.1',
+    port: 0,
+    apiKeys: [KEY],
+    handlers: HANDLERS,
+    log: silentLogger,
+  });
+  const url = await endpoint.listen();
+  try {
+    const { io, out, err } = sink();
+    assert.equal(await testMain([url, '--api-key', KEY], io), 1);
+    assert.equal(out.text, '');
+    assert.match(err.text, /^segment-endpoint test: the certificate of .* does not verify: .*--insecure/);
+    assert.equal(err.text.split('\n').filter((line) => line !== '').length, 1);
+  } finally {
+    await endpoint.close();
+  }
+});

@@ -1,8 +1,8 @@
 // The `load` subcommand's command line: its usage, its flags, and the exit code of a run.
 import { UsageError } from '../config-keys.ts';
+import { probe } from '../probe.ts';
 import { runSender, type SenderIo, senderArgs } from '../sender-args.ts';
 import { MIX, RETRY_EVERY } from './mix.ts';
-import { probe } from './probe.ts';
 import { type LoadFigures, report, verdict } from './report.ts';
 import { type LoadOptions, sendLoad } from './run.ts';
 

@@ -1,4 +1,5 @@
 // The `test` subcommand's command line: its usage, its flags, and the exit code of a run.
+import { probe } from '../probe.ts';
 import { runSender, type SenderIo, senderArgs } from '../sender-args.ts';
 import { type RunOptions, run } from './run.ts';
 
@@ -28,6 +29,13 @@ export function testMain(args: readonly string[], io: SenderIo = process): Promi
     () => parseTestArgs(args),
     testUsage,
     async ({ url, options }) => {
+      // Nothing listening, a certificate that does not verify, plain HTTP on https://: said once, with
+      // a hint, rather than as the same error in every case.
+      const problem = await probe(new URL(url), options.insecure === true);
+      if (problem !== undefined) {
+        io.stderr.write(`${NAME}: ${problem}\n`);
+        return 1;
+      }
       const summary = await run(url, options, (line) => io.stdout.write(`${line}\n`));
       return summary.failed === 0 ? 0 : 1;
     },
