@@ -47,7 +47,7 @@ function hasControl(text: string): boolean {
  * - `'unknown'` or `false`: a 401;
  * - `'forbidden'`: a 403.
  * To answer with a message of your own ("API token expired"), throw `UnauthorizedError` or
- * `ForbiddenError` instead. Anything else is answered 500 (`checkDecision`).
+ * `ForbiddenError` instead. Anything else is answered 500 (`checkDecision`, auth-decision.ts).
  */
 export type AuthDecision =
   | 'allow'
@@ -64,34 +64,6 @@ export type AuthDecision =
     };
 
 export type Authenticate = (apiKey: string) => AuthDecision | Promise<AuthDecision>;
-
-/**
- * What an authenticator answered, read strictly: anything outside `AuthDecision` (a missing return, a
- * misspelt string, an array) is a bug in it, thrown as one (a 500, retried) rather than taken as a pass.
- * The value is described, not shown: an authenticator may hand back the key or a record that holds it.
- */
-export function checkDecision(decision: unknown): AuthDecision {
-  if (decision === 'allow' || decision === 'unknown' || decision === 'forbidden') return decision;
-  if (typeof decision === 'boolean') return decision;
-  if (typeof decision === 'object' && decision !== null && !Array.isArray(decision)) {
-    const { allow, signatureSecret, rate, ...other } = decision as Record<string, unknown>;
-    if (
-      Object.keys(other).length === 0 &&
-      (allow === undefined || (Array.isArray(allow) && allow.every((t) => EVENT_TYPES.includes(t)))) &&
-      (signatureSecret === undefined || (typeof signatureSecret === 'string' && signatureSecret !== '')) &&
-      (rate === undefined || (typeof rate === 'number' && rate >= 0 && rate <= 1_000_000))
-    ) {
-      return decision as AuthDecision;
-    }
-  }
-  const what =
-    decision === null || decision === undefined ? String(decision) : `a value of type ${kind(decision)}`;
-  throw new Error(
-    `authenticate answered ${what}, not a decision: 'allow', true, { allow, signatureSecret, rate }, 'unknown', false or 'forbidden'`,
-  );
-}
-
-const kind = (value: unknown): string => (Array.isArray(value) ? 'array' : typeof value);
 
 /** An API key, optionally limited to some event types, optionally with its own signing secret. */
 export interface ApiKeySpec {

@@ -1,13 +1,7 @@
 import type { IncomingMessage } from 'node:http';
-import {
-  type AuthDecision,
-  type Authenticate,
-  checkDecision,
-  isFixed,
-  repeats,
-  requestApiKey,
-  sameDigest,
-} from './auth.ts';
+import { type AuthDecision, type Authenticate, isFixed, repeats, requestApiKey, sameDigest } from './auth.ts';
+import { checkDecision } from './auth-decision.ts';
+import { Deadlines } from './deadlines.ts';
 import { digest53 } from './digest.ts';
 import { EndpointError } from './errors.ts';
 import { isPromise, within } from './promise.ts';
@@ -37,13 +31,13 @@ export class CredentialsCache {
   readonly #authenticate: Authenticate;
   readonly #fixed: boolean;
   readonly #known = new Map<number, Known>();
-  readonly #timeoutMs: number;
+  readonly #deadlines: Deadlines;
 
   /** `timeoutMs`: how long an asynchronous `authenticate` may take (handlerTimeoutMs), then a 503. */
   constructor(authenticate: Authenticate, timeoutMs: number) {
     this.#authenticate = authenticate;
     this.#fixed = isFixed(authenticate);
-    this.#timeoutMs = timeoutMs;
+    this.#deadlines = new Deadlines(timeoutMs);
   }
 
   /** The request's credentials, or a throw of the 401/403 to answer. */
@@ -58,8 +52,11 @@ export class CredentialsCache {
     const pending = this.#authenticate(apiKey);
     if (isPromise(pending)) {
       const late = () =>
-        new EndpointError('SEG_HANDLER_TIMEOUT', `authenticate did not answer within ${this.#timeoutMs} ms`);
-      return within(pending, this.#timeoutMs, late).then((decision) =>
+        new EndpointError(
+          'SEG_HANDLER_TIMEOUT',
+          `authenticate did not answer within ${this.#deadlines.ms} ms`,
+        );
+      return within(pending, this.#deadlines, late).then((decision) =>
         this.#decided(remember, apiKey, decision),
       );
     }

@@ -1,3 +1,4 @@
+import { Deadlines } from './deadlines.ts';
 import { describeValue, EndpointError } from './errors.ts';
 import {
   type Claim,
@@ -19,13 +20,14 @@ import { isPromise, within } from './promise.ts';
  */
 function guardStore(store: IdempotencyStore, log: Logger, timeoutMs: number): IdempotencyStore {
   if (Object.getPrototypeOf(store) === MemoryIdempotencyStore.prototype) return store;
+  const deadlines = new Deadlines(timeoutMs);
   const late = () =>
     new EndpointError(
       'SEG_IDEMPOTENCY_UNAVAILABLE',
       `The duplicate filter did not answer within ${timeoutMs} ms`,
     );
   const bounded = <T>(value: T | PromiseLike<T>) =>
-    isPromise(value) ? within(value, timeoutMs, late) : value;
+    isPromise(value) ? within(value, deadlines, late) : value;
   const forgetFailed = (err: unknown) =>
     log.warn(
       { err },
@@ -33,8 +35,18 @@ function guardStore(store: IdempotencyStore, log: Logger, timeoutMs: number): Id
     );
   return {
     claim(key) {
-      const claim = bounded(store.claim(key));
-      return isPromise(claim) ? claim.then(checkClaim) : checkClaim(claim);
+      const answer = store.claim(key);
+      if (!isPromise(answer)) return checkClaim(answer);
+      return within(answer, deadlines, late).then(checkClaim, (err: unknown) => {
+        // A claim that comes after its event was refused holds the event for nothing: given back.
+        if (err instanceof EndpointError) {
+          Promise.resolve(answer).then(
+            (claim) => claim === 'new' && this.release(key),
+            () => {},
+          );
+        }
+        throw err;
+      });
     },
     complete: (key) => bounded(store.complete(key)),
     release(key) {

@@ -20,7 +20,7 @@ const PENDING = { condition: 'NX', expiration: { type: 'PX', value: PENDING_MS }
 const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
 const PROBE_MS = 1_000; // 1 s between writes that probe Redis while it fails
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
-const PROBE_KEY = 'segment-endpoint:probe';
+const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
 const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const;
 /** Deletes the key only while it holds the caller's claim: not a claim made since by another process. */
 const RELEASE =

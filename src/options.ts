@@ -69,7 +69,10 @@ export interface HandlerOptions {
   maxBodyBytes?: number;
   /** The whole body must arrive within this, else 408. @default 10000 (10 s) */
   bodyTimeoutMs?: number;
-  /** A handler still running after this is answered 503 and `ctx.signal` fires. @default 4000 (4 s) */
+  /**
+   * A handler still running after this is answered 503 and `ctx.signal` fires. An async `authenticate`
+   * and each call to a store of your own are bounded by it too, each on its own. @default 4000 (4 s)
+   */
   handlerTimeoutMs?: number;
   /**
    * When set, every request must carry `X-Segment-Signature` or `X-Signature`: the hex HMAC-SHA1 of the

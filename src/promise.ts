@@ -1,3 +1,5 @@
+import { Deadline, type Deadlines } from './deadlines.ts';
+
 /**
  * Whether a value is a thenable. The pipeline checks before awaiting: a synchronous handler, store or
  * authenticator is answered without a turn of the microtask queue.
@@ -7,13 +9,36 @@ export function isPromise<T>(value: T | PromiseLike<T>): value is PromiseLike<T>
 }
 
 /**
- * `value`'s outcome, or a rejection with `late()` once `ms` have passed without one: for what a partner's
- * code answers asynchronously (an `authenticate`, a duplicate-filter store), which may never answer.
+ * `value`'s outcome, or a rejection with `late()` at `deadlines`' length without one: for what a
+ * partner's code answers asynchronously (an `authenticate`, a duplicate-filter store), which may never
+ * answer. On the shared deadline list, not a timer each.
  */
-export function within<T>(value: PromiseLike<T>, ms: number, late: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(late()), ms);
+export function within<T>(value: PromiseLike<T>, deadlines: Deadlines, late: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const deadline = new Expiry(() => reject(late()));
+    deadlines.add(deadline);
+    value.then(
+      (settled) => {
+        deadline.cancel();
+        resolve(settled);
+      },
+      (err: unknown) => {
+        deadline.cancel();
+        reject(err);
+      },
+    );
   });
-  return Promise.race([value, deadline]).finally(() => clearTimeout(timer));
+}
+
+class Expiry extends Deadline {
+  readonly #fire: () => void;
+
+  constructor(fire: () => void) {
+    super();
+    this.#fire = fire;
+  }
+
+  expired(): void {
+    this.#fire();
+  }
 }

@@ -31,7 +31,8 @@ export async function start(config: CliConfig, log: Logger, worker?: number): Pr
   let where: string;
   // A refused option is said before the partner's module is loaded, the store's directory made or a
   // database touched.
-  checkServerOptions({ ...config.options, handlers: {}, log });
+  // (Without the duplicate filter: the flags' bounds checked its options, and a check must not build it.)
+  checkServerOptions({ ...config.options, handlers: {}, log, idempotency: false });
   if (config.handlers !== undefined) {
     handlers = await loadHandlers(config.handlers);
     where = `handlers from ${config.handlers}`;

@@ -62,20 +62,42 @@ test('an answer cut short (fewer body bytes than its Content-Length) is a failur
   );
 });
 
-test('interim 100 Continue answers before each 200 are not answers: all 200, the run its length', async () => {
+test('interim 100 Continue answers before each 200 are not answers: all 200', async () => {
   await serving(
     (_req, res) => {
       res.writeContinue();
       res.end();
     },
     async (url) => {
-      const started = performance.now();
       const { code, stdout } = await run(url, '--duration', '1', '--connections', '2');
       assert.equal(code, 0, stdout);
       assert.match(stdout, /^Statuses: {4}200: \d+$/m);
-      assert.ok(performance.now() - started < 4_000, 'the run lasted about its --duration');
+      assert.match(stdout, /^Timeouts: {4}0 /m);
     },
   );
+});
+
+test('a 101 Switching Protocols is counted as the answer it is, not left to time out', async () => {
+  // Written by hand: node's server answers 101 only to a request that asks to switch.
+  const server = createNetServer((socket) =>
+    socket.once('data', (request: Buffer) =>
+      socket.end(
+        request.toString('latin1').startsWith('HEAD') // load's own check first
+          ? 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'
+          : 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n',
+      ),
+    ),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const { code, stdout } = await run(url, '--duration', '1', '--connections', '1');
+    assert.equal(code, 1, stdout);
+    assert.match(stdout, /^Statuses: {4}101: \d+$/m);
+    assert.match(stdout, /^Timeouts: {4}0 /m);
+  } finally {
+    server.close();
+  }
 });
 
 test('answers with Connection: close: what was sent is what the endpoint received', async () => {
@@ -86,7 +108,6 @@ test('answers with Connection: close: what was sent is what the endpoint receive
       assert.equal(code, 0, stdout);
       assert.match(stdout, /^Sent 20 requests /m);
       assert.equal(received(), 20);
-      assert.doesNotMatch(stdout, /in flight/);
     },
   );
 });

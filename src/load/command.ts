@@ -39,8 +39,10 @@ Options:
   --api-key KEY      the API key a customer would enter in Segment (sent as the Basic username)
   --rate N           requests per second in all, shared out between the connections (default: as
                      fast as the answers come)
-  --connections C    kept-alive connections, each with one request at a time (default ${DEFAULTS.connections}; at most N)
-  --duration S       seconds to send for (default ${DEFAULTS.duration}); Ctrl-C stops early and still reports
+  --connections C    kept-alive connections, each with one request at a time (default ${DEFAULTS.connections}; at most N,
+                     and ${MAX_CONNECTIONS})
+  --duration S       seconds to send for (default ${DEFAULTS.duration}, at most ${MAX_DURATION}); Ctrl-C stops early and
+                     still reports
   --settings JSON    the customer's custom settings, a JSON object, sent in X-Segment-Settings
                      (default {})
   --insecure         accept any TLS certificate (self-signed, another name); without it, the

@@ -43,17 +43,10 @@ const AFTER_FAILURE_MS = 100; // a connection that failed is made again after th
 export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
   const source = eventSource(options.apiKey);
   const send = sender(options);
-  const latency = createHistogram();
-  const statuses: Record<string, number> = {};
-  const errors: Record<string, number> = {};
-  let timeouts = 0;
-  let late = 0;
-  const started = performance.now();
-  let sending = true;
-  let inFlight = 0;
-  let drained = () => {};
+  const tally = new Tally();
+  const run: Run = { started: performance.now(), sending: true, over: Promise.resolve() };
   let stop = () => {};
-  const over = new Promise<void>((resolve) => {
+  run.over = new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, options.duration * 1000);
     stop = () => {
       clearTimeout(timer);
@@ -61,78 +54,116 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
     };
   });
   process.once('SIGINT', stop);
-
-  const record = (outcome: Outcome, tookMs: number) => {
-    if ('status' in outcome) {
-      statuses[outcome.status] = (statuses[outcome.status] ?? 0) + 1;
-      latency.record(Math.max(1, Math.round(tookMs * 1000)));
-      if (tookMs > SEGMENT_TIMEOUT_MS) late++;
-    } else if ('timedOut' in outcome) {
-      timeouts++;
-    } else {
-      errors[outcome.error] = (errors[outcome.error] ?? 0) + 1;
-    }
-  };
-  const worker = async (share: number | undefined) => {
-    let second = 0;
-    let sentThisSecond = 0;
-    while (sending) {
-      if (share !== undefined) {
-        // Its share of each second of the run, sent as fast as answered; then it waits for the next.
-        const now = Math.floor((performance.now() - started) / 1000);
-        if (now > second) {
-          second = now;
-          sentThisSecond = 0;
-        }
-        if (sentThisSecond >= share) {
-          if (second + 1 >= options.duration) return; // no second of the run left to send in
-          await Promise.race([delay(started + (second + 1) * 1000 - performance.now()), over]);
-          continue;
-        }
-        sentThisSecond++;
-      }
-      const at = performance.now();
-      inFlight++;
-      const outcome = await send(source.next());
-      record(outcome, performance.now() - at);
-      if (--inFlight === 0 && !sending) drained();
-      if ('error' in outcome) await Promise.race([delay(AFTER_FAILURE_MS), over]);
-    }
-  };
-  const shares = Array.from({ length: options.connections }, (_, i) =>
-    options.rate === undefined ? undefined : shareOf(options.rate, options.connections, i),
-  );
-  // The run lasts its duration, whatever the workers are doing: its last second's answers are waited
-  // for, and requests/s counts every second of it.
-  for (const share of shares) void worker(share);
-  await over;
-  sending = false;
-  const seconds = (performance.now() - started) / 1000;
+  // The run lasts its duration, whatever the workers are doing: requests/s counts every second of it.
+  for (let i = 0; i < options.connections; i++) {
+    const share = options.rate === undefined ? undefined : shareOf(options.rate, options.connections, i);
+    void worker(run, share, options.duration, () => tally.sent(send(source.next())));
+  }
+  await run.over;
+  run.sending = false;
+  const seconds = (performance.now() - run.started) / 1000;
   // What is in flight at the end is waited for (at most Segment's timeout, each request's own bound):
   // every request sent is counted, and one that is never answered is a timeout, however short the run.
-  if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
+  await tally.drained();
   process.off('SIGINT', stop);
   send.close();
-  const toMs = (micros: number) => micros / 1000;
   return {
     url: options.url,
     seconds,
     connections: options.connections,
     ...(options.rate !== undefined && { rate: options.rate }),
     sent: source.sent(),
-    statuses,
-    ...(latency.count > 0 && {
-      latency: {
-        p50: toMs(latency.percentile(50)),
-        p90: toMs(latency.percentile(90)),
-        p99: toMs(latency.percentile(99)),
-        max: toMs(latency.max),
-      },
-    }),
-    late,
-    timeouts,
-    errors,
+    ...tally.figures(),
   };
+}
+
+interface Run {
+  readonly started: number;
+  sending: boolean;
+  /** Resolves when the run's time is up, or at a SIGINT. */
+  over: Promise<void>;
+}
+
+/**
+ * One connection's requests, one at a time while the run is sending: as fast as answered, or with a rate
+ * its `share` of each second of the run, sent as fast as answered, then a wait for the next second.
+ */
+async function worker(run: Run, share: number | undefined, seconds: number, send: () => Promise<Outcome>) {
+  let second = 0;
+  let sentThisSecond = 0;
+  while (run.sending) {
+    if (share !== undefined) {
+      const now = Math.floor((performance.now() - run.started) / 1000);
+      if (now > second) {
+        second = now;
+        sentThisSecond = 0;
+      }
+      if (sentThisSecond >= share) {
+        if (second + 1 >= seconds) return; // no second of the run left to send in
+        await Promise.race([delay(run.started + (second + 1) * 1000 - performance.now()), run.over]);
+        continue;
+      }
+      sentThisSecond++;
+    }
+    if ('error' in (await send())) await Promise.race([delay(AFTER_FAILURE_MS), run.over]);
+  }
+}
+
+/** What came back: answers by status and their latencies, failures, timeouts, and what is in flight. */
+class Tally {
+  readonly #latency = createHistogram();
+  readonly #statuses: Record<string, number> = {};
+  readonly #errors: Record<string, number> = {};
+  #timeouts = 0;
+  #late = 0;
+  #inFlight = 0;
+  #idle: Array<() => void> = [];
+
+  /** Counts `request`'s outcome once it comes. */
+  async sent(request: Promise<Outcome>): Promise<Outcome> {
+    const at = performance.now();
+    this.#inFlight++;
+    const outcome = await request;
+    this.#record(outcome, performance.now() - at);
+    if (--this.#inFlight === 0) for (const wake of this.#idle.splice(0)) wake();
+    return outcome;
+  }
+
+  /** Resolves once nothing is in flight. */
+  drained(): Promise<void> {
+    return this.#inFlight === 0 ? Promise.resolve() : new Promise((wake) => this.#idle.push(wake));
+  }
+
+  figures(): Pick<LoadFigures, 'statuses' | 'latency' | 'late' | 'timeouts' | 'errors'> {
+    const latency = this.#latency;
+    const toMs = (micros: number) => micros / 1000;
+    return {
+      statuses: this.#statuses,
+      ...(latency.count > 0 && {
+        latency: {
+          p50: toMs(latency.percentile(50)),
+          p90: toMs(latency.percentile(90)),
+          p99: toMs(latency.percentile(99)),
+          max: toMs(latency.max),
+        },
+      }),
+      late: this.#late,
+      timeouts: this.#timeouts,
+      errors: this.#errors,
+    };
+  }
+
+  #record(outcome: Outcome, tookMs: number): void {
+    if ('status' in outcome) {
+      this.#statuses[outcome.status] = (this.#statuses[outcome.status] ?? 0) + 1;
+      this.#latency.record(Math.max(1, Math.round(tookMs * 1000)));
+      if (tookMs > SEGMENT_TIMEOUT_MS) this.#late++;
+    } else if ('timedOut' in outcome) {
+      this.#timeouts++;
+    } else {
+      this.#errors[outcome.error] = (this.#errors[outcome.error] ?? 0) + 1;
+    }
+  }
 }
 
 /** Worker `i`'s requests a second of `rate` shared out between `connections`. */
@@ -140,7 +171,8 @@ function shareOf(rate: number, connections: number, i: number): number {
   return Math.floor(rate / connections) + (i < rate % connections ? 1 : 0);
 }
 
-const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
+// Unref'd: a run that has ended holds no process open for a worker's wait.
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
 
 /**
  * One POST of `body` a call, answered within Segment's timeout or given up (its connection then
@@ -172,7 +204,7 @@ function sender(options: LoadOptions): ((body: Buffer) => Promise<Outcome>) & { 
     // SNI takes a name, never an address.
     ...(secure && isIP(hostname) === 0 && { servername: hostname }),
   };
-  const send = (body: Buffer) =>
+  const send = (body: Buffer): Promise<Outcome> =>
     new Promise<Outcome>((resolve) => {
       let settled = false;
       const settle = (outcome: Outcome) => {
@@ -196,6 +228,13 @@ function sender(options: LoadOptions): ((body: Buffer) => Promise<Outcome>) & { 
         res.on('aborted', () => settle({ error: 'ECONNRESET' }));
         res.on('error', (err: NodeJS.ErrnoException) => settle({ error: err.code ?? err.message }));
       });
+      // A 101 comes to this listener, not as a response: an answer all the same (not a 2xx).
+      req.on('upgrade', (res: IncomingMessage, socket) => {
+        socket.destroy();
+        settle({ status: res.statusCode ?? 101 });
+      });
+      // A reset is a failure even on a kept-alive connection the server may have closed as the request
+      // went out: Segment does not resend at once either, and the endpoint may have taken the event.
       req.on('error', (err: NodeJS.ErrnoException) => settle({ error: err.code ?? err.message }));
       req.end(body);
     });

@@ -1,0 +1,39 @@
+import type { AuthDecision } from './auth.ts';
+import { EVENT_TYPES } from './types.ts';
+
+// Reading what a partner's authenticate answered (credentials.ts): a decision, or a bug in it.
+
+/**
+ * What an authenticator answered, read strictly: anything outside `AuthDecision` (a missing return, a
+ * misspelt string, an array) is a bug in it, thrown as one (a 500, retried) rather than taken as a pass.
+ * The value is described, not shown: an authenticator may hand back the key or a record that holds it.
+ */
+export function checkDecision(decision: unknown): AuthDecision {
+  if (decision === 'allow' || decision === 'unknown' || decision === 'forbidden') return decision;
+  if (typeof decision === 'boolean') return decision;
+  if (typeof decision === 'object' && decision !== null && !Array.isArray(decision)) {
+    const { allow, signatureSecret, rate } = decision as Record<string, unknown>;
+    if (
+      onlyDecisionKeys(decision) &&
+      (allow === undefined || (Array.isArray(allow) && allow.every((t) => EVENT_TYPES.includes(t)))) &&
+      (signatureSecret === undefined || (typeof signatureSecret === 'string' && signatureSecret !== '')) &&
+      (rate === undefined || (typeof rate === 'number' && rate >= 0 && rate <= 1_000_000))
+    ) {
+      return decision as AuthDecision;
+    }
+  }
+  const what =
+    decision === null || decision === undefined ? String(decision) : `a value of type ${kind(decision)}`;
+  throw new Error(
+    `authenticate answered ${what}, not a decision: 'allow', true, { allow, signatureSecret, rate }, 'unknown', false or 'forbidden'`,
+  );
+}
+
+const kind = (value: unknown): string => (Array.isArray(value) ? 'array' : typeof value);
+
+/** Whether a decision holds nothing but allow, signatureSecret and rate: a misspelt key is a bug. */
+function onlyDecisionKeys(decision: object): boolean {
+  for (const key in decision)
+    if (key !== 'allow' && key !== 'signatureSecret' && key !== 'rate') return false;
+  return true;
+}
