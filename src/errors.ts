@@ -206,19 +206,23 @@ export function toErrorAnswer(err: unknown): ErrorAnswer {
 
 const UNREADABLE = 'the handler threw a value that throws when read';
 const MAX_RETRY_AFTER = 86_400; // a day: a longer wait is no wait a sender keeps
+const MAX_MESSAGE = 1_000; // characters of a refusal's message: Segment shows it, no one reads more
+
+const capped = (message: string) =>
+  message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message;
 
 function answerFor(err: unknown): ErrorAnswer {
   if (err instanceof EndpointError) {
     const { status, code, message, retryAfter } = err;
     // Our own 500 (or a partner's EndpointError('SEG_INTERNAL', ...)) says nothing of its cause either.
     if (status === 500) return { status, code, message: GENERIC_500, internal: err };
-    if (retryAfter === undefined) return { status, code, message };
+    if (retryAfter === undefined) return { status, code, message: capped(message) };
     // RFC 9110 §10.2.3: delay-seconds, a whole number; whatever a partner's error or a rate says.
     const seconds =
       typeof retryAfter === 'number' && retryAfter >= 1
         ? Math.min(Math.ceil(retryAfter), MAX_RETRY_AFTER)
         : 1;
-    return { status, code, message, retryAfter: seconds };
+    return { status, code, message: capped(message), retryAfter: seconds };
   }
   if (typeof err === 'object' && err !== null) {
     const e = err as { status?: unknown; statusCode?: unknown; message?: unknown; code?: unknown };
@@ -230,7 +234,7 @@ function answerFor(err: unknown): ErrorAnswer {
       }
       const code = typeof e.code === 'string' ? e.code : `HTTP_${status}`;
       const message = typeof e.message === 'string' && e.message !== '' ? e.message : statusMessage(status);
-      return { status, code, message };
+      return { status, code, message: capped(message) };
     }
   }
   // A throw or rejection without a reason is logged as one, not silently.

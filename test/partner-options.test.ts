@@ -10,6 +10,7 @@ import {
   type HandlerOptions,
   jsonLogger,
   silentLogger,
+  ValidationError,
 } from '../src/index.ts';
 import { API_KEY, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
@@ -172,6 +173,19 @@ describe('answered, not trusted', () => {
     const limited = await inject(slow, { body: trackEvent() });
     assert.equal(limited.status, 429);
     assert.match(limited.headers['retry-after'] ?? '', /^[1-9]\d{0,4}$/);
+  });
+
+  test("a refusal's message is cut to 1,000 characters: a handler's 10 MB message is not sent whole", async () => {
+    const handler = make({
+      handlers: {
+        track: () => {
+          throw new ValidationError('x'.repeat(10_000_000));
+        },
+      },
+    });
+    const res = await inject(handler, { body: trackEvent() });
+    assert.equal(res.status, 400);
+    assert.equal(res.json().message?.length, 1_001); // and an ellipsis
   });
 
   test('a handler throwing SEG_BODY_ABORTED, its client still there, is answered', async () => {
