@@ -18,8 +18,8 @@ export interface SenderIo {
 export interface SenderTarget {
   readonly url: string;
   readonly apiKey: string;
-  /** The parsed --settings JSON object, when given. */
-  readonly settings: Record<string, unknown> | undefined;
+  /** The --settings JSON object as given (checked to be one), sent as it is: no number or key rewritten. */
+  readonly settings: string | undefined;
   readonly insecure: boolean;
   /** The subcommand's own flags, as parseArgs read them. */
   readonly values: Readonly<Record<string, string | boolean | undefined>>;
@@ -64,11 +64,11 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
   if (typeof apiKey !== 'string' || apiKey === '') {
     throw new UsageError('--api-key is required: the key a customer of the endpoint would enter in Segment');
   }
-  const settings = typeof values.settings === 'string' ? settingsObject(values.settings) : undefined;
+  const settings = typeof values.settings === 'string' ? checkedSettings(values.settings) : undefined;
   return { url, apiKey, settings, insecure: values.insecure === true, values };
 }
 
-function settingsObject(text: string): Record<string, unknown> {
+function checkedSettings(text: string): string {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -76,7 +76,7 @@ function settingsObject(text: string): Record<string, unknown> {
   if (!isPlainObject(value)) {
     throw new UsageError(`--settings must be a JSON object, e.g. '{"region":"eu"}', not ${text}`);
   }
-  return value;
+  return text;
 }
 
 /** Runs a sender subcommand: its usage on --help, one line and a hint for a bad invocation (exit 1). */

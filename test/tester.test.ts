@@ -286,3 +286,25 @@ test('an endpoint that cannot be reached as asked is said once, before any case 
     await endpoint.close();
   }
 });
+
+test('--settings is sent as given: a number past a double, or a key twice, is not rewritten', async () => {
+  const text = '{"accountId":12345678901234567890,"limit":1e999,"a":1,"a":2}';
+  const seen = new Set<string>();
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    seen.add(String(req.headers['x-segment-settings']));
+    res.end();
+  });
+  const url = await listen(server);
+  try {
+    const { io } = sink();
+    await testMain([url, '--api-key', KEY, '--settings', text], io);
+    // (Besides the cases that send settings of their own, malformed on purpose.)
+    const sent = [...seen].map((header) => Buffer.from(header, 'base64').toString());
+    assert.ok(sent.includes(text), sent.join('\n'));
+    assert.ok(!sent.some((settings) => settings.includes('12345678901234567000')), sent.join('\n'));
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});

@@ -13,8 +13,7 @@ import {
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { createHistogram } from 'node:perf_hooks';
-import { segmentHeaders } from '../tester/run.ts';
-import { base64 } from '../tester/suite.ts';
+import { segmentHeaders, settingsHeader } from '../tester/run.ts';
 import { eventSource } from './mix.ts';
 import { type LoadFigures, SEGMENT_TIMEOUT_MS } from './report.ts';
 
@@ -22,8 +21,8 @@ export interface LoadOptions {
   /** Where events are POSTed: http or https, the path included. */
   readonly url: string;
   readonly apiKey: string;
-  /** The customer's custom settings, sent in X-Segment-Settings. */
-  readonly settings: Readonly<Record<string, unknown>>;
+  /** The customer's custom settings, sent in X-Segment-Settings: an object, or JSON text as it is. */
+  readonly settings: Readonly<Record<string, unknown>> | string;
   /** Kept-alive connections, each with one request at a time; at most `rate`. */
   readonly connections: number;
   /** Seconds. */
@@ -192,7 +191,7 @@ function sender(options: LoadOptions): ((body: Buffer) => Promise<Outcome>) & { 
     : new HttpAgent(agentOptions);
   const request = secure ? httpsRequest : httpRequest;
   const headers = {
-    ...segmentHeaders(options.apiKey, base64(JSON.stringify(options.settings))),
+    ...segmentHeaders(options.apiKey, settingsHeader(options.settings)),
     host: url.host,
   };
   const target = {

@@ -9,8 +9,11 @@ import { base64, type Expectation, suite, type TestCase } from './suite.ts';
 
 export interface RunOptions {
   readonly apiKey: string;
-  /** Sent base64-encoded in `X-Segment-Settings` with every event (absent when undefined). */
-  readonly settings?: Readonly<Record<string, unknown>>;
+  /**
+   * Sent base64-encoded in `X-Segment-Settings` with every event (absent when undefined): an object as
+   * JSON, or JSON text as it is.
+   */
+  readonly settings?: Readonly<Record<string, unknown>> | string;
   /** Accept any certificate (self-signed, wrong name). */
   readonly insecure?: boolean;
   /** No answer within this is a failure, as it is for Segment. @default 5000 (5 s) */
@@ -40,7 +43,7 @@ const ANSWER_KEPT = 64 * 1024; // bytes of an answer read for its message
 export async function run(url: string, options: RunOptions, write: (line: string) => void): Promise<Summary> {
   const target = new URL(url);
   const timeoutMs = options.timeoutMs ?? TIMEOUT_MS;
-  const settings = options.settings && base64(JSON.stringify(options.settings));
+  const settings = options.settings === undefined ? undefined : settingsHeader(options.settings);
   const cases = suite({ id: randomUUID(), apiKey: options.apiKey, now: new Date() });
   // One connection kept alive across the suite, as Segment does "whenever possible".
   const agent =
@@ -83,6 +86,11 @@ export async function run(url: string, options: RunOptions, write: (line: string
   // On its own line, worded exactly so: CI greps for it.
   write(`${passed} passed, ${failures.length} failed`);
   return { passed, failed: failures.length, results };
+}
+
+/** X-Segment-Settings' value: base64 of the settings' JSON, text given as it is. */
+export function settingsHeader(settings: Readonly<Record<string, unknown>> | string): string {
+  return base64(typeof settings === 'string' ? settings : JSON.stringify(settings));
 }
 
 /** The headers Segment sends with every event, in its order; `settings` is X-Segment-Settings' value. */
