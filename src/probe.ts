@@ -59,14 +59,20 @@ export function probe(
     // that is HTTP.
     if (!secure) {
       socket.once('connect', () => {
-        socket.end(`HEAD ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
+        // Not half-closed after it: a server that answers after a moment (node's, at any await) drops a
+        // request whose sender has ended its side.
+        socket.write(`HEAD ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
       });
       let answered = false;
-      socket.once('data', (chunk: Buffer) => {
+      let head = Buffer.alloc(0);
+      // The first five bytes say whether it is HTTP, however many writes they come in.
+      socket.on('data', (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]).subarray(0, 5);
+        if (head.length < 5 && head.toString('latin1') === 'HTTP/'.slice(0, head.length)) return;
         answered = true;
         socket.setTimeout(0);
         socket.destroy();
-        resolve(chunk.subarray(0, 5).toString('latin1') === 'HTTP/' ? undefined : notHttp(where));
+        resolve(head.toString('latin1') === 'HTTP/' ? undefined : notHttp(where));
       });
       socket.once('close', () => {
         if (!answered) resolve(notHttp(where));

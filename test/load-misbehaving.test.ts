@@ -146,3 +146,26 @@ test('a plain-HTTP port that resets or never answers is said so, not called a TL
     }
   }
 });
+
+test('an endpoint that answers HEAD after a moment, or writes its status line in two pieces, speaks HTTP', async () => {
+  const servers = [
+    createServer((_req, res) => setTimeout(() => res.end(), 10)),
+    createNetServer((socket) =>
+      socket.once('data', () => {
+        socket.write('HT');
+        setTimeout(() => socket.end('TP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'), 20);
+      }),
+    ),
+  ];
+  for (const server of servers) {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const out = capture();
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      await loadMain([url, '--api-key', 'k', '--duration', '1', '--connections', '1'], out.io);
+      assert.doesNotMatch(out.stderr(), /did not answer HTTP/);
+    } finally {
+      server.close();
+    }
+  }
+});
