@@ -221,6 +221,16 @@ describe('the report', () => {
     ...changes,
   });
 
+  test("this machine's own limits (out of file descriptors) are said as such, not blamed on the endpoint", () => {
+    const { ok, lines } = verdict(figures({ errors: { EMFILE: 3768, ECONNRESET: 2 } }));
+    assert.equal(ok, false);
+    assert.deepEqual(lines, [
+      'FAIL: 2 requests got no answer (ECONNRESET: 2): Segment would retry them.',
+      "FAIL: 3768 requests could not be sent from this machine (EMFILE: 3768): not the endpoint's doing; " +
+        'raise the open-file limit (ulimit -n) or use fewer --connections.',
+    ]);
+  });
+
   test('all 2xx in time: PASS with the p99, and the figures in the report', () => {
     assert.deepEqual(verdict(figures()), {
       ok: true,

@@ -57,11 +57,12 @@ export function ms(value: number): string {
   return `${value.toFixed(digits)} ms`;
 }
 
+const LOCAL_ERRORS = new Set(['EMFILE', 'ENFILE', 'EADDRNOTAVAIL', 'ENOBUFS']);
+
 /** Whether Segment would be content, and in what words. */
 export function verdict(f: LoadFigures): Verdict {
   const answered = sum(f.statuses);
   const not2xx = Object.fromEntries(Object.entries(f.statuses).filter(([status]) => !/^2\d\d$/.test(status)));
-  const failed = sum(f.errors);
   const lines: string[] = [];
   if (f.late + f.timeouts > 0) {
     lines.push(
@@ -75,8 +76,17 @@ export function verdict(f: LoadFigures): Verdict {
         '(but 501) and drops any other 4xx for good.',
     );
   }
-  if (failed > 0) {
-    lines.push(`FAIL: ${failed} requests got no answer (${counts(f.errors)}): Segment would retry them.`);
+  // Errors of this machine's own (out of file descriptors, of local ports) are not the endpoint's.
+  const local = Object.fromEntries(Object.entries(f.errors).filter(([code]) => LOCAL_ERRORS.has(code)));
+  const remote = Object.fromEntries(Object.entries(f.errors).filter(([code]) => !LOCAL_ERRORS.has(code)));
+  if (sum(remote) > 0) {
+    lines.push(`FAIL: ${sum(remote)} requests got no answer (${counts(remote)}): Segment would retry them.`);
+  }
+  if (sum(local) > 0) {
+    lines.push(
+      `FAIL: ${sum(local)} requests could not be sent from this machine (${counts(local)}): not the ` +
+        "endpoint's doing; raise the open-file limit (ulimit -n) or use fewer --connections.",
+    );
   }
   if (answered === 0 && lines.length === 0) lines.push('FAIL: no request was answered.');
   if (lines.length > 0) return { ok: false, lines };

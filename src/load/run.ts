@@ -3,19 +3,10 @@
 // (report.ts) is made of. Node's client reads HTTP as a server may write it (interim 1xx answers,
 // `Connection: close`, bodies ended by the connection's close, answers cut short), so every request is
 // counted once: answered, failed or timed out (what is in flight at the end is waited for).
-import {
-  type Agent,
-  type ClientRequest,
-  Agent as HttpAgent,
-  request as httpRequest,
-  type IncomingMessage,
-} from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { isIP } from 'node:net';
 import { createHistogram } from 'node:perf_hooks';
-import { segmentHeaders, settingsHeader } from '../tester/run.ts';
 import { eventSource } from './mix.ts';
 import { type LoadFigures, SEGMENT_TIMEOUT_MS } from './report.ts';
+import { type Outcome, sender } from './sender.ts';
 
 export interface LoadOptions {
   /** Where events are POSTed: http or https, the path included. */
@@ -33,9 +24,6 @@ export interface LoadOptions {
   readonly insecure?: boolean;
 }
 
-/** What became of one request. */
-type Outcome = { readonly status: number } | { readonly error: string } | { readonly timedOut: true };
-
 const AFTER_FAILURE_MS = 100; // a connection that failed is made again after this, not in a tight loop
 
 /** Sends for `duration` seconds (less after a SIGINT, which stops the run early) and measures. */
@@ -43,15 +31,22 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
   const source = eventSource(options.apiKey);
   const send = sender(options);
   const tally = new Tally();
-  const run: Run = { started: performance.now(), sending: true, over: Promise.resolve() };
-  let stop = () => {};
+  const started = performance.now();
+  const run: Run = {
+    started,
+    endsAt: started + options.duration * 1000,
+    sending: true,
+    over: Promise.resolve(),
+    stop() {},
+  };
   run.over = new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, options.duration * 1000);
-    stop = () => {
+    run.stop = () => {
       clearTimeout(timer);
       resolve();
     };
   });
+  const stop = () => run.stop();
   process.once('SIGINT', stop);
   // The run lasts its duration, whatever the workers are doing: requests/s counts every second of it.
   for (let i = 0; i < options.connections; i++) {
@@ -78,9 +73,15 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
 
 interface Run {
   readonly started: number;
+  readonly endsAt: number;
   sending: boolean;
   /** Resolves when the run's time is up, or at a SIGINT. */
   over: Promise<void>;
+  /**
+   * Ends the run now. A worker calls it once the clock says the time is up: with many connections
+   * answered at once, the workers' callbacks can keep the run's own timer from firing for seconds.
+   */
+  stop(): void;
 }
 
 /**
@@ -91,6 +92,10 @@ async function worker(run: Run, share: number | undefined, seconds: number, send
   let second = 0;
   let sentThisSecond = 0;
   while (run.sending) {
+    if (performance.now() >= run.endsAt) {
+      run.stop();
+      return;
+    }
     if (share !== undefined) {
       const now = Math.floor((performance.now() - run.started) / 1000);
       if (now > second) {
@@ -172,70 +177,3 @@ function shareOf(rate: number, connections: number, i: number): number {
 
 // Unref'd: a run that has ended holds no process open for a worker's wait.
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)).unref());
-
-/**
- * One POST of `body` a call, answered within Segment's timeout or given up (its connection then
- * closed, as Segment does), over at most `connections` kept-alive connections. `close()` lets them go.
- */
-function sender(options: LoadOptions): ((body: Buffer) => Promise<Outcome>) & { close(): void } {
-  const url = new URL(options.url);
-  const secure = url.protocol === 'https:';
-  const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  const agentOptions = {
-    keepAlive: true,
-    maxSockets: options.connections,
-    maxFreeSockets: options.connections,
-  };
-  const agent: Agent = secure
-    ? new HttpsAgent({ ...agentOptions, rejectUnauthorized: options.insecure !== true })
-    : new HttpAgent(agentOptions);
-  const request = secure ? httpsRequest : httpRequest;
-  const headers = {
-    ...segmentHeaders(options.apiKey, settingsHeader(options.settings)),
-    host: url.host,
-  };
-  const target = {
-    hostname,
-    port: url.port || (secure ? 443 : 80),
-    path: `${url.pathname}${url.search}`,
-    method: 'POST',
-    agent,
-    // SNI takes a name, never an address.
-    ...(secure && isIP(hostname) === 0 && { servername: hostname }),
-  };
-  const send = (body: Buffer): Promise<Outcome> =>
-    new Promise<Outcome>((resolve) => {
-      let settled = false;
-      const settle = (outcome: Outcome) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(outcome);
-      };
-      const req: ClientRequest = request({
-        ...target,
-        headers: { ...headers, 'content-length': body.length },
-      });
-      const timer = setTimeout(() => {
-        settle({ timedOut: true });
-        req.destroy();
-      }, SEGMENT_TIMEOUT_MS);
-      req.on('response', (res: IncomingMessage) => {
-        // Read to its end and dropped: an answer is whole once its body is, and never held in memory.
-        res.on('data', () => {});
-        res.on('end', () => settle({ status: res.statusCode ?? 0 }));
-        res.on('aborted', () => settle({ error: 'ECONNRESET' }));
-        res.on('error', (err: NodeJS.ErrnoException) => settle({ error: err.code ?? err.message }));
-      });
-      // A 101 comes to this listener, not as a response: an answer all the same (not a 2xx).
-      req.on('upgrade', (res: IncomingMessage, socket) => {
-        socket.destroy();
-        settle({ status: res.statusCode ?? 101 });
-      });
-      // A reset is a failure even on a kept-alive connection the server may have closed as the request
-      // went out: Segment does not resend at once either, and the endpoint may have taken the event.
-      req.on('error', (err: NodeJS.ErrnoException) => settle({ error: err.code ?? err.message }));
-      req.end(body);
-    });
-  return Object.assign(send, { close: () => agent.destroy() });
-}
