@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { Deadline, Deadlines } from './deadlines.ts';
+import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import type { Claim, IdempotencyStore } from './idempotency.ts';
 import type { Logger } from './log.ts';
+import { within } from './promise.ts';
 import { firstAttempt, newClient, type RedisClient } from './redis-client.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
 
@@ -69,20 +70,6 @@ function redisKey(key: string): string {
 }
 
 const ILL_FORMED = Buffer.from([0xff]);
-
-/** A command to Redis still unanswered at its deadline: the event waiting on it is refused. */
-class CommandDeadline extends Deadline {
-  readonly #reject: (err: Error) => void;
-
-  constructor(reject: (err: Error) => void) {
-    super();
-    this.#reject = reject;
-  }
-
-  expired(): void {
-    this.#reject(new Error(`Redis did not answer within ${COMMAND_MS} ms`));
-  }
-}
 
 /**
  * The duplicate filter over Redis (open it with openRedisIdempotency). A copy that arrives while another
@@ -176,20 +163,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    * here may still run when Redis comes back: a claim made so is one more pending claim, which expires.
    */
   #send<T>(command: Promise<T>): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const deadline = new CommandDeadline(reject);
-      this.#deadlines.add(deadline);
-      command.then(
-        (value) => {
-          deadline.cancel();
-          resolve(value);
-        },
-        (err: unknown) => {
-          deadline.cancel();
-          reject(err);
-        },
-      );
-    });
+    return within(command, this.#deadlines, () => new Error(`Redis did not answer within ${COMMAND_MS} ms`));
   }
 
   #outage(err: unknown): void {
