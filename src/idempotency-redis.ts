@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
+import { HeldClaims } from './held-claims.ts';
 import type { Claim, IdempotencyStore } from './idempotency.ts';
 import type { Logger } from './log.ts';
 import { within } from './promise.ts';
@@ -73,8 +74,9 @@ const ILL_FORMED = Buffer.from([0xff]);
 
 /**
  * The duplicate filter over Redis (open it with openRedisIdempotency). A copy that arrives while another
- * process, or this one, handles the event is answered 503 `SEG_DUPLICATE_IN_FLIGHT`: by the sender's
- * retry the first has succeeded (the copy is a duplicate) or failed (the copy is processed).
+ * process handles the event is answered 503 `SEG_DUPLICATE_IN_FLIGHT`: by the sender's retry the first
+ * has succeeded (the copy is a duplicate) or failed (the copy is processed). A copy that arrives while
+ * this process handles it (a batch that holds it twice) waits for the first, as with the in-memory filter.
  */
 export class RedisIdempotencyStore implements IdempotencyStore {
   readonly ttlMs: number;
@@ -84,6 +86,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   readonly #deadlines = new Deadlines(COMMAND_MS);
   /** What this store's claims hold in Redis: release deletes a claim only while it is still ours. */
   readonly #token = `pending:${randomBytes(8).toString('hex')}`;
+  readonly #held = new HeldClaims();
   /** Whether an outage has been logged and its end not yet. */
   #down = false;
 
@@ -103,14 +106,24 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   async claim(key: string): Promise<Claim> {
+    const id = redisKey(key);
+    const held = this.#held.wait(id);
+    if (held !== undefined) return held;
+    this.#held.hold(id);
     let claim: Claim;
     try {
-      claim = await this.#claim(redisKey(key));
+      claim = await this.#claim(id);
     } catch (err) {
       this.#outage(err);
-      throw new EndpointError('SEG_IDEMPOTENCY_UNAVAILABLE', undefined, { cause: err });
+      const refused = new EndpointError('SEG_IDEMPOTENCY_UNAVAILABLE', undefined, { cause: err });
+      this.#held.fail(id, refused);
+      throw refused;
     }
     this.#recovered();
+    if (claim !== 'new') {
+      this.#held.settle(id, claim);
+      this.#held.forget(id);
+    }
     return claim;
   }
 
@@ -130,11 +143,15 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    * copy after that is processed again, which is rarer than the retry a failure answer would cause.
    */
   async complete(key: string): Promise<void> {
+    const id = redisKey(key);
+    this.#held.settle(id, 'done');
     const done = { expiration: { type: 'PX', value: this.ttlMs } } as const;
     try {
-      await this.#send(this.#client.set(redisKey(key), DONE, done));
+      await this.#send(this.#client.set(id, DONE, done));
     } catch (err) {
       this.#outage(err);
+    } finally {
+      this.#held.forget(id);
     }
   }
 
@@ -143,11 +160,14 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    * handler's own answer stands; the claim refuses the retries until it expires (PENDING_MS).
    */
   async release(key: string): Promise<void> {
+    const id = redisKey(key);
+    this.#held.settle(id, 'busy'); // copies that waited are told to retry, as with the in-memory filter
     try {
-      const release = { keys: [redisKey(key)], arguments: [this.#token] };
-      await this.#send(this.#client.eval(RELEASE, release));
+      await this.#send(this.#client.eval(RELEASE, { keys: [id], arguments: [this.#token] }));
     } catch (err) {
       this.#outage(err);
+    } finally {
+      this.#held.forget(id);
     }
   }
 

@@ -48,6 +48,9 @@ async function eventually(check: () => Promise<boolean>, what: string, ms = 5_00
   }
 }
 
+/** 'waiting', after `ms`: what a race with a request not answered meanwhile gives. */
+const settled = (ms: number) => new Promise<string>((resolve) => setTimeout(resolve, ms, 'waiting'));
+
 const unhandled: unknown[] = [];
 const onUnhandled = (err: unknown) => unhandled.push(err);
 
@@ -120,6 +123,48 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     assert.equal((await inject(handler, { body: event })).status, 200);
     assert.equal((await inject(handler, { body: event })).status, 200);
     assert.deepEqual(calls, ['r-4', 'r-4']);
+  });
+
+  test('a batch that holds one event twice: processed once, answered 200 without a retry', async () => {
+    const { handler, calls } = instance(await open());
+    const event = trackEvent({ messageId: 'r-batch' });
+    const res = await inject(handler, { url: '/v1/batch', body: { batch: [event, event] } });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(calls, ['r-batch']);
+  });
+
+  test('a copy that comes while this instance runs the event waits for it: a duplicate if it succeeds', async () => {
+    const calls: string[] = [];
+    const held = gate();
+    const { handler } = instance(await open(), calls, held.opened);
+    const event = trackEvent({ messageId: 'r-wait' });
+    const first = inject(handler, { body: event });
+    await eventually(async () => calls.length === 1, 'the event to run');
+    const copy = inject(handler, { body: event });
+    // Refused, it would be answered within milliseconds (Redis is local): it is not, while the first runs.
+    assert.equal(await Promise.race([copy.then((res) => res.status), settled(200)]), 'waiting');
+    held.open();
+    assert.deepEqual([(await first).status, (await copy).status], [200, 200]);
+    assert.deepEqual(calls, ['r-wait']);
+  });
+
+  test('a copy that waited for a run that failed is told to retry, and its retry is processed', async () => {
+    const calls: string[] = [];
+    const held = gate();
+    const one = instance(await open(), calls, held.opened);
+    one.failNext(1);
+    const event = trackEvent({ messageId: 'r-fail' });
+    const first = inject(one.handler, { body: event });
+    await eventually(async () => calls.length === 1, 'the event to run');
+    const copy = inject(one.handler, { body: event });
+    assert.equal(await Promise.race([copy.then((res) => res.status), settled(200)]), 'waiting');
+    held.open();
+    assert.equal((await first).status, 503);
+    const refused = await copy;
+    assert.equal(refused.status, 503);
+    assert.equal(refused.json().code, 'SEG_DUPLICATE_IN_FLIGHT');
+    assert.equal((await inject(one.handler, { body: event })).status, 200);
+    assert.deepEqual(calls, ['r-fail', 'r-fail']);
   });
 
   test('a processed event is remembered for ttlMs, then processed again', async () => {
