@@ -2,7 +2,7 @@
 // first, so the pipe never holds half a line; a second signal stops it at once.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, constants, mkdirSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { tempDirs } from './helpers.ts';
@@ -33,25 +33,46 @@ function laggingReader(out: string) {
   });
   const closed = new Promise<number>((done) => child.on('close', (code) => done(code ?? -1)));
   const chunks: Buffer[] = [];
-  /** Reads the pipe to its end (every writer gone). */
-  const drain = async () => {
-    const buffer = Buffer.alloc(65_536);
+  const buffer = Buffer.alloc(65_536);
+  /** Reads what the pipe holds into `chunks`: false at its end (every writer gone). */
+  const readSome = async (): Promise<boolean> => {
     for (;;) {
-      let n: number;
       try {
-        n = readSync(readEnd, buffer);
+        const n = readSync(readEnd, buffer);
+        if (n > 0) chunks.push(Buffer.from(buffer.subarray(0, n)));
+        return n > 0;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
         await new Promise((resolve) => setTimeout(resolve, 5));
-        continue;
       }
-      if (n === 0) break;
-      chunks.push(Buffer.from(buffer.subarray(0, n)));
     }
+  };
+  /** Reads the pipe to its end. */
+  const drain = async () => {
+    while (await readSome());
     closeSync(readEnd);
     return Buffer.concat(chunks).toString();
   };
-  return { child, closed, stderr: () => stderr, drain };
+  /** Bytes the reader has written so far (Linux's count of its writes). */
+  const written = () => Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${child.pid}/io`, 'utf8'))?.[1]);
+  /**
+   * Until the reader is blocked on the full pipe: a whole line has come through (it is up and writing),
+   * and then it writes nothing more between two looks. Once this pipe is full it cannot.
+   */
+  const blocked = async () => {
+    while (!Buffer.concat(chunks).includes(0x0a)) assert.ok(await readSome(), 'the reader ended early');
+    let last = -1;
+    await waitUntil(
+      () => {
+        const now = written();
+        const still = now === last;
+        last = now;
+        return still;
+      },
+      () => 'the reader to block on the full pipe',
+    );
+  };
+  return { child, closed, stderr: () => stderr, drain, blocked };
 }
 
 /** A store of 100 lines of ~20 KB: far more than a pipe and the reading side's buffer hold. */
@@ -68,8 +89,7 @@ function bigStore(): string {
 
 test('SIGTERM while stdout is full: the line being written is finished, then exit 0', async () => {
   const reader = laggingReader(bigStore());
-  // Blocked on the full pipe (the first lines fill it): the signal comes mid-line.
-  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  await reader.blocked(); // the signal comes mid-line
   reader.child.kill('SIGTERM');
   await new Promise((resolve) => setTimeout(resolve, 200));
   const text = await reader.drain();
@@ -82,7 +102,7 @@ test('SIGTERM while stdout is full: the line being written is finished, then exi
 
 test('a second signal while the line is still being written stops it at once, and says so', async () => {
   const reader = laggingReader(bigStore());
-  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  await reader.blocked();
   reader.child.kill('SIGTERM');
   await new Promise((resolve) => setTimeout(resolve, 200));
   reader.child.kill('SIGINT');
