@@ -42,6 +42,12 @@ export class HeldClaims {
     for (const waiter of held.waiters.splice(0)) waiter.resolve(claim);
   }
 
+  /** The claim found the event done or busy in the shared store: copies waiting are told the same. */
+  end(id: string, claim: Claim): void {
+    this.settle(id, claim);
+    this.forget(id);
+  }
+
   /** The claim itself failed (the shared store did not answer): copies waiting fail the same way. */
   fail(id: string, err: unknown): void {
     const held = this.#held.get(id);

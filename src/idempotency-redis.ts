@@ -114,16 +114,13 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     try {
       claim = await this.#claim(id);
     } catch (err) {
-      this.#outage(err);
       const refused = new EndpointError('SEG_IDEMPOTENCY_UNAVAILABLE', undefined, { cause: err });
       this.#held.fail(id, refused);
+      this.#outage(err);
       throw refused;
     }
+    if (claim !== 'new') this.#held.end(id, claim);
     this.#recovered();
-    if (claim !== 'new') {
-      this.#held.settle(id, claim);
-      this.#held.forget(id);
-    }
     return claim;
   }
 
@@ -189,7 +186,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   #outage(err: unknown): void {
     if (this.#down) return;
     this.#down = true;
-    this.#log?.error({ err, redis: this.#where }, 'Redis fails: events are refused (503) until it answers');
+    this.#tell(
+      'error',
+      { err, redis: this.#where },
+      'Redis fails: events are refused (503) until it answers',
+    );
     this.#probe();
   }
 
@@ -210,6 +211,15 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   #recovered(): void {
     if (!this.#down) return;
     this.#down = false;
-    this.#log?.info({ redis: this.#where }, 'Redis answers again: events are checked for duplicates');
+    this.#tell('info', { redis: this.#where }, 'Redis answers again: events are checked for duplicates');
+  }
+
+  /** A line for the operator. A logger that throws loses the line, never an event's claim or answer. */
+  #tell(level: 'error' | 'info', fields: Record<string, unknown>, message: string): void {
+    try {
+      this.#log?.[level](fields, message);
+    } catch {
+      // nothing to do: the line is lost
+    }
   }
 }

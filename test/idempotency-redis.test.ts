@@ -49,7 +49,8 @@ async function eventually(check: () => Promise<boolean>, what: string, ms = 5_00
 }
 
 /** 'waiting', after `ms`: what a race with a request not answered meanwhile gives. */
-const settled = (ms: number) => new Promise<string>((resolve) => setTimeout(resolve, ms, 'waiting'));
+const stillWaitingAfter = (ms: number) =>
+  new Promise<string>((resolve) => setTimeout(resolve, ms, 'waiting'));
 
 const unhandled: unknown[] = [];
 const onUnhandled = (err: unknown) => unhandled.push(err);
@@ -142,7 +143,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     await eventually(async () => calls.length === 1, 'the event to run');
     const copy = inject(handler, { body: event });
     // Refused, it would be answered within milliseconds (Redis is local): it is not, while the first runs.
-    assert.equal(await Promise.race([copy.then((res) => res.status), settled(200)]), 'waiting');
+    assert.equal(await Promise.race([copy.then((res) => res.status), stillWaitingAfter(200)]), 'waiting');
     held.open();
     assert.deepEqual([(await first).status, (await copy).status], [200, 200]);
     assert.deepEqual(calls, ['r-wait']);
@@ -157,7 +158,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     const first = inject(one.handler, { body: event });
     await eventually(async () => calls.length === 1, 'the event to run');
     const copy = inject(one.handler, { body: event });
-    assert.equal(await Promise.race([copy.then((res) => res.status), settled(200)]), 'waiting');
+    assert.equal(await Promise.race([copy.then((res) => res.status), stillWaitingAfter(200)]), 'waiting');
     held.open();
     assert.equal((await first).status, 503);
     const refused = await copy;
@@ -298,6 +299,27 @@ describe('when Redis fails', { timeout: 20_000 }, () => {
     await redis.flushAll();
     assert.equal((await inject(handler, { body: trackEvent({ messageId: 'hung' }) })).status, 200);
     assert.deepEqual(calls, ['hung']);
+  });
+
+  test('a logger that throws while Redis fails leaves no event stuck: the copy is refused, the next claim answered', async () => {
+    const broken = () => {
+      throw new Error('the log is broken');
+    };
+    const store = await open(60_000, { ...silentLogger, error: broken, info: broken });
+    server.pause();
+    const first = store.claim('k-log');
+    const copy = store.claim('k-log');
+    try {
+      await assert.rejects(first, { code: 'SEG_IDEMPOTENCY_UNAVAILABLE' });
+      await assert.rejects(copy, { code: 'SEG_IDEMPOTENCY_UNAVAILABLE' });
+    } finally {
+      server.resume();
+    }
+    await eventually(async () => store.ready, 'Redis to be taken as answering again');
+    // Answered, not left waiting: the claim given up while Redis was paused ran when it resumed, and
+    // holds the event until it expires (PENDING_MS), as for any command given up.
+    assert.equal(await store.claim('k-log'), 'busy');
+    assert.equal(await store.claim('k-log-other'), 'new');
   });
 
   test('unreachable at start: open resolves, not ready, claims refused, the password never logged', async () => {
