@@ -39,8 +39,10 @@ const COLUMNS: Readonly<Record<string, string>> = {
  * role that may only INSERT and SELECT on a table made for it starts, and a start does not queue behind
  * a transaction holding the table): whether a unique index on (source, message_id) is the one the
  * sink's `ON CONFLICT` needs (whole: no predicate, no expression; NULLs distinct, so that events without
- * a messageId are all kept), whether one drops those events (NULLS NOT DISTINCT, PostgreSQL 15), and
- * each column's type. `indnullsnotdistinct` is read through to_jsonb: older servers have no such column.
+ * a messageId are all kept), whether one drops those events (NULLS NOT DISTINCT, PostgreSQL 15), each
+ * column's type, whether it must be given a value, and whether the role may INSERT the sink's columns;
+ * then whether this database can take the events at all: its encoding, and whether it takes writes (a
+ * standby does not). `indnullsnotdistinct` is read through to_jsonb: older servers have no such column.
  */
 const STATE_SQL = `WITH t AS (SELECT to_regclass($1) AS oid),
 keyed AS (
@@ -50,41 +52,74 @@ keyed AS (
   WHERE i.indrelid = t.oid AND i.indisunique AND i.indnkeyatts = 2
     AND (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['source', 'message_id']
+),
+attributes AS (
+  SELECT a.* FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
 )
 SELECT EXISTS (SELECT 1 FROM keyed WHERE whole AND NOT nulls_equal) AS ready,
   EXISTS (SELECT 1 FROM keyed WHERE nulls_equal) AS nulls_equal,
-  (SELECT json_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a, t
-   WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns`;
+  (SELECT json_object_agg(attname, json_build_object('type', format_type(atttypid, atttypmod),
+     'required', attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = ''))
+   FROM attributes) AS columns,
+  (SELECT bool_and(has_column_privilege(attrelid, attnum, 'INSERT')) FROM attributes
+   WHERE attname = ANY ($2::text[])) AS insertable,
+  current_setting('server_encoding') AS encoding,
+  current_setting('transaction_read_only') = 'on' AS read_only`;
 
 interface TableState {
   readonly ready: boolean;
   readonly nulls_equal: boolean;
-  readonly columns: Readonly<Record<string, string>> | null;
+  readonly columns: Readonly<Record<string, { type: string; required: boolean }>> | null;
+  readonly insertable: boolean | null;
+  readonly encoding: string;
+  readonly read_only: boolean;
+}
+
+/** What keeps this database from taking events whatever its tables, for the log; undefined when nothing. */
+function databaseProblem(state: TableState): string | undefined {
+  if (state.encoding !== 'UTF8') {
+    return `the database's encoding is ${state.encoding}, not UTF8: it cannot hold every event's text`;
+  }
+  if (state.read_only) return 'PostgreSQL takes no writes here (transaction_read_only is on: a standby?)';
+  return undefined;
 }
 
 /** What is wrong with the table for the sink, in a sentence for the log; undefined when nothing is. */
 function tableProblem(table: string, state: TableState): string | undefined {
   for (const [name, type] of Object.entries(COLUMNS)) {
-    const found = state.columns?.[name];
+    const found = state.columns?.[name]?.type;
     if (found !== type) return `table ${table}: column ${name} is ${found ?? 'missing'}, not ${type}`;
+  }
+  if (state.columns?.message_id?.required) {
+    return `table ${table}: column message_id is NOT NULL (a primary key on it?): events without a messageId could not be stored`;
+  }
+  for (const [name, column] of Object.entries(state.columns ?? {})) {
+    if (column.required && !Object.hasOwn(COLUMNS, name)) {
+      return `table ${table}: column ${name} is NOT NULL without a default: the sink does not write it`;
+    }
   }
   if (state.nulls_equal) {
     return `table ${table}: a unique index on (source, message_id) has NULLS NOT DISTINCT, which would drop every event without a messageId after the first: drop it`;
   }
   if (!state.ready) return `table ${table}: no unique index on (source, message_id) without a predicate`;
+  if (state.insertable !== true) return `the role may not INSERT into ${table}`;
   return undefined;
 }
 
 /**
- * Creates the table and index if missing, then checks what the table is. Instances and workers starting
- * at once on an empty database would race (two CREATE TABLE IF NOT EXISTS can both pass the check, and
- * one then fails): a transaction-scoped advisory lock on the table's name makes them take turns. A table
- * made by someone else whose columns or index are not what the sink needs is refused (thrown, logged:
- * events are answered 503 and retried) rather than written to and lost.
+ * Checks that this database can take events, creates the table and index if missing, then checks what
+ * the table is. Instances and workers starting at once on an empty database would race (two CREATE
+ * TABLE IF NOT EXISTS can both pass the check, and one then fails): a transaction-scoped advisory lock
+ * on the table's name makes them take turns. A table made by someone else whose columns, index or
+ * privileges are not what the sink needs is refused (thrown, logged: events are answered 503 and
+ * retried) rather than written to and lost, or found out one failed INSERT at a time.
  */
 export async function ensureTable(pool: Pool, table: string): Promise<void> {
-  const state = async () => (await pool.query<TableState>(STATE_SQL, [quoted(table)])).rows[0] as TableState;
+  const state = async () =>
+    (await pool.query<TableState>(STATE_SQL, [quoted(table), Object.keys(COLUMNS)])).rows[0] as TableState;
   let found = await state();
+  const refused = databaseProblem(found);
+  if (refused !== undefined) throw new Error(refused);
   if (!found.ready) {
     await create(pool, table);
     found = await state();

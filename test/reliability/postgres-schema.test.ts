@@ -135,3 +135,60 @@ test('room that comes back is used again: once the role may open more connection
   await waitFor(ep.output, /room for more connections/);
   await stopCleanly(ep);
 });
+
+test('a primary key on (source, message_id): events without a messageId could not be stored, so the table is refused', async () => {
+  // A primary key makes message_id NOT NULL: every group holding such an event failed whole, good ones with it.
+  await pg.client.query(`CREATE TABLE keyed (received_at timestamptz NOT NULL, source text NOT NULL,
+    message_id text, type text NOT NULL, settings jsonb NOT NULL, event jsonb NOT NULL,
+    PRIMARY KEY (source, message_id))`);
+  const ep = await pg.endpoint('keyed');
+  await waitFor(ep.output, /column message_id is NOT NULL/, 10_000);
+  assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'keyed-1' })]), [503]);
+  await stop(ep);
+});
+
+test('a column of its own that is NOT NULL without a default: no INSERT of the sink could fill it, so the table is refused', async () => {
+  await pg.client.query(`CREATE TABLE extra ${columns().replace(/\)$/, ', tenant text NOT NULL)')}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON extra (source, message_id)');
+  const ep = await pg.endpoint('extra');
+  await waitFor(ep.output, /column tenant is NOT NULL without a default/, 10_000);
+  assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'extra-1' })]), [503]);
+  await stop(ep);
+});
+
+test('a role that may not INSERT: refused at start and kept unavailable, not taken as up again after each failure', async () => {
+  await pg.client.query(`CREATE TABLE readonly ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON readonly (source, message_id)');
+  await pg.client.query('CREATE ROLE reader LOGIN');
+  await pg.client.query('GRANT SELECT ON readonly TO reader');
+  const url = pg.server.url.replace(/\/\/[^@]*@/, '//reader@');
+  const ep = await pg.endpoint('readonly', [], url);
+  await waitFor(ep.output, /may not INSERT into readonly/, 10_000);
+  assert.deepEqual(
+    await statuses(ep, [trackEvent({ messageId: 'ro-1' }), trackEvent({ messageId: 'ro-2' })]),
+    [503, 503],
+  );
+  assert.doesNotMatch(ep.output(), /PostgreSQL stores events/);
+  await stop(ep);
+});
+
+test('a database whose encoding is not UTF8: refused at start, never a 400 for an event it cannot translate', async () => {
+  await pg.client.query(
+    "CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+  );
+  const url = pg.server.url.replace(/\/[^/?]*(\?|$)/, '/latin$1');
+  const ep = await pg.endpoint('events', [], url);
+  await waitFor(ep.output, /encoding is LATIN1, not UTF8/, 10_000);
+  assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'latin-1', event: '€uro' })]), [503]);
+  await stop(ep);
+});
+
+test('a session that takes no writes (a standby, default_transaction_read_only): refused at start', async () => {
+  await pg.client.query('CREATE ROLE standby_like LOGIN SUPERUSER');
+  await pg.client.query('ALTER ROLE standby_like SET default_transaction_read_only = on');
+  const url = pg.server.url.replace(/\/\/[^@]*@/, '//standby_like@');
+  const ep = await pg.endpoint('events', [], url);
+  await waitFor(ep.output, /PostgreSQL takes no writes here/, 10_000);
+  assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'standby-1' })]), [503]);
+  await stop(ep);
+});
