@@ -149,12 +149,15 @@ async function create(pool: Pool, table: string): Promise<void> {
 /**
  * One group commit: every row of the group in one INSERT (one statement, one transaction, one round
  * trip), given as one JSON array of rows (`groupJson`). A row whose (source, message_id) is stored
- * already is skipped: a duplicate is acknowledged as the first copy was.
+ * already is skipped: a duplicate is acknowledged as the first copy was. Rows go in in the index's
+ * order: two INSERTs that share events (two instances sent the same batch, in different orders) then
+ * wait for each other's rows in the same order, and never each hold one the other needs (a deadlock).
  */
 export const insertStatement = (table: string): string =>
   `INSERT INTO ${quoted(table)} (received_at, source, message_id, type, settings, event)
    SELECT received_at, source, message_id, type, settings, event FROM jsonb_to_recordset($1::jsonb)
      AS row(received_at timestamptz, source text, message_id text, type text, settings jsonb, event jsonb)
+   ORDER BY source, message_id
    ON CONFLICT (source, message_id) DO NOTHING`;
 
 /** A row of the INSERT, with its settings and event as JSON text already. */
@@ -191,3 +194,24 @@ export function isDataError(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;
   return code === '22P05' || code === '22P02' || code === '22021';
 }
+
+/**
+ * PostgreSQL aborted the INSERT to end a deadlock or a serialisation conflict with another transaction
+ * (one of the partner's own, say): nothing is wrong with the database or the events, and the same
+ * INSERT is expected to succeed when sent again.
+ */
+export function isConflict(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === '40P01' || code === '40001';
+}
+
+/** A connection PostgreSQL refused for want of room (SQLSTATE 53300: too many connections). */
+export const noRoom = (err: unknown) => (err as { code?: unknown } | undefined)?.code === '53300';
+
+export const UNSTORABLE =
+  'The event holds text PostgreSQL cannot store in jsonb (\\u0000 or an unpaired surrogate)';
+
+// `\u0000` or a lone surrogate escape (JSON.stringify writes a paired one as the character itself),
+// its backslash not itself escaped: jsonb refuses both, though JSON allows them.
+const UNSTORABLE_RE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
+export const unstorable = (json: string) => json.includes('\\u') && UNSTORABLE_RE.test(json);

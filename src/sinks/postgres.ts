@@ -4,7 +4,17 @@ import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { POSTGRES, serviceAddress } from '../service-url.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
-import { ensureTable, groupJson, insertStatement, isDataError, type RowJson } from './postgres-sql.ts';
+import {
+  ensureTable,
+  groupJson,
+  insertStatement,
+  isConflict,
+  isDataError,
+  noRoom,
+  type RowJson,
+  UNSTORABLE,
+  unstorable,
+} from './postgres-sql.ts';
 import type { Sink } from './sink.ts';
 
 // The PostgreSQL sink (--postgres): every accepted event a row of one table that any number of
@@ -152,6 +162,7 @@ class PostgresSink implements Sink {
       await this.#pool.query(this.#insert, [groupJson(group)]);
     } catch (err) {
       if (noRoom(err) && this.#inFlight > 1) return this.#fewer(group, err);
+      if (isConflict(err)) return this.#again(group, err);
       if (!isDataError(err)) return this.#failed(group, err);
       // An event the database refuses as data (one `unstorable` did not foresee) must not take the
       // others of its group down with it: each half is tried apart, down to the event itself.
@@ -208,6 +219,15 @@ class PostgresSink implements Sink {
     this.#queue = group.concat(this.#queue);
   }
 
+  /** The INSERT lost a deadlock or a serialisation conflict: the group goes again, first in the queue. */
+  #again(group: Row[], err: unknown): void {
+    this.#log.warn(
+      { err },
+      'PostgreSQL aborted an INSERT in a conflict with another transaction: sent again',
+    );
+    this.#queue = group.concat(this.#queue);
+  }
+
   /** PostgreSQL failed (down, unreachable, timed out): 503 for the group, and for new events until it is back. */
   #failed(group: Row[], err: unknown): void {
     const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
@@ -230,13 +250,3 @@ class PostgresSink implements Sink {
     await this.#pool.end();
   }
 }
-
-/** A connection PostgreSQL refused for want of room (SQLSTATE 53300: too many connections). */
-const noRoom = (err: unknown) => (err as { code?: unknown } | undefined)?.code === '53300';
-
-const UNSTORABLE = 'The event holds text PostgreSQL cannot store in jsonb (\\u0000 or an unpaired surrogate)';
-
-// `\u0000` or a lone surrogate escape (JSON.stringify writes a paired one as the character itself),
-// its backslash not itself escaped: jsonb refuses both, though JSON allows them.
-const UNSTORABLE_RE = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/i;
-const unstorable = (json: string) => json.includes('\\u') && UNSTORABLE_RE.test(json);

@@ -2,9 +2,12 @@
 // load, PostgreSQL stopped and started under load, and PostgreSQL down when the endpoint starts. In
 // every case each event answered 200 is a row, and nothing else than 200 or a retryable 503 is answered.
 import assert from 'node:assert/strict';
+import { request } from 'node:https';
 import { test } from 'node:test';
 import pg from 'pg';
-import { trackEvent } from '../helpers.ts';
+import { segmentHeaders, trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { waitUntil } from '../helpers-wait.ts';
 import { type Answer, type Endpoint, health, load, stopCleanly } from './harness.ts';
 import { withPostgres } from './postgres-harness.ts';
 
@@ -129,5 +132,93 @@ test('PostgreSQL down at start: the endpoint starts, answers 503, and stores onc
     [200, 200, 200],
   );
   assert.deepEqual([...(await storedIds('late'))].sort(), ['late-1', 'late-2', 'late-3']);
+  await stopCleanly(ep);
+});
+
+/** POSTs `body` to `path` of the endpoint; its status. */
+function post(ep: Endpoint, path: string, body: unknown): Promise<number> {
+  const bytes = Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const headers = { ...segmentHeaders('dev-key'), 'content-length': String(bytes.length) };
+    const req = request(new URL(path, ep.url), {
+      method: 'POST',
+      ca: testCert().cert,
+      servername: 'localhost',
+      headers,
+    });
+    req.on('response', (res) => res.resume().on('end', () => resolve(res.statusCode ?? 0)));
+    req.on('error', reject);
+    req.end(bytes);
+  });
+}
+
+test('an INSERT that meets another transaction on the same events takes their rows in one order: no deadlock, 200', async () => {
+  // Two instances given the same events in different orders (or a partner's own transaction) each held a
+  // row the other needed: PostgreSQL aborted one INSERT (40P01), and its group was answered 503.
+  const ep = await endpoint('crossing');
+  assert.equal(await post(ep, '/', trackEvent({ messageId: 'crossing-0' })), 200);
+  // A client each: the one holding crossing-1, the one taking the sink's INSERTs, and one watching
+  // (the file's shared client may be gone with an earlier test's restart of PostgreSQL).
+  const [holder, filler, watcher] = [1, 2, 3].map(() => new pg.Client(postgres.server.url)) as [
+    pg.Client,
+    pg.Client,
+    pg.Client,
+  ];
+  await Promise.all([holder.connect(), filler.connect(), watcher.connect()]);
+  try {
+    const { rows } = await holder.query<{ source: string }>('SELECT source FROM crossing LIMIT 1');
+    const insert = (client: pg.Client, id: string) =>
+      client.query(
+        `INSERT INTO crossing (received_at, source, message_id, type, settings, event)
+         VALUES (now(), $1, $2, 'track', '{}', '{}') ON CONFLICT DO NOTHING`,
+        [rows[0]?.source, id],
+      );
+    const waitingInserts = async () => {
+      const found = await watcher.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO "crossing" (received_at%'`,
+      );
+      return found.rows[0]?.n ?? 0;
+    };
+    const untilWaiting = async (n: number) => {
+      for (let tries = 0; (await waitingInserts()) < n; tries++) {
+        assert.ok(tries < 500, `${n} of the endpoint's INSERTs waiting on a lock`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    // The holder has crossing-1; the endpoint's session finds the deadlock first (1 s by default), so
+    // that its INSERT is the one PostgreSQL would abort.
+    await holder.query('BEGIN');
+    await holder.query("SET LOCAL deadlock_timeout = '30s'");
+    await insert(holder, 'crossing-1');
+    // Four single events held by the filler take the sink's four INSERTs at once, so that the batch's
+    // two events wait in its queue and go out together, as one INSERT, once the filler commits.
+    await filler.query('BEGIN');
+    const fillers = ['a', 'b', 'c', 'd'].map((n) => `crossing-${n}`);
+    for (const id of fillers) await insert(filler, id);
+    const singles = fillers.map((id) => post(ep, '/', trackEvent({ messageId: id })));
+    await untilWaiting(4);
+    const batch = post(ep, '/v1/batch', {
+      batch: [trackEvent({ messageId: 'crossing-2' }), trackEvent({ messageId: 'crossing-1' })],
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the batch's events reach the queue
+    await filler.query('COMMIT');
+    assert.deepEqual(await Promise.all(singles), [200, 200, 200, 200]);
+    await untilWaiting(1); // the batch's INSERT, on crossing-1
+    await insert(holder, 'crossing-2');
+    await holder.query('COMMIT');
+    assert.equal(await batch, 200);
+  } finally {
+    await Promise.all([holder.end(), filler.end(), watcher.end()]);
+  }
+  const ids = [...(await storedIds('crossing'))].sort();
+  assert.deepEqual(ids, [
+    'crossing-0',
+    'crossing-1',
+    'crossing-2',
+    'crossing-a',
+    'crossing-b',
+    'crossing-c',
+    'crossing-d',
+  ]);
   await stopCleanly(ep);
 });
