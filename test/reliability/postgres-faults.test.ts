@@ -7,7 +7,6 @@ import { test } from 'node:test';
 import pg from 'pg';
 import { segmentHeaders, trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
-import { waitUntil } from '../helpers-wait.ts';
 import { type Answer, type Endpoint, health, load, stopCleanly } from './harness.ts';
 import { withPostgres } from './postgres-harness.ts';
 
