@@ -147,7 +147,12 @@ function tcpSocket(socket: Duplex): Socket {
  * refusal waits for the responses in progress on the connection.
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  // HPE_PAUSED: the client pipelined past what Node holds for it (the answers queued behind a pending
+  // one), Node paused its parser, and the bytes that came meanwhile were dropped unread. Nothing the
+  // client sent is malformed, and what follows would be read from the middle of a request: the
+  // connection ends here. Its requests not answered yet are retried by the sender (those already taken
+  // are then answered as duplicates).
+  if (err.code === 'ECONNRESET' || err.code === 'HPE_PAUSED' || !socket.writable) {
     socket.destroy();
     return;
   }

@@ -83,3 +83,29 @@ test('requests pipelined behind a refusal that closes the connection do not hold
   await endpoint.close();
   assert.ok(Date.now() - started < 4_000, `the shutdown took ${Date.now() - started} ms`);
 });
+
+test('a client that pipelines past what Node holds for it: no valid event refused as malformed, the connection closed', async () => {
+  // Node pauses its parser once the answers queued behind a pending one pass its limit; a chunk that
+  // comes meanwhile is refused with HPE_PAUSED. That was answered 400 SEG_BAD_REQUEST (a valid event
+  // refused for good: Segment does not retry a 400), and the parser later went on mid-stream.
+  const stored: string[] = [];
+  const { endpoint, port } = await listenTls({
+    maxInFlight: 8,
+    handlers: { track: async (event) => void stored.push(String(event.messageId)) },
+  });
+  const events = Array.from({ length: 400 }, () => trackEvent());
+  const open = new Promise<string>((resolve) => setTimeout(resolve, 10_000, 'still open'));
+  const text = await Promise.race([
+    pipeline(port, events.map((event) => eventRequest(JSON.stringify(event))).join('')),
+    open,
+  ]);
+  await endpoint.close();
+  assert.notEqual(text, 'still open', 'the connection is closed, not left with requests unanswered');
+  const statuses = answers(text).map((answer) => answer.status);
+  assert.ok(statuses.length > 0, 'the first answers came');
+  assert.deepEqual(
+    statuses.filter((status) => status >= 400 && status < 500),
+    [],
+    `final refusals among ${statuses.length} answers`,
+  );
+});
