@@ -164,6 +164,14 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
 
 const refusing = new WeakSet<Duplex>();
 
+/**
+ * CONNECT asks for a tunnel, and Node hands it over apart from the other methods (unlistened, the socket
+ * is destroyed unanswered): refused as every method but POST is, and the connection closed.
+ */
+export function refuseTunnel(_req: IncomingMessage, socket: Duplex): void {
+  socket.end(rawRefusal('SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n'));
+}
+
 type ParseError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number };
 
 function clientErrorCode(err: ParseError): ErrorCode {

@@ -209,11 +209,11 @@ export function sendMetrics(req: IncomingMessage, res: ServerResponse, text: str
  * A refusal written on the raw socket, then the connection closed: for what Node's parser refused
  * before a request existed (there is no response object to write it with).
  */
-export function rawRefusal(code: ErrorCode): string {
+export function rawRefusal(code: ErrorCode, headers = ''): string {
   const { status, message } = ERRORS[code];
   const body = refusalBody({ message, code });
   return (
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\n${headers}` +
     `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`
   );
 }

@@ -7,7 +7,7 @@ import {
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
-import { answerClientError, ConnectionSlots } from './connections.ts';
+import { answerClientError, ConnectionSlots, refuseTunnel } from './connections.ts';
 import { createHandler, type EndpointHandler, MAX_HEADERS } from './handler.ts';
 import { integer, OPTIONS } from './option-table.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -85,6 +85,7 @@ export function createServer(options: ServerOptions): EndpointServer {
   // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
   server.on('connection', (socket: Socket) => slots.admit(socket));
   server.on('clientError', answerClientError);
+  server.on('connect', refuseTunnel);
   // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
   // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once
   // the headers pass (sendContinue); a refusal goes out without it, and Node then closes the connection.

@@ -30,6 +30,13 @@ describe('the request line and headers', () => {
 
   after(() => endpoint.close());
 
+  test('CONNECT, which Node hands over apart from every other method: 405 in JSON, then the close', async () => {
+    const text = await rawTls(port, cert, 'CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n');
+    assert.deepEqual(statusLines(text), ['405'], text);
+    assert.equal(JSON.parse(parseRaw(text).body).code, 'SEG_METHOD_NOT_ALLOWED');
+    assert.match(parseRaw(text).headers, /allow: POST/i);
+  });
+
   test('a malformed request pipelined after a valid one: 200 first, then 400, then the close', async () => {
     const event = trackEvent();
     const text = await rawTls(port, cert, `${eventRequest(JSON.stringify(event))}GARBAGE\r\n\r\n`);
