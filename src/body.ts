@@ -6,6 +6,9 @@ import { checkParsed, isPlainObject, parseJson } from './json.ts';
 
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
 const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
+// A `charset` parameter (RFC 9110 §8.3.2), its value possibly quoted; UTF-8 is JSON's only encoding.
+const CHARSET_RE = /;[ \t]*charset[ \t]*=[ \t]*"?([^";, \t]*)/i;
+const UTF8_RE = /^utf-?8$/i;
 const LENGTH_RE = /^\d{1,15}$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
 const CHUNKED_LAST_RE = /(?:^|,)[ \t]*chunked[ \t]*$/i;
@@ -24,13 +27,7 @@ export function checkBodyHeaders(
   maxBytes: number,
   anyType = false,
 ): Coding | undefined {
-  const type = req.headers['content-type'];
-  if (!anyType && type !== undefined && type !== 'application/json' && !JSON_TYPE_RE.test(type)) {
-    throw new EndpointError(
-      'SEG_UNSUPPORTED_MEDIA_TYPE',
-      `Content-Type must be application/json, not ${quoted(type, 100)}`,
-    );
-  }
+  checkType(req.headers['content-type'], anyType);
   const coding = codingOf(req.headers['content-encoding']);
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) {
@@ -56,6 +53,24 @@ export function checkBodyHeaders(
   if (!LENGTH_RE.test(length)) throw new EndpointError('SEG_LENGTH_INVALID');
   if (Number(length) > maxBytes) throw bodyTooLarge(maxBytes);
   return coding;
+}
+
+/** 415 for a type that is not JSON (unless `anyType`), and for JSON in a charset other than UTF-8. */
+function checkType(type: string | undefined, anyType: boolean): void {
+  if (type === undefined || type === 'application/json') return;
+  if (!anyType && !JSON_TYPE_RE.test(type)) {
+    throw new EndpointError(
+      'SEG_UNSUPPORTED_MEDIA_TYPE',
+      `Content-Type must be application/json, not ${quoted(type, 100)}`,
+    );
+  }
+  const charset = CHARSET_RE.exec(type)?.[1];
+  if (charset !== undefined && !UTF8_RE.test(charset)) {
+    throw new EndpointError(
+      'SEG_UNSUPPORTED_MEDIA_TYPE',
+      `Content-Type charset ${quoted(charset, 100)} is not supported: send UTF-8 JSON`,
+    );
+  }
 }
 
 export interface EventLimits {

@@ -122,6 +122,29 @@ describe('body', () => {
     assert.equal(seen.length, 0);
   });
 
+  test('JSON in a charset other than UTF-8 is 415, as the express host answers it: its bytes would be read as UTF-8', async () => {
+    for (const type of [
+      'application/json; charset=utf-16',
+      'application/json; charset="iso-8859-1"',
+      'application/json;charset=latin1',
+    ]) {
+      const res = await inject(endpoint(), {
+        headers: { ...segmentHeaders(), 'content-type': type },
+        body: trackEvent(),
+      });
+      assert.equal(res.status, 415, type);
+      assert.equal(res.json().code, 'SEG_UNSUPPORTED_MEDIA_TYPE');
+      assert.match(String(res.json().message), /charset .* is not supported: send UTF-8 JSON/);
+    }
+    for (const type of ['application/json; charset=UTF-8', 'application/json; charset="utf8"']) {
+      const res = await inject(endpoint(), {
+        headers: { ...segmentHeaders(), 'content-type': type },
+        body: trackEvent(),
+      });
+      assert.equal(res.status, 200, type);
+    }
+  });
+
   test('a non-JSON Content-Type is 415; JSON with parameters and +json are accepted', async () => {
     for (const type of [
       'text/plain',
