@@ -39,7 +39,7 @@ const COLUMNS: Readonly<Record<string, string>> = {
  * role that may only INSERT and SELECT on a table made for it starts, and a start does not queue behind
  * a transaction holding the table): whether a unique index on (source, message_id) is the one the
  * sink's `ON CONFLICT` needs (whole: no predicate, no expression; NULLs distinct, so that events without
- * a messageId are all kept), whether one drops those events (NULLS NOT DISTINCT, PostgreSQL 15), each
+ * a messageId are all kept; its two columns in either order, as ON CONFLICT finds it), whether one drops those events (NULLS NOT DISTINCT, PostgreSQL 15), each
  * column's type, whether it must be given a value, and whether the role may INSERT the sink's columns;
  * then whether this database can take the events at all: its encoding, and whether it takes writes (a
  * standby does not). `indnullsnotdistinct` is read through to_jsonb: older servers have no such column.
@@ -50,8 +50,8 @@ keyed AS (
     COALESCE((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_equal
   FROM pg_index i, t
   WHERE i.indrelid = t.oid AND i.indisunique AND i.indnkeyatts = 2
-    AND (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['source', 'message_id']
+    AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey) AS k(attnum)
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['message_id', 'source']
 ),
 attributes AS (
   SELECT a.* FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped

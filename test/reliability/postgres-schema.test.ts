@@ -192,3 +192,18 @@ test('a session that takes no writes (a standby, default_transaction_read_only):
   assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'standby-1' })]), [503]);
   await stop(ep);
 });
+
+test('a unique index on (message_id, source), the other order: it serves ON CONFLICT as well, and no second one is made', async () => {
+  await pg.client.query(`CREATE TABLE reversed ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX reversed_key ON reversed (message_id, source)');
+  const ep = await pg.endpoint('reversed');
+  const events = [trackEvent({ messageId: 'reversed-1' }), trackEvent({ messageId: 'reversed-1' })];
+  assert.deepEqual(await statuses(ep, events), [200, 200]);
+  const stored = await pg.client.query('SELECT message_id FROM reversed');
+  assert.deepEqual(stored.rows, [{ message_id: 'reversed-1' }]);
+  const indexes = await pg.client.query<{ name: string }>(
+    "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'reversed' AND indexname <> 'reversed_pkey' ORDER BY 1",
+  );
+  assert.deepEqual(indexes.rows, [{ name: 'reversed_key' }]);
+  await stopCleanly(ep);
+});
