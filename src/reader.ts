@@ -28,6 +28,13 @@ export function readBody(
   coding: Coding | undefined,
   sink: BodySink,
 ): void {
+  if (req.readableEnded) {
+    // Read to its end before the handler got it (a host's middleware that read it without setting
+    // `req.body`): no event is left to take, and no byte will come. A bug of the host's: a 500, which
+    // Segment retries, and the cause in the log.
+    sink.bodyFailed(new EndpointError('SEG_INTERNAL', undefined, { cause: new Error(BODY_GONE) }));
+    return;
+  }
   const reading = new BodyRead(req, maxBytes, sink);
   deadlines.add(reading);
   if (coding === undefined) {
@@ -44,6 +51,8 @@ export function readBody(
     (err: unknown) => reading.finish(new EndpointError('SEG_INTERNAL', undefined, { cause: err })),
   );
 }
+
+const BODY_GONE = 'the request body was read before the endpoint got it (by a middleware?)';
 
 class BodyRead extends Deadline {
   chunks: Buffer | Buffer[] | undefined;

@@ -198,6 +198,23 @@ test('express: behind express.json(), a coding that does not decode, or that we 
   });
 });
 
+test('express: a body a middleware read before ours (no req.body left) is a 500 at once, which Segment retries', async () => {
+  // A raw-body logger or a signature check of the app's own read the stream to its end: there is no
+  // event left to take. The request waited for a body that never came, and was never answered.
+  const app = express();
+  app.use((req, _res, next) => {
+    req.on('data', () => {});
+    req.on('end', () => next());
+  });
+  app.use('/segment', segmentEndpoint({ ...options(), bodyTimeoutMs: 30_000 }));
+  await served(app, async (origin) => {
+    const event = { type: 'track', event: 'Signed Up', userId: 'u1', messageId: 'read-before' };
+    const answer = await sendTo(origin, '/segment')(post('an event', JSON.stringify(event)));
+    assert.equal(answer.status, 500, answer.body);
+    assert.equal(JSON.parse(answer.body).code, 'SEG_INTERNAL');
+  });
+});
+
 test('express: errors of requests outside the mount are left to the app', async () => {
   const app = express();
   app.use(express.json());
