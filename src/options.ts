@@ -1,7 +1,7 @@
 import { type ApiKeySpec, type Authenticate, apiKeySpec, checkSecret, keyAuthenticator } from './auth.ts';
 import { routes } from './batch.ts';
 import type { Handlers } from './dispatch.ts';
-import { describeValue } from './errors.ts';
+import { describeSecret, describeValue } from './errors.ts';
 import type { IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
 import { resolveIdempotency } from './idempotency-option.ts';
 import { jsonLogger, type Logger } from './log.ts';
@@ -204,7 +204,7 @@ function resolveAuthenticate(input: HandlerOptions): Authenticate {
     keys === null ||
     typeof (keys as Iterable<unknown>)[Symbol.iterator] !== 'function'
   ) {
-    throw new TypeError(`options.apiKeys must be an array of keys, got ${describeValue(keys)}`);
+    throw new TypeError(`options.apiKeys must be an array of keys, got ${describeSecret(keys)}`);
   }
   const specs = [...(keys as Iterable<unknown>)].map((item, i) => apiKeySpec(item, `options.apiKeys[${i}]`));
   if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
@@ -213,7 +213,7 @@ function resolveAuthenticate(input: HandlerOptions): Authenticate {
 
 function checkFunction<T>(name: string, value: T): T {
   if (typeof value !== 'function') {
-    throw new TypeError(`options.${name} must be a function, got ${describeValue(value)}`);
+    throw new TypeError(`options.${name} must be a function, got ${describeSecret(value)}`);
   }
   return value;
 }

@@ -40,6 +40,21 @@ describe('refused when the handler is made', () => {
     }
   });
 
+  test('a key given as a string where an array or a function goes: refused without the key in the message', () => {
+    // `apiKeys: process.env.SEGMENT_API_KEY` is an easy slip, and hosts log a start-up error.
+    const secret = 'sk_live_9f8e7d6c5b4a';
+    for (const [options, re] of [
+      [{ apiKeys: secret }, /options\.apiKeys must be an array of keys, got a string/],
+      [{ apiKeys: undefined, authenticate: secret }, /options\.authenticate must be a function, got a string/],
+    ] as const) {
+      assert.throws(
+        () => make(options),
+        (err: Error) => re.test(err.message) && !err.message.includes(secret),
+        JSON.stringify(Object.keys(options)),
+      );
+    }
+  });
+
   test('apiKeys and authenticate together: one would be ignored', () => {
     assert.throws(
       () => make({ authenticate: () => true }),
