@@ -45,7 +45,10 @@ describe('refused when the handler is made', () => {
     const secret = 'sk_live_9f8e7d6c5b4a';
     for (const [options, re] of [
       [{ apiKeys: secret }, /options\.apiKeys must be an array of keys, got a string/],
-      [{ apiKeys: undefined, authenticate: secret }, /options\.authenticate must be a function, got a string/],
+      [
+        { apiKeys: undefined, authenticate: secret },
+        /options\.authenticate must be a function, got a string/,
+      ],
     ] as const) {
       assert.throws(
         () => make(options),
