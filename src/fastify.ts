@@ -38,9 +38,11 @@ const segmentEndpoint: FastifyPluginAsync<SegmentEndpointOptions> = async (app, 
   function takeOver(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     reply.hijack();
     // The handler routes on `req.url`: it gets the target below the prefix, as an app mounted in
-    // express does. Fastify keeps the URL as sent in `request.originalUrl` ("in case of internal
-    // re-routing"), read here so that it is fixed before the rewrite.
-    mount(request.raw, request.originalUrl);
+    // express does. Cut from the URL fastify routed here: after the app's own `rewriteUrl`, if any (the
+    // URL as sent may not even hold the prefix). `request.originalUrl` is read first: fastify keeps it
+    // from its first read ("in case of internal re-routing"), which must come before the cut.
+    const sent = request.originalUrl;
+    mount(request.raw, request.raw.url ?? sent);
     try {
       handler(request.raw, reply.raw);
     } catch (err) {

@@ -301,3 +301,23 @@ test('the handler: the segmentEndpoint decorator in its context, or given as opt
   assert.deepEqual((await app.inject({ url: '/segment/health' })).json(), { status: 'draining' });
   await app.close();
 });
+
+test('an app that rewrites URLs (rewriteUrl): the endpoint serves what fastify routed to it, not the URL as sent', async () => {
+  // The prefix's segments were cut from the URL as sent: /api/v2/segment/v1/track, rewritten to
+  // /segment/v1/track, reached the handler as /v2/segment/v1/track and was a 404, which Segment never retries.
+  const got: string[] = [];
+  const app = Fastify({ rewriteUrl: (req) => (req.url ?? '/').replace(/^\/api\/v2\/segment/, '/segment') });
+  app.register(segmentEndpoint, {
+    prefix: '/segment',
+    apiKeys: ['key-r'],
+    log: silentLogger,
+    handlers: { track: (e: { messageId?: unknown }) => void got.push(String(e.messageId)) },
+  });
+  const send = (url: string, id: string) =>
+    app.inject({ method: 'POST', url, headers: authed('key-r'), payload: event(id) });
+  assert.equal((await send('/api/v2/segment/v1/track', 'r-1')).statusCode, 200);
+  assert.equal((await send('/api/v2/segment', 'r-2')).statusCode, 200);
+  assert.equal((await send('/segment', 'r-3')).statusCode, 200);
+  assert.deepEqual(got, ['r-1', 'r-2', 'r-3']);
+  await app.close();
+});
