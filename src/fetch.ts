@@ -33,8 +33,12 @@ export function createFetchHandler(options: HandlerOptions, mount: { basePath?: 
   const handler = createHandler(options);
   const base = mount.basePath?.replace(/\/$/, '') ?? '';
   const log = loggerOf(options);
-  const serve = (request: Request) =>
-    request.bodyUsed || request.body?.locked === true ? bodyGone(log) : answer(handler, request, base);
+  const serve = (request: Request) => {
+    if (request.bodyUsed || request.body?.locked === true) return bodyGone(log);
+    // A catch-all host (Bun.serve, a worker) passes every request: what is not below basePath is not ours.
+    if (base !== '' && !below(new URL(request.url).pathname, base)) return notFound(base, handler.path);
+    return answer(handler, request, base);
+  };
   return Object.defineProperties(serve as FetchHandler, {
     drain: { value: () => handler.drain(), enumerable: true },
     idle: { value: () => handler.idle(), enumerable: true },
@@ -77,11 +81,20 @@ function bodyGone(log: Logger): Promise<Response> {
   return Promise.resolve(new Response(body, { status: 500, headers: { 'content-type': JSON_TYPE } }));
 }
 
+/** Whether `path` is `base` or below it, by whole segments (`/segmentation` is not below `/segment`). */
+const below = (path: string, base: string) => path === base || path.startsWith(`${base}/`);
+
+/** The front door's 404, for a request outside basePath: it names the event path where it is mounted. */
+function notFound(base: string, path: string): Promise<Response> {
+  const message = `Not found: send events to ${path === '/' ? base : `${base}${path}`}`;
+  const body = JSON.stringify({ message, code: 'SEG_NOT_FOUND' });
+  return Promise.resolve(new Response(body, { status: 404, headers: { 'content-type': JSON_TYPE } }));
+}
+
 /** The Request as the parts of an IncomingMessage the pipeline reads: a stream of its body, and more. */
 function incoming(request: Request, base: string): IncomingMessage {
   const url = new URL(request.url);
-  const mounted = url.pathname === base || url.pathname.startsWith(`${base}/`);
-  const below = mounted ? url.pathname.slice(base.length) : url.pathname;
+  const under = below(url.pathname, base) ? url.pathname.slice(base.length) : url.pathname;
   const headers: IncomingHttpHeaders = { host: url.host };
   const rawHeaders: string[] = ['host', url.host];
   request.headers.forEach((value, name) => {
@@ -106,7 +119,7 @@ function incoming(request: Request, base: string): IncomingMessage {
     // Where the host mounted it, as express says it: the 404's message names the path with it.
     baseUrl: base,
     method: request.method,
-    url: `${below === '' ? '/' : below}${url.search}`,
+    url: `${under === '' ? '/' : under}${url.search}`,
     headers,
     rawHeaders,
     httpVersion: '1.1',

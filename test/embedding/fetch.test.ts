@@ -133,6 +133,31 @@ test('a Request whose body the host already read is a JSON 500, logged: there is
   assert.equal(logged.length, 2);
 });
 
+test('outside its basePath nothing is served: a catch-all host (Bun.serve, a worker) passes every request', async () => {
+  const seen: string[] = [];
+  const handle = createFetchHandler({ ...caseOptions(seen), log: silentLogger }, { basePath: '/segment' });
+  const authed = { 'content-type': 'application/json', authorization: `Basic ${btoa(`${CASE_KEY}:`)}` };
+  const body = JSON.stringify({ type: 'track', event: 'Signed Up', userId: 'u1', messageId: 'outside-1' });
+  for (const [method, path] of [
+    ['POST', '/'],
+    ['POST', '/v1/track'],
+    ['GET', '/health'],
+  ] as const) {
+    const res = await handle(
+      new Request(`https://e.example${path}`, {
+        method,
+        headers: authed,
+        ...(method === 'POST' && { body }),
+      }),
+    );
+    assert.equal(res.status, 404, `${method} ${path}`);
+    const answer = (await res.json()) as { code: string; message: string };
+    assert.equal(answer.code, 'SEG_NOT_FOUND');
+    assert.match(answer.message, /send events to \/segment$/);
+  }
+  assert.deepEqual(seen, []);
+});
+
 test("a 404 names the event path where the host mounted it, as the standalone server's does", async () => {
   const handle = createFetchHandler({ ...caseOptions(), log: silentLogger }, { basePath: '/segment' });
   const res = await handle(new Request('https://e.example/segment/elsewhere'));
