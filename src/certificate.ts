@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import type { CliConfig } from './config.ts';
 import type { Logger } from './log.ts';
+import { readRegularFile } from './regular-file.ts';
 
 /**
  * What SIGHUP does to the certificate, in the single process and in the primary of --workers: the pair
@@ -12,7 +12,7 @@ export function reloadCertificate(
   files: CliConfig['tlsFiles'],
   log: Logger,
   load: (cert: Buffer, key: Buffer, files: NonNullable<CliConfig['tlsFiles']>) => void,
-  read: (path: string) => Buffer = readFileSync,
+  read: (path: string) => Buffer = readRegularFile,
 ): boolean {
   if (files === undefined) {
     log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -49,6 +50,14 @@ test('SIGHUP reloads the certificate for new connections without dropping open o
     await waitFor(run.stderr, /certificate reload failed/);
     assert.equal(await servedFingerprint(port), fingerprint(second.cert));
     assert.doesNotMatch(run.stderr(), /PRIVATE KEY/);
+
+    // A certificate that became a named pipe nobody writes to (some secrets tools deliver files so): a
+    // read of it would block the process for good, every request and signal with it. Refused at once.
+    rmSync(live.cert);
+    execFileSync('mkfifo', [live.cert]);
+    run.child.kill('SIGHUP');
+    await waitFor(run.stderr, /"reason":"not a regular file[^\n]*certificate reload failed/);
+    assert.equal(await servedFingerprint(port), fingerprint(second.cert));
 
     agent.destroy();
     run.child.kill('SIGTERM');
