@@ -1,6 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { type ApiKeySpec, apiKeySpec, sameSpec } from './auth.ts';
 import { OPTIONS } from './option-table.ts';
-import { readRegularFile } from './regular-file.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
 
@@ -116,9 +116,8 @@ function checked(item: unknown, where: string): ApiKeySpec {
 /** A file named on the command line, or a usage error that names its flag. */
 export function readInput(file: string, flag: string): Buffer {
   try {
-    return readRegularFile(file);
+    return readFileSync(file);
   } catch (err) {
-    const { code, message } = err as NodeJS.ErrnoException;
-    throw new UsageError(`${flag}: cannot read ${file} (${code ?? message})`);
+    throw new UsageError(`${flag}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
 }

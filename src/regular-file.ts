@@ -1,9 +1,9 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 
-// Reading a file named in the configuration (a certificate, a key, a keys or secret file), at start and
-// on SIGHUP. Only a regular file: a read of a named pipe nobody writes to, or of a device, never ends,
-// and it would hold the whole process, its requests and signals with it. Opened without blocking (a
-// pipe's open waits for a writer), then looked at before a byte is read.
+// Reading a certificate or key again on SIGHUP. Only a regular file: at start a named pipe is read as
+// any file (`--cert <(vault read ...)`, its writer there), but read again later it has no writer, the
+// read never ends, and it would hold the whole process, its requests and signals with it. Opened
+// without blocking (a pipe's open waits for a writer), then looked at before a byte is read.
 
 /** The bytes of the regular file at `path`; an error saying so when it is anything else. */
 export function readRegularFile(path: string): Buffer {
