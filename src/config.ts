@@ -57,6 +57,28 @@ export function parseConfig(
   const values = parseFlags(argv);
   if (values.help === true) return 'help';
   if (values.version === true) return 'version';
+  try {
+    return configOf(values, env, readFile);
+  } catch (err) {
+    throw err instanceof UsageError ? fromTheEnvironment(err, values, env) : err;
+  }
+}
+
+/**
+ * A refusal that names a flag whose value came from its environment variable (the flag not given):
+ * said of the variable, which is what the operator set.
+ */
+function fromTheEnvironment(err: UsageError, values: Flags, env: NodeJS.ProcessEnv): UsageError {
+  const flag = /^--([a-z][a-z-]*)/.exec(err.message)?.[1];
+  const row = flag === undefined ? undefined : FLAG_ROWS.find(([, r]) => flagName(r) === flag)?.[1];
+  if (flag === undefined || row?.env === undefined || values[flag] !== undefined) return err;
+  if (env[row.env] === undefined) return err;
+  return new UsageError(`${row.env}${err.message.slice(flag.length + 2)}`);
+}
+
+type Flags = ReturnType<typeof parseFlags>;
+
+function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): CliConfig {
   /** The flag's text, else its variable's; a switch is on or off. */
   const read = (name: OptionName): string | boolean | undefined => {
     const row: OptionRow = OPTIONS[name];

@@ -177,6 +177,18 @@ describe('flags and variables that say one thing', () => {
     }
   });
 
+  test('a bad value from the environment is named by its variable, not by a flag the operator never gave', () => {
+    for (const [name, value, message] of [
+      ['SEGMENT_ENDPOINT_WORKERS', '0', /^SEGMENT_ENDPOINT_WORKERS must be auto or a whole number/],
+      ['SEGMENT_ENDPOINT_MAX_BODY_BYTES', 'abc', /^SEGMENT_ENDPOINT_MAX_BODY_BYTES must be a whole number/],
+      ['SEGMENT_ENDPOINT_LOG_LEVEL', 'loud', /^SEGMENT_ENDPOINT_LOG_LEVEL must be /],
+    ] as const) {
+      assert.throws(() => configOf(['--api-key', 'k'], { [name]: value }), { message }, name);
+    }
+    // Given as a flag, the flag is named.
+    assert.throws(() => configOf(['--api-key', 'k', '--workers', '0'], {}), { message: /^--workers must be/ });
+  });
+
   test('a variable set but empty is refused, not taken as unset: a lost secret must not turn checks off', () => {
     // `SEGMENT_ENDPOINT_SIGNATURE_SECRET=` in an EnvironmentFile whose template lost the value used to
     // start an endpoint that accepted unsigned events, where `--signature-secret ''` is refused.
