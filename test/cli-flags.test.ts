@@ -186,7 +186,9 @@ describe('flags and variables that say one thing', () => {
       assert.throws(() => configOf(['--api-key', 'k'], { [name]: value }), { message }, name);
     }
     // Given as a flag, the flag is named.
-    assert.throws(() => configOf(['--api-key', 'k', '--workers', '0'], {}), { message: /^--workers must be/ });
+    assert.throws(() => configOf(['--api-key', 'k', '--workers', '0'], {}), {
+      message: /^--workers must be/,
+    });
   });
 
   test('a variable set but empty is refused, not taken as unset: a lost secret must not turn checks off', () => {
