@@ -33,7 +33,9 @@ export type ToPrimary =
   /** `/metrics` was asked for: sum every worker's counts, this one's (`snapshot`) included. */
   | { readonly se: 'gather'; readonly id: number; readonly snapshot: MetricsSnapshot }
   /** This worker's counts, answering `snapshot?`. */
-  | { readonly se: 'snapshot'; readonly id: number; readonly snapshot: MetricsSnapshot };
+  | { readonly se: 'snapshot'; readonly id: number; readonly snapshot: MetricsSnapshot }
+  /** This worker's counts, told every REPORT_MS: what the sums keep of it if it dies. */
+  | { readonly se: 'counts'; readonly snapshot: MetricsSnapshot };
 
 /** One of ours, or not (node's own, or anything else sent on the channel). */
 export function isOurs<T extends { se: string }>(message: unknown): message is T {

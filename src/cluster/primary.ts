@@ -147,6 +147,9 @@ class Primary {
       case 'snapshot':
         this.#totals.answered(message.id, slot.number, message.snapshot);
         break;
+      case 'counts':
+        slot.last = message.snapshot;
+        break;
     }
   }
 

@@ -7,6 +7,9 @@ import { isOurs, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messag
 // keys, drain, reload) and what it gives (its URL, its counts).
 
 const GATHER_TIMEOUT_MS = 2_000; // 2 s: past it, /metrics answers with this worker's own counts
+// 1 s: how often a worker tells the primary its counts, all a worker killed outright (kill -9, the OOM
+// killer) can take with it; /metrics asks every worker for fresh ones anyway.
+const REPORT_MS = 1_000;
 
 export interface WorkerLink {
   /** This worker's number, 1 to N; the one that replaces it has the same. */
@@ -72,7 +75,15 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals, files: Map<
     join(endpoint, tls) {
       server = { endpoint, tls };
       const metrics = endpoint.handler.metrics;
-      if (metrics !== undefined) metrics.gather = gatherer(gathering, send);
+      if (metrics !== undefined) {
+        metrics.gather = gatherer(gathering, send);
+        const report = () => {
+          // Not once the primary is gone (this worker is then on its way out): a send would throw.
+          if (process.connected)
+            send({ se: 'counts', snapshot: metrics.snapshot(endpoint.handler.inFlight) });
+        };
+        setInterval(report, REPORT_MS).unref();
+      }
       const arrived = new Promise<void>((resolve) => {
         keysArrived = resolve;
       });
