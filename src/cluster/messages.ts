@@ -20,7 +20,9 @@ export type ToWorker =
   /** Send your counts, for the sum another worker was asked for. */
   | { readonly se: 'snapshot?'; readonly id: number }
   /** The sum over every worker, answering `gather`. */
-  | { readonly se: 'metrics'; readonly id: number; readonly snapshot: MetricsSnapshot };
+  | { readonly se: 'metrics'; readonly id: number; readonly snapshot: MetricsSnapshot }
+  /** Is its event loop turning? (Watchdog) */
+  | { readonly se: 'ping' };
 
 /** From a worker to the primary. */
 export type ToPrimary =
@@ -35,7 +37,9 @@ export type ToPrimary =
   /** This worker's counts, answering `snapshot?`. */
   | { readonly se: 'snapshot'; readonly id: number; readonly snapshot: MetricsSnapshot }
   /** This worker's counts, told every REPORT_MS: what the sums keep of it if it dies. */
-  | { readonly se: 'counts'; readonly snapshot: MetricsSnapshot };
+  | { readonly se: 'counts'; readonly snapshot: MetricsSnapshot }
+  /** Its event loop turns, answering `ping`. */
+  | { readonly se: 'pong' };
 
 /** One of ours, or not (node's own, or anything else sent on the channel). */
 export function isOurs<T extends { se: string }>(message: unknown): message is T {

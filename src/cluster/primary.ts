@@ -8,6 +8,7 @@ import { OPTIONS } from '../option-table.ts';
 import { ConfigurationFiles } from './configuration-files.ts';
 import { isOurs, sendTo as send, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
 import { Totals } from './totals.ts';
+import { Watchdog } from './watchdog.ts';
 
 // The primary of --workers N: it serves nothing itself. It forks N workers that share the listening
 // socket (node:cluster), gives them the TLS session ticket keys (so a client resumes its session on any
@@ -31,6 +32,8 @@ interface Slot {
   /** Its counts as last sent, kept when it dies so that the sums never go down. */
   last: MetricsSnapshot | undefined;
   restart: NodeJS.Timeout | undefined;
+  /** When it last showed its event loop turning (Watchdog). */
+  answeredAt: number;
 }
 
 /** Runs the workers until SIGTERM or SIGINT; resolves with the exit code (0 once every worker drained). */
@@ -56,6 +59,7 @@ class Primary {
   readonly #log: Logger;
   readonly #slots: Slot[] = [];
   readonly #totals = new Totals(this.#slots);
+  readonly #watchdog: Watchdog;
   #keys = randomBytes(48);
   #startFailures = 0;
   #stopping = false;
@@ -72,6 +76,7 @@ class Primary {
     this.#config = config;
     this.#log = log;
     this.#files = new ConfigurationFiles(files, config.tlsFiles);
+    this.#watchdog = new Watchdog(this.#slots, log);
   }
 
   run(signals: Signals): Promise<number> {
@@ -79,6 +84,7 @@ class Primary {
       const rotation = setInterval(() => this.#rotate(), TICKET_ROTATION_MS);
       this.#done = (code) => {
         clearInterval(rotation);
+        this.#watchdog.stop();
         done(code);
       };
       for (let n = 1; n <= this.#config.workers; n++) {
@@ -90,6 +96,7 @@ class Primary {
           failures: 0,
           last: undefined,
           restart: undefined,
+          answeredAt: 0,
         };
         this.#slots.push(slot);
         this.#fork(slot);
@@ -131,6 +138,7 @@ class Primary {
         break;
       case 'listening':
         slot.listening = true;
+        slot.answeredAt = Date.now();
         this.#startFailures = 0;
         this.#log.info({ worker: slot.number, pid: worker.process.pid }, 'worker listening');
         if (!this.#announced && !this.#stopping && this.#slots.every((s) => s.listening)) {
@@ -149,6 +157,9 @@ class Primary {
         break;
       case 'counts':
         slot.last = message.snapshot;
+        break;
+      case 'pong':
+        slot.answeredAt = Date.now();
         break;
     }
   }
@@ -203,13 +214,15 @@ class Primary {
       return;
     }
     this.#stopping = true;
+    this.#watchdog.stop();
     for (const slot of this.#slots) clearTimeout(slot.restart);
     this.#log.info({ signal }, 'draining every worker');
     this.#broadcast({ se: 'drain' });
     if (this.#slots.every((s) => s.worker === undefined)) this.#done(0);
     const shutdownMs = this.#config.options.shutdownTimeoutMs ?? OPTIONS.shutdownTimeoutMs.default;
     setTimeout(() => {
-      this.#log.error({}, 'workers still running past the shutdown timeout: killing them');
+      const pids = this.#slots.flatMap((slot) => slot.worker?.process.pid ?? []);
+      this.#log.error({ pids }, 'workers still running past the shutdown timeout: killing them');
       for (const slot of this.#slots) slot.worker?.process.kill('SIGKILL');
       this.#done(1);
     }, shutdownMs + DRAIN_MARGIN_MS).unref();

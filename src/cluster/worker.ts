@@ -68,6 +68,9 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals, files: Map<
         gathering.get(message.id)?.(message.snapshot);
         gathering.delete(message.id);
         break;
+      case 'ping':
+        send({ se: 'pong' });
+        break;
     }
   });
   return {

@@ -4,13 +4,17 @@
 // the primary, and node:cluster then ended every other worker without a drain.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { Agent } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { waitUntil } from '../helpers-wait.ts';
-import { cleanup, type Endpoint, startEndpoint } from './harness.ts';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { waitFor, waitUntil } from '../helpers-wait.ts';
+import { GUARD_MS, setUp } from './cluster-harness.ts';
+import { cleanup, type Endpoint, send, startEndpoint, stopCleanly } from './harness.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -89,4 +93,26 @@ test('a worker that dies while the primary gathers /metrics from it does not tak
   socket.destroy();
   ep.child.kill('SIGTERM');
   assert.equal(await ep.exit, 0, ep.output());
+});
+
+test('a worker whose event loop is blocked is killed and replaced; the other serves meanwhile', async (t) => {
+  // A partner's handler that spins (a synchronous loop, a regex gone wrong) holds its worker's loop: no
+  // timeout of its own can fire there, and round-robin kept handing it connections that hung for good.
+  const { dir, out, start } = setUp(t, 'blocked');
+  const handlers = join(dir, 'spin.mjs');
+  writeFileSync(
+    handlers,
+    `export default { track(event) { if (event.event === 'spin') { const end = Date.now() + 60_000; while (Date.now() < end); } } };\n`,
+  );
+  const ep = await start(['--out', out, '--handlers', handlers]);
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  t.after(() => agent.destroy());
+  // Round-robin: of two connections, one reaches each worker; the first blocks its worker.
+  const spun = send(agent, ep.url, trackEvent({ event: 'spin' }));
+  const served = await send(agent, ep.url, trackEvent({ event: 'Signed Up' }));
+  assert.equal(served.status, 200, 'the other worker serves');
+  await waitFor(ep.output, /worker \d has not answered for \d+ s[^\n]*killing it/, GUARD_MS * 2);
+  await waitFor(ep.output, /was killed by SIGKILL: starting another/, GUARD_MS);
+  assert.equal((await spun).status, 0, 'its connection ended unanswered: Segment retries the event');
+  await stopCleanly(ep);
 });
