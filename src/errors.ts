@@ -166,11 +166,6 @@ export function quoted(value: string, max = 64): string {
 }
 
 /** A bad option's value, for an error message: strings quoted, objects and functions by their kind. */
-/** As describeValue, but a string is not shown: where a key belongs, a string given may be one. */
-export function describeSecret(value: unknown): string {
-  return typeof value === 'string' ? 'a string' : describeValue(value);
-}
-
 export function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'function') return 'a function';

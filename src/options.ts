@@ -1,7 +1,7 @@
 import { type ApiKeySpec, type Authenticate, apiKeySpec, checkSecret, keyAuthenticator } from './auth.ts';
 import { routes } from './batch.ts';
 import type { Handlers } from './dispatch.ts';
-import { describeSecret, describeValue } from './errors.ts';
+import { describeValue } from './errors.ts';
 import type { IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
 import { resolveIdempotency } from './idempotency-option.ts';
 import { jsonLogger, type Logger } from './log.ts';
@@ -216,4 +216,9 @@ function checkFunction<T>(name: string, value: T): T {
     throw new TypeError(`options.${name} must be a function, got ${describeSecret(value)}`);
   }
   return value;
+}
+
+/** As describeValue, but a string is not shown: where a key belongs, a string given may be one. */
+function describeSecret(value: unknown): string {
+  return typeof value === 'string' ? 'a string' : describeValue(value);
 }

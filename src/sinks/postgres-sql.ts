@@ -170,6 +170,12 @@ export interface RowJson {
   readonly event: string;
 }
 
+/** A row waiting for its group: its JSON, and how to answer the request that brought it. */
+export interface Row extends RowJson {
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
 /**
  * The INSERT's parameter: the rows as one JSON array, written around the settings' and events' own JSON
  * text (serialised once, when accepted) rather than escaped again into array literals.
@@ -185,28 +191,23 @@ export function groupJson(rows: readonly RowJson[]): string {
 }
 
 /**
- * A refusal of the event's own text, not of the database: jsonb cannot hold `\u0000` (22P05) or a lone
- * surrogate such as `\ud800` (22P02), which JSON can. Retrying such an event would fail forever. Only
- * these: the columns are checked to be text and jsonb (ensureTable), and another data error (a value
- * too long, 22001) says the table changed, which no event is to blame for.
+ * What a failed INSERT says, by its SQLSTATE:
+ * - `room`: a connection refused for want of room (53300: too many connections);
+ * - `conflict`: aborted to end a deadlock or a serialisation conflict with another transaction (one of
+ *   the partner's own, say): nothing is wrong with the database or the events, and the same INSERT is
+ *   expected to succeed when sent again;
+ * - `data`: a refusal of an event's own text, not of the database: jsonb cannot hold `\u0000` (22P05) or
+ *   a lone surrogate such as `\ud800` (22P02), which JSON can; retrying it would fail forever. Only
+ *   these: the columns are checked to be text and jsonb (ensureTable), and another data error (a value
+ *   too long, 22001) says the table changed, which no event is to blame for;
+ * - `outage`: anything else (down, unreachable, timed out).
  */
-export function isDataError(err: unknown): boolean {
+export function failureOf(err: unknown): 'room' | 'conflict' | 'data' | 'outage' {
   const code = (err as { code?: unknown } | undefined)?.code;
-  return code === '22P05' || code === '22P02' || code === '22021';
+  if (code === '53300') return 'room';
+  if (code === '40P01' || code === '40001') return 'conflict';
+  return code === '22P05' || code === '22P02' || code === '22021' ? 'data' : 'outage';
 }
-
-/**
- * PostgreSQL aborted the INSERT to end a deadlock or a serialisation conflict with another transaction
- * (one of the partner's own, say): nothing is wrong with the database or the events, and the same
- * INSERT is expected to succeed when sent again.
- */
-export function isConflict(err: unknown): boolean {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  return code === '40P01' || code === '40001';
-}
-
-/** A connection PostgreSQL refused for want of room (SQLSTATE 53300: too many connections). */
-export const noRoom = (err: unknown) => (err as { code?: unknown } | undefined)?.code === '53300';
 
 export const UNSTORABLE =
   'The event holds text PostgreSQL cannot store in jsonb (\\u0000 or an unpaired surrogate)';

@@ -6,12 +6,10 @@ import { POSTGRES, serviceAddress } from '../service-url.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
 import {
   ensureTable,
+  failureOf,
   groupJson,
   insertStatement,
-  isConflict,
-  isDataError,
-  noRoom,
-  type RowJson,
+  type Row,
   UNSTORABLE,
   unstorable,
 } from './postgres-sql.ts';
@@ -29,11 +27,6 @@ const MAX_QUEUED = 10_000; // events waiting for a group: ~10 s of a busy endpoi
 const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it again
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
 const ROOM_RETRY_MS = 5_000; // with fewer INSERTs at once than GROUPS_IN_FLIGHT: how often one more is tried
-
-interface Row extends RowJson {
-  readonly resolve: () => void;
-  readonly reject: (err: unknown) => void;
-}
 
 /**
  * Opens the pool and creates the table when missing. PostgreSQL unreachable at start does not stop the
@@ -161,9 +154,10 @@ class PostgresSink implements Sink {
     try {
       await this.#pool.query(this.#insert, [groupJson(group)]);
     } catch (err) {
-      if (noRoom(err) && this.#inFlight > 1) return this.#fewer(group, err);
-      if (isConflict(err)) return this.#again(group, err);
-      if (!isDataError(err)) return this.#failed(group, err);
+      const failure = failureOf(err);
+      if (failure === 'room' && this.#inFlight > 1) return this.#fewer(group, err);
+      if (failure === 'conflict') return this.#again(group, err);
+      if (failure !== 'data') return this.#failed(group, err);
       // An event the database refuses as data (one `unstorable` did not foresee) must not take the
       // others of its group down with it: each half is tried apart, down to the event itself.
       if (group.length > 1) {
