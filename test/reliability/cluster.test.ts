@@ -40,6 +40,22 @@ function fetchText(ep: Endpoint, path: string): Promise<{ status: number; body: 
   }).finally(() => agent.destroy());
 }
 
+/** `n` events, each on a connection of its own so that round-robin hands them to both workers: all 200. */
+async function sendToBoth(t: { after(fn: () => void): void }, ep: Endpoint, prefix: string, n: number) {
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  t.after(() => agent.destroy());
+  const answers = [];
+  for (let i = 0; i < n; i += 8) {
+    const batch = Array.from({ length: 8 }, (_, k) => trackEvent({ messageId: `${prefix}-${i + k}` }));
+    answers.push(...(await Promise.all(batch.map((e) => send(agent, ep.url, e)))));
+  }
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    Array(n).fill(200),
+  );
+  return answers;
+}
+
 /** Event requests answered in all, and by each worker, as one /metrics answer says. */
 function parseMetrics(text: string): { total: number; byWorker: Record<string, number> } {
   let total = 0;
@@ -54,18 +70,7 @@ test('--workers 2: both workers serve and store, /metrics sums them whichever an
   const EVENTS = 40;
   const { out, start } = setUp(t, 'serve');
   const ep = await start(['--out', out, '--metrics-path', '/metrics']);
-  // A connection per event: round-robin hands them to both workers.
-  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
-  t.after(() => agent.destroy());
-  const answers = [];
-  for (let i = 0; i < EVENTS; i += 8) {
-    const batch = Array.from({ length: 8 }, (_, k) => trackEvent({ messageId: `serve-${i + k}` }));
-    answers.push(...(await Promise.all(batch.map((e) => send(agent, ep.url, e)))));
-  }
-  assert.deepEqual(
-    answers.map((a) => a.status),
-    Array(EVENTS).fill(200),
-  );
+  const answers = await sendToBoth(t, ep, 'serve', EVENTS);
 
   const seen = [];
   for (let i = 0; i < 6; i++) {
@@ -94,17 +99,7 @@ test('/metrics keeps what a worker killed with SIGKILL counted, though nobody as
   const EVENTS = 40;
   const { out, start } = setUp(t, 'counted');
   const ep = await start(['--out', out, '--metrics-path', '/metrics']);
-  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
-  t.after(() => agent.destroy());
-  const answers = [];
-  for (let i = 0; i < EVENTS; i += 8) {
-    const batch = Array.from({ length: 8 }, (_, k) => trackEvent({ messageId: `counted-${i + k}` }));
-    answers.push(...(await Promise.all(batch.map((e) => send(agent, ep.url, e)))));
-  }
-  assert.deepEqual(
-    answers.map((a) => a.status),
-    Array(EVENTS).fill(200),
-  );
+  await sendToBoth(t, ep, 'counted', EVENTS);
   await new Promise((resolve) => setTimeout(resolve, 1_500)); // a worker tells its counts every second
   const [pid] = listeningPids(ep.output(), 1);
   assert.ok(pid !== undefined, ep.output());
