@@ -35,9 +35,10 @@ export function createFetchHandler(options: HandlerOptions, mount: { basePath?: 
   const log = loggerOf(options);
   const serve = (request: Request) => {
     if (request.bodyUsed || request.body?.locked === true) return bodyGone(log);
+    const url = new URL(request.url);
     // A catch-all host (Bun.serve, a worker) passes every request: what is not below basePath is not ours.
-    if (base !== '' && !below(new URL(request.url).pathname, base)) return notFound(base, handler.path);
-    return answer(handler, request, base);
+    if (!below(url.pathname, base)) return notFound(base, handler.path);
+    return answer(handler, request, url, base);
   };
   return Object.defineProperties(serve as FetchHandler, {
     drain: { value: () => handler.drain(), enumerable: true },
@@ -46,13 +47,13 @@ export function createFetchHandler(options: HandlerOptions, mount: { basePath?: 
   });
 }
 
-function answer(handler: EndpointHandler, request: Request, base: string): Promise<Response> {
+function answer(handler: EndpointHandler, request: Request, url: URL, base: string): Promise<Response> {
   return new Promise((resolve, reject) => {
     if (request.signal?.aborted) {
       reject(request.signal.reason);
       return;
     }
-    const req = incoming(request, base);
+    const req = incoming(request, url, base);
     const res = new FetchReply(resolve);
     // A request its sender gave up on: its body stops, and nobody is waiting for an answer.
     request.signal?.addEventListener('abort', () => {
@@ -76,25 +77,29 @@ function answer(handler: EndpointHandler, request: Request, base: string): Promi
  */
 function bodyGone(log: Logger): Promise<Response> {
   log.error({}, 'the Request body was read before the handler (by a middleware?): answered 500');
-  const { message } = ERRORS.SEG_INTERNAL;
-  const body = JSON.stringify({ message, code: 'SEG_INTERNAL' });
-  return Promise.resolve(new Response(body, { status: 500, headers: { 'content-type': JSON_TYPE } }));
+  return refusal(500, 'SEG_INTERNAL', ERRORS.SEG_INTERNAL.message);
 }
 
-/** Whether `path` is `base` or below it, by whole segments (`/segmentation` is not below `/segment`). */
-const below = (path: string, base: string) => path === base || path.startsWith(`${base}/`);
+/**
+ * Whether `path` is `base` or below it, by whole segments (`/segmentation` is not below `/segment`);
+ * every path is below no base at all.
+ */
+const below = (path: string, base: string) => base === '' || path === base || path.startsWith(`${base}/`);
 
 /** The front door's 404, for a request outside basePath: it names the event path where it is mounted. */
 function notFound(base: string, path: string): Promise<Response> {
-  const message = `Not found: send events to ${path === '/' ? base : `${base}${path}`}`;
-  const body = JSON.stringify({ message, code: 'SEG_NOT_FOUND' });
-  return Promise.resolve(new Response(body, { status: 404, headers: { 'content-type': JSON_TYPE } }));
+  return refusal(404, 'SEG_NOT_FOUND', `Not found: send events to ${path === '/' ? base : `${base}${path}`}`);
+}
+
+/** A refusal answered here, before the pipeline: JSON `{"message", "code"}` as the pipeline's. */
+function refusal(status: number, code: string, message: string): Promise<Response> {
+  const body = JSON.stringify({ message, code });
+  return Promise.resolve(new Response(body, { status, headers: { 'content-type': JSON_TYPE } }));
 }
 
 /** The Request as the parts of an IncomingMessage the pipeline reads: a stream of its body, and more. */
-function incoming(request: Request, base: string): IncomingMessage {
-  const url = new URL(request.url);
-  const under = below(url.pathname, base) ? url.pathname.slice(base.length) : url.pathname;
+function incoming(request: Request, url: URL, base: string): IncomingMessage {
+  const under = url.pathname.slice(base.length);
   const headers: IncomingHttpHeaders = { host: url.host };
   const rawHeaders: string[] = ['host', url.host];
   request.headers.forEach((value, name) => {
