@@ -85,7 +85,7 @@ export async function runSender<T>(
   io: SenderIo,
   parse: () => T | 'help',
   usage: () => string,
-  run: (parsed: T) => Promise<number>,
+  run: (parsed: T, io: SenderIo) => Promise<number>,
 ): Promise<number> {
   let parsed: T | 'help';
   try {
@@ -99,5 +99,43 @@ export async function runSender<T>(
     io.stdout.write(usage());
     return 0;
   }
-  return run(parsed);
+  const stdout = new GuardedOutput(io.stdout);
+  try {
+    return await run(parsed, { stdout, stderr: io.stderr });
+  } catch (err) {
+    if (err !== OUTPUT_GONE) throw err;
+  }
+  // Stopped at a write to a closed or failed stdout: the run is not whole, so it cannot pass. A closed
+  // pipe (| head) is the reader's choice, said by nothing more; any other failure is said once.
+  if (stdout.failure !== undefined)
+    io.stderr.write(`${name}: cannot write to stdout: ${stdout.failure.message}\n`);
+  return 1;
+}
+
+/** Thrown by a GuardedOutput's write once stdout is closed or failed: the run stops at it. */
+const OUTPUT_GONE = new Error('stdout is closed');
+
+/**
+ * stdout as a sender writes it. A pipe closed by its reader (`| head`) or a write that fails (a full disk)
+ * comes as an 'error' event after the write, which unheard would kill the process with a stack trace:
+ * heard here, and the next write throws OUTPUT_GONE instead, so that the run stops there.
+ */
+class GuardedOutput implements Output {
+  closed = false;
+  failure: Error | undefined;
+  readonly #out: Output;
+
+  constructor(out: Output) {
+    this.#out = out;
+    // Kept for good: an error may still come for the last write after the run ends.
+    (out as Partial<NodeJS.WritableStream>).on?.('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') this.closed = true;
+      else this.failure ??= err;
+    });
+  }
+
+  write(text: string): void {
+    if (this.closed || this.failure !== undefined) throw OUTPUT_GONE;
+    this.#out.write(text);
+  }
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -18,7 +19,11 @@ const GOOD = CASES.filter((c) => c.expect === 'accept');
 const BAD = CASES.filter((c) => c.expect !== 'accept');
 const SUMMARY_OK = new RegExp(`^${CASES.length} passed, 0 failed$`, 'm');
 
-const ok = () => {};
+/** Events the endpoints here have handled: how many a run sent. */
+let received = 0;
+const ok = () => {
+  received++;
+};
 const HANDLERS: Handlers = {
   identify: ok,
   track: ok,
@@ -118,6 +123,36 @@ describe('against our own endpoint', () => {
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     assert.equal(code, 0, stdout);
     assert.match(stdout, SUMMARY_OK);
+  });
+
+  test('stdout closed after the first line (| head -1): the run stops quietly, exit 1, not every case sent', async () => {
+    const before = received;
+    const child = spawn(process.execPath, [...CLI, 'test', plainUrl, '--api-key', KEY], { cwd: ROOT });
+    let stderr = '';
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    child.stdout.once('data', () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(stderr, '');
+    assert.equal(code, 1);
+    assert.ok(received - before < GOOD.length, `${received - before} events sent after stdout closed`);
+  });
+
+  test('stdout that cannot be written (a full disk): one line on stderr, exit 1', async () => {
+    const full = openSync('/dev/full', 'w');
+    const child = spawn(process.execPath, [...CLI, 'test', plainUrl, '--api-key', KEY], {
+      cwd: ROOT,
+      stdio: ['ignore', full, 'pipe'],
+    });
+    closeSync(full);
+    let stderr = '';
+    child.stderr?.on('data', (c) => {
+      stderr += c;
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 1);
+    assert.match(stderr, /^segment-endpoint test: cannot write to stdout: .*ENOSPC.*\n$/);
   });
 
   test('over TLS without --insecure a self-signed certificate is refused: every case fails', async () => {

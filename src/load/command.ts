@@ -58,7 +58,7 @@ export function loadMain(args: readonly string[], io: SenderIo = process): Promi
     io,
     () => parseLoadArgs(args),
     loadUsage,
-    (parsed) => load(parsed, io),
+    (parsed, guarded) => load(parsed, guarded),
   );
 }
 

@@ -28,7 +28,7 @@ export function testMain(args: readonly string[], io: SenderIo = process): Promi
     io,
     () => parseTestArgs(args),
     testUsage,
-    async ({ url, options }) => {
+    async ({ url, options }, guarded) => {
       // Nothing listening, a certificate that does not verify, plain HTTP on https://: said once, with
       // a hint, rather than as the same error in every case.
       const problem = await probe(new URL(url), options.insecure === true);
@@ -36,7 +36,7 @@ export function testMain(args: readonly string[], io: SenderIo = process): Promi
         io.stderr.write(`${NAME}: ${problem}\n`);
         return 1;
       }
-      const summary = await run(url, options, (line) => io.stdout.write(`${line}\n`));
+      const summary = await run(url, options, (line) => guarded.stdout.write(`${line}\n`));
       return summary.failed === 0 ? 0 : 1;
     },
   );
