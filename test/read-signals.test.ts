@@ -16,12 +16,12 @@ const tempDir = tempDirs('read-signals');
  * The reader writing into a pipe (a FIFO, as a shell's `|`: Node's own child pipes are socket pairs)
  * that nobody reads until `drain()`: the pipe fills, a line half written.
  */
-function laggingReader(out: string) {
+function laggingReader(out: string, flags: readonly string[] = ['--follow']) {
   const fifo = join(out, '..', 'stdout.fifo');
   execFileSync('mkfifo', [fifo]);
   const readEnd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
   const writeEnd = openSync(fifo, constants.O_WRONLY);
-  const child = spawn(process.execPath, [...CLI_SOURCE, 'read', '--out', out, '--follow'], {
+  const child = spawn(process.execPath, [...CLI_SOURCE, 'read', '--out', out, ...flags], {
     cwd: ROOT,
     env: cleanEnv(),
     stdio: ['ignore', writeEnd, 'pipe'],
@@ -113,4 +113,22 @@ test('a second signal while the line is still being written stops it at once, an
   await reader.drain();
   assert.equal(await reader.closed, 1);
   assert.match(reader.stderr(), /second signal: stopped with a line half written/);
+});
+
+test('SIGTERM while stdout is full, with --from: the next run starts at the line after the last one printed', async () => {
+  const out = bigStore();
+  const checkpoint = join(out, '..', 'checkpoint');
+  const reader = laggingReader(out, ['--from', checkpoint]);
+  await reader.blocked();
+  reader.child.kill('SIGTERM');
+  const first = linesOf(await reader.drain());
+  assert.equal(await reader.closed, 0, reader.stderr());
+  const args = [...CLI_SOURCE, 'read', '--out', out, '--from', checkpoint];
+  const rest = linesOf(
+    execFileSync(process.execPath, args, { cwd: ROOT, env: cleanEnv(), maxBuffer: 1 << 26 }).toString(),
+  );
+  assert.ok(first.length > 0 && rest.length > 0, `${first.length} lines, then ${rest.length}`);
+  const all = [...first, ...rest];
+  assert.equal(new Set(all).size, all.length, 'a line printed by both runs');
+  assert.equal(all.length, 100);
 });

@@ -121,9 +121,12 @@ async function print({ dir, options }: Parsed, stdout: Writable, signal: AbortSi
         resolve();
       });
     });
+  // A signal does not break the loop: asking for the next line is what counts this one as done, and
+  // readStore then ends on the signal, saving a checkpoint past the line printed last. Leaving the loop
+  // would count it as not printed, and the next run from the checkpoint would print it again.
   for await (const line of readStore(dir, { ...options, signal })) {
     await written(line.bytes); // as stored, not decoded and encoded again
-    if (closed || failure !== undefined || signal.aborted) break;
+    if (closed || failure !== undefined) break;
   }
   if (failure !== undefined) throw failure;
 }
