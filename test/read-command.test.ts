@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { constants } from 'node:buffer';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
@@ -63,6 +63,28 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     const help = await runRead(['--help']);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /^Usage: segment-endpoint read --out DIR/);
+  });
+
+  test('a file of the store as --from is refused however the paths reach it (a link to the store, to the file)', async () => {
+    const root = tempDir();
+    const dir = join(root, 'store');
+    mkdirSync(dir);
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
+    symlinkSync('store', join(root, 'link'));
+    symlinkSync(join(dir, 'events-2026-11-30.ndjson'), join(root, 'checkpoint'));
+    const ways = [
+      ['--out', join(root, 'link'), '--from', join(dir, 'events-2099-01-01.ndjson')],
+      ['--out', dir, '--from', join(root, 'link', 'events-2099-01-01.ndjson')],
+      ['--out', dir, '--from', join(root, 'checkpoint')],
+    ];
+    for (const args of ways) {
+      const run = await runRead(args);
+      assert.equal(run.code, 1, `${args.join(' ')}: ${run.stdout}`);
+      assert.match(run.stderr, /is a file of the store: keep the checkpoint elsewhere/, args.join(' '));
+      assert.equal(run.stdout, '');
+    }
+    assert.deepEqual(readdirSync(dir), ['events-2026-11-30.ndjson']);
+    assert.equal(readFileSync(join(dir, 'events-2026-11-30.ndjson'), 'utf8'), `${stored('track', 'a')}\n`);
   });
 
   test("a checkpoint's temporary file planted as a symbolic link is refused; its target is untouched", async () => {

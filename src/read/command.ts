@@ -1,7 +1,7 @@
 // The `read` subcommand's command line: its usage, its flags, and printing the store to stdout.
 import { constants } from 'node:buffer';
-import { stat } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { realpath, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { UsageError } from '../config.ts';
 import { parseFlagsOnce } from '../flags.ts';
@@ -61,7 +61,7 @@ export async function readMain(
   let parsed: Parsed | 'help';
   try {
     parsed = parseReadArgs(args);
-    if (parsed !== 'help') await checkStore(parsed.dir);
+    if (parsed !== 'help') await checkStore(parsed);
   } catch (err) {
     const hint = err instanceof UsageError ? `\nTry '${NAME} --help'.` : '';
     io.stderr.write(`${NAME}: ${(err as Error).message}${hint}\n`);
@@ -131,7 +131,8 @@ async function print({ dir, options }: Parsed, stdout: Writable, signal: AbortSi
   if (failure !== undefined) throw failure;
 }
 
-async function checkStore(dir: string): Promise<void> {
+/** --out is a directory, and --from not one of its files. */
+async function checkStore({ dir, options }: Parsed): Promise<void> {
   let isDirectory: boolean;
   try {
     isDirectory = (await stat(dir)).isDirectory();
@@ -140,6 +141,10 @@ async function checkStore(dir: string): Promise<void> {
     throw new UsageError(`--out ${dir}: ${code === 'ENOENT' ? 'no such directory' : (err as Error).message}`);
   }
   if (!isDirectory) throw new UsageError(`--out ${dir} is not a directory`);
+  const from = options.checkpoint;
+  if (from !== undefined && (await isStoreFile(dir, from))) {
+    throw new UsageError(`--from ${from} is a file of the store: keep the checkpoint elsewhere`);
+  }
 }
 
 function parseReadArgs(args: readonly string[]): Parsed | 'help' {
@@ -175,9 +180,6 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
     throw new UsageError("--out is required: the endpoint's store directory (its --out)");
   }
   if (values.from === '') throw new UsageError('--from needs a file name: where the checkpoint is kept');
-  if (values.from !== undefined && isStoreFile(dir, values.from)) {
-    throw new UsageError(`--from ${values.from} is a file of the store: keep the checkpoint elsewhere`);
-  }
   const known = new Set<string>(EVENT_TYPES);
   const types = values.type?.map((type) => type.toLowerCase());
   const unknown = types?.find((type) => !known.has(type));
@@ -205,7 +207,13 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
 // The longest line that can be printed: V8's longest string, less its newline.
 const MAX_LINE_BYTES = constants.MAX_STRING_LENGTH - 1;
 
-/** Whether `file` is one of the store's own files in `dir` (a checkpoint there would overwrite it). */
-function isStoreFile(dir: string, file: string): boolean {
-  return resolve(dirname(file)) === resolve(dir) && storeFile(basename(file)) !== undefined;
+/**
+ * Whether `file` is, or would be made as, one of the store's own files in `dir` (a checkpoint there would
+ * overwrite it, or be printed as events), however links lead there: to the store, or to the file.
+ */
+async function isStoreFile(dir: string, file: string): Promise<boolean> {
+  const real = async (path: string) => realpath(path).catch(() => undefined);
+  const where =
+    (await real(file)) ?? join((await real(dirname(file))) ?? resolve(dirname(file)), basename(file));
+  return dirname(where) === (await real(dir)) && storeFile(basename(where)) !== undefined;
 }
