@@ -125,6 +125,27 @@ describe('against our own endpoint', () => {
     assert.match(stdout, SUMMARY_OK);
   });
 
+  test('an API key beyond Latin-1 passes too: every header the suite sends can be sent', async () => {
+    const apiKey = 'ключ-🔑';
+    const endpoint = createServer({
+      host: '127.0.0.1',
+      port: 0,
+      http: true,
+      apiKeys: [apiKey],
+      handlers: HANDLERS,
+      log: silentLogger,
+    });
+    try {
+      const summary = await run(await endpoint.listen(), { apiKey }, () => {});
+      assert.deepEqual(
+        summary.results.filter((r) => !r.pass),
+        [],
+      );
+    } finally {
+      await endpoint.close();
+    }
+  });
+
   test('stdout closed after the first line (| head -1): the run stops quietly, exit 1, not every case sent', async () => {
     const before = received;
     const child = spawn(process.execPath, [...CLI, 'test', plainUrl, '--api-key', KEY], { cwd: ROOT });

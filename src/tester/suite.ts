@@ -157,10 +157,13 @@ export function suite(run: SuiteRun): TestCase[] {
       headers: { Authorization: null },
     },
     {
+      // Segment's own credentials under another scheme: an endpoint must read the scheme, not only
+      // decode what follows it. Base64, so that any key can be sent (a key beyond Latin-1 cannot be a
+      // header's value as it is).
       name: 'bad: Authorization not Basic',
       expect: 401,
       body: event('track', { event: 'Signed Up' }),
-      headers: { Authorization: `Bearer ${run.apiKey}` },
+      headers: { Authorization: `Bearer ${base64(`${run.apiKey}:`)}` },
     },
     {
       name: 'bad: X-Segment-Settings not base64 of JSON',
