@@ -2,6 +2,7 @@ import { hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { decodeBase64 } from './base64.ts';
 import { EndpointError } from './errors.ts';
+import { nearest } from './spelling.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 export interface BasicCredentials {
@@ -206,7 +207,12 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   }
   for (const type of spec.types ?? []) {
     if (!EVENT_TYPES.includes(type)) {
-      throw new RangeError(`${where}: "${type}" is not an event type (${EVENT_TYPES.join(', ')})`);
+      // Named back only when it is a misspelt type: what stands in the types' place may be a secret
+      // (a keys file's columns swapped, KEY:PASSWORD out of Basic auth's habit).
+      const near = nearest(type, EVENT_TYPES);
+      const what = near === undefined ? 'one of the types' : `"${type}"`;
+      const hint = near === undefined ? '' : `: did you mean ${near}?`;
+      throw new RangeError(`${where}: ${what} is not an event type${hint} (${EVENT_TYPES.join(', ')})`);
     }
   }
   return spec as ApiKeySpec;

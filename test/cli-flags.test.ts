@@ -40,7 +40,7 @@ describe('the segment-endpoint command', () => {
       [['--api-key', 'k'], {}, /--cert and --key are required/],
       [['--api-key', 'k', '--cert', '/nonexistent.pem', '--key', '/nonexistent.key'], {}, /cannot read/],
       [['--http', '--api-key', 'k', '--port', 'eighty'], {}, /--port must be a whole number/],
-      [['--http', '--api-key', 'k:purchase'], {}, /"purchase" is not an event type/],
+      [['--http', '--api-key', 'k:purchase'], {}, /--api-key: one of the types is not an event type/],
       [['--http', '--api-key', 'k', '--log-level', 'loud'], {}, /--log-level/],
       [
         ['--http', '--api-key', 'k', '--shutdown-timeout', 'soon'],

@@ -127,6 +127,26 @@ describe('key specs', () => {
     assert.throws(() => parseKeysFile('a:b\n'), /line 1/);
   });
 
+  test('a token taken for types is not named back (a secret in the wrong place), unless a misspelt type', () => {
+    const cases: Array<[() => unknown, string]> = [
+      [() => parseKeysFile('k1 secret:S3CR3TVALUE\n'), 's3cr3tvalue'],
+      [() => parseKeysFile('track,identify MYAPIKEY123\n'), 'myapikey123'],
+      [() => parseKeySpec('MYKEY:MyPassw0rd', '--api-key'), 'mypassw0rd'],
+    ];
+    for (const [parse, secret] of cases) {
+      assert.throws(parse, (err: Error) => {
+        assert.ok(err instanceof UsageError);
+        assert.match(err.message, /not an event type/);
+        assert.ok(!err.message.toLowerCase().includes(secret), err.message);
+        return true;
+      });
+    }
+    assert.throws(() => parseKeysFile('k1 identfy\n'), {
+      message:
+        /^--api-keys-file line 1: "identfy" is not an event type: did you mean identify\? \(identify, track/,
+    });
+  });
+
   test('a "#" starts a comment only where a token would start: a secret may hold one', () => {
     assert.deepEqual(parseKeysFile('k1 secret=ab#cd\nk2 #track\n#k3\n'), [
       { key: 'k1', signatureSecret: 'ab#cd' },

@@ -117,10 +117,14 @@ describe('RangeError', () => {
     assert.throws(() => resolve({ healthPath: '/' }), RangeError);
   });
 
-  test('an unknown type in an api key spec', () => {
+  test('an unknown type in an api key spec: named back only when it is a misspelt type', () => {
     assert.throws(() => resolve({ apiKeys: [{ key: 'k1', types: ['track', 'purchase'] }] }), {
       name: 'RangeError',
-      message: /purchase/,
+      message: /^options\.apiKeys\[0\]: one of the types is not an event type \(identify, /,
+    });
+    assert.throws(() => resolve({ apiKeys: [{ key: 'k1', types: ['trak'] }] }), {
+      name: 'RangeError',
+      message: /"trak" is not an event type: did you mean track\?/,
     });
   });
 
