@@ -57,8 +57,13 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   let link: WorkerLink | undefined;
   if (config.workers > 1) {
     const { default: cluster } = await import('node:cluster');
-    if (cluster.isPrimary)
-      return (await import('./cluster/primary.ts')).runPrimary(config, argv, log, signals, files);
+    if (cluster.isPrimary) {
+      try {
+        return await (await import('./cluster/primary.ts')).runPrimary(config, argv, log, signals, files);
+      } catch (err) {
+        return fail(err);
+      }
+    }
     link = (await import('./cluster/worker.ts')).workerLink(env, signals, files);
     log = withFields(log, { worker: link.worker });
   }
@@ -70,7 +75,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     await link?.join(running.endpoint, config.tlsFiles !== undefined);
     url = await running.endpoint.listen();
   } catch (err) {
-    return fail(err);
+    if (link === undefined) return fail(err);
+    // Said by the primary, once for all its workers.
+    await link.refused(failure(err));
+    return 1;
   }
   if (link === undefined)
     process.stdout.write(`${NAME} ${version()} listening on ${url} (${running.where})\n`);
@@ -178,12 +186,17 @@ function drainOnSignal(
 }
 
 function fail(err: unknown): number {
+  process.stderr.write(failure(err));
+  return 1;
+}
+
+/** What a start that failed says on stderr: one line, and a hint when the invocation was wrong. */
+function failure(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err);
   // The library's own checks (a path, a bound) name an option as `options.NAME`: said of its flag.
   const said = err instanceof RangeError || err instanceof TypeError ? ofTheFlag(message) : undefined;
   const hint = err instanceof UsageError || said !== undefined ? `\nTry '${NAME} --help'.` : '';
-  process.stderr.write(`${NAME}: ${said ?? message}${hint}\n`);
-  return 1;
+  return `${NAME}: ${said ?? message}${hint}\n`;
 }
 
 // Run when executed, not when imported by tests: as a script (node dist/cli.js, the bin's symlink, node

@@ -30,6 +30,11 @@ export type ToPrimary =
   | { readonly se: 'files?' }
   /** Ready for the ticket keys: the server exists and does not listen yet. */
   | { readonly se: 'tickets?' }
+  /**
+   * It cannot start: what a single process would say on stderr (`line`, a bad module, a port in use, a
+   * store it cannot write). The primary says it once, for every worker would say the same.
+   */
+  | { readonly se: 'refused'; readonly line: string }
   /** Listening: the URL it takes events at, and where they go (for the start-up line). */
   | { readonly se: 'listening'; readonly url: string; readonly where: string }
   /** `/metrics` was asked for: sum every worker's counts, this one's (`snapshot`) included. */

@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { type Signals, version } from '../cli.ts';
 import { type CliConfig, NAME } from '../config.ts';
 import type { Logger } from '../log.ts';
-import type { MetricsSnapshot } from '../metrics.ts';
 import { OPTIONS } from '../option-table.ts';
 import { ConfigurationFiles } from './configuration-files.ts';
 import { isOurs, sendTo as send, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
+import { newSlot, type Slot } from './slot.ts';
 import { Totals } from './totals.ts';
 import { Watchdog } from './watchdog.ts';
 
@@ -21,21 +21,6 @@ const MAX_BACKOFF_MS = 10_000; // 10 s between replacements of a worker that kee
 const MAX_START_FAILURES = 5; // workers in a row that die before listening, none serving: a bad configuration
 const DRAIN_MARGIN_MS = 5_000; // 5 s past --shutdown-timeout before workers still running are killed
 
-/** One of the N worker numbers, and the process serving it now (none between a death and its replacement). */
-interface Slot {
-  readonly number: number;
-  worker: Worker | undefined;
-  startedAt: number;
-  listening: boolean;
-  /** Deaths in a row of this number's workers, each within STABLE_MS of its start: the backoff. */
-  failures: number;
-  /** Its counts as last sent, kept when it dies so that the sums never go down. */
-  last: MetricsSnapshot | undefined;
-  restart: NodeJS.Timeout | undefined;
-  /** When it last showed its event loop turning (Watchdog). */
-  answeredAt: number;
-}
-
 /** Runs the workers until SIGTERM or SIGINT; resolves with the exit code (0 once every worker drained). */
 export async function runPrimary(
   config: CliConfig,
@@ -46,9 +31,7 @@ export async function runPrimary(
 ): Promise<number> {
   if (config.handlers === undefined && config.postgres === undefined) {
     // Every worker's files (those of workers a smaller --workers no longer starts too) before any starts.
-    const { repairStore } = await import('../sinks/file-store.ts');
-    for (const torn of await repairStore(config.out))
-      log.warn(torn, 'a partial line left by a crash was set aside');
+    await (await import('../sinks/sink.ts')).repairStoreFiles(config.out, log);
   }
   cluster.setupPrimary({ args: [...argv] });
   return new Primary(config, log, files).run(signals);
@@ -87,17 +70,8 @@ class Primary {
         this.#watchdog.stop();
         done(code);
       };
-      for (let n = 1; n <= this.#config.workers; n++) {
-        const slot: Slot = {
-          number: n,
-          worker: undefined,
-          startedAt: 0,
-          listening: false,
-          failures: 0,
-          last: undefined,
-          restart: undefined,
-          answeredAt: 0,
-        };
+      for (let number = 1; number <= this.#config.workers; number++) {
+        const slot = newSlot(number);
         this.#slots.push(slot);
         this.#fork(slot);
       }
@@ -149,6 +123,9 @@ class Primary {
           );
         }
         break;
+      case 'refused':
+        this.#refused(slot, worker, message.line);
+        break;
       case 'gather':
         this.#totals.gather(slot, worker, message.id, message.snapshot);
         break;
@@ -182,19 +159,12 @@ class Primary {
     slot.failures = Date.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
     // With a worker serving, the configuration was good: keep replacing (the backoff reaches 10 s, each
     // death logged below) rather than stop a service that is up.
-    const serving = this.#slots.some((s) => s.worker !== undefined && s.listening);
-    if (this.#startFailures >= MAX_START_FAILURES && !serving) {
+    if (this.#startFailures >= MAX_START_FAILURES && !this.#serving()) {
       this.#log.error(
         { worker: slot.number, code, signal },
         `${MAX_START_FAILURES} workers in a row died before listening: stopping (see their errors above)`,
       );
-      this.#stopping = true;
-      this.#exitCode = 1;
-      for (const s of this.#slots) {
-        clearTimeout(s.restart);
-        s.worker?.process.kill('SIGKILL');
-      }
-      if (live === 0) this.#done(1);
+      this.#giveUp();
       return;
     }
     const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.max(0, slot.failures - 1));
@@ -203,6 +173,36 @@ class Primary {
       `worker ${slot.number} ${reason}: starting another`,
     );
     slot.restart = setTimeout(() => this.#fork(slot), delay);
+  }
+
+  /**
+   * A worker cannot start (the line one process would print). With none serving, none will: said once,
+   * and the primary stops. With some serving, it is logged and the worker replaced as any other death.
+   */
+  #refused(slot: Slot, worker: Worker, line: string): void {
+    if (this.#stopping) return;
+    if (this.#serving()) {
+      this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
+      worker.process.kill('SIGKILL');
+      return;
+    }
+    process.stderr.write(line);
+    this.#giveUp();
+  }
+
+  #serving(): boolean {
+    return this.#slots.some((s) => s.worker !== undefined && s.listening);
+  }
+
+  /** No worker is serving, and none would: every one killed, none replaced, exit 1. */
+  #giveUp(): void {
+    this.#stopping = true;
+    this.#exitCode = 1;
+    for (const s of this.#slots) {
+      clearTimeout(s.restart);
+      s.worker?.process.kill('SIGKILL');
+    }
+    if (this.#slots.every((s) => s.worker === undefined)) this.#done(1);
   }
 
   /** The first signal drains every worker; a second one kills them. */

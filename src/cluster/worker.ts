@@ -10,6 +10,7 @@ const GATHER_TIMEOUT_MS = 2_000; // 2 s: past it, /metrics answers with this wor
 // 1 s: how often a worker tells the primary its counts, all a worker killed outright (kill -9, the OOM
 // killer) can take with it; /metrics asks every worker for fresh ones anyway.
 const REPORT_MS = 1_000;
+const REFUSED_GRACE_MS = 5_000; // 5 s: how long a worker that cannot start waits for its primary to end it
 
 export interface WorkerLink {
   /** This worker's number, 1 to N; the one that replaces it has the same. */
@@ -21,6 +22,8 @@ export interface WorkerLink {
   join(endpoint: EndpointServer, tls: boolean): Promise<void>;
   /** Tells the primary this worker takes events at `url`, and `where` they go. */
   listening(url: string, where: string): void;
+  /** Tells the primary why this worker cannot start (the line one process would print); resolves once sent. */
+  refused(line: string): Promise<void>;
 }
 
 /**
@@ -98,6 +101,15 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals, files: Map<
       // server data): a worker started after a rotation puts the current ones back.
       apply();
       send({ se: 'listening', url, where });
+    },
+    refused(line) {
+      // The primary ends this worker once it has read why (it kills it): exiting first, the worker's
+      // exit could reach the primary before its message, and be taken for a death to replace it after.
+      // Waited for REFUSED_GRACE_MS at most, should the primary not act.
+      return new Promise((resolve) => {
+        setTimeout(resolve, REFUSED_GRACE_MS);
+        process.send?.({ se: 'refused', line } satisfies ToPrimary);
+      });
     },
   };
 }

@@ -45,18 +45,7 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   try {
     store = await Store.open(config.out, { worker: config.worker, io });
   } catch (err) {
-    // A directory the store cannot write to is refused at start-up: started, it would say healthy and
-    // refuse every event.
-    // An entry in it that is in the way (a directory named like a day's file) is named instead.
-    const { code, path } = err as { code?: unknown; path?: unknown };
-    if (typeof code !== 'string') throw err;
-    const inside = typeof path === 'string' && resolve(path) !== resolve(config.out);
-    throw new Error(
-      inside
-        ? `--out ${config.out}: cannot use ${path} (${code})`
-        : `--out ${config.out} is not writable (${code})`,
-      { cause: err },
-    );
+    throw storeRefused(err, config.out);
   }
   for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   const handlers = storeHandlers(store);
@@ -74,4 +63,32 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     },
     close: () => store.close(),
   };
+}
+
+/**
+ * Why the store under `out` cannot start, said of --out. A directory the store cannot write to is
+ * refused at start-up: started, it would say healthy and refuse every event. An entry in it that is in
+ * the way (a directory named like a day's file) is named instead. Anything but a file system's error is
+ * returned as it is.
+ */
+export function storeRefused(err: unknown, out: string): unknown {
+  const { code, path } = err as { code?: unknown; path?: unknown };
+  if (typeof code !== 'string') return err;
+  const inside = typeof path === 'string' && resolve(path) !== resolve(out);
+  const said = inside
+    ? `--out ${out}: cannot use ${path} (${code})`
+    : `--out ${out} is not writable (${code})`;
+  return new Error(said, { cause: err });
+}
+
+/**
+ * Start-up repair of every file under `out` (every worker's, with --workers: the primary's, before any
+ * worker starts), refused as openSink refuses a store it cannot use.
+ */
+export async function repairStoreFiles(out: string, log: Logger): Promise<void> {
+  const { repairStore } = await import('./file-store.ts');
+  const recovered = await repairStore(out).catch((err: unknown) => {
+    throw storeRefused(err, out);
+  });
+  for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
 }

@@ -192,12 +192,32 @@ test('SIGTERM drains every worker: events in flight on both are answered 200, ex
 
 test('workers that all die before listening stop the primary with exit 1', async (t) => {
   const { dir, flags } = setUp(t, 'bad');
-  const module = join(dir, 'broken.mjs');
-  writeFileSync(module, "throw new Error('broken handlers module');\n");
+  const module = join(dir, 'exits.mjs');
+  writeFileSync(module, 'process.exit(3);\n');
   const primary = spawnGuarded(t, [...flags, '--handlers', module]);
   assert.equal(await primary.ended, 1, primary.output());
   assert.match(primary.output(), /died before listening/);
   assert.doesNotMatch(primary.output(), /listening on/);
+});
+
+test('a start-up error of the workers (a handlers module that throws) is said once, and the primary exits 1', async (t) => {
+  const { dir, flags } = setUp(t, 'refused');
+  const module = join(dir, 'broken.mjs');
+  writeFileSync(module, "throw new Error('broken handlers module');\n");
+  const primary = spawnGuarded(t, [...flags, '--handlers', module]);
+  assert.equal(await primary.ended, 1, primary.output());
+  assert.equal(primary.output().match(/broken handlers module/g)?.length, 1, primary.output());
+  assert.match(primary.stderr(), /^segment-endpoint: --handlers: cannot load .*: broken handlers module$/m);
+  assert.doesNotMatch(primary.output(), /starting another|listening on/);
+});
+
+test('--out that cannot be a store stops the primary in one line, as one process does', async (t) => {
+  const { dir, flags } = setUp(t, 'out-file');
+  const file = join(dir, 'a-file');
+  writeFileSync(file, '');
+  const primary = spawnGuarded(t, [...flags, '--out', file]);
+  assert.equal(await primary.ended, 1, primary.output());
+  assert.equal(primary.stderr(), `segment-endpoint: --out ${file} is not writable (ENOTDIR)\n`);
 });
 
 test('SIGTERM while the workers start: they drain, and the primary exits 0', async (t) => {
