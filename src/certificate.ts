@@ -1,4 +1,7 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import type { CliConfig } from './config.ts';
+import { UsageError } from './config-keys.ts';
 import type { Logger } from './log.ts';
 import { readRegularFile } from './regular-file.ts';
 
@@ -19,7 +22,10 @@ export function reloadCertificate(
     return false;
   }
   try {
-    load(read(files.cert), read(files.key), files);
+    const cert = read(files.cert);
+    const key = read(files.key);
+    checkPair(files, cert, key);
+    load(cert, key, files);
     return true;
   } catch (err) {
     log.error(
@@ -27,5 +33,33 @@ export function reloadCertificate(
       'certificate reload failed; keeping the current one',
     );
     return false;
+  }
+}
+
+/**
+ * The pair read from --cert and --key, checked as TLS will load it, each fault said of its flag rather
+ * than in OpenSSL's words ("key values mismatch", "no start line"): a key that is not the certificate's,
+ * files swapped, a file that holds something else.
+ */
+export function checkPair(files: NonNullable<CliConfig['tlsFiles']>, cert: Buffer, key: Buffer): void {
+  try {
+    new X509Certificate(cert);
+  } catch {
+    throw new UsageError(`--cert ${files.cert} holds no PEM certificate`);
+  }
+  try {
+    createPrivateKey(key);
+  } catch {
+    throw new UsageError(`--key ${files.key} holds no PEM private key (without a passphrase)`);
+  }
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    const mismatch = /key values mismatch/.test((err as Error).message);
+    throw new UsageError(
+      mismatch
+        ? `--key ${files.key} is not the key of the certificate in --cert ${files.cert}`
+        : `--cert ${files.cert} and --key ${files.key} cannot be used for TLS: ${(err as Error).message}`,
+    );
   }
 }

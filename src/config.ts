@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import { checkPair } from './certificate.ts';
 import { apiKeys, type ReadFile, readInput, UsageError } from './config-keys.ts';
 import { parseFlagsOnce } from './flags.ts';
 import type { LogLevel } from './log.ts';
@@ -104,7 +105,9 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
       );
     }
     tlsFiles = { cert, key };
-    options.tls = { cert: readFile(cert, '--cert'), key: readFile(key, '--key') };
+    const tls = { cert: readFile(cert, '--cert'), key: readFile(key, '--key') };
+    checkPair(tlsFiles, tls.cert, tls.key);
+    options.tls = tls;
   }
   options.apiKeys = apiKeys(values['api-key'] as string[] | undefined, text('apiKeysFile'), env, readFile);
   for (const [name, row] of FLAG_ROWS) {

@@ -7,6 +7,7 @@ import { silentLogger } from '../src/log.ts';
 import { resolveHandlerOptions } from '../src/options.ts';
 import { commandDir, configOf, runCli, SOURCE, startCli, storedEvents } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
+import { makeCert } from './helpers-cert.ts';
 import { CLI_SOURCE, httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
@@ -69,6 +70,24 @@ describe('the segment-endpoint command', () => {
       assert.equal(res.code, 1, args.join(' '));
       assert.match(res.stderr, /^segment-endpoint: /, args.join(' '));
       assert.equal(existsSync(out), false, `${args.join(' ')}: --out was made`);
+    }
+  });
+
+  test("a certificate or key TLS cannot use is said of its flag, not in OpenSSL's words", async () => {
+    const other = makeCert(dir, 'other');
+    const keyFile = join(dir, 'key.pem');
+    const cases: Array<[string, string, RegExp]> = [
+      [certFile, other.key, /^--key .*other\.key is not the key of the certificate in --cert .*cert\.pem$/],
+      [keyFile, certFile, /^--cert .*key\.pem holds no PEM certificate$/],
+      [certFile, certFile, /^--key .*cert\.pem holds no PEM private key \(without a passphrase\)$/],
+    ];
+    for (const [cert, key, message] of cases) {
+      const res = await runCli(['--cert', cert, '--key', key, '--api-key', 'k', '--port', '0']);
+      assert.equal(res.code, 1, res.stderr);
+      const [line, hint] = res.stderr.split('\n');
+      assert.match(line?.replace(/^segment-endpoint: /, '') ?? '', message);
+      assert.equal(hint, "Try 'segment-endpoint --help'.");
+      assert.doesNotMatch(res.stderr, /routines/);
     }
   });
 
