@@ -18,6 +18,12 @@ const noop = () => {};
 /** A logger that drops everything: for tests, or when the host application logs on its own. */
 export const silentLogger: Logger = { error: noop, warn: noop, info: noop, debug: noop };
 
+/** The loggers made here, which never throw: a host's own is guarded (option-checks.ts), these need not be. */
+const total = new WeakSet<Logger>([silentLogger]);
+
+/** Whether `log` is one of this module's loggers, which never throw. */
+export const neverThrows = (log: Logger): boolean => total.has(log);
+
 /** One JSON object per line (pino's format, so the same tools read it), at or above `level`. */
 export function jsonLogger(level: LogLevel = 'info', write: (line: string) => void = writeStderr): Logger {
   const threshold = LEVELS[level];
@@ -25,14 +31,50 @@ export function jsonLogger(level: LogLevel = 'info', write: (line: string) => vo
     const value = LEVELS[name];
     if (value < threshold) return noop;
     return (obj: object, msg?: string) => {
-      write(`${JSON.stringify({ level: value, time: Date.now(), ...serialize(obj), msg })}\n`);
+      try {
+        write(`${lineOf(value, obj, msg)}\n`);
+      } catch {} // a line that cannot be written is lost, never thrown into what it is about
     };
   };
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  const log = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  total.add(log);
+  return log;
 }
 
 function writeStderr(line: string): void {
   process.stderr.write(line);
+}
+
+/**
+ * One line, whatever `obj` holds: logging never throws, since a line is often written about a value the
+ * endpoint does not control (what a partner's handler threw, what it passed to `ctx.log`). A BigInt is
+ * written as its digits, a circular reference as "[Circular]"; fields that cannot be read at all (a
+ * getter or `toJSON` that throws, a hostile Proxy) leave the line with its message and `logError`.
+ */
+function lineOf(level: number, obj: object, msg: string | undefined): string {
+  try {
+    const entry = { level, time: Date.now(), ...serialize(obj), msg };
+    try {
+      return JSON.stringify(entry);
+    } catch {
+      return JSON.stringify(entry, safeReplacer());
+    }
+  } catch (err) {
+    const logError = `the fields of this line could not be written: ${readable(() => String(err))}`;
+    return JSON.stringify({ level, time: Date.now(), msg, logError });
+  }
+}
+
+/** For JSON.stringify: BigInts as their digits, an object met again as "[Circular]". */
+function safeReplacer(): (key: string, value: unknown) => unknown {
+  const seen = new WeakSet<object>();
+  return (_key, value) => {
+    if (typeof value === 'bigint') return value.toString();
+    if (typeof value !== 'object' || value === null) return value;
+    if (seen.has(value)) return '[Circular]';
+    seen.add(value);
+    return value;
+  };
 }
 
 // Errors have no enumerable own properties: JSON.stringify would log them as `{}`.
@@ -42,9 +84,22 @@ function serialize(obj: object): object {
   return err instanceof Error ? { ...obj, err: errorFields(err) } : obj;
 }
 
+/** An error's fields, each read on its own: a getter that throws costs only its own field. */
 function errorFields(err: Error): object {
-  const code = (err as { code?: unknown }).code;
-  return { type: err.name, message: err.message, code, stack: err.stack };
+  return {
+    type: readable(() => err.name),
+    message: readable(() => err.message),
+    code: readable(() => (err as { code?: unknown }).code),
+    stack: readable(() => err.stack),
+  };
+}
+
+function readable(read: () => unknown): unknown {
+  try {
+    return read();
+  } catch {
+    return '[unreadable]';
+  }
 }
 
 /** `log` with `fields` added to every line: a worker's lines carry its number. */

@@ -1,6 +1,6 @@
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
-import type { Logger } from './log.ts';
+import { type Logger, neverThrows } from './log.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 // Checks of the handler's options that are not numbers or paths: its handlers, switches and logger.
@@ -52,5 +52,20 @@ export function checkLogger(log: Logger): Logger {
       `options.log must be a logger with error, warn, info and debug methods, got ${describeValue(log)}`,
     );
   }
-  return log;
+  return neverThrows(log) ? log : neverThrowing(log);
+}
+
+/**
+ * The logger as the endpoint calls it: a line the host's logger cannot write (a value it cannot
+ * serialise, a stream that failed) is dropped rather than thrown into the request the line was about.
+ */
+function neverThrowing(log: Logger): Logger {
+  const guarded =
+    (method: keyof Logger) =>
+    (...args: [obj: object, msg?: string]): void => {
+      try {
+        log[method](...args);
+      } catch {}
+    };
+  return { error: guarded('error'), warn: guarded('warn'), info: guarded('info'), debug: guarded('debug') };
 }

@@ -60,3 +60,83 @@ test('the built-in logger writes the same shape of line, at or above its level',
   assert.equal(line.msg, 'failure');
   assert.equal(line.err.message, 'kept');
 });
+
+test('the built-in logger writes a line for whatever it is given, and never throws', () => {
+  const written: string[] = [];
+  const log = jsonLogger('info', (line) => written.push(line));
+  const circular: Record<string, unknown> = { name: 'loop' };
+  circular.self = circular;
+  const unreadable = new Error('x');
+  Object.defineProperty(unreadable, 'message', {
+    get() {
+      throw unreadable;
+    },
+  });
+  const hostile = new Proxy(
+    {},
+    {
+      ownKeys() {
+        throw new Error('no keys');
+      },
+    },
+  );
+  const given: object[] = [
+    { circular },
+    { amount: 10n },
+    { err: unreadable },
+    unreadable,
+    {
+      toJSON: () => {
+        throw new Error('no JSON');
+      },
+    },
+    hostile,
+  ];
+  for (const fields of given) {
+    assert.doesNotThrow(() => log.error(fields, 'event handler failed'));
+  }
+  assert.equal(written.length, given.length);
+  for (const line of written) {
+    const entry = JSON.parse(line);
+    assert.equal(entry.level, 50);
+    assert.equal(entry.msg, 'event handler failed');
+  }
+  assert.equal(JSON.parse(written[1] as string).amount, '10');
+  assert.equal(JSON.parse(written[0] as string).circular.self, '[Circular]');
+});
+
+test('a handler that throws what no logger can read, or a logger that throws, is still answered 500', async () => {
+  const unreadable = new Error('x');
+  Object.defineProperty(unreadable, 'message', {
+    get() {
+      throw unreadable;
+    },
+  });
+  const throwing = () => {
+    throw new Error('the log is down');
+  };
+  const logs = [
+    jsonLogger('info', () => {}),
+    { error: throwing, warn: throwing, info: throwing, debug: throwing },
+  ];
+  for (const log of logs) {
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log,
+      handlers: {
+        track: () => {
+          throw unreadable;
+        },
+        identify: async () => {
+          throw unreadable;
+        },
+      },
+    });
+    for (const body of [trackEvent(), { type: 'identify', userId: 'u', messageId: 'i-1' }]) {
+      const res = await inject(handler, { body });
+      assert.equal(res.status, 500);
+      assert.equal(res.json().code, 'SEG_INTERNAL');
+    }
+    assert.equal(handler.inFlight, 0);
+  }
+});
