@@ -122,7 +122,10 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
     return new Promise<number>((resolve, reject) => {
       const run = new HandlerRun(ctx, reject);
       deadlines.add(run);
-      result.then(
+      // Adopted as `await` adopts it: a thenable of a driver that fulfils with a promise (a lazy job's
+      // work) has that promise's outcome, not the promise itself taken for a result without a status.
+      // A native promise is passed through as it is.
+      Promise.resolve(result).then(
         (value) => {
           run.cancel();
           // A refusal it returned, or a status outside the contract, is thrown here: answered as such.

@@ -99,6 +99,34 @@ describe('dispatch', () => {
     assert.doesNotMatch(res502.body, /relation|42P01/);
   });
 
+  test("a thenable's result is awaited as `await` would: a promise it fulfils with is its outcome", async () => {
+    // A lazy job object of some driver: its `then` hands over the promise of the work it starts.
+    // Typed as a promise, which it is not (a handler written in JavaScript may return one).
+    const job = (work: Promise<unknown>) =>
+      ({
+        // biome-ignore lint/suspicious/noThenProperty: a thenable is what this test hands the dispatcher
+        then(fulfil: (value: unknown) => void) {
+          fulfil(work);
+        },
+      }) as unknown as Promise<undefined>;
+    let failed = 0;
+    const handler = endpoint({
+      handlers: {
+        track: () => job(Promise.reject(new Error('downstream down'))),
+        identify: () => job(Promise.resolve({ status: 503, message: 'later' })),
+        page: () => job(Promise.resolve(undefined)),
+      },
+      log: { ...silentLogger, error: () => failed++ },
+    });
+    const refused = await inject(handler, { body: trackEvent() });
+    assert.equal(refused.status, 500);
+    assert.equal(failed, 1);
+    const retry = await inject(handler, { body: { type: 'identify', userId: 'u', messageId: 'j-1' } });
+    assert.deepEqual([retry.status, retry.json().code, retry.json().message], [503, 'SEG_RETRY', 'later']);
+    const done = await inject(handler, { body: { type: 'page', userId: 'u', messageId: 'j-2' } });
+    assert.equal(done.status, 200);
+  });
+
   test('a handler still running after the timeout is answered 503 and its signal aborted', async () => {
     let signal: AbortSignal | undefined;
     const slow = createHandler({
