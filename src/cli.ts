@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
+import { WORKER_VARIABLE } from './cluster/messages.ts';
 import type { WorkerLink } from './cluster/worker.ts';
 import { NAME, ofTheFlag, parseConfig, UsageError, usage } from './config.ts';
 import { type ReadFile, readInput } from './config-keys.ts';
@@ -31,7 +32,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (argv[0] === 'test') return (await import('./tester/command.ts')).testMain(argv.slice(1));
   if (argv[0] === 'read') return (await import('./read/command.ts')).readMain(argv.slice(1));
   if (argv[0] === 'load') return (await import('./load/command.ts')).loadMain(argv.slice(1));
-  const signals = listenForSignals();
+  const signals = listenForSignals(env);
   let config: ReturnType<typeof parseConfig>;
   // What the configuration was read from: a primary of --workers hands it to its workers, which read
   // their configuration from it rather than from the files (cluster/worker.ts, primaryFiles).
@@ -48,6 +49,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   } catch (err) {
     return fail(err);
   }
+  listenForStop(signals);
   if (config === 'help' || config === 'version') {
     process.stdout.write(config === 'help' ? usage() : `${version()}\n`);
     return 0;
@@ -110,25 +112,41 @@ export interface Signals {
 }
 
 /**
- * Signals first, before anything slow (files, modules, the store): until a listener exists, SIGHUP's
- * default action ends the process (exit 129), so a `systemctl reload` during start-up would stop it,
- * and a SIGTERM must drain, not kill. Both are remembered and acted on once the server is up.
+ * SIGHUP first, before anything slow (files, modules, the store): until a listener exists, its default
+ * action ends the process (exit 129), so a `systemctl reload` during start-up would stop it. It is
+ * remembered and acted on once the server is up.
  */
-function listenForSignals(): Signals {
+function listenForSignals(env: NodeJS.ProcessEnv): Signals {
+  // A worker's primary decides when its start has lasted long enough (it may be told to drain twice).
+  const worker = env[WORKER_VARIABLE] !== undefined;
   const signals: Signals = {
     early: undefined,
     reloadEarly: false,
     onSignal: (signal) => {
+      // Start-up held (a module that waits, a database that does not answer): a second signal ends it.
+      if (signals.early !== undefined && !worker) {
+        process.stderr.write(`${NAME}: second signal during start-up: exiting\n`);
+        process.exit(1);
+      }
       signals.early = signal;
     },
     onReload: () => {
       signals.reloadEarly = true;
     },
   };
-  process.on('SIGTERM', (signal) => signals.onSignal(signal));
-  process.on('SIGINT', (signal) => signals.onSignal(signal));
   process.on('SIGHUP', () => signals.onReload());
   return signals;
+}
+
+/**
+ * SIGTERM and SIGINT once the configuration is read: a SIGTERM must drain, not kill, once anything
+ * could be in flight. Until then their default action ends the process, which stops a start blocked
+ * reading a file (a --cert named on a pipe nobody writes to) that no listener could ever run in. From
+ * here, the first is remembered and acted on once the server is up.
+ */
+function listenForStop(signals: Signals): void {
+  process.on('SIGTERM', (signal) => signals.onSignal(signal));
+  process.on('SIGINT', (signal) => signals.onSignal(signal));
 }
 
 /**

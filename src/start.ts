@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { reloadCertificate } from './certificate.ts';
 import { type CliConfig, UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
+import { describeValue } from './errors.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
 import { checkServerOptions, createServer, type EndpointServer } from './server.ts';
@@ -70,10 +71,26 @@ async function sharedFilter(config: CliConfig, log: Logger) {
 
 async function loadHandlers(file: string): Promise<Handlers> {
   let mod: { default?: unknown };
+  // A top-level await that waits for nothing pending (no timer, socket or file) can never settle: the
+  // event loop empties, and the process would end with nothing said and exit 0.
+  let stuck: () => void = () => {};
+  const never = new Promise<never>((_, reject) => {
+    stuck = () =>
+      reject(
+        new UsageError(
+          `--handlers: ${file} never finished loading: its top-level await waits for something that cannot happen`,
+        ),
+      );
+  });
+  process.once('beforeExit', stuck);
   try {
-    mod = await import(pathToFileURL(resolve(file)).href);
+    mod = await Promise.race([import(pathToFileURL(resolve(file)).href), never]);
   } catch (err) {
-    throw new UsageError(`--handlers: cannot load ${file}: ${(err as Error).message}`);
+    if (err instanceof UsageError) throw err;
+    const why = err instanceof Error ? err.message : describeValue(err);
+    throw new UsageError(`--handlers: cannot load ${file}: ${why}`);
+  } finally {
+    process.off('beforeExit', stuck);
   }
   if (typeof mod.default !== 'object' || mod.default === null) {
     throw new UsageError(`--handlers: ${file} must export default { identify?, track?, ... }`);

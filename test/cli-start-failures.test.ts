@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { SOURCE } from './cli-harness.ts';
+import { httpFlags, spawnClean } from './helpers-spawn.ts';
+import { waitFor } from './helpers-wait.ts';
+
+// A start-up that fails or cannot finish: a handlers module that throws what is not an Error, one whose
+// top-level await waits for nothing, a certificate named on a pipe nobody writes, a module that holds
+// start-up for ever. Each ends, and says why.
+
+describe('a start-up that fails or cannot finish', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-stuck-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a handlers module that throws what is not an Error: said as what it threw, of --handlers', async () => {
+    const module = join(dir, 'throws.mjs');
+    for (const [thrown, said] of [
+      ['null', 'null'],
+      ['undefined', 'undefined'],
+      ["'config missing'", '"config missing"'],
+    ]) {
+      writeFileSync(module, `throw ${thrown};\n`);
+      const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+      assert.equal(await run.exit, 1, run.stderr());
+      assert.equal(
+        run.stderr(),
+        `segment-endpoint: --handlers: cannot load ${module}: ${said}\nTry 'segment-endpoint --help'.\n`,
+      );
+    }
+  });
+
+  test('a handlers module whose top-level await waits for nothing: one line, exit 1 (not a silent exit 0)', async () => {
+    const module = join(dir, 'never.mjs');
+    writeFileSync(module, 'await new Promise(() => {});\nexport default { track: () => {} };\n');
+    const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+    assert.equal(await run.exit, 1, run.stderr());
+    assert.match(
+      run.stderr(),
+      /^segment-endpoint: --handlers: .*never\.mjs never finished loading: its top-level await waits for something that cannot happen\n/,
+    );
+  });
+
+  test('--cert on a named pipe nobody writes to: SIGTERM still ends it', async () => {
+    const fifo = join(dir, 'cert.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const run = spawnClean(process.execPath, [...SOURCE, '--cert', fifo, '--key', fifo, '--api-key', 'k1']);
+    // Blocked in opening the pipe, as long as nobody writes: the signal can come at any time after.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    run.child.kill('SIGTERM');
+    const code = await run.exit;
+    assert.ok(code !== 0, `exit ${code}`);
+  });
+
+  test('a second SIGTERM or SIGINT while start-up is held exits 1 at once, and says so', async () => {
+    const module = join(dir, 'held.mjs');
+    writeFileSync(
+      module,
+      "process.stdout.write('handlers loading\\n');\nawait new Promise((resolve) => setTimeout(resolve, 3_600_000));\nexport default {};\n",
+    );
+    const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+    await waitFor(run.stdout, /handlers loading/);
+    run.child.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    run.child.kill('SIGINT');
+    assert.equal(await run.exit, 1, run.stderr());
+    assert.match(run.stderr(), /second signal during start-up: exiting/);
+  });
+});
