@@ -13,6 +13,7 @@ import {
   readFileSync,
   rename,
   stat,
+  statSync,
   write,
   writeSync,
 } from 'node:fs';
@@ -43,7 +44,12 @@ export interface StoreIo {
   /** Makes the names in `dir` durable (fsync of the directory): a file created or renamed in it survives a crash. */
   syncDirectory(dir: string): Promise<void>;
   ftruncate(fd: number, length: number): Promise<void>;
-  fstat(fd: number): Promise<{ readonly size: number }>;
+  fstat(fd: number): Promise<FileIdentity & { readonly size: number }>;
+  /**
+   * The file `path` names now, following a symbolic link, or undefined when it names none: the store
+   * checks that its open file is still the one at its path (not removed, renamed or replaced).
+   */
+  identity(path: string): Promise<FileIdentity | undefined>;
   close(fd: number): Promise<void>;
   /** Replaces `to` with `from` in one step (a crash leaves one or the other), once the directory is synced. */
   rename(from: string, to: string): Promise<void>;
@@ -57,6 +63,26 @@ export interface StoreIo {
    * appended in the turn joins one commit.
    */
   readonly blocking?: boolean;
+}
+
+export interface StoreOptions {
+  /**
+   * The file operations: node's `fs` (`defaultIo`: the group commit on the event loop when the process
+   * has one core, else on the thread pool) unless a test gives its own.
+   */
+  readonly io?: StoreIo;
+  /**
+   * Worker K of several processes sharing `dir`: its files are `events-YYYY-MM-DD-wK.ndjson`, and only
+   * they are repaired at open (the others may be being written). The primary repairs them all before
+   * any worker starts (`repairStore`).
+   */
+  readonly worker?: number;
+}
+
+/** Which file: its device and inode. */
+export interface FileIdentity {
+  readonly dev: number;
+  readonly ino: number;
 }
 
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
@@ -91,6 +117,10 @@ export const nodeIo: StoreIo = {
   },
   ftruncate: (fd, length) => call<void>((done) => ftruncate(fd, length, (err) => done(err, undefined))),
   fstat: (fd) => call((done) => fstat(fd, done)),
+  identity: (path) =>
+    call((done) =>
+      stat(path, (err, found) => done(err?.code === 'ENOENT' ? null : err, err ? undefined : found)),
+    ),
   close: (fd) => call<void>((done) => close(fd, (err) => done(err, undefined))),
   rename: (from, to) => call<void>((done) => rename(from, to, (err) => done(err, undefined))),
   readdir: (dir) => call((done) => readdir(dir, done)),
@@ -129,6 +159,8 @@ export const loopIo: StoreIo = {
   ...nodeIo,
   write: async (fd, bytes, offset, length) => writeSync(fd, bytes, offset, length),
   fdatasync: async (fd) => fdatasyncSync(fd),
+  // Once a commit: a look at the inode cache, not worth a thread-pool round trip on one core.
+  identity: async (path) => statSync(path, { throwIfNoEntry: false }),
   blocking: true,
 };
 

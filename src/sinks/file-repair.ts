@@ -103,8 +103,7 @@ export async function repairStore(
   const io = options.io ?? nodeIo;
   // The directory's entry is synced at every start, not only when this start made it: the start that
   // made it may have died before its sync.
-  const created = await io.mkdir(dir);
-  await syncCreated(io, dir, created ?? dir);
+  await makeDirectory(io, dir);
   const files: StoreFile[] = [];
   for (const name of await io.readdir(dir)) {
     const file = storeFile(name);
@@ -133,6 +132,12 @@ function lastTwoDays(files: readonly StoreFile[]): Set<StoreFile> {
   const byWriter = new Map<number, StoreFile[]>();
   for (const file of files) byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
   return new Set([...byWriter.values()].flatMap((own) => own.sort(inReadingOrder).slice(-2)));
+}
+
+/** Creates `dir` and its missing parents if need be, and makes its entry in its parent durable. */
+export async function makeDirectory(io: StoreIo, dir: string): Promise<void> {
+  const created = await io.mkdir(dir);
+  await syncCreated(io, dir, created ?? dir);
 }
 
 /**

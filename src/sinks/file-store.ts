@@ -1,7 +1,8 @@
 import { join } from 'node:path';
-import { defaultIo, type StoreIo, writeAll } from './file-io.ts';
-import { COMMIT_MAX_BYTES, repairStore, type TornLine } from './file-repair.ts';
+import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
+import { COMMIT_MAX_BYTES, makeDirectory, repairStore, type TornLine } from './file-repair.ts';
 
+export type { StoreOptions } from './file-io.ts';
 export { type StoredRecord, storeHandlers } from './file-records.ts';
 export { repairStore, type TornLine } from './file-repair.ts';
 
@@ -9,6 +10,8 @@ export { repairStore, type TornLine } from './file-repair.ts';
 interface OpenFile {
   readonly name: string;
   readonly fd: number;
+  /** The file opened, to tell whether its name still leads to it. */
+  readonly id: FileIdentity;
   size: number;
   /** Bytes may lie past `size` (a write failed part-way) and must be cut off before anything else. */
   dirty: boolean;
@@ -201,12 +204,20 @@ export class NdjsonStore {
   }
 
   async #open(name: string): Promise<OpenFile> {
-    if (this.#file?.name === name) return this.#file;
+    const open = this.#file;
+    if (open?.name === name && sameFile(open.id, await this.#io.identity(name))) return open;
+    // A new day, or the file at its path is not the one open: removed, renamed (a rotation), replaced.
+    // Lines written to that one would be acknowledged and lost to whoever reads the store.
     await this.#release();
-    const fd = await this.#io.open(name, 'a');
-    let size: number;
+    const fd = await this.#io.open(name, 'a').catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      // The directory was removed or moved away: made again, durably, as at start-up.
+      await makeDirectory(this.#io, this.dir);
+      return this.#io.open(name, 'a');
+    });
+    let opened: FileIdentity & { readonly size: number };
     try {
-      ({ size } = await this.#io.fstat(fd));
+      opened = await this.#io.fstat(fd);
       // The file may have just been created: its name is made durable before any event in it is
       // acknowledged (POSIX does not promise it survives a crash because the file was synced). Once per
       // file, day and process, not per event.
@@ -217,7 +228,8 @@ export class NdjsonStore {
     }
     // A file this process left with part of a line after its whole ones is cut before it is written.
     const whole = this.#unfinished.get(name);
-    this.#file = { name, fd, size: whole ?? size, dirty: whole !== undefined };
+    const id = { dev: opened.dev, ino: opened.ino };
+    this.#file = { name, fd, id, size: whole ?? opened.size, dirty: whole !== undefined };
     return this.#file;
   }
 
@@ -233,18 +245,6 @@ export class NdjsonStore {
   }
 }
 
-export interface StoreOptions {
-  /**
-   * The file operations: node's `fs` (`defaultIo`: the group commit on the event loop when the process
-   * has one core, else on the thread pool) unless a test gives its own.
-   */
-  readonly io?: StoreIo;
-  /**
-   * Worker K of several processes sharing `dir`: its files are `events-YYYY-MM-DD-wK.ndjson`, and only
-   * they are repaired at open (the others may be being written). The primary repairs them all before
-   * any worker starts (`repairStore`).
-   */
-  readonly worker?: number;
-}
-
 const DAY_MS = 24 * 60 * 60 * 1000;
+
+const sameFile = (a: FileIdentity, b: FileIdentity | undefined) => a.dev === b?.dev && a.ino === b.ino;

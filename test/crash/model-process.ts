@@ -117,8 +117,18 @@ export class ModelProcess implements StoreIo {
     });
   }
 
-  fstat(fd: number): Promise<{ readonly size: number }> {
-    return this.#call(() => ({ size: (this.#fs.data.get(this.#fd(fd).ino) as Buffer).length }));
+  fstat(fd: number): Promise<{ readonly size: number; readonly dev: number; readonly ino: number }> {
+    return this.#call(() => {
+      const { ino } = this.#fd(fd);
+      return { size: (this.#fs.data.get(ino) as Buffer).length, dev: 0, ino };
+    });
+  }
+
+  identity(path: string): Promise<{ readonly dev: number; readonly ino: number } | undefined> {
+    return this.#call(() => {
+      const ino = this.#fs.names.get(this.#name(path));
+      return ino === undefined ? undefined : { dev: 0, ino };
+    });
   }
 
   close(fd: number): Promise<void> {

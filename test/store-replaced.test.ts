@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { NdjsonStore } from '../src/index.ts';
+import { loopIo, nodeIo } from '../src/sinks/file-io.ts';
+import { tempDirs } from './helpers.ts';
+
+// The store's file, or its directory, taken away while the store runs (removed, renamed by a rotation,
+// replaced): the events acknowledged after that are in the store's file at its path, where a reader looks,
+// not in a file nobody can name any more.
+
+const tempDir = tempDirs('replaced');
+const AT = new Date('2026-11-30T12:00:00Z');
+const FILE = 'events-2026-11-30.ndjson';
+const lines = (path: string) => readFileSync(path, 'utf8').split('\n').filter(Boolean);
+
+for (const [name, io] of [
+  ['on the thread pool', nodeIo],
+  ['on the event loop', loopIo],
+] as const) {
+  test(`${name}: today's file removed, renamed or replaced: the next events go to a new file at its path`, async () => {
+    const dir = tempDir();
+    const store = await NdjsonStore.open(dir, { io });
+    const path = join(dir, FILE);
+    await store.appendLine('{"n":1}', AT);
+    unlinkSync(path);
+    await store.appendLine('{"n":2}', AT);
+    assert.deepEqual(lines(path), ['{"n":2}']);
+    renameSync(path, `${path}.1`);
+    await store.appendLine('{"n":3}', AT);
+    assert.deepEqual(lines(path), ['{"n":3}']);
+    assert.deepEqual(lines(`${path}.1`), ['{"n":2}']);
+    // A link to the file it writes is the same file: no new one.
+    renameSync(path, join(dir, 'kept'));
+    symlinkSync('kept', path);
+    await store.appendLine('{"n":4}', AT);
+    assert.deepEqual(lines(join(dir, 'kept')), ['{"n":3}', '{"n":4}']);
+    await store.close();
+  });
+
+  test(`${name}: the directory moved away, or removed: made again, and the next events go there`, async () => {
+    const dir = join(tempDir(), 'store');
+    const store = await NdjsonStore.open(dir, { io });
+    await store.appendLine('{"n":1}', AT);
+    renameSync(dir, `${dir}.moved`);
+    mkdirSync(dir);
+    await store.appendLine('{"n":2}', AT);
+    assert.deepEqual(lines(join(dir, FILE)), ['{"n":2}']);
+    rmSync(dir, { recursive: true });
+    await store.appendLine('{"n":3}', AT);
+    assert.deepEqual(readdirSync(dir), [FILE]);
+    assert.deepEqual(lines(join(dir, FILE)), ['{"n":3}']);
+    assert.deepEqual(lines(join(`${dir}.moved`, FILE)), ['{"n":1}']);
+    await store.close();
+  });
+}
