@@ -77,6 +77,13 @@ export interface StoreOptions {
    * any worker starts (`repairStore`).
    */
   readonly worker?: number;
+  /**
+   * Characters of lines that may wait for the disk: past it appends are refused at once (503, retried)
+   * until a commit takes them. @default 33554432 (32 Mi)
+   */
+  readonly maxQueuedChars?: number;
+  /** A commit under way this long: the store says it cannot write (health 503) until it ends. @default 5000 */
+  readonly stuckMs?: number;
 }
 
 /** Which file: its device and inode. */

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
-import { COMMIT_MAX_BYTES, makeDirectory, repairStore, type TornLine } from './file-repair.ts';
+import { CommitQueue, type Pending } from './file-queue.ts';
+import { makeDirectory, repairStore, type TornLine } from './file-repair.ts';
 
 export type { StoreOptions } from './file-io.ts';
 export { type StoredRecord, storeHandlers } from './file-records.ts';
@@ -15,13 +16,6 @@ interface OpenFile {
   size: number;
   /** Bytes may lie past `size` (a write failed part-way) and must be cut off before anything else. */
   dirty: boolean;
-}
-
-interface Pending {
-  readonly file: string;
-  readonly line: string;
-  readonly resolve: () => void;
-  readonly reject: (err: unknown) => void;
 }
 
 /**
@@ -39,7 +33,10 @@ export class NdjsonStore {
   readonly #io: StoreIo;
   /** `-wK` for worker K of several (each writes files of its own), else nothing. */
   readonly #suffix: string;
-  #queue: Pending[] = [];
+  readonly #queue: CommitQueue;
+  readonly #stuckMs: number;
+  /** When the commit under way began (performance.now()), if one is. */
+  #committing: number | undefined;
   #flushing: Promise<void> | undefined;
   #file: OpenFile | undefined;
   /** Where the whole lines end in files closed with part of a line after them (their cut failed). */
@@ -52,10 +49,12 @@ export class NdjsonStore {
   #day = -1;
   #dayFile = '';
 
-  private constructor(dir: string, io: StoreIo, worker: number | undefined) {
+  private constructor(dir: string, io: StoreIo, options: StoreOptions) {
     this.dir = dir;
     this.#io = io;
-    this.#suffix = worker === undefined ? '' : `-w${worker}`;
+    this.#suffix = options.worker === undefined ? '' : `-w${options.worker}`;
+    this.#queue = new CommitQueue(options.maxQueuedChars ?? MAX_QUEUED_CHARS);
+    this.#stuckMs = options.stuckMs ?? STUCK_MS;
   }
 
   /**
@@ -67,11 +66,13 @@ export class NdjsonStore {
   }
 
   /**
-   * False from a failed write until one succeeds: the endpoint cannot store events now (what the health
+   * False from a failed write until one succeeds, while a commit has been under way for `stuckMs`, and
+   * while the lines waiting are at their bound: the endpoint cannot store events now (what the health
    * path reports). Every append still tries its write, so the store recovers as soon as it can write.
    */
   get writable(): boolean {
-    return this.#writable;
+    const stuck = this.#committing !== undefined && performance.now() - this.#committing > this.#stuckMs;
+    return this.#writable && !stuck && !this.#queue.full;
   }
 
   /** Called after each group commit with its write + fdatasync time (seconds) and its events: for metrics. */
@@ -89,7 +90,7 @@ export class NdjsonStore {
    */
   static async open(dir: string, options: StoreOptions = {}): Promise<NdjsonStore> {
     const io = options.io ?? defaultIo();
-    const store = new NdjsonStore(dir, io, options.worker);
+    const store = new NdjsonStore(dir, io, options);
     const own = (name: string) => options.worker === undefined || name.endsWith(`${store.#suffix}.ndjson`);
     store.recovered.push(...(await repairStore(dir, { io, only: own })));
     await store.#open(store.fileFor(new Date()));
@@ -122,7 +123,7 @@ export class NdjsonStore {
     }
     const line = `${json}\n`;
     return new Promise((resolve, reject) => {
-      this.#queue.push({ file: this.fileFor(at), line, resolve, reject });
+      this.#queue.add({ file: this.fileFor(at), line, resolve, reject });
       this.#flushing ??= this.#drain();
     });
   }
@@ -143,24 +144,7 @@ export class NdjsonStore {
     // A blocking io would otherwise commit the turn's first line alone, before the rest are read.
     if (this.#io.blocking) await new Promise<void>((next) => setImmediate(next));
     while (this.#queue.length > 0) {
-      const batch = this.#queue;
-      this.#queue = [];
-      // Records are grouped by file in arrival order (a batch spans two files only at midnight UTC), and
-      // a commit carries at most COMMIT_MAX_BYTES (a UTF-16 unit is at most 3 bytes of UTF-8), the most
-      // that start-up repair looks through after a power cut.
-      let start = 0;
-      while (start < batch.length) {
-        const file = (batch[start] as Pending).file;
-        let end = start + 1;
-        let units = (batch[start] as Pending).line.length;
-        while (end < batch.length && (batch[end] as Pending).file === file) {
-          units += (batch[end] as Pending).line.length;
-          if (units > COMMIT_MAX_BYTES / 3) break;
-          end++;
-        }
-        await this.#commit(file, batch.slice(start, end));
-        start = end;
-      }
+      for (const group of this.#queue.take()) await this.#commit((group[0] as Pending).file, group);
     }
     this.#flushing = undefined;
   }
@@ -175,6 +159,7 @@ export class NdjsonStore {
       for (const pending of group) text += pending.line;
       const bytes = Buffer.from(text);
       const started = performance.now();
+      this.#committing = started;
       file.dirty = true;
       await writeAll(this.#io, file.fd, bytes);
       await this.#io.fdatasync(file.fd);
@@ -192,6 +177,8 @@ export class NdjsonStore {
       // cut fails too, the file stays dirty: the next commit cuts again before writing, or refuses.
       if (file?.dirty) await this.#cut(file).catch(() => {});
       for (const pending of group) pending.reject(err);
+    } finally {
+      this.#committing = undefined;
     }
   }
 
@@ -246,5 +233,7 @@ export class NdjsonStore {
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+const MAX_QUEUED_CHARS = 32 * 1024 * 1024; // 32 Mi characters (~32-64 MiB) of lines waiting for the disk
+const STUCK_MS = 5_000; // 5 s: a commit under way this long means the disk does not answer
 
 const sameFile = (a: FileIdentity, b: FileIdentity | undefined) => a.dev === b?.dev && a.ino === b.ino;

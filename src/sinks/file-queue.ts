@@ -1,0 +1,75 @@
+import { COMMIT_MAX_BYTES } from './file-repair.ts';
+
+// The lines the default store holds in memory until their commit, and how they are grouped into commits.
+
+/** A line waiting for its commit, and its append's promise. */
+export interface Pending {
+  readonly file: string;
+  readonly line: string;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/**
+ * The lines appended since the last commit began, bounded: while the disk does not answer (a frozen
+ * file system, a dead network volume) their events time out and are answered 503, senders send more, and
+ * without a bound the lines would pile up until memory runs out.
+ */
+export class CommitQueue {
+  #lines: Pending[] = [];
+  /** Characters of the lines waiting: what they hold in memory, about. */
+  #chars = 0;
+  readonly #maxChars: number;
+
+  constructor(maxChars: number) {
+    this.#maxChars = maxChars;
+  }
+
+  get length(): number {
+    return this.#lines.length;
+  }
+
+  /** Whether the lines waiting have reached the bound: appends are refused until a commit takes them. */
+  get full(): boolean {
+    return this.#chars >= this.#maxChars;
+  }
+
+  /** Queues `pending`, or refuses it at once when it would take the queue past its bound. */
+  add(pending: Pending): void {
+    if (this.#chars + pending.line.length > this.#maxChars && this.#lines.length > 0) {
+      this.#chars = this.#maxChars; // full until taken
+      pending.reject(behind(this.#maxChars));
+      return;
+    }
+    this.#chars += pending.line.length;
+    this.#lines.push(pending);
+  }
+
+  /** Every line waiting, in the order appended, grouped into commits; the queue is empty after. */
+  *take(): Generator<Pending[]> {
+    const batch = this.#lines;
+    this.#lines = [];
+    this.#chars = 0;
+    // Grouped by file in arrival order (a batch spans two files only at midnight UTC), a commit carrying
+    // at most COMMIT_MAX_BYTES (a UTF-16 unit is at most 3 bytes of UTF-8), the most that start-up repair
+    // looks through after a power cut.
+    let start = 0;
+    while (start < batch.length) {
+      const file = (batch[start] as Pending).file;
+      let end = start + 1;
+      let units = (batch[start] as Pending).line.length;
+      while (end < batch.length && (batch[end] as Pending).file === file) {
+        units += (batch[end] as Pending).line.length;
+        if (units > COMMIT_MAX_BYTES / 3) break;
+        end++;
+      }
+      yield batch.slice(start, end);
+      start = end;
+    }
+  }
+}
+
+const behind = (maxChars: number) =>
+  Object.assign(new Error(`the disk is behind: ${maxChars} characters of lines wait for it already`), {
+    code: 'SEG_STORE_BEHIND',
+  });
