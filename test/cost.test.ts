@@ -102,6 +102,7 @@ describe('bytes per request', () => {
     assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE');
     await store.close();
     const stored = readdirSync(dir)
+      .filter((f) => f.endsWith('.ndjson'))
       .map((f) => readFileSync(join(dir, f), 'utf8'))
       .join('');
     assert.equal(stored, '', 'nothing of a refused request is stored');
@@ -185,6 +186,7 @@ describe('what is stored is what was checked', () => {
     const res = await inject(handler, { headers: { ...segmentHeaders(), authorization: basic(key) }, body });
     await store.close();
     const lines = readdirSync(dir)
+      .filter((f) => f.endsWith('.ndjson'))
       .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
       .filter((l) => l !== '');
     return { res, seen, lines };

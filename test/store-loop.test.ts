@@ -81,9 +81,9 @@ describe('the group commit on the event loop', () => {
       answers.map((a) => a.status),
       [200, 200, 200],
     );
-    const stored = readdirSync(dir).flatMap((name) =>
-      readFileSync(join(dir, name), 'utf8').trim().split('\n'),
-    );
+    const stored = readdirSync(dir)
+      .filter((name) => name.endsWith('.ndjson'))
+      .flatMap((name) => readFileSync(join(dir, name), 'utf8').trim().split('\n'));
     assert.deepEqual(
       stored.map((line) => JSON.parse(line).event.messageId).sort(),
       sent.map((e) => e.messageId).sort(),

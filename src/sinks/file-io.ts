@@ -19,6 +19,7 @@ import {
 } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
+import { lockStore, type StoreLock } from './store-lock.ts';
 
 /**
  * Every file operation the default store and the reader's checkpoint make, on raw descriptors: node's
@@ -57,6 +58,11 @@ export interface StoreIo {
   readdir(dir: string): Promise<string[]>;
   /** Creates `dir` and its parents if missing; resolves with the first directory it created, if any. */
   mkdir(dir: string): Promise<string | undefined>;
+  /**
+   * Locks the store directory `dir` for this process (it exists), or throws (SEG_STORE_IN_USE): one
+   * writer to a store. Without it (a test's io), nothing is locked.
+   */
+  lock?(dir: string): StoreLock;
   /**
    * True when `write` and `fdatasync` do their work before they return (blocking the event loop until
    * the disk answers): the store then commits at the end of the event loop's turn, so that every line
@@ -132,6 +138,7 @@ export const nodeIo: StoreIo = {
   rename: (from, to) => call<void>((done) => rename(from, to, (err) => done(err, undefined))),
   readdir: (dir) => call((done) => readdir(dir, done)),
   mkdir: (dir) => makeDirectory(dir),
+  lock: lockStore,
 };
 
 /**

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
 import { CommitQueue, type Pending } from './file-queue.ts';
 import { makeDirectory, repairStore, type TornLine } from './file-repair.ts';
+import type { StoreLock } from './store-lock.ts';
 
 export type { StoreOptions } from './file-io.ts';
 export { type StoredRecord, storeHandlers } from './file-records.ts';
@@ -42,6 +43,7 @@ export class NdjsonStore {
   /** Where the whole lines end in files closed with part of a line after them (their cut failed). */
   readonly #unfinished = new Map<string, number>();
   #closed = false;
+  #lock: StoreLock | undefined;
   #writable = true;
   #records = 0;
   #commits = 0;
@@ -92,8 +94,16 @@ export class NdjsonStore {
     const io = options.io ?? defaultIo();
     const store = new NdjsonStore(dir, io, options);
     const own = (name: string) => options.worker === undefined || name.endsWith(`${store.#suffix}.ndjson`);
-    store.recovered.push(...(await repairStore(dir, { io, only: own })));
-    await store.#open(store.fileFor(new Date()));
+    // Locked before repair, which must not cut another writer's line (a worker writes under its primary's).
+    await makeDirectory(io, dir);
+    store.#lock = options.worker === undefined ? io.lock?.(dir) : undefined;
+    try {
+      store.recovered.push(...(await repairStore(dir, { io, only: own })));
+      await store.#open(store.fileFor(new Date()));
+    } catch (err) {
+      store.#lock?.release();
+      throw err;
+    }
     return store;
   }
 
@@ -138,6 +148,7 @@ export class NdjsonStore {
     this.#closed = true;
     await this.flush();
     await this.#release();
+    this.#lock?.release();
   }
 
   async #drain(): Promise<void> {

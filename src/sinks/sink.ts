@@ -72,7 +72,9 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
  * returned as it is.
  */
 export function storeRefused(err: unknown, out: string): unknown {
-  const { code, path } = err as { code?: unknown; path?: unknown };
+  const { code, path, holder } = err as { code?: unknown; path?: unknown; holder?: unknown };
+  if (code === 'SEG_STORE_IN_USE')
+    return new Error(`--out ${out} is in use by process ${holder}: one endpoint writes a store`);
   if (typeof code !== 'string') return err;
   const inside = typeof path === 'string' && resolve(path) !== resolve(out);
   const said = inside
@@ -86,9 +88,17 @@ export function storeRefused(err: unknown, out: string): unknown {
  * worker starts), refused as openSink refuses a store it cannot use.
  */
 export async function repairStoreFiles(out: string, log: Logger): Promise<void> {
-  const { repairStore } = await import('./file-store.ts');
-  const recovered = await repairStore(out).catch((err: unknown) => {
-    throw storeRefused(err, out);
-  });
+  const [{ repairStore }, { makeDirectory }, { nodeIo }] = await Promise.all([
+    import('./file-store.ts'),
+    import('./file-repair.ts'),
+    import('./file-io.ts'),
+  ]);
+  // Locked for the primary's life: its workers write under it.
+  const recovered = await makeDirectory(nodeIo, out)
+    .then(() => nodeIo.lock?.(out))
+    .then(() => repairStore(out))
+    .catch((err: unknown) => {
+      throw storeRefused(err, out);
+    });
   for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
 }
