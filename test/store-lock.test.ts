@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, readlinkSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NdjsonStore } from '../src/index.ts';
@@ -28,7 +28,7 @@ test('a second endpoint on the same --out is refused at start, naming the proces
     first.child.kill('SIGTERM');
     assert.equal(await first.exit, 0);
   }
-  assert.equal(existsSync(join(out, LOCK)), false, 'the lock is let go at exit');
+  assert.throws(() => lstatSync(join(out, LOCK)), { code: 'ENOENT' }, 'the lock is let go at exit');
 });
 
 test('a lock left by a process that is gone (kill -9, a power cut) is taken over', async () => {
@@ -37,11 +37,11 @@ test('a lock left by a process that is gone (kill -9, a power cut) is taken over
     '-e',
     'process.stdout.write(String(process.pid))',
   ]).stdout.toString();
-  writeFileSync(join(dir, LOCK), `${gone} 1\n`);
+  symlinkSync(`${gone} 1`, join(dir, LOCK));
   const store = await NdjsonStore.open(dir);
-  assert.match(readFileSync(join(dir, LOCK), 'utf8'), new RegExp(`^${process.pid} \\d+\\n$`));
+  assert.match(readlinkSync(join(dir, LOCK)), new RegExp(`^${process.pid} \\d+$`));
   await store.close();
-  assert.equal(existsSync(join(dir, LOCK)), false);
+  assert.throws(() => lstatSync(join(dir, LOCK)), { code: 'ENOENT' });
 });
 
 test('in one process: a second store on the same directory is refused until the first closes', async () => {
