@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { fstatSync, readFileSync, statSync } from 'node:fs';
+import { fstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { jsonLogger, silentLogger } from '../src/log.ts';
@@ -184,6 +185,35 @@ describe('a store whose disk fills up', () => {
       torn: 0,
       endsClean: true,
     });
+  });
+});
+
+describe('a store that starts on a full disk', () => {
+  test('a torn last line found at start: the store starts, refuses events, and sets the fragment aside once there is room', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'events-2026-11-26.ndjson');
+    writeFileSync(file, `${JSON.stringify(event(0))}\n{"n":1,"pa`);
+    // Today's too: the file start-up would open.
+    const now = new Date();
+    const today = join(dir, `events-${now.toISOString().slice(0, 10)}.ndjson`);
+    writeFileSync(today, `${JSON.stringify(event(10))}\n{"n":11`);
+    const { io, disk } = smallDisk(0);
+    const store = await NdjsonStore.open(dir, { io });
+    assert.equal(store.writable, false);
+    await assert.rejects(store.append(event(2), AT), { code: 'ENOSPC' });
+    assert.equal(readFileSync(file, 'utf8').endsWith('"pa'), true, 'nothing written after the fragment');
+    disk.capacity = Number.POSITIVE_INFINITY;
+    await store.append(event(3), AT);
+    assert.equal(store.writable, true);
+    assert.deepEqual(fileLines(file), { records: [event(0), event(3)], torn: 0, endsClean: true });
+    assert.equal(readFileSync(`${file}.torn`, 'utf8'), '{"n":1,"pa\n');
+    await store.append(event(12), now);
+    assert.deepEqual(fileLines(today), { records: [event(10), event(12)], torn: 0, endsClean: true });
+    assert.deepEqual(
+      store.recovered.map((torn) => torn.movedTo),
+      [`${file}.torn`, `${today}.torn`],
+    );
+    await store.close();
   });
 });
 

@@ -1,4 +1,5 @@
 import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 
 // The file store's file names, as file-store.ts writes them and src/read/ reads them: one file a UTC day, `events-YYYY-MM-DD.ndjson`
 // for a single process, `events-YYYY-MM-DD-wK.ndjson` for worker K of several. Anything else in the
@@ -35,4 +36,27 @@ export async function listStoreFiles(dir: string): Promise<StoreFile[]> {
     if (file !== undefined) files.push(file);
   }
   return files.sort(inReadingOrder);
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** The file of `dir` a record received at a given time goes to (its UTC day's), the day's name kept. */
+export class DayFiles {
+  #day = -1;
+  #file = '';
+
+  constructor(
+    readonly dir: string,
+    /** `-wK` for worker K of several, else nothing. */
+    readonly suffix: string,
+  ) {}
+
+  at(at: Date): string {
+    const day = Math.floor(at.getTime() / DAY_MS);
+    if (day !== this.#day) {
+      this.#day = day;
+      this.#file = join(this.dir, `events-${at.toISOString().slice(0, 10)}${this.suffix}.ndjson`);
+    }
+    return this.#file;
+  }
 }

@@ -98,7 +98,16 @@ async function lineStart(io: StoreIo, fd: number, at: number): Promise<number> {
  */
 export async function repairStore(
   dir: string,
-  options: { readonly io?: StoreIo; readonly only?: (name: string) => boolean } = {},
+  options: {
+    readonly io?: StoreIo;
+    readonly only?: (name: string) => boolean;
+    /**
+     * Where a file is put (its path, and the bytes to scan) when its fragment cannot be set aside for
+     * want of room (a full disk, a quota): its repair is left to whoever writes it next, who must make it
+     * first. Without it, that is an error.
+     */
+    readonly deferred?: Map<string, number>;
+  } = {},
 ): Promise<TornLine[]> {
   const io = options.io ?? nodeIo;
   // The directory's entry is synced at every start, not only when this start made it: the start that
@@ -116,12 +125,13 @@ export async function repairStore(
     const scan = recent.has(file) ? COMMIT_MAX_BYTES : 0;
     // A name that leads to no file (a dangling symbolic link, or one removed meanwhile) holds nothing to
     // repair: passed over, as the reader passes over it.
-    const torn = await setAsideTornTail(io, join(dir, file.name), scan).catch(
-      (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return undefined;
-        throw err;
-      },
-    );
+    const path = join(dir, file.name);
+    const torn = await setAsideTornTail(io, path, scan).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      if ((err.code !== 'ENOSPC' && err.code !== 'EDQUOT') || options.deferred === undefined) throw err;
+      options.deferred.set(path, scan);
+      return undefined;
+    });
     if (torn !== undefined) recovered.push(torn);
   }
   return recovered;

@@ -1,7 +1,7 @@
-import { join } from 'node:path';
 import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
+import { DayFiles } from './file-names.ts';
 import { CommitQueue, type Pending } from './file-queue.ts';
-import { makeDirectory, repairStore, type TornLine } from './file-repair.ts';
+import { makeDirectory, repairStore, setAsideTornTail, type TornLine } from './file-repair.ts';
 import type { StoreLock } from './store-lock.ts';
 
 export type { StoreOptions } from './file-io.ts';
@@ -26,14 +26,13 @@ interface OpenFile {
  * load one sync carries many events and throughput does not collapse to the disk's sync rate.
  *
  * A write that fails (a full disk, an I/O error) or comes up short is cut off, back to the last whole
- * line, before its events are refused: a partial line never precedes a good one. The store assumes it is
- * the only writer of its files.
+ * line, before its events are refused: a partial line never precedes a good one. One process writes a
+ * store (store-lock.ts).
  */
 export class NdjsonStore {
   readonly dir: string;
   readonly #io: StoreIo;
-  /** `-wK` for worker K of several (each writes files of its own), else nothing. */
-  readonly #suffix: string;
+  readonly #days: DayFiles;
   readonly #queue: CommitQueue;
   readonly #stuckMs: number;
   /** When the commit under way began (performance.now()), if one is. */
@@ -48,21 +47,18 @@ export class NdjsonStore {
   #records = 0;
   #commits = 0;
   #failures = 0;
-  #day = -1;
-  #dayFile = '';
+  /** Files whose torn tail start-up could not set aside (a full disk): done before they are written. */
+  readonly #repairs = new Map<string, number>();
 
   private constructor(dir: string, io: StoreIo, options: StoreOptions) {
     this.dir = dir;
     this.#io = io;
-    this.#suffix = options.worker === undefined ? '' : `-w${options.worker}`;
+    this.#days = new DayFiles(dir, options.worker === undefined ? '' : `-w${options.worker}`);
     this.#queue = new CommitQueue(options.maxQueuedChars ?? MAX_QUEUED_CHARS);
     this.#stuckMs = options.stuckMs ?? STUCK_MS;
   }
 
-  /**
-   * Records made durable, the write+sync rounds that carried them (fewer: group commit), and the rounds
-   * that failed (their records were refused, not stored).
-   */
+  /** Records made durable, the commits that carried them (fewer: group commit), and the commits that failed. */
   get stats(): { readonly records: number; readonly commits: number; readonly failures: number } {
     return { records: this.#records, commits: this.#commits, failures: this.#failures };
   }
@@ -93,13 +89,17 @@ export class NdjsonStore {
   static async open(dir: string, options: StoreOptions = {}): Promise<NdjsonStore> {
     const io = options.io ?? defaultIo();
     const store = new NdjsonStore(dir, io, options);
-    const own = (name: string) => options.worker === undefined || name.endsWith(`${store.#suffix}.ndjson`);
+    const own = (name: string) =>
+      options.worker === undefined || name.endsWith(`${store.#days.suffix}.ndjson`);
     // Locked before repair, which must not cut another writer's line (a worker writes under its primary's).
     await makeDirectory(io, dir);
     store.#lock = options.worker === undefined ? io.lock?.(dir) : undefined;
     try {
-      store.recovered.push(...(await repairStore(dir, { io, only: own })));
-      await store.#open(store.fileFor(new Date()));
+      store.recovered.push(...(await repairStore(dir, { io, only: own, deferred: store.#repairs })));
+      // A full disk is a state the store recovers from, not a reason to refuse to start.
+      store.#writable = store.#repairs.size === 0;
+      const today = store.fileFor(new Date());
+      if (!store.#repairs.has(today)) await store.#open(today);
     } catch (err) {
       store.#lock?.release();
       throw err;
@@ -109,12 +109,7 @@ export class NdjsonStore {
 
   /** The file a record received at `at` goes to. */
   fileFor(at: Date): string {
-    const day = Math.floor(at.getTime() / DAY_MS);
-    if (day !== this.#day) {
-      this.#day = day;
-      this.#dayFile = join(this.dir, `events-${at.toISOString().slice(0, 10)}${this.#suffix}.ndjson`);
-    }
-    return this.#dayFile;
+    return this.#days.at(at);
   }
 
   /** Appends one record; resolves once it is durable. `record` must serialise to one line (JSON does). */
@@ -207,6 +202,12 @@ export class NdjsonStore {
     // A new day, or the file at its path is not the one open: removed, renamed (a rotation), replaced.
     // Lines written to that one would be acknowledged and lost to whoever reads the store.
     await this.#release();
+    const scan = this.#repairs.get(name);
+    if (scan !== undefined) {
+      const torn = await setAsideTornTail(this.#io, name, scan);
+      this.#repairs.delete(name);
+      if (torn !== undefined) this.recovered.push(torn);
+    }
     const fd = await this.#io.open(name, 'a').catch(async (err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
       // The directory was removed or moved away: made again, durably, as at start-up.
@@ -243,7 +244,6 @@ export class NdjsonStore {
   }
 }
 
-const DAY_MS = 24 * 60 * 60 * 1000;
 const MAX_QUEUED_CHARS = 32 * 1024 * 1024; // 32 Mi characters (~32-64 MiB) of lines waiting for the disk
 const STUCK_MS = 5_000; // 5 s: a commit under way this long means the disk does not answer
 
