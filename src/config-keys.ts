@@ -27,6 +27,8 @@ export function apiKeys(
     [variable, env[variable]],
     [envAlias, env[envAlias]],
   ] as const) {
+    // Not taken as unset: a deployment that lost its keys' value would answer every customer 401.
+    if (value === '') throw new UsageError(`${name} is set but empty: give it a value, or unset it`);
     for (const key of (value ?? '').split(',')) {
       if (key.trim() !== '') given.push([checked(key.trim(), name), name]);
     }

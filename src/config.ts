@@ -46,10 +46,7 @@ export interface CliConfig {
   readonly idempotencyRedis: string | undefined;
 }
 
-/**
- * Reads flags, then the environment for what the flags left unset, and the files they name through
- * `readFile`. Throws UsageError.
- */
+/** Reads flags, then the environment for what they left unset, and the files they name. Throws UsageError. */
 export function parseConfig(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
@@ -87,8 +84,10 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
     const fromEnv = row.env === undefined ? undefined : env[row.env];
     if (row.cli === 'switch')
       return (given as boolean | undefined) ?? switchedOn(fromEnv || undefined, row.env);
+    // Not unset: `--host=$HOST` with $HOST lost would listen everywhere, a secret lost turn checks off.
+    if (given === '')
+      throw new UsageError(`--${flagName(row)} is given but empty: give it a value, or leave it out`);
     if (given !== undefined) return given as string;
-    // Not taken as unset: a template that lost a secret's value would turn signature checks off.
     if (fromEnv === '') throw new UsageError(`${row.env} is set but empty: give it a value, or unset it`);
     return fromEnv;
   };

@@ -50,6 +50,17 @@ describe('the segment-endpoint command', () => {
       ],
       [['--http', '--api-key', 'k', '--max-in-flight', '-1'], {}, /--max-in-flight/],
       [['--http', '--api-key', 'k', '--handlers', '/nonexistent.mjs'], {}, /--handlers: cannot load/],
+      [['--http', '--host=', '--api-key', 'k', '--port', '0'], {}, /--host is given but empty/],
+      [
+        ['--http', '--api-key', 'k', '--port', '0'],
+        { SEGMENT_ENDPOINT_API_KEYS: '' },
+        /^[^\n]*SEGMENT_ENDPOINT_API_KEYS is set but empty/,
+      ],
+      [
+        ['--http', '--api-key', 'k', '--port', '0'],
+        { SEGMENT_API_KEYS: '' },
+        /SEGMENT_API_KEYS is set but empty/,
+      ],
     ];
     for (const [args, env, message] of cases) {
       const res = await runCli(args, env);
