@@ -12,13 +12,7 @@ export function parseFlagsOnce<Values>(
   options: Options,
   positionals: boolean,
 ): { values: Values; positionals: string[] } {
-  const parsed = parseArgs({
-    args: [...args],
-    options,
-    strict: true,
-    allowPositionals: positionals,
-    tokens: true,
-  });
+  const parsed = parse(args, options, positionals);
   const seen = new Set<string>();
   for (const token of parsed.tokens) {
     if (token.kind !== 'option' || options[token.name]?.multiple === true) continue;
@@ -27,4 +21,15 @@ export function parseFlagsOnce<Values>(
   }
   // The caller names the shape its options give (parseArgs's own type of it cannot be named here).
   return { values: parsed.values as Values, positionals: parsed.positionals };
+}
+
+function parse(args: readonly string[], options: Options, positionals: boolean) {
+  try {
+    return parseArgs({ args: [...args], options, strict: true, allowPositionals: positionals, tokens: true });
+  } catch (err) {
+    // parseArgs says this one in three lines: one is what every bad invocation gets.
+    const ambiguous = /^Option '(--[^']+)' argument is ambiguous/.exec((err as Error).message)?.[1];
+    if (ambiguous === undefined) throw err;
+    throw new Error(`${ambiguous}: a value that starts with "-" is given as ${ambiguous}=VALUE`);
+  }
 }

@@ -52,6 +52,11 @@ describe('the segment-endpoint command', () => {
       [['--http', '--api-key', 'k', '--handlers', '/nonexistent.mjs'], {}, /--handlers: cannot load/],
       [['--http', '--host=', '--api-key', 'k', '--port', '0'], {}, /--host is given but empty/],
       [
+        ['--http', '--api-key', 'k', '--port', '-1'],
+        {},
+        /^segment-endpoint: --port: a value that starts with "-" is given as --port=VALUE\nTry /,
+      ],
+      [
         ['--http', '--api-key', 'k', '--port', '0'],
         { SEGMENT_ENDPOINT_API_KEYS: '' },
         /^[^\n]*SEGMENT_ENDPOINT_API_KEYS is set but empty/,
