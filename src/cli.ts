@@ -69,13 +69,13 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     link = (await import('./cluster/worker.ts')).workerLink(env, signals, files);
     log = withFields(log, { worker: link.worker });
   }
-  const { certificateReloader, start } = await import('./start.ts');
+  const { certificateReloader, listen, start } = await import('./start.ts');
   let running: Running;
   let url: string;
   try {
     running = await start(config, log, link?.worker);
     await link?.join(running.endpoint, config.tlsFiles !== undefined);
-    url = await running.endpoint.listen();
+    url = await listen(running.endpoint, config);
   } catch (err) {
     if (link === undefined) return fail(err);
     // Said by the primary, once for all its workers.

@@ -113,3 +113,29 @@ export function certificateReloader(
     if (reloadCertificate(files, log, load, read)) log.info({ cert: files?.cert }, 'certificate reloaded');
   };
 }
+
+/**
+ * Listens as configured; a refusal of the address is said of the flag that gave it (a port in use, a
+ * host that is not this machine's or does not resolve, a low port without the right), as every bad
+ * value is.
+ */
+export async function listen(endpoint: EndpointServer, config: CliConfig): Promise<string> {
+  try {
+    return await endpoint.listen();
+  } catch (err) {
+    const { code } = err as NodeJS.ErrnoException;
+    const host = config.options.host ?? OPTIONS.host.default;
+    const port = config.options.port ?? OPTIONS.port.default;
+    const said = LISTEN_ERRORS[code ?? ''];
+    if (said === undefined) throw err;
+    throw new UsageError(said(host, port));
+  }
+}
+
+const LISTEN_ERRORS: Record<string, (host: string, port: number) => string> = {
+  EADDRINUSE: (host, port) => `--port ${port}: in use on ${host} by another process (EADDRINUSE)`,
+  EACCES: (_, port) => `--port ${port}: a port below 1024 needs root or CAP_NET_BIND_SERVICE (EACCES)`,
+  EADDRNOTAVAIL: (host) => `--host ${host}: not an address of this machine (EADDRNOTAVAIL)`,
+  ENOTFOUND: (host) => `--host ${host}: no such host (ENOTFOUND)`,
+  EAI_AGAIN: (host) => `--host ${host}: cannot be resolved now (EAI_AGAIN)`,
+};

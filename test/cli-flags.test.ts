@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { UsageError } from '../src/config.ts';
@@ -72,6 +73,33 @@ describe('the segment-endpoint command', () => {
       assert.equal(res.code, 1, args.join(' '));
       assert.match(res.stderr, message, args.join(' '));
       assert.match(res.stderr, /^segment-endpoint: /);
+    }
+  });
+
+  test("a port in use, or a host that is not this machine's: said of --port or --host, in one line", async () => {
+    const taken = createNetServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const cases: Array<[string[], RegExp]> = [
+        [
+          ['--host', '127.0.0.1', '--port', String(port)],
+          new RegExp(`^--port ${port}: in use on 127\\.0\\.0\\.1 by another process \\(EADDRINUSE\\)$`),
+        ],
+        [
+          ['--host', '192.0.2.1', '--port', '0'],
+          /^--host 192\.0\.2\.1: not an address of this machine \(EADDRNOTAVAIL\)$/,
+        ],
+      ];
+      for (const [args, message] of cases) {
+        const res = await runCli(['--http', '--api-key', 'k', ...args]);
+        assert.equal(res.code, 1, res.stderr);
+        const [line, hint] = res.stderr.split('\n');
+        assert.match(line?.replace(/^segment-endpoint: /, '') ?? '', message);
+        assert.equal(hint, "Try 'segment-endpoint --help'.");
+      }
+    } finally {
+      taken.close();
     }
   });
 
