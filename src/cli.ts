@@ -3,8 +3,9 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { WORKER_VARIABLE } from './cluster/messages.ts';
 import type { WorkerLink } from './cluster/worker.ts';
-import { NAME, ofTheFlag, parseConfig, UsageError, usage } from './config.ts';
+import { type CliConfig, NAME, parseConfig, UsageError, usage } from './config.ts';
 import { type ReadFile, readInput } from './config-keys.ts';
+import { ofTheFlag } from './config-said.ts';
 import { jsonLogger, type Logger, withFields } from './log.ts';
 import type { Running } from './start.ts';
 
@@ -63,7 +64,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       try {
         return await (await import('./cluster/primary.ts')).runPrimary(config, argv, log, signals, files);
       } catch (err) {
-        return fail(err);
+        return fail(err, config);
       }
     }
     link = (await import('./cluster/worker.ts')).workerLink(env, signals, files);
@@ -77,9 +78,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     await link?.join(running.endpoint, config.tlsFiles !== undefined);
     url = await listen(running.endpoint, config);
   } catch (err) {
-    if (link === undefined) return fail(err);
+    if (link === undefined) return fail(err, config);
     // Said by the primary, once for all its workers.
-    await link.refused(failure(err));
+    await link.refused(failure(err, config));
     return 1;
   }
   if (link === undefined)
@@ -203,18 +204,22 @@ function drainOnSignal(
   });
 }
 
-function fail(err: unknown): number {
-  process.stderr.write(failure(err));
+function fail(err: unknown, config?: CliConfig): number {
+  process.stderr.write(failure(err, config));
   return 1;
 }
 
-/** What a start that failed says on stderr: one line, and a hint when the invocation was wrong. */
-function failure(err: unknown): string {
+/**
+ * What a start that failed says on stderr: one line, and a hint when the invocation was wrong. A value
+ * that came from the environment is said of its variable (`config.said`).
+ */
+function failure(err: unknown, config?: CliConfig): string {
   const message = err instanceof Error ? err.message : String(err);
   // The library's own checks (a path, a bound) name an option as `options.NAME`: said of its flag.
   const said = err instanceof RangeError || err instanceof TypeError ? ofTheFlag(message) : undefined;
   const hint = err instanceof UsageError || said !== undefined ? `\nTry '${NAME} --help'.` : '';
-  return `${NAME}: ${said ?? message}${hint}\n`;
+  const line = said ?? message;
+  return `${NAME}: ${config === undefined ? line : config.said(line)}${hint}\n`;
 }
 
 // Run when executed, not when imported by tests: as a script (node dist/cli.js, the bin's symlink, node

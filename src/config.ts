@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { checkPair } from './certificate.ts';
 import { apiKeys, type ReadFile, readInput, UsageError } from './config-keys.ts';
+import { flagName, ofTheirSource } from './config-said.ts';
 import { parseFlagsOnce } from './flags.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow } from './option-table.ts';
@@ -13,9 +14,6 @@ import { FLAG_ROWS } from './usage.ts';
 
 export { parseKeySpec, parseKeysFile, UsageError } from './config-keys.ts';
 export { NAME, usage } from './usage.ts';
-
-/** `--max-body-bytes N` → `max-body-bytes`: the name parseArgs knows it by. */
-const flagName = (row: OptionRow): string => (row.flag ?? '').split(' ')[0]?.slice(2) ?? '';
 
 /** What parseArgs is told: each flag of the table, a string unless a switch. */
 const PARSE_OPTIONS = Object.fromEntries(
@@ -44,6 +42,8 @@ export interface CliConfig {
   readonly postgres: { readonly url: string; readonly table: string } | undefined;
   /** --idempotency-redis: where processed messageIds are remembered, instead of in each process. */
   readonly idempotencyRedis: string | undefined;
+  /** A refusal's message with each flag not given, but set by its variable, said as the variable. */
+  readonly said: (message: string) => string;
 }
 
 /** Reads flags, then the environment for what they left unset, and the files they name. Throws UsageError. */
@@ -58,20 +58,8 @@ export function parseConfig(
   try {
     return configOf(values, env, readFile);
   } catch (err) {
-    throw err instanceof UsageError ? fromTheEnvironment(err, values, env) : err;
+    throw err instanceof UsageError ? new UsageError(ofTheirSource(err.message, values, env)) : err;
   }
-}
-
-/**
- * A refusal that names a flag whose value came from its environment variable (the flag not given):
- * said of the variable, which is what the operator set.
- */
-function fromTheEnvironment(err: UsageError, values: Flags, env: NodeJS.ProcessEnv): UsageError {
-  const flag = /^--([a-z][a-z-]*)/.exec(err.message)?.[1];
-  const row = flag === undefined ? undefined : FLAG_ROWS.find(([, r]) => flagName(r) === flag)?.[1];
-  if (flag === undefined || row?.env === undefined || values[flag] !== undefined) return err;
-  if (env[row.env] === undefined) return err;
-  return new UsageError(`${row.env}${err.message.slice(flag.length + 2)}`);
 }
 
 type Flags = ReturnType<typeof parseFlags>;
@@ -99,9 +87,13 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
     const cert = text('cert');
     const key = text('key');
     if (cert === undefined || key === undefined) {
-      throw new UsageError(
-        '--cert and --key are required for HTTPS (or --http behind a TLS-terminating proxy)',
-      );
+      const missing =
+        cert === undefined && key === undefined
+          ? '--cert and --key are'
+          : cert === undefined
+            ? '--cert is'
+            : '--key is';
+      throw new UsageError(`${missing} required for HTTPS (or --http behind a TLS-terminating proxy)`);
     }
     tlsFiles = { cert, key };
     const tls = { cert: readFile(cert, '--cert'), key: readFile(key, '--key') };
@@ -146,6 +138,7 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
     workers: workers(text('workers') ?? OPTIONS.workers.default),
     postgres: postgres(text('postgres'), text('postgresTable') ?? OPTIONS.postgresTable.default),
     idempotencyRedis: checkUrl(text('idempotencyRedis'), REDIS, '--idempotency-redis'),
+    said: (message) => ofTheirSource(message, values, env),
   };
 }
 
@@ -206,15 +199,6 @@ function convert(row: OptionRow, value: string | boolean | undefined): string | 
     return within(row, flag, Math.round(Number(value) * 1000), 1000, ' seconds');
   }
   return value;
-}
-
-/** A library check's message about `options.NAME`, said of the flag that sets it; undefined if none does. */
-export function ofTheFlag(message: string): string | undefined {
-  const option = /^options\.([\w.]+)/.exec(message);
-  const row =
-    option === null ? undefined : (OPTIONS as Readonly<Record<string, OptionRow>>)[option[1] as string];
-  if (option === null || row?.flag === undefined) return undefined;
-  return `--${flagName(row)}${message.slice(option[0].length)}`;
 }
 
 /** A number held to its row's bounds here, in the flag's own unit (`scale` to it), not the library's. */

@@ -1,6 +1,7 @@
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
 import { type Logger, neverThrows } from './log.ts';
+import { nearest } from './spelling.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 // Checks of the handler's options that are not numbers or paths: its handlers, switches and logger.
@@ -17,8 +18,10 @@ export function checkHandlers(handlers: unknown): Handlers {
   const plain = proto === Object.prototype || proto === null;
   for (const type of plain ? Object.keys(handlers) : []) {
     if (!EVENT_TYPES.includes(type as EventType)) {
+      const near = nearest(type, EVENT_TYPES);
+      const hint = near === undefined ? '' : `: did you mean ${near}?`;
       throw new RangeError(
-        `options.handlers.${type} is not a Segment event type (${EVENT_TYPES.join(', ')})`,
+        `options.handlers.${type} is not a Segment event type${hint} (${EVENT_TYPES.join(', ')})`,
       );
     }
   }

@@ -5,6 +5,7 @@ import { type CliConfig, UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
 import type { Logger } from './log.ts';
+import { checkHandlers } from './option-checks.ts';
 import { OPTIONS } from './option-table.ts';
 import { checkServerOptions, createServer, type EndpointServer } from './server.ts';
 import { openSink, type Sink } from './sinks/sink.ts';
@@ -95,7 +96,16 @@ async function loadHandlers(file: string): Promise<Handlers> {
   if (typeof mod.default !== 'object' || mod.default === null) {
     throw new UsageError(`--handlers: ${file} must export default { identify?, track?, ... }`);
   }
-  return mod.default as Handlers;
+  try {
+    return checkHandlers(mod.default);
+  } catch (err) {
+    // Said of the module, not of the library's option: "--handlers ./h.mjs: identfy is not ...".
+    const message = (err as Error).message;
+    const said = message
+      .replace(/^options\.handlers\./, '')
+      .replace(/^options\.handlers/, 'its default export');
+    throw new UsageError(`--handlers ${file}: ${said}`);
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { UsageError } from '../src/config.ts';
@@ -252,6 +253,39 @@ describe('flags and variables that say one thing', () => {
     assert.throws(() => configOf(['--api-key', 'k', '--workers', '0'], {}), {
       message: /^--workers must be/,
     });
+  });
+
+  test("the library's checks at start, and conflicts, name each variable set and flag given, never options.NAME", async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-said-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const module = join(dir, 'typo-handlers.mjs');
+    writeFileSync(module, 'export default { identfy() {} };\n');
+    const secret = join(dir, 'secret');
+    writeFileSync(secret, 'x');
+    const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+      [[], { SEGMENT_ENDPOINT_PATH: 'nopath' }, /^SEGMENT_ENDPOINT_PATH must be a path starting with "\/"/],
+      [['--metrics-path', '/'], {}, /^--metrics-path must differ from --path \(\/\)$/],
+      [[], { SEGMENT_ENDPOINT_METRICS_PATH: '/' }, /^SEGMENT_ENDPOINT_METRICS_PATH must differ from --path/],
+      [
+        ['--signature-secret-file', secret],
+        { SEGMENT_ENDPOINT_SIGNATURE_SECRET: 's' },
+        /--signature-secret-file.*SEGMENT_ENDPOINT_SIGNATURE_SECRET|SEGMENT_ENDPOINT_SIGNATURE_SECRET.*--signature-secret-file/,
+      ],
+      [
+        ['--handlers', module],
+        {},
+        /^--handlers .*typo-handlers\.mjs: identfy is not a Segment event type: did you mean identify\?/,
+      ],
+      [[], { SEGMENT_ENDPOINT_CERT: '/some/cert.pem' }, /^--key is required for HTTPS/],
+    ];
+    for (const [args, env, message] of cases) {
+      const http = env.SEGMENT_ENDPOINT_CERT === undefined ? ['--http'] : [];
+      const res = await runCli([...http, '--api-key', 'k', '--port', '0', ...args], env);
+      assert.equal(res.code, 1, `${args.join(' ')} ${JSON.stringify(env)}: ${res.stderr}`);
+      const line = res.stderr.split('\n')[0]?.replace(/^segment-endpoint: /, '') ?? '';
+      assert.match(line, message);
+      assert.doesNotMatch(line, /options\./);
+    }
   });
 
   test('a variable set but empty is refused, not taken as unset: a lost secret must not turn checks off', () => {
