@@ -1,6 +1,7 @@
 // Processes the tests start: the CLI run from source, its flags for plain HTTP, and any command spawned
 // without the SEGMENT_* variables of the test's own environment, its output kept.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const ROOT = join(import.meta.dirname, '..');
@@ -59,4 +60,21 @@ export function spawnWith(command: string, args: string[], cwd: string, env: Nod
     stderr: () => stderr,
     exit: new Promise((done) => child.on('exit', (code) => done(code))),
   };
+}
+
+/** The CLI from source with `args`, its stdout /dev/full (every write fails: ENOSPC): its exit code and stderr. */
+export async function runIntoFullDisk(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const full = openSync('/dev/full', 'w');
+  const child = spawn(process.execPath, [...CLI_SOURCE, ...args], {
+    cwd: ROOT,
+    env: cleanEnv(),
+    stdio: ['ignore', full, 'pipe'],
+  });
+  closeSync(full);
+  let stderr = '';
+  child.stderr?.on('data', (c) => {
+    stderr += c;
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { code, stderr };
 }

@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { EndpointServer } from '../src/index.ts';
 import { loadMain } from '../src/load/command.ts';
@@ -10,7 +8,7 @@ import { segmentHeaders } from '../src/tester/run.ts';
 import { EVENT_TYPES } from '../src/types.ts';
 import { API_KEY, recorder, type Seen } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
-import { CLI_SOURCE, ROOT, spawnClean } from './helpers-spawn.ts';
+import { CLI_SOURCE, runIntoFullDisk, spawnClean } from './helpers-spawn.ts';
 import { capture, freePort } from './load-harness.ts';
 
 // `segment-endpoint load` against the endpoint itself, over TLS with the test certificate, and its report
@@ -78,18 +76,8 @@ describe('segment-endpoint load against the endpoint', () => {
   });
 
   test('stdout that cannot be written (a full disk): one line on stderr, exit 1, not a stack trace', async () => {
-    const full = openSync('/dev/full', 'w');
     const args = ['load', url, '--api-key', API_KEY, '--rate', '10', '--duration', '1', '--insecure'];
-    const child = spawn(process.execPath, [...CLI_SOURCE, ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', full, 'pipe'],
-    });
-    closeSync(full);
-    let stderr = '';
-    child.stderr?.on('data', (c) => {
-      stderr += c;
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const { code, stderr } = await runIntoFullDisk(args);
     assert.equal(code, 1);
     assert.match(stderr, /^segment-endpoint load: cannot write to stdout: .*ENOSPC.*\n$/);
   });

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import { testMain } from '../src/tester/command.ts';
 import { run } from '../src/tester/run.ts';
 import { suite } from '../src/tester/suite.ts';
 import { testCert } from './helpers-cert.ts';
+import { runIntoFullDisk } from './helpers-spawn.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const CLI = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];
@@ -161,17 +161,7 @@ describe('against our own endpoint', () => {
   });
 
   test('stdout that cannot be written (a full disk): one line on stderr, exit 1', async () => {
-    const full = openSync('/dev/full', 'w');
-    const child = spawn(process.execPath, [...CLI, 'test', plainUrl, '--api-key', KEY], {
-      cwd: ROOT,
-      stdio: ['ignore', full, 'pipe'],
-    });
-    closeSync(full);
-    let stderr = '';
-    child.stderr?.on('data', (c) => {
-      stderr += c;
-    });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const { code, stderr } = await runIntoFullDisk(['test', plainUrl, '--api-key', KEY]);
     assert.equal(code, 1);
     assert.match(stderr, /^segment-endpoint test: cannot write to stdout: .*ENOSPC.*\n$/);
   });
