@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { lstatSync, readlinkSync, symlinkSync } from 'node:fs';
+import { lstatSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NdjsonStore } from '../src/index.ts';
@@ -39,7 +39,7 @@ test('a lock left by a process that is gone (kill -9, a power cut) is taken over
   ]).stdout.toString();
   symlinkSync(`${gone} 1`, join(dir, LOCK));
   const store = await NdjsonStore.open(dir);
-  assert.match(readlinkSync(join(dir, LOCK)), new RegExp(`^${process.pid} \\d+$`));
+  assert.match(readlinkSync(join(dir, LOCK)), new RegExp(`^${process.pid} \\d+ [\\w-]+/\\d+$`));
   await store.close();
   assert.throws(() => lstatSync(join(dir, LOCK)), { code: 'ENOENT' });
 });
@@ -51,4 +51,24 @@ test('in one process: a second store on the same directory is refused until the 
   await store.close();
   const again = await NdjsonStore.open(dir);
   await again.close();
+});
+
+test('a lock of this pid started at another time is taken over; one of another machine or container is refused', async () => {
+  const dir = tempDir();
+  symlinkSync(`${process.pid} 1`, join(dir, LOCK)); // this pid, used before by a process that is gone
+  const store = await NdjsonStore.open(dir);
+  await store.close();
+  symlinkSync('1 12345 another-boot/4026531836', join(dir, LOCK));
+  await assert.rejects(NdjsonStore.open(dir), {
+    code: 'SEG_STORE_IN_USE',
+    message: `the store ${dir} is locked by process 1 of another machine or container: if none writes there, remove ${join(dir, LOCK)}`,
+  });
+});
+
+test('a lock removed by hand while the endpoint runs: it still stops cleanly, exit 0', async () => {
+  const out = join(tempDir(), 'store');
+  const run = await startCli([...httpFlags('k1'), '--out', out]);
+  unlinkSync(join(out, LOCK));
+  run.child.kill('SIGTERM');
+  assert.equal(await run.exit, 0, run.stderr());
 });

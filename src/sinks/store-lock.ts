@@ -1,13 +1,14 @@
-import { readFileSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 // One writer to a store directory: a second process writing the same files (a manual start beside the
 // service, two containers on one volume) would cut the other's lines when one of its writes failed, and
 // start-up repair would set aside the other's line being written. Node has no advisory lock (flock), so
-// the lock is a symbolic link, made in one step or not at all, whose target names its process: its pid
-// and the time it started (a pid is used again; the pair is not), which is how a lock left by a process
-// that is gone is told apart. A link holds its target in the inode: it can be made on a full disk, which
-// is a state the store starts in and recovers from.
+// the lock is a symbolic link, made in one step or not at all, whose target names its process: its pid,
+// the time it started (a pid is used again; the pair is not), and the pid space it runs in (this boot
+// of this machine, this container), which is how a lock left by a process that is gone is told apart.
+// A link holds its target in the inode: it can be made on a full disk, a state the store starts in and
+// recovers from.
 
 // A dot-file: a glob of the store's files (cat out/*) passes over it.
 const LOCK = '.segment-endpoint.lock';
@@ -20,60 +21,103 @@ export interface StoreLock {
 /** Locks `dir` for this process (it must exist), or throws SEG_STORE_IN_USE naming the process that holds it. */
 export function lockStore(dir: string): StoreLock {
   const path = join(dir, LOCK);
-  const me = `${process.pid} ${startTime(process.pid) ?? 0}`;
-  for (let attempt = 0; ; attempt++) {
+  const me = `${process.pid} ${startTime(process.pid) ?? 0} ${pidSpace()}`;
+  for (let attempt = 0; attempt < 3; attempt++) {
     try {
       symlinkSync(me, path);
     } catch (err) {
       // A directory that takes no entry (not one, read-only, not permitted) is what is said, not the lock.
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0)
-        throw Object.assign(err as object, { path: dir });
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw Object.assign(err as object, { path: dir });
       const holder = holderOf(path);
-      if (holder !== undefined && alive(holder)) {
-        const message = `the store ${dir} is in use by process ${holder.pid}: one process writes a store`;
-        throw Object.assign(new Error(message), { code: 'SEG_STORE_IN_USE', holder: holder.pid });
-      }
-      unlinkSync(path); // left by a process that is gone
+      if (holder !== undefined && !gone(holder)) throw inUse(dir, path, holder);
+      if (holder !== undefined) takeOver(path, holder.target);
       continue;
     }
     const release = () => {
-      process.off('exit', release);
+      process.off('exit', guardedRelease);
       // Only this process's own: another may have taken it over after a mistake of an operator's.
       if (readlinkSync(path) === me) unlinkSync(path);
     };
-    process.on('exit', release);
-    return { release: () => guarded(release) };
+    const guardedRelease = () => {
+      try {
+        release();
+      } catch {
+        // removed meanwhile (the directory moved away): nothing to let go
+      }
+    };
+    process.on('exit', guardedRelease);
+    return { release: guardedRelease };
   }
+  throw inUse(dir, path, holderOf(path));
 }
 
-function guarded(release: () => void): void {
-  try {
-    release();
-  } catch {
-    // removed meanwhile: nothing to let go
-  }
+interface Holder {
+  readonly target: string;
+  readonly pid: number;
+  readonly started: number;
+  /** The pid space it ran in; undefined for a lock that does not say (taken as this one). */
+  readonly space: string | undefined;
 }
 
-function holderOf(path: string): { pid: number; started: number } | undefined {
+function inUse(dir: string, path: string, holder: Holder | undefined): Error {
+  const who = holder === undefined ? 'another process' : `process ${holder.pid}`;
+  const elsewhere = holder?.space !== undefined && holder.space !== pidSpace();
+  const message = elsewhere
+    ? `the store ${dir} is locked by ${who} of another machine or container: if none writes there, remove ${path}`
+    : `the store ${dir} is in use by ${who}: one process writes a store`;
+  return Object.assign(new Error(message), { code: 'SEG_STORE_IN_USE', holder: holder?.pid });
+}
+
+/**
+ * Moves a lock left by a process that is gone out of the way, unless another process took it over
+ * meanwhile: the link is renamed first (one of two contenders can), and put back if it is not the one read.
+ */
+function takeOver(path: string, stale: string): void {
+  const moved = `${path}.${process.pid}`;
   try {
-    const [pid, started] = readlinkSync(path).split(' ').map(Number);
-    return Number.isInteger(pid) && (pid as number) > 0
-      ? { pid: pid as number, started: started ?? 0 }
-      : undefined;
+    renameSync(path, moved);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // taken over and let go meanwhile
+    throw err;
+  }
+  if (readlinkSync(moved) === stale) unlinkSync(moved);
+  else renameSync(moved, path);
+}
+
+function holderOf(path: string): Holder | undefined {
+  try {
+    const target = readlinkSync(path);
+    const [pid, started, space] = target.split(' ');
+    const holder = { target, pid: Number(pid), started: Number(started ?? 0), space };
+    return Number.isInteger(holder.pid) && holder.pid > 0 ? holder : undefined;
   } catch {
     return undefined; // removed meanwhile, or not a link: taken for gone
   }
 }
 
-/** Whether the process that wrote a lock runs: its pid is in use, by a process started when it said. */
-function alive({ pid, started }: { pid: number; started: number }): boolean {
+/**
+ * Whether the process that made a lock is gone: its pid is not in use, or by a process started at
+ * another time. One of another pid space (another machine, another container) cannot be known gone.
+ */
+function gone({ pid, started, space }: Holder): boolean {
+  if (space !== undefined && space !== pidSpace()) return false;
   try {
     process.kill(pid, 0);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return true;
   }
   const now = startTime(pid);
-  return now === undefined || started === 0 || now === started;
+  return now !== undefined && started !== 0 && now !== started;
+}
+
+/** This boot of this machine and this process's pid namespace: where a pid means one process. */
+function pidSpace(): string {
+  try {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+    return `${boot}/${readlinkSync('/proc/self/ns/pid').replace(/\D/g, '')}`;
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** When `pid` started, in clock ticks since boot (/proc/PID/stat, field 22): undefined where unknown. */
