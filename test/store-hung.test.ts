@@ -14,16 +14,20 @@ import { waitUntil } from './helpers-wait.ts';
 const tempDir = tempDirs('hung');
 const AT = new Date('2026-11-30T12:00:00Z');
 
-/** node's fs, except that fdatasync waits until `thaw()` while the disk is frozen. */
-function freezingDisk() {
+/** node's fs, except that fdatasync (or the check of the file's identity) waits for `thaw()` while frozen. */
+function freezingDisk(held: 'fdatasync' | 'identity' = 'fdatasync') {
   let frozen = false;
   let thawed: () => void = () => {};
   let gate = Promise.resolve();
   const io: StoreIo = {
     ...nodeIo,
     async fdatasync(fd) {
-      await gate;
+      if (held === 'fdatasync') await gate;
       return nodeIo.fdatasync(fd);
+    },
+    async identity(path) {
+      if (held === 'identity') await gate;
+      return nodeIo.identity?.(path);
     },
   };
   const freeze = () => {
@@ -68,19 +72,21 @@ test('while the disk hangs, what waits is bounded: past it appends are refused a
   await store.close();
 });
 
-test('a commit under way past stuckMs: the store says it cannot write (health 503) until it ends', async () => {
-  const dir = tempDir();
-  const disk = freezingDisk();
-  const store = await NdjsonStore.open(dir, { io: disk.io, stuckMs: 50 });
-  disk.freeze();
-  const first = store.appendLine('{"n":0}', AT);
-  assert.equal(store.writable, true);
-  await waitUntil(
-    () => !store.writable,
-    () => 'the store to say it cannot write',
-  );
-  disk.thaw();
-  await first;
-  assert.equal(store.writable, true);
-  await store.close();
-});
+for (const held of ['fdatasync', 'identity'] as const)
+  test(`a commit held in its ${held} past stuckMs: the store says it cannot write (health 503) until it ends`, async () => {
+    const dir = tempDir();
+    const disk = freezingDisk(held);
+    const store = await NdjsonStore.open(dir, { io: disk.io, stuckMs: 50 });
+    await store.appendLine('{"n":0}', AT); // its day's file open: the next commit checks it is still there
+    disk.freeze();
+    const first = store.appendLine('{"n":1}', AT);
+    assert.equal(store.writable, true);
+    await waitUntil(
+      () => !store.writable,
+      () => 'the store to say it cannot write',
+    );
+    disk.thaw();
+    await first;
+    assert.equal(store.writable, true);
+    await store.close();
+  });

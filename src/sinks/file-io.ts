@@ -50,7 +50,7 @@ export interface StoreIo {
    * The file `path` names now, following a symbolic link, or undefined when it names none: the store
    * checks that its open file is still the one at its path (not removed, renamed or replaced).
    */
-  identity(path: string): Promise<FileIdentity | undefined>;
+  identity?(path: string): Promise<FileIdentity | undefined>;
   close(fd: number): Promise<void>;
   /** Replaces `to` with `from` in one step (a crash leaves one or the other), once the directory is synced. */
   rename(from: string, to: string): Promise<void>;

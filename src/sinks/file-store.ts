@@ -1,5 +1,6 @@
 import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
 import { DayFiles } from './file-names.ts';
+import { openDayFile, sameFile } from './file-open.ts';
 import { CommitQueue, type Pending } from './file-queue.ts';
 import { makeDirectory, repairStore, setAsideTornTail, type TornLine } from './file-repair.ts';
 import type { StoreLock } from './store-lock.ts';
@@ -40,7 +41,7 @@ export class NdjsonStore {
   #flushing: Promise<void> | undefined;
   #file: OpenFile | undefined;
   /** Where the whole lines end in files closed with part of a line after them (their cut failed). */
-  readonly #unfinished = new Map<string, number>();
+  readonly #unfinished = new Map<string, { readonly size: number; readonly id: FileIdentity }>();
   #closed = false;
   #lock: StoreLock | undefined;
   #writable = true;
@@ -157,6 +158,8 @@ export class NdjsonStore {
 
   async #commit(name: string, group: Pending[]): Promise<void> {
     let file: OpenFile | undefined;
+    // From its first step: a disk that does not answer may hold the stat or the open as well as the sync.
+    this.#committing = performance.now();
     try {
       file = await this.#open(name);
       // Never write after a partial line: cut it off first, or refuse.
@@ -165,7 +168,6 @@ export class NdjsonStore {
       for (const pending of group) text += pending.line;
       const bytes = Buffer.from(text);
       const started = performance.now();
-      this.#committing = started;
       file.dirty = true;
       await writeAll(this.#io, file.fd, bytes);
       await this.#io.fdatasync(file.fd);
@@ -198,7 +200,12 @@ export class NdjsonStore {
 
   async #open(name: string): Promise<OpenFile> {
     const open = this.#file;
-    if (open?.name === name && sameFile(open.id, await this.#io.identity(name))) return open;
+    // (A host's own io without `identity` is not checked: it predates the check.)
+    if (
+      open?.name === name &&
+      (this.#io.identity === undefined || sameFile(open.id, await this.#io.identity(name)))
+    )
+      return open;
     // A new day, or the file at its path is not the one open: removed, renamed (a rotation), replaced.
     // Lines written to that one would be acknowledged and lost to whoever reads the store.
     await this.#release();
@@ -208,27 +215,22 @@ export class NdjsonStore {
       this.#repairs.delete(name);
       if (torn !== undefined) this.recovered.push(torn);
     }
-    const fd = await this.#io.open(name, 'a').catch(async (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw err;
-      // The directory was removed or moved away: made again, durably, as at start-up.
-      await makeDirectory(this.#io, this.dir);
-      return this.#io.open(name, 'a');
-    });
-    let opened: FileIdentity & { readonly size: number };
-    try {
-      opened = await this.#io.fstat(fd);
-      // The file may have just been created: its name is made durable before any event in it is
-      // acknowledged (POSIX does not promise it survives a crash because the file was synced). Once per
-      // file, day and process, not per event.
-      await this.#io.syncDirectory(this.dir);
-    } catch (err) {
-      await this.#io.close(fd).catch(() => {});
-      throw err;
-    }
-    // A file this process left with part of a line after its whole ones is cut before it is written.
-    const whole = this.#unfinished.get(name);
+    const relock =
+      this.#lock === undefined
+        ? undefined
+        : () => {
+            this.#lock?.release();
+            this.#lock = this.#io.lock?.(this.dir);
+            return this.#lock;
+          };
+    const opened = await openDayFile(this.#io, this.dir, name, relock);
     const id = { dev: opened.dev, ino: opened.ino };
-    this.#file = { name, fd, id, size: whole ?? opened.size, dirty: whole !== undefined };
+    // A file this process left with part of a line after its whole ones is cut before it is written:
+    // that file, not another made at its path since.
+    const unfinished = this.#unfinished.get(name);
+    const whole = unfinished !== undefined && sameFile(unfinished.id, id) ? unfinished.size : undefined;
+    this.#unfinished.delete(name);
+    this.#file = { name, fd: opened.fd, id, size: whole ?? opened.size, dirty: whole !== undefined };
     return this.#file;
   }
 
@@ -239,12 +241,10 @@ export class NdjsonStore {
     this.#file = undefined;
     // If this cut fails the partial line stays last in its file: cut when this process opens the file
     // again (a late event for the day before), or set aside by start-up repair.
-    if (file.dirty) await this.#cut(file).catch(() => this.#unfinished.set(file.name, file.size));
+    if (file.dirty) await this.#cut(file).catch(() => this.#unfinished.set(file.name, file));
     await this.#io.close(file.fd);
   }
 }
 
 const MAX_QUEUED_CHARS = 32 * 1024 * 1024; // 32 Mi characters (~32-64 MiB) of lines waiting for the disk
 const STUCK_MS = 5_000; // 5 s: a commit under way this long means the disk does not answer
-
-const sameFile = (a: FileIdentity, b: FileIdentity | undefined) => a.dev === b?.dev && a.ino === b.ino;

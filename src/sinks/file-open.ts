@@ -1,0 +1,44 @@
+import type { FileIdentity, StoreIo } from './file-io.ts';
+import { makeDirectory } from './file-repair.ts';
+import type { StoreLock } from './store-lock.ts';
+
+// Opening a day's file of the default store for appending, as file-store.ts does at start, on a new day,
+// and whenever the file at its path is no longer the one it had open.
+
+/** A day's file opened for appending: its descriptor, which file it is, and its size. */
+export interface Opened extends FileIdentity {
+  readonly fd: number;
+  readonly size: number;
+}
+
+/**
+ * Opens `name` (in `dir`) for appending, creating it if need be, its name made durable before any event
+ * in it is acknowledged (POSIX does not promise it survives a crash because the file was synced). A
+ * directory removed or moved away meanwhile is made again, durably, as at start-up, and locked again
+ * (`relock`) when the store held its lock: a new directory is one another process could start on.
+ */
+export async function openDayFile(
+  io: StoreIo,
+  dir: string,
+  name: string,
+  relock: (() => StoreLock | undefined) | undefined,
+): Promise<Opened> {
+  const fd = await io.open(name, 'a').catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+    await makeDirectory(io, dir);
+    relock?.();
+    return io.open(name, 'a');
+  });
+  try {
+    const { size, dev, ino } = await io.fstat(fd);
+    await io.syncDirectory(dir);
+    return { fd, size, dev, ino };
+  } catch (err) {
+    await io.close(fd).catch(() => {});
+    throw err;
+  }
+}
+
+/** Whether `a` is the file `b` says (undefined: the path names none now). */
+export const sameFile = (a: FileIdentity, b: FileIdentity | undefined): boolean =>
+  a.dev === b?.dev && a.ino === b.ino;
