@@ -217,6 +217,19 @@ describe('a store that starts on a full disk', () => {
   });
 });
 
+test('a fragment set aside half-way on a full disk is cut back: once there is room, its .torn file holds it once', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events-2026-11-26.ndjson');
+  writeFileSync(file, `${JSON.stringify(event(0))}\n{"n":1,"pa`);
+  const { io, disk } = smallDisk(4); // room for 4 bytes of the fragment: a short write, then ENOSPC
+  const store = await NdjsonStore.open(dir, { io });
+  await assert.rejects(store.append(event(2), AT), { code: 'ENOSPC' });
+  disk.capacity = Number.POSITIVE_INFINITY;
+  await store.append(event(3), AT);
+  assert.equal(readFileSync(`${file}.torn`, 'utf8'), '{"n":1,"pa\n');
+  await store.close();
+});
+
 describe('health while the store cannot write', () => {
   async function endpoint() {
     const { io, disk } = smallDisk(Number.POSITIVE_INFINITY);

@@ -47,7 +47,12 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
     const movedTo = `${file}.torn`;
     const aside = await io.open(movedTo, 'a');
     try {
-      await writeAll(io, aside, Buffer.concat([fragment, Buffer.from('\n')]));
+      const { size: before } = await io.fstat(aside);
+      // Cut back if it fails (a full disk), so that the next try does not follow half a fragment.
+      await writeAll(io, aside, Buffer.concat([fragment, Buffer.from('\n')])).catch(async (err) => {
+        await io.ftruncate(aside, before).catch(() => {});
+        throw err;
+      });
       await io.fdatasync(aside);
     } finally {
       await io.close(aside);

@@ -96,7 +96,9 @@ export async function repairStoreFiles(out: string, log: Logger): Promise<void> 
   // Locked for the primary's life: its workers write under it.
   const recovered = await makeDirectory(nodeIo, out)
     .then(() => nodeIo.lock?.(out))
-    .then(() => repairStore(out))
+    // A file it cannot repair for want of room is left to its worker, which repairs its own at start and
+    // starts all the same (a full disk is a state the store recovers from).
+    .then(() => repairStore(out, { deferred: new Map() }))
     .catch((err: unknown) => {
       throw storeRefused(err, out);
     });
