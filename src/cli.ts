@@ -34,6 +34,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (argv[0] === 'read') return (await import('./read/command.ts')).readMain(argv.slice(1));
   if (argv[0] === 'load') return (await import('./load/command.ts')).loadMain(argv.slice(1));
   const signals = listenForSignals(env);
+  // A worker reads no file (its primary sends them): a Ctrl-C that reaches it with its primary drains.
+  if (env[WORKER_VARIABLE] !== undefined) listenForStop(signals);
   let config: ReturnType<typeof parseConfig>;
   // What the configuration was read from: a primary of --workers hands it to its workers, which read
   // their configuration from it rather than from the files (cluster/worker.ts, primaryFiles).
@@ -50,7 +52,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   } catch (err) {
     return fail(err);
   }
-  listenForStop(signals);
+  if (env[WORKER_VARIABLE] === undefined) listenForStop(signals);
   if (config === 'help' || config === 'version') {
     process.stdout.write(config === 'help' ? usage() : `${version()}\n`);
     return 0;

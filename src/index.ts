@@ -49,7 +49,7 @@ export { field } from './normalize.ts';
 export type { Settings } from './settings.ts';
 
 // The default durable store
-export { NdjsonStore, storeHandlers } from './sinks/file-store.ts';
+export { NdjsonStore, type StoreOptions, storeHandlers } from './sinks/file-store.ts';
 export type { StoredRecord, TornLine } from './sinks/file-store.ts';
 export { loopIo, nodeIo, type StoreIo } from './sinks/file-io.ts';
 

@@ -101,7 +101,10 @@ export async function runSender<T>(
   }
   const stdout = new GuardedOutput(io.stdout);
   try {
-    return await run(parsed, { stdout, stderr: io.stderr });
+    const code = await run(parsed, { stdout, stderr: io.stderr });
+    // The last write's error comes after it, a turn later: the run is whole once none came.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (!stdout.closed && stdout.failure === undefined) return code;
   } catch (err) {
     if (err !== OUTPUT_GONE) throw err;
   }

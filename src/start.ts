@@ -84,6 +84,8 @@ async function loadHandlers(file: string): Promise<Handlers> {
       );
   });
   process.once('beforeExit', stuck);
+  // A worker's channel to its primary would keep the loop from emptying: not counted while it loads.
+  process.channel?.unref();
   try {
     mod = await Promise.race([import(pathToFileURL(resolve(file)).href), never]);
   } catch (err) {
@@ -92,6 +94,7 @@ async function loadHandlers(file: string): Promise<Handlers> {
     throw new UsageError(`--handlers: cannot load ${file}: ${why}`);
   } finally {
     process.off('beforeExit', stuck);
+    process.channel?.ref();
   }
   if (typeof mod.default !== 'object' || mod.default === null) {
     throw new UsageError(`--handlers: ${file} must export default { identify?, track?, ... }`);
@@ -144,7 +147,10 @@ export async function listen(endpoint: EndpointServer, config: CliConfig): Promi
 
 const LISTEN_ERRORS: Record<string, (host: string, port: number) => string> = {
   EADDRINUSE: (host, port) => `--port ${port}: in use on ${host} by another process (EADDRINUSE)`,
-  EACCES: (_, port) => `--port ${port}: a port below 1024 needs root or CAP_NET_BIND_SERVICE (EACCES)`,
+  EACCES: (_, port) =>
+    port < 1024
+      ? `--port ${port}: a port below 1024 needs root or CAP_NET_BIND_SERVICE (EACCES)`
+      : `--port ${port}: not permitted (EACCES)`,
   EADDRNOTAVAIL: (host) => `--host ${host}: not an address of this machine (EADDRNOTAVAIL)`,
   ENOTFOUND: (host) => `--host ${host}: no such host (ENOTFOUND)`,
   EAI_AGAIN: (host) => `--host ${host}: cannot be resolved now (EAI_AGAIN)`,

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createServer, type EndpointServer, type Handlers, silentLogger } from '../src/index.ts';
+import { runSender } from '../src/sender-args.ts';
 import { testMain } from '../src/tester/command.ts';
 import { run } from '../src/tester/run.ts';
 import { suite } from '../src/tester/suite.ts';
@@ -353,4 +355,30 @@ test('--settings is sent as given: a number past a double, or a key twice, is no
     server.closeAllConnections();
     server.close();
   }
+});
+
+test("a write to stdout that fails after the run's last line (a disk filling up): exit 1, said on stderr", async () => {
+  const stdout = new EventEmitter() as EventEmitter & { write(text: string): boolean };
+  stdout.write = (text) => {
+    if (text.includes('passed')) {
+      process.nextTick(() =>
+        stdout.emit('error', Object.assign(new Error('write ENOSPC'), { code: 'ENOSPC' })),
+      );
+    }
+    return true;
+  };
+  const err = sink().err;
+  const run = async (_: unknown, io: { stdout: { write(text: string): unknown } }) => {
+    io.stdout.write('1 passed, 0 failed\n');
+    return 0;
+  };
+  const code = await runSender(
+    'segment-endpoint test',
+    { stdout, stderr: err },
+    () => ({}),
+    () => '',
+    run,
+  );
+  assert.equal(code, 1);
+  assert.equal(err.text, 'segment-endpoint test: cannot write to stdout: write ENOSPC\n');
 });

@@ -180,9 +180,10 @@ class Primary {
    * and the primary stops. With some serving, it is logged and the worker replaced as any other death.
    */
   #refused(slot: Slot, worker: Worker, line: string): void {
-    if (this.#stopping) return;
-    if (this.#serving()) {
-      this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
+    if (this.#stopping || this.#serving()) {
+      // Stopping: said already, or nothing to say. Serving: this one is replaced as any other death.
+      if (!this.#stopping)
+        this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
       worker.process.kill('SIGKILL');
       return;
     }

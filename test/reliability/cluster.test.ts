@@ -211,6 +211,15 @@ test('a start-up error of the workers (a handlers module that throws) is said on
   assert.doesNotMatch(primary.output(), /starting another|listening on/);
 });
 
+test("a handlers module whose top-level await waits for nothing: said once by the primary, exit 1 (a worker's channel kept it waiting)", async (t) => {
+  const { dir, flags } = setUp(t, 'never');
+  const module = join(dir, 'never.mjs');
+  writeFileSync(module, 'await new Promise(() => {});\nexport default {};\n');
+  const primary = spawnGuarded(t, [...flags, '--handlers', module]);
+  assert.equal(await primary.ended, 1, primary.output());
+  assert.equal(primary.output().match(/never finished loading/g)?.length, 1, primary.output());
+});
+
 test('--out that cannot be a store stops the primary in one line, as one process does', async (t) => {
   const { dir, flags } = setUp(t, 'out-file');
   const file = join(dir, 'a-file');
