@@ -23,7 +23,9 @@ describe('--workers', () => {
         () => read([`--workers=${bad}`]),
         (err: Error) => {
           assert.ok(err instanceof UsageError);
-          assert.match(err.message, /--workers must be auto or a whole number/);
+          const said =
+            bad === '' ? /--workers is given but empty/ : /--workers must be auto or a whole number/;
+          assert.match(err.message, said);
           return true;
         },
       );
