@@ -47,9 +47,10 @@ function writeStderr(line: string): void {
 
 /**
  * One line, whatever `obj` holds: logging never throws, since a line is often written about a value the
- * endpoint does not control (what a partner's handler threw, what it passed to `ctx.log`). A BigInt is
- * written as its digits, a circular reference as "[Circular]"; fields that cannot be read at all (a
- * getter or `toJSON` that throws, a hostile Proxy) leave the line with its message and `logError`.
+ * endpoint does not control (what a partner's handler threw, what it passed to `ctx.log`). Only when
+ * plain JSON fails: a BigInt is written as its digits, and an object met again (a cycle, or one shared)
+ * as "[Circular]"; fields that cannot be read at all (a getter or `toJSON` that throws, a hostile Proxy)
+ * leave the line with its message and `logError`.
  */
 function lineOf(level: number, obj: object, msg: string | undefined): string {
   try {
