@@ -1,5 +1,4 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { createSecureContext } from 'node:tls';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import type { CliConfig } from './config.ts';
 import { UsageError } from './config-keys.ts';
 import type { Logger } from './log.ts';
@@ -37,29 +36,25 @@ export function reloadCertificate(
 }
 
 /**
- * The pair read from --cert and --key, checked as TLS will load it, each fault said of its flag rather
+ * The pair read from --cert and --key, checked before TLS loads it, each fault said of its flag rather
  * than in OpenSSL's words ("key values mismatch", "no start line"): a key that is not the certificate's,
  * files swapped, a file that holds something else.
  */
 export function checkPair(files: NonNullable<CliConfig['tlsFiles']>, cert: Buffer, key: Buffer): void {
+  let certificate: X509Certificate;
+  let privateKey: KeyObject;
   try {
-    new X509Certificate(cert);
+    certificate = new X509Certificate(cert);
   } catch {
     throw new UsageError(`--cert ${files.cert} holds no PEM certificate`);
   }
   try {
-    createPrivateKey(key);
+    privateKey = createPrivateKey(key);
   } catch {
     throw new UsageError(`--key ${files.key} holds no PEM private key (without a passphrase)`);
   }
-  try {
-    createSecureContext({ cert, key });
-  } catch (err) {
-    const mismatch = /key values mismatch/.test((err as Error).message);
-    throw new UsageError(
-      mismatch
-        ? `--key ${files.key} is not the key of the certificate in --cert ${files.cert}`
-        : `--cert ${files.cert} and --key ${files.key} cannot be used for TLS: ${(err as Error).message}`,
-    );
+  // The pair compared without a TLS context (~2 ms at start; the server builds its own).
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new UsageError(`--key ${files.key} is not the key of the certificate in --cert ${files.cert}`);
   }
 }
