@@ -20,9 +20,10 @@ build: dist/cli.js
 src/generated/validators.ts: src/schemas.ts scripts/generate-validators.ts $(NODE_MODULES)
 	npx tsx scripts/generate-validators.ts
 	@touch $@
-dist/cli.js: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json tsconfig.build.json
+# tsc builds the library (dist/index.js, ...); dist/cli.js is then the CLI in one file (scripts/bundle-cli.ts).
+dist/cli.js: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json tsconfig.build.json scripts/bundle-cli.ts
 	npx tsc -p tsconfig.build.json
-	@chmod +x dist/cli.js
+	npx tsx scripts/bundle-cli.ts
 
 # One file to ship: the CLI and all it imports bundled into dist/segment-endpoint.mjs, which runs on a
 # VM with nothing but node (no node_modules, no package.json). See scripts/bundle.ts.

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { BUILT, commandDir, SOURCE, startCli, storedEvents } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { testCert } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
-import { httpFlags, spawnClean } from './helpers-spawn.ts';
+import { httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
 // The command started and serving: HTTPS end to end with the store kept across a restart, signals (SIGTERM
@@ -201,5 +202,44 @@ describe('the segment-endpoint command', () => {
     run.child.kill('SIGTERM');
     assert.equal(await run.exit, 0);
     assert.equal(storedEvents(join(dir, 'dist-out')).length, 1);
+  });
+
+  test("the built dist/cli.js answers a partner's errors, imported from the package, by their status and code", async (t) => {
+    // A handlers module imports the error classes from the package (dist/index.js), as a partner's does:
+    // the command must know them for its own, whatever way it was built.
+    const handlers = join(dir, 'package-errors.mjs');
+    const pkg = pathToFileURL(join(ROOT, 'dist', 'index.js')).href;
+    writeFileSync(
+      handlers,
+      `import { RetryError, ValidationError } from ${JSON.stringify(pkg)};
+export default {
+  track: () => { throw new RetryError('the CRM is down'); },
+  identify: () => { throw new ValidationError('an identify needs an email'); },
+};
+`,
+    );
+    const run = await startCli([...httpFlags('k1'), '--handlers', handlers], {}, BUILT);
+    t.after(() => run.child.kill('SIGKILL'));
+    const send = async (event: Record<string, unknown>) => {
+      const res = await fetch(run.url, {
+        method: 'POST',
+        headers: segmentHeaders('k1'),
+        body: JSON.stringify(event),
+      });
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.json() };
+    };
+    assert.deepEqual(await send(trackEvent()), {
+      status: 503,
+      retryAfter: '1',
+      body: { code: 'SEG_RETRY', message: 'the CRM is down' },
+    });
+    const identify = { type: 'identify', userId: 'u1', messageId: 'm-identify-1' };
+    assert.deepEqual(await send(identify), {
+      status: 400,
+      retryAfter: null,
+      body: { code: 'SEG_INVALID_EVENT', message: 'an identify needs an email' },
+    });
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
   });
 });
