@@ -80,6 +80,11 @@ export class ConnectionSlots {
     if (slot !== undefined && slot.answering.push(res) === 1) this.#idle.remove(slot);
   }
 
+  /** Closes every connection still open, whatever it is doing. */
+  closeAll(): void {
+    for (const socket of this.#slots.keys()) socket.destroy();
+  }
+
   /** Resolves once every answer begun is flushed or abandoned. */
   settled(): Promise<void> {
     return this.#answering === 0 ? Promise.resolve() : new Promise((resolve) => this.#waiters.push(resolve));
@@ -152,7 +157,10 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   // client sent is malformed, and what follows would be read from the middle of a request: the
   // connection ends here. Its requests not answered yet are retried by the sender (those already taken
   // are then answered as duplicates).
-  if (err.code === 'ECONNRESET' || err.code === 'HPE_PAUSED' || !socket.writable) {
+  // Anything but a refusal of Node's HTTP parser (a TLS handshake failed or past its deadline, a socket
+  // error) came before HTTP or without it: nobody on the connection reads an HTTP answer, and one written
+  // into a TLS connection without a handshake is never flushed, which would keep it open for good.
+  if (!fromHttpParser(err) || err.code === 'HPE_PAUSED' || !socket.writable) {
     socket.destroy();
     return;
   }
@@ -163,6 +171,10 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
 }
 
 const refusing = new WeakSet<Duplex>();
+
+/** llhttp's refusals (HPE_*), and Node's when a request's headers or the request itself came too late. */
+const fromHttpParser = (err: NodeJS.ErrnoException) =>
+  err.code !== undefined && (err.code.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT');
 
 /**
  * CONNECT asks for a tunnel, and Node hands it over apart from the other methods (unlistened, the socket

@@ -27,7 +27,10 @@ export interface ServerOptions extends HandlerOptions {
    * (60 s), so that they close first. @default 65000 (65 s)
    */
   keepAliveTimeoutMs?: number;
-  /** The request headers must arrive within this; at most `requestTimeoutMs`. @default 10000 (10 s) */
+  /**
+   * The request headers must arrive within this, and a TLS handshake end within as long; at most
+   * `requestTimeoutMs`. @default 10000 (10 s)
+   */
   headersTimeoutMs?: number;
   /** The whole request must arrive within this. @default 30000 (30 s) */
   requestTimeoutMs?: number;
@@ -43,7 +46,6 @@ export interface ServerOptions extends HandlerOptions {
 }
 
 // Fixed by design, not options.
-const HANDSHAKE_TIMEOUT_MS = 10_000; // 10 s
 const LINGER_MS = 1_000; // 1 s: on close, for requests half sent when draining began
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
@@ -185,7 +187,8 @@ function nodeServer(
     server = createHttpServer(common, serve);
   } else {
     const { cert, key } = tlsOf(options);
-    const tls = { cert, key, handshakeTimeout: HANDSHAKE_TIMEOUT_MS };
+    // A TLS handshake gets as long as the request headers that follow it (Node's default: 120 s).
+    const tls = { cert, key, handshakeTimeout: common.headersTimeout };
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
   // Headers past the count are dropped by Node's parser (their bytes are already bounded by
@@ -238,6 +241,8 @@ async function gracefulClose(
     server.closeIdleConnections();
     await Promise.race([stopped, deadline, delay(LINGER_MS)]);
     server.closeAllConnections();
+    // Node's HTTP layer knows a TLS connection once its handshake is done: the others would hold `stopped`.
+    slots.closeAll();
     await stopped;
   } finally {
     clearTimeout(timer);

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import type { EndpointServer } from '../src/index.ts';
+import { listenTls } from './helpers-cert.ts';
+
+// Connections that never finish their TLS handshake: they hold a connection slot and a file descriptor
+// until the handshake's deadline, and a shutdown must not wait for them.
+
+const HEADERS_TIMEOUT_MS = 400;
+// The first bytes of a TLS ClientHello (a handshake record, TLS 1.0 framing): a handshake begun, never sent.
+const CLIENT_HELLO_START = Buffer.from([0x16, 0x03, 0x01]);
+
+/** A raw TCP connection to `port` that sends `bytes` (maybe none), and what became of it. */
+async function silentClient(port: number, bytes?: Buffer) {
+  const socket = connect({ host: '127.0.0.1', port });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  if (bytes !== undefined) socket.write(bytes);
+  let received = 0;
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+  });
+  socket.on('error', () => {}); // a reset is a close too
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, closed, received: () => received };
+}
+
+/** `promise`, or a rejection saying `what` did not happen within `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
+}
+
+describe('a TLS handshake never finished', () => {
+  let endpoint: EndpointServer;
+  let port: number;
+  const sockets: Socket[] = [];
+
+  before(async () => {
+    ({ endpoint, port } = await listenTls({
+      handlers: {},
+      headersTimeoutMs: HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: HEADERS_TIMEOUT_MS,
+    }));
+  });
+  after(async () => {
+    for (const socket of sockets) socket.destroy();
+    await endpoint.close();
+  });
+
+  for (const [what, bytes] of [
+    ['a connection that sends nothing', undefined],
+    ['a handshake begun and left', CLIENT_HELLO_START],
+  ] as const) {
+    test(`${what} is closed at the headers' deadline, without a byte written to it`, async () => {
+      const client = await silentClient(port, bytes);
+      sockets.push(client.socket);
+      // Past the deadline Node reports the handshake's timeout; a plaintext HTTP refusal written into a
+      // connection that speaks no TLS yet was never flushed, and the connection stayed open for good.
+      await within(client.closed, HEADERS_TIMEOUT_MS + 5_000, 'the close');
+      assert.equal(client.received(), 0, 'nothing is written to a connection in its handshake');
+    });
+  }
+});
+
+describe('close() with connections in their TLS handshake', () => {
+  test('ends: a connection that never finished its handshake does not hold the shutdown', async () => {
+    const { endpoint, port } = await listenTls({ handlers: {}, shutdownTimeoutMs: 200 });
+    const silent = await silentClient(port);
+    const begun = await silentClient(port, CLIENT_HELLO_START);
+    try {
+      // The handshake's own deadline (10 s by default) is far off: close() must not wait for it.
+      await within(endpoint.close(), 5_000, 'close()');
+      await within(Promise.all([silent.closed, begun.closed]), 1_000, 'the connections closing');
+    } finally {
+      silent.socket.destroy();
+      begun.socket.destroy();
+    }
+  });
+});
