@@ -55,12 +55,15 @@ export function readBody(
 const BODY_GONE = 'the request body was read before the endpoint got it (by a middleware?)';
 
 class BodyRead extends Deadline {
-  chunks: Buffer | Buffer[] | undefined;
+  /** The body's bytes so far (see `gather`). */
+  body: Buffer | undefined;
   /** Bytes received, as sent (compressed, when they are). */
   received = 0;
   /** Bytes of the body itself: the same as `received`, or what the decoder made of them. */
   size = 0;
   decoder: Transform | undefined;
+  /** The compressed bytes so far, decoded in one piece once all came (see `decode`). */
+  input: Buffer | undefined;
   /** The request's 'end' came: all its bytes were read. */
   ended = false;
   done = false;
@@ -91,7 +94,9 @@ class BodyRead extends Deadline {
   /**
    * Bytes go through `decoder` (gzip, deflate) before they count as the body. The limit holds for the
    * decompressed bytes too: a small body that inflates past it (a decompression bomb) is a 413 as soon as
-   * it crosses the limit, and the decoder is stopped.
+   * it crosses the limit, and the decoder is stopped. The compressed bytes (no more than the limit either)
+   * go to the decoder in one piece once all came: fed a chunk at a time, a body sent a byte a chunk took
+   * one pass of zlib a byte, and longer than its deadline.
    */
   decode(decoder: Transform): void {
     this.decoder = decoder;
@@ -108,15 +113,14 @@ class BodyRead extends Deadline {
     this.received += chunk.length;
     if (this.decoder === undefined) this.add(chunk);
     else if (this.received > this.maxBytes) this.finish(bodyTooLarge(this.maxBytes));
-    else this.decoder.write(chunk);
+    else this.input = gather(this.input, this.received - chunk.length, chunk, this.maxBytes);
   }
 
   end(): void {
     this.ended = true;
     if (this.done) return;
-    if (this.decoder !== undefined)
-      this.decoder.end(); // finishes on the decoder's 'end'
-    else this.finish(undefined);
+    if (this.decoder === undefined) this.finish(undefined);
+    else this.decoder.end(filled(this.input, this.received)); // finishes on the decoder's 'end'
   }
 
   add(chunk: Buffer): void {
@@ -124,12 +128,8 @@ class BodyRead extends Deadline {
     if (this.size > this.maxBytes) {
       const what = this.decoder === undefined ? 'Request body' : 'Decompressed request body';
       this.finish(bodyTooLarge(this.maxBytes, what));
-    } else if (this.chunks === undefined) {
-      this.chunks = chunk; // most bodies come in one chunk: no array for them
-    } else if (Array.isArray(this.chunks)) {
-      this.chunks.push(chunk);
     } else {
-      this.chunks = [this.chunks, chunk];
+      this.body = gather(this.body, this.size - chunk.length, chunk, this.maxBytes);
     }
   }
 
@@ -147,9 +147,7 @@ class BodyRead extends Deadline {
       this.sink.bodyFailed(err);
       return;
     }
-    const { chunks } = this;
-    const body =
-      chunks === undefined ? EMPTY : Array.isArray(chunks) ? Buffer.concat(chunks, this.size) : chunks;
+    const body = filled(this.body, this.size);
     if (!isUtf8(body)) {
       this.sink.bodyFailed(new EndpointError('SEG_INVALID_UTF8'));
       return;
@@ -161,3 +159,28 @@ class BodyRead extends Deadline {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** The least a gathering buffer starts at: bodies in many chunks are rarely tiny. */
+const GATHER_MIN = 16 * 1024;
+
+/**
+ * `held`'s first `length` bytes, then `chunk`: bytes that come in chunks held as one buffer, never more than
+ * `max` of them. The first chunk is kept as it came (most bodies come in one: no copy); later ones are
+ * copied into a buffer of the reader's own, twice as large each time it fills (so each byte is copied
+ * about twice at most). Kept as a Buffer a chunk, a body sent a byte a chunk cost ~400 bytes of memory a
+ * byte. A buffer that came as a chunk is full (`length` is all of it): only the reader's own has room.
+ */
+function gather(held: Buffer | undefined, length: number, chunk: Buffer, max: number): Buffer {
+  if (held === undefined) return chunk;
+  const size = length + chunk.length;
+  let into = held;
+  if (held.length < size) {
+    into = Buffer.allocUnsafe(Math.max(size, Math.min(max, Math.max(2 * size, GATHER_MIN))));
+    held.copy(into, 0, 0, length);
+  }
+  chunk.copy(into, length);
+  return into;
+}
+
+/** The `length` bytes gathered in `held`. */
+const filled = (held: Buffer | undefined, length: number): Buffer =>
+  held === undefined ? EMPTY : held.length === length ? held : held.subarray(0, length);
