@@ -4,6 +4,12 @@ import { once } from 'node:events';
 // command at once rather than queue it while disconnected, and reconnects by itself.
 
 const CONNECT_MS = 1_000; // 1 s: a connection attempt that takes longer has failed
+// A connection silent this long is given up and made again: one whose handshake (CLIENT SETINFO, AUTH,
+// SELECT) is never answered (a stopped Redis behind a proxy, a port that is something else) would
+// otherwise wait for good, with the client neither ready nor in error. A PING each PING_MS keeps a
+// connection that has nothing else to say from falling silent; a hung Redis answers none.
+const SILENCE_MS = 2_000; // 2 s
+const PING_MS = 500; // 0.5 s
 const BACKOFF_MAX_MS = 2_000; // 2 s: reconnection waits 100 ms, doubling up to this: Redis is found again
 // Commands waiting for Redis at most (far above the requests an endpoint takes at once): past it a claim
 // fails at once rather than queue behind a hung Redis.
@@ -21,7 +27,8 @@ export async function newClient(url: string) {
     // A command while disconnected fails at once instead of waiting, unbounded, for a reconnection.
     disableOfflineQueue: true,
     commandsQueueMaxLength: QUEUE_MAX,
-    socket: { connectTimeout: CONNECT_MS, reconnectStrategy: backoff },
+    socket: { connectTimeout: CONNECT_MS, socketTimeout: SILENCE_MS, reconnectStrategy: backoff },
+    pingInterval: PING_MS,
   });
 }
 
