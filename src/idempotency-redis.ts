@@ -27,6 +27,10 @@ const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const;
 /** Deletes the key only while it holds the caller's claim: not a claim made since by another process. */
 const RELEASE =
   "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+/** Gives the caller's claim, while the key still holds it, a new PENDING_MS. */
+const RENEW =
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+const GIVEN_UP_MAX = 10_000; // keys given up on, kept at most: past it, the oldest one's retry waits 30 s
 
 export interface RedisIdempotencyOptions {
   /** How long a processed event is remembered, in milliseconds. */
@@ -87,6 +91,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   /** What this store's claims hold in Redis: release deletes a claim only while it is still ours. */
   readonly #token = `pending:${randomBytes(8).toString('hex')}`;
   readonly #held = new HeldClaims();
+  /**
+   * Keys whose claim was given up (a command past COMMAND_MS, a failed release): Redis may hold it all the
+   * same, with nobody handling the event. The retry takes it over, not refused as in flight for 30 s.
+   */
+  readonly #givenUp = new Set<string>();
   /** Whether an outage has been logged and its end not yet. */
   #down = false;
 
@@ -114,6 +123,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     try {
       claim = await this.#claim(id);
     } catch (err) {
+      this.#gaveUp(id);
       const refused = new EndpointError('SEG_IDEMPOTENCY_UNAVAILABLE', undefined, { cause: err });
       this.#held.fail(id, refused);
       this.#outage(err);
@@ -124,14 +134,31 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     return claim;
   }
 
-  /** `SET NX`; when another claim holds the key, what it holds. Twice more if it goes in between. */
+  /**
+   * `SET NX`; when another claim holds the key, what it holds (a claim of this store's it gave up on is
+   * taken over). Twice more if the key goes in between.
+   */
   async #claim(id: string): Promise<Claim> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      if ((await this.#send(this.#client.set(id, this.#token, PENDING))) !== null) return 'new';
+      if ((await this.#send(this.#client.set(id, this.#token, PENDING))) !== null) {
+        this.#givenUp.delete(id);
+        return 'new';
+      }
       const value = await this.#send(this.#client.get(id));
-      if (value !== null) return value === DONE ? 'done' : 'busy';
+      if (value === this.#token && this.#givenUp.delete(id)) {
+        const renew = { keys: [id], arguments: [this.#token, String(PENDING_MS)] };
+        if ((await this.#send(this.#client.eval(RENEW, renew))) === 1) return 'new';
+      } else if (value !== null) {
+        return value === DONE ? 'done' : 'busy';
+      }
     }
     return 'busy';
+  }
+
+  #gaveUp(id: string): void {
+    if (this.#givenUp.size >= GIVEN_UP_MAX)
+      this.#givenUp.delete(this.#givenUp.values().next().value as string);
+    this.#givenUp.add(id);
   }
 
   /**
@@ -152,16 +179,14 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     }
   }
 
-  /**
-   * The event failed: forget its claim, so that its retry is processed. If Redis fails now the
-   * handler's own answer stands; the claim refuses the retries until it expires (PENDING_MS).
-   */
+  /** The event failed: forget its claim, so that its retry is processed (if Redis fails, takes it over). */
   async release(key: string): Promise<void> {
     const id = redisKey(key);
     this.#held.settle(id, 'busy'); // copies that waited are told to retry, as with the in-memory filter
     try {
       await this.#send(this.#client.eval(RELEASE, { keys: [id], arguments: [this.#token] }));
     } catch (err) {
+      this.#gaveUp(id);
       this.#outage(err);
     } finally {
       this.#held.forget(id);
