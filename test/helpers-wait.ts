@@ -1,4 +1,5 @@
-// Waiting without sleeps: for text to appear, for a condition to hold, for n calls, for a gate to open.
+// Waiting without sleeps: for text to appear, for a condition to hold, for n calls, for a gate to open,
+// for a promise that must settle.
 
 /** Waits (up to `ms`) until `text()` matches `re`; the match, or an assertion failure showing the text. */
 export async function waitFor(text: () => string, re: RegExp, ms = 10_000): Promise<RegExpExecArray> {
@@ -45,4 +46,16 @@ export function gate(): { readonly opened: Promise<void>; open(): void } {
     open = resolve;
   });
   return { opened, open };
+}
+
+/**
+ * `promise`, or a rejection saying `what` did not happen within `ms`: for a promise that hung before its
+ * fix, the bound makes the test fail rather than hang.
+ */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
 }

@@ -5,6 +5,7 @@ import { openRedisIdempotency, type RedisIdempotencyStore } from '../src/idempot
 import { silentLogger } from '../src/index.ts';
 import { countingHandler, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
+import { within } from './helpers-wait.ts';
 import { freePort } from './services/process.ts';
 import { type RedisServer, startRedis } from './services/redis.ts';
 
@@ -21,15 +22,6 @@ async function silentPeer(port: number): Promise<{ server: Server; sockets: Sock
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return { server, sockets };
-}
-
-/** `promise`, or a rejection saying `what` did not happen within `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
 }
 
 async function eventually(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {

@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { EndpointServer } from '../src/index.ts';
 import { listenTls } from './helpers-cert.ts';
+import { within } from './helpers-wait.ts';
 
 // Connections that never finish their TLS handshake: they hold a connection slot and a file descriptor
 // until the handshake's deadline, and a shutdown must not wait for them.
@@ -26,15 +27,6 @@ async function silentClient(port: number, bytes?: Buffer) {
   socket.on('error', () => {}); // a reset is a close too
   const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   return { socket, closed, received: () => received };
-}
-
-/** `promise`, or a rejection saying `what` did not happen within `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
 }
 
 describe('a TLS handshake never finished', () => {
