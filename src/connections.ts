@@ -160,7 +160,7 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
   // Anything but a refusal of Node's HTTP parser (a TLS handshake failed or past its deadline, a socket
   // error) came before HTTP or without it: nobody on the connection reads an HTTP answer, and one written
   // into a TLS connection without a handshake is never flushed, which would keep it open for good.
-  if (!fromHttpParser(err) || err.code === 'HPE_PAUSED' || !socket.writable) {
+  if (!isHttpRefusal(err) || err.code === 'HPE_PAUSED' || !socket.writable) {
     socket.destroy();
     return;
   }
@@ -172,8 +172,8 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
 
 const refusing = new WeakSet<Duplex>();
 
-/** llhttp's refusals (HPE_*), and Node's when a request's headers or the request itself came too late. */
-const fromHttpParser = (err: NodeJS.ErrnoException) =>
+/** An HTTP refusal: llhttp's (HPE_*), or Node's for headers or a request that came too late. */
+const isHttpRefusal = (err: NodeJS.ErrnoException) =>
   err.code !== undefined && (err.code.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT');
 
 /**

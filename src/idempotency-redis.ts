@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
+import { GivenUp } from './given-up.ts';
 import { HeldClaims } from './held-claims.ts';
 import type { Claim, IdempotencyStore } from './idempotency.ts';
 import type { Logger } from './log.ts';
@@ -30,7 +31,6 @@ const RELEASE =
 /** Gives the caller's claim, while the key still holds it, a new PENDING_MS. */
 const RENEW =
   "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
-const GIVEN_UP_MAX = 10_000; // keys given up on, kept at most: past it, the oldest one's retry waits 30 s
 
 export interface RedisIdempotencyOptions {
   /** How long a processed event is remembered, in milliseconds. */
@@ -91,11 +91,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   /** What this store's claims hold in Redis: release deletes a claim only while it is still ours. */
   readonly #token = `pending:${randomBytes(8).toString('hex')}`;
   readonly #held = new HeldClaims();
-  /**
-   * Keys whose claim was given up (a command past COMMAND_MS, a failed release): Redis may hold it all the
-   * same, with nobody handling the event. The retry takes it over, not refused as in flight for 30 s.
-   */
-  readonly #givenUp = new Set<string>();
+  readonly #givenUp = new GivenUp();
   /** Whether an outage has been logged and its end not yet. */
   #down = false;
 
@@ -123,7 +119,6 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     try {
       claim = await this.#claim(id);
     } catch (err) {
-      this.#gaveUp(id);
       const refused = new EndpointError('SEG_IDEMPOTENCY_UNAVAILABLE', undefined, { cause: err });
       this.#held.fail(id, refused);
       this.#outage(err);
@@ -140,12 +135,16 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    */
   async #claim(id: string): Promise<Claim> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      if ((await this.#send(this.#client.set(id, this.#token, PENDING))) !== null) {
-        this.#givenUp.delete(id);
+      const made = await this.#send(this.#client.set(id, this.#token, PENDING)).catch((err: unknown) => {
+        if (err instanceof Unanswered) this.#givenUp.add(id); // it may yet run: see GivenUp
+        throw err;
+      });
+      if (made !== null) {
+        this.#givenUp.take(id);
         return 'new';
       }
       const value = await this.#send(this.#client.get(id));
-      if (value === this.#token && this.#givenUp.delete(id)) {
+      if (value === this.#token && this.#givenUp.take(id)) {
         const renew = { keys: [id], arguments: [this.#token, String(PENDING_MS)] };
         if ((await this.#send(this.#client.eval(RENEW, renew))) === 1) return 'new';
       } else if (value !== null) {
@@ -153,12 +152,6 @@ export class RedisIdempotencyStore implements IdempotencyStore {
       }
     }
     return 'busy';
-  }
-
-  #gaveUp(id: string): void {
-    if (this.#givenUp.size >= GIVEN_UP_MAX)
-      this.#givenUp.delete(this.#givenUp.values().next().value as string);
-    this.#givenUp.add(id);
   }
 
   /**
@@ -179,14 +172,13 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     }
   }
 
-  /** The event failed: forget its claim, so that its retry is processed (if Redis fails, takes it over). */
+  /** The event failed: forget its claim, so that its retry is processed (if Redis fails, once it expires). */
   async release(key: string): Promise<void> {
     const id = redisKey(key);
     this.#held.settle(id, 'busy'); // copies that waited are told to retry, as with the in-memory filter
     try {
       await this.#send(this.#client.eval(RELEASE, { keys: [id], arguments: [this.#token] }));
     } catch (err) {
-      this.#gaveUp(id);
       this.#outage(err);
     } finally {
       this.#held.forget(id);
@@ -205,7 +197,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    * here may still run when Redis comes back: a claim made so is one more pending claim, which expires.
    */
   #send<T>(command: Promise<T>): Promise<T> {
-    return within(command, this.#deadlines, () => new Error(`Redis did not answer within ${COMMAND_MS} ms`));
+    return within(
+      command,
+      this.#deadlines,
+      () => new Unanswered(`Redis did not answer within ${COMMAND_MS} ms`),
+    );
   }
 
   #outage(err: unknown): void {
@@ -248,3 +244,6 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     }
   }
 }
+
+/** A command given up on past COMMAND_MS: sent, it may still run when Redis answers again. */
+class Unanswered extends Error {}

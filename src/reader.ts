@@ -119,8 +119,12 @@ class BodyRead extends Deadline {
   end(): void {
     this.ended = true;
     if (this.done) return;
-    if (this.decoder === undefined) this.finish(undefined);
-    else this.decoder.end(filled(this.input, this.received)); // finishes on the decoder's 'end'
+    if (this.decoder === undefined) {
+      this.finish(undefined);
+      return;
+    }
+    this.decoder.end(filled(this.input, this.received)); // finishes on the decoder's 'end'
+    this.input = undefined;
   }
 
   add(chunk: Buffer): void {
@@ -148,6 +152,7 @@ class BodyRead extends Deadline {
       return;
     }
     const body = filled(this.body, this.size);
+    this.body = undefined; // the request, and this reader with it, lives on while its handler runs
     if (!isUtf8(body)) {
       this.sink.bodyFailed(new EndpointError('SEG_INVALID_UTF8'));
       return;
@@ -159,8 +164,6 @@ class BodyRead extends Deadline {
 }
 
 const EMPTY = Buffer.alloc(0);
-/** The least a gathering buffer starts at: bodies in many chunks are rarely tiny. */
-const GATHER_MIN = 16 * 1024;
 
 /**
  * `held`'s first `length` bytes, then `chunk`: bytes that come in chunks held as one buffer, never more than
@@ -174,7 +177,7 @@ function gather(held: Buffer | undefined, length: number, chunk: Buffer, max: nu
   const size = length + chunk.length;
   let into = held;
   if (held.length < size) {
-    into = Buffer.allocUnsafe(Math.max(size, Math.min(max, Math.max(2 * size, GATHER_MIN))));
+    into = Buffer.allocUnsafe(Math.max(size, Math.min(max, 2 * size)));
     held.copy(into, 0, 0, length);
   }
   chunk.copy(into, length);

@@ -4,10 +4,12 @@ import { once } from 'node:events';
 // command at once rather than queue it while disconnected, and reconnects by itself.
 
 const CONNECT_MS = 1_000; // 1 s: a connection attempt that takes longer has failed
-// A connection silent this long is given up and made again: one whose handshake (CLIENT SETINFO, AUTH,
-// SELECT) is never answered (a stopped Redis behind a proxy, a port that is something else) would
-// otherwise wait for good, with the client neither ready nor in error. A PING each PING_MS keeps a
-// connection that has nothing else to say from falling silent; a hung Redis answers none.
+// A connection silent this long (nothing read or written) is given up and made again: one whose handshake
+// (CLIENT SETINFO, AUTH, SELECT) is never answered (a stopped Redis behind a proxy, a port that is
+// something else) would otherwise wait for good, the client neither ready nor in error. A PING each
+// PING_MS keeps an idle connection from falling silent while Redis answers; a hung Redis answers none,
+// and the next PING waits for the last. (Under traffic, writes keep a connection to a hung Redis from
+// being silent: each command gives up after its own bound, COMMAND_MS in idempotency-redis.ts.)
 const SILENCE_MS = 2_000; // 2 s
 const PING_MS = 500; // 0.5 s
 const BACKOFF_MAX_MS = 2_000; // 2 s: reconnection waits 100 ms, doubling up to this: Redis is found again

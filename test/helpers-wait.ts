@@ -59,3 +59,12 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
   });
   return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
 }
+
+/** Polls the asynchronous `check` every 20 ms until it holds; past `ms`, an error naming `what`. */
+export async function eventually(check: () => Promise<boolean>, what: string, ms = 5_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`${what} did not happen within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -5,7 +5,7 @@ import { openRedisIdempotency, type RedisIdempotencyStore } from '../src/idempot
 import { silentLogger } from '../src/index.ts';
 import { countingHandler, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
-import { within } from './helpers-wait.ts';
+import { eventually, within } from './helpers-wait.ts';
 import { freePort } from './services/process.ts';
 import { type RedisServer, startRedis } from './services/redis.ts';
 
@@ -22,14 +22,6 @@ async function silentPeer(port: number): Promise<{ server: Server; sockets: Sock
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return { server, sockets };
-}
-
-async function eventually(check: () => Promise<boolean>, what: string, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    assert.ok(Date.now() < until, `${what} within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('a Redis address that accepts and never answers', { timeout: 30_000 }, () => {

@@ -5,7 +5,7 @@ import { openRedisIdempotency, type RedisIdempotencyStore } from '../src/idempot
 import { jsonLogger, type Logger, silentLogger } from '../src/index.ts';
 import { API_KEY, countingHandler, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
-import { gate } from './helpers-wait.ts';
+import { eventually, gate } from './helpers-wait.ts';
 import { freePort } from './services/process.ts';
 import { type RedisServer, startRedis } from './services/redis.ts';
 
@@ -37,15 +37,6 @@ const instance = (store: RedisIdempotencyStore, calls: string[] = [], hold?: Pro
 function capturedLog(): { log: Logger; text: string[] } {
   const text: string[] = [];
   return { log: jsonLogger('debug', (line) => text.push(line)), text };
-}
-
-/** Polls `check` every 20 ms until it holds; fails past `ms`. */
-async function eventually(check: () => Promise<boolean>, what: string, ms = 5_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await check())) {
-    assert.ok(Date.now() < until, `${what} within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** 'waiting', after `ms`: what a race with a request not answered meanwhile gives. */
