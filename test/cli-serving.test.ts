@@ -208,10 +208,13 @@ describe('the segment-endpoint command', () => {
     // A handlers module imports the error classes from the package (dist/index.js), as a partner's does:
     // the command must know them for its own, whatever way it was built.
     const handlers = join(dir, 'package-errors.mjs');
+    // From the package's main entry and from `segment-endpoint/errors`, which loads nothing else.
     const pkg = pathToFileURL(join(ROOT, 'dist', 'index.js')).href;
+    const errors = pathToFileURL(join(ROOT, 'dist', 'errors.js')).href;
     writeFileSync(
       handlers,
-      `import { RetryError, ValidationError } from ${JSON.stringify(pkg)};
+      `import { RetryError } from ${JSON.stringify(pkg)};
+import { ValidationError } from ${JSON.stringify(errors)};
 export default {
   track: () => { throw new RetryError('the CRM is down'); },
   identify: () => { throw new ValidationError('an identify needs an email'); },
