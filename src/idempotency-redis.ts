@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import { GivenUp } from './given-up.ts';
@@ -6,7 +6,8 @@ import { HeldClaims } from './held-claims.ts';
 import type { Claim, IdempotencyStore } from './idempotency.ts';
 import type { Logger } from './log.ts';
 import { within } from './promise.ts';
-import { firstAttempt, newClient, type RedisClient } from './redis-client.ts';
+import { firstAttempt, newClient, type RedisClient, Replies } from './redis-client.ts';
+import { redisKey } from './redis-key.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
 
 // Duplicate suppression shared by every process and machine of one endpoint, over Redis: an event is
@@ -14,7 +15,6 @@ import { REDIS, serviceAddress } from './service-url.ts';
 // forgotten if it fails so that the sender's retry is processed. While Redis fails, events are refused
 // with a 503 the sender retries: neither processed nor answered as duplicates unchecked.
 
-const KEY_PREFIX = 'segment-endpoint:dedup:'; // then a SHA-256 of the event's key
 const DONE = 'done';
 // How long a claim outlives a process that dies while handling its event (then the sender's retry is
 // processed): far above handlerTimeoutMs (4 s by default), so that no claim expires under its handler.
@@ -63,20 +63,6 @@ export async function openRedisIdempotency(
 }
 
 /**
- * The key an event is remembered under: a digest, so that no API key is readable in Redis. A string
- * with a lone surrogate (valid JSON: `"\ud800"`) is digested as UTF-16 after a 0xff byte, which no
- * UTF-8 holds: as UTF-8 each lone surrogate would become U+FFFD, and different messageIds one event.
- */
-function redisKey(key: string): string {
-  const hash = createHash('sha256');
-  if (key.isWellFormed()) hash.update(key);
-  else hash.update(ILL_FORMED).update(Buffer.from(key, 'utf16le'));
-  return KEY_PREFIX + hash.digest('hex');
-}
-
-const ILL_FORMED = Buffer.from([0xff]);
-
-/**
  * The duplicate filter over Redis (open it with openRedisIdempotency). A copy that arrives while another
  * process handles the event is answered 503 `SEG_DUPLICATE_IN_FLIGHT`: by the sender's retry the first
  * has succeeded (the copy is a duplicate) or failed (the copy is processed). A copy that arrives while
@@ -92,11 +78,13 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   readonly #token = `pending:${randomBytes(8).toString('hex')}`;
   readonly #held = new HeldClaims();
   readonly #givenUp = new GivenUp();
+  readonly #replies: Replies;
   /** Whether an outage has been logged and its end not yet. */
   #down = false;
 
   constructor(client: RedisClient, ttlMs: number, where: string, log?: Logger) {
     this.#client = client;
+    this.#replies = new Replies(client);
     this.ttlMs = ttlMs;
     this.#where = where;
     this.#log = log;
@@ -197,10 +185,13 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    * here may still run when Redis comes back: a claim made so is one more pending claim, which expires.
    */
   #send<T>(command: Promise<T>): Promise<T> {
-    return within(
-      command,
-      this.#deadlines,
-      () => new Unanswered(`Redis did not answer within ${COMMAND_MS} ms`),
+    const late = () => new Unanswered(`Redis did not answer within ${COMMAND_MS} ms`);
+    return within(command, this.#deadlines, late).then(
+      (reply) => this.#replies.answered(reply),
+      (err: unknown) => {
+        if (err instanceof Unanswered) this.#replies.unanswered();
+        throw err;
+      },
     );
   }
 

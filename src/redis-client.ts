@@ -9,7 +9,7 @@ const CONNECT_MS = 1_000; // 1 s: a connection attempt that takes longer has fai
 // something else) would otherwise wait for good, the client neither ready nor in error. A PING each
 // PING_MS keeps an idle connection from falling silent while Redis answers; a hung Redis answers none,
 // and the next PING waits for the last. (Under traffic, writes keep a connection to a hung Redis from
-// being silent: each command gives up after its own bound, COMMAND_MS in idempotency-redis.ts.)
+// being silent: Replies, below, tells that case by the replies that stopped coming.)
 const SILENCE_MS = 2_000; // 2 s
 const PING_MS = 500; // 0.5 s
 const BACKOFF_MAX_MS = 2_000; // 2 s: reconnection waits 100 ms, doubling up to this: Redis is found again
@@ -47,4 +47,37 @@ export async function firstAttempt(client: RedisClient): Promise<void> {
 /** The wait before reconnection attempt `retries` (from 0), with jitter so processes spread out. */
 function backoff(retries: number): number {
   return Math.min(100 * 2 ** retries, BACKOFF_MAX_MS) + Math.floor(Math.random() * 100);
+}
+
+/**
+ * Makes the connection again when Redis has answered nothing for SILENCE_MS while commands went
+ * unanswered. Under traffic the connection is never silent (each command is written), so the socket's
+ * own timeout cannot tell one that nobody answers any more (a proxy whose Redis went away): every event
+ * would be refused until the process restarts. A Redis that hangs and comes back loses a connection
+ * that would have served again: it is made again at once.
+ */
+export class Replies {
+  readonly #client: RedisClient;
+  #at = performance.now();
+
+  constructor(client: RedisClient) {
+    this.#client = client;
+    const answered = () => this.answered(undefined);
+    client.on('ready', answered).on('ping-interval', answered);
+  }
+
+  /** A reply came: `reply`, passed on. */
+  answered<T>(reply: T): T {
+    this.#at = performance.now();
+    return reply;
+  }
+
+  /** A command went unanswered past its bound. */
+  unanswered(): void {
+    if (!this.#client.isReady || performance.now() - this.#at < SILENCE_MS) return;
+    this.#at = performance.now();
+    // Commands waiting on it fail at once (an event refused 503, retried); the client reconnects.
+    this.#client.destroy();
+    this.#client.connect().catch(() => {});
+  }
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { openRedisIdempotency, type RedisIdempotencyStore } from '../src/idempotency-redis.ts';
 import { silentLogger } from '../src/index.ts';
@@ -22,6 +22,35 @@ async function silentPeer(port: number): Promise<{ server: Server; sockets: Sock
   });
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return { server, sockets };
+}
+
+/**
+ * A TCP proxy to Redis on `target` whose connections made so far can be frozen: they stay open and pass
+ * nothing on from then on, as a proxy whose Redis went away; connections made after are passed on.
+ */
+async function freezableProxy(target: number) {
+  const pairs: Array<{ client: Socket; upstream: Socket; frozen: boolean }> = [];
+  const server = createServer((client) => {
+    const pair = { client, upstream: connect(target, '127.0.0.1'), frozen: false };
+    pairs.push(pair);
+    client.on('data', (chunk) => pair.frozen || pair.upstream.write(chunk));
+    pair.upstream.on('data', (chunk) => pair.frozen || client.write(chunk));
+    for (const socket of [client, pair.upstream]) {
+      socket.on('error', () => {});
+      socket.on('close', () => (socket === client ? pair.upstream : client).destroy());
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `redis://127.0.0.1:${(server.address() as { port: number }).port}`,
+    freeze: () => {
+      for (const pair of pairs) pair.frozen = true;
+    },
+    close: () => {
+      server.close();
+      for (const pair of pairs) pair.client.destroy();
+    },
+  };
 }
 
 describe('a Redis address that accepts and never answers', { timeout: 30_000 }, () => {
@@ -79,6 +108,31 @@ describe('a Redis address that accepts and never answers', { timeout: 30_000 }, 
       assert.deepEqual(calls, ['before', 'after']);
     } finally {
       for (const socket of peer.sockets) socket.destroy();
+    }
+  });
+
+  test('a connection nobody answers any more, under traffic: made again, and events checked again', async () => {
+    const proxy = await freezableProxy(redis.port);
+    try {
+      const store = await openRedisIdempotency(proxy.url, { ttlMs: 60_000, log: silentLogger });
+      stores.push(store);
+      const { handler, calls } = countingHandler(store, []);
+      assert.equal((await inject(handler, { body: trackEvent({ messageId: 'first' }) })).status, 200);
+      proxy.freeze();
+      // Events keep coming, a command each: the connection is never silent, and its socket timeout never
+      // fires. Refused (503) while nothing answers, then taken again on a new connection.
+      let status = 0;
+      await eventually(
+        async () => {
+          status = (await inject(handler, { body: trackEvent({ messageId: 'later' }) })).status;
+          return status === 200;
+        },
+        'an event taken again on a new connection',
+        10_000,
+      );
+      assert.deepEqual(calls, ['first', 'later']);
+    } finally {
+      proxy.close();
     }
   });
 });

@@ -1,0 +1,19 @@
+import { createHash } from 'node:crypto';
+
+// Where the shared duplicate filter (idempotency-redis.ts) keeps an event in Redis.
+
+const KEY_PREFIX = 'segment-endpoint:dedup:'; // then a SHA-256 of the event's key
+
+/**
+ * The key an event is remembered under: a digest, so that no API key is readable in Redis. A string
+ * with a lone surrogate (valid JSON: `"\ud800"`) is digested as UTF-16 after a 0xff byte, which no
+ * UTF-8 holds: as UTF-8 each lone surrogate would become U+FFFD, and different messageIds one event.
+ */
+export function redisKey(key: string): string {
+  const hash = createHash('sha256');
+  if (key.isWellFormed()) hash.update(key);
+  else hash.update(ILL_FORMED).update(Buffer.from(key, 'utf16le'));
+  return KEY_PREFIX + hash.digest('hex');
+}
+
+const ILL_FORMED = Buffer.from([0xff]);
