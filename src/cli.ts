@@ -224,8 +224,8 @@ function failure(err: unknown, config?: CliConfig): string {
   return `${NAME}: ${config === undefined ? line : config.said(line)}${hint}\n`;
 }
 
-// Run when executed, not when imported by tests: as a script (node dist/cli.js, the bin's symlink, node
-// segment-endpoint.mjs) or as the single executable of `make sea`, where scripts/sea.ts defines this.
+// Run when executed, not when imported by tests: as a script (node dist/cli.js, or dist/cli, the bin's
+// symlink, node segment-endpoint.mjs) or as `make sea`'s single executable (scripts/sea.ts defines this).
 // There node puts the binary's own path in argv[1], and node:cluster starts a --workers worker with one
 // argument more, the primary's argv[1] (as for `node <script> ARGS`): a worker's arguments start later.
 declare const SEGMENT_ENDPOINT_SEA: true | undefined;
@@ -233,9 +233,18 @@ if (typeof SEGMENT_ENDPOINT_SEA !== 'undefined') {
   import('node:cluster')
     .then(({ default: cluster }) => main(process.argv.slice(cluster.isWorker ? 3 : 2)))
     .then((code) => process.exit(code));
-} else if (
-  process.argv[1] !== undefined &&
-  import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href
-) {
+} else if (runAsScript(process.argv[1])) {
   main(process.argv.slice(2)).then((code) => process.exit(code));
+}
+
+function runAsScript(given: string | undefined): boolean {
+  return given !== undefined && [given, `${given}.js`].some((path) => fileUrl(path) === import.meta.url);
+}
+
+function fileUrl(path: string): string | undefined {
+  try {
+    return pathToFileURL(realpathSync(path)).href;
+  } catch {
+    return undefined; // no such file
+  }
 }

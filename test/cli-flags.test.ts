@@ -34,6 +34,11 @@ describe('the segment-endpoint command', () => {
     assert.equal(version.code, 0);
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
     assert.equal(version.stdout.trim(), pkg.version);
+    // `node dist/cli`, the file named without its .js, as node's own resolution allows: it crashed with a
+    // stack trace, the check that the file was run as a script looking for dist/cli itself.
+    const unsuffixed = await runCli(['--version'], {}, [join(ROOT, 'dist', 'cli')]);
+    assert.equal(unsuffixed.code, 0, unsuffixed.stderr);
+    assert.equal(unsuffixed.stdout.trim(), pkg.version);
   });
 
   test('bad usage exits 1 with one line and a hint', async () => {
