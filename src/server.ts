@@ -45,8 +45,7 @@ export interface ServerOptions extends HandlerOptions {
   maxHeaderBytes?: number;
 }
 
-// Fixed by design, not options.
-const LINGER_MS = 1_000; // 1 s: on close, for requests half sent when draining began
+const LINGER_MS = 1_000; // 1 s, fixed by design: on close, for requests half sent when draining began
 
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
@@ -117,9 +116,10 @@ export function createServer(options: ServerOptions): EndpointServer {
   let ticketKeys: Buffer | undefined;
   const reloadTls: EndpointServer['reloadTls'] = (tls) => {
     const https = tlsServer('reloadTls');
+    // A new secure context brings new ticket keys: the ones in use go back, and sessions still resume.
+    const keys = ticketKeys ?? https.getTicketKeys();
     https.setSecureContext({ cert: tls.cert, key: tls.key });
-    // A new secure context comes with ticket keys of its own: the shared ones are put back.
-    if (ticketKeys !== undefined) https.setTicketKeys(ticketKeys);
+    https.setTicketKeys(keys);
   };
   const setTicketKeys = (keys: Buffer) => {
     tlsServer('setTicketKeys').setTicketKeys(keys);

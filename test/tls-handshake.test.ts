@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import type { EndpointServer } from '../src/index.ts';
-import { listenTls } from './helpers-cert.ts';
+import { listenTls, testCert } from './helpers-cert.ts';
 import { within } from './helpers-wait.ts';
 
 // Connections that never finish their TLS handshake: they hold a connection slot and a file descriptor
@@ -73,6 +74,48 @@ describe('close() with connections in their TLS handshake', () => {
     } finally {
       silent.socket.destroy();
       begun.socket.destroy();
+    }
+  });
+});
+
+/** A TLS 1.2 connection to `port` offering `session`: whether it was resumed, and the session to offer next. */
+function tlsSession(port: number, session?: Buffer): Promise<{ reused: boolean; session: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      rejectUnauthorized: false,
+      maxVersion: 'TLSv1.2',
+      session,
+    });
+    let given: Buffer | undefined;
+    socket.once('session', (ticket: Buffer) => {
+      given = ticket;
+    });
+    socket.once('secureConnect', () => {
+      const reused = socket.isSessionReused();
+      // The ticket comes with the handshake's last flight, right after it.
+      setImmediate(() => {
+        socket.end();
+        resolve({ reused, session: given ?? (socket.getSession() as Buffer) });
+      });
+    });
+    socket.once('error', reject);
+  });
+}
+
+describe('a certificate reload', () => {
+  test('keeps the sessions senders hold: they resume, and need no full handshake after each renewal', async () => {
+    const { endpoint, port } = await listenTls({ handlers: {} });
+    try {
+      const first = await tlsSession(port);
+      assert.equal((await tlsSession(port, first.session)).reused, true, 'resumed before the reload');
+      // The same pair, as a renewal script that reloads on a timer gives; a new pair keeps them too.
+      endpoint.reloadTls(testCert());
+      // A new TLS context came with new ticket keys: every session was lost at each reload.
+      assert.equal((await tlsSession(port, first.session)).reused, true, 'resumed after the reload');
+    } finally {
+      await endpoint.close();
     }
   });
 });
