@@ -41,13 +41,8 @@ export function reloadCertificate(
  * files swapped, a file that holds something else.
  */
 export function checkPair(files: NonNullable<CliConfig['tlsFiles']>, cert: Buffer, key: Buffer): void {
-  let certificate: X509Certificate;
+  const certificate = checkChain(files.cert, cert);
   let privateKey: KeyObject;
-  try {
-    certificate = new X509Certificate(cert);
-  } catch {
-    throw new UsageError(`--cert ${files.cert} holds no PEM certificate`);
-  }
   try {
     privateKey = createPrivateKey(key);
   } catch {
@@ -57,4 +52,33 @@ export function checkPair(files: NonNullable<CliConfig['tlsFiles']>, cert: Buffe
   if (!certificate.checkPrivateKey(privateKey)) {
     throw new UsageError(`--key ${files.key} is not the key of the certificate in --cert ${files.cert}`);
   }
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g;
+
+/**
+ * The certificate (the first of the file) once each of the file's certificates reads as PEM, and it is
+ * not expired. X509Certificate reads DER too, and only a file's first certificate: TLS then refused the
+ * file in OpenSSL's words ("no start line", "bad end line"). An expired certificate it would serve,
+ * failing every sender's handshake.
+ */
+function checkChain(file: string, cert: Buffer): X509Certificate {
+  const text = cert.toString('latin1');
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) throw new UsageError(`--cert ${file} holds no PEM certificate`);
+  const begun = text.split('-----BEGIN CERTIFICATE-----').length - 1;
+  const chain = blocks.map((block, i) => {
+    try {
+      return new X509Certificate(block);
+    } catch {
+      throw new UsageError(`--cert ${file}: its certificate ${i + 1} is cut short or unreadable`);
+    }
+  });
+  if (begun > blocks.length) {
+    throw new UsageError(`--cert ${file}: its certificate ${blocks.length + 1} is cut short or unreadable`);
+  }
+  const leaf = chain[0] as X509Certificate;
+  if (Date.parse(leaf.validTo) < Date.now())
+    throw new UsageError(`--cert ${file} expired on ${leaf.validTo}`);
+  return leaf;
 }

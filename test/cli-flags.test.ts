@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,7 @@ import { silentLogger } from '../src/log.ts';
 import { resolveHandlerOptions } from '../src/options.ts';
 import { commandDir, configOf, runCli, SOURCE, startCli, storedEvents } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
-import { makeCert } from './helpers-cert.ts';
+import { makeCert, makeExpiredCert } from './helpers-cert.ts';
 import { CLI_SOURCE, httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
@@ -126,10 +127,22 @@ describe('the segment-endpoint command', () => {
   test("a certificate or key TLS cannot use is said of its flag, not in OpenSSL's words", async () => {
     const other = makeCert(dir, 'other');
     const keyFile = join(dir, 'key.pem');
+    const expired = makeExpiredCert(mkdtempSync(join(dir, 'expired-')));
+    // The certificate as DER (what `openssl x509 -outform der` writes), and a chain whose second
+    // certificate was cut short (a renewal written halfway).
+    const der = join(dir, 'cert.der');
+    writeFileSync(der, new X509Certificate(readFileSync(certFile)).raw);
+    const cut = join(dir, 'chain-cut.pem');
+    const pem = readFileSync(other.cert, 'utf8');
+    writeFileSync(cut, readFileSync(certFile, 'utf8') + pem.slice(0, pem.length / 2));
     const cases: Array<[string, string, RegExp]> = [
       [certFile, other.key, /^--key .*other\.key is not the key of the certificate in --cert .*cert\.pem$/],
       [keyFile, certFile, /^--cert .*key\.pem holds no PEM certificate$/],
       [certFile, certFile, /^--key .*cert\.pem holds no PEM private key \(without a passphrase\)$/],
+      // Served, it fails every sender's handshake: refused rather than started with.
+      [expired.cert, expired.key, /^--cert .*expired\.crt expired on Feb {1,2}1 00:00:00 2020 GMT$/],
+      [der, keyFile, /^--cert .*cert\.der holds no PEM certificate$/],
+      [cut, keyFile, /^--cert .*chain-cut\.pem: its certificate 2 is cut short or unreadable$/],
     ];
     for (const [cert, key, message] of cases) {
       const res = await runCli(['--cert', cert, '--key', key, '--api-key', 'k', '--port', '0']);

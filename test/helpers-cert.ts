@@ -1,7 +1,7 @@
 // Certificates made at test time (no private key is committed), an endpoint listening over TLS with
 // one, and the certificate a TLS connection is offered.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -57,6 +57,49 @@ export function makeCert(dir: string, name: string): { cert: string; key: string
   );
   return { cert, key };
 }
+
+/**
+ * Writes a self-signed localhost certificate valid only in January 2020, and its key, into `dir`
+ * (`openssl ca`, which takes the dates that `openssl req` does not).
+ */
+export function makeExpiredCert(dir: string): { cert: string; key: string } {
+  const at = (file: string) => join(dir, file);
+  writeFileSync(at('ca.cnf'), EXPIRED_CA);
+  writeFileSync(at('index.txt'), '');
+  writeFileSync(at('serial'), '01\n');
+  const key = at('expired.key');
+  const cert = at('expired.crt');
+  const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
+  run(
+    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'].concat([
+      '-subj',
+      '/CN=localhost',
+      '-keyout',
+      key,
+      '-out',
+      at('expired.csr'),
+    ]),
+  );
+  run(
+    ['ca', '-batch', '-notext', '-config', at('ca.cnf'), '-selfsign', '-keyfile', key]
+      .concat(['-in', at('expired.csr'), '-out', cert])
+      .concat(['-startdate', '20200101000000Z', '-enddate', '20200201000000Z']),
+  );
+  return { cert, key };
+}
+
+const EXPIRED_CA = `[ca]
+default_ca = d
+[d]
+database = index.txt
+serial = serial
+new_certs_dir = .
+default_md = sha256
+policy = p
+unique_subject = no
+[p]
+commonName = supplied
+`;
 
 /**
  * `createServer` over TLS with the test certificate, on a free port of 127.0.0.1, taking API_KEY and

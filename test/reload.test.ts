@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { segmentHeaders, trackEvent } from './helpers.ts';
-import { makeCert, servedFingerprint } from './helpers-cert.ts';
+import { makeCert, makeExpiredCert, servedFingerprint } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
 import { CLI_SOURCE, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
@@ -50,6 +50,15 @@ test('SIGHUP reloads the certificate for new connections without dropping open o
     await waitFor(run.stderr, /certificate reload failed/);
     assert.equal(await servedFingerprint(port), fingerprint(second.cert));
     assert.doesNotMatch(run.stderr(), /PRIVATE KEY/);
+
+    // An expired certificate (a renewal that failed, the old file copied back): served, it would fail
+    // every sender's handshake. Refused, the current pair stays.
+    const expired = makeExpiredCert(mkdtempSync(join(dir, 'expired-')));
+    writeFileSync(live.cert, readFileSync(expired.cert));
+    writeFileSync(live.key, readFileSync(expired.key));
+    run.child.kill('SIGHUP');
+    await waitFor(run.stderr, /"reason":"--cert [^"]* expired on [^\n]*certificate reload failed/);
+    assert.equal(await servedFingerprint(port), fingerprint(second.cert));
 
     // A certificate that became a named pipe nobody writes to (some secrets tools deliver files so): a
     // read of it would block the process for good, every request and signal with it. Refused at once.
