@@ -216,6 +216,8 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
     // a second answer would follow the first, so the connection just ends after it.
     if (current.headersSent) current.once('close', () => socket.writable && socket.end());
     else socket.end(rawRefusal(code));
+  } else if (!current.shouldKeepAlive) {
+    // The answer closes the connection (an HTTP/1.0 request without keep-alive): nothing follows it.
   } else if (lastOnConnection(current.req)) {
     // The last answer before the refusal, which follows it at once: before Node's own 'finish' listener
     // may end the connection after it (a sender that half-closed its side: resOnFinish, `_last`).
