@@ -66,7 +66,7 @@ function checkChain(file: string, cert: Buffer): X509Certificate {
   const text = cert.toString('latin1');
   const blocks = text.match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) throw new UsageError(`--cert ${file} holds no PEM certificate`);
-  const begun = text.split('-----BEGIN CERTIFICATE-----').length - 1;
+  const begun = text.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
   const chain = blocks.map((block, i) => {
     try {
       return new X509Certificate(block);

@@ -187,7 +187,10 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   #send<T>(command: Promise<T>): Promise<T> {
     const late = () => new Unanswered(`Redis did not answer within ${COMMAND_MS} ms`);
     return within(command, this.#deadlines, late).then(
-      (reply) => this.#replies.answered(reply),
+      (reply) => {
+        this.#replies.answered();
+        return reply;
+      },
       (err: unknown) => {
         if (err instanceof Unanswered) this.#replies.unanswered();
         throw err;

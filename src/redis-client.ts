@@ -62,14 +62,13 @@ export class Replies {
 
   constructor(client: RedisClient) {
     this.#client = client;
-    const answered = () => this.answered(undefined);
+    const answered = () => this.answered();
     client.on('ready', answered).on('ping-interval', answered);
   }
 
-  /** A reply came: `reply`, passed on. */
-  answered<T>(reply: T): T {
+  /** A reply came. */
+  answered(): void {
     this.#at = performance.now();
-    return reply;
   }
 
   /** A command went unanswered past its bound. */
