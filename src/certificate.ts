@@ -52,15 +52,22 @@ export function checkPair(files: NonNullable<CliConfig['tlsFiles']>, cert: Buffe
   if (!certificate.checkPrivateKey(privateKey)) {
     throw new UsageError(`--key ${files.key} is not the key of the certificate in --cert ${files.cert}`);
   }
+  // OpenSSL refuses one under 1024 bits, in its words ("ee key too small"); TLS clients one under 2048.
+  const bits = privateKey.asymmetricKeyDetails?.modulusLength;
+  if (privateKey.asymmetricKeyType === 'rsa' && bits !== undefined && bits < 2048) {
+    throw new UsageError(
+      `--key ${files.key} is an RSA key of ${bits} bits: TLS clients refuse one under 2048`,
+    );
+  }
 }
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g;
 
 /**
  * The certificate (the first of the file) once each of the file's certificates reads as PEM, and it is
- * not expired. X509Certificate reads DER too, and only a file's first certificate: TLS then refused the
- * file in OpenSSL's words ("no start line", "bad end line"). An expired certificate it would serve,
- * failing every sender's handshake.
+ * valid now. X509Certificate reads DER too, and only a file's first certificate: TLS then refused the
+ * file in OpenSSL's words ("no start line", "bad end line"). An expired certificate, or one dated ahead
+ * (a clock behind), it would serve, failing every sender's handshake.
  */
 function checkChain(file: string, cert: Buffer): X509Certificate {
   const text = cert.toString('latin1');
@@ -78,7 +85,9 @@ function checkChain(file: string, cert: Buffer): X509Certificate {
     throw new UsageError(`--cert ${file}: its certificate ${blocks.length + 1} is cut short or unreadable`);
   }
   const leaf = chain[0] as X509Certificate;
-  if (Date.parse(leaf.validTo) < Date.now())
-    throw new UsageError(`--cert ${file} expired on ${leaf.validTo}`);
+  const now = Date.now();
+  if (Date.parse(leaf.validTo) < now) throw new UsageError(`--cert ${file} expired on ${leaf.validTo}`);
+  if (Date.parse(leaf.validFrom) > now)
+    throw new UsageError(`--cert ${file} is not valid until ${leaf.validFrom}`);
   return leaf;
 }

@@ -10,7 +10,7 @@ import { silentLogger } from '../src/log.ts';
 import { resolveHandlerOptions } from '../src/options.ts';
 import { commandDir, configOf, runCli, SOURCE, startCli, storedEvents } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
-import { makeCert, makeExpiredCert } from './helpers-cert.ts';
+import { makeCert, makeDatedCert, makeExpiredCert } from './helpers-cert.ts';
 import { CLI_SOURCE, httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
@@ -128,6 +128,13 @@ describe('the segment-endpoint command', () => {
     const other = makeCert(dir, 'other');
     const keyFile = join(dir, 'key.pem');
     const expired = makeExpiredCert(mkdtempSync(join(dir, 'expired-')));
+    const early = makeDatedCert(
+      mkdtempSync(join(dir, 'early-')),
+      'early',
+      '20990101000000Z',
+      '20990201000000Z',
+    );
+    const weak = makeCert(dir, 'weak', ['rsa:1024']);
     // The certificate as DER (what `openssl x509 -outform der` writes), and a chain whose second
     // certificate was cut short (a renewal written halfway).
     const der = join(dir, 'cert.der');
@@ -141,6 +148,14 @@ describe('the segment-endpoint command', () => {
       [certFile, certFile, /^--key .*cert\.pem holds no PEM private key \(without a passphrase\)$/],
       // Served, it fails every sender's handshake: refused rather than started with.
       [expired.cert, expired.key, /^--cert .*expired\.crt expired on Feb {1,2}1 00:00:00 2020 GMT$/],
+      // A clock behind, or a certificate dated ahead: every handshake fails until the date.
+      [early.cert, early.key, /^--cert .*early\.crt is not valid until Jan {1,2}1 00:00:00 2099 GMT$/],
+      // TLS clients refuse an RSA key under 2048 bits (OpenSSL itself one under 1024, in its words).
+      [
+        weak.cert,
+        weak.key,
+        /^--key .*weak\.key is an RSA key of 1024 bits: TLS clients refuse one under 2048$/,
+      ],
       [der, keyFile, /^--cert .*cert\.der holds no PEM certificate$/],
       [cut, keyFile, /^--cert .*chain-cut\.pem: its certificate 2 is cut short or unreadable$/],
     ];

@@ -29,7 +29,11 @@ export function testCert(): TestCert {
 }
 
 /** Writes a new self-signed localhost certificate (`O=<name>`) and its key into `dir`. */
-export function makeCert(dir: string, name: string): { cert: string; key: string } {
+export function makeCert(
+  dir: string,
+  name: string,
+  keyType = ['ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1'],
+): { cert: string; key: string } {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
   execFileSync(
@@ -38,9 +42,7 @@ export function makeCert(dir: string, name: string): { cert: string; key: string
       'req',
       '-x509',
       '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
+      ...keyType,
       '-nodes',
       '-days',
       '1',
@@ -58,17 +60,28 @@ export function makeCert(dir: string, name: string): { cert: string; key: string
   return { cert, key };
 }
 
-/**
- * Writes a self-signed localhost certificate valid only in January 2020, and its key, into `dir`
- * (`openssl ca`, which takes the dates that `openssl req` does not).
- */
+/** A self-signed localhost certificate valid only in January 2020, and its key, written into `dir`. */
 export function makeExpiredCert(dir: string): { cert: string; key: string } {
+  return makeDatedCert(dir, 'expired', '20200101000000Z', '20200201000000Z');
+}
+
+/**
+ * Writes a self-signed localhost certificate `<name>.crt` valid from `start` to `end` (openssl's
+ * YYYYMMDDHHMMSSZ), and its key, into `dir` (`openssl ca`, which takes the dates that `openssl req`
+ * does not).
+ */
+export function makeDatedCert(
+  dir: string,
+  name: string,
+  start: string,
+  end: string,
+): { cert: string; key: string } {
   const at = (file: string) => join(dir, file);
   writeFileSync(at('ca.cnf'), EXPIRED_CA);
   writeFileSync(at('index.txt'), '');
   writeFileSync(at('serial'), '01\n');
-  const key = at('expired.key');
-  const cert = at('expired.crt');
+  const key = at(`${name}.key`);
+  const cert = at(`${name}.crt`);
   const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
   run(
     ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'].concat([
@@ -77,13 +90,13 @@ export function makeExpiredCert(dir: string): { cert: string; key: string } {
       '-keyout',
       key,
       '-out',
-      at('expired.csr'),
+      at(`${name}.csr`),
     ]),
   );
   run(
     ['ca', '-batch', '-notext', '-config', at('ca.cnf'), '-selfsign', '-keyfile', key]
-      .concat(['-in', at('expired.csr'), '-out', cert])
-      .concat(['-startdate', '20200101000000Z', '-enddate', '20200201000000Z']),
+      .concat(['-in', at(`${name}.csr`), '-out', cert])
+      .concat(['-startdate', start, '-enddate', end]),
   );
   return { cert, key };
 }
