@@ -6,6 +6,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createSecureContext } from 'node:tls';
 import { answerClientError, ConnectionSlots, refuseTunnel } from './connections.ts';
 import { createHandler, type EndpointHandler, MAX_HEADERS } from './handler.ts';
@@ -46,8 +47,7 @@ export interface ServerOptions extends HandlerOptions {
 }
 
 const LINGER_MS = 1_000; // 1 s, fixed by design: on close, for requests half sent when draining began
-
-const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+const ALPN = ['http/1.1', 'http/1.0']; // Node's is http/1.1 alone: a client offering 1.0 alone got an alert
 
 export interface EndpointServer {
   readonly server: Server;
@@ -188,7 +188,7 @@ function nodeServer(
   } else {
     const { cert, key } = tlsOf(options);
     // A TLS handshake gets as long as the request headers that follow it (Node's default: 120 s).
-    const tls = { cert, key, handshakeTimeout: common.headersTimeout };
+    const tls = { cert, key, handshakeTimeout: common.headersTimeout, ALPNProtocols: ALPN };
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
   // Headers past the count are dropped by Node's parser (their bytes are already bounded by
@@ -239,7 +239,7 @@ async function gracefulClose(
     // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:
     // never acknowledged, Segment retries them.)
     server.closeIdleConnections();
-    await Promise.race([stopped, deadline, delay(LINGER_MS)]);
+    await Promise.race([stopped, deadline, delay(LINGER_MS, undefined, { ref: false })]);
     server.closeAllConnections();
     // Node's HTTP layer knows a TLS connection once its handshake is done: the others would hold `stopped`.
     slots.closeAll();

@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import type { EndpointServer } from '../src/index.ts';
+import { segmentHeaders, trackEvent } from './helpers.ts';
 import { listenTls, testCert } from './helpers-cert.ts';
 import { within } from './helpers-wait.ts';
 
@@ -114,6 +115,41 @@ describe('a certificate reload', () => {
       endpoint.reloadTls(testCert());
       // A new TLS context came with new ticket keys: every session was lost at each reload.
       assert.equal((await tlsSession(port, first.session)).reused, true, 'resumed after the reload');
+    } finally {
+      await endpoint.close();
+    }
+  });
+});
+
+describe('ALPN', () => {
+  test('a client that offers only http/1.0 is served: its request is answered, not refused with an alert', async () => {
+    const { endpoint, port } = await listenTls({ handlers: { track: () => {} } });
+    try {
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port,
+        rejectUnauthorized: false,
+        ALPNProtocols: ['http/1.0'],
+      });
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const body = JSON.stringify(trackEvent());
+      const headers = Object.entries({
+        ...segmentHeaders(),
+        'Content-Length': String(Buffer.byteLength(body)),
+      });
+      socket.once('secureConnect', () => {
+        const head = headers.map(([name, value]) => `${name}: ${value}\r\n`).join('');
+        socket.end(`POST /v1/track HTTP/1.0\r\nHost: localhost\r\n${head}\r\n${body}`);
+      });
+      // Node's https server offered only http/1.1: the handshake ended in no_application_protocol.
+      await within(
+        new Promise((resolve, reject) => socket.once('close', resolve).once('error', reject)),
+        5_000,
+        'the answer',
+      );
+      assert.equal(socket.alpnProtocol, 'http/1.0');
+      assert.match(Buffer.concat(chunks).toString('latin1'), /^HTTP\/1\.1 200 /);
     } finally {
       await endpoint.close();
     }
