@@ -177,14 +177,19 @@ const READ_ONLY: OutgoingHttpHeaders = Object.freeze({ allow: 'GET, HEAD' });
 // The scheme and authority of an absolute-form target, `https://host:port` (RFC 9112 §3.2.2).
 const ABSOLUTE_FORM_RE = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
 
+// A percent-encoded letter, digit, `-`, `.`, `_` or `~`: the character itself (RFC 3986 §6.2.2.2).
+const UNRESERVED_ESCAPE_RE = /%(?:3[0-9]|[46][1-9a-f]|[57][0-9a]|2[de]|5f|7e)/gi;
+const unescaped = (encoded: string) => String.fromCharCode(Number.parseInt(encoded.slice(1), 16));
+
 /**
  * The path a request is routed by: an origin-form target (`/v1/track?x`) up to its query; an
  * absolute-form one (`https://host/v1/track`, which a server must accept, RFC 9112 §3.2.2) by the path
- * after its authority, `/` when it has none.
+ * after its authority, `/` when it has none; unreserved characters percent-encoded read as themselves.
  */
 function targetPath(url: string): string {
   const start = url.charCodeAt(0) === 0x2f ? 0 : (ABSOLUTE_FORM_RE.exec(url)?.[0].length ?? 0);
   const query = url.indexOf('?', start);
   const path = query === -1 ? url.slice(start) : url.slice(start, query);
-  return path === '' ? '/' : path;
+  if (path === '') return '/';
+  return path.includes('%') ? path.replace(UNRESERVED_ESCAPE_RE, unescaped) : path;
 }

@@ -17,6 +17,21 @@ describe('route', () => {
     assert.equal(ok.status, 200);
   });
 
+  test('a path that percent-encodes letters, digits or -._~ is the same path; other encodings are not', async () => {
+    // RFC 3986 §6.2.2.2: %74 is "t". A 404 is final, and Segment would drop such an event for good.
+    const handler = endpoint({ path: '/segment-1' });
+    for (const url of ['/%73egment%2D1', '/segm%65nt-%31?x=%41', '/%73%65%67%6D%65%6E%74%2d%31']) {
+      const res = await inject(handler, { url, body: trackEvent() });
+      assert.equal(res.status, 200, url);
+    }
+    // A reserved character encoded (%2F is not "/"), an invalid escape, a letter encoded twice: not it.
+    for (const url of ['/segment%2F1', '/segment-%1', '/segment-1%', '/%2573egment-1']) {
+      const res = await inject(handler, { url, body: trackEvent() });
+      assert.equal(res.status, 404, url);
+      assert.equal(res.json().code, 'SEG_NOT_FOUND');
+    }
+  });
+
   test('GET and HEAD on the health path answer 200 without auth', async () => {
     const handler = endpoint();
     const get = await inject(handler, { method: 'GET', url: '/health', headers: {} });
