@@ -163,10 +163,12 @@ export class EventPipeline {
         result = this.#intake.accept(x, value, 'Request body', text);
       } else {
         const carried = eventsOf(value, route, text);
-        if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, carried.events.length);
-        result = carried.batch
-          ? this.#acceptAll(x, carried).then(batchAnswer)
-          : this.#intake.accept(x, carried.events[0], 'Request body', undefined);
+        if (carried.batch) {
+          result = this.#acceptAll(x, carried).then(batchAnswer);
+        } else {
+          if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, 1);
+          result = this.#intake.accept(x, carried.events[0], 'Request body', undefined);
+        }
       }
     } catch (err) {
       result = this.#intake.failed(err, x.apiKey);
@@ -223,9 +225,13 @@ export class EventPipeline {
   /** A batch's events, each through the same steps as a single event (see acceptBatch). */
   #acceptAll(x: Exchange, carried: Carried): Promise<EventResult[]> {
     const settingsBytes = Buffer.byteLength(JSON.stringify(x.settings));
-    return acceptBatch(carried, settingsBytes, 2 * this.#opts.maxBodyBytes, (event, index) =>
-      this.#intake.accept(x, event, `Event #${index}`, undefined),
-    );
+    // Charged once the batch is measured: one refused whole as too large to store took nothing.
+    const charge = (events: number) => {
+      if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, events);
+    };
+    const accept = (event: unknown, index: number) =>
+      this.#intake.accept(x, event, `Event #${index}`, undefined);
+    return acceptBatch(carried, settingsBytes, 2 * this.#opts.maxBodyBytes, accept, charge);
   }
 
   #observe(x: Exchange, result: EventResult): void {

@@ -117,6 +117,18 @@ describe('rateLimit through the handler', () => {
     assert.equal(next.headers['retry-after'], '1');
   });
 
+  test('a batch refused whole, too large to store, costs its request and not its events', async () => {
+    // Each event gets the batch's context of ~6 KB: 8 of them stored pass twice maxBodyBytes, a 413.
+    const h = handler({ rateLimit: 5, maxBodyBytes: 20_000 });
+    const context = { note: 'x'.repeat(6_000) };
+    const batch = { context, batch: Array.from({ length: 8 }, (_, i) => trackEvent({ messageId: `s${i}` })) };
+    const refused = await inject(h, { url: '/v1/batch', headers: segmentHeaders(), body: batch });
+    assert.equal(refused.status, 413, refused.body);
+    assert.equal(refused.json().code, 'SEG_STORED_TOO_LARGE');
+    // Nothing was taken, and Segment does not retry a 413: the key's next events are not in debt for it.
+    assert.equal((await send(h)).status, 200, 'charged for the events of a batch that was refused');
+  });
+
   test("a key's own rate wins, from its spec or from authenticate", async () => {
     const own = createHandler({
       apiKeys: [{ key: API_KEY, rate: 1 }, 'other-key'],
