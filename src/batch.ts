@@ -1,13 +1,7 @@
 import type { ErrorAnswer } from './errors.ts';
-import {
-  bodyTooLarge,
-  EndpointError,
-  refusal,
-  storedTooLarge,
-  toErrorAnswer,
-  tooManyEvents,
-} from './errors.ts';
+import { EndpointError, refusal, toErrorAnswer } from './errors.ts';
 import { isPlainObject } from './json.ts';
+import { bodyTooLarge, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 // The shapes besides one event per request (CONTRACT.md "Related senders"): Segment's Tracking API,

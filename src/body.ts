@@ -1,8 +1,9 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { type Coding, codingOf } from './encoding.ts';
-import { bodyTooLarge, EndpointError, quoted } from './errors.ts';
+import { EndpointError, quoted } from './errors.ts';
 import { checkParsed, isPlainObject, parseJson } from './json.ts';
+import { bodyTooLarge } from './refusals.ts';
 
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
 const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;

@@ -77,8 +77,13 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+// Marks every EndpointError, whichever copy of this module made it: the one-file bundle and the SEA
+// binary hold their own copy of the classes, and a --handlers module imports the package's.
+const ENDPOINT_ERROR = Symbol.for('segment-endpoint.EndpointError');
+
 /** Base class of every error the endpoint answers with. `status` and `code` are what the sender sees. */
 export class EndpointError extends Error {
+  declare readonly [ENDPOINT_ERROR]: true;
   readonly code: ErrorCode;
   readonly status: number;
   /** Seconds to wait before retrying, when the answer says (429). */
@@ -92,6 +97,11 @@ export class EndpointError extends Error {
     this.retryAfter = options?.retryAfter;
   }
 }
+Object.defineProperty(EndpointError.prototype, ENDPOINT_ERROR, { value: true });
+
+/** An EndpointError of this copy of the module or of another (see ENDPOINT_ERROR). */
+const isEndpointError = (err: unknown): err is EndpointError =>
+  err instanceof EndpointError || (typeof err === 'object' && err !== null && ENDPOINT_ERROR in err);
 
 // The classes partners throw from handlers, named as in Segment's Functions runtime so code moves across.
 
@@ -121,44 +131,6 @@ export class UnauthorizedError extends handlerError('SEG_AUTH_UNKNOWN', ERRORS.S
 
 /** The API key is valid but may not do this: 403. */
 export class ForbiddenError extends handlerError('SEG_FORBIDDEN', ERRORS.SEG_FORBIDDEN.message) {}
-
-// Refusals whose message carries a value: one factory each, so that each is worded in one place.
-
-/** 413: `what` (the request body, its decompressed bytes, one event of a batch) is over `limit` bytes. */
-export function bodyTooLarge(limit: number, what = 'Request body'): EndpointError {
-  return new EndpointError('SEG_BODY_TOO_LARGE', `${what} is larger than the limit of ${limit} bytes`);
-}
-
-/** 413: `what` (the body, `"batch"`) carries `count` events, more than one request may. */
-export function tooManyEvents(what: string, count: number, max: number): EndpointError {
-  return new EndpointError(
-    'SEG_TOO_MANY_EVENTS',
-    `${what} holds ${count} events; one request may carry at most ${max}`,
-  );
-}
-
-/** 413: stored, the events of one request would take more than `budget` bytes. */
-export function storedTooLarge(budget: number): EndpointError {
-  return new EndpointError(
-    'SEG_STORED_TOO_LARGE',
-    `Stored, the events of this request would take more than ${budget} bytes: send fewer events a request, or a smaller batch-level context`,
-  );
-}
-
-/** 501: `type` is none of Segment's event types. */
-export function unknownType(type: string): EndpointError {
-  return new EndpointError('SEG_TYPE_UNSUPPORTED', `${quoted(type)} is not a Segment event type`);
-}
-
-/** 501: no handler takes `type`. */
-export function unsupportedType(type: string): EndpointError {
-  return new EndpointError('SEG_TYPE_UNSUPPORTED', `This endpoint does not support "${type}" events`);
-}
-
-/** 403: the API key may not send `type`. */
-export function forbiddenType(type: string): EndpointError {
-  return new EndpointError('SEG_TYPE_FORBIDDEN', `This API key is not permitted to send "${type}" events`);
-}
 
 /** A value the sender gave, as it appears in a message: JSON-quoted, cut at `max` characters. */
 export function quoted(value: string, max = 64): string {
@@ -212,7 +184,7 @@ const capped = (message: string) =>
   message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message;
 
 function answerFor(err: unknown): ErrorAnswer {
-  if (err instanceof EndpointError) {
+  if (isEndpointError(err)) {
     const { status, code, message, retryAfter } = err;
     // Our own 500 (or a partner's EndpointError('SEG_INTERNAL', ...)) says nothing of its cause either.
     if (status === 500) return { status, code, message: GENERIC_500, internal: err };

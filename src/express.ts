@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { routes } from './batch.ts';
 import { codingOf } from './encoding.ts';
-import { bodyTooLarge, EndpointError, quoted, toErrorAnswer } from './errors.ts';
+import { EndpointError, quoted, toErrorAnswer } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
+import { bodyTooLarge } from './refusals.ts';
 import { type RefusalContext, sendError } from './respond.ts';
 
 // The endpoint as express middleware: `app.use('/segment', segmentEndpoint(options))`. Express strips

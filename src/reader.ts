@@ -3,7 +3,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Transform } from 'node:stream';
 import { Deadline, type Deadlines } from './deadlines.ts';
 import { type Coding, decoderFor } from './encoding.ts';
-import { bodyTooLarge, EndpointError } from './errors.ts';
+import { EndpointError } from './errors.ts';
+import { bodyTooLarge } from './refusals.ts';
 
 // Reading a request's body as a stream: every byte counted against the limit (decompressed bytes too),
 // a deadline for the whole body, and the bytes checked to be UTF-8. This runs for every event: no

@@ -11,6 +11,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { testCert } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
@@ -75,5 +76,43 @@ describe('the single-file bundle, dist/segment-endpoint.mjs', () => {
       stored.map((r) => r.event.messageId),
       [event.messageId],
     );
+  });
+
+  test("a --handlers module's errors, from its own install of the package, are answered by their code", async () => {
+    // The bundle holds its own copy of the error classes; the module's come from the package (here
+    // dist/errors.js): a RetryError was not the bundle's, and answered 503 HTTP_503 with a generic message.
+    const errors = JSON.stringify(pathToFileURL(join(ROOT, 'dist', 'errors.js')).href);
+    writeFileSync(
+      join(dir, 'handlers.mjs'),
+      `import { EventNotSupported, RetryError } from ${errors};
+export default {
+  track() { throw new RetryError('the CRM is down'); },
+  page() { throw new EventNotSupported('pages are not kept here'); },
+};
+`,
+    );
+    const args = ['--http', '--port', '0', '--host', '127.0.0.1', '--handlers', 'handlers.mjs'];
+    const child = run(process.execPath, [FILE, ...args, '--api-key', 'k'], dir);
+    const url = (await waitFor(child.stdout, /listening on (\S+)/))[1] as string;
+    const post = async (event: object) => {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: segmentHeaders('k'),
+        body: JSON.stringify(event),
+      });
+      return { status: res.status, ...((await res.json()) as { code: string; message: string }) };
+    };
+    assert.deepEqual(await post(trackEvent()), {
+      status: 503,
+      code: 'SEG_RETRY',
+      message: 'the CRM is down',
+    });
+    assert.deepEqual(await post({ type: 'page', userId: 'u' }), {
+      status: 501,
+      code: 'SEG_TYPE_UNSUPPORTED',
+      message: 'pages are not kept here',
+    });
+    child.child.kill('SIGTERM');
+    assert.equal(await child.exit, 0, child.stderr());
   });
 });

@@ -101,6 +101,26 @@ describe('toErrorAnswer', () => {
     assert.deepEqual(answer, { status: 503, code: 'SEG_RETRY', message: 'CRM is down' });
   });
 
+  test('the classes of another copy of the library (a bundle, the package beside it) pass through too', async () => {
+    // The one-file bundle and the SEA binary hold a copy of these classes; a --handlers module imports
+    // the package's: its RetryError was not the bundle's, and was answered as a foreign 503.
+    const another: string = '../src/errors.ts?another-copy'; // a URL of its own: a module of its own
+    const copy = (await import(another)) as typeof import('../src/errors.ts');
+    assert.notEqual(copy.RetryError, RetryError);
+    assert.deepEqual(toErrorAnswer(new copy.RetryError('the CRM is down')), {
+      status: 503,
+      code: 'SEG_RETRY',
+      message: 'the CRM is down',
+    });
+    const limited = new copy.EndpointError('SEG_RATE_LIMITED', undefined, { retryAfter: 7 });
+    assert.equal(toErrorAnswer(limited).retryAfter, 7);
+    // Its 500 says nothing of its cause, as ours does; instanceof keeps its meaning for partners.
+    const internal = toErrorAnswer(new copy.EndpointError('SEG_INTERNAL', 'the password is hunter2'));
+    assert.equal(internal.message, GENERIC_500);
+    assert.ok(!(new copy.RetryError() instanceof RetryError));
+    assert.ok(!(new RetryError() instanceof EventNotSupported));
+  });
+
   test('a foreign error with a 4xx status keeps its message', () => {
     const err = Object.assign(new Error('API token expired'), { status: 401 });
     const answer = toErrorAnswer(err);

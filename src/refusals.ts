@@ -1,0 +1,39 @@
+import { EndpointError, quoted } from './errors.ts';
+
+// Refusals whose message carries a value: one factory each, so that each is worded in one place.
+
+/** 413: `what` (the request body, its decompressed bytes, one event of a batch) is over `limit` bytes. */
+export function bodyTooLarge(limit: number, what = 'Request body'): EndpointError {
+  return new EndpointError('SEG_BODY_TOO_LARGE', `${what} is larger than the limit of ${limit} bytes`);
+}
+
+/** 413: `what` (the body, `"batch"`) carries `count` events, more than one request may. */
+export function tooManyEvents(what: string, count: number, max: number): EndpointError {
+  return new EndpointError(
+    'SEG_TOO_MANY_EVENTS',
+    `${what} holds ${count} events; one request may carry at most ${max}`,
+  );
+}
+
+/** 413: stored, the events of one request would take more than `budget` bytes. */
+export function storedTooLarge(budget: number): EndpointError {
+  return new EndpointError(
+    'SEG_STORED_TOO_LARGE',
+    `Stored, the events of this request would take more than ${budget} bytes: send fewer events a request, or a smaller batch-level context`,
+  );
+}
+
+/** 501: `type` is none of Segment's event types. */
+export function unknownType(type: string): EndpointError {
+  return new EndpointError('SEG_TYPE_UNSUPPORTED', `${quoted(type)} is not a Segment event type`);
+}
+
+/** 501: no handler takes `type`. */
+export function unsupportedType(type: string): EndpointError {
+  return new EndpointError('SEG_TYPE_UNSUPPORTED', `This endpoint does not support "${type}" events`);
+}
+
+/** 403: the API key may not send `type`. */
+export function forbiddenType(type: string): EndpointError {
+  return new EndpointError('SEG_TYPE_FORBIDDEN', `This API key is not permitted to send "${type}" events`);
+}
