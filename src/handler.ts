@@ -120,12 +120,10 @@ class FrontDoor {
     } else if (req.method !== 'POST') {
       this.#refuse(req, res, refusal('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
     } else if (this.draining) {
-      this.#refuse(req, res, refusal('SEG_DRAINING'), CLOSE);
-      this.metrics?.request('unknown', 503, 0);
+      this.#turnAway(req, res, refusal('SEG_DRAINING'), CLOSE);
     } else if (this.inFlight >= this.#opts.maxInFlight) {
       // Shed at once rather than queue: Segment keeps the event and retries it.
-      this.#refuse(req, res, refusal('SEG_OVERLOADED'));
-      this.metrics?.request('unknown', 503, 0);
+      this.#turnAway(req, res, refusal('SEG_OVERLOADED'));
     } else {
       this.inFlight++;
       this.#pipeline.handle(req, res, route, this.#settled);
@@ -154,6 +152,19 @@ class FrontDoor {
 
   #refuse(req: IncomingMessage, res: ServerResponse, reply: ErrorAnswer, extra?: OutgoingHttpHeaders): void {
     sendError(req, res, reply, this.#context, extra);
+  }
+
+  /** An event request refused before it is read: counted and in the access log, as the ones read are. */
+  #turnAway(
+    req: IncomingMessage,
+    res: ServerResponse,
+    reply: ErrorAnswer,
+    extra?: OutgoingHttpHeaders,
+  ): void {
+    this.#refuse(req, res, reply, extra);
+    const { status, code } = reply;
+    this.metrics?.request('unknown', status, 0);
+    if (this.#opts.accessLog) this.#opts.log.info({ status, code, ms: 0, url: req.url }, 'event');
   }
 
   readonly #settled = (): void => {

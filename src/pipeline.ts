@@ -242,7 +242,8 @@ export class EventPipeline {
     if (this.#opts.accessLog) {
       const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
       const ms = Math.round(seconds * 1e4) / 10;
-      this.#opts.log.info({ status, type, ms, source, url: x.req.url }, 'event');
+      const code = result.error?.code;
+      this.#opts.log.info({ status, code, type, ms, source, url: x.req.url }, 'event');
     }
   }
 }

@@ -49,6 +49,40 @@ test('a pino logger can be passed as is: access log and handler failures land in
   assert.doesNotMatch(JSON.stringify(logged), new RegExp(API_KEY));
 });
 
+test('the access log has a line for an event shed (overloaded) or turned away while draining, as /metrics counts it', async () => {
+  const written: string[] = [];
+  let release = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let call = () => {};
+  const called = new Promise<void>((resolve) => (call = resolve));
+  const handler = createHandler({
+    apiKeys: [API_KEY],
+    log: jsonLogger('info', (line) => written.push(line)),
+    accessLog: true,
+    maxInFlight: 1,
+    handlers: { track: () => (call(), held) },
+  });
+  const slow = inject(handler, { body: trackEvent() });
+  await called;
+  const shed = await inject(handler, { body: trackEvent() });
+  assert.equal(shed.status, 503);
+  release();
+  await slow;
+  handler.drain();
+  assert.equal((await inject(handler, { body: trackEvent() })).status, 503);
+  const access = written.map((line) => JSON.parse(line)).filter((l) => l.msg === 'event');
+  // Exactly the lines an operator needs under overload were missing: only the slow event's was written.
+  assert.deepEqual(
+    access.map((l) => [l.status, l.code]),
+    [
+      [503, 'SEG_OVERLOADED'],
+      [200, undefined],
+      [503, 'SEG_DRAINING'],
+    ],
+  );
+  assert.equal(access[0].url, '/');
+});
+
 test('the built-in logger writes the same shape of line, at or above its level', () => {
   const written: string[] = [];
   const log = jsonLogger('warn', (line) => written.push(line));
