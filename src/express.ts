@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { routes } from './batch.ts';
+import { routeAt, routes } from './batch.ts';
 import { codingOf } from './encoding.ts';
 import { EndpointError, quoted, toErrorAnswer } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
@@ -55,14 +55,15 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
   // Checked by createHandler already; resolved again for the paths and the limit, without a second
   // duplicate store (the handler has its own).
   const opts = resolveHandlerOptions({ ...options, idempotency: false });
-  const paths = new Set(routes(opts.path, opts.trackingApi).keys());
-  for (const path of [opts.healthPath, opts.livePath, opts.metricsPath]) if (path) paths.add(path);
+  const eventRoutes = routes(opts.path, opts.trackingApi);
+  const others = new Set([opts.healthPath, opts.livePath, opts.metricsPath]);
+  const ours = (path: string) => others.has(path) || routeAt(eventRoutes, path) !== undefined;
   const { maxBodyBytes } = opts;
   // As the handler's own: no refusal made here is a 401, but the context is whole.
   const context: RefusalContext = { challenge: `Basic realm="${opts.realm}", charset="UTF-8"`, maxBodyBytes };
 
   const serve: SegmentMiddleware = (req, res, next) => {
-    if (!paths.has(req.path)) return next();
+    if (!ours(req.path)) return next();
     let refused: EndpointError | undefined;
     if (!adoptParsed(req, maxBodyBytes)) refused = bodyTooLarge(maxBodyBytes);
     // A body the parser decoded from a coding the standalone server does not take (br): refused alike.
@@ -79,7 +80,7 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
   const refuse: SegmentErrorMiddleware = (err, req, res, next) => {
     const type = bodyErrorType(err) ?? (undecoded(err, req) ? UNDECODED : undefined);
     const refused = type === undefined ? undefined : BODY_REFUSALS.get(type);
-    if (refused === undefined || !paths.has(req.path) || res.headersSent) return next(err);
+    if (refused === undefined || !ours(req.path) || res.headersSent) return next(err);
     const { body } = err as BodyParserError;
     if (type === 'entity.parse.failed' && typeof body === 'string') {
       // The text it could not parse goes through the pipeline as if read here: after authentication, our

@@ -1,6 +1,6 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { repeats } from './auth.ts';
-import { EVENT_ROUTE, type Route, routes } from './batch.ts';
+import { EVENT_ROUTE, type Route, routeAt, routes } from './batch.ts';
 import { type ErrorAnswer, refusal } from './errors.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -71,7 +71,7 @@ class FrontDoor {
   serve(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     const path = url === this.path ? url : targetPath(url);
-    const route = path === this.path ? EVENT_ROUTE : this.#routes.get(path);
+    const route = path === this.path ? EVENT_ROUTE : routeAt(this.#routes, path);
     // Of the versions that are not 1.x, llhttp passes HTTP/2.0 on (others, such as HTTP/3.0, reach the
     // server's clientError), and reads a request line without a version as HTTP/0.9: a garbled line.
     if (req.httpVersionMajor >= 2) {
@@ -188,19 +188,14 @@ const READ_ONLY: OutgoingHttpHeaders = Object.freeze({ allow: 'GET, HEAD' });
 // The scheme and authority of an absolute-form target, `https://host:port` (RFC 9112 §3.2.2).
 const ABSOLUTE_FORM_RE = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
 
-// A percent-encoded letter, digit, `-`, `.`, `_` or `~`: the character itself (RFC 3986 §6.2.2.2).
-const UNRESERVED_ESCAPE_RE = /%(?:3[0-9]|[46][1-9a-f]|[57][0-9a]|2[de]|5f|7e)/gi;
-const unescaped = (encoded: string) => String.fromCharCode(Number.parseInt(encoded.slice(1), 16));
-
 /**
  * The path a request is routed by: an origin-form target (`/v1/track?x`) up to its query; an
  * absolute-form one (`https://host/v1/track`, which a server must accept, RFC 9112 §3.2.2) by the path
- * after its authority, `/` when it has none; unreserved characters percent-encoded read as themselves.
+ * after its authority, `/` when it has none.
  */
 function targetPath(url: string): string {
   const start = url.charCodeAt(0) === 0x2f ? 0 : (ABSOLUTE_FORM_RE.exec(url)?.[0].length ?? 0);
   const query = url.indexOf('?', start);
   const path = query === -1 ? url.slice(start) : url.slice(start, query);
-  if (path === '') return '/';
-  return path.includes('%') ? path.replace(UNRESERVED_ESCAPE_RE, unescaped) : path;
+  return path === '' ? '/' : path;
 }

@@ -30,6 +30,20 @@ describe('route', () => {
       assert.equal(res.status, 404, url);
       assert.equal(res.json().code, 'SEG_NOT_FOUND');
     }
+    // The Tracking API's paths too; a path configured with an escape in it is still taken as configured.
+    assert.equal((await inject(handler, { url: '/segment-1/v1/%74rack', body: trackEvent() })).status, 200);
+    const escaped = endpoint({ path: '/seg%6Dent' });
+    for (const url of ['/seg%6Dent?x=1', '/seg%6Dent/v1/track']) {
+      assert.equal((await inject(escaped, { url, body: trackEvent() })).status, 200, url);
+    }
+  });
+
+  test('health and metrics are matched as sent: a proxy that hides /metrics by its path keeps it hidden', async () => {
+    const handler = endpoint({ metricsPath: '/metrics' });
+    for (const url of ['/%6detrics', '/h%65alth']) {
+      assert.equal((await inject(handler, { method: 'GET', url })).status, 404, url);
+    }
+    assert.equal((await inject(handler, { method: 'GET', url: '/metrics' })).status, 200);
   });
 
   test('GET and HEAD on the health path answer 200 without auth', async () => {

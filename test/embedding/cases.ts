@@ -134,6 +134,14 @@ export const CASES: readonly ContractCase[] = [
     body: track('c-10'),
     status: 200,
   },
+  {
+    name: 'a Segment route spelled with a letter percent-encoded, /v1/%74rack',
+    path: '/v1/%74rack',
+    method: 'POST',
+    headers: authed,
+    body: track('c-11'),
+    status: 200,
+  },
   { name: 'health', path: '/health', method: 'GET', headers: {}, status: 200 },
 ];
 
