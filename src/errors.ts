@@ -99,9 +99,25 @@ export class EndpointError extends Error {
 }
 Object.defineProperty(EndpointError.prototype, ENDPOINT_ERROR, { value: true });
 
-/** An EndpointError of this copy of the module or of another (see ENDPOINT_ERROR). */
-const isEndpointError = (err: unknown): err is EndpointError =>
-  err instanceof EndpointError || (typeof err === 'object' && err !== null && ENDPOINT_ERROR in err);
+type OwnError = Pick<EndpointError, 'status' | 'code' | 'message' | 'retryAfter'>;
+
+/**
+ * `err` as an EndpointError of this copy of the module or of another (see ENDPOINT_ERROR). Another
+ * copy's is trusted no further than the catalogue: its code sets the status, whatever else it holds.
+ */
+function endpointError(err: unknown): OwnError | undefined {
+  if (err instanceof EndpointError) return err;
+  if (typeof err !== 'object' || err === null || !(ENDPOINT_ERROR in err)) return undefined;
+  const { code, message, retryAfter } = err as { code?: unknown; message?: unknown; retryAfter?: unknown };
+  if (typeof code !== 'string' || !Object.hasOwn(ERRORS, code)) return undefined;
+  const known = code as ErrorCode;
+  return {
+    code: known,
+    status: ERRORS[known].status,
+    message: typeof message === 'string' ? message : ERRORS[known].message,
+    retryAfter: typeof retryAfter === 'number' ? retryAfter : undefined,
+  };
+}
 
 // The classes partners throw from handlers, named as in Segment's Functions runtime so code moves across.
 
@@ -184,8 +200,9 @@ const capped = (message: string) =>
   message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message;
 
 function answerFor(err: unknown): ErrorAnswer {
-  if (isEndpointError(err)) {
-    const { status, code, message, retryAfter } = err;
+  const own = endpointError(err);
+  if (own !== undefined) {
+    const { status, code, message, retryAfter } = own;
     // Our own 500 (or a partner's EndpointError('SEG_INTERNAL', ...)) says nothing of its cause either.
     if (status === 500) return { status, code, message: GENERIC_500, internal: err };
     if (retryAfter === undefined) return { status, code, message: capped(message) };

@@ -121,6 +121,34 @@ describe('toErrorAnswer', () => {
     assert.ok(!(new RetryError() instanceof EventNotSupported));
   });
 
+  test("another copy's mark is trusted no further than the catalogue: its code decides the status", () => {
+    const mark = Symbol.for('segment-endpoint.EndpointError');
+    const marked = (fields: object) => Object.assign(Object.create(null), { [mark]: true }, fields);
+    const cases: Array<[object, number, string, string]> = [
+      // No status at all: written as is, it threw in writeHead and took the process down.
+      [marked({ message: 'no code' }), 500, 'SEG_INTERNAL', GENERIC_500],
+      // A 200 would tell Segment the event was delivered.
+      [marked({ status: 200, code: 'SEG_RETRY', message: 'later' }), 503, 'SEG_RETRY', 'later'],
+      [marked({ status: 200, code: 'NOT_OURS' }), 500, 'SEG_INTERNAL', GENERIC_500],
+      [
+        marked({ status: 502, code: { a: 1 }, message: 'db at 10.0.0.7' }),
+        502,
+        'HTTP_502',
+        ERRORS.SEG_RETRY.message,
+      ],
+      [
+        marked({ code: 'SEG_INVALID_EVENT', message: 42 }),
+        400,
+        'SEG_INVALID_EVENT',
+        ERRORS.SEG_INVALID_EVENT.message,
+      ],
+    ];
+    for (const [err, status, code, message] of cases) {
+      const answer = toErrorAnswer(err);
+      assert.deepEqual([answer.status, answer.code, answer.message], [status, code, message]);
+    }
+  });
+
   test('a foreign error with a 4xx status keeps its message', () => {
     const err = Object.assign(new Error('API token expired'), { status: 401 });
     const answer = toErrorAnswer(err);
