@@ -52,14 +52,24 @@ export function checkPair(files: NonNullable<CliConfig['tlsFiles']>, cert: Buffe
   if (!certificate.checkPrivateKey(privateKey)) {
     throw new UsageError(`--key ${files.key} is not the key of the certificate in --cert ${files.cert}`);
   }
-  // OpenSSL refuses one under 1024 bits, in its words ("ee key too small"); TLS clients one under 2048.
+  // Under 2048 bits, deprecated since 2013 (NIST SP 800-131A) and refused by many TLS clients (OpenSSL at
+  // security level 2); this process's own OpenSSL refuses one under 1024, in its words ("ee key too small").
   const bits = privateKey.asymmetricKeyDetails?.modulusLength;
-  if (privateKey.asymmetricKeyType === 'rsa' && bits !== undefined && bits < 2048) {
-    throw new UsageError(
-      `--key ${files.key} is an RSA key of ${bits} bits: TLS clients refuse one under 2048`,
-    );
+  const kind = MODULUS_KEYS[privateKey.asymmetricKeyType ?? ''];
+  if (kind !== undefined && bits !== undefined && bits < 2048) {
+    throw new UsageError(`--key ${files.key} is ${kind} key of ${bits} bits: give one of 2048 bits or more`);
   }
 }
+
+/** Keys whose strength is their modulus's length, as a message names them. */
+const MODULUS_KEYS: Readonly<Record<string, string>> = {
+  rsa: 'an RSA',
+  'rsa-pss': 'an RSA-PSS',
+  dsa: 'a DSA',
+};
+
+// A certificate dated this far ahead is taken: this host's clock and its CA's may differ by as much.
+const CLOCK_SKEW_MS = 5 * 60_000; // 5 min
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g;
 
@@ -67,7 +77,7 @@ const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE---
  * The certificate (the first of the file) once each of the file's certificates reads as PEM, and it is
  * valid now. X509Certificate reads DER too, and only a file's first certificate: TLS then refused the
  * file in OpenSSL's words ("no start line", "bad end line"). An expired certificate, or one dated ahead
- * (a clock behind), it would serve, failing every sender's handshake.
+ * of the clock, it would serve, failing the handshake of every sender whose clock agrees with this one.
  */
 function checkChain(file: string, cert: Buffer): X509Certificate {
   const text = cert.toString('latin1');
@@ -87,7 +97,8 @@ function checkChain(file: string, cert: Buffer): X509Certificate {
   const leaf = chain[0] as X509Certificate;
   const now = Date.now();
   if (Date.parse(leaf.validTo) < now) throw new UsageError(`--cert ${file} expired on ${leaf.validTo}`);
-  if (Date.parse(leaf.validFrom) > now)
-    throw new UsageError(`--cert ${file} is not valid until ${leaf.validFrom}`);
+  if (Date.parse(leaf.validFrom) > now + CLOCK_SKEW_MS) {
+    throw new UsageError(`--cert ${file} is not valid until ${leaf.validFrom} (check this host's clock)`);
+  }
   return leaf;
 }

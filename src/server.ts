@@ -47,7 +47,7 @@ export interface ServerOptions extends HandlerOptions {
 }
 
 const LINGER_MS = 1_000; // 1 s, fixed by design: on close, for requests half sent when draining began
-const ALPN = ['http/1.1', 'http/1.0']; // Node's is http/1.1 alone: a client offering 1.0 alone got an alert
+const ALPN = ['http/1.1', 'http/1.0']; // else a client offering http/1.0 alone: no_application_protocol
 
 export interface EndpointServer {
   readonly server: Server;

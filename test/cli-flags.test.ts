@@ -149,13 +149,13 @@ describe('the segment-endpoint command', () => {
       // Served, it fails every sender's handshake: refused rather than started with.
       [expired.cert, expired.key, /^--cert .*expired\.crt expired on Feb {1,2}1 00:00:00 2020 GMT$/],
       // A clock behind, or a certificate dated ahead: every handshake fails until the date.
-      [early.cert, early.key, /^--cert .*early\.crt is not valid until Jan {1,2}1 00:00:00 2099 GMT$/],
-      // TLS clients refuse an RSA key under 2048 bits (OpenSSL itself one under 1024, in its words).
       [
-        weak.cert,
-        weak.key,
-        /^--key .*weak\.key is an RSA key of 1024 bits: TLS clients refuse one under 2048$/,
+        early.cert,
+        early.key,
+        /^--cert .*early\.crt is not valid until Jan {1,2}1 00:00:00 2099 GMT \(check this host's clock\)$/,
       ],
+      // Many TLS clients refuse an RSA key under 2048 bits (OpenSSL itself one under 1024, in its words).
+      [weak.cert, weak.key, /^--key .*weak\.key is an RSA key of 1024 bits: give one of 2048 bits or more$/],
       [der, keyFile, /^--cert .*cert\.der holds no PEM certificate$/],
       [cut, keyFile, /^--cert .*chain-cut\.pem: its certificate 2 is cut short or unreadable$/],
     ];
