@@ -175,16 +175,17 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 /**
  * The events of a batch, each through `accept`, the same steps as a single event. Their sizes are
  * measured first: an event over Segment's limit is refused on its own, and the whole request when
- * storing all of them would take more than `budget` bytes; `measured` hears how many passed. They are
- * then taken a slice at a time, yielding to the event loop between slices, so that a large batch does
- * not hold up the requests on other connections.
+ * storing all of them would take more than `budget` bytes; `measured` then hears how many it holds
+ * (the request is taken, though some of them may be refused on their own). They are then taken a slice
+ * at a time, yielding to the event loop between slices, so that a large batch does not hold up the
+ * requests on other connections.
  */
 export async function acceptBatch(
   carried: Carried,
   settingsBytes: number,
   budget: number,
   accept: (event: unknown, index: number) => EventResult | Promise<EventResult>,
-  measured: (events: number) => void = () => {},
+  measured: (events: number) => void,
 ): Promise<EventResult[]> {
   const { events, sizes } = merged(carried, settingsBytes, budget);
   measured(events.length);

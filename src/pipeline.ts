@@ -158,17 +158,13 @@ export class EventPipeline {
       this.#verifySignature(x.headers, x.decision, value, text);
       const { route } = x;
       if (route.kind === 'event' && !Array.isArray(value)) {
-        // One event, the body as sent: its own text goes with it.
-        if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, 1);
+        // One event, the body as sent: its own text goes with it. Its token was taken at admission.
         result = this.#intake.accept(x, value, 'Request body', text);
       } else {
         const carried = eventsOf(value, route, text);
-        if (carried.batch) {
-          result = this.#acceptAll(x, carried).then(batchAnswer);
-        } else {
-          if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, 1);
-          result = this.#intake.accept(x, carried.events[0], 'Request body', undefined);
-        }
+        result = carried.batch
+          ? this.#acceptAll(x, carried).then(batchAnswer)
+          : this.#intake.accept(x, carried.events[0], 'Request body', undefined);
       }
     } catch (err) {
       result = this.#intake.failed(err, x.apiKey);

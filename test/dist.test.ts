@@ -58,13 +58,16 @@ describe('the single-file bundle, dist/segment-endpoint.mjs', () => {
     const out = join(dir, 'data');
     const args = ['--cert', 'cert.pem', '--key', 'key.pem', '--port', '0', '--host', '127.0.0.1'];
     const child = run(process.execPath, [FILE, ...args, '--api-key', 'k', '--out', out], dir);
-    const url = (await waitFor(child.stdout, /listening on (\S+)/))[1] as string;
-    const agent = keepAliveAgent(cert);
     const event = trackEvent();
-    const res = await httpsCall(agent, url, { body: event, headers: segmentHeaders('k') });
-    agent.destroy();
-    assert.equal(res.status, 200, res.body);
-    child.child.kill('SIGTERM');
+    try {
+      const url = (await waitFor(child.stdout, /listening on (\S+)/))[1] as string;
+      const agent = keepAliveAgent(cert);
+      const res = await httpsCall(agent, url, { body: event, headers: segmentHeaders('k') });
+      agent.destroy();
+      assert.equal(res.status, 200, res.body);
+    } finally {
+      child.child.kill('SIGTERM');
+    }
     assert.equal(await child.exit, 0, child.stderr());
 
     const stored = readdirSync(out)
@@ -93,26 +96,29 @@ export default {
     );
     const args = ['--http', '--port', '0', '--host', '127.0.0.1', '--handlers', 'handlers.mjs'];
     const child = run(process.execPath, [FILE, ...args, '--api-key', 'k'], dir);
-    const url = (await waitFor(child.stdout, /listening on (\S+)/))[1] as string;
-    const post = async (event: object) => {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: segmentHeaders('k'),
-        body: JSON.stringify(event),
+    try {
+      const url = (await waitFor(child.stdout, /listening on (\S+)/))[1] as string;
+      const post = async (event: object) => {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: segmentHeaders('k'),
+          body: JSON.stringify(event),
+        });
+        return { status: res.status, ...((await res.json()) as { code: string; message: string }) };
+      };
+      assert.deepEqual(await post(trackEvent()), {
+        status: 503,
+        code: 'SEG_RETRY',
+        message: 'the CRM is down',
       });
-      return { status: res.status, ...((await res.json()) as { code: string; message: string }) };
-    };
-    assert.deepEqual(await post(trackEvent()), {
-      status: 503,
-      code: 'SEG_RETRY',
-      message: 'the CRM is down',
-    });
-    assert.deepEqual(await post({ type: 'page', userId: 'u' }), {
-      status: 501,
-      code: 'SEG_TYPE_UNSUPPORTED',
-      message: 'pages are not kept here',
-    });
-    child.child.kill('SIGTERM');
+      assert.deepEqual(await post({ type: 'page', userId: 'u' }), {
+        status: 501,
+        code: 'SEG_TYPE_UNSUPPORTED',
+        message: 'pages are not kept here',
+      });
+    } finally {
+      child.child.kill('SIGTERM');
+    }
     assert.equal(await child.exit, 0, child.stderr());
   });
 });
