@@ -1,7 +1,7 @@
 import type { ErrorAnswer } from './errors.ts';
-import { EndpointError, refusal, toErrorAnswer } from './errors.ts';
+import { EndpointError, toErrorAnswer } from './errors.ts';
 import { isPlainObject } from './json.ts';
-import { bodyTooLarge, storedTooLarge, tooManyEvents } from './refusals.ts';
+import { bodyTooLarge, refusal, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 // The shapes besides one event per request (CONTRACT.md "Related senders"): Segment's Tracking API,

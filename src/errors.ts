@@ -171,11 +171,6 @@ export interface ErrorAnswer {
   readonly internal?: unknown;
 }
 
-/** The answer for a catalogue code: what the front door refuses with, before any event is read. */
-export function refusal(code: ErrorCode, message?: string): ErrorAnswer {
-  return { status: ERRORS[code].status, code, message: message ?? ERRORS[code].message };
-}
-
 const GENERIC_500 = ERRORS.SEG_INTERNAL.message;
 
 /**

@@ -1,10 +1,11 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routeAt, routes } from './batch.ts';
-import { type ErrorAnswer, refusal } from './errors.ts';
+import type { ErrorAnswer } from './errors.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
 import { EventPipeline } from './pipeline.ts';
+import { refusal } from './refusals.ts';
 import { type RefusalContext, sendError, sendHealth, sendMetrics } from './respond.ts';
 
 /** A plain `(req, res)` function, to mount in any node:http/https server, plus its lifecycle. */

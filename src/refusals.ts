@@ -1,6 +1,12 @@
-import { EndpointError, quoted } from './errors.ts';
+import { EndpointError, ERRORS, type ErrorAnswer, type ErrorCode, quoted } from './errors.ts';
 
-// Refusals whose message carries a value: one factory each, so that each is worded in one place.
+// The endpoint's own refusals, each worded in one place: a catalogue code's answer, and the refusals
+// whose message carries a value (a limit, a count, a type).
+
+/** The answer for a catalogue code: what the front door refuses with, before any event is read. */
+export function refusal(code: ErrorCode, message?: string): ErrorAnswer {
+  return { status: ERRORS[code].status, code, message: message ?? ERRORS[code].message };
+}
 
 /** 413: `what` (the request body, its decompressed bytes, one event of a batch) is over `limit` bytes. */
 export function bodyTooLarge(limit: number, what = 'Request body'): EndpointError {
