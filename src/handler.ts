@@ -117,9 +117,9 @@ class FrontDoor {
   #event(req: IncomingMessage, res: ServerResponse, route: Route): void {
     if (req.headers.host === undefined && req.httpVersionMinor === 1) {
       // HTTP/1.1 requires Host (RFC 9112 §3.2); a request without one is not well-formed.
-      this.#refuse(req, res, refusal('SEG_BAD_REQUEST', 'Missing Host header'));
+      this.#turnAway(req, res, refusal('SEG_BAD_REQUEST', 'Missing Host header'));
     } else if (req.method !== 'POST') {
-      this.#refuse(req, res, refusal('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
+      this.#turnAway(req, res, refusal('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
     } else if (this.draining) {
       this.#turnAway(req, res, refusal('SEG_DRAINING'), CLOSE);
     } else if (this.inFlight >= this.#opts.maxInFlight) {

@@ -49,7 +49,7 @@ test('a pino logger can be passed as is: access log and handler failures land in
   assert.doesNotMatch(JSON.stringify(logged), new RegExp(API_KEY));
 });
 
-test('the access log has a line for an event shed (overloaded) or turned away while draining, as /metrics counts it', async () => {
+test('the access log has a line for an event request turned away before it is read (shed, draining, a method), as /metrics counts it', async () => {
   const written: string[] = [];
   let release = () => {};
   const held = new Promise<void>((resolve) => (release = resolve));
@@ -68,6 +68,7 @@ test('the access log has a line for an event shed (overloaded) or turned away wh
   assert.equal(shed.status, 503);
   release();
   await slow;
+  assert.equal((await inject(handler, { method: 'PUT', body: trackEvent() })).status, 405);
   handler.drain();
   assert.equal((await inject(handler, { body: trackEvent() })).status, 503);
   const access = written.map((line) => JSON.parse(line)).filter((l) => l.msg === 'event');
@@ -77,6 +78,7 @@ test('the access log has a line for an event shed (overloaded) or turned away wh
     [
       [503, 'SEG_OVERLOADED'],
       [200, undefined],
+      [405, 'SEG_METHOD_NOT_ALLOWED'],
       [503, 'SEG_DRAINING'],
     ],
   );
