@@ -41,11 +41,24 @@ export function commandDir(): { dir: string; certFile: string; keyFile: string }
   return { dir, certFile, keyFile };
 }
 
+// A command expected to end that has not ended by then is killed: a server that started where a refusal
+// was expected fails its test with this said, rather than holding the suite until its timeout.
+const RUN_BOUND_MS = 60_000; // 60 s
+
 /** Runs the CLI to completion (for --help, bad usage). */
 export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = SOURCE): Promise<Finished> {
   const run = spawnClean(process.execPath, [...entry, ...args], ROOT, env);
+  let killed = false;
+  const bound = setTimeout(() => {
+    killed = true;
+    run.child.kill('SIGKILL');
+  }, RUN_BOUND_MS);
   const code = await run.exit;
-  return { code, stdout: run.stdout(), stderr: run.stderr() };
+  clearTimeout(bound);
+  const stderr = killed
+    ? `${run.stderr()}\n(still running after ${RUN_BOUND_MS / 1000} s: killed)`
+    : run.stderr();
+  return { code, stdout: run.stdout(), stderr };
 }
 
 /** Starts the CLI and waits for its start-up line. */
