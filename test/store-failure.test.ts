@@ -7,6 +7,7 @@ import { jsonLogger, silentLogger } from '../src/log.ts';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { API_KEY, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
+import { eventually } from './helpers-wait.ts';
 
 // A store whose disk fills up, without a disk: node's fs, except that a write only gets the room left
 // under `capacity` (a short write) and fails with ENOSPC when there is none, as a full file system does.
@@ -60,6 +61,32 @@ function fileLines(file: string): { records: Array<{ n: number }>; torn: number;
 }
 
 describe('a store whose disk fills up', () => {
+  test('turns writable again by itself once the disk takes a write: health recovers with no event sent', async () => {
+    // A balancer takes an endpoint whose health fails out of its pool: no event comes to try a write.
+    let full = false;
+    const io: StoreIo = {
+      ...nodeIo,
+      write: (fd, bytes, offset, length) =>
+        full ? Promise.reject(errno('ENOSPC', 'write')) : nodeIo.write(fd, bytes, offset, length),
+    };
+    const dir = tempDir();
+    const store = await NdjsonStore.open(dir, { io });
+    await store.append(event(0), AT);
+    full = true;
+    await assert.rejects(store.append(event(1), AT), { code: 'ENOSPC' });
+    assert.equal(store.writable, false);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(store.writable, false, 'still full: still not writable');
+    full = false;
+    await eventually(async () => store.writable, 'writable again with no event', 5_000);
+    await store.append(event(2), AT);
+    await store.close();
+    assert.deepEqual(
+      fileLines(store.fileFor(AT)).records.map((r) => r.n),
+      [0, 2],
+    );
+  });
+
   test('a short write is cut back before it is refused: no partial line, every acknowledged event once, later events on lines of their own', async () => {
     const dir = tempDir();
     const { io, disk } = smallDisk(64 * 1024);

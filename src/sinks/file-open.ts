@@ -39,6 +39,17 @@ export async function openDayFile(
   }
 }
 
+/** The day's file being appended to. `size` is where its last whole line ends. */
+export interface OpenFile {
+  readonly name: string;
+  readonly fd: number;
+  /** The file opened, to tell whether its name still leads to it. */
+  readonly id: FileIdentity;
+  size: number;
+  /** Bytes may lie past `size` (a write failed part-way) and must be cut off before anything else. */
+  dirty: boolean;
+}
+
 /** Whether `a` is the file `b` says (undefined: the path names none now). */
 export const sameFile = (a: FileIdentity, b: FileIdentity | undefined): boolean =>
   a.dev === b?.dev && a.ino === b.ino;

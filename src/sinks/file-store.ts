@@ -1,6 +1,8 @@
+import { join } from 'node:path';
 import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
 import { DayFiles } from './file-names.ts';
-import { openDayFile, sameFile } from './file-open.ts';
+import { type OpenFile, openDayFile, sameFile } from './file-open.ts';
+import { WriteProbe } from './file-probe.ts';
 import { CommitQueue, type Pending } from './file-queue.ts';
 import { makeDirectory, repairStore, setAsideTornTail, type TornLine } from './file-repair.ts';
 import type { StoreLock } from './store-lock.ts';
@@ -8,17 +10,6 @@ import type { StoreLock } from './store-lock.ts';
 export type { StoreOptions } from './file-io.ts';
 export { type StoredRecord, storeHandlers } from './file-records.ts';
 export { repairStore, type TornLine } from './file-repair.ts';
-
-/** The day's file being appended to. `size` is where its last whole line ends. */
-interface OpenFile {
-  readonly name: string;
-  readonly fd: number;
-  /** The file opened, to tell whether its name still leads to it. */
-  readonly id: FileIdentity;
-  size: number;
-  /** Bytes may lie past `size` (a write failed part-way) and must be cut off before anything else. */
-  dirty: boolean;
-}
 
 /**
  * The default store: every accepted event appended as one JSON line to `<dir>/events-YYYY-MM-DD.ndjson`
@@ -50,6 +41,7 @@ export class NdjsonStore {
   #failures = 0;
   /** Files whose torn tail start-up could not set aside (a full disk): done before they are written. */
   readonly #repairs = new Map<string, number>();
+  readonly #probe: WriteProbe;
 
   private constructor(dir: string, io: StoreIo, options: StoreOptions) {
     this.dir = dir;
@@ -57,6 +49,11 @@ export class NdjsonStore {
     this.#days = new DayFiles(dir, options.worker === undefined ? '' : `-w${options.worker}`);
     this.#queue = new CommitQueue(options.maxQueuedChars ?? MAX_QUEUED_CHARS);
     this.#stuckMs = options.stuckMs ?? STUCK_MS;
+    const due = () => !this.#writable && this.#flushing === undefined && !this.#closed;
+    const probe = join(dir, `.probe${this.#days.suffix}`);
+    this.#probe = new WriteProbe(io, probe, due, () => {
+      this.#writable = true;
+    });
   }
 
   /** Records made durable, the commits that carried them (fewer: group commit), and the commits that failed. */
@@ -67,7 +64,7 @@ export class NdjsonStore {
   /**
    * False from a failed write until one succeeds, while a commit has been under way for `stuckMs`, and
    * while the lines waiting are at their bound: the endpoint cannot store events now (what the health
-   * path reports). Every append still tries its write, so the store recovers as soon as it can write.
+   * path reports). Every append still tries its write, and while none comes a probe does (WriteProbe).
    */
   get writable(): boolean {
     const stuck = this.#committing !== undefined && performance.now() - this.#committing > this.#stuckMs;
@@ -99,6 +96,7 @@ export class NdjsonStore {
       store.recovered.push(...(await repairStore(dir, { io, only: own, deferred: store.#repairs })));
       // A full disk is a state the store recovers from, not a reason to refuse to start.
       store.#writable = store.#repairs.size === 0;
+      if (!store.#writable) store.#probe.start();
       const today = store.fileFor(new Date());
       if (!store.#repairs.has(today)) await store.#open(today);
     } catch (err) {
@@ -142,6 +140,7 @@ export class NdjsonStore {
   /** Flushes, then closes the file. Appends after this are refused. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#probe.stop();
     await this.flush();
     await this.#release();
     this.#lock?.release();
@@ -180,6 +179,7 @@ export class NdjsonStore {
       for (const pending of group) pending.resolve();
     } catch (err) {
       this.#writable = false;
+      this.#probe.start();
       this.#failures++;
       // Cut the failed bytes off before anyone hears of the failure (the sender retries at once). If the
       // cut fails too, the file stays dirty: the next commit cuts again before writing, or refuses.
