@@ -65,7 +65,12 @@ function checkType(type: string | undefined, anyType: boolean): void {
       `Content-Type must be application/json, not ${quoted(type, 100)}`,
     );
   }
-  const charset = CHARSET_RE.exec(type)?.[1];
+  checkCharset(type);
+}
+
+/** 415 for a body in a charset other than UTF-8 (its bytes would be read as UTF-8). */
+export function checkCharset(type: string | undefined): void {
+  const charset = type === undefined ? undefined : CHARSET_RE.exec(type)?.[1];
   if (charset !== undefined && !UTF8_RE.test(charset)) {
     throw new EndpointError(
       'SEG_UNSUPPORTED_MEDIA_TYPE',

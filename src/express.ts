@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { routeAt, routes } from './batch.ts';
+import { checkCharset } from './body.ts';
 import { codingOf } from './encoding.ts';
 import { EndpointError, quoted, toErrorAnswer } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
@@ -66,8 +67,9 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
     if (!ours(req.path)) return next();
     let refused: EndpointError | undefined;
     if (!adoptParsed(req, maxBodyBytes)) refused = bodyTooLarge(maxBodyBytes);
-    // A body the parser decoded from a coding the standalone server does not take (br): refused alike.
-    else if (req.body !== undefined) refused = refusedCoding(req.headers['content-encoding']);
+    // A body the parser decoded from a coding or a charset the standalone server does not take (br,
+    // UTF-16): refused alike.
+    else if (req.body !== undefined) refused = caught(() => checkDecoded(req));
     if (refused !== undefined) {
       const answer = toErrorAnswer(refused);
       handler.metrics?.request('unknown', answer.status, 0);
@@ -82,14 +84,16 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
     const refused = type === undefined ? undefined : BODY_REFUSALS.get(type);
     if (refused === undefined || !ours(req.path) || res.headersSent) return next(err);
     const { body } = err as BodyParserError;
-    if (type === 'entity.parse.failed' && typeof body === 'string') {
+    // A text in a charset we do not read is refused for it, as the standalone server refuses it.
+    const charset = caught(() => checkCharset(req.headers['content-type']));
+    if (charset === undefined && type === 'entity.parse.failed' && typeof body === 'string') {
       // The text it could not parse goes through the pipeline as if read here: after authentication, our
       // parser and its refusal. `123`, which strict body-parser refuses, is JSON to us: not an object.
       req.body = body;
       handler(req, res);
       return;
     }
-    const answer = toErrorAnswer(refused(err as BodyParserError, req, maxBodyBytes));
+    const answer = toErrorAnswer(charset ?? refused(err as BodyParserError, req, maxBodyBytes));
     handler.metrics?.request('unknown', answer.status, 0);
     // A sender that went away mid-body is not answered, as in the pipeline: nobody is there to read it.
     if (type !== 'request.aborted') sendError(req, res, answer, context);
@@ -138,10 +142,16 @@ function undecoded(err: unknown, req: IncomingMessage): boolean {
 /** Our name for what `undecoded` finds, among body-parser's types. */
 const UNDECODED = 'segment-endpoint.undecoded';
 
-/** The standalone server's refusal of a coding it does not read, if it is one. */
-function refusedCoding(header: string | undefined): EndpointError | undefined {
+/** The standalone server's refusals of a body it did not decode itself: its coding, its charset. */
+function checkDecoded(req: IncomingMessage): void {
+  codingOf(req.headers['content-encoding']);
+  checkCharset(req.headers['content-type']);
+}
+
+/** The refusal `check` throws, if it throws one. */
+function caught(check: () => void): EndpointError | undefined {
   try {
-    codingOf(header);
+    check();
     return undefined;
   } catch (err) {
     if (err instanceof EndpointError) return err;
@@ -173,7 +183,7 @@ const BODY_REFUSALS: ReadonlyMap<string, BodyRefusal> = new Map<string, BodyRefu
     (_err, req) => {
       const header = req.headers['content-encoding'];
       return (
-        refusedCoding(header) ??
+        caught(() => codingOf(header)) ??
         new EndpointError('SEG_BAD_ENCODING', `Request body is not valid ${codingOf(header)} data`)
       );
     },
@@ -195,7 +205,7 @@ const BODY_REFUSALS: ReadonlyMap<string, BodyRefusal> = new Map<string, BodyRefu
 /** The standalone server's refusal of a coding it does not read; else the parser's (`inflate: false`). */
 function unsupportedEncoding(header: string | undefined): EndpointError {
   return (
-    refusedCoding(header) ??
+    caught(() => codingOf(header)) ??
     new EndpointError(
       'SEG_UNSUPPORTED_ENCODING',
       `Content-Encoding ${quoted(header ?? '')} is not accepted here: send the body uncompressed`,

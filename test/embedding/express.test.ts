@@ -198,6 +198,33 @@ test('express: behind express.json(), a coding that does not decode, or that we 
   });
 });
 
+test('express: behind express.json(), a charset other than UTF-8 is refused as the standalone server refuses it', async () => {
+  // body-parser decodes UTF-16 by the charset; the standalone server takes UTF-8 JSON only (415).
+  const app = express();
+  app.use(express.json());
+  app.use('/segment', segmentEndpoint(options()));
+  const text = '{"type":"track","event":"e","userId":"u"}';
+  const inCharset = (charset: string, body: Buffer): ContractCase => ({
+    ...post(`JSON in ${charset}`, ''),
+    headers: { ...authed, 'content-type': `application/json; charset=${charset}` },
+    body,
+  });
+  const cases = [
+    inCharset('utf-16le', Buffer.from(text, 'utf16le')),
+    inCharset('utf-16', Buffer.from(text)),
+    inCharset('UTF-8', Buffer.from(text)),
+  ];
+  await served(app, async (origin) => {
+    const ours = await Promise.all(cases.map(sendTo(origin, '/segment')));
+    const theirs = await Promise.all(cases.map(sendTo(standaloneOrigin)));
+    assert.deepEqual(ours, theirs);
+    assert.deepEqual(
+      ours.map(({ status }) => status),
+      [415, 415, 200],
+    );
+  });
+});
+
 test('express: a body a middleware read before ours (no req.body left) is a 500 at once, which Segment retries', async () => {
   // A raw-body logger or a signature check of the app's own read the stream to its end: there is no
   // event left to take. The request waited for a body that never came, and was never answered.
