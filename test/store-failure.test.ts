@@ -87,6 +87,28 @@ describe('a store whose disk fills up', () => {
     );
   });
 
+  test("a probe that fails half-way gives back what it wrote: the disk's last room stays the events'", async () => {
+    // Room for part of the probe's 64 KiB, more than an event: a probe that kept its bytes took that room,
+    // and every event was refused for good, its own probe filling the space it freed each second.
+    let room = 0;
+    const io: StoreIo = {
+      ...nodeIo,
+      write(fd, bytes, offset, length) {
+        if (room <= 0) return Promise.reject(errno('ENOSPC', 'write'));
+        const written = Math.min(length, room);
+        room -= written;
+        return nodeIo.write(fd, bytes, offset, written);
+      },
+    };
+    const dir = tempDir();
+    const store = await NdjsonStore.open(dir, { io });
+    await assert.rejects(store.append(event(0), AT), { code: 'ENOSPC' });
+    room = 32 * 1024;
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(statSync(join(dir, '.probe')).size, 0, 'the failed probe emptied its file');
+    await store.close();
+  });
+
   test('a short write is cut back before it is refused: no partial line, every acknowledged event once, later events on lines of their own', async () => {
     const dir = tempDir();
     const { io, disk } = smallDisk(64 * 1024);

@@ -45,19 +45,24 @@ export class WriteProbe {
     else this.start();
   }
 
-  /** Writes and syncs the probe's bytes, then empties the file again: whether the disk took them. */
+  /**
+   * Writes and syncs the probe's bytes: whether the disk took them. The file is emptied again either way:
+   * a probe that failed half-way would keep the room it took, which may be all the events had.
+   */
   async #write(): Promise<boolean> {
     let fd: number | undefined;
     try {
       fd = await this.#io.open(this.#path, 'w');
       await writeAll(this.#io, fd, PROBE_BYTES);
       await this.#io.fdatasync(fd);
-      await this.#io.ftruncate(fd, 0);
       return true;
     } catch {
       return false;
     } finally {
-      if (fd !== undefined) await this.#io.close(fd).catch(() => {});
+      if (fd !== undefined) {
+        await this.#io.ftruncate(fd, 0).catch(() => {});
+        await this.#io.close(fd).catch(() => {});
+      }
     }
   }
 }
