@@ -41,21 +41,6 @@ export function routes(eventPath: string, trackingApi: boolean): ReadonlyMap<str
   return table;
 }
 
-// A percent-encoded letter, digit, `-`, `.`, `_` or `~`: the character itself (RFC 3986 §6.2.2.2).
-const UNRESERVED_ESCAPE_RE = /%(?:3[0-9]|[46][1-9a-f]|[57][0-9a]|2[de]|5f|7e)/gi;
-const unescaped = (encoded: string) => String.fromCharCode(Number.parseInt(encoded.slice(1), 16));
-
-/**
- * The route of `table` at `path`, as sent or with its unreserved characters percent-encoded read as
- * themselves (`/v1/%74rack`): a 404 is final, and no event should be lost to its path's spelling. Health
- * and metrics are not routes: they are matched as sent, as a proxy's rules in front match them.
- */
-export function routeAt(table: ReadonlyMap<string, Route>, path: string): Route | undefined {
-  const route = table.get(path);
-  if (route !== undefined || !path.includes('%')) return route;
-  return table.get(path.replace(UNRESERVED_ESCAPE_RE, unescaped));
-}
-
 export interface Carried {
   /** The events, as received (each still to be checked to be an object). */
   readonly events: readonly unknown[];

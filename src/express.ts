@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { routeAt, routes } from './batch.ts';
+import { routes } from './batch.ts';
 import { checkCharset } from './body.ts';
 import { codingOf } from './encoding.ts';
 import { EndpointError, quoted, toErrorAnswer } from './errors.ts';
@@ -7,6 +7,7 @@ import { createHandler, type EndpointHandler } from './handler.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
 import { type RefusalContext, sendError } from './respond.ts';
+import { routeAt } from './target.ts';
 
 // The endpoint as express middleware: `app.use('/segment', segmentEndpoint(options))`. Express strips
 // the mount path from `req.url`, and the handler routes on what follows, as it would at a server's root.

@@ -1,12 +1,13 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { repeats } from './auth.ts';
-import { EVENT_ROUTE, type Route, routeAt, routes } from './batch.ts';
+import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import type { ErrorAnswer } from './errors.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
 import { EventPipeline } from './pipeline.ts';
 import { refusal } from './refusals.ts';
 import { type RefusalContext, sendError, sendHealth, sendMetrics } from './respond.ts';
+import { loggedPath, routeAt, targetPath } from './target.ts';
 
 /** A plain `(req, res)` function, to mount in any node:http/https server, plus its lifecycle. */
 export interface EndpointHandler {
@@ -165,7 +166,7 @@ class FrontDoor {
     this.#refuse(req, res, reply, extra);
     const { status, code } = reply;
     this.metrics?.request('unknown', status, 0);
-    if (this.#opts.accessLog) this.#opts.log.info({ status, code, ms: 0, url: req.url }, 'event');
+    if (this.#opts.accessLog) this.#opts.log.info({ status, code, ms: 0, path: loggedPath(req) }, 'event');
   }
 
   readonly #settled = (): void => {
@@ -185,18 +186,3 @@ const CLOSE: OutgoingHttpHeaders = Object.freeze({ connection: 'close' });
 /** Headers a request may carry (Segment sends 7). The standalone server hands the handler one more. */
 export const MAX_HEADERS = 100;
 const READ_ONLY: OutgoingHttpHeaders = Object.freeze({ allow: 'GET, HEAD' });
-
-// The scheme and authority of an absolute-form target, `https://host:port` (RFC 9112 §3.2.2).
-const ABSOLUTE_FORM_RE = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
-
-/**
- * The path a request is routed by: an origin-form target (`/v1/track?x`) up to its query; an
- * absolute-form one (`https://host/v1/track`, which a server must accept, RFC 9112 §3.2.2) by the path
- * after its authority, `/` when it has none.
- */
-function targetPath(url: string): string {
-  const start = url.charCodeAt(0) === 0x2f ? 0 : (ABSOLUTE_FORM_RE.exec(url)?.[0].length ?? 0);
-  const query = url.indexOf('?', start);
-  const path = query === -1 ? url.slice(start) : url.slice(start, query);
-  return path === '' ? '/' : path;
-}

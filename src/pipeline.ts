@@ -15,6 +15,7 @@ import { type BodySink, readBody } from './reader.ts';
 import { AnswerBatch, type PendingAnswer, type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Settings, SettingsCache } from './settings.ts';
 import { verifySignature } from './signature.ts';
+import { loggedPath } from './target.ts';
 
 /**
  * One request on its way through the pipeline, and what its request-level checks established for each
@@ -239,7 +240,7 @@ export class EventPipeline {
       const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
       const ms = Math.round(seconds * 1e4) / 10;
       const code = result.error?.code;
-      this.#opts.log.info({ status, code, type, ms, source, url: x.req.url }, 'event');
+      this.#opts.log.info({ status, code, type, ms, source, path: loggedPath(x.req) }, 'event');
     }
   }
 }

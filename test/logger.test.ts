@@ -82,7 +82,7 @@ test('the access log has a line for an event request turned away before it is re
       [503, 'SEG_DRAINING'],
     ],
   );
-  assert.equal(access[0].url, '/');
+  assert.equal(access[0].path, '/');
 });
 
 test('the built-in logger writes the same shape of line, at or above its level', () => {

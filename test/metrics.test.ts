@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -99,18 +100,39 @@ describe('metrics', () => {
         });
         assert.equal(res.status, 200);
       }
+      // A target that carries the key itself (userinfo in an absolute-form target, a query parameter):
+      // logged as it came, it wrote the key into the access log.
+      const { port } = new URL(url);
+      const body = JSON.stringify(trackEvent());
+      const head = Object.entries({ ...segmentHeaders('secret-key'), 'content-length': body.length })
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join('');
+      for (const [method, target] of [
+        ['POST', `http://secret-key:@127.0.0.1:${port}/?writeKey=secret-key`],
+        ['GET', `http://secret-key:@127.0.0.1:${port}/`],
+      ]) {
+        const answer = await rawRequest(
+          Number(port),
+          `${method} ${target} HTTP/1.1\r\nHost: a\r\n${head}\r\n${body}`,
+        );
+        assert.match(answer, method === 'POST' ? /^HTTP\/1\.1 200 / : /^HTTP\/1\.1 405 /);
+      }
       const m = parse(await (await fetch(new URL('/metrics', url))).text());
-      assert.equal(m.get('segment_endpoint_store_events_total'), 3);
+      assert.equal(m.get('segment_endpoint_store_events_total'), 4);
       assert.ok((m.get('segment_endpoint_store_fsync_seconds_count') ?? 0) >= 1);
       const lines = run
         .stderr()
         .split('\n')
         .filter((l) => l.includes('"msg":"event"'));
-      assert.equal(lines.length, 3);
+      assert.equal(lines.length, 5);
       const entry = JSON.parse(lines[0] as string);
       assert.equal(entry.status, 200);
       assert.equal(entry.type, 'track');
       assert.match(entry.source, /^[0-9a-f]{12}$/);
+      assert.deepEqual(
+        lines.slice(3).map((line) => JSON.parse(line).path),
+        ['/', '/'],
+      );
       assert.doesNotMatch(run.stderr(), /secret-key/);
     } finally {
       run.child.kill('SIGTERM');
@@ -119,3 +141,17 @@ describe('metrics', () => {
     }
   });
 });
+
+/** Sends `request` as is on a new connection to 127.0.0.1:`port`; resolves with what came back. */
+function rawRequest(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => socket.write(request));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString('latin1');
+      if (/\r\n\r\n/.test(answer)) socket.end();
+    });
+    socket.on('close', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
