@@ -77,20 +77,32 @@ class FrontDoor {
     // Of the versions that are not 1.x, llhttp passes HTTP/2.0 on (others, such as HTTP/3.0, reach the
     // server's clientError), and reads a request line without a version as HTTP/0.9: a garbled line.
     if (req.httpVersionMajor >= 2) {
-      this.#refuse(req, res, refusal('SEG_HTTP_VERSION'), CLOSE);
+      this.#refuseAt(route, req, res, refusal('SEG_HTTP_VERSION'), CLOSE);
     } else if (req.httpVersionMajor === 0) {
-      this.#refuse(req, res, refusal('SEG_BAD_REQUEST', 'The request line has no HTTP/1.1 version'), CLOSE);
+      this.#refuseAt(
+        route,
+        req,
+        res,
+        refusal('SEG_BAD_REQUEST', 'The request line has no HTTP/1.1 version'),
+        CLOSE,
+      );
     } else if (req.rawHeaders.length > 2 * MAX_HEADERS) {
       // Refused whole rather than judged on the first 100: one dropped could be the Content-Length Node
       // framed the body by, or the Authorization.
-      this.#refuse(req, res, refusal('SEG_HEADERS_TOO_LARGE', `More than ${MAX_HEADERS} headers`), CLOSE);
+      this.#refuseAt(
+        route,
+        req,
+        res,
+        refusal('SEG_HEADERS_TOO_LARGE', `More than ${MAX_HEADERS} headers`),
+        CLOSE,
+      );
     } else if (repeats(req.rawHeaders, 'host')) {
       // Node keeps the first; which host was meant is ambiguous (RFC 9112 §3.2: a 400).
-      this.#refuse(req, res, refusal('SEG_BAD_REQUEST', 'More than one Host header'));
+      this.#refuseAt(route, req, res, refusal('SEG_BAD_REQUEST', 'More than one Host header'));
     } else if (req.headers.expect !== undefined && !CONTINUE_RE.test(req.headers.expect)) {
       // An expectation this endpoint cannot meet (RFC 9110 §10.1.1); the server hands these over
       // ('checkExpectation') instead of answering an empty 417 itself.
-      this.#refuse(req, res, refusal('SEG_EXPECTATION_FAILED'), CLOSE);
+      this.#refuseAt(route, req, res, refusal('SEG_EXPECTATION_FAILED'), CLOSE);
     } else if (route !== undefined) {
       this.#event(req, res, route);
     } else if (path === this.#opts.metricsPath && this.metrics !== undefined) {
@@ -154,6 +166,18 @@ class FrontDoor {
 
   #refuse(req: IncomingMessage, res: ServerResponse, reply: ErrorAnswer, extra?: OutgoingHttpHeaders): void {
     sendError(req, res, reply, this.#context, extra);
+  }
+
+  /** A refusal at the front door: on an event route, counted and logged as an event request (#turnAway). */
+  #refuseAt(
+    route: Route | undefined,
+    req: IncomingMessage,
+    res: ServerResponse,
+    reply: ErrorAnswer,
+    extra?: OutgoingHttpHeaders,
+  ): void {
+    if (route === undefined) this.#refuse(req, res, reply, extra);
+    else this.#turnAway(req, res, reply, extra);
   }
 
   /** An event request refused before it is read: counted and in the access log, as the ones read are. */

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { createHandler, jsonLogger } from '../src/index.ts';
-import { API_KEY, trackEvent } from './helpers.ts';
+import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
 /** A stream that keeps every line written to it. */
@@ -69,6 +69,10 @@ test('the access log has a line for an event request turned away before it is re
   release();
   await slow;
   assert.equal((await inject(handler, { method: 'PUT', body: trackEvent() })).status, 405);
+  const expect = { ...segmentHeaders(), expect: 'something-else' };
+  assert.equal((await inject(handler, { headers: expect, body: trackEvent() })).status, 417);
+  // Not an event path: its 404 is no event request.
+  assert.equal((await inject(handler, { url: '/elsewhere', body: trackEvent() })).status, 404);
   handler.drain();
   assert.equal((await inject(handler, { body: trackEvent() })).status, 503);
   const access = written.map((line) => JSON.parse(line)).filter((l) => l.msg === 'event');
@@ -79,6 +83,7 @@ test('the access log has a line for an event request turned away before it is re
       [503, 'SEG_OVERLOADED'],
       [200, undefined],
       [405, 'SEG_METHOD_NOT_ALLOWED'],
+      [417, 'SEG_EXPECTATION_FAILED'],
       [503, 'SEG_DRAINING'],
     ],
   );
