@@ -191,8 +191,9 @@ const UNREADABLE = 'the handler threw a value that throws when read';
 const MAX_RETRY_AFTER = 86_400; // a day: a longer wait is no wait a sender keeps
 const MAX_MESSAGE = 1_000; // characters of a refusal's message: Segment shows it, no one reads more
 
-const capped = (message: string) =>
-  message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message;
+const MAX_CODE = 100; // characters of a foreign refusal's code: a name, not a text
+
+const capped = (text: string, max = MAX_MESSAGE) => (text.length > max ? `${text.slice(0, max)}…` : text);
 
 function answerFor(err: unknown): ErrorAnswer {
   const own = endpointError(err);
@@ -216,7 +217,7 @@ function answerFor(err: unknown): ErrorAnswer {
         // Neither the message nor the code of a foreign 5xx is ours to show: a driver's code is an internal.
         return { status, code: `HTTP_${status}`, message: statusMessage(status), internal: err };
       }
-      const code = typeof e.code === 'string' ? e.code : `HTTP_${status}`;
+      const code = typeof e.code === 'string' ? capped(e.code, MAX_CODE) : `HTTP_${status}`;
       const message = typeof e.message === 'string' && e.message !== '' ? e.message : statusMessage(status);
       return { status, code, message: capped(message) };
     }

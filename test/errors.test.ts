@@ -162,6 +162,12 @@ describe('toErrorAnswer', () => {
     assert.deepEqual(answer, { status: 422, code: 'E_EMAIL', message: 'Missing email address' });
   });
 
+  test("a foreign 4xx's code is cut as its message is: an answer's size is ours to bound", () => {
+    const answer = toErrorAnswer({ status: 400, code: 'C'.repeat(2_000_000), message: 'm' });
+    assert.equal(answer.status, 400);
+    assert.ok(answer.code.length <= 101, `a code of ${answer.code.length} characters`);
+  });
+
   test('a foreign 4xx with no message still says something', () => {
     const answer = toErrorAnswer({ status: 409 });
     assert.equal(answer.status, 409);
