@@ -13,7 +13,8 @@ function koaApp(segment: EndpointHandler): Koa {
   const app = new Koa();
   app.use((ctx, next) => {
     if (ctx.path !== '/segment' && !ctx.path.startsWith('/segment/')) return next();
-    const rest = ctx.url.slice('/segment'.length); // Koa has no mount: the handler routes on what follows
+    // Koa has no mount: the handler routes on what follows, of the path (ctx.url may be absolute-form).
+    const rest = `${ctx.path.slice('/segment'.length)}${ctx.search}`;
     ctx.req.url = rest.startsWith('/') ? rest : `/${rest}`;
     Object.assign(ctx.req, { baseUrl: '/segment' }); // named in its 404s, as express's mount is
     ctx.respond = false; // the handler writes the answer itself
