@@ -49,8 +49,10 @@ export { field } from './normalize.ts';
 export type { Settings } from './settings.ts';
 
 // The default durable store
-export { NdjsonStore, type StoreOptions, storeHandlers } from './sinks/file-store.ts';
-export type { StoredRecord, TornLine } from './sinks/file-store.ts';
+export type { StoreOptions } from './sinks/file-io.ts';
+export { type StoredRecord, storeHandlers } from './sinks/file-records.ts';
+export type { TornLine } from './sinks/file-repair.ts';
+export { NdjsonStore } from './sinks/file-store.ts';
 export { loopIo, nodeIo, type StoreIo } from './sinks/file-io.ts';
 
 // Duplicate suppression (Segment delivers at least once)

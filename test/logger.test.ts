@@ -60,7 +60,12 @@ test('the access log has a line for an event request turned away before it is re
     log: jsonLogger('info', (line) => written.push(line)),
     accessLog: true,
     maxInFlight: 1,
-    handlers: { track: () => (call(), held) },
+    handlers: {
+      track: () => {
+        call();
+        return held;
+      },
+    },
   });
   const slow = inject(handler, { body: trackEvent() });
   await called;

@@ -7,7 +7,7 @@ import { jsonLogger, silentLogger } from '../src/log.ts';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { API_KEY, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
-import { eventually } from './helpers-wait.ts';
+import { eventually, within } from './helpers-wait.ts';
 
 // A store whose disk fills up, without a disk: node's fs, except that a write only gets the room left
 // under `capacity` (a short write) and fails with ENOSPC when there is none, as a full file system does.
@@ -60,25 +60,107 @@ function fileLines(file: string): { records: Array<{ n: number }>; torn: number;
   return { records, torn, endsClean: text === '' || text.endsWith('\n') };
 }
 
+/**
+ * node's fs with a switch for a full disk (`full`, or `room` bytes left), that counts the store's disk
+ * probes (its `.probe` file) and can hold the next probe after its open, or the next cut back of a store
+ * file, until released.
+ */
+function probedDisk() {
+  const probeFds = new Set<number>();
+  let holdProbe: ((release: () => void) => void) | undefined;
+  let holdCut: ((release: () => void) => void) | undefined;
+  let closedProbes = 0;
+  let wakeOnClose: (() => void) | undefined;
+  const disk = {
+    full: false,
+    room: Number.POSITIVE_INFINITY,
+    probes: 0,
+    closing: false,
+    afterClose: 0,
+    io: undefined as unknown as StoreIo,
+    holdNextProbe() {
+      let opened = () => {};
+      const reached = new Promise<void>((resolve) => (opened = resolve));
+      let release = () => {};
+      holdProbe = (go) => {
+        release = go;
+        opened();
+      };
+      return { opened: reached, release: () => release() };
+    },
+    holdNextCut() {
+      let reachedNow = () => {};
+      const reached = new Promise<void>((resolve) => (reachedNow = resolve));
+      let release = () => {};
+      holdCut = (go) => {
+        release = go;
+        reachedNow();
+      };
+      return { reached, release: () => release() };
+    },
+    probeClosed(): Promise<void> {
+      const before = closedProbes;
+      return new Promise((resolve) => {
+        wakeOnClose = () => closedProbes > before && resolve();
+      });
+    },
+    probeOpsAfter: () => disk.afterClose,
+  };
+  const noteProbe = (fd: number) => {
+    if (probeFds.has(fd) && disk.closing) disk.afterClose++;
+  };
+  disk.io = {
+    ...nodeIo,
+    async open(path, flags) {
+      if (!path.endsWith('.probe')) return nodeIo.open(path, flags);
+      const hold = holdProbe;
+      holdProbe = undefined;
+      if (hold !== undefined) await new Promise<void>((go) => hold(go));
+      const fd = await nodeIo.open(path, flags);
+      probeFds.add(fd);
+      return fd;
+    },
+    write(fd, bytes, offset, length) {
+      noteProbe(fd);
+      if (disk.full || disk.room <= 0) return Promise.reject(errno('ENOSPC', 'write'));
+      const written = Math.min(length, disk.room);
+      disk.room -= written;
+      return nodeIo.write(fd, bytes, offset, written);
+    },
+    async ftruncate(fd, length) {
+      noteProbe(fd);
+      const hold = holdCut;
+      if (!probeFds.has(fd) && hold !== undefined) {
+        holdCut = undefined;
+        await new Promise<void>((go) => hold(go));
+      }
+      return nodeIo.ftruncate(fd, length);
+    },
+    async close(fd) {
+      noteProbe(fd);
+      await nodeIo.close(fd);
+      if (probeFds.delete(fd)) {
+        disk.probes++;
+        closedProbes++;
+        wakeOnClose?.();
+      }
+    },
+  };
+  return disk;
+}
+
 describe('a store whose disk fills up', () => {
   test('turns writable again by itself once the disk takes a write: health recovers with no event sent', async () => {
     // A balancer takes an endpoint whose health fails out of its pool: no event comes to try a write.
-    let full = false;
-    const io: StoreIo = {
-      ...nodeIo,
-      write: (fd, bytes, offset, length) =>
-        full ? Promise.reject(errno('ENOSPC', 'write')) : nodeIo.write(fd, bytes, offset, length),
-    };
-    const dir = tempDir();
-    const store = await NdjsonStore.open(dir, { io });
+    const disk = probedDisk();
+    const store = await NdjsonStore.open(tempDir(), { io: disk.io });
     await store.append(event(0), AT);
-    full = true;
+    disk.full = true;
     await assert.rejects(store.append(event(1), AT), { code: 'ENOSPC' });
-    assert.equal(store.writable, false);
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await eventually(async () => disk.probes >= 1, 'a probe while the disk is full');
     assert.equal(store.writable, false, 'still full: still not writable');
-    full = false;
-    await eventually(async () => store.writable, 'writable again with no event', 5_000);
+    disk.full = false;
+    await eventually(async () => store.writable, 'writable again with no event');
     await store.append(event(2), AT);
     await store.close();
     assert.deepEqual(
@@ -90,23 +172,55 @@ describe('a store whose disk fills up', () => {
   test("a probe that fails half-way gives back what it wrote: the disk's last room stays the events'", async () => {
     // Room for part of the probe's 64 KiB, more than an event: a probe that kept its bytes took that room,
     // and every event was refused for good, its own probe filling the space it freed each second.
-    let room = 0;
-    const io: StoreIo = {
-      ...nodeIo,
-      write(fd, bytes, offset, length) {
-        if (room <= 0) return Promise.reject(errno('ENOSPC', 'write'));
-        const written = Math.min(length, room);
-        room -= written;
-        return nodeIo.write(fd, bytes, offset, written);
-      },
-    };
+    const disk = probedDisk();
     const dir = tempDir();
-    const store = await NdjsonStore.open(dir, { io });
+    const store = await NdjsonStore.open(dir, { io: disk.io });
+    disk.full = true;
     await assert.rejects(store.append(event(0), AT), { code: 'ENOSPC' });
-    room = 32 * 1024;
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    disk.room = 32 * 1024;
+    disk.full = false;
+    await eventually(async () => disk.probes >= 1, 'a probe with 32 KiB of room');
     assert.equal(statSync(join(dir, '.probe')).size, 0, 'the failed probe emptied its file');
     await store.close();
+  });
+
+  test('a probe that ends while a failed commit is cut back goes on probing: the store recovers all the same', async () => {
+    const disk = probedDisk();
+    const store = await NdjsonStore.open(tempDir(), { io: disk.io });
+    disk.full = true;
+    await assert.rejects(store.append(event(0), AT), { code: 'ENOSPC' });
+    const probing = disk.holdNextProbe();
+    await within(probing.opened, 5_000, 'a probe');
+    // An event's commit fails meanwhile, and its cut back is held while the probe ends (failed).
+    const cut = disk.holdNextCut();
+    const failed = assert.rejects(store.append(event(1), AT), { code: 'ENOSPC' });
+    await within(cut.reached, 5_000, "the failed commit's cut");
+    const probed = disk.probeClosed();
+    probing.release();
+    await within(probed, 5_000, 'the probe ending');
+    cut.release();
+    await failed;
+    disk.full = false;
+    await eventually(async () => store.writable, 'writable again: the probe went on');
+    await store.close();
+  });
+
+  test('close() waits for a probe under way: nothing is written to the directory after it', async () => {
+    const disk = probedDisk();
+    const store = await NdjsonStore.open(tempDir(), { io: disk.io });
+    disk.full = true;
+    await assert.rejects(store.append(event(0), AT), { code: 'ENOSPC' });
+    const probing = disk.holdNextProbe();
+    await within(probing.opened, 5_000, 'a probe');
+    const closing = store.close().then(() => {
+      disk.closing = true;
+    });
+    // Closed at once, the store left its probe writing into the directory after it.
+    await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 300))]);
+    probing.release();
+    await closing;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(disk.probeOpsAfter(), 0, 'the probe touched its file after close() resolved');
   });
 
   test('a short write is cut back before it is refused: no partial line, every acknowledged event once, later events on lines of their own', async () => {

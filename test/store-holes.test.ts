@@ -7,8 +7,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
-import { COMMIT_MAX_BYTES } from '../src/sinks/file-repair.ts';
-import { NdjsonStore, repairStore } from '../src/sinks/file-store.ts';
+import { COMMIT_MAX_BYTES, repairStore } from '../src/sinks/file-repair.ts';
+import { NdjsonStore } from '../src/sinks/file-store.ts';
 import { tempDirs } from './helpers.ts';
 
 const tempDir = tempDirs('holes');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { field } from '../normalize.ts';
 import { listStoreFiles, type StoreFile } from '../sinks/file-names.ts';
-import type { StoredRecord } from '../sinks/file-store.ts';
+import type { StoredRecord } from '../sinks/file-records.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { Positions } from './checkpoint.ts';
 import { FileLines, type RawLine } from './lines.ts';

@@ -9,40 +9,63 @@ const PROBE_MS = 1_000; // 1 s between probes
 // Room for a group of events, not one byte: a disk with a few bytes free still refuses every commit.
 const PROBE_BYTES = new Uint8Array(64 * 1024); // 64 KiB
 
+/** What the probe reads of its store, now. */
+export interface ProbedState {
+  /** The store cannot write, and is open. */
+  readonly down: boolean;
+  /** A commit is under way: it decides, not the probe. */
+  readonly busy: boolean;
+  /** Commits failed so far. */
+  readonly failures: number;
+}
+
 export class WriteProbe {
   readonly #io: StoreIo;
   readonly #path: string;
-  readonly #due: () => boolean;
+  readonly #state: () => ProbedState;
   readonly #writable: () => void;
   #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopped = false;
 
-  /** Probes `path` while `due()` says so; `writable()` hears the first probe that succeeds. */
-  constructor(io: StoreIo, path: string, due: () => boolean, writable: () => void) {
+  /** Probes `path` while `state()` is down; `writable()` hears a probe that succeeded. */
+  constructor(io: StoreIo, path: string, state: () => ProbedState, writable: () => void) {
     this.#io = io;
     this.#path = path;
-    this.#due = due;
+    this.#state = state;
     this.#writable = writable;
   }
 
-  /** Probes in a second, unless a probe is already due. */
+  /** Probes in a second, unless a probe is already due or under way (which goes on as long as needed). */
   start(): void {
-    this.#timer ??= setTimeout(() => this.#run(), PROBE_MS).unref();
+    if (this.#stopped || this.#timer !== undefined || this.#running !== undefined) return;
+    this.#timer = setTimeout(() => this.#run(), PROBE_MS).unref();
   }
 
-  stop(): void {
+  /** No more probes; resolves once one under way has ended (it touches the store's directory). */
+  stop(): Promise<void> {
+    this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#timer = undefined;
+    return this.#running ?? Promise.resolve();
   }
 
-  async #run(): Promise<void> {
-    if (!this.#due()) {
-      this.#timer = undefined;
+  #run(): void {
+    this.#timer = undefined;
+    const before = this.#state();
+    if (this.#stopped || !before.down) return;
+    if (before.busy) {
+      this.start();
       return;
     }
-    const ok = await this.#write();
-    this.#timer = undefined;
-    if (!this.#due()) return;
-    if (ok) this.#writable();
-    else this.start();
+    this.#running = this.#write().then((ok) => {
+      this.#running = undefined;
+      const now = this.#state();
+      if (this.#stopped || !now.down) return;
+      // A commit that failed since the probe began knows better than it: probe again.
+      if (ok && !now.busy && now.failures === before.failures) this.#writable();
+      else this.start();
+    });
   }
 
   /**

@@ -7,10 +7,6 @@ import { CommitQueue, type Pending } from './file-queue.ts';
 import { makeDirectory, repairStore, setAsideTornTail, type TornLine } from './file-repair.ts';
 import type { StoreLock } from './store-lock.ts';
 
-export type { StoreOptions } from './file-io.ts';
-export { type StoredRecord, storeHandlers } from './file-records.ts';
-export { repairStore, type TornLine } from './file-repair.ts';
-
 /**
  * The default store: every accepted event appended as one JSON line to `<dir>/events-YYYY-MM-DD.ndjson`
  * (UTC day). `append` resolves only once the line is on disk (written and fdatasync'd), so a 200 means
@@ -49,9 +45,12 @@ export class NdjsonStore {
     this.#days = new DayFiles(dir, options.worker === undefined ? '' : `-w${options.worker}`);
     this.#queue = new CommitQueue(options.maxQueuedChars ?? MAX_QUEUED_CHARS);
     this.#stuckMs = options.stuckMs ?? STUCK_MS;
-    const due = () => !this.#writable && this.#flushing === undefined && !this.#closed;
-    const probe = join(dir, `.probe${this.#days.suffix}`);
-    this.#probe = new WriteProbe(io, probe, due, () => {
+    const state = () => ({
+      down: !this.#writable && !this.#closed,
+      busy: this.#flushing !== undefined,
+      failures: this.#failures,
+    });
+    this.#probe = new WriteProbe(io, join(dir, `.probe${this.#days.suffix}`), state, () => {
       this.#writable = true;
     });
   }
@@ -100,6 +99,7 @@ export class NdjsonStore {
       const today = store.fileFor(new Date());
       if (!store.#repairs.has(today)) await store.#open(today);
     } catch (err) {
+      await store.#probe.stop();
       store.#lock?.release();
       throw err;
     }
@@ -140,7 +140,7 @@ export class NdjsonStore {
   /** Flushes, then closes the file. Appends after this are refused. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#probe.stop();
+    await this.#probe.stop();
     await this.flush();
     await this.#release();
     this.#lock?.release();

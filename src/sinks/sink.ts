@@ -36,8 +36,9 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     const { openPostgresSink } = await import('./postgres.ts');
     return openPostgresSink(config.postgres, log);
   }
-  const [{ NdjsonStore: Store, storeHandlers }, { defaultIo }] = await Promise.all([
+  const [{ NdjsonStore: Store }, { storeHandlers }, { defaultIo }] = await Promise.all([
     import('./file-store.ts'),
+    import('./file-records.ts'),
     import('./file-io.ts'),
   ]);
   const io = defaultIo();
@@ -88,8 +89,7 @@ export function storeRefused(err: unknown, out: string): unknown {
  * worker starts), refused as openSink refuses a store it cannot use.
  */
 export async function repairStoreFiles(out: string, log: Logger): Promise<void> {
-  const [{ repairStore }, { makeDirectory }, { nodeIo }] = await Promise.all([
-    import('./file-store.ts'),
+  const [{ makeDirectory, repairStore }, { nodeIo }] = await Promise.all([
     import('./file-repair.ts'),
     import('./file-io.ts'),
   ]);
