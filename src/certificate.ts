@@ -55,18 +55,18 @@ export function checkPair(files: NonNullable<CliConfig['tlsFiles']>, cert: Buffe
   // Under 2048 bits, deprecated since 2013 (NIST SP 800-131A) and refused by many TLS clients (OpenSSL at
   // security level 2); this process's own OpenSSL refuses one under 1024, in its words ("ee key too small").
   const bits = privateKey.asymmetricKeyDetails?.modulusLength;
-  const kind = MODULUS_KEYS[privateKey.asymmetricKeyType ?? ''];
+  const kind = MODULUS_KEYS.get(privateKey.asymmetricKeyType ?? '');
   if (kind !== undefined && bits !== undefined && bits < 2048) {
     throw new UsageError(`--key ${files.key} is ${kind} key of ${bits} bits: give one of 2048 bits or more`);
   }
 }
 
 /** Keys whose strength is their modulus's length, as a message names them. */
-const MODULUS_KEYS: Readonly<Record<string, string>> = {
-  rsa: 'an RSA',
-  'rsa-pss': 'an RSA-PSS',
-  dsa: 'a DSA',
-};
+const MODULUS_KEYS: ReadonlyMap<string, string> = new Map([
+  ['rsa', 'an RSA'],
+  ['rsa-pss', 'an RSA-PSS'],
+  ['dsa', 'a DSA'],
+]);
 
 // A certificate dated this far ahead is taken: this host's clock and its CA's may differ by as much.
 const CLOCK_SKEW_MS = 5 * 60_000; // 5 min

@@ -86,7 +86,8 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
     if (refused === undefined || !ours(req.path) || res.headersSent) return next(err);
     const { body } = err as BodyParserError;
     // A text in a charset we do not read is refused for it, as the standalone server refuses it.
-    const charset = caught(() => checkCharset(req.headers['content-type']));
+    const charset =
+      type === 'request.aborted' ? undefined : caught(() => checkCharset(req.headers['content-type']));
     if (charset === undefined && type === 'entity.parse.failed' && typeof body === 'string') {
       // The text it could not parse goes through the pipeline as if read here: after authentication, our
       // parser and its refusal. `123`, which strict body-parser refuses, is JSON to us: not an object.

@@ -77,9 +77,9 @@ class FrontDoor {
     // Of the versions that are not 1.x, llhttp passes HTTP/2.0 on (others, such as HTTP/3.0, reach the
     // server's clientError), and reads a request line without a version as HTTP/0.9: a garbled line.
     if (req.httpVersionMajor >= 2) {
-      this.#refuseAt(route, req, res, refusal('SEG_HTTP_VERSION'), CLOSE);
+      this.#refuse(route, req, res, refusal('SEG_HTTP_VERSION'), CLOSE);
     } else if (req.httpVersionMajor === 0) {
-      this.#refuseAt(
+      this.#refuse(
         route,
         req,
         res,
@@ -89,7 +89,7 @@ class FrontDoor {
     } else if (req.rawHeaders.length > 2 * MAX_HEADERS) {
       // Refused whole rather than judged on the first 100: one dropped could be the Content-Length Node
       // framed the body by, or the Authorization.
-      this.#refuseAt(
+      this.#refuse(
         route,
         req,
         res,
@@ -98,11 +98,11 @@ class FrontDoor {
       );
     } else if (repeats(req.rawHeaders, 'host')) {
       // Node keeps the first; which host was meant is ambiguous (RFC 9112 §3.2: a 400).
-      this.#refuseAt(route, req, res, refusal('SEG_BAD_REQUEST', 'More than one Host header'));
+      this.#refuse(route, req, res, refusal('SEG_BAD_REQUEST', 'More than one Host header'));
     } else if (req.headers.expect !== undefined && !CONTINUE_RE.test(req.headers.expect)) {
       // An expectation this endpoint cannot meet (RFC 9110 §10.1.1); the server hands these over
       // ('checkExpectation') instead of answering an empty 417 itself.
-      this.#refuseAt(route, req, res, refusal('SEG_EXPECTATION_FAILED'), CLOSE);
+      this.#refuse(route, req, res, refusal('SEG_EXPECTATION_FAILED'), CLOSE);
     } else if (route !== undefined) {
       this.#event(req, res, route);
     } else if (path === this.#opts.metricsPath && this.metrics !== undefined) {
@@ -117,7 +117,7 @@ class FrontDoor {
       const base = (req as IncomingMessage & { baseUrl?: unknown }).baseUrl;
       const mount = typeof base === 'string' ? base : '';
       const at = mount !== '' && this.path === '/' ? mount : `${mount}${this.path}`;
-      this.#refuse(req, res, refusal('SEG_NOT_FOUND', `Not found: send events to ${at}`));
+      this.#refuse(undefined, req, res, refusal('SEG_NOT_FOUND', `Not found: send events to ${at}`));
     }
   }
 
@@ -130,14 +130,14 @@ class FrontDoor {
   #event(req: IncomingMessage, res: ServerResponse, route: Route): void {
     if (req.headers.host === undefined && req.httpVersionMinor === 1) {
       // HTTP/1.1 requires Host (RFC 9112 §3.2); a request without one is not well-formed.
-      this.#turnAway(req, res, refusal('SEG_BAD_REQUEST', 'Missing Host header'));
+      this.#refuse(route, req, res, refusal('SEG_BAD_REQUEST', 'Missing Host header'));
     } else if (req.method !== 'POST') {
-      this.#turnAway(req, res, refusal('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
+      this.#refuse(route, req, res, refusal('SEG_METHOD_NOT_ALLOWED'), { allow: 'POST' });
     } else if (this.draining) {
-      this.#turnAway(req, res, refusal('SEG_DRAINING'), CLOSE);
+      this.#refuse(route, req, res, refusal('SEG_DRAINING'), CLOSE);
     } else if (this.inFlight >= this.#opts.maxInFlight) {
       // Shed at once rather than queue: Segment keeps the event and retries it.
-      this.#turnAway(req, res, refusal('SEG_OVERLOADED'));
+      this.#refuse(route, req, res, refusal('SEG_OVERLOADED'));
     } else {
       this.inFlight++;
       this.#pipeline.handle(req, res, route, this.#settled);
@@ -160,34 +160,26 @@ class FrontDoor {
   /** Health and metrics are read with GET or HEAD; another method is a 405. */
   #readable(req: IncomingMessage, res: ServerResponse): boolean {
     if (req.method === 'GET' || req.method === 'HEAD') return true;
-    this.#refuse(req, res, refusal('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET'), READ_ONLY);
+    this.#refuse(
+      undefined,
+      req,
+      res,
+      refusal('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET'),
+      READ_ONLY,
+    );
     return false;
   }
 
-  #refuse(req: IncomingMessage, res: ServerResponse, reply: ErrorAnswer, extra?: OutgoingHttpHeaders): void {
-    sendError(req, res, reply, this.#context, extra);
-  }
-
-  /** A refusal at the front door: on an event route, counted and logged as an event request (#turnAway). */
-  #refuseAt(
+  /** Refuses `req`; on an event route it is counted and in the access log, as an event request read is. */
+  #refuse(
     route: Route | undefined,
     req: IncomingMessage,
     res: ServerResponse,
     reply: ErrorAnswer,
     extra?: OutgoingHttpHeaders,
   ): void {
-    if (route === undefined) this.#refuse(req, res, reply, extra);
-    else this.#turnAway(req, res, reply, extra);
-  }
-
-  /** An event request refused before it is read: counted and in the access log, as the ones read are. */
-  #turnAway(
-    req: IncomingMessage,
-    res: ServerResponse,
-    reply: ErrorAnswer,
-    extra?: OutgoingHttpHeaders,
-  ): void {
-    this.#refuse(req, res, reply, extra);
+    sendError(req, res, reply, this.#context, extra);
+    if (route === undefined) return;
     const { status, code } = reply;
     this.metrics?.request('unknown', status, 0);
     if (this.#opts.accessLog) this.#opts.log.info({ status, code, ms: 0, path: loggedPath(req) }, 'event');
