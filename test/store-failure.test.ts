@@ -149,6 +149,14 @@ function probedDisk() {
   return disk;
 }
 
+/** A store on `disk` whose first event was refused for a full disk: the store down, its probe started. */
+async function downStore(disk: ReturnType<typeof probedDisk>, dir = tempDir()): Promise<NdjsonStore> {
+  const store = await NdjsonStore.open(dir, { io: disk.io });
+  disk.full = true;
+  await assert.rejects(store.append(event(0), AT), { code: 'ENOSPC' });
+  return store;
+}
+
 describe('a store whose disk fills up', () => {
   test('turns writable again by itself once the disk takes a write: health recovers with no event sent', async () => {
     // A balancer takes an endpoint whose health fails out of its pool: no event comes to try a write.
@@ -174,9 +182,7 @@ describe('a store whose disk fills up', () => {
     // and every event was refused for good, its own probe filling the space it freed each second.
     const disk = probedDisk();
     const dir = tempDir();
-    const store = await NdjsonStore.open(dir, { io: disk.io });
-    disk.full = true;
-    await assert.rejects(store.append(event(0), AT), { code: 'ENOSPC' });
+    const store = await downStore(disk, dir);
     disk.room = 32 * 1024;
     disk.full = false;
     await eventually(async () => disk.probes >= 1, 'a probe with 32 KiB of room');
@@ -186,9 +192,7 @@ describe('a store whose disk fills up', () => {
 
   test('a probe that ends while a failed commit is cut back goes on probing: the store recovers all the same', async () => {
     const disk = probedDisk();
-    const store = await NdjsonStore.open(tempDir(), { io: disk.io });
-    disk.full = true;
-    await assert.rejects(store.append(event(0), AT), { code: 'ENOSPC' });
+    const store = await downStore(disk);
     const probing = disk.holdNextProbe();
     await within(probing.opened, 5_000, 'a probe');
     // An event's commit fails meanwhile, and its cut back is held while the probe ends (failed).
@@ -207,9 +211,7 @@ describe('a store whose disk fills up', () => {
 
   test('close() waits for a probe under way: nothing is written to the directory after it', async () => {
     const disk = probedDisk();
-    const store = await NdjsonStore.open(tempDir(), { io: disk.io });
-    disk.full = true;
-    await assert.rejects(store.append(event(0), AT), { code: 'ENOSPC' });
+    const store = await downStore(disk);
     const probing = disk.holdNextProbe();
     await within(probing.opened, 5_000, 'a probe');
     const closing = store.close().then(() => {
