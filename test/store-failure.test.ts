@@ -209,6 +209,15 @@ describe('a store whose disk fills up', () => {
     await store.close();
   });
 
+  test('close() waits for a probe the disk never answers for 2 s at most, not for ever', async () => {
+    const disk = probedDisk();
+    const store = await downStore(disk);
+    const probing = disk.holdNextProbe();
+    await within(probing.opened, 5_000, 'a probe');
+    await within(store.close(), 5_000, 'close() with a probe held');
+    probing.release();
+  });
+
   test('close() waits for a probe under way: nothing is written to the directory after it', async () => {
     const disk = probedDisk();
     const store = await downStore(disk);

@@ -8,6 +8,7 @@ import { writeAll } from './file-io.ts';
 const PROBE_MS = 1_000; // 1 s between probes
 // Room for a group of events, not one byte: a disk with a few bytes free still refuses every commit.
 const PROBE_BYTES = new Uint8Array(64 * 1024); // 64 KiB
+const STOP_WAIT_MS = 2_000; // 2 s at most, on close, for a probe under way
 
 /** What the probe reads of its store, now. */
 export interface ProbedState {
@@ -42,12 +43,20 @@ export class WriteProbe {
     this.#timer = setTimeout(() => this.#run(), PROBE_MS).unref();
   }
 
-  /** No more probes; resolves once one under way has ended (it touches the store's directory). */
+  /**
+   * No more probes; resolves once one under way has ended (it touches the store's directory), or after
+   * STOP_WAIT_MS if it has not: a disk that does not answer must not hold the store's close for good.
+   */
   stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    return this.#running ?? Promise.resolve();
+    if (this.#running === undefined) return Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, STOP_WAIT_MS);
+    });
+    return Promise.race([this.#running, waited]).finally(() => clearTimeout(timer));
   }
 
   #run(): void {
