@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { StoreIo } from './file-io.ts';
 import { writeAll } from './file-io.ts';
 
@@ -52,11 +53,7 @@ export class WriteProbe {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#running === undefined) return Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    const waited = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, STOP_WAIT_MS);
-    });
-    return Promise.race([this.#running, waited]).finally(() => clearTimeout(timer));
+    return Promise.race([this.#running, delay(STOP_WAIT_MS, undefined, { ref: false })]);
   }
 
   #run(): void {
