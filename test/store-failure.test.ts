@@ -60,6 +60,18 @@ function fileLines(file: string): { records: Array<{ n: number }>; torn: number;
   return { records, torn, endsClean: text === '' || text.endsWith('\n') };
 }
 
+/** A gate: `hold(go)` is reached (`reached` resolves) and waits until `release()` calls `go`. */
+function gate() {
+  let reachedNow = () => {};
+  const reached = new Promise<void>((resolve) => (reachedNow = resolve));
+  let release = () => {};
+  const hold = (go: () => void) => {
+    release = go;
+    reachedNow();
+  };
+  return { reached, release: () => release(), hold };
+}
+
 /**
  * node's fs with a switch for a full disk (`full`, or `room` bytes left), that counts the store's disk
  * probes (its `.probe` file) and can hold the next probe after its open, or the next cut back of a store
@@ -79,24 +91,14 @@ function probedDisk() {
     afterClose: 0,
     io: undefined as unknown as StoreIo,
     holdNextProbe() {
-      let opened = () => {};
-      const reached = new Promise<void>((resolve) => (opened = resolve));
-      let release = () => {};
-      holdProbe = (go) => {
-        release = go;
-        opened();
-      };
-      return { opened: reached, release: () => release() };
+      const held = gate();
+      holdProbe = held.hold;
+      return { opened: held.reached, release: held.release };
     },
     holdNextCut() {
-      let reachedNow = () => {};
-      const reached = new Promise<void>((resolve) => (reachedNow = resolve));
-      let release = () => {};
-      holdCut = (go) => {
-        release = go;
-        reachedNow();
-      };
-      return { reached, release: () => release() };
+      const held = gate();
+      holdCut = held.hold;
+      return { reached: held.reached, release: held.release };
     },
     probeClosed(): Promise<void> {
       const before = closedProbes;
@@ -157,6 +159,15 @@ async function downStore(disk: ReturnType<typeof probedDisk>, dir = tempDir()): 
   return store;
 }
 
+/** A store down (downStore) whose first probe is held after its open, until `probing.release()`. */
+async function probeHeld() {
+  const disk = probedDisk();
+  const store = await downStore(disk);
+  const probing = disk.holdNextProbe();
+  await within(probing.opened, 5_000, 'a probe');
+  return { disk, store, probing };
+}
+
 describe('a store whose disk fills up', () => {
   test('turns writable again by itself once the disk takes a write: health recovers with no event sent', async () => {
     // A balancer takes an endpoint whose health fails out of its pool: no event comes to try a write.
@@ -191,10 +202,7 @@ describe('a store whose disk fills up', () => {
   });
 
   test('a probe that ends while a failed commit is cut back goes on probing: the store recovers all the same', async () => {
-    const disk = probedDisk();
-    const store = await downStore(disk);
-    const probing = disk.holdNextProbe();
-    await within(probing.opened, 5_000, 'a probe');
+    const { disk, store, probing } = await probeHeld();
     // An event's commit fails meanwhile, and its cut back is held while the probe ends (failed).
     const cut = disk.holdNextCut();
     const failed = assert.rejects(store.append(event(1), AT), { code: 'ENOSPC' });
@@ -210,19 +218,13 @@ describe('a store whose disk fills up', () => {
   });
 
   test('close() waits for a probe the disk never answers for 2 s at most, not for ever', async () => {
-    const disk = probedDisk();
-    const store = await downStore(disk);
-    const probing = disk.holdNextProbe();
-    await within(probing.opened, 5_000, 'a probe');
+    const { disk, store, probing } = await probeHeld();
     await within(store.close(), 5_000, 'close() with a probe held');
     probing.release();
   });
 
   test('close() waits for a probe under way: nothing is written to the directory after it', async () => {
-    const disk = probedDisk();
-    const store = await downStore(disk);
-    const probing = disk.holdNextProbe();
-    await within(probing.opened, 5_000, 'a probe');
+    const { disk, store, probing } = await probeHeld();
     const closing = store.close().then(() => {
       disk.closing = true;
     });
