@@ -58,7 +58,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     return 0;
   }
   let log = jsonLogger(config.logLevel);
-  exitOnUncaught(log);
+  exitOnUncaught(() => log);
   let link: WorkerLink | undefined;
   if (config.workers > 1) {
     const { default: cluster } = await import('node:cluster');
@@ -154,13 +154,13 @@ function listenForStop(signals: Signals): void {
 
 /**
  * An exception nothing caught (a partner's handler throwing from a timer) or a promise rejected with
- * nobody to hear it: logged, then the process exits 1. What state it left behind cannot be known, and
- * the process manager restarts a process that exits non-zero. Events already answered were processed
- * to the end; those in flight were never acknowledged, so Segment retries them.
+ * nobody to hear it: logged (by the logger as it is then: a worker's names it), then the process exits 1.
+ * What state it left behind cannot be known; a process manager restarts one that exits non-zero. Events
+ * answered were processed to the end; those in flight were never acknowledged, so Segment retries them.
  */
-function exitOnUncaught(log: Logger): void {
+function exitOnUncaught(log: () => Logger): void {
   const fatal = (msg: string) => (err: unknown) => {
-    log.error({ err, exitCode: 1 }, msg);
+    log().error({ err, exitCode: 1 }, msg);
     process.exit(1);
   };
   process.on('uncaughtException', fatal('uncaught exception'));

@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { waitFor, waitUntil } from '../helpers-wait.ts';
-import { GUARD_MS, setUp } from './cluster-harness.ts';
+import { GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
 import { cleanup, type Endpoint, send, startEndpoint, stopCleanly } from './harness.ts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -114,5 +114,52 @@ test('a worker whose event loop is blocked is killed and replaced; the other ser
   await waitFor(ep.output, /worker \d has not answered for \d+ s[^\n]*killing it/, GUARD_MS * 2);
   await waitFor(ep.output, /was killed by SIGKILL: starting another/, GUARD_MS);
   assert.equal((await spun).status, 0, 'its connection ended unanswered: Segment retries the event');
+  await stopCleanly(ep);
+});
+
+test('--port 0: when every worker dies at once, their replacements serve on the port announced', async (t) => {
+  // node:cluster closes a listening socket no worker holds any more: replacements listening on port 0
+  // got another free port, and the URL the service announced refused connections for good.
+  const { out, start } = setUp(t, 'all-die');
+  const ep = await start(['--out', out]);
+  const pids = [1, 2].flatMap((n) => listeningPids(ep.output(), n));
+  assert.equal(pids.length, 2, ep.output());
+  for (const pid of pids) process.kill(pid, 'SIGKILL');
+  await waitUntil(
+    () => [1, 2].every((n) => listeningPids(ep.output(), n).length === 2),
+    () => `both workers replaced in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  t.after(() => agent.destroy());
+  const answers = await Promise.all([1, 2].map(() => send(agent, ep.url, trackEvent())));
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    [200, 200],
+    `${JSON.stringify(answers)}\n${ep.output()}`,
+  );
+  await stopCleanly(ep);
+});
+
+test("a worker's last line, when something its handlers started throws, says which worker it was", async (t) => {
+  // With several workers dying, "uncaught exception" lines that name no worker could not be matched to
+  // the primary's "worker K exited with code 1".
+  const { dir, out, start } = setUp(t, 'crash-line');
+  const handlers = join(dir, 'throws-later.mjs');
+  writeFileSync(
+    handlers,
+    `export default { track(event) { if (event.event === 'crash') setTimeout(() => { throw new Error('thrown from a timer'); }); } };\n`,
+  );
+  const ep = await start(['--out', out, '--handlers', handlers]);
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  t.after(() => agent.destroy());
+  await send(agent, ep.url, trackEvent({ event: 'crash' }));
+  await waitFor(ep.output, /worker \d pid \d+ exited with code 1|worker \d exited with code 1/, GUARD_MS);
+  const lines = ep.output().split('\n').filter((line) => line.startsWith('{'));
+  const entries = lines.map((line) => JSON.parse(line) as { msg?: string; worker?: number; pid?: number });
+  const fatal = entries.find((e) => e.msg === 'uncaught exception');
+  const exited = entries.find((e) => /exited with code 1/.test(e.msg ?? ''));
+  assert.ok(fatal !== undefined && exited !== undefined, ep.output());
+  assert.equal(fatal.worker, exited.worker, ep.output());
   await stopCleanly(ep);
 });
