@@ -70,6 +70,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       }
     }
     link = (await import('./cluster/worker.ts')).workerLink(env, signals, files);
+    config = link.ported(config);
     log = withFields(log, { worker: link.worker });
   }
   const { certificateReloader, listen, start } = await import('./start.ts');
@@ -96,8 +97,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     log.info({}, 'SIGHUP received during start-up: reloading now that the server is up');
     signals.onReload();
   }
-  // A worker's primary decides when waiting has lasted long enough: a second signal, which a worker gets
-  // from its terminal or its service manager as well as from its primary, does not cut it short.
+  // A second signal (a terminal's, a service manager's) does not cut a worker's drain: its primary decides.
   return drainOnSignal(signals, running, log, link === undefined);
 }
 

@@ -218,7 +218,7 @@ describe('a store whose disk fills up', () => {
   });
 
   test('close() waits for a probe the disk never answers for 2 s at most, not for ever', async () => {
-    const { disk, store, probing } = await probeHeld();
+    const { store, probing } = await probeHeld();
     await within(store.close(), 5_000, 'close() with a probe held');
     probing.release();
   });

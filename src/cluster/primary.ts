@@ -6,14 +6,14 @@ import type { Logger } from '../log.ts';
 import { OPTIONS } from '../option-table.ts';
 import { ConfigurationFiles } from './configuration-files.ts';
 import { isOurs, sendTo as send, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
+import { chosenPort, PORT_VARIABLE } from './port.ts';
 import { newSlot, type Slot } from './slot.ts';
 import { Totals } from './totals.ts';
 import { Watchdog } from './watchdog.ts';
 
 // The primary of --workers N: it serves nothing itself. It forks N workers that share the listening
-// socket (node:cluster), gives them the TLS session ticket keys (so a client resumes its session on any
-// of them) and rotates them, replaces a worker that dies, passes SIGTERM and SIGHUP on, and sums their
-// counts for /metrics.
+// socket (node:cluster), gives them the TLS session ticket keys (a client resumes its session on any of
+// them) and rotates them, replaces a worker that dies, passes SIGTERM and SIGHUP on, sums their counts.
 
 const TICKET_ROTATION_MS = 12 * 60 * 60 * 1000; // 12 h: a session resumes across workers for this long at most
 const STABLE_MS = 10_000; // 10 s: a worker up this long started well; its number's backoff starts over
@@ -34,7 +34,7 @@ export async function runPrimary(
     await (await import('../sinks/sink.ts')).repairStoreFiles(config.out, log);
   }
   cluster.setupPrimary({ args: [...argv] });
-  return new Primary(config, log, files).run(signals);
+  return new Primary(config, log, files, await chosenPort(config)).run(signals);
 }
 
 class Primary {
@@ -52,14 +52,16 @@ class Primary {
   /** When SIGHUP last came: a worker forked before it and not yet listening is told again. */
   #reloadedAt = -1;
   #done: (code: number) => void = () => {};
-
   readonly #files: ConfigurationFiles;
+  /** What every worker is started with besides its number: the port chosen for `--port 0`. */
+  readonly #env: Record<string, string>;
 
-  constructor(config: CliConfig, log: Logger, files: Map<string, Buffer>) {
+  constructor(config: CliConfig, log: Logger, files: Map<string, Buffer>, port: number | undefined) {
     this.#config = config;
     this.#log = log;
     this.#files = new ConfigurationFiles(files, config.tlsFiles);
     this.#watchdog = new Watchdog(this.#slots, log);
+    this.#env = port === undefined ? {} : { [PORT_VARIABLE]: String(port) };
   }
 
   run(signals: Signals): Promise<number> {
@@ -85,7 +87,7 @@ class Primary {
 
   #fork(slot: Slot): void {
     slot.restart = undefined;
-    const worker = cluster.fork({ [WORKER_VARIABLE]: String(slot.number) });
+    const worker = cluster.fork({ ...this.#env, [WORKER_VARIABLE]: String(slot.number) });
     Object.assign(slot, { worker, startedAt: Date.now(), listening: false });
     worker.on('message', (message: unknown) => {
       if (!isOurs<ToPrimary>(message)) return;
@@ -181,7 +183,6 @@ class Primary {
    */
   #refused(slot: Slot, worker: Worker, line: string): void {
     if (this.#stopping || this.#serving()) {
-      // Stopping: said already, or nothing to say. Serving: this one is replaced as any other death.
       if (!this.#stopping)
         this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
       worker.process.kill('SIGKILL');
