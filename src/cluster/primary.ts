@@ -1,13 +1,14 @@
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { type Signals, version } from '../cli.ts';
-import { type CliConfig, NAME } from '../config.ts';
+import type { Signals } from '../cli.ts';
+import type { CliConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { OPTIONS } from '../option-table.ts';
 import { ConfigurationFiles } from './configuration-files.ts';
 import { isOurs, sendTo as send, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
 import { chosenPort, PORT_VARIABLE } from './port.ts';
-import { newSlot, type Slot } from './slot.ts';
+import { newSlot, type Slot, serving } from './slot.ts';
+import { StartLine } from './start-line.ts';
 import { Totals } from './totals.ts';
 import { Watchdog } from './watchdog.ts';
 
@@ -46,7 +47,7 @@ class Primary {
   #keys = randomBytes(48);
   #startFailures = 0;
   #stopping = false;
-  #announced = false;
+  readonly #startLine = new StartLine(this.#slots, () => this.#stopping);
   /** 1 once a worker failed to drain cleanly (or never started). */
   #exitCode = 0;
   /** When SIGHUP last came: a worker forked before it and not yet listening is told again. */
@@ -113,17 +114,10 @@ class Primary {
         if (this.#reloadedAt >= slot.startedAt) send(worker, this.#files.reloaded());
         break;
       case 'listening':
-        slot.listening = true;
-        slot.answeredAt = Date.now();
+        Object.assign(slot, { listening: true, answeredAt: Date.now() });
         this.#startFailures = 0;
         this.#log.info({ worker: slot.number, pid: worker.process.pid }, 'worker listening');
-        if (!this.#announced && !this.#stopping && this.#slots.every((s) => s.listening)) {
-          this.#announced = true;
-          const { workers } = this.#config;
-          process.stdout.write(
-            `${NAME} ${version()} listening on ${message.url} (${workers} workers, ${message.where})\n`,
-          );
-        }
+        this.#startLine.listening(message);
         break;
       case 'refused':
         this.#refused(slot, worker, message.line);
@@ -157,11 +151,15 @@ class Primary {
       return;
     }
     const reason = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
-    if (!slot.listening) this.#startFailures++;
+    if (!slot.listening) {
+      this.#startFailures++;
+      slot.failedToStart = true;
+      this.#startLine.print();
+    }
     slot.failures = Date.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
     // With a worker serving, the configuration was good: keep replacing (the backoff reaches 10 s, each
     // death logged below) rather than stop a service that is up.
-    if (this.#startFailures >= MAX_START_FAILURES && !this.#serving()) {
+    if (this.#startFailures >= MAX_START_FAILURES && !serving(this.#slots)) {
       this.#log.error(
         { worker: slot.number, code, signal },
         `${MAX_START_FAILURES} workers in a row died before listening: stopping (see their errors above)`,
@@ -182,7 +180,7 @@ class Primary {
    * and the primary stops. With some serving, it is logged and the worker replaced as any other death.
    */
   #refused(slot: Slot, worker: Worker, line: string): void {
-    if (this.#stopping || this.#serving()) {
+    if (this.#stopping || serving(this.#slots)) {
       if (!this.#stopping)
         this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
       worker.process.kill('SIGKILL');
@@ -190,10 +188,6 @@ class Primary {
     }
     process.stderr.write(line);
     this.#giveUp();
-  }
-
-  #serving(): boolean {
-    return this.#slots.some((s) => s.worker !== undefined && s.listening);
   }
 
   /** No worker is serving, and none would: every one killed, none replaced, exit 1. */

@@ -9,6 +9,8 @@ export interface Slot {
   worker: Worker | undefined;
   startedAt: number;
   listening: boolean;
+  /** Whether a worker of this number ever died before listening (its error was logged). */
+  failedToStart: boolean;
   /** Deaths in a row of this number's workers, each within STABLE_MS of its start: the backoff. */
   failures: number;
   /** Its counts as last sent, kept when it dies so that the sums never go down. */
@@ -25,9 +27,15 @@ export function newSlot(number: number): Slot {
     worker: undefined,
     startedAt: 0,
     listening: false,
+    failedToStart: false,
     failures: 0,
     last: undefined,
     restart: undefined,
     answeredAt: 0,
   };
+}
+
+/** Whether some worker serves. */
+export function serving(slots: readonly Slot[]): boolean {
+  return slots.some((s) => s.worker !== undefined && s.listening);
 }

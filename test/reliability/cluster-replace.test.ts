@@ -129,3 +129,33 @@ test('a SIGHUP while the primary reads its configuration has the workers serve t
   ep.child.kill('SIGTERM'); // not stopCleanly: its health check trusts the first certificate only
   assert.equal(await ep.exit, 0, ep.output());
 });
+
+test('a worker that can never start while another serves: the start-up line still comes, saying so', async (t) => {
+  // Worker 2 dies loading its module, every time, once worker 1 serves (a failure with none serving
+  // stops the primary: every worker would fail the same). The line that says where the service listens
+  // waited for every worker to listen, so it never came: a script waiting for it (and anyone who gave
+  // --port 0) never learnt the service was up, nor where.
+  const { dir, flags } = setUp(t, 'never-starts');
+  const module = join(dir, 'handlers.mjs');
+  const check = `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') { await new Promise((r) => setTimeout(r, 1500)); throw new Error('worker 2 cannot start'); }`;
+  writeFileSync(module, `${check}\nexport default { track() {} };\n`);
+  let child: ChildProcess | undefined;
+  t.after(() => child?.kill('SIGKILL'));
+  const started = startEndpoint([...flags, '--handlers', module], {}, (spawned) => {
+    child = spawned;
+  });
+  const bound = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error('no start-up line within the bound')), GUARD_MS).unref(),
+  );
+  const ep = await Promise.race([started, bound]);
+  assert.match(ep.output(), /listening on \S+ \(1 of 2 workers serving \(see the errors above\), /);
+  assert.match(ep.output(), /worker 2 cannot start/);
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  t.after(() => agent.destroy());
+  const answers = await Promise.all([1, 2].map(() => send(agent, ep.url, trackEvent())));
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    [200, 200],
+  );
+  await stopCleanly(ep);
+});

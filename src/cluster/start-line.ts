@@ -1,0 +1,48 @@
+import { version } from '../cli.ts';
+import { NAME } from '../config.ts';
+import type { Slot } from './slot.ts';
+
+/** Where a worker listens, and where its events go. */
+interface Listening {
+  readonly url: string;
+  readonly where: string;
+}
+
+/**
+ * The line --workers prints once it serves, as one process prints it: when every worker listens, or when
+ * some serve and each of the others has failed to start at least once (their errors are in the log). The
+ * service is then up, short of workers, and whoever waits for the line learns where it listens.
+ */
+export class StartLine {
+  readonly #slots: readonly Slot[];
+  readonly #stopping: () => boolean;
+  #at: Listening | undefined;
+  #printed = false;
+
+  constructor(slots: readonly Slot[], stopping: () => boolean) {
+    this.#slots = slots;
+    this.#stopping = stopping;
+  }
+
+  /** A worker listens. */
+  listening(at: Listening): void {
+    this.#at ??= at;
+    this.print();
+  }
+
+  /** Prints the line, if it is due and was not printed yet. */
+  print(): void {
+    const slots = this.#slots;
+    const up = slots.filter((s) => s.worker !== undefined && s.listening).length;
+    if (this.#printed || this.#stopping() || this.#at === undefined || up === 0) return;
+    if (!slots.every((s) => s.listening || s.failedToStart)) return;
+    this.#printed = true;
+    const workers =
+      up === slots.length
+        ? `${up} workers`
+        : `${up} of ${slots.length} workers serving (see the errors above)`;
+    process.stdout.write(
+      `${NAME} ${version()} listening on ${this.#at.url} (${workers}, ${this.#at.where})\n`,
+    );
+  }
+}
