@@ -4,7 +4,8 @@ import { basename } from 'node:path';
 import { CHECK_BYTES, Mark, NEWLINE, readAt } from './mark.ts';
 
 // Whole lines out of a store file that may be being appended to: only bytes up to a newline count, so a
-// line still being written (its newline not there yet) is not seen until it is complete.
+// line still being written (its newline not there yet) is not seen until it is complete. A line holding a
+// zero byte, which no line the store writes does, is a power cut's hole: not seen, nor what follows it.
 
 const CHUNK_BYTES = 64 * 1024; // 64 KiB searched at a time; a longer line is then read whole
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -128,6 +129,13 @@ export class FileLines {
           this.#scanned = start; // rewritten meanwhile
           this.#tail = EMPTY;
           return false;
+        }
+        if (bytes.includes(0)) {
+          // A power cut's hole: the endpoint's start sets it aside, and what follows it, then writes on
+          // from here. Until then it is read as a line still being written is: not given, nor what follows.
+          this.#scanned = start;
+          this.#tail = EMPTY;
+          return true;
         }
         yield { offset: start, end, bytes };
         this.#mark = Mark.after(start, end, bytes);

@@ -76,7 +76,8 @@ const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024; // 64 MiB
  * comes in the next pass. The two newest days' files are watched; older ones were read to their end.
  *
  * **Whole lines only.** Only bytes up to a newline count: a line still being written is given once its
- * newline is there; `.torn` files and other names are never read. A line is given once written, which
+ * newline is there; a line holding a zero byte (a power cut's hole, never acknowledged), and what follows
+ * it, once the endpoint's start has set it aside; `.torn` files and other names are never read. A line is given once written, which
  * can be before the store has synced it and answered 200.
  *
  * **Checkpoint: at least once, never skipped.** Within a run each line is given once. A line counts as
