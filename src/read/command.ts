@@ -10,6 +10,8 @@ import { EVENT_TYPES } from '../types.ts';
 import { type ReadStoreOptions, readStore } from './store-reader.ts';
 
 const NAME = 'segment-endpoint read';
+/** What stops a reader as Ctrl-C does: the line being written finished, the checkpoint saved, exit 0. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 export function readUsage(): string {
   return `Usage: ${NAME} --out DIR [--follow] [--from CHECKPOINT_FILE] [--type TYPE]...
@@ -18,13 +20,14 @@ export function readUsage(): string {
 Prints the events stored under DIR (the endpoint's --out), one JSON line each, exactly as stored:
 {"receivedAt":…,"source":…,"settings":…,"event":{…}}. Days in date order; within a day each worker's
 file in turn (events-D.ndjson, then -w1, -w2, …), each file's lines in order. Only whole lines: a line
-still being written is printed once complete. Exits 0 once everything stored has been printed.
+still being written is printed once complete; a power cut's hole (zero bytes), and what follows it, once
+the endpoint's start has set it aside. Exits 0 once everything stored has been printed.
 
 Options:
   --out DIR               the store directory: the endpoint's --out
   -f, --follow            then keep printing new lines as they are stored (a new day's file too) until
-                          SIGINT or SIGTERM, which save the checkpoint and exit 0 once the line being
-                          written is whole (a second signal: at once, exit 1)
+                          SIGINT, SIGTERM or SIGHUP, which save the checkpoint and exit 0 once the line
+                          being written is whole (a second signal: at once, exit 1)
   --from CHECKPOINT_FILE  start after the last line a run with this checkpoint printed, and keep it
                           up to date (created if missing): across restarts of this reader every line
                           at least once, none skipped. A line counts as printed once stdout took it:
@@ -82,16 +85,15 @@ export async function readMain(
     };
   });
   const onSignal = () => (stop.signal.aborted ? forced() : stop.abort());
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // SIGHUP too: the terminal or ssh session it ran in went away (its default would cut the line short).
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   try {
     return await Promise.race([print(parsed, io.stdout, stop.signal).then(() => 0), cutShort]);
   } catch (err) {
     io.stderr.write(`${NAME}: ${(err as Error).message}\n`);
     return 1;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
   }
 }
 
