@@ -1,7 +1,7 @@
 // `segment-endpoint read` and readStore on what is stored: every line in order across days and workers,
 // whole lines only; following (a new day's file) and the checkpoint.
 import assert from 'node:assert/strict';
-import { readFileSync, statSync, truncateSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { readStore } from '../src/read/store-reader.ts';
@@ -131,6 +131,29 @@ describe('segment-endpoint read: what is stored', () => {
 });
 
 describe('readStore: following and the checkpoint', () => {
+  test('a store directory moved away while followed: the reader waits, and reads the one the endpoint makes again', async () => {
+    // The endpoint makes its directory again when it is moved or removed, and writes on there; a
+    // follower stopped with exit 1 and a bare "ENOENT ... scandir".
+    const dir = tempDir();
+    const name = 'events-2026-11-30-w1.ndjson';
+    append(dir, name, [stored('track', 'n1')]);
+    const stop = new AbortController();
+    const it = readStore(dir, { follow: true, pollMs: 20, signal: stop.signal });
+    const follow = follower(it);
+    try {
+      assert.deepEqual(await follow.take(1), [stored('track', 'n1')]);
+      renameSync(dir, `${dir}-moved`);
+      assert.equal(await follow.next(200), 'nothing');
+      mkdirSync(dir);
+      append(dir, name, [stored('track', 'n2')]);
+      assert.deepEqual(await follow.take(1), [stored('track', 'n2')]);
+    } finally {
+      stop.abort();
+      await it.return();
+      rmSync(`${dir}-moved`, { recursive: true, force: true });
+    }
+  });
+
   test('a new day is picked up when its file appears, after the day before; late lines of that day too', async () => {
     const dir = tempDir();
     append(dir, 'events-2026-11-30-w1.ndjson', [stored('track', 'd1-w1')]);

@@ -138,7 +138,7 @@ async function* read(
     // Written at once if new: a checkpoint that cannot be written fails now, not a second in.
     await positions.save();
     do {
-      const listed = await listStoreFiles(dir);
+      const listed = await filesOf(dir, plan.follow);
       const watched = newestDays(listed, 2);
       for (const { name, day } of listed) {
         let file = files.get(name);
@@ -161,6 +161,16 @@ async function* read(
     } while (plan.follow && (await pause(plan.pollMs, signal)));
   } finally {
     await positions.save();
+  }
+}
+
+/** The store's files: none while a followed store's directory is gone (the endpoint makes it again). */
+async function filesOf(dir: string, follow: boolean): Promise<StoreFile[]> {
+  try {
+    return await listStoreFiles(dir);
+  } catch (err) {
+    if (follow && (err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
   }
 }
 
