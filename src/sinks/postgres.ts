@@ -117,7 +117,8 @@ class PostgresSink implements Sink {
     const json = eventJson(ctx);
     if (unstorable(json) || unstorable(settings))
       return Promise.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
-    const messageId = typeof event.messageId === 'string' ? event.messageId : null;
+    // "" is no messageId, as the duplicate filter reads it (intake.ts): NULL, which the index never matches.
+    const messageId = typeof event.messageId === 'string' && event.messageId !== '' ? event.messageId : null;
     return new Promise((resolve, reject) => {
       this.#queue.push({
         receivedAt: ctx.receivedAt.toISOString(),

@@ -189,3 +189,24 @@ test('a table named with an SQL keyword works', async () => {
   assert.deepEqual(rows, [{ message_id: 'keyword-1' }]);
   await stopCleanly(ep);
 });
+
+test('events whose messageId is "" are each stored: "" is no messageId, as the duplicate filter reads it', async () => {
+  // The sink wrote '' in message_id: the unique index then took every later such event of the customer
+  // for the first one, and ON CONFLICT DO NOTHING answered it 200 and dropped it.
+  const ep = await endpoint('empty_ids');
+  const a = agent();
+  for (const userId of ['alice', 'bob', 'carol']) {
+    assert.equal((await send(a, ep.url, trackEvent({ messageId: '', userId }), 'dev-key')).status, 200);
+  }
+  a.destroy();
+  const { rows } = await pg.client.query('SELECT message_id, event FROM empty_ids ORDER BY id');
+  assert.deepEqual(
+    rows.map((r) => [r.message_id, r.event.userId]),
+    [
+      [null, 'alice'],
+      [null, 'bob'],
+      [null, 'carol'],
+    ],
+  );
+  await stopCleanly(ep);
+});
