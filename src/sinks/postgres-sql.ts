@@ -40,7 +40,8 @@ const COLUMNS: Readonly<Record<string, string>> = {
  * a transaction holding the table): whether a unique index on (source, message_id) is the one the
  * sink's `ON CONFLICT` needs (whole: no predicate, no expression; NULLs distinct, so that events without
  * a messageId are all kept; its two columns in either order, as ON CONFLICT finds it), whether one drops those events (NULLS NOT DISTINCT, PostgreSQL 15), each
- * column's type, whether it must be given a value, and whether the role may INSERT the sink's columns;
+ * column's type, whether it must be given a value, whether the role may INSERT the sink's columns and
+ * SELECT the index's (ON CONFLICT reads them), and whether the table is UNLOGGED (emptied by a crash);
  * then whether this database can take the events at all: its encoding, and whether it takes writes (a
  * standby does not). `indnullsnotdistinct` is read through to_jsonb: older servers have no such column.
  */
@@ -63,6 +64,9 @@ SELECT EXISTS (SELECT 1 FROM keyed WHERE whole AND NOT nulls_equal) AS ready,
    FROM attributes) AS columns,
   (SELECT bool_and(has_column_privilege(attrelid, attnum, 'INSERT')) FROM attributes
    WHERE attname = ANY ($2::text[])) AS insertable,
+  (SELECT bool_and(has_column_privilege(attrelid, attnum, 'SELECT')) FROM attributes
+   WHERE attname IN ('source', 'message_id')) AS selectable,
+  (SELECT c.relpersistence = 'u' FROM pg_class c, t WHERE c.oid = t.oid) AS unlogged,
   current_setting('server_encoding') AS encoding,
   current_setting('transaction_read_only') = 'on' AS read_only`;
 
@@ -71,6 +75,8 @@ interface TableState {
   readonly nulls_equal: boolean;
   readonly columns: Readonly<Record<string, { type: string; required: boolean }>> | null;
   readonly insertable: boolean | null;
+  readonly selectable: boolean | null;
+  readonly unlogged: boolean | null;
   readonly encoding: string;
   readonly read_only: boolean;
 }
@@ -103,6 +109,12 @@ function tableProblem(table: string, state: TableState): string | undefined {
   }
   if (!state.ready) return `table ${table}: no unique index on (source, message_id) without a predicate`;
   if (state.insertable !== true) return `the role may not INSERT into ${table}`;
+  if (state.selectable !== true) {
+    return `the role may not SELECT from ${table}: ON CONFLICT reads source and message_id (GRANT INSERT, SELECT)`;
+  }
+  if (state.unlogged === true) {
+    return `table ${table} is UNLOGGED: PostgreSQL empties it after a crash, events answered 200 with it`;
+  }
   return undefined;
 }
 

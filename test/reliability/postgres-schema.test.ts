@@ -173,6 +173,27 @@ test('a role that may not INSERT: refused at start and kept unavailable, not tak
   await stop(ep);
 });
 
+test('a role that may INSERT but not SELECT: refused at start, not an event at a time', async () => {
+  // ON CONFLICT needs SELECT: every INSERT failed with "permission denied" while /health said ok
+  // between the failures, so a load balancer kept sending events to a store that took none.
+  await pg.client.query(`CREATE TABLE insertonly ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON insertonly (source, message_id)');
+  await pg.client.query('CREATE ROLE inserter LOGIN');
+  await pg.client.query('GRANT INSERT ON insertonly TO inserter');
+  const url = pg.server.url.replace(/\/\/[^@]*@/, '//inserter@');
+  const ep = await refusedAtStart('insertonly', /may not SELECT from insertonly/, url);
+  assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'insertonly-2' })]), [503]);
+  assert.doesNotMatch(ep.output(), /PostgreSQL stores events/);
+  await stop(ep);
+});
+
+test('an UNLOGGED table: refused at start, for PostgreSQL empties it after a crash', async () => {
+  await pg.client.query(`CREATE UNLOGGED TABLE unlogged ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON unlogged (source, message_id)');
+  const ep = await refusedAtStart('unlogged', /table unlogged is UNLOGGED/);
+  await stop(ep);
+});
+
 test('a database whose encoding is not UTF8: refused at start, never a 400 for an event it cannot translate', async () => {
   await pg.client.query(
     "CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
