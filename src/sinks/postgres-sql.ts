@@ -186,6 +186,8 @@ export interface RowJson {
 export interface Row extends RowJson {
   readonly resolve: () => void;
   readonly reject: (err: unknown) => void;
+  /** INSERTs of it aborted in a conflict with another transaction so far. */
+  conflicts: number;
 }
 
 /**

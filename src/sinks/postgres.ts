@@ -1,9 +1,11 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import type { Context, Handlers } from '../dispatch.ts';
 import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { POSTGRES, serviceAddress } from '../service-url.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
+import { Room } from './postgres-room.ts';
 import {
   ensureTable,
   failureOf,
@@ -26,7 +28,8 @@ const CONNECT_TIMEOUT_MS = 2_000;
 const MAX_QUEUED = 10_000; // events waiting for a group: ~10 s of a busy endpoint's traffic
 const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it again
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
-const ROOM_RETRY_MS = 5_000; // with fewer INSERTs at once than GROUPS_IN_FLIGHT: how often one more is tried
+const MAX_CONFLICTS = 3; // INSERTs of an event aborted in conflicts before it is answered 503 (retried)
+const CONFLICT_PAUSE_MS = 50; // before sending a group again after a conflict, times its tries so far
 
 /**
  * Opens the pool and creates the table when missing. PostgreSQL unreachable at start does not stop the
@@ -66,12 +69,7 @@ class PostgresSink implements Sink {
   readonly #fields = new StoredFields();
   #queue: Row[] = [];
   #inFlight = 0;
-  /** INSERTs under way at once at most: fewer than GROUPS_IN_FLIGHT where PostgreSQL has room for fewer. */
-  #limit = GROUPS_IN_FLIGHT;
-  /** When #limit last changed (performance.now()). */
-  #limitChanged = 0;
-  /** #limit before one more INSERT at once was tried; 0 when none is being tried. */
-  #beforeTry = 0;
+  readonly #room: Room;
   #up = false;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
@@ -82,6 +80,7 @@ class PostgresSink implements Sink {
     this.#table = table;
     this.#insert = insertStatement(table);
     this.#log = log;
+    this.#room = new Room(GROUPS_IN_FLIGHT, log);
     this.where = where;
     this.handlers = everyType((event, ctx) => this.#save(event, ctx));
   }
@@ -129,6 +128,7 @@ class PostgresSink implements Sink {
         event: json,
         resolve,
         reject,
+        conflicts: 0,
       });
       this.#pump();
     });
@@ -136,8 +136,8 @@ class PostgresSink implements Sink {
 
   /** Sends what is queued, as one INSERT per group, while fewer than GROUPS_IN_FLIGHT are under way. */
   #pump(): void {
-    if (this.#inFlight === this.#limit && this.#queue.length > 0) this.#tryMore();
-    while (this.#inFlight < this.#limit && this.#queue.length > 0) {
+    if (this.#inFlight === this.#room.limit && this.#queue.length > 0) this.#room.tryMore();
+    while (this.#inFlight < this.#room.limit && this.#queue.length > 0) {
       const group = this.#queue.length <= MAX_GROUP ? this.#queue : this.#queue.slice(0, MAX_GROUP);
       this.#queue = this.#queue.length <= MAX_GROUP ? [] : this.#queue.slice(MAX_GROUP);
       this.#inFlight++;
@@ -156,7 +156,12 @@ class PostgresSink implements Sink {
       await this.#pool.query(this.#insert, [groupJson(group)]);
     } catch (err) {
       const failure = failureOf(err);
-      if (failure === 'room' && this.#inFlight > 1) return this.#fewer(group, err);
+      if (failure === 'room' && this.#inFlight > 1) {
+        // Others work: the group waits for one of them. Only when none works is the sink down.
+        this.#room.fewer(this.#inFlight, err);
+        this.#queue = group.concat(this.#queue);
+        return;
+      }
       if (failure === 'conflict') return this.#again(group, err);
       if (failure !== 'data') return this.#failed(group, err);
       // An event the database refuses as data (one `unstorable` did not foresee) must not take the
@@ -172,55 +177,28 @@ class PostgresSink implements Sink {
       return;
     }
     this.onCommit?.((performance.now() - started) / 1000, group.length);
-    if (this.#beforeTry !== 0 && nth > this.#beforeTry) {
-      this.#beforeTry = 0;
-      this.#log.info(
-        { connections: this.#limit },
-        'PostgreSQL has room for more connections: more INSERTs at once',
-      );
-    }
+    this.#room.succeeded(nth);
     for (const row of group) row.resolve();
   }
 
   /**
-   * Fewer INSERTs at once than GROUPS_IN_FLIGHT, all busy and more events waiting: one more is tried
-   * every ROOM_RETRY_MS, since room comes back as other clients let go of their connections. One that
-   * finds none is sent back to the queue, as any other (#fewer), without a word.
+   * The INSERT lost a deadlock or a serialisation conflict: after a pause the group goes again, first in
+   * the queue. An event whose INSERTs lost MAX_CONFLICTS times (a trigger, a transaction that always
+   * wins) is answered 503, which Segment retries, rather than sent again for ever with those it meets.
    */
-  #tryMore(): void {
-    const now = performance.now();
-    if (this.#limit >= GROUPS_IN_FLIGHT || now - this.#limitChanged < ROOM_RETRY_MS) return;
-    this.#beforeTry = this.#limit;
-    this.#limit++;
-    this.#limitChanged = now;
-  }
-
-  /**
-   * PostgreSQL refused a connection past its room (max_connections, the role's CONNECTION LIMIT) while
-   * others work: the group goes back to the front of the queue for one of those, and fewer INSERTs run
-   * at once from now on. Only when none works is the sink down.
-   */
-  #fewer(group: Row[], err: unknown): void {
-    const limit = Math.max(1, Math.min(this.#limit, this.#inFlight - 1));
-    if (limit < this.#limit && limit !== this.#beforeTry) {
-      this.#log.warn(
-        { err, connections: limit },
-        'PostgreSQL has room for fewer connections: fewer INSERTs at once',
-      );
-    }
-    if (limit < this.#limit) this.#limitChanged = performance.now();
-    this.#beforeTry = 0;
-    this.#limit = limit;
-    this.#queue = group.concat(this.#queue);
-  }
-
-  /** The INSERT lost a deadlock or a serialisation conflict: the group goes again, first in the queue. */
-  #again(group: Row[], err: unknown): void {
+  async #again(group: Row[], err: unknown): Promise<void> {
+    for (const row of group) row.conflicts++;
+    const spent = group.filter((row) => row.conflicts >= MAX_CONFLICTS);
+    const again = spent.length === 0 ? group : group.filter((row) => row.conflicts < MAX_CONFLICTS);
     this.#log.warn(
-      { err },
+      { err, events: group.length, answered503: spent.length },
       'PostgreSQL aborted an INSERT in a conflict with another transaction: sent again',
     );
-    this.#queue = group.concat(this.#queue);
+    const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
+    for (const row of spent) row.reject(unavailable);
+    const tries = Math.max(...again.map((row) => row.conflicts), 0);
+    if (again.length > 0) await delay(CONFLICT_PAUSE_MS * tries);
+    this.#queue = again.concat(this.#queue);
   }
 
   /** PostgreSQL failed (down, unreachable, timed out): 503 for the group, and for new events until it is back. */

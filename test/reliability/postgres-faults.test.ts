@@ -221,3 +221,43 @@ test('an INSERT that meets another transaction on the same events takes their ro
   ]);
   await stopCleanly(ep);
 });
+
+test('an INSERT that keeps losing conflicts is answered 503 after a few tries, and SIGTERM still drains', async () => {
+  // A partner's trigger (or a workload that always wins) aborts the INSERT of one event with 40001
+  // every time. Its group went back to the queue at once, for good: a hot loop of INSERTs and log lines
+  // with no traffic at all, every new event merged into the group and lost to the handler's timeout,
+  // and a SIGTERM whose drain waited for the queue to empty, which it never did.
+  const setUp = new pg.Client(postgres.server.url);
+  await setUp.connect();
+  try {
+    await setUp.query(`CREATE TABLE conflicted (
+      id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at timestamptz NOT NULL,
+      source text NOT NULL, message_id text, type text NOT NULL, settings jsonb NOT NULL, event jsonb NOT NULL)`);
+    await setUp.query('CREATE UNIQUE INDEX ON conflicted (source, message_id)');
+    await setUp.query(`CREATE FUNCTION conflicted_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.message_id = 'always-loses' THEN
+          RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001';
+        END IF;
+        RETURN NEW;
+      END $$`);
+    await setUp.query(`CREATE TRIGGER conflicted_refuse BEFORE INSERT ON conflicted
+      FOR EACH ROW EXECUTE FUNCTION conflicted_refuse()`);
+  } finally {
+    await setUp.end();
+  }
+  const ep = await endpoint('conflicted');
+  const started = Date.now();
+  assert.equal(await post(ep, '/', trackEvent({ messageId: 'always-loses' })), 503);
+  assert.ok(
+    Date.now() - started < 4_000,
+    `answered before the handler's timeout: ${Date.now() - started} ms`,
+  );
+  assert.equal(await post(ep, '/', trackEvent({ messageId: 'wins' })), 200);
+  assert.deepEqual([...(await storedIds('conflicted'))], ['wins']);
+  const tries = () => ep.output().match(/conflict with another transaction/g)?.length ?? 0;
+  const before = tries();
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  assert.equal(tries(), before, 'no INSERT goes on being sent with no event waiting');
+  await stopCleanly(ep);
+});
