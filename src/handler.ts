@@ -66,6 +66,7 @@ class FrontDoor {
     this.#context = {
       challenge: `Basic realm="${opts.realm}", charset="UTF-8"`,
       maxBodyBytes: opts.maxBodyBytes,
+      closing: () => this.draining,
     };
     this.#pipeline = new EventPipeline(opts, this.metrics, this.#context, () => this.draining);
   }

@@ -125,6 +125,8 @@ export interface RefusalContext {
   /** The `WWW-Authenticate` challenge sent with a 401. */
   readonly challenge: string;
   readonly maxBodyBytes: number;
+  /** Whether answers end their connections now (while draining), as successes do (AnswerBatch). */
+  readonly closing?: () => boolean;
 }
 
 /**
@@ -153,8 +155,10 @@ export function sendError(
   // A body we did not read to its end cannot be skipped cheaply when it may be large, slow or endless:
   // close the connection rather than drain it.
   // A malformed request (SEG_BAD_REQUEST): what follows it on the connection cannot be trusted either.
+  // Draining: the connection is closed after its last answer, which says so.
   if (
     reply.code === 'SEG_BAD_REQUEST' ||
+    (context.closing?.() === true && lastOnConnection(req)) ||
     (!req.complete && (reply.status === 408 || reply.status === 413 || mayBeLarge(req, context.maxBodyBytes)))
   ) {
     headers.connection = 'close';

@@ -129,6 +129,27 @@ test('a success decided before draining began and written after it closes the co
   }
 });
 
+test('a refusal decided while draining closes the connection, and says so', async () => {
+  // A handler that fails once the drain has begun (a store that cannot write, RetryError): its 503 said
+  // keep-alive, then the drain closed the connection under it, and a sender that reused it got a reset.
+  const { endpoint, port } = await listenTls({
+    handlers: {
+      track: async () => {
+        endpoint.handler.drain();
+        await new Promise((resolve) => setImmediate(resolve));
+        return { status: 503, message: 'the store cannot write' };
+      },
+    },
+  });
+  try {
+    const answer = parseRaw(await rawTls(port, cert, eventRequest(JSON.stringify(trackEvent()))));
+    assert.equal(answer.status, 503);
+    assert.match(answer.headers, /\r\nconnection: close/i);
+  } finally {
+    await endpoint.close();
+  }
+});
+
 test('a success that does not go to a socket is written at once, before the turn ends', async () => {
   // An injected request (light-my-request, a framework's inject()) has no kernel socket: nothing to
   // write together with, so draining that begins later in the turn does not reach it.
