@@ -225,6 +225,8 @@ export function failureOf(err: unknown): 'room' | 'conflict' | 'data' | 'outage'
 
 export const UNSTORABLE =
   'The event holds text PostgreSQL cannot store in jsonb (\\u0000 or an unpaired surrogate)';
+export const UNSTORABLE_SETTINGS =
+  'X-Segment-Settings holds text PostgreSQL cannot store in jsonb (\\u0000 or an unpaired surrogate)';
 
 // `\u0000` or a lone surrogate escape (JSON.stringify writes a paired one as the character itself),
 // its backslash not itself escaped: jsonb refuses both, though JSON allows them.

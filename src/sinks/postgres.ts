@@ -13,6 +13,7 @@ import {
   insertStatement,
   type Row,
   UNSTORABLE,
+  UNSTORABLE_SETTINGS,
   unstorable,
 } from './postgres-sql.ts';
 import type { Sink } from './sink.ts';
@@ -114,8 +115,9 @@ class PostgresSink implements Sink {
     if (this.#queue.length >= MAX_QUEUED) return Promise.reject(new EndpointError('SEG_OVERLOADED'));
     const settings = this.#fields.settings(ctx);
     const json = eventJson(ctx);
-    if (unstorable(json) || unstorable(settings))
-      return Promise.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
+    if (unstorable(settings))
+      return Promise.reject(new EndpointError('SEG_SETTINGS_INVALID', UNSTORABLE_SETTINGS));
+    if (unstorable(json)) return Promise.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
     // "" is no messageId, as the duplicate filter reads it (intake.ts): NULL, which the index never matches.
     const messageId = typeof event.messageId === 'string' && event.messageId !== '' ? event.messageId : null;
     return new Promise((resolve, reject) => {

@@ -164,7 +164,8 @@ export interface Answer extends Outcome {
 }
 
 /**
- * One event over HTTPS through `agent`, its answer read: status, error `code`, the headers that matter.
+ * One event over HTTPS through `agent` (with `headers` besides Segment's), its answer read: status, error
+ * `code`, the headers that matter.
  * Never rejects: a network failure is status 0.
  */
 export function send(
@@ -172,6 +173,7 @@ export function send(
   url: string,
   event: { messageId: string },
   key = 'dev-key',
+  headers: Readonly<Record<string, string>> = {},
 ): Promise<Answer> {
   const body = Buffer.from(JSON.stringify(event));
   const sentAt = Date.now();
@@ -189,7 +191,7 @@ export function send(
         method: 'POST',
         agent,
         servername: 'localhost',
-        headers: { ...segmentHeaders(key), 'content-length': String(body.length) },
+        headers: { ...segmentHeaders(key), ...headers, 'content-length': String(body.length) },
       },
       (res) => {
         const chunks: Buffer[] = [];

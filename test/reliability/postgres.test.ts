@@ -147,6 +147,17 @@ test('an event jsonb cannot hold is refused with 400, and its group is stored wi
   await stopCleanly(ep);
 });
 
+test('settings jsonb cannot hold: 400 that names X-Segment-Settings, not the event', async () => {
+  // Every event of such a customer is refused for good: the message must say what to fix.
+  const ep = await endpoint('unstorable_settings');
+  const a = agent();
+  const settings = { 'x-segment-settings': encodeSettings({ region: 'e\u0000u' }) };
+  const answer = await send(a, ep.url, trackEvent({ messageId: 'nul-settings' }), 'dev-key', settings);
+  a.destroy();
+  assert.deepEqual([answer.status, answer.code], [400, 'SEG_SETTINGS_INVALID']);
+  await stopCleanly(ep);
+});
+
 test('--workers 2 with --postgres: each worker its own pool, one table', async () => {
   const ep = await endpoint('workers', '--workers', '2');
   const answers = await Promise.all(
