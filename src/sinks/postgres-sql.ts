@@ -214,13 +214,17 @@ export function groupJson(rows: readonly RowJson[]): string {
  *   a lone surrogate such as `\ud800` (22P02), which JSON can; retrying it would fail forever. Only
  *   these: the columns are checked to be text and jsonb (ensureTable), and another data error (a value
  *   too long, 22001) says the table changed, which no event is to blame for;
+ * - `row`: a row the table itself refuses: a constraint (class 23: a CHECK, a second unique index) or a
+ *   trigger's exception (P0001) of the partner's own. The table's doing, not the event's, and not an
+ *   outage: the other events of its group can be stored;
  * - `outage`: anything else (down, unreachable, timed out).
  */
-export function failureOf(err: unknown): 'room' | 'conflict' | 'data' | 'outage' {
+export function failureOf(err: unknown): 'room' | 'conflict' | 'data' | 'row' | 'outage' {
   const code = (err as { code?: unknown } | undefined)?.code;
   if (code === '53300') return 'room';
   if (code === '40P01' || code === '40001') return 'conflict';
-  return code === '22P05' || code === '22P02' || code === '22021' ? 'data' : 'outage';
+  if (code === '22P05' || code === '22P02' || code === '22021') return 'data';
+  return typeof code === 'string' && (code.startsWith('23') || code === 'P0001') ? 'row' : 'outage';
 }
 
 export const UNSTORABLE =

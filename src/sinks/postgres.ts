@@ -165,16 +165,23 @@ class PostgresSink implements Sink {
         return;
       }
       if (failure === 'conflict') return this.#again(group, err);
-      if (failure !== 'data') return this.#failed(group, err);
-      // An event the database refuses as data (one `unstorable` did not foresee) must not take the
-      // others of its group down with it: each half is tried apart, down to the event itself.
+      if (failure !== 'data' && failure !== 'row') return this.#failed(group, err);
+      // An event the database refuses as data (one `unstorable` did not foresee), or the table refuses
+      // (a constraint, a trigger of its own), must not take the others of its group down with it: each
+      // half is tried apart, down to the event itself. The table's refusal is a 503: Segment retries it.
       if (group.length > 1) {
         const half = group.length >> 1;
         await this.#commit(group.slice(0, half), nth);
         await this.#commit(group.slice(half), nth);
-      } else {
+      } else if (failure === 'data') {
         this.#log.warn({ err }, 'PostgreSQL refused an event as data');
         group[0]?.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
+      } else {
+        this.#log.error(
+          { err },
+          'the table refused an event (a constraint or trigger of its own): answered 503',
+        );
+        group[0]?.reject(new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err }));
       }
       return;
     }

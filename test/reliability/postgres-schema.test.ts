@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { waitFor } from '../helpers-wait.ts';
-import { type Endpoint, load, send, stopCleanly } from './harness.ts';
+import { type Endpoint, health, load, send, stopCleanly } from './harness.ts';
 import { withPostgres } from './postgres-harness.ts';
 
 const pg = withPostgres('pg-schema');
@@ -221,5 +221,40 @@ test('a unique index on (message_id, source), the other order: it serves ON CONF
     "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'reversed' AND indexname <> 'reversed_pkey' ORDER BY 1",
   );
   assert.deepEqual(indexes.rows, [{ name: 'reversed_key' }]);
+  await stopCleanly(ep);
+});
+
+test("a row the table's own CHECK refuses: that event 503 (retried), the others stored, the sink still up", async () => {
+  // A constraint of the partner's own: the refusal is the row's, not an outage. It was taken for one:
+  // the event's whole group answered 503, /health unavailable and the next events 503 too.
+  await pg.client.query(`CREATE TABLE checked ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON checked (source, message_id)');
+  await pg.client.query(`ALTER TABLE checked ADD CHECK (event->>'event' <> 'Forbidden')`);
+  const ep = await pg.endpoint('checked');
+  const agent = new Agent({ keepAlive: true, ca: testCert().cert });
+  try {
+    const answers = await Promise.all(
+      ['Allowed', 'Forbidden', 'Also Allowed'].map((event, n) =>
+        send(agent, ep.url, trackEvent({ messageId: `checked-${n}`, event }), 'dev-key'),
+      ),
+    );
+    assert.deepEqual(
+      answers.map((a) => [a.status, a.code]),
+      [
+        [200, undefined],
+        [503, 'SEG_STORE_UNAVAILABLE'],
+        [200, undefined],
+      ],
+    );
+    assert.equal(await health(ep), 200);
+    assert.equal((await send(agent, ep.url, trackEvent({ messageId: 'checked-3' }), 'dev-key')).status, 200);
+  } finally {
+    agent.destroy();
+  }
+  const { rows } = await pg.client.query('SELECT message_id FROM checked ORDER BY message_id');
+  assert.deepEqual(
+    rows.map((r) => r.message_id),
+    ['checked-0', 'checked-2', 'checked-3'],
+  );
   await stopCleanly(ep);
 });
