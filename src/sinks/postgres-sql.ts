@@ -172,38 +172,6 @@ export const insertStatement = (table: string): string =>
    ORDER BY source, message_id
    ON CONFLICT (source, message_id) DO NOTHING`;
 
-/** A row of the INSERT, with its settings and event as JSON text already. */
-export interface RowJson {
-  readonly receivedAt: string;
-  readonly source: string;
-  readonly messageId: string | null;
-  readonly type: string;
-  readonly settings: string;
-  readonly event: string;
-}
-
-/** A row waiting for its group: its JSON, and how to answer the request that brought it. */
-export interface Row extends RowJson {
-  readonly resolve: () => void;
-  readonly reject: (err: unknown) => void;
-  /** INSERTs of it aborted in a conflict with another transaction so far. */
-  conflicts: number;
-}
-
-/**
- * The INSERT's parameter: the rows as one JSON array, written around the settings' and events' own JSON
- * text (serialised once, when accepted) rather than escaped again into array literals.
- */
-export function groupJson(rows: readonly RowJson[]): string {
-  let json = '[';
-  for (const row of rows) {
-    if (json.length > 1) json += ',';
-    const messageId = row.messageId === null ? 'null' : JSON.stringify(row.messageId);
-    json += `{"received_at":"${row.receivedAt}","source":"${row.source}","message_id":${messageId},"type":${JSON.stringify(row.type)},"settings":${row.settings},"event":${row.event}}`;
-  }
-  return `${json}]`;
-}
-
 /**
  * What a failed INSERT says, by its SQLSTATE:
  * - `room`: a connection refused for want of room (53300: too many connections);

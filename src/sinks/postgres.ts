@@ -6,12 +6,11 @@ import type { Logger } from '../log.ts';
 import { POSTGRES, serviceAddress } from '../service-url.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
 import { Room } from './postgres-room.ts';
+import { groupJson, groupSize, type Row } from './postgres-rows.ts';
 import {
   ensureTable,
   failureOf,
-  groupJson,
   insertStatement,
-  type Row,
   UNSTORABLE,
   UNSTORABLE_SETTINGS,
   unstorable,
@@ -24,6 +23,8 @@ import type { Sink } from './sink.ts';
 
 const GROUPS_IN_FLIGHT = 4; // INSERTs under way at once, each on its own connection
 const MAX_GROUP = 500; // events in one INSERT
+// Their text in one INSERT, unless one event alone is more: 300 events of 500 KB in one took ~5 s here
+const MAX_GROUP_BYTES = 8 * 1024 * 1024;
 const STATEMENT_TIMEOUT_MS = 4_000; // below Segment's 5 s: a hung database is a 503 Segment retries
 const CONNECT_TIMEOUT_MS = 2_000;
 const MAX_QUEUED = 10_000; // events waiting for a group: ~10 s of a busy endpoint's traffic
@@ -140,8 +141,9 @@ class PostgresSink implements Sink {
   #pump(): void {
     if (this.#inFlight === this.#room.limit && this.#queue.length > 0) this.#room.tryMore();
     while (this.#inFlight < this.#room.limit && this.#queue.length > 0) {
-      const group = this.#queue.length <= MAX_GROUP ? this.#queue : this.#queue.slice(0, MAX_GROUP);
-      this.#queue = this.#queue.length <= MAX_GROUP ? [] : this.#queue.slice(MAX_GROUP);
+      const size = groupSize(this.#queue, MAX_GROUP, MAX_GROUP_BYTES);
+      const group = size === this.#queue.length ? this.#queue : this.#queue.slice(0, size);
+      this.#queue = size === this.#queue.length ? [] : this.#queue.slice(size);
       this.#inFlight++;
       this.#commit(group, this.#inFlight).finally(() => {
         this.#inFlight--;
