@@ -1,5 +1,5 @@
-// How the PostgreSQL sink cuts its queue into INSERTs: at most MAX_GROUP events, and at most a few MiB
-// of their text, so that one INSERT of large events stays well within the statement timeout.
+// How the PostgreSQL sink cuts its queue into INSERTs: at most MAX_GROUP events, and at most some
+// millions of characters of their JSON text, so that an INSERT of large events stays within the timeout.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { groupSize } from '../src/sinks/postgres-rows.ts';
@@ -26,11 +26,11 @@ test('a group is every row waiting, up to the count', () => {
   assert.equal(groupSize([], 500, 1024), 0);
 });
 
-test('a group stops before the row that takes its text past the bytes, unless that row is the first', () => {
+test('a group stops before the row that takes its text past the characters, unless that row is the first', () => {
   // 300 events of 500 KB in one INSERT took PostgreSQL ~5 s here: past the 4 s statement timeout, every
   // one of them answered 503, again and again.
   assert.equal(groupSize([row(400), row(400), row(400)], 500, 1000), 2);
-  assert.equal(groupSize([row(5000), row(10)], 500, 1000), 1, 'a row larger than the bytes goes alone');
+  assert.equal(groupSize([row(5000), row(10)], 500, 1000), 1, 'a row longer than the characters goes alone');
   assert.equal(
     groupSize(
       Array.from({ length: 300 }, () => row(500_000)),

@@ -19,16 +19,16 @@ export interface Row extends RowJson {
 }
 
 /**
- * How many rows from the front of `queue` make one INSERT: at most `most`, and no more than `bytes` of
- * their events' and settings' text, unless the first row alone is more (it then goes alone).
+ * How many rows from the front of `queue` make one INSERT: at most `most`, and no more than `characters`
+ * of their events' and settings' JSON text, unless the first row alone is more (it then goes alone).
  */
-export function groupSize(queue: readonly RowJson[], most: number, bytes: number): number {
+export function groupSize(queue: readonly RowJson[], most: number, characters: number): number {
   let total = 0;
   const end = Math.min(queue.length, most);
   for (let n = 0; n < end; n++) {
     const row = queue[n] as RowJson;
     total += row.event.length + row.settings.length;
-    if (total > bytes && n > 0) return n;
+    if (total > characters && n > 0) return n;
   }
   return end;
 }

@@ -113,7 +113,7 @@ function tableProblem(table: string, state: TableState): string | undefined {
     return `the role may not SELECT from ${table}: ON CONFLICT reads source and message_id (GRANT INSERT, SELECT)`;
   }
   if (state.unlogged === true) {
-    return `table ${table} is UNLOGGED: PostgreSQL empties it after a crash, events answered 200 with it`;
+    return `table ${table} is UNLOGGED: PostgreSQL empties it after a crash, and acknowledged events would be lost`;
   }
   return undefined;
 }
@@ -182,7 +182,7 @@ export const insertStatement = (table: string): string =>
  *   a lone surrogate such as `\ud800` (22P02), which JSON can; retrying it would fail forever. Only
  *   these: the columns are checked to be text and jsonb (ensureTable), and another data error (a value
  *   too long, 22001) says the table changed, which no event is to blame for;
- * - `row`: a row the table itself refuses: a constraint (class 23: a CHECK, a second unique index) or a
+ * - `row`: a row the table itself refuses: a constraint (class 23, a CHECK, a second unique index) or a
  *   trigger's exception (P0001) of the partner's own. The table's doing, not the event's, and not an
  *   outage: the other events of its group can be stored;
  * - `outage`: anything else (down, unreachable, timed out).
@@ -192,6 +192,9 @@ export function failureOf(err: unknown): 'room' | 'conflict' | 'data' | 'row' | 
   if (code === '53300') return 'room';
   if (code === '40P01' || code === '40001') return 'conflict';
   if (code === '22P05' || code === '22P02' || code === '22021') return 'data';
+  // Not a NOT NULL violation (23502): a column made NOT NULL since the start is the table changed, which
+  // the outage's check of the table (ensureTable) names, and no event is to blame for.
+  if (code === '23502') return 'outage';
   return typeof code === 'string' && (code.startsWith('23') || code === 'P0001') ? 'row' : 'outage';
 }
 

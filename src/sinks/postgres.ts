@@ -23,8 +23,8 @@ import type { Sink } from './sink.ts';
 
 const GROUPS_IN_FLIGHT = 4; // INSERTs under way at once, each on its own connection
 const MAX_GROUP = 500; // events in one INSERT
-// Their text in one INSERT, unless one event alone is more: 300 events of 500 KB in one took ~5 s here
-const MAX_GROUP_BYTES = 8 * 1024 * 1024;
+// Their JSON text in one INSERT, unless one event alone is more: 300 events of 500 KB took ~5 s here
+const MAX_GROUP_CHARACTERS = 8 * 1024 * 1024;
 const STATEMENT_TIMEOUT_MS = 4_000; // below Segment's 5 s: a hung database is a 503 Segment retries
 const CONNECT_TIMEOUT_MS = 2_000;
 const MAX_QUEUED = 10_000; // events waiting for a group: ~10 s of a busy endpoint's traffic
@@ -141,7 +141,7 @@ class PostgresSink implements Sink {
   #pump(): void {
     if (this.#inFlight === this.#room.limit && this.#queue.length > 0) this.#room.tryMore();
     while (this.#inFlight < this.#room.limit && this.#queue.length > 0) {
-      const size = groupSize(this.#queue, MAX_GROUP, MAX_GROUP_BYTES);
+      const size = groupSize(this.#queue, MAX_GROUP, MAX_GROUP_CHARACTERS);
       const group = size === this.#queue.length ? this.#queue : this.#queue.slice(0, size);
       this.#queue = size === this.#queue.length ? [] : this.#queue.slice(size);
       this.#inFlight++;
@@ -166,16 +166,13 @@ class PostgresSink implements Sink {
         this.#queue = group.concat(this.#queue);
         return;
       }
-      if (failure === 'conflict') return this.#again(group, err);
+      if (failure === 'conflict') return this.#again(group, err, nth);
       if (failure !== 'data' && failure !== 'row') return this.#failed(group, err);
       // An event the database refuses as data (one `unstorable` did not foresee), or the table refuses
       // (a constraint, a trigger of its own), must not take the others of its group down with it: each
       // half is tried apart, down to the event itself. The table's refusal is a 503: Segment retries it.
-      if (group.length > 1) {
-        const half = group.length >> 1;
-        await this.#commit(group.slice(0, half), nth);
-        await this.#commit(group.slice(half), nth);
-      } else if (failure === 'data') {
+      if (group.length > 1) await this.#halves(group, nth);
+      else if (failure === 'data') {
         this.#log.warn({ err }, 'PostgreSQL refused an event as data');
         group[0]?.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
       } else {
@@ -192,24 +189,37 @@ class PostgresSink implements Sink {
     for (const row of group) row.resolve();
   }
 
+  /** Each half of `group` tried apart, in turn: down to the event that fails, the others stored. */
+  async #halves(group: Row[], nth: number): Promise<void> {
+    const half = group.length >> 1;
+    await this.#commit(group.slice(0, half), nth);
+    await this.#commit(group.slice(half), nth);
+  }
+
   /**
    * The INSERT lost a deadlock or a serialisation conflict: after a pause the group goes again, first in
-   * the queue. An event whose INSERTs lost MAX_CONFLICTS times (a trigger, a transaction that always
-   * wins) is answered 503, which Segment retries, rather than sent again for ever with those it meets.
+   * the queue. One in which an event lost MAX_CONFLICTS times (a trigger, a transaction that always wins)
+   * is tried in halves instead, down to that event, which is answered 503 (Segment retries it) rather
+   * than sent again for ever with the others it meets.
    */
-  async #again(group: Row[], err: unknown): Promise<void> {
-    for (const row of group) row.conflicts++;
-    const spent = group.filter((row) => row.conflicts >= MAX_CONFLICTS);
-    const again = spent.length === 0 ? group : group.filter((row) => row.conflicts < MAX_CONFLICTS);
+  async #again(group: Row[], err: unknown, nth: number): Promise<void> {
+    let tries = 0;
+    for (const row of group) tries = Math.max(tries, ++row.conflicts);
+    if (tries >= MAX_CONFLICTS && group.length === 1) {
+      this.#log.error(
+        { err },
+        `PostgreSQL aborted an event's INSERT in a conflict ${tries} times: answered 503`,
+      );
+      group[0]?.reject(new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err }));
+      return;
+    }
     this.#log.warn(
-      { err, events: group.length, answered503: spent.length },
+      { err, events: group.length },
       'PostgreSQL aborted an INSERT in a conflict with another transaction: sent again',
     );
-    const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
-    for (const row of spent) row.reject(unavailable);
-    const tries = Math.max(...again.map((row) => row.conflicts), 0);
-    if (again.length > 0) await delay(CONFLICT_PAUSE_MS * tries);
-    this.#queue = again.concat(this.#queue);
+    await delay(CONFLICT_PAUSE_MS * Math.min(tries, MAX_CONFLICTS));
+    if (tries >= MAX_CONFLICTS) await this.#halves(group, nth);
+    else this.#queue = group.concat(this.#queue);
   }
 
   /** PostgreSQL failed (down, unreachable, timed out): 503 for the group, and for new events until it is back. */

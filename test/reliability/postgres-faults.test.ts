@@ -8,7 +8,7 @@ import pg from 'pg';
 import { segmentHeaders, trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { type Answer, type Endpoint, health, load, stopCleanly } from './harness.ts';
-import { withPostgres } from './postgres-harness.ts';
+import { inOneGroup, withPostgres } from './postgres-harness.ts';
 
 const postgres = withPostgres('pg-faults');
 const endpoint = (table: string) => postgres.endpoint(table);
@@ -253,11 +253,23 @@ test('an INSERT that keeps losing conflicts is answered 503 after a few tries, a
     Date.now() - started < 4_000,
     `answered before the handler's timeout: ${Date.now() - started} ms`,
   );
-  assert.equal(await post(ep, '/', trackEvent({ messageId: 'wins' })), 200);
-  assert.deepEqual([...(await storedIds('conflicted'))], ['wins']);
+  // In one INSERT with others: only the event that keeps losing is answered 503.
+  const events = ['wins-1', 'always-loses', 'wins-2'].map((messageId) => trackEvent({ messageId }));
+  const answers = await inOneGroup(postgres, ep, 'conflicted', events);
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    [200, 503, 200],
+  );
+  const stored = [...(await storedIds('conflicted'))].filter((id) => !id.includes('filler')).sort();
+  assert.deepEqual(stored, ['wins-1', 'wins-2']);
   const tries = () => ep.output().match(/conflict with another transaction/g)?.length ?? 0;
   const before = tries();
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   assert.equal(tries(), before, 'no INSERT goes on being sent with no event waiting');
-  await stopCleanly(ep);
+  // SIGTERM while it is being tried again: the drain waits for its 503, no longer.
+  const last = post(ep, '/', trackEvent({ messageId: 'always-loses' }));
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  ep.child.kill('SIGTERM');
+  assert.equal(await last, 503);
+  assert.equal(await ep.exit, 0, ep.output());
 });

@@ -1,12 +1,16 @@
 // What the PostgreSQL sink's tests share: a real server for the file's tests (started before them,
 // destroyed after, with whatever endpoints still run), a client on it, and endpoints that store in it.
+import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
+import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import pg from 'pg';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
 import { type PostgresServer, startPostgres } from '../services/postgres.ts';
-import { cleanup, type Endpoint, startEndpoint, tlsFlags } from './harness.ts';
+import { type Answer, cleanup, type Endpoint, send, startEndpoint, tlsFlags } from './harness.ts';
 
 export interface WithPostgres {
   readonly dir: string;
@@ -52,4 +56,44 @@ export function withPostgres(name: string): WithPostgres {
       return ep;
     },
   };
+}
+
+/**
+ * `events` sent so that the sink INSERTs them as one group: the table locked, its INSERTs taken by
+ * fillers (`<table>-filler-N`, stored once the lock goes) waiting on the lock, `events` sent meanwhile
+ * queue together, then the lock is let go. Their answers, in order.
+ */
+export async function inOneGroup(
+  postgres: WithPostgres,
+  ep: Endpoint,
+  table: string,
+  events: ReadonlyArray<{ messageId: string }>,
+): Promise<Answer[]> {
+  const holder = new pg.Client(postgres.server.url);
+  await holder.connect();
+  const agent = new Agent({ keepAlive: true, ca: testCert().cert });
+  try {
+    await holder.query('BEGIN');
+    await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+    const fillers = [1, 2, 3, 4].map((n) =>
+      send(agent, ep.url, { ...trackEvent(), messageId: `${table}-filler-${n}` }, 'dev-key'),
+    );
+    for (let tries = 0; ; tries++) {
+      const { rows } = await postgres.client.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
+        [`INSERT INTO "${table}"%`],
+      );
+      if ((rows[0]?.n ?? 0) >= 4) break;
+      if (tries > 200) throw new Error("the sink's four INSERTs never waited on the lock");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const answers = Promise.all(events.map((event) => send(agent, ep.url, event, 'dev-key')));
+    await new Promise((resolve) => setTimeout(resolve, 300)); // they reach the sink's queue
+    await holder.query('COMMIT');
+    for (const filler of await Promise.all(fillers)) assert.equal(filler.status, 200, JSON.stringify(filler));
+    return await answers;
+  } finally {
+    agent.destroy();
+    await holder.end();
+  }
 }
