@@ -69,8 +69,9 @@ export async function inOneGroup(
   table: string,
   events: ReadonlyArray<{ messageId: string }>,
 ): Promise<Answer[]> {
-  const holder = new pg.Client(postgres.server.url);
-  await holder.connect();
+  // Clients of its own: the file's may be gone with an earlier test's restart of PostgreSQL.
+  const [holder, watcher] = [new pg.Client(postgres.server.url), new pg.Client(postgres.server.url)];
+  await Promise.all([holder.connect(), watcher.connect()]);
   const agent = new Agent({ keepAlive: true, ca: testCert().cert });
   try {
     await holder.query('BEGIN');
@@ -79,7 +80,7 @@ export async function inOneGroup(
       send(agent, ep.url, { ...trackEvent(), messageId: `${table}-filler-${n}` }, 'dev-key'),
     );
     for (let tries = 0; ; tries++) {
-      const { rows } = await postgres.client.query<{ n: number }>(
+      const { rows } = await watcher.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
         [`INSERT INTO "${table}"%`],
       );
@@ -94,6 +95,6 @@ export async function inOneGroup(
     return await answers;
   } finally {
     agent.destroy();
-    await holder.end();
+    await Promise.all([holder.end(), watcher.end()]);
   }
 }
