@@ -36,6 +36,13 @@ export function serviceAddress(url: string, service: Service): string {
   if (!service.schemes.includes(parsed.protocol)) {
     throw new TypeError(`The ${service.name} URL must start with ${service.schemes.join('// or ')}//`);
   }
+  // A password holding / ? or # unescaped ends the host there: the rest of it would be read as the path,
+  // query or fragment (and said, or shown as where the service is). The @ that followed it tells.
+  if (`${parsed.pathname}${parsed.search}${parsed.hash}`.includes('@')) {
+    throw new TypeError(
+      `The ${service.name} URL has an @ after its host: percent-encode / ? # in a password (%2F %3F %23)`,
+    );
+  }
   if (service.path !== undefined && !service.path.re.test(parsed.pathname)) {
     throw new TypeError(
       `The ${service.name} URL's path must be ${service.path.means}, not ${parsed.pathname}`,

@@ -89,6 +89,29 @@ test('--idempotency-redis refuses what is not a Redis URL, without repeating it'
   }
 });
 
+test("a password with an unescaped / ? or # is refused, none of it said: the URL's host ends there", () => {
+  // redis://u:123/Secr3t@r reads as host u, port 123 and path /Secr3t@r: the path's refusal said
+  // "/Secr3t@r", and a PostgreSQL URL so cut was taken, its "host:port/path" in the start-up line.
+  const cases: Array<[string, string]> = [
+    ['--idempotency-redis', 'redis://u:123/Secr3t@r:6379'],
+    ['--idempotency-redis', 'redis://u:123?Secr3t@r:6379'],
+    ['--postgres', 'postgres://u:123/Secr3t@db:5432/app'],
+    ['--postgres', 'postgres://u:123#Secr3t@db:5432/app'],
+  ];
+  for (const [flag, url] of cases) {
+    assert.throws(
+      () => read([flag, url]),
+      (err: Error) =>
+        err instanceof UsageError &&
+        err.message.includes(flag) &&
+        /percent-encode/.test(err.message) &&
+        !err.message.includes('Secr3t') &&
+        !err.message.includes('123'),
+      url,
+    );
+  }
+});
+
 test('--idempotency-redis with --idempotency-max-entries (0 turns suppression off) is refused', () => {
   for (const entries of ['0', '5000']) {
     assert.throws(
