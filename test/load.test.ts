@@ -134,6 +134,17 @@ describe('segment-endpoint load flags', () => {
     ['--rate 0', ['https://x/', '--api-key', 'k', '--rate', '0'], /--rate must be a positive integer/],
     ['--connections 1.5', ['https://x/', '--api-key', 'k', '--connections', '1.5'], /--connections must/],
     ['--duration -1', ['https://x/', '--api-key', 'k', '--duration=-1'], /--duration must/],
+    // Ten digits are a positive integer too: what is wrong with them is their size.
+    [
+      '--connections 1000000000',
+      ['https://x/', '--api-key', 'k', '--connections', '1000000000'],
+      /--connections must be at most 10000, not 1000000000/,
+    ],
+    [
+      '--duration 1000000000',
+      ['https://x/', '--api-key', 'k', '--duration', '1000000000'],
+      /--duration must be at most 86400 s/,
+    ],
     ['--settings an array', ['https://x/', '--api-key', 'k', '--settings', '[1]'], /JSON object/],
     ['an unknown flag', ['https://x/', '--api-key', 'k', '--workers', '2'], /Unknown option/],
     ['two URLs', ['https://x/', 'https://y/', '--api-key', 'k'], /one URL only/],

@@ -13,7 +13,7 @@ const DEFAULTS = {
   duration: 10, // s
 };
 
-const POSITIVE_INTEGER = /^[1-9]\d{0,8}$/;
+const POSITIVE_INTEGER = /^[1-9]\d*$/;
 const MAX_DURATION = 86_400; // s
 const MAX_CONNECTIONS = 10_000;
 
