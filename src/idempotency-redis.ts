@@ -124,7 +124,9 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   async #claim(id: string): Promise<Claim> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const made = await this.#send(this.#client.set(id, this.#token, PENDING)).catch((err: unknown) => {
-        if (err instanceof Unanswered) this.#givenUp.add(id); // it may yet run: see GivenUp
+        // It may yet run (see GivenUp): past its bound, or written before its connection was made again
+        // under it. One that never left is harmless there: its retry's SET NX simply succeeds.
+        this.#givenUp.add(id);
         throw err;
       });
       if (made !== null) {

@@ -292,6 +292,40 @@ describe('when Redis fails', { timeout: 20_000 }, () => {
     assert.deepEqual(calls, ['hung']);
   });
 
+  test('claims under way when a hung connection is made again: their retries are taken over once Redis answers', async () => {
+    // Redis hangs with claims written to it; ~2 s in, the connection is closed under them and made
+    // again. Those SET NX still ran when Redis resumed, but only a claim given up at its own 1 s bound
+    // counted as given up: the retry of one cut by the reconnection was refused SEG_DUPLICATE_IN_FLIGHT,
+    // though nobody ran it, until the claim expired (30 s).
+    const store = await open();
+    const { handler, calls } = instance(store);
+    assert.equal((await inject(handler, { body: trackEvent({ messageId: 'warm' }) })).status, 200);
+    server.pause();
+    const ids = Array.from({ length: 10 }, (_, n) => `cut-${n}`);
+    const first: Array<Promise<number>> = [];
+    try {
+      for (const id of ids) {
+        first.push(inject(handler, { body: trackEvent({ messageId: id }) }).then((res) => res.status));
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    } finally {
+      server.resume();
+    }
+    assert.deepEqual(await Promise.all(first), Array(10).fill(503));
+    await eventually(async () => store.ready, 'ready again', 10_000);
+    const retries = [];
+    for (const id of ids) {
+      const res = await inject(handler, { body: trackEvent({ messageId: id }) });
+      retries.push([id, res.status, res.status === 200 ? undefined : res.json().code]);
+    }
+    assert.deepEqual(
+      retries,
+      ids.map((id) => [id, 200, undefined]),
+    );
+    assert.deepEqual(calls, ['warm', ...ids]);
+  });
+
   test('a logger that throws while Redis fails leaves no event stuck: the copy is refused, the next claim answered', async () => {
     const broken = () => {
       throw new Error('the log is broken');
