@@ -154,6 +154,13 @@ describe('readStore: following and the checkpoint', () => {
     }
   });
 
+  test('a store directory that was never there is an error, followed or not: not waited for', async () => {
+    const dir = join(tempDir(), 'never-made');
+    for (const follow of [false, true]) {
+      await assert.rejects(collect(readStore(dir, { follow, pollMs: 20 })), { code: 'ENOENT' });
+    }
+  });
+
   test('a new day is picked up when its file appears, after the day before; late lines of that day too', async () => {
     const dir = tempDir();
     append(dir, 'events-2026-11-30-w1.ndjson', [stored('track', 'd1-w1')]);

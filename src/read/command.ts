@@ -39,8 +39,8 @@ Options:
                           offset, not held in memory (default 67108864: 64 MiB)
   -h, --help              show this help
 
-Exits 0 when done, stopped by SIGINT or SIGTERM, or when stdout closes (| head); 1 for a bad invocation,
-a failure or a second signal, with one line on stderr.
+Exits 0 when done, stopped by SIGINT, SIGTERM or SIGHUP, or when stdout closes (| head); 1 for a bad
+invocation, a failure or a second signal, with one line on stderr.
 `;
 }
 
@@ -54,8 +54,8 @@ interface Parsed {
 }
 
 /**
- * The `read` subcommand. Resolves with the exit code: 0 when done (or stopped by SIGINT/SIGTERM, or by
- * stdout closing, as `| head` does), 1 for a bad invocation or a failure (one line on stderr).
+ * The `read` subcommand. Resolves with the exit code: 0 when done (or stopped by SIGINT, SIGTERM or
+ * SIGHUP, or by stdout closing, as `| head` does), 1 for a bad invocation or a failure (one line on stderr).
  */
 export async function readMain(
   args: readonly string[],

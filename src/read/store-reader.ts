@@ -76,9 +76,9 @@ const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024; // 64 MiB
  * comes in the next pass. The two newest days' files are watched; older ones were read to their end.
  *
  * **Whole lines only.** Only bytes up to a newline count: a line still being written is given once its
- * newline is there; a line holding a zero byte (a power cut's hole, never acknowledged), and what follows
- * it, once the endpoint's start has set it aside; `.torn` files and other names are never read. A line is given once written, which
- * can be before the store has synced it and answered 200.
+ * newline is there; a line holding a zero byte (a power cut's hole, never acknowledged), and what
+ * follows it, once the endpoint's start has set it aside; `.torn` files and other names are never read.
+ * A line is given once written, which can be before the store has synced it and answered 200.
  *
  * **Checkpoint: at least once, never skipped.** Within a run each line is given once. A line counts as
  * done when the consumer asks for the next one, so a loop that handles each line before pulling the next
@@ -134,11 +134,14 @@ async function* read(
   const positions = await Positions.load(plan.checkpoint);
   /** The files read through at least once by this run: a settled day's need not be looked at again. */
   const files = new Map<string, FileLines>();
+  /** Whether the directory was listed once: only then may a follow find it gone, and wait for it. */
+  let listedOnce = false;
   try {
     // Written at once if new: a checkpoint that cannot be written fails now, not a second in.
     await positions.save();
     do {
-      const listed = await filesOf(dir, plan.follow);
+      const listed = await filesOf(dir, plan.follow, listedOnce);
+      listedOnce = true;
       const watched = newestDays(listed, 2);
       for (const { name, day } of listed) {
         let file = files.get(name);
@@ -164,12 +167,15 @@ async function* read(
   }
 }
 
-/** The store's files: none while a followed store's directory is gone (the endpoint makes it again). */
-async function filesOf(dir: string, follow: boolean): Promise<StoreFile[]> {
+/**
+ * The store's files: none while a followed store's directory, listed before, is gone (the endpoint makes
+ * it again). One that was never there is an error, followed or not.
+ */
+async function filesOf(dir: string, follow: boolean, listedBefore: boolean): Promise<StoreFile[]> {
   try {
     return await listStoreFiles(dir);
   } catch (err) {
-    if (follow && (err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if (follow && listedBefore && (err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
 }
