@@ -154,7 +154,6 @@ class Primary {
     if (!slot.listening) {
       this.#startFailures++;
       slot.failedToStart = true;
-      this.#startLine.print();
     }
     slot.failures = Date.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
     // With a worker serving, the configuration was good: keep replacing (the backoff reaches 10 s, each
@@ -173,6 +172,7 @@ class Primary {
       `worker ${slot.number} ${reason}: starting another`,
     );
     slot.restart = setTimeout(() => this.#fork(slot), delay);
+    this.#startLine.print(); // after the line that says why this one did not start
   }
 
   /**

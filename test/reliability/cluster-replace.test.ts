@@ -137,12 +137,21 @@ test('a worker that can never start while another serves: the start-up line stil
   // --port 0) never learnt the service was up, nor where.
   const { dir, flags } = setUp(t, 'never-starts');
   const module = join(dir, 'handlers.mjs');
-  const check = `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') { await new Promise((r) => setTimeout(r, 1500)); throw new Error('worker 2 cannot start'); }`;
-  writeFileSync(module, `${check}\nexport default { track() {} };\n`);
+  // Worker 2 throws once worker 1 listens (the test says so with a file), however slow the machine.
+  const serving = join(dir, 'worker-1-listens');
+  const check = `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') { while (!existsSync(${JSON.stringify(serving)})) await new Promise((r) => setTimeout(r, 20)); throw new Error('worker 2 cannot start'); }`;
+  writeFileSync(module, `import { existsSync } from 'node:fs';\n${check}\nexport default { track() {} };\n`);
   let child: ChildProcess | undefined;
   t.after(() => child?.kill('SIGKILL'));
   const started = startEndpoint([...flags, '--handlers', module], {}, (spawned) => {
     child = spawned;
+    let output = '';
+    const look = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (/"worker":1,[^\n]*"msg":"worker listening"/.test(output)) writeFileSync(serving, '');
+    };
+    spawned.stdout?.on('data', look);
+    spawned.stderr?.on('data', look);
   });
   const bound = new Promise<never>((_, reject) =>
     setTimeout(() => reject(new Error('no start-up line within the bound')), GUARD_MS).unref(),
