@@ -10,7 +10,8 @@ export const PORT_VARIABLE = 'SEGMENT_ENDPOINT_WORKER_PORT';
  * listening socket no worker holds any more: when every worker had died at once, their replacements,
  * listening on port 0 again, got another free port, and the one announced refused connections for good.
  * Undefined when a port was given, or when none can be chosen here (the workers then say why, as one
- * process would).
+ * process would). Between this choice and the first worker's listen (its start, a few hundred ms) another
+ * process could take the port: the start then stops, EADDRINUSE said of it, as for a port given.
  */
 export async function chosenPort(config: CliConfig): Promise<number | undefined> {
   if ((config.options.port ?? OPTIONS.port.default) !== 0) return undefined;
