@@ -1,9 +1,12 @@
 // What the --workers tests share: a temp directory with the flags of a 2-worker run, and the workers'
 // start-up lines read back from the log.
 import { mkdtempSync } from 'node:fs';
+import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanup, type Endpoint, startEndpoint, tlsFlags } from './harness.ts';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { cleanup, type Endpoint, send, startEndpoint, tlsFlags } from './harness.ts';
 
 // Only bounds a process that never does what is awaited.
 export const GUARD_MS = 15_000;
@@ -27,4 +30,16 @@ export function listeningPids(output: string, n: number): number[] {
   const lines = output.split('\n').filter((line) => line.startsWith('{'));
   const entries = lines.map((line) => JSON.parse(line) as { msg?: string; worker?: number; pid: number });
   return entries.filter((e) => e.msg === 'worker listening' && e.worker === n).map((e) => e.pid);
+}
+
+/** The statuses of `n` events, each on a connection of its own: round robin hands them to every worker. */
+export async function freshStatuses(
+  t: { after(fn: () => void): void },
+  ep: Endpoint,
+  n: number,
+): Promise<Array<number | string>> {
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  t.after(() => agent.destroy());
+  const answers = await Promise.all(Array.from({ length: n }, () => send(agent, ep.url, trackEvent())));
+  return answers.map((a) => (a.status === 0 ? `${a.error}` : a.status));
 }
