@@ -106,7 +106,8 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
     // Bytes that are not UTF-8 are refused, as the reader refuses them, not read with replacement
     // characters in place of what the sender meant.
     if (typeof parsed !== 'string' && !isUtf8(parsed)) throw new EndpointError('SEG_INVALID_UTF8');
-    const text = parsed.toString();
+    // A leading BOM dropped, as the reader drops it (reader.ts).
+    const text = parsed.toString().replace(/^\ufeff/, '');
     return { value: parseBody(text, limits.maxDepth, req.headers['content-type']), text };
   }
   const refused = checkParsed(parsed, limits.maxDepth);

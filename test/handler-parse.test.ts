@@ -164,6 +164,14 @@ describe('mounted behind a framework that parsed the body', () => {
     assert.equal(big.status, 413);
   });
 
+  test('req.body as a string or Buffer that starts with a UTF-8 BOM: the BOM is dropped, as a body read here', async () => {
+    const text = `\ufeff${JSON.stringify(trackEvent())}`;
+    for (const parsedBody of [text, Buffer.from(text)]) {
+      const res = await inject(endpoint(), { parsedBody });
+      assert.equal(res.status, 200, res.body);
+    }
+  });
+
   test('req.body as bytes that are not UTF-8 is refused, as a body read here is', async () => {
     const text = JSON.stringify(trackEvent({ properties: { name: 'Zoë' } }));
     const latin1 = Buffer.from(text, 'latin1'); // ë as the single byte 0xeb
