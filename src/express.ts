@@ -84,6 +84,13 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
     const type = bodyErrorType(err) ?? (undecoded(err, req) ? UNDECODED : undefined);
     const refused = type === undefined ? undefined : BODY_REFUSALS.get(type);
     if (refused === undefined || !ours(req.path) || res.headersSent) return next(err);
+    if (type === 'encoding.unsupported' && !req.readableDidRead) {
+      // A coding the parser does not decode (x-gzip), refused before it read a byte: read here, as the
+      // standalone server reads it (and refuses what it does not take, in its words).
+      req.body = undefined;
+      handler(req, res);
+      return;
+    }
     const { body } = err as BodyParserError;
     // A text in a charset we do not read is refused for it, as the standalone server refuses it.
     const charset =
@@ -115,15 +122,18 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
  * A body a parser in front has parsed, as the pipeline must see it. Body-parser reads an empty body as
  * `{}`: it goes on as the empty text it was (not JSON, a 400). Its limit (100 KiB unless configured) may
  * be above ours: a parsed body whose declared length is over `maxBodyBytes` goes on unread, so that the
- * pipeline's header check refuses it (413) where the standalone server does, after authentication. With
- * chunked framing there is no declared length: the parser's own limit is the one that applies.
+ * pipeline's header check refuses it (413) where the standalone server does, after authentication.
+ * Chunked or compressed, the declared length says nothing of it: what it holds is measured instead.
  */
 function adoptParsed(req: ExpressRequest, maxBodyBytes: number): boolean {
   const { body } = req;
   if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) return true;
   const length = req.headers['content-length'];
-  if (length === undefined || req.headers['transfer-encoding'] !== undefined) {
-    // Streamed, its length unknown: what it holds, serialised again, is held to our limit (false: over).
+  const coding = req.headers['content-encoding'];
+  const coded = coding !== undefined && coding.trim().toLowerCase() !== 'identity';
+  if (length === undefined || req.headers['transfer-encoding'] !== undefined || coded) {
+    // Streamed, its length unknown, or decompressed (its declared length the compressed one): what it
+    // holds, serialised again, is held to our limit (false: over).
     return Buffer.byteLength(JSON.stringify(body) ?? '') <= maxBodyBytes;
   }
   if (length === '0') req.body = '';

@@ -355,3 +355,30 @@ test("express: a streamed body over our limit is refused even when the parser's 
     assert.equal(JSON.parse(form.body).code, 'SEG_BODY_TOO_LARGE');
   });
 });
+
+test('express: behind express.json(), x-gzip is read as the standalone server reads it, and gzip held to maxBodyBytes decompressed', async () => {
+  // body-parser takes no x-gzip: its 415, made before it read a byte, was ours and final (the event
+  // lost). And it decompresses gzip to its own limit: under a larger one than maxBodyBytes, a small body
+  // that inflated past ours reached the handlers (the limit applied to the declared, compressed length).
+  const app = express();
+  app.use(express.json({ limit: '1mb' }));
+  app.use('/segment', segmentEndpoint({ ...options(), maxBodyBytes: 4096 }));
+  const event = (pad: number) =>
+    gzipSync(
+      JSON.stringify({ type: 'track', event: 'e', userId: 'u', properties: { pad: 'x'.repeat(pad) } }),
+    );
+  const coded = (name: string, coding: string, body: Buffer): ContractCase => ({
+    ...post(name, ''),
+    headers: { ...authed, 'content-encoding': coding },
+    body,
+  });
+  await served(app, async (origin) => {
+    const send = sendTo(origin, '/segment');
+    const xgzip = await send(coded('x-gzip', 'x-gzip', event(10)));
+    assert.equal(xgzip.status, 200, xgzip.body);
+    const inflated = await send(coded('gzip past maxBodyBytes once inflated', 'gzip', event(20_000)));
+    assert.equal(inflated.status, 413, inflated.body);
+    assert.equal(JSON.parse(inflated.body).code, 'SEG_BODY_TOO_LARGE');
+    assert.equal((await send(coded('gzip within it', 'gzip', event(1000)))).status, 200);
+  });
+});
