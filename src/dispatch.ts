@@ -82,11 +82,19 @@ export type HandlerStatus = 200 | 202 | 400 | 401 | 403 | 500 | 501 | 503;
 /**
  * Return nothing for 200 (processed); `{ status: 202 }` for accepted, to be processed later; another
  * status of the contract to refuse, with a `message` for the customer (not sent with a 500). A status
- * outside the contract is a bug in the handler: answered 500 and logged.
+ * outside the contract is a bug in the handler: answered 500 and logged. Anything else without a
+ * `status` (what a driver returned: a queue's length, a query's result, `true`) is a 200, as nothing is.
  */
 export type HandlerResult =
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
-  void | { readonly status: HandlerStatus; readonly message?: string };
+  | void
+  | { readonly status: HandlerStatus; readonly message?: string }
+  | (object & { readonly status?: never })
+  | string
+  | number
+  | boolean
+  | bigint
+  | null;
 
 export type EventHandler<E> = (event: E, ctx: Context) => HandlerResult | Promise<HandlerResult>;
 

@@ -1,0 +1,42 @@
+// What the Handlers type takes, checked by the compiler (`make typecheck`), and at run time the answer
+// each gives. A handler that returns what its driver returned (a queue's new length, a Map, a query's
+// result, `true`) is a 200, as the README says; the type refused it, so partners wrote `{ … ; }` blocks
+// or casts. A status outside the contract, or a message that is not text, is still a type error.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createHandler, type Handlers, silentLogger } from '../src/index.ts';
+import { API_KEY, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
+
+const queue: unknown[] = [];
+const seen = new Map<string, unknown>();
+
+const returning: Handlers = {
+  track: (event) => queue.push(event),
+  identify: (event) => seen.set(String(event.userId), event),
+  page: async (event) => queue.push(event),
+  screen: () => true,
+  group: async () => ({ rows: [], rowCount: 1 }),
+  alias: () => {},
+  delete: () => ({ status: 202 }),
+};
+
+// @ts-expect-error a status outside the contract
+const outside: Handlers = { track: () => ({ status: 404 }) };
+// @ts-expect-error a message that is not text
+const untyped: Handlers = { track: () => ({ status: 400, message: 42 }) };
+
+test("handlers that return their driver's result are typed, and answered 200", async () => {
+  const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: returning });
+  for (const type of ['track', 'identify', 'page', 'screen', 'group', 'alias']) {
+    const event = {
+      ...trackEvent(),
+      type,
+      ...(type === 'alias' && { previousId: 'p' }),
+      ...(type === 'group' && { groupId: 'g' }),
+    };
+    const res = await inject(handler, { body: event });
+    assert.equal(res.status, 200, `${type}: ${res.body}`);
+  }
+  assert.ok(outside !== undefined && untyped !== undefined);
+});
