@@ -122,3 +122,15 @@ export default {
     assert.equal(await child.exit, 0, child.stderr());
   });
 });
+
+test("the published declarations type-check in a consumer's strict build, skipLibCheck off (its default)", async () => {
+  // dist/generated/validators.d.ts declared Ajv's options parameter without the names it destructures:
+  // 14 errors in any consumer that checks its libraries' declarations.
+  const entries = ['index', 'express', 'fastify', 'errors'].map((name) => join(ROOT, 'dist', `${name}.d.ts`));
+  for (const entry of entries) assert.ok(existsSync(entry), `${entry} is missing: run \`make build\``);
+  const tsc = join(ROOT, 'node_modules', '.bin', 'tsc');
+  const args = ['--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'es2022'];
+  const flags = [...args, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--types', 'node'];
+  const checked = run(tsc, [...flags, ...entries], ROOT);
+  assert.equal(await checked.exit, 0, checked.stdout());
+});
