@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { lstatSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { lstatSync, readFileSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NdjsonStore } from '../src/index.ts';
 import { runCli, startCli } from './cli-harness.ts';
 import { tempDirs } from './helpers.ts';
 import { httpFlags } from './helpers-spawn.ts';
+import { waitUntil } from './helpers-wait.ts';
 
 // One writer to a store: a second endpoint on the same --out (a manual start beside the service, two
 // containers on one volume) would cut the other's lines when a write fails. It is refused at start.
@@ -42,6 +43,26 @@ test('a lock left by a process that is gone (kill -9, a power cut) is taken over
   assert.match(readlinkSync(join(dir, LOCK)), new RegExp(`^${process.pid} \\d+ [\\w-]+/\\d+$`));
   await store.close();
   assert.throws(() => lstatSync(join(dir, LOCK)), { code: 'ENOENT' });
+});
+
+test('a lock left by a process that died and was not reaped yet (a zombie) is taken over', async (t) => {
+  // A process manager that has not yet reaped the endpoint it killed (or a container whose init never
+  // does): the pid is still in use, by a process that holds nothing. A restart was refused "in use".
+  const dir = tempDir();
+  const parent = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 30']);
+  t.after(() => parent.kill('SIGKILL'));
+  const pid = Number(
+    await new Promise<string>((resolve) => parent.stdout.once('data', (d) => resolve(String(d)))),
+  );
+  const state = () => readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]?.split(' ') ?? [];
+  await waitUntil(
+    () => state()[0] === 'Z',
+    () => `process ${pid} a zombie: ${state().join(' ')}`,
+  );
+  symlinkSync(`${pid} ${state()[19]}`, join(dir, LOCK));
+  const store = await NdjsonStore.open(dir);
+  assert.match(readlinkSync(join(dir, LOCK)), new RegExp(`^${process.pid} `));
+  await store.close();
 });
 
 test('in one process: a second store on the same directory is refused until the first closes', async () => {

@@ -21,7 +21,7 @@ export interface StoreLock {
 /** Locks `dir` for this process (it must exist), or throws SEG_STORE_IN_USE naming the process that holds it. */
 export function lockStore(dir: string): StoreLock {
   const path = join(dir, LOCK);
-  const me = `${process.pid} ${startTime(process.pid) ?? 0} ${pidSpace()}`;
+  const me = `${process.pid} ${procStat(process.pid)?.started ?? 0} ${pidSpace()}`;
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       symlinkSync(me, path);
@@ -97,7 +97,8 @@ function holderOf(path: string): Holder | undefined {
 
 /**
  * Whether the process that made a lock is gone: its pid is not in use, or by a process started at
- * another time. One of another pid space (another machine, another container) cannot be known gone.
+ * another time, or by one that died and was not reaped yet (a zombie holds nothing). One of another pid
+ * space (another machine, another container) cannot be known gone.
  */
 function gone({ pid, started, space }: Holder): boolean {
   if (space !== undefined && space !== pidSpace()) return false;
@@ -106,8 +107,9 @@ function gone({ pid, started, space }: Holder): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return true;
   }
-  const now = startTime(pid);
-  return now !== undefined && started !== 0 && now !== started;
+  const now = procStat(pid);
+  if (now?.state === 'Z' || now?.state === 'X') return true;
+  return now !== undefined && started !== 0 && now.started !== started;
 }
 
 /** This boot of this machine and this process's pid namespace: where a pid means one process. */
@@ -120,13 +122,16 @@ function pidSpace(): string {
   }
 }
 
-/** When `pid` started, in clock ticks since boot (/proc/PID/stat, field 22): undefined where unknown. */
-function startTime(pid: number): number | undefined {
+/**
+ * `pid`'s state (field 3: `Z` a zombie) and when it started, in clock ticks since boot (field 22), from
+ * /proc/PID/stat: undefined where unknown.
+ */
+function procStat(pid: number): { readonly state: string | undefined; readonly started: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     // The command name (field 2) is in parentheses and may hold spaces: count from after it.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[19]);
+    return { state: fields[0], started: Number(fields[19]) };
   } catch {
     return undefined;
   }
