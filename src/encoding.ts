@@ -14,9 +14,8 @@ const CODINGS: Readonly<Record<string, Coding>> = { gzip: 'gzip', 'x-gzip': 'gzi
  * this endpoint does not read (br, zstd, or a list of several).
  */
 export function codingOf(header: string | undefined): Coding | undefined {
-  if (header === undefined) return undefined;
+  if (header === undefined || isIdentity(header)) return undefined;
   const coding = header.trim().toLowerCase();
-  if (coding === '' || coding === 'identity') return undefined;
   const known = Object.hasOwn(CODINGS, coding) ? CODINGS[coding] : undefined;
   if (known === undefined) {
     throw new EndpointError(
@@ -25,6 +24,12 @@ export function codingOf(header: string | undefined): Coding | undefined {
     );
   }
   return known;
+}
+
+/** Whether a Content-Encoding header says the body is not coded: empty, or `identity`. */
+export function isIdentity(header: string): boolean {
+  const coding = header.trim().toLowerCase();
+  return coding === '' || coding === 'identity';
 }
 
 /** A decoder for `coding`. */

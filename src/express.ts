@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { routes } from './batch.ts';
 import { checkCharset } from './body.ts';
-import { codingOf } from './encoding.ts';
+import { codingOf, isIdentity } from './encoding.ts';
 import { EndpointError, quoted, toErrorAnswer } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -130,7 +130,7 @@ function adoptParsed(req: ExpressRequest, maxBodyBytes: number): boolean {
   if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) return true;
   const length = req.headers['content-length'];
   const coding = req.headers['content-encoding'];
-  const coded = coding !== undefined && coding.trim().toLowerCase() !== 'identity';
+  const coded = coding !== undefined && !isIdentity(coding);
   if (length === undefined || req.headers['transfer-encoding'] !== undefined || coded) {
     // Streamed, its length unknown, or decompressed (its declared length the compressed one): what it
     // holds, serialised again, is held to our limit (false: over).

@@ -35,7 +35,8 @@ export function newSlot(number: number): Slot {
   };
 }
 
+/** Whether the slot's worker serves: it is running and listens. */
+export const isServing = (slot: Slot): boolean => slot.worker !== undefined && slot.listening;
+
 /** Whether some worker serves. */
-export function serving(slots: readonly Slot[]): boolean {
-  return slots.some((s) => s.worker !== undefined && s.listening);
-}
+export const serving = (slots: readonly Slot[]): boolean => slots.some(isServing);

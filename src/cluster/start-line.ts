@@ -1,6 +1,6 @@
 import { version } from '../cli.ts';
 import { NAME } from '../config.ts';
-import type { Slot } from './slot.ts';
+import { isServing, type Slot } from './slot.ts';
 
 /** Where a worker listens, and where its events go. */
 interface Listening {
@@ -33,7 +33,7 @@ export class StartLine {
   /** Prints the line, if it is due and was not printed yet. */
   print(): void {
     const slots = this.#slots;
-    const up = slots.filter((s) => s.worker !== undefined && s.listening).length;
+    const up = slots.filter(isServing).length;
     if (this.#printed || this.#stopping() || this.#at === undefined || up === 0) return;
     if (!slots.every((s) => s.listening || s.failedToStart)) return;
     this.#printed = true;
