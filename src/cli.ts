@@ -70,7 +70,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       }
     }
     link = (await import('./cluster/worker.ts')).workerLink(env, signals, files);
-    config = link.ported(config);
+    config = (await import('./cluster/port.ts')).withChosenPort(config, env);
     log = withFields(log, { worker: link.worker });
   }
   const { certificateReloader, listen, start } = await import('./start.ts');

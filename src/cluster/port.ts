@@ -28,3 +28,9 @@ export async function chosenPort(config: CliConfig): Promise<number | undefined>
     if (server.listening) await new Promise((closed) => server.close(closed));
   }
 }
+
+/** A worker's `config` with the port its primary chose (`PORT_VARIABLE`), where `--port 0` left it open. */
+export function withChosenPort(config: CliConfig, env: NodeJS.ProcessEnv): CliConfig {
+  const port = env[PORT_VARIABLE];
+  return port === undefined ? config : { ...config, options: { ...config.options, port: Number(port) } };
+}

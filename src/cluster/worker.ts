@@ -1,9 +1,7 @@
 import type { Signals } from '../cli.ts';
-import type { CliConfig } from '../config.ts';
 import type { Metrics, MetricsSnapshot } from '../metrics.ts';
 import type { EndpointServer } from '../server.ts';
 import { isOurs, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
-import { PORT_VARIABLE } from './port.ts';
 
 // A worker of --workers: the single process's code, plus what it takes from its primary (the TLS ticket
 // keys, drain, reload) and what it gives (its URL, its counts).
@@ -17,8 +15,6 @@ const REFUSED_GRACE_MS = 5_000; // 5 s: how long a worker that cannot start wait
 export interface WorkerLink {
   /** This worker's number, 1 to N; the one that replaces it has the same. */
   readonly worker: number;
-  /** `config` with the port its primary chose, where `--port 0` left the choice to it (cluster/port.ts). */
-  ported(config: CliConfig): CliConfig;
   /**
    * Connects the server to the primary: waits for the shared ticket keys (before listening: no session
    * is issued under keys of this worker's own).
@@ -82,10 +78,6 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals, files: Map<
   });
   return {
     worker,
-    ported(config) {
-      const port = env[PORT_VARIABLE];
-      return port === undefined ? config : { ...config, options: { ...config.options, port: Number(port) } };
-    },
     join(endpoint, tls) {
       server = { endpoint, tls };
       const metrics = endpoint.handler.metrics;
@@ -110,16 +102,20 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals, files: Map<
       apply();
       send({ se: 'listening', url, where });
     },
-    refused(line) {
-      // The primary ends this worker once it has read why (it kills it): exiting first, the worker's
-      // exit could reach the primary before its message, and be taken for a death to replace it after.
-      // Waited for REFUSED_GRACE_MS at most, should the primary not act.
-      return new Promise((resolve) => {
-        setTimeout(resolve, REFUSED_GRACE_MS);
-        process.send?.({ se: 'refused', line } satisfies ToPrimary);
-      });
-    },
+    refused,
   };
+}
+
+/**
+ * Tells the primary why this worker cannot start. The primary ends this worker once it has read why (it
+ * kills it): exiting first, the worker's exit could reach the primary before its message, and be taken
+ * for a death to replace it after. Waited for REFUSED_GRACE_MS at most, should the primary not act.
+ */
+function refused(line: string): Promise<void> {
+  return new Promise((resolve) => {
+    setTimeout(resolve, REFUSED_GRACE_MS);
+    process.send?.({ se: 'refused', line } satisfies ToPrimary);
+  });
 }
 
 const FILES_TIMEOUT_MS = 10_000; // 10 s: a primary of ours answers at once
