@@ -14,8 +14,9 @@ const CODINGS: Readonly<Record<string, Coding>> = { gzip: 'gzip', 'x-gzip': 'gzi
  * this endpoint does not read (br, zstd, or a list of several).
  */
 export function codingOf(header: string | undefined): Coding | undefined {
-  if (header === undefined || isIdentity(header)) return undefined;
+  if (header === undefined) return undefined;
   const coding = header.trim().toLowerCase();
+  if (NOT_CODED.has(coding)) return undefined;
   const known = Object.hasOwn(CODINGS, coding) ? CODINGS[coding] : undefined;
   if (known === undefined) {
     throw new EndpointError(
@@ -26,11 +27,11 @@ export function codingOf(header: string | undefined): Coding | undefined {
   return known;
 }
 
+/** What a Content-Encoding header says when the body is not coded. */
+const NOT_CODED: ReadonlySet<string> = new Set(['', 'identity']);
+
 /** Whether a Content-Encoding header says the body is not coded: empty, or `identity`. */
-export function isIdentity(header: string): boolean {
-  const coding = header.trim().toLowerCase();
-  return coding === '' || coding === 'identity';
-}
+export const isIdentity = (header: string): boolean => NOT_CODED.has(header.trim().toLowerCase());
 
 /** A decoder for `coding`. */
 export async function decoderFor(coding: Coding): Promise<Transform> {
