@@ -89,7 +89,9 @@ class Primary {
   #fork(slot: Slot): void {
     slot.restart = undefined;
     const worker = cluster.fork({ ...this.#env, [WORKER_VARIABLE]: String(slot.number) });
-    Object.assign(slot, { worker, startedAt: Date.now(), listening: false });
+    const now = Date.now();
+    // Watched from now (Watchdog): a worker held before it listens is killed too.
+    Object.assign(slot, { worker, startedAt: now, listening: false, answeredAt: now });
     worker.on('message', (message: unknown) => {
       if (!isOurs<ToPrimary>(message)) return;
       try {

@@ -159,3 +159,36 @@ test("a worker's last line, when something its handlers started throws, says whi
   assert.equal(fatal.worker, exited.worker, ep.output());
   await stopCleanly(ep);
 });
+
+test('a worker whose event loop is held while it starts is killed and replaced; the start-up line comes', async (t) => {
+  // The first worker 2 spins in its module's top level: it never listens and never exits. The watchdog
+  // watched listening workers only, so it stayed for good, and the line saying where the service listens
+  // waited for it: a script waiting for that line hung, and with --port 0 the port was unknowable.
+  const { dir, out, start } = setUp(t, 'held-at-start');
+  const handlers = join(dir, 'spins-once.mjs');
+  const spun = join(dir, 'spun');
+  writeFileSync(
+    handlers,
+    [
+      `import { writeFileSync } from 'node:fs';`,
+      `let first = false;`,
+      `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') { try { writeFileSync(${JSON.stringify(spun)}, '', { flag: 'wx' }); first = true; } catch {} }`,
+      `while (first);`,
+      `export default { track() {} };`,
+      '',
+    ].join('\n'),
+  );
+  const bound = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error('no start-up line within the bound')), GUARD_MS * 2).unref(),
+  );
+  const ep = await Promise.race([start(['--out', out, '--handlers', handlers]), bound]);
+  assert.match(ep.output(), /worker 2 has not answered for \d+ s while starting[^\n]*killing it/);
+  assert.match(ep.output(), /listening on \S+ \(1 of 2 workers serving \(see the errors above\), /);
+  await waitUntil(
+    () => listeningPids(ep.output(), 2).length === 1,
+    () => `worker 2 replaced, and its replacement listening, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
+  await stopCleanly(ep);
+});
