@@ -2,8 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Chain, type Linked } from './chain.ts';
+import { lastOnConnection } from './connection-end.ts';
 import type { ErrorCode } from './errors.ts';
-import { lastOnConnection, rawRefusal } from './respond.ts';
+import { rawRefusal } from './respond.ts';
 
 // What happens on a connection around its requests: who holds a slot, which answers are still to be
 // written, and the refusals Node's parser makes before a request exists.

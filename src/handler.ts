@@ -1,6 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
+import { behindClosingAnswer } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -72,6 +73,9 @@ class FrontDoor {
   }
 
   serve(req: IncomingMessage, res: ServerResponse): void {
+    // Read behind an answer that ends its connection: Node would write no answer of it, so nothing of it
+    // is taken (its sender, unanswered, sends it again).
+    if (behindClosingAnswer(req)) return;
     const url = req.url ?? '/';
     const path = url === this.path ? url : targetPath(url);
     const route = path === this.path ? EVENT_ROUTE : routeAt(this.#routes, path);

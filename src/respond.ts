@@ -1,5 +1,6 @@
 import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
 import { Socket } from 'node:net';
+import { lastOnConnection, noteEnd } from './connection-end.ts';
 import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
@@ -17,7 +18,9 @@ const HEALTH = {
 
 /** An empty success answer. `close` ends the connection with it (while draining). */
 export function sendStatus(res: ServerResponse, status: number, close: boolean): void {
-  if (!res.headersSent) res.writeHead(status, close ? EMPTY_CLOSE : EMPTY).end();
+  if (res.headersSent) return;
+  res.writeHead(status, close ? EMPTY_CLOSE : EMPTY).end();
+  noteEnd(res);
 }
 
 /** An empty success answer decided, waiting for the end of its turn of the event loop. */
@@ -108,19 +111,6 @@ export class AnswerBatch {
   }
 }
 
-/**
- * Whether no request has come after `req` on its connection: Node's parser keeps the last request it
- * read as `parser.incoming` (lib/_http_common.js). An answer that closes its connection must be the last
- * one on it, since Node writes nothing queued behind it (lib/_http_server.js, resOnFinish): requests
- * pipelined behind would go unanswered, their events taken. Without a parser (a closed connection, an
- * injected request) it is.
- */
-export function lastOnConnection(req: IncomingMessage): boolean {
-  const socket = req.socket as IncomingMessage['socket'] & { parser?: { incoming?: unknown } | null };
-  const latest = socket?.parser?.incoming;
-  return latest === undefined || latest === null || latest === req;
-}
-
 export interface RefusalContext {
   /** The `WWW-Authenticate` challenge sent with a 401. */
   readonly challenge: string;
@@ -156,14 +146,22 @@ export function sendError(
   // close the connection rather than drain it.
   // A malformed request (SEG_BAD_REQUEST): what follows it on the connection cannot be trusted either.
   // Draining: the connection is closed after its last answer, which says so.
-  if (
+  // Only the last request read on a connection closes it: those Node read behind it (their events
+  // perhaps taken) are answered first, and the one that comes last closes it (a body read whole, as
+  // theirs shows, leaves nothing to skip).
+  const close =
+    headers.connection === 'close' ||
     reply.code === 'SEG_BAD_REQUEST' ||
-    (context.closing?.() === true && lastOnConnection(req)) ||
-    (!req.complete && (reply.status === 408 || reply.status === 413 || mayBeLarge(req, context.maxBodyBytes)))
-  ) {
+    context.closing?.() === true ||
+    (!req.complete &&
+      (reply.status === 408 || reply.status === 413 || mayBeLarge(req, context.maxBodyBytes)));
+  if (close && lastOnConnection(req)) {
     headers.connection = 'close';
+  } else if (headers.connection === 'close') {
+    delete headers.connection;
   }
   res.writeHead(reply.status, headers).end(body);
+  noteEnd(res);
 }
 
 /**
@@ -190,6 +188,7 @@ export function sendHealth(req: IncomingMessage, res: ServerResponse, state: key
     'cache-control': 'no-store',
   });
   res.end(req.method === 'HEAD' ? undefined : body);
+  noteEnd(res);
 }
 
 function mayBeLarge(req: IncomingMessage, maxBytes: number): boolean {
@@ -207,6 +206,7 @@ export function sendMetrics(req: IncomingMessage, res: ServerResponse, text: str
     'cache-control': 'no-store',
   });
   res.end(req.method === 'HEAD' ? undefined : text);
+  noteEnd(res);
 }
 
 /**

@@ -109,3 +109,48 @@ test('a client that pipelines past what Node holds for it: no valid event refuse
     `final refusals among ${statuses.length} answers`,
   );
 });
+
+test('an event pipelined behind a refusal that closes the connection is not taken: it can never be answered', async () => {
+  // Node still hands over the requests it read behind an answer that closes the connection, and writes
+  // none of their answers. Taken, their events were stored with no 200 to say so: the sender's retry
+  // stored them again (an event without a messageId, or one the duplicate filter had forgotten).
+  const taken: string[] = [];
+  const { endpoint, port } = await listenTls({
+    maxBodyBytes: 1_000,
+    handlers: { track: (event) => void taken.push(String(event.event)) },
+  });
+  const behind = eventRequest(JSON.stringify(trackEvent({ event: 'behind' })));
+  const twoHosts = eventRequest(JSON.stringify(trackEvent()), 'Host: localhost\r\nHost: other\r\n');
+  const tooLarge =
+    `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
+    `Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n7d0\r\n${' '.repeat(2_000)}\r\n0\r\n\r\n`;
+  const expectFailed = eventRequest(JSON.stringify(trackEvent())).replace(
+    '\r\n\r\n',
+    '\r\nExpect: 200-ok\r\n\r\n',
+  );
+  // Node ends the connection itself after a final answer to a request that expected 100 Continue and
+  // was not invited to send its body (this one, its key unknown, sends it anyway).
+  const uninvited = eventRequest(JSON.stringify(trackEvent()))
+    .replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n')
+    .replace(basic(API_KEY), basic('unknown-key'));
+  const askedToClose = eventRequest(JSON.stringify(trackEvent())).replace(
+    '\r\n\r\n',
+    '\r\nConnection: close\r\n\r\n',
+  );
+  for (const [refused, status] of [
+    [twoHosts, 400],
+    [tooLarge, 413],
+    [expectFailed, 417],
+    [uninvited, 401],
+    [askedToClose, 200],
+  ] as const) {
+    const received = answers(await pipeline(port, refused + behind + behind));
+    assert.deepEqual(received, [{ status, close: true }], `${status}`);
+  }
+  await endpoint.close();
+  assert.deepEqual(
+    taken.filter((name) => name === 'behind'),
+    [],
+    'no event behind a closing answer was taken',
+  );
+});
