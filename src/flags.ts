@@ -27,9 +27,35 @@ function parse(args: readonly string[], options: Options, positionals: boolean) 
   try {
     return parseArgs({ args: [...args], options, strict: true, allowPositionals: positionals, tokens: true });
   } catch (err) {
+    if ((err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+      throw new Error(`${strayArgument(args, options, 0)}: this command takes none`);
+    }
     // parseArgs says this one in three lines: one is what every bad invocation gets.
     const ambiguous = /^Option '(--[^']+)' argument is ambiguous/.exec((err as Error).message)?.[1];
     if (ambiguous === undefined) throw err;
     throw new Error(`${ambiguous}: a value that starts with "-" is given as ${ambiguous}=VALUE`);
   }
+}
+
+/**
+ * Where the `nth` argument that is neither a flag nor a flag's value is, without showing it: it is most
+ * often the rest of a value holding a space, and that value may be a secret (`--api-key KEY1 KEY2`), which
+ * a start's error would leave in the journal. `before`: the arguments before `args` (a subcommand's name).
+ */
+export function strayArgument(args: readonly string[], options: Options, nth: number, before = 0): string {
+  const { tokens } = parseArgs({
+    args: [...args],
+    options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const stray = tokens.filter((token) => token.kind === 'positional')[nth];
+  if (stray === undefined) return 'an argument that is not a flag was given';
+  const previous = tokens.filter((token) => token.index < stray.index).at(-1);
+  const after =
+    previous?.kind === 'option' && previous.value !== undefined && previous.inlineValue === false
+      ? `, after ${previous.rawName} and its value (a value holding spaces must be quoted)`
+      : '';
+  return `argument ${before + stray.index + 1} (not shown: it may be part of a secret) is not a flag${after}`;
 }

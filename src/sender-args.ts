@@ -1,5 +1,5 @@
 import { UsageError } from './config-keys.ts';
-import { parseFlagsOnce } from './flags.ts';
+import { parseFlagsOnce, strayArgument } from './flags.ts';
 import { isPlainObject } from './json.ts';
 
 // What the subcommands that send to an endpoint as Segment does (`test`, `load`) share: their command
@@ -33,16 +33,17 @@ export interface SenderTarget {
 export function senderArgs(args: readonly string[], own: readonly string[]): SenderTarget | 'help' {
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
+  const options = {
+    'api-key': { type: 'string' },
+    settings: { type: 'string' },
+    insecure: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+    ...Object.fromEntries(own.map((name) => [name, { type: 'string' as const }])),
+  } as const;
   try {
     ({ values, positionals } = parseFlagsOnce<Record<string, string | boolean | undefined>>(
       args,
-      {
-        'api-key': { type: 'string' },
-        settings: { type: 'string' },
-        insecure: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        ...Object.fromEntries(own.map((name) => [name, { type: 'string' as const }])),
-      },
+      options,
       true,
     ));
   } catch (err) {
@@ -51,7 +52,7 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
   if (values.help === true) return 'help';
   const [url, extra] = positionals;
   if (url === undefined) throw new UsageError('the endpoint URL is required, e.g. https://localhost:8443/');
-  if (extra !== undefined) throw new UsageError(`one URL only, not also "${extra}"`);
+  if (extra !== undefined) throw new UsageError(`one URL only: ${strayArgument(args, options, 1, 1)}`);
   const parsed = URL.canParse(url) ? new URL(url) : undefined;
   if (parsed?.protocol !== 'http:' && parsed?.protocol !== 'https:') {
     throw new UsageError(`"${url}" is not an http:// or https:// URL`);

@@ -83,6 +83,32 @@ describe('the segment-endpoint command', () => {
     }
   });
 
+  test('an argument that is not a flag is refused without being shown: it may be the rest of a secret', async () => {
+    // `--api-key KEY1 KEY2`, a secret holding a space left unquoted: parseArgs's own message printed the
+    // second part, and a failed start's stderr stays in the journal.
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ['--http', '--api-key', 'Key-ONE-111', 'Key-TWO-222', '--port', '0'],
+        /^segment-endpoint: argument 4 \(not shown[^\n]*after --api-key and its value[^\n]*: this command takes none\n/,
+      ],
+      [
+        ['test', 'https://127.0.0.1:1/', '--api-key', 'K', 'Key-TWO-222'],
+        /one URL only: argument 5 \(not shown/,
+      ],
+      [
+        ['load', 'https://127.0.0.1:1/', '--api-key', 'K', 'Key-TWO-222'],
+        /one URL only: argument 5 \(not shown/,
+      ],
+      [['read', '--out', '/tmp', 'Key-TWO-222'], /argument 4 \(not shown[^\n]*: read takes none/],
+    ];
+    for (const [args, message] of cases) {
+      const res = await runCli(args);
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(res.stderr, message);
+      assert.doesNotMatch(res.stderr + res.stdout, /Key-TWO-222/);
+    }
+  });
+
   test("a port in use, or a host that is not this machine's: said of --port or --host, in one line", async () => {
     const taken = createNetServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));

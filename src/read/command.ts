@@ -4,7 +4,7 @@ import { realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { UsageError } from '../config.ts';
-import { parseFlagsOnce } from '../flags.ts';
+import { parseFlagsOnce, strayArgument } from '../flags.ts';
 import { storeFile } from '../sinks/file-names.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { type ReadStoreOptions, readStore } from './store-reader.ts';
@@ -149,6 +149,15 @@ async function checkStore({ dir, options }: Parsed): Promise<void> {
   }
 }
 
+const READ_FLAGS = {
+  out: { type: 'string' },
+  follow: { type: 'boolean', short: 'f' },
+  from: { type: 'string' },
+  type: { type: 'string', multiple: true },
+  'max-line-bytes': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 function parseReadArgs(args: readonly string[]): Parsed | 'help' {
   let values: {
     out?: string;
@@ -160,23 +169,13 @@ function parseReadArgs(args: readonly string[]): Parsed | 'help' {
   };
   let positionals: string[];
   try {
-    ({ values, positionals } = parseFlagsOnce<typeof values>(
-      args,
-      {
-        out: { type: 'string' },
-        follow: { type: 'boolean', short: 'f' },
-        from: { type: 'string' },
-        type: { type: 'string', multiple: true },
-        'max-line-bytes': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      true,
-    ));
+    ({ values, positionals } = parseFlagsOnce<typeof values>(args, READ_FLAGS, true));
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
   if (values.help) return 'help';
-  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  if (positionals.length > 0)
+    throw new UsageError(`${strayArgument(args, READ_FLAGS, 0, 1)}: read takes none`);
   const dir = values.out;
   if (dir === undefined || dir === '') {
     throw new UsageError("--out is required: the endpoint's store directory (its --out)");
