@@ -59,6 +59,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   let log = jsonLogger(config.logLevel);
   exitOnUncaught(() => log);
+  // Said once: by the single process, or by the primary of --workers.
+  if (env[WORKER_VARIABLE] === undefined) for (const said of config.unused) log.warn({}, config.said(said));
   let link: WorkerLink | undefined;
   if (config.workers > 1) {
     const { default: cluster } = await import('node:cluster');

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { checkPair } from './certificate.ts';
 import { apiKeys, type ReadFile, readInput, UsageError } from './config-keys.ts';
 import { flagName, ofTheirSource } from './config-said.ts';
+import { unusedSettings } from './config-unused.ts';
 import { parseFlagsOnce } from './flags.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow } from './option-table.ts';
@@ -42,6 +43,8 @@ export interface CliConfig {
   readonly postgres: { readonly url: string; readonly table: string } | undefined;
   /** --idempotency-redis: where processed messageIds are remembered, instead of in each process. */
   readonly idempotencyRedis: string | undefined;
+  /** Settings given that the rest leaves unused (config-unused.ts): warnings for the start. */
+  readonly unused: readonly string[];
   /** A refusal's message with each flag not given, but set by its variable, said as the variable. */
   readonly said: (message: string) => string;
 }
@@ -83,6 +86,12 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
 
   const options: Record<string, unknown> = {};
   let tlsFiles: CliConfig['tlsFiles'];
+  if (read('http') === true && (text('cert') !== undefined || text('key') !== undefined)) {
+    // A variable left set (SEGMENT_ENDPOINT_HTTP=1) must not turn a certificate's unit into plain HTTP.
+    throw new UsageError(
+      'give one of --http and --cert/--key: plain HTTP behind a TLS-terminating proxy, or HTTPS with that certificate',
+    );
+  }
   if (read('http') !== true) {
     const cert = text('cert');
     const key = text('key');
@@ -138,6 +147,7 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
     workers: workers(text('workers') ?? OPTIONS.workers.default),
     postgres: postgres(text('postgres'), text('postgresTable') ?? OPTIONS.postgresTable.default),
     idempotencyRedis: checkUrl(text('idempotencyRedis'), REDIS, '--idempotency-redis'),
+    unused: unusedSettings(read),
     said: (message) => ofTheirSource(message, values, env),
   };
 }

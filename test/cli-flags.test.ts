@@ -267,6 +267,53 @@ describe('flags and variables that say one thing', () => {
     assert.equal([...(configOf(['--api-key', 'a', '--api-key', 'b']).options.apiKeys ?? [])].length, 2);
   });
 
+  test('--http with a certificate is refused: plain HTTP or TLS is not left to which one is read first', async (t) => {
+    // A SEGMENT_ENDPOINT_HTTP=1 left in an environment file turned a unit that names --cert and --key into
+    // plain HTTP, nothing said.
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-http-cert-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const { cert, key } = makeCert(dir, 'localhost');
+    const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+      [['--http', '--cert', cert, '--key', key], {}, /^give one of --http and --cert\/--key/],
+      [
+        ['--cert', cert, '--key', key],
+        { SEGMENT_ENDPOINT_HTTP: '1' },
+        /^give one of SEGMENT_ENDPOINT_HTTP and/,
+      ],
+      [
+        ['--http'],
+        { SEGMENT_ENDPOINT_KEY: key },
+        /^give one of --http and SEGMENT_ENDPOINT_CERT\/SEGMENT_ENDPOINT_KEY|^give one of --http and --cert\/SEGMENT_ENDPOINT_KEY/,
+      ],
+    ];
+    for (const [args, env, message] of cases) {
+      const res = await runCli(['--api-key', 'k', '--port', '0', ...args], env);
+      assert.equal(res.code, 1, res.stderr);
+      assert.match(res.stderr.split('\n')[0]?.replace(/^segment-endpoint: /, '') ?? '', message);
+    }
+  });
+
+  test('a setting that the rest of the configuration leaves unused is said at start, not silently ignored', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-unused-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const unused = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      configOf(['--api-key', 'k', ...args], env).unused.map((message) => message.split(':')[0]);
+    assert.deepEqual(unused([]), []);
+    assert.deepEqual(unused(['--postgres-table', 'events']), ['--postgres-table is not used']);
+    assert.deepEqual(unused(['--signature-legacy-batch']), ['--signature-legacy-batch is not used']);
+    assert.deepEqual(unused(['--signature-legacy-batch', '--signature-secret', 's']), []);
+    assert.deepEqual(unused(['--access-log', '--log-level', 'warn']), ['--access-log is not used']);
+    assert.deepEqual(unused(['--access-log', '--log-level', 'debug']), []);
+    // Said at start (once, by the primary with --workers), by the variable it came from.
+    const run = await startCli(
+      ['--http', '--host', '127.0.0.1', '--port', '0', '--api-key', 'k', '--out', join(dir, 'unused')],
+      { SEGMENT_ENDPOINT_POSTGRES_TABLE: 'events' },
+    );
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    assert.match(run.stderr(), /"level":40[^\n]*SEGMENT_ENDPOINT_POSTGRES_TABLE is not used/);
+  });
+
   test("a number out of its bounds is refused by its flag, in the flag's unit", () => {
     const refused = (args: string[], message: RegExp) =>
       assert.throws(

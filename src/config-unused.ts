@@ -1,0 +1,26 @@
+import { OPTIONS, type OptionName } from './option-table.ts';
+
+// Settings the rest of the configuration leaves unused: said at start rather than silently ignored. A
+// warning, not a refusal: a unit's variables are often set for every instance of a service, and an
+// instance that does not use one still starts (as `--out` beside `--handlers` does, start.ts).
+
+/** What is given and not used, each said of its flag (the caller says it of its variable where set). */
+export function unusedSettings(read: (name: OptionName) => string | boolean | undefined): string[] {
+  const unused: string[] = [];
+  if (read('postgresTable') !== undefined && read('postgres') === undefined) {
+    unused.push('--postgres-table is not used: it names the table of --postgres, which is not given');
+  }
+  const secret = read('signatureSecret') ?? read('signatureSecretFile');
+  if (read('signatureLegacyBatch') === true && secret === undefined) {
+    unused.push(
+      '--signature-legacy-batch is not used: no --signature-secret is given, so no signature is checked',
+    );
+  }
+  const level = read('logLevel') ?? OPTIONS.logLevel.default;
+  if (read('accessLog') === true && level !== 'debug' && level !== 'info') {
+    unused.push(
+      `--access-log is not used: its lines are written at level info, which --log-level ${level} leaves out`,
+    );
+  }
+  return unused;
+}
