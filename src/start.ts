@@ -1,11 +1,8 @@
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { reloadCertificate } from './certificate.ts';
 import { type CliConfig, UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
-import { describeValue } from './errors.ts';
+import { loadHandlers } from './handlers-module.ts';
 import type { Logger } from './log.ts';
-import { checkHandlers } from './option-checks.ts';
 import { OPTIONS } from './option-table.ts';
 import { checkServerOptions, createServer, type EndpointServer } from './server.ts';
 import { openSink, type Sink } from './sinks/sink.ts';
@@ -71,47 +68,6 @@ async function sharedFilter(config: CliConfig, log: Logger) {
   const memory = config.options.idempotency as { readonly ttlMs?: number } | undefined; // from the flags
   const ttlMs = memory?.ttlMs ?? OPTIONS['idempotency.ttlMs'].default;
   return openRedisIdempotency(config.idempotencyRedis, { ttlMs, log });
-}
-
-async function loadHandlers(file: string): Promise<Handlers> {
-  let mod: { default?: unknown };
-  // A top-level await that waits for nothing pending (no timer, socket or file) can never settle: the
-  // event loop empties, and the process would end with nothing said and exit 0.
-  let stuck: () => void = () => {};
-  const never = new Promise<never>((_, reject) => {
-    stuck = () =>
-      reject(
-        new UsageError(
-          `--handlers: ${file} never finished loading: its top-level await waits for something that cannot happen`,
-        ),
-      );
-  });
-  process.once('beforeExit', stuck);
-  // A worker's channel to its primary would keep the loop from emptying: not counted while it loads.
-  process.channel?.unref();
-  try {
-    mod = await Promise.race([import(pathToFileURL(resolve(file)).href), never]);
-  } catch (err) {
-    if (err instanceof UsageError) throw err;
-    const why = err instanceof Error ? err.message : describeValue(err);
-    throw new UsageError(`--handlers: cannot load ${file}: ${why}`);
-  } finally {
-    process.off('beforeExit', stuck);
-    process.channel?.ref();
-  }
-  if (typeof mod.default !== 'object' || mod.default === null) {
-    throw new UsageError(`--handlers: ${file} must export default { identify?, track?, ... }`);
-  }
-  try {
-    return checkHandlers(mod.default);
-  } catch (err) {
-    // Said of the module, not of the library's option: "--handlers ./h.mjs: identfy is not ...".
-    const message = (err as Error).message;
-    const said = message
-      .replace(/^options\.handlers\./, '')
-      .replace(/^options\.handlers/, 'its default export');
-    throw new UsageError(`--handlers ${file}: ${said}`);
-  }
 }
 
 /**

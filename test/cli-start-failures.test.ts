@@ -47,6 +47,36 @@ describe('a start-up that fails or cannot finish', () => {
     );
   });
 
+  test('--handlers that is not a module file, or a module that handles nothing: refused at once', async () => {
+    // A named pipe held the start in open() for good, beyond any signal; a module exporting `{}` (or an
+    // empty file, /dev/null) started healthy and answered every event 501, which Segment never retries.
+    const fifo = join(dir, 'handlers.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const empty = join(dir, 'empty.mjs');
+    writeFileSync(empty, 'export default { track: undefined };\n');
+    const blank = join(dir, 'blank.mjs');
+    writeFileSync(blank, '');
+    const cases: Array<[string, RegExp]> = [
+      [fifo, /^segment-endpoint: --handlers: .*handlers\.fifo is not a regular file/],
+      ['/dev/null', /^segment-endpoint: --handlers: \/dev\/null is not a regular file/],
+      [
+        empty,
+        /^segment-endpoint: --handlers .*empty\.mjs: handles no event type: export at least one of identify, track, /,
+      ],
+      [
+        blank,
+        /^segment-endpoint: --handlers: .*blank\.mjs must export default \{ identify\?, track\?, \.\.\. \}/,
+      ],
+    ];
+    for (const [module, message] of cases) {
+      const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+      const bound = setTimeout(() => run.child.kill('SIGKILL'), 10_000);
+      assert.equal(await run.exit, 1, `${module}: ${run.stderr()}`);
+      clearTimeout(bound);
+      assert.match(run.stderr(), message);
+    }
+  });
+
   test('--cert on a named pipe nobody writes to: SIGTERM still ends it', async () => {
     const fifo = join(dir, 'cert.fifo');
     execFileSync('mkfifo', [fifo]);

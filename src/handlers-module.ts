@@ -1,0 +1,74 @@
+import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { UsageError } from './config.ts';
+import type { Handlers } from './dispatch.ts';
+import { describeValue } from './errors.ts';
+import { checkHandlers } from './option-checks.ts';
+import { EVENT_TYPES } from './types.ts';
+
+// --handlers: the partner's module, loaded once at start. What cannot be one is refused before it is
+// imported, and a module that would leave every event unhandled is refused after.
+
+/** The module's default export, checked; a UsageError naming the file for what is wrong. */
+export async function loadHandlers(file: string): Promise<Handlers> {
+  checkModuleFile(file);
+  let mod: { default?: unknown };
+  // A top-level await that waits for nothing pending (no timer, socket or file) can never settle: the
+  // event loop empties, and the process would end with nothing said and exit 0.
+  let stuck: () => void = () => {};
+  const never = new Promise<never>((_, reject) => {
+    stuck = () =>
+      reject(
+        new UsageError(
+          `--handlers: ${file} never finished loading: its top-level await waits for something that cannot happen`,
+        ),
+      );
+  });
+  process.once('beforeExit', stuck);
+  // A worker's channel to its primary would keep the loop from emptying: not counted while it loads.
+  process.channel?.unref();
+  try {
+    mod = await Promise.race([import(pathToFileURL(resolve(file)).href), never]);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    const why = err instanceof Error ? err.message : describeValue(err);
+    throw new UsageError(`--handlers: cannot load ${file}: ${why}`);
+  } finally {
+    process.off('beforeExit', stuck);
+    process.channel?.ref();
+  }
+  if (typeof mod.default !== 'object' || mod.default === null) {
+    throw new UsageError(`--handlers: ${file} must export default { identify?, track?, ... }`);
+  }
+  let handlers: Handlers;
+  try {
+    handlers = checkHandlers(mod.default);
+  } catch (err) {
+    // Said of the module, not of the library's option: "--handlers ./h.mjs: identfy is not ...".
+    const message = (err as Error).message;
+    const said = message
+      .replace(/^options\.handlers\./, '')
+      .replace(/^options\.handlers/, 'its default export');
+    throw new UsageError(`--handlers ${file}: ${said}`);
+  }
+  // Every event would be answered 501, which Segment does not retry: all of them lost, the endpoint healthy.
+  if (!EVENT_TYPES.some((type) => typeof handlers[type] === 'function')) {
+    throw new UsageError(
+      `--handlers ${file}: handles no event type: export at least one of ${EVENT_TYPES.join(', ')}`,
+    );
+  }
+  return handlers;
+}
+
+/**
+ * A module is a regular file. A named pipe would hold the start in open() for good, beyond any signal
+ * (the import's read runs on a thread that exit waits for); a device (/dev/null) is no module either. A
+ * path that is not there is left to the import, which says so.
+ */
+function checkModuleFile(file: string): void {
+  const stats = statSync(resolve(file), { throwIfNoEntry: false });
+  if (stats !== undefined && !stats.isFile()) {
+    throw new UsageError(`--handlers: ${file} is not a regular file: a module is loaded from a file`);
+  }
+}
