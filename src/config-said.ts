@@ -9,17 +9,24 @@ export const flagName = (row: OptionRow): string => (row.flag ?? '').split(' ')[
 
 /**
  * A library check's message about `options.NAME`, said of the flags that set each option it names
- * ("--metrics-path must differ from --path"); undefined if it does not start with one a flag sets.
+ * ("--metrics-path must differ from --path"), and of what the others are to an operator ("the health
+ * check path"); undefined if no option it names is set by a flag.
  */
 export function ofTheFlag(message: string): string | undefined {
-  const flagOf = (name: string) => (OPTIONS as Readonly<Record<string, OptionRow>>)[name];
-  const first = /^options\.([\w.]+)/.exec(message)?.[1];
-  if (first === undefined || flagOf(first)?.flag === undefined) return undefined;
+  const flagOf = (name: string) => (OPTIONS as Readonly<Record<string, OptionRow>>)[name]?.flag;
+  const named = [...message.matchAll(/options\.([\w.]+)/g)].map((match) => match[1] as string);
+  if (!named.some((name) => flagOf(name) !== undefined)) return undefined;
   return message.replace(/options\.([\w.]+)/g, (said, name: string) => {
-    const row = flagOf(name);
-    return row?.flag === undefined ? said : `--${flagName(row)}`;
+    const row = (OPTIONS as Readonly<Record<string, OptionRow>>)[name];
+    return row?.flag !== undefined ? `--${flagName(row)}` : (UNFLAGGED[name] ?? said);
   });
 }
+
+// What the options no flag sets are, to someone who runs the process.
+const UNFLAGGED: Readonly<Record<string, string>> = {
+  healthPath: 'the health check path',
+  livePath: 'the liveness check path',
+};
 
 /**
  * `message` with every flag it names that was not given, but whose variable was set, said as that

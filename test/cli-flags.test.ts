@@ -372,6 +372,13 @@ describe('flags and variables that say one thing', () => {
       [[], { SEGMENT_ENDPOINT_PATH: 'nopath' }, /^SEGMENT_ENDPOINT_PATH must be a path starting with "\/"/],
       [['--metrics-path', '/'], {}, /^--metrics-path must differ from --path \(\/\)$/],
       [[], { SEGMENT_ENDPOINT_METRICS_PATH: '/' }, /^SEGMENT_ENDPOINT_METRICS_PATH must differ from --path/],
+      // The health check's path has no flag: said as what it is, not as options.healthPath.
+      [['--path', '/health'], {}, /^the health check path must differ from --path \(\/health\)$/],
+      [
+        [],
+        { SEGMENT_ENDPOINT_PATH: '/health' },
+        /^the health check path must differ from SEGMENT_ENDPOINT_PATH/,
+      ],
       [
         ['--signature-secret-file', secret],
         { SEGMENT_ENDPOINT_SIGNATURE_SECRET: 's' },
