@@ -29,9 +29,15 @@ export function apiKeys(
   ] as const) {
     // Not taken as unset: a deployment that lost its keys' value would answer every customer 401.
     if (value === '') throw new UsageError(`${name} is set but empty: give it a value, or unset it`);
-    for (const key of (value ?? '').split(',')) {
-      if (key.trim() !== '') given.push([checked(key.trim(), name), name]);
+    if (value === undefined) continue;
+    const keys = value
+      .split(',')
+      .map((key) => key.trim())
+      .filter((key) => key !== '');
+    if (keys.length === 0) {
+      throw new UsageError(`${name} holds no key (only spaces and commas): give it a value, or unset it`);
     }
+    for (const key of keys) given.push([checked(key, name), name]);
   }
   // A key given twice over would be decided by one of its lines only: the other's types, secret or rate
   // silently lost. The same line twice (both variables set during a migration) says nothing new. Named

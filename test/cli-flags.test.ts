@@ -74,6 +74,17 @@ describe('the segment-endpoint command', () => {
         { SEGMENT_API_KEYS: '' },
         /SEGMENT_API_KEYS is set but empty/,
       ],
+      // Spaces and commas are a lost value too, not "unset" (beside another key, it started silently).
+      [
+        ['--http', '--api-key', 'k', '--port', '0'],
+        { SEGMENT_ENDPOINT_API_KEYS: ' , ' },
+        /^segment-endpoint: SEGMENT_ENDPOINT_API_KEYS holds no key \(only spaces and commas\)/,
+      ],
+      [
+        ['--http', '--port', '0'],
+        { SEGMENT_API_KEYS: ' ' },
+        /^segment-endpoint: SEGMENT_API_KEYS holds no key/,
+      ],
     ];
     for (const [args, env, message] of cases) {
       const res = await runCli(args, env);

@@ -236,7 +236,10 @@ describe('secrets kept off the command line', () => {
     assert.deepEqual(keys({ SEGMENT_ENDPOINT_API_KEYS: 'a, b,' }), ['a', 'b']);
     assert.deepEqual(keys({ SEGMENT_API_KEYS: 'c' }), ['c']);
     assert.deepEqual(keys({ SEGMENT_ENDPOINT_API_KEYS: 'a', SEGMENT_API_KEYS: 'c' }), ['a', 'c']);
-    assert.throws(() => parseConfig(['--http'], { SEGMENT_ENDPOINT_API_KEYS: ' , ' }), /no API key/);
+    assert.throws(
+      () => parseConfig(['--http'], { SEGMENT_ENDPOINT_API_KEYS: ' , ' }),
+      /SEGMENT_ENDPOINT_API_KEYS holds no key/,
+    );
   });
 
   test('the usage text names the file and environment variable of each secret', async () => {
