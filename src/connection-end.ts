@@ -26,8 +26,12 @@ const closing = new WeakSet<object>();
 
 /** Notes the connection of `res` if the answer just written on it ends it (Node's `_last`). */
 export function noteEnd(res: ServerResponse): void {
-  if ((res as ServerResponse & { _last?: boolean })._last !== true) return;
-  const socket: unknown = (res.req as IncomingMessage | undefined)?.socket;
+  if ((res as ServerResponse & { _last?: boolean })._last === true) endsItsConnection(res.req);
+}
+
+/** Notes that the answer to `req` ends its connection (none to note for a fetch handler's Request). */
+export function endsItsConnection(req: IncomingMessage | undefined): void {
+  const socket: unknown = req?.socket;
   if (typeof socket === 'object' && socket !== null) closing.add(socket);
 }
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
-import { behindClosingAnswer } from './connection-end.ts';
+import { behindClosingAnswer, endsItsConnection } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -76,6 +76,13 @@ class FrontDoor {
     // Read behind an answer that ends its connection: Node would write no answer of it, so nothing of it
     // is taken (its sender, unanswered, sends it again).
     if (behindClosingAnswer(req)) return;
+    // HTTP/1.0 has no chunked coding: a message that says Transfer-Encoding is answered, then its
+    // connection closed (RFC 9112 §6.1).
+    if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined)
+      res.shouldKeepAlive = false;
+    // Its answer ends the connection (so decided above, or by Node: the client's `Connection: close`):
+    // nothing read behind it is taken, as it is written first and at the end of a turn.
+    if (res.shouldKeepAlive === false) endsItsConnection(req);
     const url = req.url ?? '/';
     const path = url === this.path ? url : targetPath(url);
     const route = path === this.path ? EVENT_ROUTE : routeAt(this.#routes, path);

@@ -99,6 +99,32 @@ describe('the request line and headers', () => {
     assert.match(parseRaw(answer).headers, /connection: close/i);
   });
 
+  test('an HTTP/1.0 request with Transfer-Encoding is answered, then the connection closed (RFC 9112 §6.1)', async () => {
+    // Its framing cannot be trusted: what follows it on the connection is not read, nor its event taken.
+    const first = trackEvent();
+    const body = JSON.stringify(first);
+    const chunked =
+      `POST / HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\nAuthorization: ${basic(API_KEY)}\r\n` +
+      `Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n` +
+      `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+    const behind = trackEvent();
+    const answer = await rawTls(port, cert, chunked + eventRequest(JSON.stringify(behind)));
+    assert.deepEqual(statusLines(answer), ['200'], answer);
+    assert.match(parseRaw(answer).headers, /connection: close/i);
+    assert.ok(handled.includes(first.messageId));
+    assert.ok(!handled.includes(behind.messageId), 'the request behind it was not taken');
+  });
+
+  test('a request that asks to close the connection: nothing read behind it is taken', async () => {
+    const first = trackEvent();
+    const behind = trackEvent();
+    const closing = eventRequest(JSON.stringify(first), 'Connection: close\r\n');
+    const answer = await rawTls(port, cert, closing + eventRequest(JSON.stringify(behind)));
+    assert.deepEqual(statusLines(answer), ['200'], answer);
+    assert.ok(handled.includes(first.messageId));
+    assert.ok(!handled.includes(behind.messageId), 'the request behind it was not taken');
+  });
+
   test('more than 100 headers is a 431, whichever of them Node would have dropped; 100 pass', async () => {
     // Content-Length last, past the 100th: dropped from the request as Node hands it over, it would read
     // as a request without a length (411), while Node framed the body by it.
