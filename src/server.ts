@@ -6,12 +6,13 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { setTimeout as delay } from 'node:timers/promises';
 import { createSecureContext } from 'node:tls';
-import { answerClientError, ConnectionSlots, refuseTunnel } from './connections.ts';
+import { answerClientError, refuseTunnel } from './client-errors.ts';
+import { ConnectionSlots } from './connections.ts';
 import { createHandler, type EndpointHandler, MAX_HEADERS } from './handler.ts';
 import { integer, OPTIONS } from './option-table.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
+import { gracefulClose } from './shutdown.ts';
 
 /** Options of `createServer`: the pipeline's, plus the socket's. */
 export interface ServerOptions extends HandlerOptions {
@@ -46,7 +47,6 @@ export interface ServerOptions extends HandlerOptions {
   maxHeaderBytes?: number;
 }
 
-const LINGER_MS = 1_000; // 1 s, fixed by design: on close, for requests half sent when draining began
 const ALPN = ['http/1.1', 'http/1.0']; // else a client offering http/1.0 alone: no_application_protocol
 
 export interface EndpointServer {
@@ -207,44 +207,4 @@ function nodeServer(
     });
   }
   return server;
-}
-
-/**
- * Graceful close: new events get 503, running requests finish and their answers are flushed (up to
- * `shutdownTimeoutMs`), then the server stops and its connections close.
- */
-async function gracefulClose(
-  server: Server,
-  handler: EndpointHandler,
-  slots: ConnectionSlots,
-  shutdownTimeoutMs: number,
-): Promise<void> {
-  handler.drain();
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, shutdownTimeoutMs);
-  });
-  try {
-    // Events in flight finish; meanwhile newcomers, on new connections too, are answered 503 (and
-    // health says draining), which is what a load balancer in front needs to see. Nothing is closed
-    // before every answer begun is flushed: Node closes the connections it counts idle (close() does
-    // too), and counts one idle once its answer is ended, before its bytes are flushed (over TLS, a
-    // turn of the loop later). Until then a keep-alive connection that brings a request hears 503 and
-    // `Connection: close`.
-    await Promise.race([handler.idle(), deadline]);
-    await Promise.race([slots.settled(), deadline]);
-    const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-    // Every answer already begun is flushed. A connection still open has no complete request on it:
-    // it is idle, or its request is half sent. The half sent get a moment to finish and hear 503;
-    // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:
-    // never acknowledged, Segment retries them.)
-    server.closeIdleConnections();
-    await Promise.race([stopped, deadline, delay(LINGER_MS, undefined, { ref: false })]);
-    server.closeAllConnections();
-    // Node's HTTP layer knows a TLS connection once its handshake is done: the others would hold `stopped`.
-    slots.closeAll();
-    await stopped;
-  } finally {
-    clearTimeout(timer);
-  }
 }

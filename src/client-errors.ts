@@ -1,0 +1,94 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { lastOnConnection } from './connection-end.ts';
+import type { ErrorCode } from './errors.ts';
+import { rawRefusal } from './respond.ts';
+
+// The refusals Node's parser makes on a connection before a request exists (the server's 'clientError'
+// and 'connect'), answered in JSON like every other refusal.
+
+/**
+ * Node's parser refused what came on a connection (malformed HTTP, a version other than HTTP/1.x, headers
+ * too large or too slow). Answer in JSON like every other refusal, then close: the stream cannot be
+ * trusted. Requests pipelined before the bad one are answered first, in order (RFC 9112 §9.3.2): the
+ * refusal waits for the responses in progress on the connection.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  // HPE_PAUSED: the client pipelined past what Node holds for it (the answers queued behind a pending
+  // one), Node paused its parser, and the bytes that came meanwhile were dropped unread. Nothing the
+  // client sent is malformed, and what follows would be read from the middle of a request: the
+  // connection ends here. Its requests not answered yet are retried by the sender (those already taken
+  // are then answered as duplicates).
+  // Anything but a refusal of Node's HTTP parser (a TLS handshake failed or past its deadline, a socket
+  // error) came before HTTP or without it: nobody on the connection reads an HTTP answer, and one written
+  // into a TLS connection without a handshake is never flushed, which would keep it open for good.
+  if (!isHttpRefusal(err) || err.code === 'HPE_PAUSED' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  // The parser repeats its error for every later chunk: one refusal per connection.
+  if (refusing.has(socket)) return;
+  refusing.add(socket);
+  refuseAfterPending(socket, clientErrorCode(err));
+}
+
+const refusing = new WeakSet<Duplex>();
+
+/** An HTTP refusal: llhttp's (HPE_*), or Node's for headers or a request that came too late. */
+const isHttpRefusal = (err: NodeJS.ErrnoException) =>
+  err.code !== undefined && (err.code.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT');
+
+/**
+ * CONNECT asks for a tunnel, and Node hands it over apart from the other methods (unlistened, the socket
+ * is destroyed unanswered): refused as every method but POST is, and the connection closed.
+ */
+export function refuseTunnel(_req: IncomingMessage, socket: Duplex): void {
+  socket.end(rawRefusal('SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n'));
+}
+
+type ParseError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number };
+
+function clientErrorCode(err: ParseError): ErrorCode {
+  if (err.code === 'HPE_HEADER_OVERFLOW') return 'SEG_HEADERS_TOO_LARGE';
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'SEG_REQUEST_TIMEOUT';
+  // A well-formed version that llhttp does not take (HTTP/3.0, HTTP/1.2; it passes HTTP/0.9 and HTTP/2.0
+  // on, and the handler answers those). Its other version errors ("Expected dot", "Invalid minor
+  // version") are a garbled request line: a 400. llhttp says "Invalid HTTP version" as soon as it has read
+  // DIGIT.DIGIT, before the byte after it, which `bytesParsed` points at: a line break there (or the end
+  // of what has come so far) is a well-formed line, anything else (`HTTP/1.31`) a garbled one.
+  if (err.code === 'HPE_INVALID_VERSION' && err.reason === 'Invalid HTTP version') {
+    const next = err.rawPacket?.[err.bytesParsed ?? 0];
+    if (next === undefined || next === 0x0d || next === 0x0a) return 'SEG_HTTP_VERSION';
+  }
+  return 'SEG_BAD_REQUEST';
+}
+
+function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
+  if (socket.destroyed || !socket.writable) return;
+  // The response now writing to the socket; later pipelined ones queue behind it (lib/_http_server.js).
+  const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (current === undefined || current === null || current.destroyed) {
+    // No answer being written. Unless the request whose body the parser refused was answered already
+    // (its answer flushed, then the bad bytes came), this refusal is the malformed request's answer.
+    const parser = (socket as Duplex & { parser?: { incoming?: IncomingMessage | null } | null }).parser;
+    if (parser?.incoming?.complete === false) socket.end();
+    else socket.end(rawRefusal(code));
+  } else if (!current.req.complete) {
+    // The request whose body the parser refused. Answered already (refused on its headers, or /health):
+    // a second answer would follow the first, so the connection just ends after it.
+    if (current.headersSent) current.once('close', () => socket.writable && socket.end());
+    else socket.end(rawRefusal(code));
+  } else if (!current.shouldKeepAlive) {
+    // The answer closes the connection (an HTTP/1.0 request without keep-alive): nothing follows it.
+  } else if (lastOnConnection(current.req)) {
+    // The last answer before the refusal, which follows it at once: before Node's own 'finish' listener
+    // may end the connection after it (a sender that half-closed its side: resOnFinish, `_last`).
+    current.prependOnceListener('finish', () => socket.writable && socket.end(rawRefusal(code)));
+  } else {
+    // Rare (bad requests behind several good ones): a closure here costs nothing on the hot path. After
+    // Node's own 'finish' listener, which runs first, the connection is the next pipelined response's.
+    // Not its 'close', a tick later: the answers behind may all be written by then, and the connection
+    // ended after the last.
+    current.once('finish', () => refuseAfterPending(socket, code));
+  }
+}
