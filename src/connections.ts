@@ -10,9 +10,20 @@ import { Chain, type Linked } from './chain.ts';
  * Who holds the `maxConnections` slots. A connection is busy while a request on it is in progress, and
  * idle otherwise: just accepted, in its TLS handshake, half way through its request's headers, or
  * between keep-alive requests. At the cap a newcomer takes the slot of the longest idle connection,
- * which is closed; only when every connection is busy is the newcomer closed instead. So connections
- * that hold a slot without using it (idle keep-alive, slow headers) cannot lock clients out, and memory
- * stays bounded by the cap either way.
+ * which is closed; failing one, the slot of the longest stalled (below); only when every connection is
+ * busy and moving is the newcomer closed instead. So connections that hold a slot without using it (idle
+ * keep-alive, slow headers, answers never read) cannot lock clients out, and memory stays bounded by the
+ * cap either way.
+ *
+ * A busy connection is stalled when its answers have bytes waiting to be written and none has been
+ * flushed since the sweep before: its client does not read them. Node's timeouts cover a request that
+ * comes too slowly, not answers that are never taken (requests pipelined by a client that never reads
+ * would hold their connection for good), so a connection whose answers flush nothing for `stallMs` is
+ * closed. Until then it holds what Node read before it stopped: Node stops reading once the answers
+ * queued pass its high-water mark, but only after the read it is parsing (up to 64 KiB of requests, each
+ * with its answer: ~0.85 MB of heap for pipelined /health requests; less over TLS, read by 16 KiB). One
+ * interval timer sweeps the connections, none is set per request, and nothing is added to the hot path
+ * but a flag read when a connection's last answer is done.
  *
  * Node's own `server.maxConnections` refuses the newcomer whatever the others are doing. Here each
  * connection has a record, found by its socket, and the idle ones are linked in the order they became
@@ -31,14 +42,26 @@ export class ConnectionSlots {
   readonly #slots = new Map<Socket, Slot>();
   /** The idle connections, longest idle first. */
   readonly #idle = new Chain<Slot>();
+  /** The stalled connections, in the order they were found so: a busy connection is in neither list. */
+  readonly #stalled = new Chain<Slot>();
+  readonly #stallMs: number;
+  readonly #sweepMs: number;
+  #sweeper: NodeJS.Timeout | undefined;
   /** Answers begun and not yet flushed or abandoned, on every connection. */
   #answering = 0;
+  /** Answers counted done with when their connection closed, whose 'close' may come after all. */
+  readonly #abandoned = new WeakSet<ServerResponse>();
   #waiters: Array<() => void> = [];
   /** A response's 'close' listener (`this` is the response): one function for all. */
   readonly #closed: (this: ServerResponse) => void;
 
-  constructor(max: number) {
+  /** `stallMs`: how long answers may flush nothing before their connection is closed. */
+  constructor(max: number, stallMs: number) {
     this.#max = max;
+    this.#stallMs = stallMs;
+    // Every second, as Node checks its header and request timeouts (connectionsCheckingInterval), or
+    // more often for a shorter stall time: a connection is closed at most two sweeps past it.
+    this.#sweepMs = Math.min(1_000, Math.max(10, Math.ceil(stallMs / 4)));
     const slots = this;
     this.#closed = function closed(this: ServerResponse) {
       slots.#finished(this);
@@ -53,20 +76,30 @@ export class ConnectionSlots {
   /** On the server's 'connection' event: the TCP connection, before any TLS handshake. */
   admit(socket: Socket): void {
     if (this.#slots.size >= this.#max) {
-      const longestIdle = this.#idle.head;
-      if (longestIdle === undefined) {
+      const unused = this.#idle.head ?? this.#stalled.head;
+      if (unused === undefined) {
         socket.destroy();
         return;
       }
       // Its slot is free from now on (its 'close', later, finds no record).
-      this.#slots.delete(longestIdle.socket);
-      this.#idle.remove(longestIdle);
-      longestIdle.socket.destroy();
+      this.#release(unused);
+      unused.socket.destroy();
     }
-    const slot: Slot = { socket, answering: [], prev: undefined, next: undefined };
+    const slot: Slot = {
+      socket,
+      answering: [],
+      prev: undefined,
+      next: undefined,
+      stalled: false,
+      head: undefined,
+      flushed: 0,
+      movedAt: 0,
+    };
     this.#slots.set(socket, slot);
     this.#idle.push(slot);
     socket.once('close', () => this.#gone(socket));
+    // Unreferenced: the connections keep the process up, not their sweeps.
+    this.#sweeper ??= setInterval(sweep, this.#sweepMs, this).unref();
   }
 
   /** A request arrived on `req.socket`; `res` is its answer, done with once it closes. */
@@ -83,6 +116,40 @@ export class ConnectionSlots {
     for (const socket of this.#slots.keys()) socket.destroy();
   }
 
+  /**
+   * Closes the busy connections whose answers have flushed nothing for `stallMs`, and lists as stalled
+   * those that flushed nothing since the last sweep. Called by the interval timer; `now` for tests.
+   */
+  sweep(now = performance.now()): void {
+    if (this.#slots.size === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+      return;
+    }
+    for (const slot of this.#slots.values()) {
+      const head = slot.answering[0]; // the answer being written: Node writes them in turn
+      if (head === undefined) {
+        slot.head = undefined; // idle: Node's timeouts cover it
+        continue;
+      }
+      // The connection as HTTP writes to it (over TLS, the TLS socket: the TCP one never buffers). Its
+      // `bytesWritten` counts the bytes buffered too; a write is flushed once its callback is due.
+      const { writableLength, bytesWritten } = head.req.socket;
+      const flushed = bytesWritten - writableLength;
+      if (writableLength === 0 || head !== slot.head || flushed !== slot.flushed) {
+        slot.head = head;
+        slot.flushed = flushed;
+        slot.movedAt = now;
+        if (slot.stalled) this.#unstall(slot);
+      } else if (now - slot.movedAt >= this.#stallMs) {
+        slot.socket.destroy(); // its 'close' frees the slot
+      } else if (!slot.stalled) {
+        slot.stalled = true;
+        this.#stalled.push(slot);
+      }
+    }
+  }
+
   /** Resolves once every answer begun is flushed or abandoned. */
   settled(): Promise<void> {
     return this.#answering === 0 ? Promise.resolve() : new Promise((resolve) => this.#waiters.push(resolve));
@@ -90,31 +157,51 @@ export class ConnectionSlots {
 
   /** The answer `res` was flushed, or abandoned. */
   #finished(res: ServerResponse): void {
-    this.#done(1);
     const slot = this.#slots.get(tcpSocket(res.req.socket));
-    if (slot === undefined) return; // closed meanwhile
+    if (slot === undefined) {
+      // Its connection closed meanwhile: an answer counted done with then is not counted twice.
+      if (!this.#abandoned.delete(res)) this.#done(1);
+      return;
+    }
+    this.#done(1);
     const { answering } = slot;
     // In order as a rule: Node flushes a connection's answers in the order of its requests.
     const at = answering[0] === res ? 0 : answering.indexOf(res);
     if (at === -1) return;
     if (at === 0) answering.shift();
     else answering.splice(at, 1);
-    if (answering.length === 0) this.#idle.push(slot);
+    if (answering.length === 0) {
+      if (slot.stalled) this.#unstall(slot); // it flushed its last answer: moving again
+      this.#idle.push(slot);
+    }
+  }
+
+  #unstall(slot: Slot): void {
+    slot.stalled = false;
+    this.#stalled.remove(slot);
   }
 
   /**
-   * A connection closed. Its answer being written, if any, still closes; those queued behind it never
-   * will: Node assigns a connection to an answer only once the one before is flushed (`res.socket`).
+   * A connection closed. Its answer being written, if any, still closes; those queued behind it, as a
+   * rule, never will: Node assigns a connection to an answer only once the one before is flushed
+   * (`res.socket`). But a connection destroyed under a write still pending finishes that answer, and
+   * Node then hands the closed connection to each queued one in turn, which closes too.
    */
   #gone(socket: Socket): void {
     const slot = this.#slots.get(socket);
-    if (slot === undefined) return; // its slot was taken by a newcomer
-    this.#slots.delete(socket);
+    if (slot !== undefined) this.#release(slot); // else its slot was taken by a newcomer
+  }
+
+  /** Frees the slot of a connection that closes, or is closed to make room. */
+  #release(slot: Slot): void {
+    this.#slots.delete(slot.socket);
     if (slot.answering.length === 0) {
       this.#idle.remove(slot);
       return;
     }
+    if (slot.stalled) this.#unstall(slot);
     const stranded = slot.answering.filter((res) => res.socket === null && !res.writableFinished);
+    for (const res of stranded) this.#abandoned.add(res);
     slot.answering = [];
     this.#done(stranded.length);
   }
@@ -129,10 +216,22 @@ export class ConnectionSlots {
   }
 }
 
-/** A connection's record: the answers in progress on it, in order, and its place among the idle ones. */
+/**
+ * A connection's record: the answers in progress on it, in order; its place among the idle ones or the
+ * stalled ones; and what the last sweep saw of it.
+ */
 interface Slot extends Linked<Slot> {
   readonly socket: Socket;
   answering: ServerResponse[];
+  stalled: boolean;
+  /** The answer being written at the last sweep, the bytes flushed then, and when they last grew. */
+  head: ServerResponse | undefined;
+  flushed: number;
+  movedAt: number;
+}
+
+function sweep(slots: ConnectionSlots): void {
+  slots.sweep();
 }
 
 /**

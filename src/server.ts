@@ -76,7 +76,9 @@ export interface EndpointServer {
 export function createServer(options: ServerOptions): EndpointServer {
   const handler = createHandler(options);
   const { port, host, maxConnections, shutdownTimeoutMs, common } = socketSettings(options);
-  const slots = new ConnectionSlots(maxConnections);
+  // A client that never reads its answers holds its connection as one that never finishes its request
+  // does: requestTimeoutMs bounds both.
+  const slots = new ConnectionSlots(maxConnections, common.requestTimeout);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
     slots.started(req, res);
     handler(req, res);

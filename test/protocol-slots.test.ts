@@ -1,16 +1,46 @@
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect as connectTcp, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { connect as connectTls } from 'node:tls';
 import { ConnectionSlots } from '../src/connections.ts';
 import { trackEvent } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
+import { waitUntil } from './helpers-wait.ts';
 import { cert, eventRequest, RawConnection, statusLines } from './protocol-harness.ts';
 
 // Who holds a connection slot at maxConnections: an idle keep-alive connection gives its slot to a
-// newcomer, a busy one keeps it.
+// newcomer, a busy one keeps it, unless its answers have stopped flushing (a client that does not read
+// them): that one gives its slot to a newcomer, and is closed after requestTimeoutMs.
+
+const HEALTH = 'GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n';
+
+/** Whether a new connection to `port` (TLS, or TCP when `tcp`) is let in and its /health answered. */
+async function served(port: number, tcp = false): Promise<boolean> {
+  const connection = new RawConnection(port, tcp);
+  try {
+    if (!(await Promise.race([connection.ready.then(() => true), connection.close.then(() => false)]))) {
+      return false;
+    }
+    connection.write(HEALTH);
+    await connection.until(/\{"status":"ok"\}/);
+    return true;
+  } catch {
+    return false; // closed before its answer
+  } finally {
+    connection.destroy();
+  }
+}
+
+/** `socket`, which never reads a byte of what it is sent. */
+function nonReader<S extends Socket>(socket: S): S {
+  socket.pause();
+  socket.on('error', () => {}); // reset by the server: what the tests wait for
+  return socket;
+}
 
 describe('connection slots at maxConnections', () => {
   const MAX = 3;
@@ -18,6 +48,9 @@ describe('connection slots at maxConnections', () => {
   /** A socket as the slots see it: it can be destroyed, and says when it closes. */
   class FakeSocket extends EventEmitter {
     destroyed = false;
+    /** Bytes written to it, and of those the ones not yet flushed. */
+    bytesWritten = 0;
+    writableLength = 0;
     destroy(): this {
       this.destroyed = true;
       setImmediate(() => this.emit('close'));
@@ -36,7 +69,7 @@ describe('connection slots at maxConnections', () => {
   const closed = (socket: FakeSocket) => new Promise((resolve) => socket.once('close', resolve));
 
   test('bookkeeping: the longest idle goes first; pipelined requests keep a connection busy', async () => {
-    const slots = new ConnectionSlots(2);
+    const slots = new ConnectionSlots(2, 30_000);
     const [a, b, c, d, e] = [
       new FakeSocket(),
       new FakeSocket(),
@@ -75,7 +108,7 @@ describe('connection slots at maxConnections', () => {
   });
 
   test('answers queued behind a connection that closes are done with: the shutdown does not wait for them', async () => {
-    const slots = new ConnectionSlots(2);
+    const slots = new ConnectionSlots(2, 30_000);
     const a = new FakeSocket();
     slots.admit(a as unknown as Socket);
     // Three pipelined requests: the first being written, the two behind it never given the connection.
@@ -89,6 +122,64 @@ describe('connection slots at maxConnections', () => {
     assert.equal(settled, false, 'the answer being written has not closed yet');
     head[1].emit('close');
     await settling;
+    assert.equal(slots.size, 0);
+  });
+
+  test('bookkeeping: a busy connection flushing nothing gives its slot to a newcomer', async () => {
+    const slots = new ConnectionSlots(1, 1_000);
+    const [a, b, c] = [new FakeSocket(), new FakeSocket(), new FakeSocket()];
+    const admit = (socket: FakeSocket) => slots.admit(socket as unknown as Socket);
+    admit(a);
+    const [head, queued] = [exchangeOn(a), exchangeOn(a, false)];
+    for (const [req, res] of [head, queued]) slots.started(req, res);
+    const t = Math.floor(performance.now()); // whole: sums of fractions round
+    // A handler still running: nothing waits to be written, however long it takes.
+    slots.sweep(t);
+    slots.sweep(t + 60_000);
+    admit(b);
+    assert.equal(b.destroyed, true, 'every connection busy: the newcomer is refused');
+    // Its answer written and not taken: one sweep later, nothing flushed, it is stalled.
+    a.bytesWritten = a.writableLength = 300;
+    slots.sweep(t + 60_001);
+    admit(c);
+    assert.deepEqual([a.destroyed, c.destroyed], [true, false]);
+    assert.equal(slots.size, 1);
+    // The answer queued behind the stalled one is done with; should Node close it after all (a write cut
+    // short finishes its answer, and Node hands the closed connection on), it is not counted twice.
+    head[1].emit('close');
+    queued[1].emit('close');
+    const [req, res] = exchangeOn(c);
+    slots.started(req, res);
+    let settled = false;
+    const settling = slots.settled().then(() => {
+      settled = true;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled, false, "the newcomer's answer is still being written");
+    res.emit('close');
+    await settling;
+    c.destroy();
+    await closed(c);
+  });
+
+  test('bookkeeping: answers that flush nothing for the stall time close their connection', async () => {
+    const STALL_MS = 1_000;
+    const slots = new ConnectionSlots(2, STALL_MS);
+    const a = new FakeSocket();
+    slots.admit(a as unknown as Socket);
+    const [req, res] = exchangeOn(a);
+    slots.started(req, res);
+    a.bytesWritten = a.writableLength = 300;
+    const t = Math.floor(performance.now()); // whole: sums of fractions round
+    slots.sweep(t);
+    a.bytesWritten = 400; // 100 more written, and 200 flushed: progress
+    a.writableLength = 200;
+    slots.sweep(t + 900);
+    slots.sweep(t + 900 + STALL_MS - 1);
+    assert.equal(a.destroyed, false, 'flushing nothing for less than the stall time');
+    slots.sweep(t + 900 + STALL_MS);
+    assert.equal(a.destroyed, true);
+    await closed(a);
     assert.equal(slots.size, 0);
   });
 
@@ -162,6 +253,80 @@ describe('connection slots at maxConnections', () => {
       release();
       for (const connection of busy) connection.destroy();
       newcomer?.destroy();
+      await endpoint.close();
+    }
+  });
+
+  test('a client pipelining without reading is closed after requestTimeoutMs; others get in', async () => {
+    const STALL_MS = 1_000;
+    const { endpoint, port } = await listenTls({
+      http: true,
+      maxConnections: 1,
+      headersTimeoutMs: STALL_MS,
+      requestTimeoutMs: STALL_MS,
+      handlers: { track: () => {} },
+    });
+    const accepted: Socket[] = [];
+    endpoint.server.on('connection', (socket: Socket) => accepted.push(socket));
+    const hog = nonReader(connectTcp(port, '127.0.0.1'));
+    try {
+      await once(hog, 'connect');
+      const sent = performance.now();
+      hog.write(HEALTH.repeat(150_000)); // 5 MB: more answers than the buffers in between hold
+      const held = accepted[0] as Socket;
+      await waitUntil(
+        () => held.writableLength > 0,
+        () => 'answers waiting to be written',
+      );
+      await waitUntil(
+        () => held.closed,
+        () => `the server to close the connection whose answers stalled ${STALL_MS} ms ago`,
+        STALL_MS + 4_000,
+      );
+      const after = performance.now() - sent;
+      assert.ok(after >= STALL_MS, `closed ${after} ms after its requests, within the stall time`);
+      assert.equal(await served(port, true), true, 'a newcomer is served');
+    } finally {
+      hog.destroy();
+      await endpoint.close();
+    }
+  });
+
+  test('at the cap, a newcomer takes the slot of a TLS connection whose answers stalled', async () => {
+    // requestTimeoutMs at its default (30 s): the newcomer does not wait for it.
+    const { endpoint, port } = await listenTls({
+      maxConnections: 1,
+      shutdownTimeoutMs: 5_000,
+      metricsPath: '/metrics',
+      handlers: { track: () => {} },
+    });
+    const hog = nonReader(connectTls({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }));
+    // One request at a time, the next once the server has read the last (a TLS client that pipelines
+    // past what Node holds for it is closed by Node itself, HPE_PAUSED): /metrics, ~3 KB answers.
+    const next = () => hog.writable && hog.write('GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    let held: Socket | undefined; // the connection as HTTP sees it: the TLS socket
+    endpoint.server.on('request', (req: IncomingMessage) => {
+      held ??= req.socket;
+      if (req.socket === held) setImmediate(next);
+    });
+    try {
+      await once(hog, 'secureConnect');
+      next();
+      await waitUntil(
+        () => held !== undefined && held.writableLength > 0,
+        () => 'answers waiting to be written',
+      );
+      const stalled = performance.now();
+      while (!(await served(port))) {
+        assert.ok(performance.now() - stalled < 5_000, 'a newcomer let in within 5 s of the stall');
+        await delay(100);
+      }
+      assert.equal(held?.destroyed, true, 'the stalled connection was closed to make room');
+      const closing = performance.now();
+      await endpoint.close();
+      assert.ok(performance.now() - closing < 4_000, 'its answers do not hold up the shutdown');
+    } finally {
+      hog.destroy();
       await endpoint.close();
     }
   });
