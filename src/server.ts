@@ -34,13 +34,17 @@ export interface ServerOptions extends HandlerOptions {
    * `requestTimeoutMs`. @default 10000 (10 s)
    */
   headersTimeoutMs?: number;
-  /** The whole request must arrive within this. @default 30000 (30 s) */
+  /**
+   * The whole request must arrive within this; a connection whose answers flush nothing for as long (its
+   * client does not read them) is closed. @default 30000 (30 s)
+   */
   requestTimeoutMs?: number;
   /** On close, requests still running after this are cut off. @default 10000 (10 s) */
   shutdownTimeoutMs?: number;
   /**
    * Open connections at most. At the cap, a new connection takes the slot of the longest idle one (no
-   * request in progress), which is closed; when every one is busy, the new one is closed. @default 2048
+   * request in progress), or failing one, of one whose answers have stopped flushing, which is closed;
+   * when every one is busy, the new one is closed. @default 2048
    */
   maxConnections?: number;
   /** The request line and headers together, at most (431 past it). @default 16384 (16 KiB) */
