@@ -102,11 +102,23 @@ class BodyRead extends Deadline {
   decode(decoder: Transform): void {
     this.decoder = decoder;
     decoder.on('data', (chunk: Buffer) => this.add(chunk));
-    decoder.on('end', () => this.finish(undefined));
+    decoder.on('end', () => this.finish(this.leftOver(decoder)));
     decoder.on('error', () => {
       const coding = this.req.headers['content-encoding'];
       this.finish(new EndpointError('SEG_BAD_ENCODING', `Request body is not valid ${coding} data`));
     });
+  }
+
+  /**
+   * Bytes sent after the compressed data: Node's inflate stops at the end of the deflate data and leaves
+   * what follows unread (gunzip reads on, as the next member, and fails). `bytesWritten`: what the
+   * decoder took in.
+   */
+  leftOver(decoder: Transform): EndpointError | undefined {
+    const rest = this.received - (decoder as Transform & { bytesWritten: number }).bytesWritten;
+    if (rest <= 0) return undefined;
+    const coding = this.req.headers['content-encoding'];
+    return new EndpointError('SEG_BAD_ENCODING', `Request body holds ${rest} bytes after its ${coding} data`);
   }
 
   data(chunk: Buffer): void {

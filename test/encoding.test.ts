@@ -34,6 +34,27 @@ describe('Content-Encoding', () => {
     }
   });
 
+  test('bytes after the compressed data are a 400, for deflate as for gzip', async () => {
+    // Node's inflate stops at the end of the deflate data and drops what follows unread; gunzip reads on
+    // (the next member) and fails. The body is not what its Content-Encoding says either way.
+    const trailing = Buffer.from('{"type":"track","event":"smuggled","userId":"x"}');
+    for (const [coding, encode] of [
+      ['deflate', deflateSync],
+      ['gzip', gzipSync],
+    ] as const) {
+      seen.length = 0;
+      const body = Buffer.concat([encode(JSON.stringify(trackEvent())), trailing]);
+      const res = await inject(handler(), encoded(coding, body));
+      assert.equal(res.status, 400, `${coding}: ${res.body}`);
+      assert.equal(res.json().code, 'SEG_BAD_ENCODING', coding);
+      assert.deepEqual(seen, [], coding);
+    }
+    // Two gzip members are one body (RFC 1952 §2.2): still read whole.
+    const text = JSON.stringify(trackEvent());
+    const members = Buffer.concat([gzipSync(text.slice(0, 20)), gzipSync(text.slice(20))]);
+    assert.equal((await inject(handler(), encoded('gzip', members))).status, 200);
+  });
+
   test('identity, or no header, is the body as is', async () => {
     const res = await inject(handler(), encoded('identity', Buffer.from(JSON.stringify(trackEvent()))));
     assert.equal(res.status, 200);
