@@ -19,7 +19,8 @@ export function usage(): string {
 Receives Segment events over HTTPS and, unless --handlers is given, stores each accepted event
 durably: in an NDJSON file per day under --out, or in PostgreSQL with --postgres.
 
-Options (each also read from the environment variable shown; a flag wins over its variable):
+Options (each also read from the environment variable shown; a flag wins over its variable, but keys
+from --api-key and SEGMENT_ENDPOINT_API_KEYS are all accepted):
 ${FLAG_ROWS.map(([, row]) => usageEntry(row)).join('\n')}
 
 At least one API key is required. Flags are visible to every user of the host (ps): give secrets
