@@ -7,6 +7,7 @@ import { type CliConfig, NAME, parseConfig, UsageError, usage } from './config.t
 import { type ReadFile, readInput } from './config-keys.ts';
 import { ofTheFlag } from './config-said.ts';
 import { jsonLogger, type Logger, withFields } from './log.ts';
+import { logProcessEvents } from './process-events.ts';
 import type { Running } from './start.ts';
 
 // Only what runs before the signal listeners are in place is imported statically: the server, the store
@@ -58,7 +59,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     return 0;
   }
   let log = jsonLogger(config.logLevel);
-  exitOnUncaught(() => log);
+  logProcessEvents(() => log);
   // Said once: by the single process, or by the primary of --workers.
   if (env[WORKER_VARIABLE] === undefined) for (const said of config.unused) log.warn({}, config.said(said));
   let link: WorkerLink | undefined;
@@ -152,21 +153,6 @@ function listenForSignals(env: NodeJS.ProcessEnv): Signals {
 function listenForStop(signals: Signals): void {
   process.on('SIGTERM', (signal) => signals.onSignal(signal));
   process.on('SIGINT', (signal) => signals.onSignal(signal));
-}
-
-/**
- * An exception nothing caught (a partner's handler throwing from a timer) or a promise rejected with
- * nobody to hear it: logged (by the logger as it is then: a worker's names it), then the process exits 1.
- * What state it left behind cannot be known; a process manager restarts one that exits non-zero. Events
- * answered were processed to the end; those in flight were never acknowledged, so Segment retries them.
- */
-function exitOnUncaught(log: () => Logger): void {
-  const fatal = (msg: string) => (err: unknown) => {
-    log().error({ err, exitCode: 1 }, msg);
-    process.exit(1);
-  };
-  process.on('uncaughtException', fatal('uncaught exception'));
-  process.on('unhandledRejection', fatal('unhandled rejection'));
 }
 
 /**

@@ -149,6 +149,32 @@ describe('the segment-endpoint command', () => {
     assert.equal(await run.exit, 0);
   });
 
+  test("a process warning (a dependency's, a handlers module's) is a JSON log line, not plain text among them", async () => {
+    // pg warns so about `sslmode=require` in a --postgres URL: Node's own printer put lines starting
+    // "(node:PID) Warning:" between the JSON ones, which a log shipper parsing JSON drops or garbles.
+    const handlers = join(dir, 'warns.mjs');
+    writeFileSync(
+      handlers,
+      "process.emitWarning('this module warns', { code: 'SE_TEST' });\nexport default { track() {} };\n",
+    );
+    const run = await startCli([...httpFlags('k1'), '--handlers', handlers]);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+    const lines = run
+      .stderr()
+      .split('\n')
+      .filter((line) => line !== '');
+    assert.deepEqual(
+      lines.filter((line) => !line.startsWith('{')),
+      [],
+      'every line is JSON',
+    );
+    const warned = lines.map((line) => JSON.parse(line)).find((line) => line.msg === 'this module warns');
+    assert.ok(warned !== undefined, run.stderr());
+    assert.equal(warned.level, 40);
+    assert.equal(warned.code, 'SE_TEST');
+  });
+
   // What state an exception nothing caught leaves behind cannot be known: the process logs it and exits
   // non-zero, for the process manager to restart it.
   // The timeout only bounds a failure: a process that keeps serving would never exit.
