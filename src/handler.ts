@@ -77,9 +77,10 @@ class FrontDoor {
     // is taken (its sender, unanswered, sends it again).
     if (behindClosingAnswer(req)) return;
     // HTTP/1.0 has no chunked coding: a message that says Transfer-Encoding is answered, then its
-    // connection closed (RFC 9112 §6.1).
-    if (req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined)
-      res.shouldKeepAlive = false;
+    // connection closed (RFC 9112 §6.1). So is one asking for an Upgrade, served as any request: Node's
+    // parser stops at its end and drops the rest of that read (what was pipelined behind it).
+    const te = req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined;
+    if (te || req.headers.upgrade !== undefined) res.shouldKeepAlive = false;
     // Its answer ends the connection (so decided above, or by Node: the client's `Connection: close`):
     // nothing read behind it is taken, as it is written first and at the end of a turn.
     if (res.shouldKeepAlive === false) endsItsConnection(req);
