@@ -200,24 +200,29 @@ function convert(row: OptionRow, value: string | boolean | undefined): string | 
   const flag = `--${flagName(row)}`;
   if (row.cli === 'integer') {
     if (!/^\d+$/.test(value)) throw new UsageError(`${flag} must be a whole number, not "${value}"`);
-    return within(row, flag, Number(value), 1, '');
+    return within(row, flag, Number(value), 1, '', value);
   }
   if (row.cli === 'seconds') {
     if (!/^\d+(?:\.\d+)?$/.test(value)) {
       throw new UsageError(`${flag} must be a number of seconds, not "${value}"`);
     }
-    return within(row, flag, Math.round(Number(value) * 1000), 1000, ' seconds');
+    return within(row, flag, Math.round(Number(value) * 1000), 1000, ' seconds', value);
   }
   return value;
 }
 
-/** A number held to its row's bounds here, in the flag's own unit (`scale` to it), not the library's. */
-function within(row: OptionRow, flag: string, value: number, scale: number, unit: string): number {
+/** A number held to its row's bounds, in the flag's own unit (`scale` to it); a refusal quotes the text. */
+function within(
+  row: OptionRow,
+  flag: string,
+  value: number,
+  scale: number,
+  unit: string,
+  text: string,
+): number {
   const { min = -Infinity, max = Infinity } = row;
   if (value < min || value > max) {
-    throw new UsageError(
-      `${flag} must be from ${min / scale} to ${max / scale}${unit}, not ${value / scale}`,
-    );
+    throw new UsageError(`${flag} must be from ${min / scale} to ${max / scale}${unit}, not ${text}`);
   }
   return value;
 }

@@ -340,7 +340,16 @@ describe('flags and variables that say one thing', () => {
       ['--shutdown-timeout', '99999999'],
       /^--shutdown-timeout must be from 0 to [\d.]+ seconds, not 99999999$/,
     );
-    refused(['--idempotency-ttl', '0.0001'], /^--idempotency-ttl must be from 0.001 to .* seconds, not 0$/);
+    refused(
+      ['--idempotency-ttl', '0.0001'],
+      /^--idempotency-ttl must be from 0.001 to .* seconds, not 0.0001$/,
+    );
+    // Past a double's precision, or its range: the value as written, not as read.
+    refused(['--port', '9007199254740993'], /^--port must be from 0 to 65535, not 9007199254740993$/);
+    refused(
+      ['--shutdown-timeout', '9'.repeat(400)],
+      new RegExp(`^--shutdown-timeout must be .* seconds, not ${'9'.repeat(400)}$`),
+    );
   });
 
   test("the library's own checks of an option are said of its flag, with the hint", async () => {
