@@ -61,7 +61,7 @@ class Primary {
     this.#config = config;
     this.#log = log;
     this.#files = new ConfigurationFiles(files, config.tlsFiles);
-    this.#watchdog = new Watchdog(this.#slots, log);
+    this.#watchdog = new Watchdog(this.#slots, log, () => this.#startLine.print());
     this.#env = port === undefined ? {} : { [PORT_VARIABLE]: String(port) };
   }
 
@@ -90,8 +90,8 @@ class Primary {
     slot.restart = undefined;
     const worker = cluster.fork({ ...this.#env, [WORKER_VARIABLE]: String(slot.number) });
     const now = Date.now();
-    // Watched from now (Watchdog): a worker held before it listens is killed too.
-    Object.assign(slot, { worker, startedAt: now, listening: false, answeredAt: now });
+    // Watched from now (Watchdog): a worker held before it listens is said, and not waited for.
+    Object.assign(slot, { worker, startedAt: now, listening: false, answeredAt: now, heldAtStart: false });
     worker.on('message', (message: unknown) => {
       if (!isOurs<ToPrimary>(message)) return;
       try {
@@ -134,7 +134,7 @@ class Primary {
         slot.last = message.snapshot;
         break;
       case 'pong':
-        slot.answeredAt = Date.now();
+        Object.assign(slot, { answeredAt: Date.now(), heldAtStart: false });
         break;
     }
   }

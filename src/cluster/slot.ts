@@ -18,6 +18,8 @@ export interface Slot {
   restart: NodeJS.Timeout | undefined;
   /** When it last showed its event loop turning (Watchdog). */
   answeredAt: number;
+  /** Starting, and silent for the watchdog's limit: the start-up line does not wait for it (Watchdog). */
+  heldAtStart: boolean;
 }
 
 /** Worker number `number`, before its first worker is forked. */
@@ -32,6 +34,7 @@ export function newSlot(number: number): Slot {
     last: undefined,
     restart: undefined,
     answeredAt: 0,
+    heldAtStart: false,
   };
 }
 

@@ -10,8 +10,9 @@ interface Listening {
 
 /**
  * The line --workers prints once it serves, as one process prints it: when every worker listens, or when
- * some serve and each of the others has failed to start at least once (their errors are in the log). The
- * service is then up, short of workers, and whoever waits for the line learns where it listens.
+ * some serve and each of the others has failed to start at least once or is held in its start (said in
+ * the log). The service is then up, short of workers, and whoever waits for the line learns where it
+ * listens.
  */
 export class StartLine {
   readonly #slots: readonly Slot[];
@@ -35,7 +36,7 @@ export class StartLine {
     const slots = this.#slots;
     const up = slots.filter(isServing).length;
     if (this.#printed || this.#stopping() || this.#at === undefined || up === 0) return;
-    if (!slots.every((s) => s.listening || s.failedToStart)) return;
+    if (!slots.every((s) => s.listening || s.failedToStart || s.heldAtStart)) return;
     this.#printed = true;
     const workers =
       up === slots.length

@@ -6,11 +6,10 @@ import { sendTo } from './messages.ts';
 // spins synchronously, a regex gone wrong) answers nothing, and no timeout of its own can fire there;
 // round-robin would keep handing it connections that hang for good. Each is asked every second, and one
 // that has not answered for WATCHDOG_MS is killed: its replacement starts as after any crash, and the
-// events it held unanswered are retried by Segment. A worker still starting is watched from its fork
-// (it answers from before it loads the partner's module): one held there (a module that spins at its top
-// level) would never listen nor exit, and the start-up line waits for every worker to do one or the
-// other. A start that merely waits (a database, a top-level await) turns the loop and answers: it is
-// left to finish, as one process would be.
+// events it held unanswered are retried by Segment. A worker still starting is watched from its fork (it
+// answers from before it loads the partner's module) but not killed: a module may hold its loop for a
+// long while and then finish (a synchronous migration, a large file read), as one process would be left
+// to. Past WATCHDOG_MS without an answer it is said once, and the start-up line waits for it no more.
 
 const PING_MS = 1_000;
 export const WATCHDOG_MS = 10_000; // far past a collection's pause or a large batch's few milliseconds
@@ -22,6 +21,8 @@ export interface Watched {
   readonly listening: boolean;
   /** When it last answered (or was forked, or began to listen). */
   answeredAt: number;
+  /** Not listening yet, and silent for WATCHDOG_MS: said once, and the start-up line does not wait. */
+  heldAtStart: boolean;
 }
 
 export class Watchdog {
@@ -29,9 +30,13 @@ export class Watchdog {
   readonly #log: Logger;
   readonly #timer: NodeJS.Timeout;
 
-  constructor(slots: readonly Watched[], log: Logger) {
+  readonly #heldAtStart: () => void;
+
+  /** `heldAtStart`: called when a starting worker has not answered for WATCHDOG_MS. */
+  constructor(slots: readonly Watched[], log: Logger, heldAtStart: () => void) {
     this.#slots = slots;
     this.#log = log;
+    this.#heldAtStart = heldAtStart;
     this.#timer = setInterval(() => this.#look(), PING_MS).unref();
   }
 
@@ -45,17 +50,25 @@ export class Watchdog {
     for (const slot of this.#slots) {
       const { worker } = slot;
       if (worker === undefined) continue;
-      if (now - slot.answeredAt > WATCHDOG_MS) {
-        const when = slot.listening ? '' : ' while starting';
+      const silent = now - slot.answeredAt > WATCHDOG_MS;
+      if (silent && slot.listening) {
         this.#log.error(
           { worker: slot.number, pid: worker.process.pid },
-          `worker ${slot.number} has not answered for ${WATCHDOG_MS / 1000} s${when} (its event loop is held): killing it`,
+          `worker ${slot.number} has not answered for ${WATCHDOG_MS / 1000} s (its event loop is held): killing it`,
         );
         worker.process.kill('SIGKILL');
         slot.answeredAt = now; // one kill; its exit starts the replacement
-      } else {
-        sendTo(worker, { se: 'ping' });
+        continue;
       }
+      if (silent && !slot.heldAtStart) {
+        slot.heldAtStart = true;
+        this.#log.warn(
+          { worker: slot.number, pid: worker.process.pid },
+          `worker ${slot.number} has not answered for ${WATCHDOG_MS / 1000} s while starting (its event loop is held): the others serve meanwhile`,
+        );
+        this.#heldAtStart();
+      }
+      sendTo(worker, { se: 'ping' });
     }
   }
 }
