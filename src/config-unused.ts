@@ -5,13 +5,17 @@ import { OPTIONS, type OptionName } from './option-table.ts';
 // instance that does not use one still starts (as `--out` beside `--handlers` does, start.ts).
 
 /** What is given and not used, each said of its flag (the caller says it of its variable where set). */
-export function unusedSettings(read: (name: OptionName) => string | boolean | undefined): string[] {
+export function unusedSettings(
+  read: (name: OptionName) => string | boolean | undefined,
+  keysCheckSignatures: boolean,
+): string[] {
   const unused: string[] = [];
   if (read('postgresTable') !== undefined && read('postgres') === undefined) {
     unused.push('--postgres-table is not used: it names the table of --postgres, which is not given');
   }
+  // A key's own secret (`secret=` in the keys file) is checked under the switch too.
   const secret = read('signatureSecret') ?? read('signatureSecretFile');
-  if (read('signatureLegacyBatch') === true && secret === undefined) {
+  if (read('signatureLegacyBatch') === true && secret === undefined && !keysCheckSignatures) {
     unused.push(
       '--signature-legacy-batch is not used: no --signature-secret is given, so no signature is checked',
     );

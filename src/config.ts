@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { checkPair } from './certificate.ts';
 import { apiKeys, type ReadFile, readInput, UsageError } from './config-keys.ts';
 import { flagName, ofTheirSource } from './config-said.ts';
+import { tlsOf } from './config-tls.ts';
 import { unusedSettings } from './config-unused.ts';
 import { parseFlagsOnce } from './flags.ts';
 import type { LogLevel } from './log.ts';
@@ -65,7 +65,7 @@ export function parseConfig(
   }
 }
 
-type Flags = ReturnType<typeof parseFlags>;
+export type Flags = ReturnType<typeof parseFlags>;
 
 function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): CliConfig {
   /** The flag's text, else its variable's; a switch is on or off. */
@@ -85,30 +85,9 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
   const text = (name: OptionName) => read(name) as string | undefined;
 
   const options: Record<string, unknown> = {};
-  let tlsFiles: CliConfig['tlsFiles'];
-  if (read('http') === true && (text('cert') !== undefined || text('key') !== undefined)) {
-    // A variable left set (SEGMENT_ENDPOINT_HTTP=1) must not turn a certificate's unit into plain HTTP.
-    throw new UsageError(
-      'give one of --http and --cert/--key: plain HTTP behind a TLS-terminating proxy, or HTTPS with that certificate',
-    );
-  }
-  if (read('http') !== true) {
-    const cert = text('cert');
-    const key = text('key');
-    if (cert === undefined || key === undefined) {
-      const missing =
-        cert === undefined && key === undefined
-          ? '--cert and --key are'
-          : cert === undefined
-            ? '--cert is'
-            : '--key is';
-      throw new UsageError(`${missing} required for HTTPS (or --http behind a TLS-terminating proxy)`);
-    }
-    tlsFiles = { cert, key };
-    const tls = { cert: readFile(cert, '--cert'), key: readFile(key, '--key') };
-    checkPair(tlsFiles, tls.cert, tls.key);
-    options.tls = tls;
-  }
+  const unused: string[] = [];
+  const tlsFiles = tlsOf(read, values, readFile, unused);
+  if (tlsFiles !== undefined) options.tls = tlsFiles.pair;
   options.apiKeys = apiKeys(values['api-key'] as string[] | undefined, text('apiKeysFile'), env, readFile);
   for (const [name, row] of FLAG_ROWS) {
     if (row.scope === 'cli' || row.cli === 'list' || row.cli === 'module') continue; // read below
@@ -143,14 +122,19 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
     handlers: text('handlers'),
     out: text('out') ?? OPTIONS.out.default,
     logLevel: logLevel as LogLevel,
-    tlsFiles,
+    tlsFiles: tlsFiles?.files,
     workers: workers(text('workers') ?? OPTIONS.workers.default),
     postgres: postgres(text('postgres'), text('postgresTable') ?? OPTIONS.postgresTable.default),
     idempotencyRedis: checkUrl(text('idempotencyRedis'), REDIS, '--idempotency-redis'),
-    unused: unusedSettings(read),
+    unused: [...unused, ...unusedSettings(read, keysCheckSignatures(options.apiKeys))],
     said: (message) => ofTheirSource(message, values, env),
   };
 }
+
+/** Whether some key given checks signatures of its own (a `secret=` in the keys file). */
+const keysCheckSignatures = (keys: unknown): boolean =>
+  Array.isArray(keys) &&
+  keys.some((spec: { signatureSecret?: unknown }) => spec.signatureSecret !== undefined);
 
 /** A service's URL, checked here so that a bad one is a usage error, not a process that keeps failing. */
 function checkUrl(url: string | undefined, service: Service, flag: string): string | undefined {

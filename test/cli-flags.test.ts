@@ -292,9 +292,9 @@ describe('flags and variables that say one thing', () => {
         /^give one of SEGMENT_ENDPOINT_HTTP and/,
       ],
       [
-        ['--http'],
-        { SEGMENT_ENDPOINT_KEY: key },
-        /^give one of --http and SEGMENT_ENDPOINT_CERT\/SEGMENT_ENDPOINT_KEY|^give one of --http and --cert\/SEGMENT_ENDPOINT_KEY/,
+        [],
+        { SEGMENT_ENDPOINT_HTTP: '1', SEGMENT_ENDPOINT_CERT: cert, SEGMENT_ENDPOINT_KEY: key },
+        /^give one of SEGMENT_ENDPOINT_HTTP and SEGMENT_ENDPOINT_CERT\/SEGMENT_ENDPOINT_KEY/,
       ],
     ];
     for (const [args, env, message] of cases) {
@@ -302,6 +302,12 @@ describe('flags and variables that say one thing', () => {
       assert.equal(res.code, 1, res.stderr);
       assert.match(res.stderr.split('\n')[0]?.replace(/^segment-endpoint: /, '') ?? '', message);
     }
+    // --http on the command line over a certificate in the environment: the flag wins, said at start.
+    const config = configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_CERT: cert, SEGMENT_ENDPOINT_KEY: key });
+    assert.equal(config.tlsFiles, undefined);
+    assert.deepEqual(config.unused.map(config.said), [
+      'SEGMENT_ENDPOINT_CERT/SEGMENT_ENDPOINT_KEY are not used: --http serves plain HTTP',
+    ]);
   });
 
   test('a setting that the rest of the configuration leaves unused is said at start, not silently ignored', async (t) => {
@@ -313,6 +319,10 @@ describe('flags and variables that say one thing', () => {
     assert.deepEqual(unused(['--postgres-table', 'events']), ['--postgres-table is not used']);
     assert.deepEqual(unused(['--signature-legacy-batch']), ['--signature-legacy-batch is not used']);
     assert.deepEqual(unused(['--signature-legacy-batch', '--signature-secret', 's']), []);
+    // A key's own secret is checked under the switch too.
+    const keys = join(dir, 'keys');
+    writeFileSync(keys, 'tenant-key secret=s3cret\n');
+    assert.deepEqual(unused(['--signature-legacy-batch', '--api-keys-file', keys]), []);
     assert.deepEqual(unused(['--access-log', '--log-level', 'warn']), ['--access-log is not used']);
     assert.deepEqual(unused(['--access-log', '--log-level', 'debug']), []);
     // Said at start (once, by the primary with --workers), by the variable it came from.

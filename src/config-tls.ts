@@ -1,0 +1,45 @@
+import { checkPair } from './certificate.ts';
+import type { Flags } from './config.ts';
+import { type ReadFile, UsageError } from './config-keys.ts';
+import type { OptionName } from './option-table.ts';
+
+// --cert, --key and --http: what the server is given to serve HTTPS with, or that it serves plain HTTP.
+
+/**
+ * The certificate and key, read and checked; none with --http. --http beside them is refused when both
+ * come from one place (a command line, an environment file), or the switch from the environment: a
+ * SEGMENT_ENDPOINT_HTTP=1 left set must not turn a certificate's unit into plain HTTP. Given as a flag
+ * over a certificate in the environment, the flag wins, and the certificate is said to be unused.
+ */
+export function tlsOf(
+  read: (name: OptionName) => string | boolean | undefined,
+  flags: Flags,
+  readFile: ReadFile,
+  unused: string[],
+): { files: { cert: string; key: string }; pair: { cert: Buffer; key: Buffer } } | undefined {
+  const cert = read('cert') as string | undefined;
+  const key = read('key') as string | undefined;
+  if (read('http') === true) {
+    if (cert === undefined && key === undefined) return undefined;
+    if (flags.http !== true || flags.cert !== undefined || flags.key !== undefined) {
+      throw new UsageError(
+        'give one of --http and --cert/--key: plain HTTP behind a TLS-terminating proxy, or HTTPS with that certificate',
+      );
+    }
+    unused.push('--cert/--key are not used: --http serves plain HTTP');
+    return undefined;
+  }
+  if (cert === undefined || key === undefined) {
+    const missing =
+      cert === undefined && key === undefined
+        ? '--cert and --key are'
+        : cert === undefined
+          ? '--cert is'
+          : '--key is';
+    throw new UsageError(`${missing} required for HTTPS (or --http behind a TLS-terminating proxy)`);
+  }
+  const files = { cert, key };
+  const pair = { cert: readFile(cert, '--cert'), key: readFile(key, '--key') };
+  checkPair(files, pair.cert, pair.key);
+  return { files, pair };
+}
