@@ -25,6 +25,11 @@ export interface SenderTarget {
   readonly values: Readonly<Record<string, string | boolean | undefined>>;
 }
 
+function isHttpUrl(text: string): boolean {
+  const protocol = URL.canParse(text) ? new URL(text).protocol : undefined;
+  return protocol === 'http:' || protocol === 'https:';
+}
+
 /**
  * Reads `args`: the URL (one, http or https, without credentials: the key is `--api-key`), `--api-key`,
  * `--settings`, `--insecure`, `--help` and the subcommand's own string flags. 'help' for --help;
@@ -50,13 +55,22 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
     throw new UsageError((err as Error).message);
   }
   if (values.help === true) return 'help';
-  const [url, extra] = positionals;
-  if (url === undefined) throw new UsageError('the endpoint URL is required, e.g. https://localhost:8443/');
-  if (extra !== undefined) throw new UsageError(`one URL only: ${strayArgument(args, options, 1, 1)}`);
-  const parsed = URL.canParse(url) ? new URL(url) : undefined;
-  if (parsed?.protocol !== 'http:' && parsed?.protocol !== 'https:') {
-    throw new UsageError(`"${url}" is not an http:// or https:// URL`);
+  if (positionals.length === 0) {
+    throw new UsageError('the endpoint URL is required, e.g. https://localhost:8443/');
   }
+  const urlAt = positionals.findIndex(isHttpUrl);
+  // A word beside the URL, or one that is no URL at all: most often the rest of an unquoted key, so it
+  // is named by its place, never shown. One written as a URL (`ftp://...`) is shown.
+  const strayAt = positionals.findIndex(
+    (text, i) => i !== urlAt && (positionals.length > 1 || !text.includes('://')),
+  );
+  if (strayAt !== -1) {
+    const what = positionals.length > 1 ? 'one URL only' : 'an http:// or https:// URL is required';
+    throw new UsageError(`${what}: ${strayArgument(args, options, strayAt, 1)}`);
+  }
+  const url = positionals[0] as string;
+  if (urlAt === -1) throw new UsageError(`"${url}" is not an http:// or https:// URL`);
+  const parsed = new URL(url);
   // A client would turn them into an Authorization header in place of Segment's.
   if (parsed.username !== '' || parsed.password !== '') {
     throw new UsageError('the URL must not carry credentials: give the key with --api-key');

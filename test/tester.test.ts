@@ -295,6 +295,15 @@ describe('bad usage', () => {
       [['http://127.0.0.1:1/', '--api-key', KEY, '--settings', 'null'], /--settings must be a JSON object/],
       [['ftp://example.com/', '--api-key', KEY], /not an http:\/\/ or https:\/\/ URL/],
       [['http://a/', 'http://b/', '--api-key', KEY], /one URL only/],
+      // The rest of an unquoted key, read as the URL or beside it: named by its place, never shown.
+      [
+        ['--api-key', 'KEY-ONE', 'KEY-TWO'],
+        /^[^\n]*argument 4 \(not shown[^\n]*after --api-key and its value/,
+      ],
+      [
+        ['--api-key', 'KEY-ONE', 'KEY-TWO', 'http://127.0.0.1:1/'],
+        /^[^\n]*argument 4 \(not shown[^\n]*after --api-key and its value/,
+      ],
       [['http://127.0.0.1:1/', '--api-key', KEY, '--bogus'], /bogus/],
     ];
     for (const [args, message] of cases) {
@@ -303,6 +312,7 @@ describe('bad usage', () => {
       assert.match(err.text, message, args.join(' '));
       assert.match(err.text, /^segment-endpoint test: .*\nTry 'segment-endpoint test --help'\.\n$/);
       assert.equal(out.text, '', 'nothing is sent');
+      assert.doesNotMatch(err.text, /KEY-TWO/);
     }
   });
 
