@@ -65,6 +65,8 @@ class BodyRead extends Deadline {
   decoder: Transform | undefined;
   /** The compressed bytes so far, decoded in one piece once all came (see `decode`). */
   input: Buffer | undefined;
+  /** All of them, while the decoder works through them (see `leftOver`). */
+  fed: Buffer | undefined;
   /** The request's 'end' came: all its bytes were read. */
   ended = false;
   done = false;
@@ -111,14 +113,19 @@ class BodyRead extends Deadline {
 
   /**
    * Bytes sent after the compressed data: Node's inflate stops at the end of the deflate data and leaves
-   * what follows unread (gunzip reads on, as the next member, and fails). `bytesWritten`: what the
-   * decoder took in.
+   * what follows unread (gunzip reads on, as the next member, and fails). Zeros are padding, which gunzip
+   * reads past too. `bytesWritten`: what the decoder took in.
    */
   leftOver(decoder: Transform): EndpointError | undefined {
-    const rest = this.received - (decoder as Transform & { bytesWritten: number }).bytesWritten;
-    if (rest <= 0) return undefined;
+    const taken = (decoder as Transform & { bytesWritten: number }).bytesWritten;
+    const rest = this.fed?.subarray(taken) ?? EMPTY;
+    this.fed = undefined;
+    if (rest.every((byte) => byte === 0)) return undefined;
     const coding = this.req.headers['content-encoding'];
-    return new EndpointError('SEG_BAD_ENCODING', `Request body holds ${rest} bytes after its ${coding} data`);
+    return new EndpointError(
+      'SEG_BAD_ENCODING',
+      `Request body holds ${rest.length} bytes after its ${coding} data`,
+    );
   }
 
   data(chunk: Buffer): void {
@@ -136,7 +143,8 @@ class BodyRead extends Deadline {
       this.finish(undefined);
       return;
     }
-    this.decoder.end(filled(this.input, this.received)); // finishes on the decoder's 'end'
+    this.fed = filled(this.input, this.received);
+    this.decoder.end(this.fed); // finishes on the decoder's 'end'
     this.input = undefined;
   }
 
@@ -159,6 +167,7 @@ class BodyRead extends Deadline {
     this.done = true;
     this.cancel();
     this.decoder?.destroy();
+    this.fed = undefined;
     if (err !== undefined) {
       this.req.pause();
       this.sink.bodyFailed(err);
