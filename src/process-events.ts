@@ -17,6 +17,8 @@ export function logProcessEvents(log: () => Logger): void {
   process.on('uncaughtException', fatal('uncaught exception'));
   process.on('unhandledRejection', fatal('unhandled rejection'));
   process.removeAllListeners('warning');
+  // Silenced as Node's own printer is silenced.
+  if (process.env.NODE_NO_WARNINGS === '1' || process.execArgv.includes('--no-warnings')) return;
   process.on('warning', (warning: Error & { code?: string }) => {
     log().warn({ warning: warning.name, code: warning.code }, warning.message);
   });

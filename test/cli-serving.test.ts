@@ -173,6 +173,11 @@ describe('the segment-endpoint command', () => {
     assert.ok(warned !== undefined, run.stderr());
     assert.equal(warned.level, 40);
     assert.equal(warned.code, 'SE_TEST');
+    // NODE_NO_WARNINGS=1 silences them, as it silences Node's own printer.
+    const silenced = await startCli([...httpFlags('k1'), '--handlers', handlers], { NODE_NO_WARNINGS: '1' });
+    silenced.child.kill('SIGTERM');
+    assert.equal(await silenced.exit, 0);
+    assert.doesNotMatch(silenced.stderr(), /this module warns/);
   });
 
   // What state an exception nothing caught leaves behind cannot be known: the process logs it and exits
