@@ -13,20 +13,20 @@ export const flagName = (row: OptionRow): string => (row.flag ?? '').split(' ')[
  * check path"); undefined if no option it names is set by a flag.
  */
 export function ofTheFlag(message: string): string | undefined {
-  const flagOf = (name: string) => (OPTIONS as Readonly<Record<string, OptionRow>>)[name]?.flag;
+  const rowOf = (name: string) => (OPTIONS as Readonly<Record<string, OptionRow>>)[name];
   const named = [...message.matchAll(/options\.([\w.]+)/g)].map((match) => match[1] as string);
-  if (!named.some((name) => flagOf(name) !== undefined)) return undefined;
+  if (!named.some((name) => rowOf(name)?.flag !== undefined)) return undefined;
   return message.replace(/options\.([\w.]+)/g, (said, name: string) => {
-    const row = (OPTIONS as Readonly<Record<string, OptionRow>>)[name];
-    return row?.flag !== undefined ? `--${flagName(row)}` : (UNFLAGGED[name] ?? said);
+    const row = rowOf(name);
+    return row?.flag !== undefined ? `--${flagName(row)}` : (UNFLAGGED.get(name) ?? said);
   });
 }
 
 // What the options no flag sets are, to someone who runs the process.
-const UNFLAGGED: Readonly<Record<string, string>> = {
-  healthPath: 'the health check path',
-  livePath: 'the liveness check path',
-};
+const UNFLAGGED: ReadonlyMap<string, string> = new Map([
+  ['healthPath', 'the health check path'],
+  ['livePath', 'the liveness check path'],
+]);
 
 /**
  * `message` with every flag it names that was not given, but whose variable was set, said as that

@@ -81,8 +81,9 @@ class FrontDoor {
     // parser stops at its end and drops the rest of that read (what was pipelined behind it).
     const te = req.httpVersionMinor === 0 && req.headers['transfer-encoding'] !== undefined;
     if (te || req.headers.upgrade !== undefined) res.shouldKeepAlive = false;
-    // Its answer ends the connection (so decided above, or by Node: the client's `Connection: close`):
-    // nothing read behind it is taken, as it is written first and at the end of a turn.
+    // Its answer ends the connection (so decided above): nothing read behind it is taken, since a success
+    // is written at the end of its turn, after what was read behind it would have been taken. (Node reads
+    // nothing behind a request that asked to close.)
     if (res.shouldKeepAlive === false) endsItsConnection(req);
     const url = req.url ?? '/';
     const path = url === this.path ? url : targetPath(url);

@@ -95,8 +95,8 @@ describe('the segment-endpoint command', () => {
   });
 
   test('an argument that is not a flag is refused without being shown: it may be the rest of a secret', async () => {
-    // `--api-key KEY1 KEY2`, a secret holding a space left unquoted: parseArgs's own message printed the
-    // second part, and a failed start's stderr stays in the journal.
+    // `--api-key KEY1 KEY2`: the second part of an unquoted secret holding a space. A failed start's
+    // stderr stays in the journal.
     const cases: Array<[string[], RegExp]> = [
       [
         ['--http', '--api-key', 'Key-ONE-111', 'Key-TWO-222', '--port', '0'],
@@ -279,8 +279,8 @@ describe('flags and variables that say one thing', () => {
   });
 
   test('--http with a certificate is refused: plain HTTP or TLS is not left to which one is read first', async (t) => {
-    // A SEGMENT_ENDPOINT_HTTP=1 left in an environment file turned a unit that names --cert and --key into
-    // plain HTTP, nothing said.
+    // A SEGMENT_ENDPOINT_HTTP=1 left in an environment file must not turn a unit that names --cert and
+    // --key into plain HTTP.
     const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-http-cert-'));
     t.after(() => rmSync(dir, { recursive: true, force: true }));
     const { cert, key } = makeCert(dir, 'localhost');

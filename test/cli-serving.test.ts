@@ -150,7 +150,7 @@ describe('the segment-endpoint command', () => {
   });
 
   test("a process warning (a dependency's, a handlers module's) is a JSON log line, not plain text among them", async () => {
-    // pg warns so about `sslmode=require` in a --postgres URL: Node's own printer put lines starting
+    // pg warns so about `sslmode=require` in a --postgres URL: Node's own printer would put lines starting
     // "(node:PID) Warning:" between the JSON ones, which a log shipper parsing JSON drops or garbles.
     const handlers = join(dir, 'warns.mjs');
     writeFileSync(

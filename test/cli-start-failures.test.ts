@@ -48,8 +48,8 @@ describe('a start-up that fails or cannot finish', () => {
   });
 
   test('--handlers that is not a module file, or a module that handles nothing: refused at once', async () => {
-    // A named pipe held the start in open() for good, beyond any signal; a module exporting `{}` (or an
-    // empty file, /dev/null) started healthy and answered every event 501, which Segment never retries.
+    // A named pipe would hold the start in open() for good, beyond any signal; a module exporting `{}` (or
+    // an empty file, /dev/null) would start healthy and answer every event 501, which Segment never retries.
     const fifo = join(dir, 'handlers.fifo');
     execFileSync('mkfifo', [fifo]);
     const empty = join(dir, 'empty.mjs');

@@ -112,8 +112,8 @@ test('a client that pipelines past what Node holds for it: no valid event refuse
 
 test('an event pipelined behind a refusal that closes the connection is not taken: it can never be answered', async () => {
   // Node still hands over the requests it read behind an answer that closes the connection, and writes
-  // none of their answers. Taken, their events were stored with no 200 to say so: the sender's retry
-  // stored them again (an event without a messageId, or one the duplicate filter had forgotten).
+  // none of their answers. Taken, their events would be stored with no 200 to say so, and stored again by
+  // the sender's retry (an event without a messageId, or one the duplicate filter has forgotten).
   const taken: string[] = [];
   const { endpoint, port } = await listenTls({
     maxBodyBytes: 1_000,
@@ -133,16 +133,11 @@ test('an event pipelined behind a refusal that closes the connection is not take
   const uninvited = eventRequest(JSON.stringify(trackEvent()))
     .replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n')
     .replace(basic(API_KEY), basic('unknown-key'));
-  const askedToClose = eventRequest(JSON.stringify(trackEvent())).replace(
-    '\r\n\r\n',
-    '\r\nConnection: close\r\n\r\n',
-  );
   for (const [refused, status] of [
     [twoHosts, 400],
     [tooLarge, 413],
     [expectFailed, 417],
     [uninvited, 401],
-    [askedToClose, 200],
   ] as const) {
     const received = answers(await pipeline(port, refused + behind + behind));
     assert.deepEqual(received, [{ status, close: true }], `${status}`);
