@@ -10,20 +10,19 @@ import { Chain, type Linked } from './chain.ts';
  * Who holds the `maxConnections` slots. A connection is busy while a request on it is in progress, and
  * idle otherwise: just accepted, in its TLS handshake, half way through its request's headers, or
  * between keep-alive requests. At the cap a newcomer takes the slot of the longest idle connection,
- * which is closed; failing one, the slot of the longest stalled (below); only when every connection is
- * busy and moving is the newcomer closed instead. So connections that hold a slot without using it (idle
- * keep-alive, slow headers, answers never read) cannot lock clients out, and memory stays bounded by the
+ * which is closed; only when every connection is busy is the newcomer closed instead: a busy one holds
+ * answers owed to its client (whose events may be taken), even one that has paused reading them. So
+ * connections that hold a slot without using it (idle keep-alive, slow headers) cannot lock clients out,
+ * those that never read their answers not for longer than `stallMs`, and memory stays bounded by the
  * cap either way.
  *
- * A busy connection is stalled when its answers have bytes waiting to be written and none has been
- * flushed since the sweep before: its client does not read them. Node's timeouts cover a request that
- * comes too slowly, not answers that are never taken (requests pipelined by a client that never reads
- * would hold their connection for good), so a connection whose answers flush nothing for `stallMs` is
- * closed. Until then it holds what Node read before it stopped: Node stops reading once the answers
+ * Node's timeouts cover a request that comes too slowly, not answers that are never taken (requests
+ * pipelined by a client that never reads would hold their connection for good): a busy connection whose
+ * answers have bytes waiting to be written and flush nothing for `stallMs` is closed. Until then it
+ * holds what Node read before it stopped: Node stops reading once the answers
  * queued pass its high-water mark, but only after the read it is parsing (up to 64 KiB of requests, each
  * with its answer: ~0.85 MB of heap for pipelined /health requests; less over TLS, read by 16 KiB). One
- * interval timer sweeps the connections, none is set per request, and nothing is added to the hot path
- * but a flag read when a connection's last answer is done.
+ * interval timer sweeps the connections, none is set per request, and nothing is added to the hot path.
  *
  * Node's own `server.maxConnections` refuses the newcomer whatever the others are doing. Here each
  * connection has a record, found by its socket, and the idle ones are linked in the order they became
@@ -42,8 +41,6 @@ export class ConnectionSlots {
   readonly #slots = new Map<Socket, Slot>();
   /** The idle connections, longest idle first. */
   readonly #idle = new Chain<Slot>();
-  /** The stalled connections, in the order they were found so: a busy connection is in neither list. */
-  readonly #stalled = new Chain<Slot>();
   readonly #stallMs: number;
   readonly #sweepMs: number;
   #sweeper: NodeJS.Timeout | undefined;
@@ -76,21 +73,20 @@ export class ConnectionSlots {
   /** On the server's 'connection' event: the TCP connection, before any TLS handshake. */
   admit(socket: Socket): void {
     if (this.#slots.size >= this.#max) {
-      const unused = this.#idle.head ?? this.#stalled.head;
-      if (unused === undefined) {
+      const longestIdle = this.#idle.head;
+      if (longestIdle === undefined) {
         socket.destroy();
         return;
       }
       // Its slot is free from now on (its 'close', later, finds no record).
-      this.#release(unused);
-      unused.socket.destroy();
+      this.#release(longestIdle);
+      longestIdle.socket.destroy();
     }
     const slot: Slot = {
       socket,
       answering: [],
       prev: undefined,
       next: undefined,
-      stalled: false,
       head: undefined,
       flushed: 0,
       movedAt: 0,
@@ -117,8 +113,8 @@ export class ConnectionSlots {
   }
 
   /**
-   * Closes the busy connections whose answers have flushed nothing for `stallMs`, and lists as stalled
-   * those that flushed nothing since the last sweep. Called by the interval timer; `now` for tests.
+   * Closes the busy connections whose answers have flushed nothing for `stallMs`. Called by the interval
+   * timer; `now` for tests.
    */
   sweep(now = performance.now()): void {
     if (this.#slots.size === 0) {
@@ -140,12 +136,8 @@ export class ConnectionSlots {
         slot.head = head;
         slot.flushed = flushed;
         slot.movedAt = now;
-        if (slot.stalled) this.#unstall(slot);
       } else if (now - slot.movedAt >= this.#stallMs) {
         slot.socket.destroy(); // its 'close' frees the slot
-      } else if (!slot.stalled) {
-        slot.stalled = true;
-        this.#stalled.push(slot);
       }
     }
   }
@@ -170,15 +162,7 @@ export class ConnectionSlots {
     if (at === -1) return;
     if (at === 0) answering.shift();
     else answering.splice(at, 1);
-    if (answering.length === 0) {
-      if (slot.stalled) this.#unstall(slot); // it flushed its last answer: moving again
-      this.#idle.push(slot);
-    }
-  }
-
-  #unstall(slot: Slot): void {
-    slot.stalled = false;
-    this.#stalled.remove(slot);
+    if (answering.length === 0) this.#idle.push(slot);
   }
 
   /**
@@ -199,7 +183,6 @@ export class ConnectionSlots {
       this.#idle.remove(slot);
       return;
     }
-    if (slot.stalled) this.#unstall(slot);
     const stranded = slot.answering.filter((res) => res.socket === null && !res.writableFinished);
     for (const res of stranded) this.#abandoned.add(res);
     slot.answering = [];
@@ -217,13 +200,12 @@ export class ConnectionSlots {
 }
 
 /**
- * A connection's record: the answers in progress on it, in order; its place among the idle ones or the
- * stalled ones; and what the last sweep saw of it.
+ * A connection's record: the answers in progress on it, in order; its place among the idle ones; and
+ * what the last sweep saw of it.
  */
 interface Slot extends Linked<Slot> {
   readonly socket: Socket;
   answering: ServerResponse[];
-  stalled: boolean;
   /** The answer being written at the last sweep, the bytes flushed then, and when they last grew. */
   head: ServerResponse | undefined;
   flushed: number;

@@ -43,8 +43,7 @@ export interface ServerOptions extends HandlerOptions {
   shutdownTimeoutMs?: number;
   /**
    * Open connections at most. At the cap, a new connection takes the slot of the longest idle one (no
-   * request in progress), or failing one, of one whose answers have stopped flushing, which is closed;
-   * when every one is busy, the new one is closed. @default 2048
+   * request in progress), which is closed; when every one is busy, the new one is closed. @default 2048
    */
   maxConnections?: number;
   /** The request line and headers together, at most (431 past it). @default 16384 (16 KiB) */

@@ -13,8 +13,8 @@ import { waitUntil } from './helpers-wait.ts';
 import { cert, eventRequest, RawConnection, statusLines } from './protocol-harness.ts';
 
 // Who holds a connection slot at maxConnections: an idle keep-alive connection gives its slot to a
-// newcomer, a busy one keeps it, unless its answers have stopped flushing (a client that does not read
-// them): that one gives its slot to a newcomer, and is closed after requestTimeoutMs.
+// newcomer, a busy one keeps it; one whose answers have stopped flushing (a client that does not read
+// them) is closed after requestTimeoutMs.
 
 const HEALTH = 'GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n';
 
@@ -125,8 +125,11 @@ describe('connection slots at maxConnections', () => {
     assert.equal(slots.size, 0);
   });
 
-  test('bookkeeping: a busy connection flushing nothing gives its slot to a newcomer', async () => {
-    const slots = new ConnectionSlots(1, 1_000);
+  test('bookkeeping: a busy connection keeps its slot while its answers wait, until the stall time', async () => {
+    // A client that paused reading is owed the answers it holds (their events may be taken): a newcomer
+    // does not take its slot. Past the stall time it is closed, and its slot is free.
+    const STALL_MS = 1_000;
+    const slots = new ConnectionSlots(1, STALL_MS);
     const [a, b, c] = [new FakeSocket(), new FakeSocket(), new FakeSocket()];
     const admit = (socket: FakeSocket) => slots.admit(socket as unknown as Socket);
     admit(a);
@@ -136,15 +139,19 @@ describe('connection slots at maxConnections', () => {
     // A handler still running: nothing waits to be written, however long it takes.
     slots.sweep(t);
     slots.sweep(t + 60_000);
-    admit(b);
-    assert.equal(b.destroyed, true, 'every connection busy: the newcomer is refused');
-    // Its answer written and not taken: one sweep later, nothing flushed, it is stalled.
+    // Its answer written and not taken: kept while it has not stalled for the stall time.
     a.bytesWritten = a.writableLength = 300;
     slots.sweep(t + 60_001);
+    slots.sweep(t + 60_002);
+    admit(b);
+    assert.deepEqual([a.destroyed, b.destroyed], [false, true], 'the newcomer is refused');
+    slots.sweep(t + 60_001 + STALL_MS);
+    assert.equal(a.destroyed, true, 'closed once its answers flushed nothing for the stall time');
+    await closed(a);
     admit(c);
-    assert.deepEqual([a.destroyed, c.destroyed], [true, false]);
+    assert.equal(c.destroyed, false);
     assert.equal(slots.size, 1);
-    // The answer queued behind the stalled one is done with; should Node close it after all (a write cut
+    // The answer queued behind the closed one is done with; should Node close it after all (a write cut
     // short finishes its answer, and Node hands the closed connection on), it is not counted twice.
     head[1].emit('close');
     queued[1].emit('close');
@@ -292,10 +299,12 @@ describe('connection slots at maxConnections', () => {
     }
   });
 
-  test('at the cap, a newcomer takes the slot of a TLS connection whose answers stalled', async () => {
-    // requestTimeoutMs at its default (30 s): the newcomer does not wait for it.
+  test('at the cap, a TLS connection whose answers stalled keeps its slot until requestTimeoutMs', async () => {
+    const STALL_MS = 2_000;
     const { endpoint, port } = await listenTls({
       maxConnections: 1,
+      headersTimeoutMs: STALL_MS,
+      requestTimeoutMs: STALL_MS,
       shutdownTimeoutMs: 5_000,
       metricsPath: '/metrics',
       handlers: { track: () => {} },
@@ -317,11 +326,12 @@ describe('connection slots at maxConnections', () => {
         () => 'answers waiting to be written',
       );
       const stalled = performance.now();
+      assert.equal(await served(port), false, 'the newcomer is refused while answers are owed');
       while (!(await served(port))) {
-        assert.ok(performance.now() - stalled < 5_000, 'a newcomer let in within 5 s of the stall');
+        assert.ok(performance.now() - stalled < STALL_MS + 4_000, 'a newcomer let in after the stall time');
         await delay(100);
       }
-      assert.equal(held?.destroyed, true, 'the stalled connection was closed to make room');
+      assert.equal(held?.destroyed, true, 'the stalled connection was closed');
       const closing = performance.now();
       await endpoint.close();
       assert.ok(performance.now() - closing < 4_000, 'its answers do not hold up the shutdown');
