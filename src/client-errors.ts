@@ -40,10 +40,11 @@ const isHttpRefusal = (err: NodeJS.ErrnoException) =>
 
 /**
  * CONNECT asks for a tunnel, and Node hands it over apart from the other methods (unlistened, the socket
- * is destroyed unanswered): refused as every method but POST is, and the connection closed.
+ * is destroyed unanswered): refused as every method but POST is, and the connection closed, after the
+ * answers to the requests before it (a 405 written first would be read as their answer).
  */
 export function refuseTunnel(_req: IncomingMessage, socket: Duplex): void {
-  socket.end(rawRefusal('SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n'));
+  refuseAfterPending(socket, 'SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n');
 }
 
 type ParseError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number };
@@ -63,7 +64,7 @@ function clientErrorCode(err: ParseError): ErrorCode {
   return 'SEG_BAD_REQUEST';
 }
 
-function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
+function refuseAfterPending(socket: Duplex, code: ErrorCode, headers = ''): void {
   if (socket.destroyed || !socket.writable) return;
   // The response now writing to the socket; later pipelined ones queue behind it (lib/_http_server.js).
   const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -72,23 +73,23 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode): void {
     // (its answer flushed, then the bad bytes came), this refusal is the malformed request's answer.
     const parser = (socket as Duplex & { parser?: { incoming?: IncomingMessage | null } | null }).parser;
     if (parser?.incoming?.complete === false) socket.end();
-    else socket.end(rawRefusal(code));
+    else socket.end(rawRefusal(code, headers));
   } else if (!current.req.complete) {
     // The request whose body the parser refused. Answered already (refused on its headers, or /health):
     // a second answer would follow the first, so the connection just ends after it.
     if (current.headersSent) current.once('close', () => socket.writable && socket.end());
-    else socket.end(rawRefusal(code));
+    else socket.end(rawRefusal(code, headers));
   } else if (!current.shouldKeepAlive) {
     // The answer closes the connection (an HTTP/1.0 request without keep-alive): nothing follows it.
   } else if (lastOnConnection(current.req)) {
     // The last answer before the refusal, which follows it at once: before Node's own 'finish' listener
     // may end the connection after it (a sender that half-closed its side: resOnFinish, `_last`).
-    current.prependOnceListener('finish', () => socket.writable && socket.end(rawRefusal(code)));
+    current.prependOnceListener('finish', () => socket.writable && socket.end(rawRefusal(code, headers)));
   } else {
     // Rare (bad requests behind several good ones): a closure here costs nothing on the hot path. After
     // Node's own 'finish' listener, which runs first, the connection is the next pipelined response's.
     // Not its 'close', a tick later: the answers behind may all be written by then, and the connection
     // ended after the last.
-    current.once('finish', () => refuseAfterPending(socket, code));
+    current.once('finish', () => refuseAfterPending(socket, code, headers));
   }
 }

@@ -37,6 +37,19 @@ describe('the request line and headers', () => {
     assert.match(parseRaw(text).headers, /allow: POST/i);
   });
 
+  test('CONNECT pipelined behind an event still being processed: the 200 first, then the 405', async () => {
+    // Written at once, the 405 went out as the only answer: read by the sender as its POST's, a final
+    // refusal of an event that was taken.
+    const event = trackEvent();
+    const text = await rawTls(
+      port,
+      cert,
+      `${eventRequest(JSON.stringify(event))}CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n`,
+    );
+    assert.deepEqual(statusLines(text), ['200', '405'], text);
+    assert.ok(handled.includes(event.messageId));
+  });
+
   test('a malformed request pipelined after a valid one: 200 first, then 400, then the close', async () => {
     const event = trackEvent();
     const text = await rawTls(port, cert, `${eventRequest(JSON.stringify(event))}GARBAGE\r\n\r\n`);
