@@ -7,7 +7,7 @@ import { Metrics, renderMetrics } from './metrics.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
 import { EventPipeline } from './pipeline.ts';
 import { refusal } from './refusals.ts';
-import { type RefusalContext, sendError, sendHealth, sendMetrics } from './respond.ts';
+import { type RefusalContext, sendContinue, sendError, sendHealth, sendMetrics } from './respond.ts';
 import { loggedPath, routeAt, targetPath } from './target.ts';
 
 /** A plain `(req, res)` function, to mount in any node:http/https server, plus its lifecycle. */
@@ -173,7 +173,12 @@ class FrontDoor {
 
   /** Health and metrics are read with GET or HEAD; another method is a 405. */
   #readable(req: IncomingMessage, res: ServerResponse): boolean {
-    if (req.method === 'GET' || req.method === 'HEAD') return true;
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      // Expect: 100-continue on a request with no body: told to go on, or Node would end the connection
+      // after the answer (which /metrics decides late, summed over workers) under what was read behind.
+      sendContinue(res);
+      return true;
+    }
     this.#refuse(
       undefined,
       req,

@@ -70,6 +70,36 @@ describe('Expect: 100-continue', () => {
     }
   });
 
+  test('/metrics asked with Expect, answered later (summed over workers): what follows it is answered', async () => {
+    // Node ends the connection after a final answer to a request that expected 100 Continue and never
+    // got it; an answer decided later than the requests read behind it (their events taken) would end
+    // it under them, unanswered. A request with no body is told 100 Continue: the connection stays.
+    const taken: string[] = [];
+    const { endpoint: server, port: at } = await listenTls({
+      metricsPath: '/metrics',
+      handlers: { track: (event) => void taken.push(String(event.messageId)) },
+    });
+    try {
+      const metrics = server.handler.metrics;
+      assert.ok(metrics !== undefined);
+      metrics.gather = async (own) => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return own;
+      };
+      const event = trackEvent();
+      const text = await rawTls(
+        at,
+        cert,
+        `GET /metrics HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nConnection: keep-alive\r\n\r\n` +
+          `${eventRequest(JSON.stringify(event), 'Connection: close\r\n')}`,
+      );
+      assert.deepEqual(statusLines(text), ['100', '200', '200'], text);
+      assert.deepEqual(taken, [event.messageId]);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('mounted in a server of its own, Node sends 100 Continue and the handler sends no second', async () => {
     const handler = createHandler({
       apiKeys: [API_KEY],
