@@ -16,6 +16,9 @@ export function logProcessEvents(log: () => Logger): void {
   };
   process.on('uncaughtException', fatal('uncaught exception'));
   process.on('unhandledRejection', fatal('unhandled rejection'));
+  // A log that can no longer be written (its reader gone: a pipe to a log shipper that died) loses its
+  // lines, not the process: EPIPE on stdout or stderr was an uncaught exception at the next line.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', ignore);
   process.removeAllListeners('warning');
   // Silenced as Node's own printer is silenced.
   if (process.env.NODE_NO_WARNINGS === '1' || process.execArgv.includes('--no-warnings')) return;
@@ -23,3 +26,5 @@ export function logProcessEvents(log: () => Logger): void {
     log().warn({ warning: warning.name, code: warning.code }, warning.message);
   });
 }
+
+const ignore = (): void => {};

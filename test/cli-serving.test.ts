@@ -183,6 +183,28 @@ describe('the segment-endpoint command', () => {
   // What state an exception nothing caught leaves behind cannot be known: the process logs it and exits
   // non-zero, for the process manager to restart it.
   // The timeout only bounds a failure: a process that keeps serving would never exit.
+  test('a log nobody reads any more (its pipe closed) does not take the process down: events still stored', async () => {
+    // `segment-endpoint ... | log-shipper`, the shipper gone: each log line fails with EPIPE, which was an
+    // uncaught exception (exit 1 at the next line, a drain cut short). Lines are lost; events are not.
+    const out = join(dir, 'unread-log');
+    const run = await startCli([...httpFlags('k1'), '--out', out, '--access-log']);
+    run.child.stdout?.destroy();
+    run.child.stderr?.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const res = await fetch(run.url, {
+      method: 'POST',
+      headers: segmentHeaders('k1'),
+      body: JSON.stringify(trackEvent({ event: 'logged to nobody' })),
+    });
+    assert.equal(res.status, 200);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0, 'drained and stopped');
+    assert.deepEqual(
+      storedEvents(out).map((record) => (record.event as { event: string }).event),
+      ['logged to nobody'],
+    );
+  });
+
   test('an exception thrown from a handler timer, or a rejection nobody awaits: logged, then exit 1', {
     timeout: 60_000,
   }, async (t) => {
