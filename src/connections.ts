@@ -19,10 +19,10 @@ import { Chain, type Linked } from './chain.ts';
  * Node's timeouts cover a request that comes too slowly, not answers that are never taken (requests
  * pipelined by a client that never reads would hold their connection for good): a busy connection whose
  * answers have bytes waiting to be written and flush nothing for `stallMs` is closed. Until then it
- * holds what Node read before it stopped: Node stops reading once the answers
- * queued pass its high-water mark, but only after the read it is parsing (up to 64 KiB of requests, each
- * with its answer: ~0.85 MB of heap for pipelined /health requests; less over TLS, read by 16 KiB). One
- * interval timer sweeps the connections, none is set per request, and nothing is added to the hot path.
+ * holds what Node read before it stopped: Node stops reading once the answers queued pass its high-water
+ * mark, but only after the read it is parsing (up to 64 KiB of requests, each with its answer: ~0.85 MB
+ * of heap for pipelined /health requests; less over TLS, read by 16 KiB). One interval timer sweeps the
+ * connections, none is set per request, and nothing is added to the hot path.
  *
  * Node's own `server.maxConnections` refuses the newcomer whatever the others are doing. Here each
  * connection has a record, found by its socket, and the idle ones are linked in the order they became

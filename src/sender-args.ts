@@ -68,6 +68,7 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
     const what = positionals.length > 1 ? 'one URL only' : 'an http:// or https:// URL is required';
     throw new UsageError(`${what}: ${strayArgument(args, options, strayAt, 1)}`);
   }
+  // One positional left: the URL, or a word written as one.
   const url = positionals[0] as string;
   if (urlAt === -1) throw new UsageError(`"${url}" is not an http:// or https:// URL`);
   const parsed = new URL(url);

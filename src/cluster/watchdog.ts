@@ -29,7 +29,6 @@ export class Watchdog {
   readonly #slots: readonly Watched[];
   readonly #log: Logger;
   readonly #timer: NodeJS.Timeout;
-
   readonly #heldAtStart: () => void;
 
   /** `heldAtStart`: called when a starting worker has not answered for WATCHDOG_MS. */
