@@ -49,6 +49,24 @@ export function suite(run: SuiteRun): TestCase[] {
   const without = (body: Record<string, unknown>, ...keys: string[]) =>
     Object.fromEntries(Object.entries(body).filter(([key]) => !keys.includes(key)));
 
+  const make: Make = { run, event, track, without };
+  return [...accepted(make), ...refused(make)];
+}
+
+/** What the cases are made with: the run, an event in Segment's envelope, a track, a body less keys. */
+interface Make {
+  readonly run: SuiteRun;
+  readonly event: (
+    type: string,
+    fields: Record<string, unknown>,
+    mobile?: boolean,
+  ) => Record<string, unknown>;
+  readonly track: Record<string, unknown>;
+  readonly without: (body: Record<string, unknown>, ...keys: string[]) => Record<string, unknown>;
+}
+
+/** Every type as Segment sends it, and the variants real senders produce: each must be accepted. */
+function accepted({ run, event, track, without }: Make): TestCase[] {
   return [
     { name: 'identify', expect: 'accept', body: event('identify', { traits: TRAITS }) },
     { name: 'track', expect: 'accept', body: track },
@@ -121,7 +139,12 @@ export function suite(run: SuiteRun): TestCase[] {
       body: event('track', { event: 'Signed Up' }),
       headers: { Authorization: `Basic ${base64(run.apiKey)}` },
     },
+  ];
+}
 
+/** Events every endpoint must refuse, each with the status it owes. */
+function refused({ run, event, without }: Make): TestCase[] {
+  return [
     { name: 'bad: malformed JSON', expect: 400, body: '{"type":"track","event":"Signed Up","userId":' },
     { name: 'bad: not an object', expect: 400, body: '"track"' },
     { name: 'bad: no type', expect: 400, body: without(event('track', { event: 'Signed Up' }), 'type') },
