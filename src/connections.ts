@@ -137,7 +137,10 @@ export class ConnectionSlots {
         slot.flushed = flushed;
         slot.movedAt = now;
       } else if (now - slot.movedAt >= this.#stallMs) {
-        slot.socket.destroy(); // its 'close' frees the slot
+        // Free from now on, as one closed to make room: Node reports the close a turn of the event loop
+        // later, after the connections of this turn are accepted.
+        this.#release(slot);
+        slot.socket.destroy();
       }
     }
   }

@@ -190,6 +190,26 @@ describe('connection slots at maxConnections', () => {
     assert.equal(slots.size, 0);
   });
 
+  test('bookkeeping: the slot of a connection closed for stalling is free at once, before its close', () => {
+    // Node reports the close a turn of the event loop later, after the turn's new connections are
+    // accepted: a newcomer accepted meanwhile gets the slot, not a refusal.
+    const STALL_MS = 1_000;
+    const slots = new ConnectionSlots(1, STALL_MS);
+    const [a, b] = [new FakeSocket(), new FakeSocket()];
+    slots.admit(a as unknown as Socket);
+    const [req, res] = exchangeOn(a);
+    slots.started(req, res);
+    a.bytesWritten = a.writableLength = 300;
+    const t = Math.floor(performance.now());
+    slots.sweep(t);
+    slots.sweep(t + STALL_MS);
+    assert.equal(a.destroyed, true);
+    slots.admit(b as unknown as Socket);
+    assert.equal(b.destroyed, false, 'the newcomer is let in');
+    assert.equal(slots.size, 1);
+    b.destroy();
+  });
+
   test('idle keep-alive connections do not lock out a new client: the longest idle is closed', async () => {
     const { endpoint, url, port } = await listenTls({ maxConnections: MAX, handlers: { track: () => {} } });
     const idle: RawConnection[] = [];
