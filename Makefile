@@ -21,7 +21,8 @@ src/generated/validators.ts: src/schemas.ts scripts/generate-validators.ts $(NOD
 	npx tsx scripts/generate-validators.ts
 	@touch $@
 # tsc builds the library (dist/index.js, ...); dist/cli.js is then the CLI in one file (scripts/bundle-cli.ts).
-dist/cli.js: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json tsconfig.build.json scripts/bundle-cli.ts
+dist/cli.js: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json tsconfig.build.json scripts/bundle-cli.ts \
+		scripts/cli-loader.js scripts/code-cache.mjs
 	npx tsc -p tsconfig.build.json
 	npx tsx scripts/bundle-cli.ts
 

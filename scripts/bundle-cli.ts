@@ -1,29 +1,37 @@
-// Bundles dist/cli.js, what `node dist/cli.js` and the package's bin run, after tsc has built dist/: the
-// CLI and the modules it imports in one file. Node 20 loads ES modules one at a time (read, compile,
-// link): the 53 of a default start cost ~20–25 ms (bench/README.md, "Start: the CLI in one file").
+// Bundles the CLI, what `node dist/cli.js` and the package's bin run, after tsc has built dist/: the CLI
+// and the modules it imports in one script, dist/cli-main.cjs, which dist/cli.js (scripts/cli-loader.js)
+// compiles with the V8 code cache made here (scripts/code-cache.mjs). Node 20 loads ES modules one at a
+// time (read, compile, link): the 53 of a default start cost ~20–25 ms; and it caches no compiled code,
+// which a script compiled by node:vm can be given (bench/README.md, "Start: the CLI in one file").
 //
 // Two kinds of import stay imports:
 // - packages (pg, @redis/client), loaded from node_modules when a flag needs them, as before;
 // - the error classes, dist/errors.js: a partner's handlers module imports them from the package
 //   (dist/index.js) and throws them, and the command must know them by `instanceof`. A copy inside the
-//   bundle would be other classes, and a RetryError an unknown error.
+//   bundle would be other classes, and a RetryError an unknown error. The loader imports them and
+//   hands them to the script.
 // Not minified, for the reason scripts/bundle.ts gives. Run by `make build` / `npm run build`.
-import { chmodSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 
 const ROOT = join(import.meta.dirname, '..');
-const OUT = join(ROOT, 'dist', 'cli.js');
+const DIST = join(ROOT, 'dist');
 const SHARED = join(ROOT, 'src', 'errors.ts');
+// What the loader hands the script (scripts/cli-loader.js), as the names the bundle knows them by.
+const PARAMETERS = ['require', 'module', 'exports', '__sharedErrors', '__cliUrl', '__import'];
 
-await build({
+const { outputFiles } = await build({
   entryPoints: [join(ROOT, 'src', 'cli.ts')],
-  outfile: OUT,
+  outfile: join(DIST, 'cli-main.cjs'),
+  write: false,
   bundle: true,
   packages: 'external',
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
+  define: { 'import.meta.url': '__cliUrl' },
   sourcemap: 'linked',
   sourcesContent: false,
   plugins: [
@@ -31,15 +39,46 @@ await build({
       name: 'shared-with-the-package',
       setup(esbuild) {
         esbuild.onResolve({ filter: /errors\.ts$/ }, (args) =>
-          join(args.resolveDir, args.path) === SHARED ? { path: './errors.js', external: true } : undefined,
+          join(args.resolveDir, args.path) === SHARED ? { path: 'errors', namespace: 'shared' } : undefined,
         );
+        esbuild.onLoad({ filter: /.*/, namespace: 'shared' }, () => ({
+          contents: 'module.exports = __sharedErrors;',
+          loader: 'js',
+        }));
       },
     },
   ],
   logLevel: 'warning',
 });
+const code = outputFiles.find((file) => file.path.endsWith('.cjs'));
+const map = outputFiles.find((file) => file.path.endsWith('.map'));
+if (code === undefined || map === undefined) throw new Error('esbuild wrote no dist/cli-main.cjs');
 // Should the plugin miss (a path spelt another way), the classes would be bundled without a word.
-if (/\bEndpointError = class\b|\bclass EndpointError\b/.test(readFileSync(OUT, 'utf8'))) {
-  throw new Error('dist/cli.js holds a copy of src/errors.ts: the error classes must stay an import');
+if (/\bEndpointError = class\b|\bclass EndpointError\b/.test(code.text)) {
+  throw new Error('dist/cli-main.cjs holds a copy of src/errors.ts: the error classes must stay an import');
 }
-chmodSync(OUT, 0o755);
+// A script compiled by node:vm has no import() of its own (Node 20 offers one only as an experiment,
+// which a code cache loses): the loader's. The CLI's imports are all `await import(` or `import(...).then`.
+const dynamic = code.text.match(/\bimport\(/g)?.length ?? 0;
+const body = code.text.replace(/\bimport\(/g, '__import(');
+if (dynamic === 0 || /\bimport\s*\(/.test(body))
+  throw new Error('dist/cli-main.cjs: an import() left unrouted');
+// One function, a CommonJS module's export (as node loads it when source maps are on), its header where
+// the shebang was: the source map's lines stay right.
+const [shebang, ...lines] = body.split('\n');
+if (!shebang?.startsWith('#!')) throw new Error('dist/cli-main.cjs: no shebang line to put the header on');
+writeFileSync(code.path, `module.exports = function (${PARAMETERS.join(', ')}) {\n${lines.join('\n')}\n};\n`);
+writeFileSync(map.path, map.text);
+
+const LOADER = join(DIST, 'cli.js');
+copyFileSync(join(ROOT, 'scripts', 'cli-loader.js'), LOADER);
+chmodSync(LOADER, 0o755);
+// The cache, made by this node from the CLI started once: without it (a build that failed half way)
+// the CLI still runs, compiled at each start.
+rmSync(join(DIST, 'cli-main.v8cache'), { force: true });
+// Plain node, as the CLI runs: V8 refuses a cache made under other flags (NODE_OPTIONS may carry some).
+const { NODE_OPTIONS: _, ...env } = process.env;
+execFileSync(process.execPath, [join(ROOT, 'scripts', 'code-cache.mjs')], {
+  stdio: ['ignore', 'ignore', 'inherit'],
+  env,
+});

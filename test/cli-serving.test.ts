@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -255,6 +255,49 @@ describe('the segment-endpoint command', () => {
     run.child.kill('SIGTERM');
     assert.equal(await run.exit, 0);
     assert.equal(storedEvents(join(dir, 'dist-out')).length, 1);
+  });
+
+  test('the built dist/cli.js compiles its code with the code cache the build made for this node', async () => {
+    // Imported, not run (argv[1] is not the CLI): the loader compiles the code and says what V8 made of
+    // the cache. A cache missing, or refused (made by another node, under other flags), is not wrong, but
+    // the build's own must serve the node that made it.
+    const loader = pathToFileURL(BUILT[0] as string).href;
+    const probe = spawnClean(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `const { script } = await import(${JSON.stringify(loader)}); console.log(JSON.stringify({ rejected: script.cachedDataRejected }));`,
+    ]);
+    assert.equal(await probe.exit, 0, probe.stderr());
+    assert.deepEqual(JSON.parse(probe.stdout()), { rejected: false });
+  });
+
+  test('a stack trace of the built dist/cli.js names its lines, or the sources with --enable-source-maps', async () => {
+    const handlers = join(dir, 'throwing-handlers.mjs');
+    writeFileSync(handlers, 'export default { track() { return null.x; } };\n');
+    const stackOf = async (entry: string[]) => {
+      const run = await startCli([...httpFlags('k1'), '--handlers', handlers], {}, entry);
+      const res = await fetch(run.url, {
+        method: 'POST',
+        headers: segmentHeaders('k1'),
+        body: JSON.stringify(trackEvent()),
+      });
+      assert.equal(res.status, 500);
+      const [, stack] = await waitFor(run.stderr, /"stack":"((?:[^"\\]|\\.)*)"/);
+      run.child.kill('SIGTERM');
+      assert.equal(await run.exit, 0);
+      return JSON.parse(`"${stack}"`) as string;
+    };
+    // The frame of the dispatch that called the handler: its file and line, as node names it.
+    const dispatchFrame = (stack: string) => /at Object\.dispatch \((.*?):(\d+):\d+\)/.exec(stack)?.slice(1);
+    assert.deepEqual(dispatchFrame(await stackOf([...BUILT]))?.[0], join(ROOT, 'dist', 'cli-main.cjs'));
+    const mapped = dispatchFrame(await stackOf(['--enable-source-maps', ...BUILT]));
+    assert.equal(mapped?.[0], join(ROOT, 'src', 'dispatch.ts'));
+    const line = readFileSync(join(ROOT, 'src', 'dispatch.ts'), 'utf8').split('\n')[Number(mapped?.[1]) - 1];
+    assert.match(
+      line ?? '',
+      /\(table\[type\] as AnyHandler\)\(event, ctx\)/,
+      'the line that calls the handler',
+    );
   });
 
   test("the built dist/cli.js answers a partner's errors, imported from the package, by their status and code", async (t) => {
