@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { lastOnConnection } from './connection-end.ts';
+import { endsWithItsAnswers, lastOnConnection } from './connection-end.ts';
 import type { ErrorCode } from './errors.ts';
 import { rawRefusal } from './respond.ts';
 
@@ -13,26 +13,48 @@ import { rawRefusal } from './respond.ts';
  * trusted. Requests pipelined before the bad one are answered first, in order (RFC 9112 §9.3.2): the
  * refusal waits for the responses in progress on the connection.
  */
-export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  // HPE_PAUSED: the client pipelined past what Node holds for it (the answers queued behind a pending
-  // one), Node paused its parser, and the bytes that came meanwhile were dropped unread. Nothing the
-  // client sent is malformed, and what follows would be read from the middle of a request: the
-  // connection ends here. Its requests not answered yet are retried by the sender (those already taken
-  // are then answered as duplicates).
+export function answerClientError(
+  err: NodeJS.ErrnoException,
+  socket: Duplex,
+  answersOn: (socket: Duplex) => readonly ServerResponse[],
+): void {
   // Anything but a refusal of Node's HTTP parser (a TLS handshake failed or past its deadline, a socket
   // error) came before HTTP or without it: nobody on the connection reads an HTTP answer, and one written
   // into a TLS connection without a handshake is never flushed, which would keep it open for good.
-  if (!isHttpRefusal(err) || err.code === 'HPE_PAUSED' || !socket.writable) {
+  if (!isHttpRefusal(err) || !socket.writable) {
     socket.destroy();
     return;
   }
   // The parser repeats its error for every later chunk: one refusal per connection.
   if (refusing.has(socket)) return;
   refusing.add(socket);
-  refuseAfterPending(socket, clientErrorCode(err));
+  if (err.code === 'HPE_PAUSED') endAfterOwed(socket, answersOn(socket));
+  else refuseAfterPending(socket, clientErrorCode(err));
 }
 
 const refusing = new WeakSet<Duplex>();
+
+/**
+ * HPE_PAUSED: the client pipelined past what Node holds for it (the answers queued behind a pending one),
+ * Node paused its parser, and the bytes that came meanwhile were dropped unread (over TLS, what the TLS
+ * layer had already decrypted). Nothing the client sent is malformed, but the connection cannot go on:
+ * what follows would be read from the middle of a request. It ends once the answers owed on it are
+ * written, those of the requests read whole, whose events may be taken; a request the dropped bytes cut
+ * is never answered (nothing of it was taken), nor is anything read after them. Its sender sends them
+ * again.
+ */
+function endAfterOwed(socket: Duplex, answers: readonly ServerResponse[]): void {
+  endsWithItsAnswers(socket);
+  const owed = answers.filter((res) => res.req.complete);
+  const last = owed.at(-1);
+  if (last === undefined || last.writableFinished) {
+    socket.end();
+  } else if (!last.headersSent) {
+    last.shouldKeepAlive = false; // Node then says `Connection: close`, and closes after it
+  } else {
+    (last as ServerResponse & { _last: boolean })._last = true; // Node closes after it (resOnFinish)
+  }
+}
 
 /** An HTTP refusal: llhttp's (HPE_*), or Node's for headers or a request that came too late. */
 const isHttpRefusal = (err: NodeJS.ErrnoException) =>

@@ -32,7 +32,12 @@ export function noteEnd(res: ServerResponse): void {
 /** Notes that the answer to `req` ends its connection (none to note for a fetch handler's Request). */
 export function endsItsConnection(req: IncomingMessage | undefined): void {
   const socket: unknown = req?.socket;
-  if (typeof socket === 'object' && socket !== null) closing.add(socket);
+  if (typeof socket === 'object' && socket !== null) endsWithItsAnswers(socket);
+}
+
+/** Notes that `socket`'s connection ends with the answers already queued on it. */
+export function endsWithItsAnswers(socket: object): void {
+  closing.add(socket);
 }
 
 /** Whether an answer already written on `req`'s connection ends it: `req` can never be answered. */

@@ -107,6 +107,11 @@ export class ConnectionSlots {
     if (slot !== undefined && slot.answering.push(res) === 1) this.#idle.remove(slot);
   }
 
+  /** The answers in progress on the connection HTTP reads from `socket`, in the order of their requests. */
+  answersOn(socket: Duplex): readonly ServerResponse[] {
+    return this.#slots.get(tcpSocket(socket))?.answering ?? [];
+  }
+
   /** Closes every connection still open, whatever it is doing. */
   closeAll(): void {
     for (const socket of this.#slots.keys()) socket.destroy();

@@ -6,6 +6,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { answerClientError, refuseTunnel } from './client-errors.ts';
 import { ConnectionSlots } from './connections.ts';
@@ -82,6 +83,7 @@ export function createServer(options: ServerOptions): EndpointServer {
   // A client that never reads its answers holds its connection as one that never finishes its request
   // does: requestTimeoutMs bounds both.
   const slots = new ConnectionSlots(maxConnections, common.requestTimeout);
+  const answersOn = (socket: Duplex) => slots.answersOn(socket);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
     slots.started(req, res);
     handler(req, res);
@@ -90,7 +92,9 @@ export function createServer(options: ServerOptions): EndpointServer {
   // At most maxConnections sockets, however many clients connect: memory stays bounded. For https this
   // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
   server.on('connection', (socket: Socket) => slots.admit(socket));
-  server.on('clientError', answerClientError);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) =>
+    answerClientError(err, socket, answersOn),
+  );
   server.on('connect', refuseTunnel);
   // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
   // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once

@@ -110,6 +110,39 @@ test('a client that pipelines past what Node holds for it: no valid event refuse
   );
 });
 
+test('a client that pipelines past what Node holds for it: every event taken is answered before the connection ends', async () => {
+  // Over TLS the bytes Node reads while its parser is paused are dropped (HPE_PAUSED). The connection
+  // cannot go on past them, but the events already taken on it are owed their answers: destroyed at
+  // once, they were stored with no 200 to say so, and stored again by the sender's retry.
+  // At most 8 events in flight: those past them are answered 503 at once, and the answers pile up.
+  const taken: string[] = [];
+  const { endpoint, port } = await listenTls({
+    maxInFlight: 8,
+    handlers: {
+      track: async (event) => {
+        await new Promise((resolve) => setImmediate(resolve));
+        taken.push(String(event.messageId));
+      },
+    },
+  });
+  const events = Array.from({ length: 400 }, (_, i) => trackEvent({ messageId: `m-${i}` }));
+  const text = await pipeline(port, events.map((event) => eventRequest(JSON.stringify(event))).join(''));
+  await endpoint.close();
+  const statuses = answers(text).map((answer) => answer.status);
+  assert.ok(
+    statuses.length < events.length,
+    'the client pipelined past what Node holds (the case of this test)',
+  );
+  assert.deepEqual(
+    statuses.filter((status) => status !== 200 && status !== 503),
+    [],
+    'nothing refused for good',
+  );
+  const answered200 = events.filter((_, i) => statuses[i] === 200).map((event) => String(event.messageId));
+  assert.deepEqual(taken.sort(), answered200.sort(), 'each event taken answered 200, and only those');
+  assert.ok(taken.length > 0, 'events were taken before the connection ended');
+});
+
 test('an event pipelined behind a refusal that closes the connection is not taken: it can never be answered', async () => {
   // Node still hands over the requests it read behind an answer that closes the connection, and writes
   // none of their answers. Taken, their events would be stored with no 200 to say so, and stored again by

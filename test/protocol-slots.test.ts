@@ -331,7 +331,8 @@ describe('connection slots at maxConnections', () => {
     });
     const hog = nonReader(connectTls({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }));
     // One request at a time, the next once the server has read the last (a TLS client that pipelines
-    // past what Node holds for it is closed by Node itself, HPE_PAUSED): /metrics, ~3 KB answers.
+    // past what Node holds for it has its connection ended after the answers owed, HPE_PAUSED): /metrics,
+    // ~3 KB answers.
     const next = () => hog.writable && hog.write('GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n');
     let held: Socket | undefined; // the connection as HTTP sees it: the TLS socket
     endpoint.server.on('request', (req: IncomingMessage) => {
