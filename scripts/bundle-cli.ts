@@ -77,7 +77,11 @@ chmodSync(LOADER, 0o755);
 // the CLI still runs, compiled at each start.
 rmSync(join(DIST, 'cli-main.v8cache'), { force: true });
 // Plain node, as the CLI runs: V8 refuses a cache made under other flags (NODE_OPTIONS may carry some).
-const { NODE_OPTIONS: _, ...env } = process.env;
+// And none of the CLI's own variables: the builder's SEGMENT_ENDPOINT_HANDLERS would be handed the
+// cache's event, its SEGMENT_ENDPOINT_POSTGRES_URL stores it, its SEGMENT_ENDPOINT_PATH fails the build.
+const env = Object.fromEntries(
+  Object.entries(process.env).filter(([name]) => name !== 'NODE_OPTIONS' && !name.startsWith('SEGMENT_')),
+);
 execFileSync(process.execPath, [join(ROOT, 'scripts', 'code-cache.mjs')], {
   stdio: ['ignore', 'ignore', 'inherit'],
   env,

@@ -4,6 +4,7 @@
 // (dist/cli-main.v8cache): Node 20 keeps no compiled code between runs, and compiling the CLI's ~450 KB
 // at every start cost 10–20 ms of it (bench/README.md, "Start: the CLI in one file"). V8 refuses a cache
 // another node made (another V8, other V8 flags): the code is then compiled as if there were none.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +16,9 @@ import * as errors from './errors.js';
 const code = fileURLToPath(new URL('./cli-main.cjs', import.meta.url));
 const require = createRequire(code);
 
+/** The SHA-256 that heads dist/cli-main.v8cache: of the code, then of V8's data. */
+export const cacheKey = (source, data) => createHash('sha256').update(source).update(data).digest();
+const CACHE_KEY_BYTES = 32;
 /** The CLI's code compiled with its cache; scripts/code-cache.mjs makes the cache from it, once started. */
 export let script;
 let run;
@@ -22,14 +26,21 @@ if (process.sourceMapsEnabled) {
   // Node maps the stack traces of the modules it loads, not of a script compiled by node:vm.
   run = require(code);
 } else {
+  const source = readFileSync(code);
   let cachedData;
   try {
-    cachedData = readFileSync(fileURLToPath(new URL('./cli-main.v8cache', import.meta.url)));
+    const file = readFileSync(fileURLToPath(new URL('./cli-main.v8cache', import.meta.url)));
+    // The file is the SHA-256 of the code and V8's data, then the data (scripts/code-cache.mjs). V8 checks
+    // of its data only the header and the code's length: data damaged past the header crashes the
+    // process (a V8 fatal error), and data for other code of the same length runs that other code.
+    const data = file.subarray(CACHE_KEY_BYTES);
+    if (file.length > CACHE_KEY_BYTES && cacheKey(source, data).equals(file.subarray(0, CACHE_KEY_BYTES)))
+      cachedData = data;
   } catch {
     // no cache: compiled as without one
   }
   // As node would wrap the module, on its first line: the lines of the stack traces stay right.
-  script = new Script(`(function (module) {${readFileSync(code, 'utf8')}\n})`, {
+  script = new Script(`(function (module) {${source.toString('utf8')}\n})`, {
     filename: code,
     cachedData,
   });

@@ -3,7 +3,7 @@
 // certificate is needed), sends it one event, then writes the cache of its code as compiled by then
 // (the start, an event's way through, the store) and stops it. Run by scripts/bundle-cli.ts with plain
 // node: V8 takes a cache only from the same V8 under the same flags.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ const port = await new Promise((resolve) => {
 const cli = join(DIST, 'cli.js');
 process.argv = [process.execPath, cli, '--http', '--host', '127.0.0.1', '--port', String(port)];
 process.argv.push('--api-key', KEY, '--out', store, '--log-level', 'error');
-const { script } = await import(cli);
+const { script, cacheKey } = await import(cli);
 
 /** POSTs `body` (or GETs, without one) to `path`: its status, or undefined while nothing listens. */
 const ask = (path, body) =>
@@ -51,7 +51,10 @@ try {
   const event = { type: 'track', event: 'Cache Made', userId: 'u1', messageId: 'code-cache-1' };
   const status = await ask('/', JSON.stringify({ ...event, timestamp: new Date().toISOString() }));
   if (status !== 200) throw new Error(`the CLI answered its event ${status}`);
-  writeFileSync(join(DIST, 'cli-main.v8cache'), script.createCachedData());
+  // Headed by its key (scripts/cli-loader.js): the loader gives V8 only the data made for this code.
+  const data = script.createCachedData();
+  const key = cacheKey(readFileSync(join(DIST, 'cli-main.cjs')), data);
+  writeFileSync(join(DIST, 'cli-main.v8cache'), Buffer.concat([key, data]));
 } catch (err) {
   process.stderr.write(`scripts/code-cache.mjs: ${err.message}\n`);
   process.exit(1);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -269,6 +269,34 @@ describe('the segment-endpoint command', () => {
     ]);
     assert.equal(await probe.exit, 0, probe.stderr());
     assert.deepEqual(JSON.parse(probe.stdout()), { rejected: false });
+  });
+
+  test('a code cache damaged past its header, or made for other code of the same length, is not used', async () => {
+    // V8 checks of a cache only its header and the length of the code: given the rest damaged it stops the
+    // process (a fatal error, SIGTRAP), and given another build's it runs that build's code.
+    const pkg = join(dir, 'cache-pkg');
+    rmSync(pkg, { recursive: true, force: true });
+    cpSync(join(ROOT, 'dist'), join(pkg, 'dist'), { recursive: true });
+    cpSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
+    const cli = join(pkg, 'dist', 'cli.js');
+    const version = async () => {
+      const run = spawnClean(process.execPath, [cli, '--version']);
+      assert.equal(await run.exit, 0, run.stderr());
+      return run.stdout().trim();
+    };
+    const cache = join(pkg, 'dist', 'cli-main.v8cache');
+    const good = readFileSync(cache);
+    const damaged = Buffer.from(good);
+    for (let i = damaged.length >> 1; i < (damaged.length >> 1) + 64; i++)
+      damaged[i] = (damaged[i] as number) ^ 0xff;
+    writeFileSync(cache, damaged);
+    assert.match(await version(), /^\d+\.\d+\.\d+/);
+    writeFileSync(cache, good);
+    const code = join(pkg, 'dist', 'cli-main.cjs');
+    const edited = readFileSync(code, 'utf8').replace('return pkg.version;', 'return pkg.versiom;');
+    assert.notEqual(edited, readFileSync(code, 'utf8'));
+    writeFileSync(code, edited);
+    assert.equal(await version(), 'undefined', 'the edited code runs, not the cached');
   });
 
   test('a stack trace of the built dist/cli.js names its lines, or the sources with --enable-source-maps', async () => {
