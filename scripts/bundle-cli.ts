@@ -73,6 +73,8 @@ writeFileSync(map.path, map.text);
 const LOADER = join(DIST, 'cli.js');
 copyFileSync(join(ROOT, 'scripts', 'cli-loader.js'), LOADER);
 chmodSync(LOADER, 0o755);
+// tsc's declarations and map of the dist/cli.js it wrote, which the loader replaced.
+for (const stale of ['cli.d.ts', 'cli.js.map']) rmSync(join(DIST, stale), { force: true });
 // The cache, made by this node from the CLI started once: without it (a build that failed half way)
 // the CLI still runs, compiled at each start.
 rmSync(join(DIST, 'cli-main.v8cache'), { force: true });

@@ -39,9 +39,11 @@ if (process.sourceMapsEnabled) {
   } catch {
     // no cache: compiled as without one
   }
-  // As node would wrap the module, on its first line: the lines of the stack traces stay right.
+  // As node would wrap the module, on its first line: the lines of the stack traces stay right. Named
+  // in them by the package's path, not the file's: V8 keeps the name the cache was made under (the
+  // build machine's path) over the one given here.
   script = new Script(`(function (module) {${source.toString('utf8')}\n})`, {
-    filename: code,
+    filename: 'segment-endpoint/dist/cli-main.cjs',
     cachedData,
   });
   const loaded = { exports: undefined };
