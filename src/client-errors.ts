@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { endsWithItsAnswers, lastOnConnection } from './connection-end.ts';
+import { cutShort, endsWithItsAnswers, lastOnConnection } from './connection-end.ts';
 import type { ErrorCode } from './errors.ts';
 import { rawRefusal } from './respond.ts';
 
@@ -46,6 +46,9 @@ const refusing = new WeakSet<Duplex>();
 function endAfterOwed(socket: Duplex, answers: readonly ServerResponse[]): void {
   endsWithItsAnswers(socket);
   const owed = answers.filter((res) => res.req.complete);
+  // Node resumes the parser once its answers drain, mid-request: what it reads then as the rest of a
+  // request cut here is not its own.
+  for (const res of answers) if (!res.req.complete) cutShort(res.req);
   const last = owed.at(-1);
   if (last === undefined || last.writableFinished) {
     socket.end();
