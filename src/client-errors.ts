@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { cutShort, endsWithItsAnswers, lastOnConnection } from './connection-end.ts';
+import { endsWithItsAnswers, lastOnConnection } from './connection-end.ts';
 import type { ErrorCode } from './errors.ts';
 import { rawRefusal } from './respond.ts';
 
@@ -18,15 +18,17 @@ export function answerClientError(
   socket: Duplex,
   answersOn: (socket: Duplex) => readonly ServerResponse[],
 ): void {
+  const refusal = isHttpRefusal(err);
+  // The parser repeats its error for every later chunk: one refusal per connection. (Its connection may
+  // have ended already, and still be read: `lingeringClose`.)
+  if (refusal && refusing.has(socket)) return;
   // Anything but a refusal of Node's HTTP parser (a TLS handshake failed or past its deadline, a socket
   // error) came before HTTP or without it: nobody on the connection reads an HTTP answer, and one written
   // into a TLS connection without a handshake is never flushed, which would keep it open for good.
-  if (!isHttpRefusal(err) || !socket.writable) {
+  if (!refusal || !socket.writable) {
     socket.destroy();
     return;
   }
-  // The parser repeats its error for every later chunk: one refusal per connection.
-  if (refusing.has(socket)) return;
   refusing.add(socket);
   if (err.code === 'HPE_PAUSED') endAfterOwed(socket, answersOn(socket));
   else refuseAfterPending(socket, clientErrorCode(err));
@@ -40,23 +42,43 @@ const refusing = new WeakSet<Duplex>();
  * layer had already decrypted). Nothing the client sent is malformed, but the connection cannot go on:
  * what follows would be read from the middle of a request. It ends once the answers owed on it are
  * written, those of the requests read whole, whose events may be taken; a request the dropped bytes cut
- * is never answered (nothing of it was taken), nor is anything read after them. Its sender sends them
+ * is never answered (nothing of it was taken), nor is anything sent after them. Its sender sends them
  * again.
  */
 function endAfterOwed(socket: Duplex, answers: readonly ServerResponse[]): void {
   endsWithItsAnswers(socket);
+  // Node resumes a paused parser once the answers drain (socketOnDrain, lib/_http_server.js, while
+  // `_paused`), from the middle of the stream: the rest of a request cut here would be read from later
+  // ones (an event spliced from two), and taken. Not paused, as Node sees it, the parser stays paused: what
+  // comes from now on is dropped by it, refused again (ignored, above). And it is read: a connection
+  // closed on bytes it has not read is reset, and a reset makes the client discard the answers it has
+  // not read yet, 200s of events taken.
+  const connection = socket as Duplex & { _paused?: boolean; destroySoon?: () => void };
+  connection._paused = false;
+  connection.destroySoon = lingeringClose; // what Node calls after the answer that ends the connection
+  socket.resume();
   const owed = answers.filter((res) => res.req.complete);
-  // Node resumes the parser once its answers drain, mid-request: what it reads then as the rest of a
-  // request cut here is not its own.
-  for (const res of answers) if (!res.req.complete) cutShort(res.req);
   const last = owed.at(-1);
   if (last === undefined || last.writableFinished) {
-    socket.end();
+    lingeringClose.call(socket);
   } else if (!last.headersSent) {
     last.shouldKeepAlive = false; // Node then says `Connection: close`, and closes after it
   } else {
     (last as ServerResponse & { _last: boolean })._last = true; // Node closes after it (resOnFinish)
   }
+}
+
+/** How long a connection ended after HPE_PAUSED goes on reading what its client sends, at most. */
+const LINGER_MS = 5_000;
+
+/**
+ * Ends the connection `this` after what is written on it, reading what still comes until the client
+ * closes its side (then Node closes the connection) or LINGER_MS have passed: the client reads its
+ * answers before it sees the connection reset by the bytes it sent meanwhile (a "lingering close").
+ */
+function lingeringClose(this: Duplex): void {
+  this.end();
+  setTimeout(() => this.destroy(), LINGER_MS).unref();
 }
 
 /** An HTTP refusal: llhttp's (HPE_*), or Node's for headers or a request that came too late. */

@@ -40,20 +40,5 @@ export function endsWithItsAnswers(socket: object): void {
   closing.add(socket);
 }
 
-// Requests whose bytes were cut by those Node's paused parser dropped (HPE_PAUSED, client-errors.ts). Node
-// resumes the parser once its answers drain, from the middle of such a request: the bytes it then reads
-// as the rest of its body belong to later requests (a spliced event, valid JSON when the requests have
-// the same layout). Nothing of them is taken; their answers, behind the one that ends the connection,
-// are never written.
-const cut = new WeakSet<IncomingMessage>();
-
-/** Notes that the rest of `req` was dropped unread: whatever is read as its body is not its own. */
-export function cutShort(req: IncomingMessage): void {
-  cut.add(req);
-}
-
-/** Whether `req` was cut short by bytes Node dropped (see cutShort). */
-export const wasCut = (req: IncomingMessage): boolean => cut.has(req);
-
 /** Whether an answer already written on `req`'s connection ends it: `req` can never be answered. */
 export const behindClosingAnswer = (req: IncomingMessage): boolean => closing.has(req.socket);

@@ -5,7 +5,6 @@ import { acceptBatch, batchAnswer, type Carried, type EventResult, eventsOf, typ
 import { checkBodyHeaders, framedBody, parseBody } from './body.ts';
 import { type Credentials, CredentialsCache } from './credentials.ts';
 import { Deadlines } from './deadlines.ts';
-import { wasCut } from './connection-end.ts';
 import { EndpointError } from './errors.ts';
 import { EventIntake, type RequestFacts } from './intake.ts';
 import { RateLimiter } from './limits.ts';
@@ -143,13 +142,6 @@ export class EventPipeline {
 
   /** The body came whole (called by the Exchange). */
   received(x: Exchange, text: string): void {
-    if (wasCut(x.req)) {
-      // Its body was cut by bytes Node dropped (HPE_PAUSED): what came as its rest is a later request's.
-      // Not taken, and not answered: its answer would follow the one that ends the connection.
-      x.answered = true;
-      x.done();
-      return;
-    }
     let value: unknown;
     try {
       value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);

@@ -94,11 +94,15 @@ test('a client that pipelines past what Node holds for it: no valid event refuse
     handlers: { track: async (event) => void stored.push(String(event.messageId)) },
   });
   const events = Array.from({ length: 400 }, () => trackEvent());
-  const open = new Promise<string>((resolve) => setTimeout(resolve, 10_000, 'still open'));
+  let timer: NodeJS.Timeout | undefined;
+  const open = new Promise<string>((resolve) => {
+    timer = setTimeout(resolve, 10_000, 'still open');
+  });
   const text = await Promise.race([
     pipeline(port, events.map((event) => eventRequest(JSON.stringify(event))).join('')),
     open,
   ]);
+  clearTimeout(timer);
   await endpoint.close();
   assert.notEqual(text, 'still open', 'the connection is closed, not left with requests unanswered');
   const statuses = answers(text).map((answer) => answer.status);
@@ -183,6 +187,32 @@ test('an event pipelined behind a refusal that closes the connection is not take
   );
 });
 
+test('a client that pipelines past what Node holds for it receives every 200 written before the connection ends', async () => {
+  // Every event answered 200 at once (a synchronous handler, no shedding): the answers owed are many, and
+  // the client still sending when the connection closed. Closed while its requests were unread, the
+  // connection was reset, and a reset makes the client's side discard the answers it had not yet read:
+  // 200s written, events stored, and their senders never told.
+  const taken: string[] = [];
+  const { endpoint, port } = await listenTls({
+    maxInFlight: 100_000,
+    handlers: { track: (event) => void taken.push(String(event.messageId)) },
+  });
+  const events = Array.from({ length: 2000 }, (_, i) => trackEvent({ messageId: `m-${i}` }));
+  const text = await pipeline(port, events.map((event) => eventRequest(JSON.stringify(event))).join(''));
+  await endpoint.close();
+  const statuses = answers(text).map((answer) => answer.status);
+  assert.ok(
+    taken.length < events.length,
+    'the client pipelined past what Node holds (the case of this test)',
+  );
+  assert.deepEqual(
+    statuses.filter((status) => status !== 200),
+    [],
+    'nothing refused',
+  );
+  assert.equal(statuses.length, taken.length, 'a 200 received for every event taken');
+});
+
 test('a request the dropped bytes cut is not taken when Node resumes its parser mid-request', async () => {
   // Requests of 1 KiB, written so that the 16 KiB TLS records start half way through one: HPE_PAUSED
   // drops whole records, and when the answers drain Node resumes the parser from the middle of the cut
@@ -201,7 +231,9 @@ test('a request the dropped bytes cut is not taken when Node resumes its parser 
   const sized = (i: number) => {
     const id = String(i).padStart(6, '0');
     const request = (pad: string) =>
-      eventRequest(JSON.stringify(trackEvent({ messageId: `m-${id}`, properties: { pad, tail: `m-${id}` } })));
+      eventRequest(
+        JSON.stringify(trackEvent({ messageId: `m-${id}`, properties: { pad, tail: `m-${id}` } })),
+      );
     const bare = Buffer.byteLength(request(''));
     return request('x'.repeat(1024 - bare));
   };
