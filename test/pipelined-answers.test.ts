@@ -28,6 +28,13 @@ function pipeline(port: number, text: string): Promise<string> {
   });
 }
 
+/** `n` events (messageIds m-0, m-1, ...) pipelined at once on one connection: the status of each answer. */
+async function pipelineEvents(port: number, n: number) {
+  const events = Array.from({ length: n }, (_, i) => trackEvent({ messageId: `m-${i}` }));
+  const text = await pipeline(port, events.map((event) => eventRequest(JSON.stringify(event))).join(''));
+  return { events, statuses: answers(text).map((answer) => answer.status) };
+}
+
 /** Each answer's status and whether it closes the connection, in order. */
 function answers(text: string): Array<{ status: number; close: boolean }> {
   return text
@@ -129,10 +136,8 @@ test('a client that pipelines past what Node holds for it: every event taken is 
       },
     },
   });
-  const events = Array.from({ length: 400 }, (_, i) => trackEvent({ messageId: `m-${i}` }));
-  const text = await pipeline(port, events.map((event) => eventRequest(JSON.stringify(event))).join(''));
+  const { events, statuses } = await pipelineEvents(port, 400);
   await endpoint.close();
-  const statuses = answers(text).map((answer) => answer.status);
   assert.ok(
     statuses.length < events.length,
     'the client pipelined past what Node holds (the case of this test)',
@@ -197,10 +202,8 @@ test('a client that pipelines past what Node holds for it receives every 200 wri
     maxInFlight: 100_000,
     handlers: { track: (event) => void taken.push(String(event.messageId)) },
   });
-  const events = Array.from({ length: 2000 }, (_, i) => trackEvent({ messageId: `m-${i}` }));
-  const text = await pipeline(port, events.map((event) => eventRequest(JSON.stringify(event))).join(''));
+  const { events, statuses } = await pipelineEvents(port, 2000);
   await endpoint.close();
-  const statuses = answers(text).map((answer) => answer.status);
   assert.ok(
     taken.length < events.length,
     'the client pipelined past what Node holds (the case of this test)',
