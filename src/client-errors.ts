@@ -13,11 +13,7 @@ import { rawRefusal } from './respond.ts';
  * trusted. Requests pipelined before the bad one are answered first, in order (RFC 9112 §9.3.2): the
  * refusal waits for the responses in progress on the connection.
  */
-export function answerClientError(
-  err: NodeJS.ErrnoException,
-  socket: Duplex,
-  answersOn: (socket: Duplex) => readonly ServerResponse[],
-): void {
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, slots: ConnectionsSeen): void {
   const refusal = isHttpRefusal(err);
   // The parser repeats its error for every later chunk: one refusal per connection. (Its connection may
   // have ended already, and still be read: `lingeringClose`.)
@@ -30,11 +26,20 @@ export function answerClientError(
     return;
   }
   refusing.add(socket);
-  if (err.code === 'HPE_PAUSED') endAfterOwed(socket, answersOn(socket));
-  else refuseAfterPending(socket, clientErrorCode(err));
+  if (err.code === 'HPE_PAUSED') {
+    // Busy until it closes: not the idle connection closed (reset) to admit a newcomer at maxConnections.
+    slots.linger(socket);
+    endAfterOwed(socket, slots.answersOn(socket));
+  } else refuseAfterPending(socket, clientErrorCode(err));
 }
 
 const refusing = new WeakSet<Duplex>();
+
+/** What the connection slots (connections.ts) know of a connection's answers, and are told of its end. */
+export interface ConnectionsSeen {
+  answersOn(socket: Duplex): readonly ServerResponse[];
+  linger(socket: Duplex): void;
+}
 
 /**
  * HPE_PAUSED: the client pipelined past what Node holds for it (the answers queued behind a pending one),

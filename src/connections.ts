@@ -90,6 +90,7 @@ export class ConnectionSlots {
       head: undefined,
       flushed: 0,
       movedAt: 0,
+      lingering: false,
     };
     this.#slots.set(socket, slot);
     this.#idle.push(slot);
@@ -104,7 +105,20 @@ export class ConnectionSlots {
     res.on('close', this.#closed); // emitted once: no once() wrapper needed
     const slot = this.#slots.get(tcpSocket(req.socket));
     // Pipelined behind a request still in progress, the connection is busy already; closed: no record.
-    if (slot !== undefined && slot.answering.push(res) === 1) this.#idle.remove(slot);
+    if (slot !== undefined && slot.answering.push(res) === 1 && !slot.lingering) this.#idle.remove(slot);
+  }
+
+  /**
+   * The connection HTTP reads from `socket` ends in a lingering close (client-errors.ts): busy until it
+   * closes, never the idle one closed to admit a newcomer. Its client may not have read its answers yet
+   * and is still sending: closed under what it sent, the connection is reset, and the client discards
+   * the 200s it has not read. The lingering close ends it within seconds.
+   */
+  linger(socket: Duplex): void {
+    const slot = this.#slots.get(tcpSocket(socket));
+    if (slot === undefined || slot.lingering) return;
+    if (slot.answering.length === 0) this.#idle.remove(slot);
+    slot.lingering = true;
   }
 
   /** The answers in progress on the connection HTTP reads from `socket`, in the order of their requests. */
@@ -170,7 +184,7 @@ export class ConnectionSlots {
     if (at === -1) return;
     if (at === 0) answering.shift();
     else answering.splice(at, 1);
-    if (answering.length === 0) this.#idle.push(slot);
+    if (answering.length === 0 && !slot.lingering) this.#idle.push(slot);
   }
 
   /**
@@ -188,7 +202,7 @@ export class ConnectionSlots {
   #release(slot: Slot): void {
     this.#slots.delete(slot.socket);
     if (slot.answering.length === 0) {
-      this.#idle.remove(slot);
+      if (!slot.lingering) this.#idle.remove(slot);
       return;
     }
     const stranded = slot.answering.filter((res) => res.socket === null && !res.writableFinished);
@@ -218,6 +232,8 @@ interface Slot extends Linked<Slot> {
   head: ServerResponse | undefined;
   flushed: number;
   movedAt: number;
+  /** In a lingering close: busy whatever its answers (`linger`). */
+  lingering: boolean;
 }
 
 function sweep(slots: ConnectionSlots): void {

@@ -83,7 +83,6 @@ export function createServer(options: ServerOptions): EndpointServer {
   // A client that never reads its answers holds its connection as one that never finishes its request
   // does: requestTimeoutMs bounds both.
   const slots = new ConnectionSlots(maxConnections, common.requestTimeout);
-  const answersOn = (socket: Duplex) => slots.answersOn(socket);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
     slots.started(req, res);
     handler(req, res);
@@ -93,7 +92,7 @@ export function createServer(options: ServerOptions): EndpointServer {
   // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
   server.on('connection', (socket: Socket) => slots.admit(socket));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) =>
-    answerClientError(err, socket, answersOn),
+    answerClientError(err, socket, slots),
   );
   server.on('connect', refuseTunnel);
   // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a

@@ -260,3 +260,62 @@ test('a request the dropped bytes cut is not taken when Node resumes its parser 
     'no event spliced from two requests',
   );
 });
+
+test('a connection in its lingering close is not the idle one closed to admit a newcomer at maxConnections', async () => {
+  // Requests of 1 KiB written at once: the 16 KiB TLS records end on a request's end, so HPE_PAUSED cuts
+  // none, and once its owed answers are written the connection held no answer in progress: idle, as the
+  // slots counted it, and closed to admit a newcomer. Its client had not read its 200s yet and was still
+  // sending: the close was a reset, and the client discarded the 200s of events taken.
+  const taken: string[] = [];
+  const { endpoint, port } = await listenTls({
+    maxInFlight: 100_000,
+    maxConnections: 2,
+    handlers: { track: (event) => void taken.push(String(event.messageId)) },
+  });
+  const sized = (i: number) => {
+    const request = (pad: string) =>
+      eventRequest(JSON.stringify(trackEvent({ messageId: `m-${i}`, properties: { pad } })));
+    return request('x'.repeat(1024 - Buffer.byteLength(request(''))));
+  };
+  const all = Buffer.from(Array.from({ length: 2000 }, (_, i) => sized(i)).join(''));
+  assert.equal(all.length, 2000 * 1024);
+  const received = new Promise<string>((resolve) => {
+    const chunks: Buffer[] = [];
+    const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () => {
+      socket.write(all);
+      socket.pause(); // reads its answers only later
+      setTimeout(() => socket.resume(), 1_500);
+      const sending = setInterval(() => {
+        if (socket.destroyed) clearInterval(sending);
+        else socket.write(all.subarray(0, 16_384));
+      }, 20);
+      socket.on('close', () => clearInterval(sending));
+    });
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => {}); // a reset shows as the close
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString()));
+  });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  // Two newcomers: one takes the free slot, the other finds the cap.
+  await Promise.all(
+    [0, 1].map(
+      () =>
+        new Promise<void>((resolve) => {
+          const other = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () =>
+            setTimeout(() => other.destroy(), 200),
+          );
+          other.on('error', () => {});
+          other.on('close', () => resolve());
+        }),
+    ),
+  );
+  const statuses = answers(await received).map((answer) => answer.status);
+  await endpoint.close();
+  assert.ok(taken.length > 0 && taken.length < 2000, 'the client pipelined past what Node holds');
+  assert.deepEqual(
+    statuses.filter((status) => status !== 200),
+    [],
+    'nothing refused',
+  );
+  assert.equal(statuses.length, taken.length, 'a 200 received for every event taken');
+});
