@@ -61,8 +61,8 @@ if (/\bEndpointError = class\b|\bclass EndpointError\b/.test(code.text)) {
 // which a code cache loses): the loader's. The CLI's imports are all `await import(` or `import(...).then`.
 const dynamic = code.text.match(/\bimport\(/g)?.length ?? 0;
 const body = code.text.replace(/\bimport\(/g, '__import(');
-if (dynamic === 0 || /\bimport\s*\(/.test(body))
-  throw new Error('dist/cli-main.cjs: an import() left unrouted');
+if (dynamic === 0) throw new Error('dist/cli-main.cjs: no import() found to route to the loader');
+if (/\bimport\s*\(/.test(body)) throw new Error('dist/cli-main.cjs: an import() left unrouted');
 // One function, a CommonJS module's export (as node loads it when source maps are on), its header where
 // the shebang was: the source map's lines stay right.
 const [shebang, ...lines] = body.split('\n');

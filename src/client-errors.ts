@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { endsWithItsAnswers, lastOnConnection } from './connection-end.ts';
+import { lastOnConnection } from './connection-end.ts';
 import type { ErrorCode } from './errors.ts';
+import { endAfterOwed, type PausedSlots } from './paused-connection.ts';
 import { rawRefusal } from './respond.ts';
 
 // The refusals Node's parser makes on a connection before a request exists (the server's 'clientError'
@@ -11,9 +12,10 @@ import { rawRefusal } from './respond.ts';
  * Node's parser refused what came on a connection (malformed HTTP, a version other than HTTP/1.x, headers
  * too large or too slow). Answer in JSON like every other refusal, then close: the stream cannot be
  * trusted. Requests pipelined before the bad one are answered first, in order (RFC 9112 §9.3.2): the
- * refusal waits for the responses in progress on the connection.
+ * refusal waits for the responses in progress on the connection. HPE_PAUSED is no refusal: the connection
+ * ends after the answers owed on it (paused-connection.ts).
  */
-export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, slots: ConnectionsSeen): void {
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, slots: PausedSlots): void {
   const refusal = isHttpRefusal(err);
   // The parser repeats its error for every later chunk: one refusal per connection. (Its connection may
   // have ended already, and still be read: `lingeringClose`.)
@@ -26,65 +28,11 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, sl
     return;
   }
   refusing.add(socket);
-  if (err.code === 'HPE_PAUSED') {
-    // Busy until it closes: not the idle connection closed (reset) to admit a newcomer at maxConnections.
-    slots.linger(socket);
-    endAfterOwed(socket, slots.answersOn(socket));
-  } else refuseAfterPending(socket, clientErrorCode(err));
+  if (err.code === 'HPE_PAUSED') endAfterOwed(socket, slots);
+  else refuseAfterPending(socket, clientErrorCode(err));
 }
 
 const refusing = new WeakSet<Duplex>();
-
-/** What the connection slots (connections.ts) know of a connection's answers, and are told of its end. */
-export interface ConnectionsSeen {
-  answersOn(socket: Duplex): readonly ServerResponse[];
-  linger(socket: Duplex): void;
-}
-
-/**
- * HPE_PAUSED: the client pipelined past what Node holds for it (the answers queued behind a pending one),
- * Node paused its parser, and the bytes that came meanwhile were dropped unread (over TLS, what the TLS
- * layer had already decrypted). Nothing the client sent is malformed, but the connection cannot go on:
- * what follows would be read from the middle of a request. It ends once the answers owed on it are
- * written, those of the requests read whole, whose events may be taken; a request the dropped bytes cut
- * is never answered (nothing of it was taken), nor is anything sent after them. Its sender sends them
- * again.
- */
-function endAfterOwed(socket: Duplex, answers: readonly ServerResponse[]): void {
-  endsWithItsAnswers(socket);
-  // Node resumes a paused parser once the answers drain (socketOnDrain, lib/_http_server.js, while
-  // `_paused`), from the middle of the stream: the rest of a request cut here would be read from later
-  // ones (an event spliced from two), and taken. Not paused, as Node sees it, the parser stays paused: what
-  // comes from now on is dropped by it, refused again (ignored, above). And it is read: a connection
-  // closed on bytes it has not read is reset, and a reset makes the client discard the answers it has
-  // not read yet, 200s of events taken.
-  const connection = socket as Duplex & { _paused?: boolean; destroySoon?: () => void };
-  connection._paused = false;
-  connection.destroySoon = lingeringClose; // what Node calls after the answer that ends the connection
-  socket.resume();
-  const owed = answers.filter((res) => res.req.complete);
-  const last = owed.at(-1);
-  if (last === undefined || last.writableFinished) {
-    lingeringClose.call(socket);
-  } else if (!last.headersSent) {
-    last.shouldKeepAlive = false; // Node then says `Connection: close`, and closes after it
-  } else {
-    (last as ServerResponse & { _last: boolean })._last = true; // Node closes after it (resOnFinish)
-  }
-}
-
-/** How long a connection ended after HPE_PAUSED goes on reading what its client sends, at most. */
-const LINGER_MS = 5_000;
-
-/**
- * Ends the connection `this` after what is written on it, reading what still comes until the client
- * closes its side (then Node closes the connection) or LINGER_MS have passed: the client reads its
- * answers before it sees the connection reset by the bytes it sent meanwhile (a "lingering close").
- */
-function lingeringClose(this: Duplex): void {
-  this.end();
-  setTimeout(() => this.destroy(), LINGER_MS).unref();
-}
 
 /** An HTTP refusal: llhttp's (HPE_*), or Node's for headers or a request that came too late. */
 const isHttpRefusal = (err: NodeJS.ErrnoException) =>

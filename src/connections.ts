@@ -1,15 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Chain, type Linked } from './chain.ts';
+import { Chain } from './chain.ts';
+import { type Slot, tcpSocket } from './connection-record.ts';
 
 // What happens on a connection around its requests: who holds a slot, and which answers are still to be
 // written. What Node's parser refuses before a request exists is answered in client-errors.ts.
 
 /**
- * Who holds the `maxConnections` slots. A connection is busy while a request on it is in progress, and
- * idle otherwise: just accepted, in its TLS handshake, half way through its request's headers, or
- * between keep-alive requests. At the cap a newcomer takes the slot of the longest idle connection,
+ * Who holds the `maxConnections` slots. A connection is busy while a request on it is in progress, or
+ * while it lingers after HPE_PAUSED (`linger`), and idle otherwise: just accepted, in its TLS handshake,
+ * half way through its request's headers, or between keep-alive requests. At the cap a newcomer takes the slot of the longest idle connection,
  * which is closed; only when every connection is busy is the newcomer closed instead: a busy one holds
  * answers owed to its client (whose events may be taken), even one that has paused reading them. So
  * connections that hold a slot without using it (idle keep-alive, slow headers) cannot lock clients out,
@@ -49,6 +50,9 @@ export class ConnectionSlots {
   /** Answers counted done with when their connection closed, whose 'close' may come after all. */
   readonly #abandoned = new WeakSet<ServerResponse>();
   #waiters: Array<() => void> = [];
+  /** Connections in their lingering close (`linger`), and who waits for none to be. */
+  #lingering = 0;
+  #lingerers: Array<() => void> = [];
   /** A response's 'close' listener (`this` is the response): one function for all. */
   readonly #closed: (this: ServerResponse) => void;
 
@@ -109,7 +113,7 @@ export class ConnectionSlots {
   }
 
   /**
-   * The connection HTTP reads from `socket` ends in a lingering close (client-errors.ts): busy until it
+   * The connection HTTP reads from `socket` ends in a lingering close (paused-connection.ts): busy until it
    * closes, never the idle one closed to admit a newcomer. Its client may not have read its answers yet
    * and is still sending: closed under what it sent, the connection is reset, and the client discards
    * the 200s it has not read. The lingering close ends it within seconds.
@@ -119,6 +123,14 @@ export class ConnectionSlots {
     if (slot === undefined || slot.lingering) return;
     if (slot.answering.length === 0) this.#idle.remove(slot);
     slot.lingering = true;
+    this.#lingering++;
+  }
+
+  /** Resolves once no connection is in its lingering close: a shutdown waits for them, not resets them. */
+  lingered(): Promise<void> {
+    return this.#lingering === 0
+      ? Promise.resolve()
+      : new Promise((resolve) => this.#lingerers.push(resolve));
   }
 
   /** The answers in progress on the connection HTTP reads from `socket`, in the order of their requests. */
@@ -201,6 +213,7 @@ export class ConnectionSlots {
   /** Frees the slot of a connection that closes, or is closed to make room. */
   #release(slot: Slot): void {
     this.#slots.delete(slot.socket);
+    if (slot.lingering && --this.#lingering === 0) this.#lingerers = wake(this.#lingerers);
     if (slot.answering.length === 0) {
       if (!slot.lingering) this.#idle.remove(slot);
       return;
@@ -213,37 +226,16 @@ export class ConnectionSlots {
 
   #done(answers: number): void {
     this.#answering -= answers;
-    if (this.#answering === 0 && this.#waiters.length > 0) {
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const wake of waiters) wake();
-    }
+    if (this.#answering === 0) this.#waiters = wake(this.#waiters);
   }
 }
 
-/**
- * A connection's record: the answers in progress on it, in order; its place among the idle ones; and
- * what the last sweep saw of it.
- */
-interface Slot extends Linked<Slot> {
-  readonly socket: Socket;
-  answering: ServerResponse[];
-  /** The answer being written at the last sweep, the bytes flushed then, and when they last grew. */
-  head: ServerResponse | undefined;
-  flushed: number;
-  movedAt: number;
-  /** In a lingering close: busy whatever its answers (`linger`). */
-  lingering: boolean;
+/** Calls every waiter; the list to wait in from now on. */
+function wake(waiters: Array<() => void>): Array<() => void> {
+  for (const resolve of waiters) resolve();
+  return [];
 }
 
 function sweep(slots: ConnectionSlots): void {
   slots.sweep();
-}
-
-/**
- * The TCP socket a request came on. Over TLS the request's socket is a TLSSocket wrapping the TCP socket
- * the server's 'connection' event gave; Node keeps that one as `_parent` (lib/_tls_wrap.js).
- */
-function tcpSocket(socket: Duplex): Socket {
-  return (socket as Socket & { _parent?: Socket | null })._parent ?? (socket as Socket);
 }

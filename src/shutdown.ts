@@ -31,6 +31,8 @@ export async function gracefulClose(
     // `Connection: close`.
     await Promise.race([handler.idle(), deadline]);
     await Promise.race([slots.settled(), deadline]);
+    // Nor before a lingering close ends (paused-connection.ts): Node would count its connection idle.
+    await Promise.race([slots.lingered(), deadline]);
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     // Every answer already begun is flushed. A connection still open has no complete request on it:
     // it is idle, or its request is half sent. The half sent get a moment to finish and hear 503;

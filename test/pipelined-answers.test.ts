@@ -35,6 +35,50 @@ async function pipelineEvents(port: number, n: number) {
   return { events, statuses: answers(text).map((answer) => answer.status) };
 }
 
+/**
+ * `n` requests of 1 KiB each (messageIds m-000000, m-000001, ...; `properties.tail` the messageId again,
+ * to tell an event spliced from two), in one buffer: 16 of them to a TLS record of 16 KiB.
+ */
+function sizedRequests(n: number): Buffer {
+  const sized = (i: number) => {
+    const id = `m-${String(i).padStart(6, '0')}`;
+    const request = (pad: string) =>
+      eventRequest(JSON.stringify(trackEvent({ messageId: id, properties: { pad, tail: id } })));
+    return request('x'.repeat(1024 - Buffer.byteLength(request(''))));
+  };
+  const all = Buffer.from(Array.from({ length: n }, (_, i) => sized(i)).join(''));
+  assert.equal(all.length, n * 1024);
+  return all;
+}
+
+/**
+ * A TLS client that writes `requests` at once, reads its answers only 1.5 s later, and meanwhile goes on
+ * sending (16 KiB every 20 ms) until the server ends the connection, then ends its side: resolves with
+ * all it received once the connection closes.
+ */
+function lateReader(port: number, requests: Buffer): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const chunks: Buffer[] = [];
+    const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () => {
+      socket.write(requests);
+      socket.pause();
+      setTimeout(() => socket.resume(), 1_500);
+      const sending = setInterval(() => {
+        if (socket.writable) socket.write(requests.subarray(0, 16_384));
+      }, 20);
+      const stop = () => clearInterval(sending);
+      socket.on('end', () => {
+        stop();
+        socket.end();
+      });
+      socket.on('close', stop);
+    });
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => {}); // a reset shows as the close
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString()));
+  });
+}
+
 /** Each answer's status and whether it closes the connection, in order. */
 function answers(text: string): Array<{ status: number; close: boolean }> {
   return text
@@ -231,17 +275,7 @@ test('a request the dropped bytes cut is not taken when Node resumes its parser 
       },
     },
   });
-  const sized = (i: number) => {
-    const id = String(i).padStart(6, '0');
-    const request = (pad: string) =>
-      eventRequest(
-        JSON.stringify(trackEvent({ messageId: `m-${id}`, properties: { pad, tail: `m-${id}` } })),
-      );
-    const bare = Buffer.byteLength(request(''));
-    return request('x'.repeat(1024 - bare));
-  };
-  const all = Buffer.from(Array.from({ length: 2000 }, (_, i) => sized(i)).join(''));
-  assert.equal(all.length, 2000 * 1024);
+  const all = sizedRequests(2000);
   await new Promise<void>((resolve) => {
     const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () => {
       for (let at = 0, size = 16_384 + 512; at < all.length; at += size, size = 16_384) {
@@ -272,29 +306,7 @@ test('a connection in its lingering close is not the idle one closed to admit a 
     maxConnections: 2,
     handlers: { track: (event) => void taken.push(String(event.messageId)) },
   });
-  const sized = (i: number) => {
-    const request = (pad: string) =>
-      eventRequest(JSON.stringify(trackEvent({ messageId: `m-${i}`, properties: { pad } })));
-    return request('x'.repeat(1024 - Buffer.byteLength(request(''))));
-  };
-  const all = Buffer.from(Array.from({ length: 2000 }, (_, i) => sized(i)).join(''));
-  assert.equal(all.length, 2000 * 1024);
-  const received = new Promise<string>((resolve) => {
-    const chunks: Buffer[] = [];
-    const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () => {
-      socket.write(all);
-      socket.pause(); // reads its answers only later
-      setTimeout(() => socket.resume(), 1_500);
-      const sending = setInterval(() => {
-        if (socket.destroyed) clearInterval(sending);
-        else socket.write(all.subarray(0, 16_384));
-      }, 20);
-      socket.on('close', () => clearInterval(sending));
-    });
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', () => {}); // a reset shows as the close
-    socket.on('close', () => resolve(Buffer.concat(chunks).toString()));
-  });
+  const received = lateReader(port, sizedRequests(2000));
   await new Promise((resolve) => setTimeout(resolve, 500));
   // Two newcomers: one takes the free slot, the other finds the cap.
   await Promise.all(
@@ -311,6 +323,29 @@ test('a connection in its lingering close is not the idle one closed to admit a 
   );
   const statuses = answers(await received).map((answer) => answer.status);
   await endpoint.close();
+  assert.ok(taken.length > 0 && taken.length < 2000, 'the client pipelined past what Node holds');
+  assert.deepEqual(
+    statuses.filter((status) => status !== 200),
+    [],
+    'nothing refused',
+  );
+  assert.equal(statuses.length, taken.length, 'a 200 received for every event taken');
+});
+
+test('a graceful shutdown during a lingering close waits for it: the client still sending reads every 200', async () => {
+  // Node's own close of the connections it counts idle (closeIdleConnections) would reset one whose
+  // answers are all flushed, its client not having read them yet.
+  const taken: string[] = [];
+  const { endpoint, port } = await listenTls({
+    maxInFlight: 100_000,
+    shutdownTimeoutMs: 10_000,
+    handlers: { track: (event) => void taken.push(String(event.messageId)) },
+  });
+  const received = lateReader(port, sizedRequests(2000));
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const closing = endpoint.close();
+  const statuses = answers(await received).map((answer) => answer.status);
+  await closing;
   assert.ok(taken.length > 0 && taken.length < 2000, 'the client pipelined past what Node holds');
   assert.deepEqual(
     statuses.filter((status) => status !== 200),
