@@ -17,7 +17,7 @@ export function lastOnConnection(req: IncomingMessage): boolean {
   return latest === undefined || latest === null || latest === req;
 }
 
-// Connections an answer of ours (respond.ts) ends, or HPE_PAUSED (paused-connection.ts): we say so (a refusal, a drain), or Node decided it (the
+// Connections an answer of ours (respond.ts) ends: we say so (a refusal, a drain), or Node decided it (the
 // client's `Connection: close`, HTTP/1.0, a body expected but never invited). Node still hands over the
 // requests it reads behind such an answer (pipelined, or sent before the close reached the client), and
 // writes none of their answers: an event taken from one would be stored with no 200 to say so, and
@@ -32,12 +32,7 @@ export function noteEnd(res: ServerResponse): void {
 /** Notes that the answer to `req` ends its connection (none to note for a fetch handler's Request). */
 export function endsItsConnection(req: IncomingMessage | undefined): void {
   const socket: unknown = req?.socket;
-  if (typeof socket === 'object' && socket !== null) endsWithItsAnswers(socket);
-}
-
-/** Notes that `socket`'s connection ends with the answers already queued on it. */
-export function endsWithItsAnswers(socket: object): void {
-  closing.add(socket);
+  if (typeof socket === 'object' && socket !== null) closing.add(socket);
 }
 
 /** Whether an answer already written on `req`'s connection ends it: `req` can never be answered. */

@@ -1,6 +1,5 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { endsWithItsAnswers } from './connection-end.ts';
 import type { ConnectionSlots } from './connections.ts';
 
 // How a connection ends when its client pipelined past what Node holds for it (HPE_PAUSED, reported by
@@ -22,15 +21,14 @@ const PAUSED_LINGER_MS = 5_000;
  * again.
  */
 export function endAfterOwed(socket: Duplex, slots: PausedSlots): void {
-  endsWithItsAnswers(socket);
   // Busy until it closes: not the idle connection closed (reset) to admit a newcomer at maxConnections.
   slots.linger(socket);
   // Node resumes a paused parser once the answers drain (socketOnDrain, lib/_http_server.js), but only
-  // while it sees the socket as paused: with `_paused` cleared the parser stays paused, and the rest of
-  // a request cut here is never read from later ones (an event spliced from two, taken). What comes from
-  // now on is read, and dropped by the paused parser (HPE_PAUSED again, ignored by client-errors.ts): a
-  // connection closed on bytes it has not read is reset, and a reset makes the client discard the answers
-  // it has not read yet, 200s of events taken.
+  // while it sees the socket as paused: with `_paused` cleared the parser stays paused, so no request is
+  // read after this one, and the rest of a request cut here is never read from later ones (an event
+  // spliced from two, taken). What comes from now on is read, and dropped by the paused parser
+  // (HPE_PAUSED again, ignored by client-errors.ts): a connection closed on bytes it has not read is
+  // reset, and a reset makes the client discard the answers it has not read yet, 200s of events taken.
   const connection = socket as Duplex & {
     _paused?: boolean;
     destroySoon?: () => void;
