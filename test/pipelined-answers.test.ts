@@ -79,6 +79,23 @@ function lateReader(port: number, requests: Buffer): Promise<string> {
   });
 }
 
+/**
+ * An endpoint (`options` added) that takes every event, answering 200 at once, and a `lateReader` that
+ * has sent it 2,000 requests of 1 KiB half a second ago: the messageIds taken, and what the client
+ * receives.
+ */
+async function lateReaderOn(options: { maxConnections?: number; shutdownTimeoutMs?: number }) {
+  const taken: string[] = [];
+  const { endpoint, port } = await listenTls({
+    maxInFlight: 100_000,
+    ...options,
+    handlers: { track: (event) => void taken.push(String(event.messageId)) },
+  });
+  const received = lateReader(port, sizedRequests(2000));
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  return { taken, endpoint, port, received };
+}
+
 /** Of `sent` events, some were taken, not all (Node's limit was passed), and each taken one got its 200. */
 function everyTakenAnswered(taken: readonly string[], statuses: readonly number[], sent: number): void {
   assert.ok(taken.length > 0 && taken.length < sent, 'the client pipelined past what Node holds');
@@ -257,18 +274,9 @@ test('a client that pipelines past what Node holds for it receives every 200 wri
     maxInFlight: 100_000,
     handlers: { track: (event) => void taken.push(String(event.messageId)) },
   });
-  const { events, statuses } = await pipelineEvents(port, 2000);
+  const { statuses } = await pipelineEvents(port, 2000);
   await endpoint.close();
-  assert.ok(
-    taken.length < events.length,
-    'the client pipelined past what Node holds (the case of this test)',
-  );
-  assert.deepEqual(
-    statuses.filter((status) => status !== 200),
-    [],
-    'nothing refused',
-  );
-  assert.equal(statuses.length, taken.length, 'a 200 received for every event taken');
+  everyTakenAnswered(taken, statuses, 2000);
 });
 
 test('a request the dropped bytes cut is not taken when Node resumes its parser mid-request', async () => {
@@ -311,14 +319,7 @@ test('a connection in its lingering close is not the idle one closed to admit a 
   // none, and once its owed answers are written the connection held no answer in progress: idle, as the
   // slots counted it, and closed to admit a newcomer. Its client had not read its 200s yet and was still
   // sending: the close was a reset, and the client discarded the 200s of events taken.
-  const taken: string[] = [];
-  const { endpoint, port } = await listenTls({
-    maxInFlight: 100_000,
-    maxConnections: 2,
-    handlers: { track: (event) => void taken.push(String(event.messageId)) },
-  });
-  const received = lateReader(port, sizedRequests(2000));
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  const { taken, endpoint, port, received } = await lateReaderOn({ maxConnections: 2 });
   // Two newcomers: one takes the free slot, the other finds the cap.
   await Promise.all(
     [0, 1].map(
@@ -340,14 +341,7 @@ test('a connection in its lingering close is not the idle one closed to admit a 
 test('a graceful shutdown during a lingering close waits for it: the client still sending reads every 200', async () => {
   // Node's own close of the connections it counts idle (closeIdleConnections) would reset one whose
   // answers are all flushed, its client not having read them yet.
-  const taken: string[] = [];
-  const { endpoint, port } = await listenTls({
-    maxInFlight: 100_000,
-    shutdownTimeoutMs: 10_000,
-    handlers: { track: (event) => void taken.push(String(event.messageId)) },
-  });
-  const received = lateReader(port, sizedRequests(2000));
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  const { taken, endpoint, received } = await lateReaderOn({ shutdownTimeoutMs: 10_000 });
   const closing = endpoint.close();
   const statuses = answers(await received).map((answer) => answer.status);
   await closing;
