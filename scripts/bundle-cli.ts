@@ -84,7 +84,17 @@ rmSync(join(DIST, 'cli-main.v8cache'), { force: true });
 const env = Object.fromEntries(
   Object.entries(process.env).filter(([name]) => name !== 'NODE_OPTIONS' && !name.startsWith('SEGMENT_')),
 );
-execFileSync(process.execPath, [join(ROOT, 'scripts', 'code-cache.mjs')], {
-  stdio: ['ignore', 'ignore', 'inherit'],
-  env,
-});
+// It takes a free port, closes it and hands it to the CLI: on a busy machine another process can take it
+// in between (EADDRINUSE), so a failed try is made again, twice at most, before the build fails.
+for (let tries = 1; ; tries++) {
+  try {
+    execFileSync(process.execPath, [join(ROOT, 'scripts', 'code-cache.mjs')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env,
+    });
+    break;
+  } catch (err) {
+    if (tries === 3) throw err;
+    process.stderr.write('scripts/bundle-cli.ts: making the code cache failed; trying again\n');
+  }
+}
