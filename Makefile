@@ -48,7 +48,7 @@ $(CERT):
 
 # Development key `dev-key`: curl -k -u dev-key: https://localhost:8443/ ...
 run: build $(CERT)
-	node dist/cli.js --cert $(CERT) --key $(CERT_KEY) --api-key dev-key --port 8443 --out ./data
+	node dist/cli.js --cert $(CERT) --key $(CERT_KEY) --api-key dev-key --host 127.0.0.1 --port 8443 --out ./data
 
 typecheck: $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit
