@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 
 // Where a connection ends, as the answers written on it decide. Node writes nothing queued behind an
 // answer that ends its connection, and still hands over the requests it reads behind it: what is read
@@ -37,3 +38,35 @@ export function endsItsConnection(req: IncomingMessage | undefined): void {
 
 /** Whether an answer already written on `req`'s connection ends it: `req` can never be answered. */
 export const behindClosingAnswer = (req: IncomingMessage): boolean => closing.has(req.socket);
+
+/** 5 s: how long a connection in its lingering close goes on reading what its client sends, at most. */
+export const LINGER_MS = 5_000;
+
+/**
+ * Ends the connection `this` after what is written on it, reading what still comes until the client
+ * closes its side (then Node closes the connection) or LINGER_MS have passed. Closed while bytes still
+ * come, a connection is reset by them, and a client that has not read its answers yet, or is still
+ * writing, sees the reset instead of them (a "lingering close", as nginx and Apache make it).
+ */
+export function lingeringClose(this: Duplex): void {
+  this.end();
+  const timer = setTimeout(() => this.destroy(), LINGER_MS).unref();
+  this.once('close', () => clearTimeout(timer));
+}
+
+/**
+ * An answer that ends its connection before its request's body was read whole (a 413 on the
+ * Content-Length, a 408, a refusal on the headers): the client may still be sending the body. The rest
+ * is read and dropped until the client closes, in a lingering close, rather than the connection reset
+ * under the client's writes.
+ */
+export function lingerAfter(req: IncomingMessage, res: ServerResponse): void {
+  if (req.complete || (res as ServerResponse & { _last?: boolean })._last !== true) return;
+  const socket = req.socket as (IncomingMessage['socket'] & { destroySoon?: () => void }) | null;
+  if (socket === null || typeof socket.destroySoon !== 'function') return;
+  // What Node calls once the answer is written (lib/_http_server.js, resOnFinish); its own ends the
+  // connection as soon as the answer is out.
+  socket.destroySoon = lingeringClose;
+  // The body reader stopped at the refusal; what still comes of the body is read, and dropped.
+  req.resume();
+}

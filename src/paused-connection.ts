@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { lingeringClose } from './connection-end.ts';
 import type { ConnectionSlots } from './connections.ts';
 
 // How a connection ends when its client pipelined past what Node holds for it (HPE_PAUSED, reported by
@@ -7,9 +8,6 @@ import type { ConnectionSlots } from './connections.ts';
 
 /** What of the connection slots the end needs: the answers in progress, and a slot held till the close. */
 export type PausedSlots = Pick<ConnectionSlots, 'answersOn' | 'linger'>;
-
-/** 5 s: how long a connection ended after HPE_PAUSED goes on reading what its client sends, at most. */
-const PAUSED_LINGER_MS = 5_000;
 
 /**
  * HPE_PAUSED: the client pipelined past what Node holds for it (the answers queued behind a pending one),
@@ -49,15 +47,4 @@ export function endAfterOwed(socket: Duplex, slots: PausedSlots): void {
   } else {
     (last as ServerResponse & { _last: boolean })._last = true; // Node closes after it (resOnFinish)
   }
-}
-
-/**
- * Ends the connection `this` after what is written on it, reading what still comes until the client
- * closes its side (then Node closes the connection) or PAUSED_LINGER_MS have passed: the client reads its
- * answers before it sees the connection reset by the bytes it sent meanwhile (a "lingering close").
- */
-function lingeringClose(this: Duplex): void {
-  this.end();
-  const timer = setTimeout(() => this.destroy(), PAUSED_LINGER_MS).unref();
-  this.once('close', () => clearTimeout(timer));
 }

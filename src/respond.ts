@@ -1,6 +1,6 @@
 import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
 import { Socket } from 'node:net';
-import { lastOnConnection, noteEnd } from './connection-end.ts';
+import { lastOnConnection, lingerAfter, noteEnd } from './connection-end.ts';
 import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
@@ -162,6 +162,7 @@ export function sendError(
   }
   res.writeHead(reply.status, headers).end(body);
   noteEnd(res);
+  lingerAfter(req, res);
 }
 
 /**

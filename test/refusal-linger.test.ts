@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { Duplex } from 'node:stream';
+import { after, before, describe, mock, test } from 'node:test';
+import { connect } from 'node:tls';
+import { LINGER_MS, lingeringClose } from '../src/connection-end.ts';
+import type { EndpointServer } from '../src/index.ts';
+import { API_KEY, basic } from './helpers.ts';
+import { listenTls } from './helpers-cert.ts';
+import { parseRaw } from './helpers-clients.ts';
+import { cert, LIMIT } from './protocol-harness.ts';
+
+// A refusal that closes its connection while the sender is still sending the body (a 413 decided on
+// Content-Length, a 408): closed at once, the connection is reset by the bytes still coming, and a sender
+// busy writing them sees the reset (EPIPE, ECONNRESET) rather than the answer, which it may not have read
+// yet (curl: "Send failure: Broken pipe"). The endpoint ends its side after the answer and reads on,
+// discarding, until the sender closes too: a "lingering close".
+
+/** What a sender that writes its whole request at once, headers and body, sees of the answer. */
+function sendWhole(
+  port: number,
+  request: Buffer,
+): Promise<{ text: string; error: string | undefined; ms: number }> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () =>
+      socket.write(request),
+    );
+    const chunks: Buffer[] = [];
+    let error: string | undefined;
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      error = err.code ?? err.message;
+    });
+    socket.on('close', () =>
+      resolve({ text: Buffer.concat(chunks).toString(), error, ms: performance.now() - started }),
+    );
+  });
+}
+
+const head = (length: number) =>
+  `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
+  `Content-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+
+describe('a refusal while the body is still coming', () => {
+  let endpoint: EndpointServer;
+  let port: number;
+
+  before(async () => {
+    ({ endpoint, port } = await listenTls({ maxBodyBytes: LIMIT, handlers: { track: () => {} } }));
+  });
+
+  after(() => endpoint.close());
+
+  test('a 413 on its Content-Length reaches a sender still writing 32 MiB, and the connection ends cleanly', async () => {
+    const size = 32 * 1024 * 1024; // more than the kernel's buffers hold: most is sent after the answer
+    const request = Buffer.concat([Buffer.from(head(size)), Buffer.alloc(size, 'x')]);
+    // Five senders, each its own connection: one reset among them is a lost answer.
+    const seen = await Promise.all(Array.from({ length: 5 }, () => sendWhole(port, request)));
+    for (const { text, error } of seen) {
+      const res = parseRaw(text);
+      assert.equal(res.status, 413, text);
+      assert.equal(JSON.parse(res.body).code, 'SEG_BODY_TOO_LARGE');
+      assert.match(res.headers, /connection: close/);
+      assert.equal(error, undefined, `the sender saw its connection reset (${error})`);
+    }
+  });
+});
+
+/** A connection's two ends as a Duplex: what it was told to do (end, destroy), and reads that keep coming. */
+function fakeConnection() {
+  const connection = new Duplex({ read() {}, write: (_chunk, _encoding, done) => done() });
+  connection.on('error', () => {});
+  return connection;
+}
+
+describe('the lingering close', () => {
+  test('ends its side at once, and closes at LINGER_MS a client that neither stops sending nor closes', () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const connection = fakeConnection();
+      lingeringClose.call(connection);
+      assert.equal(connection.writableEnded, true, 'its side ended at once');
+      connection.push('more of a body');
+      mock.timers.tick(LINGER_MS - 1);
+      assert.equal(connection.destroyed, false, 'still reading');
+      mock.timers.tick(1);
+      assert.equal(connection.destroyed, true);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  test('a client that closes first leaves no timer behind', () => {
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const connection = fakeConnection();
+      let destroys = 0;
+      const destroy = connection.destroy.bind(connection);
+      connection.destroy = (err?: Error) => {
+        destroys++;
+        return destroy(err);
+      };
+      lingeringClose.call(connection);
+      connection.destroy();
+      connection.emit('close');
+      mock.timers.tick(LINGER_MS);
+      assert.equal(destroys, 1, 'not destroyed again by the timer');
+    } finally {
+      mock.timers.reset();
+    }
+  });
+});
