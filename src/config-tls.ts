@@ -26,7 +26,13 @@ export function tlsOf(
         'give one of --http and --cert/--key: plain HTTP behind a TLS-terminating proxy, or HTTPS with that certificate',
       );
     }
-    unused.push('--cert/--key are not used: --http serves plain HTTP');
+    const given =
+      cert !== undefined && key !== undefined
+        ? '--cert/--key are'
+        : cert !== undefined
+          ? '--cert is'
+          : '--key is';
+    unused.push(`${given} not used: --http serves plain HTTP`);
     return undefined;
   }
   if (cert === undefined || key === undefined) {

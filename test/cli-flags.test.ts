@@ -308,6 +308,15 @@ describe('flags and variables that say one thing', () => {
     assert.deepEqual(config.unused.map(config.said), [
       'SEGMENT_ENDPOINT_CERT/SEGMENT_ENDPOINT_KEY are not used: --http serves plain HTTP',
     ]);
+    // Only what was given is named.
+    const certOnly = configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_CERT: cert });
+    assert.deepEqual(certOnly.unused.map(certOnly.said), [
+      'SEGMENT_ENDPOINT_CERT is not used: --http serves plain HTTP',
+    ]);
+    const keyOnly = configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_KEY: key });
+    assert.deepEqual(keyOnly.unused.map(keyOnly.said), [
+      'SEGMENT_ENDPOINT_KEY is not used: --http serves plain HTTP',
+    ]);
   });
 
   test('a setting that the rest of the configuration leaves unused is said at start, not silently ignored', async (t) => {
