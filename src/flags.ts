@@ -1,4 +1,5 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { nearest } from './spelling.ts';
 
 // The command line as node:util's parseArgs reads it, with one check it lacks: a flag that takes one
 // value, given twice, is refused rather than the last one taken (`--port 1 --port 2`, a secret given
@@ -30,11 +31,22 @@ function parse(args: readonly string[], options: Options, positionals: boolean) 
     if ((err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
       throw new Error(`${strayArgument(args, options, 0)}: this command takes none`);
     }
+    const unknown = /^Unknown option '(-[^']*)'/.exec((err as Error).message)?.[1];
+    if (unknown !== undefined) throw new Error(unknownFlag(unknown, options));
     // parseArgs says this one in three lines: one is what every bad invocation gets.
     const ambiguous = /^Option '(--[^']+)' argument is ambiguous/.exec((err as Error).message)?.[1];
     if (ambiguous === undefined) throw err;
     throw new Error(`${ambiguous}: a value that starts with "-" is given as ${ambiguous}=VALUE`);
   }
+}
+
+/**
+ * A flag none of `options` is, and the one it most likely misspells. Not parseArgs's own message, which
+ * where positionals are allowed goes on to advise `--` before an argument that starts with "-".
+ */
+function unknownFlag(flag: string, options: Options): string {
+  const near = flag.startsWith('--') ? nearest(flag.slice(2), Object.keys(options)) : undefined;
+  return `Unknown option '${flag}'${near === undefined ? '' : `: did you mean --${near}?`}`;
 }
 
 /**

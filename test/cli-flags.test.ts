@@ -44,7 +44,12 @@ describe('the segment-endpoint command', () => {
 
   test('bad usage exits 1 with one line and a hint', async () => {
     const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
-      [['--bogus'], {}, /bogus/],
+      [['--bogus'], {}, /^segment-endpoint: Unknown option '--bogus'\nTry /],
+      [
+        ['--max-body-byte', '5'],
+        {},
+        /^segment-endpoint: Unknown option '--max-body-byte': did you mean --max-body-bytes\?\n/,
+      ],
       [['--http', '--port', '0'], {}, /no API key/],
       [['--api-key', 'k'], {}, /--cert and --key are required/],
       [['--api-key', 'k', '--cert', '/nonexistent.pem', '--key', '/nonexistent.key'], {}, /cannot read/],

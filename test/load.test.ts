@@ -146,7 +146,17 @@ describe('segment-endpoint load flags', () => {
       /--duration must be at most 86400 s/,
     ],
     ['--settings an array', ['https://x/', '--api-key', 'k', '--settings', '[1]'], /JSON object/],
-    ['an unknown flag', ['https://x/', '--api-key', 'k', '--workers', '2'], /Unknown option/],
+    // In the product's words, not parseArgs's advice about positionals (and its unbalanced quote).
+    [
+      'an unknown flag',
+      ['https://x/', '--api-key', 'k', '--workers', '2'],
+      /^segment-endpoint load: Unknown option '--workers'$/,
+    ],
+    [
+      'a misspelt flag',
+      ['https://x/', '--api-key', 'k', '--durration', '2'],
+      /^segment-endpoint load: Unknown option '--durration': did you mean --duration\?$/,
+    ],
     ['two URLs', ['https://x/', 'https://y/', '--api-key', 'k'], /one URL only/],
   ];
   for (const [name, args, message] of cases) {
