@@ -206,7 +206,12 @@ function within(
 ): number {
   const { min = -Infinity, max = Infinity } = row;
   if (value < min || value > max) {
-    throw new UsageError(`${flag} must be from ${min / scale} to ${max / scale}${unit}, not ${text}`);
+    // A bound past any sensible value (a TTL's) is only the size of a number: not said of a value below.
+    const range =
+      max >= Number.MAX_SAFE_INTEGER && value < min
+        ? `at least ${min / scale}`
+        : `from ${min / scale} to ${max / scale}`;
+    throw new UsageError(`${flag} must be ${range}${unit}, not ${text}`);
   }
   return value;
 }

@@ -4,8 +4,13 @@ import { describeValue } from './errors.ts';
 
 /** A path option: starting with "/", with no query, fragment or space. */
 export function checkPath(name: string, value: unknown): string {
-  if (typeof value !== 'string' || !value.startsWith('/') || /[?#\s]/.test(value)) {
+  if (typeof value !== 'string' || !value.startsWith('/')) {
     throw new TypeError(`options.${name} must be a path starting with "/", got ${describeValue(value)}`);
+  }
+  if (/[?#\s]/.test(value)) {
+    throw new TypeError(
+      `options.${name} must be a path alone, without a query (?), a fragment (#) or spaces, got ${describeValue(value)}`,
+    );
   }
   // A request target is ASCII on the wire (`/s%C3%A9gment`): `/ségment` would never be matched.
   if (!/^[\x21-\x7e]*$/.test(value)) {

@@ -65,7 +65,8 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
     (text, i) => i !== urlAt && (positionals.length > 1 || !text.includes('://')),
   );
   if (strayAt !== -1) {
-    const what = positionals.length > 1 ? 'one URL only' : 'an http:// or https:// URL is required';
+    const what =
+      positionals.length > 1 ? 'one URL only' : 'the endpoint URL must start with http:// or https://';
     throw new UsageError(`${what}: ${strayArgument(args, options, strayAt, 1)}`);
   }
   // One positional left: the URL, or a word written as one.

@@ -86,6 +86,16 @@ describe('TypeError', () => {
     assert.throws(() => resolve({ path: 'events' }), { name: 'TypeError', message: /path/ });
   });
 
+  test('a path with a query, a fragment or a space is refused for what it holds, not for its start', () => {
+    for (const path of ['/a?b', '/a#b', '/a b']) {
+      assert.throws(() => resolve({ path }), {
+        name: 'TypeError',
+        message:
+          /^options\.path must be a path alone, without a query \(\?\), a fragment \(#\) or spaces, got "/,
+      });
+    }
+  });
+
   test('apiKeys that is not iterable', () => {
     assert.throws(() => resolve({ apiKeys: 'k1' }), { name: 'TypeError', message: /apiKeys/ });
   });

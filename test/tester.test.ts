@@ -305,6 +305,11 @@ describe('bad usage', () => {
         /^[^\n]*argument 4 \(not shown[^\n]*after --api-key and its value/,
       ],
       [['http://127.0.0.1:1/', '--api-key', KEY, '--bogus'], /bogus/],
+      // A word where the URL goes (a host without its scheme, the rest of a key): what it must be, said first.
+      [
+        ['localhost:8443', '--api-key', KEY],
+        /^segment-endpoint test: the endpoint URL must start with http:\/\/ or https:\/\/: argument 2 \(not shown/,
+      ],
     ];
     for (const [args, message] of cases) {
       const { io, out, err } = sink();

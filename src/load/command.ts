@@ -32,8 +32,9 @@ track-heavy mix:
 Prints requests/s, latency percentiles, answers by status, errors and timeouts, and a verdict against
 Segment's 5 s timeout.
 
-Exits 0 only if every answer was 2xx and none took over 5 s; 1 otherwise, and 1 without sending
-anything when nothing listens at URL or its certificate does not verify, or for a bad invocation.
+Exits 0 only if every answer was 2xx, none took over 5 s and no request failed; 1 otherwise, and 1
+without sending anything when nothing listens at URL or its certificate does not verify, or for a bad
+invocation.
 
 Options:
   --api-key KEY      the API key a customer would enter in Segment (sent as the Basic username)
