@@ -31,6 +31,8 @@ export function serviceAddress(url: string, service: Service): string {
   try {
     parsed = new URL(url);
   } catch {
+    // `user:pa/ss@host`: what came before the / reads as a port, which most passwords are not.
+    if (/^[a-z]+:\/\/[^@]*[/?#][^@]*@/i.test(url)) throw unescapedPassword(service);
     throw new TypeError(`The ${service.name} URL is not a URL: expected ${service.example}`);
   }
   if (!service.schemes.includes(parsed.protocol)) {
@@ -38,11 +40,7 @@ export function serviceAddress(url: string, service: Service): string {
   }
   // A password holding / ? or # unescaped ends the host there: the rest of it would be read as the path,
   // query or fragment (and said, or shown as where the service is). The @ that followed it tells.
-  if (`${parsed.pathname}${parsed.search}${parsed.hash}`.includes('@')) {
-    throw new TypeError(
-      `The ${service.name} URL has an @ after its host: percent-encode / ? # in a password (%2F %3F %23)`,
-    );
-  }
+  if (`${parsed.pathname}${parsed.search}${parsed.hash}`.includes('@')) throw unescapedPassword(service);
   if (service.path !== undefined && !service.path.re.test(parsed.pathname)) {
     throw new TypeError(
       `The ${service.name} URL's path must be ${service.path.means}, not ${parsed.pathname}`,
@@ -51,3 +49,8 @@ export function serviceAddress(url: string, service: Service): string {
   const path = parsed.pathname === '/' ? '' : parsed.pathname;
   return `${parsed.hostname || 'localhost'}:${parsed.port || service.port}${path}`;
 }
+
+const unescapedPassword = (service: Service) =>
+  new TypeError(
+    `The ${service.name} URL has an @ after its host: percent-encode / ? # in a password (%2F %3F %23)`,
+  );
