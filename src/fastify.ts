@@ -92,7 +92,10 @@ const REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers']);
 /** The handler given, or one made from the options (a bad option throws, and `app.ready()` rejects). */
 function handlerOf(options: SegmentEndpointOptions, appLog: HandlerOptions['log']): EndpointHandler {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
-  if (!('handler' in options)) return createHandler({ ...options, log: options.log ?? appLog });
+  if (!('handler' in options)) {
+    const own = Object.fromEntries(Object.entries(options).filter(([name]) => !REGISTER_OPTIONS.has(name)));
+    return createHandler({ ...(own as HandlerOptions), log: options.log ?? appLog });
+  }
   const { handler } = options;
   if (
     typeof handler !== 'function' ||

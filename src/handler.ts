@@ -4,6 +4,7 @@ import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
+import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
 import { EventPipeline } from './pipeline.ts';
 import { refusal } from './refusals.ts';
@@ -32,7 +33,13 @@ export interface EndpointHandler {
  * refusal is JSON `{"message", "code"}`.
  */
 export function createHandler(options: HandlerOptions): EndpointHandler {
-  const door = new FrontDoor(resolveHandlerOptions(options));
+  checkOptionNames(options, HANDLER_OPTION_NAMES);
+  return handlerOf(resolveHandlerOptions(options));
+}
+
+/** `createHandler` of options resolved (and their names checked) by the caller: createServer's, which has more. */
+export function handlerOf(opts: ResolvedHandlerOptions): EndpointHandler {
+  const door = new FrontDoor(opts);
   const handler = ((req: IncomingMessage, res: ServerResponse) => door.serve(req, res)) as EndpointHandler;
   handler.drain = () => {
     door.draining = true;

@@ -10,7 +10,8 @@ import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { answerClientError, refuseTunnel } from './client-errors.ts';
 import { ConnectionSlots } from './connections.ts';
-import { createHandler, type EndpointHandler, MAX_HEADERS } from './handler.ts';
+import { type EndpointHandler, handlerOf, MAX_HEADERS } from './handler.ts';
+import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { integer, OPTIONS } from './option-table.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { gracefulClose } from './shutdown.ts';
@@ -51,6 +52,23 @@ export interface ServerOptions extends HandlerOptions {
   maxHeaderBytes?: number;
 }
 
+/** Every option of `createServer`: the handler's and the socket's. */
+const SERVER_OPTION_NAMES: readonly string[] = [
+  ...HANDLER_OPTION_NAMES,
+  ...Object.keys({
+    tls: true,
+    http: true,
+    host: true,
+    port: true,
+    keepAliveTimeoutMs: true,
+    headersTimeoutMs: true,
+    requestTimeoutMs: true,
+    shutdownTimeoutMs: true,
+    maxConnections: true,
+    maxHeaderBytes: true,
+  } satisfies Record<Exclude<keyof ServerOptions, keyof HandlerOptions>, true>),
+];
+
 const ALPN = ['http/1.1', 'http/1.0']; // else a client offering http/1.0 alone: no_application_protocol
 
 export interface EndpointServer {
@@ -78,7 +96,8 @@ export interface EndpointServer {
 
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
 export function createServer(options: ServerOptions): EndpointServer {
-  const handler = createHandler(options);
+  checkOptionNames(options, SERVER_OPTION_NAMES);
+  const handler = handlerOf(resolveHandlerOptions(options));
   const { port, host, maxConnections, shutdownTimeoutMs, common } = socketSettings(options);
   // A client that never reads its answers holds its connection as one that never finishes its request
   // does: requestTimeoutMs bounds both.
@@ -142,6 +161,7 @@ export function createServer(options: ServerOptions): EndpointServer {
  * checks its options before it opens what its handlers write to (the store's directory, a database).
  */
 export function checkServerOptions(options: ServerOptions): void {
+  checkOptionNames(options, SERVER_OPTION_NAMES);
   resolveHandlerOptions(options);
   socketSettings(options);
   if (options.http !== true) createSecureContext(tlsOf(options));

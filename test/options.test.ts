@@ -5,6 +5,7 @@ import type { Handlers } from '../src/dispatch.ts';
 import { createHandler } from '../src/handler.ts';
 import { silentLogger } from '../src/log.ts';
 import { type HandlerOptions, resolveHandlerOptions } from '../src/options.ts';
+import { createServer } from '../src/server.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 
 const handlers: Handlers = { track: () => {} };
@@ -202,5 +203,36 @@ describe('idempotency: maxEntries 0 is off, in the library as on the command lin
       [200, 200],
     );
     assert.equal(calls, 2);
+  });
+});
+
+describe('option names', () => {
+  // TypeScript refuses a misspelt option in an object literal; JavaScript, or an object built elsewhere,
+  // would otherwise have it ignored and the default apply.
+  const given = (extra: Record<string, unknown>) => ({ ...base, ...extra }) as HandlerOptions;
+
+  test('a misspelt option is refused, naming it and the option it most likely is', () => {
+    assert.throws(() => createHandler(given({ maxBodyByte: 5 })), {
+      name: 'TypeError',
+      message: 'options.maxBodyByte is not an option: did you mean maxBodyBytes?',
+    });
+    assert.throws(() => createHandler(given({ colour: 'blue' })), {
+      name: 'TypeError',
+      message: /^options\.colour is not an option \(the options: handlers, apiKeys, .*\)$/,
+    });
+  });
+
+  test("the server's own options are createServer's, not the handler's", () => {
+    assert.throws(() => createHandler(given({ port: 0 })), /options\.port is not an option/);
+    const server = createServer({ ...base, http: true, port: 0, maxConnections: 10 });
+    assert.equal(typeof server.listen, 'function');
+    assert.throws(() => createServer({ ...base, http: true, prot: 0 } as HandlerOptions), {
+      message: 'options.prot is not an option: did you mean port?',
+    });
+  });
+
+  test('an option set to undefined is still a known name, or refused as any other', () => {
+    assert.doesNotThrow(() => createHandler(given({ maxBodyBytes: undefined })));
+    assert.throws(() => createHandler(given({ maxBodyByte: undefined })), /maxBodyByte is not an option/);
   });
 });

@@ -86,6 +86,7 @@ test('a bad option makes app.ready() reject, naming the option', async () => {
     [{ ...caseOptions(), healthPath: 'health' }, /options\.healthPath/],
     [{ handler: {} as never }, /options\.handler must be a handler/],
     [{ handler: createHandler(caseOptions()), apiKeys: ['k'] } as never, /options\.apiKeys to createHandler/],
+    [{ ...caseOptions(), maxBodyByte: 5 } as never, /options\.maxBodyByte is not an option: did you mean/],
   ];
   for (const [options, message] of bad) {
     const app = appWith(options);
@@ -94,6 +95,14 @@ test('a bad option makes app.ready() reject, naming the option', async () => {
     }, message);
     await app.close().catch(() => {});
   }
+});
+
+test("fastify's own register options (prefix, logLevel, logSerializers) are no options of the endpoint's", async () => {
+  const app = Fastify();
+  app.register(segmentEndpoint, { ...caseOptions(), prefix: '/s', logLevel: 'warn', logSerializers: {} });
+  await app.ready();
+  assert.equal((await app.inject({ url: '/s/health' })).statusCode, 200);
+  await app.close();
 });
 
 /** An endpoint whose track handler waits until `release()`: `started` resolves once it waits. */

@@ -1,0 +1,43 @@
+import type { HandlerOptions } from './options.ts';
+import { nearest } from './spelling.ts';
+
+// The names of the options, checked apart from their values: a name that is no option is refused.
+
+/** Every option of `createHandler`, by name (the compiler holds it to HandlerOptions). */
+export const HANDLER_OPTION_NAMES: readonly string[] = Object.keys({
+  handlers: true,
+  apiKeys: true,
+  authenticate: true,
+  path: true,
+  trackingApi: true,
+  healthPath: true,
+  livePath: true,
+  rateLimit: true,
+  ready: true,
+  metricsPath: true,
+  accessLog: true,
+  realm: true,
+  maxBodyBytes: true,
+  bodyTimeoutMs: true,
+  handlerTimeoutMs: true,
+  signatureSecret: true,
+  signatureLegacyBatch: true,
+  maxDepth: true,
+  maxInFlight: true,
+  idempotency: true,
+  log: true,
+} satisfies Record<keyof HandlerOptions, true>);
+
+/**
+ * Refuses a name that is none of `names`: TypeScript refuses a misspelt option in an object literal, but
+ * JavaScript, or options built elsewhere, would have it ignored and its default apply.
+ */
+export function checkOptionNames(input: unknown, names: readonly string[]): void {
+  if (typeof input !== 'object' || input === null) return; // refused when resolved
+  for (const name of Object.keys(input)) {
+    if (names.includes(name)) continue;
+    const near = nearest(name, names);
+    const hint = near === undefined ? ` (the options: ${names.join(', ')})` : `: did you mean ${near}?`;
+    throw new TypeError(`options.${name} is not an option${hint}`);
+  }
+}
