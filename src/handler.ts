@@ -34,11 +34,11 @@ export interface EndpointHandler {
  */
 export function createHandler(options: HandlerOptions): EndpointHandler {
   checkOptionNames(options, HANDLER_OPTION_NAMES);
-  return handlerOf(resolveHandlerOptions(options));
+  return resolvedHandler(resolveHandlerOptions(options));
 }
 
-/** `createHandler` of options resolved (and their names checked) by the caller: createServer's, which has more. */
-export function handlerOf(opts: ResolvedHandlerOptions): EndpointHandler {
+/** `createHandler` of options its caller resolved and checked the names of (createServer: it has more). */
+export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
   const door = new FrontDoor(opts);
   const handler = ((req: IncomingMessage, res: ServerResponse) => door.serve(req, res)) as EndpointHandler;
   handler.drain = () => {

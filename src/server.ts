@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { answerClientError, refuseTunnel } from './client-errors.ts';
 import { ConnectionSlots } from './connections.ts';
-import { type EndpointHandler, handlerOf, MAX_HEADERS } from './handler.ts';
+import { type EndpointHandler, MAX_HEADERS, resolvedHandler } from './handler.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { integer, OPTIONS } from './option-table.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -97,7 +97,7 @@ export interface EndpointServer {
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
 export function createServer(options: ServerOptions): EndpointServer {
   checkOptionNames(options, SERVER_OPTION_NAMES);
-  const handler = handlerOf(resolveHandlerOptions(options));
+  const handler = resolvedHandler(resolveHandlerOptions(options));
   const { port, host, maxConnections, shutdownTimeoutMs, common } = socketSettings(options);
   // A client that never reads its answers holds its connection as one that never finishes its request
   // does: requestTimeoutMs bounds both.
