@@ -39,6 +39,28 @@ export function endsItsConnection(req: IncomingMessage | undefined): void {
 /** Whether an answer already written on `req`'s connection ends it: `req` can never be answered. */
 export const behindClosingAnswer = (req: IncomingMessage): boolean => closing.has(req.socket);
 
+/**
+ * Stops Node's parser on `req`'s connection once it has parsed what it holds now: `req` came behind an
+ * answer that ends the connection, and so would every request after it, each kept by Node (and by the
+ * connection slots) until the connection closes, never answered. Read on through a lingering close, a
+ * client that keeps its side open sent hundreds of thousands in its 5 s. What still comes is dropped:
+ * by the paused parser (HPE_PAUSED, paused-connection.ts), or with the connection where no one listens
+ * for the parser's errors (a host's server).
+ */
+export function readNothingBehind(req: IncomingMessage): void {
+  const socket = req.socket as
+    | (IncomingMessage['socket'] & { parser?: { pause?: () => void } | null })
+    | null;
+  if (typeof socket?.parser?.pause !== 'function') return;
+  socket.parser.pause();
+  stopped.add(socket);
+}
+
+const stopped = new WeakSet<object>();
+
+/** Whether `readNothingBehind` paused the parser of `connection`: the HPE_PAUSED that follows is ours. */
+export const stoppedBehind = (connection: object): boolean => stopped.has(connection);
+
 /** 5 s: how long a connection in its lingering close goes on reading what its client sends, at most. */
 export const LINGER_MS = 5_000;
 

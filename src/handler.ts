@@ -1,7 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
-import { behindClosingAnswer, endsItsConnection } from './connection-end.ts';
+import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
@@ -82,7 +82,10 @@ class FrontDoor {
   serve(req: IncomingMessage, res: ServerResponse): void {
     // Read behind an answer that ends its connection: Node would write no answer of it, so nothing of it
     // is taken (its sender, unanswered, sends it again).
-    if (behindClosingAnswer(req)) return;
+    if (behindClosingAnswer(req)) {
+      readNothingBehind(req);
+      return;
+    }
     // HTTP/1.0 has no chunked coding: a message that says Transfer-Encoding is answered, then its
     // connection closed (RFC 9112 §6.1). So is one asking for an Upgrade, served as any request: Node's
     // parser stops at its end and drops the rest of that read (what was pipelined behind it).

@@ -51,6 +51,49 @@ describe('a refusal while the body is still coming', () => {
 
   after(() => endpoint.close());
 
+  test('requests pipelined behind the refusal during its lingering close are not read on: one read of them at most', async () => {
+    // Each is handed over and never answered (behind an answer that ends the connection): read on for
+    // the whole lingering close, a client that keeps its side open held ~800 MB of them in 5 s, and
+    // letting them go at the close blocked the event loop for minutes.
+    let handed = 0;
+    const count = () => {
+      handed++;
+    };
+    endpoint.server.prependListener('request', count);
+    try {
+      // Its side kept open once the server ends its own (tls.connect takes the option; its type omits it).
+      const options = { host: '127.0.0.1', port, ca: cert, servername: 'localhost', allowHalfOpen: true };
+      const socket = connect(options);
+      let text = '';
+      let error: string | undefined;
+      socket.on('data', (chunk: Buffer) => {
+        text += chunk.toString();
+      });
+      socket.on('error', (err: NodeJS.ErrnoException) => {
+        error = err.code ?? err.message;
+      });
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      const ended = new Promise<void>((resolve) => socket.once('end', () => resolve()));
+      await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
+      socket.write(Buffer.concat([Buffer.from(head(2 * LIMIT)), Buffer.alloc(2 * LIMIT, 'x')]));
+      await ended; // the 413 is out and the server ended its side: its lingering close has begun
+      handed = 0;
+      const batch = 'GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(100);
+      for (let i = 0; i < 20 && !socket.destroyed; i++) {
+        socket.write(batch);
+        await new Promise((resolve) => setTimeout(resolve, 5)); // each batch its own read
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.ok(handed <= 100, `${handed} requests read behind the refusal, in 20 reads`);
+      socket.end();
+      await closed;
+      assert.equal(parseRaw(text).status, 413, text);
+      assert.equal(error, undefined, `the sender saw its connection reset (${error})`);
+    } finally {
+      endpoint.server.off('request', count);
+    }
+  });
+
   test('a 413 on its Content-Length reaches a sender still writing 32 MiB, and the connection ends cleanly', async () => {
     const size = 32 * 1024 * 1024; // more than the kernel's buffers hold: most is sent after the answer
     const request = Buffer.concat([Buffer.from(head(size)), Buffer.alloc(size, 'x')]);
