@@ -9,6 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { answerClientError, refuseTunnel } from './client-errors.ts';
+import { behindClosingAnswer } from './connection-end.ts';
 import { ConnectionSlots } from './connections.ts';
 import { type EndpointHandler, MAX_HEADERS, resolvedHandler } from './handler.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
@@ -103,7 +104,9 @@ export function createServer(options: ServerOptions): EndpointServer {
   // does: requestTimeoutMs bounds both.
   const slots = new ConnectionSlots(maxConnections, common.requestTimeout);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
-    slots.started(req, res);
+    // One read behind an answer that ends its connection is never answered (handler.ts): not an answer
+    // in progress, which would keep its lingering connection from being closed to admit a newcomer.
+    if (!behindClosingAnswer(req)) slots.started(req, res);
     handler(req, res);
   };
   const server = nodeServer(options, common, serve);

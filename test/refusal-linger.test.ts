@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { connect as connectTcp } from 'node:net';
 import { Duplex } from 'node:stream';
 import { after, before, describe, mock, test } from 'node:test';
 import { connect } from 'node:tls';
 import { LINGER_MS, lingeringClose } from '../src/connection-end.ts';
-import type { EndpointServer } from '../src/index.ts';
-import { API_KEY, basic } from './helpers.ts';
+import { createServer, type EndpointServer, silentLogger } from '../src/index.ts';
+import { API_KEY, basic, trackEvent } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
 import { parseRaw } from './helpers-clients.ts';
 import { cert, LIMIT } from './protocol-harness.ts';
@@ -152,4 +153,55 @@ describe('the lingering close', () => {
       mock.timers.reset();
     }
   });
+});
+
+test('at maxConnections, connections in a lingering close with a request read behind it do not lock a newcomer out', async () => {
+  // The request read behind the refusal is never answered: counted as an answer in progress, it made
+  // its connection busy, never the idle one closed to admit a newcomer, for the whole lingering close.
+  const endpoint = createServer({
+    http: true,
+    host: '127.0.0.1',
+    port: 0,
+    apiKeys: [API_KEY],
+    log: silentLogger,
+    maxBodyBytes: LIMIT,
+    maxConnections: 4,
+    handlers: { track: () => {} },
+  });
+  const port = Number(new URL(await endpoint.listen()).port);
+  const holders = [];
+  try {
+    for (let i = 0; i < 4; i++) {
+      const socket = connectTcp({ port, host: '127.0.0.1', allowHalfOpen: true });
+      socket.on('error', () => {});
+      socket.resume();
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(
+        `${head(2 * LIMIT)}${'x'.repeat(2 * LIMIT)}GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n`,
+      );
+      await new Promise((resolve) => socket.once('end', resolve)); // its 413 is out: lingering
+      holders.push(socket);
+    }
+    const body = JSON.stringify(trackEvent());
+    const newcomer = connectTcp({ port, host: '127.0.0.1' });
+    let text = '';
+    newcomer.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    newcomer.on('error', () => {});
+    newcomer.on('connect', () =>
+      newcomer.write(
+        `${head(Buffer.byteLength(body)).replace('Content-Type', 'Connection: close\r\nContent-Type')}${body}`,
+      ),
+    );
+    await new Promise((resolve) => newcomer.on('close', resolve));
+    assert.equal(
+      parseRaw(text).status,
+      200,
+      `the newcomer got: ${text || 'its connection closed, unanswered'}`,
+    );
+  } finally {
+    for (const socket of holders) socket.destroy();
+    await endpoint.close();
+  }
 });
