@@ -4,6 +4,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ERRORS } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import type { Logger } from './log.ts';
+import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, loggerOf } from './options.ts';
 import { JSON_TYPE } from './respond.ts';
 
@@ -30,6 +31,9 @@ export interface FetchHandler {
  * the host mounted it (`/segment`): the handler routes on what follows.
  */
 export function createFetchHandler(options: HandlerOptions, mount: { basePath?: string } = {}): FetchHandler {
+  checkOptionNames(options, HANDLER_OPTION_NAMES, {
+    basePath: 'give it as createFetchHandler(options, { basePath })',
+  });
   const handler = createHandler(options);
   const base = mount.basePath?.replace(/\/$/, '') ?? '';
   const log = loggerOf(options);

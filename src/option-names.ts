@@ -30,14 +30,23 @@ export const HANDLER_OPTION_NAMES: readonly string[] = Object.keys({
 
 /**
  * Refuses a name that is none of `names`: TypeScript refuses a misspelt option in an object literal, but
- * JavaScript, or options built elsewhere, would have it ignored and its default apply.
+ * JavaScript, or options built elsewhere, would have it ignored and its default apply. Inherited names
+ * count as own ones do (an inherited option takes effect); `elsewhere`: where a name given here belongs.
  */
-export function checkOptionNames(input: unknown, names: readonly string[]): void {
+export function checkOptionNames(
+  input: unknown,
+  names: readonly string[],
+  elsewhere: Readonly<Record<string, string>> = {},
+): void {
   if (typeof input !== 'object' || input === null) return; // refused when resolved
-  for (const name of Object.keys(input)) {
+  for (const name in input) {
     if (names.includes(name)) continue;
     const near = nearest(name, names);
-    const hint = near === undefined ? ` (the options: ${names.join(', ')})` : `: did you mean ${near}?`;
+    const hint = Object.hasOwn(elsewhere, name)
+      ? `: ${elsewhere[name]}`
+      : near === undefined
+        ? ` (the options: ${names.join(', ')})`
+        : `: did you mean ${near}?`;
     throw new TypeError(`options.${name} is not an option${hint}`);
   }
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import inject from 'light-my-request';
 import type { Handlers } from '../src/dispatch.ts';
+import { createFetchHandler } from '../src/fetch.ts';
 import { createHandler } from '../src/handler.ts';
 import { silentLogger } from '../src/log.ts';
 import { type HandlerOptions, resolveHandlerOptions } from '../src/options.ts';
@@ -228,6 +229,17 @@ describe('option names', () => {
     assert.equal(typeof server.listen, 'function');
     assert.throws(() => createServer({ ...base, http: true, prot: 0 } as HandlerOptions), {
       message: 'options.prot is not an option: did you mean port?',
+    });
+  });
+
+  test('a misspelt option inherited from a prototype is refused as an own one', () => {
+    const options = Object.assign(Object.create({ maxBodyByte: 1024 }), base);
+    assert.throws(() => createHandler(options), /options\.maxBodyByte is not an option/);
+  });
+
+  test("createFetchHandler's basePath in its options is pointed to the second argument", () => {
+    assert.throws(() => createFetchHandler(given({ basePath: '/segment' })), {
+      message: 'options.basePath is not an option: give it as createFetchHandler(options, { basePath })',
     });
   });
 
