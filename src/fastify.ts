@@ -93,8 +93,13 @@ const REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers']);
 function handlerOf(options: SegmentEndpointOptions, appLog: HandlerOptions['log']): EndpointHandler {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   if (!('handler' in options)) {
-    const own = Object.fromEntries(Object.entries(options).filter(([name]) => !REGISTER_OPTIONS.has(name)));
-    return createHandler({ ...(own as HandlerOptions), log: options.log ?? appLog });
+    // Inherited options too (for...in), as createHandler takes them: a misspelt one is refused there.
+    // Every name and value is checked there too, hence the cast.
+    const endpointOptions: Record<string, unknown> = {};
+    for (const name in options) {
+      if (!REGISTER_OPTIONS.has(name)) endpointOptions[name] = options[name as keyof HandlerOptions];
+    }
+    return createHandler({ ...(endpointOptions as unknown as HandlerOptions), log: options.log ?? appLog });
   }
   const { handler } = options;
   if (

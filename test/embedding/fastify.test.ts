@@ -97,6 +97,22 @@ test('a bad option makes app.ready() reject, naming the option', async () => {
   }
 });
 
+test('an option inherited from a prototype counts through the plugin as it does in createHandler', async () => {
+  // A misspelt one is refused, as createHandler refuses it, rather than dropped unsaid by a copy of the
+  // own properties alone; a good one takes effect.
+  const misspelt = Fastify();
+  misspelt.register(segmentEndpoint, Object.assign(Object.create({ maxBodyByte: 5 }), caseOptions()));
+  await assert.rejects(async () => {
+    await misspelt.ready();
+  }, /options\.maxBodyByte is not an option/);
+  await misspelt.close().catch(() => {});
+  const inherited = Fastify();
+  inherited.register(segmentEndpoint, Object.assign(Object.create({ healthPath: '/up' }), caseOptions()));
+  await inherited.ready();
+  assert.equal((await inherited.inject({ url: '/up' })).statusCode, 200);
+  await inherited.close();
+});
+
 test("fastify's own register options (prefix, logLevel, logSerializers) are no options of the endpoint's", async () => {
   const app = Fastify();
   app.register(segmentEndpoint, { ...caseOptions(), prefix: '/s', logLevel: 'warn', logSerializers: {} });
