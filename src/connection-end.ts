@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 
 // Where a connection ends, as the answers written on it decide. Node writes nothing queued behind an
 // answer that ends its connection, and still hands over the requests it reads behind it: what is read
-// there is never answered.
+// there is never answered. And how it ends when its client may still be sending: a lingering close.
 
 /**
  * Whether no request has come after `req` on its connection: Node's parser keeps the last request it
@@ -44,8 +44,8 @@ export const behindClosingAnswer = (req: IncomingMessage): boolean => closing.ha
  * answer that ends the connection, and so would every request after it, each kept by Node (and by the
  * connection slots) until the connection closes, never answered. Read on through a lingering close, a
  * client that keeps its side open sent hundreds of thousands in its 5 s. What still comes is dropped:
- * by the paused parser (HPE_PAUSED, paused-connection.ts), or with the connection where no one listens
- * for the parser's errors (a host's server).
+ * by the paused parser (its HPE_PAUSED ignored by client-errors.ts, `stoppedBehind`), or with the
+ * connection where no one listens for the parser's errors (a host's server).
  */
 export function readNothingBehind(req: IncomingMessage): void {
   const socket = req.socket as

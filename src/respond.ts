@@ -143,7 +143,8 @@ export function sendError(
   if (reply.status === 503) headers['retry-after'] = '1';
   else if (reply.status === 429) headers['retry-after'] = String(reply.retryAfter ?? 1);
   // A body we did not read to its end cannot be skipped cheaply when it may be large, slow or endless:
-  // close the connection rather than drain it.
+  // close the connection rather than read the body out to keep it. The close lingers (lingerAfter):
+  // what still comes is dropped, for 5 s at most, so that the sender is not reset before the answer.
   // A malformed request (SEG_BAD_REQUEST): what follows it on the connection cannot be trusted either.
   // Draining: the connection is closed after its last answer, which says so.
   // Only the last request read on a connection closes it: those Node read behind it (their events
