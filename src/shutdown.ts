@@ -5,7 +5,7 @@ import type { EndpointHandler } from './handler.ts';
 
 // How createServer's close() stops a server without cutting short the answers it has begun.
 
-const LINGER_MS = 1_000; // 1 s, fixed by design: on close, for requests half sent when draining began
+const HALF_SENT_GRACE_MS = 1_000; // 1 s, fixed by design: on close, for requests half sent when draining began
 
 /**
  * Graceful close: new events get 503, running requests finish and their answers are flushed (up to
@@ -39,7 +39,7 @@ export async function gracefulClose(
     // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:
     // never acknowledged, Segment retries them.)
     server.closeIdleConnections();
-    await Promise.race([stopped, deadline, delay(LINGER_MS, undefined, { ref: false })]);
+    await Promise.race([stopped, deadline, delay(HALF_SENT_GRACE_MS, undefined, { ref: false })]);
     server.closeAllConnections();
     // Node's HTTP layer knows a TLS connection once its handshake is done: the others would hold `stopped`.
     slots.closeAll();
