@@ -31,7 +31,8 @@ export async function gracefulClose(
     // `Connection: close`.
     await Promise.race([handler.idle(), deadline]);
     await Promise.race([slots.settled(), deadline]);
-    // Nor before a lingering close ends (paused-connection.ts): Node would count its connection idle.
+    // Nor before a lingering close after HPE_PAUSED ends (paused-connection.ts, `slots.linger`): Node
+    // would count its connection idle. One after a refusal (lingerAfter) is not waited for: it owes nothing.
     await Promise.race([slots.lingered(), deadline]);
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     // Every answer already begun is flushed. A connection still open has no complete request on it:
