@@ -31,8 +31,10 @@ function parse(args: readonly string[], options: Options, positionals: boolean) 
     if ((err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
       throw new Error(`${strayArgument(args, options, 0)}: this command takes none`);
     }
-    const unknown = /^Unknown option '(-[^']*)'/.exec((err as Error).message)?.[1];
-    if (unknown !== undefined) throw new Error(unknownFlag(unknown, options));
+    if ((err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const unknown = /^Unknown option '(-[^']*)'/.exec((err as Error).message)?.[1];
+      if (unknown !== undefined) throw new Error(unknownFlag(unknown, options));
+    }
     // parseArgs says this one in three lines: one is what every bad invocation gets.
     const ambiguous = /^Option '(--[^']+)' argument is ambiguous/.exec((err as Error).message)?.[1];
     if (ambiguous === undefined) throw err;

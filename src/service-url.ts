@@ -25,14 +25,17 @@ export const REDIS: Service = {
   path: { re: /^(?:\/\d*)?$/, means: 'a database number (/0)' },
 };
 
+// `user:pa/ss@host`: a / ? or # before the @, where what came before it reads as a port, which most
+// passwords are not: the URL does not parse at all.
+const UNESCAPED_PASSWORD_RE = /^[a-z]+:\/\/[^@]*[/?#][^@]*@/i;
+
 /** `host:port/path` of `url`, never its user or password; a TypeError naming neither if it is not one. */
 export function serviceAddress(url: string, service: Service): string {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    // `user:pa/ss@host`: what came before the / reads as a port, which most passwords are not.
-    if (/^[a-z]+:\/\/[^@]*[/?#][^@]*@/i.test(url)) throw unescapedPassword(service);
+    if (UNESCAPED_PASSWORD_RE.test(url)) throw unescapedPassword(service);
     throw new TypeError(`The ${service.name} URL is not a URL: expected ${service.example}`);
   }
   if (!service.schemes.includes(parsed.protocol)) {
