@@ -4,6 +4,7 @@ import { checkCharset } from './body.ts';
 import { codingOf, isIdentity } from './encoding.ts';
 import { EndpointError, quoted, toErrorAnswer } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
+import { optionsCopy } from './option-names.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
 import { type RefusalContext, sendError } from './respond.ts';
@@ -56,7 +57,7 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
   const handler = createHandler(options);
   // Checked by createHandler already; resolved again for the paths and the limit, without a second
   // duplicate store (the handler has its own).
-  const opts = resolveHandlerOptions({ ...options, idempotency: false });
+  const opts = resolveHandlerOptions({ ...optionsCopy(options), idempotency: false });
   const eventRoutes = routes(opts.path, opts.trackingApi);
   const others = new Set([opts.healthPath, opts.livePath, opts.metricsPath]);
   const ours = (path: string) => others.has(path) || routeAt(eventRoutes, path) !== undefined;

@@ -5,6 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { describeValue } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
+import { optionsCopy } from './option-names.ts';
 import { OPTIONS } from './option-table.ts';
 import type { HandlerOptions } from './options.ts';
 
@@ -93,13 +94,8 @@ const REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers']);
 function handlerOf(options: SegmentEndpointOptions, appLog: HandlerOptions['log']): EndpointHandler {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   if (!('handler' in options)) {
-    // Inherited options too (for...in), as createHandler takes them: a misspelt one is refused there.
-    // Every name and value is checked there too, hence the cast.
-    const endpointOptions: Record<string, unknown> = {};
-    for (const name in options) {
-      if (!REGISTER_OPTIONS.has(name)) endpointOptions[name] = options[name as keyof HandlerOptions];
-    }
-    return createHandler({ ...(endpointOptions as unknown as HandlerOptions), log: options.log ?? appLog });
+    // Inherited options too, as createHandler takes them: a misspelt one is refused there.
+    return createHandler({ ...optionsCopy(options, REGISTER_OPTIONS), log: options.log ?? appLog });
   }
   const { handler } = options;
   if (

@@ -50,3 +50,13 @@ export function checkOptionNames(
     throw new TypeError(`options.${name} is not an option${hint}`);
   }
 }
+
+/**
+ * The options given, inherited ones too (for...in, as `checkOptionNames` reads them and createHandler
+ * takes them), as a plain object, less the names in `leave`: an adapter's copy to change or add to.
+ */
+export function optionsCopy<T extends object>(options: T, leave: ReadonlySet<string> = new Set()): T {
+  const copy: Record<string, unknown> = {};
+  for (const name in options) if (!leave.has(name)) copy[name] = options[name];
+  return copy as T;
+}

@@ -290,6 +290,21 @@ test('express: mounted at the root, it serves its own paths only, and leaves the
   });
 });
 
+test('express: options inherited from a prototype route as they are handled (the path, at the root)', async () => {
+  // The handler took the inherited path; the middleware's own routing, from a spread copy, did not, and
+  // passed the event path's requests on to the app.
+  const app = express();
+  const defaults = { path: '/segment', healthPath: '/segment/health' };
+  app.use(segmentEndpoint(Object.assign(Object.create(defaults), options())));
+  await served(app, async (origin) => {
+    const send = sendTo(origin);
+    const event = await send(post('an event', '{"type":"track","event":"e","userId":"u"}', '/segment'));
+    assert.equal(event.status, 200, event.body);
+    const health = await send({ ...post('health', ''), method: 'GET', path: '/segment/health' });
+    assert.equal(health.status, 200, health.body);
+  });
+});
+
 test('express: drain() makes new events 503 and health draining; a bad option throws at the call', async () => {
   const app = express();
   const segment = segmentEndpoint(options());
