@@ -18,7 +18,7 @@ import { rawRefusal } from './respond.ts';
 export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, slots: PausedSlots): void {
   const refusal = isHttpRefusal(err);
   // The parser repeats its error for every later chunk: one refusal per connection. (Its connection may
-  // have ended already, and still be read: `lingeringClose`.)
+  // have ended already, and still be read: a lingering close.)
   if (refusal && refusing.has(socket)) return;
   // The handler paused the parser behind an answer that ends the connection (readNothingBehind): what
   // comes is dropped while the connection ends, in its lingering close once that answer is out.

@@ -25,9 +25,13 @@ export function lastOnConnection(req: IncomingMessage): boolean {
 // stored again when its sender retried.
 const closing = new WeakSet<object>();
 
-/** Notes the connection of `res` if the answer just written on it ends it (Node's `_last`). */
+/** Whether the answer `res`, its headers written, ends its connection (Node's `_last`). */
+const endsConnection = (res: ServerResponse): boolean =>
+  (res as ServerResponse & { _last?: boolean })._last === true;
+
+/** Notes the connection of `res` if the answer just written on it ends it. */
 export function noteEnd(res: ServerResponse): void {
-  if ((res as ServerResponse & { _last?: boolean })._last === true) endsItsConnection(res.req);
+  if (endsConnection(res)) endsItsConnection(res.req);
 }
 
 /** Notes that the answer to `req` ends its connection (none to note for a fetch handler's Request). */
@@ -70,7 +74,7 @@ export const LINGER_MS = 5_000;
  * come, a connection is reset by them, and a client that has not read its answers yet, or is still
  * writing, sees the reset instead of them (a "lingering close", as nginx and Apache make it).
  */
-export function lingeringClose(this: Duplex): void {
+function lingeringClose(this: Duplex): void {
   this.end();
   const timer = setTimeout(() => this.destroy(), LINGER_MS).unref();
   this.once('close', () => clearTimeout(timer));
@@ -83,12 +87,23 @@ export function lingeringClose(this: Duplex): void {
  * under the client's writes.
  */
 export function lingerAfter(req: IncomingMessage, res: ServerResponse): void {
-  if (req.complete || (res as ServerResponse & { _last?: boolean })._last !== true) return;
+  if (req.complete || !endsConnection(res)) return;
   const socket = req.socket as (IncomingMessage['socket'] & { destroySoon?: () => void }) | null;
-  if (socket === null || typeof socket.destroySoon !== 'function') return;
-  // What Node calls once the answer is written (lib/_http_server.js, resOnFinish); its own ends the
-  // connection as soon as the answer is out.
-  socket.destroySoon = lingeringClose;
+  if (socket === null || typeof socket.destroySoon !== 'function') return; // not a connection (injected)
+  lingerAtEnd(socket);
   // The body reader stopped at the refusal; what still comes of the body is read, and dropped.
   req.resume();
+}
+
+/**
+ * The connection `socket` ends in a lingering close once its last answer is written: `destroySoon` is
+ * what Node calls then (lib/_http_server.js, resOnFinish), and its own ends the connection at once.
+ */
+export function lingerAtEnd(socket: Duplex): void {
+  (socket as Duplex & { destroySoon?: () => void }).destroySoon = lingeringClose;
+}
+
+/** A lingering close now, the connection's answers all written. */
+export function lingerNow(socket: Duplex): void {
+  lingeringClose.call(socket);
 }

@@ -10,12 +10,12 @@ import { type Slot, tcpSocket } from './connection-record.ts';
 /**
  * Who holds the `maxConnections` slots. A connection is busy while a request on it is in progress, or
  * while it lingers after HPE_PAUSED (`linger`), and idle otherwise: just accepted, in its TLS handshake,
- * half way through its request's headers, or between keep-alive requests. At the cap a newcomer takes the slot of the longest idle connection,
- * which is closed; only when every connection is busy is the newcomer closed instead: a busy one holds
- * answers owed to its client (whose events may be taken), even one that has paused reading them. So
- * connections that hold a slot without using it (idle keep-alive, slow headers) cannot lock clients out,
- * those that never read their answers not for longer than `stallMs`, and memory stays bounded by the
- * cap either way.
+ * half way through its request's headers, or between keep-alive requests. At the cap a newcomer takes
+ * the slot of the longest idle connection, which is closed; only when every connection is busy is the
+ * newcomer closed instead: a busy one holds answers owed to its client (whose events may be taken), even
+ * one that has paused reading them. So connections that hold a slot without using it (idle keep-alive,
+ * slow headers) cannot lock clients out, those that never read their answers not for longer than
+ * `stallMs`, and memory stays bounded by the cap either way.
  *
  * Node's timeouts cover a request that comes too slowly, not answers that are never taken (requests
  * pipelined by a client that never reads would hold their connection for good): a busy connection whose

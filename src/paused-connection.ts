@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { lingeringClose } from './connection-end.ts';
+import { lingerAtEnd, lingerNow } from './connection-end.ts';
 import type { ConnectionSlots } from './connections.ts';
 
 // How a connection ends when its client pipelined past what Node holds for it (HPE_PAUSED, reported by
@@ -27,13 +27,9 @@ export function endAfterOwed(socket: Duplex, slots: PausedSlots): void {
   // spliced from two, taken). What comes from now on is read, and dropped by the paused parser
   // (HPE_PAUSED again, ignored by client-errors.ts): a connection closed on bytes it has not read is
   // reset, and a reset makes the client discard the answers it has not read yet, 200s of events taken.
-  const connection = socket as Duplex & {
-    _paused?: boolean;
-    destroySoon?: () => void;
-    _httpMessage?: ServerResponse | null;
-  };
+  const connection = socket as Duplex & { _paused?: boolean; _httpMessage?: ServerResponse | null };
   connection._paused = false;
-  connection.destroySoon = lingeringClose; // what Node calls after the answer that ends the connection
+  lingerAtEnd(socket);
   socket.resume();
   const owed = slots.answersOn(socket).filter((res) => res.req.complete);
   // The last answer owed; or, none being owed, an answer being written to the request cut (a refusal on
@@ -41,7 +37,7 @@ export function endAfterOwed(socket: Duplex, slots: PausedSlots): void {
   const writing = connection._httpMessage;
   const last = owed.at(-1) ?? (writing?.headersSent && !writing.writableFinished ? writing : undefined);
   if (last === undefined || last.writableFinished) {
-    lingeringClose.call(socket);
+    lingerNow(socket);
   } else if (!last.headersSent) {
     last.shouldKeepAlive = false; // Node then says `Connection: close`, and closes after it
   } else {

@@ -3,7 +3,7 @@ import { connect as connectTcp } from 'node:net';
 import { Duplex } from 'node:stream';
 import { after, before, describe, mock, test } from 'node:test';
 import { connect } from 'node:tls';
-import { LINGER_MS, lingeringClose } from '../src/connection-end.ts';
+import { LINGER_MS, lingerNow } from '../src/connection-end.ts';
 import { createServer, type EndpointServer, silentLogger } from '../src/index.ts';
 import { API_KEY, basic, trackEvent } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
@@ -122,7 +122,7 @@ describe('the lingering close', () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
       const connection = fakeConnection();
-      lingeringClose.call(connection);
+      lingerNow(connection);
       assert.equal(connection.writableEnded, true, 'its side ended at once');
       connection.push('more of a body');
       mock.timers.tick(LINGER_MS - 1);
@@ -144,7 +144,7 @@ describe('the lingering close', () => {
         destroys++;
         return destroy(err);
       };
-      lingeringClose.call(connection);
+      lingerNow(connection);
       connection.destroy();
       connection.emit('close');
       mock.timers.tick(LINGER_MS);
