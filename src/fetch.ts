@@ -2,10 +2,10 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ERRORS } from './errors.ts';
-import { createHandler, type EndpointHandler } from './handler.ts';
+import { type EndpointHandler, resolvedHandler } from './handler.ts';
 import type { Logger } from './log.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
-import { type HandlerOptions, loggerOf } from './options.ts';
+import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.ts';
 import { JSON_TYPE } from './respond.ts';
 
 // The endpoint as a web-standard handler, `(request: Request) => Promise<Response>`, for Hono, Next.js
@@ -31,10 +31,11 @@ export interface FetchHandler {
  * the host mounted it (`/segment`): the handler routes on what follows.
  */
 export function createFetchHandler(options: HandlerOptions, mount: { basePath?: string } = {}): FetchHandler {
+  // createHandler's check, with where a basePath given among the options belongs.
   checkOptionNames(options, HANDLER_OPTION_NAMES, {
     basePath: 'give it as createFetchHandler(options, { basePath })',
   });
-  const handler = createHandler(options);
+  const handler = resolvedHandler(resolveHandlerOptions(options));
   const base = mount.basePath?.replace(/\/$/, '') ?? '';
   const log = loggerOf(options);
   const serve = (request: Request) => {
