@@ -26,22 +26,12 @@ export function tlsOf(
         'give one of --http and --cert/--key: plain HTTP behind a TLS-terminating proxy, or HTTPS with that certificate',
       );
     }
-    const given =
-      cert !== undefined && key !== undefined
-        ? '--cert/--key are'
-        : cert !== undefined
-          ? '--cert is'
-          : '--key is';
+    const given = theFlags(cert !== undefined, key !== undefined, '--cert/--key');
     unused.push(`${given} not used: --http serves plain HTTP`);
     return undefined;
   }
   if (cert === undefined || key === undefined) {
-    const missing =
-      cert === undefined && key === undefined
-        ? '--cert and --key are'
-        : cert === undefined
-          ? '--cert is'
-          : '--key is';
+    const missing = theFlags(cert === undefined, key === undefined, '--cert and --key');
     throw new UsageError(`${missing} required for HTTPS (or --http behind a TLS-terminating proxy)`);
   }
   const files = { cert, key };
@@ -49,3 +39,7 @@ export function tlsOf(
   checkPair(files, pair.cert, pair.key);
   return { files, pair };
 }
+
+/** `--cert is`, `--key is`, or both (`both are`), as `cert` and `key` say which are meant. */
+const theFlags = (cert: boolean, key: boolean, both: string): string =>
+  cert && key ? `${both} are` : cert ? '--cert is' : '--key is';
