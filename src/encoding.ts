@@ -33,8 +33,27 @@ const NOT_CODED: ReadonlySet<string> = new Set(['', 'identity']);
 /** Whether a Content-Encoding header says the body is not coded: empty, or `identity`. */
 export const isIdentity = (header: string): boolean => NOT_CODED.has(header.trim().toLowerCase());
 
-/** A decoder for `coding`. */
-export async function decoderFor(coding: Coding): Promise<Transform> {
+/** Makes a body's decoder, given its compressed bytes (all of them: see BodyRead.decode). */
+export type MakeDecoder = (compressed: Buffer) => Transform;
+
+/**
+ * How to decode `coding`. `deflate` names the zlib format (RFC 9110 §8.4.1.2), but some senders send
+ * the bare deflate stream under that name: as browsers and undici do, the zlib header's check tells
+ * which one came.
+ */
+export async function decoderFor(coding: Coding): Promise<MakeDecoder> {
   const zlib = await import('node:zlib');
-  return coding === 'gzip' ? zlib.createGunzip() : zlib.createInflate();
+  if (coding === 'gzip') return () => zlib.createGunzip();
+  return (compressed) => (zlibWrapped(compressed) ? zlib.createInflate() : zlib.createInflateRaw());
+}
+
+/**
+ * Whether deflate data opens with a zlib header (RFC 1950 §2.2): compression method 8, and the two bytes
+ * a multiple of 31. Raw deflate opening so is a non-final stored block with padding bits set, which no
+ * compressor writes.
+ */
+export function zlibWrapped(data: Buffer): boolean {
+  if (data.length < 2) return false;
+  const method = data.readUInt8(0);
+  return (method & 0x0f) === 8 && ((method << 8) | data.readUInt8(1)) % 31 === 0;
 }

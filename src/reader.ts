@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { Transform } from 'node:stream';
 import { Deadline, type Deadlines } from './deadlines.ts';
-import { type Coding, decoderFor } from './encoding.ts';
+import { type Coding, decoderFor, type MakeDecoder } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { bodyTooLarge } from './refusals.ts';
 
@@ -44,9 +44,9 @@ export function readBody(
   }
   // The body waits in the request's buffer (no 'data' listener yet) while the decoder loads.
   decoderFor(coding).then(
-    (decoder) => {
+    (makeDecoder) => {
       if (reading.done) return; // timed out meanwhile
-      reading.decode(decoder);
+      reading.decode(makeDecoder);
       reading.listen();
     },
     (err: unknown) => reading.finish(new EndpointError('SEG_INTERNAL', undefined, { cause: err })),
@@ -62,6 +62,8 @@ class BodyRead extends Deadline {
   received = 0;
   /** Bytes of the body itself: the same as `received`, or what the decoder made of them. */
   size = 0;
+  /** Set for a compressed body; its decoder is made once all its bytes came. */
+  makeDecoder: MakeDecoder | undefined;
   decoder: Transform | undefined;
   /** The compressed bytes so far, decoded in one piece once all came (see `decode`). */
   input: Buffer | undefined;
@@ -99,16 +101,25 @@ class BodyRead extends Deadline {
    * decompressed bytes too: a small body that inflates past it (a decompression bomb) is a 413 as soon as
    * it crosses the limit, and the decoder is stopped. The compressed bytes (no more than the limit either)
    * go to the decoder in one piece once all came: fed a chunk at a time, a body sent a byte a chunk took
-   * one pass of zlib a byte, and longer than its deadline.
+   * one pass of zlib a byte, and longer than its deadline. The decoder is made then too: its form may
+   * depend on the first bytes (deflate's), and a body that never comes whole holds no zlib state.
    */
-  decode(decoder: Transform): void {
+  decode(makeDecoder: MakeDecoder): void {
+    this.makeDecoder = makeDecoder;
+  }
+
+  /** Decodes the compressed bytes, all come: the body is what the decoder makes of them. */
+  decodeAll(compressed: Buffer): void {
+    const decoder = (this.makeDecoder as MakeDecoder)(compressed);
     this.decoder = decoder;
+    this.fed = compressed;
     decoder.on('data', (chunk: Buffer) => this.add(chunk));
     decoder.on('end', () => this.finish(this.leftOver(decoder)));
     decoder.on('error', () => {
       const coding = this.req.headers['content-encoding'];
       this.finish(new EndpointError('SEG_BAD_ENCODING', `Request body is not valid ${coding} data`));
     });
+    decoder.end(compressed); // finishes on the decoder's 'end'
   }
 
   /**
@@ -131,7 +142,7 @@ class BodyRead extends Deadline {
   data(chunk: Buffer): void {
     if (this.done) return;
     this.received += chunk.length;
-    if (this.decoder === undefined) this.add(chunk);
+    if (this.makeDecoder === undefined) this.add(chunk);
     else if (this.received > this.maxBytes) this.finish(bodyTooLarge(this.maxBytes));
     else this.input = gather(this.input, this.received - chunk.length, chunk, this.maxBytes);
   }
@@ -139,19 +150,19 @@ class BodyRead extends Deadline {
   end(): void {
     this.ended = true;
     if (this.done) return;
-    if (this.decoder === undefined) {
+    if (this.makeDecoder === undefined) {
       this.finish(undefined);
       return;
     }
-    this.fed = filled(this.input, this.received);
-    this.decoder.end(this.fed); // finishes on the decoder's 'end'
+    const compressed = filled(this.input, this.received);
     this.input = undefined;
+    this.decodeAll(compressed);
   }
 
   add(chunk: Buffer): void {
     this.size += chunk.length;
     if (this.size > this.maxBytes) {
-      const what = this.decoder === undefined ? 'Request body' : 'Decompressed request body';
+      const what = this.makeDecoder === undefined ? 'Request body' : 'Decompressed request body';
       this.finish(bodyTooLarge(this.maxBytes, what));
     } else {
       this.body = gather(this.body, this.size - chunk.length, chunk, this.maxBytes);

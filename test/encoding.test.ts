@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { deflateSync, gzipSync } from 'node:zlib';
+import { deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { createHandler, silentLogger } from '../src/index.ts';
 import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
@@ -32,6 +32,23 @@ describe('Content-Encoding', () => {
       assert.equal(res.status, 200, `${coding}: ${res.body}`);
       assert.equal((seen[0] as { event: string }).event, `Compressed ${coding}`);
     }
+  });
+
+  test('deflate without its zlib wrapper (raw deflate, as some senders write it) is decoded too', async () => {
+    // RFC 9110 §8.4.1.2 names the zlib format; some clients send the bare deflate stream under the same
+    // name, and browsers and undici read both. The wrapper's header check (RFC 1950 §2.2) tells them apart.
+    seen.length = 0;
+    const event = trackEvent({ event: 'Raw deflate' });
+    const res = await inject(handler(), encoded('deflate', deflateRawSync(JSON.stringify(event))));
+    assert.equal(res.status, 200, res.body);
+    assert.equal((seen[0] as { event: string }).event, 'Raw deflate');
+    // Neither form: still a 400 that names the coding.
+    const bad = await inject(handler(), encoded('deflate', Buffer.from('{"not":"deflate data"}')));
+    assert.equal(bad.status, 400);
+    assert.equal(bad.json().code, 'SEG_BAD_ENCODING');
+    // Bytes after raw deflate data are refused as after wrapped data.
+    const trailing = Buffer.concat([deflateRawSync(JSON.stringify(trackEvent())), Buffer.from('{"x":1}')]);
+    assert.equal((await inject(handler(), encoded('deflate', trailing))).json().code, 'SEG_BAD_ENCODING');
   });
 
   test('bytes after the compressed data are a 400, for deflate as for gzip', async () => {
