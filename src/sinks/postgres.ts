@@ -3,7 +3,6 @@ import type { Pool } from 'pg';
 import type { Context, Handlers } from '../dispatch.ts';
 import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { POSTGRES, serviceAddress } from '../service-url.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
 import { Room } from './postgres-room.ts';
 import { groupJson, groupSize, type Row } from './postgres-rows.ts';
@@ -21,46 +20,21 @@ import type { Sink } from './sink.ts';
 // processes and VMs share, written in group commits. A 200 goes out only after the COMMIT that holds the
 // event; the table's unique index makes a duplicate sent to two instances one row.
 
-const GROUPS_IN_FLIGHT = 4; // INSERTs under way at once, each on its own connection
+export const GROUPS_IN_FLIGHT = 4; // INSERTs under way at once, each on its own connection
 const MAX_GROUP = 500; // events in one INSERT
 // Their JSON text in one INSERT, unless one event alone is more: 300 events of 500 KB took ~5 s here
 const MAX_GROUP_CHARACTERS = 8 * 1024 * 1024;
-const STATEMENT_TIMEOUT_MS = 4_000; // below Segment's 5 s: a hung database is a 503 Segment retries
-const CONNECT_TIMEOUT_MS = 2_000;
 const MAX_QUEUED = 10_000; // events waiting for a group: ~10 s of a busy endpoint's traffic
 const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it again
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
 const MAX_CONFLICTS = 3; // INSERTs of an event aborted in conflicts before it is answered 503 (retried)
 const CONFLICT_PAUSE_MS = 50; // before sending a group again after a conflict, times its tries so far
+// Events the table refused in a row (a constraint or trigger of its own), none stored between: it refuses
+// every event (a trigger closing it for maintenance), an outage rather than a refusal an event at a time
+const REFUSED_IN_A_ROW = 32;
 
-/**
- * Opens the pool and creates the table when missing. PostgreSQL unreachable at start does not stop the
- * process: it starts, says so, answers 503 (health `unavailable`) and keeps trying, so that a database
- * that comes up after the endpoint (a VM's boot order) needs no restart.
- */
-export async function openPostgresSink(
-  config: { readonly url: string; readonly table: string },
-  log: Logger,
-): Promise<Sink> {
-  const { default: pg } = await import('pg');
-  const pool = new pg.Pool({
-    connectionString: config.url,
-    max: GROUPS_IN_FLIGHT + 1, // and one to create the table or check that PostgreSQL is back
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    statement_timeout: STATEMENT_TIMEOUT_MS,
-    query_timeout: STATEMENT_TIMEOUT_MS + 500,
-    application_name: 'segment-endpoint',
-  });
-  // An idle connection the server closed (a restart) is reported here; without a listener it would
-  // end the process. The next query takes a new connection.
-  pool.on('error', (err) => log.warn({ err }, 'a PostgreSQL connection closed'));
-  const where = `events stored in PostgreSQL table ${config.table} on ${serviceAddress(config.url, POSTGRES)}`;
-  const sink = new PostgresSink(pool, config.table, log, where);
-  await sink.connect();
-  return sink;
-}
-
-class PostgresSink implements Sink {
+/** Stores accepted events in its table: made by openPostgresSink (postgres-open.ts). */
+export class PostgresSink implements Sink {
   readonly handlers: Handlers;
   readonly where: string;
   onCommit: ((seconds: number, events: number) => void) | undefined;
@@ -75,6 +49,8 @@ class PostgresSink implements Sink {
   #up = false;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Events the table refused one after the other since one was last stored (REFUSED_IN_A_ROW). */
+  #refusedInARow = 0;
   #idle: Array<() => void> = [];
 
   constructor(pool: Pool, table: string, log: Logger, where: string) {
@@ -171,29 +147,40 @@ class PostgresSink implements Sink {
       // An event the database refuses as data (one `unstorable` did not foresee), or the table refuses
       // (a constraint, a trigger of its own), must not take the others of its group down with it: each
       // half is tried apart, down to the event itself. The table's refusal is a 503: Segment retries it.
-      if (group.length > 1) await this.#halves(group, nth);
+      if (group.length > 1) await this.#halves(group, nth, err);
       else if (failure === 'data') {
         this.#log.warn({ err }, 'PostgreSQL refused an event as data');
         group[0]?.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
-      } else {
-        this.#log.error(
-          { err },
-          'the table refused an event (a constraint or trigger of its own): answered 503',
-        );
-        group[0]?.reject(new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err }));
-      }
+      } else this.#refused(group, err);
       return;
     }
+    this.#refusedInARow = 0;
     this.onCommit?.((performance.now() - started) / 1000, group.length);
     this.#room.succeeded(nth);
     for (const row of group) row.resolve();
   }
 
-  /** Each half of `group` tried apart, in turn: down to the event that fails, the others stored. */
-  async #halves(group: Row[], nth: number): Promise<void> {
+  /**
+   * Each half of `group` tried apart, in turn: down to the event that fails, the others stored. Once the
+   * sink is down (the table found to refuse every event, or PostgreSQL gone), what is left waits for
+   * Segment's retry: a 503 each, not an INSERT each.
+   */
+  async #halves(group: Row[], nth: number, err: unknown): Promise<void> {
     const half = group.length >> 1;
     await this.#commit(group.slice(0, half), nth);
-    await this.#commit(group.slice(half), nth);
+    if (this.#up) await this.#commit(group.slice(half), nth);
+    else this.#failed(group.slice(half), err);
+  }
+
+  /** One event the table refused (a constraint, a trigger of its own): 503, or an outage if it refuses all. */
+  #refused(group: Row[], err: unknown): void {
+    if (++this.#refusedInARow >= REFUSED_IN_A_ROW) {
+      const why = `the table refused ${this.#refusedInARow} events in a row and stored none between (a constraint or trigger of its own): answering 503, trying again in ${MAX_RETRY_MS / 1000} s`;
+      this.#failed(group, err, why, MAX_RETRY_MS);
+      return;
+    }
+    this.#log.error({ err }, 'the table refused an event (a constraint or trigger of its own): answered 503');
+    group[0]?.reject(new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err }));
   }
 
   /**
@@ -218,22 +205,27 @@ class PostgresSink implements Sink {
       'PostgreSQL aborted an INSERT in a conflict with another transaction: sent again',
     );
     await delay(CONFLICT_PAUSE_MS * Math.min(tries, MAX_CONFLICTS));
-    if (tries >= MAX_CONFLICTS) await this.#halves(group, nth);
+    if (tries >= MAX_CONFLICTS) await this.#halves(group, nth, err);
     else this.#queue = group.concat(this.#queue);
   }
 
-  /** PostgreSQL failed (down, unreachable, timed out): 503 for the group, and for new events until it is back. */
-  #failed(group: Row[], err: unknown): void {
+  /**
+   * PostgreSQL failed (down, unreachable, timed out), or the table refuses every event: 503 for the
+   * group, and for new events until the table is checked again, `retryMs` later.
+   */
+  #failed(
+    group: Row[],
+    err: unknown,
+    why = 'PostgreSQL cannot store events: answering 503 until it can',
+    retryMs = FIRST_RETRY_MS,
+  ): void {
     const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
     for (const row of group) row.reject(unavailable);
     if (!this.#up || this.#closed) return;
     this.#up = false;
-    this.#log.error(
-      { err, table: this.#table },
-      'PostgreSQL cannot store events: answering 503 until it can',
-    );
+    this.#log.error({ err, table: this.#table }, why);
     clearTimeout(this.#retry);
-    this.#retry = setTimeout(() => this.connect(FIRST_RETRY_MS * 2), FIRST_RETRY_MS);
+    this.#retry = setTimeout(() => this.connect(Math.min(retryMs * 2, MAX_RETRY_MS)), retryMs);
   }
 
   async close(): Promise<void> {

@@ -33,7 +33,7 @@ export interface SinkConfig {
 /** The sink the configuration names: PostgreSQL when --postgres is given, else files under --out. */
 export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   if (config.postgres !== undefined) {
-    const { openPostgresSink } = await import('./postgres.ts');
+    const { openPostgresSink } = await import('./postgres-open.ts');
     return openPostgresSink(config.postgres, log);
   }
   const [{ NdjsonStore: Store }, { storeHandlers }, { defaultIo }] = await Promise.all([

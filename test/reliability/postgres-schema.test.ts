@@ -260,3 +260,41 @@ test("a row the table's own CHECK refuses: that event 503 (retried), the others 
   );
   await stopCleanly(ep);
 });
+
+test('a table that refuses every row (a trigger of its own): an outage said once, not an INSERT and a log line per event', async () => {
+  // Each event of a refused group is tried apart, to store the others: a group of N was 2N - 1 INSERTs,
+  // one after the other, and N error lines, for every group, while the table refused them all.
+  await pg.client.query(`CREATE TABLE closed ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON closed (source, message_id)');
+  await pg.client.query('CREATE SEQUENCE closed_inserts'); // counts the INSERTs refused: not rolled back
+  await pg.client.query(`CREATE FUNCTION closed_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.message_id LIKE '%filler%' THEN RETURN NEW; END IF;
+      PERFORM nextval('closed_inserts');
+      RAISE EXCEPTION 'closed for maintenance';
+    END $$`);
+  await pg.client.query(
+    'CREATE TRIGGER refuse BEFORE INSERT ON closed FOR EACH ROW EXECUTE FUNCTION closed_refuse()',
+  );
+  const ep = await pg.endpoint('closed');
+  const events = Array.from({ length: 200 }, (_, n) => trackEvent({ messageId: `closed-${n}` }));
+  const answers = await inOneGroup(pg, ep, 'closed', events);
+  assert.deepEqual(
+    new Set(answers.map((a) => `${a.status} ${a.code}`)),
+    new Set(['503 SEG_STORE_UNAVAILABLE']),
+  );
+  const { rows } = await pg.client.query<{ n: string }>('SELECT last_value AS n FROM closed_inserts');
+  assert.ok(Number(rows[0]?.n) < 100, `${rows[0]?.n} INSERTs refused for 200 events`);
+  assert.match(ep.output(), /the table refused \d+ events in a row/);
+  const refusedLines = ep.output().match(/refused an event/g)?.length ?? 0;
+  assert.ok(refusedLines < 50, `${refusedLines} lines for single refusals`);
+  assert.equal(await health(ep), 503);
+  // Open again: stored once the sink tries again.
+  await pg.client.query('DROP TRIGGER refuse ON closed');
+  for (const until = Date.now() + 15_000; (await health(ep)) !== 200; ) {
+    assert.ok(Date.now() < until, 'the sink never tried the table again');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'closed-after' })]), [200]);
+  await stopCleanly(ep);
+});
