@@ -4,6 +4,7 @@ import type { Context, Handlers } from '../dispatch.ts';
 import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
+import { Refusals } from './postgres-refusals.ts';
 import { Room } from './postgres-room.ts';
 import { groupJson, groupSize, type Row } from './postgres-rows.ts';
 import {
@@ -29,9 +30,6 @@ const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
 const MAX_CONFLICTS = 3; // INSERTs of an event aborted in conflicts before it is answered 503 (retried)
 const CONFLICT_PAUSE_MS = 50; // before sending a group again after a conflict, times its tries so far
-// Events the table refused in a row (a constraint or trigger of its own), none stored between: it refuses
-// every event (a trigger closing it for maintenance), an outage rather than a refusal an event at a time
-const REFUSED_IN_A_ROW = 32;
 
 /** Stores accepted events in its table: made by openPostgresSink (postgres-open.ts). */
 export class PostgresSink implements Sink {
@@ -49,8 +47,9 @@ export class PostgresSink implements Sink {
   #up = false;
   #retry: NodeJS.Timeout | undefined;
   #closed = false;
-  /** Events the table refused one after the other since one was last stored (REFUSED_IN_A_ROW). */
-  #refusedInARow = 0;
+  readonly #refusals: Refusals;
+  /** Down because the table refused every row: up again on probation (Refusals.probation). */
+  #closedTable = false;
   #idle: Array<() => void> = [];
 
   constructor(pool: Pool, table: string, log: Logger, where: string) {
@@ -59,6 +58,7 @@ export class PostgresSink implements Sink {
     this.#insert = insertStatement(table);
     this.#log = log;
     this.#room = new Room(GROUPS_IN_FLIGHT, log);
+    this.#refusals = new Refusals(pool, this.#insert, log);
     this.where = where;
     this.handlers = everyType((event, ctx) => this.#save(event, ctx));
   }
@@ -71,7 +71,11 @@ export class PostgresSink implements Sink {
   async connect(delay = FIRST_RETRY_MS): Promise<void> {
     try {
       await ensureTable(this.#pool, this.#table);
-      if (!this.#up) this.#log.info({ table: this.#table }, 'PostgreSQL stores events');
+      if (this.#closedTable) {
+        this.#refusals.probation();
+        this.#log.info({ table: this.#table }, 'the table is tried again with events');
+      } else if (!this.#up) this.#log.info({ table: this.#table }, 'PostgreSQL stores events');
+      this.#closedTable = false;
       this.#up = true;
     } catch (err) {
       if (this.#closed) return;
@@ -113,8 +117,15 @@ export class PostgresSink implements Sink {
     });
   }
 
-  /** Sends what is queued, as one INSERT per group, while fewer than GROUPS_IN_FLIGHT are under way. */
+  /**
+   * Sends what is queued, as one INSERT per group, while fewer than GROUPS_IN_FLIGHT are under way. Once
+   * the sink is down, what waits is answered 503 at once (Segment retries it), not an INSERT a group.
+   */
   #pump(): void {
+    if (!this.#up) {
+      const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE');
+      for (const row of this.#queue.splice(0)) row.reject(unavailable);
+    }
     if (this.#inFlight === this.#room.limit && this.#queue.length > 0) this.#room.tryMore();
     while (this.#inFlight < this.#room.limit && this.#queue.length > 0) {
       const size = groupSize(this.#queue, MAX_GROUP, MAX_GROUP_CHARACTERS);
@@ -151,36 +162,34 @@ export class PostgresSink implements Sink {
       else if (failure === 'data') {
         this.#log.warn({ err }, 'PostgreSQL refused an event as data');
         group[0]?.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
-      } else this.#refused(group, err);
+      } else await this.#refused(group, err);
       return;
     }
-    this.#refusedInARow = 0;
+    this.#refusals.stored(group[0] as Row);
     this.onCommit?.((performance.now() - started) / 1000, group.length);
     this.#room.succeeded(nth);
     for (const row of group) row.resolve();
   }
 
-  /**
-   * Each half of `group` tried apart, in turn: down to the event that fails, the others stored. Once the
-   * sink is down (the table found to refuse every event, or PostgreSQL gone), what is left waits for
-   * Segment's retry: a 503 each, not an INSERT each.
-   */
+  /** Each half of `group` tried apart, in turn: down to the event that fails, the others stored. */
   async #halves(group: Row[], nth: number, err: unknown): Promise<void> {
     const half = group.length >> 1;
     await this.#commit(group.slice(0, half), nth);
     if (this.#up) await this.#commit(group.slice(half), nth);
-    else this.#failed(group.slice(half), err);
+    else this.#failed(group.slice(half), err); // down meanwhile: a 503 each, not an INSERT each
   }
 
-  /** One event the table refused (a constraint, a trigger of its own): 503, or an outage if it refuses all. */
-  #refused(group: Row[], err: unknown): void {
-    if (++this.#refusedInARow >= REFUSED_IN_A_ROW) {
-      const why = `the table refused ${this.#refusedInARow} events in a row and stored none between (a constraint or trigger of its own): answering 503, trying again in ${MAX_RETRY_MS / 1000} s`;
-      this.#failed(group, err, why, MAX_RETRY_MS);
-      return;
-    }
-    this.#log.error({ err }, 'the table refused an event (a constraint or trigger of its own): answered 503');
+  /**
+   * One event the table refused (a constraint, a trigger of its own): 503. After many in a row, an
+   * outage if the table now refuses a row it took before (postgres-refusals.ts).
+   */
+  async #refused(group: Row[], err: unknown): Promise<void> {
     group[0]?.reject(new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err }));
+    const closing = await this.#refusals.refused(err).catch((failure) => this.#failed([], failure));
+    if (closing === undefined || !this.#up) return;
+    this.#closedTable = true;
+    const why = `the table refuses every row (a trigger or constraint of its own): answering 503, tried again with events in ${MAX_RETRY_MS / 1000} s`;
+    this.#failed([], closing, why, MAX_RETRY_MS);
   }
 
   /**

@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import type { Pool } from 'pg';
+import { keyFingerprint } from '../auth.ts';
+import type { Logger } from '../log.ts';
+import { groupJson, type RowJson } from './postgres-rows.ts';
+import { failureOf } from './postgres-sql.ts';
+
+// Rows the table itself refuses: a constraint or a trigger of the partner's own (class 23, P0001). Each
+// refused event is answered 503 on its own, and the others of its group are stored. Many in a row may be
+// one customer's events that a CHECK refuses (sent again on each 503), or a table that takes no row at
+// all (a trigger that closes it for maintenance). Only the second is an outage, and what tells them apart
+// is a row the table took before: refused now, the table changed, not the events (`refusesEveryRow`).
+
+// Events refused in a row, none stored between, before the table is asked whether it refuses every row
+const IN_A_ROW = 32;
+const LOG_EVERY_MS = 1_000; // one line a second at most, however many are refused
+const PROBE_SOURCE = keyFingerprint('segment-endpoint probe'); // shaped as a key's fingerprint is
+// What a copy of a stored row may meet without the table refusing rows: another unique index, an exclusion
+const CONFLICTS = new Set(['23505', '23P01']);
+
+/** The table's refusals of events: counted in a row and since the last line in the log. */
+export class Refusals {
+  readonly #pool: Pool;
+  readonly #insert: string;
+  readonly #log: Logger;
+  #inARow = 0;
+  #unlogged = 0;
+  #loggedAt = Number.NEGATIVE_INFINITY;
+  /** The table is being asked whether it refuses every row. */
+  #asking = false;
+  /** The last row stored: one the table took. */
+  #taken: RowJson | undefined;
+
+  constructor(pool: Pool, insert: string, log: Logger) {
+    this.#pool = pool;
+    this.#insert = insert;
+    this.#log = log;
+  }
+
+  /** `row` was stored: the refusals are no longer in a row. */
+  stored(row: RowJson): void {
+    this.#inARow = 0;
+    const { receivedAt, source, messageId, type, settings, event } = row;
+    this.#taken = { receivedAt, source, messageId, type, settings, event };
+  }
+
+  /**
+   * The sink is up again after the table refused every row: until an event is stored, the first refusal
+   * asks again. Real events decide, not the row asked with, which a rule of the partner's made since could
+   * refuse for good.
+   */
+  probation(): void {
+    this.#inARow = IN_A_ROW - 1;
+  }
+
+  /**
+   * One event refused, logged with those since the last line. Once IN_A_ROW came in a row, the table is
+   * asked whether it refuses every row (counted again from there, whatever the answer): resolves with
+   * its refusal if it does, else `undefined`. Rejects when PostgreSQL itself failed.
+   */
+  async refused(err: unknown): Promise<unknown> {
+    this.#unlogged++;
+    const now = Date.now();
+    if (now - this.#loggedAt >= LOG_EVERY_MS) {
+      this.#log.error(
+        { err, events: this.#unlogged },
+        'the table refused events (a constraint or trigger of its own): each answered 503',
+      );
+      this.#unlogged = 0;
+      this.#loggedAt = now;
+    }
+    if (++this.#inARow < IN_A_ROW || this.#asking) return undefined;
+    this.#inARow = 0;
+    this.#asking = true;
+    try {
+      return await this.#refusesEveryRow();
+    } finally {
+      this.#asking = false;
+    }
+  }
+
+  /**
+   * Whether the table refuses the last row it took (stored already, a duplicate to skip), or, with none
+   * stored since the start, an ordinary track event of no customer's: INSERTed as events are, in a
+   * transaction rolled back, so that nothing is stored. A rule that refuses one customer's events lets it
+   * through; a trigger that closes the table does not.
+   */
+  async #refusesEveryRow(): Promise<unknown> {
+    const client = await this.#pool.connect();
+    let broken: unknown;
+    try {
+      await client.query('BEGIN');
+      const refusal = await client.query(this.#insert, [groupJson([this.#taken ?? probeRow()])]).then(
+        () => undefined,
+        (err: unknown) => {
+          if (failureOf(err) !== 'row') throw err;
+          return CONFLICTS.has((err as { code: string }).code) ? undefined : err;
+        },
+      );
+      await client.query('ROLLBACK');
+      return refusal;
+    } catch (err) {
+      broken = err;
+      throw err;
+    } finally {
+      // A connection that failed mid-transaction is not given back to the pool for reuse.
+      client.release(broken instanceof Error ? broken : undefined);
+    }
+  }
+}
+
+/** A row as an ordinary track event makes it, from a source that is no customer's (PROBE_SOURCE). */
+function probeRow(): RowJson {
+  const messageId = `segment-endpoint-probe-${randomUUID()}`;
+  const timestamp = new Date().toISOString();
+  const event = {
+    type: 'track',
+    event: 'segment-endpoint probe',
+    userId: 'segment-endpoint',
+    messageId,
+    timestamp,
+  };
+  return {
+    receivedAt: timestamp,
+    source: PROBE_SOURCE,
+    messageId,
+    type: 'track',
+    settings: '{}',
+    event: JSON.stringify(event),
+  };
+}
