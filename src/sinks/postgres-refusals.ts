@@ -9,7 +9,8 @@ import { failureOf } from './postgres-sql.ts';
 // refused event is answered 503 on its own, and the others of its group are stored. Many in a row may be
 // one customer's events that a CHECK refuses (sent again on each 503), or a table that takes no row at
 // all (a trigger that closes it for maintenance). Only the second is an outage, and what tells them apart
-// is a row the table took before: refused now, the table changed, not the events (`refusesEveryRow`).
+// is a row the table took before, refused now, and a made-up row of no customer's refused too: the table
+// changed, not one customer's events (`refusesEveryRow`).
 
 // Events refused in a row, none stored between, before the table is asked whether it refuses every row
 const IN_A_ROW = 32;
@@ -80,17 +81,26 @@ export class Refusals {
   }
 
   /**
-   * Whether the table refuses the last row it took (stored already, a duplicate to skip), or, with none
-   * stored since the start, an ordinary track event of no customer's: INSERTed as events are, in a
-   * transaction rolled back, so that nothing is stored. A rule that refuses one customer's events lets it
-   * through; a trigger that closes the table does not.
+   * Whether the table refuses every row: the last row it took (stored already, a duplicate to skip), then
+   * an ordinary track event of no customer's, each INSERTed as events are in a transaction rolled back, so
+   * that nothing is stored. Both must be refused: the last row taken is one customer's, and a rule made
+   * since against that customer's events (a ban, a quota) refuses its copy while the table takes the
+   * others' events; a rule on what events hold may refuse the made-up one. A trigger that closes the
+   * table refuses both. With none stored since the start, the made-up one alone answers.
    */
   async #refusesEveryRow(): Promise<unknown> {
+    const taken = this.#taken;
+    if (taken !== undefined && (await this.#refuses(taken)) === undefined) return undefined;
+    return this.#refuses(probeRow());
+  }
+
+  /** The table's refusal of `row`, INSERTed in a transaction rolled back, or `undefined` if it takes it. */
+  async #refuses(row: RowJson): Promise<unknown> {
     const client = await this.#pool.connect();
     let broken: unknown;
     try {
       await client.query('BEGIN');
-      const refusal = await client.query(this.#insert, [groupJson([this.#taken ?? probeRow()])]).then(
+      const refusal = await client.query(this.#insert, [groupJson([row])]).then(
         () => undefined,
         (err: unknown) => {
           if (failureOf(err) !== 'row') throw err;

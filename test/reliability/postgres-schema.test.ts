@@ -329,3 +329,23 @@ test("one customer's events the table refuses, many in a row: not an outage for 
   assert.deepEqual(rows, [{ message_id: 'picky-good' }]);
   await stopCleanly(ep);
 });
+
+test('a rule made since that refuses the events of the last row stored: not an outage for the others', async () => {
+  // The table is asked with a copy of the last row it stored: one customer's event. A rule against that
+  // customer's events (a ban, a quota) refuses the copy too, which said the table refuses every row.
+  await pg.client.query(`CREATE TABLE banned ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX ON banned (source, message_id)');
+  const ep = await pg.endpoint('banned');
+  const blocked = (n: number | string) => trackEvent({ messageId: `banned-${n}`, event: 'Blocked' });
+  assert.deepEqual(await statuses(ep, [blocked('before')]), [200]);
+  await pg.client.query(`ALTER TABLE banned ADD CHECK (event->>'event' <> 'Blocked') NOT VALID`);
+  const refused = await statuses(
+    ep,
+    Array.from({ length: 40 }, (_, n) => blocked(n)),
+  );
+  assert.deepEqual(new Set(refused), new Set([503]));
+  assert.doesNotMatch(ep.output(), /refuses every row/);
+  assert.equal(await health(ep), 200);
+  assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'banned-good' })]), [200]);
+  await stopCleanly(ep);
+});
