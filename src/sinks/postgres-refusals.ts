@@ -26,7 +26,11 @@ export class Refusals {
   readonly #log: Logger;
   #inARow = 0;
   #unlogged = 0;
+  /** The first of the refusals not logged yet, logged with their count. */
+  #unloggedErr: unknown;
   #loggedAt = Number.NEGATIVE_INFINITY;
+  /** Logs the refusals not logged yet once LOG_EVERY_MS has passed since the last line. */
+  #logLater: NodeJS.Timeout | undefined;
   /** The table is being asked whether it refuses every row. */
   #asking = false;
   /** The last row stored: one the table took. */
@@ -55,29 +59,42 @@ export class Refusals {
   }
 
   /**
-   * One event refused, logged with those since the last line. Once IN_A_ROW came in a row, the table is
-   * asked whether it refuses every row (counted again from there, whatever the answer): resolves with
-   * its refusal if it does, else `undefined`. Rejects when PostgreSQL itself failed.
+   * One event refused, logged with the others of its second (`flush`). Once IN_A_ROW came in a row, the
+   * table is asked whether it refuses every row (counted again from there, whatever the answer): resolves
+   * with its refusal if it does, else `undefined`. Rejects when PostgreSQL itself failed.
    */
   async refused(err: unknown): Promise<unknown> {
-    this.#unlogged++;
-    const now = Date.now();
-    if (now - this.#loggedAt >= LOG_EVERY_MS) {
-      this.#log.error(
-        { err, events: this.#unlogged },
-        'the table refused events (a constraint or trigger of its own): each answered 503',
-      );
-      this.#unlogged = 0;
-      this.#loggedAt = now;
+    if (this.#unlogged++ === 0) this.#unloggedErr = err;
+    if (this.#logLater === undefined) {
+      const wait = this.#loggedAt + LOG_EVERY_MS - Date.now();
+      // Refusals that come within the second are logged when it ends: the last of a burst are counted too.
+      if (wait <= 0) this.flush();
+      else this.#logLater = setTimeout(() => this.flush(), wait).unref();
     }
     if (++this.#inARow < IN_A_ROW || this.#asking) return undefined;
     this.#inARow = 0;
     this.#asking = true;
     try {
-      return await this.#refusesEveryRow();
+      const closing = await this.#refusesEveryRow();
+      if (closing !== undefined) this.flush(); // the count before the outage's line, not after it
+      return closing;
     } finally {
       this.#asking = false;
     }
+  }
+
+  /** Logs the refusals not logged yet, with their count: at once, as the sink closes. */
+  flush(): void {
+    clearTimeout(this.#logLater);
+    this.#logLater = undefined;
+    if (this.#unlogged === 0) return;
+    this.#log.error(
+      { err: this.#unloggedErr, events: this.#unlogged },
+      'the table refused events (a constraint or trigger of its own): each answered 503',
+    );
+    this.#unlogged = 0;
+    this.#unloggedErr = undefined;
+    this.#loggedAt = Date.now();
   }
 
   /**

@@ -242,6 +242,7 @@ export class PostgresSink implements Sink {
     clearTimeout(this.#retry);
     if (this.#inFlight > 0 || this.#queue.length > 0)
       await new Promise<void>((wake) => this.#idle.push(wake));
+    this.#refusals.flush();
     await this.#pool.end();
   }
 }
