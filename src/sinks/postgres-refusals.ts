@@ -98,16 +98,16 @@ export class Refusals {
   }
 
   /**
-   * Whether the table refuses every row: the last row it took (stored already, a duplicate to skip), then
-   * an ordinary track event of no customer's, each INSERTed as events are in a transaction rolled back, so
-   * that nothing is stored. Both must be refused: the last row taken is one customer's, and a rule made
+   * Whether the table refuses every row: a copy of the last row it took (`asNew`), then an ordinary track
+   * event of no customer's, each INSERTed as events are in a transaction rolled back, so that nothing is
+   * stored. Both must be refused: the last row taken is one customer's, and a rule made
    * since against that customer's events (a ban, a quota) refuses its copy while the table takes the
    * others' events; a rule on what events hold may refuse the made-up one. A trigger that closes the
    * table refuses both. With none stored since the start, the made-up one alone answers.
    */
   async #refusesEveryRow(): Promise<unknown> {
     const taken = this.#taken;
-    if (taken !== undefined && (await this.#refuses(taken)) === undefined) return undefined;
+    if (taken !== undefined && (await this.#refuses(asNew(taken))) === undefined) return undefined;
     return this.#refuses(probeRow());
   }
 
@@ -134,6 +134,17 @@ export class Refusals {
       client.release(broken instanceof Error ? broken : undefined);
     }
   }
+}
+
+/**
+ * `row` under a messageId of its own, in its event too: INSERTed for real (a duplicate is skipped before
+ * AFTER and constraint triggers run, and a trigger of those could close the table), and meeting no unique
+ * index of the partner's on the event's id.
+ */
+function asNew(row: RowJson): RowJson {
+  const messageId = `segment-endpoint-probe-${randomUUID()}`;
+  const event = JSON.parse(row.event) as Record<string, unknown>;
+  return { ...row, messageId, event: JSON.stringify({ ...event, messageId }) };
 }
 
 /** A row as an ordinary track event makes it, from a source that is no customer's (PROBE_SOURCE). */

@@ -30,6 +30,7 @@ const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
 const MAX_CONFLICTS = 3; // INSERTs of an event aborted in conflicts before it is answered 503 (retried)
 const CONFLICT_PAUSE_MS = 50; // before sending a group again after a conflict, times its tries so far
+const CANNOT_STORE = 'PostgreSQL cannot store events: answering 503 until it can';
 
 /** Stores accepted events in its table: made by openPostgresSink (postgres-open.ts). */
 export class PostgresSink implements Sink {
@@ -49,7 +50,7 @@ export class PostgresSink implements Sink {
   #closed = false;
   readonly #refusals: Refusals;
   /** Down because the table refused every row: up again on probation (Refusals.probation). */
-  #closedTable = false;
+  #refusingAll = false;
   #idle: Array<() => void> = [];
 
   constructor(pool: Pool, table: string, log: Logger, where: string) {
@@ -71,19 +72,18 @@ export class PostgresSink implements Sink {
   async connect(delay = FIRST_RETRY_MS): Promise<void> {
     try {
       await ensureTable(this.#pool, this.#table);
-      if (this.#closedTable) {
+      if (this.#refusingAll) {
         this.#refusals.probation();
         this.#log.info({ table: this.#table }, 'the table is tried again with events');
       } else if (!this.#up) this.#log.info({ table: this.#table }, 'PostgreSQL stores events');
-      this.#closedTable = false;
+      this.#refusingAll = false;
       this.#up = true;
     } catch (err) {
       if (this.#closed) return;
-      if (delay === FIRST_RETRY_MS) {
-        this.#log.error(
-          { err, table: this.#table },
-          'PostgreSQL cannot store events: answering 503 until it can',
-        );
+      // Said once an outage, and again when the table that refused every row fails otherwise now.
+      if (delay === FIRST_RETRY_MS || this.#refusingAll) {
+        this.#refusingAll = false;
+        this.#log.error({ err, table: this.#table }, CANNOT_STORE);
       }
       this.#retry = setTimeout(() => this.connect(Math.min(delay * 2, MAX_RETRY_MS)), delay);
     }
@@ -122,7 +122,7 @@ export class PostgresSink implements Sink {
    * the sink is down, what waits is answered 503 at once (Segment retries it), not an INSERT a group.
    */
   #pump(): void {
-    if (!this.#up) {
+    if (!this.#up && this.#queue.length > 0) {
       const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE');
       for (const row of this.#queue.splice(0)) row.reject(unavailable);
     }
@@ -158,7 +158,7 @@ export class PostgresSink implements Sink {
       // An event the database refuses as data (one `unstorable` did not foresee), or the table refuses
       // (a constraint, a trigger of its own), must not take the others of its group down with it: each
       // half is tried apart, down to the event itself. The table's refusal is a 503: Segment retries it.
-      if (group.length > 1) await this.#halves(group, nth, err);
+      if (group.length > 1) await this.#halves(group, nth);
       else if (failure === 'data') {
         this.#log.warn({ err }, 'PostgreSQL refused an event as data');
         group[0]?.reject(new EndpointError('SEG_INVALID_EVENT', UNSTORABLE));
@@ -172,11 +172,11 @@ export class PostgresSink implements Sink {
   }
 
   /** Each half of `group` tried apart, in turn: down to the event that fails, the others stored. */
-  async #halves(group: Row[], nth: number, err: unknown): Promise<void> {
+  async #halves(group: Row[], nth: number): Promise<void> {
     const half = group.length >> 1;
     await this.#commit(group.slice(0, half), nth);
     if (this.#up) await this.#commit(group.slice(half), nth);
-    else this.#failed(group.slice(half), err); // down meanwhile: a 503 each, not an INSERT each
+    else this.#failed(group.slice(half), undefined); // down meanwhile: a 503 each, not an INSERT each
   }
 
   /**
@@ -185,9 +185,10 @@ export class PostgresSink implements Sink {
    */
   async #refused(group: Row[], err: unknown): Promise<void> {
     group[0]?.reject(new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err }));
-    const closing = await this.#refusals.refused(err).catch((failure) => this.#failed([], failure));
+    // A question that failed (no connection to spare) tells nothing: an outage shows in the next INSERT.
+    const closing = await this.#refusals.refused(err).catch(() => undefined);
     if (closing === undefined || !this.#up) return;
-    this.#closedTable = true;
+    this.#refusingAll = true;
     const why = `the table refuses every row (a trigger or constraint of its own): answering 503, tried again with events in ${MAX_RETRY_MS / 1000} s`;
     this.#failed([], closing, why, MAX_RETRY_MS);
   }
@@ -214,7 +215,7 @@ export class PostgresSink implements Sink {
       'PostgreSQL aborted an INSERT in a conflict with another transaction: sent again',
     );
     await delay(CONFLICT_PAUSE_MS * Math.min(tries, MAX_CONFLICTS));
-    if (tries >= MAX_CONFLICTS) await this.#halves(group, nth, err);
+    if (tries >= MAX_CONFLICTS) await this.#halves(group, nth);
     else this.#queue = group.concat(this.#queue);
   }
 
@@ -222,12 +223,7 @@ export class PostgresSink implements Sink {
    * PostgreSQL failed (down, unreachable, timed out), or the table refuses every event: 503 for the
    * group, and for new events until the table is checked again, `retryMs` later.
    */
-  #failed(
-    group: Row[],
-    err: unknown,
-    why = 'PostgreSQL cannot store events: answering 503 until it can',
-    retryMs = FIRST_RETRY_MS,
-  ): void {
+  #failed(group: Row[], err: unknown, why = CANNOT_STORE, retryMs = FIRST_RETRY_MS): void {
     const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
     for (const row of group) row.reject(unavailable);
     if (!this.#up || this.#closed) return;
