@@ -52,7 +52,7 @@ export async function decoderFor(coding: Coding): Promise<MakeDecoder> {
  * a multiple of 31. Raw deflate opening so is a non-final stored block with padding bits set, which no
  * compressor writes.
  */
-export function zlibWrapped(data: Buffer): boolean {
+function zlibWrapped(data: Buffer): boolean {
   if (data.length < 2) return false;
   const method = data.readUInt8(0);
   return (method & 0x0f) === 8 && ((method << 8) | data.readUInt8(1)) % 31 === 0;

@@ -96,21 +96,21 @@ class BodyRead extends Deadline {
     });
   }
 
+  /** The body is compressed: its bytes are gathered, then decoded whole (`decodeAll`). */
+  decode(makeDecoder: MakeDecoder): void {
+    this.makeDecoder = makeDecoder;
+  }
+
   /**
-   * Bytes go through `decoder` (gzip, deflate) before they count as the body. The limit holds for the
+   * Bytes go through the decoder (gzip, deflate) before they count as the body. The limit holds for the
    * decompressed bytes too: a small body that inflates past it (a decompression bomb) is a 413 as soon as
    * it crosses the limit, and the decoder is stopped. The compressed bytes (no more than the limit either)
    * go to the decoder in one piece once all came: fed a chunk at a time, a body sent a byte a chunk took
    * one pass of zlib a byte, and longer than its deadline. The decoder is made then too: its form may
    * depend on the first bytes (deflate's), and a body that never comes whole holds no zlib state.
    */
-  decode(makeDecoder: MakeDecoder): void {
-    this.makeDecoder = makeDecoder;
-  }
-
-  /** Decodes the compressed bytes, all come: the body is what the decoder makes of them. */
-  decodeAll(compressed: Buffer): void {
-    const decoder = (this.makeDecoder as MakeDecoder)(compressed);
+  decodeAll(makeDecoder: MakeDecoder, compressed: Buffer): void {
+    const decoder = makeDecoder(compressed);
     this.decoder = decoder;
     this.fed = compressed;
     decoder.on('data', (chunk: Buffer) => this.add(chunk));
@@ -156,7 +156,7 @@ class BodyRead extends Deadline {
     }
     const compressed = filled(this.input, this.received);
     this.input = undefined;
-    this.decodeAll(compressed);
+    this.decodeAll(this.makeDecoder, compressed);
   }
 
   add(chunk: Buffer): void {
