@@ -137,14 +137,12 @@ export class Refusals {
 }
 
 /**
- * `row` under a messageId of its own, in its event too: INSERTed for real (a duplicate is skipped before
- * AFTER and constraint triggers run, and a trigger of those could close the table), and meeting no unique
- * index of the partner's on the event's id.
+ * `row` as from a source of no customer's: INSERTed for real, not skipped as a duplicate (which PostgreSQL
+ * does before AFTER and constraint triggers run, and one of those could close the table), its messageId
+ * and event as they were (a rule on either took them once), and no ban of its customer's source met.
  */
 function asNew(row: RowJson): RowJson {
-  const messageId = `segment-endpoint-probe-${randomUUID()}`;
-  const event = JSON.parse(row.event) as Record<string, unknown>;
-  return { ...row, messageId, event: JSON.stringify({ ...event, messageId }) };
+  return { ...row, source: PROBE_SOURCE };
 }
 
 /** A row as an ordinary track event makes it, from a source that is no customer's (PROBE_SOURCE). */
