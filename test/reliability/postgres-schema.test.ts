@@ -299,7 +299,12 @@ test('a table that refuses every row (a trigger of its own): an outage said once
   await waitFor(ep.output, /refuses every row[\s\S]*refuses every row/, 5_000);
   assert.equal(await health(ep), 503);
   assert.equal(ep.output().match(/PostgreSQL stores events/g)?.length, 1, ep.output());
+  // The maintenance leaves a column no INSERT of the sink can fill: the next try says so.
+  await pg.client.query(`ALTER TABLE closed ADD COLUMN tenant text NOT NULL DEFAULT 'x'`);
+  await pg.client.query('ALTER TABLE closed ALTER COLUMN tenant DROP DEFAULT');
+  await waitFor(ep.output, /column tenant is NOT NULL without a default/, 10_000);
   // Open again: stored once the sink tries again.
+  await pg.client.query('ALTER TABLE closed DROP COLUMN tenant');
   await pg.client.query('DROP TRIGGER refuse ON closed');
   for (const until = Date.now() + 15_000; (await health(ep)) !== 200; ) {
     assert.ok(Date.now() < until, 'the sink never tried the table again');
