@@ -48,8 +48,8 @@ function writeStderr(line: string): void {
 /**
  * One line, whatever `obj` holds: logging never throws, since a line is often written about a value the
  * endpoint does not control (what a partner's handler threw, what it passed to `ctx.log`). Only when
- * plain JSON fails: a BigInt is written as its digits, and an object met again (a cycle, or one shared)
- * as "[Circular]"; fields that cannot be read at all (a getter or `toJSON` that throws, a hostile Proxy)
+ * plain JSON fails: a BigInt is written as its digits, and an object inside itself (a cycle) as
+ * "[Circular]"; fields that cannot be read at all (a getter or `toJSON` that throws, a hostile Proxy)
  * leave the line with its message and `logError`.
  */
 function lineOf(level: number, obj: object, msg: string | undefined): string {
@@ -66,14 +66,19 @@ function lineOf(level: number, obj: object, msg: string | undefined): string {
   }
 }
 
-/** For JSON.stringify: BigInts as their digits, an object met again as "[Circular]". */
-function safeReplacer(): (key: string, value: unknown) => unknown {
-  const seen = new WeakSet<object>();
-  return (_key, value) => {
+/**
+ * For JSON.stringify: BigInts as their digits, an object inside itself as "[Circular]". `this` is the
+ * object that holds `value`: the objects from the root down to it are the ancestors kept, and an object
+ * met again elsewhere (shared by two fields) is written again.
+ */
+function safeReplacer(): (this: unknown, key: string, value: unknown) => unknown {
+  const ancestors: unknown[] = [];
+  return function (this: unknown, _key, value) {
     if (typeof value === 'bigint') return value.toString();
     if (typeof value !== 'object' || value === null) return value;
-    if (seen.has(value)) return '[Circular]';
-    seen.add(value);
+    while (ancestors.length > 0 && ancestors[ancestors.length - 1] !== this) ancestors.pop();
+    if (ancestors.includes(value)) return '[Circular]';
+    ancestors.push(value);
     return value;
   };
 }

@@ -151,6 +151,22 @@ test('the built-in logger writes a line for whatever it is given, and never thro
   assert.equal(JSON.parse(written[0] as string).circular.self, '[Circular]');
 });
 
+test('an object met twice but not inside itself is written both times; only a cycle is "[Circular]"', () => {
+  // The fallback (a BigInt makes plain JSON fail) marked every object met again, so a value shared by two
+  // fields (the same settings in an event and in its context) lost its second copy in the log.
+  const written: string[] = [];
+  const log = jsonLogger('info', (line) => written.push(line));
+  const shared = { plan: 'pro' };
+  const loop: Record<string, unknown> = { name: 'loop' };
+  loop.self = loop;
+  log.info({ amount: 1n, first: shared, second: shared, list: [shared, shared], loop }, 'shared');
+  const entry = JSON.parse(written[0] as string);
+  assert.deepEqual(entry.first, { plan: 'pro' });
+  assert.deepEqual(entry.second, { plan: 'pro' });
+  assert.deepEqual(entry.list, [{ plan: 'pro' }, { plan: 'pro' }]);
+  assert.deepEqual(entry.loop, { name: 'loop', self: '[Circular]' });
+});
+
 test('a handler that throws what no logger can read, or a logger that throws, is still answered 500', async () => {
   const unreadable = new Error('x');
   Object.defineProperty(unreadable, 'message', {
