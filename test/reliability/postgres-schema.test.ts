@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { waitFor } from '../helpers-wait.ts';
-import { type Endpoint, health, load, send, stopCleanly } from './harness.ts';
+import { type Answer, type Endpoint, health, load, send, stopCleanly } from './harness.ts';
 import { inOneGroup, withPostgres } from './postgres-harness.ts';
 
 const pg = withPostgres('pg-schema');
@@ -16,6 +16,28 @@ const pg = withPostgres('pg-schema');
 const columns = (source = 'text') =>
   `(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at timestamptz NOT NULL,
     source ${source} NOT NULL, message_id text, type text NOT NULL, settings jsonb NOT NULL, event jsonb NOT NULL)`;
+
+/** `count` events made by `event`, sent all at once: the sink groups what comes while it INSERTs. */
+async function atOnce(
+  ep: Endpoint,
+  count: number,
+  event: (n: number) => { messageId: string },
+): Promise<Answer[]> {
+  const agent = new Agent({ keepAlive: true, ca: testCert().cert });
+  try {
+    return await Promise.all(
+      Array.from({ length: count }, (_, n) => send(agent, ep.url, event(n), 'dev-key')),
+    );
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** `name` as the sink makes it: its columns and its unique index on (source, message_id). */
+async function eventsTable(name: string): Promise<void> {
+  await pg.client.query(`CREATE TABLE ${name} ${columns()}`);
+  await pg.client.query(`CREATE UNIQUE INDEX ON ${name} (source, message_id)`);
+}
 
 /** SIGTERM to an endpoint whose store is unavailable (its /health says so): a clean exit all the same. */
 async function stop(ep: Endpoint): Promise<void> {
@@ -84,8 +106,7 @@ test('a partial unique index is not the one the sink needs: it makes its own, an
 test('a role with room for fewer connections than the pool opens: the INSERTs share them, all 200', async () => {
   // What max_connections or a role's CONNECTION LIMIT does: a connection past it is refused (53300).
   // One refused used to put the whole sink down: ~97 % of events answered 503 while two connections worked.
-  await pg.client.query(`CREATE TABLE few_connections ${columns()}`);
-  await pg.client.query('CREATE UNIQUE INDEX ON few_connections (source, message_id)');
+  await eventsTable('few_connections');
   await pg.client.query('CREATE ROLE few LOGIN CONNECTION LIMIT 2');
   await pg.client.query('GRANT INSERT, SELECT ON few_connections TO few');
   const url = pg.server.url.replace('postgres://postgres@', 'postgres://few@');
@@ -109,8 +130,7 @@ test('a role with room for fewer connections than the pool opens: the INSERTs sh
 test('room that comes back is used again: once the role may open more connections, the sink does', async () => {
   // A CONNECTION LIMIT reached for a while (another deploy's connections, an operator's change): the
   // sink works with fewer INSERTs at once, and one more is tried now and then, not never again.
-  await pg.client.query(`CREATE TABLE room_again ${columns()}`);
-  await pg.client.query('CREATE UNIQUE INDEX ON room_again (source, message_id)');
+  await eventsTable('room_again');
   await pg.client.query('CREATE ROLE room_again LOGIN CONNECTION LIMIT 2');
   await pg.client.query('GRANT INSERT, SELECT ON room_again TO room_again');
   const ep = await pg.endpoint(
@@ -162,8 +182,7 @@ test('a column of its own that is NOT NULL without a default: no INSERT of the s
 });
 
 test('a role that may not INSERT: refused at start and kept unavailable, not taken as up again after each failure', async () => {
-  await pg.client.query(`CREATE TABLE readonly ${columns()}`);
-  await pg.client.query('CREATE UNIQUE INDEX ON readonly (source, message_id)');
+  await eventsTable('readonly');
   await pg.client.query('CREATE ROLE reader LOGIN');
   await pg.client.query('GRANT SELECT ON readonly TO reader');
   const url = pg.server.url.replace(/\/\/[^@]*@/, '//reader@');
@@ -176,8 +195,7 @@ test('a role that may not INSERT: refused at start and kept unavailable, not tak
 test('a role that may INSERT but not SELECT: refused at start, not an event at a time', async () => {
   // ON CONFLICT needs SELECT: every INSERT failed with "permission denied" while /health said ok
   // between the failures, so a load balancer kept sending events to a store that took none.
-  await pg.client.query(`CREATE TABLE insertonly ${columns()}`);
-  await pg.client.query('CREATE UNIQUE INDEX ON insertonly (source, message_id)');
+  await eventsTable('insertonly');
   await pg.client.query('CREATE ROLE inserter LOGIN');
   await pg.client.query('GRANT INSERT ON insertonly TO inserter');
   const url = pg.server.url.replace(/\/\/[^@]*@/, '//inserter@');
@@ -227,8 +245,7 @@ test('a unique index on (message_id, source), the other order: it serves ON CONF
 test("a row the table's own CHECK refuses: that event 503 (retried), the others stored, the sink still up", async () => {
   // A constraint of the partner's own: the refusal is the row's, not an outage. It was taken for one:
   // the event's whole group answered 503, /health unavailable and the next events 503 too.
-  await pg.client.query(`CREATE TABLE checked ${columns()}`);
-  await pg.client.query('CREATE UNIQUE INDEX ON checked (source, message_id)');
+  await eventsTable('checked');
   await pg.client.query(`ALTER TABLE checked ADD CHECK (event->>'event' <> 'Forbidden')`);
   const ep = await pg.endpoint('checked');
   const agent = new Agent({ keepAlive: true, ca: testCert().cert });
@@ -264,8 +281,7 @@ test("a row the table's own CHECK refuses: that event 503 (retried), the others 
 test('a table that refuses every row (a trigger of its own): an outage said once, not an INSERT and a log line per event', async () => {
   // Each event of a refused group is tried apart, to store the others: a group of N was 2N - 1 INSERTs,
   // one after the other, and N error lines, for every group, while the table refused them all.
-  await pg.client.query(`CREATE TABLE closed ${columns()}`);
-  await pg.client.query('CREATE UNIQUE INDEX ON closed (source, message_id)');
+  await eventsTable('closed');
   const ep = await pg.endpoint('closed');
   assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'closed-before' })]), [200]);
   await pg.client.query('CREATE SEQUENCE closed_inserts'); // counts the INSERTs refused: not rolled back
@@ -277,12 +293,7 @@ test('a table that refuses every row (a trigger of its own): an outage said once
   await pg.client.query(
     'CREATE TRIGGER refuse BEFORE INSERT ON closed FOR EACH ROW EXECUTE FUNCTION closed_refuse()',
   );
-  const agent = new Agent({ keepAlive: true, ca: testCert().cert });
-  const answers = await Promise.all(
-    Array.from({ length: 200 }, (_, n) =>
-      send(agent, ep.url, trackEvent({ messageId: `closed-${n}` }), 'dev-key'),
-    ),
-  ).finally(() => agent.destroy());
+  const answers = await atOnce(ep, 200, (n) => trackEvent({ messageId: `closed-${n}` }));
   assert.deepEqual(
     new Set(answers.map((a) => `${a.status} ${a.code}`)),
     new Set(['503 SEG_STORE_UNAVAILABLE']),
@@ -317,8 +328,7 @@ test('a table that refuses every row (a trigger of its own): an outage said once
 test("one customer's events the table refuses, many in a row: not an outage for the others", async () => {
   // A CHECK of the partner's own that one source's events all fail (or a batch of them, sent again on
   // each 503): counted in a row, they took the sink down for every customer, whose events then got 503.
-  await pg.client.query(`CREATE TABLE picky ${columns()}`);
-  await pg.client.query('CREATE UNIQUE INDEX ON picky (source, message_id)');
+  await eventsTable('picky');
   await pg.client.query(`ALTER TABLE picky ADD CHECK (event->>'event' <> 'Bad')`);
   const ep = await pg.endpoint('picky');
   const bad = Array.from({ length: 60 }, (_, n) => trackEvent({ messageId: `picky-bad-${n}`, event: 'Bad' }));
@@ -338,8 +348,7 @@ test("one customer's events the table refuses, many in a row: not an outage for 
 test('a rule made since that refuses the events of the last row stored: not an outage for the others', async () => {
   // The table is asked with a copy of the last row it stored: one customer's event. A rule against that
   // customer's events (a ban, a quota) refuses the copy too, which said the table refuses every row.
-  await pg.client.query(`CREATE TABLE banned ${columns()}`);
-  await pg.client.query('CREATE UNIQUE INDEX ON banned (source, message_id)');
+  await eventsTable('banned');
   const ep = await pg.endpoint('banned');
   const blocked = (n: number | string) => trackEvent({ messageId: `banned-${n}`, event: 'Blocked' });
   assert.deepEqual(await statuses(ep, [blocked('before')]), [200]);
@@ -358,8 +367,7 @@ test('a rule made since that refuses the events of the last row stored: not an o
 test('a table closed by an AFTER trigger: the copy of the last row stored is a new row, so the trigger sees it', async () => {
   // A duplicate of a stored row is skipped before AFTER triggers run: asked with one, such a table took it,
   // and every group was split down to each event, 2N - 1 INSERTs.
-  await pg.client.query(`CREATE TABLE after_closed ${columns()}`);
-  await pg.client.query('CREATE UNIQUE INDEX ON after_closed (source, message_id)');
+  await eventsTable('after_closed');
   const ep = await pg.endpoint('after_closed');
   assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'after-before' })]), [200]);
   await pg.client.query(`CREATE FUNCTION after_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -367,12 +375,7 @@ test('a table closed by an AFTER trigger: the copy of the last row stored is a n
   await pg.client.query(
     'CREATE TRIGGER refuse AFTER INSERT ON after_closed FOR EACH ROW EXECUTE FUNCTION after_refuse()',
   );
-  const agent = new Agent({ keepAlive: true, ca: testCert().cert });
-  const answers = await Promise.all(
-    Array.from({ length: 100 }, (_, n) =>
-      send(agent, ep.url, trackEvent({ messageId: `after-${n}` }), 'dev-key'),
-    ),
-  ).finally(() => agent.destroy());
+  const answers = await atOnce(ep, 100, (n) => trackEvent({ messageId: `after-${n}` }));
   assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([503]));
   await waitFor(ep.output, /the table refuses every row/, 5_000);
   assert.equal(await health(ep), 503);
