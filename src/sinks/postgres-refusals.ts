@@ -3,7 +3,7 @@ import type { Pool } from 'pg';
 import { keyFingerprint } from '../auth.ts';
 import type { Logger } from '../log.ts';
 import { groupJson, type RowJson } from './postgres-rows.ts';
-import { failureOf } from './postgres-sql.ts';
+import { failureOf, inTransaction } from './postgres-sql.ts';
 
 // Rows the table itself refuses: a constraint or a trigger of the partner's own (class 23, P0001). Each
 // refused event is answered 503 on its own, and the others of its group are stored. Many in a row may be
@@ -112,27 +112,16 @@ export class Refusals {
   }
 
   /** The table's refusal of `row`, INSERTed in a transaction rolled back, or `undefined` if it takes it. */
-  async #refuses(row: RowJson): Promise<unknown> {
-    const client = await this.#pool.connect();
-    let broken: unknown;
-    try {
-      await client.query('BEGIN');
-      const refusal = await client.query(this.#insert, [groupJson([row])]).then(
+  #refuses(row: RowJson): Promise<unknown> {
+    return inTransaction(this.#pool, 'ROLLBACK', (client) =>
+      client.query(this.#insert, [groupJson([row])]).then(
         () => undefined,
         (err: unknown) => {
           if (failureOf(err) !== 'row') throw err;
           return CONFLICTS.has((err as { code: string }).code) ? undefined : err;
         },
-      );
-      await client.query('ROLLBACK');
-      return refusal;
-    } catch (err) {
-      broken = err;
-      throw err;
-    } finally {
-      // A connection that failed mid-transaction is not given back to the pool for reuse.
-      client.release(broken instanceof Error ? broken : undefined);
-    }
+      ),
+    );
   }
 }
 

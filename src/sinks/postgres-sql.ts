@@ -1,4 +1,4 @@
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 
 // The SQL of the PostgreSQL sink. `table` is checked at start-up to be a plain lower-case name of at
 // most 42 characters (config.ts): quoted, it is an identifier even when it is an SQL keyword (`user`),
@@ -141,13 +141,28 @@ export async function ensureTable(pool: Pool, table: string): Promise<void> {
 }
 
 async function create(pool: Pool, table: string): Promise<void> {
+  await inTransaction(pool, 'COMMIT', async (client) => {
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`segment-endpoint:${table}`]);
+    for (const statement of createStatements(table)) await client.query(statement);
+  });
+}
+
+/**
+ * `work` on a connection of its own, in a transaction that `end` ends (ROLLBACK: to keep nothing of it),
+ * or that is rolled back if `work` throws.
+ */
+export async function inTransaction<T>(
+  pool: Pool,
+  end: 'COMMIT' | 'ROLLBACK',
+  work: (client: PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   let broken: unknown;
   try {
     await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`segment-endpoint:${table}`]);
-    for (const statement of createStatements(table)) await client.query(statement);
-    await client.query('COMMIT');
+    const result = await work(client);
+    await client.query(end);
+    return result;
   } catch (err) {
     broken = err;
     await client.query('ROLLBACK').catch(() => {});
