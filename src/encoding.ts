@@ -2,7 +2,7 @@ import type { Transform } from 'node:stream';
 import { EndpointError } from './errors.ts';
 
 // Content-Encoding of a request body (RFC 9110 §8.4): some SDKs gzip their events. The limit on the
-// body applies to what comes out of the decoder too (see BodyRead.decode). node:zlib is loaded on the
+// body applies to what comes out of the decoder too (see BodyRead.decodeAll). node:zlib is loaded on the
 // first compressed body only: most endpoints never see one, and it costs resident memory (bench/README.md).
 
 export type Coding = 'gzip' | 'deflate';
@@ -33,7 +33,7 @@ const NOT_CODED: ReadonlySet<string> = new Set(['', 'identity']);
 /** Whether a Content-Encoding header says the body is not coded: empty, or `identity`. */
 export const isIdentity = (header: string): boolean => NOT_CODED.has(header.trim().toLowerCase());
 
-/** Makes a body's decoder, given its compressed bytes (all of them: see BodyRead.decode). */
+/** Makes a body's decoder, given its compressed bytes (all of them: see BodyRead.decodeAll). */
 export type MakeDecoder = (compressed: Buffer) => Transform;
 
 /**

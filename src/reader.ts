@@ -46,7 +46,7 @@ export function readBody(
   decoderFor(coding).then(
     (makeDecoder) => {
       if (reading.done) return; // timed out meanwhile
-      reading.decode(makeDecoder);
+      reading.makeDecoder = makeDecoder; // its bytes gathered, then decoded whole (decodeAll)
       reading.listen();
     },
     (err: unknown) => reading.finish(new EndpointError('SEG_INTERNAL', undefined, { cause: err })),
@@ -65,7 +65,7 @@ class BodyRead extends Deadline {
   /** Set for a compressed body; its decoder is made once all its bytes came. */
   makeDecoder: MakeDecoder | undefined;
   decoder: Transform | undefined;
-  /** The compressed bytes so far, decoded in one piece once all came (see `decode`). */
+  /** The compressed bytes so far, decoded in one piece once all came (see `decodeAll`). */
   input: Buffer | undefined;
   /** All of them, while the decoder works through them (see `leftOver`). */
   fed: Buffer | undefined;
@@ -94,11 +94,6 @@ class BodyRead extends Deadline {
     this.req.on('close', () => {
       if (!this.ended) this.finish(new EndpointError('SEG_BODY_ABORTED'));
     });
-  }
-
-  /** The body is compressed: its bytes are gathered, then decoded whole (`decodeAll`). */
-  decode(makeDecoder: MakeDecoder): void {
-    this.makeDecoder = makeDecoder;
   }
 
   /**
