@@ -114,8 +114,8 @@ export function peakRssMiB(pid) {
 }
 
 /**
- * Other tenants' share of the machine over the next `ms` (100 = a core's worth): both cores' busy time
- * beyond this runner's, the kernel threads' and the (idle) server's.
+ * Over the next `ms`, in % of a core: other tenants' share of the machine (both cores' busy time beyond
+ * this runner's, the kernel threads' and the (idle) server's) and the hypervisor's (steal, both cores).
  */
 export async function othersOver(ms, pid) {
   const now = () => ({
@@ -128,9 +128,11 @@ export async function othersOver(ms, pid) {
   await new Promise((resolve) => setTimeout(resolve, ms));
   const b = now();
   const wall = b.at - a.at;
-  const busy = b.cores.reduce(
-    (sum, core, i) => sum + wall - (core.idle - a.cores[i].idle) - (core.steal - a.cores[i].steal),
-    0,
-  );
-  return (100 * (busy - (b.benchMs - a.benchMs) - (b.cpuMs - a.cpuMs))) / wall;
+  const sum = (of) => b.cores.reduce((total, core, i) => total + of(core, a.cores[i]), 0);
+  const steal = sum((core, before) => core.steal - before.steal);
+  const busy = sum((core, before) => wall - (core.idle - before.idle)) - steal;
+  return {
+    othersPct: (100 * (busy - (b.benchMs - a.benchMs) - (b.cpuMs - a.cpuMs))) / wall,
+    stealPct: (100 * steal) / wall,
+  };
 }

@@ -119,17 +119,22 @@ const verdict = (t) => `${t.met ? 'met' : '**not met**'}${t.straddles ? ', sprea
  * and flatters the slow ones). The durable store is left out of the second: it waits for its disk.
  */
 function disturbed(report) {
-  const { quietPct } = report.config;
+  const { quietPct, stealPct } = report.config;
   const busy = [];
+  const stolen = [];
+  const retaken = [];
   const unsaturated = [];
   let waitedMs = 0;
   for (const [name, rounds] of Object.entries(report.rounds)) {
     rounds.forEach((r, i) => {
       const s = r.saturation;
+      const round = `${name} round ${i + 1}`;
       waitedMs += r.waitedForQuietMs;
-      if (s.othersPct >= quietPct) busy.push(`${name} round ${i + 1} (${fmt(s.othersPct)}%)`);
-      if (s.serverCpuPct < SATURATED_PCT)
-        unsaturated.push(`${name} round ${i + 1} (${fmt(s.serverCpuPct)}%)`);
+      if (s.othersPct >= quietPct) busy.push(`${round} (${fmt(s.othersPct)}%)`);
+      if (s.stealPct >= stealPct) stolen.push(`${round} (${fmt(s.stealPct, 1)}%)`);
+      for (const w of r.retaken ?? [])
+        retaken.push(`${round} (${fmt(w.rps)} req/s at ${fmt(w.stealPct, 1)}% steal)`);
+      if (s.serverCpuPct < SATURATED_PCT) unsaturated.push(`${round} (${fmt(s.serverCpuPct)}%)`);
     });
   }
   return [
@@ -137,6 +142,10 @@ function disturbed(report) {
       ? `No measured window shared the machine with other tenants using ≥ ${quietPct}% of a core`
       : `**Measured while other tenants used ≥ ${quietPct}% of a core:** ${busy.join(', ')}`,
     ` (waited ${fmt(waitedMs / 1000)} s in all for the machine to be quiet). `,
+    retaken.length === 0
+      ? `No window was taken again for the hypervisor's steal (≥ ${stealPct}% of a core). `
+      : `**Taken again, the hypervisor having stolen ≥ ${stealPct}% of a core:** ${retaken.join(', ')}. `,
+    stolen.length === 0 ? '' : `**Kept with ≥ ${stealPct}% stolen (no retake left):** ${stolen.join(', ')}. `,
     unsaturated.length === 0
       ? `Every server was saturated (≥ ${SATURATED_PCT}% of its core) in every round (durable aside: it waits for its disk).`
       : `**Not saturated (server CPU < ${SATURATED_PCT}% of its core: the client set the pace):** ${unsaturated.join(', ')}.`,
