@@ -183,3 +183,71 @@ test("a success is answered within its host's turn: it does not wait for the hos
   await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(order, ['answer 200', "the host's work"]);
 });
+
+/** A body stream that sends `chunk` each time it is asked, for ever, counting the asks. */
+function endless(chunk: string) {
+  const seen = { pulls: 0 };
+  const bytes = new TextEncoder().encode(chunk);
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      seen.pulls++;
+      controller.enqueue(bytes);
+    },
+  });
+  return { body, seen };
+}
+
+test('an endless body without a length is cut at the limit: a 413, and no more of it read', async () => {
+  // Not cancelled: the stream is the host's connection, and cancelling it could reset that connection
+  // before the host writes the 413. What is left is the host's to drain or close.
+  const handle = createFetchHandler({ ...caseOptions(), log: silentLogger });
+  const { body, seen } = endless('x'.repeat(1024));
+  const res = await handle(
+    new Request('https://e.example/', {
+      method: 'POST',
+      headers: { authorization: `Basic ${btoa(`${CASE_KEY}:`)}`, 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit),
+  );
+  assert.equal(res.status, 413);
+  assert.equal(((await res.json()) as { code: string }).code, 'SEG_BODY_TOO_LARGE');
+  // Node's stream reads ahead up to its high-water mark (16 KiB) once paused, then stops for good.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const pulls = seen.pulls;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(seen.pulls, pulls, 'the body is no longer read');
+  assert.ok(pulls <= 4 + 16 + 2, `${pulls} chunks of 1 KiB read for a 4 KiB limit`);
+  assert.equal(handle.inFlight, 0);
+});
+
+test('a request its host aborts mid-body is rejected with the reason, and its body stream cancelled', async () => {
+  const handle = createFetchHandler({ ...caseOptions(), log: silentLogger });
+  let sent = 0;
+  let cancelled = false;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      // the start of an event, then nothing more: the sender stalls
+      if (sent++ === 0) controller.enqueue(new TextEncoder().encode('{"type":"track",'));
+      else return new Promise(() => {});
+    },
+    cancel() {
+      cancelled = true;
+    },
+  });
+  const abort = new AbortController();
+  const answered = handle(
+    new Request('https://e.example/', {
+      method: 'POST',
+      headers: { authorization: `Basic ${btoa(`${CASE_KEY}:`)}`, 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+      signal: abort.signal,
+    } as RequestInit),
+  );
+  setTimeout(() => abort.abort(new Error('the client hung up')), 20);
+  await assert.rejects(answered, /the client hung up/);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.ok(cancelled, 'the body stream was cancelled');
+  assert.equal(handle.inFlight, 0);
+});
