@@ -4,6 +4,7 @@ import { checkCharset } from './body.ts';
 import { codingOf, isIdentity } from './encoding.ts';
 import { EndpointError, quoted, toErrorAnswer } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
+import { serializedBytes } from './json.ts';
 import { optionsCopy } from './option-names.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
@@ -135,11 +136,25 @@ function adoptParsed(req: ExpressRequest, maxBodyBytes: number): boolean {
   if (length === undefined || req.headers['transfer-encoding'] !== undefined || coded) {
     // Streamed, its length unknown, or decompressed (its declared length the compressed one): what it
     // holds, serialised again, is held to our limit (false: over).
-    return Buffer.byteLength(JSON.stringify(body) ?? '') <= maxBodyBytes;
+    return measured(body, maxBodyBytes) <= maxBodyBytes;
   }
   if (length === '0') req.body = '';
   else if (Number(length) > maxBodyBytes) req.body = undefined;
   return true;
+}
+
+/**
+ * The UTF-8 bytes of a parsed body serialised again (more than `max` once past it). JSON.stringify is
+ * recursive: a body nested thousands deep, a few KiB sent, overflows the stack there (a RangeError, which
+ * express would answer with its own HTML 500, retried by Segment), so such a body is counted without it,
+ * and goes on to the pipeline, which refuses its depth (400) as the standalone server does.
+ */
+function measured(body: unknown, max: number): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(body) ?? '');
+  } catch {
+    return serializedBytes(body, max);
+  }
 }
 
 /**

@@ -58,22 +58,57 @@ export function parseJson(text: string, maxDepth = MAX_DEPTH): JsonResult {
  * message, or `undefined` when the value is fine.
  */
 export function checkParsed(root: unknown, maxDepth = MAX_DEPTH): JsonResult | undefined {
-  const stack: Array<[unknown, number]> = [[root, 0]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop() as [unknown, number];
-    if (typeof node !== 'object' || node === null) continue;
-    if (depth >= maxDepth) {
-      return {
-        ok: false,
-        code: 'SEG_TOO_DEEP',
-        message: `Request body nests deeper than ${maxDepth} levels`,
-      };
-    }
-    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  if (parsedNestsDeeper(root, maxDepth)) {
+    return { ok: false, code: 'SEG_TOO_DEEP', message: `Request body nests deeper than ${maxDepth} levels` };
   }
   const path = findPoisonedKey(root);
   if (path !== undefined) return poisoned(path);
   return holdsInfinity(root) ? beyondDouble(root) : undefined;
+}
+
+/**
+ * Whether a parsed value opens more than `max` objects/arrays inside one another: walked without
+ * recursion, so that a value nested past the stack (which JSON.stringify, recursive, cannot write) is
+ * told apart before anything serialises it.
+ */
+export function parsedNestsDeeper(root: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[root, 0]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop() as [unknown, number];
+    if (typeof node !== 'object' || node === null) continue;
+    if (depth >= max) return true;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/**
+ * The UTF-8 bytes of `JSON.stringify(root)` for a value JSON.parse made, counted without recursion (for
+ * one nested past what JSON.stringify can write): exact up to `max`, and any count over `max` once it
+ * passes it, where the walk stops.
+ */
+export function serializedBytes(root: unknown, max: number): number {
+  let bytes = 0;
+  const stack: unknown[] = [root];
+  while (stack.length > 0 && bytes <= max) {
+    const node = stack.pop();
+    if (typeof node !== 'object' || node === null) {
+      bytes += Buffer.byteLength(JSON.stringify(node) ?? 'null');
+    } else if (Array.isArray(node)) {
+      // Brackets and commas, then the elements.
+      bytes += 2 + Math.max(node.length - 1, 0);
+      for (let i = 0; i < node.length; i++) stack.push(node[i]);
+    } else {
+      // Braces and commas, each key quoted and its colon, then the values.
+      const keys = Object.keys(node);
+      bytes += 2 + Math.max(keys.length - 1, 0);
+      for (const key of keys) {
+        bytes += Buffer.byteLength(JSON.stringify(key)) + 1;
+        stack.push((node as Record<string, unknown>)[key]);
+      }
+    }
+  }
+  return bytes;
 }
 
 function poisoned(path: string): JsonResult {

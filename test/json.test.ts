@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { findPoisonedKey, parseJson } from '../src/json.ts';
+import { findPoisonedKey, parsedNestsDeeper, parseJson, serializedBytes } from '../src/json.ts';
 
 const codeOf = (text: string): string | undefined => {
   const result = parseJson(text);
@@ -97,5 +97,31 @@ describe('findPoisonedKey', () => {
     const depth = 100_000;
     const text = `${'{"a":'.repeat(depth)}{"__proto__":1}${'}'.repeat(depth)}`;
     assert.match(findPoisonedKey(JSON.parse(text)) ?? '', /__proto__$/);
+  });
+});
+
+describe('serializedBytes and parsedNestsDeeper', () => {
+  test('count what JSON.stringify writes of a parsed value, in UTF-8 bytes, without recursion', () => {
+    const texts = [
+      '{}',
+      '[]',
+      'null',
+      '"é \\u0000 \\" \\\\ \\ud800 😀"',
+      '{"a":[1,-0,1e21,true,false,null,{}],"é":{"":[]},"__proto__":{"x":"y"}}',
+      '[[[[{"k":["v",2.5]}]]]]',
+    ];
+    for (const text of texts) {
+      const value = JSON.parse(text);
+      assert.equal(serializedBytes(value, 1e6), Buffer.byteLength(JSON.stringify(value)), text);
+    }
+    // Nested past the stack: JSON.stringify throws, the count does not.
+    const deep = JSON.parse(`${'['.repeat(200_000)}${']'.repeat(200_000)}`);
+    assert.throws(() => JSON.stringify(deep), RangeError);
+    assert.equal(serializedBytes(deep, 1e6), 400_000);
+    assert.ok(parsedNestsDeeper(deep, 64));
+    // It stops once past the limit.
+    assert.ok(serializedBytes(deep, 100) > 100);
+    assert.equal(parsedNestsDeeper(JSON.parse('{"a":[[1]]}'), 3), false);
+    assert.equal(parsedNestsDeeper(JSON.parse('{"a":[[1]]}'), 2), true);
   });
 });

@@ -397,3 +397,40 @@ test('express: behind express.json(), x-gzip is read as the standalone server re
     assert.equal((await send(coded('gzip within it', 'gzip', event(1000)))).status, 200);
   });
 });
+
+test('express: behind express.json(), a compressed body nested past any stack is refused in our words, not a 500', async () => {
+  // A compressed (or chunked) body the parser read is measured by serialising it again: JSON.stringify
+  // recurses, and a body nested thousands deep (a few KiB, within the parser's limit) overflowed the
+  // stack there, which express answered with its own HTML 500 (the stack in it outside production),
+  // a failure Segment retries for hours, instead of the standalone server's final 400 or 413.
+  const deep = `${'['.repeat(20_000)}${']'.repeat(20_000)}`;
+  const text = `{"type":"track","event":"e","userId":"u","properties":{"x":${deep}}}`;
+  const gzipped: ContractCase = {
+    ...post('gzip, nested 20,000 deep', ''),
+    headers: { ...authed, 'content-encoding': 'gzip' },
+    body: gzipSync(text),
+  };
+  // Over maxBodyBytes (4096) as well: the standalone server's 413.
+  const small = express();
+  small.use(express.json());
+  small.use('/segment', segmentEndpoint(options()));
+  await served(small, async (origin) => {
+    const ours = await sendTo(origin, '/segment')(gzipped);
+    const theirs = await sendTo(standaloneOrigin)(gzipped);
+    assert.equal(ours.status, 413, ours.body);
+    assert.equal(JSON.parse(ours.body).code, 'SEG_BODY_TOO_LARGE');
+    assert.equal(JSON.parse(theirs.body).code, 'SEG_BODY_TOO_LARGE');
+  });
+  // Within it: its depth is what is wrong.
+  const large = express();
+  large.use(express.json());
+  large.use('/segment', segmentEndpoint({ ...options(), maxBodyBytes: 524_288 }));
+  await served(large, async (origin) => {
+    const ours = await sendTo(origin, '/segment')(gzipped);
+    assert.equal(ours.status, 400, ours.body);
+    assert.deepEqual(JSON.parse(ours.body), {
+      message: 'Request body nests deeper than 64 levels',
+      code: 'SEG_TOO_DEEP',
+    });
+  });
+});
