@@ -94,6 +94,42 @@ test('a body that fails half way (its sender gone) ends in a rejection, not a cr
   assert.equal(handle.inFlight, 0);
 });
 
+test('a request its sender aborts mid-body is not taken: its handler never runs on what came', async () => {
+  // The host aborts the Request's signal when its sender goes away. The body stream, stopped there, must
+  // not read as a body that ended: Readable.fromWeb ends (rather than fails) when destroyed without an
+  // error, and the part that had come, here a whole event under a longer Content-Length, was handled,
+  // where a Node request cut short is SEG_BODY_ABORTED and never reaches a handler.
+  const seen: string[] = [];
+  const handle = createFetchHandler({ ...caseOptions(seen), log: silentLogger });
+  const event = new TextEncoder().encode('{"type":"track","event":"e","userId":"u","messageId":"cut-1"}');
+  for (const length of [String(event.length + 100), undefined]) {
+    const sender = new AbortController();
+    const body = new ReadableStream({
+      start(controller) {
+        controller.enqueue(event); // and no more: the sender is gone before the end
+      },
+    });
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      authorization: `Basic ${btoa(`${CASE_KEY}:`)}`,
+    };
+    if (length !== undefined) headers['content-length'] = length;
+    const request = new Request('https://e.example/', {
+      method: 'POST',
+      headers,
+      body,
+      duplex: 'half',
+      signal: sender.signal,
+    } as RequestInit);
+    const answer = handle(request);
+    setTimeout(() => sender.abort(new Error('the sender went away')), 50);
+    await assert.rejects(answer, /the sender went away/);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(seen, [], `Content-Length ${length ?? 'none'}: the handler ran`);
+    assert.equal(handle.inFlight, 0);
+  }
+});
+
 test('basePath is a path segment, and a request already aborted is rejected at once', async () => {
   const handle = createFetchHandler({ ...caseOptions(), log: silentLogger }, { basePath: '/segment' });
   assert.equal((await handle(new Request('https://e.example/segment/health'))).status, 200);
