@@ -138,10 +138,12 @@ const ABSOLUTE_FORM_RE = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
  * `/v1/track?x`, `/segment` → `/`), and sets `req.baseUrl` to the prefix as sent, as express does: the
  * handler's 404 names the event path with it. The prefix is skipped by its number of segments, not its
  * text: fastify also routes `/%73egment` there, and a prefix may hold parameters (`/:tenant/segment`).
+ * Slashes in a row count as one, as fastify counts them where it routes them (ignoreDuplicateSlashes).
  */
 function mountAt(prefix: string): (req: IncomingMessage & { baseUrl?: string }, sent: string) => void {
   const depth = prefix.split('/').filter((segment) => segment !== '').length;
-  const segments = new RegExp(`(?:/[^/?#]*){${depth}}`, 'y');
+  // A run of slashes opens one segment: an app with ignoreDuplicateSlashes routes //segment here.
+  const segments = new RegExp(`(?:/+[^/?#]*){${depth}}`, 'y');
   return (req, sent) => {
     const start = sent.charCodeAt(0) === 0x2f ? 0 : (ABSOLUTE_FORM_RE.exec(sent)?.[0].length ?? 0);
     segments.lastIndex = start;

@@ -346,3 +346,29 @@ test('an app that rewrites URLs (rewriteUrl): the endpoint serves what fastify r
   assert.deepEqual(got, ['r-1', 'r-2', 'r-3']);
   await app.close();
 });
+
+test('an app that ignores duplicate slashes: a URL fastify routes to the prefix that way is served below it', async () => {
+  // With ignoreDuplicateSlashes, fastify routes //segment/v1/track to the plugin; the prefix's one
+  // segment was cut as the empty one before `segment`, and the handler, given /segment/v1/track, answered
+  // a 404 ("send events to /"), which Segment never retries.
+  const got: string[] = [];
+  const app = Fastify({ routerOptions: { ignoreDuplicateSlashes: true } });
+  app.register(segmentEndpoint, {
+    prefix: '/segment',
+    apiKeys: ['key-d'],
+    log: silentLogger,
+    handlers: { track: (e: { messageId?: unknown }) => void got.push(String(e.messageId)) },
+  });
+  const send = (url: string, id: string) =>
+    app.inject({ method: 'POST', url, headers: authed('key-d'), payload: event(id) });
+  for (const [url, id] of [
+    ['//segment/v1/track', 'd-1'],
+    ['//segment', 'd-2'],
+    ['/segment', 'd-3'],
+  ]) {
+    const res = await send(url as string, id as string);
+    assert.equal(res.statusCode, 200, `${url}: ${res.body}`);
+  }
+  assert.deepEqual(got, ['d-1', 'd-2', 'd-3']);
+  await app.close();
+});
