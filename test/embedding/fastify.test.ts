@@ -327,48 +327,45 @@ test('the handler: the segmentEndpoint decorator in its context, or given as opt
   await app.close();
 });
 
-test('an app that rewrites URLs (rewriteUrl): the endpoint serves what fastify routed to it, not the URL as sent', async () => {
-  // The prefix's segments were cut from the URL as sent: /api/v2/segment/v1/track, rewritten to
-  // /segment/v1/track, reached the handler as /v2/segment/v1/track and was a 404, which Segment never retries.
+/**
+ * An app made with `appOptions`, the endpoint under /segment: each URL of `sent` is POSTed a track event
+ * (the URL's value its messageId), and each must reach the handler and be answered 200.
+ */
+async function servedBelowPrefix(
+  appOptions: FastifyServerOptions,
+  sent: Record<string, string>,
+): Promise<void> {
   const got: string[] = [];
-  const app = Fastify({ rewriteUrl: (req) => (req.url ?? '/').replace(/^\/api\/v2\/segment/, '/segment') });
+  const app = Fastify(appOptions);
   app.register(segmentEndpoint, {
     prefix: '/segment',
-    apiKeys: ['key-r'],
+    apiKeys: ['key-p'],
     log: silentLogger,
     handlers: { track: (e: { messageId?: unknown }) => void got.push(String(e.messageId)) },
   });
-  const send = (url: string, id: string) =>
-    app.inject({ method: 'POST', url, headers: authed('key-r'), payload: event(id) });
-  assert.equal((await send('/api/v2/segment/v1/track', 'r-1')).statusCode, 200);
-  assert.equal((await send('/api/v2/segment', 'r-2')).statusCode, 200);
-  assert.equal((await send('/segment', 'r-3')).statusCode, 200);
-  assert.deepEqual(got, ['r-1', 'r-2', 'r-3']);
+  for (const [url, id] of Object.entries(sent)) {
+    const res = await app.inject({ method: 'POST', url, headers: authed('key-p'), payload: event(id) });
+    assert.equal(res.statusCode, 200, `${url}: ${res.body}`);
+  }
+  assert.deepEqual(got, Object.values(sent));
   await app.close();
+}
+
+test('an app that rewrites URLs (rewriteUrl): the endpoint serves what fastify routed to it, not the URL as sent', async () => {
+  // The prefix's segments were cut from the URL as sent: /api/v2/segment/v1/track, rewritten to
+  // /segment/v1/track, reached the handler as /v2/segment/v1/track and was a 404, which Segment never retries.
+  await servedBelowPrefix(
+    { rewriteUrl: (req) => (req.url ?? '/').replace(/^\/api\/v2\/segment/, '/segment') },
+    { '/api/v2/segment/v1/track': 'r-1', '/api/v2/segment': 'r-2', '/segment': 'r-3' },
+  );
 });
 
 test('an app that ignores duplicate slashes: a URL fastify routes to the prefix that way is served below it', async () => {
   // With ignoreDuplicateSlashes, fastify routes //segment/v1/track to the plugin; the prefix's one
   // segment was cut as the empty one before `segment`, and the handler, given /segment/v1/track, answered
   // a 404 ("send events to /"), which Segment never retries.
-  const got: string[] = [];
-  const app = Fastify({ routerOptions: { ignoreDuplicateSlashes: true } });
-  app.register(segmentEndpoint, {
-    prefix: '/segment',
-    apiKeys: ['key-d'],
-    log: silentLogger,
-    handlers: { track: (e: { messageId?: unknown }) => void got.push(String(e.messageId)) },
-  });
-  const send = (url: string, id: string) =>
-    app.inject({ method: 'POST', url, headers: authed('key-d'), payload: event(id) });
-  for (const [url, id] of [
-    ['//segment/v1/track', 'd-1'],
-    ['//segment', 'd-2'],
-    ['/segment', 'd-3'],
-  ]) {
-    const res = await send(url as string, id as string);
-    assert.equal(res.statusCode, 200, `${url}: ${res.body}`);
-  }
-  assert.deepEqual(got, ['d-1', 'd-2', 'd-3']);
-  await app.close();
+  await servedBelowPrefix(
+    { routerOptions: { ignoreDuplicateSlashes: true } },
+    { '//segment/v1/track': 'd-1', '//segment': 'd-2', '/segment': 'd-3' },
+  );
 });
