@@ -128,7 +128,7 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
     const result = (table[type] as AnyHandler)(event, ctx);
     if (!isPromise(result)) return statusOf(result);
     return new Promise<number>((resolve, reject) => {
-      const run = new HandlerRun(ctx, reject);
+      const run = new HandlerRun(ctx, reject, timeoutMs);
       deadlines.add(run);
       // Adopted as `await` adopts it: a thenable of a driver that fulfils with a promise (a lazy job's
       // work) has that promise's outcome, not the promise itself taken for a result without a status.
@@ -139,13 +139,16 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
           // A refusal it returned, or a status outside the contract, is thrown here: answered as such.
           try {
             resolve(statusOf(value));
+            run.ended(true);
           } catch (err) {
             reject(err);
+            run.ended(false);
           }
         },
         (err: unknown) => {
           run.cancel();
           reject(err);
+          run.ended(false);
         },
       );
     });
@@ -154,24 +157,61 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
 }
 
 /**
+ * How long after its timeout a handler still running keeps its event claimed (`overdueOutcome`), as a
+ * multiple of the timeout: 20 s with the default 4 s, under the 30 s a Redis claim lives.
+ */
+const OVERDUE_TIMEOUTS = 5;
+const OVERDUE_MAX_MS = 20_000;
+
+/** The outcome of each handler answered 503 at its timeout and still running, by the error it was answered. */
+const overdue = new WeakMap<object, Promise<boolean>>();
+
+/**
+ * For the SEG_HANDLER_TIMEOUT an event was answered with: whether its handler, still running then, went
+ * on to succeed (true) or failed, or was still running `OVERDUE_TIMEOUTS` timeouts later (false). The
+ * duplicate filter keeps the event claimed until then (once.ts): a copy meanwhile does not run it again.
+ */
+export function overdueOutcome(err: unknown): Promise<boolean> | undefined {
+  return typeof err === 'object' && err !== null ? overdue.get(err) : undefined;
+}
+
+/**
  * An asynchronous handler's run, on the dispatcher's deadline list. Its timeout fires from the list's
  * timer: `ctx.signal`'s listeners run in the handler's own async context all the same.
  */
 class HandlerRun extends Deadline {
   readonly #scope = new AsyncResource('segment-endpoint.handler');
+  /** Set once the run is past its timeout: told how the handler ended. */
+  #overdue: ((succeeded: boolean) => void) | undefined;
 
   constructor(
     readonly ctx: EventContext,
     readonly reject: (err: unknown) => void,
+    readonly timeoutMs: number,
   ) {
     super();
   }
 
   override expired(): void {
+    const timedOut = new EndpointError('SEG_HANDLER_TIMEOUT');
+    const outcome = new Promise<boolean>((resolve) => {
+      const limit = setTimeout(resolve, Math.min(this.timeoutMs * OVERDUE_TIMEOUTS, OVERDUE_MAX_MS), false);
+      limit.unref();
+      this.#overdue = (succeeded) => {
+        clearTimeout(limit);
+        resolve(succeeded);
+      };
+    });
+    overdue.set(timedOut, outcome);
     this.#scope.runInAsyncScope(() => {
       this.ctx.abort(new EndpointError('SEG_HANDLER_TIMEOUT'));
-      this.reject(new EndpointError('SEG_HANDLER_TIMEOUT'));
+      this.reject(timedOut);
     });
+  }
+
+  /** The handler ended: `succeeded` if with a success. Heard only past the timeout. */
+  ended(succeeded: boolean): void {
+    this.#overdue?.(succeeded);
   }
 }
 

@@ -5,6 +5,8 @@ import {
   type IdempotencyStore,
   type MemoryIdempotencyOptions,
   MemoryIdempotencyStore,
+  OVERDUE,
+  type OverdueAware,
 } from './idempotency.ts';
 import type { Logger } from './log.ts';
 import { integer } from './option-table.ts';
@@ -18,7 +20,7 @@ import { isPromise, within } from './promise.ts';
  * in the store (a 500, the handler not run), never taken as new; and failing to forget a failed event
  * is logged, the handler's own answer kept. The in-memory store is used as it is.
  */
-function guardStore(store: IdempotencyStore, log: Logger, timeoutMs: number): IdempotencyStore {
+function guardStore(store: IdempotencyStore, log: Logger, timeoutMs: number): OverdueAware {
   if (Object.getPrototypeOf(store) === MemoryIdempotencyStore.prototype) return store;
   const deadlines = new Deadlines(timeoutMs);
   const late = () =>
@@ -49,6 +51,8 @@ function guardStore(store: IdempotencyStore, log: Logger, timeoutMs: number): Id
       });
     },
     complete: (key) => bounded(store.complete(key)),
+    // Ours (Redis): told of an overdue event, as the in-memory store is (once.ts).
+    [OVERDUE]: (key: string) => (store as OverdueAware)[OVERDUE]?.(key),
     release(key) {
       try {
         const released = bounded(store.release(key));

@@ -3,7 +3,7 @@ import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import { GivenUp } from './given-up.ts';
 import { HeldClaims } from './held-claims.ts';
-import type { Claim, IdempotencyStore } from './idempotency.ts';
+import { type Claim, type IdempotencyStore, OVERDUE } from './idempotency.ts';
 import type { Logger } from './log.ts';
 import { within } from './promise.ts';
 import { firstAttempt, newClient, type RedisClient, Replies } from './redis-client.ts';
@@ -173,6 +173,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     } finally {
       this.#held.forget(id);
     }
+  }
+
+  /** Its handler answered 503 at its timeout still runs (once.ts): copies here are told to retry. */
+  [OVERDUE](key: string): void {
+    this.#held.settle(redisKey(key), 'busy');
   }
 
   /** Disconnects: claims are refused from now on. Commands under way get COMMAND_MS, then are given up. */

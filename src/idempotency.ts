@@ -41,6 +41,15 @@ export interface MemoryIdempotencyOptions {
   now?: () => number;
 }
 
+/**
+ * The method by which a store of ours (in memory, Redis) hears that an event's handler was answered 503
+ * at its timeout and still runs (once.ts): a symbol, so that no partner's store has one by chance.
+ */
+export const OVERDUE = Symbol('segment-endpoint.overdue');
+
+/** A store that can tell copies of an overdue event to retry at once (see `OVERDUE`). */
+export type OverdueAware = IdempotencyStore & { [OVERDUE]?: (key: string) => void };
+
 /** The defaults of the `idempotency` option, for a store made without them. */
 export const IDEMPOTENCY_DEFAULTS = {
   maxEntries: OPTIONS['idempotency.maxEntries'].default,
@@ -58,7 +67,8 @@ export const IDEMPOTENCY_DEFAULTS = {
  * alongside it: it answers as a duplicate if the first succeeds, and `'busy'` (retry later) if it fails.
  * It never runs the event after the first: its answer would then come a whole handler timeout after
  * the first's, and with a hung handler each further copy's another timeout later, past Segment's 5 s.
- * The first's processing ends within its timeout, and so every copy's wait.
+ * The first's processing ends within its timeout, and so every copy's wait: a handler still running then
+ * keeps the event pending, its copies told to retry at once (`[OVERDUE]`), until it ends (once.ts).
  */
 export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly maxEntries: number;
@@ -75,6 +85,11 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
    * this map is mostly empty.
    */
   readonly #waiters = new Map<string, Array<(claim: Claim) => void>>();
+  /**
+   * Events still pending whose handler ran past its timeout (`[OVERDUE]`): a copy is told to retry at once
+   * rather than wait, since the wait would outlast its own timeout. Rare: mostly empty.
+   */
+  readonly #overdue = new DigestSet(4);
   readonly #ring: DigestRing;
 
   constructor(options: MemoryIdempotencyOptions = {}) {
@@ -92,6 +107,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   claim(key: string): Claim | Promise<Claim> {
     const digest = digestOf(key);
     if (this.#pending.has(digest)) {
+      if (this.#overdue.size > 0 && this.#overdue.has(digest)) return 'busy';
       const id = digestText(digest);
       const waiters = this.#waiters.get(id) ?? [];
       this.#waiters.set(id, waiters);
@@ -105,6 +121,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   complete(key: string): void {
     const digest = digestOf(key);
     this.#pending.delete(digest);
+    if (this.#overdue.size > 0) this.#overdue.delete(digest);
     this.#remember(digest);
     this.#wake(digest, 'done');
   }
@@ -112,7 +129,19 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   release(key: string): void {
     const digest = digestOf(key);
     this.#pending.delete(digest);
+    if (this.#overdue.size > 0) this.#overdue.delete(digest);
     this.#wake(digest, 'busy'); // retried by their sender, and processed then
+  }
+
+  /**
+   * The event's handler was answered 503 at its timeout and still runs: it stays pending until `complete`
+   * or `release`, and its copies, those waiting and those to come, are told to retry meanwhile.
+   */
+  [OVERDUE](key: string): void {
+    const digest = digestOf(key);
+    if (!this.#pending.has(digest)) return;
+    this.#overdue.add(digest);
+    this.#wake(digest, 'busy');
   }
 
   /** Tells the copies waiting for the event of `digest` what became of it. */

@@ -1,5 +1,13 @@
+import { overdueOutcome } from './dispatch.ts';
 import { EndpointError } from './errors.ts';
-import { type Claim, eventKey, type IdempotencyStore, MemoryIdempotencyStore } from './idempotency.ts';
+import {
+  type Claim,
+  eventKey,
+  type IdempotencyStore,
+  MemoryIdempotencyStore,
+  OVERDUE,
+  type OverdueAware,
+} from './idempotency.ts';
 import { isPromise } from './promise.ts';
 
 // Processing an event at most once per messageId, whatever IdempotencyStore remembers them: claim it,
@@ -41,6 +49,8 @@ export function onceEvent<T>(
   // Pending already: claimed as usual, under its key.
   if (isPromise(claim)) return claim.then((c) => decide(store, eventKey(apiKey, messageId), c, process));
   if (claim === 'done') return 'duplicate';
+  // Pending past its handler's timeout (MemoryIdempotencyStore's OVERDUE): retried later, not run beside it.
+  if (claim === 'busy') throw new EndpointError('SEG_DUPLICATE_IN_FLIGHT');
   const result = process(); // a throw: nothing was held, nothing to release
   if (!isPromise<T>(result)) {
     memory.completeEvent(apiKey, messageId);
@@ -81,6 +91,11 @@ function succeeded<T>(store: IdempotencyStore, key: string, value: T): T | Promi
 }
 
 function failed(store: IdempotencyStore, key: string, err: unknown): never | Promise<never> {
+  const late = overdueOutcome(err);
+  if (late !== undefined) {
+    keepClaimed(store, key, late);
+    throw err;
+  }
   const released = store.release(key);
   if (isPromise(released)) {
     return released.then(() => {
@@ -88,4 +103,18 @@ function failed(store: IdempotencyStore, key: string, err: unknown): never | Pro
     });
   }
   throw err;
+}
+
+/**
+ * An event answered 503 at its handler's timeout, the handler still running: the claim is kept until the
+ * handler ends (`late`), then remembered if it succeeded, released if it failed or ran too long. A copy
+ * meanwhile is told to retry at once (`OVERDUE`, where the store can), not run beside the first (two
+ * calls to the partner's downstream for one event).
+ */
+function keepClaimed(store: IdempotencyStore, key: string, late: Promise<boolean>): void {
+  (store as OverdueAware)[OVERDUE]?.(key);
+  late
+    .then((succeeded) => (succeeded ? store.complete(key) : store.release(key)))
+    // A store of the partner's that fails here: its claim stays as it left it (its own expiry).
+    .catch(() => {});
 }

@@ -70,8 +70,9 @@ export interface HandlerOptions {
   /** The whole body must arrive within this, else 408. @default 10000 (10 s) */
   bodyTimeoutMs?: number;
   /**
-   * A handler still running after this is answered 503 and `ctx.signal` fires. An async `authenticate`
-   * and each call to a store of your own are bounded by it too, each on its own. @default 4000 (4 s)
+   * A handler still running after this is answered 503 and `ctx.signal` fires; its event is not run
+   * again while it still runs (Reliability). An async `authenticate` and each call to a store of your own
+   * are bounded by it too, each on its own. @default 4000 (4 s)
    */
   handlerTimeoutMs?: number;
   /**

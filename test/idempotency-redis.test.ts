@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { createClient } from '@redis/client';
 import { openRedisIdempotency, type RedisIdempotencyStore } from '../src/idempotency-redis.ts';
-import { jsonLogger, type Logger, silentLogger } from '../src/index.ts';
+import { createHandler, jsonLogger, type Logger, silentLogger } from '../src/index.ts';
 import { API_KEY, countingHandler, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 import { eventually, gate } from './helpers-wait.ts';
@@ -157,6 +157,40 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     assert.equal(refused.json().code, 'SEG_DUPLICATE_IN_FLIGHT');
     assert.equal((await inject(one.handler, { body: event })).status, 200);
     assert.deepEqual(calls, ['r-fail', 'r-fail']);
+  });
+
+  test('a handler past its timeout keeps its claim until it ends: copies here and elsewhere are not run, then duplicates', async () => {
+    const TIMEOUT = 200;
+    const calls: string[] = [];
+    const held = gate();
+    const slow = (store: RedisIdempotencyStore) =>
+      createHandler({
+        apiKeys: [API_KEY],
+        log: silentLogger,
+        idempotency: store,
+        handlerTimeoutMs: TIMEOUT,
+        handlers: {
+          track: async (event) => {
+            calls.push(String(event.messageId));
+            await held.opened;
+          },
+        },
+      });
+    const [here, elsewhere] = [slow(await open()), slow(await open())];
+    const event = trackEvent({ messageId: 'r-late' });
+    const codeOf = async (handler: typeof here) => {
+      const res = await inject(handler, { body: event });
+      return res.status === 200 ? 200 : res.json().code;
+    };
+    assert.equal(await codeOf(here), 'SEG_HANDLER_TIMEOUT');
+    // Still running: neither this instance nor the other runs it again.
+    assert.equal(await codeOf(here), 'SEG_DUPLICATE_IN_FLIGHT');
+    assert.equal(await codeOf(elsewhere), 'SEG_DUPLICATE_IN_FLIGHT');
+    held.open();
+    // It succeeded late: remembered in Redis, a duplicate for both.
+    await eventually(async () => (await codeOf(elsewhere)) === 200, 'the late success to be remembered');
+    assert.equal(await codeOf(here), 200);
+    assert.deepEqual(calls, ['r-late']);
   });
 
   test('a processed event is remembered for ttlMs, then processed again', async () => {

@@ -183,9 +183,57 @@ describe('duplicate suppression in the pipeline', () => {
     for (const { late } of settled)
       assert.ok(late < TIMEOUT * 2, `answered ${late.toFixed(0)} ms after it came`);
     assert.deepEqual(runs, ['dup-hung']);
-    // The copies' sender retries, and the retry is processed: the failure was not remembered.
-    assert.equal((await inject(handler, { body: event })).status, 503);
+    // Still running, it keeps the event claimed: a retry is told to retry, not run beside it...
+    assert.equal((await inject(handler, { body: event })).json().code, 'SEG_DUPLICATE_IN_FLIGHT');
+    assert.deepEqual(runs, ['dup-hung']);
+    // ...for five timeouts, after which it is taken for hung, and the retry is processed.
+    await new Promise((resolve) => setTimeout(resolve, TIMEOUT * 5));
+    assert.equal((await inject(handler, { body: event })).json().code, 'SEG_HANDLER_TIMEOUT');
     assert.deepEqual(runs, ['dup-hung', 'dup-hung']);
+  });
+
+  test('an event whose handler runs past its timeout stays claimed until the handler ends: no second run beside it', async () => {
+    // Answered 503 at the timeout, the handler still runs (a slow downstream call). A retry then ran it
+    // again beside the first (two writes to the partner's CRM), and the first's late success was not
+    // remembered, so the retry after ran it a third time.
+    const TIMEOUT = 200;
+    const runs: string[] = [];
+    let fail = false;
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlerTimeoutMs: TIMEOUT,
+      handlers: {
+        track: async (event) => {
+          runs.push(String(event.messageId));
+          await new Promise((resolve) => setTimeout(resolve, TIMEOUT + 150));
+          if (fail) throw new Error('the CRM said no, late');
+        },
+      },
+    });
+    const answer = async (messageId: string) => {
+      const sent = performance.now();
+      const res = await inject(handler, { body: trackEvent({ messageId }) });
+      const code = res.status === 200 ? undefined : (res.json().code as unknown);
+      return { status: res.status, code, ms: performance.now() - sent };
+    };
+    const first = await answer('late-1');
+    assert.deepEqual([first.status, first.code], [503, 'SEG_HANDLER_TIMEOUT']);
+    // While it still runs: told to retry at once, not run again, not kept waiting.
+    const meanwhile = await answer('late-1');
+    assert.deepEqual([meanwhile.status, meanwhile.code], [503, 'SEG_DUPLICATE_IN_FLIGHT']);
+    assert.ok(meanwhile.ms < TIMEOUT, `answered after ${meanwhile.ms.toFixed(0)} ms`);
+    assert.deepEqual(runs, ['late-1']);
+    // It succeeded after all: remembered, and the next copy is a duplicate.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal((await answer('late-1')).status, 200);
+    assert.deepEqual(runs, ['late-1']);
+    // One that fails late is released then: its next copy is processed.
+    fail = true;
+    assert.equal((await answer('late-2')).code, 'SEG_HANDLER_TIMEOUT');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal((await answer('late-2')).code, 'SEG_HANDLER_TIMEOUT');
+    assert.deepEqual(runs, ['late-1', 'late-2', 'late-2']);
   });
 
   test('a failed event is not remembered: its retry is processed', async () => {
