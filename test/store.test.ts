@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type Context, NdjsonStore, type StoredRecord, storeHandlers } from '../src/index.ts';
@@ -27,6 +27,26 @@ test('append resolves once the line is in the file of its UTC day', async () => 
   for (const name of ['events-2026-11-26.ndjson', 'events-2026-11-27.ndjson'])
     assert.ok(names.includes(name));
   await store.close();
+});
+
+test("the store's files and the directories it makes are its user's alone: events and settings may hold secrets", async () => {
+  // Stored lines hold customers' events (emails, names) and their settings as sent, which often carry
+  // their credentials for the partner's service: under the default umask they were readable by every
+  // user of the machine (0644, directories 0755).
+  const previous = process.umask(0o022);
+  try {
+    const parent = tempDir();
+    const store = await NdjsonStore.open(join(parent, 'made', 'data'));
+    const at = new Date();
+    await store.append({ settings: { crmToken: 'secret' } }, at);
+    await store.close();
+    const mode = (path: string) => statSync(path).mode & 0o777;
+    assert.equal(mode(store.fileFor(at)).toString(8), '600');
+    assert.equal(mode(join(parent, 'made')).toString(8), '700');
+    assert.equal(mode(store.dir).toString(8), '700');
+  } finally {
+    process.umask(previous);
+  }
 });
 
 test('group commit: concurrent appends share write+sync rounds and keep their order', async () => {

@@ -113,9 +113,16 @@ const FLAGS: Partial<Record<'a' | 'r+' | 'r' | 'w', number>> = {
   r: constants.O_RDONLY | constants.O_NONBLOCK,
 };
 
+/**
+ * Files and directories the store creates are its user's alone: stored lines hold customers' events and
+ * their settings as sent, which often carry their credentials for the partner's service.
+ */
+const FILE_MODE = 0o600;
+const DIRECTORY_MODE = 0o700;
+
 /** Node's `fs`. */
 export const nodeIo: StoreIo = {
-  open: (path, flags) => call((done) => open(path, FLAGS[flags] ?? flags, done)),
+  open: (path, flags) => call((done) => open(path, FLAGS[flags] ?? flags, FILE_MODE, done)),
   write: (fd, bytes, offset, length) => call((done) => write(fd, bytes, offset, length, null, done)),
   read: (fd, into, offset, length, position) =>
     call((done) => read(fd, into, offset, length, position, done)),
@@ -158,7 +165,9 @@ async function makeDirectory(dir: string): Promise<string | undefined> {
     missing.unshift(at);
   }
   for (const level of missing) {
-    await call<void>((done) => mkdir(level, (err) => done(err?.code === 'EEXIST' ? null : err, undefined)));
+    await call<void>((done) =>
+      mkdir(level, DIRECTORY_MODE, (err) => done(err?.code === 'EEXIST' ? null : err, undefined)),
+    );
   }
   return missing[0];
 }
