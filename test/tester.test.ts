@@ -114,6 +114,57 @@ describe('against our own endpoint', () => {
     assert.doesNotMatch(out.text, new RegExp(Buffer.from(`${KEY}:`).toString('base64')));
   });
 
+  test('an endpoint that takes only some types passes: its 501 for the others is what the contract asks', async () => {
+    // Segment's contract: a type the destination does not take is answered 501, which Segment does not
+    // retry. The suite counted those as failures, and its cases on a type's own fields (group without
+    // groupId) expected the 400 that comes after the type check.
+    const partial = createServer({
+      host: '127.0.0.1',
+      port: 0,
+      http: true,
+      apiKeys: [KEY],
+      handlers: { identify: ok, track: ok },
+      log: silentLogger,
+    });
+    const url = await partial.listen();
+    try {
+      const lines: string[] = [];
+      const summary = await run(url, { apiKey: KEY }, (line) => lines.push(line));
+      assert.deepEqual(
+        summary.results.filter((r) => !r.pass),
+        [],
+      );
+      const text = lines.join('\n');
+      assert.match(
+        text,
+        /^ {3}PASS \(501: this endpoint does not take page events, as the contract allows\)$/m,
+      );
+      assert.match(text, /^Not taken by this endpoint \(501\): page, screen, group, alias, delete$/m);
+      assert.equal(lines.at(-1), `${CASES.length} passed, 0 failed`);
+    } finally {
+      await partial.close();
+    }
+  });
+
+  test('an endpoint that answers 501 to every event fails: it takes no type at all', async () => {
+    const none = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(501, { 'content-type': 'application/json' }).end('{"message":"no"}'));
+    });
+    const url = await listen(none);
+    try {
+      const lines: string[] = [];
+      const summary = await run(url, { apiKey: KEY }, (line) => lines.push(line));
+      assert.ok(summary.failed > 0);
+      // Every case fails but the unknown type's, whose 501 is owed.
+      const owed501 = CASES.filter((c) => Array.isArray(c.expect) && c.expect.includes(501)).length;
+      assert.equal(summary.failed, CASES.length - owed501, 'the 501s count as failures too');
+      assert.match(lines.join('\n'), /^No event type is taken: every good event was answered 501$/m);
+    } finally {
+      none.close();
+    }
+  });
+
   test('the CLI runs it: test URL --api-key KEY --insecure over TLS exits 0', async () => {
     const child = spawn(process.execPath, [...CLI, 'test', tlsUrl, '--api-key', KEY, '--insecure'], {
       cwd: ROOT,

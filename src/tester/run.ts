@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { EVENT_TYPES } from '../types.ts';
 import { base64, type Expectation, suite, type TestCase } from './suite.ts';
 
 export interface RunOptions {
@@ -27,6 +28,8 @@ export interface CaseResult {
   readonly status?: number;
   readonly message?: string;
   readonly error?: string;
+  /** The case's event type, answered 501: a type this endpoint does not take, which the contract allows. */
+  readonly notTaken?: string;
 }
 
 export interface Summary {
@@ -67,25 +70,41 @@ export async function run(url: string, options: RunOptions, write: (line: string
       let result: CaseResult;
       try {
         const answer = await send(target, headers, body, agent, timeoutMs);
-        result = { name: c.name, pass: matches(c.expect, answer.status), ...answer };
+        const notTaken = answer.status === 501 ? typeNotTaken(c) : undefined;
+        const pass = notTaken !== undefined || matches(c.expect, answer.status);
+        result = { name: c.name, pass, ...answer, ...(notTaken !== undefined && { notTaken }) };
         write(`   ${answer.status}${answer.message === undefined ? '' : ` ${printable(answer.message)}`}`);
       } catch (err) {
         result = { name: c.name, pass: false, error: (err as Error).message };
         write(`   no answer: ${result.error}`);
       }
-      write(`   ${result.pass ? 'PASS' : 'FAIL'} (expected ${expected(c.expect)})`);
+      write(
+        result.notTaken === undefined
+          ? `   ${result.pass ? 'PASS' : 'FAIL'} (expected ${expected(c.expect)})`
+          : `   PASS (501: this endpoint does not take ${result.notTaken} events, as the contract allows)`,
+      );
       results.push(result);
     }
   } finally {
     agent.destroy();
   }
-  const failures = results.filter((r) => !r.pass).map((r) => r.name);
-  const passed = results.length - failures.length;
+  return summarise(results, write);
+}
+
+/** The run's verdict, written: a 501 to every good event is an endpoint that takes no type at all. */
+function summarise(results: readonly CaseResult[], write: (line: string) => void): Summary {
+  const notTaken = [...new Set(results.flatMap((r) => (r.notTaken === undefined ? [] : [r.notTaken])))];
+  const takesNone =
+    notTaken.length > 0 && !results.some((r) => r.status !== undefined && matches('accept', r.status));
+  const judged = results.map((r) => (takesNone && r.notTaken !== undefined ? { ...r, pass: false } : r));
+  const failures = judged.filter((r) => !r.pass).map((r) => r.name);
   write('');
+  if (takesNone) write('No event type is taken: every good event was answered 501');
+  else if (notTaken.length > 0) write(`Not taken by this endpoint (501): ${notTaken.join(', ')}`);
   if (failures.length > 0) write(`Failed: ${failures.join('; ')}`);
   // On its own line, worded exactly so: CI greps for it.
-  write(`${passed} passed, ${failures.length} failed`);
-  return { passed, failed: failures.length, results };
+  write(`${judged.length - failures.length} passed, ${failures.length} failed`);
+  return { passed: judged.length - failures.length, failed: failures.length, results: judged };
 }
 
 /** X-Segment-Settings' value: base64 of the settings' JSON, text given as it is. */
@@ -196,6 +215,18 @@ function messageOf(text: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The type of a case's event, when a 501 to it is the contract's answer for a type the endpoint does not
+ * take: a good event, or one refused for its type's own fields (the type is checked first). Not for the
+ * cases about the request itself (auth, framing, settings): those are owed their own status first.
+ */
+function typeNotTaken(c: TestCase): string | undefined {
+  const expectsValidation = c.expect === 'accept' || c.expect === 400;
+  if (!expectsValidation || typeof c.body !== 'object' || c.headers !== undefined) return undefined;
+  const type = typeof c.body.type === 'string' ? c.body.type.toLowerCase() : undefined;
+  return type !== undefined && (EVENT_TYPES as readonly string[]).includes(type) ? type : undefined;
 }
 
 function matches(expect: Expectation, status: number): boolean {
