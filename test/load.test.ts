@@ -158,6 +158,12 @@ describe('segment-endpoint load flags', () => {
       /^segment-endpoint load: Unknown option '--durration': did you mean --duration\?$/,
     ],
     ['two URLs', ['https://x/', 'https://y/', '--api-key', 'k'], /one URL only/],
+    [
+      '--types with a type that is none',
+      ['https://x/', '--api-key', 'k', '--types', 'track,pgae'],
+      /^segment-endpoint load: --types: "pgae" is not an event type \(identify, track, page, screen, group, alias, delete\)$/,
+    ],
+    ['--types empty', ['https://x/', '--api-key', 'k', '--types', ''], /--types names no event type/],
   ];
   for (const [name, args, message] of cases) {
     test(`${name}: exit 1, one line and a hint`, async () => {
@@ -217,6 +223,23 @@ describe('the mix', () => {
       retries: 300 / RETRY_EVERY,
     });
     assert.match(ids[0] ?? '', /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  });
+
+  test('--types: only those types, in their shares of the mix', () => {
+    // An endpoint that takes identify and track answers the others 501, which the run counts against it.
+    const source = eventSource(API_KEY, ['track', 'identify']);
+    for (let i = 0; i < 650; i++) source.next();
+    const { types, retries } = source.sent();
+    assert.deepEqual(
+      Object.keys(types).filter((type) => types[type as keyof typeof types] > 0),
+      ['identify', 'track'],
+    );
+    assert.equal(types.identify + types.track + retries, 650);
+    // 15 identify to 50 track, as in the whole mix: each 65 new events exactly that.
+    assert.ok(
+      Math.abs(types.identify / (types.identify + types.track) - 15 / 65) < 0.01,
+      `${types.identify}`,
+    );
   });
 
   test("Segment's headers: Basic key with an empty password, settings base64 JSON ({} by default)", () => {
@@ -291,6 +314,12 @@ describe('the report', () => {
     assert.equal(bad.ok, false);
     assert.match(bad.lines[0] ?? '', /^FAIL: 15 answers were not 2xx \(401: 3, 503: 12\)/);
     assert.equal(bad.lines[1], 'FAIL: 2 requests got no answer (ECONNRESET: 2): Segment would retry them.');
+    // A 501 is a type the endpoint does not take: the line says how to leave those types out.
+    const partial = verdict(figures({ statuses: { '200': 500, '501': 120 } }));
+    assert.match(
+      partial.lines[0] ?? '',
+      /501 is a type the endpoint does not take: --types sends only the ones it takes/,
+    );
     const none = figures({ statuses: {} });
     const { latency: _, ...withoutLatency } = none;
     assert.deepEqual(verdict(withoutLatency), { ok: false, lines: ['FAIL: no request was answered.'] });

@@ -2,6 +2,7 @@
 import { UsageError } from '../config-keys.ts';
 import { probe } from '../probe.ts';
 import { runSender, type SenderIo, senderArgs } from '../sender-args.ts';
+import { EVENT_TYPES, type EventType } from '../types.ts';
 import { MIX, RETRY_EVERY } from './mix.ts';
 import { type LoadFigures, report, verdict } from './report.ts';
 import { type LoadOptions, sendLoad } from './run.ts';
@@ -22,7 +23,7 @@ export function loadUsage(): string {
     .map(([type, share]) => `${type} ${share} %`)
     .join(', ');
   return `Usage: ${NAME} URL --api-key KEY [--rate N] [--connections C] [--duration S] [--insecure]
-       [--settings JSON]
+       [--settings JSON] [--types TYPE,TYPE]
 
 Sends Segment-shaped traffic to URL (this endpoint or any other) the way Segment sends it: one event
 per POST with Segment's headers, over kept-alive connections, each event a new messageId, and 1
@@ -46,6 +47,8 @@ Options:
                      still reports
   --settings JSON    the customer's custom settings, a JSON object, sent in X-Segment-Settings
                      (default {})
+  --types T,T        only events of these types, in their shares of the mix, e.g. identify,track
+                     for an endpoint that answers the others 501 (default: every type)
   --insecure         accept any TLS certificate (self-signed, another name); without it, the
                      certificate is verified before anything is sent
   -h, --help         show this help
@@ -86,7 +89,7 @@ async function load(parsed: { options: LoadOptions; insecure: boolean }, io: Sen
 }
 
 function parseLoadArgs(args: readonly string[]): { options: LoadOptions; insecure: boolean } | 'help' {
-  const target = senderArgs(args, ['rate', 'connections', 'duration']);
+  const target = senderArgs(args, ['rate', 'connections', 'duration', 'types']);
   if (target === 'help') return 'help';
   const { url, apiKey, settings, insecure, values } = target;
   const text = (name: string) => values[name] as string | undefined;
@@ -106,6 +109,7 @@ function parseLoadArgs(args: readonly string[]): { options: LoadOptions; insecur
     connections: Math.min(connections, rate ?? connections),
     duration,
     ...(rate !== undefined && { rate }),
+    ...(text('types') !== undefined && { types: eventTypes(text('types') as string) }),
     insecure,
   };
   return { options, insecure };
@@ -115,4 +119,16 @@ function positive(name: string, text: string): number {
   if (!POSITIVE_INTEGER.test(text))
     throw new UsageError(`--${name} must be a positive integer, not "${text}"`);
   return Number(text);
+}
+
+/** --types' list: each an event type, given at least once. */
+function eventTypes(text: string): EventType[] {
+  const names = text.split(',').map((name) => name.trim().toLowerCase());
+  if (names.every((name) => name === '')) throw new UsageError('--types names no event type');
+  for (const name of names) {
+    if (!(EVENT_TYPES as readonly string[]).includes(name)) {
+      throw new UsageError(`--types: "${name}" is not an event type (${EVENT_TYPES.join(', ')})`);
+    }
+  }
+  return names as EventType[];
 }

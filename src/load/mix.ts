@@ -49,9 +49,18 @@ export function typeCycle(mix: Readonly<Record<EventType, number>> = MIX): Event
  * The event bodies, one per call, shared by every connection: the mix in order, every RETRY_EVERY-th a
  * retry of the one sent RETRY_DISTANCE calls before. `sent()` counts what was handed out.
  */
-export function eventSource(apiKey: string): { next(): Buffer; sent(): Sent } {
+export function eventSource(
+  apiKey: string,
+  only: readonly EventType[] = EVENT_TYPES,
+): { next(): Buffer; sent(): Sent } {
   const templates = eventTemplates(apiKey);
-  const cycle = typeCycle();
+  // The types left out (--types) get no share; the others keep theirs.
+  const cycle = typeCycle(
+    Object.fromEntries(EVENT_TYPES.map((type) => [type, only.includes(type) ? MIX[type] : 0])) as Record<
+      EventType,
+      number
+    >,
+  );
   const types = counts();
   const recent: Buffer[] = [];
   let calls = 0;

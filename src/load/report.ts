@@ -73,7 +73,10 @@ export function verdict(f: LoadFigures): Verdict {
   if (sum(not2xx) > 0) {
     lines.push(
       `FAIL: ${sum(not2xx)} answers were not 2xx (${counts(not2xx)}): Segment retries a 429 or a 5xx ` +
-        '(but 501) and drops any other 4xx for good.',
+        '(but 501) and drops any other 4xx for good.' +
+        (not2xx['501'] === undefined
+          ? ''
+          : ' A 501 is a type the endpoint does not take: --types sends only the ones it takes.'),
     );
   }
   // Errors of this machine's own (out of file descriptors, of local ports) are not the endpoint's.

@@ -4,11 +4,14 @@
 // `Connection: close`, bodies ended by the connection's close, answers cut short), so every request is
 // counted once: answered, failed or timed out (what is in flight at the end is waited for).
 import { createHistogram } from 'node:perf_hooks';
+import type { EventType } from '../types.ts';
 import { eventSource } from './mix.ts';
 import { type LoadFigures, SEGMENT_TIMEOUT_MS } from './report.ts';
 import { type Outcome, sender } from './sender.ts';
 
 export interface LoadOptions {
+  /** Only events of these types (--types); every type when undefined. */
+  readonly types?: readonly EventType[];
   /** Where events are POSTed: http or https, the path included. */
   readonly url: string;
   readonly apiKey: string;
@@ -28,7 +31,7 @@ const AFTER_FAILURE_MS = 100; // a connection that failed is made again after th
 
 /** Sends for `duration` seconds (less after a SIGINT, which stops the run early) and measures. */
 export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
-  const source = eventSource(options.apiKey);
+  const source = eventSource(options.apiKey, options.types);
   const send = sender(options);
   const tally = new Tally();
   const started = performance.now();
