@@ -124,7 +124,8 @@ function endpointError(err: unknown): OwnError | undefined {
 /** A class of refusal a handler throws: its catalogue code and the message it says by default. */
 function handlerError(code: ErrorCode, fallback: string) {
   return class extends EndpointError {
-    constructor(message = fallback, options?: ErrorOptions) {
+    /** `retryAfter`: seconds the sender is asked to wait (`Retry-After`), for a refusal it retries. */
+    constructor(message = fallback, options?: ErrorOptions & { retryAfter?: number }) {
       super(code, message, options);
     }
   };
@@ -202,29 +203,39 @@ function answerFor(err: unknown): ErrorAnswer {
     // Our own 500 (or a partner's EndpointError('SEG_INTERNAL', ...)) says nothing of its cause either.
     if (status === 500) return { status, code, message: GENERIC_500, internal: err };
     if (retryAfter === undefined) return { status, code, message: capped(message) };
-    // RFC 9110 §10.2.3: delay-seconds, a whole number; whatever a partner's error or a rate says.
-    const seconds =
-      typeof retryAfter === 'number' && retryAfter >= 1
-        ? Math.min(Math.ceil(retryAfter), MAX_RETRY_AFTER)
-        : 1;
-    return { status, code, message: capped(message), retryAfter: seconds };
+    return { status, code, message: capped(message), retryAfter: delaySeconds(own) };
   }
   if (typeof err === 'object' && err !== null) {
-    const e = err as { status?: unknown; statusCode?: unknown; message?: unknown; code?: unknown };
+    const e = err as {
+      status?: unknown;
+      statusCode?: unknown;
+      message?: unknown;
+      code?: unknown;
+      retryAfter?: unknown;
+    };
     const status = typeof e.status === 'number' ? e.status : e.statusCode;
     if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) {
+      // A wait of its own (a downstream's Retry-After, carried on), for the statuses that are retried later.
+      const wait = status === 429 || status === 503 ? { retryAfter: delaySeconds(e) } : {};
       if (status >= 500) {
         // Neither the message nor the code of a foreign 5xx is ours to show: a driver's code is an internal.
-        return { status, code: `HTTP_${status}`, message: statusMessage(status), internal: err };
+        return { status, code: `HTTP_${status}`, message: statusMessage(status), internal: err, ...wait };
       }
       const code = typeof e.code === 'string' ? capped(e.code, MAX_CODE) : `HTTP_${status}`;
       const message = typeof e.message === 'string' && e.message !== '' ? e.message : statusMessage(status);
-      return { status, code, message: capped(message) };
+      return { status, code, message: capped(message), ...wait };
     }
   }
   // A throw or rejection without a reason is logged as one, not silently.
   const internal = err ?? new Error(`the handler threw or rejected with ${String(err)}`);
   return { status: 500, code: 'SEG_INTERNAL', message: GENERIC_500, internal };
+}
+
+/** RFC 9110 §10.2.3: delay-seconds, a whole number from 1, whatever a partner's error or a rate says. */
+function delaySeconds({ retryAfter }: { retryAfter?: unknown }): number {
+  return typeof retryAfter === 'number' && retryAfter >= 1
+    ? Math.min(Math.ceil(retryAfter), MAX_RETRY_AFTER)
+    : 1;
 }
 
 function statusMessage(status: number): string {

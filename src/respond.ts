@@ -140,8 +140,7 @@ export function sendError(
   };
   if (reply.status === 401) headers['www-authenticate'] = context.challenge;
   // Segment keeps its own backoff; other senders (SDKs, proxies) honour this.
-  if (reply.status === 503) headers['retry-after'] = '1';
-  else if (reply.status === 429) headers['retry-after'] = String(reply.retryAfter ?? 1);
+  if (reply.status === 503 || reply.status === 429) headers['retry-after'] = String(reply.retryAfter ?? 1);
   // A body we did not read to its end cannot be skipped cheaply when it may be large, slow or endless:
   // close the connection rather than read the body out to keep it. The close lingers (lingerAfter):
   // what still comes is dropped, for 5 s at most, so that the sender is not reset before the answer.

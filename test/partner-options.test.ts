@@ -9,6 +9,7 @@ import {
   EndpointError,
   type HandlerOptions,
   jsonLogger,
+  RetryError,
   silentLogger,
   ValidationError,
 } from '../src/index.ts';
@@ -191,6 +192,24 @@ describe('answered, not trusted', () => {
     const limited = await inject(slow, { body: trackEvent() });
     assert.equal(limited.status, 429);
     assert.match(limited.headers['retry-after'] ?? '', /^[1-9]\d{0,4}$/);
+  });
+
+  test('a handler asks for its own wait: RetryError with retryAfter, or a thrown 429/503 with retryAfter', async () => {
+    // A downstream that says "come back in 30 s" (its own Retry-After): the wait was always 1 s.
+    const throwing = (err: unknown) => make({ handlers: { track: () => Promise.reject(err) } });
+    const cases: Array<[unknown, number, string]> = [
+      [new RetryError('CRM busy', { retryAfter: 30 }), 503, '30'],
+      [new RetryError('CRM busy'), 503, '1'],
+      [Object.assign(new Error('slow down'), { status: 429, retryAfter: 12.5 }), 429, '13'],
+      [Object.assign(new Error('down'), { statusCode: 503, retryAfter: 45 }), 503, '45'],
+      [Object.assign(new Error('down'), { status: 503, retryAfter: 'soon' }), 503, '1'],
+      [Object.assign(new Error('bad gateway'), { status: 502, retryAfter: 45 }), 502, ''],
+    ];
+    for (const [err, status, retryAfter] of cases) {
+      const res = await inject(throwing(err), { body: trackEvent() });
+      assert.equal(res.status, status, String(err));
+      assert.equal(res.headers['retry-after'] ?? '', retryAfter, String(err));
+    }
   });
 
   test("a refusal's message is cut to 1,000 characters: a handler's 10 MB message is not sent whole", async () => {
