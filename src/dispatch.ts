@@ -1,80 +1,12 @@
 import { AsyncResource } from 'node:async_hooks';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { Context, EventContext } from './context.ts';
 import { Deadline, Deadlines } from './deadlines.ts';
 import { EndpointError, type ErrorCode } from './errors.ts';
-import type { Logger } from './log.ts';
 import { isPromise } from './promise.ts';
 import type { EventMap } from './schemas.ts';
-import type { Settings } from './settings.ts';
 import type { EventType } from './types.ts';
 
-/** What a handler gets besides the event. */
-export interface Context {
-  /** The API key the event was sent with: the partner's customer (tenant). */
-  readonly apiKey: string;
-  /** The customer's custom settings, from `X-Segment-Settings` (`{}` when absent). */
-  readonly settings: Settings;
-  readonly headers: IncomingHttpHeaders;
-  /** Aborted when the handler runs past `handlerTimeoutMs`: the sender has been told 503 by then. */
-  readonly signal: AbortSignal;
-  readonly log: Logger;
-  /** When the endpoint received the event. */
-  readonly receivedAt: Date;
-  /** The event exactly as sent, before its top-level casing was normalised. */
-  readonly original: Readonly<Record<string, unknown>>;
-  /**
-   * The request body's JSON text as received (a leading BOM dropped), to store or forward without
-   * serialising again; `undefined` when a framework parsed the body before this handler ran.
-   */
-  readonly raw: string | undefined;
-}
-
-/**
- * The Context given to handlers. The AbortController behind `signal` is made only when a handler
- * reads it: most never do, and making one per event shows in the profile (bench/README.md).
- */
-export class EventContext implements Context {
-  readonly apiKey: string;
-  readonly settings: Settings;
-  readonly headers: IncomingHttpHeaders;
-  readonly log: Logger;
-  readonly receivedAt: Date;
-  readonly original: Readonly<Record<string, unknown>>;
-  readonly raw: string | undefined;
-  #controller: AbortController | undefined;
-  #reason: unknown;
-
-  constructor(
-    apiKey: string,
-    settings: Settings,
-    headers: IncomingHttpHeaders,
-    log: Logger,
-    original: Readonly<Record<string, unknown>>,
-    raw: string | undefined,
-  ) {
-    this.apiKey = apiKey;
-    this.settings = settings;
-    this.headers = headers;
-    this.log = log;
-    this.receivedAt = new Date();
-    this.original = original;
-    this.raw = raw;
-  }
-
-  get signal(): AbortSignal {
-    if (this.#controller === undefined) {
-      this.#controller = new AbortController();
-      if (this.#reason !== undefined) this.#controller.abort(this.#reason);
-    }
-    return this.#controller.signal;
-  }
-
-  /** Aborts the signal, now or, if nobody has read it yet, when it is read. */
-  abort(reason: unknown): void {
-    this.#reason = reason;
-    this.#controller?.abort(reason);
-  }
-}
+export type { Context } from './context.ts';
 
 /** The statuses of Segment's partner contract that a handler may answer with. */
 export type HandlerStatus = 200 | 202 | 400 | 401 | 403 | 500 | 501 | 503;

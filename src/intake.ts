@@ -2,7 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { type AuthDecision, keyFingerprint } from './auth.ts';
 import type { EventResult } from './batch.ts';
 import { asObject } from './body.ts';
-import { createDispatcher, type Dispatcher, EventContext } from './dispatch.ts';
+import { EventContext } from './context.ts';
+import { createDispatcher, type Dispatcher } from './dispatch.ts';
 import { EndpointError, toErrorAnswer } from './errors.ts';
 import type { Metrics } from './metrics.ts';
 import { normalizeEvent } from './normalize.ts';
@@ -98,9 +99,13 @@ export class EventIntake {
     const { headers } = x;
     const { type, event, original } = checked;
     const { idempotency, log } = this.#opts;
-    const run = () =>
-      this.#dispatcher.dispatch(type, event, new EventContext(apiKey, settings, headers, log, original, raw));
     const { messageId } = event;
+    const run = () =>
+      this.#dispatcher.dispatch(
+        type,
+        event,
+        new EventContext(apiKey, settings, headers, log, type, messageId, original, raw),
+      );
     if (idempotency === undefined || typeof messageId !== 'string' || messageId === '') return run();
     const outcome = onceEvent(idempotency, apiKey, messageId, run);
     return isPromise(outcome)

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
+import { keyFingerprint } from '../src/auth.ts';
 import {
   createHandler,
   EventNotSupported,
@@ -52,6 +53,31 @@ describe('dispatch', () => {
     assert.equal(ctx?.headers['user-agent'], 'Segment.io/1.0');
     assert.equal(ctx?.signal.aborted, false);
     assert.ok(ctx?.receivedAt instanceof Date);
+  });
+
+  test("ctx.log's lines name the event: its source's fingerprint, type and messageId, the handler's fields after", async () => {
+    // A handler's "CRM refused" line could not be tied to the event, nor to the access log's line.
+    const lines: Array<Record<string, unknown>> = [];
+    const record = (obj: object, msg?: string) => lines.push({ ...obj, msg });
+    const log = { error: record, warn: record, info: record, debug: record };
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log,
+      handlers: {
+        track: (_event, ctx) => {
+          ctx.log.warn({ crm: 429, type: 'mine' }, 'CRM refused');
+        },
+      },
+    });
+    await inject(handler, { body: trackEvent({ messageId: 'log-1' }) });
+    const line = lines.find((l) => l.msg === 'CRM refused');
+    assert.deepEqual(line, {
+      source: keyFingerprint(API_KEY),
+      type: 'mine',
+      messageId: 'log-1',
+      crm: 429,
+      msg: 'CRM refused',
+    });
   });
 
   test('the Segment Functions error classes map to their statuses', async () => {
