@@ -7,7 +7,7 @@ import { type Claim, type IdempotencyStore, OVERDUE } from './idempotency.ts';
 import type { Logger } from './log.ts';
 import { within } from './promise.ts';
 import { firstAttempt, newClient, type RedisClient, Replies } from './redis-client.ts';
-import { redisKey } from './redis-key.ts';
+import { RELEASE, RENEW, redisKey } from './redis-key.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
 
 // Duplicate suppression shared by every process and machine of one endpoint, over Redis: an event is
@@ -17,7 +17,7 @@ import { REDIS, serviceAddress } from './service-url.ts';
 
 const DONE = 'done';
 // How long a claim outlives a process that dies while handling its event (then the sender's retry is
-// processed): far above handlerTimeoutMs (4 s by default), so that no claim expires under its handler.
+// processed): far above handlerTimeoutMs (4 s by default), renewed for one still running then ([OVERDUE]).
 const PENDING_MS = 30_000; // 30 s
 const PENDING = { condition: 'NX', expiration: { type: 'PX', value: PENDING_MS } } as const;
 const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
@@ -25,12 +25,6 @@ const PROBE_MS = 1_000; // 1 s between writes that probe Redis while it fails
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
 const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
 const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const;
-/** Deletes the key only while it holds the caller's claim: not a claim made since by another process. */
-const RELEASE =
-  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-/** Gives the caller's claim, while the key still holds it, a new PENDING_MS. */
-const RENEW =
-  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 
 export interface RedisIdempotencyOptions {
   /** How long a processed event is remembered, in milliseconds. */
@@ -135,8 +129,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
       }
       const value = await this.#send(this.#client.get(id));
       if (value === this.#token && this.#givenUp.take(id)) {
-        const renew = { keys: [id], arguments: [this.#token, String(PENDING_MS)] };
-        if ((await this.#send(this.#client.eval(RENEW, renew))) === 1) return 'new';
+        if ((await this.#renew(id)) === 1) return 'new';
       } else if (value !== null) {
         return value === DONE ? 'done' : 'busy';
       }
@@ -175,9 +168,16 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     }
   }
 
-  /** Its handler answered 503 at its timeout still runs (once.ts): copies here are told to retry. */
+  /** Its handler is past its timeout (once.ts): copies are told to retry; its claim outlives its 20 s more. */
   [OVERDUE](key: string): void {
-    this.#held.settle(redisKey(key), 'busy');
+    const id = redisKey(key);
+    this.#held.settle(id, 'busy');
+    this.#renew(id).catch((err: unknown) => this.#outage(err));
+  }
+
+  /** Gives this store's claim on `id`, while the key still holds it, PENDING_MS again: 1 if it did. */
+  async #renew(id: string): Promise<unknown> {
+    return this.#send(this.#client.eval(RENEW, { keys: [id], arguments: [this.#token, String(PENDING_MS)] }));
   }
 
   /** Disconnects: claims are refused from now on. Commands under way get COMMAND_MS, then are given up. */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 
-// Where the shared duplicate filter (idempotency-redis.ts) keeps an event in Redis.
+// Where the shared duplicate filter (idempotency-redis.ts) keeps an event in Redis, and the scripts that
+// act on a claim there (ARGV[1] is the claimant's token).
 
 const KEY_PREFIX = 'segment-endpoint:dedup:'; // then a SHA-256 of the event's key
 
@@ -17,3 +18,10 @@ export function redisKey(key: string): string {
 }
 
 const ILL_FORMED = Buffer.from([0xff]);
+
+/** Deletes the key only while it holds the caller's claim: not a claim made since by another process. */
+export const RELEASE =
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+/** Gives the caller's claim, while the key still holds it, a new expiry of ARGV[2] ms. */
+export const RENEW =
+  "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";

@@ -193,6 +193,50 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     assert.deepEqual(calls, ['r-late']);
   });
 
+  test('a handler past its timeout renews its claim: one near its end does not expire under it (handlerTimeoutMs over 10 s)', async () => {
+    // A claim lives 30 s from when it was made; the handler is kept claimed for up to 20 s after its
+    // timeout. With handlerTimeoutMs past 10 s the claim ended under the overdue handler, and another
+    // instance ran the event beside it. Here the claim is brought near its end by hand, as 25 s of a
+    // 30 s claim gone would leave it.
+    const TIMEOUT = 200;
+    const calls: string[] = [];
+    const held = gate();
+    const slow = (store: RedisIdempotencyStore) =>
+      createHandler({
+        apiKeys: [API_KEY],
+        log: silentLogger,
+        idempotency: store,
+        handlerTimeoutMs: TIMEOUT,
+        handlers: {
+          track: async (event) => {
+            calls.push(String(event.messageId));
+            await held.opened;
+          },
+        },
+      });
+    const [here, elsewhere] = [slow(await open()), slow(await open())];
+    const event = trackEvent({ messageId: 'r-renew' });
+    const codeOf = async (res: Promise<Awaited<ReturnType<typeof inject>>>) => {
+      const answered = await res;
+      return answered.status === 200 ? 200 : answered.json().code;
+    };
+    const first = codeOf(inject(here, { body: event }));
+    await eventually(async () => calls.length === 1, 'the handler to start');
+    const [key] = await redis.keys('segment-endpoint:dedup:*');
+    assert.ok(key !== undefined);
+    await redis.pExpire(key, TIMEOUT + 150); // ends 150 ms after the timeout
+    assert.equal(await first, 'SEG_HANDLER_TIMEOUT');
+    await new Promise((resolve) => setTimeout(resolve, 300)); // past where the claim would have ended
+    assert.equal(await codeOf(inject(elsewhere, { body: event })), 'SEG_DUPLICATE_IN_FLIGHT');
+    assert.deepEqual(calls, ['r-renew']);
+    held.open();
+    await eventually(
+      async () => (await codeOf(inject(elsewhere, { body: event }))) === 200,
+      'the late success to be remembered',
+    );
+    assert.deepEqual(calls, ['r-renew']);
+  });
+
   test('a processed event is remembered for ttlMs, then processed again', async () => {
     const { handler, calls } = instance(await open(300));
     const event = trackEvent({ messageId: 'r-5' });
