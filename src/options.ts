@@ -71,7 +71,7 @@ export interface HandlerOptions {
   bodyTimeoutMs?: number;
   /**
    * A handler still running after this is answered 503 and `ctx.signal` fires; its event is not run
-   * again while it still runs (Reliability). An async `authenticate` and each call to a store of your own
+   * again while it still runs, for five timeouts (20 s) at most (Reliability). An async `authenticate` and each call to a store of your own
    * are bounded by it too, each on its own. @default 4000 (4 s)
    */
   handlerTimeoutMs?: number;
