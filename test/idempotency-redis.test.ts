@@ -39,6 +39,29 @@ function capturedLog(): { log: Logger; text: string[] } {
   return { log: jsonLogger('debug', (line) => text.push(line)), text };
 }
 
+/**
+ * Two instances on one Redis whose track handler outlives its 200 ms timeout until `held` opens: their
+ * handlers, the messageIds they ran, and the gate.
+ */
+async function slowPair() {
+  const calls: string[] = [];
+  const held = gate();
+  const slow = (store: RedisIdempotencyStore) =>
+    createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      idempotency: store,
+      handlerTimeoutMs: 200,
+      handlers: {
+        track: async (event) => {
+          calls.push(String(event.messageId));
+          await held.opened;
+        },
+      },
+    });
+  return { here: slow(await open()), elsewhere: slow(await open()), calls, held };
+}
+
 /** 'waiting', after `ms`: what a race with a request not answered meanwhile gives. */
 const stillWaitingAfter = (ms: number) =>
   new Promise<string>((resolve) => setTimeout(resolve, ms, 'waiting'));
@@ -160,23 +183,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
   });
 
   test('a handler past its timeout keeps its claim until it ends: copies here and elsewhere are not run, then duplicates', async () => {
-    const TIMEOUT = 200;
-    const calls: string[] = [];
-    const held = gate();
-    const slow = (store: RedisIdempotencyStore) =>
-      createHandler({
-        apiKeys: [API_KEY],
-        log: silentLogger,
-        idempotency: store,
-        handlerTimeoutMs: TIMEOUT,
-        handlers: {
-          track: async (event) => {
-            calls.push(String(event.messageId));
-            await held.opened;
-          },
-        },
-      });
-    const [here, elsewhere] = [slow(await open()), slow(await open())];
+    const { here, elsewhere, calls, held } = await slowPair();
     const event = trackEvent({ messageId: 'r-late' });
     const codeOf = async (handler: typeof here) => {
       const res = await inject(handler, { body: event });
@@ -198,23 +205,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     // timeout. With handlerTimeoutMs past 10 s the claim ended under the overdue handler, and another
     // instance ran the event beside it. Here the claim is brought near its end by hand, as 25 s of a
     // 30 s claim gone would leave it.
-    const TIMEOUT = 200;
-    const calls: string[] = [];
-    const held = gate();
-    const slow = (store: RedisIdempotencyStore) =>
-      createHandler({
-        apiKeys: [API_KEY],
-        log: silentLogger,
-        idempotency: store,
-        handlerTimeoutMs: TIMEOUT,
-        handlers: {
-          track: async (event) => {
-            calls.push(String(event.messageId));
-            await held.opened;
-          },
-        },
-      });
-    const [here, elsewhere] = [slow(await open()), slow(await open())];
+    const { here, elsewhere, calls, held } = await slowPair();
     const event = trackEvent({ messageId: 'r-renew' });
     const codeOf = async (res: Promise<Awaited<ReturnType<typeof inject>>>) => {
       const answered = await res;
@@ -224,7 +215,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     await eventually(async () => calls.length === 1, 'the handler to start');
     const [key] = await redis.keys('segment-endpoint:dedup:*');
     assert.ok(key !== undefined);
-    await redis.pExpire(key, TIMEOUT + 150); // ends 150 ms after the timeout
+    await redis.pExpire(key, 200 + 150); // ends 150 ms after the 200 ms timeout
     assert.equal(await first, 'SEG_HANDLER_TIMEOUT');
     await new Promise((resolve) => setTimeout(resolve, 300)); // past where the claim would have ended
     assert.equal(await codeOf(inject(elsewhere, { body: event })), 'SEG_DUPLICATE_IN_FLIGHT');
