@@ -20,7 +20,8 @@ const [
   { eventValidators },
   { MemoryIdempotencyStore },
   { once },
-  { createDispatcher, EventContext },
+  { createDispatcher },
+  { EventContext },
   { sendStatus },
 ] = await Promise.all(
   [
@@ -36,6 +37,7 @@ const [
     'idempotency.js',
     'once.js',
     'dispatch.js',
+    'context.js',
     'respond.js',
   ].map(load),
 );
@@ -68,7 +70,16 @@ export function rung(depth, apiKey) {
         ? dispatch(
             normalized.type,
             normalized,
-            new EventContext(key, settings, req.headers, silentLogger, event, text),
+            new EventContext(
+              key,
+              settings,
+              req.headers,
+              silentLogger,
+              normalized.type,
+              normalized.messageId,
+              event,
+              text,
+            ),
           )
         : 200;
     const status = has('dedup') ? once(idempotency, `${key}\n${normalized.messageId}`, run) : run();
