@@ -35,6 +35,14 @@ function guardStore(store: IdempotencyStore, log: Logger, timeoutMs: number): Ov
       { err },
       'the duplicate filter could not forget a failed event: its retry may wait for the claim to expire',
     );
+  // Events whose handler ran past its timeout (once.ts): nobody waits for their late complete, so its
+  // failure is said here.
+  const overdue = new Set<string>();
+  const rememberFailed = (err: unknown) =>
+    log.warn(
+      { err },
+      'the duplicate filter could not remember an event whose handler succeeded after its timeout: its copies wait for the claim to expire',
+    );
   return {
     claim(key) {
       const answer = store.claim(key);
@@ -50,10 +58,19 @@ function guardStore(store: IdempotencyStore, log: Logger, timeoutMs: number): Ov
         throw err;
       });
     },
-    complete: (key) => bounded(store.complete(key)),
+    complete(key) {
+      if (!overdue.delete(key)) return bounded(store.complete(key));
+      return Promise.resolve()
+        .then(() => bounded(store.complete(key)))
+        .catch(rememberFailed);
+    },
     // Ours (Redis): told of an overdue event, as the in-memory store is (once.ts).
-    [OVERDUE]: (key: string) => (store as OverdueAware)[OVERDUE]?.(key),
+    [OVERDUE]: (key: string) => {
+      overdue.add(key);
+      (store as OverdueAware)[OVERDUE]?.(key);
+    },
     release(key) {
+      overdue.delete(key);
       try {
         const released = bounded(store.release(key));
         if (isPromise(released)) return Promise.resolve(released).catch(forgetFailed);

@@ -115,6 +115,7 @@ function keepClaimed(store: IdempotencyStore, key: string, late: Promise<boolean
   (store as OverdueAware)[OVERDUE]?.(key);
   late
     .then((succeeded) => (succeeded ? store.complete(key) : store.release(key)))
-    // A store of the partner's that fails here: its claim stays as it left it (its own expiry).
+    // A store of the partner's that fails here (said in the log by guardStore): its claim stays as it
+    // left it, until its own expiry.
     .catch(() => {});
 }

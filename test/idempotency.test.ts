@@ -236,6 +236,32 @@ describe('duplicate suppression in the pipeline', () => {
     assert.deepEqual(runs, ['late-1', 'late-2', 'late-2']);
   });
 
+  test("a store of your own that cannot remember an overdue handler's late success: said in the log", async () => {
+    // Nobody waits for that late complete(): its failure was swallowed without a word.
+    const memory = new MemoryIdempotencyStore();
+    const store: IdempotencyStore = {
+      claim: (key) => memory.claim(key),
+      complete: async () => {
+        throw new Error('the store is read-only');
+      },
+      release: (key) => memory.release(key),
+    };
+    const warned: string[] = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: { ...silentLogger, warn: (_obj: object, msg?: string) => void warned.push(String(msg)) },
+      idempotency: store,
+      handlerTimeoutMs: 100,
+      handlers: { track: () => new Promise<void>((resolve) => setTimeout(resolve, 200)) },
+    });
+    assert.equal((await inject(handler, { body: trackEvent({ messageId: 'late-ro' }) })).status, 503);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    assert.ok(
+      warned.some((msg) => /could not remember an event whose handler succeeded after its timeout/.test(msg)),
+      warned.join('\n'),
+    );
+  });
+
   test('a failed event is not remembered: its retry is processed', async () => {
     const { handler, calls, failNext } = counting();
     failNext(1);
