@@ -1,6 +1,7 @@
 import { describeValue } from './errors.ts';
 import { MAX_DEPTH } from './json.ts';
 import { SCALE_OPTIONS } from './option-table-scale.ts';
+import { MAX_TIMER_MS, TIMEOUT_OPTIONS } from './option-table-timeouts.ts';
 
 // Every option of createHandler, createServer and the command line, each once: its flag and environment
 // variable, its default (the one source of defaults: units in the comments), its bounds and its --help
@@ -29,7 +30,8 @@ export interface OptionRow {
   readonly help?: string; // the flag's line in --help
 }
 
-export const MAX_TIMER_MS = 2 ** 31 - 1; // setTimeout's ceiling (~24.8 days)
+export { MAX_TIMER_MS };
+
 const env = (name: string) => `SEGMENT_ENDPOINT_${name}`;
 
 /** In the order --help lists the flags; README's tables keep it within each scope. */
@@ -178,28 +180,7 @@ export const OPTIONS = {
     max: 1_000_000,
     help: 'open connections at most; at the cap the longest-idle one is closed to admit a new one',
   },
-  // 16 KiB: Node's default; Segment's headers take under 1 KiB.
-  maxHeaderBytes: { scope: 'server', default: 16 * 1024, min: 1024, max: MAX_TIMER_MS },
-  bodyTimeoutMs: { scope: 'handler', default: 10_000, min: 1, max: MAX_TIMER_MS }, // 10 s
-  // 4 s: Segment gives up on a request after about 5 s.
-  handlerTimeoutMs: { scope: 'handler', default: 4_000, min: 1, max: MAX_TIMER_MS },
-  // 65 s: above the idle timeouts of the load balancers put in front (AWS ALB: 60 s), so that the
-  // balancer, not us, closes an idle connection: otherwise a request can race our close and fail.
-  keepAliveTimeoutMs: { scope: 'server', default: 65_000, min: 1, max: MAX_TIMER_MS },
-  // 10 s: Segment sends its headers at once; slow ones are an attack.
-  headersTimeoutMs: { scope: 'server', default: 10_000, min: 1, max: MAX_TIMER_MS },
-  // 30 s: above the body (10 s) and handler (4 s) timeouts together.
-  requestTimeoutMs: { scope: 'server', default: 30_000, min: 1, max: MAX_TIMER_MS },
-  shutdownTimeoutMs: {
-    scope: 'server',
-    flag: '--shutdown-timeout SECS',
-    env: env('SHUTDOWN_TIMEOUT'),
-    cli: 'seconds',
-    default: 10_000, // 10 s
-    min: 0,
-    max: MAX_TIMER_MS,
-    help: 'on SIGTERM, how long running events may take to finish',
-  },
+  ...TIMEOUT_OPTIONS,
   idempotency: { scope: 'handler' },
   'idempotency.ttlMs': {
     scope: 'handler',

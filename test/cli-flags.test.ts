@@ -349,6 +349,16 @@ describe('flags and variables that say one thing', () => {
     assert.match(run.stderr(), /"level":40[^\n]*SEGMENT_ENDPOINT_POSTGRES_TABLE is not used/);
   });
 
+  test('--handler-timeout (SEGMENT_ENDPOINT_HANDLER_TIMEOUT) sets handlerTimeoutMs, in seconds', () => {
+    // A handler that forwards to a slow service needs longer than 4 s, or a Segment-like 2 s: the CLI
+    // had no way to say either.
+    assert.equal(configOf(['--api-key', 'k']).options.handlerTimeoutMs, undefined);
+    assert.equal(configOf(['--api-key', 'k', '--handler-timeout', '2.5']).options.handlerTimeoutMs, 2500);
+    const fromEnv = configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_HANDLER_TIMEOUT: '10' });
+    assert.equal(fromEnv.options.handlerTimeoutMs, 10_000);
+    assert.throws(() => configOf(['--api-key', 'k', '--handler-timeout', '0']), /--handler-timeout must be/);
+  });
+
   test("a number out of its bounds is refused by its flag, in the flag's unit", () => {
     const refused = (args: string[], message: RegExp) =>
       assert.throws(
