@@ -54,13 +54,14 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
     if (handler !== undefined) table[type as EventType] = handler as AnyHandler;
   }
   const deadlines = new Deadlines(timeoutMs);
+  const overdueMs = Math.min(timeoutMs * OVERDUE_TIMEOUTS, OVERDUE_MAX_MS);
   const supports = (type: EventType) => table[type] !== undefined;
   const dispatch: Dispatcher['dispatch'] = (type, event, ctx) => {
     // The pipeline asked `supports` first: a type without a handler never gets here.
     const result = (table[type] as AnyHandler)(event, ctx);
     if (!isPromise(result)) return statusOf(result);
     return new Promise<number>((resolve, reject) => {
-      const run = new HandlerRun(ctx, reject, timeoutMs);
+      const run = new HandlerRun(ctx, reject, overdueMs);
       deadlines.add(run);
       // Adopted as `await` adopts it: a thenable of a driver that fulfils with a promise (a lazy job's
       // work) has that promise's outcome, not the promise itself taken for a result without a status.
@@ -119,7 +120,8 @@ class HandlerRun extends Deadline {
   constructor(
     readonly ctx: EventContext,
     readonly reject: (err: unknown) => void,
-    readonly timeoutMs: number,
+    /** How long past the timeout the handler's end is still waited for (`overdueOutcome`). */
+    readonly overdueMs: number,
   ) {
     super();
   }
@@ -127,7 +129,7 @@ class HandlerRun extends Deadline {
   override expired(): void {
     const timedOut = new EndpointError('SEG_HANDLER_TIMEOUT');
     const outcome = new Promise<boolean>((resolve) => {
-      const limit = setTimeout(resolve, Math.min(this.timeoutMs * OVERDUE_TIMEOUTS, OVERDUE_MAX_MS), false);
+      const limit = setTimeout(resolve, this.overdueMs, false);
       limit.unref();
       this.#overdue = (succeeded) => {
         clearTimeout(limit);
@@ -136,7 +138,7 @@ class HandlerRun extends Deadline {
     });
     overdue.set(timedOut, outcome);
     this.#scope.runInAsyncScope(() => {
-      this.ctx.abort(new EndpointError('SEG_HANDLER_TIMEOUT'));
+      this.ctx.abort(timedOut);
       this.reject(timedOut);
     });
   }
