@@ -147,8 +147,9 @@ export class PostgresSink implements Sink {
       await this.#pool.query(this.#insert, [groupJson(group)]);
     } catch (err) {
       const failure = failureOf(err);
-      if (failure === 'room' && this.#inFlight > 1) {
-        // Others work: the group waits for one of them. Only when none works is the sink down.
+      if (failure === 'room' && (this.#inFlight > 1 || this.#pool.totalCount > 0)) {
+        // Other connections are open, at work or idle since this one was asked for (the INSERT that held
+        // it ended meanwhile): the group waits for one of them. Only when none is open is the sink down.
         this.#room.fewer(this.#inFlight, err);
         this.#queue = group.concat(this.#queue);
         return;

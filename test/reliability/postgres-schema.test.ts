@@ -167,6 +167,29 @@ test('room that comes back is used again: once the role may open more connection
   await stopCleanly(ep);
 });
 
+test('a connection refused while the others sit idle: the group waits for one of them, not a 503 and the sink down', async () => {
+  // Two INSERTs at once under a CONNECTION LIMIT of 1: the second needs a connection of its own, and it
+  // is refused after the first has ended. The connection the first used is idle in the pool by then:
+  // the sink is not down (CI once saw a 503 from this in the test above).
+  await eventsTable('one_connection');
+  await pg.client.query('CREATE ROLE one LOGIN CONNECTION LIMIT 1');
+  await pg.client.query('GRANT INSERT, SELECT ON one_connection TO one');
+  const ep = await pg.endpoint(
+    'one_connection',
+    [],
+    pg.server.url.replace('postgres://postgres@', 'postgres://one@'),
+  );
+  const answers: number[] = [];
+  for (let round = 0; round < 20; round++) {
+    const pair = await atOnce(ep, 2, (n) => trackEvent({ messageId: `one-${round}-${n}` }));
+    answers.push(...pair.map((answer) => answer.status));
+  }
+  assert.deepEqual(answers, Array(40).fill(200), ep.output());
+  const { rows } = await pg.client.query<{ n: string }>('SELECT count(*) AS n FROM one_connection');
+  assert.equal(Number(rows[0]?.n), 40);
+  await stopCleanly(ep);
+});
+
 test('a primary key on (source, message_id): events without a messageId could not be stored, so the table is refused', async () => {
   // A primary key makes message_id NOT NULL: every group holding such an event failed whole, good ones with it.
   await pg.client.query(`CREATE TABLE keyed (received_at timestamptz NOT NULL, source text NOT NULL,
