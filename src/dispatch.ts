@@ -2,6 +2,7 @@ import { AsyncResource } from 'node:async_hooks';
 import type { Context, EventContext } from './context.ts';
 import { Deadline, Deadlines } from './deadlines.ts';
 import { EndpointError, type ErrorCode } from './errors.ts';
+import { LateWork } from './late-work.ts';
 import { isPromise } from './promise.ts';
 import type { EventMap } from './schemas.ts';
 import type { EventType } from './types.ts';
@@ -40,6 +41,8 @@ export interface Dispatcher {
   supports(type: EventType): boolean;
   /** Runs the type's handler (one it `supports`): the status to answer, or a rejection to map to one. */
   dispatch(type: EventType, event: unknown, ctx: EventContext): number | Promise<number>;
+  /** Handlers still running past their timeout, and what follows their end (`afterOverdue`). */
+  readonly late: LateWork;
 }
 
 /**
@@ -55,13 +58,14 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
   }
   const deadlines = new Deadlines(timeoutMs);
   const overdueMs = Math.min(timeoutMs * OVERDUE_TIMEOUTS, OVERDUE_MAX_MS);
+  const late = new LateWork();
   const supports = (type: EventType) => table[type] !== undefined;
   const dispatch: Dispatcher['dispatch'] = (type, event, ctx) => {
     // The pipeline asked `supports` first: a type without a handler never gets here.
     const result = (table[type] as AnyHandler)(event, ctx);
     if (!isPromise(result)) return statusOf(result);
     return new Promise<number>((resolve, reject) => {
-      const run = new HandlerRun(ctx, reject, overdueMs);
+      const run = new HandlerRun(ctx, reject, overdueMs, late);
       deadlines.add(run);
       // Adopted as `await` adopts it: a thenable of a driver that fulfils with a promise (a lazy job's
       // work) has that promise's outcome, not the promise itself taken for a result without a status.
@@ -86,7 +90,7 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
       );
     });
   };
-  return { supports, dispatch };
+  return { supports, dispatch, late };
 }
 
 /**
@@ -96,8 +100,8 @@ export function createDispatcher(handlers: Handlers, timeoutMs: number): Dispatc
 const OVERDUE_TIMEOUTS = 5;
 const OVERDUE_MAX_MS = 20_000;
 
-/** The outcome of each handler answered 503 at its timeout and still running, by the error it was answered. */
-const overdue = new WeakMap<object, Promise<boolean>>();
+/** Each handler answered 503 at its timeout and still running, by the error it was answered. */
+const overdue = new WeakMap<object, { readonly outcome: Promise<boolean>; readonly late: LateWork }>();
 
 /**
  * For the SEG_HANDLER_TIMEOUT an event was answered with: whether its handler, still running then, went
@@ -105,7 +109,12 @@ const overdue = new WeakMap<object, Promise<boolean>>();
  * duplicate filter keeps the event claimed until then (once.ts): a copy meanwhile does not run it again.
  */
 export function overdueOutcome(err: unknown): Promise<boolean> | undefined {
-  return typeof err === 'object' && err !== null ? overdue.get(err) : undefined;
+  return typeof err === 'object' && err !== null ? overdue.get(err)?.outcome : undefined;
+}
+
+/** Work that follows the end of the handler `err` was answered for (its claim's fate): idle() waits for it. */
+export function afterOverdue(err: unknown, work: Promise<unknown>): void {
+  if (typeof err === 'object' && err !== null) overdue.get(err)?.late.track(work);
 }
 
 /**
@@ -122,6 +131,7 @@ class HandlerRun extends Deadline {
     readonly reject: (err: unknown) => void,
     /** How long past the timeout the handler's end is still waited for (`overdueOutcome`). */
     readonly overdueMs: number,
+    readonly late: LateWork,
   ) {
     super();
   }
@@ -136,7 +146,8 @@ class HandlerRun extends Deadline {
         resolve(succeeded);
       };
     });
-    overdue.set(timedOut, outcome);
+    overdue.set(timedOut, { outcome, late: this.late });
+    this.late.track(outcome);
     this.#scope.runInAsyncScope(() => {
       this.ctx.abort(timedOut);
       this.reject(timedOut);

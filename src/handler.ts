@@ -145,10 +145,16 @@ class FrontDoor {
     }
   }
 
-  /** Resolves once no event is being processed. */
-  idle(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise<void>((wake) => this.#idleWaiters.push(wake));
+  /**
+   * Resolves once no event is being processed: none answered, and no handler still running past its
+   * timeout (answered 503), its claim remembered or released.
+   */
+  async idle(): Promise<void> {
+    const late = this.#pipeline.intake.late;
+    while (this.inFlight > 0 || late.pending > 0) {
+      if (this.inFlight > 0) await new Promise<void>((wake) => this.#idleWaiters.push(wake));
+      else await late.settled();
+    }
   }
 
   #event(req: IncomingMessage, res: ServerResponse, route: Route): void {

@@ -5,6 +5,7 @@ import { asObject } from './body.ts';
 import { EventContext } from './context.ts';
 import { createDispatcher, type Dispatcher } from './dispatch.ts';
 import { EndpointError, toErrorAnswer } from './errors.ts';
+import type { LateWork } from './late-work.ts';
 import type { Metrics } from './metrics.ts';
 import { normalizeEvent } from './normalize.ts';
 import { onceEvent } from './once.ts';
@@ -44,6 +45,11 @@ export class EventIntake {
     this.#opts = opts;
     this.#dispatcher = createDispatcher(opts.handlers, opts.handlerTimeoutMs);
     this.#metrics = metrics;
+  }
+
+  /** Handlers still running past their timeout, and their claims' fate: `idle()` waits for them. */
+  get late(): LateWork {
+    return this.#dispatcher.late;
   }
 
   /**

@@ -1,4 +1,4 @@
-import { overdueOutcome } from './dispatch.ts';
+import { afterOverdue, overdueOutcome } from './dispatch.ts';
 import { EndpointError } from './errors.ts';
 import {
   type Claim,
@@ -93,7 +93,7 @@ function succeeded<T>(store: IdempotencyStore, key: string, value: T): T | Promi
 function failed(store: IdempotencyStore, key: string, err: unknown): never | Promise<never> {
   const late = overdueOutcome(err);
   if (late !== undefined) {
-    keepClaimed(store, key, late);
+    afterOverdue(err, keepClaimed(store, key, late));
     throw err;
   }
   const released = store.release(key);
@@ -111,11 +111,13 @@ function failed(store: IdempotencyStore, key: string, err: unknown): never | Pro
  * meanwhile is told to retry at once (`OVERDUE`, where the store can), not run beside the first (two
  * calls to the partner's downstream for one event).
  */
-function keepClaimed(store: IdempotencyStore, key: string, late: Promise<boolean>): void {
+function keepClaimed(store: IdempotencyStore, key: string, late: Promise<boolean>): Promise<unknown> {
   (store as OverdueAware)[OVERDUE]?.(key);
-  late
-    .then((succeeded) => (succeeded ? store.complete(key) : store.release(key)))
-    // A store of the partner's that fails here (said in the log by guardStore): its claim stays as it
-    // left it, until its own expiry.
-    .catch(() => {});
+  return (
+    late
+      .then((succeeded) => (succeeded ? store.complete(key) : store.release(key)))
+      // A store of the partner's that fails here (said in the log by guardStore): its claim stays as it
+      // left it, until its own expiry.
+      .catch(() => {})
+  );
 }

@@ -67,7 +67,8 @@ class Exchange implements BodySink, RequestFacts, PendingAnswer {
  */
 export class EventPipeline {
   readonly #opts: ResolvedHandlerOptions;
-  readonly #intake: EventIntake;
+  /** Takes each event: its `late` work is what `idle()` waits for beyond the answers. */
+  readonly intake: EventIntake;
   readonly #settings = new SettingsCache();
   readonly #credentials: CredentialsCache;
   readonly #deadlines: Deadlines;
@@ -84,7 +85,7 @@ export class EventPipeline {
     draining: () => boolean,
   ) {
     this.#opts = opts;
-    this.#intake = new EventIntake(opts, metrics);
+    this.intake = new EventIntake(opts, metrics);
     this.#credentials = new CredentialsCache(opts.authenticate, opts.handlerTimeoutMs);
     this.#deadlines = new Deadlines(opts.bodyTimeoutMs);
     this.#metrics = metrics;
@@ -160,15 +161,15 @@ export class EventPipeline {
       const { route } = x;
       if (route.kind === 'event' && !Array.isArray(value)) {
         // One event, the body as sent: its own text goes with it. Its token was taken at admission.
-        result = this.#intake.accept(x, value, 'Request body', text);
+        result = this.intake.accept(x, value, 'Request body', text);
       } else {
         const carried = eventsOf(value, route, text);
         result = carried.batch
           ? this.#acceptAll(x, carried).then(batchAnswer)
-          : this.#intake.accept(x, carried.events[0], 'Request body', undefined);
+          : this.intake.accept(x, carried.events[0], 'Request body', undefined);
       }
     } catch (err) {
-      result = this.#intake.failed(err, x.apiKey);
+      result = this.intake.failed(err, x.apiKey);
     }
     if (!isPromise(result)) {
       this.answer(x, result);
@@ -182,7 +183,7 @@ export class EventPipeline {
 
   /** Answers the request with what a thrown refusal amounts to. */
   refuse(x: Exchange, err: unknown): void {
-    this.answer(x, this.#intake.failed(err, x.apiKey));
+    this.answer(x, this.intake.failed(err, x.apiKey));
   }
 
   /**
@@ -227,7 +228,7 @@ export class EventPipeline {
       if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, events);
     };
     const accept = (event: unknown, index: number) =>
-      this.#intake.accept(x, event, `Event #${index}`, undefined);
+      this.intake.accept(x, event, `Event #${index}`, undefined);
     return acceptBatch(carried, settingsBytes, 2 * this.#opts.maxBodyBytes, accept, charge);
   }
 

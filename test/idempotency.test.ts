@@ -262,6 +262,40 @@ describe('duplicate suppression in the pipeline', () => {
     );
   });
 
+  test('idle() waits for a handler past its timeout, and for its claim remembered: a store closed after it loses nothing', async () => {
+    // An embedder stops with drain(), await idle(), then closes its store (a Redis client). idle()
+    // resolved while the overdue handler still ran: its late success then met a closed store, and the
+    // event stayed claimed, its retries told to wait, until the claim expired.
+    const memory = new MemoryIdempotencyStore();
+    const said: string[] = [];
+    const store: IdempotencyStore = {
+      claim: (key) => memory.claim(key),
+      complete: async (key) => {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        said.push('remembered');
+        return memory.complete(key);
+      },
+      release: (key) => memory.release(key),
+    };
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      idempotency: store,
+      handlerTimeoutMs: 100,
+      handlers: {
+        track: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          said.push('handler ended');
+        },
+      },
+    });
+    assert.equal((await inject(handler, { body: trackEvent({ messageId: 'late-idle' }) })).status, 503);
+    handler.drain();
+    await handler.idle();
+    assert.deepEqual(said, ['handler ended', 'remembered']);
+    assert.equal(handler.inFlight, 0);
+  });
+
   test('a failed event is not remembered: its retry is processed', async () => {
     const { handler, calls, failNext } = counting();
     failNext(1);
