@@ -2,6 +2,7 @@ import { Deadlines } from './deadlines.ts';
 import { describeValue, EndpointError } from './errors.ts';
 import {
   type Claim,
+  HANDLER_TIMEOUT,
   type IdempotencyStore,
   type MemoryIdempotencyOptions,
   MemoryIdempotencyStore,
@@ -22,6 +23,7 @@ import { isPromise, within } from './promise.ts';
  */
 function guardStore(store: IdempotencyStore, log: Logger, timeoutMs: number): OverdueAware {
   if (Object.getPrototypeOf(store) === MemoryIdempotencyStore.prototype) return store;
+  (store as OverdueAware)[HANDLER_TIMEOUT]?.(timeoutMs);
   const deadlines = new Deadlines(timeoutMs);
   const late = () =>
     new EndpointError(

@@ -3,11 +3,12 @@ import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import { GivenUp } from './given-up.ts';
 import { HeldClaims } from './held-claims.ts';
-import { type Claim, type IdempotencyStore, OVERDUE } from './idempotency.ts';
+import { type Claim, HANDLER_TIMEOUT, type IdempotencyStore, OVERDUE } from './idempotency.ts';
 import type { Logger } from './log.ts';
 import { within } from './promise.ts';
-import { firstAttempt, newClient, type RedisClient, Replies } from './redis-client.ts';
+import { firstAttempt, newClient, type RedisClient, Replies, Unanswered } from './redis-client.ts';
 import { RELEASE, RENEW, redisKey } from './redis-key.ts';
+import { RedisOutage } from './redis-outage.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
 
 // Duplicate suppression shared by every process and machine of one endpoint, over Redis: an event is
@@ -17,14 +18,13 @@ import { REDIS, serviceAddress } from './service-url.ts';
 
 const DONE = 'done';
 // How long a claim outlives a process that dies while handling its event (then the sender's retry is
-// processed): far above handlerTimeoutMs (4 s by default), renewed for one still running then ([OVERDUE]).
+// processed): far above handlerTimeoutMs (4 s by default), and at least twice a longer one
+// ([HANDLER_TIMEOUT]); renewed for a handler still running at its timeout ([OVERDUE]).
 const PENDING_MS = 30_000; // 30 s
-const PENDING = { condition: 'NX', expiration: { type: 'PX', value: PENDING_MS } } as const;
 const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
-const PROBE_MS = 1_000; // 1 s between writes that probe Redis while it fails
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
 const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
-const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const;
+const PROBE_SET = { expiration: { type: 'PX', value: 1_000 } } as const; // cleared before the next
 
 export interface RedisIdempotencyOptions {
   /** How long a processed event is remembered, in milliseconds. */
@@ -65,31 +65,30 @@ export async function openRedisIdempotency(
 export class RedisIdempotencyStore implements IdempotencyStore {
   readonly ttlMs: number;
   readonly #client: RedisClient;
-  readonly #where: string;
-  readonly #log: Logger | undefined;
   readonly #deadlines = new Deadlines(COMMAND_MS);
   /** What this store's claims hold in Redis: release deletes a claim only while it is still ours. */
   readonly #token = `pending:${randomBytes(8).toString('hex')}`;
   readonly #held = new HeldClaims();
   readonly #givenUp = new GivenUp();
   readonly #replies: Replies;
-  /** Whether an outage has been logged and its end not yet. */
-  #down = false;
+  readonly #outage: RedisOutage;
+  /** How long a claim lives (PENDING_MS, or twice the longest handlerTimeoutMs of the handlers using it). */
+  #pendingMs = PENDING_MS;
 
   constructor(client: RedisClient, ttlMs: number, where: string, log?: Logger) {
     this.#client = client;
     this.#replies = new Replies(client);
     this.ttlMs = ttlMs;
-    this.#where = where;
-    this.#log = log;
+    const probe = () => this.#send(client.set(PROBE_KEY, '1', PROBE_SET));
+    this.#outage = new RedisOutage(where, log, probe, () => client.isOpen);
     // Without a listener an 'error' event would crash the process; the client reconnects by itself.
     // (A reconnection ends no outage by itself: the next probe's write does.)
-    client.on('error', (err: unknown) => this.#outage(err));
+    client.on('error', (err: unknown) => this.#outage.began(err));
   }
 
   /** Whether Redis answers now: false while it is down or hung, and claims are refused. */
   get ready(): boolean {
-    return this.#client.isReady && !this.#down;
+    return this.#client.isReady && !this.#outage.down;
   }
 
   async claim(key: string): Promise<Claim> {
@@ -103,11 +102,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     } catch (err) {
       const refused = new EndpointError('SEG_IDEMPOTENCY_UNAVAILABLE', undefined, { cause: err });
       this.#held.fail(id, refused);
-      this.#outage(err);
+      this.#outage.began(err);
       throw refused;
     }
     if (claim !== 'new') this.#held.end(id, claim);
-    this.#recovered();
+    this.#outage.ended();
     return claim;
   }
 
@@ -117,7 +116,12 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    */
   async #claim(id: string): Promise<Claim> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const made = await this.#send(this.#client.set(id, this.#token, PENDING)).catch((err: unknown) => {
+      const made = await this.#send(
+        this.#client.set(id, this.#token, {
+          condition: 'NX',
+          expiration: { type: 'PX', value: this.#pendingMs },
+        }),
+      ).catch((err: unknown) => {
         // It may yet run (see GivenUp): past its bound, or written before its connection was made again
         // under it. One that never left is harmless there: its retry's SET NX simply succeeds.
         this.#givenUp.add(id);
@@ -149,7 +153,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     try {
       await this.#send(this.#client.set(id, DONE, done));
     } catch (err) {
-      this.#outage(err);
+      this.#outage.began(err);
     } finally {
       this.#held.forget(id);
     }
@@ -162,22 +166,28 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     try {
       await this.#send(this.#client.eval(RELEASE, { keys: [id], arguments: [this.#token] }));
     } catch (err) {
-      this.#outage(err);
+      this.#outage.began(err);
     } finally {
       this.#held.forget(id);
     }
   }
 
-  /** Its handler is past its timeout (once.ts): copies are told to retry; its claim outlives its 20 s more. */
+  /** Its handler is past its timeout (once.ts): copies are told to retry; its claim renewed, to outlive its 20 s more. */
   [OVERDUE](key: string): void {
     const id = redisKey(key);
     this.#held.settle(id, 'busy');
-    this.#renew(id).catch((err: unknown) => this.#outage(err));
+    this.#renew(id).catch((err: unknown) => this.#outage.began(err));
   }
 
-  /** Gives this store's claim on `id`, while the key still holds it, PENDING_MS again: 1 if it did. */
+  /** A handler given `ms` uses this store (createHandler): its claims outlive it, twice over. */
+  [HANDLER_TIMEOUT](ms: number): void {
+    this.#pendingMs = Math.max(this.#pendingMs, 2 * ms);
+  }
+
+  /** Gives this store's claim on `id`, while the key still holds it, its time again: 1 if it did. */
   async #renew(id: string): Promise<unknown> {
-    return this.#send(this.#client.eval(RENEW, { keys: [id], arguments: [this.#token, String(PENDING_MS)] }));
+    const pendingMs = String(this.#pendingMs);
+    return this.#send(this.#client.eval(RENEW, { keys: [id], arguments: [this.#token, pendingMs] }));
   }
 
   /** Disconnects: claims are refused from now on. Commands under way get COMMAND_MS, then are given up. */
@@ -204,47 +214,4 @@ export class RedisIdempotencyStore implements IdempotencyStore {
       },
     );
   }
-
-  #outage(err: unknown): void {
-    if (this.#down) return;
-    this.#down = true;
-    this.#tell(
-      'error',
-      { err, redis: this.#where },
-      'Redis fails: events are refused (503) until it answers',
-    );
-    this.#probe();
-  }
-
-  /**
-   * While down, a write a second: health turns ok again even when no event comes (a balancer left us),
-   * and only once Redis takes writes again, not merely answers.
-   */
-  #probe(): void {
-    setTimeout(() => {
-      if (!this.#down || !this.#client.isOpen) return;
-      this.#send(this.#client.set(PROBE_KEY, '1', PROBE_SET)).then(
-        () => this.#recovered(),
-        () => this.#probe(),
-      );
-    }, PROBE_MS).unref();
-  }
-
-  #recovered(): void {
-    if (!this.#down) return;
-    this.#down = false;
-    this.#tell('info', { redis: this.#where }, 'Redis answers again: events are checked for duplicates');
-  }
-
-  /** A line for the operator. A logger that throws loses the line, never an event's claim or answer. */
-  #tell(level: 'error' | 'info', fields: Record<string, unknown>, message: string): void {
-    try {
-      this.#log?.[level](fields, message);
-    } catch {
-      // nothing to do: the line is lost
-    }
-  }
 }
-
-/** A command given up on past COMMAND_MS: sent, it may still run when Redis answers again. */
-class Unanswered extends Error {}

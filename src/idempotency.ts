@@ -47,8 +47,17 @@ export interface MemoryIdempotencyOptions {
  */
 export const OVERDUE = Symbol('segment-endpoint.overdue');
 
+/**
+ * Told the handlerTimeoutMs of each handler a store is given to (idempotency-option.ts): a store whose
+ * claims expire (Redis) keeps them longer than a handler may run.
+ */
+export const HANDLER_TIMEOUT = Symbol('segment-endpoint.handlerTimeout');
+
 /** A store that can tell copies of an overdue event to retry at once (see `OVERDUE`). */
-export type OverdueAware = IdempotencyStore & { [OVERDUE]?: (key: string) => void };
+export type OverdueAware = IdempotencyStore & {
+  [OVERDUE]?: (key: string) => void;
+  [HANDLER_TIMEOUT]?: (ms: number) => void;
+};
 
 /** The defaults of the `idempotency` option, for a store made without them. */
 export const IDEMPOTENCY_DEFAULTS = {

@@ -80,3 +80,6 @@ export class Replies {
     this.#client.connect().catch(() => {});
   }
 }
+
+/** A command given up on past its bound: sent, it may still run when Redis answers again. */
+export class Unanswered extends Error {}

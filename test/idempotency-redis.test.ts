@@ -228,6 +228,32 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     assert.deepEqual(calls, ['r-renew']);
   });
 
+  test('a claim outlives a handlerTimeoutMs over 30 s: another instance does not run the event beside it', async () => {
+    // A claim lived 30 s whatever the timeout: a handler given 45 s lost its claim 30 s in, and a retry
+    // at another instance ran the event again beside it.
+    const held = gate();
+    const calls: string[] = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      idempotency: await open(),
+      handlerTimeoutMs: 45_000,
+      handlers: {
+        track: async (event) => {
+          calls.push(String(event.messageId));
+          await held.opened;
+        },
+      },
+    });
+    const first = inject(handler, { body: trackEvent({ messageId: 'r-long' }) });
+    await eventually(async () => calls.length === 1, 'the handler to start');
+    const [key] = await redis.keys('segment-endpoint:dedup:*');
+    const pttl = await redis.pTTL(String(key));
+    assert.ok(pttl > 45_000, `the claim ends ${pttl} ms from now, before the handler's timeout`);
+    held.open();
+    assert.equal((await first).status, 200);
+  });
+
   test('a processed event is remembered for ttlMs, then processed again', async () => {
     const { handler, calls } = instance(await open(300));
     const event = trackEvent({ messageId: 'r-5' });

@@ -1,0 +1,57 @@
+import type { Logger } from './log.ts';
+
+// Whether Redis fails, as the duplicate filter over it sees it (idempotency-redis.ts): said once when an
+// outage begins and once when it ends, and probed while it lasts.
+
+const PROBE_MS = 1_000; // 1 s between writes that probe Redis while it fails
+
+export class RedisOutage {
+  /** Whether an outage has been logged and its end not yet. */
+  down = false;
+
+  constructor(
+    /** Where Redis is, for the log: never its URL, which may hold a password. */
+    readonly where: string,
+    readonly log: Logger | undefined,
+    /** A write to Redis: a read-only replica or a Redis out of memory answers PING, not a write. */
+    readonly probe: () => Promise<unknown>,
+    /** Whether the client is still open: a closed store probes no more. */
+    readonly open: () => boolean,
+  ) {}
+
+  began(err: unknown): void {
+    if (this.down) return;
+    this.down = true;
+    this.#tell('error', { err, redis: this.where }, 'Redis fails: events are refused (503) until it answers');
+    this.#probeLater();
+  }
+
+  ended(): void {
+    if (!this.down) return;
+    this.down = false;
+    this.#tell('info', { redis: this.where }, 'Redis answers again: events are checked for duplicates');
+  }
+
+  /**
+   * While down, a write a second: health turns ok again even when no event comes (a balancer left us),
+   * and only once Redis takes writes again, not merely answers.
+   */
+  #probeLater(): void {
+    setTimeout(() => {
+      if (!this.down || !this.open()) return;
+      this.probe().then(
+        () => this.ended(),
+        () => this.#probeLater(),
+      );
+    }, PROBE_MS).unref();
+  }
+
+  /** A line for the operator. A logger that throws loses the line, never an event's claim or answer. */
+  #tell(level: 'error' | 'info', fields: Record<string, unknown>, message: string): void {
+    try {
+      this.log?.[level](fields, message);
+    } catch {
+      // nothing to do: the line is lost
+    }
+  }
+}
