@@ -76,7 +76,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     config = (await import('./cluster/port.ts')).withChosenPort(config, env);
     log = withFields(log, { worker: link.worker });
   }
-  const { certificateReloader, listen, start } = await import('./start.ts');
+  const { listen, reloader, start } = await import('./start.ts');
   let running: Running;
   let url: string;
   try {
@@ -94,7 +94,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   else link.listening(url, running.where);
   // A worker loads what its primary read again and loaded (it sends the files with the reload).
   const read = link === undefined ? undefined : (path: string) => files.get(path) ?? readFileSync(path);
-  signals.onReload = certificateReloader(config.tlsFiles, running.endpoint, log, read);
+  signals.onReload = reloader(config, running.endpoint, log, read);
   if (signals.reloadEarly) {
     // The certificate was read at start-up, perhaps before the renewal this SIGHUP announced.
     log.info({}, 'SIGHUP received during start-up: reloading now that the server is up');

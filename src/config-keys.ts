@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { type ApiKeySpec, apiKeySpec, sameSpec } from './auth.ts';
+import type { CliConfig } from './config.ts';
+import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
+import { readRegularFile } from './regular-file.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
 
@@ -127,5 +130,36 @@ export function readInput(file: string, flag: string): Buffer {
     return readFileSync(file);
   } catch (err) {
     throw new UsageError(`${flag}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+/**
+ * What SIGHUP does to the keys of --api-keys-file, in the single process and in the primary of --workers:
+ * the file read again, its keys (with those of --api-key and the environment) checked as at start and
+ * given to `load` with the file's bytes. Keys that cannot be read or are refused are logged, by line and
+ * never a key, and the current ones stay. Without a keys file there is nothing to reload. Whether keys
+ * were loaded.
+ */
+export function reloadKeys(
+  file: CliConfig['keysFile'],
+  log: Logger,
+  load: (keys: ApiKeySpec[], bytes: Buffer) => void,
+  read: (path: string) => Buffer = readRegularFile,
+): boolean {
+  if (file === undefined) return false;
+  try {
+    let bytes: Buffer = Buffer.alloc(0);
+    const keys = file.keys((path) => {
+      bytes = read(path);
+      return bytes;
+    });
+    load(keys, bytes);
+    return true;
+  } catch (err) {
+    log.error(
+      { file: file.path, reason: (err as Error).message },
+      'API keys reload failed; keeping the current ones',
+    );
+    return false;
   }
 }

@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import type { ApiKeySpec } from './auth.ts';
 import { apiKeys, type ReadFile, readInput, UsageError } from './config-keys.ts';
 import { flagName, ofTheirSource } from './config-said.ts';
 import { tlsOf } from './config-tls.ts';
@@ -37,6 +38,8 @@ export interface CliConfig {
   readonly logLevel: LogLevel;
   /** Where the certificate and key were read from, to read again on SIGHUP. */
   readonly tlsFiles: { cert: string; key: string } | undefined;
+  /** --api-keys-file, and the keys read again with it on SIGHUP (with the flags' and variables' own). */
+  readonly keysFile: { readonly path: string; readonly keys: (read: ReadFile) => ApiKeySpec[] } | undefined;
   /** Processes serving the port: 1 is one process, no primary. */
   readonly workers: number;
   /** --postgres: the PostgreSQL sink's connection URL, instead of the file store. */
@@ -88,7 +91,9 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
   const unused: string[] = [];
   const tlsFiles = tlsOf(read, values, readFile, unused);
   if (tlsFiles !== undefined) options.tls = tlsFiles.pair;
-  options.apiKeys = apiKeys(values['api-key'] as string[] | undefined, text('apiKeysFile'), env, readFile);
+  const keysPath = text('apiKeysFile');
+  const keysOf = (read: ReadFile) => apiKeys(values['api-key'] as string[] | undefined, keysPath, env, read);
+  options.apiKeys = keysOf(readFile);
   for (const [name, row] of FLAG_ROWS) {
     if (row.scope === 'cli' || row.cli === 'list' || row.cli === 'module') continue; // read below
     const value = convert(row, read(name));
@@ -123,6 +128,7 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
     out: text('out') ?? OPTIONS.out.default,
     logLevel: logLevel as LogLevel,
     tlsFiles: tlsFiles?.files,
+    keysFile: keysPath === undefined ? undefined : { path: keysPath, keys: keysOf },
     workers: workers(text('workers') ?? OPTIONS.workers.default),
     postgres: postgres(text('postgres'), text('postgresTable') ?? OPTIONS.postgresTable.default),
     idempotencyRedis: checkUrl(text('idempotencyRedis'), REDIS, '--idempotency-redis'),

@@ -28,7 +28,7 @@ const MAX_KNOWN = 1024; // distinct Authorization headers accepted and kept
  * time, only the header's parsing is saved. Only accepted headers are kept: unknown keys cannot fill it.
  */
 export class CredentialsCache {
-  readonly #authenticate: Authenticate;
+  #authenticate: Authenticate;
   readonly #fixed: boolean;
   readonly #known = new Map<number, Known>();
   readonly #deadlines: Deadlines;
@@ -38,6 +38,18 @@ export class CredentialsCache {
     this.#authenticate = authenticate;
     this.#fixed = isFixed(authenticate);
     this.#deadlines = new Deadlines(timeoutMs);
+  }
+
+  /**
+   * The fixed set of keys replaced by `authenticate`'s (keyAuthenticator's): headers accepted before are
+   * decided again, so a key taken out is refused from the next request on.
+   */
+  replaceKeys(authenticate: Authenticate): void {
+    if (!this.#fixed || !isFixed(authenticate)) {
+      throw new TypeError('setApiKeys: this handler was made with options.authenticate, not options.apiKeys');
+    }
+    this.#authenticate = authenticate;
+    this.#known.clear();
   }
 
   /** The request's credentials, or a throw of the 401/403 to answer. */

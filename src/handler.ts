@@ -1,11 +1,16 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { repeats } from './auth.ts';
+import { type ApiKeySpec, repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
-import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
+import {
+  type HandlerOptions,
+  type ResolvedHandlerOptions,
+  resolveApiKeys,
+  resolveHandlerOptions,
+} from './options.ts';
 import { EventPipeline } from './pipeline.ts';
 import { refusal } from './refusals.ts';
 import { type RefusalContext, sendContinue, sendError, sendHealth, sendMetrics } from './respond.ts';
@@ -23,8 +28,13 @@ export interface EndpointHandler {
   readonly path: string;
   /** The counters served on `metricsPath`, when it is set. */
   readonly metrics: Metrics | undefined;
-  /** Resolves once no event is being processed. */
+  /** Resolves once no event is being processed (a handler past its timeout counts: it still runs). */
   idle(): Promise<void>;
+  /**
+   * Replaces the keys of `apiKeys` (checked as that option is; a throw leaves the current ones): new
+   * customers without a restart, a key taken out refused from the next request on.
+   */
+  setApiKeys(apiKeys: Iterable<string | ApiKeySpec>): void;
 }
 
 /**
@@ -45,6 +55,7 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
     door.draining = true;
   };
   handler.idle = () => door.idle();
+  handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(resolveApiKeys(apiKeys));
   Object.defineProperties(handler, {
     draining: { get: () => door.draining, enumerable: true },
     inFlight: { get: () => door.inFlight, enumerable: true },
@@ -63,7 +74,7 @@ class FrontDoor {
   readonly #opts: ResolvedHandlerOptions;
   readonly #routes: ReadonlyMap<string, Route>;
   readonly #context: RefusalContext;
-  readonly #pipeline: EventPipeline;
+  readonly pipeline: EventPipeline;
   #idleWaiters: Array<() => void> = [];
 
   constructor(opts: ResolvedHandlerOptions) {
@@ -76,7 +87,7 @@ class FrontDoor {
       maxBodyBytes: opts.maxBodyBytes,
       closing: () => this.draining,
     };
-    this.#pipeline = new EventPipeline(opts, this.metrics, this.#context, () => this.draining);
+    this.pipeline = new EventPipeline(opts, this.metrics, this.#context, () => this.draining);
   }
 
   serve(req: IncomingMessage, res: ServerResponse): void {
@@ -150,7 +161,7 @@ class FrontDoor {
    * timeout (answered 503), its claim remembered or released.
    */
   async idle(): Promise<void> {
-    const late = this.#pipeline.intake.late;
+    const late = this.pipeline.intake.late;
     while (this.inFlight > 0 || late.pending > 0) {
       if (this.inFlight > 0) await new Promise<void>((wake) => this.#idleWaiters.push(wake));
       else await late.settled();
@@ -170,7 +181,7 @@ class FrontDoor {
       this.#refuse(route, req, res, refusal('SEG_OVERLOADED'));
     } else {
       this.inFlight++;
-      this.#pipeline.handle(req, res, route, this.#settled);
+      this.pipeline.handle(req, res, route, this.#settled);
     }
   }
 

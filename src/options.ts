@@ -199,7 +199,11 @@ function resolveAuthenticate(input: HandlerOptions): Authenticate {
   if (input.apiKeys === undefined) {
     throw new TypeError('options.apiKeys or options.authenticate is required: the endpoint never runs open');
   }
-  const keys: unknown = input.apiKeys;
+  return resolveApiKeys(input.apiKeys);
+}
+
+/** The `apiKeys` option (or what `setApiKeys` is given), checked: the authenticator of those keys. */
+export function resolveApiKeys(keys: unknown): Authenticate {
   if (
     typeof keys !== 'object' ||
     keys === null ||

@@ -70,7 +70,8 @@ export class EventPipeline {
   /** Takes each event: its `late` work is what `idle()` waits for beyond the answers. */
   readonly intake: EventIntake;
   readonly #settings = new SettingsCache();
-  readonly #credentials: CredentialsCache;
+  /** Who sent a request: `setApiKeys` replaces its keys. */
+  readonly credentials: CredentialsCache;
   readonly #deadlines: Deadlines;
   readonly #metrics: Metrics | undefined;
   readonly #observing: boolean;
@@ -86,7 +87,7 @@ export class EventPipeline {
   ) {
     this.#opts = opts;
     this.intake = new EventIntake(opts, metrics);
-    this.#credentials = new CredentialsCache(opts.authenticate, opts.handlerTimeoutMs);
+    this.credentials = new CredentialsCache(opts.authenticate, opts.handlerTimeoutMs);
     this.#deadlines = new Deadlines(opts.bodyTimeoutMs);
     this.#metrics = metrics;
     this.#observing = metrics !== undefined || opts.accessLog;
@@ -101,7 +102,7 @@ export class EventPipeline {
   handle(req: IncomingMessage, res: ServerResponse, route: Route, done: () => void): void {
     const x = new Exchange(this, req, res, route, this.#observing ? performance.now() : 0, done);
     try {
-      const credentials = this.#credentials.of(req);
+      const credentials = this.credentials.of(req);
       if (!isPromise(credentials)) {
         this.#authenticated(x, credentials);
         return;

@@ -1,5 +1,7 @@
+import type { ApiKeySpec } from './auth.ts';
 import { reloadCertificate } from './certificate.ts';
 import { type CliConfig, UsageError } from './config.ts';
+import { reloadKeys } from './config-keys.ts';
 import type { Handlers } from './dispatch.ts';
 import { loadHandlers } from './handlers-module.ts';
 import type { Logger } from './log.ts';
@@ -71,18 +73,22 @@ async function sharedFilter(config: CliConfig, log: Logger) {
 }
 
 /**
- * What SIGHUP does once the server is up (reloadCertificate): new connections get the new pair, open
- * ones keep theirs.
+ * What SIGHUP does once the server is up: the certificate read again (reloadCertificate; new connections
+ * get the new pair, open ones keep theirs), and the keys of --api-keys-file (reloadKeys; from the next
+ * request on).
  */
-export function certificateReloader(
-  files: CliConfig['tlsFiles'],
+export function reloader(
+  config: Pick<CliConfig, 'tlsFiles' | 'keysFile'>,
   endpoint: EndpointServer,
   log: Logger,
   read?: (path: string) => Buffer,
 ): () => void {
+  const { tlsFiles: files, keysFile } = config;
   return () => {
     const load = (cert: Buffer, key: Buffer) => endpoint.reloadTls({ cert, key });
     if (reloadCertificate(files, log, load, read)) log.info({ cert: files?.cert }, 'certificate reloaded');
+    const setKeys = (keys: ApiKeySpec[]) => endpoint.handler.setApiKeys(keys);
+    if (reloadKeys(keysFile, log, setKeys, read)) log.info({ file: keysFile?.path }, 'API keys reloaded');
   };
 }
 

@@ -26,8 +26,9 @@ ${FLAG_ROWS.map(([, row]) => usageEntry(row)).join('\n')}
 At least one API key is required. Flags are visible to every user of the host (ps): give secrets
 in files of mode 0600 (--api-keys-file, --signature-secret-file) or in the environment instead.
 SIGTERM or SIGINT drains: new events get 503, running ones finish, the store is flushed, then the
-process exits 0. SIGHUP reads --cert and --key again (one received during start-up, once listening)
-if they are regular files: a named pipe, read again with no writer, would block the process for good.
+process exits 0. SIGHUP reads --cert, --key and --api-keys-file again (one received during start-up,
+once listening) if they are regular files: a named pipe, read again with no writer, would block the
+process for good. What does not load is logged, and what was loaded before stays.
 `;
 }
 

@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { makeCert, makeExpiredCert, servedFingerprint } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
-import { CLI_SOURCE, spawnClean } from './helpers-spawn.ts';
+import { CLI_SOURCE, httpFlags, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
 test('SIGHUP reloads the certificate for new connections without dropping open ones; a bad pair is refused', async () => {
@@ -75,3 +76,63 @@ test('SIGHUP reloads the certificate for new connections without dropping open o
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** An event sent with `key` on a connection of its own (with --workers, any worker may take it): its status. */
+function post(url: string, key: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', agent: false, headers: segmentHeaders(key) }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(trackEvent()));
+  });
+}
+
+/** The statuses of `times` events sent with `key`, each on its own connection. */
+const statuses = async (url: string, key: string, times: number) =>
+  [...new Set(await Promise.all(Array.from({ length: times }, () => post(url, key))))].sort();
+
+for (const workers of ['1', '2']) {
+  test(`SIGHUP reads --api-keys-file again (--workers ${workers}): a key added is served, one taken out refused, a bad file refused`, async () => {
+    // A new customer's key took a restart. The keys of --api-key and the environment stay as they were.
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-keys-reload-'));
+    let run: ReturnType<typeof spawnClean> | undefined;
+    try {
+      const keysFile = join(dir, 'keys');
+      writeFileSync(keysFile, 'first-key\n', { mode: 0o600 });
+      run = spawnClean(process.execPath, [
+        ...CLI_SOURCE,
+        ...httpFlags('flag-key'),
+        ...['--api-keys-file', keysFile, '--workers', workers, '--out', join(dir, 'out')],
+      ]);
+      const url = (await waitFor(run.stdout, /listening on (\S+)/))[1] as string;
+      const times = Number(workers) * 4;
+      assert.deepEqual(await statuses(url, 'first-key', times), [200]);
+      assert.deepEqual(await statuses(url, 'second-key', times), [401]);
+
+      writeFileSync(keysFile, '# rotated\nsecond-key track\n');
+      run.child.kill('SIGHUP');
+      await waitFor(run.stderr, /API keys reloaded/);
+      // With --workers, each worker too.
+      if (workers !== '1') await waitFor(run.stderr, /("worker":\d[^\n]*API keys reloaded[\s\S]*){2}/);
+      assert.deepEqual(await statuses(url, 'second-key', times), [200]);
+      assert.deepEqual(await statuses(url, 'first-key', times), [401]);
+      assert.deepEqual(await statuses(url, 'flag-key', times), [200]);
+
+      // A line the file cannot hold: said by its line, never the key, and the keys served stay.
+      writeFileSync(keysFile, 'third-key\nsecret-looking-key track bogus\n');
+      run.child.kill('SIGHUP');
+      await waitFor(run.stderr, /"reason":"--api-keys-file line 2: expected [^\n]*API keys reload failed/);
+      assert.doesNotMatch(run.stderr(), /third-key|secret-looking-key/);
+      assert.deepEqual(await statuses(url, 'second-key', times), [200]);
+      assert.deepEqual(await statuses(url, 'third-key', times), [401]);
+
+      run.child.kill('SIGTERM');
+      assert.equal(await run.exit, 0);
+    } finally {
+      run?.child.kill('SIGKILL'); // a failed assertion leaves it serving
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}

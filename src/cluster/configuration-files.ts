@@ -1,22 +1,25 @@
 import { createSecureContext } from 'node:tls';
 import { reloadCertificate } from '../certificate.ts';
 import type { CliConfig } from '../config.ts';
+import { reloadKeys } from '../config-keys.ts';
 import type { Logger } from '../log.ts';
 import { filesMessage, type ToWorker } from './messages.ts';
 
 /**
  * What the workers of --workers read their configuration from: the files as the primary read them at
- * start, and the certificate and key a SIGHUP loaded since. Workers never read the files themselves, so
+ * start, and the certificate and key, and the keys file, a SIGHUP loaded since. Workers never read the files themselves, so
  * that one started to replace another serves what the others serve, whatever the files hold by then (a
  * keys file edited for the next start, a renewed certificate that does not load).
  */
 export class ConfigurationFiles {
   readonly #files: Map<string, Buffer>;
   readonly #tls: CliConfig['tlsFiles'];
+  readonly #keys: CliConfig['keysFile'];
 
-  constructor(files: Map<string, Buffer>, tls: CliConfig['tlsFiles']) {
+  constructor(files: Map<string, Buffer>, config: Pick<CliConfig, 'tlsFiles' | 'keysFile'>) {
     this.#files = files;
-    this.#tls = tls;
+    this.#tls = config.tlsFiles;
+    this.#keys = config.keysFile;
   }
 
   /** Every file, for a worker that starts. */
@@ -24,21 +27,27 @@ export class ConfigurationFiles {
     return { se: 'files', files: filesMessage(this.#files) };
   }
 
-  /** The certificate and key, for the workers to load. */
+  /** The certificate and key, and the keys file, for the workers to load. */
   reloaded(): ToWorker {
-    const tls = this.#tls;
-    return { se: 'reload', files: tls === undefined ? {} : filesMessage(this.#files, [tls.cert, tls.key]) };
+    const tls = this.#tls === undefined ? [] : [this.#tls.cert, this.#tls.key];
+    const keys = this.#keys === undefined ? [] : [this.#keys.path];
+    return { se: 'reload', files: filesMessage(this.#files, [...tls, ...keys]) };
   }
 
   /**
-   * SIGHUP: the certificate and key read again and loaded here first. A pair that loads replaces the
-   * current one (true); one that does not is refused and logged, and the current one stays (false).
+   * SIGHUP: the certificate and key, and the keys file, read again and checked here first. What loads
+   * replaces what the workers have; what does not is refused and logged, and the current one stays.
+   * What was loaded, if anything.
    */
-  reload(log: Logger): boolean {
-    return reloadCertificate(this.#tls, log, (cert, key, files) => {
+  reload(log: Logger): string | undefined {
+    const certificate = reloadCertificate(this.#tls, log, (cert, key, files) => {
       createSecureContext({ cert, key });
       this.#files.set(files.cert, cert);
       this.#files.set(files.key, key);
     });
+    const path = this.#keys?.path ?? '';
+    const keys = reloadKeys(this.#keys, log, (_keys, bytes) => this.#files.set(path, bytes));
+    const loaded = [certificate && 'the certificate', keys && 'the API keys'].filter(Boolean);
+    return loaded.length === 0 ? undefined : loaded.join(' and ');
   }
 }

@@ -60,7 +60,7 @@ class Primary {
   constructor(config: CliConfig, log: Logger, files: Map<string, Buffer>, port: number | undefined) {
     this.#config = config;
     this.#log = log;
-    this.#files = new ConfigurationFiles(files, config.tlsFiles);
+    this.#files = new ConfigurationFiles(files, config);
     this.#watchdog = new Watchdog(this.#slots, log, () => this.#startLine.print());
     this.#env = port === undefined ? {} : { [PORT_VARIABLE]: String(port) };
   }
@@ -226,10 +226,11 @@ class Primary {
     }, shutdownMs + DRAIN_MARGIN_MS).unref();
   }
 
-  /** SIGHUP: every worker loads the certificate, once the primary has loaded it (ConfigurationFiles). */
+  /** SIGHUP: every worker loads the certificate and keys, once the primary has (ConfigurationFiles). */
   #reload(): void {
-    if (!this.#files.reload(this.#log)) return;
-    this.#log.info({}, 'SIGHUP: every worker reloads the certificate');
+    const loaded = this.#files.reload(this.#log);
+    if (loaded === undefined) return;
+    this.#log.info({}, `SIGHUP: every worker reloads ${loaded}`);
     this.#reloadedAt = Date.now();
     this.#broadcast(this.#files.reloaded());
   }

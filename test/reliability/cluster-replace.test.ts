@@ -16,20 +16,20 @@ import { freshStatuses, GUARD_MS, listeningPids, setUp } from './cluster-harness
 import { cleanup, send, startEndpoint, stopCleanly } from './harness.ts';
 
 test('a replaced worker runs what the others run, not what the files say since', async (t) => {
-  // The operator prepares the next start: the keys file already holds the next key, and a SIGHUP came
-  // with a certificate file that does not load (refused: the current one stays). A worker that dies then
-  // is replaced by one that serves the same keys and certificate as the other, rather than dying on the
-  // file (five times, then the primary stopped every worker) or answering the next key's events alone.
+  // A SIGHUP came with a certificate file that does not load (refused: the current one stays), and the
+  // operator has since written the next key into the keys file, for the next SIGHUP. A worker that dies
+  // then is replaced by one that serves the same keys and certificate as the other, rather than dying on
+  // the file (five times, then the primary stopped every worker) or answering the next key's events alone.
   const { dir, flags } = setUp(t, 'replaced');
   const keys = join(dir, 'keys');
   writeFileSync(keys, 'k-now\n');
   const withoutKey = flags.slice(0, flags.indexOf('--api-key'));
   const ep = await startEndpoint([...withoutKey, '--api-keys-file', keys, '--out', join(dir, 'store')]);
   t.after(cleanup(dir, [ep]));
-  writeFileSync(keys, 'k-next\n');
   writeFileSync(join(dir, 'cert.pem'), 'not a certificate');
   ep.child.kill('SIGHUP');
   await waitFor(ep.output, /certificate reload failed; keeping the current one/, GUARD_MS);
+  writeFileSync(keys, 'k-next\n');
   const [pid] = listeningPids(ep.output(), 1);
   assert.ok(pid !== undefined, ep.output());
   process.kill(pid, 'SIGKILL');
