@@ -38,7 +38,7 @@ export type SegmentErrorMiddleware = (
  * refusals of requests it serves), with the handler's lifecycle: `drain()`, `idle()`, `inFlight`, ...
  */
 export type ExpressEndpoint = [SegmentMiddleware, SegmentErrorMiddleware] &
-  Pick<EndpointHandler, 'drain' | 'idle' | 'draining' | 'inFlight' | 'path' | 'metrics'>;
+  Pick<EndpointHandler, 'drain' | 'idle' | 'draining' | 'inFlight' | 'path' | 'metrics' | 'setApiKeys'>;
 
 /** What body-parser (and raw-body) put on the errors they pass to `next`. */
 interface BodyParserError {
@@ -113,6 +113,7 @@ export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoin
   return Object.defineProperties([serve, refuse], {
     drain: { value: () => handler.drain() },
     idle: { value: () => handler.idle() },
+    setApiKeys: { value: handler.setApiKeys },
     draining: { get: () => handler.draining },
     inFlight: { get: () => handler.inFlight },
     path: { value: handler.path },

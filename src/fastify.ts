@@ -22,7 +22,7 @@ export type SegmentEndpointOptions = HandlerOptions | { readonly handler: Endpoi
  */
 export type SegmentEndpointDecorator = Pick<
   EndpointHandler,
-  'drain' | 'idle' | 'draining' | 'inFlight' | 'metrics'
+  'drain' | 'idle' | 'draining' | 'inFlight' | 'metrics' | 'setApiKeys'
 >;
 
 /**
@@ -120,6 +120,7 @@ function lifecycleOf(handler: EndpointHandler): SegmentEndpointDecorator {
   return Object.freeze({
     drain: () => handler.drain(),
     idle: () => handler.idle(),
+    setApiKeys: handler.setApiKeys,
     get draining() {
       return handler.draining;
     },

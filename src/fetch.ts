@@ -21,6 +21,8 @@ export interface FetchHandler {
   idle(): Promise<void>;
   /** Events being processed now. */
   readonly inFlight: number;
+  /** Replaces the keys of `apiKeys`, as createHandler's `setApiKeys`. */
+  setApiKeys: EndpointHandler['setApiKeys'];
 }
 
 /**
@@ -47,6 +49,7 @@ export function createFetchHandler(options: HandlerOptions, mount: { basePath?: 
   return Object.defineProperties(serve as FetchHandler, {
     drain: { value: () => handler.drain(), enumerable: true },
     idle: { value: () => handler.idle(), enumerable: true },
+    setApiKeys: { value: handler.setApiKeys, enumerable: true },
     inFlight: { get: () => handler.inFlight, enumerable: true },
   });
 }

@@ -311,6 +311,15 @@ test('express: drain() makes new events 503 and health draining; a bad option th
   app.use('/segment', segment);
   await served(app, async (origin) => {
     const send = sendTo(origin, '/segment');
+    // Keys replaced while serving: the old one refused from the next request on.
+    const keyed = (key: string) => ({
+      ...post('keyed', '{"type":"track","event":"e","userId":"u"}'),
+      headers: { ...authed, authorization: `Basic ${btoa(`${key}:`)}` },
+    });
+    segment.setApiKeys(['swapped-key']);
+    assert.equal((await send(keyed('swapped-key'))).status, 200);
+    assert.equal((await send(keyed(CASE_KEY))).status, 401);
+    segment.setApiKeys([CASE_KEY]);
     assert.equal(segment.draining, false);
     segment.drain();
     assert.equal(segment.draining, true);

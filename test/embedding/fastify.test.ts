@@ -321,6 +321,16 @@ test('the handler: the segmentEndpoint decorator in its context, or given as opt
   );
   const control = decorated as SegmentEndpointDecorator;
   assert.equal(control.inFlight, 0);
+  control.setApiKeys(['swapped-key']);
+  const keyed = (key: string) =>
+    app.inject({
+      method: 'POST',
+      url: '/segment',
+      headers: { authorization: basic(key) },
+      payload: { type: 'track', event: 'e', userId: 'u' },
+    });
+  assert.equal((await keyed('swapped-key')).statusCode, 200);
+  assert.equal((await keyed('embed-key')).statusCode, 401);
   control.drain();
   assert.equal(handler.draining, true);
   assert.deepEqual((await app.inject({ url: '/segment/health' })).json(), { status: 'draining' });

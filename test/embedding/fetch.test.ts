@@ -47,6 +47,22 @@ test('Retry-After and WWW-Authenticate reach the Response; the connection header
   const refused = await handle(new Request('https://e.example/', { method: 'POST', body: '{}' }));
   assert.equal(refused.status, 401);
   assert.match(refused.headers.get('www-authenticate') ?? '', /^Basic realm=/);
+  // Keys replaced while serving: the old one refused from the next request on.
+  const keyed = (key: string) =>
+    handle(
+      new Request('https://e.example/', {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from(`${key}:`).toString('base64')}`,
+          'content-type': 'application/json',
+        },
+        body: '{"type":"track","event":"e","userId":"u"}',
+      }),
+    );
+  handle.setApiKeys(['swapped-key']);
+  assert.equal((await keyed('swapped-key')).status, 200);
+  assert.equal((await keyed('embed-key')).status, 401);
+  handle.setApiKeys(['embed-key']);
   handle.drain();
   assert.equal((await handle(new Request('https://e.example/health'))).status, 503);
   const headers = { authorization: `Basic ${Buffer.from('embed-key:').toString('base64')}` };
