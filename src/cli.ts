@@ -89,9 +89,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     await link.refused(failure(err, config));
     return 1;
   }
-  if (link === undefined)
+  if (link === undefined) {
     process.stdout.write(`${NAME} ${version()} listening on ${url} (${running.where})\n`);
-  else link.listening(url, running.where);
+    // The same in the JSON log, which a log shipper reads alone (a worker of --workers says its own).
+    log.info({ url, version: version(), where: running.where }, 'listening');
+  } else link.listening(url, running.where);
   // A worker loads what its primary read again and loaded (it sends the files with the reload).
   const read = link === undefined ? undefined : (path: string) => files.get(path) ?? readFileSync(path);
   signals.onReload = reloader(config, running.endpoint, log, read);
