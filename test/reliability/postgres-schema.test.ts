@@ -39,6 +39,14 @@ async function eventsTable(name: string): Promise<void> {
   await pg.client.query(`CREATE UNIQUE INDEX ON ${name} (source, message_id)`);
 }
 
+/** An endpoint on a table made as the sink makes it, as a role that may open `limit` connections at most. */
+async function asLimitedRole(name: string, limit: number): Promise<Endpoint> {
+  await eventsTable(name);
+  await pg.client.query(`CREATE ROLE ${name} LOGIN CONNECTION LIMIT ${limit}`);
+  await pg.client.query(`GRANT INSERT, SELECT ON ${name} TO ${name}`);
+  return pg.endpoint(name, [], pg.server.url.replace('postgres://postgres@', `postgres://${name}@`));
+}
+
 /** SIGTERM to an endpoint whose store is unavailable (its /health says so): a clean exit all the same. */
 async function stop(ep: Endpoint): Promise<void> {
   ep.child.kill('SIGTERM');
@@ -106,11 +114,7 @@ test('a partial unique index is not the one the sink needs: it makes its own, an
 test('a role with room for fewer connections than the pool opens: the INSERTs share them, all 200', async () => {
   // What max_connections or a role's CONNECTION LIMIT does: a connection past it is refused (53300).
   // One refused used to put the whole sink down: ~97 % of events answered 503 while two connections worked.
-  await eventsTable('few_connections');
-  await pg.client.query('CREATE ROLE few LOGIN CONNECTION LIMIT 2');
-  await pg.client.query('GRANT INSERT, SELECT ON few_connections TO few');
-  const url = pg.server.url.replace('postgres://postgres@', 'postgres://few@');
-  const ep = await pg.endpoint('few_connections', [], url);
+  const ep = await asLimitedRole('few_connections', 2);
   const answers = await load({
     url: ep.url,
     connections: 32,
@@ -130,14 +134,7 @@ test('a role with room for fewer connections than the pool opens: the INSERTs sh
 test('room that comes back is used again: once the role may open more connections, the sink does', async () => {
   // A CONNECTION LIMIT reached for a while (another deploy's connections, an operator's change): the
   // sink works with fewer INSERTs at once, and one more is tried now and then, not never again.
-  await eventsTable('room_again');
-  await pg.client.query('CREATE ROLE room_again LOGIN CONNECTION LIMIT 2');
-  await pg.client.query('GRANT INSERT, SELECT ON room_again TO room_again');
-  const ep = await pg.endpoint(
-    'room_again',
-    [],
-    pg.server.url.replace('postgres://postgres@', 'postgres://room_again@'),
-  );
+  const ep = await asLimitedRole('room_again', 2);
   const event = (n: number) => trackEvent({ messageId: `room-${n}` });
   const first = await load({ url: ep.url, connections: 32, maxRequests: 1_000, event });
   assert.ok(first.every((answer) => answer.status === 200));
@@ -171,14 +168,7 @@ test('a connection refused while the others sit idle: the group waits for one of
   // Two INSERTs at once under a CONNECTION LIMIT of 1: the second needs a connection of its own, and it
   // is refused after the first has ended. The connection the first used is idle in the pool by then:
   // the sink is not down (CI once saw a 503 from this in the test above).
-  await eventsTable('one_connection');
-  await pg.client.query('CREATE ROLE one LOGIN CONNECTION LIMIT 1');
-  await pg.client.query('GRANT INSERT, SELECT ON one_connection TO one');
-  const ep = await pg.endpoint(
-    'one_connection',
-    [],
-    pg.server.url.replace('postgres://postgres@', 'postgres://one@'),
-  );
+  const ep = await asLimitedRole('one_connection', 1);
   const answers: number[] = [];
   for (let round = 0; round < 20; round++) {
     const pair = await atOnce(ep, 2, (n) => trackEvent({ messageId: `one-${round}-${n}` }));
