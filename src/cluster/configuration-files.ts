@@ -7,9 +7,9 @@ import { filesMessage, type ToWorker } from './messages.ts';
 
 /**
  * What the workers of --workers read their configuration from: the files as the primary read them at
- * start, and the certificate and key, and the keys file, a SIGHUP loaded since. Workers never read the files themselves, so
- * that one started to replace another serves what the others serve, whatever the files hold by then (a
- * keys file edited for the next start, a renewed certificate that does not load).
+ * start, and the certificate, key and keys file a SIGHUP loaded since. Workers never read the files
+ * themselves, so that one started to replace another serves what the others serve, whatever the files
+ * hold by then (a keys file edited for the next SIGHUP, a renewed certificate that does not load).
  */
 export class ConfigurationFiles {
   readonly #files: Map<string, Buffer>;
