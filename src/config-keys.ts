@@ -24,7 +24,10 @@ export function apiKeys(
     parseKeySpec(spec, '--api-key'),
     '--api-key',
   ]);
-  if (file !== undefined) given.push(...keysFileEntries(read(file, '--api-keys-file').toString()));
+  // One at a time: spread into push(), a file of some 150,000 keys went past V8's limit on arguments.
+  if (file !== undefined) {
+    for (const entry of keysFileEntries(read(file, '--api-keys-file').toString())) given.push(entry);
+  }
   const { env: variable, envAlias } = OPTIONS.apiKeys;
   for (const [name, value] of [
     [variable, env[variable]],

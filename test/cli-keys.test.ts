@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -228,6 +228,15 @@ describe('secrets kept off the command line', () => {
       assert.throws(() => parseConfig(['--http', '--api-key', 'k', ...args], env), UsageError);
       assert.throws(() => parseConfig(['--http', '--api-key', 'k', ...args], env), message);
     }
+  });
+
+  test('a keys file of 200,000 keys is read, at start and on SIGHUP: not one argument of a call a key', () => {
+    // Its keys went into a call as its arguments, past V8's limit: "Maximum call stack size exceeded".
+    const path = join(dir, 'many-keys.txt');
+    writeFileSync(path, Array.from({ length: 200_000 }, (_, i) => `key-${i}`).join('\n'));
+    const config = configOf(['--api-keys-file', path]);
+    assert.equal((config.options.apiKeys as ApiKeySpec[]).length, 200_000);
+    assert.equal(config.keysFile?.keys(() => readFileSync(path)).at(-1)?.key, 'key-199999');
   });
 
   test('API keys from SEGMENT_ENDPOINT_API_KEYS, and still from SEGMENT_API_KEYS', () => {
