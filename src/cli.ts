@@ -116,7 +116,8 @@ export interface Signals {
   early: NodeJS.Signals | undefined;
   reloadEarly: boolean;
   onSignal: (signal: NodeJS.Signals) => void;
-  onReload: () => void;
+  /** `paths`: a worker's reload loads the files its primary sent, not the others (all when absent). */
+  onReload: (paths?: readonly string[]) => void;
 }
 
 /**

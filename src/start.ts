@@ -75,20 +75,26 @@ async function sharedFilter(config: CliConfig, log: Logger) {
 /**
  * What SIGHUP does once the server is up: the certificate read again (reloadCertificate; new connections
  * get the new pair, open ones keep theirs), and the keys of --api-keys-file (reloadKeys; from the next
- * request on).
+ * request on). Given `paths`, a worker's reload loads only what its primary sent (what the primary loaded).
  */
 export function reloader(
   config: Pick<CliConfig, 'tlsFiles' | 'keysFile'>,
   endpoint: EndpointServer,
   log: Logger,
   read?: (path: string) => Buffer,
-): () => void {
+): (paths?: readonly string[]) => void {
   const { tlsFiles: files, keysFile } = config;
-  return () => {
+  return (paths) => {
+    const sent = (path: string | undefined) =>
+      paths === undefined || path === undefined || paths.includes(path);
     const load = (cert: Buffer, key: Buffer) => endpoint.reloadTls({ cert, key });
-    if (reloadCertificate(files, log, load, read)) log.info({ cert: files?.cert }, 'certificate reloaded');
+    if (sent(files?.cert) && reloadCertificate(files, log, load, read)) {
+      log.info({ cert: files?.cert }, 'certificate reloaded');
+    }
     const setKeys = (keys: ApiKeySpec[]) => endpoint.handler.setApiKeys(keys);
-    if (reloadKeys(keysFile, log, setKeys, read)) log.info({ file: keysFile?.path }, 'API keys reloaded');
+    if (sent(keysFile?.path) && reloadKeys(keysFile, log, setKeys, read)) {
+      log.info({ file: keysFile?.path }, 'API keys reloaded');
+    }
   };
 }
 

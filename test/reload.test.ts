@@ -10,7 +10,7 @@ import { segmentHeaders, trackEvent } from './helpers.ts';
 import { makeCert, makeExpiredCert, servedFingerprint } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
 import { CLI_SOURCE, httpFlags, spawnClean } from './helpers-spawn.ts';
-import { waitFor } from './helpers-wait.ts';
+import { waitFor, waitUntil } from './helpers-wait.ts';
 
 test('SIGHUP reloads the certificate for new connections without dropping open ones; a bad pair is refused', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-reload-'));
@@ -136,3 +136,67 @@ for (const workers of ['1', '2']) {
     }
   });
 }
+
+test('--workers: a SIGHUP that loads the keys and not the certificate (or the other way) has the workers say what they loaded, no more', async () => {
+  // The primary refused one of the two and loaded the other: its workers said they had reloaded both,
+  // "API keys reloaded" beside the primary's "API keys reload failed", of a file that was never loaded.
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-keys-reload-'));
+  let run: ReturnType<typeof spawnClean> | undefined;
+  try {
+    const first = makeCert(dir, 'first');
+    const live = { cert: join(dir, 'live.crt'), key: join(dir, 'live.key'), keys: join(dir, 'keys') };
+    writeFileSync(live.cert, readFileSync(first.cert));
+    writeFileSync(live.key, readFileSync(first.key));
+    writeFileSync(live.keys, 'first-key\n', { mode: 0o600 });
+    run = spawnClean(process.execPath, [
+      ...CLI_SOURCE,
+      ...['--cert', live.cert, '--key', live.key, '--host', '127.0.0.1', '--port', '0'],
+      ...['--api-keys-file', live.keys, '--workers', '2', '--out', join(dir, 'out')],
+    ]);
+    await waitFor(run.stdout, /listening on (\S+)/);
+    const said = (what: RegExp) =>
+      run
+        ?.stderr()
+        .split('\n')
+        .filter((line) => what.test(line)).length ?? 0;
+    const workersSaid = (what: string) => said(new RegExp(`"worker":\\d[^\\n]*"msg":"${what}"`));
+
+    // The keys load, the certificate does not.
+    writeFileSync(live.cert, 'not a certificate');
+    writeFileSync(live.keys, 'second-key\n');
+    run.child.kill('SIGHUP');
+    await waitUntil(
+      () => workersSaid('API keys reloaded') === 2,
+      () => run?.stderr() ?? '',
+    );
+    assert.equal(workersSaid('certificate reloaded'), 0, run.stderr());
+
+    // The certificate loads, the keys do not.
+    writeFileSync(live.cert, readFileSync(first.cert));
+    writeFileSync(live.keys, 'third-key bogus=1\n');
+    run.child.kill('SIGHUP');
+    await waitUntil(
+      () => workersSaid('certificate reloaded') === 2,
+      () => run?.stderr() ?? '',
+    );
+    // Both load: each worker says so, after what it said of the SIGHUP before.
+    writeFileSync(live.keys, 'fourth-key\n');
+    run.child.kill('SIGHUP');
+    await waitUntil(
+      () => workersSaid('certificate reloaded') === 4,
+      () => run?.stderr() ?? '',
+    );
+    await waitUntil(
+      () => workersSaid('API keys reloaded') >= 4,
+      () => run?.stderr() ?? '',
+    );
+    assert.equal(workersSaid('API keys reloaded'), 4, run.stderr());
+    assert.equal(said(/API keys reload failed/), 1, run.stderr());
+
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+  } finally {
+    run?.child.kill('SIGKILL'); // a failed assertion leaves it serving
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

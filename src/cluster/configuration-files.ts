@@ -27,19 +27,22 @@ export class ConfigurationFiles {
     return { se: 'files', files: filesMessage(this.#files) };
   }
 
-  /** The certificate and key, and the keys file, for the workers to load. */
-  reloaded(): ToWorker {
-    const tls = this.#tls === undefined ? [] : [this.#tls.cert, this.#tls.key];
-    const keys = this.#keys === undefined ? [] : [this.#keys.path];
+  /**
+   * The certificate and key, and the keys file, for the workers to load: those a SIGHUP loaded, or all of
+   * them (a worker that started before the last one). A worker loads what the message holds, no more.
+   */
+  reloaded(loaded = { certificate: true, keys: true }): ToWorker {
+    const tls = this.#tls === undefined || !loaded.certificate ? [] : [this.#tls.cert, this.#tls.key];
+    const keys = this.#keys === undefined || !loaded.keys ? [] : [this.#keys.path];
     return { se: 'reload', files: filesMessage(this.#files, [...tls, ...keys]) };
   }
 
   /**
    * SIGHUP: the certificate and key, and the keys file, read again and checked here first. What loads
    * replaces what the workers have; what does not is refused and logged, and the current one stays.
-   * What was loaded, if anything.
+   * What was loaded, if anything, and the message that has the workers load it (and only it).
    */
-  reload(log: Logger): string | undefined {
+  reload(log: Logger): { what: string; message: ToWorker } | undefined {
     const certificate = reloadCertificate(this.#tls, log, (cert, key, files) => {
       createSecureContext({ cert, key });
       this.#files.set(files.cert, cert);
@@ -48,6 +51,7 @@ export class ConfigurationFiles {
     const path = this.#keys?.path ?? '';
     const keys = reloadKeys(this.#keys, log, (_keys, bytes) => this.#files.set(path, bytes));
     const loaded = [certificate && 'the certificate', keys && 'the API keys'].filter(Boolean);
-    return loaded.length === 0 ? undefined : loaded.join(' and ');
+    if (loaded.length === 0) return undefined;
+    return { what: loaded.join(' and '), message: this.reloaded({ certificate, keys }) };
   }
 }

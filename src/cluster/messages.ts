@@ -15,7 +15,7 @@ export type ToWorker =
    * since: a worker reads them from here, not from the disk, where they may have changed.
    */
   | { readonly se: 'files'; readonly files: Readonly<Record<string, string>> }
-  /** Load this certificate and key (their files, as `files`), which the primary read again on SIGHUP and loaded. */
+  /** Load these files (as `files`), which the primary read again on SIGHUP and loaded: the certificate and key, the keys file, or both. */
   | { readonly se: 'reload'; readonly files: Readonly<Record<string, string>> }
   /** Send your counts, for the sum another worker was asked for. */
   | { readonly se: 'snapshot?'; readonly id: number }

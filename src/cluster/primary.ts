@@ -230,9 +230,9 @@ class Primary {
   #reload(): void {
     const loaded = this.#files.reload(this.#log);
     if (loaded === undefined) return;
-    this.#log.info({}, `SIGHUP: every worker reloads ${loaded}`);
+    this.#log.info({}, `SIGHUP: every worker reloads ${loaded.what}`);
     this.#reloadedAt = Date.now();
-    this.#broadcast(this.#files.reloaded());
+    this.#broadcast(loaded.message);
   }
 
   #rotate(): void {

@@ -54,7 +54,7 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals, files: Map<
         break;
       case 'reload':
         keep(files, message.files);
-        signals.onReload();
+        signals.onReload(Object.keys(message.files));
         break;
       case 'snapshot?': {
         const metrics = server?.endpoint.handler.metrics;
