@@ -41,14 +41,15 @@ export class CredentialsCache {
   }
 
   /**
-   * The fixed set of keys replaced by `authenticate`'s (keyAuthenticator's): headers accepted before are
+   * The fixed set of keys replaced by those `keys` makes (keyAuthenticator): headers accepted before are
    * decided again, so a key taken out is refused from the next request on.
    */
-  replaceKeys(authenticate: Authenticate): void {
-    if (!this.#fixed || !isFixed(authenticate)) {
+  replaceKeys(keys: () => Authenticate): void {
+    // Said before the keys are checked: a handler of options.authenticate takes none, good or bad.
+    if (!this.#fixed) {
       throw new TypeError('setApiKeys: this handler was made with options.authenticate, not options.apiKeys');
     }
-    this.#authenticate = authenticate;
+    this.#authenticate = keys();
     this.#known.clear();
   }
 

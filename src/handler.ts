@@ -55,7 +55,7 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
     door.draining = true;
   };
   handler.idle = () => door.idle();
-  handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(resolveApiKeys(apiKeys));
+  handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(() => resolveApiKeys(apiKeys));
   Object.defineProperties(handler, {
     draining: { get: () => door.draining, enumerable: true },
     inFlight: { get: () => door.inFlight, enumerable: true },

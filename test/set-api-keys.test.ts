@@ -33,4 +33,5 @@ test('keys that the apiKeys option would refuse are refused, and the current one
 test('a handler that authenticates with a function of its own has no keys to replace', () => {
   const handler = createHandler({ authenticate: () => 'allow', log: silentLogger, handlers: { track() {} } });
   assert.throws(() => handler.setApiKeys(['k']), /made with options.authenticate/);
+  assert.throws(() => handler.setApiKeys([]), /made with options.authenticate/);
 });
