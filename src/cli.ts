@@ -8,6 +8,7 @@ import { type ReadFile, readInput } from './config-keys.ts';
 import { ofTheFlag } from './config-said.ts';
 import { jsonLogger, type Logger, withFields } from './log.ts';
 import { logProcessEvents } from './process-events.ts';
+import { readableByOthers } from './secret-files.ts';
 import type { Running } from './start.ts';
 
 // Only what runs before the signal listeners are in place is imported statically: the server, the store
@@ -61,7 +62,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   let log = jsonLogger(config.logLevel);
   logProcessEvents(() => log);
   // Said once: by the single process, or by the primary of --workers.
-  if (env[WORKER_VARIABLE] === undefined) for (const said of config.unused) log.warn({}, config.said(said));
+  if (env[WORKER_VARIABLE] === undefined) {
+    for (const said of config.unused) log.warn({}, config.said(said));
+    for (const said of readableByOthers(config.secretFiles)) log.warn({}, config.said(said));
+  }
   let link: WorkerLink | undefined;
   if (config.workers > 1) {
     const { default: cluster } = await import('node:cluster');

@@ -46,6 +46,8 @@ export interface CliConfig {
   readonly postgres: { readonly url: string; readonly table: string } | undefined;
   /** --idempotency-redis: where processed messageIds are remembered, instead of in each process. */
   readonly idempotencyRedis: string | undefined;
+  /** The files given that hold secrets, by their flag: their mode is checked at start (secret-files.ts). */
+  readonly secretFiles: ReadonlyArray<readonly [flag: string, path: string]>;
   /** Settings given that the rest leaves unused (config-unused.ts): warnings for the start. */
   readonly unused: readonly string[];
   /** A refusal's message with each flag not given, but set by its variable, said as the variable. */
@@ -132,6 +134,10 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
     workers: workers(text('workers') ?? OPTIONS.workers.default),
     postgres: postgres(text('postgres'), text('postgresTable') ?? OPTIONS.postgresTable.default),
     idempotencyRedis: checkUrl(text('idempotencyRedis'), REDIS, '--idempotency-redis'),
+    secretFiles: [
+      ...(keysPath === undefined ? [] : [['--api-keys-file', keysPath] as const]),
+      ...(secretFile === undefined ? [] : [['--signature-secret-file', secretFile] as const]),
+    ],
     unused: [...unused, ...unusedSettings(read, keysCheckSignatures(options.apiKeys))],
     said: (message) => ofTheirSource(message, values, env),
   };

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,6 +8,7 @@ import { parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/con
 import { commandDir, configOf, startCli } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { httpFlags } from './helpers-spawn.ts';
+import { waitFor } from './helpers-wait.ts';
 
 // API keys and signature secrets as the command takes them: --api-key specs, a keys file, the environment,
 // a key given twice; secrets from a file or the environment, kept off the command line.
@@ -40,6 +41,29 @@ describe('the segment-endpoint command', () => {
     assert.equal(await send('env-b', identify), 200);
     assert.equal(await send('nobody', identify), 401);
     run.child.kill('SIGINT');
+    assert.equal(await run.exit, 0);
+  });
+
+  test('a keys file or secret file every user of the host may read is said at start; one of mode 0600 is not', async () => {
+    // Kept off the command line so that other users cannot read the keys (ps); written under the default
+    // umask (0644), the file gave them away all the same, without a word.
+    const open = join(dir, 'open-keys');
+    const closed = join(dir, 'closed-secret');
+    writeFileSync(open, 'open-key\n', { mode: 0o644 });
+    chmodSync(open, 0o644); // whatever this process's umask
+    writeFileSync(closed, 'a-secret\n', { mode: 0o600 });
+    const run = await startCli([
+      ...httpFlags(),
+      ...['--api-keys-file', open, '--signature-secret-file', closed, '--out', join(dir, 'modes')],
+    ]);
+    await waitFor(run.stderr, /"msg":"listening"/);
+    assert.match(
+      run.stderr(),
+      /--api-keys-file \S*open-keys is readable by every user of this host \(mode 0644\)/,
+    );
+    assert.doesNotMatch(run.stderr(), /closed-secret is readable/);
+    assert.doesNotMatch(run.stderr(), /\bopen-key\b|a-secret/); // the secrets themselves, never
+    run.child.kill('SIGTERM');
     assert.equal(await run.exit, 0);
   });
 

@@ -1,0 +1,24 @@
+import { statSync } from 'node:fs';
+
+// Secrets kept in files (--api-keys-file, --signature-secret-file) are safe from other users of the host
+// only while the file's mode keeps them out: a file written under the default umask (0644) is readable by
+// every user, which is what keeping the secrets out of the command line (ps) was for. Said at start.
+
+/** A warning for each of `files` (its flag and path) that every user of this host may read. */
+export function readableByOthers(files: ReadonlyArray<readonly [flag: string, path: string]>): string[] {
+  const warnings: string[] = [];
+  for (const [flag, path] of files) {
+    let mode: number;
+    try {
+      mode = statSync(path).mode;
+    } catch {
+      continue; // read at start all the same (a pipe gone since): nothing left to say of its mode
+    }
+    if ((mode & 0o004) === 0) continue;
+    const octal = (mode & 0o777).toString(8).padStart(4, '0');
+    warnings.push(
+      `${flag} ${path} is readable by every user of this host (mode ${octal}): it holds secrets; chmod 600 it`,
+    );
+  }
+  return warnings;
+}
