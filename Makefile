@@ -83,6 +83,7 @@ bench: build wrk services
 	@npx biome format --write bench/last-run.json >/dev/null
 	taskset -c 0 node bench/pipeline.mjs --json bench/last-pipeline.json
 	@npx biome format --write bench/last-pipeline.json >/dev/null
+	taskset -c 0 node bench/auth-keys.mjs
 
 # The ablation ladder under wrk: the parse floor, each rung of bench/ladder.mjs and the no-op endpoint,
 # 3 interleaved rounds (about 6 minutes). Written to bench/last-ladder.json.

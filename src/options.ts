@@ -18,7 +18,9 @@ export interface HandlerOptions {
   handlers: Handlers;
   /**
    * The API keys to accept: strings, or `{ key, types, signatureSecret }` to limit a key to some event
-   * types or give it its own secret. Checked in constant time. Give this or `authenticate`, not both.
+   * types or give it its own secret. Found by a digest keyed per process: the check's timing says
+   * nothing about any key, and it costs the same with ten keys or a million. Give this or
+   * `authenticate`, not both.
    */
   apiKeys?: Iterable<string | ApiKeySpec>;
   /** Instead of `apiKeys`: `(apiKey) => decision`, sync or async (below). */
