@@ -85,8 +85,10 @@ export function reloader(
 ): (paths?: readonly string[]) => void {
   const { tlsFiles: files, keysFile } = config;
   return (paths) => {
+    // A worker's message names what its primary loaded: a file it does not name (or that there is none
+    // of, a certificate over plain HTTP) is neither loaded nor said, once for each worker.
     const sent = (path: string | undefined) =>
-      paths === undefined || path === undefined || paths.includes(path);
+      paths === undefined || (path !== undefined && paths.includes(path));
     const load = (cert: Buffer, key: Buffer) => endpoint.reloadTls({ cert, key });
     if (sent(files?.cert) && reloadCertificate(files, log, load, read)) {
       log.info({ cert: files?.cert }, 'certificate reloaded');
