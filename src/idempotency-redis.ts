@@ -8,7 +8,7 @@ import type { Logger } from './log.ts';
 import { within } from './promise.ts';
 import { firstAttempt, newClient, type RedisClient, Replies, Unanswered } from './redis-client.ts';
 import { RELEASE, RENEW, redisKey } from './redis-key.ts';
-import { RedisOutage } from './redis-outage.ts';
+import { PROBE_MS, RedisOutage } from './redis-outage.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
 
 // Duplicate suppression shared by every process and machine of one endpoint, over Redis: an event is
@@ -24,7 +24,7 @@ const PENDING_MS = 30_000; // 30 s
 const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
 const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
-const PROBE_SET = { expiration: { type: 'PX', value: 1_000 } } as const; // cleared before the next
+const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const; // gone by the next probe
 
 export interface RedisIdempotencyOptions {
   /** How long a processed event is remembered, in milliseconds. */
@@ -143,7 +143,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
 
   /**
    * The event succeeded: remember it for the window. If Redis fails now the event stays processed and
-   * its answer a success: the claim, left pending, refuses copies until it expires (PENDING_MS), and a
+   * its answer a success: the claim, left pending, refuses copies until it expires (#pendingMs), and a
    * copy after that is processed again, which is rarer than the retry a failure answer would cause.
    */
   async complete(key: string): Promise<void> {

@@ -3,7 +3,7 @@ import type { Logger } from './log.ts';
 // Whether Redis fails, as the duplicate filter over it sees it (idempotency-redis.ts): said once when an
 // outage begins and once when it ends, and probed while it lasts.
 
-const PROBE_MS = 1_000; // 1 s between writes that probe Redis while it fails
+export const PROBE_MS = 1_000; // 1 s between writes that probe Redis while it fails
 
 export class RedisOutage {
   /** Whether an outage has been logged and its end not yet. */
