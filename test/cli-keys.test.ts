@@ -5,8 +5,11 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ApiKeySpec } from '../src/auth.ts';
 import { parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
+import { reloadKeys } from '../src/config-keys.ts';
+import { createHandler, silentLogger } from '../src/index.ts';
 import { commandDir, configOf, startCli } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
 import { httpFlags } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
@@ -254,13 +257,18 @@ describe('secrets kept off the command line', () => {
     }
   });
 
-  test('a keys file of 200,000 keys is read, at start and on SIGHUP: not one argument of a call a key', () => {
+  test('a keys file of 200,000 keys is read, at start and on SIGHUP: not one argument of a call a key', async () => {
     // Its keys went into a call as its arguments, past V8's limit: "Maximum call stack size exceeded".
     const path = join(dir, 'many-keys.txt');
     writeFileSync(path, Array.from({ length: 200_000 }, (_, i) => `key-${i}`).join('\n'));
     const config = configOf(['--api-keys-file', path]);
     assert.equal((config.options.apiKeys as ApiKeySpec[]).length, 200_000);
-    assert.equal(config.keysFile?.keys(() => readFileSync(path)).at(-1)?.key, 'key-199999');
+    const handler = createHandler({ apiKeys: ['first'], log: silentLogger, handlers: { track() {} } });
+    const reloaded = reloadKeys(config.keysFile, silentLogger, (keys) => handler.setApiKeys(keys));
+    assert.equal(reloaded, true);
+    const status = async (key: string) =>
+      (await inject(handler, { body: trackEvent(), headers: segmentHeaders(key) })).status;
+    assert.deepEqual([await status('key-199999'), await status('first')], [200, 401]);
   });
 
   test('API keys from SEGMENT_ENDPOINT_API_KEYS, and still from SEGMENT_API_KEYS', () => {
