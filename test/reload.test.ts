@@ -114,6 +114,8 @@ for (const workers of ['1', '2']) {
       writeFileSync(keysFile, '# rotated\nsecond-key track\n');
       run.child.kill('SIGHUP');
       await waitFor(run.stderr, /API keys reloaded/);
+      // Over plain HTTP there is no certificate: not said beside the keys, by any process.
+      assert.doesNotMatch(run.stderr(), /no certificate to reload/);
       // With --workers, each worker too.
       if (workers !== '1') await waitFor(run.stderr, /("worker":\d[^\n]*API keys reloaded[\s\S]*){2}/);
       assert.deepEqual(await statuses(url, 'second-key', times), [200]);
