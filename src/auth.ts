@@ -188,8 +188,12 @@ export function repeats(rawHeaders: readonly string[], name: string): boolean {
  */
 export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   const spec = (typeof item === 'string' ? { key: item } : item) as Partial<ApiKeySpec> | null;
-  if (typeof spec?.key !== 'string' || spec.key === '' || spec.key.includes(':') || hasControl(spec.key)) {
-    throw new TypeError(`${where}: an API key must be a non-empty string without ":" or a control character`);
+  // Well-formed: a lone surrogate, hashed as UTF-8, is U+FFFD, and a key holding that would match it.
+  const bad = (key: string) => key === '' || key.includes(':') || hasControl(key) || !key.isWellFormed();
+  if (typeof spec?.key !== 'string' || bad(spec.key)) {
+    throw new TypeError(
+      `${where}: an API key must be a non-empty, well-formed string without ":" or a control character`,
+    );
   }
   checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
   if (spec.rate !== undefined && !(Number.isInteger(spec.rate) && spec.rate >= 0 && spec.rate <= 1_000_000)) {

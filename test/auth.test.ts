@@ -47,6 +47,13 @@ describe('parseBasicAuth', () => {
     );
   });
 
+  test('a key with a lone surrogate is refused: it could never be sent, and one with U+FFFD in its place would match it', () => {
+    // Keys are hashed as UTF-8, where a lone surrogate becomes U+FFFD; a sender's key is decoded from
+    // UTF-8 bytes, so it never holds one, but "a\uFFFD" would have been taken for "a\uD800".
+    assert.throws(() => apiKeySpec('a\uD800', 'options.apiKeys[0]'), /options.apiKeys\[0\]: .*well-formed/);
+    assert.equal(keyAuthenticator(['a\uFFFD'])('a\uFFFD'), 'allow');
+  });
+
   test('junk, wrong scheme and empty headers give undefined', () => {
     const bad = [
       undefined,
