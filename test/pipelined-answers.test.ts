@@ -284,34 +284,41 @@ test('a request the dropped bytes cut is not taken when Node resumes its parser 
   // drops whole records, and when the answers drain Node resumes the parser from the middle of the cut
   // request, completing its body with the second half of a request 16 further on (same layout: valid
   // JSON). That spliced event was taken, and never answered (its answer behind the closing one).
-  const taken: Array<{ messageId: string; tail: string }> = [];
+  let taken: Array<{ messageId: string; tail: string }> = [];
+  let allTaken = () => {};
   const { endpoint, port } = await listenTls({
     maxInFlight: 100_000,
     handlers: {
       track: (event) => {
         const tail = (event.properties as { tail?: unknown } | undefined)?.tail;
         taken.push({ messageId: String(event.messageId), tail: String(tail) });
+        if (taken.length === 2000) allTaken();
       },
     },
   });
   const all = sizedRequests(2000);
-  await new Promise<void>((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () => {
-      for (let at = 0, size = 16_384 + 512; at < all.length; at += size, size = 16_384) {
-        socket.write(all.subarray(at, at + size));
-      }
+  // The case needs the server to fall behind its client: on a host that let it keep up, every request is
+  // taken and the connection stays open (until its keep-alive timeout, 65 s): tried again, three times at
+  // most. Each try must splice nothing.
+  const spliced: Array<{ messageId: string; tail: string }> = [];
+  for (let attempt = 0; attempt < 3 && (attempt === 0 || taken.length === 2000); attempt++) {
+    taken = [];
+    await new Promise<void>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () => {
+        for (let at = 0, size = 16_384 + 512; at < all.length; at += size, size = 16_384) {
+          socket.write(all.subarray(at, at + size));
+        }
+      });
+      allTaken = () => socket.destroy();
+      socket.resume();
+      socket.on('error', () => {});
+      socket.on('close', () => resolve());
     });
-    socket.resume();
-    socket.on('error', () => {});
-    socket.on('close', () => resolve());
-  });
+    spliced.push(...taken.filter((event) => event.messageId !== event.tail));
+  }
   await endpoint.close();
   assert.ok(taken.length < 2000, 'the client pipelined past what Node holds (the case of this test)');
-  assert.deepEqual(
-    taken.filter((event) => event.messageId !== event.tail),
-    [],
-    'no event spliced from two requests',
-  );
+  assert.deepEqual(spliced, [], 'no event spliced from two requests');
 });
 
 test('a connection in its lingering close is not the idle one closed to admit a newcomer at maxConnections', async () => {
