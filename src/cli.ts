@@ -101,10 +101,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   // A worker loads what its primary read again and loaded (it sends the files with the reload).
   const read = link === undefined ? undefined : (path: string) => files.get(path) ?? readFileSync(path);
   signals.onReload = reloader(config, running.endpoint, log, read);
-  if (signals.reloadEarly) {
+  if (signals.reloadEarly !== undefined) {
     // The certificate was read at start-up, perhaps before the renewal this SIGHUP announced.
     log.info({}, 'SIGHUP received during start-up: reloading now that the server is up');
-    signals.onReload();
+    signals.onReload(signals.reloadEarly === 'all' ? undefined : [...signals.reloadEarly]);
   }
   // A second signal (a terminal's, a service manager's) does not cut a worker's drain: its primary decides.
   return drainOnSignal(signals, running, log, link === undefined);
@@ -118,7 +118,8 @@ async function workerFiles(env: NodeJS.ProcessEnv): Promise<Map<string, Buffer> 
 export interface Signals {
   /** A SIGTERM or SIGINT received before the server was up. */
   early: NodeJS.Signals | undefined;
-  reloadEarly: boolean;
+  /** A reload received before the server was up: of every file, or (a worker's) of those its primary sent. */
+  reloadEarly: 'all' | Set<string> | undefined;
   onSignal: (signal: NodeJS.Signals) => void;
   /** `paths`: a worker's reload loads the files its primary sent, not the others (all when absent). */
   onReload: (paths?: readonly string[]) => void;
@@ -134,7 +135,7 @@ function listenForSignals(env: NodeJS.ProcessEnv): Signals {
   const worker = env[WORKER_VARIABLE] !== undefined;
   const signals: Signals = {
     early: undefined,
-    reloadEarly: false,
+    reloadEarly: undefined,
     onSignal: (signal) => {
       // Start-up held (a module that waits, a database that does not answer): a second signal ends it.
       if (signals.early !== undefined && !worker) {
@@ -143,8 +144,10 @@ function listenForSignals(env: NodeJS.ProcessEnv): Signals {
       }
       signals.early = signal;
     },
-    onReload: () => {
-      signals.reloadEarly = true;
+    onReload: (paths) => {
+      const before = signals.reloadEarly;
+      signals.reloadEarly =
+        paths === undefined || before === 'all' ? 'all' : new Set([...(before ?? []), ...paths]);
     },
   };
   process.on('SIGHUP', () => signals.onReload());

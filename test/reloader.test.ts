@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { ApiKeySpec } from '../src/auth.ts';
+import { ConfigurationFiles } from '../src/cluster/configuration-files.ts';
 import { jsonLogger } from '../src/log.ts';
 import type { EndpointServer } from '../src/server.ts';
 import { reloader } from '../src/start.ts';
@@ -38,4 +42,34 @@ test('the single process over plain HTTP loads the keys; "no certificate" only w
   assert.deepEqual(lines, ['API keys reloaded']);
   reloader({ tlsFiles: undefined, keysFile: undefined }, endpoint, log)();
   assert.deepEqual(lines, ['API keys reloaded', 'SIGHUP: no certificate to reload (plain HTTP)']);
+});
+
+test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, and of nothing else', () => {
+  // It was told to reload every file: it loaded the primary's bytes, right, but said "certificate
+  // reloaded" of a certificate the primary had refused or never reloaded.
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-reloaded-'));
+  try {
+    const path = join(dir, 'keys');
+    writeFileSync(path, 'first-key\n');
+    const keysFile = { path, keys: () => [{ key: 'first-key' }] };
+    const files = new ConfigurationFiles(new Map([[path, readFileSync(path)]]), {
+      tlsFiles: undefined,
+      keysFile,
+    });
+    const forked = Date.now();
+    assert.equal(files.reloadedSince(forked), undefined, 'no SIGHUP yet');
+    const { lines, log } = serving();
+    const loaded = files.reload(log);
+    assert.equal(loaded?.what, 'the API keys');
+    assert.deepEqual(lines, [], 'nothing said of a certificate over plain HTTP');
+    const told = files.reloadedSince(forked);
+    assert.deepEqual(told?.se === 'reload' && Object.keys(told.files), [path]);
+    assert.equal(
+      files.reloadedSince(Date.now() + 1_000),
+      undefined,
+      'forked after it: it read them at start',
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

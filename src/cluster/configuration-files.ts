@@ -15,6 +15,8 @@ export class ConfigurationFiles {
   readonly #files: Map<string, Buffer>;
   readonly #tls: CliConfig['tlsFiles'];
   readonly #keys: CliConfig['keysFile'];
+  /** When a SIGHUP last loaded each (Date.now()): a worker forked before it is told again. */
+  readonly #loadedAt = { certificate: -1, keys: -1 };
 
   constructor(files: Map<string, Buffer>, config: Pick<CliConfig, 'tlsFiles' | 'keysFile'>) {
     this.#files = files;
@@ -28,10 +30,17 @@ export class ConfigurationFiles {
   }
 
   /**
-   * The certificate and key, and the keys file, for the workers to load: those a SIGHUP loaded, or all of
-   * them (a worker that started before the last one). A worker loads what the message holds, no more.
+   * What a SIGHUP loaded since `startedAt` (a worker forked before it and not yet listening, which its
+   * message may have missed), if anything: the same message, for those files only.
    */
-  reloaded(loaded = { certificate: true, keys: true }): ToWorker {
+  reloadedSince(startedAt: number): ToWorker | undefined {
+    const certificate = this.#loadedAt.certificate >= startedAt;
+    const keys = this.#loadedAt.keys >= startedAt;
+    return certificate || keys ? this.reloaded({ certificate, keys }) : undefined;
+  }
+
+  /** The certificate and key, and the keys file, for the workers to load: a worker loads what it holds. */
+  reloaded(loaded: { certificate: boolean; keys: boolean }): ToWorker {
     const tls = this.#tls === undefined || !loaded.certificate ? [] : [this.#tls.cert, this.#tls.key];
     const keys = this.#keys === undefined || !loaded.keys ? [] : [this.#keys.path];
     return { se: 'reload', files: filesMessage(this.#files, [...tls, ...keys]) };
@@ -56,6 +65,8 @@ export class ConfigurationFiles {
     const keys = reloadKeys(this.#keys, log, (_keys, bytes) => this.#files.set(path, bytes));
     const loaded = [certificate && 'the certificate', keys && 'the API keys'].filter(Boolean);
     if (loaded.length === 0) return undefined;
+    if (certificate) this.#loadedAt.certificate = Date.now();
+    if (keys) this.#loadedAt.keys = Date.now();
     return { what: loaded.join(' and '), message: this.reloaded({ certificate, keys }) };
   }
 }

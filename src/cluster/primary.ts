@@ -50,8 +50,6 @@ class Primary {
   readonly #startLine = new StartLine(this.#slots, () => this.#stopping);
   /** 1 once a worker failed to drain cleanly (or never started). */
   #exitCode = 0;
-  /** When SIGHUP last came: a worker forked before it and not yet listening is told again. */
-  #reloadedAt = -1;
   #done: (code: number) => void = () => {};
   readonly #files: ConfigurationFiles;
   /** What every worker is started with besides its number: the port chosen for `--port 0`. */
@@ -81,7 +79,7 @@ class Primary {
       signals.onSignal = (signal) => this.#stop(signal);
       signals.onReload = () => this.#reload();
       // One received while the configuration was read: the renewal it announced may have come after.
-      if (signals.reloadEarly) this.#reload();
+      if (signals.reloadEarly !== undefined) this.#reload();
       if (signals.early !== undefined) this.#stop(signals.early);
     });
   }
@@ -109,12 +107,14 @@ class Primary {
       case 'files?':
         send(worker, this.#files.all());
         break;
-      case 'tickets?':
+      case 'tickets?': {
         send(worker, { se: 'tickets', keys: this.#keys.toString('base64') });
         // A drain or reload sent while it was loading its modules reached no listener: it is told again.
         if (this.#stopping) send(worker, { se: 'drain' });
-        if (this.#reloadedAt >= slot.startedAt) send(worker, this.#files.reloaded());
+        const reloaded = this.#files.reloadedSince(slot.startedAt);
+        if (reloaded !== undefined) send(worker, reloaded);
         break;
+      }
       case 'listening':
         Object.assign(slot, { listening: true, answeredAt: Date.now() });
         this.#startFailures = 0;
@@ -231,7 +231,6 @@ class Primary {
     const loaded = this.#files.reload(this.#log);
     if (loaded === undefined) return;
     this.#log.info({}, `SIGHUP: every worker reloads ${loaded.what}`);
-    this.#reloadedAt = Date.now();
     this.#broadcast(loaded.message);
   }
 
