@@ -195,9 +195,13 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
       `${where}: an API key must be a non-empty, well-formed string without ":" or a control character`,
     );
   }
+  checkFields(spec, where);
   checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
   if (spec.rate !== undefined && !(Number.isInteger(spec.rate) && spec.rate >= 0 && spec.rate <= 1_000_000)) {
     throw new RangeError(`${where}: rate must be a whole number of events a second from 0 to 1000000`);
+  }
+  if (spec.types !== undefined && !Array.isArray(spec.types)) {
+    throw new TypeError(`${where}: types must be a list of event types`);
   }
   for (const type of spec.types ?? []) {
     if (!EVENT_TYPES.includes(type)) {
@@ -210,6 +214,26 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
     }
   }
   return spec as ApiKeySpec;
+}
+
+const SPEC_FIELDS: readonly string[] = ['key', 'types', 'signatureSecret', 'rate'];
+
+/**
+ * A field no key has is refused rather than ignored: a misspelt `types` or `rate` would otherwise give
+ * the key every type, or no limit, the opposite of what was written. Named back only when it is close to
+ * a field's name (anything else there may be a secret).
+ */
+function checkFields(spec: object, where: string): void {
+  for (const field of Object.keys(spec)) {
+    if (SPEC_FIELDS.includes(field)) continue;
+    const near = nearest(field, SPEC_FIELDS);
+    const fields = `(${SPEC_FIELDS.join(', ')})`;
+    throw new TypeError(
+      near === undefined
+        ? `${where}: a field is not one of an API key's ${fields}`
+        : `${where}: "${field}" is not a field of an API key: did you mean ${near}? ${fields}`,
+    );
+  }
 }
 
 /** A secret option, checked: absent, or a non-empty string. */

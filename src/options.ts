@@ -17,8 +17,8 @@ export interface HandlerOptions {
    */
   handlers: Handlers;
   /**
-   * The API keys to accept: strings, or `{ key, types, signatureSecret }` to limit a key to some event
-   * types or give it its own secret. Found by a digest keyed per process: the check's timing says
+   * The API keys to accept: strings, or `{ key, types, signatureSecret, rate }` to limit a key to some
+   * event types, give it its own secret or its own events a second (any other field is refused). Found by a digest keyed per process: the check's timing says
    * nothing about any key, and it costs the same with ten keys or a million. Give this or
    * `authenticate`, not both.
    */
