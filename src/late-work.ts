@@ -5,6 +5,8 @@
 export class LateWork {
   #pending = 0;
   #waiters: Array<() => void> = [];
+  /** Holds the process open while someone waits: the work's own timers do not (below). */
+  #keepAlive: NodeJS.Timeout | undefined;
 
   get pending(): number {
     return this.#pending;
@@ -14,13 +16,23 @@ export class LateWork {
     this.#pending++;
     const done = () => {
       this.#pending--;
-      if (this.#pending === 0) for (const wake of this.#waiters.splice(0)) wake();
+      if (this.#pending > 0) return;
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+      for (const wake of this.#waiters.splice(0)) wake();
     };
     work.then(done, done);
   }
 
-  /** Resolves once no work is pending. */
+  /**
+   * Resolves once no work is pending. The give-up on an overdue handler is an unref'd timer, so that a
+   * hung handler alone does not keep a host's process from ending; one that awaits this asked to wait
+   * (a script's last `await handler.idle()` ended with exit 13 instead), so the wait holds the process
+   * open until the work ends or is given up on.
+   */
   settled(): Promise<void> {
-    return this.#pending === 0 ? Promise.resolve() : new Promise((wake) => this.#waiters.push(wake));
+    if (this.#pending === 0) return Promise.resolve();
+    this.#keepAlive ??= setInterval(() => {}, 2 ** 30);
+    return new Promise((wake) => this.#waiters.push(wake));
   }
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { keyFingerprint } from '../src/auth.ts';
 import {
@@ -16,6 +17,7 @@ import {
 import { endpoint, type Seen } from './handler-harness.ts';
 import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
+import { CLI_SOURCE, ROOT, spawnClean } from './helpers-spawn.ts';
 import { countdown, gate } from './helpers-wait.ts';
 
 // Calling the partner's handler: what it returns or throws becomes the answer (a 5xx without internals),
@@ -230,5 +232,35 @@ describe('dispatch', () => {
     }
     assert.deepEqual(seenInTurn, [[1, false]]);
     assert.equal(writtenWhenIdle, true, 'idle() resolves once the answer is written');
+  });
+
+  test('idle() in a script with nothing else alive resolves once a handler that never ends is given up on', async () => {
+    // The wait for an overdue handler held nothing alive: Node ended the script (exit 13) with idle()
+    // pending, and what the script meant to do after it (close its store, say it stopped) never ran.
+    const script = `
+      import inject from 'light-my-request';
+      import { createHandler, silentLogger } from ${JSON.stringify(join(ROOT, 'src', 'index.ts'))};
+      const handler = createHandler({
+        apiKeys: [${JSON.stringify(API_KEY)}], log: silentLogger, handlerTimeoutMs: 50,
+        handlers: { track: () => new Promise(() => {}) },
+      });
+      const headers = ${JSON.stringify(segmentHeaders())};
+      const res = await inject(handler, { method: 'POST', url: '/', headers, payload: ${JSON.stringify(trackEvent())} });
+      console.log(res.statusCode);
+      handler.drain();
+      await handler.idle();
+      console.log('idle');`;
+    const run = spawnClean(process.execPath, [
+      ...CLI_SOURCE.slice(0, 3),
+      '--input-type=module',
+      '-e',
+      script,
+    ]);
+    try {
+      assert.equal(await run.exit, 0, run.stderr());
+      assert.equal(run.stdout(), '503\nidle\n');
+    } finally {
+      run.child.kill();
+    }
   });
 });
