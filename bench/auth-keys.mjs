@@ -2,19 +2,28 @@
 // What checking an API key costs as the key set grows (`make bench`'s last step): the built-in
 // authenticator (dist/auth.js) asked for a known and an unknown key, µs a check, with 10 to 100,000 keys
 // (a destination's customers). An unknown key is never cached (credentials.ts keeps accepted headers
-// only), so its cost is what a stranger's requests cost the endpoint.
+// only), so its cost is what a stranger's requests cost the endpoint. Then what loading a keys file
+// costs, as at start and at each SIGHUP: read and checked (dist/config-keys.js), then the authenticator
+// built (dist/options.js), ms, the process doing nothing else meanwhile.
 //
 //   node bench/auth-keys.mjs
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { keyAuthenticator } from '../dist/auth.js';
+import { apiKeys } from '../dist/config-keys.js';
+import { resolveApiKeys } from '../dist/options.js';
+
+const key = (i) => `customer-${i}-${'k'.repeat(24)}`;
 
 const rows = [];
 for (const n of [10, 1_000, 10_000, 100_000]) {
-  const keys = Array.from({ length: n }, (_, i) => `customer-${i}-${'k'.repeat(24)}`);
+  const keys = Array.from({ length: n }, (_, i) => key(i));
   const authenticate = keyAuthenticator(keys);
-  const cost = (key) => {
+  const cost = (candidate) => {
     const checks = 200_000;
     const started = process.hrtime.bigint();
-    for (let i = 0; i < checks; i++) authenticate(key(i));
+    for (let i = 0; i < checks; i++) authenticate(candidate(i));
     return Number(process.hrtime.bigint() - started) / 1e3 / checks;
   };
   cost((i) => keys[i % n]); // warm-up
@@ -22,4 +31,25 @@ for (const n of [10, 1_000, 10_000, 100_000]) {
 }
 process.stdout.write(
   `\nchecking an API key, µs a check (one process)\n| keys | a known key | an unknown key |\n| ---: | ---: | ---: |\n${rows.join('\n')}\n`,
+);
+
+const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-keys-'));
+const loads = [];
+try {
+  for (const n of [10_000, 100_000, 1_000_000]) {
+    const file = join(dir, `keys-${n}`);
+    writeFileSync(file, Array.from({ length: n }, (_, i) => key(i)).join('\n'));
+    const started = performance.now();
+    const specs = apiKeys(undefined, file, {});
+    const read = performance.now();
+    resolveApiKeys(specs);
+    const built = performance.now();
+    const ms = (a, b) => (b - a).toFixed(0);
+    loads.push(`| ${n} | ${ms(started, read)} | ${ms(read, built)} | ${ms(started, built)} |`);
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+process.stdout.write(
+  `\nloading a keys file (start, SIGHUP), ms\n| keys | read and checked | authenticator built | in all |\n| ---: | ---: | ---: | ---: |\n${loads.join('\n')}\n`,
 );

@@ -86,44 +86,51 @@ export interface ApiKeySpec {
  */
 export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authenticate {
   const secret = randomBytes(32).toString('hex');
-  const tag = (key: string): string => hash('sha256', secret + key);
+  const tag = (key: string): string => hash('sha256', secret + key, 'binary');
+  // One map, from a key's tag to its decision, and no copy of the keys kept: a reload of a million
+  // keys blocks the process while this runs (a second map of the keys for their repeats cost ~2 µs a key).
   const decisions = new Map<string, AuthDecision>();
-  const seen = new Map<string, [ApiKeySpec, number]>();
-  let index = -1;
-  for (const item of keys) {
-    index++;
-    const spec = typeof item === 'string' ? ({ key: item } as ApiKeySpec) : item;
-    const { key, types, signatureSecret, rate } = spec;
+  const list = [...keys];
+  for (let index = 0; index < list.length; index++) {
+    const spec = specOf(list[index] as string | ApiKeySpec);
+    const decision = decisionOf(spec);
+    const at = tag(spec.key);
+    const before = decisions.get(at);
+    if (before === undefined) decisions.set(at, decision);
     // A repeat that says otherwise would silently override the first. The same spec twice (two lists
     // merged) says nothing new.
-    const first = seen.get(key);
-    if (first !== undefined) {
-      if (sameSpec(first[0], spec)) continue;
-      throw new TypeError(
-        `apiKeys[${index}] gives the key of apiKeys[${first[1]}] other types, secret or rate`,
-      );
+    else if (!sameDecision(before, decision)) {
+      const first = list.findIndex((item) => specOf(item).key === spec.key);
+      throw new TypeError(`apiKeys[${index}] gives the key of apiKeys[${first}] other types, secret or rate`);
     }
-    seen.set(key, [spec, index]);
-    const decision: AuthDecision =
-      types === undefined && signatureSecret === undefined && rate === undefined
-        ? 'allow'
-        : Object.freeze({
-            ...(types === undefined ? {} : { allow: Object.freeze([...types]) }),
-            ...(signatureSecret === undefined ? {} : { signatureSecret }),
-            ...(rate === undefined ? {} : { rate }),
-          });
-    decisions.set(tag(key), decision);
   }
   const authenticate: Authenticate = (apiKey) => decisions.get(tag(apiKey)) ?? 'unknown';
   fixed.add(authenticate);
   return authenticate;
 }
 
+const specOf = (item: string | ApiKeySpec): ApiKeySpec => (typeof item === 'string' ? { key: item } : item);
+
+/** What the authenticator answers for a key: `allow`, or its types, secret and rate (frozen). */
+function decisionOf({ types, signatureSecret, rate }: ApiKeySpec): AuthDecision {
+  if (types === undefined && signatureSecret === undefined && rate === undefined) return 'allow';
+  return Object.freeze({
+    ...(types === undefined ? {} : { allow: Object.freeze([...types]) }),
+    ...(signatureSecret === undefined ? {} : { signatureSecret }),
+    ...(rate === undefined ? {} : { rate }),
+  });
+}
+
 /** Whether two specs of one key say the same: the same types (in any order), secret and rate. */
 export function sameSpec(a: ApiKeySpec, b: ApiKeySpec): boolean {
-  const types = (spec: ApiKeySpec) =>
-    spec.types === undefined ? undefined : [...new Set(spec.types)].sort().join();
-  return types(a) === types(b) && a.signatureSecret === b.signatureSecret && a.rate === b.rate;
+  return sameDecision(decisionOf(a), decisionOf(b));
+}
+
+function sameDecision(a: AuthDecision, b: AuthDecision): boolean {
+  if (typeof a !== 'object' || typeof b !== 'object') return a === b;
+  const types = (allow: readonly string[] | undefined) =>
+    allow === undefined ? undefined : [...new Set(allow)].sort().join();
+  return types(a.allow) === types(b.allow) && a.signatureSecret === b.signatureSecret && a.rate === b.rate;
 }
 
 // The authenticators keyAuthenticator made: a fixed set of keys, so a key's decision never changes.

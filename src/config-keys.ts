@@ -88,9 +88,10 @@ export function parseKeysFile(text: string): ApiKeySpec[] {
 function keysFileEntries(text: string): Array<[ApiKeySpec, string]> {
   const specs: Array<[ApiKeySpec, string]> = [];
   text.split(/\r?\n/).forEach((raw, index) => {
-    const line = raw.replace(/(?:^|\s)#.*/, '').trim();
+    // Most lines are a key alone: no comment to strip, nothing to split (a million keys are read at once).
+    const line = (raw.includes('#') ? raw.replace(/(?:^|\s)#.*/, '') : raw).trim();
     if (line === '') return;
-    const [key, ...rest] = line.split(/\s+/) as [string, ...string[]];
+    const [key, ...rest] = (/\s/.test(line) ? line.split(/\s+/) : [line]) as [string, ...string[]];
     const where = `--api-keys-file line ${index + 1}`;
     let types: string[] | undefined;
     let signatureSecret: string | undefined;
