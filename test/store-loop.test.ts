@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { pbkdf2 } from 'node:crypto';
+import { once } from 'node:events';
 import {
   closeSync,
   fstatSync,
@@ -10,6 +11,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -54,6 +56,46 @@ describe('the group commit on the event loop', () => {
 
     await store.appendLine('{"n":20}', AT);
     assert.deepEqual(store.stats, { records: 21, commits: 2, failures: 0 });
+    await store.close();
+  });
+
+  test('lines that keep coming turn after turn share one commit: it waits for a turn that adds none', async () => {
+    // Under load the senders' next requests arrive while a turn works, to be read by the next turn's
+    // poll: committed at the end of each turn, 50 connections made commits of ~33 events; now ~49.
+    const dir = tempDir();
+    const store = await NdjsonStore.open(dir, { io: loopIo });
+    // Each batch of lines from a socket's data, as requests are read: a ball sent back and forth
+    // between two sockets of this process, each end adding a batch when it gets it: one a turn.
+    const arrivals = async (turns: number, each: number) => {
+      const appended: Array<Promise<void>> = [];
+      const add = (socket: Socket, done: () => void) =>
+        socket.on('data', () => {
+          for (let n = 0; n < each; n++) appended.push(store.appendLine('{"n":0}', AT));
+          if (appended.length < turns * each) socket.write('.');
+          else done();
+        });
+      let served: Socket | undefined;
+      const ends = createNetServer((socket) => {
+        served = socket;
+      }).listen(0, '127.0.0.1');
+      await once(ends, 'listening');
+      const socket = connect((ends.address() as AddressInfo).port, '127.0.0.1');
+      await once(ends, 'connection');
+      await new Promise<void>((done) => {
+        add(socket, done);
+        add(served as Socket, done);
+        socket.write('.');
+      });
+      socket.destroy();
+      ends.close();
+      await Promise.all(appended);
+      return appended.length;
+    };
+    assert.equal(await arrivals(4, 5), 20);
+    assert.deepEqual(store.stats, { records: 20, commits: 1, failures: 0 });
+    // Lines that never stop coming are committed all the same, 256 at most a commit.
+    assert.equal(await arrivals(600, 1), 600);
+    assert.ok(store.stats.commits >= 4, `${store.stats.commits} commits`);
     await store.close();
   });
 

@@ -147,8 +147,7 @@ export class NdjsonStore {
   }
 
   async #drain(): Promise<void> {
-    // A blocking io would otherwise commit the turn's first line alone, before the rest are read.
-    if (this.#io.blocking) await new Promise<void>((next) => setImmediate(next));
+    if (this.#io.blocking) await this.#queue.quiet();
     while (this.#queue.length > 0) {
       for (const group of this.#queue.take()) await this.#commit((group[0] as Pending).file, group);
     }
