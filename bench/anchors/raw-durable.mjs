@@ -1,8 +1,8 @@
 // Anchor: the parse floor (raw-json.mjs) made durable the least costly way: each accepted event appended
 // as a line to one file, group-committed (one write + fdatasync in flight, the lines that arrive
 // meanwhile sharing the next), the 200 sent once its line is synced. As the default store does, a
-// process with one core writes and syncs on the event loop at the end of the loop's turn (every line
-// read in the turn joins), else on the thread pool. No repair, no day files, no cut-back
+// process with one core writes and syncs on the event loop at the end of the first turn of the loop
+// that reads no more lines (every line read until then joins), else on the thread pool. No repair, no day files, no cut-back
 // on failure: the limit any durable server reaches on this disk and core, beside which the default
 // store's "durable ≥ 0.85 × no-op" is read. The store directory is the first argument. Its request
 // handling is raw-json.mjs's, copied rather than imported: each anchor is one file that stands alone and
@@ -51,13 +51,24 @@ function commitOnLoop() {
   syncing = false;
   for (const pending of group) pending.done();
 }
+// As the default store does (CommitQueue.quiet): the commit waits for a turn that reads no more lines,
+// 256 at most, so that the requests arriving while a turn works join it.
+let added = 0;
+function whenQuiet() {
+  if (added > 0 && queue.length < 256) {
+    added = 0;
+    setImmediate(whenQuiet);
+  } else commitOnLoop();
+}
 const ONE_CORE = availableParallelism() === 1;
 const append = (line, done) => {
   queue.push({ line, done });
+  added++;
   if (syncing) return;
   if (ONE_CORE) {
     syncing = true;
-    setImmediate(commitOnLoop);
+    added = 0;
+    setImmediate(whenQuiet);
   } else commit();
 };
 
