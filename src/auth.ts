@@ -231,16 +231,12 @@ const SPEC_FIELDS: readonly string[] = ['key', 'types', 'signatureSecret', 'rate
  * a field's name (anything else there may be a secret).
  */
 function checkFields(spec: object, where: string): void {
-  for (const field of Object.keys(spec)) {
-    if (SPEC_FIELDS.includes(field)) continue;
-    const near = nearest(field, SPEC_FIELDS);
-    const fields = `(${SPEC_FIELDS.join(', ')})`;
-    throw new TypeError(
-      near === undefined
-        ? `${where}: a field is not one of an API key's ${fields}`
-        : `${where}: "${field}" is not a field of an API key: did you mean ${near}? ${fields}`,
-    );
-  }
+  const field = Object.keys(spec).find((name) => !SPEC_FIELDS.includes(name));
+  if (field === undefined) return;
+  const near = nearest(field, SPEC_FIELDS);
+  const misspelt = `"${field}" is not a field of an API key: did you mean ${near}?`;
+  const what = near === undefined ? "a field is not one of an API key's" : misspelt;
+  throw new TypeError(`${where}: ${what} (${SPEC_FIELDS.join(', ')})`);
 }
 
 /** A secret option, checked: absent, or a non-empty string. */
