@@ -65,8 +65,8 @@ export interface StoreIo {
   lock?(dir: string): StoreLock;
   /**
    * True when `write` and `fdatasync` do their work before they return (blocking the event loop until
-   * the disk answers): the store then commits at the end of the event loop's turn, so that every line
-   * appended in the turn joins one commit.
+   * the disk answers): the store then commits at the end of the first turn of the event loop that
+   * appends no more lines (`CommitQueue.quiet`), so that every line appended until then joins one commit.
    */
   readonly blocking?: boolean;
 }
