@@ -18,9 +18,9 @@ export interface HandlerOptions {
   handlers: Handlers;
   /**
    * The API keys to accept: strings, or `{ key, types, signatureSecret, rate }` to limit a key to some
-   * event types, give it its own secret or its own events a second (any other field is refused). Found by a digest keyed per process: the check's timing says
-   * nothing about any key, and it costs the same with ten keys or a million. Give this or
-   * `authenticate`, not both.
+   * event types, give it its own secret or its own events a second (any other field is refused). Found
+   * by a digest keyed per process: the check's timing says nothing about any key, and it costs the same
+   * with ten keys or a million. Give this or `authenticate`, not both.
    */
   apiKeys?: Iterable<string | ApiKeySpec>;
   /** Instead of `apiKeys`: `(apiKey) => decision`, sync or async (below). */

@@ -101,6 +101,29 @@ describe('TypeError', () => {
   test('apiKeys that is not iterable', () => {
     assert.throws(() => resolve({ apiKeys: 'k1' }), { name: 'TypeError', message: /apiKeys/ });
   });
+
+  test('a field of an api key spec that is not one: refused, so a misspelt limit cannot widen a key', () => {
+    // `tpyes` ignored would give the key every type, `ratee` no rate limit: the opposite of what was meant.
+    assert.throws(() => resolve({ apiKeys: [{ key: 'k1', tpyes: ['track'] }] }), {
+      name: 'TypeError',
+      message:
+        /^options\.apiKeys\[0\]: "tpyes" is not a field of an API key: did you mean types\? \(key, types, signatureSecret, rate\)$/,
+    });
+    assert.throws(() => resolve({ apiKeys: ['k0', { key: 'k1', allow: ['track'] }] }), {
+      name: 'TypeError',
+      message:
+        /^options\.apiKeys\[1\]: a field is not one of an API key's \(key, types, signatureSecret, rate\)$/,
+    });
+    assert.throws(() => resolve({ apiKeys: [{ key: 'k1', types: 'track' }] }), {
+      name: 'TypeError',
+      message: /^options\.apiKeys\[0\]: types must be a list of event types$/,
+    });
+    const parsed = JSON.parse('[{"key":"k1","__proto__":{"types":["track"]}}]');
+    assert.throws(() => resolve({ apiKeys: parsed }), { name: 'TypeError', message: /a field is not one/ });
+    assert.doesNotThrow(() =>
+      resolve({ apiKeys: [{ key: 'k1', types: ['track'], signatureSecret: 's', rate: 5 }] }),
+    );
+  });
 });
 
 describe('RangeError', () => {
@@ -138,29 +161,6 @@ describe('RangeError', () => {
       name: 'RangeError',
       message: /"trak" is not an event type: did you mean track\?/,
     });
-  });
-
-  test('a field of an api key spec that is not one: refused, so a misspelt limit cannot widen a key', () => {
-    // `tpyes` ignored would give the key every type, `ratee` no rate limit: the opposite of what was meant.
-    assert.throws(() => resolve({ apiKeys: [{ key: 'k1', tpyes: ['track'] }] }), {
-      name: 'TypeError',
-      message:
-        /^options\.apiKeys\[0\]: "tpyes" is not a field of an API key: did you mean types\? \(key, types, signatureSecret, rate\)$/,
-    });
-    assert.throws(() => resolve({ apiKeys: ['k0', { key: 'k1', allow: ['track'] }] }), {
-      name: 'TypeError',
-      message:
-        /^options\.apiKeys\[1\]: a field is not one of an API key's \(key, types, signatureSecret, rate\)$/,
-    });
-    assert.throws(() => resolve({ apiKeys: [{ key: 'k1', types: 'track' }] }), {
-      name: 'TypeError',
-      message: /^options\.apiKeys\[0\]: types must be a list of event types$/,
-    });
-    const parsed = JSON.parse('[{"key":"k1","__proto__":{"types":["track"]}}]');
-    assert.throws(() => resolve({ apiKeys: parsed }), { name: 'TypeError', message: /a field is not one/ });
-    assert.doesNotThrow(() =>
-      resolve({ apiKeys: [{ key: 'k1', types: ['track'], signatureSecret: 's', rate: 5 }] }),
-    );
   });
 
   test('an empty apiKeys list', () => {

@@ -2,11 +2,11 @@
 // as a line to one file, group-committed (one write + fdatasync in flight, the lines that arrive
 // meanwhile sharing the next), the 200 sent once its line is synced. As the default store does, a
 // process with one core writes and syncs on the event loop at the end of the first turn of the loop
-// that reads no more lines (every line read until then joins), else on the thread pool. No repair, no day files, no cut-back
-// on failure: the limit any durable server reaches on this disk and core, beside which the default
-// store's "durable ≥ 0.85 × no-op" is read. The store directory is the first argument. Its request
-// handling is raw-json.mjs's, copied rather than imported: each anchor is one file that stands alone and
-// that raw-json.mjs (a reference file of issue 10) need not change for.
+// that reads no more lines (every line read until then joins), else on the thread pool. No repair, no
+// day files, no cut-back on failure: the limit any durable server reaches on this disk and core, beside
+// which the default store's "durable ≥ 0.85 × no-op" is read. The store directory is the first argument.
+// Its request handling is raw-json.mjs's, copied rather than imported: each anchor is one file that
+// stands alone and that raw-json.mjs (a reference file of issue 10) need not change for.
 
 import fs from 'node:fs';
 import https from 'node:https';
