@@ -228,10 +228,11 @@ const SPEC_FIELDS: readonly string[] = ['key', 'types', 'signatureSecret', 'rate
 /**
  * A field no key has is refused rather than ignored: a misspelt `types` or `rate` would otherwise give
  * the key every type, or no limit, the opposite of what was written. Named back only when it is close to
- * a field's name (anything else there may be a secret).
+ * a field's name (anything else there may be a secret). Inherited ones count (for...in), as they take effect.
  */
 function checkFields(spec: object, where: string): void {
-  const field = Object.keys(spec).find((name) => !SPEC_FIELDS.includes(name));
+  let field: string | undefined;
+  for (const name in spec) field ??= SPEC_FIELDS.includes(name) ? undefined : name;
   if (field === undefined) return;
   const near = nearest(field, SPEC_FIELDS);
   const misspelt = `"${field}" is not a field of an API key: did you mean ${near}?`;

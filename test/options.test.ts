@@ -124,6 +124,33 @@ describe('TypeError', () => {
       resolve({ apiKeys: [{ key: 'k1', types: ['track'], signatureSecret: 's', rate: 5 }] }),
     );
   });
+
+  test('an inherited misspelt key spec field is refused, as inherited types and rate apply', async () => {
+    // Specs made from shared limits (`{ __proto__: limits, key }`, Object.create) take `types` and `rate`
+    // from their prototype; a misspelt one there was ignored, the key given every type or no limit.
+    const limits = { tpyes: ['track'] };
+    assert.throws(() => resolve({ apiKeys: [{ __proto__: limits, key: 'k1' }] }), {
+      name: 'TypeError',
+      message: /^options\.apiKeys\[0\]: "tpyes" is not a field of an API key: did you mean types\?/,
+    });
+    const deeper = Object.assign(Object.create(Object.create({ ratee: 5 })), { key: 'k1' });
+    assert.throws(() => resolve({ apiKeys: [deeper] }), { name: 'TypeError', message: /"ratee"/ });
+    const handler = createHandler({ ...base, apiKeys: ['k0'] });
+    assert.throws(() => handler.setApiKeys([{ __proto__: limits, key: 'k1' } as never]), /"tpyes"/);
+    // What a spec inherits rightly spelt is its own; a class's getters and methods are no fields.
+    const opts = resolve({ apiKeys: [{ __proto__: { types: ['track'], rate: 5 }, key: 'k1' }] });
+    assert.deepEqual(await opts.authenticate('k1'), { allow: ['track'], rate: 5 });
+    class Key {
+      constructor(readonly key: string) {}
+      get types() {
+        return ['identify'];
+      }
+      describe() {
+        return 'a key for identify';
+      }
+    }
+    assert.deepEqual(await resolve({ apiKeys: [new Key('k2')] }).authenticate('k2'), { allow: ['identify'] });
+  });
 });
 
 describe('RangeError', () => {
