@@ -2,8 +2,7 @@ import { hash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { decodeBase64 } from './base64.ts';
 import { EndpointError } from './errors.ts';
-import { nearest } from './spelling.ts';
-import { EVENT_TYPES, type EventType } from './types.ts';
+import type { EventType } from './types.ts';
 
 export interface BasicCredentials {
   readonly user: string;
@@ -32,7 +31,7 @@ export function parseBasicAuth(header: string | undefined): BasicCredentials | u
 }
 
 /** Whether `text` holds a control character (C0 or DEL). */
-function hasControl(text: string): boolean {
+export function hasControl(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c < 0x20 || c === 0x7f) return true;
@@ -187,64 +186,4 @@ export function repeats(rawHeaders: readonly string[], name: string): boolean {
     }
   }
   return false;
-}
-
-/**
- * One API key, checked: a string is a key for every event type. `where` names it in the error (an index,
- * a flag, a line of a keys file); the key itself is never in the message, since it is a secret.
- */
-export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
-  const spec = (typeof item === 'string' ? { key: item } : item) as Partial<ApiKeySpec> | null;
-  // Well-formed: a lone surrogate, hashed as UTF-8, is U+FFFD, and a key holding that would match it.
-  const bad = (key: string) => key === '' || key.includes(':') || hasControl(key) || !key.isWellFormed();
-  if (typeof spec?.key !== 'string' || bad(spec.key)) {
-    throw new TypeError(
-      `${where}: an API key must be a non-empty, well-formed string without ":" or a control character`,
-    );
-  }
-  checkFields(spec, where);
-  checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
-  if (spec.rate !== undefined && !(Number.isInteger(spec.rate) && spec.rate >= 0 && spec.rate <= 1_000_000)) {
-    throw new RangeError(`${where}: rate must be a whole number of events a second from 0 to 1000000`);
-  }
-  if (spec.types !== undefined && !Array.isArray(spec.types)) {
-    throw new TypeError(`${where}: types must be a list of event types`);
-  }
-  for (const type of spec.types ?? []) {
-    if (!EVENT_TYPES.includes(type)) {
-      // Named back only when it is a misspelt type: what stands in the types' place may be a secret
-      // (a keys file's columns swapped, KEY:PASSWORD out of Basic auth's habit).
-      const near = nearest(type, EVENT_TYPES);
-      const what = near === undefined ? 'one of the types' : `"${type}"`;
-      const hint = near === undefined ? '' : `: did you mean ${near}?`;
-      throw new RangeError(`${where}: ${what} is not an event type${hint} (${EVENT_TYPES.join(', ')})`);
-    }
-  }
-  return spec as ApiKeySpec;
-}
-
-const SPEC_FIELDS: readonly string[] = ['key', 'types', 'signatureSecret', 'rate'];
-
-/**
- * A field no key has is refused rather than ignored: a misspelt `types` or `rate` would otherwise give
- * the key every type, or no limit, the opposite of what was written. Named back only when it is close to
- * a field's name (anything else there may be a secret). Inherited ones count (for...in), as they take effect.
- */
-function checkFields(spec: object, where: string): void {
-  let field: string | undefined;
-  for (const name in spec) field ??= SPEC_FIELDS.includes(name) ? undefined : name;
-  if (field === undefined) return;
-  const near = nearest(field, SPEC_FIELDS);
-  const misspelt = `"${field}" is not a field of an API key: did you mean ${near}?`;
-  const what = near === undefined ? "a field is not one of an API key's" : misspelt;
-  throw new TypeError(`${where}: ${what} (${SPEC_FIELDS.join(', ')})`);
-}
-
-/** A secret option, checked: absent, or a non-empty string. */
-export function checkSecret(name: string, value: unknown): string | undefined {
-  // The value is not echoed: it is a secret.
-  if (value !== undefined && (typeof value !== 'string' || value === '')) {
-    throw new TypeError(`${name} must be a non-empty string`);
-  }
-  return value;
 }

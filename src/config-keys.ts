@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { type ApiKeySpec, apiKeySpec, sameSpec } from './auth.ts';
+import { type ApiKeySpec, sameSpec } from './auth.ts';
 import type { CliConfig } from './config.ts';
+import { apiKeySpec } from './key-spec.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
 import { readRegularFile } from './regular-file.ts';

@@ -1,9 +1,10 @@
-import { type ApiKeySpec, type Authenticate, apiKeySpec, checkSecret, keyAuthenticator } from './auth.ts';
+import { type ApiKeySpec, type Authenticate, keyAuthenticator } from './auth.ts';
 import { routes } from './batch.ts';
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
 import type { IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
 import { resolveIdempotency } from './idempotency-option.ts';
+import { apiKeySpec, checkSecret } from './key-spec.ts';
 import { jsonLogger, type Logger } from './log.ts';
 import { checkHandlers, checkLogger, checkSwitch } from './option-checks.ts';
 import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { apiKeySpec, keyAuthenticator, keyFingerprint, parseBasicAuth } from '../src/auth.ts';
+import { keyAuthenticator, keyFingerprint, parseBasicAuth } from '../src/auth.ts';
+import { apiKeySpec } from '../src/key-spec.ts';
 
 const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
 

@@ -118,6 +118,13 @@ describe('TypeError', () => {
       name: 'TypeError',
       message: /^options\.apiKeys\[0\]: types must be a list of event types$/,
     });
+    // biome-ignore lint/suspicious/noSparseArray: a hole where a type should be
+    for (const types of [[null], ['track', 7], [, 'track']]) {
+      assert.throws(() => resolve({ apiKeys: [{ key: 'k1', types }] }), {
+        name: 'TypeError',
+        message: /^options\.apiKeys\[0\]: types must be a list of event types$/,
+      });
+    }
     const parsed = JSON.parse('[{"key":"k1","__proto__":{"types":["track"]}}]');
     assert.throws(() => resolve({ apiKeys: parsed }), { name: 'TypeError', message: /a field is not one/ });
     assert.doesNotThrow(() =>
