@@ -5,12 +5,12 @@ import type { Settings } from './settings.ts';
 
 // The context a handler gets beside its event (the `ctx` of the handler contract).
 
-/** What a handler gets besides the event. */
-export interface Context {
+/** What a handler gets besides the event. `S`: the settings, as `settingsSchema` says (checked). */
+export interface Context<S = Settings> {
   /** The API key the event was sent with: the partner's customer (tenant). */
   readonly apiKey: string;
   /** The customer's custom settings, from `X-Segment-Settings` (`{}` when absent). */
-  readonly settings: Settings;
+  readonly settings: S;
   readonly headers: IncomingHttpHeaders;
   /** Aborted when the handler runs past `handlerTimeoutMs`: the sender has been told 503 by then. */
   readonly signal: AbortSignal;

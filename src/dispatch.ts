@@ -5,6 +5,7 @@ import { EndpointError, type ErrorCode } from './errors.ts';
 import { LateWork } from './late-work.ts';
 import { isPromise } from './promise.ts';
 import type { EventMap } from './schemas.ts';
+import type { Settings } from './settings.ts';
 import type { EventType } from './types.ts';
 
 export type { Context } from './context.ts';
@@ -29,10 +30,16 @@ export type HandlerResult =
   | bigint
   | null;
 
-export type EventHandler<E> = (event: E, ctx: Context) => HandlerResult | Promise<HandlerResult>;
+export type EventHandler<E, S = Settings> = (
+  event: E,
+  ctx: Context<S>,
+) => HandlerResult | Promise<HandlerResult>;
 
-/** The partner's code: one function per event type it supports. A type without one answers 501. */
-export type Handlers = { readonly [K in EventType]?: EventHandler<EventMap[K]> };
+/**
+ * The partner's code: one function per event type it supports. A type without one answers 501. `S`: the
+ * customer's settings (`ctx.settings`), as `settingsSchema` says.
+ */
+export type Handlers<S = Settings> = { readonly [K in EventType]?: EventHandler<EventMap[K], S> };
 
 type AnyHandler = (event: unknown, ctx: Context) => HandlerResult | Promise<HandlerResult>;
 

@@ -9,6 +9,7 @@ import { optionsCopy } from './option-names.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
 import { type RefusalContext, sendError } from './respond.ts';
+import type { Settings } from './settings.ts';
 import { routeAt } from './target.ts';
 
 // The endpoint as express middleware: `app.use('/segment', segmentEndpoint(options))`. Express strips
@@ -54,7 +55,7 @@ interface BodyParserError {
  * below the mount) go on to the next middleware, as do errors of requests it does not serve and errors
  * that are not a body parser's refusal of the sender's body.
  */
-export default function segmentEndpoint(options: HandlerOptions): ExpressEndpoint {
+export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>): ExpressEndpoint {
   const handler = createHandler(options);
   // Checked by createHandler already; resolved again for the paths and the limit, without a second
   // duplicate store (the handler has its own).

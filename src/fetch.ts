@@ -6,6 +6,7 @@ import type { Logger } from './log.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.ts';
 import { JSON_TYPE } from './respond.ts';
+import type { Settings } from './settings.ts';
 
 // The endpoint as a web-standard handler, `(request: Request) => Promise<Response>`, for Hono, Next.js
 // route handlers and any fetch-style server. One implementation of the contract: the same handler as
@@ -31,7 +32,10 @@ export interface FetchHandler {
  * Host check belongs to the Node front door, so the URL's host stands in for it. `basePath` is where
  * the host mounted it (`/segment`): the handler routes on what follows.
  */
-export function createFetchHandler(options: HandlerOptions, mount: { basePath?: string } = {}): FetchHandler {
+export function createFetchHandler<S = Settings>(
+  options: HandlerOptions<S>,
+  mount: { basePath?: string } = {},
+): FetchHandler {
   // createHandler's check, with where a basePath given among the options belongs.
   checkOptionNames(options, HANDLER_OPTION_NAMES, {
     basePath: 'give it as createFetchHandler(options, { basePath })',

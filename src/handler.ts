@@ -14,6 +14,7 @@ import {
 import { EventPipeline } from './pipeline.ts';
 import { refusal } from './refusals.ts';
 import { type RefusalContext, sendContinue, sendError, sendHealth, sendMetrics } from './respond.ts';
+import type { Settings } from './settings.ts';
 import { loggedPath, routeAt, targetPath } from './target.ts';
 
 /** A plain `(req, res)` function, to mount in any node:http/https server, plus its lifecycle. */
@@ -42,7 +43,7 @@ export interface EndpointHandler {
  * draining, load shedding, health and metrics) and, past it, the event pipeline (pipeline.ts). Every
  * refusal is JSON `{"message", "code"}`.
  */
-export function createHandler(options: HandlerOptions): EndpointHandler {
+export function createHandler<S = Settings>(options: HandlerOptions<S>): EndpointHandler {
   checkOptionNames(options, HANDLER_OPTION_NAMES);
   return resolvedHandler(resolveHandlerOptions(options));
 }
@@ -114,13 +115,7 @@ class FrontDoor {
     if (req.httpVersionMajor >= 2) {
       this.#refuse(route, req, res, refusal('SEG_HTTP_VERSION'), CLOSE);
     } else if (req.httpVersionMajor === 0) {
-      this.#refuse(
-        route,
-        req,
-        res,
-        refusal('SEG_BAD_REQUEST', 'The request line has no HTTP/1.1 version'),
-        CLOSE,
-      );
+      this.#refuse(route, req, res, refusal('SEG_BAD_REQUEST', NO_VERSION), CLOSE);
     } else if (req.rawHeaders.length > 2 * MAX_HEADERS) {
       // Refused whole rather than judged on the first 100: one dropped could be the Content-Length Node
       // framed the body by, or the Authorization.
@@ -243,6 +238,7 @@ class FrontDoor {
 
 // How Node reads `Expect: 100-continue` (lib/_http_server.js).
 const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
+const NO_VERSION = 'The request line has no HTTP/1.1 version';
 const CLOSE: OutgoingHttpHeaders = Object.freeze({ connection: 'close' });
 
 /** Headers a request may carry (Segment sends 7). The standalone server hands the handler one more. */

@@ -5,15 +5,23 @@ import { UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
 import { checkHandlers } from './option-checks.ts';
+import type { Settings } from './settings.ts';
+import { checkSettingsSchema, type SettingsSchema } from './settings-schema.ts';
 import { EVENT_TYPES } from './types.ts';
 
 // --handlers: the partner's module, loaded once at start. What cannot be one is refused before it is
 // imported, and a module that would leave every event unhandled is refused after.
 
-/** The module's default export, checked; a UsageError naming the file for what is wrong. */
-export async function loadHandlers(file: string): Promise<Handlers> {
+/** What --handlers gives: the default export, and the `settingsSchema` export when there is one. */
+export interface HandlersModule {
+  readonly handlers: Handlers;
+  readonly settingsSchema: SettingsSchema<Settings> | undefined;
+}
+
+/** The module's exports, checked; a UsageError naming the file for what is wrong. */
+export async function loadHandlers(file: string): Promise<HandlersModule> {
   checkModuleFile(file);
-  let mod: { default?: unknown };
+  let mod: { default?: unknown; settingsSchema?: unknown };
   // A top-level await that waits for nothing pending (no timer, socket or file) can never settle: the
   // event loop empties, and the process would end with nothing said and exit 0.
   let stuck: () => void = () => {};
@@ -58,7 +66,16 @@ export async function loadHandlers(file: string): Promise<Handlers> {
       `--handlers ${file}: handles no event type: export at least one of ${EVENT_TYPES.join(', ')}`,
     );
   }
-  return handlers;
+  return { handlers, settingsSchema: schemaOf(mod.settingsSchema, file) };
+}
+
+function schemaOf(value: unknown, file: string): SettingsSchema<Settings> | undefined {
+  try {
+    return checkSettingsSchema(value);
+  } catch (err) {
+    const said = (err as Error).message.replace(/^options\.settingsSchema/, 'its settingsSchema export');
+    throw new UsageError(`--handlers ${file}: ${said}`);
+  }
 }
 
 /**

@@ -47,6 +47,7 @@ export { EVENT_TYPES } from './types.ts';
 export type { EventType } from './types.ts';
 export { field } from './normalize.ts';
 export type { Settings } from './settings.ts';
+export type { SettingsSchema } from './settings-schema.ts';
 
 // The default durable store
 export type { StoreOptions } from './sinks/file-io.ts';

@@ -8,6 +8,7 @@ export const HANDLER_OPTION_NAMES: readonly string[] = Object.keys({
   handlers: true,
   apiKeys: true,
   authenticate: true,
+  settingsSchema: true,
   path: true,
   trackingApi: true,
   healthPath: true,

@@ -78,6 +78,7 @@ export const OPTIONS = {
     cli: 'module',
     help: 'ES module whose default export is { identify?, track?, page?, screen?, group?, alias?, delete? }; without it, events are stored under --out',
   },
+  settingsSchema: { scope: 'handler' },
   out: {
     scope: 'cli',
     flag: '--out DIR',

@@ -9,14 +9,23 @@ import { jsonLogger, type Logger } from './log.ts';
 import { checkHandlers, checkLogger, checkSwitch } from './option-checks.ts';
 import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';
 import { checkPath, clearOfRoutes, distinctPaths } from './paths.ts';
+import type { Settings } from './settings.ts';
+import { checkSettingsSchema, type SettingsSchema } from './settings-schema.ts';
 
-/** Options of `createHandler`: the request pipeline. */
-export interface HandlerOptions {
+/** Options of `createHandler`: the request pipeline. `S`: the customer's settings, as `settingsSchema` says. */
+export interface HandlerOptions<S = Settings> {
   /**
    * One function per supported event type (an object's own, or a class instance's methods, called on
    * it). A type without one answers 501.
    */
-  handlers: Handlers;
+  handlers: Handlers<S>;
+  /**
+   * The destination's settings, compiled: `TypeCompiler.Compile(Type.Object({ ... }))` from TypeBox
+   * (or any object with its `Check` and `Errors`). Each customer's `X-Segment-Settings` is checked once,
+   * and handlers get `ctx.settings` typed; settings that do not match are answered 400
+   * `SEG_SETTINGS_INVALID`, naming the first place and what it expected, never the value given.
+   */
+  settingsSchema?: SettingsSchema<S>;
   /**
    * The API keys to accept: strings, or `{ key, types, signatureSecret, rate }` to limit a key to some
    * event types, give it its own secret or its own events a second (any other field is refused). Found
@@ -110,6 +119,9 @@ export interface HandlerOptions {
   log?: Logger;
 }
 
+/** The options apart from those typed by the settings' schema. */
+type OptionValues = Omit<HandlerOptions, 'handlers' | 'settingsSchema'>;
+
 /** The whole-number and on/off options of the handler: checked against their rows, nothing more. */
 type PlainOption = Extract<IntegerOption | SwitchOption, keyof HandlerOptions>;
 
@@ -117,6 +129,7 @@ type PlainOptions = { readonly [K in PlainOption]: K extends IntegerOption ? num
 
 export type ResolvedHandlerOptions = PlainOptions & {
   readonly handlers: Handlers;
+  readonly settingsSchema: SettingsSchema<unknown> | undefined;
   readonly authenticate: Authenticate;
   readonly path: string;
   readonly healthPath: string;
@@ -132,9 +145,10 @@ export type ResolvedHandlerOptions = PlainOptions & {
 const alwaysReady = () => true;
 
 /** Checks every option once, at start-up: a TypeError or RangeError names the option and the bad value. */
-export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOptions {
+export function resolveHandlerOptions<S>(input: HandlerOptions<S>): ResolvedHandlerOptions {
   if (typeof input !== 'object' || input === null) throw new TypeError('options must be an object');
   const handlers = checkHandlers(input.handlers);
+  const settingsSchema = checkSettingsSchema(input.settingsSchema);
   const authenticate = resolveAuthenticate(input);
   const path = checkPath('path', input.path ?? OPTIONS.path.default);
   const healthPath = checkPath('healthPath', input.healthPath ?? OPTIONS.healthPath.default);
@@ -161,6 +175,7 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
   return Object.freeze({
     ...plain,
     handlers,
+    settingsSchema,
     authenticate,
     path,
     healthPath,
@@ -175,24 +190,24 @@ export function resolveHandlerOptions(input: HandlerOptions): ResolvedHandlerOpt
 }
 
 /** The options' logger: JSON lines on stderr at info unless one is given. */
-export const loggerOf = (input: HandlerOptions): Logger => input.log ?? jsonLogger('info');
+export const loggerOf = (input: Pick<HandlerOptions, 'log'>): Logger => input.log ?? jsonLogger('info');
 
 /**
  * Every whole-number and on/off option of the handler, from its row: a number within the bounds, a
  * boolean as given. Anything but a boolean leaves a switch at its default.
  */
-function plainOptions(input: HandlerOptions): PlainOptions {
+function plainOptions(input: OptionValues): PlainOptions {
   const values: Record<string, number | boolean> = {};
   for (const [name, row] of ROWS) {
     if (row.scope !== 'handler' || name.includes('.')) continue;
-    const given = input[name as keyof HandlerOptions];
+    const given = input[name as keyof OptionValues];
     if (row.min !== undefined) values[name] = integer(name as IntegerOption, given);
     else if (typeof row.default === 'boolean') values[name] = checkSwitch(name, given, row.default);
   }
   return values as PlainOptions;
 }
 
-function resolveAuthenticate(input: HandlerOptions): Authenticate {
+function resolveAuthenticate(input: OptionValues): Authenticate {
   if (input.authenticate !== undefined) {
     if (input.apiKeys !== undefined) {
       throw new TypeError('give options.apiKeys or options.authenticate, not both: one would be ignored');

@@ -69,7 +69,7 @@ export class EventPipeline {
   readonly #opts: ResolvedHandlerOptions;
   /** Takes each event: its `late` work is what `idle()` waits for beyond the answers. */
   readonly intake: EventIntake;
-  readonly #settings = new SettingsCache();
+  readonly #settings: SettingsCache;
   /** Who sent a request: `setApiKeys` replaces its keys. */
   readonly credentials: CredentialsCache;
   readonly #deadlines: Deadlines;
@@ -87,6 +87,7 @@ export class EventPipeline {
   ) {
     this.#opts = opts;
     this.intake = new EventIntake(opts, metrics);
+    this.#settings = new SettingsCache(opts.settingsSchema);
     this.credentials = new CredentialsCache(opts.authenticate, opts.handlerTimeoutMs);
     this.#deadlines = new Deadlines(opts.bodyTimeoutMs);
     this.#metrics = metrics;

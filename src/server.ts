@@ -15,10 +15,11 @@ import { type EndpointHandler, MAX_HEADERS, resolvedHandler } from './handler.ts
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { integer, OPTIONS } from './option-table.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
+import type { Settings } from './settings.ts';
 import { gracefulClose } from './shutdown.ts';
 
 /** Options of `createServer`: the pipeline's, plus the socket's. */
-export interface ServerOptions extends HandlerOptions {
+export interface ServerOptions<S = Settings> extends HandlerOptions<S> {
   /** `{ cert, key }`: the PEM certificate chain and private key. Required unless `http` is set. */
   tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** Serve plain HTTP: only behind a proxy that terminates TLS. @default false */
@@ -96,7 +97,7 @@ export interface EndpointServer {
 }
 
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
-export function createServer(options: ServerOptions): EndpointServer {
+export function createServer<S = Settings>(options: ServerOptions<S>): EndpointServer {
   checkOptionNames(options, SERVER_OPTION_NAMES);
   const handler = resolvedHandler(resolveHandlerOptions(options));
   const { port, host, maxConnections, shutdownTimeoutMs, common } = socketSettings(options);
@@ -163,15 +164,18 @@ export function createServer(options: ServerOptions): EndpointServer {
  * Throws what `createServer(options)` would throw of them, building nothing: the standalone process
  * checks its options before it opens what its handlers write to (the store's directory, a database).
  */
-export function checkServerOptions(options: ServerOptions): void {
+export function checkServerOptions<S>(options: ServerOptions<S>): void {
   checkOptionNames(options, SERVER_OPTION_NAMES);
   resolveHandlerOptions(options);
   socketSettings(options);
   if (options.http !== true) createSecureContext(tlsOf(options));
 }
 
+/** The options apart from those typed by the settings' schema. */
+type SocketOptions = Omit<ServerOptions, 'handlers' | 'settingsSchema'>;
+
 /** The socket's options, checked. */
-function socketSettings(options: ServerOptions) {
+function socketSettings(options: SocketOptions) {
   const headersTimeoutMs = integer('headersTimeoutMs', options.headersTimeoutMs);
   const requestTimeoutMs = integer('requestTimeoutMs', options.requestTimeoutMs);
   if (headersTimeoutMs > requestTimeoutMs) {
@@ -200,7 +204,7 @@ function socketSettings(options: ServerOptions) {
 }
 
 /** The certificate and key, which HTTPS requires. */
-function tlsOf(options: ServerOptions): { readonly cert: string | Buffer; readonly key: string | Buffer } {
+function tlsOf(options: SocketOptions): { readonly cert: string | Buffer; readonly key: string | Buffer } {
   if (options.tls?.cert === undefined || options.tls.key === undefined) {
     throw new TypeError('options.tls ({ cert, key }) is required, or set options.http for plain HTTP');
   }
@@ -209,7 +213,7 @@ function tlsOf(options: ServerOptions): { readonly cert: string | Buffer; readon
 
 /** The node:https (or node:http) server, its timeouts and header limits set from the options. */
 function nodeServer(
-  options: ServerOptions,
+  options: SocketOptions,
   common: ReturnType<typeof socketSettings>['common'],
   serve: (req: IncomingMessage, res: ServerResponse) => void,
 ): Server {

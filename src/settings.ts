@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { decodeBase64 } from './base64.ts';
 import { isPlainObject, parseJson } from './json.ts';
+import { SettingsGuard, type SettingsSchema } from './settings-schema.ts';
 
 export type Settings = Readonly<Record<string, unknown>>;
 
@@ -26,8 +27,20 @@ export function decodeSettings(header: string | string[] | undefined): Settings 
 export class SettingsCache {
   readonly #decoded = new Map<string, Settings>();
   #bytes = 0;
+  readonly #guard: SettingsGuard | undefined;
 
+  constructor(schema?: SettingsSchema<unknown>) {
+    this.#guard = schema === undefined ? undefined : new SettingsGuard(schema);
+  }
+
+  /** The settings of `header`; `undefined` when it is not base64 of a JSON object; throws the 400 of a schema. */
   decode(header: string | string[] | undefined): Settings | undefined {
+    const settings = this.#decode(header);
+    if (settings !== undefined) this.#guard?.admit(settings);
+    return settings;
+  }
+
+  #decode(header: string | string[] | undefined): Settings | undefined {
     if (typeof header !== 'string' || header === '') return decodeSettings(header);
     const cached = this.#decoded.get(header);
     if (cached !== undefined) return cached;

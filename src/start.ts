@@ -7,6 +7,8 @@ import { loadHandlers } from './handlers-module.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
 import { checkServerOptions, createServer, type EndpointServer } from './server.ts';
+import type { Settings } from './settings.ts';
+import type { SettingsSchema } from './settings-schema.ts';
 import { openSink, type Sink } from './sinks/sink.ts';
 
 // What the standalone process starts once its signal listeners are in place (cli.ts): the handlers (a
@@ -29,13 +31,14 @@ export interface Running {
 export async function start(config: CliConfig, log: Logger, worker?: number): Promise<Running> {
   let sink: Sink | undefined;
   let handlers: Handlers;
+  let settingsSchema: SettingsSchema<Settings> | undefined;
   let where: string;
   // A refused option is said before the partner's module is loaded, the store's directory made or a
   // database touched.
   // (Without the duplicate filter: the flags' bounds checked its options, and a check must not build it.)
   checkServerOptions({ ...config.options, handlers: {}, log, idempotency: false });
   if (config.handlers !== undefined) {
-    handlers = await loadHandlers(config.handlers);
+    ({ handlers, settingsSchema } = await loadHandlers(config.handlers));
     where = `handlers from ${config.handlers}`;
   } else {
     sink = await openSink({ out: config.out, postgres: config.postgres, worker }, log);
@@ -51,7 +54,7 @@ export async function start(config: CliConfig, log: Logger, worker?: number): Pr
     sink === undefined && shared === undefined
       ? undefined
       : () => (sink?.writable ?? true) && (shared?.ready ?? true);
-  const endpoint = createServer({ ...options, handlers, log, ready });
+  const endpoint = createServer({ ...options, handlers, settingsSchema, log, ready });
   const metrics = endpoint.handler.metrics;
   if (sink !== undefined && metrics !== undefined) {
     sink.onCommit = (seconds, events) => metrics.commit(seconds, events);

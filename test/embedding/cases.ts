@@ -6,6 +6,8 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { createServer, type HandlerOptions, silentLogger } from '../../src/index.ts';
 import { testCert } from '../helpers-cert.ts';
 
@@ -72,6 +74,15 @@ export const CASES: readonly ContractCase[] = [
     headers: { ...authed, 'x-segment-settings': settings({ region: 'eu' }) },
     body: track('c-5'),
     status: 200,
+  },
+  {
+    name: "settings that do not match the destination's schema",
+    path: '/',
+    method: 'POST',
+    headers: { ...authed, 'x-segment-settings': settings({ region: 7 }) },
+    body: track('c-5b'),
+    status: 400,
+    code: 'SEG_SETTINGS_INVALID',
   },
   {
     name: 'a body that is not JSON',
@@ -154,6 +165,7 @@ export function caseOptions(seen: string[] = []): HandlerOptions & { maxBodyByte
   return {
     apiKeys: [CASE_KEY],
     maxBodyBytes: 4096,
+    settingsSchema: TypeCompiler.Compile(Type.Object({ region: Type.Optional(Type.String()) })),
     handlers: {
       track: (event: { messageId?: unknown }) => {
         seen.push(String(event.messageId));

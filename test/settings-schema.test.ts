@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type Static, Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { createHandler, type Handlers, type SettingsSchema, silentLogger } from '../src/index.ts';
+import { SOURCE, startCli } from './cli-harness.ts';
+import { API_KEY, encodeSettings, segmentHeaders, trackEvent } from './helpers.ts';
+import { inject } from './helpers-inject.ts';
+import { httpFlags, spawnClean } from './helpers-spawn.ts';
+
+// `settingsSchema`: the destination's settings checked once per customer's header, the handlers given
+// them typed; settings that do not match answered 400, saying where and what was expected, never the
+// value the customer gave (it may be their credential for the partner's service).
+
+const DestinationSettings = Type.Object({
+  region: Type.Union([Type.Literal('us'), Type.Literal('eu')]),
+  apiSecret: Type.String({ minLength: 8 }),
+  batch: Type.Optional(Type.Integer({ minimum: 1 })),
+});
+type DestinationSettings = Static<typeof DestinationSettings>;
+
+const withSettings = (settings: unknown) => ({
+  ...segmentHeaders(),
+  'x-segment-settings': encodeSettings(settings),
+});
+
+/** The compiled schema, counting the settings it is asked to check. */
+function counted() {
+  const compiled = TypeCompiler.Compile(DestinationSettings);
+  const checks: unknown[] = [];
+  const schema: SettingsSchema<DestinationSettings> = {
+    Check: (value): value is DestinationSettings => {
+      checks.push(value);
+      return compiled.Check(value);
+    },
+    Errors: (value) => compiled.Errors(value),
+  };
+  return { schema, checks };
+}
+
+describe('settingsSchema', () => {
+  test('settings that match reach the handler typed; each header is checked once', async () => {
+    const seen: Array<'us' | 'eu'> = [];
+    const { schema, checks } = counted();
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      settingsSchema: schema,
+      handlers: {
+        track: (_event, ctx) => {
+          // Typed by the schema: a region is 'us' or 'eu', the secret a string.
+          const region: 'us' | 'eu' = ctx.settings.region;
+          const secret: string = ctx.settings.apiSecret;
+          // @ts-expect-error typed, not `any`: a region is never a number
+          const wrong: number = ctx.settings.region;
+          assert.notEqual(wrong, 0);
+          assert.equal(secret.length >= 8, true);
+          seen.push(region);
+        },
+      },
+    });
+    const good = withSettings({ region: 'eu', apiSecret: 's3cr3t-value' });
+    for (let n = 0; n < 3; n++) {
+      const res = await inject(handler, { headers: good, body: trackEvent({ messageId: `m${n}` }) });
+      assert.equal(res.status, 200, res.body);
+    }
+    assert.deepEqual(seen, ['eu', 'eu', 'eu']);
+    assert.equal(checks.length, 1, 'the same header is judged once');
+  });
+
+  test('settings that do not match: 400 SEG_SETTINGS_INVALID naming where and what, never the value', async () => {
+    const { schema, checks } = counted();
+    const handled: unknown[] = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      settingsSchema: schema,
+      handlers: { track: (event) => void handled.push(event) },
+    });
+    const cases: Array<[unknown, RegExp]> = [
+      [{ region: 'mars', apiSecret: 'TopSecretValue1' }, /: \/region: /],
+      [{ region: 'us', apiSecret: 'short' }, /: \/apiSecret: .*8/],
+      [{ region: 'us' }, /: \/apiSecret: /],
+      [{ region: 'us', apiSecret: 'TopSecretValue1', batch: 0.5 }, /: \/batch: /],
+    ];
+    for (const [settings, where] of cases) {
+      for (let n = 0; n < 2; n++) {
+        const res = await inject(handler, { headers: withSettings(settings), body: trackEvent() });
+        assert.equal(res.status, 400, res.body);
+        const { code, message } = JSON.parse(res.body);
+        assert.equal(code, 'SEG_SETTINGS_INVALID');
+        assert.match(message, /^X-Segment-Settings: the settings do not match this destination's: /);
+        assert.match(message, where);
+        assert.doesNotMatch(message, /mars|TopSecretValue1|short|0\.5/, 'the value given is never said');
+      }
+    }
+    assert.equal(checks.length, cases.length, 'a refused header is judged once too');
+    // No header is `{}`, judged as any other: here it lacks what the destination requires.
+    const bare = await inject(handler, { body: trackEvent() });
+    assert.equal(bare.status, 400);
+    assert.match(JSON.parse(bare.body).message, /: \/region: /);
+    assert.deepEqual(handled, []);
+  });
+
+  test('not a compiled schema: refused at once, naming the option', () => {
+    const handlers: Handlers = { track: () => {} };
+    for (const settingsSchema of [DestinationSettings, {}, { Check: () => true }, 'schema', null]) {
+      assert.throws(
+        () => createHandler({ apiKeys: [API_KEY], handlers, settingsSchema: settingsSchema as never }),
+        {
+          name: 'TypeError',
+          message: /^options\.settingsSchema must be a compiled schema with Check and Errors/,
+        },
+      );
+    }
+  });
+
+  test('a schema whose Check throws: 500 without its words, and the endpoint goes on', async () => {
+    const logged: unknown[] = [];
+    const log = { ...silentLogger, error: (fields: unknown) => void logged.push(fields) };
+    let broken = true;
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log,
+      settingsSchema: {
+        Check: (value: unknown): value is Record<string, unknown> => {
+          if (broken) throw new Error('schema internals: /etc/partner/secret-path');
+          return true;
+        },
+        Errors: () => [],
+      },
+      handlers: { track: () => {} },
+    });
+    const res = await inject(handler, { headers: withSettings({ region: 'us' }), body: trackEvent() });
+    assert.equal(res.status, 500);
+    assert.doesNotMatch(res.body, /internals|secret-path/);
+    assert.equal(logged.length > 0, true, 'the bug is logged for the partner');
+    broken = false;
+    const again = await inject(handler, { headers: withSettings({ region: 'eu' }), body: trackEvent() });
+    assert.equal(again.status, 200);
+  });
+});
+
+describe('settingsSchema from a --handlers module', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-settings-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('its settingsSchema export checks each customer settings: 400 when they do not match', async () => {
+    const module = join(dir, 'handlers.mjs');
+    writeFileSync(
+      module,
+      [
+        `import { Type } from ${JSON.stringify(import.meta.resolve('@sinclair/typebox'))};`,
+        `import { TypeCompiler } from ${JSON.stringify(import.meta.resolve('@sinclair/typebox/compiler'))};`,
+        "export const settingsSchema = TypeCompiler.Compile(Type.Object({ region: Type.Literal('eu') }));",
+        'export default { track: () => {} };',
+      ].join('\n'),
+    );
+    const run = await startCli([...httpFlags(API_KEY), '--handlers', module]);
+    try {
+      const post = (settings: unknown) =>
+        fetch(run.url, {
+          method: 'POST',
+          headers: withSettings(settings),
+          body: JSON.stringify(trackEvent()),
+        });
+      assert.equal((await post({ region: 'eu' })).status, 200);
+      const refused = await post({ region: 'us' });
+      assert.equal(refused.status, 400);
+      assert.match((await refused.json()).message, /\/region/);
+    } finally {
+      run.child.kill();
+      await run.exit;
+    }
+  });
+
+  test('a settingsSchema export that is not a compiled schema: refused at start, naming the module', async () => {
+    const module = join(dir, 'raw-schema.mjs');
+    writeFileSync(
+      module,
+      "export const settingsSchema = { type: 'object' };\nexport default { track: () => {} };\n",
+    );
+    const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+    const bound = setTimeout(() => run.child.kill('SIGKILL'), 10_000);
+    assert.equal(await run.exit, 1, run.stderr());
+    clearTimeout(bound);
+    assert.match(
+      run.stderr(),
+      /^segment-endpoint: --handlers .*raw-schema\.mjs: its settingsSchema export must be a compiled schema with Check and Errors/,
+    );
+  });
+});
