@@ -21,8 +21,8 @@ export interface HandlerOptions<S = Settings> {
   handlers: Handlers<S>;
   /**
    * The destination's settings, compiled: `TypeCompiler.Compile(Type.Object({ ... }))` from TypeBox
-   * (or any object with its `Check` and `Errors`). Each customer's `X-Segment-Settings` is checked once,
-   * and handlers get `ctx.settings` typed; settings that do not match are answered 400
+   * (or any object with its `Check`, synchronous, and `Errors`). Each customer's `X-Segment-Settings` is
+   * checked once, and handlers get `ctx.settings` typed; settings that do not match are answered 400
    * `SEG_SETTINGS_INVALID`, naming the first place and what it expected, never the value given.
    */
   settingsSchema?: SettingsSchema<S>;

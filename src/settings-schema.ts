@@ -1,4 +1,5 @@
 import { describeValue, EndpointError } from './errors.ts';
+import { isPromise } from './promise.ts';
 import type { Settings } from './settings.ts';
 
 // `settingsSchema`: the customer's custom settings checked against the destination's own schema, once
@@ -10,6 +11,7 @@ import type { Settings } from './settings.ts';
  * with the same two methods. Nothing of a schema library is loaded unless a schema is given.
  */
 export interface SettingsSchema<S> {
+  /** Whether `value` matches: true or false, at once (not a promise). */
   Check(value: unknown): value is S;
   /** Why a value does not match: each error's place (a JSON pointer, `''` for the whole) and message. */
   Errors(value: unknown): Iterable<{ readonly path: string; readonly message: string }>;
@@ -43,10 +45,27 @@ export class SettingsGuard {
   admit(settings: Settings): void {
     let problem = this.#judged.get(settings);
     if (problem === undefined) {
-      problem = this.#schema.Check(settings) ? null : this.#problem(settings);
+      problem = this.#matches(settings) ? null : this.#problem(settings);
       this.#judged.set(settings, problem);
     }
     if (problem !== null) throw new EndpointError('SEG_SETTINGS_INVALID', problem);
+  }
+
+  /**
+   * Check's answer, which must be a boolean: a promise (an async validator's) is truthy, and would admit
+   * every customer's settings unchecked; one that rejects (ajv's, for invalid data) would end the process
+   * unhandled. A partner's bug, so thrown as ours (500, logged, retried by Segment) rather than a 400 that
+   * blames the customer and loses the event. Only its type is said: it could hold the settings.
+   */
+  #matches(settings: Settings): boolean {
+    const matched: unknown = this.#schema.Check(settings);
+    if (typeof matched === 'boolean') return matched;
+    let got: string = typeof matched;
+    if (isPromise(matched)) {
+      matched.then(undefined, ignore);
+      got = 'a promise';
+    }
+    throw new TypeError(`options.settingsSchema.Check must answer true or false, got ${got}`);
   }
 
   /**
@@ -64,4 +83,5 @@ export class SettingsGuard {
   }
 }
 
+const ignore = () => {};
 const MAX_MESSAGE = 300; // characters: a path made of the customer's own keys could be long

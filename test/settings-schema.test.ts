@@ -142,6 +142,38 @@ describe('settingsSchema', () => {
     const again = await inject(handler, { headers: withSettings({ region: 'eu' }), body: trackEvent() });
     assert.equal(again.status, 200);
   });
+
+  test('a Check that answers anything but true or false (an async validator): 500, logged, never admitted', async () => {
+    // A promise is truthy: taken as a match, it would hand every customer's settings on unchecked; one
+    // that rejects (as ajv's async validators do for invalid data) would end the process, unhandled.
+    const answers = [
+      () => Promise.resolve(false),
+      () => Promise.reject(new Error('the settings are invalid')),
+      () => undefined,
+      () => 1,
+    ];
+    for (const answer of answers) {
+      const logged: unknown[] = [];
+      const log = { ...silentLogger, error: (fields: unknown) => void logged.push(fields) };
+      const handled: unknown[] = [];
+      const handler = createHandler({
+        apiKeys: [API_KEY],
+        log,
+        settingsSchema: { Check: answer, Errors: () => [] } as unknown as SettingsSchema<unknown>,
+        handlers: { track: (event) => void handled.push(event) },
+      });
+      for (let n = 0; n < 2; n++) {
+        const headers = withSettings({ region: 'mars' });
+        const res = await inject(handler, { headers, body: trackEvent({ messageId: `m${n}` }) });
+        assert.equal(res.status, 500, res.body);
+        assert.equal(JSON.parse(res.body).code, 'SEG_INTERNAL');
+      }
+      assert.equal(logged.length, 2, 'the partner hears of it each time');
+      assert.deepEqual(handled, []);
+    }
+    // A rejection left unhandled surfaces on this turn, within the test.
+    await new Promise((resolve) => setImmediate(resolve));
+  });
 });
 
 describe('settingsSchema from a --handlers module', () => {
