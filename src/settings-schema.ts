@@ -73,12 +73,15 @@ export class SettingsGuard {
    * of the customer's (TypeBox's messages name what was expected, not what was given).
    */
   #problem(settings: Settings): string {
-    let first: { readonly path: string; readonly message: string } | undefined;
+    let first: { readonly path?: unknown; readonly message?: unknown } | undefined;
     for (const error of this.#schema.Errors(settings)) {
       first = error;
       break;
     }
-    const said = first === undefined ? '' : `: ${first.path === '' ? '' : `${first.path}: `}${first.message}`;
+    // What an adapter of its own yields may lack either: said without it rather than as "undefined".
+    const text = (value: unknown) => (typeof value === 'string' ? value : '');
+    const [path, message] = [text(first?.path), text(first?.message)];
+    const said = message === '' ? '' : `: ${path === '' ? '' : `${path}: `}${message}`;
     return `X-Segment-Settings: the settings do not match this destination's${said}`.slice(0, MAX_MESSAGE);
   }
 }

@@ -105,6 +105,30 @@ describe('settingsSchema', () => {
     assert.deepEqual(handled, []);
   });
 
+  test("an adapter's errors without a place or a message: the 400 says what it can, never 'undefined'", async () => {
+    for (const [yielded, said] of [
+      [[{}], "X-Segment-Settings: the settings do not match this destination's"],
+      [
+        [{ message: 'Expected a region' }],
+        "X-Segment-Settings: the settings do not match this destination's: Expected a region",
+      ],
+      [[], "X-Segment-Settings: the settings do not match this destination's"],
+    ] as const) {
+      const handler = createHandler({
+        apiKeys: [API_KEY],
+        log: silentLogger,
+        settingsSchema: {
+          Check: (_value: unknown): _value is object => false,
+          Errors: () => yielded as never,
+        },
+        handlers: { track: () => {} },
+      });
+      const res = await inject(handler, { headers: withSettings({ region: 'us' }), body: trackEvent() });
+      assert.equal(res.status, 400);
+      assert.equal(JSON.parse(res.body).message, said);
+    }
+  });
+
   test('not a compiled schema: refused at once, naming the option', () => {
     const handlers: Handlers = { track: () => {} };
     for (const settingsSchema of [DestinationSettings, {}, { Check: () => true }, 'schema', null]) {
