@@ -8,16 +8,17 @@ import { readRegularFile } from './regular-file.ts';
  * What SIGHUP does to the certificate, in the single process and in the primary of --workers: the pair
  * read again from its files and given to `load`, so that a renewed certificate (certbot, a secrets
  * agent) is picked up without a restart. A pair that cannot be read, or that `load` refuses, is logged
- * and the current one stays; over plain HTTP there is nothing to reload. Whether a pair was loaded.
+ * and the current one stays; over plain HTTP there is nothing to reload, which is said only when there is
+ * no keys file either (else it would be said beside every keys reload). Whether a pair was loaded.
  */
 export function reloadCertificate(
-  files: CliConfig['tlsFiles'],
+  { tlsFiles: files, keysFile }: Pick<CliConfig, 'tlsFiles' | 'keysFile'>,
   log: Logger,
   load: (cert: Buffer, key: Buffer, files: NonNullable<CliConfig['tlsFiles']>) => void,
   read: (path: string) => Buffer = readRegularFile,
 ): boolean {
   if (files === undefined) {
-    log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
+    if (keysFile === undefined) log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
     return false;
   }
   try {

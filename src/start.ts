@@ -93,9 +93,7 @@ export function reloader(
     const sent = (path: string | undefined) =>
       paths === undefined || (path !== undefined && paths.includes(path));
     const load = (cert: Buffer, key: Buffer) => endpoint.reloadTls({ cert, key });
-    // Over plain HTTP, "no certificate to reload" is said only where there is nothing else to reload.
-    const certificate = files !== undefined || keysFile === undefined;
-    if (certificate && sent(files?.cert) && reloadCertificate(files, log, load, read)) {
+    if (sent(files?.cert) && reloadCertificate(config, log, load, read)) {
       log.info({ cert: files?.cert }, 'certificate reloaded');
     }
     const setKeys = (keys: ApiKeySpec[]) => endpoint.handler.setApiKeys(keys);

@@ -52,15 +52,12 @@ export class ConfigurationFiles {
    * What was loaded, if anything, and the message that has the workers load it (and only it).
    */
   reload(log: Logger): { what: string; message: ToWorker } | undefined {
-    // Over plain HTTP, "no certificate to reload" is said only where there is nothing else to reload.
-    const tls = this.#tls !== undefined || this.#keys === undefined;
-    const certificate =
-      tls &&
-      reloadCertificate(this.#tls, log, (cert, key, files) => {
-        createSecureContext({ cert, key });
-        this.#files.set(files.cert, cert);
-        this.#files.set(files.key, key);
-      });
+    const config = { tlsFiles: this.#tls, keysFile: this.#keys };
+    const certificate = reloadCertificate(config, log, (cert, key, files) => {
+      createSecureContext({ cert, key });
+      this.#files.set(files.cert, cert);
+      this.#files.set(files.key, key);
+    });
     const path = this.#keys?.path ?? '';
     const keys = reloadKeys(this.#keys, log, (_keys, bytes) => this.#files.set(path, bytes));
     const loaded = [certificate && 'the certificate', keys && 'the API keys'].filter(Boolean);
