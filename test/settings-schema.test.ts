@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { createHandler, type Handlers, type SettingsSchema, silentLogger } from '../src/index.ts';
 import { SOURCE, startCli } from './cli-harness.ts';
-import { API_KEY, encodeSettings, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, encodeSettings, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 import { httpFlags, spawnClean } from './helpers-spawn.ts';
 
@@ -201,14 +200,10 @@ describe('settingsSchema', () => {
 });
 
 describe('settingsSchema from a --handlers module', () => {
-  let dir: string;
-  before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-settings-'));
-  });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  const tempDir = tempDirs('settings');
 
   test('its settingsSchema export checks each customer settings: 400 when they do not match', async () => {
-    const module = join(dir, 'handlers.mjs');
+    const module = join(tempDir(), 'handlers.mjs');
     writeFileSync(
       module,
       [
@@ -237,7 +232,7 @@ describe('settingsSchema from a --handlers module', () => {
   });
 
   test('a settingsSchema export that is not a compiled schema: refused at start, naming the module', async () => {
-    const module = join(dir, 'raw-schema.mjs');
+    const module = join(tempDir(), 'raw-schema.mjs');
     writeFileSync(
       module,
       "export const settingsSchema = { type: 'object' };\nexport default { track: () => {} };\n",
