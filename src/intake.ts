@@ -129,10 +129,22 @@ export class EventIntake {
 
   /** A refusal as a result; a cause of ours (not the sender's) goes to the log, never to the sender. */
   failed(err: unknown, apiKey: string | undefined, type?: EventType): EventResult {
+    return this.#refused(err, apiKey, type, 'event handler failed');
+  }
+
+  /**
+   * The same for a request that failed outside its events' handlers (a partner's `authenticate` or
+   * `settingsSchema` that throws, before any event is taken): logged as that, not as a handler's failure.
+   */
+  requestFailed(err: unknown, apiKey: string | undefined): EventResult {
+    return this.#refused(err, apiKey, undefined, 'request failed');
+  }
+
+  #refused(err: unknown, apiKey: string | undefined, type: EventType | undefined, what: string): EventResult {
     const error = toErrorAnswer(err);
     if (error.internal !== undefined) {
       const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
-      this.#opts.log.error({ err: error.internal, source, status: error.status }, 'event handler failed');
+      this.#opts.log.error({ err: error.internal, source, status: error.status }, what);
     }
     return { status: error.status, type, error };
   }

@@ -171,7 +171,7 @@ export class EventPipeline {
           : this.intake.accept(x, carried.events[0], 'Request body', undefined);
       }
     } catch (err) {
-      result = this.intake.failed(err, x.apiKey);
+      result = this.intake.requestFailed(err, x.apiKey);
     }
     if (!isPromise(result)) {
       this.answer(x, result);
@@ -185,7 +185,7 @@ export class EventPipeline {
 
   /** Answers the request with what a thrown refusal amounts to. */
   refuse(x: Exchange, err: unknown): void {
-    this.answer(x, this.intake.failed(err, x.apiKey));
+    this.answer(x, this.intake.requestFailed(err, x.apiKey));
   }
 
   /**

@@ -105,9 +105,13 @@ describe('answered, not trusted', () => {
 
   test('an authenticate decision with a key it does not know is a 500, not every type allowed', async () => {
     for (const decision of [{ types: ['track'] }, { Allow: ['track'] }, { allowed: ['track'] }]) {
-      const handler = make({ apiKeys: undefined, authenticate: () => decision });
+      const logged: string[] = [];
+      const log = jsonLogger('debug', (line) => logged.push(JSON.parse(line).msg));
+      const handler = make({ apiKeys: undefined, authenticate: () => decision, log });
       const res = await inject(handler, { body: trackEvent() });
       assert.equal(res.status, 500, JSON.stringify(decision));
+      // No handler ran: the log says the request failed, not that a handler did.
+      assert.deepEqual(logged, ['request failed']);
     }
   });
 
