@@ -145,7 +145,9 @@ class Primary {
     this.#totals.retire(slot);
     const live = this.#slots.filter((s) => s.worker !== undefined).length;
     if (this.#stopping) {
-      if (code !== 0) this.#exitCode = 1;
+      // One that never listened held no event: its failure to start (or our kill that answers it) during
+      // the drain is no failure of the drain.
+      if (code !== 0 && slot.listening) this.#exitCode = 1;
       if (live === 0) {
         this.#log.info({ exitCode: this.#exitCode }, 'every worker stopped');
         this.#done(this.#exitCode);

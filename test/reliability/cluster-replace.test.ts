@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
@@ -161,4 +161,57 @@ test('a worker that can never start while another serves: the start-up line stil
   assert.match(ep.output(), /worker 2 cannot start/);
   assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
   await stopCleanly(ep);
+});
+
+test('SIGTERM while a replacement is still loading a module that then fails: the serving worker drains, exit 0', async (t) => {
+  // A worker that never listened held no event: its failure to start, or the kill that answers it
+  // during the drain, is no failure of the drain. The primary exited 1 when SIGTERM came while worker
+  // 2's replacement was still loading its module (seen under a loaded machine): a deploy script read
+  // a clean stop as a failed one.
+  const { dir, flags } = setUp(t, 'term-while-replacing');
+  const module = join(dir, 'handlers.mjs');
+  const at = (name: string) => JSON.stringify(join(dir, name));
+  const wait = (name: string) =>
+    `while (!existsSync(${at(name)})) await new Promise((r) => setTimeout(r, 20));`;
+  // Worker 2's first process dies once worker 1 listens; its replacement says it is loading, then waits
+  // for the test's word to fail.
+  const worker2 = [
+    `if (!existsSync(${at('first-died')})) { ${wait('worker-1-listens')} writeFileSync(${at('first-died')}, ''); throw new Error('worker 2 cannot start'); }`,
+    `writeFileSync(${at('replacement-loading')}, ''); ${wait('fail-now')} throw new Error('the replacement cannot start either');`,
+  ].join('\n');
+  writeFileSync(
+    module,
+    [
+      `import { existsSync, writeFileSync } from 'node:fs';`,
+      `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') {\n${worker2}\n}`,
+      'export default { track() {} };',
+      '',
+    ].join('\n'),
+  );
+  let child: ChildProcess | undefined;
+  t.after(() => child?.kill('SIGKILL'));
+  const ep = await startEndpoint([...flags, '--handlers', module], {}, (spawned) => {
+    child = spawned;
+    let output = '';
+    const look = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (/"worker":1,[^\n]*"msg":"worker listening"/.test(output))
+        writeFileSync(join(dir, 'worker-1-listens'), '');
+    };
+    spawned.stdout?.on('data', look);
+    spawned.stderr?.on('data', look);
+  });
+  await waitUntil(
+    () => existsSync(join(dir, 'replacement-loading')),
+    () => `worker 2's replacement loading, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  ep.child.kill('SIGTERM');
+  await waitUntil(
+    () => /"msg":"draining every worker"/.test(ep.output()),
+    () => `the drain begun, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  writeFileSync(join(dir, 'fail-now'), '');
+  assert.equal(await ep.exit, 0, ep.output());
 });
