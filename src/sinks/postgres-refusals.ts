@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { keyFingerprint } from '../auth.ts';
 import type { Logger } from '../log.ts';
+import { inTransaction } from './postgres-pool.ts';
 import { groupJson, type RowJson } from './postgres-rows.ts';
-import { failureOf, inTransaction } from './postgres-sql.ts';
+import { failureOf } from './postgres-sql.ts';
 
 // Rows the table itself refuses: a constraint or a trigger of the partner's own (class 23, P0001). Each
 // refused event is answered 503 on its own, and the others of its group are stored. Many in a row may be

@@ -1,4 +1,5 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
+import { inTransaction, query } from './postgres-pool.ts';
 
 // The SQL of the PostgreSQL sink. `table` is checked at start-up to be a plain lower-case name of at
 // most 42 characters (config.ts): quoted, it is an identifier even when it is an SQL keyword (`user`),
@@ -128,7 +129,7 @@ function tableProblem(table: string, state: TableState): string | undefined {
  */
 export async function ensureTable(pool: Pool, table: string): Promise<void> {
   const state = async () =>
-    (await pool.query<TableState>(STATE_SQL, [quoted(table), Object.keys(COLUMNS)])).rows[0] as TableState;
+    (await query<TableState>(pool, STATE_SQL, [quoted(table), Object.keys(COLUMNS)])).rows[0] as TableState;
   let found = await state();
   const refused = databaseProblem(found);
   if (refused !== undefined) throw new Error(refused);
@@ -145,32 +146,6 @@ async function create(pool: Pool, table: string): Promise<void> {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`segment-endpoint:${table}`]);
     for (const statement of createStatements(table)) await client.query(statement);
   });
-}
-
-/**
- * `work` on a connection of its own, in a transaction that `end` ends (ROLLBACK: to keep nothing of it),
- * or that is rolled back if `work` throws.
- */
-export async function inTransaction<T>(
-  pool: Pool,
-  end: 'COMMIT' | 'ROLLBACK',
-  work: (client: PoolClient) => Promise<T>,
-): Promise<T> {
-  const client = await pool.connect();
-  let broken: unknown;
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query(end);
-    return result;
-  } catch (err) {
-    broken = err;
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    // A connection that failed mid-transaction is not given back to the pool for reuse.
-    client.release(broken instanceof Error ? broken : undefined);
-  }
 }
 
 /**

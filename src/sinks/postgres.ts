@@ -4,6 +4,7 @@ import type { Context, Handlers } from '../dispatch.ts';
 import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
+import { query } from './postgres-pool.ts';
 import { Refusals } from './postgres-refusals.ts';
 import { Room } from './postgres-room.ts';
 import { groupJson, groupSize, type Row } from './postgres-rows.ts';
@@ -144,7 +145,7 @@ export class PostgresSink implements Sink {
   async #commit(group: Row[], nth: number): Promise<void> {
     const started = performance.now();
     try {
-      await this.#pool.query(this.#insert, [groupJson(group)]);
+      await query(this.#pool, this.#insert, [groupJson(group)]);
     } catch (err) {
       const failure = failureOf(err);
       if (failure === 'room' && (this.#inFlight > 1 || this.#pool.totalCount > 0)) {

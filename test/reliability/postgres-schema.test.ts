@@ -13,6 +13,14 @@ import { inOneGroup, withPostgres } from './postgres-harness.ts';
 
 const pg = withPostgres('pg-schema');
 
+/** Sessions PostgreSQL has counted on the test's database (each connection, counted when it ends). */
+async function sessions(): Promise<number> {
+  const { rows } = await pg.client.query<{ n: string }>(
+    'SELECT sessions AS n FROM pg_stat_database WHERE datname = current_database()',
+  );
+  return Number(rows[0]?.n);
+}
+
 const columns = (source = 'text') =>
   `(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at timestamptz NOT NULL,
     source ${source} NOT NULL, message_id text, type text NOT NULL, settings jsonb NOT NULL, event jsonb NOT NULL)`;
@@ -345,11 +353,18 @@ test("one customer's events the table refuses, many in a row: not an outage for 
   await pg.client.query(`ALTER TABLE picky ADD CHECK (event->>'event' <> 'Bad')`);
   const ep = await pg.endpoint('picky');
   const bad = Array.from({ length: 60 }, (_, n) => trackEvent({ messageId: `picky-bad-${n}`, event: 'Bad' }));
+  const sessionsBefore = await sessions();
   const answers = await inOneGroup(pg, ep, 'picky', bad);
   assert.deepEqual(
     new Set(answers.map((a) => `${a.status} ${a.code}`)),
     new Set(['503 SEG_STORE_UNAVAILABLE']),
   );
+  // The group and its halves, down to each event, are ~120 INSERTs the table refuses. A refusal leaves
+  // the connection good: each one closed and opened again (a backend forked for it) made each ~60 ms
+  // here, long enough for the last events to time out, and every customer's INSERTs waited meanwhile.
+  // Sessions counted: the sink's pool (5 at most) and inOneGroup's two clients.
+  const opened = (await sessions()) - sessionsBefore;
+  assert.ok(opened <= 7, `${opened} sessions opened for 60 refused events`);
   assert.equal(await health(ep), 200);
   assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'picky-good' })]), [200]);
   assert.doesNotMatch(ep.output(), /refuses every row/);

@@ -1,0 +1,77 @@
+import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+
+// The sink's connections, taken from the pool and given back. pg-pool's own `pool.query` closes the
+// connection after any failed statement. A statement PostgreSQL refuses (a constraint or trigger of the
+// partner's, a deadlock, a statement timeout) leaves the session good, so that closed one connection
+// and opened another (a backend forked for it) for every event a table refused: ~60 ms each on a busy
+// machine, long enough for a refused batch's last events to time out.
+
+/** One statement on a connection of the pool (see `withClient`). */
+export function query<R extends QueryResultRow>(
+  pool: Pool,
+  text: string,
+  values?: unknown[],
+): Promise<QueryResult<R>> {
+  return withClient(pool, (client) => client.query<R>(text, values));
+}
+
+/**
+ * `work` on a connection of its own, in a transaction that `end` ends (ROLLBACK: to keep nothing of it),
+ * or that is rolled back if `work` throws.
+ */
+export function inTransaction<T>(
+  pool: Pool,
+  end: 'COMMIT' | 'ROLLBACK',
+  work: (client: PoolClient) => Promise<T>,
+): Promise<T> {
+  return withClient(pool, async (client, spoil) => {
+    await client.query('BEGIN');
+    try {
+      const result = await work(client);
+      await client.query(end);
+      return result;
+    } catch (err) {
+      // A ROLLBACK that fails leaves the connection lost (the pool drops it) or mid-transaction:
+      // given back only if it ends the transaction.
+      await client.query('ROLLBACK').catch(spoil);
+      throw err;
+    }
+  });
+}
+
+/**
+ * `use` on a connection of the pool, given back for reuse unless what failed leaves it unfit: kept
+ * after a statement PostgreSQL refused (an ERROR), dropped after anything else (the session ended, a
+ * timeout of the client's while the statement may still run, an error of ours mid-way) or when `use`
+ * says so (`spoil`). While it is out of the pool, an 'error' the connection emits (PostgreSQL gone)
+ * spoils it too, rather than being an exception that ends the process.
+ */
+async function withClient<T>(
+  pool: Pool,
+  use: (client: PoolClient, spoil: (err: unknown) => void) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  const spoil = (err: unknown) => {
+    failed ??= unfit(err);
+  };
+  client.on('error', spoil);
+  try {
+    return await use(client, spoil);
+  } catch (err) {
+    if (!refusedStatement(err)) spoil(err);
+    throw err;
+  } finally {
+    client.removeListener('error', spoil);
+    client.release(failed);
+  }
+}
+
+/** An error PostgreSQL answered a statement with, the session still good: severity ERROR, not FATAL. */
+function refusedStatement(err: unknown): boolean {
+  const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
+  return typeof code === 'string' && severity === 'ERROR';
+}
+
+const unfit = (err: unknown): Error =>
+  err instanceof Error ? err : new Error('PostgreSQL connection failed');
