@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { keyAuthenticator } from '../dist/auth.js';
 import { apiKeys } from '../dist/config-keys.js';
-import { resolveApiKeys } from '../dist/options.js';
+import { resolveApiKeys } from '../dist/key-spec.js';
 
 const key = (i) => `customer-${i}-${'k'.repeat(24)}`;
 

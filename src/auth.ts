@@ -2,6 +2,7 @@ import { hash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { decodeBase64 } from './base64.ts';
 import { EndpointError } from './errors.ts';
+import { atOnce, PIECE, type Steps } from './slices.ts';
 import type { EventType } from './types.ts';
 
 export interface BasicCredentials {
@@ -84,6 +85,11 @@ export interface ApiKeySpec {
  * paid it every time.)
  */
 export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authenticate {
+  return atOnce(keyAuthenticatorSteps(keys));
+}
+
+/** keyAuthenticator as steps (slices.ts): a reload run in slices does not hold the event loop. */
+export function* keyAuthenticatorSteps(keys: Iterable<string | ApiKeySpec>): Steps<Authenticate> {
   const secret = randomBytes(32).toString('hex');
   const tag = (key: string): string => hash('sha256', secret + key, 'binary');
   // One map, from a key's tag to its decision, and no copy of the keys kept: a reload of a million
@@ -91,6 +97,7 @@ export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authentic
   const decisions = new Map<string, AuthDecision>();
   const list = [...keys];
   for (let index = 0; index < list.length; index++) {
+    if (index % PIECE === PIECE - 1) yield;
     const spec = specOf(list[index] as string | ApiKeySpec);
     const decision = decisionOf(spec);
     const at = tag(spec.key);

@@ -5,11 +5,18 @@ import { apiKeySpec } from './key-spec.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
 import { readRegularFile } from './regular-file.ts';
+import { atOnce, inSlices, PIECE, type Steps } from './slices.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
 
 /** A bad invocation: reported in one line with a hint, exit code 1. */
 export class UsageError extends Error {}
+
+/** --api-keys-file, and how its keys are read again on SIGHUP (with the flags' and variables' own). */
+export interface KeysFile {
+  readonly path: string;
+  readonly keys: (read: ReadFile) => Steps<ApiKeySpec[]>;
+}
 
 /** Reads a file named on the command line (`readInput`, unless what was read before is wanted again). */
 export type ReadFile = (file: string, flag: string) => Buffer;
@@ -21,14 +28,21 @@ export function apiKeys(
   env: NodeJS.ProcessEnv,
   read: ReadFile = readInput,
 ): ApiKeySpec[] {
+  return atOnce(apiKeySteps(flags, file, env, read));
+}
+
+/** apiKeys as steps (slices.ts): a SIGHUP's reload of a large keys file does not hold the event loop. */
+export function* apiKeySteps(
+  flags: string[] | undefined,
+  file: string | undefined,
+  env: NodeJS.ProcessEnv,
+  read: ReadFile = readInput,
+): Steps<ApiKeySpec[]> {
   const given: Array<[ApiKeySpec, string]> = (flags ?? []).map((spec) => [
     parseKeySpec(spec, '--api-key'),
     '--api-key',
   ]);
-  // One at a time: spread into push(), a file of some 150,000 keys went past V8's limit on arguments.
-  if (file !== undefined) {
-    for (const entry of keysFileEntries(read(file, '--api-keys-file').toString())) given.push(entry);
-  }
+  if (file !== undefined) yield* keysFileEntries(read(file, '--api-keys-file').toString(), given);
   const { env: variable, envAlias } = OPTIONS.apiKeys;
   for (const [name, value] of [
     [variable, env[variable]],
@@ -51,7 +65,9 @@ export function apiKeys(
   // by where it was given: the key is a secret.
   const first = new Map<string, [ApiKeySpec, string]>();
   const specs: ApiKeySpec[] = [];
-  for (const [spec, where] of given) {
+  for (let index = 0; index < given.length; index++) {
+    if (index % PIECE === PIECE - 1) yield;
+    const [spec, where] = given[index] as [ApiKeySpec, string];
     const before = first.get(spec.key);
     if (before === undefined) {
       first.set(spec.key, [spec, where]);
@@ -82,16 +98,20 @@ export function parseKeySpec(spec: string, where: string): ApiKeySpec {
  * `#` that starts a token starts a comment: within one, it is the token's, as in a secret).
  */
 export function parseKeysFile(text: string): ApiKeySpec[] {
-  return keysFileEntries(text).map(([spec]) => spec);
+  const entries: Array<[ApiKeySpec, string]> = [];
+  atOnce(keysFileEntries(text, entries));
+  return entries.map(([spec]) => spec);
 }
 
-/** The keys file's keys, each with the line that gave it. */
-function keysFileEntries(text: string): Array<[ApiKeySpec, string]> {
-  const specs: Array<[ApiKeySpec, string]> = [];
-  text.split(/\r?\n/).forEach((raw, index) => {
+/** The keys file's keys, each with the line that gave it, added to `specs`. */
+function* keysFileEntries(text: string, specs: Array<[ApiKeySpec, string]>): Steps<void> {
+  const lines = text.split(/\r?\n/);
+  for (let index = 0; index < lines.length; index++) {
+    if (index % PIECE === PIECE - 1) yield;
+    const raw = lines[index] as string;
     // Most lines are a key alone: no comment to strip, nothing to split (a million keys are read at once).
     const line = (raw.includes('#') ? raw.replace(/(?:^|\s)#.*/, '') : raw).trim();
-    if (line === '') return;
+    if (line === '') continue;
     const [key, ...rest] = (/\s/.test(line) ? line.split(/\s+/) : [line]) as [string, ...string[]];
     const where = `--api-keys-file line ${index + 1}`;
     let types: string[] | undefined;
@@ -114,8 +134,7 @@ function keysFileEntries(text: string): Array<[ApiKeySpec, string]> {
       ...(rate !== undefined && { rate }),
     };
     specs.push([checked({ key, ...extra }, where), where]);
-  });
-  return specs;
+  }
 }
 
 const parseTypes = (list: string) => list.split(',').map((type) => type.trim().toLowerCase());
@@ -153,18 +172,50 @@ export function reloadKeys(
 ): boolean {
   if (file === undefined) return false;
   try {
-    let bytes: Buffer = Buffer.alloc(0);
-    const keys = file.keys((path) => {
-      bytes = read(path);
-      return bytes;
-    });
+    const [keys, bytes] = atOnce(readKeys(file, read));
     load(keys, bytes);
     return true;
   } catch (err) {
-    log.error(
-      { file: file.path, reason: (err as Error).message },
-      'API keys reload failed; keeping the current ones',
-    );
-    return false;
+    return reloadFailed(file, log, err);
   }
+}
+
+/**
+ * reloadKeys where the process serves meanwhile (the single process, a worker): the file checked and
+ * the keys loaded (`load`: the handler's loadApiKeys) a slice at a time, requests answered in between.
+ */
+export async function reloadKeysInSlices(
+  file: CliConfig['keysFile'],
+  log: Logger,
+  load: (keys: ApiKeySpec[]) => Promise<void>,
+  read: (path: string) => Buffer = readRegularFile,
+): Promise<boolean> {
+  if (file === undefined) return false;
+  try {
+    const [keys] = await inSlices(readKeys(file, read));
+    await load(keys);
+    return true;
+  } catch (err) {
+    return reloadFailed(file, log, err);
+  }
+}
+
+function* readKeys(
+  file: NonNullable<CliConfig['keysFile']>,
+  read: (path: string) => Buffer,
+): Steps<[ApiKeySpec[], Buffer]> {
+  let bytes: Buffer = Buffer.alloc(0);
+  const keys = yield* file.keys((path) => {
+    bytes = read(path);
+    return bytes;
+  });
+  return [keys, bytes];
+}
+
+function reloadFailed(file: NonNullable<CliConfig['keysFile']>, log: Logger, err: unknown): false {
+  log.error(
+    { file: file.path, reason: (err as Error).message },
+    'API keys reload failed; keeping the current ones',
+  );
+  return false;
 }

@@ -1,6 +1,5 @@
 import { availableParallelism } from 'node:os';
-import type { ApiKeySpec } from './auth.ts';
-import { apiKeys, type ReadFile, readInput, UsageError } from './config-keys.ts';
+import { apiKeySteps, type KeysFile, type ReadFile, readInput, UsageError } from './config-keys.ts';
 import { flagName, ofTheirSource } from './config-said.ts';
 import { tlsOf } from './config-tls.ts';
 import { unusedSettings } from './config-unused.ts';
@@ -9,6 +8,7 @@ import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow } from './option-table.ts';
 import type { ServerOptions } from './server.ts';
 import { POSTGRES, REDIS, type Service, serviceAddress } from './service-url.ts';
+import { atOnce } from './slices.ts';
 import { FLAG_ROWS } from './usage.ts';
 
 // The command line of the standalone process. Its flags, their environment variables, defaults and help
@@ -39,7 +39,7 @@ export interface CliConfig {
   /** Where the certificate and key were read from, to read again on SIGHUP. */
   readonly tlsFiles: { cert: string; key: string } | undefined;
   /** --api-keys-file, and the keys read again with it on SIGHUP (with the flags' and variables' own). */
-  readonly keysFile: { readonly path: string; readonly keys: (read: ReadFile) => ApiKeySpec[] } | undefined;
+  readonly keysFile: KeysFile | undefined;
   /** Processes serving the port: 1 is one process, no primary. */
   readonly workers: number;
   /** --postgres: the PostgreSQL sink's connection URL, instead of the file store. */
@@ -94,8 +94,9 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
   const tlsFiles = tlsOf(read, values, readFile, unused);
   if (tlsFiles !== undefined) options.tls = tlsFiles.pair;
   const keysPath = text('apiKeysFile');
-  const keysOf = (read: ReadFile) => apiKeys(values['api-key'] as string[] | undefined, keysPath, env, read);
-  options.apiKeys = keysOf(readFile);
+  const flagKeys = values['api-key'] as string[] | undefined;
+  const keysOf = (read: ReadFile) => apiKeySteps(flagKeys, keysPath, env, read);
+  options.apiKeys = atOnce(keysOf(readFile));
   for (const [name, row] of FLAG_ROWS) {
     if (row.scope === 'cli' || row.cli === 'list' || row.cli === 'module') continue; // read below
     const value = convert(row, read(name));

@@ -5,6 +5,7 @@ import { Deadlines } from './deadlines.ts';
 import { digest53 } from './digest.ts';
 import { EndpointError } from './errors.ts';
 import { isPromise, within } from './promise.ts';
+import { inSlices, type Steps } from './slices.ts';
 
 /** Who sent a request: the API key, and what the authenticator decided for it. */
 export interface Credentials {
@@ -32,6 +33,8 @@ export class CredentialsCache {
   readonly #fixed: boolean;
   readonly #known = new Map<number, Known>();
   readonly #deadlines: Deadlines;
+  /** Replacements of the keys asked for so far: one that finishes after a later one is dropped. */
+  #loads = 0;
 
   /** `timeoutMs`: how long an asynchronous `authenticate` may take (handlerTimeoutMs), then a 503. */
   constructor(authenticate: Authenticate, timeoutMs: number) {
@@ -45,11 +48,27 @@ export class CredentialsCache {
    * decided again, so a key taken out is refused from the next request on.
    */
   replaceKeys(keys: () => Authenticate): void {
-    // Said before the keys are checked: a handler of options.authenticate takes none, good or bad.
+    this.#takesKeys('setApiKeys');
+    this.#install(keys(), ++this.#loads);
+  }
+
+  /** replaceKeys, the authenticator built in slices (slices.ts); a later replacement wins. */
+  async loadKeys(keys: Steps<Authenticate>): Promise<void> {
+    this.#takesKeys('loadApiKeys');
+    const load = ++this.#loads;
+    this.#install(await inSlices(keys), load);
+  }
+
+  /** Said before the keys are checked: a handler of options.authenticate takes none, good or bad. */
+  #takesKeys(method: string): void {
     if (!this.#fixed) {
-      throw new TypeError('setApiKeys: this handler was made with options.authenticate, not options.apiKeys');
+      throw new TypeError(`${method}: this handler was made with options.authenticate, not options.apiKeys`);
     }
-    this.#authenticate = keys();
+  }
+
+  #install(authenticate: Authenticate, load: number): void {
+    if (load !== this.#loads) return; // replaced by a later call meanwhile
+    this.#authenticate = authenticate;
     this.#known.clear();
   }
 

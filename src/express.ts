@@ -39,7 +39,10 @@ export type SegmentErrorMiddleware = (
  * refusals of requests it serves), with the handler's lifecycle: `drain()`, `idle()`, `inFlight`, ...
  */
 export type ExpressEndpoint = [SegmentMiddleware, SegmentErrorMiddleware] &
-  Pick<EndpointHandler, 'drain' | 'idle' | 'draining' | 'inFlight' | 'path' | 'metrics' | 'setApiKeys'>;
+  Pick<
+    EndpointHandler,
+    'drain' | 'idle' | 'draining' | 'inFlight' | 'path' | 'metrics' | 'setApiKeys' | 'loadApiKeys'
+  >;
 
 /** What body-parser (and raw-body) put on the errors they pass to `next`. */
 interface BodyParserError {
@@ -115,6 +118,7 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
     drain: { value: () => handler.drain() },
     idle: { value: () => handler.idle() },
     setApiKeys: { value: handler.setApiKeys },
+    loadApiKeys: { value: handler.loadApiKeys },
     draining: { get: () => handler.draining },
     inFlight: { get: () => handler.inFlight },
     path: { value: handler.path },

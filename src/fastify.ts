@@ -22,7 +22,7 @@ export type SegmentEndpointOptions = HandlerOptions | { readonly handler: Endpoi
  */
 export type SegmentEndpointDecorator = Pick<
   EndpointHandler,
-  'drain' | 'idle' | 'draining' | 'inFlight' | 'metrics' | 'setApiKeys'
+  'drain' | 'idle' | 'draining' | 'inFlight' | 'metrics' | 'setApiKeys' | 'loadApiKeys'
 >;
 
 /**
@@ -121,6 +121,7 @@ function lifecycleOf(handler: EndpointHandler): SegmentEndpointDecorator {
     drain: () => handler.drain(),
     idle: () => handler.idle(),
     setApiKeys: handler.setApiKeys,
+    loadApiKeys: handler.loadApiKeys,
     get draining() {
       return handler.draining;
     },

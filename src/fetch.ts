@@ -24,6 +24,8 @@ export interface FetchHandler {
   readonly inFlight: number;
   /** Replaces the keys of `apiKeys`, as createHandler's `setApiKeys`. */
   setApiKeys: EndpointHandler['setApiKeys'];
+  /** The same without holding the event loop, as createHandler's `loadApiKeys`. */
+  loadApiKeys: EndpointHandler['loadApiKeys'];
 }
 
 /**
@@ -54,6 +56,7 @@ export function createFetchHandler<S = Settings>(
     drain: { value: () => handler.drain(), enumerable: true },
     idle: { value: () => handler.idle(), enumerable: true },
     setApiKeys: { value: handler.setApiKeys, enumerable: true },
+    loadApiKeys: { value: handler.loadApiKeys, enumerable: true },
     inFlight: { get: () => handler.inFlight, enumerable: true },
   });
 }

@@ -3,14 +3,10 @@ import { type ApiKeySpec, repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
+import { resolveApiKeys, resolveApiKeysSteps } from './key-spec.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
-import {
-  type HandlerOptions,
-  type ResolvedHandlerOptions,
-  resolveApiKeys,
-  resolveHandlerOptions,
-} from './options.ts';
+import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
 import { EventPipeline } from './pipeline.ts';
 import { refusal } from './refusals.ts';
 import { type RefusalContext, sendContinue, sendError, sendHealth, sendMetrics } from './respond.ts';
@@ -36,6 +32,13 @@ export interface EndpointHandler {
    * customers without a restart, a key taken out refused from the next request on.
    */
   setApiKeys(apiKeys: Iterable<string | ApiKeySpec>): void;
+  /**
+   * As setApiKeys, without holding the event loop: the keys checked and the new set built a few
+   * milliseconds at a time, requests answered in between with the current keys, which the new ones
+   * replace once built. Rejects (the current keys staying) as setApiKeys throws. A later setApiKeys or
+   * loadApiKeys call wins over this one, whichever finishes first.
+   */
+  loadApiKeys(apiKeys: Iterable<string | ApiKeySpec>): Promise<void>;
 }
 
 /**
@@ -57,6 +60,7 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
   };
   handler.idle = () => door.idle();
   handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(() => resolveApiKeys(apiKeys));
+  handler.loadApiKeys = (apiKeys) => door.pipeline.credentials.loadKeys(resolveApiKeysSteps(apiKeys));
   Object.defineProperties(handler, {
     draining: { get: () => door.draining, enumerable: true },
     inFlight: { get: () => door.inFlight, enumerable: true },

@@ -1,4 +1,6 @@
-import { type ApiKeySpec, hasControl } from './auth.ts';
+import { type ApiKeySpec, type Authenticate, hasControl, keyAuthenticatorSteps } from './auth.ts';
+import { describeValue } from './errors.ts';
+import { atOnce, PIECE, type Steps } from './slices.ts';
 import { nearest } from './spelling.ts';
 import { EVENT_TYPES } from './types.ts';
 
@@ -66,4 +68,32 @@ export function checkSecret(name: string, value: unknown): string | undefined {
     throw new TypeError(`${name} must be a non-empty string`);
   }
   return value;
+}
+
+/** The `apiKeys` option (or what `setApiKeys` is given), checked: the authenticator of those keys. */
+export function resolveApiKeys(keys: unknown): Authenticate {
+  return atOnce(resolveApiKeysSteps(keys));
+}
+
+/** resolveApiKeys as steps (slices.ts), for `loadApiKeys`. */
+export function* resolveApiKeysSteps(keys: unknown): Steps<Authenticate> {
+  if (
+    typeof keys !== 'object' ||
+    keys === null ||
+    typeof (keys as Iterable<unknown>)[Symbol.iterator] !== 'function'
+  ) {
+    throw new TypeError(`options.apiKeys must be an array of keys, got ${describeSecret(keys)}`);
+  }
+  const specs = [...(keys as Iterable<unknown>)];
+  for (let i = 0; i < specs.length; i++) {
+    if (i % PIECE === PIECE - 1) yield;
+    specs[i] = apiKeySpec(specs[i], `options.apiKeys[${i}]`);
+  }
+  if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
+  return yield* keyAuthenticatorSteps(specs as ApiKeySpec[]);
+}
+
+/** As describeValue, but a string is not shown: where a key belongs, a string given may be one. */
+export function describeSecret(value: unknown): string {
+  return typeof value === 'string' ? 'a string' : describeValue(value);
 }

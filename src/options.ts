@@ -1,10 +1,10 @@
-import { type ApiKeySpec, type Authenticate, keyAuthenticator } from './auth.ts';
+import type { ApiKeySpec, Authenticate } from './auth.ts';
 import { routes } from './batch.ts';
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
 import type { IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
 import { resolveIdempotency } from './idempotency-option.ts';
-import { apiKeySpec, checkSecret } from './key-spec.ts';
+import { checkSecret, describeSecret, resolveApiKeys } from './key-spec.ts';
 import { jsonLogger, type Logger } from './log.ts';
 import { checkHandlers, checkLogger, checkSwitch } from './option-checks.ts';
 import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';
@@ -220,28 +220,9 @@ function resolveAuthenticate(input: OptionValues): Authenticate {
   return resolveApiKeys(input.apiKeys);
 }
 
-/** The `apiKeys` option (or what `setApiKeys` is given), checked: the authenticator of those keys. */
-export function resolveApiKeys(keys: unknown): Authenticate {
-  if (
-    typeof keys !== 'object' ||
-    keys === null ||
-    typeof (keys as Iterable<unknown>)[Symbol.iterator] !== 'function'
-  ) {
-    throw new TypeError(`options.apiKeys must be an array of keys, got ${describeSecret(keys)}`);
-  }
-  const specs = [...(keys as Iterable<unknown>)].map((item, i) => apiKeySpec(item, `options.apiKeys[${i}]`));
-  if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
-  return keyAuthenticator(specs);
-}
-
 function checkFunction<T>(name: string, value: T): T {
   if (typeof value !== 'function') {
     throw new TypeError(`options.${name} must be a function, got ${describeSecret(value)}`);
   }
   return value;
-}
-
-/** As describeValue, but a string is not shown: where a key belongs, a string given may be one. */
-function describeSecret(value: unknown): string {
-  return typeof value === 'string' ? 'a string' : describeValue(value);
 }

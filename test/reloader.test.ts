@@ -7,40 +7,50 @@ import type { ApiKeySpec } from '../src/auth.ts';
 import { ConfigurationFiles } from '../src/cluster/configuration-files.ts';
 import { jsonLogger } from '../src/log.ts';
 import type { EndpointServer } from '../src/server.ts';
+import type { Steps } from '../src/slices.ts';
 import { reloader } from '../src/start.ts';
 
 // What a SIGHUP loads in a process that serves (start.ts reloader): all it can in the single process, and
 // in a worker of --workers only the files its primary sent, since those are what the primary loaded.
+
+/** A keys file's parse that gives `keys`, as steps (slices.ts) with one slice, whatever the file holds. */
+const steps = (keys: ApiKeySpec[]) =>
+  function* (): Steps<ApiKeySpec[]> {
+    yield;
+    return keys;
+  };
 
 function serving() {
   const lines: string[] = [];
   const loaded: string[][] = [];
   const endpoint = {
     reloadTls: () => lines.push('tls loaded'),
-    handler: { setApiKeys: (keys: ApiKeySpec[]) => loaded.push(keys.map((spec) => spec.key)) },
+    handler: {
+      loadApiKeys: async (keys: ApiKeySpec[]) => void loaded.push(keys.map((spec) => spec.key)),
+    },
   } as unknown as EndpointServer;
   const log = jsonLogger('info', (line) => lines.push(JSON.parse(line).msg));
   return { lines, loaded, endpoint, log };
 }
 
-test('a worker over plain HTTP sent the keys file loads the keys and says nothing of a certificate', () => {
+test('a worker over plain HTTP sent the keys file loads the keys and says nothing of a certificate', async () => {
   // Each worker said "SIGHUP: no certificate to reload (plain HTTP)" at every keys reload: the primary's
   // message named the keys file alone, and a certificate that is not there was taken as sent.
   const { lines, loaded, endpoint, log } = serving();
-  const keysFile = { path: '/keys', keys: () => [{ key: 'second-key' }] };
+  const keysFile = { path: '/keys', keys: steps([{ key: 'second-key' }]) };
   const reload = reloader({ tlsFiles: undefined, keysFile }, endpoint, log, () => Buffer.from(''));
-  reload(['/keys']);
+  await reload(['/keys']);
   assert.deepEqual(loaded, [['second-key']]);
   assert.deepEqual(lines, ['API keys reloaded']);
 });
 
-test('the single process over plain HTTP loads the keys; "no certificate" only where nothing is reloaded', () => {
+test('the single process over plain HTTP loads the keys; "no certificate" only where nothing is reloaded', async () => {
   const { lines, loaded, endpoint, log } = serving();
-  const keysFile = { path: '/keys', keys: () => [{ key: 'second-key' }] };
-  reloader({ tlsFiles: undefined, keysFile }, endpoint, log, () => Buffer.from(''))();
+  const keysFile = { path: '/keys', keys: steps([{ key: 'second-key' }]) };
+  await reloader({ tlsFiles: undefined, keysFile }, endpoint, log, () => Buffer.from(''))();
   assert.deepEqual(loaded, [['second-key']]);
   assert.deepEqual(lines, ['API keys reloaded']);
-  reloader({ tlsFiles: undefined, keysFile: undefined }, endpoint, log)();
+  await reloader({ tlsFiles: undefined, keysFile: undefined }, endpoint, log)();
   assert.deepEqual(lines, ['API keys reloaded', 'SIGHUP: no certificate to reload (plain HTTP)']);
 });
 
@@ -51,7 +61,7 @@ test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, 
   try {
     const path = join(dir, 'keys');
     writeFileSync(path, 'first-key\n');
-    const keysFile = { path, keys: () => [{ key: 'first-key' }] };
+    const keysFile = { path, keys: steps([{ key: 'first-key' }]) };
     const files = new ConfigurationFiles(new Map([[path, readFileSync(path)]]), {
       tlsFiles: undefined,
       keysFile,

@@ -35,3 +35,51 @@ test('a handler that authenticates with a function of its own has no keys to rep
   assert.throws(() => handler.setApiKeys(['k']), /made with options.authenticate/);
   assert.throws(() => handler.setApiKeys([]), /made with options.authenticate/);
 });
+
+// loadApiKeys: the same, built a slice at a time (the CLI's SIGHUP uses it), so that a large key set
+// does not hold every request while it loads.
+
+/** `n` keys of customers, none of them the test's. */
+const manyKeys = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag}-customer-${i}`);
+
+test('loadApiKeys: requests are answered with the current keys while a large set loads, then with the new ones', async () => {
+  const handler = createHandler({ apiKeys: ['old-key'], log: silentLogger, handlers: { track() {} } });
+  let turns = 0;
+  let loaded = false;
+  const counting = setInterval(() => turns++, 0);
+  const loading = handler.loadApiKeys([...manyKeys(50_000, 'new'), 'new-key']).then(() => {
+    loaded = true;
+  });
+  // Sent once the load has begun, answered before it ends: the loop was not held for the whole load.
+  const during = await answer(handler, 'old-key');
+  assert.equal(loaded, false, 'answered before the load ended');
+  assert.equal(during, 200);
+  await loading;
+  clearInterval(counting);
+  assert.ok(turns > 1, `${turns} turns of the event loop during the load`);
+  assert.equal(await answer(handler, 'new-key'), 200);
+  assert.equal(await answer(handler, 'new-customer-49999'), 200);
+  assert.equal(await answer(handler, 'old-key'), '401 SEG_AUTH_UNKNOWN');
+});
+
+test('loadApiKeys: keys apiKeys would refuse reject it, the current ones kept; a later call wins', async () => {
+  const handler = createHandler({ apiKeys: ['kept-key'], log: silentLogger, handlers: { track() {} } });
+  await assert.rejects(handler.loadApiKeys([]), /must hold at least one key/);
+  await assert.rejects(handler.loadApiKeys([...manyKeys(2_000, 'a'), 'k:x']), /options\.apiKeys\[2000\]/);
+  assert.equal(await answer(handler, 'kept-key'), 200);
+  // The first load ends after the set that follows it: it replaces nothing.
+  const first = handler.loadApiKeys([...manyKeys(50_000, 'first'), 'first-key']);
+  handler.setApiKeys(['second-key']);
+  await first;
+  assert.equal(await answer(handler, 'second-key'), 200);
+  assert.equal(await answer(handler, 'first-key'), '401 SEG_AUTH_UNKNOWN');
+  const authenticated = createHandler({
+    authenticate: () => 'allow',
+    log: silentLogger,
+    handlers: { track() {} },
+  });
+  await assert.rejects(
+    authenticated.loadApiKeys(['k']),
+    /loadApiKeys: this handler was made with options.authenticate/,
+  );
+});

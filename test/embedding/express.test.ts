@@ -319,6 +319,8 @@ test('express: drain() makes new events 503 and health draining; a bad option th
     segment.setApiKeys(['swapped-key']);
     assert.equal((await send(keyed('swapped-key'))).status, 200);
     assert.equal((await send(keyed(CASE_KEY))).status, 401);
+    await segment.loadApiKeys(['loaded-key', CASE_KEY]);
+    assert.equal((await send(keyed('loaded-key'))).status, 200);
     segment.setApiKeys([CASE_KEY]);
     assert.equal(segment.draining, false);
     segment.drain();

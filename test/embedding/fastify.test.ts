@@ -331,6 +331,9 @@ test('the handler: the segmentEndpoint decorator in its context, or given as opt
     });
   assert.equal((await keyed('swapped-key')).statusCode, 200);
   assert.equal((await keyed('embed-key')).statusCode, 401);
+  await control.loadApiKeys(['loaded-key']);
+  assert.equal((await keyed('loaded-key')).statusCode, 200);
+  assert.equal((await keyed('swapped-key')).statusCode, 401);
   control.drain();
   assert.equal(handler.draining, true);
   assert.deepEqual((await app.inject({ url: '/segment/health' })).json(), { status: 'draining' });

@@ -62,6 +62,8 @@ test('Retry-After and WWW-Authenticate reach the Response; the connection header
   handle.setApiKeys(['swapped-key']);
   assert.equal((await keyed('swapped-key')).status, 200);
   assert.equal((await keyed('embed-key')).status, 401);
+  await handle.loadApiKeys(['loaded-key']);
+  assert.equal((await keyed('loaded-key')).status, 200);
   handle.setApiKeys(['embed-key']);
   handle.drain();
   assert.equal((await handle(new Request('https://e.example/health'))).status, 503);
