@@ -4,15 +4,19 @@
 // (a destination's customers). An unknown key is never cached (credentials.ts keeps accepted headers
 // only), so its cost is what a stranger's requests cost the endpoint. Then what loading a keys file
 // costs, as at start and at each SIGHUP: read and checked (dist/config-keys.js), then the authenticator
-// built (dist/options.js), ms, the process doing nothing else meanwhile.
+// built (dist/key-spec.js), ms, the process doing nothing else meanwhile; and the same as a SIGHUP
+// reloads them while the endpoint serves, in slices (dist/slices.js, the handler's loadApiKeys): the
+// longest the event loop was held, timed by a timer that asks for a turn every millisecond.
 //
 //   node bench/auth-keys.mjs
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { keyAuthenticator } from '../dist/auth.js';
-import { apiKeys } from '../dist/config-keys.js';
+import { apiKeySteps, apiKeys } from '../dist/config-keys.js';
+import { createHandler, silentLogger } from '../dist/index.js';
 import { resolveApiKeys } from '../dist/key-spec.js';
+import { inSlices } from '../dist/slices.js';
 
 const key = (i) => `customer-${i}-${'k'.repeat(24)}`;
 
@@ -45,11 +49,31 @@ try {
     resolveApiKeys(specs);
     const built = performance.now();
     const ms = (a, b) => (b - a).toFixed(0);
-    loads.push(`| ${n} | ${ms(started, read)} | ${ms(read, built)} | ${ms(started, built)} |`);
+    const sliced = await reloadInSlices(file);
+    loads.push(
+      `| ${n} | ${ms(started, read)} | ${ms(read, built)} | ${ms(started, built)} | ${sliced.ms.toFixed(0)} | ${sliced.held.toFixed(1)} |`,
+    );
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
 process.stdout.write(
-  `\nloading a keys file (start, SIGHUP), ms\n| keys | read and checked | authenticator built | in all |\n| ---: | ---: | ---: | ---: |\n${loads.join('\n')}\n`,
+  `\nloading a keys file, ms: at once (start) and in slices (a SIGHUP while serving)\n| keys | read and checked | authenticator built | in all, at once | in all, in slices | the loop held at most, in slices |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n${loads.join('\n')}\n`,
 );
+
+/** A SIGHUP's reload of `file` as the CLI does it: its time in all, and the longest gap between turns. */
+async function reloadInSlices(file) {
+  const handler = createHandler({ apiKeys: ['bench-key'], log: silentLogger, handlers: {} });
+  let last = performance.now();
+  let held = 0;
+  const ticking = setInterval(() => {
+    const now = performance.now();
+    held = Math.max(held, now - last);
+    last = now;
+  }, 1);
+  const started = performance.now();
+  await handler.loadApiKeys(await inSlices(apiKeySteps(undefined, file, {})));
+  const ms = performance.now() - started;
+  clearInterval(ticking);
+  return { ms, held: Math.max(held, performance.now() - last) };
+}

@@ -42,7 +42,7 @@ export function* apiKeySteps(
     parseKeySpec(spec, '--api-key'),
     '--api-key',
   ]);
-  if (file !== undefined) yield* keysFileEntries(read(file, '--api-keys-file').toString(), given);
+  if (file !== undefined) yield* keysFileEntries(read(file, '--api-keys-file'), given);
   const { env: variable, envAlias } = OPTIONS.apiKeys;
   for (const [name, value] of [
     [variable, env[variable]],
@@ -99,16 +99,19 @@ export function parseKeySpec(spec: string, where: string): ApiKeySpec {
  */
 export function parseKeysFile(text: string): ApiKeySpec[] {
   const entries: Array<[ApiKeySpec, string]> = [];
-  atOnce(keysFileEntries(text, entries));
+  atOnce(keysFileEntries(Buffer.from(text), entries));
   return entries.map(([spec]) => spec);
 }
 
 /** The keys file's keys, each with the line that gave it, added to `specs`. */
-function* keysFileEntries(text: string, specs: Array<[ApiKeySpec, string]>): Steps<void> {
-  const lines = text.split(/\r?\n/);
-  for (let index = 0; index < lines.length; index++) {
+function* keysFileEntries(bytes: Buffer, specs: Array<[ApiKeySpec, string]>): Steps<void> {
+  // Decoded line by line rather than as one text split at once: for a million lines those two steps
+  // took ~0.2 and ~0.7 s, which a reload in slices could not cut.
+  for (let index = 0, at = 0; at <= bytes.length; index++) {
     if (index % PIECE === PIECE - 1) yield;
-    const raw = lines[index] as string;
+    const end = bytes.indexOf(NEWLINE, at);
+    const raw = bytes.toString('utf8', at, end === -1 ? bytes.length : end); // a "\r" before: trimmed
+    at = end === -1 ? bytes.length + 1 : end + 1;
     // Most lines are a key alone: no comment to strip, nothing to split (a million keys are read at once).
     const line = (raw.includes('#') ? raw.replace(/(?:^|\s)#.*/, '') : raw).trim();
     if (line === '') continue;
@@ -137,6 +140,7 @@ function* keysFileEntries(text: string, specs: Array<[ApiKeySpec, string]>): Ste
   }
 }
 
+const NEWLINE = 0x0a;
 const parseTypes = (list: string) => list.split(',').map((type) => type.trim().toLowerCase());
 
 /** The library's own check of a key, its error a usage error that names where the key was given. */
