@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { ApiKeySpec } from '../src/auth.ts';
 import { ConfigurationFiles } from '../src/cluster/configuration-files.ts';
+import type { ReadFile } from '../src/config-keys.ts';
 import { jsonLogger } from '../src/log.ts';
 import type { EndpointServer } from '../src/server.ts';
 import type { Steps } from '../src/slices.ts';
@@ -82,4 +83,31 @@ test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('two SIGHUPs in a row: the keys of the second are the ones kept, though the first took longer', async () => {
+  // Each reload parses in slices: the first SIGHUP's (a large file) finished after the second's (the file
+  // replaced by a small one), and its keys, loaded last, replaced the newer ones.
+  const { lines, loaded, endpoint, log } = serving();
+  let file = 'large';
+  const slowly = function* (): Steps<ApiKeySpec[]> {
+    for (let slice = 0; slice < 20; slice++) {
+      for (const until = performance.now() + 2; performance.now() < until; );
+      yield;
+    }
+    return [{ key: 'older-key' }];
+  };
+  const keysFile = {
+    path: '/keys',
+    keys: (read: ReadFile) =>
+      read('/keys', '--api-keys-file').toString() === 'large' ? slowly() : steps([{ key: 'newer-key' }])(),
+  };
+  const reload = reloader({ tlsFiles: undefined, keysFile }, endpoint, log, () => Buffer.from(file));
+  const first = reload();
+  file = 'small';
+  const second = reload();
+  await Promise.all([first, second]);
+  assert.deepEqual(loaded.at(-1), ['newer-key']);
+  assert.deepEqual(loaded, [['newer-key']], 'the older keys are not loaded at all');
+  assert.deepEqual(lines, ['API keys reloaded']);
 });
