@@ -33,8 +33,9 @@ export class CredentialsCache {
   readonly #fixed: boolean;
   readonly #known = new Map<number, Known>();
   readonly #deadlines: Deadlines;
-  /** Replacements of the keys asked for so far: one that finishes after a later one is dropped. */
+  /** Replacements of the keys asked for so far, and the latest installed: an earlier one is dropped. */
   #loads = 0;
+  #installed = 0;
 
   /** `timeoutMs`: how long an asynchronous `authenticate` may take (handlerTimeoutMs), then a 503. */
   constructor(authenticate: Authenticate, timeoutMs: number) {
@@ -67,7 +68,9 @@ export class CredentialsCache {
   }
 
   #install(authenticate: Authenticate, load: number): void {
-    if (load !== this.#loads) return; // replaced by a later call meanwhile
+    // A later call's keys in use already: these are older. (A later call refused blocks nothing.)
+    if (load < this.#installed) return;
+    this.#installed = load;
     this.#authenticate = authenticate;
     this.#known.clear();
   }

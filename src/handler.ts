@@ -35,8 +35,8 @@ export interface EndpointHandler {
   /**
    * As setApiKeys, without holding the event loop: the keys checked and the new set built a few
    * milliseconds at a time, requests answered in between with the current keys, which the new ones
-   * replace once built. Rejects (the current keys staying) as setApiKeys throws. A later setApiKeys or
-   * loadApiKeys call wins over this one, whichever finishes first.
+   * replace once built. Rejects (the current keys staying) as setApiKeys throws. A later call that
+   * succeeds (setApiKeys, loadApiKeys) wins over this one, whichever finishes first; one refused does not.
    */
   loadApiKeys(apiKeys: Iterable<string | ApiKeySpec>): Promise<void>;
 }

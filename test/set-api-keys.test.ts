@@ -83,3 +83,12 @@ test('loadApiKeys: keys apiKeys would refuse reject it, the current ones kept; a
     /loadApiKeys: this handler was made with options.authenticate/,
   );
 });
+
+test('loadApiKeys: a later call that is refused does not undo an earlier one, which resolves with its keys in use', async () => {
+  const handler = createHandler({ apiKeys: ['old-key'], log: silentLogger, handlers: { track() {} } });
+  const first = handler.loadApiKeys([...manyKeys(50_000, 'load'), 'new-key']);
+  await assert.rejects(handler.loadApiKeys([]), /at least one key/);
+  await first;
+  assert.equal(await answer(handler, 'new-key'), 200);
+  assert.equal(await answer(handler, 'old-key'), '401 SEG_AUTH_UNKNOWN');
+});
