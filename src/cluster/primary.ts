@@ -48,7 +48,7 @@ class Primary {
   #startFailures = 0;
   #stopping = false;
   readonly #startLine = new StartLine(this.#slots, () => this.#stopping);
-  /** 1 once a worker failed to drain cleanly (or never started). */
+  /** 1 once a worker failed to drain cleanly, or none started. */
   #exitCode = 0;
   #done: (code: number) => void = () => {};
   readonly #files: ConfigurationFiles;
@@ -146,8 +146,8 @@ class Primary {
     const live = this.#slots.filter((s) => s.worker !== undefined).length;
     if (this.#stopping) {
       // One that never listened held no event: its failure to start (or our kill that answers it) during
-      // the drain is no failure of the drain.
-      if (code !== 0 && slot.listening) this.#exitCode = 1;
+      // the drain is no failure of the drain, unless none ever listened (a start that failed).
+      if (code !== 0 && (slot.listening || !this.#slots.some((s) => s.listening))) this.#exitCode = 1;
       if (live === 0) {
         this.#log.info({ exitCode: this.#exitCode }, 'every worker stopped');
         this.#done(this.#exitCode);
@@ -185,8 +185,7 @@ class Primary {
    */
   #refused(slot: Slot, worker: Worker, line: string): void {
     if (this.#stopping || serving(this.#slots)) {
-      if (!this.#stopping)
-        this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
+      this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
       worker.process.kill('SIGKILL');
       return;
     }
