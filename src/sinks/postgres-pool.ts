@@ -31,8 +31,10 @@ export function inTransaction<T>(
       await client.query(end);
       return result;
     } catch (err) {
-      // A ROLLBACK that fails leaves the connection lost (the pool drops it) or mid-transaction:
-      // given back only if it ends the transaction.
+      // Anything but a refused statement drops the connection (withClient), which ends the transaction;
+      // a ROLLBACK sent after a timeout of the client's would wait behind the statement still running.
+      if (!refusedStatement(err)) throw err;
+      // A ROLLBACK that fails leaves the connection lost or mid-transaction: not given back.
       await client.query('ROLLBACK').catch(spoil);
       throw err;
     }
@@ -50,12 +52,19 @@ async function withClient<T>(
   pool: Pool,
   use: (client: PoolClient, spoil: (err: unknown) => void) => Promise<T>,
 ): Promise<T> {
-  const client = await pool.connect();
   let failed: Error | undefined;
   const spoil = (err: unknown) => {
     failed ??= unfit(err);
   };
-  client.on('error', spoil);
+  // Listened to as it is handed over (the pool stops listening then): an await later, an 'error' read
+  // in the meantime would have had no listener.
+  const client = await new Promise<PoolClient>((resolve, reject) =>
+    pool.connect((err, taken) => {
+      if (err !== undefined || taken === undefined) return reject(err);
+      taken.on('error', spoil);
+      resolve(taken);
+    }),
+  );
   try {
     return await use(client, spoil);
   } catch (err) {
@@ -67,10 +76,16 @@ async function withClient<T>(
   }
 }
 
-/** An error PostgreSQL answered a statement with, the session still good: severity ERROR, not FATAL. */
+/**
+ * An error PostgreSQL answered a statement with, the session still good: not one that ends it (FATAL,
+ * PANIC; severity is in the server's language, so its SQLSTATE classes too: 08 connection, 57P operator
+ * intervention, XX internal). A session that ended anyway is dropped by the pool (not queryable).
+ */
 function refusedStatement(err: unknown): boolean {
   const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
-  return typeof code === 'string' && severity === 'ERROR';
+  // Both are PostgreSQL's (pg's DatabaseError); a socket's error has a code but no severity.
+  if (typeof code !== 'string' || typeof severity !== 'string') return false;
+  return severity !== 'FATAL' && severity !== 'PANIC' && !/^(?:08|57P|XX)/.test(code);
 }
 
 const unfit = (err: unknown): Error =>
