@@ -8,6 +8,8 @@ export type Steps<T> = Generator<undefined, T, undefined>;
 
 /** How many items a loop of such work handles between yields: each yield costs a call and a clock read. */
 export const PIECE = 512;
+// A slice at most this long (plus a piece): what a request arriving meanwhile may wait.
+const SLICE_MS = 5;
 
 /** Runs `steps` to the end now. */
 export function atOnce<T>(steps: Steps<T>): T {
@@ -28,6 +30,3 @@ export async function inSlices<T>(steps: Steps<T>, sliceMs = SLICE_MS): Promise<
     }
   }
 }
-
-// A slice at most this long (plus a piece): what a request arriving meanwhile may wait.
-const SLICE_MS = 5;

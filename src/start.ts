@@ -90,7 +90,7 @@ export function reloader(
 ): (paths?: readonly string[]) => Promise<void> {
   const { tlsFiles: files, keysFile } = config;
   let keyReloads = 0;
-  return async (paths) => {
+  const reloadAll = async (paths?: readonly string[]) => {
     // A worker's message names what its primary loaded: a file it does not name (or that there is none
     // of, a certificate over plain HTTP) is neither loaded nor said, once for each worker.
     const sent = (path: string | undefined) =>
@@ -111,6 +111,8 @@ export function reloader(
       log.info({ file: keysFile?.path }, 'API keys reloaded');
     }
   };
+  // Each step logs its own failures; anything else is logged here, not an unhandled rejection's exit.
+  return (paths) => reloadAll(paths).catch((err: unknown) => log.error({ err }, 'SIGHUP: reload failed'));
 }
 
 /**

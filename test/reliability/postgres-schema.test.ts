@@ -13,7 +13,7 @@ import { inOneGroup, withPostgres } from './postgres-harness.ts';
 
 const pg = withPostgres('pg-schema');
 
-/** Sessions PostgreSQL has counted on the test's database (each connection, counted when it ends). */
+/** Sessions PostgreSQL has counted on the test's database: each connection made to it. */
 async function sessions(): Promise<number> {
   const { rows } = await pg.client.query<{ n: string }>(
     'SELECT sessions AS n FROM pg_stat_database WHERE datname = current_database()',
