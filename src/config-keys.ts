@@ -162,42 +162,23 @@ export function readInput(file: string, flag: string): Buffer {
 }
 
 /**
- * What SIGHUP does to the keys of --api-keys-file, in the single process and in the primary of --workers:
- * the file read again, its keys (with those of --api-key and the environment) checked as at start and
- * given to `load` with the file's bytes. Keys that cannot be read or are refused are logged, by line and
- * never a key, and the current ones stay. Without a keys file there is nothing to reload. Whether keys
- * were loaded.
- */
-export function reloadKeys(
-  file: CliConfig['keysFile'],
-  log: Logger,
-  load: (keys: ApiKeySpec[], bytes: Buffer) => void,
-  read: (path: string) => Buffer = readRegularFile,
-): boolean {
-  if (file === undefined) return false;
-  try {
-    const [keys, bytes] = atOnce(readKeys(file, read));
-    load(keys, bytes);
-    return true;
-  } catch (err) {
-    return reloadFailed(file, log, err);
-  }
-}
-
-/**
- * reloadKeys where the process serves meanwhile (the single process, a worker): the file checked and
- * the keys loaded (`load`: the handler's loadApiKeys) a slice at a time, requests answered in between.
+ * What SIGHUP does to the keys of --api-keys-file: the file read again, its keys (with those of
+ * --api-key and the environment) checked as at start, a slice at a time (the process answers requests
+ * or its workers in between), and given to `load` with the file's bytes (the handler's loadApiKeys; the
+ * primary of --workers keeps the bytes for its workers). Keys that cannot be read or are refused are
+ * logged, by line and never a key, and the current ones stay. Without a keys file there is nothing to
+ * reload. Whether keys were loaded.
  */
 export async function reloadKeysInSlices(
   file: CliConfig['keysFile'],
   log: Logger,
-  load: (keys: ApiKeySpec[]) => Promise<void>,
+  load: (keys: ApiKeySpec[], bytes: Buffer) => Promise<void> | void,
   read: (path: string) => Buffer = readRegularFile,
 ): Promise<boolean> {
   if (file === undefined) return false;
   try {
-    const [keys] = await inSlices(readKeys(file, read));
-    await load(keys);
+    const [keys, bytes] = await inSlices(readKeys(file, read));
+    await load(keys, bytes);
     return true;
   } catch (err) {
     return reloadFailed(file, log, err);

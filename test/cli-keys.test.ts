@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ApiKeySpec } from '../src/auth.ts';
 import { parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
-import { reloadKeys } from '../src/config-keys.ts';
+import { reloadKeysInSlices } from '../src/config-keys.ts';
 import { createHandler, silentLogger } from '../src/index.ts';
 import { commandDir, configOf, startCli } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
@@ -264,7 +264,9 @@ describe('secrets kept off the command line', () => {
     const config = configOf(['--api-keys-file', path]);
     assert.equal((config.options.apiKeys as ApiKeySpec[]).length, 200_000);
     const handler = createHandler({ apiKeys: ['first'], log: silentLogger, handlers: { track() {} } });
-    const reloaded = reloadKeys(config.keysFile, silentLogger, (keys) => handler.setApiKeys(keys));
+    const reloaded = await reloadKeysInSlices(config.keysFile, silentLogger, (keys) =>
+      handler.loadApiKeys(keys),
+    );
     assert.equal(reloaded, true);
     const status = async (key: string) =>
       (await inject(handler, { body: trackEvent(), headers: segmentHeaders(key) })).status;

@@ -55,7 +55,7 @@ test('the single process over plain HTTP loads the keys; "no certificate" only w
   assert.deepEqual(lines, ['API keys reloaded', 'SIGHUP: no certificate to reload (plain HTTP)']);
 });
 
-test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, and of nothing else', () => {
+test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, and of nothing else', async () => {
   // It was told to reload every file: it loaded the primary's bytes, right, but said "certificate
   // reloaded" of a certificate the primary had refused or never reloaded.
   const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-reloaded-'));
@@ -70,7 +70,7 @@ test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, 
     const forked = Date.now();
     assert.equal(files.reloadedSince(forked), undefined, 'no SIGHUP yet');
     const { lines, log } = serving();
-    const loaded = files.reload(log);
+    const loaded = await files.reload(log);
     assert.equal(loaded?.what, 'the API keys');
     assert.deepEqual(lines, [], 'nothing said of a certificate over plain HTTP');
     const told = files.reloadedSince(forked);
@@ -110,4 +110,36 @@ test('two SIGHUPs in a row: the keys of the second are the ones kept, though the
   assert.deepEqual(loaded.at(-1), ['newer-key']);
   assert.deepEqual(loaded, [['newer-key']], 'the older keys are not loaded at all');
   assert.deepEqual(lines, ['API keys reloaded']);
+});
+
+test("the primary's two SIGHUPs in a row: the second's keys file is what workers are sent, though the first took longer", async () => {
+  // The primary checks the keys file in slices too (it answers its workers meanwhile): the first
+  // SIGHUP's check of a large file must not end by putting its bytes back over the newer file's.
+  let file = 'large';
+  const slowly = function* (): Steps<ApiKeySpec[]> {
+    for (let slice = 0; slice < 20; slice++) {
+      for (const until = performance.now() + 2; performance.now() < until; );
+      yield;
+    }
+    return [{ key: 'older-key' }];
+  };
+  const keysFile = {
+    path: '/keys',
+    keys: (read: ReadFile) =>
+      read('/keys', '--api-keys-file').toString() === 'large' ? slowly() : steps([{ key: 'newer-key' }])(),
+  };
+  const files = new ConfigurationFiles(new Map([['/keys', Buffer.from('start')]]), {
+    tlsFiles: undefined,
+    keysFile,
+  });
+  const { log } = serving();
+  const read = () => Buffer.from(file);
+  const first = files.reload(log, read);
+  file = 'small';
+  const second = files.reload(log, read);
+  const [older, newer] = await Promise.all([first, second]);
+  assert.equal(older, undefined, 'the first loads nothing: a later SIGHUP read the file since');
+  assert.equal(newer?.what, 'the API keys');
+  const sent = files.all();
+  assert.equal(sent.se === 'files' && Buffer.from(sent.files['/keys'] ?? '', 'base64').toString(), 'small');
 });

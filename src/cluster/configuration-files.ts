@@ -1,7 +1,7 @@
 import { createSecureContext } from 'node:tls';
 import { reloadCertificate } from '../certificate.ts';
 import type { CliConfig } from '../config.ts';
-import { reloadKeys } from '../config-keys.ts';
+import { reloadKeysInSlices } from '../config-keys.ts';
 import type { Logger } from '../log.ts';
 import { filesMessage, type ToWorker } from './messages.ts';
 
@@ -17,6 +17,8 @@ export class ConfigurationFiles {
   readonly #keys: CliConfig['keysFile'];
   /** When a SIGHUP last loaded each (Date.now()): a worker forked before it is told again. */
   readonly #loadedAt = { certificate: -1, keys: -1 };
+  /** SIGHUPs so far: a check of the keys file overtaken by a later one's loads nothing. */
+  #reloads = 0;
 
   constructor(files: Map<string, Buffer>, config: Pick<CliConfig, 'tlsFiles' | 'keysFile'>) {
     this.#files = files;
@@ -49,9 +51,13 @@ export class ConfigurationFiles {
   /**
    * SIGHUP: the certificate and key, and the keys file, read again and checked here first. What loads
    * replaces what the workers have; what does not is refused and logged, and the current one stays.
-   * What was loaded, if anything, and the message that has the workers load it (and only it).
+   * What was loaded, if anything, and the message that has the workers load it (and only it). The keys
+   * file is checked in slices, the primary answering its workers meanwhile (~3 s for a million keys).
    */
-  reload(log: Logger): { what: string; message: ToWorker } | undefined {
+  async reload(
+    log: Logger,
+    read?: (path: string) => Buffer,
+  ): Promise<{ what: string; message: ToWorker } | undefined> {
     const config = { tlsFiles: this.#tls, keysFile: this.#keys };
     const certificate = reloadCertificate(config, log, (cert, key, files) => {
       createSecureContext({ cert, key });
@@ -59,7 +65,12 @@ export class ConfigurationFiles {
       this.#files.set(files.key, key);
     });
     const path = this.#keys?.path ?? '';
-    const keys = reloadKeys(this.#keys, log, (_keys, bytes) => this.#files.set(path, bytes));
+    const reload = ++this.#reloads;
+    const latest = () => reload === this.#reloads;
+    const take = (_keys: unknown, bytes: Buffer) => {
+      if (latest()) this.#files.set(path, bytes);
+    };
+    const keys = (await reloadKeysInSlices(this.#keys, log, take, read)) && latest();
     const loaded = [certificate && 'the certificate', keys && 'the API keys'].filter(Boolean);
     if (loaded.length === 0) return undefined;
     if (certificate) this.#loadedAt.certificate = Date.now();

@@ -229,10 +229,11 @@ class Primary {
 
   /** SIGHUP: every worker loads the certificate and keys, once the primary has (ConfigurationFiles). */
   #reload(): void {
-    const loaded = this.#files.reload(this.#log);
-    if (loaded === undefined) return;
-    this.#log.info({}, `SIGHUP: every worker reloads ${loaded.what}`);
-    this.#broadcast(loaded.message);
+    void this.#files.reload(this.#log).then((loaded) => {
+      if (loaded === undefined) return;
+      this.#log.info({}, `SIGHUP: every worker reloads ${loaded.what}`);
+      this.#broadcast(loaded.message);
+    });
   }
 
   #rotate(): void {
