@@ -21,6 +21,30 @@ const steps = (keys: ApiKeySpec[]) =>
     return keys;
   };
 
+/**
+ * A keys file that holds 'large' (older-key, parsed in 20 slices of 2 ms) until `replace` makes it
+ * 'small' (newer-key, one slice): the reload of the first ends after the reload of the second.
+ */
+function replacedKeysFile() {
+  let file = 'large';
+  const slowly = function* (): Steps<ApiKeySpec[]> {
+    for (let slice = 0; slice < 20; slice++) {
+      for (const until = performance.now() + 2; performance.now() < until; );
+      yield;
+    }
+    return [{ key: 'older-key' }];
+  };
+  const keysFile = {
+    path: '/keys',
+    keys: (read: ReadFile) =>
+      read('/keys', '--api-keys-file').toString() === 'large' ? slowly() : steps([{ key: 'newer-key' }])(),
+  };
+  const replace = () => {
+    file = 'small';
+  };
+  return { keysFile, read: () => Buffer.from(file), replace };
+}
+
 function serving() {
   const lines: string[] = [];
   const loaded: string[][] = [];
@@ -89,22 +113,10 @@ test('two SIGHUPs in a row: the keys of the second are the ones kept, though the
   // Each reload parses in slices: the first SIGHUP's (a large file) finished after the second's (the file
   // replaced by a small one), and its keys, loaded last, replaced the newer ones.
   const { lines, loaded, endpoint, log } = serving();
-  let file = 'large';
-  const slowly = function* (): Steps<ApiKeySpec[]> {
-    for (let slice = 0; slice < 20; slice++) {
-      for (const until = performance.now() + 2; performance.now() < until; );
-      yield;
-    }
-    return [{ key: 'older-key' }];
-  };
-  const keysFile = {
-    path: '/keys',
-    keys: (read: ReadFile) =>
-      read('/keys', '--api-keys-file').toString() === 'large' ? slowly() : steps([{ key: 'newer-key' }])(),
-  };
-  const reload = reloader({ tlsFiles: undefined, keysFile }, endpoint, log, () => Buffer.from(file));
+  const { keysFile, read, replace } = replacedKeysFile();
+  const reload = reloader({ tlsFiles: undefined, keysFile }, endpoint, log, read);
   const first = reload();
-  file = 'small';
+  replace();
   const second = reload();
   await Promise.all([first, second]);
   assert.deepEqual(loaded.at(-1), ['newer-key']);
@@ -115,27 +127,14 @@ test('two SIGHUPs in a row: the keys of the second are the ones kept, though the
 test("the primary's two SIGHUPs in a row: the second's keys file is what workers are sent, though the first took longer", async () => {
   // The primary checks the keys file in slices too (it answers its workers meanwhile): the first
   // SIGHUP's check of a large file must not end by putting its bytes back over the newer file's.
-  let file = 'large';
-  const slowly = function* (): Steps<ApiKeySpec[]> {
-    for (let slice = 0; slice < 20; slice++) {
-      for (const until = performance.now() + 2; performance.now() < until; );
-      yield;
-    }
-    return [{ key: 'older-key' }];
-  };
-  const keysFile = {
-    path: '/keys',
-    keys: (read: ReadFile) =>
-      read('/keys', '--api-keys-file').toString() === 'large' ? slowly() : steps([{ key: 'newer-key' }])(),
-  };
+  const { keysFile, read, replace } = replacedKeysFile();
   const files = new ConfigurationFiles(new Map([['/keys', Buffer.from('start')]]), {
     tlsFiles: undefined,
     keysFile,
   });
   const { log } = serving();
-  const read = () => Buffer.from(file);
   const first = files.reload(log, read);
-  file = 'small';
+  replace();
   const second = files.reload(log, read);
   const [older, newer] = await Promise.all([first, second]);
   assert.equal(older, undefined, 'the first loads nothing: a later SIGHUP read the file since');
