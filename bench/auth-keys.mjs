@@ -13,10 +13,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { keyAuthenticator } from '../dist/auth.js';
-import { apiKeySteps, apiKeys } from '../dist/config-keys.js';
+import { apiKeySteps } from '../dist/config-keys.js';
 import { createHandler, silentLogger } from '../dist/index.js';
 import { resolveApiKeys } from '../dist/key-spec.js';
-import { inSlices } from '../dist/slices.js';
+import { atOnce, inSlices } from '../dist/slices.js';
 
 const key = (i) => `customer-${i}-${'k'.repeat(24)}`;
 
@@ -44,7 +44,7 @@ try {
     const file = join(dir, `keys-${n}`);
     writeFileSync(file, Array.from({ length: n }, (_, i) => key(i)).join('\n'));
     const started = performance.now();
-    const specs = apiKeys(undefined, file, {});
+    const specs = atOnce(apiKeySteps(undefined, file, {}));
     const read = performance.now();
     resolveApiKeys(specs);
     const built = performance.now();

@@ -95,7 +95,7 @@ export function* keyAuthenticatorSteps(keys: Iterable<string | ApiKeySpec>): Ste
   // One map, from a key's tag to its decision, and no copy of the keys kept: a million keys take ~2 s
   // to build here, in slices on a reload (a second map of the keys for their repeats cost ~2 µs a key).
   const decisions = new Map<string, AuthDecision>();
-  const list = [...keys];
+  const list = Array.isArray(keys) ? keys : [...keys]; // resolveApiKeys hands over an array of its own
   for (let index = 0; index < list.length; index++) {
     if (index % PIECE === PIECE - 1) yield;
     const spec = specOf(list[index] as string | ApiKeySpec);

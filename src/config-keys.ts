@@ -21,17 +21,10 @@ export interface KeysFile {
 /** Reads a file named on the command line (`readInput`, unless what was read before is wanted again). */
 export type ReadFile = (file: string, flag: string) => Buffer;
 
-/** Keys from --api-key, --api-keys-file and the environment, in that order. */
-export function apiKeys(
-  flags: string[] | undefined,
-  file: string | undefined,
-  env: NodeJS.ProcessEnv,
-  read: ReadFile = readInput,
-): ApiKeySpec[] {
-  return atOnce(apiKeySteps(flags, file, env, read));
-}
-
-/** apiKeys as steps (slices.ts): a SIGHUP's reload of a large keys file does not hold the event loop. */
+/**
+ * Keys from --api-key, --api-keys-file and the environment, in that order, as steps (slices.ts): run at
+ * once at start-up, in slices by a SIGHUP's reload.
+ */
 export function* apiKeySteps(
   flags: string[] | undefined,
   file: string | undefined,
@@ -167,7 +160,8 @@ export function readInput(file: string, flag: string): Buffer {
  * or its workers in between), and given to `load` with the file's bytes (the handler's loadApiKeys; the
  * primary of --workers keeps the bytes for its workers). Keys that cannot be read or are refused are
  * logged, by line and never a key, and the current ones stay. Without a keys file there is nothing to
- * reload. Whether keys were loaded.
+ * reload. A reload overtaken by a later one of the same file (a second SIGHUP, which read the file
+ * after it) loads nothing and says nothing, even if it finishes first. Whether keys were loaded.
  */
 export async function reloadKeysInSlices(
   file: CliConfig['keysFile'],
@@ -176,14 +170,20 @@ export async function reloadKeysInSlices(
   read: (path: string) => Buffer = readRegularFile,
 ): Promise<boolean> {
   if (file === undefined) return false;
+  const reload = (reloads.get(file) ?? 0) + 1;
+  reloads.set(file, reload);
+  const latest = () => reloads.get(file) === reload;
   try {
     const [keys, bytes] = await inSlices(readKeys(file, read));
-    await load(keys, bytes);
-    return true;
+    if (latest()) await load(keys, bytes);
+    return latest();
   } catch (err) {
-    return reloadFailed(file, log, err);
+    return latest() && reloadFailed(file, log, err);
   }
 }
+
+/** Reloads of each keys file begun so far. */
+const reloads = new WeakMap<KeysFile, number>();
 
 function* readKeys(
   file: NonNullable<CliConfig['keysFile']>,

@@ -5,7 +5,7 @@ import { Deadlines } from './deadlines.ts';
 import { digest53 } from './digest.ts';
 import { EndpointError } from './errors.ts';
 import { isPromise, within } from './promise.ts';
-import { inSlices, type Steps } from './slices.ts';
+import { atOnce, inSlices, type Steps } from './slices.ts';
 
 /** Who sent a request: the API key, and what the authenticator decided for it. */
 export interface Credentials {
@@ -48,9 +48,9 @@ export class CredentialsCache {
    * The fixed set of keys replaced by those `keys` makes (keyAuthenticator): headers accepted before are
    * decided again, so a key taken out is refused from the next request on.
    */
-  replaceKeys(keys: () => Authenticate): void {
+  replaceKeys(keys: Steps<Authenticate>): void {
     this.#takesKeys('setApiKeys');
-    this.#install(keys(), ++this.#loads);
+    this.#install(atOnce(keys), ++this.#loads);
   }
 
   /** replaceKeys, the authenticator built in slices (slices.ts); a later replacement wins. */

@@ -3,7 +3,7 @@ import { type ApiKeySpec, repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
-import { resolveApiKeys, resolveApiKeysSteps } from './key-spec.ts';
+import { resolveApiKeysSteps } from './key-spec.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -59,7 +59,7 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
     door.draining = true;
   };
   handler.idle = () => door.idle();
-  handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(() => resolveApiKeys(apiKeys));
+  handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(resolveApiKeysSteps(apiKeys));
   handler.loadApiKeys = (apiKeys) => door.pipeline.credentials.loadKeys(resolveApiKeysSteps(apiKeys));
   Object.defineProperties(handler, {
     draining: { get: () => door.draining, enumerable: true },

@@ -89,7 +89,6 @@ export function reloader(
   read?: (path: string) => Buffer,
 ): (paths?: readonly string[]) => Promise<void> {
   const { tlsFiles: files, keysFile } = config;
-  let keyReloads = 0;
   const reloadAll = async (paths?: readonly string[]) => {
     // A worker's message names what its primary loaded: a file it does not name (or that there is none
     // of, a certificate over plain HTTP) is neither loaded nor said, once for each worker.
@@ -99,15 +98,9 @@ export function reloader(
     if (sent(files?.cert) && reloadCertificate(config, log, load, read)) {
       log.info({ cert: files?.cert }, 'certificate reloaded');
     }
-    if (!sent(keysFile?.path)) return;
-    // In slices: a keys file of 100,000 keys held every request for ~0.5 s, a million for ~7 s. A later
-    // SIGHUP's reload, which read the file after this one, wins even if it finishes first.
-    const reload = ++keyReloads;
-    const latest = () => reload === keyReloads;
-    const loadKeys = async (keys: ApiKeySpec[]) => {
-      if (latest()) await endpoint.handler.loadApiKeys(keys);
-    };
-    if ((await reloadKeysInSlices(keysFile, log, loadKeys, read)) && latest()) {
+    // In slices: a keys file of 100,000 keys held every request for ~0.5 s, a million for ~7 s.
+    const loadKeys = (keys: ApiKeySpec[]) => endpoint.handler.loadApiKeys(keys);
+    if (sent(keysFile?.path) && (await reloadKeysInSlices(keysFile, log, loadKeys, read))) {
       log.info({ file: keysFile?.path }, 'API keys reloaded');
     }
   };

@@ -17,8 +17,6 @@ export class ConfigurationFiles {
   readonly #keys: CliConfig['keysFile'];
   /** When a SIGHUP last loaded each (Date.now()): a worker forked before it is told again. */
   readonly #loadedAt = { certificate: -1, keys: -1 };
-  /** SIGHUPs so far: a check of the keys file overtaken by a later one's loads nothing. */
-  #reloads = 0;
 
   constructor(files: Map<string, Buffer>, config: Pick<CliConfig, 'tlsFiles' | 'keysFile'>) {
     this.#files = files;
@@ -65,12 +63,8 @@ export class ConfigurationFiles {
       this.#files.set(files.key, key);
     });
     const path = this.#keys?.path ?? '';
-    const reload = ++this.#reloads;
-    const latest = () => reload === this.#reloads;
-    const take = (_keys: unknown, bytes: Buffer) => {
-      if (latest()) this.#files.set(path, bytes);
-    };
-    const keys = (await reloadKeysInSlices(this.#keys, log, take, read)) && latest();
+    const take = (_keys: unknown, bytes: Buffer) => void this.#files.set(path, bytes);
+    const keys = await reloadKeysInSlices(this.#keys, log, take, read);
     const loaded = [certificate && 'the certificate', keys && 'the API keys'].filter(Boolean);
     if (loaded.length === 0) return undefined;
     if (certificate) this.#loadedAt.certificate = Date.now();
