@@ -4,7 +4,7 @@ import type { CliConfig } from './config.ts';
 import { apiKeySpec } from './key-spec.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
-import { readRegularFile } from './regular-file.ts';
+import { readRegularFileAsync } from './regular-file.ts';
 import { atOnce, inSlices, PIECE, type Steps } from './slices.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
@@ -155,9 +155,9 @@ export function readInput(file: string, flag: string): Buffer {
 }
 
 /**
- * What SIGHUP does to the keys of --api-keys-file: the file read again, its keys (with those of
- * --api-key and the environment) checked as at start, a slice at a time (the process answers requests
- * or its workers in between), and given to `load` with the file's bytes (the handler's loadApiKeys; the
+ * What SIGHUP does to the keys of --api-keys-file: the file read again off the event loop, its keys
+ * (with those of --api-key and the environment) checked as at start, a slice at a time (the process
+ * answers requests or its workers in between), and given to `load` with the file's bytes (the handler's loadApiKeys; the
  * primary of --workers keeps the bytes for its workers). Keys that cannot be read or are refused are
  * logged, by line and never a key, and the current ones stay. Without a keys file there is nothing to
  * reload. A reload overtaken by a later one of the same file (a second SIGHUP, which read the file
@@ -167,14 +167,15 @@ export async function reloadKeysInSlices(
   file: CliConfig['keysFile'],
   log: Logger,
   load: (keys: ApiKeySpec[], bytes: Buffer) => Promise<void> | void,
-  read: (path: string) => Buffer = readRegularFile,
+  read: (path: string) => Buffer | Promise<Buffer> = readRegularFileAsync,
 ): Promise<boolean> {
   if (file === undefined) return false;
   const reload = (reloads.get(file) ?? 0) + 1;
   reloads.set(file, reload);
   const latest = () => reloads.get(file) === reload;
   try {
-    const [keys, bytes] = await inSlices(readKeys(file, read));
+    const bytes = await read(file.path);
+    const keys = await inSlices(file.keys(() => bytes));
     if (latest()) await load(keys, bytes);
     return latest();
   } catch (err) {
@@ -184,18 +185,6 @@ export async function reloadKeysInSlices(
 
 /** Reloads of each keys file begun so far. */
 const reloads = new WeakMap<KeysFile, number>();
-
-function* readKeys(
-  file: NonNullable<CliConfig['keysFile']>,
-  read: (path: string) => Buffer,
-): Steps<[ApiKeySpec[], Buffer]> {
-  let bytes: Buffer = Buffer.alloc(0);
-  const keys = yield* file.keys((path) => {
-    bytes = read(path);
-    return bytes;
-  });
-  return [keys, bytes];
-}
 
 function reloadFailed(file: NonNullable<CliConfig['keysFile']>, log: Logger, err: unknown): false {
   log.error(

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -7,6 +8,8 @@ import type { ApiKeySpec } from '../src/auth.ts';
 import { parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
 import { reloadKeysInSlices } from '../src/config-keys.ts';
 import { createHandler, silentLogger } from '../src/index.ts';
+import { jsonLogger } from '../src/log.ts';
+import { readRegularFileAsync } from '../src/regular-file.ts';
 import { commandDir, configOf, startCli } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
@@ -271,6 +274,39 @@ describe('secrets kept off the command line', () => {
     const status = async (key: string) =>
       (await inject(handler, { body: trackEvent(), headers: segmentHeaders(key) })).status;
     assert.deepEqual([await status('key-199999'), await status('first')], [200, 401]);
+  });
+
+  test('on SIGHUP the keys file is read off the event loop; one that became a named pipe is refused, the keys staying', async () => {
+    // Read in one call, a keys file of a million keys (~40 MB) held every request for ~140 ms, and for as
+    // long as a slow disk takes. Read off the loop, the loop turns while it is read.
+    const large = join(dir, 'large.bin');
+    writeFileSync(large, Buffer.alloc(8 * 1024 * 1024, 0x61));
+    let turns = 0;
+    let reading = true;
+    const turn = () => {
+      if (!reading) return;
+      turns++;
+      setImmediate(turn);
+    };
+    setImmediate(turn);
+    const bytes = await readRegularFileAsync(large);
+    reading = false;
+    assert.equal(bytes.length, 8 * 1024 * 1024);
+    assert.ok(turns >= 4, `the loop turned ${turns} times while 8 MiB were read`);
+
+    // A keys file that became a named pipe with no writer: a read would wait for one for good.
+    const path = join(dir, 'piped-keys.txt');
+    writeFileSync(path, 'piped-key\n');
+    const config = configOf(['--api-keys-file', path]);
+    rmSync(path);
+    execFileSync('mkfifo', [path]);
+    const lines: string[] = [];
+    const log = jsonLogger('info', (line) => lines.push(line));
+    const loaded: ApiKeySpec[][] = [];
+    const reloaded = await reloadKeysInSlices(config.keysFile, log, (keys) => void loaded.push(keys));
+    assert.equal(reloaded, false);
+    assert.deepEqual(loaded, []);
+    assert.match(lines.join(''), /"reason":"not a regular file[^\n]*API keys reload failed/);
   });
 
   test('API keys from SEGMENT_ENDPOINT_API_KEYS, and still from SEGMENT_API_KEYS', () => {
