@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { type ApiKeySpec, sameSpec } from './auth.ts';
 import type { CliConfig } from './config.ts';
-import { apiKeySpec } from './key-spec.ts';
+import { ownApiKeySpec } from './key-spec.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
 import { readRegularFileAsync } from './regular-file.ts';
@@ -137,9 +137,9 @@ const NEWLINE = 0x0a;
 const parseTypes = (list: string) => list.split(',').map((type) => type.trim().toLowerCase());
 
 /** The library's own check of a key, its error a usage error that names where the key was given. */
-function checked(item: unknown, where: string): ApiKeySpec {
+function checked(item: string | object, where: string): ApiKeySpec {
   try {
-    return apiKeySpec(item, where);
+    return ownApiKeySpec(item, where);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
