@@ -161,7 +161,8 @@ export function readInput(file: string, flag: string): Buffer {
  * primary of --workers keeps the bytes for its workers). Keys that cannot be read or are refused are
  * logged, by line and never a key, and the current ones stay. Without a keys file there is nothing to
  * reload. A reload overtaken by a later one of the same file (a second SIGHUP, which read the file
- * after it) loads nothing and says nothing, even if it finishes first. Whether keys were loaded.
+ * after it) loads nothing and says nothing, even if it finishes first; one overtaken while its keys are
+ * being loaded says so once they are in force (a later one may fail). Whether keys were loaded.
  */
 export async function reloadKeysInSlices(
   file: CliConfig['keysFile'],
@@ -176,15 +177,20 @@ export async function reloadKeysInSlices(
   try {
     const bytes = await read(file.path);
     const keys = await inSlices(file.keys(() => bytes));
-    if (latest()) await load(keys, bytes);
-    return latest();
+    if (!latest()) return false;
+    await load(keys, bytes);
+    // In force now, unless a later reload's keys went in while these were loaded: `load` drops these then.
+    if ((installed.get(file) ?? 0) > reload) return false;
+    installed.set(file, reload);
+    return true;
   } catch (err) {
     return latest() && reloadFailed(file, log, err);
   }
 }
 
-/** Reloads of each keys file begun so far. */
+/** Reloads of each keys file begun so far, and the latest whose keys are in force. */
 const reloads = new WeakMap<KeysFile, number>();
+const installed = new WeakMap<KeysFile, number>();
 
 function reloadFailed(file: NonNullable<CliConfig['keysFile']>, log: Logger, err: unknown): false {
   log.error(

@@ -142,3 +142,63 @@ test("the primary's two SIGHUPs in a row: the second's keys file is what workers
   const sent = files.all();
   assert.equal(sent.se === 'files' && Buffer.from(sent.files['/keys'] ?? '', 'base64').toString(), 'small');
 });
+
+/**
+ * An endpoint whose first loadApiKeys waits for `install` (a large file's keys, built in slices), and a
+ * keys file that `remove` makes unreadable.
+ */
+function firstInstallHeld() {
+  const { lines, log } = serving();
+  const loaded: string[][] = [];
+  let install: (() => void) | undefined;
+  const endpoint = {
+    handler: {
+      loadApiKeys: (keys: ApiKeySpec[]) => {
+        const done = () => void loaded.push(keys.map((spec) => spec.key));
+        if (install !== undefined) return Promise.resolve(done());
+        return new Promise<void>((resolve) => {
+          install = () => resolve(done());
+        });
+      },
+    },
+  } as unknown as EndpointServer;
+  let there = true;
+  const read = () => {
+    if (!there) throw new Error('ENOENT: no such file or directory');
+    return Buffer.from('keys\n');
+  };
+  const keysFile = { path: '/keys', keys: steps([{ key: 'a-key' }]) };
+  const reload = reloader({ tlsFiles: undefined, keysFile }, endpoint, log, read);
+  const installing = async () => {
+    const first = reload();
+    while (install === undefined) await new Promise(setImmediate);
+    return { first, install };
+  };
+  const remove = () => {
+    there = false;
+  };
+  return { lines, loaded, reload, installing, remove };
+}
+
+test('keys still being installed when the next SIGHUP fails are installed all the same, and said to be', async () => {
+  // The first SIGHUP's keys were being built (a large file, in slices) when a second found the file gone:
+  // the log said only "reload failed; keeping the current ones", and the first's keys went in a moment
+  // later, unannounced.
+  const { lines, loaded, reload, installing, remove } = firstInstallHeld();
+  const { first, install } = await installing();
+  remove();
+  await reload();
+  install();
+  await first;
+  assert.deepEqual(loaded, [['a-key']]);
+  assert.deepEqual(lines, ['API keys reload failed; keeping the current ones', 'API keys reloaded']);
+});
+
+test('keys still being installed when the next SIGHUP loads its own are said to be reloaded once, by the later', async () => {
+  const { lines, reload, installing } = firstInstallHeld();
+  const { first, install } = await installing();
+  await reload();
+  install();
+  await first;
+  assert.deepEqual(lines, ['API keys reloaded']);
+});
