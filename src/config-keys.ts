@@ -5,6 +5,7 @@ import { ownApiKeySpec } from './key-spec.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
 import { readRegularFileAsync } from './regular-file.ts';
+import { readableByOthers } from './secret-files.ts';
 import { atOnce, inSlices, PIECE, type Steps } from './slices.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
@@ -16,6 +17,17 @@ export class UsageError extends Error {}
 export interface KeysFile {
   readonly path: string;
   readonly keys: (read: ReadFile) => Steps<ApiKeySpec[]>;
+  /** How it was given: --api-keys-file, or its variable (the process's own messages say it so). */
+  readonly flag?: string;
+}
+
+/** The keys file, if one was given: `flag` is how (--api-keys-file, or its variable). */
+export function keysFile(
+  path: string | undefined,
+  keys: KeysFile['keys'],
+  flag: string,
+): KeysFile | undefined {
+  return path === undefined ? undefined : { path, keys, flag };
 }
 
 /** Reads a file named on the command line (`readInput`, unless what was read before is wanted again). */
@@ -168,14 +180,17 @@ export async function reloadKeysInSlices(
   file: CliConfig['keysFile'],
   log: Logger,
   load: (keys: ApiKeySpec[], bytes: Buffer) => Promise<void> | void,
-  read: (path: string) => Buffer | Promise<Buffer> = readRegularFileAsync,
+  read?: (path: string) => Buffer | Promise<Buffer>,
 ): Promise<boolean> {
   if (file === undefined) return false;
   const reload = (reloads.get(file) ?? 0) + 1;
   reloads.set(file, reload);
   const latest = () => reloads.get(file) === reload;
   try {
-    const bytes = await read(file.path);
+    const bytes = await (read ?? readRegularFileAsync)(file.path);
+    // Read from the file itself, not a copy its primary sent: its mode said as at start, at each reload.
+    const flag = file.flag ?? '--api-keys-file';
+    if (read === undefined) for (const said of readableByOthers([[flag, file.path]])) log.warn({}, said);
     const keys = await inSlices(file.keys(() => bytes));
     if (!latest()) return false;
     await load(keys, bytes);

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { apiKeySteps, type KeysFile, type ReadFile, readInput, UsageError } from './config-keys.ts';
+import { apiKeySteps, type KeysFile, keysFile, type ReadFile, readInput, UsageError } from './config-keys.ts';
 import { flagName, ofTheirSource } from './config-said.ts';
 import { tlsOf } from './config-tls.ts';
 import { unusedSettings } from './config-unused.ts';
@@ -131,7 +131,7 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
     out: text('out') ?? OPTIONS.out.default,
     logLevel: logLevel as LogLevel,
     tlsFiles: tlsFiles?.files,
-    keysFile: keysPath === undefined ? undefined : { path: keysPath, keys: keysOf },
+    keysFile: keysFile(keysPath, keysOf, ofTheirSource('--api-keys-file', values, env)),
     workers: workers(text('workers') ?? OPTIONS.workers.default),
     postgres: postgres(text('postgres'), text('postgresTable') ?? OPTIONS.postgresTable.default),
     idempotencyRedis: checkUrl(text('idempotencyRedis'), REDIS, '--idempotency-redis'),

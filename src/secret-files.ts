@@ -2,7 +2,8 @@ import { statSync } from 'node:fs';
 
 // Secrets kept in files (--api-keys-file, --signature-secret-file) are safe from other users of the host
 // only while the file's mode keeps them out: a file written under the default umask (0644) is readable by
-// every user, which is what keeping the secrets out of the command line (ps) was for. Said at start.
+// every user, which is what keeping the secrets out of the command line (ps) was for. Said at start, and of
+// the keys file at each SIGHUP that reads it (reloadKeysInSlices).
 
 /** A warning for each of `files` (its flag and path) that every user of this host may read. */
 export function readableByOthers(files: ReadonlyArray<readonly [flag: string, path: string]>): string[] {

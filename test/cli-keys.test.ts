@@ -309,6 +309,18 @@ describe('secrets kept off the command line', () => {
     assert.match(lines.join(''), /"reason":"not a regular file[^\n]*API keys reload failed/);
   });
 
+  test('a keys file named by its variable is said by it when a reload finds it readable by every user', async () => {
+    const path = join(dir, 'env-named-keys.txt');
+    writeFileSync(path, 'env-file-key\n', { mode: 0o600 });
+    const config = configOf([], { SEGMENT_ENDPOINT_API_KEYS_FILE: path });
+    chmodSync(path, 0o644);
+    const lines: string[] = [];
+    const log = jsonLogger('info', (line) => lines.push(line));
+    assert.equal(await reloadKeysInSlices(config.keysFile, log, () => {}), true);
+    assert.match(lines.join(''), /SEGMENT_ENDPOINT_API_KEYS_FILE \S+ is readable by every user[^\n]*0644/);
+    assert.doesNotMatch(lines.join(''), /env-file-key/);
+  });
+
   test('the keys the command line read are frozen once checked, since the endpoint takes them without a second check', () => {
     // A million keys checked twice (the command line's parse, then the authenticator's) took ~0.65 s more
     // at start and at each SIGHUP. What is not checked again must not be able to change.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { segmentHeaders, trackEvent } from './helpers.ts';
 import { makeCert, makeExpiredCert, servedFingerprint } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
 import { CLI_SOURCE, httpFlags, spawnClean } from './helpers-spawn.ts';
-import { waitFor, waitUntil } from './helpers-wait.ts';
+import { eventually, waitFor, waitUntil } from './helpers-wait.ts';
 
 test('SIGHUP reloads the certificate for new connections without dropping open ones; a bad pair is refused', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-reload-'));
@@ -129,6 +129,17 @@ for (const workers of ['1', '2']) {
       assert.doesNotMatch(run.stderr(), /third-key|secret-looking-key/);
       assert.deepEqual(await statuses(url, 'second-key', times), [200]);
       assert.deepEqual(await statuses(url, 'third-key', times), [401]);
+
+      // Replaced by a file written under the default umask: said as at start, by one process, never a key.
+      const beside = join(dir, 'keys.new');
+      writeFileSync(beside, 'fourth-key\n');
+      chmodSync(beside, 0o644);
+      renameSync(beside, keysFile);
+      run.child.kill('SIGHUP');
+      await waitFor(run.stderr, /--api-keys-file \S+ is readable by every user of this host \(mode 0644\)/);
+      await eventually(async () => (await statuses(url, 'fourth-key', times)).join() === '200', 'fourth-key');
+      assert.equal(run.stderr().match(/is readable by every user/g)?.length, 1);
+      assert.doesNotMatch(run.stderr(), /fourth-key/);
 
       run.child.kill('SIGTERM');
       assert.equal(await run.exit, 0);

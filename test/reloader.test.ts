@@ -85,7 +85,7 @@ test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, 
   const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-reloaded-'));
   try {
     const path = join(dir, 'keys');
-    writeFileSync(path, 'first-key\n');
+    writeFileSync(path, 'first-key\n', { mode: 0o600 });
     const keysFile = { path, keys: steps([{ key: 'first-key' }]) };
     const files = new ConfigurationFiles(new Map([[path, readFileSync(path)]]), {
       tlsFiles: undefined,
