@@ -5,8 +5,8 @@
 // only), so its cost is what a stranger's requests cost the endpoint. Then what loading a keys file
 // costs, as at start and at each SIGHUP: read and checked (dist/config-keys.js), then the authenticator
 // built (dist/key-spec.js), ms, the process doing nothing else meanwhile; and the same as a SIGHUP
-// reloads them while the endpoint serves, in slices (dist/slices.js, the handler's loadApiKeys): the
-// longest the event loop was held, timed by a timer that asks for a turn every millisecond.
+// reloads them while the endpoint serves (dist/config-keys.js reloadKeysInSlices: the file read off the
+// loop, checked and loaded in slices): the longest the event loop was held, timed by a timer that asks for a turn every millisecond.
 //
 //   node bench/auth-keys.mjs
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,8 @@ import { keyAuthenticator } from '../dist/auth.js';
 import { apiKeySteps } from '../dist/config-keys.js';
 import { createHandler, silentLogger } from '../dist/index.js';
 import { resolveApiKeys } from '../dist/key-spec.js';
-import { atOnce, inSlices } from '../dist/slices.js';
+import { reloadKeysInSlices } from '../dist/keys-reload.js';
+import { atOnce } from '../dist/slices.js';
 
 const key = (i) => `customer-${i}-${'k'.repeat(24)}`;
 
@@ -72,7 +73,9 @@ async function reloadInSlices(file) {
     last = now;
   }, 1);
   const started = performance.now();
-  await handler.loadApiKeys(await inSlices(apiKeySteps(undefined, file, {})));
+  // The file read off the loop, its keys checked in slices, then loaded in slices (reloadKeysInSlices).
+  const keysFile = { path: file, keys: (read) => apiKeySteps(undefined, file, {}, read) };
+  await reloadKeysInSlices(keysFile, silentLogger, (keys) => handler.loadApiKeys(keys));
   const ms = performance.now() - started;
   clearInterval(ticking);
   return { ms, held: Math.max(held, performance.now() - last) };

@@ -4,6 +4,9 @@ import { UsageError } from './config-keys.ts';
 import type { Logger } from './log.ts';
 import { readRegularFile } from './regular-file.ts';
 
+/** A certificate chain or a key file is a few KiB; what is far larger is not one. */
+const TLS_FILE_MAX_BYTES = 2 ** 20;
+
 /**
  * What SIGHUP does to the certificate, in the single process and in the primary of --workers: the pair
  * read again from its files and given to `load`, so that a renewed certificate (certbot, a secrets
@@ -15,7 +18,7 @@ export function reloadCertificate(
   { tlsFiles: files, keysFile }: Pick<CliConfig, 'tlsFiles' | 'keysFile'>,
   log: Logger,
   load: (cert: Buffer, key: Buffer, files: NonNullable<CliConfig['tlsFiles']>) => void,
-  read: (path: string) => Buffer = readRegularFile,
+  read: (path: string) => Buffer = (path) => readRegularFile(path, TLS_FILE_MAX_BYTES),
 ): boolean {
   if (files === undefined) {
     if (keysFile === undefined) log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');

@@ -1,12 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { type ApiKeySpec, sameSpec } from './auth.ts';
-import type { CliConfig } from './config.ts';
 import { ownApiKeySpec } from './key-spec.ts';
-import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
-import { readRegularFileAsync } from './regular-file.ts';
-import { readableByOthers } from './secret-files.ts';
-import { atOnce, inSlices, PIECE, type Steps } from './slices.ts';
+import { atOnce, PIECE, type Steps } from './slices.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
 
@@ -164,53 +160,4 @@ export function readInput(file: string, flag: string): Buffer {
   } catch (err) {
     throw new UsageError(`${flag}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-}
-
-/**
- * What SIGHUP does to the keys of --api-keys-file: the file read again off the event loop, its keys
- * (with those of --api-key and the environment) checked as at start, a slice at a time (the process
- * answers requests or its workers in between), and given to `load` with the file's bytes (the handler's loadApiKeys; the
- * primary of --workers keeps the bytes for its workers). Keys that cannot be read or are refused are
- * logged, by line and never a key, and the current ones stay. Without a keys file there is nothing to
- * reload. A reload overtaken by a later one of the same file (a second SIGHUP, which read the file
- * after it) loads nothing and says nothing, even if it finishes first; one overtaken while its keys are
- * being loaded says so once they are in force (a later one may fail). Whether keys were loaded.
- */
-export async function reloadKeysInSlices(
-  file: CliConfig['keysFile'],
-  log: Logger,
-  load: (keys: ApiKeySpec[], bytes: Buffer) => Promise<void> | void,
-  read?: (path: string) => Buffer | Promise<Buffer>,
-): Promise<boolean> {
-  if (file === undefined) return false;
-  const reload = (reloads.get(file) ?? 0) + 1;
-  reloads.set(file, reload);
-  const latest = () => reloads.get(file) === reload;
-  try {
-    const bytes = await (read ?? readRegularFileAsync)(file.path);
-    // Read from the file itself, not a copy its primary sent: its mode said as at start, at each reload.
-    const flag = file.flag ?? '--api-keys-file';
-    if (read === undefined) for (const said of readableByOthers([[flag, file.path]])) log.warn({}, said);
-    const keys = await inSlices(file.keys(() => bytes));
-    if (!latest()) return false;
-    await load(keys, bytes);
-    // In force now, unless a later reload's keys went in while these were loaded: `load` drops these then.
-    if ((installed.get(file) ?? 0) > reload) return false;
-    installed.set(file, reload);
-    return true;
-  } catch (err) {
-    return latest() && reloadFailed(file, log, err);
-  }
-}
-
-/** Reloads of each keys file begun so far, and the latest whose keys are in force. */
-const reloads = new WeakMap<KeysFile, number>();
-const installed = new WeakMap<KeysFile, number>();
-
-function reloadFailed(file: NonNullable<CliConfig['keysFile']>, log: Logger, err: unknown): false {
-  log.error(
-    { file: file.path, reason: (err as Error).message },
-    'API keys reload failed; keeping the current ones',
-  );
-  return false;
 }

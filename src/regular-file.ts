@@ -1,20 +1,28 @@
-import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 // Reading a certificate, a key or a keys file again on SIGHUP. Only a regular file: at start a named pipe
 // is read as any file (`--cert <(vault read ...)`, its writer there), but read again later it has no
 // writer, the read never ends, and it would hold the whole process, its requests and signals with it.
-// Opened without blocking (a pipe's open waits for a writer), then looked at before a byte is read.
+// Opened without blocking (a pipe's open waits for a writer), then looked at before a byte is read. Read
+// up to a bound: a file of /proc says it is regular and 0 bytes long, and some never end (pagemap).
 
 const FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
-const NOT_REGULAR = 'not a regular file: a pipe or a device could block the process for good';
+const CHUNK = 512 * 1024;
 
-/** The bytes of the regular file at `path`; an error saying so when it is anything else. */
-export function readRegularFile(path: string): Buffer {
+/** A file's bytes, and its mode as the descriptor read showed it (the path's may have changed since). */
+export interface FileRead {
+  readonly bytes: Buffer;
+  readonly mode: number;
+}
+
+/** The bytes of the regular file at `path`; an error saying so when it is anything else or too large. */
+export function readRegularFile(path: string, maxBytes: number): Buffer {
   const fd = openSync(path, FLAGS);
   try {
-    if (!fstatSync(fd).isFile()) throw new Error(NOT_REGULAR);
-    return readFileSync(fd);
+    const read = new Gathered(fstatSync(fd), maxBytes);
+    for (let chunk = read.chunk(); read.took(chunk, readSync(fd, chunk)); chunk = read.chunk());
+    return read.bytes();
   } finally {
     closeSync(fd);
   }
@@ -22,15 +30,56 @@ export function readRegularFile(path: string): Buffer {
 
 /**
  * As readRegularFile, read off the event loop: a keys file of a million keys is ~40 MB, which read in one
- * call held every request for ~140 ms on this machine, and for as long as a slow disk takes. Node reads
- * it 512 KiB at a time on its thread pool, the loop free between the reads.
+ * call held every request for ~140 ms on this machine, and for as long as a slow disk takes. Read 512 KiB
+ * at a time on Node's thread pool, the loop free between the reads.
  */
-export async function readRegularFileAsync(path: string): Promise<Buffer> {
+export async function readRegularFileAsync(path: string, maxBytes: number): Promise<FileRead> {
   const file = await open(path, FLAGS);
   try {
-    if (!(await file.stat()).isFile()) throw new Error(NOT_REGULAR);
-    return await file.readFile();
+    const stat = await file.stat();
+    const read = new Gathered(stat, maxBytes);
+    for (
+      let chunk = read.chunk();
+      read.took(chunk, (await file.read(chunk)).bytesRead);
+      chunk = read.chunk()
+    );
+    return { bytes: read.bytes(), mode: stat.mode };
   } finally {
     await file.close();
+  }
+}
+
+/** A file's chunks as they are read, refused past `maxBytes` whatever size it said it had. */
+class Gathered {
+  readonly #chunks: Buffer[] = [];
+  #total = 0;
+  readonly #maxBytes: number;
+
+  constructor(stat: Stats, maxBytes: number) {
+    if (!stat.isFile())
+      throw new Error('not a regular file: a pipe or a device could block the process for good');
+    this.#maxBytes = maxBytes;
+    if (stat.size > maxBytes) this.#tooLarge();
+  }
+
+  chunk(): Buffer {
+    return Buffer.allocUnsafe(CHUNK);
+  }
+
+  /** Whether there may be more: `read` bytes of `chunk` were read, none at the end of the file. */
+  took(chunk: Buffer, read: number): boolean {
+    if (read === 0) return false;
+    this.#total += read;
+    if (this.#total > this.#maxBytes) this.#tooLarge();
+    this.#chunks.push(chunk.subarray(0, read));
+    return true;
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.#chunks, this.#total);
+  }
+
+  #tooLarge(): never {
+    throw new Error(`larger than ${this.#maxBytes / 2 ** 20} MiB, the most such a file may hold`);
   }
 }

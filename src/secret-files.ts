@@ -3,7 +3,7 @@ import { statSync } from 'node:fs';
 // Secrets kept in files (--api-keys-file, --signature-secret-file) are safe from other users of the host
 // only while the file's mode keeps them out: a file written under the default umask (0644) is readable by
 // every user, which is what keeping the secrets out of the command line (ps) was for. Said at start, and of
-// the keys file at each SIGHUP that reads it (reloadKeysInSlices).
+// the keys file at each SIGHUP that reads it (keys-reload.ts).
 
 /** A warning for each of `files` (its flag and path) that every user of this host may read. */
 export function readableByOthers(files: ReadonlyArray<readonly [flag: string, path: string]>): string[] {
@@ -15,11 +15,15 @@ export function readableByOthers(files: ReadonlyArray<readonly [flag: string, pa
     } catch {
       continue; // read at start all the same (a pipe gone since): nothing left to say of its mode
     }
-    if ((mode & 0o004) === 0) continue;
-    const octal = (mode & 0o777).toString(8).padStart(4, '0');
-    warnings.push(
-      `${flag} ${path} is readable by every user of this host (mode ${octal}): it holds secrets; chmod 600 it`,
-    );
+    const warning = readableWarning(flag, path, mode);
+    if (warning !== undefined) warnings.push(warning);
   }
   return warnings;
+}
+
+/** The warning for a file of secrets of this `mode`, if every user of this host may read it. */
+export function readableWarning(flag: string, path: string, mode: number): string | undefined {
+  if ((mode & 0o004) === 0) return undefined;
+  const octal = (mode & 0o777).toString(8).padStart(4, '0');
+  return `${flag} ${path} is readable by every user of this host (mode ${octal}): it holds secrets; chmod 600 it`;
 }

@@ -1,9 +1,9 @@
 import type { ApiKeySpec } from './auth.ts';
 import { reloadCertificate } from './certificate.ts';
 import { type CliConfig, UsageError } from './config.ts';
-import { reloadKeysInSlices } from './config-keys.ts';
 import type { Handlers } from './dispatch.ts';
 import { loadHandlers } from './handlers-module.ts';
+import { reloadKeysInSlices } from './keys-reload.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
 import { checkServerOptions, createServer, type EndpointServer } from './server.ts';

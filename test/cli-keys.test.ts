@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ApiKeySpec } from '../src/auth.ts';
 import { parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
-import { reloadKeysInSlices } from '../src/config-keys.ts';
 import { createHandler, silentLogger } from '../src/index.ts';
+import { KEYS_FILE_MAX_BYTES, reloadKeysInSlices } from '../src/keys-reload.ts';
 import { jsonLogger } from '../src/log.ts';
-import { readRegularFileAsync } from '../src/regular-file.ts';
+import { readRegularFile, readRegularFileAsync } from '../src/regular-file.ts';
 import { commandDir, configOf, startCli } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
@@ -289,7 +289,7 @@ describe('secrets kept off the command line', () => {
       setImmediate(turn);
     };
     setImmediate(turn);
-    const bytes = await readRegularFileAsync(large);
+    const { bytes } = await readRegularFileAsync(large, KEYS_FILE_MAX_BYTES);
     reading = false;
     assert.equal(bytes.length, 8 * 1024 * 1024);
     assert.ok(turns >= 4, `the loop turned ${turns} times while 8 MiB were read`);
@@ -307,6 +307,22 @@ describe('secrets kept off the command line', () => {
     assert.equal(reloaded, false);
     assert.deepEqual(loaded, []);
     assert.match(lines.join(''), /"reason":"not a regular file[^\n]*API keys reload failed/);
+  });
+
+  test('a file read again on SIGHUP is read up to a bound, whatever size it says it has', async () => {
+    // A keys file symlinked to /proc/self/pagemap (regular, 0 bytes long, and it never ends) grew the
+    // process by ~200 MB a second, without a word, until the machine ran out.
+    const sparse = join(dir, 'sparse-keys.txt');
+    writeFileSync(sparse, '');
+    truncateSync(sparse, 2 ** 20 + 1);
+    const bound = /larger than 1 MiB/;
+    await Promise.all([
+      assert.rejects(readRegularFileAsync('/proc/self/pagemap', 2 ** 20), bound),
+      assert.rejects(readRegularFileAsync(sparse, 2 ** 20), bound),
+      assert.throws(() => readRegularFile('/proc/self/pagemap', 2 ** 20), bound),
+      assert.throws(() => readRegularFile(sparse, 2 ** 20), bound),
+      readRegularFileAsync(sparse, 2 ** 21).then(({ bytes }) => assert.equal(bytes.length, 2 ** 20 + 1)),
+    ]);
   });
 
   test('a keys file named by its variable is said by it when a reload finds it readable by every user', async () => {

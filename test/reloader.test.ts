@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import type { ApiKeySpec } from '../src/auth.ts';
 import { ConfigurationFiles } from '../src/cluster/configuration-files.ts';
 import type { ReadFile } from '../src/config-keys.ts';
+import { reloadKeysInSlices } from '../src/keys-reload.ts';
 import { jsonLogger } from '../src/log.ts';
 import type { EndpointServer } from '../src/server.ts';
 import type { Steps } from '../src/slices.ts';
@@ -180,25 +181,65 @@ function firstInstallHeld() {
   return { lines, loaded, reload, installing, remove };
 }
 
-test('keys still being installed when the next SIGHUP fails are installed all the same, and said to be', async () => {
+test('a SIGHUP while the keys of the one before are still going in waits for them, then fails on its own', async () => {
   // The first SIGHUP's keys were being built (a large file, in slices) when a second found the file gone:
   // the log said only "reload failed; keeping the current ones", and the first's keys went in a moment
   // later, unannounced.
   const { lines, loaded, reload, installing, remove } = firstInstallHeld();
   const { first, install } = await installing();
   remove();
-  await reload();
+  const second = reload();
   install();
-  await first;
+  await Promise.all([first, second]);
   assert.deepEqual(loaded, [['a-key']]);
-  assert.deepEqual(lines, ['API keys reload failed; keeping the current ones', 'API keys reloaded']);
+  assert.deepEqual(lines, ['API keys reloaded', 'API keys reload failed; keeping the current ones']);
 });
 
-test('keys still being installed when the next SIGHUP loads its own are said to be reloaded once, by the later', async () => {
-  const { lines, reload, installing } = firstInstallHeld();
+test('a SIGHUP while the keys of the one before are still going in loads its own after them', async () => {
+  const { lines, loaded, reload, installing } = firstInstallHeld();
   const { first, install } = await installing();
-  await reload();
+  const second = reload();
   install();
-  await first;
-  assert.deepEqual(lines, ['API keys reloaded']);
+  await Promise.all([first, second]);
+  assert.deepEqual(loaded, [['a-key'], ['a-key']]);
+  assert.deepEqual(lines, ['API keys reloaded', 'API keys reloaded']);
+});
+
+test('a burst of SIGHUPs: one reload at a time, each overtaken one stopped at its next slice, the last loaded', async () => {
+  // Ten SIGHUPs in a row on a keys file of 100,000 keys took 3 s and 492 MB: every reload read and
+  // checked the whole file before it found that a later one had begun. Ten on a million keys: ~4.7 GB.
+  let reading = 0;
+  let mostAtOnce = 0;
+  let generation = 0;
+  let steps = 0;
+  const read = async () => {
+    mostAtOnce = Math.max(mostAtOnce, ++reading);
+    await new Promise(setImmediate);
+    reading--;
+    return Buffer.from(`generation-${++generation}`);
+  };
+  const parse = function* (key: string): Steps<ApiKeySpec[]> {
+    for (let step = 0; step < 100; step++, steps++) {
+      for (const until = performance.now() + 1; performance.now() < until; );
+      yield;
+    }
+    return [{ key }];
+  };
+  const keysFile = { path: '/keys', keys: (readFile: ReadFile) => parse(readFile('/keys', '').toString()) };
+  const loaded: string[] = [];
+  const load = (keys: ApiKeySpec[]) => void loaded.push(...keys.map((spec) => spec.key));
+  const { log } = serving();
+  const reload = () => reloadKeysInSlices(keysFile, log, load, read);
+  const burst = Array.from({ length: 10 }, reload);
+  assert.deepEqual(await Promise.all(burst), [...Array(9).fill(false), true]);
+  assert.equal(mostAtOnce, 1, 'one read at a time');
+  assert.deepEqual(loaded, ['generation-1'], 'the nine overtaken before their turn read nothing');
+  assert.equal(steps, 100);
+
+  const first = reload();
+  while (steps < 110) await new Promise(setImmediate);
+  const second = reload();
+  assert.deepEqual(await Promise.all([first, second]), [false, true]);
+  assert.ok(steps < 230, `the first stopped at its next slice: ${steps - 100} steps in all`);
+  assert.deepEqual(loaded, ['generation-1', 'generation-3']);
 });

@@ -1,7 +1,7 @@
 import { createSecureContext } from 'node:tls';
 import { reloadCertificate } from '../certificate.ts';
 import type { CliConfig } from '../config.ts';
-import { reloadKeysInSlices } from '../config-keys.ts';
+import { reloadKeysInSlices } from '../keys-reload.ts';
 import type { Logger } from '../log.ts';
 import { filesMessage, type ToWorker } from './messages.ts';
 
