@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { hash, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { decodeBase64 } from './base64.ts';
@@ -21,7 +22,8 @@ export function parseBasicAuth(header: string | undefined): BasicCredentials | u
   if (header === undefined) return undefined;
   const match = BASIC_RE.exec(header);
   const bytes = match?.[1] === undefined ? undefined : decodeBase64(match[1]);
-  if (bytes === undefined) return undefined;
+  // Not UTF-8: decoded leniently, each bad byte would be U+FFFD, and any two such keys one.
+  if (bytes === undefined || !isUtf8(bytes)) return undefined;
   const text = bytes.toString('utf8');
   const colon = text.indexOf(':');
   const user = colon === -1 ? text : text.slice(0, colon);

@@ -309,6 +309,26 @@ describe('secrets kept off the command line', () => {
     assert.match(lines.join(''), /"reason":"not a regular file[^\n]*API keys reload failed/);
   });
 
+  test('a keys file line that is not UTF-8, or longer than any key could be, is refused by its line', () => {
+    // Not UTF-8: "k1" and the byte e9 was read as "k1\ufffd", which any sender's bad byte matched. Too
+    // long: a line was checked in one step (a 200 MB line held the loop 2.5 s), and no request could
+    // carry such a key in its Authorization header.
+    const cases: Array<[Buffer, RegExp]> = [
+      [Buffer.from([0x6b, 0x30, 0x0a, 0x6b, 0x31, 0xe9, 0x0a]), /--api-keys-file line 2: not UTF-8 text/],
+      [Buffer.from(`k0\n${'k'.repeat(16 * 1024 + 1)}\n`), /--api-keys-file line 2: longer than 16384 bytes/],
+    ];
+    for (const [bytes, message] of cases) {
+      const path = join(dir, 'bad-bytes-keys.txt');
+      writeFileSync(path, bytes, { mode: 0o600 });
+      assert.throws(() => configOf(['--api-keys-file', path]), message);
+    }
+    writeFileSync(join(dir, 'long-keys.txt'), `${'k'.repeat(16 * 1024)}\n`, { mode: 0o600 });
+    assert.equal(
+      (configOf(['--api-keys-file', join(dir, 'long-keys.txt')]).options.apiKeys as ApiKeySpec[]).length,
+      1,
+    );
+  });
+
   test('a file read again on SIGHUP is read up to a bound, whatever size it says it has', async () => {
     // A keys file symlinked to /proc/self/pagemap (regular, 0 bytes long, and it never ends) grew the
     // process by ~200 MB a second, without a word, until the machine ran out.

@@ -48,6 +48,21 @@ describe('auth', () => {
     }
   });
 
+  test('credentials that are not UTF-8 are malformed, not a key whose bad bytes match any others', async () => {
+    // Decoded leniently, "k1" and the byte e9 (Latin-1 "k1é") became "k1\ufffd", as did "k1" and e8 or
+    // ff: a key holding U+FFFD let any sender in whose key had any bad byte in its place.
+    const latin1 = (bytes: number[]) => `Basic ${Buffer.from(bytes).toString('base64')}`;
+    for (const bytes of [
+      [0x6b, 0x31, 0xe9],
+      [0x6b, 0x31, 0xff, 0x3a],
+    ]) {
+      const res = await send(latin1(bytes), { apiKeys: ['k1\ufffd'] });
+      assert.equal(res.status, 401);
+      assert.equal(res.json().code, 'SEG_AUTH_MALFORMED');
+    }
+    assert.equal((await send(basic('k1\ufffd'), { apiKeys: ['k1\ufffd'] })).status, 200);
+  });
+
   test('a custom authenticator decides: allow, unknown, forbidden, sync or async', async () => {
     const authenticate = async (key: string) =>
       key === 'ok' ? 'allow' : key === 'blocked' ? 'forbidden' : 'unknown';
