@@ -2,44 +2,53 @@ import { type ApiKeySpec, type Authenticate, hasControl, keyAuthenticatorSteps }
 import { describeValue } from './errors.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 import { nearest } from './spelling.ts';
-import { EVENT_TYPES } from './types.ts';
+import { EVENT_TYPES, type EventType } from './types.ts';
 
 // An API key as given to the library (`apiKeys`, `setApiKeys`) or read from the command line: checked
 // before the authenticator is built, each refusal naming where the key was given and never the key.
 
 /**
- * One API key, checked: a string is a key for every event type. `where` names it in the error (an index,
- * a flag, a line of a keys file); the key itself is never in the message, since it is a secret.
+ * One API key, checked, as a spec of its own (the caller's object read once): a string is a key for every
+ * event type. `where` names it in the error (an index, a flag, a line of a keys file); the key itself is
+ * never in the message, since it is a secret.
  */
 export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
-  const spec = (typeof item === 'string' ? { key: item } : item) as Partial<ApiKeySpec> | null;
+  const given = (typeof item === 'string' ? { key: item } : item) as Partial<ApiKeySpec> | null;
+  if (typeof item === 'object' && item !== null) checkFields(item, where);
+  // Each field read once, into a spec of the endpoint's own: the caller's object may change after the
+  // check (loadApiKeys builds the authenticator on later turns), and a getter may answer twice.
+  const { key, types: listed, signatureSecret, rate } = given ?? {};
   // Well-formed: a lone surrogate, hashed as UTF-8, is U+FFFD, and a key holding that would match it.
-  const bad = (key: string) => key === '' || key.includes(':') || hasControl(key) || !key.isWellFormed();
-  if (typeof spec?.key !== 'string' || bad(spec.key)) {
+  if (typeof key !== 'string' || key === '' || key.includes(':') || hasControl(key) || !key.isWellFormed()) {
     throw new TypeError(
       `${where}: an API key must be a non-empty, well-formed string without ":" or a control character`,
     );
   }
-  checkFields(spec, where);
-  checkSecret(`${where}: signatureSecret`, spec.signatureSecret);
-  if (spec.rate !== undefined && !(Number.isInteger(spec.rate) && spec.rate >= 0 && spec.rate <= 1_000_000)) {
+  checkSecret(`${where}: signatureSecret`, signatureSecret);
+  if (rate !== undefined && !(Number.isInteger(rate) && rate >= 0 && rate <= 1_000_000)) {
     throw new RangeError(`${where}: rate must be a whole number of events a second from 0 to 1000000`);
   }
   // Strings only, holes included (`[null]`, `[, 'track']` failed on reading the missing type's name).
-  if (spec.types !== undefined && !(Array.isArray(spec.types) && isStrings(spec.types))) {
+  const types = Array.isArray(listed) ? (Array.from(listed) as unknown[]) : listed;
+  if (types !== undefined && !(Array.isArray(types) && types.every((type) => typeof type === 'string'))) {
     throw new TypeError(`${where}: types must be a list of event types`);
   }
-  for (const type of spec.types ?? []) {
-    if (!EVENT_TYPES.includes(type)) {
-      // Named back only when it is a misspelt type: what stands in the types' place may be a secret
-      // (a keys file's columns swapped, KEY:PASSWORD out of Basic auth's habit).
-      const near = nearest(type, EVENT_TYPES);
-      const what = near === undefined ? 'one of the types' : `"${type}"`;
-      const hint = near === undefined ? '' : `: did you mean ${near}?`;
-      throw new RangeError(`${where}: ${what} is not an event type${hint} (${EVENT_TYPES.join(', ')})`);
-    }
-  }
-  return spec as ApiKeySpec;
+  for (const type of types ?? []) checkType(type, where);
+  const spec: { -readonly [K in keyof ApiKeySpec]: ApiKeySpec[K] } = { key };
+  if (types !== undefined) spec.types = types as EventType[];
+  if (signatureSecret !== undefined) spec.signatureSecret = signatureSecret;
+  if (rate !== undefined) spec.rate = rate;
+  return spec;
+}
+
+function checkType(type: string, where: string): void {
+  if ((EVENT_TYPES as readonly string[]).includes(type)) return;
+  // Named back only when it is a misspelt type: what stands in the types' place may be a secret
+  // (a keys file's columns swapped, KEY:PASSWORD out of Basic auth's habit).
+  const near = nearest(type, EVENT_TYPES);
+  const what = near === undefined ? 'one of the types' : `"${type}"`;
+  const hint = near === undefined ? '' : `: did you mean ${near}?`;
+  throw new RangeError(`${where}: ${what} is not an event type${hint} (${EVENT_TYPES.join(', ')})`);
 }
 
 /** Specs of the endpoint's own making, checked and frozen (ownApiKeySpec): not checked again. */
@@ -48,7 +57,7 @@ const CHECKED = new WeakSet<object>();
 /**
  * apiKeySpec for a spec the endpoint made itself (the command line's keys): frozen once checked, so that
  * resolveApiKeys takes it as it is. Checked twice, a million keys took ~0.65 s more, at start and at each
- * SIGHUP. `item`, when an object, is the caller's no longer.
+ * SIGHUP.
  */
 export function ownApiKeySpec(item: string | object, where: string): ApiKeySpec {
   const spec = apiKeySpec(item, where);
@@ -73,8 +82,6 @@ function checkFields(spec: object, where: string): void {
   const what = near === undefined ? "a field is not one of an API key's" : misspelt;
   throw new TypeError(`${where}: ${what} (${SPEC_FIELDS.join(', ')})`);
 }
-
-const isStrings = (list: readonly unknown[]) => Array.from(list).every((item) => typeof item === 'string');
 
 /** A secret option, checked: absent, or a non-empty string. */
 export function checkSecret(name: string, value: unknown): string | undefined {

@@ -92,3 +92,29 @@ test('loadApiKeys: a later call that is refused does not undo an earlier one, wh
   assert.equal(await answer(handler, 'new-key'), 200);
   assert.equal(await answer(handler, 'old-key'), '401 SEG_AUTH_UNKNOWN');
 });
+
+test('a spec changed after loadApiKeys took it, or read twice, changes nothing: each is read once, as checked', async () => {
+  // The keys were checked at the call, then read again on later turns as the authenticator was built: a
+  // rate set to -1 meanwhile turned that key's limit off; a getter could give one value to the check and
+  // another to the authenticator.
+  const handler = createHandler({ apiKeys: ['first'], log: silentLogger, handlers: { track() {} } });
+  const limited = { key: 'limited', rate: 2 };
+  // Checked at once, first; enough keys after it that the authenticator is built on later turns.
+  const loading = handler.loadApiKeys([limited, ...Array.from({ length: 50_000 }, (_, i) => `filler-${i}`)]);
+  limited.rate = -1;
+  await loading;
+  const answers = [];
+  for (let i = 0; i < 4; i++) answers.push(await answer(handler, 'limited'));
+  assert.ok(answers.includes('429 SEG_RATE_LIMITED'), answers.join());
+
+  let reads = 0;
+  const signed = {
+    key: 'signed',
+    get signatureSecret() {
+      return ++reads === 1 ? 'a-secret-of-32-characters-or-so!' : undefined;
+    },
+  };
+  handler.setApiKeys([signed]);
+  assert.equal(reads, 1);
+  assert.match(String(await answer(handler, 'signed')), /^401 SEG_SIGNATURE/);
+});
