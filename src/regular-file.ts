@@ -49,34 +49,48 @@ export async function readRegularFileAsync(path: string, maxBytes: number): Prom
   }
 }
 
-/** A file's chunks as they are read, refused past `maxBytes` whatever size it said it had. */
+/**
+ * A file's bytes as they are read, refused past `maxBytes` whatever size it said it had. Read into one
+ * buffer of the size it says (a byte more, to see it did not grow), so nothing is copied after: joining
+ * a million keys' 40 MB from chunks held the loop ~130 ms. One that says 0 (/proc) is read in chunks.
+ */
 class Gathered {
+  readonly #maxBytes: number;
+  readonly #whole: Buffer;
   readonly #chunks: Buffer[] = [];
   #total = 0;
-  readonly #maxBytes: number;
 
   constructor(stat: Stats, maxBytes: number) {
     if (!stat.isFile())
       throw new Error('not a regular file: a pipe or a device could block the process for good');
     this.#maxBytes = maxBytes;
     if (stat.size > maxBytes) this.#tooLarge();
+    // Of /proc, reads of a byte may be refused (pagemap's are of 8): none into a buffer of 1.
+    this.#whole = Buffer.allocUnsafeSlow(stat.size === 0 ? 0 : stat.size + 1);
   }
 
+  /** Where the next read goes: what is left of the whole buffer, else a chunk of its own. */
   chunk(): Buffer {
-    return Buffer.allocUnsafe(CHUNK);
+    // 512 KiB a read: one read of 40 MB held the one core the loop shares with the thread pool ~130 ms.
+    const total = this.#total;
+    return total < this.#whole.length
+      ? this.#whole.subarray(total, total + CHUNK)
+      : Buffer.allocUnsafe(CHUNK);
   }
 
   /** Whether there may be more: `read` bytes of `chunk` were read, none at the end of the file. */
   took(chunk: Buffer, read: number): boolean {
     if (read === 0) return false;
+    // Past the size it said: the file grew as it was read, or says 0 (/proc).
+    if (chunk.buffer !== this.#whole.buffer) this.#chunks.push(chunk.subarray(0, read));
     this.#total += read;
     if (this.#total > this.#maxBytes) this.#tooLarge();
-    this.#chunks.push(chunk.subarray(0, read));
     return true;
   }
 
   bytes(): Buffer {
-    return Buffer.concat(this.#chunks, this.#total);
+    const whole = this.#whole.subarray(0, Math.min(this.#total, this.#whole.length));
+    return this.#chunks.length === 0 ? whole : Buffer.concat([whole, ...this.#chunks], this.#total);
   }
 
   #tooLarge(): never {
