@@ -105,16 +105,33 @@ export function parseKeysFile(text: string): ApiKeySpec[] {
   return entries.map(([spec]) => spec);
 }
 
-/** A keys file's longest line: a key, its types, secret and rate, far below a request's header limit. */
-const MAX_LINE_BYTES = 16 * 1024;
+/**
+ * A keys file's longest line: a key longer could not be sent (its base64 in Node's 16 KiB of headers),
+ * with room for its types, secret and rate.
+ */
+const MAX_LINE_BYTES = 8 * 1024;
+
+/**
+ * A keys file's most lines: ~220 bytes of heap a key, and a SIGHUP holds the current keys beside the new
+ * ones (19 million short keys, under the size bound, ran a 4 GB heap out).
+ */
+const MAX_LINES = 4_000_000;
 
 /** The number of the first line of `bytes` that is not UTF-8 (no character's bytes hold a newline). */
-function firstBadLine(bytes: Buffer): number {
-  let line = 1;
-  for (let at = 0; ; line++) {
+function* firstBadLine(bytes: Buffer): Steps<number> {
+  for (let line = 1, at = 0; ; line++) {
+    if (line % PIECE === 0) yield;
     const end = bytes.indexOf(NEWLINE, at);
     if (end === -1 || !isUtf8(bytes.subarray(at, end))) return line;
     at = end + 1;
+  }
+}
+
+/** `bytes`' lines, counted up to MAX_LINES: a usage error past it. */
+function* checkLineCount(bytes: Buffer): Steps<void> {
+  for (let newlines = 0, at = bytes.indexOf(NEWLINE); at !== -1; at = bytes.indexOf(NEWLINE, at + 1)) {
+    if (++newlines > MAX_LINES) throw new UsageError(`--api-keys-file: more than ${MAX_LINES} lines`);
+    if (newlines % (PIECE * 8) === 0) yield;
   }
 }
 
@@ -123,12 +140,15 @@ function* keysFileEntries(bytes: Buffer, specs: Array<[ApiKeySpec, string]>): St
   // Decoded line by line rather than as one text split at once: for a million lines those two steps
   // took ~0.2 and ~0.7 s, which a reload in slices could not cut. UTF-8 checked whole (~10 ms for 40 MB):
   // decoded leniently, a bad byte became U+FFFD, and a key holding it matched any sender's bad byte.
-  if (!isUtf8(bytes)) throw new UsageError(`--api-keys-file line ${firstBadLine(bytes)}: not UTF-8 text`);
+  // Each found a step at a time: a bad byte at the end of 12 million lines held the loop 1.7 s.
+  if (!isUtf8(bytes))
+    throw new UsageError(`--api-keys-file line ${yield* firstBadLine(bytes)}: not UTF-8 text`);
+  yield* checkLineCount(bytes);
   for (let index = 0, at = 0; at <= bytes.length; index++) {
     if (index % PIECE === PIECE - 1) yield;
     const end = bytes.indexOf(NEWLINE, at);
     const stop = end === -1 ? bytes.length : end;
-    // Checked in one step, a line of 200 MB held the loop 2.5 s; no request could carry such a key.
+    // Checked in one step, a line of 200 MB held the loop 2.5 s.
     if (stop - at > MAX_LINE_BYTES) {
       throw new UsageError(`--api-keys-file line ${index + 1}: longer than ${MAX_LINE_BYTES} bytes`);
     }
