@@ -2,10 +2,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import type { CliConfig } from './config.ts';
 import { UsageError } from './config-keys.ts';
 import type { Logger } from './log.ts';
-import { readRegularFile } from './regular-file.ts';
-
-/** A certificate chain or a key file is a few KiB; what is far larger is not one. */
-const TLS_FILE_MAX_BYTES = 2 ** 20;
+import { readRegularFile, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
 
 /**
  * What SIGHUP does to the certificate, in the single process and in the primary of --workers: the pair
@@ -18,7 +15,7 @@ export function reloadCertificate(
   { tlsFiles: files, keysFile }: Pick<CliConfig, 'tlsFiles' | 'keysFile'>,
   log: Logger,
   load: (cert: Buffer, key: Buffer, files: NonNullable<CliConfig['tlsFiles']>) => void,
-  read: (path: string) => Buffer = (path) => readRegularFile(path, TLS_FILE_MAX_BYTES),
+  read: (path: string) => Buffer = (path) => readRegularFile(path, SMALL_FILE_MAX_BYTES),
 ): boolean {
   if (files === undefined) {
     if (keysFile === undefined) log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');

@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { WORKER_VARIABLE } from './cluster/messages.ts';
 import type { WorkerLink } from './cluster/worker.ts';
 import { type CliConfig, NAME, parseConfig, UsageError, usage } from './config.ts';
-import { type ReadFile, readInput } from './config-keys.ts';
+import { type ReadFile, readInput, sentOrRead } from './config-keys.ts';
 import { ofTheFlag } from './config-said.ts';
 import { jsonLogger, type Logger, withFields } from './log.ts';
 import { logProcessEvents } from './process-events.ts';
@@ -99,7 +99,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     log.info({ url, version: version(), where: running.where }, 'listening');
   } else link.listening(url, running.where);
   // A worker loads what its primary read again and loaded (it sends the files with the reload).
-  const read = link === undefined ? undefined : (path: string) => files.get(path) ?? readFileSync(path);
+  const read = link === undefined ? undefined : sentOrRead(files);
   signals.onReload = reloader(config, running.endpoint, log, read);
   if (signals.reloadEarly !== undefined) {
     // The certificate was read at start-up, perhaps before the renewal this SIGHUP announced.

@@ -1,8 +1,8 @@
 import { isUtf8 } from 'node:buffer';
-import { readFileSync } from 'node:fs';
 import { type ApiKeySpec, sameSpec } from './auth.ts';
 import { ownApiKeySpec } from './key-spec.ts';
 import { OPTIONS } from './option-table.ts';
+import { KEYS_FILE_MAX_BYTES, readFileUpTo, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
@@ -194,11 +194,16 @@ function checked(item: string | object, where: string): ApiKeySpec {
   }
 }
 
+/** A worker's reader: what its primary sent, else the file itself, read up to the larger bound. */
+export const sentOrRead = (files: ReadonlyMap<string, Buffer>) => (path: string) =>
+  files.get(path) ?? readFileUpTo(path, KEYS_FILE_MAX_BYTES);
+
 /** A file named on the command line, or a usage error that names its flag. */
 export function readInput(file: string, flag: string): Buffer {
   try {
-    return readFileSync(file);
+    return readFileUpTo(file, flag === '--api-keys-file' ? KEYS_FILE_MAX_BYTES : SMALL_FILE_MAX_BYTES);
   } catch (err) {
-    throw new UsageError(`${flag}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    const { code, message } = err as NodeJS.ErrnoException;
+    throw new UsageError(`${flag}: cannot read ${file} (${code ?? message})`);
   }
 }

@@ -2,15 +2,12 @@ import type { ApiKeySpec } from './auth.ts';
 import type { CliConfig } from './config.ts';
 import type { KeysFile } from './config-keys.ts';
 import type { Logger } from './log.ts';
-import { readRegularFileAsync } from './regular-file.ts';
+import { KEYS_FILE_MAX_BYTES, readRegularFileAsync } from './regular-file.ts';
 import { readableWarning } from './secret-files.ts';
 import { inSlices, type Steps } from './slices.ts';
 
 // What SIGHUP does to the keys of --api-keys-file, in the single process, the primary of --workers (which
 // checks the file before its workers load it) and each worker (which loads the bytes its primary sent).
-
-/** The most a keys file may hold: ~3 million keys of the usual length, ~1.5 GB of heap once checked. */
-export const KEYS_FILE_MAX_BYTES = 128 * 2 ** 20;
 
 /**
  * The keys file read again off the event loop, its keys (with those of --api-key and the environment)

@@ -10,6 +10,25 @@ import { open } from 'node:fs/promises';
 const FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 const CHUNK = 512 * 1024;
 
+/** The most a keys file may hold (~3 million keys of the usual length), and a certificate, key or secret. */
+export const KEYS_FILE_MAX_BYTES = 128 * 2 ** 20;
+export const SMALL_FILE_MAX_BYTES = 2 ** 20;
+
+/**
+ * A file named on the command line, read at start up to `maxBytes`: a pipe too (`--cert <(vault read
+ * ...)`, its writer there), blocking until its writer is done, as start-up may.
+ */
+export function readFileUpTo(path: string, maxBytes: number): Buffer {
+  const fd = openSync(path, constants.O_RDONLY);
+  try {
+    const read = new Gathered(fstatSync(fd), maxBytes, false);
+    for (let chunk = read.chunk(); read.took(chunk, readSync(fd, chunk)); chunk = read.chunk());
+    return read.bytes();
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** A file's bytes, and its mode as the descriptor read showed it (the path's may have changed since). */
 export interface FileRead {
   readonly bytes: Buffer;
@@ -60,8 +79,8 @@ class Gathered {
   readonly #chunks: Buffer[] = [];
   #total = 0;
 
-  constructor(stat: Stats, maxBytes: number) {
-    if (!stat.isFile())
+  constructor(stat: Stats, maxBytes: number, regularOnly = true) {
+    if (regularOnly && !stat.isFile())
       throw new Error('not a regular file: a pipe or a device could block the process for good');
     this.#maxBytes = maxBytes;
     if (stat.size > maxBytes) this.#tooLarge();

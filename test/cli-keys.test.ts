@@ -8,9 +8,9 @@ import type { ApiKeySpec } from '../src/auth.ts';
 import { parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
 import { apiKeySteps } from '../src/config-keys.ts';
 import { createHandler, silentLogger } from '../src/index.ts';
-import { KEYS_FILE_MAX_BYTES, reloadKeysInSlices } from '../src/keys-reload.ts';
+import { reloadKeysInSlices } from '../src/keys-reload.ts';
 import { jsonLogger } from '../src/log.ts';
-import { readRegularFile, readRegularFileAsync } from '../src/regular-file.ts';
+import { KEYS_FILE_MAX_BYTES, readRegularFile, readRegularFileAsync } from '../src/regular-file.ts';
 import { commandDir, configOf, startCli } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
@@ -328,6 +328,14 @@ describe('secrets kept off the command line', () => {
     assert.equal(
       (configOf(['--api-keys-file', join(dir, 'long-keys.txt')]).options.apiKeys as ApiKeySpec[]).length,
       1,
+    );
+  });
+
+  test('files named at start are read up to the same bounds: a file of /proc that never ends is refused', () => {
+    // A keys file at /proc/self/pagemap never let the process listen: it grew ~150 MB a second instead.
+    assert.throws(
+      () => configOf(['--api-key', 'k', '--signature-secret-file', '/proc/self/pagemap']),
+      /--signature-secret-file: cannot read \/proc\/self\/pagemap \(larger than 1 MiB/,
     );
   });
 
