@@ -4,9 +4,10 @@
 // (a destination's customers). An unknown key is never cached (credentials.ts keeps accepted headers
 // only), so its cost is what a stranger's requests cost the endpoint. Then what loading a keys file
 // costs, as at start and at each SIGHUP: read and checked (dist/config-keys.js), then the handler made
-// with them (its authenticator built, dist/key-spec.js), ms, the process doing nothing else meanwhile; and the same as a SIGHUP
-// reloads them while the endpoint serves (dist/config-keys.js reloadKeysInSlices: the file read off the
-// loop, checked and loaded in slices): the longest the event loop was held, timed by a timer that asks for a turn every millisecond.
+// with them (its authenticator built, dist/key-spec.js), ms, the process doing nothing else meanwhile;
+// and the same as a SIGHUP reloads them while the endpoint serves (dist/keys-reload.js: the file read
+// off the loop, checked and loaded in slices): the longest the event loop was held, timed by a timer
+// that asks for a turn every millisecond.
 //
 //   node bench/auth-keys.mjs
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -62,7 +63,7 @@ process.stdout.write(
   `\nloading a keys file, ms: at once (start) and in slices (a SIGHUP while serving)\n| keys | read and checked | authenticator built | in all, at once | in all, in slices | the loop held at most, in slices |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n${loads.join('\n')}\n`,
 );
 
-/** A SIGHUP's reload of `file` by `handler`, as the CLI does it: its time in all, and the longest gap between turns. */
+/** A SIGHUP's reload of `file` by `handler`, as the CLI does it: its time in all, the longest wait. */
 async function reloadInSlices(handler, file) {
   let last = performance.now();
   let held = 0;

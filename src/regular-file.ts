@@ -19,14 +19,7 @@ export const SMALL_FILE_MAX_BYTES = 2 ** 20;
  * ...)`, its writer there), blocking until its writer is done, as start-up may.
  */
 export function readFileUpTo(path: string, maxBytes: number): Buffer {
-  const fd = openSync(path, constants.O_RDONLY);
-  try {
-    const read = new Gathered(fstatSync(fd), maxBytes, false);
-    for (let chunk = read.chunk(); read.took(chunk, readSync(fd, chunk)); chunk = read.chunk());
-    return read.bytes();
-  } finally {
-    closeSync(fd);
-  }
+  return readUpTo(path, constants.O_RDONLY, maxBytes, false);
 }
 
 /** A file's bytes, and its mode as the descriptor read showed it (the path's may have changed since). */
@@ -37,9 +30,13 @@ export interface FileRead {
 
 /** The bytes of the regular file at `path`; an error saying so when it is anything else or too large. */
 export function readRegularFile(path: string, maxBytes: number): Buffer {
-  const fd = openSync(path, FLAGS);
+  return readUpTo(path, FLAGS, maxBytes, true);
+}
+
+function readUpTo(path: string, flags: number, maxBytes: number, regularOnly: boolean): Buffer {
+  const fd = openSync(path, flags);
   try {
-    const read = new Gathered(fstatSync(fd), maxBytes);
+    const read = new Gathered(fstatSync(fd), maxBytes, regularOnly);
     for (let chunk = read.chunk(); read.took(chunk, readSync(fd, chunk)); chunk = read.chunk());
     return read.bytes();
   } finally {
@@ -56,7 +53,7 @@ export async function readRegularFileAsync(path: string, maxBytes: number): Prom
   const file = await open(path, FLAGS);
   try {
     const stat = await file.stat();
-    const read = new Gathered(stat, maxBytes);
+    const read = new Gathered(stat, maxBytes, true);
     for (
       let chunk = read.chunk();
       read.took(chunk, (await file.read(chunk)).bytesRead);
@@ -79,7 +76,7 @@ class Gathered {
   readonly #chunks: Buffer[] = [];
   #total = 0;
 
-  constructor(stat: Stats, maxBytes: number, regularOnly = true) {
+  constructor(stat: Stats, maxBytes: number, regularOnly: boolean) {
     if (regularOnly && !stat.isFile())
       throw new Error('not a regular file: a pipe or a device could block the process for good');
     this.#maxBytes = maxBytes;
