@@ -1,8 +1,10 @@
 import { isUtf8 } from 'node:buffer';
 import { type ApiKeySpec, sameSpec } from './auth.ts';
+import { digest53 } from './digest.ts';
 import { ownApiKeySpec } from './key-spec.ts';
 import { OPTIONS } from './option-table.ts';
 import { KEYS_FILE_MAX_BYTES, readFileUpTo, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
+import { ShardedMap } from './sharded-map.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
@@ -65,14 +67,15 @@ export function* apiKeySteps(
   // A key given twice over would be decided by one of its lines only: the other's types, secret or rate
   // silently lost. The same line twice (both variables set during a migration) says nothing new. Named
   // by where it was given: the key is a secret.
-  const first = new Map<string, [ApiKeySpec, string]>();
+  const first = new ShardedMap<[ApiKeySpec, string]>(given.length, digest53);
   const specs: ApiKeySpec[] = [];
   for (let index = 0; index < given.length; index++) {
     if (index % PIECE === PIECE - 1) yield;
     const [spec, where] = given[index] as [ApiKeySpec, string];
-    const before = first.get(spec.key);
+    const shard = first.shardOf(spec.key);
+    const before = shard.get(spec.key);
     if (before === undefined) {
-      first.set(spec.key, [spec, where]);
+      shard.set(spec.key, [spec, where]);
       specs.push(spec);
     } else if (!sameSpec(before[0], spec)) {
       throw new UsageError(
