@@ -4,6 +4,7 @@ import { checkDecision } from './auth-decision.ts';
 import { Deadlines } from './deadlines.ts';
 import { digest53 } from './digest.ts';
 import { EndpointError } from './errors.ts';
+import { resolveApiKeysSteps } from './key-spec.ts';
 import { isPromise, within } from './promise.ts';
 import { atOnce, inSlices, type Steps } from './slices.ts';
 
@@ -11,6 +12,13 @@ import { atOnce, inSlices, type Steps } from './slices.ts';
 export interface Credentials {
   readonly apiKey: string;
   readonly decision: AuthDecision;
+}
+
+interface Waiting {
+  readonly steps: Steps<Authenticate>;
+  readonly load: number;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
 }
 
 interface Known {
@@ -36,6 +44,9 @@ export class CredentialsCache {
   /** Replacements of the keys asked for so far, and the latest installed: an earlier one is dropped. */
   #loads = 0;
   #installed = 0;
+  /** loadKeys calls waiting to be built, oldest first, and whether one is being built. */
+  readonly #waiting: Waiting[] = [];
+  #building = false;
 
   /** `timeoutMs`: how long an asynchronous `authenticate` may take (handlerTimeoutMs), then a 503. */
   constructor(authenticate: Authenticate, timeoutMs: number) {
@@ -45,19 +56,46 @@ export class CredentialsCache {
   }
 
   /**
-   * The fixed set of keys replaced by those `keys` makes (keyAuthenticator): headers accepted before are
-   * decided again, so a key taken out is refused from the next request on.
+   * The fixed set of keys replaced by those of `apiKeys` (checked as the option is, resolveApiKeys):
+   * headers accepted before are decided again, so a key taken out is refused from the next request on.
    */
-  replaceKeys(keys: Steps<Authenticate>): void {
+  replaceKeys(apiKeys: unknown): void {
     this.#takesKeys('setApiKeys');
-    this.#install(atOnce(keys), ++this.#loads);
+    this.#install(atOnce(resolveApiKeysSteps(apiKeys)), ++this.#loads);
   }
 
-  /** replaceKeys, the authenticator built in slices (slices.ts); a later replacement wins. */
-  async loadKeys(keys: Steps<Authenticate>): Promise<void> {
+  /**
+   * replaceKeys, the authenticator built in slices (slices.ts); a later replacement wins. One is built at
+   * a time, the newest waiting first, and an older one only if every newer one is refused: a burst of
+   * calls (a reload on every customer's signup) builds two sets, not one a call beside the others.
+   */
+  async loadKeys(apiKeys: unknown): Promise<void> {
     this.#takesKeys('loadApiKeys');
+    const steps = resolveApiKeysSteps(apiKeys);
     const load = ++this.#loads;
-    this.#install(await inSlices(keys), load);
+    const built = new Promise<void>((resolve, reject) =>
+      this.#waiting.push({ steps, load, resolve, reject }),
+    );
+    if (!this.#building) void this.#buildWaiting();
+    return built;
+  }
+
+  async #buildWaiting(): Promise<void> {
+    this.#building = true;
+    for (let next = this.#waiting.pop(); next !== undefined; next = this.#waiting.pop()) {
+      // A later call's keys in use already: these can no longer win, and are not built.
+      if (next.load < this.#installed) {
+        next.resolve();
+        continue;
+      }
+      try {
+        this.#install(await inSlices(next.steps), next.load);
+        next.resolve();
+      } catch (err) {
+        next.reject(err);
+      }
+    }
+    this.#building = false;
   }
 
   /** Said before the keys are checked: a handler of options.authenticate takes none, good or bad. */
