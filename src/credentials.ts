@@ -4,7 +4,6 @@ import { checkDecision } from './auth-decision.ts';
 import { Deadlines } from './deadlines.ts';
 import { digest53 } from './digest.ts';
 import { EndpointError } from './errors.ts';
-import { resolveApiKeysSteps } from './key-spec.ts';
 import { isPromise, within } from './promise.ts';
 import { atOnce, inSlices, type Steps } from './slices.ts';
 
@@ -12,13 +11,6 @@ import { atOnce, inSlices, type Steps } from './slices.ts';
 export interface Credentials {
   readonly apiKey: string;
   readonly decision: AuthDecision;
-}
-
-interface Waiting {
-  readonly steps: Steps<Authenticate>;
-  readonly load: number;
-  readonly resolve: () => void;
-  readonly reject: (err: unknown) => void;
 }
 
 interface Known {
@@ -44,9 +36,6 @@ export class CredentialsCache {
   /** Replacements of the keys asked for so far, and the latest installed: an earlier one is dropped. */
   #loads = 0;
   #installed = 0;
-  /** loadKeys calls waiting to be built, oldest first, and whether one is being built. */
-  readonly #waiting: Waiting[] = [];
-  #building = false;
 
   /** `timeoutMs`: how long an asynchronous `authenticate` may take (handlerTimeoutMs), then a 503. */
   constructor(authenticate: Authenticate, timeoutMs: number) {
@@ -56,46 +45,19 @@ export class CredentialsCache {
   }
 
   /**
-   * The fixed set of keys replaced by those of `apiKeys` (checked as the option is, resolveApiKeys):
-   * headers accepted before are decided again, so a key taken out is refused from the next request on.
+   * The fixed set of keys replaced by those `keys` makes (keyAuthenticator): headers accepted before are
+   * decided again, so a key taken out is refused from the next request on.
    */
-  replaceKeys(apiKeys: unknown): void {
+  replaceKeys(keys: Steps<Authenticate>): void {
     this.#takesKeys('setApiKeys');
-    this.#install(atOnce(resolveApiKeysSteps(apiKeys)), ++this.#loads);
+    this.#install(atOnce(keys), ++this.#loads);
   }
 
-  /**
-   * replaceKeys, the authenticator built in slices (slices.ts); a later replacement wins. One is built at
-   * a time, the newest waiting first, and an older one only if every newer one is refused: a burst of
-   * calls (a reload on every customer's signup) builds two sets, not one a call beside the others.
-   */
-  async loadKeys(apiKeys: unknown): Promise<void> {
+  /** replaceKeys, the authenticator built in slices (slices.ts); a later replacement wins. */
+  async loadKeys(keys: Steps<Authenticate>): Promise<void> {
     this.#takesKeys('loadApiKeys');
-    const steps = resolveApiKeysSteps(apiKeys);
     const load = ++this.#loads;
-    const built = new Promise<void>((resolve, reject) =>
-      this.#waiting.push({ steps, load, resolve, reject }),
-    );
-    if (!this.#building) void this.#buildWaiting();
-    return built;
-  }
-
-  async #buildWaiting(): Promise<void> {
-    this.#building = true;
-    for (let next = this.#waiting.pop(); next !== undefined; next = this.#waiting.pop()) {
-      // A later call's keys in use already: these can no longer win, and are not built.
-      if (next.load < this.#installed) {
-        next.resolve();
-        continue;
-      }
-      try {
-        this.#install(await inSlices(next.steps), next.load);
-        next.resolve();
-      } catch (err) {
-        next.reject(err);
-      }
-    }
-    this.#building = false;
+    this.#install(await inSlices(keys), load);
   }
 
   /** Said before the keys are checked: a handler of options.authenticate takes none, good or bad. */

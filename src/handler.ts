@@ -3,6 +3,7 @@ import { type ApiKeySpec, repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
+import { resolveApiKeysSteps } from './key-spec.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -35,8 +36,7 @@ export interface EndpointHandler {
    * As setApiKeys, without holding the event loop: the keys checked and the new set built a few
    * milliseconds at a time, requests answered in between with the current keys, which the new ones
    * replace once built. Rejects (the current keys staying) as setApiKeys throws. A later call that
-   * succeeds wins over this one; one refused does not. One set is built at a time: calls made meanwhile
-   * wait, the newest built next, an older one only if every newer one is refused.
+   * succeeds (setApiKeys, loadApiKeys) wins over this one, whichever finishes first; one refused does not.
    */
   loadApiKeys(apiKeys: Iterable<string | ApiKeySpec>): Promise<void>;
 }
@@ -59,8 +59,8 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
     door.draining = true;
   };
   handler.idle = () => door.idle();
-  handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(apiKeys);
-  handler.loadApiKeys = (apiKeys) => door.pipeline.credentials.loadKeys(apiKeys);
+  handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(resolveApiKeysSteps(apiKeys));
+  handler.loadApiKeys = (apiKeys) => door.pipeline.credentials.loadKeys(resolveApiKeysSteps(apiKeys));
   Object.defineProperties(handler, {
     draining: { get: () => door.draining, enumerable: true },
     inFlight: { get: () => door.inFlight, enumerable: true },

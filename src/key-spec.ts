@@ -114,11 +114,8 @@ export function resolveApiKeys(keys: unknown): Authenticate {
   return atOnce(resolveApiKeysSteps(keys));
 }
 
-/**
- * resolveApiKeys as steps (slices.ts), for `loadApiKeys`: the list taken as it is now (a throw if it is
- * none), each key checked a step at a time when the steps run.
- */
-export function resolveApiKeysSteps(keys: unknown): Steps<Authenticate> {
+/** resolveApiKeys as steps (slices.ts), for `loadApiKeys`. */
+export function* resolveApiKeysSteps(keys: unknown): Steps<Authenticate> {
   if (
     typeof keys !== 'object' ||
     keys === null ||
@@ -126,10 +123,7 @@ export function resolveApiKeysSteps(keys: unknown): Steps<Authenticate> {
   ) {
     throw new TypeError(`options.apiKeys must be an array of keys, got ${describeSecret(keys)}`);
   }
-  return checkedKeys([...(keys as Iterable<unknown>)]);
-}
-
-function* checkedKeys(specs: unknown[]): Steps<Authenticate> {
+  const specs = [...(keys as Iterable<unknown>)];
   for (let i = 0; i < specs.length; i++) {
     if (i % PIECE === PIECE - 1) yield;
     const item = specs[i];
