@@ -95,9 +95,9 @@ export function keyAuthenticator(keys: Iterable<string | ApiKeySpec>): Authentic
 export function* keyAuthenticatorSteps(keys: Iterable<string | ApiKeySpec>): Steps<Authenticate> {
   const secret = randomBytes(32).toString('hex');
   const tag = (key: string): string => hash('sha256', secret + key, 'binary');
-  // One map, from a key's tag to its decision, and no copy of the keys kept: a million keys take ~2 s
-  // to build here, in slices on a reload (a second map of the keys for their repeats cost ~2 µs a key).
-  // Sharded by the tag's first byte, uniform as SHA-256 is: no one table copied as it grows.
+  // One map, from a key's tag to its decision, and no copy of the keys kept: a million keys take ~2 s to
+  // build here, in slices on a reload (a second map of the keys for their repeats cost ~2 µs a key). In
+  // shards picked by the tag's first byte, uniform as SHA-256 is: no one table copied whole as it grows.
   const list = Array.isArray(keys) ? keys : [...keys]; // resolveApiKeys hands over an array of its own
   const decisions = new ShardedMap<AuthDecision>(list.length, firstByte);
   for (let index = 0; index < list.length; index++) {

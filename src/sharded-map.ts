@@ -7,9 +7,10 @@ const SHARD_ENTRIES = 16_384;
 const MAX_SHARDS = 256;
 
 /**
- * A string-keyed map that never grows one table past ~16,000 entries for the `expected` count it is
- * made for (more entries make its shards larger, as a Map's). `pick` spreads keys over the shards: any
- * number, of which the low bits are used; it must be uniform over the keys, or the shards are not.
+ * A string-keyed map in up to 256 shards of ~16,000 entries for the `expected` count it is made for (past
+ * 4,194,304 entries, or more than expected, its shards grow larger, as a Map's table does). `pick` spreads
+ * keys over the shards: any number, of which the low bits are used; it must be uniform over the keys, or
+ * the shards are not.
  */
 export class ShardedMap<V> {
   readonly #shards: Map<string, V>[];

@@ -50,3 +50,15 @@ test('made for a few keys it is one Map: no digest taken of a key', () => {
   assert.equal(large.get('key'), 1);
   assert.equal(picked, 2);
 });
+
+test('one Map up to 16,384 expected keys, shards from 16,385', () => {
+  let picked = 0;
+  const pick = () => {
+    picked++;
+    return 1;
+  };
+  new ShardedMap<number>(16_384, pick).set('key', 1);
+  assert.equal(picked, 0);
+  new ShardedMap<number>(16_385, pick).set('key', 1);
+  assert.equal(picked, 1);
+});
