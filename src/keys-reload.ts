@@ -26,13 +26,14 @@ export function reloadKeysInSlices(
   log: Logger,
   load: (keys: ApiKeySpec[], bytes: Buffer) => Promise<void> | void,
   read?: (path: string) => Buffer | Promise<Buffer>,
+  readTimeoutMs = READ_TIMEOUT_MS,
 ): Promise<boolean> {
   if (file === undefined) return Promise.resolve(false);
   const reload = (reloads.get(file) ?? 0) + 1;
   reloads.set(file, reload);
   const latest = () => reloads.get(file) === reload;
   const done = (running.get(file) ?? Promise.resolve(false)).then(() =>
-    latest() ? reloadOnce(file, log, { latest, load, read }) : false,
+    latest() ? reloadOnce(file, log, { latest, load, read, readTimeoutMs }) : false,
   );
   running.set(file, done);
   return done;
@@ -46,14 +47,33 @@ interface Reload {
   readonly latest: () => boolean;
   readonly load: (keys: ApiKeySpec[], bytes: Buffer) => Promise<void> | void;
   readonly read: ((path: string) => Buffer | Promise<Buffer>) | undefined;
+  readonly readTimeoutMs: number;
 }
 
-async function reloadOnce(file: KeysFile, log: Logger, { latest, load, read }: Reload): Promise<boolean> {
+/**
+ * How long a reload waits for the file's bytes. A read on a hung NFS or FUSE mount may never return, and
+ * reloads run one at a time: every later SIGHUP would wait behind it. Past this, the reload fails (the
+ * read, blocked in the kernel, keeps its thread-pool thread until the mount answers).
+ */
+const READ_TIMEOUT_MS = 30_000;
+
+/** `reading`, or a rejection once `ms` have passed without it. */
+function readWithin<T>(reading: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not read within ${ms / 1000} s (a hung mount?)`)), ms);
+  });
+  return Promise.race([reading, late]).finally(() => clearTimeout(timer));
+}
+
+async function reloadOnce(file: KeysFile, log: Logger, reload: Reload): Promise<boolean> {
+  const { latest, load, read } = reload;
   try {
-    const { bytes, mode } =
+    const reading: Promise<{ bytes: Buffer; mode: number | undefined }> =
       read === undefined
-        ? await readRegularFileAsync(file.path, KEYS_FILE_MAX_BYTES)
-        : { bytes: await read(file.path), mode: undefined };
+        ? readRegularFileAsync(file.path, KEYS_FILE_MAX_BYTES)
+        : Promise.resolve(read(file.path)).then((bytes) => ({ bytes, mode: undefined }));
+    const { bytes, mode } = await readWithin(reading, reload.readTimeoutMs);
     if (!latest()) return false;
     // Read from the file itself: a mode that lets every user read it said as at start, of what was read.
     const warning =

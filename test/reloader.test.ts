@@ -243,3 +243,19 @@ test('a burst of SIGHUPs: one reload at a time, each overtaken one stopped at it
   assert.ok(steps < 230, `the first stopped at its next slice: ${steps - 100} steps in all`);
   assert.deepEqual(loaded, ['generation-1', 'generation-3']);
 });
+
+test('a keys file whose read never returns (a hung mount) fails its reload, and the next SIGHUP is not held behind it', async () => {
+  // Reloads run one at a time: a read that never answered held every later SIGHUP behind it for good.
+  const { lines, loaded, log } = serving();
+  const keysFile = { path: '/keys', keys: steps([{ key: 'next-key' }]) };
+  const load = async (keys: ApiKeySpec[]) => void loaded.push(keys.map((spec) => spec.key));
+  const never = () => new Promise<Buffer>(() => {});
+  assert.equal(await reloadKeysInSlices(keysFile, log, load, never, 50), false);
+  assert.deepEqual(lines, ['API keys reload failed; keeping the current ones']);
+  // One overtaken while its read hangs says nothing; the one after it loads.
+  const overtaken = reloadKeysInSlices(keysFile, log, load, never, 50);
+  const next = reloadKeysInSlices(keysFile, log, load, () => Buffer.from(''), 50);
+  assert.deepEqual([await overtaken, await next], [false, true]);
+  assert.deepEqual(loaded, [['next-key']]);
+  assert.equal(lines.length, 1);
+});
