@@ -2,32 +2,40 @@ import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import type { CliConfig } from './config.ts';
 import { UsageError } from './config-keys.ts';
 import type { Logger } from './log.ts';
-import { readRegularFile, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
+import { READ_TIMEOUT_MS, readWithin } from './read-within.ts';
+import { readRegularFileAsync, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
 
 /**
  * What SIGHUP does to the certificate, in the single process and in the primary of --workers: the pair
- * read again from its files and given to `load`, so that a renewed certificate (certbot, a secrets
- * agent) is picked up without a restart. A pair that cannot be read, or that `load` refuses, is logged
- * and the current one stays; over plain HTTP there is nothing to reload, which is said only when there is
- * no keys file either (else it would be said beside every keys reload). Whether a pair was loaded.
+ * read again from its files, off the event loop, and given to `load`, so that a renewed certificate
+ * (certbot, a secrets agent) is picked up without a restart. A pair that cannot be read (within
+ * `readTimeoutMs`: a hung mount, read-within.ts), or that `load` refuses, is logged and the current one
+ * stays; over plain HTTP there is nothing to reload, which is said only when there is no keys file either
+ * (else it would be said beside every keys reload). A reload overtaken by a later one while it read loads
+ * and says nothing: the later one read the files since. Whether a pair was loaded.
  */
-export function reloadCertificate(
+export async function reloadCertificate(
   { tlsFiles: files, keysFile }: Pick<CliConfig, 'tlsFiles' | 'keysFile'>,
   log: Logger,
   load: (cert: Buffer, key: Buffer, files: NonNullable<CliConfig['tlsFiles']>) => void,
-  read: (path: string) => Buffer = (path) => readRegularFile(path, SMALL_FILE_MAX_BYTES),
-): boolean {
+  read: (path: string) => Buffer | Promise<Buffer> = readPairFile,
+  readTimeoutMs = READ_TIMEOUT_MS,
+): Promise<boolean> {
   if (files === undefined) {
     if (keysFile === undefined) log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
     return false;
   }
+  const reload = (reloads.get(files) ?? 0) + 1;
+  reloads.set(files, reload);
   try {
-    const cert = read(files.cert);
-    const key = read(files.key);
+    const within = (path: string) => readWithin(path, () => read(path), readTimeoutMs);
+    const [cert, key] = await Promise.all([within(files.cert), within(files.key)]);
+    if (reloads.get(files) !== reload) return false;
     checkPair(files, cert, key);
     load(cert, key, files);
     return true;
   } catch (err) {
+    if (reloads.get(files) !== reload) return false;
     log.error(
       { cert: files.cert, reason: (err as Error).message },
       'certificate reload failed; keeping the current one',
@@ -35,6 +43,12 @@ export function reloadCertificate(
     return false;
   }
 }
+
+/** Reloads of each pair begun so far: only the latest loads. */
+const reloads = new WeakMap<NonNullable<CliConfig['tlsFiles']>, number>();
+
+/** A file of the pair, read on the thread pool: the loop answers requests while the disk is slow. */
+const readPairFile = async (path: string) => (await readRegularFileAsync(path, SMALL_FILE_MAX_BYTES)).bytes;
 
 /**
  * The pair read from --cert and --key, checked before TLS loads it, each fault said of its flag rather

@@ -2,6 +2,7 @@ import type { ApiKeySpec } from './auth.ts';
 import type { CliConfig } from './config.ts';
 import type { KeysFile } from './config-keys.ts';
 import type { Logger } from './log.ts';
+import { READ_TIMEOUT_MS, readWithin } from './read-within.ts';
 import { KEYS_FILE_MAX_BYTES, readRegularFileAsync } from './regular-file.ts';
 import { readableWarning } from './secret-files.ts';
 import { inSlices, type Steps } from './slices.ts';
@@ -19,7 +20,8 @@ import { inSlices, type Steps } from './slices.ts';
  *
  * One reload of a file at a time: a SIGHUP during one waits for it. A reload overtaken by a later one
  * stops at its next slice, loading and saying nothing; a burst of SIGHUPs reads and checks the file
- * about once, not once each (ten on a million keys held ~4.7 GB). Keys already being loaded go in.
+ * about once, not once each (ten on a million keys held ~4.7 GB). Keys already being loaded go in. A
+ * read that has not returned within `readTimeoutMs` fails its reload (read-within.ts).
  */
 export function reloadKeysInSlices(
   file: CliConfig['keysFile'],
@@ -50,30 +52,14 @@ interface Reload {
   readonly readTimeoutMs: number;
 }
 
-/**
- * How long a reload waits for the file's bytes. A read on a hung NFS or FUSE mount may never return, and
- * reloads run one at a time: every later SIGHUP would wait behind it. Past this, the reload fails (the
- * read, blocked in the kernel, keeps its thread-pool thread until the mount answers).
- */
-const READ_TIMEOUT_MS = 30_000;
-
-/** `reading`, or a rejection once `ms` have passed without it. */
-function readWithin<T>(reading: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`not read within ${ms / 1000} s (a hung mount?)`)), ms);
-  });
-  return Promise.race([reading, late]).finally(() => clearTimeout(timer));
-}
-
 async function reloadOnce(file: KeysFile, log: Logger, reload: Reload): Promise<boolean> {
   const { latest, load, read } = reload;
   try {
-    const reading: Promise<{ bytes: Buffer; mode: number | undefined }> =
+    const reading = (): Promise<{ bytes: Buffer; mode: number | undefined }> =>
       read === undefined
         ? readRegularFileAsync(file.path, KEYS_FILE_MAX_BYTES)
         : Promise.resolve(read(file.path)).then((bytes) => ({ bytes, mode: undefined }));
-    const { bytes, mode } = await readWithin(reading, reload.readTimeoutMs);
+    const { bytes, mode } = await readWithin(file.path, reading, reload.readTimeoutMs);
     if (!latest()) return false;
     // Read from the file itself: a mode that lets every user read it said as at start, of what was read.
     const warning =

@@ -19,7 +19,14 @@ export const SMALL_FILE_MAX_BYTES = 2 ** 20;
  * ...)`, its writer there), blocking until its writer is done, as start-up may.
  */
 export function readFileUpTo(path: string, maxBytes: number): Buffer {
-  return readUpTo(path, constants.O_RDONLY, maxBytes, false);
+  const fd = openSync(path, constants.O_RDONLY);
+  try {
+    const read = new Gathered(fstatSync(fd), maxBytes, false);
+    for (let chunk = read.chunk(); read.took(chunk, readSync(fd, chunk)); chunk = read.chunk());
+    return read.bytes();
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A file's bytes, and its mode as the descriptor read showed it (the path's may have changed since). */
@@ -28,24 +35,9 @@ export interface FileRead {
   readonly mode: number;
 }
 
-/** The bytes of the regular file at `path`; an error saying so when it is anything else or too large. */
-export function readRegularFile(path: string, maxBytes: number): Buffer {
-  return readUpTo(path, FLAGS, maxBytes, true);
-}
-
-function readUpTo(path: string, flags: number, maxBytes: number, regularOnly: boolean): Buffer {
-  const fd = openSync(path, flags);
-  try {
-    const read = new Gathered(fstatSync(fd), maxBytes, regularOnly);
-    for (let chunk = read.chunk(); read.took(chunk, readSync(fd, chunk)); chunk = read.chunk());
-    return read.bytes();
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /**
- * As readRegularFile, read off the event loop: a keys file of a million keys is ~40 MB, which read in one
+ * The bytes of the regular file at `path`, and its mode; an error saying so when it is anything else or
+ * too large. Read off the event loop: a keys file of a million keys is ~40 MB, which read in one
  * call held every request for ~140 ms on this machine, and for as long as a slow disk takes. Read 512 KiB
  * at a time on Node's thread pool, the loop free between the reads.
  */

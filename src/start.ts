@@ -95,7 +95,7 @@ export function reloader(
     const sent = (path: string | undefined) =>
       paths === undefined || (path !== undefined && paths.includes(path));
     const load = (cert: Buffer, key: Buffer) => endpoint.reloadTls({ cert, key });
-    if (sent(files?.cert) && reloadCertificate(config, log, load, read)) {
+    if (sent(files?.cert) && (await reloadCertificate(config, log, load, read))) {
       log.info({ cert: files?.cert }, 'certificate reloaded');
     }
     // In slices: a keys file of 100,000 keys held every request for ~0.5 s, a million for ~7 s.

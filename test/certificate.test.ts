@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { checkPair } from '../src/certificate.ts';
+import { checkPair, reloadCertificate } from '../src/certificate.ts';
+import { jsonLogger } from '../src/log.ts';
 import { makeCert, makeDatedCert } from './helpers-cert.ts';
 
 // The pair --cert and --key name, checked before TLS loads it (the command's own refusals, worded, are
@@ -41,4 +42,67 @@ test('RSA keys under 2048 bits are refused, RSA-PSS ones too, and elliptic-curve
   }
   check(makeCert(dir, 'rsa-2048', ['rsa:2048']));
   check(makeCert(dir, 'ec', ['ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1']));
+});
+
+/** A log that keeps each line's message and reason, and a `load` that keeps the certificates it is given. */
+function reloading() {
+  const lines: string[] = [];
+  const log = jsonLogger('info', (line) => {
+    const { msg, reason } = JSON.parse(line);
+    lines.push(reason === undefined ? msg : `${msg}: ${reason}`);
+  });
+  const loaded: string[] = [];
+  const load = (cert: Buffer) => void loaded.push(cert.toString());
+  return { lines, log, loaded, load };
+}
+
+test('a SIGHUP whose certificate is never read (a hung mount) fails after its deadline, the loop free meanwhile', async () => {
+  // The pair was read on the event loop: a read that never returned held every request and signal.
+  const files = makeCert(dir, 'hung');
+  const { lines, log, loaded, load } = reloading();
+  const read = (path: string) =>
+    path === files.cert ? new Promise<Buffer>(() => {}) : Promise.resolve(readFileSync(path));
+  let turns = 0;
+  const counting = setInterval(() => turns++, 1);
+  const reloaded = await reloadCertificate({ tlsFiles: files, keysFile: undefined }, log, load, read, 60);
+  clearInterval(counting);
+  assert.equal(reloaded, false);
+  assert.ok(turns > 5, `the loop ran while the read hung: ${turns} turns`);
+  assert.deepEqual(loaded, []);
+  assert.equal(lines.length, 1);
+  assert.match(
+    lines[0] ?? '',
+    /^certificate reload failed; keeping the current one: .*hung\.crt was not read within 0\.06 s \(a hung mount\?\)$/,
+  );
+});
+
+test('two SIGHUPs in a row: the pair read by the second is kept, though the first was read after it', async () => {
+  // Read off the loop, the first SIGHUP's pair (read before the renewal) can arrive last: it must not
+  // replace the renewed one.
+  const older = makeCert(dir, 'older');
+  const newer = makeCert(dir, 'newer');
+  const tlsFiles = { cert: join(dir, 'live.crt'), key: join(dir, 'live.key') };
+  const renew = (pair: { cert: string; key: string }) => {
+    copyFileSync(pair.cert, tlsFiles.cert);
+    copyFileSync(pair.key, tlsFiles.key);
+  };
+  const { lines, log, loaded, load } = reloading();
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const slowly = async (path: string) => {
+    const bytes = readFileSync(path);
+    await held;
+    return bytes;
+  };
+  renew(older);
+  const first = reloadCertificate({ tlsFiles, keysFile: undefined }, log, load, slowly);
+  renew(newer);
+  const second = reloadCertificate({ tlsFiles, keysFile: undefined }, log, load, readFileSync);
+  assert.equal(await second, true);
+  release();
+  assert.equal(await first, false, 'overtaken: it loads nothing');
+  assert.deepEqual(loaded, [readFileSync(newer.cert).toString()]);
+  assert.deepEqual(lines, []);
 });

@@ -10,7 +10,7 @@ import { apiKeySteps } from '../src/config-keys.ts';
 import { createHandler, silentLogger } from '../src/index.ts';
 import { reloadKeysInSlices } from '../src/keys-reload.ts';
 import { jsonLogger } from '../src/log.ts';
-import { KEYS_FILE_MAX_BYTES, readRegularFile, readRegularFileAsync } from '../src/regular-file.ts';
+import { KEYS_FILE_MAX_BYTES, readFileUpTo, readRegularFileAsync } from '../src/regular-file.ts';
 import { commandDir, configOf, startCli } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
@@ -362,8 +362,8 @@ describe('secrets kept off the command line', () => {
     await Promise.all([
       assert.rejects(readRegularFileAsync('/proc/self/pagemap', 2 ** 20), bound),
       assert.rejects(readRegularFileAsync(sparse, 2 ** 20), bound),
-      assert.throws(() => readRegularFile('/proc/self/pagemap', 2 ** 20), bound),
-      assert.throws(() => readRegularFile(sparse, 2 ** 20), bound),
+      assert.throws(() => readFileUpTo('/proc/self/pagemap', 2 ** 20), bound),
+      assert.throws(() => readFileUpTo(sparse, 2 ** 20), bound),
       readRegularFileAsync(sparse, 2 ** 21).then(({ bytes }) => assert.equal(bytes.length, 2 ** 20 + 1)),
     ]);
   });

@@ -57,7 +57,7 @@ export class ConfigurationFiles {
     read?: (path: string) => Buffer,
   ): Promise<{ what: string; message: ToWorker } | undefined> {
     const config = { tlsFiles: this.#tls, keysFile: this.#keys };
-    const certificate = reloadCertificate(config, log, (cert, key, files) => {
+    const certificate = await reloadCertificate(config, log, (cert, key, files) => {
       createSecureContext({ cert, key });
       this.#files.set(files.cert, cert);
       this.#files.set(files.key, key);
