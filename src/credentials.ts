@@ -1,11 +1,20 @@
 import type { IncomingMessage } from 'node:http';
-import { type AuthDecision, type Authenticate, isFixed, repeats, requestApiKey, sameDigest } from './auth.ts';
+import {
+  type ApiKeySpec,
+  type AuthDecision,
+  type Authenticate,
+  isFixed,
+  repeats,
+  requestApiKey,
+  sameDigest,
+} from './auth.ts';
 import { checkDecision } from './auth-decision.ts';
 import { Deadlines } from './deadlines.ts';
 import { digest53 } from './digest.ts';
 import { EndpointError } from './errors.ts';
+import { KeyLoads } from './key-loads.ts';
 import { isPromise, within } from './promise.ts';
-import { atOnce, inSlices, type Steps } from './slices.ts';
+import { atOnce, type Steps } from './slices.ts';
 
 /** Who sent a request: the API key, and what the authenticator decided for it. */
 export interface Credentials {
@@ -36,6 +45,7 @@ export class CredentialsCache {
   /** Replacements of the keys asked for so far, and the latest installed: an earlier one is dropped. */
   #loads = 0;
   #installed = 0;
+  readonly #queue = new KeyLoads((authenticate, load) => this.#install(authenticate, load));
 
   /** `timeoutMs`: how long an asynchronous `authenticate` may take (handlerTimeoutMs), then a 503. */
   constructor(authenticate: Authenticate, timeoutMs: number) {
@@ -53,11 +63,13 @@ export class CredentialsCache {
     this.#install(atOnce(keys), ++this.#loads);
   }
 
-  /** replaceKeys, the authenticator built in slices (slices.ts); a later replacement wins. */
-  async loadKeys(keys: Steps<Authenticate>): Promise<void> {
+  /**
+   * replaceKeys, the list checked and the authenticator built in slices (key-loads.ts); a later
+   * replacement wins.
+   */
+  async loadKeys(check: Steps<Array<string | ApiKeySpec>>): Promise<void> {
     this.#takesKeys('loadApiKeys');
-    const load = ++this.#loads;
-    this.#install(await inSlices(keys), load);
+    return this.#queue.add(++this.#loads, check);
   }
 
   /** Said before the keys are checked: a handler of options.authenticate takes none, good or bad. */

@@ -3,7 +3,7 @@ import { type ApiKeySpec, repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
-import { resolveApiKeysSteps } from './key-spec.ts';
+import { checkApiKeysSteps, resolveApiKeysSteps } from './key-spec.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -33,10 +33,10 @@ export interface EndpointHandler {
    */
   setApiKeys(apiKeys: Iterable<string | ApiKeySpec>): void;
   /**
-   * As setApiKeys, without holding the event loop: the keys checked and the new set built a few
-   * milliseconds at a time, requests answered in between with the current keys, which the new ones
-   * replace once built. Rejects (the current keys staying) as setApiKeys throws. A later call that
-   * succeeds (setApiKeys, loadApiKeys) wins over this one, whichever finishes first; one refused does not.
+   * As setApiKeys, without holding the event loop: checked and built a few ms at a time, requests answered
+   * meanwhile with the current keys. Rejects (the current keys staying) as setApiKeys throws. A later call
+   * that succeeds (setApiKeys, loadApiKeys) wins, whichever finishes first; one refused does not. Calls
+   * made meanwhile are each checked at once, their sets built one at a time, the newest first.
    */
   loadApiKeys(apiKeys: Iterable<string | ApiKeySpec>): Promise<void>;
 }
@@ -60,7 +60,7 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
   };
   handler.idle = () => door.idle();
   handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(resolveApiKeysSteps(apiKeys));
-  handler.loadApiKeys = (apiKeys) => door.pipeline.credentials.loadKeys(resolveApiKeysSteps(apiKeys));
+  handler.loadApiKeys = (apiKeys) => door.pipeline.credentials.loadKeys(checkApiKeysSteps(apiKeys));
   Object.defineProperties(handler, {
     draining: { get: () => door.draining, enumerable: true },
     inFlight: { get: () => door.inFlight, enumerable: true },

@@ -18,12 +18,7 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   // Each field read once, into a spec of the endpoint's own: the caller's object may change after the
   // check (loadApiKeys builds the authenticator on later turns), and a getter may answer twice.
   const { key, types: listed, signatureSecret, rate } = given ?? {};
-  // Well-formed: a lone surrogate, hashed as UTF-8, is U+FFFD, and a key holding that would match it.
-  if (typeof key !== 'string' || key === '' || key.includes(':') || hasControl(key) || !key.isWellFormed()) {
-    throw new TypeError(
-      `${where}: an API key must be a non-empty, well-formed string without ":" or a control character`,
-    );
-  }
+  checkKey(key, where);
   checkSecret(`${where}: signatureSecret`, signatureSecret);
   if (rate !== undefined && !(Number.isInteger(rate) && rate >= 0 && rate <= 1_000_000)) {
     throw new RangeError(`${where}: rate must be a whole number of events a second from 0 to 1000000`);
@@ -39,6 +34,16 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   if (signatureSecret !== undefined) spec.signatureSecret = signatureSecret;
   if (rate !== undefined) spec.rate = rate;
   return spec;
+}
+
+/** An API key itself, checked. */
+function checkKey(key: unknown, where: string): asserts key is string {
+  // Well-formed: a lone surrogate, hashed as UTF-8, is U+FFFD, and a key holding that would match it.
+  if (typeof key !== 'string' || key === '' || key.includes(':') || hasControl(key) || !key.isWellFormed()) {
+    throw new TypeError(
+      `${where}: an API key must be a non-empty, well-formed string without ":" or a control character`,
+    );
+  }
 }
 
 function checkType(type: string, where: string): void {
@@ -114,8 +119,17 @@ export function resolveApiKeys(keys: unknown): Authenticate {
   return atOnce(resolveApiKeysSteps(keys));
 }
 
-/** resolveApiKeys as steps (slices.ts), for `loadApiKeys`. */
+/** resolveApiKeys as steps (slices.ts): the keys checked (checkApiKeysSteps), then the authenticator built. */
 export function* resolveApiKeysSteps(keys: unknown): Steps<Authenticate> {
+  return yield* keyAuthenticatorSteps(yield* checkApiKeysSteps(keys));
+}
+
+/**
+ * The `apiKeys` option's list copied and each key checked, as steps (slices.ts): a copy of the endpoint's
+ * own, each spec read once (a caller may change its objects after the call). A key given as a string
+ * stays the string, checked: a list of a million keys held ~30 MB more as one object a key.
+ */
+export function* checkApiKeysSteps(keys: unknown): Steps<Array<string | ApiKeySpec>> {
   if (
     typeof keys !== 'object' ||
     keys === null ||
@@ -127,11 +141,12 @@ export function* resolveApiKeysSteps(keys: unknown): Steps<Authenticate> {
   for (let i = 0; i < specs.length; i++) {
     if (i % PIECE === PIECE - 1) yield;
     const item = specs[i];
+    if (typeof item === 'string') checkKey(item, `options.apiKeys[${i}]`);
     // One the command line checked already is taken as it is (ownApiKeySpec).
-    if (!Checked.has(item)) specs[i] = apiKeySpec(item, `options.apiKeys[${i}]`);
+    else if (!Checked.has(item)) specs[i] = apiKeySpec(item, `options.apiKeys[${i}]`);
   }
   if (specs.length === 0) throw new RangeError('options.apiKeys must hold at least one key');
-  return yield* keyAuthenticatorSteps(specs as ApiKeySpec[]);
+  return specs as Array<string | ApiKeySpec>;
 }
 
 /** As describeValue, but a string is not shown: where a key belongs, a string given may be one. */

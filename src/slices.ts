@@ -21,12 +21,18 @@ export function atOnce<T>(steps: Steps<T>): T {
 
 /** Runs `steps` about `sliceMs` at a time, with a turn of the event loop between slices. */
 export async function inSlices<T>(steps: Steps<T>, sliceMs = SLICE_MS): Promise<T> {
-  for (let until = performance.now() + sliceMs; ; ) {
+  for (;;) {
+    const done = slice(steps, sliceMs);
+    if (done !== undefined) return done.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Runs `steps` for about `sliceMs`: their result if they ended, else undefined (more is left). */
+export function slice<T>(steps: Steps<T>, sliceMs = SLICE_MS): { readonly value: T } | undefined {
+  for (const until = performance.now() + sliceMs; ; ) {
     const step = steps.next();
-    if (step.done) return step.value;
-    if (performance.now() >= until) {
-      await new Promise((resolve) => setImmediate(resolve));
-      until = performance.now() + sliceMs;
-    }
+    if (step.done) return step;
+    if (performance.now() >= until) return undefined;
   }
 }

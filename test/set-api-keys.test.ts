@@ -118,3 +118,66 @@ test('a spec changed after loadApiKeys took it, or read twice, changes nothing: 
   assert.equal(reads, 1);
   assert.match(String(await answer(handler, 'signed')), /^401 SEG_SIGNATURE/);
 });
+
+test('loadApiKeys: a burst of calls builds one set at a time, the newest first, and every call is checked', async () => {
+  // A partner reloading its keys at each customer's signup: every call built its own set beside the
+  // others, each holding the event loop for a slice of its own every turn (ten of 200,000 keys: 640 MB,
+  // the loop held up to 220 ms), and the newest took effect only when all of them were built.
+  const handler = createHandler({ apiKeys: ['old-key'], log: silentLogger, handlers: { track() {} } });
+  const settled: string[] = [];
+  const load = (name: string, keys: unknown[]) =>
+    handler.loadApiKeys(keys as string[]).then(
+      () => settled.push(`${name} resolved`),
+      () => settled.push(`${name} rejected`),
+    );
+  const calls = [
+    load('0', [...manyKeys(20_000, 'zero'), 'key-0']),
+    // A key repeated with other types: refused, as setApiKeys refuses it, though newer calls win.
+    load('repeat', [...manyKeys(20_000, 'repeat'), { key: 'r', types: ['track'] }, 'r']),
+    load('1', [...manyKeys(20_000, 'one'), 'key-1']),
+    load('invalid', [...manyKeys(20_000, 'invalid'), 'k:x']),
+    load('2', [...manyKeys(20_000, 'two'), 'key-2']),
+  ];
+  await Promise.all(calls);
+  assert.deepEqual(settled, [
+    'invalid rejected',
+    '2 resolved',
+    '1 resolved',
+    'repeat rejected',
+    '0 resolved',
+  ]);
+  assert.equal(await answer(handler, 'key-2'), 200);
+  for (const key of ['key-0', 'key-1', 'r', 'old-key']) {
+    assert.equal(await answer(handler, key), '401 SEG_AUTH_UNKNOWN', key);
+  }
+});
+
+test('loadApiKeys: in a burst, a newer set refused leaves the one before it to win; a short list is read in the call', async () => {
+  const handlers = { track() {}, identify() {} };
+  const handler = createHandler({ apiKeys: ['old-key'], log: silentLogger, handlers });
+  const first = handler.loadApiKeys([...manyKeys(20_000, 'first'), 'first-key']);
+  const narrowed: { key: string; types?: ['identify'] } = { key: 'second-key', types: ['identify'] };
+  const second = handler.loadApiKeys([...manyKeys(300, 'second'), narrowed]);
+  // Read in the call though another call's list was still being checked: widening it now changes nothing.
+  delete narrowed.types;
+  const third = handler.loadApiKeys([...manyKeys(20_000, 'third'), { key: 't', rate: 1 }, 't']);
+  await assert.rejects(third, /apiKeys\[20001\] gives the key of apiKeys\[20000\] other types/);
+  await Promise.all([first, second]);
+  assert.equal(await answer(handler, 'second-key', 'identify'), 200);
+  assert.equal(await answer(handler, 'second-key'), '403 SEG_TYPE_FORBIDDEN');
+  assert.equal(await answer(handler, 'first-key'), '401 SEG_AUTH_UNKNOWN');
+});
+
+test('loadApiKeys: a call made after setApiKeys wins over one made before it, which resolves with nothing loaded', async () => {
+  const handler = createHandler({ apiKeys: ['old-key'], log: silentLogger, handlers: { track() {} } });
+  const before = handler.loadApiKeys([...manyKeys(30_000, 'before'), 'before-key']);
+  handler.setApiKeys(['set-key']);
+  const after = handler.loadApiKeys([...manyKeys(300, 'after'), 'after-key']);
+  const order: string[] = [];
+  await Promise.all([before.then(() => order.push('before')), after.then(() => order.push('after'))]);
+  assert.deepEqual(order, ['after', 'before'], 'the newer set is not held behind the older one');
+  assert.equal(await answer(handler, 'after-key'), 200);
+  for (const key of ['before-key', 'set-key', 'old-key']) {
+    assert.equal(await answer(handler, key), '401 SEG_AUTH_UNKNOWN', key);
+  }
+});
