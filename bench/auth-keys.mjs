@@ -7,7 +7,7 @@
 // with them (its authenticator built, dist/key-spec.js), ms, the process doing nothing else meanwhile;
 // and the same as a SIGHUP reloads them while the endpoint serves (dist/keys-reload.js: the file read
 // off the loop, checked and loaded in slices): the longest the event loop was held, timed by a timer
-// that asks for a turn every millisecond.
+// that asks for a turn every millisecond. And a burst of loadApiKeys calls made at once.
 //
 //   node bench/auth-keys.mjs
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,6 +38,40 @@ process.stdout.write(
   `\nchecking an API key, µs a check (one process)\n| keys | a known key | an unknown key |\n| ---: | ---: | ---: |\n${rows.join('\n')}\n`,
 );
 
+// A burst of loadApiKeys calls, as a partner reloading its keys at each customer's signup makes them:
+// ten in one turn, of 100,000 keys each, the lists made before (and before the keys files below, whose
+// million keys would leave the collector a heap ten times larger). How long the turn that made the
+// calls took (each call checks its first slice at once), when the newest was in use, when all had
+// settled, the longest the loop was held after the turn of the calls, and the process's peak RSS over
+// what it was before.
+{
+  const calls = 10;
+  const lists = Array.from({ length: calls }, (_, n) =>
+    Array.from({ length: 100_000 }, (_, i) => `${key(i)}-${n}`),
+  );
+  const handler = createHandler({ apiKeys: [key(0)], log: silentLogger, handlers: {} });
+  const before = process.memoryUsage.rss();
+  let peak = before;
+  const sampling = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 1);
+  const started = performance.now();
+  const loads = lists.map((list) => handler.loadApiKeys(list));
+  const turn = performance.now() - started;
+  let newest = 0;
+  const burst = await timed(async () => {
+    await loads.at(-1);
+    newest = performance.now() - started;
+    await Promise.all(loads);
+  });
+  clearInterval(sampling);
+  const all = turn + burst.ms;
+  const mib = ((peak - before) / 2 ** 20).toFixed(0);
+  process.stdout.write(
+    `\na burst of ${calls} loadApiKeys calls of 100,000 keys each, ms\n| the turn of the calls | newest in use | all settled | the loop held at most after | peak RSS over before, MiB |\n| ---: | ---: | ---: | ---: | ---: |\n| ${turn.toFixed(0)} | ${newest.toFixed(0)} | ${all.toFixed(0)} | ${burst.held.toFixed(1)} | ${mib} |\n`,
+  );
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-keys-'));
 const loads = [];
 try {
@@ -64,7 +98,14 @@ process.stdout.write(
 );
 
 /** A SIGHUP's reload of `file` by `handler`, as the CLI does it: its time in all, the longest wait. */
-async function reloadInSlices(handler, file) {
+function reloadInSlices(handler, file) {
+  // The file read off the loop, its keys checked in slices, then loaded in slices (reloadKeysInSlices).
+  const keysFile = { path: file, keys: (read) => apiKeySteps(undefined, file, {}, read) };
+  return timed(() => reloadKeysInSlices(keysFile, silentLogger, (keys) => handler.loadApiKeys(keys)));
+}
+
+/** `work` awaited: its time in all, and the longest the event loop went without a turn meanwhile. */
+async function timed(work) {
   let last = performance.now();
   let held = 0;
   const ticking = setInterval(() => {
@@ -73,9 +114,7 @@ async function reloadInSlices(handler, file) {
     last = now;
   }, 1);
   const started = performance.now();
-  // The file read off the loop, its keys checked in slices, then loaded in slices (reloadKeysInSlices).
-  const keysFile = { path: file, keys: (read) => apiKeySteps(undefined, file, {}, read) };
-  await reloadKeysInSlices(keysFile, silentLogger, (keys) => handler.loadApiKeys(keys));
+  await work();
   const ms = performance.now() - started;
   clearInterval(ticking);
   return { ms, held: Math.max(held, performance.now() - last) };
