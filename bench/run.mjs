@@ -8,6 +8,7 @@
 // BENCH_QUIET_WAIT (10 s a window at most) and BENCH_QUIET_BUDGET (90 s a run), BENCH_STEAL_LIMIT (5 %),
 // BENCH_RETAKES (2 a round) and BENCH_RETAKE_BUDGET (60 s a run), BENCH_FIXED_RATE
 // (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),
+// BENCH_KEEP_CA_CERTS=1 (the servers keep the runner's NODE_EXTRA_CA_CERTS),
 // BENCH_BASELINE (another checkout, built: adds noop-baseline and durable-baseline, its dist/cli.js, for
 // an A/B of two builds in one run: BENCH_SERVERS=durable,durable-baseline).
 import { execFileSync } from 'node:child_process';
@@ -45,6 +46,8 @@ const config = {
   stealPct: env('BENCH_STEAL_LIMIT', 5),
   retakes: env('BENCH_RETAKES', 2),
   retakeBudgetSeconds: env('BENCH_RETAKE_BUDGET', 60),
+  // the runner's NODE_EXTRA_CA_CERTS kept from the servers (below, serverEnv)
+  caCertsDropped: process.env.NODE_EXTRA_CA_CERTS !== undefined && process.env.BENCH_KEEP_CA_CERTS !== '1',
 };
 let quietBudgetMs = config.quietBudgetSeconds * 1000;
 let retakeBudgetMs = config.retakeBudgetSeconds * 1000;
@@ -104,7 +107,12 @@ for (const name of names) if (!SERVERS[name]) throw new Error(`BENCH_SERVERS: no
 
 const script = join(work, 'events.lua');
 writeFileSync(script, wrkScript());
-const serverEnv = { ...process.env, BENCH_CERT: cert, BENCH_KEY: key };
+// NODE_EXTRA_CA_CERTS (set on this machine for its npm registry) makes node build its whole store of root
+// certificates as it starts, before any script: ~25-35 ms of every server's start here, the floor's alike,
+// for a store only a TLS client reads. A server's own environment needs none of it: not passed on, unless
+// BENCH_KEEP_CA_CERTS=1 (README.md, "Start, and NODE_EXTRA_CA_CERTS").
+const { NODE_EXTRA_CA_CERTS: _, ...inherited } = process.env;
+const serverEnv = { ...(config.caCertsDropped ? inherited : process.env), BENCH_CERT: cert, BENCH_KEY: key };
 
 /** --trace-gc's lines, counted: scavenges, full collections and the ms they paused the main thread. */
 function gcCounter() {
