@@ -7,7 +7,6 @@ import {
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createSecureContext } from 'node:tls';
 import { answerClientError, refuseTunnel } from './client-errors.ts';
 import { behindClosingAnswer } from './connection-end.ts';
 import { ConnectionSlots } from './connections.ts';
@@ -17,6 +16,7 @@ import { integer, OPTIONS } from './option-table.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import type { Settings } from './settings.ts';
 import { gracefulClose } from './shutdown.ts';
+import { checkServerTls, serverTls, type TlsPair } from './tls-context.ts';
 
 /** Options of `createServer`: the pipeline's, plus the socket's. */
 export interface ServerOptions<S = Settings> extends HandlerOptions<S> {
@@ -149,7 +149,7 @@ export function createServer<S = Settings>(options: ServerOptions<S>): EndpointS
     const https = tlsServer('reloadTls');
     // A new secure context brings new ticket keys: the ones in use go back, and sessions still resume.
     const keys = ticketKeys ?? https.getTicketKeys();
-    https.setSecureContext({ cert: tls.cert, key: tls.key });
+    https.setSecureContext(serverTls(tls));
     https.setTicketKeys(keys);
   };
   const setTicketKeys = (keys: Buffer) => {
@@ -168,7 +168,7 @@ export function checkServerOptions<S>(options: ServerOptions<S>): void {
   checkOptionNames(options, SERVER_OPTION_NAMES);
   resolveHandlerOptions(options);
   socketSettings(options);
-  if (options.http !== true) createSecureContext(tlsOf(options));
+  if (options.http !== true) checkServerTls(tlsOf(options));
 }
 
 /** The options apart from those typed by the settings' schema. */
@@ -204,7 +204,7 @@ function socketSettings(options: SocketOptions) {
 }
 
 /** The certificate and key, which HTTPS requires. */
-function tlsOf(options: SocketOptions): { readonly cert: string | Buffer; readonly key: string | Buffer } {
+function tlsOf(options: SocketOptions): TlsPair {
   if (options.tls?.cert === undefined || options.tls.key === undefined) {
     throw new TypeError('options.tls ({ cert, key }) is required, or set options.http for plain HTTP');
   }
@@ -221,9 +221,12 @@ function nodeServer(
   if (options.http === true) {
     server = createHttpServer(common, serve);
   } else {
-    const { cert, key } = tlsOf(options);
     // A TLS handshake gets as long as the request headers that follow it (Node's default: 120 s).
-    const tls = { cert, key, handshakeTimeout: common.headersTimeout, ALPNProtocols: ALPN };
+    const tls = {
+      ...serverTls(tlsOf(options)),
+      handshakeTimeout: common.headersTimeout,
+      ALPNProtocols: ALPN,
+    };
     server = createHttpsServer({ ...common, ...tls }, serve) as unknown as Server;
   }
   // Headers past the count are dropped by Node's parser (their bytes are already bounded by

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'node:tls';
+import { connect, type DetailedPeerCertificate } from 'node:tls';
 import { createServer, type EndpointServer, type ServerOptions, silentLogger } from '../src/index.ts';
 import { API_KEY } from './helpers.ts';
 
@@ -58,6 +58,30 @@ export function makeCert(
     { stdio: 'ignore' },
   );
   return { cert, key };
+}
+
+/**
+ * A certificate authority (`ca.crt`) and a localhost certificate it signed (`signed.crt`, `signed.key`),
+ * written into `dir`: the leaf's file holds the leaf alone, its issuer apart.
+ */
+export function makeSignedCert(dir: string): { ca: string; cert: string; key: string } {
+  const at = (file: string) => join(dir, file);
+  const run = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore', cwd: dir });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  run(['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=Test CA', '-keyout', 'ca.key', '-out', 'ca.crt']);
+  run(['req', ...ec, '-subj', '/CN=localhost', '-keyout', 'signed.key', '-out', 'signed.csr']);
+  writeFileSync(at('signed.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  run(
+    ['x509', '-req', '-in', 'signed.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial'].concat([
+      '-days',
+      '1',
+      '-extfile',
+      'signed.ext',
+      '-out',
+      'signed.crt',
+    ]),
+  );
+  return { ca: at('ca.crt'), cert: at('signed.crt'), key: at('signed.key') };
 }
 
 /** A self-signed localhost certificate valid only in January 2020, and its key, written into `dir`. */
@@ -131,6 +155,27 @@ export async function listenTls(
   });
   const url = await endpoint.listen();
   return { endpoint, url, port: Number(new URL(url).port) };
+}
+
+/** The subjects' common names of the certificates a fresh TLS connection to `port` is sent, in order. */
+export function servedChain(port: number): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      const names: string[] = [];
+      const seen = new Set<string>();
+      for (
+        let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+        cert?.fingerprint256 !== undefined && !seen.has(cert.fingerprint256);
+        cert = cert.issuerCertificate
+      ) {
+        seen.add(cert.fingerprint256);
+        names.push(cert.subject.CN as string);
+      }
+      resolve(names);
+      socket.destroy();
+    });
+    socket.on('error', reject);
+  });
 }
 
 /** The fingerprint of the certificate a fresh TLS connection to `port` is offered, whoever signed it. */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { segmentHeaders, trackEvent } from './helpers.ts';
-import { makeCert, makeExpiredCert, servedFingerprint } from './helpers-cert.ts';
+import { makeCert, makeExpiredCert, makeSignedCert, servedChain, servedFingerprint } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
 import { CLI_SOURCE, httpFlags, spawnClean } from './helpers-spawn.ts';
 import { eventually, waitFor, waitUntil } from './helpers-wait.ts';
@@ -73,6 +73,35 @@ test('SIGHUP reloads the certificate for new connections without dropping open o
     run.child.kill('SIGTERM');
     assert.equal(await run.exit, 0);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the certificates sent are those of --cert, none from a store of trusted ones, at start and after a SIGHUP', async () => {
+  // Node builds a server's store of trusted certificates (its ~140 roots, and NODE_EXTRA_CA_CERTS's) unless
+  // told its own, ~30 ms of a start, and then sends from it the issuer that --cert left out.
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-chain-'));
+  const signed = makeSignedCert(dir);
+  const run = spawnClean(
+    process.execPath,
+    [
+      ...CLI_SOURCE,
+      ...['--cert', signed.cert, '--key', signed.key, '--host', '127.0.0.1', '--port', '0'],
+      ...['--api-key', 'k', '--out', join(dir, 'out')],
+    ],
+    undefined,
+    { NODE_EXTRA_CA_CERTS: signed.ca },
+  );
+  try {
+    const port = Number(new URL((await waitFor(run.stdout, /listening on (\S+)/))[1] as string).port);
+    assert.deepEqual(await servedChain(port), ['localhost']);
+    run.child.kill('SIGHUP');
+    await waitFor(run.stderr, /certificate reloaded/);
+    assert.deepEqual(await servedChain(port), ['localhost']);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+  } finally {
+    run.child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
 });

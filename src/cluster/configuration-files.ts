@@ -1,8 +1,8 @@
-import { createSecureContext } from 'node:tls';
 import { reloadCertificate } from '../certificate.ts';
 import type { CliConfig } from '../config.ts';
 import { reloadKeysInSlices } from '../keys-reload.ts';
 import type { Logger } from '../log.ts';
+import { checkServerTls } from '../tls-context.ts';
 import { filesMessage, type ToWorker } from './messages.ts';
 
 /**
@@ -58,7 +58,7 @@ export class ConfigurationFiles {
   ): Promise<{ what: string; message: ToWorker } | undefined> {
     const config = { tlsFiles: this.#tls, keysFile: this.#keys };
     const certificate = await reloadCertificate(config, log, (cert, key, files) => {
-      createSecureContext({ cert, key });
+      checkServerTls({ cert, key });
       this.#files.set(files.cert, cert);
       this.#files.set(files.key, key);
     });
