@@ -71,16 +71,8 @@ export function makeSignedCert(dir: string): { ca: string; cert: string; key: st
   run(['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=Test CA', '-keyout', 'ca.key', '-out', 'ca.crt']);
   run(['req', ...ec, '-subj', '/CN=localhost', '-keyout', 'signed.key', '-out', 'signed.csr']);
   writeFileSync(at('signed.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  run(
-    ['x509', '-req', '-in', 'signed.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial'].concat([
-      '-days',
-      '1',
-      '-extfile',
-      'signed.ext',
-      '-out',
-      'signed.crt',
-    ]),
-  );
+  const sign = '-CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -extfile signed.ext'.split(' ');
+  run(['x509', '-req', '-in', 'signed.csr', ...sign, '-out', 'signed.crt']);
   return { ca: at('ca.crt'), cert: at('signed.crt'), key: at('signed.key') };
 }
 
@@ -157,21 +149,11 @@ export async function listenTls(
   return { endpoint, url, port: Number(new URL(url).port) };
 }
 
-/** The subjects' common names of the certificates a fresh TLS connection to `port` is sent, in order. */
-export function servedChain(port: number): Promise<string[]> {
+/** The certificates a fresh TLS connection to `port` is sent, whoever signed them, with their issuers. */
+function servedCertificate(port: number): Promise<DetailedPeerCertificate> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
-      const names: string[] = [];
-      const seen = new Set<string>();
-      for (
-        let cert: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-        cert?.fingerprint256 !== undefined && !seen.has(cert.fingerprint256);
-        cert = cert.issuerCertificate
-      ) {
-        seen.add(cert.fingerprint256);
-        names.push(cert.subject.CN as string);
-      }
-      resolve(names);
+      resolve(socket.getPeerCertificate(true));
       socket.destroy();
     });
     socket.on('error', reject);
@@ -179,12 +161,20 @@ export function servedChain(port: number): Promise<string[]> {
 }
 
 /** The fingerprint of the certificate a fresh TLS connection to `port` is offered, whoever signed it. */
-export function servedFingerprint(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
-      resolve(socket.getPeerCertificate().fingerprint256);
-      socket.destroy();
-    });
-    socket.on('error', reject);
-  });
+export const servedFingerprint = async (port: number): Promise<string> =>
+  (await servedCertificate(port)).fingerprint256;
+
+/** The subjects' common names of the certificates a fresh TLS connection to `port` is sent, in order. */
+export async function servedChain(port: number): Promise<string[]> {
+  const names: string[] = [];
+  const seen = new Set<string>();
+  for (
+    let cert: DetailedPeerCertificate | undefined = await servedCertificate(port);
+    cert?.fingerprint256 !== undefined && !seen.has(cert.fingerprint256);
+    cert = cert.issuerCertificate
+  ) {
+    seen.add(cert.fingerprint256);
+    names.push(cert.subject.CN as string);
+  }
+  return names;
 }
