@@ -1,11 +1,20 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { lstatSync, readFileSync, readlinkSync, symlinkSync, unlinkSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NdjsonStore } from '../src/index.ts';
 import { runCli, startCli } from './cli-harness.ts';
-import { tempDirs } from './helpers.ts';
+import { segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { httpFlags } from './helpers-spawn.ts';
 import { waitUntil } from './helpers-wait.ts';
 
@@ -92,4 +101,41 @@ test('a lock removed by hand while the endpoint runs: it still stops cleanly, ex
   unlinkSync(join(out, LOCK));
   run.child.kill('SIGTERM');
   assert.equal(await run.exit, 0, run.stderr());
+});
+
+test('with --workers, --out moved away and made again, or removed, while the endpoint runs: the next event stored locks the new directory for the primary, and a second endpoint there is refused', async () => {
+  // Only the primary locks at start; its workers write under that lock. A new directory has none until
+  // a worker, opening its file there, makes it again in the primary's name.
+  const out = join(tempDir(), 'store');
+  const first = await startCli([...httpFlags('k1'), '--out', out, '--workers', '2']);
+  const stored = async () => {
+    const res = await fetch(first.url, {
+      method: 'POST',
+      headers: { ...segmentHeaders('k1'), connection: 'close' },
+      body: JSON.stringify(trackEvent()),
+    });
+    assert.equal(res.status, 200, await res.text());
+  };
+  const secondRefused = async () => {
+    const second = await runCli([...httpFlags('k1'), '--out', out]);
+    assert.equal(second.code, 1, second.stderr);
+    assert.equal(
+      second.stderr,
+      `segment-endpoint: --out ${out} is in use by process ${first.child.pid}: one endpoint writes a store\n`,
+    );
+  };
+  try {
+    await stored();
+    renameSync(out, `${out}.moved`);
+    mkdirSync(out);
+    await stored();
+    await secondRefused();
+    rmSync(out, { recursive: true });
+    await stored();
+    await secondRefused();
+  } finally {
+    first.child.kill('SIGTERM');
+    assert.equal(await first.exit, 0, first.stderr());
+  }
+  assert.throws(() => lstatSync(join(out, LOCK)), { code: 'ENOENT' }, 'the primary lets it go at exit');
 });

@@ -1,5 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import {
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NdjsonStore } from '../src/index.ts';
@@ -13,6 +22,7 @@ import { tempDirs } from './helpers.ts';
 const tempDir = tempDirs('replaced');
 const AT = new Date('2026-11-30T12:00:00Z');
 const FILE = 'events-2026-11-30.ndjson';
+const LOCK = '.segment-endpoint.lock';
 const lines = (path: string) => readFileSync(path, 'utf8').split('\n').filter(Boolean);
 
 for (const [name, io] of [
@@ -47,12 +57,30 @@ for (const [name, io] of [
     mkdirSync(dir);
     await store.appendLine('{"n":2}', AT);
     assert.deepEqual(lines(join(dir, FILE)), ['{"n":2}']);
+    // Locked again, in each new directory: another endpoint could start on it.
+    assert.deepEqual(readdirSync(dir).sort(), [LOCK, FILE]);
+    assert.match(readlinkSync(join(dir, LOCK)), new RegExp(`^${process.pid} `));
     rmSync(dir, { recursive: true });
     await store.appendLine('{"n":3}', AT);
-    // Locked again: another process could start on a new directory.
-    assert.deepEqual(readdirSync(dir).sort(), ['.segment-endpoint.lock', FILE]);
+    assert.deepEqual(readdirSync(dir).sort(), [LOCK, FILE]);
     assert.deepEqual(lines(join(dir, FILE)), ['{"n":3}']);
     assert.deepEqual(lines(join(`${dir}.moved`, FILE)), ['{"n":1}']);
     await store.close();
+  });
+
+  test(`${name}: the directory replaced by one another endpoint has locked meanwhile: events are refused, nothing made there`, async () => {
+    const dir = join(tempDir(), 'store');
+    const store = await NdjsonStore.open(dir, { io });
+    await store.appendLine('{"n":1}', AT);
+    renameSync(dir, `${dir}.moved`);
+    mkdirSync(dir);
+    symlinkSync(String(process.ppid), join(dir, LOCK)); // a process that runs
+    await assert.rejects(store.appendLine('{"n":2}', AT), {
+      code: 'SEG_STORE_IN_USE',
+      message: `the store ${dir} is in use by process ${process.ppid}: one process writes a store`,
+    });
+    assert.deepEqual(readdirSync(dir), [LOCK]);
+    await store.close();
+    assert.equal(readlinkSync(join(dir, LOCK)), String(process.ppid), "the other's lock is left alone");
   });
 }

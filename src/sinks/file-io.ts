@@ -59,10 +59,10 @@ export interface StoreIo {
   /** Creates `dir` and its parents if missing; resolves with the first directory it created, if any. */
   mkdir(dir: string): Promise<string | undefined>;
   /**
-   * Locks the store directory `dir` for this process (it exists), or throws (SEG_STORE_IN_USE): one
-   * writer to a store. Without it (a test's io), nothing is locked.
+   * Locks the store directory `dir` (it exists) for this process, or for `pid` (a worker's primary), or
+   * throws (SEG_STORE_IN_USE): one writer to a store. Without it (a test's io), nothing is locked.
    */
-  lock?(dir: string): StoreLock;
+  lock?(dir: string, pid?: number): StoreLock;
   /**
    * True when `write` and `fdatasync` do their work before they return (blocking the event loop until
    * the disk answers): the store then commits at the end of the first turn of the event loop that

@@ -1,6 +1,5 @@
 import type { FileIdentity, StoreIo } from './file-io.ts';
 import { makeDirectory } from './file-repair.ts';
-import type { StoreLock } from './store-lock.ts';
 
 // Opening a day's file of the default store for appending, as file-store.ts does at start, on a new day,
 // and whenever the file at its path is no longer the one it had open.
@@ -14,20 +13,24 @@ export interface Opened extends FileIdentity {
 /**
  * Opens `name` (in `dir`) for appending, creating it if need be, its name made durable before any event
  * in it is acknowledged (POSIX does not promise it survives a crash because the file was synced). A
- * directory removed or moved away meanwhile is made again, durably, as at start-up, and locked again
- * (`relock`) when the store held its lock: a new directory is one another process could start on.
+ * directory removed meanwhile is made again, durably, as at start-up. First `hold` makes sure the store's
+ * lock is in the directory at `dir` now (one moved away, removed or replaced is a new directory another
+ * endpoint could start on), or throws: nothing is made in a directory another endpoint holds.
  */
 export async function openDayFile(
   io: StoreIo,
   dir: string,
   name: string,
-  relock: (() => StoreLock | undefined) | undefined,
+  hold: (() => void) | undefined,
 ): Promise<Opened> {
-  const fd = await io.open(name, 'a').catch(async (err: NodeJS.ErrnoException) => {
+  const open = async () => {
+    hold?.();
+    return io.open(name, 'a');
+  };
+  const fd = await open().catch(async (err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
     await makeDirectory(io, dir);
-    relock?.();
-    return io.open(name, 'a');
+    return open();
   });
   try {
     const { size, dev, ino } = await io.fstat(fd);

@@ -90,7 +90,8 @@ export class NdjsonStore {
       options.worker === undefined || name.endsWith(`${store.#days.suffix}.ndjson`);
     // Locked before repair, which must not cut another writer's line (a worker writes under its primary's).
     await makeDirectory(io, dir);
-    store.#lock = options.worker === undefined ? io.lock?.(dir) : undefined;
+    // A worker of --workers (a child of its primary) writes under its primary's lock.
+    store.#lock = io.lock?.(dir, options.worker === undefined ? process.pid : process.ppid);
     try {
       store.recovered.push(...(await repairStore(dir, { io, only: own, deferred: store.#repairs })));
       // A full disk is a state the store recovers from, not a reason to refuse to start.
@@ -214,15 +215,8 @@ export class NdjsonStore {
       this.#repairs.delete(name);
       if (torn !== undefined) this.recovered.push(torn);
     }
-    const relock =
-      this.#lock === undefined
-        ? undefined
-        : () => {
-            this.#lock?.release();
-            this.#lock = this.#io.lock?.(this.dir);
-            return this.#lock;
-          };
-    const opened = await openDayFile(this.#io, this.dir, name, relock);
+    const lock = this.#lock;
+    const opened = await openDayFile(this.#io, this.dir, name, lock && (() => lock.renew()));
     const id = { dev: opened.dev, ino: opened.ino };
     // A file this process left with part of a line after its whole ones is cut before it is written:
     // that file, not another made at its path since.

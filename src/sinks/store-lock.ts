@@ -16,39 +16,69 @@ const LOCK = '.segment-endpoint.lock';
 /** The lock on a store directory, held until `release()` or the process's exit. */
 export interface StoreLock {
   release(): void;
+  /**
+   * Makes sure the lock is in the directory at its path now, made again there if not (the directory was
+   * moved away, removed or replaced: a new one is one another endpoint could start on); throws
+   * SEG_STORE_IN_USE when another process holds that one.
+   */
+  renew(): void;
 }
 
-/** Locks `dir` for this process (it must exist), or throws SEG_STORE_IN_USE naming the process that holds it. */
-export function lockStore(dir: string): StoreLock {
+/**
+ * Locks `dir` for this process (it must exist), or throws SEG_STORE_IN_USE naming the process that holds
+ * it. A worker of --workers locks for its primary (`pid`), under whose lock it writes: that lock is taken
+ * as held, and let go by the primary at its exit, not by the worker.
+ */
+export function lockStore(dir: string, pid = process.pid): StoreLock {
   const path = join(dir, LOCK);
-  const me = `${process.pid} ${procStat(process.pid)?.started ?? 0} ${pidSpace()}`;
+  const me = `${pid} ${procStat(pid)?.started ?? 0} ${pidSpace()}`;
+  const own = pid === process.pid;
+  const renew = () => {
+    if (linkAt(path) !== me) take(dir, path, me, own);
+  };
+  take(dir, path, me, own);
+  if (!own) return { release: () => {}, renew };
+  const release = () => {
+    process.off('exit', guardedRelease);
+    // Only this process's own: another may have taken it over after a mistake of an operator's.
+    if (readlinkSync(path) === me) unlinkSync(path);
+  };
+  const guardedRelease = () => {
+    try {
+      release();
+    } catch {
+      // removed meanwhile (the directory moved away): nothing to let go
+    }
+  };
+  process.on('exit', guardedRelease);
+  return { release: guardedRelease, renew };
+}
+
+/** Makes the lock `me` at `path`, taking over one left by a process that is gone. */
+function take(dir: string, path: string, me: string, own: boolean): void {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       symlinkSync(me, path);
+      return;
     } catch (err) {
       // A directory that takes no entry (not one, read-only, not permitted) is what is said, not the lock.
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw Object.assign(err as object, { path: dir });
-      const holder = holderOf(path);
-      if (holder !== undefined && !gone(holder)) throw inUse(dir, path, holder);
-      if (holder !== undefined) takeOver(path, holder.target);
-      continue;
     }
-    const release = () => {
-      process.off('exit', guardedRelease);
-      // Only this process's own: another may have taken it over after a mistake of an operator's.
-      if (readlinkSync(path) === me) unlinkSync(path);
-    };
-    const guardedRelease = () => {
-      try {
-        release();
-      } catch {
-        // removed meanwhile (the directory moved away): nothing to let go
-      }
-    };
-    process.on('exit', guardedRelease);
-    return { release: guardedRelease };
+    const holder = holderOf(path);
+    if (!own && holder?.target === me) return; // the primary's, which its worker writes under
+    if (holder !== undefined && !gone(holder)) throw inUse(dir, path, holder);
+    if (holder !== undefined) takeOver(path, holder.target);
   }
   throw inUse(dir, path, holderOf(path));
+}
+
+/** The target of the link at `path`, or undefined when there is none. */
+function linkAt(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 interface Holder {
