@@ -7,12 +7,13 @@ import {
   renameSync,
   rmSync,
   symlinkSync,
+  truncateSync,
   unlinkSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NdjsonStore } from '../src/index.ts';
-import { loopIo, nodeIo } from '../src/sinks/file-io.ts';
+import { loopIo, nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { tempDirs } from './helpers.ts';
 
 // The store's file, or its directory, taken away while the store runs (removed, renamed by a rotation,
@@ -82,5 +83,31 @@ for (const [name, io] of [
     assert.deepEqual(readdirSync(dir), [LOCK]);
     await store.close();
     assert.equal(readlinkSync(join(dir, LOCK)), String(process.ppid), "the other's lock is left alone");
+  });
+
+  test(`${name}: the file truncated from outside (logrotate's copytruncate), then a write that fails: cut back to where the file ends now, never grown with zeros`, async () => {
+    const dir = tempDir();
+    // A disk that fills up in the middle of the next write: part of its line goes in, then ENOSPC.
+    let full = false;
+    const disk: StoreIo = {
+      ...io,
+      write(fd, bytes, offset, length) {
+        if (!full) return io.write(fd, bytes, offset, length);
+        if (length <= 5)
+          return Promise.reject(Object.assign(new Error('ENOSPC: simulated'), { code: 'ENOSPC' }));
+        return io.write(fd, bytes, offset, 5);
+      },
+    };
+    const store = await NdjsonStore.open(dir, { io: disk });
+    const path = join(dir, FILE);
+    await store.appendLine('{"n":1}', AT);
+    await store.appendLine('{"n":2}', AT);
+    truncateSync(path, 0);
+    full = true;
+    await assert.rejects(store.appendLine('{"n":3}', AT), { code: 'ENOSPC' });
+    full = false;
+    await store.appendLine('{"n":4}', AT);
+    await store.close();
+    assert.equal(readFileSync(path, 'utf8'), '{"n":4}\n');
   });
 }

@@ -47,10 +47,11 @@ export interface StoreIo {
   ftruncate(fd: number, length: number): Promise<void>;
   fstat(fd: number): Promise<FileIdentity & { readonly size: number }>;
   /**
-   * The file `path` names now, following a symbolic link, or undefined when it names none: the store
-   * checks that its open file is still the one at its path (not removed, renamed or replaced).
+   * The file `path` names now, following a symbolic link, and its size if known, or undefined when it
+   * names none: the store checks that its open file is still the one at its path (not removed, renamed
+   * or replaced), and where it ends (cut from outside).
    */
-  identity?(path: string): Promise<FileIdentity | undefined>;
+  identity?(path: string): Promise<(FileIdentity & { readonly size?: number }) | undefined>;
   close(fd: number): Promise<void>;
   /** Replaces `to` with `from` in one step (a crash leaves one or the other), once the directory is synced. */
   rename(from: string, to: string): Promise<void>;

@@ -190,9 +190,10 @@ export class NdjsonStore {
     }
   }
 
-  /** Truncates `file` back to its last whole line, durably. */
+  /** Truncates `file` back to its last whole line, durably; never longer than it is (zeros in a store file). */
   async #cut(file: OpenFile): Promise<void> {
-    await this.#io.ftruncate(file.fd, file.size);
+    const { size } = await this.#io.fstat(file.fd);
+    await this.#io.ftruncate(file.fd, Math.min(file.size, size));
     await this.#io.fdatasync(file.fd);
     file.dirty = false;
     this.#unfinished.delete(file.name);
@@ -201,11 +202,14 @@ export class NdjsonStore {
   async #open(name: string): Promise<OpenFile> {
     const open = this.#file;
     // (A host's own io without `identity` is not checked: it predates the check.)
-    if (
-      open?.name === name &&
-      (this.#io.identity === undefined || sameFile(open.id, await this.#io.identity(name)))
-    )
+    const now = open?.name === name ? await this.#io.identity?.(name) : undefined;
+    if (open?.name === name && (this.#io.identity === undefined || sameFile(open.id, now))) {
+      // Where its whole lines end now, the line after them being this commit's: the file may have been
+      // cut from outside (logrotate's copytruncate) or added to (a line appended by hand), and a failed
+      // write is cut back to here, not to where this process last left it.
+      if (now?.size !== undefined) open.size = open.dirty ? Math.min(open.size, now.size) : now.size;
       return open;
+    }
     // A new day, or the file at its path is not the one open: removed, renamed (a rotation), replaced.
     // Lines written to that one would be acknowledged and lost to whoever reads the store.
     await this.#release();
