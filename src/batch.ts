@@ -1,6 +1,7 @@
 import type { ErrorAnswer } from './errors.ts';
 import { EndpointError, toErrorAnswer } from './errors.ts';
 import { isPlainObject } from './json.ts';
+import { fieldKey } from './normalize.ts';
 import { bodyTooLarge, refusal, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
@@ -122,7 +123,10 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
 const jsonOf = (part: unknown): string | undefined =>
   isPlainObject(part) ? JSON.stringify(part) : undefined;
 
-/** A batch's top-level context and integrations (as JSON), under each event's own (which win, key by key). */
+/**
+ * A batch's top-level context and integrations (as JSON), under each event's own (which win, key by key),
+ * found whatever the event's casing of them (`Context`, `INTEGRATIONS`) and kept under its own key.
+ */
 function withDefaults(
   event: unknown,
   context: string | undefined,
@@ -130,10 +134,15 @@ function withDefaults(
 ): unknown {
   if (!isPlainObject(event)) return event;
   const merged: Record<string, unknown> = { ...event };
-  if (context !== undefined) merged.context = under(event.context, context);
-  if (integrations !== undefined) merged.integrations = under(event.integrations, integrations);
+  if (context !== undefined) mergeUnder(merged, fieldKey(event, 'context') ?? 'context', context);
+  if (integrations !== undefined)
+    mergeUnder(merged, fieldKey(event, 'integrations') ?? 'integrations', integrations);
   return merged;
 }
+
+const mergeUnder = (event: Record<string, unknown>, key: string, shared: string): void => {
+  event[key] = under(event[key], shared);
+};
 
 /**
  * An event's own part with the batch's under it, key by key. The batch's is a copy for each event, all

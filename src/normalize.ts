@@ -41,12 +41,15 @@ const BY_SQUASHED: ReadonlyMap<string, string> = new Map(SPEC_FIELDS.map((f) => 
  */
 export function field(obj: unknown, name: string): unknown {
   if (typeof obj !== 'object' || obj === null) return undefined;
-  if (Object.hasOwn(obj, name)) return (obj as Record<string, unknown>)[name];
+  const key = fieldKey(obj, name);
+  return key === undefined ? undefined : (obj as Record<string, unknown>)[key];
+}
+
+/** The key `obj` holds `name` under, whatever its casing (an exact match wins), or undefined; own keys only. */
+export function fieldKey(obj: object, name: string): string | undefined {
+  if (Object.hasOwn(obj, name)) return name;
   const wanted = squash(name);
-  for (const key of Object.keys(obj)) {
-    if (squash(key) === wanted) return (obj as Record<string, unknown>)[key];
-  }
-  return undefined;
+  return Object.keys(obj).find((key) => squash(key) === wanted);
 }
 
 /**

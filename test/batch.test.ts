@@ -41,6 +41,34 @@ describe("Segment's Tracking API and batches", () => {
     assert.deepEqual(seen[1]?.event.integrations, { Mixpanel: true, All: false });
   });
 
+  test("an event's own context and integrations win over the batch's whatever their casing, and keep the event's own key", async () => {
+    const seen: unknown[] = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: {
+        track: (event, ctx) => {
+          seen.push({ context: event.context, integrations: event.integrations, original: ctx.original });
+        },
+      },
+    });
+    const own = { type: 'track', event: 'T', userId: 'u', Context: { ip: 'own' }, INTEGRATIONS: { X: true } };
+    const res = await inject(handler, {
+      url: '/v1/batch',
+      body: {
+        batch: [own],
+        context: { ip: 'batch', library: { name: 'lib' } },
+        integrations: { X: false, Y: true },
+      },
+    });
+    assert.equal(res.status, 200, res.body);
+    const context = { ip: 'own', library: { name: 'lib' } };
+    const integrations = { X: true, Y: true };
+    assert.deepEqual(seen, [
+      { context, integrations, original: { ...own, Context: context, INTEGRATIONS: integrations } },
+    ]);
+  });
+
   test("what a handler does to one event's merged context is not seen by the others of its batch", async () => {
     const seen: unknown[] = [];
     const handler = createHandler({
