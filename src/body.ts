@@ -8,7 +8,7 @@ import { bodyTooLarge } from './refusals.ts';
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
 const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
 // A `charset` parameter (RFC 9110 §8.3.2), its value possibly quoted; UTF-8 is JSON's only encoding.
-const CHARSET_RE = /;[ \t]*charset[ \t]*=[ \t]*"?([^";, \t]*)/i;
+const CHARSET_RE = /;[ \t]*charset[ \t]*=[ \t]*"?([^";, \t]*)/gi;
 const UTF8_RE = /^utf-?8$/i;
 const LENGTH_RE = /^\d{1,15}$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
@@ -68,10 +68,11 @@ function checkType(type: string | undefined, anyType: boolean): void {
   checkCharset(type);
 }
 
-/** 415 for a body in a charset other than UTF-8 (its bytes would be read as UTF-8). */
+/** 415 for a body in a charset other than UTF-8 (its bytes would be read as UTF-8), named once or more. */
 export function checkCharset(type: string | undefined): void {
-  const charset = type === undefined ? undefined : CHARSET_RE.exec(type)?.[1];
-  if (charset !== undefined && !UTF8_RE.test(charset)) {
+  if (type === undefined) return;
+  for (const [, charset = ''] of type.matchAll(CHARSET_RE)) {
+    if (UTF8_RE.test(charset)) continue;
     throw new EndpointError(
       'SEG_UNSUPPORTED_MEDIA_TYPE',
       `Content-Type charset ${quoted(charset, 100)} is not supported: send UTF-8 JSON`,

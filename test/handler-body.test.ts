@@ -127,6 +127,8 @@ describe('body', () => {
       'application/json; charset=utf-16',
       'application/json; charset="iso-8859-1"',
       'application/json;charset=latin1',
+      // Named twice: the body is read as UTF-8 only when every charset it is given says so.
+      'application/json;charset=utf-8;charset=latin1',
     ]) {
       const res = await inject(endpoint(), {
         headers: { ...segmentHeaders(), 'content-type': type },
