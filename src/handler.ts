@@ -8,6 +8,7 @@ import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
 import { EventPipeline } from './pipeline.ts';
+import { readiness } from './readiness.ts';
 import { refusal } from './refusals.ts';
 import { type RefusalContext, sendContinue, sendError, sendHealth, sendMetrics } from './respond.ts';
 import type { Settings } from './settings.ts';
@@ -80,6 +81,7 @@ class FrontDoor {
   readonly #routes: ReadonlyMap<string, Route>;
   readonly #context: RefusalContext;
   readonly pipeline: EventPipeline;
+  readonly #ready: () => boolean;
   #idleWaiters: Array<() => void> = [];
 
   constructor(opts: ResolvedHandlerOptions) {
@@ -93,6 +95,7 @@ class FrontDoor {
       closing: () => this.draining,
     };
     this.pipeline = new EventPipeline(opts, this.metrics, this.#context, () => this.draining);
+    this.#ready = readiness(opts.ready, opts.log);
   }
 
   serve(req: IncomingMessage, res: ServerResponse): void {
@@ -142,8 +145,8 @@ class FrontDoor {
     } else if (path === this.#opts.metricsPath && this.metrics !== undefined) {
       if (this.#readable(req, res)) this.#sendMetrics(req, res, this.metrics);
     } else if (path === this.#opts.healthPath) {
-      const state = this.draining ? 'draining' : this.#opts.ready() ? 'ok' : 'unavailable';
-      if (this.#readable(req, res)) sendHealth(req, res, state);
+      if (this.#readable(req, res))
+        sendHealth(req, res, this.draining ? 'draining' : this.#ready() ? 'ok' : 'unavailable');
     } else if (path === this.#opts.livePath) {
       if (this.#readable(req, res)) sendHealth(req, res, 'live');
     } else {
@@ -205,13 +208,8 @@ class FrontDoor {
       sendContinue(res);
       return true;
     }
-    this.#refuse(
-      undefined,
-      req,
-      res,
-      refusal('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET'),
-      READ_ONLY,
-    );
+    const refused = refusal('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET');
+    this.#refuse(undefined, req, res, refused, READ_ONLY);
     return false;
   }
 

@@ -65,7 +65,8 @@ export interface HandlerOptions<S = Settings> {
   /**
    * Whether events can be processed now, asked by the health path: wire it to what the handlers need (the
    * CLI gives the store's `writable`). Events are still processed while it says no, so the endpoint
-   * recovers by itself. @default () => true
+   * recovers by itself. Answered at once (not awaited): a throw or any answer but a boolean is
+   * "unavailable", and logged. @default () => true
    */
   ready?: () => boolean;
   /**

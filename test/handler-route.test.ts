@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { jsonLogger } from '../src/log.ts';
 import { endpoint } from './handler-harness.ts';
 import { trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
@@ -54,6 +55,46 @@ describe('route', () => {
     const head = await inject(handler, { method: 'HEAD', url: '/health', headers: {} });
     assert.equal(head.status, 200);
     assert.equal(head.body, '');
+  });
+
+  test("a `ready` that throws, or answers neither true nor false (an async function's Promise), is health 503 unavailable, said in the log; the host runs on", async () => {
+    let ready: () => unknown = () => {
+      throw new Error('the database check failed');
+    };
+    let asked = 0;
+    const logged: Array<{ msg: string; err?: { message?: string } }> = [];
+    const handler = endpoint({
+      ready: () => {
+        asked++;
+        return ready() as boolean;
+      },
+      log: jsonLogger('error', (line) => logged.push(JSON.parse(line))),
+    });
+    const health = async () => {
+      const res = await inject(handler, { method: 'GET', url: '/health', headers: {} });
+      return `${res.status} ${res.body}`;
+    };
+    const unavailable = '503 {"status":"unavailable"}';
+    assert.equal(await health(), unavailable);
+    assert.equal(await health(), unavailable);
+    // Not asked for a method the health path does not take.
+    assert.equal((await inject(handler, { method: 'POST', url: '/health', headers: {} })).status, 405);
+    assert.equal(asked, 2);
+    ready = async () => true;
+    assert.equal(await health(), unavailable);
+    ready = () => 'yes';
+    assert.equal(await health(), unavailable);
+    ready = () => true;
+    assert.equal(await health(), '200 {"status":"ok"}');
+    assert.deepEqual(
+      logged.map((line) => [line.msg, line.err?.message]),
+      [
+        ['the ready option threw: health answers unavailable', 'the database check failed'],
+        ['the ready option answered a Promise, not true or false: health answers unavailable', undefined],
+        ['the ready option answered a string, not true or false: health answers unavailable', undefined],
+      ],
+      'each fault said once, not at every check',
+    );
   });
 
   test('health answers 503 draining once the handler drains, and new events get 503 with Connection: close', async () => {
