@@ -10,6 +10,7 @@ import {
   type OverdueAware,
 } from './idempotency.ts';
 import type { Logger } from './log.ts';
+import { checkOptionNames } from './option-names.ts';
 import { integer } from './option-table.ts';
 import type { HandlerOptions } from './options.ts';
 import { isPromise, within } from './promise.ts';
@@ -105,12 +106,14 @@ export function resolveIdempotency(
     throw new TypeError(`options.idempotency must be an object or false, got ${describeValue(value)}`);
   }
   const store = value as Partial<IdempotencyStore>;
-  if (typeof store.claim === 'function') {
-    if (typeof store.complete !== 'function' || typeof store.release !== 'function') {
+  if ('claim' in store || 'complete' in store || 'release' in store) {
+    const { claim, complete, release } = store;
+    if (typeof claim !== 'function' || typeof complete !== 'function' || typeof release !== 'function') {
       throw new TypeError('options.idempotency: a store needs claim, complete and release functions');
     }
     return guardStore(value as IdempotencyStore, log, timeoutMs);
   }
+  checkOptionNames(value, MEMORY_OPTION_NAMES, {}, 'options.idempotency.');
   const memory = value as MemoryIdempotencyOptions;
   if (memory.now !== undefined && typeof memory.now !== 'function') {
     throw new TypeError(
@@ -121,3 +124,10 @@ export function resolveIdempotency(
   const ttlMs = integer('idempotency.ttlMs', memory.ttlMs);
   return maxEntries === 0 ? undefined : new MemoryIdempotencyStore({ maxEntries, ttlMs, now: memory.now });
 }
+
+/** The in-memory store's options (the compiler holds the list to MemoryIdempotencyOptions). */
+const MEMORY_OPTION_NAMES: readonly string[] = Object.keys({
+  maxEntries: true,
+  ttlMs: true,
+  now: true,
+} satisfies Record<keyof MemoryIdempotencyOptions, true>);

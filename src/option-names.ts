@@ -32,12 +32,14 @@ export const HANDLER_OPTION_NAMES: readonly string[] = Object.keys({
 /**
  * Refuses a name that is none of `names`: TypeScript refuses a misspelt option in an object literal, but
  * JavaScript, or options built elsewhere, would have it ignored and its default apply. Inherited names
- * count as own ones do (an inherited option takes effect); `elsewhere`: where a name given here belongs.
+ * count as own ones do (an inherited option takes effect); `elsewhere`: where a name given here belongs;
+ * `owner`: what the names are said as part of (`options.idempotency.`).
  */
 export function checkOptionNames(
   input: unknown,
   names: readonly string[],
   elsewhere: Readonly<Record<string, string>> = {},
+  owner = 'options.',
 ): void {
   if (typeof input !== 'object' || input === null) return; // refused when resolved
   for (const name in input) {
@@ -48,7 +50,7 @@ export function checkOptionNames(
       : near === undefined
         ? ` (the options: ${names.join(', ')})`
         : `: did you mean ${near}?`;
-    throw new TypeError(`options.${name} is not an option${hint}`);
+    throw new TypeError(`${owner}${name} is not an option${hint}`);
   }
 }
 

@@ -232,6 +232,23 @@ describe('idempotency: maxEntries 0 is off, in the library as on the command lin
     assert.notEqual(resolveHandlerOptions(base).idempotency, undefined);
   });
 
+  test('a misspelt name in idempotency is refused, not left to the default; a half-given store too', () => {
+    assert.throws(() => resolve({ idempotency: { maxEntry: 0 } }), {
+      name: 'TypeError',
+      message: 'options.idempotency.maxEntry is not an option (the options: maxEntries, ttlMs, now)',
+    });
+    assert.throws(() => resolve({ idempotency: { ttl: 1 } }), {
+      name: 'TypeError',
+      message: 'options.idempotency.ttl is not an option: did you mean ttlMs?',
+    });
+    for (const half of [{ claim: 1 }, { claim: () => 'new' }, { complete: () => {}, release: () => {} }]) {
+      assert.throws(() => resolve({ idempotency: half }), {
+        name: 'TypeError',
+        message: 'options.idempotency: a store needs claim, complete and release functions',
+      });
+    }
+  });
+
   test('a copy that arrives while the first is still running is processed alongside it', async () => {
     // With a filter, the copy would wait for the first, which waits for the copy: the first would be cut
     // off by handlerTimeoutMs (503) and only then the copy run. Off, both run and both answer 200.
