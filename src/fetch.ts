@@ -1,10 +1,11 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
-import { ERRORS } from './errors.ts';
+import { describeValue, ERRORS } from './errors.ts';
 import { type EndpointHandler, resolvedHandler } from './handler.ts';
 import type { Logger } from './log.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.ts';
+import { checkPath } from './paths.ts';
 import { JSON_TYPE } from './respond.ts';
 import type { Settings } from './settings.ts';
 
@@ -42,8 +43,8 @@ export function createFetchHandler<S = Settings>(
   checkOptionNames(options, HANDLER_OPTION_NAMES, {
     basePath: 'give it as createFetchHandler(options, { basePath })',
   });
+  const base = basePathOf(mount);
   const handler = resolvedHandler(resolveHandlerOptions(options));
-  const base = mount.basePath?.replace(/\/$/, '') ?? '';
   const log = loggerOf(options);
   const serve = (request: Request) => {
     if (request.bodyUsed || request.body?.locked === true) return bodyGone(log);
@@ -59,6 +60,19 @@ export function createFetchHandler<S = Settings>(
     loadApiKeys: { value: handler.loadApiKeys, enumerable: true },
     inFlight: { get: () => handler.inFlight, enumerable: true },
   });
+}
+
+const MOUNT = 'createFetchHandler(options, { basePath }): ';
+
+/** Where the host mounted the handler, checked as a path option is (a 404 for every event otherwise), less a trailing "/". */
+function basePathOf(mount: unknown): string {
+  if (mount === undefined) return '';
+  if (typeof mount !== 'object' || mount === null) {
+    throw new TypeError(`${MOUNT}the second argument must be an object, got ${describeValue(mount)}`);
+  }
+  checkOptionNames(mount, ['basePath'], {}, MOUNT);
+  const { basePath } = mount as { basePath?: unknown };
+  return basePath === undefined ? '' : checkPath('basePath', basePath, MOUNT).replace(/\/$/, '');
 }
 
 function answer(handler: EndpointHandler, request: Request, url: URL, base: string): Promise<Response> {

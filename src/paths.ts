@@ -2,20 +2,20 @@ import { describeValue } from './errors.ts';
 
 // The paths a handler serves (its event path, health, liveness, metrics): each a path, each its own.
 
-/** A path option: starting with "/", with no query, fragment or space. */
-export function checkPath(name: string, value: unknown): string {
+/** A path option: starting with "/", with no query, fragment or space. `owner`: what it is said as part of. */
+export function checkPath(name: string, value: unknown, owner = 'options.'): string {
   if (typeof value !== 'string' || !value.startsWith('/')) {
-    throw new TypeError(`options.${name} must be a path starting with "/", got ${describeValue(value)}`);
+    throw new TypeError(`${owner}${name} must be a path starting with "/", got ${describeValue(value)}`);
   }
   if (/[?#\s]/.test(value)) {
     throw new TypeError(
-      `options.${name} must be a path alone, without a query (?), a fragment (#) or spaces, got ${describeValue(value)}`,
+      `${owner}${name} must be a path alone, without a query (?), a fragment (#) or spaces, got ${describeValue(value)}`,
     );
   }
   // A request target is ASCII on the wire (`/s%C3%A9gment`): `/ségment` would never be matched.
   if (!/^[\x21-\x7e]*$/.test(value)) {
     throw new TypeError(
-      `options.${name} must be ASCII (percent-encode the rest), got ${describeValue(value)}`,
+      `${owner}${name} must be ASCII (percent-encode the rest), got ${describeValue(value)}`,
     );
   }
   return value;

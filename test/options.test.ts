@@ -13,6 +13,7 @@ const handlers: Handlers = { track: () => {} };
 const base: HandlerOptions = { handlers, apiKeys: ['k1'], log: silentLogger };
 
 /** Resolves with `base` plus overrides; the cast lets a test pass what the types forbid. */
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const resolve = (overrides: Record<string, unknown>) =>
   resolveHandlerOptions({ ...base, ...overrides } as HandlerOptions);
 
@@ -315,6 +316,29 @@ describe('option names', () => {
     assert.throws(() => createFetchHandler(given({ basePath: '/segment' })), {
       message: 'options.basePath is not an option: give it as createFetchHandler(options, { basePath })',
     });
+  });
+
+  test("createFetchHandler's second argument is checked as the options are: a basePath that is no path, or a misspelt name, is refused", () => {
+    const fetchHandler = (mount: unknown) => () =>
+      createFetchHandler(given({}), mount as { basePath?: string });
+    const where = 'createFetchHandler(options, { basePath }): ';
+    for (const basePath of ['segment', 5, '/a?b', '/seg ment']) {
+      assert.throws(fetchHandler({ basePath }), {
+        name: 'TypeError',
+        message: new RegExp(`^${escape(where)}basePath must be a path`),
+      });
+    }
+    assert.throws(fetchHandler({ basepath: '/segment' }), {
+      name: 'TypeError',
+      message: `${where}basepath is not an option: did you mean basePath?`,
+    });
+    assert.throws(fetchHandler(null), {
+      name: 'TypeError',
+      message: `${where}the second argument must be an object, got null`,
+    });
+    for (const mount of [undefined, {}, { basePath: undefined }, { basePath: '/segment/' }]) {
+      assert.equal(typeof fetchHandler(mount)(), 'function');
+    }
   });
 
   test('an option set to undefined is still a known name, or refused as any other', () => {
