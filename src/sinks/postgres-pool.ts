@@ -6,13 +6,21 @@ import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 // and opened another (a backend forked for it) for every event a table refused: ~60 ms each on a busy
 // machine, long enough for a refused batch's last events to time out.
 
-/** One statement on a connection of the pool (see `withClient`). */
+/**
+ * One statement on a connection of the pool (see `withClient`). `check` may throw on what it answered:
+ * the connection is then dropped, not given back (a session that takes no writes).
+ */
 export function query<R extends QueryResultRow>(
   pool: Pool,
   text: string,
   values?: unknown[],
+  check?: (result: QueryResult<R>) => void,
 ): Promise<QueryResult<R>> {
-  return withClient(pool, (client) => client.query<R>(text, values));
+  return withClient(pool, async (client) => {
+    const result = await client.query<R>(text, values);
+    check?.(result);
+    return result;
+  });
 }
 
 /**
@@ -79,13 +87,15 @@ async function withClient<T>(
 /**
  * An error PostgreSQL answered a statement with, the session still good: not one that ends it (FATAL,
  * PANIC; severity is in the server's language, so its SQLSTATE classes too: 08 connection, 57P operator
- * intervention, XX internal). A session that ended anyway is dropped by the pool (not queryable).
+ * intervention, XX internal). A session that ended anyway is dropped by the pool (not queryable). Nor a
+ * write refused in a read-only transaction (25006): the session may be read-only by its own settings
+ * (default_transaction_read_only, fixed when it began) after the database takes writes again.
  */
 function refusedStatement(err: unknown): boolean {
   const { code, severity } = (err ?? {}) as { code?: unknown; severity?: unknown };
   // Both are PostgreSQL's (pg's DatabaseError); a socket's error has a code but no severity.
   if (typeof code !== 'string' || typeof severity !== 'string') return false;
-  return severity !== 'FATAL' && severity !== 'PANIC' && !/^(?:08|57P|XX)/.test(code);
+  return severity !== 'FATAL' && severity !== 'PANIC' && !/^(?:08|57P|XX|25006)/.test(code);
 }
 
 const unfit = (err: unknown): Error =>

@@ -119,6 +119,9 @@ function tableProblem(table: string, state: TableState): string | undefined {
   return undefined;
 }
 
+/** What is wrong with the database or the table for the sink, found by ensureTable: not an outage. */
+export class TableRefused extends Error {}
+
 /**
  * Checks that this database can take events, creates the table and index if missing, then checks what
  * the table is. Instances and workers starting at once on an empty database would race (two CREATE
@@ -128,17 +131,27 @@ function tableProblem(table: string, state: TableState): string | undefined {
  * retried) rather than written to and lost, or found out one failed INSERT at a time.
  */
 export async function ensureTable(pool: Pool, table: string): Promise<void> {
-  const state = async () =>
-    (await query<TableState>(pool, STATE_SQL, [quoted(table), Object.keys(COLUMNS)])).rows[0] as TableState;
+  // A database problem is thrown on the connection that found it, which is then dropped: a session that
+  // took no writes may stay so when the database takes them again (default_transaction_read_only).
+  const state = async () => {
+    const { rows } = await query<TableState>(
+      pool,
+      STATE_SQL,
+      [quoted(table), Object.keys(COLUMNS)],
+      ({ rows: [found] }) => {
+        const refused = found === undefined ? undefined : databaseProblem(found);
+        if (refused !== undefined) throw new TableRefused(refused);
+      },
+    );
+    return rows[0] as TableState;
+  };
   let found = await state();
-  const refused = databaseProblem(found);
-  if (refused !== undefined) throw new Error(refused);
   if (!found.ready) {
     await create(pool, table);
     found = await state();
   }
   const problem = tableProblem(table, found);
-  if (problem !== undefined) throw new Error(problem);
+  if (problem !== undefined) throw new TableRefused(problem);
 }
 
 async function create(pool: Pool, table: string): Promise<void> {

@@ -4,18 +4,12 @@ import type { Context, Handlers } from '../dispatch.ts';
 import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
+import { TableChecks } from './postgres-checks.ts';
 import { query } from './postgres-pool.ts';
 import { Refusals } from './postgres-refusals.ts';
 import { Room } from './postgres-room.ts';
 import { groupJson, groupSize, type Row } from './postgres-rows.ts';
-import {
-  ensureTable,
-  failureOf,
-  insertStatement,
-  UNSTORABLE,
-  UNSTORABLE_SETTINGS,
-  unstorable,
-} from './postgres-sql.ts';
+import { failureOf, insertStatement, UNSTORABLE, UNSTORABLE_SETTINGS, unstorable } from './postgres-sql.ts';
 import type { Sink } from './sink.ts';
 
 // The PostgreSQL sink (--postgres): every accepted event a row of one table that any number of
@@ -31,7 +25,6 @@ const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
 const MAX_CONFLICTS = 3; // INSERTs of an event aborted in conflicts before it is answered 503 (retried)
 const CONFLICT_PAUSE_MS = 50; // before sending a group again after a conflict, times its tries so far
-const CANNOT_STORE = 'PostgreSQL cannot store events: answering 503 until it can';
 
 /** Stores accepted events in its table: made by openPostgresSink (postgres-open.ts). */
 export class PostgresSink implements Sink {
@@ -52,6 +45,7 @@ export class PostgresSink implements Sink {
   readonly #refusals: Refusals;
   /** Down because the table refused every row: up again on probation (Refusals.probation). */
   #refusingAll = false;
+  readonly #checks: TableChecks;
   #idle: Array<() => void> = [];
 
   constructor(pool: Pool, table: string, log: Logger, where: string) {
@@ -61,6 +55,7 @@ export class PostgresSink implements Sink {
     this.#log = log;
     this.#room = new Room(GROUPS_IN_FLIGHT, log);
     this.#refusals = new Refusals(pool, this.#insert, log);
+    this.#checks = new TableChecks(pool, table, log);
     this.where = where;
     this.handlers = everyType((event, ctx) => this.#save(event, ctx));
   }
@@ -72,20 +67,21 @@ export class PostgresSink implements Sink {
   /** Creates the table if missing; on failure, says so and keeps trying in the background. */
   async connect(delay = FIRST_RETRY_MS): Promise<void> {
     try {
-      await ensureTable(this.#pool, this.#table);
+      await this.#checks.check();
       if (this.#refusingAll) {
         this.#refusals.probation();
         this.#log.info({ table: this.#table }, 'the table is tried again with events');
       } else if (!this.#up) this.#log.info({ table: this.#table }, 'PostgreSQL stores events');
       this.#refusingAll = false;
       this.#up = true;
+      this.#checks.up();
+      this.#checks.watch((err) => this.#failed([], err));
     } catch (err) {
       if (this.#closed) return;
-      // Said once an outage, and again when the table that refused every row fails otherwise now.
-      if (delay === FIRST_RETRY_MS || this.#refusingAll) {
-        this.#refusingAll = false;
-        this.#log.error({ err, table: this.#table }, CANNOT_STORE);
-      }
+      // Said once an outage, again when the table that refused every row fails otherwise now, and when
+      // what fails changes (an INSERT refused, then the check saying why).
+      this.#checks.sayIfNew(err, delay === FIRST_RETRY_MS || this.#refusingAll);
+      this.#refusingAll = false;
       this.#retry = setTimeout(() => this.connect(Math.min(delay * 2, MAX_RETRY_MS)), delay);
     }
   }
@@ -225,12 +221,13 @@ export class PostgresSink implements Sink {
    * PostgreSQL failed (down, unreachable, timed out), or the table refuses every event: 503 for the
    * group, and for new events until the table is checked again, `retryMs` later.
    */
-  #failed(group: Row[], err: unknown, why = CANNOT_STORE, retryMs = FIRST_RETRY_MS): void {
+  #failed(group: Row[], err: unknown, why?: string, retryMs = FIRST_RETRY_MS): void {
     const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
     for (const row of group) row.reject(unavailable);
     if (!this.#up || this.#closed) return;
     this.#up = false;
-    this.#log.error({ err, table: this.#table }, why);
+    this.#checks.stop();
+    this.#checks.say(err, why);
     clearTimeout(this.#retry);
     this.#retry = setTimeout(() => this.connect(Math.min(retryMs * 2, MAX_RETRY_MS)), retryMs);
   }
@@ -238,6 +235,7 @@ export class PostgresSink implements Sink {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retry);
+    this.#checks.stop();
     if (this.#inFlight > 0 || this.#queue.length > 0)
       await new Promise<void>((wake) => this.#idle.push(wake));
     this.#refusals.flush();

@@ -1,0 +1,68 @@
+import type { Pool } from 'pg';
+import type { Logger } from '../log.ts';
+import { ensureTable, TableRefused } from './postgres-sql.ts';
+
+// The PostgreSQL sink's checks of its database and table (ensureTable): after an outage until one
+// passes, and every RECHECK_MS while events are stored, and what the log says of them.
+
+const RECHECK_MS = 10_000; // while up: a table changed meanwhile stops the 200s within this
+const CANNOT_STORE = 'PostgreSQL cannot store events: answering 503 until it can';
+
+export class TableChecks {
+  readonly #pool: Pool;
+  readonly #table: string;
+  readonly #log: Logger;
+  /** What the log last said failed, while down. */
+  #said: string | undefined;
+  #watch: NodeJS.Timeout | undefined;
+
+  constructor(pool: Pool, table: string, log: Logger) {
+    this.#pool = pool;
+    this.#table = table;
+    this.#log = log;
+  }
+
+  /** Checks the database and the table, creating it when missing (ensureTable); throws what is wrong. */
+  check(): Promise<void> {
+    return ensureTable(this.#pool, this.#table);
+  }
+
+  /**
+   * Checks again every RECHECK_MS until `stop()`: a table made UNLOGGED, altered or closed to the role
+   * while events are stored would have them acknowledged and lost, or refused one INSERT at a time.
+   * What is wrong goes to `refused`; a check that could not be made (no connection to spare, PostgreSQL
+   * gone) says nothing the next INSERT will not.
+   */
+  watch(refused: (err: TableRefused) => void): void {
+    clearInterval(this.#watch);
+    this.#watch = setInterval(() => {
+      this.check().catch((err: unknown) => {
+        if (err instanceof TableRefused && this.#watch !== undefined) refused(err);
+      });
+    }, RECHECK_MS);
+    this.#watch.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#watch);
+    this.#watch = undefined;
+  }
+
+  /** Says that events cannot be stored, and why. */
+  say(err: unknown, why = CANNOT_STORE): void {
+    this.#said = reason(err);
+    this.#log.error({ err, table: this.#table }, why);
+  }
+
+  /** Says it unless `err` is what was said last (a check that fails as before), or `always`. */
+  sayIfNew(err: unknown, always: boolean): void {
+    if (always || reason(err) !== this.#said) this.say(err);
+  }
+
+  /** Events are stored again: the next outage is said whatever it is. */
+  up(): void {
+    this.#said = undefined;
+  }
+}
+
+const reason = (err: unknown): string | undefined => (err as { message?: string } | undefined)?.message;

@@ -1,0 +1,60 @@
+// The PostgreSQL sink while the database it writes to is changed under it: a session that takes no
+// writes for a while (a role or database set read-only, a standby), and the table made UNLOGGED while
+// events are being stored. Nothing acknowledged is lost, the log says what is wrong, and 200s resume by
+// themselves once the database takes writes again.
+import assert from 'node:assert/strict';
+import { Agent } from 'node:https';
+import { test } from 'node:test';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { eventually, waitFor } from '../helpers-wait.ts';
+import { type Endpoint, health, send, stopCleanly } from './harness.ts';
+import { withPostgres } from './postgres-harness.ts';
+
+const pg = withPostgres('pg-changes');
+const agent = new Agent({ keepAlive: true, ca: testCert().cert });
+let sent = 0;
+const status = async (ep: Endpoint) =>
+  (await send(agent, ep.url, trackEvent({ messageId: `changes-${sent++}` }), 'dev-key')).status;
+
+/** An endpoint storing in `table` as the role `role`, which may write it. */
+async function asRole(table: string, role: string): Promise<Endpoint> {
+  await pg.client.query(`CREATE ROLE ${role} LOGIN`);
+  await pg.client.query(`CREATE TABLE ${table} (id int)`);
+  await pg.client.query(`DROP TABLE ${table}`);
+  await pg.client.query(`GRANT CREATE ON SCHEMA public TO ${role}`);
+  return pg.endpoint(table, [], pg.server.url.replace(/\/\/[^@]*@/, `//${role}@`));
+}
+
+const endSessions = (role: string) =>
+  pg.client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [role]);
+
+test('a role made read-only while the endpoint runs, then writable again: 503 and said meanwhile, 200s again by themselves', async () => {
+  // default_transaction_read_only is fixed when a session begins: the sessions opened while it was on
+  // take no writes for their whole life, though the role's setting is reset.
+  const ep = await asRole('flipped', 'flipper');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  assert.equal(await status(ep), 200);
+  await pg.client.query('ALTER ROLE flipper SET default_transaction_read_only = on');
+  await endSessions('flipper');
+  await eventually(async () => (await status(ep)) === 503, 'events refused while no session takes writes');
+  await waitFor(ep.output, /PostgreSQL takes no writes here/);
+  assert.equal(await health(ep), 503);
+  await pg.client.query('ALTER ROLE flipper RESET default_transaction_read_only');
+  await eventually(async () => (await status(ep)) === 200, 'events stored again', 15_000);
+  assert.equal(await health(ep), 200);
+  await stopCleanly(ep);
+});
+
+test('the table made UNLOGGED while events are stored (a crash of PostgreSQL would empty it): refused within seconds with no event sent, stored again once LOGGED', async () => {
+  const ep = await pg.endpoint('turned');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  assert.equal(await status(ep), 200);
+  await pg.client.query('ALTER TABLE turned SET UNLOGGED');
+  await waitFor(ep.output, /table turned is UNLOGGED/, 20_000);
+  assert.equal(await health(ep), 503);
+  assert.equal(await status(ep), 503);
+  await pg.client.query('ALTER TABLE turned SET LOGGED');
+  await eventually(async () => (await status(ep)) === 200, 'events stored again', 15_000);
+  await stopCleanly(ep);
+});
