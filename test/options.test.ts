@@ -13,7 +13,6 @@ const handlers: Handlers = { track: () => {} };
 const base: HandlerOptions = { handlers, apiKeys: ['k1'], log: silentLogger };
 
 /** Resolves with `base` plus overrides; the cast lets a test pass what the types forbid. */
-const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const resolve = (overrides: Record<string, unknown>) =>
   resolveHandlerOptions({ ...base, ...overrides } as HandlerOptions);
 
@@ -323,10 +322,10 @@ describe('option names', () => {
       createFetchHandler(given({}), mount as { basePath?: string });
     const where = 'createFetchHandler(options, { basePath }): ';
     for (const basePath of ['segment', 5, '/a?b', '/seg ment']) {
-      assert.throws(fetchHandler({ basePath }), {
-        name: 'TypeError',
-        message: new RegExp(`^${escape(where)}basePath must be a path`),
-      });
+      assert.throws(
+        fetchHandler({ basePath }),
+        (err: Error) => err instanceof TypeError && err.message.startsWith(`${where}basePath must be a path`),
+      );
     }
     assert.throws(fetchHandler({ basepath: '/segment' }), {
       name: 'TypeError',
