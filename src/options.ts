@@ -65,8 +65,9 @@ export interface HandlerOptions<S = Settings> {
   /**
    * Whether events can be processed now, asked by the health path: wire it to what the handlers need (the
    * CLI gives the store's `writable`). Events are still processed while it says no, so the endpoint
-   * recovers by itself. Answered at once (not awaited): a throw or any answer but a boolean is
-   * "unavailable", and logged. @default () => true
+   * recovers by itself. It must answer `true` or `false` at once (it is not awaited): one that throws or
+   * answers anything else (an async function's Promise) is `unavailable`, and said in the log.
+   * @default () => true
    */
   ready?: () => boolean;
   /**
@@ -111,7 +112,8 @@ export interface HandlerOptions<S = Settings> {
   /**
    * Duplicate suppression by `messageId` per API key: options of the in-memory store, a store of your
    * own (shared between processes), or `false` to process every copy. `{ maxEntries: 0 }` turns it off
-   * too, as `--idempotency-max-entries 0` does. A store of your own answers each call within
+   * too, as `--idempotency-max-entries 0` does; a name that is none of these is refused, as a misspelt
+   * option is. A store of your own answers each call within
    * `handlerTimeoutMs` (else 503 `SEG_IDEMPOTENCY_UNAVAILABLE`), and a claim with `'new'`, `'done'` or
    * `'busy'` (else 500). @default { maxEntries: 100000, ttlMs: 86400000 (24 h) }
    */
