@@ -16,6 +16,8 @@ export function readiness(ready: () => boolean, log: Logger): () => boolean {
     try {
       answer = ready();
       if (typeof answer !== 'boolean') fault = `answered ${kind(answer)}, not true or false`;
+      // An async check that fails rejects with nobody to hear it: an unhandled rejection ends the host.
+      if (isPromise(answer)) Promise.resolve(answer).catch(() => {});
     } catch (thrown) {
       fault = 'threw';
       err = thrown;

@@ -82,6 +82,12 @@ describe('route', () => {
     assert.equal(asked, 2);
     ready = async () => true;
     assert.equal(await health(), unavailable);
+    // The usual async check, failing: its rejection is nobody's to handle, and must not end the host.
+    ready = async () => {
+      throw new Error('the database is down');
+    };
+    assert.equal(await health(), unavailable);
+    await new Promise((resolve) => setImmediate(resolve));
     ready = () => 'yes';
     assert.equal(await health(), unavailable);
     ready = () => true;
