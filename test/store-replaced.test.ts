@@ -81,6 +81,10 @@ for (const [name, io] of [
       message: `the store ${dir} is in use by process ${process.ppid}: one process writes a store`,
     });
     assert.deepEqual(readdirSync(dir), [LOCK]);
+    // Nor by the probe that would find the disk writable again (a second after a failed commit).
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.deepEqual(readdirSync(dir), [LOCK]);
+    assert.equal(store.writable, false);
     await store.close();
     assert.equal(readlinkSync(join(dir, LOCK)), String(process.ppid), "the other's lock is left alone");
   });

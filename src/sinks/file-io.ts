@@ -85,6 +85,12 @@ export interface StoreOptions {
    */
   readonly worker?: number;
   /**
+   * For worker K of --workers: the pid of its primary, which locks the directory for every worker and
+   * under whose lock the worker writes, and makes it again in the primary's name where it must (a
+   * directory replaced). Without it a worker takes no lock (a host's own worker processes).
+   */
+  readonly lockedFor?: number;
+  /**
    * Characters of lines that may wait for the disk: past it appends are refused at once (503, retried)
    * until a commit takes them. @default 33554432 (32 Mi)
    */

@@ -26,16 +26,21 @@ export class WriteProbe {
   readonly #path: string;
   readonly #state: () => ProbedState;
   readonly #writable: () => void;
+  readonly #hold: () => void;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
 
-  /** Probes `path` while `state()` is down; `writable()` hears a probe that succeeded. */
-  constructor(io: StoreIo, path: string, state: () => ProbedState, writable: () => void) {
+  /**
+   * Probes `path` while `state()` is down; `writable()` hears a probe that succeeded. `hold` throws when
+   * the store's lock is not where its files are (another endpoint's directory): the probe fails there.
+   */
+  constructor(io: StoreIo, path: string, state: () => ProbedState, writable: () => void, hold: () => void) {
     this.#io = io;
     this.#path = path;
     this.#state = state;
     this.#writable = writable;
+    this.#hold = hold;
   }
 
   /** Probes in a second, unless a probe is already due or under way (which goes on as long as needed). */
@@ -81,6 +86,7 @@ export class WriteProbe {
   async #write(): Promise<boolean> {
     let fd: number | undefined;
     try {
+      this.#hold();
       fd = await this.#io.open(this.#path, 'w');
       await writeAll(this.#io, fd, PROBE_BYTES);
       await this.#io.fdatasync(fd);

@@ -50,9 +50,11 @@ export class NdjsonStore {
       busy: this.#flushing !== undefined,
       failures: this.#failures,
     });
-    this.#probe = new WriteProbe(io, join(dir, `.probe${this.#days.suffix}`), state, () => {
+    const writable = () => {
       this.#writable = true;
-    });
+    };
+    const hold = () => this.#lock?.renew?.();
+    this.#probe = new WriteProbe(io, join(dir, `.probe${this.#days.suffix}`), state, writable, hold);
   }
 
   /** Records made durable, the commits that carried them (fewer: group commit), and the commits that failed. */
@@ -90,8 +92,9 @@ export class NdjsonStore {
       options.worker === undefined || name.endsWith(`${store.#days.suffix}.ndjson`);
     // Locked before repair, which must not cut another writer's line (a worker writes under its primary's).
     await makeDirectory(io, dir);
-    // A worker of --workers (a child of its primary) writes under its primary's lock.
-    store.#lock = io.lock?.(dir, options.worker === undefined ? process.pid : process.ppid);
+    // A worker of --workers writes under its primary's lock (`lockedFor`); a host's own workers take none.
+    const holder = options.worker === undefined ? process.pid : options.lockedFor;
+    store.#lock = holder === undefined ? undefined : io.lock?.(dir, holder);
     try {
       store.recovered.push(...(await repairStore(dir, { io, only: own, deferred: store.#repairs })));
       // A full disk is a state the store recovers from, not a reason to refuse to start.
@@ -220,7 +223,7 @@ export class NdjsonStore {
       if (torn !== undefined) this.recovered.push(torn);
     }
     const lock = this.#lock;
-    const opened = await openDayFile(this.#io, this.dir, name, lock && (() => lock.renew()));
+    const opened = await openDayFile(this.#io, this.dir, name, lock && (() => lock.renew?.()));
     const id = { dev: opened.dev, ino: opened.ino };
     // A file this process left with part of a line after its whole ones is cut before it is written:
     // that file, not another made at its path since.

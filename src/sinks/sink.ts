@@ -44,7 +44,9 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   const io = defaultIo();
   let store: NdjsonStore;
   try {
-    store = await Store.open(config.out, { worker: config.worker, io });
+    // A worker of --workers is a child of the primary that locked the store for it.
+    const lockedFor = config.worker === undefined ? undefined : process.ppid;
+    store = await Store.open(config.out, { worker: config.worker, lockedFor, io });
   } catch (err) {
     throw storeRefused(err, config.out);
   }

@@ -19,9 +19,9 @@ export interface StoreLock {
   /**
    * Makes sure the lock is in the directory at its path now, made again there if not (the directory was
    * moved away, removed or replaced: a new one is one another endpoint could start on); throws
-   * SEG_STORE_IN_USE when another process holds that one.
+   * SEG_STORE_IN_USE when another process holds that one. (A host's own lock may have none.)
    */
-  renew(): void;
+  renew?(): void;
 }
 
 /**
