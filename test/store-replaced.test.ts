@@ -93,9 +93,12 @@ for (const [name, io] of [
     const dir = tempDir();
     // A disk that fills up in the middle of the next write: part of its line goes in, then ENOSPC.
     let full = false;
+    let truncateAt: string | undefined; // cut to nothing just before the next write, as logrotate may
     const disk: StoreIo = {
       ...io,
       write(fd, bytes, offset, length) {
+        if (truncateAt !== undefined) truncateSync(truncateAt, 0);
+        truncateAt = undefined;
         if (!full) return io.write(fd, bytes, offset, length);
         if (length <= 5)
           return Promise.reject(Object.assign(new Error('ENOSPC: simulated'), { code: 'ENOSPC' }));
@@ -111,7 +114,15 @@ for (const [name, io] of [
     await assert.rejects(store.appendLine('{"n":3}', AT), { code: 'ENOSPC' });
     full = false;
     await store.appendLine('{"n":4}', AT);
-    await store.close();
     assert.equal(readFileSync(path, 'utf8'), '{"n":4}\n');
+    // Cut short between the store's look at the file and its write: the failed write's bytes are the
+    // file's last, wherever it ends.
+    truncateAt = path;
+    full = true;
+    await assert.rejects(store.appendLine('{"n":5}', AT), { code: 'ENOSPC' });
+    full = false;
+    await store.appendLine('{"n":6}', AT);
+    await store.close();
+    assert.equal(readFileSync(path, 'utf8'), '{"n":6}\n');
   });
 }

@@ -217,13 +217,20 @@ export function coresAllowed(status = '/proc/self/status'): number {
   return cores;
 }
 
-/** Writes all of `bytes`, however many calls that takes; rejects with the error of the call that failed. */
-export async function writeAll(io: StoreIo, fd: number, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const written = await io.write(fd, bytes, offset, bytes.length - offset);
+/**
+ * Writes all of `bytes`, however many calls that takes; rejects with the error of the call that failed.
+ * `progress.written` counts the bytes written so far (those that went in before a failure).
+ */
+export async function writeAll(
+  io: StoreIo,
+  fd: number,
+  bytes: Uint8Array,
+  progress = { written: 0 },
+): Promise<void> {
+  while (progress.written < bytes.length) {
+    const written = await io.write(fd, bytes, progress.written, bytes.length - progress.written);
     if (!(written > 0)) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
-    offset += written;
+    progress.written += written;
   }
 }
 

@@ -51,6 +51,26 @@ export interface OpenFile {
   size: number;
   /** Bytes may lie past `size` (a write failed part-way) and must be cut off before anything else. */
   dirty: boolean;
+  /** Bytes of its last write that went in: after one that failed, the file's last (it is appended to). */
+  written: number;
+}
+
+/** `opened` as the store keeps it: its whole lines end at `whole` when a failed write left more (cut first). */
+export function openFile(name: string, opened: Opened, whole: number | undefined): OpenFile {
+  const id = { dev: opened.dev, ino: opened.ino };
+  return { name, fd: opened.fd, id, size: whole ?? opened.size, dirty: whole !== undefined, written: 0 };
+}
+
+/**
+ * Truncates `file` back to its last whole line, durably. A file cut short from outside since its size
+ * was read (logrotate's copytruncate) is not grown back to it with zeros: the failed write's bytes are
+ * its last `tail`.
+ */
+export async function cutBack(io: StoreIo, file: OpenFile): Promise<void> {
+  const { size } = await io.fstat(file.fd);
+  await io.ftruncate(file.fd, size >= file.size ? file.size : Math.max(0, size - file.written));
+  await io.fdatasync(file.fd);
+  file.dirty = false;
 }
 
 /** Whether `a` is the file `b` says (undefined: the path names none now). */

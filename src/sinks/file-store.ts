@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
 import { DayFiles } from './file-names.ts';
-import { type OpenFile, openDayFile, sameFile } from './file-open.ts';
+import { cutBack, type OpenFile, openDayFile, openFile, sameFile } from './file-open.ts';
 import { WriteProbe } from './file-probe.ts';
 import { CommitQueue, type Pending } from './file-queue.ts';
 import { makeDirectory, repairStore, setAsideTornTail, type TornLine } from './file-repair.ts';
@@ -171,7 +171,8 @@ export class NdjsonStore {
       const bytes = Buffer.from(text);
       const started = performance.now();
       file.dirty = true;
-      await writeAll(this.#io, file.fd, bytes);
+      file.written = 0;
+      await writeAll(this.#io, file.fd, bytes, file);
       await this.#io.fdatasync(file.fd);
       file.size += bytes.length;
       file.dirty = false;
@@ -193,12 +194,9 @@ export class NdjsonStore {
     }
   }
 
-  /** Truncates `file` back to its last whole line, durably; never longer than it is (zeros in a store file). */
+  /** Truncates `file` back to its last whole line, durably (cutBack). */
   async #cut(file: OpenFile): Promise<void> {
-    const { size } = await this.#io.fstat(file.fd);
-    await this.#io.ftruncate(file.fd, Math.min(file.size, size));
-    await this.#io.fdatasync(file.fd);
-    file.dirty = false;
+    await cutBack(this.#io, file);
     this.#unfinished.delete(file.name);
   }
 
@@ -224,13 +222,12 @@ export class NdjsonStore {
     }
     const lock = this.#lock;
     const opened = await openDayFile(this.#io, this.dir, name, lock && (() => lock.renew?.()));
-    const id = { dev: opened.dev, ino: opened.ino };
     // A file this process left with part of a line after its whole ones is cut before it is written:
     // that file, not another made at its path since.
     const unfinished = this.#unfinished.get(name);
-    const whole = unfinished !== undefined && sameFile(unfinished.id, id) ? unfinished.size : undefined;
     this.#unfinished.delete(name);
-    this.#file = { name, fd: opened.fd, id, size: whole ?? opened.size, dirty: whole !== undefined };
+    const whole = unfinished !== undefined && sameFile(unfinished.id, opened) ? unfinished.size : undefined;
+    this.#file = openFile(name, opened, whole);
     return this.#file;
   }
 
