@@ -3,9 +3,9 @@ import type { Logger } from '../log.ts';
 import { ensureTable, TableRefused } from './postgres-sql.ts';
 
 // The PostgreSQL sink's checks of its database and table (ensureTable): after an outage until one
-// passes, and every RECHECK_MS while events are stored, and what the log says of them.
+// passes, and every RECHECK_MS while the sink is up, and what the log says of them.
 
-const RECHECK_MS = 10_000; // while up: a table changed meanwhile stops the 200s within this
+const RECHECK_MS = 10_000; // while up: a table changed meanwhile stops the 200s within about this
 const CANNOT_STORE = 'PostgreSQL cannot store events: answering 503 until it can';
 
 export class TableChecks {
@@ -14,7 +14,9 @@ export class TableChecks {
   readonly #log: Logger;
   /** What the log last said failed, while down. */
   #said: string | undefined;
-  #watch: NodeJS.Timeout | undefined;
+  /** The watch under way, if any (`watch`). */
+  #watching: object | undefined;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(pool: Pool, table: string, log: Logger) {
     this.#pool = pool;
@@ -28,24 +30,35 @@ export class TableChecks {
   }
 
   /**
-   * Checks again every RECHECK_MS until `stop()`: a table made UNLOGGED, altered or closed to the role
-   * while events are stored would have them acknowledged and lost, or refused one INSERT at a time.
+   * Checks again every RECHECK_MS until `stop()`, events or none: a table made UNLOGGED, altered or
+   * closed to the role while the sink is up would have events acknowledged and lost, or refused one
+   * INSERT at a time (a table dropped is made again, as at start).
    * What is wrong goes to `refused`; a check that could not be made (no connection to spare, PostgreSQL
    * gone) says nothing the next INSERT will not.
    */
   watch(refused: (err: TableRefused) => void): void {
-    clearInterval(this.#watch);
-    this.#watch = setInterval(() => {
-      this.check().catch((err: unknown) => {
-        if (err instanceof TableRefused && this.#watch !== undefined) refused(err);
-      });
-    }, RECHECK_MS);
-    this.#watch.unref();
+    this.stop();
+    // Each check RECHECK_MS after the last one ended; one that ends after `stop()` (or a later `watch`)
+    // says nothing: the sink went down meanwhile, and what is true now is for the checks after it.
+    const watching = {};
+    this.#watching = watching;
+    const next = () => {
+      this.#timer = setTimeout(async () => {
+        const err = await this.check().then(
+          () => undefined,
+          (thrown: unknown) => thrown,
+        );
+        if (this.#watching !== watching) return;
+        if (err instanceof TableRefused) refused(err);
+        else next();
+      }, RECHECK_MS).unref();
+    };
+    next();
   }
 
   stop(): void {
-    clearInterval(this.#watch);
-    this.#watch = undefined;
+    this.#watching = undefined;
+    clearTimeout(this.#timer);
   }
 
   /** Says that events cannot be stored, and why. */

@@ -68,6 +68,7 @@ export class PostgresSink implements Sink {
   async connect(delay = FIRST_RETRY_MS): Promise<void> {
     try {
       await this.#checks.check();
+      if (this.#closed) return;
       if (this.#refusingAll) {
         this.#refusals.probation();
         this.#log.info({ table: this.#table }, 'the table is tried again with events');
