@@ -6,7 +6,6 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { answerClientError, refuseTunnel } from './client-errors.ts';
 import { behindClosingAnswer } from './connection-end.ts';
 import { ConnectionSlots } from './connections.ts';
@@ -50,8 +49,10 @@ export interface ServerOptions<S = Settings> extends HandlerOptions<S> {
    * request in progress), which is closed; when every one is busy, the new one is closed. @default 2048
    */
   maxConnections?: number;
-  /** The request line and headers, at most (431 past it), as Node counts them: each header's `: ` and
-   * line end left out (4 bytes a header, ~400 at 100 headers). @default 16384 (16 KiB) */
+  /**
+   * The request line and headers, at most (431 past it), as Node counts them: each header's `: ` and
+   * line end left out (4 bytes a header, ~400 at 100 headers). @default 16384 (16 KiB)
+   */
   maxHeaderBytes?: number;
 }
 
@@ -115,9 +116,7 @@ export function createServer<S = Settings>(options: ServerOptions<S>): EndpointS
   // At most maxConnections sockets, however many clients connect: memory stays bounded. For https this
   // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
   server.on('connection', (socket: Socket) => slots.admit(socket));
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) =>
-    answerClientError(err, socket, slots),
-  );
+  server.on('clientError', (err, socket) => answerClientError(err, socket, slots));
   server.on('connect', refuseTunnel);
   // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
   // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once
