@@ -94,6 +94,7 @@ for (const [name, io] of [
     // A disk that fills up in the middle of the next write: part of its line goes in, then ENOSPC.
     let full = false;
     let truncateAt: string | undefined; // cut to nothing just before the next write, as logrotate may
+    let cutAfterLook: string | undefined; // cut to nothing just after the next fstat
     const disk: StoreIo = {
       ...io,
       write(fd, bytes, offset, length) {
@@ -103,6 +104,12 @@ for (const [name, io] of [
         if (length <= 5)
           return Promise.reject(Object.assign(new Error('ENOSPC: simulated'), { code: 'ENOSPC' }));
         return io.write(fd, bytes, offset, 5);
+      },
+      async fstat(fd) {
+        const found = await io.fstat(fd);
+        if (cutAfterLook !== undefined) truncateSync(cutAfterLook, 0);
+        cutAfterLook = undefined;
+        return found;
       },
     };
     const store = await NdjsonStore.open(dir, { io: disk });
@@ -122,7 +129,15 @@ for (const [name, io] of [
     await assert.rejects(store.appendLine('{"n":5}', AT), { code: 'ENOSPC' });
     full = false;
     await store.appendLine('{"n":6}', AT);
-    await store.close();
     assert.equal(readFileSync(path, 'utf8'), '{"n":6}\n');
+    // Cut short while the store cuts back a failed write, after it read the file's size: its truncation
+    // to the end of the whole lines would grow the file again, with zeros.
+    full = true;
+    cutAfterLook = path;
+    await assert.rejects(store.appendLine('{"n":7}', AT), { code: 'ENOSPC' });
+    full = false;
+    await store.appendLine('{"n":8}', AT);
+    await store.close();
+    assert.equal(readFileSync(path, 'utf8'), '{"n":8}\n');
   });
 }

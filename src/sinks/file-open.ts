@@ -1,4 +1,4 @@
-import type { FileIdentity, StoreIo } from './file-io.ts';
+import { type FileIdentity, readAt, type StoreIo } from './file-io.ts';
 import { makeDirectory } from './file-repair.ts';
 
 // Opening a day's file of the default store for appending, as file-store.ts does at start, on a new day,
@@ -64,14 +64,45 @@ export function openFile(name: string, opened: Opened, whole: number | undefined
 /**
  * Truncates `file` back to its last whole line, durably. A file cut short from outside since its size
  * was read (logrotate's copytruncate) is not grown back to it with zeros: the failed write's bytes are
- * its last `tail`.
+ * its last `written`, and a cut made between this look and the truncation, which grows the file again
+ * with zeros, is found by them (no stored line holds a zero byte) and cut off too.
  */
 export async function cutBack(io: StoreIo, file: OpenFile): Promise<void> {
   const { size } = await io.fstat(file.fd);
-  await io.ftruncate(file.fd, size >= file.size ? file.size : Math.max(0, size - file.written));
+  const end = size >= file.size ? file.size : Math.max(0, size - file.written);
+  await io.ftruncate(file.fd, end);
+  const whole = await beforeZeros(io, file, end);
+  if (whole < end) await io.ftruncate(file.fd, whole);
   await io.fdatasync(file.fd);
+  file.size = whole;
   file.dirty = false;
 }
+
+/**
+ * Where the zero bytes that end the first `end` bytes of `file` begin: `end` when its last byte is not
+ * one. Read through a descriptor of its own (the store's writes only), from the file at its name when
+ * that is still the one open.
+ */
+async function beforeZeros(io: StoreIo, file: OpenFile, end: number): Promise<number> {
+  if (end === 0) return 0;
+  const fd = await io.open(file.name, 'r');
+  try {
+    if (!sameFile(file.id, await io.fstat(fd))) return end;
+    const chunk = Buffer.allocUnsafe(Math.min(end, ZERO_SCAN_BYTES));
+    for (let to = end; to > 0; ) {
+      const from = Math.max(0, to - chunk.length);
+      const part = chunk.subarray(0, to - from);
+      await readAt(io, fd, part, from);
+      for (let i = part.length - 1; i >= 0; i--) if (part[i] !== 0) return from + i + 1;
+      to = from;
+    }
+    return 0;
+  } finally {
+    await io.close(fd);
+  }
+}
+
+const ZERO_SCAN_BYTES = 64 * 1024;
 
 /** Whether `a` is the file `b` says (undefined: the path names none now). */
 export const sameFile = (a: FileIdentity, b: FileIdentity | undefined): boolean =>
