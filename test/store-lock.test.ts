@@ -13,7 +13,7 @@ import {
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NdjsonStore } from '../src/index.ts';
-import { runCli, startCli } from './cli-harness.ts';
+import { runCli, startCli, storedEvents } from './cli-harness.ts';
 import { segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { httpFlags } from './helpers-spawn.ts';
 import { waitUntil } from './helpers-wait.ts';
@@ -139,3 +139,38 @@ test('with --workers, --out moved away and made again, or removed, while the end
   }
   assert.throws(() => lstatSync(join(out, LOCK)), { code: 'ENOENT' }, 'the primary lets it go at exit');
 });
+
+test('the lock is kept while the store is open: made again within a second when removed by hand; while another process holds it, events are refused and health says so', async () => {
+  const dir = tempDir();
+  const store = await NdjsonStore.open(dir);
+  const path = join(dir, LOCK);
+  await store.appendLine('{"n":1}');
+  unlinkSync(path);
+  await waitUntil(
+    () => linkAt(path)?.startsWith(`${process.pid} `) === true,
+    () => `lock: ${linkAt(path)}`,
+  );
+  unlinkSync(path);
+  symlinkSync(String(process.ppid), path); // another endpoint, started in the second before it was made again
+  await waitUntil(
+    () => !store.writable,
+    () => 'the store still says writable',
+  );
+  await assert.rejects(store.appendLine('{"n":2}'), { code: 'SEG_STORE_IN_USE' });
+  unlinkSync(path); // the other one stopped
+  await waitUntil(
+    () => store.writable,
+    () => 'the store does not take events again',
+  );
+  await store.appendLine('{"n":3}');
+  await store.close();
+  assert.deepEqual(storedEvents(dir), [{ n: 1 }, { n: 3 }]);
+});
+
+function linkAt(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
+  }
+}

@@ -69,7 +69,7 @@ export class NdjsonStore {
    */
   get writable(): boolean {
     const stuck = this.#committing !== undefined && performance.now() - this.#committing > this.#stuckMs;
-    return this.#writable && !stuck && !this.#queue.full;
+    return this.#writable && !stuck && !this.#queue.full && this.#lock?.lost?.() === undefined;
   }
 
   /** Called after each group commit with its write + fdatasync time (seconds) and its events: for metrics. */
@@ -164,6 +164,8 @@ export class NdjsonStore {
     this.#committing = performance.now();
     try {
       file = await this.#open(name);
+      const lost = this.#lock?.lost?.(); // another endpoint writes here now (its lock): refused
+      if (lost !== undefined) throw lost;
       // Never write after a partial line: cut it off first, or refuse.
       if (file.dirty) await this.#cut(file);
       let text = '';

@@ -22,7 +22,13 @@ export interface StoreLock {
    * SEG_STORE_IN_USE when another process holds that one. (A host's own lock may have none.)
    */
   renew?(): void;
+  /** Why the store may not write now: another process took its lock (found within KEEP_MS). */
+  lost?(): Error | undefined;
 }
+
+// The lock kept between the store's opens of its files: made again within this when removed by hand
+// or with its directory, and another process's found, so that no two endpoints write one file.
+const KEEP_MS = 1_000;
 
 /**
  * Locks `dir` for this process (it must exist), or throws SEG_STORE_IN_USE naming the process that holds
@@ -33,12 +39,29 @@ export function lockStore(dir: string, pid = process.pid): StoreLock {
   const path = join(dir, LOCK);
   const me = `${pid} ${procStat(pid)?.started ?? 0} ${pidSpace()}`;
   const own = pid === process.pid;
+  let lost: Error | undefined;
   const renew = () => {
-    if (linkAt(path) !== me) take(dir, path, me, own);
+    try {
+      if (linkAt(path) !== me) take(dir, path, me, own);
+      lost = undefined;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'SEG_STORE_IN_USE') lost = err as Error;
+      throw err;
+    }
   };
   take(dir, path, me, own);
-  if (!own) return { release: () => {}, renew };
+  const keep = setInterval(() => {
+    try {
+      renew();
+    } catch {
+      // Another process's: said by lost(). A directory gone: the store's next commit makes it again.
+    }
+  }, KEEP_MS).unref();
+  const kept = () => clearInterval(keep);
+  const lock = { renew, lost: () => lost };
+  if (!own) return { ...lock, release: kept };
   const release = () => {
+    kept();
     process.off('exit', guardedRelease);
     // Only this process's own: another may have taken it over after a mistake of an operator's.
     if (readlinkSync(path) === me) unlinkSync(path);
@@ -51,7 +74,7 @@ export function lockStore(dir: string, pid = process.pid): StoreLock {
     }
   };
   process.on('exit', guardedRelease);
-  return { release: guardedRelease, renew };
+  return { ...lock, release: guardedRelease };
 }
 
 /** Makes the lock `me` at `path`, taking over one left by a process that is gone. */
