@@ -114,30 +114,26 @@ for (const [name, io] of [
     };
     const store = await NdjsonStore.open(dir, { io: disk });
     const path = join(dir, FILE);
+    /** Event `n`'s write fails part-way, then `n + 1` is stored: the file holds that one line alone. */
+    const failedThenStored = async (n: number) => {
+      full = true;
+      await assert.rejects(store.appendLine(`{"n":${n}}`, AT), { code: 'ENOSPC' });
+      full = false;
+      await store.appendLine(`{"n":${n + 1}}`, AT);
+      assert.equal(readFileSync(path, 'utf8'), `{"n":${n + 1}}\n`);
+    };
     await store.appendLine('{"n":1}', AT);
     await store.appendLine('{"n":2}', AT);
     truncateSync(path, 0);
-    full = true;
-    await assert.rejects(store.appendLine('{"n":3}', AT), { code: 'ENOSPC' });
-    full = false;
-    await store.appendLine('{"n":4}', AT);
-    assert.equal(readFileSync(path, 'utf8'), '{"n":4}\n');
+    await failedThenStored(3);
     // Cut short between the store's look at the file and its write: the failed write's bytes are the
     // file's last, wherever it ends.
     truncateAt = path;
-    full = true;
-    await assert.rejects(store.appendLine('{"n":5}', AT), { code: 'ENOSPC' });
-    full = false;
-    await store.appendLine('{"n":6}', AT);
-    assert.equal(readFileSync(path, 'utf8'), '{"n":6}\n');
+    await failedThenStored(5);
     // Cut short while the store cuts back a failed write, after it read the file's size: its truncation
     // to the end of the whole lines would grow the file again, with zeros.
-    full = true;
     cutAfterLook = path;
-    await assert.rejects(store.appendLine('{"n":7}', AT), { code: 'ENOSPC' });
-    full = false;
-    await store.appendLine('{"n":8}', AT);
+    await failedThenStored(7);
     await store.close();
-    assert.equal(readFileSync(path, 'utf8'), '{"n":8}\n');
   });
 }
