@@ -324,11 +324,12 @@ describe('secrets kept off the command line', () => {
       writeFileSync(path, bytes, { mode: 0o600 });
       assert.throws(() => configOf(['--api-keys-file', path]), message);
     }
-    writeFileSync(join(dir, 'long-keys.txt'), `${'k'.repeat(8 * 1024)}\n`, { mode: 0o600 });
-    assert.equal(
-      (configOf(['--api-keys-file', join(dir, 'long-keys.txt')]).options.apiKeys as ApiKeySpec[]).length,
-      1,
-    );
+    // The longest line taken, whether it ends in LF or in CRLF (a file saved on Windows): "\r" is its end.
+    for (const end of ['\n', '\r\n']) {
+      writeFileSync(join(dir, 'long-keys.txt'), `${'k'.repeat(8 * 1024)}${end}k2${end}`, { mode: 0o600 });
+      const { apiKeys } = configOf(['--api-keys-file', join(dir, 'long-keys.txt')]).options;
+      assert.equal((apiKeys as ApiKeySpec[]).length, 2, JSON.stringify(end));
+    }
   });
 
   test('files named at start are read up to the same bounds: a file of /proc that never ends is refused', () => {
