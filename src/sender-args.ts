@@ -71,7 +71,15 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
   }
   // One positional left: the URL, or a word written as one.
   const url = positionals[0] as string;
-  if (urlAt === -1) throw new UsageError(`"${url}" is not an http:// or https:// URL`);
+  if (urlAt === -1) {
+    // Written as one, but not one: a port past 65535, a host that cannot be (`http://a b/`).
+    const written = /^https?:\/\//i.test(url);
+    throw new UsageError(
+      written
+        ? `"${url}" is not a valid URL: its port (1 to 65535) or its host`
+        : `"${url}" is not an http:// or https:// URL`,
+    );
+  }
   const parsed = new URL(url);
   // A client would turn them into an Authorization header in place of Segment's.
   if (parsed.username !== '' || parsed.password !== '') {

@@ -129,6 +129,12 @@ describe('segment-endpoint load flags', () => {
   const cases: Array<[string, string[], RegExp]> = [
     ['no URL', ['--api-key', 'k'], /URL is required/],
     ['not http', ['ftp://x/', '--api-key', 'k'], /not an http/],
+    ['a port out of range', ['https://127.0.0.1:99999/', '--api-key', 'k'], /not a valid URL: its port/],
+    [
+      '--rate past what a number holds exactly',
+      ['https://x/', '--api-key', 'k', '--rate', '99999999999999999999'],
+      /--rate must be at most 9007199254740991, not "99999999999999999999"/,
+    ],
     ['credentials in the URL', ['https://u:p@x/', '--api-key', 'k'], /credentials/],
     ['no --api-key', ['https://x/'], /--api-key is required/],
     ['--rate 0', ['https://x/', '--api-key', 'k', '--rate', '0'], /--rate must be a positive integer/],

@@ -118,6 +118,10 @@ function parseLoadArgs(args: readonly string[]): { options: LoadOptions; insecur
 function positive(name: string, text: string): number {
   if (!POSITIVE_INTEGER.test(text))
     throw new UsageError(`--${name} must be a positive integer, not "${text}"`);
+  // Past this a number is not held exactly: the run would ask for another figure than the one given.
+  if (!Number.isSafeInteger(Number(text))) {
+    throw new UsageError(`--${name} must be at most ${Number.MAX_SAFE_INTEGER}, not "${text}"`);
+  }
   return Number(text);
 }
 
