@@ -166,7 +166,7 @@ export interface Answer extends Outcome {
 /**
  * One event over HTTPS through `agent` (with `headers` besides Segment's), its answer read: status, error
  * `code`, the headers that matter.
- * Never rejects: a network failure is status 0.
+ * Never rejects: a network failure, or no answer within 30 s, is status 0.
  */
 export function send(
   agent: Agent,
@@ -217,9 +217,14 @@ export function send(
       },
     );
     req.on('error', (err) => resolve(failed(err)));
+    // Unanswered this long: given up, as Segment gives up after ~5 s. A connection the primary of
+    // --workers handed to a worker killed at that moment is never answered, and held the test for good.
+    req.setTimeout(SEND_TIMEOUT_MS, () => req.destroy(new Error('no answer within 30 s')));
     req.end(body);
   });
 }
+
+const SEND_TIMEOUT_MS = 30_000;
 
 /**
  * Keeps `connections` keep-alive connections busy, each sending one event after another. Bounded in
