@@ -138,14 +138,11 @@ function takeOver(path: string, stale: string): void {
 }
 
 function holderOf(path: string): Holder | undefined {
-  try {
-    const target = readlinkSync(path);
-    const [pid, started, space] = target.split(' ');
-    const holder = { target, pid: Number(pid), started: Number(started ?? 0), space };
-    return Number.isInteger(holder.pid) && holder.pid > 0 ? holder : undefined;
-  } catch {
-    return undefined; // removed meanwhile, or not a link: taken for gone
-  }
+  const target = linkAt(path);
+  if (target === undefined) return undefined; // removed meanwhile, or not a link: taken for gone
+  const [pid, started, space] = target.split(' ');
+  const holder = { target, pid: Number(pid), started: Number(started ?? 0), space };
+  return Number.isInteger(holder.pid) && holder.pid > 0 ? holder : undefined;
 }
 
 /**
