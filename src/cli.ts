@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { WORKER_VARIABLE } from './cluster/messages.ts';
 import type { WorkerLink } from './cluster/worker.ts';
 import { type CliConfig, NAME, parseConfig, UsageError, usage } from './config.ts';
-import { type ReadFile, readInput, sentOrRead } from './config-keys.ts';
+import { keepingReads, sentOrRead } from './config-keys.ts';
 import { ofTheFlag } from './config-said.ts';
 import { jsonLogger, type Logger, withFields } from './log.ts';
 import { logProcessEvents } from './process-events.ts';
@@ -42,14 +42,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   // What the configuration was read from: a primary of --workers hands it to its workers, which read
   // their configuration from it rather than from the files (cluster/worker.ts, primaryFiles).
   let files: Map<string, Buffer>;
+  const modes = new Map<string, number>();
   try {
     const given = process.send === undefined ? undefined : await workerFiles(env);
     files = given ?? new Map();
-    const readFile: ReadFile = (file, flag) => {
-      const bytes = given?.get(file) ?? readInput(file, flag);
-      files.set(file, bytes);
-      return bytes;
-    };
+    const readFile = keepingReads(given, files, modes);
     config = parseConfig(argv, env, readFile);
   } catch (err) {
     return fail(err);
@@ -64,7 +61,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   // Said once: by the single process, or by the primary of --workers.
   if (env[WORKER_VARIABLE] === undefined) {
     for (const said of config.unused) log.warn({}, config.said(said));
-    for (const said of readableByOthers(config.secretFiles)) log.warn({}, config.said(said));
+    for (const said of readableByOthers(config.secretFiles, modes)) log.warn({}, config.said(said));
   }
   let link: WorkerLink | undefined;
   if (config.workers > 1) {

@@ -3,7 +3,7 @@ import { type ApiKeySpec, sameSpec } from './auth.ts';
 import { digest53 } from './digest.ts';
 import { ownApiKeySpec } from './key-spec.ts';
 import { OPTIONS } from './option-table.ts';
-import { KEYS_FILE_MAX_BYTES, readFileUpTo, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
+import { type FileRead, KEYS_FILE_MAX_BYTES, readFileUpTo, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
 import { ShardedMap } from './sharded-map.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 
@@ -32,6 +32,9 @@ export function keysFile(
 /** Reads a file named on the command line (`readInput`, unless what was read before is wanted again). */
 export type ReadFile = (file: string, flag: string) => Buffer;
 
+/** `readInput`'s bytes alone. */
+export const readBytes: ReadFile = (file, flag) => readInput(file, flag).bytes;
+
 /**
  * Keys from --api-key, --api-keys-file and the environment, in that order, as steps (slices.ts): run at
  * once at start-up, in slices by a SIGHUP's reload.
@@ -40,7 +43,7 @@ export function* apiKeySteps(
   flags: string[] | undefined,
   file: string | undefined,
   env: NodeJS.ProcessEnv,
-  read: ReadFile = readInput,
+  read: ReadFile = readBytes,
 ): Steps<ApiKeySpec[]> {
   const given: Array<[ApiKeySpec, string]> = (flags ?? []).map((spec) => [
     parseKeySpec(spec, '--api-key'),
@@ -200,10 +203,32 @@ function checked(item: string | object, where: string): ApiKeySpec {
 
 /** A worker's reader: what its primary sent, else the file itself, read up to the larger bound. */
 export const sentOrRead = (files: ReadonlyMap<string, Buffer>) => (path: string) =>
-  files.get(path) ?? readFileUpTo(path, KEYS_FILE_MAX_BYTES);
+  files.get(path) ?? readFileUpTo(path, KEYS_FILE_MAX_BYTES).bytes;
 
-/** A file named on the command line, or a usage error that names its flag. */
-export function readInput(file: string, flag: string): Buffer {
+/**
+ * The reader of start-up: each file's bytes kept in `files` (a primary hands them to its workers), and
+ * of each read here its mode in `modes`, as its descriptor showed it (what secret-files.ts judges: the
+ * path may name another file since); a file the primary sent (`given`) is taken instead of read.
+ */
+export const keepingReads =
+  (
+    given: ReadonlyMap<string, Buffer> | undefined,
+    files: Map<string, Buffer>,
+    modes: Map<string, number>,
+  ): ReadFile =>
+  (path, flag) => {
+    let bytes = given?.get(path);
+    if (bytes === undefined) {
+      const read = readInput(path, flag);
+      modes.set(path, read.mode);
+      bytes = read.bytes;
+    }
+    files.set(path, bytes);
+    return bytes;
+  };
+
+/** A file named on the command line, and its mode, or a usage error that names its flag. */
+export function readInput(file: string, flag: string): FileRead {
   try {
     return readFileUpTo(file, flag === '--api-keys-file' ? KEYS_FILE_MAX_BYTES : SMALL_FILE_MAX_BYTES);
   } catch (err) {

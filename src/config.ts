@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { apiKeySteps, type KeysFile, keysFile, type ReadFile, readInput, UsageError } from './config-keys.ts';
+import { apiKeySteps, type KeysFile, keysFile, type ReadFile, readBytes, UsageError } from './config-keys.ts';
 import { flagName, ofTheirSource } from './config-said.ts';
 import { tlsOf } from './config-tls.ts';
 import { unusedSettings } from './config-unused.ts';
@@ -58,7 +58,7 @@ export interface CliConfig {
 export function parseConfig(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
-  readFile: ReadFile = readInput,
+  readFile: ReadFile = readBytes,
 ): CliConfig | 'help' | 'version' {
   const values = parseFlags(argv);
   if (values.help === true) return 'help';

@@ -16,14 +16,16 @@ export const SMALL_FILE_MAX_BYTES = 2 ** 20;
 
 /**
  * A file named on the command line, read at start up to `maxBytes`: a pipe too (`--cert <(vault read
- * ...)`, its writer there), blocking until its writer is done, as start-up may.
+ * ...)`, its writer there), blocking until its writer is done, as start-up may. Its mode is the
+ * descriptor's: the path may name another file by the time anyone looks.
  */
-export function readFileUpTo(path: string, maxBytes: number): Buffer {
+export function readFileUpTo(path: string, maxBytes: number): FileRead {
   const fd = openSync(path, constants.O_RDONLY);
   try {
-    const read = new Gathered(fstatSync(fd), maxBytes, false);
+    const stat = fstatSync(fd);
+    const read = new Gathered(stat, maxBytes, false);
     for (let chunk = read.chunk(); read.took(chunk, readSync(fd, chunk)); chunk = read.chunk());
-    return read.bytes();
+    return { bytes: read.bytes(), mode: stat.mode };
   } finally {
     closeSync(fd);
   }

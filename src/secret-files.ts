@@ -1,21 +1,21 @@
-import { statSync } from 'node:fs';
-
 // Secrets kept in files (--api-keys-file, --signature-secret-file) are safe from other users of the host
 // only while the file's mode keeps them out: a file written under the default umask (0644) is readable by
 // every user, which is what keeping the secrets out of the command line (ps) was for. Said at start, and of
 // the keys file at each SIGHUP that reads it (keys-reload.ts).
 
-/** A warning for each of `files` (its flag and path) that every user of this host may read. */
-export function readableByOthers(files: ReadonlyArray<readonly [flag: string, path: string]>): string[] {
+/**
+ * A warning for each of `files` (its flag and path) that every user of this host may read, by the mode
+ * its read showed (`modes`, by path): the path may name another file since. One not read here (a
+ * worker's, sent by its primary) is not judged.
+ */
+export function readableByOthers(
+  files: ReadonlyArray<readonly [flag: string, path: string]>,
+  modes: ReadonlyMap<string, number>,
+): string[] {
   const warnings: string[] = [];
   for (const [flag, path] of files) {
-    let mode: number;
-    try {
-      mode = statSync(path).mode;
-    } catch {
-      continue; // read at start all the same (a pipe gone since): nothing left to say of its mode
-    }
-    const warning = readableWarning(flag, path, mode);
+    const mode = modes.get(path);
+    const warning = mode === undefined ? undefined : readableWarning(flag, path, mode);
     if (warning !== undefined) warnings.push(warning);
   }
   return warnings;

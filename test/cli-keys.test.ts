@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ApiKeySpec } from '../src/auth.ts';
 import { parseConfig, parseKeySpec, parseKeysFile, UsageError } from '../src/config.ts';
-import { apiKeySteps } from '../src/config-keys.ts';
+import { apiKeySteps, readInput } from '../src/config-keys.ts';
 import { createHandler, silentLogger } from '../src/index.ts';
 import { reloadKeysInSlices } from '../src/keys-reload.ts';
 import { jsonLogger } from '../src/log.ts';
 import { KEYS_FILE_MAX_BYTES, readFileUpTo, readRegularFileAsync } from '../src/regular-file.ts';
+import { readableByOthers } from '../src/secret-files.ts';
 import { commandDir, configOf, startCli } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
@@ -237,6 +238,30 @@ describe('secrets kept off the command line', () => {
       const config = configOf(['--api-key', 'k', '--signature-secret-file', path]);
       assert.equal(config.options.signatureSecret, secret, JSON.stringify(text));
     });
+  });
+
+  test("a secret file's mode is judged of the file read, not of what its path names after", () => {
+    // Read, then replaced (a secrets agent renames a new file in): the warning is of what was read.
+    const open = file('open-then-closed', 'k1\n');
+    chmodSync(open, 0o644);
+    const closed = file('closed-then-open', 'k2\n');
+    const modes = new Map<string, number>();
+    for (const path of [open, closed]) modes.set(path, readInput(path, '--api-keys-file').mode);
+    renameSync(file('closed-replacement', 'k3\n'), open);
+    const opened = file('open-replacement', 'k4\n');
+    chmodSync(opened, 0o644);
+    renameSync(opened, closed);
+    const warnings = readableByOthers(
+      [
+        ['--api-keys-file', open],
+        ['--signature-secret-file', closed],
+        ['--signature-secret-file', join(dir, 'sent-by-the-primary')],
+      ],
+      modes,
+    );
+    assert.deepEqual(warnings, [
+      `--api-keys-file ${open} is readable by every user of this host (mode 0644): it holds secrets; chmod 600 it`,
+    ]);
   });
 
   test('SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE names the file too', () => {
