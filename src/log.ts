@@ -90,15 +90,22 @@ function serialize(obj: object): object {
   return err instanceof Error ? { ...obj, err: errorFields(err) } : obj;
 }
 
-/** An error's fields, each read on its own: a getter that throws costs only its own field. */
-function errorFields(err: Error): object {
+/**
+ * An error's fields, each read on its own: a getter that throws costs only its own field. Its `cause`
+ * too, an error's own fields a few deep: what an endpoint's generic 500 says of why it happened.
+ */
+function errorFields(err: Error, depth = 0): object {
+  const cause = readable(() => err.cause);
   return {
     type: readable(() => err.name),
     message: readable(() => err.message),
     code: readable(() => (err as { code?: unknown }).code),
     stack: readable(() => err.stack),
+    ...(cause instanceof Error && depth < MAX_CAUSES ? { cause: errorFields(cause, depth + 1) } : {}),
   };
 }
+
+const MAX_CAUSES = 3;
 
 function readable(read: () => unknown): unknown {
   try {

@@ -107,6 +107,23 @@ test('the built-in logger writes the same shape of line, at or above its level',
   assert.equal(line.err.message, 'kept');
 });
 
+test("the built-in logger writes an error's cause, a few deep: why a generic 500 happened", () => {
+  const written: string[] = [];
+  const log = jsonLogger('info', (line) => written.push(line));
+  const root = Object.assign(new Error('the disk is full'), { code: 'ENOSPC' });
+  log.error({ err: new Error('Internal error', { cause: new Error('write failed', { cause: root }) }) }, 'x');
+  const looped = new Error('itself');
+  looped.cause = looped;
+  log.error({ err: looped }, 'y');
+  const first = JSON.parse(written[0] as string).err;
+  assert.equal(first.cause.message, 'write failed');
+  assert.equal(first.cause.cause.message, 'the disk is full');
+  assert.equal(first.cause.cause.code, 'ENOSPC');
+  let depth = 0;
+  for (let e = JSON.parse(written[1] as string).err; e.cause !== undefined; e = e.cause) depth++;
+  assert.equal(depth, 3);
+});
+
 test('the built-in logger writes a line for whatever it is given, and never throws', () => {
   const written: string[] = [];
   const log = jsonLogger('info', (line) => written.push(line));
