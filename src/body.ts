@@ -97,11 +97,14 @@ export interface ReceivedBody {
 /**
  * The body a framework has already read into `req.body`, if any: a string or Buffer goes through the
  * same limits and parser as a body read here; a parsed object through the same depth and prototype
- * checks, which the framework's parser may not make. `undefined` when the body is still to be read.
+ * checks, which the framework's parser may not make. `undefined` when the body is still to be read,
+ * in the stream whatever `req.body` holds.
  */
 export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedBody | undefined {
   const parsed = (req as IncomingMessage & { body?: unknown }).body;
-  if (parsed === undefined) return undefined;
+  // Set by a middleware that never read the stream (`req.body = req.body || {}`): the event is still there.
+  if (parsed === undefined || (req.readableDidRead === false && req.readableEnded === false))
+    return undefined;
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
     // Bytes that are not UTF-8 are refused, as the reader refuses them, not read with replacement

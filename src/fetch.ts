@@ -205,6 +205,7 @@ class RequestBody extends Readable {
 /** The parts of a ServerResponse the pipeline writes, turned into a Response once it ends. */
 class FetchReply {
   headersSent = false;
+  writableEnded = false;
   destroyed = false;
   #status = 200;
   #headers = new Headers();
@@ -230,6 +231,7 @@ class FetchReply {
 
   end(body?: string | Buffer): this {
     if (!this.headersSent) this.writeHead(this.#status);
+    this.writableEnded = true;
     const empty = body === undefined || body.length === 0 || NO_BODY.has(this.#status);
     const bytes = empty ? null : typeof body === 'string' ? body : new Uint8Array(body);
     this.#resolve(new Response(bytes, { status: this.#status, headers: this.#headers }));

@@ -3,6 +3,7 @@ import { type ApiKeySpec, repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import type { ErrorAnswer } from './errors.ts';
+import { hostAnswered } from './host-answered.ts';
 import { checkApiKeysSteps, resolveApiKeysSteps } from './key-spec.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
@@ -99,6 +100,7 @@ class FrontDoor {
   }
 
   serve(req: IncomingMessage, res: ServerResponse): void {
+    if (res.headersSent) hostAnswered(this.#opts.log); // an embedding host's bug, said once
     // Read behind an answer that ends its connection: Node would write no answer of it, so nothing of it
     // is taken (its sender, unanswered, sends it again).
     if (behindClosingAnswer(req)) {

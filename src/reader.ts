@@ -29,11 +29,9 @@ export function readBody(
   coding: Coding | undefined,
   sink: BodySink,
 ): void {
-  if (req.readableEnded) {
-    // Read to its end before the handler got it (a host's middleware that read it without setting
-    // `req.body`): no event is left to take, and no byte will come. A bug of the host's: a 500, which
-    // Segment retries, and the cause in the log.
-    sink.bodyFailed(new EndpointError('SEG_INTERNAL', undefined, { cause: new Error(BODY_GONE) }));
+  const unreadable = takenByTheHost(req, coding);
+  if (unreadable !== undefined) {
+    sink.bodyFailed(new EndpointError('SEG_INTERNAL', undefined, { cause: new Error(unreadable) }));
     return;
   }
   const reading = new BodyRead(req, maxBytes, sink);
@@ -53,7 +51,28 @@ export function readBody(
   );
 }
 
-const BODY_GONE = 'the request body was read before the endpoint got it (by a middleware?)';
+/**
+ * Why the body cannot be read whole here, if its host took it first: read to its end, or in part (a
+ * request log's own 'data' listener, and an await before the handler), without setting `req.body`; or
+ * its encoding set (`req.setEncoding`) to one that does not give its bytes back. No event is left to
+ * take: a bug of the host's, a 500, which Segment retries, and the cause in the log. A body decoded as
+ * UTF-8 text is read back as UTF-8, as it was sent when it was valid (a sequence that was not is already
+ * the replacement character); compressed, it was not text, and is lost.
+ */
+function takenByTheHost(req: IncomingMessage, coding: Coding | undefined): string | undefined {
+  if (req.readableEnded) return 'the request body was read before the endpoint got it (by a middleware?)';
+  if (req.readableDidRead) {
+    return 'some of the request body was read before the endpoint got it (by a middleware?)';
+  }
+  const encoding = req.readableEncoding;
+  if (encoding === null || KEPT_ENCODINGS.has(encoding) || (encoding === 'utf8' && coding === undefined)) {
+    return undefined;
+  }
+  return `the request's encoding was set to ${encoding} before the endpoint got it: its bytes are lost`;
+}
+
+/** The encodings whose text gives every byte back (`Buffer.from(text, encoding)`). */
+const KEPT_ENCODINGS = new Set(['latin1', 'hex', 'base64', 'base64url']);
 
 class BodyRead extends Deadline {
   /** The body's bytes so far (see `gather`). */
@@ -86,7 +105,10 @@ class BodyRead extends Deadline {
   listen(): void {
     // Left in place once the read is over (removing them costs more than the `done` check); a request's
     // listeners go with it.
-    this.req.on('data', (chunk: Buffer) => this.data(chunk));
+    this.req.on('data', (chunk: Buffer | string) =>
+      // Text where the host set an encoding (takenByTheHost): its bytes again.
+      this.data(typeof chunk === 'string' ? Buffer.from(chunk, this.req.readableEncoding ?? 'utf8') : chunk),
+    );
     this.req.on('end', () => this.end());
     // A 'close' before 'end': the body will not come whole (cut short, or the request destroyed after
     // its last byte but before 'end'). Node's aborted request emits 'error' only when someone listens
@@ -94,6 +116,8 @@ class BodyRead extends Deadline {
     this.req.on('close', () => {
       if (!this.ended) this.finish(new EndpointError('SEG_BODY_ABORTED'));
     });
+    // Paused by its host: a 'data' listener does not start it again, and the body would wait out its deadline.
+    if (this.req.readableFlowing === false) this.req.resume();
   }
 
   /**

@@ -2,6 +2,7 @@ import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, ST
 import { Socket } from 'node:net';
 import { lastOnConnection, lingerAfter, noteEnd } from './connection-end.ts';
 import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
+import { cutIfHostAnswered } from './host-answered.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
 // `{"message", "code"}`, which Segment shows the customer in its debugger.
@@ -18,7 +19,11 @@ const HEALTH = {
 
 /** An empty success answer. `close` ends the connection with it (while draining). */
 export function sendStatus(res: ServerResponse, status: number, close: boolean): void {
-  if (res.headersSent) return;
+  if (res.headersSent) {
+    // The host's headers went first (hostAnswered): its status stands for this success.
+    if (!res.writableEnded) res.end();
+    return;
+  }
   res.writeHead(status, close ? EMPTY_CLOSE : EMPTY).end();
   noteEnd(res);
 }
@@ -131,7 +136,7 @@ export function sendError(
   context: RefusalContext,
   extra?: OutgoingHttpHeaders,
 ): void {
-  if (res.headersSent) return;
+  if (cutIfHostAnswered(res)) return;
   const body = refusalBody(reply);
   const headers: OutgoingHttpHeaders = {
     'content-type': JSON_TYPE,
@@ -182,6 +187,7 @@ export function sendContinue(res: ServerResponse): void {
  * (events cannot be stored now), so a load balancer routes elsewhere. No body for HEAD.
  */
 export function sendHealth(req: IncomingMessage, res: ServerResponse, state: keyof typeof HEALTH): void {
+  if (cutIfHostAnswered(res)) return;
   const body = HEALTH[state];
   res.writeHead(state === 'ok' || state === 'live' ? 200 : 503, {
     'content-type': JSON_TYPE,
@@ -201,6 +207,7 @@ function mayBeLarge(req: IncomingMessage, maxBytes: number): boolean {
 
 /** The Prometheus text exposition. */
 export function sendMetrics(req: IncomingMessage, res: ServerResponse, text: string): void {
+  if (cutIfHostAnswered(res)) return;
   res.writeHead(200, {
     'content-type': 'text/plain; version=0.0.4; charset=utf-8',
     'content-length': Buffer.byteLength(text),

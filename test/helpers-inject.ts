@@ -64,7 +64,16 @@ export async function inject(
     (req, res) => {
       request = req;
       asParsed(req, options, 'user-agent' in headers);
-      handler(req, res);
+      if (options.parsedBody === undefined) {
+        handler(req, res);
+        return;
+      }
+      // As a framework that parsed it: the stream read to its end first, then `req.body` set.
+      req.on('end', () => {
+        (req as IncomingMessage & { body?: unknown }).body = options.parsedBody;
+        handler(req, res);
+      });
+      req.resume();
     },
     {
       method: options.method ?? 'POST',
@@ -148,6 +157,4 @@ function asParsed(req: IncomingMessage, options: InjectOptions, userAgent: boole
     if (chunk === null) this.complete = true;
     return push.call(this, chunk, encoding);
   };
-  if (options.parsedBody !== undefined)
-    (req as IncomingMessage & { body?: unknown }).body = options.parsedBody;
 }

@@ -1,0 +1,32 @@
+import type { ServerResponse } from 'node:http';
+import type { Logger } from './log.ts';
+
+// An embedding host that sent the response's headers before handing the request to the handler
+// (`res.flushHeaders()` in a middleware): the status it sent cannot be taken back.
+
+/**
+ * Whether this response's headers are out already: ours (answered before, by a handler's timeout), or
+ * its host's (`res.flushHeaders()` before the handler got it, see hostAnswered), whose status cannot be
+ * taken back. A refusal then cuts the connection: its sender hears no success, and retries.
+ */
+export function cutIfHostAnswered(res: ServerResponse): boolean {
+  if (!res.headersSent) return false;
+  if (!res.writableEnded) res.destroy();
+  return true;
+}
+
+const saidHostAnswered = new WeakSet<Logger>();
+
+/**
+ * A response whose host sent its headers before the handler got it: logged once for each logger. Its
+ * event is taken all the same (the host's status may already have told the sender it was), and its
+ * answer is the host's status, ended, for a success; the connection cut for anything else.
+ */
+export function hostAnswered(log: Logger): void {
+  if (saidHostAnswered.has(log)) return;
+  saidHostAnswered.add(log);
+  log.error(
+    {},
+    "the response's headers were already sent when the endpoint got the request (by the host's middleware?): successes end the host's response, anything else cuts the connection",
+  );
+}

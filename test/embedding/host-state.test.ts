@@ -1,0 +1,222 @@
+// What a partner's own server may have done to the request and response before handing them to the
+// handler: a request log that set the body's encoding or tapped its bytes, a middleware that made
+// `req.body` an empty object or paused the stream, one that flushed the headers. Each is answered as
+// the contract wants an event it cannot take (a 5xx Segment retries, never a 400 that drops it, never a
+// 2xx for an event not taken), the host keeps running, and an event that can be read whole is taken.
+import assert from 'node:assert/strict';
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
+import { createHandler, type EndpointHandler } from '../../src/index.ts';
+import { jsonLogger } from '../../src/log.ts';
+import { recorder, type Seen, segmentHeaders, trackEvent } from '../helpers.ts';
+
+interface Answer {
+  readonly status: number;
+  readonly body: string;
+}
+
+interface Host {
+  readonly seen: Seen;
+  readonly logs: string[];
+  /** Sends `parts` as one request's body (chunked when more than one, a pause between them). */
+  send(parts: Buffer[], headers?: Record<string, string>, path?: string): Promise<Answer>;
+}
+
+/** A node:http server whose `host` step runs before it calls the handler, its parts' answers `use`d. */
+async function hosted(
+  host: (req: IncomingMessage, res: ServerResponse, segment: EndpointHandler) => void,
+  use: (h: Host) => Promise<void>,
+): Promise<void> {
+  const { seen, handlers } = recorder();
+  const logs: string[] = [];
+  const segment = createHandler({
+    apiKeys: ['test-key'],
+    handlers,
+    log: jsonLogger('info', (line) => logs.push(line)),
+  });
+  const server = createHttpServer((req, res) => host(req, res, segment));
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  const { port } = server.address() as AddressInfo;
+  const send = (parts: Buffer[], headers: Record<string, string> = {}, path = '/') =>
+    new Promise<Answer>((answered, failed) => {
+      const length = parts.length === 1 ? { 'content-length': String(parts[0]?.length) } : {};
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          path,
+          method: 'POST',
+          headers: { ...segmentHeaders(), ...length, ...headers },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () =>
+            answered({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+          );
+          res.on('error', failed);
+        },
+      );
+      req.on('error', failed);
+      (async () => {
+        for (const [i, part] of parts.entries()) {
+          if (i > 0) await sleep(30);
+          req.write(part);
+        }
+        req.end();
+      })().catch(failed);
+    });
+  try {
+    await use({ seen, logs, send });
+  } finally {
+    server.closeAllConnections();
+    await new Promise((closed) => server.close(closed));
+  }
+}
+
+const eventBytes = (extra: Record<string, unknown> = {}) => Buffer.from(JSON.stringify(trackEvent(extra)));
+const codeOf = (answer: Answer) => (JSON.parse(answer.body) as { code: string }).code;
+
+describe('a request the host set an encoding on (a request log that reads the body as text)', () => {
+  for (const encoding of ['utf8', 'latin1', 'hex', 'base64'] as const) {
+    test(`${encoding}: the event is read as sent, a character split across chunks included`, async () => {
+      await hosted(
+        (req, res, segment) => {
+          req.setEncoding(encoding);
+          segment(req, res);
+        },
+        async ({ seen, send }) => {
+          const body = eventBytes({ properties: { name: 'Zoë 日本' } });
+          const at = body.indexOf(Buffer.from('日')) + 1; // inside the character's three bytes
+          const answer = await send([body.subarray(0, at), body.subarray(at)]);
+          assert.equal(answer.status, 200, answer.body);
+          assert.deepEqual(seen[0]?.event.properties, { name: 'Zoë 日本' });
+        },
+      );
+    });
+  }
+
+  test('a compressed body: read back where the encoding keeps every byte; a 500 where utf8 lost them', async () => {
+    for (const [encoding, status] of [
+      ['latin1', 200],
+      ['utf8', 500],
+    ] as const) {
+      await hosted(
+        (req, res, segment) => {
+          req.setEncoding(encoding);
+          segment(req, res);
+        },
+        async ({ seen, logs, send }) => {
+          const answer = await send([gzipSync(eventBytes())], { 'content-encoding': 'gzip' });
+          assert.equal(answer.status, status, `${encoding}: ${answer.body}`);
+          assert.equal(seen.length, status === 200 ? 1 : 0);
+          if (status === 500) {
+            assert.equal(codeOf(answer), 'SEG_INTERNAL');
+            assert.match(logs.join(''), /encoding/);
+          }
+        },
+      );
+    }
+  });
+});
+
+describe('a request the host read some of', () => {
+  test('bytes taken by the host before the handler: a 500 (retried), not a 400 that drops the event', async () => {
+    await hosted(
+      (req, res, segment) => {
+        let bytes = 0;
+        // The handler gets the request once some of the body has gone to the host's own listener.
+        req.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (bytes === chunk.length) segment(req, res);
+        });
+      },
+      async ({ seen, logs, send }) => {
+        const body = eventBytes();
+        const answer = await send([body.subarray(0, 10), body.subarray(10)]);
+        assert.equal(answer.status, 500, answer.body);
+        assert.equal(codeOf(answer), 'SEG_INTERNAL');
+        assert.equal(seen.length, 0);
+        assert.match(logs.join(''), /read before the endpoint/);
+      },
+    );
+  });
+
+  test('req.body made an object by a middleware that never read the stream: the event is read from the stream', async () => {
+    for (const made of [{}, { tenant: 'acme' }]) {
+      await hosted(
+        (req, res, segment) => {
+          Object.assign(req, { body: { ...made } });
+          segment(req, res);
+        },
+        async ({ seen, send }) => {
+          const answer = await send([eventBytes({ messageId: 'from-the-stream' })]);
+          assert.equal(answer.status, 200, answer.body);
+          assert.equal(seen[0]?.event.messageId, 'from-the-stream');
+        },
+      );
+    }
+  });
+
+  test('a request the host paused: read at once, not left to its deadline', async () => {
+    await hosted(
+      (req, res, segment) => {
+        req.pause();
+        segment(req, res);
+      },
+      async ({ seen, send }) => {
+        const started = Date.now();
+        const answer = await send([eventBytes()]);
+        assert.equal(answer.status, 200, answer.body);
+        assert.equal(seen.length, 1);
+        assert.ok(Date.now() - started < 5_000, 'answered before the body deadline');
+      },
+    );
+  });
+});
+
+describe('a response whose headers the host already sent', () => {
+  const flushing = (req: IncomingMessage, res: ServerResponse, segment: EndpointHandler) => {
+    res.flushHeaders();
+    segment(req, res);
+  };
+
+  test("an event is taken and the host's response ended: its status may already have told the sender", async () => {
+    await hosted(flushing, async ({ seen, logs, send }) => {
+      for (let i = 0; i < 2; i++) {
+        const answer = await send([eventBytes({ messageId: `flushed-${i}` })]);
+        assert.equal(answer.status, 200);
+      }
+      assert.deepEqual(
+        seen.map(({ event }) => event.messageId),
+        ['flushed-0', 'flushed-1'],
+      );
+      assert.equal(logs.filter((line) => /headers were already sent/.test(line)).length, 1);
+    });
+  });
+
+  for (const [what, path, headers] of [
+    ['a refusal (a wrong key)', '/', { authorization: 'Basic d3Jvbmc6' }],
+    ['the health path', '/health', {}],
+    ['the live path', '/live', {}],
+    ['a path not served (404)', '/nowhere', {}],
+  ] as const) {
+    test(`${what}: the connection is cut, since no other status can be given, and the host keeps running`, async () => {
+      await hosted(flushing, async ({ seen, logs, send }) => {
+        for (let i = 0; i < 2; i++) {
+          await assert.rejects(send([eventBytes()], headers, path), /socket hang up|ECONNRESET|aborted/);
+        }
+        assert.equal(seen.length, 0, 'no event taken that was refused');
+        assert.equal(logs.filter((line) => /headers were already sent/.test(line)).length, 1);
+      });
+    });
+  }
+});
