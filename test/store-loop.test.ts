@@ -8,7 +8,6 @@ import {
   openSync,
   readdirSync,
   readFileSync,
-  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
@@ -17,7 +16,7 @@ import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { silentLogger } from '../src/log.ts';
-import { coresAllowed, loopIo } from '../src/sinks/file-io.ts';
+import { coresAllowed, loopIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { API_KEY, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
@@ -139,9 +138,23 @@ describe('the group commit on the event loop', () => {
 
   test('a write the disk refuses (/dev/full: ENOSPC) refuses its lines; the next write that works is stored', async () => {
     const dir = tempDir();
-    const store = await NdjsonStore.open(dir, { io: loopIo });
-    // The file of a day long past is the full device: every write to it fails.
-    symlinkSync('/dev/full', join(dir, 'events-2020-01-01.ndjson'));
+    // Every write to the file of a day long past goes to the full device, and fails as the kernel fails it.
+    const full = openSync('/dev/full', 'w');
+    const past = new Set<number>();
+    const io: StoreIo = {
+      ...loopIo,
+      open: async (path, flags) => {
+        const fd = await loopIo.open(path, flags);
+        if (path.endsWith('events-2020-01-01.ndjson')) past.add(fd);
+        return fd;
+      },
+      write: async (fd, ...rest) => loopIo.write(past.has(fd) ? full : fd, ...rest),
+      close: async (fd) => {
+        past.delete(fd); // its number is free for the next file opened
+        return loopIo.close(fd);
+      },
+    };
+    const store = await NdjsonStore.open(dir, { io });
     await assert.rejects(store.appendLine('{"n":1}', new Date('2020-01-01T12:00:00.000Z')), {
       code: 'ENOSPC',
     });
@@ -152,6 +165,7 @@ describe('the group commit on the event loop', () => {
     assert.equal(store.writable, true);
     assert.equal(readFileSync(join(dir, FILE), 'utf8'), '{"n":2}\n');
     await store.close();
+    closeSync(full);
   });
 });
 

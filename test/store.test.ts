@@ -1,5 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type Context, NdjsonStore, type StoredRecord, storeHandlers } from '../src/index.ts';
@@ -188,4 +198,60 @@ test('entries named like store files that are not: a dangling link is passed ove
   await assert.rejects(openSink({ out: dir, postgres: undefined, worker: undefined }, silentLogger), {
     message: `--out ${dir}: cannot use ${join(dir, 'events-2020-01-02.ndjson')} (EISDIR)`,
   });
+});
+
+test('a store file that is a symbolic link is never written through, nor cut by repair: another user may have planted it', async () => {
+  // In an --out others can write to, a link named as today's file sent events and their settings to a
+  // file of the other user's; one named as a past day's, to a file whose last line repair would cut.
+  const dir = tempDir();
+  const outside = join(tempDir(), 'elsewhere');
+  writeFileSync(outside, 'not the store, no newline at its end');
+  const before = readFileSync(outside, 'utf8');
+  const today = new Date();
+  const store = await NdjsonStore.open(dir);
+  const file = store.fileFor(today);
+  await store.append({ n: 1 }, today);
+  // Today's file replaced by a link while the store runs.
+  rmSync(file);
+  symlinkSync(outside, file);
+  await assert.rejects(store.append({ n: 2 }, today), { code: 'ELOOP' });
+  await store.close();
+  assert.equal(readFileSync(outside, 'utf8'), before);
+  // At start: a past day's link is passed over, today's refused.
+  symlinkSync(outside, join(dir, 'events-2020-01-01.ndjson'));
+  await assert.rejects(NdjsonStore.open(dir), { code: 'ELOOP' });
+  rmSync(file);
+  const again = await NdjsonStore.open(dir);
+  await again.append({ n: 3 }, today);
+  await again.close();
+  assert.equal(readFileSync(outside, 'utf8'), before);
+  assert.deepEqual(lines(file), [{ n: 3 }]);
+});
+
+test("a store file another user owns is not appended to: the events would be that user's to read", {
+  skip: process.getuid?.() !== 0 && 'needs root to give a file to another user',
+}, async () => {
+  const dir = tempDir();
+  const store = await NdjsonStore.open(dir);
+  const today = new Date();
+  const file = store.fileFor(today);
+  await store.close();
+  rmSync(file);
+  writeFileSync(file, '', { mode: 0o666 });
+  chownSync(file, 65534, 65534);
+  await assert.rejects(NdjsonStore.open(dir), /owned by another user \(uid 65534\)/);
+  assert.equal(readFileSync(file, 'utf8'), '');
+});
+
+test('an --out every user of the host may write to is said at start', async () => {
+  const dir = tempDir();
+  chmodSync(dir, 0o777);
+  const warned: string[] = [];
+  const log = { ...silentLogger, warn: (_: object, msg?: string) => warned.push(msg ?? '') };
+  const { openSink } = await import('../src/sinks/sink.ts');
+  const sink = await openSink({ out: dir, postgres: undefined, worker: undefined }, log);
+  await sink.close?.();
+  assert.deepEqual(warned, [
+    `--out ${dir} is writable by every user of this host (mode 0777): they could plant files where events are stored; chmod 700 it`,
+  ]);
 });

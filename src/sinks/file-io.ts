@@ -31,7 +31,7 @@ export interface StoreIo {
   /**
    * `'a'`: append, creating the file if needed; `'r+'`: read and write a file that exists; `'r'`: read a
    * file that exists, without waiting on a FIFO; `'w'`: write from the start, creating the file or
-   * emptying it, never through a symbolic link (ELOOP).
+   * emptying it. None but `'r'` through a symbolic link (ELOOP).
    */
   open(path: string, flags: 'a' | 'r+' | 'r' | 'w'): Promise<number>;
   /**
@@ -45,7 +45,8 @@ export interface StoreIo {
   /** Makes the names in `dir` durable (fsync of the directory): a file created or renamed in it survives a crash. */
   syncDirectory(dir: string): Promise<void>;
   ftruncate(fd: number, length: number): Promise<void>;
-  fstat(fd: number): Promise<FileIdentity & { readonly size: number }>;
+  /** `uid`: its owner's, where known. */
+  fstat(fd: number): Promise<FileIdentity & { readonly size: number; readonly uid?: number }>;
   /**
    * The file `path` names now, following a symbolic link, and its size if known, or undefined when it
    * names none: the store checks that its open file is still the one at its path (not removed, renamed
@@ -112,11 +113,14 @@ type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 const call = <T>(run: (done: Done<T>) => void): Promise<T> =>
   new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value))));
 
-// 'w' does not follow a symbolic link: a file replaced by writing a temporary one beside it (the
-// reader's checkpoint) must not be made to write through a link planted in its place. 'r' does not wait
-// for a writer when a FIFO stands where a file was expected (a checkpoint): it reads nothing instead.
-const FLAGS: Partial<Record<'a' | 'r+' | 'r' | 'w', number>> = {
-  w: constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+// No write follows a symbolic link (ELOOP): one planted where a store file or checkpoint is (by another
+// user, where --out lets them) would send events to their file, or have repair cut a file elsewhere.
+// 'r' does not wait for a writer when a FIFO stands where a file was expected: it reads nothing instead.
+const { O_APPEND, O_CREAT, O_NOFOLLOW, O_RDWR, O_WRONLY } = constants;
+const FLAGS: Record<'a' | 'r+' | 'r' | 'w', number> = {
+  a: O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW,
+  'r+': O_RDWR | O_NOFOLLOW,
+  w: O_WRONLY | O_CREAT | constants.O_TRUNC | O_NOFOLLOW,
   r: constants.O_RDONLY | constants.O_NONBLOCK,
 };
 
@@ -129,7 +133,7 @@ const DIRECTORY_MODE = 0o700;
 
 /** Node's `fs`. */
 export const nodeIo: StoreIo = {
-  open: (path, flags) => call((done) => open(path, FLAGS[flags] ?? flags, FILE_MODE, done)),
+  open: (path, flags) => call((done) => open(path, FLAGS[flags], FILE_MODE, done)),
   write: (fd, bytes, offset, length) => call((done) => write(fd, bytes, offset, length, null, done)),
   read: (fd, into, offset, length, position) =>
     call((done) => read(fd, into, offset, length, position, done)),

@@ -33,7 +33,13 @@ export async function openDayFile(
     return open();
   });
   try {
-    const { size, dev, ino } = await io.fstat(fd);
+    const { size, dev, ino, uid } = await io.fstat(fd);
+    // Planted by another user where --out lets them: what it holds is theirs to read.
+    const own = process.geteuid?.();
+    if (uid !== undefined && own !== undefined && uid !== own) {
+      const message = `${name} is owned by another user (uid ${uid}): events are stored only in files of this user's`;
+      throw Object.assign(new Error(message), { code: 'SEG_STORE_FOREIGN_FILE', path: name });
+    }
     await io.syncDirectory(dir);
     return { fd, size, dev, ino };
   } catch (err) {

@@ -128,11 +128,11 @@ export async function repairStore(
   for (const file of files.sort(inReadingOrder)) {
     // Only a file the store may have been writing when the power went can hold an unsynced commit.
     const scan = recent.has(file) ? COMMIT_MAX_BYTES : 0;
-    // A name that leads to no file (a dangling symbolic link, or one removed meanwhile) holds nothing to
-    // repair: passed over, as the reader passes over it.
+    // A name that leads to no file (removed meanwhile) holds nothing to repair, nor does a symbolic link
+    // (the store writes none, and would cut the file it leads to): passed over.
     const path = join(dir, file.name);
     const torn = await setAsideTornTail(io, path, scan).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
+      if (err.code === 'ENOENT' || err.code === 'ELOOP') return undefined;
       if ((err.code !== 'ENOSPC' && err.code !== 'EDQUOT') || options.deferred === undefined) throw err;
       options.deferred.set(path, scan);
       return undefined;

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Handlers } from '../dispatch.ts';
 import type { Logger } from '../log.ts';
@@ -51,6 +52,7 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     throw storeRefused(err, config.out);
   }
   for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
+  if (config.worker === undefined) sayIfOthersWrite(config.out, log);
   const handlers = storeHandlers(store);
   return {
     handlers,
@@ -78,6 +80,7 @@ export function storeRefused(err: unknown, out: string): unknown {
   const { code, path, holder } = err as { code?: unknown; path?: unknown; holder?: unknown };
   if (code === 'SEG_STORE_IN_USE')
     return new Error(`--out ${out} is in use by process ${holder}: one endpoint writes a store`);
+  if (code === 'SEG_STORE_FOREIGN_FILE') return new Error(`--out ${out}: ${(err as Error).message}`);
   if (typeof code !== 'string') return err;
   const inside = typeof path === 'string' && resolve(path) !== resolve(out);
   const said = inside
@@ -105,4 +108,20 @@ export async function repairStoreFiles(out: string, log: Logger): Promise<void> 
       throw storeRefused(err, out);
     });
   for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
+  sayIfOthersWrite(out, log);
+}
+
+/**
+ * An --out every user of the host may write to, said at start: the store writes no file it does not own
+ * and follows no link, but another user could still plant the day's file before it does, and have
+ * events refused (503) until it is removed.
+ */
+function sayIfOthersWrite(out: string, log: Logger): void {
+  const mode = statSync(out, { throwIfNoEntry: false })?.mode ?? 0;
+  if ((mode & 0o002) === 0) return;
+  const octal = (mode & 0o777).toString(8).padStart(4, '0');
+  log.warn(
+    {},
+    `--out ${out} is writable by every user of this host (mode ${octal}): they could plant files where events are stored; chmod 700 it`,
+  );
 }
