@@ -25,8 +25,11 @@ const Bag = Type.Unsafe<Record<string, unknown> | [] | null>({
   maxItems: 0,
 });
 
-/** An identifier, or null where another field may say who did it. */
-const NullableId = Type.Unsafe<string | number | null>({ type: ['string', 'number', 'null'], minLength: 1 });
+/**
+ * An identifier, or null (or empty) where another field may say who did it: `{ userId: 'u1', anonymousId:
+ * '' }` says who. Whether one of them does is `Identified`'s to say, of a non-empty one.
+ */
+const NullableId = Type.Unsafe<string | number | null>({ type: ['string', 'number', 'null'] });
 
 const common = {
   messageId: Type.Optional(Type.Unsafe<string | null>({ type: ['string', 'null'], maxLength: 100 })),

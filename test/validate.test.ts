@@ -97,6 +97,27 @@ describe('who did it', () => {
   test('an empty-string id fails, naming it', () => {
     assert.match(validate({ type: 'identify', userId: '' }) ?? '', /^identify: "userId"/);
     assert.match(validate({ type: 'alias', userId: 'u1', previousId: '' }) ?? '', /^alias: "previousId"/);
+    assert.match(validate({ type: 'alias', userId: '', previousId: 'p1' }) ?? '', /^alias: "userId"/);
+    assert.match(validate({ type: 'delete', userId: '' }) ?? '', /^delete: "userId"/);
+    assert.match(
+      validate({ type: 'track', event: 'e', userId: '', anonymousId: '' }) ?? '',
+      naming('track', ['userId', 'anonymousId']),
+    );
+  });
+
+  test('an empty id beside the other one is as missing: the event says who did it (CONTRACT.md: accept)', () => {
+    for (const type of ['identify', 'track', 'page', 'screen', 'group'] as const) {
+      for (const ids of [
+        { userId: 'u1', anonymousId: '' },
+        { userId: '', anonymousId: 'a1' },
+      ]) {
+        assert.equal(
+          validate({ ...MINIMAL[type], userId: undefined, ...ids }),
+          undefined,
+          `${type} ${JSON.stringify(ids)}`,
+        );
+      }
+    }
   });
 });
 
