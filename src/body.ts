@@ -9,7 +9,8 @@ import { bodyTooLarge } from './refusals.ts';
 const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
 // A `charset` parameter (RFC 9110 §8.3.2), its value possibly quoted; UTF-8 is JSON's only encoding.
 const CHARSET_RE = /;[ \t]*charset[ \t]*=[ \t]*"?([^";, \t]*)/gi;
-const UTF8_RE = /^utf-?8$/i;
+// US-ASCII is UTF-8's first 128 characters: its bytes read as UTF-8 are what was meant.
+const UTF8_RE = /^(?:utf-?8|us-ascii)$/i;
 const LENGTH_RE = /^\d{1,15}$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
 const CHUNKED_LAST_RE = /(?:^|,)[ \t]*chunked[ \t]*$/i;
@@ -56,10 +57,13 @@ export function checkBodyHeaders(
   return coding;
 }
 
-/** 415 for a type that is not JSON (unless `anyType`), and for JSON in a charset other than UTF-8. */
+/**
+ * 415 for a type that is not JSON, and for JSON in a charset other than UTF-8; unless `anyType` (the
+ * Tracking API's paths, where SDKs label JSON as they like: read as JSON is, in UTF-8, whatever it says).
+ */
 function checkType(type: string | undefined, anyType: boolean): void {
-  if (type === undefined || type === 'application/json') return;
-  if (!anyType && !JSON_TYPE_RE.test(type)) {
+  if (type === undefined || type === 'application/json' || anyType) return;
+  if (!JSON_TYPE_RE.test(type)) {
     throw new EndpointError(
       'SEG_UNSUPPORTED_MEDIA_TYPE',
       `Content-Type must be application/json, not ${quoted(type, 100)}`,

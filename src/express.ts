@@ -90,9 +90,10 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
     const type = bodyErrorType(err) ?? (undecoded(err, req) ? UNDECODED : undefined);
     const refused = type === undefined ? undefined : BODY_REFUSALS.get(type);
     if (refused === undefined || !ours(req.path) || res.headersSent) return next(err);
-    if (type === 'encoding.unsupported' && !req.readableDidRead) {
-      // A coding the parser does not decode (x-gzip), refused before it read a byte: read here, as the
-      // standalone server reads it (and refuses what it does not take, in its words).
+    if ((type === 'encoding.unsupported' || type === 'charset.unsupported') && !req.readableDidRead) {
+      // A coding the parser does not decode (x-gzip), or a charset it does not (us-ascii; any, on the
+      // Tracking API's paths), refused before it read a byte: read here, as the standalone server reads
+      // it (and refuses what it does not take, in its words).
       req.body = undefined;
       handler(req, res);
       return;

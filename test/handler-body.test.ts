@@ -138,7 +138,12 @@ describe('body', () => {
       assert.equal(res.json().code, 'SEG_UNSUPPORTED_MEDIA_TYPE');
       assert.match(String(res.json().message), /charset .* is not supported: send UTF-8 JSON/);
     }
-    for (const type of ['application/json; charset=UTF-8', 'application/json; charset="utf8"']) {
+    // US-ASCII is UTF-8's first 128 characters: its bytes read as UTF-8 are what was meant.
+    for (const type of [
+      'application/json; charset=UTF-8',
+      'application/json; charset="utf8"',
+      'application/json; charset=us-ascii',
+    ]) {
       const res = await inject(endpoint(), {
         headers: { ...segmentHeaders(), 'content-type': type },
         body: trackEvent(),

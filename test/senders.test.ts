@@ -124,7 +124,15 @@ describe('Content-Type on the Tracking API paths', () => {
       ['/v1/import', batch],
       ['/v1/track', JSON.stringify(trackEvent())],
     ] as const) {
-      for (const type of ['application/x-www-form-urlencoded', 'text/plain', 'application/octet-stream']) {
+      for (const type of [
+        'application/x-www-form-urlencoded',
+        'text/plain',
+        'application/octet-stream',
+        // Its charset too (CONTRACT.md: whatever its declared type): the bytes are read as JSON's, UTF-8.
+        'application/x-www-form-urlencoded; charset=ISO-8859-1',
+        'application/json; charset=us-ascii',
+        'application/json; charset=latin1',
+      ]) {
         const res = await inject(endpoint(), { url, headers: { ...form, 'content-type': type }, body });
         assert.equal(res.status, 200, `${url} ${type}: ${res.body}`);
       }
