@@ -55,35 +55,40 @@ export function fieldKey(obj: object, name: string): string | undefined {
 /**
  * Gives the event with its spec fields under their canonical names and `type` in lower case. An event
  * that is already canonical (what Segment itself sends) is returned as is, without a copy. Where a field
- * appears twice in different casings, the canonical spelling wins; the other stays under its own key.
+ * appears twice in different casings, the canonical spelling wins, the first variant if there is none;
+ * the other stays under its own key. A null is as missing (CONTRACT.md): it wins over no value.
  */
 export function normalizeEvent(input: Record<string, unknown>): Record<string, unknown> {
   let renames: Array<[string, string]> | undefined;
   for (const key in input) {
     if (CANONICAL.has(key)) continue;
     const canonical = BY_SQUASHED.get(squash(key));
-    if (canonical !== undefined && !Object.hasOwn(input, canonical)) {
+    if (
+      canonical !== undefined &&
+      (!Object.hasOwn(input, canonical) || hides(input[canonical], input[key]))
+    ) {
       renames ??= [];
       renames.push([key, canonical]);
     }
   }
-  const type = renames === undefined ? input.type : field(input, 'type');
-  const lowerType = typeof type === 'string' ? type.toLowerCase() : type;
-  if (renames === undefined && lowerType === type) return input;
-
+  if (renames === undefined && (typeof input.type !== 'string' || input.type === input.type.toLowerCase())) {
+    return input;
+  }
   const out: Record<string, unknown> = {};
   const renamed = new Map(renames);
   for (const key in input) {
-    const target = renamed.get(key);
-    const name = target !== undefined && !Object.hasOwn(out, target) ? target : key;
+    const value = input[key];
+    const target = renamed.get(key) ?? key;
+    const taken = Object.hasOwn(out, target);
+    if (taken && target === key && hides(value, out[key])) continue; // a null canonical after its value
+    const name = !taken || hides(out[target], value) ? target : key;
     // Assignment to "__proto__" would set the copy's prototype: define it as plain data instead.
-    Object.defineProperty(out, name, {
-      value: input[key],
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
+    Object.defineProperty(out, name, { value, enumerable: true, writable: true, configurable: true });
   }
-  if (lowerType !== undefined) out.type = lowerType;
+  if (typeof out.type === 'string') out.type = out.type.toLowerCase();
   return out;
 }
+
+/** Whether `held`, a null, stands where `other`, a value, could: null is as missing. */
+const hides = (held: unknown, other: unknown): boolean =>
+  held === null && other !== null && other !== undefined;

@@ -117,6 +117,21 @@ describe('normalizeEvent', () => {
     assert.equal(out.user_id, 'variant');
   });
 
+  test('a null is as missing (CONTRACT.md): a value under another casing is not hidden by it, in either order', () => {
+    for (const input of [
+      { type: 'track', event: 'e', userId: null, user_id: 'u1' },
+      { type: 'track', event: 'e', user_id: 'u1', userId: null },
+      { type: 'track', event: 'e', user_id: null, USERID: 'u1' },
+    ]) {
+      assert.equal(normalizeEvent(input).userId, 'u1', JSON.stringify(input));
+    }
+    assert.equal(normalizeEvent({ type: null, Type: 'Track', event: 'e' }).type, 'track');
+    assert.equal(normalizeEvent({ Type: 'Track', type: null, event: 'e' }).type, 'track');
+    const kept = normalizeEvent({ type: 'track', userId: 'u1', user_id: null });
+    assert.equal(kept.userId, 'u1');
+    assert.equal(kept.user_id, null);
+  });
+
   test('with two non-canonical variants (user_id, UserId), neither value is lost', () => {
     const out = normalizeEvent({ type: 'identify', user_id: 'first', UserId: 'second' });
     assert.equal(out.userId, 'first');
