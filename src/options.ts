@@ -91,8 +91,8 @@ export interface HandlerOptions<S = Settings> {
   handlerTimeoutMs?: number;
   /**
    * When set, every request must carry `X-Segment-Signature` or `X-Signature`: the hex HMAC-SHA1 of the
-   * body under this secret (Segment's Webhooks signing). Missing or wrong is a 401. A key's own
-   * `signatureSecret` wins.
+   * body under this secret (Segment's Webhooks signing). Missing or wrong is a 401, and so is a signed
+   * request with `X-Segment-Settings`, stored but not signed. A key's own `signatureSecret` wins.
    */
   signatureSecret?: string;
   /**

@@ -22,6 +22,17 @@ export function verifySignature(
   text: string | undefined,
   legacyBatch: boolean,
 ): void {
+  verifyBody(headers, secret, value, text, legacyBatch);
+  coversSettings(headers);
+}
+
+function verifyBody(
+  headers: IncomingHttpHeaders,
+  secret: string,
+  value: unknown,
+  text: string | undefined,
+  legacyBatch: boolean,
+): void {
   const segment = digestOf(headers['x-segment-signature']);
   const legacy = digestOf(headers['x-signature']);
   if (segment === undefined && legacy === undefined) throw new EndpointError('SEG_SIGNATURE_MISSING');
@@ -39,6 +50,20 @@ export function verifySignature(
     }
   }
   throw new EndpointError('SEG_SIGNATURE_INVALID');
+}
+
+/**
+ * Settings are stored with the event, and no signature covers a header: a signed request that carries
+ * them is refused, as a batch signed in part is. (Segment's signing Webhooks destinations send none; its
+ * partner destinations, which send them, do not sign.)
+ */
+function coversSettings(headers: IncomingHttpHeaders): void {
+  const settings = headers['x-segment-settings'];
+  if (settings === undefined || settings === '') return;
+  throw new EndpointError(
+    'SEG_SIGNATURE_PARTIAL',
+    'X-Segment-Settings is not covered by the signature, yet would be stored with the event: send signed requests without it',
+  );
 }
 
 /** The header's digest as compared, or undefined when absent or empty (a repeated header is a mismatch). */

@@ -39,6 +39,27 @@ describe('X-Signature', () => {
     }
   });
 
+  test('settings beside a signed body: 401, since the signature does not cover what would be stored with it', async () => {
+    // CONTRACT.md: accept a signature only when it covers everything stored. X-Segment-Settings is
+    // stored with the event, and no signature covers a header.
+    const before = seen.length;
+    const settings = Buffer.from(JSON.stringify({ apiSecret: 'forged' })).toString('base64');
+    const res = await inject(handler, {
+      headers: { ...segmentHeaders(), 'x-signature': sign('shared', body), 'x-segment-settings': settings },
+      body,
+    });
+    assert.equal(res.status, 401, res.body);
+    assert.equal(res.json().code, 'SEG_SIGNATURE_PARTIAL');
+    assert.match(String(res.json().message), /X-Segment-Settings/);
+    assert.equal(seen.length, before, 'nothing handled');
+    // An empty header carries no settings: nothing uncovered.
+    const empty = await inject(handler, {
+      headers: { ...segmentHeaders(), 'x-signature': sign('shared', body), 'x-segment-settings': '' },
+      body,
+    });
+    assert.equal(empty.status, 200, empty.body);
+  });
+
   test("a key's own secret wins over the shared one", async () => {
     const headers = segmentHeaders('own-secret');
     const own = await inject(handler, {
