@@ -6,6 +6,7 @@ import { EventContext } from './context.ts';
 import { createDispatcher, type Dispatcher } from './dispatch.ts';
 import { EndpointError, toErrorAnswer } from './errors.ts';
 import type { LateWork } from './late-work.ts';
+import { LogBudget } from './log-budget.ts';
 import type { Metrics } from './metrics.ts';
 import { normalizeEvent } from './normalize.ts';
 import { onceEvent } from './once.ts';
@@ -40,9 +41,12 @@ export class EventIntake {
   readonly #validators: Record<EventType, Validator> = eventValidators();
   readonly #dispatcher: Dispatcher;
   readonly #metrics: Metrics | undefined;
+  /** Failures are logged at a bounded rate: one client's batch can fail on every event. */
+  readonly #failures: LogBudget;
 
   constructor(opts: ResolvedHandlerOptions, metrics: Metrics | undefined) {
     this.#opts = opts;
+    this.#failures = new LogBudget(opts.log);
     this.#dispatcher = createDispatcher(opts.handlers, opts.handlerTimeoutMs);
     this.#metrics = metrics;
   }
@@ -144,7 +148,7 @@ export class EventIntake {
     const error = toErrorAnswer(err);
     if (error.internal !== undefined) {
       const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
-      this.#opts.log.error({ err: error.internal, source, status: error.status }, what);
+      this.#failures.error({ err: error.internal, source, status: error.status }, what);
     }
     return { status: error.status, type, error };
   }

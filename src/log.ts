@@ -55,15 +55,33 @@ function writeStderr(line: string): void {
 function lineOf(level: number, obj: object, msg: string | undefined): string {
   try {
     const entry = { level, time: Date.now(), ...serialize(obj), msg };
+    let line: string;
     try {
-      return JSON.stringify(entry);
+      line = JSON.stringify(entry);
     } catch {
-      return JSON.stringify(entry, safeReplacer());
+      line = JSON.stringify(entry, safeReplacer());
     }
+    return line.length <= MAX_LINE ? line : cutLine(level, msg, line);
   } catch (err) {
     const logError = `the fields of this line could not be written: ${readable(() => String(err))}`;
     return JSON.stringify({ level, time: Date.now(), msg, logError });
   }
+}
+
+/** A line's most characters: a partner's error of 200,000 characters was a line of 400,000 (its stack too). */
+const MAX_LINE = 16 * 1024;
+const CUT_HEAD = 4 * 1024;
+
+/** A line too long, cut: its level, time and message, how long it was and how it began, as JSON still. */
+function cutLine(level: number, msg: string | undefined, line: string): string {
+  const cut = `${line.length} characters, over the ${MAX_LINE} a line may hold: the first ${CUT_HEAD} in head`;
+  return JSON.stringify({
+    level,
+    time: Date.now(),
+    msg: msg?.slice(0, CUT_HEAD),
+    cut,
+    head: line.slice(0, CUT_HEAD),
+  });
 }
 
 /**

@@ -219,3 +219,43 @@ test('a handler that throws what no logger can read, or a logger that throws, is
     assert.equal(handler.inFlight, 0);
   }
 });
+
+test("a handler's failures write at most 50 lines at once and 10 a second, then one line counting the rest", async () => {
+  // One client whose every event a handler fails on (a batch of 2,500) wrote a line each: ~2 MB of log
+  // for 7 KB sent, at error level, which no operator can turn off without losing the real errors.
+  const written: string[] = [];
+  const handler = createHandler({
+    apiKeys: [API_KEY],
+    log: jsonLogger('info', (line) => written.push(line)),
+    maxBodyBytes: 1024 * 1024,
+    handlers: {
+      track: () => {
+        throw new Error('the partner code fails on this event');
+      },
+    },
+  });
+  const batch = Array.from({ length: 2_500 }, (_, i) => ({ type: 'track', event: 'e', userId: `u${i}` }));
+  const res = await inject(handler, { url: '/v1/batch', headers: segmentHeaders(), body: { batch } });
+  assert.equal(res.status, 503, res.body);
+  const failures = () => written.filter((line) => JSON.parse(line).msg === 'event handler failed');
+  assert.equal(failures().length, 50);
+  await new Promise((later) => setTimeout(later, 1_200));
+  const counted = written.map((line) => JSON.parse(line)).filter((line) => line.held !== undefined);
+  assert.deepEqual(
+    counted.map(({ held, msg }) => [held, msg]),
+    [[2_450, '2450 more lines of "event handler failed" were not written: over 10 a second']],
+  );
+});
+
+test('the built-in logger cuts a line past 16 KiB, keeping its message and its start', () => {
+  const written: string[] = [];
+  const log = jsonLogger('info', (line) => written.push(line));
+  log.error({ err: new Error('x'.repeat(200_000)) }, 'event handler failed');
+  const line = written[0] as string;
+  assert.ok(line.length < 17 * 1024, String(line.length));
+  const entry = JSON.parse(line);
+  assert.equal(entry.msg, 'event handler failed');
+  assert.equal(entry.level, 50);
+  assert.match(entry.cut, /^4\d{5} characters/);
+  assert.match(entry.head, /^\{"level":50,"time":\d+,"err":\{"type":"Error","message":"xxx/);
+});
