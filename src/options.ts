@@ -170,8 +170,11 @@ export function resolveHandlerOptions<S>(input: HandlerOptions<S>): ResolvedHand
   clearOfRoutes({ healthPath, livePath, metricsPath }, routes(path, plain.trackingApi));
   const ready = input.ready === undefined ? alwaysReady : checkFunction('ready', input.ready);
   const realm = input.realm ?? OPTIONS.realm.default;
-  if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || realm.includes('"')) {
-    throw new TypeError(`options.realm must be printable ASCII without quotes, got ${describeValue(realm)}`);
+  // Written inside a quoted string (RFC 9110 §5.6.4), where a quote ends it and a backslash escapes.
+  if (typeof realm !== 'string' || !/^[\x20-\x7e]*$/.test(realm) || /["\\]/.test(realm)) {
+    throw new TypeError(
+      `options.realm must be printable ASCII without quotes or backslashes, got ${describeValue(realm)}`,
+    );
   }
   const log = checkLogger(loggerOf(input));
   const idempotency = resolveIdempotency(input.idempotency, log, plain.handlerTimeoutMs);

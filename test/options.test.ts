@@ -84,6 +84,17 @@ describe('TypeError', () => {
     }
   });
 
+  test('a realm that would break its quoted string in WWW-Authenticate is refused: a quote, a backslash, a control', () => {
+    for (const realm of ['say "hi"', 'ends\\', 'tab\there', 'é']) {
+      assert.throws(
+        () => resolve({ realm }),
+        { name: 'TypeError', message: /^options\.realm must be/ },
+        realm,
+      );
+    }
+    assert.equal(resolve({ realm: 'Partner (EU) #1' }).realm, 'Partner (EU) #1');
+  });
+
   test('a path not starting with "/"', () => {
     assert.throws(() => resolve({ path: 'events' }), { name: 'TypeError', message: /path/ });
   });
