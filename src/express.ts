@@ -59,10 +59,11 @@ interface BodyParserError {
  * that are not a body parser's refusal of the sender's body.
  */
 export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>): ExpressEndpoint {
-  const handler = createHandler(options);
+  const given = optionsCopy(options); // read once: a getter read twice could differ between the two
+  const handler = createHandler(given);
   // Checked by createHandler already; resolved again for the paths and the limit, without a second
   // duplicate store (the handler has its own).
-  const opts = resolveHandlerOptions({ ...optionsCopy(options), idempotency: false });
+  const opts = resolveHandlerOptions({ ...given, idempotency: false });
   const eventRoutes = routes(opts.path, opts.trackingApi);
   const others = new Set([opts.healthPath, opts.livePath, opts.metricsPath]);
   const ours = (path: string) => others.has(path) || routeAt(eventRoutes, path) !== undefined;

@@ -308,6 +308,25 @@ test('express: options inherited from a prototype route as they are handled (the
   });
 });
 
+test('express: options are read once: a getter that answers differently each time routes as the handler handles', async () => {
+  const app = express();
+  let reads = 0;
+  app.use(
+    segmentEndpoint(
+      Object.defineProperty(options(), 'path', {
+        enumerable: true,
+        get: () => (reads++ === 0 ? '/first' : '/second'),
+      }),
+    ),
+  );
+  await served(app, async (origin) => {
+    const event = await sendTo(origin)(
+      post('an event', '{"type":"track","event":"e","userId":"u"}', '/first'),
+    );
+    assert.equal(event.status, 200, event.body);
+  });
+});
+
 test('express: drain() makes new events 503 and health draining; a bad option throws at the call', async () => {
   const app = express();
   const segment = segmentEndpoint(options());
