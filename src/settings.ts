@@ -9,7 +9,8 @@ const EMPTY: Settings = Object.freeze({});
 
 /**
  * Decodes `X-Segment-Settings`: base64 of a JSON object with the customer's custom settings.
- * Absent → `{}`; anything but base64 of a UTF-8 JSON object → `undefined` (the pipeline answers 400).
+ * Absent or empty (a header with no value, as some proxies pass on "no settings") → `{}`; anything but
+ * base64 of a UTF-8 JSON object → `undefined` (the pipeline answers 400).
  */
 export function decodeSettings(header: string | string[] | undefined): Settings | undefined {
   if (header === undefined || header === '') return EMPTY;
