@@ -5,6 +5,7 @@ import {
   mkdirSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -226,6 +227,40 @@ test('a store file that is a symbolic link is never written through, nor cut by 
   await again.close();
   assert.equal(readFileSync(outside, 'utf8'), before);
   assert.deepEqual(lines(file), [{ n: 3 }]);
+});
+
+test('a link where a torn line would be set aside refuses the start: the line is neither followed there nor left for the next event to join', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'events-2026-11-30.ndjson');
+  writeFileSync(file, '{"n":1}\n{"n":2,"partial');
+  const outside = join(tempDir(), 'elsewhere');
+  writeFileSync(outside, '');
+  symlinkSync(outside, `${file}.torn`);
+  await assert.rejects(NdjsonStore.open(dir), { code: 'ELOOP' });
+  assert.equal(readFileSync(file, 'utf8'), '{"n":1}\n{"n":2,"partial');
+  assert.equal(readFileSync(outside, 'utf8'), '');
+});
+
+test('files another user owns are not written: neither the day file nor where a torn line goes', async () => {
+  // Said of the file's owner as the descriptor opened shows it (fstat), whoever runs the test.
+  const { nodeIo } = await import('../src/sinks/file-io.ts');
+  const foreign = (suffix: string) => ({
+    ...nodeIo,
+    fstat: async (fd: number) => {
+      const stat = await nodeIo.fstat(fd);
+      const path = readlinkSync(`/proc/self/fd/${fd}`);
+      return path.endsWith(suffix) ? { ...stat, uid: (process.geteuid?.() ?? 0) + 1 } : stat;
+    },
+  });
+  const dir = tempDir();
+  await assert.rejects(NdjsonStore.open(dir, { io: foreign('.ndjson') }), { code: 'SEG_STORE_FOREIGN_FILE' });
+  const torn = tempDir();
+  const file = join(torn, 'events-2026-11-30.ndjson');
+  writeFileSync(file, '{"n":1}\n{"n":2,"partial');
+  writeFileSync(`${file}.torn`, '');
+  await assert.rejects(NdjsonStore.open(torn, { io: foreign('.torn') }), { code: 'SEG_STORE_FOREIGN_FILE' });
+  assert.equal(readFileSync(`${file}.torn`, 'utf8'), '');
+  assert.equal(readFileSync(file, 'utf8'), '{"n":1}\n{"n":2,"partial');
 });
 
 test("a store file another user owns is not appended to: the events would be that user's to read", {

@@ -1,4 +1,5 @@
 import { type FileIdentity, readAt, type StoreIo } from './file-io.ts';
+import { ownStat } from './file-owner.ts';
 import { makeDirectory } from './file-repair.ts';
 
 // Opening a day's file of the default store for appending, as file-store.ts does at start, on a new day,
@@ -33,13 +34,7 @@ export async function openDayFile(
     return open();
   });
   try {
-    const { size, dev, ino, uid } = await io.fstat(fd);
-    // Planted by another user where --out lets them: what it holds is theirs to read.
-    const own = process.geteuid?.();
-    if (uid !== undefined && own !== undefined && uid !== own) {
-      const message = `${name} is owned by another user (uid ${uid}): events are stored only in files of this user's`;
-      throw Object.assign(new Error(message), { code: 'SEG_STORE_FOREIGN_FILE', path: name });
-    }
+    const { size, dev, ino } = await ownStat(io, fd, name);
     await io.syncDirectory(dir);
     return { fd, size, dev, ino };
   } catch (err) {

@@ -1,6 +1,7 @@
 import { dirname, join } from 'node:path';
 import { nodeIo, readAt, type StoreIo, writeAll } from './file-io.ts';
 import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
+import { ownStat } from './file-owner.ts';
 
 // Start-up repair. Run time never leaves a partial line behind a good one (a failed write is cut off),
 // so a crash can leave a partial line only in the last commit of a file: its last line cut short (kill -9
@@ -31,7 +32,13 @@ export const COMMIT_MAX_BYTES = 1024 * 1024; // 1 MiB
  * commit reached the disk and an earlier one did not. `undefined` if the file ends cleanly.
  */
 export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Promise<TornLine | undefined> {
-  const fd = await io.open(file, 'r+');
+  // A name that leads to no file (removed meanwhile) holds nothing to repair, nor does a symbolic link
+  // (the store writes none, and would cut the file it leads to): passed over.
+  const fd = await io.open(file, 'r+').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ELOOP') return undefined;
+    throw err;
+  });
+  if (fd === undefined) return undefined;
   try {
     const { size } = await io.fstat(fd);
     const keep = await wholeLinesEnd(io, fd, size, scan);
@@ -47,7 +54,7 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
     const movedTo = `${file}.torn`;
     const aside = await io.open(movedTo, 'a');
     try {
-      const { size: before } = await io.fstat(aside);
+      const { size: before } = await ownStat(io, aside, movedTo);
       // Cut back if it fails (a full disk), so that the next try does not follow half a fragment.
       await writeAll(io, aside, Buffer.concat([fragment, Buffer.from('\n')])).catch(async (err) => {
         await io.ftruncate(aside, before).catch(() => {});
@@ -128,11 +135,8 @@ export async function repairStore(
   for (const file of files.sort(inReadingOrder)) {
     // Only a file the store may have been writing when the power went can hold an unsynced commit.
     const scan = recent.has(file) ? COMMIT_MAX_BYTES : 0;
-    // A name that leads to no file (removed meanwhile) holds nothing to repair, nor does a symbolic link
-    // (the store writes none, and would cut the file it leads to): passed over.
     const path = join(dir, file.name);
     const torn = await setAsideTornTail(io, path, scan).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT' || err.code === 'ELOOP') return undefined;
       if ((err.code !== 'ENOSPC' && err.code !== 'EDQUOT') || options.deferred === undefined) throw err;
       options.deferred.set(path, scan);
       return undefined;

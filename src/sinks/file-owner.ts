@@ -1,0 +1,19 @@
+import type { FileIdentity, StoreIo } from './file-io.ts';
+
+// Where other users may write in --out, a file planted under a name the store writes (today's file, or
+// where a torn line is set aside) would hand them what is written to it: customers' events and settings.
+
+/** `fd`'s stat, or a throw (SEG_STORE_FOREIGN_FILE) when another user owns the file: nothing goes in it. */
+export async function ownStat(
+  io: StoreIo,
+  fd: number,
+  name: string,
+): Promise<FileIdentity & { readonly size: number }> {
+  const stat = await io.fstat(fd);
+  const own = process.geteuid?.();
+  if (stat.uid !== undefined && own !== undefined && stat.uid !== own) {
+    const message = `${name} is owned by another user (uid ${stat.uid}): events are stored only in files of this user's`;
+    throw Object.assign(new Error(message), { code: 'SEG_STORE_FOREIGN_FILE', path: name });
+  }
+  return stat;
+}
