@@ -34,19 +34,14 @@ export function readBody(
     sink.bodyFailed(new EndpointError('SEG_INTERNAL', undefined, { cause: new Error(unreadable) }));
     return;
   }
-  const reading = new BodyRead(req, maxBytes, sink);
+  const reading = new BodyRead(req, maxBytes, sink, coding !== undefined);
   deadlines.add(reading);
-  if (coding === undefined) {
-    reading.listen();
-    return;
-  }
-  // The body waits in the request's buffer (no 'data' listener yet) while the decoder loads.
+  // Listened to at once, a compressed body too: a host's own 'data' listener (a byte counter) keeps the
+  // stream flowing, and what came while the decoder loads would go to it alone.
+  reading.listen();
+  if (coding === undefined) return;
   decoderFor(coding).then(
-    (makeDecoder) => {
-      if (reading.done) return; // timed out meanwhile
-      reading.makeDecoder = makeDecoder; // its bytes gathered, then decoded whole (decodeAll)
-      reading.listen();
-    },
+    (makeDecoder) => reading.decoderLoaded(makeDecoder),
     (err: unknown) => reading.finish(new EndpointError('SEG_INTERNAL', undefined, { cause: err })),
   );
 }
@@ -81,7 +76,9 @@ class BodyRead extends Deadline {
   received = 0;
   /** Bytes of the body itself: the same as `received`, or what the decoder made of them. */
   size = 0;
-  /** Set for a compressed body; its decoder is made once all its bytes came. */
+  /** Whether the body is compressed: its bytes gathered, then decoded whole (decodeAll). */
+  readonly compressed: boolean;
+  /** Set for a compressed body once its decoder's module is loaded; the decoder is made once all came. */
   makeDecoder: MakeDecoder | undefined;
   decoder: Transform | undefined;
   /** The compressed bytes so far, decoded in one piece once all came (see `decodeAll`). */
@@ -95,11 +92,19 @@ class BodyRead extends Deadline {
   readonly maxBytes: number;
   readonly sink: BodySink;
 
-  constructor(req: IncomingMessage, maxBytes: number, sink: BodySink) {
+  constructor(req: IncomingMessage, maxBytes: number, sink: BodySink, compressed: boolean) {
     super();
     this.req = req;
     this.maxBytes = maxBytes;
     this.sink = sink;
+    this.compressed = compressed;
+  }
+
+  /** The decoder's module loaded: the body is decoded now if all of it came meanwhile. */
+  decoderLoaded(makeDecoder: MakeDecoder): void {
+    if (this.done) return; // timed out, refused or cut short meanwhile
+    this.makeDecoder = makeDecoder;
+    if (this.ended) this.decodeGathered(makeDecoder);
   }
 
   listen(): void {
@@ -161,7 +166,7 @@ class BodyRead extends Deadline {
   data(chunk: Buffer): void {
     if (this.done) return;
     this.received += chunk.length;
-    if (this.makeDecoder === undefined) this.add(chunk);
+    if (!this.compressed) this.add(chunk);
     else if (this.received > this.maxBytes) this.finish(bodyTooLarge(this.maxBytes));
     else this.input = gather(this.input, this.received - chunk.length, chunk, this.maxBytes);
   }
@@ -169,19 +174,21 @@ class BodyRead extends Deadline {
   end(): void {
     this.ended = true;
     if (this.done) return;
-    if (this.makeDecoder === undefined) {
-      this.finish(undefined);
-      return;
-    }
+    if (!this.compressed) this.finish(undefined);
+    else if (this.makeDecoder !== undefined) this.decodeGathered(this.makeDecoder);
+    // else decoded once the decoder's module is loaded (decoderLoaded)
+  }
+
+  decodeGathered(makeDecoder: MakeDecoder): void {
     const compressed = filled(this.input, this.received);
     this.input = undefined;
-    this.decodeAll(this.makeDecoder, compressed);
+    this.decodeAll(makeDecoder, compressed);
   }
 
   add(chunk: Buffer): void {
     this.size += chunk.length;
     if (this.size > this.maxBytes) {
-      const what = this.makeDecoder === undefined ? 'Request body' : 'Decompressed request body';
+      const what = this.compressed ? 'Decompressed request body' : 'Request body';
       this.finish(bodyTooLarge(this.maxBytes, what));
     } else {
       this.body = gather(this.body, this.size - chunk.length, chunk, this.maxBytes);

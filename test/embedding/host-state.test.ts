@@ -13,7 +13,7 @@ import {
 import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { gzipSync } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { createHandler, type EndpointHandler } from '../../src/index.ts';
 import { jsonLogger } from '../../src/log.ts';
 import { recorder, type Seen, segmentHeaders, trackEvent } from '../helpers.ts';
@@ -148,6 +148,30 @@ describe('a request the host read some of', () => {
         assert.match(logs.join(''), /read before the endpoint/);
       },
     );
+  });
+
+  test("a host's own listener beside ours (a byte counter): a compressed event is read whole, not cut by the decoder's load", async () => {
+    for (const [coding, compress] of [
+      ['gzip', gzipSync],
+      ['deflate', deflateSync],
+    ] as const) {
+      let counted = 0;
+      await hosted(
+        (req, res, segment) => {
+          req.on('data', (chunk: Buffer) => {
+            counted += chunk.length;
+          });
+          segment(req, res);
+        },
+        async ({ seen, send }) => {
+          const body = compress(eventBytes({ messageId: `tapped-${coding}` }));
+          const answer = await send([body], { 'content-encoding': coding });
+          assert.equal(answer.status, 200, `${coding}: ${answer.body}`);
+          assert.equal(seen[0]?.event.messageId, `tapped-${coding}`);
+          assert.equal(counted, body.length, 'the host counted every byte too');
+        },
+      );
+    }
   });
 
   test('req.body made an object by a middleware that never read the stream: the event is read from the stream', async () => {
