@@ -82,11 +82,15 @@ function several(events: unknown[], what: string): Carried {
 // What a stored line holds besides the event and the settings: receivedAt, source and the field names.
 const LINE_OVERHEAD = 96; // bytes
 
-/** An event posted to /v1/{type}: the path gives the type, which the body may repeat but not contradict. */
+/**
+ * An event posted to /v1/{type}: the path gives the type, which the body may repeat but not contradict.
+ * One that says nothing (null, empty) is as none.
+ */
 function typed(event: Record<string, unknown>, type: EventType): Record<string, unknown> {
-  const own = Object.keys(event).find((key) => key.toLowerCase() === 'type');
+  const own = fieldKey(event, 'type');
   if (own === undefined) return { type, ...event };
   const given = event[own];
+  if (given === null || given === '') return { ...event, type };
   if (typeof given === 'string' && given.toLowerCase() === type) return event;
   throw new EndpointError(
     'SEG_INVALID_EVENT',

@@ -37,7 +37,8 @@ const BY_SQUASHED: ReadonlyMap<string, string> = new Map(SPEC_FIELDS.map((f) => 
 
 /**
  * Finds a key in an object whatever its casing: `field(traits, 'firstName')` finds `firstName`,
- * `first_name`, `FirstName` or `FIRSTNAME`. An exact match wins; own keys only.
+ * `first_name`, `FirstName` or `FIRSTNAME`. An exact match wins, unless it says nothing (null or empty)
+ * and a variant holds a value; own keys only.
  */
 export function field(obj: unknown, name: string): unknown {
   if (typeof obj !== 'object' || obj === null) return undefined;
@@ -45,18 +46,34 @@ export function field(obj: unknown, name: string): unknown {
   return key === undefined ? undefined : (obj as Record<string, unknown>)[key];
 }
 
-/** The key `obj` holds `name` under, whatever its casing (an exact match wins), or undefined; own keys only. */
+/**
+ * The key `obj` holds `name` under, whatever its casing, or undefined; own keys only. An exact match
+ * wins, then the first variant, except that a key whose value says nothing (null, empty) gives way to
+ * one that holds a value.
+ */
 export function fieldKey(obj: object, name: string): string | undefined {
-  if (Object.hasOwn(obj, name)) return name;
+  const values = obj as Record<string, unknown>;
+  const exact = Object.hasOwn(obj, name);
+  if (exact && !saysNothing(values[name])) return name;
   const wanted = squash(name);
-  return Object.keys(obj).find((key) => squash(key) === wanted);
+  let found = exact ? name : undefined;
+  for (const key of Object.keys(obj)) {
+    if (key === name || squash(key) !== wanted) continue;
+    if (!saysNothing(values[key])) return key;
+    found ??= key;
+  }
+  return found;
 }
+
+/** A value that says nothing of its field: null (CONTRACT.md: as missing), or an empty string. */
+const saysNothing = (value: unknown): boolean => value === null || value === '';
 
 /**
  * Gives the event with its spec fields under their canonical names and `type` in lower case. An event
  * that is already canonical (what Segment itself sends) is returned as is, without a copy. Where a field
  * appears twice in different casings, the canonical spelling wins, the first variant if there is none;
- * the other stays under its own key. A null is as missing (CONTRACT.md): it wins over no value.
+ * the other stays under its own key; but a value that says nothing (null, empty) gives way to one that
+ * holds a value, wherever it is (see fieldKey).
  */
 export function normalizeEvent(input: Record<string, unknown>): Record<string, unknown> {
   let renames: Array<[string, string]> | undefined;
@@ -89,6 +106,6 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
   return out;
 }
 
-/** Whether `held`, a null, stands where `other`, a value, could: null is as missing. */
+/** Whether `held`, which says nothing, stands where `other`, a value, could (see fieldKey). */
 const hides = (held: unknown, other: unknown): boolean =>
-  held === null && other !== null && other !== undefined;
+  saysNothing(held) && !saysNothing(other) && other !== undefined;

@@ -14,6 +14,15 @@ describe("Segment's Tracking API and batches", () => {
     assert.equal(seen[0]?.event.type, 'track');
     const same = await inject(handler, { url: '/v1/identify', body: { Type: 'Identify', userId: 'u1' } });
     assert.equal(same.status, 200);
+    // A type that says nothing (null, empty) is as missing: the path gives it.
+    for (const body of [
+      { type: null, event: 'E', userId: 'u1' },
+      { type: '', event: 'E', userId: 'u1' },
+      { type: null, Type: 'Track', event: 'E', userId: 'u1' },
+    ]) {
+      const given = await inject(handler, { url: '/v1/track', body });
+      assert.equal(given.status, 200, `${JSON.stringify(body)}: ${given.body}`);
+    }
     const contradicts = await inject(handler, { url: '/v1/track', body: { type: 'identify', userId: 'u1' } });
     assert.equal(contradicts.status, 400);
     assert.match(contradicts.json().message ?? '', /contradicts/);
@@ -39,6 +48,23 @@ describe("Segment's Tracking API and batches", () => {
     assert.equal(seen.length, 2);
     assert.deepEqual(seen[0]?.event.context, { library: { name: 'analytics-python' }, ip: '1.2.3.4' });
     assert.deepEqual(seen[1]?.event.integrations, { Mixpanel: true, All: false });
+  });
+
+  test("a batch's context and integrations go under the key of the event's that holds a value, not under a null canonical one", async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const own = { type: 'track', event: 'T', userId: 'u', context: null, Context: { ip: 'own' } };
+    const res = await inject(handler, {
+      url: '/v1/batch',
+      body: {
+        batch: [{ ...own, integrations: null, Integrations: { All: false } }],
+        context: { ip: 'batch' },
+        integrations: { X: true },
+      },
+    });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(seen[0]?.event.context, { ip: 'own' });
+    assert.deepEqual(seen[0]?.event.integrations, { X: true, All: false });
   });
 
   test("an event's own context and integrations win over the batch's whatever their casing, and keep the event's own key", async () => {

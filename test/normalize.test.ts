@@ -24,6 +24,13 @@ describe('field', () => {
     assert.equal(field({ Opt_In: false }, 'optIn'), false);
   });
 
+  test('an exact match that is null or empty gives way to a variant that holds a value: it says nothing', () => {
+    assert.equal(field({ firstName: null, first_name: 'Ada' }, 'firstName'), 'Ada');
+    assert.equal(field({ first_name: 'Ada', firstName: '' }, 'firstName'), 'Ada');
+    assert.equal(field({ firstName: null, FIRST_NAME: null, FirstName: 'Ada' }, 'firstName'), 'Ada');
+    assert.equal(field({ firstName: null, first_name: '' }, 'firstName'), null);
+  });
+
   test('a missing key is undefined; a different word is not a match', () => {
     assert.equal(field({ lastName: 'Lovelace' }, 'firstName'), undefined);
     assert.equal(field({ firstNames: 'x' }, 'firstName'), undefined);
@@ -117,7 +124,7 @@ describe('normalizeEvent', () => {
     assert.equal(out.user_id, 'variant');
   });
 
-  test('a null is as missing (CONTRACT.md): a value under another casing is not hidden by it, in either order', () => {
+  test('a null or empty value is as missing (CONTRACT.md): a value under another casing is not hidden by it, in either order', () => {
     for (const input of [
       { type: 'track', event: 'e', userId: null, user_id: 'u1' },
       { type: 'track', event: 'e', user_id: 'u1', userId: null },
@@ -125,6 +132,13 @@ describe('normalizeEvent', () => {
     ]) {
       assert.equal(normalizeEvent(input).userId, 'u1', JSON.stringify(input));
     }
+    for (const input of [
+      { type: 'track', event: 'e', userId: '', user_id: 'u1' },
+      { type: 'track', event: 'e', UserId: 'u1', userId: '' },
+    ]) {
+      assert.equal(normalizeEvent(input).userId, 'u1', JSON.stringify(input));
+    }
+    assert.equal(normalizeEvent({ type: '', Type: 'Track', event: 'e' }).type, 'track');
     assert.equal(normalizeEvent({ type: null, Type: 'Track', event: 'e' }).type, 'track');
     assert.equal(normalizeEvent({ Type: 'Track', type: null, event: 'e' }).type, 'track');
     const kept = normalizeEvent({ type: 'track', userId: 'u1', user_id: null });

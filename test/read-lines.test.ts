@@ -51,7 +51,8 @@ describe('segment-endpoint read: what is stored', () => {
       receivedAt: 'x',
       source: 's',
       settings: {},
-      event: { Type: 'Identify' },
+      // Under another casing than the canonical null beside it: the type the endpoint took it for.
+      event: { type: null, Type: 'Identify' },
     });
     append(dir, 'events-2026-11-30.ndjson', [stored('track', 'm1'), casing, 'not json']);
     const lines = await collect(readStore(dir));
