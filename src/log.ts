@@ -61,28 +61,42 @@ function lineOf(level: number, obj: object, msg: string | undefined): string {
     } catch {
       line = JSON.stringify(entry, safeReplacer());
     }
-    return line.length <= MAX_LINE ? line : cutLine(level, msg, line);
+    // A UTF-16 unit is 3 bytes of UTF-8 at most: only a longer line needs counting.
+    return line.length <= MAX_LINE / 3 || Buffer.byteLength(line) <= MAX_LINE
+      ? line
+      : cutLine(level, msg, line);
   } catch (err) {
     const logError = `the fields of this line could not be written: ${readable(() => String(err))}`;
     return JSON.stringify({ level, time: Date.now(), msg, logError });
   }
 }
 
-/** A line's most characters: a partner's error of 200,000 characters was a line of 400,000 (its stack too). */
+/**
+ * A line's most bytes: a partner's error of 200,000 characters was a line of 400,000 (its stack too). An
+ * error's message and stack are cut to `MAX_ERROR_TEXT` each first, which keeps the line's fields.
+ */
 const MAX_LINE = 16 * 1024;
-const CUT_HEAD = 4 * 1024;
+const MAX_ERROR_TEXT = 4 * 1024;
+const CUT_MSG = 1024;
+const CUT_HEAD = 2 * 1024; // at most twice as long again escaped, and 3 bytes a character
 
-/** A line too long, cut: its level, time and message, how long it was and how it began, as JSON still. */
+/** A line too long still, cut: its level, time and message, how long it was and how it began, as JSON. */
 function cutLine(level: number, msg: string | undefined, line: string): string {
-  const cut = `${line.length} characters, over the ${MAX_LINE} a line may hold: the first ${CUT_HEAD} in head`;
+  const cut = `${Buffer.byteLength(line)} bytes, over the ${MAX_LINE} a line may hold: its first characters in head`;
   return JSON.stringify({
     level,
     time: Date.now(),
-    msg: msg?.slice(0, CUT_HEAD),
+    msg: msg?.slice(0, CUT_MSG),
     cut,
     head: line.slice(0, CUT_HEAD),
   });
 }
+
+/** `text` up to `MAX_ERROR_TEXT` characters, and how many more there were. */
+const capped = (text: unknown): unknown =>
+  typeof text === 'string' && text.length > MAX_ERROR_TEXT
+    ? `${text.slice(0, MAX_ERROR_TEXT)}… (${text.length - MAX_ERROR_TEXT} more characters)`
+    : text;
 
 /**
  * For JSON.stringify: BigInts as their digits, an object inside itself as "[Circular]". `this` is the
@@ -116,9 +130,9 @@ function errorFields(err: Error, depth = 0): object {
   const cause = readable(() => err.cause);
   return {
     type: readable(() => err.name),
-    message: readable(() => err.message),
+    message: capped(readable(() => err.message)),
     code: readable(() => (err as { code?: unknown }).code),
-    stack: readable(() => err.stack),
+    stack: capped(readable(() => err.stack)),
     ...(cause instanceof Error && depth < MAX_CAUSES ? { cause: errorFields(cause, depth + 1) } : {}),
   };
 }

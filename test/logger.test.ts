@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { createHandler, jsonLogger } from '../src/index.ts';
+import { createHandler, jsonLogger, silentLogger } from '../src/index.ts';
+import { LogBudget } from '../src/log-budget.ts';
 import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
@@ -220,7 +221,7 @@ test('a handler that throws what no logger can read, or a logger that throws, is
   }
 });
 
-test("a handler's failures write at most 50 lines at once and 10 a second, then one line counting the rest", async () => {
+test("a batch a handler fails on writes a source's share of failure lines, then says lines are held, then their count", async () => {
   // One client whose every event a handler fails on (a batch of 2,500) wrote a line each: ~2 MB of log
   // for 7 KB sent, at error level, which no operator can turn off without losing the real errors.
   const written: string[] = [];
@@ -237,25 +238,66 @@ test("a handler's failures write at most 50 lines at once and 10 a second, then 
   const batch = Array.from({ length: 2_500 }, (_, i) => ({ type: 'track', event: 'e', userId: `u${i}` }));
   const res = await inject(handler, { url: '/v1/batch', headers: segmentHeaders(), body: { batch } });
   assert.equal(res.status, 503, res.body);
-  const failures = () => written.filter((line) => JSON.parse(line).msg === 'event handler failed');
-  assert.equal(failures().length, 50);
+  const entries = () => written.map((line) => JSON.parse(line));
+  const failures = entries().filter((line) => line.msg === 'event handler failed').length;
+  // One source's burst, and what came back while the batch was taken (2 a second).
+  assert.ok(failures >= 10 && failures <= 12, String(failures));
+  assert.equal(entries().filter((line) => /are being held back/.test(line.msg)).length, 1);
   await new Promise((later) => setTimeout(later, 1_200));
-  const counted = written.map((line) => JSON.parse(line)).filter((line) => line.held !== undefined);
-  assert.deepEqual(
-    counted.map(({ held, msg }) => [held, msg]),
-    [[2_450, '2450 more lines of "event handler failed" were not written: over 10 a second']],
-  );
+  const counted = entries().filter((line) => line.held !== undefined);
+  assert.equal(counted.length, 1);
+  assert.equal(counted[0].held, 2_500 - failures);
+  assert.deepEqual(counted[0].statuses, [500]);
+  assert.equal(counted[0].sources.length, 1);
 });
 
-test('the built-in logger cuts a line past 16 KiB, keeping its message and its start', () => {
+test("the failure budget: one source's flood leaves others room; 50 at once in all; the count says whose", () => {
+  const lines: Array<{ fields: Record<string, unknown>; msg: string }> = [];
+  const log = {
+    ...silentLogger,
+    error: (fields: object, msg?: string) => lines.push({ fields: { ...fields }, msg: msg ?? '' }),
+  };
+  let now = 0;
+  const later: Array<() => void> = [];
+  const budget = new LogBudget(log, { now: () => now, later: (run) => later.push(run) });
+  const fail = (source: string, status = 500) =>
+    budget.error({ err: new Error(source), source, status }, 'event handler failed');
+  for (let i = 0; i < 100; i++) fail('flooding');
+  for (let i = 0; i < 3; i++) fail('other', 503);
+  const written = (source: string) => lines.filter(({ fields }) => fields.source === source).length;
+  assert.equal(written('flooding'), 10);
+  assert.equal(written('other'), 3, "the other source's lines are written");
+  assert.equal(lines.filter(({ msg }) => /are being held back/.test(msg)).length, 1);
+  for (let s = 0; s < 10; s++) for (let i = 0; i < 10; i++) fail(`s${s}`);
+  assert.equal(lines.filter(({ msg }) => msg === 'event handler failed').length, 50, '50 at once in all');
+  assert.equal(later.length, 1);
+  later[0]?.();
+  const count = lines.at(-1);
+  assert.equal(count?.msg, '153 more lines of "event handler failed" were not written');
+  assert.equal(count?.fields.held, 153);
+  assert.deepEqual(count?.fields.statuses, [500]);
+  assert.equal((count?.fields.sources as string[])[0], 'flooding');
+  now += 1_000; // 10 lines a second come back, 2 of them to a source
+  const before = lines.length;
+  for (let i = 0; i < 5; i++) fail('flooding');
+  assert.equal(lines.length - before, 2 + 1, "two of the source's lines, and the note that lines are held");
+});
+
+test("the built-in logger keeps a line under 16 KiB: an error's message and stack cut to 4 KiB each, else the line's start", () => {
   const written: string[] = [];
   const log = jsonLogger('info', (line) => written.push(line));
-  log.error({ err: new Error('x'.repeat(200_000)) }, 'event handler failed');
-  const line = written[0] as string;
-  assert.ok(line.length < 17 * 1024, String(line.length));
-  const entry = JSON.parse(line);
-  assert.equal(entry.msg, 'event handler failed');
-  assert.equal(entry.level, 50);
-  assert.match(entry.cut, /^4\d{5} characters/);
-  assert.match(entry.head, /^\{"level":50,"time":\d+,"err":\{"type":"Error","message":"xxx/);
+  log.error({ err: new Error('x'.repeat(200_000)), source: 'abc', status: 500 }, 'event handler failed');
+  const kept = JSON.parse(written[0] as string);
+  assert.ok(Buffer.byteLength(written[0] as string) < 16 * 1024, String((written[0] as string).length));
+  assert.equal(kept.source, 'abc', 'the fields kept');
+  assert.match(kept.err.message, /^x{4096}… \(195904 more characters\)$/);
+  // Past the limit in bytes, not characters: 6,000 characters of 3 bytes each.
+  log.error({ note: '日'.repeat(6_000), more: '本'.repeat(6_000) }, '\u0001'.repeat(5_000));
+  const line = written[1] as string;
+  assert.ok(Buffer.byteLength(line) <= 16 * 1024, String(Buffer.byteLength(line)));
+  const cut = JSON.parse(line);
+  assert.equal(cut.level, 50);
+  assert.equal(cut.msg.length, 1024);
+  assert.match(cut.cut, /^\d+ bytes, over the 16384 a line may hold/);
+  assert.match(cut.head, /^\{"level":50,"time":\d+,"note":"日日/);
 });
