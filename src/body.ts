@@ -10,7 +10,9 @@ const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
 // A `charset` parameter (RFC 9110 §8.3.2), its value possibly quoted; UTF-8 is JSON's only encoding.
 const CHARSET_RE = /;[ \t]*charset[ \t]*=[ \t]*"?([^";, \t]*)/gi;
 // US-ASCII is UTF-8's first 128 characters: its bytes read as UTF-8 are what was meant.
-const UTF8_RE = /^(?:utf-?8|us-ascii)$/i;
+const UTF8_RE = /^(?:utf-?8|(?:us-)?ascii)$/i;
+// Two or four bytes a character: no JSON text in them reads as UTF-8, whatever a path takes.
+const WIDE_RE = /^(?:utf-?(?:16|32)(?:[bl]e)?|ucs-?[24])$/i;
 const LENGTH_RE = /^\d{1,15}$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
 const CHUNKED_LAST_RE = /(?:^|,)[ \t]*chunked[ \t]*$/i;
@@ -62,21 +64,24 @@ export function checkBodyHeaders(
  * Tracking API's paths, where SDKs label JSON as they like: read as JSON is, in UTF-8, whatever it says).
  */
 function checkType(type: string | undefined, anyType: boolean): void {
-  if (type === undefined || type === 'application/json' || anyType) return;
-  if (!JSON_TYPE_RE.test(type)) {
+  if (type === undefined || type === 'application/json') return;
+  if (!anyType && !JSON_TYPE_RE.test(type)) {
     throw new EndpointError(
       'SEG_UNSUPPORTED_MEDIA_TYPE',
       `Content-Type must be application/json, not ${quoted(type, 100)}`,
     );
   }
-  checkCharset(type);
+  checkCharset(type, anyType);
 }
 
-/** 415 for a body in a charset other than UTF-8 (its bytes would be read as UTF-8), named once or more. */
-export function checkCharset(type: string | undefined): void {
+/**
+ * 415 for a body in a charset other than UTF-8 (its bytes would be read as UTF-8), named once or more;
+ * `anyCharset` (the Tracking API's paths, where SDKs label JSON as they like): UTF-16 and UTF-32 only.
+ */
+export function checkCharset(type: string | undefined, anyCharset = false): void {
   if (type === undefined) return;
   for (const [, charset = ''] of type.matchAll(CHARSET_RE)) {
-    if (UTF8_RE.test(charset)) continue;
+    if (anyCharset ? !WIDE_RE.test(charset) : UTF8_RE.test(charset)) continue;
     throw new EndpointError(
       'SEG_UNSUPPORTED_MEDIA_TYPE',
       `Content-Type charset ${quoted(charset, 100)} is not supported: send UTF-8 JSON`,

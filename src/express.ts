@@ -67,6 +67,9 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
   const eventRoutes = routes(opts.path, opts.trackingApi);
   const others = new Set([opts.healthPath, opts.livePath, opts.metricsPath]);
   const ours = (path: string) => others.has(path) || routeAt(eventRoutes, path) !== undefined;
+  // The standalone server's refusal of a charset: on the Tracking API's paths, UTF-16 and UTF-32 only.
+  const charsetOf = (req: ExpressRequest) =>
+    checkCharset(req.headers['content-type'], (routeAt(eventRoutes, req.path)?.kind ?? 'event') !== 'event');
   const { maxBodyBytes } = opts;
   // As the handler's own: no refusal made here is a 401, but the context is whole.
   const context: RefusalContext = { challenge: `Basic realm="${opts.realm}", charset="UTF-8"`, maxBodyBytes };
@@ -75,9 +78,13 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
     if (!ours(req.path)) return next();
     let refused: EndpointError | undefined;
     if (!adoptParsed(req, maxBodyBytes)) refused = bodyTooLarge(maxBodyBytes);
-    // A body the parser decoded from a coding or a charset the standalone server does not take (br,
-    // UTF-16): refused alike.
-    else if (req.body !== undefined) refused = caught(() => checkDecoded(req));
+    // Decoded by the parser from a coding or charset the standalone server does not take: refused alike.
+    else if (req.body !== undefined) {
+      refused = caught(() => {
+        codingOf(req.headers['content-encoding']);
+        charsetOf(req);
+      });
+    }
     if (refused !== undefined) {
       const answer = toErrorAnswer(refused);
       handler.metrics?.request('unknown', answer.status, 0);
@@ -101,8 +108,7 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
     }
     const { body } = err as BodyParserError;
     // A text in a charset we do not read is refused for it, as the standalone server refuses it.
-    const charset =
-      type === 'request.aborted' ? undefined : caught(() => checkCharset(req.headers['content-type']));
+    const charset = type === 'request.aborted' ? undefined : caught(() => charsetOf(req));
     if (charset === undefined && type === 'entity.parse.failed' && typeof body === 'string') {
       // The text it could not parse goes through the pipeline as if read here: after authentication, our
       // parser and its refusal. `123`, which strict body-parser refuses, is JSON to us: not an object.
@@ -177,12 +183,6 @@ function undecoded(err: unknown, req: IncomingMessage): boolean {
 
 /** Our name for what `undecoded` finds, among body-parser's types. */
 const UNDECODED = 'segment-endpoint.undecoded';
-
-/** The standalone server's refusals of a body it did not decode itself: its coding, its charset. */
-function checkDecoded(req: IncomingMessage): void {
-  codingOf(req.headers['content-encoding']);
-  checkCharset(req.headers['content-type']);
-}
 
 /** The refusal `check` throws, if it throws one. */
 function caught(check: () => void): EndpointError | undefined {

@@ -143,6 +143,7 @@ describe('body', () => {
       'application/json; charset=UTF-8',
       'application/json; charset="utf8"',
       'application/json; charset=us-ascii',
+      'application/json; charset=ASCII',
     ]) {
       const res = await inject(endpoint(), {
         headers: { ...segmentHeaders(), 'content-type': type },

@@ -145,6 +145,18 @@ describe('Content-Type on the Tracking API paths', () => {
     }
   });
 
+  test('/v1/*: a charset of two or four bytes a character (UTF-16, UTF-32) is still a 415 that says so: its bytes cannot be read as JSON', async () => {
+    for (const charset of ['utf-16', 'UTF-16LE', 'utf-32', 'utf32be']) {
+      const res = await inject(endpoint(), {
+        url: '/v1/track',
+        headers: { ...form, 'content-type': `application/json; charset=${charset}` },
+        body: JSON.stringify(trackEvent()),
+      });
+      assert.equal(res.status, 415, charset);
+      assert.match(String(res.json().message), /charset .* is not supported: send UTF-8 JSON/);
+    }
+  });
+
   test('/v1/*: a body that is not JSON is a 400; the event path stays strict (415)', async () => {
     for (const url of ['/v1/batch', '/v1/track']) {
       const res = await inject(endpoint(), { url, headers: form, body: 'type=track&event=Signed+Up' });
