@@ -40,6 +40,11 @@ export const ERRORS = {
     message:
       'X-Signature signs only the first event of this batch: enable "Use X-Segment-Signature Header" in the Segment webhook destination settings',
   },
+  SEG_SIGNATURE_SETTINGS: {
+    status: 401,
+    message:
+      'X-Segment-Settings is stored with the event but no signature covers it: send signed requests without it',
+  },
   SEG_INVALID_UTF8: { status: 400, message: 'Request body is not valid UTF-8' },
   SEG_INVALID_JSON: { status: 400, message: 'Request body is not valid JSON' },
   SEG_NOT_OBJECT: { status: 400, message: 'Request body must be a JSON object' },

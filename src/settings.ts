@@ -7,13 +7,17 @@ export type Settings = Readonly<Record<string, unknown>>;
 
 const EMPTY: Settings = Object.freeze({});
 
+/** Whether a request carries settings: an `X-Segment-Settings` header that is there and not empty. */
+export const settingsSent = (header: string | string[] | undefined): boolean =>
+  header !== undefined && header !== '';
+
 /**
  * Decodes `X-Segment-Settings`: base64 of a JSON object with the customer's custom settings.
  * Absent or empty (a header with no value, as some proxies pass on "no settings") → `{}`; anything but
  * base64 of a UTF-8 JSON object → `undefined` (the pipeline answers 400).
  */
 export function decodeSettings(header: string | string[] | undefined): Settings | undefined {
-  if (header === undefined || header === '') return EMPTY;
+  if (!settingsSent(header)) return EMPTY;
   if (typeof header !== 'string') return undefined;
   return decode(header);
 }

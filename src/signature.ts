@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { sameDigest } from './auth.ts';
 import { EndpointError } from './errors.ts';
+import { settingsSent } from './settings.ts';
 
 // Segment's Webhooks destinations sign what they send with a secret shared with the receiver: a hex
 // HMAC-SHA1. What is signed depends on the header (segmentio/action-destinations,
@@ -22,8 +23,10 @@ export function verifySignature(
   text: string | undefined,
   legacyBatch: boolean,
 ): void {
+  // Settings are stored with the event, and no signature covers a header: refused before any hashing.
+  // (Segment's signing Webhooks destinations send none; its partner destinations, which do, sign nothing.)
+  if (settingsSent(headers['x-segment-settings'])) throw new EndpointError('SEG_SIGNATURE_SETTINGS');
   verifyBody(headers, secret, value, text, legacyBatch);
-  coversSettings(headers);
 }
 
 function verifyBody(
@@ -50,20 +53,6 @@ function verifyBody(
     }
   }
   throw new EndpointError('SEG_SIGNATURE_INVALID');
-}
-
-/**
- * Settings are stored with the event, and no signature covers a header: a signed request that carries
- * them is refused, as a batch signed in part is. (Segment's signing Webhooks destinations send none; its
- * partner destinations, which send them, do not sign.)
- */
-function coversSettings(headers: IncomingHttpHeaders): void {
-  const settings = headers['x-segment-settings'];
-  if (settings === undefined || settings === '') return;
-  throw new EndpointError(
-    'SEG_SIGNATURE_PARTIAL',
-    'X-Segment-Settings is not covered by the signature, yet would be stored with the event: send signed requests without it',
-  );
 }
 
 /** The header's digest as compared, or undefined when absent or empty (a repeated header is a mismatch). */
