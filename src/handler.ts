@@ -2,8 +2,8 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { type ApiKeySpec, repeats } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
+import { hostAnswered } from './early-headers.ts';
 import type { ErrorAnswer } from './errors.ts';
-import { hostAnswered } from './host-answered.ts';
 import { checkApiKeysSteps, resolveApiKeysSteps } from './key-spec.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';

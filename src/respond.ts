@@ -1,8 +1,8 @@
 import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
 import { Socket } from 'node:net';
 import { lastOnConnection, lingerAfter, noteEnd } from './connection-end.ts';
+import { cutIfHostAnswered } from './early-headers.ts';
 import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
-import { cutIfHostAnswered } from './host-answered.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
 // `{"message", "code"}`, which Segment shows the customer in its debugger.

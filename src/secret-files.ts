@@ -24,6 +24,8 @@ export function readableByOthers(
 /** The warning for a file of secrets of this `mode`, if every user of this host may read it. */
 export function readableWarning(flag: string, path: string, mode: number): string | undefined {
   if ((mode & 0o004) === 0) return undefined;
-  const octal = (mode & 0o777).toString(8).padStart(4, '0');
-  return `${flag} ${path} is readable by every user of this host (mode ${octal}): it holds secrets; chmod 600 it`;
+  return `${flag} ${path} is readable by every user of this host (mode ${modeText(mode)}): it holds secrets; chmod 600 it`;
 }
+
+/** A file's permission bits as `ls` and `chmod` write them: `0644`. */
+export const modeText = (mode: number): string => (mode & 0o777).toString(8).padStart(4, '0');

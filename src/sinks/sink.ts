@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Handlers } from '../dispatch.ts';
 import type { Logger } from '../log.ts';
+import { modeText } from '../secret-files.ts';
 import type { NdjsonStore } from './file-store.ts';
 
 // Where the standalone process stores accepted events when no --handlers module is given: one of the
@@ -119,9 +120,8 @@ export async function repairStoreFiles(out: string, log: Logger): Promise<void> 
 function sayIfOthersWrite(out: string, log: Logger): void {
   const mode = statSync(out, { throwIfNoEntry: false })?.mode ?? 0;
   if ((mode & 0o002) === 0) return;
-  const octal = (mode & 0o777).toString(8).padStart(4, '0');
   log.warn(
     {},
-    `--out ${out} is writable by every user of this host (mode ${octal}): they could plant files where events are stored; chmod 700 it`,
+    `--out ${out} is writable by every user of this host (mode ${modeText(mode)}): they could plant files where events are stored; chmod 700 it`,
   );
 }
