@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { fstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { fstatSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
@@ -185,6 +185,29 @@ describe('a store whose disk fills up', () => {
     assert.deepEqual(
       fileLines(store.fileFor(AT)).records.map((r) => r.n),
       [0, 2],
+    );
+  });
+
+  test("a day file it may not write (a planted link) keeps the store unwritable, whatever the probe's own file takes", async () => {
+    // At midnight a link planted as the new day's file refused every event while health said ok: the
+    // probe's own file took its write, and the store turned writable between the refusals.
+    const dir = tempDir();
+    const store = await NdjsonStore.open(dir);
+    const today = new Date();
+    const file = store.fileFor(today);
+    await store.append(event(0), today);
+    rmSync(file);
+    symlinkSync(join(tempDir(), 'elsewhere'), file);
+    await assert.rejects(store.append(event(1), today), { code: 'ELOOP' });
+    await new Promise((later) => setTimeout(later, 2_500)); // two probes
+    assert.equal(store.writable, false, 'not writable while the day file is a link');
+    rmSync(file);
+    await eventually(async () => store.writable, 'writable again once the link is gone');
+    await store.append(event(2), today);
+    await store.close();
+    assert.deepEqual(
+      fileLines(file).records.map((r) => r.n),
+      [2],
     );
   });
 

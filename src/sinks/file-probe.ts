@@ -26,21 +26,28 @@ export class WriteProbe {
   readonly #path: string;
   readonly #state: () => ProbedState;
   readonly #writable: () => void;
-  readonly #hold: () => void;
+  readonly #check: () => Promise<void>;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
 
   /**
-   * Probes `path` while `state()` is down; `writable()` hears a probe that succeeded. `hold` throws when
-   * the store's lock is not where its files are (another endpoint's directory): the probe fails there.
+   * Probes `path` while `state()` is down; `writable()` hears a probe that succeeded. `check` rejects
+   * when the store could not commit for another cause than its disk (its lock not where its files are,
+   * the day's file a link or another user's): the probe fails then.
    */
-  constructor(io: StoreIo, path: string, state: () => ProbedState, writable: () => void, hold: () => void) {
+  constructor(
+    io: StoreIo,
+    path: string,
+    state: () => ProbedState,
+    writable: () => void,
+    check: () => Promise<void>,
+  ) {
     this.#io = io;
     this.#path = path;
     this.#state = state;
     this.#writable = writable;
-    this.#hold = hold;
+    this.#check = check;
   }
 
   /** Probes in a second, unless a probe is already due or under way (which goes on as long as needed). */
@@ -86,7 +93,7 @@ export class WriteProbe {
   async #write(): Promise<boolean> {
     let fd: number | undefined;
     try {
-      this.#hold();
+      await this.#check();
       fd = await this.#io.open(this.#path, 'w');
       await writeAll(this.#io, fd, PROBE_BYTES);
       await this.#io.fdatasync(fd);

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
 import { DayFiles } from './file-names.ts';
-import { cutBack, type OpenFile, openDayFile, openFile, sameFile } from './file-open.ts';
+import { checkDayFile, cutBack, type OpenFile, openDayFile, openFile, sameFile } from './file-open.ts';
 import { WriteProbe } from './file-probe.ts';
 import { CommitQueue, type Pending } from './file-queue.ts';
 import { makeDirectory, repairStore, setAsideTornTail, type TornLine } from './file-repair.ts';
@@ -53,8 +53,8 @@ export class NdjsonStore {
     const writable = () => {
       this.#writable = true;
     };
-    const hold = () => this.#lock?.renew?.();
-    this.#probe = new WriteProbe(io, join(dir, `.probe${this.#days.suffix}`), state, writable, hold);
+    const check = () => checkDayFile(io, this.fileFor(new Date()), () => this.#lock?.renew?.());
+    this.#probe = new WriteProbe(io, join(dir, `.probe${this.#days.suffix}`), state, writable, check);
   }
 
   /** Records made durable, the commits that carried them (fewer: group commit), and the commits that failed. */
