@@ -101,13 +101,17 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
   });
 
-  test('entries named like store files that are not files are passed over; a FIFO as --from is refused', async () => {
+  test('entries named like store files that are not files (a FIFO, a directory, a link) are passed over; a FIFO as --from is refused', async () => {
     // A FIFO blocked the reader in open() for ever, deaf to SIGTERM; a directory stopped it with a bare
     // EISDIR naming nothing.
     const dir = tempDir();
     append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
     execFileSync('mkfifo', [join(dir, 'events-2026-11-29.ndjson')]);
     mkdirSync(join(dir, 'events-2026-11-28.ndjson'));
+    // A link: the store writes none, and `read` (often run as root) would print the file it leads to.
+    const outside = join(tempDir(), 'not-the-store');
+    writeFileSync(outside, `${stored('track', 'outside')}\n`);
+    symlinkSync(outside, join(dir, 'events-2026-11-27.ndjson'));
     const run = await runRead(['--out', dir]);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, `${stored('track', 'a')}\n`);

@@ -72,10 +72,12 @@ export class FileLines {
   async *lines(): AsyncGenerator<RawLine, void> {
     let file: FileHandle;
     try {
-      // Not blocked by a FIFO named like a store file (which would hold this reader in open() for ever).
-      file = await open(this.#path, constants.O_RDONLY | constants.O_NONBLOCK);
+      // Not blocked by a FIFO named like a store file (which would hold this reader in open() for ever),
+      // nor led by a link to a file the store never wrote (the store writes none).
+      file = await open(this.#path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // removed since the listing
+      const { code } = err as NodeJS.ErrnoException;
+      if (code === 'ENOENT' || code === 'ELOOP') return; // removed since the listing, or a link
       throw err;
     }
     try {
