@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { fstatSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -209,6 +210,38 @@ describe('a store whose disk fills up', () => {
       fileLines(file).records.map((r) => r.n),
       [2],
     );
+  });
+
+  test('a FIFO where the day file goes is refused at once, never waited on; the store recovers once it is gone', async () => {
+    // Opened for appending, a FIFO with no reader held the commit (and a thread of the pool) for good:
+    // every event 503, nothing logged, and SIGTERM could not stop the process.
+    const dir = tempDir();
+    const store = await NdjsonStore.open(dir);
+    const today = new Date();
+    const file = store.fileFor(today);
+    await store.append(event(0), today);
+    rmSync(file);
+    execFileSync('mkfifo', [file]);
+    await assert.rejects(within(store.append(event(1), today), 5_000, 'the refusal'), { code: 'ENXIO' });
+    await new Promise((later) => setTimeout(later, 1_500));
+    assert.equal(store.writable, false);
+    rmSync(file);
+    await eventually(async () => store.writable, 'writable again once the FIFO is gone');
+    await store.append(event(2), today);
+    await within(store.close(), 5_000, 'close');
+  });
+
+  test('its directory removed while it is down: the probe makes it again, as a commit would, and the store recovers with no event sent', async () => {
+    const disk = probedDisk();
+    const dir = join(tempDir(), 'store');
+    const store = await NdjsonStore.open(dir, { io: disk.io });
+    await store.append(event(0), AT);
+    disk.full = true;
+    await assert.rejects(store.append(event(1), AT), { code: 'ENOSPC' });
+    rmSync(dir, { recursive: true });
+    disk.full = false;
+    await eventually(async () => store.writable, 'writable again with no event');
+    await store.close();
   });
 
   test("a probe that fails half-way gives back what it wrote: the disk's last room stays the events'", async () => {

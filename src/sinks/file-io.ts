@@ -45,8 +45,7 @@ export interface StoreIo {
   /** Makes the names in `dir` durable (fsync of the directory): a file created or renamed in it survives a crash. */
   syncDirectory(dir: string): Promise<void>;
   ftruncate(fd: number, length: number): Promise<void>;
-  /** `uid`: its owner's, where known. */
-  fstat(fd: number): Promise<FileIdentity & { readonly size: number; readonly uid?: number }>;
+  fstat(fd: number): Promise<FileStat>;
   /**
    * The file `path` names now, following a symbolic link, and its size if known, or undefined when it
    * names none: the store checks that its open file is still the one at its path (not removed, renamed
@@ -106,6 +105,8 @@ export interface FileIdentity {
   readonly ino: number;
 }
 
+/** What the store reads of an open file: `uid`, its owner's, and `mode`, its type, where known. */
+type FileStat = FileIdentity & { readonly size: number; readonly uid?: number; readonly mode?: number };
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 
 // The callback API on the raw descriptor: one thread-pool round trip per call, without the promise
@@ -113,15 +114,15 @@ type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 const call = <T>(run: (done: Done<T>) => void): Promise<T> =>
   new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value))));
 
-// No write follows a symbolic link (ELOOP): one planted where a store file or checkpoint is (by another
-// user, where --out lets them) would send events to their file, or have repair cut a file elsewhere.
-// 'r' does not wait for a writer when a FIFO stands where a file was expected: it reads nothing instead.
-const { O_APPEND, O_CREAT, O_NOFOLLOW, O_RDWR, O_WRONLY } = constants;
+// No write follows a symbolic link (ELOOP): one planted in --out would send events to another user's
+// file, or have repair cut a file elsewhere. No open waits on a FIFO where a file was expected (O_NONBLOCK,
+// which regular files ignore): a writer gets ENXIO, a reader nothing; a wait held a pool thread for good.
+const { O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK, O_RDWR, O_WRONLY } = constants;
 const FLAGS: Record<'a' | 'r+' | 'r' | 'w', number> = {
-  a: O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW,
-  'r+': O_RDWR | O_NOFOLLOW,
-  w: O_WRONLY | O_CREAT | constants.O_TRUNC | O_NOFOLLOW,
-  r: constants.O_RDONLY | constants.O_NONBLOCK,
+  a: O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK,
+  'r+': O_RDWR | O_NOFOLLOW | O_NONBLOCK,
+  w: O_WRONLY | O_CREAT | constants.O_TRUNC | O_NOFOLLOW | O_NONBLOCK,
+  r: constants.O_RDONLY | O_NONBLOCK,
 };
 
 /**

@@ -46,16 +46,11 @@ export async function openDayFile(
 /**
  * Throws as opening the day's file `name` for a commit would, for what no disk space mends: the store's
  * lock not where its files are (`hold`, as openDayFile), a symbolic link there (ELOOP), a file of
- * another user's. (Made if missing, as the next commit would make it.)
+ * another user's, no regular file. (Made if missing, its directory too, as the next commit would.)
  */
-export async function checkDayFile(io: StoreIo, name: string, hold: () => void): Promise<void> {
-  hold();
-  const fd = await io.open(name, 'a');
-  try {
-    await ownStat(io, fd, name);
-  } finally {
-    await io.close(fd);
-  }
+export async function checkDayFile(io: StoreIo, dir: string, name: string, hold: () => void): Promise<void> {
+  const { fd } = await openDayFile(io, dir, name, hold);
+  await io.close(fd);
 }
 
 /** The day's file being appended to. `size` is where its last whole line ends. */

@@ -1,15 +1,25 @@
+import { constants } from 'node:fs';
 import type { FileIdentity, StoreIo } from './file-io.ts';
+
+const { S_IFMT, S_IFREG } = constants;
 
 // Where other users may write in --out, a file planted under a name the store writes (today's file, or
 // where a torn line is set aside) would hand them what is written to it: customers' events and settings.
 
-/** `fd`'s stat, or a throw (SEG_STORE_FOREIGN_FILE) when another user owns the file: nothing goes in it. */
+/**
+ * `fd`'s stat, or a throw when it is no regular file (a FIFO with a reader, a device:
+ * SEG_STORE_NOT_A_FILE) or another user owns it (SEG_STORE_FOREIGN_FILE): nothing goes in it.
+ */
 export async function ownStat(
   io: StoreIo,
   fd: number,
   name: string,
 ): Promise<FileIdentity & { readonly size: number }> {
   const stat = await io.fstat(fd);
+  if (stat.mode !== undefined && (stat.mode & S_IFMT) !== S_IFREG) {
+    const message = `${name} is not a regular file: events are stored only in files`;
+    throw Object.assign(new Error(message), { code: 'SEG_STORE_NOT_A_FILE', path: name });
+  }
   const own = process.geteuid?.();
   if (stat.uid !== undefined && own !== undefined && stat.uid !== own) {
     const message = `${name} is owned by another user (uid ${stat.uid}): events are stored only in files of this user's`;

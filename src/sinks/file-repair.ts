@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { nodeIo, readAt, type StoreIo, writeAll } from './file-io.ts';
 import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
@@ -33,14 +34,15 @@ export const COMMIT_MAX_BYTES = 1024 * 1024; // 1 MiB
  */
 export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Promise<TornLine | undefined> {
   // A name that leads to no file (removed meanwhile) holds nothing to repair, nor does a symbolic link
-  // (the store writes none, and would cut the file it leads to): passed over.
+  // (the store writes none, and would cut the file it leads to) or a FIFO, a device: passed over.
   const fd = await io.open(file, 'r+').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT' || err.code === 'ELOOP') return undefined;
     throw err;
   });
   if (fd === undefined) return undefined;
   try {
-    const { size } = await io.fstat(fd);
+    const { size, mode } = await io.fstat(fd);
+    if (mode !== undefined && (mode & constants.S_IFMT) !== constants.S_IFREG) return undefined;
     const keep = await wholeLinesEnd(io, fd, size, scan);
     if (keep === size) {
       // What a process killed between a write and its sync left is made durable now: otherwise the next

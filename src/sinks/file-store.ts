@@ -53,7 +53,7 @@ export class NdjsonStore {
     const writable = () => {
       this.#writable = true;
     };
-    const check = () => checkDayFile(io, this.fileFor(new Date()), () => this.#lock?.renew?.());
+    const check = () => checkDayFile(io, dir, this.fileFor(new Date()), () => this.#lock?.renew?.());
     this.#probe = new WriteProbe(io, join(dir, `.probe${this.#days.suffix}`), state, writable, check);
   }
 

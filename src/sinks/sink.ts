@@ -81,7 +81,9 @@ export function storeRefused(err: unknown, out: string): unknown {
   const { code, path, holder } = err as { code?: unknown; path?: unknown; holder?: unknown };
   if (code === 'SEG_STORE_IN_USE')
     return new Error(`--out ${out} is in use by process ${holder}: one endpoint writes a store`);
-  if (code === 'SEG_STORE_FOREIGN_FILE') return new Error(`--out ${out}: ${(err as Error).message}`);
+  if (code === 'SEG_STORE_FOREIGN_FILE' || code === 'SEG_STORE_NOT_A_FILE') {
+    return new Error(`--out ${out}: ${(err as Error).message}`);
+  }
   if (typeof code !== 'string') return err;
   const inside = typeof path === 'string' && resolve(path) !== resolve(out);
   const said = inside
