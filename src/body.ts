@@ -11,8 +11,9 @@ const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
 const CHARSET_RE = /;[ \t]*charset[ \t]*=[ \t]*"?([^";, \t]*)/gi;
 // US-ASCII is UTF-8's first 128 characters: its bytes read as UTF-8 are what was meant.
 const UTF8_RE = /^(?:utf-?8|(?:us-)?ascii)$/i;
-// Two or four bytes a character: no JSON text in them reads as UTF-8, whatever a path takes.
-const WIDE_RE = /^(?:utf-?(?:16|32)(?:[bl]e)?|ucs-?[24])$/i;
+// Unicode's other encodings (UTF-7, -16, -32; "unicode" is Windows' UTF-16): no JSON text in them reads
+// as UTF-8, and a host's parser decodes some of them, whatever a path takes.
+const OTHER_UNICODE_RE = /^(?:utf(?!-?8$)\S+|ucs-?[24]\S*|unicode\S*)$/i;
 const LENGTH_RE = /^\d{1,15}$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
 const CHUNKED_LAST_RE = /(?:^|,)[ \t]*chunked[ \t]*$/i;
@@ -76,12 +77,12 @@ function checkType(type: string | undefined, anyType: boolean): void {
 
 /**
  * 415 for a body in a charset other than UTF-8 (its bytes would be read as UTF-8), named once or more;
- * `anyCharset` (the Tracking API's paths, where SDKs label JSON as they like): UTF-16 and UTF-32 only.
+ * `anyCharset` (the Tracking API's paths, where SDKs label JSON as they like): Unicode's others only.
  */
 export function checkCharset(type: string | undefined, anyCharset = false): void {
   if (type === undefined) return;
   for (const [, charset = ''] of type.matchAll(CHARSET_RE)) {
-    if (anyCharset ? !WIDE_RE.test(charset) : UTF8_RE.test(charset)) continue;
+    if (anyCharset ? !OTHER_UNICODE_RE.test(charset) : UTF8_RE.test(charset)) continue;
     throw new EndpointError(
       'SEG_UNSUPPORTED_MEDIA_TYPE',
       `Content-Type charset ${quoted(charset, 100)} is not supported: send UTF-8 JSON`,
