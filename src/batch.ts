@@ -1,7 +1,7 @@
 import type { ErrorAnswer } from './errors.ts';
 import { EndpointError, toErrorAnswer } from './errors.ts';
 import { isPlainObject } from './json.ts';
-import { fieldKey } from './normalize.ts';
+import { fieldKey, saysNothing } from './normalize.ts';
 import { bodyTooLarge, refusal, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
@@ -90,7 +90,7 @@ function typed(event: Record<string, unknown>, type: EventType): Record<string, 
   const own = fieldKey(event, 'type');
   if (own === undefined) return { type, ...event };
   const given = event[own];
-  if (given === null || given === '') return { ...event, type };
+  if (saysNothing(given)) return { ...event, type };
   if (typeof given === 'string' && given.toLowerCase() === type) return event;
   throw new EndpointError(
     'SEG_INVALID_EVENT',
@@ -154,7 +154,7 @@ const mergeUnder = (event: Record<string, unknown>, key: string, shared: string)
  */
 function under(own: unknown, shared: string): unknown {
   if (isPlainObject(own)) return { ...(JSON.parse(shared) as object), ...own };
-  return own ?? JSON.parse(shared);
+  return saysNothing(own) ? JSON.parse(shared) : own;
 }
 
 /** What became of one event: the status to answer, its type once known, and the refusal if any. */

@@ -65,8 +65,8 @@ export function fieldKey(obj: object, name: string): string | undefined {
   return found;
 }
 
-/** A value that says nothing of its field: null (CONTRACT.md: as missing), or an empty string. */
-const saysNothing = (value: unknown): boolean => value === null || value === '';
+/** A value that says nothing of its field: none, null (CONTRACT.md: as missing), or an empty string. */
+export const saysNothing = (value: unknown): boolean => value === undefined || value === null || value === '';
 
 /**
  * Gives the event with its spec fields under their canonical names and `type` in lower case. An event
@@ -107,5 +107,4 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
 }
 
 /** Whether `held`, which says nothing, stands where `other`, a value, could (see fieldKey). */
-const hides = (held: unknown, other: unknown): boolean =>
-  saysNothing(held) && !saysNothing(other) && other !== undefined;
+const hides = (held: unknown, other: unknown): boolean => saysNothing(held) && !saysNothing(other);

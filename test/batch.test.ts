@@ -65,6 +65,19 @@ describe("Segment's Tracking API and batches", () => {
     assert.equal(res.status, 200, res.body);
     assert.deepEqual(seen[0]?.event.context, { ip: 'own' });
     assert.deepEqual(seen[0]?.event.integrations, { X: true, All: false });
+    const empty = await inject(handler, {
+      url: '/v1/batch',
+      body: {
+        batch: [{ type: 'track', event: 'T', userId: 'u', messageId: 'e1', context: '' }],
+        context: { ip: 'batch' },
+      },
+    });
+    assert.equal(empty.status, 200, empty.body);
+    assert.deepEqual(
+      seen[1]?.event.context,
+      { ip: 'batch' },
+      'an empty context says nothing: the batch fills it',
+    );
   });
 
   test("an event's own context and integrations win over the batch's whatever their casing, and keep the event's own key", async () => {

@@ -29,6 +29,7 @@ describe('field', () => {
     assert.equal(field({ first_name: 'Ada', firstName: '' }, 'firstName'), 'Ada');
     assert.equal(field({ firstName: null, FIRST_NAME: null, FirstName: 'Ada' }, 'firstName'), 'Ada');
     assert.equal(field({ firstName: null, first_name: '' }, 'firstName'), null);
+    assert.equal(field({ firstName: undefined, first_name: 'Ada' }, 'firstName'), 'Ada');
   });
 
   test('a missing key is undefined; a different word is not a match', () => {
