@@ -33,14 +33,14 @@ const realClock: BudgetClock = {
  * Error lines of failures: at most 50 at once and 10 a second on average, and of those 10 at once and 2
  * a second from one source. A line held back is counted; the first of a second's says at once that
  * lines are being held, so that a process stopped before the count is said still says so, and the count
- * follows a second later, with the sources and statuses held.
+ * follows a second later for each message, with its sources (how many, and up to ten named) and statuses.
  */
 export class LogBudget {
   readonly #log: Logger;
   readonly #clock: BudgetClock;
   readonly #all: Bucket;
   readonly #sources = new Map<string, Bucket>();
-  #held: Held | undefined;
+  #held: Map<string, Held> | undefined;
 
   constructor(log: Logger, clock: BudgetClock = realClock) {
     this.#log = log;
@@ -71,38 +71,47 @@ export class LogBudget {
   }
 
   #hold({ source, status }: Failure, msg: string): void {
-    let held = this.#held;
-    if (held === undefined) {
-      held = { byMessage: new Map(), sources: new Set(), statuses: new Set() };
-      this.#held = held;
+    let byMessage = this.#held;
+    if (byMessage === undefined) {
+      byMessage = new Map();
+      this.#held = byMessage;
       this.#log.error(
         {},
         `failure lines are being held back: over ${ALL.perSecond} a second, or ${ONE_SOURCE.perSecond} from one source; their count follows`,
       );
       this.#clock.later(() => this.#sayHeld(), SAY_HELD_MS);
     }
-    held.byMessage.set(msg, (held.byMessage.get(msg) ?? 0) + 1);
-    if (source !== undefined && held.sources.size < SOURCES_SAID) held.sources.add(source);
+    let held = byMessage.get(msg);
+    if (held === undefined) {
+      held = { count: 0, sources: new Set(), statuses: new Set() };
+      byMessage.set(msg, held);
+    }
+    held.count++;
+    // Counted whole (a set of a thousand keys' fingerprints at most), named up to SOURCES_SAID.
+    if (source !== undefined && held.sources.size < SOURCES_KEPT) held.sources.add(source);
     held.statuses.add(status);
   }
 
   #sayHeld(): void {
-    const held = this.#held;
+    const byMessage = this.#held;
     this.#held = undefined;
-    if (held === undefined) return;
-    const sources = [...held.sources];
-    const statuses = [...held.statuses];
-    for (const [msg, count] of held.byMessage) {
+    for (const [msg, { count, sources, statuses }] of byMessage ?? []) {
       this.#log.error(
-        { held: count, sources, statuses },
+        {
+          held: count,
+          sourcesHeld: sources.size,
+          sources: [...sources].slice(0, SOURCES_SAID),
+          statuses: [...statuses],
+        },
         `${count} more lines of ${JSON.stringify(msg)} were not written`,
       );
     }
   }
 }
 
+/** The lines of one message held back: how many, from which sources, with which statuses. */
 interface Held {
-  readonly byMessage: Map<string, number>;
+  count: number;
   readonly sources: Set<string>;
   readonly statuses: Set<number>;
 }

@@ -62,9 +62,7 @@ function lineOf(level: number, obj: object, msg: string | undefined): string {
       line = JSON.stringify(entry, safeReplacer());
     }
     // A UTF-16 unit is 3 bytes of UTF-8 at most: only a longer line needs counting.
-    return line.length <= MAX_LINE / 3 || Buffer.byteLength(line) <= MAX_LINE
-      ? line
-      : cutLine(level, msg, line);
+    return line.length <= MAX_LINE / 3 || Buffer.byteLength(line) <= MAX_LINE ? line : cutLine(entry, line);
   } catch (err) {
     const logError = `the fields of this line could not be written: ${readable(() => String(err))}`;
     return JSON.stringify({ level, time: Date.now(), msg, logError });
@@ -80,17 +78,24 @@ const MAX_ERROR_TEXT = 4 * 1024;
 const CUT_MSG = 1024;
 const CUT_HEAD = 2 * 1024; // at most twice as long again escaped, and 3 bytes a character
 
-/** A line too long still, cut: its level, time and message, how long it was and how it began, as JSON. */
-function cutLine(level: number, msg: string | undefined, line: string): string {
+/**
+ * A line too long still, cut: its small fields (numbers, true or false, short strings: the level, time,
+ * source, status), its error's type and code, its message cut, how long it was and how it began.
+ */
+function cutLine(entry: Record<string, unknown>, line: string): string {
+  const kept: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(entry)) {
+    const small = typeof value === 'string' ? value.length <= SMALL_TEXT : typeof value !== 'object';
+    if (small && name !== 'msg') kept[name] = value;
+  }
+  const err = entry.err as { type?: unknown; code?: unknown } | undefined;
+  if (typeof err === 'object' && err !== null) kept.err = { type: err.type, code: err.code };
+  const msg = typeof entry.msg === 'string' ? entry.msg.slice(0, CUT_MSG) : undefined;
   const cut = `${Buffer.byteLength(line)} bytes, over the ${MAX_LINE} a line may hold: its first characters in head`;
-  return JSON.stringify({
-    level,
-    time: Date.now(),
-    msg: msg?.slice(0, CUT_MSG),
-    cut,
-    head: line.slice(0, CUT_HEAD),
-  });
+  return JSON.stringify({ ...kept, msg, cut, head: line.slice(0, CUT_HEAD) });
 }
+
+const SMALL_TEXT = 256;
 
 /** `text` up to `MAX_ERROR_TEXT` characters, and how many more there were. */
 const capped = (text: unknown): unknown =>

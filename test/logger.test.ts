@@ -277,6 +277,7 @@ test("the failure budget: one source's flood leaves others room; 50 at once in a
   assert.equal(count?.fields.held, 153);
   assert.deepEqual(count?.fields.statuses, [500]);
   assert.equal((count?.fields.sources as string[] | undefined)?.[0], 'flooding');
+  assert.equal(count?.fields.sourcesHeld, 8, 'flooding, the one the 50 cut short, and the six after it');
   now += 1_000; // 10 lines a second come back, 2 of them to a source
   const before = lines.length;
   for (let i = 0; i < 5; i++) fail('flooding');
@@ -291,13 +292,19 @@ test("the built-in logger keeps a line under 16 KiB: an error's message and stac
   assert.ok(Buffer.byteLength(written[0] as string) < 16 * 1024, String((written[0] as string).length));
   assert.equal(kept.source, 'abc', 'the fields kept');
   assert.match(kept.err.message, /^x{4096}… \(195904 more characters\)$/);
-  // Past the limit in bytes, not characters: 6,000 characters of 3 bytes each.
-  log.error({ note: '日'.repeat(6_000), more: '本'.repeat(6_000) }, '\u0001'.repeat(5_000));
+  // Past the limit in bytes, not characters: 6,000 characters of 3 bytes each. Its small fields are kept.
+  log.error(
+    { err: new Error('€'.repeat(4_000)), source: 'abc', status: 500, note: '日'.repeat(6_000) },
+    '\u0001'.repeat(5_000),
+  );
   const line = written[1] as string;
   assert.ok(Buffer.byteLength(line) <= 16 * 1024, String(Buffer.byteLength(line)));
   const cut = JSON.parse(line);
   assert.equal(cut.level, 50);
   assert.equal(cut.msg.length, 1024);
   assert.match(cut.cut, /^\d+ bytes, over the 16384 a line may hold/);
-  assert.match(cut.head, /^\{"level":50,"time":\d+,"note":"日日/);
+  assert.match(cut.head, /^\{"level":50,"time":\d+,"err":\{"type":"Error","message":"€€/);
+  assert.equal(cut.source, 'abc');
+  assert.equal(cut.status, 500);
+  assert.deepEqual(cut.err, { type: 'Error' });
 });
