@@ -13,6 +13,7 @@ const CHARSET_RE = /;[ \t]*charset[ \t]*=[ \t]*"?([^";, \t]*)/gi;
 const UTF8_RE = /^(?:utf-?8|(?:us-)?ascii)$/i;
 // Unicode's other encodings (UTF-7, -16, -32; "unicode" is Windows' UTF-16): no JSON text in them reads
 // as UTF-8, and a host's parser decodes some of them, whatever a path takes.
+const QUOTED_PAIR_RE = /\\(.)/g;
 const OTHER_UNICODE_RE = /^(?:utf(?!-?8$)\S+|ucs-?[24]\S*|unicode\S*)$/i;
 const LENGTH_RE = /^\d{1,15}$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
@@ -81,7 +82,9 @@ function checkType(type: string | undefined, anyType: boolean): void {
  */
 export function checkCharset(type: string | undefined, anyCharset = false): void {
   if (type === undefined) return;
-  for (const [, charset = ''] of type.matchAll(CHARSET_RE)) {
+  for (const [, given = ''] of type.matchAll(CHARSET_RE)) {
+    // A quoted value's escapes (`"\utf-7"`) read as a host's parser reads them: the name they spell.
+    const charset = given.replace(QUOTED_PAIR_RE, '$1');
     if (anyCharset ? !OTHER_UNICODE_RE.test(charset) : UTF8_RE.test(charset)) continue;
     throw new EndpointError(
       'SEG_UNSUPPORTED_MEDIA_TYPE',

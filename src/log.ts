@@ -62,7 +62,9 @@ function lineOf(level: number, obj: object, msg: string | undefined): string {
       line = JSON.stringify(entry, safeReplacer());
     }
     // A UTF-16 unit is 3 bytes of UTF-8 at most: only a longer line needs counting.
-    return line.length <= MAX_LINE / 3 || Buffer.byteLength(line) <= MAX_LINE ? line : cutLine(entry, line);
+    return line.length <= MAX_LINE / 3 || Buffer.byteLength(line) <= MAX_LINE
+      ? line
+      : cutLine(level, entry, line);
   } catch (err) {
     const logError = `the fields of this line could not be written: ${readable(() => String(err))}`;
     return JSON.stringify({ level, time: Date.now(), msg, logError });
@@ -79,21 +81,31 @@ const CUT_MSG = 1024;
 const CUT_HEAD = 2 * 1024; // at most twice as long again escaped, and 3 bytes a character
 
 /**
- * A line too long still, cut: its small fields (numbers, true or false, short strings: the level, time,
- * source, status), its error's type and code, its message cut, how long it was and how it began.
+ * A line too long still, cut: its small fields (numbers, true or false, short strings under short names:
+ * the level, time, source, status), its error's type and code, its message cut, how long it was and how
+ * it began. Past the limit even so (thousands of small fields), its level, time, message and start only.
  */
-function cutLine(entry: Record<string, unknown>, line: string): string {
+function cutLine(level: number, entry: Record<string, unknown>, line: string): string {
   const kept: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(entry)) {
-    const small = typeof value === 'string' ? value.length <= SMALL_TEXT : typeof value !== 'object';
-    if (small && name !== 'msg') kept[name] = value;
+    const isSmall = typeof value === 'string' ? value.length <= SMALL_TEXT : typeof value !== 'object';
+    if (isSmall && name.length <= SMALL_TEXT && name !== 'msg') kept[name] = value;
   }
   const err = entry.err as { type?: unknown; code?: unknown } | undefined;
-  if (typeof err === 'object' && err !== null) kept.err = { type: err.type, code: err.code };
-  const msg = typeof entry.msg === 'string' ? entry.msg.slice(0, CUT_MSG) : undefined;
+  if (typeof err === 'object' && err !== null) kept.err = { type: small(err.type), code: small(err.code) };
+  const msg = typeof entry.msg === 'string' ? entry.msg : undefined;
   const cut = `${Buffer.byteLength(line)} bytes, over the ${MAX_LINE} a line may hold: its first characters in head`;
-  return JSON.stringify({ ...kept, msg, cut, head: line.slice(0, CUT_HEAD) });
+  const written = JSON.stringify(
+    { ...kept, level, msg: msg?.slice(0, CUT_MSG), cut, head: line.slice(0, CUT_HEAD) },
+    safeReplacer(),
+  );
+  if (Buffer.byteLength(written) <= MAX_LINE) return written;
+  return JSON.stringify({ level, time: Date.now(), msg: msg?.slice(0, 256), cut, head: line.slice(0, 512) });
 }
+
+/** A value kept in a cut line if small, else how long it was. */
+const small = (value: unknown): unknown =>
+  typeof value === 'string' && value.length > SMALL_TEXT ? `${value.length} characters` : value;
 
 const SMALL_TEXT = 256;
 

@@ -307,4 +307,14 @@ test("the built-in logger keeps a line under 16 KiB: an error's message and stac
   assert.equal(cut.source, 'abc');
   assert.equal(cut.status, 500);
   assert.deepEqual(cut.err, { type: 'Error' });
+  // Whatever the fields: never over the limit, and a BigInt written as its digits, as in any line.
+  const many = Object.fromEntries(Array.from({ length: 3_000 }, (_, i) => [`field${i}`, i]));
+  const hostile = [many, { n: 10n, status: 503, big: 'x'.repeat(20_000) }, { ['k'.repeat(100_000)]: 1 }];
+  for (const fields of hostile) log.error(fields, '\u0001'.repeat(5_000));
+  for (const written_ of written.slice(2)) {
+    assert.ok(Buffer.byteLength(written_) <= 16 * 1024, String(Buffer.byteLength(written_)));
+    assert.equal(JSON.parse(written_).level, 50);
+  }
+  assert.equal(JSON.parse(written[3] as string).n, '10');
+  assert.equal(JSON.parse(written[3] as string).status, 503);
 });
