@@ -189,46 +189,40 @@ describe('a store whose disk fills up', () => {
     );
   });
 
-  test("a day file it may not write (a planted link) keeps the store unwritable, whatever the probe's own file takes", async () => {
-    // At midnight a link planted as the new day's file refused every event while health said ok: the
-    // probe's own file took its write, and the store turned writable between the refusals.
-    const dir = tempDir();
-    const store = await NdjsonStore.open(dir);
+  /**
+   * The day's file replaced by what `plant` makes there: the next event refused with `code`, the store
+   * kept unwritable through two probes, and writable again once it is removed, its next event stored.
+   */
+  async function plantedDayFile(plant: (file: string) => void, code: string): Promise<void> {
+    const store = await NdjsonStore.open(tempDir());
     const today = new Date();
     const file = store.fileFor(today);
     await store.append(event(0), today);
     rmSync(file);
-    symlinkSync(join(tempDir(), 'elsewhere'), file);
-    await assert.rejects(store.append(event(1), today), { code: 'ELOOP' });
+    plant(file);
+    await assert.rejects(within(store.append(event(1), today), 5_000, 'the refusal'), { code });
     await new Promise((later) => setTimeout(later, 2_500)); // two probes
-    assert.equal(store.writable, false, 'not writable while the day file is a link');
+    assert.equal(store.writable, false, 'not writable while the day file is not one it may write');
     rmSync(file);
-    await eventually(async () => store.writable, 'writable again once the link is gone');
+    await eventually(async () => store.writable, 'writable again once it is gone');
     await store.append(event(2), today);
-    await store.close();
+    await within(store.close(), 5_000, 'close');
     assert.deepEqual(
       fileLines(file).records.map((r) => r.n),
       [2],
     );
+  }
+
+  test("a day file it may not write (a planted link) keeps the store unwritable, whatever the probe's own file takes", async () => {
+    // At midnight a link planted as the new day's file refused every event while health said ok: the
+    // probe's own file took its write, and the store turned writable between the refusals.
+    await plantedDayFile((file) => symlinkSync(join(tempDir(), 'elsewhere'), file), 'ELOOP');
   });
 
   test('a FIFO where the day file goes is refused at once, never waited on; the store recovers once it is gone', async () => {
     // Opened for appending, a FIFO with no reader held the commit (and a thread of the pool) for good:
     // every event 503, nothing logged, and SIGTERM could not stop the process.
-    const dir = tempDir();
-    const store = await NdjsonStore.open(dir);
-    const today = new Date();
-    const file = store.fileFor(today);
-    await store.append(event(0), today);
-    rmSync(file);
-    execFileSync('mkfifo', [file]);
-    await assert.rejects(within(store.append(event(1), today), 5_000, 'the refusal'), { code: 'ENXIO' });
-    await new Promise((later) => setTimeout(later, 1_500));
-    assert.equal(store.writable, false);
-    rmSync(file);
-    await eventually(async () => store.writable, 'writable again once the FIFO is gone');
-    await store.append(event(2), today);
-    await within(store.close(), 5_000, 'close');
+    await plantedDayFile((file) => execFileSync('mkfifo', [file]), 'ENXIO');
   });
 
   test('its directory removed while it is down: the probe makes it again, as a commit would, and the store recovers with no event sent', async () => {
