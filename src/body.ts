@@ -11,9 +11,10 @@ const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
 const CHARSET_RE = /;[ \t]*charset[ \t]*=[ \t]*"?([^";, \t]*)/gi;
 // US-ASCII is UTF-8's first 128 characters: its bytes read as UTF-8 are what was meant.
 const UTF8_RE = /^(?:utf-?8|(?:us-)?ascii)$/i;
+// A quoted-string's escape (RFC 9110 §5.6.4): `\x` stands for `x`.
+const QUOTED_PAIR_RE = /\\(.)/g;
 // Unicode's other encodings (UTF-7, -16, -32; "unicode" is Windows' UTF-16): no JSON text in them reads
 // as UTF-8, and a host's parser decodes some of them, whatever a path takes.
-const QUOTED_PAIR_RE = /\\(.)/g;
 const OTHER_UNICODE_RE = /^(?:utf(?!-?8$)\S+|ucs-?[24]\S*|unicode\S*)$/i;
 const LENGTH_RE = /^\d{1,15}$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;

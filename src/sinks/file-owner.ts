@@ -16,7 +16,7 @@ export async function ownStat(
   name: string,
 ): Promise<FileIdentity & { readonly size: number }> {
   const stat = await io.fstat(fd);
-  if (stat.mode !== undefined && (stat.mode & S_IFMT) !== S_IFREG) {
+  if (!regular(stat.mode)) {
     const message = `${name} is not a regular file: events are stored only in files`;
     throw Object.assign(new Error(message), { code: 'SEG_STORE_NOT_A_FILE', path: name });
   }
@@ -27,3 +27,7 @@ export async function ownStat(
   }
   return stat;
 }
+
+/** Whether a file of this `mode` is a regular file (a mode not known is taken as one: a host's own io). */
+export const regular = (mode: number | undefined): boolean =>
+  mode === undefined || (mode & S_IFMT) === S_IFREG;

@@ -1,8 +1,7 @@
-import { constants } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { nodeIo, readAt, type StoreIo, writeAll } from './file-io.ts';
 import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
-import { ownStat } from './file-owner.ts';
+import { ownStat, regular } from './file-owner.ts';
 
 // Start-up repair. Run time never leaves a partial line behind a good one (a failed write is cut off),
 // so a crash can leave a partial line only in the last commit of a file: its last line cut short (kill -9
@@ -42,7 +41,7 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
   if (fd === undefined) return undefined;
   try {
     const { size, mode } = await io.fstat(fd);
-    if (mode !== undefined && (mode & constants.S_IFMT) !== constants.S_IFREG) return undefined;
+    if (!regular(mode)) return undefined;
     const keep = await wholeLinesEnd(io, fd, size, scan);
     if (keep === size) {
       // What a process killed between a write and its sync left is made durable now: otherwise the next
