@@ -1,6 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { fstatSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
@@ -236,6 +248,52 @@ describe('a store whose disk fills up', () => {
     disk.full = false;
     await eventually(async () => store.writable, 'writable again with no event');
     await store.close();
+  });
+
+  /**
+   * What `plant` makes at the probe's own file, while the store is down: the probe replaces it with a
+   * file of its own, and the store recovers with no event sent.
+   */
+  async function plantedProbe(plant: (file: string) => void): Promise<void> {
+    const disk = probedDisk();
+    const dir = tempDir();
+    const store = await downStore(disk, dir);
+    const probe = join(dir, '.probe');
+    rmSync(probe, { force: true });
+    plant(probe);
+    disk.full = false;
+    await eventually(async () => store.writable, 'writable again with no event');
+    assert.ok(lstatSync(probe).isFile(), 'the probe wrote a file of its own');
+    await store.close();
+  }
+
+  test("a link planted as the probe's own file is replaced, not followed: the store recovers with no event sent", async () => {
+    // Found by a probe of the store: the probe's open refused the link (ELOOP) every second, and health
+    // stayed unavailable after the disk recovered until an event came to try a commit.
+    const elsewhere = join(tempDir(), 'elsewhere');
+    writeFileSync(elsewhere, 'kept');
+    await plantedProbe((file) => symlinkSync(elsewhere, file));
+    assert.equal(readFileSync(elsewhere, 'utf8'), 'kept', 'nothing written through the link');
+  });
+
+  test("a FIFO planted as the probe's own file is replaced, with no reader or with one: nothing goes into it", async () => {
+    await plantedProbe((file) => execFileSync('mkfifo', [file]));
+    let reader: number | undefined;
+    await plantedProbe((file) => {
+      execFileSync('mkfifo', [file]);
+      reader = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    });
+    const fd = reader as number;
+    const got = (() => {
+      try {
+        return readSync(fd, Buffer.alloc(1024));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
+        throw err;
+      }
+    })();
+    closeSync(fd);
+    assert.equal(got, 0, "no probe bytes in the FIFO's reader");
   });
 
   test("a probe that fails half-way gives back what it wrote: the disk's last room stays the events'", async () => {

@@ -7,9 +7,10 @@ import { type AddressInfo, connect, createServer as createNetServer, type Socket
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { coresAllowed } from '../src/cores.ts';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { silentLogger } from '../src/log.ts';
-import { coresAllowed, loopIo, type StoreIo } from '../src/sinks/file-io.ts';
+import { loopIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { API_KEY, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 

@@ -10,15 +10,15 @@ import {
   open,
   read,
   readdir,
-  readFileSync,
   rename,
   stat,
   statSync,
+  unlink,
   write,
   writeSync,
 } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
+import { coresAllowed } from '../cores.ts';
 import { lockStore, type StoreLock } from './store-lock.ts';
 
 /**
@@ -57,6 +57,8 @@ export interface StoreIo {
   rename(from: string, to: string): Promise<void>;
   /** The names in `dir`. */
   readdir(dir: string): Promise<string[]>;
+  /** Removes the name `path` (a link itself, not what it leads to). Without it, nothing is removed. */
+  unlink?(path: string): Promise<void>;
   /** Creates `dir` and its parents if missing; resolves with the first directory it created, if any. */
   mkdir(dir: string): Promise<string | undefined>;
   /**
@@ -156,6 +158,7 @@ export const nodeIo: StoreIo = {
   close: (fd) => call<void>((done) => close(fd, (err) => done(err, undefined))),
   rename: (from, to) => call<void>((done) => rename(from, to, (err) => done(err, undefined))),
   readdir: (dir) => call((done) => readdir(dir, done)),
+  unlink: (path) => call<void>((done) => unlink(path, (err) => done(err, undefined))),
   mkdir: (dir) => makeDirectory(dir),
   lock: lockStore,
 };
@@ -201,26 +204,6 @@ export const loopIo: StoreIo = {
 
 /** What the store uses unless told otherwise: `loopIo` when this process may run on one core only, else `nodeIo`. */
 export const defaultIo = (): StoreIo => (coresAllowed() === 1 ? loopIo : nodeIo);
-
-/**
- * The cores this process may run on (its CPU affinity): a CPU quota (a container's `--cpus`) still lets
- * the thread pool run beside the main thread, and newer libuv counts it in `availableParallelism`.
- */
-export function coresAllowed(status = '/proc/self/status'): number {
-  let list: string | undefined;
-  try {
-    list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(status, 'latin1'))?.[1];
-  } catch {
-    // not Linux
-  }
-  if (list === undefined) return availableParallelism();
-  let cores = 0;
-  for (const range of list.split(',')) {
-    const [first, last = first] = range.split('-').map(Number) as [number, number?];
-    cores += last - first + 1;
-  }
-  return cores;
-}
 
 /**
  * Writes all of `bytes`, however many calls that takes; rejects with the error of the call that failed.

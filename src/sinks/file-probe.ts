@@ -1,6 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { StoreIo } from './file-io.ts';
 import { writeAll } from './file-io.ts';
+import { regular } from './file-owner.ts';
 
 // While the store cannot write, a write a second into a file of its own: the store turns writable (and
 // health ok) once the disk takes one, even when no event comes to try (a balancer took the endpoint
@@ -94,7 +95,7 @@ export class WriteProbe {
     let fd: number | undefined;
     try {
       await this.#check();
-      fd = await this.#io.open(this.#path, 'w');
+      fd = await this.#open();
       await writeAll(this.#io, fd, PROBE_BYTES);
       await this.#io.fdatasync(fd);
       return true;
@@ -106,5 +107,31 @@ export class WriteProbe {
         await this.#io.close(fd).catch(() => {});
       }
     }
+  }
+
+  /**
+   * The probe's own file, emptied and open for writing. Anything else found at its name (a link or a
+   * FIFO, planted where others may write in --out) is removed and a file made in its place: a probe that
+   * could not write there would keep health unavailable until an event came, and none is written through
+   * a link or into a FIFO.
+   */
+  async #open(): Promise<number> {
+    const io = this.#io;
+    const fd = await io.open(this.#path, 'w').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ELOOP' || err.code === 'ENXIO') return undefined;
+      throw err;
+    });
+    if (fd !== undefined) {
+      const stat = await io.fstat(fd).catch(async (err) => {
+        await io.close(fd).catch(() => {});
+        throw err;
+      });
+      if (regular(stat.mode)) return fd;
+      await io.close(fd);
+    }
+    if (io.unlink === undefined)
+      throw Object.assign(new Error(`${this.#path} is not a file`), { code: 'EEXIST' });
+    await io.unlink(this.#path);
+    return io.open(this.#path, 'w');
   }
 }
