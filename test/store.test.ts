@@ -278,6 +278,40 @@ test("a store file another user owns is not appended to: the events would be tha
   assert.equal(readFileSync(file, 'utf8'), '');
 });
 
+test('a store directory made again while the endpoint runs is said once: removed, or its volume unmounted', async () => {
+  // A volume unmounted under the running endpoint (umount -l) left it writing to a directory made again on
+  // the disk beneath, where the events are hidden once the volume is back, and nothing said so.
+  const dir = join(tempDir(), 'out');
+  const warned: Array<{ fields: object; msg: string }> = [];
+  const log = {
+    ...silentLogger,
+    warn: (fields: object, msg?: string) => warned.push({ fields, msg: msg ?? '' }),
+  };
+  const { openSink } = await import('../src/sinks/sink.ts');
+  const sink = await openSink({ out: dir, postgres: undefined, worker: undefined }, log);
+  const track = sink.handlers.track as NonNullable<typeof sink.handlers.track>;
+  const ctx = (n: number) =>
+    ({ apiKey: 'key', settings: {}, receivedAt: new Date(), original: { type: 'track', n }, log }) as never;
+  await track({ type: 'track', event: 'Seen', userId: 'u' }, ctx(1));
+  assert.deepEqual(warned, [], 'made at start: nothing to say');
+  rmSync(dir, { recursive: true });
+  await track({ type: 'track', event: 'Seen', userId: 'u' }, ctx(2));
+  await track({ type: 'track', event: 'Seen', userId: 'u' }, ctx(3));
+  await sink.close();
+  assert.deepEqual(warned, [
+    {
+      fields: { dir, made: dir },
+      msg: 'the store directory was gone and has been made again: events from now on are stored in the new one (was it removed, or its volume unmounted?)',
+    },
+  ]);
+  assert.deepEqual(
+    readdirSync(dir)
+      .filter((name) => name.startsWith('events-'))
+      .flatMap((name) => lines(join(dir, name)).map((line) => (line as { event: { n: number } }).event.n)),
+    [2, 3],
+  );
+});
+
 test('an --out every user of the host may write to is said at start', async () => {
   const dir = tempDir();
   chmodSync(dir, 0o777);

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import type { Handlers } from '../dispatch.ts';
 import type { Logger } from '../log.ts';
 import { modeText } from '../secret-files.ts';
+import type { StoreIo } from './file-io.ts';
 import type { NdjsonStore } from './file-store.ts';
 
 // Where the standalone process stores accepted events when no --handlers module is given: one of the
@@ -43,7 +44,7 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     import('./file-records.ts'),
     import('./file-io.ts'),
   ]);
-  const io = defaultIo();
+  const io = saysMadeAgain(defaultIo(), config.out, log);
   let store: NdjsonStore;
   try {
     // A worker of --workers is a child of the primary that locked the store for it.
@@ -52,6 +53,7 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   } catch (err) {
     throw storeRefused(err, config.out);
   }
+  io.started = true;
   for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   if (config.worker === undefined) sayIfOthersWrite(config.out, log);
   const handlers = storeHandlers(store);
@@ -69,6 +71,25 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     },
     close: () => store.close(),
   };
+}
+
+/**
+ * `io`, saying when the store's directory is made again after start: it was removed, or its volume
+ * unmounted under the running endpoint, and events now go to a directory on whatever disk holds the path
+ * (hidden under the volume once it is mounted again).
+ */
+function saysMadeAgain(io: StoreIo, out: string, log: Logger): StoreIo & { started: boolean } {
+  const said = { ...io, started: false };
+  said.mkdir = async (dir) => {
+    const made = await io.mkdir(dir);
+    if (made !== undefined && said.started) {
+      const msg =
+        'the store directory was gone and has been made again: events from now on are stored in the new one (was it removed, or its volume unmounted?)';
+      log.warn({ dir: resolve(out), made: resolve(made) }, msg);
+    }
+    return made;
+  };
+  return said;
 }
 
 /**
