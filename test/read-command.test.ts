@@ -3,7 +3,17 @@
 import assert from 'node:assert/strict';
 import { constants } from 'node:buffer';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants as fsConstants,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
@@ -118,7 +128,35 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     execFileSync('mkfifo', [join(dir, 'fifo.checkpoint')]);
     const fromFifo = await runRead(['--out', dir, '--from', join(dir, 'fifo.checkpoint')]);
     assert.equal(fromFifo.code, 1);
-    assert.match(fromFifo.stderr, /fifo\.checkpoint/);
+    assert.match(fromFifo.stderr, /fifo\.checkpoint is not a regular file/);
+  });
+
+  test("a checkpoint's temporary file planted as a FIFO is refused, with no reader or with one: nothing goes into it", async () => {
+    // With a reader, the checkpoint went into the FIFO and the reader stopped on a bare EINVAL from its sync.
+    const dir = tempDir();
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
+    const temp = join(dir, 'reader.checkpoint.tmp');
+    execFileSync('mkfifo', [temp]);
+    const alone = await runRead(['--out', dir, '--from', join(dir, 'reader.checkpoint')]);
+    assert.equal(alone.code, 1, alone.stderr);
+    assert.match(alone.stderr, /reader\.checkpoint\.tmp is not a regular file: remove it/);
+    const reader = openSync(temp, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    try {
+      const beside = await runRead(['--out', dir, '--from', join(dir, 'reader.checkpoint')]);
+      assert.equal(beside.code, 1, beside.stderr);
+      assert.match(beside.stderr, /reader\.checkpoint\.tmp is not a regular file: remove it/);
+      const got = (() => {
+        try {
+          return readSync(reader, Buffer.alloc(64));
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
+          throw err;
+        }
+      })();
+      assert.equal(got, 0, 'nothing in the FIFO');
+    } finally {
+      closeSync(reader);
+    }
   });
 
   test('stdout closed after one line (| head -1): exit 0, nothing on stderr', async () => {

@@ -1,5 +1,6 @@
 import { dirname } from 'node:path';
 import { nodeIo, readAt, type StoreIo, writeAll } from '../sinks/file-io.ts';
+import { regular } from '../sinks/file-owner.ts';
 import { Mark } from './mark.ts';
 
 // Where a reader is in each store file, kept in a file so that a reader started again carries on:
@@ -125,12 +126,15 @@ async function replaceFile(io: StoreIo, path: string, text: string): Promise<voi
   // One fixed temp name: a crash between write and rename leaves it behind, and the next save reuses it.
   const temp = `${path}.tmp`;
   const fd = await io.open(temp, 'w').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENXIO') throw new Error(`${temp} is not a regular file: remove it`);
     if (err.code !== 'ELOOP') throw err;
     throw new Error(
       `${temp} is a symbolic link: remove it (this reader never makes one, and will not write through it)`,
     );
   });
   try {
+    // A FIFO with a reader opens as a file would (one without gives ENXIO): nothing goes into it.
+    if (!regular((await io.fstat(fd)).mode)) throw new Error(`${temp} is not a regular file: remove it`);
     await writeAll(io, fd, Buffer.from(text));
     await io.fdatasync(fd);
   } finally {
@@ -146,7 +150,9 @@ async function replaceFile(io: StoreIo, path: string, text: string): Promise<voi
 async function readText(io: StoreIo, path: string): Promise<string> {
   const fd = await io.open(path, 'r');
   try {
-    const bytes = Buffer.alloc((await io.fstat(fd)).size);
+    const stat = await io.fstat(fd);
+    if (!regular(stat.mode)) throw new Error(`${path} is not a regular file`);
+    const bytes = Buffer.alloc(stat.size);
     await readAt(io, fd, bytes, 0);
     return bytes.toString('utf8');
   } finally {
