@@ -14,7 +14,7 @@ import { isPromise } from './promise.ts';
 import { type BodySink, readBody } from './reader.ts';
 import { AnswerBatch, type PendingAnswer, type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Settings, SettingsCache } from './settings.ts';
-import { verifySignature } from './signature.ts';
+import { refuseUnsignedSettings, secretFor, verifySignature } from './signature.ts';
 import { loggedPath } from './target.ts';
 
 /**
@@ -28,6 +28,8 @@ import { loggedPath } from './target.ts';
 class Exchange implements BodySink, RequestFacts, PendingAnswer {
   apiKey: string | undefined;
   decision: AuthDecision = 'allow';
+  /** The secret its body must be signed with, if any. */
+  secret: string | undefined;
   /** Events a second its key may send; 0: no limit. */
   rate = 0;
   settings: Settings | undefined;
@@ -126,6 +128,8 @@ export class EventPipeline {
       x.rate = (typeof decision === 'object' ? decision.rate : undefined) ?? this.#opts.rateLimit;
       // Before the body is read: a customer past its rate costs the others nothing more.
       if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
+      x.secret = secretFor(decision, this.#opts.signatureSecret);
+      if (x.secret !== undefined) refuseUnsignedSettings(req.headers);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
       if (x.settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
       const framed = framedBody(req, this.#opts);
@@ -159,7 +163,9 @@ export class EventPipeline {
   #carried(x: Exchange, value: unknown, text: string | undefined): void {
     let result: EventResult | Promise<EventResult>;
     try {
-      this.#verifySignature(x.headers, x.decision, value, text);
+      const { secret } = x;
+      if (secret !== undefined)
+        verifySignature(x.headers, secret, value, text, this.#opts.signatureLegacyBatch);
       const { route } = x;
       if (route.kind === 'event' && !Array.isArray(value)) {
         // One event, the body as sent: its own text goes with it. Its token was taken at admission.
@@ -209,17 +215,6 @@ export class EventPipeline {
       sendError(x.req, x.res, result.error, this.#refusal);
     }
     x.done();
-  }
-
-  #verifySignature(
-    headers: IncomingHttpHeaders,
-    decision: AuthDecision,
-    value: unknown,
-    text?: string,
-  ): void {
-    const secret =
-      (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? this.#opts.signatureSecret;
-    if (secret !== undefined) verifySignature(headers, secret, value, text, this.#opts.signatureLegacyBatch);
   }
 
   /** A batch's events, each through the same steps as a single event (see acceptBatch). */

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import { sameDigest } from './auth.ts';
+import { type AuthDecision, sameDigest } from './auth.ts';
 import { EndpointError } from './errors.ts';
 import { settingsSent } from './settings.ts';
 
@@ -15,21 +15,24 @@ import { settingsSent } from './settings.ts';
 // A signature that covers only the first of several events lets any number of unsigned events ride behind
 // one replayed signed event, so that one is refused unless the operator opts in (`signatureLegacyBatch`).
 
-/** Throws the 401 to answer unless a signature header covers everything the request carries. */
-export function verifySignature(
-  headers: IncomingHttpHeaders,
-  secret: string,
-  value: unknown,
-  text: string | undefined,
-  legacyBatch: boolean,
-): void {
-  // Settings are stored with the event, and no signature covers a header: refused before any hashing.
-  // (Segment's signing Webhooks destinations send none; its partner destinations, which do, sign nothing.)
+/** The secret a request must be signed with, if any: its key's own (`decision`), else the shared one. */
+export const secretFor = (decision: AuthDecision, shared: string | undefined): string | undefined =>
+  (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? shared;
+
+/**
+ * Throws the 401 to answer when a request that must be signed carries settings, before they are decoded
+ * or its body read: settings are stored with the event, and no signature covers a header. (Segment's
+ * signing Webhooks destinations send none; its partner destinations, which do, sign nothing.)
+ */
+export function refuseUnsignedSettings(headers: IncomingHttpHeaders): void {
   if (settingsSent(headers['x-segment-settings'])) throw new EndpointError('SEG_SIGNATURE_SETTINGS');
-  verifyBody(headers, secret, value, text, legacyBatch);
 }
 
-function verifyBody(
+/**
+ * Throws the 401 to answer unless a signature header covers the whole body (the settings were refused
+ * before it was read: refuseUnsignedSettings).
+ */
+export function verifySignature(
   headers: IncomingHttpHeaders,
   secret: string,
   value: unknown,

@@ -59,6 +59,24 @@ describe('X-Signature', () => {
     assert.equal(empty.status, 200, empty.body);
   });
 
+  test('settings that do not decode, where a signature is required: the same 401, signed or not', async () => {
+    // A 400 SEG_SETTINGS_INVALID told a sender with no signature what this endpoint thought of its
+    // settings before it said that the request was not signed.
+    const before = seen.length;
+    for (const settings of ['not base64 of JSON!', Buffer.from('[1,2]').toString('base64')]) {
+      for (const signature of [sign('shared', body), undefined]) {
+        const headers = { ...segmentHeaders(), 'x-segment-settings': settings };
+        const res = await inject(handler, {
+          headers: signature === undefined ? headers : { ...headers, 'x-signature': signature },
+          body,
+        });
+        assert.equal(res.status, 401, `${settings} ${signature}: ${res.body}`);
+        assert.equal(res.json().code, 'SEG_SIGNATURE_SETTINGS');
+      }
+    }
+    assert.equal(seen.length, before, 'nothing handled');
+  });
+
   test("a key's own secret wins over the shared one", async () => {
     const headers = segmentHeaders('own-secret');
     const own = await inject(handler, {
