@@ -1,6 +1,6 @@
 // What most tests share: Segment's API key, headers and events, handlers that record what they are
 // given, temporary directories. Injection, certificates, processes, clients and waits: helpers-*.ts.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'node:test';
@@ -84,6 +84,16 @@ export function sendOneOfEach(analytics: NodeSdk): void {
   analytics.page({ anonymousId: 'a1', name: 'Home' });
   analytics.group({ userId: 'u1', groupId: 'g1' });
   analytics.alias({ userId: 'u1', previousId: 'a1' });
+}
+
+/** Bytes a FIFO's non-blocking reader `fd` finds waiting in it now: 0 when nothing was written there. */
+export function bytesWaiting(fd: number): number {
+  try {
+    return readSync(fd, Buffer.alloc(64 * 1024));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
+    throw err;
+  }
 }
 
 /** A new temporary directory `segment-endpoint-<name>-…` a call; all are removed after each test. */

@@ -7,7 +7,6 @@ import {
   lstatSync,
   openSync,
   readFileSync,
-  readSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -18,7 +17,7 @@ import { describe, test } from 'node:test';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { jsonLogger, silentLogger } from '../src/log.ts';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
-import { API_KEY, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
+import { API_KEY, bytesWaiting, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 import { eventually, within } from './helpers-wait.ts';
 
@@ -284,14 +283,7 @@ describe('a store whose disk fills up', () => {
       reader = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
     });
     const fd = reader as number;
-    const got = (() => {
-      try {
-        return readSync(fd, Buffer.alloc(1024));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0;
-        throw err;
-      }
-    })();
+    const got = bytesWaiting(fd);
     closeSync(fd);
     assert.equal(got, 0, "no probe bytes in the FIFO's reader");
   });
