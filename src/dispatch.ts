@@ -23,7 +23,8 @@ export type HandlerResult =
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
   | void
   | { readonly status: HandlerStatus; readonly message?: string }
-  | (object & { readonly status?: never })
+  // Not `statusCode`: it looks like a status, and no result is read for one (a thrown error's is).
+  | (object & { readonly status?: never; readonly statusCode?: never })
   | string
   | number
   | boolean

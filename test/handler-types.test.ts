@@ -25,6 +25,8 @@ const returning: Handlers = {
 const outside: Handlers = { track: () => ({ status: 404 }) };
 // @ts-expect-error a message that is not text
 const untyped: Handlers = { track: () => ({ status: 400, message: 42 }) };
+// @ts-expect-error a `statusCode`, which no result is read for (a thrown error's is): it would be a 200
+const statusCode: Handlers = { track: () => ({ statusCode: 503 }) };
 
 test("handlers that return their driver's result are typed, and answered 200", async () => {
   const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: returning });
@@ -38,5 +40,5 @@ test("handlers that return their driver's result are typed, and answered 200", a
     const res = await inject(handler, { body: event });
     assert.equal(res.status, 200, `${type}: ${res.body}`);
   }
-  assert.ok(outside !== undefined && untyped !== undefined);
+  assert.ok(outside !== undefined && untyped !== undefined && statusCode !== undefined);
 });
