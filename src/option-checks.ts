@@ -13,17 +13,18 @@ export function checkHandlers(handlers: unknown): Handlers {
       `options.handlers must be an object of event handlers, got ${describeValue(handlers)}`,
     );
   }
-  // A plain object's other keys are misspelt types ('identfy'); a class instance has fields of its own.
+  // A plain object's other keys are misspelt types ('identfy'). A class instance has fields and methods
+  // of its own: a method is taken for a misspelt type only when it is near one it has no handler for.
   const proto = Object.getPrototypeOf(handlers);
   const plain = proto === Object.prototype || proto === null;
-  for (const type of plain ? Object.keys(handlers) : []) {
-    if (!EVENT_TYPES.includes(type as EventType)) {
-      const near = nearest(type, EVENT_TYPES);
-      const hint = near === undefined ? '' : `: did you mean ${near}?`;
-      throw new RangeError(
-        `options.handlers.${type} is not a Segment event type${hint} (${EVENT_TYPES.join(', ')})`,
-      );
-    }
+  for (const name of plain ? Object.keys(handlers) : methodNames(handlers)) {
+    if (EVENT_TYPES.includes(name as EventType)) continue;
+    const near = nearest(name, EVENT_TYPES);
+    if (!plain && (near === undefined || (handlers as Record<string, unknown>)[near] !== undefined)) continue;
+    const hint = near === undefined ? '' : `: did you mean ${near}?`;
+    throw new RangeError(
+      `options.handlers.${name} is not a Segment event type${hint} (${EVENT_TYPES.join(', ')})`,
+    );
   }
   // Its own properties or inherited ones (a class instance's methods), each called on it.
   const found: Partial<Record<EventType, unknown>> = {};
@@ -36,6 +37,18 @@ export function checkHandlers(handlers: unknown): Handlers {
     found[type] = handler.bind(handlers);
   }
   return Object.freeze(found) as Handlers;
+}
+
+/** The names of an object's methods, its own and its classes', up to (not with) Object's. */
+function methodNames(object: object): string[] {
+  const names: string[] = [];
+  for (let at = object; at !== null && at !== Object.prototype; at = Object.getPrototypeOf(at)) {
+    for (const name of Object.getOwnPropertyNames(at)) {
+      const { value } = Object.getOwnPropertyDescriptor(at, name) ?? {};
+      if (name !== 'constructor' && typeof value === 'function') names.push(name);
+    }
+  }
+  return names;
 }
 
 /** A switch option: true, false, or absent for its default. */

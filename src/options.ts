@@ -16,7 +16,8 @@ import { checkSettingsSchema, type SettingsSchema } from './settings-schema.ts';
 export interface HandlerOptions<S = Settings> {
   /**
    * One function per supported event type (an object's own, or a class instance's methods, called on
-   * it). A type without one answers 501.
+   * it). A type without one answers 501. A plain object's other keys, and a class's methods named near a
+   * type it has no handler for (`idenitfy`), are refused at start.
    */
   handlers: Handlers<S>;
   /**

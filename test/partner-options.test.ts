@@ -103,6 +103,30 @@ describe('answered, not trusted', () => {
     assert.deepEqual(handlers.seen, ['Signed Up']);
   });
 
+  test("a class instance's method named like a type it has no handler for is refused at start, as a plain object's key is", () => {
+    // A misspelt method left identify events unhandled: each answered 501, which Segment does not retry.
+    class Misspelt {
+      track() {}
+      idenitfy() {}
+    }
+    assert.throws(() => make({ handlers: new Misspelt() }), {
+      name: 'RangeError',
+      message: /^options\.handlers\.idenitfy is not a Segment event type: did you mean identify\?/,
+    });
+    // Its other methods and fields are its own: one near a type it handles (trace, beside track) as well.
+    class Helpers {
+      readonly db = new Map<string, unknown>();
+      track(event: unknown) {
+        this.trace(event);
+      }
+      trace(event: unknown) {
+        this.db.set('last', event);
+      }
+      format() {}
+    }
+    assert.doesNotThrow(() => make({ handlers: new Helpers() }));
+  });
+
   test('an authenticate decision with a key it does not know is a 500, not every type allowed', async () => {
     for (const decision of [{ types: ['track'] }, { Allow: ['track'] }, { allowed: ['track'] }]) {
       const logged: string[] = [];
