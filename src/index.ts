@@ -4,6 +4,7 @@
 export { createHandler } from './handler.ts';
 export { createFetchHandler, type FetchHandler } from './fetch.ts';
 export type { EndpointHandler } from './handler.ts';
+export type { Metrics, MetricsSnapshot } from './metrics.ts';
 export { createServer } from './server.ts';
 export type { EndpointServer, ServerOptions } from './server.ts';
 export type { HandlerOptions } from './options.ts';
@@ -54,13 +55,15 @@ export type { StoreOptions } from './sinks/file-io.ts';
 export { type StoredRecord, storeHandlers } from './sinks/file-records.ts';
 export type { TornLine } from './sinks/file-repair.ts';
 export { NdjsonStore } from './sinks/file-store.ts';
-export { loopIo, nodeIo, type StoreIo } from './sinks/file-io.ts';
+export { type FileIdentity, type FileStat, loopIo, nodeIo, type StoreIo } from './sinks/file-io.ts';
+export type { StoreLock } from './sinks/store-lock.ts';
 
 // Duplicate suppression (Segment delivers at least once)
 export { MemoryIdempotencyStore } from './idempotency.ts';
 export type { Claim, IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
 export { openRedisIdempotency, RedisIdempotencyStore } from './idempotency-redis.ts';
 export type { RedisIdempotencyOptions } from './idempotency-redis.ts';
+export type { RedisClient } from './redis-client.ts';
 
 // Logging
 export { jsonLogger, silentLogger } from './log.ts';

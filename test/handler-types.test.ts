@@ -4,9 +4,13 @@
 // or casts. A status outside the contract, or a message that is not text, is still a type error.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+// What the public types name is public too: a consumer can spell the type of a value it is given.
+import type { FileStat, Metrics, RedisClient, StoreLock } from '../src/index.ts';
 import { createHandler, type Handlers, silentLogger } from '../src/index.ts';
 import { API_KEY, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
+
+export type Named = [FileStat, Metrics, RedisClient, StoreLock];
 
 const queue: unknown[] = [];
 const seen = new Map<string, unknown>();

@@ -108,7 +108,11 @@ export interface FileIdentity {
 }
 
 /** What the store reads of an open file: `uid`, its owner's, and `mode`, its type, where known. */
-type FileStat = FileIdentity & { readonly size: number; readonly uid?: number; readonly mode?: number };
+export type FileStat = FileIdentity & {
+  readonly size: number;
+  readonly uid?: number;
+  readonly mode?: number;
+};
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 
 // The callback API on the raw descriptor: one thread-pool round trip per call, without the promise
