@@ -60,11 +60,11 @@ export type AuthDecision =
   | boolean
   | {
       /** Only these event types (another is a 403); all when absent. */
-      readonly allow?: readonly EventType[];
+      readonly allow?: readonly EventType[] | undefined;
       /** Require a signature (`X-Signature` or `X-Segment-Signature`) under this secret for this key's events. */
-      readonly signatureSecret?: string;
+      readonly signatureSecret?: string | undefined;
       /** Events a second this key may send (its own `rateLimit`). */
-      readonly rate?: number;
+      readonly rate?: number | undefined;
     };
 
 export type Authenticate = (apiKey: string) => AuthDecision | Promise<AuthDecision>;
@@ -72,11 +72,11 @@ export type Authenticate = (apiKey: string) => AuthDecision | Promise<AuthDecisi
 /** An API key, optionally limited to some event types, optionally with its own signing secret. */
 export interface ApiKeySpec {
   readonly key: string;
-  readonly types?: readonly EventType[];
+  readonly types?: readonly EventType[] | undefined;
   /** A signature (hex HMAC-SHA1 of the body, `X-Signature` or `X-Segment-Signature`) is required under this secret for this key's events. */
-  readonly signatureSecret?: string;
+  readonly signatureSecret?: string | undefined;
   /** Events a second this key may send, in bursts of up to as many: its own `rateLimit`. */
-  readonly rate?: number;
+  readonly rate?: number | undefined;
 }
 
 /**

@@ -160,8 +160,8 @@ function under(own: unknown, shared: string): unknown {
 /** What became of one event: the status to answer, its type once known, and the refusal if any. */
 export interface EventResult {
   readonly status: number;
-  readonly type?: EventType;
-  readonly error?: ErrorAnswer;
+  readonly type?: EventType | undefined;
+  readonly error?: ErrorAnswer | undefined;
 }
 
 // Events of a batch taken between two turns of the event loop: few enough that a batch of the largest

@@ -22,7 +22,7 @@ export type HandlerStatus = 200 | 202 | 400 | 401 | 403 | 500 | 501 | 503;
 export type HandlerResult =
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
   | void
-  | { readonly status: HandlerStatus; readonly message?: string }
+  | { readonly status: HandlerStatus; readonly message?: string | undefined }
   // Not `statusCode`: it looks like a status, and no result is read for one (a thrown error's is).
   | (object & { readonly status?: never; readonly statusCode?: never })
   | string

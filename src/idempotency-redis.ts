@@ -30,7 +30,7 @@ export interface RedisIdempotencyOptions {
   /** How long a processed event is remembered, in milliseconds. */
   ttlMs: number;
   /** Where outages and recoveries of Redis are told, once each. Never given the URL. */
-  log?: Logger;
+  log?: Logger | undefined;
 }
 
 /**

@@ -34,11 +34,11 @@ export interface MemoryIdempotencyOptions {
    * Events remembered at most; the oldest is forgotten first. Given as the handler's `idempotency`
    * option, 0 turns duplicate suppression off (as `false` does). @default 100000
    */
-  maxEntries?: number;
+  maxEntries?: number | undefined;
   /** How long a processed event is remembered. @default 86400000 (24 h) */
-  ttlMs?: number;
+  ttlMs?: number | undefined;
   /** The clock, for tests. @default Date.now */
-  now?: () => number;
+  now?: (() => number) | undefined;
 }
 
 /**

@@ -26,35 +26,35 @@ export interface HandlerOptions<S = Settings> {
    * checked once, and handlers get `ctx.settings` typed; settings that do not match are answered 400
    * `SEG_SETTINGS_INVALID`, naming the first place and what it expected, never the value given.
    */
-  settingsSchema?: SettingsSchema<S>;
+  settingsSchema?: SettingsSchema<S> | undefined;
   /**
    * The API keys to accept: strings, or `{ key, types, signatureSecret, rate }` to limit a key to some
    * event types, give it its own secret or its own events a second (any other field is refused). Found
    * by a digest keyed per process: the check's timing says nothing about any key, and it costs the same
    * with ten keys or a million. Give this or `authenticate`, not both.
    */
-  apiKeys?: Iterable<string | ApiKeySpec>;
+  apiKeys?: Iterable<string | ApiKeySpec> | undefined;
   /** Instead of `apiKeys`: `(apiKey) => decision`, sync or async (below). */
-  authenticate?: Authenticate;
+  authenticate?: Authenticate | undefined;
   /** The path events are POSTed to. @default '/' */
-  path?: string;
+  path?: string | undefined;
   /**
    * Also take Segment's Tracking API shapes under the event path: `/v1/{type}` with one event and
    * `/v1/batch` (`/v1/import`) with `{"batch": [...]}`, so that Segment's SDKs can send here. @default true
    */
-  trackingApi?: boolean;
+  trackingApi?: boolean | undefined;
   /**
    * GET/HEAD answers 200 `{"status":"ok"}` here, without auth; 503 `{"status":"draining"}` while
    * draining, 503 `{"status":"unavailable"}` while `ready` returns false. @default '/health'
    */
-  healthPath?: string;
+  healthPath?: string | undefined;
   /**
    * GET/HEAD answers 200 `{"status":"live"}` here, without auth, as long as the process runs, whatever
    * the store's state or draining: for orchestrators that restart on liveness and route on readiness
    * (`healthPath`). When `path`, `healthPath` or `metricsPath` is `/live` and this is not given,
    * there is none. @default '/live'
    */
-  livePath?: string;
+  livePath?: string | undefined;
   /**
    * Events a second each API key may send, in bursts of up to this many; past it, 429 with `Retry-After`
    * (Segment retries), so that one customer cannot starve the others. A batch counts as its events. A
@@ -62,7 +62,7 @@ export interface HandlerOptions<S = Settings> {
    * 0.5, one event every 2 s, are allowed) wins; a key's rate of 0 exempts it. 0: no limit.
    * @default 0
    */
-  rateLimit?: number;
+  rateLimit?: number | undefined;
   /**
    * Whether events can be processed now, asked by the health path: wire it to what the handlers need (the
    * CLI gives the store's `writable`). Events are still processed while it says no, so the endpoint
@@ -70,46 +70,46 @@ export interface HandlerOptions<S = Settings> {
    * answers anything else (an async function's Promise) is `unavailable`, and said in the log.
    * @default () => true
    */
-  ready?: () => boolean;
+  ready?: (() => boolean) | undefined;
   /**
    * GET here answers Prometheus text metrics (events by type and status, latency, in flight, store
    * fsync latency, duplicates), without auth. Off unless set.
    */
-  metricsPath?: string;
+  metricsPath?: string | undefined;
   /** Log one line per event request (status, type, time, key fingerprint) at info level. @default false */
-  accessLog?: boolean;
+  accessLog?: boolean | undefined;
   /** The realm named in `WWW-Authenticate` on a 401. @default 'segment-endpoint' */
-  realm?: string;
+  realm?: string | undefined;
   /** The largest body accepted, as sent and decompressed (413 past it). @default 524288 (512 KiB) */
-  maxBodyBytes?: number;
+  maxBodyBytes?: number | undefined;
   /** The whole body must arrive within this, else 408. @default 10000 (10 s) */
-  bodyTimeoutMs?: number;
+  bodyTimeoutMs?: number | undefined;
   /**
    * A handler still running after this is answered 503 and `ctx.signal` fires; its event is not run
    * again while it still runs, for five timeouts (20 s) at most (Reliability). An async `authenticate` and each call to a store of your own
    * are bounded by it too, each on its own. @default 4000 (4 s)
    */
-  handlerTimeoutMs?: number;
+  handlerTimeoutMs?: number | undefined;
   /**
    * When set, every request must carry `X-Segment-Signature` or `X-Signature`: the hex HMAC-SHA1 of the
    * body under this secret (Segment's Webhooks signing). Missing or wrong is a 401, and so is a signed
    * request with `X-Segment-Settings`, stored but not signed. A key's own `signatureSecret` wins.
    */
-  signatureSecret?: string;
+  signatureSecret?: string | undefined;
   /**
    * Accept Segment's legacy batch signing: an `X-Signature` that signs only the first event of a JSON
    * array. Off, such a batch is a 401 `SEG_SIGNATURE_PARTIAL`, since the other events are unsigned;
    * prefer "Use X-Segment-Signature Header" in Segment, which signs the whole body. @default false
    */
-  signatureLegacyBatch?: boolean;
+  signatureLegacyBatch?: boolean | undefined;
   /** Deepest nesting of objects/arrays accepted in a body (deeper is 400). @default 64 */
-  maxDepth?: number;
+  maxDepth?: number | undefined;
   /**
    * Requests processed at once (body reading included); past this, 503 with Retry-After at once, so
    * memory stays bounded under any load. A batch is one request: its events run together, started 64
    * a turn of the event loop, so handlers may see up to 2,500 times as many calls at once. @default 1024
    */
-  maxInFlight?: number;
+  maxInFlight?: number | undefined;
   /**
    * Duplicate suppression by `messageId` per API key: options of the in-memory store, a store of your
    * own (shared between processes), or `false` to process every copy. `{ maxEntries: 0 }` turns it off
@@ -118,9 +118,9 @@ export interface HandlerOptions<S = Settings> {
    * `handlerTimeoutMs` (else 503 `SEG_IDEMPOTENCY_UNAVAILABLE`), and a claim with `'new'`, `'done'` or
    * `'busy'` (else 500). @default { maxEntries: 100000, ttlMs: 86400000 (24 h) }
    */
-  idempotency?: MemoryIdempotencyOptions | IdempotencyStore | false;
+  idempotency?: MemoryIdempotencyOptions | IdempotencyStore | false | undefined;
   /** A pino-compatible logger; `silentLogger` drops everything. @default JSON lines on stderr, level info */
-  log?: Logger;
+  log?: Logger | undefined;
 }
 
 /** The options apart from those typed by the settings' schema. */

@@ -20,40 +20,40 @@ import { checkServerTls, serverTls, type TlsPair } from './tls-context.ts';
 /** Options of `createServer`: the pipeline's, plus the socket's. */
 export interface ServerOptions<S = Settings> extends HandlerOptions<S> {
   /** `{ cert, key }`: the PEM certificate chain and private key. Required unless `http` is set. */
-  tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  tls?: { readonly cert: string | Buffer; readonly key: string | Buffer } | undefined;
   /** Serve plain HTTP: only behind a proxy that terminates TLS. @default false */
-  http?: boolean;
+  http?: boolean | undefined;
   /** The address to listen on. @default '0.0.0.0' */
-  host?: string;
+  host?: string | undefined;
   /** The port to listen on; 0 picks a free one. @default 8443 */
-  port?: number;
+  port?: number | undefined;
   /**
    * How long an idle keep-alive connection is kept: above the idle timeout of common load balancers
    * (60 s), so that they close first. @default 65000 (65 s)
    */
-  keepAliveTimeoutMs?: number;
+  keepAliveTimeoutMs?: number | undefined;
   /**
    * The request headers must arrive within this, and a TLS handshake end within as long; at most
    * `requestTimeoutMs`. @default 10000 (10 s)
    */
-  headersTimeoutMs?: number;
+  headersTimeoutMs?: number | undefined;
   /**
    * The whole request must arrive within this; a connection whose answers flush nothing for as long (its
    * client does not read them) is closed. @default 30000 (30 s)
    */
-  requestTimeoutMs?: number;
+  requestTimeoutMs?: number | undefined;
   /** On close, requests still running after this are cut off. @default 10000 (10 s) */
-  shutdownTimeoutMs?: number;
+  shutdownTimeoutMs?: number | undefined;
   /**
    * Open connections at most. At the cap, a new connection takes the slot of the longest idle one (no
    * request in progress), which is closed; when every one is busy, the new one is closed. @default 2048
    */
-  maxConnections?: number;
+  maxConnections?: number | undefined;
   /**
    * The request line and headers, at most (431 past it), as Node counts them: each header's `: ` and
    * line end left out (4 bytes a header, ~400 at 100 headers). @default 16384 (16 KiB)
    */
-  maxHeaderBytes?: number;
+  maxHeaderBytes?: number | undefined;
 }
 
 /** Every option of `createServer`: the handler's and the socket's. */

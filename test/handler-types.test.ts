@@ -5,12 +5,21 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 // What the public types name is public too: a consumer can spell the type of a value it is given.
-import type { FileStat, Metrics, RedisClient, StoreLock } from '../src/index.ts';
+import type { FileStat, HandlerOptions, Metrics, RedisClient, StoreLock } from '../src/index.ts';
 import { createHandler, type Handlers, silentLogger } from '../src/index.ts';
 import { API_KEY, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
 export type Named = [FileStat, Metrics, RedisClient, StoreLock];
+
+// An option left out and one given as `undefined` (an environment variable not set) are the same, also
+// under a consumer's exactOptionalPropertyTypes (as this project's tsconfig has it).
+const unset: string | undefined = process.env.SEGMENT_ENDPOINT_NOT_SET;
+export const fromEnv: HandlerOptions = {
+  handlers: {},
+  apiKeys: [{ key: 'k', signatureSecret: unset }],
+  path: unset,
+};
 
 const queue: unknown[] = [];
 const seen = new Map<string, unknown>();
@@ -45,4 +54,8 @@ test("handlers that return their driver's result are typed, and answered 200", a
     assert.equal(res.status, 200, `${type}: ${res.body}`);
   }
   assert.ok(outside !== undefined && untyped !== undefined && statusCode !== undefined);
+});
+
+test('options given as undefined are taken as left out', () => {
+  assert.doesNotThrow(() => createHandler({ ...fromEnv, log: silentLogger }));
 });

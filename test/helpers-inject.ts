@@ -79,7 +79,7 @@ export async function inject(
       method: options.method ?? 'POST',
       url: options.url ?? '/',
       headers,
-      payload: streamed ? drip(parts, after) : parts[0],
+      ...(streamed ? { payload: drip(parts, after) } : parts[0] === undefined ? {} : { payload: parts[0] }),
     },
   );
   let res: Awaited<typeof sending>;

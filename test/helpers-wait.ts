@@ -3,7 +3,7 @@
 
 /** Waits (up to `ms`) until `text()` matches `re`; the match, or an assertion failure showing the text. */
 export async function waitFor(text: () => string, re: RegExp, ms = 10_000): Promise<RegExpExecArray> {
-  const found: { match?: RegExpExecArray } = {};
+  const found: { match?: RegExpExecArray | undefined } = {};
   const matches = () => {
     found.match = re.exec(text()) ?? undefined;
     return found.match !== undefined;

@@ -31,7 +31,10 @@ function connection(n: number): IncomingMessage[] {
 }
 
 /** The refusal written for `req`, as Node wrote its head (to no socket): whether it ends the connection. */
-function written(req: IncomingMessage, code: Parameters<typeof refusal>[0]): { connection?: string } {
+function written(
+  req: IncomingMessage,
+  code: Parameters<typeof refusal>[0],
+): { connection?: string | undefined } {
   const res = new ServerResponse(req);
   sendError(req, res, refusal(code), context);
   const head = (res as ServerResponse & { _header: string })._header;

@@ -69,7 +69,7 @@ export class Mark {
     return sha256(head) === this.lastLineSha256;
   }
 
-  toJSON(): { offset: number; lastLineStart?: number; lastLineSha256?: string } {
+  toJSON(): { offset: number; lastLineStart?: number; lastLineSha256?: string | undefined } {
     const { offset, lastLineStart, lastLineSha256 } = this;
     return lastLineStart === undefined ? { offset } : { offset, lastLineStart, lastLineSha256 };
   }

@@ -38,28 +38,28 @@ export interface ReadStoreOptions {
    * `signal` aborts.
    * @default false
    */
-  readonly follow?: boolean;
+  readonly follow?: boolean | undefined;
   /**
    * A checkpoint file: reading starts just past the last line its run did, and the position is saved
    * back to it (it is created if it does not exist). Without it, every file is read from its start.
    */
-  readonly checkpoint?: string;
+  readonly checkpoint?: string | undefined;
   /** Only events of these types (compared in lower case), e.g. `['track', 'identify']`. @default all */
-  readonly types?: readonly string[];
+  readonly types?: readonly string[] | undefined;
   /** Ends the reading (a follow, or a long first pass); the position is saved first. */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
   /**
    * While following, how often the directory is looked at for new lines and new files (ms).
    * @default 200
    */
-  readonly pollMs?: number;
+  readonly pollMs?: number | undefined;
   /**
    * The longest line read (bytes, its newline not counted): a longer one, finished or not, ends the
    * reading with a LineTooLongError naming its file and offset, rather than being held in memory. The
    * endpoint's lines are at most a few times its --max-body-bytes.
    * @default 67108864 (64 MiB)
    */
-  readonly maxLineBytes?: number;
+  readonly maxLineBytes?: number | undefined;
 }
 
 const DEFAULT_POLL_MS = 200;

@@ -71,7 +71,7 @@ export interface StoreIo {
    * the disk answers): the store then commits at the end of the first turn of the event loop that
    * appends no more lines (`CommitQueue.quiet`), so that every line appended until then joins one commit.
    */
-  readonly blocking?: boolean;
+  readonly blocking?: boolean | undefined;
 }
 
 export interface StoreOptions {
@@ -79,26 +79,26 @@ export interface StoreOptions {
    * The file operations: node's `fs` (`defaultIo`: the group commit on the event loop when the process
    * has one core, else on the thread pool) unless a test gives its own.
    */
-  readonly io?: StoreIo;
+  readonly io?: StoreIo | undefined;
   /**
    * Worker K of several processes sharing `dir`: its files are `events-YYYY-MM-DD-wK.ndjson`, and only
    * they are repaired at open (the others may be being written). The primary repairs them all before
    * any worker starts (`repairStore`).
    */
-  readonly worker?: number;
+  readonly worker?: number | undefined;
   /**
    * For worker K of --workers: the pid of its primary, which locks the directory for every worker and
    * under whose lock the worker writes, and makes it again in the primary's name where it must (a
    * directory replaced). Without it a worker takes no lock (a host's own worker processes).
    */
-  readonly lockedFor?: number;
+  readonly lockedFor?: number | undefined;
   /**
    * Characters of lines that may wait for the disk: past it appends are refused at once (503, retried)
    * until a commit takes them. @default 33554432 (32 Mi)
    */
-  readonly maxQueuedChars?: number;
+  readonly maxQueuedChars?: number | undefined;
   /** A commit under way this long: the store says it cannot write (health 503) until it ends. @default 5000 */
-  readonly stuckMs?: number;
+  readonly stuckMs?: number | undefined;
 }
 
 /** Which file: its device and inode. */
@@ -110,8 +110,8 @@ export interface FileIdentity {
 /** What the store reads of an open file: `uid`, its owner's, and `mode`, its type, where known. */
 export type FileStat = FileIdentity & {
   readonly size: number;
-  readonly uid?: number;
-  readonly mode?: number;
+  readonly uid?: number | undefined;
+  readonly mode?: number | undefined;
 };
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 

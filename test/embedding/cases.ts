@@ -19,8 +19,8 @@ const track = (messageId: string) =>
   JSON.stringify({ type: 'track', event: 'Signed Up', userId: 'u1', messageId });
 
 /** A case's body as a fetch `Request` takes it. */
-export const fetchBody = (body: string | Buffer | undefined): string | Uint8Array<ArrayBuffer> | undefined =>
-  typeof body === 'string' || body === undefined ? body : Uint8Array.from(body);
+export const fetchBody = (body: string | Buffer | undefined): string | Uint8Array<ArrayBuffer> | null =>
+  body === undefined ? null : typeof body === 'string' ? body : Uint8Array.from(body);
 
 export interface ContractCase {
   readonly name: string;
@@ -28,7 +28,7 @@ export interface ContractCase {
   readonly path: string;
   readonly method: string;
   readonly headers: Readonly<Record<string, string>>;
-  readonly body?: string | Buffer;
+  readonly body?: string | Buffer | undefined;
   readonly status: number;
   /** The error code of the JSON answer; undefined for a success. */
   readonly code?: string;

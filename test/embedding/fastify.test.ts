@@ -44,7 +44,8 @@ const injectInto =
   (app: FastifyInstance, prefix = '/segment') =>
   async (c: ContractCase): Promise<Answer> => {
     const url = `${prefix}${c.path === '/' ? '' : c.path}`;
-    const res = await app.inject({ method: c.method as 'POST', url, headers: c.headers, payload: c.body });
+    const payload = c.body === undefined ? {} : { payload: c.body };
+    const res = await app.inject({ method: c.method as 'POST', url, headers: c.headers, ...payload });
     return { status: res.statusCode, body: res.body };
   };
 

@@ -58,7 +58,7 @@ test('a full tmpfs: 503 and health unavailable while full, recovery when space r
     const event = (n: number) => trackEvent({ messageId: `e${n}`, properties: { pad: 'x'.repeat(640) } });
     const acknowledged: string[] = [];
     let n = 0;
-    let refused: { status: number; code?: string; retryAfter?: string } | undefined;
+    let refused: { status: number; code?: string | undefined; retryAfter?: string | undefined } | undefined;
     while (refused === undefined && n < 200) {
       const answer = await send(agent, first.url, event(n++));
       if (answer.status === 200) acknowledged.push(answer.id);

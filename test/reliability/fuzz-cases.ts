@@ -86,7 +86,7 @@ export interface Case {
   /** The statuses this input may be answered with (a closed socket is always acceptable). */
   readonly expect: readonly number[];
   /** When the input pins it, the codes the answer must carry. */
-  readonly codes?: readonly string[];
+  readonly codes?: readonly string[] | undefined;
   /** Bytes for a fresh TLS socket... */
   readonly raw?: Buffer;
   /** ...or a request, whose transport is drawn at random. */

@@ -158,9 +158,9 @@ export const MiB = 1024 * 1024;
 
 /** An outcome with what the answer said: the error `code` of its JSON body and the headers that matter. */
 export interface Answer extends Outcome {
-  readonly code?: string;
-  readonly retryAfter?: string;
-  readonly connection?: string;
+  readonly code?: string | undefined;
+  readonly retryAfter?: string | undefined;
+  readonly connection?: string | undefined;
 }
 
 /**
