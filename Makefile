@@ -21,8 +21,10 @@ src/generated/validators.ts: src/schemas.ts scripts/generate-validators.ts $(NOD
 	npx tsx scripts/generate-validators.ts
 	@touch $@
 # tsc builds the library (dist/index.js, ...); dist/cli.js is then the CLI in one file (scripts/bundle-cli.ts).
+# dist/ is emptied of both first (scripts/clean-dist.ts): a source renamed would leave its old outputs.
 dist/cli.js: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json tsconfig.build.json scripts/bundle-cli.ts \
-		scripts/cli-loader.js scripts/code-cache.mjs
+		scripts/cli-loader.js scripts/code-cache.mjs scripts/clean-dist.ts
+	npx tsx scripts/clean-dist.ts
 	npx tsc -p tsconfig.build.json
 	npx tsx scripts/bundle-cli.ts
 
