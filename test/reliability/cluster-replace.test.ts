@@ -29,6 +29,9 @@ test('a replaced worker runs what the others run, not what the files say since',
   writeFileSync(join(dir, 'cert.pem'), 'not a certificate');
   ep.child.kill('SIGHUP');
   await waitFor(ep.output, /certificate reload failed; keeping the current one/, GUARD_MS);
+  // The keys file is read after the certificate: the next key is written once this reload has ended,
+  // not while it may still be reading (a slow host then had the fleet load k-next with this SIGHUP).
+  await waitFor(ep.output, /SIGHUP: every worker reloads the API keys/, GUARD_MS);
   writeFileSync(keys, 'k-next\n');
   const [pid] = listeningPids(ep.output(), 1);
   assert.ok(pid !== undefined, ep.output());
