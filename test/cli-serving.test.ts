@@ -277,7 +277,7 @@ describe('the segment-endpoint command', () => {
     const pkg = join(dir, 'cache-pkg');
     rmSync(pkg, { recursive: true, force: true });
     // What the command needs of the package (dist/ also holds the ~100 MB single executable).
-    for (const file of ['cli.js', 'cli-main.cjs', 'cli-main.v8cache', 'errors.js', 'error-codes.js']) {
+    for (const file of ['cli.js', 'cli-main.cjs', 'cli-main.v8cache', 'errors.js']) {
       cpSync(join(ROOT, 'dist', file), join(pkg, 'dist', file));
     }
     cpSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
