@@ -3,16 +3,19 @@ import { execFileSync } from 'node:child_process';
 import {
   closeSync,
   constants,
+  existsSync,
   fstatSync,
-  lstatSync,
+  linkSync,
+  mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, NdjsonStore, storeHandlers } from '../src/index.ts';
 import { jsonLogger, silentLogger } from '../src/log.ts';
@@ -126,7 +129,7 @@ function probedDisk() {
   disk.io = {
     ...nodeIo,
     async open(path, flags) {
-      if (!path.endsWith('.probe')) return nodeIo.open(path, flags);
+      if (!basename(path).startsWith('.probe')) return nodeIo.open(path, flags);
       const hold = holdProbe;
       holdProbe = undefined;
       if (hold !== undefined) await new Promise<void>((go) => hold(go));
@@ -249,43 +252,66 @@ describe('a store whose disk fills up', () => {
     await store.close();
   });
 
+  /** What the probes left in `dir`: nothing once each has ended, whether it succeeded or failed. */
+  const probeFiles = (dir: string) => readdirSync(dir).filter((name) => /^\.probe-[0-9a-f]{12}$/.test(name));
+
   /**
-   * What `plant` makes at the probe's own file, while the store is down: the probe replaces it with a
-   * file of its own, and the store recovers with no event sent.
+   * What `plant` makes at `.probe` in the store's directory (the name older versions probed at), while
+   * the store is down: never opened, and the store recovers with no event sent.
    */
-  async function plantedProbe(plant: (file: string) => void): Promise<void> {
+  async function plantedProbe(plant: (file: string, dir: string) => void): Promise<void> {
     const disk = probedDisk();
     const dir = tempDir();
     const store = await downStore(disk, dir);
-    const probe = join(dir, '.probe');
-    rmSync(probe, { force: true });
-    plant(probe);
+    plant(join(dir, '.probe'), dir);
     disk.full = false;
     await eventually(async () => store.writable, 'writable again with no event');
-    assert.ok(lstatSync(probe).isFile(), 'the probe wrote a file of its own');
+    assert.deepEqual(probeFiles(dir), [], 'each probe removed its file');
     await store.close();
   }
 
-  test("a link planted as the probe's own file is replaced, not followed: the store recovers with no event sent", async () => {
-    // Found by a probe of the store: the probe's open refused the link (ELOOP) every second, and health
-    // stayed unavailable after the disk recovered until an event came to try a commit.
+  test('what others plant where the probe writes is never opened: a link, a FIFO, a directory, a hard link', async () => {
+    // Found by probes of the store: at one fixed name, a link (ELOOP), a FIFO with no reader (ENXIO) or a
+    // directory (EISDIR) kept health unavailable after the disk recovered, until an event came; a FIFO with
+    // a reader took the probe's 64 KiB, and a hard link to a store file had it emptied (O_TRUNC). Each
+    // probe now makes a new file under a name no one can foresee, and removes it.
     const elsewhere = join(tempDir(), 'elsewhere');
     writeFileSync(elsewhere, 'kept');
     await plantedProbe((file) => symlinkSync(elsewhere, file));
     assert.equal(readFileSync(elsewhere, 'utf8'), 'kept', 'nothing written through the link');
-  });
-
-  test("a FIFO planted as the probe's own file is replaced, with no reader or with one: nothing goes into it", async () => {
-    await plantedProbe((file) => execFileSync('mkfifo', [file]));
     let reader: number | undefined;
     await plantedProbe((file) => {
       execFileSync('mkfifo', [file]);
       reader = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
     });
-    const fd = reader as number;
-    const got = bytesWaiting(fd);
-    closeSync(fd);
+    const got = bytesWaiting(reader as number);
+    closeSync(reader as number);
     assert.equal(got, 0, "no probe bytes in the FIFO's reader");
+    await plantedProbe((file) => mkdirSync(file));
+    const precious = join(tempDir(), 'precious');
+    writeFileSync(precious, 'precious data');
+    await plantedProbe((file) => linkSync(precious, file));
+    assert.equal(readFileSync(precious, 'utf8'), 'precious data', 'a hard-linked file not emptied');
+  });
+
+  test('a probe whose name is taken between its choice and its open tries again under another: nothing goes into what took it', async () => {
+    const disk = probedDisk();
+    const dir = tempDir();
+    const store = await downStore(disk, dir);
+    let reader: number | undefined;
+    const open = disk.io.open;
+    disk.io.open = async (path, flags) => {
+      if (reader === undefined && basename(path).startsWith('.probe')) {
+        execFileSync('mkfifo', [path]);
+        reader = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+      }
+      return open(path, flags);
+    };
+    disk.full = false;
+    await eventually(async () => store.writable, 'writable again with no event');
+    assert.equal(bytesWaiting(reader as number), 0, "no probe bytes in the FIFO's reader");
+    closeSync(reader as number);
+    await store.close();
   });
 
   test("a probe that fails half-way gives back what it wrote: the disk's last room stays the events'", async () => {
@@ -297,7 +323,19 @@ describe('a store whose disk fills up', () => {
     disk.room = 32 * 1024;
     disk.full = false;
     await eventually(async () => disk.probes >= 1, 'a probe with 32 KiB of room');
-    assert.equal(statSync(join(dir, '.probe')).size, 0, 'the failed probe emptied its file');
+    assert.deepEqual(probeFiles(dir), [], 'the failed probe removed its file');
+    await store.close();
+  });
+
+  test("a probe's file left by a process that died during it is removed by the next probe", async () => {
+    const disk = probedDisk();
+    const dir = tempDir();
+    writeFileSync(join(dir, '.probe-0123456789ab'), Buffer.alloc(64 * 1024));
+    writeFileSync(join(dir, '.probe-w2-0123456789ab'), "another worker's");
+    const store = await downStore(disk, dir);
+    await eventually(async () => disk.probes >= 1, 'a probe');
+    assert.deepEqual(probeFiles(dir), []);
+    assert.ok(existsSync(join(dir, '.probe-w2-0123456789ab')), "another worker's is its own");
     await store.close();
   });
 

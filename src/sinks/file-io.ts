@@ -31,9 +31,10 @@ export interface StoreIo {
   /**
    * `'a'`: append, creating the file if needed; `'r+'`: read and write a file that exists; `'r'`: read a
    * file that exists, without waiting on a FIFO; `'w'`: write from the start, creating the file or
-   * emptying it. None but `'r'` through a symbolic link (ELOOP).
+   * emptying it; `'wx'`: write a new file, EEXIST when anything is at `path`. None but `'r'` through a
+   * symbolic link (ELOOP).
    */
-  open(path: string, flags: 'a' | 'r+' | 'r' | 'w'): Promise<number>;
+  open(path: string, flags: OpenFlags): Promise<number>;
   /**
    * Writes at the end of a file opened with `'a'`, else where the last write ended; resolves with the
    * bytes written, which may be fewer.
@@ -101,6 +102,9 @@ export interface StoreOptions {
   readonly stuckMs?: number | undefined;
 }
 
+/** How StoreIo's `open` opens a file. */
+export type OpenFlags = 'a' | 'r+' | 'r' | 'w' | 'wx';
+
 /** Which file: its device and inode. */
 export interface FileIdentity {
   readonly dev: number;
@@ -123,11 +127,12 @@ const call = <T>(run: (done: Done<T>) => void): Promise<T> =>
 // No write follows a symbolic link (ELOOP): one planted in --out would send events to another user's
 // file, or have repair cut a file elsewhere. No open waits on a FIFO where a file was expected (O_NONBLOCK,
 // which regular files ignore): a writer gets ENXIO, a reader nothing; a wait held a pool thread for good.
-const { O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK, O_RDWR, O_WRONLY } = constants;
-const FLAGS: Record<'a' | 'r+' | 'r' | 'w', number> = {
+const { O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDWR, O_WRONLY } = constants;
+const FLAGS: Record<OpenFlags, number> = {
   a: O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK,
   'r+': O_RDWR | O_NOFOLLOW | O_NONBLOCK,
   w: O_WRONLY | O_CREAT | constants.O_TRUNC | O_NOFOLLOW | O_NONBLOCK,
+  wx: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK,
   r: constants.O_RDONLY | O_NONBLOCK,
 };
 

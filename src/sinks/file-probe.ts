@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { StoreIo } from './file-io.ts';
 import { writeAll } from './file-io.ts';
-import { regular } from './file-owner.ts';
 
 // While the store cannot write, a write a second into a file of its own: the store turns writable (and
 // health ok) once the disk takes one, even when no event comes to try (a balancer took the endpoint
@@ -31,6 +32,7 @@ export class WriteProbe {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
+  #leftoversRemoved = false;
 
   /**
    * Probes `path` while `state()` is down; `writable()` hears a probe that succeeded. `check` rejects
@@ -88,50 +90,46 @@ export class WriteProbe {
   }
 
   /**
-   * Writes and syncs the probe's bytes: whether the disk took them. The file is emptied again either way:
-   * a probe that failed half-way would keep the room it took, which may be all the events had.
+   * Writes and syncs the probe's bytes: whether the disk took them. Each probe writes a file made for it
+   * under a name no one can foresee (nothing planted where others may write in --out is ever opened: a
+   * link, a FIFO, a hard link to a file that O_TRUNC would empty), and removes it, so that its room goes
+   * back to the events whether or not the disk took it all. A store io without `unlink` (a host's own)
+   * writes one file again and again, emptied after each probe.
    */
   async #write(): Promise<boolean> {
+    const io = this.#io;
+    const path = io.unlink === undefined ? this.#path : `${this.#path}-${randomBytes(6).toString('hex')}`;
     let fd: number | undefined;
     try {
       await this.#check();
-      fd = await this.#open();
-      await writeAll(this.#io, fd, PROBE_BYTES);
-      await this.#io.fdatasync(fd);
+      await this.#removeLeftovers();
+      fd = await io.open(path, io.unlink === undefined ? 'w' : 'wx');
+      await writeAll(io, fd, PROBE_BYTES);
+      await io.fdatasync(fd);
       return true;
     } catch {
       return false;
     } finally {
       if (fd !== undefined) {
-        await this.#io.ftruncate(fd, 0).catch(() => {});
-        await this.#io.close(fd).catch(() => {});
+        if (io.unlink === undefined) await io.ftruncate(fd, 0).catch(() => {});
+        await io.close(fd).catch(() => {});
+        await io.unlink?.(path).catch(() => {});
       }
     }
   }
 
   /**
-   * The probe's own file, emptied and open for writing. Anything else found at its name (a link or a
-   * FIFO, planted where others may write in --out) is removed and a file made in its place: a probe that
-   * could not write there would keep health unavailable until an event came, and none is written through
-   * a link or into a FIFO.
+   * Removes the files of probes that a process killed during one left in the directory (looked for once:
+   * this process's probes remove their own).
    */
-  async #open(): Promise<number> {
+  async #removeLeftovers(): Promise<void> {
     const io = this.#io;
-    const fd = await io.open(this.#path, 'w').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ELOOP' || err.code === 'ENXIO') return undefined;
-      throw err;
-    });
-    if (fd !== undefined) {
-      const stat = await io.fstat(fd).catch(async (err) => {
-        await io.close(fd).catch(() => {});
-        throw err;
-      });
-      if (regular(stat.mode)) return fd;
-      await io.close(fd);
+    if (this.#leftoversRemoved || io.unlink === undefined) return;
+    const dir = dirname(this.#path);
+    const own = new RegExp(`^${basename(this.#path).replace(/[.]/g, '\\.')}-[0-9a-f]{12}$`);
+    for (const name of await io.readdir(dir)) {
+      if (own.test(name)) await io.unlink(join(dir, name)).catch(() => {});
     }
-    if (io.unlink === undefined)
-      throw Object.assign(new Error(`${this.#path} is not a file`), { code: 'EEXIST' });
-    await io.unlink(this.#path);
-    return io.open(this.#path, 'w');
+    this.#leftoversRemoved = true;
   }
 }

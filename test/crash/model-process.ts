@@ -1,5 +1,5 @@
 import { basename, dirname } from 'node:path';
-import type { StoreIo } from '../../src/sinks/file-io.ts';
+import type { OpenFlags, StoreIo } from '../../src/sinks/file-io.ts';
 import type { Fault, ModelFs, Skippable } from './model-fs.ts';
 
 // A process using a ModelFs: its own descriptors, the faults it is told to meet, and its death (kill -9).
@@ -44,7 +44,7 @@ export class ModelProcess implements StoreIo {
     this.#faults.set(call, [...(this.#faults.get(call) ?? []), ...faults]);
   }
 
-  open(path: string, flags: 'a' | 'r+' | 'r' | 'w'): Promise<number> {
+  open(path: string, flags: OpenFlags): Promise<number> {
     return this.#call(() => {
       const name = this.#name(path);
       let ino = this.#fs.names.get(name);
@@ -53,6 +53,8 @@ export class ModelProcess implements StoreIo {
         ino = this.#fs.newInode();
         this.#fs.names.set(name, ino);
         this.#fs.trace.push({ kind: 'create', name, ino });
+      } else if (flags === 'wx') {
+        throw errno('EEXIST', 'open', path);
       } else if (flags === 'w') {
         this.#truncate(ino, 0);
       }
