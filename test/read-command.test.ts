@@ -6,10 +6,12 @@ import { execFileSync } from 'node:child_process';
 import {
   closeSync,
   constants as fsConstants,
+  linkSync,
   mkdirSync,
   openSync,
   readdirSync,
   readFileSync,
+  rmdirSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -108,6 +110,25 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stderr, /reader\.checkpoint\.tmp is a symbolic link: remove it/);
     assert.equal(readFileSync(victim, 'utf8'), 'precious\n');
+  });
+
+  test("a checkpoint's temporary file planted as a directory or a hard link is refused; a linked file is not emptied", async () => {
+    // A directory gave a bare EISDIR; a hard link was opened with O_TRUNC, emptying the file it shares.
+    const dir = tempDir();
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
+    const temp = join(dir, 'reader.checkpoint.tmp');
+    mkdirSync(temp);
+    const asDirectory = await runRead(['--out', dir, '--from', join(dir, 'reader.checkpoint')]);
+    assert.equal(asDirectory.code, 1, asDirectory.stderr);
+    assert.match(asDirectory.stderr, /reader\.checkpoint\.tmp is not a regular file: remove it/);
+    rmdirSync(temp);
+    const precious = join(tempDir(), 'precious');
+    writeFileSync(precious, 'precious\n');
+    linkSync(precious, temp);
+    const asLink = await runRead(['--out', dir, '--from', join(dir, 'reader.checkpoint')]);
+    assert.equal(asLink.code, 1, asLink.stderr);
+    assert.match(asLink.stderr, /reader\.checkpoint\.tmp has other names \(hard links\): remove it/);
+    assert.equal(readFileSync(precious, 'utf8'), 'precious\n');
   });
 
   test('entries named like store files that are not files (a FIFO, a directory, a link) are passed over; a FIFO as --from is refused', async () => {

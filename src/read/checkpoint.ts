@@ -124,17 +124,22 @@ function toMark(entry: unknown): Mark | undefined {
 /** Replaces `path` with `text` atomically and durably (temp file, fsync, rename, fsync the directory). */
 async function replaceFile(io: StoreIo, path: string, text: string): Promise<void> {
   // One fixed temp name: a crash between write and rename leaves it behind, and the next save reuses it.
+  // Opened without emptying it ('a'), and emptied only once it is known to be a file of its own: a hard
+  // link would share what O_TRUNC empties, and a FIFO with a reader opens as a file would.
   const temp = `${path}.tmp`;
-  const fd = await io.open(temp, 'w').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENXIO') throw new Error(`${temp} is not a regular file: remove it`);
+  const notAFile = new Error(`${temp} is not a regular file: remove it`);
+  const fd = await io.open(temp, 'a').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENXIO' || err.code === 'EISDIR') throw notAFile;
     if (err.code !== 'ELOOP') throw err;
     throw new Error(
       `${temp} is a symbolic link: remove it (this reader never makes one, and will not write through it)`,
     );
   });
   try {
-    // A FIFO with a reader opens as a file would (one without gives ENXIO): nothing goes into it.
-    if (!regular((await io.fstat(fd)).mode)) throw new Error(`${temp} is not a regular file: remove it`);
+    const { mode, nlink } = await io.fstat(fd);
+    if (!regular(mode)) throw notAFile;
+    if (nlink !== undefined && nlink > 1) throw new Error(`${temp} has other names (hard links): remove it`);
+    await io.ftruncate(fd, 0);
     await writeAll(io, fd, Buffer.from(text));
     await io.fdatasync(fd);
   } finally {

@@ -116,6 +116,8 @@ export type FileStat = FileIdentity & {
   readonly size: number;
   readonly uid?: number | undefined;
   readonly mode?: number | undefined;
+  /** Its names (hard links). */
+  readonly nlink?: number | undefined;
 };
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 
