@@ -13,18 +13,16 @@ export function checkHandlers(handlers: unknown): Handlers {
       `options.handlers must be an object of event handlers, got ${describeValue(handlers)}`,
     );
   }
-  // A plain object's other keys are misspelt types ('identfy'). A class instance has fields and methods
-  // of its own: a method is taken for a misspelt type only when it is near one it has no handler for.
-  const proto = Object.getPrototypeOf(handlers);
-  const plain = proto === Object.prototype || proto === null;
-  for (const name of plain ? Object.keys(handlers) : methodNames(handlers)) {
-    if (EVENT_TYPES.includes(name as EventType)) continue;
-    const near = nearest(name, EVENT_TYPES);
-    if (!plain && (near === undefined || (handlers as Record<string, unknown>)[near] !== undefined)) continue;
-    const hint = near === undefined ? '' : `: did you mean ${near}?`;
-    throw new RangeError(
-      `options.handlers.${name} is not a Segment event type${hint} (${EVENT_TYPES.join(', ')})`,
-    );
+  // A plain object's other keys are misspelt types ('identfy'); a class instance has methods of its own
+  // (misspeltMethods says which look like a slip).
+  for (const type of plainObject(handlers) ? Object.keys(handlers) : []) {
+    if (!EVENT_TYPES.includes(type as EventType)) {
+      const near = nearest(type, EVENT_TYPES);
+      const hint = near === undefined ? '' : `: did you mean ${near}?`;
+      throw new RangeError(
+        `options.handlers.${type} is not a Segment event type${hint} (${EVENT_TYPES.join(', ')})`,
+      );
+    }
   }
   // Its own properties or inherited ones (a class instance's methods), each called on it.
   const found: Partial<Record<EventType, unknown>> = {};
@@ -37,6 +35,43 @@ export function checkHandlers(handlers: unknown): Handlers {
     found[type] = handler.bind(handlers);
   }
   return Object.freeze(found) as Handlers;
+}
+
+/**
+ * What to warn of in a class instance's handlers: each method one slip (a letter wrong, missing, added
+ * or swapped with the next, or its case) from a type the instance has no handler for, whose events are
+ * then answered 501. A warning, not a refusal: its other methods are its own (save, parse, a stream's).
+ */
+export function misspeltMethods(handlers: object): string[] {
+  if (plainObject(handlers)) return [];
+  const has = (type: EventType) => (handlers as Record<string, unknown>)[type] !== undefined;
+  return methodNames(handlers).flatMap((name) => {
+    const type = EVENT_TYPES.find((type) => !has(type) && oneSlipApart(name, type));
+    if (type === undefined) return [];
+    return [
+      `options.handlers.${name} is not a Segment event type: did you mean ${type}? ${type} events are answered 501`,
+    ];
+  });
+}
+
+const plainObject = (object: object): boolean => {
+  const proto = Object.getPrototypeOf(object);
+  return proto === Object.prototype || proto === null;
+};
+
+/** Whether `name` is `type` with one slip: a letter wrong, missing, added or swapped, or another case. */
+function oneSlipApart(name: string, type: string): boolean {
+  const a = name.toLowerCase();
+  if (a === type) return name !== type;
+  if (Math.abs(a.length - type.length) > 1) return false;
+  let i = 0;
+  while (a[i] === type[i]) i++;
+  if (a.length !== type.length) {
+    const [long, short] = a.length > type.length ? [a, type] : [type, a];
+    return long.slice(i + 1) === short.slice(i);
+  }
+  const swapped = a[i] === type[i + 1] && a[i + 1] === type[i] && a.slice(i + 2) === type.slice(i + 2);
+  return swapped || a.slice(i + 1) === type.slice(i + 1);
 }
 
 /** The names of an object's methods, its own and its classes', up to (not with) Object's. */

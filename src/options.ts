@@ -6,7 +6,7 @@ import type { IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.t
 import { resolveIdempotency } from './idempotency-option.ts';
 import { checkSecret, describeSecret, resolveApiKeys } from './key-spec.ts';
 import { jsonLogger, type Logger } from './log.ts';
-import { checkHandlers, checkLogger, checkSwitch } from './option-checks.ts';
+import { checkHandlers, checkLogger, checkSwitch, misspeltMethods } from './option-checks.ts';
 import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';
 import { checkPath, clearOfRoutes, distinctPaths } from './paths.ts';
 import type { Settings } from './settings.ts';
@@ -16,8 +16,8 @@ import { checkSettingsSchema, type SettingsSchema } from './settings-schema.ts';
 export interface HandlerOptions<S = Settings> {
   /**
    * One function per supported event type (an object's own, or a class instance's methods, called on
-   * it). A type without one answers 501. A plain object's other keys, and a class's methods named near a
-   * type it has no handler for (`idenitfy`), are refused at start.
+   * it). A type without one answers 501. A plain object's other keys are refused at start; a class's
+   * method one slip from a type it has no handler for (`idenitfy`) is warned of.
    */
   handlers: Handlers<S>;
   /**
@@ -181,6 +181,7 @@ export function resolveHandlerOptions<S>(input: HandlerOptions<S>): ResolvedHand
     );
   }
   const log = checkLogger(loggerOf(input));
+  for (const slip of misspeltMethods(input.handlers)) log.warn({}, slip);
   const idempotency = resolveIdempotency(input.idempotency, log, plain.handlerTimeoutMs);
   return Object.freeze({
     ...plain,
