@@ -40,7 +40,7 @@ export type EventHandler<E, S = Settings> = (
  * The partner's code: one function per event type it supports. A type without one answers 501. `S`: the
  * customer's settings (`ctx.settings`), as `settingsSchema` says.
  */
-export type Handlers<S = Settings> = { readonly [K in EventType]?: EventHandler<EventMap[K], S> };
+export type Handlers<S = Settings> = { readonly [K in EventType]?: EventHandler<EventMap[K], S> | undefined };
 
 type AnyHandler = (event: unknown, ctx: Context) => HandlerResult | Promise<HandlerResult>;
 

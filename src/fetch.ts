@@ -37,7 +37,7 @@ export interface FetchHandler {
  */
 export function createFetchHandler<S = Settings>(
   options: HandlerOptions<S>,
-  mount?: { basePath?: string },
+  mount?: { basePath?: string | undefined },
 ): FetchHandler {
   // createHandler's check, with where a basePath given among the options belongs.
   checkOptionNames(options, HANDLER_OPTION_NAMES, {

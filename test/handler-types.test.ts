@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 // What the public types name is public too: a consumer can spell the type of a value it is given.
 import type { FileStat, HandlerOptions, Metrics, RedisClient, StoreLock } from '../src/index.ts';
-import { createHandler, type Handlers, silentLogger } from '../src/index.ts';
+import { createFetchHandler, createHandler, type Handlers, silentLogger } from '../src/index.ts';
 import { API_KEY, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
@@ -20,6 +20,9 @@ export const fromEnv: HandlerOptions = {
   apiKeys: [{ key: 'k', signatureSecret: unset }],
   path: unset,
 };
+const maybeTrack: Handlers['track'] = process.env.SEGMENT_ENDPOINT_NOT_SET ? () => {} : undefined;
+export const someHandlers: Handlers = { track: maybeTrack };
+export const mounted = createFetchHandler({ ...fromEnv, log: silentLogger }, { basePath: unset });
 
 const queue: unknown[] = [];
 const seen = new Map<string, unknown>();
