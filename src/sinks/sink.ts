@@ -44,7 +44,8 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     import('./file-records.ts'),
     import('./file-io.ts'),
   ]);
-  const io = saysMadeAgain(defaultIo(), config.out, log);
+  let started = false;
+  const io = saysMadeAgain(defaultIo(), config.out, log, () => started);
   let store: NdjsonStore;
   try {
     // A worker of --workers is a child of the primary that locked the store for it.
@@ -53,7 +54,7 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   } catch (err) {
     throw storeRefused(err, config.out);
   }
-  io.started = true;
+  started = true;
   for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   if (config.worker === undefined) sayIfOthersWrite(config.out, log);
   const handlers = storeHandlers(store);
@@ -74,22 +75,21 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
 }
 
 /**
- * `io`, saying when the store's directory is made again after start: it was removed, or its volume
+ * `io`, saying when the store's directory is made again once `started()`: it was removed, or its volume
  * unmounted under the running endpoint, and events now go to a directory on whatever disk holds the path
  * (hidden under the volume once it is mounted again).
  */
-function saysMadeAgain(io: StoreIo, out: string, log: Logger): StoreIo & { started: boolean } {
-  const said = { ...io, started: false };
-  said.mkdir = async (dir) => {
+function saysMadeAgain(io: StoreIo, out: string, log: Logger, started: () => boolean): StoreIo {
+  const mkdir = async (dir: string) => {
     const made = await io.mkdir(dir);
-    if (made !== undefined && said.started) {
+    if (made !== undefined && started()) {
       const msg =
         'the store directory was gone and has been made again: events from now on are stored in the new one (was it removed, or its volume unmounted?)';
       log.warn({ dir: resolve(out), made: resolve(made) }, msg);
     }
     return made;
   };
-  return said;
+  return { ...io, mkdir };
 }
 
 /**
