@@ -148,3 +148,15 @@ test('run directly, the example prints its URL, takes an event and stops on SIGT
   assert.equal(signal, null);
   assert.equal(code, 0);
 });
+
+test("the README's example passes the README's check of an endpoint, `segment-endpoint test`", async (t) => {
+  // Its identify handler refuses an identify without an email, as the README teaches, and the suite's
+  // lenient identify carried no traits: a partner who copied the example and ran the check got a FAIL.
+  const example = await start(t);
+  const { run } = await import('../src/tester/run.ts');
+  const summary = await run(example.url, { apiKey: KEY }, () => {});
+  assert.deepEqual(
+    summary.results.filter((result) => !result.pass).map((result) => `${result.name}: ${result.status}`),
+    [],
+  );
+});

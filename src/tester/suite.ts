@@ -120,7 +120,11 @@ function accepted({ run, event, track, without }: Make): TestCase[] {
     {
       name: 'lenient: string version, non-ISO originalTimestamp',
       expect: 'accept',
-      body: event('identify', { version: '1.1', originalTimestamp: 'Mon Feb 23 2015 14:28:55 GMT-0800' }),
+      body: event('identify', {
+        traits: TRAITS,
+        version: '1.1',
+        originalTimestamp: 'Mon Feb 23 2015 14:28:55 GMT-0800',
+      }),
     },
     {
       name: 'lenient: delete with [] context and null integrations',
