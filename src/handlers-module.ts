@@ -12,6 +12,10 @@ import { EVENT_TYPES } from './types.ts';
 // --handlers: the partner's module, loaded once at start. What cannot be one is refused before it is
 // imported, and a module that would leave every event unhandled is refused after.
 
+// A TypeScript module: node 20 loads one only through a loader (README, "--handlers").
+const TS_RE = /\.[cm]?ts$/;
+const TS_HINT = "a TypeScript module needs a loader: NODE_OPTIONS='--import tsx' (tsx installed beside it)";
+
 /** What --handlers gives: the default export, and the `settingsSchema` export when there is one. */
 export interface HandlersModule {
   readonly handlers: Handlers;
@@ -41,7 +45,10 @@ export async function loadHandlers(file: string): Promise<HandlersModule> {
   } catch (err) {
     if (err instanceof UsageError) throw err;
     const why = err instanceof Error ? err.message : describeValue(err);
-    throw new UsageError(`--handlers: cannot load ${file}: ${why}`);
+    const unknown =
+      (err as { code?: unknown } | null)?.code === 'ERR_UNKNOWN_FILE_EXTENSION' && TS_RE.test(file);
+    const hint = unknown ? `; ${TS_HINT}` : '';
+    throw new UsageError(`--handlers: cannot load ${file}: ${why}${hint}`);
   } finally {
     process.off('beforeExit', stuck);
     process.channel?.ref();

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { SOURCE } from './cli-harness.ts';
+import { BUILT, SOURCE } from './cli-harness.ts';
 import { httpFlags, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
@@ -34,6 +34,18 @@ describe('a start-up that fails or cannot finish', () => {
         `segment-endpoint: --handlers: cannot load ${module}: ${said}\nTry 'segment-endpoint --help'.\n`,
       );
     }
+  });
+
+  test('a .ts handlers module and no TypeScript loader: the line says how to give it one', async () => {
+    // Node's own words alone ('Unknown file extension ".ts"') left the partner to find the README's loader.
+    const module = join(dir, 'handlers.ts');
+    writeFileSync(module, 'export default { track() {} };\n');
+    const run = spawnClean(process.execPath, [...BUILT, ...httpFlags('k1'), '--handlers', module]);
+    assert.equal(await run.exit, 1, run.stderr());
+    assert.match(
+      run.stderr(),
+      /cannot load .*handlers\.ts: Unknown file extension "\.ts".*; a TypeScript module needs a loader: NODE_OPTIONS='--import tsx' \(tsx installed beside it\)\n/,
+    );
   });
 
   test('a handlers module whose top-level await waits for nothing: one line, exit 1 (not a silent exit 0)', async () => {
