@@ -21,7 +21,7 @@ export const ERRORS = {
   SEG_AUTH_UNKNOWN: { status: 401, message: 'Invalid API key' },
   SEG_FORBIDDEN: { status: 403, message: 'This API key is not permitted to send events here' },
   SEG_TYPE_FORBIDDEN: { status: 403, message: 'This API key is not permitted to send this event type' },
-  SEG_SETTINGS_INVALID: { status: 400, message: 'X-Segment-Settings must be base64 of a JSON object' },
+  SEG_SETTINGS_INVALID: { status: 400, message: 'X-Segment-Settings must be base64 of a UTF-8 JSON object' },
   SEG_LENGTH_REQUIRED: { status: 411, message: 'Content-Length or chunked Transfer-Encoding is required' },
   SEG_LENGTH_INVALID: { status: 400, message: 'Content-Length must be a non-negative integer' },
   SEG_BODY_TOO_LARGE: { status: 413, message: 'Request body is too large' },

@@ -210,7 +210,7 @@ class FrontDoor {
       sendContinue(res);
       return true;
     }
-    const refused = refusal('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET');
+    const refused = refusal('SEG_METHOD_NOT_ALLOWED', 'Method not allowed: use GET or HEAD');
     this.#refuse(undefined, req, res, refused, READ_ONLY);
     return false;
   }

@@ -150,18 +150,24 @@ describe('settings', () => {
     assert.deepEqual(seen[1]?.ctx.settings, {});
   });
 
-  test('a settings header that is not base64 of a JSON object is 400', async () => {
+  test('a settings header that is not base64 of a UTF-8 JSON object is 400, and the message names all three', async () => {
+    // Bytes that are not UTF-8 were told 'must be base64 of a JSON object', blaming the shape: Segment
+    // shows the message to the customer, who then looks in the wrong place.
     for (const value of [
       'not base64!',
       Buffer.from('[1,2]').toString('base64'),
       Buffer.from('{bad').toString('base64'),
+      Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]).toString('base64'),
     ]) {
       const res = await inject(endpoint(), {
         headers: { ...segmentHeaders(), 'x-segment-settings': value },
         body: trackEvent(),
       });
       assert.equal(res.status, 400, value);
-      assert.equal(res.json().code, 'SEG_SETTINGS_INVALID');
+      assert.deepEqual(res.json(), {
+        code: 'SEG_SETTINGS_INVALID',
+        message: 'X-Segment-Settings must be base64 of a UTF-8 JSON object',
+      });
     }
   });
 });

@@ -127,5 +127,6 @@ describe('route', () => {
     const health = await inject(endpoint(), { method: 'POST', url: '/health', headers: {} });
     assert.equal(health.status, 405);
     assert.equal(health.headers.allow, 'GET, HEAD');
+    assert.equal(health.json().message, 'Method not allowed: use GET or HEAD', 'as its Allow says');
   });
 });
