@@ -55,7 +55,14 @@ export type { StoreOptions } from './sinks/file-io.ts';
 export { type StoredRecord, storeHandlers } from './sinks/file-records.ts';
 export type { TornLine } from './sinks/file-repair.ts';
 export { NdjsonStore } from './sinks/file-store.ts';
-export { type FileIdentity, type FileStat, loopIo, nodeIo, type StoreIo } from './sinks/file-io.ts';
+export {
+  type FileIdentity,
+  type FileStat,
+  loopIo,
+  nodeIo,
+  type OpenFlags,
+  type StoreIo,
+} from './sinks/file-io.ts';
 export type { StoreLock } from './sinks/store-lock.ts';
 
 // Duplicate suppression (Segment delivers at least once)

@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 // What the public types name is public too: a consumer can spell the type of a value it is given.
-import type { FileStat, HandlerOptions, Metrics, RedisClient, StoreLock } from '../src/index.ts';
+import type { FileStat, HandlerOptions, Metrics, OpenFlags, RedisClient, StoreLock } from '../src/index.ts';
 import { createFetchHandler, createHandler, type Handlers, silentLogger } from '../src/index.ts';
 import { API_KEY, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
-export type Named = [FileStat, Metrics, RedisClient, StoreLock];
+export type Named = [FileStat, Metrics, OpenFlags, RedisClient, StoreLock];
 
 // An option left out and one given as `undefined` (an environment variable not set) are the same, also
 // under a consumer's exactOptionalPropertyTypes (as this project's tsconfig has it).
