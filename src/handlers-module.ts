@@ -73,7 +73,8 @@ export async function loadHandlers(file: string): Promise<HandlersModule> {
       `--handlers ${file}: handles no event type: export at least one of ${EVENT_TYPES.join(', ')}`,
     );
   }
-  return { handlers, settingsSchema: schemaOf(mod.settingsSchema, file) };
+  // The export itself: createHandler checks it again, and warns of a class's misspelt methods.
+  return { handlers: mod.default as Handlers, settingsSchema: schemaOf(mod.settingsSchema, file) };
 }
 
 function schemaOf(value: unknown, file: string): SettingsSchema<Settings> | undefined {

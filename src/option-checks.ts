@@ -28,7 +28,7 @@ export function checkHandlers(handlers: unknown): Handlers {
   const found: Partial<Record<EventType, unknown>> = {};
   for (const type of EVENT_TYPES) {
     const handler = (handlers as Record<string, unknown>)[type];
-    if (handler === undefined) continue;
+    if (handler === undefined || builtIn(handlers, type) !== undefined) continue;
     if (typeof handler !== 'function') {
       throw new TypeError(`options.handlers.${type} must be a function, got ${describeValue(handler)}`);
     }
@@ -44,15 +44,43 @@ export function checkHandlers(handlers: unknown): Handlers {
  */
 export function misspeltMethods(handlers: object): string[] {
   if (plainObject(handlers)) return [];
-  const has = (type: EventType) => (handlers as Record<string, unknown>)[type] !== undefined;
-  return methodNames(handlers).flatMap((name) => {
-    const type = EVENT_TYPES.find((type) => !has(type) && oneSlipApart(name, type));
+  const taken = (type: EventType) =>
+    (handlers as Record<string, unknown>)[type] !== undefined && builtIn(handlers, type) === undefined;
+  const inherited = EVENT_TYPES.flatMap((type) => {
+    const from = builtIn(handlers, type);
+    if (from === undefined) return [];
+    return [
+      `options.handlers.${type} is inherited from ${from}, not a handler: ${type} events are answered 501`,
+    ];
+  });
+  const slips = methodNames(handlers).flatMap((name) => {
+    const type = EVENT_TYPES.find((type) => !taken(type) && oneSlipApart(name, type));
     if (type === undefined) return [];
     return [
       `options.handlers.${name} is not a Segment event type: did you mean ${type}? ${type} events are answered 501`,
     ];
   });
+  return [...inherited, ...slips];
 }
+
+/**
+ * The built-in class (Map, Set, ...) a class instance inherits a type's method from, if it does: a
+ * class extending Map has Map's `delete`, which is no handler of deletion requests (answered 200, never
+ * honoured). Its own methods, and those of classes written in JavaScript, are its handlers.
+ */
+function builtIn(handlers: object, type: EventType): string | undefined {
+  if (plainObject(handlers) || Object.hasOwn(handlers, type)) return undefined;
+  for (let at = Object.getPrototypeOf(handlers); at !== null; at = Object.getPrototypeOf(at)) {
+    const method = Object.getOwnPropertyDescriptor(at, type)?.value;
+    if (method === undefined) continue;
+    const native = typeof method === 'function' && NATIVE_RE.test(Function.prototype.toString.call(method));
+    return native ? (at.constructor?.name ?? 'a built-in') : undefined;
+  }
+  return undefined;
+}
+
+// How a function of the engine's own prints: `function delete() { [native code] }`.
+const NATIVE_RE = /\{\s*\[native code\]\s*\}$/;
 
 const plainObject = (object: object): boolean => {
   const proto = Object.getPrototypeOf(object);

@@ -48,6 +48,24 @@ describe('a start-up that fails or cannot finish', () => {
     );
   });
 
+  test("--handlers: a class's method one slip from a type it lacks is warned of at start, as the library does", async () => {
+    // The module's handlers were checked and copied into a plain object before the library saw them,
+    // so the library's check of a class's methods found nothing to say.
+    const module = join(dir, 'slip.mjs');
+    writeFileSync(module, 'class H { track() {} idenitfy() {} }\nexport default new H();\n');
+    const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+    try {
+      await waitFor(() => run.stdout() + run.stderr(), /"msg":"listening"/);
+      assert.match(
+        run.stdout() + run.stderr(),
+        /options\.handlers\.idenitfy is not a Segment event type: did you mean identify\?/,
+      );
+    } finally {
+      run.child.kill('SIGTERM');
+      await run.exit;
+    }
+  });
+
   test('a handlers module whose top-level await waits for nothing: one line, exit 1 (not a silent exit 0)', async () => {
     const module = join(dir, 'never.mjs');
     writeFileSync(module, 'await new Promise(() => {});\nexport default { track: () => {} };\n');

@@ -104,6 +104,27 @@ describe('answered, not trusted', () => {
     assert.deepEqual(handlers.seen, ['Signed Up']);
   });
 
+  test("a method a class inherits from a built-in (a Map's delete) is no handler: its events are 501, and said at start", async () => {
+    // Found by a probe: a class extending Map took Map.prototype.delete for its delete handler, and
+    // answered every GDPR deletion 200 without honouring it; Segment never retries a 200.
+    const lines: string[] = [];
+    const log = jsonLogger('debug', (line) => lines.push(JSON.parse(line).msg));
+    class Contacts extends Map<string, unknown> {
+      identify(event: { userId?: unknown }) {
+        this.set(String(event.userId), event);
+      }
+    }
+    const handler = make({ handlers: new Contacts(), log });
+    const res = await inject(handler, { body: { type: 'delete', userId: 'u1' } });
+    assert.equal(res.status, 501, res.body);
+    assert.ok(
+      lines.includes(
+        'options.handlers.delete is inherited from Map, not a handler: delete events are answered 501',
+      ),
+      lines.join('\n'),
+    );
+  });
+
   test("a class instance's method one slip from a type it has no handler for is warned of at start; its other methods are its own", () => {
     // A misspelt method left identify events unhandled: each answered 501, which Segment does not retry.
     // Refusing such a class at start refused real ones (save() near page, a Writable's pipe()): a
