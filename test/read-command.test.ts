@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { constants } from 'node:buffer';
 import { execFileSync } from 'node:child_process';
 import {
+  chownSync,
   closeSync,
   constants as fsConstants,
   linkSync,
@@ -129,6 +130,19 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.equal(asLink.code, 1, asLink.stderr);
     assert.match(asLink.stderr, /reader\.checkpoint\.tmp has other names \(hard links\): remove it/);
     assert.equal(readFileSync(precious, 'utf8'), 'precious\n');
+  });
+
+  test("a checkpoint's temporary file of another user's is refused: it would become the checkpoint, theirs to edit", {
+    skip: process.geteuid?.() !== 0 && 'needs root, to give a file to another user',
+  }, async () => {
+    const dir = tempDir();
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
+    const temp = join(dir, 'reader.checkpoint.tmp');
+    writeFileSync(temp, 'junk');
+    chownSync(temp, 65534, 65534);
+    const run = await runRead(['--out', dir, '--from', join(dir, 'reader.checkpoint')]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /reader\.checkpoint\.tmp is another user's \(uid 65534\): remove it/);
   });
 
   test('entries named like store files that are not files (a FIFO, a directory, a link) are passed over; a FIFO as --from is refused', async () => {

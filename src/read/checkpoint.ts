@@ -136,9 +136,14 @@ async function replaceFile(io: StoreIo, path: string, text: string): Promise<voi
     );
   });
   try {
-    const { mode, nlink } = await io.fstat(fd);
+    const { mode, nlink, uid } = await io.fstat(fd);
     if (!regular(mode)) throw notAFile;
     if (nlink !== undefined && nlink > 1) throw new Error(`${temp} has other names (hard links): remove it`);
+    // Renamed into place, it would be the checkpoint, its owner free to move the reader on or back.
+    const own = process.geteuid?.();
+    if (uid !== undefined && own !== undefined && uid !== own) {
+      throw new Error(`${temp} is another user's (uid ${uid}): remove it`);
+    }
     await io.ftruncate(fd, 0);
     await writeAll(io, fd, Buffer.from(text));
     await io.fdatasync(fd);
