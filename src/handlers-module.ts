@@ -14,7 +14,8 @@ import { EVENT_TYPES } from './types.ts';
 
 // A TypeScript module: node 20 loads one only through a loader (README, "--handlers").
 const TS_RE = /\.[cm]?ts$/;
-const TS_HINT = "a TypeScript module needs a loader: NODE_OPTIONS='--import tsx' (tsx installed beside it)";
+const TS_HINT =
+  "a TypeScript module needs a loader: NODE_OPTIONS='--import tsx' (tsx installed where it runs from)";
 
 /** What --handlers gives: the default export, and the `settingsSchema` export when there is one. */
 export interface HandlersModule {

@@ -44,7 +44,7 @@ describe('a start-up that fails or cannot finish', () => {
     assert.equal(await run.exit, 1, run.stderr());
     assert.match(
       run.stderr(),
-      /cannot load .*handlers\.ts: Unknown file extension "\.ts".*; a TypeScript module needs a loader: NODE_OPTIONS='--import tsx' \(tsx installed beside it\)\n/,
+      /cannot load .*handlers\.ts: Unknown file extension "\.ts".*; a TypeScript module needs a loader: NODE_OPTIONS='--import tsx' \(tsx installed where it runs from\)\n/,
     );
   });
 
