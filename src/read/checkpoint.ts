@@ -1,6 +1,6 @@
 import { dirname } from 'node:path';
 import { nodeIo, readAt, type StoreIo, writeAll } from '../sinks/file-io.ts';
-import { regular } from '../sinks/file-owner.ts';
+import { othersOwn, regular } from '../sinks/file-owner.ts';
 import { Mark } from './mark.ts';
 
 // Where a reader is in each store file, kept in a file so that a reader started again carries on:
@@ -140,10 +140,7 @@ async function replaceFile(io: StoreIo, path: string, text: string): Promise<voi
     if (!regular(mode)) throw notAFile;
     if (nlink !== undefined && nlink > 1) throw new Error(`${temp} has other names (hard links): remove it`);
     // Renamed into place, it would be the checkpoint, its owner free to move the reader on or back.
-    const own = process.geteuid?.();
-    if (uid !== undefined && own !== undefined && uid !== own) {
-      throw new Error(`${temp} is another user's (uid ${uid}): remove it`);
-    }
+    if (othersOwn(uid)) throw new Error(`${temp} is another user's (uid ${uid}): remove it`);
     await io.ftruncate(fd, 0);
     await writeAll(io, fd, Buffer.from(text));
     await io.fdatasync(fd);

@@ -20,8 +20,7 @@ export async function ownStat(
     const message = `${name} is not a regular file: events are stored only in files`;
     throw Object.assign(new Error(message), { code: 'SEG_STORE_NOT_A_FILE', path: name });
   }
-  const own = process.geteuid?.();
-  if (stat.uid !== undefined && own !== undefined && stat.uid !== own) {
+  if (othersOwn(stat.uid)) {
     const message = `${name} is owned by another user (uid ${stat.uid}): events are stored only in files of this user's`;
     throw Object.assign(new Error(message), { code: 'SEG_STORE_FOREIGN_FILE', path: name });
   }
@@ -31,3 +30,9 @@ export async function ownStat(
 /** Whether a file of this `mode` is a regular file (a mode not known is taken as one: a host's own io). */
 export const regular = (mode: number | undefined): boolean =>
   mode === undefined || (mode & S_IFMT) === S_IFREG;
+
+/** Whether a file of owner `uid` is another user's than this process's (unknown: taken as its own). */
+export function othersOwn(uid: number | undefined): boolean {
+  const own = process.geteuid?.();
+  return uid !== undefined && own !== undefined && uid !== own;
+}
