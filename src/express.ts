@@ -5,6 +5,7 @@ import { codingOf, isIdentity } from './encoding.ts';
 import { EndpointError, quoted, toErrorAnswer } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { serializedBytes } from './json.ts';
+import { silentLogger } from './log.ts';
 import { optionsCopy } from './option-names.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
@@ -62,8 +63,8 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
   const given = optionsCopy(options); // read once: a getter read twice could differ between the two
   const handler = createHandler(given);
   // Checked by createHandler already; resolved again for the paths and the limit, without a second
-  // duplicate store (the handler has its own).
-  const opts = resolveHandlerOptions({ ...given, idempotency: false });
+  // duplicate store (the handler has its own) and without saying its warnings a second time.
+  const opts = resolveHandlerOptions({ ...given, idempotency: false, log: silentLogger });
   const eventRoutes = routes(opts.path, opts.trackingApi);
   const others = new Set([opts.healthPath, opts.livePath, opts.metricsPath]);
   const ours = (path: string) => others.has(path) || routeAt(eventRoutes, path) !== undefined;
@@ -173,16 +174,15 @@ function measured(body: unknown, max: number): number {
 
 /**
  * A body that did not decode as its Content-Encoding says: body-parser passes the decompression stream's
- * error on as a 400 without a `type` (zlib's, with its `code` and `errno`).
+ * error on as a 400 without a `type` (zlib's, with its `code` and `errno`). `UNDECODED` is our name for
+ * it among body-parser's types.
  */
+const UNDECODED = 'segment-endpoint.undecoded';
 function undecoded(err: unknown, req: IncomingMessage): boolean {
   if (typeof err !== 'object' || err === null || req.headers['content-encoding'] === undefined) return false;
   const { status, code, errno } = err as { status?: unknown; code?: unknown; errno?: unknown };
   return status === 400 && typeof code === 'string' && typeof errno === 'number';
 }
-
-/** Our name for what `undecoded` finds, among body-parser's types. */
-const UNDECODED = 'segment-endpoint.undecoded';
 
 /** The refusal `check` throws, if it throws one. */
 function caught(check: () => void): EndpointError | undefined {

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import express, { type Express } from 'express';
 import segmentEndpoint from '../../src/express.ts';
-import { createServer, type EndpointServer, silentLogger } from '../../src/index.ts';
+import { createServer, type EndpointServer, jsonLogger, silentLogger } from '../../src/index.ts';
 import { testCert } from '../helpers-cert.ts';
 import {
   type Answer,
@@ -468,4 +468,21 @@ test('express: behind express.json(), a compressed body nested past any stack is
       code: 'SEG_TOO_DEEP',
     });
   });
+});
+
+test("express: a class's misspelt handler is warned of once, as createHandler warns of it", () => {
+  // The mount resolves its options a second time for its paths: that resolution said every warning again.
+  const lines: string[] = [];
+  const log = jsonLogger('debug', (line) => lines.push(JSON.parse(line).msg));
+  class Misspelt {
+    track() {}
+    idenitfy() {}
+  }
+  segmentEndpoint({ ...caseOptions(), handlers: new Misspelt(), log });
+  assert.deepEqual(
+    lines.filter((line) => line.includes('options.handlers.')),
+    [
+      'options.handlers.idenitfy is not a Segment event type: did you mean identify? identify events are answered 501',
+    ],
+  );
 });
