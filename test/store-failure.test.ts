@@ -339,6 +339,19 @@ describe('a store whose disk fills up', () => {
     await store.close();
   });
 
+  test("a probe's file left by a process that died during it is removed at start-up, the disk well", async () => {
+    // Left until the next outage's first probe, its 64 KiB were taken from the events' room all along.
+    const dir = tempDir();
+    writeFileSync(join(dir, '.probe-0123456789ab'), Buffer.alloc(64 * 1024));
+    writeFileSync(join(dir, '.probe-w2-0123456789ab'), "another worker's");
+    writeFileSync(join(dir, '.probe-notes'), 'not a probe of ours');
+    const store = await NdjsonStore.open(dir);
+    assert.deepEqual(probeFiles(dir), []);
+    assert.ok(existsSync(join(dir, '.probe-w2-0123456789ab')), "another worker's is its own");
+    assert.ok(existsSync(join(dir, '.probe-notes')), 'a name no probe makes is left alone');
+    await store.close();
+  });
+
   test('a probe that ends while a failed commit is cut back goes on probing: the store recovers all the same', async () => {
     const { disk, store, probing } = await probeHeld();
     // An event's commit fails meanwhile, and its cut back is held while the probe ends (failed).

@@ -102,7 +102,7 @@ export class WriteProbe {
     let fd: number | undefined;
     try {
       await this.#check();
-      await this.#removeLeftovers();
+      await this.removeLeftovers();
       fd = await io.open(path, io.unlink === undefined ? 'w' : 'wx');
       await writeAll(io, fd, PROBE_BYTES);
       await io.fdatasync(fd);
@@ -119,10 +119,10 @@ export class WriteProbe {
   }
 
   /**
-   * Removes the files of probes that a process killed during one left in the directory (looked for once:
-   * this process's probes remove their own).
+   * Removes the files of probes that a process killed during one left in the directory: at start-up, and
+   * by a first probe when that failed. Looked for once: this process's probes remove their own.
    */
-  async #removeLeftovers(): Promise<void> {
+  async removeLeftovers(): Promise<void> {
     const io = this.#io;
     if (this.#leftoversRemoved || io.unlink === undefined) return;
     const dir = dirname(this.#path);

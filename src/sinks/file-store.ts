@@ -97,6 +97,7 @@ export class NdjsonStore {
     store.#lock = holder === undefined ? undefined : io.lock?.(dir, holder);
     try {
       store.recovered.push(...(await repairStore(dir, { io, only: own, deferred: store.#repairs })));
+      await store.#probe.removeLeftovers().catch(() => {}); // a readdir that failed: the first probe's
       // A full disk is a state the store recovers from, not a reason to refuse to start.
       store.#writable = store.#repairs.size === 0;
       if (!store.#writable) store.#probe.start();
