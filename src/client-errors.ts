@@ -32,8 +32,11 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, sl
   }
   refusing.add(socket);
   if (err.code === 'HPE_PAUSED') endAfterOwed(socket, slots);
-  else refuseAfterPending(socket, clientErrorCode(err));
+  else refuseAfterPending(socket, clientErrorCode(err), '', lastRead);
 }
+
+/** Whether `res` answers the last request Node's parser read on its connection. */
+const lastRead = (res: ServerResponse): boolean => lastOnConnection(res.req);
 
 const refusing = new WeakSet<Duplex>();
 
@@ -46,8 +49,11 @@ const isHttpRefusal = (err: NodeJS.ErrnoException) =>
  * is destroyed unanswered): refused as every method but POST is, and the connection closed, after the
  * answers to the requests before it (a 405 written first would be read as their answer).
  */
-export function refuseTunnel(_req: IncomingMessage, socket: Duplex): void {
-  refuseAfterPending(socket, 'SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n');
+export function refuseTunnel(socket: Duplex, slots: PausedSlots): void {
+  // Node has freed the connection's parser, which would say which request came last: the connection's
+  // slot knows the answers owed on it, in the order of their requests.
+  const last = (res: ServerResponse) => slots.answersOn(socket).at(-1) === res;
+  refuseAfterPending(socket, 'SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n', last);
 }
 
 type ParseError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number };
@@ -67,7 +73,16 @@ function clientErrorCode(err: ParseError): ErrorCode {
   return 'SEG_BAD_REQUEST';
 }
 
-function refuseAfterPending(socket: Duplex, code: ErrorCode, headers = ''): void {
+/**
+ * Ends the connection with a refusal once the answers in progress on it are written; `isLast` says
+ * whether an answer is the last one owed.
+ */
+function refuseAfterPending(
+  socket: Duplex,
+  code: ErrorCode,
+  headers: string,
+  isLast: (res: ServerResponse) => boolean,
+): void {
   if (socket.destroyed || !socket.writable) return;
   // The response now writing to the socket; later pipelined ones queue behind it (lib/_http_server.js).
   const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -84,7 +99,7 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode, headers = ''): void
     else socket.end(rawRefusal(code, headers));
   } else if (!current.shouldKeepAlive) {
     // The answer closes the connection (an HTTP/1.0 request without keep-alive): nothing follows it.
-  } else if (lastOnConnection(current.req)) {
+  } else if (isLast(current)) {
     // The last answer before the refusal, which follows it at once: before Node's own 'finish' listener
     // may end the connection after it (a sender that half-closed its side: resOnFinish, `_last`).
     current.prependOnceListener('finish', () => socket.writable && socket.end(rawRefusal(code, headers)));
@@ -93,6 +108,6 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode, headers = ''): void
     // Node's own 'finish' listener, which runs first, the connection is the next pipelined response's.
     // Not its 'close', a tick later: the answers behind may all be written by then, and the connection
     // ended after the last.
-    current.once('finish', () => refuseAfterPending(socket, code, headers));
+    current.once('finish', () => refuseAfterPending(socket, code, headers, isLast));
   }
 }

@@ -117,7 +117,7 @@ export function createServer<S = Settings>(options: ServerOptions<S>): EndpointS
   // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
   server.on('connection', (socket: Socket) => slots.admit(socket));
   server.on('clientError', (err, socket) => answerClientError(err, socket, slots));
-  server.on('connect', refuseTunnel);
+  server.on('connect', (_req, socket) => refuseTunnel(socket, slots));
   // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
   // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once
   // the headers pass (sendContinue); a refusal goes out without it, and Node then closes the connection.

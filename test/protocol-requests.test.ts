@@ -50,6 +50,22 @@ describe('the request line and headers', () => {
     assert.ok(handled.includes(event.messageId));
   });
 
+  test('CONNECT pipelined behind two events: both 200s, then the 405', async () => {
+    // Node frees the connection's parser for a CONNECT, and the refusal took the first answer for the
+    // last: it ended the connection after the first 200, the second event taken and never answered, and
+    // the 405 read by its sender as that event's answer.
+    const events = [trackEvent(), trackEvent(), trackEvent()];
+    const text = await rawTls(
+      port,
+      cert,
+      `${events.map((e) => eventRequest(JSON.stringify(e))).join('')}CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n`,
+    );
+    assert.deepEqual(statusLines(text), ['200', '200', '200', '405'], text);
+    const refusal = text.slice(text.indexOf('HTTP/1.1 405'));
+    assert.equal(JSON.parse(parseRaw(refusal).body).code, 'SEG_METHOD_NOT_ALLOWED');
+    for (const event of events) assert.ok(handled.includes(event.messageId));
+  });
+
   test('a malformed request pipelined after a valid one: 200 first, then 400, then the close', async () => {
     const event = trackEvent();
     const text = await rawTls(port, cert, `${eventRequest(JSON.stringify(event))}GARBAGE\r\n\r\n`);
