@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { lastOnConnection, stoppedBehind } from './connection-end.ts';
+import { lastOnConnection, stoppedBehind, tunnelled } from './connection-end.ts';
 import type { ErrorCode } from './errors.ts';
 import { endAfterOwed, type PausedSlots } from './paused-connection.ts';
 import { rawRefusal } from './respond.ts';
@@ -32,11 +32,8 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, sl
   }
   refusing.add(socket);
   if (err.code === 'HPE_PAUSED') endAfterOwed(socket, slots);
-  else refuseAfterPending(socket, clientErrorCode(err), '', lastRead);
+  else refuseAfterPending(socket, clientErrorCode(err));
 }
-
-/** Whether `res` answers the last request Node's parser read on its connection. */
-const lastRead = (res: ServerResponse): boolean => lastOnConnection(res.req);
 
 const refusing = new WeakSet<Duplex>();
 
@@ -50,10 +47,10 @@ const isHttpRefusal = (err: NodeJS.ErrnoException) =>
  * answers to the requests before it (a 405 written first would be read as their answer).
  */
 export function refuseTunnel(socket: Duplex, slots: PausedSlots): void {
-  // Node has freed the connection's parser, which would say which request came last: the connection's
-  // slot knows the answers owed on it, in the order of their requests.
-  const last = (res: ServerResponse) => slots.answersOn(socket).at(-1) === res;
-  refuseAfterPending(socket, 'SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n', last);
+  // Node has freed the connection's parser, which said which request came last: the connection's slot
+  // knows the answers owed on it, in the order of their requests.
+  tunnelled(socket, () => slots.answersOn(socket).at(-1));
+  refuseAfterPending(socket, 'SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n');
 }
 
 type ParseError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number };
@@ -73,16 +70,7 @@ function clientErrorCode(err: ParseError): ErrorCode {
   return 'SEG_BAD_REQUEST';
 }
 
-/**
- * Ends the connection with a refusal once the answers in progress on it are written; `isLast` says
- * whether an answer is the last one owed.
- */
-function refuseAfterPending(
-  socket: Duplex,
-  code: ErrorCode,
-  headers: string,
-  isLast: (res: ServerResponse) => boolean,
-): void {
+function refuseAfterPending(socket: Duplex, code: ErrorCode, headers = ''): void {
   if (socket.destroyed || !socket.writable) return;
   // The response now writing to the socket; later pipelined ones queue behind it (lib/_http_server.js).
   const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -99,7 +87,7 @@ function refuseAfterPending(
     else socket.end(rawRefusal(code, headers));
   } else if (!current.shouldKeepAlive) {
     // The answer closes the connection (an HTTP/1.0 request without keep-alive): nothing follows it.
-  } else if (isLast(current)) {
+  } else if (lastOnConnection(current.req)) {
     // The last answer before the refusal, which follows it at once: before Node's own 'finish' listener
     // may end the connection after it (a sender that half-closed its side: resOnFinish, `_last`).
     current.prependOnceListener('finish', () => socket.writable && socket.end(rawRefusal(code, headers)));
@@ -108,6 +96,6 @@ function refuseAfterPending(
     // Node's own 'finish' listener, which runs first, the connection is the next pipelined response's.
     // Not its 'close', a tick later: the answers behind may all be written by then, and the connection
     // ended after the last.
-    current.once('finish', () => refuseAfterPending(socket, code, headers, isLast));
+    current.once('finish', () => refuseAfterPending(socket, code, headers));
   }
 }

@@ -9,13 +9,27 @@ import type { Duplex } from 'node:stream';
  * Whether no request has come after `req` on its connection: Node's parser keeps the last request it
  * read as `parser.incoming` (lib/_http_common.js). An answer that closes its connection must be the last
  * one on it, since Node writes nothing queued behind it (lib/_http_server.js, resOnFinish): requests
- * pipelined behind would go unanswered, their events taken. Without a parser (a closed connection, an
- * injected request) it is.
+ * pipelined behind would go unanswered, their events taken. Without a parser it is (a closed connection,
+ * an injected request), unless Node freed the parser for a CONNECT read behind it: then the connection's
+ * slot says which answer is the last owed (`tunnelled`).
  */
 export function lastOnConnection(req: IncomingMessage): boolean {
   const socket = req.socket as IncomingMessage['socket'] & { parser?: { incoming?: unknown } | null };
-  const latest = socket?.parser?.incoming;
+  const parser = socket?.parser;
+  if (!parser && socket) {
+    const lastOwed = tunnels.get(socket);
+    if (lastOwed !== undefined) return lastOwed()?.req === req;
+  }
+  const latest = parser?.incoming;
   return latest === undefined || latest === null || latest === req;
+}
+
+// Connections on which Node has read a CONNECT, and freed the parser: the last answer owed on each.
+const tunnels = new WeakMap<object, () => ServerResponse | undefined>();
+
+/** Notes that Node freed `socket`'s parser for a CONNECT; `lastOwed` is its last answer owed, if any. */
+export function tunnelled(socket: Duplex, lastOwed: () => ServerResponse | undefined): void {
+  tunnels.set(socket, lastOwed);
 }
 
 // Connections an answer of ours (respond.ts) ends: we say so (a refusal, a drain), or Node decided it (the

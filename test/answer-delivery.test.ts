@@ -8,6 +8,7 @@ import { listenTls, testCert } from './helpers-cert.ts';
 import { parseRaw, rawTls } from './helpers-clients.ts';
 import { inject } from './helpers-inject.ts';
 import { waitUntil } from './helpers-wait.ts';
+import { statusLines } from './protocol-harness.ts';
 
 // A success is written at the end of the loop's turn that decided it (respond.ts, AnswerBatch): whatever
 // happens to its connection or to the process in between, a processed event's sender hears its 200.
@@ -161,4 +162,41 @@ test('a success that does not go to a socket is written at once, before the turn
   const res = await inject(handler, { body: trackEvent() });
   assert.equal(res.status, 200);
   assert.equal(res.headers.connection, 'keep-alive');
+});
+
+test('draining with events pipelined before a CONNECT: each answered, then the 405', async () => {
+  // Node frees the parser for a CONNECT, which was how an answer knew whether it was the last on its
+  // connection: while draining, the first answer took itself for the last and closed the connection,
+  // the next event taken and never answered.
+  let entered = 0;
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const { endpoint, port } = await listenTls({
+    handlers: {
+      track: async () => {
+        entered++;
+        await gate;
+      },
+    },
+  });
+  try {
+    const events = [trackEvent(), trackEvent()];
+    const connect = 'CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n';
+    const text = rawTls(
+      port,
+      cert,
+      `${events.map((e) => eventRequest(JSON.stringify(e))).join('')}${connect}`,
+    );
+    await waitUntil(
+      () => entered === 2,
+      () => `${entered} events handled`,
+    );
+    endpoint.handler.drain();
+    release();
+    assert.deepEqual(statusLines(await text), ['200', '200', '405'], await text);
+  } finally {
+    await endpoint.close();
+  }
 });
