@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { keyFingerprint } from '../auth.ts';
 import type { Logger } from '../log.ts';
+import { DISCARDED } from './postgres-discards.ts';
 import { inTransaction } from './postgres-pool.ts';
 import { groupJson, type RowJson } from './postgres-rows.ts';
 import { failureOf } from './postgres-sql.ts';
@@ -116,7 +117,8 @@ export class Refusals {
   #refuses(row: RowJson): Promise<unknown> {
     return inTransaction(this.#pool, 'ROLLBACK', (client) =>
       client.query(this.#insert, [groupJson([row])]).then(
-        () => undefined,
+        // A new row the table did not keep, though it refused nothing: discarded (postgres-discards.ts).
+        (result) => (result.rowCount === 0 ? new Error(DISCARDED) : undefined),
         (err: unknown) => {
           if (failureOf(err) !== 'row') throw err;
           return CONFLICTS.has((err as { code: string }).code) ? undefined : err;

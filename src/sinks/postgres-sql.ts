@@ -40,7 +40,7 @@ const COLUMNS: Readonly<Record<string, string>> = {
  * role that may only INSERT and SELECT on a table made for it starts, and a start does not queue behind
  * a transaction holding the table): whether a unique index on (source, message_id) is the one the
  * sink's `ON CONFLICT` needs (whole: no predicate, no expression; NULLs distinct, so that events without
- * a messageId are all kept; its two columns in either order, as ON CONFLICT finds it), whether one drops those events (NULLS NOT DISTINCT, PostgreSQL 15), each
+ * a messageId are all kept; its two columns in either order, as ON CONFLICT finds it), whether one drops those events (NULLS NOT DISTINCT, PostgreSQL 15) or distinct messageIds (a non-deterministic collation), whether a rule rewrites the INSERT, each
  * column's type, whether it must be given a value, whether the role may INSERT the sink's columns and
  * SELECT the index's (ON CONFLICT reads them), and whether the table is UNLOGGED (emptied by a crash);
  * then whether this database can take the events at all: its encoding, and whether it takes writes (a
@@ -49,7 +49,9 @@ const COLUMNS: Readonly<Record<string, string>> = {
 const STATE_SQL = `WITH t AS (SELECT to_regclass($1) AS oid),
 keyed AS (
   SELECT i.indpred IS NULL AND i.indexprs IS NULL AS whole,
-    COALESCE((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_equal
+    COALESCE((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_equal,
+    EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) AS c(oid) JOIN pg_collation pc ON pc.oid = c.oid
+            WHERE (to_jsonb(pc) ->> 'collisdeterministic')::boolean IS FALSE) AS loose
   FROM pg_index i, t
   WHERE i.indrelid = t.oid AND i.indisunique AND i.indnkeyatts = 2
     AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey) AS k(attnum)
@@ -60,6 +62,8 @@ attributes AS (
 )
 SELECT EXISTS (SELECT 1 FROM keyed WHERE whole AND NOT nulls_equal) AS ready,
   EXISTS (SELECT 1 FROM keyed WHERE nulls_equal) AS nulls_equal,
+  EXISTS (SELECT 1 FROM keyed WHERE loose) AS loose,
+  EXISTS (SELECT 1 FROM pg_rewrite r, t WHERE r.ev_class = t.oid AND r.ev_type = '3') AS insert_rule,
   (SELECT json_object_agg(attname, json_build_object('type', format_type(atttypid, atttypmod),
      'required', attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = ''))
    FROM attributes) AS columns,
@@ -74,6 +78,8 @@ SELECT EXISTS (SELECT 1 FROM keyed WHERE whole AND NOT nulls_equal) AS ready,
 interface TableState {
   readonly ready: boolean;
   readonly nulls_equal: boolean;
+  readonly loose: boolean;
+  readonly insert_rule: boolean;
   readonly columns: Readonly<Record<string, { type: string; required: boolean }>> | null;
   readonly insertable: boolean | null;
   readonly selectable: boolean | null;
@@ -108,7 +114,13 @@ function tableProblem(table: string, state: TableState): string | undefined {
   if (state.nulls_equal) {
     return `table ${table}: a unique index on (source, message_id) has NULLS NOT DISTINCT, which would drop every event without a messageId after the first: drop it`;
   }
+  if (state.loose) {
+    return `table ${table}: a unique index on (source, message_id) has a non-deterministic collation (case- or accent-insensitive), which would drop distinct messageIds as copies: drop it`;
+  }
   if (!state.ready) return `table ${table}: no unique index on (source, message_id) without a predicate`;
+  if (state.insert_rule) {
+    return `table ${table} has a rule ON INSERT: the rows the sink sends would go elsewhere or nowhere`;
+  }
   if (state.insertable !== true) return `the role may not INSERT into ${table}`;
   if (state.selectable !== true) {
     return `the role may not SELECT from ${table}: ON CONFLICT reads source and message_id (GRANT INSERT, SELECT)`;
@@ -164,16 +176,23 @@ async function create(pool: Pool, table: string): Promise<void> {
 /**
  * One group commit: every row of the group in one INSERT (one statement, one transaction, one round
  * trip), given as one JSON array of rows (`groupJson`). A row whose (source, message_id) is stored
- * already is skipped: a duplicate is acknowledged as the first copy was. Rows go in in the index's
- * order: two INSERTs that share events (two instances sent the same batch, in different orders) then
- * wait for each other's rows in the same order, and never each hold one the other needs (a deadlock).
+ * already is skipped: a duplicate is acknowledged as the first copy was (the rows stored are returned:
+ * postgres-discards.ts tells the skipped from the discarded). Rows go in in the index's order: two
+ * INSERTs that share events (two instances sent the same batch, in different orders) then wait for each
+ * other's rows in the same order, and never each hold one the other needs (a deadlock).
  */
 export const insertStatement = (table: string): string =>
   `INSERT INTO ${quoted(table)} (received_at, source, message_id, type, settings, event)
    SELECT received_at, source, message_id, type, settings, event FROM jsonb_to_recordset($1::jsonb)
      AS row(received_at timestamptz, source text, message_id text, type text, settings jsonb, event jsonb)
    ORDER BY source, message_id
-   ON CONFLICT (source, message_id) DO NOTHING`;
+   ON CONFLICT (source, message_id) DO NOTHING
+   RETURNING source, message_id`;
+
+/** Which of the rows given (a JSON array of `source` and `message_id`) the table holds. */
+export const heldStatement = (table: string): string =>
+  `SELECT r.source, r.message_id FROM jsonb_to_recordset($1::jsonb) AS r(source text, message_id text)
+   WHERE EXISTS (SELECT 1 FROM ${quoted(table)} t WHERE t.source = r.source AND t.message_id = r.message_id)`;
 
 /**
  * What a failed INSERT says, by its SQLSTATE:

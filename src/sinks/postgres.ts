@@ -5,6 +5,7 @@ import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
 import { TableChecks } from './postgres-checks.ts';
+import { DISCARDED, discarded, type Kept } from './postgres-discards.ts';
 import { query } from './postgres-pool.ts';
 import { Refusals } from './postgres-refusals.ts';
 import { Room } from './postgres-room.ts';
@@ -141,8 +142,10 @@ export class PostgresSink implements Sink {
   /** `nth`: how many INSERTs were under way with this one when it was sent. */
   async #commit(group: Row[], nth: number): Promise<void> {
     const started = performance.now();
+    let lost: Row[];
     try {
-      await query(this.#pool, this.#insert, [groupJson(group)]);
+      const { rows } = await query<Kept>(this.#pool, this.#insert, [groupJson(group)]);
+      lost = await discarded(this.#pool, this.#table, group, rows);
     } catch (err) {
       const failure = failureOf(err);
       if (failure === 'room' && (this.#inFlight > 1 || this.#pool.totalCount > 0)) {
@@ -164,10 +167,12 @@ export class PostgresSink implements Sink {
       } else await this.#refused(group, err);
       return;
     }
-    this.#refusals.stored(group[0] as Row);
-    this.onCommit?.((performance.now() - started) / 1000, group.length);
+    const stored = lost.length === 0 ? group : group.filter((row) => !lost.includes(row));
+    if (stored.length > 0) this.#refusals.stored(stored[0] as Row);
+    this.onCommit?.((performance.now() - started) / 1000, stored.length);
     this.#room.succeeded(nth);
-    for (const row of group) row.resolve();
+    for (const row of stored) row.resolve();
+    for (const row of lost) await this.#refused([row], new Error(DISCARDED));
   }
 
   /** Each half of `group` tried apart, in turn: down to the event that fails, the others stored. */

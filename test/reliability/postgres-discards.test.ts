@@ -1,0 +1,113 @@
+// The PostgreSQL sink against tables that take an INSERT and keep less than it sent: a rule or a trigger
+// that discards rows, a unique index that takes distinct messageIds for one, and a role whose commits do
+// not wait for the disk. No event is answered 200 unless its row is stored, durably.
+import assert from 'node:assert/strict';
+import { Agent } from 'node:https';
+import { test } from 'node:test';
+import { trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+import { eventually, waitFor } from '../helpers-wait.ts';
+import { type Endpoint, send, stopCleanly } from './harness.ts';
+import { withPostgres } from './postgres-harness.ts';
+
+const pg = withPostgres('pg-discards');
+const agent = new Agent({ keepAlive: true, ca: testCert().cert });
+
+const status = async (ep: Endpoint, messageId: string) =>
+  (await send(agent, ep.url, trackEvent({ messageId }), 'dev-key')).status;
+
+const stored = async (table: string): Promise<string[]> => {
+  const { rows } = await pg.client.query<{ id: string }>(
+    `SELECT message_id AS id FROM ${table} ORDER BY message_id`,
+  );
+  return rows.map((row) => row.id);
+};
+
+/** SIGTERM to an endpoint whose store may be unavailable: a clean exit all the same. */
+async function stop(ep: Endpoint): Promise<void> {
+  ep.child.kill('SIGTERM');
+  assert.equal(await ep.exit, 0, ep.output());
+}
+
+test('a trigger that discards some rows: those events are 503, the others 200 and stored, a copy of a stored one 200', async () => {
+  // The INSERT succeeded with fewer rows than it sent, and every event of its group was answered 200.
+  const ep = await pg.endpoint('filtered');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  await pg.client.query(`CREATE FUNCTION drop_tests() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN IF NEW.message_id LIKE 'test-%' THEN RETURN NULL; END IF; RETURN NEW; END $$`);
+  await pg.client.query(
+    'CREATE TRIGGER drop_tests BEFORE INSERT ON filtered FOR EACH ROW EXECUTE FUNCTION drop_tests()',
+  );
+  assert.equal(await status(ep, 'kept-1'), 200);
+  assert.equal(await status(ep, 'test-1'), 503);
+  assert.equal(await status(ep, 'kept-2'), 200);
+  assert.equal(await status(ep, 'kept-1'), 200, 'a duplicate of a stored event');
+  assert.deepEqual(await stored('filtered'), ['kept-1', 'kept-2']);
+  await waitFor(ep.output, /discarded/);
+  await stopCleanly(ep);
+});
+
+test('a rule that discards every row: refused when the table is checked, and no event answered 200', async () => {
+  const ep = await pg.endpoint('ruled');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  await pg.client.query('CREATE RULE drop_all AS ON INSERT TO ruled DO INSTEAD NOTHING');
+  for (let n = 0; n < 3; n++) assert.equal(await status(ep, `ruled-${n}`), 503);
+  assert.deepEqual(await stored('ruled'), []);
+  await pg.client.query('DROP RULE drop_all ON ruled');
+  await stop(ep);
+  // Found at the start too, before any event.
+  await pg.client.query('CREATE RULE drop_all AS ON INSERT TO ruled DO INSTEAD NOTHING');
+  const again = await pg.endpoint('ruled');
+  await waitFor(again.output, /rule/);
+  assert.equal(await status(again, 'ruled-again'), 503);
+  await pg.client.query('DROP RULE drop_all ON ruled');
+  await stop(again);
+});
+
+test('a unique index under a case-insensitive collation would drop distinct messageIds as copies: refused', async (t) => {
+  const { rows } = await pg.client.query<{ icu: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i') AS icu",
+  );
+  if (rows[0]?.icu !== true) return t.skip('this PostgreSQL has no ICU collations');
+  await pg.client.query(
+    "CREATE COLLATION IF NOT EXISTS anycase (provider = icu, locale = 'und-u-ks-level2', deterministic = false)",
+  );
+  await pg.client.query(`CREATE TABLE anycase (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_at timestamptz NOT NULL, source text NOT NULL, message_id text, type text NOT NULL,
+    settings jsonb NOT NULL, event jsonb NOT NULL)`);
+  await pg.client.query('CREATE UNIQUE INDEX ON anycase (source, message_id COLLATE anycase)');
+  const ep = await pg.endpoint('anycase');
+  await waitFor(ep.output, /collation/);
+  assert.equal(await status(ep, 'Order-AbC'), 503);
+  assert.equal(await status(ep, 'order-abc'), 503);
+  assert.deepEqual(await stored('anycase'), []);
+  await stop(ep);
+});
+
+test("a role whose commits do not wait for the disk (synchronous_commit off): the sink's sessions wait all the same", async () => {
+  // An event answered 200 would be lost if PostgreSQL crashed before its commit reached the disk. What
+  // shows whether a session waits: a synchronous standby that never comes, which only a commit that
+  // waits for durability waits for (until the INSERT's timeout: a 503, Segment retries).
+  await pg.client.query('CREATE ROLE hasty LOGIN');
+  await pg.client.query('ALTER ROLE hasty SET synchronous_commit = off');
+  await pg.client.query('GRANT CREATE ON SCHEMA public TO hasty');
+  const ep = await pg.endpoint('hasty', [], pg.server.url.replace(/\/\/[^@]*@/, '//hasty@'));
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  assert.equal(await status(ep, 'hasty-1'), 200);
+  await pg.client.query("ALTER SYSTEM SET synchronous_standby_names = 'nowhere'");
+  await pg.client.query('SELECT pg_reload_conf()');
+  // Read by each session at its next statement once the server has read it again.
+  await eventually(async () => {
+    const { rows } = await pg.client.query<{ names: string }>(
+      "SELECT current_setting('synchronous_standby_names') AS names",
+    );
+    return rows[0]?.names === 'nowhere';
+  }, 'the standby named');
+  try {
+    assert.equal(await status(ep, 'hasty-2'), 503);
+  } finally {
+    await pg.client.query('ALTER SYSTEM RESET synchronous_standby_names');
+    await pg.client.query('SELECT pg_reload_conf()');
+  }
+  await stopCleanly(ep);
+});
