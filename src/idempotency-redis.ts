@@ -25,6 +25,8 @@ const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a 
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
 const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
 const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const; // gone by the next probe
+// Events completed here whose `done` Redis refused, kept to write again; past it the oldest is forgotten
+const MAX_UNWRITTEN = 10_000; // ~2 MiB
 
 export interface RedisIdempotencyOptions {
   /** How long a processed event is remembered, in milliseconds. */
@@ -74,13 +76,16 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   readonly #outage: RedisOutage;
   /** How long a claim lives (PENDING_MS, or twice the longest handlerTimeoutMs of the handlers using it). */
   #pendingMs = PENDING_MS;
+  /** Events completed here whose `done` Redis refused, by key: when their window ends. */
+  readonly #unwritten = new Map<string, number>();
 
   constructor(client: RedisClient, ttlMs: number, where: string, log?: Logger) {
     this.#client = client;
     this.#replies = new Replies(client);
     this.ttlMs = ttlMs;
     const probe = () => this.#send(client.set(PROBE_KEY, '1', PROBE_SET));
-    this.#outage = new RedisOutage(where, log, probe, () => client.isOpen);
+    const recovered = () => this.#writeUnwritten().catch((err: unknown) => this.#outage.began(err));
+    this.#outage = new RedisOutage(where, log, probe, () => client.isOpen, recovered);
     // Without a listener an 'error' event would crash the process; the client reconnects by itself.
     // (A reconnection ends no outage by itself: the next probe's write does.)
     client.on('error', (err: unknown) => this.#outage.began(err));
@@ -105,8 +110,9 @@ export class RedisIdempotencyStore implements IdempotencyStore {
       this.#outage.began(err);
       throw refused;
     }
+    // An outage ends by its probe only: at Redis's memory limit writes are taken and refused by turns, and
+    // each taken one would end it, each refused one begin it again: a line and a turn of health each.
     if (claim !== 'new') this.#held.end(id, claim);
-    this.#outage.ended();
     return claim;
   }
 
@@ -115,6 +121,13 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    * taken over). Twice more if the key goes in between.
    */
   async #claim(id: string): Promise<Claim> {
+    // Completed here, its `done` refused: a copy is a duplicate, whatever its claim still holds.
+    const until = this.#unwritten.get(id);
+    if (until !== undefined) {
+      const written = await this.#writeDone(id, until);
+      this.#unwritten.delete(id);
+      if (written) return 'done';
+    }
     for (let attempt = 0; attempt < 3; attempt++) {
       const made = await this.#send(
         this.#client.set(id, this.#token, {
@@ -142,20 +155,39 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   /**
-   * The event succeeded: remember it for the window. If Redis fails now the event stays processed and
-   * its answer a success: the claim, left pending, refuses copies until it expires (#pendingMs), and a
-   * copy after that is processed again, which is rarer than the retry a failure answer would cause.
+   * The event succeeded: remember it for the window. If Redis refuses that now, the event stays processed
+   * and its answer a success; its `done` is kept here and written again: by a copy's claim, which it
+   * answers as a duplicate, and once the outage's probe finds Redis taking writes, before the claim left
+   * pending expires (#pendingMs) and a copy after that would be processed again.
    */
   async complete(key: string): Promise<void> {
     const id = redisKey(key);
     this.#held.settle(id, 'done');
-    const done = { expiration: { type: 'PX', value: this.ttlMs } } as const;
+    const until = Date.now() + this.ttlMs;
     try {
-      await this.#send(this.#client.set(id, DONE, done));
+      await this.#writeDone(id, until);
     } catch (err) {
+      this.#unwritten.set(id, until);
+      const oldest = this.#unwritten.keys().next().value;
+      if (this.#unwritten.size > MAX_UNWRITTEN && oldest !== undefined) this.#unwritten.delete(oldest);
       this.#outage.began(err);
     } finally {
       this.#held.forget(id);
+    }
+  }
+
+  /** Writes `done` for an event completed here, for what is left of its window: false if nothing is. */
+  async #writeDone(id: string, until: number): Promise<boolean> {
+    const left = until - Date.now();
+    if (left > 0) await this.#send(this.#client.set(id, DONE, { expiration: { type: 'PX', value: left } }));
+    return left > 0;
+  }
+
+  /** Writes again, once Redis takes writes, each `done` it refused. */
+  async #writeUnwritten(): Promise<void> {
+    for (const [id, until] of [...this.#unwritten]) {
+      await this.#writeDone(id, until);
+      this.#unwritten.delete(id);
     }
   }
 

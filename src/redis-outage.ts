@@ -17,6 +17,8 @@ export class RedisOutage {
     readonly probe: () => Promise<unknown>,
     /** Whether the client is still open: a closed store probes no more. */
     readonly open: () => boolean,
+    /** Called when an outage ends. */
+    readonly recovered: () => void = () => {},
   ) {}
 
   began(err: unknown): void {
@@ -30,6 +32,7 @@ export class RedisOutage {
     if (!this.down) return;
     this.down = false;
     this.#tell('info', { redis: this.where }, 'Redis answers again: events are checked for duplicates');
+    this.recovered();
   }
 
   /**

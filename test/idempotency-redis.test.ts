@@ -336,6 +336,7 @@ describe('when Redis fails', { timeout: 20_000 }, () => {
     const event = trackEvent({ messageId: 'back' });
     await eventually(async () => (await inject(handler, { body: event })).status === 200, 'a 200');
     assert.equal(calls.length, 2);
+    await eventually(async () => store.ready, 'ready again: the outage ended by its probe');
     const levels = text.map((line) => JSON.parse(line).level);
     assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
   });
@@ -359,6 +360,51 @@ describe('when Redis fails', { timeout: 20_000 }, () => {
     await eventually(async () => store.ready, 'ready once writes are taken');
     assert.equal((await inject(handler, { body: trackEvent({ messageId: 'writable' }) })).status, 200);
     assert.deepEqual(calls, ['writable']);
+    const levels = text.map((line) => JSON.parse(line).level);
+    assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
+  });
+
+  test("an event whose 'done' Redis refused: a copy is a duplicate, and 'done' is written once Redis takes writes", async () => {
+    // The claim stayed pending: copies were refused (503) for 30 s, and the one after was processed again.
+    const store = await open();
+    const calls: string[] = [];
+    const held = gate();
+    const { handler } = instance(store, calls, held.opened);
+    const event = trackEvent({ messageId: 'unwritten' });
+    const first = inject(handler, { body: event });
+    await eventually(async () => calls.length === 1, 'the event handled');
+    await redis.sendCommand(['CONFIG', 'SET', 'maxmemory-policy', 'noeviction']);
+    await redis.sendCommand(['CONFIG', 'SET', 'maxmemory', '1']);
+    try {
+      held.open();
+      assert.equal((await first).status, 200);
+    } finally {
+      await redis.sendCommand(['CONFIG', 'SET', 'maxmemory', '0']);
+    }
+    const copy = await inject(handler, { body: event });
+    assert.equal(copy.status, 200, copy.body);
+    assert.deepEqual(calls, ['unwritten']);
+    const [id] = (await redis.keys('segment-endpoint:dedup:*')).filter((key) => !key.endsWith(':probe'));
+    await eventually(async () => (await redis.get(id as string)) === 'done', "'done' written again");
+  });
+
+  test('Redis refusing some writes and taking others: one outage in the log, not one for each event', async () => {
+    // At its memory limit with keys expiring, Redis takes one write and refuses the next: each claim that
+    // succeeded ended the outage, each refusal began a new one, a line and a turn of /health each.
+    const { log, text } = capturedLog();
+    const store = await open(60_000, log);
+    const { handler } = instance(store);
+    const refuse = (on: boolean) =>
+      redis.sendCommand(['CONFIG', 'SET', 'maxmemory', on ? '1' : '0', 'maxmemory-policy', 'noeviction']);
+    try {
+      for (let n = 0; n < 10; n++) {
+        await refuse(n % 2 === 0);
+        await inject(handler, { body: trackEvent({ messageId: `flap-${n}` }) });
+      }
+    } finally {
+      await refuse(false);
+    }
+    await eventually(async () => store.ready, 'ready once writes are taken');
     const levels = text.map((line) => JSON.parse(line).level);
     assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
   });
