@@ -67,7 +67,8 @@ test('a SIGHUP whose certificate is never read (a hung mount) fails after its de
   const reloaded = await reloadCertificate({ tlsFiles: files, keysFile: undefined }, log, load, read, 60);
   clearInterval(counting);
   assert.equal(reloaded, false);
-  assert.ok(turns > 5, `the loop ran while the read hung: ${turns} turns`);
+  // Any turn at all shows the loop was not held; how many a loaded machine gives in 60 ms is its own.
+  assert.ok(turns > 0, `the loop ran while the read hung: ${turns} turns`);
   assert.deepEqual(loaded, []);
   assert.equal(lines.length, 1);
   assert.match(
