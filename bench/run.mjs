@@ -9,7 +9,7 @@
 // BENCH_RETAKES (2 a round) and BENCH_RETAKE_BUDGET (60 s a run), BENCH_FIXED_RATE
 // (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),
 // BENCH_KEEP_CA_CERTS=1 (the servers keep the runner's NODE_EXTRA_CA_CERTS),
-// BENCH_BASELINE (another checkout, built: adds noop-baseline and durable-baseline, its dist/cli.js, for
+// BENCH_BASELINE (another checkout, built: adds noop-, durable- and postgres-baseline, its dist/cli.js, for
 // an A/B of two builds in one run: BENCH_SERVERS=durable,durable-baseline).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -93,7 +93,7 @@ const MAIN = Object.keys(SERVERS);
 const baseline = process.env.BENCH_BASELINE;
 if (baseline !== undefined) {
   const theirs = (args) => [join(baseline, 'dist/cli.js'), ...args.slice(1)];
-  for (const name of ['noop', 'durable']) {
+  for (const name of ['noop', 'durable', 'postgres']) {
     const { label, args } = SERVERS[name];
     SERVERS[`${name}-baseline`] = { label: `${label}, ${baseline}`, args: (...a) => theirs(args(...a)) };
   }
