@@ -12,6 +12,10 @@ import { heldStatement } from './postgres-sql.ts';
 export const DISCARDED =
   'the table discarded a row the INSERT sent (a rule, or a BEFORE INSERT trigger that returns NULL)';
 
+/** Why the sink stops when the table stored a row under another key than the one sent. */
+export const REWRITTEN =
+  'the table stored a row under another source or message_id than the INSERT sent (a trigger that rewrites them?): copies of events cannot be told apart';
+
 /** What the INSERT returns of each row it stored. */
 export interface Kept {
   readonly source: string;
@@ -20,37 +24,48 @@ export interface Kept {
 
 const keyOf = (source: string, messageId: string) => `${source}\n${messageId}`;
 
+/** The rows a group's INSERT did not store; `rewritten` when the table changed a row's key. */
+export interface Discards {
+  readonly lost: Row[];
+  readonly rewritten: boolean;
+}
+
 /**
  * The rows of `group` that its INSERT did not store (`kept`: what it returned) and that the table does
  * not hold either: discarded. Events without a messageId are never copies: when fewer of them were kept
  * than sent, which ones is not known, and none is answered 200 (a retry then stores one twice rather
- * than lose one). When the table cannot be asked, no row that was not kept is answered 200.
+ * than lose one). When the table cannot be asked, or stored a row under a key that was not sent (what
+ * it holds under a key may then be another event's), no row that was not kept is answered 200.
  */
 export async function discarded(
   pool: Pool,
   table: string,
   group: readonly Row[],
   kept: readonly Kept[],
-): Promise<Row[]> {
-  if (kept.length === group.length) return [];
+): Promise<Discards> {
+  const sent = new Set<string>();
+  for (const row of group) if (row.messageId !== null) sent.add(keyOf(row.source, row.messageId));
   const keys = new Set<string>();
   let keptWithout = 0;
   for (const row of kept) {
     if (row.message_id === null) keptWithout++;
     else keys.add(keyOf(row.source, row.message_id));
   }
+  const rewritten = [...keys].some((key) => !sent.has(key));
+  if (!rewritten && kept.length === group.length) return { lost: [], rewritten };
   const without = group.filter((row) => row.messageId === null);
   const lost = keptWithout < without.length ? without : [];
   const skipped = group.filter(
     (row) => row.messageId !== null && !keys.has(keyOf(row.source, row.messageId)),
   );
-  if (skipped.length === 0) return lost;
+  if (skipped.length === 0 || rewritten) return { lost: [...skipped, ...lost], rewritten };
   const asked = JSON.stringify(skipped.map((row) => ({ source: row.source, message_id: row.messageId })));
   try {
     const { rows } = await query<Kept>(pool, heldStatement(table), [asked]);
     const held = new Set(rows.map((row) => keyOf(row.source, row.message_id ?? '')));
-    return [...skipped.filter((row) => !held.has(keyOf(row.source, row.messageId ?? ''))), ...lost];
+    const unheld = skipped.filter((row) => !held.has(keyOf(row.source, row.messageId ?? '')));
+    return { lost: [...unheld, ...lost], rewritten };
   } catch {
-    return [...skipped, ...lost];
+    return { lost: [...skipped, ...lost], rewritten };
   }
 }

@@ -5,7 +5,7 @@ import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
 import { TableChecks } from './postgres-checks.ts';
-import { DISCARDED, discarded, type Kept } from './postgres-discards.ts';
+import { DISCARDED, type Discards, discarded, type Kept, REWRITTEN } from './postgres-discards.ts';
 import { query } from './postgres-pool.ts';
 import { Refusals } from './postgres-refusals.ts';
 import { Room } from './postgres-room.ts';
@@ -13,14 +13,12 @@ import { groupJson, groupSize, type Row } from './postgres-rows.ts';
 import { failureOf, insertStatement, UNSTORABLE, UNSTORABLE_SETTINGS, unstorable } from './postgres-sql.ts';
 import type { Sink } from './sink.ts';
 
-// The PostgreSQL sink (--postgres): every accepted event a row of one table that any number of
-// processes and VMs share, written in group commits. A 200 goes out only after the COMMIT that holds the
-// event; the table's unique index makes a duplicate sent to two instances one row.
+// The PostgreSQL sink (--postgres): every accepted event a row of one table that processes and VMs share,
+// in group commits; a 200 only after the COMMIT that holds it; a copy sent to two instances is one row.
 
 export const GROUPS_IN_FLIGHT = 4; // INSERTs under way at once, each on its own connection
 const MAX_GROUP = 500; // events in one INSERT
-// Their JSON text in one INSERT, unless one event alone is more: 300 events of 500 KB took ~5 s here
-const MAX_GROUP_CHARACTERS = 8 * 1024 * 1024;
+const MAX_GROUP_CHARACTERS = 8 * 1024 * 1024; // an INSERT's JSON text, unless one event alone is more
 const MAX_QUEUED = 10_000; // events waiting for a group: ~10 s of a busy endpoint's traffic
 const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it again
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
@@ -142,10 +140,10 @@ export class PostgresSink implements Sink {
   /** `nth`: how many INSERTs were under way with this one when it was sent. */
   async #commit(group: Row[], nth: number): Promise<void> {
     const started = performance.now();
-    let lost: Row[];
+    let found: Discards;
     try {
       const { rows } = await query<Kept>(this.#pool, this.#insert, [groupJson(group)]);
-      lost = await discarded(this.#pool, this.#table, group, rows);
+      found = await discarded(this.#pool, this.#table, group, rows);
     } catch (err) {
       const failure = failureOf(err);
       if (failure === 'room' && (this.#inFlight > 1 || this.#pool.totalCount > 0)) {
@@ -167,12 +165,14 @@ export class PostgresSink implements Sink {
       } else await this.#refused(group, err);
       return;
     }
+    const { lost, rewritten } = found;
     const stored = lost.length === 0 ? group : group.filter((row) => !lost.includes(row));
-    if (stored.length > 0) this.#refusals.stored(stored[0] as Row);
+    if (stored[0] !== undefined) this.#refusals.stored(stored[0]);
     this.onCommit?.((performance.now() - started) / 1000, stored.length);
     this.#room.succeeded(nth);
     for (const row of stored) row.resolve();
-    for (const row of lost) await this.#refused([row], new Error(DISCARDED));
+    if (rewritten) this.#failed(lost, undefined, REWRITTEN, MAX_RETRY_MS);
+    else for (const row of lost) await this.#refused([row], new Error(DISCARDED));
   }
 
   /** Each half of `group` tried apart, in turn: down to the event that fails, the others stored. */

@@ -47,6 +47,22 @@ test('a trigger that discards some rows: those events are 503, the others 200 an
   await stopCleanly(ep);
 });
 
+test('a trigger that rewrites messageIds: no 200 for an event stored under another key, nor for one merged into it', async () => {
+  // Lower-cased, Order-1 was stored as order-1 and answered 200 (as many rows came back as were sent),
+  // and order-1 then found "its" row held and was answered 200, though the row held Order-1's event.
+  const ep = await pg.endpoint('rekeyed');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  await pg.client.query(`CREATE FUNCTION rekey() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN NEW.message_id := lower(NEW.message_id); RETURN NEW; END $$`);
+  await pg.client.query(
+    'CREATE TRIGGER rekey BEFORE INSERT ON rekeyed FOR EACH ROW EXECUTE FUNCTION rekey()',
+  );
+  assert.equal(await status(ep, 'Order-1'), 503);
+  await waitFor(ep.output, /another source or message_id/);
+  assert.equal(await status(ep, 'order-1'), 503, 'the sink is down: the table rewrites keys');
+  await stop(ep);
+});
+
 test('a rule that discards every row: refused when the table is checked, and no event answered 200', async () => {
   const ep = await pg.endpoint('ruled');
   await waitFor(ep.output, /PostgreSQL stores events/);
