@@ -4,10 +4,14 @@ import type { Logger } from './log.ts';
 // outage begins and once when it ends, and probed while it lasts.
 
 export const PROBE_MS = 1_000; // 1 s between writes that probe Redis while it fails
+// Probe writes taken in a row that end an outage: at its memory limit Redis takes a write now and then
+const TAKEN_TO_END = 3;
 
 export class RedisOutage {
   /** Whether an outage has been logged and its end not yet. */
   down = false;
+  /** Probe writes taken in a row in this outage. */
+  #taken = 0;
 
   constructor(
     /** Where Redis is, for the log: never its URL, which may hold a password. */
@@ -22,6 +26,7 @@ export class RedisOutage {
   ) {}
 
   began(err: unknown): void {
+    this.#taken = 0;
     if (this.down) return;
     this.down = true;
     this.#tell('error', { err, redis: this.where }, 'Redis fails: events are refused (503) until it answers');
@@ -37,14 +42,18 @@ export class RedisOutage {
 
   /**
    * While down, a write a second: health turns ok again even when no event comes (a balancer left us),
-   * and only once Redis takes writes again, not merely answers.
+   * and only once Redis takes writes again, not merely answers: TAKEN_TO_END of them in a row, with no
+   * write refused meanwhile (an event's claim or `done` that fails starts the count again).
    */
   #probeLater(): void {
     setTimeout(() => {
       if (!this.down || !this.open()) return;
       this.probe().then(
-        () => this.ended(),
-        () => this.#probeLater(),
+        () => (++this.#taken >= TAKEN_TO_END ? this.ended() : this.#probeLater()),
+        () => {
+          this.#taken = 0;
+          this.#probeLater();
+        },
       );
     }, PROBE_MS).unref();
   }

@@ -313,7 +313,7 @@ describe('two instances over one Redis', { timeout: 20_000 }, () => {
   });
 });
 
-describe('when Redis fails', { timeout: 20_000 }, () => {
+describe('when Redis fails', { timeout: 60_000 }, () => {
   test('Redis stopped: 503 at once, nothing processed, one log line; started again: 200', async () => {
     const { log, text } = capturedLog();
     const store = await open(60_000, log);
@@ -405,6 +405,30 @@ describe('when Redis fails', { timeout: 20_000 }, () => {
       await refuse(false);
     }
     await eventually(async () => store.ready, 'ready once writes are taken');
+    const levels = text.map((line) => JSON.parse(line).level);
+    assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
+  });
+
+  test('Redis at its memory limit, a probe write taken now and then: one outage, not one each time', async () => {
+    // One probe write taken ended the outage, the next refusal began another: 54 lines a minute, and
+    // /health turning every few seconds, while Redis stayed at its limit.
+    const { log, text } = capturedLog();
+    const store = await open(60_000, log);
+    const { handler } = instance(store);
+    const refuse = (on: boolean) =>
+      redis.sendCommand(['CONFIG', 'SET', 'maxmemory', on ? '1' : '0', 'maxmemory-policy', 'noeviction']);
+    try {
+      await refuse(true);
+      assert.equal((await inject(handler, { body: trackEvent({ messageId: 'limit-1' }) })).status, 503);
+      await refuse(false);
+      await new Promise((resolve) => setTimeout(resolve, 1_200)); // a probe's write is taken meanwhile
+      await refuse(true);
+      assert.equal((await inject(handler, { body: trackEvent({ messageId: 'limit-2' }) })).status, 503);
+      assert.equal(store.ready, false);
+    } finally {
+      await refuse(false);
+    }
+    await eventually(async () => store.ready, 'ready once writes are taken', 10_000);
     const levels = text.map((line) => JSON.parse(line).level);
     assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
   });
