@@ -51,9 +51,12 @@ export async function discarded(
     if (row.message_id === null) keptWithout++;
     else keys.add(keyOf(row.source, row.message_id));
   }
-  const rewritten = [...keys].some((key) => !sent.has(key));
-  if (!rewritten && kept.length === group.length) return { lost: [], rewritten };
   const without = group.filter((row) => row.messageId === null);
+  // A key the table filled in for a row sent without one (a trigger's default) is that row, kept.
+  const unsent = [...keys].filter((key) => !sent.has(key)).length;
+  const rewritten = unsent > without.length;
+  if (!rewritten) keptWithout += unsent;
+  if (!rewritten && kept.length === group.length) return { lost: [], rewritten };
   const lost = keptWithout < without.length ? without : [];
   const skipped = group.filter(
     (row) => row.messageId !== null && !keys.has(keyOf(row.source, row.messageId)),

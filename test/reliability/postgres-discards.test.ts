@@ -63,6 +63,23 @@ test('a trigger that rewrites messageIds: no 200 for an event stored under anoth
   await stop(ep);
 });
 
+test('a trigger that fills in a missing messageId: those events are 200 and stored, the sink stays up', async () => {
+  // Taken for a rewrite of a key, the filled-in messageId took the sink down: a 503 for events it stored.
+  const ep = await pg.endpoint('filled');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  await pg.client.query(`CREATE FUNCTION fill_id() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN NEW.message_id := coalesce(NEW.message_id, 'gen-' || NEW.id); RETURN NEW; END $$`);
+  await pg.client.query(
+    'CREATE TRIGGER fill_id BEFORE INSERT ON filled FOR EACH ROW EXECUTE FUNCTION fill_id()',
+  );
+  const anonymous = { ...trackEvent(), messageId: undefined } as unknown as { messageId: string };
+  assert.equal((await send(agent, ep.url, anonymous, 'dev-key')).status, 200);
+  assert.equal(await status(ep, 'named-1'), 200);
+  const { rows } = await pg.client.query<{ n: string }>('SELECT count(*) AS n FROM filled');
+  assert.equal(rows[0]?.n, '2');
+  await stopCleanly(ep);
+});
+
 test('a rule that discards every row: refused when the table is checked, and no event answered 200', async () => {
   const ep = await pg.endpoint('ruled');
   await waitFor(ep.output, /PostgreSQL stores events/);
