@@ -39,6 +39,17 @@ function capturedLog(): { log: Logger; text: string[] } {
   return { log: jsonLogger('debug', (line) => text.push(line)), text };
 }
 
+/** Redis at a memory limit it is over (every write refused: OOM), or with none. */
+const atMemoryLimit = (on: boolean) =>
+  redis.sendCommand(['CONFIG', 'SET', 'maxmemory', on ? '1' : '0', 'maxmemory-policy', 'noeviction']);
+
+/** Waits for `store` to be ready again, then checks that its log said one outage and its end. */
+async function oneOutageLogged(store: RedisIdempotencyStore, text: string[], what: string): Promise<void> {
+  await eventually(async () => store.ready, what, 10_000);
+  const levels = text.map((line) => JSON.parse(line).level);
+  assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
+}
+
 /**
  * Two instances on one Redis whose track handler outlives its 200 ms timeout until `held` opens: their
  * handlers, the messageIds they ran, and the gate.
@@ -336,9 +347,7 @@ describe('when Redis fails', { timeout: 60_000 }, () => {
     const event = trackEvent({ messageId: 'back' });
     await eventually(async () => (await inject(handler, { body: event })).status === 200, 'a 200');
     assert.equal(calls.length, 2);
-    await eventually(async () => store.ready, 'ready again: the outage ended by its probe');
-    const levels = text.map((line) => JSON.parse(line).level);
-    assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
+    await oneOutageLogged(store, text, 'ready again: the outage ended by its probe');
   });
 
   test('a Redis that answers but refuses writes (a replica after a failover): not ready until it takes them', async () => {
@@ -373,13 +382,12 @@ describe('when Redis fails', { timeout: 60_000 }, () => {
     const event = trackEvent({ messageId: 'unwritten' });
     const first = inject(handler, { body: event });
     await eventually(async () => calls.length === 1, 'the event handled');
-    await redis.sendCommand(['CONFIG', 'SET', 'maxmemory-policy', 'noeviction']);
-    await redis.sendCommand(['CONFIG', 'SET', 'maxmemory', '1']);
+    await atMemoryLimit(true);
     try {
       held.open();
       assert.equal((await first).status, 200);
     } finally {
-      await redis.sendCommand(['CONFIG', 'SET', 'maxmemory', '0']);
+      await atMemoryLimit(false);
     }
     const copy = await inject(handler, { body: event });
     assert.equal(copy.status, 200, copy.body);
@@ -394,19 +402,15 @@ describe('when Redis fails', { timeout: 60_000 }, () => {
     const { log, text } = capturedLog();
     const store = await open(60_000, log);
     const { handler } = instance(store);
-    const refuse = (on: boolean) =>
-      redis.sendCommand(['CONFIG', 'SET', 'maxmemory', on ? '1' : '0', 'maxmemory-policy', 'noeviction']);
     try {
       for (let n = 0; n < 10; n++) {
-        await refuse(n % 2 === 0);
+        await atMemoryLimit(n % 2 === 0);
         await inject(handler, { body: trackEvent({ messageId: `flap-${n}` }) });
       }
     } finally {
-      await refuse(false);
+      await atMemoryLimit(false);
     }
-    await eventually(async () => store.ready, 'ready once writes are taken');
-    const levels = text.map((line) => JSON.parse(line).level);
-    assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
+    await oneOutageLogged(store, text, 'ready once writes are taken');
   });
 
   test('Redis at its memory limit, a probe write taken now and then: one outage, not one each time', async () => {
@@ -415,22 +419,18 @@ describe('when Redis fails', { timeout: 60_000 }, () => {
     const { log, text } = capturedLog();
     const store = await open(60_000, log);
     const { handler } = instance(store);
-    const refuse = (on: boolean) =>
-      redis.sendCommand(['CONFIG', 'SET', 'maxmemory', on ? '1' : '0', 'maxmemory-policy', 'noeviction']);
     try {
-      await refuse(true);
+      await atMemoryLimit(true);
       assert.equal((await inject(handler, { body: trackEvent({ messageId: 'limit-1' }) })).status, 503);
-      await refuse(false);
+      await atMemoryLimit(false);
       await new Promise((resolve) => setTimeout(resolve, 1_200)); // a probe's write is taken meanwhile
-      await refuse(true);
+      await atMemoryLimit(true);
       assert.equal((await inject(handler, { body: trackEvent({ messageId: 'limit-2' }) })).status, 503);
       assert.equal(store.ready, false);
     } finally {
-      await refuse(false);
+      await atMemoryLimit(false);
     }
-    await eventually(async () => store.ready, 'ready once writes are taken', 10_000);
-    const levels = text.map((line) => JSON.parse(line).level);
-    assert.deepEqual(levels, [50, 30], 'one error for the outage, one info for its end');
+    await oneOutageLogged(store, text, 'ready once writes are taken');
   });
 
   test('a Redis that hangs: the event is refused within about a second, then processed once it answers', async () => {
