@@ -167,9 +167,9 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     try {
       await this.#writeDone(id, until);
     } catch (err) {
+      if (this.#unwritten.size >= MAX_UNWRITTEN)
+        this.#unwritten.delete(this.#unwritten.keys().next().value as string);
       this.#unwritten.set(id, until);
-      const oldest = this.#unwritten.keys().next().value;
-      if (this.#unwritten.size > MAX_UNWRITTEN && oldest !== undefined) this.#unwritten.delete(oldest);
       this.#outage.began(err);
     } finally {
       this.#held.forget(id);
