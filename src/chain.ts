@@ -7,7 +7,8 @@ export interface Linked<T> {
 /**
  * A doubly linked list whose members carry their own links: adding one at the end or taking one out
  * allocates nothing and takes the same time however long the list (the body deadlines, the idle
- * connections). A member is in one chain at a time; the caller knows which.
+ * connections). A member is in one chain at a time; the caller knows which. Taking out a member that is
+ * in no chain (never added, or taken out already) leaves the chain as it is.
  */
 export class Chain<T extends Linked<T>> {
   head: T | undefined;
@@ -22,8 +23,9 @@ export class Chain<T extends Linked<T>> {
   }
 
   remove(member: T): void {
-    if (member.prev === undefined) this.head = member.next;
-    else member.prev.next = member.next;
+    if (member.prev !== undefined) member.prev.next = member.next;
+    else if (this.head === member) this.head = member.next;
+    else return; // no member: linked to nothing, and not the head
     if (member.next === undefined) this.tail = member.prev;
     else member.next.prev = member.prev;
     member.prev = undefined;
