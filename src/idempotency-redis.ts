@@ -88,7 +88,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     this.#outage = new RedisOutage(where, log, probe, () => client.isOpen, recovered);
     // Without a listener an 'error' event would crash the process; the client reconnects by itself.
     // (A reconnection ends no outage by itself: the next probe's write does.)
-    client.on('error', (err: unknown) => this.#outage.began(err));
+    client.on('error', (err: unknown) => this.#outage.connection(err));
   }
 
   /** Whether Redis answers now: false while it is down or hung, and claims are refused. */
