@@ -4,13 +4,13 @@ import type { Row } from './postgres-rows.ts';
 import { heldStatement } from './postgres-sql.ts';
 
 // An INSERT that succeeded may have kept fewer rows than it sent: those it skipped as copies of events
-// stored already (ON CONFLICT DO NOTHING), answered as their first copy was, and those a rule or a
-// BEFORE INSERT trigger of the partner's discarded (it returned NULL), which were never stored and must
-// not be answered 200.
+// stored already (ON CONFLICT DO NOTHING), answered as their first copy was, and those a BEFORE INSERT
+// trigger of the partner's discarded (it returned NULL), which were never stored and must not be answered
+// 200. (A rule cannot: PostgreSQL refuses an INSERT with ON CONFLICT on a table with INSERT rules.)
 
 /** Why an event whose row the INSERT sent and the table did not keep is answered 503. */
 export const DISCARDED =
-  'the table discarded a row the INSERT sent (a rule, or a BEFORE INSERT trigger that returns NULL)';
+  'the table discarded a row the INSERT sent (a BEFORE INSERT trigger that returns NULL)';
 
 /** Why the sink stops when the table stored a row under another key than the one sent. */
 export const REWRITTEN =
@@ -52,9 +52,10 @@ export async function discarded(
     else keys.add(keyOf(row.source, row.message_id));
   }
   const without = group.filter((row) => row.messageId === null);
-  // A key the table filled in for a row sent without one (a trigger's default) is that row, kept.
+  // A key the table filled in for a row sent without one (a trigger's default) is that row, kept: one
+  // such key for each row sent without a key that did not come back without one. Any more is a rewrite.
   const unsent = [...keys].filter((key) => !sent.has(key)).length;
-  const rewritten = unsent > without.length;
+  const rewritten = unsent + keptWithout > without.length;
   if (!rewritten) keptWithout += unsent;
   if (!rewritten && kept.length === group.length) return { lost: [], rewritten };
   const lost = keptWithout < without.length ? without : [];

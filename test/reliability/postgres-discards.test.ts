@@ -8,7 +8,7 @@ import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { eventually, waitFor } from '../helpers-wait.ts';
 import { type Endpoint, send, stopCleanly } from './harness.ts';
-import { withPostgres } from './postgres-harness.ts';
+import { inOneGroup, withPostgres } from './postgres-harness.ts';
 
 const pg = withPostgres('pg-discards');
 const agent = new Agent({ keepAlive: true, ca: testCert().cert });
@@ -60,6 +60,27 @@ test('a trigger that rewrites messageIds: no 200 for an event stored under anoth
   assert.equal(await status(ep, 'Order-1'), 503);
   await waitFor(ep.output, /another source or message_id/);
   assert.equal(await status(ep, 'order-1'), 503, 'the sink is down: the table rewrites keys');
+  await stop(ep);
+});
+
+test('a trigger that rewrites a messageId in a group that holds an event without one: no 200 for it', async () => {
+  // The key returned that was never sent was taken for one filled in for the event sent without one,
+  // though that row came back without a key: Order-1's row, stored as order-1, was answered 200, and
+  // a later order-1 then found "its" row held.
+  const ep = await pg.endpoint('rekeyed_mixed');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  await pg.client.query(`CREATE FUNCTION rekey_mixed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN NEW.message_id := lower(NEW.message_id); RETURN NEW; END $$`);
+  await pg.client.query(
+    'CREATE TRIGGER rekey_mixed BEFORE INSERT ON rekeyed_mixed FOR EACH ROW EXECUTE FUNCTION rekey_mixed()',
+  );
+  const anonymous = { ...trackEvent(), messageId: undefined } as unknown as { messageId: string };
+  const [rekeyed] = await inOneGroup(pg, ep, 'rekeyed_mixed', [
+    trackEvent({ messageId: 'Order-1' }),
+    anonymous,
+  ]);
+  assert.equal(rekeyed?.status, 503, JSON.stringify(rekeyed));
+  await waitFor(ep.output, /another source or message_id/);
   await stop(ep);
 });
 
