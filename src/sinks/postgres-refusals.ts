@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Pool } from 'pg';
 import { keyFingerprint } from '../auth.ts';
+import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { DISCARDED } from './postgres-discards.ts';
 import { inTransaction } from './postgres-pool.ts';
-import { groupJson, type RowJson } from './postgres-rows.ts';
+import { groupJson, type Row, type RowJson } from './postgres-rows.ts';
 import { failureOf } from './postgres-sql.ts';
 
 // Rows the table itself refuses: a constraint or a trigger of the partner's own (class 23, P0001). Each
@@ -60,20 +61,29 @@ export class Refusals {
     this.#inARow = IN_A_ROW - 1;
   }
 
+  /** `rows` refused or discarded by the table: each answered 503 at once, then counted (`refused`). */
+  refuse(rows: readonly Row[], err: unknown): Promise<unknown> {
+    const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
+    for (const row of rows) row.reject(unavailable);
+    return this.refused(err, rows.length);
+  }
+
   /**
-   * One event refused, logged with the others of its second (`flush`). Once IN_A_ROW came in a row, the
-   * table is asked whether it refuses every row (counted again from there, whatever the answer): resolves
-   * with its refusal if it does, else `undefined`. Rejects when PostgreSQL itself failed.
+   * `events` refused, logged with the others of their second (`flush`). Once IN_A_ROW came in a row,
+   * the table is asked whether it refuses every row (counted again from there, whatever the answer):
+   * resolves with its refusal if it does, else `undefined`. Rejects when PostgreSQL itself failed.
    */
-  async refused(err: unknown): Promise<unknown> {
-    if (this.#unlogged++ === 0) this.#unloggedErr = err;
+  async refused(err: unknown, events = 1): Promise<unknown> {
+    if (this.#unlogged === 0) this.#unloggedErr = err;
+    this.#unlogged += events;
     if (this.#logLater === undefined) {
       const wait = this.#loggedAt + LOG_EVERY_MS - Date.now();
       // Refusals that come within the second are logged when it ends: the last of a burst are counted too.
       if (wait <= 0) this.flush();
       else this.#logLater = setTimeout(() => this.flush(), wait).unref();
     }
-    if (++this.#inARow < IN_A_ROW || this.#asking) return undefined;
+    this.#inARow += events;
+    if (this.#inARow < IN_A_ROW || this.#asking) return undefined;
     this.#inARow = 0;
     this.#asking = true;
     try {

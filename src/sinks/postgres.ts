@@ -172,7 +172,7 @@ export class PostgresSink implements Sink {
     this.#room.succeeded(nth);
     for (const row of stored) row.resolve();
     if (rewritten) this.#failed(lost, undefined, REWRITTEN, MAX_RETRY_MS);
-    else for (const row of lost) await this.#refused([row], new Error(DISCARDED));
+    else if (lost.length > 0) await this.#refused(lost, new Error(DISCARDED));
   }
 
   /** Each half of `group` tried apart, in turn: down to the event that fails, the others stored. */
@@ -184,13 +184,12 @@ export class PostgresSink implements Sink {
   }
 
   /**
-   * One event the table refused (a constraint, a trigger of its own): 503. After many in a row, an
-   * outage if the table now refuses a row it took before (postgres-refusals.ts).
+   * Events the table refused or discarded (a constraint, a trigger of its own): 503 each. After many in
+   * a row, an outage if the table now refuses a row it took before (postgres-refusals.ts).
    */
   async #refused(group: Row[], err: unknown): Promise<void> {
-    group[0]?.reject(new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err }));
     // A question that failed (no connection to spare) tells nothing: an outage shows in the next INSERT.
-    const closing = await this.#refusals.refused(err).catch(() => undefined);
+    const closing = await this.#refusals.refuse(group, err).catch(() => undefined);
     if (closing === undefined || !this.#up) return;
     this.#refusingAll = true;
     const why = `the table refuses every row (a trigger or constraint of its own): answering 503, tried again with events in ${MAX_RETRY_MS / 1000} s`;

@@ -47,6 +47,28 @@ test('a trigger that discards some rows: those events are 503, the others 200 an
   await stopCleanly(ep);
 });
 
+test('a group the trigger discards whole: every event 503 at once, the table asked once whether it refuses all', async () => {
+  // Each discarded row was refused in turn, waiting for the one before: the table asked every 32 rows
+  // (two transactions each), and the last rows' 503s behind every ask.
+  const ep = await pg.endpoint('emptied');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  // The trigger's calls counted by a sequence: an ask's INSERT is rolled back, its nextval is not.
+  await pg.client.query('CREATE SEQUENCE emptied_calls');
+  await pg.client.query(`CREATE FUNCTION empty_drops() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM nextval('emptied_calls');
+    IF NEW.message_id LIKE 'drop-%' THEN RETURN NULL; END IF; RETURN NEW; END $$`);
+  await pg.client.query(
+    'CREATE TRIGGER empty_drops BEFORE INSERT ON emptied FOR EACH ROW EXECUTE FUNCTION empty_drops()',
+  );
+  const events = Array.from({ length: 100 }, (_, n) => trackEvent({ messageId: `drop-${n}` }));
+  const answers = await inOneGroup(pg, ep, 'emptied', events);
+  assert.deepEqual(new Set(answers.map((answer) => answer.status)), new Set([503]));
+  const { rows } = await pg.client.query<{ calls: string }>('SELECT last_value AS calls FROM emptied_calls');
+  // The fillers' four rows, the group's hundred, and one ask: a copy of the last row stored, taken.
+  assert.equal(Number(rows[0]?.calls), 4 + 100 + 1);
+  await stopCleanly(ep);
+});
+
 test('a trigger that rewrites messageIds: no 200 for an event stored under another key, nor for one merged into it', async () => {
   // Lower-cased, Order-1 was stored as order-1 and answered 200 (as many rows came back as were sent),
   // and order-1 then found "its" row held and was answered 200, though the row held Order-1's event.
