@@ -1,12 +1,18 @@
 import type { Pool } from 'pg';
 import type { Logger } from '../log.ts';
-import { ensureTable, TableRefused } from './postgres-sql.ts';
+import { REWRITTEN } from './postgres-discards.ts';
+import { query } from './postgres-pool.ts';
+import { ensureTable, quoted, TableRefused } from './postgres-sql.ts';
 
 // The PostgreSQL sink's checks of its database and table (ensureTable): after an outage until one
 // passes, and every RECHECK_MS while the sink is up, and what the log says of them.
 
 const RECHECK_MS = 10_000; // while up: a table changed meanwhile stops the 200s within about this
 const CANNOT_STORE = 'PostgreSQL cannot store events: answering 503 until it can';
+// The table's enabled BEFORE INSERT row triggers (tgtype: ROW 1, BEFORE 2, INSERT 4), by name.
+const REKEYING_SQL = `SELECT tgname AS name FROM pg_trigger
+  WHERE tgrelid = to_regclass($1) AND NOT tgisinternal AND tgenabled <> 'D' AND tgtype::int & 7 = 7
+  ORDER BY tgname`;
 
 export class TableChecks {
   readonly #pool: Pool;
@@ -17,6 +23,8 @@ export class TableChecks {
   /** The watch under way, if any (`watch`). */
   #watching: object | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The table stored a row under another key than sent (`rewroteKeys`), and may still. */
+  #rekeyed = false;
 
   constructor(pool: Pool, table: string, log: Logger) {
     this.#pool = pool;
@@ -25,8 +33,28 @@ export class TableChecks {
   }
 
   /** Checks the database and the table, creating it when missing (ensureTable); throws what is wrong. */
-  check(): Promise<void> {
-    return ensureTable(this.#pool, this.#table);
+  async check(): Promise<void> {
+    await ensureTable(this.#pool, this.#table);
+    if (!this.#rekeyed) return;
+    const { rows } = await query<{ name: string }>(this.#pool, REKEYING_SQL, [quoted(this.#table)]);
+    if (rows.length === 0) {
+      this.#rekeyed = false;
+      return;
+    }
+    const names = rows.map((row) => row.name).join(', ');
+    throw new TableRefused(
+      `table ${this.#table} stored a row under another source or message_id than sent, and has a BEFORE INSERT trigger (${names}): answering 503 until it is dropped or disabled, or the endpoint restarted once it keeps both as sent`,
+    );
+  }
+
+  /**
+   * The table stored a row under another key than the INSERT sent (a trigger's rewrite): up again only
+   * once it has no BEFORE INSERT trigger left, which could do it again. Up at each retry, the sink took
+   * copies of other events for the rewritten rows, and answered them 200. Returns what to say.
+   */
+  rewroteKeys(): string {
+    this.#rekeyed = true;
+    return REWRITTEN;
   }
 
   /**

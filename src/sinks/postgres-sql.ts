@@ -5,7 +5,7 @@ import { inTransaction, query } from './postgres-pool.ts';
 // most 42 characters (config.ts): quoted, it is an identifier even when it is an SQL keyword (`user`),
 // and its index's name (`<table>_source_message_id`) stays within PostgreSQL's 63.
 
-const quoted = (name: string) => `"${name}"`;
+export const quoted = (name: string) => `"${name}"`;
 
 /** The table and its unique index, created when missing; what a partner's systems read. */
 function createStatements(table: string): string[] {

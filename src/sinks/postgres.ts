@@ -5,7 +5,7 @@ import { EndpointError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { eventJson, everyType, StoredFields } from './fields.ts';
 import { TableChecks } from './postgres-checks.ts';
-import { DISCARDED, type Discards, discarded, type Kept, REWRITTEN } from './postgres-discards.ts';
+import { DISCARDED, type Discards, discarded, type Kept } from './postgres-discards.ts';
 import { query } from './postgres-pool.ts';
 import { Refusals } from './postgres-refusals.ts';
 import { Room } from './postgres-room.ts';
@@ -171,7 +171,7 @@ export class PostgresSink implements Sink {
     this.onCommit?.((performance.now() - started) / 1000, stored.length);
     this.#room.succeeded(nth);
     for (const row of stored) row.resolve();
-    if (rewritten) this.#failed(lost, undefined, REWRITTEN, MAX_RETRY_MS);
+    if (rewritten) this.#failed(lost, undefined, this.#checks.rewroteKeys(), MAX_RETRY_MS);
     else if (lost.length > 0) await this.#refused(lost, new Error(DISCARDED));
   }
 

@@ -82,6 +82,20 @@ test('a trigger that rewrites messageIds: no 200 for an event stored under anoth
   assert.equal(await status(ep, 'Order-1'), 503);
   await waitFor(ep.output, /another source or message_id/);
   assert.equal(await status(ep, 'order-1'), 503, 'the sink is down: the table rewrites keys');
+  // It stays down while the trigger is there: it came up again 5 s later, took order-1 as held by its
+  // row, and answered it 200.
+  await waitFor(ep.output, /BEFORE INSERT trigger.*rekey/, 15_000);
+  assert.equal(await status(ep, 'order-1'), 503, 'still down: the trigger is there');
+  await pg.client.query('DROP TRIGGER rekey ON rekeyed');
+  await eventually(
+    async () => (await status(ep, 'Order-2')) === 200,
+    'stored once the trigger is gone',
+    15_000,
+  );
+  const { rows } = await pg.client.query<{ id: string }>(
+    `SELECT message_id AS id FROM rekeyed WHERE message_id = 'Order-2'`,
+  );
+  assert.equal(rows.length, 1);
   await stop(ep);
 });
 
