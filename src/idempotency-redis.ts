@@ -10,6 +10,7 @@ import { firstAttempt, newClient, type RedisClient, Replies, Unanswered } from '
 import { RELEASE, RENEW, redisKey } from './redis-key.ts';
 import { PROBE_MS, RedisOutage } from './redis-outage.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
+import { UnwrittenDones } from './unwritten-dones.ts';
 
 // Duplicate suppression shared by every process and machine of one endpoint, over Redis: an event is
 // claimed with `SET NX` (one claimant wins), remembered as done for the window once it succeeds, and
@@ -25,8 +26,6 @@ const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a 
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
 const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
 const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const; // gone by the next probe
-// Events completed here whose `done` Redis refused, kept to write again; past it the oldest is forgotten
-const MAX_UNWRITTEN = 10_000; // ~2 MiB
 
 export interface RedisIdempotencyOptions {
   /** How long a processed event is remembered, in milliseconds. */
@@ -76,15 +75,15 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   readonly #outage: RedisOutage;
   /** How long a claim lives (PENDING_MS, or twice the longest handlerTimeoutMs of the handlers using it). */
   #pendingMs = PENDING_MS;
-  /** Events completed here whose `done` Redis refused, by key: when their window ends. */
-  readonly #unwritten = new Map<string, number>();
+  /** Events completed here whose `done` Redis refused, to be written again. */
+  readonly #unwritten = new UnwrittenDones((id, until) => this.#writeDone(id, until));
 
   constructor(client: RedisClient, ttlMs: number, where: string, log?: Logger) {
     this.#client = client;
     this.#replies = new Replies(client);
     this.ttlMs = ttlMs;
     const probe = () => this.#send(client.set(PROBE_KEY, '1', PROBE_SET));
-    const recovered = () => this.#writeUnwritten().catch((err: unknown) => this.#outage.began(err));
+    const recovered = () => this.#unwritten.writeAll().catch((err: unknown) => this.#outage.began(err));
     this.#outage = new RedisOutage(where, log, probe, () => client.isOpen, recovered);
     // Without a listener an 'error' event would crash the process; the client reconnects by itself.
     // (A reconnection ends no outage by itself: the next probe's write does.)
@@ -122,12 +121,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    */
   async #claim(id: string): Promise<Claim> {
     // Completed here, its `done` refused: a copy is a duplicate, whatever its claim still holds.
-    const until = this.#unwritten.get(id);
-    if (until !== undefined) {
-      const written = await this.#writeDone(id, until);
-      this.#unwritten.delete(id);
-      if (written) return 'done';
-    }
+    if (await this.#unwritten.writeKept(id)) return 'done';
     for (let attempt = 0; attempt < 3; attempt++) {
       const made = await this.#send(
         this.#client.set(id, this.#token, {
@@ -156,9 +150,10 @@ export class RedisIdempotencyStore implements IdempotencyStore {
 
   /**
    * The event succeeded: remember it for the window. If Redis refuses that now, the event stays processed
-   * and its answer a success; its `done` is kept here and written again: by a copy's claim, which it
-   * answers as a duplicate, and once the outage's probe finds Redis taking writes, before the claim left
-   * pending expires (#pendingMs) and a copy after that would be processed again.
+   * and its answer a success; its `done` is kept here and written again (unwritten-dones.ts): by a copy's
+   * claim, which it answers as a duplicate, once the outage's probe finds Redis taking writes, and as the
+   * store closes. A copy that reaches another process before then, after the claim left pending expired
+   * (#pendingMs), is processed again.
    */
   async complete(key: string): Promise<void> {
     const id = redisKey(key);
@@ -167,9 +162,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     try {
       await this.#writeDone(id, until);
     } catch (err) {
-      if (this.#unwritten.size >= MAX_UNWRITTEN)
-        this.#unwritten.delete(this.#unwritten.keys().next().value as string);
-      this.#unwritten.set(id, until);
+      this.#unwritten.keep(id, until);
       this.#outage.began(err);
     } finally {
       this.#held.forget(id);
@@ -181,14 +174,6 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const left = until - Date.now();
     if (left > 0) await this.#send(this.#client.set(id, DONE, { expiration: { type: 'PX', value: left } }));
     return left > 0;
-  }
-
-  /** Writes again, once Redis takes writes, each `done` it refused. */
-  async #writeUnwritten(): Promise<void> {
-    for (const [id, until] of [...this.#unwritten]) {
-      await this.#writeDone(id, until);
-      this.#unwritten.delete(id);
-    }
   }
 
   /** The event failed: forget its claim, so that its retry is processed (if Redis fails, once it expires). */
@@ -222,9 +207,13 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     return this.#send(this.#client.eval(RENEW, { keys: [id], arguments: [this.#token, pendingMs] }));
   }
 
-  /** Disconnects: claims are refused from now on. Commands under way get COMMAND_MS, then are given up. */
+  /**
+   * Disconnects: claims are refused from now on. The `done`s Redis refused are tried once more (until one
+   * fails); commands under way get COMMAND_MS, then are given up.
+   */
   async close(): Promise<void> {
     if (!this.#client.isOpen) return;
+    await this.#unwritten.writeAll().catch(() => {});
     await this.#send(this.#client.close()).catch(() => this.#client.destroy());
   }
 

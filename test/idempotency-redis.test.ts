@@ -420,6 +420,27 @@ describe('when Redis fails', { timeout: 60_000 }, () => {
     await eventually(async () => (await redis.get(id as string)) === 'done', "'done' written again");
   });
 
+  test("a store closed with 'done's Redis refused writes them as it closes, once Redis takes writes", async () => {
+    // They were written only when the outage's probe ended it (three writes, a second apart): a store
+    // closed before that dropped them, and a copy after the claim left pending expired was processed again.
+    const store = await open();
+    const calls: string[] = [];
+    const held = gate();
+    const { handler } = instance(store, calls, held.opened);
+    const first = inject(handler, { body: trackEvent({ messageId: 'closing' }) });
+    await eventually(async () => calls.length === 1, 'the event handled');
+    await atMemoryLimit(true);
+    try {
+      held.open();
+      assert.equal((await first).status, 200);
+    } finally {
+      await atMemoryLimit(false);
+    }
+    await store.close();
+    const [id] = (await redis.keys('segment-endpoint:dedup:*')).filter((key) => !key.endsWith(':probe'));
+    assert.equal(await redis.get(id as string), 'done');
+  });
+
   test('Redis refusing some writes and taking others: one outage in the log, not one for each event', async () => {
     // At its memory limit with keys expiring, Redis takes one write and refuses the next: each claim that
     // succeeded ended the outage, each refusal began a new one, a line and a turn of /health each.
