@@ -74,6 +74,35 @@ async function oneOutageLogged(
 }
 
 /**
+ * An instance that processed `messageId`, answered 200, while Redis refused its `done` (at its memory
+ * limit as the handler ended; no longer after it).
+ */
+async function completedUnwritten(messageId: string) {
+  const store = await open();
+  const calls: string[] = [];
+  const held = gate();
+  const { handler } = instance(store, calls, held.opened);
+  const event = trackEvent({ messageId });
+  const first = inject(handler, { body: event });
+  await eventually(async () => calls.length === 1, 'the event handled');
+  await atMemoryLimit(true);
+  try {
+    held.open();
+    assert.equal((await first).status, 200);
+  } finally {
+    await atMemoryLimit(false);
+  }
+  return { store, handler, calls, event };
+}
+
+/** The Redis key of the one event the filter holds (its probe's aside). */
+async function eventKey(): Promise<string> {
+  const keys = (await redis.keys('segment-endpoint:dedup:*')).filter((key) => !key.endsWith(':probe'));
+  assert.equal(keys.length, 1, keys.join());
+  return keys[0] as string;
+}
+
+/**
  * Two instances on one Redis whose track handler outlives its 200 ms timeout until `held` opens: their
  * handlers, the messageIds they ran, and the gate.
  */
@@ -399,46 +428,20 @@ describe('when Redis fails', { timeout: 60_000 }, () => {
 
   test("an event whose 'done' Redis refused: a copy is a duplicate, and 'done' is written once Redis takes writes", async () => {
     // The claim stayed pending: copies were refused (503) for 30 s, and the one after was processed again.
-    const store = await open();
-    const calls: string[] = [];
-    const held = gate();
-    const { handler } = instance(store, calls, held.opened);
-    const event = trackEvent({ messageId: 'unwritten' });
-    const first = inject(handler, { body: event });
-    await eventually(async () => calls.length === 1, 'the event handled');
-    await atMemoryLimit(true);
-    try {
-      held.open();
-      assert.equal((await first).status, 200);
-    } finally {
-      await atMemoryLimit(false);
-    }
+    const { handler, calls, event } = await completedUnwritten('unwritten');
     const copy = await inject(handler, { body: event });
     assert.equal(copy.status, 200, copy.body);
     assert.deepEqual(calls, ['unwritten']);
-    const [id] = (await redis.keys('segment-endpoint:dedup:*')).filter((key) => !key.endsWith(':probe'));
-    await eventually(async () => (await redis.get(id as string)) === 'done', "'done' written again");
+    const id = await eventKey();
+    await eventually(async () => (await redis.get(id)) === 'done', "'done' written again");
   });
 
   test("a store closed with 'done's Redis refused writes them as it closes, once Redis takes writes", async () => {
     // They were written only when the outage's probe ended it (three writes, a second apart): a store
     // closed before that dropped them, and a copy after the claim left pending expired was processed again.
-    const store = await open();
-    const calls: string[] = [];
-    const held = gate();
-    const { handler } = instance(store, calls, held.opened);
-    const first = inject(handler, { body: trackEvent({ messageId: 'closing' }) });
-    await eventually(async () => calls.length === 1, 'the event handled');
-    await atMemoryLimit(true);
-    try {
-      held.open();
-      assert.equal((await first).status, 200);
-    } finally {
-      await atMemoryLimit(false);
-    }
+    const { store } = await completedUnwritten('closing');
     await store.close();
-    const [id] = (await redis.keys('segment-endpoint:dedup:*')).filter((key) => !key.endsWith(':probe'));
-    assert.equal(await redis.get(id as string), 'done');
+    assert.equal(await redis.get(await eventKey()), 'done');
   });
 
   test('Redis refusing some writes and taking others: one outage in the log, not one for each event', async () => {

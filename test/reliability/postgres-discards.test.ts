@@ -23,6 +23,24 @@ const stored = async (table: string): Promise<string[]> => {
   return rows.map((row) => row.id);
 };
 
+/** An endpoint storing into `table`, once the sink is up. */
+async function storing(table: string): Promise<Endpoint> {
+  const ep = await pg.endpoint(table);
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  return ep;
+}
+
+/** A track event without a messageId: never a copy, its row's message_id NULL. */
+const anonymous = { ...trackEvent(), messageId: undefined } as unknown as { messageId: string };
+
+/** A BEFORE INSERT row trigger `name` on `table`, running the PL/pgSQL statements `body`. */
+async function beforeInsert(table: string, name: string, body: string): Promise<void> {
+  await pg.client.query(`CREATE FUNCTION ${name}() RETURNS trigger LANGUAGE plpgsql AS $$ ${body} $$`);
+  await pg.client.query(
+    `CREATE TRIGGER ${name} BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}()`,
+  );
+}
+
 /** SIGTERM to an endpoint whose store may be unavailable: a clean exit all the same. */
 async function stop(ep: Endpoint): Promise<void> {
   ep.child.kill('SIGTERM');
@@ -31,12 +49,11 @@ async function stop(ep: Endpoint): Promise<void> {
 
 test('a trigger that discards some rows: those events are 503, the others 200 and stored, a copy of a stored one 200', async () => {
   // The INSERT succeeded with fewer rows than it sent, and every event of its group was answered 200.
-  const ep = await pg.endpoint('filtered');
-  await waitFor(ep.output, /PostgreSQL stores events/);
-  await pg.client.query(`CREATE FUNCTION drop_tests() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN IF NEW.message_id LIKE 'test-%' THEN RETURN NULL; END IF; RETURN NEW; END $$`);
-  await pg.client.query(
-    'CREATE TRIGGER drop_tests BEFORE INSERT ON filtered FOR EACH ROW EXECUTE FUNCTION drop_tests()',
+  const ep = await storing('filtered');
+  await beforeInsert(
+    'filtered',
+    'drop_tests',
+    `BEGIN IF NEW.message_id LIKE 'test-%' THEN RETURN NULL; END IF; RETURN NEW; END`,
   );
   assert.equal(await status(ep, 'kept-1'), 200);
   assert.equal(await status(ep, 'test-1'), 503);
@@ -50,15 +67,14 @@ test('a trigger that discards some rows: those events are 503, the others 200 an
 test('a group the trigger discards whole: every event 503 at once, the table asked once whether it refuses all', async () => {
   // Each discarded row was refused in turn, waiting for the one before: the table asked every 32 rows
   // (two transactions each), and the last rows' 503s behind every ask.
-  const ep = await pg.endpoint('emptied');
-  await waitFor(ep.output, /PostgreSQL stores events/);
+  const ep = await storing('emptied');
   // The trigger's calls counted by a sequence: an ask's INSERT is rolled back, its nextval is not.
   await pg.client.query('CREATE SEQUENCE emptied_calls');
-  await pg.client.query(`CREATE FUNCTION empty_drops() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN PERFORM nextval('emptied_calls');
-    IF NEW.message_id LIKE 'drop-%' THEN RETURN NULL; END IF; RETURN NEW; END $$`);
-  await pg.client.query(
-    'CREATE TRIGGER empty_drops BEFORE INSERT ON emptied FOR EACH ROW EXECUTE FUNCTION empty_drops()',
+  await beforeInsert(
+    'emptied',
+    'empty_drops',
+    `BEGIN PERFORM nextval('emptied_calls');
+    IF NEW.message_id LIKE 'drop-%' THEN RETURN NULL; END IF; RETURN NEW; END`,
   );
   const events = Array.from({ length: 100 }, (_, n) => trackEvent({ messageId: `drop-${n}` }));
   const answers = await inOneGroup(pg, ep, 'emptied', events);
@@ -72,13 +88,8 @@ test('a group the trigger discards whole: every event 503 at once, the table ask
 test('a trigger that rewrites messageIds: no 200 for an event stored under another key, nor for one merged into it', async () => {
   // Lower-cased, Order-1 was stored as order-1 and answered 200 (as many rows came back as were sent),
   // and order-1 then found "its" row held and was answered 200, though the row held Order-1's event.
-  const ep = await pg.endpoint('rekeyed');
-  await waitFor(ep.output, /PostgreSQL stores events/);
-  await pg.client.query(`CREATE FUNCTION rekey() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN NEW.message_id := lower(NEW.message_id); RETURN NEW; END $$`);
-  await pg.client.query(
-    'CREATE TRIGGER rekey BEFORE INSERT ON rekeyed FOR EACH ROW EXECUTE FUNCTION rekey()',
-  );
+  const ep = await storing('rekeyed');
+  await beforeInsert('rekeyed', 'rekey', `BEGIN NEW.message_id := lower(NEW.message_id); RETURN NEW; END`);
   assert.equal(await status(ep, 'Order-1'), 503);
   await waitFor(ep.output, /another source or message_id/);
   assert.equal(await status(ep, 'order-1'), 503, 'the sink is down: the table rewrites keys');
@@ -103,14 +114,12 @@ test('a trigger that rewrites a messageId in a group that holds an event without
   // The key returned that was never sent was taken for one filled in for the event sent without one,
   // though that row came back without a key: Order-1's row, stored as order-1, was answered 200, and
   // a later order-1 then found "its" row held.
-  const ep = await pg.endpoint('rekeyed_mixed');
-  await waitFor(ep.output, /PostgreSQL stores events/);
-  await pg.client.query(`CREATE FUNCTION rekey_mixed() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN NEW.message_id := lower(NEW.message_id); RETURN NEW; END $$`);
-  await pg.client.query(
-    'CREATE TRIGGER rekey_mixed BEFORE INSERT ON rekeyed_mixed FOR EACH ROW EXECUTE FUNCTION rekey_mixed()',
+  const ep = await storing('rekeyed_mixed');
+  await beforeInsert(
+    'rekeyed_mixed',
+    'rekey_mixed',
+    `BEGIN NEW.message_id := lower(NEW.message_id); RETURN NEW; END`,
   );
-  const anonymous = { ...trackEvent(), messageId: undefined } as unknown as { messageId: string };
   const [rekeyed] = await inOneGroup(pg, ep, 'rekeyed_mixed', [
     trackEvent({ messageId: 'Order-1' }),
     anonymous,
@@ -122,14 +131,12 @@ test('a trigger that rewrites a messageId in a group that holds an event without
 
 test('a trigger that fills in a missing messageId: those events are 200 and stored, the sink stays up', async () => {
   // Taken for a rewrite of a key, the filled-in messageId took the sink down: a 503 for events it stored.
-  const ep = await pg.endpoint('filled');
-  await waitFor(ep.output, /PostgreSQL stores events/);
-  await pg.client.query(`CREATE FUNCTION fill_id() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN NEW.message_id := coalesce(NEW.message_id, 'gen-' || NEW.id); RETURN NEW; END $$`);
-  await pg.client.query(
-    'CREATE TRIGGER fill_id BEFORE INSERT ON filled FOR EACH ROW EXECUTE FUNCTION fill_id()',
+  const ep = await storing('filled');
+  await beforeInsert(
+    'filled',
+    'fill_id',
+    `BEGIN NEW.message_id := coalesce(NEW.message_id, 'gen-' || NEW.id); RETURN NEW; END`,
   );
-  const anonymous = { ...trackEvent(), messageId: undefined } as unknown as { messageId: string };
   assert.equal((await send(agent, ep.url, anonymous, 'dev-key')).status, 200);
   assert.equal(await status(ep, 'named-1'), 200);
   const { rows } = await pg.client.query<{ n: string }>('SELECT count(*) AS n FROM filled');
@@ -138,8 +145,7 @@ test('a trigger that fills in a missing messageId: those events are 200 and stor
 });
 
 test('a rule that discards every row: refused when the table is checked, and no event answered 200', async () => {
-  const ep = await pg.endpoint('ruled');
-  await waitFor(ep.output, /PostgreSQL stores events/);
+  const ep = await storing('ruled');
   await pg.client.query('CREATE RULE drop_all AS ON INSERT TO ruled DO INSTEAD NOTHING');
   for (let n = 0; n < 3; n++) assert.equal(await status(ep, `ruled-${n}`), 503);
   assert.deepEqual(await stored('ruled'), []);
