@@ -28,6 +28,10 @@ interface Known {
 }
 
 const MAX_KNOWN = 1024; // distinct Authorization headers accepted and kept
+// Their characters kept at most: a host may take headers of 1 MiB, and a customer's key sent with a
+// thousand long passwords (which the key check ignores) would keep a gigabyte. Past it they are
+// forgotten, as past MAX_KNOWN; a longer header is never kept (only its parsing would be saved).
+const MAX_KNOWN_CHARS = 4 * 1024 * 1024;
 
 /**
  * Authentication with a memory. Segment sends the same Authorization header with every event of a
@@ -41,6 +45,7 @@ export class CredentialsCache {
   #authenticate: Authenticate;
   readonly #fixed: boolean;
   readonly #known = new Map<number, Known>();
+  #knownChars = 0;
   readonly #deadlines: Deadlines;
   /** Replacements of the keys asked for so far, and the latest installed: an earlier one is dropped. */
   #loads = 0;
@@ -84,7 +89,17 @@ export class CredentialsCache {
     if (load < this.#installed) return;
     this.#installed = load;
     this.#authenticate = authenticate;
+    this.#forget();
+  }
+
+  /** The characters of the accepted headers kept (at most MAX_KNOWN_CHARS). */
+  get keptChars(): number {
+    return this.#knownChars;
+  }
+
+  #forget(): void {
     this.#known.clear();
+    this.#knownChars = 0;
   }
 
   /** The request's credentials, or a throw of the 401/403 to answer. */
@@ -121,9 +136,10 @@ export class CredentialsCache {
     if (decision === 'unknown' || decision === false) throw new EndpointError('SEG_AUTH_UNKNOWN');
     if (decision === 'forbidden') throw new EndpointError('SEG_FORBIDDEN');
     const credentials: Credentials = { apiKey, decision };
-    if (header !== undefined) {
-      if (this.#known.size >= MAX_KNOWN) this.#known.clear();
+    if (header !== undefined && header.length <= MAX_KNOWN_CHARS) {
+      if (this.#known.size >= MAX_KNOWN || this.#knownChars + header.length > MAX_KNOWN_CHARS) this.#forget();
       this.#known.set(digest53(header), { header, credentials });
+      this.#knownChars += header.length;
     }
     return credentials;
   }

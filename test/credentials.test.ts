@@ -124,6 +124,18 @@ describe('CredentialsCache with the key authenticator', () => {
       assert.throws(() => cache.of(request(basic('k3'))), { code: 'SEG_AUTH_UNKNOWN' });
     }
   });
+
+  test('long accepted headers are kept up to a bound on their size, not their number alone', () => {
+    // A host that takes 1 MiB headers let one customer's key, sent with 1,000 distinct ~700 KB
+    // passwords, keep ~1 GB of them: the cache counted headers, not their bytes.
+    const cache = new CredentialsCache(keyAuthenticator(['k1']), 4_000);
+    const padding = 'p'.repeat(700_000);
+    for (let i = 0; i < 1000; i++) assert.equal(now(cache, request(basic(`k1:${i}${padding}`))).apiKey, 'k1');
+    assert.ok(cache.keptChars <= 4 * 1024 * 1024, `${cache.keptChars} characters of headers kept`);
+    const short = request(basic('k1'));
+    assert.equal(now(cache, short).apiKey, 'k1');
+    assert.ok(cache.keptChars > 0, 'a header of a usual size is kept');
+  });
 });
 
 describe('CredentialsCache with a custom authenticator', () => {
