@@ -75,8 +75,22 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
   // As the handler's own: no refusal made here is a 401, but the context is whole.
   const context: RefusalContext = { challenge: `Basic realm="${opts.realm}", charset="UTF-8"`, maxBodyBytes };
 
+  /**
+   * Whether the request is ours: a path of ours below the mount, or any path of a route that mounts us
+   * (`app.post('/segment', ...)`). Express leaves a route's whole path in `req.url`, which no path of ours
+   * matches below a mount: it is rewritten to the event path, its query kept, as express rewrites it
+   * below a mount.
+   */
+  const served = (req: ExpressRequest): boolean => {
+    if (ours(req.path)) return true;
+    if (!routedTo(req, serve)) return false;
+    const query = req.url?.indexOf('?') ?? -1;
+    req.url = query === -1 ? opts.path : opts.path + req.url?.slice(query);
+    return true;
+  };
+
   const serve: SegmentMiddleware = (req, res, next) => {
-    if (!ours(req.path)) return next();
+    if (!served(req)) return next();
     let refused: EndpointError | undefined;
     if (!adoptParsed(req, maxBodyBytes)) refused = bodyTooLarge(maxBodyBytes);
     // Decoded by the parser from a coding or charset the standalone server does not take: refused alike.
@@ -98,7 +112,7 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
   const refuse: SegmentErrorMiddleware = (err, req, res, next) => {
     const type = bodyErrorType(err) ?? (undecoded(err, req) ? UNDECODED : undefined);
     const refused = type === undefined ? undefined : BODY_REFUSALS.get(type);
-    if (refused === undefined || !ours(req.path) || res.headersSent) return next(err);
+    if (refused === undefined || !served(req) || res.headersSent) return next(err);
     if ((type === 'encoding.unsupported' || type === 'charset.unsupported') && !req.readableDidRead) {
       // A coding the parser does not decode (x-gzip), or a charset it does not (us-ascii; any, on the
       // Tracking API's paths), refused before it read a byte: read here, as the standalone server reads
@@ -133,4 +147,13 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
     path: { value: handler.path },
     metrics: { value: handler.metrics },
   }) as ExpressEndpoint;
+}
+
+/** Whether `handler` is one of the handlers of the route the request is dispatched to, if any. */
+function routedTo(req: ExpressRequest, handler: unknown): boolean {
+  const { route } = req as { route?: { stack?: unknown } };
+  return (
+    Array.isArray(route?.stack) &&
+    route.stack.some((layer: { handle?: unknown }) => layer?.handle === handler)
+  );
 }

@@ -295,6 +295,27 @@ test('express: mounted at the root, it serves its own paths only, and leaves the
   });
 });
 
+test('express: mounted as a route (app.post), the route is its event path, behind a parser or not', async () => {
+  // The route's full path is no path of ours below a mount: every event went on to express's HTML 404,
+  // which Segment does not retry.
+  const seen: string[] = [];
+  for (const parsed of [false, true]) {
+    const app = express();
+    if (parsed) app.use(express.json());
+    app.post('/segment', segmentEndpoint(options(seen)));
+    await served(app, async (origin) => {
+      const send = sendTo(origin);
+      const event = `{"type":"track","event":"e","userId":"u","messageId":"routed-${parsed}"}`;
+      assert.deepEqual(await send(post('an event', event, '/segment?x=1')), { status: 200, body: '' });
+      if (parsed) return; // a parser's refusal skips every route: the app's error handler answers it
+      const bad = await send(post('bad JSON', '{', '/segment'));
+      assert.equal(bad.status, 400);
+      assert.equal(JSON.parse(bad.body).code, 'SEG_INVALID_JSON');
+    });
+  }
+  assert.deepEqual(seen, ['routed-false', 'routed-true']);
+});
+
 test('express: options inherited from a prototype route as they are handled (the path, at the root)', async () => {
   // The handler took the inherited path; the middleware's own routing, from a spread copy, did not, and
   // passed the event path's requests on to the app.
