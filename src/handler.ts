@@ -1,9 +1,10 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { type ApiKeySpec, repeats } from './auth.ts';
+import type { ApiKeySpec } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import { hostAnswered } from './early-headers.ts';
 import type { ErrorAnswer } from './errors.ts';
+import { framingRefusal } from './framing.ts';
 import { checkApiKeysSteps, resolveApiKeysSteps } from './key-spec.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
@@ -119,29 +120,9 @@ class FrontDoor {
     const url = req.url ?? '/';
     const path = url === this.path ? url : targetPath(url);
     const route = path === this.path ? EVENT_ROUTE : routeAt(this.#routes, path);
-    // Of the versions that are not 1.x, llhttp passes HTTP/2.0 on (others, such as HTTP/3.0, reach the
-    // server's clientError), and reads a request line without a version as HTTP/0.9: a garbled line.
-    if (req.httpVersionMajor >= 2) {
-      this.#refuse(route, req, res, refusal('SEG_HTTP_VERSION'), CLOSE);
-    } else if (req.httpVersionMajor === 0) {
-      this.#refuse(route, req, res, refusal('SEG_BAD_REQUEST', NO_VERSION), CLOSE);
-    } else if (req.rawHeaders.length > 2 * MAX_HEADERS) {
-      // Refused whole rather than judged on the first 100: one dropped could be the Content-Length Node
-      // framed the body by, or the Authorization.
-      this.#refuse(
-        route,
-        req,
-        res,
-        refusal('SEG_HEADERS_TOO_LARGE', `More than ${MAX_HEADERS} headers`),
-        CLOSE,
-      );
-    } else if (repeats(req.rawHeaders, 'host')) {
-      // Node keeps the first; which host was meant is ambiguous (RFC 9112 §3.2: a 400).
-      this.#refuse(route, req, res, refusal('SEG_BAD_REQUEST', 'More than one Host header'));
-    } else if (req.headers.expect !== undefined && !CONTINUE_RE.test(req.headers.expect)) {
-      // An expectation this endpoint cannot meet (RFC 9110 §10.1.1); the server hands these over
-      // ('checkExpectation') instead of answering an empty 417 itself.
-      this.#refuse(route, req, res, refusal('SEG_EXPECTATION_FAILED'), CLOSE);
+    const framing = framingRefusal(req);
+    if (framing !== undefined) {
+      this.#refuse(route, req, res, framing.reply, framing.close ? CLOSE : undefined);
     } else if (route !== undefined) {
       this.#event(req, res, route);
     } else if (path === this.#opts.metricsPath && this.metrics !== undefined) {
@@ -240,11 +221,5 @@ class FrontDoor {
   };
 }
 
-// How Node reads `Expect: 100-continue` (lib/_http_server.js).
-const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
-const NO_VERSION = 'The request line has no HTTP/1.1 version';
 const CLOSE: OutgoingHttpHeaders = Object.freeze({ connection: 'close' });
-
-/** Headers a request may carry (Segment sends 7). The standalone server hands the handler one more. */
-export const MAX_HEADERS = 100;
 const READ_ONLY: OutgoingHttpHeaders = Object.freeze({ allow: 'GET, HEAD' });
