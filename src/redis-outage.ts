@@ -47,7 +47,10 @@ export class RedisOutage {
    * ("The client is offline"), and repeat what the outage's first line said.
    */
   connection(err: unknown): void {
-    if (!this.down) return this.began(err);
+    if (!this.down) {
+      this.began(err);
+      return;
+    }
     this.#taken = 0;
     const message = messageOf(err);
     if (this.#causes.size >= CAUSES_LOGGED || this.#causes.has(message)) return;
