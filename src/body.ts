@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { type Coding, codingOf } from './encoding.ts';
 import { EndpointError, quoted } from './errors.ts';
+import { isHttp2 } from './http2.ts';
 import { checkParsed, isPlainObject, parseJson } from './json.ts';
 import { bodyTooLarge } from './refusals.ts';
 
@@ -56,7 +57,11 @@ export function checkBodyHeaders(
     return coding;
   }
   const length = req.headers['content-length'];
-  if (length === undefined) throw new EndpointError('SEG_LENGTH_REQUIRED');
+  if (length === undefined) {
+    // Over HTTP/2 a body is framed by its stream (http2.ts): read and counted as a chunked one is.
+    if (isHttp2(req)) return coding;
+    throw new EndpointError('SEG_LENGTH_REQUIRED');
+  }
   if (!LENGTH_RE.test(length)) throw new EndpointError('SEG_LENGTH_INVALID');
   if (Number(length) > maxBytes) throw bodyTooLarge(maxBytes);
   return coding;

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { repeats } from './auth.ts';
 import type { ErrorAnswer } from './errors.ts';
+import { isHttp2 } from './http2.ts';
 import { refusal } from './refusals.ts';
 
 // What makes a request unservable before its path is looked at: its HTTP version, its count of headers,
@@ -20,7 +21,8 @@ export interface FramingRefusal {
 export function framingRefusal(req: IncomingMessage): FramingRefusal | undefined {
   // Of the versions that are not 1.x, llhttp passes HTTP/2.0 on (others, such as HTTP/3.0, reach the
   // server's clientError), and reads a request line without a version as HTTP/0.9: a garbled line.
-  if (req.httpVersionMajor >= 2) return { reply: refusal('SEG_HTTP_VERSION'), close: true };
+  // A request of an HTTP/2 host (http2.ts) is served.
+  if (req.httpVersionMajor >= 2 && !isHttp2(req)) return { reply: refusal('SEG_HTTP_VERSION'), close: true };
   if (req.httpVersionMajor === 0) return { reply: refusal('SEG_BAD_REQUEST', NO_VERSION), close: true };
   if (req.rawHeaders.length > 2 * MAX_HEADERS) {
     // Refused whole rather than judged on the first 100: one dropped could be the Content-Length Node

@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { ApiKeySpec } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
@@ -16,9 +17,10 @@ import { type RefusalContext, sendContinue, sendError, sendHealth, sendMetrics }
 import type { Settings } from './settings.ts';
 import { loggedPath, routeAt, targetPath } from './target.ts';
 
-/** A plain `(req, res)` function, to mount in any node:http/https server, plus its lifecycle. */
+/** A plain `(req, res)` function, to mount in any node:http/https/http2 server, plus its lifecycle. */
 export interface EndpointHandler {
   (req: IncomingMessage, res: ServerResponse): void;
+  (req: Http2ServerRequest, res: Http2ServerResponse): void;
   /** Stops taking events: new ones get 503 with `Connection: close`, health answers draining. */
   drain(): void;
   readonly draining: boolean;

@@ -3,6 +3,7 @@ import { Socket } from 'node:net';
 import { lastOnConnection, lingerAfter, noteEnd } from './connection-end.ts';
 import { cutIfHostAnswered } from './early-headers.ts';
 import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
+import { endStream, isHttp2 } from './http2.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
 // `{"message", "code"}`, which Segment shows the customer in its debugger.
@@ -24,7 +25,7 @@ export function sendStatus(res: ServerResponse, status: number, close: boolean):
     if (!res.writableEnded) res.end();
     return;
   }
-  res.writeHead(status, close ? EMPTY_CLOSE : EMPTY).end();
+  res.writeHead(status, close && !isHttp2(res.req) ? EMPTY_CLOSE : EMPTY).end();
   noteEnd(res);
 }
 
@@ -160,14 +161,17 @@ export function sendError(
     context.closing?.() === true ||
     (!req.complete &&
       (reply.status === 408 || reply.status === 413 || mayBeLarge(req, context.maxBodyBytes)));
-  if (close && lastOnConnection(req)) {
+  // Over HTTP/2 the request's stream ends instead, its connection serving the others (http2.ts).
+  const http2 = isHttp2(req);
+  if (close && !http2 && lastOnConnection(req)) {
     headers.connection = 'close';
   } else if (headers.connection === 'close') {
     delete headers.connection;
   }
   res.writeHead(reply.status, headers).end(body);
   noteEnd(res);
-  lingerAfter(req, res);
+  if (!http2) lingerAfter(req, res);
+  else if (!req.complete) endStream(req);
 }
 
 /**

@@ -1,0 +1,40 @@
+import type { IncomingMessage } from 'node:http';
+import { LINGER_MS } from './connection-end.ts';
+
+// Requests of an HTTP/2 host (node:http2's compatibility API; fastify's `http2`): each on a stream of its
+// own, many streams on one connection. Headers that are about a connection (Connection, Keep-Alive,
+// Transfer-Encoding) do not exist there (RFC 9113 §8.2.2), a body is framed by its stream, with or without
+// a Content-Length (§8.1.1), and what ends with a request is its stream, not its connection.
+
+/** The stream an HTTP/2 request came on, as much of it as the handler uses. */
+interface RequestStream {
+  close(code?: number): void;
+  readonly closed: boolean;
+}
+
+/** Whether `req` came on an HTTP/2 stream (an HTTP/1 request line that says `HTTP/2.0` has none). */
+export function isHttp2(req: IncomingMessage): boolean {
+  return req.httpVersionMajor === 2 && streamOf(req) !== undefined;
+}
+
+/**
+ * The rest of a body not read to its end, on a stream answered already: read and dropped, as HTTP/1's
+ * lingering close drops it, so that the sender reads its answer and the connection's flow control is not
+ * held by it; a body still coming LINGER_MS later is cut (RST_STREAM CANCEL), the connection serving on.
+ * (Ending the stream at once with NO_ERROR, RFC 9113 §8.1, left node:http2's own client waiting for
+ * good.)
+ */
+export function endStream(req: IncomingMessage): void {
+  const stream = streamOf(req);
+  if (stream === undefined || stream.closed) return;
+  req.resume();
+  const cut = setTimeout(() => stream.closed || stream.close(CANCEL), LINGER_MS).unref();
+  req.once('close', () => clearTimeout(cut));
+}
+
+const CANCEL = 8; // NGHTTP2_CANCEL
+
+function streamOf(req: IncomingMessage): RequestStream | undefined {
+  const { stream } = req as IncomingMessage & { stream?: Partial<RequestStream> | null };
+  return typeof stream?.close === 'function' ? (stream as RequestStream) : undefined;
+}

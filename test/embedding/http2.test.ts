@@ -1,0 +1,132 @@
+// The handler in an HTTP/2 host: node:http2's compatibility API over TLS (with HTTP/1.1 allowed beside
+// it, as a partner's server offers both), and fastify with `http2: true`. A client that negotiates h2
+// (Go's, Segment's delivery, among them) sends each event on a stream of one connection; the handler
+// refused every one with 505, which Segment retries for hours and then drops.
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import { after, before, test } from 'node:test';
+import Fastify from 'fastify';
+import segmentEndpoint from '../../src/fastify.ts';
+import { createHandler, silentLogger } from '../../src/index.ts';
+import { basic, trackEvent } from '../helpers.ts';
+import { testCert } from '../helpers-cert.ts';
+
+const KEY = 'h2-key';
+const calls: string[] = [];
+const options = {
+  apiKeys: [KEY],
+  log: silentLogger,
+  maxBodyBytes: 64 * 1024,
+  handlers: { track: (event: { messageId?: unknown }) => void calls.push(String(event.messageId)) },
+};
+const warnings: Error[] = [];
+const onWarning = (warning: Error) => warnings.push(warning);
+
+let server: http2.Http2SecureServer;
+let session: http2.ClientHttp2Session;
+
+before(async () => {
+  process.on('warning', onWarning);
+  const { cert, key } = testCert();
+  server = http2.createSecureServer({ cert, key, allowHTTP1: true }, createHandler(options));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  session = http2.connect(`https://localhost:${port}`, { ca: cert });
+});
+
+after(async () => {
+  session.close();
+  await new Promise((resolve) => server.close(resolve));
+  process.off('warning', onWarning);
+});
+
+interface Answer {
+  readonly status: number;
+  readonly headers: http2.IncomingHttpHeaders;
+  readonly body: string;
+}
+
+/** One request on `on`'s connection: its body sent whole, or in `chunks` with no Content-Length. */
+function request(
+  on: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: string | string[],
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const stream = on.request({ ':method': 'POST', ':path': '/', ...headers });
+    let status = 0;
+    let answered: http2.IncomingHttpHeaders = {};
+    let text = '';
+    stream.setEncoding('utf8');
+    stream.on('response', (h) => {
+      answered = h;
+      status = Number(h[':status']);
+    });
+    stream.on('data', (chunk: string) => {
+      text += chunk;
+    });
+    stream.on('close', () => resolve({ status, headers: answered, body: text }));
+    stream.on('error', reject);
+    if (Array.isArray(body)) {
+      for (const chunk of body) stream.write(chunk);
+      stream.end();
+    } else stream.end(body);
+  });
+}
+
+const authed = { authorization: basic(KEY), 'content-type': 'application/json' };
+const withLength = (text: string) => ({ ...authed, 'content-length': Buffer.byteLength(text) });
+const code = (answer: Answer) => (JSON.parse(answer.body) as { code: string }).code;
+
+test('HTTP/2: events are answered 200 and handled once, with a Content-Length or framed by the stream alone', async () => {
+  const first = JSON.stringify(trackEvent({ messageId: 'h2-1' }));
+  assert.equal((await request(session, withLength(first), first)).status, 200);
+  const second = JSON.stringify(trackEvent({ messageId: 'h2-2' }));
+  const streamed = await request(session, authed, [second.slice(0, 10), second.slice(10)]);
+  assert.equal(streamed.status, 200, streamed.body);
+  assert.equal((await request(session, withLength(first), first)).status, 200, 'a duplicate');
+  const many = Array.from({ length: 20 }, (_, n) => JSON.stringify(trackEvent({ messageId: `h2-m${n}` })));
+  const answers = await Promise.all(many.map((text) => request(session, withLength(text), text)));
+  assert.deepEqual(new Set(answers.map((answer) => answer.status)), new Set([200]));
+  assert.deepEqual(calls.slice(0, 2), ['h2-1', 'h2-2']);
+  assert.equal(calls.length, 22);
+});
+
+test('HTTP/2: refusals are our JSON, their stream closed, not the connection, and no connection header', async () => {
+  const bad = await request(session, withLength('{'), '{');
+  assert.equal(bad.status, 400);
+  assert.equal(code(bad), 'SEG_INVALID_JSON');
+  const event = JSON.stringify(trackEvent());
+  const unknown = await request(session, { ...withLength(event), authorization: basic('nobody') }, event);
+  assert.equal(unknown.status, 401);
+  const declared = await request(session, { ...authed, 'content-length': 100_000 }, 'x'.repeat(100_000));
+  assert.equal(declared.status, 413);
+  const streamed = await request(
+    session,
+    authed,
+    Array.from({ length: 20 }, () => 'x'.repeat(8192)),
+  );
+  assert.equal(streamed.status, 413);
+  assert.equal(code(streamed), 'SEG_BODY_TOO_LARGE');
+  for (const answer of [bad, unknown, declared, streamed]) assert.equal(answer.headers.connection, undefined);
+  const after = JSON.stringify(trackEvent({ messageId: 'h2-after' }));
+  assert.equal((await request(session, withLength(after), after)).status, 200, 'the connection still serves');
+  assert.deepEqual(warnings, []);
+});
+
+test('HTTP/2: fastify with http2 and the plugin takes events', async () => {
+  const app = Fastify({ http2: true });
+  await app.register(segmentEndpoint, { ...options, prefix: '/segment' });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as { port: number };
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    const event = JSON.stringify(trackEvent({ messageId: 'h2-fastify' }));
+    const answer = await request(client, { ...withLength(event), ':path': '/segment' }, event);
+    assert.equal(answer.status, 200, answer.body);
+    assert.ok(calls.includes('h2-fastify'));
+  } finally {
+    client.close();
+    await app.close();
+  }
+});
