@@ -25,7 +25,7 @@ export function sendStatus(res: ServerResponse, status: number, close: boolean):
     if (!res.writableEnded) res.end();
     return;
   }
-  res.writeHead(status, close && !isHttp2(res.req) ? EMPTY_CLOSE : EMPTY).end();
+  res.writeHead(status, close ? EMPTY_CLOSE : EMPTY).end();
   noteEnd(res);
 }
 
@@ -107,7 +107,8 @@ export class AnswerBatch {
 
   #write({ req, res, status, done }: PendingAnswer, closing: boolean): void {
     try {
-      sendStatus(res, status, closing && lastOnConnection(req));
+      // Over HTTP/2 a connection is not the request's to end (http2.ts).
+      sendStatus(res, status, closing && lastOnConnection(req) && !isHttp2(req));
     } catch {
       // Node's writes do not throw for a gone client; whatever did, this answer's sender hears the
       // connection end (and retries), and the rest of the turn's answers still go out.

@@ -85,6 +85,20 @@ test('answers written once draining has begun end their connections, though deci
   );
 });
 
+test('answers to HTTP/2 streams written while draining say nothing of the connection the streams share', async () => {
+  // Connection: close on an HTTP/2 answer is not HTTP/2 (RFC 9113 §8.2.2): Node warned and dropped it.
+  const batch = new AnswerBatch(() => true);
+  const { written, answer } = recorder();
+  const stream = { closed: false, close() {} };
+  const req = { socket: new Socket(), httpVersionMajor: 2, stream } as unknown as IncomingMessage;
+  batch.add(answer(1, 200, false, req));
+  await nextCheckPhase();
+  assert.deepEqual(
+    written.map((w) => w.headers.connection),
+    [undefined],
+  );
+});
+
 test('a lone answer goes out in the turn it was decided in, and the next turn starts a new batch', async () => {
   const batch = new AnswerBatch(open);
   const { log, answer } = recorder();
