@@ -75,19 +75,7 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
   // As the handler's own: no refusal made here is a 401, but the context is whole.
   const context: RefusalContext = { challenge: `Basic realm="${opts.realm}", charset="UTF-8"`, maxBodyBytes };
 
-  /**
-   * Whether the request is ours: a path of ours below the mount, or any path of a route that mounts us
-   * (`app.post('/segment', ...)`). Express leaves a route's whole path in `req.url`, which no path of ours
-   * matches below a mount: it is rewritten to the event path, its query kept, as express rewrites it
-   * below a mount.
-   */
-  const served = (req: ExpressRequest): boolean => {
-    if (ours(req.path)) return true;
-    if (!routedTo(req, serve)) return false;
-    const query = req.url?.indexOf('?') ?? -1;
-    req.url = query === -1 ? opts.path : opts.path + req.url?.slice(query);
-    return true;
-  };
+  const served = (req: ExpressRequest) => servedHere(req, ours, serve, opts.path);
 
   const serve: SegmentMiddleware = (req, res, next) => {
     if (!served(req)) return next();
@@ -147,6 +135,25 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
     path: { value: handler.path },
     metrics: { value: handler.metrics },
   }) as ExpressEndpoint;
+}
+
+/**
+ * Whether the request is ours: a path of ours below the mount, or any path of a route that mounts us
+ * (`app.post('/segment', ...)`, `handler` among its handlers). Express leaves a route's whole path in
+ * `req.url`, which no path of ours matches below a mount: it is rewritten to the event path, its query
+ * kept, as express rewrites it below a mount.
+ */
+function servedHere(
+  req: ExpressRequest,
+  ours: (path: string) => boolean,
+  handler: unknown,
+  eventPath: string,
+): boolean {
+  if (ours(req.path)) return true;
+  if (!routedTo(req, handler)) return false;
+  const query = req.url?.indexOf('?') ?? -1;
+  req.url = query === -1 ? eventPath : eventPath + req.url?.slice(query);
+  return true;
 }
 
 /** Whether `handler` is one of the handlers of the route the request is dispatched to, if any. */
