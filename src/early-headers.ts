@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { cutAnswer } from './http2.ts';
 import type { Logger } from './log.ts';
 
 // An embedding host that sent the response's headers before handing the request to the handler
@@ -11,7 +12,7 @@ import type { Logger } from './log.ts';
  */
 export function cutIfHostAnswered(res: ServerResponse): boolean {
   if (!res.headersSent) return false;
-  if (!res.writableEnded) res.destroy();
+  if (!res.writableEnded) cutAnswer(res);
   return true;
 }
 

@@ -5,6 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { describeValue } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
+import { cutAnswer } from './http2.ts';
 import { optionsCopy } from './option-names.ts';
 import { OPTIONS } from './option-table.ts';
 import type { HandlerOptions } from './options.ts';
@@ -50,7 +51,7 @@ const segmentEndpoint: FastifyPluginAsync<SegmentEndpointOptions> = async (app, 
       // After hijack() fastify would swallow this and leave the request hanging: reset it instead, a
       // failure Segment retries.
       request.log.error({ err }, 'segment-endpoint: the handler threw');
-      reply.raw.destroy();
+      cutAnswer(reply.raw);
     }
     done();
   }

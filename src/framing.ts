@@ -24,7 +24,7 @@ export function framingRefusal(req: IncomingMessage): FramingRefusal | undefined
   // A request of an HTTP/2 host (http2.ts) is served.
   if (req.httpVersionMajor >= 2 && !isHttp2(req)) return { reply: refusal('SEG_HTTP_VERSION'), close: true };
   if (req.httpVersionMajor === 0) return { reply: refusal('SEG_BAD_REQUEST', NO_VERSION), close: true };
-  if (req.rawHeaders.length > 2 * MAX_HEADERS) {
+  if (req.rawHeaders.length > 2 * MAX_HEADERS && headerCount(req.rawHeaders) > MAX_HEADERS) {
     // Refused whole rather than judged on the first 100: one dropped could be the Content-Length Node
     // framed the body by, or the Authorization.
     return { reply: refusal('SEG_HEADERS_TOO_LARGE', `More than ${MAX_HEADERS} headers`), close: true };
@@ -44,3 +44,10 @@ export function framingRefusal(req: IncomingMessage): FramingRefusal | undefined
 // How Node reads `Expect: 100-continue` (lib/_http_server.js).
 const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
 const NO_VERSION = 'The request line has no HTTP/1.1 version';
+
+/** Headers in `raw` (name, value, ...), HTTP/2's pseudo-headers (`:method`, `:path`, ...) aside. */
+function headerCount(raw: readonly string[]): number {
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) if (!raw[i]?.startsWith(':')) count++;
+  return count;
+}

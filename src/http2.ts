@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LINGER_MS } from './connection-end.ts';
 
 // Requests of an HTTP/2 host (node:http2's compatibility API; fastify's `http2`): each on a stream of its
@@ -10,6 +10,7 @@ import { LINGER_MS } from './connection-end.ts';
 interface RequestStream {
   close(code?: number): void;
   readonly closed: boolean;
+  readonly session?: { close(): void } | undefined;
 }
 
 /** Whether `req` came on an HTTP/2 stream (an HTTP/1 request line that says `HTTP/2.0` has none). */
@@ -33,6 +34,26 @@ export function endStream(req: IncomingMessage): void {
 }
 
 const CANCEL = 8; // NGHTTP2_CANCEL
+const INTERNAL_ERROR = 2; // NGHTTP2_INTERNAL_ERROR
+
+/**
+ * Cuts an answer that cannot be finished (its host's headers sent first, a write that threw) so that its
+ * sender hears a failure and retries. Over HTTP/2, `res.destroy()` ends the stream with NO_ERROR, which
+ * reads as a complete answer (RFC 9113 §8.1): the stream is reset with INTERNAL_ERROR instead.
+ */
+export function cutAnswer(res: ServerResponse): void {
+  const stream = res.req === undefined ? undefined : streamOf(res.req);
+  if (stream === undefined || res.req.httpVersionMajor !== 2) res.destroy();
+  else if (!stream.closed) stream.close(INTERNAL_ERROR);
+}
+
+/**
+ * While the handler drains: the HTTP/2 connection `req` came on takes no new stream (GOAWAY) and closes
+ * once its streams are answered, as an HTTP/1 connection closes with its last answer.
+ */
+export function endSession(req: IncomingMessage): void {
+  streamOf(req)?.session?.close();
+}
 
 function streamOf(req: IncomingMessage): RequestStream | undefined {
   const { stream } = req as IncomingMessage & { stream?: Partial<RequestStream> | null };

@@ -3,7 +3,7 @@ import { Socket } from 'node:net';
 import { lastOnConnection, lingerAfter, noteEnd } from './connection-end.ts';
 import { cutIfHostAnswered } from './early-headers.ts';
 import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
-import { endStream, isHttp2 } from './http2.ts';
+import { cutAnswer, endSession, endStream, isHttp2 } from './http2.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
 // `{"message", "code"}`, which Segment shows the customer in its debugger.
@@ -107,12 +107,14 @@ export class AnswerBatch {
 
   #write({ req, res, status, done }: PendingAnswer, closing: boolean): void {
     try {
-      // Over HTTP/2 a connection is not the request's to end (http2.ts).
-      sendStatus(res, status, closing && lastOnConnection(req) && !isHttp2(req));
+      // Over HTTP/2 a connection is not the request's to end: it takes no new stream (http2.ts).
+      const http2 = isHttp2(req);
+      sendStatus(res, status, closing && !http2 && lastOnConnection(req));
+      if (closing && http2) endSession(req);
     } catch {
       // Node's writes do not throw for a gone client; whatever did, this answer's sender hears the
       // connection end (and retries), and the rest of the turn's answers still go out.
-      res.destroy();
+      cutAnswer(res);
     }
     done();
   }
@@ -173,6 +175,7 @@ export function sendError(
   noteEnd(res);
   if (!http2) lingerAfter(req, res);
   else if (!req.complete) endStream(req);
+  if (http2 && context.closing?.() === true) endSession(req);
 }
 
 /**

@@ -114,6 +114,53 @@ test('HTTP/2: refusals are our JSON, their stream closed, not the connection, an
   assert.deepEqual(warnings, []);
 });
 
+test("HTTP/2: a request's pseudo-headers do not count among its 100 headers", async () => {
+  // :method, :path, :scheme and :authority took four of the hundred: 97 headers were a 431.
+  const event = JSON.stringify(trackEvent());
+  const extra = Object.fromEntries(Array.from({ length: 96 }, (_, n) => [`x-h${n}`, 'v']));
+  const answer = await request(session, { ...withLength(event), ...extra }, event);
+  assert.equal(answer.status, 200, answer.body);
+});
+
+test('HTTP/2: a refusal under headers its host sent first resets the stream with an error', async () => {
+  // The stream ended with NO_ERROR, which reads as a complete answer: the host's 200, for an event refused.
+  const host = http2.createServer((req, res) => {
+    res.writeHead(200); // sent at once over HTTP/2
+    createHandler(options)(req, res);
+  });
+  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+  const client = http2.connect(`http://127.0.0.1:${(host.address() as { port: number }).port}`);
+  try {
+    const stream = client.request({ ':method': 'POST', ':path': '/', ...withLength('{') });
+    stream.on('error', () => {});
+    stream.end('{');
+    await new Promise((resolve) => stream.on('close', resolve));
+    assert.equal(stream.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR);
+  } finally {
+    client.close();
+    await new Promise((resolve) => host.close(resolve));
+  }
+});
+
+test('HTTP/2: while draining, a connection takes no new stream and closes once answered', {
+  timeout: 10_000,
+}, async () => {
+  // Its streams were answered 503 one after another, and server.close() waited on the connection for good.
+  const handler = createHandler(options);
+  const host = http2.createServer(handler);
+  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+  const client = http2.connect(`http://127.0.0.1:${(host.address() as { port: number }).port}`);
+  client.on('error', () => {});
+  const event = JSON.stringify(trackEvent());
+  assert.equal((await request(client, withLength(event), event)).status, 200);
+  handler.drain();
+  const refused = await request(client, withLength(event), event);
+  assert.equal(refused.status, 503);
+  await handler.idle();
+  await new Promise((resolve) => host.close(resolve)); // the connection's close lets it end
+  await new Promise((resolve) => (client.closed ? resolve(undefined) : client.on('close', resolve)));
+});
+
 test('HTTP/2: fastify with http2 and the plugin takes events', async () => {
   const app = Fastify({ http2: true });
   await app.register(segmentEndpoint, { ...options, prefix: '/segment' });
