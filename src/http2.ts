@@ -42,8 +42,9 @@ const INTERNAL_ERROR = 2; // NGHTTP2_INTERNAL_ERROR
  * reads as a complete answer (RFC 9113 §8.1): the stream is reset with INTERNAL_ERROR instead.
  */
 export function cutAnswer(res: ServerResponse): void {
-  const stream = res.req === undefined ? undefined : streamOf(res.req);
-  if (stream === undefined || res.req.httpVersionMajor !== 2) res.destroy();
+  const req: IncomingMessage | undefined = res.req;
+  const stream = req !== undefined && isHttp2(req) ? streamOf(req) : undefined;
+  if (stream === undefined) res.destroy();
   else if (!stream.closed) stream.close(INTERNAL_ERROR);
 }
 

@@ -108,9 +108,9 @@ export class AnswerBatch {
   #write({ req, res, status, done }: PendingAnswer, closing: boolean): void {
     try {
       // Over HTTP/2 a connection is not the request's to end: it takes no new stream (http2.ts).
-      const http2 = isHttp2(req);
+      const http2 = closing && isHttp2(req);
       sendStatus(res, status, closing && !http2 && lastOnConnection(req));
-      if (closing && http2) endSession(req);
+      if (http2) endSession(req);
     } catch {
       // Node's writes do not throw for a gone client; whatever did, this answer's sender hears the
       // connection end (and retries), and the rest of the turn's answers still go out.
@@ -158,10 +158,11 @@ export function sendError(
   // Only the last request read on a connection closes it: those Node read behind it (their events
   // perhaps taken) are answered first, and the one that comes last closes it (a body read whole, as
   // theirs shows, leaves nothing to skip).
+  const draining = context.closing?.() === true;
   const close =
     headers.connection === 'close' ||
     reply.code === 'SEG_BAD_REQUEST' ||
-    context.closing?.() === true ||
+    draining ||
     (!req.complete &&
       (reply.status === 408 || reply.status === 413 || mayBeLarge(req, context.maxBodyBytes)));
   // Over HTTP/2 the request's stream ends instead, its connection serving the others (http2.ts).
@@ -175,7 +176,7 @@ export function sendError(
   noteEnd(res);
   if (!http2) lingerAfter(req, res);
   else if (!req.complete) endStream(req);
-  if (http2 && context.closing?.() === true) endSession(req);
+  if (http2 && draining) endSession(req);
 }
 
 /**
