@@ -30,6 +30,9 @@ async function storing(table: string): Promise<Endpoint> {
   return ep;
 }
 
+/** A trigger's body that rewrites keys: every messageId stored lower-cased. */
+const LOWER_CASED_IDS = 'BEGIN NEW.message_id := lower(NEW.message_id); RETURN NEW; END';
+
 /** A track event without a messageId: never a copy, its row's message_id NULL. */
 const anonymous = { ...trackEvent(), messageId: undefined } as unknown as { messageId: string };
 
@@ -89,7 +92,7 @@ test('a trigger that rewrites messageIds: no 200 for an event stored under anoth
   // Lower-cased, Order-1 was stored as order-1 and answered 200 (as many rows came back as were sent),
   // and order-1 then found "its" row held and was answered 200, though the row held Order-1's event.
   const ep = await storing('rekeyed');
-  await beforeInsert('rekeyed', 'rekey', `BEGIN NEW.message_id := lower(NEW.message_id); RETURN NEW; END`);
+  await beforeInsert('rekeyed', 'rekey', LOWER_CASED_IDS);
   assert.equal(await status(ep, 'Order-1'), 503);
   await waitFor(ep.output, /another source or message_id/);
   assert.equal(await status(ep, 'order-1'), 503, 'the sink is down: the table rewrites keys');
@@ -115,11 +118,7 @@ test('a trigger that rewrites a messageId in a group that holds an event without
   // though that row came back without a key: Order-1's row, stored as order-1, was answered 200, and
   // a later order-1 then found "its" row held.
   const ep = await storing('rekeyed_mixed');
-  await beforeInsert(
-    'rekeyed_mixed',
-    'rekey_mixed',
-    `BEGIN NEW.message_id := lower(NEW.message_id); RETURN NEW; END`,
-  );
+  await beforeInsert('rekeyed_mixed', 'rekey_mixed', LOWER_CASED_IDS);
   const [rekeyed] = await inOneGroup(pg, ep, 'rekeyed_mixed', [
     trackEvent({ messageId: 'Order-1' }),
     anonymous,
