@@ -101,16 +101,31 @@ async function lateReaderOn(options: { maxConnections?: number; shutdownTimeoutM
   return { taken, endpoint, port, received };
 }
 
-/** Of `sent` events, some were taken, not all (Node's limit was passed), and each taken one got its 200. */
-function everyTakenAnswered(taken: readonly string[], statuses: readonly number[], sent: number): void {
-  const premise = `the client pipelined past what Node holds: ${taken.length} of ${sent} taken`;
-  assert.ok(taken.length > 0 && taken.length < sent, premise);
-  assert.deepEqual(
-    statuses.filter((status) => status !== 200),
-    [],
-    'nothing refused',
+/**
+ * Runs `attempt` until the client has pipelined past what Node holds (some of the 2,000 events taken, not
+ * all), three times at most: on a host whose socket buffers absorb every answer, the server keeps up and
+ * takes them all, and the case never arises. Every try must answer 200 for each event it took.
+ */
+async function pastWhatNodeHolds(
+  attempt: () => Promise<{ taken: readonly string[]; statuses: readonly number[] }>,
+): Promise<void> {
+  const sent = 2000;
+  const takenPerTry: number[] = [];
+  while (takenPerTry.length < 3 && !takenPerTry.some((n) => n > 0 && n < sent)) {
+    const { taken, statuses } = await attempt();
+    assert.deepEqual(
+      statuses.filter((status) => status !== 200),
+      [],
+      'nothing refused',
+    );
+    assert.equal(statuses.length, taken.length, 'a 200 received for every event taken');
+    takenPerTry.push(taken.length);
+  }
+  const premise = `the client pipelined past what Node holds: taken of ${sent}, per try: ${takenPerTry.join(', ')}`;
+  assert.ok(
+    takenPerTry.some((n) => n > 0 && n < sent),
+    premise,
   );
-  assert.equal(statuses.length, taken.length, 'a 200 received for every event taken');
 }
 
 /** Each answer's status and whether it closes the connection, in order. */
@@ -275,14 +290,16 @@ test('a client that pipelines past what Node holds for it receives every 200 wri
   // the client still sending when the connection closed. Closed while its requests were unread, the
   // connection was reset, and a reset makes the client's side discard the answers it had not yet read:
   // 200s written, events stored, and their senders never told.
-  const taken: string[] = [];
-  const { endpoint, port } = await listenTls({
-    maxInFlight: 100_000,
-    handlers: { track: (event) => void taken.push(String(event.messageId)) },
+  await pastWhatNodeHolds(async () => {
+    const taken: string[] = [];
+    const { endpoint, port } = await listenTls({
+      maxInFlight: 100_000,
+      handlers: { track: (event) => void taken.push(String(event.messageId)) },
+    });
+    const { statuses } = await pipelineEvents(port, 2000);
+    await endpoint.close();
+    return { taken, statuses };
   });
-  const { statuses } = await pipelineEvents(port, 2000);
-  await endpoint.close();
-  everyTakenAnswered(taken, statuses, 2000);
 });
 
 test('a request the dropped bytes cut is not taken when Node resumes its parser mid-request', async () => {
@@ -332,31 +349,35 @@ test('a connection in its lingering close is not the idle one closed to admit a 
   // none, and once its owed answers are written the connection held no answer in progress: idle, as the
   // slots counted it, and closed to admit a newcomer. Its client had not read its 200s yet and was still
   // sending: the close was a reset, and the client discarded the 200s of events taken.
-  const { taken, endpoint, port, received } = await lateReaderOn({ maxConnections: 2 });
-  // Two newcomers: one takes the free slot, the other finds the cap.
-  await Promise.all(
-    [0, 1].map(
-      () =>
-        new Promise<void>((resolve) => {
-          const other = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () =>
-            setTimeout(() => other.destroy(), 200),
-          );
-          other.on('error', () => {});
-          other.on('close', () => resolve());
-        }),
-    ),
-  );
-  const statuses = answers(await received).map((answer) => answer.status);
-  await endpoint.close();
-  everyTakenAnswered(taken, statuses, 2000);
+  await pastWhatNodeHolds(async () => {
+    const { taken, endpoint, port, received } = await lateReaderOn({ maxConnections: 2 });
+    // Two newcomers: one takes the free slot, the other finds the cap.
+    await Promise.all(
+      [0, 1].map(
+        () =>
+          new Promise<void>((resolve) => {
+            const other = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () =>
+              setTimeout(() => other.destroy(), 200),
+            );
+            other.on('error', () => {});
+            other.on('close', () => resolve());
+          }),
+      ),
+    );
+    const statuses = answers(await received).map((answer) => answer.status);
+    await endpoint.close();
+    return { taken, statuses };
+  });
 });
 
 test('a graceful shutdown during a lingering close waits for it: the client still sending reads every 200', async () => {
   // Node's own close of the connections it counts idle (closeIdleConnections) would reset one whose
   // answers are all flushed, its client not having read them yet.
-  const { taken, endpoint, received } = await lateReaderOn({ shutdownTimeoutMs: 10_000 });
-  const closing = endpoint.close();
-  const statuses = answers(await received).map((answer) => answer.status);
-  await closing;
-  everyTakenAnswered(taken, statuses, 2000);
+  await pastWhatNodeHolds(async () => {
+    const { taken, endpoint, received } = await lateReaderOn({ shutdownTimeoutMs: 10_000 });
+    const closing = endpoint.close();
+    const statuses = answers(await received).map((answer) => answer.status);
+    await closing;
+    return { taken, statuses };
+  });
 });
