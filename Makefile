@@ -67,8 +67,8 @@ NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test --tes
 unit: build dist sea services
 	npx c8 $(NODE_TEST) test/*.test.ts test/embedding/*.test.ts test/reliability/*.test.ts
 
-# The PostgreSQL and Redis servers the tests start for themselves (each in a temporary directory, on a
-# free port): installed from Debian's packages when missing.
+# The PostgreSQL and Redis servers (and a PgBouncer) the tests start for themselves (each in a temporary
+# directory, on a free port): installed from Debian's packages when missing.
 services:
 	@sh scripts/install-services.sh
 

@@ -1,6 +1,7 @@
 #!/bin/sh
-# The PostgreSQL and Redis servers the tests start for themselves (test/services/): installs them from
-# Debian's packages when they are missing. Quiet when there is nothing to do; run it again at will.
+# The PostgreSQL and Redis servers, and the PgBouncer in front of PostgreSQL, that the tests start for
+# themselves (test/services/): installs them from Debian's packages when they are missing. Quiet when
+# there is nothing to do; run it again at will.
 # The tests run their own servers on free ports, so the system services the packages may start are
 # never used.
 set -u
@@ -10,6 +11,10 @@ have_postgres() {
     [ -x "$bin" ] && return 0
   done
   return 1
+}
+
+have_pgbouncer() {
+  command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]
 }
 
 have_redis() {
@@ -37,3 +42,5 @@ have_postgres || install postgresql 'the PostgreSQL server (/usr/lib/postgresql/
 have_postgres || { echo "install-services: postgresql installed, but no /usr/lib/postgresql/*/bin/postgres" >&2; exit 1; }
 have_redis || install redis-server 'redis-server'
 have_redis || { echo "install-services: redis-server installed, but not on PATH" >&2; exit 1; }
+have_pgbouncer || install pgbouncer 'pgbouncer'
+have_pgbouncer || { echo "install-services: pgbouncer installed, but not found" >&2; exit 1; }

@@ -7,10 +7,6 @@ import type { Sink } from './sink.ts';
 
 const STATEMENT_TIMEOUT_MS = 4_000; // below Segment's 5 s: a hung database is a 503 Segment retries
 const CONNECT_TIMEOUT_MS = 2_000;
-// `off` only: `local` and the remote levels wait for this server's disk too.
-const DURABLE_COMMITS =
-  "SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'";
-const DURABLE_COMMITS_FAILED = "could not turn a PostgreSQL session's synchronous_commit on";
 
 /**
  * Opens the pool and creates the table when missing. PostgreSQL unreachable at start does not stop the
@@ -33,11 +29,6 @@ export async function openPostgresSink(
   // An idle connection the server closed (a restart) is reported here; without a listener it would
   // end the process. The next query takes a new connection.
   pool.on('error', (err) => log.warn({ err }, 'a PostgreSQL connection closed'));
-  // A role or database whose commits do not wait for the disk would lose events answered 200 in a crash:
-  // each session of the sink's waits, whatever its defaults (queued before the session's first query).
-  pool.on('connect', (client) => {
-    client.query(DURABLE_COMMITS).catch((err: unknown) => log.warn({ err }, DURABLE_COMMITS_FAILED));
-  });
   const where = `events stored in PostgreSQL table ${config.table} on ${serviceAddress(config.url, POSTGRES)}`;
   const sink = new PostgresSink(pool, config.table, log, where);
   await sink.connect();

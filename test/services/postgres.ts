@@ -102,7 +102,7 @@ function binDir(): string {
 }
 
 /** The uid (`-u`) or gid (`-g`) of the PostgreSQL system user. */
-function systemId(flag: '-u' | '-g'): number {
+export function systemId(flag: '-u' | '-g'): number {
   try {
     return Number(execFileSync('id', [flag, SYSTEM_USER], { encoding: 'utf8' }).trim());
   } catch (err) {
