@@ -8,7 +8,7 @@ import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { eventually, waitFor } from '../helpers-wait.ts';
 import { type Endpoint, send, stopCleanly } from './harness.ts';
-import { inOneGroup, withPostgres } from './postgres-harness.ts';
+import { inOneGroup, withPostgres, withUnreachableStandby } from './postgres-harness.ts';
 
 const pg = withPostgres('pg-discards');
 const agent = new Agent({ keepAlive: true, ca: testCert().cert });
@@ -189,20 +189,6 @@ test("a role whose commits do not wait for the disk (synchronous_commit off): th
   const ep = await pg.endpoint('hasty', [], pg.server.url.replace(/\/\/[^@]*@/, '//hasty@'));
   await waitFor(ep.output, /PostgreSQL stores events/);
   assert.equal(await status(ep, 'hasty-1'), 200);
-  await pg.client.query("ALTER SYSTEM SET synchronous_standby_names = 'nowhere'");
-  await pg.client.query('SELECT pg_reload_conf()');
-  // Read by each session at its next statement once the server has read it again.
-  await eventually(async () => {
-    const { rows } = await pg.client.query<{ names: string }>(
-      "SELECT current_setting('synchronous_standby_names') AS names",
-    );
-    return rows[0]?.names === 'nowhere';
-  }, 'the standby named');
-  try {
-    assert.equal(await status(ep, 'hasty-2'), 503);
-  } finally {
-    await pg.client.query('ALTER SYSTEM RESET synchronous_standby_names');
-    await pg.client.query('SELECT pg_reload_conf()');
-  }
+  await withUnreachableStandby(pg, async () => assert.equal(await status(ep, 'hasty-2'), 503));
   await stopCleanly(ep);
 });

@@ -9,6 +9,7 @@ import { after, before } from 'node:test';
 import pg from 'pg';
 import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
+import { eventually } from '../helpers-wait.ts';
 import { type PostgresServer, startPostgres } from '../services/postgres.ts';
 import { type Answer, cleanup, type Endpoint, send, startEndpoint, tlsFlags } from './harness.ts';
 
@@ -96,5 +97,31 @@ export async function inOneGroup(
   } finally {
     agent.destroy();
     await Promise.all([holder.end(), watcher.end()]);
+  }
+}
+
+/**
+ * `work` while PostgreSQL waits, at each commit that waits for the disk, for a synchronous standby that
+ * never comes: such a commit hangs (until the INSERT's timeout), one that does not wait goes through.
+ * What shows whether the sink's commits wait for the disk.
+ */
+export async function withUnreachableStandby(
+  postgres: WithPostgres,
+  work: () => Promise<void>,
+): Promise<void> {
+  await postgres.client.query("ALTER SYSTEM SET synchronous_standby_names = 'nowhere'");
+  try {
+    await postgres.client.query('SELECT pg_reload_conf()');
+    // Read by each session at its next statement once the server has read it again.
+    await eventually(async () => {
+      const { rows } = await postgres.client.query<{ names: string }>(
+        "SELECT current_setting('synchronous_standby_names') AS names",
+      );
+      return rows[0]?.names === 'nowhere';
+    }, 'the standby named');
+    await work();
+  } finally {
+    await postgres.client.query('ALTER SYSTEM RESET synchronous_standby_names');
+    await postgres.client.query('SELECT pg_reload_conf()');
   }
 }

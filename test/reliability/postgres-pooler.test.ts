@@ -6,10 +6,10 @@ import { Agent } from 'node:https';
 import { after, test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
-import { eventually, waitFor } from '../helpers-wait.ts';
+import { waitFor } from '../helpers-wait.ts';
 import { type Pooler, startPooler } from '../services/pgbouncer.ts';
 import { send, stopCleanly } from './harness.ts';
-import { withPostgres } from './postgres-harness.ts';
+import { withPostgres, withUnreachableStandby } from './postgres-harness.ts';
 
 const pg = withPostgres('pg-pooler');
 const agent = new Agent({ keepAlive: true, ca: testCert().cert });
@@ -53,19 +53,9 @@ test("behind PgBouncer, a role whose commits do not wait for the disk: the sink'
   const ep = await pg.endpoint('hasty', [], await through());
   await waitFor(ep.output, /PostgreSQL stores events/);
   assert.equal((await send(agent, ep.url, trackEvent({ messageId: 'hasty-1' }), 'dev-key')).status, 200);
-  await pg.client.query("ALTER SYSTEM SET synchronous_standby_names = 'nowhere'");
-  await pg.client.query('SELECT pg_reload_conf()');
-  await eventually(async () => {
-    const { rows } = await pg.client.query<{ names: string }>(
-      "SELECT current_setting('synchronous_standby_names') AS names",
-    );
-    return rows[0]?.names === 'nowhere';
-  }, 'the standby named');
-  try {
-    assert.equal((await send(agent, ep.url, trackEvent({ messageId: 'hasty-2' }), 'dev-key')).status, 503);
-  } finally {
-    await pg.client.query('ALTER SYSTEM RESET synchronous_standby_names');
-    await pg.client.query('SELECT pg_reload_conf()');
-  }
+  await withUnreachableStandby(pg, async () => {
+    const answer = await send(agent, ep.url, trackEvent({ messageId: 'hasty-2' }), 'dev-key');
+    assert.equal(answer.status, 503);
+  });
   await stopCleanly(ep);
 });
