@@ -15,7 +15,7 @@ export class ConfigurationFiles {
   readonly #files: Map<string, Buffer>;
   readonly #tls: CliConfig['tlsFiles'];
   readonly #keys: CliConfig['keysFile'];
-  /** When a SIGHUP last loaded each (Date.now()): a worker forked before it is told again. */
+  /** When a SIGHUP last loaded each (`performance.now()`): a worker forked before it is told again. */
   readonly #loadedAt = { certificate: -1, keys: -1 };
 
   constructor(files: Map<string, Buffer>, config: Pick<CliConfig, 'tlsFiles' | 'keysFile'>) {
@@ -67,8 +67,8 @@ export class ConfigurationFiles {
     const keys = await reloadKeysInSlices(this.#keys, log, take, read);
     const loaded = [certificate && 'the certificate', keys && 'the API keys'].filter(Boolean);
     if (loaded.length === 0) return undefined;
-    if (certificate) this.#loadedAt.certificate = Date.now();
-    if (keys) this.#loadedAt.keys = Date.now();
+    if (certificate) this.#loadedAt.certificate = performance.now();
+    if (keys) this.#loadedAt.keys = performance.now();
     return { what: loaded.join(' and '), message: this.reloaded({ certificate, keys }) };
   }
 }

@@ -45,7 +45,10 @@ class Primary {
   readonly #totals = new Totals(this.#slots);
   readonly #watchdog: Watchdog;
   #keys = randomBytes(48);
+  /** Workers in a row that died before listening while none served. */
   #startFailures = 0;
+  /** Whether a worker has listened: the configuration then starts, and a failure to start may pass. */
+  #served = false;
   #stopping = false;
   readonly #startLine = new StartLine(this.#slots, () => this.#stopping);
   /** 1 once a worker failed to drain cleanly, or none started. */
@@ -87,7 +90,7 @@ class Primary {
   #fork(slot: Slot): void {
     slot.restart = undefined;
     const worker = cluster.fork({ ...this.#env, [WORKER_VARIABLE]: String(slot.number) });
-    const now = Date.now();
+    const now = performance.now();
     // Watched from now (Watchdog): a worker held before it listens is said, and not waited for.
     Object.assign(slot, { worker, startedAt: now, listening: false, answeredAt: now, heldAtStart: false });
     worker.on('message', (message: unknown) => {
@@ -116,8 +119,9 @@ class Primary {
         break;
       }
       case 'listening':
-        Object.assign(slot, { listening: true, answeredAt: Date.now() });
+        Object.assign(slot, { listening: true, answeredAt: performance.now() });
         this.#startFailures = 0;
+        this.#served = true;
         this.#log.info({ worker: slot.number, pid: worker.process.pid }, 'worker listening');
         this.#startLine.listening(message);
         break;
@@ -134,7 +138,7 @@ class Primary {
         slot.last = message.snapshot;
         break;
       case 'pong':
-        Object.assign(slot, { answeredAt: Date.now(), heldAtStart: false });
+        Object.assign(slot, { answeredAt: performance.now(), heldAtStart: false });
         break;
     }
   }
@@ -155,14 +159,12 @@ class Primary {
       return;
     }
     const reason = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
-    if (!slot.listening) {
-      this.#startFailures++;
-      slot.failedToStart = true;
-    }
-    slot.failures = Date.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
+    slot.failures = performance.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
     // With a worker serving, the configuration was good: keep replacing (the backoff reaches 10 s, each
-    // death logged below) rather than stop a service that is up.
-    if (this.#startFailures >= MAX_START_FAILURES && !serving(this.#slots)) {
+    // death logged below) rather than stop a service that is up. A worker that served and died is
+    // replaced whatever failed while it served.
+    if (!slot.listening) slot.failedToStart = true;
+    if (!slot.listening && !serving(this.#slots) && ++this.#startFailures >= MAX_START_FAILURES) {
       this.#log.error(
         { worker: slot.number, code, signal },
         `${MAX_START_FAILURES} workers in a row died before listening: stopping (see their errors above)`,
@@ -180,11 +182,13 @@ class Primary {
   }
 
   /**
-   * A worker cannot start (the line one process would print). With none serving, none will: said once,
-   * and the primary stops. With some serving, it is logged and the worker replaced as any other death.
+   * A worker cannot start (the line one process would print). With none having served yet, none will:
+   * said once, and the primary stops. Once one has, the configuration starts (what failed may pass: a
+   * database its module reaches): logged, and the worker replaced as any other death, five in a row
+   * with none serving stopping the primary.
    */
   #refused(slot: Slot, worker: Worker, line: string): void {
-    if (this.#stopping || serving(this.#slots)) {
+    if (this.#stopping || this.#served) {
       this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
       worker.process.kill('SIGKILL');
       return;

@@ -19,7 +19,7 @@ export interface Watched {
   readonly number: number;
   readonly worker: Worker | undefined;
   readonly listening: boolean;
-  /** When it last answered (or was forked, or began to listen). */
+  /** When it last answered (or was forked, or began to listen): `performance.now()`. */
   answeredAt: number;
   /** Not listening yet, and silent for WATCHDOG_MS: said once, and the start-up line does not wait. */
   heldAtStart: boolean;
@@ -45,7 +45,8 @@ export class Watchdog {
   }
 
   #look(): void {
-    const now = Date.now();
+    // A monotonic clock: a step of the wall clock (an NTP step, a VM resumed) is no worker's silence.
+    const now = performance.now();
     for (const slot of this.#slots) {
       const { worker } = slot;
       if (worker === undefined) continue;

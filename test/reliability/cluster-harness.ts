@@ -17,8 +17,8 @@ export function setUp(t: { after(fn: () => Promise<void>): void }, name: string)
   const endpoints: Endpoint[] = [];
   t.after(cleanup(dir, endpoints));
   const flags = ['--workers', '2', ...tlsFlags(dir), '--api-key', 'dev-key'];
-  const start = async (extra: string[]) => {
-    const ep = await startEndpoint([...flags, ...extra]);
+  const start = async (extra: string[], env: NodeJS.ProcessEnv = {}) => {
+    const ep = await startEndpoint([...flags, ...extra], env);
     endpoints.push(ep);
     return ep;
   };

@@ -1,0 +1,116 @@
+// --workers when a serving worker dies while another keeps failing to start, and when the primary's wall
+// clock steps: a worker that served is replaced as any other, and only a worker whose event loop is held
+// is taken for held.
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { waitUntil } from '../helpers-wait.ts';
+import { freshStatuses, GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
+import type { Endpoint } from './harness.ts';
+import { stopCleanly } from './harness.ts';
+
+/** A handlers module whose worker 2 runs `worker2` (statements) at import; the others load it and serve. */
+function handlersModule(dir: string, worker2: string): string {
+  const module = join(dir, 'handlers.mjs');
+  writeFileSync(
+    module,
+    [
+      `import { existsSync, writeFileSync } from 'node:fs';`,
+      `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') {\n${worker2}\n}`,
+      'export default { track() {} };',
+      '',
+    ].join('\n'),
+  );
+  return module;
+}
+
+/** Kills worker 1, which serves; resolves once its replacement listens, the primary still running. */
+async function replacedAfterKill(ep: Endpoint): Promise<void> {
+  const [pid] = listeningPids(ep.output(), 1);
+  assert.ok(pid !== undefined, ep.output());
+  process.kill(pid, 'SIGKILL');
+  await waitUntil(
+    () => listeningPids(ep.output(), 1).length === 2 || ep.child.exitCode !== null,
+    () => `worker 1 listening again in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  assert.equal(ep.child.exitCode, null, `the primary stopped:\n${ep.output()}`);
+  assert.doesNotMatch(ep.output(), /died before listening: stopping/);
+}
+
+test("the serving worker's death is replaced, however many times another has failed to start meanwhile", async (t) => {
+  // Worker 2's replacements died before listening while worker 1 served (replaced, as they should be),
+  // and each was counted towards the five in a row that stop a primary with none serving. Worker 1 then
+  // died once: none served for the moment, the count was past five, and the primary stopped the service
+  // (exit 1), saying that workers had died before listening, worker 1 among them.
+  const { dir, start } = setUp(t, 'serving-dies');
+  const broken = JSON.stringify(join(dir, 'broken'));
+  const ep = await start(['--handlers', handlersModule(dir, `if (existsSync(${broken})) process.exit(2);`)]);
+  writeFileSync(join(dir, 'broken'), '');
+  const [worker2] = listeningPids(ep.output(), 2);
+  assert.ok(worker2 !== undefined, ep.output());
+  process.kill(worker2, 'SIGKILL');
+  await waitUntil(
+    () => (ep.output().match(/worker 2 exited with code 2/g)?.length ?? 0) >= 5,
+    () => `five replacements of worker 2 dead, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  await replacedAfterKill(ep);
+  assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
+  await stopCleanly(ep);
+});
+
+test("a worker that cannot start, while the serving worker's replacement is on its way: replaced, not the end", async (t) => {
+  // Worker 2's module cannot load (a database it reaches at import went away) and says so. Said while
+  // none served, that stops the primary: every worker would say the same at start. Said while worker 1,
+  // which has served, was being replaced, it stopped a service that was about to serve again.
+  const { dir, start } = setUp(t, 'refused-in-gap');
+  const at = (name: string) => JSON.stringify(join(dir, name));
+  const refuse = `if (existsSync(${at('broken')})) { writeFileSync(${at('waiting')}, ''); while (!existsSync(${at('now')})) await new Promise((r) => setTimeout(r, 10)); throw new Error('cannot reach the database'); }`;
+  const ep = await start(['--handlers', handlersModule(dir, refuse)]);
+  writeFileSync(join(dir, 'broken'), '');
+  const [worker2] = listeningPids(ep.output(), 2);
+  assert.ok(worker2 !== undefined, ep.output());
+  process.kill(worker2, 'SIGKILL');
+  await waitUntil(
+    () => existsSync(join(dir, 'waiting')),
+    () => `worker 2's replacement loading its module, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  // Its replacement waits to refuse until worker 1 is down: it says so within ~10 ms, while worker 1's
+  // replacement waits out its 100 ms backoff.
+  const killed = replacedAfterKill(ep);
+  writeFileSync(join(dir, 'now'), '');
+  await killed;
+  assert.match(ep.output(), /worker 2 could not start/);
+  assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
+  await stopCleanly(ep);
+});
+
+test("a step of the primary's wall clock (an NTP step, a VM resumed) kills no worker", async (t) => {
+  // The watchdog measured each worker's silence on the wall clock: a step of 30 s forward took every
+  // worker for held and killed them all at once, cutting the events they held.
+  const { dir, start } = setUp(t, 'clock-step');
+  const preload = join(dir, 'clock-step.cjs');
+  const step = JSON.stringify(join(dir, 'step'));
+  writeFileSync(
+    preload,
+    `if (process.env.SEGMENT_ENDPOINT_WORKER === undefined) {
+       const { existsSync } = require('node:fs');
+       const real = Date.now;
+       let offset = 0;
+       Date.now = () => real() + offset;
+       setInterval(() => { if (existsSync(${step})) offset = 30_000; }, 20).unref();
+     }\n`,
+  );
+  const nodeOptions = `${process.env.NODE_OPTIONS ?? ''} --require ${preload}`.trim();
+  const ep = await start(['--out', join(dir, 'store')], { NODE_OPTIONS: nodeOptions });
+  writeFileSync(join(dir, 'step'), '');
+  // The watchdog looks every second: three looks.
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  assert.doesNotMatch(ep.output(), /has not answered/);
+  assert.equal(listeningPids(ep.output(), 1).length + listeningPids(ep.output(), 2).length, 2, ep.output());
+  assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
+  await stopCleanly(ep);
+});
