@@ -92,7 +92,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   if (link === undefined) {
     process.stdout.write(`${NAME} ${version()} listening on ${url} (${running.where})\n`);
-    // The same in the JSON log, which a log shipper reads alone (a worker of --workers says its own).
+    // The same in the JSON log, which a log shipper reads alone (with --workers, the primary says it).
     log.info({ url, version: version(), where: running.where }, 'listening');
   } else link.listening(url, running.where);
   // A worker loads what its primary read again and loaded (it sends the files with the reload).

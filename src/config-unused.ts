@@ -2,7 +2,7 @@ import { OPTIONS, type OptionName } from './option-table.ts';
 
 // Settings the rest of the configuration leaves unused: said at start rather than silently ignored. A
 // warning, not a refusal: a unit's variables are often set for every instance of a service, and an
-// instance that does not use one still starts (as `--out` beside `--handlers` does, start.ts).
+// instance that does not use one still starts (as `--out` beside `--handlers` does).
 
 /** What is given and not used, each said of its flag (the caller says it of its variable where set). */
 export function unusedSettings(
@@ -10,6 +10,17 @@ export function unusedSettings(
   keysCheckSignatures: boolean,
 ): string[] {
   const unused: string[] = [];
+  // Given where no file store is kept. Never the --postgres URL, which may hold a password.
+  const handlers = read('handlers');
+  const out = read('out');
+  if (
+    out !== undefined &&
+    out !== OPTIONS.out.default &&
+    (handlers !== undefined || read('postgres') !== undefined)
+  ) {
+    const elsewhere = handlers !== undefined ? `handlers from ${handlers}` : 'events stored in PostgreSQL';
+    unused.push(`--out is not used (${elsewhere})`);
+  }
   if (read('postgresTable') !== undefined && read('postgres') === undefined) {
     unused.push('--postgres-table is not used: it names the table of --postgres, which is not given');
   }

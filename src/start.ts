@@ -45,9 +45,6 @@ export async function start(config: CliConfig, log: Logger, worker?: number): Pr
     handlers = sink.handlers;
     where = sink.where;
   }
-  // Given (by its flag or variable) where no file store is kept: said, rather than silently unused.
-  if ((config.handlers !== undefined || config.postgres !== undefined) && config.out !== OPTIONS.out.default)
-    log.warn({ out: config.out }, config.said(`--out is not used (${where})`));
   const shared = await sharedFilter(config, log);
   const options = shared === undefined ? config.options : { ...config.options, idempotency: shared };
   const ready =

@@ -339,6 +339,15 @@ describe('flags and variables that say one thing', () => {
     assert.deepEqual(unused(['--signature-legacy-batch', '--api-keys-file', keys]), []);
     assert.deepEqual(unused(['--access-log', '--log-level', 'warn']), ['--access-log is not used']);
     assert.deepEqual(unused(['--access-log', '--log-level', 'debug']), []);
+    // --out where no file store is kept, the database named without its URL (it may hold a password).
+    const said = (args: string[]) => configOf(['--api-key', 'k', ...args]).unused;
+    assert.deepEqual(said(['--out', dir, '--postgres', 'postgres://u:pw@db/x']), [
+      '--out is not used (events stored in PostgreSQL)',
+    ]);
+    assert.deepEqual(said(['--out', dir, '--handlers', 'h.mjs']), [
+      '--out is not used (handlers from h.mjs)',
+    ]);
+    assert.deepEqual(said(['--postgres', 'postgres://u:pw@db/x']), []);
     // Said at start (once, by the primary with --workers), by the variable it came from.
     const run = await startCli(
       ['--http', '--host', '127.0.0.1', '--port', '0', '--api-key', 'k', '--out', join(dir, 'unused')],

@@ -50,7 +50,7 @@ class Primary {
   /** Whether a worker has listened: the configuration then starts, and a failure to start may pass. */
   #served = false;
   #stopping = false;
-  readonly #startLine = new StartLine(this.#slots, () => this.#stopping);
+  readonly #startLine: StartLine;
   /** 1 once a worker failed to drain cleanly, or none started. */
   #exitCode = 0;
   #done: (code: number) => void = () => {};
@@ -61,6 +61,7 @@ class Primary {
   constructor(config: CliConfig, log: Logger, files: Map<string, Buffer>, port: number | undefined) {
     this.#config = config;
     this.#log = log;
+    this.#startLine = new StartLine(this.#slots, () => this.#stopping, log);
     this.#files = new ConfigurationFiles(files, config);
     this.#watchdog = new Watchdog(this.#slots, log, () => this.#startLine.print());
     this.#env = port === undefined ? {} : { [PORT_VARIABLE]: String(port) };

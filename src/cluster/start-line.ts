@@ -1,5 +1,6 @@
 import { version } from '../cli.ts';
 import { NAME } from '../config.ts';
+import type { Logger } from '../log.ts';
 import { isServing, type Slot } from './slot.ts';
 
 /** Where a worker listens, and where its events go. */
@@ -17,12 +18,14 @@ interface Listening {
 export class StartLine {
   readonly #slots: readonly Slot[];
   readonly #stopping: () => boolean;
+  readonly #log: Logger;
   #at: Listening | undefined;
   #printed = false;
 
-  constructor(slots: readonly Slot[], stopping: () => boolean) {
+  constructor(slots: readonly Slot[], stopping: () => boolean, log: Logger) {
     this.#slots = slots;
     this.#stopping = stopping;
+    this.#log = log;
   }
 
   /** A worker listens. */
@@ -42,8 +45,9 @@ export class StartLine {
       up === slots.length
         ? `${up} workers`
         : `${up} of ${slots.length} workers serving (see the errors above)`;
-    process.stdout.write(
-      `${NAME} ${version()} listening on ${this.#at.url} (${workers}, ${this.#at.where})\n`,
-    );
+    const { url, where } = this.#at;
+    process.stdout.write(`${NAME} ${version()} listening on ${url} (${workers}, ${where})\n`);
+    // The same in the JSON log, which a log shipper reads alone, as one process says it.
+    this.#log.info({ url, version: version(), where, workers: up, of: slots.length }, 'listening');
   }
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
+import { waitUntil } from '../helpers-wait.ts';
 import { cleanup, type Endpoint, send, startEndpoint, tlsFlags } from './harness.ts';
 
 // Only bounds a process that never does what is awaited.
@@ -42,4 +43,26 @@ export async function freshStatuses(
   t.after(() => agent.destroy());
   const answers = await Promise.all(Array.from({ length: n }, () => send(agent, ep.url, trackEvent())));
   return answers.map((a) => (a.status === 0 ? `${a.error}` : a.status));
+}
+
+/**
+ * The fields of the JSON log's `listening` line (the start-up line, for a log shipper): it comes on
+ * stderr, perhaps after the start-up line on stdout.
+ */
+export async function listeningLogged(ep: Endpoint): Promise<Record<string, unknown>> {
+  const said = () => {
+    const lines = ep
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'));
+    return lines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .find((e) => e.msg === 'listening');
+  };
+  await waitUntil(
+    () => said() !== undefined,
+    () => `"listening" in the log:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  return said() ?? {};
 }

@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
 import { makeCert, servedFingerprint, testCert } from '../helpers-cert.ts';
 import { waitFor, waitUntil } from '../helpers-wait.ts';
-import { freshStatuses, GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
+import { freshStatuses, GUARD_MS, listeningLogged, listeningPids, setUp } from './cluster-harness.ts';
 import { cleanup, send, startEndpoint, stopCleanly } from './harness.ts';
 
 test('a replaced worker runs what the others run, not what the files say since', async (t) => {
@@ -161,6 +161,8 @@ test('a worker that can never start while another serves: the start-up line stil
   );
   const ep = await Promise.race([started, bound]);
   assert.match(ep.output(), /listening on \S+ \(1 of 2 workers serving \(see the errors above\), /);
+  const said = await listeningLogged(ep);
+  assert.deepEqual([said.url, said.workers, said.of], [ep.url, 1, 2], ep.output());
   assert.match(ep.output(), /worker 2 cannot start/);
   assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
   await stopCleanly(ep);

@@ -11,7 +11,7 @@ import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
 import { waitFor, waitUntil } from '../helpers-wait.ts';
-import { GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
+import { GUARD_MS, listeningLogged, listeningPids, setUp } from './cluster-harness.ts';
 import { type Endpoint, load, readStore, send, stopCleanly } from './harness.ts';
 
 /** The CLI with `args`, killed after the test; `ended` is its exit code, or 'hung' past GUARD_MS. */
@@ -70,6 +70,9 @@ test('--workers 2: both workers serve and store, /metrics sums them whichever an
   const EVENTS = 40;
   const { out, start } = setUp(t, 'serve');
   const ep = await start(['--out', out, '--metrics-path', '/metrics']);
+  // The start-up line in the JSON log too, as one process says it.
+  const said = await listeningLogged(ep);
+  assert.deepEqual([said.url, said.workers, said.of], [ep.url, 2, 2], ep.output());
   const answers = await sendToBoth(t, ep, 'serve', EVENTS);
 
   const seen = [];
@@ -223,6 +226,23 @@ for (const [name, text, said] of [
     assert.doesNotMatch(primary.output(), /starting another|listening on/);
   });
 }
+
+test('--out beside --handlers under --workers: said once, by the primary, not by every worker and replacement', async (t) => {
+  const { dir, start } = setUp(t, 'out-unused');
+  const module = join(dir, 'handlers.mjs');
+  writeFileSync(module, 'export default { track() {} };\n');
+  const ep = await start(['--handlers', module, '--out', join(dir, 'unused')]);
+  const [pid] = listeningPids(ep.output(), 1);
+  assert.ok(pid !== undefined, ep.output());
+  process.kill(pid, 'SIGKILL');
+  await waitUntil(
+    () => listeningPids(ep.output(), 1).length === 2,
+    () => `worker 1 replaced, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  assert.equal(ep.output().match(/--out is not used/g)?.length, 1, ep.output());
+  await stopCleanly(ep);
+});
 
 test('--out that cannot be a store stops the primary in one line, as one process does', async (t) => {
   const { dir, flags } = setUp(t, 'out-file');
