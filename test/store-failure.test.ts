@@ -624,6 +624,29 @@ describe('health while the store cannot write', () => {
     await store.close();
   });
 
+  test('the line that says the store writes again names the event stored, not the first one refused', async () => {
+    const { io, disk } = smallDisk(Number.POSITIVE_INFINITY);
+    const store = await NdjsonStore.open(tempDir(), { io });
+    const logged: Array<{ msg?: string; messageId?: string }> = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      handlers: storeHandlers(store),
+      log: jsonLogger('info', (line) => logged.push(JSON.parse(line))),
+    });
+    const send = (messageId: string) => inject(handler, { body: trackEvent({ messageId }) });
+    disk.capacity = 0;
+    assert.equal((await send('refused-1')).status, 503);
+    disk.capacity = Number.POSITIVE_INFINITY;
+    assert.equal((await send('stored-1')).status, 200);
+    const again = logged.filter((line) => line.msg === 'the event store writes again');
+    assert.deepEqual(
+      again.map((line) => line.messageId),
+      ['stored-1'],
+      JSON.stringify(logged),
+    );
+    await store.close();
+  });
+
   test('draining wins over unavailable; HEAD answers the status without a body', async () => {
     const { store, disk, handler, health, send } = await endpoint();
     disk.capacity = 0;

@@ -24,17 +24,18 @@ export function storeHandlers(store: NdjsonStore): Handlers {
   const fields = new StoredFields();
   // One log line when writes start failing (or fail for a new reason) and one when they work again, not
   // one per refused event: a full disk refuses every event until space returns.
-  let down: { readonly log: Logger; readonly code: unknown } | undefined;
-  const stored = () => {
+  let down: { readonly code: unknown } | undefined;
+  // Said with the event stored (its messageId), not the one refused first.
+  const stored = (log: Logger) => {
     if (down === undefined) return;
-    down.log.info({ dir: store.dir }, 'the event store writes again');
+    log.info({ dir: store.dir }, 'the event store writes again');
     down = undefined;
   };
   const refused = (err: unknown, log: Logger): never => {
     const code = (err as { code?: unknown } | undefined)?.code;
     if (down === undefined || down.code !== code) {
       log.error({ err, dir: store.dir }, 'the event store cannot write: events are answered 503');
-      down = { log, code };
+      down = { code };
     }
     throw new EndpointError('SEG_STORE_UNAVAILABLE', undefined, { cause: err });
   };
@@ -45,7 +46,9 @@ export function storeHandlers(store: NdjsonStore): Handlers {
     const settings = fields.settings(ctx);
     const event = eventJson(ctx);
     const line = `{"receivedAt":"${ctx.receivedAt.toISOString()}","source":"${source}","settings":${settings},"event":${event}}`;
-    return store.appendLine(line, ctx.receivedAt).then(stored, (err) => refused(err, ctx.log));
+    // Nothing to say when stored while the store writes (every event but a few): no function made for it.
+    const again = down === undefined ? undefined : () => stored(ctx.log);
+    return store.appendLine(line, ctx.receivedAt).then(again, (err) => refused(err, ctx.log));
   };
   return everyType(save);
 }
