@@ -23,6 +23,8 @@ const DONE = 'done';
 // ([HANDLER_TIMEOUT]); renewed for a handler still running at its timeout ([OVERDUE]).
 const PENDING_MS = 30_000; // 30 s
 const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
+const UNWRITTEN_AT_CLOSE =
+  "closed with 'done's Redis refused to write: once those events' claims expire, copies of them that reach another process are processed again";
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
 const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
 const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const; // gone by the next probe
@@ -77,9 +79,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   #pendingMs = PENDING_MS;
   /** Events completed here whose `done` Redis refused, to be written again. */
   readonly #unwritten = new UnwrittenDones((id, until) => this.#writeDone(id, until));
+  readonly #log: Logger | undefined;
 
   constructor(client: RedisClient, ttlMs: number, where: string, log?: Logger) {
     this.#client = client;
+    this.#log = log;
     this.#replies = new Replies(client);
     this.ttlMs = ttlMs;
     const probe = () => this.#send(client.set(PROBE_KEY, '1', PROBE_SET));
@@ -213,7 +217,9 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    */
   async close(): Promise<void> {
     if (!this.#client.isOpen) return;
-    await this.#unwritten.writeAll().catch(() => {});
+    await this.#unwritten
+      .writeAll()
+      .catch((err: unknown) => this.#log?.warn({ err, unwritten: this.#unwritten.size }, UNWRITTEN_AT_CLOSE));
     await this.#send(this.#client.close()).catch(() => this.#client.destroy());
   }
 

@@ -19,6 +19,11 @@ export class UnwrittenDones {
     this.#write = write;
   }
 
+  /** How many are kept. */
+  get size(): number {
+    return this.#until.size;
+  }
+
   /** `id`'s `done`, for a window that ends at `until`, was refused. */
   keep(id: string, until: number): void {
     if (this.#until.size >= MAX_KEPT && !this.#until.has(id)) {

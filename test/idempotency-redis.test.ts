@@ -77,8 +77,8 @@ async function oneOutageLogged(
  * An instance that processed `messageId`, answered 200, while Redis refused its `done` (at its memory
  * limit as the handler ended; no longer after it).
  */
-async function completedUnwritten(messageId: string) {
-  const store = await open();
+async function completedUnwritten(messageId: string, log: Logger = silentLogger) {
+  const store = await open(60_000, log);
   const calls: string[] = [];
   const held = gate();
   const { handler } = instance(store, calls, held.opened);
@@ -442,6 +442,26 @@ describe('when Redis fails', { timeout: 60_000 }, () => {
     const { store } = await completedUnwritten('closing');
     await store.close();
     assert.equal(await redis.get(await eventKey()), 'done');
+  });
+
+  test("a store closed while Redis still refuses its 'done's says how many it could not write", async () => {
+    // Dropped in silence: once their claims expire, copies of those events that reach another instance
+    // are processed again, and nothing said why.
+    const { log, text } = capturedLog();
+    const { store } = await completedUnwritten('closing-refused', log);
+    await atMemoryLimit(true);
+    try {
+      await store.close();
+    } finally {
+      await atMemoryLimit(false);
+    }
+    const said = text.map((line) => JSON.parse(line)).filter((line) => line.unwritten !== undefined);
+    assert.deepEqual(
+      said.map((line) => [line.level, line.unwritten]),
+      [[40, 1]],
+      text.join(''),
+    );
+    assert.match(said[0]?.msg, /processed again/);
   });
 
   test('Redis refusing some writes and taking others: one outage in the log, not one for each event', async () => {
