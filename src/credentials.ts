@@ -137,9 +137,16 @@ export class CredentialsCache {
     if (decision === 'forbidden') throw new EndpointError('SEG_FORBIDDEN');
     const credentials: Credentials = { apiKey, decision };
     if (header !== undefined && header.length <= MAX_KNOWN_CHARS) {
-      if (this.#known.size >= MAX_KNOWN || this.#knownChars + header.length > MAX_KNOWN_CHARS) this.#forget();
-      this.#known.set(digest53(header), { header, credentials });
-      this.#knownChars += header.length;
+      // Requests that came while the authenticator answered keep the header again: counted once.
+      const id = digest53(header);
+      const replaced = this.#known.get(id)?.header.length;
+      let chars = this.#knownChars - (replaced ?? 0) + header.length;
+      if ((replaced === undefined && this.#known.size >= MAX_KNOWN) || chars > MAX_KNOWN_CHARS) {
+        this.#forget();
+        chars = header.length;
+      }
+      this.#known.set(id, { header, credentials });
+      this.#knownChars = chars;
     }
     return credentials;
   }

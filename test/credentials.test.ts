@@ -139,6 +139,15 @@ describe('CredentialsCache with the key authenticator', () => {
 });
 
 describe('CredentialsCache with a custom authenticator', () => {
+  test('a header answered for many requests at once is counted once against the bound', async () => {
+    // Each request that came while the authenticator was still answering added the header's length
+    // again: 100 at once counted one header 100 times, and the cache was emptied that much sooner.
+    const cache = new CredentialsCache(async (key: string) => (key === 'k1' ? true : 'unknown'), 4_000);
+    const header = basic('k1');
+    await Promise.all(Array.from({ length: 100 }, () => cache.of(request(header))));
+    assert.equal(cache.keptChars, header.length);
+  });
+
   test('it is asked on every request: a revoked key is refused at once, a restored one accepted', () => {
     const { authenticate, keys, calls } = revocable('k1');
     const cache = new CredentialsCache(authenticate, 4_000);
