@@ -8,6 +8,7 @@ import { ConfigurationFiles } from './configuration-files.ts';
 import { isOurs, sendTo as send, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
 import { chosenPort, PORT_VARIABLE } from './port.ts';
 import { newSlot, type Slot, serving } from './slot.ts';
+import { MAX_IN_A_ROW, StartFailures } from './start-failures.ts';
 import { StartLine } from './start-line.ts';
 import { Totals } from './totals.ts';
 import { Watchdog } from './watchdog.ts';
@@ -19,7 +20,6 @@ import { Watchdog } from './watchdog.ts';
 const TICKET_ROTATION_MS = 12 * 60 * 60 * 1000; // 12 h: a session resumes across workers for this long at most
 const STABLE_MS = 10_000; // 10 s: a worker up this long started well; its number's backoff starts over
 const MAX_BACKOFF_MS = 10_000; // 10 s between replacements of a worker that keeps dying
-const MAX_START_FAILURES = 5; // workers in a row that die before listening, none serving: a bad configuration
 const DRAIN_MARGIN_MS = 5_000; // 5 s past --shutdown-timeout before workers still running are killed
 
 /** Runs the workers until SIGTERM or SIGINT; resolves with the exit code (0 once every worker drained). */
@@ -45,10 +45,7 @@ class Primary {
   readonly #totals = new Totals(this.#slots);
   readonly #watchdog: Watchdog;
   #keys = randomBytes(48);
-  /** Workers in a row that died before listening while none served. */
-  #startFailures = 0;
-  /** Whether a worker has listened: the configuration then starts, and a failure to start may pass. */
-  #served = false;
+  readonly #startFailures = new StartFailures();
   #stopping = false;
   readonly #startLine: StartLine;
   /** 1 once a worker failed to drain cleanly, or none started. */
@@ -121,8 +118,7 @@ class Primary {
       }
       case 'listening':
         Object.assign(slot, { listening: true, answeredAt: performance.now() });
-        this.#startFailures = 0;
-        this.#served = true;
+        this.#startFailures.listening();
         this.#log.info({ worker: slot.number, pid: worker.process.pid }, 'worker listening');
         this.#startLine.listening(message);
         break;
@@ -161,14 +157,13 @@ class Primary {
     }
     const reason = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
     slot.failures = performance.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
-    // With a worker serving, the configuration was good: keep replacing (the backoff reaches 10 s, each
-    // death logged below) rather than stop a service that is up. A worker that served and died is
-    // replaced whatever failed while it served.
+    // Replaced (the backoff reaches 10 s, each death logged below) unless workers keep failing to start
+    // with none serving (StartFailures): a worker that served is replaced whatever failed meanwhile.
     if (!slot.listening) slot.failedToStart = true;
-    if (!slot.listening && !serving(this.#slots) && ++this.#startFailures >= MAX_START_FAILURES) {
+    if (!slot.listening && this.#startFailures.failed(serving(this.#slots))) {
       this.#log.error(
         { worker: slot.number, code, signal },
-        `${MAX_START_FAILURES} workers in a row died before listening: stopping (see their errors above)`,
+        `${MAX_IN_A_ROW} workers in a row died before listening: stopping (see their errors above)`,
       );
       this.#giveUp();
       return;
@@ -183,13 +178,11 @@ class Primary {
   }
 
   /**
-   * A worker cannot start (the line one process would print). With none having served yet, none will:
-   * said once, and the primary stops. Once one has, the configuration starts (what failed may pass: a
-   * database its module reaches): logged, and the worker replaced as any other death, five in a row
-   * with none serving stopping the primary.
+   * A worker cannot start (the line one process would print). Before any worker has served, none will:
+   * said once, and the primary stops. After, it is logged and the worker replaced as any other death.
    */
   #refused(slot: Slot, worker: Worker, line: string): void {
-    if (this.#stopping || this.#served) {
+    if (this.#stopping || this.#startFailures.served) {
       this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
       worker.process.kill('SIGKILL');
       return;
