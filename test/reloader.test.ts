@@ -92,7 +92,7 @@ test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, 
       tlsFiles: undefined,
       keysFile,
     });
-    const forked = Date.now();
+    const forked = performance.now(); // the clock the primary forks by
     assert.equal(files.reloadedSince(forked), undefined, 'no SIGHUP yet');
     const { lines, log } = serving();
     const loaded = await files.reload(log);
@@ -101,7 +101,7 @@ test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, 
     const told = files.reloadedSince(forked);
     assert.deepEqual(told?.se === 'reload' && Object.keys(told.files), [path]);
     assert.equal(
-      files.reloadedSince(Date.now() + 1_000),
+      files.reloadedSince(performance.now() + 1_000),
       undefined,
       'forked after it: it read them at start',
     );

@@ -30,8 +30,8 @@ export class ConfigurationFiles {
   }
 
   /**
-   * What a SIGHUP loaded since `startedAt` (a worker forked before it and not yet listening, which its
-   * message may have missed), if anything: the same message, for those files only.
+   * What a SIGHUP loaded since `startedAt` (`performance.now()`; a worker forked before it and not yet
+   * listening, which its message may have missed), if anything: the same message, for those files only.
    */
   reloadedSince(startedAt: number): ToWorker | undefined {
     const certificate = this.#loadedAt.certificate >= startedAt;
