@@ -179,7 +179,7 @@ async function probeHeld() {
   const disk = probedDisk();
   const store = await downStore(disk);
   const probing = disk.holdNextProbe();
-  await within(probing.opened, 5_000, 'a probe');
+  await within(probing.opened, 10_000, 'a probe');
   return { disk, store, probing };
 }
 
@@ -370,7 +370,7 @@ describe('a store whose disk fills up', () => {
 
   test('close() waits for a probe the disk never answers for 2 s at most, not for ever', async () => {
     const { store, probing } = await probeHeld();
-    await within(store.close(), 5_000, 'close() with a probe held');
+    await within(store.close(), 10_000, 'close() with a probe held');
     probing.release();
   });
 
@@ -642,6 +642,43 @@ describe('health while the store cannot write', () => {
     assert.deepEqual(
       again.map((line) => line.messageId),
       ['stored-1'],
+      JSON.stringify(logged),
+    );
+    await store.close();
+  });
+
+  test('an event appended while the store wrote, stored after another was refused: the store is said to write again', async () => {
+    // Whether to say so was decided as the line was appended, when the store was up: the recovery went
+    // unsaid, and the next refusal for the same cause too, as if one outage had lasted throughout.
+    let failing = 0; // the next writes that fail, each after 50 ms
+    const io: StoreIo = {
+      ...nodeIo,
+      async write(fd, bytes, offset, length) {
+        if (failing === 0) return nodeIo.write(fd, bytes, offset, length);
+        failing--;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+      },
+    };
+    const store = await NdjsonStore.open(tempDir(), { io });
+    const logged: Array<{ msg?: string; messageId?: string }> = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      handlers: storeHandlers(store),
+      log: jsonLogger('info', (line) => logged.push(JSON.parse(line))),
+    });
+    const send = (messageId: string) => inject(handler, { body: trackEvent({ messageId }) });
+    failing = 1;
+    const refused = send('a-refused');
+    await new Promise((resolve) => setTimeout(resolve, 10)); // its write under way
+    const stored = send('b-stored');
+    assert.deepEqual([(await refused).status, (await stored).status], [503, 200]);
+    failing = 1;
+    assert.equal((await send('c-refused')).status, 503);
+    assert.equal((await send('d-stored')).status, 200);
+    assert.deepEqual(
+      logged.filter((line) => line.msg?.startsWith('the event store')).map((line) => line.messageId),
+      ['a-refused', 'b-stored', 'c-refused', 'd-stored'],
       JSON.stringify(logged),
     );
     await store.close();

@@ -46,9 +46,10 @@ export function storeHandlers(store: NdjsonStore): Handlers {
     const settings = fields.settings(ctx);
     const event = eventJson(ctx);
     const line = `{"receivedAt":"${ctx.receivedAt.toISOString()}","source":"${source}","settings":${settings},"event":${event}}`;
-    // Nothing to say when stored while the store writes (every event but a few): no function made for it.
-    const again = down === undefined ? undefined : () => stored(ctx.log);
-    return store.appendLine(line, ctx.receivedAt).then(again, (err) => refused(err, ctx.log));
+    return store.appendLine(line, ctx.receivedAt).then(
+      () => stored(ctx.log),
+      (err) => refused(err, ctx.log),
+    );
   };
   return everyType(save);
 }
