@@ -47,6 +47,7 @@ class Primary {
   #keys = randomBytes(48);
   readonly #startFailures = new StartFailures();
   #stopping = false;
+  #gaveUp = false;
   readonly #startLine: StartLine;
   /** 1 once a worker failed to drain cleanly, or none started. */
   #exitCode = 0;
@@ -148,7 +149,7 @@ class Primary {
     if (this.#stopping) {
       // One that never listened held no event: its failure to start (or our kill that answers it) during
       // the drain is no failure of the drain, unless none ever listened (a start that failed).
-      if (code !== 0 && (slot.listening || !this.#slots.some((s) => s.listening))) this.#exitCode = 1;
+      if (code !== 0 && (slot.listening || !this.#startFailures.served)) this.#exitCode = 1;
       if (live === 0) {
         this.#log.info({ exitCode: this.#exitCode }, 'every worker stopped');
         this.#done(this.#exitCode);
@@ -182,6 +183,8 @@ class Primary {
    * said once, and the primary stops. After, it is logged and the worker replaced as any other death.
    */
   #refused(slot: Slot, worker: Worker, line: string): void {
+    // Given up already: said once, by the first refusal (the others were under way with it).
+    if (this.#gaveUp) return void worker.process.kill('SIGKILL');
     if (this.#stopping || this.#startFailures.served) {
       this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
       worker.process.kill('SIGKILL');
@@ -193,6 +196,7 @@ class Primary {
 
   /** No worker is serving, and none would: every one killed, none replaced, exit 1. */
   #giveUp(): void {
+    this.#gaveUp = true;
     this.#stopping = true;
     this.#exitCode = 1;
     for (const s of this.#slots) {

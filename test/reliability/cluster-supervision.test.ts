@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { waitUntil } from '../helpers-wait.ts';
+import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
+import { waitUntil, within } from '../helpers-wait.ts';
 import { freshStatuses, GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
 import type { Endpoint } from './harness.ts';
 import { stopCleanly } from './harness.ts';
@@ -113,4 +114,68 @@ test("a step of the primary's wall clock (an NTP step, a VM resumed) kills no wo
   assert.equal(listeningPids(ep.output(), 1).length + listeningPids(ep.output(), 2).length, 2, ep.output());
   assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
   await stopCleanly(ep);
+});
+
+test('SIGTERM while every worker that served is being replaced by one that then fails: exit 0', async (t) => {
+  // A drained worker that never listened held no event. With every serving worker replaced, none
+  // listened at that moment, and the failure was taken for a start that never served: exit 1, which a
+  // deploy script reads as a failed stop.
+  const { dir, start } = setUp(t, 'term-all-replacing');
+  const at = (name: string) => JSON.stringify(join(dir, name));
+  const broken = `if (existsSync(${at('broken')})) { writeFileSync(${at('loading-')} + process.env.SEGMENT_ENDPOINT_WORKER, ''); while (!existsSync(${at('fail-now')})) await new Promise((r) => setTimeout(r, 10)); throw new Error('cannot start now'); }`;
+  const module = join(dir, 'handlers.mjs');
+  writeFileSync(
+    module,
+    [
+      `import { existsSync, writeFileSync } from 'node:fs';`,
+      broken,
+      'export default { track() {} };',
+      '',
+    ].join('\n'),
+  );
+  const ep = await start(['--handlers', module]);
+  writeFileSync(join(dir, 'broken'), '');
+  for (const n of [1, 2]) process.kill(listeningPids(ep.output(), n)[0] as number, 'SIGKILL');
+  await waitUntil(
+    () => existsSync(join(dir, 'loading-1')) && existsSync(join(dir, 'loading-2')),
+    () => `both replacements loading, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  ep.child.kill('SIGTERM');
+  await waitUntil(
+    () => /"msg":"draining every worker"/.test(ep.output()),
+    () => `the drain begun, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  writeFileSync(join(dir, 'fail-now'), '');
+  assert.equal(await ep.exit, 0, ep.output());
+});
+
+test('every worker refusing to start at the same moment: said once, as one process says it, exit 1', async (t) => {
+  // The refusals that came after the first, already on their way, were each logged as well.
+  const { dir, flags } = setUp(t, 'refuse-at-once');
+  const at = (name: string) => JSON.stringify(join(dir, name));
+  const module = join(dir, 'handlers.mjs');
+  writeFileSync(
+    module,
+    [
+      `import { existsSync, writeFileSync } from 'node:fs';`,
+      `writeFileSync(${at('loading-')} + process.env.SEGMENT_ENDPOINT_WORKER, '');`,
+      `while (!existsSync(${at('now')})) await new Promise((r) => setTimeout(r, 5));`,
+      `throw new Error('the database is gone');`,
+      '',
+    ].join('\n'),
+  );
+  const three = flags.map((flag) => (flag === '2' ? '3' : flag));
+  const primary = spawnClean(process.execPath, [...CLI_SOURCE, ...three, '--handlers', module]);
+  t.after(() => primary.child.kill('SIGKILL'));
+  await waitUntil(
+    () => [1, 2, 3].every((n) => existsSync(join(dir, `loading-${n}`))),
+    () => `three workers loading, in:\n${primary.stderr()}`,
+    GUARD_MS,
+  );
+  writeFileSync(join(dir, 'now'), '');
+  assert.equal(await within(primary.exit, GUARD_MS, 'the primary stopped'), 1);
+  const output = primary.stdout() + primary.stderr();
+  assert.equal(output.match(/the database is gone/g)?.length, 1, output);
 });
