@@ -557,6 +557,19 @@ test('a fragment set aside half-way on a full disk is cut back: once there is ro
   await store.close();
 });
 
+/** A store on `io` behind a handler whose log lines (info and up) are kept; `send` an event by messageId. */
+async function loggedStore(io: StoreIo) {
+  const store = await NdjsonStore.open(tempDir(), { io });
+  const logged: Array<{ msg?: string; messageId?: string }> = [];
+  const handler = createHandler({
+    apiKeys: [API_KEY],
+    handlers: storeHandlers(store),
+    log: jsonLogger('info', (line) => logged.push(JSON.parse(line))),
+  });
+  const send = (messageId: string) => inject(handler, { body: trackEvent({ messageId }) });
+  return { store, logged, send };
+}
+
 describe('health while the store cannot write', () => {
   async function endpoint() {
     const { io, disk } = smallDisk(Number.POSITIVE_INFINITY);
@@ -626,14 +639,7 @@ describe('health while the store cannot write', () => {
 
   test('the line that says the store writes again names the event stored, not the first one refused', async () => {
     const { io, disk } = smallDisk(Number.POSITIVE_INFINITY);
-    const store = await NdjsonStore.open(tempDir(), { io });
-    const logged: Array<{ msg?: string; messageId?: string }> = [];
-    const handler = createHandler({
-      apiKeys: [API_KEY],
-      handlers: storeHandlers(store),
-      log: jsonLogger('info', (line) => logged.push(JSON.parse(line))),
-    });
-    const send = (messageId: string) => inject(handler, { body: trackEvent({ messageId }) });
+    const { store, logged, send } = await loggedStore(io);
     disk.capacity = 0;
     assert.equal((await send('refused-1')).status, 503);
     disk.capacity = Number.POSITIVE_INFINITY;
@@ -660,14 +666,7 @@ describe('health while the store cannot write', () => {
         throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
       },
     };
-    const store = await NdjsonStore.open(tempDir(), { io });
-    const logged: Array<{ msg?: string; messageId?: string }> = [];
-    const handler = createHandler({
-      apiKeys: [API_KEY],
-      handlers: storeHandlers(store),
-      log: jsonLogger('info', (line) => logged.push(JSON.parse(line))),
-    });
-    const send = (messageId: string) => inject(handler, { body: trackEvent({ messageId }) });
+    const { store, logged, send } = await loggedStore(io);
     failing = 1;
     const refused = send('a-refused');
     await new Promise((resolve) => setTimeout(resolve, 10)); // its write under way

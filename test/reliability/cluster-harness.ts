@@ -1,6 +1,7 @@
 // What the --workers tests share: a temp directory with the flags of a 2-worker run, and the workers'
 // start-up lines read back from the log.
-import { mkdtempSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,4 +66,47 @@ export async function listeningLogged(ep: Endpoint): Promise<Record<string, unkn
     GUARD_MS,
   );
   return said() ?? {};
+}
+
+/**
+ * SIGTERM to `ep` once its replacements are loading, then the word (`fail-now` in `dir`) that has them
+ * fail: the drain still exits 0 (a worker that never listened held no event).
+ */
+export async function drainThenFail(ep: Endpoint, dir: string): Promise<void> {
+  ep.child.kill('SIGTERM');
+  await waitUntil(
+    () => /"msg":"draining every worker"/.test(ep.output()),
+    () => `the drain begun, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  writeFileSync(join(dir, 'fail-now'), '');
+  assert.equal(await ep.exit, 0, ep.output());
+}
+
+/** Kills worker `n`'s first process with SIGKILL; resolves once its replacement listens. */
+export async function killedAndReplaced(ep: Endpoint, n: number): Promise<void> {
+  const [pid] = listeningPids(ep.output(), n);
+  assert.ok(pid !== undefined, ep.output());
+  process.kill(pid, 'SIGKILL');
+  await waitUntil(
+    () => listeningPids(ep.output(), n).length === 2 || ep.child.exitCode !== null,
+    () => `worker ${n} replaced, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  assert.equal(ep.child.exitCode, null, `the primary stopped:\n${ep.output()}`);
+}
+
+/** A handlers module whose worker 2 runs `worker2` (statements) at import; the others load it and serve. */
+export function handlersModule(dir: string, worker2: string): string {
+  const module = join(dir, 'handlers.mjs');
+  writeFileSync(
+    module,
+    [
+      `import { existsSync, writeFileSync } from 'node:fs';`,
+      `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') {\n${worker2}\n}`,
+      'export default { track() {} };',
+      '',
+    ].join('\n'),
+  );
+  return module;
 }

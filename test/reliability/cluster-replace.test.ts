@@ -12,7 +12,15 @@ import { test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
 import { makeCert, servedFingerprint, testCert } from '../helpers-cert.ts';
 import { waitFor, waitUntil } from '../helpers-wait.ts';
-import { freshStatuses, GUARD_MS, listeningLogged, listeningPids, setUp } from './cluster-harness.ts';
+import {
+  drainThenFail,
+  freshStatuses,
+  GUARD_MS,
+  handlersModule,
+  listeningLogged,
+  listeningPids,
+  setUp,
+} from './cluster-harness.ts';
 import { cleanup, send, startEndpoint, stopCleanly } from './harness.ts';
 
 test('a replaced worker runs what the others run, not what the files say since', async (t) => {
@@ -174,7 +182,6 @@ test('SIGTERM while a replacement is still loading a module that then fails: the
   // 2's replacement was still loading its module (seen under a loaded machine): a deploy script read
   // a clean stop as a failed one.
   const { dir, flags } = setUp(t, 'term-while-replacing');
-  const module = join(dir, 'handlers.mjs');
   const at = (name: string) => JSON.stringify(join(dir, name));
   const wait = (name: string) =>
     `while (!existsSync(${at(name)})) await new Promise((r) => setTimeout(r, 20));`;
@@ -184,15 +191,7 @@ test('SIGTERM while a replacement is still loading a module that then fails: the
     `if (!existsSync(${at('first-died')})) { ${wait('worker-1-listens')} writeFileSync(${at('first-died')}, ''); throw new Error('worker 2 cannot start'); }`,
     `writeFileSync(${at('replacement-loading')}, ''); ${wait('fail-now')} throw new Error('the replacement cannot start either');`,
   ].join('\n');
-  writeFileSync(
-    module,
-    [
-      `import { existsSync, writeFileSync } from 'node:fs';`,
-      `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') {\n${worker2}\n}`,
-      'export default { track() {} };',
-      '',
-    ].join('\n'),
-  );
+  const module = handlersModule(dir, worker2);
   let child: ChildProcess | undefined;
   t.after(() => child?.kill('SIGKILL'));
   const ep = await startEndpoint([...flags, '--handlers', module], {}, (spawned) => {
@@ -211,12 +210,5 @@ test('SIGTERM while a replacement is still loading a module that then fails: the
     () => `worker 2's replacement loading, in:\n${ep.output()}`,
     GUARD_MS,
   );
-  ep.child.kill('SIGTERM');
-  await waitUntil(
-    () => /"msg":"draining every worker"/.test(ep.output()),
-    () => `the drain begun, in:\n${ep.output()}`,
-    GUARD_MS,
-  );
-  writeFileSync(join(dir, 'fail-now'), '');
-  assert.equal(await ep.exit, 0, ep.output());
+  await drainThenFail(ep, dir);
 });

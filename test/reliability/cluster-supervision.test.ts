@@ -7,38 +7,16 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
 import { waitUntil, within } from '../helpers-wait.ts';
-import { freshStatuses, GUARD_MS, listeningPids, setUp } from './cluster-harness.ts';
-import type { Endpoint } from './harness.ts';
+import {
+  drainThenFail,
+  freshStatuses,
+  GUARD_MS,
+  handlersModule,
+  killedAndReplaced,
+  listeningPids,
+  setUp,
+} from './cluster-harness.ts';
 import { stopCleanly } from './harness.ts';
-
-/** A handlers module whose worker 2 runs `worker2` (statements) at import; the others load it and serve. */
-function handlersModule(dir: string, worker2: string): string {
-  const module = join(dir, 'handlers.mjs');
-  writeFileSync(
-    module,
-    [
-      `import { existsSync, writeFileSync } from 'node:fs';`,
-      `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') {\n${worker2}\n}`,
-      'export default { track() {} };',
-      '',
-    ].join('\n'),
-  );
-  return module;
-}
-
-/** Kills worker 1, which serves; resolves once its replacement listens, the primary still running. */
-async function replacedAfterKill(ep: Endpoint): Promise<void> {
-  const [pid] = listeningPids(ep.output(), 1);
-  assert.ok(pid !== undefined, ep.output());
-  process.kill(pid, 'SIGKILL');
-  await waitUntil(
-    () => listeningPids(ep.output(), 1).length === 2 || ep.child.exitCode !== null,
-    () => `worker 1 listening again in:\n${ep.output()}`,
-    GUARD_MS,
-  );
-  assert.equal(ep.child.exitCode, null, `the primary stopped:\n${ep.output()}`);
-  assert.doesNotMatch(ep.output(), /died before listening: stopping/);
-}
 
 test("the serving worker's death is replaced, however many times another has failed to start meanwhile", async (t) => {
   // Worker 2's replacements died before listening while worker 1 served (replaced, as they should be),
@@ -57,7 +35,8 @@ test("the serving worker's death is replaced, however many times another has fai
     () => `five replacements of worker 2 dead, in:\n${ep.output()}`,
     GUARD_MS,
   );
-  await replacedAfterKill(ep);
+  await killedAndReplaced(ep, 1);
+  assert.doesNotMatch(ep.output(), /died before listening: stopping/);
   assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
   await stopCleanly(ep);
 });
@@ -81,7 +60,7 @@ test("a worker that cannot start, while the serving worker's replacement is on i
   );
   // Its replacement waits to refuse until worker 1 is down: it says so within ~10 ms, while worker 1's
   // replacement waits out its 100 ms backoff.
-  const killed = replacedAfterKill(ep);
+  const killed = killedAndReplaced(ep, 1);
   writeFileSync(join(dir, 'now'), '');
   await killed;
   assert.match(ep.output(), /worker 2 could not start/);
@@ -141,14 +120,7 @@ test('SIGTERM while every worker that served is being replaced by one that then 
     () => `both replacements loading, in:\n${ep.output()}`,
     GUARD_MS,
   );
-  ep.child.kill('SIGTERM');
-  await waitUntil(
-    () => /"msg":"draining every worker"/.test(ep.output()),
-    () => `the drain begun, in:\n${ep.output()}`,
-    GUARD_MS,
-  );
-  writeFileSync(join(dir, 'fail-now'), '');
-  assert.equal(await ep.exit, 0, ep.output());
+  await drainThenFail(ep, dir);
 });
 
 test('every worker refusing to start at the same moment: said once, as one process says it, exit 1', async (t) => {

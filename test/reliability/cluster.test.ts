@@ -11,7 +11,7 @@ import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
 import { waitFor, waitUntil } from '../helpers-wait.ts';
-import { GUARD_MS, listeningLogged, listeningPids, setUp } from './cluster-harness.ts';
+import { GUARD_MS, killedAndReplaced, listeningLogged, listeningPids, setUp } from './cluster-harness.ts';
 import { type Endpoint, load, readStore, send, stopCleanly } from './harness.ts';
 
 /** The CLI with `args`, killed after the test; `ended` is its exit code, or 'hung' past GUARD_MS. */
@@ -232,14 +232,7 @@ test('--out beside --handlers under --workers: said once, by the primary, not by
   const module = join(dir, 'handlers.mjs');
   writeFileSync(module, 'export default { track() {} };\n');
   const ep = await start(['--handlers', module, '--out', join(dir, 'unused')]);
-  const [pid] = listeningPids(ep.output(), 1);
-  assert.ok(pid !== undefined, ep.output());
-  process.kill(pid, 'SIGKILL');
-  await waitUntil(
-    () => listeningPids(ep.output(), 1).length === 2,
-    () => `worker 1 replaced, in:\n${ep.output()}`,
-    GUARD_MS,
-  );
+  await killedAndReplaced(ep, 1);
   assert.equal(ep.output().match(/--out is not used/g)?.length, 1, ep.output());
   await stopCleanly(ep);
 });
