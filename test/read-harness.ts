@@ -26,9 +26,9 @@ export interface Run {
   readonly closed: Promise<number>;
 }
 
-/** `segment-endpoint read ARGS`, spawned from source. */
-export function spawnRead(args: readonly string[]): Run {
-  const child = spawn(process.execPath, [...CLI_SOURCE, 'read', ...args], { cwd: ROOT, env: cleanEnv() });
+/** `segment-endpoint read ARGS`, spawned from source, or with `entry` (BUILT: the command as shipped). */
+export function spawnRead(args: readonly string[], entry: readonly string[] = CLI_SOURCE): Run {
+  const child = spawn(process.execPath, [...entry, 'read', ...args], { cwd: ROOT, env: cleanEnv() });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
@@ -43,8 +43,9 @@ export function spawnRead(args: readonly string[]): Run {
 
 export async function runRead(
   args: readonly string[],
+  entry: readonly string[] = CLI_SOURCE,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const run = spawnRead(args);
+  const run = spawnRead(args, entry);
   const code = await run.closed;
   return { code, stdout: run.stdout(), stderr: run.stderr() };
 }
