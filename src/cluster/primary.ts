@@ -7,8 +7,8 @@ import { OPTIONS } from '../option-table.ts';
 import { ConfigurationFiles } from './configuration-files.ts';
 import { isOurs, sendTo as send, type ToPrimary, type ToWorker, WORKER_VARIABLE } from './messages.ts';
 import { chosenPort, PORT_VARIABLE } from './port.ts';
-import { newSlot, type Slot, serving } from './slot.ts';
-import { MAX_IN_A_ROW, StartFailures } from './start-failures.ts';
+import { backoffMs, killAll, newSlot, type Slot, serving } from './slot.ts';
+import { StartFailures } from './start-failures.ts';
 import { StartLine } from './start-line.ts';
 import { Totals } from './totals.ts';
 import { Watchdog } from './watchdog.ts';
@@ -19,7 +19,6 @@ import { Watchdog } from './watchdog.ts';
 
 const TICKET_ROTATION_MS = 12 * 60 * 60 * 1000; // 12 h: a session resumes across workers for this long at most
 const STABLE_MS = 10_000; // 10 s: a worker up this long started well; its number's backoff starts over
-const MAX_BACKOFF_MS = 10_000; // 10 s between replacements of a worker that keeps dying
 const DRAIN_MARGIN_MS = 5_000; // 5 s past --shutdown-timeout before workers still running are killed
 
 /** Runs the workers until SIGTERM or SIGINT; resolves with the exit code (0 once every worker drained). */
@@ -45,7 +44,7 @@ class Primary {
   readonly #totals = new Totals(this.#slots);
   readonly #watchdog: Watchdog;
   #keys = randomBytes(48);
-  readonly #startFailures = new StartFailures();
+  readonly #startFailures: StartFailures;
   #stopping = false;
   #gaveUp = false;
   readonly #startLine: StartLine;
@@ -61,6 +60,7 @@ class Primary {
     this.#log = log;
     this.#startLine = new StartLine(this.#slots, () => this.#stopping, log);
     this.#files = new ConfigurationFiles(files, config);
+    this.#startFailures = new StartFailures(log, config.workers);
     this.#watchdog = new Watchdog(this.#slots, log, () => this.#startLine.print());
     this.#env = port === undefined ? {} : { [PORT_VARIABLE]: String(port) };
   }
@@ -119,8 +119,8 @@ class Primary {
       }
       case 'listening':
         Object.assign(slot, { listening: true, answeredAt: performance.now() });
-        this.#startFailures.listening();
         this.#log.info({ worker: slot.number, pid: worker.process.pid }, 'worker listening');
+        for (const number of this.#startFailures.listening()) this.#retry(number);
         this.#startLine.listening(message);
         break;
       case 'refused':
@@ -156,20 +156,18 @@ class Primary {
       }
       return;
     }
+    // Refused before any worker served: it waits for the others (StartFailures), started again once one listens.
+    if (this.#startFailures.waits(slot.number)) return;
     const reason = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
     slot.failures = performance.now() - slot.startedAt >= STABLE_MS ? 0 : slot.failures + 1;
     // Replaced (the backoff reaches 10 s, each death logged below) unless workers keep failing to start
     // with none serving (StartFailures): a worker that served is replaced whatever failed meanwhile.
-    if (!slot.listening) slot.failedToStart = true;
-    if (!slot.listening && this.#startFailures.failed(serving(this.#slots))) {
-      this.#log.error(
-        { worker: slot.number, code, signal },
-        `${MAX_IN_A_ROW} workers in a row died before listening: stopping (see their errors above)`,
-      );
-      this.#giveUp();
-      return;
+    if (!slot.listening) {
+      slot.failedToStart = true;
+      const died = { worker: slot.number, code, signal };
+      if (this.#startFailures.failed(serving(this.#slots), died)) return void this.#giveUp();
     }
-    const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.max(0, slot.failures - 1));
+    const delay = backoffMs(slot.failures);
     this.#log.error(
       { worker: slot.number, pid: worker.process.pid, code, signal, restartInMs: delay },
       `worker ${slot.number} ${reason}: starting another`,
@@ -178,31 +176,32 @@ class Primary {
     this.#startLine.print(); // after the line that says why this one did not start
   }
 
-  /**
-   * A worker cannot start (the line one process would print). Before any worker has served, none will:
-   * said once, and the primary stops. After, it is logged and the worker replaced as any other death.
-   */
+  /** A worker cannot start (the line one process would print): said at once, or waits (StartFailures). */
   #refused(slot: Slot, worker: Worker, line: string): void {
-    // Given up already: said once, by the first refusal (the others were under way with it).
-    if (this.#gaveUp) return void worker.process.kill('SIGKILL');
-    if (this.#stopping || this.#startFailures.served) {
-      this.#log.error({ worker: slot.number, error: line.trim() }, `worker ${slot.number} could not start`);
-      worker.process.kill('SIGKILL');
-      return;
+    worker.process.kill('SIGKILL');
+    slot.failedToStart = true;
+    // Once given up: said once, by the first refusal (the others were under way with it).
+    if (!this.#gaveUp && this.#startFailures.refused(slot.number, line, this.#stopping)) this.#giveUp();
+  }
+
+  /** A refusal that waited: another worker listens, so the cause was this one's alone. Started again. */
+  #retry(number: number): void {
+    const slot = this.#slots[number - 1] as Slot;
+    slot.failures++;
+    // Its exit not in yet, it is replaced as any worker that died (#exited).
+    if (slot.worker === undefined && !this.#stopping) {
+      slot.restart = setTimeout(() => this.#fork(slot), backoffMs(slot.failures));
     }
-    process.stderr.write(line);
-    this.#giveUp();
   }
 
   /** No worker is serving, and none would: every one killed, none replaced, exit 1. */
   #giveUp(): void {
+    const refusal = this.#startFailures.first();
+    if (refusal !== undefined) process.stderr.write(refusal);
     this.#gaveUp = true;
     this.#stopping = true;
     this.#exitCode = 1;
-    for (const s of this.#slots) {
-      clearTimeout(s.restart);
-      s.worker?.process.kill('SIGKILL');
-    }
+    killAll(this.#slots);
     if (this.#slots.every((s) => s.worker === undefined)) this.#done(1);
   }
 
@@ -210,7 +209,7 @@ class Primary {
   #stop(signal: NodeJS.Signals): void {
     if (this.#stopping) {
       this.#log.warn({ signal }, 'second signal: killing the workers without waiting');
-      for (const slot of this.#slots) slot.worker?.process.kill('SIGKILL');
+      killAll(this.#slots);
       this.#done(1);
       return;
     }
@@ -224,7 +223,7 @@ class Primary {
     setTimeout(() => {
       const pids = this.#slots.flatMap((slot) => slot.worker?.process.pid ?? []);
       this.#log.error({ pids }, 'workers still running past the shutdown timeout: killing them');
-      for (const slot of this.#slots) slot.worker?.process.kill('SIGKILL');
+      killAll(this.#slots);
       this.#done(1);
     }, shutdownMs + DRAIN_MARGIN_MS).unref();
   }

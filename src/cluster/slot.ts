@@ -3,6 +3,8 @@ import type { MetricsSnapshot } from '../metrics.ts';
 
 // What the primary of --workers keeps of each worker number (primary.ts).
 
+const MAX_BACKOFF_MS = 10_000; // 10 s between replacements of a worker that keeps dying
+
 /** One of the N worker numbers, and the process serving it now (none between a death and its replacement). */
 export interface Slot {
   readonly number: number;
@@ -43,3 +45,15 @@ export const isServing = (slot: Slot): boolean => slot.worker !== undefined && s
 
 /** Whether some worker serves. */
 export const serving = (slots: readonly Slot[]): boolean => slots.some(isServing);
+
+/** How long a worker number waits for its next worker after `failures` deaths in a row: 0.1 s, doubled, up to 10 s. */
+export const backoffMs = (failures: number): number =>
+  Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.max(0, failures - 1));
+
+/** Every worker killed at once, and no replacement left to come. */
+export function killAll(slots: readonly Slot[]): void {
+  for (const slot of slots) {
+    clearTimeout(slot.restart);
+    slot.worker?.process.kill('SIGKILL');
+  }
+}

@@ -1,27 +1,81 @@
 // When the primary of --workers stops rather than replace workers for ever: a configuration that does not
-// start. Before any worker has served, one worker's refusal says so (every worker would say the same);
-// after, MAX_IN_A_ROW workers in a row that die before listening, with none serving (what failed may have
-// passed: a database a module reaches). Failures while another worker serves do not count.
+// start. Before any worker has served, a worker's refusal (the line one process would print) waits: once
+// every worker has refused, none will start, and the first refusal is said; once one listens, the cause
+// was the refused worker's alone (a database's connection limit), and it is said and retried. After a
+// worker has served, MAX_IN_A_ROW workers in a row that die before listening, with none serving, stop it
+// (what failed may have passed: a database a module reaches). Failures while another serves do not count.
+
+import type { Logger } from '../log.ts';
 
 export const MAX_IN_A_ROW = 5;
 
 export class StartFailures {
+  readonly #log: Logger;
+  readonly #workers: number;
   #inARow = 0;
   #served = false;
+  /** Refusals before any worker served, by worker number: the line each would print. */
+  readonly #waiting = new Map<number, string>();
+
+  constructor(log: Logger, workers: number) {
+    this.#log = log;
+    this.#workers = workers;
+  }
 
   /** Whether a worker has listened since the primary started. */
   get served(): boolean {
     return this.#served;
   }
 
-  /** A worker listens. */
-  listening(): void {
+  /** A worker listens: the refusals that waited are said, and their numbers returned, to start again. */
+  listening(): number[] {
     this.#inARow = 0;
     this.#served = true;
+    const waited = [...this.#waiting];
+    this.#waiting.clear();
+    for (const [number, line] of waited) this.#said(number, line);
+    return waited.map(([number]) => number);
   }
 
-  /** A worker died before listening: whether the primary stops (`serving`: whether another serves). */
-  failed(serving: boolean): boolean {
-    return !serving && ++this.#inARow >= MAX_IN_A_ROW;
+  /**
+   * A worker died before listening (`died`: which, and how): whether the primary stops, said in the log
+   * (`serving`: whether another serves).
+   */
+  failed(serving: boolean, died: { worker: number; code: number | null; signal: string | null }): boolean {
+    if (serving || ++this.#inARow < MAX_IN_A_ROW) return false;
+    this.#log.error(
+      died,
+      `${MAX_IN_A_ROW} workers in a row died before listening: stopping (see their errors above)`,
+    );
+    return true;
+  }
+
+  /**
+   * Worker `number` cannot start, and says `line`: whether the primary stops, every worker having refused
+   * before any served. While one serves, or while the primary stops, it is logged at once.
+   */
+  refused(number: number, line: string, stopping: boolean): boolean {
+    if (stopping || this.#served) {
+      this.#said(number, line);
+      return false;
+    }
+    this.#waiting.set(number, line);
+    if (this.#waiting.size === this.#workers) return true;
+    this.#log.info({ worker: number }, `worker ${number} could not start: said once another starts`);
+    return false;
+  }
+
+  /** Whether worker `number`'s refusal waits (it is not replaced meanwhile). */
+  waits(number: number): boolean {
+    return this.#waiting.has(number);
+  }
+
+  #said(number: number, line: string): void {
+    this.#log.error({ worker: number, error: line.trim() }, `worker ${number} could not start`);
+  }
+
+  /** The first refusal that waited, said when the primary stops: what every worker would say. */
+  first(): string | undefined {
+    return this.#waiting.values().next().value;
   }
 }

@@ -16,7 +16,7 @@ import {
   listeningPids,
   setUp,
 } from './cluster-harness.ts';
-import { stopCleanly } from './harness.ts';
+import { startEndpoint, stopCleanly } from './harness.ts';
 
 test("the serving worker's death is replaced, however many times another has failed to start meanwhile", async (t) => {
   // Worker 2's replacements died before listening while worker 1 served (replaced, as they should be),
@@ -65,6 +65,47 @@ test("a worker that cannot start, while the serving worker's replacement is on i
   await killed;
   assert.match(ep.output(), /worker 2 could not start/);
   assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
+  await stopCleanly(ep);
+});
+
+test("one worker's module refusing at the first start while the others start: the others serve, it is retried", async (t) => {
+  // A cause of one process alone (a database's connection limit, reached by the third worker's pool) made
+  // worker 2 refuse before the others listened: the primary took it for every worker's answer and
+  // stopped the service. Had the refusal come after one listened, 2 of 3 served: timing decided.
+  const { dir, flags } = setUp(t, 'one-refuses');
+  const at = (name: string) => JSON.stringify(join(dir, name));
+  const module = join(dir, 'handlers.mjs');
+  writeFileSync(
+    module,
+    [
+      `import { existsSync, writeFileSync } from 'node:fs';`,
+      `if (process.env.SEGMENT_ENDPOINT_WORKER === '2') {`,
+      `  writeFileSync(${at('refusing')}, '');`,
+      `  throw new Error('too many connections for role "segment"');`,
+      '}',
+      // The others start once worker 2's refusal has had time to reach the primary.
+      `while (!existsSync(${at('refusing')})) await new Promise((r) => setTimeout(r, 5));`,
+      'await new Promise((r) => setTimeout(r, 500));',
+      'export default { track() {} };',
+      '',
+    ].join('\n'),
+  );
+  const three = flags.map((flag) => (flag === '2' ? '3' : flag));
+  const ep = await startEndpoint([...three, '--handlers', module]);
+  t.after(() => void ep.child.kill('SIGKILL'));
+  await waitUntil(
+    () => listeningPids(ep.output(), 1).length + listeningPids(ep.output(), 3).length === 2,
+    () => `workers 1 and 3 listening, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  assert.deepEqual(await freshStatuses(t, ep, 4), [200, 200, 200, 200], ep.output());
+  // Why worker 2 did not start is said once a worker serves, and it is tried again.
+  await waitUntil(
+    () => (ep.output().match(/too many connections[^\n]*"msg":"worker 2 could not start"/g)?.length ?? 0) >= 2,
+    () => `worker 2 said and retried, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
+  assert.equal(ep.child.exitCode, null, ep.output());
   await stopCleanly(ep);
 });
 
