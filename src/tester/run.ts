@@ -3,9 +3,11 @@
 // request, one kept-alive connection, a 5 s timeout) and checks each answer against the partner contract.
 
 import { randomUUID } from 'node:crypto';
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { EVENT_TYPES } from '../types.ts';
+import { send } from './send.ts';
+import { printable, shown, truncate } from './shown.ts';
 import { base64, type Expectation, suite, type TestCase } from './suite.ts';
 
 export interface RunOptions {
@@ -39,8 +41,6 @@ export interface Summary {
 }
 
 const TIMEOUT_MS = 5_000; // 5 s: Segment gives up on a request after about that
-const BODY_SHOWN = 200; // characters of each body printed
-const ANSWER_KEPT = 64 * 1024; // bytes of an answer read for its message
 
 /** Sends the suite to `url` one event at a time and writes what happened, line by line, to `write`. */
 export async function run(url: string, options: RunOptions, write: (line: string) => void): Promise<Summary> {
@@ -57,6 +57,8 @@ export async function run(url: string, options: RunOptions, write: (line: string
     `Sending ${cases.length} events to ${target.href} as Segment does (${timeoutMs / 1000} s timeout each)`,
   );
   const results: CaseResult[] = [];
+  /** Types whose good events this endpoint accepted: a 501 to one of them is no "type not taken". */
+  const taken = new Set<string>();
   try {
     for (const [i, c] of cases.entries()) {
       const body = Buffer.from(typeof c.body === 'string' ? c.body : JSON.stringify(c.body));
@@ -70,10 +72,19 @@ export async function run(url: string, options: RunOptions, write: (line: string
       let result: CaseResult;
       try {
         const answer = await send(target, headers, body, agent, timeoutMs);
-        const notTaken = answer.status === 501 ? typeNotTaken(c) : undefined;
+        const type = answer.status === 501 ? typeNotTaken(c) : undefined;
+        const notTaken = type !== undefined && !taken.has(type) ? type : undefined;
         const pass = notTaken !== undefined || matches(c.expect, answer.status);
+        if (c.expect === 'accept' && pass && notTaken === undefined) taken.add(typeOf(c) ?? '');
         result = { name: c.name, pass, ...answer, ...(notTaken !== undefined && { notTaken }) };
         write(`   ${answer.status}${answer.message === undefined ? '' : ` ${printable(answer.message)}`}`);
+        if (type !== undefined && notTaken === undefined) {
+          write(
+            `   FAIL (expected ${expected(c.expect)}; a 501 says that ${type} events are not taken, yet this endpoint took the ones above)`,
+          );
+          results.push(result);
+          continue;
+        }
       } catch (err) {
         result = { name: c.name, pass: false, error: (err as Error).message };
         write(`   no answer: ${result.error}`);
@@ -88,17 +99,33 @@ export async function run(url: string, options: RunOptions, write: (line: string
   } finally {
     agent.destroy();
   }
-  return summarise(results, write);
+  return summarise(results, taken, write);
 }
 
-/** The run's verdict, written: a 501 to every good event is an endpoint that takes no type at all. */
-function summarise(results: readonly CaseResult[], write: (line: string) => void): Summary {
-  const notTaken = [...new Set(results.flatMap((r) => (r.notTaken === undefined ? [] : [r.notTaken])))];
+/**
+ * The run's verdict, written: a 501 to every good event is an endpoint that takes no type at all, and a
+ * 501 to a type accepted in a later case (`taken`) was no "type not taken" either.
+ */
+function summarise(
+  results: readonly CaseResult[],
+  taken: ReadonlySet<string>,
+  write: (line: string) => void,
+): Summary {
+  const answered501 = new Set(results.flatMap((r) => (r.notTaken === undefined ? [] : [r.notTaken])));
+  const takenToo = [...answered501].filter((type) => taken.has(type));
+  const notTaken = [...answered501].filter((type) => !taken.has(type));
   const takesNone =
     notTaken.length > 0 && !results.some((r) => r.status !== undefined && matches('accept', r.status));
-  const judged = results.map((r) => (takesNone && r.notTaken !== undefined ? { ...r, pass: false } : r));
+  const judged = results.map((r) =>
+    r.notTaken !== undefined && (takesNone || taken.has(r.notTaken)) ? { ...r, pass: false } : r,
+  );
   const failures = judged.filter((r) => !r.pass).map((r) => r.name);
   write('');
+  for (const type of takenToo) {
+    write(
+      `${type} events were answered 501 (not taken) and also accepted: a 501 is for a type taken nowhere`,
+    );
+  }
   if (takesNone) write('No event type is taken: every good event was answered 501');
   else if (notTaken.length > 0) write(`Not taken by this endpoint (501): ${notTaken.join(', ')}`);
   if (failures.length > 0) write(`Failed: ${failures.join('; ')}`);
@@ -141,90 +168,20 @@ function caseHeaders(
   return headers;
 }
 
-function send(
-  url: URL,
-  headers: Record<string, string>,
-  body: Buffer,
-  agent: HttpAgent,
-  timeoutMs: number,
-  retried = false,
-): Promise<{ status: number; message?: string }> {
-  const request = (url.protocol === 'https:' ? httpsRequest : httpRequest) as typeof httpRequest;
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers, agent });
-    const timer = setTimeout(
-      () => req.destroy(new Error(`timed out after ${timeoutMs / 1000} s`)),
-      timeoutMs,
-    );
-    const fail = (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      // A kept-alive connection the server closed just as this request went out: send once more on a new
-      // one, as node's docs advise (http `request.reusedSocket`).
-      if (!retried && req.reusedSocket && err.code === 'ECONNRESET') {
-        send(url, headers, body, agent, timeoutMs, true).then(resolve, reject);
-      } else {
-        reject(err);
-      }
-    };
-    req.on('error', fail);
-    // A 101 comes to this listener, not as a response; with none, node drops the socket and the request
-    // would settle neither way.
-    req.on('upgrade', (res, socket) => {
-      socket.destroy();
-      clearTimeout(timer);
-      resolve({ status: res.statusCode ?? 101 });
-    });
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      let kept = 0;
-      res.on('data', (chunk: Buffer) => {
-        if (kept < ANSWER_KEPT) chunks.push(chunk);
-        kept += chunk.length;
-      });
-      res.on('error', fail);
-      res.on('end', () => {
-        clearTimeout(timer);
-        const message = messageOf(Buffer.concat(chunks).toString('utf8'));
-        resolve({ status: res.statusCode ?? 0, ...(message === undefined ? {} : { message }) });
-      });
-    });
-    req.end(body);
-  });
-}
-
-/**
- * An endpoint's text as one line of this report: control characters shown escaped (`\n`, `\u001b`), so
- * that a message cannot write lines of its own (a forged summary) or drive the terminal.
- */
-function printable(text: string): string {
-  let out = '';
-  for (const char of text) {
-    const code = char.charCodeAt(0);
-    if (code < 0x20) out += JSON.stringify(char).slice(1, -1);
-    else if (code >= 0x7f && code <= 0x9f) out += `\\u${code.toString(16).padStart(4, '0')}`;
-    else out += char;
-  }
-  return out;
-}
-
-/** The `message` of a JSON error body, which Segment shows the customer. */
-function messageOf(text: string): string | undefined {
-  try {
-    const message = (JSON.parse(text) as { message?: unknown } | null)?.message;
-    return typeof message === 'string' ? message : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The type of a case's event, when a 501 to it is the contract's answer for a type the endpoint does not
- * take: a good event, or one refused for its type's own fields (the type is checked first). Not for the
- * cases about the request itself (auth, framing, settings): those are owed their own status first.
+ * take: a good event (with Segment's credentials in another spelling too), or one refused for its type's
+ * own fields (the type is checked first). Not for the refusals of the request itself (auth, framing,
+ * settings): those are owed their own status first.
  */
 function typeNotTaken(c: TestCase): string | undefined {
-  const expectsValidation = c.expect === 'accept' || c.expect === 400;
-  if (!expectsValidation || typeof c.body !== 'object' || c.headers !== undefined) return undefined;
+  if (c.expect === 'accept' || (c.expect === 400 && c.headers === undefined)) return typeOf(c);
+  return undefined;
+}
+
+/** The Segment type of a case's event, in lower case (`"Track"` is a track), if it has one. */
+function typeOf(c: TestCase): string | undefined {
+  if (typeof c.body !== 'object') return undefined;
   const type = typeof c.body.type === 'string' ? c.body.type.toLowerCase() : undefined;
   return type !== undefined && (EVENT_TYPES as readonly string[]).includes(type) ? type : undefined;
 }
@@ -237,13 +194,4 @@ function matches(expect: Expectation, status: number): boolean {
 function expected(expect: Expectation): string {
   if (expect === 'accept') return '200 or 202';
   return typeof expect === 'number' ? String(expect) : expect.join(' or ');
-}
-
-function truncate(text: string): string {
-  return text.length <= BODY_SHOWN ? text : `${text.slice(0, BODY_SHOWN)}…`;
-}
-
-/** A credential is never printed whole: the scheme word says enough. */
-function shown(name: string, value: string): string {
-  return name.toLowerCase() === 'authorization' ? `${value.split(' ')[0]} …` : value;
 }

@@ -1,0 +1,77 @@
+// One case of `segment-endpoint test` on the wire: the POST, its answer's status and message, or why
+// there was none. Each case is settled once and sent once, but for a kept-alive connection the server
+// closed before any answer, which node's docs advise sending again.
+
+import { type Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { messageOf } from './shown.ts';
+
+const ANSWER_KEPT = 64 * 1024; // bytes of an answer read for its message
+
+/** POSTs `body` to `url` on `agent`: the status answered and its message, or a rejection saying why not. */
+export function send(
+  url: URL,
+  headers: Record<string, string>,
+  body: Buffer,
+  agent: HttpAgent,
+  timeoutMs: number,
+  retried = false,
+): Promise<{ status: number; message?: string }> {
+  const request = (url.protocol === 'https:' ? httpsRequest : httpRequest) as typeof httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', headers, agent });
+    let settled = false;
+    /** The answer's status, once its head is in. */
+    let status: number | undefined;
+    const settle = () => {
+      const first = !settled;
+      settled = true;
+      clearTimeout(timer);
+      return first;
+    };
+    // Whichever comes first settles the case; what the cut then makes happen (the request's error, the
+    // answer's) is not a second failure, nor a reason to send the event again.
+    const fail = (err: NodeJS.ErrnoException) => {
+      if (!settle()) return;
+      req.destroy();
+      if (status !== undefined) {
+        reject(new Error(`the answer was cut off after its status (${status}): ${err.message}`));
+      } else if (!retried && req.reusedSocket && err.code === 'ECONNRESET') {
+        // A kept-alive connection the server closed just as this request went out, before any answer:
+        // sent once more on a new one, as node's docs advise (http `request.reusedSocket`).
+        send(url, headers, body, agent, timeoutMs, true).then(resolve, reject);
+      } else {
+        reject(err);
+      }
+    };
+    const timer = setTimeout(() => {
+      const after =
+        status === undefined ? '' : ` (its status, ${status}, came; the rest of the answer did not)`;
+      status = undefined; // said here: not a cut
+      fail(new Error(`timed out after ${timeoutMs / 1000} s${after}`));
+    }, timeoutMs);
+    req.on('error', fail);
+    // A 101 comes to this listener, not as a response; with none, node drops the socket and the request
+    // would settle neither way.
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      if (settle()) resolve({ status: res.statusCode ?? 101 });
+    });
+    req.on('response', (res) => {
+      status = res.statusCode ?? 0;
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      res.on('data', (chunk: Buffer) => {
+        if (kept < ANSWER_KEPT) chunks.push(chunk);
+        kept += chunk.length;
+      });
+      res.on('error', fail);
+      res.on('end', () => {
+        if (!settle()) return;
+        const message = messageOf(Buffer.concat(chunks).toString('utf8'));
+        resolve({ status: res.statusCode ?? 0, ...(message === undefined ? {} : { message }) });
+      });
+    });
+    req.end(body);
+  });
+}

@@ -1,0 +1,200 @@
+// `segment-endpoint test` against endpoints that break the contract in ways a 501 or a resent request
+// could hide: its verdict must be the contract's, and each case sent once.
+import assert from 'node:assert/strict';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { createServer, silentLogger } from '../src/index.ts';
+import { run } from '../src/tester/run.ts';
+import { suite } from '../src/tester/suite.ts';
+import { testCert } from './helpers-cert.ts';
+
+const KEY = 'tester-key';
+const CASES = suite({ id: 'x', apiKey: KEY, now: new Date() });
+const ok = () => {};
+
+async function listen(t: { after(fn: () => void): void }, server: Server): Promise<string> {
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const scheme = server instanceof HttpsServer ? 'https' : 'http';
+  return `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+}
+
+/**
+ * A server (over TLS with `tls`) that reads each body whole, then lets `answer` write the response;
+ * `received` counts them.
+ */
+function bodies(answer: (req: IncomingMessage, res: ServerResponse, body: string) => void, tls = false) {
+  let received = 0;
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (chunk: string) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      received++;
+      answer(req, res, body);
+    });
+  };
+  const server = tls ? createHttpsServer(testCert(), listener) : createHttpServer(listener);
+  return { server, received: () => received };
+}
+
+const reply = (res: ServerResponse, status: number, message?: string) => {
+  const body = message === undefined ? '' : JSON.stringify({ message });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+};
+
+/**
+ * The contract as a careful endpoint keeps it, but for what `broken` answers 501: a 501 stands for "this
+ * type is not taken", which the suite allows only for types the endpoint takes nowhere.
+ */
+function endpoint(broken: (event: Record<string, unknown>) => boolean) {
+  const good = [`Basic ${btoa(`${KEY}:`)}`, `basic ${btoa(`${KEY}:`)}`, `Basic ${btoa(KEY)}`];
+  const required: Record<string, string[]> = {
+    track: ['event'],
+    group: ['groupId'],
+    alias: ['previousId'],
+    delete: ['userId'],
+  };
+  return bodies((req, res, body) => {
+    if (!good.includes(req.headers.authorization ?? '')) return reply(res, 401, 'Invalid API key');
+    const settings = req.headers['x-segment-settings'];
+    try {
+      const parsed = settings === undefined ? {} : JSON.parse(atob(String(settings)));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error();
+    } catch {
+      return reply(res, 400, 'bad settings');
+    }
+    let event: Record<string, unknown>;
+    try {
+      event = JSON.parse(body);
+      if (typeof event !== 'object' || event === null || Array.isArray(event)) throw new Error();
+    } catch {
+      return reply(res, 400, 'bad JSON');
+    }
+    if (typeof event.type !== 'string') return reply(res, 400, 'no type');
+    const type = event.type.toLowerCase();
+    if (!['identify', 'track', 'page', 'screen', 'group', 'alias', 'delete'].includes(type)) {
+      return reply(res, 501, 'unsupported type');
+    }
+    if (broken(event)) return reply(res, 501, 'unsupported');
+    const ids = ['userId', 'anonymousId', 'UserId', 'user_id'].some((k) => typeof event[k] === 'string');
+    if (!ids || (required[type] ?? []).some((key) => event[key] === undefined)) {
+      return reply(res, 400, 'missing field');
+    }
+    reply(res, 200);
+  });
+}
+
+const failedNames = (summary: { results: ReadonlyArray<{ name: string; pass: boolean }> }) =>
+  summary.results.filter((r) => !r.pass).map((r) => r.name);
+
+test('a careful endpoint passes every case: the endpoint the cases below break one way each', async (t) => {
+  const { server } = endpoint(() => false);
+  const summary = await run(await listen(t, server), { apiKey: KEY }, () => {});
+  assert.deepEqual(failedNames(summary), []);
+});
+
+test('a 501 to a variant of a type the endpoint takes fails: it is not "a type this endpoint does not take"', async (t) => {
+  // Any 501 to a good event passed as "does not take that type": an endpoint that reads `type` in one
+  // casing, refuses a null context, or answers 501 to a delete without userId passed every case, and its
+  // summary listed as not taken the very types it took.
+  const { server } = endpoint(
+    (e) =>
+      e.type === 'Track' ||
+      (e.type === 'track' && e.context === null) ||
+      (e.type === 'delete' && e.userId === undefined),
+  );
+  const lines: string[] = [];
+  const summary = await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
+  assert.deepEqual(failedNames(summary), [
+    'casing: "type": "Track"',
+    'lenient: null context and integrations',
+    'bad: delete without userId',
+  ]);
+  const text = lines.join('\n');
+  assert.doesNotMatch(text, /^Not taken by this endpoint/m);
+  assert.match(text, /^ {3}FAIL \(expected 200 or 202; a 501 says that track events are not taken, yet/m);
+});
+
+test('an endpoint that takes only identify and group passes: the auth cases are track events, and 501 is owed', async (t) => {
+  const partial = createServer({
+    host: '127.0.0.1',
+    port: 0,
+    http: true,
+    apiKeys: [KEY],
+    handlers: { identify: ok, group: ok },
+    log: silentLogger,
+  });
+  const url = await partial.listen();
+  t.after(() => partial.close());
+  const lines: string[] = [];
+  const summary = await run(url, { apiKey: KEY }, (line) => lines.push(line));
+  assert.deepEqual(failedNames(summary), []);
+  assert.match(lines.join('\n'), /^Not taken by this endpoint \(501\): track, page, screen, alias, delete$/m);
+});
+
+test('an endpoint that takes a type nowhere but in one variant: its 501s to that type fail, said before the summary', async (t) => {
+  // track answered 501, as if not taken, but "Track" accepted: the 501 was no "not taken".
+  const { server } = endpoint((e) => e.type === 'track');
+  const lines: string[] = [];
+  const summary = await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
+  const failed = failedNames(summary);
+  assert.ok(failed.includes('track'), failed.join('; '));
+  assert.ok(!failed.includes('casing: "type": "Track"'), failed.join('; '));
+  assert.match(lines.join('\n'), /^track events were answered 501 \(not taken\) and also accepted/m);
+});
+
+test('an answer cut after its headers on a kept-alive connection fails, and its event is not sent again', async (t) => {
+  // Each connection's first answer whole, every later one cut after its headers and part of its body. The
+  // cut answer was taken for a connection the server had closed before the request, and the event sent
+  // again: every case passed, 61 requests for 31.
+  const perSocket = new WeakMap<object, number>();
+  const { server, received } = bodies((req, res) => {
+    const n = (perSocket.get(req.socket) ?? 0) + 1;
+    perSocket.set(req.socket, n);
+    if (n === 1) return reply(res, 200);
+    res.writeHead(200, { 'content-length': '100' });
+    res.write('{"mess', () => req.socket.destroy());
+  });
+  const summary = await run(await listen(t, server), { apiKey: KEY }, () => {});
+  assert.equal(received(), CASES.length, 'each case sent once');
+  const cut = summary.results.filter((r) => r.error !== undefined);
+  assert.ok(cut.length >= CASES.length / 2 - 1, `${cut.length} cut`);
+  for (const r of cut) assert.match(r.error ?? '', /cut off after its status \(200\)/);
+});
+
+test('a timeout in the middle of an answer fails that case alone: nothing of it is sent again', async (t) => {
+  // The cut the timeout made started a second copy of the case, which took the connection: the next
+  // case was reported unanswered though it was never sent.
+  let pages = 0;
+  const { server, received } = bodies((req, res, body) => {
+    if (!body.startsWith('{"type":"page"')) return reply(res, 200);
+    pages++;
+    res.writeHead(200);
+    const trickle = setInterval(() => res.write(' '), 50); // a body that never ends
+    req.socket.on('close', () => clearInterval(trickle));
+  }, true);
+  const url = await listen(t, server);
+  const summary = await run(url, { apiKey: KEY, timeoutMs: 300, insecure: true }, () => {});
+  assert.equal(pages, 1, 'the page case sent once');
+  assert.equal(received(), CASES.length, 'each case sent');
+  const page = summary.results.find((r) => r.name === 'page');
+  assert.match(page?.error ?? '', /^timed out after 0.3 s \(its status, 200, came/);
+  // Every other case answered (this server answers 200 to all, so the bad ones fail on their status).
+  assert.deepEqual(
+    summary.results.filter((r) => r.status === undefined).map((r) => r.name),
+    ['page'],
+  );
+});
