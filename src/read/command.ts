@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Writable } from 'node:stream';
 import { UsageError } from '../config.ts';
 import { parseFlagsOnce, strayArgument } from '../flags.ts';
-import { storeFile } from '../sinks/file-names.ts';
+import { ownedByTheStore } from '../sinks/file-names.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { type ReadStoreOptions, readStore } from './store-reader.ts';
 
@@ -216,5 +216,5 @@ async function isStoreFile(dir: string, file: string): Promise<boolean> {
   const real = async (path: string) => realpath(path).catch(() => undefined);
   const where =
     (await real(file)) ?? join((await real(dirname(file))) ?? resolve(dirname(file)), basename(file));
-  return dirname(where) === (await real(dir)) && storeFile(basename(where)) !== undefined;
+  return dirname(where) === (await real(dir)) && ownedByTheStore(basename(where));
 }

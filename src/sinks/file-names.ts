@@ -22,6 +22,17 @@ export function storeFile(name: string): StoreFile | undefined {
   return { name, day: match[1] as string, worker: match[2] === undefined ? -1 : Number(match[2]) };
 }
 
+// A dot-file: a glob of the store's files (cat out/*) passes over it (store-lock.ts).
+export const LOCK_NAME = '.segment-endpoint.lock';
+
+/**
+ * Whether `name` is a file the store writes, or may come to: a day's events, the fragment a repair sets
+ * aside beside it (`<file>.torn`), its lock. Another program's file there would be overwritten.
+ */
+export function ownedByTheStore(name: string): boolean {
+  return name === LOCK_NAME || storeFile(name.endsWith('.torn') ? name.slice(0, -5) : name) !== undefined;
+}
+
 /** Day, then worker by number (`-w2` before `-w10`): the one order every reader of a directory uses. */
 export function inReadingOrder(a: StoreFile, b: StoreFile): number {
   if (a.day !== b.day) return a.day < b.day ? -1 : 1;

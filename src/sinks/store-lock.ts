@@ -1,5 +1,6 @@
 import { readFileSync, readlinkSync, renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { LOCK_NAME } from './file-names.ts';
 
 // One writer to a store directory: a second process writing the same files (a manual start beside the
 // service, two containers on one volume) would cut the other's lines when one of its writes failed, and
@@ -9,9 +10,6 @@ import { join } from 'node:path';
 // of this machine, this container), which is how a lock left by a process that is gone is told apart.
 // A link holds its target in the inode: it can be made on a full disk, a state the store starts in and
 // recovers from.
-
-// A dot-file: a glob of the store's files (cat out/*) passes over it.
-const LOCK = '.segment-endpoint.lock';
 
 /** The lock on a store directory, held until `release()` or the process's exit. */
 export interface StoreLock {
@@ -36,7 +34,7 @@ const KEEP_MS = 1_000;
  * as held, and let go by the primary at its exit, not by the worker.
  */
 export function lockStore(dir: string, pid = process.pid): StoreLock {
-  const path = join(dir, LOCK);
+  const path = join(dir, LOCK_NAME);
   const me = `${pid} ${procStat(pid)?.started ?? 0} ${pidSpace()}`;
   const own = pid === process.pid;
   let lost: Error | undefined;

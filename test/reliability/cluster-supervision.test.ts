@@ -101,7 +101,8 @@ test("one worker's module refusing at the first start while the others start: th
   assert.deepEqual(await freshStatuses(t, ep, 4), [200, 200, 200, 200], ep.output());
   // Why worker 2 did not start is said once a worker serves, and it is tried again.
   await waitUntil(
-    () => (ep.output().match(/too many connections[^\n]*"msg":"worker 2 could not start"/g)?.length ?? 0) >= 2,
+    () =>
+      (ep.output().match(/too many connections[^\n]*"msg":"worker 2 could not start"/g)?.length ?? 0) >= 2,
     () => `worker 2 said and retried, in:\n${ep.output()}`,
     GUARD_MS,
   );
