@@ -2,7 +2,7 @@
 // draining slowly.
 import assert from 'node:assert/strict';
 import { constants } from 'node:buffer';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import {
   chownSync,
   closeSync,
@@ -23,6 +23,7 @@ import { describe, test } from 'node:test';
 import { readMain } from '../src/read/command.ts';
 import { BUILT } from './cli-harness.ts';
 import { bytesWaiting, tempDirs } from './helpers.ts';
+import { CLI_SOURCE, cleanEnv, ROOT } from './helpers-spawn.ts';
 import { append, runRead, spawnRead, stored } from './read-harness.ts';
 
 const tempDir = tempDirs('read');
@@ -217,6 +218,51 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     run.child.stdout?.once('data', () => run.child.stdout?.destroy());
     assert.equal(await run.closed, 0, run.stderr());
     assert.equal(run.stderr(), '');
+  });
+
+  test('stdout a file that fills up (a size limit, a full disk): the line cut short is taken back, none lost', async () => {
+    // Node's stream for a file took a short write for a whole one: the line cut at the limit counted as
+    // printed, and the next run, from the checkpoint, appended the line after it to the fragment.
+    const dir = tempDir();
+    const lines = Array.from({ length: 20 }, (_, n) => stored('track', `m${n}`, 20));
+    append(dir, 'events-2026-11-30.ndjson', lines);
+    const out = join(dir, 'out', 'printed.ndjson');
+    mkdirSync(join(dir, 'out'));
+    const checkpoint = join(dir, 'out', 'reader.checkpoint');
+    const readInto = async (flags: string, limit: string) => {
+      const fd = openSync(out, flags);
+      const child = spawn(
+        'sh',
+        [
+          '-c',
+          `ulimit -f ${limit} && exec "$@"`,
+          'sh',
+          process.execPath,
+          ...CLI_SOURCE,
+          'read',
+          '--out',
+          dir,
+          '--from',
+          checkpoint,
+        ],
+        { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', fd, 'pipe'] },
+      );
+      closeSync(fd);
+      let stderr = '';
+      child.stderr?.on('data', (c) => {
+        stderr += c;
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      return { code, stderr };
+    };
+    const cut = await readInto('w', '1'); // 1,024 bytes: the limit falls inside a line
+    assert.equal(cut.code, 1, cut.stderr);
+    assert.match(cut.stderr, /EFBIG|too large/);
+    const printed = readFileSync(out, 'utf8');
+    assert.ok(printed.length < 1024 && printed.endsWith('\n'), JSON.stringify(printed.slice(-40)));
+    const rest = await readInto('a', 'unlimited');
+    assert.equal(rest.code, 0, rest.stderr);
+    assert.equal(readFileSync(out, 'utf8'), lines.map((line) => `${line}\n`).join(''));
   });
 
   test('each line is printed as the bytes stored, not decoded and encoded again', async () => {
