@@ -76,8 +76,8 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
     const written = /^https?:\/\//i.test(url);
     throw new UsageError(
       written
-        ? `"${url}" is not a valid URL: its port (1 to 65535) or its host`
-        : `"${url}" is not an http:// or https:// URL`,
+        ? `"${shownUrl(url)}" is not a valid URL: its port (1 to 65535) or its host`
+        : `"${shownUrl(url)}" is not an http:// or https:// URL`,
     );
   }
   const parsed = new URL(url);
@@ -93,15 +93,34 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
   return { url, apiKey, settings, insecure: values.insecure === true, values };
 }
 
+/** --settings as given, once it is known to be a JSON object; never echoed (settings may hold tokens). */
 function checkedSettings(text: string): string {
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch {}
+  } catch (err) {
+    const at = /at position \d+/.exec((err as Error).message)?.[0];
+    throw new UsageError(`--settings is not JSON${at === undefined ? '' : ` (${at})`}: ${SETTINGS_WANTED}`);
+  }
   if (!isPlainObject(value)) {
-    throw new UsageError(`--settings must be a JSON object, e.g. '{"region":"eu"}', not ${text}`);
+    const what = Array.isArray(value) ? 'an array' : value === null ? 'null' : `a ${typeof value}`;
+    throw new UsageError(`--settings is ${what}: ${SETTINGS_WANTED}`);
   }
   return text;
+}
+
+const SETTINGS_WANTED = `a JSON object is wanted, e.g. '{"region":"eu"}' (what was given is not shown: settings may hold secrets)`;
+
+/**
+ * A URL as printed: the values of its query and any credentials left out (a token in `?token=`, a
+ * password in `user:pass@`). Text that is no URL is cut the same way.
+ */
+export function shownUrl(text: string): string {
+  const bare = text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1…@').replace(/#.*$/s, '');
+  const at = bare.indexOf('?');
+  if (at === -1) return bare;
+  const pairs = bare.slice(at + 1).split('&');
+  return `${bare.slice(0, at)}?${pairs.map((pair) => (pair.includes('=') ? `${pair.split('=')[0]}=…` : '…')).join('&')}`;
 }
 
 /** Runs a sender subcommand: its usage on --help, one line and a hint for a bad invocation (exit 1). */

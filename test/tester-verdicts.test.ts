@@ -11,6 +11,8 @@ import { createServer as createHttpsServer, Server as HttpsServer } from 'node:h
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { createServer, silentLogger } from '../src/index.ts';
+import { loadMain } from '../src/load/command.ts';
+import { testMain } from '../src/tester/command.ts';
 import { run } from '../src/tester/run.ts';
 import { suite } from '../src/tester/suite.ts';
 import { testCert } from './helpers-cert.ts';
@@ -197,4 +199,40 @@ test('a timeout in the middle of an answer fails that case alone: nothing of it 
     summary.results.filter((r) => r.status === undefined).map((r) => r.name),
     ['page'],
   );
+});
+
+test('secrets on the command line are not echoed: credentials in a URL, the values of its query, --settings', async (t) => {
+  // An invalid URL was printed whole, credentials included; a query's token was printed on every line of
+  // a run (32 times) and in load's report; --settings that is no JSON object was echoed in full.
+  const sink = () => {
+    const out = { text: '', write: (s: string) => (out.text += s) };
+    const err = { text: '', write: (s: string) => (err.text += s) };
+    return { io: { stdout: out, stderr: err }, said: () => out.text + err.text };
+  };
+  const bad = [
+    ['https://user:s3cret@127.0.0.1:99999/', '--api-key', KEY],
+    ['ftp://user:s3cret@127.0.0.1/', '--api-key', KEY],
+    ['https://127.0.0.1:99999/?token=s3cret', '--api-key', KEY],
+    ['http://127.0.0.1/', '--api-key', KEY, '--settings', '{"token":"s3cret"'],
+    ['http://127.0.0.1/', '--api-key', KEY, '--settings', '["s3cret"]'],
+  ];
+  for (const args of bad) {
+    for (const main of [testMain, loadMain]) {
+      const { io, said } = sink();
+      assert.equal(await main(args, io), 1, args.join(' '));
+      assert.ok(!said().includes('s3cret'), `${args.join(' ')}: ${said()}`);
+      assert.match(said(), /^segment-endpoint (test|load): /);
+    }
+  }
+  const { server } = endpoint(() => false);
+  const url = `${await listen(t, server)}ingest?token=s3cret&region=eu`;
+  for (const [main, extra] of [
+    [testMain, []],
+    [loadMain, ['--duration', '1', '--rate', '20']],
+  ] as const) {
+    const { io, said } = sink();
+    await main([url, '--api-key', KEY, ...extra], io);
+    assert.ok(!said().includes('s3cret'), said());
+    assert.match(said(), /\/ingest\?token=…&region=…/);
+  }
 });

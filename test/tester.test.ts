@@ -338,12 +338,15 @@ describe('bad usage', () => {
       [['--api-key', KEY], /URL is required/],
       [['http://127.0.0.1:1/'], /--api-key is required/],
       [['http://127.0.0.1:1/', '--api-key', ''], /--api-key is required/],
-      [['http://127.0.0.1:1/', '--api-key', KEY, '--settings', '[1]'], /--settings must be a JSON object/],
+      [
+        ['http://127.0.0.1:1/', '--api-key', KEY, '--settings', '[1]'],
+        /--settings is an array: a JSON object/,
+      ],
       [
         ['http://127.0.0.1:1/', '--api-key', KEY, '--settings', 'region=eu'],
-        /--settings must be a JSON object/,
+        /--settings is not JSON: a JSON object is wanted/,
       ],
-      [['http://127.0.0.1:1/', '--api-key', KEY, '--settings', 'null'], /--settings must be a JSON object/],
+      [['http://127.0.0.1:1/', '--api-key', KEY, '--settings', 'null'], /--settings is null: a JSON object/],
       [['ftp://example.com/', '--api-key', KEY], /not an http:\/\/ or https:\/\/ URL/],
       [['http://a/', 'http://b/', '--api-key', KEY], /one URL only/],
       // The rest of an unquoted key, read as the URL or beside it: named by its place, never shown.

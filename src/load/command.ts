@@ -1,7 +1,7 @@
 // The `load` subcommand's command line: its usage, its flags, and the exit code of a run.
 import { UsageError } from '../config-keys.ts';
 import { probe } from '../probe.ts';
-import { runSender, type SenderIo, senderArgs } from '../sender-args.ts';
+import { runSender, type SenderIo, senderArgs, shownUrl } from '../sender-args.ts';
 import { EVENT_TYPES, type EventType } from '../types.ts';
 import { MIX, RETRY_EVERY } from './mix.ts';
 import { type LoadFigures, report, verdict } from './report.ts';
@@ -75,7 +75,7 @@ async function load(parsed: { options: LoadOptions; insecure: boolean }, io: Sen
   }
   const pace = options.rate === undefined ? 'as fast as answered' : `at ${options.rate} req/s`;
   io.stdout.write(
-    `Sending Segment events to ${options.url} for ${options.duration} s over ${options.connections} connections, ${pace}\n`,
+    `Sending Segment events to ${shownUrl(options.url)} for ${options.duration} s over ${options.connections} connections, ${pace}\n`,
   );
   let figures: LoadFigures;
   try {

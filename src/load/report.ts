@@ -1,5 +1,6 @@
 // What a load run measured, as text, and whether Segment would be content: every answer 2xx and none
 // later than its 5 s timeout. Pure functions of the figures, so each wording is tested without a run.
+import { shownUrl } from '../sender-args.ts';
 import { EVENT_TYPES, type EventType } from '../types.ts';
 
 /** Segment gives up on a request after about this and retries it later (CONTRACT.md, Transport). */
@@ -115,7 +116,7 @@ export function report(f: LoadFigures): string {
   // Sent when the run stopped, never answered nor failed: not counted anywhere else.
   const inFlight = Math.max(0, sent - answered - sum(f.errors) - f.timeouts);
   const lines = [
-    `Sent ${sent} requests to ${f.url} in ${f.seconds.toFixed(2)} s over ${f.connections} connections (${target}):`,
+    `Sent ${sent} requests to ${shownUrl(f.url)} in ${f.seconds.toFixed(2)} s over ${f.connections} connections (${target}):`,
     `  new events: ${types.join(', ') || 'none'}; retries (an event sent again, same messageId): ${f.sent.retries}`,
     `Requests/s:  ${perSecond.toFixed(1)} (${answered} answered${inFlight > 0 ? `, ${inFlight} in flight at the end` : ''})`,
     latency === undefined

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import { shownUrl } from '../sender-args.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { send } from './send.ts';
 import { printable, shown, truncate } from './shown.ts';
@@ -54,7 +55,7 @@ export async function run(url: string, options: RunOptions, write: (line: string
       ? new HttpsAgent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: !options.insecure })
       : new HttpAgent({ keepAlive: true, maxSockets: 1 });
   write(
-    `Sending ${cases.length} events to ${target.href} as Segment does (${timeoutMs / 1000} s timeout each)`,
+    `Sending ${cases.length} events to ${shownUrl(target.href)} as Segment does (${timeoutMs / 1000} s timeout each)`,
   );
   const results: CaseResult[] = [];
   /** Types whose good events this endpoint accepted: a 501 to one of them is no "type not taken". */
@@ -68,7 +69,7 @@ export async function run(url: string, options: RunOptions, write: (line: string
       for (const [name, value] of Object.entries(c.headers ?? {})) {
         write(`   ${value === null ? `(no ${name})` : `${name}: ${shown(name, value)}`}`);
       }
-      write(`   POST ${target.href} ${truncate(body.toString())}`);
+      write(`   POST ${shownUrl(target.href)} ${truncate(body.toString())}`);
       let result: CaseResult;
       try {
         const answer = await send(target, headers, body, agent, timeoutMs);
