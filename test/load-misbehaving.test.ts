@@ -169,3 +169,38 @@ test('an endpoint that answers HEAD after a moment, or writes its status line in
     }
   }
 });
+
+test('Ctrl-C stops the run early: the report comes, says so, and the exit code (130) is not a pass', async () => {
+  // An interrupted run reported PASS and exited 0, as a complete one does: CI could not tell them apart.
+  await serving(
+    (_req, res) => res.end(),
+    async (url) => {
+      const running = run(url, '--duration', '30', '--connections', '2', '--rate', '20');
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      process.emit('SIGINT');
+      const { code, stdout } = await running;
+      assert.equal(code, 130, stdout);
+      assert.match(stdout, /^Stopped early by Ctrl-C \(SIGINT\) after 0\.\d\d s of the 30 asked\.$/m);
+      assert.match(stdout, /^PASS: /m);
+    },
+  );
+});
+
+test('a second Ctrl-C stops waiting for the answers in flight: reported as such, at once', async () => {
+  // The second one found no listener and killed the run by default: no report at all.
+  await serving(
+    () => {}, // never answered
+    async (url) => {
+      const started = performance.now();
+      const running = run(url, '--duration', '30', '--connections', '3');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      process.emit('SIGINT');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      process.emit('SIGINT');
+      const { code, stdout } = await running;
+      assert.ok(performance.now() - started < 3_000, 'not the 5 s wait for each request in flight');
+      assert.equal(code, 130, stdout);
+      assert.match(stdout, /\(0 answered, 3 in flight at the end\)/);
+    },
+  );
+});

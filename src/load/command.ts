@@ -35,7 +35,8 @@ Segment's 5 s timeout.
 
 Exits 0 only if every answer was 2xx, none took over 5 s and no request failed; 1 otherwise, and 1
 without sending anything when nothing listens at URL or its certificate does not verify, or for a bad
-invocation.
+invocation; 130 when Ctrl-C stopped it early (the report still comes; a second Ctrl-C stops waiting for
+the answers in flight).
 
 Options:
   --api-key KEY      the API key a customer would enter in Segment (sent as the Basic username)
@@ -55,7 +56,7 @@ Options:
 `;
 }
 
-/** The `load` subcommand. Resolves with the exit code: 0 all answers 2xx in time, else 1. */
+/** The `load` subcommand. Resolves with the exit code: 0 all answers 2xx in time, 130 stopped by Ctrl-C, else 1. */
 export function loadMain(args: readonly string[], io: SenderIo = process): Promise<number> {
   return runSender(
     NAME,
@@ -85,6 +86,8 @@ async function load(parsed: { options: LoadOptions; insecure: boolean }, io: Sen
     return 1;
   }
   io.stdout.write(report(figures));
+  // Cut short: whatever the verdict on what was sent, not the run asked for (128 + SIGINT's number).
+  if (figures.stoppedEarly !== undefined) return 130;
   return verdict(figures).ok ? 0 : 1;
 }
 

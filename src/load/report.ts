@@ -22,6 +22,8 @@ export interface LoadFigures {
   /** How long the run lasted, in seconds. */
   readonly seconds: number;
   readonly connections: number;
+  /** Set when Ctrl-C (SIGINT) stopped the run before the `asked` seconds (`--duration`). */
+  readonly stoppedEarly?: { readonly asked: number };
   /** The requests per second asked for (`--rate`); undefined: as fast as answers come. */
   readonly rate?: number;
   /** New events sent, by type, and retries (an event sent again). */
@@ -126,6 +128,11 @@ export function report(f: LoadFigures): string {
     `Errors:      ${counts(f.errors)}`,
     `Timeouts:    ${f.timeouts} (no answer within ${SEGMENT_TIMEOUT_MS / 1000} s); ${f.late} answered later than that`,
   ];
+  if (f.stoppedEarly !== undefined) {
+    lines.push(
+      `Stopped early by Ctrl-C (SIGINT) after ${f.seconds.toFixed(2)} s of the ${f.stoppedEarly.asked} asked.`,
+    );
+  }
   if (f.rate !== undefined && perSecond < f.rate * KEPT_UP) {
     lines.push(
       `Note: ${perSecond.toFixed(1)} req/s of the ${f.rate} asked: each connection waits for its answer ` +

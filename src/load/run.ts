@@ -29,7 +29,10 @@ export interface LoadOptions {
 
 const AFTER_FAILURE_MS = 100; // a connection that failed is made again after this, not in a tight loop
 
-/** Sends for `duration` seconds (less after a SIGINT, which stops the run early) and measures. */
+/**
+ * Sends for `duration` seconds and measures. A SIGINT (Ctrl-C) stops the run early; a second one stops
+ * waiting for the answers in flight, which are reported as such.
+ */
 export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
   const source = eventSource(options.apiKey, options.types);
   const send = sender(options);
@@ -49,8 +52,10 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
       resolve();
     };
   });
-  const stop = () => run.stop();
-  process.once('SIGINT', stop);
+  let interruptions = 0;
+  let stopWaiting = () => {};
+  const onSigint = () => (++interruptions === 1 ? run.stop() : stopWaiting());
+  process.on('SIGINT', onSigint);
   // The run lasts its duration, whatever the workers are doing: requests/s counts every second of it.
   for (let i = 0; i < options.connections; i++) {
     const share = options.rate === undefined ? undefined : shareOf(options.rate, options.connections, i);
@@ -61,14 +66,17 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
   const seconds = (performance.now() - run.started) / 1000;
   // What is in flight at the end is waited for (at most Segment's timeout, each request's own bound):
   // every request sent is counted, and one that is never answered is a timeout, however short the run.
-  await tally.drained();
-  process.off('SIGINT', stop);
+  if (interruptions < 2) {
+    await Promise.race([tally.drained(), new Promise<void>((resolve) => (stopWaiting = resolve))]);
+  }
+  process.off('SIGINT', onSigint);
   send.close();
   return {
     url: options.url,
     seconds,
     connections: options.connections,
     ...(options.rate !== undefined && { rate: options.rate }),
+    ...(interruptions > 0 && { stoppedEarly: { asked: options.duration } }),
     sent: source.sent(),
     ...tally.figures(),
   };
