@@ -51,9 +51,15 @@ function bodies(answer: (req: IncomingMessage, res: ServerResponse, body: string
   return { server, received: () => received };
 }
 
-const reply = (res: ServerResponse, status: number, message?: string) => {
-  const body = message === undefined ? '' : JSON.stringify({ message });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+/** How the endpoints here write a refusal's body: as the contract asks, or as some servers do. */
+type Refusals = 'json' | 'empty' | 'html';
+
+const reply = (res: ServerResponse, status: number, message?: string, refusals: Refusals = 'json') => {
+  let type = 'application/json; charset=utf-8';
+  let body = message === undefined ? '' : JSON.stringify({ message });
+  if (refusals === 'empty') body = '';
+  if (refusals === 'html' && message !== undefined) [type, body] = ['text/html', `<h1>${message}</h1>`];
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
   res.end(body);
 };
 
@@ -61,7 +67,7 @@ const reply = (res: ServerResponse, status: number, message?: string) => {
  * The contract as a careful endpoint keeps it, but for what `broken` answers 501: a 501 stands for "this
  * type is not taken", which the suite allows only for types the endpoint takes nowhere.
  */
-function endpoint(broken: (event: Record<string, unknown>) => boolean) {
+function endpoint(broken: (event: Record<string, unknown>) => boolean, refusals: Refusals = 'json') {
   const good = [`Basic ${btoa(`${KEY}:`)}`, `basic ${btoa(`${KEY}:`)}`, `Basic ${btoa(KEY)}`];
   const required: Record<string, string[]> = {
     track: ['event'],
@@ -70,30 +76,31 @@ function endpoint(broken: (event: Record<string, unknown>) => boolean) {
     delete: ['userId'],
   };
   return bodies((req, res, body) => {
-    if (!good.includes(req.headers.authorization ?? '')) return reply(res, 401, 'Invalid API key');
+    const refuse = (status: number, message: string) => reply(res, status, message, refusals);
+    if (!good.includes(req.headers.authorization ?? '')) return refuse(401, 'Invalid API key');
     const settings = req.headers['x-segment-settings'];
     try {
       const parsed = settings === undefined ? {} : JSON.parse(atob(String(settings)));
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error();
     } catch {
-      return reply(res, 400, 'bad settings');
+      return refuse(400, 'bad settings');
     }
     let event: Record<string, unknown>;
     try {
       event = JSON.parse(body);
       if (typeof event !== 'object' || event === null || Array.isArray(event)) throw new Error();
     } catch {
-      return reply(res, 400, 'bad JSON');
+      return refuse(400, 'bad JSON');
     }
-    if (typeof event.type !== 'string') return reply(res, 400, 'no type');
+    if (typeof event.type !== 'string') return refuse(400, 'no type');
     const type = event.type.toLowerCase();
     if (!['identify', 'track', 'page', 'screen', 'group', 'alias', 'delete'].includes(type)) {
-      return reply(res, 501, 'unsupported type');
+      return refuse(501, 'unsupported type');
     }
-    if (broken(event)) return reply(res, 501, 'unsupported');
+    if (broken(event)) return refuse(501, 'unsupported');
     const ids = ['userId', 'anonymousId', 'UserId', 'user_id'].some((k) => typeof event[k] === 'string');
     if (!ids || (required[type] ?? []).some((key) => event[key] === undefined)) {
-      return reply(res, 400, 'missing field');
+      return refuse(400, 'missing field');
     }
     reply(res, 200);
   });
@@ -234,5 +241,21 @@ test('secrets on the command line are not echoed: credentials in a URL, the valu
     await main([url, '--api-key', KEY, ...extra], io);
     assert.ok(!said().includes('s3cret'), said());
     assert.match(said(), /\/ingest\?token=…&region=…/);
+  }
+});
+
+test('a refusal without a JSON {"message"} fails: Segment shows the customer that message', async (t) => {
+  // The contract: error bodies are JSON {"message"} with Content-Type application/json. An endpoint that
+  // answered its refusals with no body, or with an HTML page, passed every case.
+  for (const refusals of ['empty', 'html'] as const) {
+    const { server } = endpoint(() => false, refusals);
+    const lines: string[] = [];
+    const summary = await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
+    const refused = CASES.filter((c) => c.expect !== 'accept').map((c) => c.name);
+    assert.deepEqual(failedNames(summary), refused, refusals);
+    assert.match(
+      lines.join('\n'),
+      /^ {3}FAIL \(expected 401, with a JSON \{"message"\} saying what is wrong/m,
+    );
   }
 });

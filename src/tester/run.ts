@@ -7,7 +7,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { shownUrl } from '../sender-args.ts';
 import { EVENT_TYPES } from '../types.ts';
-import { send } from './send.ts';
+import { type Answer, send } from './send.ts';
 import { printable, shown, truncate } from './shown.ts';
 import { base64, type Expectation, suite, type TestCase } from './suite.ts';
 
@@ -70,32 +70,21 @@ export async function run(url: string, options: RunOptions, write: (line: string
         write(`   ${value === null ? `(no ${name})` : `${name}: ${shown(name, value)}`}`);
       }
       write(`   POST ${shownUrl(target.href)} ${truncate(body.toString())}`);
-      let result: CaseResult;
+      let judged: Judged;
       try {
         const answer = await send(target, headers, body, agent, timeoutMs);
-        const type = answer.status === 501 ? typeNotTaken(c) : undefined;
-        const notTaken = type !== undefined && !taken.has(type) ? type : undefined;
-        const pass = notTaken !== undefined || matches(c.expect, answer.status);
-        if (c.expect === 'accept' && pass && notTaken === undefined) taken.add(typeOf(c) ?? '');
-        result = { name: c.name, pass, ...answer, ...(notTaken !== undefined && { notTaken }) };
         write(`   ${answer.status}${answer.message === undefined ? '' : ` ${printable(answer.message)}`}`);
-        if (type !== undefined && notTaken === undefined) {
-          write(
-            `   FAIL (expected ${expected(c.expect)}; a 501 says that ${type} events are not taken, yet this endpoint took the ones above)`,
-          );
-          results.push(result);
-          continue;
-        }
+        judged = judge(c, answer, taken);
       } catch (err) {
-        result = { name: c.name, pass: false, error: (err as Error).message };
-        write(`   no answer: ${result.error}`);
+        const error = (err as Error).message;
+        write(`   no answer: ${error}`);
+        judged = {
+          result: { name: c.name, pass: false, error },
+          verdict: `FAIL (expected ${expected(c.expect)})`,
+        };
       }
-      write(
-        result.notTaken === undefined
-          ? `   ${result.pass ? 'PASS' : 'FAIL'} (expected ${expected(c.expect)})`
-          : `   PASS (501: this endpoint does not take ${result.notTaken} events, as the contract allows)`,
-      );
-      results.push(result);
+      write(`   ${judged.verdict}`);
+      results.push(judged.result);
     }
   } finally {
     agent.destroy();
@@ -133,6 +122,44 @@ function summarise(
   // On its own line, worded exactly so: CI greps for it.
   write(`${judged.length - failures.length} passed, ${failures.length} failed`);
   return { passed: judged.length - failures.length, failed: failures.length, results: judged };
+}
+
+interface Judged {
+  readonly result: CaseResult;
+  /** The case's last line: PASS or FAIL, and why. */
+  readonly verdict: string;
+}
+
+/**
+ * A case's answer against the contract: its status (a 501 passes for a type this endpoint takes nowhere
+ * else), and a refusal's JSON `{"message"}`, which Segment shows the customer. A type accepted goes into
+ * `taken`.
+ */
+function judge(c: TestCase, { contentType, ...answer }: Answer, taken: Set<string>): Judged {
+  const type = answer.status === 501 ? typeNotTaken(c) : undefined;
+  const fail = (why: string) => ({
+    result: { name: c.name, pass: false, ...answer },
+    verdict: `FAIL (expected ${expected(c.expect)}${why})`,
+  });
+  if (type !== undefined && taken.has(type)) {
+    return fail(`; a 501 says that ${type} events are not taken, yet this endpoint took the ones above`);
+  }
+  const statusOk = type !== undefined || matches(c.expect, answer.status);
+  const json = /^application\/json\b/i.test(contentType ?? '');
+  const explained = answer.status < 300 || (json && (answer.message?.trim() ?? '') !== '');
+  if (statusOk && !explained) {
+    return fail(`, with a JSON {"message"} saying what is wrong: Segment shows it to the customer`);
+  }
+  if (type !== undefined) {
+    return {
+      result: { name: c.name, pass: true, ...answer, notTaken: type },
+      verdict: `PASS (501: this endpoint does not take ${type} events, as the contract allows)`,
+    };
+  }
+  if (statusOk && c.expect === 'accept') taken.add(typeOf(c) ?? '');
+  return statusOk
+    ? { result: { name: c.name, pass: true, ...answer }, verdict: `PASS (expected ${expected(c.expect)})` }
+    : fail('');
 }
 
 /** X-Segment-Settings' value: base64 of the settings' JSON, text given as it is. */

@@ -8,6 +8,13 @@ import { messageOf } from './shown.ts';
 
 const ANSWER_KEPT = 64 * 1024; // bytes of an answer read for its message
 
+/** What an endpoint answered: its status, the `message` of a JSON body, the body's declared type. */
+export interface Answer {
+  readonly status: number;
+  readonly message?: string;
+  readonly contentType?: string;
+}
+
 /** POSTs `body` to `url` on `agent`: the status answered and its message, or a rejection saying why not. */
 export function send(
   url: URL,
@@ -16,7 +23,7 @@ export function send(
   agent: HttpAgent,
   timeoutMs: number,
   retried = false,
-): Promise<{ status: number; message?: string }> {
+): Promise<Answer> {
   const request = (url.protocol === 'https:' ? httpsRequest : httpRequest) as typeof httpRequest;
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'POST', headers, agent });
@@ -69,7 +76,12 @@ export function send(
       res.on('end', () => {
         if (!settle()) return;
         const message = messageOf(Buffer.concat(chunks).toString('utf8'));
-        resolve({ status: res.statusCode ?? 0, ...(message === undefined ? {} : { message }) });
+        const contentType = res.headers['content-type'];
+        resolve({
+          status: res.statusCode ?? 0,
+          ...(message !== undefined && { message }),
+          ...(contentType !== undefined && { contentType }),
+        });
       });
     });
     req.end(body);
