@@ -73,6 +73,8 @@ describe('segment-endpoint read: what is stored', () => {
     assert.throws(() => lines[2]?.record, SyntaxError);
     assert.throws(() => readStore(dir, { types: ['purchase'] }), RangeError);
     assert.throws(() => readStore(dir, { pollMs: 0 }), RangeError);
+    // Past a timer's range node polls every millisecond instead (a TimeoutOverflowWarning).
+    assert.throws(() => readStore(dir, { pollMs: 2 ** 31 }), /at most 2147483647/);
     const identifies = await collect(readStore(dir, { types: ['identify'] }));
     assert.deepEqual(
       identifies.map((l) => l.text),

@@ -62,6 +62,7 @@ export interface ReadStoreOptions {
   readonly maxLineBytes?: number | undefined;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const DEFAULT_POLL_MS = 200;
 const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024; // 64 MiB
 
@@ -96,8 +97,11 @@ const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024; // 64 MiB
  */
 export function readStore(dir: string, options: ReadStoreOptions = {}): AsyncGenerator<StoredLine, void> {
   const pollMs = options.pollMs ?? DEFAULT_POLL_MS;
-  if (!Number.isFinite(pollMs) || pollMs <= 0) {
-    throw new RangeError(`pollMs must be a positive number of milliseconds, not ${pollMs}`);
+  // A timer's longest wait: past it, node would poll every millisecond instead.
+  if (!Number.isFinite(pollMs) || pollMs <= 0 || pollMs > MAX_TIMER_MS) {
+    throw new RangeError(
+      `pollMs must be a positive number of milliseconds, at most ${MAX_TIMER_MS}, not ${pollMs}`,
+    );
   }
   const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
   // Past V8's longest string (~512 MiB) a line could not be given as text at all.
