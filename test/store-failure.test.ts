@@ -177,10 +177,11 @@ async function downStore(disk: ReturnType<typeof probedDisk>, dir = tempDir()): 
 /** A store down (downStore) whose first probe is held after its open, until `probing.release()`. */
 async function probeHeld() {
   const disk = probedDisk();
-  const store = await downStore(disk);
+  const dir = tempDir();
+  const store = await downStore(disk, dir);
   const probing = disk.holdNextProbe();
   await within(probing.opened, 10_000, 'a probe');
-  return { disk, store, probing };
+  return { dir, disk, store, probing };
 }
 
 describe('a store whose disk fills up', () => {
@@ -369,9 +370,16 @@ describe('a store whose disk fills up', () => {
   });
 
   test('close() waits for a probe the disk never answers for 2 s at most, not for ever', async () => {
-    const { store, probing } = await probeHeld();
+    const { dir, disk, store, probing } = await probeHeld();
     await within(store.close(), 10_000, 'close() with a probe held');
+    const closed = disk.probeClosed();
     probing.release();
+    // The probe given up on still makes, closes and removes its file: the directory goes after that.
+    await within(closed, 10_000, 'the probe closed');
+    await eventually(
+      async () => !readdirSync(dir).some((name) => name.startsWith('.probe')),
+      'the probe done',
+    );
   });
 
   test('close() waits for a probe under way: nothing is written to the directory after it', async () => {
