@@ -63,14 +63,18 @@ export function spawnWith(command: string, args: string[], cwd: string, env: Nod
 }
 
 /** The CLI from source with `args`, its stdout /dev/full (every write fails: ENOSPC): its exit code and stderr. */
-export async function runIntoFullDisk(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const full = openSync('/dev/full', 'w');
-  const child = spawn(process.execPath, [...CLI_SOURCE, ...args], {
-    cwd: ROOT,
-    env: cleanEnv(),
-    stdio: ['ignore', full, 'pipe'],
-  });
-  closeSync(full);
+export function runIntoFullDisk(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return runWithStdout(process.execPath, [...CLI_SOURCE, ...args], openSync('/dev/full', 'w'));
+}
+
+/** `command args` with its stdout on `fd` (closed here once handed over): its exit code and stderr. */
+export async function runWithStdout(
+  command: string,
+  args: string[],
+  fd: number,
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(command, args, { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', fd, 'pipe'] });
+  closeSync(fd);
   let stderr = '';
   child.stderr?.on('data', (c) => {
     stderr += c;

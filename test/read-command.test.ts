@@ -2,7 +2,7 @@
 // draining slowly.
 import assert from 'node:assert/strict';
 import { constants } from 'node:buffer';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import {
   chownSync,
   closeSync,
@@ -23,7 +23,7 @@ import { describe, test } from 'node:test';
 import { readMain } from '../src/read/command.ts';
 import { BUILT } from './cli-harness.ts';
 import { bytesWaiting, tempDirs } from './helpers.ts';
-import { CLI_SOURCE, cleanEnv, ROOT } from './helpers-spawn.ts';
+import { CLI_SOURCE, runWithStdout } from './helpers-spawn.ts';
 import { append, runRead, spawnRead, stored } from './read-harness.ts';
 
 const tempDir = tempDirs('read');
@@ -229,9 +229,8 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     const out = join(dir, 'out', 'printed.ndjson');
     mkdirSync(join(dir, 'out'));
     const checkpoint = join(dir, 'out', 'reader.checkpoint');
-    const readInto = async (flags: string, limit: string) => {
-      const fd = openSync(out, flags);
-      const child = spawn(
+    const readInto = (flags: string, limit: string) =>
+      runWithStdout(
         'sh',
         [
           '-c',
@@ -245,16 +244,8 @@ describe('segment-endpoint read: following, restarts, failures', () => {
           '--from',
           checkpoint,
         ],
-        { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', fd, 'pipe'] },
+        openSync(out, flags),
       );
-      closeSync(fd);
-      let stderr = '';
-      child.stderr?.on('data', (c) => {
-        stderr += c;
-      });
-      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-      return { code, stderr };
-    };
     const cut = await readInto('w', '1'); // 1,024 bytes: the limit falls inside a line
     assert.equal(cut.code, 1, cut.stderr);
     assert.match(cut.stderr, /EFBIG|too large/);
