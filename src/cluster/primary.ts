@@ -60,7 +60,7 @@ class Primary {
     this.#log = log;
     this.#startLine = new StartLine(this.#slots, () => this.#stopping, log);
     this.#files = new ConfigurationFiles(files, config);
-    this.#startFailures = new StartFailures(log, config.workers);
+    this.#startFailures = new StartFailures(log, config.workers, (number) => this.#retry(number));
     this.#watchdog = new Watchdog(this.#slots, log, () => this.#startLine.print());
     this.#env = port === undefined ? {} : { [PORT_VARIABLE]: String(port) };
   }
@@ -120,7 +120,7 @@ class Primary {
       case 'listening':
         Object.assign(slot, { listening: true, answeredAt: performance.now() });
         this.#log.info({ worker: slot.number, pid: worker.process.pid }, 'worker listening');
-        for (const number of this.#startFailures.listening()) this.#retry(number);
+        this.#startFailures.listening();
         this.#startLine.listening(message);
         break;
       case 'refused':
@@ -184,7 +184,7 @@ class Primary {
     if (!this.#gaveUp && this.#startFailures.refused(slot.number, line, this.#stopping)) this.#giveUp();
   }
 
-  /** A refusal that waited: another worker listens, so the cause was this one's alone. Started again. */
+  /** A refusal that waited, said (StartFailures): started again. */
   #retry(number: number): void {
     const slot = this.#slots[number - 1] as Slot;
     slot.failures++;
@@ -196,7 +196,7 @@ class Primary {
 
   /** No worker is serving, and none would: every one killed, none replaced, exit 1. */
   #giveUp(): void {
-    const refusal = this.#startFailures.first();
+    const refusal = this.#startFailures.givingUp();
     if (refusal !== undefined) process.stderr.write(refusal);
     this.#gaveUp = true;
     this.#stopping = true;
@@ -218,7 +218,8 @@ class Primary {
     for (const slot of this.#slots) clearTimeout(slot.restart);
     this.#log.info({ signal }, 'draining every worker');
     this.#broadcast({ se: 'drain' });
-    if (this.#slots.every((s) => s.worker === undefined)) this.#done(0);
+    if (this.#startFailures.stopping()) this.#exitCode = 1; // a start that failed
+    if (this.#slots.every((s) => s.worker === undefined)) this.#done(this.#exitCode);
     const shutdownMs = this.#config.options.shutdownTimeoutMs ?? OPTIONS.shutdownTimeoutMs.default;
     setTimeout(() => {
       const pids = this.#slots.flatMap((slot) => slot.worker?.process.pid ?? []);

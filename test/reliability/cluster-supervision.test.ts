@@ -110,6 +110,67 @@ test("one worker's module refusing at the first start while the others start: th
   await stopCleanly(ep);
 });
 
+/** A --workers 3 module: workers 1 and 2 refuse at once, worker 3 never finishes loading (awaits for ever). */
+function refuseTwiceHangOnce(dir: string): string {
+  const module = join(dir, 'handlers.mjs');
+  writeFileSync(
+    module,
+    [
+      `const worker = process.env.SEGMENT_ENDPOINT_WORKER;`,
+      `if (worker !== '3') throw new Error('cannot reach the database from worker ' + worker);`,
+      'await new Promise(() => setInterval(() => {}, 60_000)); // a connection that never answers',
+      'export default { track() {} };',
+      '',
+    ].join('\n'),
+  );
+  return module;
+}
+
+test('refusals waiting for a worker that never finishes starting are said at SIGTERM, and the exit is 1', async (t) => {
+  // They waited for the third worker to listen or refuse: a SIGTERM drained, exited 0, and why workers 1
+  // and 2 could not start was never said.
+  const { dir, flags } = setUp(t, 'refused-then-term');
+  const three = flags.map((flag) => (flag === '2' ? '3' : flag));
+  const primary = spawnClean(process.execPath, [
+    ...CLI_SOURCE,
+    ...three,
+    '--handlers',
+    refuseTwiceHangOnce(dir),
+  ]);
+  t.after(() => primary.child.kill('SIGKILL'));
+  await waitUntil(
+    () => (primary.stderr().match(/could not start: said once another starts/g)?.length ?? 0) === 2,
+    () => `two refusals waiting, in:\n${primary.stderr()}`,
+    GUARD_MS,
+  );
+  primary.child.kill('SIGTERM');
+  assert.equal(await within(primary.exit, GUARD_MS * 2, 'the primary stopped'), 1);
+  assert.match(primary.stderr(), /cannot reach the database from worker [12]/);
+});
+
+test('refusals waiting for a worker that never finishes starting are said within 10 s, and retried', async (t) => {
+  const { dir, flags } = setUp(t, 'refused-then-hang');
+  const three = flags.map((flag) => (flag === '2' ? '3' : flag));
+  const primary = spawnClean(process.execPath, [
+    ...CLI_SOURCE,
+    ...three,
+    '--handlers',
+    refuseTwiceHangOnce(dir),
+  ]);
+  t.after(() => primary.child.kill('SIGKILL'));
+  await waitUntil(
+    () =>
+      /cannot reach the database from worker 1[^\n]*"msg":"worker 1 could not start"/.test(primary.stderr()),
+    () => `worker 1's refusal said, in:\n${primary.stderr()}`,
+    GUARD_MS,
+  );
+  assert.match(
+    primary.stderr(),
+    /cannot reach the database from worker 2[^\n]*"msg":"worker 2 could not start"/,
+  );
+  assert.equal(primary.child.exitCode, null, 'still waiting for worker 3, as one process would');
+});
+
 test("a step of the primary's wall clock (an NTP step, a VM resumed) kills no worker", async (t) => {
   // The watchdog measured each worker's silence on the wall clock: a step of 30 s forward took every
   // worker for held and killed them all at once, cutting the events they held.
