@@ -204,3 +204,22 @@ test('a second Ctrl-C stops waiting for the answers in flight: reported as such,
     },
   );
 });
+
+test('Ctrl-C after the run, while its answers in flight are waited for: the wait ends, said as such, not as a run cut short', async () => {
+  // Taken for a run stopped early ("after 1.00 s of the 1 asked"), and the wait went on.
+  await serving(
+    (_req, res) => setTimeout(() => res.end(), 2_000),
+    async (url) => {
+      const started = performance.now();
+      const running = run(url, '--duration', '1', '--connections', '2');
+      await new Promise((resolve) => setTimeout(resolve, 1_400));
+      process.emit('SIGINT');
+      const { code, stdout } = await running;
+      assert.ok(performance.now() - started < 1_900, 'the wait ended at the Ctrl-C');
+      assert.equal(code, 130, stdout);
+      assert.doesNotMatch(stdout, /Stopped early/);
+      assert.match(stdout, /^Stopped by Ctrl-C \(SIGINT\) while the answers in flight were waited for\.$/m);
+      assert.match(stdout, /\(0 answered, 2 in flight at the end\)/);
+    },
+  );
+});

@@ -35,8 +35,8 @@ Segment's 5 s timeout.
 
 Exits 0 only if every answer was 2xx, none took over 5 s and no request failed; 1 otherwise, and 1
 without sending anything when nothing listens at URL or its certificate does not verify, or for a bad
-invocation; 130 when Ctrl-C stopped it early (the report still comes; a second Ctrl-C stops waiting for
-the answers in flight).
+invocation; 130 when Ctrl-C stopped it, the report still printed: while sending, the run ends early
+and its answers in flight are waited for (at most 5 s); while those are waited for, the wait ends.
 
 Options:
   --api-key KEY      the API key a customer would enter in Segment (sent as the Basic username)
@@ -87,7 +87,7 @@ async function load(parsed: { options: LoadOptions; insecure: boolean }, io: Sen
   }
   io.stdout.write(report(figures));
   // Cut short: whatever the verdict on what was sent, not the run asked for (128 + SIGINT's number).
-  if (figures.stoppedEarly !== undefined) return 130;
+  if (figures.interrupted !== undefined) return 130;
   return verdict(figures).ok ? 0 : 1;
 }
 

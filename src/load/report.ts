@@ -22,8 +22,11 @@ export interface LoadFigures {
   /** How long the run lasted, in seconds. */
   readonly seconds: number;
   readonly connections: number;
-  /** Set when Ctrl-C (SIGINT) stopped the run before the `asked` seconds (`--duration`). */
-  readonly stoppedEarly?: { readonly asked: number };
+  /**
+   * Set when Ctrl-C (SIGINT) stopped the run: before the `asked` seconds (`--duration`) when `cutShort`,
+   * else while the answers in flight after it were waited for.
+   */
+  readonly interrupted?: { readonly asked: number; readonly cutShort: boolean };
   /** The requests per second asked for (`--rate`); undefined: as fast as answers come. */
   readonly rate?: number;
   /** New events sent, by type, and retries (an event sent again). */
@@ -128,10 +131,12 @@ export function report(f: LoadFigures): string {
     `Errors:      ${counts(f.errors)}`,
     `Timeouts:    ${f.timeouts} (no answer within ${SEGMENT_TIMEOUT_MS / 1000} s); ${f.late} answered later than that`,
   ];
-  if (f.stoppedEarly !== undefined) {
+  if (f.interrupted?.cutShort === true) {
     lines.push(
-      `Stopped early by Ctrl-C (SIGINT) after ${f.seconds.toFixed(2)} s of the ${f.stoppedEarly.asked} asked.`,
+      `Stopped early by Ctrl-C (SIGINT) after ${f.seconds.toFixed(2)} s of the ${f.interrupted.asked} asked.`,
     );
+  } else if (f.interrupted !== undefined) {
+    lines.push('Stopped by Ctrl-C (SIGINT) while the answers in flight were waited for.');
   }
   if (f.rate !== undefined && perSecond < f.rate * KEPT_UP) {
     lines.push(

@@ -30,8 +30,9 @@ export interface LoadOptions {
 const AFTER_FAILURE_MS = 100; // a connection that failed is made again after this, not in a tight loop
 
 /**
- * Sends for `duration` seconds and measures. A SIGINT (Ctrl-C) stops the run early; a second one stops
- * waiting for the answers in flight, which are reported as such.
+ * Sends for `duration` seconds and measures. A SIGINT (Ctrl-C) while it sends stops the run early; one
+ * while the answers in flight are waited for (at most 5 s, after the run) stops that wait, and those
+ * requests are reported in flight.
  */
 export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
   const source = eventSource(options.apiKey, options.types);
@@ -52,9 +53,16 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
       resolve();
     };
   });
-  let interruptions = 0;
-  let stopWaiting = () => {};
-  const onSigint = () => (++interruptions === 1 ? run.stop() : stopWaiting());
+  const ctrlC = { cutShort: false, waitCut: false };
+  let stopWaiting = () => {
+    ctrlC.waitCut = true;
+  };
+  const onSigint = () => {
+    if (!run.sending) return stopWaiting();
+    ctrlC.cutShort = true;
+    run.sending = false; // a second one stops the wait that follows
+    run.stop();
+  };
   process.on('SIGINT', onSigint);
   // The run lasts its duration, whatever the workers are doing: requests/s counts every second of it.
   for (let i = 0; i < options.connections; i++) {
@@ -66,8 +74,16 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
   const seconds = (performance.now() - run.started) / 1000;
   // What is in flight at the end is waited for (at most Segment's timeout, each request's own bound):
   // every request sent is counted, and one that is never answered is a timeout, however short the run.
-  if (interruptions < 2) {
-    await Promise.race([tally.drained(), new Promise<void>((resolve) => (stopWaiting = resolve))]);
+  if (!ctrlC.waitCut) {
+    await Promise.race([
+      tally.drained(),
+      new Promise<void>((resolve) => {
+        stopWaiting = () => {
+          ctrlC.waitCut = true;
+          resolve();
+        };
+      }),
+    ]);
   }
   process.off('SIGINT', onSigint);
   send.close();
@@ -76,7 +92,9 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
     seconds,
     connections: options.connections,
     ...(options.rate !== undefined && { rate: options.rate }),
-    ...(interruptions > 0 && { stoppedEarly: { asked: options.duration } }),
+    ...((ctrlC.cutShort || ctrlC.waitCut) && {
+      interrupted: { asked: options.duration, cutShort: ctrlC.cutShort },
+    }),
     sent: source.sent(),
     ...tally.figures(),
   };
