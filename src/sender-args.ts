@@ -76,8 +76,8 @@ export function senderArgs(args: readonly string[], own: readonly string[]): Sen
     const written = /^https?:\/\//i.test(url);
     throw new UsageError(
       written
-        ? `"${shownUrl(url)}" is not a valid URL: its port (1 to 65535) or its host`
-        : `"${shownUrl(url)}" is not an http:// or https:// URL`,
+        ? `${quotedUrl(url)} is not a valid URL: its port (1 to 65535) or its host`
+        : `${quotedUrl(url)} is not an http:// or https:// URL`,
     );
   }
   const parsed = new URL(url);
@@ -113,14 +113,38 @@ const SETTINGS_WANTED = `a JSON object is wanted, e.g. '{"region":"eu"}' (what w
 
 /**
  * A URL as printed: the values of its query and any credentials left out (a token in `?token=`, a
- * password in `user:pass@`). Text that is no URL is cut the same way.
+ * password in `user:pass@`). Text that is no URL is shown only with no `@` in it (a password may hold
+ * any character: where it ends cannot be told), its query's values left out the same way.
  */
 export function shownUrl(text: string): string {
-  const bare = text.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1…@').replace(/#.*$/s, '');
-  const at = bare.indexOf('?');
-  if (at === -1) return bare;
-  const pairs = bare.slice(at + 1).split('&');
-  return `${bare.slice(0, at)}?${pairs.map((pair) => (pair.includes('=') ? `${pair.split('=')[0]}=…` : '…')).join('&')}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return text.includes('@')
+      ? '(not shown: it may hold credentials)'
+      : `${text.split(/[?#]/)[0]}${query(text)}`;
+  }
+  const user = url.username === '' && url.password === '' ? '' : '…@';
+  return `${url.protocol}//${user}${url.host}${url.pathname}${query(url.search)}`;
+}
+
+/** `text` as a bad invocation names it: quoted, or said not to be shown. */
+function quotedUrl(text: string): string {
+  const shown = shownUrl(text);
+  return shown.startsWith('(') ? `the URL ${shown}` : `"${shown}"`;
+}
+
+/** The query of a URL's text (from its `?` to its `#`), each value left out: `?token=…&region=…`. */
+function query(text: string): string {
+  const at = text.indexOf('?');
+  if (at === -1) return '';
+  const pairs =
+    text
+      .slice(at + 1)
+      .split('#')[0]
+      ?.split('&') ?? [];
+  return `?${pairs.map((pair) => (pair.includes('=') ? `${pair.split('=')[0]}=…` : '…')).join('&')}`;
 }
 
 /** Runs a sender subcommand: its usage on --help, one line and a hint for a bad invocation (exit 1). */

@@ -218,6 +218,9 @@ test('secrets on the command line are not echoed: credentials in a URL, the valu
   };
   const bad = [
     ['https://user:s3cret@127.0.0.1:99999/', '--api-key', KEY],
+    [' https://user:s3cret@127.0.0.1:8443/', '--api-key', KEY],
+    ['https://user:x/s3cret@127.0.0.1:8443/', '--api-key', KEY],
+    ['https://user:x#s3cret@127.0.0.1/', '--api-key', KEY],
     ['ftp://user:s3cret@127.0.0.1/', '--api-key', KEY],
     ['https://127.0.0.1:99999/?token=s3cret', '--api-key', KEY],
     ['http://127.0.0.1/', '--api-key', KEY, '--settings', '{"token":"s3cret"'],
