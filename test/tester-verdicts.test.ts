@@ -52,13 +52,14 @@ function bodies(answer: (req: IncomingMessage, res: ServerResponse, body: string
 }
 
 /** How the endpoints here write a refusal's body: as the contract asks, or as some servers do. */
-type Refusals = 'json' | 'empty' | 'html';
+type Refusals = 'json' | 'problem+json' | 'empty' | 'html' | 'json-seq';
 
 const reply = (res: ServerResponse, status: number, message?: string, refusals: Refusals = 'json') => {
   let type = 'application/json; charset=utf-8';
   let body = message === undefined ? '' : JSON.stringify({ message });
   if (refusals === 'empty') body = '';
   if (refusals === 'html' && message !== undefined) [type, body] = ['text/html', `<h1>${message}</h1>`];
+  if (refusals === 'problem+json' || refusals === 'json-seq') type = `application/${refusals}`;
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
   res.end(body);
 };
@@ -250,7 +251,7 @@ test('secrets on the command line are not echoed: credentials in a URL, the valu
 test('a refusal without a JSON {"message"} fails: Segment shows the customer that message', async (t) => {
   // The contract: error bodies are JSON {"message"} with Content-Type application/json. An endpoint that
   // answered its refusals with no body, or with an HTML page, passed every case.
-  for (const refusals of ['empty', 'html'] as const) {
+  for (const refusals of ['empty', 'html', 'json-seq'] as const) {
     const { server } = endpoint(() => false, refusals);
     const lines: string[] = [];
     const summary = await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
@@ -261,4 +262,23 @@ test('a refusal without a JSON {"message"} fails: Segment shows the customer tha
       /^ {3}FAIL \(expected 401, with a JSON \{"message"\} saying what is wrong/m,
     );
   }
+});
+
+test('a refusal as application/problem+json (RFC 9457) with its message passes: it is JSON', async (t) => {
+  const { server } = endpoint(() => false, 'problem+json');
+  const summary = await run(await listen(t, server), { apiKey: KEY }, () => {});
+  assert.deepEqual(failedNames(summary), []);
+});
+
+test('a 501 for a type not taken needs its JSON {"message"} too, and the verdict says so', async (t) => {
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(req.headers['content-length'] === '0' ? 200 : 501).end());
+  });
+  const lines: string[] = [];
+  await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
+  assert.match(
+    lines.join('\n'),
+    /^ {3}FAIL \(a 501, for a type not taken, with a JSON \{"message"\} saying so: Segment shows it to the customer\)$/m,
+  );
 });

@@ -145,10 +145,17 @@ function judge(c: TestCase, { contentType, ...answer }: Answer, taken: Set<strin
     return fail(`; a 501 says that ${type} events are not taken, yet this endpoint took the ones above`);
   }
   const statusOk = type !== undefined || matches(c.expect, answer.status);
-  const json = /^application\/json\b/i.test(contentType ?? '');
+  // application/json, or a JSON of its own name (application/problem+json), parameters after a `;`.
+  const json = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i.test(contentType ?? '');
   const explained = answer.status < 300 || (json && (answer.message?.trim() ?? '') !== '');
   if (statusOk && !explained) {
-    return fail(`, with a JSON {"message"} saying what is wrong: Segment shows it to the customer`);
+    return type === undefined
+      ? fail(`, with a JSON {"message"} saying what is wrong: Segment shows it to the customer`)
+      : {
+          result: { name: c.name, pass: false, ...answer },
+          verdict:
+            'FAIL (a 501, for a type not taken, with a JSON {"message"} saying so: Segment shows it to the customer)',
+        };
   }
   if (type !== undefined) {
     return {
