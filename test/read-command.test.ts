@@ -82,14 +82,20 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.match(help.stdout, /^Usage: segment-endpoint read --out DIR/);
   });
 
-  test("the store's other files as --from are refused: its lock (a running endpoint's), a torn fragment", async () => {
+  test("the store's other files as --from are refused: its lock (a running endpoint's), a probe's, a torn fragment", async () => {
     // Only the event files were refused: a checkpoint renamed over `.segment-endpoint.lock` took a running
     // endpoint's lock from it (every event then 503 until the file was removed by hand), and one named as
     // a fragment set aside would have been appended to by the next repair.
     const dir = tempDir();
     append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
     symlinkSync('12345 1796400000000 boot', join(dir, '.segment-endpoint.lock'));
-    for (const name of ['.segment-endpoint.lock', 'events-2026-11-30.ndjson.torn']) {
+    const probe = '.probe-0123456789ab'; // removed by the endpoint's next start, as a probe left behind
+    for (const name of [
+      '.segment-endpoint.lock',
+      '.segment-endpoint.lock.4242',
+      probe,
+      'events-2026-11-30.ndjson.torn',
+    ]) {
       const run = await runRead(['--out', dir, '--from', join(dir, name)]);
       assert.equal(run.code, 1, `${name}: ${run.stdout}`);
       assert.match(run.stderr, /is a file of the store: keep the checkpoint elsewhere/, name);

@@ -26,11 +26,14 @@ export function storeFile(name: string): StoreFile | undefined {
 export const LOCK_NAME = '.segment-endpoint.lock';
 
 /**
- * Whether `name` is a file the store writes, or may come to: a day's events, the fragment a repair sets
- * aside beside it (`<file>.torn`), its lock. Another program's file there would be overwritten.
+ * Whether `name` is a file the store writes, or may come to, or removes: a day's events, the fragment a
+ * repair sets aside beside it (`<file>.torn`), its lock and the lock's name while it is taken over
+ * (`<lock>.<pid>`), a disk probe's file (`.probe…`, whose leftovers a start removes). Another program's
+ * file there would be overwritten or removed.
  */
 export function ownedByTheStore(name: string): boolean {
-  return name === LOCK_NAME || storeFile(name.endsWith('.torn') ? name.slice(0, -5) : name) !== undefined;
+  if (name === LOCK_NAME || name.startsWith(`${LOCK_NAME}.`) || name.startsWith('.probe')) return true;
+  return storeFile(name.endsWith('.torn') ? name.slice(0, -5) : name) !== undefined;
 }
 
 /** Day, then worker by number (`-w2` before `-w10`): the one order every reader of a directory uses. */
