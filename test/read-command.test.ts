@@ -262,6 +262,26 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.equal(readFileSync(out, 'utf8'), lines.map((line) => `${line}\n`).join(''));
   });
 
+  test('stdout a file written from its start over what it holds (1<>FILE): a line cut short takes nothing else off', async () => {
+    // Cutting the line back assumed it was at the file's end: here that would have cut the file's own tail.
+    const dir = tempDir();
+    append(
+      dir,
+      'events-2026-11-30.ndjson',
+      Array.from({ length: 20 }, (_, n) => stored('track', `m${n}`, 20)),
+    );
+    const out = join(dir, 'held.txt');
+    writeFileSync(out, `${'x'.repeat(1999)}\n`);
+    const cut = await runWithStdout(
+      'sh',
+      ['-c', 'ulimit -f 1 && exec "$@"', 'sh', process.execPath, ...CLI_SOURCE, 'read', '--out', dir],
+      openSync(out, 'r+'),
+    );
+    assert.equal(cut.code, 1, cut.stderr);
+    assert.equal(readFileSync(out).length, 2000, 'the file keeps its length');
+    assert.ok(readFileSync(out, 'utf8').endsWith('x\n'));
+  });
+
   test('each line is printed as the bytes stored, not decoded and encoded again', async () => {
     // The endpoint stores UTF-8 only; a store damaged by hand or by the disk is shown as it is.
     const dir = tempDir();

@@ -7,7 +7,7 @@ import { UsageError } from '../config.ts';
 import { parseFlagsOnce, strayArgument } from '../flags.ts';
 import { ownedByTheStore } from '../sinks/file-names.ts';
 import { EVENT_TYPES } from '../types.ts';
-import { regularFile, writeWhole } from './output.ts';
+import { FileOutput } from './output.ts';
 import { type ReadStoreOptions, readStore } from './store-reader.ts';
 
 const NAME = 'segment-endpoint read';
@@ -117,11 +117,11 @@ async function print({ dir, options }: Parsed, stdout: Writable, signal: AbortSi
   stdout.on('error', onError);
   // Not given up on when a signal comes: part of the line may be in a pipe already, and the rest must
   // follow it (readMain).
-  const file = regularFile(stdout);
+  const file = FileOutput.of(stdout);
   const written = (bytes: Buffer) =>
     new Promise<void>((resolve) => {
       if (file !== undefined) {
-        writeWhole(file, bytes, onError);
+        file.write(bytes, onError);
         return resolve();
       }
       stdout.write(bytes, (err) => {
