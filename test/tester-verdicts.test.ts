@@ -8,7 +8,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { test } from 'node:test';
 import { createServer, silentLogger } from '../src/index.ts';
 import { loadMain } from '../src/load/command.ts';
@@ -281,4 +281,15 @@ test('a 501 for a type not taken needs its JSON {"message"} too, and the verdict
     lines.join('\n'),
     /^ {3}FAIL \(a 501, for a type not taken, with a JSON \{"message"\} saying so: Segment shows it to the customer\)$/m,
   );
+});
+
+test('an answer that is not HTTP is said to be so, not in the parser words of node', async (t) => {
+  const server = createNetServer((socket) => {
+    socket.once('data', () => socket.end('SSH-2.0-OpenSSH_9.6\r\n\r\n'));
+  });
+  t.after(() => server.close());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const summary = await run(url, { apiKey: KEY, timeoutMs: 2_000 }, () => {});
+  assert.match(summary.results[0]?.error ?? '', /^the answer is not HTTP \(/);
 });

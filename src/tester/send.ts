@@ -47,6 +47,8 @@ export function send(
         // A kept-alive connection the server closed just as this request went out, before any answer:
         // sent once more on a new one, as node's docs advise (http `request.reusedSocket`).
         send(url, headers, body, agent, timeoutMs, true).then(resolve, reject);
+      } else if (err.code?.startsWith('HPE_')) {
+        reject(new Error(`the answer is not HTTP (${err.message})`)); // node's parser, e.g. HPE_INVALID_CONSTANT
       } else {
         reject(err);
       }
