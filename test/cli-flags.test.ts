@@ -456,9 +456,15 @@ describe('flags and variables that say one thing', () => {
       ],
       [[], { SEGMENT_ENDPOINT_CERT: '/some/cert.pem' }, /^--key is required for HTTPS/],
     ];
-    for (const [args, env, message] of cases) {
-      const http = env.SEGMENT_ENDPOINT_CERT === undefined ? ['--http'] : [];
-      const res = await runCli([...http, '--api-key', 'k', '--port', '0', ...args], env);
+    // The command as shipped, all at once (as the usage errors above): the messages are the same code's.
+    const runs = await Promise.all(
+      cases.map(([args, env]) => {
+        const http = env.SEGMENT_ENDPOINT_CERT === undefined ? ['--http'] : [];
+        return runCli([...http, '--api-key', 'k', '--port', '0', ...args], env, BUILT);
+      }),
+    );
+    for (const [i, [args, env, message]] of cases.entries()) {
+      const res = runs[i] as Awaited<ReturnType<typeof runCli>>;
       assert.equal(res.code, 1, `${args.join(' ')} ${JSON.stringify(env)}: ${res.stderr}`);
       const line = res.stderr.split('\n')[0]?.replace(/^segment-endpoint: /, '') ?? '';
       assert.match(line, message);
