@@ -8,7 +8,16 @@ import { after, before, describe, test } from 'node:test';
 import { UsageError } from '../src/config.ts';
 import { silentLogger } from '../src/log.ts';
 import { resolveHandlerOptions } from '../src/options.ts';
-import { BUILT, commandDir, configOf, runCli, SOURCE, startCli, storedEvents } from './cli-harness.ts';
+import {
+  BUILT,
+  commandDir,
+  configOf,
+  type Finished,
+  runCli,
+  SOURCE,
+  startCli,
+  storedEvents,
+} from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { makeCert, makeDatedCert, makeExpiredCert } from './helpers-cert.ts';
 import { CLI_SOURCE, httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
@@ -119,8 +128,9 @@ describe('the segment-endpoint command', () => {
       ],
       [['read', '--out', '/tmp', 'Key-TWO-222'], /argument 4 \(not shown[^\n]*: read takes none/],
     ];
-    for (const [args, message] of cases) {
-      const res = await runCli(args);
+    const runs = await Promise.all(cases.map(([args]) => runCli(args, {}, BUILT)));
+    for (const [i, [, message]] of cases.entries()) {
+      const res = runs[i] as Finished;
       assert.equal(res.code, 1, res.stderr);
       assert.match(res.stderr, message);
       assert.doesNotMatch(res.stderr + res.stdout, /Key-TWO-222/);
@@ -203,8 +213,13 @@ describe('the segment-endpoint command', () => {
       [der, keyFile, /^--cert .*cert\.der holds no PEM certificate$/],
       [cut, keyFile, /^--cert .*chain-cut\.pem: its certificate 2 is cut short or unreadable$/],
     ];
-    for (const [cert, key, message] of cases) {
-      const res = await runCli(['--cert', cert, '--key', key, '--api-key', 'k', '--port', '0']);
+    const runs = await Promise.all(
+      cases.map(([cert, key]) =>
+        runCli(['--cert', cert, '--key', key, '--api-key', 'k', '--port', '0'], {}, BUILT),
+      ),
+    );
+    for (const [i, [, , message]] of cases.entries()) {
+      const res = runs[i] as Finished;
       assert.equal(res.code, 1, res.stderr);
       const [line, hint] = res.stderr.split('\n');
       assert.match(line?.replace(/^segment-endpoint: /, '') ?? '', message);
@@ -304,8 +319,11 @@ describe('flags and variables that say one thing', () => {
         /^give one of SEGMENT_ENDPOINT_HTTP and SEGMENT_ENDPOINT_CERT\/SEGMENT_ENDPOINT_KEY/,
       ],
     ];
-    for (const [args, env, message] of cases) {
-      const res = await runCli(['--api-key', 'k', '--port', '0', ...args], env);
+    const runs = await Promise.all(
+      cases.map(([args, env]) => runCli(['--api-key', 'k', '--port', '0', ...args], env, BUILT)),
+    );
+    for (const [i, [, , message]] of cases.entries()) {
+      const res = runs[i] as Finished;
       assert.equal(res.code, 1, res.stderr);
       assert.match(res.stderr.split('\n')[0]?.replace(/^segment-endpoint: /, '') ?? '', message);
     }
