@@ -33,7 +33,7 @@ export function version(): string {
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   // Subcommands load only their own code: the endpoint's start-up never pays for them.
   if (argv[0] === 'test') return (await import('./tester/command.ts')).testMain(argv.slice(1));
-  if (argv[0] === 'read') return (await import('./read/command.ts')).readMain(argv.slice(1));
+  if (argv[0] === 'read') return (await import('./read/main.ts')).runRead(argv.slice(1));
   if (argv[0] === 'load') return (await import('./load/command.ts')).loadMain(argv.slice(1));
   const signals = listenForSignals(env);
   // A worker reads no file (its primary sends them): a Ctrl-C that reaches it with its primary drains.

@@ -24,6 +24,7 @@ import { readMain } from '../src/read/command.ts';
 import { BUILT } from './cli-harness.ts';
 import { bytesWaiting, tempDirs } from './helpers.ts';
 import { CLI_SOURCE, runWithStdout } from './helpers-spawn.ts';
+import { within } from './helpers-wait.ts';
 import { append, runRead, spawnRead, stored } from './read-harness.ts';
 
 const tempDir = tempDirs('read');
@@ -302,6 +303,18 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     const stderr = { write: (text: string) => assert.fail(text) };
     assert.equal(await readMain(['--out', dir], { stdout, stderr }), 0);
     assert.deepEqual(Buffer.concat(chunks), Buffer.concat([damaged, whole]));
+  });
+
+  test('a signal that comes while the reader starts (its flags checked, its store looked at) stops it, exit 0', async () => {
+    // Its listeners came after those checks: a SIGTERM then was not heard (by a process, its default
+    // action killed it, exit 143), and a follow went on.
+    const dir = tempDir();
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
+    const stdout = new Writable({ write: (_chunk, _encoding, done) => done() });
+    const stderr = { write: (text: string) => assert.fail(text) };
+    const reading = readMain(['--out', dir, '--follow'], { stdout, stderr });
+    process.emit('SIGTERM');
+    assert.equal(await within(reading, 5_000, 'the follow stopped'), 0);
   });
 
   test('a slow stdout holds the reader back: one line in flight, not the store in memory', async () => {

@@ -7,12 +7,12 @@ import { UsageError } from '../config.ts';
 import { parseFlagsOnce, strayArgument } from '../flags.ts';
 import { ownedByTheStore } from '../sinks/file-names.ts';
 import { EVENT_TYPES } from '../types.ts';
+import { READ_SIGNALS } from './main.ts';
 import { FileOutput } from './output.ts';
 import { type ReadStoreOptions, readStore } from './store-reader.ts';
 
 const NAME = 'segment-endpoint read';
 /** What stops a reader as Ctrl-C does: the line being written finished, the checkpoint saved, exit 0. */
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 export function readUsage(): string {
   return `Usage: ${NAME} --out DIR [--follow] [--from CHECKPOINT_FILE] [--type TYPE]...
@@ -57,10 +57,39 @@ interface Parsed {
 /**
  * The `read` subcommand. Resolves with the exit code: 0 when done (or stopped by SIGINT, SIGTERM or
  * SIGHUP, or by stdout closing, as `| head` does), 1 for a bad invocation or a failure (one line on stderr).
+ * `early`: such a signal came while the command loaded (read/main.ts): it stops before printing.
  */
 export async function readMain(
   args: readonly string[],
   io: { readonly stdout: Writable; readonly stderr: Output } = process,
+  early = false,
+): Promise<number> {
+  // The first signal stops once the line being written is whole (a consumer that lags holds it); a
+  // second one stops at once, that line cut short. Heard from the start: one while the flags are checked
+  // and the store looked at stops the reader before it prints (unheard, it would kill it: exit 143).
+  const stop = new AbortController();
+  if (early) stop.abort();
+  let forced: () => void = () => {};
+  const cutShort = new Promise<number>((resolve) => {
+    forced = () => {
+      io.stderr.write(`${NAME}: second signal: stopped with a line half written\n`);
+      resolve(1);
+    };
+  });
+  const onSignal = () => (stop.signal.aborted ? forced() : stop.abort());
+  // SIGHUP too: the terminal or ssh session it ran in went away (its default would cut the line short).
+  for (const signal of READ_SIGNALS) process.on(signal, onSignal);
+  try {
+    return await Promise.race([checkedThenPrinted(args, io, stop.signal), cutShort]);
+  } finally {
+    for (const signal of READ_SIGNALS) process.off(signal, onSignal);
+  }
+}
+
+async function checkedThenPrinted(
+  args: readonly string[],
+  io: { readonly stdout: Writable; readonly stderr: Output },
+  signal: AbortSignal,
 ): Promise<number> {
   let parsed: Parsed | 'help';
   try {
@@ -75,26 +104,13 @@ export async function readMain(
     io.stdout.write(readUsage());
     return 0;
   }
-  // The first signal stops once the line being written is whole (a consumer that lags holds it); a
-  // second one stops at once, that line cut short.
-  const stop = new AbortController();
-  let forced: () => void = () => {};
-  const cutShort = new Promise<number>((resolve) => {
-    forced = () => {
-      io.stderr.write(`${NAME}: second signal: stopped with a line half written\n`);
-      resolve(1);
-    };
-  });
-  const onSignal = () => (stop.signal.aborted ? forced() : stop.abort());
-  // SIGHUP too: the terminal or ssh session it ran in went away (its default would cut the line short).
-  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  if (signal.aborted) return 0; // stopped before a line was printed: the checkpoint stands as it was
   try {
-    return await Promise.race([print(parsed, io.stdout, stop.signal).then(() => 0), cutShort]);
+    await print(parsed, io.stdout, signal);
+    return 0;
   } catch (err) {
     io.stderr.write(`${NAME}: ${(err as Error).message}\n`);
     return 1;
-  } finally {
-    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
   }
 }
 
