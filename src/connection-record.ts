@@ -18,6 +18,9 @@ export interface Slot extends Linked<Slot> {
   movedAt: number;
   /** In a lingering close: busy whatever its answers (`linger`). */
   lingering: boolean;
+  /** When it was accepted (`performance.now()`), and whether a request has come on it since. */
+  readonly acceptedAt: number;
+  requested: boolean;
 }
 
 /**

@@ -43,6 +43,7 @@ export class ConnectionSlots {
   /** The idle connections, longest idle first. */
   readonly #idle = new Chain<Slot>();
   readonly #stallMs: number;
+  readonly #firstRequestMs: number;
   readonly #sweepMs: number;
   #sweeper: NodeJS.Timeout | undefined;
   /** Answers begun and not yet flushed or abandoned, on every connection. */
@@ -56,10 +57,14 @@ export class ConnectionSlots {
   /** A response's 'close' listener (`this` is the response): one function for all. */
   readonly #closed: (this: ServerResponse) => void;
 
-  /** `stallMs`: how long answers may flush nothing before their connection is closed. */
-  constructor(max: number, stallMs: number) {
+  /**
+   * `stallMs`: how long answers may flush nothing before their connection is closed; `firstRequestMs`:
+   * how long a connection may go without a first request (Node's timeouts begin with its first byte).
+   */
+  constructor(max: number, stallMs: number, firstRequestMs: number) {
     this.#max = max;
     this.#stallMs = stallMs;
+    this.#firstRequestMs = firstRequestMs;
     // Every second, as Node checks its header and request timeouts (connectionsCheckingInterval), or
     // more often for a shorter stall time: a connection is closed at most two sweeps past it.
     this.#sweepMs = Math.min(1_000, Math.max(10, Math.ceil(stallMs / 4)));
@@ -95,6 +100,8 @@ export class ConnectionSlots {
       flushed: 0,
       movedAt: 0,
       lingering: false,
+      acceptedAt: performance.now(),
+      requested: false,
     };
     this.#slots.set(socket, slot);
     this.#idle.push(slot);
@@ -108,8 +115,10 @@ export class ConnectionSlots {
     this.#answering++;
     res.on('close', this.#closed); // emitted once: no once() wrapper needed
     const slot = this.#slots.get(tcpSocket(req.socket));
-    // Pipelined behind a request still in progress, the connection is busy already; closed: no record.
-    if (slot !== undefined && slot.answering.push(res) === 1 && !slot.lingering) this.#idle.remove(slot);
+    if (slot === undefined) return; // closed: no record
+    slot.requested = true;
+    // Pipelined behind a request still in progress, the connection is busy already.
+    if (slot.answering.push(res) === 1 && !slot.lingering) this.#idle.remove(slot);
   }
 
   /**
@@ -144,8 +153,8 @@ export class ConnectionSlots {
   }
 
   /**
-   * Closes the busy connections whose answers have flushed nothing for `stallMs`. Called by the interval
-   * timer; `now` for tests.
+   * Closes the busy connections whose answers have flushed nothing for `stallMs`, and those that had no
+   * first request within `firstRequestMs`. Called by the interval timer; `now` for tests.
    */
   sweep(now = performance.now()): void {
     if (this.#slots.size === 0) {
@@ -156,7 +165,8 @@ export class ConnectionSlots {
     for (const slot of this.#slots.values()) {
       const head = slot.answering[0]; // the answer being written: Node writes them in turn
       if (head === undefined) {
-        slot.head = undefined; // idle: Node's timeouts cover it
+        slot.head = undefined; // idle: Node's timeouts cover it, once a request has begun
+        if (!slot.requested && now - slot.acceptedAt >= this.#firstRequestMs) this.#close(slot);
         continue;
       }
       // The connection as HTTP writes to it (over TLS, the TLS socket: the TCP one never buffers). Its
@@ -168,12 +178,18 @@ export class ConnectionSlots {
         slot.flushed = flushed;
         slot.movedAt = now;
       } else if (now - slot.movedAt >= this.#stallMs) {
-        // Free from now on, as one closed to make room: Node reports the close a turn of the event loop
-        // later, after the connections of this turn are accepted.
-        this.#release(slot);
-        slot.socket.destroy();
+        this.#close(slot);
       }
     }
+  }
+
+  /**
+   * Closes a connection, its slot free from now on, as one closed to make room: Node reports the close a
+   * turn of the event loop later, after the connections of this turn are accepted.
+   */
+  #close(slot: Slot): void {
+    this.#release(slot);
+    slot.socket.destroy();
   }
 
   /** Resolves once every answer begun is flushed or abandoned. */

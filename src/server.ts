@@ -106,7 +106,8 @@ export function createServer<S = Settings>(options: ServerOptions<S>): EndpointS
   const { port, host, maxConnections, shutdownTimeoutMs, common } = socketSettings(options);
   // A client that never reads its answers holds its connection as one that never finishes its request
   // does: requestTimeoutMs bounds both.
-  const slots = new ConnectionSlots(maxConnections, common.requestTimeout);
+  // A first request's headers within its handshake's time and theirs (each headersTimeout).
+  const slots = new ConnectionSlots(maxConnections, common.requestTimeout, 2 * common.headersTimeout);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
     // One read behind an answer that ends its connection is never answered (handler.ts): not an answer
     // in progress, which would keep its lingering connection from being closed to admit a newcomer.

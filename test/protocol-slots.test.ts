@@ -44,6 +44,7 @@ function nonReader<S extends Socket>(socket: S): S {
 
 describe('connection slots at maxConnections', () => {
   const MAX = 3;
+  const NEVER_MS = 3_600_000; // a first request's deadline past every sweep of these tests
 
   /** A socket as the slots see it: it can be destroyed, and says when it closes. */
   class FakeSocket extends EventEmitter {
@@ -69,7 +70,7 @@ describe('connection slots at maxConnections', () => {
   const closed = (socket: FakeSocket) => new Promise((resolve) => socket.once('close', resolve));
 
   test('bookkeeping: the longest idle goes first; pipelined requests keep a connection busy', async () => {
-    const slots = new ConnectionSlots(2, 30_000);
+    const slots = new ConnectionSlots(2, 30_000, NEVER_MS);
     const [a, b, c, d, e] = [
       new FakeSocket(),
       new FakeSocket(),
@@ -108,7 +109,7 @@ describe('connection slots at maxConnections', () => {
   });
 
   test('answers queued behind a connection that closes are done with: the shutdown does not wait for them', async () => {
-    const slots = new ConnectionSlots(2, 30_000);
+    const slots = new ConnectionSlots(2, 30_000, NEVER_MS);
     const a = new FakeSocket();
     slots.admit(a as unknown as Socket);
     // Three pipelined requests: the first being written, the two behind it never given the connection.
@@ -129,7 +130,7 @@ describe('connection slots at maxConnections', () => {
     // A client that paused reading is owed the answers it holds (their events may be taken): a newcomer
     // does not take its slot. Past the stall time it is closed, and its slot is free.
     const STALL_MS = 1_000;
-    const slots = new ConnectionSlots(1, STALL_MS);
+    const slots = new ConnectionSlots(1, STALL_MS, NEVER_MS);
     const [a, b, c] = [new FakeSocket(), new FakeSocket(), new FakeSocket()];
     const admit = (socket: FakeSocket) => slots.admit(socket as unknown as Socket);
     admit(a);
@@ -171,7 +172,7 @@ describe('connection slots at maxConnections', () => {
 
   test('bookkeeping: answers that flush nothing for the stall time close their connection', async () => {
     const STALL_MS = 1_000;
-    const slots = new ConnectionSlots(2, STALL_MS);
+    const slots = new ConnectionSlots(2, STALL_MS, NEVER_MS);
     const a = new FakeSocket();
     slots.admit(a as unknown as Socket);
     const [req, res] = exchangeOn(a);
@@ -194,7 +195,7 @@ describe('connection slots at maxConnections', () => {
     // Node reports the close a turn of the event loop later, after the turn's new connections are
     // accepted: a newcomer accepted meanwhile gets the slot, not a refusal.
     const STALL_MS = 1_000;
-    const slots = new ConnectionSlots(1, STALL_MS);
+    const slots = new ConnectionSlots(1, STALL_MS, NEVER_MS);
     const [a, b] = [new FakeSocket(), new FakeSocket()];
     slots.admit(a as unknown as Socket);
     const [req, res] = exchangeOn(a);
@@ -208,6 +209,25 @@ describe('connection slots at maxConnections', () => {
     assert.equal(b.destroyed, false, 'the newcomer is let in');
     assert.equal(slots.size, 1);
     b.destroy();
+  });
+
+  test('a connection with no first request within its deadline is closed; one that had a request is left to Node', async () => {
+    const FIRST_MS = 20_000;
+    const slots = new ConnectionSlots(2, 1_000, FIRST_MS);
+    const [silent, used] = [new FakeSocket(), new FakeSocket()];
+    const t = Math.floor(performance.now());
+    slots.admit(silent as unknown as Socket);
+    slots.admit(used as unknown as Socket);
+    const [req, res] = exchangeOn(used);
+    slots.started(req, res);
+    res.emit('close'); // answered: idle between requests, Node's keep-alive timeout's to end
+    slots.sweep(t + FIRST_MS - 1_000);
+    assert.equal(silent.destroyed, false, 'not yet');
+    slots.sweep(t + FIRST_MS + 1_000);
+    assert.equal(silent.destroyed, true);
+    assert.equal(used.destroyed, false);
+    assert.equal(slots.size, 1, 'its slot free at once');
+    used.destroy();
   });
 
   test('idle keep-alive connections do not lock out a new client: the longest idle is closed', async () => {

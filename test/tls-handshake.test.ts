@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import type { EndpointServer } from '../src/index.ts';
+import { createServer, type EndpointServer, silentLogger } from '../src/index.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { listenTls, testCert } from './helpers-cert.ts';
 import { within } from './helpers-wait.ts';
@@ -61,6 +61,46 @@ describe('a TLS handshake never finished', () => {
       assert.equal(client.received(), 0, 'nothing is written to a connection in its handshake');
     });
   }
+});
+
+describe('a connection whose first request never comes', () => {
+  test('after a finished TLS handshake, silence is closed within twice the headers deadline (handshake, then headers)', async (t) => {
+    // Node's timeouts begin with a request's first byte: a connection that finished its handshake and
+    // sent nothing stayed open for good (96 s and counting), holding a slot until a newcomer evicted it.
+    const { endpoint, port } = await listenTls({
+      handlers: {},
+      headersTimeoutMs: HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: HEADERS_TIMEOUT_MS,
+    });
+    t.after(() => endpoint.close());
+    const socket = tlsConnect({ host: '127.0.0.1', port, ca: testCert().cert, servername: 'localhost' });
+    t.after(() => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', resolve);
+      socket.once('error', reject);
+    });
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    await within(closed, 2 * HEADERS_TIMEOUT_MS + 5_000, 'the close');
+  });
+
+  test('over plain HTTP too: a connection that sends nothing is closed', async (t) => {
+    const endpoint = createServer({
+      http: true,
+      host: '127.0.0.1',
+      port: 0,
+      apiKeys: ['k'],
+      handlers: {},
+      log: silentLogger,
+      headersTimeoutMs: HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: HEADERS_TIMEOUT_MS,
+    });
+    const url = await endpoint.listen();
+    t.after(() => endpoint.close());
+    const client = await silentClient(Number(new URL(url).port));
+    t.after(() => client.socket.destroy());
+    await within(client.closed, 2 * HEADERS_TIMEOUT_MS + 5_000, 'the close');
+  });
 });
 
 describe('close() with connections in their TLS handshake', () => {
