@@ -30,3 +30,9 @@ export interface Slot extends Linked<Slot> {
 export function tcpSocket(socket: Duplex): Socket {
   return (socket as Socket & { _parent?: Socket | null })._parent ?? (socket as Socket);
 }
+
+/** Calls every waiter; the list to wait in from now on. */
+export function wake(waiters: Array<() => void>): Array<() => void> {
+  for (const resolve of waiters) resolve();
+  return [];
+}

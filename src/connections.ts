@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Chain } from './chain.ts';
-import { type Slot, tcpSocket } from './connection-record.ts';
+import { type Slot, tcpSocket, wake } from './connection-record.ts';
 
 // What happens on a connection around its requests: who holds a slot, and which answers are still to be
 // written. What Node's parser refuses before a request exists is answered in client-errors.ts.
@@ -183,10 +183,7 @@ export class ConnectionSlots {
     }
   }
 
-  /**
-   * Closes a connection, its slot free from now on, as one closed to make room: Node reports the close a
-   * turn of the event loop later, after the connections of this turn are accepted.
-   */
+  /** Closes a connection, its slot free from now on (Node reports the close a turn later), as one closed to make room. */
   #close(slot: Slot): void {
     this.#release(slot);
     slot.socket.destroy();
@@ -244,12 +241,6 @@ export class ConnectionSlots {
     this.#answering -= answers;
     if (this.#answering === 0) this.#waiters = wake(this.#waiters);
   }
-}
-
-/** Calls every waiter; the list to wait in from now on. */
-function wake(waiters: Array<() => void>): Array<() => void> {
-  for (const resolve of waiters) resolve();
-  return [];
 }
 
 function sweep(slots: ConnectionSlots): void {

@@ -110,8 +110,12 @@ test("one worker's module refusing at the first start while the others start: th
   await stopCleanly(ep);
 });
 
-/** A --workers 3 module: workers 1 and 2 refuse at once, worker 3 never finishes loading (awaits for ever). */
-function refuseTwiceHangOnce(dir: string): string {
+/**
+ * A --workers 3 primary whose module has workers 1 and 2 refuse at once, and worker 3 never finish
+ * loading (it awaits for ever).
+ */
+function refuseTwiceHangOnce(t: { after(fn: () => Promise<void> | void): void }, name: string) {
+  const { dir, flags } = setUp(t, name);
   const module = join(dir, 'handlers.mjs');
   writeFileSync(
     module,
@@ -123,21 +127,16 @@ function refuseTwiceHangOnce(dir: string): string {
       '',
     ].join('\n'),
   );
-  return module;
+  const three = flags.map((flag) => (flag === '2' ? '3' : flag));
+  const primary = spawnClean(process.execPath, [...CLI_SOURCE, ...three, '--handlers', module]);
+  t.after(() => void primary.child.kill('SIGKILL'));
+  return primary;
 }
 
 test('refusals waiting for a worker that never finishes starting are said at SIGTERM, and the exit is 1', async (t) => {
   // They waited for the third worker to listen or refuse: a SIGTERM drained, exited 0, and why workers 1
   // and 2 could not start was never said.
-  const { dir, flags } = setUp(t, 'refused-then-term');
-  const three = flags.map((flag) => (flag === '2' ? '3' : flag));
-  const primary = spawnClean(process.execPath, [
-    ...CLI_SOURCE,
-    ...three,
-    '--handlers',
-    refuseTwiceHangOnce(dir),
-  ]);
-  t.after(() => primary.child.kill('SIGKILL'));
+  const primary = refuseTwiceHangOnce(t, 'refused-then-term');
   await waitUntil(
     () => (primary.stderr().match(/could not start: said once another starts/g)?.length ?? 0) === 2,
     () => `two refusals waiting, in:\n${primary.stderr()}`,
@@ -149,20 +148,12 @@ test('refusals waiting for a worker that never finishes starting are said at SIG
 });
 
 test('refusals waiting for a worker that never finishes starting are said within 10 s, and retried', async (t) => {
-  const { dir, flags } = setUp(t, 'refused-then-hang');
-  const three = flags.map((flag) => (flag === '2' ? '3' : flag));
-  const primary = spawnClean(process.execPath, [
-    ...CLI_SOURCE,
-    ...three,
-    '--handlers',
-    refuseTwiceHangOnce(dir),
-  ]);
-  t.after(() => primary.child.kill('SIGKILL'));
+  const primary = refuseTwiceHangOnce(t, 'refused-then-hang');
   await waitUntil(
     () =>
       /cannot reach the database from worker 1[^\n]*"msg":"worker 1 could not start"/.test(primary.stderr()),
     () => `worker 1's refusal said, in:\n${primary.stderr()}`,
-    GUARD_MS,
+    GUARD_MS * 2, // its 10 s wait, after the workers' start
   );
   assert.match(
     primary.stderr(),
