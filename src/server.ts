@@ -34,8 +34,8 @@ export interface ServerOptions<S = Settings> extends HandlerOptions<S> {
    */
   keepAliveTimeoutMs?: number | undefined;
   /**
-   * The request headers must arrive within this, and a TLS handshake end within as long; at most
-   * `requestTimeoutMs`. @default 10000 (10 s)
+   * The request headers must arrive within this, and a TLS handshake end within as long (a connection's
+   * first request within twice this); at most `requestTimeoutMs`. @default 10000 (10 s)
    */
   headersTimeoutMs?: number | undefined;
   /**
