@@ -54,14 +54,19 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
     };
   });
   const ctrlC = { cutShort: false, waitCut: false };
-  let stopWaiting = () => {
-    ctrlC.waitCut = true;
-  };
+  let cutWait = () => {};
+  const waitCut = new Promise<void>((resolve) => {
+    cutWait = resolve;
+  });
   const onSigint = () => {
-    if (!run.sending) return stopWaiting();
-    ctrlC.cutShort = true;
-    run.sending = false; // a second one stops the wait that follows
-    run.stop();
+    if (run.sending) {
+      ctrlC.cutShort = true;
+      run.sending = false; // a second one ends the wait that follows
+      run.stop();
+    } else {
+      ctrlC.waitCut = true;
+      cutWait();
+    }
   };
   process.on('SIGINT', onSigint);
   // The run lasts its duration, whatever the workers are doing: requests/s counts every second of it.
@@ -74,17 +79,7 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
   const seconds = (performance.now() - run.started) / 1000;
   // What is in flight at the end is waited for (at most Segment's timeout, each request's own bound):
   // every request sent is counted, and one that is never answered is a timeout, however short the run.
-  if (!ctrlC.waitCut) {
-    await Promise.race([
-      tally.drained(),
-      new Promise<void>((resolve) => {
-        stopWaiting = () => {
-          ctrlC.waitCut = true;
-          resolve();
-        };
-      }),
-    ]);
-  }
+  await Promise.race([tally.drained(), waitCut]);
   process.off('SIGINT', onSigint);
   send.close();
   return {

@@ -12,7 +12,6 @@ import { FileOutput } from './output.ts';
 import { type ReadStoreOptions, readStore } from './store-reader.ts';
 
 const NAME = 'segment-endpoint read';
-/** What stops a reader as Ctrl-C does: the line being written finished, the checkpoint saved, exit 0. */
 
 export function readUsage(): string {
   return `Usage: ${NAME} --out DIR [--follow] [--from CHECKPOINT_FILE] [--type TYPE]...

@@ -1,6 +1,7 @@
 // `segment-endpoint read`'s entry: the signals that stop it are heard before the reader loads (its
 // modules take a while, and a signal's default action would kill it), then handed to it.
 
+/** What stops a reader as Ctrl-C does: the line being written finished, the checkpoint saved, exit 0. */
 export const READ_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** Loads the reader and runs it; a stop signal that came meanwhile stops it before it prints. */

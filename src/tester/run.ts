@@ -54,9 +54,8 @@ export async function run(url: string, options: RunOptions, write: (line: string
     target.protocol === 'https:'
       ? new HttpsAgent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: !options.insecure })
       : new HttpAgent({ keepAlive: true, maxSockets: 1 });
-  write(
-    `Sending ${cases.length} events to ${shownUrl(target.href)} as Segment does (${timeoutMs / 1000} s timeout each)`,
-  );
+  const where = shownUrl(target.href); // its query's values and any credentials left out
+  write(`Sending ${cases.length} events to ${where} as Segment does (${timeoutMs / 1000} s timeout each)`);
   const results: CaseResult[] = [];
   /** Types whose good events this endpoint accepted: a 501 to one of them is no "type not taken". */
   const taken = new Set<string>();
@@ -69,7 +68,7 @@ export async function run(url: string, options: RunOptions, write: (line: string
       for (const [name, value] of Object.entries(c.headers ?? {})) {
         write(`   ${value === null ? `(no ${name})` : `${name}: ${shown(name, value)}`}`);
       }
-      write(`   POST ${shownUrl(target.href)} ${truncate(body.toString())}`);
+      write(`   POST ${where} ${truncate(body.toString())}`);
       let judged: Judged;
       try {
         const answer = await send(target, headers, body, agent, timeoutMs);
