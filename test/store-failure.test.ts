@@ -102,6 +102,8 @@ function probedDisk() {
     full: false,
     room: Number.POSITIVE_INFINITY,
     probes: 0,
+    /** Probes whose file was removed: the end of a probe, after its close. */
+    removed: 0,
     closing: false,
     afterClose: 0,
     io: undefined as unknown as StoreIo,
@@ -161,6 +163,10 @@ function probedDisk() {
         closedProbes++;
         wakeOnClose?.();
       }
+    },
+    async unlink(path) {
+      await nodeIo.unlink(path);
+      if (/^\.probe-[0-9a-f]{12}$/.test(basename(path))) disk.removed++;
     },
   };
   return disk;
@@ -323,7 +329,7 @@ describe('a store whose disk fills up', () => {
     const store = await downStore(disk, dir);
     disk.room = 32 * 1024;
     disk.full = false;
-    await eventually(async () => disk.probes >= 1, 'a probe with 32 KiB of room');
+    await eventually(async () => disk.probes >= 1 && disk.removed >= 1, 'a probe with 32 KiB of room, ended');
     assert.deepEqual(probeFiles(dir), [], 'the failed probe removed its file');
     await store.close();
   });
@@ -334,7 +340,7 @@ describe('a store whose disk fills up', () => {
     writeFileSync(join(dir, '.probe-0123456789ab'), Buffer.alloc(64 * 1024));
     writeFileSync(join(dir, '.probe-w2-0123456789ab'), "another worker's");
     const store = await downStore(disk, dir);
-    await eventually(async () => disk.probes >= 1, 'a probe');
+    await eventually(async () => disk.probes >= 1 && disk.removed >= 2, 'a probe, ended');
     assert.deepEqual(probeFiles(dir), []);
     assert.ok(existsSync(join(dir, '.probe-w2-0123456789ab')), "another worker's is its own");
     await store.close();
