@@ -165,7 +165,7 @@ function probedDisk() {
       }
     },
     async unlink(path) {
-      await nodeIo.unlink(path);
+      await nodeIo.unlink?.(path);
       if (/^\.probe-[0-9a-f]{12}$/.test(basename(path))) disk.removed++;
     },
   };
