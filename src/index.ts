@@ -76,4 +76,4 @@ export type { RedisClient } from './redis-client.ts';
 export { jsonLogger, silentLogger } from './log.ts';
 export type { Logger, LogLevel } from './log.ts';
 export { CheckpointError, LineTooLongError, readStore } from './read/store-reader.ts';
-export type { ReadStoreOptions, StoredLine } from './read/store-reader.ts';
+export type { ReadStoreOptions, StoredLine, StoreHole } from './read/store-reader.ts';

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { readStore } from '../src/read/store-reader.ts';
+import { readStore, type StoreHole } from '../src/read/store-reader.ts';
 import { repairStore } from '../src/sinks/file-repair.ts';
 import { tempDirs } from './helpers.ts';
 import { waitUntil } from './helpers-wait.ts';
@@ -117,12 +117,23 @@ describe('segment-endpoint read: what is stored', () => {
     const once = await runRead(['--out', dir]);
     assert.equal(once.code, 0, once.stderr);
     assert.equal(once.stdout, `${stored('track', 'm1')}\n`, 'the line before the hole only');
+    const at = stored('track', 'm1').length + 1;
+    assert.match(
+      once.stderr,
+      new RegExp(`${name}: a zero byte in the line at byte ${at}`),
+      'said, not silent',
+    );
+    assert.match(once.stderr, /the endpoint's next start sets them aside/);
     const stop = new AbortController();
-    const it = readStore(dir, { follow: true, pollMs: 20, signal: stop.signal });
+    const holes: StoreHole[] = [];
+    const onHole = (hole: StoreHole) => holes.push(hole);
+    const it = readStore(dir, { follow: true, pollMs: 20, signal: stop.signal, onHole });
     const follow = follower(it);
     try {
       assert.deepEqual(await follow.take(1), [stored('track', 'm1')]);
       assert.equal(await follow.next(300), 'nothing', 'neither the hole nor the line after it');
+      const size = statSync(join(dir, name)).size;
+      assert.deepEqual(holes, [{ file: name, offset: at, bytes: size - at, setAsideAtStart: true }], 'once');
       await repairStore(dir);
       append(dir, name, [stored('track', 'm3')]);
       assert.deepEqual(await follow.take(1), [stored('track', 'm3')], 'on from the repair, m1 not again');
@@ -130,6 +141,41 @@ describe('segment-endpoint read: what is stored', () => {
       stop.abort();
       await it.return();
     }
+  });
+
+  test("a zero byte the endpoint's start never sets aside (an older day's file, or deeper than a commit) is said, and a one-pass read exits 1", async () => {
+    // Not a power cut's (the store repairs its writers' two newest files, their last commit): damage. The
+    // reader gave nothing of the rest of that file and went on to the next, and said nothing.
+    const dir = tempDir();
+    const old = 'events-2026-11-28.ndjson';
+    append(dir, old, [stored('track', 'o1'), `${'\0'.repeat(40)}"}}`, stored('track', 'o2')]);
+    append(dir, 'events-2026-11-29.ndjson', [stored('track', 'p1')]);
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'q1')]);
+    const run = await runRead(['--out', dir]);
+    assert.equal(run.code, 1, 'not every stored line was printed');
+    assert.deepEqual(linesOf(run.stdout), [
+      stored('track', 'o1'),
+      stored('track', 'p1'),
+      stored('track', 'q1'),
+    ]);
+    const at = stored('track', 'o1').length + 1;
+    assert.match(run.stderr, new RegExp(`${old}: a zero byte in the line at byte ${at}`));
+    assert.match(run.stderr, /the endpoint's start does not set them aside/);
+    // The newest file, its hole deeper than the last commit the endpoint's start looks through (1 MiB).
+    const deep = 'events-2026-11-30.ndjson';
+    append(dir, deep, [
+      `${'\0'.repeat(10)}"}}`,
+      ...Array.from({ length: 9 }, (_, i) => stored('track', `r${i}`, 120 * 1024)),
+    ]);
+    const holes: StoreHole[] = [];
+    await collect(readStore(dir, { onHole: (hole) => holes.push(hole) }));
+    assert.deepEqual(
+      holes.map(({ file, setAsideAtStart }) => [file, setAsideAtStart]),
+      [
+        [old, false],
+        [deep, false],
+      ],
+    );
   });
 });
 

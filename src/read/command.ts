@@ -9,40 +9,8 @@ import { ownedByTheStore } from '../sinks/file-names.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { READ_SIGNALS } from './main.ts';
 import { FileOutput } from './output.ts';
-import { type ReadStoreOptions, readStore } from './store-reader.ts';
-
-const NAME = 'segment-endpoint read';
-
-export function readUsage(): string {
-  return `Usage: ${NAME} --out DIR [--follow] [--from CHECKPOINT_FILE] [--type TYPE]...
-                             [--max-line-bytes N]
-
-Prints the events stored under DIR (the endpoint's --out), one JSON line each, exactly as stored:
-{"receivedAt":…,"source":…,"settings":…,"event":{…}}. Days in date order; within a day each worker's
-file in turn (events-D.ndjson, then -w1, -w2, …), each file's lines in order. Only whole lines: a line
-still being written is printed once complete; a power cut's hole (zero bytes), and what follows it, once
-the endpoint's start has set it aside. Exits 0 once everything stored has been printed.
-
-Options:
-  --out DIR               the store directory: the endpoint's --out
-  -f, --follow            then keep printing new lines as they are stored (a new day's file too) until
-                          SIGINT, SIGTERM or SIGHUP, which save the checkpoint and exit 0 once the line
-                          being written is whole (a second signal: at once, exit 1)
-  --from CHECKPOINT_FILE  start after the last line a run with this checkpoint printed, and keep it
-                          up to date (created if missing): across restarts of this reader every line
-                          at least once, none skipped. A line counts as printed once stdout took it:
-                          what a consumer behind a pipe had not yet handled when it stopped is not
-                          printed again (see the README)
-  --type TYPE             only events of this type (the event's "type"); repeat for several:
-                          ${EVENT_TYPES.join(', ')}
-  --max-line-bytes N      a longer line (no line the endpoint stores) is an error naming its file and
-                          offset, not held in memory (default 67108864: 64 MiB)
-  -h, --help              show this help
-
-Exits 0 when done, stopped by SIGINT, SIGTERM or SIGHUP, or when stdout closes (| head); 1 for a bad
-invocation, a failure or a second signal, with one line on stderr.
-`;
-}
+import { holeSaid, NAME, readUsage } from './said.ts';
+import { type ReadStoreOptions, readStore, type StoreHole } from './store-reader.ts';
 
 interface Output {
   write(text: string): unknown;
@@ -104,9 +72,14 @@ async function checkedThenPrinted(
     return 0;
   }
   if (signal.aborted) return 0; // stopped before a line was printed: the checkpoint stands as it was
+  let damaged = false;
+  const onHole = (hole: StoreHole) => {
+    io.stderr.write(`${NAME}: ${holeSaid(hole)}\n`);
+    damaged ||= !hole.setAsideAtStart;
+  };
   try {
-    await print(parsed, io.stdout, signal);
-    return 0;
+    await print({ ...parsed, options: { ...parsed.options, onHole } }, io.stdout, signal);
+    return damaged ? 1 : 0; // some stored bytes will never be printed
   } catch (err) {
     io.stderr.write(`${NAME}: ${(err as Error).message}\n`);
     return 1;

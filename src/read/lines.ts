@@ -5,7 +5,8 @@ import { CHECK_BYTES, Mark, NEWLINE, readAt } from './mark.ts';
 
 // Whole lines out of a store file that may be being appended to: only bytes up to a newline count, so a
 // line still being written (its newline not there yet) is not seen until it is complete. A line holding a
-// zero byte, which no line the store writes does, is a power cut's hole: not seen, nor what follows it.
+// zero byte, which no line the store writes does, is a power cut's hole (or damage): not seen, nor what
+// follows it, and told once (newHole).
 
 const CHUNK_BYTES = 64 * 1024; // 64 KiB searched at a time; a longer line is then read whole
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -37,6 +38,13 @@ export interface RawLine {
   readonly bytes: Buffer;
 }
 
+/** A line holding a zero byte: where it starts and ends, and the file's size then. */
+export interface Hole {
+  readonly offset: number;
+  readonly end: number;
+  readonly size: number;
+}
+
 /**
  * One store file's whole lines, pass after pass as it grows. A pass reads on from the last line read,
  * or from the file's start again if the file no longer holds that line there (cut back and appended to,
@@ -55,6 +63,10 @@ export class FileLines {
   #scanned: number;
   /** Its first bytes (up to CHECK_BYTES), to tell it from other bytes written in its place. */
   #tail: Buffer = EMPTY;
+  /** A line holding a zero byte that the reading stopped at, not yet told (`newHole`). */
+  #hole: Hole | undefined;
+  /** Where the last hole told was: one is told once, however many passes stop at it. */
+  #toldAt = -1;
 
   constructor(path: string, mark: Mark, maxLineBytes: number) {
     this.#path = path;
@@ -66,6 +78,15 @@ export class FileLines {
   /** Just past the last line read; while a line is out, the one before it (`Mark.START` if none). */
   get mark(): Mark {
     return this.#mark;
+  }
+
+  /** The hole (see the class) the last pass stopped at, if it is not the one told before. */
+  newHole(): Hole | undefined {
+    const hole = this.#hole;
+    this.#hole = undefined;
+    if (hole === undefined || hole.offset === this.#toldAt) return undefined;
+    this.#toldAt = hole.offset;
+    return hole;
   }
 
   /** The whole lines added since the last pass; none if the file is gone. */
@@ -137,6 +158,7 @@ export class FileLines {
           // from here. Until then it is read as a line still being written is: not given, nor what follows.
           this.#scanned = start;
           this.#tail = EMPTY;
+          this.#hole = { offset: start, end, size: to };
           return true;
         }
         yield { offset: start, end, bytes };

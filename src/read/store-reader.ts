@@ -1,35 +1,31 @@
 import { constants } from 'node:buffer';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { field } from '../normalize.ts';
 import { listStoreFiles, type StoreFile } from '../sinks/file-names.ts';
-import type { StoredRecord } from '../sinks/file-records.ts';
+import { COMMIT_MAX_BYTES, repairedAtStart } from '../sinks/file-repair.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { Positions } from './checkpoint.ts';
-import { FileLines, type RawLine } from './lines.ts';
+import { FileLines, type Hole } from './lines.ts';
+import { Line, type StoredLine } from './stored-line.ts';
 
 export { CheckpointError } from './checkpoint.ts';
 export { LineTooLongError } from './lines.ts';
+export type { StoredLine } from './stored-line.ts';
 
-/** One line of the store, as `readStore` gives it. */
-export interface StoredLine {
-  /** The file's name in the store directory, e.g. `events-2026-11-30-w1.ndjson`. */
+/** A line holding a zero byte, at which the reading of its file stopped (see readStore). */
+export interface StoreHole {
+  /** The file's name in the store directory. */
   readonly file: string;
-  /** Where the line's first byte is in the file. */
+  /** Where the line holding it starts: the file is read up to there. */
   readonly offset: number;
-  /** The byte just past its newline: what a checkpoint records once the line is done. */
-  readonly end: number;
-  /** The line exactly as stored, its newline included. */
-  readonly bytes: Buffer;
-  /** The line as text (UTF-8), without its newline; decoded on first use. */
-  readonly text: string;
-  /** The line parsed (once, on first use). Throws a SyntaxError for a line that is not JSON. */
-  readonly record: StoredRecord;
+  /** The bytes from there to the file's end, not read. */
+  readonly bytes: number;
   /**
-   * The event's `type` (its key in any casing, as the endpoint reads it) in lower case: `track`, …;
-   * `undefined` for a line that is not a stored record.
+   * Whether the endpoint's next start sets them aside (to the file's `.torn`), the reading going on
+   * from there: a power cut's hole in its writer's last commit. Otherwise nothing will: the file was
+   * damaged, and its bytes from `offset` on are for someone to look at.
    */
-  readonly type: string | undefined;
+  readonly setAsideAtStart: boolean;
 }
 
 export interface ReadStoreOptions {
@@ -60,6 +56,8 @@ export interface ReadStoreOptions {
    * @default 67108864 (64 MiB)
    */
   readonly maxLineBytes?: number | undefined;
+  /** Told once of each line holding a zero byte that the reading of a file stops at (StoreHole). */
+  readonly onHole?: ((hole: StoreHole) => void) | undefined;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -115,11 +113,8 @@ export function readStore(dir: string, options: ReadStoreOptions = {}): AsyncGen
   if (unknown !== undefined) {
     throw new RangeError(`types must hold event types (${EVENT_TYPES.join(', ')}), not "${unknown}"`);
   }
-  return read(
-    dir,
-    { follow: options.follow ?? false, checkpoint: options.checkpoint, types, pollMs, maxLineBytes },
-    options.signal,
-  );
+  const { follow = false, checkpoint, onHole } = options;
+  return read(dir, { follow, checkpoint, types, pollMs, maxLineBytes, onHole }, options.signal);
 }
 
 interface Plan {
@@ -128,6 +123,7 @@ interface Plan {
   readonly types: ReadonlySet<string> | undefined;
   readonly pollMs: number;
   readonly maxLineBytes: number;
+  readonly onHole: ((hole: StoreHole) => void) | undefined;
 }
 
 async function* read(
@@ -147,7 +143,9 @@ async function* read(
       const listed = await filesOf(dir, plan.follow, listedOnce);
       listedOnce = true;
       const watched = newestDays(listed, 2);
-      for (const { name, day } of listed) {
+      const repaired = repairedAtStart(listed);
+      for (const listing of listed) {
+        const { name, day } = listing;
         let file = files.get(name);
         if (file !== undefined && !watched.has(day)) continue;
         if (file === undefined) {
@@ -163,6 +161,8 @@ async function* read(
           if (plan.types === undefined || plan.types.has(line.type ?? '')) yield line;
         }
         positions.set(name, file.mark);
+        const hole = file.newHole();
+        if (hole !== undefined) plan.onHole?.(storeHole(name, hole, repaired.has(listing)));
       }
       await positions.save(); // caught up
     } while (plan.follow && (await pause(plan.pollMs, signal)));
@@ -184,6 +184,15 @@ async function filesOf(dir: string, follow: boolean, listedBefore: boolean): Pro
   }
 }
 
+/**
+ * What the reader tells of `hole` in `file`: whether the endpoint's start sets it aside, as it does a
+ * zero byte in the last COMMIT_MAX_BYTES of a file it repairs (or in the line they start in).
+ */
+function storeHole(file: string, hole: Hole, repaired: boolean): StoreHole {
+  const setAsideAtStart = repaired && hole.end > hole.size - COMMIT_MAX_BYTES;
+  return { file, offset: hole.offset, bytes: hole.size - hole.offset, setAsideAtStart };
+}
+
 /** The days of the `n` newest days among `files`. */
 function newestDays(files: readonly StoreFile[], n: number): Set<string> {
   return new Set([...new Set(files.map((f) => f.day))].slice(-n));
@@ -197,42 +206,5 @@ async function pause(ms: number, signal: AbortSignal | undefined): Promise<boole
     return true;
   } catch {
     return false;
-  }
-}
-
-class Line implements StoredLine {
-  readonly file: string;
-  readonly offset: number;
-  readonly end: number;
-  readonly bytes: Buffer;
-  #text: string | undefined;
-  #record: StoredRecord | undefined;
-
-  constructor(file: string, raw: RawLine) {
-    this.file = file;
-    this.offset = raw.offset;
-    this.end = raw.end;
-    this.bytes = raw.bytes;
-  }
-
-  get text(): string {
-    this.#text ??= this.bytes.toString('utf8', 0, this.bytes.length - 1);
-    return this.#text;
-  }
-
-  get record(): StoredRecord {
-    this.#record ??= JSON.parse(this.text) as StoredRecord;
-    return this.#record;
-  }
-
-  get type(): string | undefined {
-    let record: StoredRecord;
-    try {
-      record = this.record;
-    } catch {
-      return undefined;
-    }
-    const type = field((record as Partial<StoredRecord> | null)?.event, 'type');
-    return typeof type === 'string' ? type.toLowerCase() : undefined;
   }
 }

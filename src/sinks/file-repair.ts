@@ -131,7 +131,7 @@ export async function repairStore(
     const file = storeFile(name);
     if (file !== undefined && options.only?.(name) !== false) files.push(file);
   }
-  const recent = lastTwoDays(files);
+  const recent = repairedAtStart(files);
   const recovered: TornLine[] = [];
   for (const file of files.sort(inReadingOrder)) {
     // Only a file the store may have been writing when the power went can hold an unsynced commit.
@@ -147,8 +147,11 @@ export async function repairStore(
   return recovered;
 }
 
-/** Each writer's (each worker's) files of its last two days: today's and, just after midnight, yesterday's. */
-function lastTwoDays(files: readonly StoreFile[]): Set<StoreFile> {
+/**
+ * The files whose last commit a start looks through: each writer's (each worker's) of its last two days,
+ * today's and, just after midnight, yesterday's.
+ */
+export function repairedAtStart(files: readonly StoreFile[]): Set<StoreFile> {
   const byWriter = new Map<number, StoreFile[]>();
   for (const file of files) byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
   return new Set([...byWriter.values()].flatMap((own) => own.sort(inReadingOrder).slice(-2)));
