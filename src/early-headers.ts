@@ -3,7 +3,8 @@ import { cutAnswer } from './http2.ts';
 import type { Logger } from './log.ts';
 
 // An embedding host that sent the response's headers before handing the request to the handler
-// (`res.flushHeaders()` in a middleware): the status it sent cannot be taken back.
+// (`res.flushHeaders()` in a middleware): the status it sent cannot be taken back. One that only set
+// some: those that would misdescribe the handler's answers are taken off.
 
 /**
  * Whether this response's headers are out already: ours (answered before, by a handler's timeout), or
@@ -30,4 +31,16 @@ export function hostAnswered(log: Logger): void {
     {},
     "the response's headers were already sent when the endpoint got the request (by the host's middleware?): successes end the host's response, anything else cuts the connection",
   );
+}
+
+// What a host may have set on the response before the handler that would misdescribe the handler's answers:
+// their body's coding and framing (a compression middleware's Content-Encoding on plain JSON, a
+// Transfer-Encoding beside their length), and what only some statuses carry, set by each answer itself.
+// The host's others (a request id, CORS, security headers) stay.
+// biome-ignore format: one line
+const NOT_THE_HOSTS = ['content-encoding', 'transfer-encoding', 'content-range', 'retry-after', 'www-authenticate', 'allow'];
+
+/** Takes off `res` what its host set that is not the host's to say in these answers. */
+export function ownAnswer(res: ServerResponse): void {
+  for (const name of NOT_THE_HOSTS) if (res.hasHeader(name)) res.removeHeader(name);
 }

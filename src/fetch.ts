@@ -228,6 +228,8 @@ class FetchReply {
 
   /** Expect: 100-continue is the host's business too. */
   writeContinue(): void {}
+  /** A Response starts with no header a host set. */
+  readonly hasHeader = (): boolean => false;
 
   end(body?: string | Buffer): this {
     if (!this.headersSent) this.writeHead(this.#status);

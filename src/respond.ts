@@ -1,7 +1,7 @@
 import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
 import { Socket } from 'node:net';
 import { lastOnConnection, lingerAfter, noteEnd } from './connection-end.ts';
-import { cutIfHostAnswered } from './early-headers.ts';
+import { cutIfHostAnswered, ownAnswer } from './early-headers.ts';
 import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
 import { cutAnswer, endSession, endStream, isHttp2 } from './http2.ts';
 
@@ -25,6 +25,7 @@ export function sendStatus(res: ServerResponse, status: number, close: boolean):
     if (!res.writableEnded) res.end();
     return;
   }
+  ownAnswer(res);
   res.writeHead(status, close ? EMPTY_CLOSE : EMPTY).end();
   noteEnd(res);
 }
@@ -141,6 +142,7 @@ export function sendError(
   extra?: OutgoingHttpHeaders,
 ): void {
   if (cutIfHostAnswered(res)) return;
+  ownAnswer(res);
   const body = refusalBody(reply);
   const headers: OutgoingHttpHeaders = {
     'content-type': JSON_TYPE,
@@ -197,6 +199,7 @@ export function sendContinue(res: ServerResponse): void {
  */
 export function sendHealth(req: IncomingMessage, res: ServerResponse, state: keyof typeof HEALTH): void {
   if (cutIfHostAnswered(res)) return;
+  ownAnswer(res);
   const body = HEALTH[state];
   res.writeHead(state === 'ok' || state === 'live' ? 200 : 503, {
     'content-type': JSON_TYPE,
@@ -217,6 +220,7 @@ function mayBeLarge(req: IncomingMessage, maxBytes: number): boolean {
 /** The Prometheus text exposition. */
 export function sendMetrics(req: IncomingMessage, res: ServerResponse, text: string): void {
   if (cutIfHostAnswered(res)) return;
+  ownAnswer(res);
   res.writeHead(200, {
     'content-type': 'text/plain; version=0.0.4; charset=utf-8',
     'content-length': Buffer.byteLength(text),

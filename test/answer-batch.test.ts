@@ -27,6 +27,7 @@ function recorder() {
     let destroyed = false;
     const res = {
       headersSent: false,
+      hasHeader: () => false, // no host's header set before
       writeHead(code: number, headers: OutgoingHttpHeaders) {
         if (fail) throw new Error('the socket refused the write');
         written.push({ id, status: code, headers });

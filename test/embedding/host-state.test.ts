@@ -21,6 +21,7 @@ import { recorder, type Seen, segmentHeaders, trackEvent } from '../helpers.ts';
 interface Answer {
   readonly status: number;
   readonly body: string;
+  readonly headers: IncomingMessage['headers'];
 }
 
 interface Host {
@@ -60,7 +61,11 @@ async function hosted(
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
           res.on('end', () =>
-            answered({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+            answered({
+              status: res.statusCode ?? 0,
+              body: Buffer.concat(chunks).toString(),
+              headers: res.headers,
+            }),
           );
           res.on('error', failed);
         },
@@ -243,4 +248,52 @@ describe('a response whose headers the host already sent', () => {
       });
     });
   }
+});
+
+describe('a response the host set headers on before the handler', () => {
+  // A host's defaults (a compression middleware's Content-Encoding, a Transfer-Encoding, a Retry-After,
+  // an auth scheme's challenge, an Allow) went out with the handler's answers: a 401 whose plain JSON was
+  // labelled gzip (unreadable to the sender, Segment's debugger without its message), with both a
+  // Content-Length and a Transfer-Encoding, a 404 with the host's Retry-After and challenge.
+  const presetting = (req: IncomingMessage, res: ServerResponse, segment: EndpointHandler) => {
+    res.setHeader('Content-Encoding', 'gzip');
+    res.setHeader('Transfer-Encoding', 'chunked');
+    res.setHeader('Content-Range', 'bytes 0-1/2');
+    res.setHeader('Retry-After', '9999');
+    res.setHeader('WWW-Authenticate', 'Bearer');
+    res.setHeader('Allow', 'GET');
+    res.setHeader('X-Request-Id', 'host-1');
+    segment(req, res);
+  };
+  const framing = (answer: Answer) => [
+    answer.headers['content-encoding'],
+    answer.headers['transfer-encoding'],
+    answer.headers['content-range'],
+  ];
+
+  test("the handler's answers say what they are: the host's framing and status headers are not theirs, its others stay", async () => {
+    await hosted(presetting, async ({ seen, send }) => {
+      const taken = await send([eventBytes({ messageId: 'preset-1' })]);
+      assert.equal(taken.status, 200);
+      assert.deepEqual(framing(taken), [undefined, undefined, undefined]);
+      assert.equal(seen.length, 1);
+      const refused = await send([eventBytes()], { authorization: 'Basic d3Jvbmc6' });
+      assert.equal(refused.status, 401);
+      assert.equal(codeOf(refused), 'SEG_AUTH_UNKNOWN', 'plain JSON, labelled so');
+      assert.deepEqual(framing(refused), [undefined, undefined, undefined]);
+      assert.match(String(refused.headers['www-authenticate']), /^Basic/, 'its own challenge');
+      assert.equal(refused.headers['retry-after'], undefined);
+      assert.equal(refused.headers.allow, undefined);
+      assert.equal(refused.headers['x-request-id'], 'host-1', "the host's own header stays");
+      const unknown = await send([eventBytes()], {}, '/nowhere');
+      assert.equal(unknown.status, 404);
+      assert.deepEqual(
+        [unknown.headers['retry-after'], unknown.headers['www-authenticate'], unknown.headers.allow],
+        [undefined, undefined, undefined],
+      );
+      const health = await send([Buffer.alloc(0)], {}, '/health');
+      assert.deepEqual(framing(health), [undefined, undefined, undefined]);
+      assert.equal(typeof JSON.parse(health.body), 'object', `plain JSON: ${health.status} ${health.body}`);
+    });
+  });
 });
