@@ -143,7 +143,6 @@ async function* read(
       const listed = await filesOf(dir, plan.follow, listedOnce);
       listedOnce = true;
       const watched = newestDays(listed, 2);
-      const repaired = repairedAtStart(listed);
       for (const listing of listed) {
         const { name, day } = listing;
         let file = files.get(name);
@@ -162,7 +161,8 @@ async function* read(
         }
         positions.set(name, file.mark);
         const hole = file.newHole();
-        if (hole !== undefined) plan.onHole?.(storeHole(name, hole, repaired.has(listing)));
+        // Which files the endpoint's start repairs is asked only then: a hole is rare, passes are not.
+        if (hole !== undefined) plan.onHole?.(storeHole(name, hole, repairedAtStart(listed).has(listing)));
       }
       await positions.save(); // caught up
     } while (plan.follow && (await pause(plan.pollMs, signal)));
