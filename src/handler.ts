@@ -3,7 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { ApiKeySpec } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
-import { hostAnswered } from './early-headers.ts';
+import { handedBefore, hostAnswered } from './early-headers.ts';
 import type { ErrorAnswer } from './errors.ts';
 import { framingRefusal } from './framing.ts';
 import { checkApiKeysSteps, resolveApiKeysSteps } from './key-spec.ts';
@@ -103,6 +103,7 @@ class FrontDoor {
   }
 
   serve(req: IncomingMessage, res: ServerResponse): void {
+    if (handedBefore(req, this.#opts.log)) return;
     if (res.headersSent) hostAnswered(this.#opts.log); // an embedding host's bug, said once
     // Read behind an answer that ends its connection: Node would write no answer of it, so nothing of it
     // is taken (its sender, unanswered, sends it again).

@@ -297,3 +297,60 @@ describe('a response the host set headers on before the handler', () => {
     });
   });
 });
+
+describe('a host that hands the same request to the handler twice', () => {
+  // Two middlewares that both mount the handler, or a host that calls it again after an await: the
+  // partner's handler ran twice for one event (an event without messageId is not filtered), and where the
+  // connection was to close, the second call stopped Node's parser under the body: a bare 400 that
+  // Segment does not retry, the event dropped. The second call is now ignored, and said once.
+  const twice = (req: IncomingMessage, res: ServerResponse, segment: EndpointHandler) => {
+    segment(req, res);
+    segment(req, res);
+  };
+  const later = (req: IncomingMessage, res: ServerResponse, segment: EndpointHandler) => {
+    segment(req, res);
+    setTimeout(() => segment(req, res), 50);
+  };
+  const saidTwice = (logs: string[]) => logs.filter((line) => /handed the same request/.test(line)).length;
+
+  for (const [what, host] of [
+    ['at once', twice],
+    ['again 50 ms later', later],
+  ] as const) {
+    test(`${what}: each event taken once and answered once, in one piece or in chunks, kept alive or closing`, async () => {
+      await hosted(host, async ({ seen, logs, send }) => {
+        const cases: Array<[Buffer[], Record<string, string>]> = [
+          [[eventBytes({ messageId: undefined })], {}],
+          [
+            [
+              eventBytes({ messageId: undefined }).subarray(0, 10),
+              eventBytes({ messageId: undefined }).subarray(10),
+            ],
+            {},
+          ],
+          [[eventBytes({ messageId: undefined })], { connection: 'close' }],
+          [
+            [
+              eventBytes({ messageId: undefined }).subarray(0, 10),
+              eventBytes({ messageId: undefined }).subarray(10),
+            ],
+            { connection: 'close' },
+          ],
+        ];
+        for (const [i, [parts, headers]] of cases.entries()) {
+          const answer = await send(parts, headers);
+          assert.equal(answer.status, 200, `case ${i}: ${answer.status} ${answer.body}`);
+          assert.equal(answer.body, '', 'one answer: an empty 200, nothing after it');
+          await sleep(80);
+          assert.equal(seen.length, i + 1, `case ${i}: the partner's handler called once`);
+        }
+        const refused = await send([eventBytes()], { authorization: 'Basic d3Jvbmc6' });
+        assert.equal(refused.status, 401, 'a refusal arrives whole, not cut by the second call');
+        assert.equal(codeOf(refused), 'SEG_AUTH_UNKNOWN');
+        await sleep(80);
+        assert.equal(saidTwice(logs), 1, logs.join('\n'));
+        assert.equal(logs.filter((line) => /headers were already sent/.test(line)).length, 0);
+      });
+    });
+  }
+});
