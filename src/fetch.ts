@@ -191,7 +191,8 @@ class RequestBody extends Readable {
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    // A body given up on (the sender gone, a refusal): its source is told, whatever it says back.
+    // A body its sender gave up on (the signal aborted): its source is told. One refused is only paused
+    // (reader.ts): cancelled, a host's stream could end its connection before the answer is written.
     this.#reader?.cancel(err ?? undefined).catch(() => {});
     callback(err);
   }
