@@ -117,7 +117,10 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
     const event = defaults === undefined ? events[i] : withDefaults(events[i], context, integrations);
     const size = Buffer.byteLength(JSON.stringify(event) ?? '');
     total += size + settingsBytes + LINE_OVERHEAD;
-    if (total > budget) throw storedTooLarge(budget);
+    if (total > budget) {
+      const merged = context !== undefined || integrations !== undefined;
+      throw storedTooLarge({ budget, total, events: i + 1, settingsBytes, merged });
+    }
     out[i] = event;
     sizes[i] = size;
   }

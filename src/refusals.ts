@@ -21,11 +21,31 @@ export function tooManyEvents(what: string, count: number, max: number): Endpoin
   );
 }
 
-/** 413: stored, the events of one request would take more than `budget` bytes. */
-export function storedTooLarge(budget: number): EndpointError {
+/** What made a request's events too large to store: how much of each the settings take, and whether a batch context was merged in. */
+export interface StoredSize {
+  readonly budget: number;
+  /** The bytes its events would take so far (each with its settings). */
+  readonly total: number;
+  readonly events: number;
+  readonly settingsBytes: number;
+  readonly merged: boolean;
+}
+
+/**
+ * 413: stored, the events of one request would take more than `budget` bytes. The message names the causes
+ * the sender's side can change: the settings written with each event, when they take a quarter of it or
+ * more, and the batch's context merged into each.
+ */
+export function storedTooLarge(size: StoredSize): EndpointError {
+  const { budget, total, events, settingsBytes, merged } = size;
+  const settings =
+    settingsBytes * events * 4 >= total
+      ? `, ${settingsBytes} bytes of each event being the X-Segment-Settings it is stored with`
+      : '';
+  const context = merged ? ', or a smaller batch-level context' : '';
   return new EndpointError(
     'SEG_STORED_TOO_LARGE',
-    `Stored, the events of this request would take more than ${budget} bytes: send fewer events a request, or a smaller batch-level context`,
+    `Stored, the events of this request would take more than ${budget} bytes${settings}: send fewer events a request${context}`,
   );
 }
 

@@ -100,6 +100,8 @@ describe('bytes per request', () => {
     const res = await inject(handler, { url: '/v1/batch', body });
     assert.equal(res.status, 413);
     assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE');
+    assert.match(res.json().message ?? '', /a smaller batch-level context/);
+    assert.doesNotMatch(res.json().message ?? '', /X-Segment-Settings/);
     await store.close();
     const stored = readdirSync(dir)
       .filter((f) => f.endsWith('.ndjson'))
@@ -157,6 +159,11 @@ describe('bytes per request', () => {
     });
     assert.equal(res.status, 413, res.body);
     assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE');
+    // The message names the cause: the settings stored with each event, not a context the batch has not.
+    const { message } = res.json();
+    assert.match(message ?? '', /X-Segment-Settings/);
+    assert.match(message ?? '', /\b\d{4} bytes of each event/);
+    assert.doesNotMatch(message ?? '', /context/);
     assert.equal(seen.length, 0);
   });
 });
