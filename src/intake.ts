@@ -8,7 +8,7 @@ import { EndpointError, toErrorAnswer } from './errors.ts';
 import type { LateWork } from './late-work.ts';
 import { LogBudget } from './log-budget.ts';
 import type { Metrics } from './metrics.ts';
-import { normalizeEvent } from './normalize.ts';
+import { fieldKey, normalizeEvent } from './normalize.ts';
 import { onceEvent } from './once.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
@@ -99,7 +99,11 @@ export class EventIntake {
     const event = normalizeEvent(original);
     const { type } = event;
     if (typeof type !== 'string' || type === '') throw new EndpointError('SEG_TYPE_MISSING');
-    if (!Object.hasOwn(this.#validators, type)) throw unknownType(type);
+    if (!Object.hasOwn(this.#validators, type)) {
+      // Named as sent (its casing), not as normalised.
+      const sent = original[fieldKey(original, 'type') ?? 'type'];
+      throw unknownType(typeof sent === 'string' ? sent : type);
+    }
     return { type: type as EventType, event, original };
   }
 

@@ -91,6 +91,19 @@ describe('normalise and validate', () => {
       assert.equal(res.status, 501, type);
       assert.equal(res.json().code, 'SEG_TYPE_UNSUPPORTED');
     }
+    // Named as sent, alone and in a batch: a lower-cased "purchase" is not what the sender looks for.
+    const alone = await inject(endpoint(), { body: { type: 'Purchase', userId: 'u' } });
+    assert.equal(alone.json().message, '"Purchase" is not a Segment event type');
+    const batch = await inject(endpoint(), {
+      url: '/v1/batch',
+      body: {
+        batch: [
+          { type: 'track', event: 'E', userId: 'u' },
+          { Type: 'PURCHASE', userId: 'u' },
+        ],
+      },
+    });
+    assert.match(batch.json().message ?? '', /#1: 501 "PURCHASE" is not a Segment event type/);
     const trackOnly = createHandler({ apiKeys: [API_KEY], handlers: { track: () => {} }, log: silentLogger });
     const res = await inject(trackOnly, { body: { type: 'page', userId: 'u', name: 'Home' } });
     assert.equal(res.status, 501);
