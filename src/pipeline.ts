@@ -14,7 +14,7 @@ import { isPromise } from './promise.ts';
 import { type BodySink, readBody } from './reader.ts';
 import { AnswerBatch, type PendingAnswer, type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Settings, SettingsCache } from './settings.ts';
-import { refuseUnsignedSettings, secretFor, verifySignature } from './signature.ts';
+import { refuseUnsigned, secretFor, verifySignature } from './signature.ts';
 import { loggedPath } from './target.ts';
 
 /**
@@ -129,7 +129,7 @@ export class EventPipeline {
       // Before the body is read: a customer past its rate costs the others nothing more.
       if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
       x.secret = secretFor(decision, this.#opts.signatureSecret);
-      if (x.secret !== undefined) refuseUnsignedSettings(req.headers);
+      if (x.secret !== undefined) refuseUnsigned(req.headers);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
       if (x.settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
       const framed = framedBody(req, this.#opts);

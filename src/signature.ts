@@ -20,17 +20,21 @@ export const secretFor = (decision: AuthDecision, shared: string | undefined): s
   (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? shared;
 
 /**
- * Throws the 401 to answer when a request that must be signed carries settings, before they are decoded
- * or its body read: settings are stored with the event, and no signature covers a header. (Segment's
- * signing Webhooks destinations send none; its partner destinations, which do, sign nothing.)
+ * Throws the 401 to answer, before the settings are decoded or the body read, when a request that must
+ * be signed carries settings (settings are stored with the event, and no signature covers a header;
+ * Segment's signing Webhooks destinations send none, its partner destinations, which do, sign nothing),
+ * or no signature header (an unsigned flood costs no body reads).
  */
-export function refuseUnsignedSettings(headers: IncomingHttpHeaders): void {
+export function refuseUnsigned(headers: IncomingHttpHeaders): void {
   if (settingsSent(headers['x-segment-settings'])) throw new EndpointError('SEG_SIGNATURE_SETTINGS');
+  const segment = digestOf(headers['x-segment-signature']);
+  if (segment === undefined && digestOf(headers['x-signature']) === undefined)
+    throw new EndpointError('SEG_SIGNATURE_MISSING');
 }
 
 /**
- * Throws the 401 to answer unless a signature header covers the whole body (the settings were refused
- * before it was read: refuseUnsignedSettings).
+ * Throws the 401 to answer unless a signature header covers the whole body (one without any, or with
+ * settings, was refused before it was read: refuseUnsigned).
  */
 export function verifySignature(
   headers: IncomingHttpHeaders,

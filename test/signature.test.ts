@@ -39,6 +39,14 @@ describe('X-Signature', () => {
     }
   });
 
+  test('a request with no signature is refused on its headers: its body is not read, let alone parsed', async () => {
+    // As a wrong key is: an unsigned flood costs no body reads, and its 401 says what is missing
+    // rather than the 400 its body would have earned.
+    const res = await inject(handler, { headers: segmentHeaders(), body: '{"type":"track",' });
+    assert.equal(res.status, 401, res.body);
+    assert.equal(res.json().code, 'SEG_SIGNATURE_MISSING');
+  });
+
   test('settings beside a signed body: 401, since the signature does not cover what would be stored with it', async () => {
     // CONTRACT.md: accept a signature only when it covers everything stored. X-Segment-Settings is
     // stored with the event, and no signature covers a header.
