@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { type Coding, codingOf } from './encoding.ts';
 import { EndpointError, quoted } from './errors.ts';
 import { isHttp2 } from './http2.ts';
-import { checkParsed, isPlainObject, parseJson } from './json.ts';
+import { checkParsed, holdsNonJson, isPlainObject, parseJson } from './json.ts';
 import { bodyTooLarge } from './refusals.ts';
 
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
@@ -135,7 +135,22 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
   }
   const refused = checkParsed(parsed, limits.maxDepth);
   if (refused !== undefined && !refused.ok) throw new EndpointError(refused.code, refused.message);
-  return { value: parsed, text: undefined };
+  return { value: holdsNonJson(parsed) ? asWritten(parsed, limits) : parsed, text: undefined };
+}
+
+/**
+ * A parsed body holding values JSON has not (a host's reviver made its timestamps Dates: every event a
+ * 400, which Segment does not retry) as JSON.stringify writes it, checked as a body read here is. One it
+ * cannot write (a bigint, a cycle) is the host's bug: a 500, retried, its cause logged.
+ */
+function asWritten(parsed: unknown, limits: EventLimits): unknown {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(parsed);
+  } catch (err) {
+    throw new EndpointError('SEG_INTERNAL', undefined, { cause: err });
+  }
+  return parseBody(text ?? '', limits.maxDepth, undefined);
 }
 
 /** A JSON object, or the 400 that says what it is instead. */

@@ -158,6 +158,29 @@ function holdsInfinity(root: unknown): boolean {
   return false;
 }
 
+/**
+ * Whether a value parsed elsewhere holds what JSON.parse never makes: an object of another prototype (a
+ * reviver's Date, a Map, a class), undefined (an array's hole too), a function, a symbol or a bigint.
+ * Walked after `checkParsed`, whose depth limit bounds it.
+ */
+export function holdsNonJson(root: unknown): boolean {
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    const type = typeof node;
+    if (node === null || type === 'string' || type === 'number' || type === 'boolean') continue;
+    if (type !== 'object') return true;
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) stack.push(node[i]);
+      continue;
+    }
+    const proto: unknown = Object.getPrototypeOf(node);
+    if (proto !== Object.prototype && proto !== null) return true;
+    for (const key of Object.keys(node as object)) stack.push((node as Record<string, unknown>)[key]);
+  }
+  return false;
+}
+
 /** The path of the first number JSON.parse turned into Infinity (a literal beyond a double's range). */
 export function findInfinity(root: unknown): string | undefined {
   return findPath(root, (node) => (typeof node === 'number' && !Number.isFinite(node) ? '' : undefined));

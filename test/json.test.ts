@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
 import { describe, test } from 'node:test';
-import { findPoisonedKey, parsedNestsDeeper, parseJson, serializedBytes } from '../src/json.ts';
+import { framedBody } from '../src/body.ts';
+import type { EndpointError } from '../src/errors.ts';
+import { findPoisonedKey, holdsNonJson, parsedNestsDeeper, parseJson, serializedBytes } from '../src/json.ts';
 
 const codeOf = (text: string): string | undefined => {
   const result = parseJson(text);
@@ -123,5 +126,52 @@ describe('serializedBytes and parsedNestsDeeper', () => {
     assert.ok(serializedBytes(deep, 100) > 100);
     assert.equal(parsedNestsDeeper(JSON.parse('{"a":[[1]]}'), 3), false);
     assert.equal(parsedNestsDeeper(JSON.parse('{"a":[[1]]}'), 2), true);
+  });
+});
+
+describe('holdsNonJson and a framework-parsed body holding it', () => {
+  test('true only for what JSON.parse never makes', () => {
+    for (const clean of [
+      null,
+      1,
+      'x',
+      true,
+      [],
+      {},
+      JSON.parse('{"a":[1,{"b":null}],"c":"d"}'),
+      Object.create(null),
+    ]) {
+      assert.equal(holdsNonJson(clean), false, JSON.stringify(clean));
+    }
+    for (const odd of [
+      new Date(0),
+      { a: [new Map()] },
+      { a: undefined },
+      new Array(3),
+      { f: () => 1 },
+      { n: 1n },
+      { s: Symbol('s') },
+    ]) {
+      assert.equal(holdsNonJson(odd), true);
+    }
+  });
+
+  test('taken as JSON.stringify writes it; one it cannot write is a 500, retried', () => {
+    const limits = { maxBodyBytes: 1 << 20, bodyTimeoutMs: 1000, maxDepth: 64 };
+    const parsedReq = (body: unknown) =>
+      ({ body, readableDidRead: true, readableEnded: true, headers: {} }) as unknown as IncomingMessage;
+    const at = new Date('2026-11-26T10:00:00.000Z');
+    const framed = framedBody(parsedReq({ type: 'track', timestamp: at, skip: undefined }), limits);
+    assert.deepEqual(framed?.value, { type: 'track', timestamp: '2026-11-26T10:00:00.000Z' });
+    assert.throws(
+      () => framedBody(parsedReq({ type: 'track', n: 1n }), limits),
+      (err: EndpointError) => err.code === 'SEG_INTERNAL',
+    );
+    // What toJSON writes is checked as a body read here is.
+    const poisoned = { type: 'track', p: { toJSON: () => JSON.parse('{"__proto__":{"x":1}}') } };
+    assert.throws(
+      () => framedBody(parsedReq(poisoned), limits),
+      (err: EndpointError) => err.code === 'SEG_FORBIDDEN_KEY',
+    );
   });
 });

@@ -119,6 +119,29 @@ test('express: what a parser in front lets through, our guards still refuse, in 
   });
 });
 
+test('express: a parser whose reviver makes values JSON has not (Dates) hands over the event as JSON would write it', async () => {
+  // A host's express.json({ reviver }) turning timestamps into Dates made every event a 400 ("timestamp
+  // must be a string"), which Segment does not retry: valid events dropped. Taken as JSON.stringify
+  // writes them, a Date is its ISO string again.
+  const app = express();
+  const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+  const reviver = (_key: string, value: unknown) =>
+    typeof value === 'string' && iso.test(value) ? new Date(value) : value;
+  app.use(express.json({ reviver }));
+  const taken: Array<Record<string, unknown>> = [];
+  const track = (event: Record<string, unknown>) => void taken.push(event);
+  app.use('/segment', segmentEndpoint({ ...options(), handlers: { track } }));
+  const at = '2026-11-26T10:00:00.000Z';
+  const event = { type: 'track', event: 'E', userId: 'u', timestamp: at, properties: { at, n: 1 } };
+  await served(app, async (origin) => {
+    const answer = await sendTo(origin, '/segment')(post('revived', JSON.stringify(event)));
+    assert.equal(answer.status, 200, answer.body);
+  });
+  assert.equal(taken.length, 1);
+  assert.equal(taken[0]?.timestamp, at);
+  assert.deepEqual(taken[0]?.properties, { at, n: 1 });
+});
+
 test("express: a parser's limit below ours is the one that refuses, with our JSON 413", async () => {
   const app = express();
   app.use(express.json({ limit: 1000 }));
