@@ -133,7 +133,9 @@ function disturbed(report) {
       if (s.othersPct >= quietPct) busy.push(`${round} (${fmt(s.othersPct)}%)`);
       if (s.stealPct >= stealPct) stolen.push(`${round} (${fmt(s.stealPct, 1)}%)`);
       for (const w of r.retaken ?? [])
-        retaken.push(`${round} (${fmt(w.rps)} req/s at ${fmt(w.stealPct, 1)}% steal)`);
+        retaken.push(
+          `${round} (${fmt(w.rps)} req/s at ${fmt(w.stealPct, 1)}% steal, others ${fmt(w.othersPct ?? 0)}%)`,
+        );
       if (s.serverCpuPct < SATURATED_PCT) unsaturated.push(`${round} (${fmt(s.serverCpuPct)}%)`);
     });
   }
@@ -143,8 +145,8 @@ function disturbed(report) {
       : `**Measured while other tenants used ≥ ${quietPct}% of a core:** ${busy.join(', ')}`,
     ` (waited ${fmt(waitedMs / 1000)} s in all for the machine to be quiet). `,
     retaken.length === 0
-      ? `No window was taken again for the hypervisor's steal (≥ ${stealPct}% of a core). `
-      : `**Taken again, the hypervisor having stolen ≥ ${stealPct}% of a core:** ${retaken.join(', ')}. `,
+      ? `No window was taken again for the hypervisor's steal (≥ ${stealPct}% of a core) or other tenants (≥ ${quietPct}%). `
+      : `**Taken again, the hypervisor having stolen ≥ ${stealPct}% of a core or other tenants used ≥ ${quietPct}%:** ${retaken.join(', ')}. `,
     stolen.length === 0 ? '' : `**Kept with ≥ ${stealPct}% stolen (no retake left):** ${stolen.join(', ')}. `,
     unsaturated.length === 0
       ? `Every server was saturated (≥ ${SATURATED_PCT}% of its core) in every round (durable aside: it waits for its disk).`

@@ -41,8 +41,9 @@ const config = {
   quietWaitSeconds: env('BENCH_QUIET_WAIT', 10),
   quietBudgetSeconds: env('BENCH_QUIET_BUDGET', 90), // for the whole run
   // the hypervisor takes cores from this VM in bursts (steal): a measured window waits for under
-  // stealPct (both cores, % of a core), and one that lost more is taken again, up to `retakes` times a
-  // round and retakeBudgetSeconds a run, every server alike; the report names each window taken again
+  // stealPct (both cores, % of a core), and one that lost more, or shared the machine with other tenants
+  // using quietPct or more, is taken again, up to `retakes` times a round and retakeBudgetSeconds a run,
+  // every server alike; the report names each window taken again
   stealPct: env('BENCH_STEAL_LIMIT', 5),
   retakes: env('BENCH_RETAKES', 2),
   retakeBudgetSeconds: env('BENCH_RETAKE_BUDGET', 60),
@@ -155,8 +156,9 @@ async function awaitQuiet(pid) {
 
 /**
  * The measured window of a warm server: wrk for config.seconds once the machine is quiet, taken again
- * (config.retakes) when the hypervisor stole more than config.stealPct of it. `retaken` keeps each window
- * set aside, its req/s and steal.
+ * (config.retakes) when the hypervisor stole more than config.stealPct of it, or other tenants used
+ * config.quietPct of a core or more during it. `retaken` keeps each window set aside, its req/s, steal
+ * and other tenants' share.
  */
 async function measuredWindow(server, wrkOptions, gc) {
   const retaken = [];
@@ -175,9 +177,9 @@ async function measuredWindow(server, wrkOptions, gc) {
       retaken,
       ...(gc ? { gc: gc.since(gcBefore, after.at - before.at) } : {}),
     };
-    if (saturation.stealPct < config.stealPct || retaken.length >= config.retakes || retakeBudgetMs <= 0)
-      return window;
-    retaken.push({ rps: load.rps, stealPct: saturation.stealPct });
+    const disturbed = saturation.stealPct >= config.stealPct || saturation.othersPct >= config.quietPct;
+    if (!disturbed || retaken.length >= config.retakes || retakeBudgetMs <= 0) return window;
+    retaken.push({ rps: load.rps, stealPct: saturation.stealPct, othersPct: saturation.othersPct });
     retakeBudgetMs -= after.at - before.at;
   }
 }
@@ -247,7 +249,7 @@ async function main() {
       results[name].push(r);
       const s = r.saturation;
       process.stderr.write(
-        `round ${round + 1}/${config.rounds} ${name.padEnd(8)} ${fmt(r.rps).padStart(6)} req/s p50 ${fmt(r.p50, 2)} p99 ${fmt(r.p99, 2)} ms | ${fmt(s.cpuMicrosPerEvent, 1)} µs/ev (${fmt(r.fixed.cpuMicrosPerEvent, 1)} at ${config.fixedRate}/s) ${fmt(s.syscallsPerEvent, 2)} sys/ev ${fmt(s.sleepsPerEvent, 3)} sleeps/ev ${fmt(s.preemptionsPerSecond)} preempt/s cpu ${fmt(s.serverCpuPct)}% (main ${fmt(s.mainThreadPct)}%) core0 rest ${fmt(s.core0OtherPct)}% core1 ${fmt(s.core1BusyPct)}% others ${fmt(s.othersPct)}% steal ${fmt(s.stealPct, 1)}%${r.gc ? ` gc ${fmt(r.gc.scavengesPerSecond)}/s ${fmt(r.gc.pausePct, 1)}%` : ''} | start ${fmt(r.startMs)} ms rss ${fmt(r.rssMiB, 1)} MiB non-2xx ${r.non2xx + r.fixed.non2xx}${r.retaken.map((w) => ` | taken again: ${fmt(w.rps)} req/s at ${fmt(w.stealPct, 1)}% steal`).join('')}\n`,
+        `round ${round + 1}/${config.rounds} ${name.padEnd(8)} ${fmt(r.rps).padStart(6)} req/s p50 ${fmt(r.p50, 2)} p99 ${fmt(r.p99, 2)} ms | ${fmt(s.cpuMicrosPerEvent, 1)} µs/ev (${fmt(r.fixed.cpuMicrosPerEvent, 1)} at ${config.fixedRate}/s) ${fmt(s.syscallsPerEvent, 2)} sys/ev ${fmt(s.sleepsPerEvent, 3)} sleeps/ev ${fmt(s.preemptionsPerSecond)} preempt/s cpu ${fmt(s.serverCpuPct)}% (main ${fmt(s.mainThreadPct)}%) core0 rest ${fmt(s.core0OtherPct)}% core1 ${fmt(s.core1BusyPct)}% others ${fmt(s.othersPct)}% steal ${fmt(s.stealPct, 1)}%${r.gc ? ` gc ${fmt(r.gc.scavengesPerSecond)}/s ${fmt(r.gc.pausePct, 1)}%` : ''} | start ${fmt(r.startMs)} ms rss ${fmt(r.rssMiB, 1)} MiB non-2xx ${r.non2xx + r.fixed.non2xx}${r.retaken.map((w) => ` | taken again: ${fmt(w.rps)} req/s at ${fmt(w.stealPct, 1)}% steal, others ${fmt(w.othersPct ?? 0)}%`).join('')}\n`,
       );
     }
   }
