@@ -98,6 +98,10 @@ async function build(name) {
     const metricsPath = '/metrics';
     return { dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger, metricsPath }) };
   }
+  if (name === 'ours, baseline') {
+    const other = await import(new URL('dist/index.js', `file://${process.env.BENCH_BASELINE}/`).href);
+    return { dispatch: other.createHandler({ apiKeys: [API_KEY], handlers, log: other.silentLogger }) };
+  }
   if (name === 'ours, fastify plugin') return fastifyPlugin();
   // Not through the injector: a Request in, a Response out. Its net counts Request and Response in
   // place of the injector's request and response.

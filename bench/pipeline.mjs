@@ -5,14 +5,15 @@
 // (pipeline-group.mjs), with its rounds interleaved; most of each figure is the garbage collector's
 // pauses, for the injector's own garbage: each is also given without them.
 //
-//   taskset -c 0 node bench/pipeline.mjs [--rounds 7] [--n 10000] [--json FILE]
+//   taskset -c 0 node bench/pipeline.mjs [--rounds 7] [--n 10000] [--json FILE] [--group NAME]
 //
 // Groups (stages.mjs): `target`, the issue's comparison as ../shared/bench/inject.mjs makes it (a bare
 // handler that reads the body and answers 200, the injector's own cost; the fastify anchor; segment-
 // endpoint as shipped, dist/ with no-op handlers); `limit`, the parse floor against the same fastify
 // app (the least any handler that reads the event costs); `ladder`, the pipeline's stages composed one
 // on top of the other from the shipped modules (each rung's cost above the one below is what that stage
-// costs); `variants`, ours with metrics, as a fastify plugin and as a fetch handler.
+// costs); `variants`, ours with metrics, as a fastify plugin and as a fetch handler; with BENCH_BASELINE
+// (another checkout, built), `ab`, this build's handler against that one's.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { GROUPS } from './stages.mjs';
@@ -25,6 +26,7 @@ const option = (name, fallback) => {
 const ROUNDS = Number(option('rounds', 7));
 const N = Number(option('n', 10_000));
 const JSON_FILE = option('json', '');
+const GROUP_ONLY = option('group', '');
 const TARGET = 0.6;
 
 const child = new URL('./pipeline-group.mjs', import.meta.url).pathname;
@@ -99,10 +101,16 @@ function print(group, rows, reference) {
 
 console.log('pipeline, without sockets: each group in a process of its own');
 const result = {};
-for (const [group, { reference }] of Object.entries(GROUPS)) {
+for (const [group, { reference, only }] of Object.entries(GROUPS)) {
+  if (only !== undefined && !process.env[only]) continue;
+  if (GROUP_ONLY && group !== GROUP_ONLY) continue;
   const rows = rowsOf(measureGroup(group), reference);
   print(group, rows, reference);
   result[group] = rows;
+}
+if (result.target === undefined || result.limit === undefined) {
+  if (JSON_FILE) writeFileSync(JSON_FILE, JSON.stringify(result, null, 2));
+  process.exit(0);
 }
 const { ratio, ratioMin, ratioMax } = result.target.ours;
 const straddles = ratioMin <= TARGET && ratioMax > TARGET;

@@ -22,4 +22,7 @@ export const GROUPS = {
     names: ['bare', 'ours', 'ours + metrics', 'ours, fastify plugin', 'ours, fetch handler'],
     reference: 'ours',
   },
+  // An A/B of two builds, only with BENCH_BASELINE (another checkout, built): this build's handler
+  // against that one's, the same events in the same slices. Its net × the baseline's is the change's cost.
+  ab: { names: ['bare', 'ours', 'ours, baseline'], reference: 'ours, baseline', only: 'BENCH_BASELINE' },
 };
