@@ -21,7 +21,10 @@ export function tooManyEvents(what: string, count: number, max: number): Endpoin
   );
 }
 
-/** What made a request's events too large to store: how much of each the settings take, and whether a batch context was merged in. */
+/**
+ * What made a request's events too large to store: how much of each its settings take, and whether a
+ * batch context was merged into each.
+ */
 export interface StoredSize {
   readonly budget: number;
   /** The bytes its events would take so far (each with its settings). */
