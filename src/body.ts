@@ -140,8 +140,9 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
 
 /**
  * A parsed body holding values JSON has not (a host's reviver made its timestamps Dates: every event a
- * 400, which Segment does not retry) as JSON.stringify writes it, checked as a body read here is. One it
- * cannot write (a bigint, a cycle) is the host's bug: a 500, retried, its cause logged.
+ * 400, which Segment does not retry) as JSON.stringify writes it, through the parser's guards (not its
+ * size limit). One that throws when written (a bigint) is the host's bug: a 500, retried, its cause
+ * logged; a cycle is refused before, as nesting too deep.
  */
 function asWritten(parsed: unknown, limits: EventLimits): unknown {
   let text: string | undefined;
