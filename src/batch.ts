@@ -118,8 +118,8 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
     const size = Buffer.byteLength(JSON.stringify(event) ?? '');
     total += size + settingsBytes + LINE_OVERHEAD;
     if (total > budget) {
-      const merged = context !== undefined || integrations !== undefined;
-      throw storedTooLarge({ budget, total, events: i + 1, settingsBytes, merged });
+      const batchDefaults = context !== undefined || integrations !== undefined;
+      throw storedTooLarge({ budget, total, events: i + 1, settingsBytes, batchDefaults });
     }
     out[i] = event;
     sizes[i] = size;

@@ -31,7 +31,7 @@ export interface StoredSize {
   readonly total: number;
   readonly events: number;
   readonly settingsBytes: number;
-  readonly merged: boolean;
+  readonly batchDefaults: boolean;
 }
 
 /**
@@ -40,12 +40,12 @@ export interface StoredSize {
  * more, and the batch's context merged into each.
  */
 export function storedTooLarge(size: StoredSize): EndpointError {
-  const { budget, total, events, settingsBytes, merged } = size;
+  const { budget, total, events, settingsBytes, batchDefaults } = size;
   const settings =
     settingsBytes * events * 4 >= total
       ? `, ${settingsBytes} bytes of each event being the X-Segment-Settings it is stored with`
       : '';
-  const context = merged ? ', or a smaller batch-level context' : '';
+  const context = batchDefaults ? ', or a smaller batch-level context' : '';
   return new EndpointError(
     'SEG_STORED_TOO_LARGE',
     `Stored, the events of this request would take more than ${budget} bytes${settings}: send fewer events a request${context}`,
