@@ -66,17 +66,20 @@ export const behindClosingAnswer = (req: IncomingMessage): boolean => closing.ha
  * connection where no one listens for the parser's errors (a host's server).
  */
 export function readNothingBehind(req: IncomingMessage): void {
-  const socket = req.socket as
-    | (IncomingMessage['socket'] & { parser?: { pause?: () => void } | null })
-    | null;
-  if (typeof socket?.parser?.pause !== 'function') return;
-  socket.parser.pause();
-  stopped.add(socket);
+  readNothingMore(req.socket);
+}
+
+/** Stops Node's parser on the connection HTTP reads from, `socket`, once it has parsed what it holds now. */
+export function readNothingMore(socket: Duplex | null): void {
+  const connection = socket as (Duplex & { parser?: { pause?: () => void } | null }) | null;
+  if (typeof connection?.parser?.pause !== 'function') return;
+  connection.parser.pause();
+  stopped.add(connection);
 }
 
 const stopped = new WeakSet<object>();
 
-/** Whether `readNothingBehind` paused the parser of `connection`: the HPE_PAUSED that follows is ours. */
+/** Whether `readNothingMore` paused the parser of `connection`: the HPE_PAUSED that follows is ours. */
 export const stoppedBehind = (connection: object): boolean => stopped.has(connection);
 
 /** 5 s: how long a connection in its lingering close goes on reading what its client sends, at most. */

@@ -18,9 +18,9 @@ export interface Slot extends Linked<Slot> {
   movedAt: number;
   /** In a lingering close: busy whatever its answers (`linger`). */
   lingering: boolean;
-  /** When it was accepted (`performance.now()`), and whether a request has come on it since. */
+  /** When it was accepted (`performance.now()`); once a request has come, the socket HTTP reads from. */
   readonly acceptedAt: number;
-  requested: boolean;
+  http: Duplex | undefined;
 }
 
 /**
@@ -35,4 +35,34 @@ export function tcpSocket(socket: Duplex): Socket {
 export function wake(waiters: Array<() => void>): Array<() => void> {
   for (const resolve of waiters) resolve();
   return [];
+}
+
+/**
+ * Whether the sweep at `now` closes the connection `slot`: its answers have flushed nothing for `stallMs`,
+ * or it had no first request within `firstRequestMs`. Notes what the sweep saw of it.
+ *
+ * Node's timeouts cover a request that comes too slowly, not answers that are never taken (requests
+ * pipelined by a client that never reads would hold their connection for good). Until it is closed, a
+ * stalled connection holds what Node read before it stopped: Node stops reading once the answers queued
+ * pass its high-water mark, but only after the read it is parsing (up to 64 KiB of requests, each with
+ * its answer: ~0.85 MB of heap for pipelined /health requests; less over TLS, read by 16 KiB). One
+ * interval timer sweeps the connections, none is set per request, and nothing is added to the hot path.
+ */
+export function overdue(slot: Slot, now: number, stallMs: number, firstRequestMs: number): boolean {
+  const head = slot.answering[0]; // the answer being written: Node writes them in turn
+  if (head === undefined) {
+    slot.head = undefined; // idle: Node's timeouts cover it, once a request has begun
+    return slot.http === undefined && now - slot.acceptedAt >= firstRequestMs;
+  }
+  // The connection as HTTP writes to it (over TLS, the TLS socket: the TCP one never buffers). Its
+  // `bytesWritten` counts the bytes buffered too; a write is flushed once its callback is due.
+  const { writableLength, bytesWritten } = head.req.socket;
+  const flushed = bytesWritten - writableLength;
+  if (writableLength === 0 || head !== slot.head || flushed !== slot.flushed) {
+    slot.head = head;
+    slot.flushed = flushed;
+    slot.movedAt = now;
+    return false;
+  }
+  return now - slot.movedAt >= stallMs;
 }

@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Chain } from './chain.ts';
-import { type Slot, tcpSocket, wake } from './connection-record.ts';
+import { lingerNow, readNothingMore } from './connection-end.ts';
+import { overdue, type Slot, tcpSocket, wake } from './connection-record.ts';
 
 // What happens on a connection around its requests: who holds a slot, and which answers are still to be
 // written. What Node's parser refuses before a request exists is answered in client-errors.ts.
@@ -17,13 +18,7 @@ import { type Slot, tcpSocket, wake } from './connection-record.ts';
  * slow headers) cannot lock clients out, those that never read their answers not for longer than
  * `stallMs`, and memory stays bounded by the cap either way.
  *
- * Node's timeouts cover a request that comes too slowly, not answers that are never taken (requests
- * pipelined by a client that never reads would hold their connection for good): a busy connection whose
- * answers have bytes waiting to be written and flush nothing for `stallMs` is closed. Until then it
- * holds what Node read before it stopped: Node stops reading once the answers queued pass its high-water
- * mark, but only after the read it is parsing (up to 64 KiB of requests, each with its answer: ~0.85 MB
- * of heap for pipelined /health requests; less over TLS, read by 16 KiB). One interval timer sweeps the
- * connections, none is set per request, and nothing is added to the hot path.
+ * A busy connection whose answers flush nothing for `stallMs` is closed (`overdue`, connection-record.ts).
  *
  * Node's own `server.maxConnections` refuses the newcomer whatever the others are doing. Here each
  * connection has a record, found by its socket, and the idle ones are linked in the order they became
@@ -51,8 +46,10 @@ export class ConnectionSlots {
   /** Answers counted done with when their connection closed, whose 'close' may come after all. */
   readonly #abandoned = new WeakSet<ServerResponse>();
   #waiters: Array<() => void> = [];
-  /** Connections in their lingering close (`linger`), and who waits for none to be. */
+  /** Connections in their lingering close (`linger`, `evict`), and who waits for none to be. */
   #lingering = 0;
+  /** Connections closed for a newcomer, their slot free, still in their lingering close. */
+  #evicted = 0;
   #lingerers: Array<() => void> = [];
   /** A response's 'close' listener (`this` is the response): one function for all. */
   readonly #closed: (this: ServerResponse) => void;
@@ -87,9 +84,7 @@ export class ConnectionSlots {
         socket.destroy();
         return;
       }
-      // Its slot is free from now on (its 'close', later, finds no record).
-      this.#release(longestIdle);
-      longestIdle.socket.destroy();
+      this.#evict(longestIdle);
     }
     const slot: Slot = {
       socket,
@@ -101,13 +96,13 @@ export class ConnectionSlots {
       movedAt: 0,
       lingering: false,
       acceptedAt: performance.now(),
-      requested: false,
+      http: undefined,
     };
     this.#slots.set(socket, slot);
     this.#idle.push(slot);
     socket.once('close', () => this.#gone(socket));
     // Unreferenced: the connections keep the process up, not their sweeps.
-    this.#sweeper ??= setInterval(sweep, this.#sweepMs, this).unref();
+    this.#sweeper ??= setInterval(() => this.sweep(), this.#sweepMs).unref();
   }
 
   /** A request arrived on `req.socket`; `res` is its answer, done with once it closes. */
@@ -116,7 +111,7 @@ export class ConnectionSlots {
     res.on('close', this.#closed); // emitted once: no once() wrapper needed
     const slot = this.#slots.get(tcpSocket(req.socket));
     if (slot === undefined) return; // closed: no record
-    slot.requested = true;
+    slot.http ??= req.socket;
     // Pipelined behind a request still in progress, the connection is busy already.
     if (slot.answering.push(res) === 1 && !slot.lingering) this.#idle.remove(slot);
   }
@@ -163,30 +158,42 @@ export class ConnectionSlots {
       return;
     }
     for (const slot of this.#slots.values()) {
-      const head = slot.answering[0]; // the answer being written: Node writes them in turn
-      if (head === undefined) {
-        slot.head = undefined; // idle: Node's timeouts cover it, once a request has begun
-        if (!slot.requested && now - slot.acceptedAt >= this.#firstRequestMs) this.#close(slot);
-        continue;
-      }
-      // The connection as HTTP writes to it (over TLS, the TLS socket: the TCP one never buffers). Its
-      // `bytesWritten` counts the bytes buffered too; a write is flushed once its callback is due.
-      const { writableLength, bytesWritten } = head.req.socket;
-      const flushed = bytesWritten - writableLength;
-      if (writableLength === 0 || head !== slot.head || flushed !== slot.flushed) {
-        slot.head = head;
-        slot.flushed = flushed;
-        slot.movedAt = now;
-      } else if (now - slot.movedAt >= this.#stallMs) {
-        this.#close(slot);
-      }
+      if (overdue(slot, now, this.#stallMs, this.#firstRequestMs)) this.#close(slot);
     }
   }
 
-  /** Closes a connection, its slot free from now on (Node reports the close a turn later), as one closed to make room. */
+  /** Closes a connection, its slot free from now on (its 'close', a turn later, finds no record). */
   #close(slot: Slot): void {
     this.#release(slot);
     slot.socket.destroy();
+  }
+
+  /**
+   * Closes the idle connection `slot` to admit a newcomer. It may owe its client answers not read yet
+   * (written, in the kernel's buffers), the client still sending: closed under what comes, it is reset,
+   * and the client discards those 200s. Once it had a request it ends in a lingering close instead,
+   * reading no request more, and a shutdown waits for it; `max` of them at most, past that reset.
+   */
+  #evict(slot: Slot): void {
+    const { http } = slot;
+    if (http === undefined || this.#evicted >= this.#max) {
+      this.#close(slot);
+      return;
+    }
+    this.#release(slot);
+    this.#evicted++;
+    this.#lingering++;
+    http.once('close', () => {
+      this.#evicted--;
+      this.#lingered();
+    });
+    readNothingMore(http);
+    lingerNow(http);
+  }
+
+  /** A connection's lingering close ended. */
+  #lingered(): void {
+    if (--this.#lingering === 0) this.#lingerers = wake(this.#lingerers);
   }
 
   /** Resolves once every answer begun is flushed or abandoned. */
@@ -213,10 +220,9 @@ export class ConnectionSlots {
   }
 
   /**
-   * A connection closed. Its answer being written, if any, still closes; those queued behind it, as a
-   * rule, never will: Node assigns a connection to an answer only once the one before is flushed
-   * (`res.socket`). But a connection destroyed under a write still pending finishes that answer, and
-   * Node then hands the closed connection to each queued one in turn, which closes too.
+   * A connection closed. Its answer being written, if any, still closes; those queued behind it, as a rule,
+   * never will: Node gives a connection to an answer only once the one before is flushed (`res.socket`).
+   * But one destroyed under a pending write finishes that answer, then each queued one closes in turn.
    */
   #gone(socket: Socket): void {
     const slot = this.#slots.get(socket);
@@ -226,7 +232,7 @@ export class ConnectionSlots {
   /** Frees the slot of a connection that closes, or is closed to make room. */
   #release(slot: Slot): void {
     this.#slots.delete(slot.socket);
-    if (slot.lingering && --this.#lingering === 0) this.#lingerers = wake(this.#lingerers);
+    if (slot.lingering) this.#lingered();
     if (slot.answering.length === 0) {
       if (!slot.lingering) this.#idle.remove(slot);
       return;
@@ -241,8 +247,4 @@ export class ConnectionSlots {
     this.#answering -= answers;
     if (this.#answering === 0) this.#waiters = wake(this.#waiters);
   }
-}
-
-function sweep(slots: ConnectionSlots): void {
-  slots.sweep();
 }

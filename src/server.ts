@@ -47,7 +47,9 @@ export interface ServerOptions<S = Settings> extends HandlerOptions<S> {
   shutdownTimeoutMs?: number | undefined;
   /**
    * Open connections at most. At the cap, a new connection takes the slot of the longest idle one (no
-   * request in progress), which is closed; when every one is busy, the new one is closed. @default 2048
+   * request in progress), which is closed: after a request, gracefully (its client may not have read its
+   * last 200s yet: it gets them, then the close, within 5 s; this many such closes at once at most, past
+   * that at once), otherwise at once. When every one is busy, the new one is closed. @default 2048
    */
   maxConnections?: number | undefined;
   /**

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { connect } from 'node:tls';
+import { connect, type TLSSocket } from 'node:tls';
 import { API_KEY, basic, trackEvent } from './helpers.ts';
 import { listenTls, testCert } from './helpers-cert.ts';
 import { gate, waitUntil } from './helpers-wait.ts';
@@ -368,6 +368,66 @@ test('a connection in its lingering close is not the idle one closed to admit a 
     await endpoint.close();
     return { taken, statuses };
   });
+});
+
+/** A TLS connection to `port` that the server let in, trying again while the server closes newcomers. */
+async function admitted(port: number): Promise<TLSSocket> {
+  for (let tries = 1; ; tries++) {
+    const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' });
+    socket.on('error', () => {});
+    const handshake = await new Promise<boolean>((resolve) => {
+      socket.once('secureConnect', () => resolve(true));
+      socket.once('close', () => resolve(false));
+    });
+    if (handshake) return socket;
+    assert.ok(tries < 100, 'a newcomer let in within 100 tries');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+test('a keep-alive connection closed to admit a newcomer at maxConnections still delivers the 200s its client has not read', async () => {
+  // The server kept up with its client: every event taken and answered, the connection idle, the
+  // longest idle one, and closed for a newcomer. Its client had not read its 200s yet and goes on
+  // sending: closed under what it sends, the connection was reset, and the client lost every 200.
+  const taken: string[] = [];
+  const { endpoint, port } = await listenTls({
+    maxConnections: 1,
+    handlers: { track: (event) => void taken.push(String(event.messageId)) },
+  });
+  const requests = sizedRequests(50);
+  const chunks: Buffer[] = [];
+  const client = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () =>
+    client.write(requests),
+  );
+  client.pause();
+  client.on('data', (chunk: Buffer) => chunks.push(chunk));
+  client.on('error', () => {}); // a reset shows as the close
+  // Until the connection closes, or brings the 50 answers.
+  const received = new Promise<string>((resolve) => {
+    const all = () => resolve(Buffer.concat(chunks).toString());
+    client.on('data', () => answers(Buffer.concat(chunks).toString()).length === 50 && all());
+    client.on('close', all);
+  });
+  await waitUntil(
+    () => taken.length === 50,
+    () => `${taken.length} of 50 events taken`,
+  );
+  // The newcomer takes the only slot once the first connection is idle, its answers written: the first
+  // connection is closed then.
+  const newcomer = await admitted(port);
+  // The first client goes on sending for a while, then reads.
+  const sending = setInterval(() => {
+    if (client.writable) client.write(requests.subarray(0, 1024));
+  }, 20);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  client.resume();
+  client.on('end', () => client.end());
+  const statuses = answers(await received).map((answer) => answer.status);
+  clearInterval(sending);
+  newcomer.destroy();
+  await endpoint.close();
+  assert.deepEqual(statuses, Array(50).fill(200), 'a 200 for every event taken');
+  assert.equal(taken.length, 50, 'nothing taken after the close began');
 });
 
 test('a graceful shutdown during a lingering close waits for it: the client still sending reads every 200', async () => {

@@ -52,10 +52,22 @@ describe('connection slots at maxConnections', () => {
     /** Bytes written to it, and of those the ones not yet flushed. */
     bytesWritten = 0;
     writableLength = 0;
+    /** Ended by the server, in a lingering close; its client closes its side at once unless it `keepsOpen`. */
+    ended = false;
+    keepsOpen = false;
     destroy(): this {
       this.destroyed = true;
       setImmediate(() => this.emit('close'));
       return this;
+    }
+    end(): this {
+      this.ended = true;
+      if (!this.keepsOpen) setImmediate(() => this.emit('close'));
+      return this;
+    }
+    /** Destroyed, or ended: what a connection closed to admit a newcomer is. */
+    get closedByServer(): boolean {
+      return this.destroyed || this.ended;
     }
   }
   /** A request on `socket` and its answer: `socket` once Node has given it the connection. */
@@ -91,7 +103,8 @@ describe('connection slots at maxConnections', () => {
     a1.emit('close');
     start(b).emit('close');
     admit(c); // takes b's slot: a is still busy
-    assert.deepEqual([a.destroyed, b.destroyed, c.destroyed], [false, true, false]);
+    assert.deepEqual([a.closedByServer, b.closedByServer, c.closedByServer], [false, true, false]);
+    assert.equal(b.destroyed, false, 'b had a request: ended in a lingering close, not reset');
     assert.equal(slots.size, 2);
     const c1 = start(c);
     admit(d); // both busy: the newcomer goes
@@ -99,13 +112,44 @@ describe('connection slots at maxConnections', () => {
     a2.emit('close'); // a idle now, and the longest idle
     c1.emit('close');
     admit(e);
-    assert.deepEqual([a.destroyed, c.destroyed, e.destroyed], [true, false, false]);
+    assert.deepEqual([a.closedByServer, c.closedByServer, e.closedByServer], [true, false, false]);
     await closed(a);
     assert.equal(slots.size, 2);
     c.destroy();
     await closed(c);
     assert.equal(slots.size, 1);
     await slots.settled(); // every answer closed
+  });
+
+  test('bookkeeping: one closed for a newcomer lingers once it had a request, `max` at most; a shutdown waits for them', async () => {
+    const slots = new ConnectionSlots(1, 30_000, NEVER_MS);
+    const admit = (socket: FakeSocket) => slots.admit(socket as unknown as Socket);
+    const answered = (socket: FakeSocket) => {
+      const [req, res] = exchangeOn(socket);
+      slots.started(req, res);
+      res.emit('close');
+    };
+    const [a, b, c, d] = [new FakeSocket(), new FakeSocket(), new FakeSocket(), new FakeSocket()];
+    a.keepsOpen = true; // its client reads its answers later
+    admit(a);
+    answered(a);
+    admit(b);
+    assert.deepEqual([a.ended, a.destroyed], [true, false], 'a had a request: a lingering close');
+    assert.equal(slots.size, 1, "a's slot is b's");
+    let lingered = false;
+    const lingering = slots.lingered().then(() => (lingered = true));
+    answered(b);
+    admit(c);
+    assert.deepEqual([b.ended, b.destroyed], [false, true], 'one lingers already, the cap: b is reset');
+    admit(d);
+    assert.deepEqual([c.ended, c.destroyed], [false, true], 'c had no request: nothing owed, reset');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(lingered, false, 'a shutdown waits for a');
+    a.emit('close');
+    await lingering;
+    answered(d);
+    admit(new FakeSocket());
+    assert.deepEqual([d.ended, d.destroyed], [true, false], 'a has closed: d lingers in its turn');
   });
 
   test('answers queued behind a connection that closes are done with: the shutdown does not wait for them', async () => {
