@@ -134,24 +134,38 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
     return { value: parseBody(text, limits.maxDepth, req.headers['content-type']), text };
   }
   const refused = checkParsed(parsed, limits.maxDepth);
-  if (refused !== undefined && !refused.ok) throw new EndpointError(refused.code, refused.message);
+  if (refused !== undefined && !refused.ok) {
+    // A cycle nests without end, but the host's parser made it, not the sender: a 500 (`written`).
+    if (refused.code === 'SEG_TOO_DEEP') written(parsed);
+    throw new EndpointError(refused.code, refused.message);
+  }
   return { value: holdsNonJson(parsed) ? asWritten(parsed, limits) : parsed, text: undefined };
 }
 
 /**
  * A parsed body holding values JSON has not (a host's reviver made its timestamps Dates: every event a
  * 400, which Segment does not retry) as JSON.stringify writes it, through the parser's guards (not its
- * size limit). One that throws when written (a bigint) is the host's bug: a 500, retried, its cause
- * logged; a cycle is refused before, as nesting too deep.
+ * size limit).
  */
 function asWritten(parsed: unknown, limits: EventLimits): unknown {
+  return parseBody(written(parsed) ?? '', limits.maxDepth, undefined);
+}
+
+/**
+ * A parsed body as JSON.stringify writes it; `undefined` for one nested past the stack (the sender's, a
+ * 400 for its depth). One JSON cannot write (a bigint, a cycle) or writes as nothing (a toJSON that
+ * returns undefined) is the host's bug, never the sender's: a 500, retried, its cause logged.
+ */
+function written(parsed: unknown): string | undefined {
   let text: string | undefined;
   try {
     text = JSON.stringify(parsed);
   } catch (err) {
+    if (err instanceof RangeError) return undefined;
     throw new EndpointError('SEG_INTERNAL', undefined, { cause: err });
   }
-  return parseBody(text ?? '', limits.maxDepth, undefined);
+  if (text !== undefined) return text;
+  throw new EndpointError('SEG_INTERNAL', undefined, { cause: new TypeError('req.body writes as no JSON') });
 }
 
 /** A JSON object, or the 400 that says what it is instead. */

@@ -49,8 +49,9 @@ export function adoptParsed(req: ExpressRequest, maxBodyBytes: number): boolean 
 function measured(body: unknown, max: number): number {
   try {
     return Buffer.byteLength(JSON.stringify(body) ?? '');
-  } catch {
-    return serializedBytes(body, max);
+  } catch (err) {
+    // One JSON cannot write (a bigint, a cycle) goes on: the pipeline answers the host's bug, a 500.
+    return err instanceof RangeError ? serializedBytes(body, max) : 0;
   }
 }
 

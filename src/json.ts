@@ -92,7 +92,9 @@ export function serializedBytes(root: unknown, max: number): number {
   const stack: unknown[] = [root];
   while (stack.length > 0 && bytes <= max) {
     const node = stack.pop();
-    if (typeof node !== 'object' || node === null) {
+    if (typeof node === 'bigint') {
+      bytes += String(node).length; // JSON.stringify throws: counted as its digits
+    } else if (typeof node !== 'object' || node === null) {
       bytes += Buffer.byteLength(JSON.stringify(node) ?? 'null');
     } else if (Array.isArray(node)) {
       // Brackets and commas, then the elements.
@@ -160,7 +162,7 @@ function holdsInfinity(root: unknown): boolean {
 
 /**
  * Whether a value parsed elsewhere holds what JSON.parse never makes: an object of another prototype (a
- * reviver's Date, a Map, a class), undefined (an array's hole too), a function, a symbol or a bigint.
+ * reviver's Date, a Map, a class), undefined (an array's hole too), NaN, a function, a symbol or a bigint.
  * Walked after `checkParsed`, whose depth limit bounds it.
  */
 export function holdsNonJson(root: unknown): boolean {
@@ -168,7 +170,15 @@ export function holdsNonJson(root: unknown): boolean {
   while (stack.length > 0) {
     const node = stack.pop();
     const type = typeof node;
-    if (node === null || type === 'string' || type === 'number' || type === 'boolean') continue;
+    // NaN is a reviver's (JSON.parse makes none): null, as JSON.stringify writes it.
+    if (
+      node === null ||
+      type === 'string' ||
+      (type === 'number' && !Number.isNaN(node)) ||
+      type === 'boolean'
+    ) {
+      continue;
+    }
     if (type !== 'object') return true;
     if (Array.isArray(node)) {
       for (let i = 0; i < node.length; i++) stack.push(node[i]);

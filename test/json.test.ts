@@ -167,6 +167,28 @@ describe('holdsNonJson and a framework-parsed body holding it', () => {
       () => framedBody(parsedReq({ type: 'track', n: 1n }), limits),
       (err: EndpointError) => err.code === 'SEG_INTERNAL',
     );
+    // A reviver's NaN: null, as JSON.stringify writes it (the handler saw NaN, the store wrote null).
+    assert.deepEqual(framedBody(parsedReq({ type: 'track', n: Number.NaN }), limits)?.value, {
+      type: 'track',
+      n: null,
+    });
+    // A body JSON.stringify writes as nothing, or cannot write (a cycle), is the host's bug, not the
+    // sender's: a 500, retried, its cause logged; never a final 400.
+    const loop: Record<string, unknown> = { type: 'track' };
+    loop.self = loop;
+    for (const broken of [{ toJSON: () => undefined }, loop]) {
+      assert.throws(
+        () => framedBody(parsedReq(broken), limits),
+        (err: EndpointError) => err.code === 'SEG_INTERNAL',
+      );
+    }
+    // A body truly nested too deep is still the sender's 400.
+    let deep: unknown = {};
+    for (let i = 0; i < 100; i++) deep = { deep };
+    assert.throws(
+      () => framedBody(parsedReq(deep), limits),
+      (err: EndpointError) => err.code === 'SEG_TOO_DEEP',
+    );
     // What toJSON writes is checked as a body read here is.
     const poisoned = { type: 'track', p: { toJSON: () => JSON.parse('{"__proto__":{"x":1}}') } };
     assert.throws(
