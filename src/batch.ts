@@ -118,8 +118,9 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
     const size = Buffer.byteLength(JSON.stringify(event) ?? '');
     total += size + settingsBytes + LINE_OVERHEAD;
     if (total > budget) {
-      const batchDefaults = context !== undefined || integrations !== undefined;
-      throw storedTooLarge({ budget, total, events: i + 1, settingsBytes, batchDefaults });
+      const contextBytes = Buffer.byteLength(context ?? '');
+      const integrationsBytes = Buffer.byteLength(integrations ?? '');
+      throw storedTooLarge({ budget, total, events: i + 1, settingsBytes, contextBytes, integrationsBytes });
     }
     out[i] = event;
     sizes[i] = size;

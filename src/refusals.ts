@@ -22,8 +22,8 @@ export function tooManyEvents(what: string, count: number, max: number): Endpoin
 }
 
 /**
- * What made a request's events too large to store: how much of each its settings take, and whether a
- * batch context was merged into each.
+ * What made a request's events too large to store: how much of each its settings take, and the batch's
+ * context and integrations copied into each (their bytes as JSON, 0 for none).
  */
 export interface StoredSize {
   readonly budget: number;
@@ -31,8 +31,12 @@ export interface StoredSize {
   readonly total: number;
   readonly events: number;
   readonly settingsBytes: number;
-  readonly batchDefaults: boolean;
+  readonly contextBytes: number;
+  readonly integrationsBytes: number;
 }
+
+/** A part written with each event is named as a cause once it takes 1/NAMED_SHARE of each or more. */
+const NAMED_SHARE = 4;
 
 /**
  * 413: stored, the events of one request would take more than `budget` bytes. The message names the causes
@@ -40,15 +44,20 @@ export interface StoredSize {
  * more, and the batch's context merged into each.
  */
 export function storedTooLarge(size: StoredSize): EndpointError {
-  const { budget, total, events, settingsBytes, batchDefaults } = size;
-  const settings =
-    settingsBytes * events * 4 >= total
-      ? `, ${settingsBytes} bytes of each event being the X-Segment-Settings it is stored with`
-      : '';
-  const context = batchDefaults ? ', or a smaller batch-level context' : '';
+  const { budget, total, events } = size;
+  const fills = (bytes: number) => bytes * events * NAMED_SHARE >= total;
+  const settings = fills(size.settingsBytes)
+    ? `, ${size.settingsBytes} bytes of each event being the X-Segment-Settings it is stored with`
+    : '';
+  const copied = [
+    ...(fills(size.contextBytes) ? ['context'] : []),
+    ...(fills(size.integrationsBytes) ? ['integrations'] : []),
+  ];
+  const batch =
+    copied.length > 0 ? `, or less in the batch-level ${copied.join(' and ')} copied into each event` : '';
   return new EndpointError(
     'SEG_STORED_TOO_LARGE',
-    `Stored, the events of this request would take more than ${budget} bytes${settings}: send fewer events a request${context}`,
+    `Stored, the events of this request would take more than ${budget} bytes${settings}: send fewer events a request${batch}`,
   );
 }
 

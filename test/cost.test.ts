@@ -100,7 +100,7 @@ describe('bytes per request', () => {
     const res = await inject(handler, { url: '/v1/batch', body });
     assert.equal(res.status, 413);
     assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE');
-    assert.match(res.json().message ?? '', /a smaller batch-level context/);
+    assert.match(res.json().message ?? '', /less in the batch-level context copied into each event/);
     assert.doesNotMatch(res.json().message ?? '', /X-Segment-Settings/);
     await store.close();
     const stored = readdirSync(dir)
@@ -108,6 +108,25 @@ describe('bytes per request', () => {
       .map((f) => readFileSync(join(dir, f), 'utf8'))
       .join('');
     assert.equal(stored, '', 'nothing of a refused request is stored');
+  });
+
+  test('the refusal names the batch-level part that fills each event, and no other', async () => {
+    // It said "a smaller batch-level context" for an empty context beside large integrations.
+    const { handler } = counting();
+    const batch = Array.from({ length: 2_000 }, (_, n) => tiny(n));
+    const refusal = async (parts: Record<string, unknown>) => {
+      const res = await inject(handler, { url: '/v1/batch', body: JSON.stringify({ batch, ...parts }) });
+      assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE', res.body);
+      return res.json().message ?? '';
+    };
+    const pad = { pad: 'x'.repeat(30_000) };
+    assert.match(
+      await refusal({ context: {}, integrations: pad }),
+      /less in the batch-level integrations copied/,
+    );
+    assert.doesNotMatch(await refusal({ context: {}, integrations: pad }), /context/);
+    assert.match(await refusal({ context: pad, integrations: pad }), /batch-level context and integrations/);
+    assert.match(await refusal({ context: pad, integrations: { a: true } }), /batch-level context copied/);
   });
 
   test("a batch whose events carry the batch's context already is measured as merged: it fits", async () => {
