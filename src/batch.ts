@@ -204,7 +204,10 @@ export async function acceptBatch(
   return Promise.all(results);
 }
 
-const MAX_LISTED = 100; // refused events named in the answer; the count says how many in all
+// Refused events named in the answer, at most, and the characters their list may take past the first;
+// the count says how many in all.
+const MAX_LISTED = 100;
+const MAX_LISTED_CHARS = 2_000;
 
 /**
  * A batch's answer. All accepted: 200. Otherwise the sender may only retry the whole request, so:
@@ -221,14 +224,17 @@ export function batchAnswer(results: readonly EventResult[]): EventResult {
     if (r.status === 429 || (r.status >= 500 && r.status !== 501)) retryable++;
   });
   if (refused.length === 0) return ACCEPTED;
-  const listed = refused
-    .slice(0, MAX_LISTED)
-    .map((index) => {
-      const r = results[index] as EventResult;
-      return `#${index}: ${r.status} ${r.error?.message ?? ''}`.trim();
-    })
-    .join('; ');
-  const more = refused.length > MAX_LISTED ? `; and ${refused.length - MAX_LISTED} more` : '';
+  const named: string[] = [];
+  let chars = 0;
+  for (const index of refused) {
+    const r = results[index] as EventResult;
+    const one = `#${index}: ${r.status} ${r.error?.message ?? ''}`.trim();
+    chars += one.length + 2;
+    if (named.length === MAX_LISTED || (named.length > 0 && chars > MAX_LISTED_CHARS)) break;
+    named.push(one);
+  }
+  const listed = named.join('; ');
+  const more = refused.length > named.length ? `; and ${refused.length - named.length} more` : '';
   const summary = `${results.length - refused.length} of ${results.length} events accepted`;
   const error =
     retryable > 0

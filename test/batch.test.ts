@@ -167,6 +167,23 @@ describe("Segment's Tracking API and batches", () => {
     assert.equal(seen.length, 1);
   });
 
+  test('the refusals listed stay within a few thousand characters; the rest are counted', async () => {
+    // 150 events of long unknown types answered in a message of 10,600 characters.
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: recorder().handlers });
+    const batch = Array.from({ length: 150 }, (_, n) => ({ type: `t${n}${'x'.repeat(200)}`, userId: 'u' }));
+    const res = await inject(handler, { url: '/v1/batch', body: { batch } });
+    assert.equal(res.status, 400);
+    const message = res.json().message ?? '';
+    assert.ok(message.length <= 2_200, `${message.length} characters`);
+    assert.match(
+      message,
+      /^0 of 150 events accepted; refused: #0: 501 "t0x+…" is not a Segment event type; #1: 501/,
+    );
+    const listed = message.match(/#\d+: 501/g)?.length ?? 0;
+    assert.ok(listed >= 10, `${listed} listed`);
+    assert.match(message, new RegExp(`; and ${150 - listed} more$`));
+  });
+
   test('a retryable failure makes the batch a 503; its retry processes only what failed', async () => {
     let down = true;
     const { seen, handlers } = recorder((event) =>
