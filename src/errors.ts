@@ -156,7 +156,7 @@ export class ForbiddenError extends handlerError('SEG_FORBIDDEN', ERRORS.SEG_FOR
 
 /** A value the sender gave, as it appears in a message: JSON-quoted, cut at `max` characters. */
 export function quoted(value: string, max = 64): string {
-  return JSON.stringify(value.length > max ? `${value.slice(0, max)}…` : value);
+  return JSON.stringify(capped(value, max));
 }
 
 /** A bad option's value, for an error message: strings quoted, objects and functions by their kind. */
@@ -196,10 +196,10 @@ export function toErrorAnswer(err: unknown): ErrorAnswer {
 const UNREADABLE = 'the handler threw a value that throws when read';
 const MAX_RETRY_AFTER = 86_400; // a day: a longer wait is no wait a sender keeps
 const MAX_MESSAGE = 1_000; // characters of a refusal's message: Segment shows it, no one reads more
-
 const MAX_CODE = 100; // characters of a foreign refusal's code: a name, not a text
 
-const capped = (text: string, max = MAX_MESSAGE) => (text.length > max ? `${text.slice(0, max)}…` : text);
+const capped = (text: string, max = MAX_MESSAGE) =>
+  text.length > max ? `${text.slice(0, max).replace(/[\ud800-\udbff]$/, '')}…` : text; // no half an emoji
 
 function answerFor(err: unknown): ErrorAnswer {
   const own = endpointError(err);

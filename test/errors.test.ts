@@ -8,6 +8,7 @@ import {
   EventNotSupported,
   ForbiddenError,
   InvalidEventPayload,
+  quoted,
   RetryError,
   toErrorAnswer,
   UnauthorizedError,
@@ -216,5 +217,16 @@ describe('toErrorAnswer', () => {
         assert.equal(answer.internal, thrown);
       }
     }
+  });
+});
+
+describe('quoted', () => {
+  test('a value past its length is cut, never inside a surrogate pair', () => {
+    assert.equal(quoted('abcdef', 4), '"abcd…"');
+    assert.equal(quoted('abc😀def', 4), '"abc…"', 'the emoji is two UTF-16 units: not half of it');
+    assert.equal(quoted('ab😀def', 4), '"ab😀…"');
+    assert.equal(quoted('abc', 4), '"abc"');
+    const long = toErrorAnswer(new ValidationError(`${'a'.repeat(999)}😀 and more`));
+    assert.equal(long.message, `${'a'.repeat(999)}…`, "a handler's message capped at 1,000 the same way");
   });
 });
