@@ -144,11 +144,13 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
 
 /**
  * A parsed body holding values JSON has not (a host's reviver made its timestamps Dates: every event a
- * 400, which Segment does not retry) as JSON.stringify writes it, through the parser's guards (not its
- * size limit).
+ * 400, which Segment does not retry) as JSON.stringify writes it, through the size limit and the parser's
+ * guards.
  */
 function asWritten(parsed: unknown, limits: EventLimits): unknown {
-  return parseBody(written(parsed) ?? '', limits.maxDepth, undefined);
+  const text = written(parsed) ?? '';
+  if (Buffer.byteLength(text) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
+  return parseBody(text, limits.maxDepth, undefined);
 }
 
 /**

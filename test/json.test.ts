@@ -182,6 +182,12 @@ describe('holdsNonJson and a framework-parsed body holding it', () => {
         (err: EndpointError) => err.code === 'SEG_INTERNAL',
       );
     }
+    // Written again, it is held to the size limit as a body read here is.
+    const swollen = { type: 'track', p: { toJSON: () => 'x'.repeat(limits.maxBodyBytes) } };
+    assert.throws(
+      () => framedBody(parsedReq(swollen), limits),
+      (err: EndpointError) => err.code === 'SEG_BODY_TOO_LARGE',
+    );
     // A body truly nested too deep is still the sender's 400.
     let deep: unknown = {};
     for (let i = 0; i < 100; i++) deep = { deep };
