@@ -2,6 +2,7 @@
 // express.json() and in front of it. Every host answers as the standalone server does, byte for byte;
 // with a body parser in front, its refusals (bad JSON, too large) are our JSON refusals too.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import express, { type Express } from 'express';
@@ -172,6 +173,29 @@ test('express: a parsed body the endpoint cannot write again (a bigint, a cycle)
       assert.equal(JSON.parse(answer.body).code, 'SEG_INTERNAL', c.name);
     }
   });
+});
+
+test('express: a signed event behind express.raw() is checked on its bytes; behind express.json(), on JSON.stringify of it', async () => {
+  const secret = 'signing-secret';
+  const text = '{ "type": "track", "event": "e", "userId": "u" }'; // not as JSON.stringify writes it
+  const signed = (body: string, name: string): ContractCase => ({
+    ...post(name, body),
+    headers: { ...authed, 'x-segment-signature': createHmac('sha1', secret).update(body).digest('hex') },
+  });
+  const answers = async (parser: express.RequestHandler) => {
+    const app = express();
+    app.use(parser);
+    app.use('/segment', segmentEndpoint({ ...options(), signatureSecret: secret }));
+    const statuses: number[] = [];
+    await served(app, async (origin) => {
+      const send = sendTo(origin, '/segment');
+      statuses.push((await send(signed(JSON.stringify(JSON.parse(text)), 'compact'))).status);
+      statuses.push((await send(signed(text, 'spaced'))).status);
+    });
+    return statuses;
+  };
+  assert.deepEqual(await answers(express.raw({ type: 'application/json' })), [200, 200]);
+  assert.deepEqual(await answers(express.json()), [200, 401], 'the spaced bytes are gone');
 });
 
 test("express: a parser's limit below ours is the one that refuses, with our JSON 413", async () => {
