@@ -23,6 +23,8 @@ export interface MetricsSnapshot {
   readonly commits: HistogramData;
   readonly duplicates: number;
   readonly stored: number;
+  /** Whether a store's commits are counted: without one, its series are not shown. */
+  readonly store: boolean;
   readonly inFlight: number;
   /** Event requests answered by each worker, by its number (only with several workers). */
   readonly workers?: Readonly<Record<string, number>>;
@@ -55,6 +57,7 @@ export class Metrics {
   readonly #commits = new Histogram();
   #duplicates = 0;
   #stored = 0;
+  #store = false;
 
   /**
    * Set by a worker of several: gathers the snapshots of every worker, this one's included, into one.
@@ -73,8 +76,14 @@ export class Metrics {
     this.#duplicates++;
   }
 
-  /** One group commit of the store: its time until durable, and the events it carried. */
+  /** The store's commits are counted (`commit`) from now on: its series are shown, zeros included. */
+  countStore(): void {
+    this.#store = true;
+  }
+
+  /** One group commit of the store (its series shown from then on): its time until durable, its events. */
   commit(seconds: number, events: number): void {
+    this.#store = true;
     this.#commits.observe(seconds);
     this.#stored += events;
   }
@@ -86,6 +95,7 @@ export class Metrics {
       commits: this.#commits.data(),
       duplicates: this.#duplicates,
       stored: this.#stored,
+      store: this.#store,
       inFlight,
     };
   }
@@ -109,6 +119,7 @@ export function sumMetrics(
     commits: empty,
     duplicates: 0,
     stored: 0,
+    store: false,
     inFlight: 0,
     workers,
   };
@@ -125,6 +136,7 @@ export function sumMetrics(
       commits: add(total.commits, snapshot.commits),
       duplicates: total.duplicates + snapshot.duplicates,
       stored: total.stored + snapshot.stored,
+      store: total.store || snapshot.store,
       inFlight: total.inFlight + snapshot.inFlight,
     };
   }
@@ -165,13 +177,17 @@ export function renderMetrics(m: MetricsSnapshot): string {
     '# HELP segment_endpoint_duplicates_total Events answered as duplicates without running a handler.',
     '# TYPE segment_endpoint_duplicates_total counter',
     `segment_endpoint_duplicates_total ${m.duplicates}`,
-    '# HELP segment_endpoint_store_fsync_seconds Time of each group commit of the store, until durable.',
-    '# TYPE segment_endpoint_store_fsync_seconds histogram',
-    ...renderHistogram('segment_endpoint_store_fsync_seconds', m.commits),
-    '# HELP segment_endpoint_store_events_total Events made durable by the store.',
-    '# TYPE segment_endpoint_store_events_total counter',
-    `segment_endpoint_store_events_total ${m.stored}`,
   );
+  if (m.store) {
+    lines.push(
+      '# HELP segment_endpoint_store_fsync_seconds Time of each group commit of the store, until durable.',
+      '# TYPE segment_endpoint_store_fsync_seconds histogram',
+      ...renderHistogram('segment_endpoint_store_fsync_seconds', m.commits),
+      '# HELP segment_endpoint_store_events_total Events made durable by the store.',
+      '# TYPE segment_endpoint_store_events_total counter',
+      `segment_endpoint_store_events_total ${m.stored}`,
+    );
+  }
   if (m.workers !== undefined) {
     lines.push(
       '# HELP segment_endpoint_worker_requests_total Event requests answered, by worker process.',

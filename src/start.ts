@@ -54,6 +54,7 @@ export async function start(config: CliConfig, log: Logger, worker?: number): Pr
   const endpoint = createServer({ ...options, handlers, settingsSchema, log, ready });
   const metrics = endpoint.handler.metrics;
   if (sink !== undefined && metrics !== undefined) {
+    metrics.countStore();
     sink.onCommit = (seconds, events) => metrics.commit(seconds, events);
   }
   const close = async () => {

@@ -52,6 +52,9 @@ describe('metrics', () => {
     assert.equal(m.get('segment_endpoint_request_duration_seconds_count'), 6);
     assert.equal(m.get('segment_endpoint_request_duration_seconds_bucket{le="+Inf"}'), 6);
     assert.equal(m.get('segment_endpoint_in_flight'), 0);
+    // No store: the partner's handlers keep the events. Series of a store that is not there read as
+    // zero events stored.
+    assert.doesNotMatch(res.body, /segment_endpoint_store_/);
     const post = await inject(handler, { method: 'POST', url: '/metrics', headers: {} });
     assert.equal(post.status, 405);
   });
