@@ -48,8 +48,8 @@ export class ConnectionSlots {
   #waiters: Array<() => void> = [];
   /** Connections in their lingering close (`linger`, `evict`), and who waits for none to be. */
   #lingering = 0;
-  /** Connections closed for a newcomer, their slot free, still in their lingering close. */
-  #evicted = 0;
+  /** Connections closed for a newcomer, their slot free, still closing. */
+  readonly #evicted = new Set<Duplex>();
   #lingerers: Array<() => void> = [];
   /** A response's 'close' listener (`this` is the response): one function for all. */
   readonly #closed: (this: ServerResponse) => void;
@@ -144,7 +144,7 @@ export class ConnectionSlots {
 
   /** Closes every connection still open, whatever it is doing. */
   closeAll(): void {
-    for (const socket of this.#slots.keys()) socket.destroy();
+    for (const socket of [...this.#slots.keys(), ...this.#evicted]) socket.destroy();
   }
 
   /**
@@ -172,21 +172,21 @@ export class ConnectionSlots {
    * Closes the idle connection `slot` to admit a newcomer. It may owe its client answers not read yet
    * (written, in the kernel's buffers), the client still sending: closed under what comes, it is reset,
    * and the client discards those 200s. Once it had a request it ends in a lingering close instead,
-   * reading no request more, and a shutdown waits for it; `max` of them at most, past that reset.
+   * reading no request more, and a shutdown waits for it; `max` of them at most, past that reset. One
+   * already ending (after a refusal) owes nothing, and is left to end as it does.
    */
   #evict(slot: Slot): void {
     const { http } = slot;
-    if (http === undefined || this.#evicted >= this.#max) {
+    if (http === undefined || this.#evicted.size >= this.#max) {
       this.#close(slot);
       return;
     }
     this.#release(slot);
-    this.#evicted++;
+    this.#evicted.add(http);
+    const owes = !http.writableEnded;
+    http.once('close', () => this.#evicted.delete(http) && owes && this.#lingered());
+    if (!owes) return;
     this.#lingering++;
-    http.once('close', () => {
-      this.#evicted--;
-      this.#lingered();
-    });
     readNothingMore(http);
     lingerNow(http);
   }

@@ -46,10 +46,9 @@ export interface ServerOptions<S = Settings> extends HandlerOptions<S> {
   /** On close, requests still running after this are cut off. @default 10000 (10 s) */
   shutdownTimeoutMs?: number | undefined;
   /**
-   * Open connections at most. At the cap, a new connection takes the slot of the longest idle one (no
-   * request in progress), which is closed: after a request, gracefully (its client may not have read its
-   * last 200s yet: it gets them, then the close, within 5 s; this many such closes at once at most, past
-   * that at once), otherwise at once. When every one is busy, the new one is closed. @default 2048
+   * Open connections at most. At the cap a newcomer takes the slot of the longest idle one (no request in
+   * progress), closed at once, or after a request gracefully: its client reads the 200s it had not, then
+   * the close, within 5 s (this many at once). When every one is busy, the newcomer is closed. @default 2048
    */
   maxConnections?: number | undefined;
   /**
@@ -117,8 +116,8 @@ export function createServer<S = Settings>(options: ServerOptions<S>): EndpointS
     handler(req, res);
   };
   const server = nodeServer(options, common, serve);
-  // At most maxConnections sockets, however many clients connect: memory stays bounded. For https this
-  // is the TCP connection, before its handshake (the TLS server wraps it first, in its own listener).
+  // At most maxConnections sockets (and as many closing, 5 s at most), however many clients connect: memory
+  // stays bounded. For https, TCP connections before their handshake (the TLS server wraps them later).
   server.on('connection', (socket: Socket) => slots.admit(socket));
   server.on('clientError', (err, socket) => answerClientError(err, socket, slots));
   server.on('connect', (_req, socket) => refuseTunnel(socket, slots));
@@ -236,10 +235,9 @@ function nodeServer(
   // Headers past the count are dropped by Node's parser (their bytes are already bounded by
   // maxHeaderSize). One past the handler's limit, so that it sees a request that has too many.
   server.maxHeadersCount = MAX_HEADERS + 1;
-  // A sender may end its side of the stream once its request is sent (HTTP/1.1 allows it). Node's
-  // default drops the requests in progress on that connection at once, and with them the answers not yet
-  // written: an asynchronous handler's, the store's, and the successes waiting for the end of their turn
-  // (AnswerBatch). Instead the connection ends after its last answer (lib/_http_server.js, socketOnEnd).
+  // A sender may end its side once its request is sent (HTTP/1.1 allows it). Node's default drops the
+  // requests in progress on that connection and their answers not yet written (an asynchronous handler's,
+  // the store's, AnswerBatch's): instead it ends after its last answer (lib/_http_server.js, socketOnEnd).
   // A TLS socket would end its own side in the next tick all the same: once its handshake is done, it
   // stays half open too (during the handshake a sender that ends its side is gone, and so is the socket).
   (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;

@@ -55,6 +55,8 @@ describe('connection slots at maxConnections', () => {
     /** Ended by the server, in a lingering close; its client closes its side at once unless it `keepsOpen`. */
     ended = false;
     keepsOpen = false;
+    /** Already ending on its own (a refusal's lingering close): it owes its client nothing more. */
+    writableEnded = false;
     destroy(): this {
       this.destroyed = true;
       setImmediate(() => this.emit('close'));
@@ -148,8 +150,29 @@ describe('connection slots at maxConnections', () => {
     a.emit('close');
     await lingering;
     answered(d);
-    admit(new FakeSocket());
+    d.keepsOpen = true;
+    const e = new FakeSocket();
+    admit(e);
     assert.deepEqual([d.ended, d.destroyed], [true, false], 'a has closed: d lingers in its turn');
+    slots.closeAll(); // a shutdown past its deadline: the lingering ones go too
+    assert.equal(d.destroyed, true, 'closed with the others, though its slot was given away');
+    e.destroy();
+  });
+
+  test('bookkeeping: one closed for a newcomer while already ending after a refusal is not waited for', async () => {
+    const slots = new ConnectionSlots(1, 30_000, NEVER_MS);
+    const refused = Object.assign(new FakeSocket(), { keepsOpen: true, writableEnded: true });
+    slots.admit(refused as unknown as Socket);
+    const [req, res] = exchangeOn(refused);
+    slots.started(req, res);
+    res.emit('close');
+    const newcomer = new FakeSocket();
+    slots.admit(newcomer as unknown as Socket);
+    assert.deepEqual([refused.ended, refused.destroyed], [false, false], 'left to end as it does');
+    await slots.lingered(); // at once: it owes nothing
+    // Nor does it hold one of the lingering closes a connection that owes 200s would need.
+    slots.closeAll();
+    assert.equal(refused.destroyed, true);
   });
 
   test('answers queued behind a connection that closes are done with: the shutdown does not wait for them', async () => {
