@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { lastOnConnection, stoppedBehind, tunnelled } from './connection-end.ts';
+import { closeWithin, lastOnConnection, stoppedBehind, tunnelled } from './connection-end.ts';
 import type { ErrorCode } from './errors.ts';
 import { endAfterOwed, type PausedSlots } from './paused-connection.ts';
 import { rawRefusal } from './respond.ts';
@@ -51,6 +51,8 @@ export function refuseTunnel(socket: Duplex, slots: PausedSlots): void {
   // knows the answers owed on it, in the order of their requests.
   tunnelled(socket, () => slots.answersOn(socket).at(-1));
   refuseAfterPending(socket, 'SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n');
+  // Out of Node's timeouts' reach: once the 405 is out, a client keeping its side open holds it no longer.
+  socket.once('finish', () => closeWithin(socket));
 }
 
 type ParseError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number };

@@ -93,8 +93,16 @@ export const LINGER_MS = 5_000;
  */
 function lingeringClose(this: Duplex): void {
   this.end();
-  const timer = setTimeout(() => this.destroy(), LINGER_MS).unref();
-  this.once('close', () => clearTimeout(timer));
+  closeWithin(this);
+}
+
+/**
+ * Destroys `socket` LINGER_MS from now unless it closes first: a client that keeps its side open holds it
+ * no longer.
+ */
+export function closeWithin(socket: Duplex): void {
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 /**

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { type ConnectionOptions, connect as connectTls } from 'node:tls';
+import { LINGER_MS } from '../src/connection-end.ts';
 import type { EndpointServer } from '../src/index.ts';
 import { API_KEY, basic, encodeSettings, segmentHeaders, trackEvent } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent, parseRaw, rawTls } from './helpers-clients.ts';
+import { waitUntil } from './helpers-wait.ts';
 import { cert, eventRequest, LIMIT, RawConnection, statusLines } from './protocol-harness.ts';
 
 // HTTP/1.1 at the edges, request by request: pipelining after a malformed request, a body refused or
@@ -48,6 +52,41 @@ describe('the request line and headers', () => {
     );
     assert.deepEqual(statusLines(text), ['200', '405'], text);
     assert.ok(handled.includes(event.messageId));
+  });
+
+  test('CONNECT refused, its client never closing its side: the connection is closed within seconds', async () => {
+    // Node hands a CONNECT's connection over, out of its timeouts' reach: after the 405 and our end of
+    // it, a client that kept its side open held the connection (and its slot) for good.
+    const event = trackEvent();
+    const chunks: Buffer[] = [];
+    // Node's TLS client takes allowHalfOpen (lib/_tls_wrap.js), which its types leave out.
+    const halfOpen = {
+      host: '127.0.0.1',
+      port,
+      ca: cert,
+      servername: 'localhost',
+      allowHalfOpen: true,
+    } as ConnectionOptions;
+    const socket = connectTls(halfOpen, () =>
+      socket.write(
+        `${eventRequest(JSON.stringify(event))}CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n`,
+      ),
+    );
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => {});
+    // The client, its side open, sees no close: the server's count of connections says.
+    const open = () =>
+      new Promise<number>((resolve) => endpoint.server.getConnections((_err, count) => resolve(count)));
+    await waitUntil(
+      () => chunks.length > 0,
+      () => 'the answers',
+    );
+    const until = Date.now() + LINGER_MS + 3_000;
+    while ((await open()) > 0 && Date.now() < until) await delay(100);
+    const left = await open();
+    socket.destroy();
+    assert.deepEqual(statusLines(Buffer.concat(chunks).toString()), ['200', '405']);
+    assert.equal(left, 0, 'the connection closed by the server');
   });
 
   test('CONNECT pipelined behind two events: both 200s, then the 405', async () => {
