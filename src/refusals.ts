@@ -40,8 +40,8 @@ const NAMED_SHARE = 4;
 
 /**
  * 413: stored, the events of one request would take more than `budget` bytes. The message names the causes
- * the sender's side can change: the settings written with each event, when they take a quarter of it or
- * more, and the batch's context merged into each.
+ * the sender's side can change: the settings written with each event, and the batch's context and its
+ * integrations copied into each, each when it takes a quarter of an event or more.
  */
 export function storedTooLarge(size: StoredSize): EndpointError {
   const { budget, total, events } = size;
