@@ -146,6 +146,31 @@ test('storeHandlers keep the event as received, the settings and a fingerprint o
   await store.close();
 });
 
+test("storeHandlers leave an event's logger unmade while the store writes", async () => {
+  // An event's logger is made on first use (a fingerprint of its key, a child logger): a store that
+  // writes has nothing to say, and made it for every event it kept.
+  const store = await NdjsonStore.open(tempDir());
+  let made = 0;
+  const ctx = {
+    apiKey: 'k',
+    settings: {},
+    headers: {},
+    signal: new AbortController().signal,
+    get log() {
+      made++;
+      return silentLogger;
+    },
+    receivedAt: new Date('2026-11-26T12:00:00.000Z'),
+    original: { type: 'track', event: 'E', userId: 'u1' },
+    raw: undefined,
+  } satisfies Context;
+  const handlers = storeHandlers(store);
+  for (let i = 0; i < 3; i++) await handlers.track?.({ type: 'track', event: 'E', userId: 'u1' }, ctx);
+  assert.equal(lines(store.fileFor(ctx.receivedAt)).length, 3);
+  assert.equal(made, 0);
+  await store.close();
+});
+
 test('storeHandlers store the event as parsed, one line, whatever the spacing of the body text', async () => {
   const store = await NdjsonStore.open(tempDir());
   const receivedAt = new Date('2026-11-26T12:00:00.000Z');

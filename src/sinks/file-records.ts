@@ -25,10 +25,11 @@ export function storeHandlers(store: NdjsonStore): Handlers {
   // One log line when writes start failing (or fail for a new reason) and one when they work again, not
   // one per refused event: a full disk refuses every event until space returns.
   let down: { readonly code: unknown } | undefined;
-  // Said with the event stored (its messageId), not the one refused first.
-  const stored = (log: Logger) => {
+  // Said with the event stored (its messageId), not the one refused first. The event's logger is made
+  // only then: made on first use (a digest of its key), it would cost every event stored.
+  const stored = (ctx: Context) => {
     if (down === undefined) return;
-    log.info({ dir: store.dir }, 'the event store writes again');
+    ctx.log.info({ dir: store.dir }, 'the event store writes again');
     down = undefined;
   };
   const refused = (err: unknown, log: Logger): never => {
@@ -47,7 +48,7 @@ export function storeHandlers(store: NdjsonStore): Handlers {
     const event = eventJson(ctx);
     const line = `{"receivedAt":"${ctx.receivedAt.toISOString()}","source":"${source}","settings":${settings},"event":${event}}`;
     return store.appendLine(line, ctx.receivedAt).then(
-      () => stored(ctx.log),
+      () => stored(ctx),
       (err) => refused(err, ctx.log),
     );
   };
