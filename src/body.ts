@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { type Coding, codingOf } from './encoding.ts';
 import { EndpointError, quoted } from './errors.ts';
 import { isHttp2 } from './http2.ts';
-import { checkParsed, holdsNonJson, isPlainObject, parseJson } from './json.ts';
+import { checkParsed, isPlainObject, isStackOverflow, parseJson } from './json.ts';
 import { bodyTooLarge } from './refusals.ts';
 
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
@@ -113,17 +113,24 @@ export interface ReceivedBody {
   readonly text: string | undefined;
 }
 
+/** A body a host left as bytes (a Buffer, any typed array, DataView or ArrayBuffer) as a Buffer. */
+export function bytesOf(body: unknown): Buffer | undefined {
+  if (Buffer.isBuffer(body)) return body;
+  if (ArrayBuffer.isView(body)) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  return body instanceof ArrayBuffer ? Buffer.from(body) : undefined;
+}
+
 /**
- * The body a framework has already read into `req.body`, if any: a string or Buffer goes through the
- * same limits and parser as a body read here; a parsed object through the same depth and prototype
- * checks, which the framework's parser may not make. `undefined` when the body is still to be read,
- * in the stream whatever `req.body` holds.
+ * The body a framework has already read into `req.body`, if any: text or bytes go through the same
+ * limits and parser as a body read here; a parsed value through the same depth and prototype checks,
+ * which the framework's parser may not make, then as written (`asWritten`). `undefined` when the body is
+ * still to be read, in the stream whatever `req.body` holds.
  */
 export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedBody | undefined {
-  const parsed = (req as IncomingMessage & { body?: unknown }).body;
+  const body = (req as IncomingMessage & { body?: unknown }).body;
   // Set by a middleware that never read the stream (`req.body = req.body || {}`): the event is still there.
-  if (parsed === undefined || (req.readableDidRead === false && req.readableEnded === false))
-    return undefined;
+  if (body === undefined || (req.readableDidRead === false && req.readableEnded === false)) return undefined;
+  const parsed = bytesOf(body) ?? body;
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
     // Bytes that are not UTF-8 are refused, as the reader refuses them, not read with replacement
@@ -133,22 +140,30 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
     const text = parsed.toString().replace(/^\ufeff/, '');
     return { value: parseBody(text, limits.maxDepth, req.headers['content-type']), text };
   }
-  const refused = checkParsed(parsed, limits.maxDepth);
+  let refused: ReturnType<typeof checkParsed>;
+  try {
+    refused = checkParsed(parsed, limits.maxDepth);
+  } catch (err) {
+    throw hostBug(err); // a getter or a Proxy of the host's that throws as it is read
+  }
   if (refused !== undefined && !refused.ok) {
     // A cycle nests without end, but the host's parser made it, not the sender: a 500 (`written`).
     if (refused.code === 'SEG_TOO_DEEP') written(parsed);
     throw new EndpointError(refused.code, refused.message);
   }
-  return { value: holdsNonJson(parsed) ? asWritten(parsed, limits) : parsed, text: undefined };
+  return { value: asWritten(parsed, limits), text: undefined };
 }
 
 /**
- * A parsed body holding values JSON has not (a host's reviver made its timestamps Dates: every event a
- * 400, which Segment does not retry) as JSON.stringify writes it, through the size limit and the parser's
- * guards.
+ * A parsed body as JSON.stringify writes it, through the size limit and the parser's guards: what the
+ * handlers see and the store keeps is then what was checked. It may hold what JSON has not (a host's
+ * reviver made its timestamps Dates: every event a 400, which Segment does not retry), a toJSON no walk
+ * sees (not enumerable), getters that answer differently each time, or more than the limit.
  */
 function asWritten(parsed: unknown, limits: EventLimits): unknown {
-  const text = written(parsed) ?? '';
+  const text = written(parsed);
+  // Nested within the limit (checkParsed), it overflowed the stack only through a toJSON of the host's.
+  if (text === undefined) throw hostBug(new RangeError('req.body overflowed the stack as it was written'));
   if (Buffer.byteLength(text) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
   return parseBody(text, limits.maxDepth, undefined);
 }
@@ -163,12 +178,14 @@ function written(parsed: unknown): string | undefined {
   try {
     text = JSON.stringify(parsed);
   } catch (err) {
-    if (err instanceof RangeError) return undefined;
-    throw new EndpointError('SEG_INTERNAL', undefined, { cause: err });
+    if (isStackOverflow(err)) return undefined;
+    throw hostBug(err);
   }
   if (text !== undefined) return text;
-  throw new EndpointError('SEG_INTERNAL', undefined, { cause: new TypeError('req.body writes as no JSON') });
+  throw hostBug(new TypeError('req.body writes as no JSON'));
 }
+
+const hostBug = (cause: unknown) => new EndpointError('SEG_INTERNAL', undefined, { cause });
 
 /** A JSON object, or the 400 that says what it is instead. */
 export function asObject(value: unknown, what = 'Request body'): Record<string, unknown> {

@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http';
+import { bytesOf } from './body.ts';
 import { codingOf, isIdentity } from './encoding.ts';
 import { EndpointError, quoted } from './errors.ts';
 import type { ExpressRequest } from './express.ts';
-import { serializedBytes } from './json.ts';
+import { isStackOverflow, serializedBytes } from './json.ts';
 import { bodyTooLarge } from './refusals.ts';
 
 // What a body parser in front of the express middleware (express.ts) did with a request's body, as the
@@ -26,7 +27,7 @@ export interface BodyParserError {
  */
 export function adoptParsed(req: ExpressRequest, maxBodyBytes: number): boolean {
   const { body } = req;
-  if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) return true;
+  if (body === undefined || typeof body === 'string' || bytesOf(body) !== undefined) return true;
   const length = req.headers['content-length'];
   const coding = req.headers['content-encoding'];
   const coded = coding !== undefined && !isIdentity(coding);
@@ -50,8 +51,14 @@ function measured(body: unknown, max: number): number {
   try {
     return Buffer.byteLength(JSON.stringify(body) ?? '');
   } catch (err) {
-    // One JSON cannot write (a bigint, a cycle) goes on: the pipeline answers the host's bug, a 500.
-    return err instanceof RangeError ? serializedBytes(body, max) : 0;
+    // One JSON cannot write (a bigint, a cycle, a getter or toJSON of the host's that throws) goes on: the
+    // pipeline answers the host's bug, a 500, its cause logged.
+    if (!isStackOverflow(err)) return 0;
+    try {
+      return serializedBytes(body, max);
+    } catch {
+      return 0; // a getter that throws as it is walked: the same
+    }
   }
 }
 

@@ -160,36 +160,9 @@ function holdsInfinity(root: unknown): boolean {
   return false;
 }
 
-/**
- * Whether a value parsed elsewhere holds what JSON.parse never makes: an object of another prototype (a
- * reviver's Date, a Map, a class), undefined (an array's hole too), NaN, a function, a symbol or a bigint.
- * Walked after `checkParsed`, whose depth limit bounds it.
- */
-export function holdsNonJson(root: unknown): boolean {
-  const stack: unknown[] = [root];
-  while (stack.length > 0) {
-    const node = stack.pop();
-    const type = typeof node;
-    // NaN is a reviver's (JSON.parse makes none): null, as JSON.stringify writes it.
-    if (
-      node === null ||
-      type === 'string' ||
-      (type === 'number' && !Number.isNaN(node)) ||
-      type === 'boolean'
-    ) {
-      continue;
-    }
-    if (type !== 'object') return true;
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) stack.push(node[i]);
-      continue;
-    }
-    const proto: unknown = Object.getPrototypeOf(node);
-    if (proto !== Object.prototype && proto !== null) return true;
-    for (const key of Object.keys(node as object)) stack.push((node as Record<string, unknown>)[key]);
-  }
-  return false;
-}
+/** Whether `err` is V8's for a call stack exhausted (a RangeError thrown by nothing else's code). */
+export const isStackOverflow = (err: unknown): boolean =>
+  err instanceof RangeError && err.message === 'Maximum call stack size exceeded';
 
 /** The path of the first number JSON.parse turned into Infinity (a literal beyond a double's range). */
 export function findInfinity(root: unknown): string | undefined {

@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { describe, test } from 'node:test';
 import { framedBody } from '../src/body.ts';
 import type { EndpointError } from '../src/errors.ts';
-import { findPoisonedKey, holdsNonJson, parsedNestsDeeper, parseJson, serializedBytes } from '../src/json.ts';
+import { findPoisonedKey, parsedNestsDeeper, parseJson, serializedBytes } from '../src/json.ts';
 
 const codeOf = (text: string): string | undefined => {
   const result = parseJson(text);
@@ -129,33 +129,7 @@ describe('serializedBytes and parsedNestsDeeper', () => {
   });
 });
 
-describe('holdsNonJson and a framework-parsed body holding it', () => {
-  test('true only for what JSON.parse never makes', () => {
-    for (const clean of [
-      null,
-      1,
-      'x',
-      true,
-      [],
-      {},
-      JSON.parse('{"a":[1,{"b":null}],"c":"d"}'),
-      Object.create(null),
-    ]) {
-      assert.equal(holdsNonJson(clean), false, JSON.stringify(clean));
-    }
-    for (const odd of [
-      new Date(0),
-      { a: [new Map()] },
-      { a: undefined },
-      new Array(3),
-      { f: () => 1 },
-      { n: 1n },
-      { s: Symbol('s') },
-    ]) {
-      assert.equal(holdsNonJson(odd), true);
-    }
-  });
-
+describe('a framework-parsed body', () => {
   test('taken as JSON.stringify writes it; one it cannot write is a 500, retried', () => {
     const limits = { maxBodyBytes: 1 << 20, bodyTimeoutMs: 1000, maxDepth: 64 };
     const parsedReq = (body: unknown) =>
@@ -201,5 +175,62 @@ describe('holdsNonJson and a framework-parsed body holding it', () => {
       () => framedBody(parsedReq(poisoned), limits),
       (err: EndpointError) => err.code === 'SEG_FORBIDDEN_KEY',
     );
+  });
+
+  const limits = { maxBodyBytes: 1000, bodyTimeoutMs: 1000, maxDepth: 64 };
+  const parsedReq = (body: unknown) =>
+    ({ body, readableDidRead: true, readableEnded: true, headers: {} }) as unknown as IncomingMessage;
+  const code = (body: unknown) => {
+    try {
+      framedBody(parsedReq(body), limits);
+      return 'taken';
+    } catch (err) {
+      return (err as EndpointError).code;
+    }
+  };
+
+  test('a plain object the host parsed is held to the size limit as written, as any body is', () => {
+    // Nothing in it JSON lacks, it was not written again, and so never measured: a 5 MB event went on.
+    assert.equal(
+      code({ type: 'track', event: 'E', userId: 'u', pad: 'x'.repeat(2000) }),
+      'SEG_BODY_TOO_LARGE',
+    );
+    assert.equal(code({ type: 'track', event: 'E', userId: 'u', pad: 'x'.repeat(900) }), 'taken');
+  });
+
+  test("what is handed on is what the body writes as, a non-enumerable toJSON's too", () => {
+    // A toJSON nobody walks (not enumerable) decided what the store wrote, not what was checked: a track
+    // handled, an alias stored, and a poisoned key the check never saw.
+    const hidden = (body: object, written: unknown) =>
+      Object.defineProperty(body, 'toJSON', { value: () => written, enumerable: false });
+    const alias = { type: 'alias', userId: 'u', previousId: 'p' };
+    const framed = framedBody(parsedReq(hidden({ type: 'track', event: 'E', userId: 'u' }, alias)), limits);
+    assert.deepEqual(framed?.value, alias);
+    const poison = JSON.parse('{"type":"track","__proto__":{"polluted":1}}');
+    assert.equal(code(hidden({ type: 'track', event: 'E', userId: 'u' }, poison)), 'SEG_FORBIDDEN_KEY');
+  });
+
+  test("a body the host's own code cannot write (a RangeError from a getter or a toJSON) is its 500", () => {
+    // Nested within the limit, a RangeError is not the stack's: it was a final 400, "not valid JSON".
+    const badTime = { type: 'track', event: 'E', userId: 'u', timestamp: new Date('garbage') };
+    const when = { toJSON: () => (badTime.timestamp as Date).toISOString() };
+    assert.equal(code({ type: 'track', event: 'E', userId: 'u', timestamp: when }), 'SEG_INTERNAL');
+    const getter = Object.defineProperty({ type: 'track', event: 'E', userId: 'u' }, 'ts', {
+      enumerable: true,
+      get() {
+        throw new RangeError('out of range');
+      },
+    });
+    assert.equal(code(getter), 'SEG_INTERNAL');
+  });
+
+  test("a body the host left as bytes in a typed array or an ArrayBuffer is read as the body's text", () => {
+    // Written as {"0":123,...} it was a final 400 (no type), and the event lost.
+    const bytes = new TextEncoder().encode('{"type":"track","event":"E","userId":"u"}');
+    const event = { type: 'track', event: 'E', userId: 'u' };
+    for (const body of [bytes, bytes.buffer, new DataView(bytes.buffer)]) {
+      assert.deepEqual(framedBody(parsedReq(body), limits)?.value, event);
+    }
+    assert.equal(code(new Uint8Array(2000).fill(0x20)), 'SEG_BODY_TOO_LARGE');
   });
 });

@@ -175,6 +175,39 @@ test('express: a parsed body the endpoint cannot write again (a bigint, a cycle)
   });
 });
 
+test("express: a parsed body whose getter throws a RangeError is our JSON 500, logged, never express's HTML page", async () => {
+  // Compressed or chunked, the body is measured by writing it again. A RangeError there was taken for a
+  // body nested past the stack and measured by walking it, and the getter's second throw left the
+  // middleware: express answered its HTML page with the stack, and the endpoint logged nothing.
+  const app = express();
+  app.use(express.json());
+  app.use((req, _res, next) => {
+    req.body = Object.defineProperty({ ...req.body }, 'ts', {
+      enumerable: true,
+      get() {
+        throw new RangeError('the host getter failed');
+      },
+    });
+    next();
+  });
+  const logged: string[] = [];
+  app.use(
+    '/segment',
+    segmentEndpoint({ ...options(), log: jsonLogger('info', (line) => logged.push(line)) }),
+  );
+  const event = JSON.stringify({ type: 'track', event: 'e', userId: 'u' });
+  await served(app, async (origin) => {
+    const send = sendTo(origin, '/segment');
+    for (const headers of [{ 'content-encoding': 'gzip' }, {}]) {
+      const c = { ...post('a getter that throws', ''), headers: { ...authed, ...headers } };
+      const answer = await send({ ...c, body: headers['content-encoding'] ? gzipSync(event) : event });
+      assert.equal(answer.status, 500, answer.body);
+      assert.deepEqual(JSON.parse(answer.body), { message: 'Internal error', code: 'SEG_INTERNAL' });
+    }
+  });
+  assert.equal(logged.filter((line) => line.includes('the host getter failed')).length, 2);
+});
+
 test('express: a signed event behind express.raw() is checked on its bytes; behind express.json(), on JSON.stringify of it', async () => {
   const secret = 'signing-secret';
   const text = '{ "type": "track", "event": "e", "userId": "u" }'; // not as JSON.stringify writes it
