@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { routes } from './batch.ts';
 import { checkCharset } from './body.ts';
 import { codingOf } from './encoding.ts';
-import { type EndpointError, toErrorAnswer } from './errors.ts';
+import { type EndpointError, type ErrorAnswer, toErrorAnswer } from './errors.ts';
 import {
   adoptParsed,
   BODY_REFUSALS,
@@ -15,11 +15,11 @@ import {
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { silentLogger } from './log.ts';
 import { optionsCopy } from './option-names.ts';
-import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
+import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
 import { type RefusalContext, sendError } from './respond.ts';
 import type { Settings } from './settings.ts';
-import { routeAt } from './target.ts';
+import { loggedPath, routeAt } from './target.ts';
 
 // The endpoint as express middleware: `app.use('/segment', segmentEndpoint(options))`. Express strips
 // the mount path from `req.url`, and the handler routes on what follows, as it would at a server's root.
@@ -74,6 +74,12 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
   const { maxBodyBytes } = opts;
   // As the handler's own: no refusal made here is a 401, but the context is whole.
   const context: RefusalContext = { challenge: `Basic realm="${opts.realm}", charset="UTF-8"`, maxBodyBytes };
+  const log = loggerOf(given);
+  // A refusal made here is counted and in the access log as the handler's own are (handler.ts, #refuse).
+  const counted = (req: ExpressRequest, { status, code }: ErrorAnswer) => {
+    handler.metrics?.request('unknown', status, 0);
+    if (opts.accessLog) log.info({ status, code, ms: 0, path: loggedPath(req) }, 'event');
+  };
 
   const served = (req: ExpressRequest) => servedHere(req, ours, serve, opts.path);
 
@@ -90,7 +96,7 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
     }
     if (refused !== undefined) {
       const answer = toErrorAnswer(refused);
-      handler.metrics?.request('unknown', answer.status, 0);
+      counted(req, answer);
       sendError(req, res, answer, context);
       return;
     }
@@ -120,7 +126,7 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
       return;
     }
     const answer = toErrorAnswer(charset ?? refused(err as BodyParserError, req, maxBodyBytes));
-    handler.metrics?.request('unknown', answer.status, 0);
+    counted(req, answer);
     // A sender that went away mid-body is not answered, as in the pipeline: nobody is there to read it.
     if (type !== 'request.aborted') sendError(req, res, answer, context);
   };

@@ -175,6 +175,54 @@ test('express: a parsed body the endpoint cannot write again (a bigint, a cycle)
   });
 });
 
+test("express: with accessLog, the middleware's own refusals of a parser's work each have their line", async () => {
+  // A body over the parser's limit, a compressed body that does not decode, a charset we do not read:
+  // answered by the middleware, counted in the metrics, and missing from the access log.
+  const app = express();
+  app.use(express.json({ limit: 1000 }));
+  const lines: Array<{ msg: string; status?: number; code?: string }> = [];
+  const log = jsonLogger('info', (line) => lines.push(JSON.parse(line)));
+  app.use('/segment', segmentEndpoint({ ...options(), log, accessLog: true }));
+  const big = JSON.stringify({
+    type: 'track',
+    event: 'e',
+    userId: 'u',
+    properties: { pad: 'x'.repeat(5000) },
+  });
+  const event = JSON.stringify({ type: 'track', event: 'e', userId: 'u' });
+  await served(app, async (origin) => {
+    const send = sendTo(origin, '/segment');
+    for (const [c, status, code] of [
+      [post('over the parser limit', big), 413, 'SEG_BODY_TOO_LARGE'],
+      [
+        { ...post('bad gzip', 'nope'), headers: { ...authed, 'content-encoding': 'gzip' } },
+        400,
+        'SEG_BAD_ENCODING',
+      ],
+      [
+        {
+          ...post('utf-16', ''),
+          headers: { ...authed, 'content-type': 'application/json; charset=utf-16le' },
+          body: Buffer.from(event, 'utf16le'),
+        },
+        415,
+        'SEG_UNSUPPORTED_MEDIA_TYPE',
+      ],
+    ] as const) {
+      lines.length = 0;
+      const answer = await send(c);
+      assert.equal(answer.status, status, `${c.name}: ${answer.body}`);
+      assert.equal(JSON.parse(answer.body).code, code, c.name);
+      const logged = lines.filter((line) => line.msg === 'event');
+      assert.deepEqual(
+        logged.map((line) => [line.status, line.code]),
+        [[status, code]],
+        c.name,
+      );
+    }
+  });
+});
+
 test("express: a parsed body whose getter throws a RangeError is our JSON 500, logged, never express's HTML page", async () => {
   // Compressed or chunked, the body is measured by writing it again. A RangeError there was taken for a
   // body nested past the stack and measured by walking it, and the getter's second throw left the
