@@ -13,7 +13,7 @@ import {
   undecoded,
 } from './express-body.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
-import { silentLogger } from './log.ts';
+import { type Logger, silentLogger } from './log.ts';
 import { optionsCopy } from './option-names.ts';
 import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
@@ -74,12 +74,7 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
   const { maxBodyBytes } = opts;
   // As the handler's own: no refusal made here is a 401, but the context is whole.
   const context: RefusalContext = { challenge: `Basic realm="${opts.realm}", charset="UTF-8"`, maxBodyBytes };
-  const log = loggerOf(given);
-  // A refusal made here is counted and in the access log as the handler's own are (handler.ts, #refuse).
-  const counted = (req: ExpressRequest, { status, code }: ErrorAnswer) => {
-    handler.metrics?.request('unknown', status, 0);
-    if (opts.accessLog) log.info({ status, code, ms: 0, path: loggedPath(req) }, 'event');
-  };
+  const counted = refusalCounter(handler, opts.accessLog, loggerOf(given));
 
   const served = (req: ExpressRequest) => servedHere(req, ours, serve, opts.path);
 
@@ -141,6 +136,14 @@ export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>
     path: { value: handler.path },
     metrics: { value: handler.metrics },
   }) as ExpressEndpoint;
+}
+
+/** A refusal made here, counted and in the access log as the handler's own are (handler.ts, #refuse). */
+function refusalCounter(handler: EndpointHandler, accessLog: boolean, log: Logger) {
+  return (req: ExpressRequest, { status, code }: ErrorAnswer): void => {
+    handler.metrics?.request('unknown', status, 0);
+    if (accessLog) log.info({ status, code, ms: 0, path: loggedPath(req) }, 'event');
+  };
 }
 
 /**
