@@ -131,6 +131,11 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
   // Set by a middleware that never read the stream (`req.body = req.body || {}`): the event is still there.
   if (body === undefined || (req.readableDidRead === false && req.readableEnded === false)) return undefined;
   const parsed = bytesOf(body) ?? body;
+  const declared = emptiedBody(req, parsed);
+  if (declared !== undefined) {
+    const why = `req.body is {} where the request declared ${declared} bytes of body: the host replaced what it read`;
+    throw hostBug(new Error(`${why} (\`req.body = req.body || {}\` after a middleware read the stream?)`));
+  }
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
     // Bytes that are not UTF-8 are refused, as the reader refuses them, not read with replacement
@@ -152,6 +157,21 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
     throw new EndpointError(refused.code, refused.message);
   }
   return { value: asWritten(parsed, limits), text: undefined };
+}
+
+/** More bytes than a `{}` padded with spaces holds in any real request. */
+const EMPTY_OBJECT_MAX_BYTES = 64;
+
+/**
+ * The declared length of a body the host read and replaced by an empty object (a raw-body capture, then
+ * `req.body = req.body || {}`): the event is gone, the host's bug (a 500, retried), not the sender's `{}`
+ * (a 400). Only a body declared longer than a `{}` could be written, sent without a coding.
+ */
+function emptiedBody(req: IncomingMessage, parsed: unknown): number | undefined {
+  if (!isPlainObject(parsed) || Object.keys(parsed).length > 0) return undefined;
+  if (req.headers['content-encoding'] !== undefined) return undefined;
+  const declared = Number(req.headers['content-length']);
+  return declared > EMPTY_OBJECT_MAX_BYTES ? declared : undefined;
 }
 
 /**

@@ -195,6 +195,46 @@ describe('a request the host read some of', () => {
     }
   });
 
+  test("the stream read by the host, then req.body made {}: a 500 with its cause, not the sender's 400", async () => {
+    // A raw-body capture, then `req.body = req.body || {}`: the event is gone. Taken as the body sent, the
+    // empty object was a final 400 (no type), and Segment dropped the event.
+    await hosted(
+      (req, res, segment) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (chunk: Buffer) => chunks.push(chunk));
+        req.on('end', () => {
+          Object.assign(req, { rawBody: Buffer.concat(chunks), body: {} });
+          segment(req, res);
+        });
+      },
+      async ({ seen, logs, send }) => {
+        const answer = await send([eventBytes()]);
+        assert.equal(answer.status, 500, answer.body);
+        assert.equal(JSON.parse(answer.body).code, 'SEG_INTERNAL');
+        assert.equal(seen.length, 0);
+        assert.ok(
+          logs.some((line) => line.includes('req.body is {}')),
+          logs.join('\n'),
+        );
+      },
+    );
+    // A sender's own `{}` is still its 400.
+    await hosted(
+      (req, res, segment) => {
+        req.on('data', () => {});
+        req.on('end', () => {
+          Object.assign(req, { body: {} });
+          segment(req, res);
+        });
+      },
+      async ({ send }) => {
+        const answer = await send([Buffer.from('{}')]);
+        assert.equal(answer.status, 400, answer.body);
+        assert.equal(JSON.parse(answer.body).code, 'SEG_TYPE_MISSING');
+      },
+    );
+  });
+
   test('a request the host paused: read at once, not left to its deadline', async () => {
     await hosted(
       (req, res, segment) => {
