@@ -159,8 +159,11 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
   return { value: asWritten(parsed, limits), text: undefined };
 }
 
-/** More bytes than a `{}` padded with spaces holds in any real request. */
-const EMPTY_OBJECT_MAX_BYTES = 64;
+/**
+ * More than a sender's `{}` takes with the spaces or line breaks a writer puts in, and less than the
+ * shortest event that can pass (`{"type":"page","userId":"u"}`, 28 bytes).
+ */
+const EMPTY_OBJECT_MAX_BYTES = 16;
 
 /**
  * The declared length of a body the host read and replaced by an empty object (a raw-body capture, then
