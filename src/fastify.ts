@@ -57,24 +57,35 @@ const segmentEndpoint: FastifyPluginAsync<SegmentEndpointOptions> = async (app, 
   }
 
   app.decorate('segmentEndpoint', lifecycleOf(handler));
-  app.addHook('onRequest', takeOver);
   // Every method fastify routes, on the prefix and below: the handler answers each, 405 and 404 included.
-  app.all('/', unreachable);
-  app.all('/*', unreachable);
+  // Taken over by the routes' own onRequest hook, which fastify runs after every onRequest hook of the
+  // app, those added after the plugin too (an app-wide guard): a hook of the plugin's context would run
+  // before those, and fastify runs no hook after a hijack.
+  app.all('/', { onRequest: takeOver }, unreachable);
+  app.all('/*', { onRequest: takeOver }, unreachable);
   // Fastify answers new requests 503 itself once closing (return503OnClosing); with that off, they
-  // reach the handler, which answers its own 503 while draining. Close resolves once none is in flight.
-  app.addHook('preClose', async () => handler.drain());
-  // Bounded as the standalone server's close is: an event that never settles does not hold the app open.
-  app.addHook('onClose', async () => {
+  // reach the handler, which answers its own 503 while draining. The events in flight are waited for
+  // here, before fastify closes the server: with forceCloseConnections it closes every connection right
+  // after the preClose hooks, and an event handled then would never be answered.
+  const drained = async () => {
     handler.drain();
-    let timer: NodeJS.Timeout | undefined;
-    const limit = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, CLOSE_LIMIT_MS);
-    });
-    await Promise.race([handler.idle(), limit]);
-    clearTimeout(timer);
-  });
+    await settledWithin(handler.idle(), CLOSE_LIMIT_MS);
+  };
+  app.addHook('preClose', drained);
 };
+
+/**
+ * `idle` or `ms`, whichever comes first: close is bounded as the standalone server's is, an event that
+ * never settles does not hold the app open.
+ */
+async function settledWithin(idle: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  await Promise.race([idle, limit]);
+  clearTimeout(timer);
+}
 
 /** How long close() waits for events in flight: the standalone server's shutdownTimeoutMs default. */
 const CLOSE_LIMIT_MS = OPTIONS.shutdownTimeoutMs.default;

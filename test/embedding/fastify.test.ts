@@ -383,3 +383,69 @@ test('an app that ignores duplicate slashes: a URL fastify routes to the prefix 
     { '//segment/v1/track': 'd-1', '//segment': 'd-2', '/segment': 'd-3' },
   );
 });
+
+test("the app's onRequest hooks run before the endpoint takes a request over, those added after it too", async () => {
+  // A guard added after the plugin (fastify-plugin's skip-override, or a root addHook) runs for the
+  // plugin's routes too, after the plugin's own hooks: an onRequest takeover of the plugin's context
+  // hijacked the request first, and fastify ran no hook after it, so the guard was skipped.
+  const handled: string[] = [];
+  const app = Fastify();
+  app.register(segmentEndpoint, {
+    prefix: '/segment',
+    apiKeys: [CASE_KEY],
+    handlers: { track: (e) => void handled.push(String(e.messageId)) },
+    log: silentLogger,
+  });
+  const guard = async (root: FastifyInstance) => {
+    root.addHook('onRequest', async (request, reply) => {
+      if (request.headers['x-from'] !== 'proxy') return reply.code(403).send({ denied: true });
+    });
+  };
+  Object.assign(guard, { [Symbol.for('skip-override')]: true });
+  app.register(guard);
+  try {
+    const denied = await app.inject({
+      method: 'POST',
+      url: '/segment',
+      headers: authed(),
+      payload: event('g-1'),
+    });
+    assert.equal(denied.statusCode, 403);
+    assert.deepEqual(handled, []);
+    const headers = { ...authed(), 'x-from': 'proxy' };
+    const letIn = await app.inject({ method: 'POST', url: '/segment', headers, payload: event('g-2') });
+    assert.equal(letIn.statusCode, 200, letIn.body);
+    assert.deepEqual(handled, ['g-2']);
+  } finally {
+    await app.close();
+  }
+});
+
+test('app.close() with forceCloseConnections: the events in flight are answered before connections close', async () => {
+  // fastify closes every connection right after the preClose hooks: waiting for the events in flight
+  // only in onClose left their senders with a reset, while their handlers ran to the end (handled, not
+  // answered: a retry ran them again after a restart).
+  const { handler, started, release } = slowEndpoint();
+  const app = appWith({ handler }, '/segment', { https: testCert(), forceCloseConnections: true });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as { port: number };
+  const inFlight = rawConnection(port);
+  let closing: Promise<undefined> | undefined;
+  try {
+    inFlight.socket.write(post(event('f-1')));
+    await started;
+    closing = app.close();
+    await waitUntil(
+      () => handler.draining,
+      () => 'the handler to drain',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    release();
+    await Promise.all([closing, inFlight.ended]);
+    assert.match(inFlight.text(), /^HTTP\/1\.1 200 /);
+  } finally {
+    release();
+    inFlight.socket.destroy();
+    await (closing ?? app.close());
+  }
+});
