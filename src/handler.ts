@@ -4,7 +4,7 @@ import type { ApiKeySpec } from './auth.ts';
 import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import { hostAnswered } from './early-headers.ts';
-import type { ErrorAnswer } from './errors.ts';
+import { describeValue, type ErrorAnswer } from './errors.ts';
 import { framingRefusal } from './framing.ts';
 import { handedBefore } from './handed-once.ts';
 import { checkApiKeysSteps, resolveApiKeysSteps } from './key-spec.ts';
@@ -60,7 +60,10 @@ export function createHandler<S = Settings>(options: HandlerOptions<S>): Endpoin
 /** `createHandler` of options its caller resolved and checked the names of (createServer: it has more). */
 export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
   const door = new FrontDoor(opts);
-  const handler = ((req: IncomingMessage, res: ServerResponse) => door.serve(req, res)) as EndpointHandler;
+  const handler = ((req: IncomingMessage, res: ServerResponse) => {
+    if (typeof res?.writeHead !== 'function') throw notHandedARequest(req);
+    door.serve(req, res);
+  }) as EndpointHandler;
   handler.drain = () => {
     door.draining = true;
   };
@@ -75,6 +78,16 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
   });
   return handler;
 }
+
+/**
+ * The handler called by something other than an HTTP server: most likely given to fastify as the plugin
+ * or as its options, which fastify calls with the app.
+ */
+const notHandedARequest = (req: unknown) =>
+  new TypeError(
+    `The endpoint's handler takes (req, res) from an HTTP server, and was called with ${describeValue(req)}: ` +
+      'to mount it in fastify, register segment-endpoint/fastify with { handler }',
+  );
 
 /** Where every request comes in: what is not an event is answered here, events go on to the pipeline. */
 class FrontDoor {

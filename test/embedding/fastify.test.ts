@@ -449,3 +449,21 @@ test('app.close() with forceCloseConnections: the events in flight are answered 
     await (closing ?? app.close());
   }
 });
+
+test('the handler given where the plugin or its options go says so, not a TypeError from deep inside', async () => {
+  // fastify calls options that are a function with the app (avvio), and a plugin with (app, options,
+  // done): the handler read res.headersSent of undefined, and the process died of a message that named
+  // neither the handler nor the mistake.
+  const handler = createHandler({ ...caseOptions(), log: silentLogger });
+  const app = Fastify();
+  const said = /takes \(req, res\).*register segment-endpoint\/fastify with \{ handler \}/;
+  assert.throws(() => (handler as unknown as (app: unknown) => void)(app), {
+    name: 'TypeError',
+    message: said,
+  });
+  assert.throws(() => (handler as unknown as (...args: unknown[]) => void)(app, {}, () => {}), {
+    name: 'TypeError',
+    message: said,
+  });
+  await app.close();
+});
