@@ -2,7 +2,13 @@
 // file has no runtime import of it), so the package does not depend on it.
 
 import type { IncomingMessage } from 'node:http';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import type {
+  FastifyBaseLogger,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+  HookHandlerDoneFunction,
+} from 'fastify';
 import { describeValue } from './errors.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { cutAnswer } from './http2.ts';
@@ -103,11 +109,14 @@ export default segmentEndpoint;
 const REGISTER_OPTIONS = new Set(['prefix', 'logLevel', 'logSerializers']);
 
 /** The handler given, or one made from the options (a bad option throws, and `app.ready()` rejects). */
-function handlerOf(options: SegmentEndpointOptions, appLog: HandlerOptions['log']): EndpointHandler {
+function handlerOf(options: SegmentEndpointOptions, appLog: FastifyBaseLogger): EndpointHandler {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   if (!('handler' in options)) {
     // Inherited options too, as createHandler takes them: a misspelt one is refused there.
-    return createHandler({ ...optionsCopy(options, REGISTER_OPTIONS), log: options.log ?? appLog });
+    return createHandler({
+      ...optionsCopy(options, REGISTER_OPTIONS),
+      log: options.log ?? logAt(appLog, options),
+    });
   }
   const { handler } = options;
   if (
@@ -126,6 +135,15 @@ function handlerOf(options: SegmentEndpointOptions, appLog: HandlerOptions['log'
     );
   }
   return handler;
+}
+
+/**
+ * The app's logger at the register option `logLevel`, when given: fastify holds its own lines on the
+ * plugin's routes to it, and the endpoint's are of the same requests.
+ */
+function logAt(appLog: FastifyBaseLogger, options: object): FastifyBaseLogger {
+  const { logLevel } = options as { logLevel?: unknown };
+  return typeof logLevel === 'string' ? appLog.child({}, { level: logLevel }) : appLog;
 }
 
 function lifecycleOf(handler: EndpointHandler): SegmentEndpointDecorator {

@@ -467,3 +467,27 @@ test('the handler given where the plugin or its options go says so, not a TypeEr
   });
   await app.close();
 });
+
+test("the register option logLevel holds for the endpoint's own lines, as for fastify's on its routes", async () => {
+  // logLevel was taken for fastify's alone: at 'error', the endpoint's access lines (info) still came.
+  const lines: string[] = [];
+  const stream = { write: (line: string) => void lines.push(line) };
+  const app = Fastify({ logger: { level: 'info', stream } });
+  app.register(segmentEndpoint, { ...caseOptions(), prefix: '/quiet', logLevel: 'error', accessLog: true });
+  app.register(segmentEndpoint, { ...caseOptions(), prefix: '/loud', accessLog: true });
+  try {
+    for (const prefix of ['/quiet', '/loud']) {
+      const res = await app.inject({
+        method: 'POST',
+        url: prefix,
+        headers: authed(),
+        payload: event(prefix),
+      });
+      assert.equal(res.statusCode, 200, res.body);
+    }
+    const events = lines.map((line) => JSON.parse(line)).filter((entry) => entry.msg === 'event');
+    assert.equal(events.length, 1, lines.join(''));
+  } finally {
+    await app.close();
+  }
+});
