@@ -7,6 +7,7 @@ import { hostAnswered } from './early-headers.ts';
 import { describeValue, type ErrorAnswer } from './errors.ts';
 import { framingRefusal } from './framing.ts';
 import { handedBefore } from './handed-once.ts';
+import { Http2Sessions } from './http2.ts';
 import { checkApiKeysSteps, resolveApiKeysSteps } from './key-spec.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
@@ -66,6 +67,7 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
   }) as EndpointHandler;
   handler.drain = () => {
     door.draining = true;
+    door.sessions.closeAll();
   };
   handler.idle = () => door.idle();
   handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(resolveApiKeysSteps(apiKeys));
@@ -99,6 +101,8 @@ class FrontDoor {
   readonly #routes: ReadonlyMap<string, Route>;
   readonly #context: RefusalContext;
   readonly pipeline: EventPipeline;
+  /** HTTP/2 connections, closed when draining starts (an HTTP/1 one closes with its next answer). */
+  readonly sessions = new Http2Sessions();
   readonly #ready: () => boolean;
   #idleWaiters: Array<() => void> = [];
 
@@ -118,6 +122,7 @@ class FrontDoor {
 
   serve(req: IncomingMessage, res: ServerResponse): void {
     if (handedBefore(req, this.#opts.log)) return;
+    if (req.httpVersionMajor === 2) this.sessions.note(req);
     if (res.headersSent) hostAnswered(this.#opts.log); // an embedding host's bug, said once
     // Read behind an answer that ends its connection: Node would write no answer of it, so nothing of it
     // is taken (its sender, unanswered, sends it again).

@@ -10,7 +10,13 @@ import { LINGER_MS } from './connection-end.ts';
 interface RequestStream {
   close(code?: number): void;
   readonly closed: boolean;
-  readonly session?: { close(): void } | undefined;
+  readonly session?: Session | undefined;
+}
+
+/** An HTTP/2 connection, as much of it as the handler uses. */
+interface Session {
+  close(): void;
+  once(event: 'close', listener: () => void): unknown;
 }
 
 /** Whether `req` came on an HTTP/2 stream (an HTTP/1 request line that says `HTTP/2.0` has none). */
@@ -54,6 +60,27 @@ export function cutAnswer(res: ServerResponse): void {
  */
 export function endSession(req: IncomingMessage): void {
   streamOf(req)?.session?.close();
+}
+
+/**
+ * The HTTP/2 connections requests came on, still open: when the handler drains, those that sit idle get
+ * no answer to carry their GOAWAY, and node:http2's server.close() would wait on them for good. Noted
+ * once a connection (a Set changed per connection, never per request).
+ */
+export class Http2Sessions {
+  readonly #open = new Set<Session>();
+
+  note(req: IncomingMessage): void {
+    const session = streamOf(req)?.session;
+    if (session === undefined || this.#open.has(session)) return;
+    this.#open.add(session);
+    session.once('close', () => this.#open.delete(session));
+  }
+
+  /** Every connection takes no new stream (GOAWAY) and closes once its streams are answered. */
+  closeAll(): void {
+    for (const session of this.#open) session.close();
+  }
 }
 
 function streamOf(req: IncomingMessage): RequestStream | undefined {

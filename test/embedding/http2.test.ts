@@ -154,11 +154,39 @@ test('HTTP/2: while draining, a connection takes no new stream and closes once a
   const event = JSON.stringify(trackEvent());
   assert.equal((await request(client, withLength(event), event)).status, 200);
   handler.drain();
-  const refused = await request(client, withLength(event), event);
+  // A connection made while draining (the server still listens until its host closes it).
+  const late = http2.connect(`http://127.0.0.1:${(host.address() as { port: number }).port}`);
+  late.on('error', () => {});
+  const refused = await request(late, withLength(event), event);
   assert.equal(refused.status, 503);
   await handler.idle();
-  await new Promise((resolve) => host.close(resolve)); // the connection's close lets it end
-  await new Promise((resolve) => (client.closed ? resolve(undefined) : client.on('close', resolve)));
+  await new Promise((resolve) => host.close(resolve)); // the connections' close lets it end
+  for (const session of [client, late]) {
+    await new Promise((resolve) => (session.closed ? resolve(undefined) : session.on('close', resolve)));
+  }
+});
+
+test('HTTP/2: drain() closes a connection that sits idle, so that server.close() ends', {
+  timeout: 10_000,
+}, async () => {
+  // Only a connection answered while draining was sent GOAWAY: one idle at drain() (a sender between
+  // batches) held server.close() until the sender went away, which a kept-alive client never does.
+  const handler = createHandler(options);
+  const host = http2.createServer(handler);
+  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+  const client = http2.connect(`http://127.0.0.1:${(host.address() as { port: number }).port}`);
+  client.on('error', () => {});
+  try {
+    const event = JSON.stringify(trackEvent());
+    assert.equal((await request(client, withLength(event), event)).status, 200);
+    handler.drain();
+    const closed = new Promise((resolve) => host.close(resolve));
+    const within = new Promise((resolve) => setTimeout(resolve, 3_000, 'still open')).then(String);
+    assert.equal(await Promise.race([closed.then(() => 'closed'), within]), 'closed');
+  } finally {
+    client.destroy();
+    host.close();
+  }
 });
 
 test('HTTP/2: fastify with http2 and the plugin takes events', async () => {
