@@ -50,7 +50,8 @@ const segmentEndpoint: FastifyPluginAsync<SegmentEndpointOptions> = async (app, 
     // URL as sent may not even hold the prefix). `request.originalUrl` is read first: fastify keeps it
     // from its first read ("in case of internal re-routing"), which must come before the cut.
     const sent = request.originalUrl;
-    mount(request.raw, request.raw.url ?? sent);
+    const routed = request.raw.url ?? sent;
+    mount(request.raw, routed);
     try {
       handler(request.raw, reply.raw);
     } catch (err) {
@@ -59,6 +60,9 @@ const segmentEndpoint: FastifyPluginAsync<SegmentEndpointOptions> = async (app, 
       request.log.error({ err }, 'segment-endpoint: the handler threw');
       cutAnswer(reply.raw);
     }
+    // Routed by now: the app's later hooks (onResponse), and the endpoint's own log, see the URL as
+    // fastify routed it.
+    request.raw.url = routed;
     done();
   }
 

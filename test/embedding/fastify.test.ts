@@ -491,3 +491,20 @@ test("the register option logLevel holds for the endpoint's own lines, as for fa
     await app.close();
   }
 });
+
+test("the app's hooks see the URL as fastify routed it, not the target below the prefix", async () => {
+  // The cut URL stayed in request.raw.url: an app's onResponse (metrics, audit) filed every event under
+  // /v1/track or /, beside its own routes there.
+  const app = appWith({ ...caseOptions(), log: silentLogger });
+  const seen: string[] = [];
+  app.addHook('onResponse', async (request) => void seen.push(request.url));
+  try {
+    for (const url of ['/segment/v1/track?x=1', '/segment']) {
+      const res = await app.inject({ method: 'POST', url, headers: authed(), payload: event(url) });
+      assert.equal(res.statusCode, 200, res.body);
+    }
+    assert.deepEqual(seen, ['/segment/v1/track?x=1', '/segment']);
+  } finally {
+    await app.close();
+  }
+});
