@@ -142,21 +142,29 @@ test('HTTP/2: a refusal under headers its host sent first resets the stream with
   }
 });
 
+/** A plain HTTP/2 host of a handler of its own, and a connection to it that has had one event answered 200. */
+async function servedOnce() {
+  const handler = createHandler(options);
+  const host = http2.createServer(handler);
+  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+  const connect = () => {
+    const session = http2.connect(`http://127.0.0.1:${(host.address() as { port: number }).port}`);
+    session.on('error', () => {});
+    return session;
+  };
+  const client = connect();
+  const event = JSON.stringify(trackEvent());
+  assert.equal((await request(client, withLength(event), event)).status, 200);
+  return { handler, host, client, connect, event };
+}
+
 test('HTTP/2: while draining, a connection takes no new stream and closes once answered', {
   timeout: 10_000,
 }, async () => {
   // Its streams were answered 503 one after another, and server.close() waited on the connection for good.
-  const handler = createHandler(options);
-  const host = http2.createServer(handler);
-  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
-  const client = http2.connect(`http://127.0.0.1:${(host.address() as { port: number }).port}`);
-  client.on('error', () => {});
-  const event = JSON.stringify(trackEvent());
-  assert.equal((await request(client, withLength(event), event)).status, 200);
+  const { handler, host, client, connect, event } = await servedOnce();
   handler.drain();
-  // A connection made while draining (the server still listens until its host closes it).
-  const late = http2.connect(`http://127.0.0.1:${(host.address() as { port: number }).port}`);
-  late.on('error', () => {});
+  const late = connect(); // made while draining: the server listens until its host closes it
   const refused = await request(late, withLength(event), event);
   assert.equal(refused.status, 503);
   await handler.idle();
@@ -171,14 +179,8 @@ test('HTTP/2: drain() closes a connection that sits idle, so that server.close()
 }, async () => {
   // Only a connection answered while draining was sent GOAWAY: one idle at drain() (a sender between
   // batches) held server.close() until the sender went away, which a kept-alive client never does.
-  const handler = createHandler(options);
-  const host = http2.createServer(handler);
-  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
-  const client = http2.connect(`http://127.0.0.1:${(host.address() as { port: number }).port}`);
-  client.on('error', () => {});
+  const { handler, host, client } = await servedOnce();
   try {
-    const event = JSON.stringify(trackEvent());
-    assert.equal((await request(client, withLength(event), event)).status, 200);
     handler.drain();
     const closed = new Promise((resolve) => host.close(resolve));
     const within = new Promise((resolve) => setTimeout(resolve, 3_000, 'still open')).then(String);
