@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { type Coding, codingOf } from './encoding.ts';
 import { EndpointError, quoted } from './errors.ts';
-import { isHttp2 } from './http2.ts';
+import { isHttp2, joinedHeader } from './http2.ts';
 import { checkParsed, isPlainObject, isStackOverflow, parseJson } from './json.ts';
 import { bodyTooLarge } from './refusals.ts';
 
@@ -36,7 +36,7 @@ export function checkBodyHeaders(
   anyType = false,
 ): Coding | undefined {
   checkType(req.headers['content-type'], anyType);
-  const coding = codingOf(req.headers['content-encoding']);
+  const coding = codingOf(joinedHeader(req, 'content-encoding'));
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) {
     // Chunked must come last, or where the body ends is anyone's guess: a 400, and the connection

@@ -25,6 +25,22 @@ export function isHttp2(req: IncomingMessage): boolean {
 }
 
 /**
+ * A header's values joined as Node's HTTP/1 parser joins a repeated one (`gzip, identity`): over HTTP/2
+ * Node keeps only the first value of a header it takes as single (Content-Encoding), and a body coded
+ * twice would be read as coded once, where the same request over HTTP/1.1 is refused.
+ */
+export function joinedHeader(req: IncomingMessage, name: string): string | undefined {
+  const first = req.headers[name];
+  if (typeof first !== 'string' || !isHttp2(req)) return first as string | undefined;
+  const values: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() === name) values.push(raw[i + 1] as string);
+  }
+  return values.length > 1 ? values.join(', ') : first;
+}
+
+/**
  * The rest of a body not read to its end, on a stream answered already: read and dropped, as HTTP/1's
  * lingering close drops it, so that the sender reads its answer and the connection's flow control is not
  * held by it; a body still coming LINGER_MS later is cut (RST_STREAM CANCEL), the connection serving on.
