@@ -77,25 +77,17 @@ const segmentEndpoint: FastifyPluginAsync<SegmentEndpointOptions> = async (app, 
   // reach the handler, which answers its own 503 while draining. The events in flight are waited for
   // here, before fastify closes the server: with forceCloseConnections it closes every connection right
   // after the preClose hooks, and an event handled then would never be answered.
-  const drained = async () => {
+  // Bounded as the standalone server's close is: an event that never settles does not hold the app open.
+  app.addHook('preClose', async () => {
     handler.drain();
-    await settledWithin(handler.idle(), CLOSE_LIMIT_MS);
-  };
-  app.addHook('preClose', drained);
-};
-
-/**
- * `idle` or `ms`, whichever comes first: close is bounded as the standalone server's is, an event that
- * never settles does not hold the app open.
- */
-async function settledWithin(idle: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, CLOSE_LIMIT_MS);
+    });
+    await Promise.race([handler.idle(), limit]);
+    clearTimeout(timer);
   });
-  await Promise.race([idle, limit]);
-  clearTimeout(timer);
-}
+};
 
 /** How long close() waits for events in flight: the standalone server's shutdownTimeoutMs default. */
 const CLOSE_LIMIT_MS = OPTIONS.shutdownTimeoutMs.default;

@@ -35,7 +35,8 @@ export function joinedHeader(req: IncomingMessage, name: string): string | undef
   const values: string[] = [];
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] as string).toLowerCase() === name) values.push(raw[i + 1] as string);
+    const header = raw[i] as string;
+    if (header.length === name.length && header.toLowerCase() === name) values.push(raw[i + 1] as string);
   }
   return values.length > 1 ? values.join(', ') : first;
 }
