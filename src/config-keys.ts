@@ -171,7 +171,12 @@ function* keysFileEntries(bytes: Buffer, specs: Array<[ApiKeySpec, string]>): St
     for (const token of rest) {
       if (token.startsWith('secret=') && signatureSecret === undefined && token.length > 7) {
         signatureSecret = token.slice(7);
-      } else if (/^rate=\d+$/.test(token) && rate === undefined) {
+      } else if (token.startsWith('rate=') && rate === undefined) {
+        if (!/^rate=\d+$/.test(token)) {
+          throw new UsageError(
+            `${where}: ${token}: the rate is a whole number of events a second (0 exempts the key)`,
+          );
+        }
         rate = Number(token.slice(5));
       } else if (types === undefined && !token.includes('=')) {
         types = parseTypes(token);
