@@ -17,8 +17,8 @@ export interface HandlerOptions<S = Settings> {
   /**
    * Required: one function per supported event type (an object's own, or a class instance's methods,
    * called on it); the CLI without `--handlers` stores events under `--out`. A type without one answers
-   * 501. A plain object's other keys are refused at start; a class's
-   * method one slip from a type it has no handler for (`idenitfy`) is warned of.
+   * 501. A plain object's other keys are refused at start; a class's method one slip from a type it has
+   * no handler for (`idenitfy`) is warned of.
    */
   handlers: Handlers<S>;
   /**
