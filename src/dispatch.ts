@@ -23,8 +23,9 @@ export type HandlerResult =
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
   | void
   | { readonly status: HandlerStatus; readonly message?: string | undefined }
-  // Not `statusCode`: it looks like a status, and no result is read for one (a thrown error's is).
-  | (object & { readonly status?: never; readonly statusCode?: never })
+  // Not `statusCode`: it looks like a status, and no result is read for one (a thrown error's is). Not
+  // a promise or another thenable: it is awaited, and what it settles with is the result, checked so.
+  | (object & { readonly status?: never; readonly statusCode?: never; readonly then?: never })
   | string
   | number
   | boolean
@@ -34,7 +35,7 @@ export type HandlerResult =
 export type EventHandler<E, S = Settings> = (
   event: E,
   ctx: Context<S>,
-) => HandlerResult | Promise<HandlerResult>;
+) => HandlerResult | PromiseLike<HandlerResult>;
 
 /**
  * The partner's code: one function per event type it supports. A type without one answers 501. `S`: the

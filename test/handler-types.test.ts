@@ -43,6 +43,20 @@ const outside: Handlers = { track: () => ({ status: 404 }) };
 const untyped: Handlers = { track: () => ({ status: 400, message: 42 }) };
 // @ts-expect-error a `statusCode`, which no result is read for (a thrown error's is): it would be a 200
 const statusCode: Handlers = { track: () => ({ statusCode: 503 }) };
+// The same results from an async handler, the common case: a promise is an object without a `status`,
+// and was taken for a driver's result, so none of these was refused.
+// @ts-expect-error a status outside the contract, awaited
+const outsideAsync: Handlers = { track: async () => ({ status: 204 }) };
+// @ts-expect-error a status that is text, awaited
+const textAsync: Handlers = { track: async () => ({ status: '200' }) };
+// @ts-expect-error a `statusCode`, awaited
+const statusCodeAsync: Handlers = { track: async () => ({ statusCode: 202 }) };
+// A driver's thenable (a query builder) is awaited as a promise is: what it settles with is its result.
+const builder: PromiseLike<{ rows: unknown[] }> = {
+  // biome-ignore lint/suspicious/noThenProperty: a thenable is what a query builder hands back
+  then: (done) => Promise.resolve({ rows: [] }).then(done),
+};
+export const thenable: Handlers = { track: () => builder, page: async () => ({ status: 202 }) };
 
 test("handlers that return their driver's result are typed, and answered 200", async () => {
   const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: returning });
@@ -57,6 +71,13 @@ test("handlers that return their driver's result are typed, and answered 200", a
     assert.equal(res.status, 200, `${type}: ${res.body}`);
   }
   assert.ok(outside !== undefined && untyped !== undefined && statusCode !== undefined);
+  assert.ok(outsideAsync !== undefined && textAsync !== undefined && statusCodeAsync !== undefined);
+});
+
+test("a driver's thenable is awaited, and an async handler's status is what its promise settles with", async () => {
+  const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: thenable });
+  assert.equal((await inject(handler, { body: trackEvent() })).status, 200);
+  assert.equal((await inject(handler, { body: { ...trackEvent(), type: 'page' } })).status, 202);
 });
 
 test('options given as undefined are taken as left out', () => {
