@@ -86,6 +86,9 @@ export type ErrorCode = keyof typeof ERRORS;
 // binary hold their own copy of the classes, and a --handlers module imports the package's.
 const ENDPOINT_ERROR = Symbol.for('segment-endpoint.EndpointError');
 
+/** An error's options: `retryAfter`, seconds the sender is asked to wait (`Retry-After`). */
+type WaitOptions = ErrorOptions & { retryAfter?: number | undefined };
+
 /** Base class of every error the endpoint answers with. `status` and `code` are what the sender sees. */
 export class EndpointError extends Error {
   declare readonly [ENDPOINT_ERROR]: true;
@@ -94,7 +97,7 @@ export class EndpointError extends Error {
   /** Seconds to wait before retrying, when the answer says (429). */
   readonly retryAfter: number | undefined;
 
-  constructor(code: ErrorCode, message?: string, options?: ErrorOptions & { retryAfter?: number }) {
+  constructor(code: ErrorCode, message?: string, options?: WaitOptions) {
     super(message ?? ERRORS[code].message, options);
     this.name = new.target.name;
     this.code = code;
@@ -129,8 +132,7 @@ function endpointError(err: unknown): OwnError | undefined {
 /** A class of refusal a handler throws: its catalogue code and the message it says by default. */
 function handlerError(code: ErrorCode, fallback: string) {
   return class extends EndpointError {
-    /** `retryAfter`: seconds the sender is asked to wait (`Retry-After`), for a refusal it retries. */
-    constructor(message = fallback, options?: ErrorOptions & { retryAfter?: number }) {
+    constructor(message = fallback, options?: WaitOptions) {
       super(code, message, options);
     }
   };
@@ -211,13 +213,7 @@ function answerFor(err: unknown): ErrorAnswer {
     return { status, code, message: capped(message), retryAfter: delaySeconds(own) };
   }
   if (typeof err === 'object' && err !== null) {
-    const e = err as {
-      status?: unknown;
-      statusCode?: unknown;
-      message?: unknown;
-      code?: unknown;
-      retryAfter?: unknown;
-    };
+    const e = err as Partial<Record<'status' | 'statusCode' | 'message' | 'code' | 'retryAfter', unknown>>;
     const status = typeof e.status === 'number' ? e.status : e.statusCode;
     if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) {
       // A wait of its own (a downstream's Retry-After, carried on), for the statuses that are retried later.

@@ -6,7 +6,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 // What the public types name is public too: a consumer can spell the type of a value it is given.
 import type { FileStat, HandlerOptions, Metrics, OpenFlags, RedisClient, StoreLock } from '../src/index.ts';
-import { createFetchHandler, createHandler, type Handlers, silentLogger } from '../src/index.ts';
+import {
+  createFetchHandler,
+  createHandler,
+  EndpointError,
+  type Handlers,
+  RetryError,
+  silentLogger,
+} from '../src/index.ts';
 import { API_KEY, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
@@ -22,6 +29,12 @@ export const fromEnv: HandlerOptions = {
 };
 const maybeTrack: Handlers['track'] = process.env.SEGMENT_ENDPOINT_NOT_SET ? () => {} : undefined;
 export const someHandlers: Handlers = { track: maybeTrack };
+// A wait the partner's client may or may not have said, passed on as it is.
+const said: number | undefined = Number(process.env.SEGMENT_ENDPOINT_NOT_SET) || undefined;
+export const waits = [
+  new RetryError('the warehouse is busy', { retryAfter: said }),
+  new EndpointError('SEG_RETRY', undefined, { retryAfter: said }),
+];
 export const mounted = createFetchHandler({ ...fromEnv, log: silentLogger }, { basePath: unset });
 
 const queue: unknown[] = [];
