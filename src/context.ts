@@ -95,12 +95,23 @@ export class EventContext implements Context {
   }
 }
 
-/** `log` with `fields` first in every line's object: what the caller passes comes after, and wins. */
+/**
+ * `log` with `fields` first in every line's object: what the caller passes comes after, and wins. Also
+ * pino's other two forms, which a handlers module in JavaScript writes: an error first is the line's
+ * `err` (spread, it kept none of its message or stack), a message alone the line's message (spread, it
+ * was a field per character).
+ */
 function withFields(log: Logger, fields: Readonly<Record<string, unknown>>): Logger {
+  const line =
+    (write: (obj: object, msg?: string) => void) =>
+    (first: object | string, msg?: string): void => {
+      if (typeof first === 'string') write({ ...fields }, first);
+      else write(first instanceof Error ? { ...fields, err: first } : { ...fields, ...first }, msg);
+    };
   return {
-    error: (obj, msg) => log.error({ ...fields, ...obj }, msg),
-    warn: (obj, msg) => log.warn({ ...fields, ...obj }, msg),
-    info: (obj, msg) => log.info({ ...fields, ...obj }, msg),
-    debug: (obj, msg) => log.debug({ ...fields, ...obj }, msg),
+    error: line((obj, msg) => log.error(obj, msg)),
+    warn: line((obj, msg) => log.warn(obj, msg)),
+    info: line((obj, msg) => log.info(obj, msg)),
+    debug: line((obj, msg) => log.debug(obj, msg)),
   };
 }

@@ -82,6 +82,35 @@ describe('dispatch', () => {
     });
   });
 
+  test("ctx.log takes pino's other two forms: an error first, and a message alone (a module in JavaScript)", async () => {
+    // An error first was spread into its own fields, none of them its message or stack: the line said
+    // nothing of what failed. A message alone was spread into a field per character ({"0":"s",...}).
+    const lines: Array<Record<string, unknown>> = [];
+    const record = (obj: object, msg?: string) => lines.push({ ...obj, msg });
+    const log = { error: record, warn: record, info: record, debug: record };
+    const down = new Error('CRM down');
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log,
+      handlers: {
+        track: (_event, ctx) => {
+          (ctx.log.info as unknown as (msg: string) => void)('synced'); // as a handlers module in JavaScript may
+          ctx.log.error(down, 'CRM refused');
+        },
+      },
+    });
+    await inject(handler, { body: trackEvent({ messageId: 'log-2' }) });
+    const named = { source: keyFingerprint(API_KEY), type: 'track', messageId: 'log-2' };
+    assert.deepEqual(
+      lines.find((l) => l.msg === 'synced'),
+      { ...named, msg: 'synced' },
+    );
+    assert.deepEqual(
+      lines.find((l) => l.msg === 'CRM refused'),
+      { ...named, err: down, msg: 'CRM refused' },
+    );
+  });
+
   test('the Segment Functions error classes map to their statuses', async () => {
     const cases: Array<[Error, number]> = [
       [new ValidationError('Missing email address'), 400],
