@@ -1,6 +1,7 @@
 // "The casing on these fields will vary by customer, so be ready to accept any casing" (Segment's partner
 // docs): `userId`, `UserId`, `user_id` and `USERID` are one field. Keys are compared by their squashed form
-// (lower case, no underscores or dashes); values are never rewritten: the customer's data stays as sent.
+// (lower case, no underscores or dashes); values are not rewritten (but one, in normalizeEvent): the
+// customer's data stays as sent.
 
 const SPEC_FIELDS = [
   'type',
@@ -73,7 +74,8 @@ export const saysNothing = (value: unknown): boolean => value === undefined || v
  * that is already canonical (what Segment itself sends) is returned as is, without a copy. Where a field
  * appears twice in different casings, the canonical spelling wins, the first variant if there is none;
  * the other stays under its own key; but a value that says nothing (null, empty) gives way to one that
- * holds a value, wherever it is (see fieldKey).
+ * holds a value, wherever it is (see fieldKey). The one value changed: `traits` or `properties` sent as
+ * an empty list, PHP's empty map, is given as `{}` (the event as sent stays in `ctx.original`).
  */
 export function normalizeEvent(input: Record<string, unknown>): Record<string, unknown> {
   let renames: Array<[string, string]> | undefined;
@@ -88,7 +90,12 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
       renames.push([key, canonical]);
     }
   }
-  if (renames === undefined && (typeof input.type !== 'string' || input.type === input.type.toLowerCase())) {
+  if (
+    renames === undefined &&
+    (typeof input.type !== 'string' || input.type === input.type.toLowerCase()) &&
+    !emptyList(input.traits) &&
+    !emptyList(input.properties)
+  ) {
     return input;
   }
   const out: Record<string, unknown> = {};
@@ -103,8 +110,13 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
     Object.defineProperty(out, name, { value, enumerable: true, writable: true, configurable: true });
   }
   if (typeof out.type === 'string') out.type = out.type.toLowerCase();
+  // An empty map as PHP encodes it: handed over as the map it is (a list with items is refused later).
+  if (emptyList(out.traits)) out.traits = {};
+  if (emptyList(out.properties)) out.properties = {};
   return out;
 }
+
+const emptyList = (value: unknown): boolean => Array.isArray(value) && value.length === 0;
 
 /** Whether `held`, which says nothing, stands where `other`, a value, could (see fieldKey). */
 const hides = (held: unknown, other: unknown): boolean => saysNothing(held) && !saysNothing(other);

@@ -19,8 +19,11 @@ const NullableString = Type.Unsafe<string | null>({ type: ['string', 'null'] });
 /** An identifier: a non-empty string, or a number (some server SDKs send numeric user ids). */
 export const Id = Type.Unsafe<string | number>({ type: ['string', 'number'], minLength: 1 });
 
-/** A free-form bag of keys (traits, properties). `[]` is accepted: PHP encodes an empty map that way. */
-const Bag = Type.Unsafe<Record<string, unknown> | [] | null>({
+/**
+ * A free-form bag of keys (traits, properties). `[]` is accepted: PHP encodes an empty map that way. A
+ * handler gets it as `{}` (normalize.ts), so its type is a map's.
+ */
+const Bag = Type.Unsafe<Record<string, unknown> | null>({
   type: ['object', 'array', 'null'],
   maxItems: 0,
 });

@@ -153,6 +153,39 @@ describe('normalise and validate', () => {
   });
 });
 
+test("an empty list where a map belongs (PHP's empty map) reaches the handler as {}, and as sent in ctx.original", async () => {
+  // Typed `[] | Record<string, unknown>`, `event.traits?.email` did not compile, and traits forwarded as
+  // they came gave a CRM a list where it takes an object.
+  const got: Array<[unknown, unknown]> = [];
+  const handler = createHandler({
+    apiKeys: [API_KEY],
+    log: silentLogger,
+    handlers: {
+      identify: (event, ctx) => {
+        got.push([event.traits, ctx.original.traits]);
+        return event.traits?.email === undefined ? undefined : { status: 400 };
+      },
+      track: (event, ctx) => {
+        got.push([event.properties, ctx.original.properties ?? ctx.original.Properties]);
+      },
+    },
+  });
+  const bodies = [
+    { type: 'identify', userId: 'u1', traits: [] },
+    trackEvent({ properties: [] }),
+    { type: 'track', event: 'Signed Up', userId: 'u1', Properties: [] }, // renamed, then made a map
+  ];
+  for (const body of bodies) assert.equal((await inject(handler, { body })).status, 200);
+  assert.deepEqual(got, [
+    [{}, []],
+    [{}, []],
+    [{}, []],
+  ]);
+  // A list with items is still no map: refused, as before.
+  const listed = await inject(handler, { body: { type: 'identify', userId: 'u1', traits: ['a'] } });
+  assert.deepEqual([listed.status, listed.json().code], [400, 'SEG_INVALID_EVENT']);
+});
+
 describe('mounted behind a framework that parsed the body', () => {
   test('req.body as an object is used as is, and still guarded against __proto__', async () => {
     const seen: Seen[] = [];
