@@ -72,7 +72,8 @@ export async function startExample(port = 0, options: ExampleOptions = {}): Prom
   const deletions: string[] = [];
   // The key was checked before any handler runs, so it is always one of ours here.
   const accountOf = (apiKey: string) => accounts.get(apiKey) ?? 'unknown';
-  const userOf = (event: SegmentEvent) => String(event.userId ?? event.anonymousId);
+  // Who did it: one of the two may be empty (or null) when the other says (the schema holds one that does).
+  const userOf = (event: SegmentEvent) => String(event.userId || event.anonymousId);
 
   const handlers: Handlers = {
     identify(event, ctx) {

@@ -44,6 +44,16 @@ test('an identify with a valid key is answered 200 and recorded, whatever the tr
   });
 });
 
+test('an identify whose userId is empty is filed under the anonymousId that says who', async (t) => {
+  // The schema takes an empty userId beside an anonymousId that says who: `userId ?? anonymousId` filed
+  // the contact under "acme/".
+  const example = await start(t);
+  const traits = { email: 'ada@example.com' };
+  const res = await post(example.url, { type: 'identify', userId: '', anonymousId: 'a1', traits });
+  assert.equal(res.status, 200);
+  assert.deepEqual([...example.contacts.keys()], ['acme/a1']);
+});
+
 test('an identify without an email is a 400 whose JSON message says so', async (t) => {
   const example = await start(t);
   const res = await post(example.url, { type: 'identify', userId: 'u1', traits: { name: 'Ada' } });
