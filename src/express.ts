@@ -18,7 +18,7 @@ import { optionsCopy } from './option-names.ts';
 import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
 import { type RefusalContext, sendError } from './respond.ts';
-import type { Settings } from './settings.ts';
+import type { CheckedSettings, Settings } from './settings.ts';
 import { loggedPath, routeAt } from './target.ts';
 
 // The endpoint as express middleware: `app.use('/segment', segmentEndpoint(options))`. Express strips
@@ -59,7 +59,9 @@ export type ExpressEndpoint = [SegmentMiddleware, SegmentErrorMiddleware] &
  * below the mount) go on to the next middleware, as do errors of requests it does not serve and errors
  * that are not a body parser's refusal of the sender's body.
  */
-export default function segmentEndpoint<S = Settings>(options: HandlerOptions<S>): ExpressEndpoint {
+export default function segmentEndpoint<S = Settings>(
+  options: HandlerOptions<S> & CheckedSettings<S>,
+): ExpressEndpoint {
   const given = optionsCopy(options); // read once: a getter read twice could differ between the two
   const handler = createHandler(given);
   // Checked by createHandler already; resolved again for the paths and the limit, without a second

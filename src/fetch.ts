@@ -7,7 +7,7 @@ import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.ts';
 import { checkPath } from './paths.ts';
 import { JSON_TYPE } from './respond.ts';
-import type { Settings } from './settings.ts';
+import type { CheckedSettings, Settings } from './settings.ts';
 
 // The endpoint as a web-standard handler, `(request: Request) => Promise<Response>`, for Hono, Next.js
 // route handlers and any fetch-style server. One implementation of the contract: the same handler as
@@ -36,7 +36,7 @@ export interface FetchHandler {
  * the host mounted it (`/segment`): the handler routes on what follows.
  */
 export function createFetchHandler<S = Settings>(
-  options: HandlerOptions<S>,
+  options: HandlerOptions<S> & CheckedSettings<S>,
   mount?: { basePath?: string | undefined },
 ): FetchHandler {
   // createHandler's check, with where a basePath given among the options belongs.

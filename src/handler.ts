@@ -16,7 +16,7 @@ import { EventPipeline } from './pipeline.ts';
 import { readiness } from './readiness.ts';
 import { refusal } from './refusals.ts';
 import { type RefusalContext, sendContinue, sendError, sendHealth, sendMetrics } from './respond.ts';
-import type { Settings } from './settings.ts';
+import type { CheckedSettings, Settings } from './settings.ts';
 import { loggedPath, routeAt, targetPath } from './target.ts';
 
 /** A plain `(req, res)` function, to mount in any node:http/https/http2 server, plus its lifecycle. */
@@ -53,7 +53,9 @@ export interface EndpointHandler {
  * draining, load shedding, health and metrics) and, past it, the event pipeline (pipeline.ts). Every
  * refusal is JSON `{"message", "code"}`.
  */
-export function createHandler<S = Settings>(options: HandlerOptions<S>): EndpointHandler {
+export function createHandler<S = Settings>(
+  options: HandlerOptions<S> & CheckedSettings<S>,
+): EndpointHandler {
   checkOptionNames(options, HANDLER_OPTION_NAMES);
   return resolvedHandler(resolveHandlerOptions(options));
 }

@@ -47,7 +47,7 @@ export { schemas } from './generated/validators.ts';
 export { EVENT_TYPES } from './types.ts';
 export type { EventType } from './types.ts';
 export { field } from './normalize.ts';
-export type { Settings } from './settings.ts';
+export type { CheckedSettings, Settings } from './settings.ts';
 export type { SettingsSchema } from './settings-schema.ts';
 
 // The default durable store

@@ -14,7 +14,7 @@ import { type EndpointHandler, resolvedHandler } from './handler.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { integer, OPTIONS } from './option-table.ts';
 import { type HandlerOptions, resolveHandlerOptions } from './options.ts';
-import type { Settings } from './settings.ts';
+import type { CheckedSettings, Settings } from './settings.ts';
 import { gracefulClose } from './shutdown.ts';
 import { checkServerTls, serverTls, type TlsPair } from './tls-context.ts';
 
@@ -101,7 +101,7 @@ export interface EndpointServer {
 }
 
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
-export function createServer<S = Settings>(options: ServerOptions<S>): EndpointServer {
+export function createServer<S = Settings>(options: ServerOptions<S> & CheckedSettings<S>): EndpointServer {
   checkOptionNames(options, SERVER_OPTION_NAMES);
   const handler = resolvedHandler(resolveHandlerOptions(options));
   const { port, host, maxConnections, shutdownTimeoutMs, common } = socketSettings(options);

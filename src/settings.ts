@@ -5,6 +5,14 @@ import { SettingsGuard, type SettingsSchema } from './settings-schema.ts';
 
 export type Settings = Readonly<Record<string, unknown>>;
 
+/**
+ * What the options need beside HandlerOptions when the handlers type their settings (`S` narrower than
+ * any settings): the schema that checks them. Without it they would reach the handlers unchecked as S.
+ */
+export type CheckedSettings<S> = Settings extends S
+  ? unknown
+  : { readonly settingsSchema: SettingsSchema<S> };
+
 const EMPTY: Settings = Object.freeze({});
 
 /** Whether a request carries settings: an `X-Segment-Settings` header that is there and not empty. */

@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { createHandler, type Handlers, type SettingsSchema, silentLogger } from '../src/index.ts';
+import {
+  createFetchHandler,
+  createHandler,
+  createServer,
+  type Handlers,
+  type SettingsSchema,
+  silentLogger,
+} from '../src/index.ts';
 import { SOURCE, startCli } from './cli-harness.ts';
 import { API_KEY, encodeSettings, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
@@ -68,6 +75,23 @@ describe('settingsSchema', () => {
     }
     assert.deepEqual(seen, ['eu', 'eu', 'eu']);
     assert.equal(checks.length, 1, 'the same header is judged once');
+  });
+
+  test('handlers that type their settings need the schema that checks them', () => {
+    // Handlers<S> without a settingsSchema compiled, and each customer's settings reached them unchecked,
+    // typed as S: `ctx.settings.region` was 'mars', or undefined without the header.
+    const regional: Handlers<DestinationSettings> = { track: (_event, ctx) => void ctx.settings.region };
+    const base = { apiKeys: [API_KEY], log: silentLogger, handlers: regional };
+    // @ts-expect-error settings typed by the handlers, and nothing to check them
+    assert.ok(createHandler(base));
+    // @ts-expect-error the same through createServer
+    assert.ok(createServer({ ...base, http: true }));
+    // @ts-expect-error and createFetchHandler
+    assert.ok(createFetchHandler(base));
+    assert.ok(createHandler({ ...base, settingsSchema: counted().schema }));
+    // Handlers that take any settings need none.
+    const untyped: Handlers = { track: (_event, ctx) => void ctx.settings.region };
+    assert.ok(createHandler({ ...base, handlers: untyped }));
   });
 
   test('settings that do not match: 400 SEG_SETTINGS_INVALID naming where and what, never the value', async () => {
