@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { keyFingerprint } from './auth.ts';
-import type { Logger } from './log.ts';
+import { type Logger, withFields } from './log.ts';
 import type { Settings } from './settings.ts';
 
 // The context a handler gets beside its event (the `ctx` of the handler contract).
@@ -93,25 +93,4 @@ export class EventContext implements Context {
     this.#reason = reason;
     this.#controller?.abort(reason);
   }
-}
-
-/**
- * `log` with `fields` first in every line's object: what the caller passes comes after, and wins. Also
- * pino's other two forms, which a handlers module in JavaScript writes: an error first is the line's
- * `err` (spread, it kept none of its message or stack), a message alone the line's message (spread, it
- * was a field per character).
- */
-function withFields(log: Logger, fields: Readonly<Record<string, unknown>>): Logger {
-  const line =
-    (write: (obj: object, msg?: string) => void) =>
-    (first: object | string, msg?: string): void => {
-      if (typeof first === 'string') write({ ...fields }, first);
-      else write(first instanceof Error ? { ...fields, err: first } : { ...fields, ...first }, msg);
-    };
-  return {
-    error: line((obj, msg) => log.error(obj, msg)),
-    warn: line((obj, msg) => log.warn(obj, msg)),
-    info: line((obj, msg) => log.info(obj, msg)),
-    debug: line((obj, msg) => log.debug(obj, msg)),
-  };
 }

@@ -43,7 +43,7 @@ export type EventHandler<E, S = Settings> = (
  */
 export type Handlers<S = Settings> = { readonly [K in EventType]?: EventHandler<EventMap[K], S> | undefined };
 
-type AnyHandler = (event: unknown, ctx: Context) => HandlerResult | Promise<HandlerResult>;
+type AnyHandler = (event: unknown, ctx: Context) => HandlerResult | PromiseLike<HandlerResult>;
 
 export interface Dispatcher {
   /** Whether a handler is registered for this type. */

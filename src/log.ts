@@ -164,10 +164,16 @@ function readable(read: () => unknown): unknown {
   }
 }
 
-/** `log` with `fields` added to every line: a worker's lines carry its number. */
+/**
+ * `log` with `fields` first in every line's object (a worker's number, an event's source): what the caller
+ * passes comes after, and wins. pino's other two forms are taken as pino takes them: an error first is
+ * the line's `err`, and a message alone (what a handlers module in JavaScript may write) its message.
+ */
 export function withFields(log: Logger, fields: object): Logger {
-  const at = (write: (obj: object, msg?: string) => void) => (obj: object, msg?: string) =>
-    write(obj instanceof Error ? { ...fields, err: obj } : { ...fields, ...obj }, msg);
+  const at = (write: (obj: object, msg?: string) => void) => (obj: object | string, msg?: string) => {
+    if (typeof obj === 'string') write({ ...fields }, obj);
+    else write(obj instanceof Error ? { ...fields, err: obj } : { ...fields, ...obj }, msg);
+  };
   return {
     error: at(log.error.bind(log)),
     warn: at(log.warn.bind(log)),

@@ -118,5 +118,9 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
 
 const emptyList = (value: unknown): boolean => Array.isArray(value) && value.length === 0;
 
-/** Whether `held`, which says nothing, stands where `other`, a value, could (see fieldKey). */
-const hides = (held: unknown, other: unknown): boolean => saysNothing(held) && !saysNothing(other);
+/**
+ * Whether `held`, which says nothing (an empty list neither: PHP's empty map), stands where `other`, a
+ * value, could (see fieldKey).
+ */
+const hides = (held: unknown, other: unknown): boolean => blank(held) && !blank(other);
+const blank = (value: unknown): boolean => saysNothing(value) || emptyList(value);

@@ -7,11 +7,11 @@ export type Settings = Readonly<Record<string, unknown>>;
 
 /**
  * What the options need beside HandlerOptions when the handlers type their settings (`S` narrower than
- * any settings): the schema that checks them. Without it they would reach the handlers unchecked as S.
+ * any settings, its fields optional or not): the schema that checks them. Without it they would reach
+ * the handlers unchecked as S.
  */
-export type CheckedSettings<S> = Settings extends S
-  ? unknown
-  : { readonly settingsSchema: SettingsSchema<S> };
+export type CheckedSettings<S> =
+  Settings extends Required<S> ? unknown : { readonly settingsSchema: SettingsSchema<S> };
 
 const EMPTY: Settings = Object.freeze({});
 

@@ -82,7 +82,7 @@ describe('dispatch', () => {
     });
   });
 
-  test("ctx.log takes pino's other two forms: an error first, and a message alone (a module in JavaScript)", async () => {
+  test("ctx.log takes pino's other two forms: an error first, and a message alone", async () => {
     // An error first was spread into its own fields, none of them its message or stack: the line said
     // nothing of what failed. A message alone was spread into a field per character ({"0":"s",...}).
     const lines: Array<Record<string, unknown>> = [];
@@ -94,7 +94,8 @@ describe('dispatch', () => {
       log,
       handlers: {
         track: (_event, ctx) => {
-          (ctx.log.info as unknown as (msg: string) => void)('synced'); // as a handlers module in JavaScript may
+          // A message alone: what a handlers module in JavaScript may write.
+          (ctx.log.info as unknown as (msg: string) => void)('synced');
           ctx.log.error(down, 'CRM refused');
         },
       },

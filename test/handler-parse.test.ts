@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { createHandler, silentLogger } from '../src/index.ts';
+import { createHandler, NdjsonStore, silentLogger, storeHandlers } from '../src/index.ts';
 import { endpoint, type Seen } from './handler-harness.ts';
-import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
+
+const storeDir = tempDirs('parse-store');
 
 // From the body to an event: JSON parsed with __proto__ refused, spec fields normalised, each type
 // validated; and a body a framework already parsed (req.body) held to the same rules.
@@ -153,7 +157,7 @@ describe('normalise and validate', () => {
   });
 });
 
-test("an empty list where a map belongs (PHP's empty map) reaches the handler as {}, and as sent in ctx.original", async () => {
+test("traits or properties sent as [] (PHP's empty map) reach the handler as {}", async () => {
   // Typed `[] | Record<string, unknown>`, `event.traits?.email` did not compile, and traits forwarded as
   // they came gave a CRM a list where it takes an object.
   const got: Array<[unknown, unknown]> = [];
@@ -184,6 +188,19 @@ test("an empty list where a map belongs (PHP's empty map) reaches the handler as
   // A list with items is still no map: refused, as before.
   const listed = await inject(handler, { body: { type: 'identify', userId: 'u1', traits: ['a'] } });
   assert.deepEqual([listed.status, listed.json().code], [400, 'SEG_INVALID_EVENT']);
+});
+
+test('the default store keeps traits sent as [] as they were sent', async () => {
+  const store = await NdjsonStore.open(storeDir());
+  const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: storeHandlers(store) });
+  const res = await inject(handler, { body: { type: 'identify', userId: 'u1', traits: [] } });
+  assert.equal(res.status, 200);
+  await store.close();
+  const [file] = readdirSync(store.dir);
+  assert.match(
+    readFileSync(join(store.dir, file as string), 'utf8'),
+    /"event":\{"type":"identify","userId":"u1","traits":\[\]\}/,
+  );
 });
 
 describe('mounted behind a framework that parsed the body', () => {

