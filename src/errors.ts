@@ -86,8 +86,11 @@ export type ErrorCode = keyof typeof ERRORS;
 // binary hold their own copy of the classes, and a --handlers module imports the package's.
 const ENDPOINT_ERROR = Symbol.for('segment-endpoint.EndpointError');
 
-/** An error's options: `retryAfter`, seconds the sender is asked to wait (`Retry-After`). */
-type WaitOptions = ErrorOptions & { retryAfter?: number | undefined };
+/** An error's options, and what its answer asks of the sender. */
+type WaitOptions = ErrorOptions & {
+  /** Seconds the sender is asked to wait (`Retry-After`), for a refusal it retries. */
+  retryAfter?: number | undefined;
+};
 
 /** Base class of every error the endpoint answers with. `status` and `code` are what the sender sees. */
 export class EndpointError extends Error {

@@ -5,9 +5,11 @@ import { describe, test } from 'node:test';
 import { type Static, Type } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import {
+  type CheckedSettings,
   createFetchHandler,
   createHandler,
   createServer,
+  type HandlerOptions,
   type Handlers,
   type SettingsSchema,
   silentLogger,
@@ -95,6 +97,12 @@ describe('settingsSchema', () => {
     // @ts-expect-error settings whose fields are all optional, and nothing to check them
     assert.ok(createHandler({ ...base, handlers: optional }));
     assert.ok(createHandler({ ...base, settingsSchema: counted().schema }));
+    // Options built apart, as the README shows them.
+    const options = {
+      ...base,
+      settingsSchema: counted().schema,
+    } satisfies HandlerOptions<DestinationSettings> & CheckedSettings<DestinationSettings>;
+    assert.ok(createHandler(options));
     // Handlers that take any settings need none.
     const untyped: Handlers = { track: (_event, ctx) => void ctx.settings.region };
     assert.ok(createHandler({ ...base, handlers: untyped }));
