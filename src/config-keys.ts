@@ -172,7 +172,7 @@ function* keysFileEntries(bytes: Buffer, specs: Array<[ApiKeySpec, string]>): St
       if (token.startsWith('secret=') && signatureSecret === undefined && token.length > 7) {
         signatureSecret = token.slice(7);
       } else if (token.startsWith('rate=') && rate === undefined) {
-        if (!/^rate=\d+$/.test(token)) {
+        if (!WHOLE_RATE.test(token)) {
           throw new UsageError(
             `${where}: ${token}: the rate is a whole number of events a second (0 exempts the key)`,
           );
@@ -193,6 +193,7 @@ function* keysFileEntries(bytes: Buffer, specs: Array<[ApiKeySpec, string]>): St
   }
 }
 
+const WHOLE_RATE = /^rate=\d+$/;
 const NEWLINE = 0x0a;
 const CR = 0x0d;
 const parseTypes = (list: string) => list.split(',').map((type) => type.trim().toLowerCase());
