@@ -6,12 +6,14 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
+import { type Static, Type } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import segmentEndpoint, {
   type SegmentEndpointDecorator,
   type SegmentEndpointOptions,
 } from '../../src/fastify.ts';
-import { createHandler, silentLogger } from '../../src/index.ts';
+import { createHandler, type Handlers, silentLogger } from '../../src/index.ts';
 import { basic } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { countdown, waitUntil } from '../helpers-wait.ts';
@@ -311,6 +313,37 @@ test('two endpoints in one app, at two prefixes with their own keys', async () =
   const method = await app.inject({ method: 'PUT', url: '/a', payload: '{}' });
   assert.equal(method.statusCode, 405);
   assert.equal(method.headers.allow, 'POST');
+  await app.close();
+});
+
+test('handlers typed for settings of their own: registered as a handler built with their schema', async () => {
+  // The plugin's options take handlers of any settings: typed ones are refused there, and are built with
+  // createHandler, which checks their schema's type against theirs, then registered as { handler }.
+  const RegionSchema = Type.Object({ region: Type.Union([Type.Literal('us'), Type.Literal('eu')]) });
+  const Region = TypeCompiler.Compile(RegionSchema);
+  const regions: Array<'us' | 'eu'> = [];
+  const handlers: Handlers<Static<typeof RegionSchema>> = {
+    track: (_event, ctx) => void regions.push(ctx.settings.region),
+  };
+  const app = Fastify();
+  // @ts-expect-error handlers typed for their own settings, as the plugin's options
+  app.register(segmentEndpoint, { prefix: '/nowhere', apiKeys: ['k'], handlers, settingsSchema: Region });
+  const handler = createHandler({ apiKeys: ['k'], log: silentLogger, handlers, settingsSchema: Region });
+  app.register(segmentEndpoint, { prefix: '/segment', handler });
+  const send = (settings: object) =>
+    app.inject({
+      method: 'POST',
+      url: '/segment',
+      headers: {
+        authorization: basic('k'),
+        'x-segment-settings': Buffer.from(JSON.stringify(settings)).toString('base64'),
+      },
+      payload: { type: 'track', event: 'e', userId: 'u' },
+    });
+  assert.equal((await send({ region: 'eu' })).statusCode, 200);
+  const refused = await send({ region: 'mars' });
+  assert.deepEqual([refused.statusCode, refused.json().code], [400, 'SEG_SETTINGS_INVALID']);
+  assert.deepEqual(regions, ['eu']);
   await app.close();
 });
 
