@@ -60,9 +60,9 @@ lint: $(NODE_MODULES)
 
 # Two test files a core at a time: node's default is one fewer than the cores, and much of the suite
 # waits on processes, sockets and timers rather than the CPU. On this 2-core machine, under coverage
-# (2026-12-05): 5 min 22 s two at a time, 4 min 50 s three, 4 min 17 s four, and four with another
-# process spinning on one core, 5 min 25 s, every test passing. At most 8: a file may start a PostgreSQL
-# and a Redis server of its own, and each syncs its writes to the same disk.
+# (2026-12-05): 5 min 22 s two at a time, 4 min 50 s three, 4 min 17 s four; four beside a process
+# spinning on one core, 5 min 25 s, and on each core, 5 min 13 s; every test passed. At most 8: a file
+# may start a PostgreSQL and a Redis server of its own, and each syncs its writes to the same disk.
 TEST_JOBS := $(shell n=$$((2 * $$(nproc))); [ $$n -gt 8 ] && n=8; echo $$n)
 NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test --test-concurrency=$(TEST_JOBS)
 
