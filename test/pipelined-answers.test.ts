@@ -36,35 +36,38 @@ async function pipelineEvents(port: number, n: number) {
 }
 
 /**
- * `n` requests of 1 KiB each (messageIds m-000000, m-000001, ...; `properties.tail` the messageId again,
- * to tell an event spliced from two), in one buffer: 16 of them to a TLS record of 16 KiB.
+ * `n` requests of 1 KiB each (messageIds m-000000, m-000001, ... from `first`; `properties.tail` the
+ * messageId again, to tell an event spliced from two), in one buffer: 16 of them to a TLS record of 16 KiB.
  */
-function sizedRequests(n: number): Buffer {
+function sizedRequests(n: number, first = 0): Buffer {
   const sized = (i: number) => {
     const id = `m-${String(i).padStart(6, '0')}`;
     const request = (pad: string) =>
       eventRequest(JSON.stringify(trackEvent({ messageId: id, properties: { pad, tail: id } })));
     return request('x'.repeat(1024 - Buffer.byteLength(request(''))));
   };
-  const all = Buffer.from(Array.from({ length: n }, (_, i) => sized(i)).join(''));
+  const all = Buffer.from(Array.from({ length: n }, (_, i) => sized(first + i)).join(''));
   assert.equal(all.length, n * 1024);
   return all;
 }
 
 /**
- * A TLS client that writes `requests` at once, reads its answers only 1.5 s later, and meanwhile goes on
- * sending (16 KiB every 20 ms) until the server ends the connection, then ends its side: resolves with
- * all it received once the connection closes.
+ * A TLS client that writes `n` sized requests at once, reads its answers only 1.5 s later, and meanwhile
+ * goes on sending (16 more, 16 KiB, every 20 ms) until the server ends the connection, then ends its side:
+ * resolves with all it received once the connection closes. The ones it goes on sending are new events
+ * (messageIds after the first `n`): a repeat would be answered 200 as a duplicate without being taken.
  */
-function lateReader(port: number, requests: Buffer): Promise<string> {
+function lateReader(port: number, n: number): Promise<string> {
   return new Promise<string>((resolve) => {
     const chunks: Buffer[] = [];
     const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () => {
-      socket.write(requests);
+      socket.write(sizedRequests(n));
       socket.pause();
       setTimeout(() => socket.resume(), 1_500);
+      let next = n;
       const sending = setInterval(() => {
-        if (socket.writable) socket.write(requests.subarray(0, 16_384));
+        if (socket.writable) socket.write(sizedRequests(16, next));
+        next += 16;
       }, 20);
       const stop = () => clearInterval(sending);
       socket.on('end', () => {
@@ -81,17 +84,17 @@ function lateReader(port: number, requests: Buffer): Promise<string> {
 
 /**
  * An endpoint (`options` added) that takes every event, answering 200 at once, and a `lateReader` that
- * has sent it 2,000 requests of 1 KiB half a second ago: the messageIds taken, and what the client
- * receives.
+ * has sent it `n` requests of 1 KiB (2,000 unless said) half a second ago: the messageIds taken, and what
+ * the client receives.
  */
-async function lateReaderOn(options: { maxConnections?: number; shutdownTimeoutMs?: number }) {
+async function lateReaderOn(options: { maxConnections?: number; shutdownTimeoutMs?: number }, n = 2000) {
   const taken: string[] = [];
   const { endpoint, port } = await listenTls({
     maxInFlight: 100_000,
     ...options,
     handlers: { track: (event) => void taken.push(String(event.messageId)) },
   });
-  const received = lateReader(port, sizedRequests(2000));
+  const received = lateReader(port, n);
   await new Promise((resolve) => setTimeout(resolve, 500));
   // On a slow host the handshake and the first requests may take longer: the tests need some taken.
   await waitUntil(
