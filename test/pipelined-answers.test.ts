@@ -53,9 +53,10 @@ function sizedRequests(n: number, first = 0): Buffer {
 
 /**
  * A TLS client that writes `n` sized requests at once, reads its answers only 1.5 s later, and meanwhile
- * goes on sending (16 more, 16 KiB, every 20 ms) until the server ends the connection, then ends its side:
- * resolves with all it received once the connection closes. The ones it goes on sending are new events
- * (messageIds after the first `n`): a repeat would be answered 200 as a duplicate without being taken.
+ * goes on sending (16 more, 16 KiB, every 20 ms) until the server ends the connection, then ends its side
+ * (or 3 s at most: a server that keeps up and closes nothing would be sent to for good): resolves with all
+ * it received once the connection closes. The ones it goes on sending are new events (messageIds after
+ * the first `n`): a repeat would be answered 200 as a duplicate without being taken.
  */
 function lateReader(port: number, n: number): Promise<string> {
   return new Promise<string>((resolve) => {
@@ -69,11 +70,16 @@ function lateReader(port: number, n: number): Promise<string> {
         if (socket.writable) socket.write(sizedRequests(16, next));
         next += 16;
       }, 20);
-      const stop = () => clearInterval(sending);
-      socket.on('end', () => {
+      const stop = () => {
+        clearInterval(sending);
+        clearTimeout(enough);
+      };
+      const end = () => {
         stop();
         socket.end();
-      });
+      };
+      const enough = setTimeout(end, 3_000);
+      socket.on('end', end);
       socket.on('close', stop);
     });
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
