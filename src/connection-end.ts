@@ -43,10 +43,20 @@ const closing = new WeakSet<object>();
 const endsConnection = (res: ServerResponse): boolean =>
   (res as ServerResponse & { _last?: boolean })._last === true;
 
-/** Notes the connection of `res` if the answer just written on it ends it. */
+/**
+ * Notes the connection of `res` if the answer just written on it ends it, and makes that end a lingering
+ * close: its client may still be sending (keep-alive requests, pipelined ones) with earlier 200s unread.
+ */
 export function noteEnd(res: ServerResponse): void {
-  if (endsConnection(res)) endsItsConnection(res.req);
+  if (!endsConnection(res)) return;
+  endsItsConnection(res.req);
+  const { socket } = res.req;
+  if (isConnection(socket)) lingerAtEnd(socket);
 }
+
+/** Whether `socket` is a connection Node ends (`destroySoon`), not an injected request's stand-in. */
+const isConnection = (socket: Duplex | null): socket is Duplex =>
+  typeof (socket as (Duplex & { destroySoon?: unknown }) | null)?.destroySoon === 'function';
 
 /** Notes that the answer to `req` ends its connection (none to note for a fetch handler's Request). */
 export function endsItsConnection(req: IncomingMessage | undefined): void {
@@ -108,14 +118,11 @@ export function closeWithin(socket: Duplex): void {
 /**
  * An answer that ends its connection before its request's body was read whole (a 413 on the
  * Content-Length, a 408, a refusal on the headers): the client may still be sending the body. The rest
- * is read and dropped until the client closes, in a lingering close, rather than the connection reset
- * under the client's writes.
+ * is read and dropped until the client closes, in the lingering close `noteEnd` set, rather than the
+ * connection reset under the client's writes.
  */
 export function lingerAfter(req: IncomingMessage, res: ServerResponse): void {
-  if (req.complete || !endsConnection(res)) return;
-  const socket = req.socket as (IncomingMessage['socket'] & { destroySoon?: () => void }) | null;
-  if (socket === null || typeof socket.destroySoon !== 'function') return; // not a connection (injected)
-  lingerAtEnd(socket);
+  if (req.complete || !endsConnection(res) || !isConnection(req.socket)) return;
   // The body reader stopped at the refusal; what still comes of the body is read, and dropped.
   req.resume();
 }
@@ -131,4 +138,14 @@ export function lingerAtEnd(socket: Duplex): void {
 /** A lingering close now, the connection's answers all written. */
 export function lingerNow(socket: Duplex): void {
   lingeringClose.call(socket);
+}
+
+/**
+ * Ends the connection HTTP reads from, `socket`, its answers all written: no request is read on it any
+ * more, and it ends in a lingering close. One ending already (an answer closed it: `noteEnd`) lingers.
+ */
+export function endLingering(socket: Duplex): void {
+  if (socket.writableEnded) return;
+  readNothingMore(socket);
+  lingerNow(socket);
 }

@@ -31,12 +31,6 @@ export function tcpSocket(socket: Duplex): Socket {
   return (socket as Socket & { _parent?: Socket | null })._parent ?? (socket as Socket);
 }
 
-/** Calls every waiter; the list to wait in from now on. */
-export function wake(waiters: Array<() => void>): Array<() => void> {
-  for (const resolve of waiters) resolve();
-  return [];
-}
-
 /**
  * Whether the sweep at `now` closes the connection `slot`: its answers have flushed nothing for `stallMs`,
  * or it had no first request within `firstRequestMs`. Notes what the sweep saw of it.

@@ -2,8 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Chain } from './chain.ts';
-import { lingerNow, readNothingMore } from './connection-end.ts';
-import { overdue, type Slot, tcpSocket, wake } from './connection-record.ts';
+import { endLingering } from './connection-end.ts';
+import { overdue, type Slot, tcpSocket } from './connection-record.ts';
+import { Tally } from './tally.ts';
 
 // What happens on a connection around its requests: who holds a slot, and which answers are still to be
 // written. What Node's parser refuses before a request exists is answered in client-errors.ts.
@@ -42,15 +43,13 @@ export class ConnectionSlots {
   readonly #sweepMs: number;
   #sweeper: NodeJS.Timeout | undefined;
   /** Answers begun and not yet flushed or abandoned, on every connection. */
-  #answering = 0;
+  readonly #answering = new Tally();
   /** Answers counted done with when their connection closed, whose 'close' may come after all. */
   readonly #abandoned = new WeakSet<ServerResponse>();
-  #waiters: Array<() => void> = [];
-  /** Connections in their lingering close (`linger`, `evict`), and who waits for none to be. */
-  #lingering = 0;
+  /** Connections in their lingering close (`linger`, `evict`, `endAnswered`). */
+  readonly #lingering = new Tally();
   /** Connections closed for a newcomer, their slot free, still closing. */
   readonly #evicted = new Set<Duplex>();
-  #lingerers: Array<() => void> = [];
   /** A response's 'close' listener (`this` is the response): one function for all. */
   readonly #closed: (this: ServerResponse) => void;
 
@@ -107,7 +106,7 @@ export class ConnectionSlots {
 
   /** A request arrived on `req.socket`; `res` is its answer, done with once it closes. */
   started(req: IncomingMessage, res: ServerResponse): void {
-    this.#answering++;
+    this.#answering.add();
     res.on('close', this.#closed); // emitted once: no once() wrapper needed
     const slot = this.#slots.get(tcpSocket(req.socket));
     if (slot === undefined) return; // closed: no record
@@ -127,14 +126,12 @@ export class ConnectionSlots {
     if (slot === undefined || slot.lingering) return;
     if (slot.answering.length === 0) this.#idle.remove(slot);
     slot.lingering = true;
-    this.#lingering++;
+    this.#lingering.add();
   }
 
   /** Resolves once no connection is in its lingering close: a shutdown waits for them, not resets them. */
   lingered(): Promise<void> {
-    return this.#lingering === 0
-      ? Promise.resolve()
-      : new Promise((resolve) => this.#lingerers.push(resolve));
+    return this.#lingering.none();
   }
 
   /** The answers in progress on the connection HTTP reads from `socket`, in the order of their requests. */
@@ -171,34 +168,41 @@ export class ConnectionSlots {
   /**
    * Closes the idle connection `slot` to admit a newcomer. It may owe its client answers not read yet
    * (written, in the kernel's buffers), the client still sending: closed under what comes, it is reset,
-   * and the client discards those 200s. Once it had a request it ends in a lingering close instead,
-   * reading no request more, and a shutdown waits for it; `max` of them at most, past that reset. One
-   * already ending (after a refusal) owes nothing, and is left to end as it does.
+   * and the client discards those 200s. Once it had a request it ends in a lingering close instead
+   * (`endLingering`), and a shutdown waits for it; `max` of them at most, past that reset.
    */
   #evict(slot: Slot): void {
     const { http } = slot;
-    if (http === undefined || this.#evicted.size >= this.#max) {
+    if (http === undefined || http.destroyed || this.#evicted.size >= this.#max) {
       this.#close(slot);
       return;
     }
     this.#release(slot);
     this.#evicted.add(http);
-    const owes = !http.writableEnded;
-    http.once('close', () => this.#evicted.delete(http) && owes && this.#lingered());
-    if (!owes) return;
-    this.#lingering++;
-    readNothingMore(http);
-    lingerNow(http);
+    this.#lingering.add();
+    http.once('close', () => this.#evicted.delete(http) && this.#lingering.remove());
+    endLingering(http);
   }
 
-  /** A connection's lingering close ended. */
-  #lingered(): void {
-    if (--this.#lingering === 0) this.#lingerers = wake(this.#lingerers);
+  /**
+   * At a shutdown, every answer begun flushed: each connection that had a request ends in a lingering
+   * close (`endLingering`), and `lingered` waits for it. Node's own close of the connections it counts
+   * idle (closeIdleConnections) resets one whose client still sends, and the client discards the 200s it
+   * has not read yet. A connection with an answer still in progress (past the shutdown's deadline) is
+   * left to be closed.
+   */
+  endAnswered(): void {
+    for (const slot of this.#slots.values()) {
+      const { http } = slot;
+      if (http === undefined || http.destroyed || slot.answering.length > 0) continue;
+      this.linger(http);
+      endLingering(http);
+    }
   }
 
   /** Resolves once every answer begun is flushed or abandoned. */
   settled(): Promise<void> {
-    return this.#answering === 0 ? Promise.resolve() : new Promise((resolve) => this.#waiters.push(resolve));
+    return this.#answering.none();
   }
 
   /** The answer `res` was flushed, or abandoned. */
@@ -206,10 +210,10 @@ export class ConnectionSlots {
     const slot = this.#slots.get(tcpSocket(res.req.socket));
     if (slot === undefined) {
       // Its connection closed meanwhile: an answer counted done with then is not counted twice.
-      if (!this.#abandoned.delete(res)) this.#done(1);
+      if (!this.#abandoned.delete(res)) this.#answering.remove();
       return;
     }
-    this.#done(1);
+    this.#answering.remove();
     const { answering } = slot;
     // In order as a rule: Node flushes a connection's answers in the order of its requests.
     const at = answering[0] === res ? 0 : answering.indexOf(res);
@@ -232,7 +236,7 @@ export class ConnectionSlots {
   /** Frees the slot of a connection that closes, or is closed to make room. */
   #release(slot: Slot): void {
     this.#slots.delete(slot.socket);
-    if (slot.lingering) this.#lingered();
+    if (slot.lingering) this.#lingering.remove();
     if (slot.answering.length === 0) {
       if (!slot.lingering) this.#idle.remove(slot);
       return;
@@ -240,11 +244,6 @@ export class ConnectionSlots {
     const stranded = slot.answering.filter((res) => res.socket === null && !res.writableFinished);
     for (const res of stranded) this.#abandoned.add(res);
     slot.answering = [];
-    this.#done(stranded.length);
-  }
-
-  #done(answers: number): void {
-    this.#answering -= answers;
-    if (this.#answering === 0) this.#waiters = wake(this.#waiters);
+    this.#answering.remove(stranded.length);
   }
 }

@@ -31,8 +31,10 @@ export async function gracefulClose(
     // `Connection: close`.
     await Promise.race([handler.idle(), deadline]);
     await Promise.race([slots.settled(), deadline]);
-    // Nor before a lingering close after HPE_PAUSED ends (paused-connection.ts, `slots.linger`): Node
-    // would count its connection idle. One after a refusal (lingerAfter) is not waited for: it owes nothing.
+    // Each connection that had a request ends in a lingering close, and none is closed before its
+    // ends (or LINGER_MS): its client may not have read its 200s yet, and still be sending. Node would
+    // count it idle, and reset it.
+    slots.endAnswered();
     await Promise.race([slots.lingered(), deadline]);
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     // Every answer already begun is flushed. A connection still open has no complete request on it:

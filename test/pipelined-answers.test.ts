@@ -379,6 +379,57 @@ test('a connection in its lingering close is not the idle one closed to admit a 
   });
 });
 
+test('a graceful shutdown while a client the server kept up with is still sending: it reads every 200', async () => {
+  // 64 requests, then 16 more every 20 ms: the server takes each as it comes, and its connection is idle
+  // between them, every 200 written, none read yet. Node's own close of the connections it counts idle
+  // (closeIdleConnections) reset it under what the client still sent, and the client discarded them all.
+  const { taken, endpoint, received } = await lateReaderOn({ shutdownTimeoutMs: 10_000 }, 64);
+  const closing = endpoint.close();
+  const statuses = answers(await received).map((answer) => answer.status);
+  await closing;
+  assert.ok(taken.length >= 64, `${taken.length} of the first 64 events taken`);
+  assert.deepEqual(
+    statuses.filter((status) => status !== 200),
+    [],
+    'nothing refused',
+  );
+  assert.equal(statuses.length, taken.length, 'a 200 received for every event taken');
+});
+
+test('a keep-alive request refused while draining ends its connection in a lingering close: the client reads its 200s', async () => {
+  // An event in flight holds the shutdown. Meanwhile a client whose 200s are unread sends more: the
+  // first hears 503 and `Connection: close`, and Node ended the connection and destroyed it at once,
+  // reset under what the client still sent. The client discarded the 200s it had not read.
+  const held = gate();
+  let holding = false;
+  const taken: string[] = [];
+  const { endpoint, port } = await listenTls({
+    maxInFlight: 100_000,
+    shutdownTimeoutMs: 10_000,
+    handlers: {
+      track: (event) => void taken.push(String(event.messageId)),
+      identify: () => {
+        holding = true;
+        return held.opened;
+      },
+    },
+  });
+  const holder = pipeline(port, eventRequest(JSON.stringify(trackEvent({ type: 'identify' }))));
+  const received = lateReader(port, 64);
+  await waitUntil(
+    () => holding && taken.length >= 64,
+    () => `${taken.length} of the first 64 events taken; identify ${holding ? '' : 'not '}held`,
+  );
+  const closing = endpoint.close();
+  await new Promise((resolve) => setTimeout(resolve, 200)); // the client sends 16 more, ten times
+  held.open();
+  const statuses = answers(await received).map((answer) => answer.status);
+  await closing;
+  assert.deepEqual(answers(await holder), [{ status: 200, close: true }]);
+  assert.equal(statuses.at(-1), 503, 'the request that came while draining refused');
+  assert.deepEqual(statuses.slice(0, -1), Array(taken.length).fill(200), 'a 200 for every event taken');
+});
+
 /** A TLS connection to `port` that the server let in, trying again while the server closes newcomers. */
 async function admitted(port: number): Promise<TLSSocket> {
   for (let tries = 1; ; tries++) {

@@ -55,7 +55,7 @@ describe('connection slots at maxConnections', () => {
     /** Ended by the server, in a lingering close; its client closes its side at once unless it `keepsOpen`. */
     ended = false;
     keepsOpen = false;
-    /** Already ending on its own (a refusal's lingering close): it owes its client nothing more. */
+    /** Already ending, after an answer that closed it (a refusal's, draining's lingering close). */
     writableEnded = false;
     destroy(): this {
       this.destroyed = true;
@@ -159,20 +159,57 @@ describe('connection slots at maxConnections', () => {
     e.destroy();
   });
 
-  test('bookkeeping: one closed for a newcomer while already ending after a refusal is not waited for', async () => {
+  test('bookkeeping: one closed for a newcomer while already ending lingers on as it was; a shutdown waits for it', async () => {
+    // An answer that closed it (a refusal, draining) set its lingering close: its client may not have
+    // read its earlier 200s yet.
     const slots = new ConnectionSlots(1, 30_000, NEVER_MS);
-    const refused = Object.assign(new FakeSocket(), { keepsOpen: true, writableEnded: true });
-    slots.admit(refused as unknown as Socket);
-    const [req, res] = exchangeOn(refused);
+    const ending = Object.assign(new FakeSocket(), { keepsOpen: true, writableEnded: true });
+    slots.admit(ending as unknown as Socket);
+    const [req, res] = exchangeOn(ending);
     slots.started(req, res);
     res.emit('close');
     const newcomer = new FakeSocket();
     slots.admit(newcomer as unknown as Socket);
-    assert.deepEqual([refused.ended, refused.destroyed], [false, false], 'left to end as it does');
-    await slots.lingered(); // at once: it owes nothing
-    // Nor does it hold one of the lingering closes a connection that owes 200s would need.
+    assert.equal(slots.size, 1, "its slot is the newcomer's");
+    assert.deepEqual([ending.ended, ending.destroyed], [false, false], 'left to end as it does');
+    let lingered = false;
+    const lingering = slots.lingered().then(() => (lingered = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(lingered, false, 'a shutdown waits for it');
+    ending.emit('close');
+    await lingering;
+    newcomer.destroy();
+  });
+
+  test('bookkeeping: a shutdown ends each connection that had a request in a lingering close, and waits for it', async () => {
+    const slots = new ConnectionSlots(4, 30_000, NEVER_MS);
+    const answered = new FakeSocket();
+    const ending = Object.assign(new FakeSocket(), { writableEnded: true });
+    const [fresh, busy] = [new FakeSocket(), new FakeSocket()];
+    for (const socket of [answered, ending, fresh, busy]) {
+      socket.keepsOpen = true;
+      slots.admit(socket as unknown as Socket);
+    }
+    for (const socket of [answered, ending, busy]) {
+      const [req, res] = exchangeOn(socket);
+      slots.started(req, res);
+      if (socket !== busy) res.emit('close');
+    }
+    slots.endAnswered();
+    assert.deepEqual(
+      [answered, ending, fresh, busy].map((socket) => socket.closedByServer),
+      [true, false, false, false],
+      'the one answered ends; the one ending already goes on; no request yet, or one in progress: left',
+    );
+    let lingered = false;
+    const lingering = slots.lingered().then(() => (lingered = true));
+    answered.emit('close');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(lingered, false, 'the one ending already is waited for too');
+    ending.emit('close');
+    await lingering;
     slots.closeAll();
-    assert.equal(refused.destroyed, true);
+    assert.deepEqual([fresh.destroyed, busy.destroyed], [true, true]);
   });
 
   test('answers queued behind a connection that closes are done with: the shutdown does not wait for them', async () => {
