@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { closeWithin, lastOnConnection, stoppedBehind, tunnelled } from './connection-end.ts';
+import { closeWithin, endedByAnswer, lastOnConnection, stoppedBehind, tunnelled } from './connection-end.ts';
 import type { ErrorCode } from './errors.ts';
 import { endAfterOwed, type PausedSlots } from './paused-connection.ts';
 import { rawRefusal } from './respond.ts';
@@ -20,9 +20,10 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, sl
   // The parser repeats its error for every later chunk: one refusal per connection. (Its connection may
   // have ended already, and still be read: a lingering close.)
   if (refusal && refusing.has(socket)) return;
-  // The handler paused the parser behind an answer that ends the connection (readNothingBehind): what
-  // comes is dropped while the connection ends, in its lingering close once that answer is out.
-  if (err.code === 'HPE_PAUSED' && stoppedBehind(socket)) return;
+  // The handler paused the parser behind an answer that ends the connection (readNothingBehind), or the
+  // parser refuses whatever follows one (HPE_CLOSED_CONNECTION after a `Connection: close`): what comes
+  // is dropped while the connection ends, in its lingering close once that answer is out.
+  if ((err.code === 'HPE_PAUSED' && stoppedBehind(socket)) || (refusal && endedByAnswer(socket))) return;
   // Anything but a refusal of Node's HTTP parser (a TLS handshake failed or past its deadline, a socket
   // error) came before HTTP or without it: nobody on the connection reads an HTTP answer, and one written
   // into a TLS connection without a handshake is never flushed, which would keep it open for good.

@@ -65,7 +65,10 @@ export function endsItsConnection(req: IncomingMessage | undefined): void {
 }
 
 /** Whether an answer already written on `req`'s connection ends it: `req` can never be answered. */
-export const behindClosingAnswer = (req: IncomingMessage): boolean => closing.has(req.socket);
+export const behindClosingAnswer = (req: IncomingMessage): boolean => endedByAnswer(req.socket);
+
+/** Whether an answer written on the connection `socket` ends it: nothing read on it is answered now. */
+export const endedByAnswer = (socket: object | null): boolean => socket !== null && closing.has(socket);
 
 /**
  * Stops Node's parser on `req`'s connection once it has parsed what it holds now: `req` came behind an

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { connect as connectTcp } from 'node:net';
 import { Duplex } from 'node:stream';
 import { after, before, describe, mock, test } from 'node:test';
-import { connect } from 'node:tls';
+import { setTimeout as delay } from 'node:timers/promises';
+import { connect, type TLSSocket } from 'node:tls';
 import { LINGER_MS, lingerNow } from '../src/connection-end.ts';
 import { createServer, type EndpointServer, silentLogger } from '../src/index.ts';
 import { API_KEY, basic, trackEvent } from './helpers.ts';
@@ -204,4 +205,84 @@ test('at maxConnections, connections in a lingering close with a request read be
     for (const socket of holders) socket.destroy();
     await endpoint.close();
   }
+});
+
+describe('an answer that ends its connection, and a sender that goes on sending after it', () => {
+  let endpoint: EndpointServer;
+  let port: number;
+  /** Who waits for the server's side of each connection to close, by the client's port. */
+  const closes = new Map<number, () => void>();
+
+  before(async () => {
+    ({ endpoint, port } = await listenTls({ handlers: { track: () => {} } }));
+    endpoint.server.on('secureConnection', (socket: TLSSocket) => {
+      const { remotePort } = socket;
+      socket.once('close', () => closes.get(remotePort ?? 0)?.());
+    });
+  });
+
+  after(() => endpoint.close());
+
+  /**
+   * A sender that keeps its side open: writes `first`, reads its answer and the end of the server's side,
+   * then writes `more` every 20 ms for 200 ms, and ends its side. Its answer's status, and whether the
+   * server closed the connection before the sender ended its side (under what it still sent: a reset,
+   * which makes a sender that has not read its answers yet discard them).
+   */
+  async function sendsOn(first: string, more: string): Promise<{ status: number; cutShort: boolean }> {
+    const tcp = connectTcp({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const socket = connect({ socket: tcp, ca: cert, servername: 'localhost', allowHalfOpen: true } as never);
+    let text = '';
+    socket.on('error', () => {}); // a reset shows as the server's early close
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    const serverClosed = new Promise<void>((resolve) => closes.set(tcp.localPort ?? 0, resolve));
+    let ended = false;
+    void serverClosed.then(() => {
+      cutShort = !ended;
+    });
+    let cutShort = false;
+    socket.write(first);
+    await new Promise((resolve) => socket.once('end', resolve));
+    for (let i = 0; i < 10 && !socket.destroyed; i++) {
+      socket.write(more);
+      await delay(20);
+    }
+    ended = true;
+    socket.end();
+    await Promise.all([closed, serverClosed]);
+    return { status: parseRaw(text).status, cutShort };
+  }
+
+  const request = (extra = '', version = '1.1') => {
+    const body = JSON.stringify(trackEvent());
+    return (
+      `${head(Buffer.byteLength(body)).replace('HTTP/1.1', `HTTP/${version}`)}`.replace(
+        'Content-Type',
+        `${extra}Content-Type`,
+      ) + body
+    );
+  };
+
+  test("the sender's own `Connection: close`: what it sends after its 200 is dropped, the connection not reset", async () => {
+    assert.deepEqual(await sendsOn(request('Connection: close\r\n'), request()), {
+      status: 200,
+      cutShort: false,
+    });
+  });
+
+  test('HTTP/1.0 without keep-alive: bytes that are no request after its 200 are dropped, not reset', async () => {
+    assert.deepEqual(await sendsOn(request('', '1.0'), 'not a request\r\n'), {
+      status: 200,
+      cutShort: false,
+    });
+  });
+
+  test('draining: what comes after the 503 that ends the connection is dropped, not reset', async () => {
+    endpoint.handler.drain();
+    assert.deepEqual(await sendsOn(request(), 'not a request\r\n'), { status: 503, cutShort: false });
+  });
 });
