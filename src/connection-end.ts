@@ -148,7 +148,16 @@ export function lingerNow(socket: Duplex): void {
  * more, and it ends in a lingering close. One ending already (an answer closed it: `noteEnd`) lingers.
  */
 export function endLingering(socket: Duplex): void {
-  if (socket.writableEnded) return;
+  if (socket.writableEnded || socket.destroyed) return;
   readNothingMore(socket);
   lingerNow(socket);
+}
+
+/**
+ * Whether Node's parser on the connection HTTP reads from, `socket`, is part way through a request: its
+ * `duration()` counts from a request's first byte, and is 0 between requests (node_http_parser.cc).
+ */
+export function midRequest(socket: Duplex): boolean {
+  const parser = (socket as Duplex & { parser?: { duration?: () => number } | null }).parser;
+  return typeof parser?.duration === 'function' && parser.duration() > 0;
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Chain } from './chain.ts';
-import { endLingering } from './connection-end.ts';
+import { endLingering, midRequest } from './connection-end.ts';
 import { overdue, type Slot, tcpSocket } from './connection-record.ts';
 import { Tally } from './tally.ts';
 
@@ -186,17 +186,18 @@ export class ConnectionSlots {
 
   /**
    * At a shutdown, every answer begun flushed: each connection that had a request ends in a lingering
-   * close (`endLingering`), and `lingered` waits for it. Node's own close of the connections it counts
-   * idle (closeIdleConnections) resets one whose client still sends, and the client discards the 200s it
-   * has not read yet. A connection with an answer still in progress (past the shutdown's deadline) is
-   * left to be closed.
+   * close (`endLingering`), and `lingered` waits for it. Node's closeIdleConnections resets one whose
+   * client still sends, and the client discards the 200s it has not read yet. One half way through its
+   * next request's headers has `graceMs` to finish it and hear 503, which ends it so too. One with an
+   * answer in progress (past the shutdown's deadline) is left to be closed.
    */
-  endAnswered(): void {
+  endAnswered(graceMs: number): void {
     for (const slot of this.#slots.values()) {
       const { http } = slot;
       if (http === undefined || http.destroyed || slot.answering.length > 0) continue;
       this.linger(http);
-      endLingering(http);
+      if (midRequest(http)) setTimeout(endLingering, graceMs, http).unref();
+      else endLingering(http);
     }
   }
 

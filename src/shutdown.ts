@@ -31,14 +31,15 @@ export async function gracefulClose(
     // `Connection: close`.
     await Promise.race([handler.idle(), deadline]);
     await Promise.race([slots.settled(), deadline]);
-    // Each connection that had a request ends in a lingering close, and none is closed before its
-    // ends (or LINGER_MS): its client may not have read its 200s yet, and still be sending. Node would
-    // count it idle, and reset it.
-    slots.endAnswered();
+    // Each connection that had a request ends in a lingering close (one half way through its next
+    // request's headers first gets HALF_SENT_GRACE_MS to finish it and hear 503), and is not closed
+    // before its client closes (or LINGER_MS): its client may not have read its 200s yet, and still be
+    // sending. Node would count it idle, and reset it.
+    slots.endAnswered(HALF_SENT_GRACE_MS);
     await Promise.race([slots.lingered(), deadline]);
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
-    // Every answer already begun is flushed. A connection still open has no complete request on it:
-    // it is idle, or its request is half sent. The half sent get a moment to finish and hear 503;
+    // Every answer already begun is flushed. A connection still open had no request until now: it is
+    // idle, or its first request is half sent. The half sent get a moment to finish and hear 503;
     // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:
     // never acknowledged, Segment retries them.)
     server.closeIdleConnections();

@@ -200,3 +200,29 @@ test('draining with events pipelined before a CONNECT: each answered, then the 4
     await endpoint.close();
   }
 });
+
+test('a keep-alive request half sent when the shutdown begins may finish, and hears 503 and the close', async () => {
+  // Its connection had a request, and is ended in a lingering close at the shutdown: at once, reading
+  // nothing more, it dropped the rest of this one unanswered.
+  const { endpoint, port } = await listenTls({ handlers: { track: () => {} } });
+  const { socket, closed } = await open(port);
+  socket.write(eventRequest(JSON.stringify(trackEvent())));
+  let text = '';
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString();
+  });
+  await waitUntil(
+    () => statusLines(text).length === 1,
+    () => `the first answer: ${text}`,
+  );
+  const next = eventRequest(JSON.stringify(trackEvent()));
+  socket.write(next.slice(0, 40)); // half its headers
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const closing = endpoint.close();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  socket.write(next.slice(40));
+  const answers = await closed;
+  await closing;
+  assert.deepEqual(statusLines(answers), ['200', '503'], answers);
+  assert.match(answers, /SEG_DRAINING/);
+});

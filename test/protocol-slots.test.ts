@@ -195,7 +195,7 @@ describe('connection slots at maxConnections', () => {
       slots.started(req, res);
       if (socket !== busy) res.emit('close');
     }
-    slots.endAnswered();
+    slots.endAnswered(1_000);
     assert.deepEqual(
       [answered, ending, fresh, busy].map((socket) => socket.closedByServer),
       [true, false, false, false],
