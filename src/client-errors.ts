@@ -21,8 +21,8 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, sl
   // have ended already, and still be read: a lingering close.)
   if (refusal && refusing.has(socket)) return;
   // The handler paused the parser behind an answer that ends the connection (readNothingBehind), or the
-  // parser refuses whatever follows one (HPE_CLOSED_CONNECTION after a `Connection: close`): what comes
-  // is dropped while the connection ends, in its lingering close once that answer is out.
+  // parser refuses what comes after one written (HPE_CLOSED_CONNECTION after a `Connection: close`, junk
+  // after draining's 503): it is dropped while the connection ends, in its lingering close.
   if ((err.code === 'HPE_PAUSED' && stoppedBehind(socket)) || (refusal && endedByAnswer(socket))) return;
   // Anything but a refusal of Node's HTTP parser (a TLS handshake failed or past its deadline, a socket
   // error) came before HTTP or without it: nobody on the connection reads an HTTP answer, and one written

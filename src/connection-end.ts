@@ -51,8 +51,16 @@ export function noteEnd(res: ServerResponse): void {
   if (!endsConnection(res)) return;
   endsItsConnection(res.req);
   const { socket } = res.req;
-  if (isConnection(socket)) lingerAtEnd(socket);
+  if (!isConnection(socket)) return;
+  ended.add(socket);
+  lingerAtEnd(socket);
 }
+
+// Connections whose last answer is written (`noteEnd`): nothing read on them from now on is answered.
+const ended = new WeakSet<object>();
+
+/** Whether the answer that ends the connection `socket` is written: what comes now is only dropped. */
+export const endedByAnswer = (socket: object): boolean => ended.has(socket);
 
 /** Whether `socket` is a connection Node ends (`destroySoon`), not an injected request's stand-in. */
 const isConnection = (socket: Duplex | null): socket is Duplex =>
@@ -65,10 +73,7 @@ export function endsItsConnection(req: IncomingMessage | undefined): void {
 }
 
 /** Whether an answer already written on `req`'s connection ends it: `req` can never be answered. */
-export const behindClosingAnswer = (req: IncomingMessage): boolean => endedByAnswer(req.socket);
-
-/** Whether an answer written on the connection `socket` ends it: nothing read on it is answered now. */
-export const endedByAnswer = (socket: object | null): boolean => socket !== null && closing.has(socket);
+export const behindClosingAnswer = (req: IncomingMessage): boolean => closing.has(req.socket);
 
 /**
  * Stops Node's parser on `req`'s connection once it has parsed what it holds now: `req` came behind an

@@ -145,6 +145,19 @@ describe('the request line and headers', () => {
     assert.deepEqual(statusLines(behind), ['200', '401'], behind);
   });
 
+  test('a request that asked for `Connection: close` and whose chunked body is malformed: 400 at once', async () => {
+    // The connection is to end with its answer, and none is written yet: the parser's refusal of the
+    // body is that answer (not dropped as what comes after an answer that ended the connection).
+    const text = await rawTls(
+      port,
+      cert,
+      `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\nConnection: close\r\n` +
+        'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n',
+    );
+    assert.deepEqual(statusLines(text), ['400'], text);
+    assert.equal(JSON.parse(parseRaw(text).body).code, 'SEG_BAD_REQUEST');
+  });
+
   test('a request answered on its headers whose chunked body goes bad after the answer: no second one', async () => {
     const connection = new RawConnection(port);
     await connection.ready;
