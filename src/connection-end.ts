@@ -149,8 +149,8 @@ export function lingerNow(socket: Duplex): void {
 }
 
 /**
- * Ends the connection HTTP reads from, `socket`, its answers all written: no request is read on it any
- * more, and it ends in a lingering close. One ending already (an answer closed it: `noteEnd`) lingers.
+ * Ends the connection HTTP reads from, `socket`, after what is written on it: no request is read on it
+ * any more, and it ends in a lingering close. One ending already (an answer closed it: `noteEnd`) lingers.
  */
 export function endLingering(socket: Duplex): void {
   if (socket.writableEnded || socket.destroyed) return;
@@ -159,10 +159,33 @@ export function endLingering(socket: Duplex): void {
 }
 
 /**
+ * At a shutdown: the connection HTTP reads from, `socket`, ends in a lingering close once the answers in
+ * progress on it (`answering`) are written. One half way through a request first has `graceMs` to finish
+ * it, and hear 503 (an answer that ends the connection so too).
+ */
+export function endAtShutdown(
+  socket: Duplex,
+  answering: () => readonly ServerResponse[],
+  graceMs: number,
+): void {
+  const end = () => {
+    const last = answering().at(-1);
+    if (last === undefined || last.writableFinished) endLingering(socket);
+    else last.once('finish', () => endLingering(socket));
+  };
+  if (!midRequest(socket)) {
+    end();
+    return;
+  }
+  const timer = setTimeout(end, graceMs).unref();
+  socket.once('close', () => clearTimeout(timer));
+}
+
+/**
  * Whether Node's parser on the connection HTTP reads from, `socket`, is part way through a request: its
  * `duration()` counts from a request's first byte, and is 0 between requests (node_http_parser.cc).
  */
-export function midRequest(socket: Duplex): boolean {
+function midRequest(socket: Duplex): boolean {
   const parser = (socket as Duplex & { parser?: { duration?: () => number } | null }).parser;
   return typeof parser?.duration === 'function' && parser.duration() > 0;
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Chain } from './chain.ts';
-import { endLingering, midRequest } from './connection-end.ts';
+import { endAtShutdown, endLingering } from './connection-end.ts';
 import { overdue, type Slot, tcpSocket } from './connection-record.ts';
 import { Tally } from './tally.ts';
 
@@ -11,13 +11,13 @@ import { Tally } from './tally.ts';
 
 /**
  * Who holds the `maxConnections` slots. A connection is busy while a request on it is in progress, or
- * while it lingers after HPE_PAUSED (`linger`), and idle otherwise: just accepted, in its TLS handshake,
- * half way through its request's headers, or between keep-alive requests. At the cap a newcomer takes
- * the slot of the longest idle connection, which is closed; only when every connection is busy is the
- * newcomer closed instead: a busy one holds answers owed to its client (whose events may be taken), even
- * one that has paused reading them. So connections that hold a slot without using it (idle keep-alive,
- * slow headers) cannot lock clients out, those that never read their answers not for longer than
- * `stallMs`, and memory stays bounded by the cap either way.
+ * while it lingers after HPE_PAUSED or at a shutdown (`linger`), and idle otherwise: just accepted, in
+ * its TLS handshake, half way through its request's headers, or between keep-alive requests. At the cap a
+ * newcomer takes the slot of the longest idle connection, which is closed; only when every connection is
+ * busy is the newcomer closed instead: a busy one holds answers owed to its client (whose events may be
+ * taken), even one that has paused reading them. So connections that hold a slot without using it (idle
+ * keep-alive, slow headers) cannot lock clients out, those that never read their answers not for longer
+ * than `stallMs`, and memory stays bounded by the cap either way.
  *
  * A busy connection whose answers flush nothing for `stallMs` is closed (`overdue`, connection-record.ts).
  *
@@ -116,10 +116,10 @@ export class ConnectionSlots {
   }
 
   /**
-   * The connection HTTP reads from `socket` ends in a lingering close (paused-connection.ts): busy until it
-   * closes, never the idle one closed to admit a newcomer. Its client may not have read its answers yet
-   * and is still sending: closed under what it sent, the connection is reset, and the client discards
-   * the 200s it has not read. The lingering close ends it within seconds.
+   * The connection HTTP reads from `socket` ends in a lingering close (paused-connection.ts, a shutdown):
+   * busy until it closes, never the idle one closed to admit a newcomer. Its client may not have read its
+   * answers yet and is still sending: closed under what it sent, the connection is reset, and the client
+   * discards the 200s it has not read. The lingering close ends it within seconds.
    */
   linger(socket: Duplex): void {
     const slot = this.#slots.get(tcpSocket(socket));
@@ -131,7 +131,7 @@ export class ConnectionSlots {
 
   /** Resolves once no connection is in its lingering close: a shutdown waits for them, not resets them. */
   lingered(): Promise<void> {
-    return this.#lingering.none();
+    return this.#lingering.whenNone();
   }
 
   /** The answers in progress on the connection HTTP reads from `socket`, in the order of their requests. */
@@ -188,22 +188,21 @@ export class ConnectionSlots {
    * At a shutdown, every answer begun flushed: each connection that had a request ends in a lingering
    * close (`endLingering`), and `lingered` waits for it. Node's closeIdleConnections resets one whose
    * client still sends, and the client discards the 200s it has not read yet. One half way through its
-   * next request's headers has `graceMs` to finish it and hear 503, which ends it so too. One with an
-   * answer in progress (past the shutdown's deadline) is left to be closed.
+   * next request's headers has `graceMs` to finish it and hear 503 (`endAtShutdown`). One with an answer
+   * in progress (past the shutdown's deadline) is left to be closed.
    */
   endAnswered(graceMs: number): void {
     for (const slot of this.#slots.values()) {
       const { http } = slot;
       if (http === undefined || http.destroyed || slot.answering.length > 0) continue;
       this.linger(http);
-      if (midRequest(http)) setTimeout(endLingering, graceMs, http).unref();
-      else endLingering(http);
+      endAtShutdown(http, () => this.answersOn(http), graceMs);
     }
   }
 
   /** Resolves once every answer begun is flushed or abandoned. */
   settled(): Promise<void> {
-    return this.#answering.none();
+    return this.#answering.whenNone();
   }
 
   /** The answer `res` was flushed, or abandoned. */

@@ -18,7 +18,7 @@ export class Tally {
   }
 
   /** Resolves once none is under way. */
-  none(): Promise<void> {
+  whenNone(): Promise<void> {
     return this.#count === 0 ? Promise.resolve() : new Promise((resolve) => this.#waiters.push(resolve));
   }
 }

@@ -5,6 +5,7 @@ import { connect as connectTcp, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { connect as connectTls } from 'node:tls';
+import { endAtShutdown } from '../src/connection-end.ts';
 import { ConnectionSlots } from '../src/connections.ts';
 import { trackEvent } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
@@ -210,6 +211,20 @@ describe('connection slots at maxConnections', () => {
     await lingering;
     slots.closeAll();
     assert.deepEqual([fresh.destroyed, busy.destroyed], [true, true]);
+  });
+
+  test('at a shutdown, a request half sent has the grace to finish, and its answer is written before the end', async () => {
+    const socket = Object.assign(new FakeSocket(), { parser: { duration: () => 12 } });
+    const [, res] = exchangeOn(socket);
+    const answering: ServerResponse[] = [];
+    endAtShutdown(socket as unknown as Socket, () => answering, 20);
+    assert.equal(socket.ended, false, 'half way through a request: not ended at once');
+    answering.push(res); // it came whole within the grace; its answer is on its way
+    await delay(40);
+    assert.equal(socket.ended, false, 'not ended under its answer');
+    res.emit('finish');
+    assert.equal(socket.ended, true, 'ended once its answer is written');
+    socket.destroy();
   });
 
   test('answers queued behind a connection that closes are done with: the shutdown does not wait for them', async () => {
