@@ -217,9 +217,9 @@ test('a keep-alive request half sent when the shutdown begins may finish, and he
   );
   const next = eventRequest(JSON.stringify(trackEvent()));
   socket.write(next.slice(0, 40)); // half its headers
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await new Promise((resolve) => setTimeout(resolve, 300)); // read by the server
   const closing = endpoint.close();
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await new Promise((resolve) => setTimeout(resolve, 100)); // within the grace (1 s)
   socket.write(next.slice(40));
   const answers = await closed;
   await closing;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect as connectTcp } from 'node:net';
 import { Duplex } from 'node:stream';
-import { after, before, describe, mock, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, mock, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { connect, type TLSSocket } from 'node:tls';
 import { LINGER_MS, lingerNow } from '../src/connection-end.ts';
@@ -9,6 +9,7 @@ import { createServer, type EndpointServer, silentLogger } from '../src/index.ts
 import { API_KEY, basic, trackEvent } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
 import { parseRaw } from './helpers-clients.ts';
+import { within } from './helpers-wait.ts';
 import { cert, LIMIT } from './protocol-harness.ts';
 
 // A refusal that closes its connection while the sender is still sending the body (a 413 decided on
@@ -213,7 +214,7 @@ describe('an answer that ends its connection, and a sender that goes on sending 
   /** Who waits for the server's side of each connection to close, by the client's port. */
   const closes = new Map<number, () => void>();
 
-  before(async () => {
+  beforeEach(async () => {
     ({ endpoint, port } = await listenTls({ handlers: { track: () => {} } }));
     endpoint.server.on('secureConnection', (socket: TLSSocket) => {
       const { remotePort } = socket;
@@ -221,7 +222,7 @@ describe('an answer that ends its connection, and a sender that goes on sending 
     });
   });
 
-  after(() => endpoint.close());
+  afterEach(() => endpoint.close());
 
   /**
    * A sender that keeps its side open: writes `first`, reads its answer and the end of the server's side,
@@ -241,19 +242,19 @@ describe('an answer that ends its connection, and a sender that goes on sending 
     await new Promise((resolve) => socket.once('secureConnect', resolve));
     const serverClosed = new Promise<void>((resolve) => closes.set(tcp.localPort ?? 0, resolve));
     let ended = false;
+    let cutShort = false;
     void serverClosed.then(() => {
       cutShort = !ended;
     });
-    let cutShort = false;
     socket.write(first);
-    await new Promise((resolve) => socket.once('end', resolve));
+    await within(new Promise((resolve) => socket.once('end', resolve)), 10_000, 'the end of the answer');
     for (let i = 0; i < 10 && !socket.destroyed; i++) {
       socket.write(more);
       await delay(20);
     }
     ended = true;
     socket.end();
-    await Promise.all([closed, serverClosed]);
+    await within(Promise.all([closed, serverClosed]), 10_000, 'the connection closed');
     return { status: parseRaw(text).status, cutShort };
   }
 
