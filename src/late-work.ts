@@ -1,25 +1,25 @@
+import { Tally } from './tally.ts';
+
 // Work that goes on after its event was answered: a handler still running past its timeout (answered
 // 503), then its event's claim remembered or released. A handler's idle() waits for it too: a host that
 // closes its store once idle() resolves (a Redis client) closes it after that work, not under it.
 
 export class LateWork {
-  #pending = 0;
-  #waiters: Array<() => void> = [];
+  readonly #work = new Tally();
   /** Holds the process open while someone waits: the work's own timers do not (below). */
   #keepAlive: NodeJS.Timeout | undefined;
 
   get pending(): number {
-    return this.#pending;
+    return this.#work.count;
   }
 
   track(work: Promise<unknown>): void {
-    this.#pending++;
+    this.#work.add();
     const done = () => {
-      this.#pending--;
-      if (this.#pending > 0) return;
+      this.#work.remove();
+      if (this.#work.count > 0) return;
       clearInterval(this.#keepAlive);
       this.#keepAlive = undefined;
-      for (const wake of this.#waiters.splice(0)) wake();
     };
     work.then(done, done);
   }
@@ -31,8 +31,8 @@ export class LateWork {
    * open until the work ends or is given up on.
    */
   settled(): Promise<void> {
-    if (this.#pending === 0) return Promise.resolve();
+    if (this.#work.count === 0) return Promise.resolve();
     this.#keepAlive ??= setInterval(() => {}, 2 ** 30);
-    return new Promise((wake) => this.#waiters.push(wake));
+    return this.#work.whenNone();
   }
 }

@@ -4,6 +4,11 @@ export class Tally {
   #count = 0;
   #waiters: Array<() => void> = [];
 
+  /** How many are under way. */
+  get count(): number {
+    return this.#count;
+  }
+
   add(): void {
     this.#count++;
   }
