@@ -129,7 +129,7 @@ export function closeWithin(socket: Duplex): void {
  * is read and dropped until the client closes, in the lingering close `noteEnd` set, rather than the
  * connection reset under the client's writes.
  */
-export function lingerAfter(req: IncomingMessage, res: ServerResponse): void {
+export function dropRestOfBody(req: IncomingMessage, res: ServerResponse): void {
   if (req.complete || !endsConnection(res) || !isConnection(req.socket)) return;
   // The body reader stopped at the refusal; what still comes of the body is read, and dropped.
   req.resume();

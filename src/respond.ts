@@ -1,6 +1,6 @@
 import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
 import { Socket } from 'node:net';
-import { lastOnConnection, lingerAfter, noteEnd } from './connection-end.ts';
+import { dropRestOfBody, lastOnConnection, noteEnd } from './connection-end.ts';
 import { cutIfHostAnswered, ownAnswer } from './early-headers.ts';
 import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
 import { cutAnswer, endSession, endStream, isHttp2 } from './http2.ts';
@@ -153,7 +153,7 @@ export function sendError(
   // Segment keeps its own backoff; other senders (SDKs, proxies) honour this.
   if (reply.status === 503 || reply.status === 429) headers['retry-after'] = String(reply.retryAfter ?? 1);
   // A body we did not read to its end cannot be skipped cheaply when it may be large, slow or endless:
-  // close the connection rather than read the body out to keep it. The close lingers (lingerAfter):
+  // close the connection rather than read the body out to keep it. The close lingers (noteEnd):
   // what still comes is dropped, for 5 s at most, so that the sender is not reset before the answer.
   // A malformed request (SEG_BAD_REQUEST): what follows it on the connection cannot be trusted either.
   // Draining: the connection is closed after its last answer, which says so.
@@ -176,7 +176,7 @@ export function sendError(
   }
   res.writeHead(reply.status, headers).end(body);
   noteEnd(res);
-  if (!http2) lingerAfter(req, res);
+  if (!http2) dropRestOfBody(req, res);
   else if (!req.complete) endStream(req);
   if (http2 && draining) endSession(req);
 }
