@@ -35,10 +35,11 @@ export function hostAnswered(log: Logger): void {
 
 // What a host may have set on the response before the handler that would misdescribe the handler's answers:
 // their body's coding and framing (a compression middleware's Content-Encoding on plain JSON, a
-// Transfer-Encoding beside their length), and what only some statuses carry, set by each answer itself.
+// Transfer-Encoding beside their length, a Trailer announced for a body that has a length: Node throws
+// writing that), and what only some statuses carry, set by each answer itself.
 // The host's others (a request id, CORS, security headers) stay.
 // biome-ignore format: one line
-const NOT_THE_HOSTS = ['content-encoding', 'transfer-encoding', 'content-range', 'retry-after', 'www-authenticate', 'allow'];
+const NOT_THE_HOSTS = ['content-encoding', 'transfer-encoding', 'trailer', 'content-range', 'retry-after', 'www-authenticate', 'allow'];
 
 /** Takes off `res` what its host set that is not the host's to say in these answers. */
 export function ownAnswer(res: ServerResponse): void {

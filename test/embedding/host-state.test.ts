@@ -339,6 +339,36 @@ describe('a response the host set headers on before the handler', () => {
   });
 });
 
+describe('a response the host announced trailers on', () => {
+  // `Trailer` announces fields after a chunked body: Node throws on writing an answer with a length
+  // beside it (ERR_HTTP_TRAILER_INVALID). Thrown where a body's refusal is written, after the body came,
+  // it stopped the host's process: any sender could, with a body that is not JSON.
+  const announcing = (req: IncomingMessage, res: ServerResponse, segment: EndpointHandler) => {
+    res.setHeader('Trailer', 'Server-Timing');
+    segment(req, res);
+  };
+
+  test('every answer is written without it, and the host keeps running', async () => {
+    await hosted(announcing, async ({ seen, send }) => {
+      const taken = await send([eventBytes({ messageId: 'trailer-1' })]);
+      assert.equal(taken.status, 200);
+      assert.equal(taken.headers.trailer, undefined);
+      assert.equal(seen.length, 1);
+      const notJson = await send([Buffer.from('{bad json')]);
+      assert.equal(notJson.status, 400);
+      assert.equal(codeOf(notJson), 'SEG_INVALID_JSON');
+      const unknownKey = await send([eventBytes()], { authorization: 'Basic d3Jvbmc6' });
+      assert.equal(unknownKey.status, 401);
+      assert.equal(codeOf(unknownKey), 'SEG_AUTH_UNKNOWN');
+      const chunked = await send([Buffer.from('{"type":'), Buffer.from('"track"')]);
+      assert.equal(chunked.status, 400, chunked.body);
+      const again = await send([eventBytes({ messageId: 'trailer-2' })]);
+      assert.equal(again.status, 200, 'still serving');
+      assert.equal(seen.length, 2);
+    });
+  });
+});
+
 describe('a host that hands the same request to the handler twice', () => {
   // Two middlewares that both mount the handler, or a host that calls it again after an await: the
   // partner's handler ran twice for one event (an event without messageId is not filtered), and where the
