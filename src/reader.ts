@@ -4,6 +4,7 @@ import type { Transform } from 'node:stream';
 import { Deadline, type Deadlines } from './deadlines.ts';
 import { type Coding, decoderFor, type MakeDecoder } from './encoding.ts';
 import { EndpointError } from './errors.ts';
+import { filled, gather } from './gathered.ts';
 import { bodyTooLarge } from './refusals.ts';
 
 // Reading a request's body as a stream: every byte counted against the limit (decompressed bytes too),
@@ -123,6 +124,12 @@ class BodyRead extends Deadline {
     });
     // Paused by its host: a 'data' listener does not start it again, and the body would wait out its deadline.
     if (this.req.readableFlowing === false) this.req.resume();
+    // Nor does resume() while the host listens for 'readable': read out on it then (until a refusal, as
+    // paused). Every chunk read(), ours or the host's, comes to the 'data' listener above.
+    if (this.req.listenerCount('readable') === 0) return;
+    this.req.on('readable', () => {
+      while (!this.done && this.req.read() !== null);
+    });
   }
 
   /**
@@ -223,26 +230,3 @@ class BodyRead extends Deadline {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/**
- * `held`'s first `length` bytes, then `chunk`: bytes that come in chunks held as one buffer, never more than
- * `max` of them. The first chunk is kept as it came (most bodies come in one: no copy); later ones are
- * copied into a buffer of the reader's own, twice as large each time it fills (so each byte is copied
- * about twice at most). Kept as a Buffer a chunk, a body sent a byte a chunk cost ~400 bytes of memory a
- * byte. A buffer that came as a chunk is full (`length` is all of it): only the reader's own has room.
- */
-function gather(held: Buffer | undefined, length: number, chunk: Buffer, max: number): Buffer {
-  if (held === undefined) return chunk;
-  const size = length + chunk.length;
-  let into = held;
-  if (held.length < size) {
-    into = Buffer.allocUnsafe(Math.max(size, Math.min(max, 2 * size)));
-    held.copy(into, 0, 0, length);
-  }
-  chunk.copy(into, length);
-  return into;
-}
-
-/** The `length` bytes gathered in `held`. */
-const filled = (held: Buffer | undefined, length: number): Buffer =>
-  held === undefined ? EMPTY : held.length === length ? held : held.subarray(0, length);

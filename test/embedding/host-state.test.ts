@@ -253,6 +253,37 @@ describe('a request the host read some of', () => {
   });
 });
 
+describe("a request the host listens to for 'readable'", () => {
+  // A 'readable' listener holds a stream in paused mode: Node's 'data' listeners and resume() do not start
+  // it then. The body waited out its deadline, a 408 for every event (which Segment may never send again).
+  for (const [what, reads] of [
+    ['a listener that reads nothing', false],
+    ['a listener that reads the body too (a request log)', true],
+  ] as const) {
+    test(`${what}: the event is read whole, at once`, async () => {
+      await hosted(
+        (req, res, segment) => {
+          req.on('readable', () => {
+            if (reads) while (req.read() !== null);
+          });
+          segment(req, res);
+        },
+        async ({ seen, send }) => {
+          const started = Date.now();
+          const whole = await send([eventBytes({ messageId: `readable-${reads}` })]);
+          assert.equal(whole.status, 200, whole.body);
+          const parts = await send([Buffer.from('{"type":"track",'), eventBytes().subarray(1)]);
+          assert.equal(parts.status, 200, parts.body);
+          assert.equal(seen.length, 2);
+          const big = await send([Buffer.alloc(600 * 1024, 0x20), Buffer.from('{}')]);
+          assert.equal(big.status, 413, big.body);
+          assert.ok(Date.now() - started < 5_000, 'answered before the body deadline');
+        },
+      );
+    });
+  }
+});
+
 describe('a response whose headers the host already sent', () => {
   const flushing = (req: IncomingMessage, res: ServerResponse, segment: EndpointHandler) => {
     res.flushHeaders();
