@@ -173,13 +173,16 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.match(run.stderr, /reader\.checkpoint\.tmp is another user's \(uid 65534\): remove it/);
   });
 
-  test('entries named like store files that are not files (a FIFO, a directory, a link) are passed over; a FIFO as --from is refused', async () => {
+  test('entries named like store files that are not files (a FIFO, a socket, a directory, a link) are passed over; a FIFO as --from is refused', async () => {
     // A FIFO blocked the reader in open() for ever, deaf to SIGTERM; a directory stopped it with a bare
-    // EISDIR naming nothing.
+    // EISDIR naming nothing; a socket, with a bare ENXIO, at every run, the days after it never printed.
     const dir = tempDir();
     append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
     execFileSync('mkfifo', [join(dir, 'events-2026-11-29.ndjson')]);
     mkdirSync(join(dir, 'events-2026-11-28.ndjson'));
+    const socket = join(dir, 'events-2026-11-26.ndjson');
+    const listen = `require('node:net').createServer().listen(${JSON.stringify(socket)}, () => process.exit(0))`;
+    execFileSync(process.execPath, ['-e', listen]);
     // A link: the store writes none, and `read` (often run as root) would print the file it leads to.
     const outside = join(tempDir(), 'not-the-store');
     writeFileSync(outside, `${stored('track', 'outside')}\n`);

@@ -98,7 +98,8 @@ export class FileLines {
       file = await open(this.#path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
     } catch (err) {
       const { code } = err as NodeJS.ErrnoException;
-      if (code === 'ENOENT' || code === 'ELOOP') return; // removed since the listing, or a link
+      // Removed since the listing, a link, or a socket (which no open() opens)
+      if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENXIO') return;
       throw err;
     }
     try {
