@@ -122,11 +122,16 @@ export function bytesOf(body: unknown): Buffer | undefined {
 
 /**
  * The body a framework has already read into `req.body`, if any: text or bytes go through the same
- * limits and parser as a body read here; a parsed value through the same depth and prototype checks,
- * which the framework's parser may not make, then as written (`asWritten`). `undefined` when the body is
- * still to be read, in the stream whatever `req.body` holds.
+ * type check (`anyType` as checkBodyHeaders), limits and parser as a body read here; a parsed value
+ * through the same depth and prototype checks, which the framework's parser may not make, then as
+ * written (`asWritten`). `undefined` when the body is still to be read, in the stream whatever
+ * `req.body` holds.
  */
-export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedBody | undefined {
+export function framedBody(
+  req: IncomingMessage,
+  limits: EventLimits,
+  anyType = false,
+): ReceivedBody | undefined {
   const body = (req as IncomingMessage & { body?: unknown }).body;
   // Set by a middleware that never read the stream (`req.body = req.body || {}`): the event is still there.
   if (body === undefined || (req.readableDidRead === false && req.readableEnded === false)) return undefined;
@@ -137,6 +142,7 @@ export function framedBody(req: IncomingMessage, limits: EventLimits): ReceivedB
     throw hostBug(new Error(`${why} (\`req.body = req.body || {}\` after a middleware read the stream?)`));
   }
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
+    checkType(req.headers['content-type'], anyType);
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
     // Bytes that are not UTF-8 are refused, as the reader refuses them, not read with replacement
     // characters in place of what the sender meant.

@@ -132,7 +132,7 @@ export class EventPipeline {
       if (x.secret !== undefined) refuseUnsigned(req.headers);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
       if (x.settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
-      const framed = framedBody(req, this.#opts);
+      const framed = framedBody(req, this.#opts, route.kind !== 'event');
       if (framed !== undefined) {
         this.#carried(x, framed.value, framed.text);
         return;

@@ -667,3 +667,29 @@ test("express: a class's misspelt handler is warned of once, as createHandler wa
     ],
   );
 });
+
+test('express: behind a parser that keeps the body as text or bytes, the event path still checks its Content-Type', async () => {
+  // express.text() and express.raw() for every type hand over the body unparsed: the type it was sent
+  // as is still the sender's to get right, a 415 as the standalone server answers, not taken as JSON.
+  const event = '{"type":"track","event":"e","userId":"u"}';
+  const sentAs = (type: string): ContractCase => ({
+    ...post(type, event),
+    headers: { ...authed, 'content-type': type },
+  });
+  for (const parser of [express.text({ type: '*/*' }), express.raw({ type: '*/*' })]) {
+    const seen: string[] = [];
+    const app = express();
+    app.use(parser);
+    app.use('/segment', segmentEndpoint(options(seen)));
+    await served(app, async (origin) => {
+      const send = sendTo(origin, '/segment');
+      for (const type of ['text/plain', 'application/x-www-form-urlencoded']) {
+        const answer = await send(sentAs(type));
+        assert.equal(answer.status, 415, `${type}: ${answer.body}`);
+        assert.equal(JSON.parse(answer.body).code, 'SEG_UNSUPPORTED_MEDIA_TYPE');
+      }
+      assert.equal((await send(sentAs('application/json; charset=utf-8'))).status, 200);
+    });
+    assert.equal(seen.length, 1, 'only the event sent as JSON was taken');
+  }
+});
