@@ -160,6 +160,22 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.equal(readFileSync(precious, 'utf8'), 'precious\n');
   });
 
+  test('a checkpoint that exists but cannot be written again is refused before a line is printed', async () => {
+    // Only a new checkpoint was written at start: an existing one that could not be replaced failed at
+    // its first save a second in, after a backlog printed that the next run would print again.
+    const dir = tempDir();
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'a')]);
+    const checkpoint = join(dir, 'reader.checkpoint');
+    const first = await runRead(['--out', dir, '--from', checkpoint]);
+    assert.equal(first.code, 0, first.stderr);
+    append(dir, 'events-2026-11-30.ndjson', [stored('track', 'b')]);
+    mkdirSync(`${checkpoint}.tmp`);
+    const run = await runRead(['--out', dir, '--from', checkpoint]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /reader\.checkpoint\.tmp is not a regular file: remove it/);
+    assert.equal(run.stdout, '', 'nothing printed that the checkpoint could not keep');
+  });
+
   test("a checkpoint's temporary file of another user's is refused: it would become the checkpoint, theirs to edit", {
     skip: process.geteuid?.() !== 0 && 'needs root, to give a file to another user',
   }, async () => {

@@ -52,7 +52,9 @@ export class Positions {
       if (code === 'ENOENT') return new Positions(path, io, new Map(), true);
       throw new CheckpointError(`cannot read the checkpoint ${path}: ${(err as Error).message}`);
     }
-    return new Positions(path, io, parseCheckpoint(path, text), false);
+    // Written again at the first save, as a new one is: one that cannot be replaced fails at start, not
+    // after a second of lines printed that the next run would print again.
+    return new Positions(path, io, parseCheckpoint(path, text), true);
   }
 
   get(file: string): Mark {

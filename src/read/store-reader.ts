@@ -137,7 +137,7 @@ async function* read(
   /** Whether the directory was listed once: only then may a follow find it gone, and wait for it. */
   let listedOnce = false;
   try {
-    // Written at once if new: a checkpoint that cannot be written fails now, not a second in.
+    // Written at once: a checkpoint that cannot be written fails now, not a second in.
     await positions.save();
     do {
       const listed = await filesOf(dir, plan.follow, listedOnce);
