@@ -15,6 +15,7 @@ import {
   readlinkSync,
   rmdirSync,
   symlinkSync,
+  truncateSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
@@ -189,7 +190,7 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     assert.match(run.stderr, /reader\.checkpoint\.tmp is another user's \(uid 65534\): remove it/);
   });
 
-  test('entries named like store files that are not files (a FIFO, a socket, a directory, a link) are passed over; a FIFO as --from is refused', async () => {
+  test('entries named like store files that are not files (a FIFO, a socket, a directory, a link) are passed over; a FIFO or a huge file as --from is refused', async () => {
     // A FIFO blocked the reader in open() for ever, deaf to SIGTERM; a directory stopped it with a bare
     // EISDIR naming nothing; a socket, with a bare ENXIO, at every run, the days after it never printed.
     const dir = tempDir();
@@ -206,6 +207,12 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     const run = await runRead(['--out', dir]);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, `${stored('track', 'a')}\n`);
+    const huge = join(dir, 'huge.checkpoint');
+    writeFileSync(huge, '');
+    truncateSync(huge, 700 * 1024 * 1024); // sparse: read whole, it took 700 MB of memory to refuse
+    const fromHuge = await runRead(['--out', dir, '--from', huge]);
+    assert.equal(fromHuge.code, 1);
+    assert.match(fromHuge.stderr, /huge\.checkpoint is 734003200 bytes, more than any checkpoint holds/);
     execFileSync('mkfifo', [join(dir, 'fifo.checkpoint')]);
     const fromFifo = await runRead(['--out', dir, '--from', join(dir, 'fifo.checkpoint')]);
     assert.equal(fromFifo.code, 1);
