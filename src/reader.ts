@@ -125,11 +125,14 @@ class BodyRead extends Deadline {
     // Paused by its host: a 'data' listener does not start it again, and the body would wait out its deadline.
     if (this.req.readableFlowing === false) this.req.resume();
     // Nor does resume() while the host listens for 'readable': read out on it then (until a refusal, as
-    // paused). Every chunk read(), ours or the host's, comes to the 'data' listener above.
+    // paused), and once now for what came before (Node says 'readable' to a first listener only). Every
+    // chunk read(), ours or the host's, comes to the 'data' listener above.
     if (this.req.listenerCount('readable') === 0) return;
-    this.req.on('readable', () => {
+    const readOut = () => {
       while (!this.done && this.req.read() !== null);
-    });
+    };
+    this.req.on('readable', readOut);
+    process.nextTick(readOut);
   }
 
   /**

@@ -277,11 +277,29 @@ describe("a request the host listens to for 'readable'", () => {
           assert.equal(seen.length, 2);
           const big = await send([Buffer.alloc(600 * 1024, 0x20), Buffer.from('{}')]);
           assert.equal(big.status, 413, big.body);
+          assert.equal(codeOf(big), 'SEG_BODY_TOO_LARGE');
           assert.ok(Date.now() - started < 5_000, 'answered before the body deadline');
         },
       );
     });
   }
+
+  test('a handler called after the body came (an await in the host): the event is read at once', async () => {
+    // Node says 'readable' when data comes, or to a first listener: neither happens for ours then.
+    await hosted(
+      (req, res, segment) => {
+        req.on('readable', () => {});
+        setTimeout(() => segment(req, res), 100);
+      },
+      async ({ seen, send }) => {
+        const started = Date.now();
+        const answer = await send([eventBytes({ messageId: 'readable-late' })]);
+        assert.equal(answer.status, 200, answer.body);
+        assert.equal(seen.length, 1);
+        assert.ok(Date.now() - started < 5_000, 'answered before the body deadline');
+      },
+    );
+  });
 });
 
 describe('a response whose headers the host already sent', () => {
@@ -393,6 +411,7 @@ describe('a response the host announced trailers on', () => {
       assert.equal(codeOf(unknownKey), 'SEG_AUTH_UNKNOWN');
       const chunked = await send([Buffer.from('{"type":'), Buffer.from('"track"')]);
       assert.equal(chunked.status, 400, chunked.body);
+      assert.equal(codeOf(chunked), 'SEG_INVALID_JSON');
       const again = await send([eventBytes({ messageId: 'trailer-2' })]);
       assert.equal(again.status, 200, 'still serving');
       assert.equal(seen.length, 2);
