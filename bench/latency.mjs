@@ -32,7 +32,8 @@ let sent = 0;
 const request = (type) => {
   const [pre, post] = parts[type];
   const body = `${pre}${tag}-${sent++}${post}`;
-  return `POST / HTTP/1.1\r\nhost: 127.0.0.1\r\n${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  const length = Buffer.byteLength(body);
+  return `POST / HTTP/1.1\r\nhost: 127.0.0.1\r\n${head}content-length: ${length}\r\n\r\n${body}`;
 };
 
 /** [when answered (ms since start), latency (µs), type, connection] of each request in the window. */
@@ -115,15 +116,16 @@ const perConnection = Array.from({ length: connections }, (_, c) =>
   sorted(records.filter((r) => r[3] === c).map((r) => r[1])),
 );
 const range = (xs) => `${Math.min(...xs)}–${Math.max(...xs)}`;
-console.log(
-  `by connection: requests ${range(perConnection.map((xs) => xs.length))}; p50 ${range(perConnection.map((xs) => ms(at(xs, 50))))} ms; p99 ${range(perConnection.map((xs) => ms(at(xs, 99))))} ms`,
-);
+const requests = range(perConnection.map((xs) => xs.length));
+const p50s = range(perConnection.map((xs) => ms(at(xs, 50))));
+const p99s = range(perConnection.map((xs) => ms(at(xs, 99))));
+console.log(`by connection: requests ${requests}; p50 ${p50s} ms; p99 ${p99s} ms`);
 // The slowest 1 %: spread over the run, or bunched into a few 10 ms windows (a pause that held them all)?
 const windows = new Map();
 for (const [when, latency] of records) {
   if (latency >= p99) windows.set(Math.floor(when / 10), (windows.get(Math.floor(when / 10)) ?? 0) + 1);
 }
 const slowest = [...windows.values()].sort((a, b) => b - a);
-console.log(
-  `slowest 1 % (≥ ${ms(p99)} ms): in ${windows.size} of ${seconds * 100} 10 ms windows, the fullest holding ${slowest.slice(0, 5).join(', ')}`,
-);
+const fullest = slowest.slice(0, 5).join(', ');
+const where = `in ${windows.size} of ${seconds * 100} 10 ms windows, the fullest holding ${fullest}`;
+console.log(`slowest 1 % (≥ ${ms(p99)} ms): ${where}`);

@@ -38,8 +38,15 @@ export function hostAnswered(log: Logger): void {
 // Transfer-Encoding beside their length, a Trailer announced for a body that has a length: Node throws
 // writing that), and what only some statuses carry, set by each answer itself.
 // The host's others (a request id, CORS, security headers) stay.
-// biome-ignore format: one line
-const NOT_THE_HOSTS = ['content-encoding', 'transfer-encoding', 'trailer', 'content-range', 'retry-after', 'www-authenticate', 'allow'];
+const NOT_THE_HOSTS = [
+  'content-encoding',
+  'transfer-encoding',
+  'trailer',
+  'content-range',
+  'retry-after',
+  'www-authenticate',
+  'allow',
+];
 
 /** Takes off `res` what its host set that is not the host's to say in these answers. */
 export function ownAnswer(res: ServerResponse): void {

@@ -155,16 +155,16 @@ async function replaceFile(io: StoreIo, path: string, text: string): Promise<voi
   await io.syncDirectory(dirname(path));
 }
 
-/** The whole of a (small) file as UTF-8 text. */
 /** A mark for each day file of each writer: ~100 bytes a file, 64 workers' files for years. */
 const MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024;
 
+/** The whole of a (small) file as UTF-8 text. */
 async function readText(io: StoreIo, path: string): Promise<string> {
   const fd = await io.open(path, 'r');
   try {
     const stat = await io.fstat(fd);
     if (!regular(stat.mode)) throw new Error(`${path} is not a regular file`);
-    // Read whole: a file far past what a checkpoint holds (a mistaken --from) is not taken into memory.
+    // Refused unread: a mistaken --from (an image, a log) was read whole into memory only to fail.
     if (stat.size > MAX_CHECKPOINT_BYTES) {
       throw new Error(`${path} is ${stat.size} bytes, more than any checkpoint holds: not one`);
     }

@@ -668,12 +668,13 @@ test("express: a class's misspelt handler is warned of once, as createHandler wa
   );
 });
 
-test('express: behind a parser that keeps the body as text or bytes, the event path still checks its Content-Type', async () => {
+test('express: a body kept as text or bytes has its Content-Type checked as one read by the endpoint', async () => {
   // express.text() and express.raw() for every type hand over the body unparsed: the type it was sent
   // as is still the sender's to get right, a 415 as the standalone server answers, not taken as JSON.
+  // The Tracking API's paths take JSON however an SDK labels it (RudderStack's, as a form), as standalone.
   const event = '{"type":"track","event":"e","userId":"u"}';
-  const sentAs = (type: string): ContractCase => ({
-    ...post(type, event),
+  const sentAs = (type: string, path = '/'): ContractCase => ({
+    ...post(type, event, path),
     headers: { ...authed, 'content-type': type },
   });
   for (const parser of [express.text({ type: '*/*' }), express.raw({ type: '*/*' })]) {
@@ -689,7 +690,9 @@ test('express: behind a parser that keeps the body as text or bytes, the event p
         assert.equal(JSON.parse(answer.body).code, 'SEG_UNSUPPORTED_MEDIA_TYPE');
       }
       assert.equal((await send(sentAs('application/json; charset=utf-8'))).status, 200);
+      const form = await send(sentAs('application/x-www-form-urlencoded', '/v1/track'));
+      assert.equal(form.status, 200, form.body);
     });
-    assert.equal(seen.length, 1, 'only the event sent as JSON was taken');
+    assert.equal(seen.length, 2, 'the event sent as JSON, and the Tracking API one');
   }
 });
