@@ -26,15 +26,18 @@ export class Positions {
   readonly #path: string | undefined;
   readonly #io: StoreIo;
   readonly #files: Map<string, Mark>;
-  /** Changed since the last save (or never saved). */
-  #unsaved: boolean;
+  /**
+   * Changed since the last save, or never saved: a checkpoint, new or read, is written at the first save,
+   * so that one that cannot be replaced fails at start, not after a second of lines the next run would
+   * print again.
+   */
+  #unsaved = true;
   #savedAt = 0;
 
-  private constructor(path: string | undefined, io: StoreIo, files: Map<string, Mark>, unsaved: boolean) {
+  private constructor(path: string | undefined, io: StoreIo, files: Map<string, Mark>) {
     this.#path = path;
     this.#io = io;
     this.#files = files;
-    this.#unsaved = unsaved;
   }
 
   /**
@@ -43,18 +46,16 @@ export class Positions {
    * `io`: the file operations, node's `fs` unless a test gives its own.
    */
   static async load(path: string | undefined, io: StoreIo = nodeIo): Promise<Positions> {
-    if (path === undefined) return new Positions(undefined, io, new Map(), false);
+    if (path === undefined) return new Positions(undefined, io, new Map());
     let text: string;
     try {
       text = await readText(io, path);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return new Positions(path, io, new Map(), true);
+      if (code === 'ENOENT') return new Positions(path, io, new Map());
       throw new CheckpointError(`cannot read the checkpoint ${path}: ${(err as Error).message}`);
     }
-    // Written again at the first save, as a new one is: one that cannot be replaced fails at start, not
-    // after a second of lines printed that the next run would print again.
-    return new Positions(path, io, parseCheckpoint(path, text), true);
+    return new Positions(path, io, parseCheckpoint(path, text));
   }
 
   get(file: string): Mark {
