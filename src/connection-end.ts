@@ -133,6 +133,13 @@ export function dropRestOfBody(req: IncomingMessage, res: ServerResponse): void 
   if (req.complete || !endsConnection(res) || !isConnection(req.socket)) return;
   // The body reader stopped at the refusal; what still comes of the body is read, and dropped.
   req.resume();
+  // A host listening for 'readable' holds the stream paused, resume() or not: read out on it then.
+  if (req.listenerCount('readable') === 0) return;
+  const readOut = () => {
+    while (req.read() !== null);
+  };
+  req.on('readable', readOut);
+  readOut();
 }
 
 /**

@@ -10,10 +10,11 @@ import {
   type IncomingMessage,
   type ServerResponse,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { deflateSync, gzipSync } from 'node:zlib';
+import { LINGER_MS } from '../../src/connection-end.ts';
 import { createHandler, type EndpointHandler } from '../../src/index.ts';
 import { jsonLogger } from '../../src/log.ts';
 import { recorder, type Seen, segmentHeaders, trackEvent } from '../helpers.ts';
@@ -27,6 +28,7 @@ interface Answer {
 interface Host {
   readonly seen: Seen;
   readonly logs: string[];
+  readonly port: number;
   /** Sends `parts` as one request's body (chunked when more than one, a pause between them). */
   send(parts: Buffer[], headers?: Record<string, string>, path?: string): Promise<Answer>;
 }
@@ -80,7 +82,7 @@ async function hosted(
       })().catch(failed);
     });
   try {
-    await use({ seen, logs, send });
+    await use({ seen, logs, port, send });
   } finally {
     server.closeAllConnections();
     await new Promise((closed) => server.close(closed));
@@ -297,6 +299,35 @@ describe("a request the host listens to for 'readable'", () => {
         assert.equal(answer.status, 200, answer.body);
         assert.equal(seen.length, 1);
         assert.ok(Date.now() - started < 5_000, 'answered before the body deadline');
+      },
+    );
+  });
+  test('a refusal that ends the connection: the rest of the body is read and dropped as it comes', async () => {
+    // Left unread, the rest waited in the kernel until the lingering close gave up on the connection,
+    // 5 s later: a sender still writing it was held that long instead of its connection ending once it had
+    // sent it all.
+    await hosted(
+      (req, res, segment) => {
+        req.on('readable', () => {});
+        segment(req, res);
+      },
+      async ({ seen, port }) => {
+        const size = 32 * 1024 * 1024; // more than the kernel holds between the two sides
+        const started = Date.now();
+        const socket = connect(port, '127.0.0.1');
+        const head = Object.entries(segmentHeaders()).map(([name, value]) => `${name}: ${value}\r\n`);
+        socket.write(`POST / HTTP/1.1\r\nHost: localhost\r\n${head.join('')}Content-Length: ${size}\r\n\r\n`);
+        const chunks: Buffer[] = [];
+        socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+        const closed = new Promise((close) => socket.once('close', close));
+        await new Promise<void>((sent, failed) => {
+          socket.once('error', failed);
+          socket.end(Buffer.alloc(size, 0x20), sent);
+        });
+        await closed;
+        assert.ok(Date.now() - started < LINGER_MS - 1_000, 'ended once the sender had sent it all');
+        assert.match(Buffer.concat(chunks).toString(), /^HTTP\/1\.1 413 .*"code":"SEG_BODY_TOO_LARGE"/s);
+        assert.equal(seen.length, 0);
       },
     );
   });
