@@ -213,6 +213,16 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     const fromHuge = await runRead(['--out', dir, '--from', huge]);
     assert.equal(fromHuge.code, 1);
     assert.match(fromHuge.stderr, /huge\.checkpoint is 734003200 bytes, more than any checkpoint holds/);
+    // The bound itself, 64 MiB, is read (and found not to be a checkpoint); a byte more is not.
+    for (const [size, said] of [
+      [64 * 1024 * 1024, /huge\.checkpoint is not JSON/],
+      [64 * 1024 * 1024 + 1, /huge\.checkpoint is 67108865 bytes, more than any checkpoint holds/],
+    ] as const) {
+      truncateSync(huge, size);
+      const atBound = await runRead(['--out', dir, '--from', huge]);
+      assert.equal(atBound.code, 1);
+      assert.match(atBound.stderr, said);
+    }
     execFileSync('mkfifo', [join(dir, 'fifo.checkpoint')]);
     const fromFifo = await runRead(['--out', dir, '--from', join(dir, 'fifo.checkpoint')]);
     assert.equal(fromFifo.code, 1);
