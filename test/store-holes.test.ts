@@ -3,15 +3,18 @@
 // the files the store may have been writing (each writer's last two days) and sets aside everything from
 // the first line holding a zero byte; a commit is capped so that this is all it needs to look through.
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { COMMIT_MAX_BYTES, repairStore } from '../src/sinks/file-repair.ts';
 import { NdjsonStore } from '../src/sinks/file-store.ts';
 import { tempDirs } from './helpers.ts';
 
 const tempDir = tempDirs('holes');
+const execFileAsync = promisify(execFile);
 const line = (n: number, pad = 20) => `${JSON.stringify({ n, pad: 'x'.repeat(pad) })}\n`;
 const hole = (bytes: number) => '\0'.repeat(bytes);
 
@@ -160,4 +163,37 @@ test('a line with a line break or a zero byte is refused, not stored', async () 
   await assert.rejects(store.appendLine('{"a":"\0"}'), TypeError);
   await store.close();
   assert.equal(store.stats.records, 0);
+});
+
+test('a torn tail of 150 MB (a planted or damaged file) is set aside in bounded memory, as it came', async () => {
+  // Read whole, twice over (the look for a hole, then the fragment and its copy with a line end), it took
+  // ~350 MB to start. Repaired in a process of its own, whose peak is its own.
+  const dir = tempDir();
+  const file = join(dir, 'events-2026-11-30.ndjson');
+  const tail = Buffer.alloc(150 * 1024 * 1024, 'x');
+  tail[tail.length - 2] = 0; // a zero near the end: the look for a hole goes back to the line's start
+  writeFileSync(file, line(1));
+  appendFileSync(file, tail);
+  const repair = [
+    `const { repairStore } = await import(${JSON.stringify(new URL('../src/sinks/file-repair.ts', import.meta.url).href)});`,
+    `const [torn] = await repairStore(${JSON.stringify(dir)});`,
+    // VmHWM, not getrusage's maxRSS: that one starts at this test's own peak when the child is made.
+    `const hwm = (await import('node:fs')).readFileSync('/proc/self/status', 'utf8').match(/VmHWM:\\s+(\\d+)/);`,
+    'console.log(JSON.stringify({ bytes: torn.bytes, peak: Number(hwm[1]) * 1024 }));',
+  ].join('\n');
+  const { stdout } = await execFileAsync(process.execPath, [
+    '--conditions=segment-endpoint-source',
+    '--import',
+    'tsx',
+    '--input-type=module',
+    '-e',
+    repair,
+  ]);
+  const { bytes, peak } = JSON.parse(stdout) as { bytes: number; peak: number };
+  assert.equal(bytes, tail.length);
+  assert.equal(readFileSync(file, 'utf8'), line(1));
+  const aside = readFileSync(`${file}.torn`);
+  assert.equal(aside.length, tail.length + 1);
+  assert.ok(aside.subarray(0, tail.length).equals(tail), 'the fragment as it was, then a line end');
+  assert.ok(peak < 150 * 1024 * 1024, `peak RSS ${Math.round(peak / 1024 / 1024)} MiB`);
 });

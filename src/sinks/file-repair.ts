@@ -50,14 +50,12 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
       if (scan > 0) await io.fdatasync(fd);
       return undefined;
     }
-    const fragment = Buffer.alloc(size - keep);
-    await readAt(io, fd, fragment, keep);
     const movedTo = `${file}.torn`;
     const aside = await io.open(movedTo, 'a');
     try {
       const { size: before } = await ownStat(io, aside, movedTo);
       // Cut back if it fails (a full disk), so that the next try does not follow half a fragment.
-      await writeAll(io, aside, Buffer.concat([fragment, Buffer.from('\n')])).catch(async (err) => {
+      await copyOut(io, fd, keep, size, aside).catch(async (err) => {
         await io.ftruncate(aside, before).catch(() => {});
         throw err;
       });
@@ -69,25 +67,51 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
     await io.syncDirectory(dirname(file));
     await io.ftruncate(fd, keep);
     await io.fdatasync(fd);
-    return { file, movedTo, bytes: fragment.length };
+    return { file, movedTo, bytes: size - keep };
   } finally {
     await io.close(fd);
   }
 }
 
+/**
+ * Appends the bytes `from`–`to` of `fd` to `aside`, then a line end: a chunk at a time, for a fragment
+ * may be as long as a damaged or planted file makes it.
+ */
+async function copyOut(io: StoreIo, fd: number, from: number, to: number, aside: number): Promise<void> {
+  const chunk = Buffer.alloc(Math.min(TAIL_CHUNK, to - from));
+  for (let at = from; at < to; at += chunk.length) {
+    const part = chunk.subarray(0, Math.min(chunk.length, to - at));
+    await readAt(io, fd, part, at);
+    await writeAll(io, aside, part);
+  }
+  await writeAll(io, aside, Buffer.from('\n'));
+}
+
 /** Where the whole lines of a file of `size` bytes end (see setAsideTornTail). */
 async function wholeLinesEnd(io: StoreIo, fd: number, size: number, scan: number): Promise<number> {
-  if (scan > 0 && size > 0) {
-    const from = await lineStart(io, fd, Math.max(0, size - scan));
-    const tail = Buffer.alloc(size - from);
-    await readAt(io, fd, tail, from);
-    const zero = tail.indexOf(0);
-    if (zero !== -1) return from + tail.lastIndexOf(NEWLINE, zero) + 1;
-    return tail.at(-1) === NEWLINE ? size : from + tail.lastIndexOf(NEWLINE) + 1;
-  }
+  if (scan > 0 && size > 0)
+    return cleanLinesEnd(io, fd, await lineStart(io, fd, Math.max(0, size - scan)), size);
   const last = Buffer.alloc(1);
   if (size === 0 || ((await io.read(fd, last, 0, 1, size - 1)) === 1 && last[0] === NEWLINE)) return size;
   return lineStart(io, fd, size);
+}
+
+/**
+ * From `from`, the start of a line, to `size`: the end of the last whole line before the first zero
+ * byte, or of the last whole line if none holds one. Read a chunk at a time, as `lineStart` reads.
+ */
+async function cleanLinesEnd(io: StoreIo, fd: number, from: number, size: number): Promise<number> {
+  const chunk = Buffer.alloc(TAIL_CHUNK);
+  let end = from;
+  for (let at = from; at < size; at += TAIL_CHUNK) {
+    const part = chunk.subarray(0, Math.min(TAIL_CHUNK, size - at));
+    await readAt(io, fd, part, at);
+    const zero = part.indexOf(0);
+    const newline = part.lastIndexOf(NEWLINE, zero === -1 ? part.length : zero);
+    if (newline !== -1) end = at + newline + 1;
+    if (zero !== -1) return end;
+  }
+  return end;
 }
 
 /** The start of the line that holds byte `at`: just past the last newline before it, or 0. */
