@@ -14,6 +14,7 @@ import { makeCert, servedFingerprint, testCert } from '../helpers-cert.ts';
 import { waitFor, waitUntil } from '../helpers-wait.ts';
 import {
   drainThenFail,
+  FIVE_STARTS_MS,
   freshStatuses,
   GUARD_MS,
   handlersModule,
@@ -79,7 +80,7 @@ test('replacements that keep dying while a worker serves do not take it down', a
     // The fifth death in a row is the one that used to stop the primary.
     () => replacements() >= 5,
     () => `five replacements of worker 1 in:\n${ep.output()}`,
-    GUARD_MS,
+    FIVE_STARTS_MS,
   );
   assert.equal(ep.child.exitCode, null, ep.output());
   const agent = new Agent({ keepAlive: false, ca: testCert().cert });

@@ -9,6 +9,7 @@ import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
 import { waitUntil, within } from '../helpers-wait.ts';
 import {
   drainThenFail,
+  FIVE_STARTS_MS,
   freshStatuses,
   GUARD_MS,
   handlersModule,
@@ -33,7 +34,7 @@ test("the serving worker's death is replaced, however many times another has fai
   await waitUntil(
     () => (ep.output().match(/worker 2 exited with code 2/g)?.length ?? 0) >= 5,
     () => `five replacements of worker 2 dead, in:\n${ep.output()}`,
-    GUARD_MS,
+    FIVE_STARTS_MS,
   );
   await killedAndReplaced(ep, 1);
   assert.doesNotMatch(ep.output(), /died before listening: stopping/);
