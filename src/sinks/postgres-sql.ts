@@ -3,27 +3,26 @@ import { inTransaction, query } from './postgres-pool.ts';
 
 // The SQL of the PostgreSQL sink. `table` is checked at start-up to be a plain lower-case name of at
 // most 42 characters (config.ts): quoted, it is an identifier even when it is an SQL keyword (`user`),
-// and its index's name (`<table>_source_message_id`) stays within PostgreSQL's 63.
+// and its index's name (`<table>_source_message_id`, maybe `_2`) stays within PostgreSQL's 63.
 
 export const quoted = (name: string) => `"${name}"`;
 
-/** The table and its unique index, created when missing; what a partner's systems read. */
-function createStatements(table: string): string[] {
-  return [
-    `CREATE TABLE IF NOT EXISTS ${quoted(table)} (
-      id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      received_at timestamptz NOT NULL,
-      source text NOT NULL,
-      message_id text,
-      type text NOT NULL,
-      settings jsonb NOT NULL,
-      event jsonb NOT NULL
-    )`,
-    // Segment sends an event again when an answer is lost: one row per (customer, messageId), whichever
-    // process or VM received each copy. Events without a messageId (NULL) are all kept.
-    `CREATE UNIQUE INDEX IF NOT EXISTS ${quoted(`${table}_source_message_id`)} ON ${quoted(table)} (source, message_id)`,
-  ];
-}
+/** The table, created when missing; what a partner's systems read. */
+const createTable = (table: string) => `CREATE TABLE IF NOT EXISTS ${quoted(table)} (
+      id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, received_at timestamptz NOT NULL,
+      source text NOT NULL, message_id text, type text NOT NULL, settings jsonb NOT NULL, event jsonb NOT NULL
+    )`;
+
+/**
+ * The name of the table's unique index: `<table>_source_message_id`, or if a relation not of this table
+ * holds it (a table archived by a rename keeps its index's name) the first free of `_2` to `_9` after it.
+ */
+const INDEX_NAME_SQL = `SELECT name FROM generate_series(1, 9) AS n,
+    LATERAL (SELECT $1 || CASE WHEN n = 1 THEN '' ELSE '_' || n END AS name) AS candidate
+  WHERE NOT EXISTS (SELECT FROM pg_class r
+    WHERE r.relname = name AND r.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = $2::regclass)
+      AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indexrelid = r.oid AND i.indrelid = $2::regclass))
+  ORDER BY n LIMIT 1`;
 
 /** The columns the sink writes, and the type each must have (format_type's words). */
 const COLUMNS: Readonly<Record<string, string>> = {
@@ -169,7 +168,13 @@ export async function ensureTable(pool: Pool, table: string): Promise<void> {
 async function create(pool: Pool, table: string): Promise<void> {
   await inTransaction(pool, 'COMMIT', async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`segment-endpoint:${table}`]);
-    for (const statement of createStatements(table)) await client.query(statement);
+    await client.query(createTable(table));
+    const base = `${table}_source_message_id`;
+    const free = await client.query<{ name: string }>(INDEX_NAME_SQL, [base, quoted(table)]);
+    // Segment sends an event again when an answer is lost: one row per (customer, messageId), whichever
+    // process or VM received each copy. Events without a messageId (NULL) are all kept.
+    const index = quoted(free.rows[0]?.name ?? base); // chosen under the lock, by every instance alike
+    await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${index} ON ${quoted(table)} (source, message_id)`);
   });
 }
 

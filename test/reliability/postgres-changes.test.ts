@@ -58,3 +58,22 @@ test('the table made UNLOGGED while events are stored (a crash of PostgreSQL wou
   await eventually(async () => (await status(ep)) === 200, 'events stored again', 15_000);
   await stopCleanly(ep);
 });
+
+test('the table renamed away while events are stored (archived): a new one is made with an index of its own, 200s again', async () => {
+  // The renamed table keeps its index and the index's name: the new table's index, made under the same
+  // name IF NOT EXISTS, was never made, and every event was answered 503 for good, restarts included.
+  const ep = await pg.endpoint('archived');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  assert.equal(await status(ep), 200);
+  await pg.client.query('ALTER TABLE archived RENAME TO archived_2026_11');
+  await eventually(async () => (await status(ep)) === 200, 'events stored in a new table', 15_000);
+  const { rows } = await pg.client.query<{ n: string }>(
+    "SELECT count(*) AS n FROM pg_index WHERE indrelid = 'archived'::regclass AND indisunique AND indnkeyatts = 2",
+  );
+  assert.equal(Number(rows[0]?.n), 1);
+  const copy = trackEvent({ messageId: 'archived-copy' });
+  for (let i = 0; i < 2; i++) assert.equal((await send(agent, ep.url, copy, 'dev-key')).status, 200);
+  const stored = await pg.client.query("SELECT 1 FROM archived WHERE message_id = 'archived-copy'");
+  assert.equal(stored.rowCount, 1, 'a copy is still one row');
+  await stopCleanly(ep);
+});

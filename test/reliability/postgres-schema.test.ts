@@ -119,6 +119,20 @@ test('a partial unique index is not the one the sink needs: it makes its own, an
   await stopCleanly(ep);
 });
 
+test("an index of another table under the name the sink gives its own: the sink's is made under another", async () => {
+  // A table archived by a rename keeps its index's name: a new one under the same name was never made.
+  await pg.client.query(`CREATE TABLE archive_of_named ${columns()}`);
+  await pg.client.query(
+    'CREATE UNIQUE INDEX named_source_message_id ON archive_of_named (source, message_id)',
+  );
+  const ep = await pg.endpoint('named');
+  const events = [trackEvent({ messageId: 'named-1' }), trackEvent({ messageId: 'named-1' })];
+  assert.deepEqual(await statuses(ep, events), [200, 200]);
+  const stored = await pg.client.query('SELECT message_id FROM named');
+  assert.deepEqual(stored.rows, [{ message_id: 'named-1' }]);
+  await stopCleanly(ep);
+});
+
 test('a role with room for fewer connections than the pool opens: the INSERTs share them, all 200', async () => {
   // What max_connections or a role's CONNECTION LIMIT does: a connection past it is refused (53300).
   // One refused used to put the whole sink down: ~97 % of events answered 503 while two connections worked.
