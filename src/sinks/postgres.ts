@@ -9,7 +9,7 @@ import { DISCARDED, type Discards, discarded, type Kept } from './postgres-disca
 import { query } from './postgres-pool.ts';
 import { Refusals } from './postgres-refusals.ts';
 import { Room } from './postgres-room.ts';
-import { groupJson, groupSize, type Row } from './postgres-rows.ts';
+import { groupJson, type Row, RowQueue } from './postgres-rows.ts';
 import { failureOf, insertStatement, UNSTORABLE, UNSTORABLE_SETTINGS, unstorable } from './postgres-sql.ts';
 import type { Sink } from './sink.ts';
 
@@ -21,6 +21,7 @@ const MAX_GROUP = 500; // events in one INSERT
 // Their JSON text in one INSERT, unless one event alone is more: 300 events of 500 KB took ~5 s here
 const MAX_GROUP_CHARACTERS = 8 * 1024 * 1024;
 const MAX_QUEUED = 10_000; // events waiting for a group: ~10 s of a busy endpoint's traffic
+const MAX_QUEUED_CHARACTERS = 32 * 1024 * 1024; // and their JSON text (~32-64 MiB), as the file store's
 const FIRST_RETRY_MS = 100; // after PostgreSQL fails: the first try to reach it again
 const MAX_RETRY_MS = 5_000; // the longest wait between tries
 const MAX_CONFLICTS = 3; // INSERTs of an event aborted in conflicts before it is answered 503 (retried)
@@ -36,7 +37,7 @@ export class PostgresSink implements Sink {
   readonly #insert: string;
   readonly #log: Logger;
   readonly #fields = new StoredFields();
-  #queue: Row[] = [];
+  readonly #queue = new RowQueue();
   #inFlight = 0;
   readonly #room: Room;
   #up = false;
@@ -89,9 +90,10 @@ export class PostgresSink implements Sink {
 
   #save(event: { type: string; messageId?: unknown }, ctx: Context): Promise<void> {
     if (!this.#up || this.#closed) return Promise.reject(new EndpointError('SEG_STORE_UNAVAILABLE'));
-    // Rows outlive their requests' timeouts while PostgreSQL is slow: past this many, new events wait
-    // for Segment's retry instead of memory.
-    if (this.#queue.length >= MAX_QUEUED) return Promise.reject(new EndpointError('SEG_OVERLOADED'));
+    // Rows outlive their requests' timeouts while PostgreSQL is slow: past this many, or this much text
+    // (large events: 10,000 of 500 KB took the process past its heap), new events wait for Segment's retry.
+    const full = this.#queue.length >= MAX_QUEUED || this.#queue.characters >= MAX_QUEUED_CHARACTERS;
+    if (full) return Promise.reject(new EndpointError('SEG_OVERLOADED'));
     const settings = this.#fields.settings(ctx);
     const json = eventJson(ctx);
     if (unstorable(settings))
@@ -122,13 +124,11 @@ export class PostgresSink implements Sink {
   #pump(): void {
     if (!this.#up && this.#queue.length > 0) {
       const unavailable = new EndpointError('SEG_STORE_UNAVAILABLE');
-      for (const row of this.#queue.splice(0)) row.reject(unavailable);
+      for (const row of this.#queue.takeAll()) row.reject(unavailable);
     }
     if (this.#inFlight === this.#room.limit && this.#queue.length > 0) this.#room.tryMore();
     while (this.#inFlight < this.#room.limit && this.#queue.length > 0) {
-      const size = groupSize(this.#queue, MAX_GROUP, MAX_GROUP_CHARACTERS);
-      const group = size === this.#queue.length ? this.#queue : this.#queue.slice(0, size);
-      this.#queue = size === this.#queue.length ? [] : this.#queue.slice(size);
+      const group = this.#queue.take(MAX_GROUP, MAX_GROUP_CHARACTERS);
       this.#inFlight++;
       this.#commit(group, this.#inFlight).finally(() => {
         this.#inFlight--;
@@ -151,7 +151,7 @@ export class PostgresSink implements Sink {
         // Other connections are open, at work or idle since this one was asked for (the INSERT that held
         // it ended meanwhile): the group waits for one of them. Only when none is open is the sink down.
         this.#room.fewer(this.#inFlight, err);
-        this.#queue = group.concat(this.#queue);
+        this.#queue.putBack(group);
         return;
       }
       if (failure === 'conflict') return this.#again(group, err, nth);
@@ -220,7 +220,7 @@ export class PostgresSink implements Sink {
     );
     await delay(CONFLICT_PAUSE_MS * Math.min(tries, MAX_CONFLICTS));
     if (tries >= MAX_CONFLICTS) await this.#halves(group, nth);
-    else this.#queue = group.concat(this.#queue);
+    else this.#queue.putBack(group);
   }
 
   /**

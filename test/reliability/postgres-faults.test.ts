@@ -2,12 +2,13 @@
 // load, PostgreSQL stopped and started under load, and PostgreSQL down when the endpoint starts. In
 // every case each event answered 200 is a row, and nothing else than 200 or a retryable 503 is answered.
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { test } from 'node:test';
 import pg from 'pg';
 import { segmentHeaders, trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
-import { type Answer, type Endpoint, health, load, stopCleanly } from './harness.ts';
+import { waitFor } from '../helpers-wait.ts';
+import { type Answer, type Endpoint, health, load, send, stopCleanly } from './harness.ts';
 import { inOneGroup, withPostgres } from './postgres-harness.ts';
 
 const postgres = withPostgres('pg-faults');
@@ -19,6 +20,17 @@ async function storedIds(table: string): Promise<Set<string>> {
   try {
     const { rows } = await client.query(`SELECT message_id FROM ${table}`);
     return new Set(rows.map((r: { message_id: string }) => r.message_id));
+  } finally {
+    await client.end();
+  }
+}
+
+/** `statements` on a connection of their own: the file's client is ended when a test stops PostgreSQL. */
+async function execute(...statements: string[]): Promise<void> {
+  const client = new pg.Client({ connectionString: postgres.server.url });
+  await client.connect();
+  try {
+    for (const statement of statements) await client.query(statement);
   } finally {
     await client.end();
   }
@@ -272,4 +284,38 @@ test('an INSERT that keeps losing conflicts is answered 503 after a few tries, a
   ep.child.kill('SIGTERM');
   assert.equal(await last, 503);
   assert.equal(await ep.exit, 0, ep.output());
+});
+
+test('PostgreSQL slow with large events: what waits for an INSERT is bounded in bytes, past it 503 SEG_OVERLOADED', async () => {
+  // Counted in events only (10,000), large events waiting for a slow database took the endpoint past
+  // Node's heap (4 GB at 400 senders of 500 KB), and it died: every connection dropped.
+  const ep = await endpoint('slow_large');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  await execute(
+    `CREATE FUNCTION slow_large_pause() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$`,
+    'CREATE TRIGGER pause BEFORE INSERT ON slow_large FOR EACH STATEMENT EXECUTE FUNCTION slow_large_pause()',
+  );
+  const agent = new Agent({ keepAlive: true, ca: testCert().cert });
+  try {
+    const padding = 'x'.repeat(400 * 1024);
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, (_, n) =>
+        send(agent, ep.url, trackEvent({ messageId: `large-${n}`, properties: { padding } })),
+      ),
+    );
+    const codes = answers.map((a) => (a.status === 200 ? '200' : `${a.status} ${a.code}`));
+    assert.ok(codes.includes('503 SEG_OVERLOADED'), codes.join(', '));
+    assert.ok(
+      codes.every((code) => /^(?:200|503 SEG_(?:OVERLOADED|HANDLER_TIMEOUT))$/.test(code)),
+      codes.join(', '),
+    );
+    assertAcknowledgedStored(answers, await storedIds('slow_large'));
+    await execute('DROP TRIGGER pause ON slow_large');
+    const after = await send(agent, ep.url, trackEvent({ messageId: 'large-after' }));
+    assert.equal(after.status, 200);
+  } finally {
+    agent.destroy();
+  }
+  await stopCleanly(ep);
 });
