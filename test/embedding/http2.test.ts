@@ -193,6 +193,52 @@ test('HTTP/2: drain() closes a connection that sits idle, so that server.close()
   }
 });
 
+test("HTTP/2: a connection that never sent a request is the host's to close: kept from 'session', closed after drain()", {
+  timeout: 10_000,
+}, async () => {
+  // The handler learns of a connection from its first request: one that sent none held server.close()
+  // for the server's timeout (65 s as advised) unless the host closes it, as README shows.
+  const { handler, host, client, connect } = await servedOnce();
+  const sessions = new Set<http2.ServerHttp2Session>();
+  host.on('session', (opened) => {
+    sessions.add(opened);
+    opened.on('close', () => sessions.delete(opened));
+  });
+  const silent = connect();
+  await new Promise((resolve) => silent.on('connect', resolve));
+  try {
+    handler.drain();
+    await handler.idle();
+    const closed = new Promise((resolve) => host.close(resolve));
+    for (const opened of sessions) opened.close();
+    const within = new Promise((resolve) => setTimeout(resolve, 3_000, 'still open')).then(String);
+    assert.equal(await Promise.race([closed.then(() => 'closed'), within]), 'closed');
+  } finally {
+    for (const session of [client, silent]) session.destroy();
+    host.close();
+  }
+});
+
+test("HTTP/2 and HTTP/1.1: an Expect the endpoint cannot meet, handed over by 'checkExpectation', is our 417", async () => {
+  // Node answers it with an empty 417 of its own unless the server hands it on.
+  const handler = createHandler(options);
+  const host = http2.createServer(handler);
+  host.on('checkExpectation', handler);
+  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+  const client = http2.connect(`http://127.0.0.1:${(host.address() as { port: number }).port}`);
+  try {
+    const event = JSON.stringify(trackEvent({ messageId: 'h2-expect' }));
+    const refused = await request(client, { ...withLength(event), expect: 'a-miracle' }, event);
+    assert.equal(refused.status, 417);
+    assert.equal(code(refused), 'SEG_EXPECTATION_FAILED');
+    const both = await request(client, { ...withLength(event), expect: '100-continue, a-miracle' }, event);
+    assert.equal(both.status, 200, 'read as Node reads it over HTTP/1.1: 100-continue');
+  } finally {
+    client.close();
+    await new Promise((resolve) => host.close(resolve));
+  }
+});
+
 test('HTTP/2: fastify with http2 and the plugin takes events', async () => {
   const app = Fastify({ http2: true });
   await app.register(segmentEndpoint, { ...options, prefix: '/segment' });
