@@ -122,6 +122,11 @@ class BodyRead extends Deadline {
     this.req.on('close', () => {
       if (!this.ended) this.finish(new EndpointError('SEG_BODY_ABORTED'));
     });
+    // Closed already (its sender gone while an `authenticate` of the partner's ran): no 'close' comes now.
+    if (this.req.destroyed) {
+      this.finish(new EndpointError('SEG_BODY_ABORTED'));
+      return;
+    }
     // Paused by its host: a 'data' listener does not start it again, and the body would wait out its deadline.
     if (this.req.readableFlowing === false) this.req.resume();
     // Nor does resume() while the host listens for 'readable': read out on it then (until a refusal, as

@@ -3,8 +3,11 @@
 // that answers outside its contract is a bug in it (500), never a pass; a store failing to forget a
 // failed event leaves the handler's own answer.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { describe, test } from 'node:test';
 import {
+  createFetchHandler,
   createHandler,
   type HandlerOptions,
   type IdempotencyStore,
@@ -12,8 +15,9 @@ import {
   silentLogger,
   ValidationError,
 } from '../src/index.ts';
-import { API_KEY, trackEvent } from './helpers.ts';
+import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
+import { waitUntil } from './helpers-wait.ts';
 
 const never = () => new Promise<never>(() => {});
 const fine: IdempotencyStore = { claim: () => 'new', complete: () => {}, release: () => {} };
@@ -37,6 +41,77 @@ describe('bounded by handlerTimeoutMs', () => {
     assert.equal(res.status, 503);
     assert.equal(res.json().code, 'SEG_HANDLER_TIMEOUT');
     assert.equal(handler.inFlight, 0);
+  });
+
+  test("a sender gone while authenticate runs: its slot given back when authenticate answers, not at the body's deadline", async () => {
+    // The request was closed before its body was listened to: no 'close' came after, and the slot stayed
+    // taken until bodyTimeoutMs, a 503 SEG_OVERLOADED for every other sender meanwhile.
+    let asked = 0;
+    let answer = (_known: boolean) => {};
+    const authenticate = () =>
+      new Promise<boolean>((resolve) => {
+        asked++;
+        answer = resolve;
+      });
+    const options = {
+      apiKeys: undefined,
+      authenticate,
+      maxInFlight: 1,
+      bodyTimeoutMs: 60_000,
+      handlerTimeoutMs: 30_000,
+    };
+    const { handler } = endpoint(options);
+    const closed: Array<Promise<unknown>> = [];
+    const host = createServer((req, res) => {
+      closed.push(new Promise((resolve) => req.on('close', resolve)));
+      handler(req, res);
+    });
+    await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+    const body = JSON.stringify(trackEvent());
+    const headers = { ...segmentHeaders(), 'content-length': String(Buffer.byteLength(body)) };
+    const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+    const sender = connect((host.address() as AddressInfo).port, '127.0.0.1');
+    sender.on('error', () => {});
+    sender.write(`POST / HTTP/1.1\r\nHost: localhost\r\n${head.join('')}\r\n${body}`);
+    try {
+      await waitUntil(
+        () => asked === 1,
+        () => 'authenticate asked',
+      );
+      sender.destroy();
+      await Promise.all(closed);
+      answer(true);
+      await waitUntil(
+        () => handler.inFlight === 0,
+        () => 'the slot given back',
+        5_000,
+      );
+    } finally {
+      sender.destroy();
+      await new Promise((resolve) => host.close(resolve));
+    }
+    // The same through the fetch handler, its Request's signal aborted.
+    const fetchHandler = createFetchHandler({ ...options, log: silentLogger, handlers: { track() {} } });
+    const aborted = new AbortController();
+    const request = new Request('http://localhost/', {
+      method: 'POST',
+      headers,
+      body,
+      signal: aborted.signal,
+    });
+    const outcome = fetchHandler(request).catch((err: unknown) => err);
+    await waitUntil(
+      () => asked === 2,
+      () => 'authenticate asked',
+    );
+    aborted.abort(new Error('the sender went away'));
+    answer(true);
+    assert.match(String(await outcome), /the sender went away/);
+    await waitUntil(
+      () => fetchHandler.inFlight === 0,
+      () => "the fetch handler's slot given back",
+      5_000,
+    );
   });
 
   test('a store whose claim never answers: 503 SEG_IDEMPOTENCY_UNAVAILABLE, the handler not run', async () => {
