@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import { describeValue, ERRORS } from './errors.ts';
+import { RequestBody } from './fetch-body.ts';
 import { type EndpointHandler, resolvedHandler } from './handler.ts';
 import type { Logger } from './log.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
@@ -142,65 +142,6 @@ function incoming(request: Request, url: URL, base: string): IncomingMessage {
   }
   const target = `${under === '' ? '/' : under}${url.search}`;
   return new RequestBody(request, target, base, headers, rawHeaders) as unknown as IncomingMessage;
-}
-
-/**
- * The Request's body as a Node stream, with the fields of an IncomingMessage the pipeline reads: one
- * read of the web stream for each read Node asks for. A class of its own rather than fields added to
- * `Readable.fromWeb`'s stream: every request then has one shape (fields added to a stream after it is
- * made gave each request's object a new one), and without fromWeb's layers the adapter costs about a
- * third less an event (bench/README.md, "The fetch handler's body").
- */
-class RequestBody extends Readable {
-  readonly method: string;
-  readonly url: string;
-  /** Where the host mounted it, as express says it: the 404's message names the path with it. */
-  readonly baseUrl: string;
-  readonly headers: IncomingHttpHeaders;
-  readonly rawHeaders: string[];
-  readonly httpVersion = '1.1';
-  readonly httpVersionMajor = 1;
-  readonly httpVersionMinor = 1;
-  /** The whole body came, as Node's `complete` says it. */
-  complete = false;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-
-  constructor(request: Request, url: string, base: string, headers: IncomingHttpHeaders, raw: string[]) {
-    super();
-    this.method = request.method;
-    this.url = url;
-    this.baseUrl = base;
-    this.headers = headers;
-    this.rawHeaders = raw;
-    this.#reader = request.body?.getReader();
-  }
-
-  override _read(): void {
-    const reader = this.#reader;
-    if (reader === undefined) {
-      this.#ended();
-      return;
-    }
-    reader.read().then(
-      ({ done, value }) => {
-        if (done) this.#ended();
-        else this.push(value);
-      },
-      (err: unknown) => this.destroy(err as Error),
-    );
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    // A body its sender gave up on (the signal aborted): its source is told. One refused is only paused
-    // (reader.ts): cancelled, a host's stream could end its connection before the answer is written.
-    this.#reader?.cancel(err ?? undefined).catch(() => {});
-    callback(err);
-  }
-
-  #ended(): void {
-    this.complete = true;
-    this.push(null);
-  }
 }
 
 /** The parts of a ServerResponse the pipeline writes, turned into a Response once it ends. */

@@ -110,6 +110,45 @@ test('a body that fails half way (its sender gone) ends in a rejection, not a cr
   } as RequestInit);
   await assert.rejects(handle(request), /the sender went away/);
   assert.equal(handle.inFlight, 0);
+  // A stream errored with no reason, or a falsy one: the promise was left pending for good.
+  for (const reason of [undefined, null, 0, false, '']) {
+    const failing = new ReadableStream({
+      pull(controller) {
+        controller.error(reason);
+      },
+    });
+    const init = { method: 'POST', headers, body: failing, duplex: 'half' } as RequestInit;
+    await assert.rejects(handle(new Request('https://e.example/', init)), /the Request body failed/);
+  }
+  assert.equal(handle.inFlight, 0);
+});
+
+test('a body of empty chunks without end is a 408 at its deadline, other work going on meanwhile', async () => {
+  // Read in a loop of promises that never gave the timers a turn: the process spun at 100 % for good.
+  const handle = createFetchHandler({ ...caseOptions(), log: silentLogger, bodyTimeoutMs: 300 });
+  let ticks = 0;
+  const clock = setInterval(() => ticks++, 10);
+  try {
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        controller.enqueue(new Uint8Array(0));
+      },
+    });
+    const res = await handle(
+      new Request('https://e.example/', {
+        method: 'POST',
+        headers: { authorization: `Basic ${btoa(`${CASE_KEY}:`)}`, 'content-type': 'application/json' },
+        body,
+        duplex: 'half',
+      } as RequestInit),
+    );
+    assert.equal(res.status, 408);
+    assert.equal(((await res.json()) as { code: string }).code, 'SEG_BODY_TIMEOUT');
+    assert.ok(ticks > 5, `the host's own timer ran ${ticks} times meanwhile`);
+  } finally {
+    clearInterval(clock);
+  }
+  assert.equal(handle.inFlight, 0);
 });
 
 test('a request its sender aborts mid-body is not taken: its handler never runs on what came', async () => {
