@@ -8,6 +8,7 @@ import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.
 import { checkPath } from './paths.ts';
 import { JSON_TYPE } from './respond.ts';
 import type { CheckedSettings, Settings } from './settings.ts';
+import { unreservedRead } from './target.ts';
 
 // The endpoint as a web-standard handler, `(request: Request) => Promise<Response>`, for Hono, Next.js
 // route handlers and any fetch-style server. One implementation of the contract: the same handler as
@@ -49,9 +50,11 @@ export function createFetchHandler<S = Settings>(
   const serve = (request: Request) => {
     if (request.bodyUsed || request.body?.locked === true) return bodyGone(log);
     const url = new URL(request.url);
+    // Spelled with unreserved characters percent-encoded (`/%73egment`), as a host's router reads it.
+    const path = base === '' ? url.pathname : unreservedRead(url.pathname);
     // A catch-all host (Bun.serve, a worker) passes every request: what is not below basePath is not ours.
-    if (!below(url.pathname, base)) return notFound(base, handler.path);
-    return answer(handler, request, url, base);
+    if (!below(path, base)) return notFound(base, handler.path);
+    return answer(handler, request, url, path.slice(base.length), base);
   };
   return Object.defineProperties(serve as FetchHandler, {
     drain: { value: () => handler.drain(), enumerable: true },
@@ -75,13 +78,19 @@ function basePathOf(mount: unknown): string {
   return basePath === undefined ? '' : checkPath('basePath', basePath, MOUNT).replace(/\/$/, '');
 }
 
-function answer(handler: EndpointHandler, request: Request, url: URL, base: string): Promise<Response> {
+function answer(
+  handler: EndpointHandler,
+  request: Request,
+  url: URL,
+  under: string,
+  base: string,
+): Promise<Response> {
   return new Promise((resolve, reject) => {
     if (request.signal?.aborted) {
       reject(request.signal.reason);
       return;
     }
-    const req = incoming(request, url, base);
+    const req = incoming(request, url, under, base);
     const res = new FetchReply(resolve);
     // A request its sender gave up on: its body stops, and nobody is waiting for an answer.
     request.signal?.addEventListener('abort', () => {
@@ -126,8 +135,7 @@ function refusal(status: number, code: string, message: string): Promise<Respons
 }
 
 /** The Request as the parts of an IncomingMessage the pipeline reads: a stream of its body, and more. */
-function incoming(request: Request, url: URL, base: string): IncomingMessage {
-  const under = url.pathname.slice(base.length);
+function incoming(request: Request, url: URL, under: string, base: string): IncomingMessage {
   const headers: IncomingHttpHeaders = { host: url.host };
   const rawHeaders: string[] = ['host', url.host];
   request.headers.forEach((value, name) => {

@@ -37,7 +37,7 @@ export interface HandlerOptions<S = Settings> {
   apiKeys?: Iterable<string | ApiKeySpec> | undefined;
   /** Instead of `apiKeys`: `(apiKey) => decision`, sync or async (below). */
   authenticate?: Authenticate | undefined;
-  /** The path events are POSTed to. @default '/' */
+  /** The path events are POSTed to (ASCII, no query, fragment, space, `.` or `..` segment). @default '/' */
   path?: string | undefined;
   /**
    * Also take Segment's Tracking API shapes under the event path: `/v1/{type}` with one event and

@@ -18,6 +18,11 @@ export function checkPath(name: string, value: unknown, owner = 'options.'): str
       `${owner}${name} must be ASCII (percent-encode the rest), got ${describeValue(value)}`,
     );
   }
+  // A URL's path never holds one: a client resolves them (RFC 3986 §5.2.4) before it sends, as does a
+  // fetch host's URL, so a path with one would never be matched.
+  if (/(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i.test(value)) {
+    throw new TypeError(`${owner}${name} must not hold . or .. segments, got ${describeValue(value)}`);
+  }
   return value;
 }
 

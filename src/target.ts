@@ -30,8 +30,12 @@ const unescaped = (encoded: string) => String.fromCharCode(Number.parseInt(encod
 export function routeAt(table: ReadonlyMap<string, Route>, path: string): Route | undefined {
   const route = table.get(path);
   if (route !== undefined || !path.includes('%')) return route;
-  return table.get(path.replace(UNRESERVED_ESCAPE_RE, unescaped));
+  return table.get(unreservedRead(path));
 }
+
+/** `path` with its unreserved characters percent-encoded (`/v1/%74rack`) read as themselves. */
+export const unreservedRead = (path: string): string =>
+  path.includes('%') ? path.replace(UNRESERVED_ESCAPE_RE, unescaped) : path;
 
 /**
  * The path of `req` for a log line: without the query or the authority of an absolute-form target, either

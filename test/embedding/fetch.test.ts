@@ -201,6 +201,35 @@ test('basePath is a path segment, and a request already aborted is rejected at o
   assert.ok(Date.now() - started < 1_000);
 });
 
+test('basePath is matched with its unreserved characters percent-encoded read as themselves, as routes are', async () => {
+  // Hono (and the Node handlers) read /%73egment as /segment: the fetch handler answered its 404, final.
+  const seen: string[] = [];
+  const handle = createFetchHandler({ ...caseOptions(seen), log: silentLogger }, { basePath: '/segment' });
+  const headers = { 'content-type': 'application/json', authorization: `Basic ${btoa(`${CASE_KEY}:`)}` };
+  for (const [n, path] of ['/%73egment', '/%73egment/v1/%74rack', '/segm%65nt/'].entries()) {
+    const messageId = `spelled-${n}`;
+    const body = JSON.stringify({ type: 'track', event: 'Signed Up', userId: 'u1', messageId });
+    const res = await handle(new Request(`https://e.example${path}`, { method: 'POST', headers, body }));
+    assert.equal(res.status, 200, path);
+  }
+  assert.equal(seen.length, 3);
+  const reserved = await handle(new Request('https://e.example/segment%2Fv1/track', { method: 'POST' }));
+  assert.equal(reserved.status, 404, 'an encoded "/" is not a segment break');
+});
+
+test('a path or basePath with dot segments is refused when the handler is made: a URL never holds one', () => {
+  for (const path of ['/seg/./in', '/seg/../seg', '/seg/%2e%2E/x', '/.', '/events/..']) {
+    assert.throws(
+      () => createFetchHandler(caseOptions(), { basePath: path }),
+      /basePath must not hold/,
+      path,
+    );
+    assert.throws(() => createFetchHandler({ ...caseOptions(), path }), /options\.path must not hold/, path);
+  }
+  // Dots inside a segment are a name like any other.
+  assert.doesNotThrow(() => createFetchHandler(caseOptions(), { basePath: '/v1.2/...events' }));
+});
+
 test('a Request whose body the host already read is a JSON 500, logged: there is no event left to take', async () => {
   const logged: object[] = [];
   const log = { ...silentLogger, error: (obj: object) => logged.push(obj) };
