@@ -50,11 +50,12 @@ export function createFetchHandler<S = Settings>(
   const serve = (request: Request) => {
     if (request.bodyUsed || request.body?.locked === true) return bodyGone(log);
     const url = new URL(request.url);
-    // Spelled with unreserved characters percent-encoded (`/%73egment`), as a host's router reads it.
-    const path = base === '' ? url.pathname : unreservedRead(url.pathname);
+    const under = below(url.pathname, base)
+      ? url.pathname.slice(base.length)
+      : spelledBelow(url.pathname, base);
     // A catch-all host (Bun.serve, a worker) passes every request: what is not below basePath is not ours.
-    if (!below(path, base)) return notFound(base, handler.path);
-    return answer(handler, request, url, path.slice(base.length), base);
+    if (under === undefined) return notFound(base, handler.path);
+    return answer(handler, request, url, under, base);
   };
   return Object.defineProperties(serve as FetchHandler, {
     drain: { value: () => handler.drain(), enumerable: true },
@@ -122,6 +123,15 @@ function bodyGone(log: Logger): Promise<Response> {
  * every path is below no base at all.
  */
 const below = (path: string, base: string) => base === '' || path === base || path.startsWith(`${base}/`);
+
+/**
+ * What follows `base` in `path` when it is below it only with unreserved characters percent-encoded read
+ * as themselves on both sides (`/%73egment`), as a host's router reads it; the rest read so too.
+ */
+function spelledBelow(path: string, base: string): string | undefined {
+  const [read, readBase] = [unreservedRead(path), unreservedRead(base)];
+  return below(read, readBase) ? read.slice(readBase.length) : undefined;
+}
 
 /** The front door's 404, for a request outside basePath: it names the event path where it is mounted. */
 function notFound(base: string, path: string): Promise<Response> {

@@ -124,7 +124,8 @@ test('a body that fails half way (its sender gone) ends in a rejection, not a cr
 });
 
 test('a body of empty chunks without end is a 408 at its deadline, other work going on meanwhile', async () => {
-  // Read in a loop of promises that never gave the timers a turn: the process spun at 100 % for good.
+  // Read in a loop of promises that never gave the timers a turn: the process spun at 100 % for good (so
+  // that, without the fix, this test hangs the run: no timeout can fire either).
   const handle = createFetchHandler({ ...caseOptions(), log: silentLogger, bodyTimeoutMs: 300 });
   let ticks = 0;
   const clock = setInterval(() => ticks++, 10);
@@ -215,6 +216,17 @@ test('basePath is matched with its unreserved characters percent-encoded read as
   assert.equal(seen.length, 3);
   const reserved = await handle(new Request('https://e.example/segment%2Fv1/track', { method: 'POST' }));
   assert.equal(reserved.status, 404, 'an encoded "/" is not a segment break');
+  // Options spelled so themselves are matched as sent first, as the Node handlers match them.
+  const spelled = createFetchHandler(
+    { ...caseOptions(seen), log: silentLogger, path: '/%73eg', healthPath: '/he%61lth' },
+    { basePath: '/%73egment' },
+  );
+  const body = JSON.stringify({ type: 'track', event: 'Signed Up', userId: 'u1', messageId: 'spelled-own' });
+  const own = await spelled(
+    new Request('https://e.example/%73egment/%73eg', { method: 'POST', headers, body }),
+  );
+  assert.equal(own.status, 200);
+  assert.equal((await spelled(new Request('https://e.example/%73egment/he%61lth'))).status, 200);
 });
 
 test('a path or basePath with dot segments is refused when the handler is made: a URL never holds one', () => {
