@@ -46,7 +46,8 @@ export class RequestBody extends Readable {
         if (done) this.#ended();
         else if (!emptyChunk(value)) this.push(value);
         // Read again on the loop's next turn, while the body is still wanted: a stream of empty chunks
-        // was read in a loop of promises that never let a timer run, its deadline's among them.
+        // was read in a loop of promises that never let a timer run, its deadline's among them. Its one
+        // reader, the pipeline's, reads it flowing and pauses it only at a refusal, for good.
         else setImmediate(() => this.readableFlowing && !this.destroyed && this._read());
       },
       // Errored with no reason, or a falsy one: destroy() would end the stream without an 'error'.

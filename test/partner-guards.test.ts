@@ -105,6 +105,7 @@ describe('bounded by handlerTimeoutMs', () => {
       () => 'authenticate asked',
     );
     aborted.abort(new Error('the sender went away'));
+    await new Promise((resolve) => setImmediate(resolve)); // a sender's abort comes in a turn of its own
     answer(true);
     assert.match(String(await outcome), /the sender went away/);
     await waitUntil(

@@ -167,7 +167,7 @@ test('a line with a line break or a zero byte is refused, not stored', async () 
 
 test('a torn tail of 150 MB (a planted or damaged file) is set aside in bounded memory, as it came', async () => {
   // Read whole, twice over (the look for a hole, then the fragment and its copy with a line end), it took
-  // ~350 MB to start. Repaired in a process of its own, whose peak is its own.
+  // ~530 MB to start. Repaired in a process of its own, whose peak is its own.
   const dir = tempDir();
   const file = join(dir, 'events-2026-11-30.ndjson');
   const tail = Buffer.alloc(150 * 1024 * 1024, 'x');
