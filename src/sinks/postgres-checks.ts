@@ -2,7 +2,8 @@ import type { Pool } from 'pg';
 import type { Logger } from '../log.ts';
 import { REWRITTEN } from './postgres-discards.ts';
 import { query } from './postgres-pool.ts';
-import { ensureTable, quoted, TableRefused } from './postgres-sql.ts';
+import { quoted } from './postgres-sql.ts';
+import { ensureTable, TableRefused } from './postgres-table.ts';
 
 // The PostgreSQL sink's checks of its database and table (ensureTable): after an outage until one
 // passes, and every RECHECK_MS while the sink is up, and what the log says of them.

@@ -133,6 +133,28 @@ test("an index of another table under the name the sink gives its own: the sink'
   await stopCleanly(ep);
 });
 
+test("a partial unique index of the table under the sink's index name: the sink makes its own beside it", async () => {
+  await pg.client.query(`CREATE TABLE pnamed ${columns()}`);
+  await pg.client.query(
+    "CREATE UNIQUE INDEX pnamed_source_message_id ON pnamed (source, message_id) WHERE type = 'track'",
+  );
+  const ep = await pg.endpoint('pnamed');
+  const events = [trackEvent({ messageId: 'pnamed-1' }), trackEvent({ messageId: 'pnamed-1' })];
+  assert.deepEqual(await statuses(ep, events), [200, 200]);
+  await stopCleanly(ep);
+});
+
+test('every name the sink could give its index taken by other relations: refused, and the log names them', async () => {
+  const base = 'crowded_source_message_id';
+  for (const name of [base, ...[2, 3, 4, 5, 6, 7, 8, 9].map((n) => `${base}_${n}`)]) {
+    await pg.client.query(`CREATE SEQUENCE ${name}`);
+  }
+  const ep = await pg.endpoint('crowded');
+  await waitFor(ep.output, /crowded_source_message_id and _2 to _9 are all taken/, 10_000);
+  assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'crowded-1' })]), [503]);
+  await stop(ep);
+});
+
 test('a role with room for fewer connections than the pool opens: the INSERTs share them, all 200', async () => {
   // What max_connections or a role's CONNECTION LIMIT does: a connection past it is refused (53300).
   // One refused used to put the whole sink down: ~97 % of events answered 503 while two connections worked.
