@@ -2,6 +2,12 @@ import { describeValue } from './errors.ts';
 
 // The paths a handler serves (its event path, health, liveness, metrics): each a path, each its own.
 
+/**
+ * A `.` or `..` segment, plain or percent-encoded: a fetch host's URL never holds one, and browsers,
+ * proxies and most HTTP clients resolve them (RFC 3986 §5.2.4) before sending: such a path is not matched.
+ */
+const DOT_SEGMENT_RE = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+
 /** A path option: starting with "/", with no query, fragment or space. `owner`: what it is said as part of. */
 export function checkPath(name: string, value: unknown, owner = 'options.'): string {
   if (typeof value !== 'string' || !value.startsWith('/')) {
@@ -18,9 +24,7 @@ export function checkPath(name: string, value: unknown, owner = 'options.'): str
       `${owner}${name} must be ASCII (percent-encode the rest), got ${describeValue(value)}`,
     );
   }
-  // A URL's path never holds one: a client resolves them (RFC 3986 §5.2.4) before it sends, as does a
-  // fetch host's URL, so a path with one would never be matched.
-  if (/(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i.test(value)) {
+  if (DOT_SEGMENT_RE.test(value)) {
     throw new TypeError(`${owner}${name} must not hold . or .. segments, got ${describeValue(value)}`);
   }
   return value;
