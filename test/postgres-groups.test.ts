@@ -1,8 +1,9 @@
 // How the PostgreSQL sink cuts its queue into INSERTs: at most MAX_GROUP events, and at most some
-// millions of characters of their JSON text, so that an INSERT of large events stays within the timeout.
+// millions of characters of their JSON text, so that an INSERT of large events stays within the timeout;
+// and the characters waiting, which bound the queue, counted as rows come, leave and come back.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { groupSize } from '../src/sinks/postgres-rows.ts';
+import { groupSize, type Row, RowQueue } from '../src/sinks/postgres-rows.ts';
 
 const row = (bytes: number) => ({
   receivedAt: '2026-12-01T00:00:00.000Z',
@@ -39,4 +40,31 @@ test('a group stops before the row that takes its text past the characters, unle
     ),
     16,
   );
+});
+
+test('the queue counts the characters waiting as rows are taken, put back and taken out', () => {
+  const queued = (bytes: number, settings = '{}'): Row => ({
+    ...row(bytes),
+    settings,
+    resolve: () => {},
+    reject: () => {},
+    conflicts: 0,
+  });
+  const queue = new RowQueue();
+  for (const bytes of [100, 200, 300]) queue.push(queued(bytes));
+  queue.push(queued(50, '{"region":"eu"}'));
+  assert.deepEqual([queue.length, queue.characters], [4, 100 + 200 + 300 + 50 + 3 * 2 + 15]);
+  const group = queue.take(500, 310);
+  assert.deepEqual(
+    group.map((r) => r.event.length),
+    [100, 200],
+  );
+  assert.deepEqual([queue.length, queue.characters], [2, 300 + 50 + 2 + 15]);
+  queue.putBack(group); // a group sent again first (a conflict, no connection to spare)
+  assert.deepEqual([queue.length, queue.characters], [4, 671]);
+  assert.equal(queue.take(500, 1 << 20).length, 4, 'all of them, the whole queue');
+  assert.deepEqual([queue.length, queue.characters], [0, 0]);
+  queue.push(queued(10));
+  assert.equal(queue.takeAll().length, 1);
+  assert.deepEqual([queue.length, queue.characters], [0, 0]);
 });
