@@ -28,6 +28,22 @@ const through =
     return { status: response.status, body: await response.text() };
   };
 
+/** A POST of the case key's whose body is the stream `body`, to `handle`. */
+const postStream = (
+  handle: (request: Request) => Promise<Response>,
+  body: ReadableStream<Uint8Array>,
+  signal?: AbortSignal,
+) =>
+  handle(
+    new Request('https://e.example/', {
+      method: 'POST',
+      headers: { authorization: `Basic ${btoa(`${CASE_KEY}:`)}`, 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+      signal,
+    } as RequestInit),
+  );
+
 test('the fetch handler answers every contract case as the standalone server does', async () => {
   const seen: string[] = [];
   const fetchAnswers = await runCases(
@@ -135,14 +151,7 @@ test('a body of empty chunks without end is a 408 at its deadline, other work go
         controller.enqueue(new Uint8Array(0));
       },
     });
-    const res = await handle(
-      new Request('https://e.example/', {
-        method: 'POST',
-        headers: { authorization: `Basic ${btoa(`${CASE_KEY}:`)}`, 'content-type': 'application/json' },
-        body,
-        duplex: 'half',
-      } as RequestInit),
-    );
+    const res = await postStream(handle, body);
     assert.equal(res.status, 408);
     assert.equal(((await res.json()) as { code: string }).code, 'SEG_BODY_TIMEOUT');
     assert.ok(ticks > 5, `the host's own timer ran ${ticks} times meanwhile`);
@@ -336,14 +345,7 @@ test('an endless body without a length is cut at the limit: a 413, and no more o
   // before the host writes the 413. What is left is the host's to drain or close.
   const handle = createFetchHandler({ ...caseOptions(), log: silentLogger });
   const { body, seen } = endless('x'.repeat(1024));
-  const res = await handle(
-    new Request('https://e.example/', {
-      method: 'POST',
-      headers: { authorization: `Basic ${btoa(`${CASE_KEY}:`)}`, 'content-type': 'application/json' },
-      body,
-      duplex: 'half',
-    } as RequestInit),
-  );
+  const res = await postStream(handle, body);
   assert.equal(res.status, 413);
   assert.equal(((await res.json()) as { code: string }).code, 'SEG_BODY_TOO_LARGE');
   // Node's stream reads ahead up to its high-water mark (16 KiB) once paused, then stops for good.
@@ -370,15 +372,7 @@ test('a request its host aborts mid-body is rejected with the reason, and its bo
     },
   });
   const abort = new AbortController();
-  const answered = handle(
-    new Request('https://e.example/', {
-      method: 'POST',
-      headers: { authorization: `Basic ${btoa(`${CASE_KEY}:`)}`, 'content-type': 'application/json' },
-      body,
-      duplex: 'half',
-      signal: abort.signal,
-    } as RequestInit),
-  );
+  const answered = postStream(handle, body, abort.signal);
   setTimeout(() => abort.abort(new Error('the client hung up')), 20);
   await assert.rejects(answered, /the client hung up/);
   await new Promise((resolve) => setImmediate(resolve));

@@ -55,6 +55,16 @@ async function asLimitedRole(name: string, limit: number): Promise<Endpoint> {
   return pg.endpoint(name, [], pg.server.url.replace('postgres://postgres@', `postgres://${name}@`));
 }
 
+/** An endpoint on `table` takes an event and its copy (200 both) and stores it once; then stopped. */
+async function storesCopiesOnce(table: string): Promise<void> {
+  const ep = await pg.endpoint(table);
+  const events = [trackEvent({ messageId: `${table}-1` }), trackEvent({ messageId: `${table}-1` })];
+  assert.deepEqual(await statuses(ep, events), [200, 200]);
+  const stored = await pg.client.query(`SELECT message_id FROM ${table}`);
+  assert.deepEqual(stored.rows, [{ message_id: `${table}-1` }]);
+  await stopCleanly(ep);
+}
+
 /** SIGTERM to an endpoint whose store is unavailable (its /health says so): a clean exit all the same. */
 async function stop(ep: Endpoint): Promise<void> {
   ep.child.kill('SIGTERM');
@@ -111,12 +121,7 @@ test('a unique index with NULLS NOT DISTINCT: events without a messageId would b
 test('a partial unique index is not the one the sink needs: it makes its own, and events are stored', async () => {
   await pg.client.query(`CREATE TABLE partial ${columns()}`);
   await pg.client.query("CREATE UNIQUE INDEX ON partial (source, message_id) WHERE type = 'track'");
-  const ep = await pg.endpoint('partial');
-  const events = [trackEvent({ messageId: 'partial-1' }), trackEvent({ messageId: 'partial-1' })];
-  assert.deepEqual(await statuses(ep, events), [200, 200]);
-  const stored = await pg.client.query('SELECT message_id FROM partial');
-  assert.deepEqual(stored.rows, [{ message_id: 'partial-1' }]);
-  await stopCleanly(ep);
+  await storesCopiesOnce('partial');
 });
 
 test("an index of another table under the name the sink gives its own: the sink's is made under another", async () => {
@@ -125,12 +130,7 @@ test("an index of another table under the name the sink gives its own: the sink'
   await pg.client.query(
     'CREATE UNIQUE INDEX named_source_message_id ON archive_of_named (source, message_id)',
   );
-  const ep = await pg.endpoint('named');
-  const events = [trackEvent({ messageId: 'named-1' }), trackEvent({ messageId: 'named-1' })];
-  assert.deepEqual(await statuses(ep, events), [200, 200]);
-  const stored = await pg.client.query('SELECT message_id FROM named');
-  assert.deepEqual(stored.rows, [{ message_id: 'named-1' }]);
-  await stopCleanly(ep);
+  await storesCopiesOnce('named');
 });
 
 test("a partial unique index of the table under the sink's index name: the sink makes its own beside it", async () => {
@@ -138,10 +138,7 @@ test("a partial unique index of the table under the sink's index name: the sink 
   await pg.client.query(
     "CREATE UNIQUE INDEX pnamed_source_message_id ON pnamed (source, message_id) WHERE type = 'track'",
   );
-  const ep = await pg.endpoint('pnamed');
-  const events = [trackEvent({ messageId: 'pnamed-1' }), trackEvent({ messageId: 'pnamed-1' })];
-  assert.deepEqual(await statuses(ep, events), [200, 200]);
-  await stopCleanly(ep);
+  await storesCopiesOnce('pnamed');
 });
 
 test('every name the sink could give its index taken by other relations: refused, and the log names them', async () => {
