@@ -45,14 +45,19 @@ export function createFetchHandler<S = Settings>(
     basePath: 'give it as createFetchHandler(options, { basePath })',
   });
   const base = basePathOf(mount);
-  const handler = resolvedHandler(resolveHandlerOptions(options));
+  const resolved = resolveHandlerOptions(options);
+  const handler = resolvedHandler(resolved);
+  // Matched as sent, the mount included (a proxy rule that hides them by their path keeps them hidden).
+  const asSent = new Set([resolved.healthPath, resolved.livePath, resolved.metricsPath]);
   const log = loggerOf(options);
   const serve = (request: Request) => {
     if (request.bodyUsed || request.body?.locked === true) return bodyGone(log);
     const url = new URL(request.url);
-    const under = below(url.pathname, base)
-      ? url.pathname.slice(base.length)
-      : spelledBelow(url.pathname, base);
+    let under: string | undefined = url.pathname.slice(base.length);
+    if (!below(url.pathname, base)) {
+      under = spelledBelow(url.pathname, base);
+      if (under !== undefined && asSent.has(under)) under = undefined;
+    }
     // A catch-all host (Bun.serve, a worker) passes every request: what is not below basePath is not ours.
     if (under === undefined) return notFound(base, handler.path);
     return answer(handler, request, url, under, base);
@@ -125,12 +130,15 @@ function bodyGone(log: Logger): Promise<Response> {
 const below = (path: string, base: string) => base === '' || path === base || path.startsWith(`${base}/`);
 
 /**
- * What follows `base` in `path` when it is below it only with unreserved characters percent-encoded read
- * as themselves on both sides (`/%73egment`), as a host's router reads it; the rest read so too.
+ * What follows `base` in `path`, as sent, when `path` is below it only with unreserved characters
+ * percent-encoded read as themselves on both sides (`/%73egment`), as a host's router reads it.
  */
 function spelledBelow(path: string, base: string): string | undefined {
-  const [read, readBase] = [unreservedRead(path), unreservedRead(base)];
-  return below(read, readBase) ? read.slice(readBase.length) : undefined;
+  const baseSegments = unreservedRead(base).split('/');
+  const segments = path.split('/');
+  const mount = segments.slice(0, baseSegments.length).join('/');
+  if (unreservedRead(mount) !== baseSegments.join('/')) return undefined;
+  return path.slice(mount.length);
 }
 
 /** The front door's 404, for a request outside basePath: it names the event path where it is mounted. */

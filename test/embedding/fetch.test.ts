@@ -236,6 +236,26 @@ test('basePath is matched with its unreserved characters percent-encoded read as
   );
   assert.equal(own.status, 200);
   assert.equal((await spelled(new Request('https://e.example/%73egment/he%61lth'))).status, 200);
+  // Health and metrics are matched as sent, the mount included: a proxy rule that hides /segment/metrics
+  // by its path does not see /%73egment/metrics.
+  const watched = createFetchHandler(
+    { ...caseOptions(), log: silentLogger, metricsPath: '/metrics' },
+    { basePath: '/segment' },
+  );
+  for (const path of [
+    '/%73egment/metrics',
+    '/%73egment/%6detrics',
+    '/%73egment/health',
+    '/segment/%6detrics',
+  ]) {
+    assert.equal((await watched(new Request(`https://e.example${path}`))).status, 404, path);
+  }
+  assert.equal((await watched(new Request('https://e.example/segment/metrics'))).status, 200);
+  assert.equal(
+    (await spelled(new Request('https://e.example/segment/he%61lth'))).status,
+    404,
+    'the other way round',
+  );
 });
 
 test('a path or basePath with dot segments is refused when the handler is made: a URL never holds one', () => {
