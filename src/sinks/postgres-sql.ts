@@ -1,7 +1,7 @@
 // The SQL of the PostgreSQL sink's INSERTs, and what their failures mean (its table's: postgres-table.ts).
 // `table` is checked at start-up to be a plain lower-case name of at most 42 characters (config.ts):
 // quoted, it is an identifier even when it is an SQL keyword (`user`), and its index's name
-// (`<table>_source_message_id`, maybe `_2` to `_9`) stays within PostgreSQL's 63.
+// (`<table>_source_message_id`, maybe `_2` to `_99`) stays within PostgreSQL's 63.
 
 export const quoted = (name: string) => `"${name}"`;
 

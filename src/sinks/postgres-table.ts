@@ -18,16 +18,19 @@ const createTable = (table: string) => `CREATE TABLE IF NOT EXISTS ${quoted(tabl
 
 /**
  * The name of the table's unique index: `<table>_source_message_id`, or, when another relation holds it
- * (a table archived by a rename keeps its index's name) or an index of the table that is not whole (a
- * partial one of the partner's), the first of `_2` to `_9` that none does. A whole unique index of the
- * table under the name is one another instance made meanwhile: IF NOT EXISTS then makes no second.
+ * (a table archived by a rename keeps its index's name) or an index of the table that is not the sink's
+ * (partial, or on other columns), the first of `_2` to `_99` that none does: a table archived monthly
+ * for eight years. A whole unique index on (source, message_id) under the name is one another instance
+ * made meanwhile: IF NOT EXISTS then makes no second.
  */
-const INDEX_NAME_SQL = `SELECT name FROM generate_series(1, 9) AS n,
+const INDEX_NAME_SQL = `SELECT name FROM generate_series(1, 99) AS n,
     LATERAL (SELECT $1 || CASE WHEN n = 1 THEN '' ELSE '_' || n END AS name) AS candidate
   WHERE NOT EXISTS (SELECT FROM pg_class r
     WHERE r.relname = name AND r.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = $2::regclass)
       AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indexrelid = r.oid AND i.indrelid = $2::regclass
-        AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL))
+        AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = 2
+        AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey) AS k(attnum)
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['message_id', 'source']))
   ORDER BY n LIMIT 1`;
 
 /** The columns the sink writes, and the type each must have (format_type's words). */
@@ -178,9 +181,8 @@ async function create(pool: Pool, table: string): Promise<void> {
     const base = `${table}_source_message_id`;
     const { rows } = await client.query<{ name: string }>(INDEX_NAME_SQL, [base, quoted(table)]);
     if (rows[0] === undefined) {
-      throw new TableRefused(
-        `table ${table}: its index's names ${base} and _2 to _9 are all taken by other relations`,
-      );
+      const why = `${base} and _2 to _99 are all taken by other relations (archived tables keep their indexes' names)`;
+      throw new TableRefused(`table ${table}: its index's names ${why}: rename or drop some of them`);
     }
     // Segment sends an event again when an answer is lost: one row per (customer, messageId), whichever
     // process or VM received each copy. Events without a messageId (NULL) are all kept.

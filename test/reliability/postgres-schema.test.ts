@@ -141,13 +141,35 @@ test("a partial unique index of the table under the sink's index name: the sink 
   await storesCopiesOnce('pnamed');
 });
 
-test('every name the sink could give its index taken by other relations: refused, and the log names them', async () => {
+test('an index of the table under the name, unique but on other columns: the sink makes its own beside it', async () => {
+  await pg.client.query(`CREATE TABLE othercols ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX othercols_source_message_id ON othercols (message_id, type)');
+  await storesCopiesOnce('othercols');
+});
+
+test('a table archived by renames month after month: its index takes the next of _2 to _99', async () => {
+  const base = 'monthly_source_message_id';
+  for (const name of [base, ...Array.from({ length: 8 }, (_, n) => `${base}_${n + 2}`)]) {
+    await pg.client.query(`CREATE SEQUENCE ${name}`);
+  }
+  await storesCopiesOnce('monthly');
+  const { rows } = await pg.client.query(
+    "SELECT indexrelid::regclass::text AS name FROM pg_index WHERE indrelid = 'monthly'::regclass AND indisunique AND NOT indisprimary",
+  );
+  assert.deepEqual(rows, [{ name: `${base}_10` }]);
+});
+
+test('every name the sink could give its index taken by other relations: refused, and the log says what to do', async () => {
   const base = 'crowded_source_message_id';
-  for (const name of [base, ...[2, 3, 4, 5, 6, 7, 8, 9].map((n) => `${base}_${n}`)]) {
+  for (const name of [base, ...Array.from({ length: 98 }, (_, n) => `${base}_${n + 2}`)]) {
     await pg.client.query(`CREATE SEQUENCE ${name}`);
   }
   const ep = await pg.endpoint('crowded');
-  await waitFor(ep.output, /crowded_source_message_id and _2 to _9 are all taken/, 10_000);
+  await waitFor(
+    ep.output,
+    /crowded_source_message_id and _2 to _99 are all taken by other relations .*rename/,
+    10_000,
+  );
   assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'crowded-1' })]), [503]);
   await stop(ep);
 });
