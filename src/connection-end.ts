@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { readOnReadable } from './reader.ts';
 
 // Where a connection ends, as the answers written on it decide. Node writes nothing queued behind an
 // answer that ends its connection, and still hands over the requests it reads behind it: what is read
@@ -133,13 +134,7 @@ export function dropRestOfBody(req: IncomingMessage, res: ServerResponse): void 
   if (req.complete || !endsConnection(res) || !isConnection(req.socket)) return;
   // The body reader stopped at the refusal; what still comes of the body is read, and dropped.
   req.resume();
-  // A host listening for 'readable' holds the stream paused, resume() or not: read out on it then.
-  if (req.listenerCount('readable') === 0) return;
-  const readOut = () => {
-    while (req.read() !== null);
-  };
-  req.on('readable', readOut);
-  readOut();
+  readOnReadable(req);
 }
 
 /**

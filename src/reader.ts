@@ -129,15 +129,9 @@ class BodyRead extends Deadline {
     }
     // Paused by its host: a 'data' listener does not start it again, and the body would wait out its deadline.
     if (this.req.readableFlowing === false) this.req.resume();
-    // Nor does resume() while the host listens for 'readable': read out on it then (until a refusal, as
-    // paused), and once now for what came before (Node says 'readable' to a first listener only). Every
-    // chunk read(), ours or the host's, comes to the 'data' listener above.
-    if (this.req.listenerCount('readable') === 0) return;
-    const readOut = () => {
-      while (!this.done && this.req.read() !== null);
-    };
-    this.req.on('readable', readOut);
-    process.nextTick(readOut);
+    // Nor does resume() while the host listens for 'readable' (until a refusal, as paused). Every chunk
+    // read(), ours or the host's, comes to the 'data' listener above.
+    readOnReadable(this.req, this);
   }
 
   /**
@@ -238,3 +232,17 @@ class BodyRead extends Deadline {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * A request its host listens to for 'readable' is held paused, resume() or not: it is read out on that
+ * event, until `reading` is done if given, and once on the next tick for what came before (Node says
+ * 'readable' to a first listener only). What read() takes goes to the 'data' listeners.
+ */
+export function readOnReadable(req: IncomingMessage, reading?: { readonly done: boolean }): void {
+  if (req.listenerCount('readable') === 0) return;
+  const readOut = () => {
+    while (reading?.done !== true && req.read() !== null);
+  };
+  req.on('readable', readOut);
+  process.nextTick(readOut);
+}
