@@ -3,6 +3,7 @@ import { EndpointError, toErrorAnswer } from './errors.ts';
 import { isPlainObject } from './json.ts';
 import { fieldKey, saysNothing } from './normalize.ts';
 import { bodyTooLarge, refusal, storedTooLarge, tooManyEvents } from './refusals.ts';
+import { LINE_OVERHEAD } from './stored-size.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 // The shapes besides one event per request (CONTRACT.md "Related senders"): Segment's Tracking API,
@@ -78,9 +79,6 @@ function several(events: unknown[], what: string): Carried {
   if (events.length > SEGMENT_LIMITS.events) throw tooManyEvents(what, events.length, SEGMENT_LIMITS.events);
   return { events, batch: true };
 }
-
-// What a stored line holds besides the event and the settings: receivedAt, source and the field names.
-const LINE_OVERHEAD = 96; // bytes
 
 /**
  * An event posted to /v1/{type}: the path gives the type, which the body may repeat but not contradict.

@@ -15,6 +15,7 @@ import { type BodySink, readBody } from './reader.ts';
 import { AnswerBatch, type PendingAnswer, type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Settings, SettingsCache } from './settings.ts';
 import { refuseUnsigned, secretFor, verifySignature } from './signature.ts';
+import { checkStoredSize, settingsBytes } from './stored-size.ts';
 import { loggedPath } from './target.ts';
 
 /**
@@ -167,13 +168,16 @@ export class EventPipeline {
       if (secret !== undefined)
         verifySignature(x.headers, secret, value, text, this.#opts.signatureLegacyBatch);
       const { route } = x;
+      const budget = 2 * this.#opts.maxBodyBytes;
       if (route.kind === 'event' && !Array.isArray(value)) {
         // One event, the body as sent: its own text goes with it. Its token was taken at admission.
+        checkStoredSize(value, text, x.settings as Settings, budget);
         result = this.intake.accept(x, value, 'Request body', text);
       } else {
         const carried = eventsOf(value, route, text);
+        if (!carried.batch) checkStoredSize(carried.events[0], text, x.settings as Settings, budget);
         result = carried.batch
-          ? this.#acceptAll(x, carried).then(batchAnswer)
+          ? this.#acceptAll(x, carried, budget).then(batchAnswer)
           : this.intake.accept(x, carried.events[0], 'Request body', undefined);
       }
     } catch (err) {
@@ -218,15 +222,14 @@ export class EventPipeline {
   }
 
   /** A batch's events, each through the same steps as a single event (see acceptBatch). */
-  #acceptAll(x: Exchange, carried: Carried): Promise<EventResult[]> {
-    const settingsBytes = Buffer.byteLength(JSON.stringify(x.settings));
+  #acceptAll(x: Exchange, carried: Carried, budget: number): Promise<EventResult[]> {
     // Charged once the batch is measured: one refused whole as too large to store took nothing.
     const charge = (events: number) => {
       if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, events);
     };
     const accept = (event: unknown, index: number) =>
       this.intake.accept(x, event, `Event #${index}`, undefined);
-    return acceptBatch(carried, settingsBytes, 2 * this.#opts.maxBodyBytes, accept, charge);
+    return acceptBatch(carried, settingsBytes(x.settings as Settings), budget, accept, charge);
   }
 
   #observe(x: Exchange, result: EventResult): void {

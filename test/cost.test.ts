@@ -13,7 +13,7 @@ import {
   storeHandlers,
 } from '../src/index.ts';
 import { API_KEY, basic, encodeSettings, segmentHeaders, trackEvent } from './helpers.ts';
-import { inject } from './helpers-inject.ts';
+import { type InjectOptions, inject } from './helpers-inject.ts';
 
 // What one request may cost (events, bytes stored, work before refusing) is bounded by a small multiple
 // of what it sent: a keyed sender cannot turn a small body into a large store or a frozen event loop.
@@ -184,6 +184,70 @@ describe('bytes per request', () => {
     assert.match(message ?? '', /\b\d{4} bytes of each event/);
     assert.doesNotMatch(message ?? '', /context/);
     assert.equal(seen.length, 0);
+  });
+});
+
+describe('what one event may take stored', () => {
+  // A body within maxBodyBytes can write longer than sent: `9e20` (4 bytes) is stored as 21 digits. One
+  // event skipped the budget a batch is held to: 512 KiB of them stored as a 2.3 MB line, and with
+  // --max-body-bytes at 15 MiB as a 69 MB one, longer than `read` takes, which stopped it at that line
+  // for the rest of its day's file (found by a hostile probe).
+  const MAX_BODY = 16 * 1024; // a budget of 32 KiB
+  const event = (numbers: number) =>
+    `{"type":"track","event":"E","userId":"u","messageId":"m${numbers}","properties":{"n":[${Array(numbers).fill('9e20').join(',')}]}}`;
+
+  async function stored(options: InjectOptions, settings?: Record<string, unknown>) {
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-cost-'));
+    after(() => rmSync(dir, { recursive: true, force: true }));
+    const store = await NdjsonStore.open(dir);
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: storeHandlers(store),
+      maxBodyBytes: MAX_BODY,
+    });
+    const headers = {
+      ...segmentHeaders(),
+      ...(settings && { 'x-segment-settings': encodeSettings(settings) }),
+    };
+    const res = await inject(handler, { headers, ...options });
+    await store.close();
+    const lines = readdirSync(dir)
+      .filter((f) => f.endsWith('.ndjson'))
+      .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n'))
+      .filter((l) => l !== '');
+    return { res, lines };
+  }
+
+  for (const url of ['/', '/v1/track']) {
+    test(`on ${url}, one whose numbers write past 2 × maxBodyBytes is refused (413), nothing stored`, async () => {
+      const body = event(3_000); // 15 KB sent, 66 KB stored
+      assert.ok(body.length < MAX_BODY);
+      const { res, lines } = await stored({ url, body });
+      assert.equal(res.status, 413, res.body);
+      assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE');
+      assert.deepEqual(lines, []);
+    });
+
+    test(`on ${url}, one that writes just within the budget is stored, the line within it`, async () => {
+      const { res, lines } = await stored({ url, body: event(1_450) }); // 7 KB sent, 32 KB stored
+      assert.equal(res.status, 200, res.body);
+      assert.equal(lines.length, 1);
+      const bytes = Buffer.byteLength(lines[0] as string);
+      assert.ok(bytes > 30_000 && bytes <= 2 * MAX_BODY, String(bytes));
+    });
+  }
+
+  test('settings that write longer than sent count too: one event, a batch, a body a framework parsed', async () => {
+    const settings = { n: Array(1_800).fill(9e20) }; // a 12 KB header, 38 KB stored
+    const one = event(1);
+    for (const options of [{ body: one }, { body: `[${one}]` }, { parsedBody: JSON.parse(one) }]) {
+      const { res, lines } = await stored(options, settings);
+      assert.equal(res.status, 413, res.body);
+      assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE');
+      assert.match(res.json().message ?? '', /X-Segment-Settings/);
+      assert.deepEqual(lines, []);
+    }
   });
 });
 

@@ -52,7 +52,7 @@ export interface ReadStoreOptions {
   /**
    * The longest line read (bytes, its newline not counted): a longer one, finished or not, ends the
    * reading with a LineTooLongError naming its file and offset, rather than being held in memory. The
-   * endpoint's lines are at most a few times its --max-body-bytes.
+   * endpoint's lines are at most 2 × its --max-body-bytes (a longer one is refused, not stored).
    * @default 67108864 (64 MiB)
    */
   readonly maxLineBytes?: number | undefined;
