@@ -1,7 +1,7 @@
 import type { ErrorAnswer } from './errors.ts';
 import { EndpointError, toErrorAnswer } from './errors.ts';
 import { isPlainObject } from './json.ts';
-import { fieldKey, saysNothing } from './normalize.ts';
+import { blank, fieldKey, saysNothing } from './normalize.ts';
 import { bodyTooLarge, refusal, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { LINE_OVERHEAD } from './stored-size.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
@@ -140,9 +140,10 @@ function withDefaults(
 ): unknown {
   if (!isPlainObject(event)) return event;
   const merged: Record<string, unknown> = { ...event };
-  if (context !== undefined) mergeUnder(merged, fieldKey(event, 'context') ?? 'context', context);
+  // Under the key normalizeEvent gives the handler: an empty list (PHP's empty map) says nothing there.
+  if (context !== undefined) mergeUnder(merged, fieldKey(event, 'context', blank) ?? 'context', context);
   if (integrations !== undefined)
-    mergeUnder(merged, fieldKey(event, 'integrations') ?? 'integrations', integrations);
+    mergeUnder(merged, fieldKey(event, 'integrations', blank) ?? 'integrations', integrations);
   return merged;
 }
 
@@ -156,7 +157,7 @@ const mergeUnder = (event: Record<string, unknown>, key: string, shared: string)
  */
 function under(own: unknown, shared: string): unknown {
   if (isPlainObject(own)) return { ...(JSON.parse(shared) as object), ...own };
-  return saysNothing(own) ? JSON.parse(shared) : own;
+  return blank(own) ? JSON.parse(shared) : own;
 }
 
 /** What became of one event: the status to answer, its type once known, and the refusal if any. */

@@ -49,18 +49,18 @@ export function field(obj: unknown, name: string): unknown {
 
 /**
  * The key `obj` holds `name` under, whatever its casing, or undefined; own keys only. An exact match
- * wins, then the first variant, except that a key whose value says nothing (null, empty) gives way to
- * one that holds a value.
+ * wins, then the first variant, except that a key whose value says nothing (null, empty; `empty` says
+ * which) gives way to one that holds a value.
  */
-export function fieldKey(obj: object, name: string): string | undefined {
+export function fieldKey(obj: object, name: string, empty = saysNothing): string | undefined {
   const values = obj as Record<string, unknown>;
   const exact = Object.hasOwn(obj, name);
-  if (exact && !saysNothing(values[name])) return name;
+  if (exact && !empty(values[name])) return name;
   const wanted = squash(name);
   let found = exact ? name : undefined;
   for (const key of Object.keys(obj)) {
     if (key === name || squash(key) !== wanted) continue;
-    if (!saysNothing(values[key])) return key;
+    if (!empty(values[key])) return key;
     found ??= key;
   }
   return found;
@@ -123,4 +123,6 @@ const emptyList = (value: unknown): boolean => Array.isArray(value) && value.len
  * value, could (see fieldKey).
  */
 const hides = (held: unknown, other: unknown): boolean => blank(held) && !blank(other);
-const blank = (value: unknown): boolean => saysNothing(value) || emptyList(value);
+
+/** A value that says nothing (saysNothing), or an empty list: what normalizeEvent lets a value stand over. */
+export const blank = (value: unknown): boolean => saysNothing(value) || emptyList(value);

@@ -80,6 +80,36 @@ describe("Segment's Tracking API and batches", () => {
     );
   });
 
+  test("an empty list says nothing of an event's context or integrations (PHP's empty map): the batch's fills it", async () => {
+    // `context: []` beside a `Context` that holds a value kept the batch's context out of both, and alone
+    // reached the handler as `[]`, where `null` in its place took the batch's (found by a hostile probe).
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const event = (messageId: string, own: Record<string, unknown>) => ({
+      type: 'track',
+      event: 'T',
+      userId: 'u',
+      messageId,
+      ...own,
+    });
+    const res = await inject(handler, {
+      url: '/v1/batch',
+      body: {
+        batch: [
+          event('l1', { context: [], Context: { ip: 'own' } }),
+          event('l2', { context: [] }),
+          event('l3', { integrations: [], Integrations: { All: false } }),
+        ],
+        context: { ip: 'batch', locale: 'fr' },
+        integrations: { X: true },
+      },
+    });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(seen[0]?.event.context, { ip: 'own', locale: 'fr' });
+    assert.deepEqual(seen[1]?.event.context, { ip: 'batch', locale: 'fr' });
+    assert.deepEqual(seen[2]?.event.integrations, { X: true, All: false });
+  });
+
   test("an event's own context and integrations win over the batch's whatever their casing, and keep the event's own key", async () => {
     const { seen, handlers } = recorder();
     const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
