@@ -22,7 +22,8 @@ export interface Context<S = Settings> {
   readonly original: Readonly<Record<string, unknown>>;
   /**
    * The request body's JSON text as received (a leading BOM dropped), to store or forward without
-   * serialising again; `undefined` when a framework parsed the body before this handler ran.
+   * serialising again, when the body is this one event on the event path; `undefined` for an event of
+   * a batch or an array, on `/v1/{type}`, and when a framework parsed the body before this handler ran.
    */
   readonly raw: string | undefined;
 }
