@@ -3,45 +3,13 @@ import { EndpointError, toErrorAnswer } from './errors.ts';
 import { isPlainObject } from './json.ts';
 import { blank, fieldKey, saysNothing } from './normalize.ts';
 import { bodyTooLarge, refusal, storedTooLarge, tooManyEvents } from './refusals.ts';
+import { type Route, SEGMENT_LIMITS } from './routes.ts';
 import { LINE_OVERHEAD } from './stored-size.ts';
-import { EVENT_TYPES, type EventType } from './types.ts';
+import type { EventType } from './types.ts';
 
 // The shapes besides one event per request (CONTRACT.md "Related senders"): Segment's Tracking API,
 // which every Segment SDK speaks (POST /v1/{type} with one event, POST /v1/batch with
 // {"batch": [...]}), and the JSON arrays that Webhooks (Actions) batching sends to the event path.
-
-/**
- * Segment's own limits on what its Tracking API takes, as it documents them, and the cap on events a
- * request that Segment proposes for a batch. The endpoint's own body limit (`maxBodyBytes`, 512 KiB by
- * default) is apart from these.
- */
-export const SEGMENT_LIMITS = Object.freeze({
-  eventBytes: 32 * 1024, // 32 KiB: one event, after a batch's context and integrations are merged in
-  batchBytes: 500 * 1024, // 500 KiB: one /v1/batch body
-  events: 2500, // events in one request, batch or JSON array
-});
-
-/** How a request carries its events. */
-export type Route =
-  | { readonly kind: 'event' }
-  | { readonly kind: 'typed'; readonly type: EventType }
-  | { readonly kind: 'batch' };
-
-/** The event path's own route: one event, or a JSON array of them. */
-export const EVENT_ROUTE: Route = Object.freeze({ kind: 'event' });
-
-/** The Tracking API's paths under the event path: `/v1/track`, ..., `/v1/batch` (and `/v1/import`). */
-export function routes(eventPath: string, trackingApi: boolean): ReadonlyMap<string, Route> {
-  const table = new Map<string, Route>([[eventPath, EVENT_ROUTE]]);
-  if (!trackingApi) return table;
-  const base = eventPath.endsWith('/') ? eventPath.slice(0, -1) : eventPath;
-  for (const type of EVENT_TYPES) {
-    if (type !== 'delete') table.set(`${base}/v1/${type}`, Object.freeze({ kind: 'typed', type }));
-  }
-  table.set(`${base}/v1/batch`, Object.freeze({ kind: 'batch' }));
-  table.set(`${base}/v1/import`, Object.freeze({ kind: 'batch' }));
-  return table;
-}
 
 export interface Carried {
   /** The events, as received (each still to be checked to be an object). */

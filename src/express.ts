@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { routes } from './batch.ts';
 import { checkCharset } from './body.ts';
 import { codingOf } from './encoding.ts';
 import { type EndpointError, type ErrorAnswer, toErrorAnswer } from './errors.ts';
@@ -18,6 +17,7 @@ import { optionsCopy } from './option-names.ts';
 import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
 import { type RefusalContext, sendError } from './respond.ts';
+import { routes } from './routes.ts';
 import type { CheckedSettings, Settings } from './settings.ts';
 import { loggedPath, routeAt } from './target.ts';
 

@@ -1,7 +1,6 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { ApiKeySpec } from './auth.ts';
-import { EVENT_ROUTE, type Route, routes } from './batch.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import { hostAnswered } from './early-headers.ts';
 import { describeValue, type ErrorAnswer } from './errors.ts';
@@ -16,6 +15,7 @@ import { EventPipeline } from './pipeline.ts';
 import { readiness } from './readiness.ts';
 import { refusal } from './refusals.ts';
 import { type RefusalContext, sendContinue, sendError, sendHealth, sendMetrics } from './respond.ts';
+import { EVENT_ROUTE, type Route, routes } from './routes.ts';
 import type { CheckedSettings, Settings } from './settings.ts';
 import { loggedPath, routeAt, targetPath } from './target.ts';
 

@@ -10,7 +10,7 @@ export type { EndpointServer, ServerOptions } from './server.ts';
 export type { HandlerOptions } from './options.ts';
 
 // Segment's limits on what one request carries
-export { SEGMENT_LIMITS } from './batch.ts';
+export { SEGMENT_LIMITS } from './routes.ts';
 
 // Handlers
 export type { Context, EventHandler, HandlerResult, HandlerStatus, Handlers } from './dispatch.ts';

@@ -1,5 +1,4 @@
 import type { ApiKeySpec, Authenticate } from './auth.ts';
-import { routes } from './batch.ts';
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
 import type { IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
@@ -9,6 +8,7 @@ import { jsonLogger, type Logger } from './log.ts';
 import { checkHandlers, checkLogger, checkSwitch, misspeltMethods } from './option-checks.ts';
 import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';
 import { checkPath, clearOfRoutes, distinctPaths } from './paths.ts';
+import { routes } from './routes.ts';
 import type { Settings } from './settings.ts';
 import { checkSettingsSchema, type SettingsSchema } from './settings-schema.ts';
 

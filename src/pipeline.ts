@@ -1,7 +1,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { type AuthDecision, keyFingerprint } from './auth.ts';
-import { acceptBatch, batchAnswer, type Carried, type EventResult, eventsOf, type Route } from './batch.ts';
+import { acceptBatch, batchAnswer, type Carried, type EventResult, eventsOf } from './batch.ts';
 import { checkBodyHeaders, framedBody, parseBody } from './body.ts';
 import { type Credentials, CredentialsCache } from './credentials.ts';
 import { Deadlines } from './deadlines.ts';
@@ -13,6 +13,7 @@ import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
 import { type BodySink, readBody } from './reader.ts';
 import { AnswerBatch, type PendingAnswer, type RefusalContext, sendContinue, sendError } from './respond.ts';
+import { type Route, routeBytes } from './routes.ts';
 import { type Settings, SettingsCache } from './settings.ts';
 import { refuseUnsigned, secretFor, verifySignature } from './signature.ts';
 import { checkStoredSize, settingsBytes } from './stored-size.ts';
@@ -139,10 +140,11 @@ export class EventPipeline {
         return;
       }
       const { maxBodyBytes } = this.#opts;
-      const coding = checkBodyHeaders(req, maxBodyBytes, route.kind !== 'event');
+      const plainBytes = routeBytes(route, maxBodyBytes);
+      const coding = checkBodyHeaders(req, maxBodyBytes, route.kind !== 'event', plainBytes);
       // Only now, every check on the headers passed, is a sender waiting on Expect invited to send.
       sendContinue(res);
-      readBody(req, maxBodyBytes, this.#deadlines, coding, x);
+      readBody(req, coding === undefined ? plainBytes : maxBodyBytes, this.#deadlines, coding, x);
     } catch (err) {
       this.refuse(x, err);
     }

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { Route } from './batch.ts';
+import type { Route } from './routes.ts';
 
 // A request's target as the endpoint reads it: the path it is routed by, and the route there.
 

@@ -45,6 +45,30 @@ describe('Expect: 100-continue', () => {
     assert.match(parseRaw(text).headers, /connection: close/);
   });
 
+  test("the Tracking API's own limits are told on the headers too: no 100 Continue, no body read", async () => {
+    // /v1/track declaring 33–512 KiB was invited to send it and read whole before its 413, and /v1/batch
+    // past 512 KiB was told of maxBodyBytes where its limit is 500 KB (found by a hostile probe).
+    const { endpoint: server, port: at } = await listenTls({
+      bodyTimeoutMs: 2_000,
+      handlers: { track: () => {} },
+    });
+    try {
+      for (const [path, limit] of [
+        ['/v1/track', 32 * 1024],
+        ['/v1/batch', 500 * 1024],
+      ] as const) {
+        const request = expecting('x'.repeat(limit + 1)).replace('POST / ', `POST ${path} `);
+        const text = await rawTls(at, cert, request, 5_000);
+        assert.deepEqual(statusLines(text), ['413'], text);
+        const { code, message } = JSON.parse(parseRaw(text).body);
+        assert.equal(code, 'SEG_BODY_TOO_LARGE');
+        assert.match(message, new RegExp(`\\b${limit}\\b`));
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
   test('refusals decided on the headers alone (415, 404) go out without 100 Continue', async () => {
     const body = JSON.stringify(trackEvent());
     const media = expecting(body).replace('application/json', 'text/plain');
