@@ -75,7 +75,7 @@ export const saysNothing = (value: unknown): boolean => value === undefined || v
  * appears twice in different casings, the canonical spelling wins, the first variant if there is none;
  * the other stays under its own key; but a value that says nothing (null, empty) gives way to one that
  * holds a value, wherever it is (see fieldKey). The one value changed: `traits` or `properties` sent as
- * an empty list, PHP's empty map, is given as `{}` (the event as sent stays in `ctx.original`).
+ * an empty list, PHP's empty map, or null, is given as `{}` (the event as sent stays in `ctx.original`).
  */
 export function normalizeEvent(input: Record<string, unknown>): Record<string, unknown> {
   let renames: Array<[string, string]> | undefined;
@@ -93,8 +93,8 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
   if (
     renames === undefined &&
     (typeof input.type !== 'string' || input.type === input.type.toLowerCase()) &&
-    !emptyList(input.traits) &&
-    !emptyList(input.properties)
+    !noMap(input.traits) &&
+    !noMap(input.properties)
   ) {
     return input;
   }
@@ -110,13 +110,15 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
     Object.defineProperty(out, name, { value, enumerable: true, writable: true, configurable: true });
   }
   if (typeof out.type === 'string') out.type = out.type.toLowerCase();
-  // An empty map as PHP encodes it: handed over as the map it is (a list with items is refused later).
-  if (emptyList(out.traits)) out.traits = {};
-  if (emptyList(out.properties)) out.properties = {};
+  // An empty map as PHP encodes it, or null: handed over as the map it is, one a handler can read the
+  // keys of (a list with items is refused later).
+  if (noMap(out.traits)) out.traits = {};
+  if (noMap(out.properties)) out.properties = {};
   return out;
 }
 
 const emptyList = (value: unknown): boolean => Array.isArray(value) && value.length === 0;
+const noMap = (value: unknown): boolean => value === null || emptyList(value);
 
 /**
  * Whether `held`, which says nothing (an empty list neither: PHP's empty map), stands where `other`, a

@@ -21,9 +21,9 @@ export const Id = Type.Unsafe<string | number>({ type: ['string', 'number'], min
 
 /**
  * A free-form bag of keys (traits, properties). `[]` is accepted: PHP encodes an empty map that way. A
- * handler gets it as `{}` (normalize.ts), so its type is a map's.
+ * handler gets it, or null, as `{}` (normalize.ts), so its type is a map's.
  */
-const Bag = Type.Unsafe<Record<string, unknown> | null>({
+const Bag = Type.Unsafe<Record<string, unknown>>({
   type: ['object', 'array', 'null'],
   maxItems: 0,
 });

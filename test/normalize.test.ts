@@ -65,6 +65,17 @@ describe('normalizeEvent', () => {
     assert.deepEqual(out.traits, { email: 'a@b.c' });
   });
 
+  test('traits or properties sent as null are {} too, as README promises: a handler can read their keys', () => {
+    // They reached handlers as null, where Object.keys(event.properties) threw: a 500, retried for hours
+    // (found by a README walk-through).
+    const sent = { type: 'track', userId: 'u1', event: 'E', properties: null };
+    assert.deepEqual(normalizeEvent(sent), { type: 'track', userId: 'u1', event: 'E', properties: {} });
+    assert.equal(sent.properties, null, 'the event as sent is not changed');
+    assert.deepEqual(normalizeEvent({ type: 'identify', userId: 'u1', traits: null }).traits, {});
+    const out = normalizeEvent({ type: 'identify', userId: 'u1', traits: null, TRAITS: { plan: 'pro' } });
+    assert.deepEqual(out.traits, { plan: 'pro' });
+  });
+
   test('UserId, user_id and USERID become userId', () => {
     for (const key of ['UserId', 'user_id', 'USERID', 'user-id']) {
       const out = normalizeEvent({ type: 'identify', [key]: 'u1' });
