@@ -122,12 +122,19 @@ async function pastWhatNodeHolds(
   const takenPerTry: number[] = [];
   while (takenPerTry.length < 3 && !takenPerTry.some((n) => n > 0 && n < sent)) {
     const { taken, statuses } = await attempt();
-    assert.deepEqual(
-      statuses.filter((status) => status !== 200),
-      [],
-      'nothing refused',
+    // A request Node reads once a shutdown began, from a client still sending, is told 503 and the
+    // connection closed (README "The request pipeline", Draining): last, after every 200 (seen once in ~10 runs on a busy host).
+    const refused = statuses.slice(taken.length);
+    assert.ok(
+      refused.every((status) => status === 503),
+      `only a shutdown's 503 after the 200s: ${JSON.stringify(refused)}`,
     );
-    assert.equal(statuses.length, taken.length, 'a 200 received for every event taken');
+    assert.deepEqual(
+      statuses.slice(0, taken.length).filter((status) => status !== 200),
+      [],
+      'a 200 received for every event taken',
+    );
+    assert.ok(statuses.length >= taken.length, `${statuses.length} answers for ${taken.length} events taken`);
     takenPerTry.push(taken.length);
   }
   const premise = `the client pipelined past what Node holds: taken of ${sent}, per try: ${takenPerTry.join(', ')}`;
