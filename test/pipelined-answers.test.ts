@@ -117,17 +117,18 @@ async function lateReaderOn(options: { maxConnections?: number; shutdownTimeoutM
  */
 async function pastWhatNodeHolds(
   attempt: () => Promise<{ taken: readonly string[]; statuses: readonly number[] }>,
+  { shutdown = false } = {},
 ): Promise<void> {
   const sent = 2000;
   const takenPerTry: number[] = [];
   while (takenPerTry.length < 3 && !takenPerTry.some((n) => n > 0 && n < sent)) {
     const { taken, statuses } = await attempt();
-    // A request Node reads once a shutdown began, from a client still sending, is told 503 and the
-    // connection closed (README "The request pipeline", Draining): last, after every 200 (seen once in ~10 runs on a busy host).
+    // With `shutdown`, a request Node reads once the shutdown began, from a client still sending, is told
+    // 503 and the connection closed (README "The request pipeline", Draining): one, after every 200.
     const refused = statuses.slice(taken.length);
     assert.ok(
-      refused.every((status) => status === 503),
-      `only a shutdown's 503 after the 200s: ${JSON.stringify(refused)}`,
+      refused.length <= (shutdown ? 1 : 0) && refused.every((status) => status === 503),
+      `only a shutdown's one 503 after the 200s: ${JSON.stringify(refused)}`,
     );
     assert.deepEqual(
       statuses.slice(0, taken.length).filter((status) => status !== 200),
@@ -500,11 +501,14 @@ test('a keep-alive connection closed to admit a newcomer at maxConnections still
 test('a graceful shutdown during a lingering close waits for it: the client still sending reads every 200', async () => {
   // Node's own close of the connections it counts idle (closeIdleConnections) would reset one whose
   // answers are all flushed, its client not having read them yet.
-  await pastWhatNodeHolds(async () => {
-    const { taken, endpoint, received } = await lateReaderOn({ shutdownTimeoutMs: 10_000 });
-    const closing = endpoint.close();
-    const statuses = answers(await received).map((answer) => answer.status);
-    await closing;
-    return { taken, statuses };
-  });
+  await pastWhatNodeHolds(
+    async () => {
+      const { taken, endpoint, received } = await lateReaderOn({ shutdownTimeoutMs: 10_000 });
+      const closing = endpoint.close();
+      const statuses = answers(await received).map((answer) => answer.status);
+      await closing;
+      return { taken, statuses };
+    },
+    { shutdown: true },
+  );
 });
