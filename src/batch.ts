@@ -3,8 +3,8 @@ import { EndpointError, toErrorAnswer } from './errors.ts';
 import { isPlainObject } from './json.ts';
 import { blank, fieldKey, saysNothing } from './normalize.ts';
 import { bodyTooLarge, refusal, storedTooLarge, tooManyEvents } from './refusals.ts';
-import { type Route, SEGMENT_LIMITS } from './routes.ts';
-import { LINE_OVERHEAD } from './stored-size.ts';
+import { type Route, SEGMENT_LIMITS, segmentBytes } from './routes.ts';
+import { lineBytes } from './stored-size.ts';
 import type { EventType } from './types.ts';
 
 // The shapes besides one event per request (CONTRACT.md "Related senders"): Segment's Tracking API,
@@ -29,7 +29,7 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
     return Array.isArray(value) ? several(value, 'Request body') : { events: [value], batch: false };
   }
   if (!isPlainObject(value)) throw new EndpointError('SEG_NOT_OBJECT', 'Request body must be a JSON object');
-  const limit = route.kind === 'typed' ? SEGMENT_LIMITS.eventBytes : SEGMENT_LIMITS.batchBytes;
+  const limit = segmentBytes(route);
   // A body a framework parsed is measured as JSON again: its text is gone.
   const bytes = Buffer.byteLength(text ?? JSON.stringify(value));
   if (bytes > limit) throw bodyTooLarge(limit);
@@ -82,7 +82,7 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
   for (let i = 0; i < events.length; i++) {
     const event = defaults === undefined ? events[i] : withDefaults(events[i], context, integrations);
     const size = Buffer.byteLength(JSON.stringify(event) ?? '');
-    total += size + settingsBytes + LINE_OVERHEAD;
+    total += lineBytes(size, settingsBytes);
     if (total > budget) {
       const contextBytes = Buffer.byteLength(context ?? '');
       const integrationsBytes = Buffer.byteLength(integrations ?? '');

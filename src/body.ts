@@ -24,8 +24,8 @@ const CHUNKED_LAST_RE = /(?:^|,)[ \t]*chunked[ \t]*$/i;
 /**
  * Checks what the headers say of the body before a byte of it is read: its type (415), its coding
  * (415), whether its length is known (411) and, when declared, whether it is within the limit (413,
- * without reading it): `plainBytes` for a body without a coding, `maxBytes` for a coded one. Returns the
- * coding to decode. A missing Content-Type is taken as JSON: every
+ * without reading it): `maxBytes` as sent, and `decodedBytes` for a body without a coding, whose bytes
+ * are sent as they are read. Returns the coding to decode. A missing Content-Type is taken as JSON: every
  * Segment sender sets it, and a hand-written client that forgets it should not lose events.
  * With `anyType` the declared type is not checked at all: the body must then parse as JSON (a 400
  * if not). The Tracking API paths need it: RudderStack's Node SDK labels its gzip JSON
@@ -35,7 +35,7 @@ export function checkBodyHeaders(
   req: IncomingMessage,
   maxBytes: number,
   anyType = false,
-  plainBytes = maxBytes,
+  decodedBytes = maxBytes,
 ): Coding | undefined {
   checkType(req.headers['content-type'], anyType);
   const coding = codingOf(joinedHeader(req, 'content-encoding'));
@@ -65,7 +65,7 @@ export function checkBodyHeaders(
     throw new EndpointError('SEG_LENGTH_REQUIRED');
   }
   if (!LENGTH_RE.test(length)) throw new EndpointError('SEG_LENGTH_INVALID');
-  const limit = coding === undefined ? plainBytes : maxBytes;
+  const limit = coding === undefined ? Math.min(maxBytes, decodedBytes) : maxBytes;
   if (Number(length) > limit) throw bodyTooLarge(limit);
   return coding;
 }

@@ -16,7 +16,7 @@ import { AnswerBatch, type PendingAnswer, type RefusalContext, sendContinue, sen
 import { type Route, routeBytes } from './routes.ts';
 import { type Settings, SettingsCache } from './settings.ts';
 import { refuseUnsigned, secretFor, verifySignature } from './signature.ts';
-import { checkStoredSize, settingsBytes } from './stored-size.ts';
+import { checkStoredSize, settingsBytes, storedBudget } from './stored-size.ts';
 import { loggedPath } from './target.ts';
 
 /**
@@ -140,11 +140,11 @@ export class EventPipeline {
         return;
       }
       const { maxBodyBytes } = this.#opts;
-      const plainBytes = routeBytes(route, maxBodyBytes);
-      const coding = checkBodyHeaders(req, maxBodyBytes, route.kind !== 'event', plainBytes);
+      const decodedBytes = routeBytes(route, maxBodyBytes);
+      const coding = checkBodyHeaders(req, maxBodyBytes, route.kind !== 'event', decodedBytes);
       // Only now, every check on the headers passed, is a sender waiting on Expect invited to send.
       sendContinue(res);
-      readBody(req, coding === undefined ? plainBytes : maxBodyBytes, this.#deadlines, coding, x);
+      readBody(req, maxBodyBytes, this.#deadlines, coding, x, decodedBytes);
     } catch (err) {
       this.refuse(x, err);
     }
@@ -170,7 +170,7 @@ export class EventPipeline {
       if (secret !== undefined)
         verifySignature(x.headers, secret, value, text, this.#opts.signatureLegacyBatch);
       const { route } = x;
-      const budget = 2 * this.#opts.maxBodyBytes;
+      const budget = storedBudget(this.#opts.maxBodyBytes);
       if (route.kind === 'event' && !Array.isArray(value)) {
         // One event, the body as sent: its own text goes with it. Its token was taken at admission.
         checkStoredSize(value, text, x.settings as Settings, budget);

@@ -6,6 +6,7 @@ import { type Coding, decoderFor, type MakeDecoder } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { filled, gather } from './gathered.ts';
 import { bodyTooLarge } from './refusals.ts';
+import { takenByTheHost } from './taken-by-host.ts';
 
 // Reading a request's body as a stream: every byte counted against the limit (decompressed bytes too),
 // a deadline for the whole body, and the bytes checked to be UTF-8. This runs for every event: no
@@ -19,8 +20,8 @@ export interface BodySink {
 }
 
 /**
- * Reads the body as a stream, counting every chunk: reading stops at the first byte over `maxBytes`
- * (413), and a body still incomplete at its deadline is a 408. The bytes must be UTF-8 (JSON's
+ * Reads the body as a stream, counting every chunk: reading stops at the first byte over `maxBytes` as
+ * sent, or over `decodedBytes` decoded (413), and a body still incomplete at its deadline is a 408. The bytes must be UTF-8 (JSON's
  * encoding, RFC 8259 §8.1): anything else is a 400 rather than silently replaced characters.
  */
 export function readBody(
@@ -29,13 +30,14 @@ export function readBody(
   deadlines: Deadlines,
   coding: Coding | undefined,
   sink: BodySink,
+  decodedBytes = maxBytes,
 ): void {
   const unreadable = takenByTheHost(req, coding);
   if (unreadable !== undefined) {
     sink.bodyFailed(new EndpointError('SEG_INTERNAL', undefined, { cause: new Error(unreadable) }));
     return;
   }
-  const reading = new BodyRead(req, maxBytes, sink, coding !== undefined);
+  const reading = new BodyRead(req, maxBytes, Math.min(maxBytes, decodedBytes), sink, coding !== undefined);
   deadlines.add(reading);
   // Listened to at once, a compressed body too: a host's own 'data' listener (a byte counter) keeps the
   // stream flowing, and what came while the decoder loads would go to it alone.
@@ -46,29 +48,6 @@ export function readBody(
     (err: unknown) => reading.finish(new EndpointError('SEG_INTERNAL', undefined, { cause: err })),
   );
 }
-
-/**
- * Why the body cannot be read whole here, if its host took it first: read to its end, or in part (a
- * request log's own 'data' listener, and an await before the handler), without setting `req.body`; or
- * its encoding set (`req.setEncoding`) to one that does not give its bytes back. No event is left to
- * take: a bug of the host's, a 500, which Segment retries, and the cause in the log. A body decoded as
- * UTF-8 text is read back as UTF-8, as it was sent when it was valid (a sequence that was not is already
- * the replacement character); compressed, it was not text, and is lost.
- */
-function takenByTheHost(req: IncomingMessage, coding: Coding | undefined): string | undefined {
-  if (req.readableEnded) return 'the request body was read before the endpoint got it (by a middleware?)';
-  if (req.readableDidRead) {
-    return 'some of the request body was read before the endpoint got it (by a middleware?)';
-  }
-  const encoding = req.readableEncoding;
-  if (encoding === null || KEPT_ENCODINGS.has(encoding) || (encoding === 'utf8' && coding === undefined)) {
-    return undefined;
-  }
-  return `the request's encoding was set to ${encoding} before the endpoint got it: its bytes are lost`;
-}
-
-/** The encodings whose text gives every byte back (`Buffer.from(text, encoding)`). */
-const KEPT_ENCODINGS = new Set(['latin1', 'hex', 'base64', 'base64url']);
 
 class BodyRead extends Deadline {
   /** The body's bytes so far (see `gather`). */
@@ -91,12 +70,20 @@ class BodyRead extends Deadline {
   done = false;
   readonly req: IncomingMessage;
   readonly maxBytes: number;
+  readonly maxDecoded: number;
   readonly sink: BodySink;
 
-  constructor(req: IncomingMessage, maxBytes: number, sink: BodySink, compressed: boolean) {
+  constructor(
+    req: IncomingMessage,
+    maxBytes: number,
+    maxDecoded: number,
+    sink: BodySink,
+    compressed: boolean,
+  ) {
     super();
     this.req = req;
     this.maxBytes = maxBytes;
+    this.maxDecoded = maxDecoded;
     this.sink = sink;
     this.compressed = compressed;
   }
@@ -196,11 +183,11 @@ class BodyRead extends Deadline {
 
   add(chunk: Buffer): void {
     this.size += chunk.length;
-    if (this.size > this.maxBytes) {
+    if (this.size > this.maxDecoded) {
       const what = this.compressed ? 'Decompressed request body' : 'Request body';
-      this.finish(bodyTooLarge(this.maxBytes, what));
+      this.finish(bodyTooLarge(this.maxDecoded, what));
     } else {
-      this.body = gather(this.body, this.size - chunk.length, chunk, this.maxBytes);
+      this.body = gather(this.body, this.size - chunk.length, chunk, this.maxDecoded);
     }
   }
 

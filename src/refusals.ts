@@ -53,11 +53,16 @@ export function storedTooLarge(size: StoredSize): EndpointError {
     ...(fills(size.contextBytes) ? ['context'] : []),
     ...(fills(size.integrationsBytes) ? ['integrations'] : []),
   ];
+  // Past the budget with its first event: fewer events a request would not help.
+  const one = events === 1;
+  const into = one ? 'it' : 'each event';
   const batch =
-    copied.length > 0 ? `, or less in the batch-level ${copied.join(' and ')} copied into each event` : '';
+    copied.length > 0 ? `, or less in the batch-level ${copied.join(' and ')} copied into ${into}` : '';
+  const what = one ? 'one event of this request' : 'the events of this request';
+  const advice = one ? 'send a smaller event' : 'send fewer events a request';
   return new EndpointError(
     'SEG_STORED_TOO_LARGE',
-    `Stored, the events of this request would take more than ${budget} bytes${settings}: send fewer events a request${batch}`,
+    `Stored, ${what} would take more than ${budget} bytes${settings}: ${advice}${batch}`,
   );
 }
 

@@ -37,15 +37,14 @@ export function routes(eventPath: string, trackingApi: boolean): ReadonlyMap<str
   return table;
 }
 
+/** Segment's limit on a body sent along `route`, a Tracking API path: 32 KiB for /v1/{type}, 500 KiB a batch. */
+export const segmentBytes = (route: Route): number =>
+  route.kind === 'typed' ? SEGMENT_LIMITS.eventBytes : SEGMENT_LIMITS.batchBytes;
+
 /**
- * The most a body sent along `route` may hold, Segment's limit where its path has one, within
- * `maxBodyBytes`: what a body without a Content-Encoding is held to as sent (a coded one, as decoded, by
- * eventsOf: its bytes as sent may be a few more).
+ * The most a body sent along `route` may hold, decoded: Segment's limit where its path has one, within
+ * `maxBodyBytes` (which also holds its bytes as sent, compressed).
  */
 export function routeBytes(route: Route, maxBodyBytes: number): number {
-  if (route.kind === 'event') return maxBodyBytes;
-  return Math.min(
-    maxBodyBytes,
-    route.kind === 'typed' ? SEGMENT_LIMITS.eventBytes : SEGMENT_LIMITS.batchBytes,
-  );
+  return route.kind === 'event' ? maxBodyBytes : Math.min(maxBodyBytes, segmentBytes(route));
 }

@@ -193,10 +193,11 @@ describe('what one event may take stored', () => {
   // --max-body-bytes at 15 MiB as a 69 MB one, longer than `read` takes, which stopped it at that line
   // for the rest of its day's file (found by a hostile probe).
   const MAX_BODY = 16 * 1024; // a budget of 32 KiB
-  const event = (numbers: number) =>
-    `{"type":"track","event":"E","userId":"u","messageId":"m${numbers}","properties":{"n":[${Array(numbers).fill('9e20').join(',')}]}}`;
+  const nines = (count: number) => Array(count).fill('9e20').join(',');
+  const event = (count: number) =>
+    `{"type":"track","event":"E","userId":"u","messageId":"m${count}","properties":{"n":[${nines(count)}]}}`;
 
-  async function stored(options: InjectOptions, settings?: Record<string, unknown>) {
+  async function stored(options: InjectOptions, settings?: string) {
     const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-cost-'));
     after(() => rmSync(dir, { recursive: true, force: true }));
     const store = await NdjsonStore.open(dir);
@@ -206,10 +207,7 @@ describe('what one event may take stored', () => {
       handlers: storeHandlers(store),
       maxBodyBytes: MAX_BODY,
     });
-    const headers = {
-      ...segmentHeaders(),
-      ...(settings && { 'x-segment-settings': encodeSettings(settings) }),
-    };
+    const headers = { ...segmentHeaders(), ...(settings && { 'x-segment-settings': settings }) };
     const res = await inject(handler, { headers, ...options });
     await store.close();
     const lines = readdirSync(dir)
@@ -226,20 +224,27 @@ describe('what one event may take stored', () => {
       const { res, lines } = await stored({ url, body });
       assert.equal(res.status, 413, res.body);
       assert.equal(res.json().code, 'SEG_STORED_TOO_LARGE');
+      assert.match(res.json().message ?? '', /one event of this request .*: send a smaller event$/);
       assert.deepEqual(lines, []);
     });
 
-    test(`on ${url}, one that writes just within the budget is stored, the line within it`, async () => {
-      const { res, lines } = await stored({ url, body: event(1_450) }); // 7 KB sent, 32 KB stored
+    test(`on ${url}, one that writes to the budget is stored; one number more is refused`, async () => {
+      // 1,481 numbers: counted 32,762 bytes with the line's own fields at their most; 1,482: 32,784.
+      const { res, lines } = await stored({ url, body: event(1_481) });
       assert.equal(res.status, 200, res.body);
       assert.equal(lines.length, 1);
       const bytes = Buffer.byteLength(lines[0] as string);
-      assert.ok(bytes > 30_000 && bytes <= 2 * MAX_BODY, String(bytes));
+      assert.ok(bytes > 32_000 && bytes <= 2 * MAX_BODY, String(bytes));
+      const over = await stored({ url, body: event(1_482) });
+      assert.equal(over.res.status, 413, over.res.body);
+      assert.deepEqual(over.lines, []);
     });
   }
 
   test('settings that write longer than sent count too: one event, a batch, a body a framework parsed', async () => {
-    const settings = { n: Array(1_800).fill(9e20) }; // a 12 KB header, 38 KB stored
+    // Sent as `9e20`s (JSON.stringify would write them long already): a 12 KB header, 40 KB stored.
+    const settings = Buffer.from(`{"n":[${nines(1_800)}]}`).toString('base64');
+    assert.ok(settings.length < 12_500, String(settings.length));
     const one = event(1);
     for (const options of [{ body: one }, { body: `[${one}]` }, { parsedBody: JSON.parse(one) }]) {
       const { res, lines } = await stored(options, settings);

@@ -102,6 +102,24 @@ describe('Content-Encoding', () => {
     assert.match(bombed.json().message ?? '', /Decompressed/);
   });
 
+  test("a compressed body on /v1/{type} is held to Segment's 32 KiB as it decodes, not to maxBodyBytes", async () => {
+    // It was decoded up to maxBodyBytes (512 KiB by default) and a 413 then named that (a review found it).
+    const event = (pad: number) => JSON.stringify(trackEvent({ pad: 'x'.repeat(pad) }));
+    const size = Buffer.byteLength(event(0));
+    const at = await inject(handler(512 * 1024), {
+      url: '/v1/track',
+      ...encoded('gzip', gzipSync(event(32 * 1024 - size))),
+    });
+    assert.equal(at.status, 200, at.body);
+    const over = await inject(handler(512 * 1024), {
+      url: '/v1/track',
+      ...encoded('gzip', gzipSync(event(400_000))),
+    });
+    assert.equal(over.status, 413, over.body);
+    assert.equal(over.json().code, 'SEG_BODY_TOO_LARGE');
+    assert.match(over.json().message ?? '', /^Decompressed request body .*\b32768\b/);
+  });
+
   test('an unknown coding is 415 before the body is read; bytes that are not gzip are 400', async () => {
     for (const coding of ['br', 'zstd', 'gzip, deflate', 'compress']) {
       const res = await inject(handler(), encoded(coding, Buffer.from('{}')));

@@ -57,12 +57,22 @@ describe('Expect: 100-continue', () => {
         ['/v1/track', 32 * 1024],
         ['/v1/batch', 500 * 1024],
       ] as const) {
-        const request = expecting('x'.repeat(limit + 1)).replace('POST / ', `POST ${path} `);
-        const text = await rawTls(at, cert, request, 5_000);
+        const request = (bytes: number) => expecting('x'.repeat(bytes)).replace('POST / ', `POST ${path} `);
+        const text = await rawTls(at, cert, request(limit + 1), 5_000);
         assert.deepEqual(statusLines(text), ['413'], text);
+        assert.match(parseRaw(text).headers, /connection: close/);
         const { code, message } = JSON.parse(parseRaw(text).body);
         assert.equal(code, 'SEG_BODY_TOO_LARGE');
         assert.match(message, new RegExp(`\\b${limit}\\b`));
+        // At the limit, the sender is invited to send it.
+        const connection = new RawConnection(at);
+        try {
+          await connection.ready;
+          connection.write(request(limit));
+          await connection.until(/^HTTP\/1\.1 100 Continue\r\n\r\n/);
+        } finally {
+          connection.destroy();
+        }
       }
     } finally {
       await server.close();
