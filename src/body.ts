@@ -5,6 +5,7 @@ import { EndpointError, quoted } from './errors.ts';
 import { isHttp2, joinedHeader } from './http2.ts';
 import { checkParsed, isPlainObject, isStackOverflow, parseJson } from './json.ts';
 import { bodyTooLarge } from './refusals.ts';
+import { decodedRoom } from './routes.ts';
 
 // `application/json`, with parameters, and any `type/x+json` (RFC 6839 structured syntax suffix).
 const JSON_TYPE_RE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json[ \t]*(?:;.*)?$/i;
@@ -65,8 +66,11 @@ export function checkBodyHeaders(
     throw new EndpointError('SEG_LENGTH_REQUIRED');
   }
   if (!LENGTH_RE.test(length)) throw new EndpointError('SEG_LENGTH_INVALID');
-  const limit = coding === undefined ? Math.min(maxBytes, decodedBytes) : maxBytes;
-  if (Number(length) > limit) throw bodyTooLarge(limit);
+  if (coding !== undefined) {
+    if (Number(length) > maxBytes) throw bodyTooLarge(maxBytes);
+  } else if (Number(length) > decodedRoom(maxBytes, decodedBytes)) {
+    throw bodyTooLarge(Math.min(maxBytes, decodedBytes));
+  }
   return coding;
 }
 

@@ -6,6 +6,7 @@ import { type Coding, decoderFor, type MakeDecoder } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { filled, gather } from './gathered.ts';
 import { bodyTooLarge } from './refusals.ts';
+import { decodedRoom } from './routes.ts';
 import { takenByTheHost } from './taken-by-host.ts';
 
 // Reading a request's body as a stream: every byte counted against the limit (decompressed bytes too),
@@ -71,6 +72,8 @@ class BodyRead extends Deadline {
   readonly req: IncomingMessage;
   readonly maxBytes: number;
   readonly maxDecoded: number;
+  /** What the body may take decoded: maxDecoded, and room for a byte-order mark under a route's limit. */
+  readonly decodedRoom: number;
   readonly sink: BodySink;
 
   constructor(
@@ -84,6 +87,7 @@ class BodyRead extends Deadline {
     this.req = req;
     this.maxBytes = maxBytes;
     this.maxDecoded = maxDecoded;
+    this.decodedRoom = decodedRoom(maxBytes, maxDecoded);
     this.sink = sink;
     this.compressed = compressed;
   }
@@ -183,7 +187,7 @@ class BodyRead extends Deadline {
 
   add(chunk: Buffer): void {
     this.size += chunk.length;
-    if (this.size > this.maxDecoded) {
+    if (this.size > this.decodedRoom) {
       const what = this.compressed ? 'Decompressed request body' : 'Request body';
       this.finish(bodyTooLarge(this.maxDecoded, what));
     } else {

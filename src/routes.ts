@@ -48,3 +48,13 @@ export const segmentBytes = (route: Route): number =>
 export function routeBytes(route: Route, maxBodyBytes: number): number {
   return route.kind === 'event' ? maxBodyBytes : Math.min(maxBodyBytes, segmentBytes(route));
 }
+
+/** A UTF-8 byte-order mark, dropped before the body is read as JSON (reader.ts). */
+const BOM_BYTES = 3;
+
+/**
+ * The bytes a body may take decoded when held to `decodedBytes` (routeBytes) below `maxBytes`: Segment's
+ * limit counts the JSON text, as eventsOf does, so there is room for a byte-order mark before it.
+ */
+export const decodedRoom = (maxBytes: number, decodedBytes: number): number =>
+  decodedBytes < maxBytes ? Math.min(maxBytes, decodedBytes + BOM_BYTES) : decodedBytes;

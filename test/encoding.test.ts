@@ -104,7 +104,7 @@ describe('Content-Encoding', () => {
 
   test("a compressed body on /v1/{type} is held to Segment's 32 KiB as it decodes, not to maxBodyBytes", async () => {
     // It was decoded up to maxBodyBytes (512 KiB by default) and a 413 then named that (a review found it).
-    const event = (pad: number) => JSON.stringify(trackEvent({ pad: 'x'.repeat(pad) }));
+    const event = (pad: number) => JSON.stringify(trackEvent({ messageId: 'at', pad: 'x'.repeat(pad) }));
     const size = Buffer.byteLength(event(0));
     const at = await inject(handler(512 * 1024), {
       url: '/v1/track',
@@ -118,6 +118,18 @@ describe('Content-Encoding', () => {
     assert.equal(over.status, 413, over.body);
     assert.equal(over.json().code, 'SEG_BODY_TOO_LARGE');
     assert.match(over.json().message ?? '', /^Decompressed request body .*\b32768\b/);
+  });
+
+  test("a leading byte-order mark is not counted against Segment's limit, sent plain or compressed", async () => {
+    // The BOM is dropped before the body is read as JSON; the limits on the headers and while reading
+    // counted it, and a 32 KiB event that had passed became a 413 (a re-probe found it).
+    const event = (pad: number) => JSON.stringify(trackEvent({ messageId: 'bom', pad: 'x'.repeat(pad) }));
+    const body = Buffer.from(`\ufeff${event(32 * 1024 - Buffer.byteLength(event(0)))}`);
+    assert.equal(body.length, 32 * 1024 + 3);
+    for (const options of [{ body }, encoded('gzip', gzipSync(body))]) {
+      const res = await inject(handler(512 * 1024), { url: '/v1/track', ...options });
+      assert.equal(res.status, 200, res.body);
+    }
   });
 
   test('an unknown coding is 415 before the body is read; bytes that are not gzip are 400', async () => {

@@ -58,7 +58,8 @@ describe('Expect: 100-continue', () => {
         ['/v1/batch', 500 * 1024],
       ] as const) {
         const request = (bytes: number) => expecting('x'.repeat(bytes)).replace('POST / ', `POST ${path} `);
-        const text = await rawTls(at, cert, request(limit + 1), 5_000);
+        // Past the limit and the room a byte-order mark may take before it (not counted: eventsOf).
+        const text = await rawTls(at, cert, request(limit + 4), 5_000);
         assert.deepEqual(statusLines(text), ['413'], text);
         assert.match(parseRaw(text).headers, /connection: close/);
         const { code, message } = JSON.parse(parseRaw(text).body);
