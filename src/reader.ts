@@ -22,8 +22,9 @@ export interface BodySink {
 
 /**
  * Reads the body as a stream, counting every chunk: reading stops at the first byte over `maxBytes` as
- * sent, or over `decodedBytes` decoded (413), and a body still incomplete at its deadline is a 408. The bytes must be UTF-8 (JSON's
- * encoding, RFC 8259 §8.1): anything else is a 400 rather than silently replaced characters.
+ * sent, or over `decodedBytes` decoded (413), and a body still incomplete at its deadline is a 408. The
+ * bytes must be UTF-8 (JSON's encoding, RFC 8259 §8.1): anything else is a 400 rather than silently
+ * replaced characters.
  */
 export function readBody(
   req: IncomingMessage,

@@ -37,7 +37,7 @@ export function routes(eventPath: string, trackingApi: boolean): ReadonlyMap<str
   return table;
 }
 
-/** Segment's limit on a body sent along `route`, a Tracking API path: 32 KiB for /v1/{type}, 500 KiB a batch. */
+/** Segment's limit on a body along `route`, a Tracking API path: 32 KiB a /v1/{type}, 500 KiB a batch. */
 export const segmentBytes = (route: Route): number =>
   route.kind === 'typed' ? SEGMENT_LIMITS.eventBytes : SEGMENT_LIMITS.batchBytes;
 
