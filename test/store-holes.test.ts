@@ -197,37 +197,3 @@ test('a torn tail of 150 MB (a planted or damaged file) is set aside in bounded 
   assert.ok(aside.subarray(0, tail.length).equals(tail), 'the fragment as it was, then a line end');
   assert.ok(peak < 150 * 1024 * 1024, `peak RSS ${Math.round(peak / 1024 / 1024)} MiB`);
 });
-
-test('a start-up killed while it set a fragment aside: the next one copies it once, not after its start', async () => {
-  // Each start-up killed in the middle of a long fragment's copy left the part it had copied, and the
-  // next copied the whole fragment after it: 15 kills made 730 MB of .torn of 314 MB of fragments (found
-  // by a crash probe). A copy cut short is taken off; a whole one (the store file not cut yet) is kept.
-  const earlier = `{"n":0,"cut`; // a fragment set aside by an earlier start-up, whole
-  const fragment = `{"n":3,"pad":"${'y'.repeat(200_000)}`;
-  for (const [left, name] of [
-    [fragment.slice(0, 70_000), 'cut short'],
-    [`${fragment}\n`, 'whole, the store file not cut yet'],
-    ['', 'not begun'],
-  ] as const) {
-    const dir = tempDir();
-    const file = join(dir, 'events-2026-11-30.ndjson');
-    const kept = line(1) + line(2);
-    writeFileSync(file, kept + fragment);
-    writeFileSync(`${file}.torn`, `${earlier}\n${left}`);
-    const [torn] = await repairStore(dir);
-    assert.equal(torn?.bytes, fragment.length, name);
-    assert.equal(readFileSync(file, 'utf8'), kept, name);
-    const aside = readFileSync(`${file}.torn`, 'utf8');
-    const expected = `${earlier}\n${fragment}\n`;
-    assert.ok(aside === expected, `${name}: ${aside.length} bytes set aside, ${expected.length} expected`);
-  }
-  // An unfinished last line that is not the fragment's start stays, whatever it is: the fragment goes
-  // on a line of its own after it.
-  const dir = tempDir();
-  const file = join(dir, 'events-2026-11-30.ndjson');
-  writeFileSync(file, line(1) + fragment);
-  writeFileSync(`${file}.torn`, `${earlier}\n{"other`);
-  await repairStore(dir);
-  const aside = readFileSync(`${file}.torn`, 'utf8');
-  assert.ok(aside === `${earlier}\n{"other\n${fragment}\n`, `${aside.length} bytes: ${aside.slice(0, 40)}`);
-});

@@ -2,7 +2,6 @@ import { dirname, join } from 'node:path';
 import { nodeIo, readAt, type StoreIo, writeAll } from './file-io.ts';
 import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
 import { ownStat, regular } from './file-owner.ts';
-import { leftAside } from './file-torn.ts';
 
 // Start-up repair. Run time never leaves a partial line behind a good one (a failed write is cut off),
 // so a crash can leave a partial line only in the last commit of a file: its last line cut short (kill -9
@@ -52,8 +51,18 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
       return undefined;
     }
     const movedTo = `${file}.torn`;
-    const left = await leftAside(io, fd, keep, size, movedTo);
-    if (left !== 'done') await setAside(io, fd, keep, size, movedTo, left === 'copy on a new line');
+    const aside = await io.open(movedTo, 'a');
+    try {
+      const { size: before } = await ownStat(io, aside, movedTo);
+      // Cut back if it fails (a full disk), so that the next try does not follow half a fragment.
+      await copyOut(io, fd, keep, size, aside).catch(async (err) => {
+        await io.ftruncate(aside, before).catch(() => {});
+        throw err;
+      });
+      await io.fdatasync(aside);
+    } finally {
+      await io.close(aside);
+    }
     // The fragment's new file, its name included, is durable before the original loses it.
     await io.syncDirectory(dirname(file));
     await io.ftruncate(fd, keep);
@@ -64,35 +73,11 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
   }
 }
 
-/** Appends the bytes `from`–`to` of `fd` to `movedTo` (see copyOut), synced. */
-async function setAside(
-  io: StoreIo,
-  fd: number,
-  from: number,
-  to: number,
-  movedTo: string,
-  newLine: boolean,
-) {
-  const aside = await io.open(movedTo, 'a');
-  try {
-    const { size: before } = await ownStat(io, aside, movedTo);
-    // Cut back if it fails (a full disk), so that the next try does not follow half a fragment.
-    await copyOut(io, fd, from, to, aside, newLine).catch(async (err) => {
-      await io.ftruncate(aside, before).catch(() => {});
-      throw err;
-    });
-    await io.fdatasync(aside);
-  } finally {
-    await io.close(aside);
-  }
-}
-
 /**
- * Appends the bytes `from`–`to` of `fd` to `aside`, then a line end (and one before, `newLine`): a chunk
- * at a time, for a fragment may be as long as a damaged or planted file makes it.
+ * Appends the bytes `from`–`to` of `fd` to `aside`, then a line end: a chunk at a time, for a fragment
+ * may be as long as a damaged or planted file makes it.
  */
-async function copyOut(io: StoreIo, fd: number, from: number, to: number, aside: number, newLine: boolean) {
-  if (newLine) await writeAll(io, aside, Buffer.from('\n'));
+async function copyOut(io: StoreIo, fd: number, from: number, to: number, aside: number): Promise<void> {
   const chunk = Buffer.alloc(Math.min(TAIL_CHUNK, to - from));
   for (let at = from; at < to; at += chunk.length) {
     const part = chunk.subarray(0, Math.min(chunk.length, to - at));
