@@ -2,6 +2,7 @@ import { dirname, join } from 'node:path';
 import { nodeIo, readAt, type StoreIo, writeAll } from './file-io.ts';
 import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
 import { ownStat, regular } from './file-owner.ts';
+import { cutShortCopy } from './file-torn.ts';
 
 // Start-up repair. Run time never leaves a partial line behind a good one (a failed write is cut off),
 // so a crash can leave a partial line only in the last commit of a file: its last line cut short (kill -9
@@ -51,11 +52,12 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
       return undefined;
     }
     const movedTo = `${file}.torn`;
+    const newLine = await cutShortCopy(io, fd, keep, size, movedTo);
     const aside = await io.open(movedTo, 'a');
     try {
       const { size: before } = await ownStat(io, aside, movedTo);
       // Cut back if it fails (a full disk), so that the next try does not follow half a fragment.
-      await copyOut(io, fd, keep, size, aside).catch(async (err) => {
+      await copyOut(io, fd, keep, size, aside, newLine).catch(async (err) => {
         await io.ftruncate(aside, before).catch(() => {});
         throw err;
       });
@@ -74,10 +76,11 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
 }
 
 /**
- * Appends the bytes `from`–`to` of `fd` to `aside`, then a line end: a chunk at a time, for a fragment
- * may be as long as a damaged or planted file makes it.
+ * Appends the bytes `from`–`to` of `fd` to `aside`, then a line end (and one before them, `newLine`): a
+ * chunk at a time, for a fragment may be as long as a damaged or planted file makes it.
  */
-async function copyOut(io: StoreIo, fd: number, from: number, to: number, aside: number): Promise<void> {
+async function copyOut(io: StoreIo, fd: number, from: number, to: number, aside: number, newLine: boolean) {
+  if (newLine) await writeAll(io, aside, Buffer.from('\n'));
   const chunk = Buffer.alloc(Math.min(TAIL_CHUNK, to - from));
   for (let at = from; at < to; at += chunk.length) {
     const part = chunk.subarray(0, Math.min(chunk.length, to - at));
