@@ -221,7 +221,7 @@ test('a start-up killed while it copied a fragment aside: the next one takes the
   const other = planted('{"other');
   await repairStore(other.dir);
   assert.ok(setAside(other.file) === `${earlier}\n{"other\n${fragment}\n`, setAside(other.file).slice(0, 30));
-  // Where the copy cut short cannot be taken off (an append-only file: EPERM; or one with other names,
+  // Where the copy cut short cannot be taken off (the cut refused: EPERM; or a file with other names,
   // whose other names would be cut too), it stays, and the fragment goes on a line of its own.
   const appendOnly = planted(fragment.slice(0, 70_000));
   const torn = new Set<number>();

@@ -13,42 +13,27 @@ const CHUNK = 64 * 1024;
  * Takes off the end of `movedTo` a copy of the fragment `from`–`to` of `fd` cut short: an unfinished last
  * line that is the fragment's start. Whether the fragment must begin a line of its own after what stays:
  * an unfinished line that is not its start (a fragment of several lines cut after one of them), or a
- * copy that cannot be taken off (an append-only file, or one with other names, which would be cut too).
- * Never throws: what cannot be read is left to the append that follows, which says why.
+ * copy that cannot be taken off (a file with other names, which would be cut too). Opened as the store
+ * files are (no link followed); never throws: what cannot be opened or read is left to the append that
+ * follows (an append-only file, another user's, not a file), which says why if it must.
  */
 export async function cutShortCopy(io: StoreIo, fd: number, from: number, to: number, movedTo: string) {
-  const aside = await io.open(movedTo, 'r').catch(() => undefined);
+  const aside = await io.open(movedTo, 'r+').catch(() => undefined);
   if (aside === undefined) return false;
   try {
     const { size, mode, uid, nlink = 1 } = await io.fstat(aside);
-    // What the append refuses (not a file, another user's) is left to it, untouched.
     if (!regular(mode) || othersOwn(uid)) return false;
     if (size === 0 || (await byteAt(io, aside, size - 1)) === NEWLINE) return false;
     const start = await lastLineStart(io, aside, size, to - from);
     if (start === undefined || !(await same(io, fd, from, aside, start, size - start))) return true;
     if (nlink !== 1) return true;
-    return !(await cutTo(io, movedTo, aside, start));
+    await io.ftruncate(aside, start);
+    await io.fdatasync(aside);
+    return false;
   } catch {
     return true;
   } finally {
     await io.close(aside).catch(() => {});
-  }
-}
-
-/** Cuts the file `reading` has open back to `length` bytes, through a name that leads to that file. */
-async function cutTo(io: StoreIo, movedTo: string, reading: number, length: number): Promise<boolean> {
-  const writing = await io.open(movedTo, 'r+').catch(() => undefined);
-  if (writing === undefined) return false;
-  try {
-    const [read, written] = [await io.fstat(reading), await io.fstat(writing)];
-    if (read.dev !== written.dev || read.ino !== written.ino) return false;
-    await io.ftruncate(writing, length);
-    await io.fdatasync(writing);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await io.close(writing).catch(() => {});
   }
 }
 
