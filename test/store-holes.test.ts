@@ -4,7 +4,7 @@
 // the first line holding a zero byte; a commit is capped so that this is all it needs to look through.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { appendFileSync, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, linkSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -224,19 +224,13 @@ test('a start-up killed while it copied a fragment aside: the next one takes the
   // Where the copy cut short cannot be taken off (the cut refused: EPERM; or a file with other names,
   // whose other names would be cut too), it stays, and the fragment goes on a line of its own.
   const appendOnly = planted(fragment.slice(0, 70_000));
-  const torn = new Set<number>();
+  const torn = statSync(`${appendOnly.file}.torn`).ino;
   const refusing: StoreIo = {
     ...nodeIo,
-    open: async (path, flags) => {
-      const fd = await nodeIo.open(path, flags);
-      if (path.endsWith('.torn')) torn.add(fd);
-      else torn.delete(fd);
-      return fd;
+    ftruncate: async (fd, length) => {
+      if ((await nodeIo.fstat(fd)).ino === torn) throw Object.assign(new Error('refused'), { code: 'EPERM' });
+      return nodeIo.ftruncate(fd, length);
     },
-    ftruncate: (fd, length) =>
-      torn.has(fd)
-        ? Promise.reject(Object.assign(new Error('append-only'), { code: 'EPERM' }))
-        : nodeIo.ftruncate(fd, length),
   };
   await repairStore(appendOnly.dir, { io: refusing });
   const kept = `${earlier}\n${fragment.slice(0, 70_000)}\n${fragment}\n`;
