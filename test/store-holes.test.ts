@@ -235,6 +235,17 @@ test('a start-up killed while it copied a fragment aside: the next one takes the
   await repairStore(appendOnly.dir, { io: refusing });
   const kept = `${earlier}\n${fragment.slice(0, 70_000)}\n${fragment}\n`;
   assert.ok(setAside(appendOnly.file) === kept, `${setAside(appendOnly.file).length} bytes`);
+  // An append-only file (`chattr +a`) is not even opened to be read and written: EPERM there.
+  const sealed = planted(fragment.slice(0, 70_000));
+  const appending: StoreIo = {
+    ...nodeIo,
+    open: (path, flags) =>
+      path.endsWith('.torn') && flags !== 'a'
+        ? Promise.reject(Object.assign(new Error('append-only'), { code: 'EPERM' }))
+        : nodeIo.open(path, flags),
+  };
+  await repairStore(sealed.dir, { io: appending });
+  assert.ok(setAside(sealed.file) === kept, `${setAside(sealed.file).length} bytes`);
   const linked = planted(fragment.slice(0, 70_000));
   linkSync(`${linked.file}.torn`, join(linked.dir, 'elsewhere'));
   await repairStore(linked.dir);

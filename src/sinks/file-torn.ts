@@ -13,13 +13,20 @@ const CHUNK = 64 * 1024;
  * Takes off the end of `movedTo` a copy of the fragment `from`–`to` of `fd` cut short: an unfinished last
  * line that is the fragment's start. Whether the fragment must begin a line of its own after what stays:
  * an unfinished line that is not its start (a fragment of several lines cut after one of them), or a
- * copy that cannot be taken off (a file with other names, which would be cut too). Opened as the store
- * files are (no link followed); never throws: what cannot be opened or read is left to the append that
- * follows (an append-only file, another user's, not a file), which says why if it must.
+ * copy that cannot be taken off (a file with other names, which would be cut too; one append-only).
+ * Opened as the store files are (no link followed); never throws: what is not a file of this user's is
+ * left to the append that follows, which refuses it.
  */
 export async function cutShortCopy(io: StoreIo, fd: number, from: number, to: number, movedTo: string) {
-  const aside = await io.open(movedTo, 'r+').catch(() => undefined);
-  if (aside === undefined) return false;
+  let aside: number;
+  try {
+    aside = await io.open(movedTo, 'r+');
+  } catch (err) {
+    // Append-only (`chattr +a`), or not this user's to read: its end unseen, the fragment begins a line
+    // (an empty one at worst). None yet, a link, or what the append refuses too: nothing to add.
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'EPERM' || code === 'EACCES';
+  }
   try {
     const { size, mode, uid, nlink = 1 } = await io.fstat(aside);
     if (!regular(mode) || othersOwn(uid)) return false;
