@@ -14,9 +14,9 @@ import { isPromise } from './promise.ts';
 import { type BodySink, readBody } from './reader.ts';
 import { AnswerBatch, type PendingAnswer, type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Route, routeBytes } from './routes.ts';
-import { type Settings, SettingsCache } from './settings.ts';
+import { type Settings, SettingsCache, writtenSettings } from './settings.ts';
 import { refuseUnsigned, secretFor, verifySignature } from './signature.ts';
-import { checkStoredSize, settingsBytes, storedBudget } from './stored-size.ts';
+import { checkStoredSize, storedBudget } from './stored-size.ts';
 import { loggedPath } from './target.ts';
 
 /**
@@ -231,7 +231,7 @@ export class EventPipeline {
     };
     const accept = (event: unknown, index: number) =>
       this.intake.accept(x, event, `Event #${index}`, undefined);
-    return acceptBatch(carried, settingsBytes(x.settings as Settings), budget, accept, charge);
+    return acceptBatch(carried, writtenSettings(x.settings as Settings).bytes, budget, accept, charge);
   }
 
   #observe(x: Exchange, result: EventResult): void {

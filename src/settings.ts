@@ -101,3 +101,25 @@ function deepFreeze(value: unknown): number {
   }
   return values;
 }
+
+/** Settings as every sink stores them with each event: their JSON, and its length in UTF-8 bytes. */
+export interface WrittenSettings {
+  readonly json: string;
+  readonly bytes: number;
+}
+
+const written = new WeakMap<object, WrittenSettings>();
+
+/**
+ * `settings` as JSON, written once for each settings object (one per distinct X-Segment-Settings header,
+ * frozen as decoded): the stores write it with each event, and the pipeline measures it against the budget.
+ */
+export function writtenSettings(settings: Settings): WrittenSettings {
+  let done = written.get(settings);
+  if (done === undefined) {
+    const json = JSON.stringify(settings);
+    done = { json, bytes: Buffer.byteLength(json) };
+    written.set(settings, done);
+  }
+  return done;
+}

@@ -1,4 +1,5 @@
 import { storedTooLarge } from './refusals.ts';
+import { type Settings, writtenSettings } from './settings.ts';
 
 // What the events of one request take stored, held to a budget (storedBudget) whether they came as one
 // event or a batch (acceptBatch measures a batch's): the stored line is the event and its settings
@@ -25,18 +26,6 @@ const MAX_GROWTH = 6;
 /** The `type` a /v1/{type} path adds to an event that has none (`"type":"identify",`), and more. */
 const ADDED = 32; // bytes
 
-const settingsSizes = new WeakMap<object, number>();
-
-/** The settings as the store writes them with each event, in UTF-8 bytes; measured once an object. */
-export function settingsBytes(settings: object): number {
-  let bytes = settingsSizes.get(settings);
-  if (bytes === undefined) {
-    bytes = Buffer.byteLength(JSON.stringify(settings));
-    settingsSizes.set(settings, bytes);
-  }
-  return bytes;
-}
-
 /**
  * Throws the 413 a request past `budget` gets for one event that, stored with its settings, would take
  * more: 16 KB of `9e20`s write as 66 KB. Measured whenever there is no text (a framework parsed the
@@ -45,10 +34,10 @@ export function settingsBytes(settings: object): number {
 export function checkStoredSize(
   event: unknown,
   text: string | undefined,
-  settings: object,
+  settings: Settings,
   budget: number,
 ): void {
-  const settingsSize = settingsBytes(settings);
+  const settingsSize = writtenSettings(settings).bytes;
   if (text !== undefined && lineBytes(text.length * MAX_GROWTH + ADDED, settingsSize) <= budget) return;
   const total = lineBytes(Buffer.byteLength(JSON.stringify(event) ?? ''), settingsSize);
   if (total <= budget) return;

@@ -1,12 +1,12 @@
 import { keyFingerprint } from '../auth.ts';
 import type { Context, Handlers } from '../dispatch.ts';
+import { writtenSettings } from '../settings.ts';
 
 // What every sink keeps of an event besides the event itself, computed once per customer rather than
 // once per event: the key's fingerprint and the settings' JSON text.
 
 export class StoredFields {
   readonly #sources = new Map<string, string>();
-  readonly #settings = new WeakMap<object, string>();
 
   /** A short hash of the API key: which customer sent the event, without keeping the key itself. */
   source(apiKey: string): string {
@@ -19,14 +19,9 @@ export class StoredFields {
     return source;
   }
 
-  /** The customer's settings as JSON (one object per distinct X-Segment-Settings header). */
+  /** The customer's settings as JSON (written once for each distinct X-Segment-Settings header). */
   settings(ctx: Context): string {
-    let settings = this.#settings.get(ctx.settings);
-    if (settings === undefined) {
-      settings = JSON.stringify(ctx.settings);
-      this.#settings.set(ctx.settings, settings);
-    }
-    return settings;
+    return writtenSettings(ctx.settings).json;
   }
 }
 
