@@ -4,7 +4,7 @@
 // worker's file.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { Agent, get } from 'node:https';
+import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
@@ -12,7 +12,7 @@ import { testCert } from '../helpers-cert.ts';
 import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
 import { waitFor, waitUntil } from '../helpers-wait.ts';
 import { GUARD_MS, killedAndReplaced, listeningLogged, listeningPids, setUp } from './cluster-harness.ts';
-import { type Endpoint, load, readStore, send, stopCleanly } from './harness.ts';
+import { type Endpoint, fetchText, load, readStore, send, stopCleanly } from './harness.ts';
 
 /** The CLI with `args`, killed after the test; `ended` is its exit code, or 'hung' past GUARD_MS. */
 function spawnGuarded(t: { after(fn: () => void): void }, args: string[]) {
@@ -24,20 +24,6 @@ function spawnGuarded(t: { after(fn: () => void): void }, args: string[]) {
   });
   const ended = Promise.race([spawned.exit, hung]).finally(() => clearTimeout(guard));
   return { ...spawned, ended, output: () => spawned.stdout() + spawned.stderr() };
-}
-
-/** GET `path` on a connection of its own (so round-robin picks the worker): status and body. */
-function fetchText(ep: Endpoint, path: string): Promise<{ status: number; body: string }> {
-  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
-  return new Promise<{ status: number; body: string }>((resolve, reject) => {
-    get(new URL(path, ep.url), { agent, servername: 'localhost' }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => {
-        body += c.toString();
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
-  }).finally(() => agent.destroy());
 }
 
 /** `n` events, each on a connection of its own so that round-robin hands them to both workers: all 200. */

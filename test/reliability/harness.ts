@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
+import { Agent, get, request } from 'node:https';
 import { join } from 'node:path';
 import { segmentHeaders } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
@@ -271,6 +271,20 @@ export function health(ep: Endpoint): Promise<number> {
     req.on('error', () => resolve(0));
     req.end();
   }).finally(() => agent.destroy()) as Promise<number>;
+}
+
+/** GET `path` on a connection of its own (with workers, round-robin picks the worker): status and body. */
+export function fetchText(ep: Endpoint, path: string): Promise<{ status: number; body: string }> {
+  const agent = new Agent({ keepAlive: false, ca: testCert().cert });
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    get(new URL(path, ep.url), { agent, servername: 'localhost' }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => {
+        body += c.toString();
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  }).finally(() => agent.destroy());
 }
 
 /**

@@ -11,7 +11,7 @@ import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { eventually } from '../helpers-wait.ts';
 import { type PostgresServer, startPostgres } from '../services/postgres.ts';
-import { type Answer, cleanup, type Endpoint, send, startEndpoint, tlsFlags } from './harness.ts';
+import { type Answer, cleanup, type Endpoint, fetchText, send, startEndpoint, tlsFlags } from './harness.ts';
 
 export interface WithPostgres {
   readonly dir: string;
@@ -52,11 +52,18 @@ export function withPostgres(name: string): WithPostgres {
     },
     async endpoint(table, extra = [], url = started(server).url) {
       const args = [...tlsFlags(dir), '--api-key', 'dev-key', '--postgres', url, '--postgres-table', table];
+      args.push('--metrics-path', '/metrics'); // what inOneGroup watches
       const ep = await startEndpoint([...args, ...extra]);
       endpoints.push(ep);
       return ep;
     },
   };
+}
+
+/** Event requests the endpoint is processing, as its /metrics says. */
+async function inFlight(ep: Endpoint): Promise<number> {
+  const { body } = await fetchText(ep, '/metrics');
+  return Number(/^segment_endpoint_in_flight (\d+)$/m.exec(body)?.[1] ?? Number.NaN);
 }
 
 /**
@@ -90,7 +97,14 @@ export async function inOneGroup(
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     const answers = Promise.all(events.map((event) => send(agent, ep.url, event, 'dev-key')));
-    await new Promise((resolve) => setTimeout(resolve, 300)); // they reach the sink's queue
+    // Every request taken (a fixed 300 ms was too short for a hundred TLS handshakes on a busy host: the
+    // events then came as two groups), then a moment for their bodies to reach the sink's queue.
+    await eventually(
+      async () => (await inFlight(ep)) >= fillers.length + events.length,
+      'every event in flight',
+      20_000,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
     await holder.query('COMMIT');
     for (const filler of await Promise.all(fillers)) assert.equal(filler.status, 200, JSON.stringify(filler));
     return await answers;
