@@ -1,13 +1,8 @@
 // JSON.parse keeps a `"__proto__"` key as an own property, harmless until some later merge
 // (Object.assign, a deep-merge helper) turns it into a prototype change. Such keys never pass: a body
 // holding `__proto__`, or `constructor` with a `prototype` inside, is refused before anything sees it.
-// The walk runs only when the raw text holds either word as a key, letters possibly written as \u
-// escapes (JSON.parse decodes `"\u005f_proto__"` to `__proto__`): the approach and the patterns of
-// fastify's secure-json-parse. Ordinary events pay two regex scans.
-const PROTO_KEY_RE =
-  /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/;
-const CONSTRUCTOR_KEY_RE =
-  /"(?:c|\\u0063)(?:o|\\u006[Ff])(?:n|\\u006[Ee])(?:s|\\u0073)(?:t|\\u0074)(?:r|\\u0072)(?:u|\\u0075)(?:c|\\u0063)(?:t|\\u0074)(?:o|\\u006[Ff])(?:r|\\u0072)"\s*:/;
+// The keys are looked at as JSON.parse decoded them (`"\u005f_proto__"` is `__proto__` by then), in the
+// one walk every parsed body gets for numbers past a double's range: no scan of the text.
 
 export type JsonResult =
   | { readonly ok: true; readonly value: unknown }
@@ -41,16 +36,12 @@ export function parseJson(text: string, maxDepth = MAX_DEPTH): JsonResult {
     const reason = err instanceof SyntaxError ? `: ${err.message}` : '';
     return { ok: false, code: 'SEG_INVALID_JSON', message: `Request body is not valid JSON${reason}` };
   }
-  // indexOf is a native scan: most bodies hold neither word nor any \u escape, and skip the regexes.
-  const suspect = text.includes('proto') || text.includes('constructor') || text.includes('\\u');
-  if (suspect && (PROTO_KEY_RE.test(text) || CONSTRUCTOR_KEY_RE.test(text))) {
+  const found = suspects(value);
+  if ((found & KEY_NAMED) !== 0) {
     const path = findPoisonedKey(value);
     if (path !== undefined) return poisoned(path);
   }
-  // A literal past a double's range parses to Infinity, which JSON.stringify writes as null: what a handler
-  // sees and what is stored would differ. Walking the parsed values costs less than any scan of the text
-  // that could tell which bodies may hold one (measured in bench/README.md).
-  return holdsInfinity(value) ? beyondDouble(value) : { ok: true, value };
+  return (found & INFINITE) !== 0 ? beyondDouble(value) : { ok: true, value };
 }
 
 /**
@@ -63,7 +54,7 @@ export function checkParsed(root: unknown, maxDepth = MAX_DEPTH): JsonResult | u
   }
   const path = findPoisonedKey(root);
   if (path !== undefined) return poisoned(path);
-  return holdsInfinity(root) ? beyondDouble(root) : undefined;
+  return (suspects(root) & INFINITE) !== 0 ? beyondDouble(root) : undefined;
 }
 
 /**
@@ -142,22 +133,35 @@ function poisonedKey(node: unknown): string | undefined {
   return undefined;
 }
 
-/** Whether a parsed value holds Infinity anywhere: one lean pass, no paths built. */
-function holdsInfinity(root: unknown): boolean {
+/** A key named `__proto__` or `constructor`: whether it poisons is for findPoisonedKey to say. */
+const KEY_NAMED = 1;
+/**
+ * A literal past a double's range, which JSON.parse makes Infinity and JSON.stringify writes as null:
+ * what a handler sees and what is stored would differ. Walking the parsed values costs less than any
+ * scan of the text that could tell which bodies may hold one (measured in bench/README.md).
+ */
+const INFINITE = 2;
+
+/** What a parsed value holds that needs a closer look (KEY_NAMED, INFINITE): one lean pass, no paths built. */
+function suspects(root: unknown): number {
+  let found = 0;
   const stack: unknown[] = [root];
   while (stack.length > 0) {
     const node = stack.pop();
     if (typeof node === 'number') {
-      if (node === Infinity || node === -Infinity) return true;
+      if (node === Infinity || node === -Infinity) found |= INFINITE;
     } else if (Array.isArray(node)) {
       for (let i = 0; i < node.length; i++) stack.push(node[i]);
     } else if (typeof node === 'object' && node !== null) {
       // for...in over a parsed object: its own keys only (JSON.parse makes plain objects), and no array
       // of values made per object as Object.values would.
-      for (const key in node) stack.push((node as Record<string, unknown>)[key]);
+      for (const key in node) {
+        if (key === '__proto__' || key === 'constructor') found |= KEY_NAMED;
+        stack.push((node as Record<string, unknown>)[key]);
+      }
     }
   }
-  return false;
+  return found;
 }
 
 /** Whether `err` is V8's for a call stack exhausted (a RangeError thrown by nothing else's code). */

@@ -78,6 +78,21 @@ describe('parseJson', () => {
   test('a constructor key written with a JSON escape (\\u0063onstructor) is SEG_FORBIDDEN_KEY', () => {
     assert.equal(codeOf('{"\\u0063onstructor":{"prototype":{"x":1}}}'), 'SEG_FORBIDDEN_KEY');
   });
+
+  test('a key written with every letter escaped, in either case of hex, or spaced from its colon', () => {
+    const escaped = (word: string, hex: (h: string) => string) =>
+      [...word].map((c) => `\\u${hex(c.charCodeAt(0).toString(16).padStart(4, '0'))}`).join('');
+    for (const hex of [(h: string) => h, (h: string) => h.toUpperCase()]) {
+      assert.equal(codeOf(`{"a":[{"${escaped('__proto__', hex)}":{}}]}`), 'SEG_FORBIDDEN_KEY');
+      assert.equal(codeOf(`{"${escaped('constructor', hex)}" \n\t:{"prototype":1}}`), 'SEG_FORBIDDEN_KEY');
+    }
+  });
+
+  test('a forbidden key and a number past a double in one body: the key is what is named', () => {
+    const result = parseJson('{"n":1e400,"p":{"__proto__":{}}}');
+    assert.equal(result.ok ? 'ok' : result.code, 'SEG_FORBIDDEN_KEY');
+    if (!result.ok) assert.match(result.message, /p\.__proto__/);
+  });
 });
 
 describe('findPoisonedKey', () => {
