@@ -40,6 +40,9 @@ export function decodeSettings(header: string | string[] | undefined): Settings 
 export class SettingsCache {
   readonly #decoded = new Map<string, Settings>();
   #bytes = 0;
+  /** The header last decoded and its settings: a customer's events come in runs, each read again. */
+  #lastHeader = '';
+  #last: Settings | undefined;
   readonly #guard: SettingsGuard | undefined;
 
   constructor(schema?: SettingsSchema<unknown>) {
@@ -55,8 +58,10 @@ export class SettingsCache {
 
   #decode(header: string | string[] | undefined): Settings | undefined {
     if (typeof header !== 'string' || header === '') return decodeSettings(header);
+    // Compared as text, which a Map lookup ends with too, without hashing the header first.
+    if (header === this.#lastHeader) return this.#last;
     const cached = this.#decoded.get(header);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) return this.#remember(header, cached);
     const decoded = parse(header);
     if (decoded === undefined) return undefined;
     // The header twice: kept as the key, and about as much again in the strings decoded from it.
@@ -67,7 +72,13 @@ export class SettingsCache {
     }
     this.#decoded.set(header, decoded.settings);
     this.#bytes += bytes;
-    return decoded.settings;
+    return this.#remember(header, decoded.settings);
+  }
+
+  #remember(header: string, settings: Settings): Settings {
+    this.#lastHeader = header;
+    this.#last = settings;
+    return settings;
   }
 }
 

@@ -113,6 +113,16 @@ describe('SettingsCache', () => {
     for (const [i, h] of headers.entries()) assert.equal(cache.decode(h), first[i], `customer ${i}`);
   });
 
+  test('customers in runs and interleaved each get their own; a header refused between them is refused again', () => {
+    const cache = new SettingsCache();
+    const [a, b] = [b64('{"customer":"a"}'), b64('{"customer":"b"}')];
+    const order = [a, a, b, b, a, 'not base64!', a, b, 'not base64!', 'not base64!', b, ''];
+    const seen = order.map((h) => cache.decode(h));
+    const want = [{ customer: 'a' }, { customer: 'b' }, undefined, {}];
+    const of = (h: string) => want[h === a ? 0 : h === b ? 1 : h === '' ? 3 : 2];
+    for (const [i, h] of order.entries()) assert.deepEqual(seen[i], of(h), `header ${i}`);
+  });
+
   test('what it keeps is bounded by the memory the settings take, not only by their number', () => {
     // ~11 KB of header each, ~3,600 objects once parsed (~290 KB of heap): a thousand of them held 300 MB.
     const cache = new SettingsCache();
