@@ -33,7 +33,7 @@ const kind = (value: unknown): string => (Array.isArray(value) ? 'array' : typeo
 
 /** Whether a decision holds nothing but allow, signatureSecret and rate: a misspelt key is a bug. */
 function onlyDecisionKeys(decision: object): boolean {
-  for (const key in decision)
+  for (const key of Object.keys(decision))
     if (key !== 'allow' && key !== 'signatureSecret' && key !== 'rate') return false;
   return true;
 }

@@ -36,7 +36,7 @@ export function parseJson(text: string, maxDepth = MAX_DEPTH): JsonResult {
     const reason = err instanceof SyntaxError ? `: ${err.message}` : '';
     return { ok: false, code: 'SEG_INVALID_JSON', message: `Request body is not valid JSON${reason}` };
   }
-  const found = suspects(value);
+  const found = suspects(value, objectsInherit());
   if ((found & KEY_NAMED) !== 0) {
     const path = findPoisonedKey(value);
     if (path !== undefined) return poisoned(path);
@@ -54,7 +54,8 @@ export function checkParsed(root: unknown, maxDepth = MAX_DEPTH): JsonResult | u
   }
   const path = findPoisonedKey(root);
   if (path !== undefined) return poisoned(path);
-  return (suspects(root) & INFINITE) !== 0 ? beyondDouble(root) : undefined;
+  // A host's objects may have any prototype: each key is checked for its own.
+  return (suspects(root, true) & INFINITE) !== 0 ? beyondDouble(root) : undefined;
 }
 
 /**
@@ -142,8 +143,21 @@ const KEY_NAMED = 1;
  */
 const INFINITE = 2;
 
-/** What a parsed value holds that needs a closer look (KEY_NAMED, INFINITE): one lean pass, no paths built. */
-function suspects(root: unknown): number {
+/**
+ * Whether Object.prototype lists a key to for...in, as JSON.parse's objects then do: a host's own
+ * pollution (`Object.prototype.x = {}` elsewhere in its app). Asked once a body: never, in a sound host.
+ */
+function objectsInherit(): boolean {
+  for (const _ in Object.prototype) return true;
+  return false;
+}
+
+/**
+ * What a parsed value holds that needs a closer look (KEY_NAMED, INFINITE): one lean pass, no paths
+ * built. Keys an object inherits are passed over when `inherits` (checked a key at a time only then):
+ * an inherited object would lead the walk round it for ever.
+ */
+function suspects(root: unknown, inherits: boolean): number {
   let found = 0;
   const stack: unknown[] = [root];
   while (stack.length > 0) {
@@ -153,9 +167,9 @@ function suspects(root: unknown): number {
     } else if (Array.isArray(node)) {
       for (let i = 0; i < node.length; i++) stack.push(node[i]);
     } else if (typeof node === 'object' && node !== null) {
-      // for...in over a parsed object: its own keys only (JSON.parse makes plain objects), and no array
-      // of values made per object as Object.values would.
+      // for...in: no array of values made per object, as Object.values would.
       for (const key in node) {
+        if (inherits && !Object.hasOwn(node, key)) continue;
         if (key === '__proto__' || key === 'constructor') found |= KEY_NAMED;
         stack.push((node as Record<string, unknown>)[key]);
       }

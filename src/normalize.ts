@@ -79,8 +79,10 @@ export const saysNothing = (value: unknown): boolean => value === undefined || v
  */
 export function normalizeEvent(input: Record<string, unknown>): Record<string, unknown> {
   let renames: Array<[string, string]> | undefined;
+  // Own keys only (for...in also lists what a polluted Object.prototype holds), the check after the
+  // canonical names', which nearly every key of an event is.
   for (const key in input) {
-    if (CANONICAL.has(key)) continue;
+    if (CANONICAL.has(key) || !Object.hasOwn(input, key)) continue;
     const canonical = BY_SQUASHED.get(squash(key));
     if (
       canonical !== undefined &&
@@ -101,6 +103,7 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
   const out: Record<string, unknown> = {};
   const renamed = new Map(renames);
   for (const key in input) {
+    if (!Object.hasOwn(input, key)) continue;
     const value = input[key];
     const target = renamed.get(key) ?? key;
     const taken = Object.hasOwn(out, target);

@@ -6,6 +6,7 @@ import { createHandler, NdjsonStore, silentLogger, storeHandlers } from '../src/
 import { endpoint, type Seen } from './handler-harness.ts';
 import { API_KEY, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
+import { CLI_SOURCE, ROOT, spawnClean } from './helpers-spawn.ts';
 
 const storeDir = tempDirs('parse-store');
 
@@ -256,4 +257,37 @@ describe('mounted behind a framework that parsed the body', () => {
     assert.equal(tooBig.status, 413);
     assert.equal(tooBig.json().code, 'SEG_BODY_TOO_LARGE');
   });
+});
+
+test('a host whose Object.prototype was given an enumerable object (a pollution elsewhere in its app): events still answered, nothing inherited taken as theirs', async () => {
+  // The walk for numbers past a double followed inherited keys: `xx` led to an object with `xx` again,
+  // for ever, and every request hung the process.
+  const script = `
+    import inject from 'light-my-request';
+    import { createHandler, silentLogger } from ${JSON.stringify(join(ROOT, 'src', 'index.ts'))};
+    const seen = [];
+    const handlers = { track: (event) => { seen.push(Object.keys(event).includes('xx')); } };
+    const keyed = createHandler({ apiKeys: [${JSON.stringify(API_KEY)}], log: silentLogger, handlers });
+    // A decision as an object: the inherited key is no misspelt key of it.
+    const decided = createHandler({ authenticate: () => ({ allow: ['track'] }), log: silentLogger, handlers });
+    Object.prototype.xx = { nested: { n: 1 } };
+    const headers = ${JSON.stringify(segmentHeaders())};
+    for (const [handler, payload] of [
+      [keyed, ${JSON.stringify(trackEvent())}],
+      [keyed, ${JSON.stringify(trackEvent({ type: 'TRACK', messageId: 'm2' }))}],
+      [decided, ${JSON.stringify(trackEvent({ messageId: 'm3' }))}],
+    ]) {
+      const res = await inject(handler, { method: 'POST', url: '/', headers, payload });
+      console.log(res.statusCode);
+    }
+    console.log(JSON.stringify(seen));`;
+  const run = spawnClean(process.execPath, [...CLI_SOURCE.slice(0, 3), '--input-type=module', '-e', script]);
+  const deadline = setTimeout(() => run.child.kill('SIGKILL'), 20_000);
+  try {
+    assert.equal(await run.exit, 0, `hung or failed: ${run.stderr()}`);
+    assert.equal(run.stdout(), '200\n200\n200\n[false,false,false]\n');
+  } finally {
+    clearTimeout(deadline);
+    run.child.kill();
+  }
 });
