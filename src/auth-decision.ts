@@ -33,7 +33,11 @@ const kind = (value: unknown): string => (Array.isArray(value) ? 'array' : typeo
 
 /** Whether a decision holds nothing but allow, signatureSecret and rate: a misspelt key is a bug. */
 function onlyDecisionKeys(decision: object): boolean {
-  for (const key of Object.keys(decision))
-    if (key !== 'allow' && key !== 'signatureSecret' && key !== 'rate') return false;
+  for (const key in decision) {
+    if (key === 'allow' || key === 'signatureSecret' || key === 'rate') continue;
+    // Inherited keys count, as they take effect; but not one a host's polluted Object.prototype lists.
+    if (!Object.hasOwn(decision, key) && Object.hasOwn(Object.prototype, key)) continue;
+    return false;
+  }
   return true;
 }

@@ -92,6 +92,8 @@ describe('auth', () => {
       list: ['track'],
       types: { allow: 'track' },
       misspelt: { allow: ['Track'] }, // every event a 403 that Segment never retries
+      // A misspelt key inherited from the partner's own prototype takes effect as an own one would.
+      inherited: Object.create({ alow: ['track'] }),
     };
     for (const wrap of [(x: unknown) => x, (x: unknown) => Promise.resolve(x)]) {
       const logged: object[] = [];

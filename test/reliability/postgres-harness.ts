@@ -62,8 +62,10 @@ export function withPostgres(name: string): WithPostgres {
 
 /** Event requests the endpoint is processing, as its /metrics says. */
 async function inFlight(ep: Endpoint): Promise<number> {
-  const { body } = await fetchText(ep, '/metrics');
-  return Number(/^segment_endpoint_in_flight (\d+)$/m.exec(body)?.[1] ?? Number.NaN);
+  const { status, body } = await fetchText(ep, '/metrics');
+  const gauge = /^segment_endpoint_in_flight (\d+)$/m.exec(body)?.[1];
+  assert.ok(gauge !== undefined, `no in-flight gauge in /metrics (${status})`);
+  return Number(gauge);
 }
 
 /**
@@ -98,11 +100,12 @@ export async function inOneGroup(
     }
     const answers = Promise.all(events.map((event) => send(agent, ep.url, event, 'dev-key')));
     // Every request taken (a fixed 300 ms was too short for a hundred TLS handshakes on a busy host: the
-    // events then came as two groups), then a moment for their bodies to reach the sink's queue.
+    // events then came as two groups), within the fillers' handler timeout (4 s: they are 503 then), then
+    // a moment for the bodies, sent with their headers, to reach the sink's queue.
     await eventually(
       async () => (await inFlight(ep)) >= fillers.length + events.length,
-      'every event in flight',
-      20_000,
+      'every event in flight before the fillers time out',
+      3_000,
     );
     await new Promise((resolve) => setTimeout(resolve, 200));
     await holder.query('COMMIT');
