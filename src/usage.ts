@@ -30,8 +30,9 @@ process exits 0. SIGHUP reads --cert, --key and --api-keys-file again (one recei
 once listening) if they are regular files (a named pipe, read again with no writer, would block for
 good), off the event loop, within 30 s: a read of a hung NFS or FUSE mount fails that reload, and no
 other read of that file begins until it returns. What does not load is logged, and what was loaded
-before stays. Files are read up to
-1 MiB (--cert, --key, --signature-secret-file) and 128 MiB (--api-keys-file), at start and on SIGHUP.
+before stays. --signature-secret-file is read at start only: a new secret needs a restart (or
+per-key secret= in --api-keys-file). Files are read up to 1 MiB (--cert, --key,
+--signature-secret-file) and 128 MiB (--api-keys-file).
 `;
 }
 
