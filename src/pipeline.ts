@@ -82,6 +82,7 @@ export class EventPipeline {
   readonly #refusal: RefusalContext;
   readonly #limiter = new RateLimiter();
   readonly #successes: AnswerBatch;
+  readonly #budget: number; // what the events of one request may take stored
 
   constructor(
     opts: ResolvedHandlerOptions,
@@ -98,6 +99,7 @@ export class EventPipeline {
     this.#observing = metrics !== undefined || opts.accessLog;
     this.#refusal = refusal;
     this.#successes = new AnswerBatch(draining);
+    this.#budget = storedBudget(opts.maxBodyBytes);
   }
 
   /**
@@ -170,16 +172,15 @@ export class EventPipeline {
       if (secret !== undefined)
         verifySignature(x.headers, secret, value, text, this.#opts.signatureLegacyBatch);
       const { route } = x;
-      const budget = storedBudget(this.#opts.maxBodyBytes);
       if (route.kind === 'event' && !Array.isArray(value)) {
         // One event, the body as sent: its own text goes with it. Its token was taken at admission.
-        checkStoredSize(value, text, x.settings as Settings, budget);
+        checkStoredSize(value, text, x.settings as Settings, this.#budget);
         result = this.intake.accept(x, value, 'Request body', text);
       } else {
         const carried = eventsOf(value, route, text);
-        if (!carried.batch) checkStoredSize(carried.events[0], text, x.settings as Settings, budget);
+        if (!carried.batch) checkStoredSize(carried.events[0], text, x.settings as Settings, this.#budget);
         result = carried.batch
-          ? this.#acceptAll(x, carried, budget).then(batchAnswer)
+          ? this.#acceptAll(x, carried).then(batchAnswer)
           : this.intake.accept(x, carried.events[0], 'Request body', undefined);
       }
     } catch (err) {
@@ -224,14 +225,14 @@ export class EventPipeline {
   }
 
   /** A batch's events, each through the same steps as a single event (see acceptBatch). */
-  #acceptAll(x: Exchange, carried: Carried, budget: number): Promise<EventResult[]> {
+  #acceptAll(x: Exchange, carried: Carried): Promise<EventResult[]> {
     // Charged once the batch is measured: one refused whole as too large to store took nothing.
     const charge = (events: number) => {
       if (x.rate > 0) this.#limiter.charge(x.apiKey as string, x.rate, events);
     };
     const accept = (event: unknown, index: number) =>
       this.intake.accept(x, event, `Event #${index}`, undefined);
-    return acceptBatch(carried, writtenSettings(x.settings as Settings).bytes, budget, accept, charge);
+    return acceptBatch(carried, writtenSettings(x.settings as Settings).bytes, this.#budget, accept, charge);
   }
 
   #observe(x: Exchange, result: EventResult): void {
