@@ -16,8 +16,15 @@ export interface Carried {
   readonly events: readonly unknown[];
   /** Whether the answer is a batch's (per-event results) rather than one event's. */
   readonly batch: boolean;
-  /** A /v1/batch body's top-level context and integrations, merged into each event by acceptBatch. */
-  readonly defaults?: { readonly context: unknown; readonly integrations: unknown };
+  /**
+   * A /v1/batch body's top-level context and integrations, merged into each event by acceptBatch, and its
+   * sentAt, each event's that has none of its own (Segment's SDKs date the batch, not its events).
+   */
+  readonly defaults?: {
+    readonly context: unknown;
+    readonly integrations: unknown;
+    readonly sentAt: string | undefined;
+  };
 }
 
 /**
@@ -39,7 +46,23 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
   if (!Array.isArray(list))
     throw new EndpointError('SEG_INVALID_EVENT', '"batch" must be an array of events');
   const { events } = several(list, '"batch"');
-  return { events, batch: true, defaults: { context: body.context, integrations: body.integrations } };
+  const defaults = { context: body.context, integrations: body.integrations, sentAt: sentAtOf(body) };
+  return { events, batch: true, defaults };
+}
+
+// A time's string, with room to spare (`2026-12-06T09:00:00.123456789+05:30` is 35): the batch's sentAt is
+// copied into each of its events, so a long one would be refused as their size, naming none of them.
+const MAX_SENT_AT = 100;
+
+/** A batch's own sentAt: a time's string, or none when it says nothing; anything else is a 400. */
+function sentAtOf(body: Record<string, unknown>): string | undefined {
+  const { sentAt } = body;
+  if (sentAt === undefined || sentAt === null || sentAt === '') return undefined;
+  if (typeof sentAt === 'string' && sentAt.length <= MAX_SENT_AT) return sentAt;
+  throw new EndpointError(
+    'SEG_INVALID_EVENT',
+    `"sentAt" of the batch must be a string (an ISO-8601 time) of at most ${MAX_SENT_AT} characters`,
+  );
 }
 
 function several(events: unknown[], what: string): Carried {
@@ -80,7 +103,8 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
   const sizes = new Array<number>(events.length);
   let total = 0;
   for (let i = 0; i < events.length; i++) {
-    const event = defaults === undefined ? events[i] : withDefaults(events[i], context, integrations);
+    const event =
+      defaults === undefined ? events[i] : withDefaults(events[i], context, integrations, defaults.sentAt);
     const size = Buffer.byteLength(JSON.stringify(event) ?? '');
     total += lineBytes(size, settingsBytes);
     if (total > budget) {
@@ -99,12 +123,14 @@ const jsonOf = (part: unknown): string | undefined =>
 
 /**
  * A batch's top-level context and integrations (as JSON), under each event's own (which win, key by key),
- * found whatever the event's casing of them (`Context`, `INTEGRATIONS`) and kept under its own key.
+ * found whatever the event's casing of them (`Context`, `INTEGRATIONS`) and kept under its own key; and its
+ * sentAt where the event's own (`sentAt`, `sent_at`, ...) says nothing.
  */
 function withDefaults(
   event: unknown,
   context: string | undefined,
   integrations: string | undefined,
+  sentAt: string | undefined,
 ): unknown {
   if (!isPlainObject(event)) return event;
   const merged: Record<string, unknown> = { ...event };
@@ -112,6 +138,10 @@ function withDefaults(
   if (context !== undefined) mergeUnder(merged, fieldKey(event, 'context', blank) ?? 'context', context);
   if (integrations !== undefined)
     mergeUnder(merged, fieldKey(event, 'integrations', blank) ?? 'integrations', integrations);
+  if (sentAt !== undefined) {
+    const key = fieldKey(event, 'sentAt') ?? 'sentAt';
+    if (saysNothing(merged[key])) merged[key] = sentAt;
+  }
   return merged;
 }
 

@@ -135,6 +135,56 @@ describe("Segment's Tracking API and batches", () => {
     );
   });
 
+  test("a batch's top-level sentAt is each event's that has none of its own (Segment's SDKs send it there)", async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const sentAt = '2026-12-06T09:00:00.000Z';
+    const event = (id: string, own?: object) => ({
+      type: 'track',
+      event: 'T',
+      userId: 'u',
+      messageId: id,
+      ...own,
+    });
+    const batch = [
+      event('none'),
+      event('own', { sentAt: '2026-12-06T08:59:59.000Z' }),
+      event('null', { sentAt: null }),
+      event('cased', { SentAt: '2026-12-06T08:00:00.000Z' }),
+      event('empty', { sentAt: '', sent_at: '2026-12-06T07:00:00.000Z' }),
+    ];
+    const res = await inject(handler, { url: '/v1/batch', body: { batch, sentAt } });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual(
+      seen.map(({ event }) => [event.messageId, event.sentAt]),
+      [
+        ['none', sentAt],
+        ['own', '2026-12-06T08:59:59.000Z'],
+        ['null', sentAt],
+        ['cased', '2026-12-06T08:00:00.000Z'],
+        ['empty', '2026-12-06T07:00:00.000Z'],
+      ],
+    );
+    assert.deepEqual(seen[0]?.ctx.original, { ...batch[0], sentAt }, 'stored as merged, like the context');
+    assert.equal(seen[1]?.ctx.original.sentAt, '2026-12-06T08:59:59.000Z');
+    // A sentAt that says nothing merges nothing; one that is not a time's string refuses the batch.
+    const blank = await inject(handler, { url: '/v1/batch', body: { batch: [event('b1')], sentAt: null } });
+    assert.equal(blank.status, 200, blank.body);
+    assert.equal(seen.at(-1)?.event.sentAt, undefined);
+    for (const wrong of [1_700_000_000, { at: sentAt }, [sentAt], true, sentAt.repeat(5)]) {
+      const refused = await inject(handler, {
+        url: '/v1/batch',
+        body: { batch: [event('w')], sentAt: wrong },
+      });
+      assert.equal(refused.status, 400, JSON.stringify(wrong));
+      assert.equal(refused.json().code, 'SEG_INVALID_EVENT');
+      assert.match(refused.json().message ?? '', /"sentAt" of the batch must be a string/);
+    }
+    // On the event path (an array) and on /v1/{type}, there is no envelope: an event's key is its own.
+    const typed = await inject(handler, { url: '/v1/track', body: { ...event('t1'), sentAt: 5 } });
+    assert.equal(typed.status, 400);
+  });
+
   test("what a handler does to one event's merged context is not seen by the others of its batch", async () => {
     const seen: unknown[] = [];
     const handler = createHandler({
@@ -295,5 +345,7 @@ describe("Segment's Tracking API and batches", () => {
     assert.deepEqual(seen.map((s) => s.event.type).sort(), ['alias', 'group', 'identify', 'page', 'track']);
     assert.ok(seen.every((s) => s.ctx.apiKey === 'write-key'));
     assert.equal(seen.find((s) => s.event.type === 'track')?.event.event, 'Signed Up');
+    // The SDK dates its batch, not its events: each event is given the batch's sentAt.
+    for (const { event } of seen) assert.match(String(event.sentAt), /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
   });
 });
