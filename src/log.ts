@@ -18,6 +18,12 @@ const noop = () => {};
 /** A logger that drops everything: for tests, or when the host application logs on its own. */
 export const silentLogger: Logger = { error: noop, warn: noop, info: noop, debug: noop };
 
+/**
+ * Whether `log` drops lines of `level` for sure (one of this module's loggers, set above it), so that a
+ * line's fields need not be worked out. A host's logger is always asked.
+ */
+export const drops = (log: Logger, level: Exclude<LogLevel, 'silent'>): boolean => log[level] === noop;
+
 /** The loggers made here, which never throw: a host's own is guarded (option-checks.ts), these need not be. */
 const total = new WeakSet<Logger>([silentLogger]);
 
@@ -170,14 +176,14 @@ function readable(read: () => unknown): unknown {
  * the line's `err`, and a message alone (what a handlers module in JavaScript may write) its message.
  */
 export function withFields(log: Logger, fields: object): Logger {
-  const at = (write: (obj: object, msg?: string) => void) => (obj: object | string, msg?: string) => {
-    if (typeof obj === 'string') write({ ...fields }, obj);
-    else write(obj instanceof Error ? { ...fields, err: obj } : { ...fields, ...obj }, msg);
+  const at = (level: Exclude<LogLevel, 'silent'>) => {
+    // A level that `log` drops stays dropped for sure (see drops).
+    if (drops(log, level)) return noop;
+    const write = log[level].bind(log);
+    return (obj: object | string, msg?: string) => {
+      if (typeof obj === 'string') write({ ...fields }, obj);
+      else write(obj instanceof Error ? { ...fields, err: obj } : { ...fields, ...obj }, msg);
+    };
   };
-  return {
-    error: at(log.error.bind(log)),
-    warn: at(log.warn.bind(log)),
-    info: at(log.info.bind(log)),
-    debug: at(log.debug.bind(log)),
-  };
+  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
 }

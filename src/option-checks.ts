@@ -1,6 +1,6 @@
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
-import { type Logger, neverThrows } from './log.ts';
+import { drops, type Logger, neverThrows } from './log.ts';
 import { nearest } from './spelling.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
@@ -139,12 +139,14 @@ export function checkLogger(log: Logger): Logger {
  * serialise, a stream that failed) is dropped rather than thrown into the request the line was about.
  */
 function neverThrowing(log: Logger): Logger {
-  const guarded =
-    (method: keyof Logger) =>
-    (...args: [obj: object, msg?: string]): void => {
-      try {
-        log[method](...args);
-      } catch {}
-    };
+  // One of ours beneath (a worker's, with its number) that drops a level for sure still says so.
+  const guarded = (method: keyof Logger) =>
+    drops(log, method)
+      ? log[method]
+      : (...args: [obj: object, msg?: string]): void => {
+          try {
+            log[method](...args);
+          } catch {}
+        };
   return { error: guarded('error'), warn: guarded('warn'), info: guarded('info'), debug: guarded('debug') };
 }

@@ -3,7 +3,9 @@ import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { createHandler, jsonLogger, silentLogger } from '../src/index.ts';
+import { drops, withFields } from '../src/log.ts';
 import { LogBudget } from '../src/log-budget.ts';
+import { checkLogger } from '../src/option-checks.ts';
 import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
@@ -317,4 +319,31 @@ test("the built-in logger keeps a line under 16 KiB: an error's message and stac
   }
   assert.equal(JSON.parse(written[3] as string).n, '10');
   assert.equal(JSON.parse(written[3] as string).status, 503);
+});
+
+test('a duplicate event is a debug line with its key fingerprint, worked out only when debug lines are written', async () => {
+  const body = trackEvent({ messageId: 'dup-1' });
+  const logged = async (level: 'debug' | 'info') => {
+    const written: string[] = [];
+    const log = jsonLogger(level, (l) => written.push(l));
+    const handler = createHandler({ apiKeys: [API_KEY], log, handlers: { track: () => {} } });
+    for (let i = 0; i < 2; i++) assert.equal((await inject(handler, { body })).status, 200);
+    return written.map((l) => JSON.parse(l)).filter((l) => l.msg === 'duplicate event');
+  };
+  const [line, ...more] = await logged('debug');
+  assert.equal(more.length, 0);
+  assert.equal(line?.messageId, 'dup-1');
+  assert.match(String(line?.source), /^[0-9a-f]{12}$/);
+  assert.deepEqual(await logged('info'), []);
+  assert.equal(drops(jsonLogger('info'), 'debug'), true);
+  assert.equal(drops(jsonLogger('debug'), 'debug'), false);
+  assert.equal(drops(jsonLogger('silent'), 'error'), true);
+  assert.equal(drops(silentLogger, 'warn'), true);
+  // A worker's (its number in every line), also as the endpoint guards it, still drops what it dropped.
+  const worker = (level: 'debug' | 'info') => checkLogger(withFields(jsonLogger(level), { worker: 1 }));
+  assert.equal(drops(worker('info'), 'debug'), true);
+  assert.equal(drops(worker('debug'), 'debug'), false);
+  assert.equal(drops(worker('info'), 'info'), false);
+  // A host's logger decides for itself: it is always asked.
+  assert.equal(drops(pino({ level: 'silent' }), 'debug'), false);
 });
