@@ -13,27 +13,56 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 const LEVELS: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50, silent: Infinity };
 
+/** A level a line is written at. */
+export type Level = keyof Logger;
+
 const noop = () => {};
 
+/** The loggers made here, frozen: each level's method is fixed when the logger is made. */
+const made = new WeakSet<Logger>();
+
+const ours = <T extends Logger>(log: T): T => {
+  made.add(Object.freeze(log));
+  return log;
+};
+
 /** A logger that drops everything: for tests, or when the host application logs on its own. */
-export const silentLogger: Logger = { error: noop, warn: noop, info: noop, debug: noop };
+export const silentLogger: Logger = ours({ error: noop, warn: noop, info: noop, debug: noop });
 
 /**
- * Whether `log` drops lines of `level` for sure (one of this module's loggers, set above it), so that a
- * line's fields need not be worked out. A host's logger is always asked.
+ * Whether `log` drops lines of `level` for sure (one of this module's loggers, made above it), so that a
+ * line's fields need not be worked out. A host's logger is always asked, even one built of ours' methods:
+ * it may change them.
  */
-export const drops = (log: Logger, level: Exclude<LogLevel, 'silent'>): boolean => log[level] === noop;
+export const drops = (log: Logger, level: Level): boolean => made.has(log) && log[level] === noop;
 
 /** The loggers made here, which never throw: a host's own is guarded (option-checks.ts), these need not be. */
 const total = new WeakSet<Logger>([silentLogger]);
 
-/** Whether `log` is one of this module's loggers, which never throw. */
-export const neverThrows = (log: Logger): boolean => total.has(log);
+/**
+ * The logger as the endpoint calls it: a line the host's logger cannot write (a value it cannot
+ * serialise, a stream that failed) is dropped rather than thrown into the request the line was about.
+ * Each line asks the host's logger anew (pino changes its methods with its level); a level that one of
+ * ours beneath (a worker's, with its number) drops stays dropped for sure.
+ */
+export function neverThrowing(log: Logger): Logger {
+  if (total.has(log)) return log;
+  const at = (level: Level) =>
+    drops(log, level)
+      ? noop
+      : (...args: [obj: object, msg?: string]): void => {
+          try {
+            log[level](...args);
+          } catch {}
+        };
+  const guarded = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  return made.has(log) ? ours(guarded) : guarded;
+}
 
 /** One JSON object per line (pino's format, so the same tools read it), at or above `level`. */
 export function jsonLogger(level: LogLevel = 'info', write: (line: string) => void = writeStderr): Logger {
   const threshold = LEVELS[level];
-  const at = (name: Exclude<LogLevel, 'silent'>) => {
+  const at = (name: Level) => {
     const value = LEVELS[name];
     if (value < threshold) return noop;
     return (obj: object, msg?: string) => {
@@ -42,7 +71,7 @@ export function jsonLogger(level: LogLevel = 'info', write: (line: string) => vo
       } catch {} // a line that cannot be written is lost, never thrown into what it is about
     };
   };
-  const log = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  const log = ours({ error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') });
   total.add(log);
   return log;
 }
@@ -176,7 +205,7 @@ function readable(read: () => unknown): unknown {
  * the line's `err`, and a message alone (what a handlers module in JavaScript may write) its message.
  */
 export function withFields(log: Logger, fields: object): Logger {
-  const at = (level: Exclude<LogLevel, 'silent'>) => {
+  const at = (level: Level) => {
     // A level that `log` drops stays dropped for sure (see drops).
     if (drops(log, level)) return noop;
     const write = log[level].bind(log);
@@ -185,5 +214,5 @@ export function withFields(log: Logger, fields: object): Logger {
       else write(obj instanceof Error ? { ...fields, err: obj } : { ...fields, ...obj }, msg);
     };
   };
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  return ours({ error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') });
 }

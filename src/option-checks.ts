@@ -1,6 +1,6 @@
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
-import { drops, type Logger, neverThrows } from './log.ts';
+import { type Logger, neverThrowing } from './log.ts';
 import { nearest } from './spelling.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
@@ -131,22 +131,5 @@ export function checkLogger(log: Logger): Logger {
       `options.log must be a logger with error, warn, info and debug methods, got ${describeValue(log)}`,
     );
   }
-  return neverThrows(log) ? log : neverThrowing(log);
-}
-
-/**
- * The logger as the endpoint calls it: a line the host's logger cannot write (a value it cannot
- * serialise, a stream that failed) is dropped rather than thrown into the request the line was about.
- */
-function neverThrowing(log: Logger): Logger {
-  // One of ours beneath (a worker's, with its number) that drops a level for sure still says so.
-  const guarded = (method: keyof Logger) =>
-    drops(log, method)
-      ? log[method]
-      : (...args: [obj: object, msg?: string]): void => {
-          try {
-            log[method](...args);
-          } catch {}
-        };
-  return { error: guarded('error'), warn: guarded('warn'), info: guarded('info'), debug: guarded('debug') };
+  return neverThrowing(log);
 }

@@ -321,7 +321,7 @@ test("the built-in logger keeps a line under 16 KiB: an error's message and stac
   assert.equal(JSON.parse(written[3] as string).status, 503);
 });
 
-test('a duplicate event is a debug line with its key fingerprint, worked out only when debug lines are written', async () => {
+test('a duplicate event is a debug line with its key fingerprint, at debug level only', async () => {
   const body = trackEvent({ messageId: 'dup-1' });
   const logged = async (level: 'debug' | 'info') => {
     const written: string[] = [];
@@ -335,6 +335,9 @@ test('a duplicate event is a debug line with its key fingerprint, worked out onl
   assert.equal(line?.messageId, 'dup-1');
   assert.match(String(line?.source), /^[0-9a-f]{12}$/);
   assert.deepEqual(await logged('info'), []);
+});
+
+test("a line is skipped unasked only for a level one of the endpoint's own loggers drops", () => {
   assert.equal(drops(jsonLogger('info'), 'debug'), true);
   assert.equal(drops(jsonLogger('debug'), 'debug'), false);
   assert.equal(drops(jsonLogger('silent'), 'error'), true);
@@ -344,6 +347,28 @@ test('a duplicate event is a debug line with its key fingerprint, worked out onl
   assert.equal(drops(worker('info'), 'debug'), true);
   assert.equal(drops(worker('debug'), 'debug'), false);
   assert.equal(drops(worker('info'), 'info'), false);
-  // A host's logger decides for itself: it is always asked.
+  // A host's logger decides for itself, even one built of the endpoint's own methods.
   assert.equal(drops(pino({ level: 'silent' }), 'debug'), false);
+  assert.equal(drops({ ...silentLogger }, 'debug'), false);
+});
+
+test("a host's logger that switches a level on after the handler is made gets its lines", async () => {
+  // Built of the silent logger's methods, then given its own: each line asks it anew.
+  const host = { ...silentLogger };
+  const handler = createHandler({
+    apiKeys: [API_KEY],
+    log: host,
+    handlers: {
+      track: (event) => {
+        if (event.event === 'Boom') throw new Error('database is down');
+      },
+    },
+  });
+  const lines: string[] = [];
+  host.error = (_obj, msg) => lines.push(`error ${msg}`);
+  host.debug = (_obj, msg) => lines.push(`debug ${msg}`);
+  assert.equal((await inject(handler, { body: trackEvent({ event: 'Boom' }) })).status, 500);
+  const body = trackEvent({ messageId: 'dup-2' });
+  for (let i = 0; i < 2; i++) assert.equal((await inject(handler, { body })).status, 200);
+  assert.deepEqual(lines, ['error event handler failed', 'debug duplicate event']);
 });
