@@ -20,11 +20,7 @@ export interface Carried {
    * A /v1/batch body's top-level context and integrations, merged into each event by acceptBatch, and its
    * sentAt, each event's that has none of its own (Segment's SDKs date the batch, not its events).
    */
-  readonly defaults?: {
-    readonly context: unknown;
-    readonly integrations: unknown;
-    readonly sentAt: string | undefined;
-  };
+  readonly defaults?: { readonly context: unknown; readonly integrations: unknown; readonly sentAt: unknown };
 }
 
 /**
@@ -46,23 +42,8 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
   if (!Array.isArray(list))
     throw new EndpointError('SEG_INVALID_EVENT', '"batch" must be an array of events');
   const { events } = several(list, '"batch"');
-  const defaults = { context: body.context, integrations: body.integrations, sentAt: sentAtOf(body) };
+  const defaults = { context: body.context, integrations: body.integrations, sentAt: body.sentAt };
   return { events, batch: true, defaults };
-}
-
-// A time's string, with room to spare (`2026-12-06T09:00:00.123456789+05:30` is 35): the batch's sentAt is
-// copied into each of its events, so a long one would be refused as their size, naming none of them.
-const MAX_SENT_AT = 100;
-
-/** A batch's own sentAt: a time's string, or none when it says nothing; anything else is a 400. */
-function sentAtOf(body: Record<string, unknown>): string | undefined {
-  const { sentAt } = body;
-  if (sentAt === undefined || sentAt === null || sentAt === '') return undefined;
-  if (typeof sentAt === 'string' && sentAt.length <= MAX_SENT_AT) return sentAt;
-  throw new EndpointError(
-    'SEG_INVALID_EVENT',
-    `"sentAt" of the batch must be a string (an ISO-8601 time) of at most ${MAX_SENT_AT} characters`,
-  );
 }
 
 function several(events: unknown[], what: string): Carried {
@@ -88,7 +69,7 @@ function typed(event: Record<string, unknown>, type: EventType): Record<string, 
 }
 
 /**
- * The events of a request with its batch's top-level context and integrations merged into each, and
+ * The events of a request with its batch's top-level context, integrations and sentAt merged into each, and
  * the size of each as JSON (UTF-8 bytes), past `budget` in all (with the settings and what a line adds)
  * a 413 for the whole request. Merged and measured one event at a time, so that a context of many keys
  * copied into every event (its keys times the events: 10,000 keys and 1,000 events took seconds and
@@ -99,12 +80,12 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
   // The batch's parts as JSON text once: each event gets a copy of its own, parsed from it.
   const context = jsonOf(defaults?.context);
   const integrations = jsonOf(defaults?.integrations);
+  const shared = { context, integrations, sentAt: sentAtOf(defaults?.sentAt) };
   const out = new Array<unknown>(events.length);
   const sizes = new Array<number>(events.length);
   let total = 0;
   for (let i = 0; i < events.length; i++) {
-    const event =
-      defaults === undefined ? events[i] : withDefaults(events[i], context, integrations, defaults.sentAt);
+    const event = defaults === undefined ? events[i] : withDefaults(events[i], shared);
     const size = Buffer.byteLength(JSON.stringify(event) ?? '');
     total += lineBytes(size, settingsBytes);
     if (total > budget) {
@@ -121,17 +102,33 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
 const jsonOf = (part: unknown): string | undefined =>
   isPlainObject(part) ? JSON.stringify(part) : undefined;
 
+/** What a batch gives each of its events: its context and integrations as JSON, and its sentAt. */
+interface Shared {
+  readonly context: string | undefined;
+  readonly integrations: string | undefined;
+  readonly sentAt: string | undefined;
+}
+
+// A time's JSON with room to spare (`"2026-12-06T09:00:00.123456789+05:30"` is 37 bytes): the batch's
+// sentAt is copied into each of its events, so a long one would count against their sizes unnamed.
+const MAX_SENT_AT_BYTES = 128;
+
+/**
+ * A batch's sentAt, to merge: a string of at most MAX_SENT_AT_BYTES as JSON. Anything else merges nothing,
+ * as a context that is not an object: the events are still taken, and an event's own sentAt is checked.
+ */
+function sentAtOf(sentAt: unknown): string | undefined {
+  if (typeof sentAt !== 'string' || sentAt === '') return undefined;
+  return Buffer.byteLength(JSON.stringify(sentAt)) <= MAX_SENT_AT_BYTES ? sentAt : undefined;
+}
+
 /**
  * A batch's top-level context and integrations (as JSON), under each event's own (which win, key by key),
  * found whatever the event's casing of them (`Context`, `INTEGRATIONS`) and kept under its own key; and its
  * sentAt where the event's own (`sentAt`, `sent_at`, ...) says nothing.
  */
-function withDefaults(
-  event: unknown,
-  context: string | undefined,
-  integrations: string | undefined,
-  sentAt: string | undefined,
-): unknown {
+function withDefaults(event: unknown, shared: Shared): unknown {
+  const { context, integrations, sentAt } = shared;
   if (!isPlainObject(event)) return event;
   const merged: Record<string, unknown> = { ...event };
   // Under the key normalizeEvent gives the handler: an empty list (PHP's empty map) says nothing there.

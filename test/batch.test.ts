@@ -5,6 +5,15 @@ import { createHandler, createServer, RetryError, silentLogger } from '../src/in
 import { API_KEY, recorder, sendOneOfEach, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
+/** A track event of a batch, with `own` fields besides. */
+const sentEvent = (messageId: string, own?: object) => ({
+  type: 'track',
+  event: 'T',
+  userId: 'u',
+  messageId,
+  ...own,
+});
+
 describe("Segment's Tracking API and batches", () => {
   test('/v1/{type} takes one event whose type the path gives', async () => {
     const { seen, handlers } = recorder();
@@ -135,23 +144,17 @@ describe("Segment's Tracking API and batches", () => {
     );
   });
 
-  test("a batch's top-level sentAt is each event's that has none of its own (Segment's SDKs send it there)", async () => {
+  test("a batch's top-level sentAt is each event's without one of its own (Segment's SDKs date the batch)", async () => {
     const { seen, handlers } = recorder();
     const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
     const sentAt = '2026-12-06T09:00:00.000Z';
-    const event = (id: string, own?: object) => ({
-      type: 'track',
-      event: 'T',
-      userId: 'u',
-      messageId: id,
-      ...own,
-    });
     const batch = [
-      event('none'),
-      event('own', { sentAt: '2026-12-06T08:59:59.000Z' }),
-      event('null', { sentAt: null }),
-      event('cased', { SentAt: '2026-12-06T08:00:00.000Z' }),
-      event('empty', { sentAt: '', sent_at: '2026-12-06T07:00:00.000Z' }),
+      sentEvent('none'),
+      sentEvent('own', { sentAt: '2026-12-06T08:59:59.000Z' }),
+      sentEvent('null', { sentAt: null }),
+      sentEvent('cased', { SentAt: '2026-12-06T08:00:00.000Z' }),
+      sentEvent('empty', { sentAt: '', sent_at: '2026-12-06T07:00:00.000Z' }),
+      sentEvent('emptyCased', { SENT_AT: '' }),
     ];
     const res = await inject(handler, { url: '/v1/batch', body: { batch, sentAt } });
     assert.equal(res.status, 200, res.body);
@@ -163,26 +166,64 @@ describe("Segment's Tracking API and batches", () => {
         ['null', sentAt],
         ['cased', '2026-12-06T08:00:00.000Z'],
         ['empty', '2026-12-06T07:00:00.000Z'],
+        ['emptyCased', sentAt],
       ],
     );
-    assert.deepEqual(seen[0]?.ctx.original, { ...batch[0], sentAt }, 'stored as merged, like the context');
+    // What is stored is the event as merged; an empty field of its own is filled under its own key.
+    assert.deepEqual(seen[0]?.ctx.original, { ...batch[0], sentAt });
     assert.equal(seen[1]?.ctx.original.sentAt, '2026-12-06T08:59:59.000Z');
-    // A sentAt that says nothing merges nothing; one that is not a time's string refuses the batch.
-    const blank = await inject(handler, { url: '/v1/batch', body: { batch: [event('b1')], sentAt: null } });
-    assert.equal(blank.status, 200, blank.body);
-    assert.equal(seen.at(-1)?.event.sentAt, undefined);
-    for (const wrong of [1_700_000_000, { at: sentAt }, [sentAt], true, sentAt.repeat(5)]) {
-      const refused = await inject(handler, {
-        url: '/v1/batch',
-        body: { batch: [event('w')], sentAt: wrong },
-      });
-      assert.equal(refused.status, 400, JSON.stringify(wrong));
-      assert.equal(refused.json().code, 'SEG_INVALID_EVENT');
-      assert.match(refused.json().message ?? '', /"sentAt" of the batch must be a string/);
+    assert.deepEqual(seen[5]?.ctx.original, { ...batch[5], SENT_AT: sentAt });
+  });
+
+  test("a batch's sentAt that is not a time's string merges nothing, and its events are still taken", async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    // 128 bytes as JSON, its quotes counted, is the most merged.
+    const longest = 'x'.repeat(126);
+    const ignored = [
+      null,
+      '',
+      1_700_000_000,
+      { at: 'now' },
+      ['now'],
+      true,
+      `${longest}x`,
+      '\u0000'.repeat(22),
+    ];
+    for (const [i, sentAt] of [...ignored, longest].entries()) {
+      const res = await inject(handler, { url: '/v1/batch', body: { batch: [sentEvent(`s${i}`)], sentAt } });
+      assert.equal(res.status, 200, `${JSON.stringify(sentAt)}: ${res.body}`);
     }
-    // On the event path (an array) and on /v1/{type}, there is no envelope: an event's key is its own.
-    const typed = await inject(handler, { url: '/v1/track', body: { ...event('t1'), sentAt: 5 } });
+    assert.deepEqual(
+      seen.map(({ event }) => event.sentAt),
+      [...ignored.map(() => undefined), longest],
+    );
+    // On /v1/{type} there is no envelope: a sentAt there is the event's own, checked as such.
+    const typed = await inject(handler, { url: '/v1/track', body: { ...sentEvent('t1'), sentAt: 5 } });
     assert.equal(typed.status, 400);
+    assert.equal(typed.json().code, 'SEG_INVALID_EVENT');
+  });
+
+  test("a batch's sentAt counts in each event's 32 KiB, as merged", async () => {
+    const { handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const sentAt = '2026-12-06T09:00:00.000Z';
+    const padded = (bytes: number) => {
+      const event = sentEvent('big', { pad: '' });
+      const merged = Buffer.byteLength(JSON.stringify({ ...event, sentAt }));
+      return { ...event, pad: 'x'.repeat(bytes - merged) };
+    };
+    const fits = await inject(handler, { url: '/v1/batch', body: { batch: [padded(32 * 1024)], sentAt } });
+    assert.equal(fits.status, 200, fits.body);
+    const over = await inject(handler, {
+      url: '/v1/batch',
+      body: { batch: [padded(32 * 1024 + 1)], sentAt },
+    });
+    assert.equal(over.status, 400, over.body);
+    assert.equal(over.json().code, 'SEG_BATCH_REFUSED');
+    assert.match(over.json().message ?? '', /#0: 413/);
+    const alone = await inject(handler, { url: '/v1/batch', body: { batch: [padded(32 * 1024 + 1)] } });
+    assert.equal(alone.status, 200, 'without the batch sentAt it fits');
   });
 
   test("what a handler does to one event's merged context is not seen by the others of its batch", async () => {
