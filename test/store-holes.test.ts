@@ -252,3 +252,37 @@ test('a start-up killed while it copied a fragment aside: the next one takes the
   assert.ok(setAside(linked.file) === kept, `${setAside(linked.file).length} bytes`);
   assert.ok(readFileSync(join(linked.dir, 'elsewhere'), 'utf8') === kept);
 });
+
+test('a start-up killed after its copy of a fragment was whole, before the cut: the next one copies it no more', async () => {
+  // Killed between the end of the copy (its line end written) and the store file's cut, a start-up left
+  // the whole copy in .torn and the fragment in place: each next start-up copied it again (a crash
+  // probe's restarts made 7 copies of a 100 MiB fragment, 734 MB of .torn).
+  const earlier = '{"n":0,"cut'; // a fragment an earlier start-up set aside
+  const planted = (fragment: string, aside: string) => {
+    const dir = tempDir();
+    const file = join(dir, 'events-2026-11-30.ndjson');
+    writeFileSync(file, line(1) + fragment);
+    writeFileSync(`${file}.torn`, aside);
+    return { dir, file };
+  };
+  const setAside = (file: string) => readFileSync(`${file}.torn`, 'utf8');
+  const fragment = `{"n":3,"pad":"${'y'.repeat(200_000)}`;
+  for (const aside of [`${fragment}\n`, `${earlier}\n${fragment}\n`]) {
+    const whole = planted(fragment, aside);
+    await repairStore(whole.dir);
+    assert.equal(readFileSync(whole.file, 'utf8'), line(1));
+    assert.ok(setAside(whole.file) === aside, `${setAside(whole.file).length} bytes`);
+  }
+  // A fragment of several lines (a power cut's hole) copied whole is known the same way.
+  const holed = `${hole(8)}${line(2)}{"n":3`;
+  const several = planted(holed, `${earlier}\n${holed}\n`);
+  await repairStore(several.dir);
+  assert.equal(readFileSync(several.file, 'utf8'), line(1));
+  assert.ok(setAside(several.file) === `${earlier}\n${holed}\n`, JSON.stringify(setAside(several.file)));
+  // Only a whole line of .torn that is the whole fragment: one it ends is another's, and the copy is made.
+  for (const aside of [`x${fragment}\n`, `${fragment.slice(1)}\n`, `${earlier}\n`]) {
+    const other = planted(fragment, aside);
+    await repairStore(other.dir);
+    assert.ok(setAside(other.file) === `${aside}${fragment}\n`, `${setAside(other.file).length} bytes`);
+  }
+});

@@ -52,15 +52,18 @@ export async function setAsideTornTail(io: StoreIo, file: string, scan = 0): Pro
       return undefined;
     }
     const movedTo = `${file}.torn`;
-    const newLine = await cutShortCopy(io, fd, keep, size, movedTo);
+    const end = await cutShortCopy(io, fd, keep, size, movedTo);
     const aside = await io.open(movedTo, 'a');
     try {
       const { size: before } = await ownStat(io, aside, movedTo);
       // Cut back if it fails (a full disk), so that the next try does not follow half a fragment.
-      await copyOut(io, fd, keep, size, aside, newLine).catch(async (err) => {
-        await io.ftruncate(aside, before).catch(() => {});
-        throw err;
-      });
+      if (end !== 'copied') {
+        await copyOut(io, fd, keep, size, aside, end === 'new-line').catch(async (err) => {
+          await io.ftruncate(aside, before).catch(() => {});
+          throw err;
+        });
+      }
+      // A copy a start-up killed before its cut made may not have been synced either.
       await io.fdatasync(aside);
     } finally {
       await io.close(aside);

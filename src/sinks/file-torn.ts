@@ -3,21 +3,33 @@ import { othersOwn, regular } from './file-owner.ts';
 
 // What a start-up killed while it set a fragment aside (file-repair.ts) left at the end of the fragment's
 // `.torn` file: the part of its copy it had made, the file's last line, unfinished (a copy that ends
-// writes a line end). Without this, each start-up killed in the middle of a long fragment left one more
-// such part, the next copy glued to it (a crash probe's restart loop: 730 MB of .torn for 314 MB).
+// writes a line end); or, killed after the copy and before the store file's cut, the whole copy. Without
+// this, each start-up killed in the middle of a long fragment left one more such part, the next copy
+// glued to it (a crash probe's restart loop: 730 MB of .torn for 314 MB), and each killed after its
+// copy left one more whole copy (7 of a 100 MiB fragment).
 
 const NEWLINE = 0x0a;
 const CHUNK = 64 * 1024;
 
+/** How the fragment goes on at the end of its `.torn` file: appended, after a line end, or already there. */
+export type AsideEnd = 'append' | 'new-line' | 'copied';
+
 /**
  * Takes off the end of `movedTo` a copy of the fragment `from`–`to` of `fd` cut short: an unfinished last
- * line that is the fragment's start. Whether the fragment must begin a line of its own after what stays:
- * an unfinished line that is not its start (a fragment of several lines cut after one of them), or a
- * copy that cannot be taken off (a file with other names, which would be cut too; one append-only).
- * Opened as the store files are (no link followed); never throws: what is not a file of this user's is
- * left to the append that follows, which refuses it.
+ * line that is the fragment's start. 'new-line' when the fragment must begin a line of its own after what
+ * stays: an unfinished line that is not its start (a fragment of several lines cut after one of them), or
+ * a copy that cannot be taken off (a file with other names, which would be cut too; one append-only).
+ * 'copied' when `movedTo` ends in the whole copy, on lines of its own. Opened as the store files are (no
+ * link followed); never throws: what is not a file of this user's is left to the append that follows,
+ * which refuses it.
  */
-export async function cutShortCopy(io: StoreIo, fd: number, from: number, to: number, movedTo: string) {
+export async function cutShortCopy(
+  io: StoreIo,
+  fd: number,
+  from: number,
+  to: number,
+  movedTo: string,
+): Promise<AsideEnd> {
   let aside: number;
   try {
     aside = await io.open(movedTo, 'r+');
@@ -25,23 +37,35 @@ export async function cutShortCopy(io: StoreIo, fd: number, from: number, to: nu
     // Append-only (`chattr +a`), or not this user's to read: its end unseen, the fragment begins a line
     // (an empty one at worst). None yet, a link, or what the append refuses too: nothing to add.
     const code = (err as NodeJS.ErrnoException).code;
-    return code === 'EPERM' || code === 'EACCES';
+    return code === 'EPERM' || code === 'EACCES' ? 'new-line' : 'append';
   }
   try {
     const { size, mode, uid, nlink = 1 } = await io.fstat(aside);
-    if (!regular(mode) || othersOwn(uid)) return false;
-    if (size === 0 || (await byteAt(io, aside, size - 1)) === NEWLINE) return false;
+    if (!regular(mode) || othersOwn(uid) || size === 0) return 'append';
+    if ((await byteAt(io, aside, size - 1)) === NEWLINE) {
+      return (await endsInCopy(io, fd, from, to, aside, size)) ? 'copied' : 'append';
+    }
     const start = await lastLineStart(io, aside, size, to - from);
-    if (start === undefined || !(await same(io, fd, from, aside, start, size - start))) return true;
-    if (nlink !== 1) return true;
+    if (start === undefined || !(await same(io, fd, from, aside, start, size - start))) return 'new-line';
+    if (nlink !== 1) return 'new-line';
     await io.ftruncate(aside, start);
     await io.fdatasync(aside);
-    return false;
+    return 'append';
   } catch {
-    return true;
+    return 'new-line';
   } finally {
     await io.close(aside).catch(() => {});
   }
+}
+
+/**
+ * Whether `aside`'s `size` bytes end in the fragment `from`–`to` of `fd` and its line end, the fragment
+ * starting a line: what a copy that ended writes.
+ */
+async function endsInCopy(io: StoreIo, fd: number, from: number, to: number, aside: number, size: number) {
+  const start = size - 1 - (to - from);
+  if (start < 0 || (start > 0 && (await byteAt(io, aside, start - 1)) !== NEWLINE)) return false;
+  return same(io, fd, from, aside, start, to - from);
 }
 
 async function byteAt(io: StoreIo, fd: number, at: number): Promise<number | undefined> {
