@@ -17,7 +17,8 @@ export type HandlerStatus = 200 | 202 | 400 | 401 | 403 | 500 | 501 | 503;
  * Return nothing for 200 (processed); `{ status: 202 }` for accepted, to be processed later; another
  * status of the contract to refuse, with a `message` for the customer (not sent with a 500). A status
  * outside the contract is a bug in the handler: answered 500 and logged. Anything else without a
- * `status` (what a driver returned: a queue's length, a query's result, `true`) is a 200, as nothing is.
+ * `status` (what a driver returned: a queue's length, a query's result, `true`) is a 200, as nothing is,
+ * but an HTTP client's failed response (a `statusCode` from 400): a 500, logged.
  */
 export type HandlerResult =
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
@@ -184,7 +185,8 @@ const REFUSALS: Readonly<Record<number, ErrorCode>> = Object.freeze({
  * returned) is a 200; a refusal is thrown as its catalogue error, so it is answered like a thrown one.
  */
 function statusOf(result: unknown): number {
-  if (typeof result !== 'object' || result === null || !('status' in result)) return 200;
+  if (typeof result !== 'object' || result === null) return 200;
+  if (!('status' in result)) return failedResponse(result) ? failed(result) : 200;
   const { status, message } = result as { status: unknown; message?: unknown };
   if (status === 200 || status === 202) return status;
   const code = typeof status === 'number' && Object.hasOwn(REFUSALS, status) ? REFUSALS[status] : undefined;
@@ -196,4 +198,20 @@ function statusOf(result: unknown): number {
   }
   const own = status !== 500 && typeof message === 'string' && message !== '' ? message : undefined;
   throw new EndpointError(code as ErrorCode, own);
+}
+
+/**
+ * An HTTP client's response that failed (got's, node:http's: a numeric `statusCode` from 400), returned
+ * as it came from a handler in JavaScript (the types refuse it): taken for a 200, its event would be lost.
+ */
+const failedResponse = (result: object): result is { statusCode: number } => {
+  const { statusCode } = result as { statusCode?: unknown };
+  return typeof statusCode === 'number' && statusCode >= 400;
+};
+
+function failed({ statusCode }: { statusCode: number }): never {
+  // Not sent: the sender sees a plain 500 and retries, the operator reads this line in the log.
+  throw new Error(
+    `The handler returned a result with statusCode ${statusCode} and no status, as an HTTP client's failed response: throw it, or return { status }`,
+  );
 }

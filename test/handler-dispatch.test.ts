@@ -137,6 +137,35 @@ describe('dispatch', () => {
     assert.equal((await inject(throwing(gone), { body: trackEvent() })).status, 410);
   });
 
+  test("a returned HTTP client's failed response (statusCode 400 up, no status) is a 500, logged, not a 200", async () => {
+    // A handler in JavaScript that returns what got or node:http gave it: a downstream that failed was
+    // acknowledged, and the event lost for good. A response that succeeded is a result like any other.
+    const logged: Array<{ err?: Error }> = [];
+    const log = { ...silentLogger, error: (obj: object) => logged.push(obj) };
+    const returning = (result: unknown) =>
+      endpoint({
+        log,
+        handlers: { track: () => result as undefined, page: async () => result as undefined },
+      });
+    for (const statusCode of [400, 404, 503, 599]) {
+      for (const type of ['track', 'page']) {
+        const res = await inject(returning({ statusCode, body: 'x' }), { body: trackEvent({ type }) });
+        assert.equal(res.status, 500, `${type} ${statusCode}: ${res.body}`);
+        assert.equal(res.json().code, 'SEG_INTERNAL');
+        assert.match(String(logged.at(-1)?.err?.message), new RegExp(`statusCode ${statusCode}`));
+      }
+    }
+    for (const result of [
+      { statusCode: 200 },
+      { statusCode: 302 },
+      { statusCode: '503' },
+      { status: 202, statusCode: 503 },
+    ]) {
+      const res = await inject(returning(result), { body: trackEvent() });
+      assert.equal(res.status, 'status' in result ? 202 : 200, JSON.stringify(result));
+    }
+  });
+
   test('anything else is a 500 with a generic message; the cause goes to the log only', async () => {
     const logged: object[] = [];
     const log = { ...silentLogger, error: (obj: object) => logged.push(obj) };
