@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { keyFingerprint } from './auth.ts';
-import { type Logger, withFields } from './log.ts';
+import { type EventLogger, type Logger, withFields } from './log.ts';
 import type { Settings } from './settings.ts';
 
 // The context a handler gets beside its event (the `ctx` of the handler contract).
@@ -15,7 +15,7 @@ export interface Context<S = Settings> {
   /** Aborted when the handler runs past `handlerTimeoutMs`: the sender has been told 503 by then. */
   readonly signal: AbortSignal;
   /** The endpoint's logger; each line names the event (source, type, messageId). */
-  readonly log: Logger;
+  readonly log: EventLogger;
   /** When the endpoint received the event. */
   readonly receivedAt: Date;
   /** The event exactly as sent, before its top-level casing was normalised. */
@@ -43,7 +43,7 @@ export class EventContext implements Context {
   /** The event's type and messageId, for the lines of `log`. */
   readonly #type: string;
   readonly #messageId: unknown;
-  #log: Logger | undefined;
+  #log: EventLogger | undefined;
   #controller: AbortController | undefined;
   #reason: unknown;
 
@@ -72,7 +72,7 @@ export class EventContext implements Context {
    * The endpoint's logger, each line naming the event (its source's fingerprint, type and messageId, the
    * handler's own fields after them): made when a handler first logs, as most never do.
    */
-  get log(): Logger {
+  get log(): EventLogger {
     this.#log ??= withFields(this.#endpointLog, {
       source: keyFingerprint(this.apiKey),
       type: this.#type,

@@ -74,6 +74,6 @@ export type { RedisClient } from './redis-client.ts';
 
 // Logging
 export { jsonLogger, silentLogger } from './log.ts';
-export type { Logger, LogLevel } from './log.ts';
+export type { EventLogger, Logger, LogLevel } from './log.ts';
 export { CheckpointError, LineTooLongError, readStore } from './read/store-reader.ts';
 export type { ReadStoreOptions, StoredLine, StoreHole } from './read/store-reader.ts';

@@ -9,6 +9,17 @@ export interface Logger {
   debug(obj: object, msg?: string): void;
 }
 
+/**
+ * The logger a handler is given (`ctx.log`): the endpoint's, each line naming the event, which also takes
+ * pino's other two forms, a message alone (`ctx.log.info('synced')`) and an error first.
+ */
+export interface EventLogger extends Logger {
+  error(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+  info(obj: object | string, msg?: string): void;
+  debug(obj: object | string, msg?: string): void;
+}
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 const LEVELS: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50, silent: Infinity };
@@ -204,7 +215,7 @@ function readable(read: () => unknown): unknown {
  * passes comes after, and wins. pino's other two forms are taken as pino takes them: an error first is
  * the line's `err`, and a message alone (what a handlers module in JavaScript may write) its message.
  */
-export function withFields(log: Logger, fields: object): Logger {
+export function withFields(log: Logger, fields: object): EventLogger {
   const at = (level: Level) => {
     // A level that `log` drops stays dropped for sure (see drops).
     if (drops(log, level)) return noop;

@@ -50,6 +50,15 @@ const returning: Handlers = {
   delete: () => ({ status: 202 }),
 };
 
+// A handler logs as with pino: an object and a message, a message alone, an error first.
+export const logging: Handlers = {
+  track: (event, ctx) => {
+    ctx.log.info({ event: event.event }, 'tracked');
+    ctx.log.info('synced');
+    ctx.log.error(new Error('CRM refused'), 'not synced');
+  },
+};
+
 // @ts-expect-error a status outside the contract
 const outside: Handlers = { track: () => ({ status: 404 }) };
 // @ts-expect-error a message that is not text
