@@ -153,6 +153,8 @@ test('an endpoint that takes only identify and group passes: the auth cases are 
   const summary = await run(url, { apiKey: KEY }, (line) => lines.push(line));
   assert.deepEqual(failedNames(summary), []);
   assert.match(lines.join('\n'), /^Not taken by this endpoint \(501\): track, page, screen, alias, delete$/m);
+  // Allowed for the others; a user deletion is a request the partner must honour (GDPR/CCPA): said so.
+  assert.match(lines.join('\n'), /^Warning: delete events .*must honour/m);
 });
 
 test('an endpoint that takes a type nowhere but in one variant: its 501s to that type fail, said before the summary', async (t) => {
