@@ -17,6 +17,14 @@ const tempDir = tempDirs('holes');
 const execFileAsync = promisify(execFile);
 const line = (n: number, pad = 20) => `${JSON.stringify({ n, pad: 'x'.repeat(pad) })}\n`;
 const hole = (bytes: number) => '\0'.repeat(bytes);
+/** The store's file interface over `.torn` files made append-only (`chattr +a`): read, or appended to. */
+const appendOnlyTorn: StoreIo = {
+  ...nodeIo,
+  open: (path, flags) =>
+    path.endsWith('.torn') && flags !== 'a' && flags !== 'r'
+      ? Promise.reject(Object.assign(new Error('append-only'), { code: 'EPERM' }))
+      : nodeIo.open(path, flags),
+};
 
 test('a hole of zeros before complete lines: everything from its line on is set aside', async () => {
   const dir = tempDir();
@@ -237,14 +245,7 @@ test('a start-up killed while it copied a fragment aside: the next one takes the
   assert.ok(setAside(appendOnly.file) === kept, `${setAside(appendOnly.file).length} bytes`);
   // An append-only file (`chattr +a`) is not even opened to be read and written: EPERM there.
   const sealed = planted(fragment.slice(0, 70_000));
-  const appending: StoreIo = {
-    ...nodeIo,
-    open: (path, flags) =>
-      path.endsWith('.torn') && flags !== 'a'
-        ? Promise.reject(Object.assign(new Error('append-only'), { code: 'EPERM' }))
-        : nodeIo.open(path, flags),
-  };
-  await repairStore(sealed.dir, { io: appending });
+  await repairStore(sealed.dir, { io: appendOnlyTorn });
   assert.ok(setAside(sealed.file) === kept, `${setAside(sealed.file).length} bytes`);
   const linked = planted(fragment.slice(0, 70_000));
   linkSync(`${linked.file}.torn`, join(linked.dir, 'elsewhere'));
@@ -268,10 +269,13 @@ test('a start-up killed after its copy of a fragment was whole, before the cut: 
   const setAside = (file: string) => readFileSync(`${file}.torn`, 'utf8');
   const fragment = `{"n":3,"pad":"${'y'.repeat(200_000)}`;
   for (const aside of [`${fragment}\n`, `${earlier}\n${fragment}\n`]) {
-    const whole = planted(fragment, aside);
-    await repairStore(whole.dir);
-    assert.equal(readFileSync(whole.file, 'utf8'), line(1));
-    assert.ok(setAside(whole.file) === aside, `${setAside(whole.file).length} bytes`);
+    // Append-only too (`chattr +a`): read, its end is seen.
+    for (const io of [nodeIo, appendOnlyTorn]) {
+      const whole = planted(fragment, aside);
+      await repairStore(whole.dir, { io });
+      assert.equal(readFileSync(whole.file, 'utf8'), line(1));
+      assert.ok(setAside(whole.file) === aside, `${setAside(whole.file).length} bytes`);
+    }
   }
   // A fragment of several lines (a power cut's hole) copied whole is known the same way.
   const holed = `${hole(8)}${line(2)}{"n":3`;

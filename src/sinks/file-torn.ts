@@ -31,20 +31,27 @@ export async function cutShortCopy(
   movedTo: string,
 ): Promise<AsideEnd> {
   let aside: number;
+  let cuttable = true;
   try {
     aside = await io.open(movedTo, 'r+');
   } catch (err) {
-    // Append-only (`chattr +a`), or not this user's to read: its end unseen, the fragment begins a line
-    // (an empty one at worst). None yet, a link, or what the append refuses too: nothing to add.
+    // None yet, a link, or what the append refuses too: nothing to add.
     const code = (err as NodeJS.ErrnoException).code;
-    return code === 'EPERM' || code === 'EACCES' ? 'new-line' : 'append';
+    if (code !== 'EPERM' && code !== 'EACCES') return 'append';
+    // Append-only (`chattr +a`): its end is read, but a copy cut short cannot be taken off. Not this
+    // user's to read: its end unseen, the fragment begins a line (an empty one at worst).
+    const read = await io.open(movedTo, 'r').catch(() => undefined);
+    if (read === undefined) return 'new-line';
+    aside = read;
+    cuttable = false;
   }
   try {
     const { size, mode, uid, nlink = 1 } = await io.fstat(aside);
-    if (!regular(mode) || othersOwn(uid) || size === 0) return 'append';
+    if (!regular(mode) || othersOwn(uid) || size === 0) return cuttable ? 'append' : 'new-line';
     if ((await byteAt(io, aside, size - 1)) === NEWLINE) {
       return (await endsInCopy(io, fd, from, to, aside, size)) ? 'copied' : 'append';
     }
+    if (!cuttable) return 'new-line';
     const start = await lastLineStart(io, aside, size, to - from);
     if (start === undefined || !(await same(io, fd, from, aside, start, size - start))) return 'new-line';
     if (nlink !== 1) return 'new-line';
