@@ -186,7 +186,14 @@ const REFUSALS: Readonly<Record<number, ErrorCode>> = Object.freeze({
  */
 function statusOf(result: unknown): number {
   if (typeof result !== 'object' || result === null) return 200;
-  if (!('status' in result)) return failedResponse(result) ? failed(result) : 200;
+  if (!('status' in result)) {
+    const failed = failedResponse(result);
+    if (failed === undefined) return 200;
+    // Not sent: the sender sees a plain 500 and retries, the operator reads this line in the log.
+    throw new Error(
+      `The handler returned a result with statusCode ${failed} and no status, as an HTTP client's failed response: throw it, or return { status }`,
+    );
+  }
   const { status, message } = result as { status: unknown; message?: unknown };
   if (status === 200 || status === 202) return status;
   const code = typeof status === 'number' && Object.hasOwn(REFUSALS, status) ? REFUSALS[status] : undefined;
@@ -201,17 +208,11 @@ function statusOf(result: unknown): number {
 }
 
 /**
- * An HTTP client's response that failed (got's, node:http's: a numeric `statusCode` from 400), returned
- * as it came from a handler in JavaScript (the types refuse it): taken for a 200, its event would be lost.
+ * The status of an HTTP client's response that failed (got's, node:http's: a numeric `statusCode` from
+ * 400), returned as it came from a handler in JavaScript (the types refuse it): taken for a 200, its
+ * event would be lost. Read once: a getter's second answer could differ.
  */
-const failedResponse = (result: object): result is { statusCode: number } => {
+function failedResponse(result: object): number | undefined {
   const { statusCode } = result as { statusCode?: unknown };
-  return typeof statusCode === 'number' && statusCode >= 400;
-};
-
-function failed({ statusCode }: { statusCode: number }): never {
-  // Not sent: the sender sees a plain 500 and retries, the operator reads this line in the log.
-  throw new Error(
-    `The handler returned a result with statusCode ${statusCode} and no status, as an HTTP client's failed response: throw it, or return { status }`,
-  );
+  return typeof statusCode === 'number' && statusCode >= 400 ? statusCode : undefined;
 }
