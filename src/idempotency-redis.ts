@@ -38,7 +38,7 @@ export interface RedisIdempotencyOptions {
 
 /**
  * Opens the duplicate filter on the Redis at `url`: `redis://[[user]:password@]host[:port][/db]`, or
- * `rediss://` for TLS. It resolves once Redis answers or the first attempt to reach it fails: an
+ * `rediss://` for TLS. It resolves once Redis takes a write or the first attempt fails: an
  * unreachable Redis does not stop the endpoint from starting. The store is returned with `ready` false,
  * every claim is refused at once (events are answered 503 `SEG_IDEMPOTENCY_UNAVAILABLE`, which Segment
  * retries), the log says so once, and the client reconnects in the background; events are checked again
@@ -56,6 +56,7 @@ export async function openRedisIdempotency(
   const client = await newClient(url);
   const store = new RedisIdempotencyStore(client, ttlMs, where, options.log);
   await firstAttempt(client);
+  await store.firstWrite();
   return store;
 }
 
@@ -92,6 +93,11 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     // Without a listener an 'error' event would crash the process; the client reconnects by itself.
     // (A reconnection ends no outage by itself: the next probe's write does.)
     client.on('error', (err: unknown) => this.#outage.connection(err));
+  }
+
+  /** One write before use: a Redis that refuses commands (NOAUTH, a replica) is down from the start. */
+  async firstWrite(): Promise<void> {
+    if (this.#client.isReady) await this.#outage.probe().catch((err) => this.#outage.began(err));
   }
 
   /** Whether Redis answers now: false while it is down or hung, and claims are refused. */

@@ -95,9 +95,14 @@ async function completedUnwritten(messageId: string, log: Logger = silentLogger)
   return { store, handler, calls, event };
 }
 
-/** The Redis key of the one event the filter holds (its probe's aside). */
+/** The Redis keys of the events the filter holds: its probe's aside (each store writes it at open). */
+async function eventKeys(): Promise<string[]> {
+  return (await redis.keys('segment-endpoint:*')).filter((key) => key !== 'segment-endpoint:dedup:probe');
+}
+
+/** The Redis key of the one event the filter holds. */
 async function eventKey(): Promise<string> {
-  const keys = (await redis.keys('segment-endpoint:dedup:*')).filter((key) => !key.endsWith(':probe'));
+  const keys = await eventKeys();
   assert.equal(keys.length, 1, keys.join());
   return keys[0] as string;
 }
@@ -184,7 +189,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     const { handler } = instance(await open());
     await inject(handler, { body: trackEvent({ messageId: 'r-3' }) });
     await inject(handler, { body: trackEvent({ messageId: 'r-3' }), headers: segmentHeaders('other-key') });
-    const keys = await redis.keys('segment-endpoint:*');
+    const keys = await eventKeys();
     assert.equal(keys.length, 2);
     for (const key of keys) {
       assert.match(key, /^segment-endpoint:dedup:[0-9a-f]{64}$/);
@@ -197,7 +202,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     failNext(1);
     const event = trackEvent({ messageId: 'r-4' });
     assert.equal((await inject(handler, { body: event })).status, 503);
-    assert.deepEqual(await redis.keys('segment-endpoint:*'), []);
+    assert.deepEqual(await eventKeys(), []);
     assert.equal((await inject(handler, { body: event })).status, 200);
     assert.equal((await inject(handler, { body: event })).status, 200);
     assert.deepEqual(calls, ['r-4', 'r-4']);
@@ -276,7 +281,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     };
     const first = codeOf(inject(here, { body: event }));
     await eventually(async () => calls.length === 1, 'the handler to start');
-    const [key] = await redis.keys('segment-endpoint:dedup:*');
+    const [key] = await eventKeys();
     assert.ok(key !== undefined);
     await redis.pExpire(key, 200 + 150); // ends 150 ms after the 200 ms timeout
     assert.equal(await first, 'SEG_HANDLER_TIMEOUT');
@@ -310,7 +315,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     });
     const first = inject(handler, { body: trackEvent({ messageId: 'r-long' }) });
     await eventually(async () => calls.length === 1, 'the handler to start');
-    const [key] = await redis.keys('segment-endpoint:dedup:*');
+    const [key] = await eventKeys();
     const pttl = await redis.pTTL(String(key));
     assert.ok(pttl > 45_000, `the claim ends ${pttl} ms from now, before the handler's timeout`);
     held.open();
@@ -321,7 +326,7 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     const { handler, calls } = instance(await open(300));
     const event = trackEvent({ messageId: 'r-5' });
     await inject(handler, { body: event });
-    const [key] = await redis.keys('segment-endpoint:*');
+    const [key] = await eventKeys();
     const pttl = await redis.pTTL(String(key));
     assert.ok(pttl > 0 && pttl <= 300, `remembered for ${pttl} ms`);
     assert.equal((await inject(handler, { body: event })).status, 200);
@@ -340,7 +345,7 @@ describe('two instances over one Redis', { timeout: 20_000 }, () => {
     const event = trackEvent({ messageId: 'r-6' });
     const running = inject(first.handler, { body: event });
     await eventually(async () => calls.length === 1, 'the first instance to run the event');
-    const [key] = await redis.keys('segment-endpoint:*');
+    const [key] = await eventKeys();
     assert.match(String(await redis.get(String(key))), /^pending/);
     const pttl = await redis.pTTL(String(key));
     assert.ok(pttl > 0 && pttl <= 30_000, `a pending claim expires, in ${pttl} ms`);
@@ -604,6 +609,22 @@ describe('when Redis fails', { timeout: 60_000 }, () => {
     );
     assert.ok(lines.length <= 2 + 4, `a line for each cause, a few at most: ${text.join('\n')}`);
     assert.doesNotMatch(text.join(''), /now-required/);
+  });
+
+  test('a Redis that wants a password the URL lacks: not ready once open resolves, before any event', async () => {
+    // It takes the connection and refuses every command (NOAUTH): health said ok for up to a second after
+    // start, until the first ping was refused, and a balancer could route events to a store that refuses
+    // them all (a probe found it). The store writes once before open resolves.
+    const { log, text } = capturedLog();
+    await redis.sendCommand(['CONFIG', 'SET', 'requirepass', 'wanted']);
+    try {
+      const store = await open(60_000, log);
+      assert.equal(store.ready, false);
+      assert.match(text.join('\n'), /NOAUTH/);
+    } finally {
+      await redis.sendCommand(['AUTH', 'wanted']);
+      await redis.sendCommand(['CONFIG', 'SET', 'requirepass', '']);
+    }
   });
 
   test('unreachable at start: open resolves, not ready, claims refused, the password never logged', async () => {
