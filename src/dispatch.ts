@@ -17,8 +17,8 @@ export type HandlerStatus = 200 | 202 | 400 | 401 | 403 | 500 | 501 | 503;
  * Return nothing for 200 (processed); `{ status: 202 }` for accepted, to be processed later; another
  * status of the contract to refuse, with a `message` for the customer (not sent with a 500). A status
  * outside the contract is a bug in the handler: answered 500 and logged. Anything else without a
- * `status` (what a driver returned: a queue's length, a query's result, `true`) is a 200, as nothing is,
- * but an HTTP client's failed response (a `statusCode` from 400): a 500, logged.
+ * `status` (what a driver returned: a queue's length, a query's result, `true`) is a 200, as nothing is;
+ * an HTTP client's response (fetch's, axios's, got's) is no answer: a 200, or a 500 if it failed.
  */
 export type HandlerResult =
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
@@ -186,14 +186,16 @@ const REFUSALS: Readonly<Record<number, ErrorCode>> = Object.freeze({
  */
 function statusOf(result: unknown): number {
   if (typeof result !== 'object' || result === null) return 200;
-  if (!('status' in result)) {
-    const failed = failedResponse(result);
-    if (failed === undefined) return 200;
+  const response = responseStatus(result);
+  if (response !== undefined) {
+    if (response < 400) return 200;
     // Not sent: the sender sees a plain 500 and retries, the operator reads this line in the log.
     throw new Error(
-      `The handler returned a result with statusCode ${failed} and no status, as an HTTP client's failed response: throw it, or return { status }`,
+      `The handler returned an HTTP client's response with status ${response}, not an answer: ` +
+        'throw an error for it, or return { status }',
     );
   }
+  if (!('status' in result)) return 200;
   const { status, message } = result as { status: unknown; message?: unknown };
   if (status === 200 || status === 202) return status;
   const code = typeof status === 'number' && Object.hasOwn(REFUSALS, status) ? REFUSALS[status] : undefined;
@@ -208,11 +210,16 @@ function statusOf(result: unknown): number {
 }
 
 /**
- * The status of an HTTP client's response that failed (got's, node:http's: a numeric `statusCode` from
- * 400), returned as it came from a handler in JavaScript (the types refuse it): taken for a 200, its
- * event would be lost. Read once: a getter's second answer could differ.
+ * The status of an HTTP client's response returned as it came (from a handler in JavaScript: the types
+ * refuse it), which is no answer of the handler's: one with headers (fetch's Response, axios's, got's,
+ * node:http's), or a numeric `statusCode` without a `status`. Taken for an answer, a downstream's 401 was
+ * the customer's bad key (final), a failed one with `statusCode` a 200: the event lost. Each read once: a
+ * getter's second answer could differ.
  */
-function failedResponse(result: object): number | undefined {
-  const { statusCode } = result as { statusCode?: unknown };
-  return typeof statusCode === 'number' && statusCode >= 400 ? statusCode : undefined;
+function responseStatus(result: object): number | undefined {
+  const { status, statusCode, headers } = result as Record<'status' | 'statusCode' | 'headers', unknown>;
+  const code =
+    typeof headers === 'object' && headers !== null && typeof status === 'number' ? status : statusCode;
+  if (typeof code !== 'number' || Number.isNaN(code)) return undefined;
+  return typeof headers === 'object' || status === undefined ? code : undefined;
 }
