@@ -29,26 +29,26 @@ export type Level = keyof Logger;
 
 const noop = () => {};
 
-/** The loggers made here, frozen: each level's method is fixed when the logger is made. */
-const made = new WeakSet<Logger>();
+/** The loggers made in this module: a level whose method is `noop` drops its lines for sure. */
+const madeHere = new WeakSet<Logger>();
 
-const ours = <T extends Logger>(log: T): T => {
-  made.add(Object.freeze(log));
+const made = <T extends Logger>(log: T): T => {
+  madeHere.add(log);
   return log;
 };
 
 /** A logger that drops everything: for tests, or when the host application logs on its own. */
-export const silentLogger: Logger = ours({ error: noop, warn: noop, info: noop, debug: noop });
+export const silentLogger: Logger = made({ error: noop, warn: noop, info: noop, debug: noop });
 
 /**
- * Whether `log` drops lines of `level` for sure (one of this module's loggers, made above it), so that a
- * line's fields need not be worked out. A host's logger is always asked, even one built of ours' methods:
- * it may change them.
+ * Whether `log` drops lines of `level` for sure (one of this module's loggers, its method for the level
+ * still the no-op it was made with), so that a line's fields need not be worked out. A host's logger is
+ * always asked, even one built of our methods, as is one of ours whose method a test has replaced.
  */
-export const drops = (log: Logger, level: Level): boolean => made.has(log) && log[level] === noop;
+export const drops = (log: Logger, level: Level): boolean => madeHere.has(log) && log[level] === noop;
 
-/** The loggers made here, which never throw: a host's own is guarded (option-checks.ts), these need not be. */
-const total = new WeakSet<Logger>([silentLogger]);
+/** The loggers made here that never throw: the endpoint need not guard them (neverThrowing). */
+const neverThrow = new WeakSet<Logger>([silentLogger]);
 
 /**
  * The logger as the endpoint calls it: a line the host's logger cannot write (a value it cannot
@@ -57,7 +57,7 @@ const total = new WeakSet<Logger>([silentLogger]);
  * ours beneath (a worker's, with its number) drops stays dropped for sure.
  */
 export function neverThrowing(log: Logger): Logger {
-  if (total.has(log)) return log;
+  if (neverThrow.has(log)) return log;
   const at = (level: Level) =>
     drops(log, level)
       ? noop
@@ -67,7 +67,7 @@ export function neverThrowing(log: Logger): Logger {
           } catch {}
         };
   const guarded = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
-  return made.has(log) ? ours(guarded) : guarded;
+  return madeHere.has(log) ? made(guarded) : guarded;
 }
 
 /** One JSON object per line (pino's format, so the same tools read it), at or above `level`. */
@@ -82,8 +82,8 @@ export function jsonLogger(level: LogLevel = 'info', write: (line: string) => vo
       } catch {} // a line that cannot be written is lost, never thrown into what it is about
     };
   };
-  const log = ours({ error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') });
-  total.add(log);
+  const log = made({ error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') });
+  neverThrow.add(log);
   return log;
 }
 
@@ -225,5 +225,5 @@ export function withFields(log: Logger, fields: object): EventLogger {
       else write(obj instanceof Error ? { ...fields, err: obj } : { ...fields, ...obj }, msg);
     };
   };
-  return ours({ error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') });
+  return made({ error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') });
 }

@@ -372,3 +372,25 @@ test("a host's logger that switches a level on after the handler is made gets it
   for (let i = 0; i < 2; i++) assert.equal((await inject(handler, { body })).status, 200);
   assert.deepEqual(lines, ['error event handler failed', 'debug duplicate event']);
 });
+
+test("the endpoint's own loggers can be mocked in a host's tests, after the handler is made too", async (t) => {
+  // They were frozen for a while: node:test's mock.method and jest.spyOn threw on them.
+  const handler = createHandler({
+    apiKeys: [API_KEY],
+    log: silentLogger,
+    handlers: {
+      track: () => {
+        throw new Error('database is down');
+      },
+    },
+  });
+  const error = t.mock.method(silentLogger, 'error');
+  assert.equal((await inject(handler, { body: trackEvent() })).status, 500);
+  assert.equal(error.mock.callCount(), 1);
+  const log = jsonLogger('info', () => {});
+  const dedup = createHandler({ apiKeys: [API_KEY], log, handlers: { track: () => {} } });
+  const debug = t.mock.method(log, 'debug');
+  const body = trackEvent({ messageId: 'mocked' });
+  for (let i = 0; i < 2; i++) assert.equal((await inject(dedup, { body })).status, 200);
+  assert.equal(debug.mock.callCount(), 1, 'the duplicate line, asked of the mock');
+});
