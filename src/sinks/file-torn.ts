@@ -20,8 +20,8 @@ export type AsideEnd = 'append' | 'new-line' | 'copied';
  * stays: an unfinished line that is not its start (a fragment of several lines cut after one of them), or
  * a copy that cannot be taken off (a file with other names, which would be cut too; one append-only).
  * 'copied' when `movedTo` ends in the whole copy, on lines of its own. Opened as the store files are (no
- * link followed); never throws: what is not a file of this user's is left to the append that follows,
- * which refuses it.
+ * link followed), or, append-only, to be read (a link then followed: the append that follows refuses
+ * it); never throws: what is not a file of this user's is left to that append, which refuses it.
  */
 export async function cutShortCopy(
   io: StoreIo,
@@ -47,7 +47,8 @@ export async function cutShortCopy(
   }
   try {
     const { size, mode, uid, nlink = 1 } = await io.fstat(aside);
-    if (!regular(mode) || othersOwn(uid) || size === 0) return cuttable ? 'append' : 'new-line';
+    if (size === 0) return 'append';
+    if (!regular(mode) || othersOwn(uid)) return cuttable ? 'append' : 'new-line';
     if ((await byteAt(io, aside, size - 1)) === NEWLINE) {
       return (await endsInCopy(io, fd, from, to, aside, size)) ? 'copied' : 'append';
     }
