@@ -10,7 +10,7 @@ import { firstAttempt, newClient, type RedisClient, Replies, Unanswered } from '
 import { RELEASE, RENEW, redisKey } from './redis-key.ts';
 import { PROBE_MS, RedisOutage } from './redis-outage.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
-import { UnwrittenDones } from './unwritten-dones.ts';
+import { UNWRITTEN_AT_CLOSE, UnwrittenDones } from './unwritten-dones.ts';
 
 // Duplicate suppression shared by every process and machine of one endpoint, over Redis: an event is
 // claimed with `SET NX` (one claimant wins), remembered as done for the window once it succeeds, and
@@ -23,11 +23,10 @@ const DONE = 'done';
 // ([HANDLER_TIMEOUT]); renewed for a handler still running at its timeout ([OVERDUE]).
 const PENDING_MS = 30_000; // 30 s
 const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
-const UNWRITTEN_AT_CLOSE =
-  "closed with 'done's Redis refused to write: once those events' claims expire, copies of them that reach another process are processed again";
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
 const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
 const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const; // gone by the next probe
+const FIRST_WRITE = Symbol('firstWrite'); // openRedisIdempotency's step, not a method of the store's API
 
 export interface RedisIdempotencyOptions {
   /** How long a processed event is remembered, in milliseconds. */
@@ -56,7 +55,7 @@ export async function openRedisIdempotency(
   const client = await newClient(url);
   const store = new RedisIdempotencyStore(client, ttlMs, where, options.log);
   await firstAttempt(client);
-  await store.firstWrite();
+  await store[FIRST_WRITE]();
   return store;
 }
 
@@ -96,7 +95,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   /** One write before use: a Redis that refuses commands (NOAUTH, a replica) is down from the start. */
-  async firstWrite(): Promise<void> {
+  async [FIRST_WRITE](): Promise<void> {
     if (this.#client.isReady) await this.#outage.probe().catch((err) => this.#outage.began(err));
   }
 

@@ -49,3 +49,7 @@ export class UnwrittenDones {
     }
   }
 }
+
+/** What a store closed with `done`s Redis still refuses says of them. */
+export const UNWRITTEN_AT_CLOSE =
+  "closed with 'done's Redis refused to write: once those events' claims expire, copies of them that reach another process are processed again";

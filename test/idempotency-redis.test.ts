@@ -614,7 +614,7 @@ describe('when Redis fails', { timeout: 60_000 }, () => {
   test('a Redis that wants a password the URL lacks: not ready once open resolves, before any event', async () => {
     // It takes the connection and refuses every command (NOAUTH): health said ok for up to a second after
     // start, until the first ping was refused, and a balancer could route events to a store that refuses
-    // them all (a probe found it). The store writes once before open resolves.
+    // them all. The store writes once before open resolves.
     const { log, text } = capturedLog();
     await redis.sendCommand(['CONFIG', 'SET', 'requirepass', 'wanted']);
     try {
