@@ -175,7 +175,7 @@ describe("Segment's Tracking API and batches", () => {
     assert.deepEqual(seen[5]?.ctx.original, { ...batch[5], SENT_AT: sentAt });
   });
 
-  test("a batch's sentAt that is not a time's string merges nothing, and its events are still taken", async () => {
+  test("a batch's sentAt that is not a string of at most 128 bytes as JSON merges nothing; its events are taken", async () => {
     const { seen, handlers } = recorder();
     const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
     // 128 bytes as JSON, its quotes counted, is the most merged.
