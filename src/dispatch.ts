@@ -18,7 +18,7 @@ export type HandlerStatus = 200 | 202 | 400 | 401 | 403 | 500 | 501 | 503;
  * status of the contract to refuse, with a `message` for the customer (not sent with a 500). A status
  * outside the contract is a bug in the handler: answered 500 and logged. Anything else without a
  * `status` (what a driver returned: a queue's length, a query's result, `true`) is a 200, as nothing is;
- * an HTTP client's response (fetch's, axios's, got's) is no answer: a 200, or a 500 if it failed.
+ * an HTTP client's response (fetch's, axios's, got's) is no answer: a 200 if 2xx, else a 500.
  */
 export type HandlerResult =
   // biome-ignore lint/suspicious/noConfusingVoidType: a handler that returns nothing is the common case
@@ -186,9 +186,11 @@ const REFUSALS: Readonly<Record<number, ErrorCode>> = Object.freeze({
  */
 function statusOf(result: unknown): number {
   if (typeof result !== 'object' || result === null) return 200;
-  const response = responseStatus(result);
+  // Each read once: a getter's second answer could differ from the one that decided.
+  const { status, statusCode, headers, message } = result as Record<string, unknown>;
+  const response = responseStatus(status, statusCode, headers, message);
   if (response !== undefined) {
-    if (response < 400) return 200;
+    if (Number.isInteger(response) && response >= 200 && response < 300) return 200;
     // Not sent: the sender sees a plain 500 and retries, the operator reads this line in the log.
     throw new Error(
       `The handler returned an HTTP client's response with status ${response}, not an answer: ` +
@@ -196,7 +198,6 @@ function statusOf(result: unknown): number {
     );
   }
   if (!('status' in result)) return 200;
-  const { status, message } = result as { status: unknown; message?: unknown };
   if (status === 200 || status === 202) return status;
   const code = typeof status === 'number' && Object.hasOwn(REFUSALS, status) ? REFUSALS[status] : undefined;
   if (code === undefined) {
@@ -210,16 +211,16 @@ function statusOf(result: unknown): number {
 }
 
 /**
- * The status of an HTTP client's response returned as it came (from a handler in JavaScript: the types
- * refuse it), which is no answer of the handler's: one with headers (fetch's Response, axios's, got's,
- * node:http's), or a numeric `statusCode` without a `status`. Taken for an answer, a downstream's 401 was
- * the customer's bad key (final), a failed one with `statusCode` a 200: the event lost. Each read once: a
- * getter's second answer could differ.
+ * The status of an HTTP client's response returned as it came (from a handler in JavaScript, or one the
+ * types could not see: axios's is inferred to fit), which is no answer of the handler's: one with headers
+ * and no message for the customer (fetch's Response, axios's, got's, node:http's), or a numeric
+ * `statusCode` without a `status`. Taken for an answer, a downstream's 401 was the customer's bad key
+ * (final), a failed one with `statusCode` a 200: the event lost. Only a 2xx delivered it (not a redirect
+ * left unfollowed, nor a network error's 0).
  */
-function responseStatus(result: object): number | undefined {
-  const { status, statusCode, headers } = result as Record<'status' | 'statusCode' | 'headers', unknown>;
-  const code =
-    typeof headers === 'object' && headers !== null && typeof status === 'number' ? status : statusCode;
+function responseStatus(status: unknown, statusCode: unknown, headers: unknown, message: unknown) {
+  const response = typeof headers === 'object' && headers !== null && message === undefined;
+  const code = response && typeof status === 'number' ? status : statusCode;
   if (typeof code !== 'number' || Number.isNaN(code)) return undefined;
-  return typeof headers === 'object' || status === undefined ? code : undefined;
+  return response || status === undefined ? code : undefined;
 }

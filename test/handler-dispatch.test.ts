@@ -154,6 +154,19 @@ describe('dispatch', () => {
       { statusCode: status, headers: {}, body: 'x' }, // got, node:http
       { statusCode: status }, // without its headers
     ];
+    // Not delivered either: a redirect these clients did not follow, a network error's status 0.
+    const undelivered = [
+      ...failed(302),
+      { status: -1, statusText: 'x', headers: {}, data: {} },
+      { statusCode: -1 },
+      new Response(null, { status: 302, headers: { location: '/elsewhere' } }),
+      Response.error(),
+      { statusCode: 0, headers: {} },
+    ];
+    for (const result of undelivered) {
+      const res = await inject(returning(result), { body: trackEvent() });
+      assert.equal(res.status, 500, `${JSON.stringify(result)}: ${res.body}`);
+    }
     for (const status of [400, 401, 403, 404, 500, 503, 599]) {
       for (const result of failed(status)) {
         for (const type of ['track', 'page']) {
@@ -169,7 +182,7 @@ describe('dispatch', () => {
       { status, statusText: 'x', headers: {}, data: {} },
       { statusCode: status, headers: {} },
     ];
-    for (const result of [200, 201, 202, 204, 302].flatMap(succeeded)) {
+    for (const result of [200, 201, 202, 204, 299].flatMap(succeeded)) {
       const res = await inject(returning(result), { body: trackEvent() });
       assert.equal(res.status, 200, JSON.stringify(result));
     }
@@ -183,11 +196,13 @@ describe('dispatch', () => {
     assert.equal((await inject(returning(shifting), { body: trackEvent() })).status, 500);
     assert.equal(reads, 1);
     assert.match(String(logged.at(-1)?.err?.message), /status 404/);
-    // Without headers, a status is the handler's answer, as the contract's table says.
+    // Without headers, or with a message for the customer, a status is the handler's own answer.
     for (const [result, status] of [
       [{ statusCode: '503' }, 200],
       [{ status: 202, statusCode: 503 }, 202],
       [{ status: 503 }, 503],
+      [{ status: 200, statusCode: 500, headers: null }, 200],
+      [{ status: 400, message: 'Missing email address', headers: { 'x-trace': '1' } }, 400],
     ] as const) {
       assert.equal((await inject(returning(result), { body: trackEvent() })).status, status);
     }
