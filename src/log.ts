@@ -29,6 +29,14 @@ export type Level = keyof Logger;
 
 const noop = () => {};
 
+/** A logger's four methods, each made by `at` for its level. */
+const eachLevel = <F>(at: (level: Level) => F): Record<Level, F> => ({
+  error: at('error'),
+  warn: at('warn'),
+  info: at('info'),
+  debug: at('debug'),
+});
+
 /** The loggers made in this module: a level whose method is `noop` drops its lines for sure. */
 const madeHere = new WeakSet<Logger>();
 
@@ -38,7 +46,7 @@ const made = <T extends Logger>(log: T): T => {
 };
 
 /** A logger that drops everything: for tests, or when the host application logs on its own. */
-export const silentLogger: Logger = made({ error: noop, warn: noop, info: noop, debug: noop });
+export const silentLogger: Logger = made(eachLevel(() => noop));
 
 /**
  * Whether `log` drops lines of `level` for sure (one of this module's loggers, its method for the level
@@ -66,7 +74,7 @@ export function neverThrowing(log: Logger): Logger {
             log[level](...args);
           } catch {}
         };
-  const guarded = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  const guarded = eachLevel(at);
   return madeHere.has(log) ? made(guarded) : guarded;
 }
 
@@ -82,7 +90,7 @@ export function jsonLogger(level: LogLevel = 'info', write: (line: string) => vo
       } catch {} // a line that cannot be written is lost, never thrown into what it is about
     };
   };
-  const log = made({ error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') });
+  const log = made(eachLevel(at));
   neverThrow.add(log);
   return log;
 }
@@ -225,5 +233,5 @@ export function withFields(log: Logger, fields: object): EventLogger {
       else write(obj instanceof Error ? { ...fields, err: obj } : { ...fields, ...obj }, msg);
     };
   };
-  return made({ error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') });
+  return made(eachLevel(at));
 }
