@@ -1,5 +1,5 @@
-import type { ErrorAnswer } from './errors.ts';
-import { EndpointError, toErrorAnswer } from './errors.ts';
+import { type ErrorAnswer, toErrorAnswer } from './error-answer.ts';
+import { EndpointError } from './errors.ts';
 import { isPlainObject } from './json.ts';
 import { blank, fieldKey, saysNothing } from './normalize.ts';
 import { bodyTooLarge, refusal, storedTooLarge, tooManyEvents } from './refusals.ts';

@@ -116,7 +116,7 @@ type OwnError = Pick<EndpointError, 'status' | 'code' | 'message' | 'retryAfter'
  * `err` as an EndpointError of this copy of the module or of another (see ENDPOINT_ERROR). Another
  * copy's is trusted no further than the catalogue: its code sets the status, whatever else it holds.
  */
-function endpointError(err: unknown): OwnError | undefined {
+export function endpointError(err: unknown): OwnError | undefined {
   if (err instanceof EndpointError) return err;
   if (typeof err !== 'object' || err === null || !(ENDPOINT_ERROR in err)) return undefined;
   const { code, message, retryAfter } = err as { code?: unknown; message?: unknown; retryAfter?: unknown };
@@ -159,6 +159,12 @@ export class UnauthorizedError extends handlerError('SEG_AUTH_UNKNOWN', ERRORS.S
 /** The API key is valid but may not do this: 403. */
 export class ForbiddenError extends handlerError('SEG_FORBIDDEN', ERRORS.SEG_FORBIDDEN.message) {}
 
+const MAX_MESSAGE = 1_000; // characters of a refusal's message: Segment shows it, no one reads more
+
+/** `text` cut at `max` characters, never inside a surrogate pair (no half an emoji), marked as cut. */
+export const capped = (text: string, max = MAX_MESSAGE) =>
+  text.length > max ? `${text.slice(0, max).replace(/[\ud800-\udbff]$/, '')}…` : text;
+
 /** A value the sender gave, as it appears in a message: JSON-quoted, cut at `max` characters. */
 export function quoted(value: string, max = 64): string {
   return JSON.stringify(capped(value, max));
@@ -170,80 +176,4 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   if (Array.isArray(value)) return 'an array';
   return value === null ? 'null' : typeof value === 'object' ? 'an object' : String(value);
-}
-
-export interface ErrorAnswer {
-  readonly status: number;
-  readonly code: string;
-  readonly message: string;
-  /** Seconds the sender is asked to wait (a 429's `Retry-After`). */
-  readonly retryAfter?: number;
-  /** Set when the error is ours rather than the sender's: the caller logs it, the client never sees it. */
-  readonly internal?: unknown;
-}
-
-const GENERIC_500 = ERRORS.SEG_INTERNAL.message;
-
-/**
- * Maps anything thrown to what the sender is told. Our catalogue first; then the ecosystem's convention of
- * a numeric `status`/`statusCode` (http-errors, boom's output, undici); then a generic 500 whose cause is
- * kept for the log only. A 5xx from a foreign error never exposes its message: it may carry internals.
- */
-export function toErrorAnswer(err: unknown): ErrorAnswer {
-  try {
-    return answerFor(err);
-  } catch {
-    // A value whose every property access throws (itself, often): nothing of it can be read, or logged.
-    return { status: 500, code: 'SEG_INTERNAL', message: GENERIC_500, internal: new Error(UNREADABLE) };
-  }
-}
-
-const UNREADABLE = 'the handler threw a value that throws when read';
-const MAX_RETRY_AFTER = 86_400; // a day: a longer wait is no wait a sender keeps
-const MAX_MESSAGE = 1_000; // characters of a refusal's message: Segment shows it, no one reads more
-const MAX_CODE = 100; // characters of a foreign refusal's code: a name, not a text
-
-const capped = (text: string, max = MAX_MESSAGE) =>
-  text.length > max ? `${text.slice(0, max).replace(/[\ud800-\udbff]$/, '')}…` : text; // no half an emoji
-
-function answerFor(err: unknown): ErrorAnswer {
-  const own = endpointError(err);
-  if (own !== undefined) {
-    const { status, code, message, retryAfter } = own;
-    // Our own 500 (or a partner's EndpointError('SEG_INTERNAL', ...)) says nothing of its cause either.
-    if (status === 500) return { status, code, message: GENERIC_500, internal: err };
-    if (retryAfter === undefined) return { status, code, message: capped(message) };
-    return { status, code, message: capped(message), retryAfter: delaySeconds(own) };
-  }
-  if (typeof err === 'object' && err !== null) {
-    const e = err as Partial<Record<'status' | 'statusCode' | 'message' | 'code' | 'retryAfter', unknown>>;
-    const status = typeof e.status === 'number' ? e.status : e.statusCode;
-    if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) {
-      // A wait of its own (a downstream's Retry-After, carried on), for the statuses that are retried later.
-      const wait = status === 429 || status === 503 ? { retryAfter: delaySeconds(e) } : {};
-      if (status >= 500) {
-        // Neither the message nor the code of a foreign 5xx is ours to show: a driver's code is an internal.
-        return { status, code: `HTTP_${status}`, message: statusMessage(status), internal: err, ...wait };
-      }
-      const code = typeof e.code === 'string' ? capped(e.code, MAX_CODE) : `HTTP_${status}`;
-      const message = typeof e.message === 'string' && e.message !== '' ? e.message : statusMessage(status);
-      return { status, code, message: capped(message), ...wait };
-    }
-  }
-  // A throw or rejection without a reason is logged as one, not silently.
-  const internal = err ?? new Error(`the handler threw or rejected with ${String(err)}`);
-  return { status: 500, code: 'SEG_INTERNAL', message: GENERIC_500, internal };
-}
-
-/** RFC 9110 §10.2.3: delay-seconds, a whole number from 1, whatever a partner's error or a rate says. */
-function delaySeconds({ retryAfter }: { retryAfter?: unknown }): number {
-  return typeof retryAfter === 'number' && retryAfter >= 1
-    ? Math.min(Math.ceil(retryAfter), MAX_RETRY_AFTER)
-    : 1;
-}
-
-function statusMessage(status: number): string {
-  if (status === 501) return ERRORS.SEG_TYPE_UNSUPPORTED.message;
-  if (status >= 500) return status === 500 ? GENERIC_500 : ERRORS.SEG_RETRY.message;
-  return `Request rejected (${status})`;
 }

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { checkCharset } from './body.ts';
 import { codingOf } from './encoding.ts';
-import { type EndpointError, type ErrorAnswer, toErrorAnswer } from './errors.ts';
+import { type ErrorAnswer, toErrorAnswer } from './error-answer.ts';
+import type { EndpointError } from './errors.ts';
 import {
   adoptParsed,
   BODY_REFUSALS,

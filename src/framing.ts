@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { repeats } from './auth.ts';
-import type { ErrorAnswer } from './errors.ts';
+import type { ErrorAnswer } from './error-answer.ts';
 import { isHttp2 } from './http2.ts';
 import { refusal } from './refusals.ts';
 

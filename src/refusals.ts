@@ -1,4 +1,5 @@
-import { EndpointError, ERRORS, type ErrorAnswer, type ErrorCode, quoted } from './errors.ts';
+import type { ErrorAnswer } from './error-answer.ts';
+import { EndpointError, ERRORS, type ErrorCode, quoted } from './errors.ts';
 
 // The endpoint's own refusals, each worded in one place: a catalogue code's answer, and the refusals
 // whose message carries a value (a limit, a count, a type).

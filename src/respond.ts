@@ -2,7 +2,8 @@ import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, ST
 import { Socket } from 'node:net';
 import { dropRestOfBody, lastOnConnection, noteEnd } from './connection-end.ts';
 import { cutIfHostAnswered, ownAnswer } from './early-headers.ts';
-import { ERRORS, type ErrorAnswer, type ErrorCode } from './errors.ts';
+import type { ErrorAnswer } from './error-answer.ts';
+import { ERRORS, type ErrorCode } from './errors.ts';
 import { cutAnswer, endSession, endStream, isHttp2 } from './http2.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { toErrorAnswer } from '../src/error-answer.ts';
 import {
   EndpointError,
   ERRORS,
@@ -10,7 +11,6 @@ import {
   InvalidEventPayload,
   quoted,
   RetryError,
-  toErrorAnswer,
   UnauthorizedError,
   ValidationError,
 } from '../src/errors.ts';
@@ -185,6 +185,72 @@ describe('toErrorAnswer', () => {
       assert.doesNotMatch(answer.message, /hunter2|10\.0\.0\.7|\/srv/);
       assert.equal(answer.internal, err);
     }
+  });
+
+  test("a downstream's 4xx thrown as its HTTP client made it is a 500: Segment retries, the log says why", () => {
+    // `await axios.post(...)` against a downstream answering 401 throws this: answered with its status, it
+    // told Segment the customer's API key was bad, and the event was dropped for good.
+    const downstream = (message: string, fields: object) => Object.assign(new Error(message), fields);
+    const response = { status: 401, headers: { 'content-type': 'application/json' }, data: {} };
+    for (const err of [
+      // axios (and ky, got, superagent: the response it came with)
+      downstream('Request failed with status code 401', {
+        name: 'AxiosError',
+        code: 'ERR_BAD_REQUEST',
+        status: 401,
+        isAxiosError: true,
+        response,
+        request: {},
+      }),
+      // Octokit's RequestError
+      downstream('Not Found', { name: 'HttpError', status: 404, response, request: { method: 'POST' } }),
+      // undici's ResponseStatusCodeError (throwOnError)
+      downstream('Response status code 400: Bad Request', {
+        code: 'UND_ERR_RESPONSE_STATUS_CODE',
+        status: 400,
+        statusCode: 400,
+        headers: {},
+        body: '',
+      }),
+      // Stripe's
+      downstream('Your card was declined.', {
+        type: 'StripeCardError',
+        statusCode: 402,
+        headers: {},
+        raw: {},
+      }),
+    ]) {
+      const answer = toErrorAnswer(err);
+      assert.deepEqual(
+        [answer.status, answer.code, answer.message],
+        [500, 'SEG_INTERNAL', GENERIC_500],
+        err.name,
+      );
+      assert.equal(answer.internal, err);
+    }
+  });
+
+  test("a downstream's 429 and 5xx keep their status: Segment retries them already", () => {
+    const response = { status: 429, headers: {} };
+    const limited = Object.assign(new Error('Too Many Requests'), { status: 429, response, retryAfter: 30 });
+    assert.deepEqual(toErrorAnswer(limited), {
+      status: 429,
+      code: 'HTTP_429',
+      message: 'Too Many Requests',
+      retryAfter: 30,
+    });
+    const down = Object.assign(new Error('Bad Gateway'), { statusCode: 502, response });
+    assert.deepEqual([toErrorAnswer(down).status, toErrorAnswer(down).code], [502, 'HTTP_502']);
+  });
+
+  test('an error made to be an answer is one, even with headers of its own (http-errors)', () => {
+    const err = Object.assign(new Error('Token expired'), {
+      status: 401,
+      statusCode: 401,
+      expose: true,
+      headers: { 'www-authenticate': 'Bearer' },
+    });
+    assert.deepEqual(toErrorAnswer(err), { status: 401, code: 'HTTP_401', message: 'Token expired' });
   });
 
   test('status range: 400 and 599 are honoured, 399 and 600 are a generic 500', () => {

@@ -137,6 +137,23 @@ describe('dispatch', () => {
     assert.equal((await inject(throwing(gone), { body: trackEvent() })).status, 410);
   });
 
+  test("a downstream's refusal thrown by its HTTP client is a 500, logged: the event is retried, not dropped", async () => {
+    const logged: Array<{ err?: Error }> = [];
+    const log = { ...silentLogger, error: (obj: object) => logged.push(obj) };
+    const refused = Object.assign(new Error('Request failed with status code 401'), {
+      name: 'AxiosError',
+      code: 'ERR_BAD_REQUEST',
+      status: 401,
+      response: { status: 401, headers: {}, data: { error: 'invalid_token' } },
+      request: {},
+    });
+    const res = await inject(throwing(refused, log), { body: trackEvent() });
+    assert.equal(res.status, 500);
+    assert.equal(res.json().code, 'SEG_INTERNAL');
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]?.err, refused);
+  });
+
   test("a returned HTTP client's response is no answer: failed (400 up), a 500, logged; else a 200", async () => {
     // A handler in JavaScript that returns what fetch, axios, got or node:http gave it: a downstream's
     // 401 was answered as the customer's bad key (final), a 404 was acknowledged (got's statusCode), an
