@@ -10,6 +10,8 @@ import { ensureTable, TableRefused } from './postgres-table.ts';
 
 const RECHECK_MS = 10_000; // while up: a table changed meanwhile stops the 200s within about this
 const CANNOT_STORE = 'PostgreSQL cannot store events: answering 503 until it can';
+const STORES = 'PostgreSQL stores events';
+const TRIED_AGAIN = 'the table is tried again with events';
 // The table's enabled BEFORE INSERT row triggers (tgtype: ROW 1, BEFORE 2, INSERT 4), by name.
 const REKEYING_SQL = `SELECT tgname AS name FROM pg_trigger
   WHERE tgrelid = to_regclass($1) AND NOT tgisinternal AND tgenabled <> 'D' AND tgtype::int & 7 = 7
@@ -19,8 +21,12 @@ export class TableChecks {
   readonly #pool: Pool;
   readonly #table: string;
   readonly #log: Logger;
-  /** What the log last said failed, while down. */
+  /** What the log last said failed, until an event is stored. */
   #said: string | undefined;
+  /** The log said events are stored (`up`) since it last said they cannot be. */
+  #saidUp = false;
+  /** Up after a wait of this many ms, with no event stored since: a failure now is the same outage. */
+  #trial: number | undefined;
   /** The watch under way, if any (`watch`). */
   #watching: object | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -90,20 +96,51 @@ export class TableChecks {
     clearTimeout(this.#timer);
   }
 
+  /**
+   * A check passed in a `connect(delay)`: up, on trial until an event is stored (`stored`), and said unless
+   * the log said so since it last said events cannot be stored. The table that refused every row
+   * (`refusedAll`) is on a probation of its own (postgres-refusals.ts), said each time it begins.
+   */
+  up(delay: number, refusedAll: boolean): void {
+    this.#trial = refusedAll ? undefined : delay;
+    if (this.#saidUp && !refusedAll) return;
+    this.#saidUp = true;
+    this.#log.info({ table: this.#table }, refusedAll ? TRIED_AGAIN : STORES);
+  }
+
+  /** An event is stored: the next outage is said whatever it is, and tried again after the first wait. */
+  stored(): void {
+    this.#said = undefined;
+    this.#trial = undefined;
+  }
+
+  /**
+   * Events cannot be stored: says why, and returns how long to wait before checking again: `retryMs`, or,
+   * up on trial (a full disk: its checks pass, its INSERTs fail), the longer wait its connect was at, and
+   * nothing said unless it fails otherwise. It came up and failed ~15 times a second, said so each time,
+   * and was called healthy between.
+   */
+  down(err: unknown, why: string | undefined, retryMs: number, maxMs: number): number {
+    const trial = this.#trial;
+    this.#trial = undefined;
+    if (trial === undefined) {
+      this.say(err, why);
+      return retryMs;
+    }
+    this.sayIfNew(err, false, why);
+    return Math.min(Math.max(trial, retryMs), maxMs);
+  }
+
   /** Says that events cannot be stored, and why. */
   say(err: unknown, why = CANNOT_STORE): void {
-    this.#said = reason(err);
+    this.#said = reason(err) ?? why;
+    this.#saidUp = false;
     this.#log.error({ err, table: this.#table }, why);
   }
 
-  /** Says it unless `err` is what was said last (a check that fails as before), or `always`. */
-  sayIfNew(err: unknown, always: boolean): void {
-    if (always || reason(err) !== this.#said) this.say(err);
-  }
-
-  /** Events are stored again: the next outage is said whatever it is. */
-  up(): void {
-    this.#said = undefined;
+  /** Says it unless it is what was said last (a check that fails as before), or `always`. */
+  sayIfNew(err: unknown, always: boolean, why = CANNOT_STORE): void {
+    if (always || (reason(err) ?? why) !== this.#said) this.say(err, why);
   }
 }
 

@@ -70,13 +70,10 @@ export class PostgresSink implements Sink {
     try {
       await this.#checks.check();
       if (this.#closed) return;
-      if (this.#refusingAll) {
-        this.#refusals.probation();
-        this.#log.info({ table: this.#table }, 'the table is tried again with events');
-      } else if (!this.#up) this.#log.info({ table: this.#table }, 'PostgreSQL stores events');
+      if (this.#refusingAll) this.#refusals.probation();
+      this.#checks.up(delay, this.#refusingAll);
       this.#refusingAll = false;
       this.#up = true;
-      this.#checks.up();
       this.#checks.watch((err) => this.#failed([], err));
     } catch (err) {
       if (this.#closed) return;
@@ -168,7 +165,10 @@ export class PostgresSink implements Sink {
     }
     const { lost, rewritten } = found;
     const stored = lost.length === 0 ? group : group.filter((row) => !lost.includes(row));
-    if (stored[0] !== undefined) this.#refusals.stored(stored[0]);
+    if (stored[0] !== undefined) {
+      this.#refusals.stored(stored[0]);
+      this.#checks.stored();
+    }
     this.onCommit?.((performance.now() - started) / 1000, stored.length);
     this.#room.succeeded(nth);
     for (const row of stored) row.resolve();
@@ -233,9 +233,9 @@ export class PostgresSink implements Sink {
     if (!this.#up || this.#closed) return;
     this.#up = false;
     this.#checks.stop();
-    this.#checks.say(err, why);
+    const wait = this.#checks.down(err, why, retryMs, MAX_RETRY_MS);
     clearTimeout(this.#retry);
-    this.#retry = setTimeout(() => this.connect(Math.min(retryMs * 2, MAX_RETRY_MS)), retryMs);
+    this.#retry = setTimeout(() => this.connect(Math.min(wait * 2, MAX_RETRY_MS)), wait);
   }
 
   async close(): Promise<void> {

@@ -77,3 +77,31 @@ test('the table renamed away while events are stored (archived): a new one is ma
   assert.equal(stored.rowCount, 1, 'a copy is still one row');
   await stopCleanly(ep);
 });
+
+test('a table whose every INSERT fails while its checks pass (a full disk): said once, tried less often, not called healthy between tries', async () => {
+  // Each check passed, the sink came up, said so, and the next INSERT failed: ~15 log lines a second
+  // without end, and /health said ok in one sample of five while no event could be stored.
+  const ep = await pg.endpoint('filled');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  assert.equal(await status(ep), 200);
+  await pg.client.query(`CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$`);
+  await pg.client.query(
+    'CREATE TRIGGER full_disk BEFORE INSERT ON filled FOR EACH STATEMENT EXECUTE FUNCTION full_disk()',
+  );
+  const before = ep.output().length;
+  let healthy = 0;
+  let samples = 0;
+  for (const until = Date.now() + 4_000; Date.now() < until; samples++) {
+    assert.notEqual(await status(ep), 200);
+    if ((await health(ep)) === 200) healthy++;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const said = ep.output().slice(before);
+  assert.ok((said.match(/cannot store events/g) ?? []).length <= 2, said);
+  assert.ok((said.match(/PostgreSQL stores events/g) ?? []).length <= 1, said);
+  assert.ok(healthy * 10 <= samples, `/health said ok in ${healthy} of ${samples} samples`);
+  await pg.client.query('DROP TRIGGER full_disk ON filled');
+  await eventually(async () => (await status(ep)) === 200, 'events stored again', 15_000);
+  await stopCleanly(ep);
+});
