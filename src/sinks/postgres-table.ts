@@ -80,6 +80,7 @@ SELECT EXISTS (SELECT 1 FROM keyed WHERE whole AND NOT nulls_equal) AS ready,
   (SELECT bool_and(has_column_privilege(attrelid, attnum, 'SELECT')) FROM attributes
    WHERE attname IN ('source', 'message_id')) AS selectable,
   (SELECT c.relpersistence = 'u' FROM pg_class c, t WHERE c.oid = t.oid) AS unlogged,
+  (SELECT c.relkind FROM pg_class c, t WHERE c.oid = t.oid) AS kind,
   current_setting('server_encoding') AS encoding,
   current_setting('transaction_read_only') = 'on' AS read_only`;
 
@@ -92,6 +93,8 @@ interface TableState {
   readonly insertable: boolean | null;
   readonly selectable: boolean | null;
   readonly unlogged: boolean | null;
+  /** pg_class.relkind of what holds the name, null when nothing does. */
+  readonly kind: string | null;
   readonly encoding: string;
   readonly read_only: boolean;
 }
@@ -105,12 +108,33 @@ function databaseProblem(state: TableState): string | undefined {
   return undefined;
 }
 
-/** What is wrong with the table for the sink, in a sentence for the log; undefined when nothing is. */
-function tableProblem(table: string, state: TableState): string | undefined {
+const KINDS: Readonly<Record<string, string>> = {
+  v: 'a view',
+  m: 'a materialized view',
+  f: 'a foreign table',
+  S: 'a sequence',
+  i: 'an index',
+  I: 'an index',
+  c: 'a composite type',
+};
+
+/** What holds the name, when it is not a table with the sink's columns; undefined when it is, or none. */
+function shapeProblem(table: string, state: TableState): string | undefined {
+  if (state.kind === null) return undefined;
+  if (state.kind !== 'r' && state.kind !== 'p') {
+    return `${table} is ${KINDS[state.kind] ?? 'another relation'}, not a table: give --postgres-table a table's name, or one that is free`;
+  }
   for (const [name, type] of Object.entries(COLUMNS)) {
     const found = state.columns?.[name]?.type;
     if (found !== type) return `table ${table}: column ${name} is ${found ?? 'missing'}, not ${type}`;
   }
+  return undefined;
+}
+
+/** What is wrong with the table for the sink, in a sentence for the log; undefined when nothing is. */
+function tableProblem(table: string, state: TableState): string | undefined {
+  const shape = shapeProblem(table, state);
+  if (shape !== undefined) return shape;
   if (state.columns?.message_id?.required) {
     return `table ${table}: column message_id is NOT NULL (a primary key on it?): events without a messageId could not be stored`;
   }
@@ -138,6 +162,8 @@ function tableProblem(table: string, state: TableState): string | undefined {
   }
   return undefined;
 }
+
+const INSUFFICIENT_PRIVILEGE = '42501'; // SQLSTATE: not the table's owner
 
 /** What is wrong with the database or the table for the sink, found by ensureTable: not an outage. */
 export class TableRefused extends Error {}
@@ -167,17 +193,24 @@ export async function ensureTable(pool: Pool, table: string): Promise<void> {
   };
   let found = await state();
   if (!found.ready) {
-    await create(pool, table);
+    // Said as what it is, not as the index it cannot take: the log said `column "source" does not exist`.
+    const shape = shapeProblem(table, found);
+    if (shape !== undefined) throw new TableRefused(shape);
+    await create(pool, table, found.kind !== null);
     found = await state();
   }
   const problem = tableProblem(table, found);
   if (problem !== undefined) throw new TableRefused(problem);
 }
 
-async function create(pool: Pool, table: string): Promise<void> {
+/**
+ * The table, unless it `exists` (a role that may not create in its schema may own one made for it), and
+ * its index: a role that does not own the table is told how its owner makes it.
+ */
+async function create(pool: Pool, table: string, exists: boolean): Promise<void> {
   await inTransaction(pool, 'COMMIT', async (client) => {
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`segment-endpoint:${table}`]);
-    await client.query(createTable(table));
+    if (!exists) await client.query(createTable(table));
     const base = `${table}_source_message_id`;
     const { rows } = await client.query<{ name: string }>(INDEX_NAME_SQL, [base, quoted(table)]);
     if (rows[0] === undefined) {
@@ -187,6 +220,15 @@ async function create(pool: Pool, table: string): Promise<void> {
     // Segment sends an event again when an answer is lost: one row per (customer, messageId), whichever
     // process or VM received each copy. Events without a messageId (NULL) are all kept.
     const index = quoted(rows[0].name); // chosen under the lock, by every instance alike
-    await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${index} ON ${quoted(table)} (source, message_id)`);
+    const made = client.query(
+      `CREATE UNIQUE INDEX IF NOT EXISTS ${index} ON ${quoted(table)} (source, message_id)`,
+    );
+    await made.catch((err: { code?: unknown; message?: unknown }) => {
+      if (err.code !== INSUFFICIENT_PRIVILEGE) throw err;
+      const how = `as its owner, CREATE UNIQUE INDEX ON ${table} (source, message_id)`;
+      throw new TableRefused(
+        `table ${table} has no unique index on (source, message_id), and the role may not make one (${String(err.message)}): ${how}`,
+      );
+    });
   });
 }

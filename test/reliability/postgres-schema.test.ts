@@ -257,6 +257,33 @@ test('a column of its own that is NOT NULL without a default: no INSERT of the s
   await stop(await refusedAtStart('extra', /column tenant is NOT NULL without a default/));
 });
 
+test('a table of another shape under the name, with no index: the log names the column, not the index it cannot make', async () => {
+  // The index was made first, and the log said only `column "source" does not exist`.
+  await pg.client.query('CREATE TABLE othershape (id serial, event text)');
+  await stop(
+    await refusedAtStart('othershape', /table othershape: column received_at is missing, not timestamp/),
+  );
+});
+
+test('a view under the name: the log says it is a view, not that the role must own it', async () => {
+  await pg.client.query(`CREATE TABLE behind ${columns()}`);
+  await pg.client.query('CREATE VIEW inview AS SELECT * FROM behind');
+  await stop(await refusedAtStart('inview', /inview is a view, not a table/));
+});
+
+test('a table of another role with no index: the log says to make the index as its owner, and how', async () => {
+  await pg.client.query(`CREATE TABLE notmine ${columns()}`);
+  await pg.client.query('CREATE ROLE guest LOGIN');
+  await pg.client.query('GRANT INSERT, SELECT ON notmine TO guest');
+  const url = pg.server.url.replace(/\/\/[^@]*@/, '//guest@');
+  const ep = await refusedAtStart(
+    'notmine',
+    /no unique index on \(source, message_id\), and the role may not make one[^"]*CREATE UNIQUE INDEX ON notmine \(source, message_id\)/,
+    url,
+  );
+  await stop(ep);
+});
+
 test('a role that may not INSERT: refused at start and kept unavailable, not taken as up again after each failure', async () => {
   await eventsTable('readonly');
   await pg.client.query('CREATE ROLE reader LOGIN');
