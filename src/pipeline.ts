@@ -1,66 +1,24 @@
-import { AsyncResource } from 'node:async_hooks';
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { type AuthDecision, keyFingerprint } from './auth.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { keyFingerprint } from './auth.ts';
 import { acceptBatch, batchAnswer, type Carried, type EventResult, eventsOf } from './batch.ts';
 import { checkBodyHeaders, framedBody, parseBody } from './body.ts';
 import { type Credentials, CredentialsCache } from './credentials.ts';
 import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
-import { EventIntake, type RequestFacts } from './intake.ts';
+import { Exchange } from './exchange.ts';
+import { HeldBodies } from './held-bodies.ts';
+import { EventIntake } from './intake.ts';
 import { RateLimiter } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
-import { type BodySink, readBody } from './reader.ts';
-import { AnswerBatch, type PendingAnswer, type RefusalContext, sendContinue, sendError } from './respond.ts';
+import { readBody } from './reader.ts';
+import { AnswerBatch, type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Route, routeBytes } from './routes.ts';
 import { type Settings, SettingsCache, writtenSettings } from './settings.ts';
 import { refuseUnsigned, secretFor, verifySignature } from './signature.ts';
 import { checkStoredSize, storedBudget } from './stored-size.ts';
 import { loggedPath } from './target.ts';
-
-/**
- * One request on its way through the pipeline, and what its request-level checks established for each
- * event it carries. The one object a request makes besides its events: it is also where its body is
- * read to (a BodySink), so no closure or promise is made per step. The body's end comes from the
- * request stream's listeners, in the socket's async context: the rest of the pipeline (the handler, its
- * log lines) runs in the context the request came in with, as code after an `await` would, so that an
- * operator's AsyncLocalStorage (request-scoped logging, tracing) reaches the handler.
- */
-class Exchange implements BodySink, RequestFacts, PendingAnswer {
-  apiKey: string | undefined;
-  decision: AuthDecision = 'allow';
-  /** The secret its body must be signed with, if any. */
-  secret: string | undefined;
-  /** Events a second its key may send; 0: no limit. */
-  rate = 0;
-  settings: Settings | undefined;
-  answered = false;
-  /** The success answer's status (see AnswerBatch). */
-  status = 200;
-  readonly #scope = new AsyncResource('segment-endpoint.request');
-
-  constructor(
-    readonly pipeline: EventPipeline,
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
-    readonly route: Route,
-    readonly started: number,
-    readonly done: () => void,
-  ) {}
-
-  get headers(): IncomingHttpHeaders {
-    return this.req.headers;
-  }
-
-  bodyRead(text: string): void {
-    this.#scope.runInAsyncScope(this.pipeline.received, this.pipeline, this, text);
-  }
-
-  bodyFailed(err: EndpointError): void {
-    this.#scope.runInAsyncScope(this.pipeline.refuse, this.pipeline, this, err);
-  }
-}
 
 /**
  * The event pipeline: what happens to a request the front door let through, in the order of Segment's
@@ -83,6 +41,7 @@ export class EventPipeline {
   readonly #limiter = new RateLimiter();
   readonly #successes: AnswerBatch;
   readonly #budget: number; // what the events of one request may take stored
+  readonly #held: HeldBodies;
 
   constructor(
     opts: ResolvedHandlerOptions,
@@ -100,6 +59,7 @@ export class EventPipeline {
     this.#refusal = refusal;
     this.#successes = new AnswerBatch(draining);
     this.#budget = storedBudget(opts.maxBodyBytes);
+    this.#held = new HeldBodies(opts.maxBodyBytes);
   }
 
   /**
@@ -156,6 +116,7 @@ export class EventPipeline {
   received(x: Exchange, text: string): void {
     let value: unknown;
     try {
+      x.held = this.#held.take(text.length);
       value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);
     } catch (err) {
       this.refuse(x, err);
@@ -209,6 +170,7 @@ export class EventPipeline {
   answer(x: Exchange, result: EventResult, settled = false): void {
     if (x.answered) return;
     x.answered = true;
+    this.#held.release(x.held);
     if (this.#observing) this.#observe(x, result);
     if (result.error === undefined) {
       x.status = result.status;

@@ -68,6 +68,38 @@ describe('load shedding', () => {
     );
     assert.equal((await inject(handler, { body: trackEvent() })).status, 200);
   });
+
+  test('what bodies hold at once is bounded in bytes too: past it 503 SEG_OVERLOADED, room again once answered', async () => {
+    // A thousand senders of 510 KB of `[{},{},…]` (590 bytes gzipped) held ~11 MB each once parsed: 2.4 GB
+    // of heap under maxInFlight, /health answered in 30 s, and bodies sent whole were timed out (408).
+    const MiB = 1024 * 1024;
+    const held = gate();
+    const entered = countdown(9);
+    const track = () => {
+      entered.hit();
+      return held.opened;
+    };
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      maxBodyBytes: 4 * MiB,
+      handlers: { track, page: () => {} },
+    });
+    const large = () => trackEvent({ properties: { blob: 'x'.repeat(3.5 * MiB) } });
+    const first = Array.from({ length: 9 }, () => inject(handler, { body: large() }));
+    await entered.reached; // 31.5 MiB held: another 3.5 MiB goes past 32
+    const shed = await inject(handler, { body: large() });
+    assert.equal(shed.status, 503);
+    assert.equal(shed.json().code, 'SEG_OVERLOADED');
+    assert.equal(shed.headers['retry-after'], '1');
+    assert.equal((await inject(handler, { body: { ...trackEvent(), type: 'page' } })).status, 200);
+    held.open();
+    assert.deepEqual(
+      (await Promise.all(first)).map((r) => r.status),
+      Array(9).fill(200),
+    );
+    assert.equal((await inject(handler, { body: large() })).status, 200);
+  });
 });
 
 test('a repeated Authorization header is refused, even when both name valid keys', async () => {
