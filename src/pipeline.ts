@@ -15,7 +15,7 @@ import { isPromise } from './promise.ts';
 import { readBody } from './reader.ts';
 import { AnswerBatch, type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Route, routeBytes } from './routes.ts';
-import { type Settings, SettingsCache, writtenSettings } from './settings.ts';
+import { type Settings, SettingsCache, settingsProblem, writtenSettings } from './settings.ts';
 import { refuseUnsigned, secretFor, verifySignature } from './signature.ts';
 import { checkStoredSize, storedBudget } from './stored-size.ts';
 import { loggedPath } from './target.ts';
@@ -95,7 +95,9 @@ export class EventPipeline {
       x.secret = secretFor(decision, this.#opts.signatureSecret);
       if (x.secret !== undefined) refuseUnsigned(req.headers);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
-      if (x.settings === undefined) throw new EndpointError('SEG_SETTINGS_INVALID');
+      if (x.settings === undefined) {
+        throw new EndpointError('SEG_SETTINGS_INVALID', settingsProblem(req.headers['x-segment-settings']));
+      }
       const framed = framedBody(req, this.#opts, route.kind !== 'event');
       if (framed !== undefined) {
         this.#carried(x, framed.value, framed.text);

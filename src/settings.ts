@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { decodeBase64 } from './base64.ts';
+import { ERRORS } from './errors.ts';
 import { isPlainObject, parseJson } from './json.ts';
 import { SettingsGuard, type SettingsSchema } from './settings-schema.ts';
 
@@ -111,6 +112,32 @@ function deepFreeze(value: unknown): number {
     for (const child of Object.values(value)) values += deepFreeze(child);
   }
   return values;
+}
+
+const NOT_JSON = 'Request body is not valid JSON';
+
+/**
+ * Why `header` is not settings, for the 400's message: said as a body's same fault is (json.ts). Decoded
+ * again, on the refusal's path only. Node joins a header sent twice with ", ", which no base64 holds.
+ */
+export function settingsProblem(header: string | string[] | undefined): string {
+  if (typeof header !== 'string' || header.includes(',')) {
+    return 'X-Segment-Settings is sent more than once: send it once';
+  }
+  const bytes = decodeBase64(header.trim());
+  const why = (what: string) => `${ERRORS.SEG_SETTINGS_INVALID.message}: ${what}`;
+  if (bytes === undefined) return why('it is not base64');
+  if (!isUtf8(bytes)) return why('its bytes are not UTF-8');
+  const parsed = parseJson(bytes.toString('utf8'));
+  if (!parsed.ok) {
+    // Not JSON.parse's own words: they quote the text, and settings may hold the customer's secrets.
+    if (parsed.message.startsWith(NOT_JSON)) return why('it decodes to text that is not valid JSON');
+    return why(parsed.message.replace(/^Request body contains/, 'it holds').replace(/^Request body/, 'it'));
+  }
+  const value = parsed.value;
+  return why(
+    `it decodes to ${Array.isArray(value) ? 'an array' : value === null ? 'null' : `a ${typeof value}`}, not an object`,
+  );
 }
 
 /** Settings as every sink stores them with each event: their JSON, and its length in UTF-8 bytes. */
