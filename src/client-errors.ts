@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { closeWithin, endedByAnswer, lastOnConnection, stoppedBehind, tunnelled } from './connection-end.ts';
-import type { ErrorCode } from './errors.ts';
+import { ERRORS, type ErrorCode } from './errors.ts';
+import type { Logger } from './log.ts';
 import { endAfterOwed, type PausedSlots } from './paused-connection.ts';
 import { rawRefusal } from './respond.ts';
 
@@ -13,30 +14,56 @@ import { rawRefusal } from './respond.ts';
  * too large or too slow). Answer in JSON like every other refusal, then close: the stream cannot be
  * trusted. Requests pipelined before the bad one are answered first, in order (RFC 9112 §9.3.2): the
  * refusal waits for the responses in progress on the connection. HPE_PAUSED is no refusal: the connection
- * ends after the answers owed on it (paused-connection.ts).
+ * ends after the answers owed on it (paused-connection.ts). Returns the refusal's code, if one is sent.
  */
-export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex, slots: PausedSlots): void {
+export function answerClientError(
+  err: NodeJS.ErrnoException,
+  socket: Duplex,
+  slots: PausedSlots,
+): ErrorCode | undefined {
   const refusal = isHttpRefusal(err);
   // The parser repeats its error for every later chunk: one refusal per connection. (Its connection may
   // have ended already, and still be read: a lingering close.)
-  if (refusal && refusing.has(socket)) return;
+  if (refusal && refusing.has(socket)) return undefined;
   // The handler paused the parser behind an answer that ends the connection (readNothingBehind), or the
   // parser refuses what comes after one written (HPE_CLOSED_CONNECTION after a `Connection: close`, junk
   // after draining's 503): it is dropped while the connection ends, in its lingering close.
-  if ((err.code === 'HPE_PAUSED' && stoppedBehind(socket)) || (refusal && endedByAnswer(socket))) return;
+  if ((err.code === 'HPE_PAUSED' && stoppedBehind(socket)) || (refusal && endedByAnswer(socket))) {
+    return undefined;
+  }
   // Anything but a refusal of Node's HTTP parser (a TLS handshake failed or past its deadline, a socket
   // error) came before HTTP or without it: nobody on the connection reads an HTTP answer, and one written
   // into a TLS connection without a handshake is never flushed, which would keep it open for good.
   if (!refusal || !socket.writable) {
     socket.destroy();
-    return;
+    return undefined;
   }
   refusing.add(socket);
-  if (err.code === 'HPE_PAUSED') endAfterOwed(socket, slots);
-  else refuseAfterPending(socket, clientErrorCode(err));
+  if (err.code === 'HPE_PAUSED') {
+    endAfterOwed(socket, slots);
+    return undefined;
+  }
+  const code = clientErrorCode(err);
+  refuseAfterPending(socket, code);
+  return code;
 }
 
 const refusing = new WeakSet<Duplex>();
+
+/**
+ * The server's 'clientError' listener: answerClientError, and with an access log (`accessLog`), a line
+ * beside the event requests' for each refusal, which a smuggling attempt's 400 otherwise left nowhere.
+ */
+export function clientErrors(
+  slots: PausedSlots,
+  accessLog: Logger | undefined,
+): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+  return (err, socket) => {
+    const code = answerClientError(err, socket, slots);
+    if (code === undefined || accessLog === undefined) return;
+    accessLog.info({ status: ERRORS[code].status, code, parser: err.code }, 'malformed request');
+  };
+}
 
 /** An HTTP refusal: llhttp's (HPE_*), or Node's for headers or a request that came too late. */
 const isHttpRefusal = (err: NodeJS.ErrnoException) =>

@@ -6,7 +6,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { answerClientError, refuseTunnel } from './client-errors.ts';
+import { clientErrors, refuseTunnel } from './client-errors.ts';
 import { behindClosingAnswer } from './connection-end.ts';
 import { ConnectionSlots } from './connections.ts';
 import { MAX_HEADERS } from './framing.ts';
@@ -103,11 +103,11 @@ export interface EndpointServer {
 /** The endpoint as a node:https server (node:http with `http: true`), timeouts set deliberately. */
 export function createServer<S = Settings>(options: ServerOptions<S> & CheckedSettings<S>): EndpointServer {
   checkOptionNames(options, SERVER_OPTION_NAMES);
-  const handler = resolvedHandler(resolveHandlerOptions(options));
+  const resolved = resolveHandlerOptions(options);
+  const handler = resolvedHandler(resolved);
   const { port, host, maxConnections, shutdownTimeoutMs, common } = socketSettings(options);
   // A client that never reads its answers holds its connection as one that never finishes its request
-  // does: requestTimeoutMs bounds both.
-  // A first request's headers within its handshake's time and theirs (each headersTimeout).
+  // does: requestTimeoutMs bounds both. A first request's headers within its handshake's time and theirs.
   const slots = new ConnectionSlots(maxConnections, common.requestTimeout, 2 * common.headersTimeout);
   const serve = (req: IncomingMessage, res: ServerResponse) => {
     // One read behind an answer that ends its connection is never answered (handler.ts): not an answer
@@ -119,7 +119,7 @@ export function createServer<S = Settings>(options: ServerOptions<S> & CheckedSe
   // At most maxConnections sockets (and as many closing, 5 s at most), however many clients connect: memory
   // stays bounded. For https, TCP connections before their handshake (the TLS server wraps them later).
   server.on('connection', (socket: Socket) => slots.admit(socket));
-  server.on('clientError', (err, socket) => answerClientError(err, socket, slots));
+  server.on('clientError', clientErrors(slots, resolved.accessLog ? resolved.log : undefined));
   server.on('connect', (_req, socket) => refuseTunnel(socket, slots));
   // Without this listener Node answers `Expect: 100-continue` with 100 before any check: a sender with a
   // bad key, or a body over the limit, would be invited to upload it. The pipeline sends 100 itself once

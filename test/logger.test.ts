@@ -6,7 +6,9 @@ import { createHandler, jsonLogger, silentLogger } from '../src/index.ts';
 import { drops, withFields } from '../src/log.ts';
 import { LogBudget } from '../src/log-budget.ts';
 import { checkLogger } from '../src/option-checks.ts';
-import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, basic, segmentHeaders, trackEvent } from './helpers.ts';
+import { listenTls, testCert } from './helpers-cert.ts';
+import { rawTls } from './helpers-clients.ts';
 import { inject } from './helpers-inject.ts';
 
 /** A stream that keeps every line written to it. */
@@ -393,4 +395,34 @@ test("the endpoint's own loggers can be mocked in a host's tests, after the hand
   const body = trackEvent({ messageId: 'mocked' });
   for (let i = 0; i < 2; i++) assert.equal((await inject(dedup, { body })).status, 200);
   assert.equal(debug.mock.callCount(), 1, 'the duplicate line, asked of the mock');
+});
+
+test("the access log has a line for a request Node's parser refuses before it is one: a smuggling attempt is seen", async () => {
+  // Content-Length beside Transfer-Encoding, or two Content-Lengths, were answered 400 and left no line:
+  // an operator reading the access log saw nothing of them.
+  const written: string[] = [];
+  const log = jsonLogger('info', (line) => written.push(line));
+  const { endpoint, port } = await listenTls({ log, accessLog: true, handlers: { track: () => {} } });
+  try {
+    const body = JSON.stringify(trackEvent());
+    const head = `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\nContent-Type: application/json\r\n`;
+    for (const framing of [
+      `Content-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n`,
+      `Content-Length: ${body.length}\r\nContent-Length: ${body.length + 1}\r\n`,
+    ]) {
+      const text = await rawTls(port, testCert().cert, `${head}${framing}\r\n${body}`);
+      assert.match(text, /^HTTP\/1\.1 400 /);
+    }
+    const refused = written.map((line) => JSON.parse(line)).filter((l) => l.msg === 'malformed request');
+    assert.deepEqual(
+      refused.map((l) => [l.status, l.code]),
+      [
+        [400, 'SEG_BAD_REQUEST'],
+        [400, 'SEG_BAD_REQUEST'],
+      ],
+    );
+    for (const line of refused) assert.match(String(line.parser), /^HPE_/);
+  } finally {
+    await endpoint.close();
+  }
 });
