@@ -21,12 +21,15 @@ export class TableChecks {
   readonly #pool: Pool;
   readonly #table: string;
   readonly #log: Logger;
-  /** What the log last said failed, until an event is stored. */
+  /** What the log last said failed. */
   #said: string | undefined;
-  /** The log said events are stored (`up`) since it last said they cannot be. */
-  #saidUp = false;
-  /** Up after a wait of this many ms, with no event stored since: a failure now is the same outage. */
+  /** What the log last said of the sink: that it cannot store events, stores them, or tries again. */
+  #state: 'cannot' | 'stores' | 'tries' | undefined;
+  /** Up once already: the first time is said at once. */
+  #started = false;
+  /** The wait of the connect that brought the sink up (none after the probation of refusals), and when. */
   #trial: number | undefined;
+  #upAt = 0;
   /** The watch under way, if any (`watch`). */
   #watching: object | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -85,7 +88,10 @@ export class TableChecks {
         );
         if (this.#watching !== watching) return;
         if (err instanceof TableRefused) refused(err);
-        else next();
+        else {
+          if (err === undefined) this.stores();
+          next();
+        }
       }, RECHECK_MS).unref();
     };
     next();
@@ -97,44 +103,50 @@ export class TableChecks {
   }
 
   /**
-   * A check passed in a `connect(delay)`: up, on trial until an event is stored (`stored`), and said unless
-   * the log said so since it last said events cannot be stored. The table that refused every row
-   * (`refusedAll`) is on a probation of its own (postgres-refusals.ts), said each time it begins.
+   * A check passed in a `connect(delay)`: up. Said at once the first time; after an outage, once an event
+   * is stored or a later check passes (`stores`): a check passes on a full disk, whose INSERTs fail, and
+   * "stores events" was the last line of the outage. The table that refused every row (`refusedAll`) is
+   * on a probation of its own (postgres-refusals.ts), said each time it begins.
    */
   up(delay: number, refusedAll: boolean): void {
     this.#trial = refusedAll ? undefined : delay;
-    if (this.#saidUp && !refusedAll) return;
-    this.#saidUp = true;
-    this.#log.info({ table: this.#table }, refusedAll ? TRIED_AGAIN : STORES);
+    this.#upAt = performance.now();
+    if (refusedAll) {
+      this.#state = 'tries';
+      this.#log.info({ table: this.#table }, TRIED_AGAIN);
+    } else if (!this.#started) {
+      this.#started = true;
+      this.stores();
+    }
   }
 
-  /** An event is stored: the next outage is said whatever it is, and tried again after the first wait. */
-  stored(): void {
+  /** Events are stored (one was, or a check passed while up): said once, after the outage said last. */
+  stores(): void {
+    if (this.#state === 'stores') return;
+    this.#state = 'stores';
     this.#said = undefined;
-    this.#trial = undefined;
+    this.#log.info({ table: this.#table }, STORES);
   }
 
   /**
-   * Events cannot be stored: says why, and returns how long to wait before checking again: `retryMs`, or,
-   * up on trial (a full disk: its checks pass, its INSERTs fail), the longer wait its connect was at, and
-   * nothing said unless it fails otherwise. It came up and failed ~15 times a second, said so each time,
-   * and was called healthy between.
+   * Events cannot be stored: says why, unless this outage was said and not yet its end (the same outage:
+   * a full disk's checks pass and its INSERTs fail), and returns how long to wait before checking again:
+   * `retryMs`, or, failing within RECHECK_MS of coming up, the longer wait its connect was at. Up at
+   * each passing check and down at each INSERT, the sink said both ~15 times a second, and was called
+   * healthy between.
    */
   down(err: unknown, why: string | undefined, retryMs: number, maxMs: number): number {
+    this.sayIfNew(err, this.#state !== 'cannot', why);
     const trial = this.#trial;
     this.#trial = undefined;
-    if (trial === undefined) {
-      this.say(err, why);
-      return retryMs;
-    }
-    this.sayIfNew(err, false, why);
-    return Math.min(Math.max(trial, retryMs), maxMs);
+    const again = trial !== undefined && performance.now() - this.#upAt < RECHECK_MS;
+    return again ? Math.min(Math.max(trial, retryMs), maxMs) : retryMs;
   }
 
   /** Says that events cannot be stored, and why. */
   say(err: unknown, why = CANNOT_STORE): void {
     this.#said = reason(err) ?? why;
-    this.#saidUp = false;
+    this.#state = 'cannot';
     this.#log.error({ err, table: this.#table }, why);
   }
 

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import pg from 'pg';
 import { segmentHeaders, trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
-import { waitFor } from '../helpers-wait.ts';
+import { eventually, waitFor } from '../helpers-wait.ts';
 import { type Answer, type Endpoint, health, load, send, stopCleanly } from './harness.ts';
 import { inOneGroup, withPostgres } from './postgres-harness.ts';
 
@@ -317,5 +317,34 @@ test('PostgreSQL slow with large events: what waits for an INSERT is bounded in 
   } finally {
     agent.destroy();
   }
+  await stopCleanly(ep);
+});
+
+test('the log says each outage and each recovery, and never ends on "stores events" while none can be stored', async () => {
+  // Said when a check passed, "stores events" was the last line of an outage that followed at once, and
+  // the outage itself went unsaid: on a quiet endpoint, for as long as it lasted.
+  const ep = await endpoint('said');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  const lastSaid = () => [...ep.output().matchAll(/PostgreSQL (cannot store|stores) events/g)].at(-1)?.[1];
+  let sent = 0;
+  const one = () => post(ep, '/', trackEvent({ messageId: `said-${sent++}` }));
+  assert.equal(await one(), 200);
+  const outage = async () => {
+    await postgres.server.stop();
+    try {
+      assert.equal(await one(), 503);
+      assert.equal(lastSaid(), 'cannot store', ep.output());
+    } finally {
+      await postgres.server.start();
+    }
+  };
+  const upAgain = () => eventually(async () => (await health(ep)) === 200, 'up again', 15_000);
+  await outage();
+  await upAgain();
+  await outage(); // up again, nothing stored since: not yet said to store events
+  await eventually(async () => (await one()) === 200, 'events stored again', 15_000);
+  assert.equal(lastSaid(), 'stores', ep.output());
+  await outage(); // right after an event was stored: said again
+  await upAgain();
   await stopCleanly(ep);
 });
