@@ -44,14 +44,27 @@ describe('nesting depth', () => {
   });
 });
 
+/** A track handler that holds every event until `open()`; `entered` resolves once `n` are held. */
+function holding(n: number) {
+  const held = gate();
+  const entered = countdown(n);
+  const track = () => {
+    entered.hit();
+    return held.opened;
+  };
+  return { track, entered: entered.reached, open: held.open };
+}
+
+/** An answer of load shedding: 503 SEG_OVERLOADED, to be retried a second later. */
+function assertShed(res: { status: number; json(): { code?: unknown }; headers: Record<string, unknown> }) {
+  assert.equal(res.status, 503);
+  assert.equal(res.json().code, 'SEG_OVERLOADED');
+  assert.equal(res.headers['retry-after'], '1');
+}
+
 describe('load shedding', () => {
   test('past maxInFlight, 503 SEG_OVERLOADED with Retry-After at once; health still answers', async () => {
-    const held = gate();
-    const entered = countdown(2);
-    const track = () => {
-      entered.hit();
-      return held.opened;
-    };
+    const { track, entered, open } = holding(2);
     const handler = createHandler({
       apiKeys: [API_KEY],
       log: silentLogger,
@@ -59,13 +72,10 @@ describe('load shedding', () => {
       handlers: { track },
     });
     const first = [inject(handler, { body: trackEvent() }), inject(handler, { body: trackEvent() })];
-    await entered.reached;
-    const shed = await inject(handler, { body: trackEvent() });
-    assert.equal(shed.status, 503);
-    assert.equal(shed.json().code, 'SEG_OVERLOADED');
-    assert.equal(shed.headers['retry-after'], '1');
+    await entered;
+    assertShed(await inject(handler, { body: trackEvent() }));
     assert.equal((await inject(handler, { method: 'GET', url: '/health', headers: {} })).status, 200);
-    held.open();
+    open();
     assert.deepEqual(
       (await Promise.all(first)).map((r) => r.status),
       [200, 200],
@@ -121,12 +131,7 @@ describe('load shedding', () => {
     // A thousand senders of 510 KB of `[{},{},…]` (590 bytes gzipped) held ~11 MB each once parsed: 2.4 GB
     // of heap under maxInFlight, /health answered in 30 s, and bodies sent whole were timed out (408).
     const MiB = 1024 * 1024;
-    const held = gate();
-    const entered = countdown(9);
-    const track = () => {
-      entered.hit();
-      return held.opened;
-    };
+    const { track, entered, open } = holding(9);
     const handler = createHandler({
       apiKeys: [API_KEY],
       log: silentLogger,
@@ -135,13 +140,10 @@ describe('load shedding', () => {
     });
     const large = () => trackEvent({ properties: { blob: 'x'.repeat(3.5 * MiB) } });
     const first = Array.from({ length: 9 }, () => inject(handler, { body: large() }));
-    await entered.reached; // 31.5 MiB held: another 3.5 MiB goes past 32
-    const shed = await inject(handler, { body: large() });
-    assert.equal(shed.status, 503);
-    assert.equal(shed.json().code, 'SEG_OVERLOADED');
-    assert.equal(shed.headers['retry-after'], '1');
+    await entered; // 31.5 MiB held: another 3.5 MiB goes past 32
+    assertShed(await inject(handler, { body: large() }));
     assert.equal((await inject(handler, { body: { ...trackEvent(), type: 'page' } })).status, 200);
-    held.open();
+    open();
     assert.deepEqual(
       (await Promise.all(first)).map((r) => r.status),
       Array(9).fill(200),
