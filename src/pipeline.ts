@@ -9,7 +9,6 @@ import { Exchange } from './exchange.ts';
 import { HeldBodies } from './held-bodies.ts';
 import { EventIntake } from './intake.ts';
 import { RateLimiter } from './limits.ts';
-import { refuseWhenBehind, watchLoop } from './loop-lag.ts';
 import type { Metrics } from './metrics.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
@@ -61,7 +60,6 @@ export class EventPipeline {
     this.#successes = new AnswerBatch(draining);
     this.#budget = storedBudget(opts.maxBodyBytes);
     this.#held = new HeldBodies(opts.maxBodyBytes);
-    watchLoop();
   }
 
   /**
@@ -120,7 +118,6 @@ export class EventPipeline {
   received(x: Exchange, text: string): void {
     let value: unknown;
     try {
-      refuseWhenBehind();
       x.held = this.#held.take(text.length);
       value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);
     } catch (err) {

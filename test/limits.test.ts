@@ -5,13 +5,9 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createHandler, NdjsonStore, silentLogger } from '../src/index.ts';
 import { nestsDeeper, parseJson } from '../src/json.ts';
-import { isBehind, refuseWhenBehind, watchLoop } from '../src/loop-lag.ts';
 import { API_KEY, basic, segmentHeaders, trackEvent } from './helpers.ts';
-import { listenTls, testCert } from './helpers-cert.ts';
-import { rawTls } from './helpers-clients.ts';
 import { inject } from './helpers-inject.ts';
 import { countdown, gate } from './helpers-wait.ts';
-import { eventRequest, statusLines } from './protocol-harness.ts';
 
 const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
 const deepEvent = (depth: number) =>
@@ -81,50 +77,6 @@ describe('load shedding', () => {
       [200, 200],
     );
     assert.equal((await inject(handler, { body: trackEvent() })).status, 200);
-  });
-
-  test('the event loop is behind once it has not reached its timers for over a second', async () => {
-    // A thousand senders of 510 KB of `[{},{},…]` (55 ms of parsing each) kept the loop a minute behind:
-    // /health unanswered, bodies sent whole timed out in the queue. Such a body is now a 503 unparsed.
-    watchLoop();
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    const now = performance.now();
-    assert.equal(isBehind(now), false);
-    assert.equal(isBehind(now + 500), false);
-    assert.equal(isBehind(now + 1_300), true);
-    assert.throws(() => {
-      for (const until = performance.now() + 1_300; performance.now() < until; );
-      refuseWhenBehind();
-    }, /behind on the requests it has/);
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    refuseWhenBehind(); // caught up
-  });
-
-  test('a body read while the loop is held up past a second (a handler blocking it) is 503 SEG_OVERLOADED, unrun', async () => {
-    // Two events pipelined in one write: the first one's handler blocks the loop, the second's body is
-    // read behind it, before the loop reaches its timers again.
-    const ran: string[] = [];
-    const track = (event: { messageId?: string | null }) => {
-      ran.push(String(event.messageId));
-      if (event.messageId === 'blocking')
-        for (const until = performance.now() + 1_300; performance.now() < until; );
-    };
-    const { endpoint, port } = await listenTls({ handlers: { track } });
-    try {
-      await new Promise((resolve) => setTimeout(resolve, 150));
-      const first = JSON.stringify(trackEvent({ messageId: 'blocking' }));
-      const second = JSON.stringify(trackEvent({ messageId: 'behind' }));
-      const text = await rawTls(
-        port,
-        testCert().cert,
-        `${eventRequest(first)}${eventRequest(second, 'Connection: close\r\n')}`,
-      );
-      assert.deepEqual(statusLines(text), ['200', '503'], text);
-      assert.match(text, /"code":"SEG_OVERLOADED"/);
-      assert.deepEqual(ran, ['blocking']);
-    } finally {
-      await endpoint.close();
-    }
   });
 
   test('what bodies hold at once is bounded in bytes too: past it 503 SEG_OVERLOADED, room again once answered', async () => {
