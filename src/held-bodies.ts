@@ -1,9 +1,11 @@
 import { EndpointError } from './errors.ts';
 
 // What the bodies of requests being processed hold at once, in characters of their JSON text. maxInFlight
-// bounds their number, not their size: a thousand senders of 510 KB of `[{},{},…]` (590 bytes gzipped)
-// held ~11 MB each once parsed, 2.4 GB of heap, and /health answered in 30 s. Parsed JSON takes from
-// ~2 (strings) to ~20 times its text (empty objects): at the least this budget that is 64 MB to 640 MB.
+// bounds their number, not their size: 1,024 bodies of 510 KB of `[{},{},…]` (590 bytes gzipped) held by
+// slow handlers could take ~11 GB of heap once parsed, past Node's limit. Parsed JSON takes from ~2
+// (strings) to ~20 times its text (empty objects): at the least this budget that is 64 MB to 640 MB. It
+// bounds memory, not CPU: such bodies cost ~55 ms each to parse, and a few dozen senders of them keep a
+// 2-core machine busy whatever is held (--rate-limit counts events, not what they cost).
 
 const LEAST = 32 * 1024 * 1024; // characters: 64 bodies at the default limit, 1,000 events of Segment's 32 KB
 const BODIES_AT_LIMIT = 4; // bodies at --max-body-bytes held at once, at the least

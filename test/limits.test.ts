@@ -80,8 +80,8 @@ describe('load shedding', () => {
   });
 
   test('what bodies hold at once is bounded in bytes too: past it 503 SEG_OVERLOADED, room again once answered', async () => {
-    // A thousand senders of 510 KB of `[{},{},…]` (590 bytes gzipped) held ~11 MB each once parsed: 2.4 GB
-    // of heap under maxInFlight, /health answered in 30 s, and bodies sent whole were timed out (408).
+    // Bodies of 510 KB of `[{},{},…]` (590 bytes gzipped) hold ~11 MB each once parsed: under maxInFlight
+    // alone, 1,024 of them held by slow handlers could take ~11 GB, past Node's heap.
     const MiB = 1024 * 1024;
     const { track, entered, open } = holding(9);
     const handler = createHandler({
