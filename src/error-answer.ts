@@ -36,7 +36,7 @@ const MAX_CODE = 100; // characters of a foreign refusal's code: a name, not a t
 
 type Foreign = Partial<
   Record<'status' | 'statusCode' | 'message' | 'code' | 'retryAfter' | 'expose', unknown> &
-    Record<'response' | 'request' | 'headers', unknown>
+    Record<'response' | 'headers' | 'body' | 'raw', unknown>
 >;
 
 function answerFor(err: unknown): ErrorAnswer {
@@ -52,14 +52,15 @@ function answerFor(err: unknown): ErrorAnswer {
     const e = err as Foreign;
     const status = typeof e.status === 'number' ? e.status : e.statusCode;
     if (typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599) {
+      // A downstream's refusal would be final (a 4xx but 429, or 501): a 500 has Segment retry the event.
+      if ((status < 500 ? status !== 429 : status === 501) && fromDownstream(e)) {
+        return { status: 500, code: 'SEG_INTERNAL', message: GENERIC_500, internal: err };
+      }
       // A wait of its own (a downstream's Retry-After, carried on), for the statuses that are retried later.
       const wait = status === 429 || status === 503 ? { retryAfter: delaySeconds(e) } : {};
       if (status >= 500) {
         // Neither the message nor the code of a foreign 5xx is ours to show: a driver's code is an internal.
         return { status, code: `HTTP_${status}`, message: statusMessage(status), internal: err, ...wait };
-      }
-      if (status !== 429 && fromDownstream(e)) {
-        return { status: 500, code: 'SEG_INTERNAL', message: GENERIC_500, internal: err };
       }
       const code = typeof e.code === 'string' ? capped(e.code, MAX_CODE) : `HTTP_${status}`;
       const message = typeof e.message === 'string' && e.message !== '' ? e.message : statusMessage(status);
@@ -72,15 +73,16 @@ function answerFor(err: unknown): ErrorAnswer {
 }
 
 /**
- * An HTTP client's error about another server's answer, thrown as it came: axios, got, ky, Octokit and
- * superagent keep its `response` (and `request`), undici and Stripe its `headers`. Its 4xx is that
- * server refusing the partner's call (an expired token of theirs), not Segment's event: answered as is, a
- * 401 told the customer their API key was bad and the event was dropped for good. A 500 has it retried,
- * and logged. An error made to be an answer says so (http-errors' `expose`), headers of its own or not.
+ * An HTTP client's error about another server's answer, thrown as it came: axios, Octokit and superagent
+ * keep its `response`, undici its `headers` and `body`, Stripe its `headers` and `raw`. Its status is
+ * that server's answer to the partner's call (an expired token of theirs), not to Segment's event: a 4xx
+ * or 501 would be final, and the event dropped. A 500 has it retried, and logged. An error made to be an
+ * answer says so (http-errors' `expose`), headers of its own or not.
  */
 function fromDownstream(e: Foreign): boolean {
   if (typeof e.expose === 'boolean') return false;
-  return [e.response, e.request, e.headers].some((part) => typeof part === 'object' && part !== null);
+  const some = (part: unknown) => typeof part === 'object' && part !== null;
+  return some(e.response) || (some(e.headers) && (e.body !== undefined || some(e.raw)));
 }
 
 /** RFC 9110 §10.2.3: delay-seconds, a whole number from 1, whatever a partner's error or a rate says. */

@@ -121,7 +121,8 @@ const NOT_JSON = 'Request body is not valid JSON';
  * again, on the refusal's path only. Node joins a header sent twice with ", ", which no base64 holds.
  */
 export function settingsProblem(header: string | string[] | undefined): string {
-  if (typeof header !== 'string' || header.includes(',')) {
+  const repeated = (text: string) => text.split(',').every((part) => decodeBase64(part.trim()) !== undefined);
+  if (typeof header !== 'string' || (header.includes(',') && repeated(header))) {
     return 'X-Segment-Settings is sent more than once: send it once';
   }
   const bytes = decodeBase64(header.trim());

@@ -219,6 +219,8 @@ describe('toErrorAnswer', () => {
         headers: {},
         raw: {},
       }),
+      // A downstream's 501, which Segment would not retry either
+      downstream('Not Implemented', { name: 'HttpError', status: 501, response }),
     ]) {
       const answer = toErrorAnswer(err);
       assert.deepEqual(
@@ -241,6 +243,16 @@ describe('toErrorAnswer', () => {
     });
     const down = Object.assign(new Error('Bad Gateway'), { statusCode: 502, response });
     assert.deepEqual([toErrorAnswer(down).status, toErrorAnswer(down).code], [502, 'HTTP_502']);
+  });
+
+  test("a partner's own error with a request or headers beside its status is still its answer", () => {
+    const kept = Object.assign(new Error('Missing email address'), { status: 400, request: { id: 'r1' } });
+    assert.equal(toErrorAnswer(kept).status, 400);
+    const limited = Object.assign(new Error('Not on this plan'), {
+      status: 403,
+      headers: { 'x-plan': 'free' },
+    });
+    assert.equal(toErrorAnswer(limited).status, 403);
   });
 
   test('an error made to be an answer is one, even with headers of its own (http-errors)', () => {

@@ -88,6 +88,7 @@ describe('load shedding', () => {
       apiKeys: [API_KEY],
       log: silentLogger,
       maxBodyBytes: 4 * MiB,
+      handlerTimeoutMs: 60_000, // held until the test lets go, however slow the machine
       handlers: { track, page: () => {} },
     });
     const large = () => trackEvent({ properties: { blob: 'x'.repeat(3.5 * MiB) } });

@@ -167,7 +167,7 @@ export class PostgresSink implements Sink {
     const stored = lost.length === 0 ? group : group.filter((row) => !lost.includes(row));
     if (stored[0] !== undefined) {
       this.#refusals.stored(stored[0]);
-      this.#checks.stores();
+      if (this.#up) this.#checks.stores(); // not a group sent before the sink went down
     }
     this.onCommit?.((performance.now() - started) / 1000, stored.length);
     this.#room.succeeded(nth);
