@@ -131,9 +131,8 @@ export class TableChecks {
   /**
    * Events cannot be stored: says why, unless this outage was said and not yet its end (the same outage:
    * a full disk's checks pass and its INSERTs fail), and returns how long to wait before checking again:
-   * `retryMs`, or, failing within RECHECK_MS of coming up, the longer wait its connect was at. Up at
-   * each passing check and down at each INSERT, the sink said both ~15 times a second, and was called
-   * healthy between.
+   * `retryMs`, or, failing within RECHECK_MS of coming up, the longer wait its connect was at: a
+   * database whose checks pass and INSERTs fail is tried less and less often, and said once.
    */
   down(err: unknown, why: string | undefined, retryMs: number, maxMs: number): number {
     this.sayIfNew(err, this.#state !== 'cannot', why);

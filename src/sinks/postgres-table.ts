@@ -193,7 +193,7 @@ export async function ensureTable(pool: Pool, table: string): Promise<void> {
   };
   let found = await state();
   if (!found.ready) {
-    // Said as what it is, not as the index it cannot take: the log said `column "source" does not exist`.
+    // Said as what it is (a view, a column missing), which is what to fix, before an index is tried on it.
     const shape = shapeProblem(table, found);
     if (shape !== undefined) throw new TableRefused(shape);
     await create(pool, table, found.kind !== null);
