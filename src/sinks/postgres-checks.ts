@@ -30,16 +30,22 @@ export class TableChecks {
   /** The wait of the connect that brought the sink up (none after the probation of refusals), and when. */
   #trial: number | undefined;
   #upAt = 0;
+  /** A check failed in this outage: one passing now tells of its end (`up`). */
+  #checkFailed = false;
   /** The watch under way, if any (`watch`). */
   #watching: object | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** The table stored a row under another key than sent (`rewroteKeys`), and may still. */
   #rekeyed = false;
 
-  constructor(pool: Pool, table: string, log: Logger) {
+  /** INSERTs are under way: they will tell of an outage (`watch`). */
+  readonly #busy: () => boolean;
+
+  constructor(pool: Pool, table: string, log: Logger, busy: () => boolean) {
     this.#pool = pool;
     this.#table = table;
     this.#log = log;
+    this.#busy = busy;
   }
 
   /** Checks the database and the table, creating it when missing (ensureTable); throws what is wrong. */
@@ -70,11 +76,12 @@ export class TableChecks {
   /**
    * Checks again every RECHECK_MS until `stop()`, events or none: a table made UNLOGGED, altered or
    * closed to the role while the sink is up would have events acknowledged and lost, or refused one
-   * INSERT at a time (a table dropped is made again, as at start).
-   * What is wrong goes to `refused`; a check that could not be made (no connection to spare, PostgreSQL
-   * gone) says nothing the next INSERT will not.
+   * INSERT at a time (a table dropped is made again, as at start), and a quiet endpoint's PostgreSQL
+   * gone would go unsaid, /health ok, until an event came.
+   * What failed goes to `failed`, the sink down for it; unless INSERTs are under way (`busy`) and what
+   * failed is not the table: they will tell, and the check may only have found no connection to spare.
    */
-  watch(refused: (err: TableRefused) => void): void {
+  watch(failed: (err: unknown) => void): void {
     this.stop();
     // Each check RECHECK_MS after the last one ended; one that ends after `stop()` (or a later `watch`)
     // says nothing: the sink went down meanwhile, and what is true now is for the checks after it.
@@ -87,11 +94,14 @@ export class TableChecks {
           (thrown: unknown) => thrown,
         );
         if (this.#watching !== watching) return;
-        if (err instanceof TableRefused) refused(err);
-        else {
-          if (err === undefined) this.stores();
+        if (err === undefined) {
+          // Not the end of an outage that only INSERTs saw (a full disk): an event stored tells of it.
+          if (this.#state !== 'cannot') this.stores();
           next();
-        }
+        } else if (err instanceof TableRefused || !this.#busy()) {
+          failed(err);
+          this.#checkFailed = true;
+        } else next();
       }, RECHECK_MS).unref();
     };
     next();
@@ -103,10 +113,10 @@ export class TableChecks {
   }
 
   /**
-   * A check passed in a `connect(delay)`: up. Said at once the first time; after an outage, once an event
-   * is stored or a later check passes (`stores`): a check passes on a full disk, whose INSERTs fail, and
-   * "stores events" was the last line of the outage. The table that refused every row (`refusedAll`) is
-   * on a probation of its own (postgres-refusals.ts), said each time it begins.
+   * A check passed in a `connect(delay)`: up. Said at once the first time, and after an outage a check
+   * saw; after one only INSERTs saw, once an event is stored (`stores`): a check passes on a full disk,
+   * whose INSERTs fail, and "stores events" was the last line of the outage. The table that refused
+   * every row (`refusedAll`) is on a probation of its own (postgres-refusals.ts), said as it begins.
    */
   up(delay: number, refusedAll: boolean): void {
     this.#trial = refusedAll ? undefined : delay;
@@ -114,7 +124,7 @@ export class TableChecks {
     if (refusedAll) {
       this.#state = 'tries';
       this.#log.info({ table: this.#table }, TRIED_AGAIN);
-    } else if (!this.#started) {
+    } else if (!this.#started || this.#checkFailed) {
       this.#started = true;
       this.stores();
     }
@@ -135,11 +145,18 @@ export class TableChecks {
    * database whose checks pass and INSERTs fail is tried less and less often, and said once.
    */
   down(err: unknown, why: string | undefined, retryMs: number, maxMs: number): number {
+    this.#checkFailed = false;
     this.sayIfNew(err, this.#state !== 'cannot', why);
     const trial = this.#trial;
     this.#trial = undefined;
     const again = trial !== undefined && performance.now() - this.#upAt < RECHECK_MS;
     return again ? Math.min(Math.max(trial, retryMs), maxMs) : retryMs;
+  }
+
+  /** A check in a `connect` failed: says so unless it was said last, or `always`. */
+  failed(err: unknown, always: boolean): void {
+    this.#checkFailed = true;
+    this.sayIfNew(err, always);
   }
 
   /** Says that events cannot be stored, and why. */

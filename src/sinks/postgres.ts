@@ -56,7 +56,7 @@ export class PostgresSink implements Sink {
     this.#log = log;
     this.#room = new Room(GROUPS_IN_FLIGHT, log);
     this.#refusals = new Refusals(pool, this.#insert, log);
-    this.#checks = new TableChecks(pool, table, log);
+    this.#checks = new TableChecks(pool, table, log, () => this.#inFlight > 0);
     this.where = where;
     this.handlers = everyType((event, ctx) => this.#save(event, ctx));
   }
@@ -79,7 +79,7 @@ export class PostgresSink implements Sink {
       if (this.#closed) return;
       // Said once an outage, again when the table that refused every row fails otherwise now, and when
       // what fails changes (an INSERT refused, then the check saying why).
-      this.#checks.sayIfNew(err, delay === FIRST_RETRY_MS || this.#refusingAll);
+      this.#checks.failed(err, delay === FIRST_RETRY_MS || this.#refusingAll);
       this.#refusingAll = false;
       this.#retry = setTimeout(() => this.connect(Math.min(delay * 2, MAX_RETRY_MS)), delay);
     }

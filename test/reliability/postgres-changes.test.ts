@@ -105,3 +105,23 @@ test('a table whose every INSERT fails while its checks pass (a full disk): said
   await eventually(async () => (await status(ep)) === 200, 'events stored again', 15_000);
   await stopCleanly(ep);
 });
+
+test('a full disk with no events coming: the check that passes after it says nothing, and the event stored after it says so', async () => {
+  // The check passed 10 s on, with no event sent: "stores events" was said while no event could be.
+  const ep = await pg.endpoint('filled_quiet');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  await pg.client.query(`CREATE FUNCTION full_disk_quiet() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$`);
+  await pg.client.query(
+    'CREATE TRIGGER full_disk BEFORE INSERT ON filled_quiet FOR EACH STATEMENT EXECUTE FUNCTION full_disk_quiet()',
+  );
+  const lastSaid = () => [...ep.output().matchAll(/PostgreSQL (cannot store|stores) events/g)].at(-1)?.[1];
+  assert.equal(await status(ep), 503);
+  await eventually(async () => lastSaid() === 'cannot store', 'the outage said');
+  await new Promise((resolve) => setTimeout(resolve, 12_000)); // past the check every 10 s
+  assert.equal(lastSaid(), 'cannot store', ep.output());
+  await pg.client.query('DROP TRIGGER full_disk ON filled_quiet');
+  await eventually(async () => (await status(ep)) === 200, 'events stored again', 15_000);
+  assert.equal(lastSaid(), 'stores');
+  await stopCleanly(ep);
+});

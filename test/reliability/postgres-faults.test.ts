@@ -348,3 +348,22 @@ test('the log says each outage and each recovery, and never ends on "stores even
   await upAgain();
   await stopCleanly(ep);
 });
+
+test('PostgreSQL stopped and started with no event coming: each said within the check every 10 s, and /health follows', async () => {
+  // A check that failed said nothing: on a quiet endpoint, /health said ok for as long as PostgreSQL
+  // was gone, and the outage was said only when an event came.
+  const ep = await endpoint('quiet');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  const lastSaid = () => [...ep.output().matchAll(/PostgreSQL (cannot store|stores) events/g)].at(-1)?.[1];
+  await postgres.server.stop();
+  try {
+    await eventually(async () => lastSaid() === 'cannot store', 'the outage said', 15_000);
+    assert.equal(await health(ep), 503);
+  } finally {
+    await postgres.server.start();
+  }
+  await eventually(async () => lastSaid() === 'stores', 'the recovery said', 15_000);
+  assert.equal(await health(ep), 200);
+  assert.equal(await post(ep, '/', trackEvent({ messageId: 'quiet-0' })), 200);
+  await stopCleanly(ep);
+});
