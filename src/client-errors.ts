@@ -20,6 +20,7 @@ export function answerClientError(
   err: NodeJS.ErrnoException,
   socket: Duplex,
   slots: PausedSlots,
+  told: Told = ignore,
 ): ErrorCode | undefined {
   const refusal = isHttpRefusal(err);
   // The parser repeats its error for every later chunk: one refusal per connection. (Its connection may
@@ -44,11 +45,15 @@ export function answerClientError(
     return undefined;
   }
   const code = clientErrorCode(err);
-  refuseAfterPending(socket, code);
+  refuseAfterPending(socket, code, '', told);
   return code;
 }
 
 const refusing = new WeakSet<Duplex>();
+
+/** Told once whether the refusal `code` was written (true), or the connection ended without it (false). */
+type Told = (code: ErrorCode, sent: boolean) => void;
+const ignore: Told = () => {};
 
 /**
  * The server's 'clientError' listener: answerClientError, and with an access log (`accessLog`), a line
@@ -58,12 +63,19 @@ export function clientErrors(
   slots: PausedSlots,
   accessLog: Logger | undefined,
 ): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+  if (accessLog === undefined) return (err, socket) => answerClientError(err, socket, slots);
   return (err, socket) => {
-    const code = answerClientError(err, socket, slots);
-    if (code === undefined || accessLog === undefined) return;
-    accessLog.info({ status: ERRORS[code].status, code, parser: err.code }, 'malformed request');
+    // Without a status when none was sent: the request was answered already, or its sender cut it short.
+    answerClientError(err, socket, slots, (code, sent) => {
+      const status = sent ? ERRORS[code].status : undefined;
+      accessLog.info({ status, code, parser: err.code, answered: sent }, refusedAs(err));
+    });
   };
 }
+
+/** What the access log calls Node's refusal: a request that came too late is not malformed. */
+const refusedAs = (err: NodeJS.ErrnoException) =>
+  err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request timed out' : 'malformed request';
 
 /** An HTTP refusal: llhttp's (HPE_*), or Node's for headers or a request that came too late. */
 const isHttpRefusal = (err: NodeJS.ErrnoException) =>
@@ -100,32 +112,45 @@ function clientErrorCode(err: ParseError): ErrorCode {
   return 'SEG_BAD_REQUEST';
 }
 
-function refuseAfterPending(socket: Duplex, code: ErrorCode, headers = ''): void {
-  if (socket.destroyed || !socket.writable) return;
+function refuseAfterPending(socket: Duplex, code: ErrorCode, headers: string, told: Told = ignore): void {
+  if (socket.destroyed || !socket.writable) {
+    told(code, false);
+    return;
+  }
   // The response now writing to the socket; later pipelined ones queue behind it (lib/_http_server.js).
   const current = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
   if (current === undefined || current === null || current.destroyed) {
     // No answer being written. Unless the request whose body the parser refused was answered already
     // (its answer flushed, then the bad bytes came), this refusal is the malformed request's answer.
     const parser = (socket as Duplex & { parser?: { incoming?: IncomingMessage | null } | null }).parser;
-    if (parser?.incoming?.complete === false) socket.end();
-    else socket.end(rawRefusal(code, headers));
+    if (parser?.incoming?.complete === false) end(socket, code, undefined, told);
+    else end(socket, code, headers, told);
   } else if (!current.req.complete) {
     // The request whose body the parser refused. Answered already (refused on its headers, or /health):
     // a second answer would follow the first, so the connection just ends after it.
-    if (current.headersSent) current.once('close', () => socket.writable && socket.end());
-    else socket.end(rawRefusal(code, headers));
+    if (current.headersSent) {
+      told(code, false);
+      current.once('close', () => socket.writable && socket.end());
+    } else end(socket, code, headers, told);
   } else if (!current.shouldKeepAlive) {
     // The answer closes the connection (an HTTP/1.0 request without keep-alive): nothing follows it.
+    told(code, false);
   } else if (lastOnConnection(current.req)) {
     // The last answer before the refusal, which follows it at once: before Node's own 'finish' listener
     // may end the connection after it (a sender that half-closed its side: resOnFinish, `_last`).
-    current.prependOnceListener('finish', () => socket.writable && socket.end(rawRefusal(code, headers)));
+    current.prependOnceListener('finish', () => end(socket, code, headers, told));
   } else {
     // Rare (bad requests behind several good ones): a closure here costs nothing on the hot path. After
     // Node's own 'finish' listener, which runs first, the connection is the next pipelined response's.
     // Not its 'close', a tick later: the answers behind may all be written by then, and the connection
     // ended after the last.
-    current.once('finish', () => refuseAfterPending(socket, code, headers));
+    current.once('finish', () => refuseAfterPending(socket, code, headers, told));
   }
+}
+
+/** Ends the connection, with the refusal unless `headers` is undefined, and tells whether it was sent. */
+function end(socket: Duplex, code: ErrorCode, headers: string | undefined, told: Told): void {
+  const sent = socket.writable && headers !== undefined;
+  if (socket.writable) socket.end(headers === undefined ? undefined : rawRefusal(code, headers));
+  told(code, sent);
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { connect } from 'node:tls';
 import { pino } from 'pino';
 import { createHandler, jsonLogger, silentLogger } from '../src/index.ts';
 import { drops, withFields } from '../src/log.ts';
@@ -422,6 +423,45 @@ test("the access log has a line for a request Node's parser refuses before it is
       ],
     );
     for (const line of refused) assert.match(String(line.parser), /^HPE_/);
+  } finally {
+    await endpoint.close();
+  }
+});
+
+test("the access log says when a refusal of Node's parser was not sent, and calls headers that came too late a timeout", async () => {
+  // Every such line said 400, also where the request had been answered already and the connection only
+  // closed; a request whose headers never ended was logged as malformed.
+  const written: string[] = [];
+  const log = jsonLogger('info', (line) => written.push(line));
+  const { endpoint, port } = await listenTls({
+    log,
+    accessLog: true,
+    headersTimeoutMs: 1_000,
+    handlers: { track: () => {} },
+  });
+  const lines = () => written.map((line) => JSON.parse(line)).filter((l) => l.parser !== undefined);
+  try {
+    // /health answered while its body still comes; then a chunk that is no chunk.
+    const socket = connect({ host: '127.0.0.1', port, ca: testCert().cert, servername: 'localhost' });
+    socket.on('error', () => {});
+    socket.write(
+      'GET /health HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n',
+    );
+    const answer = await new Promise<string>((resolve) =>
+      socket.once('data', (c: Buffer) => resolve(String(c))),
+    );
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    socket.write('zz\r\n');
+    await new Promise((resolve) => socket.on('close', resolve));
+    const [late] = lines();
+    assert.equal(late?.msg, 'malformed request');
+    assert.equal(late?.answered, false);
+    assert.equal(late?.status, undefined);
+    // Headers that never end.
+    const slow = await rawTls(port, testCert().cert, 'POST / HTTP/1.1\r\nHost: localhost\r\n');
+    assert.match(slow, /^HTTP\/1\.1 408 /);
+    const timedOut = lines().at(-1);
+    assert.deepEqual([timedOut?.msg, timedOut?.status, timedOut?.answered], ['request timed out', 408, true]);
   } finally {
     await endpoint.close();
   }
