@@ -5,7 +5,9 @@ import { EndpointError } from './errors.ts';
 // slow handlers could take ~11 GB of heap once parsed, past Node's limit. Parsed JSON takes from ~2
 // (strings) to ~20 times its text (empty objects): at the least this budget that is 64 MB to 640 MB. It
 // bounds memory, not CPU: such bodies cost ~55 ms each to parse, and a few dozen senders of them keep a
-// 2-core machine busy whatever is held (--rate-limit counts events, not what they cost).
+// 2-core machine busy whatever is held (--rate-limit counts events, not what they cost). Counted until
+// the answer: a handler still running past its timeout holds its event on, uncounted, as maxInFlight
+// does not count it either (the gauge segment_endpoint_handlers_overdue does).
 
 const LEAST = 32 * 1024 * 1024; // characters: 64 bodies at the default limit, 1,000 events of Segment's 32 KB
 const BODIES_AT_LIMIT = 4; // bodies at --max-body-bytes held at once, at the least

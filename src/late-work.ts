@@ -6,6 +6,11 @@ import { Tally } from './tally.ts';
 
 export class LateWork {
   readonly #work = new Tally();
+  /**
+   * Handlers still running past their timeout, until they end, however late: what they hold (their
+   * events, their bodies) is held still, and neither maxInFlight nor the bodies' budget counts it.
+   */
+  overdue = 0;
   /** Holds the process open while someone waits: the work's own timers do not (below). */
   #keepAlive: NodeJS.Timeout | undefined;
 

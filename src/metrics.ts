@@ -26,6 +26,8 @@ export interface MetricsSnapshot {
   /** Whether a store's commits are counted: without one, its series are not shown. */
   readonly store: boolean;
   readonly inFlight: number;
+  /** Handlers still running past their timeout (LateWork.overdue). */
+  readonly overdue: number;
   /** Event requests answered by each worker, by its number (only with several workers). */
   readonly workers?: Readonly<Record<string, number>>;
 }
@@ -88,6 +90,9 @@ export class Metrics {
     this.#stored += events;
   }
 
+  /** Where handlers still running past their timeout are counted (LateWork), once the pipeline is made. */
+  late: { readonly overdue: number } | undefined;
+
   snapshot(inFlight: number): MetricsSnapshot {
     return {
       requests: Object.fromEntries(this.#requests),
@@ -97,6 +102,7 @@ export class Metrics {
       stored: this.#stored,
       store: this.#store,
       inFlight,
+      overdue: this.late?.overdue ?? 0,
     };
   }
 }
@@ -121,6 +127,7 @@ export function sumMetrics(
     stored: 0,
     store: false,
     inFlight: 0,
+    overdue: 0,
     workers,
   };
   for (const { worker, snapshot } of parts) {
@@ -138,6 +145,7 @@ export function sumMetrics(
       stored: total.stored + snapshot.stored,
       store: total.store || snapshot.store,
       inFlight: total.inFlight + snapshot.inFlight,
+      overdue: total.overdue + snapshot.overdue,
     };
   }
   return total;
@@ -174,6 +182,9 @@ export function renderMetrics(m: MetricsSnapshot): string {
     '# HELP segment_endpoint_in_flight Event requests being processed.',
     '# TYPE segment_endpoint_in_flight gauge',
     `segment_endpoint_in_flight ${m.inFlight}`,
+    '# HELP segment_endpoint_handlers_overdue Handlers still running past their timeout: what they hold is held still.',
+    '# TYPE segment_endpoint_handlers_overdue gauge',
+    `segment_endpoint_handlers_overdue ${m.overdue}`,
     '# HELP segment_endpoint_duplicates_total Events answered as duplicates without running a handler.',
     '# TYPE segment_endpoint_duplicates_total counter',
     `segment_endpoint_duplicates_total ${m.duplicates}`,

@@ -51,6 +51,7 @@ export class EventPipeline {
   ) {
     this.#opts = opts;
     this.intake = new EventIntake(opts, metrics);
+    if (metrics !== undefined) metrics.late = this.intake.late;
     this.#settings = new SettingsCache(opts.settingsSchema);
     this.credentials = new CredentialsCache(opts.authenticate, opts.handlerTimeoutMs);
     this.#deadlines = new Deadlines(opts.bodyTimeoutMs);

@@ -59,6 +59,35 @@ describe('metrics', () => {
     assert.equal(post.status, 405);
   });
 
+  test('handlers still running past their timeout are a gauge until they end, however late', async () => {
+    // Answered 503 at the timeout, such a handler still held its event, counted nowhere: an operator
+    // whose downstream hung saw in_flight at 0 while memory grew.
+    let finish: () => void = () => {};
+    const hung = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      metricsPath: '/metrics',
+      handlerTimeoutMs: 30,
+      handlers: { track: () => hung },
+    });
+    const overdue = async () => {
+      const res = await inject(handler, { method: 'GET', url: '/metrics', headers: {} });
+      return parse(res.body).get('segment_endpoint_handlers_overdue');
+    };
+    assert.equal(await overdue(), 0);
+    for (let i = 0; i < 2; i++) assert.equal((await inject(handler, { body: trackEvent() })).status, 503);
+    assert.equal(await overdue(), 2);
+    // Past the five timeouts its event stays claimed for: still running, still counted.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await overdue(), 2);
+    finish();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(await overdue(), 0);
+  });
+
   test('a known type refused for this key (403) or without a handler (501) is counted under its type', async () => {
     const handler = createHandler({
       apiKeys: [{ key: API_KEY, types: ['track', 'page'] }],

@@ -63,7 +63,7 @@ export class Totals {
     slot.last = undefined;
     if (last === undefined) return;
     const before = this.#retired.get(worker);
-    const ended = { ...last, inFlight: 0 };
+    const ended = { ...last, inFlight: 0, overdue: 0 };
     const parts = before === undefined ? [] : [{ worker, snapshot: before }];
     this.#retired.set(
       worker,
