@@ -12,6 +12,7 @@ const RECHECK_MS = 10_000; // while up: a table changed meanwhile stops the 200s
 const CANNOT_STORE = 'PostgreSQL cannot store events: answering 503 until it can';
 const STORES = 'PostgreSQL stores events';
 const TRIED_AGAIN = 'the table is tried again with events';
+const CHECKS_PASS = 'PostgreSQL passes its checks again: events are tried, and said stored once one is';
 // The table's enabled BEFORE INSERT row triggers (tgtype: ROW 1, BEFORE 2, INSERT 4), by name.
 const REKEYING_SQL = `SELECT tgname AS name FROM pg_trigger
   WHERE tgrelid = to_regclass($1) AND NOT tgisinternal AND tgenabled <> 'D' AND tgtype::int & 7 = 7
@@ -30,8 +31,15 @@ export class TableChecks {
   /** The wait of the connect that brought the sink up (none after the probation of refusals), and when. */
   #trial: number | undefined;
   #upAt = 0;
-  /** A check failed in this outage: one passing now tells of its end (`up`). */
+  /** A check failed in this outage: one passing now tells of its end (`up`), unless `#insertSaw`. */
   #checkFailed = false;
+  /**
+   * An INSERT failed in this outage for a reason the checks pass through (a full disk, a statement timed
+   * out behind a lock): only an event stored ends it, whatever checks failed and passed meanwhile (a
+   * restart of PostgreSQL leaves a disk full). `#toldTried`: that the checks pass was said.
+   */
+  #insertSaw = false;
+  #toldTried = false;
   /** The watch under way, if any (`watch`). */
   #watching: object | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -89,6 +97,9 @@ export class TableChecks {
     this.#watching = watching;
     const next = () => {
       this.#timer = setTimeout(async () => {
+        // Under way when the check began, or when it failed: an INSERT that ended meanwhile may have held
+        // the connection the check waited for.
+        const busy = this.#busy();
         const err = await this.check().then(
           () => undefined,
           (thrown: unknown) => thrown,
@@ -98,7 +109,7 @@ export class TableChecks {
           // Not the end of an outage that only INSERTs saw (a full disk): an event stored tells of it.
           if (this.#state !== 'cannot') this.stores();
           next();
-        } else if (err instanceof TableRefused || !this.#busy()) {
+        } else if (err instanceof TableRefused || !(busy || this.#busy())) {
           failed(err);
           this.#checkFailed = true;
         } else next();
@@ -113,10 +124,11 @@ export class TableChecks {
   }
 
   /**
-   * A check passed in a `connect(delay)`: up. Said at once the first time, and after an outage a check
-   * saw; after one only INSERTs saw, once an event is stored (`stores`): a check passes on a full disk,
-   * whose INSERTs fail, and "stores events" was the last line of the outage. The table that refused
-   * every row (`refusedAll`) is on a probation of its own (postgres-refusals.ts), said as it begins.
+   * A check passed in a `connect(delay)`: up. Said at once the first time, and after an outage the
+   * checks saw; after one an INSERT saw (`#insertSaw`), once an event is stored (`stores`): a check passes
+   * on a full disk, whose INSERTs fail, and "stores events" was the last line of the outage. The table
+   * that refused every row (`refusedAll`) is on a probation of its own (postgres-refusals.ts), said as
+   * it begins.
    */
   up(delay: number, refusedAll: boolean): void {
     this.#trial = refusedAll ? undefined : delay;
@@ -124,9 +136,13 @@ export class TableChecks {
     if (refusedAll) {
       this.#state = 'tries';
       this.#log.info({ table: this.#table }, TRIED_AGAIN);
-    } else if (!this.#started || this.#checkFailed) {
+    } else if (!this.#started || (this.#checkFailed && !this.#insertSaw)) {
       this.#started = true;
       this.stores();
+    } else if (this.#insertSaw && !this.#toldTried) {
+      // Once an outage: /health is ok again, and the log says why while events still fail.
+      this.#toldTried = true;
+      this.#log.info({ table: this.#table }, CHECKS_PASS);
     }
   }
 
@@ -145,7 +161,12 @@ export class TableChecks {
    * database whose checks pass and INSERTs fail is tried less and less often, and said once.
    */
   down(err: unknown, why: string | undefined, retryMs: number, maxMs: number): number {
-    this.#checkFailed = false;
+    if (this.#state !== 'cannot') {
+      this.#checkFailed = false;
+      this.#insertSaw = false;
+      this.#toldTried = false;
+    }
+    if (!checksSee(err)) this.#insertSaw = true;
     this.sayIfNew(err, this.#state !== 'cannot', why);
     const trial = this.#trial;
     this.#trial = undefined;
@@ -173,3 +194,14 @@ export class TableChecks {
 }
 
 const reason = (err: unknown): string | undefined => (err as { message?: string } | undefined)?.message;
+
+/**
+ * Whether the checks meet what failed too: PostgreSQL unreachable, shutting down or out of connections
+ * (no answer of its own; SQLSTATE class 08, 57P, or 53300), not an INSERT's own refusal that a check
+ * passes through (53100 a full disk, 57014 a statement timed out behind a lock).
+ */
+function checksSee(err: unknown): boolean {
+  const { severity, code } = (err ?? {}) as { severity?: unknown; code?: unknown };
+  if (typeof severity !== 'string' || typeof code !== 'string') return true;
+  return code.startsWith('08') || code.startsWith('57P') || code === '53300';
+}

@@ -367,3 +367,31 @@ test('PostgreSQL stopped and started with no event coming: each said within the 
   assert.equal(await post(ep, '/', trackEvent({ messageId: 'quiet-0' })), 200);
   await stopCleanly(ep);
 });
+
+test('a full disk, then PostgreSQL restarted with the disk still full: never said to store events until one is', async () => {
+  // The check that failed while PostgreSQL was down, then passed, said "stores events": the last line,
+  // for as long as no event came, while none could be stored.
+  const ep = await endpoint('refilled');
+  await waitFor(ep.output, /PostgreSQL stores events/);
+  await execute(
+    `CREATE FUNCTION refilled_full() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$`,
+    'CREATE TRIGGER full_disk BEFORE INSERT ON refilled FOR EACH STATEMENT EXECUTE FUNCTION refilled_full()',
+  );
+  const lastSaid = () => [...ep.output().matchAll(/PostgreSQL (cannot store|stores) events/g)].at(-1)?.[1];
+  assert.equal(await post(ep, '/', trackEvent({ messageId: 'refilled-0' })), 503);
+  await eventually(async () => lastSaid() === 'cannot store', 'the full disk said');
+  await postgres.server.stop();
+  try {
+    await waitFor(ep.output, /ECONNREFUSED|connect/, 15_000);
+  } finally {
+    await postgres.server.start();
+  }
+  await eventually(async () => (await health(ep)) === 200, 'checked again', 15_000);
+  await new Promise((resolve) => setTimeout(resolve, 11_000)); // and the check every 10 s
+  assert.equal(lastSaid(), 'cannot store', ep.output());
+  await execute('DROP TRIGGER full_disk ON refilled');
+  await eventually(async () => (await post(ep, '/', trackEvent({ messageId: 'refilled-1' }))) === 200, 'stored');
+  assert.equal(lastSaid(), 'stores');
+  await stopCleanly(ep);
+});
