@@ -26,17 +26,14 @@ export class TableChecks {
   #said: string | undefined;
   /** What the log last said of the sink: that it cannot store events, stores them, or tries again. */
   #state: 'cannot' | 'stores' | 'tries' | undefined;
-  /** Up once already: the first time is said at once. */
-  #started = false;
   /** The wait of the connect that brought the sink up (none after the probation of refusals), and when. */
   #trial: number | undefined;
   #upAt = 0;
-  /** A check failed in this outage: one passing now tells of its end (`up`), unless `#insertSaw`. */
-  #checkFailed = false;
   /**
    * An INSERT failed in this outage for a reason the checks pass through (a full disk, a statement timed
    * out behind a lock): only an event stored ends it, whatever checks failed and passed meanwhile (a
-   * restart of PostgreSQL leaves a disk full). `#toldTried`: that the checks pass was said.
+   * restart of PostgreSQL leaves a disk full). `#toldTried`: that the checks pass was said since the
+   * last line saying events cannot be stored.
    */
   #insertSaw = false;
   #toldTried = false;
@@ -86,10 +83,10 @@ export class TableChecks {
    * closed to the role while the sink is up would have events acknowledged and lost, or refused one
    * INSERT at a time (a table dropped is made again, as at start), and a quiet endpoint's PostgreSQL
    * gone would go unsaid, /health ok, until an event came.
-   * What failed goes to `failed`, the sink down for it; unless INSERTs are under way (`busy`) and what
+   * What failed goes to `down`, the sink down for it; unless INSERTs are under way (`busy`) and what
    * failed is not the table: they will tell, and the check may only have found no connection to spare.
    */
-  watch(failed: (err: unknown) => void): void {
+  watch(down: (err: unknown) => void): void {
     this.stop();
     // Each check RECHECK_MS after the last one ended; one that ends after `stop()` (or a later `watch`)
     // says nothing: the sink went down meanwhile, and what is true now is for the checks after it.
@@ -105,14 +102,11 @@ export class TableChecks {
           (thrown: unknown) => thrown,
         );
         if (this.#watching !== watching) return;
-        if (err === undefined) {
-          // Not the end of an outage that only INSERTs saw (a full disk): an event stored tells of it.
-          if (this.#state !== 'cannot') this.stores();
-          next();
-        } else if (err instanceof TableRefused || !(busy || this.#busy())) {
-          failed(err);
-          this.#checkFailed = true;
-        } else next();
+        // Passing, it tells nothing new: an outage the checks saw ended at the `up` that followed it;
+        // one they pass through (a full disk, a table refusing every row) ends with an event stored.
+        if (err === undefined) next();
+        else if (err instanceof TableRefused || !(busy || this.#busy())) down(err);
+        else next();
       }, RECHECK_MS).unref();
     };
     next();
@@ -124,11 +118,10 @@ export class TableChecks {
   }
 
   /**
-   * A check passed in a `connect(delay)`: up. Said at once the first time, and after an outage the
-   * checks saw; after one an INSERT saw (`#insertSaw`), once an event is stored (`stores`): a check passes
-   * on a full disk, whose INSERTs fail, and "stores events" was the last line of the outage. The table
-   * that refused every row (`refusedAll`) is on a probation of its own (postgres-refusals.ts), said as
-   * it begins.
+   * A check passed in a `connect(delay)`: up, and said so, unless an INSERT met this outage for a reason
+   * the checks pass through (`#insertSaw`): then once an event is stored (`stores`), since a check passes
+   * on a full disk, whose INSERTs fail. The table that refused every row (`refusedAll`) is on a
+   * probation of its own (postgres-refusals.ts), said as it begins.
    */
   up(delay: number, refusedAll: boolean): void {
     this.#trial = refusedAll ? undefined : delay;
@@ -136,17 +129,16 @@ export class TableChecks {
     if (refusedAll) {
       this.#state = 'tries';
       this.#log.info({ table: this.#table }, TRIED_AGAIN);
-    } else if (!this.#started || (this.#checkFailed && !this.#insertSaw)) {
-      this.#started = true;
+    } else if (!this.#insertSaw) {
       this.stores();
-    } else if (this.#insertSaw && !this.#toldTried) {
-      // Once an outage: /health is ok again, and the log says why while events still fail.
+    } else if (!this.#toldTried) {
+      // Once after each line saying events cannot be stored: /health is ok again, and the log says why.
       this.#toldTried = true;
       this.#log.info({ table: this.#table }, CHECKS_PASS);
     }
   }
 
-  /** Events are stored (one was, or a check passed while up): said once, after the outage said last. */
+  /** Events are stored (one was, or a check passed after an outage the checks saw): said once. */
   stores(): void {
     if (this.#state === 'stores') return;
     this.#state = 'stores';
@@ -161,12 +153,8 @@ export class TableChecks {
    * database whose checks pass and INSERTs fail is tried less and less often, and said once.
    */
   down(err: unknown, why: string | undefined, retryMs: number, maxMs: number): number {
-    if (this.#state !== 'cannot') {
-      this.#checkFailed = false;
-      this.#insertSaw = false;
-      this.#toldTried = false;
-    }
-    if (!checksSee(err)) this.#insertSaw = true;
+    if (this.#state !== 'cannot') this.#insertSaw = false;
+    if (checksPassThrough(err)) this.#insertSaw = true;
     this.sayIfNew(err, this.#state !== 'cannot', why);
     const trial = this.#trial;
     this.#trial = undefined;
@@ -174,16 +162,11 @@ export class TableChecks {
     return again ? Math.min(Math.max(trial, retryMs), maxMs) : retryMs;
   }
 
-  /** A check in a `connect` failed: says so unless it was said last, or `always`. */
-  failed(err: unknown, always: boolean): void {
-    this.#checkFailed = true;
-    this.sayIfNew(err, always);
-  }
-
   /** Says that events cannot be stored, and why. */
   say(err: unknown, why = CANNOT_STORE): void {
     this.#said = reason(err) ?? why;
     this.#state = 'cannot';
+    this.#toldTried = false;
     this.#log.error({ err, table: this.#table }, why);
   }
 
@@ -196,12 +179,12 @@ export class TableChecks {
 const reason = (err: unknown): string | undefined => (err as { message?: string } | undefined)?.message;
 
 /**
- * Whether the checks meet what failed too: PostgreSQL unreachable, shutting down or out of connections
- * (no answer of its own; SQLSTATE class 08, 57P, or 53300), not an INSERT's own refusal that a check
- * passes through (53100 a full disk, 57014 a statement timed out behind a lock).
+ * PostgreSQL's refusals of an INSERT that its checks, which write nothing and wait on no row lock, pass
+ * through: a full disk (53100), out of memory (53200), an I/O error (58030), a statement timed out or a
+ * lock not had (57014, 55P03). Anything else (PostgreSQL gone, a password or database changed, the
+ * table altered) a check meets too.
  */
-function checksSee(err: unknown): boolean {
-  const { severity, code } = (err ?? {}) as { severity?: unknown; code?: unknown };
-  if (typeof severity !== 'string' || typeof code !== 'string') return true;
-  return code.startsWith('08') || code.startsWith('57P') || code === '53300';
-}
+const PASSED_THROUGH = new Set(['53100', '53200', '58030', '57014', '55P03']);
+const checksPassThrough = (err: unknown): boolean =>
+  typeof (err as { severity?: unknown } | undefined)?.severity === 'string' &&
+  PASSED_THROUGH.has(String((err as { code?: unknown }).code));

@@ -79,7 +79,7 @@ export class PostgresSink implements Sink {
       if (this.#closed) return;
       // Said once an outage, again when the table that refused every row fails otherwise now, and when
       // what fails changes (an INSERT refused, then the check saying why).
-      this.#checks.failed(err, delay === FIRST_RETRY_MS || this.#refusingAll);
+      this.#checks.sayIfNew(err, delay === FIRST_RETRY_MS || this.#refusingAll);
       this.#refusingAll = false;
       this.#retry = setTimeout(() => this.connect(Math.min(delay * 2, MAX_RETRY_MS)), delay);
     }

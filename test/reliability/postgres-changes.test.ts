@@ -107,7 +107,7 @@ test('a table whose every INSERT fails while its checks pass (a full disk): said
 });
 
 test('a full disk with no events coming: the check that passes after it says nothing, and the event stored after it says so', async () => {
-  // The check passed 10 s on, with no event sent: "stores events" was said while no event could be.
+  // A check passes on a full disk: only an event stored tells that INSERTs succeed again.
   const ep = await pg.endpoint('filled_quiet');
   await waitFor(ep.output, /PostgreSQL stores events/);
   await pg.client.query(`CREATE FUNCTION full_disk_quiet() RETURNS trigger LANGUAGE plpgsql AS $$

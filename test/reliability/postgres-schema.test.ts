@@ -409,6 +409,9 @@ test('a table that refuses every row (a trigger of its own): an outage said once
   assert.equal(await health(ep), 503);
   // Tried again with events 5 s later, still closed: the first refused one takes it down again.
   await waitFor(ep.output, /the table is tried again with events/, 10_000);
+  // With no event coming, the check every 10 s passes (a trigger refuses no SELECT): it tells nothing.
+  await new Promise((resolve) => setTimeout(resolve, 11_000));
+  assert.equal(ep.output().match(/PostgreSQL stores events/g)?.length, 1, ep.output());
   assert.deepEqual(await statuses(ep, [trackEvent({ messageId: 'closed-retry' })]), [503]);
   await waitFor(ep.output, /refuses every row[\s\S]*refuses every row/, 5_000);
   assert.equal(await health(ep), 503);
