@@ -154,12 +154,12 @@ class HandlerRun extends Deadline {
       this.#overdue = (succeeded) => {
         clearTimeout(limit);
         resolve(succeeded);
-        this.late.overdue--;
+        this.late.caughtUp();
       };
     });
     overdue.set(timedOut, { outcome, late: this.late });
     this.late.track(outcome);
-    this.late.overdue++;
+    this.late.overran();
     this.#scope.runInAsyncScope(() => {
       this.ctx.abort(timedOut);
       this.reject(timedOut);

@@ -10,12 +10,25 @@ export class LateWork {
    * Handlers still running past their timeout, until they end, however late: what they hold (their
    * events, their bodies) is held still, and neither maxInFlight nor the bodies' budget counts it.
    */
-  overdue = 0;
+  #overdue = 0;
   /** Holds the process open while someone waits: the work's own timers do not (below). */
   #keepAlive: NodeJS.Timeout | undefined;
 
   get pending(): number {
     return this.#work.count;
+  }
+
+  get overdue(): number {
+    return this.#overdue;
+  }
+
+  /** A handler ran past its timeout; `caughtUp` when it ends. */
+  overran(): void {
+    this.#overdue++;
+  }
+
+  caughtUp(): void {
+    this.#overdue--;
   }
 
   track(work: Promise<unknown>): void {

@@ -60,6 +60,8 @@ export class Metrics {
   #duplicates = 0;
   #stored = 0;
   #store = false;
+  /** Where handlers still running past their timeout are counted (LateWork): set by the pipeline. */
+  late: { readonly overdue: number } | undefined;
 
   /**
    * Set by a worker of several: gathers the snapshots of every worker, this one's included, into one.
@@ -89,9 +91,6 @@ export class Metrics {
     this.#commits.observe(seconds);
     this.#stored += events;
   }
-
-  /** Where handlers still running past their timeout are counted (LateWork), once the pipeline is made. */
-  late: { readonly overdue: number } | undefined;
 
   snapshot(inFlight: number): MetricsSnapshot {
     return {

@@ -25,7 +25,7 @@ test('bodies are taken up to the limit exactly; one character past it is a 503 S
   assert.throws(() => held.take(1), refusedOverloaded);
 });
 
-test('one body alone is always taken, however large; the next waits until it is released', () => {
+test('one body alone is always taken, however large; the next is refused until it is released', () => {
   const held = new HeldBodies(512 * 1024);
   const huge = held.take(held.limit * 2);
   assert.throws(() => held.take(1), refusedOverloaded);

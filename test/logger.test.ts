@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect as netConnect } from 'node:net';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { connect } from 'node:tls';
@@ -429,8 +430,8 @@ test("the access log has a line for a request Node's parser refuses before it is
 });
 
 test("the access log says when a refusal of Node's parser was not sent, and calls headers that came too late a timeout", async () => {
-  // Every such line said 400, also where the request had been answered already and the connection only
-  // closed; a request whose headers never ended was logged as malformed.
+  // An operator reads the status as what the sender got: none, when the request was answered already
+  // and the connection only closed. Headers that never ended are no malformed request.
   const written: string[] = [];
   const log = jsonLogger('info', (line) => written.push(line));
   const { endpoint, port } = await listenTls({
@@ -462,6 +463,32 @@ test("the access log says when a refusal of Node's parser was not sent, and call
     assert.match(slow, /^HTTP\/1\.1 408 /);
     const timedOut = lines().at(-1);
     assert.deepEqual([timedOut?.msg, timedOut?.status, timedOut?.answered], ['request timed out', 408, true]);
+  } finally {
+    await endpoint.close();
+  }
+});
+
+test("a refusal of Node's parser waiting behind an answer the sender reset is still logged, as not sent", async () => {
+  // The line waited for that answer's 'finish', which a reset connection never emits.
+  const written: string[] = [];
+  const log = jsonLogger('info', (line) => written.push(line));
+  const slow = () => new Promise<void>((resolve) => setTimeout(resolve, 1_000));
+  const { endpoint, port } = await listenTls({ log, accessLog: true, handlers: { track: slow } });
+  try {
+    const body = JSON.stringify(trackEvent());
+    const head = `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const raw = netConnect(port, '127.0.0.1');
+    const socket = connect({ socket: raw, ca: testCert().cert, servername: 'localhost' });
+    socket.on('error', () => {});
+    socket.write(`${head}${body}GARBAGE\r\n\r\n`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    raw.resetAndDestroy();
+    const refused = () => written.map((line) => JSON.parse(line)).find((l) => l.msg === 'malformed request');
+    for (const until = Date.now() + 5_000; refused() === undefined; ) {
+      assert.ok(Date.now() < until, `no line: ${written.join('')}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual([refused()?.answered, refused()?.status], [false, undefined]);
   } finally {
     await endpoint.close();
   }

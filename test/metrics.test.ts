@@ -60,8 +60,8 @@ describe('metrics', () => {
   });
 
   test('handlers still running past their timeout are a gauge until they end, however late', async () => {
-    // Answered 503 at the timeout, such a handler still held its event, counted nowhere: an operator
-    // whose downstream hung saw in_flight at 0 while memory grew.
+    // Answered 503 at the timeout, such a handler still holds its event: in_flight no longer counts it,
+    // and an operator whose downstream hangs needs to see what memory is held for.
     let finish: () => void = () => {};
     const hung = new Promise<void>((resolve) => {
       finish = resolve;
