@@ -45,7 +45,7 @@ export function answerClientError(
     return undefined;
   }
   const code = clientErrorCode(err);
-  refuseAfterPending(socket, code, '', told === ignore ? ignore : once(told));
+  refuseAfterPending(socket, code, '', told);
   return code;
 }
 
@@ -54,15 +54,6 @@ const refusing = new WeakSet<Duplex>();
 /** Told once whether the refusal `code` was written (true), or the connection ended without it (false). */
 type Told = (code: ErrorCode, sent: boolean) => void;
 const ignore: Told = () => {};
-/** `told` called the first time only: an answer's 'close' follows its 'finish' (below). */
-function once(told: Told): Told {
-  let said = false;
-  return (code, sent) => {
-    if (said) return;
-    said = true;
-    told(code, sent);
-  };
-}
 
 /**
  * The server's 'clientError' listener: answerClientError, and with an access log (`accessLog`), a line
@@ -147,8 +138,12 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode, headers: string, to
   } else if (lastOnConnection(current.req)) {
     // The last answer before the refusal, which follows it at once: before Node's own 'finish' listener
     // may end the connection after it (a sender that half-closed its side: resOnFinish, `_last`).
-    current.prependOnceListener('finish', () => end(socket, code, headers, told));
-    current.once('close', () => told(code, false)); // destroyed before it finished: nothing follows
+    let finished = false; // destroyed before it finished: nothing follows it
+    current.prependOnceListener('finish', () => {
+      finished = true;
+      end(socket, code, headers, told);
+    });
+    current.once('close', () => finished || told(code, false));
   } else {
     // Rare (bad requests behind several good ones): a closure here costs nothing on the hot path. After
     // Node's own 'finish' listener, which runs first, the connection is the next pipelined response's.
