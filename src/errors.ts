@@ -75,6 +75,10 @@ export const ERRORS = {
     message: 'The events of this request would take too much space stored',
   },
   SEG_RATE_LIMITED: { status: 429, message: 'Too many events for this API key, retry later' },
+  SEG_PARSE_SHARE: {
+    status: 429,
+    message: "This API key's bodies took more than their share of the endpoint's time to parse, retry later",
+  },
   SEG_STORE_UNAVAILABLE: { status: 503, message: 'The endpoint cannot store events right now, retry later' },
   SEG_HTTP_VERSION: { status: 505, message: 'HTTP version not supported: send HTTP/1.1' },
   SEG_INTERNAL: { status: 500, message: 'Internal error' },

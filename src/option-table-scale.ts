@@ -37,6 +37,16 @@ export const SCALE_OPTIONS = {
     max: 1_000_000,
     help: "events a second per API key, in bursts of up to N, past which 429 + Retry-After; rate=N on a key's line of --api-keys-file sets its own; 0: no limit",
   },
+  parseShare: {
+    scope: 'handler',
+    flag: '--parse-share PERCENT',
+    env: env('PARSE_SHARE'),
+    cli: 'integer',
+    default: 50, // percent of a core each API key may spend parsing its bodies; 0: no limit
+    min: 0,
+    max: 100,
+    help: "percent of a core each API key's bodies may take to parse, over a second, past which 429 + Retry-After; 0: no limit",
+  },
   idempotencyRedis: {
     scope: 'cli',
     flag: '--idempotency-redis URL',

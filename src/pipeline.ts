@@ -8,7 +8,7 @@ import { EndpointError } from './errors.ts';
 import { Exchange } from './exchange.ts';
 import { HeldBodies } from './held-bodies.ts';
 import { EventIntake } from './intake.ts';
-import { RateLimiter } from './limits.ts';
+import { ParseShare, RateLimiter } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
@@ -39,6 +39,7 @@ export class EventPipeline {
   readonly #observing: boolean;
   readonly #refusal: RefusalContext;
   readonly #limiter = new RateLimiter();
+  readonly #parseShare: ParseShare | undefined;
   readonly #successes: AnswerBatch;
   readonly #budget: number; // what the events of one request may take stored
   readonly #held: HeldBodies;
@@ -61,6 +62,7 @@ export class EventPipeline {
     this.#successes = new AnswerBatch(draining);
     this.#budget = storedBudget(opts.maxBodyBytes);
     this.#held = new HeldBodies(opts.maxBodyBytes);
+    this.#parseShare = opts.parseShare > 0 ? new ParseShare(opts.parseShare) : undefined;
   }
 
   /**
@@ -93,14 +95,24 @@ export class EventPipeline {
       x.rate = (typeof decision === 'object' ? decision.rate : undefined) ?? this.#opts.rateLimit;
       // Before the body is read: a customer past its rate costs the others nothing more.
       if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
+      this.#parseShare?.admit(credentials.apiKey);
       x.secret = secretFor(decision, this.#opts.signatureSecret);
       if (x.secret !== undefined) refuseUnsigned(req.headers);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
       if (x.settings === undefined) {
         throw new EndpointError('SEG_SETTINGS_INVALID', settingsProblem(req.headers['x-segment-settings']));
       }
-      const framed = framedBody(req, this.#opts, route.kind !== 'event');
+      const started = performance.now();
+      let framed: ReturnType<typeof framedBody>;
+      try {
+        framed = framedBody(req, this.#opts, route.kind !== 'event');
+      } catch (err) {
+        this.#charge(x, started);
+        throw err;
+      }
       if (framed !== undefined) {
+        // A body a framework read is parsed (or its value walked) here: its key pays for that too.
+        this.#charge(x, started);
         this.#carried(x, framed.value, framed.text);
         return;
       }
@@ -118,14 +130,22 @@ export class EventPipeline {
   /** The body came whole (called by the Exchange). */
   received(x: Exchange, text: string): void {
     let value: unknown;
+    const started = performance.now();
     try {
       x.held = this.#held.take(text.length);
       value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);
     } catch (err) {
+      this.#charge(x, started);
       this.refuse(x, err);
       return;
     }
+    this.#charge(x, started);
     this.#carried(x, value, text);
+  }
+
+  /** Charges the request's key the time its body took to parse, since `started` (parseShare). */
+  #charge(x: Exchange, started: number): void {
+    this.#parseShare?.charge(x.apiKey as string, performance.now() - started);
   }
 
   /** The body's events, each taken, then the answer. */
