@@ -174,7 +174,7 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
  * storing all of them would take more than `budget` bytes; `measured` then hears how many it holds
  * (the request is taken, though some of them may be refused on their own). They are then taken a slice
  * at a time, yielding to the event loop between slices, so that a large batch does not hold up the
- * requests on other connections.
+ * requests on other connections; `sliced` hears when each slice after the first began, as it ends.
  */
 export async function acceptBatch(
   carried: Carried,
@@ -182,12 +182,18 @@ export async function acceptBatch(
   budget: number,
   accept: (event: unknown, index: number) => EventResult | Promise<EventResult>,
   measured: (events: number) => void,
+  sliced: (started: number) => void = () => {},
 ): Promise<EventResult[]> {
   const { events, sizes } = merged(carried, settingsBytes, budget);
   measured(events.length);
   const results: Array<EventResult | Promise<EventResult>> = [];
+  let started = -1; // when the slice under way began, after the first (run in the caller's turn)
   for (let index = 0; index < events.length; index++) {
-    if (index > 0 && index % SLICE === 0) await nextTurn();
+    if (index > 0 && index % SLICE === 0) {
+      if (started >= 0) sliced(started);
+      await nextTurn();
+      started = performance.now();
+    }
     const limit = SEGMENT_LIMITS.eventBytes;
     results.push(
       (sizes[index] as number) > limit
@@ -195,6 +201,7 @@ export async function acceptBatch(
         : accept(events[index], index),
     );
   }
+  if (started >= 0) sliced(started);
   return Promise.all(results);
 }
 

@@ -75,9 +75,10 @@ export const ERRORS = {
     message: 'The events of this request would take too much space stored',
   },
   SEG_RATE_LIMITED: { status: 429, message: 'Too many events for this API key, retry later' },
-  SEG_PARSE_SHARE: {
+  SEG_CPU_SHARE: {
     status: 429,
-    message: "This API key's bodies took more than their share of the endpoint's time to parse, retry later",
+    message:
+      "This API key's requests took more than their share of the endpoint while others waited; retry later",
   },
   SEG_STORE_UNAVAILABLE: { status: 503, message: 'The endpoint cannot store events right now, retry later' },
   SEG_HTTP_VERSION: { status: 505, message: 'HTTP version not supported: send HTTP/1.1' },

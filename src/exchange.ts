@@ -30,6 +30,10 @@ export class Exchange implements BodySink, RequestFacts, PendingAnswer {
   status = 200;
   /** Characters of its body counted against what bodies may hold at once (HeldBodies), until answered. */
   held = 0;
+  /** What its key's share of the event loop set aside for it as it was let in (CpuShare); -1: none. */
+  reserved = -1;
+  /** ms its processing has held the event loop so far, charged to its key's share. */
+  spent = 0;
   readonly #scope = new AsyncResource('segment-endpoint.request');
 
   constructor(

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { EndpointError } from './errors.ts';
 
 // Each customer's share of the endpoint, kept in token buckets per API key: its events a second
@@ -10,12 +11,17 @@ import { EndpointError } from './errors.ts';
 // holds. The debt is kept to a minute at the rate: a key is never shut out for longer than that, and a
 // batch of more than a minute's events is charged a minute's (a request carries at most 2,500).
 //
-// Parse time: a body's cost is not its size. 600 bytes of gzip inflate to 510 KB of `[{},{},…]`, whose
-// parse and guards take ~20 ms of the one thread every customer shares; a key sending them at once would
-// leave the others a few percent of the endpoint. Each key may spend `parseShare` percent of a core
-// parsing, over a second: refilled at that share up to a second's worth, let in while its bucket is not
-// empty, charged after each parse what the parse took. An ordinary event takes a few microseconds to
-// parse, a small part of its cost: a key sending nothing else never reaches the share.
+// Time: a request's cost is not its size. 49 bytes of gzip inflate to 2,500 `{}`, each refused on its
+// own, ~18 ms of the one thread every customer shares; 550 inflate to 510 KB of `[{},{},…]`, ~20 ms to
+// parse. A key sending those at once left the others a few percent of the endpoint. So each key may
+// spend `cpuShare` percent of it, over a second, while others wait: a bucket of milliseconds refilled
+// at that share up to a second's worth. A request reserves what its key's requests have cost lately as
+// it is let in (requests that overlap cannot all pass on one full bucket), is charged the time its
+// processing holds the thread (settings, parse, each event, each slice of a batch), and settles when
+// answered: the reservation back, its cost learnt. A key whose bucket is empty is refused only while
+// that protects someone: another key was let in within the last second, and the thread was busy (over
+// 90 % of the last tenth of a second) or the requests it has under way fill the time that was spare.
+// Alone, or with time to spare, a key takes what it needs.
 
 /** Keys tracked at most: the configured keys, or what an `authenticate` function lets in. */
 const MAX_KEYS = 10_000;
@@ -28,21 +34,23 @@ interface Bucket {
 }
 
 /** A bucket per key, refilled at `rate` a second up to `capacity` as it is read. */
-class KeyBuckets {
-  readonly #buckets = new Map<string, Bucket>();
+class KeyBuckets<B extends Bucket = Bucket> {
+  readonly #buckets = new Map<string, B>();
   readonly #now: () => number;
+  readonly #made: (tokens: number, at: number) => B;
 
-  constructor(now: () => number) {
+  constructor(now: () => number, made: (tokens: number, at: number) => B) {
     this.#now = now;
+    this.#made = made;
   }
 
-  refilled(apiKey: string, rate: number, capacity: number): Bucket {
+  refilled(apiKey: string, rate: number, capacity: number): B {
     const now = this.#now();
     let bucket = this.#buckets.get(apiKey);
     if (bucket === undefined) {
       // Past the bound, the oldest key starts over with a full bucket: at worst one more burst.
       if (this.#buckets.size >= MAX_KEYS) this.#buckets.delete(this.#buckets.keys().next().value as string);
-      bucket = { tokens: capacity, at: now };
+      bucket = this.#made(capacity, now);
       this.#buckets.set(apiKey, bucket);
       return bucket;
     }
@@ -56,7 +64,7 @@ export class RateLimiter {
   readonly #buckets: KeyBuckets;
 
   constructor(now: () => number = () => performance.now()) {
-    this.#buckets = new KeyBuckets(now);
+    this.#buckets = new KeyBuckets(now, (tokens, at) => ({ tokens, at }));
   }
 
   /** Takes a token from `apiKey`'s bucket, or throws the 429 to answer when it has none. */
@@ -80,29 +88,97 @@ export class RateLimiter {
   }
 }
 
-/** Each key's time parsing bodies, within `percent` of a core (`parseShare`). Tokens are ms. */
-export class ParseShare {
-  readonly #buckets: KeyBuckets;
-  /** ms of parsing a key earns a second, and the most it holds. */
-  readonly #rate: number;
+const BUSY = 0.9;
+const WINDOW_MS = 100;
+/** What a window that was not busy had to spare, at least. */
+const SPARE_MS = WINDOW_MS * (1 - BUSY);
+const OTHERS_MS = 1_000;
+/** How much of a request's cost its key's estimate takes in (an exponential moving average). */
+const LEARNING = 0.2;
 
-  constructor(percent: number, now: () => number = () => performance.now()) {
-    this.#buckets = new KeyBuckets(now);
+interface CostBucket extends Bucket {
+  /** What a request of this key has cost lately, ms: reserved as one is let in. */
+  estimate: number;
+  /** Its requests let in and not answered yet. */
+  inFlight: number;
+}
+
+/** The share of the event loop's time the last call to it saw busy (performance.eventLoopUtilization). */
+export function loopUtilization(): () => number {
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const { utilization } = performance.eventLoopUtilization(now, last);
+    last = now;
+    return utilization;
+  };
+}
+
+/** Each key's time on the event loop, within `percent` of it while others wait (`cpuShare`). */
+export class CpuShare {
+  readonly #buckets: KeyBuckets<CostBucket>;
+  readonly #now: () => number;
+  readonly #utilization: () => number;
+  /** ms a key earns a second, and the most it holds. */
+  readonly #rate: number;
+  #sampledAt = Number.NEGATIVE_INFINITY;
+  #busy = false;
+  #lastKey: string | undefined;
+  /** When a request came from a key other than the one before it. */
+  #switchedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(percent: number, now = () => performance.now(), utilization = loopUtilization()) {
+    this.#buckets = new KeyBuckets(now, (tokens, at) => ({ tokens, at, estimate: 0, inFlight: 0 }));
+    this.#now = now;
+    this.#utilization = utilization;
     this.#rate = percent * 10;
   }
 
-  /** Lets `apiKey` in while its bucket is not empty, or throws the 429 to answer. */
-  admit(apiKey: string): void {
+  /**
+   * Lets a request of `apiKey` in, reserving its key's estimate (returned, for `settle`), or throws the
+   * 429 to answer when its bucket is empty and others wait.
+   */
+  admit(apiKey: string): number {
+    const now = this.#now();
+    if (now - this.#sampledAt >= WINDOW_MS) {
+      this.#busy = this.#utilization() >= BUSY;
+      this.#sampledAt = now;
+    }
+    if (apiKey !== this.#lastKey) {
+      if (this.#lastKey !== undefined) this.#switchedAt = now;
+      this.#lastKey = apiKey;
+    }
     const bucket = this.#buckets.refilled(apiKey, this.#rate, this.#rate);
-    if (bucket.tokens > 0) return;
-    throw new EndpointError('SEG_PARSE_SHARE', undefined, {
+    // In debt, with others about, only on time to spare, and no more at once than that time holds: what
+    // it let in together would hold the thread for all of their costs, one after the other.
+    const spare =
+      !this.#busy && (bucket.inFlight === 0 || (bucket.inFlight + 1) * bucket.estimate <= SPARE_MS);
+    if (bucket.tokens > 0 || spare || now - this.#switchedAt >= OTHERS_MS) {
+      bucket.tokens -= bucket.estimate;
+      bucket.inFlight++;
+      return bucket.estimate;
+    }
+    throw new EndpointError('SEG_CPU_SHARE', undefined, {
       retryAfter: Math.max(1, Math.ceil(-bucket.tokens / this.#rate)),
     });
   }
 
-  /** Charges `apiKey` the `ms` a parse of its took, into debt no deeper than a minute's wait. */
-  charge(apiKey: string, ms: number): void {
+  /**
+   * Charges `apiKey` `ms` of a request's processing, into debt no deeper than a minute's wait; after its
+   * answer (`answered`, the end of the turn that decided it) they are learnt too, as `settle` learnt
+   * the rest.
+   */
+  charge(apiKey: string, ms: number, answered: boolean): void {
     const bucket = this.#buckets.refilled(apiKey, this.#rate, this.#rate);
     bucket.tokens = Math.max(Math.min(bucket.tokens, -MAX_DEBT_SECONDS * this.#rate), bucket.tokens - ms);
+    if (answered) bucket.estimate += LEARNING * ms;
+  }
+
+  /** A request answered: its `reserved` ms back, what it `spent` in all learnt. */
+  settle(apiKey: string, reserved: number, spent: number): void {
+    const bucket = this.#buckets.refilled(apiKey, this.#rate, this.#rate);
+    bucket.tokens = Math.min(this.#rate, bucket.tokens + reserved);
+    bucket.estimate += LEARNING * (spent - bucket.estimate);
+    bucket.inFlight = Math.max(0, bucket.inFlight - 1);
   }
 }

@@ -14,7 +14,7 @@ export const HANDLER_OPTION_NAMES: readonly string[] = Object.keys({
   healthPath: true,
   livePath: true,
   rateLimit: true,
-  parseShare: true,
+  cpuShare: true,
   ready: true,
   metricsPath: true,
   accessLog: true,

@@ -37,15 +37,15 @@ export const SCALE_OPTIONS = {
     max: 1_000_000,
     help: "events a second per API key, in bursts of up to N, past which 429 + Retry-After; rate=N on a key's line of --api-keys-file sets its own; 0: no limit",
   },
-  parseShare: {
+  cpuShare: {
     scope: 'handler',
-    flag: '--parse-share PERCENT',
-    env: env('PARSE_SHARE'),
+    flag: '--cpu-share PERCENT',
+    env: env('CPU_SHARE'),
     cli: 'integer',
-    default: 50, // percent of a core each API key may spend parsing its bodies; 0: no limit
+    default: 50, // percent of the event loop's time each API key may take while others wait; 0: no limit
     min: 0,
     max: 100,
-    help: "percent of a core each API key's bodies may take to parse, over a second, past which 429 + Retry-After; 0: no limit",
+    help: 'percent of the event loop each API key may take, over a second, while other keys wait, past which 429 + Retry-After; 0: no limit',
   },
   idempotencyRedis: {
     scope: 'cli',

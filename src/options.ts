@@ -65,14 +65,15 @@ export interface HandlerOptions<S = Settings> {
    */
   rateLimit?: number | undefined;
   /**
-   * Percent of a core each API key's bodies may take to parse, over a second (a second's worth at once);
-   * past it, 429 `SEG_PARSE_SHARE` with `Retry-After`, so that one customer's costly bodies (600 bytes of
-   * gzip that inflate to 510 KB of `[{},{},…]`, ~20 ms each) cannot starve the others. An ordinary event
-   * takes microseconds: a key sending them as fast as the endpoint answers stays far below. Each worker
-   * keeps its own. 0: no limit.
+   * Percent of the event loop's time each API key may take over a second while other keys wait; past it,
+   * 429 `SEG_CPU_SHARE` with `Retry-After`, so that one customer's costly requests (50 bytes of gzip that
+   * inflate to 2,500 events to refuse, ~18 ms each) do not starve the others. Charged: the time its
+   * requests hold the thread (settings, parse, each event, synchronous handler code). Refused only while
+   * the thread is busy and another key waits: alone, or with time to spare, a key takes what it needs.
+   * Each worker keeps its own. 0: no limit.
    * @default 50
    */
-  parseShare?: number | undefined;
+  cpuShare?: number | undefined;
   /**
    * Whether events can be processed now, asked by the health path: wire it to what the handlers need (the
    * CLI gives the store's `writable`). Events are still processed while it says no, so the endpoint

@@ -8,7 +8,7 @@ import { EndpointError } from './errors.ts';
 import { Exchange } from './exchange.ts';
 import { HeldBodies } from './held-bodies.ts';
 import { EventIntake } from './intake.ts';
-import { ParseShare, RateLimiter } from './limits.ts';
+import { CpuShare, RateLimiter } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
@@ -39,7 +39,7 @@ export class EventPipeline {
   readonly #observing: boolean;
   readonly #refusal: RefusalContext;
   readonly #limiter = new RateLimiter();
-  readonly #parseShare: ParseShare | undefined;
+  readonly #cpuShare: CpuShare | undefined;
   readonly #successes: AnswerBatch;
   readonly #budget: number; // what the events of one request may take stored
   readonly #held: HeldBodies;
@@ -62,7 +62,7 @@ export class EventPipeline {
     this.#successes = new AnswerBatch(draining);
     this.#budget = storedBudget(opts.maxBodyBytes);
     this.#held = new HeldBodies(opts.maxBodyBytes);
-    this.#parseShare = opts.parseShare > 0 ? new ParseShare(opts.parseShare) : undefined;
+    this.#cpuShare = opts.cpuShare > 0 ? new CpuShare(opts.cpuShare) : undefined;
   }
 
   /**
@@ -87,32 +87,24 @@ export class EventPipeline {
   }
 
   #authenticated(x: Exchange, credentials: Credentials): void {
+    const started = performance.now();
     x.apiKey = credentials.apiKey;
     x.decision = credentials.decision;
     const { req, res, route } = x;
     try {
       const { decision } = credentials;
       x.rate = (typeof decision === 'object' ? decision.rate : undefined) ?? this.#opts.rateLimit;
-      // Before the body is read: a customer past its rate costs the others nothing more.
+      // Before the body is read: a customer past its rate or share costs the others nothing more.
       if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
-      this.#parseShare?.admit(credentials.apiKey);
+      if (this.#cpuShare !== undefined) x.reserved = this.#cpuShare.admit(credentials.apiKey);
       x.secret = secretFor(decision, this.#opts.signatureSecret);
       if (x.secret !== undefined) refuseUnsigned(req.headers);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
       if (x.settings === undefined) {
         throw new EndpointError('SEG_SETTINGS_INVALID', settingsProblem(req.headers['x-segment-settings']));
       }
-      const started = performance.now();
-      let framed: ReturnType<typeof framedBody>;
-      try {
-        framed = framedBody(req, this.#opts, route.kind !== 'event');
-      } catch (err) {
-        this.#charge(x, started);
-        throw err;
-      }
+      const framed = framedBody(req, this.#opts, route.kind !== 'event');
       if (framed !== undefined) {
-        // A body a framework read is parsed (or its value walked) here: its key pays for that too.
-        this.#charge(x, started);
         this.#carried(x, framed.value, framed.text);
         return;
       }
@@ -124,28 +116,33 @@ export class EventPipeline {
       readBody(req, maxBodyBytes, this.#deadlines, coding, x, decodedBytes);
     } catch (err) {
       this.refuse(x, err);
+    } finally {
+      this.#spent(x, started);
     }
   }
 
   /** The body came whole (called by the Exchange). */
   received(x: Exchange, text: string): void {
-    let value: unknown;
     const started = performance.now();
+    let value: unknown;
     try {
       x.held = this.#held.take(text.length);
       value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);
     } catch (err) {
-      this.#charge(x, started);
       this.refuse(x, err);
+      this.#spent(x, started);
       return;
     }
-    this.#charge(x, started);
     this.#carried(x, value, text);
+    this.#spent(x, started);
   }
 
-  /** Charges the request's key the time its body took to parse, since `started` (parseShare). */
-  #charge(x: Exchange, started: number): void {
-    this.#parseShare?.charge(x.apiKey as string, performance.now() - started);
+  /** Charges the request's key the time it held the event loop since `started` (cpuShare). */
+  #spent(x: Exchange, started: number): void {
+    if (x.reserved < 0) return; // not let in by the share, or none is kept
+    const ms = performance.now() - started;
+    x.spent += ms;
+    this.#cpuShare?.charge(x.apiKey as string, ms, x.answered);
   }
 
   /** The body's events, each taken, then the answer. */
@@ -194,6 +191,7 @@ export class EventPipeline {
     if (x.answered) return;
     x.answered = true;
     this.#held.release(x.held);
+    if (x.reserved >= 0) this.#cpuShare?.settle(x.apiKey as string, x.reserved, x.spent);
     if (this.#observing) this.#observe(x, result);
     if (result.error === undefined) {
       x.status = result.status;
@@ -217,7 +215,9 @@ export class EventPipeline {
     };
     const accept = (event: unknown, index: number) =>
       this.intake.accept(x, event, `Event #${index}`, undefined);
-    return acceptBatch(carried, writtenSettings(x.settings as Settings).bytes, this.#budget, accept, charge);
+    const settingsBytes = writtenSettings(x.settings as Settings).bytes;
+    const slice = (started: number) => this.#spent(x, started);
+    return acceptBatch(carried, settingsBytes, this.#budget, accept, charge, slice);
   }
 
   #observe(x: Exchange, result: EventResult): void {
