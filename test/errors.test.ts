@@ -84,6 +84,22 @@ describe('error classes', () => {
     assert.equal(err.cause, cause);
   });
 
+  test('made without a stack, which a batch of refused events paid for 2,500 times; the limit is left as it was', () => {
+    const before = Error.stackTraceLimit;
+    Error.stackTraceLimit = 7;
+    try {
+      const cause = new Error('downstream');
+      const refusal = new ForbiddenError('no', { cause });
+      assert.doesNotMatch(refusal.stack ?? '', /\n\s+at /, 'no frames');
+      assert.match(refusal.stack ?? '', /^ForbiddenError: no/);
+      assert.match(cause.stack ?? '', /\n\s+at /, 'its cause keeps its own');
+      assert.equal(Error.stackTraceLimit, 7);
+      assert.match(new Error('after').stack ?? '', /\n\s+at /);
+    } finally {
+      Error.stackTraceLimit = before;
+    }
+  });
+
   test('EndpointError without a message takes the catalogue message', () => {
     const err = new EndpointError('SEG_BODY_TOO_LARGE');
     assert.equal(err.message, ERRORS.SEG_BODY_TOO_LARGE.message);
