@@ -1,6 +1,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { AuthDecision } from './auth.ts';
+import type { SharedRequest } from './cpu-share.ts';
 import type { EndpointError } from './errors.ts';
 import type { RequestFacts } from './intake.ts';
 import type { EventPipeline } from './pipeline.ts';
@@ -17,7 +18,7 @@ import type { Settings } from './settings.ts';
  * log lines) runs in the context the request came in with, as code after an `await` would, so that an
  * operator's AsyncLocalStorage (request-scoped logging, tracing) reaches the handler.
  */
-export class Exchange implements BodySink, RequestFacts, PendingAnswer {
+export class Exchange implements BodySink, RequestFacts, PendingAnswer, SharedRequest {
   apiKey: string | undefined;
   decision: AuthDecision = 'allow';
   /** The secret its body must be signed with, if any. */
@@ -30,10 +31,10 @@ export class Exchange implements BodySink, RequestFacts, PendingAnswer {
   status = 200;
   /** Characters of its body counted against what bodies may hold at once (HeldBodies), until answered. */
   held = 0;
-  /** What its key's share of the event loop set aside for it as it was let in (CpuShare); -1: none. */
+  // Followed by its key's share of the event loop (SharedRequest).
   reserved = -1;
-  /** ms its processing has held the event loop so far, charged to its key's share. */
   spent = 0;
+  inTurn = false;
   readonly #scope = new AsyncResource('segment-endpoint.request');
 
   constructor(

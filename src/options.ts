@@ -66,11 +66,11 @@ export interface HandlerOptions<S = Settings> {
   rateLimit?: number | undefined;
   /**
    * Percent of the event loop's time each API key may take over a second while other keys wait; past it,
-   * 429 `SEG_CPU_SHARE` with `Retry-After`, so that one customer's costly requests (50 bytes of gzip that
-   * inflate to 2,500 events to refuse, ~18 ms each) do not starve the others. Charged: the time its
-   * requests hold the thread (settings, parse, each event, synchronous handler code). Refused only while
-   * the thread is busy and another key waits: alone, or with time to spare, a key takes what it needs.
-   * Each worker keeps its own. 0: no limit.
+   * 429 `SEG_CPU_SHARE` with `Retry-After`, so that one customer's costly requests (550 bytes of gzip that
+   * inflate to 510 KB of `[{},{},…]`, ~20 ms a request) do not starve the others. Charged: the time its
+   * requests hold the thread (authenticate, settings, parse, each event, synchronous handler code). A key
+   * alone is never refused, nor one whose requests fit the time to spare: see README. Each worker keeps
+   * its own. 0: no limit.
    * @default 50
    */
   cpuShare?: number | undefined;

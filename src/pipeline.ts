@@ -2,13 +2,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { keyFingerprint } from './auth.ts';
 import { acceptBatch, batchAnswer, type Carried, type EventResult, eventsOf } from './batch.ts';
 import { checkBodyHeaders, framedBody, parseBody } from './body.ts';
+import { CpuShare } from './cpu-share.ts';
 import { type Credentials, CredentialsCache } from './credentials.ts';
 import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import { Exchange } from './exchange.ts';
 import { HeldBodies } from './held-bodies.ts';
 import { EventIntake } from './intake.ts';
-import { CpuShare, RateLimiter } from './limits.ts';
+import { RateLimiter } from './limits.ts';
 import type { Metrics } from './metrics.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
@@ -70,11 +71,12 @@ export class EventPipeline {
    * the events it carries, take each, answer, then call `done`. The first refusal is the answer.
    */
   handle(req: IncomingMessage, res: ServerResponse, route: Route, done: () => void): void {
-    const x = new Exchange(this, req, res, route, this.#observing ? performance.now() : 0, done);
+    const started = performance.now();
+    const x = new Exchange(this, req, res, route, this.#observing ? started : 0, done);
     try {
       const credentials = this.credentials.of(req);
       if (!isPromise(credentials)) {
-        this.#authenticated(x, credentials);
+        this.#authenticated(x, credentials, started);
         return;
       }
       credentials.then(
@@ -86,17 +88,19 @@ export class EventPipeline {
     }
   }
 
-  #authenticated(x: Exchange, credentials: Credentials): void {
-    const started = performance.now();
+  /** `started`: when this turn began (a synchronous `authenticate` is charged with the rest). */
+  #authenticated(x: Exchange, credentials: Credentials, started = performance.now()): void {
     x.apiKey = credentials.apiKey;
     x.decision = credentials.decision;
+    x.inTurn = true;
     const { req, res, route } = x;
     try {
       const { decision } = credentials;
       x.rate = (typeof decision === 'object' ? decision.rate : undefined) ?? this.#opts.rateLimit;
-      // Before the body is read: a customer past its rate or share costs the others nothing more.
-      if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
+      // Before the body is read: a customer past its share or rate costs the others nothing more. The
+      // share first: a refusal of it takes no token of the rate.
       if (this.#cpuShare !== undefined) x.reserved = this.#cpuShare.admit(credentials.apiKey);
+      if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
       x.secret = secretFor(decision, this.#opts.signatureSecret);
       if (x.secret !== undefined) refuseUnsigned(req.headers);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
@@ -117,32 +121,29 @@ export class EventPipeline {
     } catch (err) {
       this.refuse(x, err);
     } finally {
-      this.#spent(x, started);
+      this.#cpuShare?.turnEnded(x, started);
     }
   }
 
   /** The body came whole (called by the Exchange). */
   received(x: Exchange, text: string): void {
     const started = performance.now();
-    let value: unknown;
+    x.inTurn = true;
     try {
-      x.held = this.#held.take(text.length);
-      value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);
-    } catch (err) {
-      this.refuse(x, err);
-      this.#spent(x, started);
-      return;
+      let value: unknown;
+      try {
+        // Its key's share looked at again: the requests let in with it were charged meanwhile.
+        if (x.reserved >= 0) this.#cpuShare?.proceed(x.apiKey as string, x.reserved);
+        x.held = this.#held.take(text.length);
+        value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);
+      } catch (err) {
+        this.refuse(x, err);
+        return;
+      }
+      this.#carried(x, value, text);
+    } finally {
+      this.#cpuShare?.turnEnded(x, started);
     }
-    this.#carried(x, value, text);
-    this.#spent(x, started);
-  }
-
-  /** Charges the request's key the time it held the event loop since `started` (cpuShare). */
-  #spent(x: Exchange, started: number): void {
-    if (x.reserved < 0) return; // not let in by the share, or none is kept
-    const ms = performance.now() - started;
-    x.spent += ms;
-    this.#cpuShare?.charge(x.apiKey as string, ms, x.answered);
   }
 
   /** The body's events, each taken, then the answer. */
@@ -191,7 +192,7 @@ export class EventPipeline {
     if (x.answered) return;
     x.answered = true;
     this.#held.release(x.held);
-    if (x.reserved >= 0) this.#cpuShare?.settle(x.apiKey as string, x.reserved, x.spent);
+    this.#cpuShare?.answered(x);
     if (this.#observing) this.#observe(x, result);
     if (result.error === undefined) {
       x.status = result.status;
@@ -216,7 +217,7 @@ export class EventPipeline {
     const accept = (event: unknown, index: number) =>
       this.intake.accept(x, event, `Event #${index}`, undefined);
     const settingsBytes = writtenSettings(x.settings as Settings).bytes;
-    const slice = (started: number) => this.#spent(x, started);
+    const slice = (started: number) => this.#cpuShare?.turnEnded(x, started);
     return acceptBatch(carried, settingsBytes, this.#budget, accept, charge, slice);
   }
 

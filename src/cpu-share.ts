@@ -1,0 +1,171 @@
+import { performance } from 'node:perf_hooks';
+import { EndpointError } from './errors.ts';
+import { type Bucket, KeyBuckets, MAX_DEBT_SECONDS } from './limits.ts';
+
+// Each customer's share of the event loop (`cpuShare`). A request's cost is not its size: 49 bytes of
+// gzip inflate to 2,500 `{}`, each refused on its own; 550 inflate to 510 KB of `[{},{},…]` to parse:
+// ~15–20 ms of the one thread every customer shares, each request. A key sending those at once left the
+// others a few percent of the endpoint.
+//
+// So each key may spend `cpuShare` percent of the thread over a second while others wait: a bucket of
+// milliseconds, refilled at that share up to a second's worth, charged the time each turn its requests
+// hold the thread (settings, parse, each event, each slice of a batch). A key whose bucket is empty is
+// refused only while that protects someone: a request of another key came within the last second, and
+// the thread was busy (over 90 % of the time since the last look, taken a tenth of a second apart at
+// most), or, with time to spare, what the key has under way already fills it. Alone, or with time to
+// spare, a key takes what it needs; time it takes alone is not owed afterwards.
+//
+// Twice: as a request is let in, before its body is read, with what its key's requests cost lately set
+// aside for it (requests that overlap cannot all pass on one full bucket), and again once the body came,
+// before any of its work, as the requests of a burst let in together were charged meanwhile.
+
+const BUSY = 0.9;
+const WINDOW_MS = 100;
+/** What a window that was not busy had to spare, at least: WINDOW_MS × (1 - BUSY). */
+const SPARE_MS = 10;
+const OTHERS_MS = 1_000;
+/** How far a key's estimate falls towards a cheaper request's cost (it rises to a costlier one's at once). */
+const FALL = 0.2;
+
+interface CostBucket extends Bucket {
+  /** ms set aside for its requests let in and not answered yet. */
+  reserved: number;
+  /** What a request of this key costs, ms: its costliest lately, falling slowly. */
+  estimate: number;
+  /** Its requests let in and not answered yet. */
+  inFlight: number;
+}
+
+/** The share of the event loop's time busy since the last call (performance.eventLoopUtilization). */
+export function loopUtilization(): () => number {
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const { utilization } = performance.eventLoopUtilization(now, last);
+    last = now;
+    return utilization;
+  };
+}
+
+/** A request as its key's share follows it (an Exchange). */
+export interface SharedRequest {
+  readonly apiKey: string | undefined;
+  readonly answered: boolean;
+  /** What its key's share set aside for it as it was let in; -1: none, or settled. */
+  reserved: number;
+  /** ms its turns have held the event loop so far. */
+  spent: number;
+  /** In a turn of its processing, charged when the turn ends. */
+  inTurn: boolean;
+}
+
+/** Each key's time on the event loop, within `percent` of it while others wait. */
+export class CpuShare {
+  readonly #buckets: KeyBuckets<CostBucket>;
+  readonly #now: () => number;
+  readonly #utilization: () => number;
+  /** ms a key earns a second, and the most it holds. */
+  readonly #rate: number;
+  #sampledAt = Number.NEGATIVE_INFINITY;
+  #busy = false;
+  #lastKey: string | undefined;
+  /** When a request came from a key other than the one before it. */
+  #switchedAt = Number.NEGATIVE_INFINITY;
+
+  constructor(percent: number, now = () => performance.now(), utilization = loopUtilization()) {
+    const made = (tokens: number, at: number) => ({ tokens, at, reserved: 0, estimate: 0, inFlight: 0 });
+    this.#buckets = new KeyBuckets(now, made);
+    this.#now = now;
+    this.#utilization = utilization;
+    this.#rate = percent * 10;
+  }
+
+  /**
+   * Lets a request of `apiKey` in, setting aside its key's estimate (returned, for `proceed` and
+   * `settle`), or throws the 429 to answer.
+   */
+  admit(apiKey: string): number {
+    const now = this.#look(apiKey);
+    const bucket = this.#bucket(apiKey);
+    // With time to spare, no more at once than it holds: they would hold the thread one after the other.
+    const fits = bucket.inFlight === 0 || (bucket.inFlight + 1) * bucket.estimate <= SPARE_MS;
+    if (bucket.tokens - bucket.reserved > 0 || (!this.#busy && fits) || this.#alone(now)) {
+      bucket.reserved += bucket.estimate;
+      bucket.inFlight++;
+      return bucket.estimate;
+    }
+    throw this.#refusal(bucket);
+  }
+
+  /** Whether a request let in with `reserved` set aside may go on to its work now its body came. */
+  proceed(apiKey: string, reserved: number): void {
+    const now = this.#look(apiKey);
+    const bucket = this.#bucket(apiKey);
+    if (bucket.tokens - (bucket.reserved - reserved) > 0 || !this.#busy || this.#alone(now)) return;
+    throw this.#refusal(bucket);
+  }
+
+  /** Charges `apiKey` `ms` of a request's processing; alone, into no debt, else one of a minute at most. */
+  charge(apiKey: string, ms: number): void {
+    const bucket = this.#bucket(apiKey);
+    const floor = this.#alone(this.#now()) ? 0 : -MAX_DEBT_SECONDS * this.#rate;
+    bucket.tokens = Math.max(Math.min(bucket.tokens, floor), bucket.tokens - ms);
+  }
+
+  /** A turn of `x`'s processing, begun at `started`, ended: its key charged, and settled if answered. */
+  turnEnded(x: SharedRequest, started: number): void {
+    x.inTurn = false;
+    if (x.reserved < 0) return;
+    const ms = this.#now() - started;
+    x.spent += ms;
+    this.charge(x.apiKey as string, ms);
+    if (x.answered) this.answered(x);
+  }
+
+  /** `x` was answered: settled now, or at the end of the turn that answered it (`turnEnded`). */
+  answered(x: SharedRequest): void {
+    if (x.reserved < 0 || x.inTurn) return;
+    this.settle(x.apiKey as string, x.reserved, x.spent);
+    x.reserved = -1;
+  }
+
+  /** A request answered: what was set aside for it given back, what it `spent` in all learnt. */
+  settle(apiKey: string, reserved: number, spent: number): void {
+    const bucket = this.#bucket(apiKey);
+    bucket.reserved = Math.max(0, bucket.reserved - reserved);
+    bucket.inFlight = Math.max(0, bucket.inFlight - 1);
+    const { estimate } = bucket;
+    bucket.estimate = spent >= estimate ? spent : estimate + FALL * (spent - estimate);
+  }
+
+  #bucket(apiKey: string): CostBucket {
+    return this.#buckets.refilled(apiKey, this.#rate, this.#rate);
+  }
+
+  /** Notes a request of `apiKey`, and how busy the thread was when the last look is old enough. */
+  #look(apiKey: string): number {
+    const now = this.#now();
+    if (now - this.#sampledAt >= WINDOW_MS) {
+      this.#busy = this.#utilization() >= BUSY;
+      this.#sampledAt = now;
+    }
+    if (apiKey !== this.#lastKey) {
+      if (this.#lastKey !== undefined) this.#switchedAt = now;
+      this.#lastKey = apiKey;
+    }
+    return now;
+  }
+
+  /** No request of another key came within the last second: nobody to protect. */
+  #alone(now: number): boolean {
+    return now - this.#switchedAt >= OTHERS_MS;
+  }
+
+  #refusal(bucket: CostBucket): EndpointError {
+    const owed = Math.max(0, bucket.reserved - bucket.tokens);
+    const seconds = Math.ceil(owed / this.#rate);
+    return new EndpointError('SEG_CPU_SHARE', undefined, {
+      retryAfter: Math.min(MAX_DEBT_SECONDS, Math.max(1, seconds)),
+    });
+  }
+}
