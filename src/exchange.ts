@@ -50,8 +50,8 @@ export class Exchange implements BodySink, RequestFacts, PendingAnswer, SharedRe
     return this.req.headers;
   }
 
-  bodyRead(text: string): void {
-    this.#scope.runInAsyncScope(this.pipeline.received, this.pipeline, this, text);
+  bodyRead(text: string, started: number): void {
+    this.#scope.runInAsyncScope(this.pipeline.received, this.pipeline, this, text, started);
   }
 
   bodyFailed(err: EndpointError): void {

@@ -125,9 +125,8 @@ export class EventPipeline {
     }
   }
 
-  /** The body came whole (called by the Exchange). */
-  received(x: Exchange, text: string): void {
-    const started = performance.now();
+  /** The body came whole (called by the Exchange), checked and decoded in the turn begun at `started`. */
+  received(x: Exchange, text: string, started = performance.now()): void {
     x.inTurn = true;
     try {
       let value: unknown;

@@ -16,7 +16,8 @@ import { takenByTheHost } from './taken-by-host.ts';
 
 /** Where a body read ends: its text, or the refusal that stopped it. Exactly one is called, once. */
 export interface BodySink {
-  bodyRead(text: string): void;
+  /** `started`: when the turn that checked and decoded it began (its key's share is charged from then). */
+  bodyRead(text: string, started: number): void;
   bodyFailed(err: EndpointError): void;
 }
 
@@ -211,6 +212,7 @@ class BodyRead extends Deadline {
       this.sink.bodyFailed(err);
       return;
     }
+    const started = performance.now();
     const body = filled(this.body, this.size);
     this.body = undefined; // the request, and this reader with it, lives on while its handler runs
     if (!isUtf8(body)) {
@@ -219,7 +221,7 @@ class BodyRead extends Deadline {
     }
     // A UTF-8 byte order mark is legal in a file but not in JSON text; some senders add one.
     const start = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? 3 : 0;
-    this.sink.bodyRead(body.toString('utf8', start));
+    this.sink.bodyRead(body.toString('utf8', start), started);
   }
 }
 
