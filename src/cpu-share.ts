@@ -10,10 +10,10 @@ import { type Bucket, KeyBuckets, MAX_DEBT_SECONDS } from './limits.ts';
 // So each key may spend `cpuShare` percent of the thread over a second while others wait: a bucket of
 // milliseconds, refilled at that share up to a second's worth, charged the time each turn its requests
 // hold the thread (settings, parse, each event, each slice of a batch). A key whose bucket is empty is
-// refused only while that protects someone: a request of another key came within the last second, and
-// the thread was busy (over 90 % of the time since the last look, taken a tenth of a second apart at
-// most), or, with time to spare, what the key has under way already fills it. Alone, or with time to
-// spare, a key takes what it needs; time it takes alone is not owed afterwards.
+// refused only while that protects someone: a request of another key came within the last 10 s, and the
+// thread was busy (over 90 % of the time since the last look, taken a tenth of a second apart at most),
+// or, with time to spare, what the key has under way already fills it. Alone, or with time to spare, a
+// key takes what it needs; time it takes alone is not owed afterwards.
 //
 // Twice: as a request is let in, before its body is read, with what its key's requests cost lately set
 // aside for it (requests that overlap cannot all pass on one full bucket), and again once the body came,
@@ -23,7 +23,12 @@ const BUSY = 0.9;
 const WINDOW_MS = 100;
 /** What a window that was not busy had to spare, at least: WINDOW_MS × (1 - BUSY). */
 const SPARE_MS = 10;
-const OTHERS_MS = 1_000;
+/**
+ * How recently another key must have come for a key to count as not alone: long enough to outlast a
+ * burst of costly requests read in one turn of the loop (200 at once held it 2-4 s), in which no other
+ * key's request is read, however often it was sent.
+ */
+const OTHERS_MS = 10_000;
 /** How far a key's estimate falls towards a cheaper request's cost (it rises to a costlier one's at once). */
 const FALL = 0.2;
 
@@ -156,7 +161,7 @@ export class CpuShare {
     return now;
   }
 
-  /** No request of another key came within the last second: nobody to protect. */
+  /** No request of another key came within OTHERS_MS: nobody to protect. */
   #alone(now: number): boolean {
     return now - this.#switchedAt >= OTHERS_MS;
   }
