@@ -68,12 +68,19 @@ async function start(share) {
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const port = await new Promise((resolve) =>
+  const port = await new Promise((resolve, reject) => {
+    const late = setTimeout(
+      () => reject(new Error('the endpoint did not say it listened within 10 s')),
+      10_000,
+    );
+    child.once('exit', (code) => reject(new Error(`the endpoint exited (${code}) before it listened`)));
     child.stdout.on('data', (d) => {
       const m = /listening on https:\/\/[^:]+:(\d+)/.exec(d);
-      if (m) resolve(Number(m[1]));
-    }),
-  );
+      if (m === null) return;
+      clearTimeout(late);
+      resolve(Number(m[1]));
+    });
+  });
   return { child, port };
 }
 
@@ -169,7 +176,7 @@ for (const name of Object.keys(SHAPES).filter((s) => s !== 'alone')) {
       runs.map(
         (r) =>
           Object.entries(r.attacker)
-            .filter(([s]) => s !== '429')
+            .filter(([s]) => s !== '429' && s !== '0') // 0: the connection failed
             .reduce((sum, [, c]) => sum + c, 0) / SECONDS,
       ),
     );

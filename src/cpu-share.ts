@@ -11,7 +11,7 @@ import { type Bucket, KeyBuckets, MAX_DEBT_SECONDS } from './limits.ts';
 // milliseconds, refilled at that share up to a second's worth, charged the time each turn its requests
 // hold the thread (settings, parse, each event, each slice of a batch). A key whose bucket is empty is
 // refused only while that protects someone: a request of another key came within the last 10 s, and the
-// thread was busy (over 90 % of the time since the last look, taken a tenth of a second apart at most),
+// thread was busy (over 90 % of the time since the last look, taken a tenth of a second apart at least),
 // or, with time to spare, what the key has under way already fills it. Alone, or with time to spare, a
 // key takes what it needs; time it takes alone is not owed afterwards.
 //
@@ -56,8 +56,12 @@ export function loopUtilization(): () => number {
 export interface SharedRequest {
   readonly apiKey: string | undefined;
   readonly answered: boolean;
-  /** What its key's share set aside for it as it was let in; -1: none, or settled. */
+  /** Followed by its key's share: let in by it, and not answered yet (or in the turn that answered it). */
+  followed: boolean;
+  /** What its key's share set aside for it as it was let in, until it is at its work; -1: none. */
   reserved: number;
+  /** It got to its work: its body came (or a host had read it). */
+  worked: boolean;
   /** ms its turns have held the event loop so far. */
   spent: number;
   /** In a turn of its processing, charged when the turn ends. */
@@ -86,8 +90,8 @@ export class CpuShare {
   }
 
   /**
-   * Lets a request of `apiKey` in, setting aside its key's estimate (returned, for `proceed` and
-   * `settle`), or throws the 429 to answer.
+   * Lets a request of `apiKey` in, setting aside its key's estimate (returned: the request's `reserved`),
+   * or throws the 429 to answer.
    */
   admit(apiKey: string): number {
     const now = this.#look(apiKey);
@@ -117,30 +121,52 @@ export class CpuShare {
     bucket.tokens = Math.max(Math.min(bucket.tokens, floor), bucket.tokens - ms);
   }
 
-  /** A turn of `x`'s processing, begun at `started`, ended: its key charged, and settled if answered. */
+  /**
+   * A turn of `x`'s processing, begun at `started`, ended: its key charged. What was set aside for it is
+   * given back once it is at its work (a body came, or it was answered): its turns are charged as they
+   * end from then on, an async handler's wait holds nothing.
+   */
   turnEnded(x: SharedRequest, started: number): void {
     x.inTurn = false;
-    if (x.reserved < 0) return;
+    if (!x.followed) return;
     const ms = this.#now() - started;
     x.spent += ms;
     this.charge(x.apiKey as string, ms);
+    if (x.worked || x.answered) this.#release(x);
     if (x.answered) this.answered(x);
   }
 
   /** `x` was answered: settled now, or at the end of the turn that answered it (`turnEnded`). */
   answered(x: SharedRequest): void {
-    if (x.reserved < 0 || x.inTurn) return;
-    this.settle(x.apiKey as string, x.reserved, x.spent);
+    if (!x.followed || x.inTurn) return;
+    this.#release(x);
+    // Learnt from a request that got to its work: refusals before it would teach that requests are cheap.
+    if (x.worked) this.learn(x.apiKey as string, x.spent);
+    x.followed = false;
+  }
+
+  /** A request let in with `reserved` set aside, answered having `spent` that in all (unit tests). */
+  settle(apiKey: string, reserved: number, spent: number): void {
+    this.#given(this.#bucket(apiKey), reserved);
+    this.learn(apiKey, spent);
+  }
+
+  /** What a request of `apiKey` cost: its estimate rises to a costlier one at once, falls slowly. */
+  learn(apiKey: string, spent: number): void {
+    const bucket = this.#bucket(apiKey);
+    const { estimate } = bucket;
+    bucket.estimate = spent >= estimate ? spent : estimate + FALL * (spent - estimate);
+  }
+
+  #release(x: SharedRequest): void {
+    if (x.reserved < 0) return;
+    this.#given(this.#bucket(x.apiKey as string), x.reserved);
     x.reserved = -1;
   }
 
-  /** A request answered: what was set aside for it given back, what it `spent` in all learnt. */
-  settle(apiKey: string, reserved: number, spent: number): void {
-    const bucket = this.#bucket(apiKey);
+  #given(bucket: CostBucket, reserved: number): void {
     bucket.reserved = Math.max(0, bucket.reserved - reserved);
     bucket.inFlight = Math.max(0, bucket.inFlight - 1);
-    const { estimate } = bucket;
-    bucket.estimate = spent >= estimate ? spent : estimate + FALL * (spent - estimate);
   }
 
   #bucket(apiKey: string): CostBucket {

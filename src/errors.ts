@@ -116,9 +116,10 @@ export class EndpointError extends Error {
 
   constructor(code: ErrorCode, message?: string, options?: WaitOptions) {
     // A refusal is an answer, not a fault: made without a stack, which cost ~10 µs each, 2,500 times for
-    // a batch of refused events. What caused it, when anything did, keeps its own (`cause`).
+    // a batch of refused events. What caused it, when anything did, keeps its own (`cause`); a 500 made
+    // as one (SEG_INTERNAL, which is logged) keeps its own too.
     const limit = Error.stackTraceLimit;
-    quietStack(0);
+    if (code !== 'SEG_INTERNAL') quietStack(0);
     try {
       super(message ?? ERRORS[code].message, options);
     } finally {

@@ -32,7 +32,9 @@ export class Exchange implements BodySink, RequestFacts, PendingAnswer, SharedRe
   /** Characters of its body counted against what bodies may hold at once (HeldBodies), until answered. */
   held = 0;
   // Followed by its key's share of the event loop (SharedRequest).
+  followed = false;
   reserved = -1;
+  worked = false;
   spent = 0;
   inTurn = false;
   readonly #scope = new AsyncResource('segment-endpoint.request');

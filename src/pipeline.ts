@@ -99,7 +99,10 @@ export class EventPipeline {
       x.rate = (typeof decision === 'object' ? decision.rate : undefined) ?? this.#opts.rateLimit;
       // Before the body is read: a customer past its share or rate costs the others nothing more. The
       // share first: a refusal of it takes no token of the rate.
-      if (this.#cpuShare !== undefined) x.reserved = this.#cpuShare.admit(credentials.apiKey);
+      if (this.#cpuShare !== undefined) {
+        x.reserved = this.#cpuShare.admit(credentials.apiKey);
+        x.followed = true;
+      }
       if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
       x.secret = secretFor(decision, this.#opts.signatureSecret);
       if (x.secret !== undefined) refuseUnsigned(req.headers);
@@ -109,6 +112,7 @@ export class EventPipeline {
       }
       const framed = framedBody(req, this.#opts, route.kind !== 'event');
       if (framed !== undefined) {
+        x.worked = true;
         this.#carried(x, framed.value, framed.text);
         return;
       }
@@ -132,7 +136,8 @@ export class EventPipeline {
       let value: unknown;
       try {
         // Its key's share looked at again: the requests let in with it were charged meanwhile.
-        if (x.reserved >= 0) this.#cpuShare?.proceed(x.apiKey as string, x.reserved);
+        if (x.followed) this.#cpuShare?.proceed(x.apiKey as string, x.reserved);
+        x.worked = true;
         x.held = this.#held.take(text.length);
         value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);
       } catch (err) {

@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { acceptBatch } from '../src/batch.ts';
 import { parseConfig } from '../src/config.ts';
-import { CpuShare } from '../src/cpu-share.ts';
+import { CpuShare, type SharedRequest } from '../src/cpu-share.ts';
 import { createHandler, type HandlerOptions, silentLogger } from '../src/index.ts';
 import { API_KEY, basic, segmentHeaders, trackEvent } from './helpers.ts';
 import { type InjectResponse, inject } from './helpers-inject.ts';
@@ -146,6 +146,44 @@ describe('CpuShare', () => {
     assert.doesNotThrow(() => quiet.proceed('a', r), 'with time to spare it goes on');
   });
 
+  test('a request looked at again is not held back by what was set aside for it', () => {
+    const share = new CpuShare(50, () => 0, BUSY);
+    share.admit('other');
+    share.settle('a', share.admit('a'), 100);
+    const burst = [0, 1, 2, 3, 4].map(() => share.admit('a')); // 5 × 100 ms set aside: the bucket's 500
+    assert.throws(() => share.admit('a'));
+    share.proceed('a', burst[0] as number); // 500 - 400 set aside for the others
+  });
+
+  test('a request is settled once, at the end of the turn that answered it; refusals teach nothing', () => {
+    let now = 0;
+    const share = new CpuShare(50, () => now, BUSY);
+    share.admit('other');
+    const request = (): { -readonly [K in keyof SharedRequest]: SharedRequest[K] } => ({
+      apiKey: 'a',
+      answered: false,
+      followed: true,
+      reserved: share.admit('a'),
+      worked: false,
+      spent: 0,
+      inTurn: false,
+    });
+    const x = request();
+    x.inTurn = true;
+    x.worked = true;
+    now = 5;
+    x.answered = true;
+    share.answered(x); // in its turn: not yet
+    share.turnEnded(x, 0); // 5 ms: charged, given back, learnt
+    share.answered(x);
+    assert.equal(share.admit('a'), 5, 'learnt once, from its turn');
+    const refused = request(); // refused before its body came: given back, not learnt
+    refused.spent = 0.1;
+    refused.answered = true;
+    share.answered(refused);
+    assert.equal(share.admit('a'), 5);
+  });
+
   test('in debt, on time to spare, no more at once than that time holds', () => {
     let now = 0;
     let utilization = 1;
@@ -187,6 +225,12 @@ describe('CpuShare', () => {
     share.admit('k');
     share.charge('k', 450); // -350 ms: 3.5 s
     assert.throws(() => share.admit('k'), { retryAfter: 4 });
+    const set = new CpuShare(10, () => 0, BUSY);
+    set.admit('other');
+    set.settle('k', set.admit('k'), 100);
+    set.admit('k'); // 100 ms set aside
+    set.charge('k', 250); // -150 ms, and 100 set aside: 2.5 s
+    assert.throws(() => set.admit('k'), { retryAfter: 3 });
     share.charge('k', 1e9);
     assert.throws(() => share.admit('k'), { retryAfter: 60 });
   });
@@ -261,8 +305,8 @@ describe('cpuShare through the handler', () => {
     } finally {
       server.close();
     }
-    // Charged 300 ms, the key would be in debt, and its second request of two at once refused: another
-    // key came within the second, and with or without time to spare, two of 300 ms would not fit it.
+    // Charged 300 ms, the key would have learnt its requests cost 300 ms, and the second of two at once
+    // would be refused: another key came, the 50 ms bucket cannot hold both, nor 10 ms spare time.
     assert.equal((await sendEvent(h, 'other-key')).status, 200);
     const pair = await Promise.all([sendEvent(h, API_KEY, 1), sendEvent(h, API_KEY, 2)]);
     assert.deepEqual(

@@ -94,6 +94,8 @@ describe('error classes', () => {
       assert.match(refusal.stack ?? '', /^ForbiddenError: no/);
       assert.match(cause.stack ?? '', /\n\s+at /, 'its cause keeps its own');
       assert.equal(Error.stackTraceLimit, 7);
+      const internal = new EndpointError('SEG_INTERNAL', 'broken');
+      assert.match(internal.stack ?? '', /\n\s+at /, 'a 500 keeps its frames: it is logged to be found');
       assert.match(new Error('after').stack ?? '', /\n\s+at /);
     } finally {
       Error.stackTraceLimit = before;
