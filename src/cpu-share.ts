@@ -90,15 +90,17 @@ export class CpuShare {
   }
 
   /**
-   * Lets a request of `apiKey` in, setting aside its key's estimate (returned: the request's `reserved`),
-   * or throws the 429 to answer.
+   * Lets a request of `apiKey` come in at `now`, setting aside its key's estimate (returned: the
+   * request's `reserved`), or throws the 429 to answer. -1: its key is alone, the request not followed
+   * (what a key takes alone is not owed: its bookkeeping would cost every request of a lone customer).
    */
-  admit(apiKey: string): number {
-    const now = this.#look(apiKey);
+  admit(apiKey: string, now = this.#now()): number {
+    this.#look(apiKey, now);
+    if (this.#alone(now)) return -1;
     const bucket = this.#bucket(apiKey);
     // With time to spare, no more at once than it holds: they would hold the thread one after the other.
     const fits = bucket.inFlight === 0 || (bucket.inFlight + 1) * bucket.estimate <= SPARE_MS;
-    if (bucket.tokens - bucket.reserved > 0 || (!this.#busy && fits) || this.#alone(now)) {
+    if (bucket.tokens - bucket.reserved > 0 || (!this.#busy && fits)) {
       bucket.reserved += bucket.estimate;
       bucket.inFlight++;
       return bucket.estimate;
@@ -106,18 +108,18 @@ export class CpuShare {
     throw this.#refusal(bucket);
   }
 
-  /** Whether a request let in with `reserved` set aside may go on to its work now its body came. */
-  proceed(apiKey: string, reserved: number): void {
-    const now = this.#look(apiKey);
+  /** Whether a request let in with `reserved` set aside may go on to its work, its body come at `now`. */
+  proceed(apiKey: string, reserved: number, now = this.#now()): void {
+    this.#look(apiKey, now);
     const bucket = this.#bucket(apiKey);
     if (bucket.tokens - (bucket.reserved - reserved) > 0 || !this.#busy || this.#alone(now)) return;
     throw this.#refusal(bucket);
   }
 
   /** Charges `apiKey` `ms` of a request's processing; alone, into no debt, else one of a minute at most. */
-  charge(apiKey: string, ms: number): void {
+  charge(apiKey: string, ms: number, now = this.#now()): void {
     const bucket = this.#bucket(apiKey);
-    const floor = this.#alone(this.#now()) ? 0 : -MAX_DEBT_SECONDS * this.#rate;
+    const floor = this.#alone(now) ? 0 : -MAX_DEBT_SECONDS * this.#rate;
     bucket.tokens = Math.max(Math.min(bucket.tokens, floor), bucket.tokens - ms);
   }
 
@@ -129,9 +131,9 @@ export class CpuShare {
   turnEnded(x: SharedRequest, started: number): void {
     x.inTurn = false;
     if (!x.followed) return;
-    const ms = this.#now() - started;
-    x.spent += ms;
-    this.charge(x.apiKey as string, ms);
+    const now = this.#now();
+    x.spent += now - started;
+    this.charge(x.apiKey as string, now - started, now);
     if (x.worked || x.answered) this.#release(x);
     if (x.answered) this.answered(x);
   }
@@ -147,7 +149,7 @@ export class CpuShare {
 
   /** A request let in with `reserved` set aside, answered having `spent` that in all (unit tests). */
   settle(apiKey: string, reserved: number, spent: number): void {
-    this.#given(this.#bucket(apiKey), reserved);
+    if (reserved >= 0) this.#given(this.#bucket(apiKey), reserved);
     this.learn(apiKey, spent);
   }
 
@@ -173,9 +175,8 @@ export class CpuShare {
     return this.#buckets.refilled(apiKey, this.#rate, this.#rate);
   }
 
-  /** Notes a request of `apiKey`, and how busy the thread was when the last look is old enough. */
-  #look(apiKey: string): number {
-    const now = this.#now();
+  /** Notes a request of `apiKey` at `now`, and how busy the thread was when the last look is old enough. */
+  #look(apiKey: string, now: number): void {
     if (now - this.#sampledAt >= WINDOW_MS) {
       this.#busy = this.#utilization() >= BUSY;
       this.#sampledAt = now;
@@ -184,7 +185,6 @@ export class CpuShare {
       if (this.#lastKey !== undefined) this.#switchedAt = now;
       this.#lastKey = apiKey;
     }
-    return now;
   }
 
   /** No request of another key came within OTHERS_MS: nobody to protect. */

@@ -100,8 +100,8 @@ export class EventPipeline {
       // Before the body is read: a customer past its share or rate costs the others nothing more. The
       // share first: a refusal of it takes no token of the rate.
       if (this.#cpuShare !== undefined) {
-        x.reserved = this.#cpuShare.admit(credentials.apiKey);
-        x.followed = true;
+        x.reserved = this.#cpuShare.admit(credentials.apiKey, started);
+        x.followed = x.reserved >= 0;
       }
       if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
       x.secret = secretFor(decision, this.#opts.signatureSecret);
@@ -136,7 +136,7 @@ export class EventPipeline {
       let value: unknown;
       try {
         // Its key's share looked at again: the requests let in with it were charged meanwhile.
-        if (x.followed) this.#cpuShare?.proceed(x.apiKey as string, x.reserved);
+        if (x.followed) this.#cpuShare?.proceed(x.apiKey as string, x.reserved, started);
         x.worked = true;
         x.held = this.#held.take(text.length);
         value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);

@@ -76,7 +76,7 @@ describe('CpuShare', () => {
       () => now,
       () => utilization,
     ); // 500 ms a second, 500 at most
-    share.settle('a', share.admit('a'), 0);
+    assert.equal(share.admit('a'), -1, 'alone: not followed, nothing set aside');
     now = 10;
     share.admit('b');
     now = 20;
