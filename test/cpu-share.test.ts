@@ -10,19 +10,13 @@ import { gzipSync } from 'node:zlib';
 import { acceptBatch } from '../src/batch.ts';
 import { parseConfig } from '../src/config.ts';
 import { CpuShare, type SharedRequest } from '../src/cpu-share.ts';
-import { createHandler, type HandlerOptions, silentLogger } from '../src/index.ts';
-import { API_KEY, basic, segmentHeaders, trackEvent } from './helpers.ts';
+import type { createHandler } from '../src/index.ts';
+import { API_KEY, basic, segmentHeaders, trackEvent, twoKeyHandler } from './helpers.ts';
 import { type InjectResponse, inject } from './helpers-inject.ts';
 
 type Handler = ReturnType<typeof createHandler>;
 
-const handler = (options: Partial<HandlerOptions>) =>
-  createHandler({
-    apiKeys: [API_KEY, 'other-key'],
-    log: silentLogger,
-    handlers: { track: () => {} },
-    ...options,
-  });
+const handler = twoKeyHandler;
 
 /** 2,500 events, each refused on its own (no type): a few ms of work, from ~50 bytes of gzip. */
 const COSTLY = gzipSync(`[${'{},'.repeat(2_499)}{}]`, { level: 9 });
@@ -67,29 +61,35 @@ async function contend(
 
 describe('CpuShare', () => {
   const BUSY = () => 1;
+  /** A share of `percent` on a clock and a loop the test sets. */
+  const clocked = (percent: number) => {
+    const at = { now: 0, utilization: 1 };
+    return {
+      at,
+      share: new CpuShare(
+        percent,
+        () => at.now,
+        () => at.utilization,
+      ),
+    };
+  };
 
   test('a key past its share is refused only while the loop is busy and another key came within 10 s', () => {
-    let now = 0;
-    let utilization = 1;
-    const share = new CpuShare(
-      50,
-      () => now,
-      () => utilization,
-    ); // 500 ms a second, 500 at most
+    const { at, share } = clocked(50); // 500 ms a second, 500 at most
     assert.equal(share.admit('a'), -1, 'alone: not followed, nothing set aside');
-    now = 10;
+    at.now = 10;
     share.admit('b');
-    now = 20;
+    at.now = 20;
     share.charge('a', 20_000); // -19,495 ms
-    now = 30;
+    at.now = 30;
     assert.throws(() => share.admit('a'), { code: 'SEG_CPU_SHARE', status: 429, retryAfter: 39 });
-    now = 200;
-    utilization = 0.5; // the time since the last look had some to spare
+    at.now = 200;
+    at.utilization = 0.5; // the time since the last look had some to spare
     share.admit('a');
-    utilization = 1;
-    now = 300;
+    at.utilization = 1;
+    at.now = 300;
     assert.throws(() => share.admit('a'));
-    now = 10_100; // still ~14 s in debt, but b not seen for 10 s: alone
+    at.now = 10_100; // still ~14 s in debt, but b not seen for 10 s: alone
     share.admit('a');
   });
 
@@ -185,20 +185,14 @@ describe('CpuShare', () => {
   });
 
   test('in debt, on time to spare, no more at once than that time holds', () => {
-    let now = 0;
-    let utilization = 1;
-    const share = new CpuShare(
-      50,
-      () => now,
-      () => utilization,
-    );
+    const { at, share } = clocked(50);
     share.settle('slow', share.admit('slow'), 20);
     share.settle('quick', share.admit('quick'), 1);
     share.admit('other');
     share.charge('slow', 2_000);
     share.charge('quick', 2_000);
-    now = 100;
-    utilization = 0.5;
+    at.now = 100;
+    at.utilization = 0.5;
     const slow = share.admit('slow');
     assert.throws(
       () => share.admit('slow'),

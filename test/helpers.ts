@@ -4,9 +4,24 @@ import { mkdtempSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach } from 'node:test';
-import { type Context, createHandler, type Handlers, silentLogger } from '../src/index.ts';
+import {
+  type Context,
+  createHandler,
+  type HandlerOptions,
+  type Handlers,
+  silentLogger,
+} from '../src/index.ts';
 
 export const API_KEY = 'test-key';
+
+/** A handler for API_KEY and 'other-key' that takes track events and does nothing: one customer beside another. */
+export const twoKeyHandler = (options: Partial<HandlerOptions>) =>
+  createHandler({
+    apiKeys: [API_KEY, 'other-key'],
+    log: silentLogger,
+    handlers: { track: () => {} },
+    ...options,
+  });
 
 /** `Authorization: Basic base64(key:)`, exactly as Segment sends it. */
 export function basic(key: string, colon = true): string {

@@ -3,18 +3,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseConfig, parseKeysFile } from '../src/config.ts';
-import { createHandler, type HandlerOptions, silentLogger } from '../src/index.ts';
+import { createHandler, silentLogger } from '../src/index.ts';
 import { RateLimiter } from '../src/limits.ts';
-import { API_KEY, basic, segmentHeaders, trackEvent } from './helpers.ts';
+import { API_KEY, basic, segmentHeaders, trackEvent, twoKeyHandler } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
-const handler = (options: Partial<HandlerOptions>) =>
-  createHandler({
-    apiKeys: [API_KEY, 'other-key'],
-    log: silentLogger,
-    handlers: { track: () => {} },
-    ...options,
-  });
+const handler = twoKeyHandler;
 
 const send = (h: ReturnType<typeof handler>, key = API_KEY, body: unknown = trackEvent()) =>
   inject(h, { headers: { ...segmentHeaders(), authorization: basic(key) }, body });
