@@ -97,7 +97,7 @@ export class CpuShare {
   admit(apiKey: string, now = this.#now()): number {
     this.#look(apiKey, now);
     if (this.#alone(now)) return -1;
-    const bucket = this.#bucket(apiKey);
+    const bucket = this.#bucket(apiKey, now);
     // With time to spare, no more at once than it holds: they would hold the thread one after the other.
     const fits = bucket.inFlight === 0 || (bucket.inFlight + 1) * bucket.estimate <= SPARE_MS;
     if (bucket.tokens - bucket.reserved > 0 || (!this.#busy && fits)) {
@@ -111,14 +111,17 @@ export class CpuShare {
   /** Whether a request let in with `reserved` set aside may go on to its work, its body come at `now`. */
   proceed(apiKey: string, reserved: number, now = this.#now()): void {
     this.#look(apiKey, now);
-    const bucket = this.#bucket(apiKey);
+    const bucket = this.#bucket(apiKey, now);
     if (bucket.tokens - (bucket.reserved - reserved) > 0 || !this.#busy || this.#alone(now)) return;
     throw this.#refusal(bucket);
   }
 
   /** Charges `apiKey` `ms` of a request's processing; alone, into no debt, else one of a minute at most. */
   charge(apiKey: string, ms: number, now = this.#now()): void {
-    const bucket = this.#bucket(apiKey);
+    this.#charged(this.#bucket(apiKey, now), ms, now);
+  }
+
+  #charged(bucket: CostBucket, ms: number, now: number): void {
     const floor = this.#alone(now) ? 0 : -MAX_DEBT_SECONDS * this.#rate;
     bucket.tokens = Math.max(Math.min(bucket.tokens, floor), bucket.tokens - ms);
   }
@@ -133,36 +136,42 @@ export class CpuShare {
     if (!x.followed) return;
     const now = this.#now();
     x.spent += now - started;
-    this.charge(x.apiKey as string, now - started, now);
-    if (x.worked || x.answered) this.#release(x);
-    if (x.answered) this.answered(x);
+    // One look-up of its key's bucket for the turn: this runs for every request of a key not alone.
+    const bucket = this.#bucket(x.apiKey as string, now);
+    this.#charged(bucket, now - started, now);
+    if (x.worked || x.answered) this.#release(x, bucket);
+    if (x.answered) this.#settled(x, bucket);
   }
 
   /** `x` was answered: settled now, or at the end of the turn that answered it (`turnEnded`). */
   answered(x: SharedRequest): void {
     if (!x.followed || x.inTurn) return;
-    this.#release(x);
+    this.#settled(x, this.#bucket(x.apiKey as string, this.#now()));
+  }
+
+  #settled(x: SharedRequest, bucket: CostBucket): void {
+    this.#release(x, bucket);
     // Learnt from a request that got to its work: refusals before it would teach that requests are cheap.
-    if (x.worked) this.learn(x.apiKey as string, x.spent);
+    if (x.worked) this.#learnt(bucket, x.spent);
     x.followed = false;
   }
 
   /** A request let in with `reserved` set aside, answered having `spent` that in all (unit tests). */
   settle(apiKey: string, reserved: number, spent: number): void {
-    if (reserved >= 0) this.#given(this.#bucket(apiKey), reserved);
-    this.learn(apiKey, spent);
+    const bucket = this.#bucket(apiKey, this.#now());
+    if (reserved >= 0) this.#given(bucket, reserved);
+    this.#learnt(bucket, spent);
   }
 
-  /** What a request of `apiKey` cost: its estimate rises to a costlier one at once, falls slowly. */
-  learn(apiKey: string, spent: number): void {
-    const bucket = this.#bucket(apiKey);
+  /** What a request cost: its key's estimate rises to a costlier one at once, falls slowly. */
+  #learnt(bucket: CostBucket, spent: number): void {
     const { estimate } = bucket;
     bucket.estimate = spent >= estimate ? spent : estimate + FALL * (spent - estimate);
   }
 
-  #release(x: SharedRequest): void {
+  #release(x: SharedRequest, bucket: CostBucket): void {
     if (x.reserved < 0) return;
-    this.#given(this.#bucket(x.apiKey as string), x.reserved);
+    this.#given(bucket, x.reserved);
     x.reserved = -1;
   }
 
@@ -171,8 +180,8 @@ export class CpuShare {
     bucket.inFlight = Math.max(0, bucket.inFlight - 1);
   }
 
-  #bucket(apiKey: string): CostBucket {
-    return this.#buckets.refilled(apiKey, this.#rate, this.#rate);
+  #bucket(apiKey: string, now: number): CostBucket {
+    return this.#buckets.refilled(apiKey, this.#rate, this.#rate, now);
   }
 
   /** Notes a request of `apiKey` at `now`, and how busy the thread was when the last look is old enough. */

@@ -31,8 +31,7 @@ export class KeyBuckets<B extends Bucket = Bucket> {
     this.#made = made;
   }
 
-  refilled(apiKey: string, rate: number, capacity: number): B {
-    const now = this.#now();
+  refilled(apiKey: string, rate: number, capacity: number, now = this.#now()): B {
     let bucket = this.#buckets.get(apiKey);
     if (bucket === undefined) {
       // Past the bound, the oldest key starts over with a full bucket: at worst one more burst.
