@@ -1,4 +1,5 @@
 import type { AuthDecision } from './auth.ts';
+import { isSigningSecrets } from './signature.ts';
 import { EVENT_TYPES } from './types.ts';
 
 // Reading what a partner's authenticate answered (credentials.ts): a decision, or a bug in it.
@@ -16,7 +17,7 @@ export function checkDecision(decision: unknown): AuthDecision {
     if (
       onlyDecisionKeys(decision) &&
       (allow === undefined || (Array.isArray(allow) && allow.every((t) => EVENT_TYPES.includes(t)))) &&
-      (signatureSecret === undefined || (typeof signatureSecret === 'string' && signatureSecret !== '')) &&
+      (signatureSecret === undefined || isSigningSecrets(signatureSecret)) &&
       (rate === undefined || (typeof rate === 'number' && rate >= 0 && rate <= 1_000_000))
     ) {
       return decision as AuthDecision;

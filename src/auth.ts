@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { decodeBase64 } from './base64.ts';
 import { EndpointError } from './errors.ts';
 import { ShardedMap } from './sharded-map.ts';
+import type { SigningSecrets } from './signature.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 import type { EventType } from './types.ts';
 
@@ -61,8 +62,8 @@ export type AuthDecision =
   | {
       /** Only these event types (another is a 403); all when absent. */
       readonly allow?: readonly EventType[] | undefined;
-      /** Require a signature (`X-Signature` or `X-Segment-Signature`) under this secret for this key's events. */
-      readonly signatureSecret?: string | undefined;
+      /** Require a signature (`X-Signature` or `X-Segment-Signature`) under this secret (or one of these) for this key's events. */
+      readonly signatureSecret?: SigningSecrets | undefined;
       /** Events a second this key may send (its own `rateLimit`). */
       readonly rate?: number | undefined;
     };
@@ -73,8 +74,11 @@ export type Authenticate = (apiKey: string) => AuthDecision | Promise<AuthDecisi
 export interface ApiKeySpec {
   readonly key: string;
   readonly types?: readonly EventType[] | undefined;
-  /** A signature (hex HMAC-SHA1 of the body, `X-Signature` or `X-Segment-Signature`) is required under this secret for this key's events. */
-  readonly signatureSecret?: string | undefined;
+  /**
+   * A signature (hex HMAC-SHA1 of the body, `X-Signature` or `X-Segment-Signature`) is required under this
+   * secret for this key's events; under any of them when several (up to 4: a rotation's old and new).
+   */
+  readonly signatureSecret?: SigningSecrets | undefined;
   /** Events a second this key may send, in bursts of up to as many: its own `rateLimit`. */
   readonly rate?: number | undefined;
 }
@@ -143,8 +147,18 @@ function sameDecision(a: AuthDecision, b: AuthDecision): boolean {
   if (typeof a !== 'object' || typeof b !== 'object') return a === b;
   const types = (allow: readonly string[] | undefined) =>
     allow === undefined ? undefined : [...new Set(allow)].sort().join();
-  return types(a.allow) === types(b.allow) && a.signatureSecret === b.signatureSecret && a.rate === b.rate;
+  return (
+    types(a.allow) === types(b.allow) &&
+    secrets(a.signatureSecret) === secrets(b.signatureSecret) &&
+    a.rate === b.rate
+  );
 }
+
+/** Secrets as compared: one secret and a list of it alone are the same, and so is a list in any order. */
+const secrets = (given: SigningSecrets | undefined): string | undefined =>
+  given === undefined
+    ? undefined
+    : JSON.stringify([...new Set(typeof given === 'string' ? [given] : given)].sort());
 
 // The authenticators keyAuthenticator made: a fixed set of keys, so a key's decision never changes.
 const fixed = new WeakSet<Authenticate>();

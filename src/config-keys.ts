@@ -5,6 +5,7 @@ import { ownApiKeySpec } from './key-spec.ts';
 import { OPTIONS } from './option-table.ts';
 import { type FileRead, KEYS_FILE_MAX_BYTES, readFileUpTo, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
 import { ShardedMap } from './sharded-map.ts';
+import { MAX_SIGNING_SECRETS } from './signature.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
@@ -102,7 +103,7 @@ export function parseKeySpec(spec: string, where: string): ApiKeySpec {
 }
 
 /**
- * One `KEY [type,type] [secret=SECRET] [rate=N]` per line; blank lines and `#` comments are skipped (a
+ * One `KEY [type,type] [secret=SECRET ...] [rate=N]` per line; blank lines and `#` comments are skipped (a
  * `#` that starts a token starts a comment: within one, it is the token's, as in a secret).
  */
 export function parseKeysFile(text: string): ApiKeySpec[] {
@@ -166,11 +167,17 @@ function* keysFileEntries(bytes: Buffer, specs: Array<[ApiKeySpec, string]>): St
     const [key, ...rest] = (/\s/.test(line) ? line.split(/\s+/) : [line]) as [string, ...string[]];
     const where = `--api-keys-file line ${index + 1}`;
     let types: string[] | undefined;
-    let signatureSecret: string | undefined;
+    const secrets: string[] = [];
     let rate: number | undefined;
     for (const token of rest) {
-      if (token.startsWith('secret=') && signatureSecret === undefined && token.length > 7) {
-        signatureSecret = token.slice(7);
+      // Several while one is rotated.
+      if (token.startsWith('secret=') && token.length > 7) {
+        if (secrets.length === MAX_SIGNING_SECRETS) {
+          throw new UsageError(
+            `${where}: more than ${MAX_SIGNING_SECRETS} secret= (a rotation's old and new)`,
+          );
+        }
+        secrets.push(token.slice(7));
       } else if (token.startsWith('rate=') && rate === undefined) {
         if (!WHOLE_RATE.test(token)) {
           throw new UsageError(
@@ -181,12 +188,12 @@ function* keysFileEntries(bytes: Buffer, specs: Array<[ApiKeySpec, string]>): St
       } else if (types === undefined && !token.includes('=')) {
         types = parseTypes(token);
       } else {
-        throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET] [rate=N]"`);
+        throw new UsageError(`${where}: expected "KEY [type,type] [secret=SECRET ...] [rate=N]"`);
       }
     }
     const extra = {
       ...(types && { types }),
-      ...(signatureSecret && { signatureSecret }),
+      ...(secrets.length > 0 && { signatureSecret: secrets.length === 1 ? secrets[0] : secrets }),
       ...(rate !== undefined && { rate }),
     };
     specs.push([checked({ key, ...extra }, where), where]);

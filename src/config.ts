@@ -8,6 +8,7 @@ import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow } from './option-table.ts';
 import type { ServerOptions } from './server.ts';
 import { POSTGRES, REDIS, type Service, serviceAddress } from './service-url.ts';
+import { MAX_SIGNING_SECRETS, type SigningSecrets } from './signature.ts';
 import { atOnce } from './slices.ts';
 import { FLAG_ROWS } from './usage.ts';
 
@@ -230,14 +231,24 @@ function within(
 }
 
 /** The secret in a file, less one trailing newline (what editors add) and a leading byte-order mark. */
-function readSecret(bytes: Buffer, file: string): string {
+/**
+ * The secrets of --signature-secret-file: one a line, as written (a "\r" before the "\n" aside), empty
+ * lines passed over; several while a secret is rotated.
+ */
+function readSecret(bytes: Buffer, file: string): SigningSecrets {
   // A byte-order mark says how the file is encoded (Windows editors write one), as in the keys file.
-  const text = bytes
+  const secrets = bytes
     .toString()
     .replace(/^\ufeff/, '')
-    .replace(/\r?\n$/, '');
-  if (text === '') throw new UsageError(`--signature-secret-file: ${file} holds an empty secret`);
-  return text;
+    .split(/\r?\n/)
+    .filter((line) => line !== '');
+  if (secrets.length === 0) throw new UsageError(`--signature-secret-file: ${file} holds no secret`);
+  if (secrets.length > MAX_SIGNING_SECRETS) {
+    throw new UsageError(
+      `--signature-secret-file: ${file} holds ${secrets.length} secrets, more than ${MAX_SIGNING_SECRETS} (one a line: a rotation's old and new)`,
+    );
+  }
+  return secrets.length === 1 ? (secrets[0] as string) : secrets;
 }
 
 /** A switch's variable: on, off, or a usage error for what says neither (`2`, `enabled`). */

@@ -1,5 +1,6 @@
 import { type ApiKeySpec, type Authenticate, hasControl, keyAuthenticatorSteps } from './auth.ts';
 import { describeValue } from './errors.ts';
+import { isSigningSecrets, MAX_SIGNING_SECRETS, type SigningSecrets } from './signature.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 import { nearest } from './spelling.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
@@ -19,7 +20,7 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   // check (loadApiKeys builds the authenticator on later turns), and a getter may answer twice.
   const { key, types: listed, signatureSecret, rate } = given ?? {};
   checkKey(key, where);
-  checkSecret(`${where}: signatureSecret`, signatureSecret);
+  const secrets = checkSecret(`${where}: signatureSecret`, signatureSecret);
   if (rate !== undefined && !(Number.isInteger(rate) && rate >= 0 && rate <= 1_000_000)) {
     throw new RangeError(`${where}: rate must be a whole number of events a second from 0 to 1000000`);
   }
@@ -31,7 +32,7 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   for (const type of types ?? []) checkType(type, where);
   const spec: { -readonly [K in keyof ApiKeySpec]: ApiKeySpec[K] } = { key };
   if (types !== undefined) spec.types = types as EventType[];
-  if (signatureSecret !== undefined) spec.signatureSecret = signatureSecret;
+  if (secrets !== undefined) spec.signatureSecret = secrets;
   if (rate !== undefined) spec.rate = rate;
   return spec;
 }
@@ -105,13 +106,17 @@ function checkFields(spec: object, where: string): void {
   throw new TypeError(`${where}: ${what} (${SPEC_FIELDS.join(', ')})`);
 }
 
-/** A secret option, checked: absent, or a non-empty string. */
-export function checkSecret(name: string, value: unknown): string | undefined {
+/** A secret option, checked: absent, a non-empty string, or a list of 1 to MAX_SIGNING_SECRETS of them. */
+export function checkSecret(name: string, value: unknown): SigningSecrets | undefined {
+  if (value === undefined) return undefined;
   // The value is not echoed: it is a secret.
-  if (value !== undefined && (typeof value !== 'string' || value === '')) {
-    throw new TypeError(`${name} must be a non-empty string`);
+  if (!isSigningSecrets(value)) {
+    throw new TypeError(
+      `${name} must be a non-empty string, or a list of 1 to ${MAX_SIGNING_SECRETS} of them (a rotation's old and new)`,
+    );
   }
-  return value;
+  // A list copied: the caller's may change after the check.
+  return typeof value === 'string' ? value : Object.freeze(Array.from(value));
 }
 
 /** The `apiKeys` option (or what `setApiKeys` is given), checked: the authenticator of those keys. */

@@ -118,7 +118,7 @@ export const OPTIONS = {
     scope: 'cli',
     flag: '--api-keys-file FILE',
     env: env('API_KEYS_FILE'),
-    help: 'one "KEY [type,type] [secret=SECRET] [rate=N]" per line, # comments',
+    help: 'one "KEY [type,type] [secret=SECRET ...] [rate=N]" per line, # comments',
   },
   apiKeys: {
     scope: 'handler',
@@ -134,7 +134,7 @@ export const OPTIONS = {
     scope: 'cli',
     flag: '--signature-secret-file FILE',
     env: env('SIGNATURE_SECRET_FILE'),
-    help: "require X-Segment-Signature or X-Signature (hex HMAC-SHA1 of the body) under the secret in FILE, less one trailing newline; a key's own secret=S in --api-keys-file wins",
+    help: "require X-Segment-Signature or X-Signature (hex HMAC-SHA1 of the body) under a secret in FILE, one a line (up to 4: to rotate one, the new beside the old); a key's own secret=S in --api-keys-file wins",
   },
   signatureSecret: {
     scope: 'handler',

@@ -11,6 +11,7 @@ import { checkPath, clearOfRoutes, distinctPaths } from './paths.ts';
 import { routes } from './routes.ts';
 import type { Settings } from './settings.ts';
 import { checkSettingsSchema, type SettingsSchema } from './settings-schema.ts';
+import type { SigningSecrets } from './signature.ts';
 
 /** Options of `createHandler`: the request pipeline. `S`: the customer's settings, as `settingsSchema` says. */
 export interface HandlerOptions<S = Settings> {
@@ -103,10 +104,11 @@ export interface HandlerOptions<S = Settings> {
   handlerTimeoutMs?: number | undefined;
   /**
    * When set, every request must carry `X-Segment-Signature` or `X-Signature`: the hex HMAC-SHA1 of the
-   * body under this secret (Segment's Webhooks signing). Missing or wrong is a 401, and so is a signed
+   * body under this secret (Segment's Webhooks signing), or under any of a list of up to 4, to rotate one
+   * without refusing what Segment signs with the new. Missing or wrong is a 401, and so is a signed
    * request with `X-Segment-Settings`, stored but not signed. A key's own `signatureSecret` wins.
    */
-  signatureSecret?: string | undefined;
+  signatureSecret?: SigningSecrets | undefined;
   /**
    * Accept Segment's legacy batch signing: an `X-Signature` that signs only the first event of a JSON
    * array. Off, such a batch is a 401 `SEG_SIGNATURE_PARTIAL`, since the other events are unsigned;
@@ -152,7 +154,7 @@ export type ResolvedHandlerOptions = PlainOptions & {
   readonly ready: () => boolean;
   readonly metricsPath: string | undefined;
   readonly realm: string;
-  readonly signatureSecret: string | undefined;
+  readonly signatureSecret: SigningSecrets | undefined;
   readonly idempotency: IdempotencyStore | undefined;
   readonly log: Logger;
 };

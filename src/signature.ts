@@ -15,9 +15,33 @@ import { settingsSent } from './settings.ts';
 // A signature that covers only the first of several events lets any number of unsigned events ride behind
 // one replayed signed event, so that one is refused unless the operator opts in (`signatureLegacyBatch`).
 
-/** The secret a request must be signed with, if any: its key's own (`decision`), else the shared one. */
-export const secretFor = (decision: AuthDecision, shared: string | undefined): string | undefined =>
+/**
+ * A signing secret, or several: a signature under any of them is accepted. Several are for rotating one
+ * (Segment signs with the new secret from the moment the customer saves it, and a request refused 401 is
+ * not sent again): the new one is added beside the old, the old taken out once Segment has the new.
+ */
+export type SigningSecrets = string | readonly string[];
+
+/** The most secrets one key (or the shared setting) may have: a wrong signature is checked under each. */
+export const MAX_SIGNING_SECRETS = 4;
+
+/** The secrets a request must be signed with, if any: its key's own (`decision`), else the shared ones. */
+export const secretFor = (
+  decision: AuthDecision,
+  shared: SigningSecrets | undefined,
+): SigningSecrets | undefined =>
   (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? shared;
+
+/** Whether `value` is one secret or a list of 1 to MAX_SIGNING_SECRETS secrets, each a non-empty string. */
+export function isSigningSecrets(value: unknown): value is SigningSecrets {
+  if (typeof value === 'string') return value !== '';
+  return (
+    Array.isArray(value) &&
+    value.length > 0 &&
+    value.length <= MAX_SIGNING_SECRETS &&
+    Array.from(value).every((secret) => typeof secret === 'string' && secret !== '')
+  );
+}
 
 /**
  * Throws the 401 to answer, before the settings are decoded or the body read, when a request that must
@@ -33,12 +57,12 @@ export function refuseUnsigned(headers: IncomingHttpHeaders): void {
 }
 
 /**
- * Throws the 401 to answer unless a signature header covers the whole body (one without any, or with
- * settings, was refused before it was read: refuseUnsigned).
+ * Throws the 401 to answer unless a signature header under one of `secrets` covers the whole body (one
+ * without any, or with settings, was refused before it was read: refuseUnsigned).
  */
 export function verifySignature(
   headers: IncomingHttpHeaders,
-  secret: string,
+  secrets: SigningSecrets,
   value: unknown,
   text: string | undefined,
   legacyBatch: boolean,
@@ -47,15 +71,18 @@ export function verifySignature(
   const legacy = digestOf(headers['x-signature']);
   if (segment === undefined && legacy === undefined) throw new EndpointError('SEG_SIGNATURE_MISSING');
   // The body as received; a framework that parsed it first leaves only the value to serialise.
-  const whole = hmac(secret, text ?? JSON.stringify(value));
-  // Both compared, in constant time: either header covering the whole body suffices.
-  const segmentMatches = segment !== undefined && sameDigest(segment, whole);
-  const legacyMatches = legacy !== undefined && sameDigest(legacy, whole);
-  if (segmentMatches || legacyMatches) return;
-  if (legacy !== undefined && Array.isArray(value) && value.length > 0) {
-    if (sameDigest(legacy, hmac(secret, JSON.stringify(value[0])))) {
+  const body = text ?? JSON.stringify(value);
+  const first = legacy !== undefined && Array.isArray(value) && value.length > 0;
+  const firstText = first ? JSON.stringify(value[0]) : undefined;
+  for (const secret of typeof secrets === 'string' ? [secrets] : secrets) {
+    const whole = hmac(secret, body);
+    // Both compared, in constant time: either header covering the whole body suffices.
+    const segmentMatches = segment !== undefined && sameDigest(segment, whole);
+    const legacyMatches = legacy !== undefined && sameDigest(legacy, whole);
+    if (segmentMatches || legacyMatches) return;
+    if (firstText !== undefined && sameDigest(legacy as string, hmac(secret, firstText))) {
       // One event signed covers all that is stored; several are covered only by the operator's opt-in.
-      if (value.length === 1 || legacyBatch) return;
+      if ((value as unknown[]).length === 1 || legacyBatch) return;
       throw new EndpointError('SEG_SIGNATURE_PARTIAL');
     }
   }

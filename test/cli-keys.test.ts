@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { chmodSync, mkdtempSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -76,9 +77,11 @@ describe('the segment-endpoint command', () => {
   });
 
   test('--signature-secret requires X-Signature; a key with its own secret= uses that', async () => {
-    const { createHmac } = await import('node:crypto');
     const keysFile = join(dir, 'signed-keys.txt');
-    writeFileSync(keysFile, 'own-key secret=own-secret\n');
+    writeFileSync(
+      keysFile,
+      'own-key secret=own-secret\nrotating-key secret=old-rotated secret=new-rotated\n',
+    );
     const run = await startCli([...httpFlags('k'), '--api-keys-file', keysFile], {
       SEGMENT_ENDPOINT_SIGNATURE_SECRET: 'shared',
       SEGMENT_ENDPOINT_OUT: join(dir, 'signed'),
@@ -100,13 +103,16 @@ describe('the segment-endpoint command', () => {
     assert.equal(await send('k', 'wrong'), 401);
     assert.equal(await send('own-key', 'own-secret'), 200);
     assert.equal(await send('own-key', 'shared'), 401);
+    // A key's secret being rotated: either of its two is accepted, and nothing else.
+    assert.equal(await send('rotating-key', 'old-rotated'), 200);
+    assert.equal(await send('rotating-key', 'new-rotated'), 200);
+    assert.equal(await send('rotating-key', 'shared'), 401);
     run.child.kill('SIGTERM');
     assert.equal(await run.exit, 0);
-    assert.doesNotMatch(run.stderr(), /shared|own-secret/);
+    assert.doesNotMatch(run.stderr(), /shared|own-secret|-rotated/);
   });
 
   test('--signature-secret-file: the secret read from the file is enforced end to end', async () => {
-    const { createHmac } = await import('node:crypto');
     const secretFile = join(dir, 'signature-secret');
     writeFileSync(secretFile, 'from-file\n', { mode: 0o600 });
     const args = [...httpFlags(), '--signature-secret-file', secretFile];
@@ -155,8 +161,27 @@ describe('key specs', () => {
       { key: 'k2', types: ['track'], signatureSecret: 'x' },
     ]);
     assert.throws(() => parseKeysFile('k secret=\n'), /line 1/);
-    assert.throws(() => parseKeysFile('k secret=a secret=b\n'), /line 1/);
     assert.throws(() => parseKeysFile('a:b\n'), /line 1/);
+  });
+
+  test("a key's secret being rotated: secret= repeated gives it both, up to 4", () => {
+    assert.deepEqual(parseKeysFile('k secret=old secret=new\n'), [
+      { key: 'k', signatureSecret: ['old', 'new'] },
+    ]);
+    const four = 'k secret=a secret=b secret=c secret=d';
+    assert.deepEqual(parseKeysFile(four), [{ key: 'k', signatureSecret: ['a', 'b', 'c', 'd'] }]);
+    assert.throws(() => parseKeysFile(`ok\n${four} secret=e\n`), /line 2: more than 4 secret=/);
+    assert.throws(() => parseKeysFile('k secret=a secret=\n'), /line 1/);
+    // The same key twice, its secrets in another order, is one key; with other secrets, refused.
+    const twice = (second: string) => () =>
+      createHandler({
+        apiKeys: parseKeysFile(`k secret=a secret=b\n${second}`),
+        log: silentLogger,
+        handlers: {},
+      });
+    assert.doesNotThrow(twice('k secret=b secret=a secret=b\n'));
+    assert.throws(twice('k secret=a\n'), /other types, secret or rate/);
+    assert.throws(twice('k secret=a secret=c\n'), /other types, secret or rate/);
   });
 
   test('a token taken for types is not named back (a secret in the wrong place), unless a misspelt type', () => {
@@ -223,20 +248,24 @@ describe('secrets kept off the command line', () => {
     return path;
   };
 
-  test('--signature-secret-file: exactly one trailing newline, and a leading byte-order mark, are not part of the secret', () => {
-    const cases: Array<[string, string]> = [
+  test('--signature-secret-file: a secret a line; the newline, empty lines and a leading byte-order mark are not part of one', () => {
+    const cases: Array<[string, string | string[]]> = [
       ['s3cret', 's3cret'],
       // What editors on Windows save: the mark is how the file is encoded, not a character of it.
       ['\ufeffs3cret\r\n', 's3cret'],
       ['s3cret\n', 's3cret'],
       ['s3cret\r\n', 's3cret'],
-      ['s3cret\n\n', 's3cret\n'],
+      ['s3cret\n\n', 's3cret'],
       [' s3 cret \n', ' s3 cret '],
+      // A secret being rotated: the old and the new, each accepted.
+      ['old\nnew\n', ['old', 'new']],
+      ['\ufeffold\r\n\r\nnew', ['old', 'new']],
+      ['a\nb\nc\nd\n', ['a', 'b', 'c', 'd']],
     ];
     cases.forEach(([text, secret], i) => {
       const path = file(`secret-${i}`, text);
       const config = configOf(['--api-key', 'k', '--signature-secret-file', path]);
-      assert.equal(config.options.signatureSecret, secret, JSON.stringify(text));
+      assert.deepEqual(config.options.signatureSecret, secret, JSON.stringify(text));
     });
   });
 
@@ -273,9 +302,10 @@ describe('secrets kept off the command line', () => {
   test('an empty or unreadable secret file, or a secret given twice, is a usage error', () => {
     const both = file('both', 'x\n');
     const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
-      [['--signature-secret-file', file('empty', '')], {}, /empty/],
-      [['--signature-secret-file', file('newline', '\n')], {}, /empty/],
-      [['--signature-secret-file', file('crlf', '\r\n')], {}, /empty/],
+      [['--signature-secret-file', file('empty', '')], {}, /holds no secret/],
+      [['--signature-secret-file', file('newline', '\n')], {}, /holds no secret/],
+      [['--signature-secret-file', file('crlf', '\r\n\r\n')], {}, /holds no secret/],
+      [['--signature-secret-file', file('five', 'a\nb\nc\nd\ne\n')], {}, /holds 5 secrets, more than 4/],
       [['--signature-secret-file', join(dir, 'missing')], {}, /cannot read/],
       [['--signature-secret-file', both, '--signature-secret', 'y'], {}, /one of/],
       [['--signature-secret-file', both], { SEGMENT_ENDPOINT_SIGNATURE_SECRET: 'y' }, /one of/],
@@ -300,6 +330,34 @@ describe('secrets kept off the command line', () => {
     const status = async (key: string) =>
       (await inject(handler, { body: trackEvent(), headers: segmentHeaders(key) })).status;
     assert.deepEqual([await status('key-199999'), await status('first')], [200, 401]);
+  });
+
+  test("a key's secret rotated through SIGHUP, in the README's three steps: no step refuses what is signed under the secret in use", async () => {
+    const path = file('rotating-keys.txt', 'k secret=old-one\n');
+    const config = configOf(['--api-keys-file', path]);
+    const handler = createHandler({
+      apiKeys: config.options.apiKeys,
+      log: silentLogger,
+      handlers: { track() {} },
+    });
+    const body = JSON.stringify(trackEvent());
+    const status = async (secret: string) => {
+      const signature = createHmac('sha1', secret).update(body).digest('hex');
+      return (await inject(handler, { body, headers: { ...segmentHeaders('k'), 'x-signature': signature } }))
+        .status;
+    };
+    const reload = async (text: string) => {
+      writeFileSync(path, text, { mode: 0o600 });
+      assert.equal(
+        await reloadKeysInSlices(config.keysFile, silentLogger, (keys) => handler.loadApiKeys(keys)),
+        true,
+      );
+    };
+    assert.deepEqual([await status('old-one'), await status('new-one')], [200, 401]);
+    await reload('k secret=old-one secret=new-one\n'); // 1. the new beside the old
+    assert.deepEqual([await status('old-one'), await status('new-one')], [200, 200]);
+    await reload('k secret=new-one\n'); // 3. once Segment signs under the new, the old taken out
+    assert.deepEqual([await status('old-one'), await status('new-one')], [401, 200]);
   });
 
   test('on SIGHUP the keys file is read off the event loop; one that became a named pipe is refused, the keys staying', async () => {

@@ -121,6 +121,117 @@ describe('X-Signature', () => {
   });
 });
 
+// Segment signs with a new secret from the moment the customer saves it, and a 401 is final: a secret
+// is rotated by accepting the new beside the old for a while (README, "Rotating a secret").
+describe('rotating a secret: several accepted at once', () => {
+  const seen: unknown[] = [];
+  const handler = createHandler({
+    apiKeys: [API_KEY, { key: 'own-secrets', signatureSecret: ['own-old', 'own-new'] }],
+    signatureSecret: ['old', 'new'],
+    log: silentLogger,
+    handlers: { track: (event) => void seen.push(event) },
+  });
+  const body = JSON.stringify(trackEvent());
+  const status = async (signature: Record<string, string>, key = API_KEY, text = body) =>
+    (await inject(handler, { headers: { ...segmentHeaders(key), ...signature }, body: text })).status;
+
+  test('a signature under any of the secrets is accepted, in either header; under none, 401', async () => {
+    for (const secret of ['old', 'new']) {
+      assert.equal(await status({ 'x-signature': sign(secret, body) }), 200, secret);
+      assert.equal(await status({ 'x-segment-signature': sign(secret, body) }), 200, secret);
+    }
+    const res = await inject(handler, {
+      headers: { ...segmentHeaders(), 'x-signature': sign('older', body) },
+      body,
+    });
+    assert.equal(res.status, 401);
+    assert.equal(res.json().code, 'SEG_SIGNATURE_INVALID');
+    // Both headers, each under another secret: either covering the body suffices.
+    assert.equal(
+      await status({ 'x-signature': sign('older', body), 'x-segment-signature': sign('new', body) }),
+      200,
+    );
+  });
+
+  test("a key's own secrets win over the shared ones", async () => {
+    assert.equal(await status({ 'x-signature': sign('own-old', body) }, 'own-secrets'), 200);
+    assert.equal(await status({ 'x-signature': sign('own-new', body) }, 'own-secrets'), 200);
+    assert.equal(await status({ 'x-signature': sign('new', body) }, 'own-secrets'), 401);
+  });
+
+  test('a batch signed on its first event under the second secret is as partial as under the first', async () => {
+    const events = [trackEvent(), trackEvent()];
+    const text = JSON.stringify(events);
+    const res = await inject(handler, {
+      headers: { ...segmentHeaders(), 'x-signature': sign('new', JSON.stringify(events[0])) },
+      body: text,
+    });
+    assert.equal(res.json().code, 'SEG_SIGNATURE_PARTIAL');
+    assert.equal(await status({ 'x-signature': sign('new', text) }, API_KEY, text), 200);
+  });
+
+  test('an authenticate may answer several secrets too; an empty or overlong list is its bug (500)', async () => {
+    const decisions: Record<string, unknown> = {
+      two: { signatureSecret: ['a-old', 'a-new'] },
+      none: { signatureSecret: [] },
+      five: { signatureSecret: ['1', '2', '3', '4', '5'] },
+      blank: { signatureSecret: ['x', ''] },
+    };
+    const custom = createHandler({
+      authenticate: (key) => decisions[key] as 'allow',
+      log: silentLogger,
+      handlers: { track() {} },
+    });
+    const send = (key: string, secret: string) =>
+      inject(custom, { headers: { ...segmentHeaders(key), 'x-signature': sign(secret, body) }, body });
+    assert.equal((await send('two', 'a-new')).status, 200);
+    assert.equal((await send('two', 'a-old')).status, 200);
+    assert.equal((await send('two', 'a-other')).status, 401);
+    for (const key of ['none', 'five', 'blank']) assert.equal((await send(key, 'x')).status, 500, key);
+  });
+
+  test('a list of 1 to 4 non-empty strings; anything else is refused at start, without echoing a secret', () => {
+    for (const bad of [[], ['a', ''], ['a', 5], ['1', '2', '3', '4', '5']]) {
+      assert.throws(
+        () =>
+          createHandler({
+            apiKeys: [API_KEY],
+            signatureSecret: bad as string[],
+            handlers: {},
+            log: silentLogger,
+          }),
+        (err: Error) =>
+          err instanceof TypeError && /1 to 4/.test(err.message) && !err.message.includes('"a"'),
+      );
+      assert.throws(
+        () =>
+          createHandler({
+            apiKeys: [{ key: 'k', signatureSecret: bad as string[] }],
+            handlers: {},
+            log: silentLogger,
+          }),
+        /apiKeys\[0\]: signatureSecret must be/,
+      );
+    }
+  });
+
+  test("the list is the endpoint's own copy: the caller's array changed after start changes nothing", async () => {
+    const secrets = ['kept'];
+    const own = createHandler({
+      apiKeys: [API_KEY],
+      signatureSecret: secrets,
+      log: silentLogger,
+      handlers: { track() {} },
+    });
+    secrets[0] = 'swapped';
+    secrets.push('added');
+    const send = async (secret: string) =>
+      (await inject(own, { headers: { ...segmentHeaders(), 'x-signature': sign(secret, body) }, body }))
+        .status;
+    assert.deepEqual([await send('kept'), await send('swapped'), await send('added')], [200, 401, 401]);
+  });
+});
+
 // Segment's Webhooks (Actions) batching posts a JSON array. Its legacy X-Signature signs only the first
 // event's data; the opt-in X-Segment-Signature signs the whole array. A signature must cover everything
 // stored, unless the operator opts in to the legacy batch signing.
