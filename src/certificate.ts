@@ -10,19 +10,25 @@ import { readRegularFileAsync, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
  * read again from its files, off the event loop, and given to `load`, so that a renewed certificate
  * (certbot, a secrets agent) is picked up without a restart. A pair that cannot be read (within
  * `readTimeoutMs`: a hung mount, read-within.ts), or that `load` refuses, is logged and the current one
- * stays; over plain HTTP there is nothing to reload, which is said only when there is no keys file either
- * (else it would be said beside every keys reload). A reload overtaken by a later one while it read loads
+ * stays; over plain HTTP there is nothing to reload, which is said only when there is no keys file or
+ * secret file either (else it would be said beside every reload of theirs). A reload overtaken by a later one while it read loads
  * and says nothing: the later one read the files since. Whether a pair was loaded.
  */
 export async function reloadCertificate(
-  { tlsFiles: files, keysFile }: Pick<CliConfig, 'tlsFiles' | 'keysFile'>,
+  {
+    tlsFiles: files,
+    keysFile,
+    signatureSecretFile,
+  }: Pick<CliConfig, 'tlsFiles' | 'keysFile'> & Partial<Pick<CliConfig, 'signatureSecretFile'>>,
   log: Logger,
   load: (cert: Buffer, key: Buffer, files: NonNullable<CliConfig['tlsFiles']>) => void,
   read: (path: string) => Buffer | Promise<Buffer> = readPairFile,
   readTimeoutMs = READ_TIMEOUT_MS,
 ): Promise<boolean> {
   if (files === undefined) {
-    if (keysFile === undefined) log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
+    if (keysFile === undefined && signatureSecretFile === undefined) {
+      log.info({}, 'SIGHUP: no certificate to reload (plain HTTP)');
+    }
     return false;
   }
   const reload = (reloads.get(files) ?? 0) + 1;

@@ -6,9 +6,9 @@ import { unusedSettings } from './config-unused.ts';
 import { parseFlagsOnce } from './flags.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow } from './option-table.ts';
+import { readSecret } from './secret-reload.ts';
 import type { ServerOptions } from './server.ts';
 import { POSTGRES, REDIS, type Service, serviceAddress } from './service-url.ts';
-import { MAX_SIGNING_SECRETS, type SigningSecrets } from './signature.ts';
 import { atOnce } from './slices.ts';
 import { FLAG_ROWS } from './usage.ts';
 
@@ -41,6 +41,8 @@ export interface CliConfig {
   readonly tlsFiles: { cert: string; key: string } | undefined;
   /** --api-keys-file, and the keys read again with it on SIGHUP (with the flags' and variables' own). */
   readonly keysFile: KeysFile | undefined;
+  /** --signature-secret-file, read again on SIGHUP. */
+  readonly signatureSecretFile: string | undefined;
   /** Processes serving the port: 1 is one process, no primary. */
   readonly workers: number;
   /** --postgres: the PostgreSQL sink's connection URL, instead of the file store. */
@@ -133,6 +135,7 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
     logLevel: logLevel as LogLevel,
     tlsFiles: tlsFiles?.files,
     keysFile: keysFile(keysPath, keysOf, ofTheirSource('--api-keys-file', values, env)),
+    signatureSecretFile: secretFile,
     workers: workers(text('workers') ?? OPTIONS.workers.default),
     postgres: postgres(text('postgres'), text('postgresTable') ?? OPTIONS.postgresTable.default),
     idempotencyRedis: checkUrl(text('idempotencyRedis'), REDIS, '--idempotency-redis'),
@@ -228,27 +231,6 @@ function within(
     throw new UsageError(`${flag} must be ${range}${unit}, not ${text}`);
   }
   return value;
-}
-
-/** The secret in a file, less one trailing newline (what editors add) and a leading byte-order mark. */
-/**
- * The secrets of --signature-secret-file: one a line, as written (a "\r" before the "\n" aside), empty
- * lines passed over; several while a secret is rotated.
- */
-function readSecret(bytes: Buffer, file: string): SigningSecrets {
-  // A byte-order mark says how the file is encoded (Windows editors write one), as in the keys file.
-  const secrets = bytes
-    .toString()
-    .replace(/^\ufeff/, '')
-    .split(/\r?\n/)
-    .filter((line) => line !== '');
-  if (secrets.length === 0) throw new UsageError(`--signature-secret-file: ${file} holds no secret`);
-  if (secrets.length > MAX_SIGNING_SECRETS) {
-    throw new UsageError(
-      `--signature-secret-file: ${file} holds ${secrets.length} secrets, more than ${MAX_SIGNING_SECRETS} (one a line: a rotation's old and new)`,
-    );
-  }
-  return secrets.length === 1 ? (secrets[0] as string) : secrets;
 }
 
 /** A switch's variable: on, off, or a usage error for what says neither (`2`, `enabled`). */

@@ -51,7 +51,15 @@ export type SegmentErrorMiddleware = (
 export type ExpressEndpoint = [SegmentMiddleware, SegmentErrorMiddleware] &
   Pick<
     EndpointHandler,
-    'drain' | 'idle' | 'draining' | 'inFlight' | 'path' | 'metrics' | 'setApiKeys' | 'loadApiKeys'
+    | 'drain'
+    | 'idle'
+    | 'draining'
+    | 'inFlight'
+    | 'path'
+    | 'metrics'
+    | 'setApiKeys'
+    | 'loadApiKeys'
+    | 'setSignatureSecret'
   >;
 
 /**
@@ -134,6 +142,7 @@ export default function segmentEndpoint<S = Settings>(
     idle: { value: () => handler.idle() },
     setApiKeys: { value: handler.setApiKeys },
     loadApiKeys: { value: handler.loadApiKeys },
+    setSignatureSecret: { value: handler.setSignatureSecret },
     draining: { get: () => handler.draining },
     inFlight: { get: () => handler.inFlight },
     path: { value: handler.path },

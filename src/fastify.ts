@@ -29,7 +29,7 @@ export type SegmentEndpointOptions = HandlerOptions | { readonly handler: Endpoi
  */
 export type SegmentEndpointDecorator = Pick<
   EndpointHandler,
-  'drain' | 'idle' | 'draining' | 'inFlight' | 'metrics' | 'setApiKeys' | 'loadApiKeys'
+  'drain' | 'idle' | 'draining' | 'inFlight' | 'metrics' | 'setApiKeys' | 'loadApiKeys' | 'setSignatureSecret'
 >;
 
 /**
@@ -148,6 +148,7 @@ function lifecycleOf(handler: EndpointHandler): SegmentEndpointDecorator {
     idle: () => handler.idle(),
     setApiKeys: handler.setApiKeys,
     loadApiKeys: handler.loadApiKeys,
+    setSignatureSecret: handler.setSignatureSecret,
     get draining() {
       return handler.draining;
     },

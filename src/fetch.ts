@@ -28,6 +28,8 @@ export interface FetchHandler {
   setApiKeys: EndpointHandler['setApiKeys'];
   /** The same without holding the event loop, as createHandler's `loadApiKeys`. */
   loadApiKeys: EndpointHandler['loadApiKeys'];
+  /** Replaces the secrets of `signatureSecret`, as createHandler's `setSignatureSecret`. */
+  setSignatureSecret: EndpointHandler['setSignatureSecret'];
 }
 
 /**
@@ -67,6 +69,7 @@ export function createFetchHandler<S = Settings>(
     idle: { value: () => handler.idle(), enumerable: true },
     setApiKeys: { value: handler.setApiKeys, enumerable: true },
     loadApiKeys: { value: handler.loadApiKeys, enumerable: true },
+    setSignatureSecret: { value: handler.setSignatureSecret, enumerable: true },
     inFlight: { get: () => handler.inFlight, enumerable: true },
   });
 }

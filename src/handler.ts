@@ -1,14 +1,13 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import type { ApiKeySpec } from './auth.ts';
 import { behindClosingAnswer, endsItsConnection, readNothingBehind } from './connection-end.ts';
 import { hostAnswered } from './early-headers.ts';
+import type { EndpointHandler } from './endpoint-handler.ts';
 import type { ErrorAnswer } from './error-answer.ts';
 import { describeValue } from './errors.ts';
 import { framingRefusal } from './framing.ts';
 import { handedBefore } from './handed-once.ts';
 import { Http2Sessions } from './http2.ts';
-import { checkApiKeysSteps, resolveApiKeysSteps } from './key-spec.ts';
+import { checkApiKeysSteps, requiredSecret, resolveApiKeysSteps } from './key-spec.ts';
 import { Metrics, renderMetrics } from './metrics.ts';
 import { checkOptionNames, HANDLER_OPTION_NAMES } from './option-names.ts';
 import { type HandlerOptions, type ResolvedHandlerOptions, resolveHandlerOptions } from './options.ts';
@@ -20,34 +19,7 @@ import { EVENT_ROUTE, type Route, routes } from './routes.ts';
 import type { CheckedSettings, Settings } from './settings.ts';
 import { loggedPath, routeAt, targetPath } from './target.ts';
 
-/** A plain `(req, res)` function, to mount in any node:http/https/http2 server, plus its lifecycle. */
-export interface EndpointHandler {
-  (req: IncomingMessage, res: ServerResponse): void;
-  (req: Http2ServerRequest, res: Http2ServerResponse): void;
-  /** Stops taking events: new ones get 503 with `Connection: close`, health answers draining. */
-  drain(): void;
-  readonly draining: boolean;
-  /** Events being processed now. */
-  readonly inFlight: number;
-  /** The path events are taken at. */
-  readonly path: string;
-  /** The counters served on `metricsPath`, when it is set. */
-  readonly metrics: Metrics | undefined;
-  /** Resolves once no event is being processed (a handler past its timeout counts: it still runs). */
-  idle(): Promise<void>;
-  /**
-   * Replaces the keys of `apiKeys` (checked as that option is; a throw leaves the current ones): new
-   * customers without a restart, a key taken out refused from the next request on.
-   */
-  setApiKeys(apiKeys: Iterable<string | ApiKeySpec>): void;
-  /**
-   * As setApiKeys, without holding the event loop: checked and built a few ms at a time, requests answered
-   * meanwhile with the current keys. Rejects (the current keys staying) as setApiKeys throws. A later call
-   * that succeeds (setApiKeys, loadApiKeys) wins, whichever finishes first; one refused does not. Calls
-   * made meanwhile are each checked at once, their sets built one at a time, the newest first.
-   */
-  loadApiKeys(apiKeys: Iterable<string | ApiKeySpec>): Promise<void>;
-}
+export type { EndpointHandler } from './endpoint-handler.ts';
 
 /**
  * The endpoint as a plain `(req, res)` handler: the front door (route, request line, Host, method,
@@ -75,6 +47,9 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
   handler.idle = () => door.idle();
   handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(resolveApiKeysSteps(apiKeys));
   handler.loadApiKeys = (apiKeys) => door.pipeline.credentials.loadKeys(checkApiKeysSteps(apiKeys));
+  handler.setSignatureSecret = (secret) => {
+    door.pipeline.sharedSecret = requiredSecret('setSignatureSecret', secret);
+  };
   Object.defineProperties(handler, {
     draining: { get: () => door.draining, enumerable: true },
     inFlight: { get: () => door.inFlight, enumerable: true },

@@ -119,6 +119,13 @@ export function checkSecret(name: string, value: unknown): SigningSecrets | unde
   return typeof value === 'string' ? value : Object.freeze(Array.from(value));
 }
 
+/** A secret that must be given (`setSignatureSecret`): checked as checkSecret checks an option. */
+export function requiredSecret(name: string, value: unknown): SigningSecrets {
+  const secrets = checkSecret(name, value);
+  if (secrets === undefined) throw new TypeError(`${name} must be a non-empty string, or a list of them`);
+  return secrets;
+}
+
 /** The `apiKeys` option (or what `setApiKeys` is given), checked: the authenticator of those keys. */
 export function resolveApiKeys(keys: unknown): Authenticate {
   return atOnce(resolveApiKeysSteps(keys));

@@ -6,9 +6,11 @@ import { loadHandlers } from './handlers-module.ts';
 import { reloadKeysInSlices } from './keys-reload.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
+import { reloadSecretFile } from './secret-reload.ts';
 import { checkServerOptions, createServer, type EndpointServer } from './server.ts';
 import type { Settings } from './settings.ts';
 import type { SettingsSchema } from './settings-schema.ts';
+import type { SigningSecrets } from './signature.ts';
 import { openSink, type Sink } from './sinks/sink.ts';
 
 // What the standalone process starts once its signal listeners are in place (cli.ts): the handlers (a
@@ -76,17 +78,17 @@ async function sharedFilter(config: CliConfig, log: Logger) {
 /**
  * What SIGHUP does once the server is up: the certificate read again (reloadCertificate; new connections
  * get the new pair, open ones keep theirs), and the keys of --api-keys-file (reloadKeysInSlices; from
- * the request after they are all loaded, requests answered meanwhile with the current ones). Given
- * `paths`, a worker's reload loads only what its primary sent (what the primary loaded). Resolves once
- * done.
+ * the request after they are all loaded, requests answered meanwhile with the current ones), and the
+ * secrets of --signature-secret-file (from the next request). Given `paths`, a worker's reload loads only
+ * what its primary sent (what the primary loaded). Resolves once done.
  */
 export function reloader(
-  config: Pick<CliConfig, 'tlsFiles' | 'keysFile'>,
+  config: Pick<CliConfig, 'tlsFiles' | 'keysFile'> & Partial<Pick<CliConfig, 'signatureSecretFile'>>,
   endpoint: EndpointServer,
   log: Logger,
   read?: (path: string) => Buffer,
 ): (paths?: readonly string[]) => Promise<void> {
-  const { tlsFiles: files, keysFile } = config;
+  const { tlsFiles: files, keysFile, signatureSecretFile: secretFile } = config;
   const reloadAll = async (paths?: readonly string[]) => {
     // A worker's message names what its primary loaded: a file it does not name (or that there is none
     // of, a certificate over plain HTTP) is neither loaded nor said, once for each worker.
@@ -100,6 +102,10 @@ export function reloader(
     const loadKeys = (keys: ApiKeySpec[]) => endpoint.handler.loadApiKeys(keys);
     if (sent(keysFile?.path) && (await reloadKeysInSlices(keysFile, log, loadKeys, read))) {
       log.info({ file: keysFile?.path }, 'API keys reloaded');
+    }
+    const loadSecret = (secrets: SigningSecrets) => endpoint.handler.setSignatureSecret(secrets);
+    if (sent(secretFile) && (await reloadSecretFile(secretFile, log, loadSecret, read))) {
+      log.info({ file: secretFile }, 'signature secret reloaded');
     }
   };
   // Each step logs its own failures; anything else is logged here, not an unhandled rejection's exit.

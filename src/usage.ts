@@ -26,12 +26,11 @@ ${FLAG_ROWS.map(([, row]) => usageEntry(row)).join('\n')}
 At least one API key is required. Flags are visible to every user of the host (ps): give secrets
 in files of mode 0600 (--api-keys-file, --signature-secret-file) or in the environment instead.
 SIGTERM or SIGINT drains: new events get 503, running ones finish, the store is flushed, then the
-process exits 0. SIGHUP reads --cert, --key and --api-keys-file again (one received during start-up,
-once listening) if they are regular files (a named pipe, read again with no writer, would block for
-good), off the event loop, within 30 s: a read of a hung NFS or FUSE mount fails that reload, and no
-other read of that file begins until it returns. What does not load is logged, and what was loaded
-before stays. --signature-secret-file is read at start only: a new secret needs a restart (or
-per-key secret= in --api-keys-file). Files are read up to 1 MiB (--cert, --key,
+process exits 0. SIGHUP reads --cert, --key, --api-keys-file and --signature-secret-file again (one
+received during start-up, once listening) if they are regular files (a named pipe, read again with no
+writer, would block for good), off the event loop, within 30 s: a read of a hung NFS or FUSE mount
+fails that reload, and no other read of that file begins until it returns. What does not load is
+logged, and what was loaded before stays. Files are read up to 1 MiB (--cert, --key,
 --signature-secret-file) and 128 MiB (--api-keys-file).
 `;
 }

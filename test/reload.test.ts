@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
+import { createHmac, X509Certificate } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -107,20 +107,86 @@ test('the certificates sent are those of --cert, none from a store of trusted on
 });
 
 /** An event sent with `key` on a connection of its own (with --workers, any worker may take it): its status. */
-function post(url: string, key: string): Promise<number> {
+function post(url: string, key: string, secret?: string): Promise<number> {
+  const body = JSON.stringify(trackEvent());
+  const signature =
+    secret === undefined ? {} : { 'x-signature': createHmac('sha1', secret).update(body).digest('hex') };
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent: false, headers: segmentHeaders(key) }, (res) => {
+    const headers = { ...segmentHeaders(key), ...signature };
+    const req = request(url, { method: 'POST', agent: false, headers }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
     });
     req.on('error', reject);
-    req.end(JSON.stringify(trackEvent()));
+    req.end(body);
   });
 }
 
-/** The statuses of `times` events sent with `key`, each on its own connection. */
-const statuses = async (url: string, key: string, times: number) =>
-  [...new Set(await Promise.all(Array.from({ length: times }, () => post(url, key))))].sort();
+/** The statuses of `times` events sent with `key` (signed under `secret`), each on its own connection. */
+const statuses = async (url: string, key: string, times: number, secret?: string) =>
+  [...new Set(await Promise.all(Array.from({ length: times }, () => post(url, key, secret))))].sort();
+
+for (const workers of ['1', '2']) {
+  test(`SIGHUP reads --signature-secret-file again (--workers ${workers}): a secret rotated in the README's steps, nothing signed under the one in use refused`, async () => {
+    // Read at start only, a rotated secret took a restart, and every event Segment signed under the new
+    // secret before it was a final 401.
+    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-secret-reload-'));
+    let run: ReturnType<typeof spawnClean> | undefined;
+    try {
+      const secretFile = join(dir, 'secret');
+      writeFileSync(secretFile, 'first-secret\n', { mode: 0o600 });
+      run = spawnClean(process.execPath, [
+        ...CLI_SOURCE,
+        ...httpFlags('k'),
+        ...['--signature-secret-file', secretFile, '--workers', workers, '--out', join(dir, 'out')],
+      ]);
+      const url = (await waitFor(run.stdout, /listening on (\S+)/))[1] as string;
+      const times = Number(workers) * 4;
+      const reloaded = async (count: number) => {
+        const said = new RegExp(`("msg":"signature secret reloaded"[\\s\\S]*){${count}}`);
+        await waitFor(run?.stderr ?? (() => ''), said);
+        // With --workers, each worker says it too.
+        if (workers !== '1')
+          await waitFor(
+            run?.stderr ?? (() => ''),
+            new RegExp(`("worker":\\d[^\\n]*signature secret reloaded[\\s\\S]*){${2 * count}}`),
+          );
+      };
+      assert.deepEqual(await statuses(url, 'k', times, 'first-secret'), [200]);
+      assert.deepEqual(await statuses(url, 'k', times, 'second-secret'), [401]);
+
+      // 1. The new beside the old.
+      writeFileSync(secretFile, 'first-secret\nsecond-secret\n');
+      run.child.kill('SIGHUP');
+      await reloaded(1);
+      assert.deepEqual(await statuses(url, 'k', times, 'first-secret'), [200]);
+      assert.deepEqual(await statuses(url, 'k', times, 'second-secret'), [200]);
+      // 3. The old taken out.
+      writeFileSync(secretFile, 'second-secret\n');
+      run.child.kill('SIGHUP');
+      await reloaded(2);
+      assert.deepEqual(await statuses(url, 'k', times, 'first-secret'), [401]);
+      assert.deepEqual(await statuses(url, 'k', times, 'second-secret'), [200]);
+
+      // A file emptied (a template that lost its value): refused and logged, the secret in use kept.
+      writeFileSync(secretFile, '\n');
+      run.child.kill('SIGHUP');
+      await waitFor(
+        run.stderr,
+        /"reason":"--signature-secret-file: \S+ holds no secret"[^\n]*signature secret reload failed/,
+      );
+      assert.deepEqual(await statuses(url, 'k', times, 'second-secret'), [200]);
+      assert.deepEqual(await statuses(url, 'k', times), [401]);
+      assert.doesNotMatch(run.stderr(), /first-secret|second-secret/);
+
+      run.child.kill('SIGTERM');
+      assert.equal(await run.exit, 0);
+    } finally {
+      run?.child.kill('SIGKILL'); // a failed assertion leaves it serving
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
 
 for (const workers of ['1', '2']) {
   test(`SIGHUP reads --api-keys-file again (--workers ${workers}): a key added is served, one taken out refused, a bad file refused`, async () => {

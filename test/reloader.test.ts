@@ -49,15 +49,72 @@ function replacedKeysFile() {
 function serving() {
   const lines: string[] = [];
   const loaded: string[][] = [];
+  const secrets: unknown[] = [];
   const endpoint = {
     reloadTls: () => lines.push('tls loaded'),
     handler: {
       loadApiKeys: async (keys: ApiKeySpec[]) => void loaded.push(keys.map((spec) => spec.key)),
+      setSignatureSecret: (secret: unknown) => void secrets.push(secret),
     },
   } as unknown as EndpointServer;
   const log = jsonLogger('info', (line) => lines.push(JSON.parse(line).msg));
-  return { lines, loaded, endpoint, log };
+  return { lines, loaded, secrets, endpoint, log };
 }
+
+test('the secret file: read and loaded by the single process; by a worker only when its primary sent it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-secret-'));
+  try {
+    const path = join(dir, 'secret');
+    writeFileSync(path, 'old\nnew\n', { mode: 0o600 });
+    const config = { tlsFiles: undefined, keysFile: undefined, signatureSecretFile: path };
+    const single = serving();
+    await reloader(config, single.endpoint, single.log)();
+    assert.deepEqual(single.secrets, [['old', 'new']]);
+    assert.deepEqual(single.lines, ['signature secret reloaded']);
+    // A worker told of the keys file alone (what its primary loaded) leaves its secret as it is.
+    const worker = serving();
+    const sent = () => Buffer.from('from-primary');
+    await reloader(config, worker.endpoint, worker.log, sent)(['/keys']);
+    assert.deepEqual(worker.secrets, []);
+    await reloader(config, worker.endpoint, worker.log, sent)([path]);
+    assert.deepEqual(worker.secrets, ['from-primary']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the primary sends its workers the secret file it loaded, and keeps its bytes for workers forked later; one it refuses, it does not', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-secret-'));
+  try {
+    const path = join(dir, 'secret');
+    writeFileSync(path, 'first\n', { mode: 0o600 });
+    const files = new ConfigurationFiles(new Map([[path, readFileSync(path)]]), {
+      tlsFiles: undefined,
+      keysFile: undefined,
+      signatureSecretFile: path,
+    });
+    const { lines, log } = serving();
+    const forked = performance.now();
+    writeFileSync(path, 'first\nsecond\n');
+    const loaded = await files.reload(log);
+    assert.equal(loaded?.what, 'the signature secret');
+    const message = loaded?.message;
+    assert.deepEqual(message?.se === 'reload' && Object.keys(message.files), [path]);
+    const all = files.all();
+    assert.deepEqual(all.se === 'files' && Object.keys(all.files), [path]);
+    assert.ok(files.reloadedSince(forked) !== undefined, 'a worker forked before is told again');
+    writeFileSync(path, '');
+    assert.equal(await files.reload(log), undefined);
+    assert.match(lines.join('\n'), /signature secret reload failed/);
+    const kept = files.all();
+    assert.equal(
+      kept.se === 'files' && Buffer.from(kept.files[path] as string, 'base64').toString(),
+      'first\nsecond\n',
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('a worker over plain HTTP sent the keys file loads the keys and says nothing of a certificate', async () => {
   // Each worker said "SIGHUP: no certificate to reload (plain HTTP)" at every keys reload: the primary's

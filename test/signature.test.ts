@@ -232,6 +232,31 @@ describe('rotating a secret: several accepted at once', () => {
   });
 });
 
+test("setSignatureSecret replaces the option's secrets from the next request; a bad one throws and changes nothing", async () => {
+  const handler = createHandler({
+    apiKeys: [API_KEY, { key: 'own', signatureSecret: 'own-secret' }],
+    signatureSecret: 'first',
+    log: silentLogger,
+    handlers: { track() {} },
+  });
+  const body = JSON.stringify(trackEvent());
+  const status = async (secret: string, key = API_KEY) =>
+    (await inject(handler, { headers: { ...segmentHeaders(key), 'x-signature': sign(secret, body) }, body }))
+      .status;
+  handler.setSignatureSecret(['first', 'second']);
+  assert.deepEqual([await status('first'), await status('second')], [200, 200]);
+  handler.setSignatureSecret('second');
+  assert.deepEqual([await status('first'), await status('second')], [401, 200]);
+  assert.equal(await status('own-secret', 'own'), 200, "a key's own secret still wins");
+  for (const bad of [undefined, '', [], ['a', 'b', 'c', 'd', 'e']]) {
+    assert.throws(
+      () => handler.setSignatureSecret(bad as string),
+      /setSignatureSecret must be a non-empty string/,
+    );
+  }
+  assert.equal(await status('second'), 200, 'the secret in use stays');
+});
+
 // Segment's Webhooks (Actions) batching posts a JSON array. Its legacy X-Signature signs only the first
 // event's data; the opt-in X-Segment-Signature signs the whole array. A signature must cover everything
 // stored, unless the operator opts in to the legacy batch signing.

@@ -2,12 +2,13 @@ import { reloadCertificate } from '../certificate.ts';
 import type { CliConfig } from '../config.ts';
 import { reloadKeysInSlices } from '../keys-reload.ts';
 import type { Logger } from '../log.ts';
+import { reloadSecretFile } from '../secret-reload.ts';
 import { checkServerTls } from '../tls-context.ts';
 import { filesMessage, type ToWorker } from './messages.ts';
 
 /**
  * What the workers of --workers read their configuration from: the files as the primary read them at
- * start, and the certificate, key and keys file a SIGHUP loaded since. Workers never read the files
+ * start, and the certificate, key, keys file and signature secret file a SIGHUP loaded since. Workers never read the files
  * themselves, so that one started to replace another serves what the others serve, whatever the files
  * hold by then (a keys file edited for the next SIGHUP, a renewed certificate that does not load).
  */
@@ -15,13 +16,18 @@ export class ConfigurationFiles {
   readonly #files: Map<string, Buffer>;
   readonly #tls: CliConfig['tlsFiles'];
   readonly #keys: CliConfig['keysFile'];
+  readonly #secret: string | undefined;
   /** When a SIGHUP last loaded each (`performance.now()`): a worker forked before it is told again. */
-  readonly #loadedAt = { certificate: -1, keys: -1 };
+  readonly #loadedAt: Record<keyof Loaded, number> = { certificate: -1, keys: -1, secret: -1 };
 
-  constructor(files: Map<string, Buffer>, config: Pick<CliConfig, 'tlsFiles' | 'keysFile'>) {
+  constructor(
+    files: Map<string, Buffer>,
+    config: Pick<CliConfig, 'tlsFiles' | 'keysFile'> & Partial<Pick<CliConfig, 'signatureSecretFile'>>,
+  ) {
     this.#files = files;
     this.#tls = config.tlsFiles;
     this.#keys = config.keysFile;
+    this.#secret = config.signatureSecretFile;
   }
 
   /** Every file, for a worker that starts. */
@@ -36,14 +42,16 @@ export class ConfigurationFiles {
   reloadedSince(startedAt: number): ToWorker | undefined {
     const certificate = this.#loadedAt.certificate >= startedAt;
     const keys = this.#loadedAt.keys >= startedAt;
-    return certificate || keys ? this.reloaded({ certificate, keys }) : undefined;
+    const secret = this.#loadedAt.secret >= startedAt;
+    return certificate || keys || secret ? this.reloaded({ certificate, keys, secret }) : undefined;
   }
 
-  /** The certificate and key, and the keys file, for the workers to load: a worker loads what it holds. */
-  reloaded(loaded: { certificate: boolean; keys: boolean }): ToWorker {
+  /** The certificate and key, the keys file, the secret file, for the workers to load: each loads what it holds. */
+  reloaded(loaded: Loaded): ToWorker {
     const tls = this.#tls === undefined || !loaded.certificate ? [] : [this.#tls.cert, this.#tls.key];
     const keys = this.#keys === undefined || !loaded.keys ? [] : [this.#keys.path];
-    return { se: 'reload', files: filesMessage(this.#files, [...tls, ...keys]) };
+    const secret = this.#secret === undefined || !loaded.secret ? [] : [this.#secret];
+    return { se: 'reload', files: filesMessage(this.#files, [...tls, ...keys, ...secret]) };
   }
 
   /**
@@ -56,7 +64,7 @@ export class ConfigurationFiles {
     log: Logger,
     read?: (path: string) => Buffer,
   ): Promise<{ what: string; message: ToWorker } | undefined> {
-    const config = { tlsFiles: this.#tls, keysFile: this.#keys };
+    const config = { tlsFiles: this.#tls, keysFile: this.#keys, signatureSecretFile: this.#secret };
     const certificate = await reloadCertificate(config, log, (cert, key, files) => {
       checkServerTls({ cert, key });
       this.#files.set(files.cert, cert);
@@ -65,10 +73,24 @@ export class ConfigurationFiles {
     const path = this.#keys?.path ?? '';
     const take = (_keys: unknown, bytes: Buffer) => void this.#files.set(path, bytes);
     const keys = await reloadKeysInSlices(this.#keys, log, take, read);
-    const loaded = [certificate && 'the certificate', keys && 'the API keys'].filter(Boolean);
-    if (loaded.length === 0) return undefined;
-    if (certificate) this.#loadedAt.certificate = performance.now();
-    if (keys) this.#loadedAt.keys = performance.now();
-    return { what: loaded.join(' and '), message: this.reloaded({ certificate, keys }) };
+    const keep = (_secrets: unknown, bytes: Buffer) => void this.#files.set(this.#secret ?? '', bytes);
+    const secret = await reloadSecretFile(this.#secret, log, keep, read);
+    const named = { certificate: 'the certificate', keys: 'the API keys', secret: 'the signature secret' };
+    const loaded = { certificate, keys, secret };
+    const what = (Object.keys(named) as Array<keyof Loaded>).filter((file) => loaded[file]);
+    if (what.length === 0) return undefined;
+    for (const file of what) this.#loadedAt[file] = performance.now();
+    return { what: listed(what.map((file) => named[file])), message: this.reloaded(loaded) };
   }
 }
+
+/** What a SIGHUP loaded. */
+interface Loaded {
+  readonly certificate: boolean;
+  readonly keys: boolean;
+  readonly secret: boolean;
+}
+
+/** `a`, `a and b`, `a, b and c`. */
+const listed = (items: readonly string[]): string =>
+  items.length < 2 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`;

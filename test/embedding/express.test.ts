@@ -526,6 +526,8 @@ test('express: drain() makes new events 503 and health draining; a bad option th
     assert.equal((await send(keyed(CASE_KEY))).status, 401);
     await segment.loadApiKeys(['loaded-key', CASE_KEY]);
     assert.equal((await send(keyed('loaded-key'))).status, 200);
+    segment.setSignatureSecret('embedded-secret'); // from the next request on, every one must be signed
+    assert.equal(JSON.parse((await send(keyed('loaded-key'))).body).code, 'SEG_SIGNATURE_MISSING');
     segment.setApiKeys([CASE_KEY]);
     assert.equal(segment.draining, false);
     segment.drain();

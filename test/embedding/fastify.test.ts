@@ -383,6 +383,8 @@ test('the handler: the segmentEndpoint decorator in its context, or given as opt
   await control.loadApiKeys(['loaded-key']);
   assert.equal((await keyed('loaded-key')).statusCode, 200);
   assert.equal((await keyed('swapped-key')).statusCode, 401);
+  control.setSignatureSecret('embedded-secret'); // from the next request on, every one must be signed
+  assert.equal((await keyed('loaded-key')).json().code, 'SEG_SIGNATURE_MISSING');
   control.drain();
   assert.equal(handler.draining, true);
   assert.deepEqual((await app.inject({ url: '/segment/health' })).json(), { status: 'draining' });

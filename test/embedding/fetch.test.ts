@@ -80,6 +80,8 @@ test('Retry-After and WWW-Authenticate reach the Response; the connection header
   assert.equal((await keyed('embed-key')).status, 401);
   await handle.loadApiKeys(['loaded-key']);
   assert.equal((await keyed('loaded-key')).status, 200);
+  handle.setSignatureSecret('embedded-secret'); // from the next request on, every one must be signed
+  assert.equal((await keyed('loaded-key')).status, 401);
   handle.setApiKeys(['embed-key']);
   handle.drain();
   assert.equal((await handle(new Request('https://e.example/health'))).status, 503);
