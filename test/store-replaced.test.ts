@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import {
+  appendFileSync,
   mkdirSync,
   readdirSync,
   readFileSync,
@@ -14,6 +15,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { NdjsonStore } from '../src/index.ts';
 import { loopIo, nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
+import type { TornLine } from '../src/sinks/file-repair.ts';
 import { tempDirs } from './helpers.ts';
 
 // The store's file, or its directory, taken away while the store runs (removed, renamed by a rotation,
@@ -87,6 +89,33 @@ for (const [name, io] of [
     assert.equal(store.writable, false);
     await store.close();
     assert.equal(readlinkSync(join(dir, LOCK)), String(process.ppid), "the other's lock is left alone");
+  });
+
+  test(`${name}: the file cut short from outside in the middle of a line: the fragment is set aside, and the next event is a line of its own`, async () => {
+    // The next line was appended to the fragment, `{"n":1}{"n":3}`: an acknowledged event that no
+    // reader could parse, and that start-up repair (the last line only) never took apart.
+    const dir = tempDir();
+    const store = await NdjsonStore.open(dir, { io });
+    const torn: TornLine[] = [];
+    store.onTorn = (line) => torn.push(line);
+    const path = join(dir, FILE);
+    await store.appendLine('{"n":1}', AT);
+    await store.appendLine('{"n":2}', AT);
+    truncateSync(path, '{"n":1}\n{"n"'.length);
+    await store.appendLine('{"n":3}', AT);
+    assert.equal(readFileSync(path, 'utf8'), '{"n":1}\n{"n":3}\n');
+    assert.equal(readFileSync(`${path}.torn`, 'utf8'), '{"n"\n');
+    assert.deepEqual(torn, [{ file: path, movedTo: `${path}.torn`, bytes: 4 }]);
+    // A line added by hand without its newline: set aside as well, rather than glued to.
+    appendFileSync(path, '{"by":"hand"}');
+    await store.appendLine('{"n":4}', AT);
+    assert.deepEqual(lines(path), ['{"n":1}', '{"n":3}', '{"n":4}']);
+    // Cut at the end of a line: nothing to set aside.
+    truncateSync(path, '{"n":1}\n'.length);
+    await store.appendLine('{"n":5}', AT);
+    assert.deepEqual(lines(path), ['{"n":1}', '{"n":5}']);
+    assert.equal(torn.length, 2);
+    await store.close();
   });
 
   test(`${name}: the file truncated from outside (logrotate's copytruncate), then a write that fails: cut back to where the file ends now, never grown with zeros`, async () => {

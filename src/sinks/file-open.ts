@@ -1,6 +1,6 @@
 import { type FileIdentity, readAt, type StoreIo } from './file-io.ts';
 import { ownStat } from './file-owner.ts';
-import { makeDirectory } from './file-repair.ts';
+import { makeDirectory, setAsideTornTail, type TornLine } from './file-repair.ts';
 
 // Opening a day's file of the default store for appending, as file-store.ts does at start, on a new day,
 // and whenever the file at its path is no longer the one it had open.
@@ -64,6 +64,32 @@ export interface OpenFile {
   dirty: boolean;
   /** Bytes of its last write that went in: after one that failed, the file's last (it is appended to). */
   written: number;
+}
+
+/**
+ * The open file followed to where its whole lines end now (`now`: its size read this commit): it may have
+ * been cut from outside (logrotate's copytruncate) or added to (a line appended by hand), and a failed
+ * write is cut back to there, not to where this process last left it. A change that left part of a line
+ * last (a cut in the middle of one, a line added without its newline) has that part set aside first
+ * (`<file>.torn`, as start-up repair does), or the next line would be glued to it, an acknowledged event
+ * no reader could parse. What was set aside, if anything.
+ */
+export async function followed(
+  io: StoreIo,
+  open: OpenFile,
+  now: { readonly size?: number } | undefined,
+): Promise<TornLine | undefined> {
+  if (now?.size === undefined) return undefined;
+  if (open.dirty) {
+    open.size = Math.min(open.size, now.size);
+    return undefined;
+  }
+  const changed = now.size !== open.size;
+  open.size = now.size;
+  if (!changed) return undefined;
+  const torn = await setAsideTornTail(io, open.name);
+  if (torn !== undefined) open.size -= torn.bytes;
+  return torn;
 }
 
 /** `opened` as the store keeps it: its whole lines end at `whole` when a failed write left more (cut first). */

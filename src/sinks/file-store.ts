@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
 import { DayFiles } from './file-names.ts';
-import { checkDayFile, cutBack, type OpenFile, openDayFile, openFile, sameFile } from './file-open.ts';
+import type { OpenFile } from './file-open.ts';
+import { checkDayFile, cutBack, followed, openDayFile, openFile, sameFile } from './file-open.ts';
 import { WriteProbe } from './file-probe.ts';
 import { CommitQueue, type Pending } from './file-queue.ts';
 import { makeDirectory, repairStore, setAsideTornTail, type TornLine } from './file-repair.ts';
@@ -77,6 +78,8 @@ export class NdjsonStore {
 
   /** Partial last lines found at start-up and set aside (a crash in the middle of a write). */
   readonly recovered: TornLine[] = [];
+  /** Told of a partial line set aside while the store runs (its file cut in the middle of a line). */
+  onTorn: ((torn: TornLine) => void) | undefined;
 
   /**
    * Opens (creating if needed) a store in `dir`. A file whose last line was cut short by a crash is
@@ -208,10 +211,8 @@ export class NdjsonStore {
     // (A host's own io without `identity` is not checked: it predates the check.)
     const now = open?.name === name ? await this.#io.identity?.(name) : undefined;
     if (open?.name === name && (this.#io.identity === undefined || sameFile(open.id, now))) {
-      // Where its whole lines end now, the line after them being this commit's: the file may have been
-      // cut from outside (logrotate's copytruncate) or added to (a line appended by hand), and a failed
-      // write is cut back to here, not to where this process last left it.
-      if (now?.size !== undefined) open.size = open.dirty ? Math.min(open.size, now.size) : now.size;
+      const torn = await followed(this.#io, open, now);
+      if (torn !== undefined) this.onTorn?.(torn);
       return open;
     }
     // A new day, or the file at its path is not the one open: removed, renamed (a rotation), replaced.
@@ -239,8 +240,7 @@ export class NdjsonStore {
     const file = this.#file;
     if (file === undefined) return;
     this.#file = undefined;
-    // If this cut fails the partial line stays last in its file: cut when this process opens the file
-    // again (a late event for the day before), or set aside by start-up repair.
+    // A cut that fails leaves it last in its file: cut at the file's next open, or by start-up repair.
     if (file.dirty) await this.#cut(file).catch(() => this.#unfinished.set(file.name, file));
     await this.#io.close(file.fd);
   }

@@ -56,6 +56,8 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   }
   started = true;
   for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
+  store.onTorn = (torn) =>
+    log.warn(torn, 'a store file was cut in the middle of a line: the part left was set aside');
   if (config.worker === undefined) sayIfOthersWrite(config.out, log);
   const handlers = storeHandlers(store);
   return {
