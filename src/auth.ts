@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import { decodeBase64 } from './base64.ts';
 import { EndpointError } from './errors.ts';
 import { ShardedMap } from './sharded-map.ts';
-import type { SigningSecrets } from './signature.ts';
+import type { SignatureSecrets } from './signature.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 import type { EventType } from './types.ts';
 
@@ -62,8 +62,8 @@ export type AuthDecision =
   | {
       /** Only these event types (another is a 403); all when absent. */
       readonly allow?: readonly EventType[] | undefined;
-      /** Require a signature (`X-Signature` or `X-Segment-Signature`) under this secret (or one of these) for this key's events. */
-      readonly signatureSecret?: SigningSecrets | undefined;
+      /** This key's events must be signed (`X-Signature`, `X-Segment-Signature`) under this secret or these. */
+      readonly signatureSecret?: SignatureSecrets | undefined;
       /** Events a second this key may send (its own `rateLimit`). */
       readonly rate?: number | undefined;
     };
@@ -78,7 +78,7 @@ export interface ApiKeySpec {
    * A signature (hex HMAC-SHA1 of the body, `X-Signature` or `X-Segment-Signature`) is required under this
    * secret for this key's events; under any of them when several (up to 4: a rotation's old and new).
    */
-  readonly signatureSecret?: SigningSecrets | undefined;
+  readonly signatureSecret?: SignatureSecrets | undefined;
   /** Events a second this key may send, in bursts of up to as many: its own `rateLimit`. */
   readonly rate?: number | undefined;
 }
@@ -128,8 +128,13 @@ const firstByte = (tag: string): number => tag.charCodeAt(0);
 
 const specOf = (item: string | ApiKeySpec): ApiKeySpec => (typeof item === 'string' ? { key: item } : item);
 
-/** What the authenticator answers for a key: `allow`, or its types, secret and rate (frozen). */
-function decisionOf({ types, signatureSecret, rate }: ApiKeySpec): AuthDecision {
+/**
+ * What the authenticator answers for a key: `allow`, or its types, secret and rate (frozen). The spec's
+ * own fields (apiKeySpec's copy): one a polluted Object.prototype lists would be every key's.
+ */
+function decisionOf(spec: ApiKeySpec): AuthDecision {
+  const own = <K extends keyof ApiKeySpec>(name: K) => (Object.hasOwn(spec, name) ? spec[name] : undefined);
+  const [types, signatureSecret, rate] = [own('types'), own('signatureSecret'), own('rate')];
   if (types === undefined && signatureSecret === undefined && rate === undefined) return 'allow';
   return Object.freeze({
     ...(types === undefined ? {} : { allow: Object.freeze([...types]) }),
@@ -155,7 +160,7 @@ function sameDecision(a: AuthDecision, b: AuthDecision): boolean {
 }
 
 /** Secrets as compared: one secret and a list of it alone are the same, and so is a list in any order. */
-const secrets = (given: SigningSecrets | undefined): string | undefined =>
+const secrets = (given: SignatureSecrets | undefined): string | undefined =>
   given === undefined
     ? undefined
     : JSON.stringify([...new Set(typeof given === 'string' ? [given] : given)].sort());

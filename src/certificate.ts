@@ -11,8 +11,9 @@ import { readRegularFileAsync, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
  * (certbot, a secrets agent) is picked up without a restart. A pair that cannot be read (within
  * `readTimeoutMs`: a hung mount, read-within.ts), or that `load` refuses, is logged and the current one
  * stays; over plain HTTP there is nothing to reload, which is said only when there is no keys file or
- * secret file either (else it would be said beside every reload of theirs). A reload overtaken by a later one while it read loads
- * and says nothing: the later one read the files since. Whether a pair was loaded.
+ * secret file either (else it would be said beside every reload of theirs). A reload overtaken by a
+ * later one while it read loads and says nothing: the later one read the files since. Whether a pair
+ * was loaded.
  */
 export async function reloadCertificate(
   {

@@ -5,7 +5,7 @@ import { ownApiKeySpec } from './key-spec.ts';
 import { OPTIONS } from './option-table.ts';
 import { type FileRead, KEYS_FILE_MAX_BYTES, readFileUpTo, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
 import { ShardedMap } from './sharded-map.ts';
-import { MAX_SIGNING_SECRETS } from './signature.ts';
+import { MAX_SIGNATURE_SECRETS } from './signature.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 
 // The API keys of the command line: flags, the keys file and the environment.
@@ -172,10 +172,8 @@ function* keysFileEntries(bytes: Buffer, specs: Array<[ApiKeySpec, string]>): St
     for (const token of rest) {
       // Several while one is rotated.
       if (token.startsWith('secret=') && token.length > 7) {
-        if (secrets.length === MAX_SIGNING_SECRETS) {
-          throw new UsageError(
-            `${where}: more than ${MAX_SIGNING_SECRETS} secret= (a rotation's old and new)`,
-          );
+        if (secrets.length === MAX_SIGNATURE_SECRETS) {
+          throw new UsageError(`${where}: more than ${MAX_SIGNATURE_SECRETS} secret=`);
         }
         secrets.push(token.slice(7));
       } else if (token.startsWith('rate=') && rate === undefined) {

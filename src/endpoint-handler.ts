@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { ApiKeySpec } from './auth.ts';
 import type { Metrics } from './metrics.ts';
-import type { SigningSecrets } from './signature.ts';
+import type { SignatureSecrets } from './signature.ts';
 
 // What createHandler returns (handler.ts): the handler and what a host may do with it while it serves.
 
@@ -38,5 +38,5 @@ export interface EndpointHandler {
    * ones), from the next request on: to rotate one, the new beside the old, then the new alone. A key's
    * own secrets still win.
    */
-  setSignatureSecret(secret: SigningSecrets): void;
+  setSignatureSecret(secret: SignatureSecrets): void;
 }

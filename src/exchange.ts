@@ -9,7 +9,7 @@ import type { BodySink } from './reader.ts';
 import type { PendingAnswer } from './respond.ts';
 import type { Route } from './routes.ts';
 import type { Settings } from './settings.ts';
-import type { SigningSecrets } from './signature.ts';
+import type { SignatureSecrets } from './signature.ts';
 
 /**
  * One request on its way through the pipeline, and what its request-level checks established for each
@@ -23,7 +23,7 @@ export class Exchange implements BodySink, RequestFacts, PendingAnswer, SharedRe
   apiKey: string | undefined;
   decision: AuthDecision = 'allow';
   /** The secret its body must be signed with, if any. */
-  secret: SigningSecrets | undefined;
+  secret: SignatureSecrets | undefined;
   /** Events a second its key may send; 0: no limit. */
   rate = 0;
   settings: Settings | undefined;

@@ -48,7 +48,7 @@ export function resolvedHandler(opts: ResolvedHandlerOptions): EndpointHandler {
   handler.setApiKeys = (apiKeys) => door.pipeline.credentials.replaceKeys(resolveApiKeysSteps(apiKeys));
   handler.loadApiKeys = (apiKeys) => door.pipeline.credentials.loadKeys(checkApiKeysSteps(apiKeys));
   handler.setSignatureSecret = (secret) => {
-    door.pipeline.sharedSecret = requiredSecret('setSignatureSecret', secret);
+    door.pipeline.signatureSecret = requiredSecret('setSignatureSecret', secret);
   };
   Object.defineProperties(handler, {
     draining: { get: () => door.draining, enumerable: true },

@@ -18,7 +18,7 @@ export type { Context, EventHandler, HandlerResult, HandlerStatus, Handlers } fr
 // Authentication
 export { keyAuthenticator, parseBasicAuth } from './auth.ts';
 export type { ApiKeySpec, AuthDecision, Authenticate, BasicCredentials } from './auth.ts';
-export type { SigningSecrets } from './signature.ts';
+export type { SignatureSecrets } from './signature.ts';
 
 // Errors to throw from handlers, named as in Segment's Functions runtime
 export {

@@ -1,6 +1,7 @@
 import { type ApiKeySpec, type Authenticate, hasControl, keyAuthenticatorSteps } from './auth.ts';
+import { unpolluted } from './auth-decision.ts';
 import { describeValue } from './errors.ts';
-import { isSigningSecrets, MAX_SIGNING_SECRETS, type SigningSecrets } from './signature.ts';
+import { isSignatureSecrets, MAX_SIGNATURE_SECRETS, type SignatureSecrets } from './signature.ts';
 import { atOnce, PIECE, type Steps } from './slices.ts';
 import { nearest } from './spelling.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
@@ -18,7 +19,14 @@ export function apiKeySpec(item: unknown, where: string): ApiKeySpec {
   if (typeof item === 'object' && item !== null) checkFields(item, where);
   // Each field read once, into a spec of the endpoint's own: the caller's object may change after the
   // check (loadApiKeys builds the authenticator on later turns), and a getter may answer twice.
-  const { key, types: listed, signatureSecret, rate } = given ?? {};
+  const read = <K extends keyof ApiKeySpec>(name: K) =>
+    (given === null ? undefined : unpolluted(given, name)) as ApiKeySpec[K];
+  const [key, listed, signatureSecret, rate] = [
+    read('key'),
+    read('types'),
+    read('signatureSecret'),
+    read('rate'),
+  ];
   checkKey(key, where);
   const secrets = checkSecret(`${where}: signatureSecret`, signatureSecret);
   if (rate !== undefined && !(Number.isInteger(rate) && rate >= 0 && rate <= 1_000_000)) {
@@ -106,23 +114,26 @@ function checkFields(spec: object, where: string): void {
   throw new TypeError(`${where}: ${what} (${SPEC_FIELDS.join(', ')})`);
 }
 
-/** A secret option, checked: absent, a non-empty string, or a list of 1 to MAX_SIGNING_SECRETS of them. */
-export function checkSecret(name: string, value: unknown): SigningSecrets | undefined {
+/** A secret option, checked: absent, a non-empty string, or a list of 1 to MAX_SIGNATURE_SECRETS of them. */
+export function checkSecret(name: string, value: unknown): SignatureSecrets | undefined {
   if (value === undefined) return undefined;
+  // A list read once, into a copy that is checked and kept: the caller's may change after the check, and
+  // an element may be a getter that answers twice.
+  const secrets = Array.isArray(value) ? Object.freeze(Array.from(value)) : value;
   // The value is not echoed: it is a secret.
-  if (!isSigningSecrets(value)) {
+  if (!isSignatureSecrets(secrets)) {
     throw new TypeError(
-      `${name} must be a non-empty string, or a list of 1 to ${MAX_SIGNING_SECRETS} of them (a rotation's old and new)`,
+      `${name} must be a string that is not blank, or a list of 1 to ${MAX_SIGNATURE_SECRETS} of them (a rotation's old and new)`,
     );
   }
-  // A list copied: the caller's may change after the check.
-  return typeof value === 'string' ? value : Object.freeze(Array.from(value));
+  return secrets;
 }
 
 /** A secret that must be given (`setSignatureSecret`): checked as checkSecret checks an option. */
-export function requiredSecret(name: string, value: unknown): SigningSecrets {
+export function requiredSecret(name: string, value: unknown): SignatureSecrets {
   const secrets = checkSecret(name, value);
-  if (secrets === undefined) throw new TypeError(`${name} must be a non-empty string, or a list of them`);
+  if (secrets === undefined)
+    throw new TypeError(`${name} must be a string that is not blank, or a list of them`);
   return secrets;
 }
 

@@ -1,5 +1,6 @@
 import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
+import { describeSecret } from './key-spec.ts';
 import { type Logger, neverThrowing } from './log.ts';
 import { nearest } from './spelling.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
@@ -132,4 +133,12 @@ export function checkLogger(log: Logger): Logger {
     );
   }
   return neverThrowing(log);
+}
+
+/** A function option, checked; what it was instead is described, never shown (it may be a secret). */
+export function checkFunction<T>(name: string, value: T): T {
+  if (typeof value !== 'function') {
+    throw new TypeError(`options.${name} must be a function, got ${describeSecret(value)}`);
+  }
+  return value;
 }

@@ -3,15 +3,15 @@ import type { Handlers } from './dispatch.ts';
 import { describeValue } from './errors.ts';
 import type { IdempotencyStore, MemoryIdempotencyOptions } from './idempotency.ts';
 import { resolveIdempotency } from './idempotency-option.ts';
-import { checkSecret, describeSecret, resolveApiKeys } from './key-spec.ts';
+import { checkSecret, resolveApiKeys } from './key-spec.ts';
 import { jsonLogger, type Logger } from './log.ts';
-import { checkHandlers, checkLogger, checkSwitch, misspeltMethods } from './option-checks.ts';
+import { checkFunction, checkHandlers, checkLogger, checkSwitch, misspeltMethods } from './option-checks.ts';
 import { type IntegerOption, integer, OPTIONS, ROWS, type SwitchOption } from './option-table.ts';
 import { checkPath, clearOfRoutes, distinctPaths } from './paths.ts';
 import { routes } from './routes.ts';
 import type { Settings } from './settings.ts';
 import { checkSettingsSchema, type SettingsSchema } from './settings-schema.ts';
-import type { SigningSecrets } from './signature.ts';
+import type { SignatureSecrets } from './signature.ts';
 
 /** Options of `createHandler`: the request pipeline. `S`: the customer's settings, as `settingsSchema` says. */
 export interface HandlerOptions<S = Settings> {
@@ -104,11 +104,12 @@ export interface HandlerOptions<S = Settings> {
   handlerTimeoutMs?: number | undefined;
   /**
    * When set, every request must carry `X-Segment-Signature` or `X-Signature`: the hex HMAC-SHA1 of the
-   * body under this secret (Segment's Webhooks signing), or under any of a list of up to 4, to rotate one
-   * without refusing what Segment signs with the new. Missing or wrong is a 401, and so is a signed
-   * request with `X-Segment-Settings`, stored but not signed. A key's own `signatureSecret` wins.
+   * body under this secret (Segment's Webhooks signing), or under any of a list of up to 4 while one is
+   * rotated (in code, or a line each in --signature-secret-file; the flag and its variable take one).
+   * Missing or wrong is a 401, and so is a signed request with `X-Segment-Settings`, stored but not
+   * signed. A key's own `signatureSecret` wins.
    */
-  signatureSecret?: SigningSecrets | undefined;
+  signatureSecret?: SignatureSecrets | undefined;
   /**
    * Accept Segment's legacy batch signing: an `X-Signature` that signs only the first event of a JSON
    * array. Off, such a batch is a 401 `SEG_SIGNATURE_PARTIAL`, since the other events are unsigned;
@@ -154,7 +155,7 @@ export type ResolvedHandlerOptions = PlainOptions & {
   readonly ready: () => boolean;
   readonly metricsPath: string | undefined;
   readonly realm: string;
-  readonly signatureSecret: SigningSecrets | undefined;
+  readonly signatureSecret: SignatureSecrets | undefined;
   readonly idempotency: IdempotencyStore | undefined;
   readonly log: Logger;
 };
@@ -242,11 +243,4 @@ function resolveAuthenticate(input: OptionValues): Authenticate {
     throw new TypeError('options.apiKeys or options.authenticate is required: the endpoint never runs open');
   }
   return resolveApiKeys(input.apiKeys);
-}
-
-function checkFunction<T>(name: string, value: T): T {
-  if (typeof value !== 'function') {
-    throw new TypeError(`options.${name} must be a function, got ${describeSecret(value)}`);
-  }
-  return value;
 }

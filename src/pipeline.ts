@@ -17,7 +17,7 @@ import { readBody } from './reader.ts';
 import { AnswerBatch, type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Route, routeBytes } from './routes.ts';
 import { type Settings, SettingsCache, settingsProblem, writtenSettings } from './settings.ts';
-import { refuseUnsigned, type SigningSecrets, secretFor, verifySignature } from './signature.ts';
+import { refuseUnsigned, type SignatureSecrets, secretFor, verifySignature } from './signature.ts';
 import { checkStoredSize, storedBudget } from './stored-size.ts';
 import { loggedPath } from './target.ts';
 
@@ -36,7 +36,7 @@ export class EventPipeline {
   /** Who sent a request: `setApiKeys` replaces its keys. */
   readonly credentials: CredentialsCache;
   /** The secrets of `signatureSecret`, which `setSignatureSecret` replaces. */
-  sharedSecret: SigningSecrets | undefined;
+  signatureSecret: SignatureSecrets | undefined;
   readonly #deadlines: Deadlines;
   readonly #metrics: Metrics | undefined;
   readonly #observing: boolean;
@@ -58,7 +58,7 @@ export class EventPipeline {
     if (metrics !== undefined) metrics.late = this.intake.late;
     this.#settings = new SettingsCache(opts.settingsSchema);
     this.credentials = new CredentialsCache(opts.authenticate, opts.handlerTimeoutMs);
-    this.sharedSecret = opts.signatureSecret;
+    this.signatureSecret = opts.signatureSecret;
     this.#deadlines = new Deadlines(opts.bodyTimeoutMs);
     this.#metrics = metrics;
     this.#observing = metrics !== undefined || opts.accessLog;
@@ -107,7 +107,7 @@ export class EventPipeline {
         x.followed = x.reserved >= 0;
       }
       if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
-      x.secret = secretFor(decision, this.sharedSecret);
+      x.secret = secretFor(decision, this.signatureSecret);
       if (x.secret !== undefined) refuseUnsigned(req.headers);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
       if (x.settings === undefined) {

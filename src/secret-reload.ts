@@ -3,7 +3,7 @@ import type { Logger } from './log.ts';
 import { READ_TIMEOUT_MS, readWithin } from './read-within.ts';
 import { readRegularFileAsync, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
 import { readableWarning } from './secret-files.ts';
-import { MAX_SIGNING_SECRETS, type SigningSecrets } from './signature.ts';
+import { MAX_SIGNATURE_SECRETS, type SignatureSecrets } from './signature.ts';
 
 // --signature-secret-file: its secrets, read at start (config.ts) and again on SIGHUP, in the single
 // process, the primary of --workers (which checks the file before its workers load it) and each worker
@@ -12,21 +12,22 @@ import { MAX_SIGNING_SECRETS, type SigningSecrets } from './signature.ts';
 const FLAG = '--signature-secret-file';
 
 /**
- * The secrets of --signature-secret-file: one a line, as written (a "\r" before the "\n" aside), empty
- * lines passed over; several while a secret is rotated. A file with none, or too many, is a UsageError
- * that names no secret.
+ * The secrets of --signature-secret-file: one a line, as written (a "\r" before the "\n" aside; a `#`
+ * is a character of the secret, not a comment), blank lines passed over; several while a secret is
+ * rotated. A file with none, or too many, is a UsageError that names no secret.
  */
-export function readSecret(bytes: Buffer, file: string): SigningSecrets {
-  // A byte-order mark says how the file is encoded (Windows editors write one), as in the keys file.
+export function readSecret(bytes: Buffer, file: string): SignatureSecrets {
+  // A byte-order mark says how a file is encoded (Windows editors write one), as in the keys file; one
+  // may begin any line of a file put together from two (`cat old new`).
   const secrets = bytes
     .toString()
-    .replace(/^\ufeff/, '')
     .split(/\r?\n/)
-    .filter((line) => line !== '');
+    .map((line) => (line.startsWith('\ufeff') ? line.slice(1) : line))
+    .filter((line) => /\S/.test(line));
   if (secrets.length === 0) throw new UsageError(`${FLAG}: ${file} holds no secret`);
-  if (secrets.length > MAX_SIGNING_SECRETS) {
+  if (secrets.length > MAX_SIGNATURE_SECRETS) {
     throw new UsageError(
-      `${FLAG}: ${file} holds ${secrets.length} secrets, more than ${MAX_SIGNING_SECRETS} (one a line: a rotation's old and new)`,
+      `${FLAG}: ${file} holds ${secrets.length} secrets, more than ${MAX_SIGNATURE_SECRETS} (one a line: a rotation's old and new)`,
     );
   }
   return secrets.length === 1 ? (secrets[0] as string) : secrets;
@@ -44,8 +45,8 @@ const reloads = new Map<string, number>();
 export async function reloadSecretFile(
   file: string | undefined,
   log: Logger,
-  load: (secrets: SigningSecrets, bytes: Buffer) => void,
-  read?: (path: string) => Buffer,
+  load: (secrets: SignatureSecrets, bytes: Buffer) => void,
+  read?: (path: string) => Buffer | Promise<Buffer>,
   readTimeoutMs = READ_TIMEOUT_MS,
 ): Promise<boolean> {
   if (file === undefined) return false;
@@ -55,7 +56,7 @@ export async function reloadSecretFile(
     const reading = (): Promise<{ bytes: Buffer; mode: number | undefined }> =>
       read === undefined
         ? readRegularFileAsync(file, SMALL_FILE_MAX_BYTES)
-        : Promise.resolve({ bytes: read(file), mode: undefined });
+        : Promise.resolve(read(file)).then((bytes) => ({ bytes, mode: undefined }));
     const { bytes, mode } = await readWithin(file, reading, readTimeoutMs);
     if (reloads.get(file) !== reload) return false; // a later SIGHUP's read decides
     const warning = mode === undefined ? undefined : readableWarning(FLAG, file, mode);

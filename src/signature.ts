@@ -20,28 +20,39 @@ import { settingsSent } from './settings.ts';
  * (Segment signs with the new secret from the moment the customer saves it, and a request refused 401 is
  * not sent again): the new one is added beside the old, the old taken out once Segment has the new.
  */
-export type SigningSecrets = string | readonly string[];
+export type SignatureSecrets = string | readonly string[];
 
 /** The most secrets one key (or the shared setting) may have: a wrong signature is checked under each. */
-export const MAX_SIGNING_SECRETS = 4;
+export const MAX_SIGNATURE_SECRETS = 4;
 
-/** The secrets a request must be signed with, if any: its key's own (`decision`), else the shared ones. */
+/**
+ * The secrets a request must be signed with, if any: its key's own (`decision`), else the shared ones.
+ * Its own only: one a host's polluted Object.prototype lists is not a key's.
+ */
 export const secretFor = (
   decision: AuthDecision,
-  shared: SigningSecrets | undefined,
-): SigningSecrets | undefined =>
-  (typeof decision === 'object' ? decision.signatureSecret : undefined) ?? shared;
+  shared: SignatureSecrets | undefined,
+): SignatureSecrets | undefined =>
+  (typeof decision === 'object' && Object.hasOwn(decision, 'signatureSecret')
+    ? decision.signatureSecret
+    : undefined) ?? shared;
 
-/** Whether `value` is one secret or a list of 1 to MAX_SIGNING_SECRETS secrets, each a non-empty string. */
-export function isSigningSecrets(value: unknown): value is SigningSecrets {
-  if (typeof value === 'string') return value !== '';
+/**
+ * Whether `value` is one secret or a list of 1 to MAX_SIGNATURE_SECRETS of them, each a string with
+ * something besides white space (a blank line left in a file of secrets would otherwise be a secret
+ * anyone could sign with). A list is read once: check a copy of the caller's, then keep that copy.
+ */
+export function isSignatureSecrets(value: unknown): value is SignatureSecrets {
+  if (typeof value === 'string') return NOT_BLANK.test(value);
   return (
     Array.isArray(value) &&
     value.length > 0 &&
-    value.length <= MAX_SIGNING_SECRETS &&
-    Array.from(value).every((secret) => typeof secret === 'string' && secret !== '')
+    value.length <= MAX_SIGNATURE_SECRETS &&
+    value.every((secret) => typeof secret === 'string' && NOT_BLANK.test(secret))
   );
 }
+
+const NOT_BLANK = /\S/;
 
 /**
  * Throws the 401 to answer, before the settings are decoded or the body read, when a request that must
@@ -62,7 +73,7 @@ export function refuseUnsigned(headers: IncomingHttpHeaders): void {
  */
 export function verifySignature(
   headers: IncomingHttpHeaders,
-  secrets: SigningSecrets,
+  secrets: SignatureSecrets,
   value: unknown,
   text: string | undefined,
   legacyBatch: boolean,
@@ -72,17 +83,21 @@ export function verifySignature(
   if (segment === undefined && legacy === undefined) throw new EndpointError('SEG_SIGNATURE_MISSING');
   // The body as received; a framework that parsed it first leaves only the value to serialise.
   const body = text ?? JSON.stringify(value);
-  const first = legacy !== undefined && Array.isArray(value) && value.length > 0;
-  const firstText = first ? JSON.stringify(value[0]) : undefined;
-  for (const secret of typeof secrets === 'string' ? [secrets] : secrets) {
+  const each = typeof secrets === 'string' ? [secrets] : secrets;
+  for (const secret of each) {
     const whole = hmac(secret, body);
     // Both compared, in constant time: either header covering the whole body suffices.
     const segmentMatches = segment !== undefined && sameDigest(segment, whole);
     const legacyMatches = legacy !== undefined && sameDigest(legacy, whole);
     if (segmentMatches || legacyMatches) return;
-    if (firstText !== undefined && sameDigest(legacy as string, hmac(secret, firstText))) {
+  }
+  // Only then Segment's legacy batch signing: a body signed whole under any secret is never refused as
+  // partially signed under another.
+  if (legacy !== undefined && Array.isArray(value) && value.length > 0) {
+    const first = JSON.stringify(value[0]);
+    if (each.some((secret) => sameDigest(legacy, hmac(secret, first)))) {
       // One event signed covers all that is stored; several are covered only by the operator's opt-in.
-      if ((value as unknown[]).length === 1 || legacyBatch) return;
+      if (value.length === 1 || legacyBatch) return;
       throw new EndpointError('SEG_SIGNATURE_PARTIAL');
     }
   }

@@ -10,7 +10,7 @@ import { reloadSecretFile } from './secret-reload.ts';
 import { checkServerOptions, createServer, type EndpointServer } from './server.ts';
 import type { Settings } from './settings.ts';
 import type { SettingsSchema } from './settings-schema.ts';
-import type { SigningSecrets } from './signature.ts';
+import type { SignatureSecrets } from './signature.ts';
 import { openSink, type Sink } from './sinks/sink.ts';
 
 // What the standalone process starts once its signal listeners are in place (cli.ts): the handlers (a
@@ -103,7 +103,7 @@ export function reloader(
     if (sent(keysFile?.path) && (await reloadKeysInSlices(keysFile, log, loadKeys, read))) {
       log.info({ file: keysFile?.path }, 'API keys reloaded');
     }
-    const loadSecret = (secrets: SigningSecrets) => endpoint.handler.setSignatureSecret(secrets);
+    const loadSecret = (secrets: SignatureSecrets) => endpoint.handler.setSignatureSecret(secrets);
     if (sent(secretFile) && (await reloadSecretFile(secretFile, log, loadSecret, read))) {
       log.info({ file: secretFile }, 'signature secret reloaded');
     }

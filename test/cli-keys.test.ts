@@ -261,6 +261,11 @@ describe('secrets kept off the command line', () => {
       ['old\nnew\n', ['old', 'new']],
       ['\ufeffold\r\n\r\nnew', ['old', 'new']],
       ['a\nb\nc\nd\n', ['a', 'b', 'c', 'd']],
+      // A line of white space is blank, not a secret anyone could sign with; a mark that begins a line
+      // of a file put together from two (`cat old new`) is not part of its secret; a # is.
+      ['real\n \t\n', 'real'],
+      ['old\n\ufeffnew\n', ['old', 'new']],
+      ['#starts-with-hash\n', '#starts-with-hash'],
     ];
     cases.forEach(([text, secret], i) => {
       const path = file(`secret-${i}`, text);
@@ -305,6 +310,7 @@ describe('secrets kept off the command line', () => {
       [['--signature-secret-file', file('empty', '')], {}, /holds no secret/],
       [['--signature-secret-file', file('newline', '\n')], {}, /holds no secret/],
       [['--signature-secret-file', file('crlf', '\r\n\r\n')], {}, /holds no secret/],
+      [['--signature-secret-file', file('blank', ' \n\t\n')], {}, /holds no secret/],
       [['--signature-secret-file', file('five', 'a\nb\nc\nd\ne\n')], {}, /holds 5 secrets, more than 4/],
       [['--signature-secret-file', join(dir, 'missing')], {}, /cannot read/],
       [['--signature-secret-file', both, '--signature-secret', 'y'], {}, /one of/],

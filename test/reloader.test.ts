@@ -8,6 +8,7 @@ import { ConfigurationFiles } from '../src/cluster/configuration-files.ts';
 import type { ReadFile } from '../src/config-keys.ts';
 import { reloadKeysInSlices } from '../src/keys-reload.ts';
 import { jsonLogger } from '../src/log.ts';
+import { reloadSecretFile } from '../src/secret-reload.ts';
 import type { EndpointServer } from '../src/server.ts';
 import type { Steps } from '../src/slices.ts';
 import { reloader } from '../src/start.ts';
@@ -81,6 +82,24 @@ test('the secret file: read and loaded by the single process; by a worker only w
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("two SIGHUPs in a row: the second's secrets are the ones kept, though the first's read returned last", async () => {
+  const { lines, log } = serving();
+  const loaded: unknown[] = [];
+  let first: ((bytes: Buffer) => void) | undefined;
+  const reads = [
+    () => new Promise<Buffer>((resolve) => (first = resolve)),
+    () => Buffer.from('second-secret\n'),
+  ];
+  const read = () => (reads.shift() as () => Buffer | Promise<Buffer>)();
+  const reload = () => reloadSecretFile('/secret', log, (secrets) => void loaded.push(secrets), read);
+  const older = reload();
+  assert.equal(await reload(), true);
+  first?.(Buffer.from('first-secret\n'));
+  assert.equal(await older, false, 'overtaken: it loads nothing');
+  assert.deepEqual(loaded, ['second-secret']);
+  assert.deepEqual(lines, []);
 });
 
 test('the primary sends its workers the secret file it loaded, and keeps its bytes for workers forked later; one it refuses, it does not', async () => {

@@ -104,7 +104,7 @@ describe('X-Signature', () => {
     assert.equal((await inject(open, { body })).status, 200);
   });
 
-  test('a signing secret must be a non-empty string, and the error does not echo it', () => {
+  test('a signing secret must be a string that is not blank, and the error does not echo it', () => {
     assert.throws(
       () => createHandler({ apiKeys: [API_KEY], signatureSecret: '', handlers: {}, log: silentLogger }),
       TypeError,
@@ -215,6 +215,110 @@ describe('rotating a secret: several accepted at once', () => {
     }
   });
 
+  test('a blank secret is refused wherever it is given: white space would be a secret anyone can sign with', async () => {
+    for (const signatureSecret of [' ', ['real', ' '], ['real', '\t\n']]) {
+      const option = () =>
+        createHandler({ apiKeys: [API_KEY], signatureSecret, handlers: {}, log: silentLogger });
+      assert.throws(option, /not blank/);
+      const key = () =>
+        createHandler({ apiKeys: [{ key: 'k', signatureSecret }], handlers: {}, log: silentLogger });
+      assert.throws(key, /not blank/);
+    }
+    const custom = createHandler({
+      authenticate: () => ({ signatureSecret: ['real', ' '] }),
+      log: silentLogger,
+      handlers: { track() {} },
+    });
+    const res = await inject(custom, {
+      headers: { ...segmentHeaders(), 'x-signature': sign(' ', body) },
+      body,
+    });
+    assert.equal(res.status, 500, 'a bug in the authenticator, not a pass');
+  });
+
+  test('a list is read once: what was checked is what signs, whatever its getters answer next', async () => {
+    let reads = 0;
+    const tricky = ['placeholder'];
+    Object.defineProperty(tricky, 0, { get: () => (reads++ === 0 ? 'checked' : ''), enumerable: true });
+    const own = createHandler({
+      apiKeys: [API_KEY],
+      signatureSecret: tricky,
+      log: silentLogger,
+      handlers: { track() {} },
+    });
+    const send = async (secret: string) =>
+      (await inject(own, { headers: { ...segmentHeaders(), 'x-signature': sign(secret, body) }, body }))
+        .status;
+    assert.deepEqual([await send('checked'), await send('')], [200, 401]);
+  });
+
+  test("an authenticate's answer is read once: changed, or a getter answering otherwise, after the check, it still decides", async () => {
+    const changing = { signatureSecret: ['answered'] };
+    let reads = 0;
+    const answers: Record<string, unknown> = {
+      changing,
+      getter: {
+        get signatureSecret() {
+          return reads++ === 0 ? 'answered' : undefined;
+        },
+      },
+    };
+    const custom = createHandler({
+      authenticate: (key) => {
+        // Changed once answered, before the body is read and its signature checked.
+        queueMicrotask(() => {
+          changing.signatureSecret[0] = '';
+        });
+        return answers[key] as 'allow';
+      },
+      log: silentLogger,
+      handlers: { track() {} },
+    });
+    const send = async (key: string, secret?: string) => {
+      const signature = secret === undefined ? {} : { 'x-signature': sign(secret, body) };
+      return (await inject(custom, { headers: { ...segmentHeaders(key), ...signature }, body })).status;
+    };
+    assert.equal(await send('changing', ''), 401);
+    assert.equal(await send('getter'), 401, 'unsigned, though the getter answers no secret the second time');
+  });
+
+  test("a key's own secret is its own: one a polluted Object.prototype lists is not taken for it", async () => {
+    const proto = Object.prototype as { signatureSecret?: unknown };
+    proto.signatureSecret = ['polluted'];
+    try {
+      const typed = createHandler({
+        apiKeys: [{ key: 'typed', types: ['track'] }],
+        signatureSecret: 'shared',
+        log: silentLogger,
+        handlers: { track() {} },
+      });
+      const send = async (secret: string) =>
+        (
+          await inject(typed, {
+            headers: { ...segmentHeaders('typed'), 'x-signature': sign(secret, body) },
+            body,
+          })
+        ).status;
+      assert.deepEqual([await send('shared'), await send('polluted')], [200, 401]);
+    } finally {
+      delete proto.signatureSecret;
+    }
+  });
+
+  test('a batch signed whole under one secret is accepted, though X-Signature signs its first event under another', async () => {
+    const events = [trackEvent(), trackEvent()];
+    const text = JSON.stringify(events);
+    const res = await inject(handler, {
+      headers: {
+        ...segmentHeaders(),
+        'x-signature': sign('old', JSON.stringify(events[0])),
+        'x-segment-signature': sign('new', text),
+      },
+      body: text,
+    });
+    assert.equal(res.status, 200, res.body);
+  });
+
   test("the list is the endpoint's own copy: the caller's array changed after start changes nothing", async () => {
     const secrets = ['kept'];
     const own = createHandler({
@@ -251,7 +355,7 @@ test("setSignatureSecret replaces the option's secrets from the next request; a 
   for (const bad of [undefined, '', [], ['a', 'b', 'c', 'd', 'e']]) {
     assert.throws(
       () => handler.setSignatureSecret(bad as string),
-      /setSignatureSecret must be a non-empty string/,
+      /setSignatureSecret must be a string that is not blank/,
     );
   }
   assert.equal(await status('second'), 200, 'the secret in use stays');

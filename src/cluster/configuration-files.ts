@@ -8,9 +8,10 @@ import { filesMessage, type ToWorker } from './messages.ts';
 
 /**
  * What the workers of --workers read their configuration from: the files as the primary read them at
- * start, and the certificate, key, keys file and signature secret file a SIGHUP loaded since. Workers never read the files
- * themselves, so that one started to replace another serves what the others serve, whatever the files
- * hold by then (a keys file edited for the next SIGHUP, a renewed certificate that does not load).
+ * start, and the certificate, key, keys file and secret file a SIGHUP loaded since. Workers never read
+ * the files themselves, so that one started to replace another serves what the others serve, whatever
+ * the files hold by then (a keys file edited for the next SIGHUP, a renewed certificate that does not
+ * load).
  */
 export class ConfigurationFiles {
   readonly #files: Map<string, Buffer>;
@@ -46,7 +47,7 @@ export class ConfigurationFiles {
     return certificate || keys || secret ? this.reloaded({ certificate, keys, secret }) : undefined;
   }
 
-  /** The certificate and key, the keys file, the secret file, for the workers to load: each loads what it holds. */
+  /** The certificate and key, the keys file, the secret file: what the workers load (each what it holds). */
   reloaded(loaded: Loaded): ToWorker {
     const tls = this.#tls === undefined || !loaded.certificate ? [] : [this.#tls.cert, this.#tls.key];
     const keys = this.#keys === undefined || !loaded.keys ? [] : [this.#keys.path];

@@ -229,7 +229,7 @@ class Primary {
     }, shutdownMs + DRAIN_MARGIN_MS).unref();
   }
 
-  /** SIGHUP: every worker loads the certificate and keys, once the primary has (ConfigurationFiles). */
+  /** SIGHUP: every worker loads what the primary reloaded first (ConfigurationFiles). */
   #reload(): void {
     void this.#files.reload(this.#log).then((loaded) => {
       if (loaded === undefined) return;

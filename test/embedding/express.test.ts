@@ -528,6 +528,12 @@ test('express: drain() makes new events 503 and health draining; a bad option th
     assert.equal((await send(keyed('loaded-key'))).status, 200);
     segment.setSignatureSecret('embedded-secret'); // from the next request on, every one must be signed
     assert.equal(JSON.parse((await send(keyed('loaded-key'))).body).code, 'SEG_SIGNATURE_MISSING');
+    const signed = keyed('loaded-key');
+    const signature = createHmac('sha1', 'embedded-secret').update(String(signed.body)).digest('hex');
+    assert.equal(
+      (await send({ ...signed, headers: { ...signed.headers, 'x-signature': signature } })).status,
+      200,
+    );
     segment.setApiKeys([CASE_KEY]);
     assert.equal(segment.draining, false);
     segment.drain();

@@ -3,6 +3,7 @@
 // what the plugin owes fastify: options checked at register, close waits for events, the rest of the app
 // untouched, encapsulation (two endpoints in one app).
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
@@ -385,6 +386,19 @@ test('the handler: the segmentEndpoint decorator in its context, or given as opt
   assert.equal((await keyed('swapped-key')).statusCode, 401);
   control.setSignatureSecret('embedded-secret'); // from the next request on, every one must be signed
   assert.equal((await keyed('loaded-key')).json().code, 'SEG_SIGNATURE_MISSING');
+  const body = '{"type":"track","event":"e","userId":"u"}';
+  const signature = createHmac('sha1', 'embedded-secret').update(body).digest('hex');
+  const signed = await app.inject({
+    method: 'POST',
+    url: '/segment',
+    headers: {
+      authorization: basic('loaded-key'),
+      'content-type': 'application/json',
+      'x-signature': signature,
+    },
+    payload: body,
+  });
+  assert.equal(signed.statusCode, 200, signed.body);
   control.drain();
   assert.equal(handler.draining, true);
   assert.deepEqual((await app.inject({ url: '/segment/health' })).json(), { status: 'draining' });

@@ -1,6 +1,7 @@
 // The contract cases through the web-standard handler (createFetchHandler): Request in, Response out,
 // answered as the standalone server answers them, byte for byte.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { test } from 'node:test';
 import { Hono } from 'hono';
 import { createFetchHandler, silentLogger } from '../../src/index.ts';
@@ -82,6 +83,19 @@ test('Retry-After and WWW-Authenticate reach the Response; the connection header
   assert.equal((await keyed('loaded-key')).status, 200);
   handle.setSignatureSecret('embedded-secret'); // from the next request on, every one must be signed
   assert.equal((await keyed('loaded-key')).status, 401);
+  const body = '{"type":"track","event":"e","userId":"u"}';
+  const signed = await handle(
+    new Request('https://e.example/', {
+      method: 'POST',
+      headers: {
+        authorization: `Basic ${Buffer.from('loaded-key:').toString('base64')}`,
+        'content-type': 'application/json',
+        'x-signature': createHmac('sha1', 'embedded-secret').update(body).digest('hex'),
+      },
+      body,
+    }),
+  );
+  assert.equal(signed.status, 200);
   handle.setApiKeys(['embed-key']);
   handle.drain();
   assert.equal((await handle(new Request('https://e.example/health'))).status, 503);
