@@ -122,6 +122,17 @@ export async function inOneGroup(
  * never comes: such a commit hangs (until the INSERT's timeout), one that does not wait goes through.
  * What shows whether the sink's commits wait for the disk.
  */
+/**
+ * Sends an event at a time (`send(n)` gives its status) until one is answered 503, within 10 s: an INSERT
+ * that waited for the standby past its timeout. Each PostgreSQL backend takes in a reloaded setting at its
+ * own pace (the postmaster signals them one by one), so the sink's connection may commit one more event
+ * before it has it, answered 200; a sink whose commits do not wait is never answered 503.
+ */
+export async function answeredWaiting(send: (n: number) => Promise<number>): Promise<void> {
+  let n = 0;
+  await eventually(async () => (await send(n++)) === 503, 'an INSERT that waits for the standby', 10_000);
+}
+
 export async function withUnreachableStandby(
   postgres: WithPostgres,
   work: () => Promise<void>,
