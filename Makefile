@@ -49,8 +49,9 @@ $(CERT):
 	@chmod 600 $(CERT_KEY)
 
 # Development key `dev-key`: curl -k -u dev-key: https://localhost:8443/ ...
+PORT ?= 8443
 run: build $(CERT)
-	node dist/cli.js --cert $(CERT) --key $(CERT_KEY) --api-key dev-key --host 127.0.0.1 --port 8443 --out ./data
+	node dist/cli.js --cert $(CERT) --key $(CERT_KEY) --api-key dev-key --host 127.0.0.1 --port $(PORT) --out ./data
 
 typecheck: $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit

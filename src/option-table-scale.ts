@@ -12,7 +12,7 @@ export const SCALE_OPTIONS = {
     flag: '--workers N',
     env: env('WORKERS'),
     default: '1',
-    help: 'worker processes sharing the port (node:cluster), or auto for one a CPU; with the file store each writes its own file',
+    help: 'worker processes sharing the port (node:cluster), 1 to 16 a CPU, or auto for one a CPU; with the file store each writes its own file',
   },
   postgres: {
     scope: 'cli',
