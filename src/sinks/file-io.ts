@@ -4,6 +4,7 @@ import {
   fdatasync,
   fdatasyncSync,
   fstat,
+  fstatSync,
   fsync,
   ftruncate,
   mkdir,
@@ -208,6 +209,8 @@ export const loopIo: StoreIo = {
   ...nodeIo,
   write: async (fd, bytes, offset, length) => writeSync(fd, bytes, offset, length),
   fdatasync: async (fd) => fdatasyncSync(fd),
+  // The file's size beside each commit's sync (file-open.ts, appendSynced), and the rare looks of repair.
+  fstat: async (fd) => fstatSync(fd),
   // Once a commit: a look at the inode cache, not worth a thread-pool round trip on one core.
   identity: async (path) => statSync(path, { throwIfNoEntry: false }),
   blocking: true,

@@ -1,4 +1,4 @@
-import { type FileIdentity, readAt, type StoreIo } from './file-io.ts';
+import { type FileIdentity, readAt, type StoreIo, writeAll } from './file-io.ts';
 import { ownStat } from './file-owner.ts';
 import { makeDirectory, setAsideTornTail, type TornLine } from './file-repair.ts';
 
@@ -54,6 +54,12 @@ export async function checkDayFile(io: StoreIo, dir: string, name: string, hold:
 }
 
 /** The day's file being appended to. `size` is where its last whole line ends. */
+/** Where the whole lines end in a file closed with part of a line after them. */
+export interface Unfinished {
+  readonly size: number;
+  readonly id: FileIdentity;
+}
+
 export interface OpenFile {
   readonly name: string;
   readonly fd: number;
@@ -72,28 +78,82 @@ export interface OpenFile {
  * write is cut back to there, not to where this process last left it. A change that left part of a line
  * last (a cut in the middle of one, a line added without its newline) has that part set aside first
  * (`<file>.torn`, as start-up repair does), or the next line would be glued to it, an acknowledged event
- * no reader could parse. What was set aside, if anything.
+ * no reader could parse. What was set aside.
  */
 export async function followed(
   io: StoreIo,
   open: OpenFile,
   now: { readonly size?: number } | undefined,
-): Promise<TornLine | undefined> {
-  if (now?.size === undefined) return undefined;
+): Promise<TornLine[]> {
+  if (now?.size === undefined) return [];
   if (open.dirty) {
     open.size = Math.min(open.size, now.size);
-    return undefined;
+    return [];
   }
   const changed = now.size !== open.size;
   open.size = now.size;
-  if (!changed) return undefined;
+  if (!changed) return [];
   const torn = await setAsideTornTail(io, open.name);
-  if (torn !== undefined) open.size -= torn.bytes;
-  return torn;
+  if (torn === undefined) return [];
+  open.size -= torn.bytes;
+  return [torn];
 }
 
-/** `opened` as the store keeps it: its whole lines end at `whole` when a failed write left more (cut first). */
-export function openFile(name: string, opened: Opened, whole: number | undefined): OpenFile {
+/**
+ * Appends `bytes` (whole lines) to `file` and syncs them, making sure they begin a line: a cut or an
+ * addition from outside that landed between the commit's look (followed) and this write glues the first
+ * of them to part of a line. Told by the file's size after the write, they are taken out again, the part
+ * set aside and they are written again (three tries, then a throw, the file left clean): nothing is
+ * acknowledged before this returns. What was set aside.
+ */
+export async function appendSynced(io: StoreIo, file: OpenFile, bytes: Uint8Array): Promise<TornLine[]> {
+  const torn: TornLine[] = [];
+  for (let tries = 1; ; tries++) {
+    file.dirty = true;
+    file.written = 0;
+    await writeAll(io, file.fd, bytes, file);
+    // The size beside the sync: on the thread pool at once, no later hop (on one core both are syscalls).
+    const [, { size }] = await Promise.all([io.fdatasync(file.fd), io.fstat(file.fd)]);
+    const start = size - bytes.length;
+    if (start === file.size || !(await gluedAt(io, file, start))) {
+      file.size = size;
+      file.dirty = false;
+      return torn;
+    }
+    await io.ftruncate(file.fd, start);
+    file.size = start;
+    file.dirty = false;
+    const fragment = await setAsideTornTail(io, file.name);
+    if (fragment !== undefined) torn.push(fragment);
+    file.size -= fragment?.bytes ?? 0;
+    if (tries === 3)
+      throw Object.assign(new Error('the store file is being cut from outside'), { code: 'EIO' });
+  }
+}
+
+/** Whether the byte before `at` in `file` is not a newline (part of a line), read through a descriptor of its own. */
+async function gluedAt(io: StoreIo, file: OpenFile, at: number): Promise<boolean> {
+  if (at <= 0) return false;
+  const fd = await io.open(file.name, 'r');
+  try {
+    if (!sameFile(file.id, await io.fstat(fd))) return false; // renamed meanwhile: the next commit's look
+    const byte = Buffer.alloc(1);
+    await readAt(io, fd, byte, at - 1);
+    return byte[0] !== NEWLINE;
+  } finally {
+    await io.close(fd);
+  }
+}
+
+const NEWLINE = 0x0a;
+
+/**
+ * `opened` as the store keeps it. `unfinished`: where the whole lines end in a file this process closed
+ * with part of a line after them (its cut failed), cut before anything is written if `opened` is that
+ * file, not another made at its path since.
+ */
+export function openFile(name: string, opened: Opened, unfinished: Unfinished | undefined): OpenFile {
+  const whole = unfinished !== undefined && sameFile(unfinished.id, opened) ? unfinished.size : undefined;
   const id = { dev: opened.dev, ino: opened.ino };
   return { name, fd: opened.fd, id, size: whole ?? opened.size, dirty: whole !== undefined, written: 0 };
 }

@@ -1,8 +1,16 @@
 import { join } from 'node:path';
-import { defaultIo, type FileIdentity, type StoreIo, type StoreOptions, writeAll } from './file-io.ts';
+import { defaultIo, type StoreIo, type StoreOptions } from './file-io.ts';
 import { DayFiles } from './file-names.ts';
-import type { OpenFile } from './file-open.ts';
-import { checkDayFile, cutBack, followed, openDayFile, openFile, sameFile } from './file-open.ts';
+import type { OpenFile, Unfinished } from './file-open.ts';
+import {
+  appendSynced,
+  checkDayFile,
+  cutBack,
+  followed,
+  openDayFile,
+  openFile,
+  sameFile,
+} from './file-open.ts';
 import { WriteProbe } from './file-probe.ts';
 import { CommitQueue, type Pending } from './file-queue.ts';
 import { makeDirectory, repairStore, setAsideTornTail, type TornLine } from './file-repair.ts';
@@ -29,7 +37,7 @@ export class NdjsonStore {
   #flushing: Promise<void> | undefined;
   #file: OpenFile | undefined;
   /** Where the whole lines end in files closed with part of a line after them (their cut failed). */
-  readonly #unfinished = new Map<string, { readonly size: number; readonly id: FileIdentity }>();
+  readonly #unfinished = new Map<string, Unfinished>();
   #closed = false;
   #lock: StoreLock | undefined;
   #writable = true;
@@ -176,12 +184,7 @@ export class NdjsonStore {
       for (const pending of group) text += pending.line;
       const bytes = Buffer.from(text);
       const started = performance.now();
-      file.dirty = true;
-      file.written = 0;
-      await writeAll(this.#io, file.fd, bytes, file);
-      await this.#io.fdatasync(file.fd);
-      file.size += bytes.length;
-      file.dirty = false;
+      for (const torn of await appendSynced(this.#io, file, bytes)) this.onTorn?.(torn);
       this.#writable = true;
       this.#commits++;
       this.#records += group.length;
@@ -211,8 +214,7 @@ export class NdjsonStore {
     // (A host's own io without `identity` is not checked: it predates the check.)
     const now = open?.name === name ? await this.#io.identity?.(name) : undefined;
     if (open?.name === name && (this.#io.identity === undefined || sameFile(open.id, now))) {
-      const torn = await followed(this.#io, open, now);
-      if (torn !== undefined) this.onTorn?.(torn);
+      for (const torn of await followed(this.#io, open, now)) this.onTorn?.(torn);
       return open;
     }
     // A new day, or the file at its path is not the one open: removed, renamed (a rotation), replaced.
@@ -226,12 +228,9 @@ export class NdjsonStore {
     }
     const lock = this.#lock;
     const opened = await openDayFile(this.#io, this.dir, name, lock && (() => lock.renew?.()));
-    // A file this process left with part of a line after its whole ones is cut before it is written:
-    // that file, not another made at its path since.
     const unfinished = this.#unfinished.get(name);
     this.#unfinished.delete(name);
-    const whole = unfinished !== undefined && sameFile(unfinished.id, opened) ? unfinished.size : undefined;
-    this.#file = openFile(name, opened, whole);
+    this.#file = openFile(name, opened, unfinished);
     return this.#file;
   }
 
