@@ -7,6 +7,7 @@ import {
   readlinkSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
   truncateSync,
   unlinkSync,
@@ -147,6 +148,41 @@ for (const [name, io] of [
     await store.appendLine('{"n":5}', AT);
     assert.deepEqual(lines(path), ['{"n":1}', '{"n":4}', '{"n":5}']);
     assert.equal(torn.length, 1);
+    await store.close();
+  });
+
+  test(`${name}: a cut into a commit's own lines after its write: the commit is refused, and no line written before it is taken`, async () => {
+    // Told apart from a cut before the write only by reading back where the commit should be: taken for
+    // one, the size after the write put the commit's start inside the lines before it, and those
+    // (answered 200 long ago) were cut off with it.
+    const dir = tempDir();
+    const path = join(dir, FILE);
+    let cutBy: number | undefined; // bytes cut off the end just after the next write
+    const racing: StoreIo = {
+      ...io,
+      async write(fd, bytes, offset, length) {
+        const written = await io.write(fd, bytes, offset, length);
+        if (cutBy !== undefined) truncateSync(path, statSync(path).size - cutBy);
+        cutBy = undefined;
+        return written;
+      },
+    };
+    const store = await NdjsonStore.open(dir, { io: racing });
+    await store.appendLine('{"n":1}', AT);
+    await store.appendLine('{"n":2}', AT);
+    cutBy = 3;
+    await assert.rejects(store.appendLine('{"n":3}', AT), { code: 'EIO' });
+    assert.deepEqual(lines(path), ['{"n":1}', '{"n":2}']);
+    await store.appendLine('{"n":4}', AT);
+    assert.equal(readFileSync(path, 'utf8'), '{"n":1}\n{"n":2}\n{"n":4}\n');
+    // A cut through the whole commit into the line before it (`truncate -s` of a size read before the
+    // commit was written): the commit is refused, the line it cut set aside, nothing more taken. (The
+    // commit's failure was cut back by its length from where the file ended, into older lines.)
+    cutBy = '{"n":5}\n'.length + 3;
+    await assert.rejects(store.appendLine('{"n":5}', AT), { code: 'EIO' });
+    await store.appendLine('{"n":6}', AT);
+    assert.equal(readFileSync(path, 'utf8'), '{"n":1}\n{"n":2}\n{"n":6}\n');
+    assert.equal(readFileSync(`${path}.torn`, 'utf8'), '{"n":\n');
     await store.close();
   });
 

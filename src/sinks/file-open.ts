@@ -103,11 +103,16 @@ export async function followed(
  * Appends `bytes` (whole lines) to `file` and syncs them, making sure they begin a line: a cut or an
  * addition from outside that landed between the commit's look (followed) and this write glues the first
  * of them to part of a line. Told by the file's size after the write, they are taken out again, the part
- * set aside and they are written again (three tries, then a throw, the file left clean): nothing is
- * acknowledged before this returns. What was set aside.
+ * set aside (`onTorn`) and they are written again (three tries). A change after the write (a cut into or
+ * through the commit) refuses the commit: only a partial last line is set aside then, never a cut at
+ * offsets the change made wrong (into older lines). Nothing is acknowledged before this returns.
  */
-export async function appendSynced(io: StoreIo, file: OpenFile, bytes: Uint8Array): Promise<TornLine[]> {
-  const torn: TornLine[] = [];
+export async function appendSynced(
+  io: StoreIo,
+  file: OpenFile,
+  bytes: Uint8Array,
+  onTorn: (torn: TornLine) => void,
+): Promise<void> {
   for (let tries = 1; ; tries++) {
     file.dirty = true;
     file.written = 0;
@@ -115,31 +120,50 @@ export async function appendSynced(io: StoreIo, file: OpenFile, bytes: Uint8Arra
     // The size beside the sync: on the thread pool at once, no later hop (on one core both are syscalls).
     const [, { size }] = await Promise.all([io.fdatasync(file.fd), io.fstat(file.fd)]);
     const start = size - bytes.length;
-    if (start === file.size || !(await gluedAt(io, file, start))) {
+    const landed = start === file.size ? 'whole' : await landedAt(io, file, bytes, start);
+    if (landed === 'whole') {
       file.size = size;
       file.dirty = false;
-      return torn;
+      return;
     }
-    await io.ftruncate(file.fd, start);
-    file.size = start;
     file.dirty = false;
-    const fragment = await setAsideTornTail(io, file.name);
-    if (fragment !== undefined) torn.push(fragment);
-    file.size -= fragment?.bytes ?? 0;
-    if (tries === 3)
-      throw Object.assign(new Error('the store file is being cut from outside'), { code: 'EIO' });
+    if (landed === 'glued') await io.ftruncate(file.fd, start);
+    // Renamed meanwhile: the file at its name is another, which the next commit's look opens.
+    const fragment = landed === 'renamed' ? undefined : await setAsideTornTail(io, file.name);
+    if (fragment !== undefined) onTorn(fragment);
+    file.size = (await io.fstat(file.fd)).size;
+    if (landed !== 'glued' || tries === 3) {
+      throw Object.assign(new Error('the store file changed from outside while a commit was written'), {
+        code: 'EIO',
+      });
+    }
   }
 }
 
-/** Whether the byte before `at` in `file` is not a newline (part of a line), read through a descriptor of its own. */
-async function gluedAt(io: StoreIo, file: OpenFile, at: number): Promise<boolean> {
-  if (at <= 0) return false;
+/**
+ * Where a commit's `bytes` landed, when the file's size after it says the file changed from outside: at
+ * `start`, after a newline (`whole`) or after part of a line (`glued`); or not there (`moved`: a change
+ * after the write, into or through the commit), which only a read of what lies at `start` tells from a
+ * change before it; or the file at its name is another (`renamed`). Read through a descriptor of its own.
+ */
+async function landedAt(
+  io: StoreIo,
+  file: OpenFile,
+  bytes: Uint8Array,
+  start: number,
+): Promise<'whole' | 'glued' | 'moved' | 'renamed'> {
+  if (start < 0) return 'moved';
   const fd = await io.open(file.name, 'r');
   try {
-    if (!sameFile(file.id, await io.fstat(fd))) return false; // renamed meanwhile: the next commit's look
-    const byte = Buffer.alloc(1);
-    await readAt(io, fd, byte, at - 1);
-    return byte[0] !== NEWLINE;
+    if (!sameFile(file.id, await io.fstat(fd))) return 'renamed';
+    const from = Math.max(0, start - 1);
+    const found = Buffer.alloc(start - from + bytes.length);
+    const read = await readAt(io, fd, found, from).then(
+      () => true,
+      () => false, // ended early: cut since
+    );
+    if (!read || !found.subarray(start - from).equals(bytes)) return 'moved';
+    return start === 0 || found[0] === NEWLINE ? 'whole' : 'glued';
   } finally {
     await io.close(fd);
   }

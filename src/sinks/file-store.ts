@@ -184,7 +184,7 @@ export class NdjsonStore {
       for (const pending of group) text += pending.line;
       const bytes = Buffer.from(text);
       const started = performance.now();
-      for (const torn of await appendSynced(this.#io, file, bytes)) this.onTorn?.(torn);
+      await appendSynced(this.#io, file, bytes, (torn) => this.onTorn?.(torn));
       this.#writable = true;
       this.#commits++;
       this.#records += group.length;
