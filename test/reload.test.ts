@@ -126,29 +126,52 @@ function post(url: string, key: string, secret?: string): Promise<number> {
 const statuses = async (url: string, key: string, times: number, secret?: string) =>
   [...new Set(await Promise.all(Array.from({ length: times }, () => post(url, key, secret))))].sort();
 
+/**
+ * The CLI over plain HTTP with `--api-key key`, `--workers workers` and `flag` naming a file (mode 0600)
+ * that holds `text`, in a directory of its own; `done()` stops it (a failed assertion leaves it serving)
+ * and removes the directory.
+ */
+async function servingWithFile(flag: string, text: string, key: string, workers: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-reload-file-'));
+  const file = join(dir, 'file');
+  writeFileSync(file, text, { mode: 0o600 });
+  const run = spawnClean(process.execPath, [
+    ...CLI_SOURCE,
+    ...httpFlags(key),
+    ...[flag, file, '--workers', workers, '--out', join(dir, 'out')],
+  ]);
+  const done = () => {
+    run.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const url = (await waitFor(run.stdout, /listening on (\S+)/))[1] as string;
+    return { dir, file, run, url, times: Number(workers) * 4, done };
+  } catch (err) {
+    done();
+    throw err;
+  }
+}
+
 for (const workers of ['1', '2']) {
   test(`SIGHUP reads --signature-secret-file again (--workers ${workers}): a secret rotated in the README's steps, nothing signed under the one in use refused`, async () => {
     // Read at start only, a rotated secret took a restart, and every event Segment signed under the new
     // secret before it was a final 401.
-    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-secret-reload-'));
-    let run: ReturnType<typeof spawnClean> | undefined;
+    const {
+      file: secretFile,
+      run,
+      url,
+      times,
+      done,
+    } = await servingWithFile('--signature-secret-file', 'first-secret\n', 'k', workers);
     try {
-      const secretFile = join(dir, 'secret');
-      writeFileSync(secretFile, 'first-secret\n', { mode: 0o600 });
-      run = spawnClean(process.execPath, [
-        ...CLI_SOURCE,
-        ...httpFlags('k'),
-        ...['--signature-secret-file', secretFile, '--workers', workers, '--out', join(dir, 'out')],
-      ]);
-      const url = (await waitFor(run.stdout, /listening on (\S+)/))[1] as string;
-      const times = Number(workers) * 4;
       const reloaded = async (count: number) => {
         const said = new RegExp(`("msg":"signature secret reloaded"[\\s\\S]*){${count}}`);
-        await waitFor(run?.stderr ?? (() => ''), said);
+        await waitFor(run.stderr, said);
         // With --workers, each worker says it too.
         if (workers !== '1')
           await waitFor(
-            run?.stderr ?? (() => ''),
+            run.stderr,
             new RegExp(`("worker":\\d[^\\n]*signature secret reloaded[\\s\\S]*){${2 * count}}`),
           );
       };
@@ -182,8 +205,7 @@ for (const workers of ['1', '2']) {
       run.child.kill('SIGTERM');
       assert.equal(await run.exit, 0);
     } finally {
-      run?.child.kill('SIGKILL'); // a failed assertion leaves it serving
-      rmSync(dir, { recursive: true, force: true });
+      done();
     }
   });
 }
@@ -191,18 +213,9 @@ for (const workers of ['1', '2']) {
 for (const workers of ['1', '2']) {
   test(`SIGHUP reads --api-keys-file again (--workers ${workers}): a key added is served, one taken out refused, a bad file refused`, async () => {
     // A new customer's key took a restart. The keys of --api-key and the environment stay as they were.
-    const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-keys-reload-'));
-    let run: ReturnType<typeof spawnClean> | undefined;
+    const served = await servingWithFile('--api-keys-file', 'first-key\n', 'flag-key', workers);
+    const { dir, file: keysFile, run, url, times } = served;
     try {
-      const keysFile = join(dir, 'keys');
-      writeFileSync(keysFile, 'first-key\n', { mode: 0o600 });
-      run = spawnClean(process.execPath, [
-        ...CLI_SOURCE,
-        ...httpFlags('flag-key'),
-        ...['--api-keys-file', keysFile, '--workers', workers, '--out', join(dir, 'out')],
-      ]);
-      const url = (await waitFor(run.stdout, /listening on (\S+)/))[1] as string;
-      const times = Number(workers) * 4;
       assert.deepEqual(await statuses(url, 'first-key', times), [200]);
       assert.deepEqual(await statuses(url, 'second-key', times), [401]);
 
@@ -239,8 +252,7 @@ for (const workers of ['1', '2']) {
       run.child.kill('SIGTERM');
       assert.equal(await run.exit, 0);
     } finally {
-      run?.child.kill('SIGKILL'); // a failed assertion leaves it serving
-      rmSync(dir, { recursive: true, force: true });
+      served.done();
     }
   });
 }
