@@ -86,7 +86,6 @@ export default function segmentEndpoint<S = Settings>(
   // As the handler's own: no refusal made here is a 401, but the context is whole.
   const context: RefusalContext = { challenge: `Basic realm="${opts.realm}", charset="UTF-8"`, maxBodyBytes };
   const counted = refusalCounter(handler, opts.accessLog, loggerOf(given));
-
   const served = (req: ExpressRequest) => servedHere(req, ours, serve, opts.path);
 
   const serve: SegmentMiddleware = (req, res, next) => {
