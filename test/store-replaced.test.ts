@@ -186,6 +186,59 @@ for (const [name, io] of [
     await store.close();
   });
 
+  test(`${name}: a fragment that cannot be set aside yet: no event is answered after it until it is`, async () => {
+    // The size taken as where the whole lines end before the fragment was set aside: its set-aside
+    // failed (`.torn` a directory here; a full disk), the next commit saw no change, and was answered
+    // 200 glued to the fragment.
+    const dir = tempDir();
+    const path = join(dir, FILE);
+    const store = await NdjsonStore.open(dir, { io });
+    await store.appendLine('{"n":1}', AT);
+    await store.appendLine('{"n":2}', AT);
+    mkdirSync(`${path}.torn`);
+    truncateSync(path, '{"n":1}\n{"n"'.length);
+    await assert.rejects(store.appendLine('{"n":3}', AT), { code: 'EISDIR' });
+    await assert.rejects(store.appendLine('{"n":4}', AT), { code: 'EISDIR' });
+    rmSync(`${path}.torn`, { recursive: true });
+    await store.appendLine('{"n":5}', AT);
+    assert.equal(readFileSync(path, 'utf8'), '{"n":1}\n{"n":5}\n');
+    await store.close();
+  });
+
+  test(`${name}: a cut between a commit's look and its write, then the write fails part-way: the next event is a line of its own`, async () => {
+    // The failed write was cut back to where the look said the whole lines ended, which the cut had made
+    // the middle of a line: the next commit, seeing no change, was answered 200 glued to it.
+    for (const [cutTo, part] of [
+      ['{"n":1}\n{"n"'.length, 4],
+      ['{"n":1}\n{'.length, 3],
+    ]) {
+      const dir = tempDir();
+      const path = join(dir, FILE);
+      let armed = false;
+      let calls = 0;
+      const failing: StoreIo = {
+        ...io,
+        async write(fd, bytes, offset, length) {
+          if (!armed) return io.write(fd, bytes, offset, length);
+          if (calls++ === 0) {
+            truncateSync(path, cutTo as number);
+            return io.write(fd, bytes, offset, part as number);
+          }
+          armed = false;
+          throw Object.assign(new Error('ENOSPC: simulated'), { code: 'ENOSPC' });
+        },
+      };
+      const store = await NdjsonStore.open(dir, { io: failing });
+      await store.appendLine('{"n":1}', AT);
+      await store.appendLine('{"n":2}', AT);
+      armed = true;
+      await assert.rejects(store.appendLine('{"n":3}', AT), { code: 'ENOSPC' });
+      await store.appendLine('{"n":4}', AT);
+      assert.deepEqual(lines(path), ['{"n":1}', '{"n":4}'], `cut to ${cutTo}`);
+      await store.close();
+    }
+  });
+
   test(`${name}: the file truncated from outside (logrotate's copytruncate), then a write that fails: cut back to where the file ends now, never grown with zeros`, async () => {
     const dir = tempDir();
     // A disk that fills up in the middle of the next write: part of its line goes in, then ENOSPC.

@@ -70,6 +70,11 @@ export interface OpenFile {
   dirty: boolean;
   /** Bytes of its last write that went in: after one that failed, the file's last (it is appended to). */
   written: number;
+  /**
+   * The file changed from outside around a write (a cut, an addition), and what follows its last newline
+   * is not yet set aside: `size` may be the middle of a line, and the next commit looks (followed).
+   */
+  unsure: boolean;
 }
 
 /**
@@ -90,13 +95,21 @@ export async function followed(
     open.size = Math.min(open.size, now.size);
     return [];
   }
-  const changed = now.size !== open.size;
-  open.size = now.size;
-  if (!changed) return [];
-  const torn = await setAsideTornTail(io, open.name);
-  if (torn === undefined) return [];
-  open.size -= torn.bytes;
-  return [torn];
+  if (now.size === open.size && !open.unsure) return [];
+  return setAsideTail(io, open);
+}
+
+/**
+ * What follows `file`'s last newline set aside (`<file>.torn`), and its size read again. Until that is
+ * done the file stays `unsure` (a set-aside that fails, on a full disk, is tried again at the next
+ * commit, whose events are refused meanwhile): no line is written after part of one.
+ */
+async function setAsideTail(io: StoreIo, file: OpenFile): Promise<TornLine[]> {
+  file.unsure = true;
+  const torn = await setAsideTornTail(io, file.name);
+  file.size = (await io.fstat(file.fd)).size;
+  file.unsure = false;
+  return torn === undefined ? [] : [torn];
 }
 
 /**
@@ -120,18 +133,20 @@ export async function appendSynced(
     // The size beside the sync: on the thread pool at once, no later hop (on one core both are syscalls).
     const [, { size }] = await Promise.all([io.fdatasync(file.fd), io.fstat(file.fd)]);
     const start = size - bytes.length;
-    const landed = start === file.size ? 'whole' : await landedAt(io, file, bytes, start);
+    const landed =
+      start === file.size ? 'whole' : await landedAt(io, file, bytes, start).catch(() => 'unknown' as const);
     if (landed === 'whole') {
       file.size = size;
       file.dirty = false;
       return;
     }
-    file.dirty = false;
     if (landed === 'glued') await io.ftruncate(file.fd, start);
-    // Renamed meanwhile: the file at its name is another, which the next commit's look opens.
-    const fragment = landed === 'renamed' ? undefined : await setAsideTornTail(io, file.name);
-    if (fragment !== undefined) onTorn(fragment);
-    file.size = (await io.fstat(file.fd)).size;
+    file.dirty = false;
+    file.unsure = true;
+    // Renamed meanwhile (the file at its name is another, which the next commit's look opens), or not
+    // read (`unknown`): left to the next commit's look.
+    if (landed === 'glued' || landed === 'moved')
+      for (const torn of await setAsideTail(io, file)) onTorn(torn);
     if (landed !== 'glued' || tries === 3) {
       throw Object.assign(new Error('the store file changed from outside while a commit was written'), {
         code: 'EIO',
@@ -152,10 +167,10 @@ async function landedAt(
   bytes: Uint8Array,
   start: number,
 ): Promise<'whole' | 'glued' | 'moved' | 'renamed'> {
-  if (start < 0) return 'moved';
   const fd = await io.open(file.name, 'r');
   try {
     if (!sameFile(file.id, await io.fstat(fd))) return 'renamed';
+    if (start < 0) return 'moved';
     const from = Math.max(0, start - 1);
     const found = Buffer.alloc(start - from + bytes.length);
     const read = await readAt(io, fd, found, from).then(
@@ -179,17 +194,21 @@ const NEWLINE = 0x0a;
 export function openFile(name: string, opened: Opened, unfinished: Unfinished | undefined): OpenFile {
   const whole = unfinished !== undefined && sameFile(unfinished.id, opened) ? unfinished.size : undefined;
   const id = { dev: opened.dev, ino: opened.ino };
-  return { name, fd: opened.fd, id, size: whole ?? opened.size, dirty: whole !== undefined, written: 0 };
+  const size = whole ?? opened.size;
+  return { name, fd: opened.fd, id, size, dirty: whole !== undefined, written: 0, unsure: false };
 }
 
 /**
  * Truncates `file` back to its last whole line, durably. A file cut short from outside since its size
  * was read (logrotate's copytruncate) is not grown back to it with zeros: the failed write's bytes are
  * its last `written`, and a cut made between this look and the truncation, which grows the file again
- * with zeros, is found by them (no stored line holds a zero byte) and cut off too.
+ * with zeros, is found by them (no stored line holds a zero byte) and cut off too. A file that changed
+ * from outside around the write may end inside a line after that: what follows its last newline is set
+ * aside then (setAsideTail), and returned.
  */
-export async function cutBack(io: StoreIo, file: OpenFile): Promise<void> {
+export async function cutBack(io: StoreIo, file: OpenFile): Promise<TornLine[]> {
   const { size } = await io.fstat(file.fd);
+  if (size !== file.size + file.written) file.unsure = true;
   const end = size >= file.size ? file.size : Math.max(0, size - file.written);
   await io.ftruncate(file.fd, end);
   const whole = await beforeZeros(io, file, end);
@@ -197,6 +216,7 @@ export async function cutBack(io: StoreIo, file: OpenFile): Promise<void> {
   await io.fdatasync(file.fd);
   file.size = whole;
   file.dirty = false;
+  return file.unsure ? setAsideTail(io, file) : [];
 }
 
 /**

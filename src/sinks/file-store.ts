@@ -205,7 +205,7 @@ export class NdjsonStore {
 
   /** Truncates `file` back to its last whole line, durably (cutBack). */
   async #cut(file: OpenFile): Promise<void> {
-    await cutBack(this.#io, file);
+    for (const torn of await cutBack(this.#io, file)) this.onTorn?.(torn);
     this.#unfinished.delete(file.name);
   }
 
