@@ -572,6 +572,9 @@ test('a fragment set aside half-way on a full disk is cut back: once there is ro
 });
 
 /** A store on `io` behind a handler whose log lines (info and up) are kept; `send` an event by messageId. */
+/** Longer than the store's writes must keep working before it says they work again (file-records.ts). */
+const steady = () => new Promise((resolve) => setTimeout(resolve, 1_100));
+
 async function loggedStore(io: StoreIo) {
   const store = await NdjsonStore.open(tempDir(), { io });
   const logged: Array<{ msg?: string; messageId?: string }> = [];
@@ -658,6 +661,7 @@ describe('health while the store cannot write', () => {
     assert.equal((await send('refused-1')).status, 503);
     disk.capacity = Number.POSITIVE_INFINITY;
     assert.equal((await send('stored-1')).status, 200);
+    await steady();
     const again = logged.filter((line) => line.msg === 'the event store writes again');
     assert.deepEqual(
       again.map((line) => line.messageId),
@@ -686,14 +690,45 @@ describe('health while the store cannot write', () => {
     await new Promise((resolve) => setTimeout(resolve, 10)); // its write under way
     const stored = send('b-stored');
     assert.deepEqual([(await refused).status, (await stored).status], [503, 200]);
+    await steady();
     failing = 1;
     assert.equal((await send('c-refused')).status, 503);
     assert.equal((await send('d-stored')).status, 200);
+    await steady();
     assert.deepEqual(
       logged.filter((line) => line.msg?.startsWith('the event store')).map((line) => line.messageId),
       ['a-refused', 'b-stored', 'c-refused', 'd-stored'],
       JSON.stringify(logged),
     );
+    await store.close();
+  });
+
+  test('writes that fail and work by turns (a file at its size limit: small commits fit) are one outage in the log', async () => {
+    // Each turn was a pair of lines ("cannot write", "writes again"): 7 pairs in 108 ms in a probe with
+    // ulimit -f. Now the store is said to write again once its writes have worked for a second.
+    let failing = 0;
+    const io: StoreIo = {
+      ...nodeIo,
+      async write(fd, bytes, offset, length) {
+        if (failing === 0) return nodeIo.write(fd, bytes, offset, length);
+        failing--;
+        throw Object.assign(new Error('EFBIG: file too large'), { code: 'EFBIG' });
+      },
+    };
+    const { store, logged, send } = await loggedStore(io);
+    for (let turn = 0; turn < 5; turn++) {
+      failing = 1;
+      assert.equal((await send(`refused-${turn}`)).status, 503);
+      assert.equal((await send(`stored-${turn}`)).status, 200);
+    }
+    const said = () =>
+      logged.filter((line) => line.msg?.startsWith('the event store')).map((line) => line.msg);
+    assert.deepEqual(said(), ['the event store cannot write: events are answered 503']);
+    await steady();
+    assert.deepEqual(said(), [
+      'the event store cannot write: events are answered 503',
+      'the event store writes again',
+    ]);
     await store.close();
   });
 

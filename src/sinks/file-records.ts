@@ -23,16 +23,24 @@ export interface StoredRecord {
 export function storeHandlers(store: NdjsonStore): Handlers {
   const fields = new StoredFields();
   // One log line when writes start failing (or fail for a new reason) and one when they work again, not
-  // one per refused event: a full disk refuses every event until space returns.
+  // one per refused event: a full disk refuses every event until space returns. Again means for a second
+  // (STEADY_MS) with no failure: at a file-size limit small commits fit and large ones do not, by turns.
   let down: { readonly code: unknown } | undefined;
-  // Said with the event stored (its messageId), not the one refused first. The event's logger is made
-  // only then: made on first use (a digest of its key), it would cost every event stored.
+  let steadying: NodeJS.Timeout | undefined;
+  // Said with the first event stored since (its messageId), not the one refused first. The event's logger
+  // is made only then: made on first use (a digest of its key), it would cost every event stored.
   const stored = (ctx: Context) => {
-    if (down === undefined) return;
-    ctx.log.info({ dir: store.dir }, 'the event store writes again');
-    down = undefined;
+    if (down === undefined || steadying !== undefined) return;
+    const log = ctx.log;
+    steadying = setTimeout(() => {
+      steadying = undefined;
+      down = undefined;
+      log.info({ dir: store.dir }, 'the event store writes again');
+    }, STEADY_MS).unref();
   };
   const refused = (err: unknown, log: Logger): never => {
+    clearTimeout(steadying);
+    steadying = undefined;
     const code = (err as { code?: unknown } | undefined)?.code;
     if (down === undefined || down.code !== code) {
       log.error({ err, dir: store.dir }, 'the event store cannot write: events are answered 503');
@@ -54,3 +62,5 @@ export function storeHandlers(store: NdjsonStore): Handlers {
   };
   return everyType(save);
 }
+
+const STEADY_MS = 1_000; // 1 s of writes that work before the store is said to write again
