@@ -83,33 +83,30 @@ export interface OpenFile {
  * write is cut back to there, not to where this process last left it. A change that left part of a line
  * last (a cut in the middle of one, a line added without its newline) has that part set aside first
  * (`<file>.torn`, as start-up repair does), or the next line would be glued to it, an acknowledged event
- * no reader could parse. What was set aside.
+ * no reader could parse (given to `onTorn`).
  */
 export async function followed(
   io: StoreIo,
   open: OpenFile,
   now: { readonly size?: number } | undefined,
-): Promise<TornLine[]> {
-  if (now?.size === undefined) return [];
-  if (open.dirty) {
-    open.size = Math.min(open.size, now.size);
-    return [];
-  }
-  if (now.size === open.size && !open.unsure) return [];
-  return setAsideTail(io, open);
+  onTorn: (torn: TornLine) => void,
+): Promise<void> {
+  if (now?.size === undefined) return;
+  if (open.dirty) open.size = Math.min(open.size, now.size);
+  else if (now.size !== open.size || open.unsure) await setAsideTail(io, open, onTorn);
 }
 
 /**
- * What follows `file`'s last newline set aside (`<file>.torn`), and its size read again. Until that is
- * done the file stays `unsure` (a set-aside that fails, on a full disk, is tried again at the next
- * commit, whose events are refused meanwhile): no line is written after part of one.
+ * What follows `file`'s last newline set aside (`<file>.torn`, given to `onTorn`), and its size read
+ * again. Until that is done the file stays `unsure` (a set-aside that fails, on a full disk, is tried
+ * again at the next commit, whose events are refused meanwhile): no line is written after part of one.
  */
-async function setAsideTail(io: StoreIo, file: OpenFile): Promise<TornLine[]> {
+async function setAsideTail(io: StoreIo, file: OpenFile, onTorn: (torn: TornLine) => void): Promise<void> {
   file.unsure = true;
   const torn = await setAsideTornTail(io, file.name);
   file.size = (await io.fstat(file.fd)).size;
   file.unsure = false;
-  return torn === undefined ? [] : [torn];
+  if (torn !== undefined) onTorn(torn);
 }
 
 /**
@@ -145,8 +142,7 @@ export async function appendSynced(
     file.unsure = true;
     // Renamed meanwhile (the file at its name is another, which the next commit's look opens), or not
     // read (`unknown`): left to the next commit's look.
-    if (landed === 'glued' || landed === 'moved')
-      for (const torn of await setAsideTail(io, file)) onTorn(torn);
+    if (landed === 'glued' || landed === 'moved') await setAsideTail(io, file, onTorn);
     if (landed !== 'glued' || tries === 3) {
       throw Object.assign(new Error('the store file changed from outside while a commit was written'), {
         code: 'EIO',
@@ -204,9 +200,9 @@ export function openFile(name: string, opened: Opened, unfinished: Unfinished | 
  * its last `written`, and a cut made between this look and the truncation, which grows the file again
  * with zeros, is found by them (no stored line holds a zero byte) and cut off too. A file that changed
  * from outside around the write may end inside a line after that: what follows its last newline is set
- * aside then (setAsideTail), and returned.
+ * aside then (setAsideTail, given to `onTorn`).
  */
-export async function cutBack(io: StoreIo, file: OpenFile): Promise<TornLine[]> {
+export async function cutBack(io: StoreIo, file: OpenFile, onTorn: (torn: TornLine) => void): Promise<void> {
   const { size } = await io.fstat(file.fd);
   if (size !== file.size + file.written) file.unsure = true;
   const end = size >= file.size ? file.size : Math.max(0, size - file.written);
@@ -216,7 +212,7 @@ export async function cutBack(io: StoreIo, file: OpenFile): Promise<TornLine[]> 
   await io.fdatasync(file.fd);
   file.size = whole;
   file.dirty = false;
-  return file.unsure ? setAsideTail(io, file) : [];
+  if (file.unsure) await setAsideTail(io, file, onTorn);
 }
 
 /**

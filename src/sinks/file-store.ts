@@ -88,6 +88,7 @@ export class NdjsonStore {
   readonly recovered: TornLine[] = [];
   /** Told of a partial line set aside while the store runs (its file cut in the middle of a line). */
   onTorn: ((torn: TornLine) => void) | undefined;
+  readonly #torn = (torn: TornLine) => this.onTorn?.(torn);
 
   /**
    * Opens (creating if needed) a store in `dir`. A file whose last line was cut short by a crash is
@@ -184,7 +185,7 @@ export class NdjsonStore {
       for (const pending of group) text += pending.line;
       const bytes = Buffer.from(text);
       const started = performance.now();
-      await appendSynced(this.#io, file, bytes, (torn) => this.onTorn?.(torn));
+      await appendSynced(this.#io, file, bytes, this.#torn);
       this.#writable = true;
       this.#commits++;
       this.#records += group.length;
@@ -205,7 +206,7 @@ export class NdjsonStore {
 
   /** Truncates `file` back to its last whole line, durably (cutBack). */
   async #cut(file: OpenFile): Promise<void> {
-    for (const torn of await cutBack(this.#io, file)) this.onTorn?.(torn);
+    await cutBack(this.#io, file, this.#torn);
     this.#unfinished.delete(file.name);
   }
 
@@ -214,7 +215,7 @@ export class NdjsonStore {
     // (A host's own io without `identity` is not checked: it predates the check.)
     const now = open?.name === name ? await this.#io.identity?.(name) : undefined;
     if (open?.name === name && (this.#io.identity === undefined || sameFile(open.id, now))) {
-      for (const torn of await followed(this.#io, open, now)) this.onTorn?.(torn);
+      await followed(this.#io, open, now, this.#torn);
       return open;
     }
     // A new day, or the file at its path is not the one open: removed, renamed (a rotation), replaced.
