@@ -1,5 +1,5 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
-import type { CliConfig } from './config.ts';
+import type { CliConfig, ReloadedFiles } from './config.ts';
 import { UsageError } from './config-keys.ts';
 import type { Logger } from './log.ts';
 import { READ_TIMEOUT_MS, readWithin } from './read-within.ts';
@@ -16,11 +16,7 @@ import { readRegularFileAsync, SMALL_FILE_MAX_BYTES } from './regular-file.ts';
  * was loaded.
  */
 export async function reloadCertificate(
-  {
-    tlsFiles: files,
-    keysFile,
-    signatureSecretFile,
-  }: Pick<CliConfig, 'tlsFiles' | 'keysFile'> & Partial<Pick<CliConfig, 'signatureSecretFile'>>,
+  { tlsFiles: files, keysFile, signatureSecretFile }: ReloadedFiles,
   log: Logger,
   load: (cert: Buffer, key: Buffer, files: NonNullable<CliConfig['tlsFiles']>) => void,
   read: (path: string) => Buffer | Promise<Buffer> = readPairFile,

@@ -57,6 +57,9 @@ export interface CliConfig {
   readonly said: (message: string) => string;
 }
 
+/** The files SIGHUP reads again: the certificate and key, the keys file, the signature secret file. */
+export type ReloadedFiles = Pick<CliConfig, 'tlsFiles' | 'keysFile' | 'signatureSecretFile'>;
+
 /** Reads flags, then the environment for what they left unset, and the files they name. Throws UsageError. */
 export function parseConfig(
   argv: readonly string[],

@@ -1,6 +1,6 @@
 import type { ApiKeySpec } from './auth.ts';
 import { reloadCertificate } from './certificate.ts';
-import { type CliConfig, UsageError } from './config.ts';
+import { type CliConfig, type ReloadedFiles, UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
 import { loadHandlers } from './handlers-module.ts';
 import { reloadKeysInSlices } from './keys-reload.ts';
@@ -83,7 +83,7 @@ async function sharedFilter(config: CliConfig, log: Logger) {
  * what its primary sent (what the primary loaded). Resolves once done.
  */
 export function reloader(
-  config: Pick<CliConfig, 'tlsFiles' | 'keysFile'> & Partial<Pick<CliConfig, 'signatureSecretFile'>>,
+  config: ReloadedFiles,
   endpoint: EndpointServer,
   log: Logger,
   read?: (path: string) => Buffer,

@@ -64,7 +64,13 @@ test('a SIGHUP whose certificate is never read (a hung mount) fails after its de
     path === files.cert ? new Promise<Buffer>(() => {}) : Promise.resolve(readFileSync(path));
   let turns = 0;
   const counting = setInterval(() => turns++, 1);
-  const reloaded = await reloadCertificate({ tlsFiles: files, keysFile: undefined }, log, load, read, 60);
+  const reloaded = await reloadCertificate(
+    { tlsFiles: files, keysFile: undefined, signatureSecretFile: undefined },
+    log,
+    load,
+    read,
+    60,
+  );
   clearInterval(counting);
   assert.equal(reloaded, false);
   // Any turn at all shows the loop was not held; how many a loaded machine gives in 60 ms is its own.
@@ -98,9 +104,19 @@ test('two SIGHUPs in a row: the pair read by the second is kept, though the firs
     return bytes;
   };
   renew(older);
-  const first = reloadCertificate({ tlsFiles, keysFile: undefined }, log, load, slowly);
+  const first = reloadCertificate(
+    { tlsFiles, keysFile: undefined, signatureSecretFile: undefined },
+    log,
+    load,
+    slowly,
+  );
   renew(newer);
-  const second = reloadCertificate({ tlsFiles, keysFile: undefined }, log, load, readFileSync);
+  const second = reloadCertificate(
+    { tlsFiles, keysFile: undefined, signatureSecretFile: undefined },
+    log,
+    load,
+    readFileSync,
+  );
   assert.equal(await second, true);
   release();
   assert.equal(await first, false, 'overtaken: it loads nothing');

@@ -140,7 +140,12 @@ test('a worker over plain HTTP sent the keys file loads the keys and says nothin
   // message named the keys file alone, and a certificate that is not there was taken as sent.
   const { lines, loaded, endpoint, log } = serving();
   const keysFile = { path: '/keys', keys: steps([{ key: 'second-key' }]) };
-  const reload = reloader({ tlsFiles: undefined, keysFile }, endpoint, log, () => Buffer.from(''));
+  const reload = reloader(
+    { tlsFiles: undefined, keysFile, signatureSecretFile: undefined },
+    endpoint,
+    log,
+    () => Buffer.from(''),
+  );
   await reload(['/keys']);
   assert.deepEqual(loaded, [['second-key']]);
   assert.deepEqual(lines, ['API keys reloaded']);
@@ -149,10 +154,16 @@ test('a worker over plain HTTP sent the keys file loads the keys and says nothin
 test('the single process over plain HTTP loads the keys; "no certificate" only where nothing is reloaded', async () => {
   const { lines, loaded, endpoint, log } = serving();
   const keysFile = { path: '/keys', keys: steps([{ key: 'second-key' }]) };
-  await reloader({ tlsFiles: undefined, keysFile }, endpoint, log, () => Buffer.from(''))();
+  await reloader({ tlsFiles: undefined, keysFile, signatureSecretFile: undefined }, endpoint, log, () =>
+    Buffer.from(''),
+  )();
   assert.deepEqual(loaded, [['second-key']]);
   assert.deepEqual(lines, ['API keys reloaded']);
-  await reloader({ tlsFiles: undefined, keysFile: undefined }, endpoint, log)();
+  await reloader(
+    { tlsFiles: undefined, keysFile: undefined, signatureSecretFile: undefined },
+    endpoint,
+    log,
+  )();
   assert.deepEqual(lines, ['API keys reloaded', 'SIGHUP: no certificate to reload (plain HTTP)']);
 });
 
@@ -167,6 +178,7 @@ test('a worker forked before a SIGHUP is told again of what that SIGHUP loaded, 
     const files = new ConfigurationFiles(new Map([[path, readFileSync(path)]]), {
       tlsFiles: undefined,
       keysFile,
+      signatureSecretFile: undefined,
     });
     const forked = performance.now(); // the clock the primary forks by
     assert.equal(files.reloadedSince(forked), undefined, 'no SIGHUP yet');
@@ -191,7 +203,12 @@ test('two SIGHUPs in a row: the keys of the second are the ones kept, though the
   // replaced by a small one), and its keys, loaded last, replaced the newer ones.
   const { lines, loaded, endpoint, log } = serving();
   const { keysFile, read, replace } = replacedKeysFile();
-  const reload = reloader({ tlsFiles: undefined, keysFile }, endpoint, log, read);
+  const reload = reloader(
+    { tlsFiles: undefined, keysFile, signatureSecretFile: undefined },
+    endpoint,
+    log,
+    read,
+  );
   const first = reload();
   replace();
   const second = reload();
@@ -208,6 +225,7 @@ test("the primary's two SIGHUPs in a row: the second's keys file is what workers
   const files = new ConfigurationFiles(new Map([['/keys', Buffer.from('start')]]), {
     tlsFiles: undefined,
     keysFile,
+    signatureSecretFile: undefined,
   });
   const { log } = serving();
   const first = files.reload(log, read);
@@ -245,7 +263,12 @@ function firstInstallHeld() {
     return Buffer.from('keys\n');
   };
   const keysFile = { path: '/keys', keys: steps([{ key: 'a-key' }]) };
-  const reload = reloader({ tlsFiles: undefined, keysFile }, endpoint, log, read);
+  const reload = reloader(
+    { tlsFiles: undefined, keysFile, signatureSecretFile: undefined },
+    endpoint,
+    log,
+    read,
+  );
   const installing = async () => {
     const first = reload();
     while (install === undefined) await new Promise(setImmediate);

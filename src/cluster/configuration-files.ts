@@ -1,5 +1,5 @@
 import { reloadCertificate } from '../certificate.ts';
-import type { CliConfig } from '../config.ts';
+import type { CliConfig, ReloadedFiles } from '../config.ts';
 import { reloadKeysInSlices } from '../keys-reload.ts';
 import type { Logger } from '../log.ts';
 import { reloadSecretFile } from '../secret-reload.ts';
@@ -21,10 +21,7 @@ export class ConfigurationFiles {
   /** When a SIGHUP last loaded each (`performance.now()`): a worker forked before it is told again. */
   readonly #loadedAt: Record<keyof Loaded, number> = { certificate: -1, keys: -1, secret: -1 };
 
-  constructor(
-    files: Map<string, Buffer>,
-    config: Pick<CliConfig, 'tlsFiles' | 'keysFile'> & Partial<Pick<CliConfig, 'signatureSecretFile'>>,
-  ) {
+  constructor(files: Map<string, Buffer>, config: ReloadedFiles) {
     this.#files = files;
     this.#tls = config.tlsFiles;
     this.#keys = config.keysFile;
