@@ -4,93 +4,15 @@
 // the contract wants an event it cannot take (a 5xx Segment retries, never a 400 that drops it, never a
 // 2xx for an event not taken), the host keeps running, and an event that can be read whole is taken.
 import assert from 'node:assert/strict';
-import {
-  createServer as createHttpServer,
-  request as httpRequest,
-  type IncomingMessage,
-  type ServerResponse,
-} from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect } from 'node:net';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { LINGER_MS } from '../../src/connection-end.ts';
-import { createHandler, type EndpointHandler } from '../../src/index.ts';
-import { jsonLogger } from '../../src/log.ts';
-import { recorder, type Seen, segmentHeaders, trackEvent } from '../helpers.ts';
-
-interface Answer {
-  readonly status: number;
-  readonly body: string;
-  readonly headers: IncomingMessage['headers'];
-}
-
-interface Host {
-  readonly seen: Seen;
-  readonly logs: string[];
-  readonly port: number;
-  /** Sends `parts` as one request's body (chunked when more than one, a pause between them). */
-  send(parts: Buffer[], headers?: Record<string, string>, path?: string): Promise<Answer>;
-}
-
-/** A node:http server whose `host` step runs before it calls the handler, its parts' answers `use`d. */
-async function hosted(
-  host: (req: IncomingMessage, res: ServerResponse, segment: EndpointHandler) => void,
-  use: (h: Host) => Promise<void>,
-): Promise<void> {
-  const { seen, handlers } = recorder();
-  const logs: string[] = [];
-  const segment = createHandler({
-    apiKeys: ['test-key'],
-    handlers,
-    log: jsonLogger('info', (line) => logs.push(line)),
-  });
-  const server = createHttpServer((req, res) => host(req, res, segment));
-  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
-  const { port } = server.address() as AddressInfo;
-  const send = (parts: Buffer[], headers: Record<string, string> = {}, path = '/') =>
-    new Promise<Answer>((answered, failed) => {
-      const length = parts.length === 1 ? { 'content-length': String(parts[0]?.length) } : {};
-      const req = httpRequest(
-        {
-          host: '127.0.0.1',
-          port,
-          path,
-          method: 'POST',
-          headers: { ...segmentHeaders(), ...length, ...headers },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () =>
-            answered({
-              status: res.statusCode ?? 0,
-              body: Buffer.concat(chunks).toString(),
-              headers: res.headers,
-            }),
-          );
-          res.on('error', failed);
-        },
-      );
-      req.on('error', failed);
-      (async () => {
-        for (const [i, part] of parts.entries()) {
-          if (i > 0) await sleep(30);
-          req.write(part);
-        }
-        req.end();
-      })().catch(failed);
-    });
-  try {
-    await use({ seen, logs, port, send });
-  } finally {
-    server.closeAllConnections();
-    await new Promise((closed) => server.close(closed));
-  }
-}
-
-const eventBytes = (extra: Record<string, unknown> = {}) => Buffer.from(JSON.stringify(trackEvent(extra)));
-const codeOf = (answer: Answer) => (JSON.parse(answer.body) as { code: string }).code;
+import type { EndpointHandler } from '../../src/index.ts';
+import { segmentHeaders } from '../helpers.ts';
+import { type Answer, codeOf, eventBytes, hosted } from './host-harness.ts';
 
 describe('a request the host set an encoding on (a request log that reads the body as text)', () => {
   for (const encoding of ['utf8', 'latin1', 'hex', 'base64'] as const) {
