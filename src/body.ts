@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
-import { type Coding, codingOf } from './encoding.ts';
+import { type Coding, codingOf, decodedAsSent } from './encoding.ts';
 import { EndpointError, quoted } from './errors.ts';
 import { isHttp2, joinedHeader } from './http2.ts';
 import { checkParsed, isPlainObject, isStackOverflow, parseJson } from './json.ts';
@@ -151,11 +151,11 @@ export function framedBody(
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
     checkType(req.headers['content-type'], anyType);
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
+    const given = decodedAsSent(parsed, req.headers['content-encoding'], limits.maxBodyBytes);
     // Bytes that are not UTF-8 are refused, as the reader refuses them, not read with replacement
-    // characters in place of what the sender meant.
-    if (typeof parsed !== 'string' && !isUtf8(parsed)) throw new EndpointError('SEG_INVALID_UTF8');
-    // A leading BOM dropped, as the reader drops it (reader.ts).
-    const text = parsed.toString().replace(/^\ufeff/, '');
+    // characters in place of what the sender meant. A leading BOM dropped, as the reader drops it.
+    if (typeof given !== 'string' && !isUtf8(given)) throw new EndpointError('SEG_INVALID_UTF8');
+    const text = given.toString().replace(/^\ufeff/, '');
     return { value: parseBody(text, limits.maxDepth, req.headers['content-type']), text };
   }
   let refused: ReturnType<typeof checkParsed>;

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { readOnReadable } from './reader.ts';
+import { readOnReadable } from './taken-by-host.ts';
 
 // Where a connection ends, as the answers written on it decide. Node writes nothing queued behind an
 // answer that ends its connection, and still hands over the requests it reads behind it: what is read

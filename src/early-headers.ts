@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import { ServerResponse } from 'node:http';
 import { cutAnswer } from './http2.ts';
 import type { Logger } from './log.ts';
 
@@ -33,6 +33,22 @@ export function hostAnswered(log: Logger): void {
   );
 }
 
+const saidHookThrew = new WeakSet<Logger>();
+
+/**
+ * Writing an answer threw: a hook of the host's on the response (a `writeHead` wrapper with a bug), since
+ * Node's own writes do not throw for a gone client. The answer is cut (its sender retries) and the host
+ * keeps running; logged once for each logger, with the host's error.
+ */
+export function hookThrew(log: Logger | undefined, err: unknown): void {
+  if (log === undefined || saidHookThrew.has(log)) return;
+  saidHookThrew.add(log);
+  log.error(
+    { err },
+    "writing an answer threw (a hook of the host's on the response?): its connection was cut, and the sender retries",
+  );
+}
+
 // What a host may have set on the response before the handler that would misdescribe the handler's answers:
 // their body's coding and framing (a compression middleware's Content-Encoding on plain JSON, a
 // Transfer-Encoding beside their length, a Trailer announced for a body that has a length: Node throws
@@ -48,7 +64,12 @@ const NOT_THE_HOSTS = [
   'allow',
 ];
 
-/** Takes off `res` what its host set that is not the host's to say in these answers. */
+/**
+ * Takes off `res` what its host set that is not the host's to say in these answers: the headers above,
+ * and a status phrase (Koa's `ctx.status = 418` sets one), which Node would write beside any status.
+ * Over HTTP/2 there is none, and reading it there warns.
+ */
 export function ownAnswer(res: ServerResponse): void {
   for (const name of NOT_THE_HOSTS) if (res.hasHeader(name)) res.removeHeader(name);
+  if (res instanceof ServerResponse && res.statusMessage) res.statusMessage = '';
 }

@@ -1,5 +1,7 @@
+import { isUtf8 } from 'node:buffer';
 import type { Transform } from 'node:stream';
 import { EndpointError } from './errors.ts';
+import { bodyTooLarge } from './refusals.ts';
 
 // Content-Encoding of a request body (RFC 9110 §8.4): some SDKs gzip their events. The limit on the
 // body applies to what comes out of the decoder too (see BodyRead.decodeAll). node:zlib is loaded on the
@@ -45,6 +47,38 @@ export async function decoderFor(coding: Coding): Promise<MakeDecoder> {
   const zlib = await import('node:zlib');
   if (coding === 'gzip') return () => zlib.createGunzip();
   return (compressed) => (zlibWrapped(compressed) ? zlib.createInflate() : zlib.createInflateRaw());
+}
+
+/**
+ * Bytes a host read into `req.body` itself: as sent, still in the coding the request's Content-Encoding
+ * names (raw-body, a framework's raw buffer), or decoded by its parser, which leaves the header in place
+ * (express.raw). Compressed data is told by its first bytes, which no JSON text opens with (gzip's
+ * 0x1f 0x8b, a zlib header), or by not being UTF-8 (bare deflate), and decoded at once: within `maxBytes`
+ * decoded, as a body read here is (413), or a 400 for data that is not its coding. Text is as it is.
+ */
+export function decodedAsSent<T extends Buffer | string>(
+  bytes: T,
+  header: string | undefined,
+  maxBytes: number,
+): T | Buffer {
+  if (typeof bytes === 'string') return bytes; // text: the host's to have decoded
+  const named = header?.trim().toLowerCase() ?? '';
+  const coding = Object.hasOwn(CODINGS, named) ? CODINGS[named] : undefined;
+  let decode: 'gunzipSync' | 'inflateSync' | 'inflateRawSync';
+  if (coding === 'gzip' && bytes[0] === 0x1f && bytes[1] === 0x8b) decode = 'gunzipSync';
+  else if (coding === 'deflate' && zlibWrapped(bytes)) decode = 'inflateSync';
+  else if (coding === 'deflate' && !isUtf8(bytes)) decode = 'inflateRawSync';
+  else return bytes;
+  // Loaded here, as decoderFor loads it: most endpoints never see a compressed body.
+  const zlib = process.getBuiltinModule('node:zlib');
+  try {
+    return zlib[decode](bytes, { maxOutputLength: maxBytes });
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw bodyTooLarge(maxBytes, 'Decompressed request body');
+    }
+    throw new EndpointError('SEG_BAD_ENCODING', `Request body is not valid ${coding} data`);
+  }
 }
 
 /**

@@ -1,12 +1,12 @@
 import { AsyncResource } from 'node:async_hooks';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { PendingAnswer } from './answer-batch.ts';
 import type { AuthDecision } from './auth.ts';
 import type { SharedRequest } from './cpu-share.ts';
 import type { EndpointError } from './errors.ts';
 import type { RequestFacts } from './intake.ts';
 import type { EventPipeline } from './pipeline.ts';
 import type { BodySink } from './reader.ts';
-import type { PendingAnswer } from './respond.ts';
 import type { Route } from './routes.ts';
 import type { Settings } from './settings.ts';
 import type { SignatureSecrets } from './signature.ts';

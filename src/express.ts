@@ -84,8 +84,10 @@ export default function segmentEndpoint<S = Settings>(
     checkCharset(req.headers['content-type'], (routeAt(eventRoutes, req.path)?.kind ?? 'event') !== 'event');
   const { maxBodyBytes } = opts;
   // As the handler's own: no refusal made here is a 401, but the context is whole.
-  const context: RefusalContext = { challenge: `Basic realm="${opts.realm}", charset="UTF-8"`, maxBodyBytes };
-  const counted = refusalCounter(handler, opts.accessLog, loggerOf(given));
+  const log = loggerOf(given);
+  const challenge = `Basic realm="${opts.realm}", charset="UTF-8"`;
+  const context: RefusalContext = { challenge, maxBodyBytes, log };
+  const counted = refusalCounter(handler, opts.accessLog, log);
   const served = (req: ExpressRequest) => servedHere(req, ours, serve, opts.path);
 
   const serve: SegmentMiddleware = (req, res, next) => {

@@ -93,6 +93,7 @@ class FrontDoor {
       challenge: `Basic realm="${opts.realm}", charset="UTF-8"`,
       maxBodyBytes: opts.maxBodyBytes,
       closing: () => this.draining,
+      log: opts.log,
     };
     this.pipeline = new EventPipeline(opts, this.metrics, this.#context, () => this.draining);
     this.#ready = readiness(opts.ready, opts.log);
@@ -129,9 +130,14 @@ class FrontDoor {
       if (this.#readable(req, res)) this.#sendMetrics(req, res, this.metrics);
     } else if (path === this.#opts.healthPath) {
       if (this.#readable(req, res))
-        sendHealth(req, res, this.draining ? 'draining' : this.#ready() ? 'ok' : 'unavailable');
+        sendHealth(
+          req,
+          res,
+          this.draining ? 'draining' : this.#ready() ? 'ok' : 'unavailable',
+          this.#opts.log,
+        );
     } else if (path === this.#opts.livePath) {
-      if (this.#readable(req, res)) sendHealth(req, res, 'live');
+      if (this.#readable(req, res)) sendHealth(req, res, 'live', this.#opts.log);
     } else {
       // Where a host mounted it (express's `req.baseUrl`, the fetch handler's basePath), the path says so.
       const base = (req as IncomingMessage & { baseUrl?: unknown }).baseUrl;
@@ -173,13 +179,14 @@ class FrontDoor {
   /** This process's counts, or with several workers, the sum of theirs (its own if that fails). */
   #sendMetrics(req: IncomingMessage, res: ServerResponse, metrics: Metrics): void {
     const own = metrics.snapshot(this.inFlight);
+    const { log } = this.#opts;
     if (metrics.gather === undefined) {
-      sendMetrics(req, res, renderMetrics(own));
+      sendMetrics(req, res, renderMetrics(own), log);
       return;
     }
     metrics.gather(own).then(
-      (all) => sendMetrics(req, res, renderMetrics(all)),
-      () => sendMetrics(req, res, renderMetrics(own)),
+      (all) => sendMetrics(req, res, renderMetrics(all), log),
+      () => sendMetrics(req, res, renderMetrics(own), log),
     );
   }
 

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { AnswerBatch } from './answer-batch.ts';
 import { keyFingerprint } from './auth.ts';
 import { acceptBatch, batchAnswer, type Carried, type EventResult, eventsOf } from './batch.ts';
 import { checkBodyHeaders, framedBody, parseBody } from './body.ts';
@@ -14,7 +15,7 @@ import type { Metrics } from './metrics.ts';
 import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
 import { readBody } from './reader.ts';
-import { AnswerBatch, type RefusalContext, sendContinue, sendError } from './respond.ts';
+import { type RefusalContext, sendContinue, sendError } from './respond.ts';
 import { type Route, routeBytes } from './routes.ts';
 import { type Settings, SettingsCache, settingsProblem, writtenSettings } from './settings.ts';
 import { refuseUnsigned, type SignatureSecrets, secretFor, verifySignature } from './signature.ts';
@@ -63,7 +64,7 @@ export class EventPipeline {
     this.#metrics = metrics;
     this.#observing = metrics !== undefined || opts.accessLog;
     this.#refusal = refusal;
-    this.#successes = new AnswerBatch(draining);
+    this.#successes = new AnswerBatch(draining, opts.log);
     this.#budget = storedBudget(opts.maxBodyBytes);
     this.#held = new HeldBodies(opts.maxBodyBytes);
     this.#cpuShare = opts.cpuShare > 0 ? new CpuShare(opts.cpuShare) : undefined;

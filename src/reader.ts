@@ -7,7 +7,7 @@ import { EndpointError } from './errors.ts';
 import { filled, gather } from './gathered.ts';
 import { bodyTooLarge } from './refusals.ts';
 import { decodedRoom } from './routes.ts';
-import { takenByTheHost } from './taken-by-host.ts';
+import { readOnReadable, takenByTheHost } from './taken-by-host.ts';
 
 // Reading a request's body as a stream: every byte counted against the limit (decompressed bytes too),
 // a deadline for the whole body, and the bytes checked to be UTF-8. This runs for every event: no
@@ -102,6 +102,9 @@ class BodyRead extends Deadline {
   }
 
   listen(): void {
+    // Read by the host too (`req.pipe()` into a copy it reads later): the copy's backpressure pauses the
+    // request once its buffer fills, and the body would wait out its deadline. Undone while it is read.
+    if (this.req.listenerCount('data') > 0) this.req.on('pause', () => this.done || this.req.resume());
     // Left in place once the read is over (removing them costs more than the `done` check); a request's
     // listeners go with it.
     this.req.on('data', (chunk: Buffer | string) =>
@@ -198,7 +201,11 @@ class BodyRead extends Deadline {
   }
 
   override expired(): void {
-    this.finish(new EndpointError('SEG_BODY_TIMEOUT'));
+    // Bytes that came and were never read: the host held the request paused (after handing it over), not
+    // a slow sender. Its bug, a 500 Segment retries, not a 408 it does not.
+    const unread = this.req.readableLength;
+    if (unread === 0) this.finish(new EndpointError('SEG_BODY_TIMEOUT'));
+    else this.finish(new EndpointError('SEG_INTERNAL', undefined, { cause: new Error(heldPaused(unread)) }));
   }
 
   finish(err: EndpointError | undefined): void {
@@ -227,16 +234,5 @@ class BodyRead extends Deadline {
 
 const EMPTY = Buffer.alloc(0);
 
-/**
- * A request its host listens to for 'readable' is held paused, resume() or not: it is read out on that
- * event, until `reading` is done if given, and once on the next tick for what came before (Node says
- * 'readable' to a first listener only). What read() takes goes to the 'data' listeners.
- */
-export function readOnReadable(req: IncomingMessage, reading?: { readonly done: boolean }): void {
-  if (req.listenerCount('readable') === 0) return;
-  const readOut = () => {
-    while (reading?.done !== true && req.read() !== null);
-  };
-  req.on('readable', readOut);
-  process.nextTick(readOut);
-}
+const heldPaused = (unread: number) =>
+  `the request was paused by the host once the handler had it, and ${unread} bytes of its body lay unread at its deadline (req.pause(), or a pipe into a stream nobody reads, after calling the handler?)`;

@@ -1,10 +1,10 @@
 import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
-import { Socket } from 'node:net';
 import { dropRestOfBody, lastOnConnection, noteEnd } from './connection-end.ts';
-import { cutIfHostAnswered, ownAnswer } from './early-headers.ts';
+import { cutIfHostAnswered, hookThrew, ownAnswer } from './early-headers.ts';
 import type { ErrorAnswer } from './error-answer.ts';
 import { ERRORS, type ErrorCode } from './errors.ts';
 import { cutAnswer, endSession, endStream, isHttp2 } from './http2.ts';
+import type { Logger } from './log.ts';
 
 // Writing answers. Success answers are empty and their headers built once; refusals are JSON
 // `{"message", "code"}`, which Segment shows the customer in its debugger.
@@ -31,103 +31,14 @@ export function sendStatus(res: ServerResponse, status: number, close: boolean):
   noteEnd(res);
 }
 
-/** An empty success answer decided, waiting for the end of its turn of the event loop. */
-export interface PendingAnswer {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly status: number;
-  /** Called once the answer is written. */
-  readonly done: () => void;
-}
-
-// A turn's answers are written at the latest when this many wait, so that a turn that reads many
-// requests does not hold the first one's answer for all of them.
-const MAX_WAITING = 64;
-
-/**
- * Empty success answers, written together once the event loop has taken every request its poll found
- * (in its check phase, `setImmediate`) instead of one by one as each event is taken. Under load each
- * write that finds its client asleep pays for waking it, and a client on this machine is woken far less
- * often by a burst than by a trickle (bench/README.md, "Answers written together"). A lone request
- * waits for no other: the loop reaches its check phase right after it.
- */
-export class AnswerBatch {
-  #waiting: PendingAnswer[] = [];
-  #scheduled = false;
-  readonly #closing: () => boolean;
-
-  /** `closing`: whether answers end their connections now (while draining), asked as they are written. */
-  constructor(closing: () => boolean) {
-    this.#closing = closing;
-  }
-
-  /**
-   * An answer decided while the loop takes requests: written at the end of the turn, or with 63 others.
-   * One that does not go to a kernel socket (the fetch handler's Response, an injected request) gains
-   * nothing from waiting, and would wait behind whatever its host queued for the turn's end: written at
-   * once.
-   */
-  add(answer: PendingAnswer): void {
-    if (!(answer.req.socket instanceof Socket)) {
-      this.#write(answer, this.#closing());
-      return;
-    }
-    this.#waiting.push(answer);
-    if (this.#waiting.length >= MAX_WAITING) this.#flush();
-    else if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(this.#flushScheduled);
-    }
-  }
-
-  /**
-   * An answer decided when a promise settled (an asynchronous handler; the store's commit, which settles
-   * a group of events at once): written as soon as the promise reactions of the moment have run, with
-   * the others they decided. Waiting for the end of the turn would hold a commit's answers for all the
-   * work of the next poll (`nextTick` queued by a reaction runs once the microtask queue is empty).
-   */
-  addSettled(answer: PendingAnswer): void {
-    this.#waiting.push(answer);
-    if (this.#waiting.length === 1) process.nextTick(this.#flushSettled);
-  }
-
-  readonly #flushSettled = (): void => {
-    this.#flush();
-  };
-
-  readonly #flushScheduled = (): void => {
-    this.#scheduled = false;
-    this.#flush();
-  };
-
-  #flush(): void {
-    const answers = this.#waiting;
-    this.#waiting = [];
-    const closing = this.#closing();
-    for (const answer of answers) this.#write(answer, closing);
-  }
-
-  #write({ req, res, status, done }: PendingAnswer, closing: boolean): void {
-    try {
-      // Over HTTP/2 a connection is not the request's to end: it takes no new stream (http2.ts).
-      const http2 = closing && isHttp2(req);
-      sendStatus(res, status, closing && !http2 && lastOnConnection(req));
-      if (http2) endSession(req);
-    } catch {
-      // Node's writes do not throw for a gone client; whatever did, this answer's sender hears the
-      // connection end (and retries), and the rest of the turn's answers still go out.
-      cutAnswer(res);
-    }
-    done();
-  }
-}
-
 export interface RefusalContext {
   /** The `WWW-Authenticate` challenge sent with a 401. */
   readonly challenge: string;
   readonly maxBodyBytes: number;
   /** Whether answers end their connections now (while draining), as successes do (AnswerBatch). */
   readonly closing?: () => boolean;
+  /** Where a refusal cut by its host's hook is said (once). */
+  readonly log?: Logger;
 }
 
 /**
@@ -143,7 +54,6 @@ export function sendError(
   extra?: OutgoingHttpHeaders,
 ): void {
   if (cutIfHostAnswered(res)) return;
-  ownAnswer(res);
   const body = refusalBody(reply);
   const headers: OutgoingHttpHeaders = {
     'content-type': JSON_TYPE,
@@ -175,8 +85,7 @@ export function sendError(
   } else if (headers.connection === 'close') {
     delete headers.connection;
   }
-  res.writeHead(reply.status, headers).end(body);
-  noteEnd(res);
+  if (!written(res, context.log, reply.status, headers, body)) return;
   if (!http2) dropRestOfBody(req, res);
   else if (!req.complete) endStream(req);
   if (http2 && draining) endSession(req);
@@ -198,17 +107,26 @@ export function sendContinue(res: ServerResponse): void {
  * The health answer: 200 `{"status":"ok"}`, or 503 `{"status":"draining"}` / `{"status":"unavailable"}`
  * (events cannot be stored now), so a load balancer routes elsewhere. No body for HEAD.
  */
-export function sendHealth(req: IncomingMessage, res: ServerResponse, state: keyof typeof HEALTH): void {
+export function sendHealth(
+  req: IncomingMessage,
+  res: ServerResponse,
+  state: keyof typeof HEALTH,
+  log?: Logger,
+): void {
   if (cutIfHostAnswered(res)) return;
-  ownAnswer(res);
   const body = HEALTH[state];
-  res.writeHead(state === 'ok' || state === 'live' ? 200 : 503, {
+  const headers = {
     'content-type': JSON_TYPE,
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
-  });
-  res.end(req.method === 'HEAD' ? undefined : body);
-  noteEnd(res);
+  };
+  written(
+    res,
+    log,
+    state === 'ok' || state === 'live' ? 200 : 503,
+    headers,
+    req.method === 'HEAD' ? undefined : body,
+  );
 }
 
 function mayBeLarge(req: IncomingMessage, maxBytes: number): boolean {
@@ -219,16 +137,38 @@ function mayBeLarge(req: IncomingMessage, maxBytes: number): boolean {
 }
 
 /** The Prometheus text exposition. */
-export function sendMetrics(req: IncomingMessage, res: ServerResponse, text: string): void {
+export function sendMetrics(req: IncomingMessage, res: ServerResponse, text: string, log?: Logger): void {
   if (cutIfHostAnswered(res)) return;
-  ownAnswer(res);
-  res.writeHead(200, {
+  const headers = {
     'content-type': 'text/plain; version=0.0.4; charset=utf-8',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
-  });
-  res.end(req.method === 'HEAD' ? undefined : text);
+  };
+  written(res, log, 200, headers, req.method === 'HEAD' ? undefined : text);
+}
+
+/**
+ * Writes an answer with a body (a refusal, health, metrics). A hook of the host's on the response that
+ * throws as it is written cuts it instead (hookThrew): the throw would otherwise reach the host's request
+ * listener, the body's 'end' listener or a promise's callback, and end the host's process. False if cut.
+ */
+function written(
+  res: ServerResponse,
+  log: Logger | undefined,
+  status: number,
+  headers: OutgoingHttpHeaders,
+  body: string | undefined,
+): boolean {
+  try {
+    ownAnswer(res);
+    res.writeHead(status, headers).end(body);
+  } catch (err) {
+    cutAnswer(res);
+    hookThrew(log, err);
+    return false;
+  }
   noteEnd(res);
+  return true;
 }
 
 /**

@@ -23,3 +23,17 @@ export function takenByTheHost(req: IncomingMessage, coding: Coding | undefined)
 
 /** The encodings whose text gives every byte back (`Buffer.from(text, encoding)`). */
 const KEPT_ENCODINGS = new Set(['latin1', 'hex', 'base64', 'base64url']);
+
+/**
+ * A request its host listens to for 'readable' is held paused, resume() or not: it is read out on that
+ * event, until `reading` is done if given, and once on the next tick for what came before (Node says
+ * 'readable' to a first listener only). What read() takes goes to the 'data' listeners.
+ */
+export function readOnReadable(req: IncomingMessage, reading?: { readonly done: boolean }): void {
+  if (req.listenerCount('readable') === 0) return;
+  const readOut = () => {
+    while (reading?.done !== true && req.read() !== null);
+  };
+  req.on('readable', readOut);
+  process.nextTick(readOut);
+}

@@ -3,7 +3,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { Socket } from 'node:net';
 import { test } from 'node:test';
 import { setImmediate as nextCheckPhase } from 'node:timers/promises';
-import { AnswerBatch } from '../src/respond.ts';
+import { AnswerBatch } from '../src/answer-batch.ts';
 
 // Success answers are written together at the end of the event loop's turn (respond.ts): what a turn
 // decided is written in order, each then reported done, and no later than the turn's end.

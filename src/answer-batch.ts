@@ -1,0 +1,107 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
+import { lastOnConnection } from './connection-end.ts';
+import { hookThrew } from './early-headers.ts';
+import { cutAnswer, endSession, isHttp2 } from './http2.ts';
+import type { Logger } from './log.ts';
+import { sendStatus } from './respond.ts';
+
+// Success answers written together at the end of the event loop's turn (see AnswerBatch).
+
+/** An empty success answer decided, waiting for the end of its turn of the event loop. */
+export interface PendingAnswer {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly status: number;
+  /** Called once the answer is written. */
+  readonly done: () => void;
+}
+
+// A turn's answers are written at the latest when this many wait, so that a turn that reads many
+// requests does not hold the first one's answer for all of them.
+const MAX_WAITING = 64;
+
+/**
+ * Empty success answers, written together once the event loop has taken every request its poll found
+ * (in its check phase, `setImmediate`) instead of one by one as each event is taken. Under load each
+ * write that finds its client asleep pays for waking it, and a client on this machine is woken far less
+ * often by a burst than by a trickle (bench/README.md, "Answers written together"). A lone request
+ * waits for no other: the loop reaches its check phase right after it.
+ */
+export class AnswerBatch {
+  #waiting: PendingAnswer[] = [];
+  #scheduled = false;
+  readonly #closing: () => boolean;
+  readonly #log: Logger | undefined;
+
+  /**
+   * `closing`: whether answers end their connections now (while draining), asked as they are written.
+   * `log`: where an answer cut by its host's hook is said (once).
+   */
+  constructor(closing: () => boolean, log?: Logger) {
+    this.#closing = closing;
+    this.#log = log;
+  }
+
+  /**
+   * An answer decided while the loop takes requests: written at the end of the turn, or with 63 others.
+   * One that does not go to a kernel socket (the fetch handler's Response, an injected request) gains
+   * nothing from waiting, and would wait behind whatever its host queued for the turn's end: written at
+   * once.
+   */
+  add(answer: PendingAnswer): void {
+    if (!(answer.req.socket instanceof Socket)) {
+      this.#write(answer, this.#closing());
+      return;
+    }
+    this.#waiting.push(answer);
+    if (this.#waiting.length >= MAX_WAITING) this.#flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flushScheduled);
+    }
+  }
+
+  /**
+   * An answer decided when a promise settled (an asynchronous handler; the store's commit, which settles
+   * a group of events at once): written as soon as the promise reactions of the moment have run, with
+   * the others they decided. Waiting for the end of the turn would hold a commit's answers for all the
+   * work of the next poll (`nextTick` queued by a reaction runs once the microtask queue is empty).
+   */
+  addSettled(answer: PendingAnswer): void {
+    this.#waiting.push(answer);
+    if (this.#waiting.length === 1) process.nextTick(this.#flushSettled);
+  }
+
+  readonly #flushSettled = (): void => {
+    this.#flush();
+  };
+
+  readonly #flushScheduled = (): void => {
+    this.#scheduled = false;
+    this.#flush();
+  };
+
+  #flush(): void {
+    const answers = this.#waiting;
+    this.#waiting = [];
+    const closing = this.#closing();
+    for (const answer of answers) this.#write(answer, closing);
+  }
+
+  #write({ req, res, status, done }: PendingAnswer, closing: boolean): void {
+    try {
+      // Over HTTP/2 a connection is not the request's to end: it takes no new stream (http2.ts).
+      const http2 = closing && isHttp2(req);
+      sendStatus(res, status, closing && !http2 && lastOnConnection(req));
+      if (http2) endSession(req);
+    } catch (err) {
+      // Node's writes do not throw for a gone client; what did (a hook of the host's on the response) is
+      // logged once, this answer's sender hears the connection end (and retries), and the rest of the
+      // turn's answers still go out.
+      cutAnswer(res);
+      hookThrew(this.#log, err);
+    }
+    done();
+  }
+}
