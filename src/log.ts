@@ -80,6 +80,12 @@ export function neverThrowing(log: Logger): Logger {
 
 /** One JSON object per line (pino's format, so the same tools read it), at or above `level`. */
 export function jsonLogger(level: LogLevel = 'info', write: (line: string) => void = writeStderr): Logger {
+  // Unknown (pino's 'fatal', an upper-case name), the threshold would be undefined: every line written.
+  if (typeof level !== 'string' || !Object.hasOwn(LEVELS, level)) {
+    throw new RangeError(
+      `level must be debug, info, warn, error or silent, got ${String(level).slice(0, 64)}`,
+    );
+  }
   const threshold = LEVELS[level];
   const at = (name: Level) => {
     const value = LEVELS[name];

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { connect } from 'node:tls';
 import { pino } from 'pino';
 import { createHandler, jsonLogger, silentLogger } from '../src/index.ts';
-import { drops, withFields } from '../src/log.ts';
+import { drops, type LogLevel, withFields } from '../src/log.ts';
 import { LogBudget } from '../src/log-budget.ts';
 import { checkLogger } from '../src/option-checks.ts';
 import { API_KEY, basic, segmentHeaders, trackEvent } from './helpers.ts';
@@ -112,6 +112,19 @@ test('the built-in logger writes the same shape of line, at or above its level',
   assert.equal(line.level, 50);
   assert.equal(line.msg, 'failure');
   assert.equal(line.err.message, 'kept');
+});
+
+test('the built-in logger refuses a level it does not know, rather than write every level', () => {
+  // 'fatal' and 'trace' are pino's; 'WARN' comes from an environment variable as typed. Each wrote debug
+  // lines and up: an operator who asked for less got more.
+  for (const level of ['fatal', 'trace', 'WARN', 'nonsense', '', 'toString', 20]) {
+    assert.throws(
+      () => jsonLogger(level as LogLevel, () => {}),
+      (err: Error) => err instanceof RangeError && /debug, info, warn, error or silent/.test(err.message),
+      String(level),
+    );
+  }
+  assert.doesNotThrow(() => jsonLogger(undefined, () => {}));
 });
 
 test("the built-in logger writes an error's cause, a few deep: why a generic 500 happened", () => {
