@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import { GivenUp } from './given-up.ts';
 import { HeldClaims } from './held-claims.ts';
 import { type Claim, HANDLER_TIMEOUT, type IdempotencyStore, OVERDUE } from './idempotency.ts';
 import type { Logger } from './log.ts';
-import { within } from './promise.ts';
-import { firstAttempt, newClient, type RedisClient, Replies, Unanswered } from './redis-client.ts';
+import { firstAttempt, newClient, type RedisClient, Replies } from './redis-client.ts';
 import { RELEASE, RENEW, redisKey } from './redis-key.ts';
 import { PROBE_MS, RedisOutage } from './redis-outage.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
@@ -22,7 +20,6 @@ const DONE = 'done';
 // processed): far above handlerTimeoutMs (4 s by default), and at least twice a longer one
 // ([HANDLER_TIMEOUT]); renewed for a handler still running at its timeout ([OVERDUE]).
 const PENDING_MS = 30_000; // 30 s
-const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
 const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
 const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const; // gone by the next probe
@@ -68,7 +65,6 @@ export async function openRedisIdempotency(
 export class RedisIdempotencyStore implements IdempotencyStore {
   readonly ttlMs: number;
   readonly #client: RedisClient;
-  readonly #deadlines = new Deadlines(COMMAND_MS);
   /** What this store's claims hold in Redis: release deletes a claim only while it is still ours. */
   readonly #token = `pending:${randomBytes(8).toString('hex')}`;
   readonly #held = new HeldClaims();
@@ -86,7 +82,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     this.#log = log;
     this.#replies = new Replies(client);
     this.ttlMs = ttlMs;
-    const probe = () => this.#send(client.set(PROBE_KEY, '1', PROBE_SET));
+    const probe = () => this.#replies.send(client.set(PROBE_KEY, '1', PROBE_SET));
     const recovered = () => this.#unwritten.writeAll().catch((err: unknown) => this.#outage.began(err));
     this.#outage = new RedisOutage(where, log, probe, () => client.isOpen, recovered);
     // Without a listener an 'error' event would crash the process; the client reconnects by itself.
@@ -132,22 +128,24 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     // Completed here, its `done` refused: a copy is a duplicate, whatever its claim still holds.
     if (await this.#unwritten.writeKept(id)) return 'done';
     for (let attempt = 0; attempt < 3; attempt++) {
-      const made = await this.#send(
-        this.#client.set(id, this.#token, {
-          condition: 'NX',
-          expiration: { type: 'PX', value: this.#pendingMs },
-        }),
-      ).catch((err: unknown) => {
-        // It may yet run (see GivenUp): past its bound, or written before its connection was made again
-        // under it. One that never left is harmless there: its retry's SET NX simply succeeds.
-        this.#givenUp.add(id);
-        throw err;
-      });
+      const made = await this.#replies
+        .send(
+          this.#client.set(id, this.#token, {
+            condition: 'NX',
+            expiration: { type: 'PX', value: this.#pendingMs },
+          }),
+        )
+        .catch((err: unknown) => {
+          // It may yet run (see GivenUp): past its bound, or written before its connection was made again
+          // under it. One that never left is harmless there: its retry's SET NX simply succeeds.
+          this.#givenUp.add(id);
+          throw err;
+        });
       if (made !== null) {
         this.#givenUp.take(id);
         return 'new';
       }
-      const value = await this.#send(this.#client.get(id));
+      const value = await this.#replies.send(this.#client.get(id));
       if (value === this.#token && this.#givenUp.take(id)) {
         if ((await this.#renew(id)) === 1) return 'new';
       } else if (value !== null) {
@@ -181,7 +179,8 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   /** Writes `done` for an event completed here, for what is left of its window: false if nothing is. */
   async #writeDone(id: string, until: number): Promise<boolean> {
     const left = until - Date.now();
-    if (left > 0) await this.#send(this.#client.set(id, DONE, { expiration: { type: 'PX', value: left } }));
+    if (left > 0)
+      await this.#replies.send(this.#client.set(id, DONE, { expiration: { type: 'PX', value: left } }));
     return left > 0;
   }
 
@@ -190,7 +189,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     const id = redisKey(key);
     this.#held.settle(id, 'busy'); // copies that waited are told to retry, as with the in-memory filter
     try {
-      await this.#send(this.#client.eval(RELEASE, { keys: [id], arguments: [this.#token] }));
+      await this.#replies.send(this.#client.eval(RELEASE, { keys: [id], arguments: [this.#token] }));
     } catch (err) {
       this.#outage.began(err);
     } finally {
@@ -213,7 +212,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   /** Gives this store's claim on `id`, while the key still holds it, its time again: 1 if it did. */
   async #renew(id: string): Promise<unknown> {
     const pendingMs = String(this.#pendingMs);
-    return this.#send(this.#client.eval(RENEW, { keys: [id], arguments: [this.#token, pendingMs] }));
+    return this.#replies.send(this.#client.eval(RENEW, { keys: [id], arguments: [this.#token, pendingMs] }));
   }
 
   /**
@@ -225,25 +224,6 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     await this.#unwritten
       .writeAll()
       .catch((err: unknown) => this.#log?.warn({ err, unwritten: this.#unwritten.size }, UNWRITTEN_AT_CLOSE));
-    await this.#send(this.#client.close()).catch(() => this.#client.destroy());
-  }
-
-  /**
-   * `command`, bounded by COMMAND_MS. The client's own `timeout` option stops counting once a command
-   * is written, so it cannot tell a Redis that accepts commands and never answers. A command given up
-   * here may still run when Redis comes back: a claim made so is one more pending claim, which expires.
-   */
-  #send<T>(command: Promise<T>): Promise<T> {
-    const late = () => new Unanswered(`Redis did not answer within ${COMMAND_MS} ms`);
-    return within(command, this.#deadlines, late).then(
-      (reply) => {
-        this.#replies.answered();
-        return reply;
-      },
-      (err: unknown) => {
-        if (err instanceof Unanswered) this.#replies.unanswered();
-        throw err;
-      },
-    );
+    await this.#replies.send(this.#client.close()).catch(() => this.#client.destroy());
   }
 }

@@ -1,9 +1,12 @@
 import { once } from 'node:events';
+import { Deadlines } from './deadlines.ts';
+import { within } from './promise.ts';
 
 // The connection to Redis of the shared duplicate filter (idempotency-redis.ts): a client that fails a
 // command at once rather than queue it while disconnected, and reconnects by itself.
 
 const CONNECT_MS = 1_000; // 1 s: a connection attempt that takes longer has failed
+export const COMMAND_MS = 1_000; // 1 s: the longest an event waits for one command: a hung Redis holds no request
 // A connection silent this long (nothing read or written) is given up and made again: one whose handshake
 // (CLIENT SETINFO, AUTH, SELECT) is never answered (a stopped Redis behind a proxy, a port that is
 // something else) would otherwise wait for good, the client neither ready nor in error. A PING each
@@ -58,6 +61,7 @@ function backoff(retries: number): number {
  */
 export class Replies {
   readonly #client: RedisClient;
+  readonly #deadlines = new Deadlines(COMMAND_MS);
   #at = performance.now();
 
   constructor(client: RedisClient) {
@@ -69,6 +73,25 @@ export class Replies {
   /** A reply came. */
   answered(): void {
     this.#at = performance.now();
+  }
+
+  /**
+   * `command`, bounded by COMMAND_MS. The client's own `timeout` option stops counting once a command
+   * is written, so it cannot tell a Redis that accepts commands and never answers. A command given up
+   * here may still run when Redis comes back: a claim made so is one more pending claim, which expires.
+   */
+  send<T>(command: Promise<T>): Promise<T> {
+    const late = () => new Unanswered(`Redis did not answer within ${COMMAND_MS} ms`);
+    return within(command, this.#deadlines, late).then(
+      (reply) => {
+        this.answered();
+        return reply;
+      },
+      (err: unknown) => {
+        if (err instanceof Unanswered) this.unanswered();
+        throw err;
+      },
+    );
   }
 
   /** A command went unanswered past its bound. */
