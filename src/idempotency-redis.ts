@@ -5,7 +5,7 @@ import { HeldClaims } from './held-claims.ts';
 import { type Claim, HANDLER_TIMEOUT, type IdempotencyStore, OVERDUE } from './idempotency.ts';
 import type { Logger } from './log.ts';
 import { firstAttempt, newClient, type RedisClient, Replies } from './redis-client.ts';
-import { RELEASE, RENEW, redisKey } from './redis-key.ts';
+import { keyPrefix, RELEASE, RENEW, redisKey } from './redis-key.ts';
 import { PROBE_MS, RedisOutage } from './redis-outage.ts';
 import { REDIS, serviceAddress } from './service-url.ts';
 import { UNWRITTEN_AT_CLOSE, UnwrittenDones } from './unwritten-dones.ts';
@@ -30,6 +30,12 @@ export interface RedisIdempotencyOptions {
   ttlMs: number;
   /** Where outages and recoveries of Redis are told, once each. Never given the URL. */
   log?: Logger | undefined;
+  /**
+   * This endpoint's own part of Redis, when endpoints of other destinations share it: Segment sends an
+   * event, its messageId unchanged, to each destination, and without one they answer each other's copies
+   * as duplicates. 1 to 100 characters; the processes of one endpoint give the same.
+   */
+  namespace?: string | undefined;
 }
 
 /**
@@ -48,9 +54,10 @@ export async function openRedisIdempotency(
   if (!Number.isInteger(ttlMs) || ttlMs < 1) {
     throw new RangeError(`options.ttlMs must be a positive integer of milliseconds, got ${String(ttlMs)}`);
   }
+  const prefix = keyPrefix(options.namespace);
   const where = serviceAddress(url, REDIS);
   const client = await newClient(url);
-  const store = new RedisIdempotencyStore(client, ttlMs, where, options.log);
+  const store = new RedisIdempotencyStore(client, ttlMs, where, options.log, prefix);
   await firstAttempt(client);
   await store[FIRST_WRITE]();
   return store;
@@ -76,8 +83,17 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   /** Events completed here whose `done` Redis refused, to be written again. */
   readonly #unwritten = new UnwrittenDones((id, until) => this.#writeDone(id, until));
   readonly #log: Logger | undefined;
+  /** What its keys begin with (redis-key.ts). */
+  readonly #prefix: string;
 
-  constructor(client: RedisClient, ttlMs: number, where: string, log?: Logger) {
+  constructor(
+    client: RedisClient,
+    ttlMs: number,
+    where: string,
+    log?: Logger,
+    prefix = keyPrefix(undefined),
+  ) {
+    this.#prefix = prefix;
     this.#client = client;
     this.#log = log;
     this.#replies = new Replies(client);
@@ -101,7 +117,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
   }
 
   async claim(key: string): Promise<Claim> {
-    const id = redisKey(key);
+    const id = redisKey(key, this.#prefix);
     const held = this.#held.wait(id);
     if (held !== undefined) return held;
     this.#held.hold(id);
@@ -163,7 +179,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
    * (#pendingMs), is processed again.
    */
   async complete(key: string): Promise<void> {
-    const id = redisKey(key);
+    const id = redisKey(key, this.#prefix);
     this.#held.settle(id, 'done');
     const until = Date.now() + this.ttlMs;
     try {
@@ -186,7 +202,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
 
   /** The event failed: forget its claim, so that its retry is processed (if Redis fails, once it expires). */
   async release(key: string): Promise<void> {
-    const id = redisKey(key);
+    const id = redisKey(key, this.#prefix);
     this.#held.settle(id, 'busy'); // copies that waited are told to retry, as with the in-memory filter
     try {
       await this.#replies.send(this.#client.eval(RELEASE, { keys: [id], arguments: [this.#token] }));
@@ -199,7 +215,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
 
   /** Its handler is past its timeout (once.ts): copies are told to retry; its claim renewed, to outlive its 20 s more. */
   [OVERDUE](key: string): void {
-    const id = redisKey(key);
+    const id = redisKey(key, this.#prefix);
     this.#held.settle(id, 'busy');
     this.#renew(id).catch((err: unknown) => this.#outage.began(err));
   }

@@ -10,12 +10,26 @@ const KEY_PREFIX = 'segment-endpoint:dedup:'; // then a SHA-256 of the event's k
  * with a lone surrogate (valid JSON: `"\ud800"`) is digested as UTF-16 after a 0xff byte, which no
  * UTF-8 holds: as UTF-8 each lone surrogate would become U+FFFD, and different messageIds one event.
  */
-export function redisKey(key: string): string {
+export function redisKey(key: string, prefix = KEY_PREFIX): string {
   const hash = createHash('sha256');
   if (key.isWellFormed()) hash.update(key);
   else hash.update(ILL_FORMED).update(Buffer.from(key, 'utf16le'));
-  return KEY_PREFIX + hash.digest('hex');
+  return prefix + hash.digest('hex');
 }
+
+/**
+ * Where a filter's events go: under `namespace` when given (`segment-endpoint:dedup:<namespace>:`), so
+ * that endpoints sharing one Redis each run an event Segment delivers to every one of them.
+ */
+export function keyPrefix(namespace: unknown): string {
+  if (namespace === undefined) return KEY_PREFIX;
+  if (typeof namespace !== 'string' || namespace.length < 1 || namespace.length > MAX_NAMESPACE) {
+    throw new RangeError(`options.namespace must be a string of 1 to ${MAX_NAMESPACE} characters`);
+  }
+  return `${KEY_PREFIX}${namespace}:`;
+}
+
+const MAX_NAMESPACE = 100;
 
 const ILL_FORMED = Buffer.from([0xff]);
 

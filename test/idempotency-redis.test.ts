@@ -381,6 +381,39 @@ describe('two instances over one Redis', { timeout: 20_000 }, () => {
   });
 });
 
+describe("two endpoints' filters over one Redis (two destinations of one partner)", {
+  timeout: 20_000,
+}, () => {
+  // Segment delivers one event, its messageId unchanged, to each destination it goes to. Two endpoints
+  // sharing a Redis answered the second destination's copy as a duplicate: never run there, answered 200.
+  test('each with its own namespace runs the event; its keys are its own; a namespace is checked', async () => {
+    const calls: string[] = [];
+    const [crm, analytics] = await Promise.all(
+      ['crm', 'analytics'].map((namespace) => openRedisIdempotency(server.url, { ttlMs: 60_000, namespace })),
+    );
+    stores.push(crm as RedisIdempotencyStore, analytics as RedisIdempotencyStore);
+    const event = trackEvent({ messageId: 'two-destinations' });
+    for (const store of [crm, analytics, crm]) {
+      assert.equal(
+        (await inject(instance(store as RedisIdempotencyStore, calls).handler, { body: event })).status,
+        200,
+      );
+    }
+    assert.deepEqual(calls, ['two-destinations', 'two-destinations']);
+    const keys = (await eventKeys()).sort();
+    assert.deepEqual(
+      keys.map((key) => key.replace(/[0-9a-f]{64}$/, '')),
+      ['segment-endpoint:dedup:analytics:', 'segment-endpoint:dedup:crm:'],
+    );
+    for (const namespace of ['', 'x'.repeat(101), 42]) {
+      await assert.rejects(
+        openRedisIdempotency(server.url, { ttlMs: 1_000, namespace: namespace as string }),
+        RangeError,
+      );
+    }
+  });
+});
+
 describe('when Redis fails', { timeout: 60_000 }, () => {
   test('Redis stopped: 503 at once, nothing processed, one error and its cause logged; started again: 200', async () => {
     const { log, text } = capturedLog();
