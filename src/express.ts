@@ -173,9 +173,27 @@ function servedHere(
 ): boolean {
   if (ours(req.path)) return true;
   if (!routedTo(req, handler)) return false;
+  // A route: its path is the event path, but for what a wildcard in it matched, a path below a mount.
+  const below = belowWildcard(req);
+  if (below !== undefined && below !== '/' && !ours(below)) return false; // the app's, as below a mount
   const query = req.url?.indexOf('?') ?? -1;
-  req.url = query === -1 ? eventPath : eventPath + req.url?.slice(query);
+  const path = below ?? eventPath;
+  req.url = query === -1 ? path : path + req.url?.slice(query);
   return true;
+}
+
+/**
+ * What the wildcard of a route's path matched, as a path (`/v1/batch` of `/segment/v1/batch` on
+ * `app.all('/segment/*rest')`; express 5 gives it as segments, express 4 as `params[0]`), `/` for an
+ * optional one that matched nothing; `undefined` on a route without one.
+ */
+function belowWildcard(req: ExpressRequest): string | undefined {
+  const { route, params } = req as { route?: { path?: unknown }; params?: Record<string, unknown> };
+  const wildcard = typeof route?.path === 'string' ? /\*(\w*)/.exec(route.path) : null;
+  if (wildcard === null) return undefined;
+  const matched = params?.[wildcard[1] || '0'];
+  const rest = Array.isArray(matched) ? matched.join('/') : matched;
+  return typeof rest === 'string' ? `/${rest}` : '/';
 }
 
 /** Whether `handler` is one of the handlers of the route the request is dispatched to, if any. */

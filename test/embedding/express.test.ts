@@ -476,6 +476,35 @@ test('express: mounted as a route (app.post), the route is its event path, behin
   assert.deepEqual(seen, ['routed-false', 'routed-true']);
 });
 
+test('express: mounted as a wildcard route (app.all), the paths below it route as below a mount', async () => {
+  // Every path the wildcard matched was made the event path: an SDK's /segment/v1/batch a 400 (its
+  // batch read as one event, dropped for good), /segment/health a 405, a mistyped path taken as an event.
+  const seen: string[] = [];
+  const app = express();
+  const segment = segmentEndpoint(options(seen));
+  app.all('/segment', segment);
+  app.all('/segment/*rest', segment);
+  app.use((_req, res) => {
+    res.status(404).send("the app's 404");
+  });
+  await served(app, async (origin) => {
+    const send = sendTo(origin);
+    const event = (id: string) => `{"type":"track","event":"e","userId":"u","messageId":"${id}"}`;
+    assert.equal((await send(post('the event path', event('w-1'), '/segment'))).status, 200);
+    const batch = await send(post('a batch', `{"batch":[${event('w-2')}]}`, '/segment/v1/batch?x=1'));
+    assert.deepEqual(batch, { status: 200, body: '' });
+    assert.equal(
+      (await send(post('one of the Tracking API', event('w-3'), '/segment/v1/track'))).status,
+      200,
+    );
+    const health = await send({ ...post('health', ''), method: 'GET', path: '/segment/health' });
+    assert.equal(health.status, 200, health.body);
+    const typo = await send(post('a path of nobody', event('w-4'), '/segment/trak'));
+    assert.deepEqual(typo, { status: 404, body: "the app's 404" });
+  });
+  assert.deepEqual(seen, ['w-1', 'w-2', 'w-3']);
+});
+
 test('express: options inherited from a prototype route as they are handled (the path, at the root)', async () => {
   // The handler took the inherited path; the middleware's own routing, from a spread copy, did not, and
   // passed the event path's requests on to the app.
