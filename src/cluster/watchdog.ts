@@ -30,6 +30,8 @@ export class Watchdog {
   readonly #log: Logger;
   readonly #timer: NodeJS.Timeout;
   readonly #heldAtStart: () => void;
+  /** When it last looked (`performance.now()`). */
+  #lookedAt = performance.now();
 
   /** `heldAtStart`: called when a starting worker has not answered for WATCHDOG_MS. */
   constructor(slots: readonly Watched[], log: Logger, heldAtStart: () => void) {
@@ -47,6 +49,13 @@ export class Watchdog {
   #look(): void {
     // A monotonic clock: a step of the wall clock (an NTP step, a VM resumed) is no worker's silence.
     const now = performance.now();
+    // Nor is a time the primary did not look (stopped: SIGSTOP, a container paused or frozen; its own loop
+    // held): no ping went out, and that clock ran on. Its workers are given that time back.
+    const missed = now - this.#lookedAt - PING_MS;
+    this.#lookedAt = now;
+    if (missed > PING_MS) {
+      for (const slot of this.#slots) slot.answeredAt = Math.min(now, slot.answeredAt + missed);
+    }
     for (const slot of this.#slots) {
       const { worker } = slot;
       if (worker === undefined) continue;

@@ -190,6 +190,34 @@ test("a step of the primary's wall clock (an NTP step, a VM resumed) kills no wo
   await stopCleanly(ep);
 });
 
+test('a pause of the primary (SIGSTOP, a container paused or frozen) kills no worker', async (t) => {
+  // Its monotonic clock runs on while it is stopped, and no ping goes out: on resuming, the watchdog's
+  // first look found every worker silent past 10 s and killed them all, cutting the events they held.
+  // The pause is played by the clock the watchdog reads jumping 30 s between two of its looks.
+  const { dir, start } = setUp(t, 'primary-paused');
+  const preload = join(dir, 'paused.cjs');
+  const pause = JSON.stringify(join(dir, 'pause'));
+  writeFileSync(
+    preload,
+    `if (process.env.SEGMENT_ENDPOINT_WORKER === undefined) {
+       const { existsSync } = require('node:fs');
+       const real = performance.now.bind(performance);
+       let offset = 0;
+       performance.now = () => real() + offset;
+       setInterval(() => { if (existsSync(${pause})) offset = 30_000; }, 20).unref();
+     }\n`,
+  );
+  const nodeOptions = `${process.env.NODE_OPTIONS ?? ''} --require ${preload}`.trim();
+  const ep = await start(['--out', join(dir, 'store')], { NODE_OPTIONS: nodeOptions });
+  writeFileSync(join(dir, 'pause'), '');
+  // The watchdog looks every second: three looks.
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  assert.doesNotMatch(ep.output(), /has not answered/);
+  assert.equal(listeningPids(ep.output(), 1).length + listeningPids(ep.output(), 2).length, 2, ep.output());
+  assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
+  await stopCleanly(ep);
+});
+
 test('SIGTERM while every worker that served is being replaced by one that then fails: exit 0', async (t) => {
   // A drained worker that never listened held no event. With every serving worker replaced, none
   // listened at that moment, and the failure was taken for a start that never served: exit 1, which a
