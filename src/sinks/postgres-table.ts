@@ -28,7 +28,7 @@ const INDEX_NAME_SQL = `SELECT name FROM generate_series(1, 99) AS n,
   WHERE NOT EXISTS (SELECT FROM pg_class r
     WHERE r.relname = name AND r.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = $2::regclass)
       AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indexrelid = r.oid AND i.indrelid = $2::regclass
-        AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = 2
+        AND i.indisunique AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = 2
         AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey) AS k(attnum)
           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['message_id', 'source']))
   ORDER BY n LIMIT 1`;
@@ -47,16 +47,22 @@ const COLUMNS: Readonly<Record<string, string>> = {
  * What the catalogue says of the table, read without a lock and with no privilege beyond seeing it (a
  * role that may only INSERT and SELECT on a table made for it starts, and a start does not queue behind
  * a transaction holding the table): whether a unique index on (source, message_id) is the one the
- * sink's `ON CONFLICT` needs (whole: no predicate, no expression; NULLs distinct, so that events without
- * a messageId are all kept; its two columns in either order, as ON CONFLICT finds it), whether one drops those events (NULLS NOT DISTINCT, PostgreSQL 15) or distinct messageIds (a non-deterministic collation), whether a rule rewrites the INSERT, each
- * column's type, whether it must be given a value, whether the role may INSERT the sink's columns and
- * SELECT the index's (ON CONFLICT reads them), and whether the table is UNLOGGED (emptied by a crash);
+ * sink's `ON CONFLICT` needs (whole: no predicate, no expression, valid (a build that failed leaves one
+ * PostgreSQL does not use) and not DEFERRABLE; NULLs distinct, so that events without a messageId are all
+ * kept; its two columns in either order, as ON CONFLICT finds it), whether one drops those events (NULLS
+ * NOT DISTINCT, PostgreSQL 15) or distinct messageIds (a non-deterministic collation), whether one is
+ * DEFERRABLE (ON CONFLICT refuses every INSERT then), whether a rule rewrites the INSERT, each column's
+ * type, whether it must be given a value, whether the role may INSERT the sink's columns and SELECT the
+ * index's (ON CONFLICT reads them), and whether the table or a partition of it (at any depth) is
+ * UNLOGGED (emptied by a crash);
  * then whether this database can take the events at all: its encoding, and whether it takes writes (a
  * standby does not). `indnullsnotdistinct` is read through to_jsonb: older servers have no such column.
  */
-const STATE_SQL = `WITH t AS (SELECT to_regclass($1) AS oid),
+const STATE_SQL = `WITH RECURSIVE t AS (SELECT to_regclass($1) AS oid),
+parts(oid) AS (SELECT oid FROM t UNION SELECT i.inhrelid FROM pg_inherits i JOIN parts p ON i.inhparent = p.oid),
 keyed AS (
-  SELECT i.indpred IS NULL AND i.indexprs IS NULL AS whole,
+  SELECT i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid AND i.indimmediate AS whole,
+    NOT i.indimmediate AS deferred,
     COALESCE((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_equal,
     EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) AS c(oid) JOIN pg_collation pc ON pc.oid = c.oid
             WHERE (to_jsonb(pc) ->> 'collisdeterministic')::boolean IS FALSE) AS loose
@@ -71,6 +77,7 @@ attributes AS (
 SELECT EXISTS (SELECT 1 FROM keyed WHERE whole AND NOT nulls_equal) AS ready,
   EXISTS (SELECT 1 FROM keyed WHERE nulls_equal) AS nulls_equal,
   EXISTS (SELECT 1 FROM keyed WHERE loose) AS loose,
+  EXISTS (SELECT 1 FROM keyed WHERE deferred) AS deferred,
   EXISTS (SELECT 1 FROM pg_rewrite r, t WHERE r.ev_class = t.oid AND r.ev_type = '3') AS insert_rule,
   (SELECT json_object_agg(attname, json_build_object('type', format_type(atttypid, atttypmod),
      'required', attnotnull AND NOT atthasdef AND attidentity = '' AND attgenerated = ''))
@@ -80,6 +87,7 @@ SELECT EXISTS (SELECT 1 FROM keyed WHERE whole AND NOT nulls_equal) AS ready,
   (SELECT bool_and(has_column_privilege(attrelid, attnum, 'SELECT')) FROM attributes
    WHERE attname IN ('source', 'message_id')) AS selectable,
   (SELECT c.relpersistence = 'u' FROM pg_class c, t WHERE c.oid = t.oid) AS unlogged,
+  (SELECT min(c.relname) FROM pg_class c JOIN parts p USING (oid) WHERE c.relispartition AND c.relpersistence = 'u') AS unlogged_partition,
   (SELECT c.relkind FROM pg_class c, t WHERE c.oid = t.oid) AS kind,
   current_setting('server_encoding') AS encoding,
   current_setting('transaction_read_only') = 'on' AS read_only`;
@@ -88,11 +96,14 @@ interface TableState {
   readonly ready: boolean;
   readonly nulls_equal: boolean;
   readonly loose: boolean;
+  readonly deferred: boolean;
   readonly insert_rule: boolean;
   readonly columns: Readonly<Record<string, { type: string; required: boolean }>> | null;
   readonly insertable: boolean | null;
   readonly selectable: boolean | null;
   readonly unlogged: boolean | null;
+  /** The name of one of its partitions (at any depth) that is UNLOGGED, null when none is. */
+  readonly unlogged_partition: string | null;
   /** pg_class.relkind of what holds the name, null when nothing does. */
   readonly kind: string | null;
   readonly encoding: string;
@@ -149,7 +160,11 @@ function tableProblem(table: string, state: TableState): string | undefined {
   if (state.loose) {
     return `table ${table}: a unique index on (source, message_id) has a non-deterministic collation (case- or accent-insensitive), which would drop distinct messageIds as copies: drop it`;
   }
-  if (!state.ready) return `table ${table}: no unique index on (source, message_id) without a predicate`;
+  if (state.deferred) {
+    return `table ${table}: a unique index on (source, message_id) is DEFERRABLE, which ON CONFLICT cannot use: drop it, or make it NOT DEFERRABLE`;
+  }
+  if (!state.ready)
+    return `table ${table}: no valid unique index on (source, message_id) without a predicate`;
   if (state.insert_rule) {
     return `table ${table} has a rule ON INSERT: the rows the sink sends would go elsewhere or nowhere`;
   }
@@ -157,8 +172,9 @@ function tableProblem(table: string, state: TableState): string | undefined {
   if (state.selectable !== true) {
     return `the role may not SELECT from ${table}: ON CONFLICT reads source and message_id (GRANT INSERT, SELECT)`;
   }
-  if (state.unlogged === true) {
-    return `table ${table} is UNLOGGED: PostgreSQL empties it after a crash, and acknowledged events would be lost`;
+  if (state.unlogged === true || state.unlogged_partition !== null) {
+    const what = state.unlogged === true ? 'table' : `partition ${state.unlogged_partition} of table`;
+    return `${what} ${table} is UNLOGGED: PostgreSQL empties it after a crash, and acknowledged events would be lost`;
   }
   return undefined;
 }

@@ -315,6 +315,44 @@ test('an UNLOGGED table: refused at start, for PostgreSQL empties it after a cra
   await stop(ep);
 });
 
+test('a partitioned table with an UNLOGGED partition: refused at start, as an UNLOGGED table is', async () => {
+  // Only the parent's persistence was read: every event answered 200 went to the UNLOGGED partition,
+  // and a crash of PostgreSQL emptied it.
+  await pg.client.query(`CREATE TABLE parted ${columns().replace('id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ', '')}
+    PARTITION BY HASH (source)`);
+  await pg.client.query('CREATE TABLE parted_0 PARTITION OF parted FOR VALUES WITH (MODULUS 2, REMAINDER 0)');
+  await pg.client.query(
+    'CREATE UNLOGGED TABLE parted_1 PARTITION OF parted FOR VALUES WITH (MODULUS 2, REMAINDER 1)',
+  );
+  await pg.client.query('CREATE UNIQUE INDEX ON parted (source, message_id)');
+  const ep = await refusedAtStart('parted', /partition parted_1 of table parted is UNLOGGED/);
+  await stop(ep);
+});
+
+test("an INVALID unique index under the sink's index name (a build that failed): the sink makes its own beside it", async () => {
+  // Counted as the index ON CONFLICT needs, which PostgreSQL does not use: every event 503, for good.
+  await pg.client.query(`CREATE TABLE invalid ${columns()}`);
+  const row = `('2026-01-01', 's', 'm', 'track', '{}', '{}')`;
+  await pg.client.query(
+    `INSERT INTO invalid (received_at, source, message_id, type, settings, event) VALUES ${row}, ${row}`,
+  );
+  await assert.rejects(
+    pg.client.query(
+      'CREATE UNIQUE INDEX CONCURRENTLY invalid_source_message_id ON invalid (source, message_id)',
+    ),
+    /could not create unique index/,
+  );
+  await pg.client.query('DELETE FROM invalid');
+  await storesCopiesOnce('invalid');
+});
+
+test('a DEFERRABLE unique constraint on (source, message_id): refused at start, for ON CONFLICT cannot use it', async () => {
+  await pg.client.query(`CREATE TABLE deferred ${columns()}`);
+  await pg.client.query('ALTER TABLE deferred ADD UNIQUE (source, message_id) DEFERRABLE');
+  const ep = await refusedAtStart('deferred', /DEFERRABLE/);
+  await stop(ep);
+});
+
 test('a database whose encoding is not UTF8: refused at start, never a 400 for an event it cannot translate', async () => {
   await pg.client.query(
     "CREATE DATABASE latin ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
