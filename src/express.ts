@@ -14,6 +14,7 @@ import {
 } from './express-body.ts';
 import { createHandler, type EndpointHandler } from './handler.ts';
 import { type Logger, silentLogger } from './log.ts';
+import { checkLogger } from './option-checks.ts';
 import { optionsCopy } from './option-names.ts';
 import { type HandlerOptions, loggerOf, resolveHandlerOptions } from './options.ts';
 import { bodyTooLarge } from './refusals.ts';
@@ -84,7 +85,7 @@ export default function segmentEndpoint<S = Settings>(
     checkCharset(req.headers['content-type'], (routeAt(eventRoutes, req.path)?.kind ?? 'event') !== 'event');
   const { maxBodyBytes } = opts;
   // As the handler's own: no refusal made here is a 401, but the context is whole.
-  const log = loggerOf(given);
+  const log = checkLogger(loggerOf(given)); // checked by createHandler: wrapped here to never throw
   const challenge = `Basic realm="${opts.realm}", charset="UTF-8"`;
   const context: RefusalContext = { challenge, maxBodyBytes, log };
   const counted = refusalCounter(handler, opts.accessLog, log);
@@ -175,7 +176,7 @@ function servedHere(
   if (!routedTo(req, handler)) return false;
   // A route: its path is the event path, but for what a wildcard in it matched, a path below a mount.
   const below = belowWildcard(req);
-  if (below !== undefined && below !== '/' && !ours(below)) return false; // the app's, as below a mount
+  if (below !== undefined && !ours(below)) return false; // the app's, as below a mount
   const query = req.url?.indexOf('?') ?? -1;
   const path = below ?? eventPath;
   req.url = query === -1 ? path : path + req.url?.slice(query);
@@ -183,17 +184,20 @@ function servedHere(
 }
 
 /**
- * What the wildcard of a route's path matched, as a path (`/v1/batch` of `/segment/v1/batch` on
- * `app.all('/segment/*rest')`; express 5 gives it as segments, express 4 as `params[0]`), `/` for an
- * optional one that matched nothing; `undefined` on a route without one.
+ * What the wildcard of a route's path matched, as a path: `/v1/batch` of `/segment/v1/batch` on
+ * `app.all('/segment/*rest')` (express 5 gives it as segments) or `app.all('/segment/*')` (express 4,
+ * `params[0]`, on a path with no other unnamed group). `undefined` when it matched nothing, and on a route
+ * without one: a `*` that follows a name or sits in a pattern (`:path*`, `:id(\d*)`) is no wildcard.
  */
 function belowWildcard(req: ExpressRequest): string | undefined {
   const { route, params } = req as { route?: { path?: unknown }; params?: Record<string, unknown> };
-  const wildcard = typeof route?.path === 'string' ? /\*(\w*)/.exec(route.path) : null;
-  if (wildcard === null) return undefined;
-  const matched = params?.[wildcard[1] || '0'];
-  const rest = Array.isArray(matched) ? matched.join('/') : matched;
-  return typeof rest === 'string' ? `/${rest}` : '/';
+  const path = typeof route?.path === 'string' ? route.path : '';
+  const wildcard = /(?:^|[/{])\*(\w+)?/.exec(path);
+  // Express 4's bare `*` is params[0] only while no unnamed group comes before it.
+  if (wildcard === null || (wildcard[1] === undefined && path.includes('('))) return undefined;
+  const matched = params?.[wildcard[1] ?? '0'];
+  const rest = (Array.isArray(matched) ? matched.join('/') : String(matched ?? '')).replace(/^\/+/, '');
+  return rest === '' ? undefined : `/${rest}`;
 }
 
 /** Whether `handler` is one of the handlers of the route the request is dispatched to, if any. */

@@ -505,6 +505,52 @@ test('express: mounted as a wildcard route (app.all), the paths below it route a
   assert.deepEqual(seen, ['w-1', 'w-2', 'w-3']);
 });
 
+test('express: an optional wildcard that matched nothing is the event path, whatever the path option', async () => {
+  // It was made `/`: with `path: '/events'`, POST /segment became a 404, which Segment does not retry.
+  const seen: string[] = [];
+  const app = express();
+  app.all('/segment{/*rest}', segmentEndpoint({ ...options(seen), path: '/events' }));
+  await served(app, async (origin) => {
+    const event = '{"type":"track","event":"e","userId":"u","messageId":"optional-1"}';
+    assert.deepEqual(await sendTo(origin)(post('the route itself', event, '/segment')), {
+      status: 200,
+      body: '',
+    });
+  });
+  assert.deepEqual(seen, ['optional-1']);
+});
+
+test("express: the route shapes express 4 gives: only a bare or named wildcard's match is a path below", () => {
+  // express 4 is not installed: the middleware is called with the route and params it would give. A `*`
+  // after a name or in a pattern (`:path*`, `:id(\d*)`) was taken for a wildcard: its requests made `/`.
+  const [serve] = segmentEndpoint(options());
+  const cases = [
+    ['/segment/*', '/segment/v1/batch', { 0: 'v1/batch' }, '/v1/batch'],
+    ['/segment*', '/segment/v1/batch', { 0: '/v1/batch' }, '/'],
+    ['/segment/:path*', '/segment/v1/batch', { path: 'v1/batch' }, '/'],
+    ['/segment/:id(\\d*)', '/segment/123', { id: '123' }, '/'],
+    ['/segment/(x)?/*', '/segment/v1/batch', { 0: undefined, 1: 'v1/batch' }, '/'],
+  ] as const;
+  for (const [route, url, params, routed] of cases) {
+    const req = {
+      path: url,
+      url,
+      method: 'GET',
+      headers: {},
+      params,
+      route: { path: route, stack: [{ handle: serve }] },
+    };
+    let passed = false;
+    // Taken, it reaches the handler, which refuses an object that is no request of Node's: its url is set.
+    assert.throws(() =>
+      serve(req as unknown as express.Request, {} as express.Response, () => {
+        passed = true;
+      }),
+    );
+    assert.deepEqual([passed, req.url], [false, routed], `${route} ${url}`);
+  }
+});
+
 test('express: options inherited from a prototype route as they are handled (the path, at the root)', async () => {
   // The handler took the inherited path; the middleware's own routing, from a spread copy, did not, and
   // passed the event path's requests on to the app.
