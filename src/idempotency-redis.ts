@@ -21,7 +21,7 @@ const DONE = 'done';
 // ([HANDLER_TIMEOUT]); renewed for a handler still running at its timeout ([OVERDUE]).
 const PENDING_MS = 30_000; // 30 s
 // What a probe writes: a read-only replica or a Redis out of memory answers PING, not a write.
-const PROBE_KEY = 'segment-endpoint:dedup:probe'; // under the filter's prefix, which a Redis ACL may limit it to
+const PROBE_KEY = 'probe'; // under the filter's prefix (its namespace's), which a Redis ACL may limit it to
 const PROBE_SET = { expiration: { type: 'PX', value: PROBE_MS } } as const; // gone by the next probe
 const FIRST_WRITE = Symbol('firstWrite'); // openRedisIdempotency's step, not a method of the store's API
 
@@ -98,7 +98,7 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     this.#log = log;
     this.#replies = new Replies(client);
     this.ttlMs = ttlMs;
-    const probe = () => this.#replies.send(client.set(PROBE_KEY, '1', PROBE_SET));
+    const probe = () => this.#replies.send(client.set(prefix + PROBE_KEY, '1', PROBE_SET));
     const recovered = () => this.#unwritten.writeAll().catch((err: unknown) => this.#outage.began(err));
     this.#outage = new RedisOutage(where, log, probe, () => client.isOpen, recovered);
     // Without a listener an 'error' event would crash the process; the client reconnects by itself.

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { describeValue } from './errors.ts';
 
 // Where the shared duplicate filter (idempotency-redis.ts) keeps an event in Redis, and the scripts that
 // act on a claim there (ARGV[1] is the claimant's token).
@@ -23,8 +24,13 @@ export function redisKey(key: string, prefix = KEY_PREFIX): string {
  */
 export function keyPrefix(namespace: unknown): string {
   if (namespace === undefined) return KEY_PREFIX;
-  if (typeof namespace !== 'string' || namespace.length < 1 || namespace.length > MAX_NAMESPACE) {
-    throw new RangeError(`options.namespace must be a string of 1 to ${MAX_NAMESPACE} characters`);
+  if (typeof namespace !== 'string') {
+    throw new TypeError(`options.namespace must be a string, got ${describeValue(namespace)}`);
+  }
+  if (namespace.length < 1 || namespace.length > MAX_NAMESPACE) {
+    throw new RangeError(
+      `options.namespace must be 1 to ${MAX_NAMESPACE} characters, got ${namespace.length}`,
+    );
   }
   return `${KEY_PREFIX}${namespace}:`;
 }

@@ -97,7 +97,7 @@ async function completedUnwritten(messageId: string, log: Logger = silentLogger)
 
 /** The Redis keys of the events the filter holds: its probe's aside (each store writes it at open). */
 async function eventKeys(): Promise<string[]> {
-  return (await redis.keys('segment-endpoint:*')).filter((key) => key !== 'segment-endpoint:dedup:probe');
+  return (await redis.keys('segment-endpoint:*')).filter((key) => !key.endsWith(':probe'));
 }
 
 /** The Redis key of the one event the filter holds. */
@@ -405,12 +405,33 @@ describe("two endpoints' filters over one Redis (two destinations of one partner
       keys.map((key) => key.replace(/[0-9a-f]{64}$/, '')),
       ['segment-endpoint:dedup:analytics:', 'segment-endpoint:dedup:crm:'],
     );
-    for (const namespace of ['', 'x'.repeat(101), 42]) {
+    for (const [namespace, error] of [
+      ['', RangeError],
+      ['x'.repeat(101), RangeError],
+      [42, TypeError],
+    ] as const) {
       await assert.rejects(
         openRedisIdempotency(server.url, { ttlMs: 1_000, namespace: namespace as string }),
-        RangeError,
+        (err: Error) => err instanceof error && err.message.includes('options.namespace'),
       );
     }
+    const longest = await openRedisIdempotency(server.url, { ttlMs: 1_000, namespace: 'x'.repeat(100) });
+    stores.push(longest);
+    assert.equal(longest.ready, true);
+  });
+
+  test('a Redis user kept by an ACL to its namespace: ready, its probe written there too', async () => {
+    // The probe key stayed outside the namespace: refused by the ACL, the filter was never ready, and
+    // /health said unavailable for good.
+    await redis.sendCommand(['ACL', 'SETUSER', 'crm', 'on', '>pw', '~segment-endpoint:dedup:crm:*', '+@all']);
+    const url = server.url.replace('redis://', 'redis://crm:pw@');
+    const store = await openRedisIdempotency(url, { ttlMs: 60_000, namespace: 'crm' });
+    stores.push(store);
+    assert.equal(store.ready, true);
+    const calls: string[] = [];
+    const event = trackEvent({ messageId: 'acl-1' });
+    assert.equal((await inject(instance(store, calls).handler, { body: event })).status, 200);
+    assert.deepEqual(calls, ['acl-1']);
   });
 });
 
