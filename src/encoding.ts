@@ -71,14 +71,32 @@ export function decodedAsSent<T extends Buffer | string>(
   else return bytes;
   // Loaded here, as decoderFor loads it: most endpoints never see a compressed body.
   const zlib = process.getBuiltinModule('node:zlib');
+  let decoded: { buffer: Buffer; engine: { bytesWritten: number } };
   try {
-    return zlib[decode](bytes, { maxOutputLength: maxBytes });
+    decoded = zlib[decode](bytes, { maxOutputLength: maxBytes, info: true }) as unknown as typeof decoded;
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
       throw bodyTooLarge(maxBytes, 'Decompressed request body');
     }
     throw new EndpointError('SEG_BAD_ENCODING', `Request body is not valid ${coding} data`);
   }
+  const after = bytesAfter(bytes, decoded.engine.bytesWritten, header);
+  if (after !== undefined) throw after;
+  return decoded.buffer;
+}
+
+/**
+ * Bytes sent after the compressed data, refused: Node's inflate stops at the end of the deflate data and
+ * leaves what follows unread (gunzip reads on, as the next member, and fails). Zeros are padding, which
+ * gunzip reads past too. `taken`: what the decoder took in; `coding`: as the request named it.
+ */
+export function bytesAfter(data: Buffer, taken: number, coding: unknown): EndpointError | undefined {
+  const rest = data.subarray(taken);
+  if (rest.every((byte) => byte === 0)) return undefined;
+  return new EndpointError(
+    'SEG_BAD_ENCODING',
+    `Request body holds ${rest.length} bytes after its ${coding} data`,
+  );
 }
 
 /**

@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { Transform } from 'node:stream';
 import { Deadline, type Deadlines } from './deadlines.ts';
-import { type Coding, decoderFor, type MakeDecoder } from './encoding.ts';
+import { bytesAfter, type Coding, decoderFor, type MakeDecoder } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { filled, gather } from './gathered.ts';
 import { bodyTooLarge } from './refusals.ts';
@@ -151,21 +151,12 @@ class BodyRead extends Deadline {
     decoder.end(compressed); // finishes on the decoder's 'end'
   }
 
-  /**
-   * Bytes sent after the compressed data: Node's inflate stops at the end of the deflate data and leaves
-   * what follows unread (gunzip reads on, as the next member, and fails). Zeros are padding, which gunzip
-   * reads past too. `bytesWritten`: what the decoder took in.
-   */
+  /** What follows the compressed data, if not padding: refused (bytesAfter). */
   leftOver(decoder: Transform): EndpointError | undefined {
     const taken = (decoder as Transform & { bytesWritten: number }).bytesWritten;
-    const rest = this.fed?.subarray(taken) ?? EMPTY;
+    const fed = this.fed ?? EMPTY;
     this.fed = undefined;
-    if (rest.every((byte) => byte === 0)) return undefined;
-    const coding = this.req.headers['content-encoding'];
-    return new EndpointError(
-      'SEG_BAD_ENCODING',
-      `Request body holds ${rest.length} bytes after its ${coding} data`,
-    );
+    return bytesAfter(fed, taken, this.req.headers['content-encoding']);
   }
 
   data(chunk: Buffer): void {
