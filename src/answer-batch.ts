@@ -1,10 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { lastOnConnection } from './connection-end.ts';
-import { hookThrew } from './early-headers.ts';
 import { cutAnswer, endSession, isHttp2 } from './http2.ts';
 import type { Logger } from './log.ts';
-import { sendStatus } from './respond.ts';
+import { hookThrew, sendStatus } from './respond.ts';
 
 // Success answers written together at the end of the event loop's turn (see AnswerBatch).
 

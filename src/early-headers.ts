@@ -33,22 +33,6 @@ export function hostAnswered(log: Logger): void {
   );
 }
 
-const saidHookThrew = new WeakSet<Logger>();
-
-/**
- * Writing an answer threw: a hook of the host's on the response (a `writeHead` wrapper with a bug), since
- * Node's own writes do not throw for a gone client. The answer is cut (its sender retries) and the host
- * keeps running; logged once for each logger, with the host's error.
- */
-export function hookThrew(log: Logger | undefined, err: unknown): void {
-  if (log === undefined || saidHookThrew.has(log)) return;
-  saidHookThrew.add(log);
-  log.error(
-    { err },
-    "writing an answer threw (a hook of the host's on the response?): its connection was cut, and the sender retries",
-  );
-}
-
 // What a host may have set on the response before the handler that would misdescribe the handler's answers:
 // their body's coding and framing (a compression middleware's Content-Encoding on plain JSON, a
 // Transfer-Encoding beside their length, a Trailer announced for a body that has a length: Node throws

@@ -23,6 +23,9 @@ export interface EventLogger extends Logger {
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 const LEVELS: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50, silent: Infinity };
+const LEVEL_NAMES = Object.keys(LEVELS)
+  .join(', ')
+  .replace(/, (?=\w+$)/, ' or '); // for a refusal
 
 /** A level a line is written at. */
 export type Level = keyof Logger;
@@ -82,9 +85,7 @@ export function neverThrowing(log: Logger): Logger {
 export function jsonLogger(level: LogLevel = 'info', write: (line: string) => void = writeStderr): Logger {
   // Unknown (pino's 'fatal', an upper-case name), the threshold would be undefined: every line written.
   if (typeof level !== 'string' || !Object.hasOwn(LEVELS, level)) {
-    throw new RangeError(
-      `level must be debug, info, warn, error or silent, got ${String(level).slice(0, 64)}`,
-    );
+    throw new RangeError(`level must be ${LEVEL_NAMES}, got ${String(level).slice(0, 64)}`);
   }
   const threshold = LEVELS[level];
   const at = (name: Level) => {

@@ -1,6 +1,6 @@
 import { type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, STATUS_CODES } from 'node:http';
 import { dropRestOfBody, lastOnConnection, noteEnd } from './connection-end.ts';
-import { cutIfHostAnswered, hookThrew, ownAnswer } from './early-headers.ts';
+import { cutIfHostAnswered, ownAnswer } from './early-headers.ts';
 import type { ErrorAnswer } from './error-answer.ts';
 import { ERRORS, type ErrorCode } from './errors.ts';
 import { cutAnswer, endSession, endStream, isHttp2 } from './http2.ts';
@@ -89,6 +89,22 @@ export function sendError(
   if (!http2) dropRestOfBody(req, res);
   else if (!req.complete) endStream(req);
   if (http2 && draining) endSession(req);
+}
+
+const saidHookThrew = new WeakSet<Logger>();
+
+/**
+ * Writing an answer threw: a hook of the host's on the response (a `writeHead` wrapper with a bug), since
+ * Node's own writes do not throw for a gone client. The answer is cut (its sender retries) and the host
+ * keeps running; logged once for each logger, with the host's error.
+ */
+export function hookThrew(log: Logger | undefined, err: unknown): void {
+  if (log === undefined || saidHookThrew.has(log)) return;
+  saidHookThrew.add(log);
+  log.error(
+    { err },
+    "writing an answer threw (a hook of the host's on the response?): its connection was cut, and the sender retries",
+  );
 }
 
 /**
