@@ -9,6 +9,8 @@ export interface Service {
   readonly example: string;
   /** What the URL's path may be, when the client takes only some paths; what it means, for the message. */
   readonly path?: { readonly re: RegExp; readonly means: string };
+  /** Whether the client reads `?host=` and `?port=` over the URL's own (pg's connection strings do). */
+  readonly hostInQuery?: boolean;
 }
 
 export const POSTGRES: Service = {
@@ -16,6 +18,7 @@ export const POSTGRES: Service = {
   schemes: ['postgres:', 'postgresql:'],
   port: 5432,
   example: 'postgres://user@host:5432/db',
+  hostInQuery: true,
 };
 export const REDIS: Service = {
   name: 'Redis',
@@ -50,7 +53,9 @@ export function serviceAddress(url: string, service: Service): string {
     );
   }
   const path = parsed.pathname === '/' ? '' : parsed.pathname;
-  return `${parsed.hostname || 'localhost'}:${parsed.port || service.port}${path}`;
+  const query = service.hostInQuery === true ? parsed.searchParams : undefined;
+  const host = query?.get('host') || parsed.hostname || 'localhost';
+  return `${host}:${query?.get('port') || parsed.port || service.port}${path}`;
 }
 
 const unescapedPassword = (service: Service) =>

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { describe, test } from 'node:test';
 import { type CliConfig, parseConfig, UsageError } from '../src/config.ts';
+import { POSTGRES, serviceAddress } from '../src/service-url.ts';
 
 const read = (args: string[], env: NodeJS.ProcessEnv = {}) =>
   parseConfig(['--http', '--api-key', 'k', ...args], env) as CliConfig;
@@ -45,6 +46,16 @@ describe('--postgres', () => {
       SEGMENT_ENDPOINT_POSTGRES_TABLE: 'events',
     };
     assert.deepEqual(read([], env).postgres, { url: 'postgresql://db/app', table: 'events' });
+  });
+
+  test("where the sink connects, as its start-up line says it: a host and port in the URL's query win", () => {
+    // pg reads ?host= and ?port= over the URL's own: the line named one server, the sink used another.
+    const cases = [
+      ['postgres://u:pw@db:5433/app', 'db:5433/app'],
+      ['postgres://u:pw@db/app?host=10.0.0.9&port=6432', '10.0.0.9:6432/app'],
+      ['postgres:///app?host=/var/run/postgresql', '/var/run/postgresql:5432/app'],
+    ] as const;
+    for (const [url, where] of cases) assert.equal(serviceAddress(url, POSTGRES), where, url);
   });
 
   test('refuses what is not a PostgreSQL URL, without repeating it (it may hold a password)', () => {
