@@ -7,6 +7,7 @@ import type { Sink } from './sink.ts';
 
 const STATEMENT_TIMEOUT_MS = 4_000; // below Segment's 5 s: a hung database is a 503 Segment retries
 const CONNECT_TIMEOUT_MS = 2_000;
+const SAID_CAUSES = 16; // causes of idle connections' ends said in the log, at most
 
 /**
  * Opens the pool and creates the table when missing. PostgreSQL unreachable at start does not stop the
@@ -26,9 +27,16 @@ export async function openPostgresSink(
     query_timeout: STATEMENT_TIMEOUT_MS + 500,
     application_name: 'segment-endpoint',
   });
-  // An idle connection the server closed (a restart) is reported here; without a listener it would
-  // end the process. The next query takes a new connection.
-  pool.on('error', (err) => log.warn({ err }, 'a PostgreSQL connection closed'));
+  // An idle connection the server closed (a restart, idle_session_timeout, a pooler's or an
+  // administrator's end) is reported here; without a listener it would end the process. The next query
+  // takes a new connection. Said once for each cause: a role's idle timeout ends one after another.
+  const said = new Set<unknown>();
+  pool.on('error', (err: Error & { code?: unknown }) => {
+    const cause = err.code ?? err.message;
+    if (said.has(cause) || said.size >= SAID_CAUSES) return;
+    said.add(cause);
+    log.warn({ err }, 'a PostgreSQL connection closed (said once for this cause; made again as needed)');
+  });
   const where = `events stored in PostgreSQL table ${config.table} on ${serviceAddress(config.url, POSTGRES)}`;
   const sink = new PostgresSink(pool, config.table, log, where);
   await sink.connect();

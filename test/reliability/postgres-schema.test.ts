@@ -295,6 +295,22 @@ test('a role that may not INSERT: refused at start and kept unavailable, not tak
   await stop(ep);
 });
 
+test('a role whose sessions PostgreSQL ends while idle (idle_session_timeout): made again as needed, said once', async () => {
+  // Each connection closed so was a warning with its stack: 31 lines in 15 s, for nothing lost.
+  await eventsTable('idler');
+  await pg.client.query('CREATE ROLE idler LOGIN');
+  await pg.client.query('GRANT INSERT, SELECT ON idler TO idler');
+  await pg.client.query("ALTER ROLE idler SET idle_session_timeout = '150ms'");
+  const ep = await pg.endpoint('idler', [], pg.server.url.replace(/\/\/[^@]*@/, '//idler@'));
+  for (let n = 0; n < 5; n++) {
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    assert.deepEqual(await statuses(ep, [trackEvent({ messageId: `idler-${n}` })]), [200]);
+  }
+  const closed = ep.output().match(/a PostgreSQL connection closed/g) ?? [];
+  assert.equal(closed.length, 1, ep.output());
+  await stopCleanly(ep);
+});
+
 test('a role that may INSERT but not SELECT: refused at start, not an event at a time', async () => {
   // ON CONFLICT needs SELECT: every INSERT failed with "permission denied" while /health said ok
   // between the failures, so a load balancer kept sending events to a store that took none.
