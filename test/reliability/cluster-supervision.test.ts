@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
 import { waitUntil, within } from '../helpers-wait.ts';
 import {
@@ -163,59 +163,45 @@ test('refusals waiting for a worker that never finishes starting are said within
   assert.equal(primary.child.exitCode, null, 'still waiting for worker 3, as one process would');
 });
 
-test("a step of the primary's wall clock (an NTP step, a VM resumed) kills no worker", async (t) => {
-  // The watchdog measured each worker's silence on the wall clock: a step of 30 s forward took every
-  // worker for held and killed them all at once, cutting the events they held.
-  const { dir, start } = setUp(t, 'clock-step');
-  const preload = join(dir, 'clock-step.cjs');
-  const step = JSON.stringify(join(dir, 'step'));
+/**
+ * Workers started under a primary whose `clock` (`Date.now` or `performance.now`) jumps 30 s forward,
+ * then three of the watchdog's looks (one a second): none was taken for held, and both still serve.
+ */
+async function noWorkerKilledWhenTheClockJumps(t: TestContext, name: string, clock: string): Promise<void> {
+  const { dir, start } = setUp(t, name);
+  const preload = join(dir, `${name}.cjs`);
+  const jump = JSON.stringify(join(dir, 'jump'));
   writeFileSync(
     preload,
     `if (process.env.SEGMENT_ENDPOINT_WORKER === undefined) {
        const { existsSync } = require('node:fs');
-       const real = Date.now;
+       const real = ${clock}.bind(${clock.split('.')[0]});
        let offset = 0;
-       Date.now = () => real() + offset;
-       setInterval(() => { if (existsSync(${step})) offset = 30_000; }, 20).unref();
+       ${clock} = () => real() + offset;
+       setInterval(() => { if (existsSync(${jump})) offset = 30_000; }, 20).unref();
      }\n`,
   );
   const nodeOptions = `${process.env.NODE_OPTIONS ?? ''} --require ${preload}`.trim();
   const ep = await start(['--out', join(dir, 'store')], { NODE_OPTIONS: nodeOptions });
-  writeFileSync(join(dir, 'step'), '');
-  // The watchdog looks every second: three looks.
+  writeFileSync(join(dir, 'jump'), '');
   await new Promise((resolve) => setTimeout(resolve, 3_000));
   assert.doesNotMatch(ep.output(), /has not answered/);
   assert.equal(listeningPids(ep.output(), 1).length + listeningPids(ep.output(), 2).length, 2, ep.output());
   assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
   await stopCleanly(ep);
+}
+
+test("a step of the primary's wall clock (an NTP step, a VM resumed) kills no worker", async (t) => {
+  // The watchdog measured each worker's silence on the wall clock: a step of 30 s forward took every
+  // worker for held and killed them all at once, cutting the events they held.
+  await noWorkerKilledWhenTheClockJumps(t, 'clock-step', 'Date.now');
 });
 
 test('a pause of the primary (SIGSTOP, a container paused or frozen) kills no worker', async (t) => {
   // Its monotonic clock runs on while it is stopped, and no ping goes out: on resuming, the watchdog's
   // first look found every worker silent past 10 s and killed them all, cutting the events they held.
   // The pause is played by the clock the watchdog reads jumping 30 s between two of its looks.
-  const { dir, start } = setUp(t, 'primary-paused');
-  const preload = join(dir, 'paused.cjs');
-  const pause = JSON.stringify(join(dir, 'pause'));
-  writeFileSync(
-    preload,
-    `if (process.env.SEGMENT_ENDPOINT_WORKER === undefined) {
-       const { existsSync } = require('node:fs');
-       const real = performance.now.bind(performance);
-       let offset = 0;
-       performance.now = () => real() + offset;
-       setInterval(() => { if (existsSync(${pause})) offset = 30_000; }, 20).unref();
-     }\n`,
-  );
-  const nodeOptions = `${process.env.NODE_OPTIONS ?? ''} --require ${preload}`.trim();
-  const ep = await start(['--out', join(dir, 'store')], { NODE_OPTIONS: nodeOptions });
-  writeFileSync(join(dir, 'pause'), '');
-  // The watchdog looks every second: three looks.
-  await new Promise((resolve) => setTimeout(resolve, 3_000));
-  assert.doesNotMatch(ep.output(), /has not answered/);
-  assert.equal(listeningPids(ep.output(), 1).length + listeningPids(ep.output(), 2).length, 2, ep.output());
-  assert.deepEqual(await freshStatuses(t, ep, 2), [200, 200], ep.output());
-  await stopCleanly(ep);
+  await noWorkerKilledWhenTheClockJumps(t, 'primary-paused', 'performance.now');
 });
 
 test('SIGTERM while every worker that served is being replaced by one that then fails: exit 0', async (t) => {
