@@ -74,8 +74,7 @@ export default function segmentEndpoint<S = Settings>(
 ): ExpressEndpoint {
   const given = optionsCopy(options); // read once: a getter read twice could differ between the two
   const handler = createHandler(given);
-  // Checked by createHandler already; resolved again for the paths and the limit, without a second
-  // duplicate store (the handler has its own) and without saying its warnings a second time.
+  // Checked by createHandler; resolved again for the paths and limit: no second store, no warnings twice.
   const opts = resolveHandlerOptions({ ...given, idempotency: false, log: silentLogger });
   const eventRoutes = routes(opts.path, opts.trackingApi);
   const others = new Set([opts.healthPath, opts.livePath, opts.metricsPath]);
@@ -83,11 +82,10 @@ export default function segmentEndpoint<S = Settings>(
   // The standalone server's refusal of a charset: on the Tracking API's paths, UTF-16 and UTF-32 only.
   const charsetOf = (req: ExpressRequest) =>
     checkCharset(req.headers['content-type'], (routeAt(eventRoutes, req.path)?.kind ?? 'event') !== 'event');
-  const { maxBodyBytes } = opts;
-  // As the handler's own: no refusal made here is a 401, but the context is whole.
+  const { maxBodyBytes, realm } = opts;
   const log = checkLogger(loggerOf(given)); // checked by createHandler: wrapped here to never throw
-  const challenge = `Basic realm="${opts.realm}", charset="UTF-8"`;
-  const context: RefusalContext = { challenge, maxBodyBytes, log };
+  // As the handler's own: no refusal made here is a 401, but the context is whole.
+  const context: RefusalContext = { challenge: `Basic realm="${realm}", charset="UTF-8"`, maxBodyBytes, log };
   const counted = refusalCounter(handler, opts.accessLog, log);
   const served = (req: ExpressRequest) => servedHere(req, ours, serve, opts.path);
 
