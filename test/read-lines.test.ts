@@ -259,6 +259,29 @@ describe('readStore: following and the checkpoint', () => {
     );
   });
 
+  test('a read that fails after a line was done keeps it done: the next run does not give it again', async () => {
+    // The position saved at the error was the one before the line the loop had asked past: each error
+    // exit gave that line again.
+    const dir = tempDir();
+    const checkpoint = join(dir, 'reader.checkpoint');
+    const [a, long, c] = [stored('track', 'a'), stored('track', 'long', 400), stored('track', 'c')];
+    append(dir, 'events-2026-11-30.ndjson', [a, long, c]);
+    const given: string[] = [];
+    await assert.rejects(
+      async () => {
+        for await (const line of readStore(dir, { checkpoint, maxLineBytes: 300 })) given.push(line.text);
+      },
+      { name: 'LineTooLongError' },
+    );
+    assert.deepEqual(given, [a]);
+    const saved = JSON.parse(readFileSync(checkpoint, 'utf8'));
+    assert.equal(saved.files['events-2026-11-30.ndjson'].offset, (a as string).length + 1);
+    assert.deepEqual(
+      (await collect(readStore(dir, { checkpoint }))).map((l) => l.text),
+      [long, c],
+    );
+  });
+
   test('an abort ends a follow and saves the position', async () => {
     const dir = tempDir();
     const checkpoint = join(dir, 'reader.checkpoint');

@@ -151,15 +151,20 @@ async function* read(
           file = new FileLines(join(dir, name), positions.get(name), plan.maxLineBytes);
           files.set(name, file);
         }
-        for await (const raw of file.lines()) {
-          // The line before done, now that this one is asked for (or none: the file is read again).
+        try {
+          for await (const raw of file.lines()) {
+            // The line before done, now that this one is asked for (or none: the file is read again).
+            positions.set(name, file.mark);
+            await positions.saveIfDue();
+            if (signal?.aborted) return;
+            const line = new Line(name, raw);
+            if (plan.types === undefined || plan.types.has(line.type ?? '')) yield line;
+          }
+        } finally {
+          // Past the last line asked past: one the loop was left on is not (its file's mark moves only
+          // once the next is asked for), one done before a read that failed is.
           positions.set(name, file.mark);
-          await positions.saveIfDue();
-          if (signal?.aborted) return;
-          const line = new Line(name, raw);
-          if (plan.types === undefined || plan.types.has(line.type ?? '')) yield line;
         }
-        positions.set(name, file.mark);
         const hole = file.newHole();
         // Which files the endpoint's start repairs is asked only then: a hole is rare, passes are not.
         if (hole !== undefined) plan.onHole?.(storeHole(name, hole, repairedAtStart(listed).has(listing)));
