@@ -3,10 +3,12 @@
 import assert from 'node:assert/strict';
 import { constants } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { Positions } from '../src/read/checkpoint.ts';
 import { readStore } from '../src/read/store-reader.ts';
+import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { tempDirs } from './helpers.ts';
 import { append, collect, follower, linesOf, runRead, stored } from './read-harness.ts';
 
@@ -183,5 +185,23 @@ describe('readStore: a file cut back or replaced, and the line cap', () => {
       stop.abort();
       await it.return();
     }
+  });
+
+  test('a checkpoint saved by two readers at once: the one whose temp file was taken says so', async () => {
+    // Both write `<checkpoint>.tmp`: the one that renames second finds it gone, and said only ENOENT.
+    const dir = tempDir();
+    const path = join(dir, 'shared.checkpoint');
+    const io: StoreIo = {
+      ...nodeIo,
+      rename: async (from, to) => {
+        rmSync(from); // the other reader's rename, just before this one's
+        return nodeIo.rename(from, to);
+      },
+    };
+    const positions = await Positions.load(path, io);
+    await assert.rejects(positions.save(), {
+      name: 'CheckpointError',
+      message: /shared\.checkpoint\.tmp was taken away as it was saved: is another reader using/,
+    });
   });
 });

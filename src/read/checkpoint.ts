@@ -150,7 +150,13 @@ async function replaceFile(io: StoreIo, path: string, text: string): Promise<voi
   } finally {
     await io.close(fd);
   }
-  await io.rename(temp, path);
+  await io.rename(temp, path).catch((err: NodeJS.ErrnoException) => {
+    // Its temp file renamed away under it: by another reader saving the same checkpoint.
+    if (err.code !== 'ENOENT') throw err;
+    throw new Error(
+      `${temp} was taken away as it was saved: is another reader using ${path}? Give each its own`,
+    );
+  });
   // The rename is durable only once the directory is: without this a power cut could bring back the
   // checkpoint before it, and lines done since would be done again (allowed, but avoidable).
   await io.syncDirectory(dirname(path));

@@ -1,6 +1,7 @@
 import { constants } from 'node:buffer';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { describeValue } from '../errors.ts';
 import { listStoreFiles, type StoreFile } from '../sinks/file-names.ts';
 import { COMMIT_MAX_BYTES, repairedAtStart } from '../sinks/file-repair.ts';
 import { EVENT_TYPES } from '../types.ts';
@@ -108,13 +109,29 @@ export function readStore(dir: string, options: ReadStoreOptions = {}): AsyncGen
       `maxLineBytes must be a whole number of bytes from 1 to ${constants.MAX_STRING_LENGTH}, not ${maxLineBytes}`,
     );
   }
-  const types = options.types === undefined ? undefined : new Set(options.types.map((t) => t.toLowerCase()));
-  const unknown = [...(types ?? [])].find((type) => !(EVENT_TYPES as readonly string[]).includes(type));
+  const types = typesOf(options.types);
+  const { follow = false, checkpoint, onHole } = options;
+  // '' would write `.tmp` beside the working directory, then fail to rename it.
+  if (checkpoint !== undefined && (typeof checkpoint !== 'string' || checkpoint === '')) {
+    throw new TypeError(`checkpoint must be a file's path, not ${describeValue(checkpoint)}`);
+  }
+  return read(dir, { follow, checkpoint, types, pollMs, maxLineBytes, onHole }, options.signal);
+}
+
+/** The types a read keeps, in lower case: a list of one or more of the seven, or every one. */
+function typesOf(given: unknown): ReadonlySet<string> | undefined {
+  if (given === undefined) return undefined;
+  // A string would be read as its letters; an empty list would quietly keep nothing.
+  if (!Array.isArray(given))
+    throw new TypeError(`types must be a list of event types, not ${describeValue(given)}`);
+  if (given.length === 0)
+    throw new RangeError('types must hold one event type or more: none would keep nothing');
+  const types = new Set(given.map((type) => String(type).toLowerCase()));
+  const unknown = [...types].find((type) => !(EVENT_TYPES as readonly string[]).includes(type));
   if (unknown !== undefined) {
     throw new RangeError(`types must hold event types (${EVENT_TYPES.join(', ')}), not "${unknown}"`);
   }
-  const { follow = false, checkpoint, onHole } = options;
-  return read(dir, { follow, checkpoint, types, pollMs, maxLineBytes, onHole }, options.signal);
+  return types;
 }
 
 interface Plan {
