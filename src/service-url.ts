@@ -28,18 +28,26 @@ export const REDIS: Service = {
   path: { re: /^(?:\/\d*)?$/, means: 'a database number (/0)' },
 };
 
+const STAND_IN = 'stand-in.invalid'; // a host no URL of the operator's names (RFC 2606)
+
 // `user:pa/ss@host`: a / ? or # before the @, where what came before it reads as a port, which most
 // passwords are not: the URL does not parse at all.
 const UNESCAPED_PASSWORD_RE = /^[a-z]+:\/\/[^@]*[/?#][^@]*@/i;
 
 /** `host:port/path` of `url`, never its user or password; a TypeError naming neither if it is not one. */
 export function serviceAddress(url: string, service: Service): string {
+  // As pg reads one: a user and no host (`postgres://app@/db?host=/run/postgresql`, a Unix socket), which
+  // WHATWG URLs refuse, is read with a stand-in host.
+  const hostless = service.hostInQuery === true && url.includes('@/');
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
     if (UNESCAPED_PASSWORD_RE.test(url)) throw unescapedPassword(service);
-    throw new TypeError(`The ${service.name} URL is not a URL: expected ${service.example}`);
+    const standIn = hostless ? URL.parse(url.replace('@/', `@${STAND_IN}/`)) : null;
+    if (standIn === null)
+      throw new TypeError(`The ${service.name} URL is not a URL: expected ${service.example}`);
+    parsed = standIn;
   }
   if (!service.schemes.includes(parsed.protocol)) {
     throw new TypeError(`The ${service.name} URL must start with ${service.schemes.join('// or ')}//`);
@@ -54,7 +62,7 @@ export function serviceAddress(url: string, service: Service): string {
   }
   const path = parsed.pathname === '/' ? '' : parsed.pathname;
   const query = service.hostInQuery === true ? parsed.searchParams : undefined;
-  const host = query?.get('host') || parsed.hostname || 'localhost';
+  const host = query?.get('host') || (parsed.hostname === STAND_IN ? '' : parsed.hostname) || 'localhost';
   return `${host}:${query?.get('port') || parsed.port || service.port}${path}`;
 }
 

@@ -54,8 +54,14 @@ describe('--postgres', () => {
       ['postgres://u:pw@db:5433/app', 'db:5433/app'],
       ['postgres://u:pw@db/app?host=10.0.0.9&port=6432', '10.0.0.9:6432/app'],
       ['postgres:///app?host=/var/run/postgresql', '/var/run/postgresql:5432/app'],
+      // A user and no host, as pg reads it (WHATWG URLs refuse it): a Unix socket's directory in the query.
+      ['postgres://app:pw@/events?host=/run/postgresql', '/run/postgresql:5432/events'],
+      ['postgres://app@/events', 'localhost:5432/events'],
     ] as const;
-    for (const [url, where] of cases) assert.equal(serviceAddress(url, POSTGRES), where, url);
+    for (const [url, where] of cases) {
+      assert.equal(serviceAddress(url, POSTGRES), where, url);
+      assert.equal(read(['--postgres', url]).postgres?.url, url, 'taken by --postgres');
+    }
   });
 
   test('refuses what is not a PostgreSQL URL, without repeating it (it may hold a password)', () => {
