@@ -29,7 +29,7 @@ const INDEX_NAME_SQL = `SELECT name FROM generate_series(1, 99) AS n,
     WHERE r.relname = name AND r.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = $2::regclass)
       AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indexrelid = r.oid AND i.indrelid = $2::regclass
         AND i.indisunique AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = 2
-        AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey) AS k(attnum)
+        AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum)
           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['message_id', 'source']))
   ORDER BY n LIMIT 1`;
 
@@ -62,13 +62,13 @@ const STATE_SQL = `WITH RECURSIVE t AS (SELECT to_regclass($1) AS oid),
 parts(oid) AS (SELECT oid FROM t UNION SELECT i.inhrelid FROM pg_inherits i JOIN parts p ON i.inhparent = p.oid),
 keyed AS (
   SELECT i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid AND i.indimmediate AS whole,
-    NOT i.indimmediate AS deferred,
+    i.indisvalid AND NOT i.indimmediate AS deferred,
     COALESCE((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_equal,
     EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) AS c(oid) JOIN pg_collation pc ON pc.oid = c.oid
             WHERE (to_jsonb(pc) ->> 'collisdeterministic')::boolean IS FALSE) AS loose
   FROM pg_index i, t
   WHERE i.indrelid = t.oid AND i.indisunique AND i.indnkeyatts = 2
-    AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey) AS k(attnum)
+    AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum)
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['message_id', 'source']
 ),
 attributes AS (

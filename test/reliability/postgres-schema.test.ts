@@ -362,6 +362,27 @@ test("an INVALID unique index under the sink's index name (a build that failed):
   await storesCopiesOnce('invalid');
 });
 
+test('a unique index on (source, message_id) with INCLUDE columns serves ON CONFLICT: no second one is made', async () => {
+  // Its INCLUDE columns were read as keys: not the sink's, so another index was built beside it, which on
+  // a large table outlasts the statement timeout every 10 s, each event 503 though the table works.
+  await pg.client.query(`CREATE TABLE included ${columns()}`);
+  await pg.client.query('CREATE UNIQUE INDEX included_key ON included (source, message_id) INCLUDE (type)');
+  await storesCopiesOnce('included');
+  const { rows } = await pg.client.query("SELECT indexname FROM pg_indexes WHERE tablename = 'included'");
+  assert.deepEqual(rows.map((row) => row.indexname).sort(), ['included_key', 'included_pkey']);
+});
+
+test("an INVALID DEFERRABLE unique index beside the sink's: PostgreSQL does not use it, so the table is taken", async () => {
+  await eventsTable('deferred_invalid');
+  await pg.client.query(
+    'ALTER TABLE deferred_invalid ADD CONSTRAINT deferred_invalid_key UNIQUE (source, message_id) DEFERRABLE',
+  );
+  await pg.client.query(
+    "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'deferred_invalid_key'::regclass",
+  );
+  await storesCopiesOnce('deferred_invalid');
+});
+
 test('a DEFERRABLE unique constraint on (source, message_id): refused at start, for ON CONFLICT cannot use it', async () => {
   await pg.client.query(`CREATE TABLE deferred ${columns()}`);
   await pg.client.query('ALTER TABLE deferred ADD UNIQUE (source, message_id) DEFERRABLE');
