@@ -151,11 +151,10 @@ async function replaceFile(io: StoreIo, path: string, text: string): Promise<voi
     await io.close(fd);
   }
   await io.rename(temp, path).catch((err: NodeJS.ErrnoException) => {
-    // Its temp file renamed away under it: by another reader saving the same checkpoint.
+    // Its temp file renamed away under it (another reader saving the same checkpoint), or its directory.
     if (err.code !== 'ENOENT') throw err;
-    throw new Error(
-      `${temp} was taken away as it was saved: is another reader using ${path}? Give each its own`,
-    );
+    const why = `is another reader using ${path} (give each its own), or was its directory removed?`;
+    throw new Error(`${temp} was taken away as it was saved: ${why}`, { cause: err });
   });
   // The rename is durable only once the directory is: without this a power cut could bring back the
   // checkpoint before it, and lines done since would be done again (allowed, but avoidable).

@@ -7,7 +7,8 @@ import type { Sink } from './sink.ts';
 
 const STATEMENT_TIMEOUT_MS = 4_000; // below Segment's 5 s: a hung database is a 503 Segment retries
 const CONNECT_TIMEOUT_MS = 2_000;
-const SAID_CAUSES = 16; // causes of idle connections' ends said in the log, at most
+const SAID_CAUSES = 16; // causes of idle connections' ends said in the log in a minute, at most
+const SAY_AGAIN_MS = 60_000; // 1 min
 
 /**
  * Opens the pool and creates the table when missing. PostgreSQL unreachable at start does not stop the
@@ -29,13 +30,18 @@ export async function openPostgresSink(
   });
   // An idle connection the server closed (a restart, idle_session_timeout, a pooler's or an
   // administrator's end) is reported here; without a listener it would end the process. The next query
-  // takes a new connection. Said once for each cause: a role's idle timeout ends one after another.
-  const said = new Set<unknown>();
+  // takes a new connection. Said once a minute for each cause: a role's idle timeout ends one after another.
+  const said = new Map<unknown, number>();
   pool.on('error', (err: Error & { code?: unknown }) => {
     const cause = err.code ?? err.message;
+    const now = performance.now();
+    for (const [known, at] of said) if (now - at >= SAY_AGAIN_MS) said.delete(known);
     if (said.has(cause) || said.size >= SAID_CAUSES) return;
-    said.add(cause);
-    log.warn({ err }, 'a PostgreSQL connection closed (said once for this cause; made again as needed)');
+    said.set(cause, now);
+    log.warn(
+      { err },
+      'a PostgreSQL connection closed (made again as needed; said once a minute for this cause)',
+    );
   });
   const where = `events stored in PostgreSQL table ${config.table} on ${serviceAddress(config.url, POSTGRES)}`;
   const sink = new PostgresSink(pool, config.table, log, where);
