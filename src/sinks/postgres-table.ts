@@ -53,13 +53,14 @@ const COLUMNS: Readonly<Record<string, string>> = {
  * NOT DISTINCT, PostgreSQL 15) or distinct messageIds (a non-deterministic collation), whether one is
  * DEFERRABLE (ON CONFLICT refuses every INSERT then), whether a rule rewrites the INSERT, each column's
  * type, whether it must be given a value, whether the role may INSERT the sink's columns and SELECT the
- * index's (ON CONFLICT reads them), and whether the table or a partition of it (at any depth) is
- * UNLOGGED (emptied by a crash);
- * then whether this database can take the events at all: its encoding, and whether it takes writes (a
- * standby does not). `indnullsnotdistinct` is read through to_jsonb: older servers have no such column.
+ * index's (ON CONFLICT reads them), and whether the table or a partition of it (at any depth, but one
+ * being detached, which takes no rows) is UNLOGGED (emptied by a crash); then whether this database can
+ * take the events at all: its encoding, and whether it takes writes (a standby does not). Columns newer
+ * servers have (`indnullsnotdistinct`, `inhdetachpending`) are read through to_jsonb.
  */
 const STATE_SQL = `WITH RECURSIVE t AS (SELECT to_regclass($1) AS oid),
-parts(oid) AS (SELECT oid FROM t UNION SELECT i.inhrelid FROM pg_inherits i JOIN parts p ON i.inhparent = p.oid),
+parts(oid) AS (SELECT oid FROM t UNION SELECT i.inhrelid FROM pg_inherits i JOIN parts p ON i.inhparent = p.oid
+  WHERE NOT COALESCE((to_jsonb(i) ->> 'inhdetachpending')::boolean, false)),
 keyed AS (
   SELECT i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid AND i.indimmediate AS whole,
     i.indisvalid AND NOT i.indimmediate AS deferred,
@@ -89,8 +90,7 @@ SELECT EXISTS (SELECT 1 FROM keyed WHERE whole AND NOT nulls_equal) AS ready,
   (SELECT c.relpersistence = 'u' FROM pg_class c, t WHERE c.oid = t.oid) AS unlogged,
   (SELECT min(c.relname) FROM pg_class c JOIN parts p USING (oid) WHERE c.relispartition AND c.relpersistence = 'u') AS unlogged_partition,
   (SELECT c.relkind FROM pg_class c, t WHERE c.oid = t.oid) AS kind,
-  current_setting('server_encoding') AS encoding,
-  current_setting('transaction_read_only') = 'on' AS read_only`;
+  current_setting('server_encoding') AS encoding, current_setting('transaction_read_only') = 'on' AS read_only`;
 
 interface TableState {
   readonly ready: boolean;

@@ -345,6 +345,19 @@ test('a partitioned table with an UNLOGGED partition: refused at start, as an UN
   await stop(ep);
 });
 
+test('an UNLOGGED partition being detached (a DETACH CONCURRENTLY cut short): no event goes to it, so the table is taken', async () => {
+  await pg.client.query(`CREATE TABLE leaving ${columns().replace('id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ', '')}
+    PARTITION BY LIST (source)`);
+  await pg.client.query('CREATE TABLE leaving_rest PARTITION OF leaving DEFAULT');
+  await pg.client.query("CREATE UNLOGGED TABLE leaving_old PARTITION OF leaving FOR VALUES IN ('gone')");
+  await pg.client.query('CREATE UNIQUE INDEX ON leaving (source, message_id)');
+  // What a DETACH ... CONCURRENTLY leaves when cancelled between its two transactions.
+  await pg.client.query(
+    "UPDATE pg_inherits SET inhdetachpending = true WHERE inhrelid = 'leaving_old'::regclass",
+  );
+  await storesCopiesOnce('leaving');
+});
+
 test("an INVALID unique index under the sink's index name (a build that failed): the sink makes its own beside it", async () => {
   // Counted as the index ON CONFLICT needs, which PostgreSQL does not use: every event 503, for good.
   await pg.client.query(`CREATE TABLE invalid ${columns()}`);
