@@ -16,10 +16,8 @@ const CODINGS: Readonly<Record<string, Coding>> = { gzip: 'gzip', 'x-gzip': 'gzi
  * this endpoint does not read (br, zstd, or a list of several).
  */
 export function codingOf(header: string | undefined): Coding | undefined {
-  if (header === undefined) return undefined;
-  const coding = header.trim().toLowerCase();
-  if (NOT_CODED.has(coding)) return undefined;
-  const known = Object.hasOwn(CODINGS, coding) ? CODINGS[coding] : undefined;
+  if (header === undefined || isIdentity(header)) return undefined;
+  const known = knownCoding(header);
   if (known === undefined) {
     throw new EndpointError(
       'SEG_UNSUPPORTED_ENCODING',
@@ -28,6 +26,12 @@ export function codingOf(header: string | undefined): Coding | undefined {
   }
   return known;
 }
+
+/** The coding of ours a Content-Encoding header names, if it names one. */
+const knownCoding = (header: string | undefined): Coding | undefined => {
+  const named = header?.trim().toLowerCase() ?? '';
+  return Object.hasOwn(CODINGS, named) ? CODINGS[named] : undefined;
+};
 
 /** What a Content-Encoding header says when the body is not coded. */
 const NOT_CODED: ReadonlySet<string> = new Set(['', 'identity']);
@@ -56,14 +60,13 @@ export async function decoderFor(coding: Coding): Promise<MakeDecoder> {
  * 0x1f 0x8b, a zlib header), or by not being UTF-8 (bare deflate), and decoded at once: within `maxBytes`
  * decoded, as a body read here is (413), or a 400 for data that is not its coding. Text is as it is.
  */
-export function decodedAsSent<T extends Buffer | string>(
-  bytes: T,
+export function decodedAsSent(
+  bytes: Buffer | string,
   header: string | undefined,
   maxBytes: number,
-): T | Buffer {
+): Buffer | string {
   if (typeof bytes === 'string') return bytes; // text: the host's to have decoded
-  const named = header?.trim().toLowerCase() ?? '';
-  const coding = Object.hasOwn(CODINGS, named) ? CODINGS[named] : undefined;
+  const coding = knownCoding(header);
   let decode: 'gunzipSync' | 'inflateSync' | 'inflateRawSync';
   if (coding === 'gzip' && bytes[0] === 0x1f && bytes[1] === 0x8b) decode = 'gunzipSync';
   else if (coding === 'deflate' && zlibWrapped(bytes)) decode = 'inflateSync';
