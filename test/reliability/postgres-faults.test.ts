@@ -306,14 +306,18 @@ test('PostgreSQL slow with large events: what waits for an INSERT is bounded in 
     );
     const codes = answers.map((a) => (a.status === 200 ? '200' : `${a.status} ${a.code}`));
     assert.ok(codes.includes('503 SEG_OVERLOADED'), codes.join(', '));
+    // On a machine busy with other work an INSERT can also run past the sink's 4 s statement timeout
+    // (the pause, then ~8 MB): a 503 SEG_STORE_UNAVAILABLE, retried as the rest, until the next check.
     assert.ok(
-      codes.every((code) => /^(?:200|503 SEG_(?:OVERLOADED|HANDLER_TIMEOUT))$/.test(code)),
+      codes.every((code) => /^(?:200|503 SEG_(?:OVERLOADED|HANDLER_TIMEOUT|STORE_UNAVAILABLE))$/.test(code)),
       codes.join(', '),
     );
     assertAcknowledgedStored(answers, await storedIds('slow_large'));
     await execute('DROP TRIGGER pause ON slow_large');
-    const after = await send(agent, ep.url, trackEvent({ messageId: 'large-after' }));
-    assert.equal(after.status, 200);
+    let sent = 0;
+    const stored = async () =>
+      (await send(agent, ep.url, trackEvent({ messageId: `after-${sent++}` }))).status === 200;
+    await eventually(stored, 'an event stored after the pause', 15_000);
   } finally {
     agent.destroy();
   }
