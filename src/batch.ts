@@ -2,7 +2,8 @@ import { type ErrorAnswer, toErrorAnswer } from './error-answer.ts';
 import { EndpointError } from './errors.ts';
 import { isPlainObject } from './json.ts';
 import { blank, fieldKey, saysNothing } from './normalize.ts';
-import { bodyTooLarge, refusal, storedTooLarge, tooManyEvents } from './refusals.ts';
+import { isPromise } from './promise.ts';
+import { bodyTooLarge, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { type Route, SEGMENT_LIMITS, segmentBytes } from './routes.ts';
 import { lineBytes } from './stored-size.ts';
 import type { EventType } from './types.ts';
@@ -187,6 +188,11 @@ export async function acceptBatch(
   const { events, sizes } = merged(carried, settingsBytes, budget);
   measured(events.length);
   const results: Array<EventResult | Promise<EventResult>> = [];
+  // The last event of this batch with each messageId: a copy is taken once that one has its answer, as
+  // if sent after it (a duplicate of it accepted; run again if it was refused), not met while it runs
+  // ("being processed now", a 503 that made a batch whose first copy was refused for good come back
+  // forever, its handler run again at each retry).
+  const lastOf = new Map<string, number>();
   let started = -1; // when the slice under way began, after the first (run in the caller's turn)
   for (let index = 0; index < events.length; index++) {
     if (index > 0 && index % SLICE === 0) {
@@ -195,53 +201,24 @@ export async function acceptBatch(
       started = performance.now();
     }
     const limit = SEGMENT_LIMITS.eventBytes;
-    results.push(
-      (sizes[index] as number) > limit
-        ? { status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) }
-        : accept(events[index], index),
-    );
+    if ((sizes[index] as number) > limit) {
+      results.push({ status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) });
+      continue;
+    }
+    const event = events[index];
+    const id = messageIdOf(event);
+    const before = id === undefined ? undefined : lastOf.get(id);
+    if (id !== undefined) lastOf.set(id, index);
+    const earlier = before === undefined ? undefined : results[before];
+    results.push(isPromise(earlier) ? earlier.then(() => accept(event, index)) : accept(event, index));
   }
   if (started >= 0) sliced(started);
   return Promise.all(results);
 }
 
-// Refused events named in the answer, at most, and the characters their list may take past the first;
-// the count says how many in all.
-const MAX_LISTED = 100;
-const MAX_LISTED_CHARS = 2_000;
-
-/**
- * A batch's answer. All accepted: 200. Otherwise the sender may only retry the whole request, so:
- * if any event failed for a reason worth retrying (5xx but 501, 429), a 503, and the retry reprocesses
- * only those (the accepted ones are answered as duplicates by their messageId); if every failure is
- * final (4xx, 501), a 400, which Segment does not retry. The message counts and lists the refused.
- */
-export function batchAnswer(results: readonly EventResult[]): EventResult {
-  const refused: number[] = [];
-  let retryable = 0;
-  results.forEach((r, index) => {
-    if (r.error === undefined) return;
-    refused.push(index);
-    if (r.status === 429 || (r.status >= 500 && r.status !== 501)) retryable++;
-  });
-  if (refused.length === 0) return ACCEPTED;
-  const named: string[] = [];
-  let chars = 0;
-  for (const index of refused) {
-    const r = results[index] as EventResult;
-    const one = `#${index}: ${r.status} ${r.error?.message ?? ''}`.trim();
-    chars += one.length + 2;
-    if (named.length === MAX_LISTED || (named.length > 0 && chars > MAX_LISTED_CHARS)) break;
-    named.push(one);
-  }
-  const listed = named.join('; ');
-  const more = refused.length > named.length ? `; and ${refused.length - named.length} more` : '';
-  const summary = `${results.length - refused.length} of ${results.length} events accepted`;
-  const error =
-    retryable > 0
-      ? refusal('SEG_BATCH_RETRY', `${summary}; ${retryable} can be retried: ${listed}${more}`)
-      : refusal('SEG_BATCH_REFUSED', `${summary}; refused: ${listed}${more}`);
-  return { status: error.status, error };
+/** An event's messageId, as the duplicate filter reads it (any casing; a non-empty string), or undefined. */
+function messageIdOf(event: unknown): string | undefined {
+  if (!isPlainObject(event)) return undefined;
+  const id = event[fieldKey(event, 'messageId') ?? 'messageId'];
+  return typeof id === 'string' && id !== '' ? id : undefined;
 }
-
-const ACCEPTED: EventResult = Object.freeze({ status: 200 });

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AnswerBatch } from './answer-batch.ts';
 import { keyFingerprint } from './auth.ts';
-import { acceptBatch, batchAnswer, type Carried, type EventResult, eventsOf } from './batch.ts';
+import { acceptBatch, type Carried, type EventResult, eventsOf } from './batch.ts';
+import { batchAnswer } from './batch-answer.ts';
 import { checkBodyHeaders, framedBody, parseBody } from './body.ts';
 import { CpuShare } from './cpu-share.ts';
 import { type Credentials, CredentialsCache } from './credentials.ts';

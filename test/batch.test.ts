@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Analytics } from '@segment/analytics-node';
-import { createHandler, createServer, RetryError, silentLogger } from '../src/index.ts';
+import { createHandler, createServer, RetryError, silentLogger, ValidationError } from '../src/index.ts';
 import { API_KEY, recorder, sendOneOfEach, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
@@ -329,6 +329,47 @@ describe("Segment's Tracking API and batches", () => {
       seen.map((s) => s.event.messageId),
       ['b-1', 'b-2'],
     );
+  });
+
+  test('the same messageId twice in one batch: the copy waits for the first, as if sent after it', async () => {
+    // The copy met the first still running: "being processed now", a 503, and a batch whose first event
+    // was refused for good came back 503 on every retry, its handler run again each time, for hours.
+    const calls: string[] = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: {
+        track: async (event) => {
+          calls.push(`${event.messageId}:${event.event}`);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          if (event.event === 'Bad') throw new ValidationError('Missing email address');
+        },
+      },
+    });
+    const accepted = await inject(handler, {
+      url: '/v1/batch',
+      body: { batch: [sentEvent('m1'), sentEvent('m2'), sentEvent('m1'), sentEvent('m1')] },
+    });
+    assert.equal(accepted.status, 200, accepted.body);
+    assert.deepEqual(calls, ['m1:T', 'm2:T'], 'each copy a duplicate of the first, run once');
+    calls.length = 0;
+    const bad = sentEvent('m3', { event: 'Bad' });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const refused = await inject(handler, { body: [bad, bad] });
+      assert.equal(refused.status, 400, refused.body);
+      assert.equal(refused.json().code, 'SEG_BATCH_REFUSED');
+      assert.match(
+        refused.json().message ?? '',
+        /#0: 400 Missing email address; #1: 400 Missing email address/,
+      );
+    }
+    assert.deepEqual(calls, ['m3:Bad', 'm3:Bad', 'm3:Bad', 'm3:Bad'], 'the first refused: the copy runs');
+    // The first refused, a copy that passes is taken (as it would be sent alone after it).
+    calls.length = 0;
+    const fixed = await inject(handler, { body: [sentEvent('m4', { event: 'Bad' }), sentEvent('m4')] });
+    assert.equal(fixed.status, 400, fixed.body);
+    assert.match(fixed.json().message ?? '', /^1 of 2 events accepted; refused: #0: 400/);
+    assert.deepEqual(calls, ['m4:Bad', 'm4:T']);
   });
 
   test('a batch of the wrong shape is a 400; trackingApi: false leaves only the event path', async () => {
