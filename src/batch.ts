@@ -18,6 +18,11 @@ export interface Carried {
   /** Whether the answer is a batch's (per-event results) rather than one event's. */
   readonly batch: boolean;
   /**
+   * The most one event of it may take as JSON, merged (Segment's Tracking API: 32 KiB); none for a JSON
+   * array on the event path, whose events are held to what one event there may be: the body limit.
+   */
+  readonly eventBytes?: number;
+  /**
    * A /v1/batch body's top-level context and integrations, merged into each event by acceptBatch, and its
    * sentAt, each event's that has none of its own (Segment's SDKs date the batch, not its events).
    */
@@ -44,7 +49,7 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
     throw new EndpointError('SEG_INVALID_EVENT', '"batch" must be an array of events');
   const { events } = several(list, '"batch"');
   const defaults = { context: body.context, integrations: body.integrations, sentAt: body.sentAt };
-  return { events, batch: true, defaults };
+  return { events, batch: true, defaults, eventBytes: SEGMENT_LIMITS.eventBytes };
 }
 
 function several(events: unknown[], what: string): Carried {
@@ -200,7 +205,7 @@ export async function acceptBatch(
       await nextTurn();
       started = performance.now();
     }
-    const limit = SEGMENT_LIMITS.eventBytes;
+    const limit = carried.eventBytes ?? Number.POSITIVE_INFINITY;
     if ((sizes[index] as number) > limit) {
       results.push({ status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) });
       continue;

@@ -397,6 +397,12 @@ describe("Segment's Tracking API and batches", () => {
     });
     assert.equal(oneTooBig.status, 400);
     assert.match(oneTooBig.json().message ?? '', /#1: 413/);
+    // Segment's Webhooks (Actions) batches have no limit an event (a 413 in a batch's answer is final):
+    // an array on the event path holds what one event there may be, its body limit the bound.
+    const actions = await inject(handler, {
+      body: [trackEvent(), trackEvent({ pad: 'x'.repeat(40 * 1024) })],
+    });
+    assert.equal(actions.status, 200, actions.body);
     const plain = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers, trackingApi: false });
     assert.equal((await inject(plain, { url: '/v1/track', body: trackEvent() })).status, 404);
   });
