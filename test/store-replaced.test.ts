@@ -286,4 +286,38 @@ for (const [name, io] of [
     await failedThenStored(7);
     await store.close();
   });
+
+  test(`${name}: a file opened again (a late event of the day before, a file put at its path) that ends in part of a line: set aside before anything is written after it`, async () => {
+    // Only a file the store kept open was looked at: one opened again was taken to end in a whole line,
+    // and the late event's line, answered 200, was glued to the fragment: `{"n":1}\n{"n"{"n":4}`.
+    const dir = tempDir();
+    const store = await NdjsonStore.open(dir, { io });
+    const before = join(dir, FILE);
+    const next = new Date('2026-12-01T00:00:01Z');
+    await store.appendLine('{"n":1}', AT);
+    await store.appendLine('{"n":2}', AT);
+    await store.appendLine('{"n":3}', next);
+    truncateSync(before, '{"n":1}\n{"n"'.length);
+    await store.appendLine('{"n":4}', AT);
+    assert.equal(readFileSync(before, 'utf8'), '{"n":1}\n{"n":4}\n');
+    assert.equal(readFileSync(`${before}.torn`, 'utf8'), '{"n"\n');
+    // Not set aside yet (a full disk; a directory here): refused, not glued, though the file was opened again.
+    await store.appendLine('{"n":5}', next);
+    rmSync(`${before}.torn`);
+    mkdirSync(`${before}.torn`);
+    appendFileSync(before, '{"by":"hand"}');
+    await assert.rejects(store.appendLine('{"n":6}', AT), { code: 'EISDIR' });
+    await store.appendLine('{"n":7}', next);
+    await assert.rejects(store.appendLine('{"n":8}', AT), { code: 'EISDIR' });
+    rmSync(`${before}.torn`, { recursive: true });
+    await store.appendLine('{"n":9}', AT);
+    assert.deepEqual(lines(before), ['{"n":1}', '{"n":4}', '{"n":9}']);
+    // A file put at the path of the one open, ending in part of a line.
+    const path = join(dir, 'events-2026-12-01.ndjson');
+    renameSync(path, `${path}.old`);
+    appendFileSync(path, '{"n":10}\n{"put"');
+    await store.appendLine('{"n":11}', next);
+    assert.deepEqual(lines(path), ['{"n":10}', '{"n":11}']);
+    await store.close();
+  });
 }

@@ -185,13 +185,16 @@ const NEWLINE = 0x0a;
 /**
  * `opened` as the store keeps it. `unfinished`: where the whole lines end in a file this process closed
  * with part of a line after them (its cut failed), cut before anything is written if `opened` is that
- * file, not another made at its path since.
+ * file, not another made at its path since. Any other file that is not empty may end in part of a line
+ * (cut, or added to, while another day's file was open; put at its path from outside): `unsure`, looked
+ * at before the first commit to it (followed).
  */
 export function openFile(name: string, opened: Opened, unfinished: Unfinished | undefined): OpenFile {
   const whole = unfinished !== undefined && sameFile(unfinished.id, opened) ? unfinished.size : undefined;
   const id = { dev: opened.dev, ino: opened.ino };
   const size = whole ?? opened.size;
-  return { name, fd: opened.fd, id, size, dirty: whole !== undefined, written: 0, unsure: false };
+  const unsure = whole === undefined && opened.size > 0;
+  return { name, fd: opened.fd, id, size, dirty: whole !== undefined, written: 0, unsure };
 }
 
 /**

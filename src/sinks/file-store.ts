@@ -83,7 +83,6 @@ export class NdjsonStore {
 
   /** Called after each group commit with its write + fdatasync time (seconds) and its events: for metrics. */
   onCommit: ((seconds: number, events: number) => void) | undefined;
-
   /** Partial last lines found at start-up and set aside (a crash in the middle of a write). */
   readonly recovered: TornLine[] = [];
   /** Told of a partial line set aside while the store runs (its file cut in the middle of a line). */
@@ -229,10 +228,11 @@ export class NdjsonStore {
     }
     const lock = this.#lock;
     const opened = await openDayFile(this.#io, this.dir, name, lock && (() => lock.renew?.()));
-    const unfinished = this.#unfinished.get(name);
+    const file = openFile(name, opened, this.#unfinished.get(name));
     this.#unfinished.delete(name);
-    this.#file = openFile(name, opened, unfinished);
-    return this.#file;
+    this.#file = file;
+    await followed(this.#io, file, opened, this.#torn); // one that ends in part of a line: set aside
+    return file;
   }
 
   /** Closes the current file, cut back first if a failed write left part of a line in it. */
