@@ -35,7 +35,8 @@ export interface Carried {
  */
 export function eventsOf(value: unknown, route: Route, text: string | undefined): Carried {
   if (route.kind === 'event') {
-    return Array.isArray(value) ? several(value, 'Request body') : { events: [value], batch: false };
+    if (!Array.isArray(value)) return { events: [value], batch: false };
+    return several(value, 'Request body', SEGMENT_LIMITS.arrayEvents);
   }
   if (!isPlainObject(value)) throw new EndpointError('SEG_NOT_OBJECT', 'Request body must be a JSON object');
   const limit = segmentBytes(route);
@@ -47,14 +48,14 @@ export function eventsOf(value: unknown, route: Route, text: string | undefined)
   const list = body.batch;
   if (!Array.isArray(list))
     throw new EndpointError('SEG_INVALID_EVENT', '"batch" must be an array of events');
-  const { events } = several(list, '"batch"');
+  const { events } = several(list, '"batch"', SEGMENT_LIMITS.events);
   const defaults = { context: body.context, integrations: body.integrations, sentAt: body.sentAt };
   return { events, batch: true, defaults, eventBytes: SEGMENT_LIMITS.eventBytes };
 }
 
-function several(events: unknown[], what: string): Carried {
+function several(events: unknown[], what: string, cap: number): Carried {
   if (events.length === 0) throw new EndpointError('SEG_INVALID_EVENT', `${what} holds no events`);
-  if (events.length > SEGMENT_LIMITS.events) throw tooManyEvents(what, events.length, SEGMENT_LIMITS.events);
+  if (events.length > cap) throw tooManyEvents(what, events.length, cap);
   return { events, batch: true };
 }
 

@@ -7,7 +7,7 @@ import { EndpointError } from './errors.ts';
 // it carries: a batch of 500 passes on one token and leaves its key in debt, so a batch larger than the
 // burst still passes, and the key's rate over time holds. The debt is kept to a minute at the rate: a
 // key is never shut out for longer than that, and a batch of more than a minute's events is charged a
-// minute's (a request carries at most 2,500).
+// minute's (a request carries at most 4,000).
 
 /** Keys tracked at most: the configured keys, or what an `authenticate` function lets in. */
 const MAX_KEYS = 10_000;

@@ -121,7 +121,7 @@ export interface HandlerOptions<S = Settings> {
   /**
    * Requests processed at once (body reading included); past this, 503 with Retry-After at once, so
    * memory stays bounded under any load. A batch is one request: its events run together, started 64
-   * a turn of the event loop, so handlers may see up to 2,500 times as many calls at once. @default 1024
+   * a turn of the event loop, so handlers may see up to 4,000 times as many calls at once. @default 1024
    */
   maxInFlight?: number | undefined;
   /**

@@ -5,14 +5,15 @@ import { EVENT_TYPES, type EventType } from './types.ts';
 // {"batch": [...]}. What each may carry.
 
 /**
- * Segment's own limits on what its Tracking API takes, as it documents them, and the cap on events a
- * request that Segment proposes for a batch. The endpoint's own body limit (`maxBodyBytes`, 512 KiB by
+ * Segment's own limits on what its Tracking API takes, as it documents them, the cap on events a
+ * request that Segment proposes for a batch, and the most events its Webhooks (Actions) put in one. The endpoint's own body limit (`maxBodyBytes`, 512 KiB by
  * default) is apart from these.
  */
 export const SEGMENT_LIMITS = Object.freeze({
   eventBytes: 32 * 1024, // 32 KiB: one event, after a batch's context and integrations are merged in
   batchBytes: 500 * 1024, // 500 KiB: one /v1/batch body
-  events: 2500, // events in one request, batch or JSON array
+  events: 2500, // events in one /v1/batch
+  arrayEvents: 4000, // events in one JSON array on the event path: Webhooks (Actions)' largest batch size
 });
 
 /** How a request carries its events. */

@@ -44,12 +44,19 @@ describe('events per request', () => {
     assert.equal(seen.length, 0, 'nothing of a refused request is processed');
   });
 
-  test('a JSON array on the event path has the same cap', async () => {
+  test(`a JSON array on the event path takes ${SEGMENT_LIMITS.arrayEvents}, Segment's largest Webhooks (Actions) batch; one more is refused whole`, async () => {
+    // Capped at 2,500 as /v1/batch is, a Webhooks (Actions) mapping's batch size of 2,501 to 4,000 was a
+    // 413 for every batch: final, Segment dropped them.
     const { seen, handler } = counting();
-    const over = Array.from({ length: SEGMENT_LIMITS.events + 1 }, (_, n) => tiny(n));
-    const res = await inject(handler, { body: over });
+    const full = Array.from({ length: 4000 }, (_, n) => tiny(n));
+    const ok = await inject(handler, { body: full });
+    assert.equal(ok.status, 200, ok.body);
+    assert.equal(seen.length, 4000);
+    seen.length = 0;
+    const res = await inject(handler, { body: [...full, tiny(-1)] });
     assert.equal(res.status, 413);
     assert.equal(res.json().code, 'SEG_TOO_MANY_EVENTS');
+    assert.match(res.json().message ?? '', /4000/);
     assert.equal(seen.length, 0);
   });
 
