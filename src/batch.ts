@@ -93,8 +93,9 @@ function merged(carried: Carried, settingsBytes: number, budget: number) {
   let total = 0;
   for (let i = 0; i < events.length; i++) {
     const event = defaults === undefined ? events[i] : withDefaults(events[i], shared);
+    // Measured as sent, its batch's context and integrations in it; its sentAt counts only stored.
     const size = Buffer.byteLength(JSON.stringify(event) ?? '');
-    total += lineBytes(size, settingsBytes);
+    total += lineBytes(size + dated(event, shared.sentAt), settingsBytes);
     if (total > budget) {
       const contextBytes = Buffer.byteLength(context ?? '');
       const integrationsBytes = Buffer.byteLength(integrations ?? '');
@@ -117,7 +118,7 @@ interface Shared {
 }
 
 // A time's JSON with room to spare (`"2026-12-06T09:00:00.123456789+05:30"` is 37 bytes): the batch's
-// sentAt is copied into each of its events, so a long one would count against their sizes unnamed.
+// sentAt is copied into each of its events, so a long one would count against what they store unnamed.
 const MAX_SENT_AT_BYTES = 128;
 
 /**
@@ -131,22 +132,29 @@ function sentAtOf(sentAt: unknown): string | undefined {
 
 /**
  * A batch's top-level context and integrations (as JSON), under each event's own (which win, key by key),
- * found whatever the event's casing of them (`Context`, `INTEGRATIONS`) and kept under its own key; and its
- * sentAt where the event's own (`sentAt`, `sent_at`, ...) says nothing.
+ * found whatever the event's casing of them (`Context`, `INTEGRATIONS`) and kept under its own key.
  */
 function withDefaults(event: unknown, shared: Shared): unknown {
-  const { context, integrations, sentAt } = shared;
+  const { context, integrations } = shared;
   if (!isPlainObject(event)) return event;
   const merged: Record<string, unknown> = { ...event };
   // Under the key normalizeEvent gives the handler: an empty list (PHP's empty map) says nothing there.
   if (context !== undefined) mergeUnder(merged, fieldKey(event, 'context', blank) ?? 'context', context);
   if (integrations !== undefined)
     mergeUnder(merged, fieldKey(event, 'integrations', blank) ?? 'integrations', integrations);
-  if (sentAt !== undefined) {
-    const key = fieldKey(event, 'sentAt') ?? 'sentAt';
-    if (saysNothing(merged[key])) merged[key] = sentAt;
-  }
   return merged;
+}
+
+/**
+ * A batch's sentAt put in `event` (withDefaults' copy) where its own (`sentAt`, `sent_at`, ...) says
+ * nothing; the bytes that adds to it as JSON, at most.
+ */
+function dated(event: unknown, sentAt: string | undefined): number {
+  if (sentAt === undefined || !isPlainObject(event)) return 0;
+  const key = fieldKey(event, 'sentAt') ?? 'sentAt';
+  if (!saysNothing(event[key])) return 0;
+  event[key] = sentAt;
+  return Buffer.byteLength(JSON.stringify(key)) + Buffer.byteLength(JSON.stringify(sentAt)) + 2;
 }
 
 const mergeUnder = (event: Record<string, unknown>, key: string, shared: string): void => {
