@@ -65,6 +65,13 @@ export class RateLimiter {
     });
   }
 
+  /** Gives back an admitted request's token: it was refused as not the key holder's (its signature). */
+  giveBack(apiKey: string, rate: number): void {
+    const capacity = Math.max(1, rate);
+    const bucket = this.#buckets.refilled(apiKey, rate, capacity);
+    bucket.tokens = Math.min(capacity, bucket.tokens + 1);
+  }
+
   /** Charges an admitted request for its `events` (its token paid for one), into debt if need be. */
   charge(apiKey: string, rate: number, events: number): void {
     const bucket = this.#buckets.refilled(apiKey, rate, Math.max(1, rate));

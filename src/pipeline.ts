@@ -102,6 +102,9 @@ export class EventPipeline {
     try {
       const { decision } = credentials;
       x.rate = (typeof decision === 'object' ? decision.rate : undefined) ?? this.#opts.rateLimit;
+      // Unsigned where a signature is required: refused before it takes any of the key's share or rate.
+      x.secret = secretFor(decision, this.signatureSecret);
+      if (x.secret !== undefined) refuseUnsigned(req.headers);
       // Before the body is read: a customer past its share or rate costs the others nothing more. The
       // share first: a refusal of it takes no token of the rate.
       if (this.#cpuShare !== undefined) {
@@ -109,8 +112,6 @@ export class EventPipeline {
         x.followed = x.reserved >= 0;
       }
       if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
-      x.secret = secretFor(decision, this.signatureSecret);
-      if (x.secret !== undefined) refuseUnsigned(req.headers);
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
       if (x.settings === undefined) {
         throw new EndpointError('SEG_SETTINGS_INVALID', settingsProblem(req.headers['x-segment-settings']));
@@ -175,6 +176,9 @@ export class EventPipeline {
           : this.intake.accept(x, carried.events[0], 'Request body', undefined);
       }
     } catch (err) {
+      // Not signed by the key's holder: its token given back, or the key alone would spend its rate.
+      const unsigned = err instanceof EndpointError && err.code.startsWith('SEG_SIGNATURE_');
+      if (unsigned && x.rate > 0) this.#limiter.giveBack(x.apiKey as string, x.rate);
       result = this.intake.requestFailed(err, x.apiKey);
     }
     if (!isPromise(result)) {
