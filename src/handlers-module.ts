@@ -12,10 +12,14 @@ import { EVENT_TYPES } from './types.ts';
 // --handlers: the partner's module, loaded once at start. What cannot be one is refused before it is
 // imported, and a module that would leave every event unhandled is refused after.
 
-// A TypeScript module: node 20 loads one only through a loader (README, "--handlers").
+// A TypeScript module: node 20 loads one only through a loader (README, "--handlers"), which the single
+// executable (scripts/sea.ts defines SEGMENT_ENDPOINT_SEA) does not run: node runs no --import there.
 const TS_RE = /\.[cm]?ts$/;
+declare const SEGMENT_ENDPOINT_SEA: true | undefined;
 const TS_HINT =
-  "a TypeScript module needs a loader: NODE_OPTIONS='--import tsx' (tsx installed where it runs from)";
+  typeof SEGMENT_ENDPOINT_SEA === 'undefined'
+    ? "a TypeScript module needs a loader: NODE_OPTIONS='--import tsx' (tsx installed where it runs from)"
+    : "this binary runs no --import loader: compile it to .js (tsc, esbuild), or run segment-endpoint.mjs with NODE_OPTIONS='--import tsx'";
 
 /** What --handlers gives: the default export, and the `settingsSchema` export when there is one. */
 export interface HandlersModule {

@@ -135,6 +135,24 @@ describe('the single executable, dist/segment-endpoint-linux-x64', () => {
     assert.equal(readFileSync(join(dir, 'handled.txt'), 'utf8'), `${event.messageId}\n`);
   });
 
+  test('--handlers with a TypeScript module: the binary says it runs no --import loader, and what works', async () => {
+    // It told the user NODE_OPTIONS='--import tsx', which a single executable does not run.
+    writeFileSync(
+      join(dir, 'handlers.ts'),
+      'export default { track() { return { status: 202 as const }; } };\n',
+    );
+    const child = spawnWith(`./${FILE}`, [...tls, '--api-key', 'k', '--handlers', './handlers.ts'], dir, {
+      ...NO_NODE,
+      NODE_OPTIONS: '--import tsx',
+    });
+    assert.equal(await child.exit, 1);
+    assert.match(
+      child.stderr(),
+      /cannot load \.\/handlers\.ts: .*runs no --import loader: compile it to \.js/,
+    );
+    assert.doesNotMatch(child.stderr(), /needs a loader: NODE_OPTIONS/);
+  });
+
   test('`load` sends Segment-shaped traffic from inside it', async () => {
     const ep = await start(['--out', 'load']);
     const load = run(['load', ep.url, '--api-key', 'k', '--rate', '20', '--duration', '1', '--insecure']);
