@@ -2,7 +2,6 @@ import { type ErrorAnswer, toErrorAnswer } from './error-answer.ts';
 import { EndpointError } from './errors.ts';
 import { isPlainObject } from './json.ts';
 import { blank, fieldKey, saysNothing } from './normalize.ts';
-import { isPromise } from './promise.ts';
 import { bodyTooLarge, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { type Route, SEGMENT_LIMITS, segmentBytes } from './routes.ts';
 import { lineBytes } from './stored-size.ts';
@@ -202,11 +201,10 @@ export async function acceptBatch(
   const { events, sizes } = merged(carried, settingsBytes, budget);
   measured(events.length);
   const results: Array<EventResult | Promise<EventResult>> = [];
-  // The last event of this batch with each messageId: a copy is taken once that one has its answer, as
-  // if sent after it (a duplicate of it accepted; run again if it was refused), not met while it runs
-  // ("being processed now", a 503 that made a batch whose first copy was refused for good come back
-  // forever, its handler run again at each retry).
-  const lastOf = new Map<string, number>();
+  // The first event of this batch with each messageId: a copy is answered as it is, once it is (accepted,
+  // a duplicate; refused, the same refusal), not met while it runs ("being processed now", a 503 that made
+  // a batch whose first copy was refused for good come back forever, its handler run again each time).
+  const firstOf = new Map<string, number>();
   let started = -1; // when the slice under way began, after the first (run in the caller's turn)
   for (let index = 0; index < events.length; index++) {
     if (index > 0 && index % SLICE === 0) {
@@ -219,12 +217,11 @@ export async function acceptBatch(
       results.push({ status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) });
       continue;
     }
-    const event = events[index];
-    const id = messageIdOf(event);
-    const before = id === undefined ? undefined : lastOf.get(id);
-    if (id !== undefined) lastOf.set(id, index);
-    const earlier = before === undefined ? undefined : results[before];
-    results.push(isPromise(earlier) ? earlier.then(() => accept(event, index)) : accept(event, index));
+    const id = messageIdOf(events[index]);
+    const first = id === undefined ? undefined : firstOf.get(id);
+    if (id !== undefined && first === undefined) firstOf.set(id, index);
+    const copied = first === undefined ? undefined : results[first];
+    results.push(copied ?? accept(events[index], index));
   }
   if (started >= 0) sliced(started);
   return Promise.all(results);
