@@ -189,11 +189,13 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
  * (the request is taken, though some of them may be refused on their own). They are then taken a slice
  * at a time, yielding to the event loop between slices, so that a large batch does not hold up the
  * requests on other connections; `sliced` hears when each slice after the first began, as it ends.
+ * `byMessageId` (duplicates filtered): a copy of an earlier event's messageId is answered as that one.
  */
 export async function acceptBatch(
   carried: Carried,
   settingsBytes: number,
   budget: number,
+  byMessageId: boolean,
   accept: (event: unknown, index: number) => EventResult | Promise<EventResult>,
   measured: (events: number) => void,
   sliced: (started: number) => void = () => {},
@@ -212,16 +214,21 @@ export async function acceptBatch(
       await nextTurn();
       started = performance.now();
     }
-    const limit = carried.eventBytes ?? Number.POSITIVE_INFINITY;
-    if ((sizes[index] as number) > limit) {
-      results.push({ status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) });
+    const id = byMessageId ? messageIdOf(events[index]) : undefined;
+    const first = id === undefined ? undefined : firstOf.get(id);
+    const copied = first === undefined ? undefined : results[first];
+    if (copied !== undefined) {
+      results.push(copied);
       continue;
     }
-    const id = messageIdOf(events[index]);
-    const first = id === undefined ? undefined : firstOf.get(id);
-    if (id !== undefined && first === undefined) firstOf.set(id, index);
-    const copied = first === undefined ? undefined : results[first];
-    results.push(copied ?? accept(events[index], index));
+    if (id !== undefined) firstOf.set(id, index);
+    const limit = carried.eventBytes ?? Number.POSITIVE_INFINITY;
+    const tooLarge = (sizes[index] as number) > limit;
+    results.push(
+      tooLarge
+        ? { status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) }
+        : accept(events[index], index),
+    );
   }
   if (started >= 0) sliced(started);
   return Promise.all(results);

@@ -231,7 +231,8 @@ export class EventPipeline {
       this.intake.accept(x, event, `Event #${index}`, undefined);
     const settingsBytes = writtenSettings(x.settings as Settings).bytes;
     const slice = (started: number) => this.#cpuShare?.turnEnded(x, started);
-    return acceptBatch(carried, settingsBytes, this.#budget, accept, charge, slice);
+    const byMessageId = this.#opts.idempotency !== undefined;
+    return acceptBatch(carried, settingsBytes, this.#budget, byMessageId, accept, charge, slice);
   }
 
   #observe(x: Exchange, result: EventResult): void {

@@ -365,10 +365,39 @@ describe("Segment's Tracking API and batches", () => {
       );
     }
     assert.deepEqual(calls, ['m3:Bad', 'm3:Bad'], 'once a request: a messageId is one event');
+    // Whichever copy is too large for the Tracking API: the messageId's one answer is its first's.
+    const pad = { properties: { pad: 'x'.repeat(40 * 1024) } };
+    const sized = await inject(handler, {
+      url: '/v1/batch',
+      body: { batch: [sentEvent('m5'), sentEvent('m5', pad)] },
+    });
+    assert.equal(sized.status, 200, sized.body);
+    const first = await inject(handler, {
+      url: '/v1/batch',
+      body: { batch: [sentEvent('m6', pad), sentEvent('m6')] },
+    });
+    assert.equal(first.status, 400, first.body);
+    assert.match(first.json().message ?? '', /^0 of 2 events accepted; refused: #0: 413 .*; #1: 413/);
+    // Copies in later slices of the batch (64 events a turn) too.
+    calls.length = 0;
+    const spread = Array.from({ length: 150 }, (_, n) => sentEvent(`s${n % 3}`));
+    assert.equal((await inject(handler, { url: '/v1/batch', body: { batch: spread } })).status, 200);
+    assert.deepEqual(calls.sort(), ['s0:T', 's1:T', 's2:T']);
     // A copy whose first is refused for a retryable reason is retried with it.
     const retried = await inject(handler, { body: [sentEvent('m4', { event: 'Later' }), sentEvent('m4')] });
     assert.equal(retried.status, 503, retried.body);
     assert.match(retried.json().message ?? '', /#0: 503 Downstream is down; #1: 503 Downstream is down/);
+  });
+
+  test('idempotency: false runs every copy of a messageId, those of one batch included', async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers, idempotency: false });
+    const res = await inject(handler, {
+      url: '/v1/batch',
+      body: { batch: [sentEvent('c1'), sentEvent('c1')] },
+    });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(seen.length, 2);
   });
 
   test('a batch of the wrong shape is a 400; trackingApi: false leaves only the event path', async () => {
