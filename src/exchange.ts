@@ -26,6 +26,11 @@ export class Exchange implements BodySink, RequestFacts, PendingAnswer, SharedRe
   secret: SignatureSecrets | undefined;
   /** Events a second its key may send; 0: no limit. */
   rate = 0;
+  /**
+   * A token of its key's rate taken before its signature was checked: given back if it is refused before
+   * then (a body that is no JSON, a signature that does not match), not known to be the key holder's.
+   */
+  owed = false;
   settings: Settings | undefined;
   answered = false;
   /** The success answer's status (see AnswerBatch). */

@@ -112,6 +112,7 @@ export class EventPipeline {
         x.followed = x.reserved >= 0;
       }
       if (x.rate > 0) this.#limiter.admit(credentials.apiKey, x.rate);
+      x.owed = x.rate > 0 && x.secret !== undefined;
       x.settings = this.#settings.decode(req.headers['x-segment-settings']);
       if (x.settings === undefined) {
         throw new EndpointError('SEG_SETTINGS_INVALID', settingsProblem(req.headers['x-segment-settings']));
@@ -163,6 +164,7 @@ export class EventPipeline {
       const { secret } = x;
       if (secret !== undefined)
         verifySignature(x.headers, secret, value, text, this.#opts.signatureLegacyBatch);
+      x.owed = false;
       const { route } = x;
       if (route.kind === 'event' && !Array.isArray(value)) {
         // One event, the body as sent: its own text goes with it. Its token was taken at admission.
@@ -176,9 +178,6 @@ export class EventPipeline {
           : this.intake.accept(x, carried.events[0], 'Request body', undefined);
       }
     } catch (err) {
-      // Not signed by the key's holder: its token given back, or the key alone would spend its rate.
-      const unsigned = err instanceof EndpointError && err.code.startsWith('SEG_SIGNATURE_');
-      if (unsigned && x.rate > 0) this.#limiter.giveBack(x.apiKey as string, x.rate);
       result = this.intake.requestFailed(err, x.apiKey);
     }
     if (!isPromise(result)) {
@@ -204,6 +203,7 @@ export class EventPipeline {
   answer(x: Exchange, result: EventResult, settled = false): void {
     if (x.answered) return;
     x.answered = true;
+    if (x.owed && result.error !== undefined) this.#limiter.giveBack(x.apiKey as string, x.rate);
     this.#held.release(x.held);
     this.#cpuShare?.answered(x);
     if (this.#observing) this.#observe(x, result);

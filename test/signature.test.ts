@@ -121,8 +121,6 @@ describe('X-Signature', () => {
   });
 });
 
-// Segment signs with a new secret from the moment the customer saves it, and a 401 is final: a secret
-// is rotated by accepting the new beside the old for a while (README, "Rotating a secret").
 test("requests that fail the signature spend none of the key's rate: its signed events still pass", async () => {
   // Each took its token before the check: one holding the key but not the secret kept a customer's signed
   // events at 429 (retried) with unsigned or mis-signed requests, answered 401 until then.
@@ -139,11 +137,19 @@ test("requests that fail the signature spend none of the key's rate: its signed 
   for (const signature of [undefined, '0000', sign('other', body)]) {
     for (let i = 0; i < 5; i++) assert.equal((await sent(signature)).status, 401, String(signature));
   }
+  // Refused before its signature could be checked (a body that is no JSON): not known to be the key
+  // holder's either.
+  for (let i = 0; i < 5; i++) {
+    const res = await inject(handler, { headers: { ...segmentHeaders(), 'x-signature': '0000' }, body: '{' });
+    assert.equal(res.status, 400);
+  }
   for (let i = 0; i < 3; i++) assert.equal((await sent(sign('shared', body))).status, 200);
   const past = await sent(sign('shared', body));
   assert.equal(past.status, 429, 'the rate holds for signed events');
 });
 
+// Segment signs with a new secret from the moment the customer saves it, and a 401 is final: a secret
+// is rotated by accepting the new beside the old for a while (README, "Rotating a secret").
 describe('rotating a secret: several accepted at once', () => {
   const seen: unknown[] = [];
   const handler = createHandler({
