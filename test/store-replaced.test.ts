@@ -321,3 +321,23 @@ for (const [name, io] of [
     await store.close();
   });
 }
+
+test("a host's own io without identity: a fragment of a file opened again that could not be set aside holds events back until it is", async () => {
+  // Its file kept open, the store looked at the fragment only when the io told the file's size: the
+  // event after a refused one was answered 200 glued to it.
+  const { identity: _, ...io } = nodeIo;
+  const dir = tempDir();
+  const store = await NdjsonStore.open(dir, { io });
+  const path = join(dir, FILE);
+  await store.appendLine('{"n":1}', AT);
+  await store.appendLine('{"n":2}', AT);
+  await store.appendLine('{"n":3}', new Date('2026-12-01T00:00:01Z'));
+  truncateSync(path, '{"n":1}\n{"n"'.length);
+  mkdirSync(`${path}.torn`);
+  await assert.rejects(store.appendLine('{"n":4}', AT), { code: 'EISDIR' });
+  await assert.rejects(store.appendLine('{"n":5}', AT), { code: 'EISDIR' });
+  rmSync(`${path}.torn`, { recursive: true });
+  await store.appendLine('{"n":6}', AT);
+  assert.equal(readFileSync(path, 'utf8'), '{"n":1}\n{"n":6}\n');
+  await store.close();
+});

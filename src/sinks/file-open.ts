@@ -53,13 +53,13 @@ export async function checkDayFile(io: StoreIo, dir: string, name: string, hold:
   await io.close(fd);
 }
 
-/** The day's file being appended to. `size` is where its last whole line ends. */
 /** Where the whole lines end in a file closed with part of a line after them. */
 export interface Unfinished {
   readonly size: number;
   readonly id: FileIdentity;
 }
 
+/** The day's file being appended to. `size` is where its last whole line ends. */
 export interface OpenFile {
   readonly name: string;
   readonly fd: number;
@@ -91,7 +91,8 @@ export async function followed(
   now: { readonly size?: number } | undefined,
   onTorn: (torn: TornLine) => void,
 ): Promise<void> {
-  if (now?.size === undefined) return;
+  // Unread (a host's io without `identity`): only a fragment known of is set aside.
+  if (now?.size === undefined) return open.unsure && !open.dirty ? setAsideTail(io, open, onTorn) : undefined;
   if (open.dirty) open.size = Math.min(open.size, now.size);
   else if (now.size !== open.size || open.unsure) await setAsideTail(io, open, onTorn);
 }
@@ -185,9 +186,8 @@ const NEWLINE = 0x0a;
 /**
  * `opened` as the store keeps it. `unfinished`: where the whole lines end in a file this process closed
  * with part of a line after them (its cut failed), cut before anything is written if `opened` is that
- * file, not another made at its path since. Any other file that is not empty may end in part of a line
- * (cut, or added to, while another day's file was open; put at its path from outside): `unsure`, looked
- * at before the first commit to it (followed).
+ * file, not another made at its path since. Any other that is not empty may end in part of a line (cut
+ * while another day's file was open; put at its path): `unsure`, looked at before a commit (followed).
  */
 export function openFile(name: string, opened: Opened, unfinished: Unfinished | undefined): OpenFile {
   const whole = unfinished !== undefined && sameFile(unfinished.id, opened) ? unfinished.size : undefined;
