@@ -6,8 +6,8 @@ import { EVENT_TYPES, type EventType } from './types.ts';
 
 /**
  * Segment's own limits on what its Tracking API takes, as it documents them, the cap on events a
- * request that Segment proposes for a batch, and the most events its Webhooks (Actions) put in one. The endpoint's own body limit (`maxBodyBytes`, 512 KiB by
- * default) is apart from these.
+ * request that Segment proposes for a batch, and the most events its Webhooks (Actions) put in one. The
+ * endpoint's own body limit (`maxBodyBytes`, 512 KiB by default) is apart from these.
  */
 export const SEGMENT_LIMITS = Object.freeze({
   eventBytes: 32 * 1024, // 32 KiB: one event, after a batch's context and integrations are merged in
