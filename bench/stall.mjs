@@ -35,9 +35,9 @@ const SHAPES = {
       ),
     },
   ],
-  'array of 2,500': () => [
+  'array of 4,000': () => [
     '/',
-    Array.from({ length: 2500 }, (_, n) => event(n, { properties: { x: 'y'.repeat(80) } })),
+    Array.from({ length: 4000 }, (_, n) => event(n, { properties: { x: 'y'.repeat(10) } })),
   ],
   'event of 28,000 keys': () => [
     '/',
