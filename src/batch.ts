@@ -1,7 +1,7 @@
 import { type ErrorAnswer, toErrorAnswer } from './error-answer.ts';
 import { EndpointError } from './errors.ts';
 import { isPlainObject } from './json.ts';
-import { blank, fieldKey, saysNothing } from './normalize.ts';
+import { blank, fieldKey, normalizeEvent, saysNothing } from './normalize.ts';
 import { bodyTooLarge, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { type Route, SEGMENT_LIMITS, segmentBytes } from './routes.ts';
 import { lineBytes } from './stored-size.ts';
@@ -234,9 +234,9 @@ export async function acceptBatch(
   return Promise.all(results);
 }
 
-/** An event's messageId, as the duplicate filter reads it (any casing; a non-empty string), or undefined. */
+/** An event's messageId as the duplicate filter reads it (normalised, as intake.ts: a non-empty string). */
 function messageIdOf(event: unknown): string | undefined {
   if (!isPlainObject(event)) return undefined;
-  const id = event[fieldKey(event, 'messageId') ?? 'messageId'];
+  const id = normalizeEvent(event).messageId;
   return typeof id === 'string' && id !== '' ? id : undefined;
 }

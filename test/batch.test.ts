@@ -365,6 +365,12 @@ describe("Segment's Tracking API and batches", () => {
       );
     }
     assert.deepEqual(calls, ['m3:Bad', 'm3:Bad'], 'once a request: a messageId is one event');
+    // The messageId as the duplicate filter reads it, under any spelling (an empty list says nothing).
+    calls.length = 0;
+    const spelt = { ...sentEvent('m7', { event: 'Bad' }), messageId: [], message_id: 'm7' };
+    const odd = await inject(handler, { url: '/v1/batch', body: { batch: [spelt, spelt] } });
+    assert.equal(odd.status, 400, odd.body);
+    assert.deepEqual(calls, ['m7:Bad']);
     // Whichever copy is too large for the Tracking API: the messageId's one answer is its first's.
     const pad = { properties: { pad: 'x'.repeat(40 * 1024) } };
     const sized = await inject(handler, {
