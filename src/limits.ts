@@ -65,7 +65,7 @@ export class RateLimiter {
     });
   }
 
-  /** Gives back an admitted request's token: it was refused as not the key holder's (its signature). */
+  /** Gives back an admitted request's token: refused before its signature showed it the key holder's. */
   giveBack(apiKey: string, rate: number): void {
     const capacity = Math.max(1, rate);
     const bucket = this.#buckets.refilled(apiKey, rate, capacity);
