@@ -9,7 +9,8 @@ const MAX_LISTED = 100;
 const MAX_LISTED_CHARS = 2_000;
 
 /**
- * A batch's answer. All accepted: 200. Otherwise the sender may only retry the whole request, so:
+ * A batch's answer. All accepted: 200, or 202 when every event was taken to be processed later (as its
+ * handlers answered each). Otherwise the sender may only retry the whole request, so:
  * if any event failed for a reason worth retrying (5xx but 501, 429), a 503, and the retry reprocesses
  * only those (the accepted ones are answered as duplicates by their messageId); if every failure is
  * final (4xx, 501), a 400, which Segment does not retry. The message counts and lists the refused.
@@ -22,7 +23,7 @@ export function batchAnswer(results: readonly EventResult[]): EventResult {
     refused.push(index);
     if (r.status === 429 || (r.status >= 500 && r.status !== 501)) retryable++;
   });
-  if (refused.length === 0) return ACCEPTED;
+  if (refused.length === 0) return results.every((r) => r.status === 202) ? LATER : ACCEPTED;
   const named: string[] = [];
   let chars = 0;
   for (const index of refused) {
@@ -43,3 +44,4 @@ export function batchAnswer(results: readonly EventResult[]): EventResult {
 }
 
 const ACCEPTED: EventResult = Object.freeze({ status: 200 });
+const LATER: EventResult = Object.freeze({ status: 202 });

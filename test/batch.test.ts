@@ -395,6 +395,18 @@ describe("Segment's Tracking API and batches", () => {
     assert.match(retried.json().message ?? '', /#0: 503 Downstream is down; #1: 503 Downstream is down/);
   });
 
+  test('a batch whose every event is taken to be processed later is a 202, as one such event is', async () => {
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: { track: (event) => (event.event === 'Now' ? undefined : { status: 202 as const }) },
+    });
+    const later = await inject(handler, { body: [sentEvent('l1'), sentEvent('l2')] });
+    assert.equal(later.status, 202, later.body);
+    const mixed = await inject(handler, { body: [sentEvent('l3'), sentEvent('l4', { event: 'Now' })] });
+    assert.equal(mixed.status, 200, 'some processed now: 200');
+  });
+
   test('idempotency: false runs every copy of a messageId, those of one batch included', async () => {
     const { seen, handlers } = recorder();
     const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers, idempotency: false });
