@@ -52,11 +52,12 @@ function bodies(answer: (req: IncomingMessage, res: ServerResponse, body: string
 }
 
 /** How the endpoints here write a refusal's body: as the contract asks, or as some servers do. */
-type Refusals = 'json' | 'problem+json' | 'empty' | 'html' | 'json-seq';
+type Refusals = 'json' | 'problem+json' | 'empty' | 'html' | 'json-seq' | 'stack';
 
 const reply = (res: ServerResponse, status: number, message?: string, refusals: Refusals = 'json') => {
   let type = 'application/json; charset=utf-8';
-  let body = message === undefined ? '' : JSON.stringify({ message });
+  const shown = refusals === 'stack' ? `Error: ${message}\n    at handle (/srv/app/server.js:12:5)` : message;
+  let body = shown === undefined ? '' : JSON.stringify({ message: shown });
   if (refusals === 'empty') body = '';
   if (refusals === 'html' && message !== undefined) [type, body] = ['text/html', `<h1>${message}</h1>`];
   if (refusals === 'problem+json' || refusals === 'json-seq') type = `application/${refusals}`;
@@ -99,7 +100,8 @@ function endpoint(broken: (event: Record<string, unknown>) => boolean, refusals:
       return refuse(501, 'unsupported type');
     }
     if (broken(event)) return refuse(501, 'unsupported');
-    const ids = ['userId', 'anonymousId', 'UserId', 'user_id'].some((k) => typeof event[k] === 'string');
+    const id = (k: string) => ['userid', 'anonymousid', 'user_id', 'anonymous_id'].includes(k.toLowerCase());
+    const ids = Object.keys(event).some((k) => id(k) && typeof event[k] === 'string');
     if (!ids || (required[type] ?? []).some((key) => event[key] === undefined)) {
       return refuse(400, 'missing field');
     }
@@ -264,6 +266,32 @@ test('a refusal without a JSON {"message"} fails: Segment shows the customer tha
       /^ {3}FAIL \(expected 401, with a JSON \{"message"\} saying what is wrong/m,
     );
   }
+});
+
+test('a refusal whose message shows a stack trace fails: Segment shows the customer that message', async (t) => {
+  const { server } = endpoint(() => false, 'stack');
+  const lines: string[] = [];
+  const summary = await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
+  const refused = CASES.filter((c) => c.expect !== 'accept').map((c) => c.name);
+  assert.deepEqual(failedNames(summary), refused);
+  assert.match(
+    lines.join('\n'),
+    /FAIL \(expected 400, with a message that names no stack trace or source file/,
+  );
+});
+
+test('a key compared only as far as the real one goes fails: a key with a character more is let in', async (t) => {
+  // A probe's endpoint compared each character of the real key with the one sent and stopped there: any
+  // key that begins with the real one was let in, and every case passed.
+  const { server } = bodies((req, res) => {
+    const sent = (req.headers.authorization ?? '').replace(/^basic /i, '');
+    const user = Buffer.from(sent, 'base64').toString().split(':')[0] ?? '';
+    if (user.length < KEY.length || [...KEY].some((c, i) => user[i] !== c)) return reply(res, 401, 'Invalid');
+    reply(res, 200);
+  });
+  const summary = await run(await listen(t, server), { apiKey: KEY }, () => {});
+  assert.ok(failedNames(summary).includes('bad: the API key with a character more'));
+  assert.ok(!failedNames(summary).includes('bad: the API key less its last character'));
 });
 
 test('a refusal as application/problem+json (RFC 9457) with its message passes: it is JSON', async (t) => {

@@ -163,6 +163,11 @@ function judge(c: TestCase, { contentType, ...answer }: Answer, taken: Set<strin
             'FAIL (a 501, for a type not taken, with a JSON {"message"} saying so: Segment shows it to the customer)',
         };
   }
+  if (answer.status >= 300 && INTERNALS.test(answer.message ?? '')) {
+    return fail(
+      `, with a message that names no stack trace or source file: Segment shows it to the customer`,
+    );
+  }
   if (type !== undefined) {
     return {
       result: { name: c.name, pass: true, ...answer, notTaken: type },
@@ -174,6 +179,9 @@ function judge(c: TestCase, { contentType, ...answer }: Answer, taken: Set<strin
     ? { result: { name: c.name, pass: true, ...answer }, verdict: `PASS (expected ${expected(c.expect)})` }
     : fail('');
 }
+
+// A stack trace's frame (`\n    at f (...)`, Python's `File "..."`), or a source file and line (`app.js:12`).
+const INTERNALS = /\n\s+at \S|\bFile "[^"]+", line \d|\.(?:[cm]?[jt]s|py|rb|go|java|php|cs):\d+\b/;
 
 /** X-Segment-Settings' value: base64 of the settings' JSON, text given as it is. */
 export function settingsHeader(settings: Readonly<Record<string, unknown>> | string): string {

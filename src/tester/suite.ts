@@ -1,3 +1,5 @@
+import { MOBILE, ORDER, SERVER, TRAITS, WEB } from './samples.ts';
+
 // The events `segment-endpoint test` sends: every type as Segment sends it, the variants real senders
 // produce, and deliberately bad ones with the 4xx each must get. Only answers every endpoint following
 // the partner contract owes are expected, so the suite works against any endpoint.
@@ -50,7 +52,7 @@ export function suite(run: SuiteRun): TestCase[] {
     Object.fromEntries(Object.entries(body).filter(([key]) => !keys.includes(key)));
 
   const make: Make = { run, event, track, without };
-  return [...accepted(make), ...refused(make)];
+  return [...accepted(make), ...variants(make), ...refused(make)];
 }
 
 /** What the cases are made with: the run, an event in Segment's envelope, a track, a body less keys. */
@@ -65,8 +67,8 @@ interface Make {
   readonly without: (body: Record<string, unknown>, ...keys: string[]) => Record<string, unknown>;
 }
 
-/** Every type as Segment sends it, and the variants real senders produce: each must be accepted. */
-function accepted({ run, event, track, without }: Make): TestCase[] {
+/** Every type as Segment sends it, and a retry: each must be accepted. */
+function accepted({ event, track, without }: Make): TestCase[] {
   return [
     { name: 'identify', expect: 'accept', body: event('identify', { traits: TRAITS }) },
     { name: 'track', expect: 'accept', body: track },
@@ -96,6 +98,12 @@ function accepted({ run, event, track, without }: Make): TestCase[] {
       ),
     },
     { name: 'track again, same messageId (a retry)', expect: 'accept', body: track },
+  ];
+}
+
+/** The variants real senders produce (casing, leniency, the Basic header's forms): each must be accepted. */
+function variants({ run, event, without }: Make): TestCase[] {
+  return [
     {
       name: 'track by anonymousId only',
       expect: 'accept',
@@ -111,6 +119,17 @@ function accepted({ run, event, track, without }: Make): TestCase[] {
       name: 'casing: user_id',
       expect: 'accept',
       body: without(event('track', { user_id: 'user-1234', event: 'Signed Up' }), 'userId', 'anonymousId'),
+    },
+    {
+      name: 'casing: USERID',
+      expect: 'accept',
+      body: without(event('identify', { USERID: 'user-1234', traits: TRAITS }), 'userId', 'anonymousId'),
+    },
+    { name: 'casing: "type": "TRACK"', expect: 'accept', body: event('TRACK', { event: 'Signed Up' }) },
+    {
+      name: "lenient: a top-level key of the customer's own",
+      expect: 'accept',
+      body: event('track', { event: 'Signed Up', experimentGroup: 'b' }),
     },
     {
       name: 'lenient: null context and integrations',
@@ -151,6 +170,7 @@ function refused({ run, event, without }: Make): TestCase[] {
   return [
     { name: 'bad: malformed JSON', expect: 400, body: '{"type":"track","event":"Signed Up","userId":' },
     { name: 'bad: not an object', expect: 400, body: '"track"' },
+    { name: 'bad: null, not an event', expect: 400, body: 'null' },
     { name: 'bad: no type', expect: 400, body: without(event('track', { event: 'Signed Up' }), 'type') },
     {
       // Not a Segment type: 501 (a type this endpoint does not take) and 400 (malformed) are both final.
@@ -176,6 +196,20 @@ function refused({ run, event, without }: Make): TestCase[] {
       expect: 401,
       body: event('track', { event: 'Signed Up' }),
       headers: { Authorization: `Basic ${base64(`not-a-key-${run.id}:`)}` },
+    },
+    {
+      // The key with a character more, and less its last: a comparison that stops at one key's length
+      // takes them for it.
+      name: 'bad: the API key with a character more',
+      expect: 401,
+      body: event('track', { event: 'Signed Up' }),
+      headers: { Authorization: `Basic ${base64(`${run.apiKey}x:`)}` },
+    },
+    {
+      name: 'bad: the API key less its last character',
+      expect: 401,
+      body: event('track', { event: 'Signed Up' }),
+      headers: { Authorization: `Basic ${base64(`${run.apiKey.slice(0, -1)}:`)}` },
     },
     {
       name: 'bad: no Authorization',
@@ -206,22 +240,3 @@ function refused({ run, event, without }: Make): TestCase[] {
     },
   ];
 }
-
-const WEB = {
-  library: { name: 'analytics.js', version: '5.2.0' },
-  ip: '203.0.113.7',
-  locale: 'en-US',
-  page: { path: '/pricing', referrer: '', title: 'Pricing', url: 'https://example.com/pricing' },
-  userAgent: 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 Chrome/120.0 Safari/537.36',
-};
-const MOBILE = {
-  library: { name: 'analytics-ios', version: '4.1.8' },
-  app: { name: 'Example', version: '3.2.1', build: '321' },
-  device: { manufacturer: 'Apple', model: 'iPhone15,2', type: 'ios' },
-  os: { name: 'iOS', version: '17.2' },
-  network: { wifi: true },
-  timezone: 'Europe/Paris',
-};
-const SERVER = { library: { name: 'unknown', version: 'unknown' } };
-const TRAITS = { name: 'Jane Kim', email: 'jane.kim@example.com', plan: 'premium', logins: 5 };
-const ORDER = { order_id: 'ord-1001', total: 59.9, currency: 'EUR', products: [{ sku: 'SKU-7', qty: 2 }] };
