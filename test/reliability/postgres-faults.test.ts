@@ -289,12 +289,30 @@ test('an INSERT that keeps losing conflicts is answered 503 after a few tries, a
 test('PostgreSQL slow with large events: what waits for an INSERT is bounded in bytes, past it 503 SEG_OVERLOADED', async () => {
   // Counted in events only (10,000), large events waiting for a slow database took the endpoint past
   // Node's heap (4 GB at 400 senders of 500 KB), and it died: every connection dropped.
-  const ep = await endpoint('slow_large');
+  // The bound (~64 MiB waiting or under way) must fill within the sink's 4 s statement timeout: on a
+  // machine too busy for that, the INSERTs time out first (every event a retryable 503
+  // SEG_STORE_UNAVAILABLE, nothing said of the bound), and the run is tried again, up to three times.
+  const runs: string[] = [];
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const codes = await slowAndLarge(`slow_large_${attempt}`);
+    if (codes.includes('503 SEG_OVERLOADED')) return;
+    runs.push(codes.join(', '));
+    assert.ok(codes.includes('503 SEG_STORE_UNAVAILABLE'), codes.join(', '));
+  }
+  assert.fail(`the bound never answered SEG_OVERLOADED: ${runs.join(' | ')}`);
+});
+
+/**
+ * 200 senders of 400 KB events to an endpoint whose INSERTs into `table` each wait 2.5 s: the answers'
+ * codes, once every 200 is checked stored and an event after the pause is stored again.
+ */
+async function slowAndLarge(table: string): Promise<string[]> {
+  const ep = await endpoint(table);
   await waitFor(ep.output, /PostgreSQL stores events/);
   await execute(
-    `CREATE FUNCTION slow_large_pause() RETURNS trigger LANGUAGE plpgsql AS
+    `CREATE FUNCTION ${table}_pause() RETURNS trigger LANGUAGE plpgsql AS
       $$ BEGIN PERFORM pg_sleep(2.5); RETURN NULL; END $$`,
-    'CREATE TRIGGER pause BEFORE INSERT ON slow_large FOR EACH STATEMENT EXECUTE FUNCTION slow_large_pause()',
+    `CREATE TRIGGER pause BEFORE INSERT ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION ${table}_pause()`,
   );
   const agent = new Agent({ keepAlive: true, ca: testCert().cert });
   try {
@@ -305,24 +323,28 @@ test('PostgreSQL slow with large events: what waits for an INSERT is bounded in 
       ),
     );
     const codes = answers.map((a) => (a.status === 200 ? '200' : `${a.status} ${a.code}`));
-    assert.ok(codes.includes('503 SEG_OVERLOADED'), codes.join(', '));
-    // On a machine busy with other work an INSERT can also run past the sink's 4 s statement timeout
-    // (the pause, then ~8 MB): a 503 SEG_STORE_UNAVAILABLE, retried as the rest, until the next check.
     assert.ok(
       codes.every((code) => /^(?:200|503 SEG_(?:OVERLOADED|HANDLER_TIMEOUT|STORE_UNAVAILABLE))$/.test(code)),
       codes.join(', '),
     );
-    assertAcknowledgedStored(answers, await storedIds('slow_large'));
-    await execute('DROP TRIGGER pause ON slow_large');
+    const acknowledged = answers.filter((a) => a.status === 200).map((a) => a.id);
+    const stored = await storedIds(table);
+    assert.deepEqual(
+      acknowledged.filter((id) => !stored.has(id)),
+      [],
+      'every event answered 200 is a row',
+    );
+    await execute(`DROP TRIGGER pause ON ${table}`);
     let sent = 0;
-    const stored = async () =>
+    const storedAfter = async () =>
       (await send(agent, ep.url, trackEvent({ messageId: `after-${sent++}` }))).status === 200;
-    await eventually(stored, 'an event stored after the pause', 15_000);
+    await eventually(storedAfter, 'an event stored after the pause', 15_000);
+    return codes;
   } finally {
     agent.destroy();
+    await stopCleanly(ep);
   }
-  await stopCleanly(ep);
-});
+}
 
 test('the log says each outage and each recovery, and never ends on "stores events" while none can be stored', async () => {
   // Said when a check passed, "stores events" was the last line of an outage that followed at once, and
