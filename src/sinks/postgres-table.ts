@@ -16,6 +16,10 @@ const createTable = (table: string) => `CREATE TABLE IF NOT EXISTS ${quoted(tabl
       event jsonb NOT NULL
     )`;
 
+// pg_index `i` on the sink's two keys, in either order (INCLUDE columns aside), as ON CONFLICT finds it.
+const ON_THE_KEYS = `i.indnkeyatts = 2 AND ARRAY['message_id', 'source'] = (SELECT array_agg(a.attname::text ORDER BY
+  a.attname) FROM unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)`;
+
 /**
  * The name of the table's unique index: `<table>_source_message_id`, or, when another relation holds it
  * (a table archived by a rename keeps its index's name) or an index of the table that is not the sink's
@@ -28,9 +32,7 @@ const INDEX_NAME_SQL = `SELECT name FROM generate_series(1, 99) AS n,
   WHERE NOT EXISTS (SELECT FROM pg_class r
     WHERE r.relname = name AND r.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = $2::regclass)
       AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indexrelid = r.oid AND i.indrelid = $2::regclass
-        AND i.indisunique AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = 2
-        AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum)
-          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['message_id', 'source']))
+        AND i.indisunique AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AND ${ON_THE_KEYS}))
   ORDER BY n LIMIT 1`;
 
 /** The columns the sink writes, and the type each must have (format_type's words). */
@@ -68,9 +70,7 @@ keyed AS (
     EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) AS c(oid) JOIN pg_collation pc ON pc.oid = c.oid
             WHERE (to_jsonb(pc) ->> 'collisdeterministic')::boolean IS FALSE) AS loose
   FROM pg_index i, t
-  WHERE i.indrelid = t.oid AND i.indisunique AND i.indnkeyatts = 2
-    AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM unnest(i.indkey[0:i.indnkeyatts - 1]) AS k(attnum)
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) = ARRAY['message_id', 'source']
+  WHERE i.indrelid = t.oid AND i.indisunique AND ${ON_THE_KEYS}
 ),
 attributes AS (
   SELECT a.* FROM pg_attribute a, t WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped
