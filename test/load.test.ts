@@ -4,7 +4,7 @@ import type { EndpointServer } from '../src/index.ts';
 import { loadMain } from '../src/load/command.ts';
 import { eventSource, MIX, RETRY_EVERY, typeCycle } from '../src/load/mix.ts';
 import { type LoadFigures, report, verdict } from '../src/load/report.ts';
-import { segmentHeaders } from '../src/tester/run.ts';
+import { segmentHeaders } from '../src/tester/headers.ts';
 import { EVENT_TYPES } from '../src/types.ts';
 import { API_KEY, recorder, type Seen } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';

@@ -33,7 +33,7 @@ async function listen(t: { after(fn: () => void): void }, server: Server): Promi
 
 /**
  * A server (over TLS with `tls`) that reads each body whole, then lets `answer` write the response;
- * `received` counts them.
+ * `received` counts the POSTs.
  */
 function bodies(answer: (req: IncomingMessage, res: ServerResponse, body: string) => void, tls = false) {
   let received = 0;
@@ -43,7 +43,7 @@ function bodies(answer: (req: IncomingMessage, res: ServerResponse, body: string
       body += chunk;
     });
     req.on('end', () => {
-      received++;
+      if (req.method === 'POST') received++;
       answer(req, res, body);
     });
   };
@@ -65,11 +65,25 @@ const reply = (res: ServerResponse, status: number, message?: string, refusals: 
   res.end(body);
 };
 
+/** How an endpoint strays from the careful one below. */
+interface Strays {
+  /** Refused with a 400, though the contract lets an event be so. */
+  readonly refuses?: (event: Record<string, unknown>, req: IncomingMessage) => boolean;
+  /** Every answer closes its connection. */
+  readonly closes?: boolean;
+  /** What a method other than POST is answered (405 with `Allow: POST` when absent). */
+  readonly otherMethods?: (res: ServerResponse) => void;
+}
+
 /**
- * The contract as a careful endpoint keeps it, but for what `broken` answers 501: a 501 stands for "this
- * type is not taken", which the suite allows only for types the endpoint takes nowhere.
+ * The contract as a careful endpoint keeps it, but for what `broken` answers 501 (a 501 stands for "this
+ * type is not taken", which the suite allows only for types the endpoint takes nowhere) and its `strays`.
  */
-function endpoint(broken: (event: Record<string, unknown>) => boolean, refusals: Refusals = 'json') {
+function endpoint(
+  broken: (event: Record<string, unknown>) => boolean,
+  refusals: Refusals = 'json',
+  strays: Strays = {},
+) {
   const good = [`Basic ${btoa(`${KEY}:`)}`, `basic ${btoa(`${KEY}:`)}`, `Basic ${btoa(KEY)}`];
   const required: Record<string, string[]> = {
     track: ['event'],
@@ -79,6 +93,12 @@ function endpoint(broken: (event: Record<string, unknown>) => boolean, refusals:
   };
   return bodies((req, res, body) => {
     const refuse = (status: number, message: string) => reply(res, status, message, refusals);
+    if (strays.closes) res.setHeader('connection', 'close');
+    if (req.method !== 'POST') {
+      if (strays.otherMethods) return strays.otherMethods(res);
+      res.setHeader('allow', 'POST');
+      return refuse(405, 'POST only');
+    }
     if (!good.includes(req.headers.authorization ?? '')) return refuse(401, 'Invalid API key');
     const settings = req.headers['x-segment-settings'];
     try {
@@ -105,6 +125,7 @@ function endpoint(broken: (event: Record<string, unknown>) => boolean, refusals:
     if (!ids || (required[type] ?? []).some((key) => event[key] === undefined)) {
       return refuse(400, 'missing field');
     }
+    if (strays.refuses?.(event, req)) return refuse(400, 'refused');
     reply(res, 200);
   });
 }
@@ -114,8 +135,61 @@ const failedNames = (summary: { results: ReadonlyArray<{ name: string; pass: boo
 
 test('a careful endpoint passes every case: the endpoint the cases below break one way each', async (t) => {
   const { server } = endpoint(() => false);
-  const summary = await run(await listen(t, server), { apiKey: KEY }, () => {});
+  const lines: string[] = [];
+  const summary = await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
   assert.deepEqual(failedNames(summary), []);
+  assert.doesNotMatch(lines.join('\n'), /^Warning/m);
+});
+
+test('an endpoint that requires what the contract leaves out fails: a messageId, a userId not null, no settings header', async (t) => {
+  // Any field may be missing or null unless the contract says otherwise (Segment sends `userId: null` for
+  // an anonymous visitor), and an X-Segment-Settings of {} means what no header means. Endpoints that
+  // refused each passed every case.
+  const strays: Array<[string, NonNullable<Strays['refuses']>]> = [
+    ['lenient: no messageId', (event) => typeof event.messageId !== 'string'],
+    ['lenient: userId null, anonymousId set', (event) => 'userId' in event && event.userId === null],
+    ['settings: X-Segment-Settings of {}, as when absent', (_, req) => 'x-segment-settings' in req.headers],
+  ];
+  for (const [name, refuses] of strays) {
+    const { server } = endpoint(() => false, 'json', { refuses });
+    const summary = await run(await listen(t, server), { apiKey: KEY }, () => {});
+    assert.deepEqual(failedNames(summary), [name]);
+  }
+});
+
+test('an endpoint that closes the connection after every answer passes, with a warning: Segment keeps it alive', async (t) => {
+  const { server, received } = endpoint(() => false, 'json', { closes: true });
+  const lines: string[] = [];
+  const summary = await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
+  assert.deepEqual(failedNames(summary), []);
+  assert.equal(received(), CASES.length, 'each case sent once');
+  const accepted = CASES.filter((c, i) => c.expect === 'accept' && i < CASES.length - 1).length;
+  assert.match(
+    lines.join('\n'),
+    new RegExp(`^Warning: the connection was closed after ${accepted} of ${accepted} accepted events`, 'm'),
+  );
+});
+
+test('a method other than POST answered otherwise than 405 with Allow: POST passes, with a warning', async (t) => {
+  const answers: Array<[string, (res: ServerResponse) => void, RegExp]> = [
+    [
+      'a 404',
+      (res) => reply(res, 404, 'Not Found'),
+      /^Warning: a GET was answered 404, not 405 with Allow: POST/m,
+    ],
+    [
+      'a 405 without Allow',
+      (res) => reply(res, 405, 'No'),
+      /^Warning: a GET was answered 405 without Allow: POST/m,
+    ],
+  ];
+  for (const [what, otherMethods, warning] of answers) {
+    const { server } = endpoint(() => false, 'json', { otherMethods });
+    const lines: string[] = [];
+    const summary = await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
+    assert.deepEqual(failedNames(summary), [], what);
+    assert.match(lines.join('\n'), warning, what);
+  }
 });
 
 test('a 501 to a variant of a type the endpoint takes fails: it is not "a type this endpoint does not take"', async (t) => {

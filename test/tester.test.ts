@@ -20,6 +20,8 @@ const CASES = suite({ id: 'x', apiKey: KEY, now: new Date() });
 const GOOD = CASES.filter((c) => c.expect === 'accept');
 const BAD = CASES.filter((c) => c.expect !== 'accept');
 const SUMMARY_OK = new RegExp(`^${CASES.length} passed, 0 failed$`, 'm');
+/** The suite of a run with `--settings`: no case sends settings of its own. */
+const WITH_SETTINGS = suite({ id: 'x', apiKey: KEY, now: new Date(), settings: true });
 
 /** Events the endpoints here have handled: how many a run sent. */
 let received = 0;
@@ -67,7 +69,9 @@ describe('the suite', () => {
 
   test('every messageId is new per run; only the retry repeats one', () => {
     const ids = (s: ReturnType<typeof suite>) =>
-      s.flatMap((c) => (typeof c.body === 'string' ? [] : [c.body.messageId as string]));
+      s.flatMap((c) =>
+        typeof c.body === 'string' || !('messageId' in c.body) ? [] : [c.body.messageId as string],
+      );
     const first = ids(CASES);
     assert.equal(new Set(first).size, first.length - 1);
     const second = ids(suite({ id: 'y', apiKey: KEY, now: new Date() }));
@@ -103,10 +107,13 @@ describe('against our own endpoint', () => {
     assert.equal(summary.passed, CASES.length);
     assert.match(lines.join('\n'), SUMMARY_OK);
     assert.equal(lines.at(-1), `${CASES.length} passed, 0 failed`);
+    // Kept alive across every acceptance, and a GET answered 405 with Allow: POST.
+    assert.doesNotMatch(lines.join('\n'), /^Warning/m);
 
     const { io, out } = sink();
     assert.equal(await testMain([plainUrl, '--api-key', KEY, '--settings', '{"region":"eu"}'], io), 0);
-    assert.match(out.text, SUMMARY_OK);
+    assert.match(out.text, new RegExp(`^${WITH_SETTINGS.length} passed, 0 failed$`, 'm'));
+    assert.equal(WITH_SETTINGS.length, CASES.length - 1, 'no settings of its own: one case fewer');
     assert.match(out.text, /^1\. identify$/m);
     assert.match(out.text, /^ {3}POST http:\/\/127\.0\.0\.1:\d+\/ \{"type":"identify"/m);
     assert.match(out.text, /^ {3}401 Invalid API key$/m);
@@ -235,7 +242,7 @@ describe('against a wrong endpoint', () => {
         body += c;
       });
       req.on('end', () => {
-        seen.push({ headers: req.headers, body, port: req.socket.remotePort });
+        if (req.method === 'POST') seen.push({ headers: req.headers, body, port: req.socket.remotePort });
         res.end();
       });
     });
@@ -247,8 +254,9 @@ describe('against a wrong endpoint', () => {
         summary.results.filter((r) => !r.pass).map((r) => r.name),
         BAD.map((c) => c.name),
       );
-      assert.equal(summary.passed, GOOD.length);
-      assert.equal(lines.at(-1), `${GOOD.length} passed, ${BAD.length} failed`);
+      const good = WITH_SETTINGS.filter((c) => c.expect === 'accept').length;
+      assert.equal(summary.passed, good);
+      assert.equal(lines.at(-1), `${good} passed, ${BAD.length} failed`);
       assert.match(lines.join('\n'), /^ {3}FAIL \(expected 401\)$/m);
 
       // Exactly Segment's headers, on one kept-alive connection.
@@ -263,7 +271,7 @@ describe('against a wrong endpoint', () => {
       assert.equal(first.headers['content-length'], String(Buffer.byteLength(first.body)));
       const settings = Buffer.from(String(first.headers['x-segment-settings']), 'base64').toString();
       assert.deepEqual(JSON.parse(settings), { region: 'eu' });
-      assert.equal(seen.length, CASES.length);
+      assert.equal(seen.length, WITH_SETTINGS.length);
       assert.equal(new Set(seen.map((s) => s.port)).size, 1);
       const noAuth = seen.find((s) => s.body.includes('"userId"') && s.headers.authorization === undefined);
       assert.ok(noAuth !== undefined, 'the no-Authorization case sends none');

@@ -9,7 +9,7 @@ import {
 } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
-import { segmentHeaders, settingsHeader } from '../tester/run.ts';
+import { segmentHeaders, settingsHeader } from '../tester/headers.ts';
 import { SEGMENT_TIMEOUT_MS } from './report.ts';
 import type { LoadOptions } from './run.ts';
 

@@ -11,7 +11,8 @@ export function testUsage(): string {
 Sends a suite of events to URL exactly as Segment sends them (headers included): every event type,
 casing variants, a delete, and deliberately bad ones. Prints each request, the status and message
 answered, PASS or FAIL, then "N passed, M failed". Exits 0 only if every good event was accepted
-(200 or 202) and every bad one got the right 4xx.
+(200 or 202) and every bad one got the right 4xx. A connection closed after acceptances, or a GET
+answered otherwise than 405 with Allow: POST, is a warning before the summary, not a failure.
 
 Options:
   --api-key KEY      the API key a customer would enter in Segment (sent as the Basic username)

@@ -7,9 +7,11 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { shownUrl } from '../sender-args.ts';
 import { EVENT_TYPES } from '../types.ts';
+import { caseHeaders, segmentHeaders, settingsHeader } from './headers.ts';
+import { closedWarning, methodWarning } from './manners.ts';
 import { type Answer, send } from './send.ts';
 import { printable, shown, truncate } from './shown.ts';
-import { base64, type Expectation, suite, type TestCase } from './suite.ts';
+import { type Expectation, suite, type TestCase } from './suite.ts';
 
 export interface RunOptions {
   readonly apiKey: string;
@@ -33,6 +35,8 @@ export interface CaseResult {
   readonly error?: string;
   /** The case's event type, answered 501: a type this endpoint does not take, which the contract allows. */
   readonly notTaken?: string;
+  /** Whether the case went out on a new connection, not the one kept alive from the case before. */
+  readonly fresh?: boolean;
 }
 
 export interface Summary {
@@ -48,7 +52,7 @@ export async function run(url: string, options: RunOptions, write: (line: string
   const target = new URL(url);
   const timeoutMs = options.timeoutMs ?? TIMEOUT_MS;
   const settings = options.settings === undefined ? undefined : settingsHeader(options.settings);
-  const cases = suite({ id: randomUUID(), apiKey: options.apiKey, now: new Date() });
+  const cases = suite({ id: randomUUID(), apiKey: options.apiKey, now: new Date(), settings: !!settings });
   // One connection kept alive across the suite, as Segment does "whenever possible".
   const agent =
     target.protocol === 'https:'
@@ -59,6 +63,8 @@ export async function run(url: string, options: RunOptions, write: (line: string
   const results: CaseResult[] = [];
   /** Types whose good events this endpoint accepted: a 501 to one of them is no "type not taken". */
   const taken = new Set<string>();
+  /** What the endpoint's HTTP does that the contract advises against, though no case fails for it. */
+  const warnings: Array<string | undefined> = [];
   try {
     for (const [i, c] of cases.entries()) {
       const body = Buffer.from(typeof c.body === 'string' ? c.body : JSON.stringify(c.body));
@@ -85,10 +91,12 @@ export async function run(url: string, options: RunOptions, write: (line: string
       write(`   ${judged.verdict}`);
       results.push(judged.result);
     }
+    const { 'Content-Type': _, ...get } = segmentHeaders(options.apiKey, settings);
+    warnings.push(closedWarning(results), await methodWarning(target, get, agent, timeoutMs));
   } finally {
     agent.destroy();
   }
-  return summarise(results, taken, write);
+  return summarise(results, taken, warnings, write);
 }
 
 /**
@@ -98,6 +106,7 @@ export async function run(url: string, options: RunOptions, write: (line: string
 function summarise(
   results: readonly CaseResult[],
   taken: ReadonlySet<string>,
+  warnings: ReadonlyArray<string | undefined>,
   write: (line: string) => void,
 ): Summary {
   const answered501 = new Set(results.flatMap((r) => (r.notTaken === undefined ? [] : [r.notTaken])));
@@ -124,6 +133,7 @@ function summarise(
         'answered 501: a partner must honour them',
     );
   }
+  for (const warning of warnings) if (warning !== undefined) write(warning);
   if (failures.length > 0) write(`Failed: ${failures.join('; ')}`);
   // On its own line, worded exactly so: CI greps for it.
   write(`${judged.length - failures.length} passed, ${failures.length} failed`);
@@ -182,40 +192,6 @@ function judge(c: TestCase, { contentType, ...answer }: Answer, taken: Set<strin
 
 // A stack trace's frame (`\n    at f (...)`, Python's `File "..."`), or a source file and line (`app.js:12`).
 const INTERNALS = /\n\s+at \S|\bFile "[^"]+", line \d|\.(?:[cm]?[jt]s|py|rb|go|java|php|cs):\d+\b/;
-
-/** X-Segment-Settings' value: base64 of the settings' JSON, text given as it is. */
-export function settingsHeader(settings: Readonly<Record<string, unknown>> | string): string {
-  return base64(typeof settings === 'string' ? settings : JSON.stringify(settings));
-}
-
-/** The headers Segment sends with every event, in its order; `settings` is X-Segment-Settings' value. */
-export function segmentHeaders(apiKey: string, settings: string | undefined): Record<string, string> {
-  const headers: Record<string, string> = {
-    Authorization: `Basic ${base64(`${apiKey}:`)}`,
-    'Content-Type': 'application/json',
-    'User-Agent': 'Segment.io/1.0',
-    Accept: '*/*',
-    'Cache-Control': 'no-cache',
-  };
-  if (settings !== undefined) headers['X-Segment-Settings'] = settings;
-  return headers;
-}
-
-/** Segment's headers with the case's changes, and the body's length. */
-function caseHeaders(
-  apiKey: string,
-  settings: string | undefined,
-  changes: TestCase['headers'],
-  length: number,
-): Record<string, string> {
-  const headers = segmentHeaders(apiKey, settings);
-  for (const [name, value] of Object.entries(changes ?? {})) {
-    for (const key of Object.keys(headers)) if (key.toLowerCase() === name.toLowerCase()) delete headers[key];
-    if (value !== null) headers[name] = value;
-  }
-  headers['Content-Length'] = String(length);
-  return headers;
-}
 
 /**
  * The type of a case's event, when a 501 to it is the contract's answer for a type the endpoint does not

@@ -13,6 +13,8 @@ export interface Answer {
   readonly status: number;
   readonly message?: string;
   readonly contentType?: string;
+  /** Whether the request went out on a new connection, not one kept alive from the case before. */
+  readonly fresh: boolean;
 }
 
 /** POSTs `body` to `url` on `agent`: the status answered and its message, or a rejection saying why not. */
@@ -64,7 +66,7 @@ export function send(
     // would settle neither way.
     req.on('upgrade', (res, socket) => {
       socket.destroy();
-      if (settle()) resolve({ status: res.statusCode ?? 101 });
+      if (settle()) resolve({ status: res.statusCode ?? 101, fresh: !req.reusedSocket });
     });
     req.on('response', (res) => {
       status = res.statusCode ?? 0;
@@ -81,6 +83,7 @@ export function send(
         const contentType = res.headers['content-type'];
         resolve({
           status: res.statusCode ?? 0,
+          fresh: !req.reusedSocket,
           ...(message !== undefined && { message }),
           ...(contentType !== undefined && { contentType }),
         });

@@ -1,4 +1,6 @@
+import { base64 } from './headers.ts';
 import { MOBILE, ORDER, SERVER, TRAITS, WEB } from './samples.ts';
+import { variants } from './suite-variants.ts';
 
 // The events `segment-endpoint test` sends: every type as Segment sends it, the variants real senders
 // produce, and deliberately bad ones with the 4xx each must get. Only answers every endpoint following
@@ -21,9 +23,9 @@ export interface SuiteRun {
   readonly id: string;
   readonly apiKey: string;
   readonly now: Date;
+  /** Whether every event carries the customer's settings (`--settings`): no case then sends its own. */
+  readonly settings?: boolean;
 }
-
-export const base64 = (text: string) => Buffer.from(text).toString('base64');
 
 /** The suite. Good events first, then the ones every endpoint must refuse, each with its status. */
 export function suite(run: SuiteRun): TestCase[] {
@@ -56,7 +58,7 @@ export function suite(run: SuiteRun): TestCase[] {
 }
 
 /** What the cases are made with: the run, an event in Segment's envelope, a track, a body less keys. */
-interface Make {
+export interface Make {
   readonly run: SuiteRun;
   readonly event: (
     type: string,
@@ -98,70 +100,6 @@ function accepted({ event, track, without }: Make): TestCase[] {
       ),
     },
     { name: 'track again, same messageId (a retry)', expect: 'accept', body: track },
-  ];
-}
-
-/** The variants real senders produce (casing, leniency, the Basic header's forms): each must be accepted. */
-function variants({ run, event, without }: Make): TestCase[] {
-  return [
-    {
-      name: 'track by anonymousId only',
-      expect: 'accept',
-      body: without(event('track', { event: 'Product Viewed' }), 'userId'),
-    },
-    { name: 'casing: "type": "Track"', expect: 'accept', body: event('Track', { event: 'Signed Up' }) },
-    {
-      name: 'casing: UserId',
-      expect: 'accept',
-      body: without(event('identify', { UserId: 'user-1234', traits: TRAITS }), 'userId', 'anonymousId'),
-    },
-    {
-      name: 'casing: user_id',
-      expect: 'accept',
-      body: without(event('track', { user_id: 'user-1234', event: 'Signed Up' }), 'userId', 'anonymousId'),
-    },
-    {
-      name: 'casing: USERID',
-      expect: 'accept',
-      body: without(event('identify', { USERID: 'user-1234', traits: TRAITS }), 'userId', 'anonymousId'),
-    },
-    { name: 'casing: "type": "TRACK"', expect: 'accept', body: event('TRACK', { event: 'Signed Up' }) },
-    {
-      name: "lenient: a top-level key of the customer's own",
-      expect: 'accept',
-      body: event('track', { event: 'Signed Up', experimentGroup: 'b' }),
-    },
-    {
-      name: 'lenient: null context and integrations',
-      expect: 'accept',
-      body: event('track', { event: 'Signed Up', context: null, integrations: null }),
-    },
-    {
-      name: 'lenient: string version, non-ISO originalTimestamp',
-      expect: 'accept',
-      body: event('identify', {
-        traits: TRAITS,
-        version: '1.1',
-        originalTimestamp: 'Mon Feb 23 2015 14:28:55 GMT-0800',
-      }),
-    },
-    {
-      name: 'lenient: delete with [] context and null integrations',
-      expect: 'accept',
-      body: without(event('delete', { channel: 'server', context: [], integrations: null }), 'anonymousId'),
-    },
-    {
-      name: 'auth: scheme in lower case',
-      expect: 'accept',
-      body: event('track', { event: 'Signed Up' }),
-      headers: { Authorization: `basic ${base64(`${run.apiKey}:`)}` },
-    },
-    {
-      name: 'auth: no trailing colon, base64(key)',
-      expect: 'accept',
-      body: event('track', { event: 'Signed Up' }),
-      headers: { Authorization: `Basic ${base64(run.apiKey)}` },
-    },
   ];
 }
 

@@ -1,0 +1,97 @@
+// What the contract asks of an endpoint's HTTP beyond each event's answer, said by `segment-endpoint test`
+// as warnings before its summary: no case fails for them. Segment keeps a connection alive across events
+// "whenever possible", which an endpoint that closes it after each answer makes a TLS handshake an event;
+// and HTTP answers a method other than POST with 405 and `Allow: POST`, though an endpoint embedded in a
+// larger server may rightly route a GET on its path elsewhere.
+
+import type { Agent as HttpAgent } from 'node:http';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+
+/** A case's outcome, as far as its connection goes. */
+interface Sent {
+  readonly status?: number;
+  readonly error?: string;
+  readonly fresh?: boolean;
+}
+
+/**
+ * The warning for an endpoint that closed the connection after accepted events (the next case went out
+ * on a new one), or undefined. Only acceptances count: an endpoint may close after a refusal.
+ */
+export function closedWarning(results: readonly Sent[]): string | undefined {
+  let accepted = 0;
+  let closed = 0;
+  for (const [i, r] of results.entries()) {
+    const next = results[i + 1];
+    if (next?.status === undefined || r.error !== undefined || (r.status !== 200 && r.status !== 202))
+      continue;
+    accepted++;
+    if (next.fresh === true) closed++;
+  }
+  if (closed === 0) return undefined;
+  return (
+    `Warning: the connection was closed after ${closed} of ${accepted} accepted events: Segment keeps ` +
+    'one alive across events whenever it can, and each new one costs a TLS handshake'
+  );
+}
+
+/**
+ * Sends a GET with Segment's headers, and the warning for an answer other than 405 with `Allow: POST`, or
+ * undefined.
+ */
+export async function methodWarning(
+  url: URL,
+  headers: Readonly<Record<string, string>>,
+  agent: HttpAgent,
+  timeoutMs: number,
+): Promise<string | undefined> {
+  const why = 'Segment sends only POSTs, and HTTP answers another method with 405 and Allow: POST';
+  let answer: { status: number; allow: string };
+  try {
+    answer = await get(url, headers, agent, timeoutMs);
+  } catch (err) {
+    return `Warning: a GET was not answered (${(err as Error).message}): ${why}`;
+  }
+  if (answer.status !== 405) {
+    return `Warning: a GET was answered ${answer.status}, not 405 with Allow: POST: ${why} (unless another route of the server takes GETs at this URL)`;
+  }
+  if (!/(?:^|,)\s*POST\s*(?:,|$)/i.test(answer.allow)) {
+    return `Warning: a GET was answered 405 without Allow: POST, which HTTP requires with a 405 (it lists the methods taken)`;
+  }
+  return undefined;
+}
+
+/** A GET of `url` on `agent`: its status and `Allow` header, or a rejection (no answer within `timeoutMs`). */
+function get(
+  url: URL,
+  headers: Readonly<Record<string, string>>,
+  agent: HttpAgent,
+  timeoutMs: number,
+): Promise<{ status: number; allow: string }> {
+  const request = (url.protocol === 'https:' ? httpsRequest : httpRequest) as typeof httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'GET', headers, agent });
+    const timer = setTimeout(
+      () => req.destroy(new Error(`timed out after ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+    const settle = (answer: { status: number; allow: string } | Error) => {
+      clearTimeout(timer);
+      if (answer instanceof Error) reject(answer);
+      else resolve(answer);
+    };
+    req.on('error', settle);
+    // A 101 comes here, not as a response: unheard, node drops the socket and nothing settles.
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      settle({ status: res.statusCode ?? 101, allow: '' });
+    });
+    req.on('response', (res) => {
+      res.resume();
+      res.on('error', settle);
+      res.on('end', () => settle({ status: res.statusCode ?? 0, allow: String(res.headers.allow ?? '') }));
+    });
+    req.end();
+  });
+}
