@@ -2,6 +2,7 @@ import { type ErrorAnswer, toErrorAnswer } from './error-answer.ts';
 import { EndpointError } from './errors.ts';
 import { isPlainObject } from './json.ts';
 import { blank, fieldKey, normalizeEvent, saysNothing } from './normalize.ts';
+import { isPromise } from './promise.ts';
 import { bodyTooLarge, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { type Route, SEGMENT_LIMITS, segmentBytes } from './routes.ts';
 import { lineBytes } from './stored-size.ts';
@@ -189,13 +190,14 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
  * (the request is taken, though some of them may be refused on their own). They are then taken a slice
  * at a time, yielding to the event loop between slices, so that a large batch does not hold up the
  * requests on other connections; `sliced` hears when each slice after the first began, as it ends.
- * `byMessageId` (duplicates filtered): a copy of an earlier event's messageId is answered as that one.
+ * With `copied` (duplicates filtered), a copy of an earlier event's messageId is answered as that one,
+ * and `copied` hears that one's answer for each copy.
  */
 export async function acceptBatch(
   carried: Carried,
   settingsBytes: number,
   budget: number,
-  byMessageId: boolean,
+  copied: ((first: EventResult) => void) | undefined,
   accept: (event: unknown, index: number) => EventResult | Promise<EventResult>,
   measured: (events: number) => void,
   sliced: (started: number) => void = () => {},
@@ -214,11 +216,13 @@ export async function acceptBatch(
       await nextTurn();
       started = performance.now();
     }
-    const id = byMessageId ? messageIdOf(events[index]) : undefined;
+    const id = copied === undefined ? undefined : messageIdOf(events[index]);
     const first = id === undefined ? undefined : firstOf.get(id);
-    const copied = first === undefined ? undefined : results[first];
-    if (copied !== undefined) {
-      results.push(copied);
+    const answer = first === undefined ? undefined : results[first];
+    if (answer !== undefined) {
+      results.push(answer);
+      if (isPromise(answer)) answer.then(copied, () => {});
+      else copied?.(answer);
       continue;
     }
     if (id !== undefined) firstOf.set(id, index);

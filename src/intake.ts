@@ -129,6 +129,11 @@ export class EventIntake {
       : this.#counted(outcome, apiKey, messageId);
   }
 
+  /** A copy of an event earlier in its batch, answered as that `first` was: a duplicate if it was taken. */
+  copied(first: EventResult): void {
+    if (first.error === undefined) this.#metrics?.duplicate();
+  }
+
   #counted(status: number | 'duplicate', apiKey: string, messageId: string): number {
     if (status !== 'duplicate') return status;
     // Processed before: the sender missed our answer. Success again, without a second run.

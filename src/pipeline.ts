@@ -231,8 +231,8 @@ export class EventPipeline {
       this.intake.accept(x, event, `Event #${index}`, undefined);
     const settingsBytes = writtenSettings(x.settings as Settings).bytes;
     const slice = (started: number) => this.#cpuShare?.turnEnded(x, started);
-    const byMessageId = this.#opts.idempotency !== undefined;
-    return acceptBatch(carried, settingsBytes, this.#budget, byMessageId, accept, charge, slice);
+    const copied = this.#opts.idempotency && ((first: EventResult) => this.intake.copied(first));
+    return acceptBatch(carried, settingsBytes, this.#budget, copied, accept, charge, slice);
   }
 
   #observe(x: Exchange, result: EventResult): void {

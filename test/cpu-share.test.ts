@@ -237,7 +237,7 @@ test("a batch's slices after the first are each told when they began, as they en
     { batch: true, events, context: undefined } as never,
     2,
     1e9,
-    true,
+    () => {},
     () => ({ status: 200 }),
     () => {},
     (at) => began.push(at),

@@ -59,6 +59,40 @@ describe('metrics', () => {
     assert.equal(post.status, 405);
   });
 
+  test('copies of a messageId within one batch count as duplicates once their first is taken, not when it is refused', async () => {
+    // A copy is answered as its first without running a handler: a duplicate, yet the counter missed it.
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      metricsPath: '/metrics',
+      handlers: { track: (event) => (event.event === 'Later' ? Promise.resolve() : undefined) },
+    });
+    const duplicates = async () => {
+      await new Promise((r) => setImmediate(r));
+      const res = await inject(handler, { method: 'GET', url: '/metrics', headers: {} });
+      return parse(res.body).get('segment_endpoint_duplicates_total');
+    };
+    const copies = [
+      trackEvent({ messageId: 'b1' }),
+      trackEvent({ messageId: 'b1' }),
+      trackEvent({ messageId: 'b1' }),
+    ];
+    assert.equal((await inject(handler, { url: '/v1/batch', body: { batch: copies } })).status, 200);
+    assert.equal(await duplicates(), 2);
+    const later = [
+      trackEvent({ messageId: 'b2', event: 'Later' }),
+      trackEvent({ messageId: 'b2', event: 'Later' }),
+    ];
+    assert.equal((await inject(handler, { body: later })).status, 200);
+    assert.equal(await duplicates(), 3, 'a copy of an event whose handler is asynchronous');
+    const refused = [
+      { type: 'track', userId: 'u', messageId: 'b3' },
+      { type: 'track', userId: 'u', messageId: 'b3' },
+    ];
+    assert.equal((await inject(handler, { url: '/v1/batch', body: { batch: refused } })).status, 400);
+    assert.equal(await duplicates(), 3, 'a copy of a refused event is refused, no duplicate');
+  });
+
   test('handlers still running past their timeout are a gauge until they end, however late', async () => {
     // Answered 503 at the timeout, such a handler still holds its event: in_flight no longer counts it,
     // and an operator whose downstream hangs needs to see what memory is held for.
