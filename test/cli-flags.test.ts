@@ -152,13 +152,16 @@ describe('the segment-endpoint command', () => {
           /^--host 192\.0\.2\.1: not an address of this machine \(EADDRNOTAVAIL\)$/,
         ],
       ];
+      // The store is opened before the port is taken: its own directory, not ./data in the checkout.
+      const out = mkdtempSync(join(tmpdir(), 'segment-endpoint-port-'));
       for (const [args, message] of cases) {
-        const res = await runCli(['--http', '--api-key', 'k', ...args]);
+        const res = await runCli(['--http', '--api-key', 'k', '--out', out, ...args]);
         assert.equal(res.code, 1, res.stderr);
         const [line, hint] = res.stderr.split('\n');
         assert.match(line?.replace(/^segment-endpoint: /, '') ?? '', message);
         assert.equal(hint, "Try 'segment-endpoint --help'.");
       }
+      rmSync(out, { recursive: true, force: true });
     } finally {
       taken.close();
     }
