@@ -339,6 +339,10 @@ test('a refusal without a JSON {"message"} fails: Segment shows the customer tha
       lines.join('\n'),
       /^ {3}FAIL \(expected 401, with a JSON \{"message"\} saying what is wrong/m,
     );
+    // What was answered instead is shown, for its author to find.
+    if (refusals === 'html')
+      assert.match(lines.join('\n'), /^ {3}401, not a JSON \{"message"\}: <h1>Invalid API key<\/h1>$/m);
+    if (refusals === 'empty') assert.match(lines.join('\n'), /^ {3}401$/m);
   }
 });
 

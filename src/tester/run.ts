@@ -78,7 +78,7 @@ export async function run(url: string, options: RunOptions, write: (line: string
       let judged: Judged;
       try {
         const answer = await send(target, headers, body, agent, timeoutMs);
-        write(`   ${answer.status}${answer.message === undefined ? '' : ` ${printable(answer.message)}`}`);
+        write(`   ${answer.status}${said(answer)}`);
         judged = judge(c, answer, taken);
       } catch (err) {
         const error = (err as Error).message;
@@ -188,6 +188,12 @@ function judge(c: TestCase, { contentType, ...answer }: Answer, taken: Set<strin
   return statusOk
     ? { result: { name: c.name, pass: true, ...answer }, verdict: `PASS (expected ${expected(c.expect)})` }
     : fail('');
+}
+
+/** What an answer said, as its status line goes on: its JSON message, or the start of a body that is none. */
+function said({ message, other }: Answer): string {
+  if (message !== undefined) return ` ${printable(message)}`;
+  return other === undefined ? '' : `, not a JSON {"message"}: ${printable(other)}`;
 }
 
 // A stack trace's frame (`\n    at f (...)`, Python's `File "..."`), or a source file and line (`app.js:12`).

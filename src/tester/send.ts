@@ -4,7 +4,7 @@
 
 import { type Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { messageOf } from './shown.ts';
+import { messageOf, truncate } from './shown.ts';
 
 const ANSWER_KEPT = 64 * 1024; // bytes of an answer read for its message
 
@@ -12,6 +12,8 @@ const ANSWER_KEPT = 64 * 1024; // bytes of an answer read for its message
 export interface Answer {
   readonly status: number;
   readonly message?: string;
+  /** The start of a refusal's body that holds no JSON `message` (an HTML page, plain text), if any. */
+  readonly other?: string;
   readonly contentType?: string;
   /** Whether the request went out on a new connection, not one kept alive from the case before. */
   readonly fresh: boolean;
@@ -79,12 +81,15 @@ export function send(
       res.on('error', fail);
       res.on('end', () => {
         if (!settle()) return;
-        const message = messageOf(Buffer.concat(chunks).toString('utf8'));
+        const text = Buffer.concat(chunks).toString('utf8');
+        const message = messageOf(text);
+        const other = message === undefined && (res.statusCode ?? 0) >= 300 ? text.trim() : '';
         const contentType = res.headers['content-type'];
         resolve({
           status: res.statusCode ?? 0,
           fresh: !req.reusedSocket,
           ...(message !== undefined && { message }),
+          ...(other !== '' && { other: truncate(other) }),
           ...(contentType !== undefined && { contentType }),
         });
       });
