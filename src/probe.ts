@@ -19,17 +19,36 @@ const OPENSSL_REASON = /:SSL routines:[^:]*:([^:]+):/;
  * certificate against node's CAs and NODE_EXTRA_CA_CERTS unless `insecure`), then closes. Resolves with
  * what went wrong, in a sentence, or undefined when all is well. Never rejects.
  */
-export function probe(
+export async function probe(
   url: URL,
   insecure: boolean,
   timeoutMs = PROBE_TIMEOUT_MS,
 ): Promise<string | undefined> {
+  const head = await ask(url, insecure, timeoutMs, 'HEAD');
+  // An endpoint may take nothing but POST, and reset or leave a HEAD unanswered: asked again with a POST
+  // (no credentials, no body) before it is said not to speak HTTP.
+  return head.silent ? (await ask(url, insecure, timeoutMs, 'POST')).problem : head.problem;
+}
+
+/**
+ * One probe with `method` over plain HTTP: what went wrong (`problem`), and whether the connection was
+ * made and then nothing came back over plain HTTP (`silent`: no bytes before a close, a reset or the
+ * timeout).
+ */
+function ask(
+  url: URL,
+  insecure: boolean,
+  timeoutMs: number,
+  method: 'HEAD' | 'POST',
+): Promise<{ problem?: string; silent: boolean }> {
   const secure = url.protocol === 'https:';
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 literal without its brackets
   const port = Number(url.port || (secure ? 443 : 80));
   const where = `${url.hostname}:${port}`;
-  return new Promise((resolve) => {
+  return new Promise((settle) => {
     let connected = false;
+    const resolve = (problem: string | undefined, silent = false) =>
+      settle({ ...(problem !== undefined && { problem }), silent: silent && connected && !secure });
     const socket = secure
       ? tlsConnect({
           host,
@@ -43,7 +62,7 @@ export function probe(
     socket.setTimeout(timeoutMs, () => {
       const stage = !connected ? 'no connection to' : secure ? 'no TLS handshake with' : 'no answer from';
       socket.destroy();
-      resolve(`${stage} ${where} within ${timeoutMs / 1000} s`);
+      resolve(`${stage} ${where} within ${timeoutMs / 1000} s`, true);
     });
     socket.once('connect', () => {
       connected = true;
@@ -61,7 +80,10 @@ export function probe(
       socket.once('connect', () => {
         // Not half-closed after it: a server that answers after a moment (node's, at any await) drops a
         // request whose sender has ended its side.
-        socket.write(`HEAD ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n\r\n`);
+        const body = method === 'POST' ? 'Content-Type: application/json\r\nContent-Length: 0\r\n' : '';
+        socket.write(
+          `${method} ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\n${body}Connection: close\r\n\r\n`,
+        );
       });
       let answered = false;
       let head = Buffer.alloc(0);
@@ -75,12 +97,12 @@ export function probe(
         resolve(head.toString('latin1') === 'HTTP/' ? undefined : notHttp(where));
       });
       socket.once('close', () => {
-        if (!answered) resolve(notHttp(where));
+        if (!answered) resolve(notHttp(where), true);
       });
     }
     socket.on('error', (err: NodeJS.ErrnoException) => {
       socket.setTimeout(0);
-      resolve(describe(err, where, connected, secure));
+      resolve(describe(err, where, connected, secure), true);
     });
   });
 }

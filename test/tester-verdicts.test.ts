@@ -65,6 +65,12 @@ const reply = (res: ServerResponse, status: number, message?: string, refusals: 
   res.end(body);
 };
 
+/** A 405 whose `Allow` says `methods`. */
+const allowing = (res: ServerResponse, methods: string) => {
+  res.setHeader('allow', methods);
+  reply(res, 405, 'No');
+};
+
 /** How an endpoint strays from the careful one below. */
 interface Strays {
   /** Refused with a 400, though the contract lets an event be so. */
@@ -170,6 +176,43 @@ test('an endpoint that closes the connection after every answer passes, with a w
   );
 });
 
+test('an endpoint that keeps its connection alive 1.5 s (Keep-Alive: timeout=1) or closes it after refusals: no warning', async (t) => {
+  // Node's agent drops a socket whose server hints a timeout of 1 s: the tester closed the connection
+  // itself, and said the endpoint did. The GET then went on a connection the endpoint had closed after
+  // its last refusal, as the contract allows, and was said not to be answered.
+  const hinting = endpoint(() => false);
+  hinting.server.keepAliveTimeout = 1_500;
+  const afterRefusals = endpoint(() => false);
+  afterRefusals.server.on('request', (req: IncomingMessage, res: ServerResponse) =>
+    res.on('finish', () => res.statusCode >= 300 && req.method === 'POST' && req.socket.end()),
+  );
+  for (const { server } of [hinting, afterRefusals]) {
+    const lines: string[] = [];
+    const summary = await run(await listen(t, server), { apiKey: KEY }, (line) => lines.push(line));
+    assert.deepEqual(failedNames(summary), []);
+    assert.doesNotMatch(lines.join('\n'), /^Warning/m);
+  }
+});
+
+test('over http://, an endpoint that resets or ignores every method but POST is still sent the suite', async (t) => {
+  // The check before the run asked with a HEAD: such an endpoint was said not to speak HTTP ("is it
+  // https:// ?", or no answer within 5 s), exit 1, and no event was sent, though it answers every POST.
+  const answers: Array<(res: ServerResponse) => void> = [
+    (res) => res.socket?.resetAndDestroy(),
+    (res) => res.socket?.destroy(),
+  ];
+  for (const otherMethods of answers) {
+    const { server, received } = endpoint(() => false, 'json', { otherMethods });
+    const url = await listen(t, server);
+    const out = { text: '', write: (s: string) => (out.text += s) };
+    const code = await testMain([url, '--api-key', KEY], { stdout: out, stderr: out });
+    assert.equal(code, 0, out.text);
+    assert.match(out.text, new RegExp(`^${CASES.length} passed, 0 failed$`, 'm'));
+    assert.match(out.text, /^Warning: a GET was not answered/m);
+    assert.equal(received(), CASES.length + 1, 'the suite, and the check: a POST without credentials');
+  }
+});
+
 test('a method other than POST answered otherwise than 405 with Allow: POST passes, with a warning', async (t) => {
   const answers: Array<[string, (res: ServerResponse) => void, RegExp]> = [
     [
@@ -181,6 +224,13 @@ test('a method other than POST answered otherwise than 405 with Allow: POST pass
       'a 405 without Allow',
       (res) => reply(res, 405, 'No'),
       /^Warning: a GET was answered 405 without Allow: POST/m,
+    ],
+    // Method names are case-sensitive (RFC 9110).
+    ['Allow: post', (res) => allowing(res, 'post'), /^Warning: a GET was answered 405 without Allow: POST/m],
+    [
+      'Allow: GET, POST',
+      (res) => allowing(res, 'GET, POST'),
+      /^Warning: a GET was answered 405, yet its Allow lists GET/m,
     ],
   ];
   for (const [what, otherMethods, warning] of answers) {

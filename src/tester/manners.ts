@@ -7,6 +7,22 @@
 import type { Agent as HttpAgent } from 'node:http';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+
+/**
+ * `agent`, keeping each connection for the next case whatever the endpoint's `Keep-Alive: timeout=`
+ * hint: node's own drops one hinted 1 s (the hint less a second), and the endpoint would be said to have
+ * closed it. A connection the endpoint does close is met by the next case, sent once more on a new one.
+ */
+export function keptAlive<A extends HttpAgent>(agent: A): A {
+  agent.keepSocketAlive = (duplex) => {
+    const socket = duplex as Socket;
+    socket.setKeepAlive(true, 1_000);
+    socket.unref();
+    return true;
+  };
+  return agent;
+}
 
 /** A case's outcome, as far as its connection goes. */
 interface Sent {
@@ -56,8 +72,13 @@ export async function methodWarning(
   if (answer.status !== 405) {
     return `Warning: a GET was answered ${answer.status}, not 405 with Allow: POST: ${why} (unless another route of the server takes GETs at this URL)`;
   }
-  if (!/(?:^|,)\s*POST\s*(?:,|$)/i.test(answer.allow)) {
+  // Method names are case-sensitive (RFC 9110): `post` is no POST.
+  const allowed = answer.allow.split(',').map((method) => method.trim());
+  if (!allowed.includes('POST')) {
     return `Warning: a GET was answered 405 without Allow: POST, which HTTP requires with a 405 (it lists the methods taken)`;
+  }
+  if (allowed.includes('GET')) {
+    return `Warning: a GET was answered 405, yet its Allow lists GET: Allow lists the methods the URL takes`;
   }
   return undefined;
 }
@@ -68,6 +89,7 @@ function get(
   headers: Readonly<Record<string, string>>,
   agent: HttpAgent,
   timeoutMs: number,
+  retried = false,
 ): Promise<{ status: number; allow: string }> {
   const request = (url.protocol === 'https:' ? httpsRequest : httpRequest) as typeof httpRequest;
   return new Promise((resolve, reject) => {
@@ -81,7 +103,15 @@ function get(
       if (answer instanceof Error) reject(answer);
       else resolve(answer);
     };
-    req.on('error', settle);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      // The connection of the last case, which the endpoint may close after a refusal: a new one, once.
+      if (!retried && req.reusedSocket && err.code === 'ECONNRESET') {
+        clearTimeout(timer);
+        get(url, headers, agent, timeoutMs, true).then(resolve, reject);
+      } else {
+        settle(err);
+      }
+    });
     // A 101 comes here, not as a response: unheard, node drops the socket and nothing settles.
     req.on('upgrade', (res, socket) => {
       socket.destroy();

@@ -8,7 +8,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { shownUrl } from '../sender-args.ts';
 import { EVENT_TYPES } from '../types.ts';
 import { caseHeaders, segmentHeaders, settingsHeader } from './headers.ts';
-import { closedWarning, methodWarning } from './manners.ts';
+import { closedWarning, keptAlive, methodWarning } from './manners.ts';
 import { type Answer, send } from './send.ts';
 import { printable, shown, truncate } from './shown.ts';
 import { type Expectation, suite, type TestCase } from './suite.ts';
@@ -54,10 +54,11 @@ export async function run(url: string, options: RunOptions, write: (line: string
   const settings = options.settings === undefined ? undefined : settingsHeader(options.settings);
   const cases = suite({ id: randomUUID(), apiKey: options.apiKey, now: new Date(), settings: !!settings });
   // One connection kept alive across the suite, as Segment does "whenever possible".
-  const agent =
+  const agent = keptAlive(
     target.protocol === 'https:'
       ? new HttpsAgent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: !options.insecure })
-      : new HttpAgent({ keepAlive: true, maxSockets: 1 });
+      : new HttpAgent({ keepAlive: true, maxSockets: 1 }),
+  );
   const where = shownUrl(target.href); // its query's values and any credentials left out
   write(`Sending ${cases.length} events to ${where} as Segment does (${timeoutMs / 1000} s timeout each)`);
   const results: CaseResult[] = [];
