@@ -221,6 +221,7 @@ export async function acceptBatch(
     const answer = first === undefined ? undefined : results[first];
     if (answer !== undefined) {
       results.push(answer);
+      // A rejection is the batch's own, met by Promise.all below: only a settled first is a duplicate.
       if (isPromise(answer)) answer.then(copied, () => {});
       else copied?.(answer);
       continue;

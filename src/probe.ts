@@ -1,6 +1,6 @@
-// One real connection before any event is sent: whether anything listens, whether it speaks HTTP, and
-// over TLS whether its certificate verifies, asked once and said in one line, rather than as every
-// request of the run failing the same way.
+// A real connection before any event is sent: whether anything listens, whether it speaks HTTP, and
+// over TLS whether its certificate verifies, said in one line, rather than as every request of the run
+// failing the same way.
 import { isIP, connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 
@@ -15,9 +15,10 @@ const CERTIFICATE_CODE = /^(?!ERR_SSL_).*(CERT|SELF_SIGNED|ISSUER|ALTNAME|VERIFY
 const OPENSSL_REASON = /:SSL routines:[^:]*:([^:]+):/;
 
 /**
- * Connects to `url`'s host and port (and, for https:, completes the TLS handshake, verifying the
- * certificate against node's CAs and NODE_EXTRA_CA_CERTS unless `insecure`), then closes. Resolves with
- * what went wrong, in a sentence, or undefined when all is well. Never rejects.
+ * Connects to `url`'s host and port (for https:, completes the TLS handshake, verifying the certificate
+ * against node's CAs and NODE_EXTRA_CA_CERTS unless `insecure`; for http:, sends a HEAD, and a POST if
+ * the HEAD's connection is closed unanswered), then closes. Resolves with what went wrong, in a sentence,
+ * or undefined when all is well. Never rejects.
  */
 export async function probe(
   url: URL,
@@ -25,15 +26,15 @@ export async function probe(
   timeoutMs = PROBE_TIMEOUT_MS,
 ): Promise<string | undefined> {
   const head = await ask(url, insecure, timeoutMs, 'HEAD');
-  // An endpoint may take nothing but POST, and reset or leave a HEAD unanswered: asked again with a POST
-  // (no credentials, no body) before it is said not to speak HTTP.
+  // An endpoint may take nothing but POST, and close or reset a HEAD: asked again with a POST (no
+  // credentials, no body) before it is said not to speak HTTP. Not after a HEAD left unanswered: that
+  // wait would be paid twice.
   return head.silent ? (await ask(url, insecure, timeoutMs, 'POST')).problem : head.problem;
 }
 
 /**
- * One probe with `method` over plain HTTP: what went wrong (`problem`), and whether the connection was
- * made and then nothing came back over plain HTTP (`silent`: no bytes before a close, a reset or the
- * timeout).
+ * One look at `url` (over plain HTTP, a request with `method`): what went wrong (`problem`), and whether
+ * a plain-HTTP connection was made and then closed or reset with no byte answered (`silent`).
  */
 function ask(
   url: URL,
@@ -45,10 +46,10 @@ function ask(
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 literal without its brackets
   const port = Number(url.port || (secure ? 443 : 80));
   const where = `${url.hostname}:${port}`;
-  return new Promise((settle) => {
+  return new Promise((resolve) => {
     let connected = false;
-    const resolve = (problem: string | undefined, silent = false) =>
-      settle({ ...(problem !== undefined && { problem }), silent: silent && connected && !secure });
+    const done = (problem: string | undefined, silent = false) =>
+      resolve({ ...(problem !== undefined && { problem }), silent: silent && connected && !secure });
     const socket = secure
       ? tlsConnect({
           host,
@@ -62,7 +63,7 @@ function ask(
     socket.setTimeout(timeoutMs, () => {
       const stage = !connected ? 'no connection to' : secure ? 'no TLS handshake with' : 'no answer from';
       socket.destroy();
-      resolve(`${stage} ${where} within ${timeoutMs / 1000} s`, true);
+      done(`${stage} ${where} within ${timeoutMs / 1000} s`);
     });
     socket.once('connect', () => {
       connected = true;
@@ -72,7 +73,7 @@ function ask(
       // Ended, not destroyed: the handshake's last flight and close_notify reach the server, which sees
       // a client that came and went rather than a handshake cut off.
       socket.end();
-      resolve(undefined);
+      done(undefined);
     });
     // Over plain HTTP a connection proves little (a TLS port takes it too): one request, and an answer
     // that is HTTP.
@@ -94,15 +95,15 @@ function ask(
         answered = true;
         socket.setTimeout(0);
         socket.destroy();
-        resolve(head.toString('latin1') === 'HTTP/' ? undefined : notHttp(where));
+        done(head.toString('latin1') === 'HTTP/' ? undefined : notHttp(where));
       });
       socket.once('close', () => {
-        if (!answered) resolve(notHttp(where), true);
+        if (!answered) done(notHttp(where), true);
       });
     }
     socket.on('error', (err: NodeJS.ErrnoException) => {
       socket.setTimeout(0);
-      resolve(describe(err, where, connected, secure), true);
+      done(describe(err, where, connected, secure), true);
     });
   });
 }

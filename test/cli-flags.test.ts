@@ -141,6 +141,8 @@ describe('the segment-endpoint command', () => {
     const taken = createNetServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     const { port } = taken.address() as AddressInfo;
+    // The store is opened before the port is taken: its own directory, not ./data in the checkout.
+    const out = mkdtempSync(join(tmpdir(), 'segment-endpoint-port-'));
     try {
       const cases: Array<[string[], RegExp]> = [
         [
@@ -152,8 +154,6 @@ describe('the segment-endpoint command', () => {
           /^--host 192\.0\.2\.1: not an address of this machine \(EADDRNOTAVAIL\)$/,
         ],
       ];
-      // The store is opened before the port is taken: its own directory, not ./data in the checkout.
-      const out = mkdtempSync(join(tmpdir(), 'segment-endpoint-port-'));
       for (const [args, message] of cases) {
         const res = await runCli(['--http', '--api-key', 'k', '--out', out, ...args]);
         assert.equal(res.code, 1, res.stderr);
@@ -161,9 +161,9 @@ describe('the segment-endpoint command', () => {
         assert.match(line?.replace(/^segment-endpoint: /, '') ?? '', message);
         assert.equal(hint, "Try 'segment-endpoint --help'.");
       }
-      rmSync(out, { recursive: true, force: true });
     } finally {
       taken.close();
+      rmSync(out, { recursive: true, force: true });
     }
   });
 

@@ -194,7 +194,7 @@ test('an endpoint that keeps its connection alive 1.5 s (Keep-Alive: timeout=1) 
   }
 });
 
-test('over http://, an endpoint that resets or ignores every method but POST is still sent the suite', async (t) => {
+test('over http://, an endpoint that resets or closes every method but POST is still sent the suite', async (t) => {
   // The check before the run asked with a HEAD: such an endpoint was said not to speak HTTP ("is it
   // https:// ?", or no answer within 5 s), exit 1, and no event was sent, though it answers every POST.
   const answers: Array<(res: ServerResponse) => void> = [

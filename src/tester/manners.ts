@@ -5,9 +5,7 @@
 // larger server may rightly route a GET on its path elsewhere.
 
 import type { Agent as HttpAgent } from 'node:http';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
+import { type Answer, send } from './send.ts';
 
 /**
  * `agent`, keeping each connection for the next case whatever the endpoint's `Keep-Alive: timeout=`
@@ -15,10 +13,9 @@ import type { Socket } from 'node:net';
  * closed it. A connection the endpoint does close is met by the next case, sent once more on a new one.
  */
 export function keptAlive<A extends HttpAgent>(agent: A): A {
-  agent.keepSocketAlive = (duplex) => {
-    const socket = duplex as Socket;
-    socket.setKeepAlive(true, 1_000);
-    socket.unref();
+  const keep = agent.keepSocketAlive.bind(agent);
+  agent.keepSocketAlive = (socket) => {
+    keep(socket);
     return true;
   };
   return agent;
@@ -63,9 +60,9 @@ export async function methodWarning(
   timeoutMs: number,
 ): Promise<string | undefined> {
   const why = 'Segment sends only POSTs, and HTTP answers another method with 405 and Allow: POST';
-  let answer: { status: number; allow: string };
+  let answer: Answer;
   try {
-    answer = await get(url, headers, agent, timeoutMs);
+    answer = await send(url, headers, Buffer.alloc(0), agent, timeoutMs, 'GET');
   } catch (err) {
     return `Warning: a GET was not answered (${(err as Error).message}): ${why}`;
   }
@@ -73,7 +70,7 @@ export async function methodWarning(
     return `Warning: a GET was answered ${answer.status}, not 405 with Allow: POST: ${why} (unless another route of the server takes GETs at this URL)`;
   }
   // Method names are case-sensitive (RFC 9110): `post` is no POST.
-  const allowed = answer.allow.split(',').map((method) => method.trim());
+  const allowed = (answer.allow ?? '').split(',').map((method) => method.trim());
   if (!allowed.includes('POST')) {
     return `Warning: a GET was answered 405 without Allow: POST, which HTTP requires with a 405 (it lists the methods taken)`;
   }
@@ -81,47 +78,4 @@ export async function methodWarning(
     return `Warning: a GET was answered 405, yet its Allow lists GET: Allow lists the methods the URL takes`;
   }
   return undefined;
-}
-
-/** A GET of `url` on `agent`: its status and `Allow` header, or a rejection (no answer within `timeoutMs`). */
-function get(
-  url: URL,
-  headers: Readonly<Record<string, string>>,
-  agent: HttpAgent,
-  timeoutMs: number,
-  retried = false,
-): Promise<{ status: number; allow: string }> {
-  const request = (url.protocol === 'https:' ? httpsRequest : httpRequest) as typeof httpRequest;
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', headers, agent });
-    const timer = setTimeout(
-      () => req.destroy(new Error(`timed out after ${timeoutMs / 1000} s`)),
-      timeoutMs,
-    );
-    const settle = (answer: { status: number; allow: string } | Error) => {
-      clearTimeout(timer);
-      if (answer instanceof Error) reject(answer);
-      else resolve(answer);
-    };
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      // The connection of the last case, which the endpoint may close after a refusal: a new one, once.
-      if (!retried && req.reusedSocket && err.code === 'ECONNRESET') {
-        clearTimeout(timer);
-        get(url, headers, agent, timeoutMs, true).then(resolve, reject);
-      } else {
-        settle(err);
-      }
-    });
-    // A 101 comes here, not as a response: unheard, node drops the socket and nothing settles.
-    req.on('upgrade', (res, socket) => {
-      socket.destroy();
-      settle({ status: res.statusCode ?? 101, allow: '' });
-    });
-    req.on('response', (res) => {
-      res.resume();
-      res.on('error', settle);
-      res.on('end', () => settle({ status: res.statusCode ?? 0, allow: String(res.headers.allow ?? '') }));
-    });
-    req.end();
-  });
 }

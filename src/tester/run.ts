@@ -92,8 +92,8 @@ export async function run(url: string, options: RunOptions, write: (line: string
       write(`   ${judged.verdict}`);
       results.push(judged.result);
     }
-    const { 'Content-Type': _, ...get } = segmentHeaders(options.apiKey, settings);
-    warnings.push(closedWarning(results), await methodWarning(target, get, agent, timeoutMs));
+    const { 'Content-Type': _, ...getHeaders } = segmentHeaders(options.apiKey, settings);
+    warnings.push(closedWarning(results), await methodWarning(target, getHeaders, agent, timeoutMs));
   } finally {
     agent.destroy();
   }
@@ -192,9 +192,9 @@ function judge(c: TestCase, { contentType, ...answer }: Answer, taken: Set<strin
 }
 
 /** What an answer said, as its status line goes on: its JSON message, or the start of a body that is none. */
-function said({ message, other }: Answer): string {
+function said({ message, bodyStart }: Answer): string {
   if (message !== undefined) return ` ${printable(message)}`;
-  return other === undefined ? '' : `, not a JSON {"message"}: ${printable(other)}`;
+  return bodyStart === undefined ? '' : `, not a JSON {"message"}: ${printable(bodyStart)}`;
 }
 
 // A stack trace's frame (`\n    at f (...)`, Python's `File "..."`), or a source file and line (`app.js:12`).

@@ -13,24 +13,30 @@ export interface Answer {
   readonly status: number;
   readonly message?: string;
   /** The start of a refusal's body that holds no JSON `message` (an HTML page, plain text), if any. */
-  readonly other?: string;
+  readonly bodyStart?: string;
+  /** Its `Allow` header: the methods the URL takes, said with a 405. */
+  readonly allow?: string;
   readonly contentType?: string;
   /** Whether the request went out on a new connection, not one kept alive from the case before. */
   readonly fresh: boolean;
 }
 
-/** POSTs `body` to `url` on `agent`: the status answered and its message, or a rejection saying why not. */
+/**
+ * Sends `body` to `url` on `agent` (a POST; or a GET, `method`): the status answered and its message, or
+ * a rejection saying why not.
+ */
 export function send(
   url: URL,
   headers: Record<string, string>,
   body: Buffer,
   agent: HttpAgent,
   timeoutMs: number,
+  method: 'POST' | 'GET' = 'POST',
   retried = false,
 ): Promise<Answer> {
   const request = (url.protocol === 'https:' ? httpsRequest : httpRequest) as typeof httpRequest;
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers, agent });
+    const req = request(url, { method, headers, agent });
     let settled = false;
     /** The answer's status, once its head is in. */
     let status: number | undefined;
@@ -50,7 +56,7 @@ export function send(
       } else if (!retried && req.reusedSocket && err.code === 'ECONNRESET') {
         // A kept-alive connection the server closed just as this request went out, before any answer:
         // sent once more on a new one, as node's docs advise (http `request.reusedSocket`).
-        send(url, headers, body, agent, timeoutMs, true).then(resolve, reject);
+        send(url, headers, body, agent, timeoutMs, method, true).then(resolve, reject);
       } else if (err.code?.startsWith('HPE_')) {
         reject(new Error(`the answer is not HTTP (${err.message})`)); // node's parser, e.g. HPE_INVALID_CONSTANT
       } else {
@@ -83,13 +89,14 @@ export function send(
         if (!settle()) return;
         const text = Buffer.concat(chunks).toString('utf8');
         const message = messageOf(text);
-        const other = message === undefined && (res.statusCode ?? 0) >= 300 ? text.trim() : '';
-        const contentType = res.headers['content-type'];
+        const bodyStart = message === undefined && (res.statusCode ?? 0) >= 300 ? text.trim() : '';
+        const { 'content-type': contentType, allow } = res.headers;
         resolve({
           status: res.statusCode ?? 0,
           fresh: !req.reusedSocket,
           ...(message !== undefined && { message }),
-          ...(other !== '' && { other: truncate(other) }),
+          ...(bodyStart !== '' && { bodyStart: truncate(bodyStart) }),
+          ...(allow !== undefined && { allow }),
           ...(contentType !== undefined && { contentType }),
         });
       });
