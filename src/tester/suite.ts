@@ -1,6 +1,6 @@
 import { base64 } from './headers.ts';
 import { MOBILE, ORDER, SERVER, TRAITS, WEB } from './samples.ts';
-import { variants } from './suite-variants.ts';
+import { headerVariants, variants } from './suite-variants.ts';
 
 // The events `segment-endpoint test` sends: every type as Segment sends it, the variants real senders
 // produce, and deliberately bad ones with the 4xx each must get. Only answers every endpoint following
@@ -54,7 +54,7 @@ export function suite(run: SuiteRun): TestCase[] {
     Object.fromEntries(Object.entries(body).filter(([key]) => !keys.includes(key)));
 
   const make: Make = { run, event, track, without };
-  return [...accepted(make), ...variants(make), ...refused(make)];
+  return [...accepted(make), ...variants(make), ...headerVariants(make), ...refused(make)];
 }
 
 /** What the cases are made with: the run, an event in Segment's envelope, a track, a body less keys. */
