@@ -17,7 +17,7 @@ const OPENSSL_REASON = /:SSL routines:[^:]*:([^:]+):/;
 /**
  * Connects to `url`'s host and port (for https:, completes the TLS handshake, verifying the certificate
  * against node's CAs and NODE_EXTRA_CA_CERTS unless `insecure`; for http:, sends a HEAD, and a POST if
- * the HEAD's connection is closed unanswered), then closes. Resolves with what went wrong, in a sentence,
+ * the HEAD gets no answer), then closes. Resolves with what went wrong, in a sentence,
  * or undefined when all is well. Never rejects.
  */
 export async function probe(
@@ -25,22 +25,27 @@ export async function probe(
   insecure: boolean,
   timeoutMs = PROBE_TIMEOUT_MS,
 ): Promise<string | undefined> {
-  const head = await ask(url, insecure, timeoutMs, 'HEAD');
-  // An endpoint may take nothing but POST, and close or reset a HEAD: asked again with a POST (no
-  // credentials, no body) before it is said not to speak HTTP. Not after a HEAD left unanswered: that
-  // wait would be paid twice.
+  const head = await ask(url, insecure, timeoutMs, 'HEAD', Math.min(timeoutMs, HEAD_ANSWER_MS));
+  // An endpoint may take nothing but POST, and close, reset or never answer a HEAD (a handler with no
+  // branch for other methods): asked again with a POST (no credentials, no body), given the whole wait,
+  // before it is said not to speak HTTP.
   return head.silent ? (await ask(url, insecure, timeoutMs, 'POST')).problem : head.problem;
 }
 
+/** How long a connected HEAD waits for its answer: any server that answers one does so in far less. */
+const HEAD_ANSWER_MS = 2_000;
+
 /**
- * One look at `url` (over plain HTTP, a request with `method`): what went wrong (`problem`), and whether
- * a plain-HTTP connection was made and then closed or reset with no byte answered (`silent`).
+ * One look at `url` (over plain HTTP, a request with `method`, its answer waited for `answerMs` once
+ * connected): what went wrong (`problem`), and whether a plain-HTTP connection was made and then got no
+ * byte back, closed, reset or left waiting (`silent`).
  */
 function ask(
   url: URL,
   insecure: boolean,
   timeoutMs: number,
   method: 'HEAD' | 'POST',
+  answerMs = timeoutMs,
 ): Promise<{ problem?: string; silent: boolean }> {
   const secure = url.protocol === 'https:';
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1'); // an IPv6 literal without its brackets
@@ -60,10 +65,11 @@ function ask(
           ALPNProtocols: ['http/1.1'],
         })
       : tcpConnect({ host, port });
-    socket.setTimeout(timeoutMs, () => {
+    let waitMs = timeoutMs;
+    socket.setTimeout(waitMs, () => {
       const stage = !connected ? 'no connection to' : secure ? 'no TLS handshake with' : 'no answer from';
       socket.destroy();
-      done(`${stage} ${where} within ${timeoutMs / 1000} s`);
+      done(`${stage} ${where} within ${waitMs / 1000} s`, true);
     });
     socket.once('connect', () => {
       connected = true;
@@ -79,6 +85,8 @@ function ask(
     // that is HTTP.
     if (!secure) {
       socket.once('connect', () => {
+        waitMs = answerMs;
+        socket.setTimeout(waitMs);
         // Not half-closed after it: a server that answers after a moment (node's, at any await) drops a
         // request whose sender has ended its side.
         const body = method === 'POST' ? 'Content-Type: application/json\r\nContent-Length: 0\r\n' : '';

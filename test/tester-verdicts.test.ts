@@ -12,6 +12,7 @@ import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { test } from 'node:test';
 import { createServer, silentLogger } from '../src/index.ts';
 import { loadMain } from '../src/load/command.ts';
+import { probe } from '../src/probe.ts';
 import { testMain } from '../src/tester/command.ts';
 import { run } from '../src/tester/run.ts';
 import { suite } from '../src/tester/suite.ts';
@@ -211,6 +212,17 @@ test('over http://, an endpoint that resets or closes every method but POST is s
     assert.match(out.text, /^Warning: a GET was not answered/m);
     assert.equal(received(), CASES.length + 1, 'the suite, and the check: a POST without credentials');
   }
+});
+
+test('over http://, an endpoint that never answers a method but POST passes the check before the run', async (t) => {
+  // A handler with no branch for other methods leaves a HEAD waiting: the check said "no answer within
+  // 5 s", exit 1, though every POST would have been answered.
+  let posts = 0;
+  const { server } = endpoint(() => false, 'json', { otherMethods: () => {} });
+  server.on('request', (req: IncomingMessage) => req.method === 'POST' && posts++);
+  const url = await listen(t, server);
+  assert.equal(await probe(new URL(url), false, 1_000), undefined);
+  assert.equal(posts, 1, 'asked again with a POST');
 });
 
 test('a method other than POST answered otherwise than 405 with Allow: POST passes, with a warning', async (t) => {
