@@ -8,19 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import { UsageError } from '../src/config.ts';
 import { silentLogger } from '../src/log.ts';
 import { resolveHandlerOptions } from '../src/options.ts';
-import {
-  BUILT,
-  commandDir,
-  configOf,
-  type Finished,
-  runCli,
-  SOURCE,
-  startCli,
-  storedEvents,
-} from './cli-harness.ts';
+import { BUILT, commandDir, configOf, type Finished, runCli, startCli, storedEvents } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { makeCert, makeDatedCert, makeExpiredCert } from './helpers-cert.ts';
-import { CLI_SOURCE, httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
+import { CLI, httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
 // The command line as the command reads it: --help and --version, bad usage and refused options (exit 1
@@ -242,7 +233,7 @@ describe('the segment-endpoint command', () => {
     if (existsSync('/proc/self')) cases.push(['/proc/segment-endpoint-store/day', /ENOENT/]);
     for (const [out, cause] of cases) {
       const run = spawnClean(process.execPath, [
-        ...SOURCE,
+        ...CLI,
         '--http',
         '--port',
         '0',
@@ -419,7 +410,7 @@ describe('flags and variables that say one thing', () => {
   });
 
   test("the library's own checks of an option are said of its flag, with the hint", async () => {
-    const run = spawnClean(process.execPath, [...CLI_SOURCE, ...httpFlags('k'), '--path', 'nopath']);
+    const run = spawnClean(process.execPath, [...CLI, ...httpFlags('k'), '--path', 'nopath']);
     assert.equal(await run.exit, 1);
     assert.match(run.stderr(), /^segment-endpoint: --path must [^\n]*\nTry 'segment-endpoint --help'\.\n$/);
   });

@@ -7,11 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CliConfig, parseConfig } from '../src/config.ts';
 import { testCert } from './helpers-cert.ts';
-import { CLI_SOURCE, ROOT, spawnClean } from './helpers-spawn.ts';
+import { CLI, ROOT, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
-/** The CLI as `node` runs it: from source, and as built (`make build`). */
-export const SOURCE = CLI_SOURCE;
+/** The CLI as shipped (`make build`); CLI (helpers-spawn.ts) is the one the tests start. */
 export const BUILT = [join(ROOT, 'dist', 'cli.js')];
 
 export interface Running {
@@ -46,7 +45,7 @@ export function commandDir(): { dir: string; certFile: string; keyFile: string }
 const RUN_BOUND_MS = 60_000; // 60 s
 
 /** Runs the CLI to completion (for --help, bad usage). */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = SOURCE): Promise<Finished> {
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = CLI): Promise<Finished> {
   const run = spawnClean(process.execPath, [...entry, ...args], ROOT, env);
   let killed = false;
   const bound = setTimeout(() => {
@@ -62,11 +61,7 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, entry 
 }
 
 /** Starts the CLI and waits for its start-up line. */
-export async function startCli(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-  entry = SOURCE,
-): Promise<Running> {
+export async function startCli(args: string[], env: NodeJS.ProcessEnv = {}, entry = CLI): Promise<Running> {
   const run = spawnClean(process.execPath, [...entry, ...args], ROOT, env);
   const started = waitFor(run.stdout, /listening on (\S+)/);
   const exited = run.exit.then((code) => {

@@ -3,11 +3,11 @@ import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { BUILT, commandDir, SOURCE, startCli, storedEvents } from './cli-harness.ts';
+import { BUILT, commandDir, startCli, storedEvents } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { testCert } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
-import { httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
+import { CLI, httpFlags, ROOT, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
 // The command started and serving: HTTPS end to end with the store kept across a restart, signals (SIGTERM
@@ -114,7 +114,7 @@ describe('the segment-endpoint command', () => {
       export default { track: () => {} };\n`,
     );
     const run = spawnClean(process.execPath, [
-      ...SOURCE,
+      ...CLI,
       ...tlsArgs(),
       '--api-key',
       'k1',

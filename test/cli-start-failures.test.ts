@@ -4,8 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BUILT, SOURCE } from './cli-harness.ts';
-import { httpFlags, spawnClean } from './helpers-spawn.ts';
+import { BUILT } from './cli-harness.ts';
+import { CLI, httpFlags, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
 // A start-up that fails or cannot finish: a handlers module that throws what is not an Error, one whose
@@ -27,7 +27,7 @@ describe('a start-up that fails or cannot finish', () => {
       ["'config missing'", '"config missing"'],
     ]) {
       writeFileSync(module, `throw ${thrown};\n`);
-      const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+      const run = spawnClean(process.execPath, [...CLI, ...httpFlags('k1'), '--handlers', module]);
       assert.equal(await run.exit, 1, run.stderr());
       assert.equal(
         run.stderr(),
@@ -53,7 +53,7 @@ describe('a start-up that fails or cannot finish', () => {
     // so the library's check of a class's methods found nothing to say.
     const module = join(dir, 'slip.mjs');
     writeFileSync(module, 'class H { track() {} idenitfy() {} }\nexport default new H();\n');
-    const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+    const run = spawnClean(process.execPath, [...CLI, ...httpFlags('k1'), '--handlers', module]);
     try {
       await waitFor(() => run.stdout() + run.stderr(), /"msg":"listening"/);
       assert.match(
@@ -69,7 +69,7 @@ describe('a start-up that fails or cannot finish', () => {
   test('a handlers module whose top-level await waits for nothing: one line, exit 1 (not a silent exit 0)', async () => {
     const module = join(dir, 'never.mjs');
     writeFileSync(module, 'await new Promise(() => {});\nexport default { track: () => {} };\n');
-    const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+    const run = spawnClean(process.execPath, [...CLI, ...httpFlags('k1'), '--handlers', module]);
     assert.equal(await run.exit, 1, run.stderr());
     assert.match(
       run.stderr(),
@@ -99,7 +99,7 @@ describe('a start-up that fails or cannot finish', () => {
       ],
     ];
     for (const [module, message] of cases) {
-      const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+      const run = spawnClean(process.execPath, [...CLI, ...httpFlags('k1'), '--handlers', module]);
       const bound = setTimeout(() => run.child.kill('SIGKILL'), 10_000);
       assert.equal(await run.exit, 1, `${module}: ${run.stderr()}`);
       clearTimeout(bound);
@@ -110,7 +110,7 @@ describe('a start-up that fails or cannot finish', () => {
   test('--cert on a named pipe nobody writes to: SIGTERM still ends it', async () => {
     const fifo = join(dir, 'cert.fifo');
     execFileSync('mkfifo', [fifo]);
-    const run = spawnClean(process.execPath, [...SOURCE, '--cert', fifo, '--key', fifo, '--api-key', 'k1']);
+    const run = spawnClean(process.execPath, [...CLI, '--cert', fifo, '--key', fifo, '--api-key', 'k1']);
     // Blocked in opening the pipe, as long as nobody writes: the signal can come at any time after.
     await new Promise((resolve) => setTimeout(resolve, 500));
     run.child.kill('SIGTERM');
@@ -124,7 +124,7 @@ describe('a start-up that fails or cannot finish', () => {
       module,
       "process.stdout.write('handlers loading\\n');\nawait new Promise((resolve) => setTimeout(resolve, 3_600_000));\nexport default {};\n",
     );
-    const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+    const run = spawnClean(process.execPath, [...CLI, ...httpFlags('k1'), '--handlers', module]);
     await waitFor(run.stdout, /handlers loading/);
     run.child.kill('SIGTERM');
     await new Promise((resolve) => setTimeout(resolve, 100));

@@ -17,7 +17,7 @@ import {
 import { endpoint, type Seen } from './handler-harness.ts';
 import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
-import { CLI_SOURCE, ROOT, spawnClean } from './helpers-spawn.ts';
+import { ROOT, spawnClean, TSX } from './helpers-spawn.ts';
 import { countdown, gate } from './helpers-wait.ts';
 
 // Calling the partner's handler: what it returns or throws becomes the answer (a 5xx without internals),
@@ -368,12 +368,7 @@ describe('dispatch', () => {
       handler.drain();
       await handler.idle();
       console.log('idle');`;
-    const run = spawnClean(process.execPath, [
-      ...CLI_SOURCE.slice(0, 3),
-      '--input-type=module',
-      '-e',
-      script,
-    ]);
+    const run = spawnClean(process.execPath, [...TSX, '--input-type=module', '-e', script]);
     try {
       assert.equal(await run.exit, 0, run.stderr());
       assert.equal(run.stdout(), '503\nidle\n');

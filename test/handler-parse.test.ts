@@ -6,7 +6,7 @@ import { createHandler, NdjsonStore, silentLogger, storeHandlers } from '../src/
 import { endpoint, type Seen } from './handler-harness.ts';
 import { API_KEY, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
-import { CLI_SOURCE, ROOT, spawnClean } from './helpers-spawn.ts';
+import { ROOT, spawnClean, TSX } from './helpers-spawn.ts';
 
 const storeDir = tempDirs('parse-store');
 
@@ -284,7 +284,7 @@ test('a host whose Object.prototype was given an enumerable object (a pollution 
       console.log(res.statusCode, res.statusCode === 200 ? '' : res.json().code);
     }
     console.log(JSON.stringify(seen));`;
-  const run = spawnClean(process.execPath, [...CLI_SOURCE.slice(0, 3), '--input-type=module', '-e', script]);
+  const run = spawnClean(process.execPath, [...TSX, '--input-type=module', '-e', script]);
   const deadline = setTimeout(() => run.child.kill('SIGKILL'), 20_000);
   try {
     assert.equal(await run.exit, 0, `hung or failed: ${run.stderr()}`);

@@ -8,7 +8,7 @@ import { segmentHeaders } from '../src/tester/headers.ts';
 import { EVENT_TYPES } from '../src/types.ts';
 import { API_KEY, recorder, type Seen } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
-import { CLI_SOURCE, runIntoFullDisk, spawnClean } from './helpers-spawn.ts';
+import { CLI, runIntoFullDisk, spawnClean } from './helpers-spawn.ts';
 import { capture, freePort } from './load-harness.ts';
 
 // `segment-endpoint load` against the endpoint itself, over TLS with the test certificate, and its report
@@ -34,7 +34,7 @@ describe('segment-endpoint load against the endpoint', () => {
   test('2 s at --rate 200 over 4 connections: ~200 req/s, all 200, every type, retries the endpoint drops', async () => {
     const before = { connections, answered: answered() };
     const run = spawnClean(process.execPath, [
-      ...CLI_SOURCE,
+      ...CLI,
       ...['load', url, '--api-key', API_KEY, '--rate', '200', '--connections', '4', '--duration', '2'],
       ...['--insecure', '--settings', '{"region":"eu"}'],
     ]);
@@ -196,15 +196,7 @@ describe('segment-endpoint load flags', () => {
   });
 
   test('through the CLI: a bad flag exits 1 before any connection', async () => {
-    const run = spawnClean(process.execPath, [
-      ...CLI_SOURCE,
-      'load',
-      'https://x/',
-      '--api-key',
-      'k',
-      '--rate',
-      'x',
-    ]);
+    const run = spawnClean(process.execPath, [...CLI, 'load', 'https://x/', '--api-key', 'k', '--rate', 'x']);
     assert.equal(await run.exit, 1);
     assert.match(run.stderr(), /^segment-endpoint load: --rate must be a positive integer, not "x"\n/);
   });

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { createHandler, silentLogger } from '../src/index.ts';
 import { API_KEY, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
-import { CLI_SOURCE, httpFlags, spawnClean } from './helpers-spawn.ts';
+import { CLI, httpFlags, spawnClean } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
 /** `name{labels} value` lines of a Prometheus text exposition, as a map. */
@@ -150,7 +150,7 @@ describe('metrics', () => {
   test('the process: --metrics-path shows store fsyncs, --access-log writes one line per event without the key', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-metrics-'));
     const run = spawnClean(process.execPath, [
-      ...CLI_SOURCE,
+      ...CLI,
       ...httpFlags('secret-key'),
       '--out',
       join(dir, 'out'),

@@ -24,7 +24,7 @@ import { describe, test } from 'node:test';
 import { readMain } from '../src/read/command.ts';
 import { BUILT } from './cli-harness.ts';
 import { bytesWaiting, tempDirs } from './helpers.ts';
-import { CLI_SOURCE, runWithStdout } from './helpers-spawn.ts';
+import { CLI, runWithStdout } from './helpers-spawn.ts';
 import { within } from './helpers-wait.ts';
 import { append, runRead, spawnRead, stored } from './read-harness.ts';
 
@@ -280,7 +280,7 @@ describe('segment-endpoint read: following, restarts, failures', () => {
           `ulimit -f ${limit} && exec "$@"`,
           'sh',
           process.execPath,
-          ...CLI_SOURCE,
+          ...CLI,
           'read',
           '--out',
           dir,
@@ -311,7 +311,7 @@ describe('segment-endpoint read: following, restarts, failures', () => {
     writeFileSync(out, `${'x'.repeat(1999)}\n`);
     const cut = await runWithStdout(
       'sh',
-      ['-c', 'ulimit -f 1 && exec "$@"', 'sh', process.execPath, ...CLI_SOURCE, 'read', '--out', dir],
+      ['-c', 'ulimit -f 1 && exec "$@"', 'sh', process.execPath, ...CLI, 'read', '--out', dir],
       openSync(out, 'r+'),
     );
     assert.equal(cut.code, 1, cut.stderr);

@@ -1,11 +1,11 @@
 // What the `segment-endpoint read` tests share: stored lines written as the file store writes them, the
-// command spawned from source, and readStore's lines collected or followed one at a time.
+// command spawned as the tests start the CLI, and readStore's lines collected or followed one at a time.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { StoredLine } from '../src/read/store-reader.ts';
-import { CLI_SOURCE, cleanEnv, ROOT } from './helpers-spawn.ts';
+import { CLI, cleanEnv, ROOT } from './helpers-spawn.ts';
 
 /** A stored line of the shape the file store writes; `pad` bytes of padding make it longer. */
 export function stored(type: string, id: string, pad = 0): string {
@@ -26,8 +26,8 @@ export interface Run {
   readonly closed: Promise<number>;
 }
 
-/** `segment-endpoint read ARGS`, spawned from source, or with `entry` (BUILT: the command as shipped). */
-export function spawnRead(args: readonly string[], entry: readonly string[] = CLI_SOURCE): Run {
+/** `segment-endpoint read ARGS`, spawned as the tests start the CLI, or with `entry` (BUILT: the command as shipped). */
+export function spawnRead(args: readonly string[], entry: readonly string[] = CLI): Run {
   const child = spawn(process.execPath, [...entry, 'read', ...args], { cwd: ROOT, env: cleanEnv() });
   let stdout = '';
   let stderr = '';
@@ -43,7 +43,7 @@ export function spawnRead(args: readonly string[], entry: readonly string[] = CL
 
 export async function runRead(
   args: readonly string[],
-  entry: readonly string[] = CLI_SOURCE,
+  entry: readonly string[] = CLI,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const run = spawnRead(args, entry);
   const code = await run.closed;

@@ -6,7 +6,7 @@ import { closeSync, constants, mkdirSync, openSync, readFileSync, readSync } fro
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { tempDirs } from './helpers.ts';
-import { CLI_SOURCE, cleanEnv, ROOT } from './helpers-spawn.ts';
+import { CLI, cleanEnv, ROOT } from './helpers-spawn.ts';
 import { waitUntil } from './helpers-wait.ts';
 import { append, linesOf, stored } from './read-harness.ts';
 
@@ -21,7 +21,7 @@ function laggingReader(out: string, flags: readonly string[] = ['--follow']) {
   execFileSync('mkfifo', [fifo]);
   const readEnd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
   const writeEnd = openSync(fifo, constants.O_WRONLY);
-  const child = spawn(process.execPath, [...CLI_SOURCE, 'read', '--out', out, ...flags], {
+  const child = spawn(process.execPath, [...CLI, 'read', '--out', out, ...flags], {
     cwd: ROOT,
     env: cleanEnv(),
     stdio: ['ignore', writeEnd, 'pipe'],
@@ -127,7 +127,7 @@ test('SIGTERM while stdout is full, with --from: the next run starts at the line
   reader.child.kill('SIGTERM');
   const first = linesOf(await reader.drain());
   assert.equal(await reader.closed, 0, reader.stderr());
-  const args = [...CLI_SOURCE, 'read', '--out', out, '--from', checkpoint];
+  const args = [...CLI, 'read', '--out', out, '--from', checkpoint];
   const rest = linesOf(
     execFileSync(process.execPath, args, { cwd: ROOT, env: cleanEnv(), maxBuffer: 1 << 26 }).toString(),
   );

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { makeCert, makeExpiredCert, makeSignedCert, servedChain, servedFingerprint } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
-import { CLI_SOURCE, httpFlags, spawnClean } from './helpers-spawn.ts';
+import { CLI, httpFlags, spawnClean } from './helpers-spawn.ts';
 import { eventually, waitFor, waitUntil } from './helpers-wait.ts';
 
 test('SIGHUP reloads the certificate for new connections without dropping open ones; a bad pair is refused', async () => {
@@ -23,7 +23,7 @@ test('SIGHUP reloads the certificate for new connections without dropping open o
     const fingerprint = (file: string) => new X509Certificate(readFileSync(file)).fingerprint256;
 
     const run = spawnClean(process.execPath, [
-      ...CLI_SOURCE,
+      ...CLI,
       ...['--cert', live.cert, '--key', live.key, '--host', '127.0.0.1', '--port', '0'],
       ...['--api-key', 'k', '--out', join(dir, 'out')],
     ]);
@@ -85,7 +85,7 @@ test('the certificates sent are those of --cert, none from a store of trusted on
   const run = spawnClean(
     process.execPath,
     [
-      ...CLI_SOURCE,
+      ...CLI,
       ...['--cert', signed.cert, '--key', signed.key, '--host', '127.0.0.1', '--port', '0'],
       ...['--api-key', 'k', '--out', join(dir, 'out')],
     ],
@@ -136,7 +136,7 @@ async function servingWithFile(flag: string, text: string, key: string, workers:
   const file = join(dir, 'file');
   writeFileSync(file, text, { mode: 0o600 });
   const run = spawnClean(process.execPath, [
-    ...CLI_SOURCE,
+    ...CLI,
     ...httpFlags(key),
     ...[flag, file, '--workers', workers, '--out', join(dir, 'out')],
   ]);
@@ -269,7 +269,7 @@ test('--workers: a SIGHUP that loads the keys and not the certificate (or the ot
     writeFileSync(live.key, readFileSync(first.key));
     writeFileSync(live.keys, 'first-key\n', { mode: 0o600 });
     run = spawnClean(process.execPath, [
-      ...CLI_SOURCE,
+      ...CLI,
       ...['--cert', live.cert, '--key', live.key, '--host', '127.0.0.1', '--port', '0'],
       ...['--api-keys-file', live.keys, '--workers', '2', '--out', join(dir, 'out')],
     ]);

@@ -14,10 +14,10 @@ import {
   type SettingsSchema,
   silentLogger,
 } from '../src/index.ts';
-import { SOURCE, startCli } from './cli-harness.ts';
+import { startCli } from './cli-harness.ts';
 import { API_KEY, encodeSettings, segmentHeaders, tempDirs, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
-import { httpFlags, spawnClean } from './helpers-spawn.ts';
+import { CLI, httpFlags, spawnClean } from './helpers-spawn.ts';
 
 // `settingsSchema`: the destination's settings checked once per customer's header, the handlers given
 // them typed; settings that do not match answered 400, saying where and what was expected, never the
@@ -276,7 +276,7 @@ describe('settingsSchema from a --handlers module', () => {
       module,
       "export const settingsSchema = { type: 'object' };\nexport default { track: () => {} };\n",
     );
-    const run = spawnClean(process.execPath, [...SOURCE, ...httpFlags('k1'), '--handlers', module]);
+    const run = spawnClean(process.execPath, [...CLI, ...httpFlags('k1'), '--handlers', module]);
     const bound = setTimeout(() => run.child.kill('SIGKILL'), 10_000);
     assert.equal(await run.exit, 1, run.stderr());
     clearTimeout(bound);

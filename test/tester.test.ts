@@ -11,10 +11,9 @@ import { testMain } from '../src/tester/command.ts';
 import { run } from '../src/tester/run.ts';
 import { suite } from '../src/tester/suite.ts';
 import { testCert } from './helpers-cert.ts';
-import { runIntoFullDisk } from './helpers-spawn.ts';
+import { CLI, runIntoFullDisk } from './helpers-spawn.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const CLI = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];
 const KEY = 'tester-key';
 const CASES = suite({ id: 'x', apiKey: KEY, now: new Date() });
 const GOOD = CASES.filter((c) => c.expect === 'accept');

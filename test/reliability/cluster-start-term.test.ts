@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { CLI } from '../helpers-spawn.ts';
 import { waitUntil } from '../helpers-wait.ts';
 import { tlsFlags } from './harness.ts';
 
@@ -28,14 +29,8 @@ for (const workers of ['1', '2']) {
         '',
       ].join('\n'),
     );
-    const cli = [
-      '--conditions=segment-endpoint-source',
-      '--import',
-      'tsx',
-      join(process.cwd(), 'src', 'cli.ts'),
-    ];
     const flags = ['--workers', workers, ...tlsFlags(dir), '--api-key', 'dev-key'];
-    const child = spawn(process.execPath, [...cli, ...flags, '--handlers', module]);
+    const child = spawn(process.execPath, [...CLI, ...flags, '--handlers', module]);
     t.after(() => child.kill('SIGKILL'));
     let output = '';
     child.stdout.on('data', (chunk) => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
+import { CLI, spawnClean } from '../helpers-spawn.ts';
 import { waitUntil, within } from '../helpers-wait.ts';
 import {
   drainThenFail,
@@ -129,7 +129,7 @@ function refuseTwiceHangOnce(t: { after(fn: () => Promise<void> | void): void },
     ].join('\n'),
   );
   const three = flags.map((flag) => (flag === '2' ? '3' : flag));
-  const primary = spawnClean(process.execPath, [...CLI_SOURCE, ...three, '--handlers', module]);
+  const primary = spawnClean(process.execPath, [...CLI, ...three, '--handlers', module]);
   t.after(() => void primary.child.kill('SIGKILL'));
   return primary;
 }
@@ -249,7 +249,7 @@ test('every worker refusing to start at the same moment: said once, as one proce
     ].join('\n'),
   );
   const three = flags.map((flag) => (flag === '2' ? '3' : flag));
-  const primary = spawnClean(process.execPath, [...CLI_SOURCE, ...three, '--handlers', module]);
+  const primary = spawnClean(process.execPath, [...CLI, ...three, '--handlers', module]);
   t.after(() => primary.child.kill('SIGKILL'));
   await waitUntil(
     () => [1, 2, 3].every((n) => existsSync(join(dir, `loading-${n}`))),

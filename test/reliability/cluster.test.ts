@@ -9,14 +9,14 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
-import { CLI_SOURCE, spawnClean } from '../helpers-spawn.ts';
+import { CLI, spawnClean } from '../helpers-spawn.ts';
 import { waitFor, waitUntil } from '../helpers-wait.ts';
 import { GUARD_MS, killedAndReplaced, listeningLogged, listeningPids, setUp } from './cluster-harness.ts';
 import { type Endpoint, fetchText, load, readStore, send, stopCleanly } from './harness.ts';
 
 /** The CLI with `args`, killed after the test; `ended` is its exit code, or 'hung' past GUARD_MS. */
 function spawnGuarded(t: { after(fn: () => void): void }, args: string[]) {
-  const spawned = spawnClean(process.execPath, [...CLI_SOURCE, ...args]);
+  const spawned = spawnClean(process.execPath, [...CLI, ...args]);
   t.after(() => spawned.child.kill('SIGKILL'));
   let guard: NodeJS.Timeout | undefined;
   const hung = new Promise<'hung'>((done) => {

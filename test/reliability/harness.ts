@@ -1,4 +1,4 @@
-// Shared tools of the reliability suite: the real process (spawned from source so coverage counts it),
+// Shared tools of the reliability suite: the real process (the CLI the tests start, coverage counting it),
 // its peak memory, a bounded load generator, and where the figures of a run are kept.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -7,10 +7,9 @@ import { Agent, get, request } from 'node:https';
 import { join } from 'node:path';
 import { segmentHeaders } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
-import { cleanEnv } from '../helpers-spawn.ts';
+import { CLI, cleanEnv } from '../helpers-spawn.ts';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
-const CLI = ['--conditions=segment-endpoint-source', '--import', 'tsx', join(ROOT, 'src', 'cli.ts')];
 
 export interface Endpoint {
   readonly child: ChildProcess;
