@@ -107,7 +107,7 @@ async function wholeLinesEnd(io: StoreIo, fd: number, size: number, scan: number
  * byte, or of the last whole line if none holds one. Read a chunk at a time, as `lineStart` reads.
  */
 async function cleanLinesEnd(io: StoreIo, fd: number, from: number, size: number): Promise<number> {
-  const chunk = Buffer.alloc(TAIL_CHUNK);
+  const chunk = Buffer.alloc(Math.min(TAIL_CHUNK, size - from));
   let end = from;
   for (let at = from; at < size; at += TAIL_CHUNK) {
     const part = chunk.subarray(0, Math.min(TAIL_CHUNK, size - at));
@@ -122,7 +122,7 @@ async function cleanLinesEnd(io: StoreIo, fd: number, from: number, size: number
 
 /** The start of the line that holds byte `at`: just past the last newline before it, or 0. */
 async function lineStart(io: StoreIo, fd: number, at: number): Promise<number> {
-  const chunk = Buffer.alloc(TAIL_CHUNK);
+  const chunk = Buffer.alloc(Math.min(TAIL_CHUNK, at));
   let end = at;
   while (end > 0) {
     const start = Math.max(0, end - TAIL_CHUNK);

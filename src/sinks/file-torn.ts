@@ -89,8 +89,8 @@ async function lastLineStart(
   size: number,
   max: number,
 ): Promise<number | undefined> {
-  const chunk = Buffer.alloc(CHUNK);
   const floor = Math.max(0, size - max - 1);
+  const chunk = Buffer.alloc(Math.min(CHUNK, size - floor));
   for (let end = size; end > floor; ) {
     const start = Math.max(floor, end - CHUNK);
     const part = chunk.subarray(0, end - start);
