@@ -1,5 +1,5 @@
 # The front door: `make run` starts the real thing, `make test` runs every test. Both set themselves up.
-.PHONY: all install build dist sea run test test-reliability typecheck lint unit services bench bench-ladder wrk clean
+.PHONY: all install build dist sea run test test-build test-reliability typecheck lint unit services bench bench-ladder wrk clean
 # A recipe that fails leaves no target behind: tsc writes dist/ even when it reports errors, and a
 # dist/cli.js newer than its sources would make the next `make` skip the build that failed.
 .DELETE_ON_ERROR:
@@ -7,7 +7,8 @@
 NODE_MODULES := node_modules/.package-lock.json
 CERT := certs/localhost.crt
 CERT_KEY := certs/localhost.key
-SOURCES := $(wildcard src/*.ts src/*/*.ts)
+# Every TypeScript file under src/, as test/helpers-spawn.ts counts them to tell a stale test-build/.
+SOURCES := $(shell find src -name '*.ts')
 
 all: build
 
@@ -69,11 +70,15 @@ NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test --tes
 
 # The CLI the tests start (test/helpers-spawn.ts): tsc's modules with their source maps, from which c8
 # counts the lines of src/ they run, as it counts the tests' own imports through tsx. Through tsx each of
-# the suite's ~380 starts cost ~0.4 s more CPU. The stamp, written last, tells the tests it is complete.
+# the suite's ~380 starts cost ~0.4 s more CPU. The stamp is put in place once the build is complete, with
+# the time it began: a source edited during the build is newer than it, for make and for the tests alike.
+test-build: test-build/built
 test-build/built: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json tsconfig.build.json
 	rm -rf test-build
+	mkdir test-build
+	touch test-build/began
 	npx tsc -p tsconfig.build.json --outDir test-build --declaration false
-	@touch $@
+	mv test-build/began $@
 
 # Every test, the reliability suite included, under the coverage gate. test/dist.test.ts runs the
 # single-file bundle, hence `dist`; test/sea.test.ts runs the single executable, hence `sea`.

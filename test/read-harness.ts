@@ -26,7 +26,7 @@ export interface Run {
   readonly closed: Promise<number>;
 }
 
-/** `segment-endpoint read ARGS`, spawned as the tests start the CLI, or with `entry` (BUILT: the command as shipped). */
+/** `segment-endpoint read ARGS`, spawned as the tests start the CLI, or with `entry` (BUILT: as shipped). */
 export function spawnRead(args: readonly string[], entry: readonly string[] = CLI): Run {
   const child = spawn(process.execPath, [...entry, 'read', ...args], { cwd: ROOT, env: cleanEnv() });
   let stdout = '';

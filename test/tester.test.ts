@@ -3,7 +3,6 @@ import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createServer, type EndpointServer, type Handlers, silentLogger } from '../src/index.ts';
 import { runSender } from '../src/sender-args.ts';
@@ -11,9 +10,8 @@ import { testMain } from '../src/tester/command.ts';
 import { run } from '../src/tester/run.ts';
 import { suite } from '../src/tester/suite.ts';
 import { testCert } from './helpers-cert.ts';
-import { CLI, runIntoFullDisk } from './helpers-spawn.ts';
+import { CLI, ROOT, runIntoFullDisk } from './helpers-spawn.ts';
 
-const ROOT = join(import.meta.dirname, '..');
 const KEY = 'tester-key';
 const CASES = suite({ id: 'x', apiKey: KEY, now: new Date() });
 const GOOD = CASES.filter((c) => c.expect === 'accept');

@@ -107,6 +107,7 @@ async function wholeLinesEnd(io: StoreIo, fd: number, size: number, scan: number
  * byte, or of the last whole line if none holds one. Read a chunk at a time, as `lineStart` reads.
  */
 async function cleanLinesEnd(io: StoreIo, fd: number, from: number, size: number): Promise<number> {
+  // No larger than what is read: zeroing 64 KiB for a tail of a few lines cost the start more than reading.
   const chunk = Buffer.alloc(Math.min(TAIL_CHUNK, size - from));
   let end = from;
   for (let at = from; at < size; at += TAIL_CHUNK) {
