@@ -7,8 +7,9 @@
 NODE_MODULES := node_modules/.package-lock.json
 CERT := certs/localhost.crt
 CERT_KEY := certs/localhost.key
-# Every TypeScript file under src/, as test/helpers-spawn.ts counts them to tell a stale test-build/.
-SOURCES := $(shell find src -name '*.ts')
+# Every TypeScript file under src/, as test/helpers-spawn.ts counts them to tell a stale test-build/; not
+# a dotfile (an editor's lock file, `.#name.ts`, may be a link to nothing).
+SOURCES := $(shell find src -name '*.ts' ! -name '.*')
 
 all: build
 

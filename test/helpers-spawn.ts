@@ -2,7 +2,7 @@
 // SEGMENT_* variables of the test's own environment, its output kept.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 export const ROOT = join(import.meta.dirname, '..');
 
@@ -12,7 +12,8 @@ export const TSX = ['--conditions=segment-endpoint-source', '--import', 'tsx'];
 /**
  * The CLI the tests start: `node <CLI> [args]`. The modules `make test` builds for them (test-build/,
  * tsc's output with source maps, so that coverage counts the lines of src/ they run) when no source is
- * newer; otherwise src/cli.ts through tsx, which costs ~0.4 s more CPU at every start, and says so once.
+ * newer; otherwise src/cli.ts through tsx, which costs ~0.4 s more CPU at every start, said in one line by
+ * each test file's process.
  */
 export const CLI = testBuildIsFresh()
   ? [join(ROOT, 'test-build', 'cli.js')]
@@ -20,19 +21,23 @@ export const CLI = testBuildIsFresh()
 
 /**
  * Whether test-build/ was built from the sources as they are: its stamp, which bears the time its build
- * began, is no older than any .ts file under src/ (the Makefile's SOURCES, which rebuild it).
+ * began, is no older than any .ts file under src/ but dotfiles (the Makefile's SOURCES, which rebuild it).
  */
 function testBuildIsFresh(): boolean {
+  const fallBack = (why: string) => {
+    process.stderr.write(`# ${why}: the CLI runs from src/ through tsx (make test-build builds it)\n`);
+    return false;
+  };
   const built = statSync(join(ROOT, 'test-build', 'built'), { throwIfNoEntry: false })?.mtimeMs;
+  if (built === undefined) return fallBack('no test-build/built');
   const src = join(ROOT, 'src');
-  const sources = readdirSync(src, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
-  const newer = sources.find(
-    (file) => (statSync(join(src, file), { throwIfNoEntry: false })?.mtimeMs ?? 0) > (built ?? 0),
+  const newer = readdirSync(src, { recursive: true, encoding: 'utf8' }).find(
+    (file) =>
+      file.endsWith('.ts') &&
+      !basename(file).startsWith('.') &&
+      (statSync(join(src, file), { throwIfNoEntry: false })?.mtimeMs ?? 0) > built,
   );
-  if (built !== undefined && newer === undefined) return true;
-  const why = built === undefined ? 'no test-build/' : `src/${newer} is newer than test-build/`;
-  process.stderr.write(`# ${why}: the CLI runs from src/ through tsx (make test-build builds it)\n`);
-  return false;
+  return newer === undefined || fallBack(`src/${newer} is newer than test-build/`);
 }
 
 /** The CLI's flags for plain HTTP on a free port of 127.0.0.1, taking `apiKey` when given. */

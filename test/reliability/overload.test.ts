@@ -21,7 +21,7 @@ const MAX_REQUESTS = 600;
 // 100 MiB leaves room for V8's heap growing lazily under GC pressure on a busy machine.
 const MAX_GROWTH_BYTES = 100 * MiB;
 // Absolute: Node and the CLI's modules take ~60 MiB before any event (~90 through tsx, which compiles the
-// sources on the fly when test-build/ is stale): the bound leaves the burst ~130 MiB above either.
+// sources on the fly when test-build/ is stale): the bound leaves the burst at least ~130 MiB above it.
 const MAX_PEAK_BYTES = 220 * MiB;
 
 /** The 50th percentile of a list of numbers (undefined when empty). */
