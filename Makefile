@@ -69,16 +69,17 @@ lint: $(NODE_MODULES)
 TEST_JOBS := $(shell n=$$((2 * $$(nproc))); [ $$n -gt 8 ] && n=8; echo $$n)
 NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test --test-concurrency=$(TEST_JOBS)
 
-# The CLI the tests start (test/helpers-spawn.ts): tsc's modules with their source maps, from which c8
-# counts the lines of src/ they run, as it counts the tests' own imports through tsx. Through tsx each of
-# the suite's ~380 starts cost ~0.4 s more CPU. The stamp is put in place once the build is complete, with
-# the time it began: a source edited during the build is newer than it, for make and for the tests alike.
+# The CLI the tests start (test/helpers-spawn.ts): src/ compiled module by module as tsx compiles it, with
+# source maps, from which c8 counts the lines of src/ they run as it counts the tests' own imports through
+# tsx (scripts/test-build.ts). Through tsx each of the suite's ~380 starts cost ~0.4 s more CPU. The stamp
+# is put in place once the build is complete, with the time it began: a source edited during the build
+# is newer than it, for make and for the tests alike.
 test-build: test-build/built
-test-build/built: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json tsconfig.build.json
+test-build/built: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json scripts/test-build.ts
 	rm -rf test-build
 	mkdir test-build
 	touch test-build/began
-	npx tsc -p tsconfig.build.json --outDir test-build --declaration false
+	npx tsx scripts/test-build.ts
 	mv test-build/began $@
 
 # Every test, the reliability suite included, under the coverage gate. test/dist.test.ts runs the

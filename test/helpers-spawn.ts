@@ -11,9 +11,9 @@ export const TSX = ['--conditions=segment-endpoint-source', '--import', 'tsx'];
 
 /**
  * The CLI the tests start: `node <CLI> [args]`. The modules `make test` builds for them (test-build/,
- * tsc's output with source maps, so that coverage counts the lines of src/ they run) when no source is
- * newer; otherwise src/cli.ts through tsx, which costs ~0.4 s more CPU at every start, said in one line by
- * each test file's process.
+ * src/ compiled as tsx compiles it, with source maps, so that coverage counts the lines of src/ they run:
+ * scripts/test-build.ts) when no source is newer; otherwise src/cli.ts through tsx, which costs ~0.4 s
+ * more CPU at every start, said in one line by each test file's process.
  */
 export const CLI = testBuildIsFresh()
   ? [join(ROOT, 'test-build', 'cli.js')]
