@@ -137,8 +137,9 @@ async function lineStart(io: StoreIo, fd: number, at: number): Promise<number> {
 
 /**
  * Sets aside what a crash left after the last whole line of every store file in `dir`, or of those
- * `only` accepts: a torn last line, or a hole in the last commit (see setAsideTornTail). `dir` is
- * created, durably, if missing. No process may be writing the files meanwhile.
+ * `only` accepts: a torn last line, or a hole in the last commit (see setAsideTornTail). `dir` must
+ * exist: its callers make it first (makeDirectory, which syncs its entry at every start, since the start
+ * that made it may have died before its sync). No process may be writing the files meanwhile.
  */
 export async function repairStore(
   dir: string,
@@ -154,9 +155,6 @@ export async function repairStore(
   } = {},
 ): Promise<TornLine[]> {
   const io = options.io ?? nodeIo;
-  // The directory's entry is synced at every start, not only when this start made it: the start that
-  // made it may have died before its sync.
-  await makeDirectory(io, dir);
   const files: StoreFile[] = [];
   for (const name of await io.readdir(dir)) {
     const file = storeFile(name);
