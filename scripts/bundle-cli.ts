@@ -11,11 +11,11 @@
 //   bundle would be other classes, and a RetryError an unknown error. The loader imports them and
 //   hands them to the script.
 // Its whitespace is minified, nothing else: a start pays for the code's size and lines even with its cache
-// (reading, hashing and V8 taking the source: ~19.5 ms for the 620 KB and 15,900 lines as written, ~13
-// for the 415 KB and ~190 lines without their whitespace; bench/README.md, "Start: the bundle without its
-// whitespace"). Names are kept, so a stack trace in the log names the functions, at a line and column of
-// the bundle; `node --enable-source-maps dist/cli.js` names the sources' lines. Run by `make build` / `npm
-// run build`.
+// (reading, hashing and V8 taking the source: ~17 ms for the 620 KB and 15,900 lines as written, ~12 for
+// the 415 KB and ~190 lines without their whitespace; bench/README.md, "Start: where it goes, and the
+// bundle without its whitespace"). Names are kept, so a stack trace in the log names the functions, at a
+// line and column of the bundle; `node --enable-source-maps dist/cli.js` names the sources' lines. Run by
+// `make build` / `npm run build`.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
