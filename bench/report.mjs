@@ -91,11 +91,14 @@ export function targets(results, servers, ratio) {
       list.push([`${who} peak RSS − floor's ≤ 15 MiB`, over, 15, false]);
     }
     const start = perRound(results, [n], (r) => r[n].startMs);
-    list.push([`${who} start to first TLS connection ≤ 150 ms`, start, 150, false]);
+    // Said when the floor's own start missed the bound: then the run cannot tell what ours' miss is.
+    const floor = servers.floor?.startMs.median;
+    const note = floor > 150 ? `the floor's own start ${floor.toFixed(0)} ms` : undefined;
+    list.push([`${who} start to first TLS connection ≤ 150 ms`, start, 150, false, note]);
   }
   return list
     .filter(([, value]) => value !== undefined)
-    .map(([target, value, bound, atLeast]) => {
+    .map(([target, value, bound, atLeast, note]) => {
       const ok = (v) => (atLeast ? v >= bound : v <= bound);
       return {
         target,
@@ -104,6 +107,7 @@ export function targets(results, servers, ratio) {
         max: value.max,
         met: ok(value.median),
         straddles: ok(value.min) !== ok(value.max),
+        ...(note === undefined ? {} : { note }),
       };
     });
 }
@@ -111,7 +115,8 @@ export function targets(results, servers, ratio) {
 const SATURATED_PCT = 90;
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 const cell = (s, digits = 0) => `${fmt(s.median, digits)} (${fmt(s.min, digits)}–${fmt(s.max, digits)})`;
-const verdict = (t) => `${t.met ? 'met' : '**not met**'}${t.straddles ? ', spread straddles it' : ''}`;
+const verdict = (t) =>
+  `${t.met ? 'met' : '**not met**'}${t.straddles ? ', spread straddles it' : ''}${t.note ? ` (${t.note})` : ''}`;
 
 /**
  * The rounds that measured the machine rather than the server: other tenants took a share of it, or the
