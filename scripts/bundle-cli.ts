@@ -10,12 +10,9 @@
 //   (dist/index.js) and throws them, and the command must know them by `instanceof`. A copy inside the
 //   bundle would be other classes, and a RetryError an unknown error. The loader imports them and
 //   hands them to the script.
-// Its whitespace is minified, nothing else: a start pays for the code's size and lines even with its cache
-// (reading, hashing and V8 taking the source: ~17 ms for the 620 KB and 15,900 lines as written, ~12 for
-// the 415 KB and ~190 lines without their whitespace; bench/README.md, "Start: where it goes, and the
-// bundle without its whitespace"). Names are kept, so a stack trace in the log names the functions, at a
-// line and column of the bundle; `node --enable-source-maps dist/cli.js` names the sources' lines. Run by
-// `make build` / `npm run build`.
+// Not minified, for the reason scripts/bundle.ts gives; its whitespace alone, minified, saved ~1.3 ms of a
+// start, not enough to give up the lines of its stack traces (bench/README.md, "Start: where it goes").
+// Run by `make build` / `npm run build`.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -39,7 +36,6 @@ const { outputFiles } = await build({
   define: { 'import.meta.url': '__cliUrl' },
   sourcemap: 'linked',
   sourcesContent: false,
-  minifyWhitespace: true,
   plugins: [
     {
       name: 'shared-with-the-package',

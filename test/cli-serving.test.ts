@@ -296,7 +296,7 @@ describe('the segment-endpoint command', () => {
     assert.match(await version(), /^\d+\.\d+\.\d+/);
     writeFileSync(cache, good);
     const code = join(pkg, 'dist', 'cli-main.cjs');
-    const edited = readFileSync(code, 'utf8').replace('return pkg.version', 'return pkg.versiom');
+    const edited = readFileSync(code, 'utf8').replace('return pkg.version;', 'return pkg.versiom;');
     assert.notEqual(edited, readFileSync(code, 'utf8'));
     writeFileSync(code, edited);
     assert.equal(await version(), 'undefined', 'the edited code runs, not the cached');
