@@ -138,8 +138,9 @@ async function lineStart(io: StoreIo, fd: number, at: number): Promise<number> {
 /**
  * Sets aside what a crash left after the last whole line of every store file in `dir`, or of those
  * `only` accepts: a torn last line, or a hole in the last commit (see setAsideTornTail). `dir` must
- * exist: its callers make it first (makeDirectory, which syncs its entry at every start, since the start
- * that made it may have died before its sync). No process may be writing the files meanwhile.
+ * exist: its callers make it first (makeDirectory, which syncs its entry in its parent at every start,
+ * since the start that made it may have died before that sync). No process may be writing the files
+ * meanwhile.
  */
 export async function repairStore(
   dir: string,
