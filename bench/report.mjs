@@ -165,7 +165,7 @@ export function render(report, labels) {
   const lines = [
     `**segment-endpoint benchmark, ${report.date}**`,
     '',
-    `${report.machine}; ${config.rounds} interleaved rounds (a fresh process per server per round, 1 s cold, ${config.warmupSeconds} s warm-up, then ${config.seconds} s measured), wrk 1 thread, ${config.connections} keep-alive TLS connections, the event mix of events.mjs; ${config.pinned ? 'server on core 0, client on core 1 (taskset)' : 'NOT pinned'}${config.caCertsDropped ? "; the servers started without the runner's NODE_EXTRA_CA_CERTS" : ''}. Cells: median (min–max over rounds).`,
+    `${report.machine}; ${config.rounds} interleaved rounds (a fresh process per server per round, 1 s cold, ${config.warmupSeconds} s warm-up, then ${config.seconds} s measured), wrk 1 thread, ${config.connections} keep-alive TLS connections, the event mix of events.mjs; ${config.pinned ? 'server on core 0, client on core 1 (taskset)' : 'NOT pinned'}${config.caCertsDropped ? "; the servers started without the runner's NODE_EXTRA_CA_CERTS" : ''}. Cells: median (min–max over rounds); a round's start is the median of ${config.starts ?? 1} launches.`,
     '',
     '| server | req/s | max/min | p50 ms | p99 ms | first second req/s | peak RSS MiB | start ms | non-2xx |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',

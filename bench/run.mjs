@@ -8,7 +8,8 @@
 // BENCH_QUIET_WAIT (10 s a window at most) and BENCH_QUIET_BUDGET (90 s a run), BENCH_STEAL_LIMIT (5 %),
 // BENCH_RETAKES (2 a round) and BENCH_RETAKE_BUDGET (60 s a run), BENCH_FIXED_RATE
 // (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),
-// BENCH_KEEP_CA_CERTS=1 (the servers keep the runner's NODE_EXTRA_CA_CERTS),
+// BENCH_KEEP_CA_CERTS=1 (the servers keep the runner's NODE_EXTRA_CA_CERTS), BENCH_STARTS (3 launches a server a
+// round, their median its start),
 // BENCH_BASELINE (another checkout, built: adds noop-, durable- and postgres-baseline, its dist/cli.js, for
 // an A/B of two builds in one run: BENCH_SERVERS=durable,durable-baseline).
 import { execFileSync } from 'node:child_process';
@@ -20,7 +21,7 @@ import { checkAccepts, cpuAtFixedRate, launch, PIN, pinSelf, runWrk } from './cl
 import { apiKey } from './events.mjs';
 import { wrkScript } from './mklua.mjs';
 import { between, othersOver, peakRssMiB, sample } from './proc.mjs';
-import { ratios, render, summariseServers, targets } from './report.mjs';
+import { median, ratios, render, summariseServers, targets } from './report.mjs';
 import { RUNG_NAMES } from './stages.mjs';
 
 const HERE = dirname(new URL(import.meta.url).pathname);
@@ -33,6 +34,10 @@ const config = {
   connections: 50,
   fixedRate: env('BENCH_FIXED_RATE', 5000), // events a second: under every server's limit, durable's too
   fixedSeconds: env('BENCH_FIXED_SECONDS', 2),
+  // A start is one sample of a noisy host (the floor's 117–228 ms over one run's rounds): each round takes
+  // the median of this many launches of each server, the measured one last (bench/README.md, "How to
+  // read it")
+  starts: env('BENCH_STARTS', 3),
   pinned: PIN,
   traceGc: process.env.BENCH_TRACE_GC === '1',
   // other tenants of the machine (tests, builds) take cores from both sides: a measured window waits for
@@ -195,6 +200,7 @@ async function measuredWindow(server, wrkOptions, gc, othersOwn) {
 async function measure(name, round) {
   const gc = config.traceGc ? gcCounter() : undefined;
   const store = join(work, `store-${round}`);
+  const starts = await startsOnly(name, round);
   const server = await launch((port) => SERVERS[name].args(port, store), {
     cwd: ROOT,
     env: serverEnv,
@@ -216,11 +222,30 @@ async function measure(name, round) {
             rate: config.fixedRate,
           })
         : { cpuMicrosPerEvent: Number.NaN, non2xx: 0 };
-    return { ...window, coldRps: cold.rps, startMs: server.startMs, rssMiB: peakRssMiB(server.pid), fixed };
+    starts.push(server.startMs);
+    const startMs = median(starts);
+    return { ...window, coldRps: cold.rps, startMs, startsMs: starts, rssMiB: peakRssMiB(server.pid), fixed };
   } finally {
     await server.stop();
     rmSync(store, { recursive: true, force: true });
   }
+}
+
+/**
+ * The start of `name` taken config.starts − 1 more times before its measured launch, each with a store of
+ * its own (PostgreSQL's, a table each, once: its start is not a target).
+ */
+async function startsOnly(name, round) {
+  const starts = [];
+  const more = SERVERS[name].othersOwn === true ? 0 : config.starts - 1;
+  for (let i = 0; i < more; i++) {
+    const store = join(work, `store-${round}-start-${i}`);
+    const server = await launch((port) => SERVERS[name].args(port, store), { cwd: ROOT, env: serverEnv });
+    starts.push(server.startMs);
+    await server.stop();
+    rmSync(store, { recursive: true, force: true });
+  }
+  return starts;
 }
 
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
