@@ -71,16 +71,11 @@ NODE_TEST := node --conditions=segment-endpoint-source --import tsx --test --tes
 
 # The CLI the tests start (test/helpers-spawn.ts): src/ compiled module by module as tsx compiles it, with
 # source maps, from which c8 counts the lines of src/ they run as it counts the tests' own imports through
-# tsx (scripts/test-build.ts). Through tsx each of the suite's ~380 starts cost ~0.4 s more CPU. The stamp
-# is put in place once the build is complete, with the time it began: a source edited during the build
-# is newer than it, for make and for the tests alike.
+# tsx (scripts/test-build.ts, which stamps test-build/built with the time its build began). Through tsx
+# each of the suite's ~380 starts cost ~0.4 s more CPU.
 test-build: test-build/built
 test-build/built: $(NODE_MODULES) $(SOURCES) src/generated/validators.ts tsconfig.json scripts/test-build.ts
-	rm -rf test-build
-	mkdir test-build
-	touch test-build/began
 	npx tsx scripts/test-build.ts
-	mv test-build/began $@
 
 # Every test, the reliability suite included, under the coverage gate. test/dist.test.ts runs the
 # single-file bundle, hence `dist`; test/sea.test.ts runs the single executable, hence `sea`.

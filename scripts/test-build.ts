@@ -2,9 +2,9 @@
 // compiles it when the tests import it, with the same esbuild options, so that c8 maps the coverage of
 // both onto the same functions and branches of src/ (tsc's output maps them apart: each was counted
 // twice). Only the relative imports' `.ts` become `.js`, of the same length: the source maps stay right.
-// A start through tsx itself cost ~0.4 s more CPU, ~380 times a suite. Run by `make test-build`, which
-// empties test-build/ first and marks it built after (the stamp, test-build/built).
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// A start through tsx itself cost ~0.4 s more CPU, ~380 times a suite. Run by `make test-build` and `npm
+// run test-build`: it empties test-build/ first and marks it built last (the stamp, test-build/built).
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { transform } from 'esbuild';
 import ts from 'typescript';
@@ -31,6 +31,14 @@ const OPTIONS = {
 /** A relative module named in an import or export (static or dynamic), its `.ts` to be `.js`. */
 const RELATIVE_TS = /((?:\bfrom|\bimport)\s*\(?\s*)(["'])(\.{1,2}\/[^"'\n]*)\.ts\2/g;
 
+// The stamp is made before the sources are read and put in place once every module is written, keeping
+// the time the build began: a source edited during the build is newer than it, for make and for the tests
+// alike (test/helpers-spawn.ts). A build that fails leaves no stamp.
+rmSync(OUT, { recursive: true, force: true });
+mkdirSync(OUT);
+const BEGAN = join(OUT, 'began');
+writeFileSync(BEGAN, '');
+
 // As the Makefile's SOURCES: every .ts file under src/ but dotfiles (an editor's lock file, `.#name.ts`).
 const sources = readdirSync(SRC, { recursive: true, encoding: 'utf8' }).filter(
   (file) => file.endsWith('.ts') && !basename(file).startsWith('.'),
@@ -49,3 +57,4 @@ for (const file of sources) {
   const inline = Buffer.from(JSON.stringify(map)).toString('base64');
   writeFileSync(out, `${code}//# sourceMappingURL=data:application/json;base64,${inline}\n`);
 }
+renameSync(BEGAN, join(OUT, 'built'));
