@@ -3,7 +3,7 @@
 // directory after it creates a day's file, and repair syncs it after it creates a `.torn` file and
 // before it cuts the original: a crash then loses neither the file nor the fragment set aside.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { after, test } from 'node:test';
@@ -89,4 +89,43 @@ test('a store directory made at start: the directories it was made in are synced
   await store.close();
   const made = [base, join(base, 'a'), join(base, 'a', 'b')];
   assert.deepEqual([...new Set(synced)].sort(), made.sort());
+});
+
+/** The directories synced while a store opens at `dir` and closes, as absolute paths. */
+async function dirsSyncedOpening(dir: string): Promise<string[]> {
+  const synced: string[] = [];
+  const io: StoreIo = {
+    ...nodeIo,
+    async syncDirectory(at) {
+      await nodeIo.syncDirectory(at);
+      synced.push(resolve(at));
+    },
+  };
+  const store = await NdjsonStore.open(dir, { io });
+  await store.close();
+  return synced;
+}
+
+test('a store directory a start made and died before syncing: the next start syncs every level of it', async () => {
+  // `mkdir -p a/b` done, the process killed before any sync: a power cut could take `a` and all under it
+  // with it, the events the next start acknowledges included. That start finds the directory, holding no
+  // store file yet, and cannot tell which levels are new: it syncs them all.
+  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(base);
+  const dir = join(base, 'a', 'b');
+  mkdirSync(dir, { recursive: true });
+  const synced = await dirsSyncedOpening(dir);
+  for (const level of [base, join(base, 'a')]) assert.ok(synced.includes(level), `${level}: ${synced}`);
+});
+
+test('a store directory that already holds events: only its own entry is synced again at start', async () => {
+  // Its first start got past the syncs before it wrote a file: the levels above are durable already, and
+  // each sync more is a disk round trip before the first event.
+  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(base);
+  const dir = join(base, 'a', 'b');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'events-2026-01-01.ndjson'), '{"a":1}\n');
+  const synced = await dirsSyncedOpening(dir);
+  assert.deepEqual([...new Set(synced)].sort(), [join(base, 'a'), dir].sort());
 });

@@ -139,7 +139,8 @@ async function lineStart(io: StoreIo, fd: number, at: number): Promise<number> {
  * Sets aside what a crash left after the last whole line of every store file in `dir`, or of those
  * `only` accepts: a torn last line, or a hole in the last commit (see setAsideTornTail). `dir` must
  * exist: its callers make it first (makeDirectory, which syncs its entry in its parent at every start,
- * since the start that made it may have died before that sync). No process may be writing the files
+ * and every level above while it holds no store file, since the start that made it may have died
+ * before those syncs). No process may be writing the files
  * meanwhile.
  */
 export async function repairStore(
@@ -187,17 +188,25 @@ export function repairedAtStart(files: readonly StoreFile[]): Set<StoreFile> {
   return new Set([...byWriter.values()].flatMap((own) => own.sort(inReadingOrder).slice(-2)));
 }
 
-/** Creates `dir` and its missing parents if need be, and makes its entry in its parent durable. */
+/**
+ * Creates `dir` and its missing parents if need be, and makes its entry in its parent durable. A `dir`
+ * found there and holding no store file may be what a start left that died inside its `mkdir -p`,
+ * before any sync: which levels it made cannot be told, so every level up to the top of the path as
+ * given is synced. One that holds a file had a start get past here first: its own entry alone.
+ */
 export async function makeDirectory(io: StoreIo, dir: string): Promise<void> {
   const created = await io.mkdir(dir);
-  await syncCreated(io, dir, created ?? dir);
+  if (created !== undefined) return syncCreated(io, dir, created);
+  const written = (await io.readdir(dir)).some((name) => storeFile(name) !== undefined);
+  await syncCreated(io, dir, written ? dir : undefined);
 }
 
 /**
- * Makes the directories from `created` down to `dir` durable: each one's entry is in its parent, and a
- * first start's events must not vanish with their directory in a power cut.
+ * Makes the directories from `created` (from the top of the path, when `undefined`) down to `dir`
+ * durable: each one's entry is in its parent, and a first start's events must not vanish with their
+ * directory in a power cut.
  */
-async function syncCreated(io: StoreIo, dir: string, created: string): Promise<void> {
+async function syncCreated(io: StoreIo, dir: string, created: string | undefined): Promise<void> {
   const parents: string[] = [];
   for (let at = dir; at !== dirname(at); at = dirname(at)) {
     parents.unshift(dirname(at));

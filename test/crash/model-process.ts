@@ -105,6 +105,8 @@ export class ModelProcess implements StoreIo {
     return this.#call(() => {
       const kind =
         dir === this.#fs.dir ? 'syncdir' : dir === dirname(this.#fs.dir) ? 'syncparent' : undefined;
+      // The levels above the parent were there, durable, before the trace: a sync of one changes nothing.
+      if (kind === undefined && this.#fs.dir.startsWith(dir === '/' ? '/' : `${dir}/`)) return;
       if (kind === undefined) throw errno('ENOENT', 'open', dir);
       if (!this.#skip.has('syncDirectory')) this.#fs.trace.push({ kind });
     });
