@@ -91,6 +91,10 @@ const bare = (req, res) => {
 async function build(name) {
   if (name === 'bare') return { dispatch: bare };
   if (name === 'parse floor') return { dispatch: parseFloor };
+  if (name === 'contract floor') {
+    const { contractFloor } = await import('./contract-floor.mjs');
+    return { dispatch: contractFloor(AUTH, handlers) };
+  }
   if (name === 'fastify') return fastifyAnchor();
   if (name === 'ours')
     return { dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger }) };

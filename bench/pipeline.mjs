@@ -9,8 +9,9 @@
 //
 // Groups (stages.mjs): `target`, the issue's comparison as ../shared/bench/inject.mjs makes it (a bare
 // handler that reads the body and answers 200, the injector's own cost; the fastify anchor; segment-
-// endpoint as shipped, dist/ with no-op handlers); `limit`, the parse floor against the same fastify
-// app (the least any handler that reads the event costs); `ladder`, the pipeline's stages composed one
+// endpoint as shipped, dist/ with no-op handlers); `limit`, the parse floor and the contract floor
+// against the same fastify app (the least any handler that reads the event costs, and the least one
+// that does what the contract asks, contract-floor.mjs); `ladder`, the pipeline's stages composed one
 // on top of the other from the shipped modules (each rung's cost above the one below is what that stage
 // costs); `variants`, ours with metrics, as a fastify plugin and as a fetch handler; with BENCH_BASELINE
 // (another checkout, built), `ab`, this build's handler against that one's.
@@ -119,5 +120,8 @@ const range = (row) => `${row.ratio.toFixed(2)} (${row.ratioMin.toFixed(2)}–${
 console.log(`\ntarget: ours net ≤ ${TARGET} × fastify net: ${range(result.target.ours)} (${verdict})`);
 console.log(
   `the least a handler that reads the event costs (the parse floor): ${range(result.limit['parse floor'])} × fastify net`,
+);
+console.log(
+  `the least one doing what the contract asks costs (the contract floor): ${range(result.limit['contract floor'])} × fastify net`,
 );
 if (JSON_FILE) writeFileSync(JSON_FILE, JSON.stringify(result, null, 2));
