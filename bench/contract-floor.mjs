@@ -14,7 +14,12 @@
 import { timingSafeEqual } from 'node:crypto';
 import { validators } from './anchors/schemas.mjs';
 
-const FIELDS = ['type', 'messageId', 'userId', 'anonymousId', 'groupId', 'previousId', 'event', 'name'];
+// The Spec's top-level fields: a key spelt as one of them is passed over, any other looked up squashed.
+const FIELDS = [
+  ...['type', 'messageId', 'userId', 'anonymousId', 'groupId', 'previousId', 'event', 'name', 'category'],
+  ...['traits', 'properties', 'context', 'integrations', 'timestamp', 'originalTimestamp', 'sentAt'],
+  ...['receivedAt', 'version', 'channel', 'projectId'],
+];
 const CANONICAL = new Set(FIELDS);
 const BY_SQUASHED = new Map(FIELDS.map((field) => [field.toLowerCase(), field]));
 const POISON = /"(?:__proto__|constructor)"\s*:/;
