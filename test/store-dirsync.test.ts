@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { after, test } from 'node:test';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import { NdjsonStore } from '../src/sinks/file-store.ts';
@@ -128,4 +128,37 @@ test('a store directory that already holds events: only its own entry is synced 
   writeFileSync(join(dir, 'events-2026-01-01.ndjson'), '{"a":1}\n');
   const synced = await dirsSyncedOpening(dir);
   assert.deepEqual([...new Set(synced)].sort(), [join(base, 'a'), dir].sort());
+});
+
+test('a level above the store that cannot be opened (a service user under a 0711 directory) does not refuse the start', async () => {
+  // The levels above the parent are synced as far as they can be opened: a directory this user may pass
+  // through but not read stops the walk, as AppArmor without `/ r` would. The parent itself must open.
+  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(base);
+  const dir = join(base, 'svc', 'data');
+  mkdirSync(dir, { recursive: true });
+  const synced: string[] = [];
+  const io: StoreIo = {
+    ...nodeIo,
+    async syncDirectory(at) {
+      if (!resolve(at).startsWith(join(base, 'svc'))) {
+        throw Object.assign(new Error(`EACCES: permission denied, open '${at}'`), { code: 'EACCES' });
+      }
+      await nodeIo.syncDirectory(at);
+      synced.push(resolve(at));
+    },
+  };
+  const store = await NdjsonStore.open(dir, { io });
+  await store.close();
+  assert.deepEqual([...new Set(synced)].sort(), [join(base, 'svc'), dir].sort());
+});
+
+test("a store path through `..`: only the store directory's own ancestors are synced", async () => {
+  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(base);
+  mkdirSync(join(base, 'a'));
+  mkdirSync(join(base, 'b'));
+  const synced = await dirsSyncedOpening(`${relative(process.cwd(), base)}/a/../b`); // not join: it would fold `..`
+  assert.ok(!synced.includes(join(base, 'a')), synced.join(' '));
+  assert.ok(synced.includes(base) && synced.includes(dirname(base)), synced.join(' '));
 });

@@ -1,4 +1,4 @@
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { nodeIo, readAt, type StoreIo, writeAll } from './file-io.ts';
 import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
 import { ownStat, regular } from './file-owner.ts';
@@ -139,7 +139,7 @@ async function lineStart(io: StoreIo, fd: number, at: number): Promise<number> {
  * Sets aside what a crash left after the last whole line of every store file in `dir`, or of those
  * `only` accepts: a torn last line, or a hole in the last commit (see setAsideTornTail). `dir` must
  * exist: its callers make it first (makeDirectory, which syncs its entry in its parent at every start,
- * and every level above while it holds no store file, since the start that made it may have died
+ * and the levels above while it holds no store file, since the start that made it may have died
  * before those syncs). No process may be writing the files
  * meanwhile.
  */
@@ -191,22 +191,43 @@ export function repairedAtStart(files: readonly StoreFile[]): Set<StoreFile> {
 /**
  * Creates `dir` and its missing parents if need be, and makes its entry in its parent durable. A `dir`
  * found there and holding no store file may be what a start left that died inside its `mkdir -p`,
- * before any sync: which levels it made cannot be told, so every level up to the top of the path as
- * given is synced. One that holds a file had a start get past here first: its own entry alone.
+ * before any sync: which levels it made cannot be told, so the levels above are synced too, as far as
+ * they can be opened (a service user under a directory it may pass through but not read). One that
+ * holds a store file is taken to have had a start get past its syncs before writing it: its own entry
+ * alone.
  */
 export async function makeDirectory(io: StoreIo, dir: string): Promise<void> {
   const created = await io.mkdir(dir);
   if (created !== undefined) return syncCreated(io, dir, created);
-  const written = (await io.readdir(dir)).some((name) => storeFile(name) !== undefined);
-  await syncCreated(io, dir, written ? dir : undefined);
+  await syncCreated(io, dir, dir);
+  if (!(await io.readdir(dir)).some((name) => storeFile(name) !== undefined)) await syncAbove(io, dir);
+}
+
+/** Errors that say a level cannot be opened or synced here, not that the disk failed. */
+const UNSYNCABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'EINVAL']);
+
+/**
+ * Syncs each directory above `dir`'s parent (the path resolved: `..` and `.` are not levels), from the
+ * bottom, until the root or one that cannot be opened: those above it are left as they are.
+ */
+async function syncAbove(io: StoreIo, dir: string): Promise<void> {
+  for (let at = dirname(resolve(dir)); at !== dirname(at); at = dirname(at)) {
+    const synced = await io.syncDirectory(dirname(at)).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (!UNSYNCABLE.has(err.code ?? '')) throw err;
+        return false;
+      },
+    );
+    if (!synced) return;
+  }
 }
 
 /**
- * Makes the directories from `created` (from the top of the path, when `undefined`) down to `dir`
- * durable: each one's entry is in its parent, and a first start's events must not vanish with their
- * directory in a power cut.
+ * Makes the directories from `created` down to `dir` durable: each one's entry is in its parent, and a
+ * first start's events must not vanish with their directory in a power cut.
  */
-async function syncCreated(io: StoreIo, dir: string, created: string | undefined): Promise<void> {
+async function syncCreated(io: StoreIo, dir: string, created: string): Promise<void> {
   const parents: string[] = [];
   for (let at = dir; at !== dirname(at); at = dirname(at)) {
     parents.unshift(dirname(at));
