@@ -1,18 +1,25 @@
-// The contract floor: the least a handler can do that does what the partner contract asks of every
-// event (../shared/CONTRACT.md), written as plainly as it can be, for the pipeline benchmark's `limit`
-// group. Where the parse floor stops at reading the event, it also
-// - compares the API key in constant time (the parse floor's `===` leaks, through timing, how much of a
-//   guess is right);
-// - refuses the keys that poison prototypes, as fastify's own body parser does (secure-json-parse: a
-//   look at the text, and a walk only when one of the names is in it);
+// The contract floor: the plainest handler that does the work the partner contract asks of every event
+// (../shared/CONTRACT.md), for the pipeline benchmark's `limit` group. Where the parse floor stops at
+// reading the event, it also
+// - reads the API key from its Basic header (any casing of the scheme, the password empty or absent)
+//   and compares it in constant time (the parse floor's `===` on the header leaks, through timing, how
+//   much of a guess is right);
+// - refuses a settings header that is not a JSON object;
+// - refuses the keys that poison prototypes as fastify's own body parser does (secure-json-parse's two
+//   patterns, escapes included, on the text; a walk only when one matches);
 // - finds the fields under any casing ("userId", "user_id", "UserId"; "Track"), at the top level;
-// - validates the event with the fastify anchor's own Ajv validators (anchors/schemas.mjs);
+// - validates the event against the contract's schemas (ours' validators from dist/: the Spec's seven
+//   types, null where a field may be null, userId or anonymousId), 501 for a type it does not know;
 // - processes each messageId once, remembering the last 100,000 in a Map;
-// - calls the partner's function for the type.
-// Ours does all of that and more (depth and size limits, numbers past a double, rates, metrics): the
-// contract floor's net against fastify's is how low any endpoint of this contract can go here.
+// - calls the partner's function for the type (a promise awaited), 500 when it fails;
+// - answers a refusal with a JSON message.
+// Ours does more (limits on depth, stored size and time, numbers past a double, rates, CPU shares,
+// metrics, answers written together): this floor's net against fastify's is about the least an
+// endpoint of the contract costs here.
 import { timingSafeEqual } from 'node:crypto';
-import { validators } from './anchors/schemas.mjs';
+
+const dist = new URL('../dist/', import.meta.url);
+const { eventValidators } = await import(new URL('validate.js', dist).href);
 
 // The Spec's top-level fields: a key spelt as one of them is passed over, any other looked up squashed.
 const FIELDS = [
@@ -22,7 +29,11 @@ const FIELDS = [
 ];
 const CANONICAL = new Set(FIELDS);
 const BY_SQUASHED = new Map(FIELDS.map((field) => [field.toLowerCase(), field]));
-const POISON = /"(?:__proto__|constructor)"\s*:/;
+// secure-json-parse's (fastify's body parser): the names, or any of their letters written as \u escapes.
+const PROTO =
+  /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/;
+const CONSTRUCTOR =
+  /"(?:c|\\u0063)(?:o|\\u006[Ff])(?:n|\\u006[Ee])(?:s|\\u0073)(?:t|\\u0074)(?:r|\\u0072)(?:u|\\u0075)(?:c|\\u0063)(?:t|\\u0074)(?:o|\\u006[Ff])(?:r|\\u0072)"\s*:/;
 const REMEMBERED = 100_000;
 
 /** Whether a parsed value holds a `__proto__` key, or a `constructor` holding a `prototype`. */
@@ -45,36 +56,87 @@ function canonical(event) {
   return event;
 }
 
-/** A `(req, res)` handler for the API key whose Authorization header is `authorization`. */
-export function contractFloor(authorization, handlers) {
-  const expected = Buffer.from(authorization);
+/** The API key of a Basic Authorization header (the user name; the password is empty), if any. */
+function basicKey(header) {
+  const space = header?.indexOf(' ') ?? -1;
+  if (space === -1 || header.slice(0, space).toLowerCase() !== 'basic') return undefined;
+  const decoded = Buffer.from(header.slice(space + 1).trim(), 'base64').toString();
+  const colon = decoded.indexOf(':');
+  return colon === -1 ? decoded : decoded.slice(0, colon);
+}
+
+class Refused extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** A `(req, res)` handler for `apiKey`, calling `handlers[type](event)`. */
+export function contractFloor(apiKey, handlers) {
+  const expected = Buffer.from(apiKey);
+  const validators = eventValidators();
   const seen = new Map();
-  const answer = (res, status) => res.writeHead(status, { 'content-length': '0' }).end();
-  const take = (req, res, text) => {
-    const given = Buffer.from(req.headers.authorization ?? '');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return answer(res, 401);
-    JSON.parse(Buffer.from(req.headers['x-segment-settings'] || 'e30=', 'base64').toString());
+  const answer = (res, status, message) => {
+    if (message === undefined) return res.writeHead(status, { 'content-length': '0' }).end();
+    const body = JSON.stringify({ message });
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+  const eventOf = (req, text) => {
+    const given = Buffer.from(basicKey(req.headers.authorization) ?? '');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new Refused(401, 'Invalid API key');
+    }
+    const settings = JSON.parse(
+      Buffer.from(req.headers['x-segment-settings'] || 'e30=', 'base64').toString(),
+    );
+    if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) {
+      throw new Refused(400, 'The settings header is not a JSON object');
+    }
     const parsed = JSON.parse(text);
-    if (POISON.test(text) && poisoned(parsed)) return answer(res, 400);
+    if ((PROTO.test(text) || CONSTRUCTOR.test(text)) && poisoned(parsed))
+      throw new Refused(400, 'Forbidden key');
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new Refused(400, 'Not an event');
     const event = canonical(parsed);
     const validate = validators[event.type];
-    if (validate === undefined || !validate(event)) return answer(res, 400);
-    const id = `${authorization}\n${event.messageId}`;
-    if (seen.has(id)) return answer(res, 200);
-    handlers[event.type](event);
-    seen.set(id, true);
-    if (seen.size > REMEMBERED) seen.delete(seen.keys().next().value);
-    answer(res, 200);
+    const handler = Object.hasOwn(handlers, event.type) ? handlers[event.type] : undefined;
+    if (validate === undefined || handler === undefined) throw new Refused(501, 'Unsupported type');
+    const problem = validate(event);
+    if (problem !== undefined) throw new Refused(400, problem);
+    return { event, handler };
+  };
+  const take = (req, res, text) => {
+    let found;
+    try {
+      found = eventOf(req, text);
+    } catch (err) {
+      return answer(res, err instanceof Refused ? err.status : 400, err.message);
+    }
+    const { event, handler } = found;
+    const { messageId } = event;
+    const id = typeof messageId === 'string' && messageId !== '' ? `${apiKey}\n${messageId}` : undefined;
+    if (id !== undefined && seen.has(id)) return answer(res, 200);
+    const done = () => {
+      if (id !== undefined) {
+        seen.set(id, true);
+        if (seen.size > REMEMBERED) seen.delete(seen.keys().next().value);
+      }
+      answer(res, 200);
+    };
+    const failed = () => answer(res, 500, 'The handler failed');
+    try {
+      const result = handler(event);
+      if (typeof result?.then === 'function') result.then(done, failed);
+      else done();
+    } catch {
+      failed();
+    }
   };
   return (req, res) => {
     const chunks = [];
     req.on('data', (chunk) => chunks.push(chunk));
-    req.on('end', () => {
-      try {
-        take(req, res, Buffer.concat(chunks).toString());
-      } catch {
-        answer(res, 400);
-      }
-    });
+    req.on('end', () => take(req, res, Buffer.concat(chunks).toString()));
   };
 }

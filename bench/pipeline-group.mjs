@@ -93,7 +93,7 @@ async function build(name) {
   if (name === 'parse floor') return { dispatch: parseFloor };
   if (name === 'contract floor') {
     const { contractFloor } = await import('./contract-floor.mjs');
-    return { dispatch: contractFloor(AUTH, handlers) };
+    return { dispatch: contractFloor(API_KEY, handlers) };
   }
   if (name === 'fastify') return fastifyAnchor();
   if (name === 'ours')
