@@ -71,9 +71,9 @@ test('repair: the directory is synced after the .torn file is made and before th
   assert.ok(torn !== -1 && synced > torn && cut > synced, calls.join('\n'));
 });
 
-test('a store directory made at start: the directories it was made in are synced, none above', async () => {
-  // Given as an operator may write it (relative, with a trailing slash): the walk up from it stops at
-  // the first directory made, found in the same form, not at the root.
+test("a store directory made at start: the directories it was made in are synced, and only the store's ancestors", async () => {
+  // Given as an operator may write it (relative, with a trailing slash). The levels above the first one
+  // made are synced too (a start that died may have made them), and nothing beside the path.
   const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
   dirs.push(base);
   const synced: string[] = [];
@@ -88,7 +88,9 @@ test('a store directory made at start: the directories it was made in are synced
   const store = await NdjsonStore.open(given, { io });
   await store.close();
   const made = [base, join(base, 'a'), join(base, 'a', 'b')];
-  assert.deepEqual([...new Set(synced)].sort(), made.sort());
+  for (const level of made) assert.ok(synced.includes(level), `${level}: ${synced}`);
+  for (const level of synced)
+    assert.ok(`${join(base, 'a', 'b')}/`.startsWith(`${level}/`.replace('//', '/')), level);
 });
 
 /** The directories synced while a store opens at `dir` and closes, as absolute paths. */
@@ -161,4 +163,36 @@ test("a store path through `..`: only the store directory's own ancestors are sy
   const synced = await dirsSyncedOpening(`${relative(process.cwd(), base)}/a/../b`); // not join: it would fold `..`
   assert.ok(!synced.includes(join(base, 'a')), synced.join(' '));
   assert.ok(synced.includes(base) && synced.includes(dirname(base)), synced.join(' '));
+});
+
+test('a start that died half way through mkdir -p (made a, not a/b): the next start syncs the level above a', async () => {
+  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(base);
+  mkdirSync(join(base, 'a')); // left unsynced by the start that died
+  const synced = await dirsSyncedOpening(join(base, 'a', 'b'));
+  assert.ok(synced.includes(base), synced.join(' '));
+});
+
+test('the levels above are synced up to the store’s own filesystem, not past a mount point', async () => {
+  // A mount point is never made by `mkdir -p`: nothing on another filesystem above it is the store's.
+  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(base);
+  const dir = join(base, 'mnt', 'store');
+  mkdirSync(dir, { recursive: true });
+  const synced: string[] = [];
+  const io: StoreIo = {
+    ...nodeIo,
+    async identity(at) {
+      const found = await nodeIo.identity?.(at);
+      // base and everything above it on another device, as if base/mnt were a mount point.
+      return found && (resolve(at).startsWith(join(base, 'mnt')) ? found : { ...found, dev: found.dev + 1 });
+    },
+    async syncDirectory(at) {
+      await nodeIo.syncDirectory(at);
+      synced.push(resolve(at));
+    },
+  };
+  const store = await NdjsonStore.open(dir, { io });
+  await store.close();
+  assert.deepEqual([...new Set(synced)].sort(), [join(base, 'mnt'), dir].sort());
 });

@@ -189,30 +189,35 @@ export function repairedAtStart(files: readonly StoreFile[]): Set<StoreFile> {
 }
 
 /**
- * Creates `dir` and its missing parents if need be, and makes its entry in its parent durable. A `dir`
- * found there and holding no store file may be what a start left that died inside its `mkdir -p`,
- * before any sync: which levels it made cannot be told, so the levels above are synced too, as far as
- * they can be opened (a service user under a directory it may pass through but not read). One that
- * holds a store file is taken to have had a start get past its syncs before writing it: its own entry
- * alone.
+ * Creates `dir` and its missing parents if need be, and makes its entry in its parent durable. A start
+ * that died inside its `mkdir -p`, before any sync, may have left levels whose entries are not durable:
+ * when this start made levels itself, or found `dir` holding no store file yet, the levels above are
+ * synced too, as far as they are on the store's filesystem and can be opened (a service user under a
+ * directory it may pass through but not read). A `dir` that holds a store file is taken to have had a
+ * start get past these syncs before writing it: its own entry alone.
  */
 export async function makeDirectory(io: StoreIo, dir: string): Promise<void> {
   const created = await io.mkdir(dir);
-  if (created !== undefined) return syncCreated(io, dir, created);
-  await syncCreated(io, dir, dir);
-  if (!(await io.readdir(dir)).some((name) => storeFile(name) !== undefined)) await syncAbove(io, dir);
+  await syncCreated(io, dir, created ?? dir);
+  if (created !== undefined || !(await io.readdir(dir)).some((name) => storeFile(name) !== undefined)) {
+    await syncAbove(io, created ?? dir);
+  }
 }
 
-/** Errors that say a level cannot be opened or synced here, not that the disk failed. */
-const UNSYNCABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'EINVAL']);
+/** Errors that say a level cannot be opened or synced here, not that the store's disk failed. */
+const UNSYNCABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP']);
 
 /**
  * Syncs each directory above `dir`'s parent (the path resolved: `..` and `.` are not levels), from the
- * bottom, until the root or one that cannot be opened: those above it are left as they are.
+ * bottom, until the root, one on another filesystem (a mount point is never made by `mkdir -p`), or one
+ * that cannot be opened: those above it are left as they are.
  */
 async function syncAbove(io: StoreIo, dir: string): Promise<void> {
+  const home = await io.identity?.(dir);
   for (let at = dirname(resolve(dir)); at !== dirname(at); at = dirname(at)) {
-    const synced = await io.syncDirectory(dirname(at)).then(
+    const above = dirname(at);
+    if (home !== undefined && (await io.identity?.(above))?.dev !== home.dev) return;
+    const synced = await io.syncDirectory(above).then(
       () => true,
       (err: NodeJS.ErrnoException) => {
         if (!UNSYNCABLE.has(err.code ?? '')) throw err;

@@ -130,6 +130,10 @@ export class ModelProcess implements StoreIo {
 
   identity(path: string): Promise<{ readonly dev: number; readonly ino: number } | undefined> {
     return this.#call(() => {
+      // The store's directory and those above it: one filesystem (the model has no other).
+      const { dir } = this.#fs;
+      if (path === dir) return this.#fs.exists ? { dev: 0, ino: 0 } : undefined;
+      if (dir.startsWith(path === '/' ? '/' : `${path}/`)) return { dev: 0, ino: 0 };
       const ino = this.#fs.names.get(this.#name(path));
       return ino === undefined ? undefined : { dev: 0, ino };
     });
