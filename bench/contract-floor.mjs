@@ -1,16 +1,20 @@
 // The contract floor: the plainest handler that does the work the partner contract asks of every event
 // (../shared/CONTRACT.md), for the pipeline benchmark's `limit` group. Where the parse floor stops at
 // reading the event, it also
+// - takes POST only (405), and a body of 512 KB at most (413);
 // - reads the API key from its Basic header (any casing of the scheme, the password empty or absent)
 //   and compares it in constant time (the parse floor's `===` on the header leaks, through timing, how
 //   much of a guess is right);
 // - refuses a settings header that is not a JSON object;
 // - refuses the keys that poison prototypes as fastify's own body parser does (secure-json-parse's two
 //   patterns, escapes included, on the text; a walk only when one matches);
-// - finds the fields under any casing ("userId", "user_id", "UserId"; "Track"), at the top level;
+// - finds the fields under any casing ("userId", "user_id", "UserId"; "Track"), at the top level,
+//   leaving the event as sent (a copy when a field must be renamed);
 // - validates the event against the contract's schemas (ours' validators from dist/: the Spec's seven
 //   types, null where a field may be null, userId or anonymousId), 501 for a type it does not know;
-// - processes each messageId once, remembering the last 100,000 in a Map;
+// - with `filter`, processes each messageId once, remembering the last 100,000 (a Set, emptied in
+//   order through a ring): the contract says a retry brings the same messageId again, not that an
+//   endpoint must drop it, so the floor of the contract is without, ours' like for like with;
 // - calls the partner's function for the type (a promise awaited), 500 when it fails;
 // - answers a refusal with a JSON message.
 // Ours does more (limits on depth, stored size and time, numbers past a double, rates, CPU shares,
@@ -35,6 +39,7 @@ const PROTO =
 const CONSTRUCTOR =
   /"(?:c|\\u0063)(?:o|\\u006[Ff])(?:n|\\u006[Ee])(?:s|\\u0073)(?:t|\\u0074)(?:r|\\u0072)(?:u|\\u0075)(?:c|\\u0063)(?:t|\\u0074)(?:o|\\u006[Ff])(?:r|\\u0072)"\s*:/;
 const REMEMBERED = 100_000;
+const MAX_BYTES = 512 * 1024;
 
 /** Whether a parsed value holds a `__proto__` key, or a `constructor` holding a `prototype`. */
 function poisoned(node) {
@@ -45,15 +50,26 @@ function poisoned(node) {
   return Object.values(node).some(poisoned);
 }
 
-/** The event with its top-level fields under their canonical names and its type in lower case. */
+/**
+ * The event with its top-level fields under their canonical names and its type in lower case: the event
+ * itself when it has them so, else a copy (the customer's data stays as sent).
+ */
 function canonical(event) {
+  let copy;
   for (const key in event) {
     if (CANONICAL.has(key)) continue;
     const field = BY_SQUASHED.get(key.replace(/[_-]/g, '').toLowerCase());
-    if (field !== undefined && !Object.hasOwn(event, field)) event[field] = event[key];
+    if (field !== undefined && !Object.hasOwn(event, field)) {
+      copy ??= { ...event };
+      copy[field] = event[key];
+    }
   }
-  if (typeof event.type === 'string') event.type = event.type.toLowerCase();
-  return event;
+  const { type } = copy ?? event;
+  if (typeof type === 'string' && type !== type.toLowerCase()) {
+    copy ??= { ...event };
+    copy.type = type.toLowerCase();
+  }
+  return copy ?? event;
 }
 
 /** The API key of a Basic Authorization header (the user name; the password is empty), if any. */
@@ -72,11 +88,15 @@ class Refused extends Error {
   }
 }
 
-/** A `(req, res)` handler for `apiKey`, calling `handlers[type](event)`. */
-export function contractFloor(apiKey, handlers) {
+/**
+ * A `(req, res)` handler for `apiKey`, calling `handlers[type](event)`; with `filter`, once a messageId.
+ */
+export function contractFloor(apiKey, handlers, { filter = false } = {}) {
   const expected = Buffer.from(apiKey);
   const validators = eventValidators();
-  const seen = new Map();
+  const seen = new Set();
+  const ring = new Array(REMEMBERED);
+  let next = 0;
   const answer = (res, status, message) => {
     if (message === undefined) return res.writeHead(status, { 'content-length': '0' }).end();
     const body = JSON.stringify({ message });
@@ -112,16 +132,20 @@ export function contractFloor(apiKey, handlers) {
     try {
       found = eventOf(req, text);
     } catch (err) {
-      return answer(res, err instanceof Refused ? err.status : 400, err.message);
+      if (err instanceof Refused) return answer(res, err.status, err.message);
+      return answer(res, err instanceof SyntaxError ? 400 : 500, err.message);
     }
     const { event, handler } = found;
     const { messageId } = event;
-    const id = typeof messageId === 'string' && messageId !== '' ? `${apiKey}\n${messageId}` : undefined;
+    const id = filter && typeof messageId === 'string' && messageId !== '' ? messageId : undefined;
     if (id !== undefined && seen.has(id)) return answer(res, 200);
     const done = () => {
       if (id !== undefined) {
-        seen.set(id, true);
-        if (seen.size > REMEMBERED) seen.delete(seen.keys().next().value);
+        const old = ring[next];
+        if (old !== undefined) seen.delete(old);
+        ring[next] = id;
+        next = (next + 1) % REMEMBERED;
+        seen.add(id);
       }
       answer(res, 200);
     };
@@ -135,8 +159,16 @@ export function contractFloor(apiKey, handlers) {
     }
   };
   return (req, res) => {
+    if (req.method !== 'POST') return answer(res, 405, 'POST only');
     const chunks = [];
-    req.on('data', (chunk) => chunks.push(chunk));
-    req.on('end', () => take(req, res, Buffer.concat(chunks).toString()));
+    let bytes = 0;
+    req.on('data', (chunk) => {
+      bytes += chunk.length;
+      if (bytes <= MAX_BYTES) chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (bytes > MAX_BYTES) answer(res, 413, 'Request body too large');
+      else take(req, res, Buffer.concat(chunks).toString());
+    });
   };
 }

@@ -91,9 +91,9 @@ const bare = (req, res) => {
 async function build(name) {
   if (name === 'bare') return { dispatch: bare };
   if (name === 'parse floor') return { dispatch: parseFloor };
-  if (name === 'contract floor') {
+  if (name === 'contract floor' || name === 'contract floor + filter') {
     const { contractFloor } = await import('./contract-floor.mjs');
-    return { dispatch: contractFloor(API_KEY, handlers) };
+    return { dispatch: contractFloor(API_KEY, handlers, { filter: name.endsWith('filter') }) };
   }
   if (name === 'fastify') return fastifyAnchor();
   if (name === 'ours')

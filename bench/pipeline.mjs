@@ -122,6 +122,9 @@ console.log(
   `the least a handler that reads the event costs (the parse floor): ${range(result.limit['parse floor'])} × fastify net`,
 );
 console.log(
-  `the least one doing what the contract asks costs (the contract floor): ${range(result.limit['contract floor'])} × fastify net`,
+  `the least one doing the contract's work costs (the contract floor): ${range(result.limit['contract floor'])} × fastify net`,
+);
+console.log(
+  `the same with a duplicate filter, as ours has: ${range(result.limit['contract floor + filter'])} × fastify net`,
 );
 if (JSON_FILE) writeFileSync(JSON_FILE, JSON.stringify(result, null, 2));
