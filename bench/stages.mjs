@@ -26,6 +26,14 @@ export const GROUPS = {
     names: ['bare', 'ours', 'ours + metrics', 'ours, fastify plugin', 'ours, fetch handler'],
     reference: 'ours',
   },
+  // Ours against the plainest handler that does the same contract's work with a duplicate filter (and
+  // fastify beside), in the same slices: what ours' own machinery costs. Only with BENCH_FLOOR=1
+  // (`BENCH_FLOOR=1 node bench/pipeline.mjs --group floor` runs it alone).
+  floor: {
+    names: ['bare', 'contract floor + filter', 'ours', 'fastify'],
+    reference: 'contract floor + filter',
+    only: 'BENCH_FLOOR',
+  },
   // An A/B of two builds, only with BENCH_BASELINE (another checkout, built): this build's handler
   // against that one's, the same events in the same slices. Its net × the baseline's is the change's cost.
   ab: { names: ['bare', 'ours', 'ours, baseline'], reference: 'ours, baseline', only: 'BENCH_BASELINE' },
