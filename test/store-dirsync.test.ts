@@ -15,6 +15,13 @@ after(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
+/** A new empty directory, removed after the tests. */
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
+  dirs.push(dir);
+  return dir;
+}
+
 /** node's fs, with every call that changes what is on disk written down in order. */
 function recording(): { io: StoreIo; calls: string[] } {
   const calls: string[] = [];
@@ -44,8 +51,7 @@ function recording(): { io: StoreIo; calls: string[] } {
 }
 
 test("a day's new file: its directory is synced before the first event in it is acknowledged", async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
-  dirs.push(dir);
+  const dir = tempDir();
   const { io, calls } = recording();
   const store = await NdjsonStore.open(dir, { io });
   await store.append({ event: 1 });
@@ -59,8 +65,7 @@ test("a day's new file: its directory is synced before the first event in it is 
 });
 
 test('repair: the directory is synced after the .torn file is made and before the original is cut', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
-  dirs.push(dir);
+  const dir = tempDir();
   writeFileSync(join(dir, 'events-2026-01-01.ndjson'), '{"a":1}\n{"b":');
   const { io, calls } = recording();
   const store = await NdjsonStore.open(dir, { io });
@@ -71,49 +76,40 @@ test('repair: the directory is synced after the .torn file is made and before th
   assert.ok(torn !== -1 && synced > torn && cut > synced, calls.join('\n'));
 });
 
+/**
+ * The directories synced while a store opens at `dir` and closes, as absolute paths, through `io` (node's
+ * fs unless a test changes what some calls see).
+ */
+async function dirsSyncedOpening(dir: string, io: StoreIo = nodeIo): Promise<string[]> {
+  const synced: string[] = [];
+  const recording: StoreIo = {
+    ...io,
+    async syncDirectory(at) {
+      await io.syncDirectory(at);
+      synced.push(resolve(at));
+    },
+  };
+  const store = await NdjsonStore.open(dir, { io: recording });
+  await store.close();
+  return synced;
+}
+
 test("a store directory made at start: the directories it was made in are synced, and only the store's ancestors", async () => {
   // Given as an operator may write it (relative, with a trailing slash). The levels above the first one
   // made are synced too (a start that died may have made them), and nothing beside the path.
-  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
-  dirs.push(base);
-  const synced: string[] = [];
-  const io: StoreIo = {
-    ...nodeIo,
-    async syncDirectory(dir) {
-      await nodeIo.syncDirectory(dir);
-      synced.push(resolve(dir));
-    },
-  };
-  const given = `${relative(process.cwd(), join(base, 'a', 'b'))}/`;
-  const store = await NdjsonStore.open(given, { io });
-  await store.close();
+  const base = tempDir();
+  const synced = await dirsSyncedOpening(`${relative(process.cwd(), join(base, 'a', 'b'))}/`);
   const made = [base, join(base, 'a'), join(base, 'a', 'b')];
   for (const level of made) assert.ok(synced.includes(level), `${level}: ${synced}`);
   for (const level of synced)
     assert.ok(`${join(base, 'a', 'b')}/`.startsWith(`${level}/`.replace('//', '/')), level);
 });
 
-/** The directories synced while a store opens at `dir` and closes, as absolute paths. */
-async function dirsSyncedOpening(dir: string): Promise<string[]> {
-  const synced: string[] = [];
-  const io: StoreIo = {
-    ...nodeIo,
-    async syncDirectory(at) {
-      await nodeIo.syncDirectory(at);
-      synced.push(resolve(at));
-    },
-  };
-  const store = await NdjsonStore.open(dir, { io });
-  await store.close();
-  return synced;
-}
-
 test('a store directory a start made and died before syncing: the next start syncs every level of it', async () => {
   // `mkdir -p a/b` done, the process killed before any sync: a power cut could take `a` and all under it
   // with it, the events the next start acknowledges included. That start finds the directory, holding no
   // store file yet, and cannot tell which levels are new: it syncs them all.
-  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
-  dirs.push(base);
+  const base = tempDir();
   const dir = join(base, 'a', 'b');
   mkdirSync(dir, { recursive: true });
   const synced = await dirsSyncedOpening(dir);
@@ -123,8 +119,7 @@ test('a store directory a start made and died before syncing: the next start syn
 test('a store directory that already holds events: only its own entry is synced again at start', async () => {
   // Its first start got past the syncs before it wrote a file: the levels above are durable already, and
   // each sync more is a disk round trip before the first event.
-  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
-  dirs.push(base);
+  const base = tempDir();
   const dir = join(base, 'a', 'b');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'events-2026-01-01.ndjson'), '{"a":1}\n');
@@ -135,29 +130,23 @@ test('a store directory that already holds events: only its own entry is synced 
 test('a level above the store that cannot be opened (a service user under a 0711 directory) does not refuse the start', async () => {
   // The levels above the parent are synced as far as they can be opened: a directory this user may pass
   // through but not read stops the walk, as AppArmor without `/ r` would. The parent itself must open.
-  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
-  dirs.push(base);
+  const base = tempDir();
   const dir = join(base, 'svc', 'data');
   mkdirSync(dir, { recursive: true });
-  const synced: string[] = [];
-  const io: StoreIo = {
+  const synced = await dirsSyncedOpening(dir, {
     ...nodeIo,
     async syncDirectory(at) {
       if (!resolve(at).startsWith(join(base, 'svc'))) {
         throw Object.assign(new Error(`EACCES: permission denied, open '${at}'`), { code: 'EACCES' });
       }
       await nodeIo.syncDirectory(at);
-      synced.push(resolve(at));
     },
-  };
-  const store = await NdjsonStore.open(dir, { io });
-  await store.close();
+  });
   assert.deepEqual([...new Set(synced)].sort(), [join(base, 'svc'), dir].sort());
 });
 
 test("a store path through `..`: only the store directory's own ancestors are synced", async () => {
-  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
-  dirs.push(base);
+  const base = tempDir();
   mkdirSync(join(base, 'a'));
   mkdirSync(join(base, 'b'));
   const synced = await dirsSyncedOpening(`${relative(process.cwd(), base)}/a/../b`); // not join: it would fold `..`
@@ -166,8 +155,7 @@ test("a store path through `..`: only the store directory's own ancestors are sy
 });
 
 test('a start that died half way through mkdir -p (made a, not a/b): the next start syncs the level above a', async () => {
-  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
-  dirs.push(base);
+  const base = tempDir();
   mkdirSync(join(base, 'a')); // left unsynced by the start that died
   const synced = await dirsSyncedOpening(join(base, 'a', 'b'));
   assert.ok(synced.includes(base), synced.join(' '));
@@ -175,24 +163,16 @@ test('a start that died half way through mkdir -p (made a, not a/b): the next st
 
 test('the levels above are synced up to the store’s own filesystem, not past a mount point', async () => {
   // A mount point is never made by `mkdir -p`: nothing on another filesystem above it is the store's.
-  const base = mkdtempSync(join(tmpdir(), 'segment-endpoint-dirsync-'));
-  dirs.push(base);
+  const base = tempDir();
   const dir = join(base, 'mnt', 'store');
   mkdirSync(dir, { recursive: true });
-  const synced: string[] = [];
-  const io: StoreIo = {
+  const synced = await dirsSyncedOpening(dir, {
     ...nodeIo,
     async identity(at) {
       const found = await nodeIo.identity?.(at);
       // base and everything above it on another device, as if base/mnt were a mount point.
       return found && (resolve(at).startsWith(join(base, 'mnt')) ? found : { ...found, dev: found.dev + 1 });
     },
-    async syncDirectory(at) {
-      await nodeIo.syncDirectory(at);
-      synced.push(resolve(at));
-    },
-  };
-  const store = await NdjsonStore.open(dir, { io });
-  await store.close();
+  });
   assert.deepEqual([...new Set(synced)].sort(), [join(base, 'mnt'), dir].sort());
 });
