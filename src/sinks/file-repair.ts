@@ -140,8 +140,7 @@ async function lineStart(io: StoreIo, fd: number, at: number): Promise<number> {
  * `only` accepts: a torn last line, or a hole in the last commit (see setAsideTornTail). `dir` must
  * exist: its callers make it first (makeDirectory, which syncs its entry in its parent at every start,
  * and the levels above while it holds no store file, since the start that made it may have died
- * before those syncs). No process may be writing the files
- * meanwhile.
+ * before those syncs). No process may be writing the files meanwhile.
  */
 export async function repairStore(
   dir: string,
@@ -198,9 +197,9 @@ export function repairedAtStart(files: readonly StoreFile[]): Set<StoreFile> {
  */
 export async function makeDirectory(io: StoreIo, dir: string): Promise<void> {
   const created = await io.mkdir(dir);
-  await syncCreated(io, dir, created ?? dir);
+  await io.syncDirectory(dirname(dir));
   if (created !== undefined || !(await io.readdir(dir)).some((name) => storeFile(name) !== undefined)) {
-    await syncAbove(io, created ?? dir);
+    await syncAbove(io, dir);
   }
 }
 
@@ -210,7 +209,8 @@ const UNSYNCABLE = new Set(['EACCES', 'EPERM', 'EROFS', 'EINVAL', 'ENOTSUP', 'EO
 /**
  * Syncs each directory above `dir`'s parent (the path resolved: `..` and `.` are not levels), from the
  * bottom, until the root, one on another filesystem (a mount point is never made by `mkdir -p`), or one
- * that cannot be opened: those above it are left as they are.
+ * that cannot be opened: those above it are left as they are. (Levels this start made are its own, on
+ * its filesystem: they open.)
  */
 async function syncAbove(io: StoreIo, dir: string): Promise<void> {
   const home = await io.identity?.(dir);
@@ -226,17 +226,4 @@ async function syncAbove(io: StoreIo, dir: string): Promise<void> {
     );
     if (!synced) return;
   }
-}
-
-/**
- * Makes the directories from `created` down to `dir` durable: each one's entry is in its parent, and a
- * first start's events must not vanish with their directory in a power cut.
- */
-async function syncCreated(io: StoreIo, dir: string, created: string): Promise<void> {
-  const parents: string[] = [];
-  for (let at = dir; at !== dirname(at); at = dirname(at)) {
-    parents.unshift(dirname(at));
-    if (at === created) break;
-  }
-  for (const parent of parents) await io.syncDirectory(parent);
 }
