@@ -6,12 +6,20 @@
 // what the others cost.
 //
 //   node bench/pipeline-group.mjs GROUP ROUNDS N   (prints {names, runs, gcRuns} as JSON)
+//   node bench/pipeline-group.mjs --serve NAME      (one handler and the bare one, measured on request)
+//
+// With --serve, the process holds one handler beside the bare one, and measures a slice of either when
+// asked on stdin (a line of JSON, `[NAME, COUNT]`, answered with one, `{ns, gc}`): pipeline.mjs
+// --separate runs such processes for each handler and takes their slices in turn, so that each handler
+// runs alone in its process, as in a server, and all see the same stretches of the host.
 import { PerformanceObserver } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import inject from 'light-my-request';
 import { GROUPS } from './stages.mjs';
 
 const [group, roundsArg, nArg] = process.argv.slice(2);
-const NAMES = GROUPS[group]?.names;
+const SERVE = group === '--serve';
+const NAMES = SERVE ? ['bare', roundsArg] : GROUPS[group]?.names;
 if (NAMES === undefined) throw new Error(`unknown group ${group}: one of ${Object.keys(GROUPS).join(', ')}`);
 const ROUNDS = Number(roundsArg);
 const N = Number(nArg);
@@ -20,7 +28,8 @@ const dist = new URL('../dist/', import.meta.url);
 const load = (name) => import(new URL(name, dist).href);
 const EVENTS = process.env.BENCH_EVENTS ?? './events.mjs';
 const { apiKey: API_KEY, events, headers } = await import(new URL(EVENTS, import.meta.url).href);
-const { createFetchHandler, createHandler, silentLogger } = await load('index.js');
+// Loaded by the handlers that use it only: a module merely loaded takes its place in the heap all the same.
+const ours = () => load('index.js');
 
 const noop = () => {};
 const handlers = Object.fromEntries(
@@ -58,9 +67,10 @@ async function fastifyAnchor() {
 
 // segment-endpoint as a fastify plugin (dist/fastify.js), through fastify.inject().
 async function fastifyPlugin() {
-  const [{ default: Fastify }, { default: segmentEndpoint }] = await Promise.all([
+  const [{ default: Fastify }, { default: segmentEndpoint }, { silentLogger }] = await Promise.all([
     import('fastify'),
     load('fastify.js'),
+    ours(),
   ]);
   const app = Fastify({ logger: false });
   app.register(segmentEndpoint, { apiKeys: [API_KEY], handlers, log: silentLogger });
@@ -89,6 +99,11 @@ const bare = (req, res) => {
 };
 
 async function build(name) {
+  if (name === 'ours, baseline') {
+    const other = await import(new URL('dist/index.js', `file://${process.env.BENCH_BASELINE}/`).href);
+    return { dispatch: other.createHandler({ apiKeys: [API_KEY], handlers, log: other.silentLogger }) };
+  }
+  const { createFetchHandler, createHandler, silentLogger } = name.startsWith('ours') ? await ours() : {};
   if (name === 'bare') return { dispatch: bare };
   if (name === 'parse floor') return { dispatch: parseFloor };
   if (name === 'contract floor' || name === 'contract floor + filter') {
@@ -101,10 +116,6 @@ async function build(name) {
   if (name === 'ours + metrics') {
     const metricsPath = '/metrics';
     return { dispatch: createHandler({ apiKeys: [API_KEY], handlers, log: silentLogger, metricsPath }) };
-  }
-  if (name === 'ours, baseline') {
-    const other = await import(new URL('dist/index.js', `file://${process.env.BENCH_BASELINE}/`).href);
-    return { dispatch: other.createHandler({ apiKeys: [API_KEY], handlers, log: other.silentLogger }) };
   }
   if (name === 'ours, fastify plugin') return fastifyPlugin();
   // Not through the injector: a Request in, a Response out. Its net counts Request and Response in
@@ -175,7 +186,12 @@ async function measure(target, n) {
   return { ns, gc: ((gcMs - gcBefore) * 1e6) / n };
 }
 
-for (const name of NAMES) await measure(targets[name], 3000); // warm-up: every path compiled
+// Warm-up: every path compiled. A process serving one handler warms longer (about a second more): after
+// 3,000 events, the first slices of 8 such processes of ours took 16–18 µs of net, their later ones
+// 11–13, all 8 alike (the warm-up, or the host's pace then: not told apart).
+const WARM_UP = SERVE ? 10_000 : 3000;
+for (const name of NAMES) await measure(targets[name], WARM_UP);
+if (SERVE) await serve();
 const runs = Object.fromEntries(NAMES.map((name) => [name, []]));
 const gcRuns = Object.fromEntries(NAMES.map((name) => [name, []]));
 // The host's own pace drifts by tens of percent over seconds (README, Run-to-run spread), more than the
@@ -205,3 +221,13 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 process.stdout.write(JSON.stringify({ names: NAMES, runs, gcRuns, shapes: shapes.length }));
+
+/** --serve: slices measured as asked, one line each, until stdin ends; then the process exits. */
+async function serve() {
+  process.stdout.write('ready\n');
+  for await (const line of createInterface({ input: process.stdin })) {
+    const [name, count] = JSON.parse(line);
+    process.stdout.write(`${JSON.stringify(await measure(targets[name], Number(count)))}\n`);
+  }
+  process.exit(0);
+}

@@ -6,6 +6,12 @@
 // pauses, for the injector's own garbage: each is also given without them.
 //
 //   taskset -c 0 node bench/pipeline.mjs [--rounds 7] [--n 10000] [--json FILE] [--group NAME]
+//                                        [--separate [--processes 4]]
+//
+// --separate puts each handler of a group in processes of its own (--processes of each, every one with a
+// bare handler beside it: pipeline-group.mjs --serve), alone as in a partner's server, with their slices
+// taken in turn as in one process. Handlers that share a process share Node's code (the request and
+// response streams, the event emitter), and each makes the others' calls there costlier.
 //
 // Groups (stages.mjs): `target`, the issue's comparison as ../shared/bench/inject.mjs makes it (a bare
 // handler that reads the body and answers 200, the injector's own cost; the fastify anchor; segment-
@@ -15,8 +21,9 @@
 // on top of the other from the shipped modules (each rung's cost above the one below is what that stage
 // costs); `variants`, ours with metrics, as a fastify plugin and as a fetch handler; with BENCH_BASELINE
 // (another checkout, built), `ab`, this build's handler against that one's.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { GROUPS } from './stages.mjs';
 
 const args = process.argv.slice(2);
@@ -30,6 +37,8 @@ const JSON_FILE = option('json', '');
 const GROUP_ONLY = option('group', '');
 const TARGET = 0.6;
 
+const SEPARATE = args.includes('--separate');
+const PROCESSES = Number(option('processes', 4));
 const child = new URL('./pipeline-group.mjs', import.meta.url).pathname;
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
@@ -44,11 +53,104 @@ function measureGroup(group) {
 }
 
 /**
+ * A group measured with each handler in a process of its own beside a bare handler (pipeline-group.mjs
+ * --serve), all on this process's core: slices taken in turn across the processes as measureGroup takes
+ * them in one, each handler's right after its own process's bare one. A handler's net is over the bare
+ * handler of its own process; `bare` is the mean of theirs, so that rowsOf reads these as it reads a
+ * group measured in one process.
+ */
+async function measureSeparately(group) {
+  const names = GROUPS[group].names.filter((name) => name !== 'bare');
+  const servers = new Map();
+  for (const name of names) {
+    const asks = [];
+    for (let k = 0; k < PROCESSES; k++) asks.push(await server(name));
+    servers.set(name, asks);
+  }
+  // Each process's totals over the run, its own bare handler's beside: one process's collections land in
+  // few slices, and a slice's net is mostly where they fell; over the run they even out.
+  const totals = Object.fromEntries(
+    names.map((name) => [name, servers.get(name).map(() => ({ ns: 0, gc: 0, bareNs: 0, bareGc: 0, n: 0 }))]),
+  );
+  const runs = { bare: [] };
+  const gcRuns = { bare: [] };
+  for (const name of names) {
+    runs[name] = [];
+    gcRuns[name] = [];
+  }
+  const SLICE = 2_500;
+  const slices = Math.ceil(N / SLICE);
+  for (let round = 0; round < ROUNDS; round++) {
+    const sum = Object.fromEntries(names.map((name) => [name, { ns: 0, gc: 0, bareNs: 0, bareGc: 0 }]));
+    for (let slice = 0; slice < slices; slice++) {
+      for (let i = 0; i < names.length; i++) {
+        const name = names[(i + round) % names.length];
+        const k = (round * slices + slice) % PROCESSES;
+        const ask = servers.get(name)[k];
+        // Whichever runs first after another process ran pays for bringing its process's memory back
+        // into the caches: the two take turns at it.
+        const bareFirst = (round + slice) % 2 === 0;
+        const first = await ask(bareFirst ? 'bare' : name);
+        const second = await ask(bareFirst ? name : 'bare');
+        const [bare, own] = bareFirst ? [first, second] : [second, first];
+        const total = totals[name][k];
+        total.ns += own.ns;
+        total.gc += own.gc;
+        total.bareNs += bare.ns;
+        total.bareGc += bare.gc;
+        total.n++;
+        Object.assign(sum[name], {
+          ns: sum[name].ns + own.ns,
+          gc: sum[name].gc + own.gc,
+          bareNs: sum[name].bareNs + bare.ns,
+          bareGc: sum[name].bareGc + bare.gc,
+        });
+      }
+    }
+    const mean = (key) => names.reduce((total, name) => total + sum[name][key], 0) / names.length / slices;
+    runs.bare.push(mean('bareNs'));
+    gcRuns.bare.push(mean('bareGc'));
+    for (const name of names) {
+      const { ns, gc, bareNs, bareGc } = sum[name];
+      runs[name].push((ns - bareNs) / slices + runs.bare[round]);
+      gcRuns[name].push((gc - bareGc) / slices + gcRuns.bare[round]);
+    }
+  }
+  for (const asks of servers.values()) for (const ask of asks) ask.close();
+  const processes = Object.fromEntries(
+    names.map((name) => [
+      name,
+      totals[name].map(({ ns, gc, bareNs, bareGc, n }) => ({
+        net: (ns - bareNs) / n,
+        mutatorNet: (ns - gc - (bareNs - bareGc)) / n,
+      })),
+    ]),
+  );
+  return { names: ['bare', ...names], runs, gcRuns, processes };
+
+  /** A --serve process for `name`, once warm: a function that measures a slice of a handler of it. */
+  async function server(name) {
+    const proc = spawn(process.execPath, [child, '--serve', name], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
+    const first = await lines.next();
+    if (first.value !== 'ready') throw new Error(`${name}: its process did not start`);
+    const ask = async (handler) => {
+      proc.stdin.write(`${JSON.stringify([handler, SLICE])}\n`);
+      const { value, done } = await lines.next();
+      if (done) throw new Error(`${name}: its process ended`);
+      return JSON.parse(value);
+    };
+    ask.close = () => proc.stdin.end();
+    return ask;
+  }
+}
+
+/**
  * A group's rows: each handler's ns an event, its net of the injector (above the bare handler of the same
  * round) and that net against the reference's, round by round; then the same without the collector's
  * pauses.
  */
-function rowsOf({ names, runs, gcRuns }, reference) {
+function rowsOf({ names, runs, gcRuns, processes }, reference) {
   const net = (name) => runs[name].map((ns, round) => ns - runs.bare[round]);
   const mutator = (name) => runs[name].map((ns, round) => ns - gcRuns[name][round]);
   const netMutator = (name) => mutator(name).map((ns, round) => ns - mutator('bare')[round]);
@@ -71,6 +173,7 @@ function rowsOf({ names, runs, gcRuns }, reference) {
       mutatorRatio: median(per(netMutator(name), netMutator(reference))),
       rounds: runs[name],
       gcRounds: gcRuns[name],
+      processes: processes?.[name],
     };
     if (name.startsWith('ladder')) {
       row.step = row.net - below;
@@ -83,7 +186,8 @@ function rowsOf({ names, runs, gcRuns }, reference) {
 
 function print(group, rows, reference) {
   const x = `× ${reference}`;
-  console.log(`\n${group}: ns per event, median of ${ROUNDS} interleaved rounds of ${N} (one process)`);
+  const where = SEPARATE ? 'each handler in a process of its own' : 'one process';
+  console.log(`\n${group}: ns per event, median of ${ROUNDS} interleaved rounds of ${N} (${where})`);
   console.log(
     `| handler | ns/event | of it in GC pauses | net of the injector | range of net | net ${x} | range | without GC: net | ${x} |`,
   );
@@ -98,6 +202,20 @@ function print(group, rows, reference) {
       `| ${name} | ${r(row.ns)} | ${r(row.gc)} | ${r(row.net)}${step} | ${r(row.netMin)}–${r(row.netMax)} | ${ratio(row.ratio)} | ${range} | ${r(row.mutatorNet)} | ${ratio(row.mutatorRatio)} |`,
     );
   }
+  const ref = rows[reference]?.processes;
+  if (ref === undefined) return;
+  console.log(
+    `\n${group}, each handler's net over the whole run in each of its processes (its own bare handler's taken off):`,
+  );
+  for (const [name, { processes }] of Object.entries(rows)) {
+    if (processes === undefined) continue;
+    for (const key of ['net', 'mutatorNet']) {
+      const mid = median(processes.map((p) => p[key]));
+      const each = processes.map((p) => r(p[key])).join(', ');
+      const times = name === reference ? '' : `, ${(mid / median(ref.map((p) => p[key]))).toFixed(2)} ${x}`;
+      console.log(`- ${name}, ${key === 'net' ? 'net' : 'without GC'}: ${each} (median ${r(mid)}${times})`);
+    }
+  }
 }
 
 console.log('pipeline, without sockets: each group in a process of its own');
@@ -105,7 +223,7 @@ const result = {};
 for (const [group, { reference, only }] of Object.entries(GROUPS)) {
   if (only !== undefined && !process.env[only]) continue;
   if (GROUP_ONLY && group !== GROUP_ONLY) continue;
-  const rows = rowsOf(measureGroup(group), reference);
+  const rows = rowsOf(SEPARATE ? await measureSeparately(group) : measureGroup(group), reference);
   print(group, rows, reference);
   result[group] = rows;
 }
