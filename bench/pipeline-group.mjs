@@ -9,20 +9,25 @@
 //   node bench/pipeline-group.mjs --serve NAME      (one handler and the bare one, measured on request)
 //
 // With --serve, the process holds one handler beside the bare one, and measures a slice of either when
-// asked on stdin (a line of JSON, `[NAME, COUNT]`, answered with one, `{ns, gc}`): pipeline.mjs
-// --separate runs such processes for each handler and takes their slices in turn, so that each handler
-// runs alone in its process, as in a server, and all see the same stretches of the host.
+// asked on stdin (a line of JSON, `[NAME, COUNT]`, answered on fd 3 with one, `{name, ns, gc}`):
+// pipeline.mjs --separate (pipeline-separate.mjs) runs such processes for each handler and takes their
+// slices in turn, so that each handler runs alone in its process, and all see the same stretches of the
+// host.
+import { writeSync } from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import inject from 'light-my-request';
-import { GROUPS } from './stages.mjs';
+import { GROUPS, SLICE } from './stages.mjs';
 
-const [group, roundsArg, nArg] = process.argv.slice(2);
+const [group, second, third] = process.argv.slice(2);
 const SERVE = group === '--serve';
-const NAMES = SERVE ? ['bare', roundsArg] : GROUPS[group]?.names;
+const HANDLERS = new Set(Object.values(GROUPS).flatMap((each) => each.names));
+if (SERVE && !HANDLERS.has(second))
+  throw new Error(`--serve takes a handler's name: one of ${[...HANDLERS].join(', ')}`);
+const NAMES = SERVE ? ['bare', second] : GROUPS[group]?.names;
 if (NAMES === undefined) throw new Error(`unknown group ${group}: one of ${Object.keys(GROUPS).join(', ')}`);
-const ROUNDS = Number(roundsArg);
-const N = Number(nArg);
+const ROUNDS = Number(second);
+const N = Number(third);
 
 const dist = new URL('../dist/', import.meta.url);
 const load = (name) => import(new URL(name, dist).href);
@@ -192,42 +197,50 @@ async function measure(target, n) {
 const WARM_UP = SERVE ? 10_000 : 3000;
 for (const name of NAMES) await measure(targets[name], WARM_UP);
 if (SERVE) await serve();
-const runs = Object.fromEntries(NAMES.map((name) => [name, []]));
-const gcRuns = Object.fromEntries(NAMES.map((name) => [name, []]));
-// The host's own pace drifts by tens of percent over seconds (README, Run-to-run spread), more than the
-// differences measured here: a round measures every target in slices of SLICE events taken in turn, so
-// that all see the same stretches of the host, and the per-round nets compare like with like. A slice is
-// long enough (~0.15 s) for its target's code and data to be warm, as in a server that runs one of them;
-// much shorter slices measure every target cold, which favours the smaller code. Each round starts one
-// target further on. No collection is forced between rounds: a forced full collection made the rounds
-// after it swing, fastify's more than ours (README.md, "What the harness measured wrong until
-// 2026-12-01").
-const SLICE = 2_500;
-for (let round = 0; round < ROUNDS; round++) {
-  const total = Object.fromEntries(NAMES.map((name) => [name, 0]));
-  const gc = Object.fromEntries(NAMES.map((name) => [name, 0]));
-  for (let done = 0; done < N; done += SLICE) {
-    for (let i = 0; i < NAMES.length; i++) {
-      const name = NAMES[(i + round) % NAMES.length];
-      const slice = await measure(targets[name], SLICE);
-      total[name] += slice.ns;
-      gc[name] += slice.gc;
+else process.stdout.write(JSON.stringify({ names: NAMES, ...(await rounds()), shapes: shapes.length }));
+
+/**
+ * ROUNDS rounds of N events each handler. The host's own pace drifts by tens of percent over seconds
+ * (README, Run-to-run spread), more than the differences measured here: a round measures every target in
+ * slices of SLICE events taken in turn, so that all see the same stretches of the host, and the
+ * per-round nets compare like with like. A slice is long enough (~0.15 s) for its target's code and data
+ * to be warm, as in a server that runs one of them; much shorter slices measure every target cold, which
+ * favours the smaller code. Each round starts one target further on. No collection is forced between
+ * rounds: a forced full collection made the rounds after it swing, fastify's more than ours (README.md,
+ * "What the harness measured wrong until 2026-12-01").
+ */
+async function rounds() {
+  const runs = Object.fromEntries(NAMES.map((name) => [name, []]));
+  const gcRuns = Object.fromEntries(NAMES.map((name) => [name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    const total = Object.fromEntries(NAMES.map((name) => [name, 0]));
+    const gc = Object.fromEntries(NAMES.map((name) => [name, 0]));
+    for (let done = 0; done < N; done += SLICE) {
+      for (let i = 0; i < NAMES.length; i++) {
+        const name = NAMES[(i + round) % NAMES.length];
+        const slice = await measure(targets[name], SLICE);
+        total[name] += slice.ns;
+        gc[name] += slice.gc;
+      }
+    }
+    const slices = Math.ceil(N / SLICE);
+    for (const name of NAMES) {
+      runs[name].push(total[name] / slices);
+      gcRuns[name].push(gc[name] / slices);
     }
   }
-  const slices = Math.ceil(N / SLICE);
-  for (const name of NAMES) {
-    runs[name].push(total[name] / slices);
-    gcRuns[name].push(gc[name] / slices);
-  }
+  return { runs, gcRuns };
 }
-process.stdout.write(JSON.stringify({ names: NAMES, runs, gcRuns, shapes: shapes.length }));
 
-/** --serve: slices measured as asked, one line each, until stdin ends; then the process exits. */
+/**
+ * --serve: slices measured as asked on stdin, each answered on fd 3 (pipeline-separate.mjs) with the
+ * name it measured, until stdin ends.
+ */
 async function serve() {
-  process.stdout.write('ready\n');
+  const answer = (line) => writeSync(3, `${line}\n`);
+  answer('ready');
   for await (const line of createInterface({ input: process.stdin })) {
     const [name, count] = JSON.parse(line);
-    process.stdout.write(`${JSON.stringify(await measure(targets[name], Number(count)))}\n`);
+    answer(JSON.stringify({ name, ...(await measure(targets[name], Number(count))) }));
   }
-  process.exit(0);
 }

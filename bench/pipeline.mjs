@@ -9,9 +9,9 @@
 //                                        [--separate [--processes 4]]
 //
 // --separate puts each handler of a group in processes of its own (--processes of each, every one with a
-// bare handler beside it: pipeline-group.mjs --serve), alone as in a partner's server, with their slices
-// taken in turn as in one process. Handlers that share a process share Node's code (the request and
-// response streams, the event emitter), and each makes the others' calls there costlier.
+// bare handler beside it: pipeline-separate.mjs), alone as in a partner's server, with their slices taken
+// in turn as in one process: a check that sharing a process (Node's request and response streams, its
+// event emitter) does not decide a group's figures.
 //
 // Groups (stages.mjs): `target`, the issue's comparison as ../shared/bench/inject.mjs makes it (a bare
 // handler that reads the body and answers 200, the injector's own cost; the fastify anchor; segment-
@@ -21,9 +21,8 @@
 // on top of the other from the shipped modules (each rung's cost above the one below is what that stage
 // costs); `variants`, ours with metrics, as a fastify plugin and as a fetch handler; with BENCH_BASELINE
 // (another checkout, built), `ab`, this build's handler against that one's.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { GROUPS } from './stages.mjs';
 
 const args = process.argv.slice(2);
@@ -39,8 +38,20 @@ const TARGET = 0.6;
 
 const SEPARATE = args.includes('--separate');
 const PROCESSES = Number(option('processes', 4));
+if (!Number.isInteger(PROCESSES) || PROCESSES < 1) {
+  console.error(
+    `--processes takes a whole number of processes a handler, 1 or more: not ${option('processes')}`,
+  );
+  process.exit(1);
+}
 const child = new URL('./pipeline-group.mjs', import.meta.url).pathname;
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+/** The median of an even count too: the mean of the two middle values. */
+const midpoint = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const half = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[half] : (sorted[half - 1] + sorted[half]) / 2;
+};
 
 /** One group measured in a fresh process (the CPU affinity this one was given passes on). */
 function measureGroup(group) {
@@ -50,99 +61,6 @@ function measureGroup(group) {
     maxBuffer: 16 * 1024 * 1024,
   });
   return JSON.parse(out);
-}
-
-/**
- * A group measured with each handler in a process of its own beside a bare handler (pipeline-group.mjs
- * --serve), all on this process's core: slices taken in turn across the processes as measureGroup takes
- * them in one, each handler's right after its own process's bare one. A handler's net is over the bare
- * handler of its own process; `bare` is the mean of theirs, so that rowsOf reads these as it reads a
- * group measured in one process.
- */
-async function measureSeparately(group) {
-  const names = GROUPS[group].names.filter((name) => name !== 'bare');
-  const servers = new Map();
-  for (const name of names) {
-    const asks = [];
-    for (let k = 0; k < PROCESSES; k++) asks.push(await server(name));
-    servers.set(name, asks);
-  }
-  // Each process's totals over the run, its own bare handler's beside: one process's collections land in
-  // few slices, and a slice's net is mostly where they fell; over the run they even out.
-  const totals = Object.fromEntries(
-    names.map((name) => [name, servers.get(name).map(() => ({ ns: 0, gc: 0, bareNs: 0, bareGc: 0, n: 0 }))]),
-  );
-  const runs = { bare: [] };
-  const gcRuns = { bare: [] };
-  for (const name of names) {
-    runs[name] = [];
-    gcRuns[name] = [];
-  }
-  const SLICE = 2_500;
-  const slices = Math.ceil(N / SLICE);
-  for (let round = 0; round < ROUNDS; round++) {
-    const sum = Object.fromEntries(names.map((name) => [name, { ns: 0, gc: 0, bareNs: 0, bareGc: 0 }]));
-    for (let slice = 0; slice < slices; slice++) {
-      for (let i = 0; i < names.length; i++) {
-        const name = names[(i + round) % names.length];
-        const k = (round * slices + slice) % PROCESSES;
-        const ask = servers.get(name)[k];
-        // Whichever runs first after another process ran pays for bringing its process's memory back
-        // into the caches: the two take turns at it.
-        const bareFirst = (round + slice) % 2 === 0;
-        const first = await ask(bareFirst ? 'bare' : name);
-        const second = await ask(bareFirst ? name : 'bare');
-        const [bare, own] = bareFirst ? [first, second] : [second, first];
-        const total = totals[name][k];
-        total.ns += own.ns;
-        total.gc += own.gc;
-        total.bareNs += bare.ns;
-        total.bareGc += bare.gc;
-        total.n++;
-        Object.assign(sum[name], {
-          ns: sum[name].ns + own.ns,
-          gc: sum[name].gc + own.gc,
-          bareNs: sum[name].bareNs + bare.ns,
-          bareGc: sum[name].bareGc + bare.gc,
-        });
-      }
-    }
-    const mean = (key) => names.reduce((total, name) => total + sum[name][key], 0) / names.length / slices;
-    runs.bare.push(mean('bareNs'));
-    gcRuns.bare.push(mean('bareGc'));
-    for (const name of names) {
-      const { ns, gc, bareNs, bareGc } = sum[name];
-      runs[name].push((ns - bareNs) / slices + runs.bare[round]);
-      gcRuns[name].push((gc - bareGc) / slices + gcRuns.bare[round]);
-    }
-  }
-  for (const asks of servers.values()) for (const ask of asks) ask.close();
-  const processes = Object.fromEntries(
-    names.map((name) => [
-      name,
-      totals[name].map(({ ns, gc, bareNs, bareGc, n }) => ({
-        net: (ns - bareNs) / n,
-        mutatorNet: (ns - gc - (bareNs - bareGc)) / n,
-      })),
-    ]),
-  );
-  return { names: ['bare', ...names], runs, gcRuns, processes };
-
-  /** A --serve process for `name`, once warm: a function that measures a slice of a handler of it. */
-  async function server(name) {
-    const proc = spawn(process.execPath, [child, '--serve', name], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const lines = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
-    const first = await lines.next();
-    if (first.value !== 'ready') throw new Error(`${name}: its process did not start`);
-    const ask = async (handler) => {
-      proc.stdin.write(`${JSON.stringify([handler, SLICE])}\n`);
-      const { value, done } = await lines.next();
-      if (done) throw new Error(`${name}: its process ended`);
-      return JSON.parse(value);
-    };
-    ask.close = () => proc.stdin.end();
-    return ask;
-  }
 }
 
 /**
@@ -210,9 +128,9 @@ function print(group, rows, reference) {
   for (const [name, { processes }] of Object.entries(rows)) {
     if (processes === undefined) continue;
     for (const key of ['net', 'mutatorNet']) {
-      const mid = median(processes.map((p) => p[key]));
+      const mid = midpoint(processes.map((p) => p[key]));
       const each = processes.map((p) => r(p[key])).join(', ');
-      const times = name === reference ? '' : `, ${(mid / median(ref.map((p) => p[key]))).toFixed(2)} ${x}`;
+      const times = name === reference ? '' : `, ${(mid / midpoint(ref.map((p) => p[key]))).toFixed(2)} ${x}`;
       console.log(`- ${name}, ${key === 'net' ? 'net' : 'without GC'}: ${each} (median ${r(mid)}${times})`);
     }
   }
@@ -223,7 +141,14 @@ const result = {};
 for (const [group, { reference, only }] of Object.entries(GROUPS)) {
   if (only !== undefined && !process.env[only]) continue;
   if (GROUP_ONLY && group !== GROUP_ONLY) continue;
-  const rows = rowsOf(SEPARATE ? await measureSeparately(group) : measureGroup(group), reference);
+  const measured = SEPARATE
+    ? await (await import('./pipeline-separate.mjs')).measureSeparately(group, {
+        rounds: ROUNDS,
+        n: N,
+        processes: PROCESSES,
+      })
+    : measureGroup(group);
+  const rows = rowsOf(measured, reference);
   print(group, rows, reference);
   result[group] = rows;
 }

@@ -3,6 +3,12 @@
 // the endpoint.
 export const STAGES = ['parse', 'auth', 'settings', 'casing', 'validate', 'dedup', 'dispatch'];
 
+/**
+ * Events a slice: the pipeline benchmark takes its handlers in turn, this many events each (long enough,
+ * ~0.15 s, for a handler's code and data to be warm; pipeline-group.mjs).
+ */
+export const SLICE = 2_500;
+
 /** The rung names, bottom to top, as the tables show them. */
 export const RUNG_NAMES = ['ladder: body read', ...STAGES.map((stage) => `ladder: + ${stage}`)];
 
