@@ -45,9 +45,8 @@ if (!Number.isInteger(PROCESSES) || PROCESSES < 1) {
   process.exit(1);
 }
 const child = new URL('./pipeline-group.mjs', import.meta.url).pathname;
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-/** The median of an even count too: the mean of the two middle values. */
-const midpoint = (xs) => {
+/** The middle value; of an even count, the mean of the two middle values. */
+const median = (xs) => {
   const sorted = [...xs].sort((a, b) => a - b);
   const half = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[half] : (sorted[half - 1] + sorted[half]) / 2;
@@ -128,9 +127,9 @@ function print(group, rows, reference) {
   for (const [name, { processes }] of Object.entries(rows)) {
     if (processes === undefined) continue;
     for (const key of ['net', 'mutatorNet']) {
-      const mid = midpoint(processes.map((p) => p[key]));
+      const mid = median(processes.map((p) => p[key]));
       const each = processes.map((p) => r(p[key])).join(', ');
-      const times = name === reference ? '' : `, ${(mid / midpoint(ref.map((p) => p[key]))).toFixed(2)} ${x}`;
+      const times = name === reference ? '' : `, ${(mid / median(ref.map((p) => p[key]))).toFixed(2)} ${x}`;
       console.log(`- ${name}, ${key === 'net' ? 'net' : 'without GC'}: ${each} (median ${r(mid)}${times})`);
     }
   }
