@@ -106,7 +106,7 @@ export class ModelProcess implements StoreIo {
       const kind =
         dir === this.#fs.dir ? 'syncdir' : dir === dirname(this.#fs.dir) ? 'syncparent' : undefined;
       // The levels above the parent were there, durable, before the trace: a sync of one changes nothing.
-      if (kind === undefined && this.#fs.dir.startsWith(dir === '/' ? '/' : `${dir}/`)) return;
+      if (kind === undefined && this.#above(dir)) return;
       if (kind === undefined) throw errno('ENOENT', 'open', dir);
       if (!this.#skip.has('syncDirectory')) this.#fs.trace.push({ kind });
     });
@@ -128,12 +128,17 @@ export class ModelProcess implements StoreIo {
     });
   }
 
+  /** Whether `path` is a directory above the store's: there before the trace, and durable. */
+  #above(path: string): boolean {
+    return this.#fs.dir.startsWith(path === '/' ? '/' : `${path}/`);
+  }
+
   identity(path: string): Promise<{ readonly dev: number; readonly ino: number } | undefined> {
     return this.#call(() => {
       // The store's directory and those above it: one filesystem (the model has no other).
       const { dir } = this.#fs;
       if (path === dir) return this.#fs.exists ? { dev: 0, ino: 0 } : undefined;
-      if (dir.startsWith(path === '/' ? '/' : `${path}/`)) return { dev: 0, ino: 0 };
+      if (this.#above(path)) return { dev: 0, ino: 0 };
       const ino = this.#fs.names.get(this.#name(path));
       return ino === undefined ? undefined : { dev: 0, ino };
     });
