@@ -6,7 +6,7 @@
 // what the others cost.
 //
 //   node bench/pipeline-group.mjs GROUP ROUNDS N   (prints {names, runs, gcRuns} as JSON)
-//   node bench/pipeline-group.mjs --serve NAME      (one handler and the bare one, measured on request)
+//   node bench/pipeline-group.mjs --serve NAME [plain]  (one handler and the bare one, measured on request)
 //
 // With --serve, the process holds one handler beside the bare one, and measures a slice of either when
 // asked on stdin (a line of JSON, `[NAME, COUNT]`, answered on fd 3 with one, `{name, ns, gc}`):
@@ -17,6 +17,7 @@ import { writeSync } from 'node:fs';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import inject from 'light-my-request';
+import { plainInject } from './plain-inject.mjs';
 import { GROUPS, SLICE } from './stages.mjs';
 
 const [group, second, third] = process.argv.slice(2);
@@ -28,6 +29,13 @@ const NAMES = SERVE ? ['bare', second] : GROUPS[group]?.names;
 if (NAMES === undefined) throw new Error(`unknown group ${group}: one of ${Object.keys(GROUPS).join(', ')}`);
 const ROUNDS = Number(second);
 const N = Number(third);
+// The `control` group's handlers, and --serve's with `plain` after the name, go through plain-inject.mjs
+// instead (the fastify app by its `routing`, the handler its `inject` hands light-my-request).
+const PLAIN = (SERVE ? third : GROUPS[group].injector) === 'plain';
+const send = (target, options) => {
+  if (PLAIN) return plainInject(target.app?.routing ?? target.dispatch, options);
+  return target.app ? target.app.inject(options) : inject(target.dispatch, options);
+};
 
 const dist = new URL('../dist/', import.meta.url);
 const load = (name) => import(new URL(name, dist).href);
@@ -135,14 +143,11 @@ async function build(name) {
 const targets = {};
 for (const name of NAMES) targets[name] = await build(name);
 
-// One parsed copy of each bench event, alive for the whole run. An event's hidden class (V8's map for
-// its set of keys) lives only while an object has it. A server under load always has events in flight;
-// the injector handles one at a time, and its own garbage brings a full collection every few hundred
-// events: at each one the class died with the event, every inline cache that had seen it was cleared,
-// and V8 began again its count toward optimising the functions that read events. Ours' and fastify's
-// validators, which need the most of that count, ran unoptimised for whole runs, or not, by chance
-// (README.md, "Validators that never reached optimised code"). These copies keep the classes alive for
-// every handler of the group, as traffic does in a server.
+// One parsed copy of each bench event, alive for the whole run: an event's hidden class lives only while
+// an object has it, and through light-my-request a full collection comes every few hundred events, each
+// clearing every inline cache that had seen the class (ours' and fastify's validators then ran
+// unoptimised for whole runs, or not, by chance: README.md, "Validators that never reached optimised
+// code"). These copies keep the classes alive, as traffic does in a server.
 const shapes = events.map((event) => JSON.parse(JSON.stringify({ ...event, messageId: 'shape' })));
 
 let id = 0;
@@ -154,9 +159,8 @@ const request = (i) => ({
   payload: JSON.stringify({ ...events[i % events.length], messageId: `p${process.pid}-${id++}` }),
 });
 
-// The garbage collector's pauses, in ms, as they are reported: most of each slice here is the injector's
-// own garbage being collected (README.md, "The pipeline without sockets"), so each figure is also given
-// without them.
+// The garbage collector's pauses, in ms, as reported: through light-my-request most of each slice is its
+// own garbage being collected (README.md, "The injector's own garbage"), so each is also given without.
 let gcMs = 0;
 new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) gcMs += entry.duration;
@@ -183,7 +187,7 @@ async function measure(target, n) {
       if (res.status !== 200) throw new Error(`${res.status} ${await res.text()}`);
       continue;
     }
-    const res = target.app ? await target.app.inject(request(i)) : await inject(target.dispatch, request(i));
+    const res = await send(target, request(i));
     if (res.statusCode !== 200) throw new Error(`${res.statusCode} ${res.payload}`);
   }
   const ns = Number(process.hrtime.bigint() - started) / n;

@@ -22,7 +22,7 @@ export async function measureSeparately(group, { rounds, n, processes }) {
   try {
     for (const name of names) {
       const pool = [];
-      for (let k = 0; k < count; k++) pool.push(await serving(name));
+      for (let k = 0; k < count; k++) pool.push(await serving(name, GROUPS[group].injector));
       pools.set(name, pool);
     }
     return await measureIn(pools, names, rounds, slices);
@@ -87,11 +87,11 @@ async function measureIn(pools, names, rounds, slices) {
 }
 
 /**
- * A --serve process of `name`, once warm. It is asked on its stdin and answers on a pipe of its own
+ * A --serve process of `name`, driven by `injector` (`plain` for plain-inject.mjs), once warm. It is asked on its stdin and answers on a pipe of its own
  * (fd 3), so that nothing else it prints can be taken for an answer; each answer names what it measured.
  */
-async function serving(name) {
-  const proc = spawn(process.execPath, [child, '--serve', name], {
+async function serving(name, injector = 'light-my-request') {
+  const proc = spawn(process.execPath, [child, '--serve', name, injector], {
     stdio: ['pipe', 'inherit', 'inherit', 'pipe'],
   });
   // A write to a process that ended fails on its own; the missing answer says so, with how it ended.

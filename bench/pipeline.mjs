@@ -19,7 +19,9 @@
 // against the same fastify app (the least any handler that reads the event costs, and the least one
 // that does what the contract asks, contract-floor.mjs); `ladder`, the pipeline's stages composed one
 // on top of the other from the shipped modules (each rung's cost above the one below is what that stage
-// costs); `variants`, ours with metrics, as a fastify plugin and as a fetch handler; with BENCH_BASELINE
+// costs); `control`, `target`'s handlers and the contract floor with its filter through plain-inject.mjs,
+// an injector whose garbage dies young where light-my-request's does not (README.md, "The injector's own
+// garbage"); `variants`, ours with metrics, as a fastify plugin and as a fetch handler; with BENCH_BASELINE
 // (another checkout, built), `ab`, this build's handler against that one's.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -169,4 +171,10 @@ console.log(
 console.log(
   `the same with a duplicate filter, as ours has: ${range(result.limit['contract floor + filter'])} × fastify net`,
 );
+const { control } = result;
+if (control !== undefined) {
+  console.log(
+    `through the control injector (plain-inject.mjs): ours ${range(control.ours)}, the contract floor + filter ${range(control['contract floor + filter'])} × fastify net`,
+  );
+}
 if (JSON_FILE) writeFileSync(JSON_FILE, JSON.stringify(result, null, 2));

@@ -27,6 +27,14 @@ export const GROUPS = {
     names: ['bare', 'parse floor', 'contract floor', 'contract floor + filter', 'fastify'],
     reference: 'fastify',
   },
+  // `target` and the contract floor with its filter again, each through plain-inject.mjs instead of
+  // light-my-request, whose per-request getters keep each event's objects through the young collections
+  // (README.md, "The injector's own garbage"): what the same handlers cost when their garbage dies young.
+  control: {
+    names: ['bare', 'fastify', 'ours', 'contract floor + filter'],
+    reference: 'fastify',
+    injector: 'plain',
+  },
   ladder: { names: ['bare', ...RUNG_NAMES, 'ours'], reference: 'ours' },
   variants: {
     names: ['bare', 'ours', 'ours + metrics', 'ours, fastify plugin', 'ours, fetch handler'],
