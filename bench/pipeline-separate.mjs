@@ -87,8 +87,9 @@ async function measureIn(pools, names, rounds, slices) {
 }
 
 /**
- * A --serve process of `name`, driven by `injector` (`plain` for plain-inject.mjs), once warm. It is asked on its stdin and answers on a pipe of its own
- * (fd 3), so that nothing else it prints can be taken for an answer; each answer names what it measured.
+ * A --serve process of `name`, driven by `injector` (`plain` for plain-inject.mjs), once warm. It is
+ * asked on its stdin and answers on a pipe of its own (fd 3), so that nothing else it prints can be taken
+ * for an answer; each answer names what it measured.
  */
 async function serving(name, injector = 'light-my-request') {
   const proc = spawn(process.execPath, [child, '--serve', name, injector], {
