@@ -19,10 +19,10 @@
 // against the same fastify app (the least any handler that reads the event costs, and the least one
 // that does what the contract asks, contract-floor.mjs); `ladder`, the pipeline's stages composed one
 // on top of the other from the shipped modules (each rung's cost above the one below is what that stage
-// costs); `control`, `target`'s handlers and the contract floor with its filter through plain-inject.mjs,
-// an injector whose garbage dies young where light-my-request's does not (README.md, "The injector's own
-// garbage"); `variants`, ours with metrics, as a fastify plugin and as a fetch handler; with BENCH_BASELINE
-// (another checkout, built), `ab`, this build's handler against that one's.
+// costs); `control`, `target`'s and `limit`'s handlers through plain-inject.mjs, an injector whose
+// garbage dies young where light-my-request's does not (README.md, "The injector's own garbage");
+// `variants`, ours with metrics, as a fastify plugin and as a fetch handler; with BENCH_BASELINE (another
+// checkout, built), `ab`, this build's handler against that one's.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { GROUPS } from './stages.mjs';
@@ -174,7 +174,7 @@ console.log(
 const { control } = result;
 if (control !== undefined) {
   console.log(
-    `through the control injector (plain-inject.mjs): ours ${range(control.ours)}, the contract floor + filter ${range(control['contract floor + filter'])} × fastify net`,
+    `through the control injector (plain-inject.mjs), × fastify net: ours ${range(control.ours)}; the parse floor ${range(control['parse floor'])}, the contract floor ${range(control['contract floor'])}, with a duplicate filter ${range(control['contract floor + filter'])}`,
   );
 }
 if (JSON_FILE) writeFileSync(JSON_FILE, JSON.stringify(result, null, 2));

@@ -27,11 +27,11 @@ export const GROUPS = {
     names: ['bare', 'parse floor', 'contract floor', 'contract floor + filter', 'fastify'],
     reference: 'fastify',
   },
-  // `target` and the contract floor with its filter again, each through plain-inject.mjs instead of
-  // light-my-request, whose per-request closures keep each event's objects through the young collections
-  // (README.md, "The injector's own garbage"): what the same handlers cost when their garbage dies young.
+  // `target` and `limit` again, each through plain-inject.mjs instead of light-my-request, whose
+  // per-request closures keep each event's objects through the young collections (README.md, "The
+  // injector's own garbage"): what the same handlers cost when their garbage dies young.
   control: {
-    names: ['bare', 'fastify', 'ours', 'contract floor + filter'],
+    names: ['bare', 'fastify', 'ours', 'parse floor', 'contract floor', 'contract floor + filter'],
     reference: 'fastify',
     injector: 'plain',
   },
