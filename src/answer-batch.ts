@@ -30,6 +30,8 @@ const MAX_WAITING = 64;
 export class AnswerBatch {
   #waiting: PendingAnswer[] = [];
   #scheduled = false;
+  /** The turns of the loop whose end this batch has written (its check-phase flushes). */
+  #turn = 0;
   readonly #closing: () => boolean;
   readonly #log: Logger | undefined;
 
@@ -55,21 +57,39 @@ export class AnswerBatch {
     }
     this.#waiting.push(answer);
     if (this.#waiting.length >= MAX_WAITING) this.#flush();
-    else if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(this.#flushScheduled);
-    }
+    else this.#endOfTurn();
+  }
+
+  /**
+   * The turn of the loop in progress, for an answer a promise will decide (`addSettled`); its end is
+   * scheduled, once a turn, whether or not anything is written then.
+   */
+  turn(): number {
+    this.#endOfTurn();
+    return this.#turn;
   }
 
   /**
    * An answer decided when a promise settled (an asynchronous handler; the store's commit, which settles
-   * a group of events at once): written as soon as the promise reactions of the moment have run, with
-   * the others they decided. Waiting for the end of the turn would hold a commit's answers for all the
-   * work of the next poll (`nextTick` queued by a reaction runs once the microtask queue is empty).
+   * a group of events at once). Settled in `taken`, the turn its request was taken in (a handler that
+   * awaited nothing): written at that turn's end with the turn's others, as `add`. Settled later:
+   * written as soon as the promise reactions of the moment have run, with the others they decided.
+   * Waiting for the end of the turn would hold a commit's answers for all the work of the next poll
+   * (`nextTick` queued by a reaction runs once the microtask queue is empty).
    */
-  addSettled(answer: PendingAnswer): void {
+  addSettled(answer: PendingAnswer, taken: number): void {
+    if (taken === this.#turn) {
+      this.add(answer);
+      return;
+    }
     this.#waiting.push(answer);
     if (this.#waiting.length === 1) process.nextTick(this.#flushSettled);
+  }
+
+  #endOfTurn(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(this.#flushScheduled);
   }
 
   readonly #flushSettled = (): void => {
@@ -78,6 +98,7 @@ export class AnswerBatch {
 
   readonly #flushScheduled = (): void => {
     this.#scheduled = false;
+    this.#turn++;
     this.#flush();
   };
 

@@ -184,8 +184,9 @@ export class EventPipeline {
       this.answer(x, result);
       return;
     }
+    const taken = this.#successes.turn();
     result.then(
-      (settled) => this.answer(x, settled, true),
+      (settled) => this.answer(x, settled, taken),
       (err: unknown) => this.refuse(x, err),
     );
   }
@@ -196,11 +197,10 @@ export class EventPipeline {
   }
 
   /**
-   * Answers the request with its result, once, then tells the front door. A success is written with the
-   * others of its turn of the event loop, or when `settled` (decided by a promise) with the others the
-   * same settling decided (AnswerBatch), and the front door told then; a refusal at once.
+   * Answers the request with its result, once, then tells the front door. A success is written with
+   * others (AnswerBatch; `taken`: the turn that took the request, when a promise decided), a refusal at once.
    */
-  answer(x: Exchange, result: EventResult, settled = false): void {
+  answer(x: Exchange, result: EventResult, taken?: number): void {
     if (x.answered) return;
     x.answered = true;
     if (x.owed && result.error !== undefined) this.#limiter.giveBack(x.apiKey as string, x.rate);
@@ -209,7 +209,7 @@ export class EventPipeline {
     if (this.#observing) this.#observe(x, result);
     if (result.error === undefined) {
       x.status = result.status;
-      if (settled) this.#successes.addSettled(x);
+      if (taken !== undefined) this.#successes.addSettled(x, taken);
       else this.#successes.add(x);
       return;
     }

@@ -134,20 +134,48 @@ test('an answer that cannot be written ends its connection; the others are writt
   assert.deepEqual(log, ['write 1', 'done 1', 'destroy 2', 'done 2', 'write 3', 'done 3']);
 });
 
-test("answers a settling promise decided go out once its reactions have run, before the turn's end", async () => {
+test("answers a promise settled in a later turn decided go out once its reactions have run, before that turn's end", async () => {
   const batch = new AnswerBatch(open);
   const { log, answer } = recorder();
+  // Two events taken in one turn, handed to a store whose commit settles them in a later one.
+  const taken = batch.turn();
+  await nextCheckPhase();
   let seenAtTurnEnd: string[] | undefined;
   setImmediate(() => {
     seenAtTurnEnd = [...log];
   });
   // A commit settles a group: its events' answers come through reaction chains of different lengths.
   const committed = Promise.resolve();
-  committed.then(() => batch.addSettled(answer(1)));
-  committed.then(() => undefined).then(() => batch.addSettled(answer(2)));
+  committed.then(() => batch.addSettled(answer(1), taken));
+  committed.then(() => undefined).then(() => batch.addSettled(answer(2), taken));
   assert.deepEqual(log, []);
   await nextCheckPhase();
   assert.deepEqual(seenAtTurnEnd, ['write 1', 'done 1', 'write 2', 'done 2']);
+});
+
+test("answers a promise settled in the turn that took their requests go out with that turn's, at its end", async () => {
+  // An async handler that awaits nothing settles before the loop reads the next request: written at
+  // once, each answer would wake its client on its own (bench/README.md, "Answers written together").
+  const batch = new AnswerBatch(open);
+  const { log, answer } = recorder();
+  batch.add(answer(1));
+  for (const id of [2, 3]) {
+    const taken = batch.turn();
+    Promise.resolve().then(() => batch.addSettled(answer(id), taken));
+  }
+  await Promise.resolve();
+  await new Promise((reactionsRun) => process.nextTick(reactionsRun));
+  assert.deepEqual(log, [], "held for the turn's end");
+  await nextCheckPhase();
+  assert.deepEqual(log, ['write 1', 'done 1', 'write 2', 'done 2', 'write 3', 'done 3']);
+});
+
+test('an answer settled in the turn that took its request, not for a kernel socket, is written at once', async () => {
+  const batch = new AnswerBatch(open);
+  const { log, answer } = recorder();
+  const taken = batch.turn();
+  batch.addSettled(answer(1, 200, false, { socket: {} } as IncomingMessage), taken);
+  assert.deepEqual(log, ['write 1', 'done 1']);
 });
 
 test('while draining, only the answer to the last request read on a connection closes it', async () => {
