@@ -10,7 +10,7 @@
 // (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),
 // BENCH_KEEP_CA_CERTS=1 (the servers keep the runner's NODE_EXTRA_CA_CERTS), BENCH_STARTS (3 launches a server a
 // round, their median its start),
-// BENCH_BASELINE (another checkout, built: adds noop-, durable- and postgres-baseline, its dist/cli.js, for
+// BENCH_BASELINE (another checkout, built: adds noop-, durable-, postgres- and async-baseline, its dist/cli.js, for
 // an A/B of two builds in one run: BENCH_SERVERS=durable,durable-baseline).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -98,10 +98,13 @@ const SERVERS = {
   },
 };
 const MAIN = Object.keys(SERVERS);
+// Not run by default (BENCH_SERVERS=noop,async): no-op handlers written as async functions.
+const asyncNoop = (port) => cli(port, '--handlers', join(HERE, 'async-noop-handlers.mjs'));
+SERVERS.async = { label: 'segment-endpoint --handlers async-noop-handlers.mjs', args: asyncNoop };
 const baseline = process.env.BENCH_BASELINE;
 if (baseline !== undefined) {
   const theirs = (args) => [join(baseline, 'dist/cli.js'), ...args.slice(1)];
-  for (const name of ['noop', 'durable', 'postgres']) {
+  for (const name of ['noop', 'durable', 'postgres', 'async']) {
     const { label, args, othersOwn } = SERVERS[name];
     SERVERS[`${name}-baseline`] = {
       label: `${label}, ${baseline}`,
