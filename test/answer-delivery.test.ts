@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { connect as connectTcp } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
+import { type AddressInfo, connect as connectTcp } from 'node:net';
 import { test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { createHandler, silentLogger } from '../src/index.ts';
@@ -19,16 +20,30 @@ const eventRequest = (body: string) =>
   `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
   `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 
-/** A TLS connection that keeps what it receives; `closed` resolves with all of it. */
-function open(port: number): Promise<{ socket: TLSSocket; closed: Promise<string> }> {
+/**
+ * A TLS connection that keeps what it receives; `closed` resolves with all of it, `answered` with what it
+ * holds once a whole answer came (its headers, and a body of its Content-Length), or at its close.
+ */
+function open(
+  port: number,
+): Promise<{ socket: TLSSocket; closed: Promise<string>; answered: Promise<string> }> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const socket = connect({ host: '127.0.0.1', port, ca: cert, servername: 'localhost' }, () =>
-      resolve({ socket, closed }),
+      resolve({ socket, closed, answered }),
     );
     const closed = new Promise<string>((done) =>
       socket.on('close', () => done(Buffer.concat(chunks).toString())),
     );
+    const answered = new Promise<string>((done) => {
+      socket.on('data', () => {
+        const text = Buffer.concat(chunks).toString();
+        const head = text.indexOf('\r\n\r\n');
+        const length = /content-length: *(\d+)/i.exec(text.slice(0, head))?.[1];
+        if (head !== -1 && text.length >= head + 4 + Number(length ?? 0)) done(text);
+      });
+      void closed.then(done);
+    });
     socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.on('error', () => {}); // a reset shows as the close
   });
@@ -65,6 +80,50 @@ for (const kind of ['synchronous', 'asynchronous'] as const) {
       assert.deepEqual(handled.sort(), events.map((e) => e.messageId).sort());
     } finally {
       await endpoint.close();
+    }
+  });
+}
+
+// In a server of one's own, the README's remedy: let such connections finish. Async handlers that await
+// nothing have their answers written at the end of the turn too, as synchronous ones do.
+const halfClosers = {
+  synchronous: () => {},
+  'async, awaiting nothing': async () => {},
+  'async, awaiting a timer': () => new Promise<void>((resolve) => setTimeout(resolve, 5)),
+};
+for (const [kind, track] of Object.entries(halfClosers)) {
+  test(`in a node:https server of one's own that lets half-open connections finish, a sender that half-closes hears its 200 (${kind} handler)`, async () => {
+    let handled = 0;
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlers: {
+        track: () => {
+          handled++;
+          return track();
+        },
+      },
+    });
+    const server = createHttpsServer(testCert(), handler);
+    Object.assign(server, { httpAllowHalfOpen: true });
+    server.on('secureConnection', (socket: TLSSocket) => {
+      socket.allowHalfOpen = true;
+    });
+    await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const senders = await Promise.all(Array.from({ length: 10 }, () => open(port)));
+      for (const { socket } of senders) socket.end(eventRequest(JSON.stringify(trackEvent())));
+      const answered = await Promise.all(senders.map(({ answered }) => answered));
+      assert.deepEqual(
+        answered.map((text) => parseRaw(text).status),
+        senders.map(() => 200),
+      );
+      assert.equal(handled, 10);
+      for (const { socket } of senders) socket.destroy();
+    } finally {
+      server.closeAllConnections();
+      await new Promise((closed) => server.close(closed));
     }
   });
 }
