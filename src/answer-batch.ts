@@ -16,6 +16,16 @@ export interface PendingAnswer {
   readonly done: () => void;
 }
 
+/**
+ * Whether Node ends the request's connection as it reads the sender's end of it, in that same turn:
+ * unless its server lets half-open connections finish (`httpAllowHalfOpen`, and `allowHalfOpen` on a TLS
+ * socket), as createServer's does.
+ */
+function endsAtSendersEnd(req: IncomingMessage): boolean {
+  const socket = req.socket as Socket & { server?: { httpAllowHalfOpen?: boolean } };
+  return socket instanceof Socket && !(socket.allowHalfOpen && socket.server?.httpAllowHalfOpen === true);
+}
+
 // A turn's answers are written at the latest when this many wait, so that a turn that reads many
 // requests does not hold the first one's answer for all of them.
 const MAX_WAITING = 64;
@@ -72,13 +82,16 @@ export class AnswerBatch {
   /**
    * An answer decided when a promise settled (an asynchronous handler; the store's commit, which settles
    * a group of events at once). Settled in `taken`, the turn its request was taken in (a handler that
-   * awaited nothing): written at that turn's end with the turn's others, as `add`. Settled later:
+   * awaited nothing): written at that turn's end with the turn's others, as `add`, unless its connection
+   * ends when the sender ends its side (a host's server at Node's defaults: the answer could not wait
+   * for the turn's end, and a sender that half-closed heard it before answers were written together).
+   * Settled later:
    * written as soon as the promise reactions of the moment have run, with the others they decided.
    * Waiting for the end of the turn would hold a commit's answers for all the work of the next poll
    * (`nextTick` queued by a reaction runs once the microtask queue is empty).
    */
   addSettled(answer: PendingAnswer, taken: number): void {
-    if (taken === this.#turn) {
+    if (taken === this.#turn && !endsAtSendersEnd(answer.req)) {
       this.add(answer);
       return;
     }
