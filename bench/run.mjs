@@ -3,15 +3,15 @@
 // server per round, so that neither the machine's drift nor one process's luck decides. See README.md.
 // Run with tsx (`node --import tsx`): the PostgreSQL sink's server comes from test/services/postgres.ts.
 // env: BENCH_ROUNDS (5), BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_SERVERS (all: floor,parse,
-// parse-batched,fastify,noop,durable,parse-durable,postgres), BENCH_PIN=0 (no taskset), BENCH_TRACE_GC=1
-// (count GCs in the measured window),
+// parse-batched,fastify,noop,durable,parse-durable,postgres; also async, opt-in), BENCH_PIN=0 (no
+// taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
 // BENCH_QUIET_WAIT (10 s a window at most) and BENCH_QUIET_BUDGET (90 s a run), BENCH_STEAL_LIMIT (5 %),
 // BENCH_RETAKES (2 a round) and BENCH_RETAKE_BUDGET (60 s a run), BENCH_FIXED_RATE
 // (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),
-// BENCH_KEEP_CA_CERTS=1 (the servers keep the runner's NODE_EXTRA_CA_CERTS), BENCH_STARTS (3 launches a server a
-// round, their median its start),
-// BENCH_BASELINE (another checkout, built: adds noop-, durable-, postgres- and async-baseline, its dist/cli.js, for
-// an A/B of two builds in one run: BENCH_SERVERS=durable,durable-baseline).
+// BENCH_KEEP_CA_CERTS=1 (the servers keep the runner's NODE_EXTRA_CA_CERTS), BENCH_STARTS (3 launches a
+// server a round, their median its start),
+// BENCH_BASELINE (another checkout, built: adds noop-, durable-, postgres- and async-baseline, its
+// dist/cli.js, for an A/B of two builds in one run: BENCH_SERVERS=durable,durable-baseline).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
@@ -98,9 +98,11 @@ const SERVERS = {
   },
 };
 const MAIN = Object.keys(SERVERS);
-// Not run by default (BENCH_SERVERS=noop,async): no-op handlers written as async functions.
-const asyncNoop = (port) => cli(port, '--handlers', join(HERE, 'async-noop-handlers.mjs'));
-SERVERS.async = { label: 'segment-endpoint --handlers async-noop-handlers.mjs', args: asyncNoop };
+// Not in MAIN (BENCH_SERVERS=noop,async): the no-op handlers written as async functions.
+SERVERS.async = {
+  label: 'segment-endpoint --handlers async-noop-handlers.mjs',
+  args: (port) => cli(port, '--handlers', join(HERE, 'async-noop-handlers.mjs')),
+};
 const baseline = process.env.BENCH_BASELINE;
 if (baseline !== undefined) {
   const theirs = (args) => [join(baseline, 'dist/cli.js'), ...args.slice(1)];

@@ -16,19 +16,18 @@ export interface PendingAnswer {
   readonly done: () => void;
 }
 
-/**
- * Whether Node ends the request's connection as it reads the sender's end of it, in that same turn:
- * unless its server lets half-open connections finish (`httpAllowHalfOpen`, and `allowHalfOpen` on a TLS
- * socket), as createServer's does.
- */
-function endsAtSendersEnd(req: IncomingMessage): boolean {
-  const socket = req.socket as Socket & { server?: { httpAllowHalfOpen?: boolean } };
-  return socket instanceof Socket && !(socket.allowHalfOpen && socket.server?.httpAllowHalfOpen === true);
-}
-
 // A turn's answers are written at the latest when this many wait, so that a turn that reads many
 // requests does not hold the first one's answer for all of them.
 const MAX_WAITING = 64;
+
+/**
+ * Whether the request's connection outlives its sender's FIN until its answers are written: both the
+ * server's `httpAllowHalfOpen` and the socket's `allowHalfOpen` on, as createServer sets them. Else Node
+ * ends it as it reads the FIN (lib/_http_server.js, socketOnEnd), which may come in the request's turn.
+ */
+function keepsHalfOpen(socket: Socket & { server?: { httpAllowHalfOpen?: boolean } }): boolean {
+  return socket.allowHalfOpen && socket.server?.httpAllowHalfOpen === true;
+}
 
 /**
  * Empty success answers, written together once the event loop has taken every request its poll found
@@ -40,8 +39,13 @@ const MAX_WAITING = 64;
 export class AnswerBatch {
   #waiting: PendingAnswer[] = [];
   #scheduled = false;
-  /** The turns of the loop whose end this batch has written (its check-phase flushes). */
-  #turn = 0;
+  /** A flush after the promise reactions of the moment is queued (`addSettled`). */
+  #settling = false;
+  /**
+   * The turns ended: the check-phase flushes run. A turn here is the span from one to the next, so a
+   * request taken in a check phase, after its flush, belongs to the next one.
+   */
+  #turnsEnded = 0;
   readonly #closing: () => boolean;
   readonly #log: Logger | undefined;
 
@@ -71,32 +75,34 @@ export class AnswerBatch {
   }
 
   /**
-   * The turn of the loop in progress, for an answer a promise will decide (`addSettled`); its end is
-   * scheduled, once a turn, whether or not anything is written then.
+   * The turn in progress, for a request whose answer a promise will decide (`addSettled`). Schedules the
+   * turn's end even when nothing waits: the count must move on, or an answer settled in a later turn
+   * would pass for one of this turn's.
    */
-  turn(): number {
+  currentTurn(): number {
     this.#endOfTurn();
-    return this.#turn;
+    return this.#turnsEnded;
   }
 
   /**
-   * An answer decided when a promise settled (an asynchronous handler; the store's commit, which settles
-   * a group of events at once). Settled in `taken`, the turn its request was taken in (a handler that
-   * awaited nothing): written at that turn's end with the turn's others, as `add`, unless its connection
-   * ends when the sender ends its side (a host's server at Node's defaults: the answer could not wait
-   * for the turn's end, and a sender that half-closed heard it before answers were written together).
-   * Settled later:
-   * written as soon as the promise reactions of the moment have run, with the others they decided.
-   * Waiting for the end of the turn would hold a commit's answers for all the work of the next poll
-   * (`nextTick` queued by a reaction runs once the microtask queue is empty).
+   * An answer a promise decided. Settled in `taken`, its request's turn (an `async` handler that awaited
+   * nothing, a small batch of synchronous ones), it joins that turn's batch (`add`): written alone, it
+   * would wake its client alone. Not where Node ends the connection as it reads the sender's FIN, which
+   * may come in that same turn (keepsHalfOpen): there it could not wait. Settled later (a commit, I/O):
+   * written once the promise reactions of the moment have run, with the answers waiting then; waiting
+   * for the turn's end would hold it for all the work of the next poll (a `nextTick` queued by a reaction
+   * runs once the microtask queue is empty). One that goes to no kernel socket is written at once (`add`).
    */
   addSettled(answer: PendingAnswer, taken: number): void {
-    if (taken === this.#turn && !endsAtSendersEnd(answer.req)) {
+    const { socket } = answer.req;
+    if (!(socket instanceof Socket) || (taken === this.#turnsEnded && keepsHalfOpen(socket))) {
       this.add(answer);
       return;
     }
     this.#waiting.push(answer);
-    if (this.#waiting.length === 1) process.nextTick(this.#flushSettled);
+    if (this.#settling) return;
+    this.#settling = true;
+    process.nextTick(this.#flushSettled);
   }
 
   #endOfTurn(): void {
@@ -106,12 +112,13 @@ export class AnswerBatch {
   }
 
   readonly #flushSettled = (): void => {
+    this.#settling = false;
     this.#flush();
   };
 
   readonly #flushScheduled = (): void => {
     this.#scheduled = false;
-    this.#turn++;
+    this.#turnsEnded++;
     this.#flush();
   };
 

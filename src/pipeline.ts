@@ -184,7 +184,7 @@ export class EventPipeline {
       this.answer(x, result);
       return;
     }
-    const taken = this.#successes.turn();
+    const taken = this.#successes.currentTurn();
     result.then(
       (settled) => this.answer(x, settled, taken),
       (err: unknown) => this.refuse(x, err),
@@ -197,8 +197,8 @@ export class EventPipeline {
   }
 
   /**
-   * Answers the request with its result, once, then tells the front door. A success is written with
-   * others (AnswerBatch; `taken`: the turn that took the request, when a promise decided), a refusal at once.
+   * Answers the request once, then tells the front door: a success through AnswerBatch (`taken`, given
+   * only when a promise decided: the turn its request was taken in), a refusal at once.
    */
   answer(x: Exchange, result: EventResult, taken?: number): void {
     if (x.answered) return;

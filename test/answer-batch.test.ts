@@ -17,7 +17,8 @@ interface Written {
 function recorder() {
   const log: string[] = [];
   const written: Written[] = [];
-  // Answers to a kernel socket's requests are the ones written together.
+  // Answers to a kernel socket's requests are the ones written together. The default request's connection
+  // is at Node's defaults (not half open): for a settled answer's turn to count, use halfOpenRequest().
   const answer = (
     id: number,
     status = 200,
@@ -52,10 +53,21 @@ function recorder() {
 
 const open = () => false;
 
-/** A request on a connection whose server lets it finish once its sender ends its side (createServer's). */
-function halfOpenRequest(): IncomingMessage {
-  const socket = Object.assign(new Socket({ allowHalfOpen: true }), { server: { httpAllowHalfOpen: true } });
-  return { socket } as unknown as IncomingMessage;
+/**
+ * A request on a connection that outlives its sender's FIN when both its server's `httpAllowHalfOpen`
+ * and its socket's `allowHalfOpen` are on, as createServer sets them (the default here).
+ */
+function halfOpenRequest({ server = true, socket = true } = {}): IncomingMessage {
+  const connection = Object.assign(new Socket({ allowHalfOpen: socket }), {
+    server: { httpAllowHalfOpen: server },
+  });
+  return { socket: connection } as unknown as IncomingMessage;
+}
+
+/** Once the promise reactions queued so far have run, and the `nextTick`s they queued. */
+async function afterReactions(): Promise<void> {
+  await Promise.resolve();
+  await new Promise((reactionsRun) => process.nextTick(reactionsRun));
 }
 
 test("a turn's answers wait for its end, then go out in order, each reported done after its write", async () => {
@@ -140,11 +152,11 @@ test('an answer that cannot be written ends its connection; the others are writt
   assert.deepEqual(log, ['write 1', 'done 1', 'destroy 2', 'done 2', 'write 3', 'done 3']);
 });
 
-test("answers a promise settled in a later turn decided go out once its reactions have run, before that turn's end", async () => {
+test("answers decided by a promise that settles in a later turn go out once its reactions have run, before that turn's end", async () => {
   const batch = new AnswerBatch(open);
   const { log, answer } = recorder();
   // Two events taken in one turn, handed to a store whose commit settles them in a later one.
-  const taken = batch.turn();
+  const taken = batch.currentTurn();
   await nextCheckPhase();
   let seenAtTurnEnd: string[] | undefined;
   setImmediate(() => {
@@ -152,8 +164,10 @@ test("answers a promise settled in a later turn decided go out once its reaction
   });
   // A commit settles a group: its events' answers come through reaction chains of different lengths.
   const committed = Promise.resolve();
-  committed.then(() => batch.addSettled(answer(1), taken));
-  committed.then(() => undefined).then(() => batch.addSettled(answer(2), taken));
+  committed.then(() => batch.addSettled(answer(1, 200, false, halfOpenRequest()), taken));
+  committed
+    .then(() => undefined)
+    .then(() => batch.addSettled(answer(2, 200, false, halfOpenRequest()), taken));
   assert.deepEqual(log, []);
   await nextCheckPhase();
   assert.deepEqual(seenAtTurnEnd, ['write 1', 'done 1', 'write 2', 'done 2']);
@@ -166,37 +180,59 @@ test("answers a promise settled in the turn that took their requests go out with
   const batch = new AnswerBatch(open);
   const { log, answer } = recorder();
   for (const id of [1, 2]) {
-    const taken = batch.turn();
+    const taken = batch.currentTurn();
     Promise.resolve().then(() => batch.addSettled(answer(id, 200, false, halfOpenRequest()), taken));
   }
-  await Promise.resolve();
-  await new Promise((reactionsRun) => process.nextTick(reactionsRun));
+  await afterReactions();
   assert.deepEqual(log, [], "held for the turn's end");
   batch.add(answer(3, 200, false, halfOpenRequest()));
   await nextCheckPhase();
   assert.deepEqual(log, ['write 1', 'done 1', 'write 2', 'done 2', 'write 3', 'done 3']);
 });
 
-test("in a host's server at Node's defaults, answers settled in their request's turn go out once the reactions have run", async () => {
-  // Node ends such a connection as it reads a sender's end, in the turn of its request: a sender that
-  // half-closed would not hear an answer kept for the turn's end.
+// Node ends a connection as it reads its sender's FIN, which may come in the turn of the request, unless
+// both the server and the socket let it stay half open: a sender that half-closed would not hear an
+// answer kept for the turn's end.
+const halfOpenCases = [
+  { server: false, socket: false },
+  { server: false, socket: true },
+  { server: true, socket: false },
+];
+for (const { server, socket } of halfOpenCases) {
+  test(`answers settled in their request's turn go out once the reactions have run, the server's httpAllowHalfOpen ${server}, the socket's allowHalfOpen ${socket}`, async () => {
+    const batch = new AnswerBatch(open);
+    const { log, answer } = recorder();
+    for (const id of [1, 2]) {
+      const taken = batch.currentTurn();
+      const req = halfOpenRequest({ server, socket });
+      Promise.resolve().then(() => batch.addSettled(answer(id, 200, false, req), taken));
+    }
+    await afterReactions();
+    assert.deepEqual(log, ['write 1', 'done 1', 'write 2', 'done 2']);
+  });
+}
+
+test("an answer settled in a later turn is not held behind the current turn's answers", async () => {
+  // At Node's defaults a synchronous handler's 200 waits for the turn's end all the same (README): a
+  // settled answer beside it goes out once the reactions have run, and takes it along.
   const batch = new AnswerBatch(open);
   const { log, answer } = recorder();
-  for (const id of [1, 2]) {
-    const taken = batch.turn();
-    Promise.resolve().then(() => batch.addSettled(answer(id), taken));
-  }
-  await Promise.resolve();
-  await new Promise((reactionsRun) => process.nextTick(reactionsRun));
+  const taken = batch.currentTurn();
+  await nextCheckPhase();
+  batch.add(answer(1));
+  Promise.resolve().then(() => batch.addSettled(answer(2), taken));
+  await afterReactions();
   assert.deepEqual(log, ['write 1', 'done 1', 'write 2', 'done 2']);
 });
 
-test('an answer settled in the turn that took its request, not for a kernel socket, is written at once', async () => {
+test('an answer a promise decided that goes to no kernel socket is written at once', async () => {
   const batch = new AnswerBatch(open);
   const { log, answer } = recorder();
-  const taken = batch.turn();
+  const taken = batch.currentTurn();
   batch.addSettled(answer(1, 200, false, { socket: {} } as IncomingMessage), taken);
-  assert.deepEqual(log, ['write 1', 'done 1']);
+  await nextCheckPhase();
+  batch.addSettled(answer(2, 200, false, { socket: {} } as IncomingMessage), taken);
+  assert.deepEqual(log, ['write 1', 'done 1', 'write 2', 'done 2']);
 });
 
 test('while draining, only the answer to the last request read on a connection closes it', async () => {
