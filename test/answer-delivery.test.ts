@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, connect as connectTcp } from 'node:net';
 import { test } from 'node:test';
@@ -125,6 +126,38 @@ test("at Node's defaults, an async handler's 200 is not held behind a synchronou
     statuses.filter((_, i) => i % 2 === 1),
     Array(5).fill(200),
   );
+});
+
+test('an answer a handler settles in a later turn is written before that turn ends, not held for the one after', async () => {
+  // The turn that counts is the request's, noted as it is taken: had the settling's been noted instead,
+  // this answer would pass for one of that turn's and wait for its end, behind whatever the turn queued.
+  const server = createHttpsServer(testCert());
+  Object.assign(server, { httpAllowHalfOpen: true });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    socket.allowHalfOpen = true;
+  });
+  const answers: ServerResponse[] = [];
+  server.on('request', (_req, res: ServerResponse) => answers.push(res));
+  const writtenBeforeTurnEnd: boolean[] = [];
+  const track = () =>
+    new Promise<void>((settled) =>
+      setTimeout(() => {
+        const res = answers[answers.length - 1];
+        settled();
+        setImmediate(() => writtenBeforeTurnEnd.push(res?.writableEnded === true));
+      }, 5),
+    );
+  server.on('request', createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers: { track } }));
+  await new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening));
+  const { port } = server.address() as AddressInfo;
+  try {
+    const { socket, closed } = await open(port);
+    socket.end(eventRequest(JSON.stringify(trackEvent())));
+    assert.equal(parseRaw(await closed).status, 200);
+    assert.deepEqual(writtenBeforeTurnEnd, [true]);
+  } finally {
+    await new Promise((stopped) => server.close(stopped));
+  }
 });
 
 test('a sender that ends its side during the TLS handshake does not hold up the shutdown', async () => {
