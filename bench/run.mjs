@@ -2,61 +2,23 @@
 // (anchors/), pinned (server on core 0, wrk on core 1), in interleaved rounds with a fresh process per
 // server per round, so that neither the machine's drift nor one process's luck decides. See README.md.
 // Run with tsx (`node --import tsx`): the PostgreSQL sink's server comes from test/services/postgres.ts.
-// env: BENCH_ROUNDS (5), BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_SERVERS (all: floor,parse,
-// parse-batched,fastify,noop,durable,parse-durable,postgres; also async, opt-in), BENCH_PIN=0 (no
-// taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
-// BENCH_QUIET_WAIT (10 s a window at most) and BENCH_QUIET_BUDGET (90 s a run), BENCH_STEAL_LIMIT (5 %),
-// BENCH_RETAKES (2 a round) and BENCH_RETAKE_BUDGET (60 s a run), BENCH_FIXED_RATE
-// (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),
-// BENCH_KEEP_CA_CERTS=1 (the servers keep the runner's NODE_EXTRA_CA_CERTS), BENCH_STARTS (3 launches a
-// server a round, their median its start),
-// BENCH_BASELINE (another checkout, built: adds noop-, durable-, postgres- and async-baseline, its
-// dist/cli.js, for an A/B of two builds in one run: BENCH_SERVERS=durable,durable-baseline).
+// Its settings (BENCH_ROUNDS, BENCH_SERVERS, BENCH_BASELINE, ...) are listed in config.mjs.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { makeCert } from './cert.mjs';
-import { checkAccepts, cpuAtFixedRate, launch, PIN, pinSelf, runWrk } from './clients.mjs';
+import { checkAccepts, cpuAtFixedRate, launch, pinSelf, runWrk } from './clients.mjs';
+import { awaitQuiet, budget, config } from './config.mjs';
 import { apiKey } from './events.mjs';
 import { wrkScript } from './mklua.mjs';
-import { between, othersOver, peakRssMiB, sample } from './proc.mjs';
+import { between, peakRssMiB, sample } from './proc.mjs';
 import { median, ratios, render, summariseServers, targets } from './report.mjs';
 import { RUNG_NAMES } from './stages.mjs';
+import { gcCounter } from './trace-gc.mjs';
 
 const HERE = dirname(new URL(import.meta.url).pathname);
 const ROOT = join(HERE, '..');
-const env = (name, fallback) => Number(process.env[name] ?? fallback);
-const config = {
-  rounds: env('BENCH_ROUNDS', 5),
-  seconds: env('BENCH_SECONDS', 5),
-  warmupSeconds: env('BENCH_WARMUP', 2), // after the first second; ours takes ~4 s to reach its pace
-  connections: 50,
-  fixedRate: env('BENCH_FIXED_RATE', 5000), // events a second: under every server's limit, durable's too
-  fixedSeconds: env('BENCH_FIXED_SECONDS', 2),
-  // A start is one sample of a noisy host (the floor's 117–228 ms over one run's rounds): each round takes
-  // the median of this many launches of each server, the measured one last (bench/README.md, "How to
-  // read it")
-  starts: env('BENCH_STARTS', 3),
-  pinned: PIN,
-  traceGc: process.env.BENCH_TRACE_GC === '1',
-  // other tenants of the machine (tests, builds) take cores from both sides: a measured window waits for
-  // them to use under QUIET_PCT of a core, up to quietWaitSeconds, and is flagged if they did not
-  quietPct: 15, // under load ~5 % is the kernel's interrupt work for the bench itself, charged to no process
-  quietWaitSeconds: env('BENCH_QUIET_WAIT', 10),
-  quietBudgetSeconds: env('BENCH_QUIET_BUDGET', 90), // for the whole run
-  // the hypervisor takes cores from this VM in bursts (steal): a measured window waits for under
-  // stealPct (both cores, % of a core), and one that lost more, or shared the machine with other tenants
-  // using quietPct or more, is taken again, up to `retakes` times a round and retakeBudgetSeconds a run,
-  // every server alike; the report names each window taken again
-  stealPct: env('BENCH_STEAL_LIMIT', 5),
-  retakes: env('BENCH_RETAKES', 2),
-  retakeBudgetSeconds: env('BENCH_RETAKE_BUDGET', 60),
-  // the runner's NODE_EXTRA_CA_CERTS kept from the servers (below, serverEnv)
-  caCertsDropped: process.env.NODE_EXTRA_CA_CERTS !== undefined && process.env.BENCH_KEEP_CA_CERTS !== '1',
-};
-let quietBudgetMs = config.quietBudgetSeconds * 1000;
-let retakeBudgetMs = config.retakeBudgetSeconds * 1000;
 
 const work = mkdtempSync(join(tmpdir(), 'segment-endpoint-bench-'));
 const { cert, key } = makeCert(work);
@@ -131,45 +93,6 @@ writeFileSync(script, wrkScript());
 const { NODE_EXTRA_CA_CERTS: _, ...inherited } = process.env;
 const serverEnv = { ...(config.caCertsDropped ? inherited : process.env), BENCH_CERT: cert, BENCH_KEY: key };
 
-/** --trace-gc's lines, counted: scavenges, full collections and the ms they paused the main thread. */
-function gcCounter() {
-  const total = { scavenges: 0, markCompacts: 0, pauseMs: 0 };
-  let partial = '';
-  const feed = (text) => {
-    const lines = (partial + text).split('\n');
-    partial = lines.pop();
-    for (const line of lines) {
-      if (/: Scavenge/.test(line)) total.scavenges++;
-      else if (/: Mark-Compact/.test(line)) total.markCompacts++;
-      else continue;
-      total.pauseMs += Number(/MB, ([\d.]+) \//.exec(line)?.[1] ?? 0);
-    }
-  };
-  const since = (before, ms) => ({
-    scavengesPerSecond: ((total.scavenges - before.scavenges) * 1000) / ms,
-    markCompactsPerSecond: ((total.markCompacts - before.markCompacts) * 1000) / ms,
-    pausePct: (100 * (total.pauseMs - before.pauseMs)) / ms,
-  });
-  return { feed, snapshot: () => ({ ...total }), since };
-}
-
-/**
- * Waits while other tenants or the hypervisor take the machine (config.quietPct, config.stealPct);
- * resolves with the ms waited.
- */
-async function awaitQuiet(pid) {
-  const began = performance.now();
-  const limit = Math.min(config.quietWaitSeconds * 1000, Math.max(0, quietBudgetMs));
-  for (;;) {
-    const { othersPct, stealPct } = await othersOver(250, pid);
-    const waited = performance.now() - began - 250;
-    if ((othersPct < config.quietPct && stealPct < config.stealPct) || waited >= limit) {
-      quietBudgetMs -= waited;
-      return waited;
-    }
-  }
-}
-
 /**
  * The measured window of a warm server: wrk for config.seconds once the machine is quiet, taken again
  * (config.retakes) when the hypervisor stole more than config.stealPct of it, or other tenants used
@@ -195,9 +118,9 @@ async function measuredWindow(server, wrkOptions, gc, othersOwn) {
     };
     const busy = !othersOwn && saturation.othersPct >= config.quietPct;
     const disturbed = saturation.stealPct >= config.stealPct || busy;
-    if (!disturbed || retaken.length >= config.retakes || retakeBudgetMs <= 0) return window;
+    if (!disturbed || retaken.length >= config.retakes || budget.retakeMs <= 0) return window;
     retaken.push({ rps: load.rps, stealPct: saturation.stealPct, othersPct: saturation.othersPct });
-    retakeBudgetMs -= after.at - before.at;
+    budget.retakeMs -= after.at - before.at;
   }
 }
 
@@ -262,7 +185,7 @@ const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 async function startPostgresServer() {
   const { startPostgres } = await import('../test/services/postgres.ts');
   const server = await startPostgres();
-  if (PIN) {
+  if (config.pinned) {
     const postmaster = execFileSync('pgrep', ['-f', '--', `-p ${server.port} `])
       .toString()
       .trim()
