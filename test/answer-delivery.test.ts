@@ -131,6 +131,9 @@ test("at Node's defaults, an async handler's 200 is not held behind a synchronou
 test('an answer a handler settles in a later turn is written before that turn ends, not held for the one after', async () => {
   // The turn that counts is the request's, noted as it is taken: had the settling's been noted instead,
   // this answer would pass for one of that turn's and wait for its end, behind whatever the turn queued.
+  // Half-open connections let finish (the README's remedy): there an answer settled in its request's turn
+  // waits for that turn's end, the branch a late-noted turn would wrongly take; at Node's defaults the
+  // sender's FIN would close the connection before any answer.
   const server = createHttpsServer(testCert());
   Object.assign(server, { httpAllowHalfOpen: true });
   server.on('secureConnection', (socket: TLSSocket) => {
