@@ -2,14 +2,11 @@ import assert from 'node:assert/strict';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, type TestContext, test } from 'node:test';
-import { createClient } from '@redis/client';
-import pg from 'pg';
 import { BUILT, commandDir, runCli, startCli, storedEvents } from './cli-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { testCert } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
-import { startPostgres } from './services/postgres.ts';
-import { startRedis } from './services/redis.ts';
+import { filterKeys, messageIdsIn, withPostgresAndRedis } from './helpers-services.ts';
 
 // The features of the built dist/cli.js a default start does not run (the subcommands' work, --workers,
 // --postgres, --idempotency-redis), each run as a user runs it. The tests that run these features start
@@ -90,37 +87,16 @@ describe('the built dist/cli.js, the features a default start does not run', () 
     assert.deepEqual(files.map((f) => /-(w\d+)\.ndjson$/.exec(f)?.[1]).sort(), ['w1', 'w2']);
   });
 
-  test('--postgres stores an event, and --idempotency-redis keeps its key in Redis', async (t) => {
-    const services = await Promise.allSettled([startPostgres(), startRedis()]);
-    t.after(() =>
-      Promise.all(services.map((s) => (s.status === 'fulfilled' ? s.value.destroy() : undefined))),
-    );
-    const [postgres, redis] = services.map((s) => {
-      if (s.status === 'rejected') throw s.reason;
-      return s.value;
-    });
-    assert.ok(postgres !== undefined && redis !== undefined);
-    const args = ['--postgres', postgres.url, '--postgres-table', 'built_events'];
-    const ep = await start(t, [...args, '--idempotency-redis', redis.url]);
-    const event = trackEvent();
-    assert.equal(await send(ep.url, event), 200);
-    await stop(ep);
-    const client = new pg.Client({ connectionString: postgres.url });
-    await client.connect();
-    try {
-      const { rows } = await client.query('SELECT message_id FROM built_events');
-      assert.deepEqual(rows, [{ message_id: event.messageId }]);
-    } finally {
-      await client.end();
-    }
-    // The duplicate filter's key for the event, beside its start-up probe's: the command spoke to Redis.
-    const keys = createClient({ url: redis.url });
-    await keys.connect();
-    try {
-      const events = (await keys.keys('*')).filter((key) => key !== 'segment-endpoint:dedup:probe');
-      assert.equal(events.length, 1, events.join());
-    } finally {
-      keys.destroy();
-    }
-  });
+  test('--postgres stores an event, and --idempotency-redis keeps its key in Redis', (t) =>
+    withPostgresAndRedis(async (postgres, redis) => {
+      const args = ['--postgres', postgres.url, '--postgres-table', 'built_events'];
+      const ep = await start(t, [...args, '--idempotency-redis', redis.url]);
+      const event = trackEvent();
+      assert.equal(await send(ep.url, event), 200);
+      await stop(ep);
+      assert.deepEqual(await messageIdsIn(postgres.url, 'built_events'), [event.messageId]);
+      // The duplicate filter's key for the event: the command spoke to Redis.
+      const keys = await filterKeys(redis.url);
+      assert.equal(keys.length, 1, keys.join());
+    }));
 });

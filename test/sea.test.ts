@@ -11,15 +11,12 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createClient } from '@redis/client';
-import pg from 'pg';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { testCert } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
+import { filterKeys, messageIdsIn, withPostgresAndRedis } from './helpers-services.ts';
 import { type Spawned, spawnWith } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
-import { startPostgres } from './services/postgres.ts';
-import { startRedis } from './services/redis.ts';
 
 // The single executable (`make sea`, scripts/sea.ts) as a VM gets it: the file alone in an empty
 // directory, started with nothing of this process's environment and a PATH without node, so that
@@ -162,34 +159,16 @@ describe('the single executable, dist/segment-endpoint-linux-x64', () => {
     assert.ok(stored(join(dir, 'load')).length > 0);
   });
 
-  test('--postgres and --idempotency-redis: the pg and @redis/client inside it store an event', async () => {
-    const [postgres, redis] = await Promise.all([startPostgres(), startRedis()]);
-    try {
+  test('--postgres and --idempotency-redis: the pg and @redis/client inside it store an event', () =>
+    withPostgresAndRedis(async (postgres, redis) => {
       const args = ['--postgres', postgres.url, '--postgres-table', 'sea_events'];
       const ep = await start([...args, '--idempotency-redis', redis.url]);
       const event = trackEvent();
       assert.equal(await send(ep.url, event), 200);
       await stop(ep);
-      const client = new pg.Client({ connectionString: postgres.url });
-      await client.connect();
-      try {
-        const { rows } = await client.query('SELECT message_id FROM sea_events');
-        assert.deepEqual(rows, [{ message_id: event.messageId }]);
-      } finally {
-        await client.end();
-      }
-      // The duplicate filter's key for the event (its probe's aside, written at start): the binary spoke
-      // to Redis.
-      const keys = createClient({ url: redis.url });
-      await keys.connect();
-      try {
-        const events = (await keys.keys('*')).filter((key) => key !== 'segment-endpoint:dedup:probe');
-        assert.equal(events.length, 1, events.join());
-      } finally {
-        keys.destroy();
-      }
-    } finally {
-      await Promise.all([postgres.destroy(), redis.destroy()]);
-    }
-  });
+      assert.deepEqual(await messageIdsIn(postgres.url, 'sea_events'), [event.messageId]);
+      // The duplicate filter's key for the event: the binary spoke to Redis.
+      const keys = await filterKeys(redis.url);
+      assert.equal(keys.length, 1, keys.join());
+    }));
 });
