@@ -1,7 +1,7 @@
 import { type ErrorAnswer, toErrorAnswer } from './error-answer.ts';
 import { EndpointError } from './errors.ts';
 import { isPlainObject } from './json.ts';
-import { blank, fieldKey, normalizeEvent, saysNothing } from './normalize.ts';
+import { blank, fieldKey, messageIdOf, saysNothing } from './normalize.ts';
 import { isPromise } from './promise.ts';
 import { bodyTooLarge, storedTooLarge, tooManyEvents } from './refusals.ts';
 import { type Route, SEGMENT_LIMITS, segmentBytes } from './routes.ts';
@@ -237,11 +237,4 @@ export async function acceptBatch(
   }
   if (started >= 0) sliced(started);
   return Promise.all(results);
-}
-
-/** An event's messageId as the duplicate filter reads it (normalised, as intake.ts: a non-empty string). */
-function messageIdOf(event: unknown): string | undefined {
-  if (!isPlainObject(event)) return undefined;
-  const id = normalizeEvent(event).messageId;
-  return typeof id === 'string' && id !== '' ? id : undefined;
 }

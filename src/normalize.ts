@@ -120,6 +120,18 @@ export function normalizeEvent(input: Record<string, unknown>): Record<string, u
   return out;
 }
 
+/**
+ * The messageId normalizeEvent would give `event` (a non-empty string), read without the copy it may
+ * make: the duplicate filter looks up each event of a batch before the event is taken. The same rule
+ * (see fieldKey): the canonical key unless it says nothing, then the first variant that holds a value.
+ */
+export function messageIdOf(event: unknown): string | undefined {
+  if (typeof event !== 'object' || event === null || Array.isArray(event)) return undefined;
+  const key = fieldKey(event, 'messageId', blank);
+  const id = key === undefined ? undefined : (event as Record<string, unknown>)[key];
+  return typeof id === 'string' && id !== '' ? id : undefined;
+}
+
 const emptyList = (value: unknown): boolean => Array.isArray(value) && value.length === 0;
 const noMap = (value: unknown): boolean => value === null || emptyList(value);
 

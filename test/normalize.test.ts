@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { field, normalizeEvent } from '../src/normalize.ts';
+import { field, messageIdOf, normalizeEvent } from '../src/normalize.ts';
 
 describe('field', () => {
   test('finds a key whatever its casing or underscores', () => {
@@ -180,5 +180,59 @@ describe('normalizeEvent', () => {
     const out = normalizeEvent(input);
     assert.equal(Object.getPrototypeOf(out), Object.prototype);
     assert.equal(out.event, undefined);
+  });
+});
+
+describe('messageIdOf', () => {
+  // The duplicate filter reads each event of a batch by its messageId before the event is taken: the
+  // id must be the one normalizeEvent then gives the event, whatever the spellings and which say nothing.
+  const SPELLINGS = ['messageId', 'message_id', 'MessageId', 'MESSAGEID'];
+  const VALUES: unknown[] = [null, '', [], 'a', 'b', 5];
+  const asNormalized = (event: Record<string, unknown>) => {
+    const id = normalizeEvent(event).messageId;
+    return typeof id === 'string' && id !== '' ? id : undefined;
+  };
+
+  function* events(keys: string[], size: number): Generator<Record<string, unknown>> {
+    if (size === 0) return yield {};
+    for (const key of keys) {
+      for (const rest of events(
+        keys.filter((k) => k !== key),
+        size - 1,
+      )) {
+        for (const value of VALUES) yield { type: 'track', [key]: value, ...rest };
+      }
+    }
+  }
+
+  test('is the id normalizeEvent gives, for every order of up to three spellings and every kind of value', () => {
+    let cases = 0;
+    for (let size = 0; size <= 3; size++) {
+      for (const event of events(SPELLINGS, size)) {
+        assert.equal(messageIdOf(event), asNormalized(event), JSON.stringify(event));
+        cases++;
+      }
+    }
+    assert.equal(cases, 1 + 24 + 432 + 5184);
+  });
+
+  test('is undefined for what is not an event object', () => {
+    for (const value of [null, 'm1', 5, ['m1'], undefined]) assert.equal(messageIdOf(value), undefined);
+  });
+
+  test('reads own keys only: a polluted Object.prototype gives no event an id', () => {
+    for (const key of ['messageId', 'message_id']) {
+      Object.defineProperty(Object.prototype, key, {
+        value: 'inherited',
+        enumerable: true,
+        configurable: true,
+      });
+      try {
+        assert.equal(messageIdOf({ type: 'track' }), undefined, key);
+        assert.equal(messageIdOf({ type: 'track', messageId: null }), undefined, key);
+      } finally {
+        delete (Object.prototype as Record<string, unknown>)[key];
+      }
+    }
   });
 });
