@@ -33,15 +33,21 @@ export interface Carried {
  * The events a request body carries along `route`. Throws the 400 for a body of the wrong shape, and the
  * 413 for more events than one request may carry, before any of them is looked at.
  */
-export function eventsOf(value: unknown, route: Route, text: string | undefined): Carried {
+export function eventsOf(
+  value: unknown,
+  route: Route,
+  text: string | undefined,
+  sentBytes?: number,
+): Carried {
   if (route.kind === 'event') {
     if (!Array.isArray(value)) return { events: [value], batch: false };
     return several(value, 'Request body', SEGMENT_LIMITS.arrayEvents);
   }
   if (!isPlainObject(value)) throw new EndpointError('SEG_NOT_OBJECT', 'Request body must be a JSON object');
   const limit = segmentBytes(route);
-  // A body a framework parsed is measured as JSON again: its text is gone.
-  const bytes = Buffer.byteLength(text ?? JSON.stringify(value));
+  // A body a framework parsed is measured by its declared length, or else as JSON again: its text is gone.
+  const bytes =
+    text === undefined ? (sentBytes ?? Buffer.byteLength(JSON.stringify(value))) : Buffer.byteLength(text);
   if (bytes > limit) throw bodyTooLarge(limit);
   if (route.kind === 'typed') return { events: [typed(value, route.type)], batch: false };
   const body = value;

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http';
-import { bytesOf } from './body.ts';
 import { codingOf, isIdentity } from './encoding.ts';
 import { EndpointError, quoted } from './errors.ts';
 import type { ExpressRequest } from './express.ts';
+import { bytesOf } from './framed-body.ts';
 import { isStackOverflow, serializedBytes } from './json.ts';
 import { bodyTooLarge } from './refusals.ts';
 

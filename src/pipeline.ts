@@ -3,12 +3,13 @@ import { AnswerBatch } from './answer-batch.ts';
 import { keyFingerprint } from './auth.ts';
 import { acceptBatch, type Carried, type EventResult, eventsOf } from './batch.ts';
 import { batchAnswer } from './batch-answer.ts';
-import { checkBodyHeaders, framedBody, parseBody } from './body.ts';
+import { checkBodyHeaders, parseBody } from './body.ts';
 import { CpuShare } from './cpu-share.ts';
 import { type Credentials, CredentialsCache } from './credentials.ts';
 import { Deadlines } from './deadlines.ts';
 import { EndpointError } from './errors.ts';
 import { Exchange } from './exchange.ts';
+import { framedBody } from './framed-body.ts';
 import { HeldBodies } from './held-bodies.ts';
 import { EventIntake } from './intake.ts';
 import { RateLimiter } from './limits.ts';
@@ -120,7 +121,7 @@ export class EventPipeline {
       const framed = framedBody(req, this.#opts, route.kind !== 'event');
       if (framed !== undefined) {
         x.worked = true;
-        this.#carried(x, framed.value, framed.text);
+        this.#carried(x, framed.value, framed.text, framed.sentBytes);
         return;
       }
       const { maxBodyBytes } = this.#opts;
@@ -158,7 +159,7 @@ export class EventPipeline {
   }
 
   /** The body's events, each taken, then the answer. */
-  #carried(x: Exchange, value: unknown, text: string | undefined): void {
+  #carried(x: Exchange, value: unknown, text: string | undefined, sentBytes?: number): void {
     let result: EventResult | Promise<EventResult>;
     try {
       const { secret } = x;
@@ -171,7 +172,7 @@ export class EventPipeline {
         checkStoredSize(value, text, x.settings as Settings, this.#budget);
         result = this.intake.accept(x, value, 'Request body', text);
       } else {
-        const carried = eventsOf(value, route, text);
+        const carried = eventsOf(value, route, text, sentBytes);
         if (!carried.batch) checkStoredSize(carried.events[0], text, x.settings as Settings, this.#budget);
         result = carried.batch
           ? this.#acceptAll(x, carried).then(batchAnswer)
@@ -237,11 +238,10 @@ export class EventPipeline {
 
   #observe(x: Exchange, result: EventResult): void {
     const seconds = (performance.now() - x.started) / 1000;
-    const { apiKey } = x;
     const { status, type } = result;
     this.#metrics?.request(type ?? 'unknown', status, seconds);
     if (this.#opts.accessLog) {
-      const source = apiKey === undefined ? undefined : keyFingerprint(apiKey);
+      const source = x.apiKey === undefined ? undefined : keyFingerprint(x.apiKey);
       const ms = Math.round(seconds * 1e4) / 10;
       const code = result.error?.code;
       this.#opts.log.info({ status, code, type, ms, source, path: loggedPath(x.req) }, 'event');

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { describe, test } from 'node:test';
-import { framedBody } from '../src/body.ts';
 import type { EndpointError } from '../src/errors.ts';
+import { framedBody } from '../src/framed-body.ts';
 import { findPoisonedKey, parsedNestsDeeper, parseJson, serializedBytes } from '../src/json.ts';
 
 const codeOf = (text: string): string | undefined => {
