@@ -186,6 +186,8 @@ function servedHere(
  * `app.all('/segment/*rest')` (express 5 gives it as segments) or `app.all('/segment/*')` (express 4,
  * `params[0]`, on a path with no other unnamed group). `undefined` when it matched nothing, and on a route
  * without one: a `*` that follows a name or sits in a pattern (`:path*`, `:id(\d*)`) is no wildcard.
+ * As sent, as below a mount: express gives the match decoded (`m%65trics` as `metrics`, `v1%2Fbatch` as
+ * `v1/batch`), which a proxy rule that hides `/segment/metrics` by its path would not see coming.
  */
 function belowWildcard(req: ExpressRequest): string | undefined {
   const { route, params } = req as { route?: { path?: unknown }; params?: Record<string, unknown> };
@@ -195,7 +197,29 @@ function belowWildcard(req: ExpressRequest): string | undefined {
   if (wildcard === null || (wildcard[1] === undefined && path.includes('('))) return undefined;
   const matched = params?.[wildcard[1] ?? '0'];
   const rest = (Array.isArray(matched) ? matched.join('/') : String(matched ?? '')).replace(/^\/+/, '');
-  return rest === '' ? undefined : `/${rest}`;
+  return rest === '' ? undefined : `/${sentAs(req.url ?? '', rest)}`;
+}
+
+/**
+ * The end of `url`'s path that decodes to `decoded` (a trailing `/` aside, which the match may leave
+ * out), as it was sent; one that cannot be found (nothing of the path decodes to it) is no path of ours.
+ */
+function sentAs(url: string, decoded: string): string {
+  const segments = (url.split('?')[0] as string).split('/');
+  const bare = (text: string) => text.replace(/\/+$/, '');
+  for (let count = 1; count < segments.length; count++) {
+    const tail = segments.slice(-count).join('/');
+    if (bare(decodedOrNot(tail)) === bare(decoded)) return tail;
+  }
+  return '\0';
+}
+
+function decodedOrNot(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** Whether `handler` is one of the handlers of the route the request is dispatched to, if any. */

@@ -533,6 +533,42 @@ test('express: mounted as a wildcard route (app.all), the paths below it route a
   assert.deepEqual(seen, ['w-1', 'w-2', 'w-3']);
 });
 
+test('express: below a wildcard route, a path is matched as sent, as below a mount: escapes are not decoded into ours', async () => {
+  // Express decodes what a wildcard matched: /segment/m%65trics served the metrics, which a proxy rule
+  // hiding /segment/metrics by its path let through, and /segment/v1%2Fbatch was a batch. Below
+  // app.use('/segment'), and on the standalone server, neither is ours.
+  const seen: string[] = [];
+  const event = '{"type":"track","event":"e","userId":"u","messageId":"raw-1"}';
+  const get = (path: string) => ({ ...post(path, ''), method: 'GET', path });
+  const requests = [
+    get('/segment/metrics'),
+    get('/segment/m%65trics'),
+    get('/segment/metrics/'),
+    post('%2F', `{"batch":[${event}]}`, '/segment/v1%2Fbatch'),
+    post('an escaped letter', event, '/segment/v1/%74rack'),
+  ];
+  const statuses = async (mount: (app: Express, segment: ReturnType<typeof segmentEndpoint>) => void) => {
+    const app = express();
+    mount(app, segmentEndpoint({ ...options(seen), metricsPath: '/metrics' }));
+    app.use((_req, res) => {
+      res.status(404).send("the app's 404");
+    });
+    let answers: Answer[] = [];
+    await served(app, async (origin) => {
+      answers = await Promise.all(requests.map(sendTo(origin)));
+    });
+    return answers.map((a) => a.status);
+  };
+  const routed = await statuses((app, segment) => {
+    app.all('/segment', segment);
+    app.all('/segment/*rest', segment);
+  });
+  const mounted = await statuses((app, segment) => app.use('/segment', segment));
+  assert.deepEqual(routed, [200, 404, 404, 404, 200]);
+  assert.deepEqual(routed, mounted);
+  assert.deepEqual(seen, ['raw-1', 'raw-1']);
+});
+
 test('express: an optional wildcard that matched nothing is the event path, whatever the path option', async () => {
   // It was made `/`: with `path: '/events'`, POST /segment became a 404, which Segment does not retry.
   const seen: string[] = [];
