@@ -25,6 +25,14 @@ export function isHttp2(req: IncomingMessage): boolean {
 }
 
 /**
+ * Whether the request's stream was reset by its sender. Node's HTTP/2 compatibility API then ends the
+ * request ('end', `readableEnded`) without destroying it: what came of its body would pass for all of it.
+ */
+export function wasReset(req: IncomingMessage): boolean {
+  return (req as { aborted?: unknown }).aborted === true && isHttp2(req);
+}
+
+/**
  * A header's values joined as Node's HTTP/1 parser joins a repeated one (`gzip, identity`): over HTTP/2
  * Node keeps only the first value of a header it takes as single (Content-Encoding), and a body coded
  * twice would be read as coded once, where the same request over HTTP/1.1 is refused.

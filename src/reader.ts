@@ -5,6 +5,7 @@ import { Deadline, type Deadlines } from './deadlines.ts';
 import { bytesAfter, type Coding, decoderFor, type MakeDecoder } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { filled, gather } from './gathered.ts';
+import { wasReset } from './http2.ts';
 import { bodyTooLarge } from './refusals.ts';
 import { decodedRoom } from './routes.ts';
 import { readOnReadable, takenByTheHost } from './taken-by-host.ts';
@@ -35,6 +36,11 @@ export function readBody(
   sink: BodySink,
   decodedBytes = maxBytes,
 ): void {
+  // Reset while an `authenticate` of the partner's ran: ended, not taken by the host.
+  if (wasReset(req)) {
+    sink.bodyFailed(new EndpointError('SEG_BODY_ABORTED'));
+    return;
+  }
   const unreadable = takenByTheHost(req, coding);
   if (unreadable !== undefined) {
     sink.bodyFailed(new EndpointError('SEG_INTERNAL', undefined, { cause: new Error(unreadable) }));
@@ -170,7 +176,8 @@ class BodyRead extends Deadline {
   end(): void {
     this.ended = true;
     if (this.done) return;
-    if (!this.compressed) this.finish(undefined);
+    if (wasReset(this.req)) this.finish(new EndpointError('SEG_BODY_ABORTED'));
+    else if (!this.compressed) this.finish(undefined);
     else if (this.makeDecoder !== undefined) this.decodeGathered(this.makeDecoder);
     // else decoded once the decoder's module is loaded (decoderLoaded)
   }

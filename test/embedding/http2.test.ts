@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import Fastify from 'fastify';
 import { checkBodyHeaders } from '../../src/body.ts';
 import segmentEndpoint from '../../src/fastify.ts';
-import { createHandler, silentLogger } from '../../src/index.ts';
+import { createHandler, jsonLogger, silentLogger } from '../../src/index.ts';
 import { basic, trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 
@@ -277,4 +277,69 @@ test('HTTP/2: a Content-Encoding sent twice is refused as over HTTP/1.1, not rea
     code: 'SEG_UNSUPPORTED_ENCODING',
     message: /"gzip, identity"/,
   });
+});
+
+test('HTTP/2: a stream its sender resets is a body cut short: not taken, and not blamed on the host', async () => {
+  // On a reset, Node's Http2ServerRequest ends its stream ('end', readableEnded) and is not destroyed:
+  // a whole event sent without END_STREAM, then RST_STREAM, was taken (a body cut short over HTTP/1.1
+  // is not), and a reset while an `authenticate` ran was a 500 "read before the endpoint got it (by a
+  // middleware?)" at error level. A stream ended (END_STREAM: its body whole) before its reset is taken,
+  // as over HTTP/1.1 a body whose sender closes the connection once it is sent.
+  const lines: string[] = [];
+  const seen: string[] = [];
+  const { cert, key } = testCert();
+  const host = http2.createSecureServer(
+    { cert, key },
+    createHandler({
+      maxBodyBytes: options.maxBodyBytes,
+      log: jsonLogger('info', (line) => lines.push(line)),
+      accessLog: true,
+      authenticate: async (apiKey) => {
+        if (apiKey === 'slow-key') await new Promise((resolve) => setTimeout(resolve, 100));
+        return apiKey === KEY || apiKey === 'slow-key';
+      },
+      handlers: { track: (event: { messageId?: unknown }) => void seen.push(String(event.messageId)) },
+    }),
+  );
+  await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
+  const client = http2.connect(`https://localhost:${(host.address() as { port: number }).port}`, {
+    ca: cert,
+  });
+  try {
+    const reset = async (apiKey: string, messageId: string, ended: boolean) => {
+      const stream = client.request({
+        ':method': 'POST',
+        ':path': '/',
+        ...authed,
+        authorization: basic(apiKey),
+      });
+      stream.on('error', () => {});
+      stream.write(JSON.stringify(trackEvent({ messageId })));
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      // close() sends END_STREAM, then RST_STREAM; destroy() the reset alone.
+      if (ended) stream.close(http2.constants.NGHTTP2_CANCEL);
+      else stream.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    };
+    await reset(KEY, 'reset-after-body', false);
+    await reset('slow-key', 'reset-while-authenticating', false);
+    await reset('slow-key', 'ended-then-reset-while-authenticating', true);
+    await reset(KEY, 'ended-then-reset', true);
+    const whole = JSON.stringify(trackEvent({ messageId: 'whole' }));
+    assert.equal((await request(client, withLength(whole), whole)).status, 200);
+    assert.deepEqual(seen, ['ended-then-reset', 'whole']);
+    const logged = lines.map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
+    assert.deepEqual(
+      logged.filter((line) => line.level >= 50),
+      [],
+      'nothing at error level',
+    );
+    assert.deepEqual(
+      logged.filter((line) => line.msg === 'event').map((line) => line.code ?? 200),
+      ['SEG_BODY_ABORTED', 'SEG_BODY_ABORTED', 'SEG_BODY_ABORTED', 200, 200],
+    );
+  } finally {
+    client.close();
+    await new Promise((resolve) => host.close(resolve));
+  }
 });
