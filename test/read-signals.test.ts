@@ -136,3 +136,33 @@ test('SIGTERM while stdout is full, with --from: the next run starts at the line
   assert.equal(new Set(all).size, all.length, 'a line printed by both runs');
   assert.equal(all.length, 100);
 });
+
+test('from the loader to the reader, a stop signal always has a listener: none for a moment would let it kill', async () => {
+  // The loader heard the signals while the reader loaded, then let go before the reader listened. With no
+  // listener left, Node puts the signal's default action back (a SIGTERM then is exit 143) and drops one
+  // it caught and has not handed over yet: a reader started under a supervisor's stop kept following.
+  const { READ_SIGNALS, runRead } = await import('../src/read/main.ts');
+  const base = new Map(READ_SIGNALS.map((signal) => [signal, process.listenerCount(signal)]));
+  const unheard = new Set<string>();
+  const gaps: string[] = [];
+  const removed = (name: string | symbol) => {
+    if (base.has(name as never) && process.listenerCount(name) === base.get(name as never))
+      unheard.add(String(name));
+  };
+  const added = (name: string | symbol) => {
+    if (unheard.delete(String(name))) gaps.push(String(name));
+  };
+  process.on('removeListener', removed);
+  process.on('newListener', added);
+  const stderr = process.stderr.write;
+  process.stderr.write = () => true; // the reader's one line for the unknown flag below
+  try {
+    assert.equal(await runRead(['--no-such-flag']), 1);
+  } finally {
+    process.stderr.write = stderr;
+    process.off('removeListener', removed);
+    process.off('newListener', added);
+  }
+  assert.deepEqual(gaps, []);
+  assert.deepEqual(new Map(READ_SIGNALS.map((signal) => [signal, process.listenerCount(signal)])), base);
+});

@@ -11,12 +11,19 @@ export async function runRead(args: readonly string[]): Promise<number> {
     early = true;
   };
   for (const signal of READ_SIGNALS) process.on(signal, hold);
+  const letGo = () => {
+    for (const signal of READ_SIGNALS) process.off(signal, hold);
+  };
   let command: typeof import('./command.ts');
   try {
     command = await import('./command.ts');
-  } finally {
-    for (const signal of READ_SIGNALS) process.off(signal, hold);
+  } catch (err) {
+    letGo();
+    throw err;
   }
-  // Its own listeners are in place before it awaits anything: no signal falls between.
-  return command.readMain(args, process, early);
+  // Let go only once the reader listens (it does before it awaits anything): with no listener at all for
+  // a moment, Node would put back a signal's default action (exit 143) and drop one caught meanwhile.
+  const read = command.readMain(args, process, early);
+  letGo();
+  return read;
 }
