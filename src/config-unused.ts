@@ -1,3 +1,4 @@
+import { flagName } from './config-said.ts';
 import { OPTIONS, type OptionName } from './option-table.ts';
 
 // Settings the rest of the configuration leaves unused: said at start rather than silently ignored. A
@@ -31,6 +32,11 @@ export function unusedSettings(
       '--signature-legacy-batch is not used: no --signature-secret is given, so no signature is checked',
     );
   }
+  // No flag moves the liveness check: a path given its path turns it off, and its probe gets a 405.
+  const live = OPTIONS.livePath.default;
+  const taker = (['path', 'metricsPath'] as const).find((name) => read(name) === live);
+  if (taker !== undefined)
+    unused.push(`there is no liveness check: --${flagName(OPTIONS[taker])} takes ${live}`);
   const level = read('logLevel') ?? OPTIONS.logLevel.default;
   if (read('accessLog') === true && level !== 'debug' && level !== 'info') {
     unused.push(

@@ -362,6 +362,12 @@ describe('flags and variables that say one thing', () => {
       '--out is not used (handlers from h.mjs)',
     ]);
     assert.deepEqual(said(['--postgres', 'postgres://u:pw@db/x']), []);
+    // /live given to another path: no flag moves the liveness check, which is then off, its probe a 405.
+    assert.deepEqual(said(['--path', '/live']), ['there is no liveness check: --path takes /live']);
+    assert.deepEqual(said(['--metrics-path', '/live']), [
+      'there is no liveness check: --metrics-path takes /live',
+    ]);
+    assert.deepEqual(said(['--path', '/events', '--metrics-path', '/metrics']), []);
     // Said at start (once, by the primary with --workers), by the variable it came from.
     const run = await startCli(
       ['--http', '--host', '127.0.0.1', '--port', '0', '--api-key', 'k', '--out', join(dir, 'unused')],
