@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHmac, X509Certificate } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -318,5 +318,43 @@ test('--workers: a SIGHUP that loads the keys and not the certificate (or the ot
   } finally {
     run?.child.kill('SIGKILL'); // a failed assertion leaves it serving
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--workers: a keys file larger than one message piece reaches every worker whole, at start and on SIGHUP', async () => {
+  // The primary sends a file to its workers in pieces of 1 Mi base64 characters (768 KiB): in one
+  // message, 500,000 keys held every worker for ~0.4 s as it parsed and decoded them. Each piece must
+  // join the next exactly: a key across a boundary, and the last one, are served by both workers.
+  const keysOf = (tag: string) =>
+    Array.from({ length: 50_000 }, (_, n) => `${tag}-key-${String(n).padStart(8, '0')}-${'x'.repeat(20)}`);
+  /** The key whose line holds the first byte of the second piece. */
+  const across = (keys: string[]) => {
+    let end = 0;
+    for (const key of keys) {
+      end += key.length + 1;
+      if (end > 768 * 1024) return key;
+    }
+    throw new Error('a file of one piece');
+  };
+  const first = keysOf('first');
+  const served = await servingWithFile('--api-keys-file', `${first.join('\n')}\n`, 'flag-key', '2');
+  const { file: keysFile, run, url, times } = served;
+  try {
+    assert.ok(statSync(keysFile).size > 2 * 768 * 1024, 'three pieces at least');
+    for (const key of [first[0], across(first), first.at(-1)] as string[]) {
+      assert.deepEqual(await statuses(url, key, times), [200], key);
+    }
+    const second = keysOf('second');
+    writeFileSync(keysFile, `${second.join('\n')}\n`);
+    run.child.kill('SIGHUP');
+    await waitFor(run.stderr, /("worker":\d[^\n]*API keys reloaded[\s\S]*){2}/);
+    for (const key of [second[0], across(second), second.at(-1)] as string[]) {
+      assert.deepEqual(await statuses(url, key, times), [200], key);
+    }
+    assert.deepEqual(await statuses(url, first.at(-1) as string, times), [401]);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0);
+  } finally {
+    served.done();
   }
 });

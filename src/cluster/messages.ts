@@ -17,6 +17,8 @@ export type ToWorker =
   | { readonly se: 'files'; readonly files: Readonly<Record<string, string>> }
   /** Load these files (as `files`), which the primary read again on SIGHUP and loaded: the certificate and key, the keys file, or both. */
   | { readonly se: 'reload'; readonly files: Readonly<Record<string, string>> }
+  /** The next piece of a file's base64, ahead of the `files` or `reload` that ends it (sendTo). */
+  | { readonly se: 'piece'; readonly path: string; readonly base64: string }
   /** Send your counts, for the sum another worker was asked for. */
   | { readonly se: 'snapshot?'; readonly id: number }
   /** The sum over every worker, answering `gather`. */
@@ -62,7 +64,34 @@ export const WORKER_VARIABLE = 'SEGMENT_ENDPOINT_WORKER';
  * comes next.
  */
 export function sendTo(worker: Worker, message: ToWorker): void {
-  if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});
+  if (!worker.isConnected()) return;
+  const ending = 'files' in message ? inPieces(message, (piece) => post(worker, piece)) : message;
+  post(worker, ending);
+}
+
+const post = (worker: Worker, message: ToWorker) => worker.send(message, undefined, undefined, () => {});
+
+/**
+ * A file's base64 goes in pieces of this many characters at most (a multiple of 4, so each decodes
+ * alone): a worker parses and decodes each message whole, answering nothing meanwhile, and a keys file
+ * of 500,000 keys in one message (31 MB) held every worker for ~0.4 s at once.
+ */
+const PIECE_CHARS = 1 << 20;
+
+/** `message` with each file's last piece in it, the pieces before it given to `send` first, in order. */
+function inPieces<M extends ToWorker & { files: Readonly<Record<string, string>> }>(
+  message: M,
+  send: (piece: ToWorker) => void,
+): M {
+  const files: Record<string, string> = {};
+  for (const [path, base64] of Object.entries(message.files)) {
+    let at = 0;
+    for (; base64.length - at > PIECE_CHARS; at += PIECE_CHARS) {
+      send({ se: 'piece', path, base64: base64.slice(at, at + PIECE_CHARS) });
+    }
+    files[path] = base64.slice(at);
+  }
+  return { ...message, files };
 }
 
 /** Files as a message carries them: path to base64. */

@@ -52,6 +52,9 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals, files: Map<
       case 'drain':
         signals.onSignal('SIGTERM');
         break;
+      case 'piece':
+        keepPiece(message.path, message.base64);
+        break;
       case 'reload':
         keep(files, message.files);
         signals.onReload(Object.keys(message.files));
@@ -135,6 +138,7 @@ export async function primaryFiles(env: NodeJS.ProcessEnv): Promise<Map<string, 
       reject(new Error('the primary did not send the configuration files'));
     }, FILES_TIMEOUT_MS);
     function take(message: unknown) {
+      if (isOurs<ToWorker>(message) && message.se === 'piece') keepPiece(message.path, message.base64);
       if (!isOurs<ToWorker>(message) || message.se !== 'files') return;
       clearTimeout(timer);
       process.off('message', take);
@@ -147,8 +151,18 @@ export async function primaryFiles(env: NodeJS.ProcessEnv): Promise<Map<string, 
   return files;
 }
 
+// The pieces of each file come before the message that ends it, decoded as each comes (messages.ts).
+const pieces = new Map<string, Buffer[]>();
+
+function keepPiece(path: string, base64: string): void {
+  pieces.set(path, [...(pieces.get(path) ?? []), Buffer.from(base64, 'base64')]);
+}
+
 function keep(files: Map<string, Buffer>, sent: Readonly<Record<string, string>>): void {
-  for (const [path, base64] of Object.entries(sent)) files.set(path, Buffer.from(base64, 'base64'));
+  for (const [path, base64] of Object.entries(sent)) {
+    files.set(path, Buffer.concat([...(pieces.get(path) ?? []), Buffer.from(base64, 'base64')]));
+    pieces.delete(path);
+  }
 }
 
 /** What `/metrics` asks for: the sum of every worker's counts, which the primary gathers. */
