@@ -283,8 +283,8 @@ test('HTTP/2: a stream its sender resets is a body cut short: not taken, and not
   // On a reset, Node's Http2ServerRequest ends its stream ('end', readableEnded) and is not destroyed:
   // a whole event sent without END_STREAM, then RST_STREAM, was taken (a body cut short over HTTP/1.1
   // is not), and a reset while an `authenticate` ran was a 500 "read before the endpoint got it (by a
-  // middleware?)" at error level. A stream ended (END_STREAM: its body whole) before its reset is taken,
-  // as over HTTP/1.1 a body whose sender closes the connection once it is sent.
+  // middleware?)" at error level. (A stream ended, END_STREAM, then reset at once may be seen either
+  // way, as the two frames come: not asserted, but while an `authenticate` runs, the body is dropped.)
   const lines: string[] = [];
   const seen: string[] = [];
   const { cert, key } = testCert();
@@ -324,10 +324,9 @@ test('HTTP/2: a stream its sender resets is a body cut short: not taken, and not
     await reset(KEY, 'reset-after-body', false);
     await reset('slow-key', 'reset-while-authenticating', false);
     await reset('slow-key', 'ended-then-reset-while-authenticating', true);
-    await reset(KEY, 'ended-then-reset', true);
     const whole = JSON.stringify(trackEvent({ messageId: 'whole' }));
     assert.equal((await request(client, withLength(whole), whole)).status, 200);
-    assert.deepEqual(seen, ['ended-then-reset', 'whole']);
+    assert.deepEqual(seen, ['whole']);
     const logged = lines.map((line) => JSON.parse(line) as { level: number; code?: string; msg: string });
     assert.deepEqual(
       logged.filter((line) => line.level >= 50),
@@ -336,7 +335,7 @@ test('HTTP/2: a stream its sender resets is a body cut short: not taken, and not
     );
     assert.deepEqual(
       logged.filter((line) => line.msg === 'event').map((line) => line.code ?? 200),
-      ['SEG_BODY_ABORTED', 'SEG_BODY_ABORTED', 'SEG_BODY_ABORTED', 200, 200],
+      ['SEG_BODY_ABORTED', 'SEG_BODY_ABORTED', 'SEG_BODY_ABORTED', 200],
     );
   } finally {
     client.close();
