@@ -6,7 +6,7 @@ import { BUILT, commandDir, runCli, startCli, storedEvents } from './cli-harness
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { testCert } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
-import { filterKeys, messageIdsIn, withPostgresAndRedis } from './helpers-services.ts';
+import { storesInPostgresAndRedis } from './helpers-services.ts';
 
 // The features of the built dist/cli.js a default start does not run (the subcommands' work, --workers,
 // --postgres, --idempotency-redis), each run as a user runs it. The tests that run these features start
@@ -88,15 +88,5 @@ describe('the built dist/cli.js, the features a default start does not run', () 
   });
 
   test('--postgres stores an event, and --idempotency-redis keeps its key in Redis', (t) =>
-    withPostgresAndRedis(async (postgres, redis) => {
-      const args = ['--postgres', postgres.url, '--postgres-table', 'built_events'];
-      const ep = await start(t, [...args, '--idempotency-redis', redis.url]);
-      const event = trackEvent();
-      assert.equal(await send(ep.url, event), 200);
-      await stop(ep);
-      assert.deepEqual(await messageIdsIn(postgres.url, 'built_events'), [event.messageId]);
-      // The duplicate filter's key for the event: the command spoke to Redis.
-      const keys = await filterKeys(redis.url);
-      assert.equal(keys.length, 1, keys.join());
-    }));
+    storesInPostgresAndRedis('built_events', (args) => start(t, args), send, stop));
 });

@@ -1,5 +1,7 @@
+import assert from 'node:assert/strict';
 import { createClient } from '@redis/client';
 import pg from 'pg';
+import { trackEvent } from './helpers.ts';
 import { type PostgresServer, startPostgres } from './services/postgres.ts';
 import { type RedisServer, startRedis } from './services/redis.ts';
 
@@ -45,4 +47,28 @@ export async function filterKeys(url: string): Promise<string[]> {
   } finally {
     keys.destroy();
   }
+}
+
+/**
+ * A whole command on a throwaway PostgreSQL and Redis (`--postgres` into `table`, `--idempotency-redis`):
+ * one event sent to what `start` started, then `stop`. The event must be the table's one row, and the
+ * duplicate filter's key must be in Redis: PostgreSQL drops a repeated event itself (`ON CONFLICT`), so
+ * only the key says the command spoke to Redis.
+ */
+export function storesInPostgresAndRedis<E extends { url: string }>(
+  table: string,
+  start: (args: string[]) => Promise<E>,
+  send: (url: string, event: unknown) => Promise<number>,
+  stop: (endpoint: E) => Promise<void>,
+): Promise<void> {
+  return withPostgresAndRedis(async (postgres, redis) => {
+    const args = ['--postgres', postgres.url, '--postgres-table', table];
+    const ep = await start([...args, '--idempotency-redis', redis.url]);
+    const event = trackEvent();
+    assert.equal(await send(ep.url, event), 200);
+    await stop(ep);
+    assert.deepEqual(await messageIdsIn(postgres.url, table), [event.messageId]);
+    const keys = await filterKeys(redis.url);
+    assert.equal(keys.length, 1, keys.join());
+  });
 }

@@ -14,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { segmentHeaders, trackEvent } from './helpers.ts';
 import { testCert } from './helpers-cert.ts';
 import { httpsCall, keepAliveAgent } from './helpers-clients.ts';
-import { filterKeys, messageIdsIn, withPostgresAndRedis } from './helpers-services.ts';
+import { storesInPostgresAndRedis } from './helpers-services.ts';
 import { type Spawned, spawnWith } from './helpers-spawn.ts';
 import { waitFor } from './helpers-wait.ts';
 
@@ -160,15 +160,5 @@ describe('the single executable, dist/segment-endpoint-linux-x64', () => {
   });
 
   test('--postgres and --idempotency-redis: the pg and @redis/client inside it store an event', () =>
-    withPostgresAndRedis(async (postgres, redis) => {
-      const args = ['--postgres', postgres.url, '--postgres-table', 'sea_events'];
-      const ep = await start([...args, '--idempotency-redis', redis.url]);
-      const event = trackEvent();
-      assert.equal(await send(ep.url, event), 200);
-      await stop(ep);
-      assert.deepEqual(await messageIdsIn(postgres.url, 'sea_events'), [event.messageId]);
-      // The duplicate filter's key for the event: the binary spoke to Redis.
-      const keys = await filterKeys(redis.url);
-      assert.equal(keys.length, 1, keys.join());
-    }));
+    storesInPostgresAndRedis('sea_events', start, send, stop));
 });
