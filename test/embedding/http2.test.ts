@@ -12,6 +12,7 @@ import segmentEndpoint from '../../src/fastify.ts';
 import { createHandler, jsonLogger, silentLogger } from '../../src/index.ts';
 import { basic, trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
+import { gate, waitUntil } from '../helpers-wait.ts';
 
 const KEY = 'h2-key';
 const calls: string[] = [];
@@ -288,6 +289,9 @@ test('HTTP/2: a stream its sender resets is a body cut short: not taken, and not
   const lines: string[] = [];
   const seen: string[] = [];
   const { cert, key } = testCert();
+  // A slow `authenticate` held until the test has seen the reset reach the server, not for a time: on a
+  // loaded machine a fixed wait let the reset come after, or the log line after the assertions.
+  let authenticating = gate();
   const host = http2.createSecureServer(
     { cert, key },
     createHandler({
@@ -295,18 +299,23 @@ test('HTTP/2: a stream its sender resets is a body cut short: not taken, and not
       log: jsonLogger('info', (line) => lines.push(line)),
       accessLog: true,
       authenticate: async (apiKey) => {
-        if (apiKey === 'slow-key') await new Promise((resolve) => setTimeout(resolve, 100));
+        if (apiKey === 'slow-key') await authenticating.opened;
         return apiKey === KEY || apiKey === 'slow-key';
       },
       handlers: { track: (event: { messageId?: unknown }) => void seen.push(String(event.messageId)) },
     }),
   );
+  const arrived: IncomingMessage[] = [];
+  host.on('request', (req: IncomingMessage) => arrived.push(req));
+  const answered = () => lines.filter((line) => (JSON.parse(line) as { msg: string }).msg === 'event').length;
   await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
   const client = http2.connect(`https://localhost:${(host.address() as { port: number }).port}`, {
     ca: cert,
   });
   try {
     const reset = async (apiKey: string, messageId: string, ended: boolean) => {
+      authenticating = gate();
+      const before = { arrived: arrived.length, answered: answered() };
       const stream = client.request({
         ':method': 'POST',
         ':path': '/',
@@ -315,11 +324,24 @@ test('HTTP/2: a stream its sender resets is a body cut short: not taken, and not
       });
       stream.on('error', () => {});
       stream.write(JSON.stringify(trackEvent({ messageId })));
-      await new Promise((resolve) => setTimeout(resolve, 30));
+      await waitUntil(
+        () => arrived.length > before.arrived,
+        () => `${messageId} at the server`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 30)); // its body too
       // close() sends END_STREAM, then RST_STREAM; destroy() the reset alone.
       if (ended) stream.close(http2.constants.NGHTTP2_CANCEL);
       else stream.destroy();
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      const atServer = (arrived.at(-1) as unknown as { stream: http2.ServerHttp2Stream }).stream;
+      await waitUntil(
+        () => atServer.closed,
+        () => `${messageId}'s reset at the server`,
+      );
+      authenticating.open();
+      await waitUntil(
+        () => answered() > before.answered,
+        () => `${messageId}'s answer in the log`,
+      );
     };
     await reset(KEY, 'reset-after-body', false);
     await reset('slow-key', 'reset-while-authenticating', false);
