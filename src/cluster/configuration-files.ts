@@ -4,7 +4,8 @@ import { reloadKeysInSlices } from '../keys-reload.ts';
 import type { Logger } from '../log.ts';
 import { reloadSecretFile } from '../secret-reload.ts';
 import { checkServerTls } from '../tls-context.ts';
-import { filesMessage, type ToWorker } from './messages.ts';
+import { filesToSend } from './messages.ts';
+import type { FilesToSend } from './transfer.ts';
 
 /**
  * What the workers of --workers read their configuration from: the files as the primary read them at
@@ -29,15 +30,15 @@ export class ConfigurationFiles {
   }
 
   /** Every file, for a worker that starts. */
-  all(): ToWorker {
-    return { se: 'files', files: filesMessage(this.#files) };
+  all(): FilesToSend {
+    return filesToSend('files', this.#files);
   }
 
   /**
    * What a SIGHUP loaded since `startedAt` (`performance.now()`; a worker forked before it and not yet
    * listening, which its message may have missed), if anything: the same message, for those files only.
    */
-  reloadedSince(startedAt: number): ToWorker | undefined {
+  reloadedSince(startedAt: number): FilesToSend | undefined {
     const certificate = this.#loadedAt.certificate >= startedAt;
     const keys = this.#loadedAt.keys >= startedAt;
     const secret = this.#loadedAt.secret >= startedAt;
@@ -45,11 +46,11 @@ export class ConfigurationFiles {
   }
 
   /** The certificate and key, the keys file, the secret file: what the workers load (each what it holds). */
-  reloaded(loaded: Loaded): ToWorker {
+  reloaded(loaded: Loaded): FilesToSend {
     const tls = this.#tls === undefined || !loaded.certificate ? [] : [this.#tls.cert, this.#tls.key];
     const keys = this.#keys === undefined || !loaded.keys ? [] : [this.#keys.path];
     const secret = this.#secret === undefined || !loaded.secret ? [] : [this.#secret];
-    return { se: 'reload', files: filesMessage(this.#files, [...tls, ...keys, ...secret]) };
+    return filesToSend('reload', this.#files, [...tls, ...keys, ...secret]);
   }
 
   /**
@@ -61,7 +62,7 @@ export class ConfigurationFiles {
   async reload(
     log: Logger,
     read?: (path: string) => Buffer,
-  ): Promise<{ what: string; message: ToWorker } | undefined> {
+  ): Promise<{ what: string; message: FilesToSend } | undefined> {
     const config = { tlsFiles: this.#tls, keysFile: this.#keys, signatureSecretFile: this.#secret };
     const certificate = await reloadCertificate(config, log, (cert, key, files) => {
       checkServerTls({ cert, key });

@@ -1,5 +1,6 @@
 import type { Worker } from 'node:cluster';
 import type { MetricsSnapshot } from '../metrics.ts';
+import { type FilesToSend, sendFiles } from './transfer.ts';
 
 // What the primary of --workers and its workers tell each other over node:cluster's IPC channel. Every
 // message carries `se` (its kind), so that node's own cluster messages are never mistaken for ours.
@@ -17,7 +18,7 @@ export type ToWorker =
   | { readonly se: 'files'; readonly files: Readonly<Record<string, string>> }
   /** Load these files (as `files`), which the primary read again on SIGHUP and loaded: the certificate and key, the keys file, or both. */
   | { readonly se: 'reload'; readonly files: Readonly<Record<string, string>> }
-  /** The next piece of a file's base64, ahead of the `files` or `reload` that ends it (sendTo). */
+  /** The next piece of a file's base64, ahead of the `files` or `reload` that ends it (transfer.ts). */
   | { readonly se: 'piece'; readonly path: string; readonly base64: string }
   /** Send your counts, for the sum another worker was asked for. */
   | { readonly se: 'snapshot?'; readonly id: number }
@@ -46,7 +47,9 @@ export type ToPrimary =
   /** This worker's counts, told every REPORT_MS: what the sums keep of it if it dies. */
   | { readonly se: 'counts'; readonly snapshot: MetricsSnapshot }
   /** Its event loop turns, answering `ping`. */
-  | { readonly se: 'pong' };
+  | { readonly se: 'pong' }
+  /** The last piece was taken: the next, please (transfer.ts). */
+  | { readonly se: 'piece!' };
 
 /** One of ours, or not (node's own, or anything else sent on the channel). */
 export function isOurs<T extends { se: string }>(message: unknown): message is T {
@@ -61,49 +64,27 @@ export const WORKER_VARIABLE = 'SEGMENT_ENDPOINT_WORKER';
 /**
  * A message to a worker, unless its channel has closed. A worker that died a moment ago may still look
  * connected: the write then fails (EPIPE), which is told to the callback, not thrown, and its 'exit'
- * comes next.
+ * comes next. Files go behind those sent before, a piece at a time (transfer.ts).
  */
-export function sendTo(worker: Worker, message: ToWorker): void {
+export function sendTo(worker: Worker, message: ToWorker | FilesToSend): void {
   if (!worker.isConnected()) return;
-  const ending = 'files' in message ? inPieces(message, (piece) => post(worker, piece)) : message;
-  post(worker, ending);
+  if ('files' in message && message.files instanceof Map) {
+    sendFiles(worker, message as FilesToSend, (piece) => post(worker, piece));
+  } else post(worker, message as ToWorker);
 }
 
 const post = (worker: Worker, message: ToWorker) => worker.send(message, undefined, undefined, () => {});
 
-/**
- * A file's base64 goes in pieces of this many characters at most (a multiple of 4, so each decodes
- * alone): a worker parses and decodes each message whole, answering nothing meanwhile, and a keys file
- * of 500,000 keys in one message (31 MB) held every worker for ~0.4 s at once.
- */
-const PIECE_CHARS = 1 << 20;
-
-/** `message` with each file's last piece in it, the pieces before it given to `send` first, in order. */
-function inPieces<M extends ToWorker & { files: Readonly<Record<string, string>> }>(
-  message: M,
-  send: (piece: ToWorker) => void,
-): M {
-  const files: Record<string, string> = {};
-  for (const [path, base64] of Object.entries(message.files)) {
-    let at = 0;
-    for (; base64.length - at > PIECE_CHARS; at += PIECE_CHARS) {
-      send({ se: 'piece', path, base64: base64.slice(at, at + PIECE_CHARS) });
-    }
-    files[path] = base64.slice(at);
-  }
-  return { ...message, files };
-}
-
-/** Files as a message carries them: path to base64. */
-export function filesMessage(
+/** `files`, or those of them at `only`. */
+export function filesToSend(
+  se: FilesToSend['se'],
   files: ReadonlyMap<string, Buffer>,
   only?: readonly string[],
-): Record<string, string> {
-  const paths = only ?? [...files.keys()];
-  return Object.fromEntries(
-    paths.flatMap((path) => {
-      const bytes = files.get(path);
-      return bytes === undefined ? [] : [[path, bytes.toString('base64')]];
-    }),
-  );
+): FilesToSend {
+  const chosen = new Map<string, Buffer>();
+  for (const path of only ?? files.keys()) {
+    const bytes = files.get(path);
+    if (bytes !== undefined) chosen.set(path, bytes);
+  }
+  return { se, files: chosen };
 }

@@ -52,11 +52,8 @@ export function workerLink(env: NodeJS.ProcessEnv, signals: Signals, files: Map<
       case 'drain':
         signals.onSignal('SIGTERM');
         break;
-      case 'piece':
-        keepPiece(message.path, message.base64);
-        break;
       case 'reload':
-        keep(files, message.files);
+        keep(files, message);
         signals.onReload(Object.keys(message.files));
         break;
       case 'snapshot?': {
@@ -132,17 +129,17 @@ const FILES_TIMEOUT_MS = 10_000; // 10 s: a primary of ours answers at once
 export async function primaryFiles(env: NodeJS.ProcessEnv): Promise<Map<string, Buffer> | undefined> {
   if (env[WORKER_VARIABLE] === undefined || process.send === undefined) return undefined;
   const files = new Map<string, Buffer>();
+  process.on('message', takePiece);
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       process.off('message', take);
       reject(new Error('the primary did not send the configuration files'));
     }, FILES_TIMEOUT_MS);
     function take(message: unknown) {
-      if (isOurs<ToWorker>(message) && message.se === 'piece') keepPiece(message.path, message.base64);
       if (!isOurs<ToWorker>(message) || message.se !== 'files') return;
       clearTimeout(timer);
       process.off('message', take);
-      keep(files, message.files);
+      keep(files, message);
       resolve();
     }
     process.on('message', take);
@@ -151,17 +148,32 @@ export async function primaryFiles(env: NodeJS.ProcessEnv): Promise<Map<string, 
   return files;
 }
 
-// The pieces of each file come before the message that ends it, decoded as each comes (messages.ts).
+// The pieces of each file come before the message that ends it (transfer.ts), each taken and decoded
+// as it comes, whoever else listens then, and acknowledged: the primary sends the next once it is. The
+// message that ends them may find no other listener (one sent while this worker loads its modules, sent
+// again once it has): the pieces go with that message, never with the next.
 const pieces = new Map<string, Buffer[]>();
+const ended = new WeakMap<object, ReadonlyMap<string, Buffer[]>>();
 
-function keepPiece(path: string, base64: string): void {
-  pieces.set(path, [...(pieces.get(path) ?? []), Buffer.from(base64, 'base64')]);
+/** Listens for the whole life of the worker, first: before any other listener sees a message. */
+function takePiece(message: unknown): void {
+  if (!isOurs<ToWorker>(message)) return;
+  if (message.se === 'piece') {
+    const before = pieces.get(message.path);
+    if (before === undefined) pieces.set(message.path, [Buffer.from(message.base64, 'base64')]);
+    else before.push(Buffer.from(message.base64, 'base64'));
+    process.send?.({ se: 'piece!' } satisfies ToPrimary);
+  } else if (message.se === 'files' || message.se === 'reload') {
+    ended.set(message, new Map(pieces));
+    pieces.clear();
+  }
 }
 
-function keep(files: Map<string, Buffer>, sent: Readonly<Record<string, string>>): void {
-  for (const [path, base64] of Object.entries(sent)) {
-    files.set(path, Buffer.concat([...(pieces.get(path) ?? []), Buffer.from(base64, 'base64')]));
-    pieces.delete(path);
+/** The files `message` ends, whole, into `files`. */
+function keep(files: Map<string, Buffer>, message: ToWorker & { se: 'files' | 'reload' }): void {
+  const before = ended.get(message);
+  for (const [path, base64] of Object.entries(message.files)) {
+    files.set(path, Buffer.concat([...(before?.get(path) ?? []), Buffer.from(base64, 'base64')]));
   }
 }
 

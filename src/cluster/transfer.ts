@@ -1,0 +1,80 @@
+import type { Worker } from 'node:cluster';
+import type { ToPrimary, ToWorker } from './messages.ts';
+
+// The configuration files go to a worker of --workers a piece at a time, the next once the worker has
+// taken the one before ('piece!'). node:cluster hands new connections to its workers on the same
+// channel: behind the whole of a keys file of 500,000 keys (31 MB of base64 a worker), each waited until
+// its worker had read all of it, 0.3-0.45 s. A worker parses and decodes each message whole, answering
+// nothing meanwhile: a piece is small enough that this is a few milliseconds.
+
+/** Files for a worker to load, as the primary keeps them: `files` at its start, `reload` on SIGHUP. */
+export interface FilesToSend {
+  readonly se: 'files' | 'reload';
+  readonly files: ReadonlyMap<string, Buffer>;
+}
+
+/** A piece of a file: 1 Mi characters of base64 (a multiple of 3 bytes, so each decodes alone). */
+const PIECE_BYTES = 768 * 1024;
+
+/**
+ * The messages that carry `message`, each made as it is sent (no file is encoded whole): the pieces of
+ * each file but its last, then `message` with each file's last piece in it.
+ */
+export function* wireMessages(message: FilesToSend): Generator<ToWorker, void, undefined> {
+  const files: Record<string, string> = {};
+  for (const [path, bytes] of message.files) {
+    let at = 0;
+    for (; bytes.length - at > PIECE_BYTES; at += PIECE_BYTES) {
+      yield { se: 'piece', path, base64: bytes.toString('base64', at, at + PIECE_BYTES) };
+    }
+    files[path] = bytes.toString('base64', at);
+  }
+  yield { se: message.se, files };
+}
+
+/** What waits to go to one worker, in order, and whether a piece sent has not been taken yet. */
+interface Outbox {
+  readonly queue: Array<Generator<ToWorker, void, undefined>>;
+  waiting: boolean;
+}
+
+const outboxes = new WeakMap<Worker, Outbox>();
+
+/**
+ * Sends `message` to `worker` behind the files sent to it before, by `post`: a piece at a time, each
+ * once the one before is taken. Dropped once the worker's channel has closed (it is replaced, and the
+ * one that replaces it asks for its files).
+ */
+export function sendFiles(worker: Worker, message: FilesToSend, post: (message: ToWorker) => void): void {
+  let outbox = outboxes.get(worker);
+  if (outbox === undefined) {
+    const created: Outbox = { queue: [], waiting: false };
+    outboxes.set(worker, created);
+    worker.on('message', (taken: unknown) => {
+      if ((taken as Partial<ToPrimary> | null)?.se !== 'piece!') return;
+      created.waiting = false;
+      pump(worker, created, post);
+    });
+    outbox = created;
+  }
+  outbox.queue.push(wireMessages(message));
+  pump(worker, outbox, post);
+}
+
+function pump(worker: Worker, outbox: Outbox, post: (message: ToWorker) => void): void {
+  while (!outbox.waiting) {
+    const current = outbox.queue[0];
+    if (current === undefined) return;
+    if (!worker.isConnected()) {
+      outbox.queue.length = 0;
+      return;
+    }
+    const next = current.next();
+    if (next.done === true) {
+      outbox.queue.shift();
+      continue;
+    }
+    post(next.value);
+    outbox.waiting = next.value.se === 'piece';
+  }
+}
