@@ -6,7 +6,7 @@ import { unusedSettings } from './config-unused.ts';
 import { parseFlagsOnce } from './flags.ts';
 import type { LogLevel } from './log.ts';
 import { OPTIONS, type OptionName, type OptionRow } from './option-table.ts';
-import { readSecret } from './secret-reload.ts';
+import { readSecret, secretsIn } from './secret-reload.ts';
 import type { ServerOptions } from './server.ts';
 import { POSTGRES, REDIS, type Service, serviceAddress } from './service-url.ts';
 import { atOnce } from './slices.ts';
@@ -117,6 +117,9 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
       throw new UsageError('give one of --signature-secret-file and --signature-secret, not both');
     }
     options.signatureSecret = readSecret(readFile(secretFile, '--signature-secret-file'), secretFile);
+  } else if (typeof options.signatureSecret === 'string') {
+    const where = ofTheirSource('--signature-secret', values, env);
+    options.signatureSecret = secretsIn(options.signatureSecret, where);
   }
   const logLevel = text('logLevel') ?? OPTIONS.logLevel.default;
   if (!(OPTIONS.logLevel.choices as readonly string[]).includes(logLevel)) {

@@ -140,7 +140,7 @@ export const OPTIONS = {
     scope: 'handler',
     flag: '--signature-secret S',
     env: env('SIGNATURE_SECRET'),
-    help: 'the same, with one secret itself (the flag is visible in ps)',
+    help: 'the same, with the secret itself, read as the file is (the flag is visible in ps)',
   },
   signatureLegacyBatch: {
     scope: 'handler',

@@ -11,23 +11,29 @@ import { MAX_SIGNATURE_SECRETS, type SignatureSecrets } from './signature.ts';
 
 const FLAG = '--signature-secret-file';
 
-/**
- * The secrets of --signature-secret-file: one a line, as written (a "\r" before the "\n" aside; a `#`
- * is a character of the secret, not a comment), blank lines passed over; several while a secret is
- * rotated. A file with none, or too many, is a UsageError that names no secret.
- */
+/** The secrets of --signature-secret-file (secretsIn), `file` named in a UsageError. */
 export function readSecret(bytes: Buffer, file: string): SignatureSecrets {
+  return secretsIn(bytes.toString(), `${FLAG}: ${file}`);
+}
+
+/**
+ * The secrets of a secret file's text, or of --signature-secret's (or its variable's) value, read as the
+ * file is: one a line, as written (a `#` is a character of the secret, not a comment); a line ends at
+ * "\n", "\r\n" or "\r", none of them part of a secret (`$(cat file)` of a file with CRLF leaves a "\r", a
+ * Kubernetes secret made `--from-file` a "\n"); blank lines passed over; several while a secret is
+ * rotated. None, or too many, is a UsageError that names `where` and no secret.
+ */
+export function secretsIn(text: string, where: string): SignatureSecrets {
   // A byte-order mark says how a file is encoded (Windows editors write one), as in the keys file; one
   // may begin any line of a file put together from two (`cat old new`).
-  const secrets = bytes
-    .toString()
-    .split(/\r?\n/)
+  const secrets = text
+    .split(/\r\n|\r|\n/)
     .map((line) => (line.startsWith('\ufeff') ? line.slice(1) : line))
     .filter((line) => /\S/.test(line));
-  if (secrets.length === 0) throw new UsageError(`${FLAG}: ${file} holds no secret`);
+  if (secrets.length === 0) throw new UsageError(`${where} holds no secret`);
   if (secrets.length > MAX_SIGNATURE_SECRETS) {
     throw new UsageError(
-      `${FLAG}: ${file} holds ${secrets.length} secrets, more than ${MAX_SIGNATURE_SECRETS} (one a line: a rotation's old and new)`,
+      `${where} holds ${secrets.length} secrets, more than ${MAX_SIGNATURE_SECRETS} (one a line: a rotation's old and new)`,
     );
   }
   return secrets.length === 1 ? (secrets[0] as string) : secrets;

@@ -255,6 +255,7 @@ describe('secrets kept off the command line', () => {
       ['\ufeffs3cret\r\n', 's3cret'],
       ['s3cret\n', 's3cret'],
       ['s3cret\r\n', 's3cret'],
+      ['s3cret\r', 's3cret'],
       ['s3cret\n\n', 's3cret'],
       [' s3 cret \n', ' s3 cret '],
       // A secret being rotated: the old and the new, each accepted.
@@ -296,6 +297,34 @@ describe('secrets kept off the command line', () => {
     assert.deepEqual(warnings, [
       `--api-keys-file ${open} is readable by every user of this host (mode 0644): it holds secrets; chmod 600 it`,
     ]);
+  });
+
+  test('--signature-secret and its variable are read as the file is: a line break is not part of a secret', () => {
+    // A Kubernetes secret made with `--from-file`, or a value out of `$(cat file)` of a file with CRLF,
+    // puts a line break in the variable: kept, no signature Segment makes could match, and every event
+    // was refused 401, which Segment does not retry.
+    const cases: Array<[string, string | string[]]> = [
+      ['s3cret\n', 's3cret'],
+      ['s3cret\r', 's3cret'],
+      ['s3cret\r\n', 's3cret'],
+      [' s3 cret ', ' s3 cret '],
+      ['old\nnew', ['old', 'new']],
+    ];
+    for (const [value, secret] of cases) {
+      const flag = configOf(['--api-key', 'k', '--signature-secret', value]);
+      assert.deepEqual(flag.options.signatureSecret, secret, JSON.stringify(value));
+      const variable = configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_SIGNATURE_SECRET: value });
+      assert.deepEqual(variable.options.signatureSecret, secret, JSON.stringify(value));
+    }
+    assert.throws(() => configOf(['--api-key', 'k', '--signature-secret', '\n \n']), {
+      message: /^--signature-secret holds no secret/,
+    });
+    assert.throws(
+      () => configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_SIGNATURE_SECRET: 'a\nb\nc\nd\ne' }),
+      {
+        message: /^SEGMENT_ENDPOINT_SIGNATURE_SECRET holds 5 secrets, more than 4/,
+      },
+    );
   });
 
   test('SEGMENT_ENDPOINT_SIGNATURE_SECRET_FILE names the file too', () => {
