@@ -44,6 +44,8 @@ function received(sent: readonly ToWorker[], path: string): Buffer {
 test('--workers: a file goes a piece at a time, each once the worker took the one before', () => {
   const { worker, sent, taken } = fakeWorker();
   const keys = randomBytes(2 * PIECE + 1000);
+  sendTo(worker, { se: 'files', files: new Map() });
+  sent.length = 0;
   sendTo(worker, { se: 'reload', files: new Map([['/keys', keys]]) });
   assert.deepEqual(
     sent.map((message) => message.se),
@@ -86,9 +88,18 @@ test('--workers: files sent while others are on their way follow them, in order'
   assert.deepEqual(sent.at(-1), { se: 'reload', files: { '/cert': 'cGVt', '/secret': '' } });
 });
 
+test('--workers: a reload is not sent to a worker that has not asked for its files yet', () => {
+  // It may not listen yet (its modules loading): a piece it never takes would hold its files behind it.
+  const { worker, sent } = fakeWorker();
+  sendTo(worker, { se: 'reload', files: new Map([['/keys', randomBytes(PIECE + 1)]]) });
+  assert.deepEqual(sent, [], 'the files it asks for are the ones reloaded');
+  sendTo(worker, { se: 'files', files: new Map([['/keys', Buffer.from('k1')]]) });
+  assert.deepEqual(sent, [{ se: 'files', files: { '/keys': 'azE=' } }]);
+});
+
 test('--workers: what waits for a worker whose channel closed is dropped', () => {
   const { worker, sent, taken } = fakeWorker();
-  sendFiles(worker, { se: 'reload', files: new Map([['/keys', randomBytes(3 * PIECE)]]) }, (m) =>
+  sendFiles(worker, { se: 'files', files: new Map([['/keys', randomBytes(3 * PIECE)]]) }, (m) =>
     sent.push(m),
   );
   worker.connected = false;

@@ -47,6 +47,10 @@ const outboxes = new WeakMap<Worker, Outbox>();
  */
 export function sendFiles(worker: Worker, message: FilesToSend, post: (message: ToWorker) => void): void {
   let outbox = outboxes.get(worker);
+  // A worker gets its files first, when it asks, which is once it listens for pieces: a reload before
+  // would be lost, its first piece never acknowledged, and the files held behind it. Those it will get
+  // are the ones the reload loaded.
+  if (outbox === undefined && message.se === 'reload') return;
   if (outbox === undefined) {
     const created: Outbox = { queue: [], waiting: false };
     outboxes.set(worker, created);
