@@ -1,3 +1,4 @@
+import type { ApiKeySpec } from './auth.ts';
 import { flagName } from './config-said.ts';
 import { OPTIONS, type OptionName } from './option-table.ts';
 
@@ -5,12 +6,21 @@ import { OPTIONS, type OptionName } from './option-table.ts';
 // warning, not a refusal: a unit's variables are often set for every instance of a service, and an
 // instance that does not use one still starts (as `--out` beside `--handlers` does).
 
-/** What is given and not used, each said of its flag (the caller says it of its variable where set). */
+/**
+ * What is given and not used, or not as meant, each said of its flag (the caller says it of its variable
+ * where set). `keys`: the API keys' specs, as read.
+ */
 export function unusedSettings(
   read: (name: OptionName) => string | boolean | undefined,
-  keysCheckSignatures: boolean,
+  keys: readonly ApiKeySpec[],
 ): string[] {
   const unused: string[] = [];
+  // Only --api-key can give one: the variable and the keys file split keys at white space.
+  if (keys.some((spec) => /\s/.test(spec.key))) {
+    unused.push(
+      'an --api-key holds white space: it is one key, with the space in it; give --api-key once a key',
+    );
+  }
   // Given where no file store is kept. Never the --postgres URL, which may hold a password.
   const handlers = read('handlers');
   const out = read('out');
@@ -27,6 +37,7 @@ export function unusedSettings(
   }
   // A key's own secret (`secret=` in the keys file) is checked under the switch too.
   const secret = read('signatureSecret') ?? read('signatureSecretFile');
+  const keysCheckSignatures = keys.some((spec) => spec.signatureSecret !== undefined);
   if (read('signatureLegacyBatch') === true && secret === undefined && !keysCheckSignatures) {
     unused.push(
       '--signature-legacy-batch is not used: no --signature-secret is given, so no signature is checked',

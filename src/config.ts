@@ -102,7 +102,8 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
   const keysPath = text('apiKeysFile');
   const flagKeys = values['api-key'] as string[] | undefined;
   const keysOf = (read: ReadFile) => apiKeySteps(flagKeys, keysPath, env, read);
-  options.apiKeys = atOnce(keysOf(readFile));
+  const apiKeys = atOnce(keysOf(readFile));
+  options.apiKeys = apiKeys;
   for (const [name, row] of FLAG_ROWS) {
     if (row.scope === 'cli' || row.cli === 'list' || row.cli === 'module') continue; // read below
     const value = convert(row, read(name));
@@ -149,15 +150,10 @@ function configOf(values: Flags, env: NodeJS.ProcessEnv, readFile: ReadFile): Cl
       ...(keysPath === undefined ? [] : [['--api-keys-file', keysPath] as const]),
       ...(secretFile === undefined ? [] : [['--signature-secret-file', secretFile] as const]),
     ],
-    unused: [...unused, ...unusedSettings(read, keysCheckSignatures(options.apiKeys))],
+    unused: [...unused, ...unusedSettings(read, apiKeys)],
     said: (message) => ofTheirSource(message, values, env),
   };
 }
-
-/** Whether some key given checks signatures of its own (a `secret=` in the keys file). */
-const keysCheckSignatures = (keys: unknown): boolean =>
-  Array.isArray(keys) &&
-  keys.some((spec: { signatureSecret?: unknown }) => spec.signatureSecret !== undefined);
 
 /** A service's URL, checked here so that a bad one is a usage error, not a process that keeps failing. */
 function checkUrl(url: string | undefined, service: Service, flag: string): string | undefined {

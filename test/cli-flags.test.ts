@@ -368,6 +368,14 @@ describe('flags and variables that say one thing', () => {
       'there is no liveness check: --metrics-path takes /live',
     ]);
     assert.deepEqual(said(['--path', '/events', '--metrics-path', '/metrics']), []);
+    // Two keys in one --api-key (as the variable takes them, or a keys file's line) are one key, with the
+    // space in it: both customers refused 401, which Segment does not retry. Said, the key never named.
+    const spaced =
+      'an --api-key holds white space: it is one key, with the space in it; give --api-key once a key';
+    assert.deepEqual(said(['--api-key', 'first second']), [spaced]);
+    assert.deepEqual(said(['--api-key', 'first second:track']), [spaced]);
+    assert.deepEqual(said(['--api-key', 'first', '--api-key', 'second']), []);
+    assert.deepEqual(configOf([], { SEGMENT_ENDPOINT_API_KEYS: ' first , second ' }).unused, []);
     // Said at start (once, by the primary with --workers), by the variable it came from.
     const run = await startCli(
       ['--http', '--host', '127.0.0.1', '--port', '0', '--api-key', 'k', '--out', join(dir, 'unused')],
