@@ -106,7 +106,8 @@ export interface HandlerOptions<S = Settings> {
    * When set, every request must carry `X-Segment-Signature` or `X-Signature`: the hex HMAC-SHA1 of the
    * body under this secret (Segment's Webhooks signing), or under any of a list of up to 4 while one is
    * rotated (in code, or a line each in --signature-secret-file; the flag and its variable are read as
-   * the file is, so a line break that ends the value, `\n`, `\r\n` or `\r`, is not part of the secret).
+   * the file is, one a line, so a line break that ends the value, `\n`, `\r\n` or `\r`, is not part of
+   * the secret).
    * Missing or wrong is a 401, and so is a signed request with `X-Segment-Settings`, stored but not
    * signed. A key's own `signatureSecret` wins.
    */

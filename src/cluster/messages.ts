@@ -66,12 +66,14 @@ export const WORKER_VARIABLE = 'SEGMENT_ENDPOINT_WORKER';
  * connected: the write then fails (EPIPE), which is told to the callback, not thrown, and its 'exit'
  * comes next. Files go behind those sent before, a piece at a time (transfer.ts).
  */
-export function sendTo(worker: Worker, message: ToWorker | FilesToSend): void {
+export function sendTo(worker: Worker, message: Outgoing): void {
   if (!worker.isConnected()) return;
-  if ('files' in message && message.files instanceof Map) {
-    sendFiles(worker, message as FilesToSend, (piece) => post(worker, piece));
-  } else post(worker, message as ToWorker);
+  if ('files' in message) sendFiles(worker, message, (piece) => post(worker, piece));
+  else post(worker, message);
 }
+
+/** What the primary sends: files as it keeps them, never as they travel (their pieces must not be mixed). */
+export type Outgoing = Exclude<ToWorker, { se: 'files' | 'reload' | 'piece' }> | FilesToSend;
 
 const post = (worker: Worker, message: ToWorker) => worker.send(message, undefined, undefined, () => {});
 

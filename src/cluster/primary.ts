@@ -5,7 +5,7 @@ import type { CliConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { OPTIONS } from '../option-table.ts';
 import { ConfigurationFiles } from './configuration-files.ts';
-import { isOurs, sendTo as send, type ToPrimary, WORKER_VARIABLE } from './messages.ts';
+import { isOurs, type Outgoing, sendTo as send, type ToPrimary, WORKER_VARIABLE } from './messages.ts';
 import { chosenPort, PORT_VARIABLE } from './port.ts';
 import { backoffMs, killAll, newSlot, type Slot, serving } from './slot.ts';
 import { StartFailures } from './start-failures.ts';
@@ -244,7 +244,7 @@ class Primary {
     this.#log.info({}, 'TLS session ticket keys rotated');
   }
 
-  #broadcast(message: Parameters<typeof send>[1]): void {
+  #broadcast(message: Outgoing): void {
     for (const slot of this.#slots) if (slot.worker !== undefined) send(slot.worker, message);
   }
 }

@@ -14,7 +14,7 @@ export interface FilesToSend {
 }
 
 /** A piece of a file: 1 Mi characters of base64 (a multiple of 3 bytes, so each decodes alone). */
-const PIECE_BYTES = 768 * 1024;
+export const PIECE_BYTES = 768 * 1024;
 
 /**
  * The messages that carry `message`, each made as it is sent (no file is encoded whole): the pieces of

@@ -118,7 +118,8 @@ function refused(line: string): Promise<void> {
   });
 }
 
-const FILES_TIMEOUT_MS = 10_000; // 10 s: a primary of ours answers at once
+// 10 s without a word: a primary of ours answers at once, and sends a large file's pieces one after another
+const FILES_TIMEOUT_MS = 10_000;
 
 /**
  * The files of the configuration as the primary read them (at its start, and a certificate it loaded on
@@ -129,13 +130,14 @@ const FILES_TIMEOUT_MS = 10_000; // 10 s: a primary of ours answers at once
 export async function primaryFiles(env: NodeJS.ProcessEnv): Promise<Map<string, Buffer> | undefined> {
   if (env[WORKER_VARIABLE] === undefined || process.send === undefined) return undefined;
   const files = new Map<string, Buffer>();
-  process.on('message', takePiece);
+  process.on('message', collectPieces);
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       process.off('message', take);
       reject(new Error('the primary did not send the configuration files'));
     }, FILES_TIMEOUT_MS);
     function take(message: unknown) {
+      if (isOurs<ToWorker>(message) && message.se === 'piece') timer.refresh();
       if (!isOurs<ToWorker>(message) || message.se !== 'files') return;
       clearTimeout(timer);
       process.off('message', take);
@@ -148,21 +150,24 @@ export async function primaryFiles(env: NodeJS.ProcessEnv): Promise<Map<string, 
   return files;
 }
 
-// The pieces of each file come before the message that ends it (transfer.ts), each taken and decoded
-// as it comes, whoever else listens then, and acknowledged: the primary sends the next once it is. The
-// message that ends them may find no other listener (one sent while this worker loads its modules, sent
-// again once it has): the pieces go with that message, never with the next.
+// A file's pieces come before the `files` or `reload` message that ends it (transfer.ts). That message
+// takes the pieces received before it, even when no other listener handles it (a reload sent while this
+// worker loads its modules, sent again once it listens): lost pieces never reach the next file.
 const pieces = new Map<string, Buffer[]>();
 const ended = new WeakMap<object, ReadonlyMap<string, Buffer[]>>();
 
-/** Listens for the whole life of the worker, first: before any other listener sees a message. */
-function takePiece(message: unknown): void {
+/**
+ * Listens for the whole life of the worker, first: before any other listener sees a message. Each piece
+ * is acknowledged, and the primary sends the next.
+ */
+function collectPieces(message: unknown): void {
   if (!isOurs<ToWorker>(message)) return;
   if (message.se === 'piece') {
     const before = pieces.get(message.path);
     if (before === undefined) pieces.set(message.path, [Buffer.from(message.base64, 'base64')]);
     else before.push(Buffer.from(message.base64, 'base64'));
-    process.send?.({ se: 'piece!' } satisfies ToPrimary);
+    // Not once the primary is gone (this worker is then on its way out): a send would throw.
+    if (process.connected) process.send?.({ se: 'piece!' } satisfies ToPrimary);
   } else if (message.se === 'files' || message.se === 'reload') {
     ended.set(message, new Map(pieces));
     pieces.clear();
