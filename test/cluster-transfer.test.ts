@@ -86,13 +86,16 @@ test('--workers: files sent while others are on their way follow them, in order'
   assert.deepEqual(sent.at(-1), { se: 'reload', files: { '/cert': 'cGVt', '/secret': '' } });
 });
 
-test('--workers: a reload is not sent to a worker that has not asked for its files yet', () => {
+test('--workers: a worker gets its files once, before any reload', () => {
   // It may not listen yet (its modules loading): a piece it never takes would hold its files behind it.
   const { worker, sent } = fakeWorker();
   sendTo(worker, { se: 'reload', files: new Map([['/keys', randomBytes(PIECE + 1)]]) });
   assert.deepEqual(sent, [], 'the files it asks for are the ones reloaded');
   sendTo(worker, { se: 'files', files: new Map([['/keys', Buffer.from('k1')]]) });
   assert.deepEqual(sent, [{ se: 'files', files: { '/keys': 'azE=' } }]);
+  // Once: asked again (junk on the channel), no copy goes to hold its reloads behind it.
+  sendTo(worker, { se: 'files', files: new Map([['/keys', randomBytes(3 * PIECE)]]) });
+  assert.equal(sent.length, 1);
 });
 
 test('--workers: what waits for a worker whose channel closed is dropped', () => {

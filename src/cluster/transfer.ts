@@ -49,8 +49,10 @@ export function sendFiles(worker: Worker, message: FilesToSend, post: (message: 
   let outbox = outboxes.get(worker);
   // A worker gets its files first, when it asks, which is once it listens for pieces: a reload before
   // would be lost, its first piece never acknowledged, and the files held behind it. Those it will get
-  // are the ones the reload loaded.
+  // are the ones the reload loaded. And once: asked again (by a --handlers module on the channel), a
+  // whole copy a time would hold its reloads behind them.
   if (outbox === undefined && message.se === 'reload') return;
+  if (outbox !== undefined && message.se === 'files') return;
   if (outbox === undefined) {
     const created: Outbox = { queue: [], waiting: false };
     outboxes.set(worker, created);
