@@ -166,8 +166,10 @@ function collectPieces(message: unknown): void {
     const before = pieces.get(message.path);
     if (before === undefined) pieces.set(message.path, [Buffer.from(message.base64, 'base64')]);
     else before.push(Buffer.from(message.base64, 'base64'));
-    // Not once the primary is gone (this worker is then on its way out): a send would throw.
-    if (process.connected) process.send?.({ se: 'piece!' } satisfies ToPrimary);
+    // Not once the primary is gone (this worker is then on its way out): a send would throw, and one
+    // that fails meanwhile (EPIPE) is told to the callback rather than thrown.
+    if (process.connected)
+      process.send?.({ se: 'piece!' } satisfies ToPrimary, undefined, undefined, () => {});
   } else if (message.se === 'files' || message.se === 'reload') {
     ended.set(message, new Map(pieces));
     pieces.clear();
