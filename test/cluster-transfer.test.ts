@@ -22,7 +22,11 @@ function fakeWorker() {
     isConnected: () => worker.connected,
     send: (message: ToWorker) => sent.push(message),
   });
-  const taken = () => worker.emit('message', { se: 'piece!' });
+  /** The worker's acknowledgement of the last piece sent to it. */
+  const taken = () => {
+    const last = sent.filter((message) => message.se === 'piece').at(-1);
+    worker.emit('message', { se: 'piece!', n: last?.se === 'piece' ? last.n : 0 });
+  };
   return { worker: worker as unknown as Worker & { connected: boolean }, sent, taken };
 }
 
@@ -61,6 +65,21 @@ test('--workers: a file goes a piece at a time, each once the worker took the on
   assert.ok(received(sent, '/keys').equals(keys), 'whole, each piece decoded alone');
   taken(); // one too many: nothing is waiting, nothing is sent
   assert.equal(sent.length, 4);
+});
+
+test("--workers: only the worker's acknowledgement of the piece it was sent sends the next", () => {
+  // A --handlers module may write on the channel: its junk must not undo the pacing.
+  const { worker, sent, taken } = fakeWorker();
+  sendTo(worker, { se: 'files', files: new Map([['/keys', randomBytes(3 * PIECE)]]) });
+  for (const junk of [{ se: 'piece!' }, { se: 'piece!', n: 2 }, { se: 'piece!', n: '1' }, null, 'piece!']) {
+    worker.emit('message', junk);
+  }
+  assert.equal(sent.length, 1);
+  taken();
+  assert.deepEqual(
+    sent.map((message) => message.se === 'piece' && message.n),
+    [1, 2],
+  );
 });
 
 test('--workers: files sent while others are on their way follow them, in order', () => {

@@ -18,8 +18,11 @@ export type ToWorker =
   | { readonly se: 'files'; readonly files: Readonly<Record<string, string>> }
   /** Load these files (as `files`), which the primary read again on SIGHUP and loaded: the certificate and key, the keys file, or both. */
   | { readonly se: 'reload'; readonly files: Readonly<Record<string, string>> }
-  /** The next piece of a file's base64, ahead of the `files` or `reload` that ends it (transfer.ts). */
-  | { readonly se: 'piece'; readonly path: string; readonly base64: string }
+  /**
+   * The next piece of a file's base64, ahead of the `files` or `reload` that ends it (transfer.ts): `n`
+   * counts the pieces sent to this worker, its acknowledgement says it back.
+   */
+  | { readonly se: 'piece'; readonly n: number; readonly path: string; readonly base64: string }
   /** Send your counts, for the sum another worker was asked for. */
   | { readonly se: 'snapshot?'; readonly id: number }
   /** The sum over every worker, answering `gather`. */
@@ -48,8 +51,8 @@ export type ToPrimary =
   | { readonly se: 'counts'; readonly snapshot: MetricsSnapshot }
   /** Its event loop turns, answering `ping`. */
   | { readonly se: 'pong' }
-  /** The last piece was taken: the next, please (transfer.ts). */
-  | { readonly se: 'piece!' };
+  /** Piece `n` was taken: the next, please (transfer.ts). */
+  | { readonly se: 'piece!'; readonly n: number };
 
 /** One of ours, or not (node's own, or anything else sent on the channel). */
 export function isOurs<T extends { se: string }>(message: unknown): message is T {

@@ -18,24 +18,32 @@ export const PIECE_BYTES = 768 * 1024;
 
 /**
  * The messages that carry `message`, each made as it is sent (no file is encoded whole): the pieces of
- * each file but its last, then `message` with each file's last piece in it.
+ * each file but its last, each `numbered`, then `message` with each file's last piece in it.
  */
-export function* wireMessages(message: FilesToSend): Generator<ToWorker, void, undefined> {
+export function* wireMessages(
+  message: FilesToSend,
+  numbered: () => number,
+): Generator<ToWorker, void, undefined> {
   const files: Record<string, string> = {};
   for (const [path, bytes] of message.files) {
     let at = 0;
     for (; bytes.length - at > PIECE_BYTES; at += PIECE_BYTES) {
-      yield { se: 'piece', path, base64: bytes.toString('base64', at, at + PIECE_BYTES) };
+      const base64 = bytes.toString('base64', at, at + PIECE_BYTES);
+      yield { se: 'piece', n: numbered(), path, base64 };
     }
     files[path] = bytes.toString('base64', at);
   }
   yield { se: message.se, files };
 }
 
-/** What waits to go to one worker, in order, and whether a piece sent has not been taken yet. */
+/**
+ * What waits to go to one worker, in order; the pieces sent to it so far, and the number of the one not
+ * taken yet, if any. Only its own acknowledgement sends the next: not one a --handlers module might send.
+ */
 interface Outbox {
   readonly queue: Array<Generator<ToWorker, void, undefined>>;
-  waiting: boolean;
+  pieces: number;
+  awaited: number | undefined;
 }
 
 const outboxes = new WeakMap<Worker, Outbox>();
@@ -54,21 +62,23 @@ export function sendFiles(worker: Worker, message: FilesToSend, post: (message: 
   if (outbox === undefined && message.se === 'reload') return;
   if (outbox !== undefined && message.se === 'files') return;
   if (outbox === undefined) {
-    const created: Outbox = { queue: [], waiting: false };
+    const created: Outbox = { queue: [], pieces: 0, awaited: undefined };
     outboxes.set(worker, created);
     worker.on('message', (taken: unknown) => {
-      if ((taken as Partial<ToPrimary> | null)?.se !== 'piece!') return;
-      created.waiting = false;
+      const said = taken as Partial<ToPrimary> | null;
+      if (said?.se !== 'piece!' || said.n !== created.awaited) return;
+      created.awaited = undefined;
       pump(worker, created, post);
     });
     outbox = created;
   }
-  outbox.queue.push(wireMessages(message));
+  const numbered = outbox;
+  outbox.queue.push(wireMessages(message, () => ++numbered.pieces));
   pump(worker, outbox, post);
 }
 
 function pump(worker: Worker, outbox: Outbox, post: (message: ToWorker) => void): void {
-  while (!outbox.waiting) {
+  while (outbox.awaited === undefined) {
     const current = outbox.queue[0];
     if (current === undefined) return;
     if (!worker.isConnected()) {
@@ -81,6 +91,6 @@ function pump(worker: Worker, outbox: Outbox, post: (message: ToWorker) => void)
       continue;
     }
     post(next.value);
-    outbox.waiting = next.value.se === 'piece';
+    if (next.value.se === 'piece') outbox.awaited = next.value.n;
   }
 }

@@ -168,8 +168,8 @@ function collectPieces(message: unknown): void {
     else before.push(Buffer.from(message.base64, 'base64'));
     // Not once the primary is gone (this worker is then on its way out): a send would throw, and one
     // that fails meanwhile (EPIPE) is told to the callback rather than thrown.
-    if (process.connected)
-      process.send?.({ se: 'piece!' } satisfies ToPrimary, undefined, undefined, () => {});
+    const taken: ToPrimary = { se: 'piece!', n: message.n };
+    if (process.connected) process.send?.(taken, undefined, undefined, () => {});
   } else if (message.se === 'files' || message.se === 'reload') {
     ended.set(message, new Map(pieces));
     pieces.clear();
