@@ -299,6 +299,10 @@ test('a keep-alive request half sent when the shutdown begins may finish, and he
   // Its connection had a request, and is ended in a lingering close at the shutdown: at once, reading
   // nothing more, it dropped the rest of this one unanswered.
   const { endpoint, port } = await listenTls({ handlers: { track: () => {} } });
+  let atServer: TLSSocket | undefined;
+  endpoint.server.once('secureConnection', (accepted: TLSSocket) => {
+    atServer = accepted;
+  });
   const { socket, closed } = await open(port);
   socket.write(eventRequest(JSON.stringify(trackEvent())));
   let text = '';
@@ -310,8 +314,13 @@ test('a keep-alive request half sent when the shutdown begins may finish, and he
     () => `the first answer: ${text}`,
   );
   const next = eventRequest(JSON.stringify(trackEvent()));
+  const before = atServer?.bytesRead ?? 0;
   socket.write(next.slice(0, 40)); // half its headers
-  await new Promise((resolve) => setTimeout(resolve, 300)); // read by the server
+  // Read by the server (its TLS record, decrypted and parsed in the same turn), not for a fixed time.
+  await waitUntil(
+    () => (atServer?.bytesRead ?? 0) > before,
+    () => 'the half-sent request read by the server',
+  );
   const closing = endpoint.close();
   await new Promise((resolve) => setTimeout(resolve, 100)); // within the grace (1 s)
   socket.write(next.slice(40));
