@@ -4,8 +4,7 @@ import { reloadKeysInSlices } from '../keys-reload.ts';
 import type { Logger } from '../log.ts';
 import { reloadSecretFile } from '../secret-reload.ts';
 import { checkServerTls } from '../tls-context.ts';
-import { filesToSend } from './messages.ts';
-import type { FilesToSend } from './transfer.ts';
+import { type FilesToSend, filesToSend } from './transfer.ts';
 
 /**
  * What the workers of --workers read their configuration from: the files as the primary read them at

@@ -79,17 +79,3 @@ export function sendTo(worker: Worker, message: Outgoing): void {
 export type Outgoing = Exclude<ToWorker, { se: 'files' | 'reload' | 'piece' }> | FilesToSend;
 
 const post = (worker: Worker, message: ToWorker) => worker.send(message, undefined, undefined, () => {});
-
-/** `files`, or those of them at `only`. */
-export function filesToSend(
-  se: FilesToSend['se'],
-  files: ReadonlyMap<string, Buffer>,
-  only?: readonly string[],
-): FilesToSend {
-  const chosen = new Map<string, Buffer>();
-  for (const path of only ?? files.keys()) {
-    const bytes = files.get(path);
-    if (bytes !== undefined) chosen.set(path, bytes);
-  }
-  return { se, files: chosen };
-}

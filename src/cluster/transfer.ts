@@ -13,6 +13,20 @@ export interface FilesToSend {
   readonly files: ReadonlyMap<string, Buffer>;
 }
 
+/** `files`, or those of them at `only`. */
+export function filesToSend(
+  se: FilesToSend['se'],
+  files: ReadonlyMap<string, Buffer>,
+  only?: readonly string[],
+): FilesToSend {
+  const chosen = new Map<string, Buffer>();
+  for (const path of only ?? files.keys()) {
+    const bytes = files.get(path);
+    if (bytes !== undefined) chosen.set(path, bytes);
+  }
+  return { se, files: chosen };
+}
+
 /** A piece of a file: 1 Mi characters of base64 (a multiple of 3 bytes, so each decodes alone). */
 export const PIECE_BYTES = 768 * 1024;
 
