@@ -248,27 +248,29 @@ describe('secrets kept off the command line', () => {
     return path;
   };
 
+  /** A secret file's text, or --signature-secret's value, and the secrets read of it. */
+  const SECRET_TEXTS: Array<[string, string | string[]]> = [
+    ['s3cret', 's3cret'],
+    // What editors on Windows save: the mark is how the file is encoded, not a character of it.
+    ['\ufeffs3cret\r\n', 's3cret'],
+    ['s3cret\n', 's3cret'],
+    ['s3cret\r\n', 's3cret'],
+    ['s3cret\r', 's3cret'],
+    ['s3cret\n\n', 's3cret'],
+    [' s3 cret \n', ' s3 cret '],
+    // A secret being rotated: the old and the new, each accepted.
+    ['old\nnew\n', ['old', 'new']],
+    ['\ufeffold\r\n\r\nnew', ['old', 'new']],
+    ['a\nb\nc\nd\n', ['a', 'b', 'c', 'd']],
+    // A line of white space is blank, not a secret anyone could sign with; a mark that begins a line
+    // of a file put together from two (`cat old new`) is not part of its secret; a # is.
+    ['real\n \t\n', 'real'],
+    ['old\n\ufeffnew\n', ['old', 'new']],
+    ['#starts-with-hash\n', '#starts-with-hash'],
+  ];
+
   test('--signature-secret-file: a secret a line; the newline, empty lines and a leading byte-order mark are not part of one', () => {
-    const cases: Array<[string, string | string[]]> = [
-      ['s3cret', 's3cret'],
-      // What editors on Windows save: the mark is how the file is encoded, not a character of it.
-      ['\ufeffs3cret\r\n', 's3cret'],
-      ['s3cret\n', 's3cret'],
-      ['s3cret\r\n', 's3cret'],
-      ['s3cret\r', 's3cret'],
-      ['s3cret\n\n', 's3cret'],
-      [' s3 cret \n', ' s3 cret '],
-      // A secret being rotated: the old and the new, each accepted.
-      ['old\nnew\n', ['old', 'new']],
-      ['\ufeffold\r\n\r\nnew', ['old', 'new']],
-      ['a\nb\nc\nd\n', ['a', 'b', 'c', 'd']],
-      // A line of white space is blank, not a secret anyone could sign with; a mark that begins a line
-      // of a file put together from two (`cat old new`) is not part of its secret; a # is.
-      ['real\n \t\n', 'real'],
-      ['old\n\ufeffnew\n', ['old', 'new']],
-      ['#starts-with-hash\n', '#starts-with-hash'],
-    ];
-    cases.forEach(([text, secret], i) => {
+    SECRET_TEXTS.forEach(([text, secret], i) => {
       const path = file(`secret-${i}`, text);
       const config = configOf(['--api-key', 'k', '--signature-secret-file', path]);
       assert.deepEqual(config.options.signatureSecret, secret, JSON.stringify(text));
@@ -303,14 +305,7 @@ describe('secrets kept off the command line', () => {
     // A Kubernetes secret made with `--from-file`, or a value out of `$(cat file)` of a file with CRLF,
     // puts a line break in the variable: kept, no signature Segment makes could match, and every event
     // was refused 401, which Segment does not retry.
-    const cases: Array<[string, string | string[]]> = [
-      ['s3cret\n', 's3cret'],
-      ['s3cret\r', 's3cret'],
-      ['s3cret\r\n', 's3cret'],
-      [' s3 cret ', ' s3 cret '],
-      ['old\nnew', ['old', 'new']],
-    ];
-    for (const [value, secret] of cases) {
+    for (const [value, secret] of SECRET_TEXTS) {
       const flag = configOf(['--api-key', 'k', '--signature-secret', value]);
       assert.deepEqual(flag.options.signatureSecret, secret, JSON.stringify(value));
       const variable = configOf(['--api-key', 'k'], { SEGMENT_ENDPOINT_SIGNATURE_SECRET: value });

@@ -155,6 +155,11 @@ test('--workers: a worker takes every piece, and the pieces go with the message 
   const post = (message: ToWorker) => void child.send(message);
   const acks = () => heard.filter((message) => message.se === 'piece!').length;
   const said = (what: string) => heard.find((message) => message.test === what);
+  const saying = (what: string) =>
+    waitUntil(
+      () => said(what) !== undefined,
+      () => `the child's "${what}"`,
+    );
   try {
     const [atStart, dropped, next] = [
       randomBytes(2 * PIECE + 5),
@@ -166,10 +171,7 @@ test('--workers: a worker takes every piece, and the pieces go with the message 
       () => 'files?',
     );
     sendFiles(worker, { se: 'files', files: new Map([['/keys', atStart]]) }, post);
-    await waitUntil(
-      () => said('files') !== undefined,
-      () => 'the files at start',
-    );
+    await saying('files');
     assert.equal(said('files')?.keys, atStart.toString('base64'));
     assert.equal(acks(), 2);
     sendFiles(worker, { se: 'reload', files: new Map([['/keys', dropped]]) }, post);
@@ -178,15 +180,9 @@ test('--workers: a worker takes every piece, and the pieces go with the message 
       () => "the unheard reload's piece taken",
     );
     child.send({ test: 'link' }); // after that reload's last message, on the same channel
-    await waitUntil(
-      () => said('linked') !== undefined,
-      () => 'the link',
-    );
+    await saying('linked');
     sendFiles(worker, { se: 'reload', files: new Map([['/keys', next]]) }, post);
-    await waitUntil(
-      () => said('reloaded') !== undefined,
-      () => 'the next reload',
-    );
+    await saying('reloaded');
     assert.equal(said('reloaded')?.keys, next.toString('base64'));
     assert.equal(acks(), 4);
   } finally {
