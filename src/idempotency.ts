@@ -1,5 +1,6 @@
-import { digest128 } from './digest.ts';
 import { DigestSet } from './digest-set.ts';
+import { type EarlierEvents, EarlierHandOver } from './earlier-events.ts';
+import { digestOf, digestOfEvent, digestText, eventKey } from './event-digest.ts';
 import { OPTIONS } from './option-table.ts';
 import { DigestRing } from './ring.ts';
 
@@ -100,6 +101,8 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
    */
   readonly #overdue = new DigestSet(4);
   readonly #ring: DigestRing;
+  /** Events processed before this store was made, still to be remembered (rememberEarlier). */
+  #earlier: EarlierHandOver | undefined;
 
   constructor(options: MemoryIdempotencyOptions = {}) {
     this.maxEntries = options.maxEntries ?? IDEMPOTENCY_DEFAULTS.maxEntries;
@@ -113,7 +116,20 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return this.#ring.live(this.#now());
   }
 
+  /**
+   * Remembers `earlier` events as done too (each for the window from when it was processed), each key's
+   * from the first time that key is seen: a key is known to them by its fingerprint only. While they are
+   * being read, claims wait for them.
+   */
+  rememberEarlier(earlier: EarlierEvents | Promise<EarlierEvents | undefined>): void {
+    if (this.maxEntries > 0) this.#earlier = new EarlierHandOver(earlier);
+  }
+
   claim(key: string): Claim | Promise<Claim> {
+    if (this.#earlier !== undefined) {
+      const loading = this.#admit(key.slice(0, key.indexOf('\n')));
+      if (loading !== undefined) return loading.then(() => this.claim(key));
+    }
     const digest = digestOf(key);
     if (this.#pending.has(digest)) {
       if (this.#overdue.size > 0 && this.#overdue.has(digest)) return 'busy';
@@ -171,6 +187,10 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
    * claim's usual `complete` or `release` follows. An event pending already is claimed as usual.
    */
   peek(apiKey: string, messageId: string): Claim | Promise<Claim> {
+    if (this.#earlier !== undefined) {
+      const loading = this.#admit(apiKey);
+      if (loading !== undefined) return loading.then(() => this.claim(eventKey(apiKey, messageId)));
+    }
     const digest = digestOfEvent(apiKey, messageId);
     if (this.#pending.size > 0 && this.#pending.has(digest)) return this.claim(eventKey(apiKey, messageId));
     return this.#done(digest) ? 'done' : 'new';
@@ -186,6 +206,17 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     this.#remember(digestOfEvent(apiKey, messageId));
   }
 
+  /** The earlier events of `apiKey` remembered, the first time it is seen; while they are read, the wait. */
+  #admit(apiKey: string): Promise<void> | undefined {
+    const said = (this.#earlier as EarlierHandOver).admit(apiKey, this.ttlMs, this.#now(), this.#rememberAt);
+    if (said !== 'over') return said;
+    this.#earlier = undefined;
+    return undefined;
+  }
+
+  readonly #rememberAt = (apiKey: string, messageId: string, until: number) =>
+    this.#ring.put(digestOf(eventKey(apiKey, messageId)), until);
+
   #done(digest: Uint32Array): boolean {
     return this.#ring.expiry(digest) > this.#now();
   }
@@ -193,35 +224,4 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   #remember(digest: Uint32Array): void {
     if (this.maxEntries > 0) this.#ring.put(digest, this.#now() + this.ttlMs);
   }
-}
-
-/** A digest as a Map key: the copies waiting for an event are found the way its mark is. */
-function digestText(digest: Uint32Array): string {
-  return `${digest[0]}.${digest[1]}.${digest[2]}.${digest[3]}`;
-}
-
-/** The key under which an event is remembered: its API key and messageId. */
-export function eventKey(apiKey: string, messageId: string): string {
-  return `${apiKey}\n${messageId}`;
-}
-
-// The digest of the key being looked up or remembered, in one scratch array rather than a typed array
-// per event. An event whose handler answers synchronously is looked up and remembered one right after the
-// other (peek, completeEvent): the digest of the first is still there for the second.
-const scratch = new Uint32Array(4);
-let scratchApiKey: string | undefined;
-let scratchMessageId: string | undefined;
-
-function digestOf(key: string): Uint32Array {
-  scratchApiKey = undefined; // the scratch no longer holds an event's digest
-  return digest128(key, scratch);
-}
-
-function digestOfEvent(apiKey: string, messageId: string): Uint32Array {
-  if (messageId !== scratchMessageId || apiKey !== scratchApiKey) {
-    digest128(apiKey, scratch, messageId);
-    scratchApiKey = apiKey;
-    scratchMessageId = messageId;
-  }
-  return scratch;
 }

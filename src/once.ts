@@ -1,8 +1,8 @@
 import { afterOverdue, overdueOutcome } from './dispatch.ts';
 import { EndpointError } from './errors.ts';
+import { eventKey } from './event-digest.ts';
 import {
   type Claim,
-  eventKey,
   type IdempotencyStore,
   MemoryIdempotencyStore,
   OVERDUE,

@@ -2,10 +2,14 @@ import type { ApiKeySpec } from './auth.ts';
 import { reloadCertificate } from './certificate.ts';
 import { type CliConfig, type ReloadedFiles, UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
+import type { EarlierEvents } from './earlier-events.ts';
 import { loadHandlers } from './handlers-module.ts';
+import { type IdempotencyStore, MemoryIdempotencyStore } from './idempotency.ts';
+import { resolveIdempotency } from './idempotency-option.ts';
 import { reloadKeysInSlices } from './keys-reload.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
+import type { HandlerOptions } from './options.ts';
 import { reloadSecretFile } from './secret-reload.ts';
 import { checkServerOptions, createServer, type EndpointServer } from './server.ts';
 import type { Settings } from './settings.ts';
@@ -48,7 +52,7 @@ export async function start(config: CliConfig, log: Logger, worker?: number): Pr
     where = sink.where;
   }
   const shared = await sharedFilter(config, log);
-  const options = shared === undefined ? config.options : { ...config.options, idempotency: shared };
+  const options = { ...config.options, idempotency: filterOption(config, shared, sink?.earlier, log) };
   const ready =
     sink === undefined && shared === undefined
       ? undefined
@@ -73,6 +77,26 @@ async function sharedFilter(config: CliConfig, log: Logger) {
   const memory = config.options.idempotency as { readonly ttlMs?: number } | undefined; // from the flags
   const ttlMs = memory?.ttlMs ?? OPTIONS['idempotency.ttlMs'].default;
   return openRedisIdempotency(config.idempotencyRedis, { ttlMs, log });
+}
+
+/**
+ * The duplicate filter: --idempotency-redis's, shared; else the in-memory one, which remembers the events
+ * the store kept from just before this start, so that Segment's retries of those a crash left unanswered
+ * are not stored again.
+ */
+function filterOption(
+  config: CliConfig,
+  shared: IdempotencyStore | undefined,
+  earlier: Promise<EarlierEvents | undefined> | undefined,
+  log: Logger,
+): HandlerOptions['idempotency'] {
+  const own = config.options.idempotency;
+  if (shared !== undefined) return shared;
+  if (earlier === undefined || own === false) return own;
+  const timeoutMs = config.options.handlerTimeoutMs ?? OPTIONS.handlerTimeoutMs.default;
+  const memory = resolveIdempotency(own, log, timeoutMs);
+  if (memory instanceof MemoryIdempotencyStore) memory.rememberEarlier(earlier);
+  return memory ?? false;
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { eventKey } from '../src/idempotency.ts';
+import { eventKey } from '../src/event-digest.ts';
 import { createHandler, MemoryIdempotencyStore, silentLogger } from '../src/index.ts';
 import { onceEvent } from '../src/once.ts';
 import { API_KEY, trackEvent } from './helpers.ts';

@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Handlers } from '../dispatch.ts';
+import type { EarlierEvents } from '../earlier-events.ts';
 import type { Logger } from '../log.ts';
 import { modeText } from '../secret-files.ts';
 import type { StoreIo } from './file-io.ts';
@@ -20,6 +21,11 @@ export interface Sink {
   readonly writable: boolean;
   /** Where events go, for the start-up line. */
   readonly where: string;
+  /**
+   * The events stored just before this start (the file store's), for the duplicate filter to remember:
+   * read while the endpoint serves, undefined if they could not be.
+   */
+  readonly earlier?: Promise<EarlierEvents | undefined> | undefined;
   /** Called after each group commit with its time until durable (seconds) and its events: for metrics. */
   onCommit: ((seconds: number, events: number) => void) | undefined;
   /** Stores what was handed over, then lets go of files or connections. */
@@ -39,10 +45,11 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     const { openPostgresSink } = await import('./postgres-open.ts');
     return openPostgresSink(config.postgres, log);
   }
-  const [{ NdjsonStore: Store }, { storeHandlers }, { defaultIo }] = await Promise.all([
+  const [{ NdjsonStore: Store }, { storeHandlers }, { defaultIo }, { recentEvents }] = await Promise.all([
     import('./file-store.ts'),
     import('./file-records.ts'),
     import('./file-io.ts'),
+    import('./file-recent.ts'),
   ]);
   let started = false;
   const io = saysMadeAgain(defaultIo(), config.out, log, () => started);
@@ -59,9 +66,18 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   store.onTorn = (torn) =>
     log.warn(torn, 'a store file was cut in the middle of a line: the part left was set aside');
   if (config.worker === undefined) sayIfOthersWrite(config.out, log);
+  // Read once the torn tails are set aside. Every writer's, with --workers: a retry may reach any worker.
+  const earlier = recentEvents(io, config.out).catch((err: unknown) => {
+    log.warn(
+      { err },
+      'the events stored before this start could not be read: their retries are stored again',
+    );
+    return undefined;
+  });
   const handlers = storeHandlers(store);
   return {
     handlers,
+    earlier,
     get writable() {
       return store.writable;
     },

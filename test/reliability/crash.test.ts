@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { trackEvent } from '../helpers.ts';
+import { listeningPids } from './cluster-harness.ts';
 import {
   cleanup,
   type Endpoint,
@@ -150,3 +151,70 @@ test('a torn last line is set aside at start-up and the next event starts a line
   recordFigures('crash.tornTail', figures);
   t.diagnostic(JSON.stringify(figures));
 });
+
+for (const workers of [[], ['--workers', '2']]) {
+  const named = workers.length === 0 ? '' : ` (${workers.join(' ')}: each reads back every worker's file)`;
+  test(`Segment's retries after a kill -9: an event the store holds is not stored again${named}`, async (t) => {
+    await retriedAfterKill(t, workers);
+  });
+}
+
+async function retriedAfterKill(t: TestContext, workers: string[]): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-retried-'));
+  const out = join(dir, 'store');
+  const endpoints: Endpoint[] = [];
+  t.after(cleanup(dir, endpoints));
+  const args = [...tlsFlags(dir), '--api-key', 'dev-key', '--api-key', 'other-key', '--out', out, ...workers];
+
+  const ep = await startEndpoint(args);
+  endpoints.push(ep);
+  const event = (n: number) => trackEvent({ messageId: `retried-${n}` });
+  const first = await load({
+    url: ep.url,
+    connections: 8,
+    maxRequests: 2_000,
+    until: ep.exit,
+    event: (n) => {
+      // The whole process tree at once, as a machine that fails takes it: its workers first.
+      if (n === 400) {
+        for (const pid of [1, 2].flatMap((k) => listeningPids(ep.output(), k))) process.kill(pid, 'SIGKILL');
+        ep.child.kill('SIGKILL');
+      }
+      return event(n);
+    },
+  });
+  assert.equal(await ep.exit, -1, 'the process died of the signal');
+  const storedBeforeTheKill = readStore(out).records.length;
+  assert.ok(storedBeforeTheKill > 0, 'events were stored before the kill');
+
+  // Segment retries what went unanswered, and what it sent whose answer it never read: here, all of it.
+  const restarted = await startEndpoint(args);
+  endpoints.push(restarted);
+  const sent = first.length;
+  const retries = await load({ url: restarted.url, connections: 8, maxRequests: sent, event });
+  assert.deepEqual(
+    retries.filter((a) => a.status !== 200),
+    [],
+    'every retry is answered 200',
+  );
+  // The filter is per API key: another customer's event with the same messageId is its own.
+  const [other] = await load({ url: restarted.url, connections: 1, maxRequests: 1, event, key: 'other-key' });
+  assert.equal(other?.status, 200);
+  await stopCleanly(restarted);
+
+  const { records, broken } = readStore(out);
+  assert.equal(broken, 0);
+  const copies = new Map<string, number>();
+  for (const r of records as Array<{ source: string; event: { messageId: string } }>) {
+    const id = `${r.source} ${r.event.messageId}`;
+    copies.set(id, (copies.get(id) ?? 0) + 1);
+  }
+  const twice = [...copies].filter(([, n]) => n > 1);
+  assert.deepEqual(twice.slice(0, 10), [], `${twice.length} events stored more than once`);
+  const ids = new Set(records.map((r) => r.event.messageId));
+  for (let n = 0; n < sent; n++) assert.ok(ids.has(`retried-${n}`), `retried-${n} is stored`);
+  assert.equal(records.length, sent + 1, "every event once, and the other key's copy");
+  const figures = { sent, storedBeforeTheKill, storedInAll: records.length };
+  recordFigures(`crash.retriedAfterKill${workers.length === 0 ? '' : 'Workers'}`, figures);
+  t.diagnostic(JSON.stringify(figures));
+}

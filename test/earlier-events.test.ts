@@ -1,0 +1,184 @@
+// The events a store kept from before a restart, remembered by the duplicate filter: read back from the
+// store's files (the last two commits of each writer), and found again by each API key's fingerprint.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { keyFingerprint } from '../src/auth.ts';
+import { EarlierEvents } from '../src/earlier-events.ts';
+import { eventKey } from '../src/event-digest.ts';
+import { MemoryIdempotencyStore } from '../src/idempotency.ts';
+import { nodeIo } from '../src/sinks/file-io.ts';
+import { RECENT_BYTES, recentEvents } from '../src/sinks/file-recent.ts';
+
+const HOUR = 3_600_000;
+const NOW = Date.parse('2026-12-07T12:00:00.000Z');
+
+/** A line of the file store for `messageId` of `apiKey`, stored at `at`. */
+function line(apiKey: string, messageId: unknown, at = NOW, event: object = {}): string {
+  const record = {
+    receivedAt: new Date(at).toISOString(),
+    source: keyFingerprint(apiKey),
+    settings: {},
+    event: { type: 'track', event: 'Signed Up', userId: 'u1', messageId, ...event },
+  };
+  return `${JSON.stringify(record)}\n`;
+}
+
+function storeDir(t: { after: (fn: () => void) => void }, files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-earlier-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  return dir;
+}
+
+/** The filter remembering `earlier` at NOW, with a clock the test moves. */
+function filter(earlier: EarlierEvents, ttlMs = 24 * HOUR) {
+  const clock = { now: NOW };
+  const store = new MemoryIdempotencyStore({ ttlMs, now: () => clock.now });
+  store.rememberEarlier(earlier);
+  return { store, clock };
+}
+
+describe('the duplicate filter remembers events stored before it was made', () => {
+  test("an earlier event is a duplicate for its own key only, through either of the filter's paths", () => {
+    const earlier = new EarlierEvents(
+      [{ source: keyFingerprint('key-a'), messageId: 'm1', at: NOW - HOUR }],
+      keyFingerprint,
+    );
+    const { store } = filter(earlier);
+    assert.equal(store.peek('key-b', 'm1'), 'new', "another customer's event with the same messageId");
+    assert.equal(store.peek('key-a', 'm2'), 'new');
+    assert.equal(store.peek('key-a', 'm1'), 'done');
+    assert.equal(store.claim(eventKey('key-a', 'm1')), 'done');
+  });
+
+  test('found under a key seen first through claim, as a batch claims', () => {
+    const earlier = new EarlierEvents(
+      [{ source: keyFingerprint('k'), messageId: 'm', at: NOW }],
+      keyFingerprint,
+    );
+    assert.equal(filter(earlier).store.claim(eventKey('k', 'm')), 'done');
+  });
+
+  test('each remembered for the window from when it was stored, not from the restart', () => {
+    const source = keyFingerprint('k');
+    const earlier = new EarlierEvents(
+      [
+        { source, messageId: 'old', at: NOW - 2 * HOUR },
+        { source, messageId: 'recent', at: NOW - HOUR / 2 },
+      ],
+      keyFingerprint,
+    );
+    const { store, clock } = filter(earlier, HOUR);
+    assert.equal(store.peek('k', 'old'), 'new', 'past its window already');
+    assert.equal(store.peek('k', 'recent'), 'done');
+    clock.now += HOUR / 2;
+    assert.equal(store.peek('k', 'recent'), 'new', 'its window ended half an hour after the restart');
+  });
+
+  test('a key is fingerprinted once: its events are handed over the first time it is seen', () => {
+    let fingerprints = 0;
+    const counting = (key: string) => {
+      fingerprints++;
+      return keyFingerprint(key);
+    };
+    const earlier = new EarlierEvents(
+      [
+        { source: keyFingerprint('a'), messageId: 'm', at: NOW },
+        { source: keyFingerprint('b'), messageId: 'm', at: NOW },
+      ],
+      counting,
+    );
+    const { store } = filter(earlier);
+    for (let i = 0; i < 5; i++) store.peek('a', `x${i}`);
+    assert.equal(fingerprints, 1);
+    assert.equal(earlier.left(HOUR, NOW), true, "b's are still to come");
+    assert.equal(store.peek('b', 'm'), 'done');
+    assert.equal(earlier.left(HOUR, NOW), false);
+    assert.equal(store.peek('a', 'm'), 'done', "a's, remembered when a was first seen");
+    for (let i = 0; i < 5; i++) store.peek('c', `y${i}`);
+    assert.equal(fingerprints, 2, 'none handed over is left: other keys are not fingerprinted');
+  });
+
+  test('while they are being read, claims wait for them; a read that failed leaves the filter as it was', async () => {
+    let read: (events: EarlierEvents) => void = () => {};
+    const store = new MemoryIdempotencyStore({ now: () => NOW });
+    store.rememberEarlier(new Promise<EarlierEvents>((resolve) => (read = resolve)));
+    const waiting = [store.peek('k', 'm'), store.peek('k', 'other'), store.claim(eventKey('k', 'm'))];
+    assert.ok(waiting.every((claim) => claim instanceof Promise));
+    read(new EarlierEvents([{ source: keyFingerprint('k'), messageId: 'm', at: NOW }], keyFingerprint));
+    assert.deepEqual(await Promise.all(waiting), ['done', 'new', 'done']);
+    store.complete(eventKey('k', 'other'));
+    assert.equal(store.peek('k', 'm'), 'done', 'answered at once from then on');
+
+    const failed = new MemoryIdempotencyStore({ now: () => NOW });
+    failed.rememberEarlier(Promise.reject(new Error('EIO')));
+    assert.equal(await failed.peek('k', 'm'), 'new');
+    failed.complete(eventKey('k', 'm')); // claimed through the wait: pending until then
+    assert.equal(failed.peek('k', 'm'), 'done');
+  });
+
+  test('with duplicate suppression off (maxEntries 0) nothing is remembered', () => {
+    const earlier = new EarlierEvents(
+      [{ source: keyFingerprint('k'), messageId: 'm', at: NOW }],
+      keyFingerprint,
+    );
+    const store = new MemoryIdempotencyStore({ maxEntries: 0, now: () => NOW });
+    store.rememberEarlier(earlier);
+    assert.equal(store.peek('k', 'm'), 'new');
+  });
+});
+
+describe('recentEvents: what the store holds from just before the start', () => {
+  test("every writer's newest lines, the day before's when its newest day is short; torn and bad lines passed over", async (t) => {
+    const dir = storeDir(t, {
+      'events-2026-12-06.ndjson': line('k', 'yesterday'),
+      'events-2026-12-07.ndjson': `${line('k', 'today')}not json\n${line('k', '')}${line('k', 'cut')}`.slice(
+        0,
+        -20,
+      ),
+      'events-2026-12-07-w2.ndjson': line('k', 'worker-2', NOW, { messageId: undefined, message_id: 'w2' }),
+      'events-2026-12-05.ndjson': line('k', 'two-days-ago'),
+      'events-2026-12-07.ndjson.torn': line('k', 'torn-aside'),
+      'notes.ndjson': line('k', 'not-the-stores'),
+    });
+    const { store } = filter(await recentEvents(nodeIo, dir, NOW));
+    const done = (id: string) => store.peek('k', id) === 'done';
+    assert.deepEqual(
+      ['today', 'yesterday', 'w2', 'cut', 'two-days-ago', 'torn-aside', 'not-the-stores'].filter(done),
+      ['today', 'yesterday', 'w2'],
+    );
+  });
+
+  test('only the last two commits of a file are read: the line the bound cuts is passed over', async (t) => {
+    const padding = 'x'.repeat(1000);
+    const lines = Array.from({ length: Math.ceil(RECENT_BYTES / 1000) + 100 }, (_, n) =>
+      line('k', `m${n}`, NOW, { properties: { padding } }),
+    );
+    const dir = storeDir(t, { 'events-2026-12-07.ndjson': lines.join('') });
+    const { store } = filter(await recentEvents(nodeIo, dir, NOW));
+    const last = lines.length - 1;
+    assert.equal(store.peek('k', `m${last}`), 'done');
+    assert.equal(store.peek('k', 'm0'), 'new');
+    const kept = lines.filter((_, n) => store.peek('k', `m${n}`) === 'done').length;
+    let whole = 0; // the lines that fit in the bound, counted from the end
+    let bytes = Buffer.byteLength(lines[last] as string);
+    while (bytes <= RECENT_BYTES) bytes += Buffer.byteLength(lines[last - ++whole] as string);
+    assert.equal(kept, whole);
+  });
+
+  test('a time ahead of the clock counts as now; a symbolic link named like a store file is passed over', async (t) => {
+    const dir = storeDir(t, {
+      'events-2026-12-07.ndjson': line('k', 'ahead', NOW + 10 * HOUR),
+      elsewhere: line('k', 'linked'),
+    });
+    symlinkSync(join(dir, 'elsewhere'), join(dir, 'events-2026-12-07-w1.ndjson'));
+    const { store, clock } = filter(await recentEvents(nodeIo, dir, NOW), HOUR);
+    assert.equal(store.peek('k', 'linked'), 'new');
+    assert.equal(store.peek('k', 'ahead'), 'done');
+    clock.now += HOUR;
+    assert.equal(store.peek('k', 'ahead'), 'new', 'its window began at the start, not ten hours later');
+  });
+});
