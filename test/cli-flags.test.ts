@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -257,6 +265,33 @@ describe('the segment-endpoint command', () => {
       assert.ok(lines[0]?.includes(out), run.stderr());
       assert.match(lines[0] ?? '', cause);
     }
+  });
+
+  test('--out through a symbolic link and then ..: the store is where the kernel takes the path', async () => {
+    // `base/link/..` is the directory above the link's target to the kernel, and `base` to a path taken
+    // as text: the store made its directory in one and looked for its lock in the other (ENOENT).
+    const deep = join(dir, 'real', 'deep');
+    mkdirSync(deep, { recursive: true });
+    mkdirSync(join(dir, 'base'));
+    symlinkSync(deep, join(dir, 'base', 'link'));
+    const run = await startCli([
+      ...httpFlags(),
+      '--api-key',
+      'k',
+      '--out',
+      `${dir}/base/link/../store`, // not join(), which takes the .. as text
+    ]);
+    const sent = await fetch(run.url, {
+      method: 'POST',
+      headers: segmentHeaders('k'),
+      body: JSON.stringify(trackEvent()),
+    });
+    assert.equal(sent.status, 200);
+    run.child.kill('SIGTERM');
+    assert.equal(await run.exit, 0, run.stderr());
+    assert.equal(storedEvents(join(dir, 'real', 'store')).length, 1, run.stderr());
+    assert.equal(existsSync(join(dir, 'base', 'store')), false);
+    assert.ok(run.stderr().includes(`events stored in ${join(dir, 'real', 'store')}`), run.stderr());
   });
 
   test('flags fall back to environment variables', async () => {

@@ -1,5 +1,6 @@
+import { realpathSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 
 // The file store's file names, as file-store.ts writes them and src/read/ reads them: one file a UTC day, `events-YYYY-MM-DD.ndjson`
 // for a single process, `events-YYYY-MM-DD-wK.ndjson` for worker K of several. Anything else in the
@@ -73,4 +74,32 @@ export class DayFiles {
     }
     return this.#file;
   }
+}
+
+/**
+ * `path` as the kernel follows it: a `..` goes up from where the components before it lead, symbolic
+ * links included, where path.resolve drops the component before it as text. With `link` a link to
+ * `/data/deep`, `base/link/../store` is `/data/store` to the kernel (where `mkdir -p` makes it) and
+ * `base/store` to path.resolve: a store that took one for the other made its directory in one place and
+ * looked for it, and for its lock, in the other. Components that do not exist yet are joined as they
+ * are: directories the store's `mkdir -p` makes.
+ */
+export function kernelPath(path: string): string {
+  const parts = path.split(sep);
+  if (!parts.includes('..')) return resolve(path);
+  let at = isAbsolute(path) ? sep : process.cwd(); // the working directory is a real path (getcwd)
+  for (const part of parts) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      at = dirname(at);
+      continue;
+    }
+    const next = join(at, part);
+    try {
+      at = realpathSync(next);
+    } catch {
+      at = next; // not there yet (or not readable): made, or refused, by whoever opens it
+    }
+  }
+  return at;
 }

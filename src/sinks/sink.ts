@@ -5,6 +5,7 @@ import type { EarlierEvents } from '../earlier-events.ts';
 import type { Logger } from '../log.ts';
 import { modeText } from '../secret-files.ts';
 import type { StoreIo } from './file-io.ts';
+import { kernelPath } from './file-names.ts';
 import type { NdjsonStore } from './file-store.ts';
 
 // Where the standalone process stores accepted events when no --handlers module is given: one of the
@@ -52,12 +53,13 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     import('./file-recent.ts'),
   ]);
   let started = false;
-  const io = saysMadeAgain(defaultIo(), config.out, log, () => started);
+  const out = kernelPath(config.out);
+  const io = saysMadeAgain(defaultIo(), out, log, () => started);
   let store: NdjsonStore;
   try {
     // A worker of --workers is a child of the primary that locked the store for it.
     const lockedFor = config.worker === undefined ? undefined : process.ppid;
-    store = await Store.open(config.out, { worker: config.worker, lockedFor, io });
+    store = await Store.open(out, { worker: config.worker, lockedFor, io });
   } catch (err) {
     throw storeRefused(err, config.out);
   }
@@ -65,9 +67,9 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   store.onTorn = (torn) =>
     log.warn(torn, 'a store file was cut in the middle of a line: the part left was set aside');
-  if (config.worker === undefined) sayIfOthersWrite(config.out, log);
+  if (config.worker === undefined) sayIfOthersWrite(out, log);
   // Read once the torn tails are set aside. Every writer's, with --workers: a retry may reach any worker.
-  const earlier = recentEvents(io, config.out).catch((err: unknown) => {
+  const earlier = recentEvents(io, out).catch((err: unknown) => {
     log.warn(
       { err },
       'the events stored before this start could not be read: their retries are stored again',
@@ -124,7 +126,7 @@ export function storeRefused(err: unknown, out: string): unknown {
     return new Error(`--out ${out}: ${(err as Error).message}`);
   }
   if (typeof code !== 'string') return err;
-  const inside = typeof path === 'string' && resolve(path) !== resolve(out);
+  const inside = typeof path === 'string' && resolve(path) !== kernelPath(out);
   const said = inside
     ? `--out ${out}: cannot use ${path} (${code})`
     : `--out ${out} is not writable (${code})`;
@@ -136,21 +138,22 @@ export function storeRefused(err: unknown, out: string): unknown {
  * worker starts), refused as openSink refuses a store it cannot use.
  */
 export async function repairStoreFiles(out: string, log: Logger): Promise<void> {
+  const dir = kernelPath(out);
   const [{ makeDirectory, repairStore }, { nodeIo }] = await Promise.all([
     import('./file-repair.ts'),
     import('./file-io.ts'),
   ]);
   // Locked for the primary's life: its workers write under it.
-  const recovered = await makeDirectory(nodeIo, out)
-    .then(() => nodeIo.lock?.(out))
+  const recovered = await makeDirectory(nodeIo, dir)
+    .then(() => nodeIo.lock?.(dir))
     // A file it cannot repair for want of room is left to its worker, which repairs its own at start and
     // starts all the same (a full disk is a state the store recovers from).
-    .then(() => repairStore(out, { deferred: new Map() }))
+    .then(() => repairStore(dir, { deferred: new Map() }))
     .catch((err: unknown) => {
       throw storeRefused(err, out);
     });
   for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
-  sayIfOthersWrite(out, log);
+  sayIfOthersWrite(dir, log);
 }
 
 /**
