@@ -4,7 +4,7 @@ import { probe } from '../probe.ts';
 import { runSender, type SenderIo, senderArgs, shownUrl } from '../sender-args.ts';
 import { EVENT_TYPES, type EventType } from '../types.ts';
 import { MIX, RETRY_EVERY } from './mix.ts';
-import { type LoadFigures, report, verdict } from './report.ts';
+import { type LoadFigures, report, SEGMENT_TIMEOUT_MS, verdict } from './report.ts';
 import { type LoadOptions, sendLoad } from './run.ts';
 
 const NAME = 'segment-endpoint load';
@@ -80,7 +80,12 @@ async function load(parsed: { options: LoadOptions; insecure: boolean }, io: Sen
   );
   let figures: LoadFigures;
   try {
-    figures = await sendLoad(options);
+    // The report may be up to 5 s away: said, and what Ctrl-C does meanwhile.
+    figures = await sendLoad(options, (inFlight) =>
+      io.stdout.write(
+        `Time is up: waiting for ${inFlight === 1 ? 'the answer' : `the ${inFlight} answers`} in flight (at most ${SEGMENT_TIMEOUT_MS / 1000} s; Ctrl-C ends the wait)\n`,
+      ),
+    );
   } catch (err) {
     io.stderr.write(`${NAME}: ${(err as Error).message}\n`);
     return 1;

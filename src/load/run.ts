@@ -32,9 +32,12 @@ const AFTER_FAILURE_MS = 100; // a connection that failed is made again after th
 /**
  * Sends for `duration` seconds and measures. A SIGINT (Ctrl-C) while it sends stops the run early; one
  * while the answers in flight are waited for (at most 5 s, after the run) stops that wait, and those
- * requests are reported in flight.
+ * requests are reported in flight. `waiting` is told how many answers that wait is for, when any.
  */
-export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
+export async function sendLoad(
+  options: LoadOptions,
+  waiting: (inFlight: number) => void = () => {},
+): Promise<LoadFigures> {
   const source = eventSource(options.apiKey, options.types);
   const send = sender(options);
   const tally = new Tally();
@@ -79,6 +82,7 @@ export async function sendLoad(options: LoadOptions): Promise<LoadFigures> {
   const seconds = (performance.now() - run.started) / 1000;
   // What is in flight at the end is waited for (at most Segment's timeout, each request's own bound):
   // every request sent is counted, and one that is never answered is a timeout, however short the run.
+  if (tally.inFlight > 0) waiting(tally.inFlight);
   await Promise.race([tally.drained(), waitCut]);
   process.off('SIGINT', onSigint);
   send.close();
@@ -155,6 +159,10 @@ class Tally {
     this.#record(outcome, performance.now() - at);
     if (--this.#inFlight === 0) for (const wake of this.#idle.splice(0)) wake();
     return outcome;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
   }
 
   /** Resolves once nothing is in flight. */
