@@ -29,11 +29,29 @@ export function setUp(t: { after(fn: () => Promise<void>): void }, name: string)
   return { dir, out: join(dir, 'store'), flags, start };
 }
 
+/** The JSON log's lines in `output`, a line still being written left out. */
+function logEntries(output: string): Array<{ msg?: string; worker?: number; [field: string]: unknown }> {
+  const lines = output.split('\n').slice(0, -1);
+  return lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+}
+
 /** The pids worker `n` logged `worker listening` with, in order. */
 export function listeningPids(output: string, n: number): number[] {
-  const lines = output.split('\n').filter((line) => line.startsWith('{'));
-  const entries = lines.map((line) => JSON.parse(line) as { msg?: string; worker?: number; pid: number });
-  return entries.filter((e) => e.msg === 'worker listening' && e.worker === n).map((e) => e.pid);
+  const entries = logEntries(output);
+  return entries.filter((e) => e.msg === 'worker listening' && e.worker === n).map((e) => e.pid as number);
+}
+
+/**
+ * The event requests of all workers as the primary last kept them from their reports (the debug line
+ * `worker counts kept`): what /metrics still sums if they are killed outright now.
+ */
+export function keptRequests(output: string): number {
+  const kept = new Map<number, number>();
+  for (const e of logEntries(output))
+    if (e.msg === 'worker counts kept') kept.set(e.worker as number, e.requests as number);
+  let sum = 0;
+  for (const n of kept.values()) sum += n;
+  return sum;
 }
 
 /** The statuses of `n` events, each on a connection of its own: round robin hands them to every worker. */

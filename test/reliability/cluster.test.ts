@@ -11,7 +11,14 @@ import { trackEvent } from '../helpers.ts';
 import { testCert } from '../helpers-cert.ts';
 import { CLI, spawnClean } from '../helpers-spawn.ts';
 import { waitFor, waitUntil } from '../helpers-wait.ts';
-import { GUARD_MS, killedAndReplaced, listeningLogged, listeningPids, setUp } from './cluster-harness.ts';
+import {
+  GUARD_MS,
+  keptRequests,
+  killedAndReplaced,
+  listeningLogged,
+  listeningPids,
+  setUp,
+} from './cluster-harness.ts';
 import { type Endpoint, fetchText, load, readStore, send, stopCleanly } from './harness.ts';
 
 /** The CLI with `args`, killed after the test; `ended` is its exit code, or 'hung' past GUARD_MS. */
@@ -87,9 +94,14 @@ test('/metrics keeps what a worker killed with SIGKILL counted, though nobody as
   // what it had counted since the last one with it (1,321 of 2,479 events in the report that found it).
   const EVENTS = 40;
   const { out, start } = setUp(t, 'counted');
-  const ep = await start(['--out', out, '--metrics-path', '/metrics']);
+  const ep = await start(['--out', out, '--metrics-path', '/metrics', '--log-level', 'debug']);
   await sendToBoth(t, ep, 'counted', EVENTS);
-  await new Promise((resolve) => setTimeout(resolve, 1_500)); // a worker tells its counts every second
+  // A worker tells its counts every second: killed before, it takes what it counted since with it.
+  await waitUntil(
+    () => keptRequests(ep.output()) === EVENTS,
+    () => `every event's count kept by the primary, in:\n${ep.output()}`,
+    GUARD_MS,
+  );
   const [pid] = listeningPids(ep.output(), 1);
   assert.ok(pid !== undefined, ep.output());
   process.kill(pid, 'SIGKILL');
