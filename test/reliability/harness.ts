@@ -164,7 +164,8 @@ export interface Answer extends Outcome {
 
 /**
  * One event over HTTPS through `agent` (with `headers` besides Segment's), its answer read: status, error
- * `code`, the headers that matter.
+ * `code`, the headers that matter. With `held`, the body's last byte waits for `held.lastByte`, and
+ * `held.written()` is called once the rest is written.
  * Never rejects: a network failure, or no answer within 30 s, is status 0.
  */
 export function send(
@@ -173,6 +174,7 @@ export function send(
   event: { messageId: string },
   key = 'dev-key',
   headers: Readonly<Record<string, string>> = {},
+  held?: { readonly lastByte: Promise<unknown>; written(): void },
 ): Promise<Answer> {
   const body = Buffer.from(JSON.stringify(event));
   const sentAt = Date.now();
@@ -219,7 +221,11 @@ export function send(
     // Unanswered this long: given up, as Segment gives up after ~5 s. A connection the primary of
     // --workers handed to a worker killed at that moment is never answered, and held the test for good.
     req.setTimeout(SEND_TIMEOUT_MS, () => req.destroy(new Error('no answer within 30 s')));
-    req.end(body);
+    if (held === undefined) req.end(body);
+    else {
+      req.write(body.subarray(0, -1), () => held.written());
+      void held.lastByte.then(() => req.end(body.subarray(-1)));
+    }
   });
 }
 

@@ -69,6 +69,34 @@ async function inFlight(ep: Endpoint): Promise<number> {
 }
 
 /**
+ * The sink's four INSERTs held: `table` locked by `holder` (in a transaction it commits to let them go),
+ * four fillers (`<table>-filler-N`, stored once the lock goes) sent, and `watcher` seeing their INSERTs
+ * wait on the lock. Events sent from then on queue behind them. The fillers' answers.
+ */
+export async function holdInserts(
+  holder: pg.Client,
+  watcher: pg.Client,
+  agent: Agent,
+  ep: Endpoint,
+  table: string,
+): Promise<Array<Promise<Answer>>> {
+  await holder.query('BEGIN');
+  await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  const fillers = [1, 2, 3, 4].map((n) =>
+    send(agent, ep.url, { ...trackEvent(), messageId: `${table}-filler-${n}` }, 'dev-key'),
+  );
+  for (let tries = 0; ; tries++) {
+    const { rows } = await watcher.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
+      [`INSERT INTO "${table}"%`],
+    );
+    if ((rows[0]?.n ?? 0) >= 4) return fillers;
+    if (tries > 200) throw new Error("the sink's four INSERTs never waited on the lock");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
  * `events` sent so that the sink INSERTs them as one group: the table locked, its INSERTs taken by
  * fillers (`<table>-filler-N`, stored once the lock goes) waiting on the lock, `events` sent meanwhile
  * queue together, then the lock is let go. Their answers, in order.
@@ -84,20 +112,7 @@ export async function inOneGroup(
   await Promise.all([holder.connect(), watcher.connect()]);
   const agent = new Agent({ keepAlive: true, ca: testCert().cert });
   try {
-    await holder.query('BEGIN');
-    await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-    const fillers = [1, 2, 3, 4].map((n) =>
-      send(agent, ep.url, { ...trackEvent(), messageId: `${table}-filler-${n}` }, 'dev-key'),
-    );
-    for (let tries = 0; ; tries++) {
-      const { rows } = await watcher.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
-        [`INSERT INTO "${table}"%`],
-      );
-      if ((rows[0]?.n ?? 0) >= 4) break;
-      if (tries > 200) throw new Error("the sink's four INSERTs never waited on the lock");
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    const fillers = await holdInserts(holder, watcher, agent, ep, table);
     const answers = Promise.all(events.map((event) => send(agent, ep.url, event, 'dev-key')));
     // Every request taken (a fixed 300 ms was too short for a hundred TLS handshakes on a busy host: the
     // events then came as two groups), within the fillers' handler timeout (4 s: they are 503 then), then
