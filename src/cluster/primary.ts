@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import type { Signals } from '../cli.ts';
 import type { CliConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
-import type { MetricsSnapshot } from '../metrics.ts';
 import { OPTIONS } from '../option-table.ts';
 import { ConfigurationFiles } from './configuration-files.ts';
 import { isOurs, type Outgoing, sendTo as send, type ToPrimary, WORKER_VARIABLE } from './messages.ts';
@@ -133,14 +132,9 @@ class Primary {
       case 'snapshot':
         this.#totals.answered(message.id, slot.number, message.snapshot);
         break;
-      case 'counts': {
-        // What a worker killed outright leaves counted: said when it changed, not every second.
-        const before = slot.last === undefined ? 0 : answered(slot.last);
-        slot.last = message.snapshot;
-        const requests = answered(message.snapshot);
-        if (requests !== before) this.#log.debug({ worker: slot.number, requests }, 'worker counts kept');
+      case 'counts':
+        this.#totals.kept(slot, message.snapshot, this.#log);
         break;
-      }
       case 'pong':
         Object.assign(slot, { answeredAt: performance.now(), heldAtStart: false });
         break;
@@ -253,11 +247,4 @@ class Primary {
   #broadcast(message: Outgoing): void {
     for (const slot of this.#slots) if (slot.worker !== undefined) send(slot.worker, message);
   }
-}
-
-/** The event requests a worker's counts say it answered. */
-function answered(snapshot: MetricsSnapshot): number {
-  let n = 0;
-  for (const count of Object.values(snapshot.requests)) n += count;
-  return n;
 }

@@ -1,4 +1,5 @@
 import type { Worker } from 'node:cluster';
+import type { Logger } from '../log.ts';
 import { type MetricsSnapshot, sumMetrics } from '../metrics.ts';
 import { sendTo } from './messages.ts';
 
@@ -52,6 +53,17 @@ export class Totals {
     else for (const slot of others) sendTo(slot.worker as Worker, { se: 'snapshot?', id: ask });
   }
 
+  /**
+   * The counts the worker of `slot` reports every second, kept for when it dies: said at debug level
+   * when they changed, so that what one killed outright leaves counted can be seen.
+   */
+  kept(slot: Counted, snapshot: MetricsSnapshot, log: Logger): void {
+    const before = slot.last === undefined ? 0 : answered(slot.last);
+    slot.last = snapshot;
+    const requests = answered(snapshot);
+    if (requests !== before) log.debug({ worker: slot.number, requests }, 'worker counts kept');
+  }
+
   /** Worker `worker`'s counts, answering the request `id`. */
   answered(id: number, worker: number, snapshot: MetricsSnapshot): void {
     this.#asked.get(id)?.(worker, snapshot);
@@ -70,4 +82,11 @@ export class Totals {
       before === undefined ? ended : sumMetrics([...parts, { worker, snapshot: ended }]),
     );
   }
+}
+
+/** The event requests a worker's counts say it answered. */
+function answered(snapshot: MetricsSnapshot): number {
+  let n = 0;
+  for (const count of Object.values(snapshot.requests)) n += count;
+  return n;
 }
