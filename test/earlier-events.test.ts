@@ -1,7 +1,7 @@
 // The events a store kept from before a restart, remembered by the duplicate filter: read back from the
 // store's files (the last two commits of each writer), and found again by each API key's fingerprint.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -144,6 +144,7 @@ describe('recentEvents: what the store holds from just before the start', () => 
       'events-2026-12-07.ndjson.torn': line('k', 'torn-aside'),
       'notes.ndjson': line('k', 'not-the-stores'),
     });
+    mkdirSync(join(dir, 'events-2026-12-07-w3.ndjson')); // a directory named like a file: passed over
     const { store } = filter(await recentEvents(nodeIo, dir, NOW));
     const done = (id: string) => store.peek('k', id) === 'done';
     assert.deepEqual(
