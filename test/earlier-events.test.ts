@@ -9,8 +9,10 @@ import { keyFingerprint } from '../src/auth.ts';
 import { EarlierEvents } from '../src/earlier-events.ts';
 import { eventKey } from '../src/event-digest.ts';
 import { MemoryIdempotencyStore } from '../src/idempotency.ts';
+import { jsonLogger } from '../src/log.ts';
 import { nodeIo } from '../src/sinks/file-io.ts';
 import { RECENT_BYTES, recentEvents } from '../src/sinks/file-recent.ts';
+import { readEarlier } from '../src/sinks/sink.ts';
 
 const HOUR = 3_600_000;
 const NOW = Date.parse('2026-12-07T12:00:00.000Z');
@@ -181,5 +183,25 @@ describe('recentEvents: what the store holds from just before the start', () => 
     assert.equal(store.peek('k', 'ahead'), 'done');
     clock.now += HOUR;
     assert.equal(store.peek('k', 'ahead'), 'new', 'its window began at the start, not ten hours later');
+  });
+});
+
+describe('readEarlier: the first requests wait for the read, within a bound', () => {
+  test('a read that never ends is given up after the wait, said; one that fails is said; one that ends is kept', async (t) => {
+    const lines: string[] = [];
+    const log = jsonLogger('info', (line) => lines.push(line));
+    const held = setInterval(() => {}, 1_000); // the wait's timer holds no process open: a server does
+    t.after(() => clearInterval(held));
+    const hung = readEarlier(() => new Promise<EarlierEvents>(() => {}), log, 50);
+    assert.equal(await hung, undefined);
+    assert.match(
+      lines.join(''),
+      /"waitMs":50,"msg":"the events stored before this start were not read in time/,
+    );
+    assert.equal(await readEarlier(() => Promise.reject(new Error('EIO')), log, 50), undefined);
+    assert.match(lines.join(''), /could not be read: their retries are stored again/);
+    const earlier = new EarlierEvents([], keyFingerprint);
+    assert.equal(await readEarlier(() => Promise.resolve(earlier), log, 50), earlier);
+    assert.equal(lines.length, 2, 'nothing said of a read that ended');
   });
 });

@@ -69,13 +69,7 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     log.warn(torn, 'a store file was cut in the middle of a line: the part left was set aside');
   if (config.worker === undefined) sayIfOthersWrite(out, log);
   // Read once the torn tails are set aside. Every writer's, with --workers: a retry may reach any worker.
-  const earlier = recentEvents(io, out).catch((err: unknown) => {
-    log.warn(
-      { err },
-      'the events stored before this start could not be read: their retries are stored again',
-    );
-    return undefined;
-  });
+  const earlier = readEarlier(() => recentEvents(io, out), log);
   const handlers = storeHandlers(store);
   return {
     handlers,
@@ -93,6 +87,41 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     close: () => store.close(),
   };
 }
+
+/**
+ * The events stored just before this start (file-recent.ts), or undefined, said, when they cannot be
+ * read, or not within `waitMs`: the first requests wait for them, and a disk that hangs must not hold
+ * them longer than that.
+ */
+export function readEarlier(
+  read: () => Promise<EarlierEvents>,
+  log: Logger,
+  waitMs = EARLIER_WAIT_MS,
+): Promise<EarlierEvents | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => {
+      log.warn(
+        { waitMs },
+        'the events stored before this start were not read in time: their retries are stored again',
+      );
+      resolve(undefined);
+    }, waitMs).unref();
+  });
+  const done = read().then(
+    (earlier) => earlier,
+    (err: unknown) => {
+      log.warn(
+        { err },
+        'the events stored before this start could not be read: their retries are stored again',
+      );
+      return undefined;
+    },
+  );
+  return Promise.race([done.finally(() => clearTimeout(timer)), late]);
+}
+
+const EARLIER_WAIT_MS = 2_000; // 2 s, of Segment's 5: what the first requests after a start may wait
 
 /**
  * `io`, saying when the store's directory is made again once `started()`: it was removed, or its volume
