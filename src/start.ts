@@ -2,7 +2,6 @@ import type { ApiKeySpec } from './auth.ts';
 import { reloadCertificate } from './certificate.ts';
 import { type CliConfig, type ReloadedFiles, UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
-import type { EarlierEvents } from './earlier-events.ts';
 import { loadHandlers } from './handlers-module.ts';
 import { type IdempotencyStore, MemoryIdempotencyStore } from './idempotency.ts';
 import { resolveIdempotency } from './idempotency-option.ts';
@@ -15,7 +14,7 @@ import { checkServerOptions, createServer, type EndpointServer } from './server.
 import type { Settings } from './settings.ts';
 import type { SettingsSchema } from './settings-schema.ts';
 import type { SignatureSecrets } from './signature.ts';
-import { openSink, type Sink } from './sinks/sink.ts';
+import { openSink, readEarlier, type Sink } from './sinks/sink.ts';
 
 // What the standalone process starts once its signal listeners are in place (cli.ts): the handlers (a
 // --handlers module, or a sink), the server, and what SIGHUP does.
@@ -52,7 +51,7 @@ export async function start(config: CliConfig, log: Logger, worker?: number): Pr
     where = sink.where;
   }
   const shared = await sharedFilter(config, log);
-  const options = { ...config.options, idempotency: filterOption(config, shared, sink?.earlier, log) };
+  const options = { ...config.options, idempotency: filterOption(config, shared, sink, log) };
   const ready =
     sink === undefined && shared === undefined
       ? undefined
@@ -87,15 +86,17 @@ async function sharedFilter(config: CliConfig, log: Logger) {
 function filterOption(
   config: CliConfig,
   shared: IdempotencyStore | undefined,
-  earlier: Promise<EarlierEvents | undefined> | undefined,
+  sink: Sink | undefined,
   log: Logger,
 ): HandlerOptions['idempotency'] {
   const own = config.options.idempotency;
   if (shared !== undefined) return shared;
-  if (earlier === undefined || own === false) return own;
+  const read = sink?.earlierEvents;
+  if (read === undefined || own === false) return own;
   const timeoutMs = config.options.handlerTimeoutMs ?? OPTIONS.handlerTimeoutMs.default;
   const memory = resolveIdempotency(own, log, timeoutMs);
-  if (memory instanceof MemoryIdempotencyStore) memory.rememberEarlier(earlier);
+  if (memory instanceof MemoryIdempotencyStore)
+    memory.rememberEarlier(readEarlier(() => read(memory.ttlMs), log));
   return memory ?? false;
 }
 

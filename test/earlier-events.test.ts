@@ -10,12 +10,21 @@ import { EarlierEvents } from '../src/earlier-events.ts';
 import { eventKey } from '../src/event-digest.ts';
 import { MemoryIdempotencyStore } from '../src/idempotency.ts';
 import { jsonLogger } from '../src/log.ts';
-import { nodeIo } from '../src/sinks/file-io.ts';
-import { RECENT_BYTES, recentEvents } from '../src/sinks/file-recent.ts';
+import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
+import {
+  durableSizes,
+  durableSizesOf,
+  RECENT_BYTES,
+  RECENT_TOTAL_BYTES,
+  recentEvents,
+} from '../src/sinks/file-recent.ts';
+import { NdjsonStore } from '../src/sinks/file-store.ts';
 import { readEarlier } from '../src/sinks/sink.ts';
 
 const HOUR = 3_600_000;
 const NOW = Date.parse('2026-12-07T12:00:00.000Z');
+/** The one process (no --workers), remembering events for 24 h. */
+const ONE_PROCESS = { since: NOW - 24 * HOUR, now: NOW };
 
 /** A line of the file store for `messageId` of `apiKey`, stored at `at`. */
 function line(apiKey: string, messageId: unknown, at = NOW, event: object = {}): string {
@@ -147,7 +156,7 @@ describe('recentEvents: what the store holds from just before the start', () => 
       'notes.ndjson': line('k', 'not-the-stores'),
     });
     mkdirSync(join(dir, 'events-2026-12-07-w3.ndjson')); // a directory named like a file: passed over
-    const { store } = filter(await recentEvents(nodeIo, dir, NOW));
+    const { store } = filter(await recentEvents(nodeIo, dir, ONE_PROCESS));
     const done = (id: string) => store.peek('k', id) === 'done';
     assert.deepEqual(
       ['today', 'yesterday', 'w2', 'cut', 'two-days-ago', 'torn-aside', 'not-the-stores'].filter(done),
@@ -161,7 +170,7 @@ describe('recentEvents: what the store holds from just before the start', () => 
       line('k', `m${n}`, NOW, { properties: { padding } }),
     );
     const dir = storeDir(t, { 'events-2026-12-07.ndjson': lines.join('') });
-    const { store } = filter(await recentEvents(nodeIo, dir, NOW));
+    const { store } = filter(await recentEvents(nodeIo, dir, ONE_PROCESS));
     const last = lines.length - 1;
     assert.equal(store.peek('k', `m${last}`), 'done');
     assert.equal(store.peek('k', 'm0'), 'new');
@@ -178,11 +187,127 @@ describe('recentEvents: what the store holds from just before the start', () => 
       elsewhere: line('k', 'linked'),
     });
     symlinkSync(join(dir, 'elsewhere'), join(dir, 'events-2026-12-07-w1.ndjson'));
-    const { store, clock } = filter(await recentEvents(nodeIo, dir, NOW), HOUR);
+    const { store, clock } = filter(await recentEvents(nodeIo, dir, ONE_PROCESS), HOUR);
     assert.equal(store.peek('k', 'linked'), 'new');
     assert.equal(store.peek('k', 'ahead'), 'done');
     clock.now += HOUR;
     assert.equal(store.peek('k', 'ahead'), 'new', 'its window began at the start, not ten hours later');
+  });
+});
+
+describe('recentEvents: only lines known durable', () => {
+  test("a worker reads its own files whole, another writer's only as far as its primary found it, none it did not name", async (t) => {
+    const synced = line('k', 'w2-synced');
+    const dir = storeDir(t, {
+      'events-2026-12-07-w1.ndjson': line('k', 'own-1') + line('k', 'own-2'),
+      'events-2026-12-07-w2.ndjson': synced,
+    });
+    // What the primary found after its repair, before any worker wrote; then worker 2 and a new worker 3
+    // write commits that may not be synced yet, or be cut back and refused.
+    const durable = durableSizesOf(await durableSizes(nodeIo, dir));
+    assert.deepEqual(
+      [...durable],
+      [
+        ['events-2026-12-07-w1.ndjson', Buffer.byteLength(line('k', 'own-1') + line('k', 'own-2'))],
+        ['events-2026-12-07-w2.ndjson', Buffer.byteLength(synced)],
+      ],
+    );
+    writeFileSync(join(dir, 'events-2026-12-07-w2.ndjson'), synced + line('k', 'w2-unsynced'));
+    writeFileSync(join(dir, 'events-2026-12-07-w3.ndjson'), line('k', 'w3-unsynced'));
+    writeFileSync(
+      join(dir, 'events-2026-12-07-w1.ndjson'),
+      line('k', 'own-1') + line('k', 'own-2') + line('k', 'own-3'),
+    );
+    const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, durable }));
+    const done = (id: string) => store.peek('k', id) === 'done';
+    assert.deepEqual(['own-1', 'own-2', 'own-3', 'w2-synced', 'w2-unsynced', 'w3-unsynced'].filter(done), [
+      'own-1',
+      'own-2',
+      'own-3',
+      'w2-synced',
+    ]);
+    assert.deepEqual([...durableSizesOf('not json')], [], 'unreadable: no other writer read');
+    assert.deepEqual([...durableSizesOf('{"a":1.5,"b":"2","c":3}')], [['c', 3]]);
+  });
+
+  test('a commit another worker writes while a replacement starts, then cuts back and refuses (503), is not remembered', async (t) => {
+    const dir = storeDir(t, {});
+    let syncing: () => void = () => {};
+    const atSync = new Promise<void>((resolve) => (syncing = resolve));
+    let fail: () => void = () => {};
+    const failed = new Promise<void>((resolve) => (fail = resolve));
+    let armed = false;
+    const io: StoreIo = {
+      ...nodeIo,
+      fdatasync: async (fd) => {
+        if (!armed) return nodeIo.fdatasync(fd);
+        armed = false;
+        syncing();
+        await failed; // the commit's line is written, not yet synced
+        throw Object.assign(new Error('I/O error'), { code: 'EIO' });
+      },
+    };
+    const worker1 = await NdjsonStore.open(dir, { io, worker: 1 });
+    t.after(() => worker1.close().catch(() => {}));
+    const durable = durableSizesOf(await durableSizes(nodeIo, dir)); // the primary's, before workers write
+    armed = true;
+    const answer = worker1.appendLine(line('k', 'never-stored').trimEnd(), new Date(NOW)).then(
+      () => 200,
+      () => 503,
+    );
+    await atSync;
+    const earlier = await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 2, durable });
+    fail();
+    assert.equal(await answer, 503, 'refused: Segment retries it');
+    assert.equal(
+      filter(earlier).store.peek('k', 'never-stored'),
+      'new',
+      'its retry is stored, not taken for a copy',
+    );
+  });
+
+  test('a hole of zeros a power cut left: the lines from the first that holds one are passed over, as repair sets them aside', async (t) => {
+    const holed = line('k', 'in-hole').replace('Signed Up', '\0\0\0\0\0\0\0\0\0');
+    const dir = storeDir(t, {
+      'events-2026-12-07.ndjson': `${line('k', 'before')}${holed}${line('k', 'after')}`,
+      'events-2026-12-07-w1.ndjson': `${line('k', 'w1-before')}${'\0'.repeat(4096)}${line('k', 'w1-after')}`,
+    });
+    const { store } = filter(await recentEvents(nodeIo, dir, ONE_PROCESS));
+    const done = (id: string) => store.peek('k', id) === 'done';
+    assert.deepEqual(['before', 'in-hole', 'after', 'w1-before', 'w1-after'].filter(done), [
+      'before',
+      'w1-before',
+    ]);
+  });
+
+  test('its own writer first, then the newest others, within the bound in all', async (t) => {
+    const padding = 'x'.repeat(1000);
+    const full = (name: string) =>
+      Array.from({ length: Math.ceil(RECENT_BYTES / 1000) + 10 }, (_, n) =>
+        line('k', `${name}-${n}`, NOW, { properties: { padding } }),
+      ).join('');
+    const dir = storeDir(t, {
+      'events-2026-12-07-w1.ndjson': full('w1'),
+      'events-2026-12-07-w2.ndjson': full('w2'),
+      'events-2026-12-07-w3.ndjson': full('w3'),
+    });
+    const durable = durableSizesOf(await durableSizes(nodeIo, dir));
+    const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 2, durable }));
+    const last = Math.ceil(RECENT_BYTES / 1000) + 9;
+    const done = (id: string) => store.peek('k', id) === 'done';
+    assert.equal(RECENT_TOTAL_BYTES, 2 * RECENT_BYTES);
+    assert.deepEqual(
+      ['w1', 'w2', 'w3'].map((w) => `${w}-${last}`).filter(done),
+      ['w2', 'w3'].map((w) => `${w}-${last}`),
+      'its own, then the newest other (w3 before w1 on the same day), then the bound',
+    );
+  });
+
+  test('the files of days that ended before the window are not read', async (t) => {
+    const dir = storeDir(t, { 'events-2026-12-05.ndjson': line('k', 'two-days-ago') });
+    const read = async (since: number) => filter(await recentEvents(nodeIo, dir, { since, now: NOW })).store;
+    assert.equal((await read(NOW - 24 * HOUR)).peek('k', 'two-days-ago'), 'new');
+    assert.equal((await read(NOW - 72 * HOUR)).peek('k', 'two-days-ago'), 'done');
   });
 });
 

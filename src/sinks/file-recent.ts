@@ -12,48 +12,88 @@ import { COMMIT_MAX_BYTES } from './file-repair.ts';
 // crash loses the answers of at most the last two commits (one synced, its answers not yet written; one
 // being written), each of at most COMMIT_MAX_BYTES: their events are in the last RECENT_BYTES of what
 // each writer wrote. Segment retries them, and without this they would be stored again.
+//
+// Only lines known durable are read: an event remembered here and then lost would be answered 200 on
+// its retry, and never stored. Start-up repair syncs a writer's last two files (and sets aside what
+// follows a torn line or a hole of zeros, which this read passes over too). So a process reads its own
+// files, which no one else writes, whole; and the files of other writers (the other workers of
+// --workers, writing while it reads) only up to the sizes its primary found after its repair, before any
+// worker wrote (`durable`): past them, a commit may not be synced yet, or be cut back and refused.
 
 // Lines parsed between looks at the clock (inSlices): a line of a few KB takes a few µs.
 const LINES_A_STEP = 16;
 
 /** The bytes read back from the end of each writer's (each worker's) files: its last two commits. */
 export const RECENT_BYTES = 2 * COMMIT_MAX_BYTES;
+/** The bytes read back in all, its own writer's first: what a start with many writers may spend. */
+export const RECENT_TOTAL_BYTES = 2 * RECENT_BYTES;
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export interface RecentOptions {
+  /** Events stored before this (ms) are of no use: the files of days that ended before it are not read. */
+  readonly since: number;
+  /** The writer this process is (K of `-wK`), or undefined for the one process: every file is its own. */
+  readonly worker?: number | undefined;
+  /** Other writers' files: the bytes of each known durable (by name); a file not named is not read. */
+  readonly durable?: ReadonlyMap<string, number> | undefined;
+  /** ms, for tests. */
+  readonly now?: number | undefined;
+}
 
 /**
- * The events in the last RECENT_BYTES of each writer's files in `dir`, its newest day's first, then the
- * day before's if that is not enough. A line that does not parse, or has no messageId, is passed over;
- * so is a file that is not the store's (not a regular file, another user's). Read while the endpoint
- * serves: the lines are parsed a slice at a time (~10 ms of parsing for 2 MiB, more on a cold start).
- * `now`: ms, for tests.
+ * The events in the last RECENT_BYTES of each writer's files in `dir` (its newest day's, then the day
+ * before's if that is not enough), RECENT_TOTAL_BYTES in all: this writer's own first, then the others'
+ * newest first. A line that does not parse, or has no messageId, is passed over; so is a file that is
+ * not the store's (not a regular file, another user's). Read while the endpoint serves: the lines are
+ * parsed a slice at a time (~10 ms of parsing for 2 MiB, more on a cold start).
  */
-export async function recentEvents(io: StoreIo, dir: string, now = Date.now()): Promise<EarlierEvents> {
-  const byWriter = new Map<number, StoreFile[]>();
-  for (const name of await io.readdir(dir)) {
-    const file = storeFile(name);
-    if (file !== undefined) byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
-  }
+export async function recentEvents(io: StoreIo, dir: string, options: RecentOptions): Promise<EarlierEvents> {
+  const now = options.now ?? Date.now();
+  const own = options.worker ?? -1;
+  // A day that ended before `since` holds nothing worth remembering.
+  const writers = [...(await lastTwoEach(io, dir, (file) => Date.parse(file.day) + DAY_MS > options.since))];
+  const newest = (files: readonly StoreFile[]) => files[files.length - 1] as StoreFile;
+  writers.sort(
+    ([a, aFiles], [b, bFiles]) =>
+      Number(b === own) - Number(a === own) || inReadingOrder(newest(bFiles), newest(aFiles)),
+  );
   const events: EarlierEvent[] = [];
-  for (const files of byWriter.values()) {
-    let budget = RECENT_BYTES;
-    for (const file of files.sort(inReadingOrder).reverse().slice(0, 2)) {
-      const text = await fileTail(io, join(dir, file.name), budget);
+  let total = RECENT_TOTAL_BYTES;
+  for (const [writer, files] of writers) {
+    let budget = Math.min(RECENT_BYTES, total);
+    for (const file of [...files].reverse()) {
+      if (budget <= 0) break;
+      const durable =
+        options.worker === undefined || writer === own ? Infinity : options.durable?.get(file.name);
+      if (durable === undefined) continue;
+      const text = await fileTail(io, join(dir, file.name), budget, durable);
       if (text === undefined) continue;
       budget -= Buffer.byteLength(text);
+      total -= Buffer.byteLength(text);
       await inSlices(eventsIn(text, now, events));
-      if (budget <= 0) break;
     }
   }
   return new EarlierEvents(events, keyFingerprint);
 }
 
-/** The whole lines among the last `bytes` of `path`; undefined if it is none of the store's files. */
-async function fileTail(io: StoreIo, path: string, bytes: number): Promise<string | undefined> {
+/**
+ * The whole lines among the last `bytes` of `path`, up to `durable` bytes into it, and none from the
+ * first that holds a zero byte (a hole a power cut left: repair sets it aside); undefined if it is none
+ * of the store's files.
+ */
+async function fileTail(
+  io: StoreIo,
+  path: string,
+  bytes: number,
+  durable: number,
+): Promise<string | undefined> {
   // As repair opens them: a symbolic link named like a store file is none of the store's (it writes none),
   // and what it leads to (another endpoint's store?) must not have this one's events answered as copies.
   const fd = await io.open(path, 'r+').catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
-    const { size } = await ownStat(io, fd, path);
+    const size = Math.min((await ownStat(io, fd, path)).size, durable);
     // One byte more than `bytes`, before them: whether they begin with a whole line.
     const from = Math.max(0, size - bytes - 1);
     const tail = Buffer.alloc(size - from);
@@ -61,7 +101,8 @@ async function fileTail(io: StoreIo, path: string, bytes: number): Promise<strin
     // A first line cut by where the read starts, and a last one a crash left without its end, are no
     // events: whole lines only.
     const start = from === 0 ? 0 : tail.indexOf(0x0a) + 1;
-    return tail.toString('utf8', start, tail.lastIndexOf(0x0a) + 1);
+    const zero = tail.indexOf(0, start);
+    return tail.toString('utf8', start, tail.lastIndexOf(0x0a, zero === -1 ? tail.length : zero) + 1);
   } catch {
     return undefined; // not the store's file, or gone meanwhile: nothing of it is remembered
   } finally {
@@ -86,5 +127,49 @@ function* eventsIn(text: string, now: number, into: EarlierEvent[]): Steps<void>
     if (messageId === undefined || typeof record?.source !== 'string' || Number.isNaN(at)) continue;
     // A time ahead of this clock (another machine's, a clock set back) counts as now, not as later.
     into.push({ source: record.source, messageId, at: Math.min(at, now) });
+  }
+}
+
+/**
+ * What the primary of --workers found of the store after its repair, before any worker writes: the size
+ * of each writer's last two files, as text for its workers' environment (a few lines of JSON).
+ */
+export async function durableSizes(io: StoreIo, dir: string): Promise<string> {
+  const sizes: Record<string, number> = {};
+  for (const files of (await lastTwoEach(io, dir)).values()) {
+    for (const file of files) {
+      const size = (await io.identity?.(join(dir, file.name)))?.size;
+      if (size !== undefined) sizes[file.name] = size;
+    }
+  }
+  return JSON.stringify(sizes);
+}
+
+/** Each writer's last two store files in `dir` of those `keep` accepts, in reading order. */
+async function lastTwoEach(
+  io: StoreIo,
+  dir: string,
+  keep: (file: StoreFile) => boolean = () => true,
+): Promise<Map<number, StoreFile[]>> {
+  const byWriter = new Map<number, StoreFile[]>();
+  for (const name of await io.readdir(dir)) {
+    const file = storeFile(name);
+    if (file !== undefined && keep(file))
+      byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
+  }
+  for (const [writer, files] of byWriter) byWriter.set(writer, files.sort(inReadingOrder).slice(-2));
+  return byWriter;
+}
+
+/** The variable in which the primary of --workers tells its workers durableSizes. */
+export const DURABLE_VARIABLE = 'SEGMENT_ENDPOINT_WORKER_DURABLE';
+
+/** The sizes durableSizes gave, read back; none (every other writer's file passed over) if unreadable. */
+export function durableSizesOf(text: string | undefined): Map<string, number> {
+  try {
+    const sizes = JSON.parse(text ?? '{}') as Record<string, unknown>;
+    return new Map(Object.entries(sizes).filter((e): e is [string, number] => Number.isSafeInteger(e[1])));
+  } catch {
+    return new Map();
   }
 }

@@ -23,10 +23,10 @@ export interface Sink {
   /** Where events go, for the start-up line. */
   readonly where: string;
   /**
-   * The events stored just before this start (the file store's), for the duplicate filter to remember:
-   * read while the endpoint serves, undefined if they could not be.
+   * Reads the events stored just before this start that are worth remembering for `ttlMs` (the file
+   * store's), for the duplicate filter: called once, only by a filter that will use them.
    */
-  readonly earlier?: Promise<EarlierEvents | undefined> | undefined;
+  readonly earlierEvents?: ((ttlMs: number) => Promise<EarlierEvents>) | undefined;
   /** Called after each group commit with its time until durable (seconds) and its events: for metrics. */
   onCommit: ((seconds: number, events: number) => void) | undefined;
   /** Stores what was handed over, then lets go of files or connections. */
@@ -46,7 +46,7 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     const { openPostgresSink } = await import('./postgres-open.ts');
     return openPostgresSink(config.postgres, log);
   }
-  const [{ NdjsonStore: Store }, { storeHandlers }, { defaultIo }, { recentEvents }] = await Promise.all([
+  const [{ NdjsonStore: Store }, { storeHandlers }, { defaultIo }, recent] = await Promise.all([
     import('./file-store.ts'),
     import('./file-records.ts'),
     import('./file-io.ts'),
@@ -68,12 +68,16 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   store.onTorn = (torn) =>
     log.warn(torn, 'a store file was cut in the middle of a line: the part left was set aside');
   if (config.worker === undefined) sayIfOthersWrite(out, log);
-  // Read once the torn tails are set aside. Every writer's, with --workers: a retry may reach any worker.
-  const earlier = readEarlier(() => recentEvents(io, out), log);
+  // Read once the torn tails are set aside. Every writer's, with --workers (a retry may reach any
+  // worker): the others' only as far as the primary found them after its repair.
+  const durable =
+    config.worker === undefined ? undefined : recent.durableSizesOf(process.env[recent.DURABLE_VARIABLE]);
+  const earlierEvents = (ttlMs: number) =>
+    recent.recentEvents(io, out, { since: Date.now() - ttlMs, worker: config.worker, durable });
   const handlers = storeHandlers(store);
   return {
     handlers,
-    earlier,
+    earlierEvents,
     get writable() {
       return store.writable;
     },
@@ -168,9 +172,10 @@ export function storeRefused(err: unknown, out: string): unknown {
  */
 export async function repairStoreFiles(out: string, log: Logger): Promise<void> {
   const dir = kernelPath(out);
-  const [{ makeDirectory, repairStore }, { nodeIo }] = await Promise.all([
+  const [{ makeDirectory, repairStore }, { nodeIo }, recent] = await Promise.all([
     import('./file-repair.ts'),
     import('./file-io.ts'),
+    import('./file-recent.ts'),
   ]);
   // Locked for the primary's life: its workers write under it.
   const recovered = await makeDirectory(nodeIo, dir)
@@ -183,6 +188,8 @@ export async function repairStoreFiles(out: string, log: Logger): Promise<void> 
     });
   for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   sayIfOthersWrite(dir, log);
+  // What each worker may read back of the others' files (file-recent.ts): forked, they inherit it.
+  process.env[recent.DURABLE_VARIABLE] = await recent.durableSizes(nodeIo, dir).catch(() => '{}');
 }
 
 /**
