@@ -113,16 +113,20 @@ export function resolveIdempotency(
     }
     return guardStore(value as IdempotencyStore, log, timeoutMs);
   }
+  return memoryFilter(value as MemoryIdempotencyOptions);
+}
+
+/** The in-memory store the `idempotency` option's own options make; undefined for `{ maxEntries: 0 }`. */
+export function memoryFilter(value: MemoryIdempotencyOptions = {}): MemoryIdempotencyStore | undefined {
   checkOptionNames(value, MEMORY_OPTION_NAMES, {}, 'options.idempotency.');
-  const memory = value as MemoryIdempotencyOptions;
-  if (memory.now !== undefined && typeof memory.now !== 'function') {
+  if (value.now !== undefined && typeof value.now !== 'function') {
     throw new TypeError(
-      `options.idempotency.now must be a function returning ms, got ${describeValue(memory.now)}`,
+      `options.idempotency.now must be a function returning ms, got ${describeValue(value.now)}`,
     );
   }
-  const maxEntries = integer('idempotency.maxEntries', memory.maxEntries);
-  const ttlMs = integer('idempotency.ttlMs', memory.ttlMs);
-  return maxEntries === 0 ? undefined : new MemoryIdempotencyStore({ maxEntries, ttlMs, now: memory.now });
+  const maxEntries = integer('idempotency.maxEntries', value.maxEntries);
+  const ttlMs = integer('idempotency.ttlMs', value.ttlMs);
+  return maxEntries === 0 ? undefined : new MemoryIdempotencyStore({ maxEntries, ttlMs, now: value.now });
 }
 
 /** The in-memory store's options (the compiler holds the list to MemoryIdempotencyOptions). */

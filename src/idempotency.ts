@@ -54,6 +54,12 @@ export const OVERDUE = Symbol('segment-endpoint.overdue');
  */
 export const HANDLER_TIMEOUT = Symbol('segment-endpoint.handlerTimeout');
 
+/**
+ * How the standalone process tells the in-memory store of the events its file store kept from before
+ * the start (earlier-events.ts): a symbol, not a method of the public class, whose argument is ours.
+ */
+export const EARLIER = Symbol('segment-endpoint.earlier');
+
 /** A store that can tell copies of an overdue event to retry at once (see `OVERDUE`). */
 export type OverdueAware = IdempotencyStore & {
   [OVERDUE]?: (key: string) => void;
@@ -101,7 +107,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
    */
   readonly #overdue = new DigestSet(4);
   readonly #ring: DigestRing;
-  /** Events processed before this store was made, still to be remembered (rememberEarlier). */
+  /** Events processed before this store was made, still to be remembered (`[EARLIER]`). */
   #earlier: EarlierHandOver | undefined;
 
   constructor(options: MemoryIdempotencyOptions = {}) {
@@ -121,13 +127,14 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
    * from the first time that key is seen: a key is known to them by its fingerprint only. While they are
    * being read, claims wait for them.
    */
-  rememberEarlier(earlier: EarlierEvents | Promise<EarlierEvents | undefined>): void {
+  [EARLIER](earlier: EarlierEvents | Promise<EarlierEvents | undefined>): void {
     if (this.maxEntries > 0) this.#earlier = new EarlierHandOver(earlier);
   }
 
   claim(key: string): Claim | Promise<Claim> {
-    if (this.#earlier !== undefined) {
-      const loading = this.#admit(key.slice(0, key.indexOf('\n')));
+    const earlier = this.#earlier;
+    if (earlier !== undefined && key.includes('\n')) {
+      const loading = this.#admit(earlier, key.slice(0, key.indexOf('\n'))); // eventKey(apiKey, messageId)
       if (loading !== undefined) return loading.then(() => this.claim(key));
     }
     const digest = digestOf(key);
@@ -188,7 +195,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
    */
   peek(apiKey: string, messageId: string): Claim | Promise<Claim> {
     if (this.#earlier !== undefined) {
-      const loading = this.#admit(apiKey);
+      const loading = this.#admit(this.#earlier, apiKey);
       if (loading !== undefined) return loading.then(() => this.claim(eventKey(apiKey, messageId)));
     }
     const digest = digestOfEvent(apiKey, messageId);
@@ -207,8 +214,8 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 
   /** The earlier events of `apiKey` remembered, the first time it is seen; while they are read, the wait. */
-  #admit(apiKey: string): Promise<void> | undefined {
-    const said = (this.#earlier as EarlierHandOver).admit(apiKey, this.ttlMs, this.#now(), this.#rememberAt);
+  #admit(earlier: EarlierHandOver, apiKey: string): Promise<void> | undefined {
+    const said = earlier.admit(apiKey, this.ttlMs, this.#now(), this.#rememberAt);
     if (said !== 'over') return said;
     this.#earlier = undefined;
     return undefined;

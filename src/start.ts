@@ -2,9 +2,10 @@ import type { ApiKeySpec } from './auth.ts';
 import { reloadCertificate } from './certificate.ts';
 import { type CliConfig, type ReloadedFiles, UsageError } from './config.ts';
 import type { Handlers } from './dispatch.ts';
+import { readEarlier } from './earlier-events.ts';
 import { loadHandlers } from './handlers-module.ts';
-import { type IdempotencyStore, MemoryIdempotencyStore } from './idempotency.ts';
-import { resolveIdempotency } from './idempotency-option.ts';
+import { EARLIER, type IdempotencyStore, type MemoryIdempotencyOptions } from './idempotency.ts';
+import { memoryFilter } from './idempotency-option.ts';
 import { reloadKeysInSlices } from './keys-reload.ts';
 import type { Logger } from './log.ts';
 import { OPTIONS } from './option-table.ts';
@@ -14,7 +15,7 @@ import { checkServerOptions, createServer, type EndpointServer } from './server.
 import type { Settings } from './settings.ts';
 import type { SettingsSchema } from './settings-schema.ts';
 import type { SignatureSecrets } from './signature.ts';
-import { openSink, readEarlier, type Sink } from './sinks/sink.ts';
+import { openSink, type Sink } from './sinks/sink.ts';
 
 // What the standalone process starts once its signal listeners are in place (cli.ts): the handlers (a
 // --handlers module, or a sink), the server, and what SIGHUP does.
@@ -83,20 +84,18 @@ async function sharedFilter(config: CliConfig, log: Logger) {
  * the store kept from just before this start, so that Segment's retries of those a crash left unanswered
  * are not stored again.
  */
-function filterOption(
+export function filterOption(
   config: CliConfig,
   shared: IdempotencyStore | undefined,
   sink: Sink | undefined,
   log: Logger,
 ): HandlerOptions['idempotency'] {
-  const own = config.options.idempotency;
+  const own = config.options.idempotency; // from the flags: the in-memory store's options, or false
   if (shared !== undefined) return shared;
   const read = sink?.earlierEvents;
   if (read === undefined || own === false) return own;
-  const timeoutMs = config.options.handlerTimeoutMs ?? OPTIONS.handlerTimeoutMs.default;
-  const memory = resolveIdempotency(own, log, timeoutMs);
-  if (memory instanceof MemoryIdempotencyStore)
-    memory.rememberEarlier(readEarlier(() => read(memory.ttlMs), log));
+  const memory = memoryFilter(own as MemoryIdempotencyOptions | undefined);
+  memory?.[EARLIER](readEarlier(() => read(memory.ttlMs), log));
   return memory ?? false;
 }
 

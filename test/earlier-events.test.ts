@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { keyFingerprint } from '../src/auth.ts';
-import { EarlierEvents } from '../src/earlier-events.ts';
+import { EarlierEvents, readEarlier } from '../src/earlier-events.ts';
 import { eventKey } from '../src/event-digest.ts';
-import { MemoryIdempotencyStore } from '../src/idempotency.ts';
+import { EARLIER, MemoryIdempotencyStore } from '../src/idempotency.ts';
 import { jsonLogger } from '../src/log.ts';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import {
@@ -19,7 +19,9 @@ import {
   recentEvents,
 } from '../src/sinks/file-recent.ts';
 import { NdjsonStore } from '../src/sinks/file-store.ts';
-import { readEarlier } from '../src/sinks/sink.ts';
+import type { Sink } from '../src/sinks/sink.ts';
+import { filterOption } from '../src/start.ts';
+import { configOf } from './cli-harness.ts';
 
 const HOUR = 3_600_000;
 const NOW = Date.parse('2026-12-07T12:00:00.000Z');
@@ -48,7 +50,7 @@ function storeDir(t: { after: (fn: () => void) => void }, files: Record<string, 
 function filter(earlier: EarlierEvents, ttlMs = 24 * HOUR) {
   const clock = { now: NOW };
   const store = new MemoryIdempotencyStore({ ttlMs, now: () => clock.now });
-  store.rememberEarlier(earlier);
+  store[EARLIER](earlier);
   return { store, clock };
 }
 
@@ -116,7 +118,7 @@ describe('the duplicate filter remembers events stored before it was made', () =
   test('while they are being read, claims wait for them; a read that failed leaves the filter as it was', async () => {
     let read: (events: EarlierEvents) => void = () => {};
     const store = new MemoryIdempotencyStore({ now: () => NOW });
-    store.rememberEarlier(new Promise<EarlierEvents>((resolve) => (read = resolve)));
+    store[EARLIER](new Promise<EarlierEvents>((resolve) => (read = resolve)));
     const waiting = [store.peek('k', 'm'), store.peek('k', 'other'), store.claim(eventKey('k', 'm'))];
     assert.ok(waiting.every((claim) => claim instanceof Promise));
     read(new EarlierEvents([{ source: keyFingerprint('k'), messageId: 'm', at: NOW }], keyFingerprint));
@@ -125,7 +127,7 @@ describe('the duplicate filter remembers events stored before it was made', () =
     assert.equal(store.peek('k', 'm'), 'done', 'answered at once from then on');
 
     const failed = new MemoryIdempotencyStore({ now: () => NOW });
-    failed.rememberEarlier(Promise.reject(new Error('EIO')));
+    failed[EARLIER](Promise.reject(new Error('EIO')));
     assert.equal(await failed.peek('k', 'm'), 'new');
     failed.complete(eventKey('k', 'm')); // claimed through the wait: pending until then
     assert.equal(failed.peek('k', 'm'), 'done');
@@ -137,7 +139,7 @@ describe('the duplicate filter remembers events stored before it was made', () =
       keyFingerprint,
     );
     const store = new MemoryIdempotencyStore({ maxEntries: 0, now: () => NOW });
-    store.rememberEarlier(earlier);
+    store[EARLIER](earlier);
     assert.equal(store.peek('k', 'm'), 'new');
   });
 });
@@ -266,6 +268,27 @@ describe('recentEvents: only lines known durable', () => {
     );
   });
 
+  test('its own file is synced before its lines count (a repair deferred for want of room syncs nothing); one that cannot be is passed over', async (t) => {
+    const dir = storeDir(t, {
+      'events-2026-12-07.ndjson': `${line('k', 'unsynced')}{"receivedAt":"2026-12-07T11:5`,
+      'events-2026-12-07-w1.ndjson': line('k', 'other-writer'),
+    });
+    const synced: number[] = [];
+    const syncing: StoreIo = { ...nodeIo, fdatasync: async (fd) => void synced.push(fd) };
+    const { store } = filter(await recentEvents(syncing, dir, ONE_PROCESS));
+    assert.equal(store.peek('k', 'unsynced'), 'done');
+    assert.equal(synced.length, 2, 'each file of the one process synced');
+    const failing: StoreIo = {
+      ...nodeIo,
+      fdatasync: async () => {
+        throw Object.assign(new Error('I/O error'), { code: 'EIO' });
+      },
+    };
+    const none = filter(await recentEvents(failing, dir, ONE_PROCESS)).store;
+    assert.deepEqual([none.peek('k', 'unsynced'), none.peek('k', 'other-writer')], ['new', 'new']);
+    assert.equal(await durableSizes(failing, dir), '{}', 'the primary names no file it could not sync');
+  });
+
   test('a hole of zeros a power cut left: the lines from the first that holds one are passed over, as repair sets them aside', async (t) => {
     const holed = line('k', 'in-hole').replace('Signed Up', '\0\0\0\0\0\0\0\0\0');
     const dir = storeDir(t, {
@@ -328,5 +351,33 @@ describe('readEarlier: the first requests wait for the read, within a bound', ()
     const earlier = new EarlierEvents([], keyFingerprint);
     assert.equal(await readEarlier(() => Promise.resolve(earlier), log, 50), earlier);
     assert.equal(lines.length, 2, 'nothing said of a read that ended');
+  });
+});
+
+describe('the standalone process reads back only for a filter that uses it', () => {
+  test('the in-memory filter reads once; --idempotency-max-entries 0, --idempotency-redis and a sink without a store read nothing', async () => {
+    let reads = 0;
+    const sink = {
+      earlierEvents: async () => {
+        reads++;
+        return new EarlierEvents(
+          [{ source: keyFingerprint('k'), messageId: 'm', at: Date.now() }],
+          keyFingerprint,
+        );
+      },
+    } as unknown as Sink;
+    const log = jsonLogger('info', () => {});
+    const memory = filterOption(configOf(['--api-key', 'k']), undefined, sink, log);
+    assert.ok(memory instanceof MemoryIdempotencyStore);
+    assert.equal(await memory.peek('k', 'm'), 'done');
+    assert.equal(reads, 1);
+    assert.equal(
+      filterOption(configOf(['--api-key', 'k', '--idempotency-max-entries', '0']), undefined, sink, log),
+      false,
+    );
+    const shared = new MemoryIdempotencyStore();
+    assert.equal(filterOption(configOf(['--api-key', 'k']), shared, sink, log), shared);
+    assert.equal(filterOption(configOf(['--api-key', 'k']), undefined, {} as Sink, log), undefined);
+    assert.equal(reads, 1);
   });
 });

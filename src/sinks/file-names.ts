@@ -43,6 +43,14 @@ export function inReadingOrder(a: StoreFile, b: StoreFile): number {
   return a.worker - b.worker;
 }
 
+/** Each writer's (each worker's) last two files of `files`, in reading order: today's and the day before's. */
+export function lastTwoOfEach(files: readonly StoreFile[]): Map<number, StoreFile[]> {
+  const byWriter = new Map<number, StoreFile[]>();
+  for (const file of files) byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
+  for (const [writer, own] of byWriter) byWriter.set(writer, own.sort(inReadingOrder).slice(-2));
+  return byWriter;
+}
+
 /** The store files in `dir`, in reading order. */
 export async function listStoreFiles(dir: string): Promise<StoreFile[]> {
   const files: StoreFile[] = [];
@@ -82,13 +90,15 @@ export class DayFiles {
  * `/data/deep`, `base/link/../store` is `/data/store` to the kernel (where `mkdir -p` makes it) and
  * `base/store` to path.resolve: a store that took one for the other made its directory in one place and
  * looked for it, and for its lock, in the other. Components that do not exist yet are joined as they
- * are: directories the store's `mkdir -p` makes.
+ * are: directories the store's `mkdir -p` makes. Links after the last `..` are left as they are, as
+ * without any `..`.
  */
 export function kernelPath(path: string): string {
   const parts = path.split(sep);
-  if (!parts.includes('..')) return resolve(path);
+  const last = parts.lastIndexOf('..');
+  if (last === -1) return resolve(path);
   let at = isAbsolute(path) ? sep : process.cwd(); // the working directory is a real path (getcwd)
-  for (const part of parts) {
+  for (const part of parts.slice(0, last + 1)) {
     if (part === '' || part === '.') continue;
     if (part === '..') {
       at = dirname(at);
@@ -101,5 +111,5 @@ export function kernelPath(path: string): string {
       at = next; // not there yet (or not readable): made, or refused, by whoever opens it
     }
   }
-  return at;
+  return resolve(at, ...parts.slice(last + 1)); // after the last .., as given: no link resolved there
 }

@@ -4,7 +4,7 @@ import { type EarlierEvent, EarlierEvents } from '../earlier-events.ts';
 import { messageIdOf } from '../normalize.ts';
 import { inSlices, type Steps } from '../slices.ts';
 import { readAt, type StoreIo } from './file-io.ts';
-import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
+import { inReadingOrder, lastTwoOfEach, type StoreFile, storeFile } from './file-names.ts';
 import { ownStat } from './file-owner.ts';
 import { COMMIT_MAX_BYTES } from './file-repair.ts';
 
@@ -14,11 +14,12 @@ import { COMMIT_MAX_BYTES } from './file-repair.ts';
 // each writer wrote. Segment retries them, and without this they would be stored again.
 //
 // Only lines known durable are read: an event remembered here and then lost would be answered 200 on
-// its retry, and never stored. Start-up repair syncs a writer's last two files (and sets aside what
-// follows a torn line or a hole of zeros, which this read passes over too). So a process reads its own
-// files, which no one else writes, whole; and the files of other writers (the other workers of
-// --workers, writing while it reads) only up to the sizes its primary found after its repair, before any
-// worker wrote (`durable`): past them, a commit may not be synced yet, or be cut back and refused.
+// its retry, and never stored. A process reads its own files, which no one else writes, whole, synced
+// first (start-up repair syncs a writer's last two files, but not one it defers for want of room); the
+// files of other writers (the other workers of --workers, writing while it reads) only up to the sizes
+// its primary synced and found after its repair, before any worker wrote (`durable`): past them, a
+// commit may not be synced yet, or be cut back and refused. Nor what follows a torn line or the first
+// line holding a zero byte (a hole a power cut left), which repair sets aside.
 
 // Lines parsed between looks at the clock (inSlices): a line of a few KB takes a few µs.
 const LINES_A_STEP = 16;
@@ -65,12 +66,15 @@ export async function recentEvents(io: StoreIo, dir: string, options: RecentOpti
     for (const file of [...files].reverse()) {
       if (budget <= 0) break;
       const durable =
-        options.worker === undefined || writer === own ? Infinity : options.durable?.get(file.name);
+        options.worker === undefined || writer === own
+          ? Number.POSITIVE_INFINITY
+          : options.durable?.get(file.name);
       if (durable === undefined) continue;
       const text = await fileTail(io, join(dir, file.name), budget, durable);
       if (text === undefined) continue;
-      budget -= Buffer.byteLength(text);
-      total -= Buffer.byteLength(text);
+      const bytes = Buffer.byteLength(text);
+      budget -= bytes;
+      total -= bytes;
       await inSlices(eventsIn(text, now, events));
     }
   }
@@ -93,7 +97,10 @@ async function fileTail(
   const fd = await io.open(path, 'r+').catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
+    const own = durable === Number.POSITIVE_INFINITY;
     const size = Math.min((await ownStat(io, fd, path)).size, durable);
+    // Its own file: what a repair deferred for want of room left unsynced is made durable before it counts.
+    if (own) await io.fdatasync(fd);
     // One byte more than `bytes`, before them: whether they begin with a whole line.
     const from = Math.max(0, size - bytes - 1);
     const tail = Buffer.alloc(size - from);
@@ -138,11 +145,29 @@ export async function durableSizes(io: StoreIo, dir: string): Promise<string> {
   const sizes: Record<string, number> = {};
   for (const files of (await lastTwoEach(io, dir)).values()) {
     for (const file of files) {
-      const size = (await io.identity?.(join(dir, file.name)))?.size;
+      const size = await syncedSize(io, join(dir, file.name));
       if (size !== undefined) sizes[file.name] = size;
     }
   }
   return JSON.stringify(sizes);
+}
+
+/**
+ * The size of the store file `path`, made durable first (a repair deferred for want of room synced
+ * nothing); undefined if it is none of the store's files, or cannot be synced.
+ */
+async function syncedSize(io: StoreIo, path: string): Promise<number | undefined> {
+  const fd = await io.open(path, 'r+').catch(() => undefined);
+  if (fd === undefined) return undefined;
+  try {
+    const { size } = await ownStat(io, fd, path);
+    await io.fdatasync(fd);
+    return size;
+  } catch {
+    return undefined;
+  } finally {
+    await io.close(fd).catch(() => {});
+  }
 }
 
 /** Each writer's last two store files in `dir` of those `keep` accepts, in reading order. */
@@ -151,14 +176,8 @@ async function lastTwoEach(
   dir: string,
   keep: (file: StoreFile) => boolean = () => true,
 ): Promise<Map<number, StoreFile[]>> {
-  const byWriter = new Map<number, StoreFile[]>();
-  for (const name of await io.readdir(dir)) {
-    const file = storeFile(name);
-    if (file !== undefined && keep(file))
-      byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
-  }
-  for (const [writer, files] of byWriter) byWriter.set(writer, files.sort(inReadingOrder).slice(-2));
-  return byWriter;
+  const files = (await io.readdir(dir)).map(storeFile).filter((file) => file !== undefined && keep(file));
+  return lastTwoOfEach(files as StoreFile[]);
 }
 
 /** The variable in which the primary of --workers tells its workers durableSizes. */

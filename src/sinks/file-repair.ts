@@ -1,6 +1,6 @@
 import { dirname, join, resolve } from 'node:path';
 import { nodeIo, readAt, type StoreIo, writeAll } from './file-io.ts';
-import { inReadingOrder, type StoreFile, storeFile } from './file-names.ts';
+import { inReadingOrder, lastTwoOfEach, type StoreFile, storeFile } from './file-names.ts';
 import { ownStat, regular } from './file-owner.ts';
 import { cutShortCopy } from './file-torn.ts';
 
@@ -182,9 +182,7 @@ export async function repairStore(
  * today's and, just after midnight, yesterday's.
  */
 export function repairedAtStart(files: readonly StoreFile[]): Set<StoreFile> {
-  const byWriter = new Map<number, StoreFile[]>();
-  for (const file of files) byWriter.set(file.worker, [...(byWriter.get(file.worker) ?? []), file]);
-  return new Set([...byWriter.values()].flatMap((own) => own.sort(inReadingOrder).slice(-2)));
+  return new Set([...lastTwoOfEach(files).values()].flat());
 }
 
 /**

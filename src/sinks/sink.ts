@@ -93,41 +93,6 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
 }
 
 /**
- * The events stored just before this start (file-recent.ts), or undefined, said, when they cannot be
- * read, or not within `waitMs`: the first requests wait for them, and a disk that hangs must not hold
- * them longer than that.
- */
-export function readEarlier(
-  read: () => Promise<EarlierEvents>,
-  log: Logger,
-  waitMs = EARLIER_WAIT_MS,
-): Promise<EarlierEvents | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => {
-      log.warn(
-        { waitMs },
-        'the events stored before this start were not read in time: their retries are stored again',
-      );
-      resolve(undefined);
-    }, waitMs).unref();
-  });
-  const done = read().then(
-    (earlier) => earlier,
-    (err: unknown) => {
-      log.warn(
-        { err },
-        'the events stored before this start could not be read: their retries are stored again',
-      );
-      return undefined;
-    },
-  );
-  return Promise.race([done.finally(() => clearTimeout(timer)), late]);
-}
-
-const EARLIER_WAIT_MS = 2_000; // 2 s, of Segment's 5: what the first requests after a start may wait
-
-/**
  * `io`, saying when the store's directory is made again once `started()`: it was removed, or its volume
  * unmounted under the running endpoint, and events now go to a directory on whatever disk holds the path
  * (hidden under the volume once it is mounted again).
@@ -168,9 +133,10 @@ export function storeRefused(err: unknown, out: string): unknown {
 
 /**
  * Start-up repair of every file under `out` (every worker's, with --workers: the primary's, before any
- * worker starts), refused as openSink refuses a store it cannot use.
+ * worker starts), refused as openSink refuses a store it cannot use. Resolves with what the workers are
+ * started with: how much of each file is durable, which they may read back (file-recent.ts).
  */
-export async function repairStoreFiles(out: string, log: Logger): Promise<void> {
+export async function repairStoreFiles(out: string, log: Logger): Promise<Record<string, string>> {
   const dir = kernelPath(out);
   const [{ makeDirectory, repairStore }, { nodeIo }, recent] = await Promise.all([
     import('./file-repair.ts'),
@@ -188,8 +154,7 @@ export async function repairStoreFiles(out: string, log: Logger): Promise<void> 
     });
   for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   sayIfOthersWrite(dir, log);
-  // What each worker may read back of the others' files (file-recent.ts): forked, they inherit it.
-  process.env[recent.DURABLE_VARIABLE] = await recent.durableSizes(nodeIo, dir).catch(() => '{}');
+  return { [recent.DURABLE_VARIABLE]: await recent.durableSizes(nodeIo, dir).catch(() => '{}') };
 }
 
 /**
