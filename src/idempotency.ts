@@ -222,7 +222,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   }
 
   readonly #rememberAt = (apiKey: string, messageId: string, until: number) =>
-    this.#ring.put(digestOf(eventKey(apiKey, messageId)), until);
+    this.#ring.put(digestOfEvent(apiKey, messageId), until);
 
   #done(digest: Uint32Array): boolean {
     return this.#ring.expiry(digest) > this.#now();
