@@ -11,13 +11,7 @@ import { eventKey } from '../src/event-digest.ts';
 import { EARLIER, MemoryIdempotencyStore } from '../src/idempotency.ts';
 import { jsonLogger } from '../src/log.ts';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
-import {
-  durableSizes,
-  durableSizesOf,
-  RECENT_BYTES,
-  RECENT_TOTAL_BYTES,
-  recentEvents,
-} from '../src/sinks/file-recent.ts';
+import { RECENT_BYTES, RECENT_TOTAL_BYTES, recentEvents } from '../src/sinks/file-recent.ts';
 import { NdjsonStore } from '../src/sinks/file-store.ts';
 import type { Sink } from '../src/sinks/sink.ts';
 import { filterOption } from '../src/start.ts';
@@ -145,13 +139,10 @@ describe('the duplicate filter remembers events stored before it was made', () =
 });
 
 describe('recentEvents: what the store holds from just before the start', () => {
-  test("every writer's newest lines, the day before's when its newest day is short; torn and bad lines passed over", async (t) => {
+  test("the one process: every writer's newest lines, the day before's when the newest day is short; bad lines passed over", async (t) => {
     const dir = storeDir(t, {
       'events-2026-12-06.ndjson': line('k', 'yesterday'),
-      'events-2026-12-07.ndjson': `${line('k', 'today')}not json\n${line('k', '')}${line('k', 'cut')}`.slice(
-        0,
-        -20,
-      ),
+      'events-2026-12-07.ndjson': `${line('k', 'today')}not json\n${line('k', '')}`,
       'events-2026-12-07-w2.ndjson': line('k', 'worker-2', NOW, { messageId: undefined, message_id: 'w2' }),
       'events-2026-12-05.ndjson': line('k', 'two-days-ago'),
       'events-2026-12-07.ndjson.torn': line('k', 'torn-aside'),
@@ -161,7 +152,7 @@ describe('recentEvents: what the store holds from just before the start', () => 
     const { store } = filter(await recentEvents(nodeIo, dir, ONE_PROCESS));
     const done = (id: string) => store.peek('k', id) === 'done';
     assert.deepEqual(
-      ['today', 'yesterday', 'w2', 'cut', 'two-days-ago', 'torn-aside', 'not-the-stores'].filter(done),
+      ['today', 'yesterday', 'w2', 'two-days-ago', 'torn-aside', 'not-the-stores'].filter(done),
       ['today', 'yesterday', 'w2'],
     );
   });
@@ -195,41 +186,46 @@ describe('recentEvents: what the store holds from just before the start', () => 
     clock.now += HOUR;
     assert.equal(store.peek('k', 'ahead'), 'new', 'its window began at the start, not ten hours later');
   });
+
+  test('the files of days that ended before the window are not read', async (t) => {
+    const dir = storeDir(t, { 'events-2026-12-05.ndjson': line('k', 'two-days-ago') });
+    const read = async (since: number) => filter(await recentEvents(nodeIo, dir, { since, now: NOW })).store;
+    assert.equal((await read(NOW - 24 * HOUR)).peek('k', 'two-days-ago'), 'new');
+    assert.equal((await read(NOW - 72 * HOUR)).peek('k', 'two-days-ago'), 'done');
+  });
+
+  test('the one process reads the newest writers first, within the bound in all', async (t) => {
+    const padding = 'x'.repeat(1000);
+    const count = Math.ceil(RECENT_BYTES / 1000) + 10;
+    const full = (name: string) =>
+      Array.from({ length: count }, (_, n) =>
+        line('k', `${name}-${n}`, NOW, { properties: { padding } }),
+      ).join('');
+    const dir = storeDir(t, {
+      'events-2026-12-07.ndjson': full('one'),
+      'events-2026-12-07-w1.ndjson': full('w1'),
+      'events-2026-12-07-w2.ndjson': full('w2'),
+    });
+    const { store } = filter(await recentEvents(nodeIo, dir, ONE_PROCESS));
+    const done = (id: string) => store.peek('k', id) === 'done';
+    assert.equal(RECENT_TOTAL_BYTES, 2 * RECENT_BYTES);
+    assert.deepEqual(
+      ['one', 'w1', 'w2'].map((w) => `${w}-${count - 1}`).filter(done),
+      ['w1', 'w2'].map((w) => `${w}-${count - 1}`),
+    );
+  });
 });
 
 describe('recentEvents: only lines known durable', () => {
-  test("a worker reads its own files whole, another writer's only as far as its primary found it, none it did not name", async (t) => {
-    const synced = line('k', 'w2-synced');
+  test("a worker reads its own files only: the others' are written meanwhile", async (t) => {
     const dir = storeDir(t, {
-      'events-2026-12-07-w1.ndjson': line('k', 'own-1') + line('k', 'own-2'),
-      'events-2026-12-07-w2.ndjson': synced,
+      'events-2026-12-07-w1.ndjson': line('k', 'own'),
+      'events-2026-12-07-w2.ndjson': line('k', 'worker-2'),
+      'events-2026-12-07.ndjson': line('k', 'one-process'),
     });
-    // What the primary found after its repair, before any worker wrote; then worker 2 and a new worker 3
-    // write commits that may not be synced yet, or be cut back and refused.
-    const durable = durableSizesOf(await durableSizes(nodeIo, dir));
-    assert.deepEqual(
-      [...durable],
-      [
-        ['events-2026-12-07-w1.ndjson', Buffer.byteLength(line('k', 'own-1') + line('k', 'own-2'))],
-        ['events-2026-12-07-w2.ndjson', Buffer.byteLength(synced)],
-      ],
-    );
-    writeFileSync(join(dir, 'events-2026-12-07-w2.ndjson'), synced + line('k', 'w2-unsynced'));
-    writeFileSync(join(dir, 'events-2026-12-07-w3.ndjson'), line('k', 'w3-unsynced'));
-    writeFileSync(
-      join(dir, 'events-2026-12-07-w1.ndjson'),
-      line('k', 'own-1') + line('k', 'own-2') + line('k', 'own-3'),
-    );
-    const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, durable }));
+    const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1 }));
     const done = (id: string) => store.peek('k', id) === 'done';
-    assert.deepEqual(['own-1', 'own-2', 'own-3', 'w2-synced', 'w2-unsynced', 'w3-unsynced'].filter(done), [
-      'own-1',
-      'own-2',
-      'own-3',
-      'w2-synced',
-    ]);
-    assert.deepEqual([...durableSizesOf('not json')], [], 'unreadable: no other writer read');
-    assert.deepEqual([...durableSizesOf('{"a":1.5,"b":"2","c":3}')], [['c', 3]]);
+    assert.deepEqual(['own', 'worker-2', 'one-process'].filter(done), ['own']);
   });
 
   test('a commit another worker writes while a replacement starts, then cuts back and refuses (503), is not remembered', async (t) => {
@@ -251,14 +247,13 @@ describe('recentEvents: only lines known durable', () => {
     };
     const worker1 = await NdjsonStore.open(dir, { io, worker: 1 });
     t.after(() => worker1.close().catch(() => {}));
-    const durable = durableSizesOf(await durableSizes(nodeIo, dir)); // the primary's, before workers write
     armed = true;
     const answer = worker1.appendLine(line('k', 'never-stored').trimEnd(), new Date(NOW)).then(
       () => 200,
       () => 503,
     );
     await atSync;
-    const earlier = await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 2, durable });
+    const earlier = await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 2 });
     fail();
     assert.equal(await answer, 503, 'refused: Segment retries it');
     assert.equal(
@@ -268,69 +263,42 @@ describe('recentEvents: only lines known durable', () => {
     );
   });
 
-  test('its own file is synced before its lines count (a repair deferred for want of room syncs nothing); one that cannot be is passed over', async (t) => {
-    const dir = storeDir(t, {
-      'events-2026-12-07.ndjson': `${line('k', 'unsynced')}{"receivedAt":"2026-12-07T11:5`,
-      'events-2026-12-07-w1.ndjson': line('k', 'other-writer'),
-    });
+  test('its own file is synced before its lines count; one that cannot be synced is passed over', async (t) => {
+    const dir = storeDir(t, { 'events-2026-12-07.ndjson': line('k', 'written') });
     const synced: number[] = [];
     const syncing: StoreIo = { ...nodeIo, fdatasync: async (fd) => void synced.push(fd) };
-    const { store } = filter(await recentEvents(syncing, dir, ONE_PROCESS));
-    assert.equal(store.peek('k', 'unsynced'), 'done');
-    assert.equal(synced.length, 2, 'each file of the one process synced');
+    assert.equal(filter(await recentEvents(syncing, dir, ONE_PROCESS)).store.peek('k', 'written'), 'done');
+    assert.equal(synced.length, 1);
     const failing: StoreIo = {
       ...nodeIo,
       fdatasync: async () => {
         throw Object.assign(new Error('I/O error'), { code: 'EIO' });
       },
     };
-    const none = filter(await recentEvents(failing, dir, ONE_PROCESS)).store;
-    assert.deepEqual([none.peek('k', 'unsynced'), none.peek('k', 'other-writer')], ['new', 'new']);
-    assert.equal(await durableSizes(failing, dir), '{}', 'the primary names no file it could not sync');
+    assert.equal(filter(await recentEvents(failing, dir, ONE_PROCESS)).store.peek('k', 'written'), 'new');
   });
 
-  test('a hole of zeros a power cut left: the lines from the first that holds one are passed over, as repair sets them aside', async (t) => {
-    const holed = line('k', 'in-hole').replace('Signed Up', '\0\0\0\0\0\0\0\0\0');
+  test('a file repair has not cleaned (a repair deferred for want of room) is not read: a torn last line, a zero byte in its last commit', async (t) => {
+    const padding = 'x'.repeat(1000);
+    // Today's file takes nearly all of the 2 MiB: the day before's is read from past its hole, which a
+    // repair still to come sets aside with the lines after it.
+    const lines = Math.floor(RECENT_BYTES / 1250); // ~1,190 bytes each: ~1.9 MiB
+    const today = Array.from({ length: lines }, (_, n) =>
+      line('k', `today-${n}`, NOW, { properties: { padding } }),
+    ).join('');
     const dir = storeDir(t, {
-      'events-2026-12-07.ndjson': `${line('k', 'before')}${holed}${line('k', 'after')}`,
-      'events-2026-12-07-w1.ndjson': `${line('k', 'w1-before')}${'\0'.repeat(4096)}${line('k', 'w1-after')}`,
+      'events-2026-12-07.ndjson': today,
+      'events-2026-12-06.ndjson': `${line('k', 'before-hole')}${'\0'.repeat(4096)}${line('k', 'after-hole').repeat(1)}${Array.from({ length: 200 }, (_, n) => line('k', `after-${n}`, NOW, { properties: { padding } })).join('')}`,
+      'events-2026-12-07-w1.ndjson': `${line('k', 'w1-whole')}{"receivedAt":"2026-12-07T11:5`,
+      'events-2026-12-07-w2.ndjson': `${line('k', 'w2-whole')}${line('k', 'w2-holed').replace('Signed Up', '\0\0\0')}`,
     });
     const { store } = filter(await recentEvents(nodeIo, dir, ONE_PROCESS));
     const done = (id: string) => store.peek('k', id) === 'done';
-    assert.deepEqual(['before', 'in-hole', 'after', 'w1-before', 'w1-after'].filter(done), [
-      'before',
-      'w1-before',
-    ]);
-  });
-
-  test('its own writer first, then the newest others, within the bound in all', async (t) => {
-    const padding = 'x'.repeat(1000);
-    const full = (name: string) =>
-      Array.from({ length: Math.ceil(RECENT_BYTES / 1000) + 10 }, (_, n) =>
-        line('k', `${name}-${n}`, NOW, { properties: { padding } }),
-      ).join('');
-    const dir = storeDir(t, {
-      'events-2026-12-07-w1.ndjson': full('w1'),
-      'events-2026-12-07-w2.ndjson': full('w2'),
-      'events-2026-12-07-w3.ndjson': full('w3'),
-    });
-    const durable = durableSizesOf(await durableSizes(nodeIo, dir));
-    const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 2, durable }));
-    const last = Math.ceil(RECENT_BYTES / 1000) + 9;
-    const done = (id: string) => store.peek('k', id) === 'done';
-    assert.equal(RECENT_TOTAL_BYTES, 2 * RECENT_BYTES);
+    assert.equal(done('today-0') && done(`today-${lines - 1}`), true, 'its newest file, clean, is read');
     assert.deepEqual(
-      ['w1', 'w2', 'w3'].map((w) => `${w}-${last}`).filter(done),
-      ['w2', 'w3'].map((w) => `${w}-${last}`),
-      'its own, then the newest other (w3 before w1 on the same day), then the bound',
+      ['before-hole', 'after-hole', 'after-199', 'w1-whole', 'w2-whole', 'w2-holed'].filter(done),
+      [],
     );
-  });
-
-  test('the files of days that ended before the window are not read', async (t) => {
-    const dir = storeDir(t, { 'events-2026-12-05.ndjson': line('k', 'two-days-ago') });
-    const read = async (since: number) => filter(await recentEvents(nodeIo, dir, { since, now: NOW })).store;
-    assert.equal((await read(NOW - 24 * HOUR)).peek('k', 'two-days-ago'), 'new');
-    assert.equal((await read(NOW - 72 * HOUR)).peek('k', 'two-days-ago'), 'done');
   });
 });
 

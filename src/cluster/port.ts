@@ -29,12 +29,6 @@ export async function chosenPort(config: CliConfig): Promise<number | undefined>
   }
 }
 
-/** What tells the workers the port chosen (`PORT_VARIABLE`): nothing when none was (chosenPort). */
-export async function chosenPortVariable(config: CliConfig): Promise<Record<string, string>> {
-  const port = await chosenPort(config);
-  return port === undefined ? {} : { [PORT_VARIABLE]: String(port) };
-}
-
 /** A worker's `config` with the port its primary chose (`PORT_VARIABLE`), where `--port 0` left it open. */
 export function withChosenPort(config: CliConfig, env: NodeJS.ProcessEnv): CliConfig {
   const port = env[PORT_VARIABLE];

@@ -68,12 +68,9 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   store.onTorn = (torn) =>
     log.warn(torn, 'a store file was cut in the middle of a line: the part left was set aside');
   if (config.worker === undefined) sayIfOthersWrite(out, log);
-  // Read once the torn tails are set aside. Every writer's, with --workers (a retry may reach any
-  // worker): the others' only as far as the primary found them after its repair.
-  const durable =
-    config.worker === undefined ? undefined : recent.durableSizesOf(process.env[recent.DURABLE_VARIABLE]);
+  // Read once the torn tails are set aside: its own files only (file-recent.ts).
   const earlierEvents = (ttlMs: number) =>
-    recent.recentEvents(io, out, { since: Date.now() - ttlMs, worker: config.worker, durable });
+    recent.recentEvents(io, out, { since: Date.now() - ttlMs, worker: config.worker });
   const handlers = storeHandlers(store);
   return {
     handlers,
@@ -133,15 +130,13 @@ export function storeRefused(err: unknown, out: string): unknown {
 
 /**
  * Start-up repair of every file under `out` (every worker's, with --workers: the primary's, before any
- * worker starts), refused as openSink refuses a store it cannot use. Resolves with what the workers are
- * started with: how much of each file is durable, which they may read back (file-recent.ts).
+ * worker starts), refused as openSink refuses a store it cannot use.
  */
-export async function repairStoreFiles(out: string, log: Logger): Promise<Record<string, string>> {
+export async function repairStoreFiles(out: string, log: Logger): Promise<void> {
   const dir = kernelPath(out);
-  const [{ makeDirectory, repairStore }, { nodeIo }, recent] = await Promise.all([
+  const [{ makeDirectory, repairStore }, { nodeIo }] = await Promise.all([
     import('./file-repair.ts'),
     import('./file-io.ts'),
-    import('./file-recent.ts'),
   ]);
   // Locked for the primary's life: its workers write under it.
   const recovered = await makeDirectory(nodeIo, dir)
@@ -154,7 +149,6 @@ export async function repairStoreFiles(out: string, log: Logger): Promise<Record
     });
   for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   sayIfOthersWrite(dir, log);
-  return { [recent.DURABLE_VARIABLE]: await recent.durableSizes(nodeIo, dir).catch(() => '{}') };
 }
 
 /**
