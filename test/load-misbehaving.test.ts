@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { test } from 'node:test';
 import { loadMain } from '../src/load/command.ts';
-import { waitFor } from './helpers-wait.ts';
+import { waitFor, waitUntil } from './helpers-wait.ts';
 import { capture } from './load-harness.ts';
 
 /** Serves `answer` on 127.0.0.1 for the length of `use`; counts the POSTs it took. */
@@ -195,17 +195,26 @@ test('Ctrl-C stops the run early: the report comes, says so, and the exit code (
 
 test('a second Ctrl-C stops waiting for the answers in flight: reported as such, at once', async () => {
   // The second one found no listener and killed the run by default: no report at all.
+  // Each Ctrl-C once the run is where it is meant to find it, not after 300 ms: a loaded machine may not
+  // have sent the three requests by then (the first Ctrl-C lost, the second then cutting the run short),
+  // or begun the wait.
   await serving(
     () => {}, // never answered
-    async (url) => {
-      const started = performance.now();
-      const running = run(url, '--duration', '30', '--connections', '3');
-      await new Promise((resolve) => setTimeout(resolve, 300));
+    async (url, received) => {
+      const out = capture();
+      const running = loadMain([url, '--api-key', 'k', '--duration', '30', '--connections', '3'], out.io);
+      await waitUntil(
+        () => received() === 3,
+        () => `the 3 requests at the endpoint, ${received()} there`,
+      );
       process.emit('SIGINT');
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await waitFor(out.stdout, /^Time is up: waiting for the 3 answers in flight/m);
+      const second = performance.now();
       process.emit('SIGINT');
-      const { code, stdout } = await running;
-      assert.ok(performance.now() - started < 3_000, 'not the 5 s wait for each request in flight');
+      const code = await running;
+      const stdout = out.stdout();
+      // Timed out at 5 s, the three would be timeouts, not in flight; nor would the report take seconds.
+      assert.ok(performance.now() - second < 3_000, 'not the 5 s wait for each request in flight');
       assert.equal(code, 130, stdout);
       assert.match(stdout, /\(0 answered, 3 in flight at the end\)/);
     },
