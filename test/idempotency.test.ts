@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { createHandler, type IdempotencyStore, MemoryIdempotencyStore, silentLogger } from '../src/index.ts';
 import { API_KEY, countingHandler, segmentHeaders, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
-import { countdown, within } from './helpers-wait.ts';
+import { countdown, gate, within } from './helpers-wait.ts';
 
 describe('MemoryIdempotencyStore', () => {
   test('new, then done once completed; released claims are new again', async () => {
@@ -283,6 +283,7 @@ describe('duplicate suppression in the pipeline', () => {
     // event stayed claimed, its retries told to wait, until the claim expired.
     const memory = new MemoryIdempotencyStore();
     const said: string[] = [];
+    const overdue = gate();
     const store: IdempotencyStore = {
       claim: (key) => memory.claim(key),
       complete: async (key) => {
@@ -296,17 +297,22 @@ describe('duplicate suppression in the pipeline', () => {
       apiKeys: [API_KEY],
       log: silentLogger,
       idempotency: store,
-      handlerTimeoutMs: 100,
+      // A handler that ends more than five timeouts after its timeout is taken for hung, its success not
+      // remembered. It ran 300 ms against a 100 ms timeout, which a loaded machine could stretch past
+      // that; it now ends when the test lets it, once idle() is asked, five seconds left for that.
+      handlerTimeoutMs: 1_000,
       handlers: {
         track: async () => {
-          await new Promise((resolve) => setTimeout(resolve, 300));
+          await overdue.opened;
           said.push('handler ended');
         },
       },
     });
     assert.equal((await inject(handler, { body: trackEvent({ messageId: 'late-idle' }) })).status, 503);
     handler.drain();
-    await handler.idle();
+    const idle = handler.idle();
+    overdue.open();
+    await idle;
     assert.deepEqual(said, ['handler ended', 'remembered']);
     assert.equal(handler.inFlight, 0);
   });
