@@ -61,7 +61,7 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
 }
 
 /** Polls the asynchronous `check` every 20 ms until it holds; past `ms`, an error naming `what`. */
-export async function eventually(check: () => Promise<boolean>, what: string, ms = 5_000): Promise<void> {
+export async function eventually(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
   const until = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > until) throw new Error(`${what} did not happen within ${ms} ms`);
