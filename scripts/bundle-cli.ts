@@ -62,7 +62,13 @@ if (/\bEndpointError = class\b|\bclass EndpointError\b/.test(code.text)) {
 // A script compiled by node:vm has no import() of its own (Node 20 offers one only as an experiment,
 // which a code cache loses): the loader's. The CLI's imports are all `await import(` or `import(...).then`.
 const dynamic = code.text.match(/\bimport\(/g)?.length ?? 0;
-const body = code.text.replace(/\bimport\(/g, '__import(');
+// One character past Latin-1 anywhere (esbuild escapes those of strings and names, not of the comments
+// it keeps: an en dash in a JSDoc) makes V8 hold the whole ~620 KB source, and the loader's wrapped
+// copy, as two-byte strings: +1.3 MiB of the process's memory (bench/README.md). As an escape, the same
+// character in a string, a template or a regular expression, and text in a comment.
+const latin1 = (text: string) =>
+  text.replace(/[\u0100-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const body = latin1(code.text).replace(/\bimport\(/g, '__import(');
 if (dynamic === 0) throw new Error('dist/cli-main.cjs: no import() found to route to the loader');
 if (/\bimport\s*\(/.test(body)) throw new Error('dist/cli-main.cjs: an import() left unrouted');
 // One function, a CommonJS module's export (as node loads it when source maps are on), its header where

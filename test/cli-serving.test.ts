@@ -302,6 +302,14 @@ describe('the segment-endpoint command', () => {
     assert.equal(await version(), 'undefined', 'the edited code runs, not the cached');
   });
 
+  test("the built CLI's code holds no character past Latin-1: V8 keeps it as a one-byte string", () => {
+    // One en dash in a comment esbuild kept made the whole source, and the loader's wrapped copy, two-byte
+    // strings: 1.3 MiB more of every process's memory, from its start.
+    const code = readFileSync(join(ROOT, 'dist', 'cli-main.cjs'), 'utf8');
+    const wide = [...code].filter((c) => (c.codePointAt(0) as number) > 0xff);
+    assert.deepEqual(wide.slice(0, 5), [], 'scripts/bundle-cli.ts escapes them');
+  });
+
   test('a stack trace of the built dist/cli.js names its lines, or the sources with --enable-source-maps', async () => {
     const handlers = join(dir, 'throwing-handlers.mjs');
     writeFileSync(handlers, 'export default { track() { return null.x; } };\n');
