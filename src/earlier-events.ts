@@ -113,8 +113,7 @@ export class EarlierHandOver {
 
 /**
  * The earlier events `read` gives, or undefined, said once, when they cannot be read, or not within
- * `waitMs`: the first requests wait for them, and a disk that hangs must not hold them past Segment's
- * timeout.
+ * `waitMs`: the first requests wait for them, and a disk that hangs must not hold them for long.
  */
 export function readEarlier(
   read: () => Promise<EarlierEvents>,
@@ -138,5 +137,6 @@ export function readEarlier(
   return Promise.race([done.finally(() => clearTimeout(timer)), late]);
 }
 
-// 1 s: with the handler's own 4 s (handlerTimeoutMs), a first request is answered within Segment's 5 s.
+// 1 s: what the first requests after a start may wait before their handler's own timeout (4 s) starts;
+// past Segment's 5 s in all only when both run out, and then Segment retries.
 const EARLIER_WAIT_MS = 1_000;
