@@ -18,7 +18,7 @@ export interface EarlierEvent {
 }
 
 /** Keys remembered as seen at most, by digest, before the record starts over (each fingerprinted again). */
-const SEEN_MAX = 100_000;
+export const SEEN_MAX = 100_000;
 
 export class EarlierEvents {
   readonly #bySource = new Map<string, Array<readonly [string, number]>>();

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { keyFingerprint } from '../src/auth.ts';
-import { EarlierEvents, readEarlier } from '../src/earlier-events.ts';
+import { EarlierEvents, readEarlier, SEEN_MAX } from '../src/earlier-events.ts';
 import { eventKey } from '../src/event-digest.ts';
 import { EARLIER, MemoryIdempotencyStore } from '../src/idempotency.ts';
 import { jsonLogger } from '../src/log.ts';
@@ -107,6 +107,25 @@ describe('the duplicate filter remembers events stored before it was made', () =
     assert.equal(store.peek('a', 'm'), 'done', "a's, remembered when a was first seen");
     for (let i = 0; i < 5; i++) store.peek('c', `y${i}`);
     assert.equal(fingerprints, 2, 'none handed over is left: other keys are not fingerprinted');
+  });
+
+  test('keys looked for are remembered up to SEEN_MAX, then forgotten all at once: a key is looked for again', () => {
+    const looked: string[] = [];
+    const fingerprint = (key: string) => {
+      looked.push(key);
+      return key;
+    };
+    const earlier = new EarlierEvents([{ source: 'never-comes', messageId: 'm', at: NOW }], fingerprint);
+    const take = (key: string) => earlier.take(key, HOUR, NOW, () => {});
+    take('a');
+    take('a');
+    assert.deepEqual(looked, ['a']);
+    for (let i = 1; i < SEEN_MAX; i++) take(`k${i}`);
+    take('a');
+    assert.equal(looked.length, SEEN_MAX, 'a is still among those seen');
+    take('one-more'); // the record is full: it starts over
+    take('a');
+    assert.deepEqual(looked.slice(-2), ['one-more', 'a']);
   });
 
   test('while they are being read, claims wait for them; a read that failed leaves the filter as it was', async () => {
