@@ -108,26 +108,31 @@ async function eventKey(): Promise<string> {
 }
 
 /**
- * Two instances on one Redis whose track handler outlives its 200 ms timeout until `held` opens: their
- * handlers, the messageIds they ran, and the gate.
+ * Two instances on one Redis whose track handler outlives its timeout (`timeoutMs`) until `held` opens:
+ * their handlers, the messageIds they ran, when each run began (Date.now(), the clock Redis keeps
+ * expiries by), and the gate. A run past its timeout keeps its event claimed for five timeouts at most,
+ * then is taken for hung and its claim released: what the test checks of a run still going, it checks
+ * within them.
  */
-async function slowPair() {
+async function slowPair(timeoutMs = 200) {
   const calls: string[] = [];
+  const began: number[] = [];
   const held = gate();
   const slow = (store: RedisIdempotencyStore) =>
     createHandler({
       apiKeys: [API_KEY],
       log: silentLogger,
       idempotency: store,
-      handlerTimeoutMs: 200,
+      handlerTimeoutMs: timeoutMs,
       handlers: {
         track: async (event) => {
+          began.push(Date.now());
           calls.push(String(event.messageId));
           await held.opened;
         },
       },
     });
-  return { here: slow(await open()), elsewhere: slow(await open()), calls, held };
+  return { here: slow(await open()), elsewhere: slow(await open()), calls, began, held };
 }
 
 /** 'waiting', after `ms`: what a race with a request not answered meanwhile gives. */
@@ -268,24 +273,28 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
     assert.deepEqual(calls, ['r-late']);
   });
 
-  test('a handler past its timeout renews its claim: one near its end does not expire under it (handlerTimeoutMs over 10 s)', async () => {
+  test('a handler past its timeout renews its claim: it ends 30 s after the timeout, not 30 s after it was made (handlerTimeoutMs over 10 s)', async () => {
     // A claim lives 30 s from when it was made; the handler is kept claimed for up to 20 s after its
     // timeout. With handlerTimeoutMs past 10 s the claim ended under the overdue handler, and another
-    // instance ran the event beside it. Here the claim is brought near its end by hand, as 25 s of a
-    // 30 s claim gone would leave it.
-    const { here, elsewhere, calls, held } = await slowPair();
+    // instance ran the event beside it. Renewed at the timeout, the claim ends 30 s after it: at least
+    // the timeout later than one made before the run began can. Read as Redis's own expiry time, not as
+    // a claim cut by hand to end 150 ms after the timeout, which a loaded machine let run out before the
+    // renewal reached Redis. A 1 s timeout keeps the run claimed for 5 s, time enough for the checks
+    // below on a loaded machine: the 1 s of a 200 ms one ran out under its stalls, and the claim with it.
+    const TIMEOUT = 1_000;
+    const { here, elsewhere, calls, began, held } = await slowPair(TIMEOUT);
     const event = trackEvent({ messageId: 'r-renew' });
     const codeOf = async (res: Promise<Awaited<ReturnType<typeof inject>>>) => {
       const answered = await res;
       return answered.status === 200 ? 200 : answered.json().code;
     };
-    const first = codeOf(inject(here, { body: event }));
-    await eventually(async () => calls.length === 1, 'the handler to start');
-    const [key] = await eventKeys();
-    assert.ok(key !== undefined);
-    await redis.pExpire(key, 200 + 150); // ends 150 ms after the 200 ms timeout
-    assert.equal(await first, 'SEG_HANDLER_TIMEOUT');
-    await new Promise((resolve) => setTimeout(resolve, 300)); // past where the claim would have ended
+    assert.equal(await codeOf(inject(here, { body: event })), 'SEG_HANDLER_TIMEOUT');
+    const key = await eventKey();
+    const unrenewedBy = (began[0] as number) + 30_000; // the latest a claim made before the run ends
+    await eventually(
+      async () => (await redis.pExpireTime(key)) >= unrenewedBy + TIMEOUT / 2,
+      'the claim renewed at the timeout',
+    );
     assert.equal(await codeOf(inject(elsewhere, { body: event })), 'SEG_DUPLICATE_IN_FLIGHT');
     assert.deepEqual(calls, ['r-renew']);
     held.open();
