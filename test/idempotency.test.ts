@@ -143,7 +143,10 @@ describe('duplicate suppression in the pipeline', () => {
   test('copies of an event whose handler hangs are answered with the first, at its timeout, not a timeout each', async () => {
     // A copy waits for the first's outcome, never for a run of its own after it: a hung handler would
     // otherwise answer the second copy two timeouts after it came and the third three, past Segment's 5 s.
-    const TIMEOUT = 300;
+    // A handler still running keeps its event claimed for five of these (5 s): the retry below must
+    // come within them. At 300 ms a loaded machine's stalls of the test's own process, 1.5 s in all
+    // between the first's answer and the retry's claim, ran the event again beside the hung run.
+    const TIMEOUT = 1_000;
     const runs: string[] = [];
     const handler = createHandler({
       apiKeys: [API_KEY],
