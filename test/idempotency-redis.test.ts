@@ -257,7 +257,8 @@ describe('one instance over Redis', { timeout: 20_000 }, () => {
   });
 
   test('a handler past its timeout keeps its claim until it ends: copies here and elsewhere are not run, then duplicates', async () => {
-    const { here, elsewhere, calls, held } = await slowPair();
+    // A 1 s timeout: the run keeps its claim for five of them, longer than a loaded machine's stalls.
+    const { here, elsewhere, calls, held } = await slowPair(1_000);
     const event = trackEvent({ messageId: 'r-late' });
     const codeOf = async (handler: typeof here) => {
       const res = await inject(handler, { body: event });
