@@ -47,15 +47,15 @@ export class EarlierEvents {
   }
 
   /**
-   * Calls `remember` with each event of `apiKey` still within `ttlMs` of its coming, and when that ends
-   * (ms), the first time the key is seen; not again for that key. All of them in this turn: a customer's
+   * Calls `remember` with `apiKey` and each of its events still within `ttlMs` of its coming, and when
+   * that ends (ms), the first time the key is seen; not again for that key. All of them in this turn: a customer's
    * share of the 4 MiB read back (file-recent.ts), 0.5–1 µs each (README.md).
    */
   take(
     apiKey: string,
     ttlMs: number,
     now: number,
-    remember: (messageId: string, until: number) => void,
+    remember: (apiKey: string, messageId: string, until: number) => void,
   ): void {
     const seen = digest53(apiKey);
     if (this.#seen.has(seen)) return;
@@ -65,7 +65,7 @@ export class EarlierEvents {
     const events = this.#bySource.get(source);
     if (events === undefined) return;
     this.#bySource.delete(source);
-    for (const [messageId, at] of events) if (at + ttlMs > now) remember(messageId, at + ttlMs);
+    for (const [messageId, at] of events) if (at + ttlMs > now) remember(apiKey, messageId, at + ttlMs);
   }
 }
 
@@ -106,7 +106,7 @@ export class EarlierHandOver {
     const state = this.#state;
     if (state instanceof Promise) return state;
     if (state?.left(ttlMs, now) !== true) return 'over';
-    state.take(apiKey, ttlMs, now, (messageId, until) => remember(apiKey, messageId, until));
+    state.take(apiKey, ttlMs, now, remember);
     return undefined;
   }
 }
