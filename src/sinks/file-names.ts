@@ -61,7 +61,8 @@ export async function listStoreFiles(dir: string): Promise<StoreFile[]> {
   return files.sort(inReadingOrder);
 }
 
-const DAY_MS = 24 * 60 * 60 * 1000;
+/** A UTC day, each store file's span. */
+export const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** The file of `dir` a record received at a given time goes to (its UTC day's), the day's name kept. */
 export class DayFiles {

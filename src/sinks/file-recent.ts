@@ -4,7 +4,7 @@ import { type EarlierEvent, EarlierEvents } from '../earlier-events.ts';
 import { messageIdOf } from '../normalize.ts';
 import { inSlices, type Steps } from '../slices.ts';
 import { readAt, type StoreIo } from './file-io.ts';
-import { inReadingOrder, lastTwoOfEach, type StoreFile, storeFile } from './file-names.ts';
+import { DAY_MS, inReadingOrder, lastTwoOfEach, type StoreFile, storeFile } from './file-names.ts';
 import { ownStat } from './file-owner.ts';
 import { COMMIT_MAX_BYTES } from './file-repair.ts';
 
@@ -27,8 +27,6 @@ const LINES_A_STEP = 16;
 export const RECENT_BYTES = 2 * COMMIT_MAX_BYTES;
 /** The bytes read back in all by the one process, which has every writer's files as its own. */
 export const RECENT_TOTAL_BYTES = 2 * RECENT_BYTES;
-
-const DAY_MS = 24 * 60 * 60 * 1000;
 
 export interface RecentOptions {
   /** Events stored before this (ms) are of no use: the files of days that ended before it are not read. */
