@@ -1,8 +1,8 @@
 // How `make bench` (run.mjs) is set, from the environment, and how it waits for a quiet machine before
 // each measured window. See README.md, "How the numbers are taken".
 // env: BENCH_ROUNDS (5), BENCH_SECONDS (5), BENCH_WARMUP (2), BENCH_SERVERS (all: floor,parse,
-// parse-batched,fastify,noop,durable,parse-durable,postgres; also async, opt-in), BENCH_PIN=0 (no
-// taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
+// parse-batched,contract-batched,fastify,noop,durable,parse-durable,postgres; also async, opt-in),
+// BENCH_PIN=0 (no taskset), BENCH_TRACE_GC=1 (count GCs in the measured window),
 // BENCH_QUIET_WAIT (10 s a window at most) and BENCH_QUIET_BUDGET (90 s a run), BENCH_STEAL_LIMIT (5 %),
 // BENCH_RETAKES (2 a round) and BENCH_RETAKE_BUDGET (60 s a run), BENCH_FIXED_RATE
 // (5000 events/s) and BENCH_FIXED_SECONDS (2; 0 skips it), BENCH_JSON (bench/last-run.json),

@@ -90,8 +90,9 @@ class Refused extends Error {
 
 /**
  * A `(req, res)` handler for `apiKey`, calling `handlers[type](event)`; with `filter`, once a messageId.
+ * `ok(res)` writes a success (at once by default; anchors/contract-batched.mjs writes a turn's together).
  */
-export function contractFloor(apiKey, handlers, { filter = false } = {}) {
+export function contractFloor(apiKey, handlers, { filter = false, ok } = {}) {
   const expected = Buffer.from(apiKey);
   const validators = eventValidators();
   const seen = new Set();
@@ -103,6 +104,7 @@ export function contractFloor(apiKey, handlers, { filter = false } = {}) {
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   };
+  const success = ok ?? ((res) => answer(res, 200));
   const eventOf = (req, text) => {
     const given = Buffer.from(basicKey(req.headers.authorization) ?? '');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
@@ -138,7 +140,7 @@ export function contractFloor(apiKey, handlers, { filter = false } = {}) {
     const { event, handler } = found;
     const { messageId } = event;
     const id = filter && typeof messageId === 'string' && messageId !== '' ? messageId : undefined;
-    if (id !== undefined && seen.has(id)) return answer(res, 200);
+    if (id !== undefined && seen.has(id)) return success(res);
     const done = () => {
       if (id !== undefined) {
         const old = ring[next];
@@ -147,7 +149,7 @@ export function contractFloor(apiKey, handlers, { filter = false } = {}) {
         next = (next + 1) % REMEMBERED;
         seen.add(id);
       }
-      answer(res, 200);
+      success(res);
     };
     const failed = () => answer(res, 500, 'The handler failed');
     try {

@@ -34,6 +34,10 @@ const SERVERS = {
     label: 'parse floor, answers written together (anchors/raw-json-batched.mjs)',
     args: () => ['bench/anchors/raw-json-batched.mjs'],
   },
+  'contract-batched': {
+    label: 'contract floor + filter, answers written together (anchors/contract-batched.mjs)',
+    args: () => ['bench/anchors/contract-batched.mjs'],
+  },
   fastify: {
     label: 'fastify 5 + auth, settings, Ajv (anchors/fastify.mjs)',
     args: () => ['bench/anchors/fastify.mjs'],
