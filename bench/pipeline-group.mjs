@@ -146,7 +146,7 @@ for (const name of NAMES) targets[name] = await build(name);
 // One parsed copy of each bench event, alive for the whole run: an event's hidden class lives only while
 // an object has it, and through light-my-request a full collection comes every few hundred events, each
 // clearing every inline cache that had seen the class (ours' and fastify's validators then ran
-// unoptimised for whole runs, or not, by chance: README.md, "Validators that never reached optimised
+// unoptimised for whole runs, or not, by chance: HISTORY.md, "Validators that never reached optimised
 // code"). These copies keep the classes alive, as traffic does in a server.
 const shapes = events.map((event) => JSON.parse(JSON.stringify({ ...event, messageId: 'shape' })));
 
@@ -160,7 +160,7 @@ const request = (i) => ({
 });
 
 // The garbage collector's pauses, in ms, as reported: through light-my-request most of each slice is its
-// own garbage being collected (README.md, "The injector's own garbage"), so each is also given without.
+// own garbage being collected (HISTORY.md, "The injector's own garbage"), so each is also given without.
 let gcMs = 0;
 new PerformanceObserver((list) => {
   for (const entry of list.getEntries()) gcMs += entry.duration;
@@ -205,12 +205,12 @@ else process.stdout.write(JSON.stringify({ names: NAMES, ...(await rounds()), sh
 
 /**
  * ROUNDS rounds of N events each handler. The host's own pace drifts by tens of percent over seconds
- * (README, Run-to-run spread), more than the differences measured here: a round measures every target in
+ * (HISTORY.md, Run-to-run spread), more than the differences measured here: a round measures every target in
  * slices of SLICE events taken in turn, so that all see the same stretches of the host, and the
  * per-round nets compare like with like. A slice is long enough (~0.15 s) for its target's code and data
  * to be warm, as in a server that runs one of them; much shorter slices measure every target cold, which
  * favours the smaller code. Each round starts one target further on. No collection is forced between
- * rounds: a forced full collection made the rounds after it swing, fastify's more than ours (README.md,
+ * rounds: a forced full collection made the rounds after it swing, fastify's more than ours (HISTORY.md,
  * "What the harness measured wrong until 2026-12-01").
  */
 async function rounds() {

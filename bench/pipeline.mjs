@@ -20,7 +20,7 @@
 // that does what the contract asks, contract-floor.mjs); `ladder`, the pipeline's stages composed one
 // on top of the other from the shipped modules (each rung's cost above the one below is what that stage
 // costs); `control`, `target`'s and `limit`'s handlers through plain-inject.mjs, an injector whose
-// garbage dies young where light-my-request's does not (README.md, "The injector's own garbage");
+// garbage dies young where light-my-request's does not (HISTORY.md, "The injector's own garbage");
 // `variants`, ours with metrics, as a fastify plugin and as a fetch handler; with BENCH_BASELINE (another
 // checkout, built), `ab`, this build's handler against that one's.
 import { execFileSync } from 'node:child_process';

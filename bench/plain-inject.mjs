@@ -3,7 +3,7 @@
 // light-my-request makes for each request. light-my-request 6.8.1 gives every request its own
 // `connection` getter and every result its own `cookies` getter, `json` and `stream` functions, each a
 // closure over that request's objects, and with them about 40 % of what each injected event allocates
-// survives V8's young collections, is moved to the old generation and collected there (bench/README.md,
+// survives V8's young collections, is moved to the old generation and collected there (bench/HISTORY.md,
 // "The injector's own garbage"). This one makes the request as light-my-request does (its fields, its
 // body pushed on an Immediate, then its end) and answers on Node's own `ServerResponse` over a socket
 // that keeps only the answer's text, ending it as Node's server does ('finish' once the socket took the

@@ -93,7 +93,7 @@ writeFileSync(script, wrkScript());
 // NODE_EXTRA_CA_CERTS (set on this machine for its npm registry) makes node build its whole store of root
 // certificates as it starts, before any script: 15-35 ms of every server's start here, the floor's alike,
 // for a store only a TLS client reads. A server's own environment needs none of it: not passed on, unless
-// BENCH_KEEP_CA_CERTS=1 (bench/README.md, "Start, and NODE_EXTRA_CA_CERTS").
+// BENCH_KEEP_CA_CERTS=1 (bench/HISTORY.md, "Start, and NODE_EXTRA_CA_CERTS").
 const { NODE_EXTRA_CA_CERTS: _, ...inherited } = process.env;
 const serverEnv = { ...(config.caCertsDropped ? inherited : process.env), BENCH_CERT: cert, BENCH_KEY: key };
 

@@ -28,7 +28,7 @@ export const GROUPS = {
     reference: 'fastify',
   },
   // `target` and `limit` again, each through plain-inject.mjs instead of light-my-request, whose
-  // per-request closures keep each event's objects through the young collections (README.md, "The
+  // per-request closures keep each event's objects through the young collections (HISTORY.md, "The
   // injector's own garbage"): what the same handlers cost when their garbage dies young.
   control: {
     names: ['bare', 'fastify', 'ours', 'parse floor', 'contract floor', 'contract floor + filter'],

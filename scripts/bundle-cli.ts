@@ -2,7 +2,7 @@
 // and the modules it imports in one script, dist/cli-main.cjs, which dist/cli.js (scripts/cli-loader.js)
 // compiles with the V8 code cache made here (scripts/code-cache.mjs). Node 20 loads ES modules one at a
 // time (read, compile, link): the 53 of a default start cost ~20–25 ms; and it caches no compiled code,
-// which a script compiled by node:vm can be given (bench/README.md, "Start: the CLI in one file").
+// which a script compiled by node:vm can be given (bench/HISTORY.md, "Start: the CLI in one file").
 //
 // Two kinds of import stay imports:
 // - packages (pg, @redis/client), loaded from node_modules when a flag needs them, as before;
@@ -11,7 +11,7 @@
 //   bundle would be other classes, and a RetryError an unknown error. The loader imports them and
 //   hands them to the script.
 // Not minified, for the reason scripts/bundle.ts gives; its whitespace alone, minified, saved ~1.3 ms of a
-// start, not enough to give up the lines of its stack traces (bench/README.md, "Start: where it goes").
+// start, not enough to give up the lines of its stack traces (bench/HISTORY.md, "Start: where it goes").
 // Run by `make build` / `npm run build`.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -64,7 +64,7 @@ if (/\bEndpointError = class\b|\bclass EndpointError\b/.test(code.text)) {
 const dynamic = code.text.match(/\bimport\(/g)?.length ?? 0;
 // One character past Latin-1 anywhere (esbuild escapes those of strings and names, not of the comments
 // it keeps: an en dash in a JSDoc) makes V8 hold the whole ~620 KB source, and the loader's wrapped
-// copy, as two-byte strings: +1.3 MiB of the process's memory (bench/README.md). As an escape, the same
+// copy, as two-byte strings: +1.3 MiB of the process's memory (bench/HISTORY.md). As an escape, the same
 // character in a string, a template or a regular expression, and text in a comment.
 const latin1 = (text: string) =>
   text.replace(/[\u0100-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);

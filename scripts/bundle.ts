@@ -3,7 +3,7 @@
 // test/dist.test.ts runs the result alone in an empty directory.
 //
 // Not minified: unminified stack traces in the JSON log name real functions and lines that a reader can
-// find without a source map, and what minifying would save is small (bench/README.md).
+// find without a source map, and what minifying would save is small (bench/HISTORY.md).
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';

@@ -2,7 +2,7 @@
 // segment-endpoint's command (dist/cli.js, made by scripts/bundle-cli.ts from this file). Its code is
 // dist/cli-main.cjs, compiled here with the V8 code cache `make build` made for it
 // (dist/cli-main.v8cache): Node 20 keeps no compiled code between runs, and compiling the CLI's ~620 KB
-// at every start cost 10–20 ms of it (bench/README.md, "Start: the CLI in one file"). V8 refuses a cache
+// at every start cost 10–20 ms of it (bench/HISTORY.md, "Start: the CLI in one file"). V8 refuses a cache
 // another node made (another V8, other V8 flags): the code is then compiled as if there were none.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';

@@ -2,7 +2,7 @@
 // some flags use (pg for --postgres, @redis/client for --idempotency-redis) go into the file as text,
 // bundled on their own, and are evaluated on their first import only.
 // Bundled as code, V8 would parse them at every start whether used or not: ~30 ms and ~9 MiB of a
-// 3 MiB file (bench/README.md). A string literal costs the parser next to nothing.
+// 3 MiB file (bench/HISTORY.md). A string literal costs the parser next to nothing.
 import { createRequire } from 'node:module';
 import { gzipSync } from 'node:zlib';
 import { build, type Plugin } from 'esbuild';

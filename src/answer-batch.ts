@@ -33,7 +33,7 @@ function keepsHalfOpen(socket: Socket & { server?: { httpAllowHalfOpen?: boolean
  * Empty success answers, written together once the event loop has taken every request its poll found
  * (in its check phase, `setImmediate`) instead of one by one as each event is taken. Under load each
  * write that finds its client asleep pays for waking it, and a client on this machine is woken far less
- * often by a burst than by a trickle (bench/README.md, "Answers written together"). A lone request
+ * often by a burst than by a trickle (bench/HISTORY.md, "Answers written together"). A lone request
  * waits for no other: the loop reaches its check phase right after it.
  */
 export class AnswerBatch {

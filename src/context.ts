@@ -30,7 +30,7 @@ export interface Context<S = Settings> {
 
 /**
  * The Context given to handlers. The AbortController behind `signal` is made only when a handler
- * reads it: most never do, and making one per event shows in the profile (bench/README.md).
+ * reads it: most never do, and making one per event shows in the profile (bench/HISTORY.md).
  */
 export class EventContext implements Context {
   readonly apiKey: string;

@@ -2,7 +2,7 @@
 // typed arrays. A Map of string keys would do, but each event is added and deleted within milliseconds,
 // thousands of times a second, and V8 rebuilds a Map's table as deleted entries fill it: once the Map is
 // old, each new table is allocated in the old generation, so a durable endpoint under load made ~30 KB of
-// old-space garbage between two young collections and a few MiB of peak memory (bench/README.md).
+// old-space garbage between two young collections and a few MiB of peak memory (bench/HISTORY.md).
 
 /**
  * A set of digests (four words each). It doubles when half full and halves when under an eighth full,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 
 // Keyed digests of strings in JS: two runs of cyrb53's mixing (64 bits of state each) under seeds drawn
 // at start-up, so that nobody outside the process can predict a digest or craft two strings that share
-// one. Cheaper than SHA-256 through crypto.hash, with no call into C++ (bench/README.md). Used to find
+// one. Cheaper than SHA-256 through crypto.hash, with no call into C++ (bench/HISTORY.md). Used to find
 // an entry again (the duplicate filter, the credentials already accepted), never to authenticate.
 const SEEDS = new Uint32Array(randomBytes(8).buffer);
 

@@ -5,7 +5,7 @@ import { bodyTooLarge } from './refusals.ts';
 
 // Content-Encoding of a request body (RFC 9110 §8.4): some SDKs gzip their events. The limit on the
 // body applies to what comes out of the decoder too (see BodyRead.decodeAll). node:zlib is loaded on the
-// first compressed body only: most endpoints never see one, and it costs resident memory (bench/README.md).
+// first compressed body only: most endpoints never see one, and it costs resident memory (bench/HISTORY.md).
 
 export type Coding = 'gzip' | 'deflate';
 

@@ -9,7 +9,7 @@ import { describeValue } from './errors.ts';
  * read of the web stream for each read Node asks for. A class of its own rather than fields added to
  * `Readable.fromWeb`'s stream: every request then has one shape (fields added to a stream after it is
  * made gave each request's object a new one), and without fromWeb's layers the adapter costs about a
- * third less an event (bench/README.md, "The fetch handler's body").
+ * third less an event (bench/HISTORY.md, "The fetch handler's body").
  */
 export class RequestBody extends Readable {
   readonly method: string;

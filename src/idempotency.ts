@@ -76,7 +76,7 @@ export const IDEMPOTENCY_DEFAULTS = {
  * The default store, in fixed memory: each remembered event is a keyed 128-bit digest of its key and an
  * expiry time, in a ring (ring.ts). The oldest entry is overwritten first; an expired one is ignored. (A
  * Map would do, but V8 leaves a hole per entry deleted from its front, and evictions walk past them:
- * bench/README.md.) Two different events share a digest with a probability of about n²/2¹²⁹: never, in
+ * bench/HISTORY.md.) Two different events share a digest with a probability of about n²/2¹²⁹: never, in
  * practice.
  *
  * A copy that arrives while the first is being processed waits for its outcome instead of running

@@ -139,7 +139,7 @@ const KEY_NAMED = 1;
 /**
  * A literal past a double's range, which JSON.parse makes Infinity and JSON.stringify writes as null:
  * what a handler sees and what is stored would differ. Walking the parsed values costs less than any
- * scan of the text that could tell which bodies may hold one (measured in bench/README.md).
+ * scan of the text that could tell which bodies may hold one (measured in bench/HISTORY.md).
  */
 const INFINITE = 2;
 

@@ -176,7 +176,7 @@ export const OPTIONS = {
     flag: '--max-connections N',
     env: env('MAX_CONNECTIONS'),
     cli: 'integer',
-    default: 2048, // sockets: bounds what open TLS connections hold (bench/README.md)
+    default: 2048, // sockets: bounds what open TLS connections hold (bench/HISTORY.md)
     min: 1,
     max: 1_000_000,
     help: 'open connections at most; at the cap the longest-idle one is closed to admit a new one',

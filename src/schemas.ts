@@ -10,7 +10,7 @@ import type { EventType } from './types.ts';
 // A field that may take several JSON types is one `type` list, not a union of schemas: the same values
 // pass, and Ajv's code for it is a fraction of the size. Size counts twice: V8 optimises a function
 // after a number of calls that grows with its bytecode, and runs the bytecode until then (bench/README.md,
-// "Smaller validators", "Validators that never reached optimised code").
+// "Smaller validators"; bench/HISTORY.md, "Validators that never reached optimised code").
 // A string's length limits apply to strings only, an array's to arrays only (JSON Schema).
 
 /** Any string, or null. */

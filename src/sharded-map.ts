@@ -1,6 +1,6 @@
 // A V8 Map doubles its table as it grows, copying every entry in one go: built in slices (slices.ts)
 // or not, a map of a keys file's million keys held the event loop ~0.11 s at the copy past 524,288
-// entries, and of two million ~0.66 s past 2,097,152 (bench/README.md, "Loading a keys file"). Split
+// entries, and of two million ~0.66 s past 2,097,152 (bench/HISTORY.md, "Loading a keys file"). Split
 // into shards of at most ~16,000 entries each, no copy takes more than a few milliseconds.
 
 const SHARD_ENTRIES = 16_384;

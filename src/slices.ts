@@ -10,7 +10,7 @@ export type Steps<T> = Generator<undefined, T, undefined>;
 export const PIECE = 512;
 // A slice at most this long (plus a piece): what a request arriving meanwhile may wait. Short, because
 // Node's libuv accepts one connection a turn of the loop: at 5 ms, a reload of 500,000 keys took ~150 new
-// connections a second, and a TLS handshake queued behind the others waited 0.5-0.9 s (bench/README.md).
+// connections a second, and a TLS handshake queued behind the others waited 0.5-0.9 s (bench/HISTORY.md).
 const SLICE_MS = 1;
 
 /** Runs `steps` to the end now. */

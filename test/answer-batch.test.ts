@@ -175,7 +175,7 @@ test("answers decided by a promise that settles in a later turn go out once its 
 
 test("answers a promise settled in the turn that took their requests go out with that turn's, at its end", async () => {
   // An async handler that awaits nothing settles before the loop reads the next request: written at
-  // once, each answer would wake its client on its own (bench/README.md, "Answers written together").
+  // once, each answer would wake its client on its own (bench/HISTORY.md, "Answers written together").
   // Their server lets a half-closed connection finish (createServer's does): the answers may wait.
   const batch = new AnswerBatch(open);
   const { log, answer } = recorder();

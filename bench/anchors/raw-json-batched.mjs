@@ -1,7 +1,7 @@
 // Anchor: the parse floor (raw-json.mjs) with its answers written as segment-endpoint writes them: the
 // 200s decided while the event loop takes the requests its poll found are written together at the end of
 // the loop's turn (`setImmediate`), not one by one. What the same technique gives the least costly server,
-// beside which ours is read once it writes its answers that way (bench/README.md, "Answers written
+// beside which ours is read once it writes its answers that way (bench/HISTORY.md, "Answers written
 // together"). Its request handling is raw-json.mjs's, copied rather than imported: each anchor is one
 // file that stands alone and that raw-json.mjs (a reference file of issue 10) need not change for.
 

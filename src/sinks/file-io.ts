@@ -123,7 +123,7 @@ export type FileStat = FileIdentity & {
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 
 // The callback API on the raw descriptor: one thread-pool round trip per call, without the promise
-// API's per-call machinery: the write+sync cycle is the store's critical path (bench/README.md).
+// API's per-call machinery: the write+sync cycle is the store's critical path (bench/HISTORY.md).
 const call = <T>(run: (done: Done<T>) => void): Promise<T> =>
   new Promise((resolve, reject) => run((err, value) => (err ? reject(err) : resolve(value))));
 
@@ -203,7 +203,7 @@ async function makeDirectory(dir: string): Promise<string | undefined> {
  * Node's `fs`, its group commit's `write` and `fdatasync` made on the event loop's thread. For a process
  * with one core: a thread-pool call's result waits for that thread to be given the core the busy main
  * thread holds (up to a scheduler slice, ~1 ms, twice a commit), longer than this disk takes to sync
- * (~0.2 ms idle, ~0.6 ms under load). Measured in bench/README.md, "Committing on the event loop".
+ * (~0.2 ms idle, ~0.6 ms under load). Measured in bench/HISTORY.md, "Committing on the event loop".
  */
 export const loopIo: StoreIo = {
   ...nodeIo,
