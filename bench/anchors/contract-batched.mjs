@@ -2,7 +2,7 @@
 // contract asks of every event, with a duplicate filter) as a server, its 200s written together at the
 // end of the event loop's turn as segment-endpoint writes them (raw-json-batched.mjs's way). Under wrk it
 // is the least an endpoint of the contract costs here: the measure beside which ours' margin over fastify
-// is read (README.md, "The contract floor under wrk").
+// is read (bench/README.md, "The contract floor under wrk").
 import fs from 'node:fs';
 import https from 'node:https';
 import { contractFloor } from '../contract-floor.mjs';
