@@ -5,7 +5,9 @@ import { Chain, type Linked } from './chain.ts';
 // that order, checked from its head on one interval timer, replaces a timer per task (a setTimeout and
 // clearTimeout for every event showed in the profile, bench/README.md). A deadline fires up to a
 // twentieth of its length late, and at most 250 ms late (the handler timeout's 4 s: by 4.2 s, inside
-// Segment's 5).
+// Segment's 5). A deadline is judged after the loop has read what its sockets hold: when the loop was held
+// past it (a long collection, a handler that computes), the timer's turn comes before the poll that reads
+// what arrived meanwhile, and what came in time would be refused.
 
 /** A task with a deadline: `expired` is called once if it is still on its list when the deadline passes. */
 export abstract class Deadline implements Linked<Deadline> {
@@ -27,6 +29,8 @@ export class Deadlines {
   readonly #tickMs: number;
   readonly #chain = new Chain<Deadline>();
   #timer: NodeJS.Timeout | undefined;
+  /** A sweep is queued for after the loop's next poll (`tick`). */
+  #queued = false;
 
   constructor(ms: number) {
     this.ms = ms;
@@ -40,7 +44,7 @@ export class Deadlines {
     this.#chain.push(task);
     // The timer runs while deadlines are pending, and only then (it stops when the list empties), so it
     // holds the process open exactly as long as a body is being read.
-    this.#timer ??= setInterval(sweep, this.#tickMs, this);
+    this.#timer ??= setInterval(tick, this.#tickMs, this);
   }
 
   remove(task: Deadline): void {
@@ -49,8 +53,20 @@ export class Deadlines {
     this.#chain.remove(task);
   }
 
+  /** The interval's turn: when a deadline has passed, a sweep once the loop's next poll has run. */
+  tick(): void {
+    const head = this.#chain.head;
+    if (head === undefined)
+      this.sweep(); // stops the timer
+    else if (!this.#queued && head.due <= performance.now()) {
+      this.#queued = true;
+      setImmediate(sweep, this);
+    }
+  }
+
   /** Fires every deadline that has passed. */
   sweep(): void {
+    this.#queued = false;
     const now = performance.now();
     for (let task = this.#chain.head; task !== undefined && task.due <= now; task = this.#chain.head) {
       this.remove(task);
@@ -61,6 +77,14 @@ export class Deadlines {
       this.#timer = undefined;
     }
   }
+}
+
+/**
+ * The interval's turn, in the loop's timers phase: a deadline passed is judged in the check phase that
+ * follows the poll, once what the sockets hold is read (a request that completes in it leaves its list).
+ */
+function tick(deadlines: Deadlines): void {
+  deadlines.tick();
 }
 
 function sweep(deadlines: Deadlines): void {

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { EndpointServer } from '../src/index.ts';
+import { trackEvent } from './helpers.ts';
+import { listenTls } from './helpers-cert.ts';
+import { eventRequest, RawConnection, statusLines } from './protocol-harness.ts';
+
+// The event loop held past a deadline (a long collection, a partner's handler that computes for a second,
+// a host's own synchronous work): what arrived meanwhile waits in the socket, and the loop's timers run
+// before it reads the socket again. A deadline judged then refused what had come in time.
+
+const BODY_TIMEOUT_MS = 1_000;
+
+/** Holds the event loop (and this whole process, the server in it) for `ms`. */
+function holdTheLoop(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // nothing: the loop is held
+  }
+}
+
+describe('the event loop held past a deadline', () => {
+  let endpoint: EndpointServer;
+  let port: number;
+
+  before(async () => {
+    ({ endpoint, port } = await listenTls({ bodyTimeoutMs: BODY_TIMEOUT_MS, handlers: { track: () => {} } }));
+  });
+
+  after(() => endpoint.close());
+
+  test("a body's last bytes that arrived while the loop was held are read before its deadline is judged", async () => {
+    const request = eventRequest(JSON.stringify(trackEvent()));
+    const half = request.length - 40;
+    const conn = new RawConnection(port);
+    await conn.ready;
+    conn.write(request.slice(0, half));
+    await delay(50); // the server reads the headers: the body's deadline runs from here
+    // Held from the check phase: the timers phase comes next, and the poll that reads the socket after it.
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        conn.write(request.slice(half)); // in the kernel's buffers at once, well within the deadline
+        holdTheLoop(BODY_TIMEOUT_MS + 300);
+        resolve();
+      }),
+    );
+    await conn.until(/HTTP\/1\.1 \d{3}/);
+    assert.deepEqual(statusLines(conn.text), ['200'], conn.text);
+    conn.destroy();
+  });
+});
