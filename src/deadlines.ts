@@ -56,9 +56,9 @@ export class Deadlines {
   /** The interval's turn: when a deadline has passed, a sweep once the loop's next poll has run. */
   tick(): void {
     const head = this.#chain.head;
-    if (head === undefined)
+    if (head === undefined) {
       this.sweep(); // stops the timer
-    else if (!this.#queued && head.due <= performance.now()) {
+    } else if (!this.#queued && head.due <= performance.now()) {
       this.#queued = true;
       setImmediate(sweep, this);
     }
