@@ -176,6 +176,10 @@ class BodyRead extends Deadline {
   end(): void {
     this.ended = true;
     if (this.done) return;
+    // Every byte came in time: the deadline is the sender's, decoding them is ours. zlib works on libuv's
+    // threads, and its end is read by a later poll than the one that read the last bytes: after a held
+    // loop, the sweep that follows that poll would refuse (408, not retried) a body that came whole.
+    this.cancel();
     if (wasReset(this.req)) this.finish(new EndpointError('SEG_BODY_ABORTED'));
     else if (!this.compressed) this.finish(undefined);
     else if (this.makeDecoder !== undefined) this.decodeGathered(this.makeDecoder);
