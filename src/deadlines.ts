@@ -53,21 +53,28 @@ export class Deadlines {
     this.#chain.remove(task);
   }
 
-  /** The interval's turn: when a deadline has passed, a sweep once the loop's next poll has run. */
+  /**
+   * The interval's turn: when a deadline has passed, a sweep once the loop's next poll has run, of the
+   * deadlines passed by now. Not of those that pass before the sweep runs: the loop may be held again in
+   * between (a handler computing in that poll, a collection, an immediate queued ahead of the sweep), and
+   * what arrives for them then is read only by the poll after the sweep.
+   */
   tick(): void {
     const head = this.#chain.head;
     if (head === undefined) {
       this.sweep(); // stops the timer
-    } else if (!this.#queued && head.due <= performance.now()) {
+      return;
+    }
+    const now = performance.now();
+    if (!this.#queued && head.due <= now) {
       this.#queued = true;
-      setImmediate(sweep, this);
+      setImmediate(sweep, this, now);
     }
   }
 
-  /** Fires every deadline that has passed. */
-  sweep(): void {
+  /** Fires every deadline that had passed by `now`. */
+  sweep(now = performance.now()): void {
     this.#queued = false;
-    const now = performance.now();
     for (let task = this.#chain.head; task !== undefined && task.due <= now; task = this.#chain.head) {
       this.remove(task);
       task.expired();
@@ -87,6 +94,6 @@ function tick(deadlines: Deadlines): void {
   deadlines.tick();
 }
 
-function sweep(deadlines: Deadlines): void {
-  deadlines.sweep();
+function sweep(deadlines: Deadlines, now: number): void {
+  deadlines.sweep(now);
 }

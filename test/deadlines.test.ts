@@ -42,6 +42,13 @@ async function until(done: () => boolean, what: string): Promise<void> {
   }
 }
 
+/** Holds the event loop until `time` (performance.now()). */
+function holdUntil(time: number): void {
+  while (performance.now() < time) {
+    // held
+  }
+}
+
 type TimerSpy = Mock<(...args: unknown[]) => unknown>;
 
 /** Spies on the interval timers (they still run): which ones `list` started and which were cleared. */
@@ -203,6 +210,25 @@ describe('Deadlines', () => {
     assert.ok(b.firedAt - a.firedAt >= MS, `b fired ${b.firedAt - a.firedAt} ms after a`);
     await until(() => timers.stopped().length === 1, 'the timer to stop');
     assert.equal(timers.started().length, 1, 'the timer ran on between them');
+  });
+
+  test("a deadline that passes after the timer's turn waits for a poll: the loop held before the sweep", async () => {
+    const list = new Deadlines(MS);
+    const fired: string[] = [];
+    const [a, b] = tasks(fired, 'a', 'b');
+    list.add(a);
+    holdUntil(a.due - MS / 2);
+    list.add(b); // due half a deadline after a
+    holdUntil(a.due);
+    // Queued before the sweep the timer's turn queues: it holds the loop past b's deadline, and what came
+    // for b meanwhile is read by the poll after the sweep, not before it.
+    setImmediate(() => holdUntil(b.due));
+    list.tick(); // the interval's turn, a's deadline passed: a sweep is queued for the check phase
+    await new Promise((resolve) => setImmediate(resolve)); // runs after the sweep
+    assert.deepEqual(fired, ['a'], 'b waits for the poll after the sweep');
+    b.cancel(); // what came for b in time, read by that poll
+    await sleep(3 * MS);
+    assert.deepEqual(fired, ['a']);
   });
 
   test('a task may add itself again when it expires', async () => {
