@@ -55,7 +55,8 @@ export class ConnectionSlots {
 
   /**
    * `stallMs`: how long answers may flush nothing before their connection is closed; `firstRequestMs`:
-   * how long a connection may go without a first request (Node's timeouts begin with its first byte).
+   * how long a connection may go without a first request, its handshake included (Node's header timeout
+   * starts once HTTP has the connection, after the handshake: this bounds the two together).
    */
   constructor(max: number, stallMs: number, firstRequestMs: number) {
     this.#max = max;
