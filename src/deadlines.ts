@@ -86,10 +86,8 @@ export class Deadlines {
   }
 }
 
-/**
- * The interval's turn, in the loop's timers phase: a deadline passed is judged in the check phase that
- * follows the poll, once what the sockets hold is read (a request that completes in it leaves its list).
- */
+// The interval's turn comes in the loop's timers phase, the sweep it queues in the check phase after the
+// poll: a request that completes in that poll leaves its list first.
 function tick(deadlines: Deadlines): void {
   deadlines.tick();
 }
