@@ -2,6 +2,7 @@
 // store's files (the last two commits of each writer), and found again by each API key's fingerprint.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -338,6 +339,27 @@ describe('readEarlier: the first requests wait for the read, within a bound', ()
     const earlier = new EarlierEvents([], keyFingerprint);
     assert.equal(await readEarlier(() => Promise.resolve(earlier), log, 50), earlier);
     assert.equal(lines.length, 2, 'nothing said of a read that ended');
+  });
+
+  test('a start that holds the loop past the wait (a handlers module that computes) does not give up a read no request waited for', async (t) => {
+    // The read's steps end in the loop's poll, which comes after the timers once the loop is free again:
+    // the wait's timer, due by then, used to decide first, and the events were dropped unread.
+    const lines: string[] = [];
+    const log = jsonLogger('info', (line) => lines.push(line));
+    const held = setInterval(() => {}, 1_000);
+    t.after(() => clearInterval(held));
+    const earlier = new EarlierEvents([], keyFingerprint);
+    const read = async () => {
+      await readFile(new URL(import.meta.url)); // a few round trips to the thread pool, as the store's read
+      return earlier;
+    };
+    const result = readEarlier(read, log, 50);
+    const until = performance.now() + 200;
+    while (performance.now() < until) {
+      // the loop held: the start's own work
+    }
+    assert.equal(await result, earlier);
+    assert.deepEqual(lines, [], 'nothing said');
   });
 });
 
