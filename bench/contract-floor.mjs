@@ -81,6 +81,14 @@ function basicKey(header) {
   return colon === -1 ? decoded : decoded.slice(0, colon);
 }
 
+/** An answer: empty, or a refusal's JSON message. */
+function answer(res, status, message) {
+  if (message === undefined) return res.writeHead(status, { 'content-length': '0' }).end();
+  const body = JSON.stringify({ message });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
 class Refused extends Error {
   constructor(status, message) {
     super(message);
@@ -98,12 +106,6 @@ export function contractFloor(apiKey, handlers, { filter = false, ok } = {}) {
   const seen = new Set();
   const ring = new Array(REMEMBERED);
   let next = 0;
-  const answer = (res, status, message) => {
-    if (message === undefined) return res.writeHead(status, { 'content-length': '0' }).end();
-    const body = JSON.stringify({ message });
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  };
   const success = ok ?? ((res) => answer(res, 200));
   const eventOf = (req, text) => {
     const given = Buffer.from(basicKey(req.headers.authorization) ?? '');
