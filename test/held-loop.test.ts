@@ -2,10 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
+import { openRedisIdempotency } from '../src/idempotency-redis.ts';
 import type { EndpointServer } from '../src/index.ts';
+import { silentLogger } from '../src/index.ts';
+import { COMMAND_MS } from '../src/redis-client.ts';
 import { API_KEY, basic, trackEvent } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
 import { eventRequest, RawConnection, statusLines } from './protocol-harness.ts';
+import { startRedis } from './services/redis.ts';
 
 // The event loop held past a deadline (a long collection, a partner's handler that computes for a second,
 // a host's own synchronous work): what arrived meanwhile waits in the socket, and the loop's timers run
@@ -74,5 +78,20 @@ describe('the event loop held past a deadline', () => {
     await conn.until(/HTTP\/1\.1 \d{3}/);
     assert.deepEqual(statusLines(conn.text), ['200'], conn.text);
     conn.destroy();
+  });
+});
+
+describe("the event loop held past a Redis command's bound", () => {
+  test("the shared filter's claim is answered by a reply that came while the loop was held", async (t) => {
+    const server = await startRedis();
+    t.after(() => server.destroy());
+    const store = await openRedisIdempotency(server.url, { ttlMs: 60_000, log: silentLogger });
+    t.after(() => store.close());
+    const claim = store.claim('k\nheld-1');
+    // The client writes its commands in the check phase (a setImmediate queued as the claim is sent,
+    // a few promise turns from now): held right after that write, Redis answers while the loop is held.
+    for (let turn = 0; turn < 20; turn++) await null;
+    setImmediate(() => holdTheLoop(COMMAND_MS + 300));
+    assert.equal(await claim, 'new');
   });
 });
