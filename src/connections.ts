@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { Chain } from './chain.ts';
 import { endAtShutdown, endLingering } from './connection-end.ts';
 import { overdue, type Slot, tcpSocket } from './connection-record.ts';
+import { Sweeps } from './connection-sweeps.ts';
 import { Tally } from './tally.ts';
 
 // What happens on a connection around its requests: who holds a slot, and which answers are still to be
@@ -40,8 +41,7 @@ export class ConnectionSlots {
   readonly #idle = new Chain<Slot>();
   readonly #stallMs: number;
   readonly #firstRequestMs: number;
-  readonly #sweepMs: number;
-  #sweeper: NodeJS.Timeout | undefined;
+  readonly #sweeps: Sweeps;
   /** Answers begun and not yet flushed or abandoned, on every connection. */
   readonly #answering = new Tally();
   /** Answers counted done with when their connection closed, whose 'close' may come after all. */
@@ -64,7 +64,9 @@ export class ConnectionSlots {
     this.#firstRequestMs = firstRequestMs;
     // Every second, as Node checks its header and request timeouts (connectionsCheckingInterval), or
     // more often for a shorter stall time: a connection is closed at most two sweeps past it.
-    this.#sweepMs = Math.min(1_000, Math.max(10, Math.ceil(stallMs / 4)));
+    this.#sweeps = new Sweeps(Math.min(1_000, Math.max(10, Math.ceil(stallMs / 4))), (now) =>
+      this.sweep(now),
+    );
     const slots = this;
     this.#closed = function closed(this: ServerResponse) {
       slots.#finished(this);
@@ -101,8 +103,7 @@ export class ConnectionSlots {
     this.#slots.set(socket, slot);
     this.#idle.push(slot);
     socket.once('close', () => this.#gone(socket));
-    // Unreferenced: the connections keep the process up, not their sweeps.
-    this.#sweeper ??= setInterval(() => this.sweep(), this.#sweepMs).unref();
+    this.#sweeps.start();
   }
 
   /** A request arrived on `req.socket`; `res` is its answer, done with once it closes. */
@@ -147,12 +148,11 @@ export class ConnectionSlots {
 
   /**
    * Closes the busy connections whose answers have flushed nothing for `stallMs`, and those that had no
-   * first request within `firstRequestMs`. Called by the interval timer; `now` for tests.
+   * first request within `firstRequestMs`. Called by the sweeps' timer (`Sweeps`); `now` for tests.
    */
   sweep(now = performance.now()): void {
     if (this.#slots.size === 0) {
-      clearInterval(this.#sweeper);
-      this.#sweeper = undefined;
+      this.#sweeps.stop();
       return;
     }
     for (const slot of this.#slots.values()) {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import { openRedisIdempotency } from '../src/idempotency-redis.ts';
 import type { EndpointServer } from '../src/index.ts';
@@ -8,6 +11,7 @@ import { silentLogger } from '../src/index.ts';
 import { COMMAND_MS } from '../src/redis-client.ts';
 import { API_KEY, basic, trackEvent } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
+import { waitUntil } from './helpers-wait.ts';
 import { eventRequest, RawConnection, statusLines } from './protocol-harness.ts';
 import { startRedis } from './services/redis.ts';
 
@@ -84,5 +88,75 @@ describe("the event loop held past a Redis command's bound", () => {
     for (let turn = 0; turn < 20; turn++) await null;
     setImmediate(() => holdTheLoop(COMMAND_MS + 300));
     assert.equal(await claim, 'new');
+  });
+});
+
+// A client on a thread of its own, so that it reads while this thread, the server's, is held: it
+// connects, reads nothing until told `read`, and sends one more request each time it is told `next`.
+const CLIENT = `
+const { parentPort, workerData } = require('node:worker_threads');
+const socket = require('node:net').connect(workerData.port, '127.0.0.1');
+socket.pause();
+let bytes = 0;
+socket.on('data', (chunk) => { bytes += chunk.length; });
+socket.on('error', () => {}); // its 'close' says it
+socket.on('error', () => {}); // its 'close' says so
+socket.on('close', () => parentPort.postMessage({ closed: true, bytes }));
+parentPort.on('message', (said) => {
+  if (said === 'next') socket.write('GET /metrics HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n');
+  else if (said === 'read') socket.resume();
+  else socket.destroy();
+});
+`;
+
+describe('the event loop held past the stall time of answers not read', () => {
+  test('a client that reads its answers while the loop is held keeps its connection', async (t) => {
+    const STALL_MS = 1_000;
+    const { endpoint, port } = await listenTls({
+      http: true,
+      headersTimeoutMs: STALL_MS,
+      requestTimeoutMs: STALL_MS,
+      metricsPath: '/metrics',
+      handlers: { track: () => {} },
+    });
+    const client = new Worker(CLIENT, { eval: true, workerData: { port } });
+    t.after(async () => {
+      await client.terminate(); // its connection closes: the shutdown waits for no answer
+      await endpoint.close();
+    });
+    let closed = false;
+    client.on('message', (said: { closed?: boolean }) => {
+      closed ||= said.closed === true;
+    });
+    // One request at a time, the next once the server has read the last, until its answers (~3 KB of
+    // metrics each) fill the buffers in between and Node stops reading: no request is left half read.
+    let held: Socket | undefined;
+    let lastRequest = performance.now();
+    endpoint.server.on('request', (req: IncomingMessage) => {
+      held ??= req.socket as Socket;
+      lastRequest = performance.now();
+      setImmediate(() => client.postMessage('next'));
+    });
+    client.postMessage('next');
+    await waitUntil(
+      () => held !== undefined && held.writableLength > 0 && performance.now() - lastRequest > 300,
+      () => 'answers waiting to be written, no more requests read',
+    );
+    const stalled = held as Socket;
+    // The sweeps see the answers flush nothing; the client starts reading as the loop is held past
+    // the stall time, from the check phase: the timers phase comes next, the poll that writes after it.
+    await delay(300);
+    const flushedBefore = stalled.bytesWritten - stalled.writableLength;
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        client.postMessage('read');
+        holdTheLoop(STALL_MS + 500);
+        resolve();
+      }),
+    );
+    await delay(600);
+    assert.equal(stalled.destroyed, false, 'closed though its answers were read while the loop was held');
+    assert.equal(closed, false);
+    assert.ok(stalled.bytesWritten - stalled.writableLength > flushedBefore, 'its answers flow again');
   });
 });
