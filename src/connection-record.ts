@@ -33,7 +33,8 @@ export function tcpSocket(socket: Duplex): Socket {
 
 /**
  * Whether the sweep at `now` closes the connection `slot`: its answers have flushed nothing for `stallMs`,
- * or it had no first request within `firstRequestMs`. Notes what the sweep saw of it.
+ * or it had no first request within `firstRequestMs`. Notes what the sweep saw of it, at `seenAt` (when
+ * the sweep runs: after `now`, when it judges as of an earlier turn, `Sweeps`).
  *
  * Node's timeouts cover a request that comes too slowly, not answers that are never taken (requests
  * pipelined by a client that never reads would hold their connection for good). Until it is closed, a
@@ -42,7 +43,13 @@ export function tcpSocket(socket: Duplex): Socket {
  * its answer: ~0.85 MB of heap for pipelined /health requests; less over TLS, read by 16 KiB). One
  * interval timer sweeps the connections, none is set per request, and nothing is added to the hot path.
  */
-export function overdue(slot: Slot, now: number, stallMs: number, firstRequestMs: number): boolean {
+export function overdue(
+  slot: Slot,
+  now: number,
+  stallMs: number,
+  firstRequestMs: number,
+  seenAt = now,
+): boolean {
   const head = slot.answering[0]; // the answer being written: Node writes them in turn
   if (head === undefined) {
     slot.head = undefined; // idle: Node's timeouts cover it, once a request has begun
@@ -55,7 +62,7 @@ export function overdue(slot: Slot, now: number, stallMs: number, firstRequestMs
   if (writableLength === 0 || head !== slot.head || flushed !== slot.flushed) {
     slot.head = head;
     slot.flushed = flushed;
-    slot.movedAt = now;
+    slot.movedAt = seenAt;
     return false;
   }
   return now - slot.movedAt >= stallMs;

@@ -1,18 +1,22 @@
 // When the connection slots (connections.ts) are swept: one interval timer while any connection is open.
 
 /**
- * The sweeps of the connection slots, every `ms` while started. A turn that comes late judges nothing:
- * the event loop was held (a long collection, a handler that computes), and what a client did meanwhile
- * (read the answers owed to it, sent its first request) reaches Node only in the loop's next turns; the
- * writes a client made room for are seen done a turn after the poll that finishes them. Judged then, such
- * a connection would be closed, and the 200s it had not read yet retried as duplicates. The next turn on
- * time judges, against what the last one on time saw: a client that did nothing is closed one turn later.
+ * The sweeps of the connection slots, every `ms` while started. A turn judges nothing where it runs, in
+ * the loop's timers phase: when the loop was held (a long collection, a handler that computes), what a
+ * client did meanwhile (read the answers owed to it, sent its first request) reaches Node only in the
+ * loop's next turns, and the writes a client made room for are seen done only in the turn after the poll
+ * that finishes them (on Node 20 a finished write is reported in the next turn's pending phase). So the
+ * turn's sweep runs two check phases later, after that report, whatever holds the loop in between, and
+ * judges as of the turn's time: a connection is closed only if it had flushed nothing for `stallMs` by
+ * then, and the sweep finds nothing more flushed. Judged at once, a client that read its answers while
+ * the loop was held would be closed, and the 200s it had not read yet retried as duplicates.
  */
 export class Sweeps {
   readonly ms: number;
   readonly #sweep: (now: number) => void;
   #timer: NodeJS.Timeout | undefined;
-  #turnAt = 0;
+  /** A sweep is queued (`turn`): a turn meanwhile queues none. */
+  #queued = false;
 
   constructor(ms: number, sweep: (now: number) => void) {
     this.ms = ms;
@@ -22,7 +26,6 @@ export class Sweeps {
   /** Starts the sweeps, if they are not running. */
   start(): void {
     if (this.#timer !== undefined) return;
-    this.#turnAt = performance.now();
     // Unreferenced: the connections keep the process up, not their sweeps.
     this.#timer = setInterval(turn, this.ms, this).unref();
   }
@@ -32,15 +35,30 @@ export class Sweeps {
     this.#timer = undefined;
   }
 
-  /** The interval's turn: a sweep, unless the turn is late by half its interval or more. */
+  /** The interval's turn: a sweep as of now, run once the writes finished by the next poll are reported. */
   turn(): void {
-    const now = performance.now();
-    const late = now - this.#turnAt >= 1.5 * this.ms;
-    this.#turnAt = now;
-    if (!late) this.#sweep(now);
+    if (this.#queued) return;
+    this.#queued = true;
+    setImmediate(afterPoll, this, performance.now());
+  }
+
+  /** Runs the sweep queued by `turn` at `now`. */
+  run(now: number): void {
+    this.#queued = false;
+    this.#sweep(now);
   }
 }
 
 function turn(sweeps: Sweeps): void {
   sweeps.turn();
+}
+
+// The check phase after the poll that follows the turn: a write that poll finished is reported in the next
+// pending phase, before the check phase after it.
+function afterPoll(sweeps: Sweeps, now: number): void {
+  setImmediate(afterReport, sweeps, now);
+}
+
+function afterReport(sweeps: Sweeps, now: number): void {
+  sweeps.run(now);
 }

@@ -64,9 +64,8 @@ export class ConnectionSlots {
     this.#firstRequestMs = firstRequestMs;
     // Every second, as Node checks its header and request timeouts (connectionsCheckingInterval), or
     // more often for a shorter stall time: a connection is closed at most two sweeps past it.
-    this.#sweeps = new Sweeps(Math.min(1_000, Math.max(10, Math.ceil(stallMs / 4))), (now) =>
-      this.sweep(now),
-    );
+    const sweepMs = Math.min(1_000, Math.max(10, Math.ceil(stallMs / 4)));
+    this.#sweeps = new Sweeps(sweepMs, (now) => this.sweep(now, performance.now()));
     const slots = this;
     this.#closed = function closed(this: ServerResponse) {
       slots.#finished(this);
@@ -147,16 +146,16 @@ export class ConnectionSlots {
   }
 
   /**
-   * Closes the busy connections whose answers have flushed nothing for `stallMs`, and those that had no
-   * first request within `firstRequestMs`. Called by the sweeps' timer (`Sweeps`); `now` for tests.
+   * Closes the busy connections whose answers flushed nothing for `stallMs`, and those that had no first
+   * request within `firstRequestMs`, as of `now` (a `Sweeps` turn); what it sees is noted at `seenAt`.
    */
-  sweep(now = performance.now()): void {
+  sweep(now = performance.now(), seenAt = now): void {
     if (this.#slots.size === 0) {
       this.#sweeps.stop();
       return;
     }
     for (const slot of this.#slots.values()) {
-      if (overdue(slot, now, this.#stallMs, this.#firstRequestMs)) this.#close(slot);
+      if (overdue(slot, now, this.#stallMs, this.#firstRequestMs, seenAt)) this.#close(slot);
     }
   }
 
