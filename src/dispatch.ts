@@ -149,7 +149,9 @@ class HandlerRun extends Deadline {
   override expired(): void {
     const timedOut = new EndpointError('SEG_HANDLER_TIMEOUT');
     const outcome = new Promise<boolean>((resolve) => {
-      const limit = setTimeout(resolve, this.overdueMs, false);
+      // Given up after the poll that follows the limit's timer: a handler that ended while the loop was
+      // held past it (its reply read by that poll) is heard first, its claim not released for a copy.
+      const limit = setTimeout(() => setImmediate(resolve, false), this.overdueMs);
       limit.unref();
       this.#overdue = (succeeded) => {
         clearTimeout(limit);

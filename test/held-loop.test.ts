@@ -7,10 +7,11 @@ import { Worker } from 'node:worker_threads';
 import { gzipSync } from 'node:zlib';
 import { openRedisIdempotency } from '../src/idempotency-redis.ts';
 import type { EndpointServer } from '../src/index.ts';
-import { silentLogger } from '../src/index.ts';
+import { createHandler, silentLogger } from '../src/index.ts';
 import { COMMAND_MS } from '../src/redis-client.ts';
 import { API_KEY, basic, trackEvent } from './helpers.ts';
 import { listenTls } from './helpers-cert.ts';
+import { inject } from './helpers-inject.ts';
 import { waitUntil } from './helpers-wait.ts';
 import { eventRequest, RawConnection, statusLines } from './protocol-harness.ts';
 import { startRedis } from './services/redis.ts';
@@ -173,4 +174,46 @@ describe('the event loop held past the stall time of answers not read', () => {
     // reports those writes done: the sweeps' interval is STALL_MS / 4, and held 1.2 of it, the next sweep's
     // turn comes before that report.
     readWhileHeld(t, STALL_MS * 0.3));
+});
+
+describe("the event loop held past the wait for a handler's end after its timeout", () => {
+  test('a handler that ended while the loop was held is heard: its event is remembered, not run again', async (t) => {
+    const TIMEOUT = 100; // a handler past it is waited for five of these: its claim kept meanwhile
+    // The handler's end comes from another thread, as a database's reply comes from a socket: at the
+    // number of ms it is sent.
+    const ender = new Worker(
+      "const { parentPort } = require('node:worker_threads');" +
+        "parentPort.on('message', (ms) => setTimeout(() => parentPort.postMessage('ended'), ms));",
+      { eval: true },
+    );
+    t.after(() => ender.terminate());
+    const runs: string[] = [];
+    const handler = createHandler({
+      apiKeys: [API_KEY],
+      log: silentLogger,
+      handlerTimeoutMs: TIMEOUT,
+      handlers: {
+        track: (event) => {
+          runs.push(String(event.messageId));
+          return new Promise<void>((resolve) => ender.once('message', () => resolve()));
+        },
+      },
+    });
+    const event = trackEvent({ messageId: 'held-late' });
+    const first = await inject(handler, { body: event });
+    assert.deepEqual([first.status, first.json().code], [503, 'SEG_HANDLER_TIMEOUT']);
+    // It ends 3 timeouts from now; the loop is held from now until 7 timeouts on, past the end of the
+    // wait (5 timeouts after the timeout): the wait's timer comes before the poll that hears the end.
+    ender.postMessage(TIMEOUT * 3);
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        holdTheLoop(TIMEOUT * 7);
+        resolve();
+      }),
+    );
+    await handler.idle();
+    const copy = await inject(handler, { body: event });
+    assert.deepEqual(runs, ['held-late'], 'run again: its success, heard late, was not remembered');
+    assert.equal(copy.status, 200);
+  });
 });
