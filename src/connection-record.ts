@@ -12,9 +12,13 @@ import type { Linked } from './chain.ts';
 export interface Slot extends Linked<Slot> {
   readonly socket: Socket;
   answering: ServerResponse[];
-  /** The answer being written at the last sweep, the bytes flushed then, and when they last grew. */
+  /**
+   * The answer being written at the last sweep, the bytes flushed then, the bytes of a write in progress
+   * still queued, and when one of them last moved.
+   */
   head: ServerResponse | undefined;
   flushed: number;
+  queued: number;
   movedAt: number;
   /** In a lingering close: busy whatever its answers (`linger`). */
   lingering: boolean;
@@ -33,8 +37,8 @@ export function tcpSocket(socket: Duplex): Socket {
 
 /**
  * Whether the sweep at `now` closes the connection `slot`: its answers have flushed nothing for `stallMs`,
- * or it had no first request within `firstRequestMs`. Notes what the sweep saw of it, at `seenAt` (when
- * the sweep runs: after `now`, when it judges as of an earlier turn, `Sweeps`).
+ * or it had no first request within `firstRequestMs`. What the sweep sees of it is dated `seenAt`: when
+ * the sweep runs (later than `now` when it judges as of its turn, `Sweeps`).
  *
  * Node's timeouts cover a request that comes too slowly, not answers that are never taken (requests
  * pipelined by a client that never reads would hold their connection for good). Until it is closed, a
@@ -56,14 +60,22 @@ export function overdue(
     return slot.http === undefined && now - slot.acceptedAt >= firstRequestMs;
   }
   // The connection as HTTP writes to it (over TLS, the TLS socket: the TCP one never buffers). Its
-  // `bytesWritten` counts the bytes buffered too; a write is flushed once its callback is due.
+  // `bytesWritten` counts the bytes buffered too; a write is flushed once its callback is due. One write
+  // can hold several answers (those buffered behind the one before): what the kernel takes of it before
+  // it is all written shows only in libuv's queue, on the TCP socket.
   const { writableLength, bytesWritten } = head.req.socket;
   const flushed = bytesWritten - writableLength;
-  if (writableLength === 0 || head !== slot.head || flushed !== slot.flushed) {
+  const queued = writeQueue(slot.socket);
+  if (writableLength === 0 || head !== slot.head || flushed !== slot.flushed || queued !== slot.queued) {
     slot.head = head;
     slot.flushed = flushed;
+    slot.queued = queued;
     slot.movedAt = seenAt;
     return false;
   }
   return now - slot.movedAt >= stallMs;
 }
+
+/** The bytes libuv still holds of the writes in progress on `socket` (0 once it is closed). */
+const writeQueue = (socket: Socket): number =>
+  (socket as Socket & { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0;

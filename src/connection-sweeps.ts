@@ -4,12 +4,12 @@
  * The sweeps of the connection slots, every `ms` while started. A turn judges nothing where it runs, in
  * the loop's timers phase: when the loop was held (a long collection, a handler that computes), what a
  * client did meanwhile (read the answers owed to it, sent its first request) reaches Node only in the
- * loop's next turns, and the writes a client made room for are seen done only in the turn after the poll
- * that finishes them (on Node 20 a finished write is reported in the next turn's pending phase). So the
- * turn's sweep runs two check phases later, after that report, whatever holds the loop in between, and
+ * polls after. So the turn's sweep runs two check phases later, whatever holds the loop in between, and
  * judges as of the turn's time: a connection is closed only if it had flushed nothing for `stallMs` by
- * then, and the sweep finds nothing more flushed. Judged at once, a client that read its answers while
- * the loop was held would be closed, and the 200s it had not read yet retried as duplicates.
+ * then, and the sweep finds nothing more flushed. Two, not one: on Node 20 the write the first poll
+ * finishes is sometimes reported done only in the next turn (measured). Judged at once, a client that read
+ * its answers while the loop was held would be closed, and the 200s it had not read yet retried as
+ * duplicates.
  */
 export class Sweeps {
   readonly ms: number;
@@ -53,8 +53,7 @@ function turn(sweeps: Sweeps): void {
   sweeps.turn();
 }
 
-// The check phase after the poll that follows the turn: a write that poll finished is reported in the next
-// pending phase, before the check phase after it.
+// The check phase after the poll that follows the turn; the sweep runs in the next one (see Sweeps).
 function afterPoll(sweeps: Sweeps, now: number): void {
   setImmediate(afterReport, sweeps, now);
 }

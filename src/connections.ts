@@ -94,6 +94,7 @@ export class ConnectionSlots {
       next: undefined,
       head: undefined,
       flushed: 0,
+      queued: 0,
       movedAt: 0,
       lingering: false,
       acceptedAt: performance.now(),

@@ -113,8 +113,8 @@ describe('the event loop held past the stall time of answers not read', () => {
   const STALL_MS = 1_000;
 
   /**
-   * Whether a client whose answers stalled, and which reads them while the loop is held past the stall
-   * time, keeps its connection; `thenHoldMs`: the loop held again in the check phase right after.
+   * Asserts that a client whose answers stalled, and which reads them while the loop is held past the
+   * stall time, keeps its connection; `thenHoldMs`: the loop held again in the check phase right after.
    */
   async function readWhileHeld(t: TestContext, thenHoldMs: number): Promise<void> {
     const { endpoint, port } = await listenTls({
@@ -162,25 +162,24 @@ describe('the event loop held past the stall time of answers not read', () => {
     );
     await delay(600);
     assert.equal(stalled.destroyed, false, 'closed though its answers were read while the loop was held');
-    assert.equal(closed, false);
+    assert.equal(closed, false, 'the client saw its connection closed');
     assert.ok(stalled.bytesWritten - stalled.writableLength > flushedBefore, 'its answers flow again');
   }
 
   test('a client that reads its answers while the loop is held keeps its connection', (t) =>
     readWhileHeld(t, 0));
 
-  test('and keeps it when the loop is held again right after, past the next sweep', (t) =>
-    // In the check phase after the poll that writes what the client made room for, before the turn that
-    // reports those writes done: the sweeps' interval is STALL_MS / 4, and held 1.2 of it, the next sweep's
-    // turn comes before that report.
+  test('a client that read while the loop was held keeps its connection when the loop is held again before the next sweep', (t) =>
+    // In the check phase after the first poll that writes what the client made room for: the sweeps'
+    // interval is STALL_MS / 4, and held 1.2 of it, the next sweep's turn comes right after.
     readWhileHeld(t, STALL_MS * 0.3));
 });
 
 describe("the event loop held past the wait for a handler's end after its timeout", () => {
   test('a handler that ended while the loop was held is heard: its event is remembered, not run again', async (t) => {
     const TIMEOUT = 100; // a handler past it is waited for five of these: its claim kept meanwhile
-    // The handler's end comes from another thread, as a database's reply comes from a socket: at the
-    // number of ms it is sent.
+    // The handler's end comes from another thread, as a database's reply comes from a socket: told a
+    // number of ms, the thread posts `ended` that long after.
     const ender = new Worker(
       "const { parentPort } = require('node:worker_threads');" +
         "parentPort.on('message', (ms) => setTimeout(() => parentPort.postMessage('ended'), ms));",
