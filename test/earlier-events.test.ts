@@ -12,7 +12,13 @@ import { eventKey } from '../src/event-digest.ts';
 import { EARLIER, MemoryIdempotencyStore } from '../src/idempotency.ts';
 import { jsonLogger } from '../src/log.ts';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
-import { RECENT_BYTES, RECENT_TOTAL_BYTES, recentEvents } from '../src/sinks/file-recent.ts';
+import {
+  parseStoredSizes,
+  RECENT_BYTES,
+  RECENT_TOTAL_BYTES,
+  recentEvents,
+  storedSizes,
+} from '../src/sinks/file-recent.ts';
 import { NdjsonStore } from '../src/sinks/file-store.ts';
 import type { Sink } from '../src/sinks/sink.ts';
 import { filterOption } from '../src/start.ts';
@@ -246,6 +252,66 @@ describe('recentEvents: only lines known durable', () => {
     const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1 }));
     const done = (id: string) => store.peek('k', id) === 'done';
     assert.deepEqual(['own', 'worker-2', 'one-process'].filter(done), ['own']);
+  });
+
+  test("a worker reads the others' files up to what they held before any worker started, measured by its primary", async (t) => {
+    // A crash of the whole tree leaves every worker's last events unanswered, and Segment's retry of one
+    // reaches any worker.
+    const before = line('k', 'w2-before') + line('k', 'w2-last-before');
+    const dir = storeDir(t, {
+      'events-2026-12-07-w1.ndjson': line('k', 'own'),
+      'events-2026-12-07-w2.ndjson': before,
+      'events-2026-12-07-w3.ndjson': line('k', 'w3-cut'),
+      'events-2026-12-07-w4.ndjson': line('k', 'w4-deferred'),
+    });
+    const deferred = new Map([[join(dir, 'events-2026-12-07-w4.ndjson'), 0]]);
+    const others = parseStoredSizes(await storedSizes(nodeIo, dir, deferred));
+    assert.deepEqual(
+      [...others.keys()].sort(),
+      ['events-2026-12-07-w1.ndjson', 'events-2026-12-07-w2.ndjson', 'events-2026-12-07-w3.ndjson'],
+      'a file whose repair was left to its writer is not measured',
+    );
+    // Since then: worker 2 wrote a commit (not synced yet, maybe cut back), and worker 3's file was cut.
+    writeFileSync(join(dir, 'events-2026-12-07-w2.ndjson'), before + line('k', 'w2-after'));
+    writeFileSync(join(dir, 'events-2026-12-07-w3.ndjson'), '');
+    const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, others }));
+    const done = (id: string) => store.peek('k', id) === 'done';
+    assert.deepEqual(
+      ['own', 'w2-before', 'w2-last-before', 'w2-after', 'w3-cut', 'w4-deferred'].filter(done),
+      ['own', 'w2-before', 'w2-last-before'],
+    );
+  });
+
+  test('a worker reads 8 other writers at most, the newest first', async (t) => {
+    const full = (name: string) =>
+      Array.from({ length: Math.ceil(RECENT_BYTES / 1000) + 10 }, (_, n) =>
+        line('k', `${name}-${n}`, NOW, { properties: { padding: 'x'.repeat(1000) } }),
+      ).join('');
+    const files: Record<string, string> = {};
+    for (let k = 1; k <= 11; k++) files[`events-2026-12-07-w${k}.ndjson`] = full(`w${k}`);
+    const dir = storeDir(t, files);
+    const others = parseStoredSizes(await storedSizes(nodeIo, dir, new Map()));
+    const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, others }));
+    const writers = [...Array(11).keys()].map((k) => k + 1);
+    const newestOf = (k: number) => store.peek('k', `w${k}-${Math.ceil(RECENT_BYTES / 1000) + 9}`);
+    assert.deepEqual(
+      writers.filter((k) => newestOf(k) === 'done'),
+      [1, 4, 5, 6, 7, 8, 9, 10, 11],
+      'its own, and the 8 newest others',
+    );
+    assert.deepEqual(
+      writers.filter((k) => store.peek('k', `w${k}-0`) === 'done'),
+      [],
+      'the first line of each, past its 2 MiB, is not read',
+    );
+  });
+
+  test("the sizes' text: what is not of its form is passed over", () => {
+    assert.deepEqual(
+      [...parseStoredSizes('events-2026-12-07-w2.ndjson:120/notes.txt:5/events-2026-12-07.ndjson:x/:3//')],
+      [['events-2026-12-07-w2.ndjson', 120]],
+    );
+    assert.equal(parseStoredSizes(undefined).size, 0);
   });
 
   test('a commit another worker writes while a replacement starts, then cuts back and refuses (503), is not remembered', async (t) => {

@@ -29,6 +29,11 @@ export async function chosenPort(config: CliConfig): Promise<number | undefined>
   }
 }
 
+/** The variable that tells the workers `port`, when one was chosen. */
+export function portVariable(port: number | undefined): Record<string, string> {
+  return port === undefined ? {} : { [PORT_VARIABLE]: String(port) };
+}
+
 /** A worker's `config` with the port its primary chose (`PORT_VARIABLE`), where `--port 0` left it open. */
 export function withChosenPort(config: CliConfig, env: NodeJS.ProcessEnv): CliConfig {
   const port = env[PORT_VARIABLE];

@@ -6,7 +6,7 @@ import type { Logger } from '../log.ts';
 import { OPTIONS } from '../option-table.ts';
 import { ConfigurationFiles } from './configuration-files.ts';
 import { isOurs, type Outgoing, sendTo as send, type ToPrimary, WORKER_VARIABLE } from './messages.ts';
-import { chosenPort, PORT_VARIABLE } from './port.ts';
+import { chosenPort, portVariable } from './port.ts';
 import { backoffMs, killAll, newSlot, type Slot, serving } from './slot.ts';
 import { StartFailures } from './start-failures.ts';
 import { StartLine } from './start-line.ts';
@@ -29,12 +29,11 @@ export async function runPrimary(
   signals: Signals,
   files: Map<string, Buffer>,
 ): Promise<number> {
-  if (config.handlers === undefined && config.postgres === undefined) {
-    // Every worker's files (those of workers a smaller --workers no longer starts too) before any starts.
-    await (await import('../sinks/sink.ts')).repairStoreFiles(config.out, log);
-  }
+  // Every worker's files (those of workers a smaller --workers no longer starts too) before any starts.
+  const stored = config.handlers === undefined && config.postgres === undefined;
+  const env = stored ? await (await import('../sinks/sink.ts')).repairStoreFiles(config.out, log) : {};
   cluster.setupPrimary({ args: [...argv] });
-  return new Primary(config, log, files, await chosenPort(config)).run(signals);
+  return new Primary(config, log, files, { ...env, ...portVariable(await chosenPort(config)) }).run(signals);
 }
 
 class Primary {
@@ -52,17 +51,17 @@ class Primary {
   #exitCode = 0;
   #done: (code: number) => void = () => {};
   readonly #files: ConfigurationFiles;
-  /** What every worker is started with besides its number: the port chosen for `--port 0`. */
+  /** What every worker is started with besides its number (the port chosen for `--port 0`, the store's sizes). */
   readonly #env: Record<string, string>;
 
-  constructor(config: CliConfig, log: Logger, files: Map<string, Buffer>, port: number | undefined) {
+  constructor(config: CliConfig, log: Logger, files: Map<string, Buffer>, env: Record<string, string>) {
     this.#config = config;
     this.#log = log;
     this.#startLine = new StartLine(this.#slots, () => this.#stopping, log);
     this.#files = new ConfigurationFiles(files, config);
     this.#startFailures = new StartFailures(log, config.workers, (number) => this.#retry(number));
     this.#watchdog = new Watchdog(this.#slots, log, () => this.#startLine.print());
-    this.#env = port === undefined ? {} : { [PORT_VARIABLE]: String(port) };
+    this.#env = env;
   }
 
   run(signals: Signals): Promise<number> {

@@ -14,11 +14,13 @@ import { COMMIT_MAX_BYTES } from './file-repair.ts';
 // what each writer wrote. Segment retries them, and without this they would be stored again.
 //
 // Only lines known durable are read: an event remembered here and then lost would be answered 200 on
-// its retry, and never stored. So a process reads only its own files (with --workers, a worker's `-wK`:
-// the others' are being written meanwhile, and a commit there may be unsynced, or cut back and
-// refused), synced first, and only those start-up repair has left clean: a file that ends inside a
-// line, or holds a zero byte in its last commit (a torn write, a hole a power cut left), is one whose
-// repair was deferred for want of room, and what it holds there is set aside later, not stored.
+// its retry, and never stored. So a process reads its own files (with --workers, a worker's `-wK`),
+// synced first, and only those start-up repair has left clean: a file that ends inside a line, or holds
+// a zero byte in its last commit (a torn write, a hole a power cut left), is one whose repair was
+// deferred for want of room, and what it holds there is set aside later, not stored. Of the other
+// workers' files, being written meanwhile (a commit there may be unsynced, or cut back and refused), a
+// worker reads only what they held before any worker started (`StoredSizes`): a retry of the whole tree's
+// last events reaches any worker.
 
 // Lines parsed between looks at the clock (inSlices): a line of a few KB takes a few µs.
 const LINES_A_STEP = 16;
@@ -27,39 +29,51 @@ const LINES_A_STEP = 16;
 export const RECENT_BYTES = 2 * COMMIT_MAX_BYTES;
 /** The bytes read back in all by the one process, which has every writer's files as its own. */
 export const RECENT_TOTAL_BYTES = 2 * RECENT_BYTES;
+/** The other writers a worker reads back besides itself, at most (the newest first): 16 MiB, ~0.2 s. */
+export const OTHER_WRITERS_MAX = 8;
 
 export interface RecentOptions {
   /** Events stored before this (ms) are of no use: the files of days that ended before it are not read. */
   readonly since: number;
   /** The worker this process is (K of `-wK`), or undefined for the one process: every file is its own. */
   readonly worker?: number | undefined;
+  /** A worker's: the other writers' files and their sizes before any worker started (`storedSizes`). */
+  readonly others?: StoredSizes | undefined;
   /** ms, for tests. */
   readonly now?: number | undefined;
 }
 
 /**
  * The events in the last RECENT_BYTES of each of this process's writers' files in `dir` (its newest day's,
- * then the day before's if that is not enough), RECENT_TOTAL_BYTES in all, the newest writer first. A
+ * then the day before's if that is not enough), RECENT_TOTAL_BYTES in all, the newest writer first (a
+ * worker: its own, then RECENT_BYTES more for each of OTHER_WRITERS_MAX others in `others` at most). A
  * line that does not parse, or has no messageId, is passed over; so is a file that is not the store's (not
  * a regular file, another user's). Read while the endpoint serves: the lines are parsed a slice at a time
  * (2 MiB: ~10 ms warm, ~28 in a fresh process; README.md).
  */
 export async function recentEvents(io: StoreIo, dir: string, options: RecentOptions): Promise<EarlierEvents> {
   const now = options.now ?? Date.now();
-  const own = (file: StoreFile) =>
-    (options.worker === undefined || file.worker === options.worker) &&
-    Date.parse(file.day) + DAY_MS > options.since; // a day that ended before `since`: nothing to remember
-  const files = (await io.readdir(dir)).map(storeFile).filter((file) => file !== undefined && own(file));
+  const { worker, others } = options;
+  const own = (file: StoreFile) => worker === undefined || file.worker === worker;
+  const read = (file: StoreFile) =>
+    (own(file) || others?.has(file.name) === true) && Date.parse(file.day) + DAY_MS > options.since; // a day that ended before `since`: nothing to remember
+  const files = (await io.readdir(dir)).map(storeFile).filter((file) => file !== undefined && read(file));
   const newest = (writer: readonly StoreFile[]) => writer[writer.length - 1] as StoreFile;
   const writers = [...lastTwoOfEach(files as StoreFile[]).values()];
   writers.sort((a, b) => inReadingOrder(newest(b), newest(a)));
   const events: EarlierEvent[] = [];
-  let total = RECENT_TOTAL_BYTES;
+  let total = worker === undefined ? RECENT_TOTAL_BYTES : RECENT_BYTES;
+  let othersLeft = OTHER_WRITERS_MAX;
   for (const writer of writers) {
+    if (!own(newest(writer))) {
+      if (othersLeft === 0) continue;
+      othersLeft--;
+      total += RECENT_BYTES;
+    }
     let budget = Math.min(RECENT_BYTES, total);
     for (const file of [...writer].reverse()) {
       if (budget <= 0) break;
-      const text = await cleanTail(io, join(dir, file.name), budget);
+      const text = await cleanTail(io, join(dir, file.name), budget, others?.get(file.name));
       if (text === undefined) continue;
       const bytes = Buffer.byteLength(text);
       budget -= bytes;
@@ -71,16 +85,24 @@ export async function recentEvents(io: StoreIo, dir: string, options: RecentOpti
 }
 
 /**
- * The whole lines among the last `bytes` of the store file `path`, once synced; undefined if it is none
- * of the store's files, cannot be synced, or is not as start-up repair leaves a file (see above).
+ * The whole lines among the last `bytes` of the store file `path` (of its first `end` bytes, when given),
+ * once synced; undefined if it is none of the store's files, cannot be synced, is shorter than `end`, or
+ * is not as start-up repair leaves a file (see above).
  */
-async function cleanTail(io: StoreIo, path: string, bytes: number): Promise<string | undefined> {
+async function cleanTail(
+  io: StoreIo,
+  path: string,
+  bytes: number,
+  end?: number,
+): Promise<string | undefined> {
   // As repair opens them: a symbolic link named like a store file is none of the store's (it writes none),
   // and what it leads to (another endpoint's store?) must not have this one's events answered as copies.
   const fd = await io.open(path, 'r+').catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
-    const { size } = await ownStat(io, fd, path);
+    const { size: now } = await ownStat(io, fd, path);
+    if (end !== undefined && end > now) return undefined; // cut below what it held: not the lines measured
+    const size = end ?? now;
     await io.fdatasync(fd);
     // One byte before the lines read (whether they begin with a whole line), and at least the last commit.
     const from = Math.max(0, size - Math.max(bytes, COMMIT_MAX_BYTES) - 1);
@@ -114,5 +136,60 @@ function* eventsIn(text: string, now: number, into: EarlierEvent[]): Steps<void>
     if (messageId === undefined || typeof record?.source !== 'string' || Number.isNaN(at)) continue;
     // A time ahead of this clock (another machine's, a clock set back) counts as now, not as later.
     into.push({ source: record.source, messageId, at: Math.min(at, now) });
+  }
+}
+
+/** Store files by name, and their sizes before any worker started: what each worker may read of them. */
+export type StoredSizes = ReadonlyMap<string, number>;
+
+/** The variable that hands the workers of --workers `storedSizes`' text. */
+export const STORED_SIZES_VARIABLE = 'SEGMENT_ENDPOINT_STORED_SIZES';
+
+/**
+ * The sizes of each writer's last two files in `dir`, as `name:size` separated by `/` (no store file's name
+ * holds either), measured by the primary once it has repaired them and before any worker starts: no later
+ * commit can cut a file below it (a cut-back returns to where its commit began). Those in `deferred`
+ * (repair left to their writer for want of room, which may cut them) are left out.
+ */
+export async function storedSizes(
+  io: StoreIo,
+  dir: string,
+  deferred: ReadonlyMap<string, number>,
+): Promise<string> {
+  const files = (await io.readdir(dir)).map(storeFile).filter((file) => file !== undefined) as StoreFile[];
+  const sized: string[] = [];
+  for (const writer of lastTwoOfEach(files).values()) {
+    for (const { name } of writer) {
+      const path = join(dir, name);
+      if (deferred.has(path)) continue;
+      const size = await sizeOf(io, path);
+      if (size !== undefined) sized.push(`${name}:${size}`);
+    }
+  }
+  return sized.join('/');
+}
+
+/** `storedSizes`' text read back; what is not of its form is passed over (nothing of it is read). */
+export function parseStoredSizes(text: string | undefined): StoredSizes {
+  const sizes = new Map<string, number>();
+  for (const part of text?.split('/') ?? []) {
+    const at = part.lastIndexOf(':');
+    const size = Number(part.slice(at + 1));
+    if (at > 0 && storeFile(part.slice(0, at)) !== undefined && Number.isSafeInteger(size) && size >= 0) {
+      sizes.set(part.slice(0, at), size);
+    }
+  }
+  return sizes;
+}
+
+async function sizeOf(io: StoreIo, path: string): Promise<number | undefined> {
+  const fd = await io.open(path, 'r').catch(() => undefined);
+  if (fd === undefined) return undefined;
+  try {
+    return (await ownStat(io, fd, path)).size;
+  } catch {
+    return undefined; // none of the store's files: the workers read nothing of it
+  } finally {
+    await io.close(fd).catch(() => {});
   }
 }

@@ -68,9 +68,14 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   store.onTorn = (torn) =>
     log.warn(torn, 'a store file was cut in the middle of a line: the part left was set aside');
   if (config.worker === undefined) sayIfOthersWrite(out, log);
-  // Read once the torn tails are set aside: its own files only (file-recent.ts).
+  // Read once the torn tails are set aside: its own files, and a worker what its primary measured of the
+  // others' (file-recent.ts).
+  const others =
+    config.worker === undefined
+      ? undefined
+      : recent.parseStoredSizes(process.env[recent.STORED_SIZES_VARIABLE]);
   const earlierEvents = (ttlMs: number) =>
-    recent.recentEvents(io, out, { since: Date.now() - ttlMs, worker: config.worker });
+    recent.recentEvents(io, out, { since: Date.now() - ttlMs, worker: config.worker, others });
   const handlers = storeHandlers(store);
   return {
     handlers,
@@ -130,25 +135,30 @@ export function storeRefused(err: unknown, out: string): unknown {
 
 /**
  * Start-up repair of every file under `out` (every worker's, with --workers: the primary's, before any
- * worker starts), refused as openSink refuses a store it cannot use.
+ * worker starts), refused as openSink refuses a store it cannot use. Resolves with the variables that
+ * tell each worker what the others' files held then (file-recent.ts, `storedSizes`).
  */
-export async function repairStoreFiles(out: string, log: Logger): Promise<void> {
+export async function repairStoreFiles(out: string, log: Logger): Promise<Record<string, string>> {
   const dir = kernelPath(out);
-  const [{ makeDirectory, repairStore }, { nodeIo }] = await Promise.all([
+  const [{ makeDirectory, repairStore }, { nodeIo }, recent] = await Promise.all([
     import('./file-repair.ts'),
     import('./file-io.ts'),
+    import('./file-recent.ts'),
   ]);
+  // A file it cannot repair for want of room is left to its worker, which repairs its own at start and
+  // starts all the same (a full disk is a state the store recovers from).
+  const deferred = new Map<string, number>();
   // Locked for the primary's life: its workers write under it.
   const recovered = await makeDirectory(nodeIo, dir)
     .then(() => nodeIo.lock?.(dir))
-    // A file it cannot repair for want of room is left to its worker, which repairs its own at start and
-    // starts all the same (a full disk is a state the store recovers from).
-    .then(() => repairStore(dir, { deferred: new Map() }))
+    .then(() => repairStore(dir, { deferred }))
     .catch((err: unknown) => {
       throw storeRefused(err, out);
     });
   for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   sayIfOthersWrite(dir, log);
+  const sizes = await recent.storedSizes(nodeIo, dir, deferred).catch(() => '');
+  return { [recent.STORED_SIZES_VARIABLE]: sizes };
 }
 
 /**

@@ -153,7 +153,7 @@ test('a torn last line is set aside at start-up and the next event starts a line
 });
 
 for (const workers of [[], ['--workers', '2']]) {
-  const named = workers.length === 0 ? '' : ` (${workers.join(' ')}: by the worker that stored it)`;
+  const named = workers.length === 0 ? '' : ` (${workers.join(' ')}: by whichever worker it reaches)`;
   test(`Segment's retries after a kill -9: an event the store holds is not stored again${named}`, async (t) => {
     await retriedAfterKill(t, workers);
   });
@@ -212,20 +212,10 @@ async function retriedAfterKill(t: TestContext, workers: string[]): Promise<void
   const twice = [...copies].filter(([, n]) => n > 1);
   const ids = new Set(records.map((r) => r.event.messageId));
   for (let n = 0; n < sent; n++) assert.ok(ids.has(`retried-${n}`), `retried-${n} is stored`);
-  if (workers.length === 0) {
-    assert.deepEqual(twice.slice(0, 10), [], `${twice.length} events stored more than once`);
-    assert.equal(records.length, sent + 1, "every event once, and the other key's copy");
-  } else {
-    // Each worker reads back its own files only: a retry that reaches the other is stored again.
-    assert.ok(
-      twice.every(([, n]) => n === 2),
-      'at most once again',
-    );
-    assert.ok(
-      twice.length < storedBeforeTheKill / 2 + 60,
-      `${twice.length} of ${storedBeforeTheKill} stored again`,
-    );
-  }
+  // With --workers, each worker reads back the others' files too, up to what they held before any worker
+  // started: a retry that reaches another worker than the one that stored it is a duplicate there too.
+  assert.deepEqual(twice.slice(0, 10), [], `${twice.length} events stored more than once`);
+  assert.equal(records.length, sent + 1, "every event once, and the other key's copy");
   const figures = { sent, storedBeforeTheKill, storedInAll: records.length, storedTwice: twice.length };
   recordFigures(`crash.retriedAfterKill${workers.length === 0 ? '' : 'Workers'}`, figures);
   t.diagnostic(JSON.stringify(figures));
