@@ -1,7 +1,7 @@
 // The events a store kept from before a restart, remembered by the duplicate filter: read back from the
 // store's files (the last two commits of each writer), and found again by each API key's fingerprint.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -263,21 +263,32 @@ describe('recentEvents: only lines known durable', () => {
       'events-2026-12-07-w2.ndjson': before,
       'events-2026-12-07-w3.ndjson': line('k', 'w3-cut'),
       'events-2026-12-07-w4.ndjson': line('k', 'w4-deferred'),
+      'events-2026-12-07-w5.ndjson': line('k', 'w5-moved-away'),
     });
     const deferred = new Map([[join(dir, 'events-2026-12-07-w4.ndjson'), 0]]);
     const others = parseStoredSizes(await storedSizes(nodeIo, dir, deferred));
     assert.deepEqual(
       [...others.keys()].sort(),
-      ['events-2026-12-07-w1.ndjson', 'events-2026-12-07-w2.ndjson', 'events-2026-12-07-w3.ndjson'],
+      [
+        'events-2026-12-07-w1.ndjson',
+        'events-2026-12-07-w2.ndjson',
+        'events-2026-12-07-w3.ndjson',
+        'events-2026-12-07-w5.ndjson',
+      ],
       'a file whose repair was left to its writer is not measured',
     );
-    // Since then: worker 2 wrote a commit (not synced yet, maybe cut back), and worker 3's file was cut.
+    // Since then: worker 2 wrote a commit (not synced yet, maybe cut back), worker 3's file was cut, and
+    // worker 5's was moved away and made again, longer, under its name.
     writeFileSync(join(dir, 'events-2026-12-07-w2.ndjson'), before + line('k', 'w2-after'));
     writeFileSync(join(dir, 'events-2026-12-07-w3.ndjson'), '');
+    renameSync(join(dir, 'events-2026-12-07-w5.ndjson'), join(dir, 'moved-away'));
+    writeFileSync(join(dir, 'events-2026-12-07-w5.ndjson'), line('k', 'w5-made-again').repeat(3));
     const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, others }));
     const done = (id: string) => store.peek('k', id) === 'done';
     assert.deepEqual(
-      ['own', 'w2-before', 'w2-last-before', 'w2-after', 'w3-cut', 'w4-deferred'].filter(done),
+      ['own', 'w2-before', 'w2-last-before', 'w2-after', 'w3-cut', 'w4-deferred', 'w5-made-again'].filter(
+        done,
+      ),
       ['own', 'w2-before', 'w2-last-before'],
     );
   });
@@ -308,8 +319,13 @@ describe('recentEvents: only lines known durable', () => {
 
   test("the sizes' text: what is not of its form is passed over", () => {
     assert.deepEqual(
-      [...parseStoredSizes('events-2026-12-07-w2.ndjson:120/notes.txt:5/events-2026-12-07.ndjson:x/:3//')],
-      [['events-2026-12-07-w2.ndjson', 120]],
+      [
+        ...parseStoredSizes(
+          'events-2026-12-07-w2.ndjson:120:77/notes.txt:5:1/events-2026-12-07.ndjson:x:1/:3:3//' +
+            'events-2026-12-07-w3.ndjson:5/events-2026-12-07-w4.ndjson:1:12345678901234567',
+        ),
+      ],
+      [['events-2026-12-07-w2.ndjson', { size: 120, ino: 77 }]],
     );
     assert.equal(parseStoredSizes(undefined).size, 0);
   });

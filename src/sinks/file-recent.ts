@@ -85,24 +85,26 @@ export async function recentEvents(io: StoreIo, dir: string, options: RecentOpti
 }
 
 /**
- * The whole lines among the last `bytes` of the store file `path` (of its first `end` bytes, when given),
- * once synced; undefined if it is none of the store's files, cannot be synced, is shorter than `end`, or
- * is not as start-up repair leaves a file (see above).
+ * The whole lines among the last `bytes` of the store file `path` (of the bytes `measured` of it, when
+ * given), once synced; undefined if it is none of the store's files, cannot be synced, is not the file
+ * measured or is shorter now, or is not as start-up repair leaves a file (see above).
  */
 async function cleanTail(
   io: StoreIo,
   path: string,
   bytes: number,
-  end?: number,
+  measured?: Measured,
 ): Promise<string | undefined> {
   // As repair opens them: a symbolic link named like a store file is none of the store's (it writes none),
   // and what it leads to (another endpoint's store?) must not have this one's events answered as copies.
   const fd = await io.open(path, 'r+').catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
-    const { size: now } = await ownStat(io, fd, path);
-    if (end !== undefined && end > now) return undefined; // cut below what it held: not the lines measured
-    const size = end ?? now;
+    const found = await ownStat(io, fd, path);
+    // Made again under its name, or cut below what it held: not the lines measured.
+    if (measured !== undefined && (measured.ino !== found.ino || measured.size > found.size))
+      return undefined;
+    const size = measured?.size ?? found.size;
     await io.fdatasync(fd);
     // One byte before the lines read (whether they begin with a whole line), and at least the last commit.
     const from = Math.max(0, size - Math.max(bytes, COMMIT_MAX_BYTES) - 1);
@@ -140,16 +142,23 @@ function* eventsIn(text: string, now: number, into: EarlierEvent[]): Steps<void>
 }
 
 /** Store files by name, and their sizes before any worker started: what each worker may read of them. */
-export type StoredSizes = ReadonlyMap<string, number>;
+export type StoredSizes = ReadonlyMap<string, Measured>;
+
+/** What the primary measured of a file: its size, and which file it was (its inode). */
+export interface Measured {
+  readonly size: number;
+  readonly ino: number;
+}
 
 /** The variable that hands the workers of --workers `storedSizes`' text. */
 export const STORED_SIZES_VARIABLE = 'SEGMENT_ENDPOINT_STORED_SIZES';
 
 /**
- * The sizes of each writer's last two files in `dir`, as `name:size` separated by `/` (no store file's name
- * holds either), measured by the primary once it has repaired them and before any worker starts: no later
- * commit can cut a file below it (a cut-back returns to where its commit began). Those in `deferred`
- * (repair left to their writer for want of room, which may cut them) are left out.
+ * The sizes of each writer's last two files in `dir`, as `name:size:inode` separated by `/` (no store
+ * file's name holds either), measured by the primary once it has repaired them and before any worker
+ * starts: no later commit can cut a file below it (a cut-back returns to where its commit began). Those in
+ * `deferred` (repair left to their writer for want of room, which may cut them) are left out. The inode
+ * tells a file made again under its name (moved away meanwhile) from the one measured.
  */
 export async function storedSizes(
   io: StoreIo,
@@ -162,8 +171,8 @@ export async function storedSizes(
     for (const { name } of writer) {
       const path = join(dir, name);
       if (deferred.has(path)) continue;
-      const size = await sizeOf(io, path);
-      if (size !== undefined) sized.push(`${name}:${size}`);
+      const measured = await measure(io, path);
+      if (measured !== undefined) sized.push(`${name}:${measured.size}:${measured.ino}`);
     }
   }
   return sized.join('/');
@@ -171,22 +180,22 @@ export async function storedSizes(
 
 /** `storedSizes`' text read back; what is not of its form is passed over (nothing of it is read). */
 export function parseStoredSizes(text: string | undefined): StoredSizes {
-  const sizes = new Map<string, number>();
+  const sizes = new Map<string, Measured>();
   for (const part of text?.split('/') ?? []) {
-    const at = part.lastIndexOf(':');
-    const size = Number(part.slice(at + 1));
-    if (at > 0 && storeFile(part.slice(0, at)) !== undefined && Number.isSafeInteger(size) && size >= 0) {
-      sizes.set(part.slice(0, at), size);
-    }
+    // 15 digits at most: a number a double holds exactly (an inode past it: the file is not read).
+    const match = /^([^:]+):(\d{1,15}):(\d{1,15})$/.exec(part);
+    if (match === null || storeFile(match[1] as string) === undefined) continue;
+    sizes.set(match[1] as string, { size: Number(match[2]), ino: Number(match[3]) });
   }
   return sizes;
 }
 
-async function sizeOf(io: StoreIo, path: string): Promise<number | undefined> {
+async function measure(io: StoreIo, path: string): Promise<Measured | undefined> {
   const fd = await io.open(path, 'r').catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
-    return (await ownStat(io, fd, path)).size;
+    const { size, ino } = await ownStat(io, fd, path);
+    return { size, ino };
   } catch {
     return undefined; // none of the store's files: the workers read nothing of it
   } finally {
