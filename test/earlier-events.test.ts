@@ -1,7 +1,15 @@
 // The events a store kept from before a restart, remembered by the duplicate filter: read back from the
 // store's files (the last two commits of each writer), and found again by each API key's fingerprint.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -317,15 +325,99 @@ describe('recentEvents: only lines known durable', () => {
     );
   });
 
+  test("another worker's file rotated, refilled past its measured size, then cut back and refused: not remembered", async (t) => {
+    const FILE = 'events-2026-12-07-w2.ndjson';
+    const dir = storeDir(t, { [FILE]: line('k', 'old-1') + line('k', 'old-2') });
+    const others = parseStoredSizes(await storedSizes(nodeIo, dir, new Map()));
+    let syncing: () => void = () => {};
+    const atSync = new Promise<void>((resolve) => (syncing = resolve));
+    let fail: () => void = () => {};
+    const failed = new Promise<void>((resolve) => (fail = resolve));
+    let armed = false;
+    const io: StoreIo = {
+      ...nodeIo,
+      fdatasync: async (fd) => {
+        if (!armed) return nodeIo.fdatasync(fd);
+        armed = false;
+        syncing();
+        await failed; // written; its sync fails (EIO): cut back, refused
+        throw Object.assign(new Error('I/O error'), { code: 'EIO' });
+      },
+    };
+    const worker2 = await NdjsonStore.open(dir, { io, worker: 2 });
+    t.after(() => worker2.close().catch(() => {}));
+    // Hours later an operator rotates worker 2's file: the store makes it again.
+    renameSync(join(dir, FILE), join(dir, `${FILE}.1`));
+    await worker2.appendLine(line('k', 'new-1').trimEnd(), new Date(NOW));
+    armed = true;
+    const answer = worker2.appendLine(line('k', 'new-2').trimEnd(), new Date(NOW)).then(
+      () => 200,
+      () => 503,
+    );
+    await atSync;
+    // Worker 1, replaced meanwhile, reads back with the sizes of the tree's start.
+    assert.equal(readFileSync(join(dir, FILE)).length, others.get(FILE)?.size, 'as long as the one measured');
+    const earlier = await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, others });
+    fail();
+    assert.equal(await answer, 503, 'refused: Segment retries it');
+    assert.ok(!readFileSync(join(dir, FILE), 'utf8').includes('new-2'), 'new-2 is not in the store');
+    assert.equal(
+      filter(earlier).store.peek('k', 'new-2'),
+      'new',
+      'its retry is stored, not taken for a copy',
+    );
+  });
+
+  test("another worker's file cut in place (copytruncate) and written again past its measured size: not read", async (t) => {
+    const FILE = 'events-2026-12-07-w2.ndjson';
+    const dir = storeDir(t, { [FILE]: line('k', 'old-1') + line('k', 'old-2') });
+    const others = parseStoredSizes(await storedSizes(nodeIo, dir, new Map()));
+    const worker2 = await NdjsonStore.open(dir, { worker: 2 });
+    t.after(() => worker2.close().catch(() => {}));
+    writeFileSync(join(dir, `${FILE}.1`), readFileSync(join(dir, FILE)));
+    writeFileSync(join(dir, FILE), ''); // the same inode, cut to nothing
+    await worker2.appendLine(line('k', 'new-1').trimEnd(), new Date(NOW));
+    await worker2.appendLine(line('k', 'new-2').trimEnd(), new Date(NOW));
+    assert.equal(readFileSync(join(dir, FILE)).length, others.get(FILE)?.size);
+    const earlier = await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, others });
+    assert.equal(
+      filter(earlier).store.peek('k', 'new-2'),
+      'new',
+      'the lines below the size are not those measured',
+    );
+  });
+
+  test('a replacement worker reads its own files whole: what its predecessor stored since the start is a duplicate', async (t) => {
+    const own = 'events-2026-12-07-w1.ndjson';
+    const dir = storeDir(t, { [own]: line('k', 'before-start') });
+    const others = parseStoredSizes(await storedSizes(nodeIo, dir, new Map()));
+    // Worker 1 stores an event durably, and is killed before its 200 goes out; it is forked again.
+    const worker1 = await NdjsonStore.open(dir, { worker: 1 });
+    await worker1.appendLine(line('k', 'stored-then-killed').trimEnd(), new Date(NOW));
+    await worker1.close();
+    const earlier = await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, others });
+    assert.equal(filter(earlier).store.peek('k', 'stored-then-killed'), 'done');
+  });
+
+  test("the sizes' variable stays short with many writers' files (an execve refuses one past 128 KiB)", async (t) => {
+    const files: Record<string, string> = {};
+    for (let k = 1; k <= 2048; k++) {
+      for (const day of ['06', '07']) files[`events-2026-12-${day}-w${k}.ndjson`] = line('k', `w${k}-${day}`);
+    }
+    const text = await storedSizes(nodeIo, storeDir(t, files), new Map());
+    assert.ok(text.length < 4096, `${text.length} characters`);
+  });
+
   test("the sizes' text: what is not of its form is passed over", () => {
     assert.deepEqual(
       [
         ...parseStoredSizes(
-          'events-2026-12-07-w2.ndjson:120:77/notes.txt:5:1/events-2026-12-07.ndjson:x:1/:3:3//' +
-            'events-2026-12-07-w3.ndjson:5/events-2026-12-07-w4.ndjson:1:12345678901234567',
+          `events-2026-12-07-w2.ndjson:120:2049:77:${'a'.repeat(24)}/events-2026-12-07-w3.ndjson:120/` +
+            `notes.txt:5:1:2:${'a'.repeat(24)}/events-2026-12-07.ndjson:x:1:2:${'a'.repeat(24)}/` +
+            'events-2026-12-07-w4.ndjson:1:2:3:zz/:3//',
         ),
       ],
-      [['events-2026-12-07-w2.ndjson', { size: 120, ino: 77 }]],
+      [['events-2026-12-07-w2.ndjson', { size: 120, dev: '2049', ino: '77', digest: 'a'.repeat(24) }]],
     );
     assert.equal(parseStoredSizes(undefined).size, 0);
   });

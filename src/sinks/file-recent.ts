@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { keyFingerprint } from '../auth.ts';
 import { type EarlierEvent, EarlierEvents } from '../earlier-events.ts';
@@ -73,7 +74,10 @@ export async function recentEvents(io: StoreIo, dir: string, options: RecentOpti
     let budget = Math.min(RECENT_BYTES, total);
     for (const file of [...writer].reverse()) {
       if (budget <= 0) break;
-      const text = await cleanTail(io, join(dir, file.name), budget, others?.get(file.name));
+      // Its own files whole (its own repair has run; a predecessor's events since the tree started are
+      // its to remember), the others' only as measured.
+      const measured = own(file) ? undefined : others?.get(file.name);
+      const text = await cleanTail(io, join(dir, file.name), budget, measured);
       if (text === undefined) continue;
       const bytes = Buffer.byteLength(text);
       budget -= bytes;
@@ -85,9 +89,9 @@ export async function recentEvents(io: StoreIo, dir: string, options: RecentOpti
 }
 
 /**
- * The whole lines among the last `bytes` of the store file `path` (of the bytes `measured` of it, when
- * given), once synced; undefined if it is none of the store's files, cannot be synced, is not the file
- * measured or is shorter now, or is not as start-up repair leaves a file (see above).
+ * The whole lines among the last `bytes` of the store file `path` (of its first `end` bytes, when given),
+ * once synced; undefined if it is none of the store's files, cannot be synced, is shorter than `end`, or
+ * is not as start-up repair leaves a file (see above).
  */
 async function cleanTail(
   io: StoreIo,
@@ -100,17 +104,27 @@ async function cleanTail(
   const fd = await io.open(path, 'r+').catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
-    const found = await ownStat(io, fd, path);
-    // Made again under its name, or cut below what it held: not the lines measured.
-    if (measured !== undefined && (measured.ino !== found.ino || measured.size > found.size))
+    const { size: now, dev, ino } = await ownStat(io, fd, path);
+    const end = measured?.size;
+    if (end !== undefined && end > now) return undefined; // cut below what it held: not the lines measured
+    // Another file at its name (renamed away, a rotation, and made again), or the same cut (copytruncate)
+    // and written again past `end`: its first `end` bytes are not what was measured, and a commit there
+    // may yet be cut back and refused.
+    if (measured !== undefined && (measured.dev !== String(dev) || measured.ino !== String(ino)))
       return undefined;
-    const size = measured?.size ?? found.size;
+    const size = end ?? now;
     await io.fdatasync(fd);
     // One byte before the lines read (whether they begin with a whole line), and at least the last commit.
     const from = Math.max(0, size - Math.max(bytes, COMMIT_MAX_BYTES) - 1);
     const tail = Buffer.alloc(size - from);
     await readAt(io, fd, tail, from);
     if (tail.length > 0 && (tail[tail.length - 1] !== 0x0a || tail.includes(0))) return undefined;
+    if (
+      measured !== undefined &&
+      digestOf(tail.subarray(tail.length - Math.min(DIGEST_BYTES, size))) !== measured.digest
+    ) {
+      return undefined;
+    }
     const first = Math.max(0, tail.length - bytes - 1);
     const start = from === 0 && first === 0 ? 0 : tail.indexOf(0x0a, first) + 1;
     return tail.toString('utf8', start);
@@ -141,24 +155,32 @@ function* eventsIn(text: string, now: number, into: EarlierEvent[]): Steps<void>
   }
 }
 
-/** Store files by name, and their sizes before any worker started: what each worker may read of them. */
-export type StoredSizes = ReadonlyMap<string, Measured>;
-
-/** What the primary measured of a file: its size, and which file it was (its inode). */
+/** A store file as the primary measured it: its size, which file it was, and a digest of its last bytes. */
 export interface Measured {
   readonly size: number;
-  readonly ino: number;
+  /** As fstat gives them, in decimal (an inode number past 2^53, as on some filesystems, compares as text). */
+  readonly dev: string;
+  readonly ino: string;
+  readonly digest: string;
 }
+
+/** Store files by name, as they were before any worker started: what each worker may read of them. */
+export type StoredSizes = ReadonlyMap<string, Measured>;
+
+/** The bytes before a measured size whose digest tells the lines measured from others written since. */
+const DIGEST_BYTES = 4096;
+const digestOf = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex').slice(0, 24);
 
 /** The variable that hands the workers of --workers `storedSizes`' text. */
 export const STORED_SIZES_VARIABLE = 'SEGMENT_ENDPOINT_STORED_SIZES';
 
 /**
- * The sizes of each writer's last two files in `dir`, as `name:size:inode` separated by `/` (no store
- * file's name holds either), measured by the primary once it has repaired them and before any worker
- * starts: no later commit can cut a file below it (a cut-back returns to where its commit began). Those in
- * `deferred` (repair left to their writer for want of room, which may cut them) are left out. The inode
- * tells a file made again under its name (moved away meanwhile) from the one measured.
+ * Each writer's last two files in `dir` as `name:size:dev:inode:digest` separated by `/` (no store file's
+ * name holds either), measured by the primary once it has repaired them and before any worker starts: no
+ * later commit can cut a file below its size (a cut-back returns to where its commit began). Only an
+ * operator can: a file rotated (moved away and made again: another inode) or cut in place (copytruncate:
+ * other bytes before its size, the digest). Those in `deferred` (repair left to their writer for want of
+ * room, which may cut them) are left out.
  */
 export async function storedSizes(
   io: StoreIo,
@@ -167,12 +189,18 @@ export async function storedSizes(
 ): Promise<string> {
   const files = (await io.readdir(dir)).map(storeFile).filter((file) => file !== undefined) as StoreFile[];
   const sized: string[] = [];
-  for (const writer of lastTwoOfEach(files).values()) {
+  const newest = (writer: readonly StoreFile[]) => writer[writer.length - 1] as StoreFile;
+  const writers = [...lastTwoOfEach(files).values()].sort((a, b) => inReadingOrder(newest(b), newest(a)));
+  // A worker reads OTHER_WRITERS_MAX others, the newest first, not itself: none past the newest one more
+  // (the variable stays short: an execve refuses one past 128 KiB, E2BIG, and no worker would start).
+  for (const writer of writers.slice(0, OTHER_WRITERS_MAX + 1)) {
     for (const { name } of writer) {
       const path = join(dir, name);
       if (deferred.has(path)) continue;
       const measured = await measure(io, path);
-      if (measured !== undefined) sized.push(`${name}:${measured.size}:${measured.ino}`);
+      if (measured !== undefined) {
+        sized.push(`${name}:${measured.size}:${measured.dev}:${measured.ino}:${measured.digest}`);
+      }
     }
   }
   return sized.join('/');
@@ -182,10 +210,14 @@ export async function storedSizes(
 export function parseStoredSizes(text: string | undefined): StoredSizes {
   const sizes = new Map<string, Measured>();
   for (const part of text?.split('/') ?? []) {
-    // 15 digits at most: a number a double holds exactly (an inode past it: the file is not read).
-    const match = /^([^:]+):(\d{1,15}):(\d{1,15})$/.exec(part);
-    if (match === null || storeFile(match[1] as string) === undefined) continue;
-    sizes.set(match[1] as string, { size: Number(match[2]), ino: Number(match[3]) });
+    const [name = '', ...fields] = part.split(':');
+    if (fields.length !== 4 || storeFile(name) === undefined) continue;
+    const [sizeText = '', dev = '', ino = '', digest = ''] = fields;
+    const size = /^\d+$/.test(sizeText) ? Number(sizeText) : Number.NaN;
+    const decimal = (text: string) => /^\d{1,24}$/.test(text);
+    if (Number.isSafeInteger(size) && decimal(dev) && decimal(ino) && /^[0-9a-f]{24}$/.test(digest)) {
+      sizes.set(name, { size, dev, ino, digest });
+    }
   }
   return sizes;
 }
@@ -194,8 +226,10 @@ async function measure(io: StoreIo, path: string): Promise<Measured | undefined>
   const fd = await io.open(path, 'r').catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
-    const { size, ino } = await ownStat(io, fd, path);
-    return { size, ino };
+    const { size, dev, ino } = await ownStat(io, fd, path);
+    const last = Buffer.alloc(Math.min(DIGEST_BYTES, size));
+    await readAt(io, fd, last, size - last.length);
+    return { size, dev: String(dev), ino: String(ino), digest: digestOf(last) };
   } catch {
     return undefined; // none of the store's files: the workers read nothing of it
   } finally {
