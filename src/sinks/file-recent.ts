@@ -56,8 +56,9 @@ export async function recentEvents(io: StoreIo, dir: string, options: RecentOpti
   const now = options.now ?? Date.now();
   const { worker, others } = options;
   const own = (file: StoreFile) => worker === undefined || file.worker === worker;
-  const read = (file: StoreFile) =>
-    (own(file) || others?.has(file.name) === true) && Date.parse(file.day) + DAY_MS > options.since; // a day that ended before `since`: nothing to remember
+  // A day that ended before `since`: nothing to remember.
+  const inWindow = (file: StoreFile) => Date.parse(file.day) + DAY_MS > options.since;
+  const read = (file: StoreFile) => (own(file) || others?.has(file.name) === true) && inWindow(file);
   const files = (await io.readdir(dir)).map(storeFile).filter((file) => file !== undefined && read(file));
   const newest = (writer: readonly StoreFile[]) => writer[writer.length - 1] as StoreFile;
   const writers = [...lastTwoOfEach(files as StoreFile[]).values()];
@@ -89,9 +90,10 @@ export async function recentEvents(io: StoreIo, dir: string, options: RecentOpti
 }
 
 /**
- * The whole lines among the last `bytes` of the store file `path` (of its first `end` bytes, when given),
- * once synced; undefined if it is none of the store's files, cannot be synced, is shorter than `end`, or
- * is not as start-up repair leaves a file (see above).
+ * The whole lines among the last `bytes` of the store file `path` (of its first `measured.size` bytes,
+ * when given), once synced; undefined if it is none of the store's files, cannot be synced, is not the
+ * file measured (shorter, another, other bytes before the size), or is not as start-up repair leaves a
+ * file (see above).
  */
 async function cleanTail(
   io: StoreIo,
