@@ -8,6 +8,7 @@ import {
   renameSync,
   rmSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -21,11 +22,11 @@ import { EARLIER, MemoryIdempotencyStore } from '../src/idempotency.ts';
 import { jsonLogger } from '../src/log.ts';
 import { nodeIo, type StoreIo } from '../src/sinks/file-io.ts';
 import {
-  parseStoredSizes,
+  measureFiles,
+  parseMeasuredFiles,
   RECENT_BYTES,
   RECENT_TOTAL_BYTES,
   recentEvents,
-  storedSizes,
 } from '../src/sinks/file-recent.ts';
 import { NdjsonStore } from '../src/sinks/file-store.ts';
 import type { Sink } from '../src/sinks/sink.ts';
@@ -56,6 +57,29 @@ function storeDir(t: { after: (fn: () => void) => void }, files: Record<string, 
 }
 
 /** The filter remembering `earlier` at NOW, with a clock the test moves. */
+/**
+ * A store io whose next `fdatasync` after `arm()` waits (the commit's line written, not yet synced; `atSync`
+ * resolves then) until `fail()`, then fails with EIO: the store cuts the commit back and refuses it.
+ */
+function syncThatFails() {
+  let syncing: () => void = () => {};
+  const atSync = new Promise<void>((resolve) => (syncing = resolve));
+  let fail: () => void = () => {};
+  const failed = new Promise<void>((resolve) => (fail = resolve));
+  let armed = false;
+  const io: StoreIo = {
+    ...nodeIo,
+    fdatasync: async (fd) => {
+      if (!armed) return nodeIo.fdatasync(fd);
+      armed = false;
+      syncing();
+      await failed;
+      throw Object.assign(new Error('I/O error'), { code: 'EIO' });
+    },
+  };
+  return { io, arm: () => (armed = true), atSync, fail };
+}
+
 function filter(earlier: EarlierEvents, ttlMs = 24 * HOUR) {
   const clock = { now: NOW };
   const store = new MemoryIdempotencyStore({ ttlMs, now: () => clock.now });
@@ -274,7 +298,7 @@ describe('recentEvents: only lines known durable', () => {
       'events-2026-12-07-w5.ndjson': line('k', 'w5-moved-away'),
     });
     const deferred = new Map([[join(dir, 'events-2026-12-07-w4.ndjson'), 0]]);
-    const others = parseStoredSizes(await storedSizes(nodeIo, dir, deferred));
+    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, deferred));
     assert.deepEqual(
       [...others.keys()].sort(),
       [
@@ -290,33 +314,40 @@ describe('recentEvents: only lines known durable', () => {
     writeFileSync(join(dir, 'events-2026-12-07-w2.ndjson'), before + line('k', 'w2-after'));
     writeFileSync(join(dir, 'events-2026-12-07-w3.ndjson'), '');
     renameSync(join(dir, 'events-2026-12-07-w5.ndjson'), join(dir, 'moved-away'));
-    writeFileSync(join(dir, 'events-2026-12-07-w5.ndjson'), line('k', 'w5-made-again').repeat(3));
+    // Its first bytes the same as those measured (the digest alike): only which file it is tells.
+    writeFileSync(
+      join(dir, 'events-2026-12-07-w5.ndjson'),
+      line('k', 'w5-moved-away') + line('k', 'w5-again'),
+    );
     const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, others }));
     const done = (id: string) => store.peek('k', id) === 'done';
     assert.deepEqual(
-      ['own', 'w2-before', 'w2-last-before', 'w2-after', 'w3-cut', 'w4-deferred', 'w5-made-again'].filter(
+      ['own', 'w2-before', 'w2-last-before', 'w2-after', 'w3-cut', 'w4-deferred', 'w5-moved-away'].filter(
         done,
       ),
       ['own', 'w2-before', 'w2-last-before'],
     );
   });
 
-  test('a worker reads 8 other writers at most, the newest first', async (t) => {
+  test("a worker reads 8 other writers at most, those written last: a crash's, not an earlier, larger run's", async (t) => {
+    // Today's files of a --workers 12 run that ended, beside those of the --workers 4 tree that crashed.
     const full = (name: string) =>
       Array.from({ length: Math.ceil(RECENT_BYTES / 1000) + 10 }, (_, n) =>
         line('k', `${name}-${n}`, NOW, { properties: { padding: 'x'.repeat(1000) } }),
       ).join('');
     const files: Record<string, string> = {};
-    for (let k = 1; k <= 11; k++) files[`events-2026-12-07-w${k}.ndjson`] = full(`w${k}`);
+    for (let k = 1; k <= 12; k++) files[`events-2026-12-07-w${k}.ndjson`] = full(`w${k}`);
     const dir = storeDir(t, files);
-    const others = parseStoredSizes(await storedSizes(nodeIo, dir, new Map()));
+    const at = (k: number) => new Date(NOW - (k <= 4 ? 0 : k * 60_000)); // w5 the latest of the ended run
+    for (let k = 1; k <= 12; k++) utimesSync(join(dir, `events-2026-12-07-w${k}.ndjson`), at(k), at(k));
+    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, new Map()));
     const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, others }));
-    const writers = [...Array(11).keys()].map((k) => k + 1);
+    const writers = [...Array(12).keys()].map((k) => k + 1);
     const newestOf = (k: number) => store.peek('k', `w${k}-${Math.ceil(RECENT_BYTES / 1000) + 9}`);
     assert.deepEqual(
       writers.filter((k) => newestOf(k) === 'done'),
-      [1, 4, 5, 6, 7, 8, 9, 10, 11],
-      'its own, and the 8 newest others',
+      [1, 2, 3, 4, 5, 6, 7, 8, 9],
+      "its own, the crashed tree's others, then the ended run's written last",
     );
     assert.deepEqual(
       writers.filter((k) => store.peek('k', `w${k}-0`) === 'done'),
@@ -328,28 +359,14 @@ describe('recentEvents: only lines known durable', () => {
   test("another worker's file rotated, refilled past its measured size, then cut back and refused: not remembered", async (t) => {
     const FILE = 'events-2026-12-07-w2.ndjson';
     const dir = storeDir(t, { [FILE]: line('k', 'old-1') + line('k', 'old-2') });
-    const others = parseStoredSizes(await storedSizes(nodeIo, dir, new Map()));
-    let syncing: () => void = () => {};
-    const atSync = new Promise<void>((resolve) => (syncing = resolve));
-    let fail: () => void = () => {};
-    const failed = new Promise<void>((resolve) => (fail = resolve));
-    let armed = false;
-    const io: StoreIo = {
-      ...nodeIo,
-      fdatasync: async (fd) => {
-        if (!armed) return nodeIo.fdatasync(fd);
-        armed = false;
-        syncing();
-        await failed; // written; its sync fails (EIO): cut back, refused
-        throw Object.assign(new Error('I/O error'), { code: 'EIO' });
-      },
-    };
+    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, new Map()));
+    const { io, arm, atSync, fail } = syncThatFails();
     const worker2 = await NdjsonStore.open(dir, { io, worker: 2 });
     t.after(() => worker2.close().catch(() => {}));
     // Hours later an operator rotates worker 2's file: the store makes it again.
     renameSync(join(dir, FILE), join(dir, `${FILE}.1`));
     await worker2.appendLine(line('k', 'new-1').trimEnd(), new Date(NOW));
-    armed = true;
+    arm();
     const answer = worker2.appendLine(line('k', 'new-2').trimEnd(), new Date(NOW)).then(
       () => 200,
       () => 503,
@@ -371,7 +388,7 @@ describe('recentEvents: only lines known durable', () => {
   test("another worker's file cut in place (copytruncate) and written again past its measured size: not read", async (t) => {
     const FILE = 'events-2026-12-07-w2.ndjson';
     const dir = storeDir(t, { [FILE]: line('k', 'old-1') + line('k', 'old-2') });
-    const others = parseStoredSizes(await storedSizes(nodeIo, dir, new Map()));
+    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, new Map()));
     const worker2 = await NdjsonStore.open(dir, { worker: 2 });
     t.after(() => worker2.close().catch(() => {}));
     writeFileSync(join(dir, `${FILE}.1`), readFileSync(join(dir, FILE)));
@@ -390,7 +407,7 @@ describe('recentEvents: only lines known durable', () => {
   test('a replacement worker reads its own files whole: what its predecessor stored since the start is a duplicate', async (t) => {
     const own = 'events-2026-12-07-w1.ndjson';
     const dir = storeDir(t, { [own]: line('k', 'before-start') });
-    const others = parseStoredSizes(await storedSizes(nodeIo, dir, new Map()));
+    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, new Map()));
     // Worker 1 stores an event durably, and is killed before its 200 goes out; it is forked again.
     const worker1 = await NdjsonStore.open(dir, { worker: 1 });
     await worker1.appendLine(line('k', 'stored-then-killed').trimEnd(), new Date(NOW));
@@ -404,14 +421,14 @@ describe('recentEvents: only lines known durable', () => {
     for (let k = 1; k <= 2048; k++) {
       for (const day of ['06', '07']) files[`events-2026-12-${day}-w${k}.ndjson`] = line('k', `w${k}-${day}`);
     }
-    const text = await storedSizes(nodeIo, storeDir(t, files), new Map());
+    const text = await measureFiles(nodeIo, storeDir(t, files), new Map());
     assert.ok(text.length < 4096, `${text.length} characters`);
   });
 
   test("the sizes' text: what is not of its form is passed over", () => {
     assert.deepEqual(
       [
-        ...parseStoredSizes(
+        ...parseMeasuredFiles(
           `events-2026-12-07-w2.ndjson:120:2049:77:${'a'.repeat(24)}/events-2026-12-07-w3.ndjson:120/` +
             `notes.txt:5:1:2:${'a'.repeat(24)}/events-2026-12-07.ndjson:x:1:2:${'a'.repeat(24)}/` +
             'events-2026-12-07-w4.ndjson:1:2:3:zz/:3//',
@@ -419,29 +436,15 @@ describe('recentEvents: only lines known durable', () => {
       ],
       [['events-2026-12-07-w2.ndjson', { size: 120, dev: '2049', ino: '77', digest: 'a'.repeat(24) }]],
     );
-    assert.equal(parseStoredSizes(undefined).size, 0);
+    assert.equal(parseMeasuredFiles(undefined).size, 0);
   });
 
   test('a commit another worker writes while a replacement starts, then cuts back and refuses (503), is not remembered', async (t) => {
     const dir = storeDir(t, {});
-    let syncing: () => void = () => {};
-    const atSync = new Promise<void>((resolve) => (syncing = resolve));
-    let fail: () => void = () => {};
-    const failed = new Promise<void>((resolve) => (fail = resolve));
-    let armed = false;
-    const io: StoreIo = {
-      ...nodeIo,
-      fdatasync: async (fd) => {
-        if (!armed) return nodeIo.fdatasync(fd);
-        armed = false;
-        syncing();
-        await failed; // the commit's line is written, not yet synced
-        throw Object.assign(new Error('I/O error'), { code: 'EIO' });
-      },
-    };
+    const { io, arm, atSync, fail } = syncThatFails();
     const worker1 = await NdjsonStore.open(dir, { io, worker: 1 });
     t.after(() => worker1.close().catch(() => {}));
-    armed = true;
+    arm();
     const answer = worker1.appendLine(line('k', 'never-stored').trimEnd(), new Date(NOW)).then(
       () => 200,
       () => 503,

@@ -29,9 +29,9 @@ export async function runPrimary(
   signals: Signals,
   files: Map<string, Buffer>,
 ): Promise<number> {
+  const fileStore = config.handlers === undefined && config.postgres === undefined;
   // Every worker's files (those of workers a smaller --workers no longer starts too) before any starts.
-  const stored = config.handlers === undefined && config.postgres === undefined;
-  const env = stored ? await (await import('../sinks/sink.ts')).repairStoreFiles(config.out, log) : {};
+  const env = fileStore ? await (await import('../sinks/sink.ts')).repairStoreFiles(config.out, log) : {};
   cluster.setupPrimary({ args: [...argv] });
   return new Primary(config, log, files, { ...env, ...portVariable(await chosenPort(config)) }).run(signals);
 }

@@ -119,6 +119,8 @@ export type FileStat = FileIdentity & {
   readonly mode?: number | undefined;
   /** Its names (hard links). */
   readonly nlink?: number | undefined;
+  /** When it was last written (ms since the epoch). */
+  readonly mtimeMs?: number | undefined;
 };
 type Done<T> = (err: NodeJS.ErrnoException | null, value: T) => void;
 

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import type { FileIdentity, StoreIo } from './file-io.ts';
+import type { FileStat, StoreIo } from './file-io.ts';
 
 const { S_IFMT, S_IFREG } = constants;
 
@@ -10,11 +10,7 @@ const { S_IFMT, S_IFREG } = constants;
  * `fd`'s stat, or a throw when it is no regular file (a FIFO with a reader, a device:
  * SEG_STORE_NOT_A_FILE) or another user owns it (SEG_STORE_FOREIGN_FILE): nothing goes in it.
  */
-export async function ownStat(
-  io: StoreIo,
-  fd: number,
-  name: string,
-): Promise<FileIdentity & { readonly size: number }> {
+export async function ownStat(io: StoreIo, fd: number, name: string): Promise<FileStat> {
   const stat = await io.fstat(fd);
   if (!regular(stat.mode)) {
     const message = `${name} is not a regular file: events are stored only in files`;

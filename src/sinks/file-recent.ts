@@ -4,7 +4,7 @@ import { keyFingerprint } from '../auth.ts';
 import { type EarlierEvent, EarlierEvents } from '../earlier-events.ts';
 import { messageIdOf } from '../normalize.ts';
 import { inSlices, type Steps } from '../slices.ts';
-import { readAt, type StoreIo } from './file-io.ts';
+import { type FileStat, readAt, type StoreIo } from './file-io.ts';
 import { DAY_MS, inReadingOrder, lastTwoOfEach, type StoreFile, storeFile } from './file-names.ts';
 import { ownStat } from './file-owner.ts';
 import { COMMIT_MAX_BYTES } from './file-repair.ts';
@@ -20,7 +20,7 @@ import { COMMIT_MAX_BYTES } from './file-repair.ts';
 // a zero byte in its last commit (a torn write, a hole a power cut left), is one whose repair was
 // deferred for want of room, and what it holds there is set aside later, not stored. Of the other
 // workers' files, being written meanwhile (a commit there may be unsynced, or cut back and refused), a
-// worker reads only what they held before any worker started (`StoredSizes`): a retry of the whole tree's
+// worker reads only what they held before any worker started (`MeasuredFiles`): a retry of the whole tree's
 // last events reaches any worker.
 
 // Lines parsed between looks at the clock (inSlices): a line of a few KB takes a few µs.
@@ -30,7 +30,7 @@ const LINES_A_STEP = 16;
 export const RECENT_BYTES = 2 * COMMIT_MAX_BYTES;
 /** The bytes read back in all by the one process, which has every writer's files as its own. */
 export const RECENT_TOTAL_BYTES = 2 * RECENT_BYTES;
-/** The other writers a worker reads back besides itself, at most (the newest first): 16 MiB, ~0.2 s. */
+/** The other writers a worker reads back besides itself, at most (of those measured): 16 MiB, ~0.2 s. */
 export const OTHER_WRITERS_MAX = 8;
 
 export interface RecentOptions {
@@ -38,8 +38,8 @@ export interface RecentOptions {
   readonly since: number;
   /** The worker this process is (K of `-wK`), or undefined for the one process: every file is its own. */
   readonly worker?: number | undefined;
-  /** A worker's: the other writers' files and their sizes before any worker started (`storedSizes`). */
-  readonly others?: StoredSizes | undefined;
+  /** A worker's: the other writers' files and their sizes before any worker started (`measureFiles`). */
+  readonly others?: MeasuredFiles | undefined;
   /** ms, for tests. */
   readonly now?: number | undefined;
 }
@@ -75,8 +75,8 @@ export async function recentEvents(io: StoreIo, dir: string, options: RecentOpti
     let budget = Math.min(RECENT_BYTES, total);
     for (const file of [...writer].reverse()) {
       if (budget <= 0) break;
-      // Its own files whole (its own repair has run; a predecessor's events since the tree started are
-      // its to remember), the others' only as measured.
+      // Its own files to their current end (its own repair has run; a predecessor's events since the tree
+      // started are its to remember), the others' only as measured.
       const measured = own(file) ? undefined : others?.get(file.name);
       const text = await cleanTail(io, join(dir, file.name), budget, measured);
       if (text === undefined) continue;
@@ -106,15 +106,15 @@ async function cleanTail(
   const fd = await io.open(path, 'r+').catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
-    const { size: now, dev, ino } = await ownStat(io, fd, path);
+    const { size: sizeNow, dev, ino } = await ownStat(io, fd, path);
     const end = measured?.size;
-    if (end !== undefined && end > now) return undefined; // cut below what it held: not the lines measured
+    if (end !== undefined && end > sizeNow) return undefined; // cut below what it held: not the lines measured
     // Another file at its name (renamed away, a rotation, and made again), or the same cut (copytruncate)
     // and written again past `end`: its first `end` bytes are not what was measured, and a commit there
     // may yet be cut back and refused.
     if (measured !== undefined && (measured.dev !== String(dev) || measured.ino !== String(ino)))
       return undefined;
-    const size = end ?? now;
+    const size = end ?? sizeNow;
     await io.fdatasync(fd);
     // One byte before the lines read (whether they begin with a whole line), and at least the last commit.
     const from = Math.max(0, size - Math.max(bytes, COMMIT_MAX_BYTES) - 1);
@@ -160,21 +160,20 @@ function* eventsIn(text: string, now: number, into: EarlierEvent[]): Steps<void>
 /** A store file as the primary measured it: its size, which file it was, and a digest of its last bytes. */
 export interface Measured {
   readonly size: number;
-  /** As fstat gives them, in decimal (an inode number past 2^53, as on some filesystems, compares as text). */
-  readonly dev: string;
+  readonly dev: string; // as fstat gives them, in decimal: an inode past 2^53 compares as text
   readonly ino: string;
   readonly digest: string;
 }
 
 /** Store files by name, as they were before any worker started: what each worker may read of them. */
-export type StoredSizes = ReadonlyMap<string, Measured>;
+export type MeasuredFiles = ReadonlyMap<string, Measured>;
 
 /** The bytes before a measured size whose digest tells the lines measured from others written since. */
 const DIGEST_BYTES = 4096;
 const digestOf = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex').slice(0, 24);
 
-/** The variable that hands the workers of --workers `storedSizes`' text. */
-export const STORED_SIZES_VARIABLE = 'SEGMENT_ENDPOINT_STORED_SIZES';
+/** The variable that hands the workers of --workers `measureFiles`' text. */
+export const MEASURED_FILES_VARIABLE = 'SEGMENT_ENDPOINT_MEASURED_FILES';
 
 /**
  * Each writer's last two files in `dir` as `name:size:dev:inode:digest` separated by `/` (no store file's
@@ -182,58 +181,67 @@ export const STORED_SIZES_VARIABLE = 'SEGMENT_ENDPOINT_STORED_SIZES';
  * later commit can cut a file below its size (a cut-back returns to where its commit began). Only an
  * operator can: a file rotated (moved away and made again: another inode) or cut in place (copytruncate:
  * other bytes before its size, the digest). Those in `deferred` (repair left to their writer for want of
- * room, which may cut them) are left out.
+ * room, which may cut them) are left out. Only the OTHER_WRITERS_MAX + 1 writers written to last (a worker
+ * reads that many others besides itself): a crash's, not an earlier, larger --workers run's; and the
+ * variable stays short (an execve refuses one past 128 KiB, E2BIG: no worker would start).
  */
-export async function storedSizes(
+export async function measureFiles(
   io: StoreIo,
   dir: string,
   deferred: ReadonlyMap<string, number>,
 ): Promise<string> {
   const files = (await io.readdir(dir)).map(storeFile).filter((file) => file !== undefined) as StoreFile[];
-  const sized: string[] = [];
-  const newest = (writer: readonly StoreFile[]) => writer[writer.length - 1] as StoreFile;
-  const writers = [...lastTwoOfEach(files).values()].sort((a, b) => inReadingOrder(newest(b), newest(a)));
-  // A worker reads OTHER_WRITERS_MAX others, the newest first, not itself: none past the newest one more
-  // (the variable stays short: an execve refuses one past 128 KiB, E2BIG, and no worker would start).
-  for (const writer of writers.slice(0, OTHER_WRITERS_MAX + 1)) {
+  const written = new Map<readonly StoreFile[], number>();
+  for (const writer of lastTwoOfEach(files).values()) {
+    const times = await Promise.all(writer.map(({ name }) => ofFile(io, join(dir, name), lastWrite)));
+    written.set(writer, Math.max(-1, ...times.map((time) => time ?? -1)));
+  }
+  const lastWritten = [...written.keys()].sort((a, b) => (written.get(b) ?? 0) - (written.get(a) ?? 0));
+  const measured: string[] = [];
+  for (const writer of lastWritten.slice(0, OTHER_WRITERS_MAX + 1)) {
     for (const { name } of writer) {
       const path = join(dir, name);
       if (deferred.has(path)) continue;
-      const measured = await measure(io, path);
-      if (measured !== undefined) {
-        sized.push(`${name}:${measured.size}:${measured.dev}:${measured.ino}:${measured.digest}`);
-      }
+      const file = await ofFile(io, path, measure);
+      if (file !== undefined) measured.push(`${name}:${file.size}:${file.dev}:${file.ino}:${file.digest}`);
     }
   }
-  return sized.join('/');
+  return measured.join('/');
 }
 
-/** `storedSizes`' text read back; what is not of its form is passed over (nothing of it is read). */
-export function parseStoredSizes(text: string | undefined): StoredSizes {
-  const sizes = new Map<string, Measured>();
+/** `measureFiles`' text read back; what is not of its form is passed over (nothing of it is read). */
+export function parseMeasuredFiles(text: string | undefined): MeasuredFiles {
+  const files = new Map<string, Measured>();
   for (const part of text?.split('/') ?? []) {
-    const [name = '', ...fields] = part.split(':');
-    if (fields.length !== 4 || storeFile(name) === undefined) continue;
-    const [sizeText = '', dev = '', ino = '', digest = ''] = fields;
-    const size = /^\d+$/.test(sizeText) ? Number(sizeText) : Number.NaN;
-    const decimal = (text: string) => /^\d{1,24}$/.test(text);
-    if (Number.isSafeInteger(size) && decimal(dev) && decimal(ino) && /^[0-9a-f]{24}$/.test(digest)) {
-      sizes.set(name, { size, dev, ino, digest });
-    }
+    const match = /^([^:]+):(\d{1,15}):(\d{1,24}):(\d{1,24}):([0-9a-f]{24})$/.exec(part);
+    const [, name = '', size = '', dev = '', ino = '', digest = ''] = match ?? [];
+    if (match !== null && storeFile(name) !== undefined)
+      files.set(name, { size: Number(size), dev, ino, digest });
   }
-  return sizes;
+  return files;
 }
 
-async function measure(io: StoreIo, path: string): Promise<Measured | undefined> {
+const lastWrite = async (_io: StoreIo, _fd: number, stat: FileStat) => stat.mtimeMs ?? 0;
+
+/** What `measureFiles` says of a file: its size, which file it is, the digest of its last bytes. */
+async function measure(io: StoreIo, fd: number, stat: FileStat): Promise<Measured> {
+  const last = Buffer.alloc(Math.min(DIGEST_BYTES, stat.size));
+  await readAt(io, fd, last, stat.size - last.length);
+  return { size: stat.size, dev: String(stat.dev), ino: String(stat.ino), digest: digestOf(last) };
+}
+
+/** `look` at the store file `path`, opened; undefined if it is none of the store's files (or gone). */
+async function ofFile<T>(
+  io: StoreIo,
+  path: string,
+  look: (io: StoreIo, fd: number, stat: FileStat) => Promise<T>,
+): Promise<T | undefined> {
   const fd = await io.open(path, 'r').catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
-    const { size, dev, ino } = await ownStat(io, fd, path);
-    const last = Buffer.alloc(Math.min(DIGEST_BYTES, size));
-    await readAt(io, fd, last, size - last.length);
-    return { size, dev: String(dev), ino: String(ino), digest: digestOf(last) };
+    return await look(io, fd, await ownStat(io, fd, path));
   } catch {
-    return undefined; // none of the store's files: the workers read nothing of it
+    return undefined; // the workers read nothing of it
   } finally {
     await io.close(fd).catch(() => {});
   }

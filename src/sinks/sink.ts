@@ -73,7 +73,7 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
   const others =
     config.worker === undefined
       ? undefined
-      : recent.parseStoredSizes(process.env[recent.STORED_SIZES_VARIABLE]);
+      : recent.parseMeasuredFiles(process.env[recent.MEASURED_FILES_VARIABLE]);
   const earlierEvents = (ttlMs: number) =>
     recent.recentEvents(io, out, { since: Date.now() - ttlMs, worker: config.worker, others });
   const handlers = storeHandlers(store);
@@ -136,7 +136,7 @@ export function storeRefused(err: unknown, out: string): unknown {
 /**
  * Start-up repair of every file under `out` (every worker's, with --workers: the primary's, before any
  * worker starts), refused as openSink refuses a store it cannot use. Resolves with the variables that
- * tell each worker what the others' files held then (file-recent.ts, `storedSizes`).
+ * tell each worker what the others' files held then (file-recent.ts, `measureFiles`).
  */
 export async function repairStoreFiles(out: string, log: Logger): Promise<Record<string, string>> {
   const dir = kernelPath(out);
@@ -157,8 +157,11 @@ export async function repairStoreFiles(out: string, log: Logger): Promise<Record
     });
   for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
   sayIfOthersWrite(dir, log);
-  const sizes = await recent.storedSizes(nodeIo, dir, deferred).catch(() => '');
-  return { [recent.STORED_SIZES_VARIABLE]: sizes };
+  const measured = await recent.measureFiles(nodeIo, dir, deferred).catch((err: unknown) => {
+    log.warn({ err }, "the store's files could not be measured: each worker reads back its own only");
+    return '';
+  });
+  return { [recent.MEASURED_FILES_VARIABLE]: measured };
 }
 
 /**
