@@ -80,6 +80,11 @@ function syncThatFails() {
   return { io, arm: () => (armed = true), atSync, fail };
 }
 
+/** What a primary hands its workers of `dir`'s files, read back as a worker reads it. */
+async function measuredByThePrimary(dir: string, deferred = new Map<string, number>()) {
+  return parseMeasuredFiles(await measureFiles(nodeIo, dir, deferred));
+}
+
 function filter(earlier: EarlierEvents, ttlMs = 24 * HOUR) {
   const clock = { now: NOW };
   const store = new MemoryIdempotencyStore({ ttlMs, now: () => clock.now });
@@ -298,7 +303,7 @@ describe('recentEvents: only lines known durable', () => {
       'events-2026-12-07-w5.ndjson': line('k', 'w5-moved-away'),
     });
     const deferred = new Map([[join(dir, 'events-2026-12-07-w4.ndjson'), 0]]);
-    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, deferred));
+    const others = await measuredByThePrimary(dir, deferred);
     assert.deepEqual(
       [...others.keys()].sort(),
       [
@@ -340,7 +345,7 @@ describe('recentEvents: only lines known durable', () => {
     const dir = storeDir(t, files);
     const at = (k: number) => new Date(NOW - (k <= 4 ? 0 : k * 60_000)); // w5 the latest of the ended run
     for (let k = 1; k <= 12; k++) utimesSync(join(dir, `events-2026-12-07-w${k}.ndjson`), at(k), at(k));
-    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, new Map()));
+    const others = await measuredByThePrimary(dir);
     const { store } = filter(await recentEvents(nodeIo, dir, { ...ONE_PROCESS, worker: 1, others }));
     const writers = [...Array(12).keys()].map((k) => k + 1);
     const newestOf = (k: number) => store.peek('k', `w${k}-${Math.ceil(RECENT_BYTES / 1000) + 9}`);
@@ -359,7 +364,7 @@ describe('recentEvents: only lines known durable', () => {
   test("another worker's file rotated, refilled past its measured size, then cut back and refused: not remembered", async (t) => {
     const FILE = 'events-2026-12-07-w2.ndjson';
     const dir = storeDir(t, { [FILE]: line('k', 'old-1') + line('k', 'old-2') });
-    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, new Map()));
+    const others = await measuredByThePrimary(dir);
     const { io, arm, atSync, fail } = syncThatFails();
     const worker2 = await NdjsonStore.open(dir, { io, worker: 2 });
     t.after(() => worker2.close().catch(() => {}));
@@ -388,7 +393,7 @@ describe('recentEvents: only lines known durable', () => {
   test("another worker's file cut in place (copytruncate) and written again past its measured size: not read", async (t) => {
     const FILE = 'events-2026-12-07-w2.ndjson';
     const dir = storeDir(t, { [FILE]: line('k', 'old-1') + line('k', 'old-2') });
-    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, new Map()));
+    const others = await measuredByThePrimary(dir);
     const worker2 = await NdjsonStore.open(dir, { worker: 2 });
     t.after(() => worker2.close().catch(() => {}));
     writeFileSync(join(dir, `${FILE}.1`), readFileSync(join(dir, FILE)));
@@ -404,10 +409,10 @@ describe('recentEvents: only lines known durable', () => {
     );
   });
 
-  test('a replacement worker reads its own files whole: what its predecessor stored since the start is a duplicate', async (t) => {
+  test('a replacement worker reads its own files to their end, not to the size measured: what its predecessor stored since the start is a duplicate', async (t) => {
     const own = 'events-2026-12-07-w1.ndjson';
     const dir = storeDir(t, { [own]: line('k', 'before-start') });
-    const others = parseMeasuredFiles(await measureFiles(nodeIo, dir, new Map()));
+    const others = await measuredByThePrimary(dir);
     // Worker 1 stores an event durably, and is killed before its 200 goes out; it is forked again.
     const worker1 = await NdjsonStore.open(dir, { worker: 1 });
     await worker1.appendLine(line('k', 'stored-then-killed').trimEnd(), new Date(NOW));

@@ -51,7 +51,7 @@ class Primary {
   #exitCode = 0;
   #done: (code: number) => void = () => {};
   readonly #files: ConfigurationFiles;
-  /** What every worker is started with besides its number (the port chosen for `--port 0`, the store's sizes). */
+  /** What every worker is started with besides its number: the port chosen for `--port 0`, the files measured. */
   readonly #env: Record<string, string>;
 
   constructor(config: CliConfig, log: Logger, files: Map<string, Buffer>, env: Record<string, string>) {

@@ -103,18 +103,10 @@ async function cleanTail(
 ): Promise<string | undefined> {
   // As repair opens them: a symbolic link named like a store file is none of the store's (it writes none),
   // and what it leads to (another endpoint's store?) must not have this one's events answered as copies.
-  const fd = await io.open(path, 'r+').catch(() => undefined);
-  if (fd === undefined) return undefined;
-  try {
-    const { size: sizeNow, dev, ino } = await ownStat(io, fd, path);
-    const end = measured?.size;
-    if (end !== undefined && end > sizeNow) return undefined; // cut below what it held: not the lines measured
-    // Another file at its name (renamed away, a rotation, and made again), or the same cut (copytruncate)
-    // and written again past `end`: its first `end` bytes are not what was measured, and a commit there
-    // may yet be cut back and refused.
-    if (measured !== undefined && (measured.dev !== String(dev) || measured.ino !== String(ino)))
-      return undefined;
-    const size = end ?? sizeNow;
+  // Not the store's file, or gone meanwhile: nothing of it is remembered.
+  return ofFile(io, path, 'r+', async (_, fd, stat) => {
+    if (measured !== undefined && !stillMeasured(stat, measured)) return undefined;
+    const size = measured?.size ?? stat.size;
     await io.fdatasync(fd);
     // One byte before the lines read (whether they begin with a whole line), and at least the last commit.
     const from = Math.max(0, size - Math.max(bytes, COMMIT_MAX_BYTES) - 1);
@@ -123,19 +115,23 @@ async function cleanTail(
     if (tail.length > 0 && (tail[tail.length - 1] !== 0x0a || tail.includes(0))) return undefined;
     if (
       measured !== undefined &&
-      digestOf(tail.subarray(tail.length - Math.min(DIGEST_BYTES, size))) !== measured.digest
+      digestOf(tail.subarray(-Math.min(DIGEST_BYTES, size))) !== measured.digest
     ) {
-      return undefined;
+      return undefined; // the same file cut (copytruncate) and written again past its size
     }
     const first = Math.max(0, tail.length - bytes - 1);
     const start = from === 0 && first === 0 ? 0 : tail.indexOf(0x0a, first) + 1;
     return tail.toString('utf8', start);
-  } catch {
-    return undefined; // not the store's file, or gone meanwhile: nothing of it is remembered
-  } finally {
-    await io.close(fd).catch(() => {});
-  }
+  });
 }
+
+/**
+ * Whether the file of `stat` may still hold the lines `measured`: the same file, not cut below its size.
+ * Another at its name (a rotation: moved away and made again), or one cut, may hold a commit there that is
+ * yet to be cut back and refused. (The same file cut in place and written again is told by the digest.)
+ */
+const stillMeasured = (stat: FileStat, measured: Measured): boolean =>
+  stat.size >= measured.size && String(stat.dev) === measured.dev && String(stat.ino) === measured.ino;
 
 /** The events of the lines of `text` (StoredRecord's), appended to `into`, a few lines at a time. */
 function* eventsIn(text: string, now: number, into: EarlierEvent[]): Steps<void> {
@@ -193,7 +189,7 @@ export async function measureFiles(
   const files = (await io.readdir(dir)).map(storeFile).filter((file) => file !== undefined) as StoreFile[];
   const written = new Map<readonly StoreFile[], number>();
   for (const writer of lastTwoOfEach(files).values()) {
-    const times = await Promise.all(writer.map(({ name }) => ofFile(io, join(dir, name), lastWrite)));
+    const times = await Promise.all(writer.map(({ name }) => ofFile(io, join(dir, name), 'r', lastWrite)));
     written.set(writer, Math.max(-1, ...times.map((time) => time ?? -1)));
   }
   const lastWritten = [...written.keys()].sort((a, b) => (written.get(b) ?? 0) - (written.get(a) ?? 0));
@@ -202,7 +198,7 @@ export async function measureFiles(
     for (const { name } of writer) {
       const path = join(dir, name);
       if (deferred.has(path)) continue;
-      const file = await ofFile(io, path, measure);
+      const file = await ofFile(io, path, 'r', measure);
       if (file !== undefined) measured.push(`${name}:${file.size}:${file.dev}:${file.ino}:${file.digest}`);
     }
   }
@@ -230,18 +226,22 @@ async function measure(io: StoreIo, fd: number, stat: FileStat): Promise<Measure
   return { size: stat.size, dev: String(stat.dev), ino: String(stat.ino), digest: digestOf(last) };
 }
 
-/** `look` at the store file `path`, opened; undefined if it is none of the store's files (or gone). */
+/**
+ * `look` at the store file `path`, opened with `flags`; undefined if it is none of the store's files, is
+ * gone, or a step of `look` failed.
+ */
 async function ofFile<T>(
   io: StoreIo,
   path: string,
-  look: (io: StoreIo, fd: number, stat: FileStat) => Promise<T>,
+  flags: 'r' | 'r+',
+  look: (io: StoreIo, fd: number, stat: FileStat) => Promise<T | undefined>,
 ): Promise<T | undefined> {
-  const fd = await io.open(path, 'r').catch(() => undefined);
+  const fd = await io.open(path, flags).catch(() => undefined);
   if (fd === undefined) return undefined;
   try {
     return await look(io, fd, await ownStat(io, fd, path));
   } catch {
-    return undefined; // the workers read nothing of it
+    return undefined;
   } finally {
     await io.close(fd).catch(() => {});
   }
