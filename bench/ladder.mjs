@@ -60,7 +60,7 @@ export function rung(depth, apiKey) {
   const refuse = (res) => sendStatus(res, 400, true);
 
   function stages(req, res, text) {
-    const event = has('parse') ? parseBody(text, 64, req.headers['content-type']) : undefined;
+    const event = has('parse') ? parseBody(text, 64, req.headers['content-type']).value : undefined;
     const { apiKey: key } = has('auth') ? credentials.of(req) : {};
     const settings = has('settings') ? settingsCache.decode(req.headers['x-segment-settings']) : undefined;
     const normalized = has('casing') ? normalizeEvent(event) : event;

@@ -1,6 +1,6 @@
 import { type ErrorAnswer, toErrorAnswer } from './error-answer.ts';
 import { EndpointError } from './errors.ts';
-import { isPlainObject } from './json.ts';
+import { type EventRefusals, isPlainObject } from './json.ts';
 import { blank, fieldKey, messageIdOf, saysNothing } from './normalize.ts';
 import { isPromise } from './promise.ts';
 import { bodyTooLarge, storedTooLarge, tooManyEvents } from './refusals.ts';
@@ -27,6 +27,7 @@ export interface Carried {
    * sentAt, each event's that has none of its own (Segment's SDKs date the batch, not its events).
    */
   readonly defaults?: { readonly context: unknown; readonly integrations: unknown; readonly sentAt: unknown };
+  readonly refused?: EventRefusals | undefined; // by the parser's guards (json.ts), answered so
 }
 
 /**
@@ -38,10 +39,11 @@ export function eventsOf(
   route: Route,
   text: string | undefined,
   sentBytes?: number,
+  refused?: EventRefusals,
 ): Carried {
   if (route.kind === 'event') {
     if (!Array.isArray(value)) return { events: [value], batch: false };
-    return several(value, 'Request body', SEGMENT_LIMITS.arrayEvents);
+    return { ...several(value, 'Request body', SEGMENT_LIMITS.arrayEvents), refused };
   }
   if (!isPlainObject(value)) throw new EndpointError('SEG_NOT_OBJECT', 'Request body must be a JSON object');
   const limit = segmentBytes(route);
@@ -56,7 +58,7 @@ export function eventsOf(
     throw new EndpointError('SEG_INVALID_EVENT', '"batch" must be an array of events');
   const { events } = several(list, '"batch"', SEGMENT_LIMITS.events);
   const defaults = { context: body.context, integrations: body.integrations, sentAt: body.sentAt };
-  return { events, batch: true, defaults, eventBytes: SEGMENT_LIMITS.eventBytes };
+  return { events, batch: true, defaults, eventBytes: SEGMENT_LIMITS.eventBytes, refused };
 }
 
 function several(events: unknown[], what: string, cap: number): Carried {
@@ -190,12 +192,12 @@ const SLICE = 64;
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /**
- * The events of a batch, each through `accept`, the same steps as a single event. Their sizes are
- * measured first: an event over Segment's limit is refused on its own, and the whole request when
- * storing all of them would take more than `budget` bytes; `measured` then hears how many it holds
- * (the request is taken, though some of them may be refused on their own). They are then taken a slice
- * at a time, yielding to the event loop between slices, so that a large batch does not hold up the
- * requests on other connections; `sliced` hears when each slice after the first began, as it ends.
+ * The events of a batch, each through `accept`, the same steps as a single event, but those the parser's
+ * guards refused (`carried.refused`). Their sizes are measured first: an event over Segment's limit is
+ * refused on its own, and the whole request when storing all would take more than `budget` bytes;
+ * `measured` then hears how many it holds (the request is taken, though some may be refused on their
+ * own). They are then taken a slice at a time, yielding to the event loop between slices, so that a large
+ * batch does not hold up other connections; `sliced` hears when each slice after the first began, as it ends.
  * With `copied` (duplicates filtered), a copy of an earlier event's messageId is answered as that one,
  * and `copied` hears that one's answer for each copy.
  */
@@ -233,13 +235,15 @@ export async function acceptBatch(
       continue;
     }
     if (id !== undefined) firstOf.set(id, index);
+    const guarded = carried.refused?.get(index);
     const limit = carried.eventBytes ?? Number.POSITIVE_INFINITY;
-    const tooLarge = (sizes[index] as number) > limit;
-    results.push(
-      tooLarge
-        ? { status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) }
-        : accept(events[index], index),
-    );
+    if (guarded !== undefined) {
+      results.push({ status: 400, error: toErrorAnswer(new EndpointError(guarded.code, guarded.message)) });
+    } else if ((sizes[index] as number) > limit) {
+      results.push({ status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) });
+    } else {
+      results.push(accept(events[index], index));
+    }
   }
   if (started >= 0) sliced(started);
   return Promise.all(results);

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { type Coding, codingOf } from './encoding.ts';
 import { EndpointError, quoted } from './errors.ts';
 import { isHttp2, joinedHeader } from './http2.ts';
-import { isPlainObject, parseJson } from './json.ts';
+import { type BatchShape, type EventRefusals, isPlainObject, parseJson } from './json.ts';
 import { bodyTooLarge } from './refusals.ts';
 import { decodedRoom } from './routes.ts';
 
@@ -119,10 +119,24 @@ export function asObject(value: unknown, what = 'Request body'): Record<string, 
   return value;
 }
 
-/** The body's text parsed as JSON (parseJson's guards), or a throw of the refusal that says why not. */
-export function parseBody(text: string, maxDepth: number, type: string | undefined): unknown {
-  const result = parseJson(text, maxDepth);
-  if (result.ok) return result.value;
+/** A body parsed: its value, and the events of a batch refused on their own by parseJson's guards. */
+export interface ParsedBody {
+  readonly value: unknown;
+  readonly refused?: EventRefusals | undefined;
+}
+
+/**
+ * The body's text parsed as JSON (parseJson's guards; with `batch`, a body of that shape is a batch and
+ * its events are guarded one by one), or a throw of the refusal that says why not.
+ */
+export function parseBody(
+  text: string,
+  maxDepth: number,
+  type: string | undefined,
+  batch?: BatchShape,
+): ParsedBody {
+  const result = parseJson(text, maxDepth, batch);
+  if (result.ok) return result;
   // Not JSON and not declared as JSON either: say so, the likelier mistake is the sender's format.
   const declared =
     result.code === 'SEG_INVALID_JSON' && type !== undefined && !JSON_TYPE_RE.test(type)

@@ -3,7 +3,8 @@ import { codingOf, isIdentity } from './encoding.ts';
 import { EndpointError, quoted } from './errors.ts';
 import type { ExpressRequest } from './express.ts';
 import { bytesOf } from './framed-body.ts';
-import { isStackOverflow, serializedBytes } from './json.ts';
+import { isStackOverflow } from './json.ts';
+import { serializedBytes } from './json-walks.ts';
 import { bodyTooLarge } from './refusals.ts';
 
 // What a body parser in front of the express middleware (express.ts) did with a request's body, as the

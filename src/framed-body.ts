@@ -1,18 +1,16 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
-import { checkType, type EventLimits, parseBody } from './body.ts';
+import { checkType, type EventLimits, type ParsedBody, parseBody } from './body.ts';
 import { decodedAsSent } from './encoding.ts';
 import { EndpointError } from './errors.ts';
-import { checkParsed, isPlainObject, isStackOverflow } from './json.ts';
+import { type BatchShape, checkParsed, isPlainObject, isStackOverflow } from './json.ts';
 import { bodyTooLarge } from './refusals.ts';
 
 // A body a framework in front of the endpoint already read (express.json(), express.raw(), a koa body
 // parser): held to the same limits and guards as a body read here, and to what the sender declared.
 
 /** The request's body as received and parsed. */
-export interface ReceivedBody {
-  /** The body as parsed: any JSON value (the caller decides what shape it takes). */
-  readonly value: unknown;
+export interface ReceivedBody extends ParsedBody {
   /** Its JSON text as received, when this endpoint read it (not when a framework parsed it). */
   readonly text: string | undefined;
   /** Its length as sent, where a framework parsed it: the declared length of a body without a coding. */
@@ -37,6 +35,7 @@ export function framedBody(
   req: IncomingMessage,
   limits: EventLimits,
   anyType = false,
+  batch?: BatchShape,
 ): ReceivedBody | undefined {
   const body = (req as IncomingMessage & { body?: unknown }).body;
   // Set by a middleware that never read the stream (`req.body = req.body || {}`): the event is still there.
@@ -55,11 +54,12 @@ export function framedBody(
     // characters in place of what the sender meant. A leading BOM dropped, as the reader drops it.
     if (typeof given !== 'string' && !isUtf8(given)) throw new EndpointError('SEG_INVALID_UTF8');
     const text = given.toString().replace(/^\ufeff/, '');
-    return { value: parseBody(text, limits.maxDepth, req.headers['content-type']), text };
+    const { value, refused } = parseBody(text, limits.maxDepth, req.headers['content-type'], batch);
+    return { value, text, refused };
   }
   let refused: ReturnType<typeof checkParsed>;
   try {
-    refused = checkParsed(parsed, limits.maxDepth);
+    refused = checkParsed(parsed, limits.maxDepth, batch);
   } catch (err) {
     throw hostBug(err); // a getter or a Proxy of the host's that throws as it is read
   }
@@ -69,7 +69,9 @@ export function framedBody(
     throw new EndpointError(refused.code, refused.message);
   }
   const sentBytes = plainLength(req);
-  return { value: asWritten(parsed, limits, sentBytes), text: undefined, sentBytes };
+  // The events refused on their own are those checkParsed found: written, a number past a double is null.
+  const value = asWritten(parsed, limits, sentBytes, batch);
+  return { value, text: undefined, sentBytes, refused: refused?.ok ? refused.refused : undefined };
 }
 
 /**
@@ -103,12 +105,17 @@ function plainLength(req: IncomingMessage): number | undefined {
  * is on `sentBytes` where known, as on a body read here: `1e20` is 4 bytes sent and 21 written, and
  * what is stored is held to its own budget (checkStoredSize).
  */
-function asWritten(parsed: unknown, limits: EventLimits, sentBytes: number | undefined): unknown {
+function asWritten(
+  parsed: unknown,
+  limits: EventLimits,
+  sentBytes: number | undefined,
+  batch: BatchShape | undefined,
+): unknown {
   const text = written(parsed);
   // Nested within the limit (checkParsed), it overflowed the stack only through a toJSON of the host's.
   if (text === undefined) throw hostBug(new RangeError('req.body overflowed the stack as it was written'));
   if ((sentBytes ?? Buffer.byteLength(text)) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
-  return parseBody(text, limits.maxDepth, undefined);
+  return parseBody(text, limits.maxDepth, undefined, batch).value;
 }
 
 /**

@@ -1,16 +1,35 @@
+import { findInfinity, findPoisonedKey, nestsDeeper, parsedNestsDeeper } from './json-walks.ts';
+
 // JSON.parse keeps a `"__proto__"` key as an own property, harmless until some later merge
 // (Object.assign, a deep-merge helper) turns it into a prototype change. Such keys never pass: a body
 // holding `__proto__`, or `constructor` with a `prototype` inside, is refused before anything sees it.
 // The keys are looked at as JSON.parse decoded them (`"\u005f_proto__"` is `__proto__` by then), in the
 // one walk every parsed body gets for numbers past a double's range: no scan of the text.
 
+/** Why a body, or one event of a batch, is refused. */
+export interface JsonRefusal {
+  readonly ok: false;
+  readonly code: 'SEG_INVALID_JSON' | 'SEG_FORBIDDEN_KEY' | 'SEG_TOO_DEEP';
+  readonly message: string;
+}
+
 export type JsonResult =
-  | { readonly ok: true; readonly value: unknown }
   | {
-      readonly ok: false;
-      readonly code: 'SEG_INVALID_JSON' | 'SEG_FORBIDDEN_KEY' | 'SEG_TOO_DEEP';
-      readonly message: string;
-    };
+      readonly ok: true;
+      readonly value: unknown;
+      /** A batch's events refused on their own (only when some are). */
+      readonly refused?: EventRefusals;
+    }
+  | JsonRefusal;
+
+/** The events of a batch refused on their own, by their index in it. */
+export type EventRefusals = ReadonlyMap<number, JsonRefusal>;
+
+/**
+ * Where a body's events are when it is a batch: the elements of a JSON array (the event path), or the
+ * array under `"batch"` (Segment's /v1/batch).
+ */
+export type BatchShape = 'array' | 'member';
 
 /** A JSON object: not null, not an array. */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -23,12 +42,13 @@ export const MAX_DEPTH = 64;
 /**
  * Parses a request body. Besides invalid JSON, refuses nesting deeper than `maxDepth` (the store's
  * JSON.stringify and partners' own recursive code would overflow the stack: a 500 for the sender's
- * fault) and prototype-poisoning keys.
+ * fault) and prototype-poisoning keys. With `batch`, a body of that shape is a batch, whose events are
+ * held to these guards one by one (`eachChecked`): the body as a whole, to twice `maxDepth`.
  */
-export function parseJson(text: string, maxDepth = MAX_DEPTH): JsonResult {
-  if (nestsDeeper(text, maxDepth)) {
-    return { ok: false, code: 'SEG_TOO_DEEP', message: `Request body nests deeper than ${maxDepth} levels` };
-  }
+export function parseJson(text: string, maxDepth = MAX_DEPTH, batch?: BatchShape): JsonResult {
+  const shape = batch === 'array' && !opensArray(text) ? undefined : batch;
+  const limit = shape === undefined ? maxDepth : 2 * maxDepth;
+  if (nestsDeeper(text, limit)) return tooDeep('Request body', limit);
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -37,101 +57,97 @@ export function parseJson(text: string, maxDepth = MAX_DEPTH): JsonResult {
     return { ok: false, code: 'SEG_INVALID_JSON', message: `Request body is not valid JSON${reason}` };
   }
   const found = suspects(value, objectsInherit());
+  const deep = limit > maxDepth && nestsDeeper(text, maxDepth);
+  if (found === 0 && !deep) return { ok: true, value };
+  const events = shape === undefined ? undefined : eventsIn(value, shape);
+  if (events !== undefined) return eachChecked(value, events, shape === 'member', maxDepth);
+  if (deep) return tooDeep('Request body', maxDepth);
   if ((found & KEY_NAMED) !== 0) {
     const path = findPoisonedKey(value);
-    if (path !== undefined) return poisoned(path);
+    if (path !== undefined) return poisoned('Request body', path);
   }
-  return (found & INFINITE) !== 0 ? beyondDouble(value) : { ok: true, value };
+  return (found & INFINITE) !== 0 ? beyondDouble('Request body', value) : { ok: true, value };
 }
 
 /**
- * For a value parsed elsewhere (a framework's body parser): the same refusals as `parseJson`, as a
- * message, or `undefined` when the value is fine.
+ * For a value parsed elsewhere (a framework's body parser): the same refusals as `parseJson`, or
+ * `undefined` when the value is fine (with `batch`, the same result for a batch as `parseJson`'s).
  */
-export function checkParsed(root: unknown, maxDepth = MAX_DEPTH): JsonResult | undefined {
-  if (parsedNestsDeeper(root, maxDepth)) {
-    return { ok: false, code: 'SEG_TOO_DEEP', message: `Request body nests deeper than ${maxDepth} levels` };
+export function checkParsed(
+  root: unknown,
+  maxDepth = MAX_DEPTH,
+  batch?: BatchShape,
+  what = 'Request body',
+): JsonResult | undefined {
+  const events = batch === undefined ? undefined : eventsIn(root, batch);
+  if (events !== undefined) {
+    if (parsedNestsDeeper(root, 2 * maxDepth)) return tooDeep(what, 2 * maxDepth);
+    return eachChecked(root, events, batch === 'member', maxDepth);
   }
+  if (parsedNestsDeeper(root, maxDepth)) return tooDeep(what, maxDepth);
   const path = findPoisonedKey(root);
-  if (path !== undefined) return poisoned(path);
+  if (path !== undefined) return poisoned(what, path);
   // A host's objects may have any prototype: each key is checked for its own.
-  return (suspects(root, true) & INFINITE) !== 0 ? beyondDouble(root) : undefined;
+  return (suspects(root, true) & INFINITE) !== 0 ? beyondDouble(what, root) : undefined;
 }
 
 /**
- * Whether a parsed value opens more than `max` objects/arrays inside one another: walked without
- * recursion, so that a value nested past the stack (which JSON.stringify, recursive, cannot write) is
- * told apart before anything serialises it.
+ * A batch's guards, once its walk found something: what lies around its events (a /v1/batch body's
+ * context and integrations, which go into each) as a body, then each event on its own. One odd event is
+ * refused alone, as it would be sent alone, and its batch-mates are taken: Segment does not retry a 400,
+ * and a batch refused whole for one event would lose them all.
  */
-export function parsedNestsDeeper(root: unknown, max: number): boolean {
-  const stack: Array<[unknown, number]> = [[root, 0]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop() as [unknown, number];
-    if (typeof node !== 'object' || node === null) continue;
-    if (depth >= max) return true;
-    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+function eachChecked(
+  root: unknown,
+  events: readonly unknown[],
+  member: boolean,
+  maxDepth: number,
+): JsonResult {
+  if (member) {
+    const { batch: _events, ...around } = root as Record<string, unknown>;
+    const refused = checkParsed(around, maxDepth);
+    if (refused !== undefined) return refused;
+  }
+  const refused = new Map<number, JsonRefusal>();
+  for (let i = 0; i < events.length; i++) {
+    const one = checkParsed(events[i], maxDepth, undefined, `Event #${i}`);
+    if (one !== undefined && !one.ok) refused.set(i, one);
+  }
+  return refused.size === 0 ? { ok: true, value: root } : { ok: true, value: root, refused };
+}
+
+/** The events of a body of the batch's `shape`, or `undefined` for a body of another shape. */
+function eventsIn(value: unknown, shape: BatchShape): readonly unknown[] | undefined {
+  if (shape === 'array') return Array.isArray(value) ? value : undefined;
+  const list = isPlainObject(value) && Object.hasOwn(value, 'batch') ? value.batch : undefined;
+  return Array.isArray(list) ? list : undefined;
+}
+
+/** Whether the first character of `text` past JSON's white space opens an array. */
+function opensArray(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return c === 0x5b;
   }
   return false;
 }
 
-/**
- * The UTF-8 bytes of `JSON.stringify(root)` for a value JSON.parse made, counted without recursion (for
- * one nested past what JSON.stringify can write): exact up to `max`, and any count over `max` once it
- * passes it, where the walk stops.
- */
-export function serializedBytes(root: unknown, max: number): number {
-  let bytes = 0;
-  const stack: unknown[] = [root];
-  while (stack.length > 0 && bytes <= max) {
-    const node = stack.pop();
-    if (typeof node === 'bigint') {
-      bytes += String(node).length; // JSON.stringify throws: counted as its digits
-    } else if (typeof node !== 'object' || node === null) {
-      bytes += Buffer.byteLength(JSON.stringify(node) ?? 'null');
-    } else if (Array.isArray(node)) {
-      // Brackets and commas, then the elements.
-      bytes += 2 + Math.max(node.length - 1, 0);
-      for (let i = 0; i < node.length; i++) stack.push(node[i]);
-    } else {
-      // Braces and commas, each key quoted and its colon, then the values.
-      const keys = Object.keys(node);
-      bytes += 2 + Math.max(keys.length - 1, 0);
-      for (const key of keys) {
-        bytes += Buffer.byteLength(JSON.stringify(key)) + 1;
-        stack.push((node as Record<string, unknown>)[key]);
-      }
-    }
-  }
-  return bytes;
+const tooDeep = (what: string, max: number): JsonRefusal => ({
+  ok: false,
+  code: 'SEG_TOO_DEEP',
+  message: `${what} nests deeper than ${max} levels`,
+});
+
+function poisoned(what: string, path: string): JsonRefusal {
+  return { ok: false, code: 'SEG_FORBIDDEN_KEY', message: `${what} contains a forbidden key: ${path}` };
 }
 
-function poisoned(path: string): JsonResult {
-  return { ok: false, code: 'SEG_FORBIDDEN_KEY', message: `Request body contains a forbidden key: ${path}` };
-}
-
-function beyondDouble(value: unknown): JsonResult {
+function beyondDouble(what: string, value: unknown): JsonRefusal {
   return {
     ok: false,
     code: 'SEG_INVALID_JSON',
-    message: `Request body holds a number beyond the range of a double at ${findInfinity(value) || 'its top level'}`,
+    message: `${what} holds a number beyond the range of a double at ${findInfinity(value) || 'its top level'}`,
   };
-}
-
-/** The path of the first `__proto__` or `constructor.prototype` key in a parsed value, if any. */
-export function findPoisonedKey(root: unknown): string | undefined {
-  return findPath(root, poisonedKey);
-}
-
-function poisonedKey(node: unknown): string | undefined {
-  if (!isPlainObject(node)) return undefined;
-  if (Object.hasOwn(node, '__proto__')) return '__proto__';
-  const ctor = Object.hasOwn(node, 'constructor')
-    ? (node as { constructor: unknown }).constructor
-    : undefined;
-  if (typeof ctor === 'object' && ctor !== null && Object.hasOwn(ctor, 'prototype')) {
-    return 'constructor.prototype';
-  }
-  return undefined;
 }
 
 /** A key named `__proto__` or `constructor`: whether it poisons is for findPoisonedKey to say. */
@@ -181,60 +197,3 @@ function suspects(root: unknown, inherits: boolean): number {
 /** Whether `err` is V8's for a call stack exhausted (a RangeError thrown by nothing else's code). */
 export const isStackOverflow = (err: unknown): boolean =>
   err instanceof RangeError && err.message === 'Maximum call stack size exceeded';
-
-/** The path of the first number JSON.parse turned into Infinity (a literal beyond a double's range). */
-export function findInfinity(root: unknown): string | undefined {
-  return findPath(root, (node) => (typeof node === 'number' && !Number.isFinite(node) ? '' : undefined));
-}
-
-/**
- * Walks a parsed value depth first: the path of the first node for which `test` names a problem (the
- * problem's own key under that node, or '' for the node itself), or `undefined`.
- */
-function findPath(root: unknown, test: (node: unknown) => string | undefined): string | undefined {
-  const stack: Array<[unknown, string]> = [[root, '']];
-  while (stack.length > 0) {
-    const [node, path] = stack.pop() as [unknown, string];
-    const found = test(node);
-    if (found !== undefined) return found === '' ? path : join(path, found);
-    if (typeof node !== 'object' || node === null) continue;
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) stack.push([node[i], `${path}[${i}]`]);
-      continue;
-    }
-    for (const key of Object.keys(node))
-      stack.push([(node as Record<string, unknown>)[key], join(path, key)]);
-  }
-  return undefined;
-}
-
-const join = (path: string, key: string): string => (path === '' ? key : `${path}.${key}`);
-
-/**
- * Whether the text opens more than `max` objects/arrays inside one another. Counting brackets with the
- * native indexOf settles most bodies (no more brackets in all than the limit); only the rest are
- * walked, skipping brackets inside strings.
- */
-export function nestsDeeper(text: string, max: number): boolean {
-  let brackets = 0;
-  for (let i = text.indexOf('{'); i !== -1 && brackets <= max; i = text.indexOf('{', i + 1)) brackets++;
-  for (let i = text.indexOf('['); i !== -1 && brackets <= max; i = text.indexOf('[', i + 1)) brackets++;
-  if (brackets <= max) return false;
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c)
-        i++; // backslash: skip the escaped character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) {
-      inString = true;
-    } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max) return true;
-    } else if (c === 0x7d || c === 0x5d) {
-      depth--;
-    }
-  }
-  return false;
-}

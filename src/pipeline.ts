@@ -3,7 +3,7 @@ import { AnswerBatch } from './answer-batch.ts';
 import { keyFingerprint } from './auth.ts';
 import { acceptBatch, type Carried, type EventResult, eventsOf } from './batch.ts';
 import { batchAnswer } from './batch-answer.ts';
-import { checkBodyHeaders, parseBody } from './body.ts';
+import { checkBodyHeaders, type ParsedBody, parseBody } from './body.ts';
 import { CpuShare } from './cpu-share.ts';
 import { type Credentials, CredentialsCache } from './credentials.ts';
 import { Deadlines } from './deadlines.ts';
@@ -18,7 +18,7 @@ import type { ResolvedHandlerOptions } from './options.ts';
 import { isPromise } from './promise.ts';
 import { readBody } from './reader.ts';
 import { type RefusalContext, sendContinue, sendError } from './respond.ts';
-import { type Route, routeBytes } from './routes.ts';
+import { batchShape, type Route, routeBytes } from './routes.ts';
 import { type Settings, SettingsCache, settingsProblem, writtenSettings } from './settings.ts';
 import { refuseUnsigned, type SignatureSecrets, secretFor, verifySignature } from './signature.ts';
 import { checkStoredSize, storedBudget } from './stored-size.ts';
@@ -106,8 +106,7 @@ export class EventPipeline {
       // Unsigned where a signature is required: refused before it takes any of the key's share or rate.
       x.secret = secretFor(decision, this.signatureSecret);
       if (x.secret !== undefined) refuseUnsigned(req.headers);
-      // Before the body is read: a customer past its share or rate costs the others nothing more. The
-      // share first: a refusal of it takes no token of the rate.
+      // Before the body: one past its share or rate costs the others nothing. Its refusal takes no token.
       if (this.#cpuShare !== undefined) {
         x.reserved = this.#cpuShare.admit(credentials.apiKey, started);
         x.followed = x.reserved >= 0;
@@ -118,10 +117,10 @@ export class EventPipeline {
       if (x.settings === undefined) {
         throw new EndpointError('SEG_SETTINGS_INVALID', settingsProblem(req.headers['x-segment-settings']));
       }
-      const framed = framedBody(req, this.#opts, route.kind !== 'event');
+      const framed = framedBody(req, this.#opts, route.kind !== 'event', batchShape(route));
       if (framed !== undefined) {
         x.worked = true;
-        this.#carried(x, framed.value, framed.text, framed.sentBytes);
+        this.#carried(x, framed, framed.text, framed.sentBytes);
         return;
       }
       const { maxBodyBytes } = this.#opts;
@@ -141,25 +140,25 @@ export class EventPipeline {
   received(x: Exchange, text: string, started = performance.now()): void {
     x.inTurn = true;
     try {
-      let value: unknown;
+      let parsed: ParsedBody;
       try {
         // Its key's share looked at again: the requests let in with it were charged meanwhile.
         if (x.followed) this.#cpuShare?.proceed(x.apiKey as string, x.reserved, started);
         x.worked = true;
         x.held = this.#held.take(text.length);
-        value = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type']);
+        parsed = parseBody(text, this.#opts.maxDepth, x.req.headers['content-type'], batchShape(x.route));
       } catch (err) {
         this.refuse(x, err);
         return;
       }
-      this.#carried(x, value, text);
+      this.#carried(x, parsed, text);
     } finally {
       this.#cpuShare?.turnEnded(x, started);
     }
   }
 
-  /** The body's events, each taken, then the answer. */
-  #carried(x: Exchange, value: unknown, text: string | undefined, sentBytes?: number): void {
+  /** The body's events (those its guards refused apart, `refused`), each taken, then the answer. */
+  #carried(x: Exchange, { value, refused }: ParsedBody, text: string | undefined, sentBytes?: number): void {
     let result: EventResult | Promise<EventResult>;
     try {
       const { secret } = x;
@@ -172,7 +171,7 @@ export class EventPipeline {
         checkStoredSize(value, text, x.settings as Settings, this.#budget);
         result = this.intake.accept(x, value, 'Request body', text);
       } else {
-        const carried = eventsOf(value, route, text, sentBytes);
+        const carried = eventsOf(value, route, text, sentBytes, refused);
         if (!carried.batch) checkStoredSize(carried.events[0], text, x.settings as Settings, this.#budget);
         result = carried.batch
           ? this.#acceptAll(x, carried).then(batchAnswer)

@@ -1,3 +1,4 @@
+import type { BatchShape } from './json.ts';
 import { EVENT_TYPES, type EventType } from './types.ts';
 
 // The paths events come on: the event path, and under it Segment's Tracking API (CONTRACT.md "Related
@@ -37,6 +38,11 @@ export function routes(eventPath: string, trackingApi: boolean): ReadonlyMap<str
   table.set(`${base}/v1/import`, Object.freeze({ kind: 'batch' }));
   return table;
 }
+
+/** Where a body along `route` holds its events when it is a batch (json.ts), if it may be one. */
+export const batchShape = (route: Route): BatchShape | undefined => BATCH_SHAPES[route.kind];
+
+const BATCH_SHAPES = { event: 'array', batch: 'member', typed: undefined } as const;
 
 /** Segment's limit on a body along `route`, a Tracking API path: 32 KiB a /v1/{type}, 500 KiB a batch. */
 export const segmentBytes = (route: Route): number =>

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Analytics } from '@segment/analytics-node';
-import { createHandler, createServer, RetryError, silentLogger, ValidationError } from '../src/index.ts';
+import {
+  createHandler,
+  createServer,
+  type Handlers,
+  RetryError,
+  silentLogger,
+  ValidationError,
+} from '../src/index.ts';
 import { API_KEY, recorder, sendOneOfEach, trackEvent } from './helpers.ts';
 import { inject } from './helpers-inject.ts';
 
@@ -285,6 +292,94 @@ describe("Segment's Tracking API and batches", () => {
     assert.match(res.json().message ?? '', /#1: 400 track: "event" is required/);
     assert.match(res.json().message ?? '', /#2: 400/);
     assert.match(res.json().message ?? '', /#3: 501/);
+    assert.equal(seen.length, 1);
+  });
+
+  test("one event the parser's guards refuse is refused alone, as it would be sent alone; its batch-mates are taken", async () => {
+    // An event nested to the limit (64) is taken alone and in a batch alike; one past it, one with a
+    // __proto__ key, one with a number past a double's range: each refused in the list, not the batch.
+    const nested = (levels: number) => `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`;
+    const track = (id: string, extra: string) =>
+      `{"type":"track","event":"E","userId":"u","messageId":"${id}"${extra}}`;
+    const events = [
+      track('ok1', ''),
+      track('deep', `,"properties":${nested(63)}`),
+      track('deeper', `,"properties":${nested(64)}`),
+      track('poisoned', ',"properties":{"x":{"__proto__":{"admin":true}}}'),
+      track('infinite', ',"properties":{"price":1e999}'),
+      track('ok2', ''),
+    ];
+    const handler = (handlers: Handlers) =>
+      createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const alone = recorder();
+    for (const [i, want] of [
+      [1, 200],
+      [2, 400],
+    ] as const) {
+      const res = await inject(handler(alone.handlers), { body: events[i] as string });
+      assert.equal(res.status, want, res.body);
+    }
+    for (const [url, body] of [
+      ['/', `[${events.join(',')}]`],
+      ['/v1/batch', `{"batch":[${events.join(',')}],"context":{"library":{"name":"analytics-node"}}}`],
+    ] as const) {
+      const { seen, handlers } = recorder();
+      const res = await inject(handler(handlers), { url, body });
+      assert.equal(res.status, 400, `${url}: ${res.body}`);
+      const { code, message = '' } = res.json();
+      assert.equal(code, 'SEG_BATCH_REFUSED', url);
+      assert.match(message, /^3 of 6 events accepted/);
+      assert.match(message, /#2: 400 Event #2 nests deeper than 64 levels/);
+      assert.match(message, /#3: 400 Event #3 contains a forbidden key: properties\.x\.__proto__/);
+      assert.match(
+        message,
+        /#4: 400 Event #4 holds a number beyond the range of a double at properties\.price/,
+      );
+      assert.deepEqual(
+        seen.map((s) => s.event.messageId),
+        ['ok1', 'deep', 'ok2'],
+        url,
+      );
+    }
+  });
+
+  test('what lies around the events is guarded as a body: it goes into each of them', async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const batch = JSON.stringify([trackEvent()]);
+    for (const [around, code] of [
+      ['"context":{"__proto__":{"admin":true}}', 'SEG_FORBIDDEN_KEY'],
+      ['"__proto__":{"admin":true}', 'SEG_FORBIDDEN_KEY'],
+      ['"integrations":{"n":-1e999}', 'SEG_INVALID_JSON'],
+      [`"context":${'{"a":'.repeat(64)}1${'}'.repeat(64)}`, 'SEG_TOO_DEEP'],
+    ] as const) {
+      const res = await inject(handler, { url: '/v1/batch', body: `{"batch":${batch},${around}}` });
+      assert.equal(res.status, 400, around);
+      assert.equal(res.json().code, code, around);
+    }
+    // Past twice the limit a body is no batch of events: refused whole, before it is parsed.
+    const bomb = await inject(handler, { body: `[${'['.repeat(200)}${']'.repeat(200)}]` });
+    assert.equal(bomb.status, 400);
+    assert.equal(bomb.json().code, 'SEG_TOO_DEEP');
+    assert.match(bomb.json().message ?? '', /deeper than 128 levels/);
+    assert.equal(seen.length, 0);
+  });
+
+  test("a batch a framework parsed: its odd events refused alone too, a number past a double's range included", async () => {
+    const { seen, handlers } = recorder();
+    const handler = createHandler({ apiKeys: [API_KEY], log: silentLogger, handlers });
+    const parsedBody = JSON.parse(
+      `[${JSON.stringify(trackEvent())},{"type":"track","event":"E","userId":"u","p":{"__proto__":1}},` +
+        `{"type":"track","event":"E","userId":"u","n":1e999}]`,
+    );
+    const res = await inject(handler, { parsedBody });
+    assert.equal(res.status, 400, res.body);
+    assert.match(res.json().message ?? '', /^1 of 3 events accepted/);
+    assert.match(res.json().message ?? '', /#1: 400 Event #1 contains a forbidden key: p\.__proto__/);
+    assert.match(
+      res.json().message ?? '',
+      /#2: 400 Event #2 holds a number beyond the range of a double at n/,
+    );
     assert.equal(seen.length, 1);
   });
 

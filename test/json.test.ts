@@ -3,7 +3,8 @@ import type { IncomingMessage } from 'node:http';
 import { describe, test } from 'node:test';
 import type { EndpointError } from '../src/errors.ts';
 import { framedBody } from '../src/framed-body.ts';
-import { findPoisonedKey, parsedNestsDeeper, parseJson, serializedBytes } from '../src/json.ts';
+import { parseJson } from '../src/json.ts';
+import { findPoisonedKey, parsedNestsDeeper, serializedBytes } from '../src/json-walks.ts';
 
 const codeOf = (text: string): string | undefined => {
   const result = parseJson(text);
