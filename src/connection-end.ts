@@ -162,8 +162,10 @@ export function endLingering(socket: Duplex): void {
 
 /**
  * At a shutdown: the connection HTTP reads from, `socket`, ends in a lingering close once the answers in
- * progress on it (`answering`) are written. One half way through a request first has `graceMs` to finish
- * it, and hear 503 (an answer that ends the connection so too).
+ * progress on it (`answering`) are written, `graceMs` from now. Not at once, even between requests: a
+ * client that has had its answer may be sending its next request, and a connection ended under it gets
+ * no answer at all ("socket hang up"). A request that comes meanwhile, or one half way through, is
+ * answered 503 with `Connection: close`, which ends the connection so; then it ends anyway.
  */
 export function endAtShutdown(
   socket: Duplex,
@@ -175,19 +177,6 @@ export function endAtShutdown(
     if (last === undefined || last.writableFinished) endLingering(socket);
     else last.once('finish', () => endLingering(socket));
   };
-  if (!midRequest(socket)) {
-    end();
-    return;
-  }
   const timer = setTimeout(end, graceMs).unref();
   socket.once('close', () => clearTimeout(timer));
-}
-
-/**
- * Whether Node's parser on the connection HTTP reads from, `socket`, is part way through a request: its
- * `duration()` counts from a request's first byte, and is 0 between requests (node_http_parser.cc).
- */
-function midRequest(socket: Duplex): boolean {
-  const parser = (socket as Duplex & { parser?: { duration?: () => number } | null }).parser;
-  return typeof parser?.duration === 'function' && parser.duration() > 0;
 }

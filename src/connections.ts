@@ -187,9 +187,9 @@ export class ConnectionSlots {
 
   /**
    * At a shutdown, every answer begun flushed: each connection that had a request ends in a lingering
-   * close (`endLingering`), and `lingered` waits for it. Node's closeIdleConnections resets one whose
-   * client still sends, and the client discards the 200s it has not read yet. One half way through its
-   * next request's headers has `graceMs` to finish it and hear 503 (`endAtShutdown`). One with an answer
+   * close (`endLingering`) `graceMs` from now, and `lingered` waits for it. Node's closeIdleConnections
+   * resets one whose client still sends, and the client discards the 200s it has not read yet. A request
+   * it brings meanwhile, half sent or its client's next, hears 503 (`endAtShutdown`). One with an answer
    * in progress (past the shutdown's deadline) is left to be closed.
    */
   endAnswered(graceMs: number): void {

@@ -5,7 +5,7 @@ import type { EndpointHandler } from './handler.ts';
 
 // How createServer's close() stops a server without cutting short the answers it has begun.
 
-const HALF_SENT_GRACE_MS = 1_000; // 1 s, fixed by design: on close, for requests half sent when draining began
+const GRACE_MS = 1_000; // 1 s, fixed by design: on close, for requests half sent or on their way when draining began
 
 /**
  * Graceful close: new events get 503, running requests finish and their answers are flushed (up to
@@ -31,11 +31,11 @@ export async function gracefulClose(
     // `Connection: close`.
     await Promise.race([handler.idle(), deadline]);
     await Promise.race([slots.settled(), deadline]);
-    // Each connection that had a request ends in a lingering close (one half way through its next
-    // request's headers first gets HALF_SENT_GRACE_MS to finish it and hear 503), and is not closed
-    // before its client closes (or LINGER_MS): its client may not have read its 200s yet, and still be
-    // sending. Node would count it idle, and reset it.
-    slots.endAnswered(HALF_SENT_GRACE_MS);
+    // Each connection that had a request ends in a lingering close GRACE_MS from now (meanwhile a
+    // request it brings, half sent or its client's next, hears 503 and Connection: close), and is not
+    // closed before its client closes (or LINGER_MS): its client may not have read its 200s yet, and
+    // still be sending. Node would count it idle, and reset it.
+    slots.endAnswered(GRACE_MS);
     await Promise.race([slots.lingered(), deadline]);
     const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
     // Every answer already begun is flushed. A connection still open had no request until now: it is
@@ -43,7 +43,7 @@ export async function gracefulClose(
     // then all go. Nothing on them was accepted. (Past the deadline this cuts running events too:
     // never acknowledged, Segment retries them.)
     server.closeIdleConnections();
-    await Promise.race([stopped, deadline, delay(HALF_SENT_GRACE_MS, undefined, { ref: false })]);
+    await Promise.race([stopped, deadline, delay(GRACE_MS, undefined, { ref: false })]);
     server.closeAllConnections();
     // Node's HTTP layer knows a TLS connection once its handshake is done: the others would hold `stopped`.
     slots.closeAll();

@@ -93,6 +93,42 @@ test('a request whose headers arrive during the drain gets 503 SEG_DRAINING with
   t.diagnostic(JSON.stringify(figures));
 });
 
+test('a keep-alive connection idle at SIGTERM is not closed under a request it sends next: 503 SEG_DRAINING', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'segment-endpoint-drain-next-'));
+  const endpoints: Endpoint[] = [];
+  t.after(cleanup(dir, endpoints));
+  const out = join(dir, 'store');
+  const ep = await startEndpoint([...tlsFlags(dir), '--api-key', 'dev-key', '--out', out]);
+  endpoints.push(ep);
+
+  // A sender that had its answer and sends its next request as the drain begins: closed under it, the
+  // request would get no answer at all ("socket hang up"), not the 503 that says why.
+  const { socket, received } = await openConnection(ep);
+  t.after(() => socket.destroy());
+  let text = '';
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString();
+  });
+  socket.write(rawEvent('before-1'));
+  await waitFor(() => text, /^HTTP\/1\.1 200 /, GUARD_MS);
+  ep.child.kill('SIGTERM');
+  await untilDraining(ep);
+  await new Promise((done) => setTimeout(done, 100));
+  socket.write(rawEvent('next-1'));
+  const exited = await exitCode(ep);
+  const all = await received;
+  const second = parseRaw(all.slice(all.indexOf('HTTP/1.1 ', 1)));
+
+  assert.equal(exited, 0, ep.output());
+  assert.equal(second.status, 503, all);
+  assert.equal((JSON.parse(second.body) as { code?: string }).code, 'SEG_DRAINING');
+  assert.match(second.headers, /^connection: close$/m);
+  assert.deepEqual(
+    readStore(out).records.map((r) => r.event.messageId),
+    ['before-1'],
+  );
+});
+
 // The drain must end within --shutdown-timeout whatever the open connections do. These cover the
 // connections that are not idle when the drain starts yet carry no event: close() waits for Node's
 // server.close() callback without a bound, and only events in flight are cut off at the timeout.
