@@ -72,9 +72,9 @@ export class NdjsonStore {
   }
 
   /**
-   * False from a failed write until one succeeds, while a commit has been under way for `stuckMs`, and
-   * while the lines waiting are at their bound: the endpoint cannot store events now (what the health
-   * path reports). Every append still tries its write, and while none comes a probe does (WriteProbe).
+   * False from a failed write until one succeeds, while a commit has been under way for `stuckMs`, and while
+   * the lines waiting are at their bound: no event can be stored now (the health path says so). Every
+   * append still tries its write, and while none comes a probe does (WriteProbe).
    */
   get writable(): boolean {
     const stuck = this.#committing !== undefined && performance.now() - this.#committing > this.#stuckMs;
@@ -83,10 +83,10 @@ export class NdjsonStore {
 
   /** Called after each group commit with its write + fdatasync time (seconds) and its events: for metrics. */
   onCommit: ((seconds: number, events: number) => void) | undefined;
-  /** Partial last lines found at start-up and set aside (a crash in the middle of a write). */
+  /** Partial lines a crash left, set aside; `onRecovered` hears of those set aside after start-up. */
   readonly recovered: TornLine[] = [];
-  /** Told of a partial line set aside while the store runs (its file cut in the middle of a line). */
-  onTorn: ((torn: TornLine) => void) | undefined;
+  onRecovered: ((torn: TornLine) => void) | undefined;
+  onTorn: ((torn: TornLine) => void) | undefined; // a partial line set aside as it runs (a file cut mid-line)
   readonly #torn = (torn: TornLine) => this.onTorn?.(torn);
 
   /**
@@ -210,8 +210,7 @@ export class NdjsonStore {
   }
 
   async #open(name: string): Promise<OpenFile> {
-    const open = this.#file;
-    // (A host's own io without `identity` is not checked: it predates the check.)
+    const open = this.#file; // (a host's own io without `identity` is not checked: it predates the check)
     const now = open?.name === name ? await this.#io.identity?.(name) : undefined;
     if (open?.name === name && (this.#io.identity === undefined || sameFile(open.id, now))) {
       await followed(this.#io, open, now, this.#torn);
@@ -221,10 +220,11 @@ export class NdjsonStore {
     // Lines written to that one would be acknowledged and lost to whoever reads the store.
     await this.#release();
     const scan = this.#repairs.get(name);
-    if (scan !== undefined) {
-      const torn = await setAsideTornTail(this.#io, name, scan);
-      this.#repairs.delete(name);
-      if (torn !== undefined) this.recovered.push(torn);
+    const torn = scan === undefined ? undefined : await setAsideTornTail(this.#io, name, scan);
+    this.#repairs.delete(name);
+    if (torn !== undefined) {
+      this.recovered.push(torn);
+      this.onRecovered?.(torn);
     }
     const lock = this.#lock;
     const opened = await openDayFile(this.#io, this.dir, name, lock && (() => lock.renew?.()));

@@ -6,6 +6,7 @@ import type { Logger } from '../log.ts';
 import { modeText } from '../secret-files.ts';
 import type { StoreIo } from './file-io.ts';
 import { kernelPath } from './file-names.ts';
+import type { TornLine } from './file-repair.ts';
 import type { NdjsonStore } from './file-store.ts';
 
 // Where the standalone process stores accepted events when no --handlers module is given: one of the
@@ -64,7 +65,8 @@ export async function openSink(config: SinkConfig, log: Logger): Promise<Sink> {
     throw storeRefused(err, config.out);
   }
   started = true;
-  for (const torn of store.recovered) log.warn(torn, 'a partial line left by a crash was set aside');
+  for (const torn of store.recovered) setAside(log, torn);
+  store.onRecovered = (torn) => setAside(log, torn); // its file had no room at start-up, and now has
   store.onTorn = (torn) =>
     log.warn(torn, 'a store file was cut in the middle of a line: the part left was set aside');
   if (config.worker === undefined) sayIfOthersWrite(out, log);
@@ -155,7 +157,7 @@ export async function repairStoreFiles(out: string, log: Logger): Promise<Record
     .catch((err: unknown) => {
       throw storeRefused(err, out);
     });
-  for (const torn of recovered) log.warn(torn, 'a partial line left by a crash was set aside');
+  for (const torn of recovered) setAside(log, torn);
   sayIfOthersWrite(dir, log);
   const measured = await recent.measureFiles(nodeIo, dir, deferred).catch((err: unknown) => {
     log.warn({ err }, "the store's files could not be measured: each worker reads back its own only");
@@ -177,3 +179,6 @@ function sayIfOthersWrite(out: string, log: Logger): void {
     `--out ${out} is writable by every user of this host (mode ${modeText(mode)}): they could plant files where events are stored; chmod 700 it`,
   );
 }
+
+const setAside = (log: Logger, torn: TornLine) =>
+  log.warn(torn, 'a partial line left by a crash was set aside');
