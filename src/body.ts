@@ -17,7 +17,8 @@ const QUOTED_PAIR_RE = /\\(.)/g;
 // Unicode's other encodings (UTF-7, -16, -32; "unicode" is Windows' UTF-16): no JSON text in them reads
 // as UTF-8, and a host's parser decodes some of them, whatever a path takes.
 const OTHER_UNICODE_RE = /^(?:utf(?!-?8$)\S+|ucs-?[24]\S*|unicode\S*)$/i;
-const LENGTH_RE = /^\d{1,15}$/;
+// Any number of digits (RFC 9110 §8.6), leading zeros too: one past the limit is a 413, not a 400.
+const LENGTH_RE = /^\d+$/;
 const CHUNKED_RE = /^[ \t]*chunked[ \t]*$/i;
 const CHUNKED_LAST_RE = /(?:^|,)[ \t]*chunked[ \t]*$/i;
 
@@ -37,7 +38,7 @@ export function checkBodyHeaders(
   anyType = false,
   decodedBytes = maxBytes,
 ): Coding | undefined {
-  checkType(req.headers['content-type'], anyType);
+  checkType(typeOf(req), anyType);
   const coding = codingOf(joinedHeader(req, 'content-encoding'));
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) {
@@ -77,6 +78,23 @@ export function checkBodyHeaders(
  * 415 for a type that is not JSON, and for JSON in a charset other than UTF-8; unless `anyType` (the
  * Tracking API's paths, where SDKs label JSON as they like: read as JSON is, in UTF-8, whatever it says).
  */
+/**
+ * The request's Content-Type. Node keeps the first of several: two that differ are a 400, or the type
+ * checked might not be the one the body was written in.
+ */
+export function typeOf(req: IncomingMessage): string | undefined {
+  const type = req.headers['content-type'];
+  if (type === undefined || req.rawHeaders.length <= 4) return type;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 12 && name.toLowerCase() === 'content-type' && raw[i + 1] !== type) {
+      throw new EndpointError('SEG_BAD_REQUEST', 'More than one Content-Type header, and they differ');
+    }
+  }
+  return type;
+}
+
 export function checkType(type: string | undefined, anyType: boolean): void {
   if (type === undefined || type === 'application/json') return;
   if (!anyType && !JSON_TYPE_RE.test(type)) {

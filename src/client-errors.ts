@@ -44,9 +44,9 @@ export function answerClientError(
     endAfterOwed(socket, slots);
     return undefined;
   }
-  const code = clientErrorCode(err);
-  refuseAfterPending(socket, code, '', told);
-  return code;
+  const answer = clientRefusal(err);
+  refuseAfterPending(socket, answer, '', told);
+  return answer.code;
 }
 
 const refusing = new WeakSet<Duplex>();
@@ -90,16 +90,36 @@ export function refuseTunnel(socket: Duplex, slots: PausedSlots): void {
   // Node has freed the connection's parser, which said which request came last: the connection's slot
   // knows the answers owed on it, in the order of their requests.
   tunnelled(socket, () => slots.answersOn(socket).at(-1));
-  refuseAfterPending(socket, 'SEG_METHOD_NOT_ALLOWED', 'Allow: POST\r\n');
+  refuseAfterPending(socket, ownRefusal('SEG_METHOD_NOT_ALLOWED'), 'Allow: POST\r\n');
   // Out of Node's timeouts' reach: once the 405 is out, a client keeping its side open holds it no longer.
   socket.once('finish', () => closeWithin(socket));
 }
 
 type ParseError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number };
 
+/** A refusal's code, and what its message says. */
+interface Refusal {
+  readonly code: ErrorCode;
+  readonly message: string;
+}
+
+const ownRefusal = (code: ErrorCode): Refusal => ({ code, message: ERRORS[code].message });
+
+// llhttp's reason for a malformed request ("Duplicate Content-Length", "Invalid character in chunk size"),
+// said after the catalogue's message: its own fixed words, never the request's bytes.
+const LENGTH_ERRORS = new Set(['HPE_INVALID_CONTENT_LENGTH', 'HPE_UNEXPECTED_CONTENT_LENGTH']);
+
+function clientRefusal(err: ParseError): Refusal {
+  const code = clientErrorCode(err);
+  const said = code === 'SEG_BAD_REQUEST' || code === 'SEG_LENGTH_INVALID';
+  if (!said || typeof err.reason !== 'string' || err.reason === '') return ownRefusal(code);
+  return { code, message: `${ERRORS.SEG_BAD_REQUEST.message}: ${err.reason.slice(0, 200)}` };
+}
+
 function clientErrorCode(err: ParseError): ErrorCode {
   if (err.code === 'HPE_HEADER_OVERFLOW') return 'SEG_HEADERS_TOO_LARGE';
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'SEG_REQUEST_TIMEOUT';
+  if (LENGTH_ERRORS.has(err.code as string)) return 'SEG_LENGTH_INVALID';
   // A well-formed version that llhttp does not take (HTTP/3.0, HTTP/1.2; it passes HTTP/0.9 and HTTP/2.0
   // on, and the handler answers those). Its other version errors ("Expected dot", "Invalid minor
   // version") are a garbled request line: a 400. llhttp says "Invalid HTTP version" as soon as it has read
@@ -112,7 +132,8 @@ function clientErrorCode(err: ParseError): ErrorCode {
   return 'SEG_BAD_REQUEST';
 }
 
-function refuseAfterPending(socket: Duplex, code: ErrorCode, headers: string, told: Told = ignore): void {
+function refuseAfterPending(socket: Duplex, refusal: Refusal, headers: string, told: Told = ignore): void {
+  const { code } = refusal;
   if (socket.destroyed || !socket.writable) {
     told(code, false);
     return;
@@ -123,15 +144,15 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode, headers: string, to
     // No answer being written. Unless the request whose body the parser refused was answered already
     // (its answer flushed, then the bad bytes came), this refusal is the malformed request's answer.
     const parser = (socket as Duplex & { parser?: { incoming?: IncomingMessage | null } | null }).parser;
-    if (parser?.incoming?.complete === false) end(socket, code, undefined, told);
-    else end(socket, code, headers, told);
+    if (parser?.incoming?.complete === false) end(socket, refusal, undefined, told);
+    else end(socket, refusal, headers, told);
   } else if (!current.req.complete) {
     // The request whose body the parser refused. Answered already (refused on its headers, or /health):
     // a second answer would follow the first, so the connection just ends after it.
     if (current.headersSent) {
       told(code, false);
       current.once('close', () => socket.writable && socket.end());
-    } else end(socket, code, headers, told);
+    } else end(socket, refusal, headers, told);
   } else if (!current.shouldKeepAlive) {
     // The answer closes the connection (an HTTP/1.0 request without keep-alive): nothing follows it.
     told(code, false);
@@ -141,7 +162,7 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode, headers: string, to
     let finished = false; // destroyed before it finished: nothing follows it
     current.prependOnceListener('finish', () => {
       finished = true;
-      end(socket, code, headers, told);
+      end(socket, refusal, headers, told);
     });
     current.once('close', () => finished || told(code, false));
   } else {
@@ -152,15 +173,17 @@ function refuseAfterPending(socket: Duplex, code: ErrorCode, headers: string, to
     let finished = false;
     current.once('finish', () => {
       finished = true;
-      refuseAfterPending(socket, code, headers, told);
+      refuseAfterPending(socket, refusal, headers, told);
     });
     current.once('close', () => finished || told(code, false));
   }
 }
 
 /** Ends the connection, with the refusal unless `headers` is undefined, and tells whether it was sent. */
-function end(socket: Duplex, code: ErrorCode, headers: string | undefined, told: Told): void {
+function end(socket: Duplex, refusal: Refusal, headers: string | undefined, told: Told): void {
   const sent = socket.writable && headers !== undefined;
-  if (socket.writable) socket.end(headers === undefined ? undefined : rawRefusal(code, headers));
-  told(code, sent);
+  if (socket.writable) {
+    socket.end(headers === undefined ? undefined : rawRefusal(refusal.code, headers, refusal.message));
+  }
+  told(refusal.code, sent);
 }

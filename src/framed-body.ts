@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
-import { checkType, type EventLimits, type ParsedBody, parseBody } from './body.ts';
+import { checkType, type EventLimits, type ParsedBody, parseBody, typeOf } from './body.ts';
 import { decodedAsSent } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { type BatchShape, checkParsed, isPlainObject, isStackOverflow } from './json.ts';
@@ -47,7 +47,7 @@ export function framedBody(
     throw hostBug(new Error(`${why} (\`req.body = req.body || {}\` after a middleware read the stream?)`));
   }
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
-    checkType(req.headers['content-type'], anyType);
+    checkType(typeOf(req), anyType);
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
     const given = decodedAsSent(parsed, req.headers['content-encoding'], limits.maxBodyBytes);
     // Bytes that are not UTF-8 are refused, as the reader refuses them, not read with replacement

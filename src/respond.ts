@@ -191,8 +191,8 @@ function written(
  * A refusal written on the raw socket, then the connection closed: for what Node's parser refused
  * before a request existed (there is no response object to write it with).
  */
-export function rawRefusal(code: ErrorCode, headers = ''): string {
-  const { status, message } = ERRORS[code];
+export function rawRefusal(code: ErrorCode, headers = '', message: string = ERRORS[code].message): string {
+  const { status } = ERRORS[code];
   const body = refusalBody({ message, code });
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${JSON_TYPE}\r\n${headers}` +

@@ -230,6 +230,64 @@ describe('the request line and headers', () => {
     assert.equal(parseRaw(await rawTls(port, cert, withHeaders(100))).status, 200);
   });
 
+  test("what Node's parser refuses is answered with what it found, Content-Length's with its own code", async () => {
+    const body = JSON.stringify(trackEvent());
+    const cases = [
+      ['Content-Length: 2\r\n', 'SEG_LENGTH_INVALID', 'Duplicate Content-Length'],
+      [
+        'Transfer-Encoding: chunked\r\n',
+        'SEG_BAD_REQUEST',
+        "Transfer-Encoding can't be present with Content-Length",
+      ],
+      ['X-Folded: a\r\n b\r\n', 'SEG_BAD_REQUEST', 'Unexpected whitespace after header value'],
+    ] as const;
+    for (const [extra, code, reason] of cases) {
+      const res = parseRaw(await rawTls(port, cert, eventRequest(body, extra)));
+      assert.equal(res.status, 400, extra);
+      assert.deepEqual(JSON.parse(res.body), { message: `Malformed HTTP request: ${reason}`, code }, extra);
+    }
+    const chunked =
+      `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
+      'Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n';
+    const res = parseRaw(await rawTls(port, cert, chunked));
+    assert.equal(res.status, 400);
+    assert.match(JSON.parse(res.body).message, /^Malformed HTTP request: Invalid character in chunk size$/);
+  });
+
+  test('a Content-Length of any number of digits is its number: leading zeros are read, one too large is a 413', async () => {
+    const event = trackEvent();
+    const body = JSON.stringify(event);
+    const padded = eventRequest(body, 'Connection: close\r\n').replace(
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      `Content-Length: ${'0'.repeat(20)}${Buffer.byteLength(body)}`,
+    );
+    const res = parseRaw(await rawTls(port, cert, padded));
+    assert.equal(res.status, 200, res.body);
+    assert.ok(handled.includes(event.messageId));
+    const huge = eventRequest(body, 'Connection: close\r\n').replace(
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      'Content-Length: 1234567890123456789',
+    );
+    const tooLarge = parseRaw(await rawTls(port, cert, huge));
+    assert.equal(tooLarge.status, 413, tooLarge.body);
+  });
+
+  test('two Content-Type headers that differ are a 400: Node would check the first only', async () => {
+    const body = JSON.stringify(trackEvent());
+    const differ = parseRaw(
+      await rawTls(port, cert, eventRequest(body, 'Content-Type: text/plain\r\nConnection: close\r\n')),
+    );
+    assert.equal(differ.status, 400, differ.body);
+    assert.deepEqual(JSON.parse(differ.body), {
+      message: 'More than one Content-Type header, and they differ',
+      code: 'SEG_BAD_REQUEST',
+    });
+    const same = parseRaw(
+      await rawTls(port, cert, eventRequest(body, 'content-type: application/json\r\nConnection: close\r\n')),
+    );
+    assert.equal(same.status, 200, same.body);
+  });
+
   test('two Host headers are a 400', async () => {
     const request = eventRequest(JSON.stringify(trackEvent()), 'Host: elsewhere\r\nConnection: close\r\n');
     const res = parseRaw(await rawTls(port, cert, request));
