@@ -94,7 +94,11 @@ export const deepJson: Generator = (r) => {
     const event = JSON.stringify(validEvent(r));
     text = `${event.slice(0, -1)},"properties":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
   }
-  return body(`deep-json/${shape}`, Buffer.from(text), [400], ['SEG_TOO_DEEP']);
+  // An array is a batch: each of its events is held to the limit on its own (a refused one listed in
+  // SEG_BATCH_REFUSED), the body as a whole to twice the limit; unbalanced within that, JSON.parse's.
+  const batch = (shape === 0 || shape === 2) && depth <= 2 * 64;
+  const codes = !batch ? ['SEG_TOO_DEEP'] : shape === 0 ? ['SEG_BATCH_REFUSED'] : ['SEG_INVALID_JSON'];
+  return body(`deep-json/${shape}`, Buffer.from(text), [400], codes);
 };
 
 /** Tens of thousands of keys, in an event that is invalid for another reason (no `event`, or no type). */
