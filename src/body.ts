@@ -38,7 +38,7 @@ export function checkBodyHeaders(
   anyType = false,
   decodedBytes = maxBytes,
 ): Coding | undefined {
-  checkType(typeOf(req), anyType);
+  checkType(contentType(req), anyType);
   const coding = codingOf(joinedHeader(req, 'content-encoding'));
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) {
@@ -75,26 +75,30 @@ export function checkBodyHeaders(
 }
 
 /**
- * 415 for a type that is not JSON, and for JSON in a charset other than UTF-8; unless `anyType` (the
- * Tracking API's paths, where SDKs label JSON as they like: read as JSON is, in UTF-8, whatever it says).
+ * The request's Content-Type. Node keeps the first of several: two sent that differ are a 400, or the
+ * type checked might not be the one the body was written in. The values sent are compared with each
+ * other, never with `req.headers`, which a host's middleware may have set or normalised.
  */
-/**
- * The request's Content-Type. Node keeps the first of several: two that differ are a 400, or the type
- * checked might not be the one the body was written in.
- */
-export function typeOf(req: IncomingMessage): string | undefined {
-  const type = req.headers['content-type'];
-  if (type === undefined || req.rawHeaders.length <= 4) return type;
+export function contentType(req: IncomingMessage): string | undefined {
   const raw = req.rawHeaders;
+  let first: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 12 && name.toLowerCase() === 'content-type' && raw[i + 1] !== type) {
+    if (name.length !== CONTENT_TYPE.length || name.toLowerCase() !== CONTENT_TYPE) continue;
+    if (first === undefined) first = raw[i + 1];
+    else if (raw[i + 1] !== first) {
       throw new EndpointError('SEG_BAD_REQUEST', 'More than one Content-Type header, and they differ');
     }
   }
-  return type;
+  return req.headers['content-type'];
 }
 
+const CONTENT_TYPE = 'content-type';
+
+/**
+ * 415 for a type that is not JSON, and for JSON in a charset other than UTF-8; unless `anyType` (the
+ * Tracking API's paths, where SDKs label JSON as they like: read as JSON is, in UTF-8, whatever it says).
+ */
 export function checkType(type: string | undefined, anyType: boolean): void {
   if (type === undefined || type === 'application/json') return;
   if (!anyType && !JSON_TYPE_RE.test(type)) {

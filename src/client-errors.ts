@@ -105,21 +105,27 @@ interface Refusal {
 
 const ownRefusal = (code: ErrorCode): Refusal => ({ code, message: ERRORS[code].message });
 
-// llhttp's reason for a malformed request ("Duplicate Content-Length", "Invalid character in chunk size"),
-// said after the catalogue's message: its own fixed words, never the request's bytes.
-const LENGTH_ERRORS = new Set(['HPE_INVALID_CONTENT_LENGTH', 'HPE_UNEXPECTED_CONTENT_LENGTH']);
-
+/**
+ * What Node's parser refused, as answered. A malformed request's message gives llhttp's reason after the
+ * catalogue's ("Duplicate Content-Length", "Invalid character in chunk size"): its own fixed words, never
+ * the request's bytes.
+ */
 function clientRefusal(err: ParseError): Refusal {
   const code = clientErrorCode(err);
-  const said = code === 'SEG_BAD_REQUEST' || code === 'SEG_LENGTH_INVALID';
-  if (!said || typeof err.reason !== 'string' || err.reason === '') return ownRefusal(code);
+  const malformed = code === 'SEG_BAD_REQUEST' || code === 'SEG_LENGTH_INVALID';
+  if (!malformed || typeof err.reason !== 'string' || err.reason === '') return ownRefusal(code);
   return { code, message: `${ERRORS.SEG_BAD_REQUEST.message}: ${err.reason.slice(0, 200)}` };
 }
+
+// A Content-Length llhttp cannot read, or one repeated. Not one beside Transfer-Encoding, which llhttp
+// reports under either header's code depending on which came first: framing, a SEG_BAD_REQUEST.
+const LENGTH_ERRORS = new Set(['HPE_INVALID_CONTENT_LENGTH', 'HPE_UNEXPECTED_CONTENT_LENGTH']);
+const BESIDE_RE = /can't be present with/;
 
 function clientErrorCode(err: ParseError): ErrorCode {
   if (err.code === 'HPE_HEADER_OVERFLOW') return 'SEG_HEADERS_TOO_LARGE';
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'SEG_REQUEST_TIMEOUT';
-  if (LENGTH_ERRORS.has(err.code as string)) return 'SEG_LENGTH_INVALID';
+  if (LENGTH_ERRORS.has(err.code as string) && !BESIDE_RE.test(err.reason ?? '')) return 'SEG_LENGTH_INVALID';
   // A well-formed version that llhttp does not take (HTTP/3.0, HTTP/1.2; it passes HTTP/0.9 and HTTP/2.0
   // on, and the handler answers those). Its other version errors ("Expected dot", "Invalid minor
   // version") are a garbled request line: a 400. llhttp says "Invalid HTTP version" as soon as it has read

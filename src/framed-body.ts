@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
-import { checkType, type EventLimits, type ParsedBody, parseBody, typeOf } from './body.ts';
+import { checkType, contentType, type EventLimits, type ParsedBody, parseBody } from './body.ts';
 import { decodedAsSent } from './encoding.ts';
 import { EndpointError } from './errors.ts';
 import { type BatchShape, checkParsed, isPlainObject, isStackOverflow } from './json.ts';
@@ -47,7 +47,7 @@ export function framedBody(
     throw hostBug(new Error(`${why} (\`req.body = req.body || {}\` after a middleware read the stream?)`));
   }
   if (typeof parsed === 'string' || Buffer.isBuffer(parsed)) {
-    checkType(typeOf(req), anyType);
+    checkType(contentType(req), anyType);
     if (Buffer.byteLength(parsed) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
     const given = decodedAsSent(parsed, req.headers['content-encoding'], limits.maxBodyBytes);
     // Bytes that are not UTF-8 are refused, as the reader refuses them, not read with replacement
@@ -57,21 +57,25 @@ export function framedBody(
     const { value, refused } = parseBody(text, limits.maxDepth, req.headers['content-type'], batch);
     return { value, text, refused };
   }
-  let refused: ReturnType<typeof checkParsed>;
+  let checked: ReturnType<typeof checkParsed>;
   try {
-    refused = checkParsed(parsed, limits.maxDepth, batch);
+    checked = checkParsed(parsed, limits.maxDepth, batch);
   } catch (err) {
     throw hostBug(err); // a getter or a Proxy of the host's that throws as it is read
   }
-  if (refused !== undefined && !refused.ok) {
+  if (checked !== undefined && !checked.ok) {
     // A cycle nests without end, but the host's parser made it, not the sender: a 500 (`written`).
-    if (refused.code === 'SEG_TOO_DEEP') written(parsed);
-    throw new EndpointError(refused.code, refused.message);
+    if (checked.code === 'SEG_TOO_DEEP') written(parsed);
+    throw new EndpointError(checked.code, checked.message);
   }
   const sentBytes = plainLength(req);
-  // The events refused on their own are those checkParsed found: written, a number past a double is null.
-  const value = asWritten(parsed, limits, sentBytes, batch);
-  return { value, text: undefined, sentBytes, refused: refused?.ok ? refused.refused : undefined };
+  const { value, refused } = asWritten(parsed, limits, sentBytes, batch);
+  // A batch's events refused on their own: as the host's value held them (a number past a double's range
+  // is null once written), and as written (a host's toJSON may write what its value did not hold).
+  const found = checked?.refused;
+  const all =
+    found === undefined || refused === undefined ? (found ?? refused) : new Map([...found, ...refused]);
+  return { value, text: undefined, sentBytes, refused: all };
 }
 
 /**
@@ -110,12 +114,12 @@ function asWritten(
   limits: EventLimits,
   sentBytes: number | undefined,
   batch: BatchShape | undefined,
-): unknown {
+): ParsedBody {
   const text = written(parsed);
   // Nested within the limit (checkParsed), it overflowed the stack only through a toJSON of the host's.
   if (text === undefined) throw hostBug(new RangeError('req.body overflowed the stack as it was written'));
   if ((sentBytes ?? Buffer.byteLength(text)) > limits.maxBodyBytes) throw bodyTooLarge(limits.maxBodyBytes);
-  return parseBody(text, limits.maxDepth, undefined, batch).value;
+  return parseBody(text, limits.maxDepth, undefined, batch);
 }
 
 /**

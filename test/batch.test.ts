@@ -372,9 +372,13 @@ describe("Segment's Tracking API and batches", () => {
       `[${JSON.stringify(trackEvent())},{"type":"track","event":"E","userId":"u","p":{"__proto__":1}},` +
         `{"type":"track","event":"E","userId":"u","n":1e999}]`,
     );
+    // And what a host's toJSON writes, which its value did not hold: the events handed on are as written.
+    const poison = '{"type":"track","event":"E","userId":"u","__proto__":{"polluted":1}}';
+    parsedBody.push({ ...trackEvent(), toJSON: () => JSON.parse(poison) });
     const res = await inject(handler, { parsedBody });
     assert.equal(res.status, 400, res.body);
-    assert.match(res.json().message ?? '', /^1 of 3 events accepted/);
+    assert.match(res.json().message ?? '', /^1 of 4 events accepted/);
+    assert.match(res.json().message ?? '', /#3: 400 Event #3 contains a forbidden key: __proto__/);
     assert.match(res.json().message ?? '', /#1: 400 Event #1 contains a forbidden key: p\.__proto__/);
     assert.match(
       res.json().message ?? '',

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe, test } from 'node:test';
 import { endpoint, type Seen } from './handler-harness.ts';
 import { segmentHeaders, trackEvent } from './helpers.ts';
@@ -58,6 +59,20 @@ describe('body', () => {
       assert.equal(res.json().code, 'SEG_BAD_REQUEST');
       assert.equal(res.headers.connection, 'close', te);
     }
+  });
+
+  test("a Content-Type a host's middleware rewrote is not taken for a second one", async () => {
+    // Sent once, as `Application/JSON`; the host set req.headers to its own spelling before the endpoint.
+    const handler = endpoint();
+    const rewritten = (req: IncomingMessage, res: ServerResponse) => {
+      req.headers['content-type'] = 'application/json';
+      handler(req, res);
+    };
+    const res = await inject(rewritten, {
+      headers: { ...segmentHeaders(), 'content-type': 'Application/JSON' },
+      body: trackEvent(),
+    });
+    assert.equal(res.status, 200, res.body);
   });
 
   test('a malformed Content-Length is 400', async () => {

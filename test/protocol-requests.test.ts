@@ -246,6 +246,15 @@ describe('the request line and headers', () => {
       assert.equal(res.status, 400, extra);
       assert.deepEqual(JSON.parse(res.body), { message: `Malformed HTTP request: ${reason}`, code }, extra);
     }
+    // Transfer-Encoding first: llhttp reports it under Content-Length's code, and it is framing all the same.
+    const teFirst = parseRaw(
+      await rawTls(
+        port,
+        cert,
+        eventRequest(body).replace('Content-Type:', 'Transfer-Encoding: chunked\r\nContent-Type:'),
+      ),
+    );
+    assert.equal(JSON.parse(teFirst.body).code, 'SEG_BAD_REQUEST', teFirst.body);
     const chunked =
       `POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${basic(API_KEY)}\r\n` +
       'Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n';
