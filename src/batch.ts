@@ -235,10 +235,10 @@ export async function acceptBatch(
       continue;
     }
     if (id !== undefined) firstOf.set(id, index);
-    const guarded = carried.refused?.get(index);
+    const refusal = carried.refused?.get(index);
     const limit = carried.eventBytes ?? Number.POSITIVE_INFINITY;
-    if (guarded !== undefined) {
-      results.push({ status: 400, error: toErrorAnswer(new EndpointError(guarded.code, guarded.message)) });
+    if (refusal !== undefined) {
+      results.push({ status: 400, error: toErrorAnswer(new EndpointError(refusal.code, refusal.message)) });
     } else if ((sizes[index] as number) > limit) {
       results.push({ status: 413, error: toErrorAnswer(bodyTooLarge(limit, `Event #${index}`)) });
     } else {

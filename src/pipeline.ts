@@ -106,7 +106,7 @@ export class EventPipeline {
       // Unsigned where a signature is required: refused before it takes any of the key's share or rate.
       x.secret = secretFor(decision, this.signatureSecret);
       if (x.secret !== undefined) refuseUnsigned(req.headers);
-      // Before the body: one past its share or rate costs the others nothing. Its refusal takes no token.
+      // Before the body: one past its share or rate costs the others nothing; the share first (no token).
       if (this.#cpuShare !== undefined) {
         x.reserved = this.#cpuShare.admit(credentials.apiKey, started);
         x.followed = x.reserved >= 0;

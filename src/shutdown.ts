@@ -5,7 +5,8 @@ import type { EndpointHandler } from './handler.ts';
 
 // How createServer's close() stops a server without cutting short the answers it has begun.
 
-const GRACE_MS = 1_000; // 1 s, fixed by design: on close, for requests half sent or on their way when draining began
+// 1 s, fixed by design: on close, for requests half sent or on their way when draining began.
+const GRACE_MS = 1_000;
 
 /**
  * Graceful close: new events get 503, running requests finish and their answers are flushed (up to
