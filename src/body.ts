@@ -80,7 +80,7 @@ export function checkBodyHeaders(
  * other, never with `req.headers`, which a host's middleware may have set or normalised.
  */
 export function contentType(req: IncomingMessage): string | undefined {
-  const raw = req.rawHeaders;
+  const raw: readonly string[] = req.rawHeaders ?? []; // a host's request-like object may have none
   let first: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
